@@ -1,0 +1,1 @@
+"""Regional PKI, signed messages (JWS) and the tamper-evident exchange log."""

@@ -1,0 +1,1 @@
+"""Template extraction (fingerprint minutiae, face embeddings) and one-to-many search."""

@@ -1,0 +1,52 @@
+"""The ``bdx`` command line.
+
+Each command group lives in its own module and is registered here. :func:`main` turns every
+:class:`~matcher.errors.BdxError` into one line on stderr and the error's exit code (no
+traceback for user errors); see README, "Exit codes".
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from matcher.errors import BdxError
+
+app = typer.Typer(
+    name="bdx",
+    help="bdx: a node for regional biometric hit/no-hit data exchange.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    from node.cli import eval_cmd
+
+    app.add_typer(eval_cmd.app, name="eval")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``bdx`` console script."""
+    try:
+        code = app(args=argv, prog_name="bdx", standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("bdx: aborted", file=sys.stderr)
+        sys.exit(130)
+    except BdxError as exc:
+        print(f"bdx: error: {exc.message} [{exc.reason}]", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("bdx: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

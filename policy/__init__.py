@@ -1,0 +1,1 @@
+"""Per-country exchange rules and the decisions taken under them."""
