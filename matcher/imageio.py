@@ -1,0 +1,216 @@
+"""Safe image decoding for every extractor: size checks before decoding, clear typed errors.
+
+Pillow reads the dimensions from the header first, so a decompression bomb (a small file that
+declares a huge image) is refused before any pixel is decoded. Decoding honours the EXIF
+orientation tag and converts every mode (palette, alpha, CMYK, 16-bit, float, 1-bit) to 8-bit
+grayscale or RGB.
+
+Errors (:class:`~matcher.errors.ImageError`), by ``reason``:
+
+``unreadable_file``  the path does not exist or cannot be read
+``too_large``        the file or the declared pixel count exceeds the limits
+``not_an_image``     no supported image format recognised
+``empty_image``      zero width or height
+``truncated``        the header is fine but the pixel data is cut short or corrupt
+``unsupported_image`` a mode or layout that cannot be converted (e.g. multi-channel float)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from matcher.errors import ImageError
+
+#: Largest file accepted (bytes). Fingerprint and face images are at most a few MB; 64 MiB leaves
+#: room for uncompressed TIFF scans of ten-print cards at 1000 ppi.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: Largest declared pixel count. A 1000 ppi ten-print card is about 8000 x 8000 (64 MP); anything
+#: bigger is far more likely a decompression bomb than a biometric sample.
+DEFAULT_MAX_PIXELS = 64_000_000
+#: Largest side in pixels (the ISO/IEC 19794-2 coordinate range is 14 bits).
+MAX_SIDE = (1 << 14) - 1
+#: Resolution metadata outside this range is ignored: 72/96 dpi are screen defaults and (1, 1)
+#: means "aspect ratio only"; neither says anything about the capture resolution.
+PLAUSIBLE_PPI = (250.0, 5000.0)
+
+Source = bytes | bytearray | memoryview | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """Decoded pixels: ``pixels`` is uint8, shape (H, W) for grayscale or (H, W, 3) for RGB.
+
+    ``ppi`` is the resolution stated in the file's metadata when it is plausible, else None.
+    ``format`` is the container format Pillow recognised (``PNG``, ``JPEG``, ``TIFF``...).
+    """
+
+    pixels: npt.NDArray[np.uint8]
+    ppi: float | None
+    format: str
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def _read(source: Source, max_bytes: int) -> bytes:
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ImageError(
+                    f"{path.name}: file of {size} bytes exceeds the limit of {max_bytes}",
+                    reason="too_large",
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(
+                f"{path.name}: cannot read ({exc.strerror or exc})", reason="unreadable_file"
+            ) from exc
+    if len(data) > max_bytes:
+        raise ImageError(
+            f"image of {len(data)} bytes exceeds the limit of {max_bytes}", reason="too_large"
+        )
+    if not data:
+        raise ImageError("empty file", reason="not_an_image")
+    return data
+
+
+def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str, float | None]:
+    """Open, check the declared size, decode and orient. Returns (image, format, ppi)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageError("not a recognised image format", reason="not_an_image") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError("declared image size is too large", reason="too_large") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"unreadable image header ({exc})", reason="not_an_image") from exc
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"image has no pixels ({width}x{height})", reason="empty_image")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
+        raise ImageError(
+            f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels "
+            f"or {MAX_SIDE} per side",
+            reason="too_large",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            oriented = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombWarning as exc:
+        raise ImageError("declared image size is too large", reason="too_large") from exc
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error) as exc:
+        raise ImageError(f"image data is truncated or corrupt ({exc})", reason="truncated") from exc
+    fmt, ppi = str(img.format or "unknown"), _ppi(img)
+    return (oriented if oriented is not None else img), fmt, ppi
+
+
+def _ppi(img: Image.Image) -> float | None:
+    dpi = img.info.get("dpi")
+    if not dpi:
+        return None
+    try:
+        value = float(dpi[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    lo, hi = PLAUSIBLE_PPI
+    # PNG stores pixels per metre: round away the conversion error (499.999 -> 500.0).
+    return round(value, 1) if lo <= value <= hi else None
+
+
+def _to_8bit(arr: np.ndarray) -> npt.NDArray[np.uint8]:
+    """Scale a high-bit-depth or float single-channel array to uint8."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.bool_:
+        return (arr.astype(np.uint8)) * 255
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = arr[np.isfinite(arr)]
+        if finite.size == 0:
+            raise ImageError("image has no finite pixel values", reason="unsupported_image")
+        lo, hi = float(finite.min()), float(finite.max())
+        if lo >= 0.0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        out = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
+        return np.clip((out - lo) * scale, 0, 255).astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.integer):
+        top = 65535 if int(arr.max()) <= 65535 and int(arr.min()) >= 0 else int(arr.max())
+        lo = min(0, int(arr.min()))
+        return ((arr.astype(np.float64) - lo) * (255.0 / max(top - lo, 1))).astype(np.uint8)
+    raise ImageError(f"unsupported pixel type {arr.dtype}", reason="unsupported_image")
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    """Composite an image with transparency over white (the background of a paper print)."""
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba)
+
+
+def _convert(img: Image.Image, gray: bool) -> npt.NDArray[np.uint8]:
+    mode = img.mode
+    try:
+        if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            single = _to_8bit(np.asarray(img))
+            if gray:
+                return np.ascontiguousarray(single)
+            return np.ascontiguousarray(np.repeat(single[:, :, None], 3, axis=2))
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+            img = _flatten_alpha(img)
+        target = "L" if gray else "RGB"
+        arr = np.asarray(img.convert(target))
+    except (OSError, ValueError) as exc:
+        raise ImageError(
+            f"cannot convert image mode {mode}: {exc}", reason="unsupported_image"
+        ) from exc
+    if arr.dtype != np.uint8:
+        arr = _to_8bit(arr)
+    return np.ascontiguousarray(arr)
+
+
+def _decode(source: Source, gray: bool, max_bytes: int, max_pixels: int) -> DecodedImage:
+    data = _read(source, max_bytes)
+    img, fmt, ppi = _open(data, max_pixels)
+    return DecodedImage(pixels=_convert(img, gray), ppi=ppi, format=fmt)
+
+
+def load_grayscale(
+    source: Source,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedImage:
+    """Decode ``source`` (bytes or a path) to an 8-bit grayscale image, pixels (H, W) uint8."""
+    return _decode(source, True, max_bytes, max_pixels)
+
+
+def load_rgb(
+    source: Source,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> DecodedImage:
+    """Decode ``source`` (bytes or a path) to 8-bit RGB, pixels (H, W, 3) uint8, upright."""
+    return _decode(source, False, max_bytes, max_pixels)

@@ -1,0 +1,141 @@
+"""Every error path of the shared image decoder, and the mode conversions."""
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from matcher import imageio
+from matcher.errors import ImageError
+
+
+def _png(arr: np.ndarray, mode: str | None = None, **save: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG", **save)
+    return buf.getvalue()
+
+
+def _gradient() -> np.ndarray:
+    return np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))
+
+
+def test_grayscale_png_roundtrip() -> None:
+    img = imageio.load_grayscale(_png(_gradient()))
+    assert img.pixels.dtype == np.uint8 and img.pixels.shape == (48, 64)
+    assert np.array_equal(img.pixels, _gradient())
+    assert img.format == "PNG" and img.width == 64 and img.height == 48
+
+
+def test_rgb_from_gray_has_three_channels() -> None:
+    img = imageio.load_rgb(_png(_gradient()))
+    assert img.pixels.shape == (48, 64, 3)
+
+
+def test_reads_paths(tmp_path: Path) -> None:
+    p = tmp_path / "x.png"
+    p.write_bytes(_png(_gradient()))
+    assert imageio.load_grayscale(p).pixels.shape == (48, 64)
+    assert imageio.load_grayscale(str(p)).pixels.shape == (48, 64)
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "not_an_image"),
+        (b"hello, this is not an image at all", "not_an_image"),
+    ],
+)
+def test_not_an_image(data: bytes, reason: str) -> None:
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(data)
+    assert info.value.reason == reason
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(tmp_path / "nope.png")
+    assert info.value.reason == "unreadable_file"
+
+
+def test_truncated_png() -> None:
+    data = _png(np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8))
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(data[: len(data) // 2])
+    assert info.value.reason == "truncated"
+
+
+def test_file_too_large() -> None:
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(_png(_gradient()), max_bytes=10)
+    assert info.value.reason == "too_large"
+
+
+def test_decompression_bomb_refused_before_decoding() -> None:
+    # A valid PNG header declaring 100000 x 100000 pixels, with no pixel data behind it.
+    small = _png(np.zeros((1, 1), dtype=np.uint8))
+    ihdr = struct.pack(">II", 100_000, 100_000) + small[24:29]
+    crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bomb = small[:16] + ihdr + crc + small[33:]
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(bomb)
+    assert info.value.reason == "too_large"
+
+
+def test_pixel_limit() -> None:
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(_png(_gradient()), max_pixels=100)
+    assert info.value.reason == "too_large"
+
+
+def test_sixteen_bit_is_scaled_not_clipped() -> None:
+    arr = (np.tile(np.arange(64, dtype=np.uint16), (8, 1)) * 1024).astype(np.uint16)
+    img = imageio.load_grayscale(_png(arr))
+    assert img.pixels.max() > 200 and img.pixels.min() == 0
+    assert np.all(np.diff(img.pixels.astype(int), axis=1) >= 0)
+
+
+def test_alpha_is_flattened_on_white() -> None:
+    rgba = np.zeros((4, 4, 4), dtype=np.uint8)  # fully transparent black
+    img = imageio.load_rgb(_png(rgba))
+    assert np.all(img.pixels == 255)
+
+
+def test_cmyk_jpeg() -> None:
+    buf = io.BytesIO()
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(buf, format="JPEG")
+    img = imageio.load_rgb(buf.getvalue())
+    assert img.pixels.shape == (16, 16, 3)
+    r, g, b = img.pixels[8, 8].astype(int)
+    assert r > 200 and g < 60 and b < 60  # cyan-free, magenta+yellow = red
+
+
+def test_exif_orientation_is_honoured() -> None:
+    arr = np.zeros((20, 40, 3), dtype=np.uint8)
+    arr[:, :20] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", exif=exif, quality=95)
+    img = imageio.load_rgb(buf.getvalue())
+    assert img.pixels.shape == (40, 20, 3)
+    assert img.pixels[:20].mean() > 200 and img.pixels[20:].mean() < 50  # white now on top
+
+
+def test_ppi_metadata_only_when_plausible() -> None:
+    assert imageio.load_grayscale(_png(_gradient(), dpi=(500, 500))).ppi == 500.0
+    assert imageio.load_grayscale(_png(_gradient(), dpi=(72, 72))).ppi is None
+    assert imageio.load_grayscale(_png(_gradient())).ppi is None
+
+
+def test_palette_and_bilevel() -> None:
+    pal = Image.fromarray(_gradient()).convert("P")
+    buf = io.BytesIO()
+    pal.save(buf, format="PNG")
+    assert imageio.load_grayscale(buf.getvalue()).pixels.shape == (48, 64)
+    buf = io.BytesIO()
+    Image.fromarray(_gradient()).convert("1").save(buf, format="PNG")
+    assert set(np.unique(imageio.load_grayscale(buf.getvalue()).pixels)) <= {0, 255}
