@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+from typer.exceptions import TyperException
 
 from matcher.errors import BdxError
 
@@ -25,9 +25,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from node.cli import eval_cmd
+    from node.cli import eval_cmd, policy_cmd
 
     app.add_typer(eval_cmd.app, name="eval")
+    app.add_typer(policy_cmd.app, name="policy")
 
 
 _register()
@@ -37,10 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bdx`` console script."""
     try:
         code = app(args=argv, prog_name="bdx", standalone_mode=False)
-    except click.ClickException as exc:
-        exc.show()
+    except TyperException as exc:
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"bdx: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("bdx: aborted", file=sys.stderr)
         sys.exit(130)
     except BdxError as exc:

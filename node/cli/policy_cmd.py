@@ -1,0 +1,115 @@
+"""``bdx policy``: validate a rules file, explain a decision, compare two versions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from policy.decision import evaluate_inbound, evaluate_outbound
+from policy.diff import diff_policies
+from policy.rules import Modality, load_policy
+
+app = typer.Typer(
+    help="Per-country exchange rules: validate, explain, compare.", no_args_is_help=True
+)
+
+RulesOpt = Annotated[
+    Path, typer.Option("--rules", "-r", help="The node's rules file (TOML).", envvar="BDX_POLICY")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+@app.command("validate")
+def validate(rules: RulesOpt, as_json: JsonOpt = False) -> None:
+    """Check a rules file; every problem is reported with its location."""
+    policy = load_policy(rules)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "valid": True,
+                    "version": policy.version,
+                    "country": policy.country,
+                    "peers": sorted(policy.peers),
+                    "outbound": sorted(policy.outbound),
+                }
+            )
+        )
+    else:
+        typer.echo(
+            f"{rules}: valid (version {policy.version}, country {policy.country}, "
+            f"{len(policy.peers)} inbound peers, {len(policy.outbound)} outbound peers)"
+        )
+
+
+def _parse_time(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+@app.command("check")
+def check(
+    rules: RulesOpt,
+    from_country: Annotated[str, typer.Option("--from", help="Requesting peer (inbound).")] = "",
+    to_country: Annotated[str, typer.Option("--to", help="Queried peer (outbound).")] = "",
+    purpose: Annotated[str, typer.Option(help="Purpose, e.g. border_control.")] = "",
+    modality: Annotated[str, typer.Option(help="fingerprint or face.")] = "",
+    at: Annotated[str | None, typer.Option(help="ISO 8601 time (default: now).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Explain what would happen to a query and why (quota use is not counted here).
+
+    Exit code 0 when allowed, 5 when refused.
+    """
+    if bool(from_country) == bool(to_country):
+        raise typer.BadParameter("give exactly one of --from (inbound) or --to (outbound)")
+    if not purpose or not modality:
+        raise typer.BadParameter("--purpose and --modality are required")
+    policy = load_policy(rules)
+    when = _parse_time(at)
+    if from_country:
+        decision = evaluate_inbound(policy, from_country.upper(), purpose, modality, when)
+    else:
+        decision = evaluate_outbound(policy, to_country.upper(), purpose, modality, when)
+    if as_json:
+        typer.echo(json.dumps(decision.to_record()))
+    else:
+        verdict = "ALLOWED" if decision.allowed else f"REFUSED ({decision.refusal})"
+        typer.echo(f"{decision.direction} {decision.peer} {purpose}/{modality}: {verdict}")
+        typer.echo(f"policy version {decision.policy_version}")
+        for line in decision.reasons:
+            typer.echo(f"  {line}")
+        if decision.allowed and decision.direction == "inbound":
+            rule = policy.peers[decision.peer]
+            quota = rule.daily_quota.get(Modality(modality))
+            typer.echo(
+                f"  then: daily quota {quota}, at most {decision.max_candidates} "
+                f"candidates, decision threshold at FMR {decision.fmr:g}"
+            )
+    raise typer.Exit(0 if decision.allowed else 5)
+
+
+@app.command("diff")
+def diff(
+    old: Annotated[Path, typer.Argument(help="The rules file in force.")],
+    new: Annotated[Path, typer.Argument(help="The proposed rules file.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a change of rules allows (+), denies (-) or otherwise changes (~)."""
+    changes = diff_policies(load_policy(old), load_policy(new))
+    if as_json:
+        typer.echo(json.dumps([c.__dict__ for c in changes]))
+        return
+    if not changes:
+        typer.echo("no changes")
+    for c in changes:
+        typer.echo(str(c))

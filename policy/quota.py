@@ -1,0 +1,105 @@
+"""Daily search quotas per peer and modality, consumed atomically in the node's database.
+
+One row per (peer, modality, day) holds the number of searches granted. :meth:`consume` grants a
+search only through a single conditional ``UPDATE ... SET used = used + 1 WHERE used < limit``:
+racing requests cannot overshoot the limit on PostgreSQL (the row lock re-checks the condition
+after waiting) nor on SQLite (writers are serialised). The table lives on its own
+:data:`metadata`; the node's Alembic migration creates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import (
+    Column,
+    Date,
+    Engine,
+    Executable,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from policy.errors import PolicyError
+
+metadata = MetaData()
+
+quota_usage = Table(
+    "policy_quota_usage",
+    metadata,
+    Column("peer", String(2), primary_key=True),
+    Column("modality", String(16), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("used", Integer, nullable=False),
+)
+
+
+class QuotaStoreError(PolicyError):
+    """The quota ledger could not be read or updated (the request is refused, not granted)."""
+
+    exit_code = 1
+    default_reason = "quota_store_unavailable"
+
+
+@dataclass(frozen=True)
+class QuotaResult:
+    granted: bool
+    used: int
+    limit: int
+
+
+class QuotaLedger:
+    """Counts granted searches per peer, modality and day."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def _insert_missing(self, peer: str, modality: str, day: date) -> Executable:
+        values = {"peer": peer, "modality": modality, "day": day, "used": 0}
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(quota_usage).values(values).on_conflict_do_nothing()
+        if self.engine.dialect.name == "sqlite":
+            return sqlite.insert(quota_usage).values(values).on_conflict_do_nothing()
+        raise QuotaStoreError(f"unsupported database dialect {self.engine.dialect.name}")
+
+    def consume(self, peer: str, modality: str, day: date, limit: int) -> QuotaResult:
+        """Grant one search if fewer than ``limit`` were granted on ``day``; atomic."""
+        key = (
+            (quota_usage.c.peer == peer)
+            & (quota_usage.c.modality == modality)
+            & (quota_usage.c.day == day)
+        )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert_missing(peer, modality, day))
+                row = conn.execute(
+                    update(quota_usage)
+                    .where(key & (quota_usage.c.used < limit))
+                    .values(used=quota_usage.c.used + 1)
+                    .returning(quota_usage.c.used)
+                ).first()
+                if row is not None:
+                    return QuotaResult(True, int(row[0]), limit)
+                used = conn.execute(select(quota_usage.c.used).where(key)).scalar_one()
+                return QuotaResult(False, int(used), limit)
+        except OperationalError as exc:
+            raise QuotaStoreError(f"quota ledger unavailable: {exc.orig}") from exc
+
+    def used(self, peer: str, modality: str, day: date) -> int:
+        """Searches granted so far to ``peer`` for ``modality`` on ``day``."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(quota_usage.c.used).where(
+                    (quota_usage.c.peer == peer)
+                    & (quota_usage.c.modality == modality)
+                    & (quota_usage.c.day == day)
+                )
+            ).scalar()
+        return int(value or 0)

@@ -1,0 +1,107 @@
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from threading import Barrier
+
+from sqlalchemy import Engine
+
+from policy.decision import PolicyEngine, Refusal, evaluate_inbound, evaluate_outbound
+from policy.quota import QuotaLedger
+from policy.rules import parse_policy
+from tests.policy.rules_example import RULES
+
+POLICY = parse_policy(RULES)
+NOON_KL = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Kuala Lumpur
+NIGHT_KL = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # 22:00 in Kuala Lumpur
+
+
+def test_allowed_inbound_lists_every_check() -> None:
+    d = evaluate_inbound(POLICY, "ID", "border_control", "fingerprint", NOON_KL)
+    assert d.allowed and d.refusal is None
+    assert [c.name for c in d.checks] == ["peer", "purpose", "modality"]
+    assert d.max_candidates == 5 and d.fmr == 1e-5
+    rec = d.to_record()
+    assert rec["policy_version"] == "2026-11-01.1" and rec["allowed"] is True
+
+
+def test_unknown_peer() -> None:
+    d = evaluate_inbound(POLICY, "SG", "border_control", "fingerprint")
+    assert not d.allowed and d.refusal is Refusal.UNKNOWN_PEER
+
+
+def test_purpose_not_allowed_and_unknown_purpose() -> None:
+    d = evaluate_inbound(POLICY, "ID", "asylum", "fingerprint")
+    assert d.refusal is Refusal.PURPOSE_NOT_ALLOWED
+    assert "allowed: border_control, law_enforcement" in d.reasons[1]
+    d = evaluate_inbound(POLICY, "ID", "curiosity", "fingerprint")
+    assert d.refusal is Refusal.UNKNOWN_PURPOSE
+
+
+def test_modality_not_allowed_and_unknown() -> None:
+    assert evaluate_inbound(POLICY, "MY", "asylum", "face", NOON_KL).refusal is (
+        Refusal.MODALITY_NOT_ALLOWED
+    )
+    assert evaluate_inbound(POLICY, "MY", "asylum", "iris", NOON_KL).refusal is (
+        Refusal.UNKNOWN_MODALITY
+    )
+
+
+def test_hours_of_service_in_peer_time_zone() -> None:
+    assert evaluate_inbound(POLICY, "MY", "asylum", "fingerprint", NOON_KL).allowed
+    d = evaluate_inbound(POLICY, "MY", "asylum", "fingerprint", NIGHT_KL)
+    assert d.refusal is Refusal.OUTSIDE_SERVICE_HOURS
+    assert "22:00 Asia/Kuala_Lumpur" in d.reasons[-1]
+
+
+def test_outbound_rules() -> None:
+    assert evaluate_outbound(POLICY, "ID", "border_control", "fingerprint").allowed
+    assert evaluate_outbound(POLICY, "ID", "border_control", "face").refusal is (
+        Refusal.MODALITY_NOT_ALLOWED
+    )
+    assert evaluate_outbound(POLICY, "ID", "asylum", "fingerprint").refusal is (
+        Refusal.PURPOSE_NOT_ALLOWED
+    )
+    assert evaluate_outbound(POLICY, "MY", "asylum", "fingerprint").refusal is (
+        Refusal.UNKNOWN_PEER
+    )
+
+
+def test_quota_consumed_only_when_static_checks_pass(engine: Engine) -> None:
+    ledger = QuotaLedger(engine)
+    pe = PolicyEngine(POLICY, ledger)
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    assert not pe.decide_inbound("ID", "asylum", "fingerprint", at).allowed
+    assert ledger.used("ID", "fingerprint", date(2026, 11, 23)) == 0
+    for i in range(3):
+        d = pe.decide_inbound("ID", "border_control", "fingerprint", at)
+        assert d.allowed and d.quota["used"] == i + 1
+    d = pe.decide_inbound("ID", "border_control", "fingerprint", at)
+    assert d.refusal is Refusal.QUOTA_EXHAUSTED and d.quota == {
+        "day": "2026-11-23",
+        "used": 3,
+        "limit": 3,
+    }
+    # other modality and the next day have their own counters
+    assert pe.decide_inbound("ID", "border_control", "face", at).allowed
+    tomorrow = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    assert pe.decide_inbound("ID", "border_control", "fingerprint", tomorrow).allowed
+
+
+def test_concurrent_requests_never_exceed_quota(engine: Engine) -> None:
+    policy = parse_policy(
+        RULES.replace("daily_quota = { fingerprint = 3", "daily_quota = { fingerprint = 25")
+    )
+    pe = PolicyEngine(policy, QuotaLedger(engine))
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    workers = 8
+    barrier = Barrier(workers)
+
+    def burst(_: int) -> list[bool]:
+        barrier.wait()
+        return [
+            pe.decide_inbound("ID", "border_control", "fingerprint", at).allowed for _ in range(10)
+        ]
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = [ok for batch in pool.map(burst, range(workers)) for ok in batch]
+    assert sum(results) == 25
+    assert QuotaLedger(engine).used("ID", "fingerprint", date(2026, 11, 23)) == 25

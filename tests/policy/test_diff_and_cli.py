@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from policy.diff import diff_policies
+from policy.rules import parse_policy
+from tests.policy.rules_example import RULES
+
+NEW = (
+    RULES.replace('version = "2026-11-01.1"', 'version = "2026-12-01.1"')
+    .replace('purposes = ["border_control", "law_enforcement"]', 'purposes = ["border_control"]')
+    .replace(
+        "daily_quota = { fingerprint = 3, face = 2 }", "daily_quota = { fingerprint = 9, face = 2 }"
+    )
+    .replace(
+        '[outbound.ID]\npurposes = ["border_control"]',
+        '[outbound.ID]\npurposes = ["border_control", "asylum"]',
+    )
+)
+
+
+def test_diff_lists_widening_and_narrowing() -> None:
+    changes = {str(c) for c in diff_policies(parse_policy(RULES), parse_policy(NEW))}
+    assert "- inbound ID: law_enforcement/fingerprint: allowed -> refused" in changes
+    assert "- inbound ID: law_enforcement/face: allowed -> refused" in changes
+    assert "+ inbound ID: daily quota fingerprint: 3 -> 9" in changes
+    assert "+ outbound ID: asylum/fingerprint: refused -> allowed" in changes
+    assert "~ policy: version: 2026-11-01.1 -> 2026-12-01.1" in changes
+    assert diff_policies(parse_policy(RULES), parse_policy(RULES)) == []
+
+
+def _bdx(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from node.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_cli_check_explains(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    ok = _bdx(
+        "policy",
+        "check",
+        "--rules",
+        str(rules),
+        "--from",
+        "ID",
+        "--purpose",
+        "border_control",
+        "--modality",
+        "fingerprint",
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "ALLOWED" in ok.stdout and "pass purpose" in ok.stdout
+    no = _bdx(
+        "policy",
+        "check",
+        "--rules",
+        str(rules),
+        "--from",
+        "ID",
+        "--purpose",
+        "asylum",
+        "--modality",
+        "fingerprint",
+        "--json",
+    )
+    assert no.returncode == 5
+    assert json.loads(no.stdout)["refusal"] == "purpose_not_allowed"
+
+
+def test_cli_diff_and_errors(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.toml", tmp_path / "new.toml"
+    old.write_text(RULES)
+    new.write_text(NEW)
+    out = _bdx("policy", "diff", str(old), str(new))
+    assert out.returncode == 0 and "- inbound ID: law_enforcement/face" in out.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("version = 'x'\ncountry = 'Thailand'\n")
+    res = _bdx("policy", "validate", "--rules", str(bad))
+    assert res.returncode == 3
+    assert res.stderr.startswith("bdx: error:") and "country" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = _bdx("policy", "check", "--rules", str(old), "--purpose", "asylum", "--modality", "face")
+    assert res.returncode == 2
