@@ -1,0 +1,148 @@
+"""Wire messages of the peer exchange, protocol version 1.
+
+Both messages travel as the payload of a JWS (RFC 7515) signed by the sender's signing
+certificate (see :mod:`certs.jws`); the signed bytes are the canonical JSON of
+:meth:`QueryPayload.wire` / :meth:`ReplyPayload.wire` (sorted keys, no whitespace, UTF-8).
+
+A **query** carries the probe's templates and nothing that identifies the person: a query id
+(UUID), requesting and responding country, purpose, modality, the templates with their
+format/version, an optional case reference (the requester's own file number), creation time and
+a random nonce.
+
+A **reply** carries the query id, the outcome (``hit``, ``no_hit``, ``refused`` with a reason
+code, ``error``), and on a hit an opaque reference (meaningless to anyone but the responder and
+unlinkable across queries) plus a match strength band. Never personal data or a gallery
+template.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROTOCOL_VERSION: Literal[1] = 1
+#: Largest template accepted in a query (bytes, decoded). An ISO/IEC 19794-2 record with 255
+#: minutiae is under 2 KiB; a face embedding is 512 bytes. 64 KiB leaves room for extended data.
+MAX_TEMPLATE_BYTES = 64 * 1024
+#: A subject has at most ten fingers and one face.
+MAX_TEMPLATES = 11
+NONCE_BYTES = 16
+
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+
+
+class Outcome(StrEnum):
+    HIT = "hit"
+    NO_HIT = "no_hit"
+    REFUSED = "refused"
+    ERROR = "error"
+
+
+class Strength(StrEnum):
+    """Match strength band of a hit, from the estimated false match rate of its score."""
+
+    STRONG = "strong"
+    MODERATE = "moderate"
+    WEAK = "weak"
+
+
+def _b64url_decode(text: str) -> bytes:
+    pad = "=" * (-len(text) % 4)
+    return base64.urlsafe_b64decode(text + pad)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def new_nonce() -> str:
+    return b64url(secrets.token_bytes(NONCE_BYTES))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class TemplateItem(BaseModel):
+    """One probe template: bytes (base64url) in a named format and version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    format: str = Field(min_length=1, max_length=64)
+    format_version: int = Field(ge=0, le=65535)
+    finger_position: int | None = Field(default=None, ge=0, le=10)
+    data: str = Field(min_length=4, max_length=(MAX_TEMPLATE_BYTES * 4) // 3 + 4)
+
+    @field_validator("data")
+    @classmethod
+    def _base64url(cls, value: str) -> str:
+        try:
+            raw = _b64url_decode(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError("data must be base64url") from exc
+        if not raw or len(raw) > MAX_TEMPLATE_BYTES:
+            raise ValueError(f"template must be 1..{MAX_TEMPLATE_BYTES} bytes")
+        return value
+
+    def raw(self) -> bytes:
+        return _b64url_decode(self.data)
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = PROTOCOL_VERSION
+    query_id: uuid.UUID
+    requester: Country
+    responder: Country
+    created: datetime
+    nonce: str = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+    @field_validator("created")
+    @classmethod
+    def _aware_utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("created must carry a time zone (UTC)")
+        return value.astimezone(UTC)
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object that is signed (canonicalised by the JWS layer)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["created"] = self.created.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return data
+
+
+class QueryPayload(_Message):
+    kind: Literal["query"] = "query"
+    purpose: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")
+    modality: Literal["fingerprint", "face"]
+    templates: list[TemplateItem] = Field(min_length=1, max_length=MAX_TEMPLATES)
+    case_ref: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")
+
+    @model_validator(mode="after")
+    def _not_to_self(self) -> QueryPayload:
+        if self.requester == self.responder:
+            raise ValueError("requester and responder must differ")
+        return self
+
+
+class ReplyPayload(_Message):
+    kind: Literal["reply"] = "reply"
+    outcome: Outcome
+    reason: str | None = Field(default=None, max_length=64, pattern=r"^[a-z_]+$")
+    reference: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    strength: Strength | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_outcome(self) -> ReplyPayload:
+        is_hit = self.outcome is Outcome.HIT
+        if is_hit != (self.reference is not None) or is_hit != (self.strength is not None):
+            raise ValueError("reference and strength are given exactly when the outcome is hit")
+        needs_reason = self.outcome in (Outcome.REFUSED, Outcome.ERROR)
+        if needs_reason != (self.reason is not None):
+            raise ValueError("a reason is given exactly when the outcome is refused or error")
+        return self

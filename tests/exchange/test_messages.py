@@ -1,0 +1,133 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import create_engine
+
+from node.exchange import references, replay
+from node.exchange.messages import (
+    Outcome,
+    QueryPayload,
+    ReplyPayload,
+    Strength,
+    TemplateItem,
+    b64url,
+    new_nonce,
+    utc_now,
+)
+
+
+def _query(**over: object) -> QueryPayload:
+    fields: dict[str, object] = {
+        "query_id": uuid.uuid4(),
+        "requester": "TH",
+        "responder": "ID",
+        "created": utc_now(),
+        "nonce": new_nonce(),
+        "purpose": "border_control",
+        "modality": "fingerprint",
+        "templates": [
+            TemplateItem(
+                format="iso19794-2:2005",
+                format_version=1,
+                finger_position=2,
+                data=b64url(b"FMR\x00 20\x00" + bytes(30)),
+            )
+        ],
+    }
+    fields.update(over)
+    return QueryPayload.model_validate(fields)
+
+
+def test_query_wire_is_stable_and_round_trips() -> None:
+    q = _query(case_ref="TH-2026/0001")
+    wire = q.wire()
+    assert wire["v"] == 1 and wire["kind"] == "query" and wire["created"].endswith("Z")
+    assert QueryPayload.model_validate(wire) == q
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"requester": "Thailand"},
+        {"responder": "TH"},
+        {"modality": "iris"},
+        {"templates": []},
+        {"created": datetime(2026, 1, 1)},
+        {"nonce": "short"},
+        {"case_ref": "John Smith"},
+        {"v": 2},
+        {"extra": 1},
+    ],
+)
+def test_malformed_queries_rejected(over: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        _query(**over)
+
+
+def test_template_data_must_be_base64url_and_bounded() -> None:
+    with pytest.raises(ValidationError):
+        TemplateItem(format="x", format_version=1, data="***not base64***")
+    with pytest.raises(ValidationError):
+        TemplateItem(format="x", format_version=1, data=b64url(bytes(70_000)))
+
+
+def test_reply_fields_follow_outcome() -> None:
+    base = {
+        "query_id": uuid.uuid4(),
+        "requester": "TH",
+        "responder": "ID",
+        "created": utc_now(),
+        "nonce": new_nonce(),
+    }
+    hit = ReplyPayload(
+        **base, outcome=Outcome.HIT, reference="abcdEFGH1234abcdEFGH12", strength=Strength.STRONG
+    )
+    assert hit.wire()["outcome"] == "hit"
+    ReplyPayload(**base, outcome=Outcome.NO_HIT)
+    ReplyPayload(**base, outcome=Outcome.REFUSED, reason="quota_exhausted")
+    with pytest.raises(ValidationError):
+        ReplyPayload(**base, outcome=Outcome.NO_HIT, reference="abcdEFGH1234abcdEFGH12")
+    with pytest.raises(ValidationError):
+        ReplyPayload(**base, outcome=Outcome.REFUSED)
+    with pytest.raises(ValidationError):
+        ReplyPayload(**base, outcome=Outcome.HIT, reference="abcdEFGH1234abcdEFGH12")
+
+
+def test_replay_guard(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    replay.metadata.create_all(engine)
+    guard = replay.ReplayGuard(engine, timedelta(minutes=5))
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    guard.check("TH", "nonce-aaaaaaaaaaaa", now, now)
+    guard.check("ID", "nonce-aaaaaaaaaaaa", now, now)  # another sender may reuse it
+    with pytest.raises(replay.ReplayError) as info:
+        guard.check("TH", "nonce-aaaaaaaaaaaa", now, now)
+    assert info.value.reason == "replayed_nonce"
+    with pytest.raises(replay.ReplayError) as info:
+        guard.check("TH", "nonce-bbbbbbbbbbbb", now - timedelta(minutes=6), now)
+    assert info.value.reason == "stale_message"
+    with pytest.raises(replay.ReplayError):
+        guard.check("TH", "nonce-cccccccccccc", now + timedelta(minutes=6), now)
+    assert guard.purge(now + timedelta(minutes=11)) == 2
+
+
+def test_references_are_unlinkable_and_resolvable(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    references.metadata.create_all(engine)
+    secret = bytes(range(32))
+    hits = references.HitReferences(engine, secret)
+    q1, q2 = uuid.uuid4(), uuid.uuid4()
+    r1 = hits.issue(q1, "TH", "rec-42")
+    r2 = hits.issue(q2, "TH", "rec-42")
+    assert r1 != r2 and len(r1) == references.REF_CHARS
+    assert "rec-42" not in r1
+    assert hits.resolve(r1) == ("rec-42", str(q1), "TH")
+    assert hits.resolve("unknown") is None
+    assert references.make_reference(b"x" * 32, q1, "a") != references.make_reference(
+        b"y" * 32, q1, "a"
+    )
+    with pytest.raises(ValueError):
+        references.make_reference(b"short", q1, "a")
