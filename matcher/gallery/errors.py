@@ -1,0 +1,46 @@
+"""Typed errors of the gallery store (all are :class:`matcher.errors.MatcherError`)."""
+
+from __future__ import annotations
+
+from matcher.errors import GalleryError, TemplateFormatError
+
+
+class GalleryCorruptError(GalleryError):
+    """The manifest or a segment file failed its checksum or does not parse."""
+
+    default_reason = "gallery_corrupt"
+
+
+class GalleryLockedError(GalleryError):
+    """Another process holds the gallery's writer lock."""
+
+    default_reason = "gallery_locked"
+
+
+class UnknownReferenceError(GalleryError):
+    """No live record has this reference."""
+
+    default_reason = "unknown_reference"
+
+
+class DuplicateReferenceError(GalleryError):
+    """A record with this reference already exists (or the batch repeats it)."""
+
+    default_reason = "duplicate_reference"
+
+
+class IncompatibleFormatError(TemplateFormatError):
+    """The template format or version differs from the gallery's; it is never compared."""
+
+    default_reason = "incompatible_format"
+
+
+__all__ = [
+    "DuplicateReferenceError",
+    "GalleryCorruptError",
+    "GalleryError",
+    "GalleryLockedError",
+    "IncompatibleFormatError",
+    "TemplateFormatError",
+    "UnknownReferenceError",
+]

@@ -1,0 +1,235 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matcher.errors import GalleryError, TemplateFormatError
+from matcher.gallery import (
+    DuplicateReferenceError,
+    FieldSpec,
+    Gallery,
+    GalleryCorruptError,
+    GalleryLockedError,
+    GallerySchema,
+    IncompatibleFormatError,
+    RecordBatch,
+    UnknownReferenceError,
+)
+from tests.gallery.conftest import SCHEMA, make_batch
+
+
+def test_append_lookup_reopen(tmp_path: Path) -> None:
+    batch = make_batch("a", 20)
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        g.append(batch)
+        rec = g.lookup("a-7")
+        assert (rec.subject, rec.position) == ("s2", 7)
+        np.testing.assert_array_equal(rec.arrays["xy"], batch.arrays["xy"][7])
+    with Gallery.open(tmp_path / "g") as g:
+        assert len(g) == 20 and g.generation == 1
+        np.testing.assert_array_equal(g.lookup("a-7").arrays["xy"], batch.arrays["xy"][7])
+        assert g.stats().records == 20
+
+
+def test_delete_compact_and_ragged_padding(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 10, width=3, seed=1))
+        g.append(make_batch("b", 10, width=5, seed=2))
+        g.delete(["a-1", "b-2"])
+        assert len(g) == 18 and g.stats().deleted == 2
+        with pytest.raises(UnknownReferenceError):
+            g.lookup("a-1")
+        before = g.lookup("a-3").arrays["xy"]
+        g.compact()
+        assert g.stats().segments == 1 and g.stats().deleted == 0 and len(g) == 18
+        after = g.lookup("a-3").arrays["xy"]
+        assert after.shape == (5, 2)
+        np.testing.assert_array_equal(after[:3], before)
+        np.testing.assert_array_equal(after[3:], 0)
+        with pytest.raises(DuplicateReferenceError):
+            g.append(make_batch("a", 2, seed=3))  # a-0 is live
+        g.delete(["a-0"])
+        g.append(make_batch("a", 2, seed=3))  # a deleted reference may come back
+    names = {p.name for p in tmp_path.iterdir()}
+    assert not any(n.startswith(".tmp-") for n in names)
+    assert len([n for n in names if n.startswith("tomb-")]) == 1  # superseded ones are gone
+
+
+def test_delete_unknown_or_twice_loses_nothing(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 5))
+        with pytest.raises(UnknownReferenceError):
+            g.delete(["a-1", "nope"])
+        with pytest.raises(DuplicateReferenceError):
+            g.delete(["a-1", "a-1"])
+        assert len(g) == 5 and g.generation == 1
+
+
+def test_duplicate_references_refused(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 5))
+        with pytest.raises(DuplicateReferenceError) as err:
+            g.append(make_batch("a", 1))
+        assert err.value.reason == "duplicate_reference"
+        assert len(g) == 5
+    with pytest.raises(DuplicateReferenceError):
+        RecordBatch.build(["x", "x"], ["s", "s"], [1, 1], {}, format="f", format_version=1)
+
+
+def test_wrong_format_version_or_fields_refused(tmp_path: Path) -> None:
+    other = make_batch("a", 2)
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        for fmt, ver in (("other", 1), ("test-format", 2)):
+            bad = RecordBatch.build(
+                ["x"],
+                ["s"],
+                [1],
+                {k: v[:1] for k, v in other.arrays.items()},
+                format=fmt,
+                format_version=ver,
+            )
+            with pytest.raises(IncompatibleFormatError) as err:
+                g.append(bad)
+            assert err.value.reason == "incompatible_format"
+        missing = RecordBatch.build(
+            ["x"],
+            ["s"],
+            [1],
+            {"xy": other.arrays["xy"][:1]},
+            format="test-format",
+            format_version=1,
+        )
+        with pytest.raises(TemplateFormatError, match="fields"):
+            g.append(missing)
+        wrong_shape = RecordBatch.build(
+            ["x"],
+            ["s"],
+            [1],
+            {"xy": np.zeros((1, 3, 3)), "count": [1]},
+            format="test-format",
+            format_version=1,
+        )
+        with pytest.raises(TemplateFormatError, match="shape"):
+            g.append(wrong_shape)
+        bad_pos = RecordBatch.build(
+            ["x"],
+            ["s"],
+            [11],
+            {k: v[:1] for k, v in other.arrays.items()},
+            format="test-format",
+            format_version=1,
+        )
+        with pytest.raises(TemplateFormatError, match="ISO"):
+            g.append(bad_pos)
+        assert len(g) == 0
+    v2 = GallerySchema("fingerprint", "test-format", 2, SCHEMA.fields)
+    with pytest.raises(IncompatibleFormatError):
+        Gallery.open(tmp_path, schema=v2)
+    Gallery.open(tmp_path, schema=SCHEMA).close()
+
+
+def test_bad_references_refused() -> None:
+    for refs in ([""], ["x" * 200], [b"x"]):
+        with pytest.raises(TemplateFormatError) as err:
+            RecordBatch.build(refs, ["s"], [1], {}, format="f", format_version=1)  # type: ignore[arg-type]
+        assert err.value.reason == "bad_reference"
+
+
+def test_face_positions(tmp_path: Path) -> None:
+    face = GallerySchema("face", "emb", 1, {"e": FieldSpec("float32", (4,))})
+    with Gallery.create(tmp_path, face) as g:
+        ok = RecordBatch.build(
+            ["x"], ["s"], [-1], {"e": np.ones((1, 4))}, format="emb", format_version=1
+        )
+        g.append(ok)
+        bad = RecordBatch.build(
+            ["y"], ["s"], [1], {"e": np.ones((1, 4))}, format="emb", format_version=1
+        )
+        with pytest.raises(TemplateFormatError, match="face"):
+            g.append(bad)
+
+
+def test_single_writer_lock_and_read_only(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        with pytest.raises(GalleryLockedError):
+            Gallery.open(tmp_path, writable=True)
+        reader = Gallery.open(tmp_path)
+        with pytest.raises(GalleryError) as err:
+            reader.append(make_batch("a", 1))
+        assert err.value.reason == "read_only"
+        g.append(make_batch("a", 3))
+        assert len(reader) == 0
+        reader.refresh()
+        assert len(reader) == 3
+    Gallery.open(tmp_path, writable=True).close()  # the lock went with the first handle
+    with pytest.raises(GalleryError) as exists:
+        Gallery.create(tmp_path, SCHEMA)
+    assert exists.value.reason == "gallery_exists"
+
+
+def test_open_missing(tmp_path: Path) -> None:
+    with pytest.raises(GalleryError) as err:
+        Gallery.open(tmp_path / "none")
+    assert err.value.reason == "no_gallery"
+
+
+def test_corrupt_manifest(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 3))
+    path = tmp_path / "MANIFEST.json"
+    doc = json.loads(path.read_bytes())
+    doc["body"]["segments"][0]["count"] = 2
+    path.write_text(json.dumps(doc))
+    with pytest.raises(GalleryCorruptError) as err:
+        Gallery.open(tmp_path)
+    assert err.value.reason == "corrupt_manifest"
+    path.write_bytes(b"{not json")
+    with pytest.raises(GalleryCorruptError):
+        Gallery.open(tmp_path)
+
+
+def test_corrupt_segment_bad_checksum(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 30))
+        g.delete(["a-3"])
+    seg = next(tmp_path.glob("seg-*.f_xy.npy"))
+    data = bytearray(seg.read_bytes())
+    data[-5] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    with pytest.raises(GalleryCorruptError) as err:
+        Gallery.open(tmp_path)
+    assert err.value.reason == "bad_checksum"
+    Gallery.open(tmp_path, verify=False).close()  # same size: only the checksum can tell
+    seg.write_bytes(bytes(data[:-8]))
+    with pytest.raises(GalleryCorruptError) as trunc:
+        Gallery.open(tmp_path, verify=False)
+    assert trunc.value.reason == "bad_segment"
+
+
+def test_blocks_and_resolve(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        assert g.blocks(4) == [] and len(g) == 0
+        g.append(make_batch("a", 10))
+        g.append(make_batch("b", 3))
+        g.delete(["a-0"])
+        blocks = g.blocks(4)
+        assert [len(b) for b in blocks] == [4, 4, 2, 3]
+        assert sum(int(b.alive.sum()) for b in blocks) == 12
+        ids = g.locate(["b-2", "a-0", "a-9"])
+        assert ids[1] == -1
+        refs, subs, pos = g.resolve(ids[[0, 2]])
+        assert refs == ["b-2", "a-9"] and subs == ["s2", "s4"] and pos.tolist() == [2, 9]
+        codes, names = g.subject_codes()
+        assert codes.shape == (13,) and names.tolist() == [b"s0", b"s1", b"s2", b"s3", b"s4"]
+
+
+def test_user_metadata_must_be_json(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 1), user={"op": 1})
+        assert g.user == {"op": 1}
+        with pytest.raises(TypeError):
+            g.append(make_batch("b", 1), user={"op": object()})
+        assert len(g) == 1
