@@ -1,0 +1,105 @@
+"""Master fingerprint: the noise-free, undistorted ridge pattern of one finger, with its truth."""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from matcher.synthetic import params as P
+from matcher.synthetic.density import period_map
+from matcher.synthetic.errors import SyntheticParameterError
+from matcher.synthetic.layout import Layout, draw_layouts
+from matcher.synthetic.orientation import orientation
+from matcher.synthetic.ridges import grow_ridges
+
+F32 = npt.NDArray[np.float32]
+#: Smallest canvas side that holds a recognisable pattern (a few ridge periods around a core).
+MIN_SIDE = 64
+
+
+@dataclass(frozen=True, eq=False)
+class MasterFingerprint:
+    """One synthetic finger.
+
+    ``ridges`` (H, W) float32 in [-1, 1], positive on ridges, over the whole canvas;
+    ``image`` (H, W) uint8, dark ridges on white, masked to the finger; ``orientation`` (H, W)
+    float32 ground-truth ridge orientation in [0, π) (image coordinates, y down); ``period``
+    (H, W) float32 ridge period in px; ``mask`` (H, W) bool finger silhouette; ``cores`` and
+    ``deltas`` (n, 2) float64 (x, y); ``layout`` the drawn parameters (batch of one).
+    """
+
+    seed: int
+    fingerprint_class: str
+    ridges: F32
+    image: npt.NDArray[np.uint8]
+    orientation: F32
+    period: F32
+    mask: npt.NDArray[np.bool_]
+    cores: npt.NDArray[np.float64]
+    deltas: npt.NDArray[np.float64]
+    layout: Layout
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        h, w = self.ridges.shape
+        return int(h), int(w)
+
+
+def check_seed(seed: object) -> int:
+    """A seed must be a non-negative int (numpy's SeedSequence refuses negatives)."""
+    try:
+        value = operator.index(seed)  # type: ignore[arg-type]
+    except TypeError:
+        raise SyntheticParameterError(
+            f"seed must be an integer, got {type(seed).__name__}", reason="bad_seed"
+        ) from None
+    if value < 0:
+        raise SyntheticParameterError(f"seed must be >= 0, got {value}", reason="bad_seed")
+    return value
+
+
+def make_master(
+    seed: int,
+    *,
+    fingerprint_class: str | None = None,
+    shape: tuple[int, int] = P.MASTER_SHAPE,
+    iterations: int = P.GROWTH_ITERATIONS,
+) -> MasterFingerprint:
+    """Generate the master fingerprint of finger ``seed``; same arguments ⇒ identical output.
+
+    ``fingerprint_class`` fixes the class (one of :data:`params.CLASSES`), otherwise it is
+    drawn with natural frequencies. ``shape`` (H, W) and ``iterations`` exist for fast tests.
+    """
+    seed = check_seed(seed)
+    h, w = (int(v) for v in shape)
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise SyntheticParameterError(
+            f"master shape {h}x{w} too small (min {MIN_SIDE})", reason="bad_shape"
+        )
+    if iterations < 1:
+        raise SyntheticParameterError("iterations must be >= 1", reason="bad_iterations")
+    layout_ss, density_ss, ridge_ss = np.random.SeedSequence(seed).spawn(3)
+    layout = draw_layouts(np.random.default_rng(layout_ss), 1, (h, w), fingerprint_class)
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    theta = orientation(layout.flow, xs[None], ys[None])[0].astype(np.float32)
+    period = period_map(layout, np.random.default_rng(density_ss), (h, w))
+    ridges = grow_ridges(theta, period, np.random.default_rng(ridge_ss), iterations)
+    mask = layout.level(xs[None], ys[None])[0] < 1.0
+    image = np.where(mask, np.rint(127.5 * (1.0 - ridges)), 255.0).astype(np.uint8)
+    sign = layout.flow.sign[0]
+    points = layout.flow.points[0]
+    return MasterFingerprint(
+        seed=seed,
+        fingerprint_class=P.CLASSES[int(layout.classes[0])],
+        ridges=ridges,
+        image=image,
+        orientation=theta,
+        period=period,
+        mask=mask,
+        cores=points[sign < 0].copy(),
+        deltas=points[sign > 0].copy(),
+        layout=layout,
+    )
