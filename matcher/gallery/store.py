@@ -223,6 +223,14 @@ class Gallery:
             out[live] = ids[live]
         return out
 
+    def references(self) -> list[str]:
+        """References of every live record, in global-id order."""
+        refs: list[str] = []
+        for seg in self._segments:
+            live = self._alive[seg.offset : seg.offset + len(seg)]
+            refs.extend(r.decode() for r in np.asarray(seg.references)[live])
+        return refs
+
     def lookup(self, reference: str) -> Record:
         """The live record with ``reference``; :class:`UnknownReferenceError` if none."""
         gid = int(self.locate([reference])[0])

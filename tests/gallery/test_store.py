@@ -233,3 +233,10 @@ def test_user_metadata_must_be_json(tmp_path: Path) -> None:
         with pytest.raises(TypeError):
             g.append(make_batch("b", 1), user={"op": object()})
         assert len(g) == 1
+
+
+def test_references_lists_live_records(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 3))
+        g.delete(["a-1"])
+        assert g.references() == ["a-0", "a-2"]
