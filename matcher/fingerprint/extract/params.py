@@ -1,0 +1,123 @@
+"""Every tunable of the minutiae extractor, each with the reason for its value.
+
+All lengths are pixels at the working resolution :data:`TARGET_PPI`; ridge periods of adult
+fingers at 500 ppi lie between about 7 and 13 pixels (mean about 9), which fixes most sizes.
+"""
+
+from __future__ import annotations
+
+# --- input validation / resampling -------------------------------------------------------------
+#: Working resolution: templates are exchanged at 500 ppi (ISO/IEC 19794-2 convention, FBI EBTS).
+TARGET_PPI = 500.0
+#: Smallest side after resampling: below ~0.2 inch there is no room for a usable ridge pattern.
+MIN_SIDE = 64
+#: Largest side after resampling: 2.5 inch covers a full-roll plain impression; more is not a
+#: single finger and would only cost memory.
+MAX_SIDE = 1600
+#: Plausible scanner resolutions; outside this a ppi value is a metadata error, not a scanner.
+MIN_PPI, MAX_PPI = 100.0, 5000.0
+
+# --- normalisation -----------------------------------------------------------------------------
+#: Gaussian sigma of the local mean/contrast: ~2 ridge periods removes illumination and pressure
+#: gradients without flattening the ridges themselves.
+NORM_SIGMA = 16.0
+#: Floor of the local standard deviation (grey levels), so flat background is not amplified
+#: into noise.
+NORM_MIN_STD = 6.0
+
+# --- segmentation ------------------------------------------------------------------------------
+#: Block side for the foreground decision: a bit under two ridge periods sees whole ridges.
+SEG_BLOCK = 16
+#: A block is foreground when its local grey-level standard deviation exceeds this fraction of
+#: the image's 90th-percentile block contrast (relative, so it works on dark and light sensors).
+SEG_REL_CONTRAST = 0.45
+#: ... and exceeds this absolute floor (grey levels): sensor noise on blank glass stays below it.
+SEG_MIN_CONTRAST = 8.0
+#: ... and its orientation coherence exceeds this: ridges are locally parallel, noise is not.
+SEG_MIN_COHERENCE = 0.2
+#: Closing/opening radius in blocks: bridges single missing blocks and drops isolated specks.
+SEG_MORPH_BLOCKS = 1
+#: Foreground components smaller than this fraction of the largest one are dropped (smudges,
+#: neighbouring-finger fragments).
+SEG_MIN_COMPONENT_FRACTION = 0.15
+#: Foreground under this many pixels is "no ridge area" (a 48x48 patch holds ~5 ridges).
+SEG_MIN_AREA = 48 * 48
+
+# --- orientation -------------------------------------------------------------------------------
+#: Pre-smoothing before gradients: suppresses pixel noise, keeps ridges (period >= 7).
+ORIENT_GRAD_SIGMA = 1.0
+#: Gaussian sigma of the gradient structure tensor: ~half a period gives local orientation.
+ORIENT_TENSOR_SIGMA = 4.0
+#: Sigma of the smoothing of the coherence-weighted doubled-angle field: about one ridge
+#: period; larger blurs cores/deltas, smaller lets creases and scars through.
+ORIENT_FIELD_SIGMA = 7.0
+
+# --- frequency ---------------------------------------------------------------------------------
+#: Window for the local spectrum (power of two for the FFT; holds ~3 ridges).
+FREQ_WINDOW = 32
+#: Stride between spectral windows.
+FREQ_STEP = 16
+#: Plausible ridge periods (pixels at 500 ppi); spectral peaks outside are noise or creases.
+FREQ_MIN_PERIOD, FREQ_MAX_PERIOD = 5.0, 15.0
+#: Power exponent when averaging spectral radius: emphasises the peak over the leakage.
+FREQ_POWER_EXPONENT = 2.0
+#: Period used when no foreground block gives an estimate (population mean at 500 ppi).
+FREQ_DEFAULT_PERIOD = 9.0
+
+# --- enhancement (contextual Gabor filtering) --------------------------------------------------
+#: Number of quantised orientations: 180/16 = 11.25 degrees, below the field's own error.
+GABOR_ORIENTATIONS = 16
+#: Gabor envelope sigma as a fraction of the ridge period: ~0.5 passes about 3 ridges along the
+#: normal, enough to bridge breaks without merging across minutiae.
+GABOR_SIGMA_ACROSS = 0.45
+#: Envelope sigma along the ridge, as a fraction of the period: longer smooths along ridges,
+#: joining small breaks (pores, dust).
+GABOR_SIGMA_ALONG = 0.55
+#: Relative spread of ridge periods served by separate frequency bands (0 disables banding).
+GABOR_PERIOD_BANDS = (0.85, 1.0, 1.2)
+
+# --- binarisation / cleanup -------------------------------------------------------------------
+#: Ridge blobs and valley holes smaller than this (pixels) are noise: a real ridge fragment that
+#: carries a minutia is at least about 3 periods long (~ 3 * 9 * 3 px).
+BIN_MIN_BLOB = 40
+
+# --- minutiae ----------------------------------------------------------------------------------
+#: Radius of the skeleton neighbourhood used to tell which way a minutia points (about one
+#: period: the ridge itself, not its neighbours).
+DIR_RADIUS = 9
+#: Adjacent bifurcation pixels within this distance are one fork (8-thin skeleton artefact).
+MERGE_RADIUS = 2
+
+# --- filtering of false minutiae ---------------------------------------------------------------
+#: Minutiae closer than this to the foreground boundary are mostly ridge cut-offs, not endings.
+BORDER_MARGIN = 12.0
+#: Two minutiae of any kind closer than this are a spur, bridge, hole or short island: drop both.
+PAIR_MIN_DISTANCE = 8.0
+#: Endings this close that face each other across a gap are a broken ridge: drop both.
+BREAK_MAX_DISTANCE = 18.0
+#: "Facing" tolerance (radians) for broken-ridge pairs: directions opposite within 50 degrees
+#: and each pointing away from the other.
+BREAK_ANGLE_TOLERANCE = 0.87
+#: A minutia with this many others within CLUSTER_RADIUS sits in noise (scars, smudges): drop.
+CLUSTER_RADIUS = 16.0
+CLUSTER_MAX_NEIGHBOURS = 3
+#: Minutiae in regions less coherent than this are unreliable (creases, noise).
+MIN_LOCAL_COHERENCE = 0.25
+
+# --- quality -----------------------------------------------------------------------------------
+#: Coherence mapped to quality 0 / 100 (linear in between).
+QUAL_COHERENCE_LOW, QUAL_COHERENCE_HIGH = 0.25, 0.85
+#: Distance to the boundary (pixels) at which the border penalty vanishes.
+QUAL_BORDER_FULL = 32.0
+#: A foreground block counts as "good" for image quality above this coherence.
+QUAL_GOOD_BLOCK_COHERENCE = 0.55
+#: Foreground area (pixels at 500 ppi) of a full plain impression; smaller areas lower the
+#: image quality proportionally (a 0.5 x 0.6 inch contact region).
+QUAL_FULL_AREA = 250 * 300
+
+# --- output ------------------------------------------------------------------------------------
+#: Below this many minutiae no matcher can give a trustworthy score (ANSI/NIST practice and
+#: the 12-point rule of thumb, halved for partial latents): refuse with too_few_minutiae.
+MIN_MINUTIAE = 6
+#: ISO/IEC 19794-2 stores at most 255 minutiae per view; keep the best ones.
+MAX_MINUTIAE = 255
