@@ -1,0 +1,110 @@
+"""The application factory: ``create_app(settings)`` wires settings, database, gallery,
+limits, error handlers and the routers.
+
+To add a resource: write ``node/api/routers/<resource>.py`` with an ``APIRouter`` (wire schemas
+in ``node/api/schemas/<resource>.py``, role via ``node.api.deps`` aliases, work in a service)
+and add it to ``ROUTERS`` below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import Engine
+
+from node.api.errors import install_error_handlers
+from node.api.limits import BodySizeLimit
+from node.api.routers import audit, health, subjects, users
+from node.db import migrate
+from node.db.engine import create_db_engine, session_factory
+from node.services.galleries import GallerySet
+from node.services.records import GalleryIndex, RecordService
+from node.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROUTERS: tuple[APIRouter, ...] = (health.router, users.router, subjects.router, audit.router)
+#: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.
+UPLOAD_PREFIXES: tuple[str, ...] = ("/gallery/load", "/search")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    gallery: GalleryIndex | None = None,
+    open_gallery: bool = True,
+) -> FastAPI:
+    """Build the node's ASGI app.
+
+    ``engine`` defaults to one for ``settings.database_url``. In development the schema is
+    upgraded to the latest migration; otherwise it must already be (``bdx db upgrade``).
+    ``gallery`` is the gallery store; by default (``open_gallery``) the app opens the
+    galleries under ``settings.gallery_dir`` at start-up and closes them at shutdown. Without
+    one, endpoints that need it answer 503. At start-up the database and the gallery are
+    reconciled (see :mod:`node.services.records`).
+    """
+    settings.check_safe()
+    engine = engine or create_db_engine(settings.db_url)
+    if settings.environment == "development":
+        migrate.upgrade(engine)
+    else:
+        migrate.require_head(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        owned = None
+        if app.state.gallery is None and open_gallery:
+            owned = await anyio.to_thread.run_sync(GallerySet.open, settings.gallery_path)
+            app.state.gallery = owned
+        try:
+            if app.state.gallery is not None:
+                await anyio.to_thread.run_sync(_reconcile, app)
+            yield
+        finally:
+            if owned is not None:
+                app.state.gallery = None
+                owned.close()
+
+    app = FastAPI(
+        title="bdx node",
+        version=version("bdx"),
+        summary=f"Biometric hit/no-hit exchange node of {settings.country}",
+        debug=settings.debug,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.gallery = gallery
+    install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimit,
+        default=settings.max_json_bytes,
+        overrides=[(prefix, settings.max_upload_bytes) for prefix in UPLOAD_PREFIXES],
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def _reconcile(app: FastAPI) -> None:
+    with app.state.sessions() as session:
+        report = RecordService(session, app.state.gallery).reconcile()
+    changed = {k: v for k, v in report.summary().items() if v}
+    if changed:
+        log.warning("reconciled database and gallery at start-up: %s", changed)

@@ -1,0 +1,94 @@
+"""Request dependencies: settings, a database session, the gallery, the caller and its role.
+
+Handlers declare what they need with the ``Annotated`` aliases below, e.g.::
+
+    @router.get("/things")
+    def list_things(user: OperatorUser, session: SessionDep) -> ...
+
+Handlers are plain ``def`` functions: FastAPI runs them (and these dependencies) in the worker
+thread pool, so database and CPU work never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from node.db.models import Role
+from node.service_errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
+from node.services.records import GalleryIndex
+from node.services.users import Principal, UserService
+from node.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_gallery(request: Request) -> GalleryIndex:
+    gallery: GalleryIndex | None = request.app.state.gallery
+    if gallery is None:
+        raise StoreUnavailableError("this node has no gallery store configured")
+    return gallery
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+GalleryDep = Annotated[GalleryIndex, Depends(get_gallery)]
+
+_bearer = HTTPBearer(auto_error=False, description="an API token from `bdx users token`")
+
+
+def current_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The authenticated caller; 401 without a valid bearer token."""
+    if credentials is None:
+        raise AuthenticationError(
+            "this endpoint needs an 'Authorization: Bearer <token>' header",
+            reason="missing_token",
+        )
+    users = UserService(session, token_max_days=settings.token_max_days)
+    return users.authenticate(credentials.credentials)
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency that admits callers holding one of ``roles`` (403 otherwise)."""
+    allowed = frozenset(roles)
+
+    def check(principal: CurrentUser) -> Principal:
+        if principal.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise PermissionDeniedError(
+                f"role {principal.role.value} may not do this (needs {names})",
+                reason="wrong_role",
+            )
+        return principal
+
+    return check
+
+
+AdminUser = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+OperatorUser = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
+OfficerUser = Annotated[Principal, Depends(require_role(Role.OFFICER))]
+AuditorUser = Annotated[Principal, Depends(require_role(Role.AUDITOR))]
+
+
+def actor(principal: Principal) -> str:
+    """How an API caller appears in the audit trail."""
+    return f"user:{principal.name}"

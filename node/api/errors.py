@@ -1,0 +1,123 @@
+"""Every error leaves the API as ``{"error": reason, "detail": message}`` with its status.
+
+Typed errors (:class:`~matcher.errors.BdxError`) map by class to a status; framework errors
+(validation, unknown route, wrong method, size limit) get the same body shape. Unexpected
+exceptions become a bare 500 without internals; the server log has the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from certs.errors import CertsError
+from matcher.errors import BdxError, GalleryError, ImageError, MatcherError
+from node.errors import ConfigError, NotFoundError, PeerError
+from node.service_errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    StoreUnavailableError,
+)
+from policy.errors import PolicyError
+
+log = logging.getLogger(__name__)
+
+#: Most specific first; the first class the error is an instance of gives the status.
+STATUS_BY_ERROR: tuple[tuple[type[BdxError], int], ...] = (
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (PayloadTooLargeError, 413),
+    (InvalidRequestError, 422),
+    (StoreUnavailableError, 503),
+    (PeerError, 502),
+    (ConfigError, 500),
+    (CertsError, 403),
+    (PolicyError, 403),
+    (GalleryError, 409),
+    (ImageError, 422),
+    (MatcherError, 422),
+)
+#: Reasons whose status differs from their class's.
+STATUS_BY_REASON = {"too_large": 413, "unknown_reference": 404}
+
+_HTTP_REASONS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+BEARER_REALM = 'Bearer realm="bdx"'
+
+
+def error_response(
+    status: int, reason: str, detail: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status, headers=headers)
+
+
+def status_of(exc: BdxError) -> int:
+    if exc.reason in STATUS_BY_REASON:
+        return STATUS_BY_REASON[exc.reason]
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+async def _bdx_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BdxError)
+    status = status_of(exc)
+    headers = None
+    if status == 401:
+        # RFC 6750 section 3: no error code when the request carried no credentials at all.
+        challenge = BEARER_REALM
+        if exc.reason != "missing_token":
+            description = exc.message.replace('"', "'")
+            challenge += f', error="invalid_token", error_description="{description}"'
+        headers = {"WWW-Authenticate": challenge}
+    if status >= 500:
+        log.error("request failed: %s [%s]", exc.message, exc.reason)
+    return error_response(status, exc.reason, exc.message, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error_response(400, "malformed_json", "the request body is not valid JSON")
+    parts = []
+    for err in errors:
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return error_response(422, "invalid_request", "; ".join(parts))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    reason = _HTTP_REASONS.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(exc.status_code, reason, str(exc.detail), exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; the node's log has details")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(BdxError, _bdx_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,1 @@
+"""One router per resource. Each handler: dependencies in, one service call, wire model out."""

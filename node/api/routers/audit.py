@@ -1,0 +1,31 @@
+"""``GET /audit-events``: the audit trail of admin and operator actions (auditors)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from node.api.deps import AuditorUser, SessionDep
+from node.api.schemas.audit import AuditEventOut, AuditPage
+from node.api.schemas.common import ERROR_RESPONSES
+from node.services.audit import AuditService
+
+router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
+
+MAX_PAGE = 1000
+
+
+@router.get("/audit-events")
+def list_audit_events(
+    auditor: AuditorUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    after: Annotated[int, Query(ge=0)] = 0,
+    since: AwareDatetime | None = None,
+    action: str | None = None,
+) -> AuditPage:
+    events = AuditService(session).page(limit=limit, after_id=after, since=since, action=action)
+    items = [AuditEventOut.model_validate(e) for e in events]
+    return AuditPage(items=items, next_after=items[-1].id if len(items) == limit else None)

@@ -1,0 +1,102 @@
+"""``/subjects``, ``/records`` and ``/gallery/statistics``: gallery housekeeping (operators)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from node.api.deps import GalleryDep, OperatorUser, SessionDep, actor
+from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.subjects import (
+    EncounterOut,
+    GalleryStatisticsOut,
+    RecordOut,
+    RestrictedRecords,
+    SubjectDeleted,
+    SubjectOut,
+    SubjectPage,
+    SubjectSummary,
+)
+from node.restrictions import SharingRestrictions
+from node.services.records import RecordService
+from node.services.subjects import SubjectService
+
+router = APIRouter(tags=["subjects"], responses=ERROR_RESPONSES)
+
+#: Largest page of subjects one request returns.
+MAX_PAGE = 1000
+
+
+@router.get("/subjects")
+def list_subjects(
+    operator: OperatorUser,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    after: Annotated[int, Query(ge=0, description="next_after of the previous page")] = 0,
+) -> SubjectPage:
+    rows = SubjectService(session).page(limit=limit, after_id=after)
+    items = [
+        SubjectSummary(external_id=s.external_id, created_at=s.created_at, records=n)
+        for s, n in rows
+    ]
+    return SubjectPage(items=items, next_after=rows[-1][0].id if len(rows) == limit else None)
+
+
+@router.get("/subjects/{external_id}")
+def get_subject(external_id: str, operator: OperatorUser, session: SessionDep) -> SubjectOut:
+    detail = SubjectService(session).detail(external_id)
+    return SubjectOut(
+        external_id=detail.subject.external_id,
+        created_at=detail.subject.created_at,
+        encounters=[EncounterOut.model_validate(e) for e in detail.encounters],
+        records=[RecordOut.model_validate(r) for r in detail.records],
+    )
+
+
+@router.delete("/subjects/{external_id}")
+def delete_subject(
+    external_id: str, operator: OperatorUser, session: SessionDep, gallery: GalleryDep
+) -> SubjectDeleted:
+    removed = RecordService(session, gallery).delete_subject(external_id, actor=actor(operator))
+    return SubjectDeleted(external_id=external_id, templates_removed=removed)
+
+
+@router.put("/subjects/{external_id}/restrictions")
+def restrict_subject(
+    external_id: str,
+    restrictions: SharingRestrictions,
+    operator: OperatorUser,
+    session: SessionDep,
+) -> RestrictedRecords:
+    rows = SubjectService(session).restrict_subject(
+        external_id, restrictions, actor=actor(operator)
+    )
+    return RestrictedRecords(records=[RecordOut.model_validate(r) for r in rows])
+
+
+@router.get("/records/{reference}")
+def get_record(reference: str, operator: OperatorUser, session: SessionDep) -> RecordOut:
+    return RecordOut.model_validate(SubjectService(session).record(reference))
+
+
+@router.put("/records/{reference}/restrictions")
+def restrict_record(
+    reference: str,
+    restrictions: SharingRestrictions,
+    operator: OperatorUser,
+    session: SessionDep,
+) -> RecordOut:
+    row = SubjectService(session).restrict_record(reference, restrictions, actor=actor(operator))
+    return RecordOut.model_validate(row)
+
+
+@router.get("/gallery/statistics")
+def gallery_statistics(operator: OperatorUser, session: SessionDep) -> GalleryStatisticsOut:
+    stats = SubjectService(session).statistics()
+    return GalleryStatisticsOut(
+        subjects=stats.subjects,
+        records_by_state=stats.records_by_state,
+        active_by_modality=stats.active_by_modality,
+        active_by_finger_position=stats.active_by_finger_position,
+    )

@@ -1,0 +1,70 @@
+"""``/users`` and ``/tokens``: user and token administration (admin), ``/users/me`` (anyone)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from node.api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, actor
+from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.users import Me, TokenCreate, TokenIssued, TokenOut, UserCreate, UserOut
+from node.db.models import User
+from node.services.users import UserService
+
+router = APIRouter(tags=["users"], responses=ERROR_RESPONSES)
+
+
+def _service(session: SessionDep, settings: SettingsDep) -> UserService:
+    return UserService(session, token_max_days=settings.token_max_days)
+
+
+def _out(service: UserService, user: User) -> UserOut:
+    out = UserOut.model_validate(user)
+    out.tokens = [TokenOut.model_validate(t) for t in service.tokens_of(user)]
+    return out
+
+
+@router.get("/users/me")
+def who_am_i(principal: CurrentUser) -> Me:
+    return Me(name=principal.name, role=principal.role)
+
+
+@router.get("/users")
+def list_users(admin: AdminUser, session: SessionDep, settings: SettingsDep) -> list[UserOut]:
+    service = _service(session, settings)
+    return [_out(service, user) for user in service.list_users()]
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+def add_user(
+    body: UserCreate, admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> UserOut:
+    service = _service(session, settings)
+    return _out(service, service.add_user(body.name, body.role, actor=actor(admin)))
+
+
+@router.post("/users/{name}/disable")
+def disable_user(
+    name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> UserOut:
+    service = _service(session, settings)
+    return _out(service, service.disable_user(name, actor=actor(admin)))
+
+
+@router.post("/users/{name}/tokens", status_code=status.HTTP_201_CREATED)
+def issue_token(
+    name: str, body: TokenCreate, admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> TokenIssued:
+    issued = _service(session, settings).issue_token(
+        name, expires_days=body.expires_days, actor=actor(admin)
+    )
+    return TokenIssued(
+        token_id=issued.token_id, token=issued.token, user=issued.user, expires_at=issued.expires_at
+    )
+
+
+@router.delete("/tokens/{token_id}")
+def revoke_token(
+    token_id: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> TokenOut:
+    row = _service(session, settings).revoke_token(token_id, actor=actor(admin))
+    return TokenOut.model_validate(row)

@@ -1,0 +1,1 @@
+"""Wire schemas (pydantic) of the HTTP API, one module per resource; separate from the ORM."""

@@ -1,0 +1,66 @@
+"""Subjects, encounters, template records and gallery statistics on the wire (operators)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from node.api.schemas.common import WireModel
+from node.db.models import Modality, RecordState
+from node.restrictions import SharingRestrictions
+
+
+class SubjectSummary(BaseModel):
+    external_id: str
+    created_at: datetime
+    records: int
+
+
+class SubjectPage(BaseModel):
+    items: list[SubjectSummary]
+    next_after: int | None = None
+
+
+class EncounterOut(WireModel):
+    external_id: str | None
+    source: str | None
+    captured_at: datetime | None
+    loaded_at: datetime
+
+
+class RecordOut(WireModel):
+    reference: str
+    modality: Modality
+    finger_position: int | None
+    format: str
+    format_version: int
+    quality: int | None
+    restrictions: SharingRestrictions
+    source: str | None
+    state: RecordState
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubjectOut(BaseModel):
+    external_id: str
+    created_at: datetime
+    encounters: list[EncounterOut]
+    records: list[RecordOut]
+
+
+class SubjectDeleted(BaseModel):
+    external_id: str
+    templates_removed: int
+
+
+class RestrictedRecords(BaseModel):
+    records: list[RecordOut]
+
+
+class GalleryStatisticsOut(BaseModel):
+    subjects: int
+    records_by_state: dict[str, int]
+    active_by_modality: dict[str, int]
+    active_by_finger_position: dict[int, int]

@@ -1,0 +1,52 @@
+"""Users and tokens on the wire (admin)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from node.api.schemas.common import WireModel
+from node.db.models import Role
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, examples=["officer-anna"])
+    role: Role
+
+
+class TokenOut(WireModel):
+    token_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class UserOut(WireModel):
+    name: str
+    role: Role
+    active: bool
+    created_at: datetime
+    tokens: list[TokenOut] = Field(default_factory=list)
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_days: int | None = Field(None, ge=1, description="default: the longest allowed")
+
+
+class TokenIssued(BaseModel):
+    """The token is shown in this response only; the node keeps its hash."""
+
+    token_id: str
+    token: str
+    user: str
+    expires_at: datetime | None
+
+
+class Me(BaseModel):
+    name: str
+    role: Role

@@ -1,0 +1,187 @@
+"""ORM models of the node database (the schema itself is built by Alembic migrations).
+
+Biometric arrays are not stored here: they live in the gallery store (files), keyed by the
+opaque ``TemplateRecord.reference``. A row and a gallery entry exist together or not at all;
+``RecordState`` and :mod:`node.services.records` keep them so across crashes.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from node.db.base import Base, utc_now
+
+#: Longest external identifier (a national case or person number) accepted.
+EXTERNAL_ID_CHARS = 128
+#: Highest ISO/IEC 19794-2 finger position (0 = unknown, 1–10 = right thumb … left little).
+MAX_FINGER_POSITION = 10
+
+
+class Modality(enum.StrEnum):
+    FINGERPRINT = "fingerprint"
+    FACE = "face"
+
+
+class RecordState(enum.StrEnum):
+    """Life cycle of a template record across the database and the gallery store.
+
+    ``pending``: the row is written, the gallery append may not have happened (yet).
+    ``active``: present in both; searchable. ``deleting``: the gallery entry is being removed;
+    the row goes once it is gone. Reconciliation finishes or undoes ``pending`` and ``deleting``.
+    """
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    DELETING = "deleting"
+
+
+class Role(enum.StrEnum):
+    """Separated duties: officers search, operators keep the gallery, auditors read the
+    audit trail, admins manage users. No role implies another."""
+
+    OFFICER = "officer"
+    OPERATOR = "operator"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class Subject(Base):
+    __tablename__ = "subjects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_CHARS), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    encounters: Mapped[list[Encounter]] = relationship(
+        back_populates="subject", cascade="all, delete-orphan", passive_deletes=True
+    )
+    records: Mapped[list[TemplateRecord]] = relationship(
+        back_populates="subject", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Encounter(Base):
+    """One capture session of a subject (a booking, an asylum registration, a visa file)."""
+
+    __tablename__ = "encounters"
+    __table_args__ = (UniqueConstraint("subject_id", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    external_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_CHARS))
+    source: Mapped[str | None] = mapped_column(String(255))
+    captured_at: Mapped[datetime | None]
+    loaded_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    subject: Mapped[Subject] = relationship(back_populates="encounters")
+
+
+class TemplateRecord(Base):
+    """Metadata of one template; the template itself is in the gallery store."""
+
+    __tablename__ = "template_records"
+    __table_args__ = (
+        CheckConstraint(
+            f"finger_position IS NULL OR (finger_position >= 0 "
+            f"AND finger_position <= {MAX_FINGER_POSITION})",
+            name="finger_position_range",
+        ),
+        CheckConstraint(
+            "modality = 'fingerprint' OR finger_position IS NULL", name="face_has_no_finger"
+        ),
+        CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
+        Index("ix_template_records_state_modality", "state", "modality"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str] = mapped_column(String(64), unique=True)
+    subject_id: Mapped[int] = mapped_column(
+        ForeignKey("subjects.id", ondelete="CASCADE"), index=True
+    )
+    encounter_id: Mapped[int | None] = mapped_column(
+        ForeignKey("encounters.id", ondelete="SET NULL")
+    )
+    modality: Mapped[Modality] = mapped_column(_enum(Modality, "modality"))
+    finger_position: Mapped[int | None] = mapped_column(SmallInteger)
+    format: Mapped[str] = mapped_column(String(64))
+    format_version: Mapped[int] = mapped_column(Integer)
+    quality: Mapped[int | None] = mapped_column(SmallInteger)
+    restrictions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    source: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[RecordState] = mapped_column(
+        _enum(RecordState, "record_state"), default=RecordState.PENDING
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+    subject: Mapped[Subject] = relationship(back_populates="records")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ApiToken(Base):
+    """A bearer token: only its public id and the SHA-256 of the whole token are stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class AuditEvent(Base):
+    """An admin or operator action. ``details`` never holds biometric data or secrets."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,47 @@
+"""Typed errors of the node's service layer; the HTTP layer maps each to a status code."""
+
+from __future__ import annotations
+
+from node.errors import NodeError
+
+
+class AuthenticationError(NodeError):
+    """No credentials, or a token that is unknown, malformed, expired or revoked (HTTP 401)."""
+
+    exit_code = 5
+    default_reason = "invalid_token"
+
+
+class PermissionDeniedError(NodeError):
+    """The caller is known but its role may not do this (HTTP 403)."""
+
+    exit_code = 5
+    default_reason = "forbidden"
+
+
+class ConflictError(NodeError):
+    """The request clashes with existing state, e.g. a name already taken (HTTP 409)."""
+
+    exit_code = 3
+    default_reason = "conflict"
+
+
+class InvalidRequestError(NodeError):
+    """The request is well-formed but its values are refused (HTTP 422)."""
+
+    exit_code = 3
+    default_reason = "invalid_request"
+
+
+class PayloadTooLargeError(NodeError):
+    """The request body exceeds the configured size limit (HTTP 413)."""
+
+    exit_code = 3
+    default_reason = "payload_too_large"
+
+
+class StoreUnavailableError(NodeError):
+    """The gallery store is not configured or not reachable for this operation (HTTP 503)."""
+
+    exit_code = 1
+    default_reason = "store_unavailable"

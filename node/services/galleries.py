@@ -1,0 +1,136 @@
+"""The node's galleries: one :class:`matcher.gallery.Gallery` per modality, template format and
+version, in sub-directories of ``settings.gallery_dir``, opened writable by the serving process.
+
+:class:`GallerySet` is the :class:`~node.services.records.GalleryIndex` the record service
+keeps consistent with the database; :func:`gallery_writer` turns template arrays into the
+gallery append of :meth:`~node.services.records.RecordService.enrol`. Writes are serialised
+with a lock (the store takes one writer; the process serves requests on several threads).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from matcher.errors import GalleryError
+from matcher.gallery import FACE_POSITION, Gallery, GallerySchema, GalleryStats, RecordBatch
+from node.db.models import Modality, TemplateRecord
+from node.services.records import GalleryWrite
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def gallery_name(schema: GallerySchema) -> str:
+    """Directory name of the gallery holding ``schema``'s templates."""
+    return _UNSAFE.sub("_", f"{schema.modality}-{schema.format}-v{schema.format_version}")
+
+
+def subject_key(subject_id: int) -> str:
+    """The subject reference stored in the gallery: the row id, nothing personal."""
+    return f"s{subject_id}"
+
+
+class GallerySet:
+    """Every gallery under one directory, opened writable (holds their writer locks)."""
+
+    def __init__(self, root: Path, galleries: dict[str, Gallery]) -> None:
+        self.root = root
+        self._galleries = galleries
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, root: Path, *, verify: bool = True) -> GallerySet:
+        """Open (creating ``root`` owner-only if needed) every gallery in ``root``."""
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        galleries: dict[str, Gallery] = {}
+        try:
+            for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+                try:
+                    galleries[sub.name] = Gallery.open(sub, writable=True, verify=verify)
+                except GalleryError as exc:
+                    if exc.reason != "no_gallery":
+                        raise
+        except BaseException:
+            for gallery in galleries.values():
+                gallery.close()
+            raise
+        return cls(root, galleries)
+
+    def close(self) -> None:
+        with self._lock:
+            for gallery in self._galleries.values():
+                gallery.close()
+            self._galleries.clear()
+
+    def __enter__(self) -> GallerySet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def galleries(self) -> Mapping[str, Gallery]:
+        return dict(self._galleries)
+
+    def stats(self) -> dict[str, GalleryStats]:
+        with self._lock:
+            return {name: g.stats() for name, g in self._galleries.items()}
+
+    def append(self, schema: GallerySchema, batch: RecordBatch) -> None:
+        """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed."""
+        name = gallery_name(schema)
+        with self._lock:
+            gallery = self._galleries.get(name)
+            if gallery is None:
+                gallery = Gallery.create(self.root / name, schema)
+                self._galleries[name] = gallery
+            gallery.append(batch)
+
+    def references(self) -> set[str]:
+        """Every live reference of every gallery."""
+        out: set[str] = set()
+        with self._lock:
+            for gallery in self._galleries.values():
+                refs, _, _ = gallery.resolve(np.flatnonzero(gallery.alive))
+                out.update(refs)
+        return out
+
+    def remove(self, references: Sequence[str]) -> None:
+        """Delete the live ``references`` from whichever gallery holds them; ignore the rest."""
+        refs = list(dict.fromkeys(references))
+        if not refs:
+            return
+        with self._lock:
+            for gallery in self._galleries.values():
+                ids = gallery.locate(refs)
+                present = [r for r, i in zip(refs, ids.tolist(), strict=True) if i >= 0]
+                if present:
+                    gallery.delete(present)
+
+
+def gallery_writer(
+    galleries: GallerySet,
+    schema: GallerySchema,
+    arrays: Mapping[str, Iterable[object] | np.ndarray],
+) -> GalleryWrite:
+    """The enrol step that appends ``arrays`` (one row per new record, in order)."""
+
+    def write(rows: Sequence[TemplateRecord]) -> None:
+        positions = [
+            FACE_POSITION if row.modality is Modality.FACE else (row.finger_position or 0)
+            for row in rows
+        ]
+        batch = RecordBatch.build(
+            [row.reference for row in rows],
+            [subject_key(row.subject_id) for row in rows],
+            positions,
+            dict(arrays),
+            format=schema.format,
+            format_version=schema.format_version,
+        )
+        galleries.append(schema, batch)
+
+    return write

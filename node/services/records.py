@@ -1,0 +1,209 @@
+"""Template records across two stores: metadata rows in the database, arrays in the gallery.
+
+A record exists in both or in neither, also when the process dies between the two writes.
+The protocol (each step durable before the next):
+
+enrol
+    1. insert the rows in state ``pending`` with fresh random references; commit;
+    2. append the templates to the gallery under those references;
+    3. flip the rows to ``active``; commit.
+delete (a subject and everything of it)
+    1. flip its rows to ``deleting``; commit;
+    2. remove those references from the gallery;
+    3. delete the subject, its encounters and rows; commit.
+
+:meth:`RecordService.reconcile` (run at start-up and by ``bdx gallery reconcile``) finishes or
+undoes whatever a crash interrupted: ``pending`` rows whose reference is in the gallery become
+``active`` (step 2 happened), the others are deleted (it did not); ``deleting`` rows are removed
+from the gallery and deleted, with their subject once it has no rows left; gallery entries with
+no row at all are removed. Rows ``active`` but missing from the gallery cannot come from this
+protocol (the gallery lost data): they are reported, never silently dropped.
+
+Search treats only ``active`` references as results, so a template between steps 2 and 3 of
+enrol, or between 1 and 2 of delete, is never reported.
+
+References are random (128 bits, hex), never derived from personal data.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
+
+from node.db.models import Encounter, Modality, RecordState, Subject, TemplateRecord
+from node.errors import NotFoundError
+from node.repositories.audit import AuditRepository
+from node.repositories.records import RecordRepository
+from node.repositories.subjects import SubjectRepository
+from node.restrictions import SharingRestrictions
+
+REFERENCE_BYTES = 16
+
+
+class GalleryIndex(Protocol):
+    """What this service needs from the gallery store besides the append itself."""
+
+    def references(self) -> set[str]:
+        """Every reference the gallery holds."""
+        ...
+
+    def remove(self, references: Sequence[str]) -> None:
+        """Remove these references durably; references it does not hold are ignored."""
+        ...
+
+
+#: Appends the templates of these pending rows (in order) to the gallery, durably, or raises.
+GalleryWrite = Callable[[Sequence[TemplateRecord]], None]
+
+
+def new_reference() -> str:
+    return secrets.token_hex(REFERENCE_BYTES)
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """Metadata of a template to enrol; the template itself goes to the gallery write."""
+
+    subject_external_id: str
+    modality: Modality
+    format: str
+    format_version: int
+    finger_position: int | None = None
+    quality: int | None = None
+    restrictions: SharingRestrictions = field(default_factory=SharingRestrictions)
+    source: str | None = None
+    encounter_external_id: str | None = None
+
+
+@dataclass
+class ReconcileReport:
+    completed: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    orphans_removed: list[str] = field(default_factory=list)
+    missing_from_gallery: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        return {name: len(values) for name, values in vars(self).items()}
+
+
+class RecordService:
+    def __init__(self, session: Session, gallery: GalleryIndex) -> None:
+        self.session = session
+        self.gallery = gallery
+        self.records = RecordRepository(session)
+        self.subjects = SubjectRepository(session)
+        self.audit = AuditRepository(session)
+
+    def enrol(
+        self, new: Sequence[NewRecord], write: GalleryWrite, *, actor: str
+    ) -> list[TemplateRecord]:
+        """Enrol ``new`` (one gallery append for all); returns the active rows in order."""
+        rows = [self._pending_row(item) for item in new]
+        self.session.commit()
+        references = [row.reference for row in rows]
+        try:
+            write(rows)
+        except BaseException:
+            # Undo both sides; if this fails too, the rows stay pending for reconcile().
+            self.session.rollback()
+            self.gallery.remove(references)
+            self.records.delete(references)
+            self.session.commit()
+            raise
+        self.records.set_state(references, RecordState.ACTIVE)
+        self.audit.record(actor, "records.enrol", None, {"count": len(rows)})
+        self.session.commit()
+        for row in rows:
+            self.session.refresh(row)
+        return rows
+
+    def _pending_row(self, item: NewRecord) -> TemplateRecord:
+        subject = self.subjects.get_or_create(item.subject_external_id)
+        encounter_id = None
+        if item.encounter_external_id is not None or item.source is not None:
+            encounter = self.subjects.add_encounter(
+                Encounter(
+                    subject_id=subject.id,
+                    external_id=item.encounter_external_id,
+                    source=item.source,
+                )
+            )
+            encounter_id = encounter.id
+        return self.records.add(
+            TemplateRecord(
+                reference=new_reference(),
+                subject_id=subject.id,
+                encounter_id=encounter_id,
+                modality=item.modality,
+                finger_position=item.finger_position,
+                format=item.format,
+                format_version=item.format_version,
+                quality=item.quality,
+                restrictions=item.restrictions.model_dump(mode="json"),
+                source=item.source,
+                state=RecordState.PENDING,
+            )
+        )
+
+    def delete_subject(self, external_id: str, *, actor: str) -> int:
+        """Delete a subject, its encounters and templates (database and gallery).
+
+        Returns the number of templates removed. Raises :class:`NotFoundError`.
+        """
+        subject = self.subjects.by_external_id(external_id)
+        if subject is None:
+            raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
+        references = [row.reference for row in self.records.of_subject(subject.id)]
+        self.records.set_state(references, RecordState.DELETING)
+        self.session.commit()
+        self.gallery.remove(references)
+        self.subjects.delete(subject)
+        self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})
+        self.session.commit()
+        return len(references)
+
+    def reconcile(self, *, actor: str = "system") -> ReconcileReport:
+        """Bring the database and the gallery back into agreement (see the module docstring)."""
+        report = ReconcileReport()
+        in_gallery = self.gallery.references()
+        for row in self.records.in_state(RecordState.PENDING):
+            target = report.completed if row.reference in in_gallery else report.rolled_back
+            target.append(row.reference)
+        self.records.set_state(report.completed, RecordState.ACTIVE)
+        self.records.delete(report.rolled_back)
+        self.session.commit()
+
+        deleting = self.records.in_state(RecordState.DELETING)
+        report.deleted = [row.reference for row in deleting]
+        self.gallery.remove(report.deleted)
+        subject_ids = {row.subject_id for row in deleting}
+        self.records.delete(report.deleted)
+        self._drop_emptied_subjects(subject_ids)
+
+        known = self.records.references(RecordState.ACTIVE)
+        known |= self.records.references(RecordState.PENDING)
+        report.orphans_removed = sorted(in_gallery - known - set(report.deleted))
+        self.gallery.remove(report.orphans_removed)
+        report.missing_from_gallery = sorted(
+            self.records.references(RecordState.ACTIVE) - in_gallery - set(report.completed)
+        )
+        if any(report.summary().values()):
+            self.audit.record(actor, "records.reconcile", None, _counts(report))
+        self.session.commit()
+        return report
+
+    def _drop_emptied_subjects(self, subject_ids: set[int]) -> None:
+        for subject_id in subject_ids:
+            if not self.records.of_subject(subject_id):
+                subject = self.session.get(Subject, subject_id)
+                if subject is not None:
+                    self.subjects.delete(subject)
+
+
+def _counts(report: ReconcileReport) -> dict[str, Any]:
+    return {k: v for k, v in report.summary().items() if v}

@@ -1,0 +1,103 @@
+"""Read and edit subjects and their template records (operators' gallery housekeeping).
+
+Deleting a subject touches the gallery as well and lives in :mod:`node.services.records`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from node.db.models import Encounter, Modality, RecordState, Subject, TemplateRecord
+from node.errors import NotFoundError
+from node.repositories.audit import AuditRepository
+from node.repositories.records import RecordRepository
+from node.repositories.subjects import SubjectRepository
+from node.restrictions import SharingRestrictions
+
+
+@dataclass(frozen=True)
+class SubjectDetail:
+    subject: Subject
+    encounters: Sequence[Encounter]
+    records: Sequence[TemplateRecord]
+
+
+@dataclass
+class GalleryStatistics:
+    subjects: int = 0
+    records_by_state: dict[str, int] = field(default_factory=dict)
+    active_by_modality: dict[str, int] = field(default_factory=dict)
+    active_by_finger_position: dict[int, int] = field(default_factory=dict)
+
+
+class SubjectService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.subjects = SubjectRepository(session)
+        self.records = RecordRepository(session)
+        self.audit = AuditRepository(session)
+
+    def page(self, *, limit: int, after_id: int = 0) -> list[tuple[Subject, int]]:
+        """Subjects with ``id > after_id`` in id order, each with its number of records."""
+        subjects = self.subjects.page(limit=limit, after_id=after_id)
+        counts = self.records.count_by_subject(s.id for s in subjects)
+        return [(s, counts.get(s.id, 0)) for s in subjects]
+
+    def _subject(self, external_id: str) -> Subject:
+        subject = self.subjects.by_external_id(external_id)
+        if subject is None:
+            raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
+        return subject
+
+    def detail(self, external_id: str) -> SubjectDetail:
+        subject = self._subject(external_id)
+        return SubjectDetail(
+            subject=subject,
+            encounters=self.subjects.encounters_of(subject),
+            records=self.records.of_subject(subject.id),
+        )
+
+    def record(self, reference: str) -> TemplateRecord:
+        row = self.records.by_reference(reference)
+        if row is None:
+            raise NotFoundError(f"no template record {reference!r}", reason="unknown_record")
+        return row
+
+    def restrict_subject(
+        self, external_id: str, restrictions: SharingRestrictions, *, actor: str
+    ) -> Sequence[TemplateRecord]:
+        """Set the same restrictions on every record of a subject."""
+        subject = self._subject(external_id)
+        rows = self.records.of_subject(subject.id)
+        value = restrictions.model_dump(mode="json")
+        for row in rows:
+            row.restrictions = value
+        self.audit.record(actor, "subject.restrict", external_id, {"restrictions": value})
+        self.session.commit()
+        return rows
+
+    def restrict_record(
+        self, reference: str, restrictions: SharingRestrictions, *, actor: str
+    ) -> TemplateRecord:
+        row = self.record(reference)
+        row.restrictions = restrictions.model_dump(mode="json")
+        self.audit.record(actor, "record.restrict", reference, {"restrictions": row.restrictions})
+        self.session.commit()
+        return row
+
+    def statistics(self) -> GalleryStatistics:
+        stats = GalleryStatistics(subjects=self.subjects.count())
+        for modality, state, finger, n in self.records.counts():
+            by_state = stats.records_by_state
+            by_state[state.value] = by_state.get(state.value, 0) + n
+            if state is not RecordState.ACTIVE:
+                continue
+            by_mod = stats.active_by_modality
+            by_mod[modality.value] = by_mod.get(modality.value, 0) + n
+            if modality is Modality.FINGERPRINT and finger is not None:
+                by_finger = stats.active_by_finger_position
+                by_finger[finger] = by_finger.get(finger, 0) + n
+        return stats

@@ -1,0 +1,192 @@
+"""Node settings: environment variables (prefix ``BDX_``) over an optional config file.
+
+Precedence, highest first: keyword arguments, ``BDX_*`` environment variables, the config file
+(``--config PATH`` or ``BDX_CONFIG``; ``*.toml`` or a dotenv file), defaults. The defaults give a
+zero set-up development node: an embedded SQLite database and the gallery under ``./var``.
+
+Outside development, :meth:`Settings.check_safe` refuses the defaults that are only fit for a
+laptop (no TLS, debug, ``*`` CORS, a private-use country code, database or key files other
+users can read); :func:`load_settings` calls it, so no command runs on an
+unsafe production configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from node.countries import USER_ASSIGNED, normalise_country
+from node.errors import ConfigError
+
+CountryCode = Annotated[str, AfterValidator(normalise_country)]
+
+#: Permission bits that let users other than the owner read or write a file.
+_OTHERS_RW = stat.S_IRWXG | stat.S_IRWXO
+_OTHERS_W = stat.S_IWGRP | stat.S_IWOTH
+
+_toml_file: ContextVar[Path | None] = ContextVar("bdx_toml_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything a node needs to start; see the module docstring for sources."""
+
+    model_config = SettingsConfigDict(env_prefix="BDX_", extra="forbid", frozen=True)
+
+    environment: Literal["development", "production"] = "development"
+    country: CountryCode = Field("XX", description="ISO 3166-1 alpha-2 code of this node")
+    data_dir: Path = Path("var")
+    database_url: str | None = Field(None, description="default: SQLite file in data_dir")
+    gallery_dir: Path | None = Field(None, description="default: data_dir/gallery")
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=1, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = Field(None, description="CA bundle for peer mTLS")
+    cors_origins: list[str] = Field(default_factory=list)
+    debug: bool = False
+    # Images are a few hundred KiB; 10 MiB leaves room for lossless 1000 ppi captures.
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    # JSON bodies carry ids and restrictions only; 1 MiB is generous and bounds parsing work.
+    max_json_bytes: int = Field(1024 * 1024, gt=0)
+    search_fmr: float = Field(1e-4, gt=0.0, lt=1.0, description="FMR target of 1:N search")
+    worker_threads: int = Field(4, ge=1, le=256, description="threads for CPU-bound work")
+    token_max_days: int = Field(365, ge=1, description="longest lifetime of an API token")
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if self.gallery_dir is None:
+            object.__setattr__(self, "gallery_dir", self.data_dir / "gallery")
+        if self.database_url is None:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'bdx.sqlite3'}")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        assert self.database_url is not None  # filled by the validator
+        return self.database_url
+
+    @property
+    def gallery_path(self) -> Path:
+        assert self.gallery_dir is not None  # filled by the validator
+        return self.gallery_dir
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file when the database is SQLite on disk, else ``None``."""
+        prefix = "sqlite:///"
+        url = self.db_url.split("?", 1)[0]
+        if not url.startswith("sqlite") or url.endswith(":memory:") or prefix not in url:
+            return None
+        return Path(url.split(prefix, 1)[1])
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        toml = _toml_file.get()
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+    def unsafe_reasons(self) -> list[str]:
+        """What makes these settings unfit for production (empty in development)."""
+        if self.environment == "development":
+            return []
+        problems: list[str] = []
+        problems += _tls_problems(self)
+        if self.debug:
+            problems.append("debug must be off")
+        if "*" in self.cors_origins:
+            problems.append("cors_origins must list origins, not '*'")
+        if self.country in USER_ASSIGNED:
+            problems.append(f"country {self.country} is a private-use code; set the real one")
+        problems += _file_mode_problems(self)
+        return problems
+
+    def check_safe(self) -> None:
+        """Raise :class:`ConfigError` (reason ``unsafe_config``) listing every refusal."""
+        problems = self.unsafe_reasons()
+        if problems:
+            raise ConfigError(
+                f"refusing {self.environment} settings: " + "; ".join(problems),
+                reason="unsafe_config",
+            )
+
+
+def _tls_problems(settings: Settings) -> list[str]:
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return ["tls_cert_file and tls_key_file are required"]
+    problems = [
+        f"{name} {path} does not exist"
+        for name, path in (
+            ("tls_cert_file", settings.tls_cert_file),
+            ("tls_key_file", settings.tls_key_file),
+        )
+        if not path.is_file()
+    ]
+    if not problems and settings.tls_key_file.stat().st_mode & _OTHERS_RW:
+        problems.append(f"tls_key_file {settings.tls_key_file} is readable by other users")
+    return problems
+
+
+def _file_mode_problems(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    db_file = settings.sqlite_path
+    if db_file is not None and db_file.exists() and db_file.stat().st_mode & _OTHERS_RW:
+        problems.append(f"database file {db_file} is accessible to other users (chmod 600)")
+    if settings.data_dir.exists() and settings.data_dir.stat().st_mode & _OTHERS_W:
+        problems.append(f"data_dir {settings.data_dir} is writable by other users")
+    return problems
+
+
+def load_settings(
+    config_file: Path | None = None, *, check: bool = True, **overrides: Any
+) -> Settings:
+    """Read settings from the environment and ``config_file`` (or ``$BDX_CONFIG``).
+
+    Raises :class:`ConfigError` with reason ``bad_config`` for invalid values or an unreadable
+    file, and with reason ``unsafe_config`` when ``check`` is set and the production checks fail.
+    """
+    if config_file is None and os.environ.get("BDX_CONFIG"):
+        config_file = Path(os.environ["BDX_CONFIG"])
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file {config_file} not found", reason="config_not_found")
+    is_toml = config_file is not None and config_file.suffix == ".toml"
+    token = _toml_file.set(config_file if is_toml else None)
+    try:
+        env_file = None if is_toml else config_file
+        settings = Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), reason="bad_config") from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
+    finally:
+        _toml_file.reset(token)
+    if check:
+        settings.check_safe()
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        parts.append(f"{where}: {err['msg']}")
+    return "invalid settings: " + "; ".join(parts)
