@@ -1,0 +1,90 @@
+"""Typed errors of the exchange log: every refusal or detected tampering raises one of these."""
+
+from __future__ import annotations
+
+from certs.errors import CertsError
+
+
+class TranslogError(CertsError):
+    """Base of exchange-log errors (exit code 5)."""
+
+    default_reason = "translog_error"
+
+
+class EntryError(TranslogError):
+    """An entry to append is not acceptable (not bytes, empty, too large)."""
+
+    default_reason = "bad_entry"
+
+
+class NotFoundError(TranslogError):
+    """An entry index, tree size or checkpoint the request names does not exist (yet)."""
+
+    default_reason = "not_found"
+
+
+class KeyTypeError(TranslogError):
+    """A signing or verifying key is not an Ed25519 or ECDSA P-256 key."""
+
+    default_reason = "unsupported_key"
+
+
+class NoteFormatError(TranslogError):
+    """A signed note or checkpoint is not in the canonical form (reason says which part)."""
+
+    default_reason = "bad_checkpoint"
+
+
+class SignatureError(TranslogError):
+    """A checkpoint signature or cosignature is missing or does not verify."""
+
+    default_reason = "bad_signature"
+
+
+class OriginMismatchError(TranslogError):
+    """A checkpoint or store belongs to another log than the one expected."""
+
+    default_reason = "origin_mismatch"
+
+
+class SplitViewError(TranslogError):
+    """The log showed two histories that cannot both be true (same size, different roots,
+    or a failed consistency proof): evidence of a forked (split-view) log."""
+
+    default_reason = "split_view"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, evidence: tuple[bytes, ...] = ()
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.evidence = evidence
+
+
+class RollbackError(TranslogError):
+    """A checkpoint is older (smaller) than one the witness already cosigned for that log."""
+
+    default_reason = "checkpoint_rollback"
+
+
+class TamperedError(TranslogError):
+    """The stored log or an export disagrees with its signed checkpoints.
+
+    ``reason`` names what: ``entry_modified``, ``entry_missing``, ``entry_reordered``,
+    ``tree_mismatch``, ``node_missing``, ``head_mismatch``, ``inclusion_failed``,
+    ``consistency_failed``, ``checkpoint_mismatch``.
+    ``index`` is the first entry index concerned, when one is known.
+    """
+
+    default_reason = "tampered"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, index: int | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
+        self.index = index
+
+
+class ExportFormatError(TranslogError):
+    """An export document is not valid JSON of the expected, versioned shape."""
+
+    default_reason = "bad_export"

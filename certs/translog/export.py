@@ -1,0 +1,154 @@
+"""Audit exports: entries with inclusion proofs, checkpoints and consistency proofs (JSON),
+and entries alone as CSV for spreadsheets.
+
+JSON document (``format: bdx-translog-export/v1``)::
+
+    {"format", "origin", "tree_size",
+     "range": {"start", "end", "since", "until"},      # entries start <= index < end
+     "checkpoints": [signed note text, ...],           # increasing sizes, last one = tree_size
+     "consistency": [{"size1", "size2", "proof": [b64]}, ...],   # between successive ones
+     "entries": [{"index", "created_at", "leaf_hash" (hex), "data" (b64),
+                  "inclusion_proof": [b64]}, ...]}     # proofs against the last checkpoint
+
+The bytes are canonical: sorted keys, no insignificant whitespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import itertools
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from certs.translog.checkpoint import SignedCheckpoint
+from certs.translog.errors import NotFoundError
+from certs.translog.store import Entry, TransparencyLog
+
+EXPORT_FORMAT = "bdx-translog-export/v1"
+MAX_EXPORT_CHECKPOINTS = 64
+"""Most checkpoints in one export: a consistency chain through more adds bytes, not trust
+(consistency is transitive), so long chains are thinned evenly, keeping both ends."""
+PROOF_BATCH = 256
+"""Entries whose inclusion proofs are read with one query while exporting."""
+_CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _b64(items: Sequence[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode() for h in items]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _chain(log: TransparencyLog, end: int, target: SignedCheckpoint) -> list[SignedCheckpoint]:
+    """Distinct-size checkpoints from the first one covering ``end`` up to ``target``."""
+    by_size: dict[int, SignedCheckpoint] = {}
+    for cp in log.checkpoints(min_size=end, max_size=target.checkpoint.size):
+        if cp.checkpoint.size < target.checkpoint.size:
+            by_size[cp.checkpoint.size] = cp
+    chain = [by_size[s] for s in sorted(by_size)]
+    if len(chain) > MAX_EXPORT_CHECKPOINTS - 1:
+        step = len(chain) / (MAX_EXPORT_CHECKPOINTS - 1)
+        chain = [chain[int(i * step)] for i in range(MAX_EXPORT_CHECKPOINTS - 1)]
+    return [*chain, target]
+
+
+def export_json(
+    log: TransparencyLog,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    checkpoint: SignedCheckpoint | None = None,
+) -> bytes:
+    """Export the entries appended in ``[since, until)`` (or with ``start <= index < end``)
+    that the checkpoint covers (default: the latest one issued), with every proof needed
+    to check them offline (:func:`certs.translog.verify.verify_export`)."""
+    target = checkpoint or log.latest_checkpoint()
+    if target is None:
+        raise NotFoundError("the log has issued no checkpoint yet", reason="no_checkpoint")
+    size = target.checkpoint.size
+    lo, hi = log.index_range(since, until) if start is None and end is None else (0, size)
+    lo = max(lo, start or 0)
+    hi = min(hi, size if end is None else end, size)
+    hi = max(hi, lo)
+    chain = _chain(log, hi, target)
+    consistency = [
+        {
+            "size1": a.checkpoint.size,
+            "size2": b.checkpoint.size,
+            "proof": _b64(log.consistency_proof(a.checkpoint.size, b.checkpoint.size)),
+        }
+        for a, b in itertools.pairwise(chain)
+    ]
+    out_entries: list[dict[str, object]] = []
+    batch: list[Entry] = []
+    for entry in log.entries(lo, hi):
+        batch.append(entry)
+        if len(batch) == PROOF_BATCH:
+            out_entries.extend(_entries_with_proofs(log, batch, size))
+            batch = []
+    out_entries.extend(_entries_with_proofs(log, batch, size))
+    doc = {
+        "format": EXPORT_FORMAT,
+        "origin": log.origin,
+        "tree_size": size,
+        "range": {"start": lo, "end": hi, "since": _iso(since), "until": _iso(until)},
+        "checkpoints": [cp.to_bytes().decode() for cp in chain],
+        "consistency": consistency,
+        "entries": out_entries,
+    }
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _entries_with_proofs(
+    log: TransparencyLog, batch: list[Entry], size: int
+) -> list[dict[str, object]]:
+    proofs = log.inclusion_proofs([e.index for e in batch], size) if batch else []
+    return [
+        {
+            "index": e.index,
+            "created_at": e.created_at.isoformat(),
+            "leaf_hash": e.leaf_hash.hex(),
+            "data": base64.b64encode(e.data).decode(),
+            "inclusion_proof": _b64(proof),
+        }
+        for e, proof in zip(batch, proofs, strict=True)
+    ]
+
+
+def _cell(text: str) -> str:
+    """Neutralise spreadsheet formulas (CSV injection) by quoting a leading trigger."""
+    return "'" + text if text.startswith(_CSV_FORMULA_PREFIXES) else text
+
+
+def export_csv(
+    log: TransparencyLog,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    start: int | None = None,
+    end: int | None = None,
+) -> str:
+    """Entries as CSV (``index, created_at, leaf_hash, data``), no proofs. ``data`` is the
+    UTF-8 text of the entry, or ``base64:...`` for entries that are not UTF-8."""
+    lo, hi = log.index_range(since, until) if start is None and end is None else (0, log.size())
+    lo = max(lo, start or 0)
+    hi = hi if end is None else min(hi, end)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["index", "created_at", "leaf_hash", "data"])
+    for entry in log.entries(lo, hi):
+        try:
+            text = entry.data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = "base64:" + base64.b64encode(entry.data).decode()
+        writer.writerow(
+            [entry.index, entry.created_at.isoformat(), entry.leaf_hash.hex(), _cell(text)]
+        )
+    return buf.getvalue()

@@ -1,0 +1,28 @@
+"""Tunables of the exchange log, each with the reason for its value."""
+
+from __future__ import annotations
+
+MAX_ENTRY_BYTES = 1 << 20
+"""Largest entry accepted (1 MiB). Entries are canonical JSON of one exchange event (a few
+hundred bytes); anything near this size is a bug or abuse, not an event."""
+
+MAX_NOTE_BYTES = 1 << 20
+"""Largest signed note parsed (1 MiB), as the Go reference parsers cap it."""
+
+MAX_NOTE_SIGNATURES = 100
+"""Most signature lines parsed in one note: the Go sumdb/note cap; C2SP requires >= 16."""
+
+CHECKPOINT_INTERVAL_S = 60.0
+"""Default age after which the periodic task issues a new checkpoint even if the size did not
+change: witnesses then see a fresh timestamp every minute, so a frozen log is noticed."""
+
+AUDIT_CHUNK = 5000
+"""Entries read per query when auditing or exporting: bounded memory, few round trips."""
+
+INSERT_CHUNK = 2000
+"""Rows per multi-row INSERT in batch appends: stays under SQLite's 32766 bound parameters
+(4 columns per entry row) while amortising statement overhead."""
+
+CLOCK_SKEW_S = 300
+"""Cosignature timestamps further than this in the future are refused (5 minutes of clock
+skew between nodes, as is usual for signed tokens)."""

@@ -1,0 +1,401 @@
+"""The append-only exchange log on SQLAlchemy: O(log n) appends, proofs and checkpoints.
+
+An append locks the head row, reads the tree size and compact range from it, writes the
+leaf and the perfect subtrees it completes (at most log2(n), one on average) and the new head,
+in one transaction. Proofs read O(log n) stored perfect-subtree hashes in at most two queries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from certs.merkle import (
+    HASH_SIZE,
+    CompactRange,
+    NodeID,
+    build_proof,
+    consistency_plan,
+    fold_right,
+    hash_leaf,
+    inclusion_plan,
+    plan_nodes,
+    root_plan,
+)
+from certs.merkle.hashing import EMPTY_ROOT
+from certs.translog import schema
+from certs.translog.checkpoint import Checkpoint, Cosignature, SignedCheckpoint
+from certs.translog.errors import (
+    EntryError,
+    NotFoundError,
+    OriginMismatchError,
+    TamperedError,
+)
+from certs.translog.keys import SigningKey, VerifyingKey
+from certs.translog.params import AUDIT_CHUNK, CHECKPOINT_INTERVAL_S, INSERT_CHUNK, MAX_ENTRY_BYTES
+
+HEAD_ID = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One stored log entry."""
+
+    index: int
+    leaf_hash: bytes
+    data: bytes
+    created_at: datetime
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _check_entry(data: object) -> bytes:
+    if not isinstance(data, bytes):
+        raise EntryError(f"an entry must be bytes, got {type(data).__name__}")
+    if not data:
+        raise EntryError("an entry must not be empty", reason="empty_entry")
+    if len(data) > MAX_ENTRY_BYTES:
+        raise EntryError(f"entry over {MAX_ENTRY_BYTES} bytes", reason="entry_too_large")
+    return data
+
+
+def _split_range(blob: bytes) -> list[bytes]:
+    return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
+
+
+class TransparencyLog:
+    """An RFC 6962 log of exchange events, stored in the tables of :mod:`schema`.
+
+    ``key`` signs checkpoints; its name is the log's origin. ``clock`` returns Unix seconds
+    (injectable so tests control checkpoint ages). Use :meth:`open` to create or reopen.
+    """
+
+    def __init__(
+        self, engine: Engine, key: SigningKey, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._engine = engine
+        self._key = key
+        self._clock = clock
+
+    @classmethod
+    def open(
+        cls, engine: Engine, key: SigningKey, *, clock: Callable[[], float] = time.time
+    ) -> TransparencyLog:
+        """Open the log in ``engine`` (tables must exist), creating its head row if needed."""
+        log = cls(engine, key, clock=clock)
+        with engine.connect() as conn:
+            row = conn.execute(select(schema.head).where(schema.head.c.id == HEAD_ID)).first()
+            if row is None:
+                try:
+                    conn.execute(
+                        insert(schema.head).values(
+                            id=HEAD_ID,
+                            origin=key.name,
+                            tree_size=0,
+                            compact_range=b"",
+                            updated_at=log._now(),
+                        )
+                    )
+                    conn.commit()
+                except IntegrityError:  # another process created it first
+                    conn.rollback()
+                row = conn.execute(select(schema.head).where(schema.head.c.id == HEAD_ID)).one()
+        if row.origin != key.name:
+            raise OriginMismatchError(f"the database holds log {row.origin!r}, not {key.name!r}")
+        return log
+
+    @property
+    def origin(self) -> str:
+        return self._key.name
+
+    @property
+    def verifying_key(self) -> VerifyingKey:
+        return self._key.verifying_key()
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    # --- appends -------------------------------------------------------------------------
+
+    def _lock_head(self, conn: Connection) -> CompactRange:
+        """Take the log's write lock inside the begun transaction; return the head."""
+        query = select(schema.head.c.tree_size, schema.head.c.compact_range).where(
+            schema.head.c.id == HEAD_ID
+        )
+        if conn.dialect.name == "sqlite":
+            driver = conn.connection.driver_connection
+            if driver is not None and not driver.in_transaction:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
+            else:  # engine set up to BEGIN itself: take the lock with a first write
+                conn.execute(
+                    update(schema.head)
+                    .where(schema.head.c.id == HEAD_ID)
+                    .values(tree_size=schema.head.c.tree_size)
+                )
+        else:
+            query = query.with_for_update()
+        row = conn.execute(query).one()
+        return CompactRange(row.tree_size, _split_range(row.compact_range))
+
+    def append(self, data: bytes) -> int:
+        """Append one entry; return its index."""
+        return self.append_many([data])[0]
+
+    def append_many(self, items: Sequence[bytes]) -> list[int]:
+        """Append entries in one transaction (all or none); return their indices."""
+        batch = [_check_entry(d) for d in items]
+        if not batch:
+            return []
+        with self._engine.connect() as conn, conn.begin():
+            cr = self._lock_head(conn)
+            first = cr.size
+            now = self._now()
+            entry_rows = []
+            node_rows = []
+            for data in batch:
+                leaf = hash_leaf(data)
+                entry_rows.append(
+                    {"leaf_index": cr.size, "leaf_hash": leaf, "data": data, "created_at": now}
+                )
+                for node, h in cr.append(leaf):
+                    node_rows.append({"level": node.level, "node_index": node.index, "hash": h})
+            for i in range(0, len(entry_rows), INSERT_CHUNK):
+                conn.execute(insert(schema.entries), entry_rows[i : i + INSERT_CHUNK])
+            for i in range(0, len(node_rows), INSERT_CHUNK):
+                conn.execute(insert(schema.nodes), node_rows[i : i + INSERT_CHUNK])
+            conn.execute(
+                update(schema.head)
+                .where(schema.head.c.id == HEAD_ID)
+                .values(tree_size=cr.size, compact_range=b"".join(cr.hashes), updated_at=now)
+            )
+        return list(range(first, first + len(batch)))
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def size(self) -> int:
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(schema.head.c.tree_size).where(schema.head.c.id == HEAD_ID)
+                ).scalar_one()
+            )
+
+    def head(self) -> CompactRange:
+        """The current tree size and compact range (its root is the current root)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(schema.head).where(schema.head.c.id == HEAD_ID)).one()
+        return CompactRange(row.tree_size, _split_range(row.compact_range))
+
+    def entry(self, index: int) -> Entry:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(schema.entries).where(schema.entries.c.leaf_index == index)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"no entry {index}")
+        return Entry(row.leaf_index, row.leaf_hash, row.data, _utc(row.created_at))
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]:
+        """Stored entries with ``start <= index < end`` in index order, read in chunks."""
+        stop = self.size() if end is None else end
+        t = schema.entries
+        while start < stop:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(t)
+                    .where(and_(t.c.leaf_index >= start, t.c.leaf_index < stop))
+                    .order_by(t.c.leaf_index)
+                    .limit(AUDIT_CHUNK)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield Entry(row.leaf_index, row.leaf_hash, row.data, _utc(row.created_at))
+            start = rows[-1].leaf_index + 1
+
+    def index_range(self, since: datetime | None, until: datetime | None) -> tuple[int, int]:
+        """``[start, end)`` of the entries appended in ``[since, until)`` (store time)."""
+        t = schema.entries
+        cond = []
+        if since is not None:
+            cond.append(t.c.created_at >= since)
+        if until is not None:
+            cond.append(t.c.created_at < until)
+        with self._engine.connect() as conn:
+            lo, hi = conn.execute(
+                select(func.min(t.c.leaf_index), func.max(t.c.leaf_index)).where(and_(True, *cond))
+            ).one()
+        return (0, 0) if lo is None else (int(lo), int(hi) + 1)
+
+    def _lookup(self, conn: Connection, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
+        leaves = [n.index for n in ids if n.level == 0]
+        inner = [(n.level, n.index) for n in ids if n.level > 0]
+        found: dict[NodeID, bytes] = {}
+        if leaves:
+            t = schema.entries
+            for idx, h in conn.execute(
+                select(t.c.leaf_index, t.c.leaf_hash).where(t.c.leaf_index.in_(leaves))
+            ):
+                found[NodeID(0, idx)] = h
+        if inner:
+            n = schema.nodes
+            for level, idx, h in conn.execute(
+                select(n.c.level, n.c.node_index, n.c.hash).where(
+                    tuple_(n.c.level, n.c.node_index).in_(inner)
+                )
+            ):
+                found[NodeID(level, idx)] = h
+        for node in ids:
+            if node not in found:
+                first = node.index << node.level
+                reason = "entry_missing" if node.level == 0 else "node_missing"
+                raise TamperedError(
+                    f"stored tree lacks node {node.level}/{node.index}", reason=reason, index=first
+                )
+        return found
+
+    def lookup(self, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
+        """Stored hashes of perfect subtrees (level 0: leaf hashes); a missing one raises
+        :class:`TamperedError` (``entry_missing`` / ``node_missing``)."""
+        with self._engine.connect() as conn:
+            return self._lookup(conn, ids)
+
+    def _check_size(self, size: int) -> None:
+        current = self.size()
+        if not 0 <= size <= current:
+            raise NotFoundError(f"tree size {size} is not in 0..{current}")
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """Inclusion proof of entry ``index`` in the tree of ``size`` (default: current)."""
+        size = self.size() if size is None else size
+        self._check_size(size)
+        plan = inclusion_plan(index, size)
+        with self._engine.connect() as conn:
+            return build_proof(plan, self._lookup(conn, plan_nodes(plan)))
+
+    def inclusion_proofs(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
+        """Proofs for several entries against one tree size, with one batched read."""
+        self._check_size(size)
+        plans = [inclusion_plan(i, size) for i in indices]
+        needed = list(dict.fromkeys(n for p in plans for n in plan_nodes(p)))
+        with self._engine.connect() as conn:
+            hashes = self._lookup(conn, needed)
+        return [build_proof(p, hashes) for p in plans]
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """Consistency proof from the tree of ``size1`` to ``size2`` (default: current)."""
+        size2 = self.size() if size2 is None else size2
+        self._check_size(size2)
+        plan = consistency_plan(size1, size2)
+        with self._engine.connect() as conn:
+            return build_proof(plan, self._lookup(conn, plan_nodes(plan)))
+
+    def root(self, size: int | None = None) -> bytes:
+        """Root hash of the tree of ``size`` leaves (default: current, from the head row)."""
+        if size is None:
+            return self.head().root()
+        self._check_size(size)
+        ids = root_plan(size)
+        if not ids:
+            return EMPTY_ROOT
+        with self._engine.connect() as conn:
+            hashes = self._lookup(conn, ids)
+        return fold_right([hashes[n] for n in ids])
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def issue_checkpoint(self) -> SignedCheckpoint:
+        """Sign and store a checkpoint of the current tree."""
+        cr = self.head()
+        checkpoint = Checkpoint(self.origin, cr.size, cr.root(), int(self._clock() * 1000))
+        signed = SignedCheckpoint.sign(checkpoint, self._key)
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(schema.checkpoints).values(
+                    tree_size=checkpoint.size,
+                    root_hash=checkpoint.root_hash,
+                    timestamp_ms=checkpoint.timestamp_ms,
+                    note=signed.to_bytes(),
+                )
+            )
+        return signed
+
+    def maybe_issue_checkpoint(
+        self, max_age_s: float = CHECKPOINT_INTERVAL_S
+    ) -> SignedCheckpoint | None:
+        """For the node's periodic task: issue a checkpoint if the tree grew since the last
+        one or the last one is ``max_age_s`` old (or there is none); else return None."""
+        latest = self.latest_checkpoint()
+        if latest is not None:
+            age_s = self._clock() - latest.checkpoint.timestamp_ms / 1000
+            if latest.checkpoint.size == self.size() and age_s < max_age_s:
+                return None
+        return self.issue_checkpoint()
+
+    def _signed(self, conn: Connection, row: object) -> SignedCheckpoint:
+        signed = SignedCheckpoint.from_bytes(row.note)  # type: ignore[attr-defined]
+        c = schema.cosignatures
+        cosigs = [
+            Cosignature(r.witness, r.key_id, r.timestamp, r.signature)
+            for r in conn.execute(
+                select(c)
+                .where(c.c.checkpoint_id == row.id)  # type: ignore[attr-defined]
+                .order_by(c.c.id)
+            )
+        ]
+        return signed.with_cosignatures(*cosigs)
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        """The most recently issued checkpoint with its stored cosignatures."""
+        t = schema.checkpoints
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t).order_by(t.c.id.desc()).limit(1)).first()
+            return None if row is None else self._signed(conn, row)
+
+    def checkpoints(self, min_size: int = 0, max_size: int | None = None) -> list[SignedCheckpoint]:
+        """Stored checkpoints with ``min_size <= size <= max_size``, in issue order."""
+        t = schema.checkpoints
+        query = select(t).where(t.c.tree_size >= min_size).order_by(t.c.id)
+        if max_size is not None:
+            query = query.where(t.c.tree_size <= max_size)
+        with self._engine.connect() as conn:
+            return [self._signed(conn, row) for row in conn.execute(query).all()]
+
+    def add_cosignature(
+        self, checkpoint: Checkpoint, cosignature: Cosignature, witness_key: VerifyingKey
+    ) -> SignedCheckpoint:
+        """Verify and store a witness's cosignature of one of this log's checkpoints."""
+        cosignature.verify(checkpoint, witness_key, now=self._clock())
+        t = schema.checkpoints
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(t).where(
+                    t.c.tree_size == checkpoint.size,
+                    t.c.root_hash == checkpoint.root_hash,
+                    t.c.timestamp_ms == checkpoint.timestamp_ms,
+                )
+            ).first()
+            if row is None or checkpoint.origin != self.origin:
+                raise NotFoundError("this log issued no such checkpoint")
+            try:
+                conn.execute(
+                    insert(schema.cosignatures).values(
+                        checkpoint_id=row.id,
+                        witness=cosignature.witness,
+                        key_id=cosignature.key_id,
+                        timestamp=cosignature.timestamp,
+                        signature=cosignature.signature,
+                    )
+                )
+                conn.commit()
+            except IntegrityError:  # already stored: cosigning is idempotent
+                conn.rollback()
+            return self._signed(conn, row)

@@ -1,0 +1,190 @@
+"""Offline verification of an audit export (``bdx audit verify EXPORT``).
+
+Needs only the export bytes and the public keys: the log's, and the witnesses' the auditor
+trusts. Every check raises a typed error naming what failed; success returns a report.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from certs.merkle import MerkleError, hash_leaf, verify_consistency, verify_inclusion
+from certs.translog.checkpoint import SignedCheckpoint
+from certs.translog.errors import ExportFormatError, SignatureError, TamperedError
+from certs.translog.export import EXPORT_FORMAT
+from certs.translog.keys import VerifyingKey
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """What a successful :func:`verify_export` established."""
+
+    origin: str
+    tree_size: int
+    root_hash: bytes
+    checkpoint_timestamp_ms: int
+    start: int
+    end: int
+    entries_verified: int
+    checkpoints_verified: int
+    cosigners: dict[int, list[str]] = field(default_factory=dict)
+    """Checkpoint size -> names of trusted witnesses with a valid cosignature on it."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "root_hash": base64.b64encode(self.root_hash).decode(),
+            "checkpoint_timestamp_ms": self.checkpoint_timestamp_ms,
+            "range": {"start": self.start, "end": self.end},
+            "entries_verified": self.entries_verified,
+            "checkpoints_verified": self.checkpoints_verified,
+            "cosigners": {str(k): v for k, v in self.cosigners.items()},
+        }
+
+
+def _get(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ExportFormatError(f"{where}: missing {key!r}")
+    value = obj[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ExportFormatError(f"{where}: {key!r} has the wrong type")
+    return value
+
+
+def _hashes(values: Any, where: str) -> list[bytes]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ExportFormatError(f"{where}: a proof must be a list of base64 strings")
+    try:
+        return [base64.b64decode(v, validate=True) for v in values]
+    except (binascii.Error, ValueError):
+        raise ExportFormatError(f"{where}: a proof hash is not base64") from None
+
+
+def verify_export(
+    export: bytes,
+    log_key: VerifyingKey,
+    witness_keys: Sequence[VerifyingKey] = (),
+    *,
+    min_cosignatures: int = 0,
+) -> VerificationReport:
+    """Check an export: checkpoint signatures and cosignatures, consistency between the
+    checkpoints, the completeness and order of the entries, and every inclusion proof.
+
+    ``min_cosignatures``: each checkpoint needs that many valid cosignatures from
+    ``witness_keys``. Raises :class:`ExportFormatError`, :class:`SignatureError` or
+    :class:`TamperedError` (reason ``entry_modified``, ``entry_missing``,
+    ``entry_reordered``, ``inclusion_failed``, ``consistency_failed``).
+    """
+    try:
+        doc = json.loads(export)
+    except (ValueError, UnicodeDecodeError):
+        raise ExportFormatError("the export is not JSON") from None
+    if _get(doc, "format", str, "export") != EXPORT_FORMAT:
+        raise ExportFormatError(f"unsupported export format {doc['format']!r}", reason="bad_format")
+    if _get(doc, "origin", str, "export") != log_key.name:
+        raise ExportFormatError(
+            f"export is of log {doc['origin']!r}, not {log_key.name!r}", reason="origin_mismatch"
+        )
+    tree_size = _get(doc, "tree_size", int, "export")
+    rng = _get(doc, "range", dict, "export")
+    start, end = _get(rng, "start", int, "range"), _get(rng, "end", int, "range")
+    notes = _get(doc, "checkpoints", list, "export")
+    if not notes or not all(isinstance(n, str) for n in notes):
+        raise ExportFormatError("export has no checkpoints")
+
+    chain = [SignedCheckpoint.from_bytes(n.encode()) for n in notes]
+    cosigners: dict[int, list[str]] = {}
+    for signed in chain:
+        signed.verify(log_key)
+        names = signed.verified_cosigners(witness_keys)
+        if len(names) < min_cosignatures:
+            raise SignatureError(
+                f"checkpoint of size {signed.checkpoint.size} has {len(names)} trusted "
+                f"cosignatures, {min_cosignatures} required",
+                reason="too_few_cosignatures",
+            )
+        cosigners[signed.checkpoint.size] = names
+    sizes = [s.checkpoint.size for s in chain]
+    if sizes != sorted(set(sizes)):
+        raise ExportFormatError("checkpoints are not in increasing size order")
+    target = chain[-1].checkpoint
+    if target.size != tree_size:
+        raise ExportFormatError("tree_size is not the size of the last checkpoint")
+
+    links = _get(doc, "consistency", list, "export")
+    if len(links) != len(chain) - 1:
+        raise ExportFormatError("one consistency proof per pair of successive checkpoints")
+    for a, b, link in zip(chain, chain[1:], links, strict=False):
+        s1, s2 = _get(link, "size1", int, "consistency"), _get(link, "size2", int, "consistency")
+        if (s1, s2) != (a.checkpoint.size, b.checkpoint.size):
+            raise ExportFormatError("consistency proof sizes do not match the checkpoints")
+        proof = _hashes(_get(link, "proof", list, "consistency"), "consistency")
+        try:
+            verify_consistency(s1, s2, proof, a.checkpoint.root_hash, b.checkpoint.root_hash)
+        except MerkleError as exc:
+            raise TamperedError(
+                f"checkpoint {s2} is not consistent with checkpoint {s1}: {exc.message}",
+                reason="consistency_failed",
+            ) from exc
+
+    if not 0 <= start <= end <= tree_size:
+        raise ExportFormatError("range is not within the checkpoint's tree")
+    if end > chain[0].checkpoint.size:
+        raise ExportFormatError("the first checkpoint does not cover the range")
+    entries = _get(doc, "entries", list, "export")
+    expected = start
+    for item in entries:
+        index = _get(item, "index", int, "entry")
+        if index < expected:
+            raise TamperedError(
+                f"entry {index} is out of order or repeated", reason="entry_reordered", index=index
+            )
+        if index > expected or index >= end:
+            raise TamperedError(
+                f"entry {expected} is missing from the export",
+                reason="entry_missing",
+                index=expected,
+            )
+        try:
+            data = base64.b64decode(_get(item, "data", str, "entry"), validate=True)
+            declared = bytes.fromhex(_get(item, "leaf_hash", str, "entry"))
+        except (binascii.Error, ValueError):
+            raise ExportFormatError(f"entry {index}: data or leaf hash is not encoded") from None
+        leaf = hash_leaf(data)
+        if leaf != declared:
+            raise TamperedError(
+                f"entry {index}: data does not hash to its leaf hash",
+                reason="entry_modified",
+                index=index,
+            )
+        proof = _hashes(_get(item, "inclusion_proof", list, "entry"), f"entry {index}")
+        try:
+            verify_inclusion(leaf, index, target.size, proof, target.root_hash)
+        except MerkleError as exc:
+            raise TamperedError(
+                f"entry {index} is not in the signed tree of size {target.size}: {exc.message}",
+                reason="inclusion_failed",
+                index=index,
+            ) from exc
+        expected += 1
+    if expected != end:
+        raise TamperedError(
+            f"entry {expected} is missing from the export", reason="entry_missing", index=expected
+        )
+    return VerificationReport(
+        origin=target.origin,
+        tree_size=target.size,
+        root_hash=target.root_hash,
+        checkpoint_timestamp_ms=target.timestamp_ms,
+        start=start,
+        end=end,
+        entries_verified=len(entries),
+        checkpoints_verified=len(chain),
+        cosigners=cosigners,
+    )

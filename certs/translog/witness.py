@@ -1,0 +1,141 @@
+"""Witnessing: cosign peers' checkpoints only if consistent with what was cosigned before.
+
+A witness remembers, per log origin, every checkpoint it cosigned. It cosigns a new
+checkpoint only if the log signed it and a consistency proof links it to the latest one
+cosigned; the same size with another root, a smaller size or a failing proof is refused.
+Witnesses that compare what they cosigned (:meth:`Witness.check_peer_view`) catch a log that
+shows different histories to different peers (a split view).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select
+
+from certs.merkle import MerkleError, verify_consistency
+from certs.translog import schema
+from certs.translog.checkpoint import Cosignature, SignedCheckpoint, cosign
+from certs.translog.errors import OriginMismatchError, RollbackError, SplitViewError
+from certs.translog.keys import SigningKey, VerifyingKey
+
+
+def check_views(
+    a: SignedCheckpoint, b: SignedCheckpoint, log_key: VerifyingKey, proof: Sequence[bytes] = ()
+) -> None:
+    """Raise :class:`SplitViewError` unless two log-signed checkpoints can be one history.
+
+    ``proof`` is the log's consistency proof from the smaller to the larger checkpoint
+    (unused when the sizes are equal). Both checkpoints must verify under ``log_key``, so
+    the pair is transferable evidence that the log signed two incompatible trees.
+    """
+    a.verify(log_key)
+    b.verify(log_key)
+    small, large = sorted((a, b), key=lambda s: s.checkpoint.size)
+    s, g = small.checkpoint, large.checkpoint
+    evidence = (small.to_bytes(), large.to_bytes())
+    if s.size == g.size:
+        if s.root_hash != g.root_hash:
+            raise SplitViewError(
+                f"log {s.origin} signed two roots for size {s.size}", evidence=evidence
+            )
+        return
+    try:
+        verify_consistency(s.size, g.size, proof, s.root_hash, g.root_hash)
+    except MerkleError as exc:
+        raise SplitViewError(
+            f"log {s.origin}: size {g.size} is not an extension of size {s.size} ({exc.reason})",
+            evidence=evidence,
+        ) from exc
+
+
+class Witness:
+    """A node's witness role for peer logs, persisted in ``translog_witnessed``."""
+
+    def __init__(
+        self, engine: Engine, key: SigningKey, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._engine = engine
+        self._key = key
+        self._clock = clock
+
+    @property
+    def verifying_key(self) -> VerifyingKey:
+        return self._key.verifying_key()
+
+    def latest(self, origin: str) -> SignedCheckpoint | None:
+        """The largest checkpoint of ``origin`` this witness cosigned, if any."""
+        t = schema.witnessed
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(t.c.note)
+                .where(t.c.origin == origin)
+                .order_by(t.c.tree_size.desc(), t.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else SignedCheckpoint.from_bytes(row.note)
+
+    def history(self, origin: str) -> list[SignedCheckpoint]:
+        """Every checkpoint of ``origin`` this witness cosigned, oldest first."""
+        t = schema.witnessed
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.c.note).where(t.c.origin == origin).order_by(t.c.id))
+            return [SignedCheckpoint.from_bytes(r.note) for r in rows]
+
+    def cosign(
+        self, checkpoint: bytes, log_key: VerifyingKey, proof: Sequence[bytes] = ()
+    ) -> Cosignature:
+        """Verify a peer's signed checkpoint and ``proof`` (consistency from the latest one
+        cosigned for that log; empty for the first or an unchanged size), then cosign it.
+
+        Raises :class:`SignatureError`, :class:`RollbackError` or :class:`SplitViewError`.
+        """
+        signed = SignedCheckpoint.from_bytes(checkpoint)
+        signed.verify(log_key)
+        new = signed.checkpoint
+        with self._engine.begin() as conn:
+            t = schema.witnessed
+            row = conn.execute(
+                select(t.c.tree_size, t.c.note)
+                .where(t.c.origin == new.origin)
+                .order_by(t.c.tree_size.desc(), t.c.id.desc())
+                .limit(1)
+            ).first()
+            if row is not None:
+                last = SignedCheckpoint.from_bytes(row.note)
+                if new.size < last.checkpoint.size:
+                    raise RollbackError(
+                        f"log {new.origin} presented size {new.size} after "
+                        f"size {last.checkpoint.size} was cosigned"
+                    )
+                check_views(last, signed, log_key, proof)
+            cosignature = cosign(new, self._key, int(self._clock()))
+            conn.execute(
+                insert(t).values(
+                    origin=new.origin,
+                    tree_size=new.size,
+                    root_hash=new.root_hash,
+                    note=signed.to_bytes(),
+                    cosigned_at=datetime.fromtimestamp(self._clock(), UTC),
+                )
+            )
+        return cosignature
+
+    def check_peer_view(
+        self, other: bytes, log_key: VerifyingKey, proof: Sequence[bytes] = ()
+    ) -> None:
+        """Compare a checkpoint another witness cosigned for a log with this witness's view.
+
+        ``proof`` is a consistency proof between the two (from the log or the other witness).
+        Raises :class:`SplitViewError` when both cannot be the same history.
+        """
+        theirs = SignedCheckpoint.from_bytes(other)
+        mine = self.latest(theirs.checkpoint.origin)
+        if mine is None:
+            raise OriginMismatchError(
+                f"this witness has cosigned nothing for {theirs.checkpoint.origin}",
+                reason="unknown_log",
+            )
+        check_views(mine, theirs, log_key, proof)
