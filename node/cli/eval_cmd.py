@@ -4,4 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from node.cli.eval_face import face
+
 app = typer.Typer(help="Measure accuracy (EER, FNMR at FMR, rank-1) and speed on a dataset.")
+app.command("face")(face)

@@ -1,0 +1,139 @@
+"""Every tunable of the face pipeline, each with the reason for its value.
+
+Units: pixels of the decoded (upright) input image unless stated; angles in degrees; grey
+levels 0–255. The quality thresholds were checked against the LFW (deep-funneled) and ORL sets
+so that ordinary photographs pass and only clearly unusable ones are refused.
+"""
+
+from __future__ import annotations
+
+# --- detection -------------------------------------------------------------------------------
+
+#: Names of the detectors. HOG is dlib's frontal face detector (fast on CPU); ``cnn`` is dlib's
+#: max-margin object detector (MMOD) CNN, more robust to pose and light but ~50x slower on CPU.
+DETECTOR_HOG = "hog"
+DETECTOR_CNN = "cnn"
+DETECTORS = (DETECTOR_HOG, DETECTOR_CNN)
+DEFAULT_DETECTOR = DETECTOR_HOG
+
+#: Upsampling passes tried in turn until a face is found. dlib's HOG window is 80x80 pixels, so
+#: without upsampling faces smaller than ~80 px are missed; one 2x pass finds faces down to
+#: ~40 px. Trying 0 first keeps the common case (a portrait) four times cheaper.
+HOG_UPSAMPLE_STEPS = (0, 1)
+#: The MMOD CNN's window is also 80 px; the same reasoning applies (and each pass is costly).
+CNN_UPSAMPLE_STEPS = (0, 1)
+#: dlib's own default decision threshold for the HOG detector (``adjust_threshold``).
+HOG_SCORE_THRESHOLD = 0.0
+#: Images whose longer side exceeds this are downscaled for detection only (landmarks and the
+#: chip use the full image). A face filling a 1600 px frame is still far above the 80 px window,
+#: and HOG on a 40 MP photo would take seconds and gigabytes.
+DETECT_MAX_SIDE = 1600
+#: When several faces are found, faces whose box area is below this fraction of the largest are
+#: treated as background (bystanders in a crowd); only comparable faces make an image ambiguous.
+SECONDARY_FACE_AREA_RATIO = 0.25
+#: ... and whose detector score is below this are treated as false positives: HOG false
+#: detections cluster just above the 0 boundary (e.g. 0.08 on a textured suit), real faces of
+#: usable quality score above ~0.5.
+SECONDARY_FACE_MIN_SCORE = 0.3
+#: Policies for an image with several comparable faces.
+MULTIPLE_REFUSE = "refuse"
+MULTIPLE_LARGEST = "largest"
+MULTIPLE_POLICIES = (MULTIPLE_REFUSE, MULTIPLE_LARGEST)
+
+# --- whole-image fallback ----------------------------------------------------------------------
+
+#: When the caller declares the whole image to be the face (tightly cropped portraits such as
+#: ORL's 92x112), the 5-point predictor is run on the image rectangle shrunk by this fraction of
+#: each side: the predictor was trained on HOG boxes, which span brows to lips and leave out
+#: hair, ears and chin, so a slightly inset rectangle matches its training boxes better.
+WHOLE_IMAGE_INSET = 0.1
+
+# --- alignment (as in dlib's face recognition example) -------------------------------------------
+
+#: The ResNet model was trained on 150x150 chips made with 0.25 padding around the 5-point
+#: aligned face; other values feed it inputs it has never seen.
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+#: The region of the chip that holds the face itself (no padding): padding 0.25 on each side of a
+#: unit square gives a chip of 1.5 units, so the face spans [0.25, 1.25] / 1.5 of each axis.
+CHIP_CORE = (CHIP_PADDING / (1 + 2 * CHIP_PADDING), (1 + CHIP_PADDING) / (1 + 2 * CHIP_PADDING))
+
+# --- embedding ---------------------------------------------------------------------------------
+
+EMBEDDING_DIM = 128
+#: No jitter: dlib's 100-jitter mode is 100x slower for ~0.1% accuracy.
+NUM_JITTERS = 0
+#: Unit-norm tolerance when validating stored embeddings (float32 rounding of 128 terms).
+NORM_TOLERANCE = 1e-3
+#: dlib's documented same-person rule: Euclidean distance < 0.6 between raw descriptors. For
+#: unit vectors, ``d**2 = 2 - 2*cos``; dlib's raw descriptors have norms of about 1.3–1.6, so
+#: the cosine threshold that matches dlib's rule is not a fixed function of 0.6; use thresholds
+#: calibrated on impostor scores (``matcher.evaluation.threshold_at_fmr``) instead.
+DLIB_DISTANCE_THRESHOLD = 0.6
+
+# --- quality checks ------------------------------------------------------------------------------
+
+#: Minimum distance between the eye centres, in input pixels. Below ~20 px the eye corners (the
+#: alignment anchors) are a pixel or two apart and the chip is mostly interpolation; dlib's
+#: recognition degrades sharply there. ISO/IEC 19794-5 asks 60 px for enrolment photos, which is
+#: where the size score saturates.
+MIN_INTEREYE_PX = 20.0
+GOOD_INTEREYE_PX = 60.0
+#: Sharpness: variance of the Laplacian of the grey face core of the 150 px chip (the chip puts
+#: every face at the same scale, so the measure does not depend on the input resolution).
+#: LFW (deep-funneled, soft JPEGs) gives 11–220, median 54; ORL 28–570. A Gaussian blur of sigma
+#: 3 px on a 42 px-IOD face (skimage's astronaut) gives 8, sigma 2 gives 14. The score saturates
+#: at GOOD_SHARPNESS (a sharp portrait).
+MIN_SHARPNESS = 10.0
+GOOD_SHARPNESS = 60.0
+#: Exposure of the face core (grey levels). Underexposed: mean below 40 or more than half of the
+#: pixels at or below DARK_LEVEL (shadow detail lost). Overexposed: mean above 215 or more than
+#: half the pixels at or above BRIGHT_LEVEL (clipped highlights). Normal photos have a core mean
+#: of 70–180.
+DARK_LEVEL = 20
+BRIGHT_LEVEL = 240
+MIN_MEAN_LEVEL = 40.0
+MAX_MEAN_LEVEL = 215.0
+MAX_CLIPPED_FRACTION = 0.5
+#: Comfortable mean range: the exposure score is 1 inside it and falls linearly to 0 at the limits.
+GOOD_MEAN_RANGE = (80.0, 170.0)
+#: Pose from the 5-point geometry (see ``quality.pose_angles``): a frontal face has the nose base
+#: on the eyes' perpendicular bisector, NOSE_DROP eye-distances below the eye line and NOSE_DEPTH
+#: eye-distances in front of it (NOSE_DROP measured as the LFW median; NOSE_DEPTH from adult
+#: anthropometry: subnasale ~35 mm in front of the mean eye-corner depth, eyes 63 mm apart).
+#: The model saturates at atan2(NOSE_DEPTH, NOSE_DROP) ≈ 38° of downward pitch (above the limit).
+NOSE_DROP = 0.76
+NOSE_DEPTH = 0.6
+#: Beyond ~45° yaw one eye is occluded and the 5-point landmarks are guesses (LFW's turned heads
+#: sit at 20–35°). Pitch: the 5-point model cannot tell strong downward pitch from a long nose
+#: (it saturates at ~38°; 1–2% of LFW reach it), so only upward pitch beyond 40° (nose base
+#: near the eye line) is refused; downward pitch lowers the score instead.
+MAX_YAW_DEG = 45.0
+MAX_PITCH_DEG = 40.0
+#: The pose score is 1 up to this many degrees and falls linearly to 0 at the limits.
+GOOD_POSE_DEG = 15.0
+#: Weights of the per-check scores in the quality score (a weighted geometric mean, so that one
+#: very poor factor pulls the score down more than an average would).
+QUALITY_WEIGHTS = {"size": 1.0, "sharpness": 1.0, "exposure": 1.0, "pose": 1.0, "detection": 0.5}
+#: Detection factor: HOG scores are SVM margins (0 = decision boundary, confident frontal faces
+#: > 1); MMOD confidences behave alike. A face at the boundary gets a factor of 1/3.
+BAD_DETECTION_SCORE = -0.5
+GOOD_DETECTION_SCORE = 1.0
+#: Score floor of each factor inside the geometric mean (a factor of 0 would zero the product
+#: even for an image that passed every check).
+MIN_FACTOR = 0.05
+#: Detection factor for faces the caller declared (whole-image fallback): no detector evidence.
+DECLARED_FACE_DETECTION_FACTOR = 0.5
+
+# --- dataset evaluation ------------------------------------------------------------------------
+
+#: File name endings read as images in a DIR/<identity>/<image> dataset.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+#: Impostor pairs used in full up to this count (LFW A–M has 21 M; 25 M float32 scores are
+#: 100 MB); beyond it a deterministic Bernoulli sample of about this many is taken.
+MAX_IMPOSTOR_PAIRS = 25_000_000
+IMPOSTOR_SAMPLE_SEED = 20_021
+#: Probe rows per block of the score matrix (block x n float32 in memory at a time).
+SCORE_BLOCK_ROWS = 512
+#: FMR operating points reported (ISO/IEC 19795-1: TAR = 1 - FNMR at the given FMR).
+REPORT_FMRS = (0.01, 0.001)

@@ -1,0 +1,156 @@
+"""From an image to a face template: decode, detect, landmarks, align, quality, embed.
+
+:func:`extract_face` takes bytes or a path (decoded by :mod:`matcher.imageio`: size limits
+before decoding, EXIF orientation, any mode converted to RGB); :func:`extract_from_pixels`
+takes a uint8 (H, W, 3) RGB array. Both return a :class:`FaceExtraction` or raise a typed
+error: :class:`~matcher.errors.ImageError` for unusable input, :class:`QualityError` with reason
+``no_face``, ``multiple_faces``, ``face_too_small``, ``strong_pose``, ``underexposed``,
+``overexposed`` or ``blurred``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from matcher import imageio
+from matcher.errors import QualityError
+from matcher.face import params as P
+from matcher.face.align import face_chip
+from matcher.face.detect import as_dlib_rgb, detect_faces
+from matcher.face.embed import embed
+from matcher.face.landmarks import locate
+from matcher.face.quality import QualityReport, assess
+from matcher.face.template import FaceTemplate, format_name
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """How to extract.
+
+    ``detector``: ``hog`` (default) or ``cnn``. ``multiple_faces``: ``refuse`` (default; an
+    image with several comparable faces is ambiguous) or ``largest`` (take the largest face and
+    say so in the notes). ``whole_image_is_face``: when nothing is detected, treat the image as
+    the face (tightly cropped portraits). ``check_quality``: refuse faces failing a check
+    (when False, the measures and score are still reported).
+    """
+
+    detector: str = P.DEFAULT_DETECTOR
+    multiple_faces: str = P.MULTIPLE_REFUSE
+    whole_image_is_face: bool = False
+    check_quality: bool = True
+    max_bytes: int = imageio.DEFAULT_MAX_BYTES
+    max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        if self.detector not in P.DETECTORS:
+            raise ValueError(f"detector must be one of {P.DETECTORS}")
+        if self.multiple_faces not in P.MULTIPLE_POLICIES:
+            raise ValueError(f"multiple_faces must be one of {P.MULTIPLE_POLICIES}")
+
+
+@dataclass(frozen=True)
+class FaceExtraction:
+    """A template and how it was made.
+
+    ``box``: int32 (4,) [left, top, right, bottom] of the face in the upright image.
+    ``landmarks``: float32 (5, 2) (x, y). ``timings_ms``: milliseconds per stage (``decode``,
+    ``detect``, ``align`` (landmarks + chip), ``quality``, ``embed``).
+    """
+
+    template: FaceTemplate
+    box: npt.NDArray[np.int32]
+    landmarks: npt.NDArray[np.float32]
+    quality: QualityReport
+    whole_image: bool
+    faces_found: int
+    notes: tuple[str, ...] = ()
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _whole_image_box(h: int, w: int) -> npt.NDArray[np.int32]:
+    dx, dy = round(w * P.WHOLE_IMAGE_INSET), round(h * P.WHOLE_IMAGE_INSET)
+    return np.array([dx, dy, w - 1 - dx, h - 1 - dy], dtype=np.int32)
+
+
+def extract_from_pixels(
+    rgb: npt.NDArray[np.uint8], options: ExtractOptions | None = None
+) -> FaceExtraction:
+    """Template of the face in ``rgb`` (uint8 (H, W, 3), upright)."""
+    opts = options or ExtractOptions()
+    image = as_dlib_rgb(rgb)
+    h, w = image.shape[:2]
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    t0 = time.perf_counter()
+    found = detect_faces(image, opts.detector)
+    timings["detect"] = _ms(t0)
+    areas = found.areas
+    comparable = 0
+    if found.count:
+        big = areas >= P.SECONDARY_FACE_AREA_RATIO * areas[0]
+        confident = found.scores >= P.SECONDARY_FACE_MIN_SCORE
+        comparable = 1 + int(np.sum((big & confident)[1:]))
+    score: float | None
+    if found.count == 0:
+        if not opts.whole_image_is_face:
+            raise QualityError("no face found in the image", reason="no_face")
+        box, score, whole = _whole_image_box(h, w), None, True
+        notes.append("no face detected; the whole image was declared to be the face")
+    else:
+        if comparable > 1:
+            if opts.multiple_faces == P.MULTIPLE_REFUSE:
+                raise QualityError(
+                    f"{comparable} faces of similar size in the image; one is required",
+                    reason="multiple_faces",
+                )
+            notes.append(f"{comparable} faces found; the largest was used")
+        box, score, whole = found.boxes[0], float(found.scores[0]), False
+
+    t0 = time.perf_counter()
+    marks = locate(image, box)
+    chip = face_chip(image, marks)
+    timings["align"] = _ms(t0)
+
+    t0 = time.perf_counter()
+    report = assess(marks, chip, score)
+    timings["quality"] = _ms(t0)
+    if opts.check_quality:
+        report.check()
+
+    t0 = time.perf_counter()
+    embedding = embed(chip)
+    timings["embed"] = _ms(t0)
+
+    template = FaceTemplate(
+        embedding=embedding, quality=report.score, format=format_name(opts.detector)
+    )
+    return FaceExtraction(
+        template=template,
+        box=np.asarray(box, dtype=np.int32),
+        landmarks=marks.points,
+        quality=report,
+        whole_image=whole,
+        faces_found=found.count,
+        notes=tuple(notes),
+        timings_ms=timings,
+    )
+
+
+def extract_face(source: imageio.Source, options: ExtractOptions | None = None) -> FaceExtraction:
+    """Decode ``source`` (bytes or path) and extract its face template."""
+    opts = options or ExtractOptions()
+    t0 = time.perf_counter()
+    decoded = imageio.load_rgb(source, max_bytes=opts.max_bytes, max_pixels=opts.max_pixels)
+    decode_ms = _ms(t0)
+    result = extract_from_pixels(decoded.pixels, opts)
+    result.timings_ms["decode"] = decode_ms
+    return result

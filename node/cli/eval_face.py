@@ -1,0 +1,72 @@
+"""``bdx eval face``: face template accuracy (FTE, EER, TAR at FAR, rank-1) and speed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from matcher.face.params import DETECTORS, MULTIPLE_LARGEST, MULTIPLE_POLICIES
+
+
+def face(
+    dataset: Path = typer.Option(
+        ..., "--dataset", help="Folder laid out as DIR/<identity>/<image> (e.g. LFW, ORL)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    whole_image_fallback: bool = typer.Option(
+        False,
+        "--whole-image-fallback",
+        help="When no face is detected, treat the whole image as the face (cropped sets: ORL).",
+    ),
+    limit_identities: int | None = typer.Option(
+        None, "--limit-identities", min=1, help="Use only the first N identities (sorted)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Worker processes (default: one per CPU core)."
+    ),
+    detector: str = typer.Option("hog", "--detector", help=f"One of {', '.join(DETECTORS)}."),
+    multiple_faces: str = typer.Option(
+        MULTIPLE_LARGEST,
+        "--multiple-faces",
+        help="largest: use the largest face (datasets show bystanders); refuse: count as FTE.",
+    ),
+    no_quality_checks: bool = typer.Option(
+        False, "--no-quality-checks", help="Enrol faces that fail the quality checks."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Enrol every image, compare all pairs, report FTE, EER, TAR at FAR 1%/0.1%, rank-1."""
+    from matcher.face.dataset_eval import evaluate_dataset
+    from matcher.face.pipeline import ExtractOptions
+
+    if detector not in DETECTORS:
+        raise typer.BadParameter(f"must be one of {', '.join(DETECTORS)}", param_hint="--detector")
+    if multiple_faces not in MULTIPLE_POLICIES:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(MULTIPLE_POLICIES)}", param_hint="--multiple-faces"
+        )
+    options = ExtractOptions(
+        detector=detector,
+        multiple_faces=multiple_faces,
+        whole_image_is_face=whole_image_fallback,
+        check_quality=not no_quality_checks,
+    )
+    report = evaluate_dataset(
+        dataset,
+        options,
+        limit_identities=limit_identities,
+        workers=workers,
+        progress=progress and not as_json,
+    )
+    if as_json:
+        print(json.dumps(report, sort_keys=True))
+        return
+    table = Table(title=f"Face evaluation: {dataset}", show_header=False)
+    for key, value in report.items():
+        shown = json.dumps(value) if isinstance(value, dict) else str(value)
+        table.add_row(key, shown)
+    Console().print(table)
