@@ -1,0 +1,59 @@
+"""Why two templates scored what they did: the paired minutiae and the consolidation steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from matcher.fingerprint.match.cylinders import prepare
+from matcher.fingerprint.match.kernel import consolidate
+from matcher.fingerprint.match.types import pack
+from matcher.fingerprint.template import FingerprintTemplate
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One comparison, probe ``a`` against reference ``b``; pair arrays have shape (R,).
+
+    * ``a_index``, ``b_index``: minutia indices (into ``a`` and ``b``) of each candidate pair;
+      the ``R = N_RELAX`` reference minutiae with the best local partners, in index order.
+    * ``usable``: the pair took part (valid cylinders, compatible directions).
+    * ``local``: local (cylinder) similarity of the pair, λ0.
+    * ``relaxed``: similarity after relaxation (support from geometrically compatible pairs).
+    * ``efficiency``: relaxed / local.
+    * ``selected``: the ``n_pairs`` pairs averaged into the score.
+    * ``score``: the final score, equal to :func:`matcher.fingerprint.match.score` (a, b).
+    """
+
+    a_index: npt.NDArray[np.int64]
+    b_index: npt.NDArray[np.int64]
+    usable: npt.NDArray[np.bool_]
+    local: npt.NDArray[np.float32]
+    relaxed: npt.NDArray[np.float32]
+    efficiency: npt.NDArray[np.float32]
+    selected: npt.NDArray[np.bool_]
+    n_pairs: int
+    score: float
+
+    @property
+    def pairs(self) -> npt.NDArray[np.int64]:
+        """(nP, 2) the (a, b) minutia indices of the selected pairs."""
+        return np.stack([self.a_index[self.selected], self.b_index[self.selected]], axis=1)
+
+
+def explain(a: FingerprintTemplate, b: FingerprintTemplate) -> Explanation:
+    """The kernel's intermediates for ``a`` (probe) against ``b``, with the final score."""
+    c = consolidate(prepare(a), pack([prepare(b)]))
+    return Explanation(
+        a_index=c.probe_index[0],
+        b_index=c.gallery_index[0],
+        usable=c.usable[0],
+        local=c.local[0],
+        relaxed=c.relaxed[0],
+        efficiency=c.efficiency[0],
+        selected=c.selected[0],
+        n_pairs=int(c.n_pairs[0]),
+        score=float(c.score[0]),
+    )

@@ -1,0 +1,92 @@
+"""Tunables of the fingerprint matcher, each with the reason for its value.
+
+The design follows Minutia Cylinder-Code (MCC; Cappelli, Ferrara, Maltoni, IEEE PAMI 32(12),
+2010) with LSS-R consolidation (local similarity sort + relaxation), changed where batch
+scoring needs it (see ``matcher/fingerprint/match/__init__.py``). Distances are pixels at
+500 ppi, angles radians.
+"""
+
+from __future__ import annotations
+
+import math
+
+# --- Cylinders (local descriptors) -------------------------------------------------------------
+
+#: Cylinder radius. MCC default (70 px at 500 ppi, about 7 ridges): large enough to be
+#: distinctive, small enough to stay stable under skin distortion.
+RADIUS = 70.0
+#: Spatial cells along the cylinder diameter. MCC uses 16 (8.75 px cells); the batch kernel's
+#: cost is a GEMM linear in the descriptor length, so we keep the 32 in-circle cells of a 6x6
+#: grid (23.3 px cells) and widen the spatial Gaussian to match (SIGMA_S).
+NS = 6
+#: Angular sections. MCC uses 6; 4 (90° each) gives a 32 * 4 = 128-long descriptor, which a
+#: single core scores at the 1:N speed target (benchmarks/fingerprint_match.py).
+ND = 4
+#: Spatial contribution spread: about half the cell side, so a neighbour anywhere in a cell
+#: reaches that cell's centre with at least ~40% of the peak (MCC: 28/3 px for 8.75 px cells).
+SIGMA_S = 12.0
+#: Directional contribution spread. MCC default 2π/9 (40°).
+SIGMA_D = 2.0 * math.pi / 9.0
+#: Sigmoid Ψ turning summed contributions into cell values. Contributions here are
+#: exp(-d²/2σS²) (peak 1) times the probability mass of the direction difference falling in
+#: the section, so MCC's μΨ = 0.01, τΨ = 400 (for the pdf-normalised Gaussian of σ = 28/3)
+#: become μΨ = 0.01·(28/3)·√(2π) ≈ 0.23 and τΨ = 400/((28/3)·√(2π)) ≈ 17: a cell saturates
+#: once about one well-placed neighbour contributes.
+MU_PSI = 0.01 * (28.0 / 3.0) * math.sqrt(2.0 * math.pi)
+TAU_PSI = 400.0 / ((28.0 / 3.0) * math.sqrt(2.0 * math.pi))
+#: Neighbours further than this from a cell centre contribute nothing (3σ: <1.2% of the peak).
+NEIGHBOUR_CUTOFF = 3.0 * SIGMA_S
+#: Cells further than this outside the convex hull of the minutiae are invalid (value 0).
+#: MCC's ω = 50 px.
+HULL_MARGIN = 50.0
+#: A cylinder is invalid (similarity 0 to everything) when fewer than this many other minutiae
+#: lie within RADIUS + NEIGHBOUR_CUTOFF (MCC's minM = 2) ...
+MIN_NEIGHBOURS = 2
+#: ... or when fewer than this fraction of its cells are valid (MCC's minVC = 75%, relaxed to
+#: 60% for the coarse grid, where each border cell weighs more).
+MIN_VALID_CELLS = 0.60
+#: Cell values are quantised to integers 0..QUANT_LEVELS and kept as float32. Every product
+#: and partial sum of a dot product is then an integer below 2**24, so the GEMM is exact in
+#: float32 in any summation order: the score cannot depend on the block size, the BLAS kernel
+#: or the other templates of a block. 15 levels (4 bits) lose nothing measurable: MCC's
+#: 1-bit variant is already close to the float one.
+QUANT_LEVELS = 15
+
+# --- Pair selection and relaxation (LSS-R) -----------------------------------------------------
+
+#: Candidate pairs kept for relaxation (each gallery minutia's best probe partner, the top
+#: N_RELAX of those). MCC's LSS-R relaxes min(nA, nB) pairs; 20 holds the genuine pairs of
+#: FVC-like templates and keeps the O(N_RELAX²) compatibility step cheap per comparison.
+N_RELAX = 20
+#: Relaxation iterations and weight: MCC defaults nrel = 5, wR = 0.5.
+RELAX_ITERATIONS = 5
+RELAX_WEIGHT = 0.5
+#: Pair compatibility ρ: product of three sigmoids (MCC defaults). d1: difference of the
+#: distances between the two minutiae in each template (px): μ = 5, τ = -8/5.
+MU_RHO_DIST = 5.0
+TAU_RHO_DIST = -8.0 / 5.0
+#: d2: difference of the relative rotations of the two pairs: MCC's μ = π/12, τ = -30, with
+#: the angle measured as a chord 2 sin(θ/2) (the kernel avoids trigonometry; equal to θ
+#: within 1% in the range where the sigmoid moves).
+MU_RHO_ROT = 2.0 * math.sin(math.pi / 24.0)
+TAU_RHO_ROT = -30.0
+#: d3: difference of the directions of the connecting segment seen from each minutia (same).
+MU_RHO_RADIAL = 2.0 * math.sin(math.pi / 24.0)
+TAU_RHO_RADIAL = -30.0
+#: Pairs whose minutia directions differ by more than this cannot match (MCC's δθ = π/2).
+MAX_DIRECTION_DIFF = math.pi / 2.0
+#: Number of pairs averaged into the final score: nP = MIN_NP + round(Z(min(nA, nB), μP, τP) *
+#: (MAX_NP - MIN_NP)); MCC defaults minNP = 4, maxNP = 12, μP = 20, τP = 2/5.
+MIN_NP = 4
+MAX_NP = 12
+MU_P = 20.0
+TAU_P = 2.0 / 5.0
+
+# --- Packing -----------------------------------------------------------------------------------
+
+#: Templates with more minutiae than this are cut to their best-quality ones when prepared:
+#: the packed arrays have a fixed row length and FVC-like templates hold 20–80 minutiae.
+MAX_MINUTIAE = 128
+#: Blocks are padded to a multiple of this row length (GEMM-friendly shapes). Padding never
+#: changes a score (padded rows have value -1 and are never paired).
+PAD_MULTIPLE = 8
