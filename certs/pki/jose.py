@@ -1,0 +1,132 @@
+"""Compact JWS (RFC 7515) with an x5c certificate chain, on top of joserfc.
+
+Low-level: :func:`sign_compact` makes a token over already-canonical payload bytes;
+:func:`parse_compact` splits a token and checks its header (algorithm allow-list, ``typ``,
+``x5c``) without trusting it; :func:`check_signature` verifies the signature with a key the
+caller has validated. :mod:`certs.jws` and :mod:`certs.pki.trustlist` build on these.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
+from joserfc.jws import JWSRegistry
+
+from certs.pki import params, reasons
+from certs.pki.errors import MessageRefused
+from certs.pki.keys import PrivateKey, PublicKey
+
+
+class _Registry(JWSRegistry):
+    # joserfc's default 512-byte header limit is too small for an x5c chain.
+    max_header_length = params.MAX_HEADER_BYTES
+    max_payload_length = params.MAX_TOKEN_BYTES
+
+
+REGISTRY = _Registry(algorithms=list(params.JWS_ALGORITHMS))
+
+
+def thumbprint(cert: x509.Certificate) -> str:
+    """``x5t#S256``: base64url (unpadded) SHA-256 of the DER certificate."""
+    digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def sign_compact(
+    payload: bytes, key: PrivateKey, chain: Sequence[x509.Certificate], *, typ: str
+) -> str:
+    """Compact JWS over ``payload`` signed with ``key`` (ES256), header carrying ``chain``."""
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise MessageRefused("ES256 signing needs a P-256 key", reason=reasons.WEAK_ALGORITHM)
+    if not chain:
+        raise MessageRefused("the signing certificate chain is empty", reason=reasons.MALFORMED)
+    leaf_print = thumbprint(chain[0])
+    header = {
+        "alg": params.JWS_ALGORITHMS[0],
+        "typ": typ,
+        "kid": leaf_print,
+        "x5t#S256": leaf_print,
+        "x5c": [
+            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
+            for c in chain
+        ],
+    }
+    return jws.serialize_compact(header, payload, ECKey.import_key(key), registry=REGISTRY)
+
+
+@dataclass(frozen=True)
+class ParsedToken:
+    """A split, header-checked, **not yet verified** compact JWS."""
+
+    header: dict[str, Any]
+    payload: bytes
+    chain: tuple[x509.Certificate, ...]
+    obj: Any
+
+
+def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
+    """Split ``token`` and check its header; the signature is not checked here."""
+    raw = token.encode("ascii", "replace") if isinstance(token, str) else token
+    if len(raw) > params.MAX_TOKEN_BYTES:
+        raise MessageRefused("token too large", reason=reasons.MALFORMED)
+    try:
+        obj = jws.extract_compact(raw, registry=REGISTRY)
+        header = dict(obj.headers())
+    except (JoseError, ValueError, TypeError) as exc:
+        raise MessageRefused(f"not a compact JWS: {exc}", reason=reasons.MALFORMED) from None
+    alg = header.get("alg")
+    if alg not in params.JWS_ALGORITHMS:
+        raise MessageRefused(
+            f"JWS algorithm {alg!r} is refused (allowed: {', '.join(params.JWS_ALGORITHMS)})",
+            reason=reasons.WEAK_ALGORITHM,
+        )
+    if "crit" in header:
+        raise MessageRefused(
+            "JWS 'crit' header parameters are not supported", reason=reasons.MALFORMED
+        )
+    if header.get("typ") != typ:
+        raise MessageRefused(
+            f"JWS typ {header.get('typ')!r}, expected {typ!r}", reason=reasons.WRONG_TYPE
+        )
+    x5c = header.get("x5c")
+    if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
+        raise MessageRefused("JWS header has no x5c certificate chain", reason=reasons.MALFORMED)
+    try:
+        chain = tuple(
+            x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
+        )
+    except (ValueError, binascii.Error) as exc:
+        raise MessageRefused(
+            f"bad x5c certificate: {exc}", reason=reasons.BAD_CERTIFICATE
+        ) from None
+    return ParsedToken(header=header, payload=obj.payload, chain=chain, obj=obj)
+
+
+def check_signature(parsed: ParsedToken, public_key: PublicKey | ECKey) -> None:
+    """Raise ``bad_signature`` unless ``parsed`` is signed by ``public_key``."""
+    jwk = public_key if isinstance(public_key, ECKey) else _jwk(public_key)
+    try:
+        ok = jws.validate_compact(parsed.obj, jwk, registry=REGISTRY)
+    except (JoseError, ValueError) as exc:
+        raise MessageRefused(
+            f"signature check failed: {exc}", reason=reasons.BAD_SIGNATURE
+        ) from None
+    if not ok or parsed.header.get("x5t#S256") != thumbprint(parsed.chain[0]):
+        raise MessageRefused("the JWS signature does not verify", reason=reasons.BAD_SIGNATURE)
+
+
+def _jwk(public_key: PublicKey) -> ECKey:
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise MessageRefused("ES256 needs an ECDSA P-256 key", reason=reasons.WEAK_ALGORITHM)
+    return ECKey.import_key(public_key)

@@ -1,0 +1,51 @@
+"""Tunables of the regional PKI and signed messages, each with the reason for its value."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ObjectIdentifier
+
+# Key generation: ECDSA P-256 is what ES256 (JWS) needs and what every TLS 1.2/1.3 stack speaks.
+KEY_CURVE: type[ec.EllipticCurve] = ec.SECP256R1
+# Curves accepted in presented certificates (P-384 for CAs that prefer it); nothing smaller.
+ALLOWED_CURVES: frozenset[str] = frozenset({"secp256r1", "secp384r1"})
+# Signature hashes accepted on certificates, CRLs: SHA-2 with >= 256 bits (no SHA-1, no MD5).
+ALLOWED_HASHES: frozenset[str] = frozenset({"sha256", "sha384", "sha512"})
+
+# Root CA lifetime: long, because the root is kept offline and pinned by every node.
+ROOT_VALIDITY = dt.timedelta(days=3650)
+# Node certificates: one year, the usual operational rotation period.
+NODE_VALIDITY = dt.timedelta(days=365)
+# Certificates start this long before "now", so peers with slightly slow clocks accept them.
+BACKDATE = dt.timedelta(minutes=5)
+# CRL and trust list are re-published weekly; nodes refuse them once past next-update + grace.
+CRL_VALIDITY = dt.timedelta(days=7)
+TRUST_LIST_VALIDITY = dt.timedelta(days=7)
+# Grace after next-update before a list is "stale": one day covers a missed publication run.
+DEFAULT_GRACE = dt.timedelta(days=1)
+
+# Root -> node certificate, no intermediates: the region has one offline root (depth counts
+# intermediates in cryptography's verifier).
+MAX_CHAIN_DEPTH = 1
+# Validated-chain cache entries (one per peer certificate); a region has tens of nodes.
+CACHE_MAX_ENTRIES = 4096
+
+# Dedicated extended key usage of message-signing certificates: a UUID-derived OID under the
+# ITU-T X.667 arc 2.25, which needs no registration. Its presence makes OpenSSL refuse a signing
+# certificate offered as a TLS client or server certificate.
+SIGNING_EKU = ObjectIdentifier("2.25.10067089407959802469867837931370993930")
+
+# JWS: ES256 only (RFC 7518 "recommended+"); "none", HS*, RS* are refused.
+JWS_ALGORITHMS: tuple[str, ...] = ("ES256",)
+# Media types (RFC 7515 "typ") that keep one kind of signed document from passing as another.
+MESSAGE_TYP = "bdx-msg+jws"
+TRUST_LIST_TYP = "bdx-trust-list+jws"
+# Largest compact JWS accepted: queries carry templates (a few KiB), x5c ~1 KiB; 1 MiB is ample.
+MAX_TOKEN_BYTES = 1 << 20
+# Largest JWS protected header: an x5c chain of a few ~700-byte certificates fits in 16 KiB.
+MAX_HEADER_BYTES = 16 * 1024
+# Versions of signed payloads (the "v" field) this code reads.
+PAYLOAD_VERSION = 1
+TRUST_LIST_VERSION = 1
