@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         if "*" in self.cors_origins:
             problems.append("cors_origins must list origins, not '*'")
         if self.country in USER_ASSIGNED:
-            problems.append(f"country {self.country} is a private-use code; set the real one")
+            problems.append(f"country {self.country} is a private-use code, not a real country")
         problems += _file_mode_problems(self)
         return problems
 

@@ -21,8 +21,7 @@ from sqlalchemy import Engine
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
 from node.api.routers import audit, health, subjects, users
-from node.db import migrate
-from node.db.engine import create_db_engine, session_factory
+from node.db.setup import open_database
 from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex, RecordService
 from node.settings import Settings
@@ -51,11 +50,7 @@ def create_app(
     reconciled (see :mod:`node.services.records`).
     """
     settings.check_safe()
-    engine = engine or create_db_engine(settings.db_url)
-    if settings.environment == "development":
-        migrate.upgrade(engine)
-    else:
-        migrate.require_head(engine)
+    engine, sessions = open_database(settings, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,7 +77,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessions = session_factory(engine)
+    app.state.sessions = sessions
     app.state.gallery = gallery
     install_error_handlers(app)
     app.add_middleware(

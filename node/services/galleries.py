@@ -94,8 +94,7 @@ class GallerySet:
         out: set[str] = set()
         with self._lock:
             for gallery in self._galleries.values():
-                refs, _, _ = gallery.resolve(np.flatnonzero(gallery.alive))
-                out.update(refs)
+                out.update(gallery.references())
         return out
 
     def remove(self, references: Sequence[str]) -> None:

@@ -1,0 +1,45 @@
+"""Options and helpers shared by the node's command groups."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy.orm import Session
+
+from node.db.setup import open_database
+from node.settings import Settings, load_settings
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="settings file (TOML or dotenv); default $BDX_CONFIG, then BDX_* variables",
+        dir_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+
+
+@contextmanager
+def session_for(settings: Settings) -> Iterator[Session]:
+    """A session on the node database (schema checked; see ``open_database``)."""
+    engine, sessions = open_database(settings)
+    try:
+        with sessions() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def settings_from(config: Path | None) -> Settings:
+    return load_settings(config)
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))

@@ -1,0 +1,44 @@
+"""``bdx db``: create and migrate the node database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from node.cli._common import ConfigOption, JsonOption, print_json, settings_from
+from node.db import migrate
+from node.db.engine import create_db_engine
+
+app = typer.Typer(help="Create, migrate and inspect the node database.", no_args_is_help=True)
+
+
+@app.command()
+def upgrade(
+    config: ConfigOption = None,
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Apply the migrations up to REVISION (default: the latest). Safe to repeat."""
+    settings = settings_from(config)
+    engine = create_db_engine(settings.db_url)
+    try:
+        migrate.upgrade(engine, revision)
+        typer.echo(f"database at revision {migrate.current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def current(config: ConfigOption = None, json: JsonOption = False) -> None:
+    """Show the database's schema revision and the latest one this bdx ships."""
+    settings = settings_from(config)
+    engine = create_db_engine(settings.db_url)
+    try:
+        now, head = migrate.current_revision(engine), migrate.head_revision(engine)
+    finally:
+        engine.dispose()
+    if json:
+        print_json({"current": now, "head": head, "up_to_date": now == head})
+    else:
+        state = "up to date" if now == head else "needs `bdx db upgrade`"
+        typer.echo(f"current {now or '(empty)'}, head {head}: {state}")

@@ -1,0 +1,117 @@
+"""``bdx users``: users, roles and API tokens, on the node's own machine (admin by access).
+
+Every change is recorded in the audit trail with the actor ``local:<login name>``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
+from node.db.models import Role
+from node.services.users import UserService, local_actor
+
+app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_help=True)
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="login name: a-z 0-9 . _ -")],
+    role: Annotated[Role, typer.Option(help="what the user may do")],
+    config: ConfigOption = None,
+) -> None:
+    """Create a user with one role (officer, operator, auditor or admin)."""
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        user = UserService(session).add_user(name, role, actor=local_actor())
+        typer.echo(f"added {user.name} ({user.role.value})")
+
+
+@app.command()
+def token(
+    name: Annotated[str, typer.Argument(help="the user the token is for")],
+    expires_days: Annotated[
+        int | None, typer.Option(help="lifetime in days (default: token_max_days)")
+    ] = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Issue an API token. It is printed once; the node keeps only its hash."""
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        service = UserService(session, token_max_days=settings.token_max_days)
+        issued = service.issue_token(name, expires_days=expires_days, actor=local_actor())
+    if json:
+        print_json(
+            {
+                "token_id": issued.token_id,
+                "token": issued.token,
+                "user": issued.user,
+                "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
+            }
+        )
+    else:
+        typer.echo(issued.token)
+        typer.echo(
+            f"token {issued.token_id} for {issued.user}, expires {issued.expires_at:%Y-%m-%d}; "
+            "store it now, it is not shown again",
+            err=True,
+        )
+
+
+@app.command("revoke-token")
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(help="the token id from `bdx users list`")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke an API token at once."""
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        row = UserService(session).revoke_token(token_id, actor=local_actor())
+        typer.echo(f"revoked {row.token_id}")
+
+
+@app.command("list")
+def list_users(config: ConfigOption = None, json: JsonOption = False) -> None:
+    """List users with their roles and tokens."""
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        service = UserService(session)
+        users: list[dict[str, Any]] = [
+            {
+                "name": u.name,
+                "role": u.role.value,
+                "active": u.active,
+                "created_at": u.created_at.isoformat(),
+                "tokens": [
+                    {
+                        "token_id": t.token_id,
+                        "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+                        "revoked": t.revoked_at is not None,
+                    }
+                    for t in service.tokens_of(u)
+                ],
+            }
+            for u in service.list_users()
+        ]
+    if json:
+        print_json(users)
+        return
+    for u in users:
+        state = "active" if u["active"] else "disabled"
+        live = [t["token_id"] for t in u["tokens"] if not t["revoked"]]
+        typer.echo(f"{u['name']:<24} {u['role']:<9} {state:<8} tokens: {', '.join(live) or '-'}")
+
+
+@app.command()
+def disable(
+    name: Annotated[str, typer.Argument(help="the user to disable")],
+    config: ConfigOption = None,
+) -> None:
+    """Disable a user: every token of theirs stops working at once."""
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        UserService(session).disable_user(name, actor=local_actor())
+        typer.echo(f"disabled {name}")

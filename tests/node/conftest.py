@@ -1,0 +1,137 @@
+"""Fixtures of the node tests: a migrated database on SQLite and (when configured) PostgreSQL,
+apps, tokens per role and a real uvicorn server on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from node_support import TestClient, free_port
+from sqlalchemy import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.api.app import create_app
+from node.db.engine import create_db_engine, session_factory
+from node.db.migrate import upgrade
+from node.db.models import Role
+from node.services.galleries import GallerySet
+from node.services.users import UserService
+from node.settings import Settings
+
+PG_ENV = "BDX_TEST_DATABASE_URL"
+
+
+def _postgres_schema_url(base: str) -> Iterator[str]:
+    """A URL whose connections see only a fresh schema, dropped afterwards."""
+    schema = f"bdx_test_{secrets.token_hex(6)}"
+    url = make_url(base)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a private schema on $BDX_TEST_DATABASE_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'node.sqlite3'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1/test)")
+    yield from _postgres_schema_url(base)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A database migrated to the latest revision."""
+    eng = create_db_engine(db_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine)
+
+
+@pytest.fixture
+def session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with sessions() as s:
+        yield s
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("BDX_") and name != PG_ENV:
+            monkeypatch.delenv(name)
+    return Settings(data_dir=tmp_path / "data", database_url=db_url, country="XA")
+
+
+@pytest.fixture
+def galleries(tmp_path: Path) -> Iterator[GallerySet]:
+    with GallerySet.open(tmp_path / "galleries") as gs:
+        yield gs
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine, galleries: GallerySet) -> FastAPI:
+    return create_app(settings, engine=engine, gallery=galleries)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_token(sessions: sessionmaker[Session]) -> TokenFactory:
+    """``make_token(role)`` creates a user of that role and returns a fresh bearer token."""
+
+    def make(role: Role, *, name: str | None = None, days: int = 1) -> str:
+        with sessions() as s:
+            users = UserService(s)
+            user_name = name or f"{role.value}-{secrets.token_hex(3)}"
+            if users.users.by_name(user_name) is None:
+                users.add_user(user_name, role, actor="test")
+            return users.issue_token(user_name, expires_days=days, actor="test").token
+
+    return make
+
+
+@pytest.fixture
+def live_server(app: FastAPI) -> Iterator[str]:
+    """The app under a real uvicorn server on a free loopback port; yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{config.port}"
+    server.should_exit = True
+    thread.join(timeout=20)

@@ -1,0 +1,87 @@
+"""Alembic migrations: the migrated schema is the models' schema, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect
+
+from node.cli import main
+from node.db.engine import create_db_engine
+from node.db.migrate import alembic_config, current_revision, head_revision, require_head, upgrade
+from node.db.schema import target_metadata
+from node.errors import ConfigError
+
+
+def schema_diff(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, target_metadata()))
+
+
+def test_migrated_schema_matches_the_models(engine: Engine) -> None:
+    assert schema_diff(engine) == []
+    assert current_revision(engine) == head_revision(engine)
+
+
+def test_upgrade_is_idempotent_and_downgrade_reverses(engine: Engine) -> None:
+    upgrade(engine)
+    command.downgrade(alembic_config(engine), "base")
+    assert current_revision(engine) is None
+    assert not {"subjects", "template_records", "users"} & set(inspect(engine).get_table_names())
+    upgrade(engine)
+    assert schema_diff(engine) == []
+
+
+def test_require_head_refuses_an_empty_database(db_url: str) -> None:
+    engine = create_db_engine(db_url)
+    try:
+        with pytest.raises(ConfigError, match="bdx db upgrade") as info:
+            require_head(engine)
+        assert info.value.reason == "schema_out_of_date"
+    finally:
+        engine.dispose()
+
+
+def test_new_sqlite_file_is_owner_only(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'sub' / 'x.sqlite3'}")
+    upgrade(engine)
+    engine.dispose()
+    assert (tmp_path / "sub" / "x.sqlite3").stat().st_mode & 0o077 == 0
+
+
+def test_malformed_database_url() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_db_engine("not a url")
+    assert info.value.reason == "bad_database_url"
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_db_cli_upgrade_and_current(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    code, out, _ = run_cli(["db", "current", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["up_to_date"] is False
+    code, out, _ = run_cli(["db", "upgrade"], capsys)
+    assert (code, out.strip()) == (0, "database at revision 0001")
+    code, out, _ = run_cli(["db", "current"], capsys)
+    assert "up to date" in out
+
+
+def test_db_cli_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["db", "upgrade", "--config", str(tmp_path / "none.toml")], capsys)
+    assert code == 2
+    assert err.startswith("bdx: error: config file") and "[config_not_found]" in err

@@ -1,0 +1,179 @@
+"""Settings: sources, validation, and one test per production refusal."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.errors import ConfigError
+from node.settings import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("BDX_"):
+            monkeypatch.delenv(name)
+    yield
+
+
+@pytest.fixture
+def safe(tmp_path: Path) -> dict[str, object]:
+    """Production settings that pass every check."""
+    cert, key = tmp_path / "node.crt", tmp_path / "node.key"
+    cert.write_text("cert")
+    key.write_text("key")
+    key.chmod(0o600)
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    return {
+        "environment": "production",
+        "country": "de",
+        "data_dir": data,
+        "tls_cert_file": cert,
+        "tls_key_file": key,
+    }
+
+
+def refusal(**values: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_settings(**values)
+    assert info.value.reason == "unsafe_config"
+    return info.value.message
+
+
+def test_defaults_are_a_zero_setup_development_node(tmp_path: Path) -> None:
+    s = load_settings(data_dir=tmp_path)
+    assert s.environment == "development"
+    assert s.db_url == f"sqlite:///{tmp_path / 'bdx.sqlite3'}"
+    assert s.gallery_path == tmp_path / "gallery"
+    assert s.sqlite_path == tmp_path / "bdx.sqlite3"
+
+
+def test_safe_production_settings_load(safe: dict[str, object]) -> None:
+    s = load_settings(**safe)
+    assert s.country == "DE"
+    assert s.unsafe_reasons() == []
+
+
+def test_environment_beats_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text('country = "fr"\nport = 9000\nsearch_fmr = 0.001\n')
+    monkeypatch.setenv("BDX_PORT", "9100")
+    s = load_settings(config)
+    assert (s.country, s.port, s.search_fmr) == ("FR", 9100, 0.001)
+
+
+def test_dotenv_file_and_bdx_config_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "node.env"
+    config.write_text("BDX_COUNTRY=nl\nBDX_WORKER_THREADS=2\n")
+    monkeypatch.setenv("BDX_CONFIG", str(config))
+    s = load_settings()
+    assert (s.country, s.worker_threads) == ("NL", 2)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "absent.toml")
+    assert info.value.reason == "config_not_found"
+
+
+def test_malformed_toml(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("country = \n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.reason == "bad_config"
+    assert "cannot read config file" in info.value.message
+
+
+def test_unknown_setting_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text('contry = "DE"\n')
+    with pytest.raises(ConfigError, match="contry") as info:
+        load_settings(config)
+    assert info.value.reason == "bad_config"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("country", "Germany", "country"),
+        ("country", "QA1", "country"),
+        ("port", 70000, "port"),
+        ("search_fmr", 0, "search_fmr"),
+        ("worker_threads", 0, "worker_threads"),
+        ("environment", "staging", "environment"),
+    ],
+)
+def test_invalid_values(field: str, value: object, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment) as info:
+        load_settings(**{field: value})
+    assert info.value.reason == "bad_config"
+
+
+def test_development_allows_unsafe_values(tmp_path: Path) -> None:
+    s = load_settings(data_dir=tmp_path, debug=True, cors_origins=["*"], country="XX")
+    assert s.unsafe_reasons() == []
+
+
+def test_production_refuses_missing_tls(safe: dict[str, object]) -> None:
+    msg = refusal(**{**safe, "tls_cert_file": None})
+    assert "tls_cert_file and tls_key_file are required" in msg
+
+
+def test_production_refuses_absent_tls_file(safe: dict[str, object], tmp_path: Path) -> None:
+    msg = refusal(**{**safe, "tls_cert_file": tmp_path / "nope.crt"})
+    assert "nope.crt does not exist" in msg
+
+
+def test_production_refuses_readable_tls_key(safe: dict[str, object]) -> None:
+    key = safe["tls_key_file"]
+    assert isinstance(key, Path)
+    key.chmod(0o644)
+    assert "readable by other users" in refusal(**safe)
+
+
+def test_production_refuses_debug(safe: dict[str, object]) -> None:
+    assert "debug must be off" in refusal(**safe, debug=True)
+
+
+def test_production_refuses_wildcard_cors(safe: dict[str, object]) -> None:
+    assert "not '*'" in refusal(**safe, cors_origins=["https://ok.example", "*"])
+
+
+def test_production_refuses_private_use_country(safe: dict[str, object]) -> None:
+    assert "private-use code" in refusal(**{**safe, "country": "XX"})
+
+
+def test_production_refuses_shared_database_file(safe: dict[str, object]) -> None:
+    data = safe["data_dir"]
+    assert isinstance(data, Path)
+    db = data / "bdx.sqlite3"
+    db.write_bytes(b"")
+    db.chmod(0o644)
+    assert "accessible to other users" in refusal(**safe)
+
+
+def test_production_refuses_world_writable_data_dir(safe: dict[str, object]) -> None:
+    data = safe["data_dir"]
+    assert isinstance(data, Path)
+    data.chmod(0o777)
+    assert "writable by other users" in refusal(**safe)
+
+
+def test_every_refusal_is_listed_at_once(safe: dict[str, object]) -> None:
+    msg = refusal(**{**safe, "debug": True, "cors_origins": ["*"], "country": "ZZ"})
+    assert msg.count(";") == 2
+
+
+def test_check_can_be_deferred(safe: dict[str, object]) -> None:
+    s = load_settings(**safe, debug=True, check=False)
+    assert isinstance(s, Settings)
+    with pytest.raises(ConfigError):
+        s.check_safe()

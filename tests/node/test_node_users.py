@@ -1,0 +1,189 @@
+"""Users, roles and tokens: the service and the `bdx users` commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from node.cli import main
+from node.db.models import ApiToken, AuditEvent, Role
+from node.errors import NotFoundError
+from node.service_errors import AuthenticationError, ConflictError, InvalidRequestError
+from node.services.users import UserService
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_token_round_trip_stores_only_a_hash(session: Session) -> None:
+    users = UserService(session)
+    users.add_user("anna", Role.OFFICER, actor="t")
+    issued = users.issue_token("anna", expires_days=30, actor="t")
+    principal = users.authenticate(issued.token)
+    assert (principal.name, principal.role) == ("anna", Role.OFFICER)
+    row = session.scalars(select(ApiToken)).one()
+    assert row.token_hash == hashlib.sha256(issued.token.encode()).hexdigest()
+    secret = issued.token.rsplit("_", 1)[1]
+    assert secret not in row.token_hash and secret not in row.token_id
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "malformed_token"),
+        ("Bearer abc", "malformed_token"),
+        ("bdx_0123456789abcdef_short", "malformed_token"),
+        ("bdx_0123456789abcdef_" + "A" * 43, "unknown_token"),
+    ],
+)
+def test_bad_tokens(session: Session, token: str, reason: str) -> None:
+    with pytest.raises(AuthenticationError) as info:
+        UserService(session).authenticate(token)
+    assert info.value.reason == reason
+
+
+def test_tampered_secret_is_unknown(session: Session) -> None:
+    users = UserService(session)
+    users.add_user("anna", Role.OFFICER, actor="t")
+    token = users.issue_token("anna", expires_days=1, actor="t").token
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    with pytest.raises(AuthenticationError) as info:
+        users.authenticate(forged)
+    assert info.value.reason == "unknown_token"
+
+
+def test_expired_revoked_and_disabled(session: Session) -> None:
+    clock = Clock()
+    users = UserService(session, clock=clock)
+    users.add_user("anna", Role.OPERATOR, actor="t")
+    token = users.issue_token("anna", expires_days=2, actor="t")
+    clock.now += timedelta(days=2)
+    with pytest.raises(AuthenticationError) as info:
+        users.authenticate(token.token)
+    assert info.value.reason == "token_expired"
+
+    clock.now = datetime(2030, 1, 1, tzinfo=UTC)
+    users.revoke_token(token.token_id, actor="t")
+    with pytest.raises(AuthenticationError) as info:
+        users.authenticate(token.token)
+    assert info.value.reason == "token_revoked"
+
+    other = users.issue_token("anna", expires_days=2, actor="t")
+    users.disable_user("anna", actor="t")
+    with pytest.raises(AuthenticationError) as info:
+        users.authenticate(other.token)
+    assert info.value.reason == "user_disabled"
+    with pytest.raises(ConflictError) as conflict:
+        users.issue_token("anna", expires_days=1, actor="t")
+    assert conflict.value.reason == "user_disabled"
+
+
+def test_user_and_token_refusals(session: Session) -> None:
+    users = UserService(session, token_max_days=10)
+    users.add_user("anna", Role.ADMIN, actor="t")
+    with pytest.raises(ConflictError):
+        users.add_user("anna", Role.OFFICER, actor="t")
+    with pytest.raises(InvalidRequestError) as info:
+        users.add_user("Anna Smith", Role.OFFICER, actor="t")
+    assert info.value.reason == "bad_user_name"
+    for days in (0, 11):
+        with pytest.raises(InvalidRequestError) as info:
+            users.issue_token("anna", expires_days=days, actor="t")
+        assert info.value.reason == "bad_token_lifetime"
+    with pytest.raises(NotFoundError):
+        users.issue_token("nobody", expires_days=1, actor="t")
+    with pytest.raises(NotFoundError):
+        users.revoke_token("0123456789abcdef", actor="t")
+    with pytest.raises(NotFoundError):
+        users.disable_user("nobody", actor="t")
+
+
+def test_admin_actions_are_audited_without_secrets(session: Session) -> None:
+    users = UserService(session)
+    users.add_user("anna", Role.ADMIN, actor="local:root")
+    issued = users.issue_token("anna", expires_days=1, actor="local:root")
+    users.revoke_token(issued.token_id, actor="user:anna")
+    events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.action, e.target) for e in events] == [
+        ("local:root", "user.add", "anna"),
+        ("local:root", "token.issue", "anna"),
+        ("user:anna", "token.revoke", "anna"),
+    ]
+    assert all(issued.token not in json.dumps(e.details) for e in events)
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def test_users_cli(
+    session: Session,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "anna", "--role", "admin"], capsys)[:2] == (
+        0,
+        "added anna (admin)\n",
+    )
+    code, out, err = cli(["users", "token", "anna", "--expires-days", "3"], capsys)
+    assert code == 0 and "not shown again" in err
+    token = out.strip()
+    assert UserService(session).authenticate(token).name == "anna"
+
+    code, out, _ = cli(["users", "list", "--json"], capsys)
+    listing = json.loads(out)
+    assert listing[0]["name"] == "anna" and listing[0]["role"] == "admin"
+    token_id = listing[0]["tokens"][0]["token_id"]
+    assert token.startswith(f"bdx_{token_id}_")
+
+    assert cli(["users", "revoke-token", token_id], capsys)[0] == 0
+    session.expire_all()
+    with pytest.raises(AuthenticationError):
+        UserService(session).authenticate(token)
+    assert cli(["users", "disable", "anna"], capsys)[0] == 0
+    code, out, _ = cli(["users", "list"], capsys)
+    assert "disabled" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "reason"),
+    [
+        (["users", "token", "ghost"], 4, "unknown_user"),
+        (["users", "revoke-token", "0123456789abcdef"], 4, "unknown_token"),
+        (["users", "disable", "ghost"], 4, "unknown_user"),
+        (["users", "add", "UPPER", "--role", "officer"], 3, "bad_user_name"),
+    ],
+)
+def test_users_cli_errors(
+    engine: object,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    code: int,
+    reason: str,
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    got, _, err = cli(args, capsys)
+    assert got == code
+    assert err.startswith("bdx: error: ") and err.rstrip().endswith(f"[{reason}]")
+
+
+def test_users_cli_bad_role(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(["users", "add", "anna", "--role", "king"], capsys)
+    assert code == 2 and "--role" in err
