@@ -35,6 +35,10 @@ class Layout:
     wobble_phase: F64
     period: F64
 
+    @property
+    def batch(self) -> int:
+        return int(self.classes.shape[0])
+
     def level(self, x: npt.ArrayLike, y: npt.ArrayLike) -> F64:
         """Silhouette level at points (B, ...): < 1 inside the finger, 1 on its boundary.
 

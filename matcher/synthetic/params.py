@@ -153,7 +153,7 @@ GAMMA = (0.8, 1.25)
 # --------------------------------------------------------------------------- template fast path
 #: Minutiae density in the whole master silhouette, per px²: real 500 ppi prints show
 #: 40–60 minutiae in an FVC-sized (≈ 230 × 330 px) contact area ⇒ about 1 / 1,400 px².
-TEMPLATE_DENSITY = 1.0 / 1400.0
+TEMPLATE_DENSITY = 1.0 / 1000.0
 #: Minimum spacing between minutiae in ridge periods (closer pairs are merged by every
 #: extractor's post-processing).
 TEMPLATE_MIN_SPACING = 2.0
