@@ -31,10 +31,11 @@ DETECT_MAX_SIDE = 1600
 #: When several faces are found, faces whose box area is below this fraction of the largest are
 #: treated as background (bystanders in a crowd); only comparable faces make an image ambiguous.
 SECONDARY_FACE_AREA_RATIO = 0.25
-#: ... and whose detector score is below this are treated as false positives: HOG false
-#: detections cluster just above the 0 boundary (e.g. 0.08 on a textured suit), real faces of
-#: usable quality score above ~0.5.
-SECONDARY_FACE_MIN_SCORE = 0.3
+#: Detections scoring below this are weak: HOG false positives cluster just above the 0 boundary
+#: (0.02–0.08 on the astronaut's suit, larger than her face), real faces of usable quality score
+#: above ~0.5. When any detection is confident, weak ones are ignored (neither chosen as the face
+#: nor counted as a second face); if all are weak, they are all candidates.
+WEAK_FACE_SCORE = 0.3
 #: Policies for an image with several comparable faces.
 MULTIPLE_REFUSE = "refuse"
 MULTIPLE_LARGEST = "largest"

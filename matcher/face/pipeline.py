@@ -94,11 +94,8 @@ def extract_from_pixels(
     found = detect_faces(image, opts.detector)
     timings["detect"] = _ms(t0)
     areas = found.areas
-    comparable = 0
-    if found.count:
-        big = areas >= P.SECONDARY_FACE_AREA_RATIO * areas[0]
-        confident = found.scores >= P.SECONDARY_FACE_MIN_SCORE
-        comparable = 1 + int(np.sum((big & confident)[1:]))
+    confident = np.flatnonzero(found.scores >= P.WEAK_FACE_SCORE)
+    candidates = confident if confident.size else np.arange(found.count)
     score: float | None
     if found.count == 0:
         if not opts.whole_image_is_face:
@@ -106,6 +103,8 @@ def extract_from_pixels(
         box, score, whole = _whole_image_box(h, w), None, True
         notes.append("no face detected; the whole image was declared to be the face")
     else:
+        first = int(candidates[0])  # detections are sorted largest first
+        comparable = int(np.sum(areas[candidates] >= P.SECONDARY_FACE_AREA_RATIO * areas[first]))
         if comparable > 1:
             if opts.multiple_faces == P.MULTIPLE_REFUSE:
                 raise QualityError(
@@ -113,7 +112,7 @@ def extract_from_pixels(
                     reason="multiple_faces",
                 )
             notes.append(f"{comparable} faces found; the largest was used")
-        box, score, whole = found.boxes[0], float(found.scores[0]), False
+        box, score, whole = found.boxes[first], float(found.scores[first]), False
 
     t0 = time.perf_counter()
     marks = locate(image, box)

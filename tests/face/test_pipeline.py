@@ -1,0 +1,166 @@
+"""The pipeline on a real photo and its variants: each quality refusal, fallbacks, robustness."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+import skimage.data
+
+from matcher.errors import ImageError, QualityError, TemplateFormatError
+from matcher.face.detect import detect_faces
+from matcher.face.pipeline import ExtractOptions, FaceExtraction, extract_from_pixels
+from matcher.face.template import similarity
+
+Image = npt.NDArray[np.uint8]
+#: Same photo under mild changes: far above the LFW threshold at FAR 0.1% (~0.93).
+SAME_PHOTO = 0.97
+
+
+def refusal(img: np.ndarray, **options: object) -> str:
+    with pytest.raises(QualityError) as err:
+        extract_from_pixels(np.ascontiguousarray(img), ExtractOptions(**options))  # type: ignore[arg-type]
+    return err.value.reason
+
+
+def test_upright_portrait(upright: FaceExtraction) -> None:
+    t = upright.template
+    assert t.format == "dlib-resnet-v1/hog" and t.embedding.shape == (128,)
+    assert np.linalg.norm(t.embedding) == pytest.approx(1.0, abs=1e-5)
+    assert 60 <= t.quality <= 100 and t.quality == upright.quality.score
+    left, top, right, bottom = upright.box
+    assert 150 < left < right < 300 and 50 < top < bottom < 200  # the astronaut's face
+    assert upright.landmarks.shape == (5, 2)
+    assert upright.faces_found == 1 and not upright.whole_image and upright.notes == ()
+    assert set(upright.timings_ms) == {"detect", "align", "quality", "embed"}
+    assert abs(upright.quality.yaw) < 15 and abs(upright.quality.pitch) < 15
+    upright.quality.check()  # passes: returns nothing
+
+
+def test_repeatable(astronaut: Image, upright: FaceExtraction) -> None:
+    again = extract_from_pixels(astronaut)
+    assert np.array_equal(again.template.embedding, upright.template.embedding)
+
+
+def test_mild_changes_keep_the_identity(astronaut: Image, upright: FaceExtraction) -> None:
+    h, w = astronaut.shape[:2]
+    rotated = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((w / 2, h / 2), 10, 1.0), (w, h))
+    smaller = cv2.resize(astronaut, None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    brighter = np.clip(astronaut * 1.2, 0, 255).astype(np.uint8)
+    for variant in (rotated, smaller, brighter):
+        got = extract_from_pixels(np.ascontiguousarray(variant))
+        assert similarity(got.template, upright.template) > SAME_PHOTO
+
+
+def test_too_small(astronaut: Image) -> None:
+    small = cv2.resize(astronaut, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)
+    assert refusal(small) == "face_too_small"
+
+
+def test_blurred(astronaut: Image) -> None:
+    assert refusal(cv2.GaussianBlur(astronaut, (0, 0), 4)) == "blurred"
+
+
+def test_underexposed(astronaut: Image) -> None:
+    assert refusal((astronaut * 0.15).astype(np.uint8)) == "underexposed"
+
+
+def test_overexposed(astronaut: Image) -> None:
+    assert refusal(np.clip(astronaut * 2.0, 0, 255).astype(np.uint8)) == "overexposed"
+
+
+def test_quality_checks_can_be_reported_instead(astronaut: Image) -> None:
+    blurred = np.ascontiguousarray(cv2.GaussianBlur(astronaut, (0, 0), 4))
+    got = extract_from_pixels(blurred, ExtractOptions(check_quality=False))
+    assert [r for r, _ in got.quality.failures()] == ["blurred"]
+    assert got.template.quality < 50
+
+
+@pytest.mark.parametrize("image", ["coffee", "noise", "flat"])
+def test_no_face(image: str) -> None:
+    pixels = {
+        "coffee": lambda: skimage.data.coffee(),
+        "noise": lambda: np.random.default_rng(0).integers(0, 256, (200, 200, 3), np.uint8),
+        "flat": lambda: np.full((120, 100, 3), 128, np.uint8),
+    }[image]()
+    assert refusal(pixels) == "no_face"
+
+
+def test_tight_crop_needs_the_whole_image_fallback(
+    astronaut: Image, upright: FaceExtraction
+) -> None:
+    crop = astronaut[95:165, 185:262]  # eyes to mouth: too tight for the HOG window
+    assert detect_faces(np.ascontiguousarray(crop)).count == 0
+    assert refusal(crop) == "no_face"
+    got = extract_from_pixels(np.ascontiguousarray(crop), ExtractOptions(whole_image_is_face=True))
+    assert got.whole_image and got.faces_found == 0 and "whole image" in got.notes[0]
+    assert similarity(got.template, upright.template) > 0.9
+
+
+def test_fallback_is_not_used_when_a_face_is_found(
+    upright: FaceExtraction, astronaut: Image
+) -> None:
+    got = extract_from_pixels(astronaut, ExtractOptions(whole_image_is_face=True))
+    assert not got.whole_image and np.array_equal(got.box, upright.box)
+
+
+def test_two_faces(astronaut: Image, upright: FaceExtraction) -> None:
+    context = astronaut[40:240, 130:320]
+    pair = np.ascontiguousarray(np.hstack([context, context]))
+    assert refusal(pair) == "multiple_faces"
+    got = extract_from_pixels(pair, ExtractOptions(multiple_faces="largest"))
+    assert got.faces_found == 2 and "largest" in got.notes[0]
+    assert similarity(got.template, upright.template) > SAME_PHOTO
+
+
+def test_a_much_smaller_second_face_is_background(astronaut: Image) -> None:
+    big = cv2.resize(astronaut[0:300, 100:350], None, fx=2.2, fy=2.2)  # face ~190 px
+    small = astronaut[40:240, 130:320]  # face ~87 px: a fifth of the area
+    canvas = np.zeros((big.shape[0], big.shape[1] + small.shape[1], 3), np.uint8)
+    canvas[:, : big.shape[1]] = big
+    canvas[: small.shape[0], big.shape[1] :] = small
+    got = extract_from_pixels(canvas)  # the default policy refuses only comparable faces
+    assert got.faces_found == 2 and got.notes == ()
+
+
+def test_cnn_detector_makes_its_own_format(astronaut: Image, upright: FaceExtraction) -> None:
+    crop = np.ascontiguousarray(astronaut[0:300, 100:350])
+    got = extract_from_pixels(crop, ExtractOptions(detector="cnn"))
+    assert got.template.format == "dlib-resnet-v1/cnn"
+    with pytest.raises(TemplateFormatError):
+        similarity(got.template, upright.template)
+    assert float(got.template.embedding @ upright.template.embedding) > 0.9
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.zeros((50, 50), np.uint8),
+        np.zeros((50, 50, 4), np.uint8),
+        np.zeros((50, 50, 3), np.float32),
+        np.zeros((0, 50, 3), np.uint8),
+    ],
+)
+def test_pixel_arrays_must_be_rgb_uint8(pixels: np.ndarray) -> None:
+    with pytest.raises(ImageError):
+        extract_from_pixels(pixels)
+
+
+def test_non_contiguous_input_is_accepted(astronaut: Image, upright: FaceExtraction) -> None:
+    flipped_twice = astronaut[:, ::-1][:, ::-1]  # a strided view
+    got = extract_from_pixels(flipped_twice)
+    assert np.array_equal(got.template.embedding, upright.template.embedding)
+
+
+def test_huge_image_is_downscaled_for_detection(astronaut: Image, upright: FaceExtraction) -> None:
+    big = cv2.resize(astronaut, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)  # 2048 px
+    got = extract_from_pixels(big)
+    assert got.box[0] == pytest.approx(upright.box[0] * 4, abs=40)
+    assert similarity(got.template, upright.template) > 0.95
+
+
+@pytest.mark.parametrize(("field", "value"), [("detector", "sift"), ("multiple_faces", "all")])
+def test_options_are_validated(field: str, value: str) -> None:
+    with pytest.raises(ValueError):
+        ExtractOptions(**{field: value})  # type: ignore[arg-type]
