@@ -48,35 +48,41 @@ def audit_store(log: TransparencyLog, log_key: VerifyingKey | None = None) -> Au
     for signed in checkpoints:
         by_size.setdefault(signed.checkpoint.size, []).append(signed.checkpoint.root_hash)
 
-    def check_roots(cr: CompactRange) -> None:
-        for root in by_size.get(cr.size, ()):
-            if root != cr.root():
-                raise TamperedError(
+    cr = CompactRange()
+    pending: list[tuple[NodeID, bytes]] = []
+
+    def flush(failure: TamperedError | None = None) -> None:
+        """Compare the recomputed subtrees first: they pin a fault to the fewest leaves."""
+        _compare_nodes(log, pending)
+        pending.clear()
+        if failure is not None:
+            raise failure
+
+    for entry in log.entries(0, None):
+        if entry.index != cr.size:
+            flush(
+                TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
+            )
+        if hash_leaf(entry.data) != entry.leaf_hash:
+            flush(
+                TamperedError(
+                    f"entry {entry.index} does not hash to its stored leaf hash",
+                    reason="entry_modified",
+                    index=entry.index,
+                )
+            )
+        pending.extend(cr.append(entry.leaf_hash))
+        if any(root != cr.root() for root in by_size.get(cr.size, ())):
+            flush(
+                TamperedError(
                     f"recomputed root of size {cr.size} differs from the signed checkpoint",
                     reason="checkpoint_mismatch",
                     index=cr.size - 1,
                 )
-
-    cr = CompactRange()
-    check_roots(cr)
-    pending: list[tuple[NodeID, bytes]] = []
-    for entry in log.entries(0, None):
-        if entry.index != cr.size:
-            raise TamperedError(
-                f"entry {cr.size} is missing", reason="entry_missing", index=cr.size
             )
-        if hash_leaf(entry.data) != entry.leaf_hash:
-            raise TamperedError(
-                f"entry {entry.index} does not hash to its stored leaf hash",
-                reason="entry_modified",
-                index=entry.index,
-            )
-        pending.extend(cr.append(entry.leaf_hash))
-        check_roots(cr)
         if len(pending) >= AUDIT_CHUNK:
-            _compare_nodes(log, pending)
-            pending = []
-    _compare_nodes(log, pending)
+            flush()
+    flush()
     if cr.size != head.size:
         raise TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
     if cr.hashes != head.hashes:

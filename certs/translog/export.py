@@ -44,10 +44,13 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _chain(log: TransparencyLog, end: int, target: SignedCheckpoint) -> list[SignedCheckpoint]:
-    """Distinct-size checkpoints from the first one covering ``end`` up to ``target``."""
+def _chain(log: TransparencyLog, min_size: int, target: SignedCheckpoint) -> list[SignedCheckpoint]:
+    """Distinct-size checkpoints from the first of at least ``min_size`` up to ``target``.
+
+    Starting at the first checkpoint that covers the range's first entry shows (through the
+    cosignatures and consistency proofs) that the entries were in the log by then."""
     by_size: dict[int, SignedCheckpoint] = {}
-    for cp in log.checkpoints(min_size=end, max_size=target.checkpoint.size):
+    for cp in log.checkpoints(min_size=min_size, max_size=target.checkpoint.size):
         if cp.checkpoint.size < target.checkpoint.size:
             by_size[cp.checkpoint.size] = cp
     chain = [by_size[s] for s in sorted(by_size)]
@@ -77,7 +80,7 @@ def export_json(
     lo = max(lo, start or 0)
     hi = min(hi, size if end is None else end, size)
     hi = max(hi, lo)
-    chain = _chain(log, hi, target)
+    chain = _chain(log, lo + 1 if hi > lo else hi, target)
     consistency = [
         {
             "size1": a.checkpoint.size,

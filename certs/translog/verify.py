@@ -135,13 +135,11 @@ def verify_export(
 
     if not 0 <= start <= end <= tree_size:
         raise ExportFormatError("range is not within the checkpoint's tree")
-    if end > chain[0].checkpoint.size:
-        raise ExportFormatError("the first checkpoint does not cover the range")
     entries = _get(doc, "entries", list, "export")
+    indices = [_get(item, "index", int, "entry") for item in entries]
     expected = start
-    for item in entries:
-        index = _get(item, "index", int, "entry")
-        if index < expected:
+    for position, (item, index) in enumerate(zip(entries, indices, strict=True)):
+        if index < expected or (index > expected and expected in indices[position:]):
             raise TamperedError(
                 f"entry {index} is out of order or repeated", reason="entry_reordered", index=index
             )

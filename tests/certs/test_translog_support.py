@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from sqlalchemy import Engine, create_engine, text
 
 from certs.translog import SigningKey, TransparencyLog, metadata
+from certs.translog.sqlite import configure_sqlite
 
 PG_URL = os.environ.get("BDX_TEST_DATABASE_URL")
 BACKENDS = [
@@ -45,6 +46,7 @@ def make_engine(backend: str, tmp_path: Path, name: str = "log") -> Iterator[Eng
     """Fresh tables on ``backend``; dropped (schema and all) afterwards."""
     if backend == "sqlite":
         engine = create_engine(f"sqlite:///{tmp_path / name}.db")
+        configure_sqlite(engine)
         metadata.create_all(engine)
         yield engine
         engine.dispose()

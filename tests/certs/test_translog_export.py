@@ -1,0 +1,405 @@
+"""Audit export, offline verification, store audit, and tamper detection."""
+
+# ruff: noqa: F811 - fixtures are imported from test_translog_support and requested by name
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from sqlalchemy import Engine, delete, select, update
+from test_translog_support import (  # noqa: F401 - fixtures
+    LOG_NAME,
+    Clock,
+    backend,
+    clock,
+    engine,
+    event,
+    log,
+    new_engine,
+    witness_key,
+)
+
+from certs.merkle import CompactRange, hash_leaf
+from certs.translog import (
+    ExportFormatError,
+    NotFoundError,
+    SignatureError,
+    SigningKey,
+    TamperedError,
+    TransparencyLog,
+    Witness,
+    audit_store,
+    export_csv,
+    export_json,
+    verify_export,
+)
+from certs.translog import schema as tables
+
+
+@pytest.fixture
+def log_key() -> SigningKey:
+    """One log key type here (both are covered by test_translog and the ECDSA test below)."""
+    return SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+
+
+W1 = witness_key("w1.example/witness")
+W2 = witness_key("w2.example/witness", "ecdsa-p256")
+
+
+def grow(log: TransparencyLog, engine: Engine, clock: Clock, n: int, start: int = 0) -> None:
+    """Append ``n`` entries one second apart, then checkpoint; both witnesses cosign."""
+    witnesses = [Witness(engine, W1, clock=clock), Witness(engine, W2, clock=clock)]
+    for i in range(start, start + n):
+        log.append(event(i))
+        clock.advance(1)
+    signed = log.issue_checkpoint()
+    for w in witnesses:
+        last = w.latest(LOG_NAME)
+        proof = log.consistency_proof(last.checkpoint.size) if last else []
+        cosig = w.cosign(signed.to_bytes(), log.verifying_key, proof)
+        log.add_cosignature(signed.checkpoint, cosig, w.verifying_key)
+
+
+@pytest.fixture
+def filled(log: TransparencyLog, engine: Engine, clock: Clock) -> TransparencyLog:
+    grow(log, engine, clock, 9)
+    grow(log, engine, clock, 5, 9)
+    grow(log, engine, clock, 7, 14)
+    return log
+
+
+WITNESSES = [W1.verifying_key(), W2.verifying_key()]
+
+
+def test_export_verifies_offline_with_cosignatures(filled: TransparencyLog) -> None:
+    data = export_json(filled)
+    report = verify_export(data, filled.verifying_key, WITNESSES, min_cosignatures=2)
+    assert (report.tree_size, report.start, report.end, report.entries_verified) == (21, 0, 21, 21)
+    assert report.checkpoints_verified == 3
+    assert report.cosigners == {
+        s: ["w1.example/witness", "w2.example/witness"] for s in (9, 14, 21)
+    }
+    assert report.root_hash == filled.root()
+    assert report.to_json()["range"] == {"start": 0, "end": 21}
+    doc = json.loads(data)
+    assert doc["format"] == "bdx-translog-export/v1"
+    assert [(c["size1"], c["size2"]) for c in doc["consistency"]] == [(9, 14), (14, 21)]
+    assert base64.b64decode(doc["entries"][3]["data"]) == event(3)
+    # The bytes are canonical: exporting again gives the same bytes.
+    assert export_json(filled) == data
+
+
+def test_export_of_an_ed25519_log(new_engine: Callable[[str], Engine], clock: Clock) -> None:
+    engine = new_engine("ed")
+    log = TransparencyLog.open(
+        engine, SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate()), clock=clock
+    )
+    grow(log, engine, clock, 3)
+    grow(log, engine, clock, 4, 3)
+    report = verify_export(export_json(log), log.verifying_key, WITNESSES, min_cosignatures=2)
+    assert (report.tree_size, report.checkpoints_verified) == (7, 2)
+    audit_store(log)
+
+
+def test_export_by_time_range_and_index_range(filled: TransparencyLog, clock: Clock) -> None:
+    t0 = filled.entry(0).created_at
+    since, until = (
+        datetime.fromtimestamp(t0.timestamp() + 10, UTC),
+        datetime.fromtimestamp(t0.timestamp() + 13, UTC),
+    )
+    data = export_json(filled, since=since, until=until)
+    report = verify_export(data, filled.verifying_key, WITNESSES)
+    assert (report.start, report.end) == (10, 13)
+    doc = json.loads(data)
+    assert [e["index"] for e in doc["entries"]] == [10, 11, 12]
+    # Only checkpoints covering the range: sizes 14 and 21.
+    assert len(doc["checkpoints"]) == 2
+    report = verify_export(export_json(filled, start=3, end=5), filled.verifying_key)
+    assert (report.start, report.end, report.cosigners[21]) == (3, 5, [])
+    # An older checkpoint as the target only covers what it signed.
+    first = filled.checkpoints()[0]
+    report = verify_export(export_json(filled, checkpoint=first), filled.verifying_key)
+    assert (report.tree_size, report.end) == (9, 9)
+    empty = verify_export(
+        export_json(filled, since=datetime(2000, 1, 1, tzinfo=UTC), until=since.replace(year=2001)),
+        filled.verifying_key,
+    )
+    assert empty.entries_verified == 0
+
+
+def test_export_needs_a_checkpoint(log: TransparencyLog) -> None:
+    log.append(event(0))
+    with pytest.raises(NotFoundError) as exc:
+        export_json(log)
+    assert exc.value.reason == "no_checkpoint"
+
+
+def test_cosignature_requirements(filled: TransparencyLog, log: TransparencyLog) -> None:
+    data = export_json(filled)
+    with pytest.raises(SignatureError) as exc:
+        verify_export(data, filled.verifying_key, [W1.verifying_key()], min_cosignatures=2)
+    assert exc.value.reason == "too_few_cosignatures"
+    # A trusted witness's cosignature that does not verify rejects the export.
+    doc = json.loads(data)
+    note = doc["checkpoints"][0]
+    line = next(x for x in note.split("\n") if x.startswith("\u2014 w1.example"))
+    _name, sig = line[2:].split(" ")
+    raw = bytearray(base64.b64decode(sig))
+    raw[-1] ^= 1
+    doc["checkpoints"][0] = note.replace(sig, base64.b64encode(bytes(raw)).decode())
+    with pytest.raises(SignatureError):
+        verify_export(json.dumps(doc).encode(), filled.verifying_key, WITNESSES)
+    # Unknown witnesses' lines are ignored.
+    verify_export(json.dumps(doc).encode(), filled.verifying_key, [W2.verifying_key()])
+
+
+def _mutate(data: bytes, change: Callable[[dict[str, Any]], None]) -> bytes:
+    doc = json.loads(data)
+    change(doc)
+    return json.dumps(doc).encode()
+
+
+def _flip_b64(value: str) -> str:
+    raw = bytearray(base64.b64decode(value))
+    raw[0] ^= 0x80
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _set(path: list[Any], value: Any) -> Callable[[dict[str, Any]], None]:
+    def change(doc: dict[str, Any]) -> None:
+        target: Any = doc
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value(target[path[-1]]) if callable(value) else value
+
+    return change
+
+
+def test_tampered_exports_are_detected(filled: TransparencyLog) -> None:
+    data = export_json(filled)
+    key = filled.verifying_key
+    tamper: list[tuple[Callable[[dict[str, Any]], None], type[Exception], str]] = [
+        (_set(["entries", 4, "data"], _flip_b64), TamperedError, "entry_modified"),
+        (
+            _set(
+                ["entries", 4],
+                lambda e: {
+                    **e,
+                    "data": base64.b64encode(b"{}").decode(),
+                    "leaf_hash": hash_leaf(b"{}").hex(),
+                },
+            ),
+            TamperedError,
+            "inclusion_failed",
+        ),
+        (lambda d: d["entries"].pop(6), TamperedError, "entry_missing"),
+        (lambda d: d["entries"].pop(), TamperedError, "entry_missing"),
+        (
+            lambda d: d["entries"].__setitem__(slice(2, 4), d["entries"][3:1:-1]),
+            TamperedError,
+            "entry_reordered",
+        ),
+        (lambda d: d["entries"].append(d["entries"][0]), TamperedError, "entry_reordered"),
+        (_set(["entries", 5, "index"], 6), TamperedError, "entry_missing"),
+        (_set(["entries", 0, "inclusion_proof", 1], _flip_b64), TamperedError, "inclusion_failed"),
+        (
+            _set(["entries", 0, "inclusion_proof"], lambda p: p[:-1]),
+            TamperedError,
+            "inclusion_failed",
+        ),
+        (_set(["consistency", 0, "proof", 0], _flip_b64), TamperedError, "consistency_failed"),
+        (_set(["consistency", 0, "size1"], 8), ExportFormatError, "bad_export"),
+        (lambda d: d["consistency"].pop(), ExportFormatError, "bad_export"),
+        (
+            _set(["checkpoints", 2], lambda n: n.replace("\n21\n", "\n22\n", 1)),
+            SignatureError,
+            "bad_signature",
+        ),
+        (lambda d: d["checkpoints"].reverse(), ExportFormatError, "bad_export"),
+        (_set(["checkpoints"], []), ExportFormatError, "bad_export"),
+        (_set(["tree_size"], 14), ExportFormatError, "bad_export"),
+        (_set(["tree_size"], True), ExportFormatError, "bad_export"),
+        (_set(["range", "end"], 40), ExportFormatError, "bad_export"),
+        (_set(["format"], "bdx-translog-export/v0"), ExportFormatError, "bad_format"),
+        (_set(["origin"], "evil.example/log"), ExportFormatError, "origin_mismatch"),
+        (lambda d: d.pop("entries"), ExportFormatError, "bad_export"),
+        (_set(["entries", 1, "leaf_hash"], "zz"), ExportFormatError, "bad_export"),
+        (_set(["entries", 1, "inclusion_proof"], ["%%"]), ExportFormatError, "bad_export"),
+        (_set(["entries", 1, "inclusion_proof"], "x"), ExportFormatError, "bad_export"),
+    ]
+    for change, error, reason in tamper:
+        with pytest.raises(error) as exc:
+            verify_export(_mutate(data, change), key, WITNESSES)
+        assert getattr(exc.value, "reason", None) == reason, (reason, exc.value)
+    with pytest.raises(ExportFormatError):
+        verify_export(b"not json", key)
+    with pytest.raises(ExportFormatError):
+        verify_export(b"[]", key)
+
+
+# --- tampering with the stored log ----------------------------------------------------------
+
+
+def _update_entry(engine: Engine, index: int, **values: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(tables.entries).where(tables.entries.c.leaf_index == index).values(**values)
+        )
+
+
+def test_untampered_store_audits_clean(filled: TransparencyLog) -> None:
+    report = audit_store(filled)
+    assert (report.tree_size, report.entries_checked, report.checkpoints_checked) == (21, 21, 3)
+    assert report.root_hash == filled.root()
+
+
+def test_edited_entry_is_detected(filled: TransparencyLog, engine: Engine) -> None:
+    _update_entry(engine, 7, data=b'{"event":"query_received","peer":"xx"}')
+    with pytest.raises(TamperedError) as exc:
+        audit_store(filled)
+    assert (exc.value.reason, exc.value.index) == ("entry_modified", 7)
+    with pytest.raises(TamperedError) as exc:
+        verify_export(export_json(filled), filled.verifying_key, WITNESSES)
+    assert (exc.value.reason, exc.value.index) == ("entry_modified", 7)
+
+
+def test_edited_entry_with_its_leaf_hash_is_detected(
+    filled: TransparencyLog, engine: Engine
+) -> None:
+    forged = b'{"event":"query_received","peer":"xx"}'
+    _update_entry(engine, 7, data=forged, leaf_hash=hash_leaf(forged))
+    with pytest.raises(TamperedError) as exc:
+        audit_store(filled)
+    assert (exc.value.reason, exc.value.index) == ("tree_mismatch", 6)
+    with pytest.raises(TamperedError) as exc:
+        verify_export(export_json(filled), filled.verifying_key, WITNESSES)
+    assert exc.value.reason == "inclusion_failed"
+
+
+def test_rewritten_tree_still_disagrees_with_signed_checkpoints(
+    filled: TransparencyLog, engine: Engine
+) -> None:
+    """The attacker edits an entry and recomputes every stored hash and the head row: only
+    the signed checkpoints still tell, and they do."""
+    forged = b'{"event":"query_received","peer":"xx"}'
+    _update_entry(engine, 12, data=forged, leaf_hash=hash_leaf(forged))
+    with engine.begin() as conn:
+        leaves = list(
+            conn.execute(
+                select(tables.entries.c.leaf_hash).order_by(tables.entries.c.leaf_index)
+            ).scalars()
+        )
+        cr = CompactRange()
+        for node, h in cr.extend(leaves):
+            conn.execute(
+                update(tables.nodes)
+                .where(tables.nodes.c.level == node.level, tables.nodes.c.node_index == node.index)
+                .values(hash=h)
+            )
+        conn.execute(update(tables.head).values(compact_range=b"".join(cr.hashes)))
+    with pytest.raises(TamperedError) as exc:
+        audit_store(filled)
+    assert (exc.value.reason, exc.value.index) == ("checkpoint_mismatch", 13)
+    with pytest.raises(TamperedError) as exc:
+        verify_export(export_json(filled), filled.verifying_key, WITNESSES)
+    assert exc.value.reason == "consistency_failed"  # rewritten nodes vs signed roots
+    with pytest.raises(TamperedError) as exc:
+        only = export_json(filled, start=12, end=13, checkpoint=filled.checkpoints()[1])
+        verify_export(only, filled.verifying_key, WITNESSES)
+    assert exc.value.reason == "inclusion_failed"  # one checkpoint: the proof fails
+
+
+def test_deleted_entry_is_detected(filled: TransparencyLog, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(tables.entries).where(tables.entries.c.leaf_index == 11))
+    with pytest.raises(TamperedError) as exc:
+        audit_store(filled)
+    assert (exc.value.reason, exc.value.index) == ("entry_missing", 11)
+    with pytest.raises(TamperedError) as exc:
+        export_json(filled)  # entry 10's proof needs leaf 11
+    assert (exc.value.reason, exc.value.index) == ("entry_missing", 11)
+    # Outside the proofs' reach the export goes out, and the verifier finds the hole.
+    with pytest.raises(TamperedError) as exc:
+        verify_export(export_json(filled, start=11, end=12), filled.verifying_key)
+    assert (exc.value.reason, exc.value.index) == ("entry_missing", 11)
+
+
+def test_deleted_last_entry_is_detected(filled: TransparencyLog, engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(delete(tables.entries).where(tables.entries.c.leaf_index == 20))
+    with pytest.raises(TamperedError) as exc:
+        audit_store(filled)
+    assert (exc.value.reason, exc.value.index) == ("entry_missing", 20)
+
+
+def test_swapped_entries_are_detected(filled: TransparencyLog, engine: Engine) -> None:
+    a, b = filled.entry(3), filled.entry(8)
+    _update_entry(engine, 3, data=b.data, leaf_hash=b.leaf_hash)
+    _update_entry(engine, 8, data=a.data, leaf_hash=a.leaf_hash)
+    with pytest.raises(TamperedError) as exc:
+        audit_store(filled)
+    assert (exc.value.reason, exc.value.index) == ("tree_mismatch", 2)
+    with pytest.raises(TamperedError) as exc:
+        verify_export(export_json(filled), filled.verifying_key, WITNESSES)
+    assert exc.value.reason == "consistency_failed"  # the 9 -> 14 proof uses leaf 8
+    with pytest.raises(TamperedError) as exc:
+        only = export_json(filled, start=3, end=4, checkpoint=filled.checkpoints()[0])
+        verify_export(only, filled.verifying_key, WITNESSES)
+    assert (exc.value.reason, exc.value.index) == ("inclusion_failed", 3)
+
+
+def test_audit_with_the_wrong_key_or_forged_checkpoint(
+    filled: TransparencyLog, engine: Engine
+) -> None:
+    with pytest.raises(SignatureError):
+        audit_store(filled, witness_key(LOG_NAME).verifying_key())
+    with engine.begin() as conn:
+        conn.execute(update(tables.checkpoints).values(tree_size=99))  # note untouched
+    audit_store(filled)  # the signed note, not the helper columns, is what counts
+    signed = filled.latest_checkpoint()
+    assert signed is not None
+    note = signed.to_bytes().replace(b"\n21\n", b"\n25\n", 1)
+    with engine.begin() as conn:
+        conn.execute(update(tables.checkpoints).values(note=note))
+    with pytest.raises(SignatureError):
+        audit_store(filled)
+
+
+def test_checkpoint_beyond_the_stored_tree(
+    new_engine: Callable[[str], Engine], log_key: SigningKey, clock: Clock
+) -> None:
+    """A store restored from an old backup is shorter than what it already signed."""
+    engine = new_engine("backup")
+    log = TransparencyLog.open(engine, log_key, clock=clock)
+    log.append_many([event(i) for i in range(6)])
+    log.issue_checkpoint()
+    with engine.begin() as conn:
+        conn.execute(delete(tables.entries).where(tables.entries.c.leaf_index >= 4))
+        cr = CompactRange()
+        cr.extend(hash_leaf(event(i)) for i in range(4))
+        conn.execute(update(tables.head).values(tree_size=4, compact_range=b"".join(cr.hashes)))
+    with pytest.raises(TamperedError) as exc:
+        audit_store(log)
+    assert (exc.value.reason, exc.value.index) == ("entry_missing", 4)
+
+
+def test_csv_export(filled: TransparencyLog, log: TransparencyLog) -> None:
+    filled.append(b'=HYPERLINK("http://evil")')
+    filled.append(b"\xff\xfebinary")
+    rows = list(csv.reader(io.StringIO(export_csv(filled))))
+    assert rows[0] == ["index", "created_at", "leaf_hash", "data"]
+    assert len(rows) == 1 + 23
+    assert rows[1][0] == "0" and rows[1][3] == event(0).decode()
+    assert rows[1][2] == hash_leaf(event(0)).hex()
+    assert rows[22][3].startswith("'=")
+    assert rows[23][3] == "base64:" + base64.b64encode(b"\xff\xfebinary").decode()
+    some = list(csv.reader(io.StringIO(export_csv(filled, start=2, end=4))))
+    assert [r[0] for r in some[1:]] == ["2", "3"]
