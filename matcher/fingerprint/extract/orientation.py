@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from matcher.fingerprint.extract import params as P
+from matcher.fingerprint.extract.normalize import smooth
 
 F32 = npt.NDArray[np.float32]
 
@@ -45,8 +46,8 @@ def orientation_field(norm: F32) -> OrientationField:
     vx /= energy
     vy /= energy
     sf = P.ORIENT_FIELD_SIGMA
-    svx = cv2.GaussianBlur(vx, (0, 0), sf)
-    svy = cv2.GaussianBlur(vy, (0, 0), sf)
+    svx = smooth(vx, sf)
+    svy = smooth(vy, sf)
     coherence = np.clip(np.sqrt(svx * svx + svy * svy), 0.0, 1.0).astype(np.float32)
     # Gradient direction is 0.5 * atan2(vy, vx); ridges run perpendicular to it.
     theta = (0.5 * np.arctan2(svy, svx) + np.pi / 2) % np.pi

@@ -26,17 +26,21 @@ NORM_SIGMA = 16.0
 NORM_MIN_STD = 6.0
 
 # --- segmentation ------------------------------------------------------------------------------
-#: Block side for the foreground decision: a bit under two ridge periods sees whole ridges.
-SEG_BLOCK = 16
-#: A block is foreground when its local grey-level standard deviation exceeds this fraction of
-#: the image's 90th-percentile block contrast (relative, so it works on dark and light sensors).
+#: Difference-of-Gaussians band for the contrast measure: passes ridge periods (5-15 px),
+#: rejects pixel noise (< sigma 1) and illumination steps (> sigma 3).
+SEG_BAND_SIGMAS = (1.0, 3.0)
+#: Gaussian window (sigma) of the local band energy: most of a ridge period sees a full
+#: ridge/valley cycle while keeping the boundary sharp.
+SEG_SIGMA = 6.0
+#: A pixel is foreground when its local grey-level standard deviation exceeds this fraction of
+#: the image's 90th-percentile contrast (relative, so it works on dark and light sensors).
 SEG_REL_CONTRAST = 0.45
 #: ... and exceeds this absolute floor (grey levels): sensor noise on blank glass stays below it.
-SEG_MIN_CONTRAST = 8.0
+SEG_MIN_CONTRAST = 4.0
 #: ... and its orientation coherence exceeds this: ridges are locally parallel, noise is not.
 SEG_MIN_COHERENCE = 0.2
-#: Closing/opening radius in blocks: bridges single missing blocks and drops isolated specks.
-SEG_MORPH_BLOCKS = 1
+#: Closing/opening radius (pixels): bridges gaps of about one ridge period, drops specks.
+SEG_MORPH_RADIUS = 10
 #: Foreground components smaller than this fraction of the largest one are dropped (smudges,
 #: neighbouring-finger fragments).
 SEG_MIN_COMPONENT_FRACTION = 0.15
@@ -74,7 +78,7 @@ GABOR_SIGMA_ACROSS = 0.45
 #: joining small breaks (pores, dust).
 GABOR_SIGMA_ALONG = 0.55
 #: Relative spread of ridge periods served by separate frequency bands (0 disables banding).
-GABOR_PERIOD_BANDS = (0.85, 1.0, 1.2)
+GABOR_PERIOD_BANDS = (1.0,)
 
 # --- binarisation / cleanup -------------------------------------------------------------------
 #: Ridge blobs and valley holes smaller than this (pixels) are noise: a real ridge fragment that
@@ -109,7 +113,7 @@ MIN_LOCAL_COHERENCE = 0.25
 QUAL_COHERENCE_LOW, QUAL_COHERENCE_HIGH = 0.25, 0.85
 #: Distance to the boundary (pixels) at which the border penalty vanishes.
 QUAL_BORDER_FULL = 32.0
-#: A foreground block counts as "good" for image quality above this coherence.
+#: A foreground pixel counts as "good" for image quality above this coherence.
 QUAL_GOOD_BLOCK_COHERENCE = 0.55
 #: Foreground area (pixels at 500 ppi) of a full plain impression; smaller areas lower the
 #: image quality proportionally (a 0.5 x 0.6 inch contact region).
