@@ -1,0 +1,31 @@
+"""Tunables of 1:N search, each with the reason for its value."""
+
+from __future__ import annotations
+
+#: Rows per face block. gemv streams the block once, so it need not fit in cache; what must stay
+#: in cache is the (block,) float32 score vector that the top-k step reads right after (256 KiB
+#: at 65536 rows: L2-sized). Larger blocks amortise the per-block Python overhead (~20 µs),
+#: which at 8192 rows would cost ~10% of a 1M-row scan.
+FACE_BLOCK_ROWS = 65536
+
+#: Rows per block for batched face probes: the (block, nq) score matrix is block * nq * 4 bytes;
+#: 8192 rows x 64 probes = 2 MiB stays in L2/L3 while each column's top-k is taken.
+FACE_BATCH_BLOCK_ROWS = 8192
+
+#: Templates per fingerprint block handed to the matcher's ``score_many``; its working set grows
+#: with the block, so this is a compromise between call overhead and cache (see benchmarks).
+FINGERPRINT_BLOCK_ROWS = 1024
+
+#: Worker threads: numpy releases the GIL inside BLAS and ufunc loops, and the machine has two
+#: cores; each thread scans a contiguous shard of blocks and keeps its own top-k.
+THREADS = 2
+
+#: Default number of candidates returned.
+DEFAULT_K = 10
+
+#: Finger position meaning "unknown" (ISO/IEC 19794-2 code 0): matches any gallery position.
+UNKNOWN_FINGER = 0
+
+#: int8 face quantisation: symmetric, per record, to +-127 (so -128 is never used and the
+#: quantisation error is at most half a step of max|e|/127, < 0.4% of the largest component).
+INT8_LEVELS = 127

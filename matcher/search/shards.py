@@ -1,0 +1,50 @@
+"""Run a per-block scorer over a gallery's blocks on several threads and merge the top-k.
+
+numpy releases the GIL in BLAS calls and ufunc loops, so threads that each scan a contiguous
+shard of blocks run on separate cores; each keeps its own :class:`TopK`, merged at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from matcher.gallery import Block
+from matcher.search.topk import TopK
+
+T = TypeVar("T")
+
+
+def split(blocks: Sequence[Block], parts: int) -> list[Sequence[Block]]:
+    """Cut ``blocks`` into at most ``parts`` contiguous shards of near-equal row counts."""
+    total = sum(len(b) for b in blocks)
+    if parts <= 1 or len(blocks) <= 1 or total == 0:
+        return [blocks] if blocks else []
+    shards: list[Sequence[Block]] = []
+    start, acc = 0, 0
+    for i, b in enumerate(blocks):
+        acc += len(b)
+        if acc * parts >= total * (len(shards) + 1) and len(shards) < parts - 1:
+            shards.append(blocks[start : i + 1])
+            start = i + 1
+    shards.append(blocks[start:])
+    return [s for s in shards if s]
+
+
+def run_shards(
+    blocks: Sequence[Block], work: Callable[[Sequence[Block]], T], threads: int
+) -> list[T]:
+    """``work(shard)`` for each shard; on a pool of ``threads`` when more than one."""
+    shards = split(blocks, threads)
+    if len(shards) <= 1:
+        return [work(s) for s in shards]
+    with ThreadPoolExecutor(len(shards)) as pool:
+        return list(pool.map(work, shards))
+
+
+def merged(results: Sequence[TopK], k: int) -> TopK:
+    out = TopK(k)
+    for r in results:
+        out.merge(r)
+    return out
