@@ -103,7 +103,8 @@ class RecordService:
         self, new: Sequence[NewRecord], write: GalleryWrite, *, actor: str
     ) -> list[TemplateRecord]:
         """Enrol ``new`` (one gallery append for all); returns the active rows in order."""
-        rows = [self._pending_row(item) for item in new]
+        encounters: dict[tuple[int, str | None, str | None], int] = {}
+        rows = [self._pending_row(item, encounters) for item in new]
         self.session.commit()
         references = [row.reference for row in rows]
         try:
@@ -122,18 +123,22 @@ class RecordService:
             self.session.refresh(row)
         return rows
 
-    def _pending_row(self, item: NewRecord) -> TemplateRecord:
+    def _pending_row(
+        self, item: NewRecord, encounters: dict[tuple[int, str | None, str | None], int]
+    ) -> TemplateRecord:
         subject = self.subjects.get_or_create(item.subject_external_id)
         encounter_id = None
         if item.encounter_external_id is not None or item.source is not None:
-            encounter = self.subjects.add_encounter(
-                Encounter(
-                    subject_id=subject.id,
-                    external_id=item.encounter_external_id,
-                    source=item.source,
-                )
-            )
-            encounter_id = encounter.id
+            key = (subject.id, item.encounter_external_id, item.source)
+            if key not in encounters:  # one encounter per subject and source in a batch
+                encounters[key] = self.subjects.add_encounter(
+                    Encounter(
+                        subject_id=subject.id,
+                        external_id=item.encounter_external_id,
+                        source=item.source,
+                    )
+                ).id
+            encounter_id = encounters[key]
         return self.records.add(
             TemplateRecord(
                 reference=new_reference(),

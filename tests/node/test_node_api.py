@@ -1,0 +1,349 @@
+"""The HTTP API through TestClient: every error path (status, reason, detail) and the
+operator, admin and auditor resources."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from node_support import TestClient, bearer
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from matcher.gallery import FieldSpec, GallerySchema
+from node.api.app import create_app
+from node.db.models import ApiToken, Modality, Role
+from node.services.galleries import GallerySet, gallery_writer
+from node.services.records import NewRecord, RecordService
+from node.settings import Settings
+
+SCHEMA = GallerySchema("fingerprint", "test-minutiae", 1, {"xy": FieldSpec("float32", (2,))})
+
+
+def enrol(sessions: sessionmaker[Session], galleries: GallerySet, subject: str, n: int) -> None:
+    items = [
+        NewRecord(
+            subject_external_id=subject,
+            modality=Modality.FINGERPRINT,
+            format=SCHEMA.format,
+            format_version=SCHEMA.format_version,
+            finger_position=i + 1,
+            quality=60,
+            source="load-1",
+        )
+        for i in range(n)
+    ]
+    with sessions() as s:
+        write = gallery_writer(galleries, SCHEMA, {"xy": np.zeros((n, 2), np.float32)})
+        RecordService(s, galleries).enrol(items, write, actor="test")
+
+
+def error(response: object, status: int, reason: str) -> str:
+    assert getattr(response, "status_code", None) == status, getattr(response, "text", "")
+    body = response.json()  # type: ignore[attr-defined]
+    assert set(body) == {"error", "detail"} and body["error"] == reason
+    assert isinstance(body["detail"], str) and body["detail"]
+    return str(body["detail"])
+
+
+@pytest.fixture
+def admin(make_token: object) -> dict[str, str]:
+    return bearer(make_token(Role.ADMIN, name="root"))  # type: ignore[operator]
+
+
+@pytest.fixture
+def operator(make_token: object) -> dict[str, str]:
+    return bearer(make_token(Role.OPERATOR, name="op"))  # type: ignore[operator]
+
+
+# ----------------------------------------------------------------- authentication
+
+
+def test_health_needs_no_token(client: TestClient) -> None:
+    body = client.get("/health").json()
+    assert body == {"status": "ok", "country": "XA", "version": body["version"], "gallery": True}
+
+
+def test_missing_token(client: TestClient) -> None:
+    r = client.get("/subjects")
+    assert "Authorization: Bearer" in error(r, 401, "missing_token")
+    assert r.headers["WWW-Authenticate"] == 'Bearer realm="bdx"'
+
+
+def test_non_bearer_scheme_is_missing_token(client: TestClient) -> None:
+    r = client.get("/subjects", headers={"Authorization": "Basic YTpi"})
+    error(r, 401, "missing_token")
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [("nonsense", "malformed_token"), ("bdx_0123456789abcdef_" + "x" * 43, "unknown_token")],
+)
+def test_bad_token(client: TestClient, token: str, reason: str) -> None:
+    r = client.get("/subjects", headers=bearer(token))
+    error(r, 401, reason)
+    assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+
+
+def test_revoked_token(client: TestClient, make_token: object, admin: dict[str, str]) -> None:
+    token = make_token(Role.OPERATOR, name="op")  # type: ignore[operator]
+    assert client.get("/subjects", headers=bearer(token)).status_code == 200
+    token_id = token.split("_")[1]
+    assert client.delete(f"/tokens/{token_id}", headers=admin).json()["revoked_at"]
+    error(client.get("/subjects", headers=bearer(token)), 401, "token_revoked")
+
+
+def test_expired_token(
+    client: TestClient, make_token: object, sessions: sessionmaker[Session]
+) -> None:
+    token = make_token(Role.OPERATOR)  # type: ignore[operator]
+    with sessions() as s:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        s.execute(update(ApiToken).values(expires_at=past))
+        s.commit()
+    error(client.get("/subjects", headers=bearer(token)), 401, "token_expired")
+
+
+def test_disabled_user(client: TestClient, make_token: object, admin: dict[str, str]) -> None:
+    token = make_token(Role.OPERATOR, name="op")  # type: ignore[operator]
+    assert client.post("/users/op/disable", headers=admin).json()["active"] is False
+    error(client.get("/subjects", headers=bearer(token)), 401, "user_disabled")
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path"),
+    [
+        (Role.OPERATOR, "GET", "/users"),
+        (Role.OFFICER, "POST", "/users"),
+        (Role.AUDITOR, "DELETE", "/tokens/0123456789abcdef"),
+        (Role.ADMIN, "GET", "/subjects"),
+        (Role.OFFICER, "DELETE", "/subjects/x"),
+        (Role.AUDITOR, "GET", "/gallery/statistics"),
+        (Role.OPERATOR, "GET", "/audit-events"),
+        (Role.ADMIN, "GET", "/audit-events"),
+    ],
+)
+def test_wrong_role(
+    client: TestClient, make_token: object, role: Role, method: str, path: str
+) -> None:
+    token = make_token(role)  # type: ignore[operator]
+    r = client.request(method, path, headers=bearer(token), json={"name": "x", "role": "admin"})
+    assert f"role {role.value} may not do this" in error(r, 403, "wrong_role")
+
+
+def test_who_am_i_for_any_role(client: TestClient, make_token: object) -> None:
+    token = make_token(Role.AUDITOR, name="aud")  # type: ignore[operator]
+    assert client.get("/users/me", headers=bearer(token)).json() == {
+        "name": "aud",
+        "role": "auditor",
+    }
+
+
+# ----------------------------------------------------------------- request errors
+
+
+def test_malformed_json(client: TestClient, admin: dict[str, str]) -> None:
+    r = client.post(
+        "/users", headers={**admin, "Content-Type": "application/json"}, content=b'{"name": '
+    )
+    error(r, 400, "malformed_json")
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"name": "anna", "role": "king"}, "body.role"),
+        ({"name": "anna"}, "body.role: Field required"),
+        ({"name": "anna", "role": "admin", "extra": 1}, "body.extra"),
+    ],
+)
+def test_invalid_body(
+    client: TestClient, admin: dict[str, str], body: object, fragment: str
+) -> None:
+    assert fragment in error(
+        client.post("/users", headers=admin, json=body), 422, "invalid_request"
+    )
+
+
+def test_refused_user_name(client: TestClient, admin: dict[str, str]) -> None:
+    r = client.post("/users", headers=admin, json={"name": "Anna Smith", "role": "officer"})
+    error(r, 422, "bad_user_name")
+
+
+def test_oversized_body_declared(client: TestClient, admin: dict[str, str]) -> None:
+    body = b'{"name": "' + b"a" * 2_000_000 + b'", "role": "admin"}'
+    r = client.post("/users", headers={**admin, "Content-Type": "application/json"}, content=body)
+    assert "exceeds 1048576" in error(r, 413, "payload_too_large")
+
+
+def test_oversized_body_streamed(client: TestClient, admin: dict[str, str]) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(40):
+            yield b"a" * 65536
+        yield b'", "role": "admin"}'
+
+    headers = {**admin, "Content-Type": "application/json"}
+    r = client.post("/users", headers=headers, content=chunks())
+    assert "exceeds 1048576" in error(r, 413, "payload_too_large")
+
+
+def test_duplicate_user(client: TestClient, admin: dict[str, str]) -> None:
+    body = {"name": "anna", "role": "officer"}
+    assert client.post("/users", headers=admin, json=body).status_code == 201
+    error(client.post("/users", headers=admin, json=body), 409, "user_exists")
+
+
+def test_unknown_route_and_method(client: TestClient, admin: dict[str, str]) -> None:
+    error(client.get("/nowhere"), 404, "not_found")
+    error(client.patch("/users", headers=admin), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "reason"),
+    [
+        ("GET", "/subjects/ghost", "unknown_subject"),
+        ("DELETE", "/subjects/ghost", "unknown_subject"),
+        ("PUT", "/subjects/ghost/restrictions", "unknown_subject"),
+        ("GET", "/records/0123", "unknown_record"),
+        ("PUT", "/records/0123/restrictions", "unknown_record"),
+    ],
+)
+def test_unknown_subject_or_record(
+    client: TestClient, operator: dict[str, str], method: str, path: str, reason: str
+) -> None:
+    r = client.request(method, path, headers=operator, json={})
+    assert path.split("/")[2] in error(r, 404, reason)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/users/ghost/tokens"), ("POST", "/users/ghost/disable"), ("DELETE", "/tokens/x")],
+)
+def test_unknown_user_or_token(
+    client: TestClient, admin: dict[str, str], method: str, path: str
+) -> None:
+    r = client.request(method, path, headers=admin, json={})
+    assert r.status_code == 404 and r.json()["error"] in {"unknown_user", "unknown_token"}
+
+
+def test_bad_restrictions(client: TestClient, operator: dict[str, str]) -> None:
+    r = client.put(
+        "/subjects/x/restrictions", headers=operator, json={"asylum_nationality": "Syria"}
+    )
+    assert "asylum_nationality" in error(r, 422, "invalid_request")
+
+
+def test_bad_query_values(client: TestClient, operator: dict[str, str]) -> None:
+    error(client.get("/subjects?limit=0", headers=operator), 422, "invalid_request")
+
+
+def test_without_gallery_store_deletes_answer_503(
+    settings: Settings, engine: Engine, make_token: object
+) -> None:
+    app = create_app(settings, engine=engine, open_gallery=False)
+    token = make_token(Role.OPERATOR)  # type: ignore[operator]
+    with TestClient(app) as c:
+        r = c.delete("/subjects/x", headers=bearer(token))
+        error(r, 503, "store_unavailable")
+        assert c.get("/health").json()["gallery"] is False
+
+
+def test_unexpected_errors_hide_internals(app: FastAPI) -> None:
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app.add_api_route("/boom", boom)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    assert "secret" not in error(r, 500, "internal_error")
+
+
+# ----------------------------------------------------------------- resources
+
+
+def test_user_administration(client: TestClient, admin: dict[str, str]) -> None:
+    r = client.post("/users", headers=admin, json={"name": "anna", "role": "officer"})
+    assert r.status_code == 201
+    issued = client.post("/users/anna/tokens", headers=admin, json={"expires_days": 7}).json()
+    assert issued["token"].startswith(f"bdx_{issued['token_id']}_")
+    assert client.get("/users/me", headers=bearer(issued["token"])).json()["name"] == "anna"
+    users = {u["name"]: u for u in client.get("/users", headers=admin).json()}
+    assert users["anna"]["tokens"][0]["token_id"] == issued["token_id"]
+    assert "token" not in users["anna"]["tokens"][0]
+    r = client.post("/users/anna/tokens", headers=admin, json={"expires_days": 100000})
+    error(r, 422, "bad_token_lifetime")
+
+
+def test_subjects_records_and_statistics(
+    client: TestClient,
+    operator: dict[str, str],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+) -> None:
+    enrol(sessions, galleries, "case-1", 2)
+    enrol(sessions, galleries, "case-2", 1)
+    page = client.get("/subjects?limit=1", headers=operator).json()
+    assert [s["external_id"] for s in page["items"]] == ["case-1"]
+    rest = client.get(f"/subjects?after={page['next_after']}", headers=operator).json()
+    assert [(s["external_id"], s["records"]) for s in rest["items"]] == [("case-2", 1)]
+    assert rest["next_after"] is None
+
+    subject = client.get("/subjects/case-1", headers=operator).json()
+    assert [r["finger_position"] for r in subject["records"]] == [1, 2]
+    assert subject["encounters"][0]["source"] == "load-1"
+    ref = subject["records"][0]["reference"]
+    assert client.get(f"/records/{ref}", headers=operator).json()["state"] == "active"
+
+    restricted = client.put(
+        "/subjects/case-1/restrictions",
+        headers=operator,
+        json={"asylum_nationality": "sy", "purposes": ["asylum"]},
+    ).json()
+    assert {r["restrictions"]["asylum_nationality"] for r in restricted["records"]} == {"SY"}
+    one = client.put(
+        f"/records/{ref}/restrictions", headers=operator, json={"no_exchange_consent": True}
+    ).json()
+    assert one["restrictions"]["no_exchange_consent"] is True
+
+    stats = client.get("/gallery/statistics", headers=operator).json()
+    assert stats == {
+        "subjects": 2,
+        "records_by_state": {"active": 3},
+        "active_by_modality": {"fingerprint": 3},
+        "active_by_finger_position": {"1": 2, "2": 1},
+    }
+    deleted = client.delete("/subjects/case-1", headers=operator).json()
+    assert deleted == {"external_id": "case-1", "templates_removed": 2}
+    assert len(galleries.references()) == 1
+    error(client.get(f"/records/{ref}", headers=operator), 404, "unknown_record")
+
+
+def test_operator_actions_reach_the_audit_trail(
+    client: TestClient,
+    operator: dict[str, str],
+    make_token: object,
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+) -> None:
+    enrol(sessions, galleries, "case-1", 1)
+    client.put("/subjects/case-1/restrictions", headers=operator, json={"peers": ["FR"]})
+    client.delete("/subjects/case-1", headers=operator)
+    auditor = bearer(make_token(Role.AUDITOR))  # type: ignore[operator]
+    events = client.get("/audit-events?action=subject.delete", headers=auditor).json()["items"]
+    assert [(e["actor"], e["target"]) for e in events] == [("user:op", "case-1")]
+    page = client.get("/audit-events?limit=2", headers=auditor).json()
+    assert len(page["items"]) == 2 and page["next_after"] == page["items"][-1]["id"]
+    since = client.get("/audit-events", headers=auditor, params={"since": "2000-01-01T00:00:00"})
+    error(since, 422, "invalid_request")  # a timestamp without an offset is ambiguous
+
+
+def test_openapi_schema_is_typed(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/subjects/{external_id}", "/users", "/audit-events"} <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    assert {"SubjectOut", "RecordOut", "SharingRestrictions", "ErrorBody"} <= set(schemas)
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

@@ -1,0 +1,196 @@
+"""Template records stay consistent across the database and the real gallery store,
+including after a crash between the two writes (states built as a crash leaves them)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from matcher.errors import TemplateFormatError
+from matcher.gallery import FieldSpec, GallerySchema
+from node.db.models import AuditEvent, Encounter, Modality, RecordState, Subject, TemplateRecord
+from node.errors import NotFoundError
+from node.restrictions import SharingRestrictions
+from node.services.galleries import GallerySet, gallery_name, gallery_writer
+from node.services.records import NewRecord, RecordService
+
+SCHEMA = GallerySchema("face", "test-embedding", 1, {"embedding": FieldSpec("float32", (4,))})
+
+
+def new(subject: str, n: int = 1, **kw: object) -> list[NewRecord]:
+    return [
+        NewRecord(
+            subject_external_id=subject,
+            modality=Modality.FACE,
+            format=SCHEMA.format,
+            format_version=SCHEMA.format_version,
+            **kw,  # type: ignore[arg-type]
+        )
+        for _ in range(n)
+    ]
+
+
+def embeddings(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 4)).astype(np.float32)
+
+
+def enrol(
+    session: Session, galleries: GallerySet, items: Sequence[NewRecord]
+) -> list[TemplateRecord]:
+    write = gallery_writer(galleries, SCHEMA, {"embedding": embeddings(len(items))})
+    return RecordService(session, galleries).enrol(items, write, actor="user:op")
+
+
+def states(session: Session) -> dict[str, RecordState]:
+    session.expire_all()
+    rows = session.execute(select(TemplateRecord.reference, TemplateRecord.state))
+    return {ref: state for ref, state in rows}
+
+
+def test_enrol_writes_both_sides(session: Session, galleries: GallerySet) -> None:
+    rows = enrol(session, galleries, new("case-1", 2, source="batch-7", quality=80))
+    refs = {r.reference for r in rows}
+    assert all(r.state is RecordState.ACTIVE for r in rows)
+    assert galleries.references() == refs
+    assert all(len(r) == 32 and int(r, 16) >= 0 for r in refs) and len(refs) == 2
+    assert "case-1" not in "".join(refs)
+    gallery = galleries.galleries()[gallery_name(SCHEMA)]
+    record = gallery.lookup(rows[0].reference)
+    assert record.subject == f"s{rows[0].subject_id}"
+    np.testing.assert_array_equal(record.arrays["embedding"], embeddings(2)[0])
+    assert session.scalar(select(func.count()).select_from(Encounter)) == 1
+
+
+def test_failed_gallery_write_leaves_nothing(session: Session, galleries: GallerySet) -> None:
+    bad = gallery_writer(galleries, SCHEMA, {"embedding": np.zeros((2, 5), np.float32)})
+    with pytest.raises(TemplateFormatError):
+        RecordService(session, galleries).enrol(new("case-1", 2), bad, actor="t")
+    assert states(session) == {}
+    assert galleries.references() == set()
+
+
+def test_restrictions_are_stored_as_validated_json(session: Session, galleries: GallerySet) -> None:
+    r = SharingRestrictions(asylum_nationality="sy", purposes=["asylum"])
+    rows = enrol(session, galleries, new("case-1", restrictions=r))
+    session.expire_all()
+    stored = session.get(TemplateRecord, rows[0].id)
+    assert stored is not None
+    assert SharingRestrictions.model_validate(stored.restrictions) == r
+    assert stored.restrictions["asylum_nationality"] == "SY"
+
+
+def crash_before_gallery_write(session: Session, galleries: GallerySet, subject: str) -> str:
+    """Step 1 of enrol done, then the process died."""
+    holder: list[str] = []
+
+    def die(rows: Sequence[TemplateRecord]) -> None:
+        holder.append(rows[0].reference)
+        raise KeyboardInterrupt  # what a kill looks like to the code after the write
+
+    service = RecordService(session, galleries)
+    service.gallery = _NoUndo()  # a dead process undoes nothing
+    with pytest.raises(KeyboardInterrupt):
+        service.enrol(new(subject), die, actor="t")
+    session.rollback()
+    return holder[0]
+
+
+class _NoUndo:
+    def references(self) -> set[str]:
+        return set()
+
+    def remove(self, references: Sequence[str]) -> None:
+        raise KeyboardInterrupt
+
+
+def test_reconcile_rolls_back_pending_without_gallery_entry(
+    session: Session, galleries: GallerySet
+) -> None:
+    ref = crash_before_gallery_write(session, galleries, "case-1")
+    assert states(session) == {ref: RecordState.PENDING}
+    report = RecordService(session, galleries).reconcile()
+    assert report.rolled_back == [ref]
+    assert states(session) == {}
+
+
+def test_reconcile_completes_pending_with_gallery_entry(
+    session: Session, galleries: GallerySet
+) -> None:
+    rows = enrol(session, galleries, new("case-1"))
+    ref = rows[0].reference
+    RecordService(session, galleries).records.set_state([ref], RecordState.PENDING)
+    session.commit()  # as if the process died after the gallery append
+    report = RecordService(session, galleries).reconcile()
+    assert report.completed == [ref]
+    assert states(session) == {ref: RecordState.ACTIVE}
+    assert galleries.references() == {ref}
+
+
+def test_reconcile_finishes_an_interrupted_subject_delete(
+    session: Session, galleries: GallerySet
+) -> None:
+    rows = enrol(session, galleries, new("case-1", 2))
+    keep = enrol(session, galleries, new("case-2"))
+    refs = [r.reference for r in rows]
+    RecordService(session, galleries).records.set_state(refs, RecordState.DELETING)
+    session.commit()  # died before the gallery removal
+    report = RecordService(session, galleries).reconcile()
+    assert sorted(report.deleted) == sorted(refs)
+    assert galleries.references() == {keep[0].reference}
+    assert states(session) == {keep[0].reference: RecordState.ACTIVE}
+    assert session.scalars(select(Subject.external_id)).all() == ["case-2"]
+
+
+def test_reconcile_removes_gallery_orphans_and_reports_lost_templates(
+    session: Session, galleries: GallerySet
+) -> None:
+    orphan = enrol(session, galleries, new("case-1"))[0].reference
+    lost = enrol(session, galleries, new("case-2"))[0].reference
+    service = RecordService(session, galleries)
+    service.records.delete([orphan])
+    session.commit()
+    galleries.remove([lost])
+    report = service.reconcile()
+    assert report.orphans_removed == [orphan]
+    assert report.missing_from_gallery == [lost]
+    assert galleries.references() == set()
+    assert states(session) == {lost: RecordState.ACTIVE}  # reported, never silently dropped
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "records.reconcile"))
+    assert event.one().details == {"orphans_removed": 1, "missing_from_gallery": 1}
+
+
+def test_reconcile_of_a_consistent_node_changes_nothing(
+    session: Session, galleries: GallerySet
+) -> None:
+    enrol(session, galleries, new("case-1", 3))
+    report = RecordService(session, galleries).reconcile()
+    assert not any(report.summary().values())
+
+
+def test_delete_subject_everywhere(session: Session, galleries: GallerySet) -> None:
+    gone = [r.reference for r in enrol(session, galleries, new("case-1", 2, source="b1"))]
+    other = enrol(session, galleries, new("case-2"))
+    removed = RecordService(session, galleries).delete_subject("case-1", actor="user:op")
+    assert removed == 2
+    assert galleries.references() == {other[0].reference}
+    assert set(states(session)) == {other[0].reference}
+    assert session.scalar(select(func.count()).select_from(Encounter)) == 0
+    assert not set(gone) & galleries.references()
+    with pytest.raises(NotFoundError) as info:
+        RecordService(session, galleries).delete_subject("case-1", actor="t")
+    assert info.value.reason == "unknown_subject"
+
+
+def test_gallery_set_reopens_what_it_wrote(
+    session: Session, galleries: GallerySet, tmp_path: Path
+) -> None:
+    rows = enrol(session, galleries, new("case-1", 2))
+    galleries.close()
+    with GallerySet.open(tmp_path / "galleries") as reopened:
+        assert reopened.references() == {r.reference for r in rows}
+        assert reopened.stats()[gallery_name(SCHEMA)].records == 2

@@ -1,0 +1,93 @@
+"""The node under a real uvicorn server on a loopback port, spoken to with httpx; and
+`bdx serve` itself as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from node_support import bearer, free_port
+
+from node.db.models import Role
+
+
+def test_admin_creates_an_operator_over_http(live_server: str, make_token: object) -> None:
+    admin = bearer(make_token(Role.ADMIN, name="root"))  # type: ignore[operator]
+    with httpx.Client(base_url=live_server, timeout=10) as http:
+        assert http.get("/health").json()["status"] == "ok"
+        r = http.post("/users", headers=admin, json={"name": "op", "role": "operator"})
+        assert r.status_code == 201
+        issued = http.post("/users/op/tokens", headers=admin, json={"expires_days": 1}).json()
+        op = bearer(issued["token"])
+        assert http.get("/subjects", headers=op).json() == {"items": [], "next_after": None}
+        stats = http.get("/gallery/statistics", headers=op).json()
+        assert stats["subjects"] == 0
+        r = http.get("/users", headers=op)
+        assert (r.status_code, r.json()["error"]) == (403, "wrong_role")
+        assert http.delete(f"/tokens/{issued['token_id']}", headers=admin).status_code == 200
+        r = http.get("/subjects", headers=op)
+        assert (r.status_code, r.json()["error"]) == (401, "token_revoked")
+        assert "invalid_token" in r.headers["www-authenticate"]
+
+
+def test_size_limits_over_the_wire(live_server: str, make_token: object) -> None:
+    admin = bearer(make_token(Role.ADMIN))  # type: ignore[operator]
+    headers = {**admin, "Content-Type": "application/json"}
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b"x" * 65536
+
+    with httpx.Client(base_url=live_server, timeout=10) as http:
+        r = http.post("/users", headers=headers, content=b"x" * 1_100_000)
+        assert (r.status_code, r.json()["error"]) == (413, "payload_too_large")
+        r = http.post("/users", headers=headers, content=chunks())
+        assert (r.status_code, r.json()["error"]) == (413, "payload_too_large")
+        r = http.get("/subjects")
+        assert (r.status_code, r.json()["error"]) == (401, "missing_token")
+
+
+@pytest.fixture
+def node_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
+    env.update(BDX_DATA_DIR=str(tmp_path / "node"), BDX_COUNTRY="XB")
+    return env
+
+
+def test_bdx_serve_runs_uvicorn(node_env: dict[str, str]) -> None:
+    port = free_port()
+    cmd = [sys.executable, "-c", "from node.cli import main; main()", "serve", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "bdx serve did not answer"
+                time.sleep(0.1)
+        assert body["country"] == "XB" and body["gallery"] is True
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status reports it.
+    assert proc.returncode in (0, -15), out
+    assert b"Application shutdown complete" in out
+    assert Path(node_env["BDX_DATA_DIR"], "bdx.sqlite3").exists()
+
+
+def test_bdx_serve_refuses_unsafe_production(node_env: dict[str, str]) -> None:
+    node_env.update(BDX_ENVIRONMENT="production", BDX_DEBUG="true")
+    cmd = [sys.executable, "-c", "from node.cli import main; main()", "serve"]
+    done = subprocess.run(cmd, env=node_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("bdx: error: refusing production settings")
+    assert "debug must be off" in done.stderr and "[unsafe_config]" in done.stderr
