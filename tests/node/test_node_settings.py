@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def safe(tmp_path: Path) -> dict[str, object]:
+def safe(tmp_path: Path) -> dict[str, Any]:
     """Production settings that pass every check."""
     cert, key = tmp_path / "node.crt", tmp_path / "node.key"
     cert.write_text("cert")
@@ -38,7 +39,7 @@ def safe(tmp_path: Path) -> dict[str, object]:
     }
 
 
-def refusal(**values: object) -> str:
+def refusal(**values: Any) -> str:
     with pytest.raises(ConfigError) as info:
         load_settings(**values)
     assert info.value.reason == "unsafe_config"
@@ -53,7 +54,7 @@ def test_defaults_are_a_zero_setup_development_node(tmp_path: Path) -> None:
     assert s.sqlite_path == tmp_path / "bdx.sqlite3"
 
 
-def test_safe_production_settings_load(safe: dict[str, object]) -> None:
+def test_safe_production_settings_load(safe: dict[str, Any]) -> None:
     s = load_settings(**safe)
     assert s.country == "DE"
     assert s.unsafe_reasons() == []
@@ -111,7 +112,7 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         ("environment", "staging", "environment"),
     ],
 )
-def test_invalid_values(field: str, value: object, fragment: str) -> None:
+def test_invalid_values(field: str, value: Any, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment) as info:
         load_settings(**{field: value})
     assert info.value.reason == "bad_config"
@@ -122,36 +123,36 @@ def test_development_allows_unsafe_values(tmp_path: Path) -> None:
     assert s.unsafe_reasons() == []
 
 
-def test_production_refuses_missing_tls(safe: dict[str, object]) -> None:
+def test_production_refuses_missing_tls(safe: dict[str, Any]) -> None:
     msg = refusal(**{**safe, "tls_cert_file": None})
     assert "tls_cert_file and tls_key_file are required" in msg
 
 
-def test_production_refuses_absent_tls_file(safe: dict[str, object], tmp_path: Path) -> None:
+def test_production_refuses_absent_tls_file(safe: dict[str, Any], tmp_path: Path) -> None:
     msg = refusal(**{**safe, "tls_cert_file": tmp_path / "nope.crt"})
     assert "nope.crt does not exist" in msg
 
 
-def test_production_refuses_readable_tls_key(safe: dict[str, object]) -> None:
+def test_production_refuses_readable_tls_key(safe: dict[str, Any]) -> None:
     key = safe["tls_key_file"]
     assert isinstance(key, Path)
     key.chmod(0o644)
     assert "readable by other users" in refusal(**safe)
 
 
-def test_production_refuses_debug(safe: dict[str, object]) -> None:
+def test_production_refuses_debug(safe: dict[str, Any]) -> None:
     assert "debug must be off" in refusal(**safe, debug=True)
 
 
-def test_production_refuses_wildcard_cors(safe: dict[str, object]) -> None:
+def test_production_refuses_wildcard_cors(safe: dict[str, Any]) -> None:
     assert "not '*'" in refusal(**safe, cors_origins=["https://ok.example", "*"])
 
 
-def test_production_refuses_private_use_country(safe: dict[str, object]) -> None:
+def test_production_refuses_private_use_country(safe: dict[str, Any]) -> None:
     assert "private-use code" in refusal(**{**safe, "country": "XX"})
 
 
-def test_production_refuses_shared_database_file(safe: dict[str, object]) -> None:
+def test_production_refuses_shared_database_file(safe: dict[str, Any]) -> None:
     data = safe["data_dir"]
     assert isinstance(data, Path)
     db = data / "bdx.sqlite3"
@@ -160,19 +161,19 @@ def test_production_refuses_shared_database_file(safe: dict[str, object]) -> Non
     assert "accessible to other users" in refusal(**safe)
 
 
-def test_production_refuses_world_writable_data_dir(safe: dict[str, object]) -> None:
+def test_production_refuses_world_writable_data_dir(safe: dict[str, Any]) -> None:
     data = safe["data_dir"]
     assert isinstance(data, Path)
     data.chmod(0o777)
     assert "writable by other users" in refusal(**safe)
 
 
-def test_every_refusal_is_listed_at_once(safe: dict[str, object]) -> None:
+def test_every_refusal_is_listed_at_once(safe: dict[str, Any]) -> None:
     msg = refusal(**{**safe, "debug": True, "cors_origins": ["*"], "country": "ZZ"})
     assert msg.count(";") == 2
 
 
-def test_check_can_be_deferred(safe: dict[str, object]) -> None:
+def test_check_can_be_deferred(safe: dict[str, Any]) -> None:
     s = load_settings(**safe, debug=True, check=False)
     assert isinstance(s, Settings)
     with pytest.raises(ConfigError):
