@@ -1,0 +1,141 @@
+"""Dataset evaluation: protocol counts on synthetic embeddings, the CLI end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+import skimage.data
+
+from matcher import evaluation
+from matcher.face import dataset_eval
+from matcher.face import params as P
+from matcher.face.errors import DatasetError
+from node.cli import main
+
+from .conftest import encode
+
+
+def embeddings(sizes: list[int], noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    centres = rng.normal(size=(len(sizes), 128))
+    e = centres[labels] + noise * rng.normal(size=(labels.size, 128))
+    return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32), labels
+
+
+def test_pairs_and_rank1_match_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P, "SCORE_BLOCK_ROWS", 4)  # several blocks
+    e, labels = embeddings([3, 4, 1, 2], noise=1.2)
+    got = dataset_eval.score_sets(e, labels)
+    gen, imp = [], []
+    for i, j in itertools.combinations(range(len(labels)), 2):
+        (gen if labels[i] == labels[j] else imp).append(float(e[i] @ e[j]))
+    assert sorted(got["genuine"].tolist()) == pytest.approx(sorted(gen), abs=1e-6)
+    assert sorted(got["impostor"].tolist()) == pytest.approx(sorted(imp), abs=1e-6)
+    assert not got["impostor_sampled"] and got["impostor_pairs_total"] == len(imp)
+    s = e @ e.T
+    np.fill_diagonal(s, -np.inf)
+    probes = [k for k in range(len(labels)) if np.sum(labels == labels[k]) > 1]
+    assert got["rank1_probes"] == len(probes) == 9
+    expected = evaluation.rank1(s[probes], labels[probes], labels)
+    assert got["rank1"] == pytest.approx(expected)
+
+
+def test_impostors_are_sampled_deterministically(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P, "MAX_IMPOSTOR_PAIRS", 200)
+    e, labels = embeddings([5] * 10, noise=0.5)
+    a = dataset_eval.score_sets(e, labels)
+    b = dataset_eval.score_sets(e, labels)
+    assert a["impostor_sampled"] and a["impostor_pairs_total"] == 45 * 25
+    assert 120 < a["impostor"].size < 300
+    assert np.array_equal(a["impostor"], b["impostor"])
+    assert a["genuine"].size == 10 * 10
+
+
+def test_scan(tmp_path: Path) -> None:
+    for person in ("s2", "s1", "s10"):
+        (tmp_path / person).mkdir()
+        for k in (10, 2, 1):
+            (tmp_path / person / f"{k}.pgm").write_bytes(b"x")
+    (tmp_path / "s1" / "notes.txt").write_text("ignored")
+    (tmp_path / "README").write_text("ignored")
+    items = dataset_eval.scan_dataset(tmp_path)
+    assert [(p.name, who) for p, who in items[:3]] == [
+        ("1.pgm", "s1"),
+        ("2.pgm", "s1"),
+        ("10.pgm", "s1"),
+    ]
+    assert {who for _, who in dataset_eval.scan_dataset(tmp_path, 2)} == {"s1", "s10"}
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "limit"])
+def test_scan_errors(tmp_path: Path, case: str) -> None:
+    (tmp_path / "someone").mkdir()
+    root, limit = (tmp_path / "absent", None) if case == "missing" else (tmp_path, None)
+    if case == "limit":
+        limit = 0
+    with pytest.raises(DatasetError) as err:
+        dataset_eval.scan_dataset(root, limit)
+    assert (
+        err.value.reason
+        == {"missing": "dataset_missing", "empty": "dataset_empty", "limit": "bad_limit"}[case]
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory, astronaut: npt.NDArray[np.uint8]) -> Path:
+    root = tmp_path_factory.mktemp("faces")
+    h, w = astronaut.shape[:2]
+    rotated = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((w / 2, h / 2), 8, 1.0), (w, h))
+    files = {
+        "alpha/1.png": encode(astronaut),
+        "alpha/2.jpg": encode(rotated, "JPEG"),
+        "beta/1.png": encode(astronaut[:, ::-1].copy()),
+        "beta/2.png": encode(np.clip(astronaut * 1.1, 0, 255).astype(np.uint8)),
+        "gamma/1.jpg": encode(skimage.data.coffee(), "JPEG"),
+        "gamma/2.jpg": b"not an image",
+    }
+    for name, data in files.items():
+        (root / name).parent.mkdir(exist_ok=True)
+        (root / name).write_bytes(data)
+    return root
+
+
+def run(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return int(done.value.code or 0)
+
+
+def test_cli_json(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["eval", "face", "--dataset", str(dataset), "--json", "--workers", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 6 and report["identities"] == 3 and report["enrolled"] == 4
+    assert report["fte_reasons"] == {"no_face": 1, "not_an_image": 1}
+    assert report["genuine_pairs"] == 2 and report["impostor_pairs"] == 4
+    assert report["impostor_selection"] == "all" and report["rank1_probes"] == 4
+    for key in ("eer", "tar_at_far_1%", "tar_at_far_0.1%", "threshold_at_far_1%", "rank1"):
+        assert 0.0 <= report[key] <= 1.0 or key.startswith("threshold")
+    assert set(report["median_ms"]) == {"decode", "detect", "align", "embed", "detect_align_embed"}
+    assert report["options"]["multiple_faces"] == "largest"
+
+
+def test_cli_table_and_limit(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["eval", "face", "--dataset", str(dataset), "--limit-identities", "1", "--no-progress"]
+    assert run([*args, "--workers", "1", "--whole-image-fallback"]) == 0
+    out = capsys.readouterr().out
+    assert "enrolled" in out and "genuine_pairs" in out
+
+
+def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["eval", "face", "--dataset", str(tmp_path / "none")]) == 3
+    assert "dataset_missing" in capsys.readouterr().err
+    assert run(["eval", "face", "--dataset", str(tmp_path), "--detector", "sift"]) == 2
+    assert run(["eval", "face", "--dataset", str(tmp_path), "--multiple-faces", "all"]) == 2
+    assert run(["eval", "face", "--help"]) == 0
