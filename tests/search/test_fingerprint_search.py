@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from matcher.errors import TemplateFormatError
+from matcher.fingerprint import match
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.gallery import Gallery
+from matcher.search.fingerprint import (
+    fingerprint_records,
+    fingerprint_schema,
+    fingerprint_scores,
+    search_fingerprint,
+)
+from matcher.synthetic.templates import synthetic_templates
+
+W, H = 300, 400
+
+
+def _template(seed: int, n: int, position: int = 0) -> FingerprintTemplate:
+    rng = np.random.default_rng(seed)
+    return FingerprintTemplate(
+        x=rng.uniform(0, W - 1, n),
+        y=rng.uniform(0, H - 1, n),
+        angle=rng.uniform(0, 2 * np.pi - 1e-3, n),
+        kind=rng.integers(1, 3, n),
+        quality=rng.integers(0, 101, n),
+        width=W,
+        height=H,
+        finger_position=position,
+    )
+
+
+def _perturbed(t: FingerprintTemplate, seed: int) -> FingerprintTemplate:
+    rng = np.random.default_rng(seed)
+    n = t.count
+    return FingerprintTemplate(
+        x=np.clip(t.x + rng.normal(0, 2, n), 0, W - 1),
+        y=np.clip(t.y + rng.normal(0, 2, n), 0, H - 1),
+        angle=np.mod(t.angle + rng.normal(0, 0.05, n), 2 * np.pi - 1e-3),
+        kind=t.kind,
+        quality=t.quality,
+        width=W,
+        height=H,
+        finger_position=t.finger_position,
+    )
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 60), min_size=1, max_size=7),
+    probe_count=st.integers(0, 60),
+    block_rows=st.integers(1, 5),
+    threads=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_one_to_many_equals_one_to_one(
+    counts: list[int], probe_count: int, block_rows: int, threads: int, seed: int
+) -> None:
+    gallery_t = [_template(seed + i, n) for i, n in enumerate(counts)]
+    probe = _template(seed + 100, probe_count)
+    with tempfile.TemporaryDirectory() as d, Gallery.create(d, fingerprint_schema()) as g:
+        half = len(gallery_t) // 2  # two appends: ragged row lengths across segments
+        for lo, hi in ((0, half), (half, len(gallery_t))):
+            if hi > lo:
+                refs = [f"r{i}" for i in range(lo, hi)]
+                g.append(fingerprint_records(refs, refs, gallery_t[lo:hi]))
+        scores = fingerprint_scores(g, probe, threads=threads, block_rows=block_rows)
+        ids = g.locate([f"r{i}" for i in range(len(gallery_t))])
+        want = np.array([match.score(probe, t) for t in gallery_t], dtype=np.float32)
+        np.testing.assert_array_equal(scores[ids], want)
+        res = search_fingerprint(g, probe, k=3, threads=threads, block_rows=block_rows)
+        got = [(c.reference, c.score) for c in res.candidates]
+        order = np.lexsort((np.arange(len(want)), -want))[:3]
+        assert [r for r, _ in got] == [f"r{i}" for i in order]
+        assert [s for _, s in got] == [float(want[i]) for i in order]
+
+
+@pytest.fixture(scope="module")
+def synth() -> list[list[FingerprintTemplate]]:
+    return synthetic_templates(40, 2, seed=7)
+
+
+def test_mate_is_rank_one_and_threshold_decides(tmp_path: Path, synth: list) -> None:
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        refs = [f"f{i}" for i in range(len(synth))]
+        g.append(
+            fingerprint_records(refs, [f"s{i}" for i in range(len(synth))], [t[0] for t in synth])
+        )
+        hits = 0
+        for i in range(0, 40, 8):
+            res = search_fingerprint(g, synth[i][1], k=5, threshold=0.1, block_rows=7)
+            hits += res.candidates[0].reference == f"f{i}"
+            assert len(res.candidates) == 5
+        assert hits >= 4
+        g.delete(["f0"])
+        res = search_fingerprint(g, synth[0][1], k=100)
+        assert "f0" not in [c.reference for c in res.candidates] and len(res.candidates) == 39
+
+
+def test_finger_position_filter(tmp_path: Path) -> None:
+    base = [_template(i, 30, position=(i % 3) + 1) for i in range(6)]
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        g.append(fingerprint_records([f"r{i}" for i in range(6)], ["s"] * 6, base))
+        probe = _perturbed(base[4], 1)  # position 2
+        res = search_fingerprint(g, probe, k=10)
+        assert {c.position for c in res.candidates} == {2}
+        assert res.candidates[0].reference == "r4"
+        assert len(search_fingerprint(g, probe, k=10, position=0).candidates) == 6
+        with pytest.raises(TemplateFormatError):
+            search_fingerprint(g, probe, position=11)
+
+
+def test_empty_gallery_and_wrong_format(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        res = search_fingerprint(g, _template(1, 20), threshold=0.2)
+        assert res.candidates == () and res.hit is False
+        assert fingerprint_scores(g, _template(1, 20)).shape == (0,)
+        g.append(fingerprint_records([], [], []))
+        other = FingerprintTemplate(
+            x=[1.0],
+            y=[1.0],
+            angle=[0.0],
+            kind=[1],
+            quality=[50],
+            width=W,
+            height=H,
+            format="other",
+            format_version=1,
+        )
+        with pytest.raises(TemplateFormatError) as err:
+            search_fingerprint(g, other)
+        assert err.value.reason == "incompatible_format"
+        with pytest.raises(TemplateFormatError):
+            fingerprint_records(["x"], ["s"], [other])
