@@ -86,8 +86,10 @@ def make_master(
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     theta = orientation(layout.flow, xs[None], ys[None])[0].astype(np.float32)
     period = period_map(layout, np.random.default_rng(density_ss), (h, w))
-    ridges = grow_ridges(theta, period, np.random.default_rng(ridge_ss), iterations)
-    mask = layout.level(xs[None], ys[None])[0] < 1.0
+    level = layout.level(xs[None], ys[None])[0]
+    active = level < P.GROWTH_ACTIVE_LEVEL
+    ridges = grow_ridges(theta, period, np.random.default_rng(ridge_ss), iterations, active)
+    mask = level < 1.0
     image = np.where(mask, np.rint(127.5 * (1.0 - ridges)), 255.0).astype(np.uint8)
     sign = layout.flow.sign[0]
     points = layout.flow.points[0]

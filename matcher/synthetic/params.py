@@ -97,9 +97,13 @@ GROWTH_ITERATIONS = 10
 #: Tile side (px) of the growth loop: each tile is filtered only with the kernels its pixels
 #: select. ~100 px balances the per-call overhead against the margin (a kernel radius).
 GROWTH_TILE = 80
+#: Ridges are grown only in tiles reaching inside this silhouette level (1 = the boundary):
+#: impressions never see further out (pressure ≤ 1 shrinks the contact area; skin drag and
+#: warps move it by < 15 px), and the canvas corners cost a third of the time.
+GROWTH_ACTIVE_LEVEL = 1.1
 #: Gain applied to the normalised filter response before clipping to [-1, 1]: > 1 makes the
 #: pattern saturate into clean ridge/valley plateaus as real ridges do.
-GROWTH_GAIN = 2.5
+GROWTH_GAIN = 4.0
 #: Density of the initial random impulses (per px²): one per ~ 4 × 4 ridge periods. Fewer
 #: seeds → fewer places where growth fronts meet → fewer minutiae.
 SEED_DENSITY = 1.0 / (20.0 * 20.0)
