@@ -42,8 +42,9 @@ JWS_ALGORITHMS: tuple[str, ...] = ("ES256",)
 # Media types (RFC 7515 "typ") that keep one kind of signed document from passing as another.
 MESSAGE_TYP = "bdx-msg+jws"
 TRUST_LIST_TYP = "bdx-trust-list+jws"
-# Largest compact JWS accepted: queries carry templates (a few KiB), x5c ~1 KiB; 1 MiB is ample.
-MAX_TOKEN_BYTES = 1 << 20
+# Largest compact JWS accepted: a query carries at most 11 templates of <= 64 KiB (base64url
+# twice: ~1.25 MiB) plus an x5c of ~1 KiB; 2 MiB bounds memory per message.
+MAX_TOKEN_BYTES = 2 << 20
 # Largest JWS protected header: an x5c chain of a few ~700-byte certificates fits in 16 KiB.
 MAX_HEADER_BYTES = 16 * 1024
 # Versions of signed payloads (the "v" field) this code reads.

@@ -34,6 +34,9 @@ def _register() -> None:
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(users_cmd.app, name="users")
     app.command("serve")(serve.serve)
+    from node.cli import pki_cmd
+
+    app.add_typer(pki_cmd.app, name="pki")
 
 
 _register()

@@ -1,0 +1,293 @@
+"""``bdx pki``: the regional PKI (root CA, node certificates, trust list, CRL, checks).
+
+Typical flow (see ``bdx pki bootstrap`` for a whole demo region in one command)::
+
+    bdx pki init-ca --country-name TH --out ca/ [--passphrase-file pw]
+    bdx pki request --country ID --node-name bdx-id --kind tls --dns node-id --out id/
+    bdx pki issue --ca ca/ --csr id/id-tls.csr --kind tls --days 365 --out id/id-tls.pem
+    bdx pki trust-list --ca ca/ --member ID=id/id-tls.pem,id/id-signing.pem --out tl.jws
+    bdx pki crl --ca ca/ --out crl.pem
+    bdx pki verify --trust-list tl.jws --root ca/ca.pem --crl crl.pem id/id-tls.pem --usage tls
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from rich.progress import Progress
+
+from certs.pki import CertificateAuthority, CsrBuilder, TrustAnchors, Usage
+from certs.pki.bootstrap import Region, make_node, write_region
+from certs.pki.ca import CERT_FILE
+from certs.pki.describe import describe
+from certs.pki.errors import PkiInputError
+from certs.pki.keys import (
+    certificate_pem,
+    generate_key,
+    load_certificate,
+    load_csr,
+    write_private_key,
+    write_public,
+)
+from certs.pki.names import validate_country
+from certs.pki.revocation import crl_pem
+
+app = typer.Typer(
+    help="Regional PKI: root CA, node TLS/signing certificates, trust list, CRL, validation.",
+    no_args_is_help=True,
+)
+
+CaDir = Annotated[Path, typer.Option("--ca", help="CA directory (from init-ca).")]
+PassFile = Annotated[
+    Path | None,
+    typer.Option("--passphrase-file", help="File holding the private key passphrase."),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Kind = Annotated[Usage, typer.Option("--kind", help="Certificate kind: tls or signing.")]
+
+
+def _passphrase(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        secret = path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise PkiInputError(
+            f"cannot read {path}: {exc.strerror}", reason="unreadable_file"
+        ) from None
+    if not secret:
+        raise PkiInputError(f"{path} is empty", reason="empty_passphrase")
+    return secret
+
+
+def _emit(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, sort_keys=True, default=str))
+    else:
+        for key, value in data.items():
+            typer.echo(f"{key}: {value}")
+
+
+@app.command("init-ca")
+def init_ca(
+    country_name: Annotated[str, typer.Option(help="Country (C=) of the root CA, e.g. TH.")],
+    out: Annotated[Path, typer.Option(help="New CA directory.")],
+    common_name: Annotated[str, typer.Option(help="CN of the root.")] = "bdx regional root CA",
+    days: Annotated[int, typer.Option(min=1, help="Root validity in days.")] = 3650,
+    passphrase_file: PassFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Create the regional root CA (key 0600, self-signed certificate, state)."""
+    ca = CertificateAuthority.create(
+        country_name,
+        directory=out,
+        common_name=common_name,
+        passphrase=_passphrase(passphrase_file),
+        validity=dt.timedelta(days=days),
+    )
+    _emit(
+        {"ca": str(out), "root": str(out / CERT_FILE), **describe(certificate_pem(ca.cert))},
+        as_json,
+    )
+
+
+@app.command()
+def request(
+    country: Annotated[str, typer.Option(help="The node's country, ISO 3166-1 alpha-2.")],
+    kind: Kind,
+    out: Annotated[Path, typer.Option(help="Directory for the key and the CSR.")],
+    node_name: Annotated[str | None, typer.Option(help="Node name (CN prefix).")] = None,
+    dns: Annotated[list[str] | None, typer.Option(help="DNS name (TLS; repeatable).")] = None,
+    ip: Annotated[list[str] | None, typer.Option(help="IP address (TLS; repeatable).")] = None,
+    passphrase_file: PassFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Make a node key (0600) and a certificate signing request."""
+    code = validate_country(country)
+    builder = CsrBuilder().country(code).usage(kind)
+    if node_name:
+        builder = builder.node_name(node_name)
+    builder = builder.dns_names(dns or []).ip_addresses(ip or [])
+    key = generate_key()
+    csr = builder.sign(key)  # validates before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{code.lower()}-{kind}"
+    key_path = write_private_key(out / f"{stem}.key", key, _passphrase(passphrase_file))
+    csr_path = write_public(out / f"{stem}.csr", csr.public_bytes(serialization.Encoding.PEM))
+    _emit(
+        {"key": str(key_path), "csr": str(csr_path), "subject": csr.subject.rfc4514_string()},
+        as_json,
+    )
+
+
+@app.command()
+def issue(
+    ca_dir: CaDir,
+    csr: Annotated[Path, typer.Option(help="The node's CSR (PEM or DER).")],
+    kind: Kind,
+    out: Annotated[Path, typer.Option(help="Certificate file to write (PEM).")],
+    days: Annotated[int, typer.Option(min=1, help="Validity in days.")] = 365,
+    passphrase_file: PassFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Issue a TLS or signing certificate from a CSR."""
+    ca = CertificateAuthority.open(ca_dir, passphrase=_passphrase(passphrase_file))
+    cert = ca.issue(load_csr(csr), kind, validity=dt.timedelta(days=days))
+    write_public(out, certificate_pem(cert))
+    _emit({"certificate": str(out), **describe(certificate_pem(cert))}, as_json)
+
+
+REASONS = [r.value for r in x509.ReasonFlags if r.value not in ("removeFromCRL", "unspecified")]
+
+
+@app.command()
+def revoke(
+    ca_dir: CaDir,
+    cert: Annotated[Path, typer.Option(help="Certificate to revoke.")],
+    reason: Annotated[
+        str, typer.Option(help=f"RFC 5280 reason: unspecified, {', '.join(REASONS)}.")
+    ] = "unspecified",
+    passphrase_file: PassFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Put a certificate on the next CRL (publish it with ``bdx pki crl``)."""
+    try:
+        flag = x509.ReasonFlags(reason)
+    except ValueError:
+        raise typer.BadParameter(f"unknown reason {reason!r}", param_hint="--reason") from None
+    ca = CertificateAuthority.open(ca_dir, passphrase=_passphrase(passphrase_file))
+    target = load_certificate(cert)
+    ca.revoke(target, reason=flag)
+    _emit(
+        {"revoked": f"{target.serial_number:x}", "subject": target.subject.rfc4514_string()},
+        as_json,
+    )
+
+
+@app.command()
+def crl(
+    ca_dir: CaDir,
+    out: Annotated[Path, typer.Option(help="CRL file to write (PEM).")],
+    days: Annotated[int, typer.Option(min=1, help="Days until next update.")] = 7,
+    passphrase_file: PassFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Publish the next CRL."""
+    ca = CertificateAuthority.open(ca_dir, passphrase=_passphrase(passphrase_file))
+    data = crl_pem(ca.crl(validity=dt.timedelta(days=days)))
+    write_public(out, data)
+    _emit({"crl": str(out), **describe(data)}, as_json)
+
+
+def _parse_member(text: str) -> tuple[str, Path, Path]:
+    country, sep, files = text.partition("=")
+    tls, comma, signing = files.partition(",")
+    if not (sep and comma and tls and signing):
+        raise typer.BadParameter(
+            f"{text!r}: expected CC=tls.pem,signing.pem", param_hint="--member"
+        )
+    return validate_country(country), Path(tls), Path(signing)
+
+
+@app.command("trust-list")
+def trust_list(
+    ca_dir: CaDir,
+    out: Annotated[Path, typer.Option(help="Trust list file to write (compact JWS).")],
+    member: Annotated[
+        list[str] | None, typer.Option(help="CC=tls.pem,signing.pem (repeatable).")
+    ] = None,
+    members_dir: Annotated[
+        Path | None, typer.Option(help="Folder of <cc>/tls.pem + <cc>/signing.pem.")
+    ] = None,
+    days: Annotated[int, typer.Option(min=1, help="Days until next update.")] = 7,
+    passphrase_file: PassFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Publish the next signed trust list of member certificates."""
+    entries = [_parse_member(m) for m in member or []]
+    if members_dir is not None:
+        for folder in sorted(p for p in members_dir.iterdir() if p.is_dir()):
+            entries.append(
+                (validate_country(folder.name), folder / "tls.pem", folder / "signing.pem")
+            )
+    if not entries:
+        raise typer.BadParameter("give --member or --members-dir", param_hint="--member")
+    ca = CertificateAuthority.open(ca_dir, passphrase=_passphrase(passphrase_file))
+    members = [(cc, load_certificate(t), load_certificate(s)) for cc, t, s in entries]
+    token = ca.trust_list(members, validity=dt.timedelta(days=days))
+    write_public(out, token.encode("ascii") + b"\n")
+    _emit({"trust_list": str(out), **describe(token.encode("ascii"))}, as_json)
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="Certificate, CSR, CRL, trust list or JWS.")],
+    as_json: JsonOut = False,
+) -> None:
+    """Describe a PKI file (not verified: use ``verify`` for that)."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise PkiInputError(
+            f"cannot read {file}: {exc.strerror}", reason="unreadable_file"
+        ) from None
+    _emit(describe(data), as_json)
+
+
+@app.command()
+def verify(
+    cert: Annotated[Path, typer.Argument(help="Certificate to validate.")],
+    trust_list: Annotated[Path, typer.Option(help="Trust list (JWS).")],
+    root: Annotated[Path, typer.Option(help="Pinned root certificate.")],
+    crl: Annotated[Path, typer.Option("--crl", help="Current CRL.")],
+    country: Annotated[str | None, typer.Option(help="Expected country.")] = None,
+    usage: Annotated[Usage, typer.Option(help="tls or signing.")] = Usage.TLS,
+    as_json: JsonOut = False,
+) -> None:
+    """Validate a certificate (chain, trust list, CRL, usage, country); exit 5 if refused."""
+    anchors = TrustAnchors.load(root, trust_list, crl)
+    identity = anchors.validate(load_certificate(cert), usage, expected_country=country)
+    _emit(
+        {
+            "status": "valid",
+            "country": identity.country,
+            "node_name": identity.node_name,
+            "usage": str(identity.usage),
+            "sha256": identity.fingerprint,
+            "not_after": identity.not_after.isoformat(),
+        },
+        as_json,
+    )
+
+
+@app.command()
+def bootstrap(
+    countries: Annotated[str, typer.Option(help="Comma-separated country codes, e.g. TH,ID,MY.")],
+    out: Annotated[Path, typer.Option(help="Run directory to create (never inside the repo).")],
+    passphrase_file: PassFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Make a whole demo region: root CA, each country's TLS+signing keys/certs, trust list, CRL."""
+    codes = [validate_country(c) for c in countries.split(",") if c.strip()]
+    if not codes or len(set(codes)) != len(codes):
+        raise typer.BadParameter("give distinct country codes", param_hint="--countries")
+    if (out / "ca" / CERT_FILE).exists():
+        raise PkiInputError(f"{out} already holds a region", reason="file_exists")
+    ca = CertificateAuthority.create(codes[0])
+    nodes = {}
+    with Progress(transient=True, disable=as_json) as progress:
+        task = progress.add_task("issuing node certificates", total=len(codes))
+        for code in codes:
+            nodes[code] = make_node(ca, code)
+            progress.advance(task)
+    token = ca.trust_list([(n.country, n.tls_cert, n.signing_cert) for n in nodes.values()])
+    manifest = write_region(
+        Region(ca, nodes, token, crl_pem(ca.crl())), out, passphrase=_passphrase(passphrase_file)
+    )
+    _emit({"out": str(out), "countries": ",".join(codes), **manifest}, as_json)

@@ -1,0 +1,230 @@
+"""``bdx pki``: the whole CA workflow through the real command line, and its errors."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from node.cli import main
+
+COMMANDS = [
+    "init-ca",
+    "request",
+    "issue",
+    "revoke",
+    "crl",
+    "trust-list",
+    "show",
+    "verify",
+    "bootstrap",
+]
+
+
+def bdx(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(["pki", *args])
+    out, err = capsys.readouterr()
+    return int(done.value.code or 0), out, err
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_everywhere(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, out, _ = bdx(capsys, command, "--help")
+    assert code == 0 and "Usage" in out
+
+
+def test_ca_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    ca = tmp_path / "ca"
+    code, out, _ = bdx(
+        capsys,
+        "init-ca",
+        "--country-name",
+        "TH",
+        "--out",
+        str(ca),
+        "--passphrase-file",
+        str(pw),
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["type"] == "certificate"
+    assert stat.S_IMODE((ca / "ca.key").stat().st_mode) == 0o600
+    node = tmp_path / "id"
+    for kind, extra in (("tls", ["--dns", "node-id", "--ip", "127.0.0.1"]), ("signing", [])):
+        code, out, err = bdx(
+            capsys,
+            "request",
+            "--country",
+            "id",
+            "--node-name",
+            "bdx-id",
+            "--kind",
+            kind,
+            "--out",
+            str(node),
+            *extra,
+            "--json",
+        )
+        assert code == 0, err
+        assert stat.S_IMODE(Path(json.loads(out)["key"]).stat().st_mode) == 0o600
+        code, out, err = bdx(
+            capsys,
+            "issue",
+            "--ca",
+            str(ca),
+            "--csr",
+            str(node / f"id-{kind}.csr"),
+            "--kind",
+            kind,
+            "--days",
+            "30",
+            "--out",
+            str(node / f"id-{kind}.pem"),
+            "--passphrase-file",
+            str(pw),
+            "--json",
+        )
+        assert code == 0, err
+        assert json.loads(out)["subject"] == f"CN=bdx-id-{kind},O=bdx,C=ID"
+    tl, crl = tmp_path / "tl.jws", tmp_path / "crl.pem"
+    code, out, err = bdx(
+        capsys,
+        "trust-list",
+        "--ca",
+        str(ca),
+        "--out",
+        str(tl),
+        "--member",
+        f"ID={node / 'id-tls.pem'},{node / 'id-signing.pem'}",
+        "--passphrase-file",
+        str(pw),
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["members"] == "ID"
+    assert (
+        bdx(capsys, "crl", "--ca", str(ca), "--out", str(crl), "--passphrase-file", str(pw))[0] == 0
+    )
+    verify = ["verify", "--trust-list", str(tl), "--root", str(ca / "ca.pem"), "--crl", str(crl)]
+    code, out, err = bdx(capsys, *verify, str(node / "id-tls.pem"), "--country", "ID", "--json")
+    assert code == 0, err
+    assert json.loads(out)["country"] == "ID"
+    code, _, err = bdx(capsys, *verify, str(node / "id-signing.pem"), "--usage", "tls")
+    assert code == 5 and err.count("\n") == 1 and "[wrong_key_usage]" in err
+    code, _, err = bdx(capsys, *verify, str(node / "id-tls.pem"), "--country", "TH")
+    assert code == 5 and "[wrong_country]" in err
+    # revoke, publish the next CRL, and the certificate is refused
+    code, out, err = bdx(
+        capsys,
+        "revoke",
+        "--ca",
+        str(ca),
+        "--cert",
+        str(node / "id-tls.pem"),
+        "--reason",
+        "keyCompromise",
+        "--passphrase-file",
+        str(pw),
+    )
+    assert code == 0, err
+    assert (
+        bdx(capsys, "crl", "--ca", str(ca), "--out", str(crl), "--passphrase-file", str(pw))[0] == 0
+    )
+    code, _, err = bdx(capsys, *verify, str(node / "id-tls.pem"))
+    assert code == 5 and "[revoked]" in err
+    code, out, _ = bdx(capsys, "show", str(crl), "--json")
+    assert json.loads(out)["number"] == 2
+    code, out, _ = bdx(capsys, "show", str(node / "id-tls.csr"))
+    assert "type: csr" in out
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ca = tmp_path / "ca"
+    pw = tmp_path / "pw"
+    pw.write_text("right")
+    assert (
+        bdx(
+            capsys,
+            "init-ca",
+            "--country-name",
+            "TH",
+            "--out",
+            str(ca),
+            "--passphrase-file",
+            str(pw),
+        )[0]
+        == 0
+    )
+    cases = [
+        (
+            ["init-ca", "--country-name", "Thailand", "--out", str(tmp_path / "x")],
+            5,
+            "invalid_country",
+        ),
+        (["init-ca", "--country-name", "TH", "--out", str(ca)], 5, "file_exists"),
+        (["crl", "--ca", str(ca), "--out", str(tmp_path / "c.pem")], 5, "passphrase_required"),
+        (["crl", "--ca", str(tmp_path), "--out", str(tmp_path / "c.pem")], 5, "not_a_ca"),
+        (["request", "--country", "ID", "--kind", "tls", "--out", str(tmp_path)], 5, "bad_csr"),
+        (["show", str(pw)], 5, "malformed"),
+        (["show", str(tmp_path / "absent")], 5, "unreadable_file"),
+        (["trust-list", "--ca", str(ca), "--out", str(tmp_path / "t"), "--member", "TH"], 2, "CC="),
+        (["revoke", "--ca", str(ca), "--cert", str(pw), "--reason", "bored"], 2, "bored"),
+        (["bootstrap", "--countries", "TH,TH", "--out", str(tmp_path / "r")], 2, "distinct"),
+    ]
+    for args, expected, text in cases:
+        code, _, err = bdx(capsys, *args)
+        assert code == expected and text in err, (args, err)
+        if expected == 5:  # refusals are one line; usage errors (2) are click's usual block
+            assert err.strip().count("\n") == 0, err
+    wrong = tmp_path / "wrong"
+    wrong.write_text("wrong")
+    code, _, err = bdx(
+        capsys,
+        "crl",
+        "--ca",
+        str(ca),
+        "--out",
+        str(tmp_path / "c.pem"),
+        "--passphrase-file",
+        str(wrong),
+    )
+    assert code == 5 and "[bad_passphrase]" in err
+
+
+def test_bootstrap_makes_a_usable_region(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "region"
+    code, stdout, err = bdx(
+        capsys, "bootstrap", "--countries", "TH,ID,MY", "--out", str(out), "--json"
+    )
+    assert code == 0, err
+    manifest = json.loads(stdout)
+    assert manifest["countries"] == "TH,ID,MY"
+    assert json.loads((out / "region.json").read_text())["node_my"] == "nodes/my"
+    for cc in ("th", "id", "my"):
+        for kind in ("tls", "signing"):
+            assert stat.S_IMODE((out / "nodes" / cc / f"{kind}.key").stat().st_mode) == 0o600
+            code, stdout, err = bdx(
+                capsys,
+                "verify",
+                "--trust-list",
+                str(out / "trust-list.jws"),
+                "--root",
+                str(out / "root.pem"),
+                "--crl",
+                str(out / "crl.pem"),
+                str(out / "nodes" / cc / f"{kind}.pem"),
+                "--usage",
+                kind,
+                "--country",
+                cc.upper(),
+                "--json",
+            )
+            assert code == 0, err
+    code, _, err = bdx(capsys, "bootstrap", "--countries", "TH", "--out", str(out))
+    assert code == 5 and "[file_exists]" in err
