@@ -1,13 +1,15 @@
 """Every table the node's migrations manage: the ORM models plus the transparency log's
-SQLAlchemy Core tables (``certs.translog.schema``, when that package is installed)."""
+SQLAlchemy Core tables (``certs.translog.schema``, on their own MetaData)."""
 
 from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+from certs.translog import schema as translog_schema
 from node.db import models  # noqa: F401  (registers the models on Base.metadata)
 from node.db.base import Base
 
 
 def target_metadata() -> list[MetaData]:
-    return [Base.metadata]
+    """Metadata the migrations must produce (what the autogenerate comparison checks)."""
+    return [Base.metadata, translog_schema.metadata]

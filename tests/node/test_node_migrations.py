@@ -10,8 +10,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, inspect
 
+from certs.translog.keys import SigningKey
+from certs.translog.store import TransparencyLog
 from node.cli import main
 from node.db.engine import create_db_engine
 from node.db.migrate import alembic_config, current_revision, head_revision, require_head, upgrade
@@ -78,7 +81,7 @@ def test_db_cli_upgrade_and_current(
     assert code == 0
     assert json.loads(out)["up_to_date"] is False
     code, out, _ = run_cli(["db", "upgrade"], capsys)
-    assert (code, out.strip()) == (0, "database at revision 0001")
+    assert (code, out.strip()) == (0, "database at revision 0002")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
 
@@ -87,3 +90,12 @@ def test_db_cli_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code, _, err = run_cli(["db", "upgrade", "--config", str(tmp_path / "none.toml")], capsys)
     assert code == 2
     assert err.startswith("bdx: error: config file") and "[config_not_found]" in err
+
+
+def test_exchange_log_runs_on_the_migrated_schema(engine: Engine) -> None:
+    key = SigningKey("bdx.example/xa-log", ed25519.Ed25519PrivateKey.generate())
+    log = TransparencyLog.open(engine, key)
+    assert log.append_many([b"query-1", b"query-2", b"query-3"]) == [0, 1, 2]
+    assert log.size() == 3
+    assert log.entry(1).data == b"query-2"
+    assert log.issue_checkpoint().checkpoint.size == 3
