@@ -26,7 +26,7 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +82,6 @@ class Report:
     comparisons_per_s_1to1: float
     comparisons_per_s_batch: float
     minutiae_median: float
-    extra: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -93,6 +92,8 @@ class Report:
 def scan(directory: str | os.PathLike[str]) -> list[Sample]:
     """Images of ``directory`` in FVC layout, sorted by (finger, impression)."""
     root = Path(directory)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder", reason="not_a_directory")
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}", reason="no_images")

@@ -20,6 +20,7 @@ templates of the block, on the block size or on the padding ``M``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,12 @@ _N_PAIRS = (
 ).astype(np.int64)
 
 
+@functools.cache
+def _earlier(r: int) -> npt.NDArray[np.bool_]:
+    """(r, r) mask of [t, k] with k < t."""
+    return np.tri(r, k=-1, dtype=bool)
+
+
 def top_k_rows(values: npt.NDArray[np.floating], k: int) -> I64:
     """Indices (nb, k), ascending, of the k largest entries of each row of ``values`` (nb, L).
 
@@ -97,7 +104,7 @@ def _best_partners(probe: SearchTemplate, gallery: PackedTemplates) -> tuple[F32
     prod = gallery.descriptors.reshape(nb * m, d) @ probe.descriptors.T  # (nb*M, mp), exact
     prod *= probe.inv_norm
     best_i = prod.argmax(axis=1)
-    best = np.take_along_axis(prod, best_i[:, None], axis=1)[:, 0].reshape(nb, m)
+    best = prod[np.arange(nb * m), best_i].reshape(nb, m)
     best_i = best_i.reshape(nb, m)
     sim = best * gallery.inv_norm
     partner = probe.geometry[best_i]  # (nb, M, 4)
@@ -163,11 +170,12 @@ def consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidatio
     else:
         sim, best_i = _best_partners(probe, gallery)
     g_idx = top_k_rows(sim, r)  # (nb, R)
-    local = np.take_along_axis(sim, g_idx, axis=1)
+    rows = np.arange(nb)[:, None]
+    local = sim[rows, g_idx]
     usable = local > 0.0
     local = np.where(usable, local, np.float32(0.0)).astype(np.float32)
-    p_idx = np.take_along_axis(best_i, g_idx, axis=1)
-    gb = np.take_along_axis(gallery.geometry, g_idx[:, :, None], axis=1)
+    p_idx = best_i[rows, g_idx]
+    gb = gallery.geometry[rows, g_idx]
     pa = (
         probe.geometry[p_idx]
         if probe.count
@@ -187,7 +195,7 @@ def consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidatio
     # Rank pairs by efficiency (ties: lower index first); unusable pairs rank last.
     e = np.where(usable, eff, np.float32(-1.0))
     above = (e[:, None, :] > e[:, :, None]).sum(axis=2)
-    tied_before = ((e[:, None, :] == e[:, :, None]) & np.tri(r, k=-1, dtype=bool)).sum(axis=2)
+    tied_before = ((e[:, None, :] == e[:, :, None]) & _earlier(r)).sum(axis=2)
     rank = above + tied_before
     smaller = np.minimum(gallery.counts.astype(np.int64), min(probe.count, params.MAX_MINUTIAE))
     n_pairs = _N_PAIRS[np.clip(smaller, 0, params.MAX_MINUTIAE)]

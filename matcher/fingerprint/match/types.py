@@ -12,6 +12,7 @@ blocks of another format or version are refused.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -77,11 +78,13 @@ class PackedTemplates:
         return int(self.counts.shape[0])
 
 
+@functools.cache
 def descriptor_length() -> int:
     """d: in-circle cells of the NS x NS grid times ND sections."""
     return int(cell_offsets().shape[0]) * params.ND
 
 
+@functools.cache
 def cell_offsets() -> npt.NDArray[np.float64]:
     """(C, 2) centres of the in-circle cells in a minutia's frame (px, x along its direction)."""
     side = 2.0 * params.RADIUS / params.NS

@@ -1,0 +1,125 @@
+"""``bdx eval fingerprint``: FVC-protocol accuracy (EER, FNMR at FMR, rank-1) and speed."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from matcher.fingerprint.template import FingerprintTemplate
+from node.errors import NotFoundError
+
+_SYNTHETIC = re.compile(r"^(\d+):(\d+)$")
+Update = Callable[[str, int, int], None]
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Update | None]:
+    """Yield a progress(stage, done, total) callback drawing rich bars on stderr."""
+    if not enabled:
+        yield None
+        return
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bars.add_task(stage, total=total)
+        bars.update(tasks[stage], completed=done)
+
+    with bars:
+        yield update
+
+
+def _report_table(title: str, report: dict[str, object]) -> Table:
+    table = Table(title=title, show_header=False)
+    pct = {"eer", "eer_45", "fnmr_at_fmr_1pct", "fnmr_at_fmr_01pct", "rank1"}
+    for key, value in report.items():
+        if key == "failures" and isinstance(value, list):
+            shown = f"{len(value)}" + "".join(f"\n  {f['file']}: {f['reason']}" for f in value)
+        elif key in pct and isinstance(value, float):
+            shown = f"{100 * value:.2f}%"
+        elif isinstance(value, float):
+            shown = f"{value:.1f}"
+        else:
+            shown = json.dumps(value) if isinstance(value, dict) else str(value)
+        table.add_row(key, shown)
+    return table
+
+
+def fingerprint(
+    dataset: Path | None = typer.Option(
+        None, "--dataset", help="Folder in FVC layout: <finger>_<impression>.<tif|png|bmp|jpg|pgm>."
+    ),
+    synthetic: str | None = typer.Option(
+        None,
+        "--synthetic",
+        metavar="FINGERS:IMPRESSIONS",
+        help="Generate a synthetic FVC-layout set (matcher.synthetic) and evaluate it instead.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic set."),
+    ppi: float | None = typer.Option(
+        None, "--ppi", min=100, max=10_000, help="Scan resolution (default: file metadata, 500)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars."),
+) -> None:
+    """Extract every image, score all pairs with the batch kernel, print FVC-protocol figures."""
+    from matcher.fingerprint.extract import extract_file
+    from matcher.fingerprint.fvc import evaluate
+
+    if (dataset is None) == (synthetic is None):
+        raise typer.BadParameter("give exactly one of --dataset DIR or --synthetic F:I")
+
+    def extractor(path: Path) -> FingerprintTemplate:
+        return extract_file(path, ppi=ppi)
+
+    with _progress(progress and not as_json) as update, tempfile.TemporaryDirectory() as tmp:
+        if synthetic is not None:
+            m = _SYNTHETIC.match(synthetic)
+            if m is None or int(m[1]) < 2 or int(m[2]) < 2:
+                raise typer.BadParameter(
+                    "expected FINGERS:IMPRESSIONS, both at least 2", param_hint="--synthetic"
+                )
+            from matcher.synthetic import write_dataset
+
+            def generated(done: int, total: int) -> None:
+                if update is not None:
+                    update("generate", done, total)
+
+            write_dataset(tmp, int(m[1]), int(m[2]), seed, progress=generated)
+            folder = Path(tmp)
+            title = f"Fingerprint evaluation: synthetic {synthetic} (seed {seed})"
+        else:
+            assert dataset is not None
+            if not dataset.is_dir():
+                raise NotFoundError(f"no dataset folder at {dataset}", reason="dataset_not_found")
+            folder = dataset
+            title = f"Fingerprint evaluation: {dataset}"
+        report = evaluate(folder, extractor, update).to_dict()
+    if as_json:
+        print(json.dumps(report, sort_keys=True))
+        return
+    Console().print(_report_table(title, report))

@@ -1,0 +1,100 @@
+"""The FVC protocol runner: folder scanning, protocol counts, rank-1 and a real end-to-end run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from matcher.fingerprint.extract import extract_file
+from matcher.fingerprint.fvc import DatasetError, Sample, _protocol, evaluate, scan
+from matcher.synthetic import write_dataset
+
+
+def _touch(folder: Path, *names: str) -> None:
+    for n in names:
+        (folder / n).write_bytes(b"x")
+
+
+def test_scan_sorts_by_finger_and_impression(tmp_path: Path) -> None:
+    _touch(tmp_path, "102_1.png", "101_10.tif", "101_2.TIF", "notes.txt")
+    got = [(s.finger, s.impression) for s in scan(tmp_path)]
+    assert got == [("101", 2), ("101", 10), ("102", 1)]
+
+
+@pytest.mark.parametrize(
+    ("names", "reason"),
+    [
+        ((), "no_images"),
+        (("readme.md",), "no_images"),
+        (("101-1.png", "102_1.png"), "bad_layout"),
+        (("101_1.png", "101_1.tif", "102_1.png"), "bad_layout"),
+        (("101_1.png", "101_2.png"), "bad_layout"),
+    ],
+)
+def test_scan_refuses_bad_folders(tmp_path: Path, names: tuple[str, ...], reason: str) -> None:
+    _touch(tmp_path, *names)
+    with pytest.raises(DatasetError) as err:
+        scan(tmp_path)
+    assert err.value.reason == reason
+
+
+def test_scan_refuses_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as err:
+        scan(tmp_path / "absent")
+    assert err.value.reason == "not_a_directory"
+
+
+def _samples(fingers: int, impressions: int) -> list[Sample]:
+    return [
+        Sample(Path(f"{f}_{i}.tif"), str(100 + f), i)
+        for f in range(fingers)
+        for i in range(1, impressions + 1)
+    ]
+
+
+def test_protocol_counts_match_fvc2002() -> None:
+    samples = _samples(10, 8)
+    rng = np.random.default_rng(0)
+    s = rng.random((80, 80)).astype(np.float32)
+    genuine, impostor, impostor_45, _ = _protocol(samples, s)
+    assert (genuine.size, impostor.size, impostor_45.size) == (280, 2880, 45)
+
+
+def test_rank1_averages_over_gallery_choices() -> None:
+    samples = _samples(3, 3)
+    fingers = np.repeat(np.arange(3), 3)
+    s = np.where(fingers[:, None] == fingers[None, :], 0.9, 0.1).astype(np.float32)
+    assert _protocol(samples, s)[3] == 1.0
+    # Probe 0 (finger 0, position 0) resembles finger 1's second impression more than its own
+    # finger: it fails at offset 1, where that impression is finger 1's gallery entry.
+    s[0, 4] = 0.95
+    assert _protocol(samples, s)[3] == pytest.approx(1 - 0.5 / 9)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("fvc")
+    write_dataset(folder, 3, 2, seed=3, workers=1)
+    return folder
+
+
+def test_evaluate_end_to_end(tiny_dataset: Path) -> None:
+    stages: list[str] = []
+    report = evaluate(tiny_dataset, extract_file, lambda s, d, t: stages.append(s))
+    assert report.images == 6 and report.fingers == 3
+    assert report.genuine == 3 and report.impostor == 12 and report.impostor_45 == 3
+    assert 0.0 <= report.eer <= 1.0 and report.rank1 is not None
+    assert report.comparisons_per_s_1to1 > 0 and report.extract_ms_median > 0
+    assert {"extract", "compare"} <= set(stages)
+    assert report.to_dict()["failures"] == []
+
+
+def test_extraction_failures_are_reported_and_kept(tiny_dataset: Path, tmp_path: Path) -> None:
+    for p in tiny_dataset.iterdir():
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "101_1.png").write_bytes(b"not an image at all")
+    report = evaluate(tmp_path, extract_file)
+    assert report.failures == [("101_1.png", "not_an_image")]
+    assert report.images == 7

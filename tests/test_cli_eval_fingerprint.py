@@ -1,0 +1,84 @@
+"""``bdx eval fingerprint`` end to end on a tiny synthetic FVC-layout folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from matcher.synthetic import write_dataset
+from node.cli import app, main
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("fvc_cli")
+    write_dataset(folder, 2, 2, seed=5, workers=1)
+    return folder
+
+
+def test_json_report(dataset: Path) -> None:
+    result = runner.invoke(app, ["eval", "fingerprint", "--dataset", str(dataset), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == 4 and report["genuine"] == 2 and report["impostor"] == 4
+    for key in ("eer", "eer_45", "fnmr_at_fmr_1pct", "fnmr_at_fmr_01pct", "rank1"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["comparisons_per_s_1to1"] > 0 and report["extract_ms_median"] > 0
+
+
+def test_table_report(dataset: Path) -> None:
+    result = runner.invoke(app, ["eval", "fingerprint", "--dataset", str(dataset), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "eer_45" in result.stdout and "rank1" in result.stdout
+
+
+def test_synthetic_option() -> None:
+    result = runner.invoke(app, ["eval", "fingerprint", "--synthetic", "2:2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["images"] == 4
+
+
+def test_help() -> None:
+    result = runner.invoke(app, ["eval", "fingerprint", "--help"])
+    assert result.exit_code == 0 and "--synthetic" in result.stdout
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return int(exit_info.value.code or 0), capsys.readouterr().err
+
+
+def test_missing_folder_is_not_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["eval", "fingerprint", "--dataset", str(tmp_path / "nope")], capsys)
+    assert code == 4 and "[dataset_not_found]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_empty_folder_is_a_typed_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(["eval", "fingerprint", "--dataset", str(tmp_path)], capsys)
+    assert code == 3 and "[no_images]" in err
+
+
+def test_bad_layout_is_a_typed_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "scan.png").write_bytes(b"x")
+    code, err = _run(["eval", "fingerprint", "--dataset", str(tmp_path)], capsys)
+    assert code == 3 and "[bad_layout]" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "fingerprint"],
+        ["eval", "fingerprint", "--dataset", ".", "--synthetic", "2:2"],
+        ["eval", "fingerprint", "--synthetic", "two"],
+        ["eval", "fingerprint", "--synthetic", "1:2"],
+    ],
+)
+def test_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, _ = _run(args, capsys)
+    assert code == 2
