@@ -19,16 +19,18 @@ signature (``bad_signature``), the payload's canonical form and version, and tha
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
+from joserfc.jwk import ECKey
 
 from certs.pki import names, params, reasons
 from certs.pki.canonical import canonical_json, parse_canonical
 from certs.pki.errors import CertificateRefused, MessageRefused, PkiInputError
-from certs.pki.jose import check_signature, parse_compact, sign_compact
+from certs.pki.jose import check_signature, parse_compact, public_jwk, sign_compact
 from certs.pki.keys import PrivateKey
 from certs.pki.profiles import Usage
 from certs.pki.validate import Identity, TrustAnchors
@@ -61,6 +63,12 @@ def _check_body(payload: Any) -> None:
     sender = payload.get("sender")
     if not isinstance(sender, str) or sender not in names.ISO_3166_ALPHA2:
         raise MessageRefused("the payload has no valid 'sender' country", reason=reasons.MALFORMED)
+
+
+@functools.lru_cache(maxsize=params.CACHE_MAX_ENTRIES)
+def _signer_key(leaf_der: bytes) -> ECKey:
+    # Called only after the certificate validated; repeat senders skip the key import.
+    return public_jwk(x509.load_der_x509_certificate(leaf_der).public_key())  # type: ignore[arg-type]
 
 
 def sign(
@@ -98,8 +106,9 @@ def verify(
 ) -> VerifiedMessage:
     """Verify a compact JWS from a peer; see the module docstring for the checks."""
     parsed = parse_compact(token, typ=typ)
-    signer = trust.validate(list(parsed.chain), Usage.SIGNING, now=now)
-    check_signature(parsed, parsed.chain[0].public_key())  # type: ignore[arg-type]
+    chain = parsed.leaf_der if len(parsed.chain) == 1 else list(parsed.chain)
+    signer = trust.validate(chain, Usage.SIGNING, now=now)
+    check_signature(parsed, _signer_key(parsed.leaf_der))
     try:
         payload = parse_canonical(parsed.payload)
     except PkiInputError as exc:

@@ -39,7 +39,11 @@ REGISTRY = _Registry(algorithms=list(params.JWS_ALGORITHMS))
 
 def thumbprint(cert: x509.Certificate) -> str:
     """``x5t#S256``: base64url (unpadded) SHA-256 of the DER certificate."""
-    digest = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+    return _b64url_sha256(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _b64url_sha256(der: bytes) -> str:
+    digest = hashlib.sha256(der).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
@@ -72,6 +76,7 @@ class ParsedToken:
     header: dict[str, Any]
     payload: bytes
     chain: tuple[x509.Certificate, ...]
+    leaf_der: bytes
     obj: Any
 
 
@@ -103,30 +108,30 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
     if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
         raise MessageRefused("JWS header has no x5c certificate chain", reason=reasons.MALFORMED)
     try:
-        chain = tuple(
-            x509.load_der_x509_certificate(base64.b64decode(c, validate=True)) for c in x5c
-        )
+        ders = [base64.b64decode(c, validate=True) for c in x5c]
+        chain = tuple(x509.load_der_x509_certificate(der) for der in ders)
     except (ValueError, binascii.Error) as exc:
         raise MessageRefused(
             f"bad x5c certificate: {exc}", reason=reasons.BAD_CERTIFICATE
         ) from None
-    return ParsedToken(header=header, payload=obj.payload, chain=chain, obj=obj)
+    return ParsedToken(header=header, payload=obj.payload, chain=chain, leaf_der=ders[0], obj=obj)
 
 
 def check_signature(parsed: ParsedToken, public_key: PublicKey | ECKey) -> None:
     """Raise ``bad_signature`` unless ``parsed`` is signed by ``public_key``."""
-    jwk = public_key if isinstance(public_key, ECKey) else _jwk(public_key)
+    jwk = public_key if isinstance(public_key, ECKey) else public_jwk(public_key)
     try:
         ok = jws.validate_compact(parsed.obj, jwk, registry=REGISTRY)
     except (JoseError, ValueError) as exc:
         raise MessageRefused(
             f"signature check failed: {exc}", reason=reasons.BAD_SIGNATURE
         ) from None
-    if not ok or parsed.header.get("x5t#S256") != thumbprint(parsed.chain[0]):
+    if not ok or parsed.header.get("x5t#S256") != _b64url_sha256(parsed.leaf_der):
         raise MessageRefused("the JWS signature does not verify", reason=reasons.BAD_SIGNATURE)
 
 
-def _jwk(public_key: PublicKey) -> ECKey:
+def public_jwk(public_key: PublicKey) -> ECKey:
+    """The joserfc key object of an ES256 public key."""
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise MessageRefused("ES256 needs an ECDSA P-256 key", reason=reasons.WEAK_ALGORITHM)
     return ECKey.import_key(public_key)

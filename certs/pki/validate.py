@@ -16,6 +16,7 @@ number) with the certificate's validity window, so a repeat peer costs a dict lo
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -139,6 +140,11 @@ class TrustAnchors:
             self._cache.clear()
             return new
 
+    def clear_cache(self) -> None:
+        """Forget validated chains (the next validation of each certificate is a full one)."""
+        with self._lock:
+            self._cache.clear()
+
     def validate(
         self,
         chain: x509.Certificate | bytes | Sequence[x509.Certificate],
@@ -151,8 +157,11 @@ class TrustAnchors:
         usage = Usage(usage)
         when = _now(now)
         extra: list[x509.Certificate] = []
+        leaf_fp: str | None = None
         if isinstance(chain, bytes):
             leaf = load_certificate(chain)
+            if not chain.lstrip().startswith(b"-----"):
+                leaf_fp = hashlib.sha256(chain).hexdigest()  # DER: skip re-encoding
         elif isinstance(chain, x509.Certificate):
             leaf = chain
         else:
@@ -160,7 +169,7 @@ class TrustAnchors:
         snap = self._snap
         snap.trust_list.check_fresh(when, self.grace)
         snap.crl.check_fresh(when, self.grace)
-        key = (fingerprint(leaf), usage, snap.trust_list.sequence, snap.crl.number)
+        key = (leaf_fp or fingerprint(leaf), usage, snap.trust_list.sequence, snap.crl.number)
         identity = self._cache.get(key)
         if identity is None or not identity.not_before <= when <= identity.not_after:
             identity = self._validate(leaf, extra, usage, snap, when, key[0])
