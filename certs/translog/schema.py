@@ -7,8 +7,11 @@
 * ``translog_nodes``: hashes of perfect subtrees of level >= 1, written when they complete.
 * ``translog_checkpoints`` / ``translog_cosignatures``: signed checkpoints the log issued
   and the witness cosignatures it collected for them.
-* ``translog_witnessed``: checkpoints of peer logs this node cosigned as a witness (the
-  latest per origin is its view of that log; the history is evidence in a split view).
+* ``translog_witness_heads``: per peer log (origin), the latest (size, root) this node
+  cosigned as a witness; cosigning locks the row, so one peer's checkpoints are judged one
+  at a time.
+* ``translog_witnessed``: every checkpoint of a peer log this node cosigned (its history of
+  that log, evidence in a split view).
 """
 
 from __future__ import annotations
@@ -86,6 +89,15 @@ cosignatures = Table(
     Column("timestamp", BigInteger, nullable=False),
     Column("signature", LargeBinary, nullable=False),
     UniqueConstraint("checkpoint_id", "witness", "key_id", name="uq_translog_cosignature"),
+)
+
+witness_heads = Table(
+    "translog_witness_heads",
+    metadata,
+    Column("origin", String(ORIGIN_LENGTH), primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 witnessed = Table(

@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from certs.merkle import MerkleError, verify_consistency
 from certs.translog import schema
@@ -65,16 +66,43 @@ class Witness:
     def verifying_key(self) -> VerifyingKey:
         return self._key.verifying_key()
 
-    def latest(self, origin: str) -> SignedCheckpoint | None:
+    def _lock_origin(self, conn: Connection, origin: str, now: datetime) -> bool:
+        """Lock the witness head row of ``origin`` in the begun transaction, creating it if
+        needed; return whether this witness cosigned that log before."""
+        t = schema.witness_heads
+        if conn.dialect.name == "sqlite":
+            driver = conn.connection.driver_connection
+            if driver is not None and not driver.in_transaction:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        existed = conn.execute(
+            select(t.c.origin).where(t.c.origin == origin).with_for_update()
+        ).first()
+        if existed is not None:
+            return True
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    insert(t).values(origin=origin, tree_size=0, root_hash=b"", updated_at=now)
+                )
+        except IntegrityError:  # a concurrent first cosign created it: wait for its lock
+            conn.execute(select(t.c.origin).where(t.c.origin == origin).with_for_update())
+            return True
+        return False
+
+    def latest(self, origin: str, conn: Connection | None = None) -> SignedCheckpoint | None:
         """The largest checkpoint of ``origin`` this witness cosigned, if any."""
         t = schema.witnessed
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(t.c.note)
-                .where(t.c.origin == origin)
-                .order_by(t.c.tree_size.desc(), t.c.id.desc())
-                .limit(1)
-            ).first()
+        query = (
+            select(t.c.note)
+            .where(t.c.origin == origin)
+            .order_by(t.c.tree_size.desc(), t.c.id.desc())
+            .limit(1)
+        )
+        if conn is None:
+            with self._engine.connect() as own:
+                row = own.execute(query).first()
+        else:
+            row = conn.execute(query).first()
         return None if row is None else SignedCheckpoint.from_bytes(row.note)
 
     def history(self, origin: str) -> list[SignedCheckpoint]:
@@ -95,16 +123,12 @@ class Witness:
         signed = SignedCheckpoint.from_bytes(checkpoint)
         signed.verify(log_key)
         new = signed.checkpoint
-        with self._engine.begin() as conn:
-            t = schema.witnessed
-            row = conn.execute(
-                select(t.c.tree_size, t.c.note)
-                .where(t.c.origin == new.origin)
-                .order_by(t.c.tree_size.desc(), t.c.id.desc())
-                .limit(1)
-            ).first()
-            if row is not None:
-                last = SignedCheckpoint.from_bytes(row.note)
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        with self._engine.connect() as conn, conn.begin():
+            if self._lock_origin(conn, new.origin, now):
+                last = self.latest(new.origin, conn)
+                if last is None:  # pragma: no cover - the head row and history go together
+                    raise RollbackError("witness state lost its history", reason="witness_state")
                 if new.size < last.checkpoint.size:
                     raise RollbackError(
                         f"log {new.origin} presented size {new.size} after "
@@ -113,12 +137,17 @@ class Witness:
                 check_views(last, signed, log_key, proof)
             cosignature = cosign(new, self._key, int(self._clock()))
             conn.execute(
-                insert(t).values(
+                update(schema.witness_heads)
+                .where(schema.witness_heads.c.origin == new.origin)
+                .values(tree_size=new.size, root_hash=new.root_hash, updated_at=now)
+            )
+            conn.execute(
+                insert(schema.witnessed).values(
                     origin=new.origin,
                     tree_size=new.size,
                     root_hash=new.root_hash,
                     note=signed.to_bytes(),
-                    cosigned_at=datetime.fromtimestamp(self._clock(), UTC),
+                    cosigned_at=now,
                 )
             )
         return cosignature

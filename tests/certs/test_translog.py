@@ -351,3 +351,38 @@ def test_split_view_is_detected_when_witnesses_compare(
     with pytest.raises(OriginMismatchError) as exc2:
         fresh.check_peer_view(b9.to_bytes(), key.verifying_key())
     assert exc2.value.reason == "unknown_log"
+
+
+def test_concurrent_cosigning_of_a_fork_accepts_one_branch(
+    new_engine: Callable[[str], Engine], clock: Clock
+) -> None:
+    """Two forked checkpoints of one size race to the same witness: one is cosigned, the
+    other is refused as a split view (the witness lock serialises the judgement)."""
+    key = SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate())
+    logs = [TransparencyLog.open(new_engine(n), key, clock=clock) for n in ("a", "b")]
+    witness = Witness(new_engine("w"), witness_key("w.example/w"), clock=clock)
+    for lg in logs:
+        lg.append_many([event(i) for i in range(5)])
+    witness.cosign(logs[0].issue_checkpoint().to_bytes(), key.verifying_key())
+    offers = []
+    for n, lg in enumerate(logs):
+        lg.append(b'{"fork":%d}' % n)
+        offers.append((lg.issue_checkpoint().to_bytes(), lg.consistency_proof(5, 6)))
+    outcomes: list[str] = []
+
+    def offer(raw: bytes, proof: list[bytes]) -> None:
+        try:
+            witness.cosign(raw, key.verifying_key(), proof)
+            outcomes.append("cosigned")
+        except SplitViewError:
+            outcomes.append("split_view")
+
+    threads = [threading.Thread(target=offer, args=o) for o in offers * 2]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(outcomes) == ["cosigned", "cosigned", "split_view", "split_view"]
+    assert {c.checkpoint.root_hash for c in witness.history(LOG_NAME)[1:]} == {
+        witness.latest(LOG_NAME).checkpoint.root_hash  # type: ignore[union-attr]
+    }
