@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from certs import jws
+from certs.pki import load_certificate, load_private_key
 from node.cli import main
 
 COMMANDS = [
@@ -228,3 +230,26 @@ def test_bootstrap_makes_a_usable_region(
             assert code == 0, err
     code, _, err = bdx(capsys, "bootstrap", "--countries", "TH", "--out", str(out))
     assert code == 5 and "[file_exists]" in err
+    code, _, err = bdx(
+        capsys,
+        "verify",
+        "--trust-list",
+        str(out / "absent.jws"),
+        "--root",
+        str(out / "root.pem"),
+        "--crl",
+        str(out / "crl.pem"),
+        str(out / "root.pem"),
+    )
+    assert code == 5 and "[unreadable_file]" in err
+    # a signed message made with the region's TH signing key shows its sender
+    th = out / "nodes" / "th"
+    token = jws.sign(
+        {"v": 1, "sender": "TH", "kind": "query"},
+        load_private_key(th / "signing.key"),
+        [load_certificate(th / "signing.pem")],
+    )
+    (tmp_path / "msg.jws").write_text(token)
+    code, stdout, _ = bdx(capsys, "show", str(tmp_path / "msg.jws"), "--json")
+    shown = json.loads(stdout)
+    assert (shown["type"], shown["sender"], shown["typ"]) == ("jws", "TH", "bdx-msg+jws")

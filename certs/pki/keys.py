@@ -63,7 +63,7 @@ def load_private_key(
     source: bytes | str | os.PathLike[str], passphrase: bytes | None = None
 ) -> PrivateKey:
     """Load a PEM private key (bytes or path); typed errors for a missing or wrong passphrase."""
-    data = source if isinstance(source, bytes) else _read(source)
+    data = source if isinstance(source, bytes) else read_file(source)
     try:
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError:
@@ -91,7 +91,7 @@ def load_private_key(
 
 def load_certificate(source: bytes | str | os.PathLike[str]) -> x509.Certificate:
     """Load one certificate, PEM or DER, from bytes or a path."""
-    data = source if isinstance(source, bytes) else _read(source)
+    data = source if isinstance(source, bytes) else read_file(source)
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
@@ -104,7 +104,7 @@ def load_certificate(source: bytes | str | os.PathLike[str]) -> x509.Certificate
 
 def load_csr(source: bytes | str | os.PathLike[str]) -> x509.CertificateSigningRequest:
     """Load a certificate signing request, PEM or DER."""
-    data = source if isinstance(source, bytes) else _read(source)
+    data = source if isinstance(source, bytes) else read_file(source)
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(data)
@@ -140,7 +140,8 @@ def write_public(path: str | os.PathLike[str], data: bytes) -> Path:
     return target
 
 
-def _read(path: str | os.PathLike[str]) -> bytes:
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of ``path``; a typed ``unreadable_file`` error if it cannot be read."""
     try:
         return Path(path).read_bytes()
     except OSError as exc:

@@ -97,7 +97,7 @@ def peer_identity(
 ) -> Identity:
     """Validate the peer's TLS certificate (DER) and return its identity (country, node)."""
     if not der:
-        raise CertificateRefused("the peer presented no certificate", reason=reasons.UNKNOWN_CA)
+        raise CertificateRefused("the peer presented no certificate", reason=reasons.NO_CERTIFICATE)
     return anchors.validate(der, Usage.TLS, expected_country=expected_country, now=now)
 
 

@@ -29,7 +29,7 @@ from cryptography.x509 import verification as xv
 
 from certs.pki import names, params, profiles, reasons
 from certs.pki.errors import CertificateRefused
-from certs.pki.keys import fingerprint, load_certificate
+from certs.pki.keys import fingerprint, load_certificate, read_file
 from certs.pki.profiles import Usage
 from certs.pki.revocation import Crl, load_crl
 from certs.pki.trustlist import TrustList, load_trust_list
@@ -61,11 +61,7 @@ def _now(now: dt.datetime | None) -> dt.datetime:
 
 
 def _read(source: Source) -> bytes:
-    if isinstance(source, bytes):
-        return source
-    from pathlib import Path
-
-    return Path(source).read_bytes()
+    return source if isinstance(source, bytes) else read_file(source)
 
 
 class TrustAnchors:
@@ -95,12 +91,26 @@ class TrustAnchors:
         *,
         now: dt.datetime | None = None,
         grace: dt.timedelta = params.DEFAULT_GRACE,
+        min_trust_list_sequence: int | None = None,
+        min_crl_number: int | None = None,
     ) -> TrustAnchors:
-        """Load the pinned root and verify the trust list and CRL against it (paths or bytes)."""
+        """Load the pinned root and verify the trust list and CRL against it (paths or bytes).
+
+        A node that restarts passes the trust-list sequence and CRL number it last accepted
+        (persisted by the node) as ``min_*`` so that an older file on disk is refused.
+        """
         when = _now(now)
         root_cert = load_certificate(root)
-        tl = load_trust_list(_read(trust_list), root_cert, now=when, grace=grace)
-        revocations = load_crl(_read(crl), root_cert, now=when, grace=grace)
+        tl = load_trust_list(
+            _read(trust_list),
+            root_cert,
+            now=when,
+            grace=grace,
+            min_sequence=min_trust_list_sequence,
+        )
+        revocations = load_crl(
+            _read(crl), root_cert, now=when, grace=grace, min_number=min_crl_number
+        )
         return cls(root_cert, tl, revocations, grace=grace)
 
     @property

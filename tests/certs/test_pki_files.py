@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import given
 from hypothesis import strategies as st
 
 from certs.pki import (
     CertificateAuthority,
+    CrlRefused,
     KeyFileError,
     PkiError,
     PkiInputError,
+    TrustAnchors,
     TrustListRefused,
     Usage,
     canonical_json,
@@ -120,6 +123,20 @@ def test_trust_list_refresh_rollback_and_staleness() -> None:
     # ... and accepted with 3
     loaded = load_trust_list(second, region.ca.cert, now=later, grace=dt.timedelta(days=3))
     assert loaded.sequence == 2
+
+
+def test_restart_refuses_files_older_than_the_persisted_state() -> None:
+    region = build_region(["TH"])
+    root = region.ca.cert.public_bytes(serialization.Encoding.PEM)
+    tl, crl = region.trust_list.encode(), region.crl
+    anchors = TrustAnchors.load(root, tl, crl, min_trust_list_sequence=1, min_crl_number=1)
+    assert (anchors.trust_list.sequence, anchors.crl.number) == (1, 1)
+    with pytest.raises(TrustListRefused) as err:
+        TrustAnchors.load(root, tl, crl, min_trust_list_sequence=2)
+    assert err.value.reason == "rollback"
+    with pytest.raises(CrlRefused) as crl_err:
+        TrustAnchors.load(root, tl, crl, min_crl_number=2)
+    assert crl_err.value.reason == "rollback"
 
 
 def _resign_same_sequence(region: Any, members: list[Any]) -> str:

@@ -161,6 +161,13 @@ def test_signing_certificate_is_refused_as_tls_client(files: Files, server: Serv
     assert wait_for(server.events, 1) == ["HANDSHAKE SSLCertVerificationError"]
 
 
+def test_no_peer_certificate_is_a_typed_refusal(files: Files) -> None:
+    for der in (None, b""):
+        with pytest.raises(PkiError) as err:
+            peer_identity(der, files.anchors())
+        assert err.value.reason == "no_certificate"
+
+
 def test_client_not_in_trust_list_is_refused_by_the_application(
     files: Files, server: Server
 ) -> None:
