@@ -22,7 +22,7 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -109,11 +109,30 @@ class _Message(BaseModel):
             raise ValueError("created must carry a time zone (UTC)")
         return value.astimezone(UTC)
 
+    #: Which field names the signing country: the requester of a query, the responder of a reply.
+    signed_by: ClassVar[Literal["requester", "responder"]]
+
+    @property
+    def sender(self) -> str:
+        return str(getattr(self, self.signed_by))
+
     def wire(self) -> dict[str, Any]:
-        """The JSON object that is signed (canonicalised by the JWS layer)."""
+        """The JSON object that is signed (canonicalised by the JWS layer). It carries
+        ``sender``, which the JWS layer checks against the signing certificate's country."""
         data = self.model_dump(mode="json", exclude_none=True)
         data["created"] = self.created.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        data["sender"] = self.sender
         return data
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Self:
+        """Parse a verified payload; ``sender`` must name the side that signs this kind."""
+        body = dict(data)
+        sender = body.pop("sender", None)
+        msg = cls.model_validate(body)
+        if sender != msg.sender:
+            raise ValueError(f"sender {sender!r} does not match the message ({msg.sender})")
+        return msg
 
 
 class QueryPayload(_Message):
@@ -122,6 +141,8 @@ class QueryPayload(_Message):
     modality: Literal["fingerprint", "face"]
     templates: list[TemplateItem] = Field(min_length=1, max_length=MAX_TEMPLATES)
     case_ref: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")
+
+    signed_by = "requester"
 
     @model_validator(mode="after")
     def _not_to_self(self) -> QueryPayload:
@@ -136,6 +157,8 @@ class ReplyPayload(_Message):
     reason: str | None = Field(default=None, max_length=64, pattern=r"^[a-z_]+$")
     reference: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     strength: Strength | None = None
+
+    signed_by = "responder"
 
     @model_validator(mode="after")
     def _fields_match_outcome(self) -> ReplyPayload:

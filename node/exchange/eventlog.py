@@ -1,0 +1,38 @@
+"""The exchange log as the exchange code sees it: ``record(event)`` appends one JSON event to
+the node's tamper-evident log (:class:`certs.translog.TransparencyLog`).
+
+Events are JSON objects with sorted keys and no whitespace, so the same event always makes the
+same leaf. They carry references, countries, purposes, outcomes and reasons, never biometric
+data: :func:`check_event` refuses an event with a field that could hold template bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from certs.translog import TransparencyLog
+
+#: Field names that would carry biometric data; no event may have them.
+FORBIDDEN_FIELDS = frozenset({"templates_data", "template", "data", "embedding", "minutiae"})
+
+
+def encode_event(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def check_event(event: dict[str, Any]) -> None:
+    bad = FORBIDDEN_FIELDS & set(event)
+    if bad:
+        raise ValueError(f"exchange events may not carry {sorted(bad)}")
+
+
+class TranslogExchangeLog:
+    """Appends exchange events to a transparency log."""
+
+    def __init__(self, log: TransparencyLog) -> None:
+        self.log = log
+
+    def record(self, event: dict[str, Any]) -> None:
+        check_event(event)
+        self.log.append(encode_event(event))

@@ -1,0 +1,38 @@
+"""Tunables of the peer exchange, each with its reason."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+#: JWS ``typ`` of a query and of a reply: a reply can never be replayed as a query.
+QUERY_TYP = "bdx-query+jws"
+REPLY_TYP = "bdx-reply+jws"
+
+#: Accepted clock difference between a message's creation time and now. Nodes run NTP; five
+#: minutes tolerates drift and queueing while keeping the nonce table small.
+REPLAY_WINDOW = timedelta(minutes=5)
+
+#: Strength bands of a hit by the estimated false match rate of its score. A "strong" hit is one
+#: an impostor reaches less than once in a million comparisons; "moderate" once in ten thousand.
+STRONG_MAX_FMR = 1e-6
+MODERATE_MAX_FMR = 1e-4
+
+#: How long the responder waits for a search before answering 202 with a status URL. Most
+#: searches finish well within it; a border officer's client keeps polling after that.
+SYNC_WAIT_SECONDS = 2.0
+#: How long a finished reply stays available at its status URL (memory only).
+PENDING_TTL_SECONDS = 600.0
+
+#: Largest query body accepted (bytes): eleven 64 KiB templates in base64, the header and the
+#: x5c certificate chain.
+MAX_QUERY_BYTES = 1_200_000
+
+#: Requester side: per-peer deadline for the whole exchange (send + polling) and the backoff of
+#: the polls (first delay, factor, cap).
+PEER_TIMEOUT_SECONDS = 30.0
+#: The whole-exchange deadline exceeds the per-operation HTTP timeout by this much, so a single
+#: stalled operation is ended by the HTTP client (which closes its connection) first.
+DEADLINE_GRACE_SECONDS = 0.5
+POLL_FIRST_DELAY = 0.05
+POLL_BACKOFF = 2.0
+POLL_MAX_DELAY = 2.0

@@ -1,0 +1,243 @@
+"""Sending one probe to several peers at once over mutual TLS.
+
+Each peer gets its own signed query (its own id and nonce, addressed to it). Queries run
+concurrently; each has a deadline covering the POST and the polling of a 202 status URL (with
+exponential backoff). Every reply's signature is verified against the trust anchors and must
+come from the peer it was sent to, answer the query that was sent, and be addressed to this
+node; the signed reply is kept in the result and in the exchange log. A peer that is down,
+stalls, answers with an HTTP error or with an invalid reply yields a result marked as such, so
+the caller sees partial results clearly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import httpx
+from cryptography import x509
+from pydantic import ValidationError
+
+from certs import jws
+from certs.errors import CertsError
+from certs.pki.keys import PrivateKey
+from certs.pki.validate import TrustAnchors
+from node.exchange import params
+from node.exchange.messages import QueryPayload, ReplyPayload, TemplateItem, new_nonce
+from node.exchange.responder import ExchangeLog
+
+Status = Literal["answered", "timeout", "unreachable", "http_error", "invalid_reply"]
+QUERY_PATH = "/peer/v1/queries"
+JOSE = "application/jose"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A peer node: its country and base URL (``https://host:port``)."""
+
+    country: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    """What one peer answered. ``reply``/``token`` are set only when ``status`` is answered."""
+
+    country: str
+    query_id: str
+    status: Status
+    elapsed_ms: float
+    reply: ReplyPayload | None = None
+    token: str | None = None
+    detail: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "peer": self.country,
+            "query_id": self.query_id,
+            "status": self.status,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+        if self.reply is not None:
+            out |= {
+                "outcome": self.reply.outcome.value,
+                "reason": self.reply.reason,
+                "reference": self.reply.reference,
+                "strength": self.reply.strength.value if self.reply.strength else None,
+            }
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+class InvalidReplyError(Exception):
+    """A reply that does not answer the query that was sent (internal to this module)."""
+
+
+class Requester:
+    """Builds, signs and sends queries for one node's officers."""
+
+    def __init__(
+        self,
+        *,
+        country: str,
+        trust: TrustAnchors,
+        signing_key: PrivateKey,
+        signing_chain: Sequence[x509.Certificate],
+        tls: ssl.SSLContext,
+        exchange_log: ExchangeLog,
+        timeout: float = params.PEER_TIMEOUT_SECONDS,
+    ) -> None:
+        self.country = country
+        self.trust = trust
+        self.signing_key = signing_key
+        self.signing_chain = list(signing_chain)
+        self.tls = tls
+        self.log = exchange_log
+        self.timeout = timeout
+
+    def sign_query(self, query: QueryPayload) -> str:
+        return jws.sign(query.wire(), self.signing_key, self.signing_chain, typ=params.QUERY_TYP)
+
+    def build_query(
+        self,
+        to: str,
+        purpose: str,
+        modality: str,
+        templates: Sequence[TemplateItem],
+        case_ref: str | None = None,
+    ) -> QueryPayload:
+        return QueryPayload.model_validate(
+            {
+                "query_id": uuid.uuid4(),
+                "requester": self.country,
+                "responder": to,
+                "created": datetime.now(UTC),
+                "nonce": new_nonce(),
+                "purpose": purpose,
+                "modality": modality,
+                "templates": list(templates),
+                "case_ref": case_ref,
+            }
+        )
+
+    async def query_peers(
+        self,
+        peers: Sequence[Peer],
+        purpose: str,
+        modality: str,
+        templates: Sequence[TemplateItem],
+        *,
+        case_ref: str | None = None,
+        officer: str | None = None,
+    ) -> list[PeerResult]:
+        """Send the probe to every peer concurrently; one result per peer, in order."""
+        limits = httpx.Limits(max_connections=max(4, 2 * len(peers)))
+        async with httpx.AsyncClient(verify=self.tls, timeout=self.timeout, limits=limits) as c:
+            jobs = []
+            for peer in peers:
+                query = self.build_query(peer.country, purpose, modality, templates, case_ref)
+                self.log.record(
+                    {
+                        "type": "query_sent",
+                        "node": self.country,
+                        "peer": peer.country,
+                        "query_id": str(query.query_id),
+                        "purpose": purpose,
+                        "modality": modality,
+                        "templates": len(templates),
+                        "case_ref": case_ref,
+                        "officer": officer,
+                        "at": datetime.now(UTC).isoformat(),
+                    }
+                )
+                jobs.append(self._exchange(c, peer, query))
+            results = list(await asyncio.gather(*jobs))
+        for r in results:
+            self.log.record(
+                {
+                    "type": "reply_received",
+                    "node": self.country,
+                    **r.summary(),
+                    "reply_jws": r.token,
+                    "at": datetime.now(UTC).isoformat(),
+                }
+            )
+        return results
+
+    async def _exchange(
+        self, client: httpx.AsyncClient, peer: Peer, query: QueryPayload
+    ) -> PeerResult:
+        start = time.perf_counter()
+        qid = str(query.query_id)
+
+        def result(status: Status, **fields: Any) -> PeerResult:
+            elapsed = (time.perf_counter() - start) * 1000
+            return PeerResult(peer.country, qid, status, elapsed, **fields)
+
+        # httpx's own timeouts fire first and close the connection cleanly (a stalled TLS
+        # handshake included); the outer deadline bounds the polling of a 202 as a whole.
+        try:
+            async with asyncio.timeout(self.timeout + params.DEADLINE_GRACE_SECONDS):
+                token = await self._post_and_poll(client, peer, self.sign_query(query))
+        except (TimeoutError, httpx.TimeoutException):
+            return result("timeout", detail=f"no answer within {self.timeout:g} s")
+        except (httpx.ConnectError, ssl.SSLError) as exc:
+            return result("unreachable", detail=f"{type(exc).__name__}: {exc}"[:200])
+        except httpx.HTTPStatusError as exc:
+            return result("http_error", detail=_error_detail(exc.response))
+        except httpx.HTTPError as exc:
+            return result("unreachable", detail=f"{type(exc).__name__}: {exc}"[:200])
+        try:
+            reply = self._check_reply(token, peer, query)
+        except (CertsError, ValidationError, ValueError, InvalidReplyError) as exc:
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            return result("invalid_reply", detail=f"{reason}: {str(exc).splitlines()[0]}")
+        return result("answered", reply=reply, token=token)
+
+    async def _post_and_poll(self, client: httpx.AsyncClient, peer: Peer, token: str) -> str:
+        base = peer.url.rstrip("/")
+        response = await client.post(
+            base + QUERY_PATH, content=token, headers={"Content-Type": JOSE, "Accept": JOSE}
+        )
+        delay = params.POLL_FIRST_DELAY
+        while response.status_code == 202:
+            location = response.headers.get("Location")
+            if not location:
+                raise httpx.HTTPStatusError(
+                    "202 without Location", request=response.request, response=response
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * params.POLL_BACKOFF, params.POLL_MAX_DELAY)
+            response = await client.get(
+                base + location if location.startswith("/") else location, headers={"Accept": JOSE}
+            )
+        response.raise_for_status()
+        return response.text
+
+    def _check_reply(self, token: str, peer: Peer, query: QueryPayload) -> ReplyPayload:
+        verified = jws.verify(
+            token, self.trust, expected_country=peer.country, typ=params.REPLY_TYP
+        )
+        reply = ReplyPayload.from_wire(verified.payload)
+        if reply.query_id != query.query_id:
+            raise InvalidReplyError("the reply answers another query")
+        if reply.requester != self.country or reply.responder != peer.country:
+            raise InvalidReplyError("the reply is addressed to another node")
+        return reply
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    if isinstance(body, dict) and "error" in body:
+        return f"HTTP {response.status_code} {body['error']}: {body.get('detail', '')}"[:300]
+    return f"HTTP {response.status_code}"

@@ -1,0 +1,262 @@
+"""Answering a peer's query, in the order that keeps a refused query from touching the gallery:
+
+1. **signature**: the JWS verifies, its signing certificate chains to the root, is in the trust
+   list, unrevoked, a *signing* certificate, of the same country as the mutual-TLS client
+   certificate (a failure raises: the HTTP layer answers 4xx with the reason, nothing is signed
+   because the requester is not established);
+2. **message**: the payload is a valid v1 query (:class:`MalformedQueryError` otherwise);
+3. **recipient**: the query is addressed to this node (``wrong_recipient``);
+4. **replay**: created within the window and nonce unseen (``stale_message``,
+   ``replayed_nonce``);
+5. **policy**: the peer's rules and daily quota (:mod:`policy.decision`), decided before any
+   gallery data is read;
+6. **search**: the templates are decoded and matched in memory (``unsupported_template``,
+   ``unusable_template``), then record-level restrictions suppress what may not be shared;
+7. **reply**: hit (opaque reference + strength band) or no-hit, signed.
+
+Steps 3–6 refuse with a *signed* reply (outcome ``refused`` and the reason code). Every step's
+outcome is written to the exchange log; the probe's templates are never stored or logged: they
+live in this call's local variables only and are dropped when it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from cryptography import x509
+from pydantic import ValidationError
+
+from certs import jws
+from certs.errors import CertsError
+from certs.pki.keys import PrivateKey
+from certs.pki.validate import TrustAnchors
+from matcher.errors import MatcherError, TemplateFormatError
+from node.errors import NodeError
+from node.exchange import params
+from node.exchange.messages import (
+    Outcome,
+    QueryPayload,
+    ReplyPayload,
+    Strength,
+    TemplateItem,
+    new_nonce,
+)
+from node.exchange.references import HitReferences
+from node.exchange.replay import ReplayError, ReplayGuard
+from policy.decision import PolicyEngine
+from policy.restrictions import Restrictions, filter_shareable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A gallery record that reached the decision threshold: reference, score, estimated FMR."""
+
+    record_ref: str
+    score: float
+    fmr: float
+
+
+class ProbeSearch(Protocol):
+    """Matches a query's templates against the local gallery, in memory.
+
+    Returns the candidates whose score reaches the threshold for ``fmr``, best first, at most
+    ``max_candidates``. Raises :class:`TemplateFormatError` for a format or version this node
+    does not compare and :class:`MatcherError` for an unusable template.
+    """
+
+    def __call__(
+        self, modality: str, templates: Sequence[TemplateItem], max_candidates: int, fmr: float
+    ) -> list[Candidate]: ...
+
+
+class ExchangeLog(Protocol):
+    """Appends one exchange event (JSON-ready, no biometric data) to the tamper-evident log."""
+
+    def record(self, event: dict[str, Any]) -> None: ...
+
+
+RestrictionLookup = Callable[[Sequence[str]], list[Restrictions]]
+
+
+class MalformedQueryError(NodeError):
+    """A correctly signed payload that is not a valid v1 query."""
+
+    exit_code = 5
+    default_reason = "malformed_query"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The signed reply (compact JWS) and its payload."""
+
+    token: str
+    reply: ReplyPayload
+
+
+def strength_of(fmr: float) -> Strength:
+    """The match strength band of a hit whose score has estimated false match rate ``fmr``."""
+    if fmr <= params.STRONG_MAX_FMR:
+        return Strength.STRONG
+    if fmr <= params.MODERATE_MAX_FMR:
+        return Strength.MODERATE
+    return Strength.WEAK
+
+
+class Responder:
+    """Answers peers' queries for one node (see the module docstring for the steps)."""
+
+    def __init__(
+        self,
+        *,
+        country: str,
+        trust: TrustAnchors,
+        signing_key: PrivateKey,
+        signing_chain: Sequence[x509.Certificate],
+        policy: PolicyEngine,
+        replay: ReplayGuard,
+        hits: HitReferences,
+        search: ProbeSearch,
+        restrictions: RestrictionLookup,
+        exchange_log: ExchangeLog,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.country = country
+        self.trust = trust
+        self.signing_key = signing_key
+        self.signing_chain = list(signing_chain)
+        self.policy = policy
+        self.replay = replay
+        self.hits = hits
+        self.search = search
+        self.restrictions = restrictions
+        self.log = exchange_log
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self.log.record(
+            {"type": kind, "node": self.country, "at": self.clock().isoformat(), **fields}
+        )
+
+    def verify(self, token: str, tls_country: str) -> QueryPayload:
+        """Steps 1–2: the verified query, or a typed error (nothing signed, nothing matched)."""
+        now = self.clock()
+        try:
+            verified = jws.verify(
+                token, self.trust, expected_country=tls_country, now=now, typ=params.QUERY_TYP
+            )
+        except CertsError as exc:
+            self._event("query_refused", peer=tls_country, stage="signature", reason=exc.reason)
+            raise
+        try:
+            return QueryPayload.from_wire(verified.payload)
+        except (ValidationError, ValueError) as exc:
+            self._event(
+                "query_refused", peer=tls_country, stage="message", reason="malformed_query"
+            )
+            detail = str(exc).splitlines()[0]
+            raise MalformedQueryError(
+                f"the signed payload is not a valid query: {detail}"
+            ) from None
+
+    def answer(self, token: str, tls_country: str) -> Answer:
+        """Verify, decide, search and sign the reply to one query token."""
+        query = self.verify(token, tls_country)
+        return self.answer_verified(query)
+
+    def answer_verified(self, query: QueryPayload) -> Answer:
+        """Steps 3–7 for a query whose signature and form were verified."""
+        now = self.clock()
+        self._event(
+            "query_received",
+            query_id=str(query.query_id),
+            peer=query.requester,
+            purpose=query.purpose,
+            modality=query.modality,
+            templates=len(query.templates),
+            case_ref=query.case_ref,
+        )
+        if query.responder != self.country:
+            return self._refuse(query, "wrong_recipient", "recipient")
+        try:
+            self.replay.check(query.requester, query.nonce, query.created, now)
+        except ReplayError as exc:
+            return self._refuse(query, exc.reason, "replay")
+        decision = self.policy.decide_inbound(query.requester, query.purpose, query.modality, now)
+        self.log.record(
+            {**decision.to_record(), "query_id": str(query.query_id), "node": self.country}
+        )
+        if not decision.allowed:
+            return self._refuse(query, decision.refusal.value if decision.refusal else "policy")
+        max_candidates = decision.max_candidates or 1
+        fmr = decision.fmr if decision.fmr is not None else params.MODERATE_MAX_FMR
+        try:
+            candidates = self.search(query.modality, query.templates, max_candidates, fmr)
+        except TemplateFormatError as exc:
+            log.info("query %s: template refused (%s)", query.query_id, exc.reason)
+            return self._refuse(query, "unsupported_template", "template")
+        except MatcherError as exc:
+            log.info("query %s: template unusable (%s)", query.query_id, exc.reason)
+            return self._refuse(query, "unusable_template", "template")
+        kept, dropped = filter_shareable(
+            candidates,
+            self.restrictions([c.record_ref for c in candidates]),
+            query.requester,
+            query.purpose,
+        )
+        if dropped:
+            self._event(
+                "hits_suppressed",
+                query_id=str(query.query_id),
+                peer=query.requester,
+                count=len(dropped),
+                reasons=sorted({reason for _, reason in dropped}),
+            )
+        if kept:
+            best = kept[0]
+            reference = self.hits.issue(query.query_id, query.requester, best.record_ref)
+            reply = self._reply(
+                query, Outcome.HIT, reference=reference, strength=strength_of(best.fmr)
+            )
+        else:
+            reply = self._reply(query, Outcome.NO_HIT)
+        self._event(
+            "reply_sent",
+            query_id=str(query.query_id),
+            peer=query.requester,
+            outcome=reply.outcome.value,
+            reference=reply.reference,
+            strength=reply.strength.value if reply.strength else None,
+        )
+        return self._sign(reply)
+
+    def _reply(self, query: QueryPayload, outcome: Outcome, **fields: Any) -> ReplyPayload:
+        return ReplyPayload(
+            query_id=query.query_id,
+            requester=query.requester,
+            responder=self.country,
+            created=self.clock(),
+            nonce=new_nonce(),
+            outcome=outcome,
+            **fields,
+        )
+
+    def _refuse(self, query: QueryPayload, reason: str, stage: str = "policy") -> Answer:
+        reply = self._reply(query, Outcome.REFUSED, reason=reason)
+        self._event(
+            "query_refused",
+            query_id=str(query.query_id),
+            peer=query.requester,
+            stage=stage,
+            reason=reason,
+        )
+        return self._sign(reply)
+
+    def _sign(self, reply: ReplyPayload) -> Answer:
+        token = jws.sign(reply.wire(), self.signing_key, self.signing_chain, typ=params.REPLY_TYP)
+        return Answer(token, reply)

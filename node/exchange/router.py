@@ -1,0 +1,153 @@
+"""Peer endpoints (mutual TLS): ``POST /peer/v1/queries`` and ``GET /peer/v1/queries/{id}``.
+
+The body of a query is its compact JWS (``application/jose``). The TLS client certificate names
+the requesting country; the query's signature must be of the same country. A search that takes
+longer than :data:`~node.exchange.params.SYNC_WAIT_SECONDS` is answered ``202 Accepted`` with a
+``Location`` to poll; the finished reply (a signed JWS, no personal data) is kept in memory for
+:data:`~node.exchange.params.PENDING_TTL_SECONDS` and only the requesting country may fetch it.
+Signature verification and matching run in worker threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request, Response
+
+from certs.pki.asgi import peer_der
+from certs.pki.tls import peer_country
+from node.errors import NotFoundError
+from node.exchange import params
+from node.exchange.requester import JOSE
+from node.exchange.responder import Answer, Responder
+from node.service_errors import InvalidRequestError, StoreUnavailableError
+
+router = APIRouter(prefix="/peer/v1", tags=["peer"])
+
+
+@dataclass
+class _Pending:
+    requester: str
+    future: Future[Answer]
+    created: float
+
+
+class PendingReplies:
+    """Replies of searches still running or finished recently, by query id (memory only)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, _Pending] = {}
+
+    def add(self, query_id: str, requester: str, future: Future[Answer]) -> None:
+        self._expire()
+        self._items[query_id] = _Pending(requester, future, time.monotonic())
+
+    def get(self, query_id: str, requester: str) -> Future[Answer]:
+        self._expire()
+        item = self._items.get(query_id)
+        if item is None or item.requester != requester:
+            raise NotFoundError(
+                f"no pending query {query_id} of {requester}", reason="unknown_query"
+            )
+        return item.future
+
+    def _expire(self) -> None:
+        cutoff = time.monotonic() - params.PENDING_TTL_SECONDS
+        for key in [k for k, v in self._items.items() if v.created < cutoff and v.future.done()]:
+            del self._items[key]
+
+
+def get_responder(request: Request) -> Responder:
+    responder: Responder | None = getattr(request.app.state, "responder", None)
+    if responder is None:
+        raise StoreUnavailableError("this node does not answer peer queries (no exchange set up)")
+    return responder
+
+
+def get_pending(request: Request) -> PendingReplies:
+    pending: PendingReplies | None = getattr(request.app.state, "pending_replies", None)
+    if pending is None:
+        pending = PendingReplies()
+        request.app.state.pending_replies = pending
+    return pending
+
+
+ResponderDep = Annotated[Responder, Depends(get_responder)]
+PendingDep = Annotated[PendingReplies, Depends(get_pending)]
+
+
+async def tls_peer(request: Request, responder: ResponderDep) -> str:
+    """The requesting country, from the validated mutual-TLS client certificate."""
+    der = peer_der(request.scope)
+    return await anyio.to_thread.run_sync(peer_country, der, responder.trust)
+
+
+PeerCountry = Annotated[str, Depends(tls_peer)]
+
+
+def _jose(answer: Answer) -> Response:
+    return Response(answer.token, media_type=JOSE)
+
+
+def _accepted(query_id: str) -> Response:
+    location = f"{router.prefix}/queries/{query_id}"
+    return Response(status_code=202, headers={"Location": location, "Retry-After": "1"})
+
+
+@router.post(
+    "/queries",
+    response_class=Response,
+    responses={
+        200: {"content": {JOSE: {}}, "description": "The signed reply (compact JWS)."},
+        202: {"description": "Search still running; poll the Location."},
+    },
+)
+async def receive_query(
+    request: Request, responder: ResponderDep, pending: PendingDep, country: PeerCountry
+) -> Response:
+    """Answer a signed hit/no-hit query from a peer node."""
+    body = await request.body()
+    try:
+        token = body.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise InvalidRequestError(
+            "the body must be a compact JWS", reason="malformed_jws"
+        ) from None
+    query = await anyio.to_thread.run_sync(responder.verify, token, country)
+    loop = asyncio.get_running_loop()
+    future: Future[Answer] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(responder.answer_verified(query))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    loop.run_in_executor(None, run)
+    query_id = str(query.query_id)
+    pending.add(query_id, query.requester, future)
+    try:
+        answer = await asyncio.wait_for(
+            asyncio.shield(asyncio.wrap_future(future)), timeout=params.SYNC_WAIT_SECONDS
+        )
+    except TimeoutError:
+        return _accepted(query_id)
+    return _jose(answer)
+
+
+@router.get(
+    "/queries/{query_id}",
+    response_class=Response,
+    responses={200: {"content": {JOSE: {}}}, 202: {"description": "Still running."}},
+)
+async def query_status(query_id: str, pending: PendingDep, country: PeerCountry) -> Response:
+    """The signed reply of a query answered 202, once it is ready."""
+    future = pending.get(query_id, country)
+    if not future.done():
+        return _accepted(query_id)
+    return _jose(future.result())

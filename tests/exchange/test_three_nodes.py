@@ -1,0 +1,228 @@
+"""Cross-border queries between three real nodes over mutual TLS with signed messages."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from certs.pki.bootstrap import Region
+from certs.pki.tls import client_context
+from matcher.fingerprint import iso19794_2
+from matcher.fingerprint.template import FingerprintTemplate
+from node.exchange.messages import Outcome, QueryPayload, TemplateItem, b64url
+from node.exchange.requester import QUERY_PATH
+from tests.exchange.conftest import NodeHandle, peers_of
+
+
+def probe(t: FingerprintTemplate, position: int = 0) -> list[TemplateItem]:
+    return [
+        TemplateItem(
+            format="iso19794-2:2005",
+            format_version=20,
+            finger_position=position,
+            data=b64url(iso19794_2.encode(t)),
+        )
+    ]
+
+
+def ask(
+    node: NodeHandle,
+    nodes: dict[str, NodeHandle],
+    to: tuple[str, ...],
+    items: list[TemplateItem],
+    purpose: str = "border_control",
+) -> dict[str, object]:
+    results = asyncio.run(
+        node.requester.query_peers(
+            peers_of(nodes, *to), purpose, "fingerprint", items, case_ref="TH-2026/1"
+        )
+    )
+    return {r.country: r for r in results}
+
+
+def test_hit_and_no_hit_across_borders(
+    nodes: dict[str, NodeHandle], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    # finger 1's second impression: enrolled (first impression) at ID only.
+    res = ask(nodes["TH"], nodes, ("ID", "MY"), probe(fingers[1][1]))
+    hit, miss = res["ID"], res["MY"]
+    assert hit.status == "answered" and hit.reply.outcome is Outcome.HIT
+    assert hit.reply.reference and "id-1" not in hit.reply.reference
+    assert hit.reply.strength is not None
+    assert miss.status == "answered" and miss.reply.outcome is Outcome.REFUSED  # MY: asylum only
+    assert miss.reply.reason == "purpose_not_allowed"
+    res = ask(nodes["TH"], nodes, ("ID",), probe(fingers[8][1]))
+    assert res["ID"].reply.outcome is Outcome.NO_HIT
+    # the reference resolves at the responder only, and differs per query
+    again = ask(nodes["TH"], nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert again.reply.reference != hit.reply.reference
+    assert nodes["ID"].responder.hits.resolve(hit.reply.reference)[0] == "id-1"
+
+
+def test_query_biometrics_are_not_persisted(
+    nodes: dict[str, NodeHandle], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    items = probe(fingers[2][1])
+    raw = items[0].raw()
+    ask(nodes["MY"], nodes, ("ID",), items, purpose="border_control")
+    node = nodes["ID"]
+    # neither the database file nor any log entry contains the template or its base64 form
+    db_path = Path(node.engine.url.database or "")
+    blob = db_path.read_bytes()
+    assert raw not in blob and items[0].data.encode() not in blob
+    for entry in node.log.entries():
+        assert items[0].data.encode() not in entry.data and raw not in entry.data
+
+
+def test_record_restriction_reports_no_hit_to_nationality(
+    nodes: dict[str, NodeHandle], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    nodes["ID"].restrictions["id-3"] = ["asylum_nationality:TH"]
+    try:
+        assert ask(nodes["TH"], nodes, ("ID",), probe(fingers[3][1]))["ID"].reply.outcome is (
+            Outcome.NO_HIT
+        )
+        assert ask(nodes["MY"], nodes, ("ID",), probe(fingers[3][1]))["ID"].reply.outcome is (
+            Outcome.HIT
+        )
+    finally:
+        nodes["ID"].restrictions.clear()
+
+
+def _post(node_from: NodeHandle, root: Path, to: NodeHandle, token: str) -> httpx.Response:
+    folder = root / "nodes" / node_from.country.lower()
+    ctx = client_context(folder / "tls.pem", folder / "tls.key", root / "root.pem")
+    with httpx.Client(verify=ctx, timeout=10) as c:
+        return c.post(
+            to.url + QUERY_PATH, content=token, headers={"Content-Type": "application/jose"}
+        )
+
+
+def _query(sender: NodeHandle, to: str, items: list[TemplateItem], **over: object) -> QueryPayload:
+    q = sender.requester.build_query(to, "border_control", "fingerprint", items)
+    return q.model_copy(update=over) if over else q
+
+
+def test_replay_is_refused(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    _, root = region_dir
+    th, idn = nodes["TH"], nodes["ID"]
+    calls = idn.search.calls
+    token = th.requester.sign_query(_query(th, "ID", probe(fingers[1][1])))
+    first = _post(th, root, idn, token)
+    assert first.status_code == 200
+    second = _post(th, root, idn, token)
+    reply = th.requester._check_reply(
+        second.text, peers_of(nodes, "ID")[0], QueryPayload.from_wire(_payload(token))
+    )
+    assert reply.outcome is Outcome.REFUSED and reply.reason == "replayed_nonce"
+    stale = _query(th, "ID", probe(fingers[1][1]), created=datetime.now(UTC) - timedelta(hours=1))
+    r = _post(th, root, idn, th.requester.sign_query(stale))
+    assert "stale_message" in _payload(r.text).get("reason", "")
+    assert idn.search.calls == calls + 1  # only the first was matched
+
+
+def _payload(token: str) -> dict[str, object]:
+    import base64
+    import json
+
+    body = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def test_wrong_recipient_and_tampered(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    _, root = region_dir
+    th, idn = nodes["TH"], nodes["ID"]
+    token = th.requester.sign_query(_query(th, "MY", probe(fingers[1][1])))
+    r = _post(th, root, idn, token)
+    assert r.status_code == 200 and _payload(r.text)["reason"] == "wrong_recipient"
+    good = th.requester.sign_query(_query(th, "ID", probe(fingers[1][1])))
+    head, _, sig = good.split(".")
+    claims = _payload(good)
+    claims["purpose"] = "law_enforcement"
+    import json
+
+    forged = b64url(json.dumps(claims, sort_keys=True, separators=(",", ":")).encode())
+    r = _post(th, root, idn, f"{head}.{forged}.{sig}")
+    assert r.status_code == 403 and r.json()["error"] == "bad_signature"
+    r = _post(th, root, idn, "not-a-jws")
+    assert r.status_code in (400, 403) and r.json()["error"]
+
+
+def test_signed_by_another_country_than_tls(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    _, root = region_dir
+    # MY's TLS connection carrying a query signed by TH: the signer is not the TLS peer.
+    token = nodes["TH"].requester.sign_query(_query(nodes["TH"], "ID", probe(fingers[1][1])))
+    r = _post(nodes["MY"], root, nodes["ID"], token)
+    assert r.status_code == 403 and r.json()["error"] == "wrong_country"
+
+
+def test_peer_down_and_stalled(
+    nodes: dict[str, NodeHandle], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    import socket
+    import threading
+
+    # a "peer" that accepts TCP connections and never answers
+    stall = socket.socket()
+    stall.bind(("127.0.0.1", 0))
+    stall.listen()
+    port = stall.getsockname()[1]
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    stop = threading.Event()
+    try:
+        from node.exchange.requester import Peer
+
+        th = nodes["TH"]
+        th.requester.timeout = 1.0
+        results = asyncio.run(
+            th.requester.query_peers(
+                [
+                    Peer("ID", nodes["ID"].url),
+                    Peer("MY", f"https://127.0.0.1:{port}"),
+                    Peer("SG", f"https://127.0.0.1:{dead_port}"),
+                ],
+                "border_control",
+                "fingerprint",
+                probe(fingers[1][1]),
+            )
+        )
+        by = {r.country: r for r in results}
+        assert by["ID"].status == "answered"
+        assert by["MY"].status == "timeout"
+        assert by["SG"].status == "unreachable"
+    finally:
+        nodes["TH"].requester.timeout = 5.0
+        stop.set()
+        stall.close()
+
+
+def test_every_exchange_is_logged(nodes: dict[str, NodeHandle]) -> None:
+    import json
+
+    kinds = {json.loads(e.data)["type"] for e in nodes["ID"].log.entries()}
+    assert {"query_received", "policy_decision", "reply_sent", "query_refused"} <= kinds
+    sent = {json.loads(e.data)["type"] for e in nodes["TH"].log.entries()}
+    assert {"query_sent", "reply_received"} <= sent
+    with nodes["ID"].engine.connect() as conn:
+        assert conn.execute(text("select count(*) from exchange_nonces")).scalar() > 0
+    _ = uuid
