@@ -17,11 +17,15 @@ from certs.merkle import (
     ProofLengthError,
     RootMismatchError,
     TreeSizeError,
+    consistency_plan,
     consistency_proof,
+    consistency_proof_length,
     hash_leaf,
+    inclusion_plan,
     inclusion_proof,
     memory_lookup,
     root_from_inclusion_proof,
+    root_plan,
     roots_from_consistency_proof,
     verify_consistency,
     verify_inclusion,
@@ -223,6 +227,13 @@ def test_edge_sizes_and_errors() -> None:
         consistency_proof(5, 3, memory_lookup([h] * 5))
     with pytest.raises(TreeSizeError):
         roots_from_consistency_proof(3, 3, [], h)
+    with pytest.raises(TreeSizeError):
+        inclusion_plan(0, -1)
+    with pytest.raises(TreeSizeError):
+        root_plan(-1)
+    with pytest.raises(TreeSizeError):
+        consistency_proof_length(4, 2)
+    assert root_plan(0) == [] and consistency_plan(0, 9) == consistency_plan(9, 9) == []
     with pytest.raises(TreeSizeError):
         CompactRange(-1)
     with pytest.raises(TreeSizeError):

@@ -1,0 +1,146 @@
+"""Signed-note, checkpoint and cosignature parsing: every malformed input has its reason."""
+
+# ruff: noqa: F811 - fixtures are imported from test_translog_support and requested by name
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import Engine, create_engine, delete, update
+from test_translog_support import (  # noqa: F401 - fixtures
+    LOG_NAME,
+    Clock,
+    backend,
+    clock,
+    engine,
+    event,
+    log,
+    log_key,
+    new_engine,
+    witness_key,
+)
+
+from certs.translog import (
+    Checkpoint,
+    Cosignature,
+    NoteFormatError,
+    SignedCheckpoint,
+    SigningKey,
+    TamperedError,
+    TransparencyLog,
+    audit_store,
+    cosign,
+    export_json,
+    verify_export,
+)
+from certs.translog import schema as tables
+from certs.translog.export import MAX_EXPORT_CHECKPOINTS
+from certs.translog.note import NoteSignature, parse_note
+from certs.translog.params import MAX_NOTE_SIGNATURES
+from certs.translog.sqlite import configure_sqlite
+
+ROOT = bytes(range(32))
+CP = Checkpoint(LOG_NAME, 7, ROOT, 1_700_000_000_000)
+
+
+def test_checkpoint_body_is_canonical() -> None:
+    body = CP.body()
+    assert body == (
+        f"{LOG_NAME}\n7\n{base64.b64encode(ROOT).decode()}\nbdx-checkpoint/v1 1700000000000\n"
+    )
+    assert Checkpoint.parse_body(body) == CP
+    for bad in [
+        body.replace(LOG_NAME, "", 1),
+        body.replace(LOG_NAME, LOG_NAME + " ", 1),
+        body.replace(base64.b64encode(ROOT).decode(), base64.b64encode(ROOT[:31]).decode()),
+        body.replace("1700000000000", "+1700000000000"),
+        body.replace("1700000000000", "99999999999999999999"),
+        body + "extra\n",
+    ]:
+        with pytest.raises(NoteFormatError) as exc:
+            Checkpoint.parse_body(bad)
+        assert exc.value.reason == "bad_checkpoint", bad
+    with pytest.raises(NoteFormatError) as exc:
+        Checkpoint.parse_body(body.replace("=\n", "\n"))  # non-padded base64
+    assert exc.value.reason == "bad_base64"
+
+
+def test_note_signature_limits() -> None:
+    key = SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate())
+    signed = SignedCheckpoint.sign(CP, key)
+    line = signed.note.signatures[0]
+    many = signed.note.with_signatures(
+        *(NoteSignature(f"w{i}.example", b"abcd", b"x" * 9) for i in range(MAX_NOTE_SIGNATURES))
+    )
+    with pytest.raises(NoteFormatError):
+        parse_note(many.encode())
+    short = NoteSignature(LOG_NAME, b"ab", b"")
+    with pytest.raises(NoteFormatError):
+        parse_note(signed.note.with_signatures(short).encode())
+    assert parse_note(signed.to_bytes()).signatures == (line,)
+    # Adding the same line twice keeps one.
+    assert signed.note.with_signatures(line) == signed.note
+
+
+def test_cosignature_lines() -> None:
+    log_signer = SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate())
+    wkey = witness_key("w.example/w")
+    signed = SignedCheckpoint.sign(CP, log_signer)
+    cosig = cosign(CP, wkey, 1_700_000_001)
+    both = SignedCheckpoint.from_bytes(signed.with_cosignatures(cosig).to_bytes())
+    assert both.cosignatures() == [cosig]
+    assert Cosignature.from_note_signature(cosig.note_signature()) == cosig
+    assert both.verified_cosigners([wkey.verifying_key()]) == ["w.example/w"]
+    # A line under the witness's name and key ID too short to hold a timestamp.
+    stub = NoteSignature(wkey.name, wkey.verifying_key().key_id("cosignature"), b"\x00" * 5)
+    with pytest.raises(NoteFormatError) as exc:
+        SignedCheckpoint(CP, signed.note.with_signatures(stub)).verified_cosigners(
+            [wkey.verifying_key()]
+        )
+    assert exc.value.reason == "bad_cosignature"
+
+
+def test_configure_sqlite() -> None:
+    engine = create_engine("sqlite://")
+    configure_sqlite(engine, synchronous="FULL")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with pytest.raises(ValueError):
+        configure_sqlite(create_engine("sqlite://"), synchronous="OFF")
+    configure_sqlite(create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))  # no-op
+
+
+def test_long_checkpoint_chains_are_thinned(log: TransparencyLog, clock: Clock) -> None:
+    for i in range(MAX_EXPORT_CHECKPOINTS + 10):
+        log.append(event(i))
+        log.issue_checkpoint()
+        clock.advance(1)
+    data = export_json(log, start=0, end=3)
+    report = verify_export(data, log.verifying_key)
+    assert report.checkpoints_verified == MAX_EXPORT_CHECKPOINTS
+    assert report.tree_size == MAX_EXPORT_CHECKPOINTS + 10
+    assert min(report.cosigners) == 1  # the chain starts at the first checkpoint covering 0
+
+
+def test_missing_subtree_and_head_rewrites_are_detected(
+    log: TransparencyLog, engine: Engine
+) -> None:
+    log.append_many([event(i) for i in range(12)])
+    log.issue_checkpoint()
+    with engine.begin() as conn:
+        conn.execute(update(tables.head).values(compact_range=bytes(64)))
+    with pytest.raises(TamperedError) as exc:
+        audit_store(log)
+    assert exc.value.reason == "head_mismatch"
+    with engine.begin() as conn:
+        conn.execute(
+            delete(tables.nodes).where(tables.nodes.c.level == 2, tables.nodes.c.node_index == 1)
+        )
+    with pytest.raises(TamperedError) as exc:
+        audit_store(log)
+    assert (exc.value.reason, exc.value.index) == ("node_missing", 4)
+    with pytest.raises(TamperedError) as exc:
+        log.inclusion_proof(0, 12)
+    assert exc.value.reason == "node_missing"
