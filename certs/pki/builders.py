@@ -20,7 +20,8 @@ from certs.pki.profiles import Usage
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
+def signature_hash(key: PrivateKey) -> hashes.SHA256 | None:
+    """The hash to sign with ``key``: SHA-256, or ``None`` for Ed25519 (which hashes itself)."""
     # Ed25519 signs the message itself; cryptography wants ``None`` as the hash there.
     return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
@@ -75,7 +76,7 @@ class CsrBuilder:
             raise PkiInputError(
                 "signing certificates carry no DNS names/IPs", reason=reasons.BAD_CSR
             )
-        return builder.sign(key, _hash_for(key))
+        return builder.sign(key, signature_hash(key))
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class RootCaBuilder:
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(profiles.key_usage(ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-            .sign(key, _hash_for(key))
+            .sign(key, signature_hash(key))
         )
 
 
@@ -155,8 +156,16 @@ class NodeCertificateBuilder:
             )
         cn = names.common_name_of(csr.subject) or f"bdx-{country.lower()}-{self._usage}"
         public = csr.public_key()
-        if not isinstance(public, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey):
-            raise PkiInputError("CSR key must be ECDSA or Ed25519", reason=reasons.WEAK_ALGORITHM)
+        if not (
+            isinstance(public, ed25519.Ed25519PublicKey)
+            or (
+                isinstance(public, ec.EllipticCurvePublicKey)
+                and public.curve.name in params.ALLOWED_CURVES
+            )
+        ):
+            raise PkiInputError(
+                "the CSR key must be ECDSA P-256/P-384 or Ed25519", reason=reasons.WEAK_ALGORITHM
+            )
         start = self._not_before or _utcnow() - params.BACKDATE
         builder = (
             x509.CertificateBuilder()
@@ -183,4 +192,4 @@ class NodeCertificateBuilder:
                     "a TLS CSR needs a subjectAltName", reason=reasons.BAD_CSR
                 ) from None
             builder = builder.add_extension(san, critical=False)
-        return builder.sign(ca_key, _hash_for(ca_key))
+        return builder.sign(ca_key, signature_hash(ca_key))

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certs.pki import params, reasons
-from certs.pki.builders import _hash_for
+from certs.pki.builders import signature_hash
 from certs.pki.errors import CertificateRefused, CrlRefused
 from certs.pki.keys import PrivateKey
 
@@ -56,7 +56,7 @@ def build_crl(
         if entry.reason is not x509.ReasonFlags.unspecified:
             item = item.add_extension(x509.CRLReason(entry.reason), critical=False)
         builder = builder.add_revoked_certificate(item.build())
-    return builder.sign(ca_key, _hash_for(ca_key))
+    return builder.sign(ca_key, signature_hash(ca_key))
 
 
 def crl_pem(crl: x509.CertificateRevocationList) -> bytes:

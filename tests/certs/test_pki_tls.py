@@ -185,6 +185,8 @@ def test_revoked_client_is_refused(files: Files) -> None:
     with pytest.raises((ssl.SSLError, ConnectionError)):
         talk(strict.address, client)
     assert wait_for(strict.events, 1) == ["HANDSHAKE SSLCertVerificationError"]
+    id_cert, id_key = files.node("ID")  # the same CRL-checking server accepts a valid client
+    assert talk(strict.address, client_context(id_cert, id_key, files.root)) == "OK ID"
     strict.sock.close()
     # (b) the application check, after the node refreshed its CRL
     anchors = files.anchors()
