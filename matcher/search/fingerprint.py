@@ -48,6 +48,7 @@ def fingerprint_schema() -> GallerySchema:
             "inv_norm": FieldSpec("float32", (-1,)),
             "geometry": FieldSpec("float32", (-1, 4)),
             "counts": FieldSpec("int32"),
+            "pooled": FieldSpec("float32", (d,)),
         },
     )
 
@@ -86,6 +87,7 @@ def fingerprint_records(
             "inv_norm": packed.inv_norm,
             "geometry": packed.geometry,
             "counts": packed.counts,
+            "pooled": np.stack([pooled(p) for p in prepared]),
         }
     else:
         d = descriptor_length()
@@ -94,10 +96,24 @@ def fingerprint_records(
             "inv_norm": np.zeros((0, 1), np.float32),
             "geometry": np.zeros((0, 1, 4), np.float32),
             "counts": np.zeros(0, np.int32),
+            "pooled": np.zeros((0, d), np.float32),
         }
     return RecordBatch.build(
         list(references), list(subjects), list(positions), arrays, format=fmt, format_version=ver
     )
+
+
+def pooled(template: match.SearchTemplate) -> np.ndarray:
+    """(d,) float32 fixed-length pre-selection vector: the mean of the template's valid
+    cylinders, centred and L2-normalised (zero when it has none). Pre-selection compares these
+    with one matrix-vector product; see :func:`search_fingerprint`'s ``penetration``."""
+    valid = template.descriptors[template.inv_norm > 0]
+    if valid.shape[0] == 0:
+        return np.zeros(template.descriptors.shape[1], np.float32)
+    v = valid.mean(axis=0)
+    v = v - v.mean()
+    norm = float(np.linalg.norm(v))
+    return (v / norm if norm > 0 else v).astype(np.float32)
 
 
 def _check(gallery: Gallery, probe: match.SearchTemplate) -> None:
@@ -106,18 +122,21 @@ def _check(gallery: Gallery, probe: match.SearchTemplate) -> None:
     gallery.schema.check_format(probe.format, probe.version)
 
 
-def _block_scores(block: Block, probe: match.SearchTemplate, position: int) -> np.ndarray:
-    """(n,) float32 scores of a block, -inf where not compared (deleted, other finger)."""
+def _usable(block: Block, position: int) -> np.ndarray:
+    """(n,) bool: live rows compatible with the probe's finger position."""
     use = block.alive
     if position != params.UNKNOWN_FINGER:
         use = use & ((block.positions == position) | (block.positions == params.UNKNOWN_FINGER))
-    out = np.full(len(block), -np.inf, dtype=np.float32)
-    rows = np.flatnonzero(use)
-    if rows.size == 0:
-        return out
+    return use
+
+
+def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTemplate) -> np.ndarray:
+    """Kernel scores (r,) of ``rows`` of a block (all rows when None): one ``score_many``."""
     a = block.arrays
-    everything = rows.size == len(block)
-    pick = (lambda v: np.asarray(v)) if everything else (lambda v: np.asarray(v)[rows])
+
+    def pick(v: np.ndarray) -> np.ndarray:
+        return np.asarray(v) if rows is None else np.asarray(v)[rows]
+
     packed = match.PackedTemplates(
         pick(a["descriptors"]).astype(np.float32),
         pick(a["inv_norm"]),
@@ -126,7 +145,16 @@ def _block_scores(block: Block, probe: match.SearchTemplate, position: int) -> n
         format=probe.format,
         version=probe.version,
     )
-    out[rows] = match.score_many(probe, packed)
+    return match.score_many(probe, packed)
+
+
+def _block_scores(block: Block, probe: match.SearchTemplate, position: int) -> np.ndarray:
+    """(n,) float32 scores of a block, -inf where not compared (deleted, other finger)."""
+    use = _usable(block, position)
+    out = np.full(len(block), -np.inf, dtype=np.float32)
+    rows = np.flatnonzero(use)
+    if rows.size:
+        out[rows] = _score_rows(block, None if rows.size == len(block) else rows, probe)
     return out
 
 
@@ -165,12 +193,24 @@ def search_fingerprint(
     position: int | None = None,
     threads: int = params.THREADS,
     block_rows: int = params.FINGERPRINT_BLOCK_ROWS,
+    penetration: float | None = None,
 ) -> SearchResult:
     """Top-``k`` records for one finger probe, best first; ``hit`` decided at ``threshold``
-    (e.g. the matcher's threshold for a target FMR)."""
+    (e.g. the matcher's threshold for a target FMR).
+
+    ``penetration`` (0, 1] switches on two-stage search: every compared record is ranked by the
+    dot product of :func:`pooled` vectors, and only the best ``penetration`` fraction (at
+    least ``k``) is scored by the kernel. Exhaustive when None.
+    """
     p = prepare_checked(probe)
     _check(gallery, p)
     pos = _position(probe, position)
+    if penetration is not None:
+        if not 0 < penetration <= 1:
+            raise TemplateFormatError("penetration must lie in (0, 1]", reason="bad_penetration")
+        with single_threaded_blas():
+            top2 = _two_stage(gallery, p, pos, k, penetration, threads, block_rows)
+        return resolve(gallery, top2, threshold)
 
     def work(shard: Sequence[Block]) -> TopK:
         top = TopK(k)
@@ -190,3 +230,40 @@ def _position(probe: object, position: int | None) -> int:
     if not 0 <= position <= 10:
         raise TemplateFormatError("finger position must be an ISO code 0..10")
     return position
+
+
+def _two_stage(
+    gallery: Gallery,
+    probe: match.SearchTemplate,
+    position: int,
+    k: int,
+    penetration: float,
+    threads: int,
+    block_rows: int,
+) -> TopK:
+    segments = gallery.blocks(max(gallery.size, 1))  # one block per segment, global offsets
+    vec = pooled(probe)
+    pre = np.full(gallery.size, -np.inf, dtype=np.float32)
+    for seg in segments:
+        use = _usable(seg, position)
+        pre[seg.start : seg.start + len(seg)] = np.where(
+            use, np.asarray(seg.arrays["pooled"]) @ vec, -np.inf
+        )
+    n_use = int(np.count_nonzero(np.isfinite(pre)))
+    m = min(n_use, max(k, int(np.ceil(penetration * n_use))))
+    if m == 0:
+        return TopK(k)
+    chosen = np.sort(np.argpartition(-pre, m - 1)[:m])
+    work: list[tuple[Block, np.ndarray]] = []
+    for seg in segments:
+        lo, hi = np.searchsorted(chosen, [seg.start, seg.start + len(seg)])
+        rows = chosen[lo:hi] - seg.start
+        work.extend((seg, rows[i : i + block_rows]) for i in range(0, rows.size, block_rows))
+
+    def score_shard(shard: Sequence[tuple[Block, np.ndarray]]) -> TopK:
+        top = TopK(k)
+        for seg, rows in shard:
+            top.add(rows + seg.start, _score_rows(seg, rows, probe))
+        return top
+
+    return merged(run_shards(work, score_shard, threads), k)

@@ -6,22 +6,22 @@ shard of blocks run on separate cores; each keeps its own :class:`TopK`, merged 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from matcher.gallery import Block
 from matcher.search.topk import TopK
 
 T = TypeVar("T")
+B = TypeVar("B", bound=Sized)
 
 
-def split(blocks: Sequence[Block], parts: int) -> list[Sequence[Block]]:
+def split(blocks: Sequence[B], parts: int) -> list[Sequence[B]]:
     """Cut ``blocks`` into at most ``parts`` contiguous shards of near-equal row counts."""
     total = sum(len(b) for b in blocks)
     if parts <= 1 or len(blocks) <= 1 or total == 0:
         return [blocks] if blocks else []
-    shards: list[Sequence[Block]] = []
+    shards: list[Sequence[B]] = []
     start, acc = 0, 0
     for i, b in enumerate(blocks):
         acc += len(b)
@@ -32,9 +32,7 @@ def split(blocks: Sequence[Block], parts: int) -> list[Sequence[Block]]:
     return [s for s in shards if s]
 
 
-def run_shards(
-    blocks: Sequence[Block], work: Callable[[Sequence[Block]], T], threads: int
-) -> list[T]:
+def run_shards(blocks: Sequence[B], work: Callable[[Sequence[B]], T], threads: int) -> list[T]:
     """``work(shard)`` for each shard; on a pool of ``threads`` when more than one."""
     shards = split(blocks, threads)
     if len(shards) <= 1:

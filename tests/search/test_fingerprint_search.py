@@ -139,3 +139,28 @@ def test_empty_gallery_and_wrong_format(tmp_path: Path) -> None:
         assert err.value.reason == "incompatible_format"
         with pytest.raises(TemplateFormatError):
             fingerprint_records(["x"], ["s"], [other])
+
+
+def test_two_stage(tmp_path: Path, synth: list) -> None:
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        refs = [f"f{i}" for i in range(len(synth))]
+        g.append(fingerprint_records(refs[:25], refs[:25], [t[0] for t in synth[:25]]))
+        g.append(fingerprint_records(refs[25:], refs[25:], [t[0] for t in synth[25:]]))
+        g.delete(["f3"])
+        probe = synth[30][1]
+        full = search_fingerprint(g, probe, k=5, block_rows=4)
+        same = search_fingerprint(g, probe, k=5, block_rows=4, penetration=1.0, threads=2)
+        assert same.candidates == full.candidates
+        narrow = search_fingerprint(g, probe, k=5, penetration=0.01)
+        assert len(narrow.candidates) == 5  # at least k are scored exactly
+        assert narrow.candidates[0].reference == "f30"
+        for scored in narrow.candidates:
+            assert scored.score == pytest.approx(
+                match.score(probe, synth[int(scored.reference[1:])][0])
+            )
+        for bad in (0.0, 1.5):
+            with pytest.raises(TemplateFormatError) as err:
+                search_fingerprint(g, probe, penetration=bad)
+            assert err.value.reason == "bad_penetration"
+    with Gallery.create(tmp_path / "empty", fingerprint_schema()) as e:
+        assert search_fingerprint(e, probe, penetration=0.5).candidates == ()
