@@ -226,3 +226,37 @@ def test_every_exchange_is_logged(nodes: dict[str, NodeHandle]) -> None:
     with nodes["ID"].engine.connect() as conn:
         assert conn.execute(text("select count(*) from exchange_nonces")).scalar() > 0
     _ = uuid
+
+
+def test_long_search_answers_202_and_requester_polls(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from node.exchange import params
+
+    # The responder answers 202 as soon as a search is not done at once; the requester polls
+    # the status URL with backoff until the signed reply is ready.
+    monkeypatch.setattr(params, "SYNC_WAIT_SECONDS", 0.0)
+    th = nodes["TH"]
+    first = _post(
+        th,
+        region_dir[1],
+        nodes["ID"],
+        th.requester.sign_query(_query(th, "ID", probe(fingers[1][1]))),
+    )
+    assert first.status_code == 202 and first.headers["Location"].startswith(QUERY_PATH)
+    res = ask(nodes["TH"], nodes, ("ID",), probe(fingers[1][1]))
+    assert res["ID"].status == "answered" and res["ID"].reply.outcome is Outcome.HIT
+
+
+def test_status_url_only_for_the_requester(
+    nodes: dict[str, NodeHandle], region_dir: tuple[Region, Path]
+) -> None:
+    _, root = region_dir
+    folder = root / "nodes" / "my"
+    ctx = client_context(folder / "tls.pem", folder / "tls.key", root / "root.pem")
+    with httpx.Client(verify=ctx, timeout=10) as c:
+        r = c.get(nodes["ID"].url + QUERY_PATH + "/" + str(uuid.uuid4()))
+    assert r.status_code == 404 and r.json()["error"] == "unknown_query"
