@@ -1,0 +1,136 @@
+"""One node's PKI material in one object: what the node service loads at start-up.
+
+:class:`NodeCredentials` reads the node's TLS and signing keys/certificates, the pinned root,
+the trust list and the CRL, checks that its own certificates validate (so a node with a
+revoked, expired or unlisted certificate fails at start, not at its first peer), and offers:
+``server_context()``/``client_context()``/``uvicorn_options()`` for mutual TLS, ``sign()``/
+``verify()`` for messages, and ``reload()`` to pick up newly published trust list and CRL files
+(refused files leave the held ones in place).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from certs import jws
+from certs.pki import params
+from certs.pki.keys import PrivateKey, load_certificate, load_private_key, read_file
+from certs.pki.profiles import Usage
+from certs.pki.tls import client_context, server_context, uvicorn_ssl_options
+from certs.pki.validate import Identity, TrustAnchors
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where a node's PKI files live (the layout of ``bdx pki bootstrap`` by default)."""
+
+    root: Path
+    trust_list: Path
+    crl: Path
+    tls_cert: Path
+    tls_key: Path
+    signing_cert: Path
+    signing_key: Path
+
+    @classmethod
+    def from_region(cls, region_dir: str | os.PathLike[str], country: str) -> NodePaths:
+        """Paths of ``country``'s node in a region folder written by ``bdx pki bootstrap``."""
+        base = Path(region_dir)
+        node = base / "nodes" / country.lower()
+        return cls(
+            root=base / "root.pem",
+            trust_list=base / "trust-list.jws",
+            crl=base / "crl.pem",
+            tls_cert=node / "tls.pem",
+            tls_key=node / "tls.key",
+            signing_cert=node / "signing.pem",
+            signing_key=node / "signing.key",
+        )
+
+
+class NodeCredentials:
+    """A node's keys, certificates and trust anchors, validated at load."""
+
+    def __init__(
+        self,
+        paths: NodePaths,
+        *,
+        passphrase: bytes | None = None,
+        grace: dt.timedelta = params.DEFAULT_GRACE,
+        now: dt.datetime | None = None,
+    ) -> None:
+        self.paths = paths
+        self._passphrase = passphrase
+        self.anchors = TrustAnchors.load(
+            paths.root, paths.trust_list, paths.crl, now=now, grace=grace
+        )
+        self.signing_key: PrivateKey = load_private_key(paths.signing_key, passphrase)
+        self.signing_cert: x509.Certificate = load_certificate(paths.signing_cert)
+        self.tls_cert: x509.Certificate = load_certificate(paths.tls_cert)
+        load_private_key(paths.tls_key, passphrase)  # fail now on a wrong passphrase
+        self.tls_identity: Identity = self.anchors.validate(self.tls_cert, Usage.TLS, now=now)
+        self.signing_identity: Identity = self.anchors.validate(
+            self.signing_cert, Usage.SIGNING, expected_country=self.tls_identity.country, now=now
+        )
+
+    @property
+    def country(self) -> str:
+        return self.tls_identity.country
+
+    def server_context(self, *, crl_in_handshake: bool = False) -> ssl.SSLContext:
+        """Mutual-TLS server context (see :func:`certs.pki.tls.server_context`)."""
+        p = self.paths
+        crl = p.crl if crl_in_handshake else None
+        return server_context(
+            p.tls_cert, p.tls_key, p.root, passphrase=self._passphrase, crl_file=crl
+        )
+
+    def client_context(self, *, crl_in_handshake: bool = False) -> ssl.SSLContext:
+        """Mutual-TLS client context for ``httpx.Client(verify=...)``."""
+        p = self.paths
+        crl = p.crl if crl_in_handshake else None
+        return client_context(
+            p.tls_cert, p.tls_key, p.root, passphrase=self._passphrase, crl_file=crl
+        )
+
+    def uvicorn_options(self) -> dict[str, Any]:
+        """``uvicorn.Config`` keyword arguments; add ``http=PeerCertH11Protocol``."""
+        p = self.paths
+        secret = self._passphrase.decode() if self._passphrase else None
+        return uvicorn_ssl_options(p.tls_cert, p.tls_key, p.root, passphrase=secret)
+
+    def sign(self, payload: dict[str, Any], *, typ: str = params.MESSAGE_TYP) -> str:
+        """Sign ``payload`` (``v``, ``sender`` = this node's country) as a compact JWS."""
+        return jws.sign(payload, self.signing_key, [self.signing_cert], typ=typ)
+
+    def verify(
+        self,
+        token: str | bytes,
+        *,
+        expected_country: str | None = None,
+        typ: str = params.MESSAGE_TYP,
+        now: dt.datetime | None = None,
+    ) -> jws.VerifiedMessage:
+        """Verify a peer's message against this node's trust anchors."""
+        return jws.verify(token, self.anchors, expected_country=expected_country, typ=typ, now=now)
+
+    def reload(self, *, now: dt.datetime | None = None) -> tuple[int, int]:
+        """Re-read the trust list and CRL files; return the held (sequence, CRL number).
+
+        Unchanged files are a no-op; newer ones are verified and swapped in; older, stale or
+        forged ones raise and leave the held documents in place.
+        """
+        tl = read_file(self.paths.trust_list).strip()
+        if tl != self.anchors.trust_list.raw:
+            self.anchors.refresh_trust_list(tl, now=now)
+        crl = read_file(self.paths.crl)
+        if crl != self.anchors.crl.raw:
+            self.anchors.refresh_crl(crl, now=now)
+        return self.anchors.trust_list.sequence, self.anchors.crl.number

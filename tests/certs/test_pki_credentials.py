@@ -1,0 +1,106 @@
+"""NodeCredentials: a node's PKI files loaded, self-checked, used for mTLS and messages."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from certs.pki import KeyFileError, PkiError
+from certs.pki.bootstrap import build_region, write_region
+from certs.pki.ca import CertificateAuthority
+from certs.pki.credentials import NodeCredentials, NodePaths
+from certs.pki.keys import load_certificate, write_public
+from certs.pki.revocation import crl_pem
+from certs.pki.tls import peer_country
+
+PW = b"node passphrase"
+
+
+@pytest.fixture
+def region_dir(tmp_path: Path) -> Path:
+    write_region(build_region(["TH", "ID", "MY"]), tmp_path, passphrase=PW)
+    return tmp_path
+
+
+def test_two_nodes_exchange_a_signed_message(region_dir: Path) -> None:
+    th = NodeCredentials(NodePaths.from_region(region_dir, "TH"), passphrase=PW)
+    id_ = NodeCredentials(NodePaths.from_region(region_dir, "ID"), passphrase=PW)
+    assert (th.country, id_.country) == ("TH", "ID")
+    token = th.sign({"v": 1, "sender": "TH", "kind": "query"})
+    message = id_.verify(token, expected_country="TH")
+    assert message.sender == "TH" and message.payload["kind"] == "query"
+    options = th.uvicorn_options()
+    assert options["ssl_keyfile_password"] == PW.decode()
+    assert options["ssl_cert_reqs"] == 2  # ssl.CERT_REQUIRED
+
+
+def test_mutual_tls_with_encrypted_keys(region_dir: Path) -> None:
+    th = NodeCredentials(NodePaths.from_region(region_dir, "TH"), passphrase=PW)
+    id_ = NodeCredentials(NodePaths.from_region(region_dir, "ID"), passphrase=PW)
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[str] = []
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with th.server_context(crl_in_handshake=True).wrap_socket(raw, server_side=True) as conn:
+            seen.append(peer_country(conn.getpeercert(binary_form=True), th.anchors))
+            conn.sendall(b"ok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ctx = id_.client_context(crl_in_handshake=True)
+    with (
+        socket.create_connection(listener.getsockname()[:2], timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname="node-th") as conn,
+    ):
+        assert conn.recv(2) == b"ok"
+        assert peer_country(conn.getpeercert(binary_form=True), id_.anchors) == "TH"
+    thread.join(timeout=10)
+    listener.close()
+    assert seen == ["ID"]
+
+
+def test_load_refuses_a_wrong_passphrase_and_a_revoked_own_certificate(region_dir: Path) -> None:
+    paths = NodePaths.from_region(region_dir, "MY")
+    with pytest.raises(KeyFileError) as err:
+        NodeCredentials(paths, passphrase=b"wrong")
+    assert err.value.reason == "bad_passphrase"
+    ca = CertificateAuthority.open(region_dir / "ca", passphrase=PW)
+    ca.revoke(load_certificate(paths.signing_cert))
+    write_public(region_dir / "crl.pem", crl_pem(ca.crl()))
+    with pytest.raises(PkiError) as revoked:
+        NodeCredentials(paths, passphrase=PW)
+    assert revoked.value.reason == "revoked"
+
+
+def test_reload_picks_up_new_files_and_keeps_the_old_on_refusal(region_dir: Path) -> None:
+    th = NodeCredentials(NodePaths.from_region(region_dir, "TH"), passphrase=PW)
+    assert th.reload() == (1, 1)  # unchanged files: no-op
+    old_list = (region_dir / "trust-list.jws").read_bytes()
+    ca = CertificateAuthority.open(region_dir / "ca", passphrase=PW)
+    my = NodePaths.from_region(region_dir, "MY")
+    id_ = NodePaths.from_region(region_dir, "ID")
+    members = [
+        ("ID", load_certificate(id_.tls_cert), load_certificate(id_.signing_cert)),
+        ("MY", load_certificate(my.tls_cert), load_certificate(my.signing_cert)),
+    ]
+    # the CA republishes the same members (sequence 2) and revokes MY's signing certificate
+    th_paths = NodePaths.from_region(region_dir, "TH")
+    members.append(
+        ("TH", load_certificate(th_paths.tls_cert), load_certificate(th_paths.signing_cert))
+    )
+    ca.revoke(load_certificate(my.signing_cert))
+    write_public(region_dir / "trust-list.jws", ca.trust_list(members).encode())
+    write_public(region_dir / "crl.pem", crl_pem(ca.crl()))
+    assert th.reload() == (2, 2)
+    with pytest.raises(PkiError) as err:
+        th.anchors.validate(load_certificate(my.signing_cert), "signing")
+    assert err.value.reason == "revoked"
+    write_public(region_dir / "trust-list.jws", old_list)  # an attacker replays the old list
+    with pytest.raises(PkiError) as rollback:
+        th.reload()
+    assert rollback.value.reason == "rollback"
+    assert th.anchors.trust_list.sequence == 2
