@@ -45,8 +45,6 @@ _options: ExtractOptions | None = None
 def _init_worker(options: ExtractOptions) -> None:
     global _options
     _options = options
-    # One BLAS/OpenMP thread per worker: the pool already uses one process per core.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     models.warm_up(options.detector)
 
 

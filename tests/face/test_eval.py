@@ -122,7 +122,8 @@ def test_cli_json(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report["impostor_selection"] == "all" and report["rank1_probes"] == 4
     for key in ("eer", "tar_at_far_1%", "tar_at_far_0.1%", "threshold_at_far_1%", "rank1"):
         assert 0.0 <= report[key] <= 1.0 or key.startswith("threshold")
-    assert set(report["median_ms"]) == {"decode", "detect", "align", "embed", "detect_align_embed"}
+    stages = {"decode", "detect", "align", "embed", "detect_align_embed"}
+    assert set(report["median_ms"]) == set(report["median_cpu_ms"]) == stages
     assert report["options"]["multiple_faces"] == "largest"
 
 

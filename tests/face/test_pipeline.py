@@ -33,7 +33,8 @@ def test_upright_portrait(upright: FaceExtraction) -> None:
     assert 150 < left < right < 300 and 50 < top < bottom < 200  # the astronaut's face
     assert upright.landmarks.shape == (5, 2)
     assert upright.faces_found == 1 and not upright.whole_image and upright.notes == ()
-    assert set(upright.timings_ms) == {"detect", "align", "quality", "embed"}
+    assert set(upright.timings_ms) == set(upright.cpu_ms) == {"detect", "align", "quality", "embed"}
+    assert all(v >= 0 for v in (*upright.timings_ms.values(), *upright.cpu_ms.values()))
     assert abs(upright.quality.yaw) < 15 and abs(upright.quality.pitch) < 15
     upright.quality.check()  # passes: returns nothing
 
@@ -158,6 +159,13 @@ def test_huge_image_is_downscaled_for_detection(astronaut: Image, upright: FaceE
     got = extract_from_pixels(big)
     assert got.box[0] == pytest.approx(upright.box[0] * 4, abs=40)
     assert similarity(got.template, upright.template) > 0.95
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 2, 3), (5000, 20, 3), (300, 300, 3)])
+def test_degenerate_images_with_the_fallback(shape: tuple[int, int, int]) -> None:
+    flat = np.full(shape, 100, np.uint8)
+    assert refusal(flat) == "no_face"
+    assert refusal(flat, whole_image_is_face=True) in {"face_too_small", "blurred"}
 
 
 @pytest.mark.parametrize(("field", "value"), [("detector", "sift"), ("multiple_faces", "all")])
