@@ -27,7 +27,7 @@ from typing import Any
 from cryptography import x509
 from joserfc.jwk import ECKey
 
-from certs.pki import names, params, reasons
+from certs.pki import names, params, profiles, reasons
 from certs.pki.canonical import canonical_json, parse_canonical
 from certs.pki.errors import CertificateRefused, MessageRefused, PkiInputError
 from certs.pki.jose import check_signature, parse_compact, public_jwk, sign_compact
@@ -80,10 +80,14 @@ def sign(
 ) -> str:
     """Compact JWS of ``payload`` (needs ``v`` and ``sender``) signed with the node's signing key.
 
-    ``cert_chain`` starts with the signing certificate; its country must be ``sender``.
+    ``cert_chain`` starts with the signing certificate (signing key usage, else
+    ``wrong_key_usage``); its country must be ``sender`` (else ``wrong_country``).
     """
     _check_body(payload)
-    leaf_country = names.country_of(cert_chain[0].subject) if cert_chain else None
+    if not cert_chain:
+        raise MessageRefused("the signing certificate chain is empty", reason=reasons.MALFORMED)
+    profiles.check_usage(cert_chain[0], Usage.SIGNING)  # fail here, not at every peer
+    leaf_country = names.country_of(cert_chain[0].subject)
     if leaf_country != payload["sender"]:
         raise CertificateRefused(
             f"signing certificate is for {leaf_country}, payload sender is {payload['sender']}",

@@ -230,6 +230,11 @@ def test_bootstrap_makes_a_usable_region(
             assert code == 0, err
     code, _, err = bdx(capsys, "bootstrap", "--countries", "TH", "--out", str(out))
     assert code == 5 and "[file_exists]" in err
+    # a one-shot compose service re-run keeps the existing region
+    code, stdout, _ = bdx(
+        capsys, "bootstrap", "--countries", "TH", "--out", str(out), "--exist-ok", "--json"
+    )
+    assert code == 0 and json.loads(stdout)["existing"] is True
     code, _, err = bdx(
         capsys,
         "verify",

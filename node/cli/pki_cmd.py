@@ -271,6 +271,9 @@ def bootstrap(
     countries: Annotated[str, typer.Option(help="Comma-separated country codes, e.g. TH,ID,MY.")],
     out: Annotated[Path, typer.Option(help="Run directory to create (never inside the repo).")],
     passphrase_file: PassFile = None,
+    exist_ok: Annotated[
+        bool, typer.Option(help="If OUT already holds a region, leave it and succeed.")
+    ] = False,
     as_json: JsonOut = False,
 ) -> None:
     """Make a whole demo region: root CA, each country's TLS+signing keys/certs, trust list, CRL."""
@@ -278,7 +281,11 @@ def bootstrap(
     if not codes or len(set(codes)) != len(codes):
         raise typer.BadParameter("give distinct country codes", param_hint="--countries")
     if (out / "ca" / CERT_FILE).exists():
-        raise PkiInputError(f"{out} already holds a region", reason="file_exists")
+        if not exist_ok:
+            raise PkiInputError(f"{out} already holds a region", reason="file_exists")
+        manifest = json.loads((out / "region.json").read_text("utf-8"))
+        _emit({"out": str(out), "existing": True, **manifest}, as_json)
+        return
     ca = CertificateAuthority.create(codes[0])
     nodes = {}
     with Progress(transient=True, disable=as_json) as progress:

@@ -182,8 +182,13 @@ def test_wrong_country_is_refused(region: Region) -> None:
 
 def test_tls_certificate_used_to_sign_is_refused(region: Region) -> None:
     th = region.nodes["TH"]
-    with refused("wrong_key_usage"):
-        jws.verify(jws.sign(QUERY, th.tls_key, [th.tls_cert]), region.anchors())
+    with refused("wrong_key_usage"):  # sign() refuses locally ...
+        jws.sign(QUERY, th.tls_key, [th.tls_cert])
+    token = sign_compact(canonical_json(QUERY), th.tls_key, [th.tls_cert], typ="bdx-msg+jws")
+    with refused("wrong_key_usage"):  # ... and so does every verifier
+        jws.verify(token, region.anchors())
+    with refused("malformed"):
+        jws.sign(QUERY, th.signing_key, [])
 
 
 def test_signer_not_in_trust_list_is_refused(region: Region) -> None:
