@@ -6,7 +6,7 @@ Typical node wiring::
 
     key = SigningKey("bdx.example.de/exchange-log", node_private_key)
     log = TransparencyLog.open(engine, key)
-    log.append(canonical_event_json)              # every exchange event
+    log.append(encode_event("query_received", {...}))   # every exchange event
     log.maybe_issue_checkpoint()                  # from a periodic task
     export_json(log, since=..., until=...)        # bdx audit export
     verify_export(data, log_key, witness_keys)    # bdx audit verify EXPORT
@@ -34,6 +34,7 @@ from certs.translog.errors import (
     TamperedError,
     TranslogError,
 )
+from certs.translog.events import decode_event, encode_event
 from certs.translog.export import EXPORT_FORMAT, export_csv, export_json
 from certs.translog.keys import SigningKey, VerifyingKey
 from certs.translog.schema import metadata
@@ -68,6 +69,8 @@ __all__ = [
     "audit_store",
     "check_views",
     "cosign",
+    "decode_event",
+    "encode_event",
     "export_csv",
     "export_json",
     "metadata",

@@ -11,6 +11,8 @@ Accepts ``cryptography`` key objects: Ed25519 or ECDSA P-256. Key IDs follow C2S
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from dataclasses import dataclass
 from typing import Literal
@@ -75,6 +77,48 @@ class VerifyingKey:
         else:
             kind = ECDSA_COSIGNATURE
         return hashlib.sha256(self.name.encode() + b"\n" + kind + raw).digest()[:4]
+
+    def to_vkey(self, purpose: Purpose = "note") -> str:
+        """C2SP verifier-key text ``<name>+<hex key ID>+<base64(type || public key)>``."""
+        ed = isinstance(self.public_key, ed25519.Ed25519PublicKey)
+        kind = {
+            ("note", True): ED25519_NOTE,
+            ("note", False): ECDSA_NOTE,
+            ("cosignature", True): ED25519_COSIGNATURE,
+            ("cosignature", False): ECDSA_COSIGNATURE,
+        }[(purpose, ed)]
+        material = base64.b64encode(kind + _public_bytes(self.public_key)).decode()
+        return f"{self.name}+{self.key_id(purpose).hex()}+{material}"
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> tuple[VerifyingKey, Purpose]:
+        """Parse :meth:`to_vkey` text (how witness keys are configured); the key ID must match."""
+        parts = vkey.strip().split("+", 2)
+        if len(parts) != 3:
+            raise NoteFormatError("a vkey is <name>+<key id>+<key>", reason="bad_vkey")
+        name, key_id, material = parts
+        try:
+            raw = base64.b64decode(material, validate=True)
+        except (binascii.Error, ValueError):
+            raise NoteFormatError("vkey key material is not base64", reason="bad_vkey") from None
+        purpose: Purpose
+        try:
+            if raw[:1] in (ED25519_NOTE, ED25519_COSIGNATURE):
+                public: PublicKey = ed25519.Ed25519PublicKey.from_public_bytes(raw[1:])
+                purpose = "note" if raw[:1] == ED25519_NOTE else "cosignature"
+            elif raw[:1] == ECDSA_NOTE or raw.startswith(ECDSA_COSIGNATURE):
+                der = raw[1:] if raw[:1] == ECDSA_NOTE else raw[len(ECDSA_COSIGNATURE) :]
+                loaded = serialization.load_der_public_key(der)
+                public = _check_public(loaded)
+                purpose = "note" if raw[:1] == ECDSA_NOTE else "cosignature"
+            else:
+                raise KeyTypeError("unknown vkey signature type", reason="unsupported_key")
+        except ValueError:
+            raise NoteFormatError("vkey public key is malformed", reason="bad_vkey") from None
+        key = cls(name, public)
+        if key.key_id(purpose).hex() != key_id:
+            raise NoteFormatError("vkey key ID does not match its key", reason="bad_vkey")
+        return key, purpose
 
     def verify(self, message: bytes, signature: bytes) -> None:
         """Raise :class:`SignatureError` unless ``signature`` signs ``message``."""

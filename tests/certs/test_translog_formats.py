@@ -25,18 +25,24 @@ from test_translog_support import (  # noqa: F401 - fixtures
 from certs.translog import (
     Checkpoint,
     Cosignature,
+    EntryError,
+    KeyTypeError,
     NoteFormatError,
     SignedCheckpoint,
     SigningKey,
     TamperedError,
     TransparencyLog,
+    VerifyingKey,
     audit_store,
     cosign,
+    decode_event,
+    encode_event,
     export_json,
     verify_export,
 )
 from certs.translog import schema as tables
 from certs.translog.export import MAX_EXPORT_CHECKPOINTS
+from certs.translog.keys import Purpose
 from certs.translog.note import NoteSignature, parse_note
 from certs.translog.params import MAX_NOTE_SIGNATURES
 from certs.translog.sqlite import configure_sqlite
@@ -144,3 +150,63 @@ def test_missing_subtree_and_head_rewrites_are_detected(
     with pytest.raises(TamperedError) as exc:
         log.inclusion_proof(0, 12)
     assert exc.value.reason == "node_missing"
+
+
+@pytest.mark.parametrize("kind", ["ed25519", "ecdsa-p256"])
+def test_vkeys_round_trip(kind: str) -> None:
+    key = witness_key("w.example/w", kind).verifying_key()
+    purposes: tuple[Purpose, ...] = ("note", "cosignature")
+    for purpose in purposes:
+        text = key.to_vkey(purpose)
+        assert text.startswith("w.example/w+" + key.key_id(purpose).hex() + "+")
+        parsed, got = VerifyingKey.from_vkey(text)
+        assert (parsed, got) == (key, purpose)
+    name, key_id, material = key.to_vkey().split("+", 2)
+    ed_junk, ec_junk, unknown = (
+        base64.b64encode(prefix + b"abc").decode() for prefix in (b"\x01", b"\x02", b"\x09")
+    )
+    for bad, reason in [
+        ("only+two", "bad_vkey"),
+        (f"{name}+{key_id}+%%%", "bad_vkey"),
+        (f"{name}+00000000+{material}", "bad_vkey"),
+        (f"{name}+{key_id}+{ed_junk}", "bad_vkey"),
+        (f"{name}+{key_id}+{ec_junk}", "bad_vkey"),
+    ]:
+        with pytest.raises(NoteFormatError) as exc:
+            VerifyingKey.from_vkey(bad)
+        assert exc.value.reason == reason, bad
+    with pytest.raises(KeyTypeError):
+        VerifyingKey.from_vkey(f"{name}+{key_id}+{unknown}")
+    renamed = f"other.example+{key_id}+{material}"
+    if kind == "ed25519":  # Ed25519 key IDs commit to the name; C2SP ECDSA IDs do not
+        with pytest.raises(NoteFormatError):
+            VerifyingKey.from_vkey(renamed)
+    else:
+        assert VerifyingKey.from_vkey(renamed)[0].name == "other.example"
+
+
+def test_events_are_canonical_and_never_biometric() -> None:
+    a = encode_event("query_received", {"peer": "fr", "outcome": {"hit": False, "n": 2}})
+    b = encode_event("query_received", {"outcome": {"n": 2, "hit": False}, "peer": "fr"})
+    assert a == b == (b'{"event":"query_received","outcome":{"hit":false,"n":2},"peer":"fr","v":1}')
+    assert decode_event(a)["peer"] == "fr"
+    assert encode_event("refusal", {"reason": "policy: café"}) == (
+        '{"event":"refusal","reason":"policy: café","v":1}'.encode()
+    )
+    for fields, reason in [
+        ({"query": {"template": "AAAA"}}, "biometric_data"),
+        ({"items": [{"Face_Image": "x"}]}, "biometric_data"),
+        ({"blob": b"\x00"}, "bad_event"),
+        ({1: "x"}, "bad_event"),
+        ({"score": float("nan")}, "bad_event"),
+        ({"when": object()}, "bad_event"),
+        ({"event": "spoof"}, "bad_event"),
+    ]:
+        with pytest.raises(EntryError) as exc:
+            encode_event("query_received", fields)  # type: ignore[arg-type]
+        assert exc.value.reason == reason, fields
+    with pytest.raises(EntryError):
+        encode_event("", {})
+    for raw in (b"[1]", b"{", b'{"peer":"fr"}'):
+        with pytest.raises(EntryError):
+            decode_event(raw)
