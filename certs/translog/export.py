@@ -44,6 +44,22 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def _select(
+    log: TransparencyLog,
+    since: datetime | None,
+    until: datetime | None,
+    start: int | None,
+    end: int | None,
+    size: int,
+) -> tuple[int, int]:
+    """Index range ``[lo, hi)`` within ``size``: the time window intersected with
+    ``[start, end)``; empty ranges come back as ``(lo, lo)``."""
+    lo, hi = (0, size) if since is None and until is None else log.index_range(since, until)
+    lo = max(lo, start or 0)
+    hi = min(hi, size, size if end is None else end)
+    return lo, max(lo, hi)
+
+
 def _chain(log: TransparencyLog, min_size: int, target: SignedCheckpoint) -> list[SignedCheckpoint]:
     """Distinct-size checkpoints from the first of at least ``min_size`` up to ``target``.
 
@@ -76,10 +92,7 @@ def export_json(
     if target is None:
         raise NotFoundError("the log has issued no checkpoint yet", reason="no_checkpoint")
     size = target.checkpoint.size
-    lo, hi = log.index_range(since, until) if start is None and end is None else (0, size)
-    lo = max(lo, start or 0)
-    hi = min(hi, size if end is None else end, size)
-    hi = max(hi, lo)
+    lo, hi = _select(log, since, until, start, end, size)
     chain = _chain(log, lo + 1 if hi > lo else hi, target)
     consistency = [
         {
@@ -140,9 +153,7 @@ def export_csv(
 ) -> str:
     """Entries as CSV (``index, created_at, leaf_hash, data``), no proofs. ``data`` is the
     UTF-8 text of the entry, or ``base64:...`` for entries that are not UTF-8."""
-    lo, hi = log.index_range(since, until) if start is None and end is None else (0, log.size())
-    lo = max(lo, start or 0)
-    hi = hi if end is None else min(hi, end)
+    lo, hi = _select(log, since, until, start, end, log.size())
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["index", "created_at", "leaf_hash", "data"])

@@ -122,6 +122,8 @@ def test_export_by_time_range_and_index_range(filled: TransparencyLog, clock: Cl
     assert [e["index"] for e in doc["entries"]] == [10, 11, 12]
     # Only checkpoints covering the range: sizes 14 and 21.
     assert len(doc["checkpoints"]) == 2
+    both = verify_export(export_json(filled, since=since, start=11), filled.verifying_key)
+    assert (both.start, both.end) == (11, 21)
     report = verify_export(export_json(filled, start=3, end=5), filled.verifying_key)
     assert (report.start, report.end, report.cosigners[21]) == (3, 5, [])
     # An older checkpoint as the target only covers what it signed.
@@ -403,3 +405,10 @@ def test_csv_export(filled: TransparencyLog, log: TransparencyLog) -> None:
     assert rows[23][3] == "base64:" + base64.b64encode(b"\xff\xfebinary").decode()
     some = list(csv.reader(io.StringIO(export_csv(filled, start=2, end=4))))
     assert [r[0] for r in some[1:]] == ["2", "3"]
+    t0 = filled.entry(0).created_at.timestamp()
+    window = export_csv(
+        filled,
+        since=datetime.fromtimestamp(t0 + 4, UTC),
+        until=datetime.fromtimestamp(t0 + 6, UTC),
+    )
+    assert [r[0] for r in list(csv.reader(io.StringIO(window)))[1:]] == ["4", "5"]
