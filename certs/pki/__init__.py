@@ -9,6 +9,10 @@ Public API (see each module's docstring):
   :class:`Identity` or raises :class:`CertificateRefused`; ``refresh_trust_list``/``refresh_crl``.
 - ``tls``: ``server_context``, ``client_context``, ``uvicorn_ssl_options``, ``peer_identity``,
   ``peer_country``.
+- ``credentials``: :class:`~certs.pki.credentials.NodeCredentials`, everything a node service
+  needs in one object (mTLS contexts, uvicorn options, sign/verify, reload).
+- ``asgi``: ``PeerCertH11Protocol`` (uvicorn) puts the client certificate in the ASGI scope;
+  ``peer_der(scope)`` reads it.
 - ``bootstrap``: ``build_region``/``write_region`` for demos and tests.
 - Signed messages live in :mod:`certs.jws`.
 """
