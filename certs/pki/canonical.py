@@ -49,9 +49,13 @@ def _check(value: Any, path: str) -> None:
 def canonical_json(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value`` (see module docstring); raises on floats etc."""
     _check(value, "$")
-    return json.dumps(
+    text = json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (e.g. from "\ud800" in parsed JSON)
+        raise PkiInputError("strings must be valid Unicode", reason=reasons.MALFORMED) from None
 
 
 def parse_canonical(data: bytes) -> Any:

@@ -169,12 +169,28 @@ def test_canonical_json_is_stable_and_strict() -> None:
     b = {"a": "ünïcode", "b": [1, 2, {"x": True, "y": None}], "v": 1}
     assert canonical_json(a) == canonical_json(b)
     assert canonical_json(a) == '{"a":"ünïcode","b":[1,2,{"x":true,"y":null}],"v":1}'.encode()
-    for bad in ({"x": 1.5}, {"x": 2**53}, {1: "a"}, {"x": {1, 2}}, {"x": float("nan")}):
+    bad_values = (
+        {"x": 1.5},
+        {"x": 2**53},
+        {1: "a"},
+        {"x": {1, 2}},
+        {"x": float("nan")},
+        {"x": "\ud800"},
+    )
+    for bad in bad_values:
         with pytest.raises(PkiInputError) as err:
             canonical_json(bad)
         assert err.value.reason == "malformed"
     assert parse_canonical(canonical_json(a)) == a
-    for text in (b'{"b":1,"a":2}', b'{"a": 1}', b'{"a":1,"a":2}', b'{"a":1.0}', b"\xff", b"{"):
+    for text in (
+        b'{"b":1,"a":2}',
+        b'{"a": 1}',
+        b'{"a":1,"a":2}',
+        b'{"a":1.0}',
+        b"\xff",
+        b"{",
+        b'{"a":"\\ud800"}',
+    ):
         with pytest.raises(PkiInputError):
             parse_canonical(text)
 
