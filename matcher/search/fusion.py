@@ -4,15 +4,15 @@ A probe carries one or more fingers (each with its ISO position); each is search
 gallery records of the same position (see :mod:`matcher.search.fingerprint`). Rules, selected
 by name (:data:`RULES`):
 
-* ``"fmr"`` (default): each finger's raw score ``s`` is turned into ``z = -log10 FMR̂(s)``,
-  where FMR̂ is the probe's *empirical* false-match rate: the fraction of the gallery that
-  scores at least ``s`` against that finger (nearly all of a large gallery are non-mates, so
+* ``"fmr"`` (default): each finger's raw score ``s`` becomes ``z = -log10 FMR̂(s)``, where
+  FMR̂ is the probe's *empirical* false-match rate: (1 + the number of gallery records scoring
+  above ``s``) / (n + 1) against that finger. Nearly all of a large gallery are non-mates, so
   this is the probe-specific impostor tail, a cohort normalisation needing no calibration
-  set). A subject's z per finger is the best over its records at that position; the fused
-  score is the sum of z over probe fingers, i.e. Fisher's method on the per-finger p-values
-  (the log-likelihood-ratio sum when the genuine density is flat in the tail). Its FMR
-  follows from χ² with 2f degrees of freedom: :func:`fused_fmr`. FMR̂ cannot go below
-  1/(n+1) for n compared records, so small galleries cannot reach small target FMRs.
+  set. A subject's z per finger is the best over its records at that position; the fused
+  score is the sum of z over probe fingers, i.e. Fisher's method on per-finger p-values (the
+  log-likelihood-ratio sum when the genuine density is flat in the tail). Its FMR follows
+  from χ² with 2f degrees of freedom: :func:`fused_fmr`. FMR̂ cannot go below 1/(n+1) for n
+  compared records, so small galleries cannot reach small target FMRs.
 * ``"sum"``: sum of raw per-finger best scores. ``"max"``: the best single finger.
 
 Arrays: ``scores`` (f, size) float32 per probe finger and global id, -inf = not compared;
@@ -37,16 +37,18 @@ RULES = ("fmr", "sum", "max")
 
 
 def empirical_z(scores: np.ndarray) -> np.ndarray:
-    """(size,) scores -> (size,) ``-log10`` of the fraction of compared scores >= each one;
-    0 where not compared. The top score of n gets ``log10(n + 1)``."""
+    """(size,) scores -> (size,) ``z = log10((n + 1) / (1 + #{scores > s}))`` over the n
+    compared scores; 0 where not compared. The top score gets ``log10(n + 1)``. Counting only
+    strictly greater scores makes a subject's best z monotone in each of its own scores (with
+    ``>=`` a tie could lower it)."""
     out = np.zeros(scores.shape[0], dtype=np.float64)
     live = np.isfinite(scores)
     s = scores[live]
     n = s.shape[0]
     if n:
         ranked = np.sort(s)
-        at_least = n - np.searchsorted(ranked, s, side="left")
-        out[live] = np.log10((n + 1) / at_least)
+        greater = n - np.searchsorted(ranked, s, side="right")
+        out[live] = np.log10((n + 1) / (1 + greater))
     return out
 
 

@@ -39,7 +39,7 @@ def test_raising_one_score_never_lowers_its_subject(
 def test_empirical_z_and_fused_fmr() -> None:
     s = np.array([0.1, 0.5, -np.inf, 0.3, 0.5], dtype=np.float32)
     z = empirical_z(s)
-    np.testing.assert_allclose(z, np.log10(5 / np.array([4, 2, 5, 3, 2])) * (s > -1))
+    np.testing.assert_allclose(z, np.log10(5 / np.array([4, 1, 5, 3, 1])) * (s > -1))
     assert z[2] == 0
     np.testing.assert_allclose(fused_fmr(np.array([0.0, 2.0]), 1), [1.0, 0.01])
     x = 3.0 * np.log(10)  # chi2(4) survival at 2x is e^-x (1 + x)
