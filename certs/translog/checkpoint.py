@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from certs.merkle import HASH_SIZE
 from certs.translog.errors import NoteFormatError, SignatureError
 from certs.translog.keys import SigningKey, VerifyingKey
-from certs.translog.note import Note, NoteSignature, _b64decode, parse_note
+from certs.translog.note import Note, NoteSignature, b64decode_canonical, parse_note
 from certs.translog.params import CLOCK_SKEW_S
 
 CHECKPOINT_FORMAT = "bdx-checkpoint/v1"
@@ -60,7 +60,7 @@ class Checkpoint:
         origin, size, root, ext = lines[:4]
         if not origin or origin != origin.strip():
             raise NoteFormatError("checkpoint origin is empty or padded", reason="bad_checkpoint")
-        root_hash = _b64decode(root, "checkpoint root hash")
+        root_hash = b64decode_canonical(root, "checkpoint root hash")
         if len(root_hash) != HASH_SIZE:
             raise NoteFormatError("checkpoint root hash is not 32 bytes", reason="bad_checkpoint")
         version, _, stamp = ext.partition(" ")

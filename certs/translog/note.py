@@ -41,7 +41,7 @@ class Note:
         return Note(self.text, tuple(merged))
 
 
-def _b64decode(value: str, what: str) -> bytes:
+def b64decode_canonical(value: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -75,7 +75,7 @@ def parse_note(raw: bytes) -> Note:
         parts = line[len(SIG_PREFIX) :].split(" ") if line.startswith(SIG_PREFIX) else []
         if len(parts) != 2 or not parts[0] or "+" in parts[0]:
             raise NoteFormatError(f"malformed signature line {line!r}", reason="bad_note")
-        payload = _b64decode(parts[1], "signature")
+        payload = b64decode_canonical(parts[1], "signature")
         if len(payload) < 5:
             raise NoteFormatError("signature shorter than a key ID", reason="bad_note")
         signatures.append(NoteSignature(parts[0], payload[:4], payload[4:]))
