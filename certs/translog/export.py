@@ -10,7 +10,10 @@ JSON document (``format: bdx-translog-export/v1``)::
      "entries": [{"index", "created_at", "leaf_hash" (hex), "data" (b64),
                   "inclusion_proof": [b64]}, ...]}     # proofs against the last checkpoint
 
-The bytes are canonical: sorted keys, no insignificant whitespace.
+The bytes are canonical: sorted keys, no insignificant whitespace. ``created_at`` is the
+store's clock and is not signed: what is signed about time is that each entry is in the
+first checkpoint of the chain that covers it, whose timestamp (and witnesses' cosignature
+times) bound when the entry was logged. Events carry their own time inside ``data``.
 """
 
 from __future__ import annotations
