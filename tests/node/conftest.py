@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from node_support import TestClient, free_port
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.api.app import create_app
@@ -45,25 +45,62 @@ def _postgres_schema_url(base: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def _postgres_base() -> str:
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1/test)")
+    return base
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database: a SQLite file, or a private schema on $BDX_TEST_DATABASE_URL."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'node.sqlite3'}"
         return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1/test)")
-    yield from _postgres_schema_url(base)
+    yield from _postgres_schema_url(_postgres_base())
+
+
+@pytest.fixture(scope="session")
+def _postgres_migrated() -> Iterator[Engine]:
+    """One migrated PostgreSQL schema for the session (emptied after every test)."""
+    for url in _postgres_schema_url(_postgres_base()):
+        eng = create_db_engine(url)
+        upgrade(eng)
+        yield eng
+        eng.dispose()
+
+
+def _empty_all_tables(eng: Engine) -> None:
+    tables = set(inspect(eng).get_table_names()) - {"alembic_version"}
+    names = ", ".join(f'"{name}"' for name in sorted(tables))
+    with eng.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database migrated to the latest revision, empty (SQLite file or PostgreSQL)."""
+    if request.param == "sqlite":
+        eng = create_db_engine(f"sqlite:///{tmp_path / 'node.sqlite3'}")
+        upgrade(eng)
+        yield eng
+        eng.dispose()
+        return
+    eng = request.getfixturevalue("_postgres_migrated")
+    try:
+        yield eng
+    finally:
+        _empty_all_tables(eng)
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    """A database migrated to the latest revision."""
-    eng = create_db_engine(db_url)
-    upgrade(eng)
-    yield eng
-    eng.dispose()
+def db_url(engine: Engine) -> str:
+    """The URL of ``engine`` (for settings, commands and subprocesses)."""
+    return engine.url.render_as_string(hide_password=False)
 
 
 @pytest.fixture

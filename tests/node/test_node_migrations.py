@@ -34,17 +34,20 @@ def test_migrated_schema_matches_the_models(engine: Engine) -> None:
     assert current_revision(engine) == head_revision(engine)
 
 
-def test_upgrade_is_idempotent_and_downgrade_reverses(engine: Engine) -> None:
+def test_upgrade_is_idempotent_and_downgrade_reverses(fresh_db_url: str) -> None:
+    engine = create_db_engine(fresh_db_url)
+    upgrade(engine)
     upgrade(engine)
     command.downgrade(alembic_config(engine), "base")
     assert current_revision(engine) is None
     assert not {"subjects", "template_records", "users"} & set(inspect(engine).get_table_names())
     upgrade(engine)
     assert schema_diff(engine) == []
+    engine.dispose()
 
 
-def test_require_head_refuses_an_empty_database(db_url: str) -> None:
-    engine = create_db_engine(db_url)
+def test_require_head_refuses_an_empty_database(fresh_db_url: str) -> None:
+    engine = create_db_engine(fresh_db_url)
     try:
         with pytest.raises(ConfigError, match="bdx db upgrade") as info:
             require_head(engine)
@@ -74,9 +77,9 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 
 
 def test_db_cli_upgrade_and_current(
-    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    monkeypatch.setenv("BDX_DATABASE_URL", fresh_db_url)
     code, out, _ = run_cli(["db", "current", "--json"], capsys)
     assert code == 0
     assert json.loads(out)["up_to_date"] is False

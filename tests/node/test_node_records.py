@@ -84,17 +84,21 @@ def test_restrictions_are_stored_as_validated_json(session: Session, galleries: 
     assert stored.restrictions["asylum_nationality"] == "SY"
 
 
+class ProcessKilled(BaseException):
+    """Stands for SIGKILL: nothing after the raise point runs, not even clean-up."""
+
+
 def crash_before_gallery_write(session: Session, galleries: GallerySet, subject: str) -> str:
     """Step 1 of enrol done, then the process died."""
     holder: list[str] = []
 
     def die(rows: Sequence[TemplateRecord]) -> None:
         holder.append(rows[0].reference)
-        raise KeyboardInterrupt  # what a kill looks like to the code after the write
+        raise ProcessKilled
 
     service = RecordService(session, galleries)
     service.gallery = _NoUndo()  # a dead process undoes nothing
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(ProcessKilled):
         service.enrol(new(subject), die, actor="t")
     session.rollback()
     return holder[0]
@@ -105,7 +109,7 @@ class _NoUndo:
         return set()
 
     def remove(self, references: Sequence[str]) -> None:
-        raise KeyboardInterrupt
+        raise ProcessKilled
 
 
 def test_reconcile_rolls_back_pending_without_gallery_entry(
