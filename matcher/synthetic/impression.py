@@ -41,7 +41,7 @@ class ImpressionProfile:
     pressure: tuple[float, float] = P.PRESSURE_SCALE
     skin: tuple[float, float, float] = (0.25, 0.5, 0.25)
     noise: float = 1.0
-    partial: float = 0.1
+    partial: float = 0.2
     shape: tuple[int, int] = field(default=P.IMPRESSION_SHAPE)
 
     def __post_init__(self) -> None:
@@ -179,6 +179,9 @@ def _ink(pattern: F32, skin: str, prof: ImpressionProfile, rng: np.random.Genera
         ink = ink * (blotches > np.quantile(blotches, fraction))
     elif skin == "wet":
         ink = cv2.dilate(ink, kernel)
+    # Pores and uneven inking: small white dots on the ridges.
+    dots = smooth_field(rng, shape, P.PORE_SCALE)
+    ink = ink * (dots < np.quantile(dots, 1.0 - rng.uniform(*P.PORE_FRACTION)))
     # Uneven pressure across the pad: ink strength varies slowly.
     strength = 1.0 - 0.25 * np.abs(smooth_field(rng, shape, P.BACKGROUND_SMOOTHING))
     return (ink * strength).astype(np.float32)

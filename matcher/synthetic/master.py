@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -61,6 +62,33 @@ def check_seed(seed: object) -> int:
     return value
 
 
+def add_creases(ridges: F32, layout: Layout, rng: np.random.Generator) -> F32:
+    """Draw flexion creases/scars (white lines across ridges) into ``ridges`` (H, W)."""
+    n = int(rng.poisson(P.CREASE_MEAN))
+    if n == 0:
+        return ridges
+    h, w = ridges.shape
+    canvas = np.zeros((h, w), np.float32)
+    tilt = float(layout.flow.tilt[0])
+    cx, cy = layout.flow.centre[0]
+    a, b = layout.semi[0]
+    for _ in range(n):  # a handful of lines per finger, each drawn by OpenCV
+        u, v = rng.uniform(-0.6, 0.6) * a, rng.uniform(-0.3, 0.9) * b
+        angle = tilt + rng.uniform(-P.CREASE_TILT, P.CREASE_TILT)
+        half = rng.uniform(*P.CREASE_LENGTH) / 2.0
+        x = cx + u * np.cos(tilt) - v * np.sin(tilt)
+        y = cy + u * np.sin(tilt) + v * np.cos(tilt)
+        t = np.linspace(-1.0, 1.0, 16)
+        bend = rng.uniform(-0.08, 0.08) * half * (1.0 - t * t)
+        px = x + t * half * np.cos(angle) - bend * np.sin(angle)
+        py = y + t * half * np.sin(angle) + bend * np.cos(angle)
+        points = np.round(np.stack([px, py], axis=1) * 16).astype(np.int32)
+        thickness = max(1, round(rng.uniform(*P.CREASE_WIDTH)))
+        cv2.polylines(canvas, [points], False, 1.0, thickness, cv2.LINE_AA, shift=4)
+    weight = np.clip(canvas, 0.0, 1.0)
+    return (ridges * (1.0 - weight) - weight).astype(np.float32)
+
+
 def make_master(
     seed: int,
     *,
@@ -81,7 +109,7 @@ def make_master(
         )
     if iterations < 1:
         raise SyntheticParameterError("iterations must be >= 1", reason="bad_iterations")
-    layout_ss, density_ss, ridge_ss = np.random.SeedSequence(seed).spawn(3)
+    layout_ss, density_ss, ridge_ss, crease_ss = np.random.SeedSequence(seed).spawn(4)
     layout = draw_layouts(np.random.default_rng(layout_ss), 1, (h, w), fingerprint_class)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     theta = orientation(layout.flow, xs[None], ys[None])[0].astype(np.float32)
@@ -90,6 +118,7 @@ def make_master(
     active = level < P.GROWTH_ACTIVE_LEVEL
     ridges = grow_ridges(theta, period, np.random.default_rng(ridge_ss), iterations, active)
     mask = level < 1.0
+    ridges = add_creases(ridges, layout, np.random.default_rng(crease_ss))
     image = np.where(mask, np.rint(127.5 * (1.0 - ridges)), 255.0).astype(np.uint8)
     sign = layout.flow.sign[0]
     points = layout.flow.points[0]

@@ -12,14 +12,14 @@ import math
 # --------------------------------------------------------------------------- master canvas
 #: Resolution of everything generated here. FVC2002 DB1/DB3 and most AFIS input are 500 ppi.
 PPI = 500
-#: Master canvas (height, width). A whole fingertip is about 15 mm × 20 mm (≈ 300 × 400 px);
-#: the canvas holds it with a margin so impressions can be translated/rotated without running
-#: out of ridges.
-MASTER_SHAPE = (448, 400)
-#: Finger silhouette semi-axes (x, y) ranges in px: fingertips are 12–16 mm wide and the
-#: printed area 16–20 mm tall at ordinary pressure (FVC2002 DB1 finger areas: ≈ 230 × 330 px).
+#: Master canvas (height, width). A whole fingertip is about 15 mm × 20 mm (≈ 300 × 420 px);
+#: the canvas holds it with a small margin so impressions can be translated/rotated.
+MASTER_SHAPE = (480, 416)
+#: Finger silhouette semi-axes (x, y) ranges in px: fingertips are 12–16 mm wide and the pad
+#: prints 17–21 mm tall at full pressure, so, as in FVC2002 DB1, a full-pressure print is
+#: taller than a 374 px image and is cut by its border.
 SILHOUETTE_SEMI_X = (118.0, 142.0)
-SILHOUETTE_SEMI_Y = (160.0, 190.0)
+SILHOUETTE_SEMI_Y = (170.0, 210.0)
 #: Exponent of the superellipse used for the lower half (> 2: squarer, as the finger pad meets
 #: the crease) and the upper half (< 2.3: rounder fingertip), after SFinGe's 4-part shape.
 SILHOUETTE_POWER_TOP = 2.0
@@ -28,6 +28,14 @@ SILHOUETTE_POWER_BOTTOM = 3.0
 SILHOUETTE_WOBBLE = 0.04
 #: Number of Fourier harmonics of that wobble (low order: skin boundaries are smooth).
 SILHOUETTE_HARMONICS = 4
+
+#: Flexion creases and scars: white lines across the ridges, fixed per finger (so they cause the
+#: same spurious minutiae in every impression, as real ones do). Mean count (Poisson), length
+#: and width ranges (px), and the maximum tilt from the finger's horizontal.
+CREASE_MEAN = 1.5
+CREASE_LENGTH = (50.0, 200.0)
+CREASE_WIDTH = (1.5, 3.5)
+CREASE_TILT = math.radians(30.0)
 
 # --------------------------------------------------------------------------- classes
 CLASSES = ("arch", "tented_arch", "left_loop", "right_loop", "whorl")
@@ -113,21 +121,21 @@ SEED_DENSITY = 1.0 / (20.0 * 20.0)
 IMPRESSION_SHAPE = (374, 388)
 #: Rigid placement: rotation range and translation (px) of the finger on the sensor.
 ROTATION_MAX = math.radians(20.0)
-TRANSLATION_MAX = 45.0
+TRANSLATION_MAX = 60.0
 #: Elastic skin distortion (Cappelli's model): a close region of radius ``r`` around the
 #: contact centre moves rigidly; beyond it the skin is dragged by a small extra rotation and
 #: translation, blended by a smooth brake over ``BRAKE_WIDTH`` px.
 DISTORTION_CLOSE_RADIUS = (50.0, 90.0)
 DISTORTION_BRAKE_WIDTH = (80.0, 140.0)
-DISTORTION_ROTATION = math.radians(3.0)
-DISTORTION_TRANSLATION = 5.0
+DISTORTION_ROTATION = math.radians(4.0)
+DISTORTION_TRANSLATION = 7.0
 #: Extra smooth random displacement field (px amplitude, correlation length px): local skin
 #: stretching not captured by the two-region model.
 WARP_AMPLITUDE = 1.0
 WARP_SMOOTHING = 80.0
 #: Pressure: the contact area is the silhouette scaled by this factor about a contact centre
 #: that wanders this far (px); light touches print only the middle of the pad.
-PRESSURE_SCALE = (0.72, 1.0)
+PRESSURE_SCALE = (0.65, 1.0)
 CONTACT_CENTRE_JITTER = 20.0
 #: Contact boundary softness (px): ridges fade out over a few periods at the edge.
 CONTACT_EDGE = 6.0
@@ -141,6 +149,10 @@ MORPH_KERNEL = 3
 #: Dry skin breaks: fraction of the ridge area erased by random blotches, blotch size (px).
 DRY_BREAKS = (0.05, 0.2)
 BREAK_SMOOTHING = 3.0
+#: Sweat pores and ridge texture: fraction of ridge pixels whitened by small random dots
+#: (scale px). Real 500 ppi ridges are never uniformly inked.
+PORE_FRACTION = (0.03, 0.1)
+PORE_SCALE = 2.0
 #: Softness of the ridge edge when turning the pattern into ink (in pattern units).
 INK_SOFTNESS = 0.15
 #: Background grey level and its smooth variation; ink contrast (grey levels).
