@@ -18,6 +18,7 @@ from __future__ import annotations
 from matcher.fingerprint.match.cylinders import prepare
 from matcher.fingerprint.match.explain import Explanation, explain
 from matcher.fingerprint.match.kernel import score_many
+from matcher.fingerprint.match.thresholds import threshold_for_fmr
 from matcher.fingerprint.match.types import (
     FORMAT,
     VERSION,
@@ -44,4 +45,5 @@ __all__ = [
     "prepare",
     "score",
     "score_many",
+    "threshold_for_fmr",
 ]
