@@ -187,7 +187,7 @@ def consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidatio
     spread = np.float32((1.0 - params.RELAX_WEIGHT) / (r - 1))
     for _ in range(params.RELAX_ITERATIONS):
         lam = (
-            np.float32(params.RELAX_WEIGHT) * lam + spread * (rho * lam[:, None, :]).sum(axis=2)
+            np.float32(params.RELAX_WEIGHT) * lam + spread * np.einsum("btk,bk->bt", rho, lam)
         ).astype(np.float32)
     eff = np.zeros_like(lam)
     np.divide(lam, local, out=eff, where=usable)
