@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
-from node.api.routers import audit, health, subjects, users
+from node.api.routers import audit, gallery, health, subjects, users
 from node.db.setup import open_database
 from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex, RecordService
@@ -28,9 +28,15 @@ from node.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ROUTERS: tuple[APIRouter, ...] = (health.router, users.router, subjects.router, audit.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
+    users.router,
+    subjects.router,
+    gallery.router,
+    audit.router,
+)
 #: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.
-UPLOAD_PREFIXES: tuple[str, ...] = ("/gallery/load", "/search")
+UPLOAD_PREFIXES: tuple[str, ...] = ("/gallery/enrol", "/search")
 
 
 def create_app(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from node.db.models import Role
 from node.service_errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
+from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex
 from node.services.users import Principal, UserService
 from node.settings import Settings
@@ -42,9 +43,17 @@ def get_gallery(request: Request) -> GalleryIndex:
     return gallery
 
 
+def get_gallery_set(request: Request) -> GallerySet:
+    gallery = request.app.state.gallery
+    if not isinstance(gallery, GallerySet):
+        raise StoreUnavailableError("this node has no gallery store configured")
+    return gallery
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 GalleryDep = Annotated[GalleryIndex, Depends(get_gallery)]
+GallerySetDep = Annotated[GallerySet, Depends(get_gallery_set)]
 
 _bearer = HTTPBearer(auto_error=False, description="an API token from `bdx users token`")
 

@@ -29,10 +29,11 @@ def _register() -> None:
 
     app.add_typer(eval_cmd.app, name="eval")
     app.add_typer(policy_cmd.app, name="policy")
-    from node.cli import db_cmd, serve, users_cmd
+    from node.cli import db_cmd, gallery_cmd, serve, users_cmd
 
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(users_cmd.app, name="users")
+    app.add_typer(gallery_cmd.app, name="gallery")
     app.command("serve")(serve.serve)
     from node.cli import pki_cmd
 

@@ -1,4 +1,4 @@
-"""``/subjects``, ``/records`` and ``/gallery/statistics``: gallery housekeeping (operators)."""
+"""``/subjects`` and ``/records``: gallery housekeeping (operators)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from node.api.deps import GalleryDep, OperatorUser, SessionDep, actor
 from node.api.schemas.common import ERROR_RESPONSES
 from node.api.schemas.subjects import (
     EncounterOut,
-    GalleryStatisticsOut,
     RecordOut,
     RestrictedRecords,
     SubjectDeleted,
@@ -89,14 +88,3 @@ def restrict_record(
 ) -> RecordOut:
     row = SubjectService(session).restrict_record(reference, restrictions, actor=actor(operator))
     return RecordOut.model_validate(row)
-
-
-@router.get("/gallery/statistics")
-def gallery_statistics(operator: OperatorUser, session: SessionDep) -> GalleryStatisticsOut:
-    stats = SubjectService(session).statistics()
-    return GalleryStatisticsOut(
-        subjects=stats.subjects,
-        records_by_state=stats.records_by_state,
-        active_by_modality=stats.active_by_modality,
-        active_by_finger_position=stats.active_by_finger_position,
-    )

@@ -59,8 +59,23 @@ class RestrictedRecords(BaseModel):
     records: list[RecordOut]
 
 
+class StoreStatsOut(BaseModel):
+    """One gallery of the store (one modality, template format and version)."""
+
+    generation: int
+    records: int
+    deleted: int
+    segments: int
+    bytes: int
+
+
 class GalleryStatisticsOut(BaseModel):
     subjects: int
     records_by_state: dict[str, int]
     active_by_modality: dict[str, int]
     active_by_finger_position: dict[int, int]
+    stores: dict[str, StoreStatsOut]
+
+
+class EnrolResult(BaseModel):
+    records: list[RecordOut]

@@ -1,0 +1,146 @@
+"""Enrolment: images in, templates extracted, records written to the database and the gallery.
+
+CPU-bound (extraction takes a fraction of a second per image): the HTTP layer calls it from a
+worker thread, the CLI under a progress bar. Images that yield no template are reported with
+their typed error and enrol nothing; the others are enrolled in one batch per modality (one
+gallery append each) through :meth:`~node.services.records.RecordService.enrol`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from matcher.errors import BdxError
+from matcher.face.pipeline import extract_face
+from matcher.face.template import FaceTemplate
+from matcher.fingerprint.extract import extract_file
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.gallery import GallerySchema, RecordBatch
+from matcher.search.face import face_schema, templates_to_records
+from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+from node.db.models import Modality, TemplateRecord
+from node.restrictions import SharingRestrictions
+from node.service_errors import InvalidRequestError
+from node.services.galleries import GallerySet, subject_key
+from node.services.records import NewRecord, RecordService
+
+Source = bytes | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class Capture:
+    """One image of one subject to enrol."""
+
+    subject: str
+    modality: Modality
+    image: Source
+    finger_position: int | None = None
+    source: str | None = None
+    encounter: str | None = None
+    restrictions: SharingRestrictions = field(default_factory=SharingRestrictions)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    capture: Capture
+    template: FingerprintTemplate | FaceTemplate
+    quality: int
+
+
+@dataclass
+class EnrolmentReport:
+    enrolled: list[TemplateRecord] = field(default_factory=list)
+    failed: list[tuple[Capture, BdxError]] = field(default_factory=list)
+
+
+def extract(capture: Capture) -> Extracted:
+    """The template of one capture; raises the extractor's typed error."""
+    if capture.modality is Modality.FACE:
+        if capture.finger_position is not None:
+            raise InvalidRequestError("a face has no finger position", reason="bad_position")
+        face = extract_face(capture.image)
+        return Extracted(capture, face.template, face.quality.score)
+    position = capture.finger_position or 0
+    finger = extract_file(capture.image, finger_position=position)
+    return Extracted(capture, finger, finger.image_quality)
+
+
+class EnrolmentService:
+    def __init__(self, session: Session, galleries: GallerySet) -> None:
+        self.records = RecordService(session, galleries)
+        self.galleries = galleries
+
+    def enrol(
+        self,
+        captures: Sequence[Capture],
+        *,
+        actor: str,
+        on_progress: Callable[[Capture], None] | None = None,
+    ) -> EnrolmentReport:
+        """Extract every capture, then enrol those that gave a template."""
+        report = EnrolmentReport()
+        extracted: dict[Modality, list[Extracted]] = {Modality.FINGERPRINT: [], Modality.FACE: []}
+        for capture in captures:
+            try:
+                item = extract(capture)
+                extracted[capture.modality].append(item)
+            except BdxError as exc:
+                report.failed.append((capture, exc))
+            if on_progress is not None:
+                on_progress(capture)
+        for modality, items in extracted.items():
+            if items:
+                report.enrolled += self._enrol(modality, items, actor)
+        return report
+
+    def _enrol(
+        self, modality: Modality, items: list[Extracted], actor: str
+    ) -> list[TemplateRecord]:
+        schema = _schema(modality, items[0].template)
+        new = [
+            NewRecord(
+                subject_external_id=item.capture.subject,
+                modality=modality,
+                format=schema.format,
+                format_version=schema.format_version,
+                finger_position=item.capture.finger_position,
+                quality=item.quality,
+                restrictions=item.capture.restrictions,
+                source=item.capture.source,
+                encounter_external_id=item.capture.encounter,
+            )
+            for item in items
+        ]
+        templates = [item.template for item in items]
+
+        def write(rows: Sequence[TemplateRecord]) -> None:
+            batch = _batch(schema, rows, templates)
+            self.galleries.append(schema, batch)
+
+        return self.records.enrol(new, write, actor=actor)
+
+
+def _schema(modality: Modality, template: FingerprintTemplate | FaceTemplate) -> GallerySchema:
+    if modality is Modality.FINGERPRINT:
+        return fingerprint_schema()
+    return face_schema(template.format, template.format_version)
+
+
+def _batch(
+    schema: GallerySchema,
+    rows: Sequence[TemplateRecord],
+    templates: Sequence[FingerprintTemplate | FaceTemplate],
+) -> RecordBatch:
+    refs = [row.reference for row in rows]
+    subjects = [subject_key(row.subject_id) for row in rows]
+    if schema.modality == "fingerprint":
+        fingers = [t for t in templates if isinstance(t, FingerprintTemplate)]
+        positions = [row.finger_position or 0 for row in rows]
+        return fingerprint_records(refs, subjects, fingers, positions)
+    faces = [t for t in templates if isinstance(t, FaceTemplate)]
+    return templates_to_records(refs, subjects, faces, schema)

@@ -1,0 +1,210 @@
+"""Enrolment from images into the real gallery store: HTTP (`POST /gallery/enrol`) and
+`bdx gallery load/stats/reconcile`, on synthetic fingerprints and a public-domain portrait."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from node_support import TestClient, bearer
+from PIL import Image
+from skimage import data as skdata
+from sqlalchemy import Engine
+
+from matcher.synthetic import make_impression, make_master
+from node.api.app import create_app
+from node.cli import main
+from node.db.models import Role
+from node.services.galleries import GallerySet
+from node.settings import Settings
+
+
+def png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def finger_png() -> bytes:
+    return png(make_impression(make_master(7), 0))
+
+
+@pytest.fixture(scope="module")
+def face_png() -> bytes:
+    return png(skdata.astronaut())
+
+
+@pytest.fixture
+def operator(make_token: object) -> dict[str, str]:
+    return bearer(make_token(Role.OPERATOR, name="op"))  # type: ignore[operator]
+
+
+def enrol(client: TestClient, headers: dict[str, str], body: bytes, **params: object):  # type: ignore[no-untyped-def]
+    return client.post("/gallery/enrol", headers=headers, params=params, content=body)
+
+
+def test_enrol_a_fingerprint_then_delete_it(
+    client: TestClient, operator: dict[str, str], finger_png: bytes, galleries: GallerySet
+) -> None:
+    r = enrol(
+        client,
+        operator,
+        finger_png,
+        subject="case-9",
+        modality="fingerprint",
+        finger_position=2,
+        source="desk-1",
+    )
+    assert r.status_code == 201, r.text
+    (record,) = r.json()["records"]
+    assert (record["state"], record["finger_position"], record["source"]) == ("active", 2, "desk-1")
+    assert record["format"] == "bdx-mcc-lssr" and 0 <= record["quality"] <= 100
+    assert galleries.references() == {record["reference"]}
+    stats = client.get("/gallery/statistics", headers=operator).json()
+    (store,) = stats["stores"].values()
+    assert store["records"] == 1 and stats["active_by_finger_position"] == {"2": 1}
+    assert client.delete("/subjects/case-9", headers=operator).json()["templates_removed"] == 1
+    assert galleries.references() == set()
+
+
+def test_enrol_a_face(
+    client: TestClient, operator: dict[str, str], face_png: bytes, galleries: GallerySet
+) -> None:
+    r = enrol(client, operator, face_png, subject="case-1", modality="face")
+    assert r.status_code == 201, r.text
+    (record,) = r.json()["records"]
+    assert record["modality"] == "face" and record["finger_position"] is None
+    assert any(name.startswith("face-") for name in galleries.galleries())
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "status", "reason"),
+    [
+        (b"", {"subject": "s", "modality": "face"}, 422, "empty_body"),
+        (b"not an image at all", {"subject": "s", "modality": "fingerprint"}, 422, "not_an_image"),
+        (
+            png(np.full((300, 300), 200, np.uint8)),
+            {"subject": "s", "modality": "fingerprint"},
+            422,
+            "no_ridge_area",
+        ),
+        (b"x", {"subject": "s", "modality": "face", "finger_position": 1}, 422, "bad_position"),
+        (b"x", {"modality": "face"}, 422, "invalid_request"),
+        (b"x", {"subject": "s", "modality": "iris"}, 422, "invalid_request"),
+        (
+            b"x",
+            {"subject": "s", "modality": "fingerprint", "finger_position": 11},
+            422,
+            "invalid_request",
+        ),
+    ],
+)
+def test_enrol_refusals(
+    client: TestClient,
+    operator: dict[str, str],
+    galleries: GallerySet,
+    body: bytes,
+    params: dict[str, object],
+    status: int,
+    reason: str,
+) -> None:
+    r = enrol(client, operator, body, **params)
+    assert (r.status_code, r.json()["error"]) == (status, reason), r.text
+    assert r.json()["detail"]
+    assert galleries.references() == set()
+
+
+def test_enrol_upload_limit(
+    settings: Settings, engine: Engine, galleries: GallerySet, make_token: object
+) -> None:
+    small = settings.model_copy(update={"max_upload_bytes": 1000})
+    headers = bearer(make_token(Role.OPERATOR))  # type: ignore[operator]
+    with TestClient(create_app(small, engine=engine, gallery=galleries)) as c:
+        r = enrol(c, headers, b"x" * 1001, subject="s", modality="face")
+    assert (r.status_code, r.json()["error"]) == (413, "payload_too_large")
+
+
+def test_enrol_needs_operator(client: TestClient, make_token: object) -> None:
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    r = enrol(client, officer, b"x", subject="s", modality="face")
+    assert (r.status_code, r.json()["error"]) == (403, "wrong_role")
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+@pytest.fixture
+def node_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
+    return settings
+
+
+def test_gallery_load_stats_and_reconcile(
+    node_env: Settings,
+    engine: Engine,
+    tmp_path: Path,
+    finger_png: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "batch"
+    for subject in ("p-1", "p-2"):
+        (root / subject).mkdir(parents=True)
+        (root / subject / "index.png").write_bytes(finger_png)
+    (root / "p-2" / "broken.png").write_bytes(b"\x89PNG broken")
+    (root / "p-2" / "notes.txt").write_text("ignored")
+    code, out, _ = cli(
+        [
+            "gallery",
+            "load",
+            str(root),
+            "--modality",
+            "fingerprint",
+            "--finger-position",
+            "2",
+            "--json",
+        ],
+        capsys,
+    )
+    report = json.loads(out)
+    assert code == 3  # one image failed; the others are enrolled
+    assert (report["enrolled"], report["subjects"]) == (2, 2)
+    assert [(f["file"], f["error"]) for f in report["failed"]] == [
+        ("p-2/broken.png", "not_an_image")
+    ]
+
+    code, out, _ = cli(["gallery", "stats", "--json"], capsys)
+    (store,) = json.loads(out).values()
+    assert (code, store["records"]) == (0, 2)
+    code, out, _ = cli(["gallery", "reconcile", "--json"], capsys)
+    assert code == 0 and not any(json.loads(out).values())
+
+
+def test_gallery_load_refused_while_a_server_holds_the_gallery(
+    node_env: Settings,
+    engine: Engine,
+    tmp_path: Path,
+    finger_png: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "b" / "p-1").mkdir(parents=True)
+    (tmp_path / "b" / "p-1" / "x.png").write_bytes(finger_png)
+    cli(["gallery", "load", str(tmp_path / "b"), "--modality", "fingerprint"], capsys)
+    with GallerySet.open(node_env.gallery_path):
+        code, _, err = cli(["gallery", "reconcile"], capsys)
+    assert code == 3 and "[gallery_locked]" in err
+
+
+def test_gallery_load_missing_directory(
+    node_env: Settings, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(["gallery", "load", str(tmp_path / "nope"), "--modality", "face"], capsys)
+    assert code == 4 and "[not_a_directory]" in err
