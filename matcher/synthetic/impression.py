@@ -159,7 +159,7 @@ def _contact(
     contact = np.clip((1.0 - level) * radius / P.CONTACT_EDGE, 0.0, 1.0)
     if rng.random() < prof.partial:  # a lifted edge: cut by a soft half-plane
         phi = rng.uniform(0, 2 * np.pi)
-        depth = rng.uniform(0.3, 0.7) * radius
+        depth = rng.uniform(*P.PARTIAL_DEPTH) * radius
         along = (map_x - centre[0]) * np.cos(phi) + (map_y - centre[1]) * np.sin(phi)
         contact = contact * np.clip((depth - along) / P.CONTACT_EDGE, 0.0, 1.0)
     return contact.astype(np.float32)
@@ -183,7 +183,9 @@ def _ink(pattern: F32, skin: str, prof: ImpressionProfile, rng: np.random.Genera
     dots = smooth_field(rng, shape, P.PORE_SCALE)
     ink = ink * (dots < np.quantile(dots, 1.0 - rng.uniform(*P.PORE_FRACTION)))
     # Uneven pressure across the pad: ink strength varies slowly.
-    strength = 1.0 - 0.25 * np.abs(smooth_field(rng, shape, P.BACKGROUND_SMOOTHING))
+    strength = 1.0 - P.PRESSURE_UNEVENNESS * np.abs(
+        smooth_field(rng, shape, P.BACKGROUND_SMOOTHING)
+    )
     return (ink * strength).astype(np.float32)
 
 

@@ -17,6 +17,8 @@ from matcher.synthetic.orientation import orientation
 from matcher.synthetic.ridges import grow_ridges
 
 F32 = npt.NDArray[np.float32]
+#: Polyline vertices per crease (enough for a smooth arc).
+CREASE_POINTS = 16
 #: Smallest canvas side that holds a recognisable pattern (a few ridge periods around a core).
 MIN_SIDE = 64
 
@@ -73,13 +75,14 @@ def add_creases(ridges: F32, layout: Layout, rng: np.random.Generator) -> F32:
     cx, cy = layout.flow.centre[0]
     a, b = layout.semi[0]
     for _ in range(n):  # a handful of lines per finger, each drawn by OpenCV
-        u, v = rng.uniform(-0.6, 0.6) * a, rng.uniform(-0.3, 0.9) * b
+        u = rng.uniform(-P.CREASE_REGION_X, P.CREASE_REGION_X) * a
+        v = rng.uniform(*P.CREASE_REGION_Y) * b
         angle = tilt + rng.uniform(-P.CREASE_TILT, P.CREASE_TILT)
         half = rng.uniform(*P.CREASE_LENGTH) / 2.0
         x = cx + u * np.cos(tilt) - v * np.sin(tilt)
         y = cy + u * np.sin(tilt) + v * np.cos(tilt)
-        t = np.linspace(-1.0, 1.0, 16)
-        bend = rng.uniform(-0.08, 0.08) * half * (1.0 - t * t)
+        t = np.linspace(-1.0, 1.0, CREASE_POINTS)
+        bend = rng.uniform(-P.CREASE_BEND, P.CREASE_BEND) * half * (1.0 - t * t)
         px = x + t * half * np.cos(angle) - bend * np.sin(angle)
         py = y + t * half * np.sin(angle) + bend * np.cos(angle)
         points = np.round(np.stack([px, py], axis=1) * 16).astype(np.int32)

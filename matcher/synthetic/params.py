@@ -36,6 +36,12 @@ CREASE_MEAN = 1.5
 CREASE_LENGTH = (50.0, 200.0)
 CREASE_WIDTH = (1.5, 3.5)
 CREASE_TILT = math.radians(30.0)
+#: Where creases sit, as fractions of the semi-axes in the finger frame: across most of the
+#: width, mostly in the lower pad (towards the distal flexion crease).
+CREASE_REGION_X = 0.6
+CREASE_REGION_Y = (-0.3, 0.9)
+#: Curvature of a crease: sagitta as a fraction of its half-length (gently curved lines).
+CREASE_BEND = 0.08
 
 # --------------------------------------------------------------------------- classes
 CLASSES = ("arch", "tented_arch", "left_loop", "right_loop", "whorl")
@@ -153,6 +159,11 @@ BREAK_SMOOTHING = 3.0
 #: (scale px). Real 500 ppi ridges are never uniformly inked.
 PORE_FRACTION = (0.03, 0.1)
 PORE_SCALE = 2.0
+#: Uneven pressure across the pad: ink strength drops by up to this fraction (slowly varying).
+PRESSURE_UNEVENNESS = 0.25
+#: Lifted edge (partial contact): the cut runs this far from the contact centre, as a fraction
+#: of the pad's smaller semi-axis (0.3 hides about a third of the pad).
+PARTIAL_DEPTH = (0.3, 0.7)
 #: Softness of the ridge edge when turning the pattern into ink (in pattern units).
 INK_SOFTNESS = 0.15
 #: Background grey level and its smooth variation; ink contrast (grey levels).
@@ -184,7 +195,9 @@ TEMPLATE_SPURIOUS = 4.0
 #: Probability that a minutia's type is read the other way (ending ↔ bifurcation): the
 #: commonest extractor error under pressure changes.
 TEMPLATE_TYPE_FLIP = 0.1
-#: Minutia quality range reported by the fast path.
+#: Minutia quality range reported by the fast path; spurious minutiae get half (extractors
+#: rate noise-born minutiae lower). Image quality range of the simulated captures.
 TEMPLATE_QUALITY = (30, 95)
+TEMPLATE_IMAGE_QUALITY = (40, 90)
 #: Fingers generated per vectorised block in the fast path (memory ∝ block · candidates²).
 TEMPLATE_BLOCK = 512

@@ -141,7 +141,7 @@ def _impressions(
     kind = np.where(flip, np.uint8(3) - kind, kind).astype(np.uint8)
     quality = rng.integers(P.TEMPLATE_QUALITY[0], P.TEMPLATE_QUALITY[1] + 1, x.shape)
     quality = np.where(np.arange(x.shape[1]) >= n_true, quality // 2, quality).astype(np.uint8)
-    image_quality = rng.integers(40, 91, b)
+    image_quality = rng.integers(P.TEMPLATE_IMAGE_QUALITY[0], P.TEMPLATE_IMAGE_QUALITY[1] + 1, b)
     out = []
     for i in range(count):  # builds the result objects; all arithmetic happened above
         k = keep[i]
