@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
-from node.api.routers import audit, gallery, health, subjects, users
+from node.api.routers import audit, gallery, health, search, subjects, users
 from node.db.setup import open_database
 from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex, RecordService
@@ -33,6 +33,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     users.router,
     subjects.router,
     gallery.router,
+    search.router,
     audit.router,
 )
 #: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,15 @@ class GallerySet:
     def stats(self) -> dict[str, GalleryStats]:
         with self._lock:
             return {name: g.stats() for name, g in self._galleries.items()}
+
+    @contextmanager
+    def reading(self, schema: GallerySchema) -> Iterator[Gallery | None]:
+        """The gallery of ``schema`` (``None`` if it has none yet), held still while in use.
+
+        Holds the set's lock, so no append or delete changes the snapshot during a search.
+        """
+        with self._lock:
+            yield self._galleries.get(gallery_name(schema))
 
     def append(self, schema: GallerySchema, batch: RecordBatch) -> None:
         """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed."""

@@ -1,0 +1,109 @@
+"""1:N search for officers: fingerprint images in, candidate subjects and a hit/no-hit out.
+
+A probe is one or more fingers (image and ISO position). Each is extracted, searched against
+the gallery records of its position and the per-finger scores are fused per subject with the
+empirical-FMR rule of :mod:`matcher.search.fusion`; the search is a hit when the best
+subject's fused FMR is at most ``settings.search_fmr``. No calibration set is needed, but a
+gallery of n records cannot show an FMR below about 1/(n+1) per finger.
+
+Candidates are the node's subjects (external ids) with at least one active record; every
+search is written to the audit trail (counts and outcome only, no biometric data).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from matcher.fingerprint.extract import extract_file
+from matcher.search.fingerprint import fingerprint_schema
+from matcher.search.fusion import SubjectCandidate, search_subjects
+from node.db.models import RecordState, Subject, TemplateRecord
+from node.repositories.audit import AuditRepository
+from node.service_errors import InvalidRequestError
+from node.services.galleries import GallerySet
+
+#: Most fingers one probe may carry (ten-print).
+MAX_FINGERS = 10
+
+
+@dataclass(frozen=True)
+class FingerProbe:
+    image: bytes
+    finger_position: int = 0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    subject: str
+    score: float
+    fmr: float | None
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    hit: bool
+    target_fmr: float
+    candidates: list[Candidate]
+    gallery_size: int
+
+
+class SearchService:
+    def __init__(self, session: Session, galleries: GallerySet, *, target_fmr: float) -> None:
+        self.session = session
+        self.galleries = galleries
+        self.target_fmr = target_fmr
+        self.audit = AuditRepository(session)
+
+    def search_fingerprints(
+        self, probes: Sequence[FingerProbe], *, k: int, actor: str
+    ) -> SearchOutcome:
+        """Extract and search; raises the extractor's typed error for an unusable image."""
+        if not 1 <= len(probes) <= MAX_FINGERS:
+            raise InvalidRequestError(
+                f"a probe has 1 to {MAX_FINGERS} fingers, not {len(probes)}", reason="bad_probe"
+            )
+        positions = [p.finger_position for p in probes]
+        known = [p for p in positions if p != 0]
+        if len(set(known)) != len(known):
+            raise InvalidRequestError("a finger position is repeated", reason="bad_probe")
+        templates = [extract_file(p.image, finger_position=p.finger_position) for p in probes]
+        with self.galleries.reading(fingerprint_schema()) as gallery:
+            found: list[SubjectCandidate] = []
+            size = 0
+            if gallery is not None and len(gallery) > 0:
+                result = search_subjects(gallery, templates, k=k, target_fmr=self.target_fmr)
+                found, size = list(result.candidates), len(gallery)
+        candidates = self._to_subjects(found)
+        best = candidates[0].fmr if candidates else None
+        hit = best is not None and best <= self.target_fmr
+        self.audit.record(
+            actor,
+            "search.fingerprint",
+            None,
+            {"fingers": len(probes), "hit": hit, "candidates": len(candidates)},
+        )
+        self.session.commit()
+        return SearchOutcome(hit, self.target_fmr, candidates, size)
+
+    def _to_subjects(self, found: Sequence[SubjectCandidate]) -> list[Candidate]:
+        """The node's subjects for gallery subject keys, best first, active ones only."""
+        ids = {c.subject: int(c.subject[1:]) for c in found if c.subject[1:].isdigit()}
+        if not ids:
+            return []
+        active = (
+            select(Subject.id, Subject.external_id)
+            .join(TemplateRecord, TemplateRecord.subject_id == Subject.id)
+            .where(Subject.id.in_(ids.values()), TemplateRecord.state == RecordState.ACTIVE)
+            .distinct()
+        )
+        names = {sid: ext for sid, ext in self.session.execute(active)}
+        out = []
+        for cand in found:
+            sid = ids.get(cand.subject)
+            if sid is not None and sid in names:
+                out.append(Candidate(names[sid], cand.score, cand.fmr))
+        return out

@@ -1,0 +1,121 @@
+"""Officers' 1:N fingerprint search over HTTP against a gallery enrolled from synthetic images."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from node_support import TestClient, bearer
+from PIL import Image
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from matcher.synthetic import make_impression, make_master
+from node.api.app import create_app
+from node.db.models import AuditEvent, Modality, Role
+from node.services.enrolment import Capture, EnrolmentService
+from node.services.galleries import GallerySet
+from node.settings import Settings
+
+MASTERS = (11, 12, 13)
+
+
+def png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def impressions() -> dict[int, list[bytes]]:
+    """Two impressions of each synthetic finger: [0] enrolled, [1] the probe."""
+    masters = {seed: make_master(seed) for seed in MASTERS}
+    return {seed: [png(make_impression(m, i)) for i in (0, 1)] for seed, m in masters.items()}
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+@pytest.fixture
+def enrolled(
+    sessions: sessionmaker[Session], galleries: GallerySet, impressions: dict[int, list[bytes]]
+) -> None:
+    captures = [
+        Capture(f"person-{seed}", Modality.FINGERPRINT, imgs[0], finger_position=2)
+        for seed, imgs in impressions.items()
+    ]
+    with sessions() as s:
+        report = EnrolmentService(s, galleries).enrol(captures, actor="test")
+    assert len(report.enrolled) == len(MASTERS) and not report.failed
+
+
+def search_client(settings: Settings, engine: Engine, galleries: GallerySet, fmr: float) -> FastAPI:
+    return create_app(
+        settings.model_copy(update={"search_fmr": fmr}), engine=engine, gallery=galleries
+    )
+
+
+def test_mate_ranks_first_and_small_galleries_cannot_claim_tiny_fmr(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    impressions: dict[int, list[bytes]],
+    enrolled: None,
+    sessions: sessionmaker[Session],
+) -> None:
+    officer = bearer(make_token(Role.OFFICER, name="anna"))  # type: ignore[operator]
+    probe = {"fingers": [{"position": 2, "image": b64(impressions[12][1])}], "k": 3}
+    with TestClient(search_client(settings, engine, galleries, 0.3)) as c:
+        loose = c.post("/search/fingerprint", headers=officer, json=probe).json()
+    assert loose["candidates"][0]["subject"] == "person-12"
+    assert loose["gallery_size"] == 3 and loose["hit"] is True
+    with TestClient(search_client(settings, engine, galleries, 1e-4)) as c:
+        strict = c.post("/search/fingerprint", headers=officer, json=probe).json()
+    # Three records cannot show an FMR below ~1/4: the target is out of reach, so no hit.
+    assert strict["candidates"][0]["subject"] == "person-12" and strict["hit"] is False
+    with sessions() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "search.fingerprint"))
+        details = [e.details for e in events]
+    assert details[0] == {"fingers": 1, "hit": True, "candidates": 3}
+
+
+def test_empty_gallery_is_a_no_hit(
+    client: TestClient, make_token: object, impressions: dict[int, list[bytes]]
+) -> None:
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    probe = {"fingers": [{"position": 0, "image": b64(impressions[11][1])}]}
+    body = client.post("/search/fingerprint", headers=officer, json=probe).json()
+    assert body == {"hit": False, "target_fmr": 1e-4, "gallery_size": 0, "candidates": []}
+
+
+@pytest.mark.parametrize(
+    ("fingers", "status", "reason"),
+    [
+        ([], 422, "invalid_request"),
+        ([{"position": 1, "image": "***not base64***"}], 422, "invalid_request"),
+        ([{"position": 1, "image": b64(b"not an image")}], 422, "not_an_image"),
+        ([{"position": 12, "image": b64(b"x")}], 422, "invalid_request"),
+        (
+            [{"position": 3, "image": b64(b"x")}, {"position": 3, "image": b64(b"x")}],
+            422,
+            "bad_probe",
+        ),
+    ],
+)
+def test_search_refusals(
+    client: TestClient, make_token: object, fingers: list[object], status: int, reason: str
+) -> None:
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    r = client.post("/search/fingerprint", headers=officer, json={"fingers": fingers})
+    assert (r.status_code, r.json()["error"]) == (status, reason), r.text
+
+
+def test_search_needs_officer(client: TestClient, make_token: object) -> None:
+    operator = bearer(make_token(Role.OPERATOR))  # type: ignore[operator]
+    r = client.post("/search/fingerprint", headers=operator, json={"fingers": []})
+    assert (r.status_code, r.json()["error"]) == (403, "wrong_role")
