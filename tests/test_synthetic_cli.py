@@ -23,7 +23,7 @@ def test_writes_images_and_prints_json(tmp_path: Path) -> None:
 def test_bad_count_is_a_one_line_error_with_the_matcher_exit_code(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, [str(tmp_path / "x"), "--fingers", "0"])
     assert result.exit_code == 3
-    assert result.output.strip().splitlines() == ["error: fingers must be a positive integer"]
+    assert result.output.strip().splitlines() == ["error: fingers must be >= 1, got 0"]
 
 
 def test_help_runs_as_a_module() -> None:

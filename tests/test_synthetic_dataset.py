@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from matcher.imageio import load_grayscale
@@ -50,6 +51,8 @@ def test_pool_writes_the_same_bytes_as_a_single_process(tmp_path: Path) -> None:
     [
         ({"fingers": 0, "impressions": 1}, "bad_count"),
         ({"fingers": 1, "impressions": -2}, "bad_count"),
+        ({"fingers": True, "impressions": 1}, "bad_count"),
+        ({"fingers": 1.5, "impressions": 1}, "bad_count"),
         ({"fingers": 1, "impressions": 1, "fmt": "gif"}, "unknown_format"),
         ({"fingers": 1, "impressions": 1, "seed": -1}, "bad_seed"),
         ({"fingers": 1, "impressions": 1, "profile": "greasy"}, "unknown_profile"),
@@ -78,3 +81,16 @@ def test_an_unwritable_file_raises(tmp_path: Path) -> None:
     with pytest.raises(SyntheticParameterError) as info:
         write_dataset(tmp_path, 1, 1, profile=PROFILE, master_shape=MASTER, workers=1)
     assert info.value.reason == "write_failed"
+
+
+def test_more_fingers_keep_the_existing_files_identical(tmp_path: Path) -> None:
+    one = write_dataset(tmp_path / "a", 1, 1, seed=9, profile=PROFILE, master_shape=MASTER)
+    two = write_dataset(tmp_path / "b", 2, 1, seed=9, profile=PROFILE, master_shape=MASTER)
+    assert one[0].read_bytes() == two[0].read_bytes()
+    assert two[0].read_bytes() != two[1].read_bytes()
+
+
+def test_numpy_integer_counts_are_accepted(tmp_path: Path) -> None:
+    n1, n2 = np.int64(1), np.int32(1)
+    paths = write_dataset(tmp_path, n1, n2, profile=PROFILE, master_shape=MASTER)  # type: ignore[arg-type]
+    assert [p.name for p in paths] == ["1_1.png"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matcher.synthetic.errors import SyntheticParameterError
+from matcher.synthetic.errors import SyntheticParameterError, check_count
 from matcher.synthetic.impression import ImpressionProfile, make_impression, resolve_profile
 from matcher.synthetic.master import check_seed, make_master
 from matcher.synthetic.params import MASTER_SHAPE
@@ -71,11 +71,12 @@ def write_dataset(
 
     ``progress(done_fingers, fingers)`` is called after each finger (e.g. to drive a
     ``rich.progress`` bar). ``workers`` overrides the pool size (1 = in process);
-    ``master_shape`` the masters' canvas (small ones make fast tests).
+    ``master_shape`` the masters' canvas (small ones make fast tests). The pool uses the
+    ``spawn`` start method, so a script calling this must guard its entry point with
+    ``if __name__ == "__main__":``.
     """
-    for name, value in (("fingers", fingers), ("impressions", impressions)):
-        if not isinstance(value, int) or value < 1:
-            raise SyntheticParameterError(f"{name} must be a positive integer", reason="bad_count")
+    fingers = check_count(fingers, "fingers", minimum=1)
+    impressions = check_count(impressions, "impressions", minimum=1)
     seed = check_seed(seed)
     if fmt not in FORMATS:
         raise SyntheticParameterError(

@@ -17,14 +17,12 @@ with the flow, genuine overlap), not the ridge topology that produced them; see 
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import numpy.typing as npt
 
 from matcher.fingerprint.template import BIFURCATION, ENDING, FingerprintTemplate
 from matcher.synthetic import params as P
-from matcher.synthetic.errors import SyntheticParameterError
+from matcher.synthetic.errors import SyntheticParameterError, check_count
 from matcher.synthetic.layout import Layout, draw_layouts
 from matcher.synthetic.master import check_seed
 from matcher.synthetic.orientation import orientation
@@ -160,16 +158,6 @@ def _impressions(
     return out
 
 
-def _count(value: object, name: str) -> int:
-    try:
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        raise SyntheticParameterError(f"{name} must be an integer", reason="bad_count") from None
-    if n < 0:
-        raise SyntheticParameterError(f"{name} must be >= 0, got {n}", reason="bad_count")
-    return n
-
-
 def synthetic_templates(
     n_fingers: int,
     impressions: int,
@@ -183,8 +171,8 @@ def synthetic_templates(
     are drawn in fixed blocks, each from its own ``SeedSequence``). ``shape`` (H, W) is the
     simulated image size at 500 ppi.
     """
-    n = _count(n_fingers, "n_fingers")
-    m = _count(impressions, "impressions")
+    n = check_count(n_fingers, "n_fingers")
+    m = check_count(impressions, "impressions")
     seed = check_seed(seed)
     h, w = (int(v) for v in shape)
     if h < 64 or w < 64:
