@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_support import bearer, free_port
+from node_support import bearer, free_port, self_signed_tls
 
 from node.db.models import Role
 
@@ -60,9 +61,12 @@ def node_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+BDX = [sys.executable, "-c", "from node.cli import main; main()"]
+
+
 def test_bdx_serve_runs_uvicorn(node_env: dict[str, str]) -> None:
     port = free_port()
-    cmd = [sys.executable, "-c", "from node.cli import main; main()", "serve", "--port", str(port)]
+    cmd = [*BDX, "serve", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -91,3 +95,51 @@ def test_bdx_serve_refuses_unsafe_production(node_env: dict[str, str]) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("bdx: error: refusing production settings")
     assert "debug must be off" in done.stderr and "[unsafe_config]" in done.stderr
+
+
+@pytest.fixture
+def production_env(node_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    data = Path(node_env["BDX_DATA_DIR"])
+    data.mkdir(mode=0o700)
+    cert, key = self_signed_tls(tmp_path)
+    node_env.update(
+        BDX_ENVIRONMENT="production",
+        BDX_COUNTRY="DE",
+        BDX_TLS_CERT_FILE=str(cert),
+        BDX_TLS_KEY_FILE=str(key),
+    )
+    return node_env
+
+
+def test_production_serve_needs_a_migrated_database(production_env: dict[str, str]) -> None:
+    done = subprocess.run([*BDX, "serve"], env=production_env, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "run `bdx db upgrade`" in done.stderr and "[schema_out_of_date]" in done.stderr
+
+
+def test_production_serve_over_tls(production_env: dict[str, str], tmp_path: Path) -> None:
+    upgrade = subprocess.run([*BDX, "db", "upgrade"], env=production_env, capture_output=True)
+    assert upgrade.returncode == 0, upgrade.stderr
+    trust = ssl.create_default_context(cafile=tmp_path / "node.crt")
+    port = free_port()
+    cmd = [*BDX, "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, env=production_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                url = f"https://127.0.0.1:{port}/health"
+                body = httpx.get(url, verify=trust, timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "bdx serve did not answer over TLS"
+                time.sleep(0.1)
+        assert body["country"] == "DE"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)
