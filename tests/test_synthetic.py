@@ -70,6 +70,22 @@ def test_drawn_class_is_one_of_the_known_classes() -> None:
     assert m.fingerprint_class in CLASSES
 
 
+def test_uncorrected_field_is_the_sherlock_monro_zero_pole_model() -> None:
+    m = make_master(8, fingerprint_class="whorl", shape=(96, 96), iterations=1, correction=False)
+    ys, xs = np.mgrid[0:96, 0:96].astype(np.float64)
+    z = xs + 1j * ys
+    tilt = float(m.layout.flow.tilt[0])
+    expected = tilt + 0.5 * (
+        sum(np.angle(z - complex(*c)) - tilt for c in m.cores)
+        - sum(np.angle(z - complex(*d)) - tilt for d in m.deltas)
+    )
+    assert np.degrees(_doubled_angle_error(m.orientation, np.mod(expected, np.pi)).max()) < 1e-3
+    corrected = make_master(8, fingerprint_class="whorl", shape=(96, 96), iterations=1)
+    assert np.array_equal(corrected.cores, m.cores)  # same layout, only the field differs
+    error = _doubled_angle_error(corrected.orientation, m.orientation)
+    assert 0.5 < np.degrees(error.mean()) < 20
+
+
 def _doubled_angle_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = np.abs(np.mod(a - b, np.pi))
     return np.minimum(d, np.pi - d)

@@ -85,8 +85,13 @@ def draw_layouts(
     batch: int,
     shape: tuple[int, int] = P.MASTER_SHAPE,
     fingerprint_class: str | None = None,
+    correction: bool = True,
 ) -> Layout:
-    """Draw ``batch`` finger layouts centred on a canvas of ``shape`` (H, W)."""
+    """Draw ``batch`` finger layouts centred on a canvas of ``shape`` (H, W).
+
+    ``correction=False`` zeroes the Vizcaya–Gerhardt warp (the plain Sherlock–Monro field);
+    the random draws are the same either way, so only the orientation field changes.
+    """
     b = batch
     h, w = shape
     if fingerprint_class is None:
@@ -155,6 +160,8 @@ def draw_layouts(
     k = P.VG_HARMONICS
     harmonic = np.arange(1, k + 1)
     warp_a = rng.uniform(-1.0, 1.0, (b, SLOTS, k)) * P.VG_AMPLITUDE / harmonic
+    if not correction:
+        warp_a[:] = 0.0
     warp_phase = rng.uniform(0, 2 * np.pi, (b, SLOTS, k))
     is_arch = classes == P.CLASSES.index("arch")
     flow = FlowModel(

@@ -98,11 +98,14 @@ def make_master(
     fingerprint_class: str | None = None,
     shape: tuple[int, int] = P.MASTER_SHAPE,
     iterations: int = P.GROWTH_ITERATIONS,
+    correction: bool = True,
 ) -> MasterFingerprint:
     """Generate the master fingerprint of finger ``seed``; same arguments ⇒ identical output.
 
     ``fingerprint_class`` fixes the class (one of :data:`params.CLASSES`), otherwise it is
-    drawn with natural frequencies. ``shape`` (H, W) and ``iterations`` exist for fast tests.
+    drawn with natural frequencies. ``correction`` applies the Vizcaya–Gerhardt style warp of
+    the Sherlock–Monro field (default; ``False`` gives the plain zero-pole model). ``shape``
+    (H, W) and ``iterations`` exist for fast tests.
     """
     seed = check_seed(seed)
     h, w = (int(v) for v in shape)
@@ -113,7 +116,9 @@ def make_master(
     if iterations < 1:
         raise SyntheticParameterError("iterations must be >= 1", reason="bad_iterations")
     layout_ss, density_ss, ridge_ss, crease_ss = np.random.SeedSequence(seed).spawn(4)
-    layout = draw_layouts(np.random.default_rng(layout_ss), 1, (h, w), fingerprint_class)
+    layout = draw_layouts(
+        np.random.default_rng(layout_ss), 1, (h, w), fingerprint_class, correction
+    )
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     theta = orientation(layout.flow, xs[None], ys[None])[0].astype(np.float32)
     period = period_map(layout, np.random.default_rng(density_ss), (h, w))
