@@ -145,7 +145,8 @@ def _search(
     gallery: Gallery, p: np.ndarray, k: int, threshold: float | None, threads: int
 ) -> list[SearchResult]:
     if p.shape[0] == 1:
-        blocks = gallery.blocks(params.FACE_BLOCK_ROWS)
+        int8 = "embedding_i8" in gallery.schema.fields
+        blocks = gallery.blocks(params.FACE_INT8_BLOCK_ROWS if int8 else params.FACE_BLOCK_ROWS)
         top = merged(run_shards(blocks, lambda s: _scan_one(s, p[0], k), threads), k)
         return [resolve(gallery, top, threshold)]
     blocks = gallery.blocks(params.FACE_BATCH_BLOCK_ROWS)

@@ -8,6 +8,10 @@ from __future__ import annotations
 #: which at 8192 rows would cost ~10% of a 1M-row scan.
 FACE_BLOCK_ROWS = 65536
 
+#: Rows per int8 face block: each is widened to a float32 copy before the product, and 8192
+#: rows (4 MiB as float32) keep that copy in cache; 65536 rows made int8 5x slower than float.
+FACE_INT8_BLOCK_ROWS = 8192
+
 #: Rows per block for batched face probes: the (block, nq) score matrix is block * nq * 4 bytes;
 #: 8192 rows x 64 probes = 2 MiB stays in L2/L3 while each column's top-k is taken.
 FACE_BATCH_BLOCK_ROWS = 8192
