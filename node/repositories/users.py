@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from node.db.models import ApiToken, User
 
@@ -26,7 +26,10 @@ class UserRepository:
         return user
 
     def token(self, token_id: str) -> ApiToken | None:
-        query = select(ApiToken).where(ApiToken.token_id == token_id)
+        # The user comes in the same query: authentication is on every request's path.
+        query = (
+            select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_id == token_id)
+        )
         return self.session.scalars(query).one_or_none()
 
     def tokens_of(self, user: User) -> Sequence[ApiToken]:
