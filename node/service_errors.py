@@ -45,3 +45,10 @@ class StoreUnavailableError(NodeError):
 
     exit_code = 1
     default_reason = "store_unavailable"
+
+
+class DatabaseUnavailableError(NodeError):
+    """The database cannot be reached or refused the connection (HTTP 503)."""
+
+    exit_code = 1
+    default_reason = "database_unavailable"

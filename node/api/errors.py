@@ -21,6 +21,7 @@ from node.errors import ConfigError, NotFoundError, PeerError
 from node.service_errors import (
     AuthenticationError,
     ConflictError,
+    DatabaseUnavailableError,
     InvalidRequestError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -39,6 +40,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BdxError], int], ...] = (
     (PayloadTooLargeError, 413),
     (InvalidRequestError, 422),
     (StoreUnavailableError, 503),
+    (DatabaseUnavailableError, 503),
     (PeerError, 502),
     (ConfigError, 500),
     (CertsError, 403),

@@ -8,7 +8,7 @@ import typer
 
 from node.cli._common import ConfigOption, JsonOption, print_json, settings_from
 from node.db import migrate
-from node.db.engine import create_db_engine
+from node.db.engine import create_db_engine, reachable
 
 app = typer.Typer(help="Create, migrate and inspect the node database.", no_args_is_help=True)
 
@@ -22,8 +22,9 @@ def upgrade(
     settings = settings_from(config)
     engine = create_db_engine(settings.db_url)
     try:
-        migrate.upgrade(engine, revision)
-        typer.echo(f"database at revision {migrate.current_revision(engine)}")
+        with reachable(engine):
+            migrate.upgrade(engine, revision)
+            typer.echo(f"database at revision {migrate.current_revision(engine)}")
     finally:
         engine.dispose()
 
@@ -34,7 +35,8 @@ def current(config: ConfigOption = None, json: JsonOption = False) -> None:
     settings = settings_from(config)
     engine = create_db_engine(settings.db_url)
     try:
-        now, head = migrate.current_revision(engine), migrate.head_revision(engine)
+        with reachable(engine):
+            now, head = migrate.current_revision(engine), migrate.head_revision(engine)
     finally:
         engine.dispose()
     if json:

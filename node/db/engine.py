@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.errors import ConfigError
+from node.service_errors import DatabaseUnavailableError
 
 #: Seconds a SQLite writer waits for another writer's lock before failing.
 SQLITE_BUSY_TIMEOUT_S = 15
@@ -45,6 +49,17 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         cursor.close()
 
     return engine
+
+
+@contextmanager
+def reachable(engine: Engine) -> Iterator[None]:
+    """Turn a failure to connect into :class:`DatabaseUnavailableError` (one clear line)."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseUnavailableError(f"cannot use the database at {where}: {reason}") from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -29,6 +29,9 @@ from node.db.base import Base, utc_now
 
 #: Longest external identifier (a national case or person number) accepted.
 EXTERNAL_ID_CHARS = 128
+#: External ids are one URL path segment (``/subjects/{external_id}``): no slash, no
+#: leading or trailing blank, no control characters.
+EXTERNAL_ID_PATTERN = r"^[^/\s\x00-\x1f](?:[^/\x00-\x1f]*[^/\s\x00-\x1f])?$"
 #: Highest ISO/IEC 19794-2 finger position (0 = unknown, 1–10 = right thumb … left little).
 MAX_FINGER_POSITION = 10
 

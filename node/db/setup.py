@@ -6,7 +6,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.db import migrate
-from node.db.engine import create_db_engine, session_factory
+from node.db.engine import create_db_engine, reachable, session_factory
 from node.settings import Settings
 
 
@@ -19,8 +19,9 @@ def open_database(
     a schema that is not at the latest revision (``bdx db upgrade`` is a deliberate step there).
     """
     engine = engine or create_db_engine(settings.db_url)
-    if settings.environment == "development":
-        migrate.upgrade(engine)
-    else:
-        migrate.require_head(engine)
+    with reachable(engine):
+        if settings.environment == "development":
+            migrate.upgrade(engine)
+        else:
+            migrate.require_head(engine)
     return engine, session_factory(engine)

@@ -94,6 +94,8 @@ def test_enrol_a_face(
         ),
         (b"x", {"subject": "s", "modality": "face", "finger_position": 1}, 422, "bad_position"),
         (b"x", {"modality": "face"}, 422, "invalid_request"),
+        (b"x", {"subject": "a/b", "modality": "face"}, 422, "invalid_request"),
+        (b"x", {"subject": " padded", "modality": "face"}, 422, "invalid_request"),
         (b"x", {"subject": "s", "modality": "iris"}, 422, "invalid_request"),
         (
             b"x",

@@ -102,3 +102,13 @@ def test_exchange_log_runs_on_the_migrated_schema(engine: Engine) -> None:
     assert log.size() == 3
     assert log.entry(1).data == b"query-2"
     assert log.issue_checkpoint().checkpoint.size == 3
+
+
+def test_unreachable_database_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", "postgresql+psycopg://bdx:secret@127.0.0.1:1/none")
+    for args in (["db", "current"], ["db", "upgrade"], ["users", "list"]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 1 and err.count("\n") == 1
+        assert "[database_unavailable]" in err and "secret" not in err

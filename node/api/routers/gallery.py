@@ -16,7 +16,12 @@ from fastapi import APIRouter, Query, Request, status
 from node.api.deps import GallerySetDep, OperatorUser, SessionDep, actor
 from node.api.schemas.common import ERROR_RESPONSES
 from node.api.schemas.subjects import EnrolResult, GalleryStatisticsOut, RecordOut, StoreStatsOut
-from node.db.models import EXTERNAL_ID_CHARS, MAX_FINGER_POSITION, Modality
+from node.db.models import (
+    EXTERNAL_ID_CHARS,
+    EXTERNAL_ID_PATTERN,
+    MAX_FINGER_POSITION,
+    Modality,
+)
 from node.service_errors import InvalidRequestError
 from node.services.enrolment import Capture, EnrolmentService
 from node.services.subjects import SubjectService
@@ -37,7 +42,9 @@ async def enrol_image(
     operator: OperatorUser,
     session: SessionDep,
     galleries: GallerySetDep,
-    subject: Annotated[str, Query(min_length=1, max_length=EXTERNAL_ID_CHARS)],
+    subject: Annotated[
+        str, Query(min_length=1, max_length=EXTERNAL_ID_CHARS, pattern=EXTERNAL_ID_PATTERN)
+    ],
     modality: Modality,
     finger_position: Annotated[int | None, Query(ge=0, le=MAX_FINGER_POSITION)] = None,
     source: Annotated[str | None, Query(max_length=255)] = None,
