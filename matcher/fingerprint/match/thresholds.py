@@ -3,7 +3,7 @@
 The table below was measured by ``benchmarks/fingerprint_eval.py --thresholds`` (see
 ``benchmarks/README.md``, "Fingerprint matching"): the cross-finger impostor scores of the
 FVC2002 DB1–DB4 B sets (4 x 2,880 = 11,520 comparisons of different fingers, this extractor
-and this matcher version), pooled; each row is the smallest threshold whose FMR on those scores
+and this matcher version; measured 2026-11-23), pooled; each row is the smallest threshold whose FMR on those scores
 does not exceed the row's FMR. 11,520 impostor scores support FMRs down to about 3e-4 (3
 scores above the threshold); lower FMRs are refused rather than extrapolated. The table belongs
 to the matcher :data:`~matcher.fingerprint.match.types.VERSION` it was measured with: any change
@@ -20,12 +20,12 @@ from matcher.fingerprint.match.types import FORMAT, VERSION
 #: (FMR, threshold) rows, FMR falling. Measured with FORMAT/VERSION below.
 MEASURED_WITH = (FORMAT, VERSION)
 TABLE: tuple[tuple[float, float], ...] = (
-    (0.1, 0.018915),
-    (0.03, 0.022379),
-    (0.01, 0.026307),
-    (0.003, 0.029798),
-    (0.001, 0.034134),
-    (0.0003, 0.042216),
+    (0.1, 0.003104),
+    (0.03, 0.004200),
+    (0.01, 0.005472),
+    (0.003, 0.007139),
+    (0.001, 0.009076),
+    (0.0003, 0.012476),
 )
 
 
