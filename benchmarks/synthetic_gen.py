@@ -18,6 +18,9 @@ sources: the extractor on the real images in DIR (FVC layout), the extractor on 
 impressions, and the ``synthetic_templates`` fast path:
 
     .venv/bin/python benchmarks/synthetic_gen.py --stats ../shared/data/fingerprint/FVC2002_DB1_B
+
+With ``--scores DIR`` it compares the matcher's genuine and impostor score distributions (all
+pairs) on DIR, on a generated 10 × 8 set and on the fast path's 10 × 8 templates.
 """
 
 from __future__ import annotations
@@ -133,6 +136,53 @@ def stats(folder: str, fingers: int, impressions: int) -> dict[str, dict[str, fl
     }
 
 
+def _load_fvc(folder: str) -> list[list[FingerprintTemplate]]:
+    from pathlib import Path
+
+    from matcher.fingerprint.extract import extract_file
+
+    fingers: dict[str, list[FingerprintTemplate]] = {}
+    for path in sorted(Path(folder).glob("*_*.*")):
+        fingers.setdefault(path.stem.split("_")[0], []).append(extract_file(path))
+    return list(fingers.values())
+
+
+def score_distribution(temps: list[list[FingerprintTemplate]]) -> dict[str, float]:
+    """Genuine / impostor similarity quantiles over all pairs of ``temps[finger][impression]``."""
+    from matcher.fingerprint.match import pack, prepare, score_many
+
+    flat = [(f, prepare(t)) for f, imps in enumerate(temps) for t in imps]
+    finger = np.array([f for f, _ in flat])
+    packed = pack([p for _, p in flat])
+    scores = np.stack([score_many(p, packed) for _, p in flat])  # one 1:N call per probe
+    upper = np.triu(np.ones_like(scores, dtype=bool), 1)
+    same = finger[:, None] == finger[None, :]
+    gen, imp = scores[upper & same], scores[upper & ~same]
+    return {
+        "genuine_median": round(float(np.median(gen)), 3),
+        "genuine_p10": round(float(np.percentile(gen, 10)), 3),
+        "impostor_median": round(float(np.median(imp)), 4),
+        "impostor_p99": round(float(np.percentile(imp, 99)), 4),
+        "impostor_p999": round(float(np.percentile(imp, 99.9)), 4),
+        "impostor_max": round(float(imp.max()), 4),
+    }
+
+
+def scores(folder: str) -> dict[str, dict[str, float]]:
+    import tempfile
+
+    from matcher.synthetic import write_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_dataset(tmp, 10, 8, 0)
+        generated = _load_fvc(tmp)
+    return {
+        "real_extracted": score_distribution(_load_fvc(folder)),
+        "synthetic_images_extracted": score_distribution(generated),
+        "synthetic_templates": score_distribution(synthetic_templates(10, 8, 0)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="repeats per measurement")
@@ -140,7 +190,11 @@ def main() -> None:
     parser.add_argument("--templates", type=int, default=2048, help="fingers for the fast path")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--stats", metavar="DIR", help="compare template statistics with DIR")
+    parser.add_argument("--scores", metavar="DIR", help="compare score distributions with DIR")
     args = parser.parse_args()
+    if args.scores:
+        print(json.dumps(scores(args.scores), indent=1))
+        return
     if args.stats:
         print(json.dumps(stats(args.stats, 10, 4), indent=1))
         return
