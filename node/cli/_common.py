@@ -1,4 +1,11 @@
-"""Options and helpers shared by the node's command groups."""
+"""Options and helpers shared by the node's command groups.
+
+To add a command group: write ``node/cli/<name>_cmd.py`` with ``app = typer.Typer(help=...)``
+and commands taking ``config: ConfigOption = None`` (and ``json: JsonOption = False`` where a
+script reads the output); open the database with ``session_for(settings_from(config))``; raise
+typed errors (``main`` prints them as one line with their exit code); then add one
+``app.add_typer(<name>_cmd.app, name="<name>")`` line in ``node/cli/__init__.py:_register``.
+"""
 
 from __future__ import annotations
 
