@@ -240,3 +240,93 @@ def test_references_lists_live_records(tmp_path: Path) -> None:
         g.append(make_batch("a", 3))
         g.delete(["a-1"])
         assert g.references() == ["a-0", "a-2"]
+
+
+def test_reader_snapshot_survives_compaction(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 10, seed=4))
+        reader = Gallery.open(tmp_path)
+        want = reader.lookup("a-5").arrays["xy"]
+        g.delete(["a-5"])
+        g.compact()  # the reader's segment files are unlinked now
+        np.testing.assert_array_equal(reader.lookup("a-5").arrays["xy"], want)
+        reader.refresh()
+        with pytest.raises(UnknownReferenceError):
+            reader.lookup("a-5")
+
+
+def test_schema_errors() -> None:
+    with pytest.raises(TemplateFormatError) as err:
+        FieldSpec("float32", (0,))
+    assert err.value.reason == "bad_schema"
+    with pytest.raises(TypeError):
+        FieldSpec("no-such-dtype")
+    with pytest.raises(TemplateFormatError):
+        GallerySchema("iris", "f", 1, {})
+    with pytest.raises(TemplateFormatError):
+        GallerySchema("face", "f", 1, {"not valid": FieldSpec("int8")})
+
+
+def test_batch_shape_errors(tmp_path: Path) -> None:
+    with pytest.raises(TemplateFormatError, match="length"):
+        RecordBatch.build(["a", "b"], ["s"], [1, 1], {}, format="f", format_version=1)
+    with pytest.raises(TemplateFormatError, match="rows"):
+        RecordBatch.build(["a"], ["s"], [1], {"count": [1, 2]}, format="f", format_version=1)
+    bad_dtype = RecordBatch.build(
+        ["a"],
+        ["s"],
+        [1],
+        {"xy": np.zeros((1, 2, 2)), "count": [1.5]},
+        format="test-format",
+        format_version=1,
+    )
+    with Gallery.create(tmp_path, SCHEMA) as g, pytest.raises(TemplateFormatError, match="dtype"):
+        g.append(bad_dtype)
+
+
+def test_schema_mismatch_and_read_only_ops(tmp_path: Path) -> None:
+    Gallery.create(tmp_path, SCHEMA).close()
+    other = GallerySchema("fingerprint", "test-format", 1, {"xy": FieldSpec("float32", (-1, 2))})
+    with pytest.raises(GalleryError) as err:
+        Gallery.open(tmp_path, schema=other)
+    assert err.value.reason == "schema_mismatch"
+    with Gallery.open(tmp_path) as reader:
+        for op in (lambda: reader.delete([]), reader.compact):
+            with pytest.raises(GalleryError) as ro:
+                op()
+            assert ro.value.reason == "read_only"
+
+
+def test_unsupported_layout_and_bad_tombstones(tmp_path: Path) -> None:
+    import hashlib
+
+    from matcher.gallery import manifest as mf
+
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 4))
+        g.delete(["a-1"])
+    path = tmp_path / "MANIFEST.json"
+    original = path.read_bytes()
+
+    def rewrite(change: object) -> None:
+        doc = json.loads(original)
+        change(doc["body"])  # type: ignore[operator]
+        doc["sha256"] = hashlib.sha256(mf._canonical(doc["body"])).hexdigest()
+        path.write_text(json.dumps(doc))
+
+    rewrite(lambda b: b.update(layout_version=99))
+    with pytest.raises(GalleryError) as err:
+        Gallery.open(tmp_path)
+    assert err.value.reason == "unsupported_layout"
+    rewrite(lambda b: b.update(tombstone_count=7))
+    with pytest.raises(GalleryCorruptError) as tomb:
+        Gallery.open(tmp_path, verify=False)
+    assert tomb.value.reason == "bad_tombstones"
+    rewrite(lambda b: b["segments"][0].update(id=42))
+    with pytest.raises(GalleryCorruptError) as orphan:
+        Gallery.open(tmp_path, verify=False)
+    assert orphan.value.reason == "bad_tombstones"
+    rewrite(lambda b: b["segments"][0]["files"].pop("ref"))
+    with pytest.raises(GalleryCorruptError) as files:
+        Gallery.open(tmp_path, verify=False)
+    assert files.value.reason == "bad_segment"
