@@ -117,8 +117,9 @@ def test_ridge_period_matches_the_density_map(master: MasterFingerprint) -> None
     spectrum = np.abs(np.fft.fftshift(np.fft.fft2(win)))
     fy, fx = np.mgrid[-64:64, -64:64] / 128.0
     radius = np.hypot(fx, fy)
-    spectrum[radius < 1 / 20] = 0  # ignore the low-frequency envelope
-    peak = radius.ravel()[np.argmax(spectrum)]
+    band = (radius > 1 / 16) & (radius < 1 / 5)  # ridge frequencies, not the envelope
+    power = spectrum[band] ** 2
+    peak = float((radius[band] * power).sum() / power.sum())
     expected = float(master.period[h // 2 - 64 : h // 2 + 64, w // 2 - 64 : w // 2 + 64].mean())
     assert abs(1.0 / peak - expected) / expected < 0.15
 

@@ -13,6 +13,7 @@ from matcher.synthetic import params as P
 from matcher.synthetic.density import period_map
 from matcher.synthetic.errors import SyntheticParameterError
 from matcher.synthetic.layout import Layout, draw_layouts
+from matcher.synthetic.noise import smooth_field
 from matcher.synthetic.orientation import orientation
 from matcher.synthetic.ridges import grow_ridges
 
@@ -115,12 +116,16 @@ def make_master(
         )
     if iterations < 1:
         raise SyntheticParameterError("iterations must be >= 1", reason="bad_iterations")
-    layout_ss, density_ss, ridge_ss, crease_ss = np.random.SeedSequence(seed).spawn(4)
+    layout_ss, density_ss, ridge_ss, crease_ss, flow_ss = np.random.SeedSequence(seed).spawn(5)
     layout = draw_layouts(
         np.random.default_rng(layout_ss), 1, (h, w), fingerprint_class, correction
     )
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    theta = orientation(layout.flow, xs[None], ys[None])[0].astype(np.float32)
+    theta = orientation(layout.flow, xs[None], ys[None])[0]
+    if correction and P.FLOW_NOISE > 0:  # the finger's own small flow irregularities
+        wobble = smooth_field(np.random.default_rng(flow_ss), (h, w), P.FLOW_NOISE_LENGTH)
+        theta = np.mod(theta + P.FLOW_NOISE * wobble, np.pi)
+    theta = theta.astype(np.float32)
     period = period_map(layout, np.random.default_rng(density_ss), (h, w))
     level = layout.level(xs[None], ys[None])[0]
     active = level < P.GROWTH_ACTIVE_LEVEL

@@ -76,7 +76,13 @@ GLOBAL_ROTATION = math.radians(12.0)
 #: monotone warp ``α + Σ a_k sin(k α + φ_k)``. Amplitudes this small keep the warp monotone
 #: (``Σ k |a_k| < 1``) and so never create or remove singular points.
 VG_HARMONICS = 3
-VG_AMPLITUDE = 0.12
+VG_AMPLITUDE = 0.2
+
+#: Local flow irregularity (rad, σ of a smooth random field added to the orientation, and its
+#: correlation length px): real ridge flow is not exactly any global model, and without it
+#: fingers of one class share too much of their flow. Part of the optional correction.
+FLOW_NOISE = 0.1
+FLOW_NOISE_LENGTH = 50.0
 
 # --------------------------------------------------------------------------- ridge density
 #: Mean ridge period per finger (px). Adult ridge spacing is 0.4–0.55 mm ≈ 8–11 px at 500 ppi;
