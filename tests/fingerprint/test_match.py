@@ -172,6 +172,15 @@ def test_one_to_one_equals_batch_whatever_the_block(
     assert np.array_equal(batch, np.array(alone, np.float32))
 
 
+def test_sub_block_split_does_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = _pair(8)
+    members = [prepare(_template(*finger(40 + k, n=15 + 6 * k))) for k in range(7)]
+    block = pack(members)
+    whole = consolidate(prepare(a), block).score
+    monkeypatch.setattr(P, "CHUNK_TEMPLATES", 2)
+    assert np.array_equal(score_many(prepare(a), block), whole)
+
+
 def test_explain_is_consistent_with_score_and_finds_true_pairs() -> None:
     xy, ang = finger(11)
     a = _template(xy, ang)

@@ -116,10 +116,24 @@ def _best_partners(probe: SearchTemplate, gallery: PackedTemplates) -> tuple[F32
     return sim.astype(np.float32), best_i.astype(np.int64)
 
 
-def _chord(cos: F32) -> F32:
-    """Angle -> chord 2 sin(θ/2) = sqrt(2 - 2 cos θ): monotone in θ, within 1% of θ below 30°,
-    and free of trigonometric functions (bit-reproducible anywhere in an array)."""
-    return np.sqrt(np.maximum(np.float32(2.0) - np.float32(2.0) * cos, np.float32(0.0)))
+def _chord_(cos: F32) -> F32:
+    """In place: angle (given by its cosine) -> chord 2 sin(θ/2) = sqrt(2 - 2 cos θ). Monotone in
+    θ, within 1% of θ below 30°, and free of trigonometric functions (bit-reproducible anywhere
+    in an array)."""
+    cos *= np.float32(-2.0)
+    cos += np.float32(2.0)
+    np.maximum(cos, np.float32(0.0), out=cos)
+    return np.sqrt(cos, out=cos)
+
+
+def _one_plus_exp_(v: F32, mu: float, tau: float) -> F32:
+    """In place: v -> 1 + exp(-τ (v - μ)), the reciprocal of MCC's sigmoid Z(v, μ, τ)."""
+    v -= np.float32(mu)
+    v *= np.float32(-tau)
+    with np.errstate(over="ignore"):  # inf: the sigmoid is then exactly 0, as intended
+        np.exp(v, out=v)
+    v += np.float32(1.0)
+    return v
 
 
 def _compatibility(pa: F32, gb: F32, usable: npt.NDArray[np.bool_]) -> F32:
@@ -127,7 +141,9 @@ def _compatibility(pa: F32, gb: F32, usable: npt.NDArray[np.bool_]) -> F32:
 
     For pairs t = (a_t, b_t) and k: d1 = difference of the distances a_t-a_k and b_t-b_k;
     d2 = difference of the two pairs' rotations (b -> a); d3 = angle between segment a_t->a_k
-    and segment b_t->b_k once rotated by pair t's rotation. d2, d3 as chords (see _chord).
+    and segment b_t->b_k once rotated by pair t's rotation. d2, d3 as chords (see _chord_).
+    ρ = Z(d1) Z(d2) Z(d3). Written with in-place operations: this is the kernel's largest
+    elementwise cost.
     """
     ax, ay, ac, as_ = pa[..., 0], pa[..., 1], pa[..., 2], pa[..., 3]
     bx, by, bc, bs = gb[..., 0], gb[..., 1], gb[..., 2], gb[..., 3]
@@ -135,23 +151,36 @@ def _compatibility(pa: F32, gb: F32, usable: npt.NDArray[np.bool_]) -> F32:
     day = ay[:, None, :] - ay[:, :, None]
     dbx = bx[:, None, :] - bx[:, :, None]
     dby = by[:, None, :] - by[:, :, None]
-    la = np.sqrt(dax * dax + day * day)
-    lb = np.sqrt(dbx * dbx + dby * dby)
-    d1 = np.abs(la - lb)
-    rc = ac * bc + as_ * bs  # rotation of each pair, b -> a: cos, sin (nb, R)
-    rs = as_ * bc - ac * bs
-    d2 = _chord(rc[:, :, None] * rc[:, None, :] + rs[:, :, None] * rs[:, None, :])
-    rbx = rc[:, :, None] * dbx - rs[:, :, None] * dby
-    rby = rs[:, :, None] * dbx + rc[:, :, None] * dby
-    lengths = la * lb
-    cos3 = np.ones_like(lengths)
-    np.divide(rbx * dax + rby * day, lengths, out=cos3, where=lengths > 0)
-    d3 = _chord(cos3)
-    rho = (
-        _sigmoid(d1, params.MU_RHO_DIST, params.TAU_RHO_DIST)
-        * _sigmoid(d2, params.MU_RHO_ROT, params.TAU_RHO_ROT)
-        * _sigmoid(d3, params.MU_RHO_RADIAL, params.TAU_RHO_RADIAL)
-    ).astype(np.float32)
+    rc = (ac * bc + as_ * bs)[:, :, None]  # rotation of each pair t, b -> a: cos, sin
+    rs = (as_ * bc - ac * bs)[:, :, None]
+    # d3: cos of the angle between a's segment and b's segment turned by rc, rs.
+    num = dbx * dax
+    num += dby * day
+    num *= rc
+    cross = dbx * day
+    cross -= dby * dax
+    cross *= rs
+    num += cross
+    la = np.square(dax, out=dax)
+    la += np.square(day, out=day)
+    np.sqrt(la, out=la)
+    lb = np.square(dbx, out=dbx)
+    lb += np.square(dby, out=dby)
+    np.sqrt(lb, out=lb)
+    lengths = np.multiply(la, lb, out=cross)
+    np.maximum(lengths, np.float32(1e-6), out=lengths)  # t == k: ρ is zeroed below anyway
+    cos3 = np.divide(num, lengths, out=num)
+    d3 = _chord_(cos3)
+    la -= lb
+    d1 = np.abs(la, out=la)
+    d2 = np.multiply(rc, rc.transpose(0, 2, 1), out=lb)
+    d2 += rs * rs.transpose(0, 2, 1)
+    _chord_(d2)
+    rho = _one_plus_exp_(d1, params.MU_RHO_DIST, params.TAU_RHO_DIST)
+    with np.errstate(over="ignore"):  # a product overflowing to inf means ρ = 0, as intended
+        rho *= _one_plus_exp_(d2, params.MU_RHO_ROT, params.TAU_RHO_ROT)
+        rho *= _one_plus_exp_(d3, params.MU_RHO_RADIAL, params.TAU_RHO_RADIAL)
+    np.reciprocal(rho, out=rho)
     rho *= usable[:, :, None] & usable[:, None, :]
     r = rho.shape[1]
     rho[:, np.arange(r), np.arange(r)] = 0.0
@@ -205,5 +234,25 @@ def consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidatio
 
 
 def score_many(probe: SearchTemplate, gallery: PackedTemplates) -> F32:
-    """Similarity in [0, 1] of ``probe`` to each template of ``gallery``: (nb,) float32."""
-    return consolidate(probe, gallery).score
+    """Similarity in [0, 1] of ``probe`` to each template of ``gallery``: (nb,) float32.
+
+    Runs the kernel over sub-blocks of ``params.CHUNK_TEMPLATES`` templates so that every
+    intermediate array stays in cache (scores do not depend on the split).
+    """
+    check_packed(gallery)
+    nb = len(gallery)
+    step = params.CHUNK_TEMPLATES
+    if nb <= step:
+        return consolidate(probe, gallery).score
+    out = np.empty(nb, np.float32)
+    for s in range(0, nb, step):
+        part = PackedTemplates(
+            gallery.descriptors[s : s + step],
+            gallery.inv_norm[s : s + step],
+            gallery.geometry[s : s + step],
+            gallery.counts[s : s + step],
+            gallery.format,
+            gallery.version,
+        )
+        out[s : s + step] = consolidate(probe, part).score
+    return out
