@@ -131,21 +131,34 @@ def _usable(block: Block, position: int) -> np.ndarray:
 
 
 def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTemplate) -> np.ndarray:
-    """Kernel scores (r,) of ``rows`` of a block (all rows when None): one ``score_many``."""
+    """Kernel scores (r,) of ``rows`` of a block (all rows when None).
+
+    Rows are grouped by their minutia count rounded up to ``ROW_BUCKET`` and each group is
+    packed only that long (the kernel's cost grows with the padded row length M, and its scores
+    do not depend on M): one ``score_many`` call per group, a handful per block.
+    """
     a = block.arrays
-
-    def pick(v: np.ndarray) -> np.ndarray:
-        return np.asarray(v) if rows is None else np.asarray(v)[rows]
-
-    packed = match.PackedTemplates(
-        pick(a["descriptors"]).astype(np.float32),
-        pick(a["inv_norm"]),
-        pick(a["geometry"]),
-        pick(a["counts"]),
-        format=probe.format,
-        version=probe.version,
-    )
-    return match.score_many(probe, packed)
+    idx = np.arange(len(block)) if rows is None else rows
+    counts = np.asarray(a["counts"])[idx]
+    full = a["descriptors"].shape[1]
+    step = params.ROW_BUCKET
+    lengths = np.minimum(np.maximum(-(-counts // step) * step, match_params.N_RELAX), full)
+    order = np.argsort(lengths, kind="stable")
+    out = np.empty(idx.shape[0], dtype=np.float32)
+    for group in np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1):
+        if group.size == 0:
+            continue
+        m, r = int(lengths[group[0]]), idx[group]
+        packed = match.PackedTemplates(
+            np.asarray(a["descriptors"])[r, :m].astype(np.float32),
+            np.asarray(a["inv_norm"])[r, :m],
+            np.asarray(a["geometry"])[r, :m],
+            counts[group],
+            format=probe.format,
+            version=probe.version,
+        )
+        out[group] = match.score_many(probe, packed)
+    return out
 
 
 def _block_scores(block: Block, probe: match.SearchTemplate, position: int) -> np.ndarray:
