@@ -2,12 +2,13 @@
 
 The table below was measured by ``benchmarks/fingerprint_eval.py --thresholds`` (see
 ``benchmarks/README.md``, "Fingerprint matching"): the cross-finger impostor scores of the
-FVC2002 DB1–DB4 B sets (4 x 2,880 = 11,520 comparisons of different fingers, this extractor
-and this matcher version; measured 2026-11-23), pooled; each row is the smallest threshold
-whose FMR on those scores does not exceed the row's FMR. 11,520 impostor scores support FMRs down to about 3e-4 (3
-scores above the threshold); lower FMRs are refused rather than extrapolated. The table belongs
-to the matcher :data:`~matcher.fingerprint.match.types.VERSION` it was measured with: any change
-of descriptors or scoring must re-run the benchmark and replace it.
+FVC2002 DB1–DB4 B sets (4 x 2,880 = 11,520 comparisons of different fingers, with this
+extractor and this matcher version, measured 2026-11-23), pooled; each row is the smallest
+threshold whose FMR on those scores does not exceed the row's FMR. 11,520 impostor scores
+support FMRs down to about 3e-4 (3 scores above the threshold); lower FMRs are refused rather
+than extrapolated. The table belongs to the matcher
+:data:`~matcher.fingerprint.match.types.VERSION` it was measured with: any change of
+descriptors or scoring must re-run the benchmark and replace it.
 """
 
 from __future__ import annotations
