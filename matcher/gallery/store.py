@@ -135,9 +135,12 @@ class Gallery:
                     segment.verify(self.directory, man)
                 self._install(man)
                 return
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 if attempt == params.OPEN_RETRIES - 1 or self._lock is not None:
-                    raise GalleryError("gallery files vanished", reason="gallery_corrupt") from None
+                    raise GalleryCorruptError(
+                        f"a file the manifest names is missing: {Path(str(exc.filename)).name}",
+                        reason="missing_file",
+                    ) from None
 
     def _install(self, man: mf.Manifest) -> None:
         segs, offset = [], 0

@@ -330,3 +330,15 @@ def test_unsupported_layout_and_bad_tombstones(tmp_path: Path) -> None:
     with pytest.raises(GalleryCorruptError) as files:
         Gallery.open(tmp_path, verify=False)
     assert files.value.reason == "bad_segment"
+
+
+def test_missing_segment_file(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 3))
+    next(tmp_path.glob("seg-*.subject.npy")).unlink()
+    for verify in (True, False):
+        with pytest.raises(GalleryCorruptError) as err:
+            Gallery.open(tmp_path, verify=verify)
+        assert err.value.reason == "missing_file"
+    with pytest.raises(GalleryCorruptError):
+        Gallery.open(tmp_path, writable=True)
