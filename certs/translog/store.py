@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from certs.merkle import (
@@ -237,7 +237,10 @@ class TransparencyLog:
 
     def _lookup(self, conn: Connection, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
         leaves = [n.index for n in ids if n.level == 0]
-        inner = [(n.level, n.index) for n in ids if n.level > 0]
+        by_level: dict[int, list[int]] = {}
+        for node in ids:
+            if node.level > 0:
+                by_level.setdefault(node.level, []).append(node.index)
         found: dict[NodeID, bytes] = {}
         if leaves:
             t = schema.entries
@@ -245,11 +248,18 @@ class TransparencyLog:
                 select(t.c.leaf_index, t.c.leaf_hash).where(t.c.leaf_index.in_(leaves))
             ):
                 found[NodeID(0, idx)] = h
-        if inner:
+        if by_level:
+            # One "level = ? AND node_index IN (...)" term per level: both SQLite and
+            # PostgreSQL answer it from the primary key (a row-value IN scans on SQLite).
             n = schema.nodes
             for level, idx, h in conn.execute(
                 select(n.c.level, n.c.node_index, n.c.hash).where(
-                    tuple_(n.c.level, n.c.node_index).in_(inner)
+                    or_(
+                        *(
+                            and_(n.c.level == level, n.c.node_index.in_(indices))
+                            for level, indices in by_level.items()
+                        )
+                    )
                 )
             ):
                 found[NodeID(level, idx)] = h
