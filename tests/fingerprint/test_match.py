@@ -200,6 +200,16 @@ def test_explain_is_consistent_with_score_and_finds_true_pairs() -> None:
     assert np.all(e.efficiency[sel] >= 0)
 
 
+def test_explain_maps_indices_back_to_the_templates() -> None:
+    small = _template(*finger(12, n=6))
+    e = explain(small, small)
+    assert e.b_index.shape == (P.N_RELAX,)
+    assert set(e.b_index[6:].tolist()) == {-1} and not e.usable[e.b_index < 0].any()
+    assert e.score == score(small, small)
+    empty = _template(np.zeros((0, 2)), np.zeros(0))
+    assert explain(empty, small).score == 0.0 and set(explain(small, empty).b_index) == {-1}
+
+
 def test_empty_and_tiny_templates_score_zero() -> None:
     empty = _template(np.zeros((0, 2)), np.zeros(0))
     one = _template(np.array([[100.0, 100.0]]), np.array([1.0]))

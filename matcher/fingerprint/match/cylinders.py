@@ -45,14 +45,20 @@ def _hull_outside_distance(
     return np.maximum(signed.max(axis=-1), 0.0)
 
 
+def kept_indices(template: FingerprintTemplate) -> npt.NDArray[np.int64]:
+    """(m,) indices into ``template`` of the minutiae :func:`prepare` keeps, in their order:
+    all of them, or the MAX_MINUTIAE of highest quality when there are more."""
+    if template.count <= params.MAX_MINUTIAE:
+        return np.arange(template.count, dtype=np.int64)
+    best = np.argsort(-template.quality.astype(np.int64), kind="stable")
+    return np.sort(best[: params.MAX_MINUTIAE]).astype(np.int64)
+
+
 def prepare(template: FingerprintTemplate) -> SearchTemplate:
     """Cylinders and geometry of ``template`` (m minutiae -> descriptors (m, d) float32)."""
     if not isinstance(template, FingerprintTemplate):
         raise TemplateFormatError(f"expected a FingerprintTemplate, got {type(template).__name__}")
-    order = np.arange(template.count)
-    if template.count > params.MAX_MINUTIAE:
-        best = np.argsort(-template.quality.astype(np.int64), kind="stable")
-        order = np.sort(best[: params.MAX_MINUTIAE])
+    order = kept_indices(template)
     x = template.x[order].astype(np.float64)
     y = -template.y[order].astype(np.float64)
     theta = template.angle[order].astype(np.float64)

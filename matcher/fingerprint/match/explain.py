@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from matcher.fingerprint.match.cylinders import prepare
+from matcher.fingerprint.match.cylinders import kept_indices, prepare
 from matcher.fingerprint.match.kernel import consolidate
 from matcher.fingerprint.match.types import pack
 from matcher.fingerprint.template import FingerprintTemplate
@@ -18,7 +18,8 @@ class Explanation:
     """One comparison, probe ``a`` against reference ``b``; pair arrays have shape (R,).
 
     * ``a_index``, ``b_index``: minutia indices (into ``a`` and ``b``) of each candidate pair;
-      the ``R = N_RELAX`` reference minutiae with the best local partners, in index order.
+      the ``R = N_RELAX`` reference minutiae with the best local partners, in index order
+      (-1 where ``b`` has fewer than R minutiae; such pairs are not usable).
     * ``usable``: the pair took part (valid cylinders, compatible directions).
     * ``local``: local (cylinder) similarity of the pair, λ0.
     * ``relaxed``: similarity after relaxation (support from geometrically compatible pairs).
@@ -43,12 +44,19 @@ class Explanation:
         return np.stack([self.a_index[self.selected], self.b_index[self.selected]], axis=1)
 
 
+def _to_source(kept: npt.NDArray[np.int64], idx: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Prepared-template row -> index into the original template; -1 for padding rows."""
+    if kept.size == 0:
+        return np.full(idx.shape, -1, np.int64)
+    return np.where(idx < kept.size, kept[np.minimum(idx, kept.size - 1)], -1).astype(np.int64)
+
+
 def explain(a: FingerprintTemplate, b: FingerprintTemplate) -> Explanation:
     """The kernel's intermediates for ``a`` (probe) against ``b``, with the final score."""
     c = consolidate(prepare(a), pack([prepare(b)]))
     return Explanation(
-        a_index=c.probe_index[0],
-        b_index=c.gallery_index[0],
+        a_index=_to_source(kept_indices(a), c.probe_index[0]),
+        b_index=_to_source(kept_indices(b), c.gallery_index[0]),
         usable=c.usable[0],
         local=c.local[0],
         relaxed=c.relaxed[0],
