@@ -13,6 +13,13 @@ Shapes: probe ``mp`` minutiae; block ``nb`` templates of ``M`` rows; ``d`` descr
 4. Score: mean relaxed similarity of the nP pairs whose similarity the relaxation kept best
    (efficiency = relaxed / initial), nP growing with the smaller minutia count.
 
+Differences from MCC, all for batch speed: cylinders are coarser (128 values, see params);
+local similarity is the cosine of the integer cylinders (one GEMM) rather than MCC's normalised
+Euclidean distance over commonly valid cells; candidates are per-reference-row best partners,
+a fixed R of them, rather than a sort of the whole similarity matrix (measured: same accuracy,
+one argmax pass instead of a partition per template). Scores are invariant to translation and
+to rotation up to MAX_DIRECTION_DIFF (±90°).
+
 Everything after the GEMM works on per-template rows with fixed-length reductions and
 deterministic, index-ordered tie-breaking, so a template's score does not depend on the other
 templates of the block, on the block size or on the padding ``M``.
