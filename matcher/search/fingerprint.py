@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from matcher.errors import MatcherError
 from matcher.fingerprint import match
 from matcher.fingerprint.match import params as match_params
 from matcher.fingerprint.match.types import descriptor_length
@@ -207,9 +208,11 @@ def search_fingerprint(
     threads: int = params.THREADS,
     block_rows: int = params.FINGERPRINT_BLOCK_ROWS,
     penetration: float | None = None,
+    fmr: float | None = None,
 ) -> SearchResult:
-    """Top-``k`` records for one finger probe, best first; ``hit`` decided at ``threshold``
-    (e.g. the matcher's threshold for a target FMR).
+    """Top-``k`` records for one finger probe, best first; ``hit`` decided at ``threshold``,
+    or at the matcher's threshold for a target false match rate ``fmr``
+    (:func:`matcher.fingerprint.match.threshold_for_fmr`; not both).
 
     ``penetration`` (0, 1] switches on two-stage search: every compared record is ranked by the
     dot product of :func:`pooled` vectors, and only the best ``penetration`` fraction (at
@@ -218,6 +221,10 @@ def search_fingerprint(
     p = prepare_checked(probe)
     _check(gallery, p)
     pos = _position(probe, position)
+    if fmr is not None:
+        if threshold is not None:
+            raise MatcherError("give a threshold or a target FMR, not both", reason="bad_threshold")
+        threshold = match.threshold_for_fmr(fmr)
     if penetration is not None:
         if not 0 < penetration <= 1:
             raise TemplateFormatError("penetration must lie in (0, 1]", reason="bad_penetration")

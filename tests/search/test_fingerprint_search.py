@@ -164,3 +164,20 @@ def test_two_stage(tmp_path: Path, synth: list) -> None:
             assert err.value.reason == "bad_penetration"
     with Gallery.create(tmp_path / "empty", fingerprint_schema()) as e:
         assert search_fingerprint(e, probe, penetration=0.5).candidates == ()
+
+
+def test_decision_at_target_fmr(tmp_path: Path, synth: list) -> None:
+    from matcher.errors import MatcherError
+
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        refs = [f"f{i}" for i in range(10)]
+        g.append(fingerprint_records(refs, refs, [t[0] for t in synth[:10]]))
+        res = search_fingerprint(g, synth[4][1], k=3, fmr=0.001)
+        assert res.threshold == match.threshold_for_fmr(0.001)
+        assert res.hit is (res.candidates[0].score >= res.threshold)
+        with pytest.raises(MatcherError) as both:
+            search_fingerprint(g, synth[4][1], fmr=0.001, threshold=0.2)
+        assert both.value.reason == "bad_threshold"
+        with pytest.raises(MatcherError) as out_of_range:
+            search_fingerprint(g, synth[4][1], fmr=1e-9)
+        assert out_of_range.value.reason == "fmr_out_of_range"
