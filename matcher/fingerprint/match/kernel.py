@@ -198,6 +198,10 @@ def consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidatio
     """Run the whole kernel and keep every intermediate (see :class:`Consolidation`)."""
     check_search_template(probe)
     check_packed(gallery)
+    return _consolidate(probe, gallery)
+
+
+def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidation:
     nb, m = gallery.inv_norm.shape
     r = params.N_RELAX
     if probe.count == 0:
@@ -246,11 +250,12 @@ def score_many(probe: SearchTemplate, gallery: PackedTemplates) -> F32:
     Runs the kernel over sub-blocks of ``params.CHUNK_TEMPLATES`` templates so that every
     intermediate array stays in cache (scores do not depend on the split).
     """
+    check_search_template(probe)
     check_packed(gallery)
     nb = len(gallery)
     step = params.CHUNK_TEMPLATES
     if nb <= step:
-        return consolidate(probe, gallery).score
+        return _consolidate(probe, gallery).score
     out = np.empty(nb, np.float32)
     for s in range(0, nb, step):
         part = PackedTemplates(
@@ -261,5 +266,5 @@ def score_many(probe: SearchTemplate, gallery: PackedTemplates) -> F32:
             gallery.format,
             gallery.version,
         )
-        out[s : s + step] = consolidate(probe, part).score
+        out[s : s + step] = _consolidate(probe, part).score
     return out
