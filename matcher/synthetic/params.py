@@ -139,11 +139,11 @@ TRANSLATION_MAX = 60.0
 #: translation, blended by a smooth brake over ``BRAKE_WIDTH`` px.
 DISTORTION_CLOSE_RADIUS = (50.0, 90.0)
 DISTORTION_BRAKE_WIDTH = (80.0, 140.0)
-DISTORTION_ROTATION = math.radians(4.0)
-DISTORTION_TRANSLATION = 7.0
+DISTORTION_ROTATION = math.radians(5.0)
+DISTORTION_TRANSLATION = 10.0
 #: Extra smooth random displacement field (px amplitude, correlation length px): local skin
 #: stretching not captured by the two-region model.
-WARP_AMPLITUDE = 1.0
+WARP_AMPLITUDE = 1.5
 WARP_SMOOTHING = 80.0
 #: Pressure: the contact area is the silhouette scaled by this factor about a contact centre
 #: that wanders this far (px); light touches print only the middle of the pad.
@@ -178,7 +178,7 @@ BACKGROUND_VARIATION = 4.0
 BACKGROUND_SMOOTHING = 80.0
 INK_CONTRAST = (130.0, 210.0)
 #: Sensor noise: Gaussian (grey levels) and blur sigma (px) of the optics.
-NOISE_SIGMA = (3.0, 9.0)
+NOISE_SIGMA = (4.0, 12.0)
 BLUR_SIGMA = (0.5, 1.1)
 #: Random gamma of the final image (exposure differences between captures).
 GAMMA = (0.8, 1.25)
