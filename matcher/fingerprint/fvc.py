@@ -168,15 +168,19 @@ def _protocol(
     firsts = np.array([m[0] for m in members])
     fi, fj = np.triu_indices(len(firsts), k=1)
     impostor_45 = s[firsts[fi], firsts[fj]]
-    # Rank-1 averaged over gallery offsets (module docstring).
+    # Rank-1 averaged over gallery offsets (module docstring), vectorised over probes.
+    sizes = np.array([m.size for m in members])
+    table = np.zeros((len(members), int(sizes.max())), np.int64)  # (F, I) sample indices
     position = np.zeros(n, np.int64)
-    for m in members:
+    for f, m in enumerate(members):
+        table[f, : m.size] = m
         position[m] = np.arange(m.size)
     probe_finger = np.searchsorted(names, fingers)
+    ok = sizes[probe_finger] > 1  # a probe needs another impression of its finger
     rates = []
-    for o in range(1, max(m.size for m in members)):
-        gallery = np.array([[m[(position[p] + o) % m.size] for m in members] for p in range(n)])
-        ok = np.array([members[probe_finger[p]].size > 1 for p in range(n)])
+    for o in range(1, int(sizes.max())):
+        slot = (position[:, None] + o) % sizes[None, :]  # (n, F)
+        gallery = table[np.arange(len(members))[None, :], slot]
         scores = np.take_along_axis(s, gallery, axis=1)[ok]
         rates.append(evaluation.rank1(scores, probe_finger[ok], np.arange(len(names))))
     return genuine, impostor, impostor_45, float(np.mean(rates)) if rates else float("nan")
