@@ -186,7 +186,9 @@ def distinct_fingers(n: int) -> tuple[list[match.SearchTemplate], list[match.Sea
 
 
 def build_fingerprint(n: int, distinct: list[match.SearchTemplate]) -> Path:
-    path = CACHE / f"fp-{n}-d{len(distinct)}-v{len(fingerprint_schema().fields)}"
+    schema = fingerprint_schema()
+    tag = f"{schema.format}-v{schema.format_version}-f{len(schema.fields)}"
+    path = CACHE / f"fp-{n}-d{len(distinct)}-{tag}"  # a new matcher version builds anew
     if cached(path, n):
         return path
     shutil.rmtree(path, ignore_errors=True)
