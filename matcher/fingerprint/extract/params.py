@@ -34,7 +34,7 @@ SEG_BAND_SIGMAS = (1.0, 3.0)
 SEG_SIGMA = 6.0
 #: A pixel is foreground when its local grey-level standard deviation exceeds this fraction of
 #: the image's 90th-percentile contrast (relative, so it works on dark and light sensors).
-SEG_REL_CONTRAST = 0.3
+SEG_REL_CONTRAST = 0.45
 #: ... and exceeds this absolute floor (grey levels): sensor noise on blank glass stays below it.
 SEG_MIN_CONTRAST = 4.0
 #: ... and its orientation coherence exceeds this: ridges are locally parallel, noise is not.
