@@ -22,7 +22,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_json_report(dataset: Path) -> None:
-    result = runner.invoke(app, ["eval", "fingerprint", "--dataset", str(dataset), "--json"])
+    args = ["eval", "fingerprint", "--dataset", str(dataset), "--ppi", "500", "--json"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["images"] == 4 and report["genuine"] == 2 and report["impostor"] == 4
@@ -77,6 +78,7 @@ def test_bad_layout_is_a_typed_error(tmp_path: Path, capsys: pytest.CaptureFixtu
         ["eval", "fingerprint", "--dataset", ".", "--synthetic", "2:2"],
         ["eval", "fingerprint", "--synthetic", "two"],
         ["eval", "fingerprint", "--synthetic", "1:2"],
+        ["eval", "fingerprint", "--dataset", ".", "--ppi", "5"],
     ],
 )
 def test_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
