@@ -207,3 +207,25 @@ def test_extractor_finds_a_plausible_number_of_minutiae() -> None:
     m = make_master(2024)
     counts = [len(extract_mod.extract(make_impression(m, i))) for i in (1, 2)]
     assert all(15 <= c <= 120 for c in counts), counts
+
+
+def _ridge_share(master: MasterFingerprint, prof: ImpressionProfile) -> float:
+    imp = render_impression(master, 5, profile=prof)
+    touched = imp.contact > 0.9
+    background = float(np.median(imp.image[imp.contact == 0]))
+    return float(np.mean(imp.image[touched] < background - 40))
+
+
+def test_dry_skin_prints_thinner_ridges_than_wet_skin(master: MasterFingerprint) -> None:
+    dry = ImpressionProfile("dry", skin=(1.0, 0.0, 0.0), shape=(192, 176), partial=0.0)
+    wet = ImpressionProfile("wet", skin=(0.0, 0.0, 1.0), shape=(192, 176), partial=0.0)
+    assert render_impression(master, 5, profile=dry).skin == "dry"
+    assert _ridge_share(master, dry) + 0.15 < _ridge_share(master, wet)
+
+
+def test_lifted_edge_reduces_the_contact_area(master: MasterFingerprint) -> None:
+    full = ImpressionProfile("full", partial=0.0, shape=(192, 176))
+    lifted = ImpressionProfile("lifted", partial=1.0, shape=(192, 176))
+    a = render_impression(master, 6, profile=full).contact.sum()
+    b = render_impression(master, 6, profile=lifted).contact.sum()
+    assert b < 0.85 * a
