@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 
-from matcher.errors import ImageError
 from matcher.fingerprint.extract import params
 from matcher.fingerprint.extract.pipeline import Stages, run
 from matcher.fingerprint.template import FingerprintTemplate
@@ -41,6 +40,4 @@ def extract_file(
     """
     decoded = load_grayscale(source)
     res = ppi if ppi is not None else decoded.ppi if decoded.ppi is not None else 500.0
-    if decoded.pixels.ndim != 2:
-        raise ImageError("decoder returned a non-grayscale image", reason="unsupported_image")
     return extract(decoded.pixels, ppi=res, finger_position=finger_position)
