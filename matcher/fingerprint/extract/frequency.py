@@ -29,7 +29,7 @@ def ridge_period(norm: F32, mask: npt.NDArray[np.bool_]) -> tuple[F32, float]:
 
     Each FREQ_WINDOW window (stride FREQ_STEP) is Hann-weighted and transformed; the period is
     the inverse of the power-weighted mean spatial frequency inside the plausible band.
-    Windows outside the foreground take the median, and the block map is smoothed.
+    Windows outside the foreground take the median, and the window map is smoothed.
     """
     n, step = P.FREQ_WINDOW, P.FREQ_STEP
     h, w = norm.shape

@@ -32,10 +32,12 @@ SEG_BAND_SIGMAS = (1.0, 3.0)
 #: Gaussian window (sigma) of the local band energy: most of a ridge period sees a full
 #: ridge/valley cycle while keeping the boundary sharp.
 SEG_SIGMA = 6.0
-#: A pixel is foreground when its local grey-level standard deviation exceeds this fraction of
-#: the image's 90th-percentile contrast (relative, so it works on dark and light sensors).
+#: A pixel is foreground when its local band energy (RMS) exceeds this fraction of the image's
+#: 90th percentile (relative, so it works on dark and light sensors). 0.3 let the halo of a
+#: hard finger/paper edge into the mask (ridge ends there survived the border margin).
 SEG_REL_CONTRAST = 0.45
-#: ... and exceeds this absolute floor (grey levels): sensor noise on blank glass stays below it.
+#: ... and exceeds this absolute floor (grey levels of band energy): sensor noise on blank glass
+#: stays below it.
 SEG_MIN_CONTRAST = 4.0
 #: ... and its orientation coherence exceeds this: ridges are locally parallel, noise is not.
 SEG_MIN_COHERENCE = 0.2
@@ -53,7 +55,8 @@ ORIENT_GRAD_SIGMA = 1.0
 #: Gaussian sigma of the gradient structure tensor: ~half a period gives local orientation.
 ORIENT_TENSOR_SIGMA = 4.0
 #: Sigma of the smoothing of the coherence-weighted doubled-angle field: about one ridge
-#: period; larger blurs cores/deltas, smaller lets creases and scars through.
+#: period; larger blurs cores/deltas, smaller lets creases and scars through (5 and 9 both
+#: raised the mean FVC2002 EER; see benchmarks/README.md).
 ORIENT_FIELD_SIGMA = 7.0
 
 # --- frequency ---------------------------------------------------------------------------------
@@ -65,7 +68,7 @@ FREQ_STEP = 16
 FREQ_MIN_PERIOD, FREQ_MAX_PERIOD = 5.0, 15.0
 #: Power exponent when averaging spectral radius: emphasises the peak over the leakage.
 FREQ_POWER_EXPONENT = 2.0
-#: Period used when no foreground block gives an estimate (population mean at 500 ppi).
+#: Period used when no foreground window gives an estimate (population mean at 500 ppi).
 FREQ_DEFAULT_PERIOD = 9.0
 
 # --- enhancement (contextual Gabor filtering) --------------------------------------------------
@@ -114,7 +117,7 @@ QUAL_COHERENCE_LOW, QUAL_COHERENCE_HIGH = 0.25, 0.85
 #: Distance to the boundary (pixels) at which the border penalty vanishes.
 QUAL_BORDER_FULL = 32.0
 #: A foreground pixel counts as "good" for image quality above this coherence.
-QUAL_GOOD_BLOCK_COHERENCE = 0.55
+QUAL_GOOD_COHERENCE = 0.55
 #: Foreground area (pixels at 500 ppi) of a full plain impression; smaller areas lower the
 #: image quality proportionally (a 0.5 x 0.6 inch contact region).
 QUAL_FULL_AREA = 250 * 300

@@ -2,7 +2,7 @@
 
 Image quality means: the share of a full plain impression that is covered by clear ridges.
 It is ``100 × good × coverage`` where ``good`` is the fraction of foreground pixels whose
-orientation coherence exceeds QUAL_GOOD_BLOCK_COHERENCE (ridges clearly parallel, in the spirit
+orientation coherence exceeds QUAL_GOOD_COHERENCE (ridges clearly parallel, in the spirit
 of NFIQ's local-clarity features) and ``coverage`` is min(1, foreground area / QUAL_FULL_AREA).
 About 60+ is a good plain impression; under 20 rarely matches.
 """
@@ -35,6 +35,6 @@ def image_quality(mask: npt.NDArray[np.bool_], coherence: F32) -> int:
     area = int(mask.sum())
     if area == 0:
         return 0
-    good = float((coherence[mask] > P.QUAL_GOOD_BLOCK_COHERENCE).mean())
+    good = float((coherence[mask] > P.QUAL_GOOD_COHERENCE).mean())
     coverage = min(1.0, area / P.QUAL_FULL_AREA)
     return int(np.clip(round(100 * good * coverage), 0, 100))
