@@ -12,13 +12,26 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    SmallInteger,
+    and_,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from certs.merkle import (
     HASH_SIZE,
     CompactRange,
     NodeID,
+    ProofPlan,
     build_proof,
     consistency_plan,
     fold_right,
@@ -236,23 +249,25 @@ class TransparencyLog:
         return (0, 0) if lo is None else (int(lo), int(hi) + 1)
 
     def _lookup(self, conn: Connection, ids: Sequence[NodeID]) -> dict[NodeID, bytes]:
+        """One query: leaf hashes from the entries, higher levels from the nodes table."""
         leaves = [n.index for n in ids if n.level == 0]
         by_level: dict[int, list[int]] = {}
         for node in ids:
             if node.level > 0:
                 by_level.setdefault(node.level, []).append(node.index)
-        found: dict[NodeID, bytes] = {}
+        parts = []
         if leaves:
             t = schema.entries
-            for idx, h in conn.execute(
-                select(t.c.leaf_index, t.c.leaf_hash).where(t.c.leaf_index.in_(leaves))
-            ):
-                found[NodeID(0, idx)] = h
+            parts.append(
+                select(
+                    literal(0, SmallInteger).label("level"), t.c.leaf_index, t.c.leaf_hash
+                ).where(t.c.leaf_index.in_(leaves))
+            )
         if by_level:
             # One "level = ? AND node_index IN (...)" term per level: both SQLite and
             # PostgreSQL answer it from the primary key (a row-value IN scans on SQLite).
             n = schema.nodes
-            for level, idx, h in conn.execute(
+            parts.append(
                 select(n.c.level, n.c.node_index, n.c.hash).where(
                     or_(
                         *(
@@ -261,7 +276,11 @@ class TransparencyLog:
                         )
                     )
                 )
-            ):
+            )
+        found: dict[NodeID, bytes] = {}
+        if parts:
+            query = parts[0] if len(parts) == 1 else union_all(*parts)
+            for level, idx, h in conn.execute(query):
                 found[NodeID(level, idx)] = h
         for node in ids:
             if node not in found:
@@ -278,47 +297,49 @@ class TransparencyLog:
         with self._engine.connect() as conn:
             return self._lookup(conn, ids)
 
-    def _check_size(self, size: int) -> None:
-        current = self.size()
+    def _size(self, conn: Connection, size: int | None) -> int:
+        """``size``, or the current size when None; refused unless within the tree."""
+        current = int(
+            conn.execute(
+                select(schema.head.c.tree_size).where(schema.head.c.id == HEAD_ID)
+            ).scalar_one()
+        )
+        if size is None:
+            return current
         if not 0 <= size <= current:
             raise NotFoundError(f"tree size {size} is not in 0..{current}")
+        return size
+
+    def _prove(
+        self, size: int | None, plans: Callable[[int], list[ProofPlan]]
+    ) -> list[list[bytes]]:
+        """Build the proofs ``plans(size)`` lists with one connection and two queries."""
+        with self._engine.connect() as conn:
+            todo = plans(self._size(conn, size))
+            needed = list(dict.fromkeys(n for p in todo for n in plan_nodes(p)))
+            hashes = self._lookup(conn, needed)
+        return [build_proof(p, hashes) for p in todo]
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """Inclusion proof of entry ``index`` in the tree of ``size`` (default: current)."""
-        size = self.size() if size is None else size
-        self._check_size(size)
-        plan = inclusion_plan(index, size)
-        with self._engine.connect() as conn:
-            return build_proof(plan, self._lookup(conn, plan_nodes(plan)))
+        return self._prove(size, lambda n: [inclusion_plan(index, n)])[0]
 
     def inclusion_proofs(self, indices: Sequence[int], size: int) -> list[list[bytes]]:
         """Proofs for several entries against one tree size, with one batched read."""
-        self._check_size(size)
-        plans = [inclusion_plan(i, size) for i in indices]
-        needed = list(dict.fromkeys(n for p in plans for n in plan_nodes(p)))
-        with self._engine.connect() as conn:
-            hashes = self._lookup(conn, needed)
-        return [build_proof(p, hashes) for p in plans]
+        return self._prove(size, lambda n: [inclusion_plan(i, n) for i in indices])
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """Consistency proof from the tree of ``size1`` to ``size2`` (default: current)."""
-        size2 = self.size() if size2 is None else size2
-        self._check_size(size2)
-        plan = consistency_plan(size1, size2)
-        with self._engine.connect() as conn:
-            return build_proof(plan, self._lookup(conn, plan_nodes(plan)))
+        return self._prove(size2, lambda n: [consistency_plan(size1, n)])[0]
 
     def root(self, size: int | None = None) -> bytes:
         """Root hash of the tree of ``size`` leaves (default: current, from the head row)."""
         if size is None:
             return self.head().root()
-        self._check_size(size)
-        ids = root_plan(size)
-        if not ids:
-            return EMPTY_ROOT
         with self._engine.connect() as conn:
+            ids = root_plan(self._size(conn, size))
             hashes = self._lookup(conn, ids)
-        return fold_right([hashes[n] for n in ids])
+        return fold_right([hashes[n] for n in ids]) if ids else EMPTY_ROOT
 
     # --- checkpoints ---------------------------------------------------------------------
 
