@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
-from node.api.routers import audit, gallery, health, search, subjects, users
+from node.api.routers import audit, auditlog, gallery, health, search, subjects, users
 from node.db.setup import open_database
 from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex, RecordService
@@ -35,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     gallery.router,
     search.router,
     audit.router,
+    auditlog.router,
 )
 #: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.
 UPLOAD_PREFIXES: tuple[str, ...] = ("/gallery/enrol", "/search")

@@ -1,0 +1,130 @@
+"""The auditor API over the tamper-evident exchange log, and the auditor's web page.
+
+``GET /audit/log/entries``    list and filter entries (paged); logged as an auditor action
+``GET /audit/log/export``     ``format=json`` (with proofs, for ``bdx audit verify``) or ``csv``
+``GET /audit/log/integrity``  full store audit against the signed checkpoints
+``GET /audit/log/dashboard``  daily queries per peer, hit rate, refusals, quota, integrity
+``GET /audit/ui``             the dashboard page (no data in it: it calls the API above with
+                              the auditor's token, pasted in its field or given as
+                              ``/audit/ui#token=...``, which never reaches the server's logs)
+
+Every search, export and dashboard view is appended to the log as an ``auditor_action`` event.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import AwareDatetime
+
+from certs.translog import NotFoundError as LogNotFoundError
+from certs.translog import TransparencyLog, export_csv, export_json
+from node.api.deps import AuditorUser, actor
+from node.api.schemas.auditlog import DashboardOut, IntegrityOut, LogEntryOut, LogPage
+from node.api.schemas.common import ERROR_RESPONSES
+from node.audit import query
+from node.audit.ui import PAGE
+from node.errors import NotFoundError
+from node.service_errors import StoreUnavailableError
+
+router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
+
+
+def get_exchange_log(request: Request) -> TransparencyLog:
+    log: TransparencyLog | None = getattr(request.app.state, "exchange_log", None)
+    if log is None:
+        raise StoreUnavailableError(
+            "this node has no exchange log configured", reason="no_exchange_log"
+        )
+    return log
+
+
+LogDep = Annotated[TransparencyLog, Depends(get_exchange_log)]
+Since = Annotated[AwareDatetime | None, Query(description="appended at or after (ISO 8601)")]
+Until = Annotated[AwareDatetime | None, Query(description="appended before (ISO 8601)")]
+
+
+@router.get("/audit/log/entries")
+def list_entries(
+    auditor: AuditorUser,
+    log: LogDep,
+    peer: str | None = None,
+    purpose: str | None = None,
+    outcome: str | None = None,
+    reason: str | None = None,
+    type: str | None = None,
+    officer: str | None = None,
+    since: Since = None,
+    until: Until = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=query.MAX_PAGE)] = query.DEFAULT_PAGE,
+) -> LogPage:
+    flt = query.AuditFilter(peer, purpose, outcome, reason, type, officer, since, until)
+    items, total = query.list_events(log, flt, offset=offset, limit=limit)
+    query.record_auditor_action(
+        log, actor(auditor), "search", {**flt.to_json(), "offset": offset, "limit": limit}
+    )
+    nxt = offset + len(items)
+    return LogPage(
+        items=[LogEntryOut(**i.to_json()) for i in items],
+        total=total,
+        next_offset=nxt if nxt < total else None,
+    )
+
+
+@router.get("/audit/log/export")
+def export(
+    auditor: AuditorUser,
+    log: LogDep,
+    format: Literal["json", "csv"] = "json",
+    since: Since = None,
+    until: Until = None,
+) -> Response:
+    flt = query.AuditFilter(since=since, until=until)  # validates the window
+    try:
+        if format == "json":
+            body: bytes | str = export_json(log, since=flt.since, until=flt.until)
+        else:
+            body = export_csv(log, since=flt.since, until=flt.until)
+    except LogNotFoundError as exc:
+        raise NotFoundError(exc.message, reason=exc.reason) from None
+    query.record_auditor_action(log, actor(auditor), "export", {**flt.to_json(), "format": format})
+    stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+    media = "application/json" if format == "json" else "text/csv; charset=utf-8"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="exchange-log-{stamp}.{format}"'},
+    )
+
+
+@router.get("/audit/log/integrity")
+def integrity(auditor: AuditorUser, log: LogDep) -> IntegrityOut:
+    return IntegrityOut(**query.integrity_status(log))
+
+
+@router.get("/audit/log/dashboard")
+def dashboard(
+    auditor: AuditorUser, log: LogDep, request: Request, since: Since = None, until: Until = None
+) -> DashboardOut:
+    flt = query.AuditFilter(since=since, until=until)
+    board = query.dashboard(log, request.app.state.engine, flt)
+    query.record_auditor_action(log, actor(auditor), "dashboard", flt.to_json())
+    return DashboardOut(**board.to_json())
+
+
+@router.get("/audit/ui", response_class=HTMLResponse, include_in_schema=False)
+def ui() -> HTMLResponse:
+    return HTMLResponse(
+        PAGE,
+        headers={
+            "Content-Security-Policy": (
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                "connect-src 'self'"
+            ),
+            "Cache-Control": "no-store",
+        },
+    )

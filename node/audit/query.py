@@ -1,0 +1,307 @@
+"""List, filter and aggregate the exchange events of the node's transparency log.
+
+Events are the JSON objects the exchange appends (``type``: ``query_received``,
+``policy_decision``, ``query_refused``, ``reply_sent``, ``hits_suppressed``, ``query_sent``,
+``reply_received``, ``auditor_action``; :func:`certs.translog.encode_event` writes the kind
+under ``event`` instead, and both are read). Filtering by time uses the store's append time
+(an index range, so a window reads only its own entries); the other filters look at the
+decoded event.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Engine, inspect, select
+
+from certs.translog import TranslogError, TransparencyLog, audit_store
+from certs.translog.events import FORBIDDEN_KEYS
+from node.service_errors import InvalidRequestError
+from policy.quota import quota_usage
+
+MAX_PAGE = 1000
+"""Most entries one list call returns: a page is JSON the browser renders at once."""
+DEFAULT_PAGE = 100
+"""Entries per page when the caller names no limit."""
+INBOUND_QUERY = "query_received"
+OUTBOUND_QUERY = "query_sent"
+_PEER = re.compile(r"^[A-Z]{2}$")
+_TOKEN = re.compile(r"^[a-z0-9_]{1,64}$")
+_OFFICER = re.compile(r"^[\w.@:-]{1,128}$")
+
+
+class AuditQueryError(InvalidRequestError):
+    """A filter value is not acceptable (exit code 2, HTTP 422)."""
+
+    exit_code = 2
+    default_reason = "bad_filter"
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events to list; every field set must match (``None`` matches everything).
+
+    ``since``/``until`` bound the append time as ``[since, until)``; ``outcome`` matches an
+    event's ``outcome`` (``hit``, ``no_hit``, ``refused``); ``reason`` its refusal reason.
+    """
+
+    peer: str | None = None
+    purpose: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    type: str | None = None
+    officer: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.peer is not None and not _PEER.match(self.peer):
+            raise AuditQueryError(f"peer must be a two-letter country code, got {self.peer!r}")
+        for name in ("purpose", "outcome", "reason", "type"):
+            value = getattr(self, name)
+            if value is not None and not _TOKEN.match(value):
+                raise AuditQueryError(f"{name} must be a snake_case word, got {value!r}")
+        if self.officer is not None and not _OFFICER.match(self.officer):
+            raise AuditQueryError(f"officer {self.officer!r} is not a user name")
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                object.__setattr__(self, name, value.replace(tzinfo=UTC))
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise AuditQueryError("since must be before until", reason="bad_range")
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        wanted = {
+            "peer": self.peer,
+            "purpose": self.purpose,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "officer": self.officer,
+        }
+        if self.type is not None and event_type(event) != self.type:
+            return False
+        return all(v is None or event.get(k) == v for k, v in wanted.items())
+
+    def to_json(self) -> dict[str, str]:
+        """The filters set, as strings (what an ``auditor_action`` event records)."""
+        out: dict[str, str] = {}
+        for name, value in self.__dict__.items():
+            if value is not None:
+                out[name] = value.isoformat() if isinstance(value, datetime) else str(value)
+        return out
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One log entry: its index, append time, leaf hash and decoded event."""
+
+    index: int
+    created_at: datetime
+    leaf_hash: bytes
+    event: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return event_type(self.event)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "created_at": self.created_at.isoformat(),
+            "leaf_hash": self.leaf_hash.hex(),
+            "type": self.type,
+            "event": self.event,
+        }
+
+
+def event_type(event: dict[str, Any]) -> str:
+    kind = event.get("type", event.get("event"))
+    return kind if isinstance(kind, str) else "unknown"
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return {"type": "undecodable", "bytes": len(data)}
+    return value if isinstance(value, dict) else {"type": "undecodable", "bytes": len(data)}
+
+
+def iter_events(log: TransparencyLog, flt: AuditFilter) -> Iterator[LoggedEvent]:
+    """Every entry appended in the filter's time window whose event matches, oldest first."""
+    if flt.since is None and flt.until is None:
+        lo, hi = 0, log.size()
+    else:
+        lo, hi = log.index_range(flt.since, flt.until)
+    for entry in log.entries(lo, hi):
+        event = _decode(entry.data)
+        if flt.matches(event):
+            yield LoggedEvent(entry.index, entry.created_at, entry.leaf_hash, event)
+
+
+def list_events(
+    log: TransparencyLog, flt: AuditFilter, *, offset: int = 0, limit: int = DEFAULT_PAGE
+) -> tuple[list[LoggedEvent], int]:
+    """One page (``offset``, ``limit``) of the matching events and the number matching."""
+    if offset < 0:
+        raise AuditQueryError("offset must be >= 0")
+    if not 1 <= limit <= MAX_PAGE:
+        raise AuditQueryError(f"limit must be within 1..{MAX_PAGE}")
+    page: list[LoggedEvent] = []
+    total = 0
+    for item in iter_events(log, flt):
+        if offset <= total < offset + limit:
+            page.append(item)
+        total += 1
+    return page, total
+
+
+def record_auditor_action(
+    log: TransparencyLog, actor: str, action: str, details: dict[str, Any]
+) -> int:
+    """Append an ``auditor_action`` event (who searched or exported what); its index."""
+    bad = FORBIDDEN_KEYS & {k.lower() for k in details}
+    if bad:
+        raise AuditQueryError(f"auditor actions may not carry {sorted(bad)}", reason="bad_event")
+    event = {
+        "type": "auditor_action",
+        "actor": actor,
+        "action": action,
+        "details": details,
+        "at": datetime.now(UTC).isoformat(),
+    }
+    return log.append(json.dumps(event, sort_keys=True, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """The auditor dashboard's aggregates over one time window."""
+
+    daily_queries: list[dict[str, Any]]
+    """``{day, peer, direction (inbound|outbound), queries}`` sorted by day then peer."""
+    hit_rate: dict[str, dict[str, Any]]
+    """Per direction: ``{hit, no_hit, refused, rate}``; rate = hit / (hit + no_hit)."""
+    refusals: dict[str, int]
+    """Refusal reason -> number of ``query_refused`` events."""
+    quota: list[dict[str, Any]] = field(default_factory=list)
+    integrity: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "daily_queries": self.daily_queries,
+            "hit_rate": self.hit_rate,
+            "refusals": self.refusals,
+            "quota": self.quota,
+            "integrity": self.integrity,
+        }
+
+
+def _day(item: LoggedEvent) -> str:
+    at = item.event.get("at")
+    if isinstance(at, str):
+        try:
+            return datetime.fromisoformat(at).astimezone(UTC).date().isoformat()
+        except ValueError:
+            pass
+    return item.created_at.astimezone(UTC).date().isoformat()
+
+
+def dashboard(log: TransparencyLog, engine: Engine, flt: AuditFilter) -> Dashboard:
+    """Aggregate the events of ``flt``'s window (its other filters apply too)."""
+    daily: Counter[tuple[str, str, str]] = Counter()
+    outcomes = {"inbound": Counter[str](), "outbound": Counter[str]()}
+    refusals: Counter[str] = Counter()
+    for item in iter_events(log, flt):
+        kind, peer = item.type, str(item.event.get("peer", "?"))
+        if kind == INBOUND_QUERY:
+            daily[(_day(item), peer, "inbound")] += 1
+        elif kind == OUTBOUND_QUERY:
+            daily[(_day(item), peer, "outbound")] += 1
+        elif kind == "reply_sent":
+            outcomes["inbound"][str(item.event.get("outcome"))] += 1
+        elif kind == "reply_received":
+            outcomes["outbound"][str(item.event.get("outcome", item.event.get("status")))] += 1
+        if kind == "query_refused":
+            refusals[str(item.event.get("reason", "unknown"))] += 1
+            outcomes["inbound"]["refused"] += 1
+    hit_rate = {}
+    for direction, counts in outcomes.items():
+        hit, miss = counts["hit"], counts["no_hit"]
+        refused = counts["refused"]
+        rate = hit / (hit + miss) if hit + miss else None
+        hit_rate[direction] = {"hit": hit, "no_hit": miss, "refused": refused, "rate": rate}
+    return Dashboard(
+        daily_queries=[
+            {"day": d, "peer": p, "direction": direction, "queries": n}
+            for (d, p, direction), n in sorted(daily.items())
+        ],
+        hit_rate=hit_rate,
+        refusals=dict(sorted(refusals.items(), key=lambda kv: (-kv[1], kv[0]))),
+        quota=quota_use(engine, flt.since, flt.until),
+        integrity=integrity_status(log),
+    )
+
+
+def quota_use(
+    engine: Engine, since: datetime | None = None, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Rows of ``policy_quota_usage`` (searches granted per peer, modality, day) in the
+    window; empty when the node has no quota table (no policy with quotas yet)."""
+    table = quota_usage
+    if not inspect(engine).has_table(table.name):
+        return []
+    query = select(table).order_by(table.c.day, table.c.peer, table.c.modality)
+    if since is not None:
+        query = query.where(table.c.day >= since.astimezone(UTC).date())
+    if until is not None:
+        query = query.where(table.c.day <= until.astimezone(UTC).date())
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        {"peer": r.peer, "modality": r.modality, "day": _iso_day(r.day), "used": r.used}
+        for r in rows
+    ]
+
+
+def _iso_day(value: date | str) -> str:
+    return value if isinstance(value, str) else value.isoformat()
+
+
+def integrity_status(log: TransparencyLog) -> dict[str, Any]:
+    """Full audit of the stored log against its signed checkpoints, and the latest one."""
+    latest = log.latest_checkpoint()
+    status: dict[str, Any] = {
+        "origin": log.origin,
+        "tree_size": log.size(),
+        "latest_checkpoint": None,
+    }
+    if latest is not None:
+        cp = latest.checkpoint
+        status["latest_checkpoint"] = {
+            "size": cp.size,
+            "timestamp": datetime.fromtimestamp(cp.timestamp_ms / 1000, UTC).isoformat(),
+            "cosignatures": len(latest.cosignatures()),
+        }
+    try:
+        report = audit_store(log, log.verifying_key)
+    except TranslogError as exc:
+        status |= {
+            "ok": False,
+            "reason": exc.reason,
+            "message": exc.message,
+            "index": getattr(exc, "index", None),
+        }
+        return status
+    status |= {
+        "ok": True,
+        "entries_checked": report.entries_checked,
+        "checkpoints_checked": report.checkpoints_checked,
+        "root_hash": report.root_hash.hex(),
+    }
+    return status
