@@ -38,6 +38,9 @@ def _register() -> None:
     from node.cli import pki_cmd
 
     app.add_typer(pki_cmd.app, name="pki")
+    from node.cli import audit_cmd
+
+    app.add_typer(audit_cmd.app, name="audit")
 
 
 _register()

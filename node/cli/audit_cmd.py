@@ -1,0 +1,275 @@
+"""``bdx audit``: list, export and verify the node's tamper-evident exchange log.
+
+The log is opened from the node settings through ``node.exchange.setup.open_transparency_log``;
+``--signing-key PEM --origin NAME`` opens it with an explicit log key instead (a node without
+the exchange wired in, or a copy of a node's database). ``verify`` works offline on an export
+file and the public keys alone. Searches and exports are logged as ``auditor_action`` events.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from sqlalchemy import Engine
+
+from certs.translog import (
+    SigningKey,
+    TransparencyLog,
+    VerifyingKey,
+    audit_store,
+    export_csv,
+    export_json,
+    verify_export,
+)
+from node.audit import query
+from node.cli._common import ConfigOption, JsonOption, print_json, settings_from
+from node.db.setup import open_database
+from node.errors import ConfigError, NotFoundError
+
+app = typer.Typer(help="Audit the tamper-evident exchange log.", no_args_is_help=True)
+
+SigningKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--signing-key",
+        help="PEM private key of the log (default: the node's, via its exchange settings)",
+        dir_okay=False,
+    ),
+]
+OriginOption = Annotated[
+    str | None, typer.Option("--origin", help="the log's origin name (with --signing-key)")
+]
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="appended at or after (ISO 8601, UTC if no zone)")
+]
+UntilOption = Annotated[str | None, typer.Option("--until", help="appended before (ISO 8601)")]
+
+
+@dataclass
+class _Opened:
+    log: TransparencyLog
+    engine: Engine
+
+
+def _signing_key(path: Path, origin: str | None) -> SigningKey:
+    if not origin:
+        raise ConfigError("--signing-key needs --origin", reason="missing_origin")
+    try:
+        key = load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError:
+        raise NotFoundError(f"no key file {path}") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a PEM private key: {exc}", reason="bad_key") from None
+    return SigningKey(origin, key)  # type: ignore[arg-type]  # SigningKey checks the type
+
+
+@contextmanager
+def _open_log(
+    config: Path | None, signing_key: Path | None, origin: str | None
+) -> Iterator[_Opened]:
+    settings = settings_from(config)
+    engine, _ = open_database(settings)
+    try:
+        if signing_key is not None:
+            log = TransparencyLog.open(engine, _signing_key(signing_key, origin))
+        else:
+            try:
+                from node.exchange.setup import (  # type: ignore[import-not-found, unused-ignore]
+                    open_transparency_log,
+                )
+            except ImportError:
+                raise ConfigError(
+                    "this node has no exchange log set up; pass --signing-key and --origin",
+                    reason="no_exchange_log",
+                ) from None
+            log = open_transparency_log(settings, engine)
+        yield _Opened(log, engine)
+    finally:
+        engine.dispose()
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise query.AuditQueryError(f"--{name} {value!r} is not an ISO 8601 time") from None
+
+
+def _actor() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@app.command("list")
+def list_cmd(
+    peer: Annotated[str | None, typer.Option(help="peer country (two letters)")] = None,
+    purpose: Annotated[str | None, typer.Option(help="query purpose")] = None,
+    outcome: Annotated[str | None, typer.Option(help="hit, no_hit or refused")] = None,
+    reason: Annotated[str | None, typer.Option(help="refusal reason")] = None,
+    type: Annotated[str | None, typer.Option("--type", help="event type")] = None,
+    officer: Annotated[str | None, typer.Option(help="requesting officer")] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    offset: Annotated[int, typer.Option(help="skip this many matches")] = 0,
+    limit: Annotated[int, typer.Option(help="most entries to show")] = query.DEFAULT_PAGE,
+    config: ConfigOption = None,
+    signing_key: SigningKeyOption = None,
+    origin: OriginOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List log entries that match every filter given, oldest first."""
+    flt = query.AuditFilter(
+        peer, purpose, outcome, reason, type, officer, _when(since, "since"), _when(until, "until")
+    )
+    with _open_log(config, signing_key, origin) as opened:
+        items, total = query.list_events(opened.log, flt, offset=offset, limit=limit)
+        query.record_auditor_action(opened.log, _actor(), "search", flt.to_json())
+    if json:
+        print_json({"total": total, "items": [i.to_json() for i in items]})
+        return
+    for item in items:
+        ev = item.event
+        fields = " ".join(
+            f"{k}={ev[k]}"
+            for k in ("peer", "purpose", "outcome", "reason", "officer", "actor")
+            if ev.get(k) is not None
+        )
+        typer.echo(f"{item.index:>8} {item.created_at.isoformat()} {item.type:<16} {fields}")
+    typer.echo(f"{len(items)} of {total} matching entries")
+
+
+@app.command("export")
+def export_cmd(
+    out: Annotated[Path, typer.Option("--out", help="file to write", dir_okay=False)],
+    format: Annotated[str, typer.Option("--format", help="json (with proofs) or csv")] = "json",
+    since: SinceOption = None,
+    until: UntilOption = None,
+    config: ConfigOption = None,
+    signing_key: SigningKeyOption = None,
+    origin: OriginOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Export entries (JSON with checkpoints and proofs, checked by `bdx audit verify`)."""
+    if format not in ("json", "csv"):
+        raise query.AuditQueryError(f"--format must be json or csv, not {format!r}")
+    flt = query.AuditFilter(since=_when(since, "since"), until=_when(until, "until"))
+    with _open_log(config, signing_key, origin) as opened:
+        if format == "json":
+            out.write_bytes(export_json(opened.log, since=flt.since, until=flt.until))
+        else:
+            out.write_text(export_csv(opened.log, since=flt.since, until=flt.until))
+        query.record_auditor_action(
+            opened.log, _actor(), "export", {**flt.to_json(), "format": format}
+        )
+    summary = {"out": str(out), "format": format, "bytes": out.stat().st_size}
+    if json:
+        print_json(summary)
+    else:
+        typer.echo(f"wrote {summary['bytes']} bytes of {format} to {out}")
+
+
+def _vkey(value: str) -> VerifyingKey:
+    path = Path(value)
+    text = path.read_text().strip() if path.is_file() else value
+    return VerifyingKey.from_vkey(text)[0]
+
+
+@app.command("verify")
+def verify_cmd(
+    export: Annotated[Path, typer.Argument(help="a JSON export file", dir_okay=False)],
+    log_key: Annotated[
+        str | None, typer.Option("--log-key", help="the log's public key (vkey text or file)")
+    ] = None,
+    witness_key: Annotated[
+        list[str] | None,
+        typer.Option("--witness-key", help="a trusted witness's vkey (text or file); repeat"),
+    ] = None,
+    min_cosignatures: Annotated[
+        int, typer.Option(help="trusted cosignatures each checkpoint needs")
+    ] = 0,
+    config: ConfigOption = None,
+    signing_key: SigningKeyOption = None,
+    origin: OriginOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Verify an export offline: signatures, consistency, order and inclusion of every entry.
+
+    Exits 0 when everything verifies, 5 with the reason otherwise."""
+    if log_key is not None:
+        key = _vkey(log_key)
+    else:
+        with _open_log(config, signing_key, origin) as opened:
+            key = opened.log.verifying_key
+    try:
+        data = export.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"no export file {export}") from None
+    report = verify_export(
+        data, key, [_vkey(w) for w in witness_key or []], min_cosignatures=min_cosignatures
+    )
+    doc: dict[str, Any] = report.to_json()
+    doc["proofs_checked"] = report.entries_verified + report.checkpoints_verified - 1
+    if json:
+        print_json(doc)
+        return
+    typer.echo(
+        f"OK {report.origin}: {report.entries_verified} entries "
+        f"[{report.start}, {report.end}), {report.checkpoints_verified} checkpoints, "
+        f"{doc['proofs_checked']} proofs checked, tree size {report.tree_size}"
+    )
+
+
+@app.command("store")
+def store_cmd(
+    log_key: Annotated[
+        str | None, typer.Option("--log-key", help="public key to trust (default: the log's)")
+    ] = None,
+    config: ConfigOption = None,
+    signing_key: SigningKeyOption = None,
+    origin: OriginOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Audit the whole stored log against its signed checkpoints (exit 5 on tampering)."""
+    with _open_log(config, signing_key, origin) as opened:
+        report = audit_store(opened.log, _vkey(log_key) if log_key else None)
+    doc = {
+        "origin": report.origin,
+        "tree_size": report.tree_size,
+        "root_hash": report.root_hash.hex(),
+        "entries_checked": report.entries_checked,
+        "checkpoints_checked": report.checkpoints_checked,
+    }
+    if json:
+        print_json(doc)
+    else:
+        typer.echo(
+            f"OK {report.origin}: {report.entries_checked} entries and "
+            f"{report.checkpoints_checked} checkpoints match"
+        )
+
+
+@app.command("checkpoint")
+def checkpoint_cmd(
+    config: ConfigOption = None,
+    signing_key: SigningKeyOption = None,
+    origin: OriginOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Sign a checkpoint of the log's current tree now."""
+    with _open_log(config, signing_key, origin) as opened:
+        signed = opened.log.issue_checkpoint()
+    cp = signed.checkpoint
+    doc = {"origin": cp.origin, "size": cp.size, "root_hash": cp.root_hash.hex()}
+    if json:
+        print_json({**doc, "timestamp_ms": cp.timestamp_ms, "note": signed.to_bytes().decode()})
+    else:
+        typer.echo(f"checkpoint of {cp.origin} at size {cp.size}, root {doc['root_hash']}")
