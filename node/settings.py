@@ -62,6 +62,17 @@ class Settings(BaseSettings):
     search_fmr: float = Field(1e-4, gt=0.0, lt=1.0, description="FMR target of 1:N search")
     worker_threads: int = Field(4, ge=1, le=256, description="threads for CPU-bound work")
     token_max_days: int = Field(365, ge=1, description="longest lifetime of an API token")
+    # Peer exchange (node.exchange.setup): off unless pki_dir and policy_file are set.
+    pki_dir: Path | None = Field(None, description="region folder of `bdx pki bootstrap`")
+    pki_passphrase_file: Path | None = Field(None, description="passphrase of the node keys")
+    policy_file: Path | None = Field(None, description="exchange rules (TOML, `bdx policy`)")
+    peers: dict[CountryCode, str] = Field(default_factory=dict, description="country -> URL")
+    hit_secret_file: Path | None = Field(None, description="default: data_dir/hit-secret.key")
+    replay_window_s: int = Field(300, ge=10, le=3600, description="query freshness window")
+    peer_timeout_s: float = Field(30.0, gt=0, le=300, description="deadline of a peer query")
+    peer_host: str | None = Field(None, description="peer listener address (default: host)")
+    peer_port: int = Field(8444, ge=1, le=65535, description="mutual-TLS peer listener port")
+    checkpoint_interval_s: float = Field(300.0, gt=0, description="exchange log checkpoints")
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
@@ -75,6 +86,10 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         assert self.database_url is not None  # filled by the validator
         return self.database_url
+
+    @property
+    def exchange_enabled(self) -> bool:
+        return self.pki_dir is not None and self.policy_file is not None
 
     @property
     def gallery_path(self) -> Path:
@@ -118,6 +133,8 @@ class Settings(BaseSettings):
         if self.country in USER_ASSIGNED:
             problems.append(f"country {self.country} is a private-use code, not a real country")
         problems += _file_mode_problems(self)
+        if self.peers and (self.pki_dir is None or self.policy_file is None):
+            problems.append("a node with peers needs pki_dir and policy_file")
         return problems
 
     def check_safe(self) -> None:

@@ -20,8 +20,10 @@ from sqlalchemy import Engine
 
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
-from node.api.routers import audit, auditlog, gallery, health, search, subjects, users
+from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
 from node.db.setup import open_database
+from node.exchange import router as peer_router
+from node.exchange.setup import exchange_running
 from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex, RecordService
 from node.settings import Settings
@@ -36,9 +38,11 @@ ROUTERS: tuple[APIRouter, ...] = (
     search.router,
     audit.router,
     auditlog.router,
+    queries.router,
+    peer_router.router,
 )
 #: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.
-UPLOAD_PREFIXES: tuple[str, ...] = ("/gallery/enrol", "/search")
+UPLOAD_PREFIXES: tuple[str, ...] = ("/gallery/enrol", "/search", "/queries")
 
 
 def create_app(
@@ -70,7 +74,8 @@ def create_app(
         try:
             if app.state.gallery is not None:
                 await anyio.to_thread.run_sync(_reconcile, app)
-            yield
+            async with exchange_running(app, settings):
+                yield
         finally:
             if owned is not None:
                 app.state.gallery = None

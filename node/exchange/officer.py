@@ -1,0 +1,115 @@
+"""An officer's query to several peers: local outbound policy first, then the exchange.
+
+:func:`probe_items` turns the officer's input (ISO/IEC 19794-2 records or face template bytes,
+or images to extract) into wire :class:`TemplateItem` s, checking every template decodes.
+:func:`query_peers` asks the local policy about each peer (refused peers are reported without
+sending anything, and the decision is logged), sends the probe to the others through the
+:class:`Requester` and returns one :class:`OfficerResult` per peer, in the order asked.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from matcher.face.pipeline import extract_face
+from matcher.face.template import FaceTemplate
+from matcher.fingerprint import iso19794_2
+from matcher.fingerprint.extract import extract_file
+from node.exchange.messages import TemplateItem
+from node.exchange.requester import Peer, PeerResult, Requester
+from node.exchange.search import decode_fingerprints
+from policy.decision import PolicyEngine
+
+ISO_FORMAT = "iso19794-2:2005"
+ISO_VERSION = 20
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def probe_items(
+    modality: str, items: Sequence[tuple[bytes, int | None]], *, images: bool
+) -> list[TemplateItem]:
+    """Wire templates for ``(bytes, finger_position)`` pairs (templates, or images when
+    ``images``). Raises the matcher's typed errors for undecodable input."""
+    out: list[TemplateItem] = []
+    for data, position in items:
+        if modality == "face":
+            face = extract_face(data).template if images else FaceTemplate.from_bytes(data)
+            out.append(
+                TemplateItem(
+                    format=face.format,
+                    format_version=face.format_version,
+                    data=_b64(face.to_bytes()),
+                )
+            )
+            continue
+        if images:
+            data = iso19794_2.encode(extract_file(data, finger_position=position or 0))
+        item = TemplateItem(
+            format=ISO_FORMAT, format_version=ISO_VERSION, finger_position=position, data=_b64(data)
+        )
+        out.append(item)
+    if modality == "fingerprint":
+        decode_fingerprints(out)  # every record decodes, positions are not repeated
+    return out
+
+
+@dataclass(frozen=True)
+class OfficerResult:
+    """One peer's result: sent (``sent``) or refused here by the outbound policy."""
+
+    peer: str
+    sent: PeerResult | None = None
+    refusal: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.sent is not None and self.sent.status == "answered"
+
+    def summary(self) -> dict[str, Any]:
+        if self.sent is None:
+            return {"peer": self.peer, "status": "refused_locally", "reason": self.refusal}
+        return {**self.sent.summary(), "reply_jws": self.sent.token}
+
+
+async def query_peers(
+    requester: Requester,
+    policy: PolicyEngine,
+    known: dict[str, Peer],
+    peers: Sequence[str],
+    purpose: str,
+    modality: str,
+    templates: Sequence[TemplateItem],
+    *,
+    case_ref: str | None = None,
+    officer: str | None = None,
+) -> list[OfficerResult]:
+    """Decide outbound per peer, query the allowed ones concurrently (see module docstring)."""
+    refused: dict[str, str] = {}
+    for cc in peers:
+        if cc not in known:
+            refused[cc] = "unknown_peer"
+            continue
+        decision = policy.decide_outbound(cc, purpose, modality, datetime.now(UTC))
+        requester.log.record(
+            {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
+        )
+        if not decision.allowed:
+            refused[cc] = decision.refusal.value if decision.refusal else "policy"
+    to_send = [known[cc] for cc in peers if cc not in refused]
+    sent: dict[str, PeerResult] = {}
+    if to_send:
+        results = await requester.query_peers(
+            to_send, purpose, modality, templates, case_ref=case_ref, officer=officer
+        )
+        sent = {r.country: r for r in results}
+    return [
+        OfficerResult(cc, refusal=refused[cc]) if cc in refused else OfficerResult(cc, sent[cc])
+        for cc in peers
+    ]

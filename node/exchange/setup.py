@@ -1,0 +1,179 @@
+"""Building a node's exchange parts from its settings (called by ``create_app``).
+
+:func:`build_exchange` loads the node's PKI credentials (``pki_dir``, the layout of
+``bdx pki bootstrap``), its rules file and the hit-reference secret, opens the exchange log
+(:func:`open_transparency_log`) and returns the :class:`Responder` (peers' queries), the
+:class:`Requester` (officers' queries), the peers and the log. All state lives in the node
+database: nonces, hit references, quota usage and the log's tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from certs.pki.credentials import NodeCredentials, NodePaths
+from certs.translog import SigningKey, TransparencyLog
+from node.errors import ConfigError
+from node.exchange.eventlog import TranslogExchangeLog
+from node.exchange.references import HitReferences
+from node.exchange.replay import ReplayGuard
+from node.exchange.requester import Peer, Requester
+from node.exchange.responder import Responder
+from node.exchange.search import GallerySearch, RecordRestrictions
+from node.services.galleries import GallerySet
+from node.settings import Settings
+from policy.decision import PolicyEngine
+from policy.quota import QuotaLedger
+from policy.rules import load_policy
+
+logger = logging.getLogger(__name__)
+
+#: Longest sleep between checkpoint checks, so a short ``checkpoint_interval_s`` is honoured
+#: and a long one still notices growth within a minute.
+CHECKPOINT_POLL_S = 60.0
+#: Bytes of a new hit-reference secret (HMAC-SHA-256 key: 32 is its block-safe minimum).
+HIT_SECRET_BYTES = 32
+
+
+@dataclass
+class Exchange:
+    """A node's exchange parts, built once at start-up."""
+
+    credentials: NodeCredentials
+    policy: PolicyEngine
+    responder: Responder
+    requester: Requester
+    log: TransparencyLog
+    peers: dict[str, Peer]
+
+
+def log_origin(country: str) -> str:
+    """The origin (key name) of a node's exchange log, e.g. ``bdx.th/exchange-log``."""
+    return f"bdx.{country.lower()}/exchange-log"
+
+
+def _passphrase(settings: Settings) -> bytes | None:
+    if settings.pki_passphrase_file is None:
+        return None
+    try:
+        return settings.pki_passphrase_file.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read pki_passphrase_file: {exc}") from None
+
+
+def load_credentials(settings: Settings) -> NodeCredentials:
+    """The node's credentials from ``pki_dir``; raises ConfigError when not configured."""
+    if settings.pki_dir is None:
+        raise ConfigError("pki_dir is not set", reason="no_pki")
+    paths = NodePaths.from_region(settings.pki_dir, settings.country)
+    return NodeCredentials(paths, passphrase=_passphrase(settings))
+
+
+def open_transparency_log(settings: Settings, engine: Engine) -> TransparencyLog:
+    """The node's exchange log on ``engine``, checkpoints signed with the node's signing key."""
+    creds = load_credentials(settings)
+    key = SigningKey(log_origin(creds.country), creds.signing_key)
+    return TransparencyLog.open(engine, key)
+
+
+def hit_secret(settings: Settings) -> bytes:
+    """The hit-reference secret, created (0600, random) on first start."""
+    path = settings.hit_secret_file or settings.data_dir / "hit-secret.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(HIT_SECRET_BYTES))
+    secret = Path(path).read_bytes()
+    if len(secret) < HIT_SECRET_BYTES:
+        raise ConfigError(
+            f"hit_secret_file {path} holds {len(secret)} bytes; {HIT_SECRET_BYTES}+ needed",
+            reason="bad_config",
+        )
+    return secret
+
+
+def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) -> Exchange:
+    """Every exchange part of the node (see the module docstring)."""
+    if settings.policy_file is None:
+        raise ConfigError("policy_file is not set", reason="no_policy")
+    creds = load_credentials(settings)
+    if creds.country != settings.country:
+        raise ConfigError(
+            f"the certificates in pki_dir are {creds.country}'s, this node is {settings.country}",
+            reason="bad_config",
+        )
+    log = TransparencyLog.open(engine, SigningKey(log_origin(creds.country), creds.signing_key))
+    elog = TranslogExchangeLog(log)
+    policy = PolicyEngine(load_policy(settings.policy_file), QuotaLedger(engine))
+    chain = [creds.signing_cert]
+    responder = Responder(
+        country=creds.country,
+        trust=creds.anchors,
+        signing_key=creds.signing_key,
+        signing_chain=chain,
+        policy=policy,
+        replay=ReplayGuard(engine, timedelta(seconds=settings.replay_window_s)),
+        hits=HitReferences(engine, hit_secret(settings)),
+        search=GallerySearch(galleries),
+        restrictions=RecordRestrictions(engine),
+        exchange_log=elog,
+    )
+    requester = Requester(
+        country=creds.country,
+        trust=creds.anchors,
+        signing_key=creds.signing_key,
+        signing_chain=chain,
+        tls=creds.client_context(),
+        exchange_log=elog,
+        timeout=settings.peer_timeout_s,
+    )
+    peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
+    return Exchange(creds, policy, responder, requester, log, peers)
+
+
+async def _checkpoints(log: TransparencyLog, interval_s: float) -> None:
+    """Issue a checkpoint when the log grew or the last one aged (every ``interval_s``)."""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(log.maybe_issue_checkpoint, interval_s)
+        except Exception:  # keep the node serving; the next round retries
+            logger.exception("exchange log checkpoint failed")
+        await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
+
+
+@asynccontextmanager
+async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Set ``app.state.exchange/responder/requester/exchange_log`` and run checkpoints.
+
+    A no-op when the settings configure no exchange (no ``pki_dir``/``policy_file``) or the
+    node has no gallery set.
+    """
+    galleries = app.state.gallery
+    if not settings.exchange_enabled or not isinstance(galleries, GallerySet):
+        yield
+        return
+    exchange = await anyio.to_thread.run_sync(build_exchange, settings, app.state.engine, galleries)
+    app.state.exchange = exchange
+    app.state.responder = exchange.responder
+    app.state.requester = exchange.requester
+    app.state.exchange_log = exchange.log
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_checkpoints, exchange.log, settings.checkpoint_interval_s)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
+            app.state.responder = app.state.requester = app.state.exchange = None
