@@ -8,8 +8,16 @@ from sqlalchemy import MetaData
 from certs.translog import schema as translog_schema
 from node.db import models  # noqa: F401  (registers the models on Base.metadata)
 from node.db.base import Base
+from node.exchange import references, replay
+from policy import quota
 
 
 def target_metadata() -> list[MetaData]:
     """Metadata the migrations must produce (what the autogenerate comparison checks)."""
-    return [Base.metadata, translog_schema.metadata]
+    return [
+        Base.metadata,
+        translog_schema.metadata,
+        replay.metadata,
+        references.metadata,
+        quota.metadata,
+    ]
