@@ -1,9 +1,10 @@
 """``bdx audit``: list, export and verify the node's tamper-evident exchange log.
 
-The log is opened from the node settings through ``node.exchange.setup.open_transparency_log``;
-``--signing-key PEM --origin NAME`` opens it with an explicit log key instead (a node without
-the exchange wired in, or a copy of a node's database). ``verify`` works offline on an export
-file and the public keys alone. Searches and exports are logged as ``auditor_action`` events.
+The log is opened from the node settings through ``node.exchange.setup.open_transparency_log``
+(the node's PKI signing key, ``pki_dir``); ``--signing-key PEM --origin NAME`` opens it with an
+explicit log key instead (a node without the exchange configured, or a copy of its database).
+``verify`` works offline on an export file and the public keys alone. Searches and exports
+are logged as ``auditor_action`` events.
 """
 
 from __future__ import annotations
@@ -81,15 +82,8 @@ def _open_log(
         if signing_key is not None:
             log = TransparencyLog.open(engine, _signing_key(signing_key, origin))
         else:
-            try:
-                from node.exchange.setup import (  # type: ignore[import-not-found, unused-ignore]
-                    open_transparency_log,
-                )
-            except ImportError:
-                raise ConfigError(
-                    "this node has no exchange log set up; pass --signing-key and --origin",
-                    reason="no_exchange_log",
-                ) from None
+            from node.exchange.setup import open_transparency_log  # the exchange's imports
+
             log = open_transparency_log(settings, engine)
         yield _Opened(log, engine)
     finally:

@@ -1,0 +1,257 @@
+"""``bdx audit`` end to end: tampering with the stored log or an export is detected."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import LOG_NAME, Bdx, Node
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import text
+
+from certs.translog import SigningKey, SplitViewError, TransparencyLog, Witness
+from node.db.engine import create_db_engine
+from node.db.migrate import upgrade
+
+TAMPER = 5
+
+
+def test_help_everywhere(bdx: Bdx) -> None:
+    for cmd in ([], ["list"], ["export"], ["verify"], ["store"], ["checkpoint"]):
+        code, out, _ = bdx("audit", *cmd, "--help", key=False)
+        assert code == 0 and "Usage" in out
+
+
+def test_clean_log_exports_and_verifies(bdx: Bdx, node: Node, tmp_path: Path) -> None:
+    out = tmp_path / "export.json"
+    code, _, err = bdx("audit", "export", "--format", "json", "--out", str(out))
+    assert code == 0, err
+    code, stdout, err = bdx("audit", "verify", str(out), "--log-key", node.vkey, key=False)
+    assert code == 0, err
+    assert "12 entries" in stdout and "1 checkpoints" in stdout and "proofs checked" in stdout
+    code, stdout, _ = bdx("audit", "verify", str(out), "--log-key", node.vkey, "--json", key=False)
+    assert json.loads(stdout)["entries_verified"] == 12
+    code, stdout, _ = bdx("audit", "store", "--json")
+    assert code == 0 and json.loads(stdout)["entries_checked"] == 13  # + the export action
+
+
+def test_list_and_csv_export(bdx: Bdx, tmp_path: Path) -> None:
+    code, stdout, _ = bdx("audit", "list", "--peer", "ID", "--json")
+    assert code == 0
+    doc = json.loads(stdout)
+    assert doc["total"] == 4 and {i["event"]["peer"] for i in doc["items"]} == {"ID"}
+    code, stdout, _ = bdx("audit", "list", "--type", "query_refused", "--outcome", "hit")
+    assert code == 0 and stdout.strip().endswith("0 of 0 matching entries")
+    out = tmp_path / "e.csv"
+    code, _, _ = bdx("audit", "export", "--format", "csv", "--out", str(out))
+    assert code == 0 and out.read_text().startswith("index,created_at,leaf_hash,data")
+
+
+def test_checkpoint_then_consistency(bdx: Bdx, node: Node) -> None:
+    node.log.append(b'{"type":"query_sent","peer":"TH"}')
+    code, stdout, _ = bdx("audit", "checkpoint", "--json")
+    assert code == 0 and json.loads(stdout)["size"] == 13
+    assert node.log.latest_checkpoint().checkpoint.size == 13  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["audit", "list", "--peer", "thailand"], 2, "[bad_filter]"),
+        (["audit", "list", "--since", "yesterday"], 2, "[bad_filter]"),
+        (["audit", "export", "--format", "xml", "--out", "x"], 2, "[bad_filter]"),
+        (["audit", "verify", "/nonexistent.json", "--log-key", "x"], 5, "error"),
+    ],
+)
+def test_bad_input_is_one_line_error(bdx: Bdx, args: list[str], code: int, needle: str) -> None:
+    got, _, err = bdx(*args, key=args[1] != "verify")
+    assert got == code and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_log_key_options(bdx: Bdx, tmp_path: Path, node: Node) -> None:
+    code, _, err = bdx("audit", "store", key=False)
+    assert code == 2 and "[no_pki]" in err  # no --signing-key: the node's PKI key is needed
+    code, _, err = bdx("audit", "store", "--signing-key", str(node.key_file), key=False)
+    assert code == 2 and "[missing_origin]" in err
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key")
+    code, _, err = bdx("audit", "store", "--signing-key", str(bad), "--origin", LOG_NAME, key=False)
+    assert code == 2 and "[bad_key]" in err
+
+
+Tamper = Callable[[Node], None]
+
+
+def _edit(node: Node) -> None:
+    with node.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE translog_entries SET data = :d WHERE leaf_index = :i"),
+            {"d": b'{"type":"reply_sent","outcome":"no_hit"}', "i": TAMPER},
+        )
+
+
+def _edit_with_hash(node: Node) -> None:
+    """An attacker who also rewrites the stored leaf hash."""
+    from certs.merkle import hash_leaf
+
+    data = b'{"type":"reply_sent","outcome":"no_hit"}'
+    with node.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE translog_entries SET data = :d, leaf_hash = :h WHERE leaf_index = :i"),
+            {"d": data, "h": hash_leaf(data), "i": TAMPER},
+        )
+
+
+def _delete(node: Node) -> None:
+    with node.engine.begin() as conn:
+        conn.execute(text("DELETE FROM translog_entries WHERE leaf_index = :i"), {"i": TAMPER})
+
+
+def _reorder(node: Node) -> None:
+    with node.engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT leaf_index, leaf_hash, data FROM translog_entries "
+                "WHERE leaf_index IN (:a, :b)"
+            ),
+            {"a": TAMPER, "b": TAMPER + 1},
+        ).all()
+        for (index, _, _), (_, h, d) in zip(rows, reversed(rows), strict=True):
+            conn.execute(
+                text("UPDATE translog_entries SET leaf_hash = :h, data = :d WHERE leaf_index = :i"),
+                {"h": h, "d": d, "i": index},
+            )
+
+
+@pytest.mark.parametrize(
+    ("tamper", "store_reason", "export_reason"),
+    [
+        (_edit, "entry_modified", "entry_modified"),
+        (_edit_with_hash, "tree_mismatch", "inclusion_failed"),
+        (_delete, "entry_missing", "entry_missing"),
+        (_reorder, "tree_mismatch", "inclusion_failed"),
+    ],
+)
+def test_tampering_with_the_store_is_detected(
+    bdx: Bdx, node: Node, tmp_path: Path, tamper: Tamper, store_reason: str, export_reason: str
+) -> None:
+    before = tmp_path / "before.json"
+    assert bdx("audit", "export", "--out", str(before))[0] == 0
+    tamper(node)
+    code, _, err = bdx("audit", "store")
+    assert code == 5 and f"[{store_reason}]" in err, err
+    assert "entry" in err or "leaves" in err
+    after = tmp_path / "after.json"
+    code, _, err = bdx("audit", "export", "--out", str(after))
+    if code == 0:  # the export is written; verifying it finds the fault
+        code, _, err = bdx("audit", "verify", str(after), "--log-key", node.vkey, key=False)
+    assert code == 5 and f"[{export_reason}]" in err, err
+    # The export taken before still verifies: it is evidence of what the log said.
+    assert bdx("audit", "verify", str(before), "--log-key", node.vkey, key=False)[0] == 0
+
+
+def _export_doc(bdx: Bdx, path: Path) -> dict[str, object]:
+    assert bdx("audit", "export", "--out", str(path))[0] == 0
+    doc: dict[str, object] = json.loads(path.read_bytes())
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        ("data", "entry_modified"),
+        ("drop", "entry_missing"),
+        ("swap", "entry_reordered"),
+        ("root", "bad_signature"),
+    ],
+)
+def test_editing_the_export_file_is_detected(
+    bdx: Bdx, node: Node, tmp_path: Path, edit: str, reason: str
+) -> None:
+    path = tmp_path / "export.json"
+    doc = _export_doc(bdx, path)
+    entries = doc["entries"]
+    assert isinstance(entries, list)
+    if edit == "data":
+        event = json.loads(base64.b64decode(entries[3]["data"]))
+        event["outcome"] = "no_hit"
+        entries[3]["data"] = base64.b64encode(json.dumps(event).encode()).decode()
+    elif edit == "drop":
+        del entries[3]
+    elif edit == "swap":
+        entries[3], entries[4] = entries[4], entries[3]
+    else:
+        notes = doc["checkpoints"]
+        assert isinstance(notes, list)
+        lines = notes[-1].split("\n")
+        lines[2] = base64.b64encode(bytes(32)).decode()
+        notes[-1] = "\n".join(lines)
+    path.write_text(json.dumps(doc))
+    code, _, err = bdx("audit", "verify", str(path), "--log-key", node.vkey, key=False)
+    assert code == 5 and f"[{reason}]" in err, err
+
+
+def test_wrong_log_key_or_missing_witness_fails(bdx: Bdx, node: Node, tmp_path: Path) -> None:
+    path = tmp_path / "export.json"
+    _export_doc(bdx, path)
+    other = SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate()).verifying_key().to_vkey()
+    code, _, err = bdx("audit", "verify", str(path), "--log-key", other, key=False)
+    assert code == 5 and "[unsigned]" in err
+    key_file = tmp_path / "log.vkey"
+    key_file.write_text(node.vkey + "\n")
+    args = ["audit", "verify", str(path), "--log-key", str(key_file), "--min-cosignatures", "1"]
+    code, _, err = bdx(*args, key=False)
+    assert code == 5 and "[too_few_cosignatures]" in err
+
+
+def test_witness_cosignatures_are_counted(bdx: Bdx, node: Node, tmp_path: Path) -> None:
+    wkey = SigningKey("witness.th.example/w", ed25519.Ed25519PrivateKey.generate())
+    witness = Witness(node.engine, wkey)
+    latest = node.log.latest_checkpoint()
+    assert latest is not None
+    cosig = witness.cosign(latest.to_bytes(), node.log.verifying_key)
+    node.log.add_cosignature(latest.checkpoint, cosig, wkey.verifying_key())
+    path = tmp_path / "export.json"
+    _export_doc(bdx, path)
+    wvkey = wkey.verifying_key().to_vkey()
+    args = ["--log-key", node.vkey, "--witness-key", wvkey, "--min-cosignatures", "1", "--json"]
+    code, stdout, err = bdx("audit", "verify", str(path), *args, key=False)
+    assert code == 0, err
+    assert json.loads(stdout)["cosigners"] == {"12": ["witness.th.example/w"]}
+
+
+def test_split_view_to_two_peers_is_detected(node: Node, tmp_path: Path) -> None:
+    """The node keeps a second copy of its log that agrees on the first 12 entries, then
+    shows peer TH one history and peer ID another; the peers' witnesses each cosign what
+    they see, and comparing their cosigned checkpoints exposes the fork."""
+    fork_engine = create_db_engine(f"sqlite:///{tmp_path / 'fork.sqlite3'}")
+    upgrade(fork_engine)
+    fork = TransparencyLog.open(fork_engine, node.key)
+    fork.append_many([e.data for e in node.log.entries(0, 12)])
+    fork.issue_checkpoint()
+    witnesses = []
+    for name in ("th", "id"):
+        eng = create_db_engine(f"sqlite:///{tmp_path / f'witness-{name}.sqlite3'}")
+        upgrade(eng)
+        w = Witness(
+            eng, SigningKey(f"witness.{name}.example/w", ed25519.Ed25519PrivateKey.generate())
+        )
+        witnesses.append(w)
+    w_th, w_id = witnesses
+    w_th.cosign(node.log.latest_checkpoint().to_bytes(), node.log.verifying_key)  # type: ignore[union-attr]
+    w_id.cosign(fork.latest_checkpoint().to_bytes(), node.log.verifying_key)  # type: ignore[union-attr]
+    node.log.append(b'{"type":"reply_sent","peer":"TH","outcome":"hit"}')
+    fork.append(b'{"type":"reply_sent","peer":"TH","outcome":"no_hit"}')
+    seen_by_th, seen_by_id = node.log.issue_checkpoint(), fork.issue_checkpoint()
+    w_th.cosign(seen_by_th.to_bytes(), node.log.verifying_key, node.log.consistency_proof(12, 13))
+    w_id.cosign(seen_by_id.to_bytes(), node.log.verifying_key, fork.consistency_proof(12, 13))
+    with pytest.raises(SplitViewError) as exc:
+        w_th.check_peer_view(w_id.latest(LOG_NAME).to_bytes(), node.log.verifying_key)  # type: ignore[union-attr]
+    assert exc.value.evidence == (seen_by_th.to_bytes(), seen_by_id.to_bytes())
+    # An honest view passes the same comparison.
+    w_th.check_peer_view(seen_by_th.to_bytes(), node.log.verifying_key)
+    for eng in (fork_engine, *(w._engine for w in witnesses)):
+        eng.dispose()
