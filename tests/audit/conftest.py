@@ -3,90 +3,24 @@ transparency log with exchange events, its key on disk, and ``bdx`` run in-proce
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
+from audit_support import LOG_NAME, Bdx, Node, encode, sample_events
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, insert
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import insert
 
 from certs.translog import SigningKey, TransparencyLog
 from node.cli import main
 from node.db.engine import create_db_engine, session_factory
 from node.db.migrate import upgrade
-from node.db.models import Role
-from node.services.users import UserService
 from node.settings import Settings
 from policy.quota import metadata as quota_metadata
 from policy.quota import quota_usage
-
-LOG_NAME = "bdx.xa.example/exchange-log"
-DAY = "2026-11-20"
-
-
-def sample_events() -> list[dict[str, object]]:
-    """A day of exchange traffic (12 events): TH sends 3 queries (2 hits, 1 no hit), ID 2
-    (1 no hit, 1 refused over quota); one query goes out to MY; one TH query fails its
-    signature check."""
-    at = f"{DAY}T10:00:00+00:00"
-    events: list[dict[str, object]] = []
-    for peer, outcomes in (("TH", ["hit", "hit", "no_hit"]), ("ID", ["no_hit", "refused"])):
-        for n, outcome in enumerate(outcomes):
-            qid = f"{peer}-{n}"
-            common = {"node": "XA", "peer": peer, "query_id": qid, "at": at}
-            events.append(
-                {"type": "query_received", **common, "purpose": "serious_crime", "templates": 1}
-            )
-            if outcome == "refused":
-                events.append({"type": "query_refused", **common, "reason": "quota_exceeded"})
-            else:
-                events.append({"type": "reply_sent", **common, "outcome": outcome})
-    events.append(
-        {
-            "type": "query_sent",
-            "node": "XA",
-            "peer": "MY",
-            "purpose": "terrorism",
-            "officer": "alice",
-            "at": at,
-        }
-    )
-    events.append({"type": "query_refused", "peer": "TH", "reason": "bad_signature", "at": at})
-    return events
-
-
-def encode(event: dict[str, object]) -> bytes:
-    return json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
-
-
-@dataclass
-class Node:
-    """A node database with a populated log."""
-
-    engine: Engine
-    url: str
-    key: SigningKey
-    key_file: Path
-    log: TransparencyLog
-    sessions: sessionmaker[Session]
-
-    def token(self, role: Role) -> str:
-        with self.sessions() as s:
-            users = UserService(s)
-            name = f"{role.value}-{secrets.token_hex(3)}"
-            users.add_user(name, role, actor="test")
-            return users.issue_token(name, expires_days=1, actor="test").token
-
-    @property
-    def vkey(self) -> str:
-        return self.log.verifying_key.to_vkey()
 
 
 @pytest.fixture
@@ -131,9 +65,6 @@ def settings(node: Node, tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=node.url, country="XA")
 
 
-Bdx = Callable[..., tuple[int, str, str]]
-
-
 @pytest.fixture
 def bdx(capsys: pytest.CaptureFixture[str], node: Node) -> Bdx:
     """``bdx(*args, key=True)`` runs the CLI in-process; returns (exit code, stdout, stderr).
@@ -154,7 +85,3 @@ def bdx(capsys: pytest.CaptureFixture[str], node: Node) -> Bdx:
         return code, out.out, out.err
 
     return run
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

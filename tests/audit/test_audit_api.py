@@ -7,8 +7,7 @@ import io
 from collections.abc import Iterator
 
 import pytest
-from audit_support import TestClient, auditor_app, bearer
-from conftest import Node
+from audit_support import Node, TestClient, auditor_app, bearer
 
 from certs.translog import verify_export
 from node.audit import AuditFilter, list_events

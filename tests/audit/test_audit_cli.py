@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import LOG_NAME, Bdx, Node
+from audit_support import LOG_NAME, Bdx, Node
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import text
 

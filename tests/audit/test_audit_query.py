@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import Node
+from audit_support import Node
 from sqlalchemy import text
 
 from node.audit import AuditFilter, AuditQueryError, dashboard, list_events, quota_use

@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from audit_support import auditor_app, serve
-from conftest import Node
+from audit_support import Node, auditor_app, serve
 
 from node.db.models import Role
 from node.settings import Settings
