@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated, Any
 
 import typer
@@ -9,6 +11,8 @@ import uvicorn
 
 from node.api.app import create_app
 from node.cli._common import ConfigOption
+from node.exchange.serving import peer_config, serve_pair
+from node.exchange.setup import load_credentials
 from node.settings import load_settings
 
 
@@ -17,16 +21,34 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port to bind (default: settings)")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Serve the node API (TLS when tls_cert_file/tls_key_file are set; required in production)."""
+    """Serve the node API (TLS when tls_cert_file/tls_key_file are set; required in production)
+    and, when pki_dir and policy_file are set, the mutual-TLS peer listener on peer_port."""
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(config, **overrides)
     app = create_app(settings)
-    uvicorn.run(
+    log_level = "debug" if settings.debug else "info"
+    if not settings.exchange_enabled:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            ssl_certfile=settings.tls_cert_file,
+            ssl_keyfile=settings.tls_key_file,
+            log_level=log_level,
+            server_header=False,
+        )
+        return
+    # With PKI: the API on `port` and the mutual-TLS peer listener on `peer_port`
+    # (node.exchange.serving explains why two listeners).
+    api = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
-        log_level="debug" if settings.debug else "info",
+        log_level=log_level,
         server_header=False,
     )
+    peer = peer_config(app, settings, load_credentials(settings), log_level=log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_pair(api, peer))

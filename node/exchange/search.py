@@ -1,9 +1,11 @@
 """The node's :class:`~node.exchange.responder.ProbeSearch` and restriction lookup.
 
 Fingerprint probes are ISO/IEC 19794-2 records (one per finger, or one multi-view record):
-every view is searched against the node's fingerprint gallery and fused per subject
-(:func:`matcher.search.fusion.search_subjects`, empirical-FMR rule); a subject is a candidate
-when its fused FMR is at most the policy's FMR. Face probes are
+every view is searched against the node's fingerprint gallery
+(:func:`matcher.search.fingerprint.search_fingerprint`) at the matcher's *measured* threshold
+for the policy's FMR divided by the number of fingers; a subject is a candidate when one of its
+fingers reaches it. (The gallery-rank FMR of :mod:`matcher.search.fusion` is not used: in a
+large gallery its best-ranked subject always reaches a small FMR, hit or not.) Face probes are
 :class:`~matcher.face.template.FaceTemplate` bytes searched with
 :func:`matcher.search.face.search_face` at the cosine threshold for the policy's FMR
 (:data:`FACE_THRESHOLDS`).
@@ -24,10 +26,10 @@ from sqlalchemy import Engine, select
 from matcher.errors import TemplateFormatError
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
+from matcher.fingerprint.match.thresholds import TABLE, threshold_for_fmr
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.face import face_schema, search_face
-from matcher.search.fingerprint import fingerprint_schema
-from matcher.search.fusion import search_subjects
+from matcher.search.fingerprint import fingerprint_schema, search_fingerprint
 from node.db.models import RecordState, TemplateRecord
 from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate
@@ -59,6 +61,23 @@ def _face_fmr(score: float) -> float:
         if score >= threshold:
             return max(row_fmr, 1e-4)
     return 1.0
+
+
+def fingerprint_threshold(fmr: float) -> float:
+    """The matcher's score threshold for ``fmr``, clamped to its measured table: a stricter
+    target gets the strictest measured threshold, a looser one the loosest."""
+    fmrs = [f for f, _ in TABLE]
+    return threshold_for_fmr(float(min(max(fmr, fmrs[-1]), fmrs[0])))
+
+
+def fingerprint_fmr(score: float) -> float:
+    """Estimated FMR of one finger score, interpolated in log(FMR) in the measured table;
+    above its strictest threshold the table's smallest FMR (no extrapolation)."""
+    thresholds = np.array([t for _, t in TABLE])
+    log_fmrs = np.log([f for f, _ in TABLE])
+    if score < thresholds[0]:
+        return 1.0
+    return float(np.exp(np.interp(score, thresholds, log_fmrs)))
 
 
 def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTemplate]:
@@ -100,15 +119,23 @@ class GallerySearch:
         self, templates: Sequence[TemplateItem], k: int, fmr: float
     ) -> list[Candidate]:
         probes = decode_fingerprints(templates)
+        # Union of per-finger hits: each finger is held to fmr / fingers (Bonferroni), at the
+        # matcher's measured threshold (the strictest measured one below the table's range).
+        threshold = fingerprint_threshold(fmr / len(probes))
+        best: dict[str, float] = {}
         with self.galleries.reading(fingerprint_schema()) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
-            result = search_subjects(gallery, probes, k=k, target_fmr=fmr)
-        return [
-            Candidate(c.subject, c.score, c.fmr)
-            for c in result.candidates
-            if c.fmr is not None and c.fmr <= fmr
+            for probe in probes:
+                result = search_fingerprint(gallery, probe, k=k, threshold=threshold)
+                for c in result.hits:
+                    best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
+        found = [
+            Candidate(subject, score, min(1.0, len(probes) * fingerprint_fmr(score)))
+            for subject, score in best.items()
         ]
+        found.sort(key=lambda c: (c.fmr, -c.score))
+        return found[:k]
 
     def _face(self, templates: Sequence[TemplateItem], k: int, fmr: float) -> list[Candidate]:
         if len(templates) != 1:

@@ -23,6 +23,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials, NodePaths
 from certs.translog import SigningKey, TransparencyLog
 from node.errors import ConfigError
@@ -144,14 +145,19 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
     return Exchange(creds, policy, responder, requester, log, peers)
 
 
-async def _checkpoints(log: TransparencyLog, interval_s: float) -> None:
-    """Issue a checkpoint when the log grew or the last one aged (every ``interval_s``)."""
+async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
+    """Re-read the published trust list and CRL, and issue a checkpoint when the log grew or
+    the last one aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart)."""
     while True:
+        await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         try:
-            await anyio.to_thread.run_sync(log.maybe_issue_checkpoint, interval_s)
+            await anyio.to_thread.run_sync(exchange.credentials.reload)
+        except CertsError as exc:  # the held documents stay in place
+            logger.warning("trust list/CRL not reloaded: %s", exc.reason)
+        try:
+            await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
         except Exception:  # keep the node serving; the next round retries
             logger.exception("exchange log checkpoint failed")
-        await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
 
 
 @asynccontextmanager
@@ -171,7 +177,10 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
     app.state.requester = exchange.requester
     app.state.exchange_log = exchange.log
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_checkpoints, exchange.log, settings.checkpoint_interval_s)
+        await anyio.to_thread.run_sync(
+            exchange.log.maybe_issue_checkpoint, settings.checkpoint_interval_s
+        )
+        tg.start_soon(_housekeeping, exchange, settings.checkpoint_interval_s)
         try:
             yield
         finally:

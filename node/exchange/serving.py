@@ -1,0 +1,88 @@
+"""Serving a node with its peer listener: two uvicorn servers, one app, one process.
+
+Officers and operators call the node API on ``port`` with bearer tokens (server-only TLS, as
+before); peer nodes call ``peer_port`` with **mutual TLS** (``ssl_cert_reqs=CERT_REQUIRED``, the
+region's root as the client CA, :class:`~certs.pki.asgi.PeerCertH11Protocol` so the router
+sees the client certificate). A separate listener keeps officers' clients free of
+certificates while no peer request is ever accepted without one; the peer routes also refuse
+any request that arrives without a validated client certificate, so the API port cannot be
+used to reach them. Only the API server runs the app's lifespan (start-up builds the
+exchange); both stop on the first SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from certs.pki.asgi import PeerCertH11Protocol
+from certs.pki.credentials import NodeCredentials
+from node.settings import Settings
+
+
+def peer_config(
+    app: FastAPI, settings: Settings, creds: NodeCredentials, **extra: Any
+) -> uvicorn.Config:
+    """The mutual-TLS peer listener's config (no lifespan: the API server runs it)."""
+    options: dict[str, Any] = {
+        "host": settings.peer_host or settings.host,
+        "port": settings.peer_port,
+        "http": PeerCertH11Protocol,
+        "lifespan": "off",
+        "server_header": False,
+        **creds.uvicorn_options(),
+        **extra,
+    }
+    return uvicorn.Config(app, **options)
+
+
+class _QuietServer(uvicorn.Server):
+    """A server that leaves signal handling to its partner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class _LinkedServer(uvicorn.Server):
+    """A server whose exit also stops ``partner``."""
+
+    def __init__(self, config: uvicorn.Config, partner: uvicorn.Server) -> None:
+        super().__init__(config)
+        self.partner = partner
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.partner.should_exit = True
+        super().handle_exit(sig, frame)
+
+
+class ServerPair:
+    """The API and peer servers of one node; :meth:`serve` runs both until either stops."""
+
+    def __init__(self, api: uvicorn.Config, peer: uvicorn.Config) -> None:
+        self.peer = _QuietServer(peer)
+        self.api = _LinkedServer(api, self.peer)
+
+    @property
+    def started(self) -> bool:
+        return bool(self.api.started and self.peer.started)
+
+    def stop(self) -> None:
+        self.api.should_exit = self.peer.should_exit = True
+
+    async def serve(self) -> None:
+        tasks = [asyncio.create_task(self.api.serve()), asyncio.create_task(self.peer.serve())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        self.stop()
+        await asyncio.gather(*tasks)
+
+
+async def serve_pair(api: uvicorn.Config, peer: uvicorn.Config) -> None:
+    """Run the API and the peer servers until either stops (or a signal stops both)."""
+    await ServerPair(api, peer).serve()

@@ -1,0 +1,146 @@
+"""Country nodes started the way ``bdx serve`` starts them: ``create_app`` on the API port and
+the mutual-TLS peer listener (:mod:`node.exchange.serving`) on the peer port, with settings
+pointing at a region written by the project's PKI, a rules file and a gallery enrolled through
+the node's record service."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+from node.api.app import create_app
+from node.db.models import Modality, Role, TemplateRecord
+from node.exchange.serving import ServerPair, peer_config
+from node.exchange.setup import Exchange, load_credentials
+from node.restrictions import SharingRestrictions
+from node.services.galleries import subject_key
+from node.services.records import NewRecord, RecordService
+from node.services.users import UserService
+from node.settings import Settings
+
+ISO = "iso19794-2:2005"
+
+
+def rules(country: str, peers: Sequence[str]) -> str:
+    """MY answers asylum queries only; everyone sends border_control and asylum queries."""
+    text = f'version = "svc-1"\ncountry = "{country}"\n'
+    for p in peers:
+        purposes = '["asylum"]' if country == "MY" else '["border_control", "asylum"]'
+        text += (
+            f'[peers.{p}]\npurposes = {purposes}\nmodalities = ["fingerprint"]\n'
+            f"daily_quota = {{ fingerprint = 100 }}\n"
+            f'[outbound.{p}]\npurposes = ["border_control", "asylum"]\n'
+        )
+    return text
+
+
+@dataclass
+class ServiceNode:
+    country: str
+    app: FastAPI
+    api_url: str
+    peer_url: str
+    pair: ServerPair
+    thread: threading.Thread
+    token: str
+
+    @property
+    def exchange(self) -> Exchange:
+        exchange: Exchange = self.app.state.exchange
+        return exchange
+
+    def enrol(
+        self,
+        subjects: Sequence[str],
+        templates: Sequence[FingerprintTemplate],
+        restrictions: SharingRestrictions | None = None,
+    ) -> None:
+        """Enrol one right-thumb record per subject through the node's record service."""
+        galleries = self.app.state.gallery
+        new = [
+            NewRecord(
+                s,
+                Modality.FINGERPRINT,
+                ISO,
+                20,
+                finger_position=1,
+                restrictions=restrictions or SharingRestrictions(),
+            )
+            for s in subjects
+        ]
+
+        def write(rows: Sequence[TemplateRecord]) -> None:
+            batch = fingerprint_records(
+                [r.reference for r in rows],
+                [subject_key(r.subject_id) for r in rows],
+                list(templates),
+                [1] * len(rows),
+            )
+            galleries.append(fingerprint_schema(), batch)
+
+        with self.app.state.sessions() as session:
+            RecordService(session, galleries).enrol(new, write, actor="test")
+
+    def stop(self) -> None:
+        self.pair.stop()
+        self.thread.join(timeout=15)
+
+
+def start_service_node(
+    root: Path,
+    region_dir: Path,
+    country: str,
+    api_port: int,
+    peer_port: int,
+    peers: dict[str, str],
+    **settings: Any,
+) -> ServiceNode:
+    data = root / country.lower()
+    data.mkdir(parents=True, exist_ok=True)
+    policy = data / "rules.toml"
+    policy.write_text(rules(country, list(peers)))
+    config = Settings(
+        country=country,
+        data_dir=data,
+        pki_dir=region_dir,
+        policy_file=policy,
+        peers=peers,
+        port=api_port,
+        peer_port=peer_port,
+        peer_timeout_s=5.0,
+        **settings,
+    )
+    app = create_app(config)
+    api = uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning")
+    peer = peer_config(app, config, load_credentials(config), log_level="warning")
+    pair = ServerPair(api, peer)
+    thread = threading.Thread(target=lambda: asyncio.run(pair.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not (pair.started and getattr(app.state, "exchange", None) is not None):
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"node {country} did not start")
+        time.sleep(0.02)
+    with app.state.sessions() as session:
+        users = UserService(session)
+        users.add_user("officer", Role.OFFICER, actor="test")
+        token = users.issue_token("officer", expires_days=1, actor="test").token
+    return ServiceNode(
+        country,
+        app,
+        f"http://127.0.0.1:{api_port}",
+        f"https://127.0.0.1:{peer_port}",
+        pair,
+        thread,
+        token,
+    )

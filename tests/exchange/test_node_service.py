@@ -1,0 +1,175 @@
+"""Three country nodes built by ``create_app`` from settings and served like ``bdx serve``
+(API port + mutual-TLS peer port): officers' queries, peers' answers, policy refusals, a peer
+that is down and a revoked certificate."""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from certs.pki.bootstrap import build_region, write_region
+from certs.pki.revocation import crl_pem
+from matcher.fingerprint import iso19794_2
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.synthetic import synthetic_templates
+from node.restrictions import SharingRestrictions
+from tests.exchange.service_support import ServiceNode, start_service_node
+
+RUNNING = ("TH", "ID", "MY")
+DOWN = "VN"  # in the region and the rules, never started
+FINGERS = 10
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def fingers() -> list[list[FingerprintTemplate]]:
+    return synthetic_templates(FINGERS, 2, seed=11)
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    built = build_region((*RUNNING, DOWN))
+    root = tmp_path_factory.mktemp("svc-region")
+    write_region(built, root)
+    return built, root
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    region: Any, fingers: list[list[FingerprintTemplate]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServiceNode]]:
+    """ID enrols fingers 0–3, MY fingers 4–7 (finger 3 restricted to MY only at ID)."""
+    _, root = region
+    data = tmp_path_factory.mktemp("svc-nodes")
+    ports = {cc: (_port(), _port()) for cc in (*RUNNING, DOWN)}
+    urls = {cc: f"https://127.0.0.1:{p}" for cc, (_, p) in ports.items()}
+    handles: dict[str, ServiceNode] = {}
+    try:
+        for cc in RUNNING:
+            peers = {p: urls[p] for p in (*RUNNING, DOWN) if p != cc}
+            handles[cc] = start_service_node(data, root, cc, *ports[cc], peers)
+        handles["ID"].enrol([f"id-{i}" for i in range(3)], [fingers[i][0] for i in range(3)])
+        handles["ID"].enrol(["id-3"], [fingers[3][0]], SharingRestrictions(peers=["MY"]))
+        handles["MY"].enrol([f"my-{i}" for i in range(4, 8)], [fingers[i][0] for i in range(4, 8)])
+        yield handles
+    finally:
+        for h in handles.values():
+            h.stop()
+
+
+def officer_query(
+    node: ServiceNode, to: list[str], probe: FingerprintTemplate, purpose: str = "border_control"
+) -> httpx.Response:
+    body = {
+        "peers": to,
+        "purpose": purpose,
+        "modality": "fingerprint",
+        "templates": [
+            {"data": base64.b64encode(iso19794_2.encode(probe)).decode(), "finger_position": 1}
+        ],
+        "case_ref": "case-42",
+    }
+    with httpx.Client(timeout=30) as client:
+        return client.post(
+            node.api_url + "/queries",
+            json=body,
+            headers={"Authorization": f"Bearer {node.token}"},
+        )
+
+
+def by_peer(response: httpx.Response) -> dict[str, dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    return {r["peer"]: r for r in response.json()["results"]}
+
+
+def test_officer_query_hit_and_no_hit(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    response = officer_query(nodes["TH"], ["ID"], fingers[1][1])
+    body = response.json()
+    got = by_peer(response)["ID"]
+    assert (got["status"], got["outcome"], body["hit"], body["complete"]) == (
+        "answered",
+        "hit",
+        True,
+        True,
+    )
+    assert got["reference"] and got["strength"] and got["reply_jws"].count(".") == 2
+    miss = by_peer(officer_query(nodes["TH"], ["ID"], fingers[9][1]))["ID"]
+    assert (miss["status"], miss["outcome"], miss["reference"]) == ("answered", "no_hit", None)
+
+
+def test_peer_policy_refusal_and_local_refusal(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    # MY answers asylum queries only: it signs a refusal. TH sends no law_enforcement query.
+    got = by_peer(officer_query(nodes["TH"], ["MY", "ID"], fingers[5][1]))
+    assert (got["MY"]["status"], got["MY"]["outcome"]) == ("answered", "refused")
+    assert got["MY"]["reason"]
+    asylum = by_peer(officer_query(nodes["TH"], ["MY"], fingers[5][1], purpose="asylum"))
+    assert asylum["MY"]["outcome"] == "hit"
+    local = by_peer(officer_query(nodes["TH"], ["ID"], fingers[1][1], purpose="law_enforcement"))
+    assert local["ID"]["status"] == "refused_locally"
+    assert local["ID"]["reply_jws"] is None
+
+
+def test_record_restriction_suppresses_the_hit(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """ID's record 3 may be shared with MY only: TH gets a no-hit, MY (asylum) a hit."""
+    assert by_peer(officer_query(nodes["TH"], ["ID"], fingers[3][1]))["ID"]["outcome"] == "no_hit"
+    got = by_peer(officer_query(nodes["MY"], ["ID"], fingers[3][1], purpose="asylum"))
+    assert got["ID"]["outcome"] == "hit"
+
+
+def test_peer_down_is_a_partial_result(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    response = officer_query(nodes["TH"], ["ID", DOWN], fingers[0][1])
+    got = by_peer(response)
+    assert response.json()["complete"] is False
+    assert got["ID"]["outcome"] == "hit"
+    assert (got[DOWN]["status"] == "unreachable" and "outcome" not in got[DOWN]) or not got[
+        DOWN
+    ].get("outcome")
+
+
+def test_officer_api_needs_an_officer_and_exchange_log_records(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    with httpx.Client() as client:
+        r = client.post(nodes["TH"].api_url + "/queries", json={})
+    assert r.status_code == 401
+    before = nodes["ID"].exchange.log.size()
+    officer_query(nodes["TH"], ["ID"], fingers[2][1])
+    assert nodes["ID"].exchange.log.size() > before
+
+
+def test_peer_routes_refuse_without_client_certificate(nodes: dict[str, ServiceNode]) -> None:
+    with httpx.Client() as client:
+        r = client.post(nodes["ID"].api_url + "/peer/v1/queries", content=b"x.y.z")
+    assert r.status_code in (401, 403)
+
+
+def test_revoked_requester_is_refused(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Runs last: MY's signing certificate is revoked and ID reloads the new CRL."""
+    built, root = region
+    built.ca.revoke(built.nodes["MY"].signing_cert)
+    (Path(root) / "crl.pem").write_bytes(crl_pem(built.ca.crl()))
+    nodes["ID"].exchange.credentials.reload()
+    got = by_peer(officer_query(nodes["MY"], ["ID"], fingers[1][1], purpose="asylum"))["ID"]
+    assert got["status"] == "http_error"
+    assert "revoked" in got["detail"]
