@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -32,7 +33,9 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 __all__ = [
+    "BACKENDS",
     "LOG_NAME",
+    "PG_ENV",
     "Bdx",
     "Node",
     "TestClient",
@@ -44,6 +47,9 @@ __all__ = [
 ]
 
 LOG_NAME = "bdx.xa.example/exchange-log"
+PG_ENV = "BDX_TEST_DATABASE_URL"
+#: Database backends of the tests that run on both (PostgreSQL when $BDX_TEST_DATABASE_URL).
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 DAY = "2026-11-20"
 
 

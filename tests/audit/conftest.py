@@ -4,15 +4,17 @@ transparency log with exchange events, its key on disk, and ``bdx`` run in-proce
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
-from audit_support import LOG_NAME, Bdx, Node, encode, sample_events
+from audit_support import LOG_NAME, PG_ENV, Bdx, Node, encode, sample_events
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import insert
+from sqlalchemy import insert, make_url
 
 from certs.translog import SigningKey, TransparencyLog
 from node.cli import main
@@ -23,12 +25,43 @@ from policy.quota import metadata as quota_metadata
 from policy.quota import quota_usage
 
 
+def _postgres_schema_url() -> Iterator[str]:
+    """A URL whose connections see only a fresh schema on $BDX_TEST_DATABASE_URL, dropped
+    afterwards (skips the test when the variable is unset)."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql+psycopg://postgres@127.0.0.1/test)")
+    schema = f"bdx_audit_{secrets.token_hex(6)}"
+    url = make_url(base)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
 @pytest.fixture
-def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
+def node(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Node]:
+    """A populated node database: SQLite, or PostgreSQL for tests parametrized with
+    ``@pytest.mark.parametrize("node", BACKENDS, indirect=True)``."""
     for name in list(os.environ):
-        if name.startswith("BDX_") and name != "BDX_TEST_DATABASE_URL":
+        if name.startswith("BDX_") and name != PG_ENV:
             monkeypatch.delenv(name)
-    url = f"sqlite:///{tmp_path / 'node.sqlite3'}"
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield from _node(f"sqlite:///{tmp_path / 'node.sqlite3'}", tmp_path, monkeypatch)
+    else:
+        for url in _postgres_schema_url():
+            yield from _node(url, tmp_path, monkeypatch)
+
+
+def _node(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Node]:
     engine = create_db_engine(url)
     upgrade(engine)
     quota_metadata.create_all(engine)

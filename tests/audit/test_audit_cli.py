@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from audit_support import LOG_NAME, Bdx, Node
+from audit_support import BACKENDS, LOG_NAME, Bdx, Node
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import text
 
@@ -25,6 +25,7 @@ def test_help_everywhere(bdx: Bdx) -> None:
         assert code == 0 and "Usage" in out
 
 
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
 def test_clean_log_exports_and_verifies(bdx: Bdx, node: Node, tmp_path: Path) -> None:
     out = tmp_path / "export.json"
     code, _, err = bdx("audit", "export", "--format", "json", "--out", str(out))
@@ -126,6 +127,7 @@ def _reorder(node: Node) -> None:
             )
 
 
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
 @pytest.mark.parametrize(
     ("tamper", "store_reason", "export_reason"),
     [
@@ -255,3 +257,14 @@ def test_split_view_to_two_peers_is_detected(node: Node, tmp_path: Path) -> None
     w_th.check_peer_view(seen_by_th.to_bytes(), node.log.verifying_key)
     for eng in (fork_engine, *(w._engine for w in witnesses)):
         eng.dispose()
+
+
+def test_verify_uses_the_node_log_key_by_default(bdx: Bdx, node: Node, tmp_path: Path) -> None:
+    path = tmp_path / "export.json"
+    _export_doc(bdx, path)
+    code, stdout, err = bdx("audit", "verify", str(path))  # key from --signing-key/--origin
+    assert code == 0 and stdout.startswith(f"OK {LOG_NAME}: 12 entries"), err
+    code, _, err = bdx("audit", "verify", str(tmp_path / "none.json"), "--log-key", node.vkey)
+    assert code == 4 and "no export file" in err
+    code, _, err = bdx("audit", "verify", str(path), "--log-key", "not a vkey", key=False)
+    assert code == 5 and len(err.strip().splitlines()) == 1

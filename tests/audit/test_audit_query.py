@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from audit_support import Node
+from audit_support import BACKENDS, Node
 from sqlalchemy import text
 
 from node.audit import AuditFilter, AuditQueryError, dashboard, list_events, quota_use
@@ -30,6 +30,7 @@ def test_filters_select_the_matching_events(node: Node) -> None:
     assert total == 5
 
 
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
 def test_paging_and_time_window(node: Node) -> None:
     first, total = list_events(node.log, AuditFilter(), offset=0, limit=4)
     second, _ = list_events(node.log, AuditFilter(), offset=4, limit=4)
@@ -65,6 +66,7 @@ def test_bad_paging_is_refused(node: Node) -> None:
             list_events(node.log, AuditFilter(), offset=offset, limit=limit)
 
 
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
 def test_dashboard_aggregates(node: Node) -> None:
     board = dashboard(node.log, node.engine, AuditFilter())
     assert board.daily_queries == [
@@ -91,6 +93,7 @@ def test_quota_window_and_missing_table(node: Node) -> None:
     assert quota_use(node.engine) == []
 
 
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
 def test_integrity_reports_tampering(node: Node) -> None:
     with node.engine.begin() as conn:
         conn.execute(
