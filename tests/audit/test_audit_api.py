@@ -155,3 +155,15 @@ def test_ui_page_is_self_contained(client: TestClient) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "connect-src 'self'" in r.headers["content-security-policy"]
     assert "http://" not in r.text and "https://" not in r.text  # no CDN: nodes are offline
+
+
+def test_export_window(client: TestClient, auditor: dict[str, str], node: Node) -> None:
+    window = {"since": "2099-01-01T00:00:00Z", "until": "2099-01-02T00:00:00Z"}
+    r = client.get("/audit/log/export", params=window, headers=auditor)
+    assert r.status_code == 200
+    assert verify_export(r.content, node.log.verifying_key).entries_verified == 0
+    r = client.get("/audit/log/export", params={**window, "format": "csv"}, headers=auditor)
+    assert r.text.strip() == "index,created_at,leaf_hash,data"
+    bad = {"since": "2099-01-02T00:00:00Z", "until": "2099-01-01T00:00:00Z"}
+    r = client.get("/audit/log/export", params=bad, headers=auditor)
+    assert r.status_code == 422 and r.json()["error"] == "bad_range"
