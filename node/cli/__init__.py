@@ -35,6 +35,9 @@ def _register() -> None:
     app.add_typer(users_cmd.app, name="users")
     app.add_typer(gallery_cmd.app, name="gallery")
     app.command("serve")(serve.serve)
+    from node.cli import query_cmd
+
+    app.command("query")(query_cmd.query)
     from node.cli import pki_cmd
 
     app.add_typer(pki_cmd.app, name="pki")

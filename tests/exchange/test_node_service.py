@@ -5,7 +5,11 @@ that is down and a revoked certificate."""
 from __future__ import annotations
 
 import base64
+import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from tests.exchange.service_support import ServiceNode, start_service_node
 RUNNING = ("TH", "ID", "MY")
 DOWN = "VN"  # in the region and the rules, never started
 FINGERS = 10
+BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 
 
 def _port() -> int:
@@ -172,3 +177,25 @@ def test_revoked_requester_is_refused(
     got = by_peer(officer_query(nodes["MY"], ["ID"], fingers[1][1], purpose="asylum"))["ID"]
     assert got["status"] == "http_error"
     assert "revoked" in got["detail"]
+
+
+def test_bdx_query_cli_exit_codes(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]], tmp_path: Path
+) -> None:
+    probe = tmp_path / "probe.iso"
+    probe.write_bytes(iso19794_2.encode(fingers[1][1]))
+    base = [
+        *BDX, "query", str(probe), "--purpose", "border_control",
+        "--finger", "1", "--url", nodes["TH"].api_url, "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "BDX_TOKEN": nodes["TH"].token}
+    done = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"][0]["outcome"] == "hit"
+    partial = subprocess.run([*base, "--to", f"ID,{DOWN}"], env=env, capture_output=True, text=True)
+    assert partial.returncode == 6
+    assert json.loads(partial.stdout)["complete"] is False
+    assert partial.stderr.startswith("bdx: error:") and DOWN in partial.stderr
+    env.pop("BDX_TOKEN")
+    no_token = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
+    assert no_token.returncode == 1 and "token" in no_token.stderr

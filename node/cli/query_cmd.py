@@ -1,0 +1,148 @@
+"""``bdx query``: an officer's hit/no-hit query to peer nodes, through the local node's API.
+
+The command posts to ``POST /queries`` of the local node (``--url``, default from the
+settings' host/port, https when tls_cert_file is set) with an officer's API token (``--token``
+or ``BDX_TOKEN``); the node applies its outbound policy, signs and sends the queries over
+mutual TLS and logs them, so the officer's machine needs no node keys. Exit status: 0 when
+every peer answered (hit, no-hit or a signed refusal), 6 when some peer did not (refused
+locally, down, timed out, bad reply): the results printed are then partial.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from node.cli._common import ConfigOption, JsonOption
+from node.errors import NodeError, PeerError
+from node.settings import load_settings
+
+#: Seconds to wait for the node: peers' deadlines (30 s default) plus extraction.
+CLIENT_TIMEOUT_S = 90.0
+
+
+class QueryFailedError(NodeError):
+    """The local node refused or could not run the query (exit code 1)."""
+
+    default_reason = "query_failed"
+
+
+def _default_url(config: Path | None) -> str:
+    settings = load_settings(config, check=False)
+    scheme = "https" if settings.tls_cert_file else "http"
+    return f"{scheme}://{settings.host}:{settings.port}"
+
+
+def _body(
+    files: list[Path],
+    fingers: list[int],
+    to: str,
+    purpose: str,
+    modality: str,
+    images: bool,
+    case_ref: str | None,
+) -> dict[str, Any]:
+    if fingers and len(fingers) != len(files):
+        raise typer.BadParameter("give one --finger per FILE (or none)")
+    items = []
+    for i, path in enumerate(files):
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise QueryFailedError(
+                f"cannot read {path}: {exc.strerror}", reason="bad_file"
+            ) from None
+        item: dict[str, Any] = {"data": base64.b64encode(data).decode("ascii")}
+        if fingers:
+            item["finger_position"] = fingers[i]
+        items.append(item)
+    return {
+        "peers": [p.strip().upper() for p in to.split(",") if p.strip()],
+        "purpose": purpose,
+        "modality": modality,
+        "images" if images else "templates": items,
+        "case_ref": case_ref,
+    }
+
+
+def _print(result: dict[str, Any]) -> None:
+    table = Table(title=f"case {result.get('case_ref') or '-'}")
+    for col in ("peer", "status", "outcome", "strength", "reference", "reason/detail"):
+        table.add_column(col)
+    for r in result["results"]:
+        why = r.get("reason") or r.get("detail") or ""
+        table.add_row(
+            r["peer"],
+            r["status"],
+            r.get("outcome") or "-",
+            r.get("strength") or "-",
+            r.get("reference") or "-",
+            why,
+        )
+    console = Console()
+    console.print(table)
+    if not result["complete"]:
+        console.print("[bold]partial results:[/bold] some peers did not answer")
+
+
+def query(
+    files: Annotated[list[Path], typer.Argument(help="template files (or images with --image)")],
+    to: Annotated[str, typer.Option("--to", help="peer countries, comma-separated: TH,ID")],
+    purpose: Annotated[str, typer.Option(help="purpose of the query, e.g. border_control")],
+    modality: Annotated[str, typer.Option(help="fingerprint or face")] = "fingerprint",
+    finger: Annotated[
+        list[int] | None, typer.Option("--finger", help="ISO finger position, one per FILE")
+    ] = None,
+    image: Annotated[bool, typer.Option("--image", help="FILEs are images to extract")] = False,
+    case_ref: Annotated[str | None, typer.Option(help="the officer's case reference")] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="BDX_TOKEN", help="officer API token (or BDX_TOKEN)")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="node API URL (default: from settings)")] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="CA bundle that signed the node API's certificate")
+    ] = None,
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Ask peer nodes whether they know the person in FILE(s): hit/no-hit per peer."""
+    if not token:
+        raise QueryFailedError(
+            "an officer token is needed (--token or BDX_TOKEN)", reason="no_token"
+        )
+    body = _body(files, finger or [], to, purpose, modality, image, case_ref)
+    base = url or _default_url(config)
+    verify: Any = str(ca_file) if ca_file else True
+    try:
+        with httpx.Client(timeout=CLIENT_TIMEOUT_S, verify=verify) as client:
+            response = client.post(
+                base.rstrip("/") + "/queries",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    except httpx.HTTPError as exc:
+        raise QueryFailedError(
+            f"cannot reach the node at {base}: {exc}", reason="node_unreachable"
+        ) from None
+    if response.status_code != 200:
+        try:
+            err = response.json()
+            reason, detail = str(err.get("error", "query_failed")), str(err.get("detail", ""))
+        except ValueError:
+            reason, detail = "query_failed", response.text[:200]
+        raise QueryFailedError(f"the node refused the query: {detail}", reason=reason)
+    result = response.json()
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print(result)
+    if not result["complete"]:
+        failed = [r["peer"] for r in result["results"] if r["status"] != "answered"]
+        raise PeerError(f"no answer from {', '.join(failed)}", reason="partial_results")
