@@ -27,7 +27,6 @@ templates of the block, on the block size or on the padding ``M``.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,10 +83,9 @@ _N_PAIRS = (
 ).astype(np.int64)
 
 
-@functools.cache
-def _earlier(r: int) -> npt.NDArray[np.bool_]:
-    """(r, r) mask of [t, k] with k < t."""
-    return np.tri(r, k=-1, dtype=bool)
+def _positions(nb: int, r: int) -> I64:
+    """(nb, r) array whose every row is 0..r-1."""
+    return np.broadcast_to(np.arange(r, dtype=np.int64), (nb, r))
 
 
 def top_k_rows(values: npt.NDArray[np.floating], k: int) -> I64:
@@ -110,17 +108,20 @@ def _best_partners(probe: SearchTemplate, gallery: PackedTemplates) -> tuple[F32
     nb, m, d = gallery.descriptors.shape
     prod = gallery.descriptors.reshape(nb * m, d) @ probe.descriptors.T  # (nb*M, mp), exact
     prod *= probe.inv_norm
-    best_i = prod.argmax(axis=1)
-    best = prod[np.arange(nb * m), best_i].reshape(nb, m)
+    best_i = prod.argmax(axis=1)[:, None]  # (nb*M, 1)
+    sim = np.take_along_axis(prod, best_i, axis=1).reshape(nb, m)
     best_i = best_i.reshape(nb, m)
-    sim = best * gallery.inv_norm
-    partner = probe.geometry[best_i]  # (nb, M, 4)
-    cos_turn = (
-        gallery.geometry[:, :, 2] * partner[..., 2] + gallery.geometry[:, :, 3] * partner[..., 3]
-    )
+    sim *= gallery.inv_norm
+    # Cosine of the turn between each gallery minutia and its partner (only the direction
+    # columns of the partner are gathered).
+    cos_turn = probe.geometry[:, 2][best_i]
+    cos_turn *= gallery.geometry[:, :, 2]
+    sin_part = probe.geometry[:, 3][best_i]
+    sin_part *= gallery.geometry[:, :, 3]
+    cos_turn += sin_part
     sim[cos_turn < np.float32(np.cos(params.MAX_DIRECTION_DIFF))] = 0.0
     sim[np.arange(m)[None, :] >= gallery.counts[:, None]] = -1.0
-    return sim.astype(np.float32), best_i.astype(np.int64)
+    return sim, best_i
 
 
 def _chord_(cos: F32) -> F32:
@@ -233,10 +234,11 @@ def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidati
     np.divide(lam, local, out=eff, where=usable)
 
     # Rank pairs by efficiency (ties: lower index first); unusable pairs rank last.
-    e = np.where(usable, eff, np.float32(-1.0))
-    above = (e[:, None, :] > e[:, :, None]).sum(axis=2)
-    tied_before = ((e[:, None, :] == e[:, :, None]) & _earlier(r)).sum(axis=2)
-    rank = above + tied_before
+    # A stable sort of -e orders equal values by index, as "ties: lower index first" asks.
+    neg = np.where(usable, -eff, np.float32(1.0))
+    order = np.argsort(neg, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, _positions(nb, r), axis=1)
     smaller = np.minimum(gallery.counts.astype(np.int64), min(probe.count, params.MAX_MINUTIAE))
     n_pairs = _N_PAIRS[np.clip(smaller, 0, params.MAX_MINUTIAE)]
     selected = (rank < n_pairs[:, None]) & usable
