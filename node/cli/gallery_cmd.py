@@ -1,4 +1,4 @@
-"""``bdx gallery``: load images into the gallery, reconcile it with the database, statistics.
+"""``bdx gallery``: bulk-load images and templates, reconcile with the database, statistics.
 
 These commands open the galleries for writing, so they run while ``bdx serve`` is stopped
 (the store has one writer; a running server makes them fail with ``gallery_locked``). A
@@ -7,77 +7,100 @@ running node takes images over HTTP instead (``POST /gallery/enrol``).
 
 from __future__ import annotations
 
+import csv
+import json as json_module
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
+from rich.progress import MofNCompleteColumn, Progress
 
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.db.models import MAX_FINGER_POSITION, Modality
-from node.errors import NotFoundError
-from node.services.enrolment import Capture, EnrolmentService
+from node.formats.discover import discover
 from node.services.galleries import GallerySet
+from node.services.loading import LoadOptions, LoadService, Rejection
 from node.services.records import RecordService
 from node.services.users import local_actor
 
 app = typer.Typer(help="Load, reconcile and inspect the gallery.", no_args_is_help=True)
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm"})
 
-
-def captures_in(
-    directory: Path, modality: Modality, finger_position: int | None, source: str
-) -> list[Capture]:
-    """One capture per image file in each sub-directory; the sub-directory names the subject."""
-    if not directory.is_dir():
-        raise NotFoundError(f"{directory} is not a directory", reason="not_a_directory")
-    return [
-        Capture(
-            subject=sub.name,
-            modality=modality,
-            image=path,
-            finger_position=finger_position,
-            source=source,
-            label=str(path.relative_to(directory)),
-        )
-        for sub in sorted(p for p in directory.iterdir() if p.is_dir())
-        for path in sorted(sub.iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES
-    ]
+def write_report(path: Path, rejected: list[Rejection]) -> None:
+    """The rejected files as CSV, or JSON when ``path`` ends in ``.json``."""
+    rows = [vars(r) for r in rejected]
+    if path.suffix.lower() == ".json":
+        path.write_text(json_module.dumps(rows, indent=2) + "\n")
+        return
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["file", "reason", "detail"])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @app.command()
 def load(
-    directory: Annotated[Path, typer.Argument(help="one sub-directory of images per subject")],
-    modality: Annotated[Modality, typer.Option(help="what the images show")],
+    path: Annotated[Path, typer.Argument(help="a folder (see the layouts below) or one file")],
+    modality: Annotated[
+        Modality, typer.Option(help="what the images show (templates are fingerprints)")
+    ] = Modality.FINGERPRINT,
     finger_position: Annotated[
         int | None,
         typer.Option(min=0, max=MAX_FINGER_POSITION, help="ISO finger code of every image"),
     ] = None,
-    source: Annotated[str | None, typer.Option(help="load batch name (default: DIR)")] = None,
+    min_quality: Annotated[
+        int, typer.Option(min=0, max=100, help="reject templates of lower quality (0-100)")
+    ] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="extraction processes; 0: every core")] = 0,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="write the rejected files (file, reason, detail) here: .csv or .json"),
+    ] = None,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Extract and enrol every image under DIR (DIR/<subject>/<image>)."""
+    """Load every image and ISO/IEC 19794-2 template under PATH (idempotent, resumable).
+
+    Layouts: PATH/<subject>/<file> (a folder per subject); PATH/<finger>_<impression>.<ext>
+    (FVC: the finger is the subject); or one file (its stem is the subject). Templates are
+    .fmr/.iso/.ist files or any file starting with 'FMR\\0'. Files already loaded are skipped,
+    so re-running adds nothing and an interrupted load resumes. Exit status 3 when some files
+    were rejected (the others are loaded; see --report).
+    """
     settings = settings_from(config)
-    captures = captures_in(directory, modality, finger_position, source or directory.name)
+    files = discover(path)
+    options = LoadOptions(modality, finger_position, min_quality, workers)
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
-        service = EnrolmentService(session, galleries)
-        with Progress(transient=True, disable=json) as progress:
-            task = progress.add_task("extracting", total=len(captures))
-            report = service.enrol(
-                captures, actor=local_actor(), on_progress=lambda _: progress.advance(task)
+        service = LoadService(session, galleries)
+        with Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), transient=True, disable=json
+        ) as progress:
+            task = progress.add_task("loading", total=len(files))
+            result = service.load(
+                files,
+                options,
+                actor=local_actor(),
+                on_progress=lambda n: progress.advance(task, n),
             )
-        enrolled = len(report.enrolled)
-        subjects = len({r.subject_id for r in report.enrolled})
-    failed = [{"file": c.label, "error": e.reason, "detail": e.message} for c, e in report.failed]
+    if report is not None:
+        write_report(report, result.rejected)
+    failed = [{"file": r.file, "error": r.reason, "detail": r.detail} for r in result.rejected]
     if json:
-        print_json({"enrolled": enrolled, "subjects": subjects, "failed": failed})
+        print_json(
+            {
+                "enrolled": result.enrolled,
+                "subjects": len(result.subjects),
+                "skipped": result.skipped,
+                "failed": failed,
+            }
+        )
     else:
         for f in failed:
-            typer.echo(f"skipped {f['file']}: {f['detail']} [{f['error']}]", err=True)
-        typer.echo(f"enrolled {enrolled} templates of {subjects} subjects; {len(failed)} failed")
+            typer.echo(f"rejected {f['file']}: {f['detail']} [{f['error']}]", err=True)
+        typer.echo(
+            f"enrolled {result.enrolled} templates of {len(result.subjects)} subjects; "
+            f"{result.skipped} files already loaded; {len(failed)} rejected"
+        )
     if failed:
         raise typer.Exit(3)
 

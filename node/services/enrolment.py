@@ -98,6 +98,15 @@ class EnrolmentService:
                 report.enrolled += self._enrol(modality, items, actor)
         return report
 
+    def enrol_extracted(self, items: Sequence[Extracted], *, actor: str) -> list[TemplateRecord]:
+        """Enrol templates extracted elsewhere (bulk load): one gallery append per modality."""
+        enrolled: list[TemplateRecord] = []
+        for modality in (Modality.FINGERPRINT, Modality.FACE):
+            batch = [item for item in items if item.capture.modality is modality]
+            if batch:
+                enrolled += self._enrol(modality, batch, actor)
+        return enrolled
+
     def _enrol(
         self, modality: Modality, items: list[Extracted], actor: str
     ) -> list[TemplateRecord]:
