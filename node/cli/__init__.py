@@ -44,6 +44,9 @@ def _register() -> None:
     from node.cli import audit_cmd
 
     app.add_typer(audit_cmd.app, name="audit")
+    from node.cli import demo
+
+    app.command("demo")(demo.demo)
 
 
 _register()

@@ -1,0 +1,221 @@
+"""``bdx demo``: a three-country region on loopback, end to end, in about a minute.
+
+Steps: regional PKI (``bdx pki bootstrap``) and per-country rules; per node settings (SQLite and
+gallery in the run directory), ``bdx db upgrade``, officer/operator/auditor users and a
+synthetic fingerprint gallery; each node started as a real ``bdx serve``; local searches over
+HTTP; signed cross-border hit/no-hit queries (hits, no-hits and a policy refusal); the exchange
+log exported and verified with ``bdx audit``. Servers stop on success, error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from matcher.fingerprint import iso19794_2
+from matcher.fingerprint.template import FingerprintTemplate
+from node.demo.errors import DemoError
+from node.demo.region import (
+    FINGER,
+    DemoNode,
+    Synthetic,
+    bootstrap_region,
+    enrol_images,
+    enrol_templates,
+    make_synthetic,
+    prepare_node,
+    run_bdx,
+    write_nodes,
+)
+from node.demo.servers import serving
+
+console = Console(highlight=False)
+
+
+def _post(node: DemoNode, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(
+        node.api_url + path,
+        json=body,
+        headers={"Authorization": f"Bearer {node.tokens['officer']}"},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        raise DemoError(
+            f"{node.country} {path} answered {response.status_code}: {response.text[:200]}",
+            reason="api_error",
+        )
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _local_search(node: DemoNode, label: str, image: Path) -> bool:
+    data = base64.b64encode(image.read_bytes()).decode("ascii")
+    out = _post(node, "/search/fingerprint", {"fingers": [{"position": FINGER, "image": data}]})
+    verdict = "HIT" if out["hit"] else "NO HIT"
+    console.print(
+        f"  local search at {node.country} ({label}): {verdict} "
+        f"(gallery {out['gallery_size']}, target FMR {out['target_fmr']:g})"
+    )
+    for c in out["candidates"][:3]:
+        fmr = "-" if c["fmr"] is None else f"{c['fmr']:.1e}"
+        console.print(f"    candidate {c['subject']}  score {c['score']:.3f}  FMR {fmr}")
+    return bool(out["hit"])
+
+
+def _query(
+    node: DemoNode, to: str, purpose: str, probe: FingerprintTemplate, label: str
+) -> dict[str, Any]:
+    body = {
+        "peers": [to],
+        "purpose": purpose,
+        "modality": "fingerprint",
+        "templates": [
+            {
+                "data": base64.b64encode(iso19794_2.encode(probe)).decode("ascii"),
+                "finger_position": FINGER,
+            }
+        ],
+        "case_ref": f"demo-{label}",
+    }
+    result: dict[str, Any] = _post(node, "/queries", body)["results"][0]
+    return result
+
+
+def _cross_border(
+    nodes: dict[str, DemoNode], fingers: list[list[FingerprintTemplate]]
+) -> list[str]:
+    """TH asks ID and MY; returns the outcomes seen, in order."""
+    th = nodes["TH"]
+    cases = [
+        ("ID", "border_control", 1, "id-subject"),
+        ("ID", "border_control", len(fingers) - 1, "unknown-person"),
+        ("MY", "border_control", _first_my(fingers), "my-subject-wrong-purpose"),
+        ("MY", "asylum", _first_my(fingers), "my-subject"),
+    ]
+    table = Table(title="cross-border queries from TH (signed replies)")
+    for col in ("to", "purpose", "probe", "status", "outcome", "reason", "reference", "signed"):
+        table.add_column(col)
+    outcomes = []
+    for peer, purpose, finger, label in cases:
+        r = _query(th, peer, purpose, fingers[finger][1], label)
+        jws = r.get("reply_jws") or ""
+        signed = f"JWS {len(jws)} B ({jws[:16]}…)" if jws else "-"
+        table.add_row(
+            peer,
+            purpose,
+            label,
+            r["status"],
+            r.get("outcome") or "-",
+            r.get("reason") or r.get("detail") or "",
+            r.get("reference") or "-",
+            signed,
+        )
+        outcomes.append(f"{peer}:{purpose}:{r.get('outcome') or r['status']}")
+    console.print(table)
+    return outcomes
+
+
+def _first_my(fingers: list[list[FingerprintTemplate]]) -> int:
+    return len(fingers) // 2
+
+
+def _audit(nodes: dict[str, DemoNode]) -> None:
+    for node in nodes.values():
+        export = node.root / "audit-export.json"
+        run_bdx(
+            ["audit", "export", "--out", str(export), "--config", str(node.config)],
+            f"{node.country} audit export",
+        )
+        out = run_bdx(
+            ["audit", "verify", str(export), "--config", str(node.config)],
+            f"{node.country} audit verify",
+        )
+        console.print(f"  {node.country}: {out.strip().splitlines()[-1] if out.strip() else 'ok'}")
+
+
+def _build(run_dir: Path, subjects: int) -> tuple[dict[str, DemoNode], Synthetic]:
+    console.rule("1. region")
+    pki = bootstrap_region(run_dir)
+    nodes = write_nodes(run_dir, pki)
+    console.print(f"  PKI for {', '.join(nodes)} in {pki}; rules: MY answers asylum queries only")
+    console.rule("2. nodes")
+    synthetic = make_synthetic(run_dir, 3, subjects)
+    half = subjects // 2
+    with Progress(console=console) as progress:
+        for node in nodes.values():
+            prepare_node(node)
+        fingers = synthetic.templates
+        # ID holds fingers 0..half-1, MY fingers half..subjects-2; the last finger is nowhere.
+        enrol_templates(
+            nodes["ID"], [f"id-{i}" for i in range(half)], [f[0] for f in fingers[:half]], progress
+        )
+        my = range(half, subjects - 1)
+        enrol_templates(nodes["MY"], [f"my-{i}" for i in my], [fingers[i][0] for i in my], progress)
+        enrol_images(nodes["TH"], {f"th-{f}": synthetic.images[f][0] for f in (1, 2)}, progress)
+    for node in nodes.values():
+        console.print(
+            f"  {node.country}: API {node.api_url}, peer listener {node.peer_url}, "
+            f"users officer/operator/auditor, config {node.config}"
+        )
+    return nodes, synthetic
+
+
+def demo(
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default: ./var/demo-<timestamp>)")
+    ] = None,
+    subjects: Annotated[
+        int, typer.Option(min=4, max=100_000, help="synthetic subjects across ID and MY")
+    ] = 2000,
+    fast: Annotated[bool, typer.Option(help="a small gallery (100 subjects) for tests")] = False,
+) -> None:
+    """Run a three-country region (TH, ID, MY) on loopback end to end and print the results."""
+    started = time.monotonic()
+    if fast:
+        subjects = 100
+    run_dir = out or Path("var") / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    run_dir = run_dir.resolve()
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise DemoError(f"run directory {run_dir} is not empty", reason="run_dir_not_empty")
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    console.print(f"bdx demo: run directory {run_dir}")
+    try:
+        nodes, synthetic = _build(run_dir, subjects)
+        console.rule("3. servers")
+        with serving(nodes):
+            console.print("  all nodes healthy (bdx serve)")
+            console.rule("4. local search (officer, HTTP)")
+            hit = _local_search(nodes["TH"], "enrolled person", synthetic.images[1][1])
+            miss = _local_search(nodes["TH"], "unknown person", synthetic.images[3][1])
+            console.rule("5. cross-border queries")
+            outcomes = _cross_border(nodes, synthetic.templates)
+        console.rule("6. audit")
+        _audit(nodes)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; servers stopped; run directory {run_dir}")
+        raise
+    console.rule("result")
+    console.print(f"local search: {'hit' if hit else 'no hit'} / {'hit' if miss else 'no hit'}")
+    console.print("cross-border: " + ", ".join(outcomes))
+    console.print(f"demo finished in {time.monotonic() - started:.1f} s; run directory {run_dir}")
+    expected = [
+        "ID:border_control:hit",
+        "ID:border_control:no_hit",
+        "MY:border_control:refused",
+        "MY:asylum:hit",
+    ]
+    if not hit or miss:
+        # Printed, not fatal: the node's image search scores a two-image gallery poorly
+        # (known weakness, reported); the exchange outcomes below are the demo's contract.
+        console.print("note: local search did not separate the enrolled and unknown person")
+    if outcomes != expected:
+        raise DemoError("unexpected results (see above)", reason="unexpected_results")

@@ -1,0 +1,45 @@
+"""``bdx demo --fast`` end to end as a subprocess: three real nodes, queries, audit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BDX = [sys.executable, "-c", "from node.cli import main; main()"]
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [*BDX, "demo", "--fast", "--out", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = done.stdout
+    assert "all nodes healthy (bdx serve)" in out
+    assert (
+        "cross-border: ID:border_control:hit, ID:border_control:no_hit, "
+        "MY:border_control:refused, MY:asylum:hit" in out
+    )
+    for cc in ("TH", "ID", "MY"):
+        assert f"  {cc}: OK bdx.{cc.lower()}/exchange-log" in out
+        assert (run_dir / cc.lower() / "audit-export.json").is_file()
+    assert f"run directory {run_dir}" in out
+
+
+def test_demo_refuses_a_non_empty_run_directory(tmp_path: Path) -> None:
+    (tmp_path / "something").write_text("x")
+    done = subprocess.run(
+        [*BDX, "demo", "--fast", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "[run_dir_not_empty]" in done.stderr
