@@ -36,3 +36,10 @@ DEADLINE_GRACE_SECONDS = 0.5
 POLL_FIRST_DELAY = 0.05
 POLL_BACKOFF = 2.0
 POLL_MAX_DELAY = 2.0
+
+#: Pooled connections of a node's requester to all peers together: a region's peers (tens)
+#: times a few concurrent officer queries each.
+MAX_PEER_CONNECTIONS = 100
+#: Idle keep-alive connections to a peer are reused for this long (saves a TLS handshake per
+#: query, most of a loopback round trip), then closed.
+KEEPALIVE_EXPIRY_SECONDS = 30.0

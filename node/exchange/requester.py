@@ -15,6 +15,7 @@ import asyncio
 import ssl
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -93,6 +94,7 @@ class Requester:
         tls: ssl.SSLContext,
         exchange_log: ExchangeLog,
         timeout: float = params.PEER_TIMEOUT_SECONDS,
+        pooled: bool = False,
     ) -> None:
         self.country = country
         self.trust = trust
@@ -101,6 +103,31 @@ class Requester:
         self.tls = tls
         self.log = exchange_log
         self.timeout = timeout
+        self.pooled = pooled
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
+        self._clients = weakref.WeakKeyDictionary()
+
+    def _client(self) -> httpx.AsyncClient:
+        """With ``pooled``: the running event loop's client (created on first use, kept for
+        keep-alive connections to the peers; close it with :meth:`aclose`)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None or client.is_closed:
+            client = self._clients[loop] = self._new_client()
+        return client
+
+    def _new_client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(
+            max_connections=params.MAX_PEER_CONNECTIONS,
+            keepalive_expiry=params.KEEPALIVE_EXPIRY_SECONDS,
+        )
+        return httpx.AsyncClient(verify=self.tls, timeout=self.timeout, limits=limits)
+
+    async def aclose(self) -> None:
+        """Close the running loop's pooled client (at shutdown)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     def sign_query(self, query: QueryPayload) -> str:
         return jws.sign(query.wire(), self.signing_key, self.signing_chain, typ=params.QUERY_TYP)
@@ -138,27 +165,44 @@ class Requester:
         officer: str | None = None,
     ) -> list[PeerResult]:
         """Send the probe to every peer concurrently; one result per peer, in order."""
-        limits = httpx.Limits(max_connections=max(4, 2 * len(peers)))
-        async with httpx.AsyncClient(verify=self.tls, timeout=self.timeout, limits=limits) as c:
-            jobs = []
-            for peer in peers:
-                query = self.build_query(peer.country, purpose, modality, templates, case_ref)
-                self.log.record(
-                    {
-                        "type": "query_sent",
-                        "node": self.country,
-                        "peer": peer.country,
-                        "query_id": str(query.query_id),
-                        "purpose": purpose,
-                        "modality": modality,
-                        "templates": len(templates),
-                        "case_ref": case_ref,
-                        "officer": officer,
-                        "at": datetime.now(UTC).isoformat(),
-                    }
+        if not self.pooled:
+            async with self._new_client() as client:
+                return await self._query_peers(
+                    client, peers, purpose, modality, templates, case_ref, officer
                 )
-                jobs.append(self._exchange(c, peer, query))
-            results = list(await asyncio.gather(*jobs))
+        return await self._query_peers(
+            self._client(), peers, purpose, modality, templates, case_ref, officer
+        )
+
+    async def _query_peers(
+        self,
+        c: httpx.AsyncClient,
+        peers: Sequence[Peer],
+        purpose: str,
+        modality: str,
+        templates: Sequence[TemplateItem],
+        case_ref: str | None,
+        officer: str | None,
+    ) -> list[PeerResult]:
+        jobs = []
+        for peer in peers:
+            query = self.build_query(peer.country, purpose, modality, templates, case_ref)
+            self.log.record(
+                {
+                    "type": "query_sent",
+                    "node": self.country,
+                    "peer": peer.country,
+                    "query_id": str(query.query_id),
+                    "purpose": purpose,
+                    "modality": modality,
+                    "templates": len(templates),
+                    "case_ref": case_ref,
+                    "officer": officer,
+                    "at": datetime.now(UTC).isoformat(),
+                }
+            )
+            jobs.append(self._exchange(c, peer, query))
+        results = list(await asyncio.gather(*jobs))
         for r in results:
             self.log.record(
                 {

@@ -25,6 +25,10 @@ from certs.pki.asgi import PeerCertH11Protocol
 from certs.pki.credentials import NodeCredentials
 from node.settings import Settings
 
+#: Longest wait at shutdown for peers' requests in progress (a search answers within the
+#: peers' 30 s deadline; an idle keep-alive connection must not hold the node up).
+GRACEFUL_SHUTDOWN_S = 10
+
 
 def peer_config(
     app: FastAPI, settings: Settings, creds: NodeCredentials, **extra: Any
@@ -36,6 +40,7 @@ def peer_config(
         "http": PeerCertH11Protocol,
         "lifespan": "off",
         "server_header": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
         **creds.uvicorn_options(),
         **extra,
     }

@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 #: Longest sleep between checkpoint checks, so a short ``checkpoint_interval_s`` is honoured
 #: and a long one still notices growth within a minute.
 CHECKPOINT_POLL_S = 60.0
+#: Longest wait for the requester's pooled connections to close at shutdown.
+CLOSE_TIMEOUT_S = 5.0
 #: Bytes of a new hit-reference secret (HMAC-SHA-256 key: 32 is its block-safe minimum).
 HIT_SECRET_BYTES = 32
 
@@ -140,6 +142,7 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
         tls=creds.client_context(),
         exchange_log=elog,
         timeout=settings.peer_timeout_s,
+        pooled=True,
     )
     peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
     return Exchange(creds, policy, responder, requester, log, peers)
@@ -176,13 +179,17 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
     app.state.responder = exchange.responder
     app.state.requester = exchange.requester
     app.state.exchange_log = exchange.log
-    async with anyio.create_task_group() as tg:
-        await anyio.to_thread.run_sync(
-            exchange.log.maybe_issue_checkpoint, settings.checkpoint_interval_s
-        )
-        tg.start_soon(_housekeeping, exchange, settings.checkpoint_interval_s)
-        try:
-            yield
-        finally:
-            tg.cancel_scope.cancel()
-            app.state.responder = app.state.requester = app.state.exchange = None
+    await anyio.to_thread.run_sync(
+        exchange.log.maybe_issue_checkpoint, settings.checkpoint_interval_s
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_housekeeping, exchange, settings.checkpoint_interval_s)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        app.state.responder = app.state.requester = app.state.exchange = None
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            await exchange.requester.aclose()

@@ -69,6 +69,8 @@ def nodes(
         handles["MY"].enrol([f"my-{i}" for i in range(4, 8)], [fingers[i][0] for i in range(4, 8)])
         yield handles
     finally:
+        for h in handles.values():  # all at once: each holds keep-alive connections to others
+            h.pair.stop()
         for h in handles.values():
             h.stop()
 
