@@ -18,6 +18,7 @@ from matcher.errors import BdxError
 from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint.extract import extract_file
+from matcher.fingerprint.match import SearchTemplate
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import GallerySchema, RecordBatch
 from matcher.search.face import face_schema, templates_to_records
@@ -48,7 +49,7 @@ class Capture:
 @dataclass(frozen=True)
 class Extracted:
     capture: Capture
-    template: FingerprintTemplate | FaceTemplate
+    template: FingerprintTemplate | SearchTemplate | FaceTemplate  # SearchTemplate: prepared
     quality: int
 
 
@@ -134,8 +135,10 @@ class EnrolmentService:
         return self.records.enrol(new, write, actor=actor)
 
 
-def _schema(modality: Modality, template: FingerprintTemplate | FaceTemplate) -> GallerySchema:
-    if modality is Modality.FINGERPRINT:
+def _schema(
+    modality: Modality, template: FingerprintTemplate | SearchTemplate | FaceTemplate
+) -> GallerySchema:
+    if modality is Modality.FINGERPRINT or not isinstance(template, FaceTemplate):
         return fingerprint_schema()
     return face_schema(template.format, template.format_version)
 
@@ -143,12 +146,12 @@ def _schema(modality: Modality, template: FingerprintTemplate | FaceTemplate) ->
 def _batch(
     schema: GallerySchema,
     rows: Sequence[TemplateRecord],
-    templates: Sequence[FingerprintTemplate | FaceTemplate],
+    templates: Sequence[FingerprintTemplate | SearchTemplate | FaceTemplate],
 ) -> RecordBatch:
     refs = [row.reference for row in rows]
     subjects = [subject_key(row.subject_id) for row in rows]
     if schema.modality == "fingerprint":
-        fingers = [t for t in templates if isinstance(t, FingerprintTemplate)]
+        fingers = [t for t in templates if isinstance(t, FingerprintTemplate | SearchTemplate)]
         positions = [row.finger_position or 0 for row in rows]
         return fingerprint_records(refs, subjects, fingers, positions)
     faces = [t for t in templates if isinstance(t, FaceTemplate)]

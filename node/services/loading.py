@@ -8,8 +8,9 @@ stopped. Records are enrolled in batches through
 :meth:`~node.services.records.RecordService.reconcile` runs first, so a load killed at any
 instant leaves no half-records: a batch is in both stores or in neither.
 
-Images are extracted on every core (a process pool); ISO/IEC 19794-2 templates are decoded in
-the calling process (microseconds each). A file is rejected, with a reason in the report,
+Files are processed on every core (a process pool): images extracted, ISO/IEC 19794-2
+records decoded, and fingerprints prepared for search (milliseconds each, the bulk of a
+template load). A file is rejected, with a reason in the report,
 when it cannot be decoded, yields no template or falls under the quality gate.
 """
 
@@ -21,12 +22,14 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from matcher.errors import BdxError
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.search.fingerprint import prepare_checked
 from node.db.models import Modality, TemplateRecord
 from node.formats.discover import FileKind, SourceFile
 from node.formats.iso import read_templates
@@ -37,6 +40,9 @@ from node.services.records import RecordService
 #: Records per enrol transaction: large enough that the per-commit cost is amortised, small
 #: enough that a killed load loses (rolls back) at most a few seconds of work.
 BATCH_RECORDS = 500
+#: Pieces per worker a batch is cut into: small pieces balance uneven files (an image takes
+#: 100x a template) while keeping the per-piece pickling overhead negligible.
+POOL_CHUNKS = 4
 #: Prefix of the external ids this service writes into ``TemplateRecord.source``.
 KEY_PREFIX = "file:"
 #: Hex digits of the external id digest (160 bits: collisions are not a concern).
@@ -82,50 +88,46 @@ def file_key(file: SourceFile, data: bytes) -> str:
     return KEY_PREFIX + digest[:KEY_HEX]
 
 
-def _extract_image(job: _Job) -> list[Extracted] | Rejection:
-    """Runs in a worker process: the template of one image, or why there is none."""
-    capture = Capture(
+def _capture(job: _Job, finger_position: int | None) -> Capture:
+    return Capture(
         subject=job.file.subject,
-        modality=job.modality,
+        modality=job.modality if job.file.kind is FileKind.IMAGE else Modality.FINGERPRINT,
         image=job.file.path,
-        finger_position=job.finger_position,
+        finger_position=finger_position,
         source=job.key,
         label=job.file.label,
     )
-    try:
-        return [extract(capture)]
-    except BdxError as exc:
-        return Rejection(job.file.label, exc.reason, exc.message)
 
 
-def _decode_templates(job: _Job) -> list[Extracted] | Rejection:
+def _prepared(item: Extracted) -> Extracted:
+    """Fingerprints prepared for search here, so that the work runs in the pool too."""
+    if isinstance(item.template, FingerprintTemplate):
+        return replace(item, template=prepare_checked(item.template))
+    return item
+
+
+def process(job: _Job) -> list[Extracted] | Rejection:
+    """One file's templates, prepared (runs in a worker process), or why it has none."""
     try:
-        views = read_templates(job.file.path.read_bytes())
+        if job.file.kind is FileKind.IMAGE:
+            items = [extract(_capture(job, job.finger_position))]
+        else:
+            views = read_templates(job.file.path.read_bytes())
+            items = [
+                Extracted(_capture(job, view.finger_position), view, view.image_quality)
+                for view in views
+            ]
+        return [_prepared(item) for item in items]
     except BdxError as exc:
         return Rejection(job.file.label, exc.reason, exc.message)
-    return [
-        Extracted(
-            Capture(
-                subject=job.file.subject,
-                modality=Modality.FINGERPRINT,
-                image=job.file.path,
-                finger_position=view.finger_position,
-                source=job.key,
-                label=job.file.label,
-            ),
-            view,
-            view.image_quality,
-        )
-        for view in views
-    ]
 
 
 @contextmanager
-def _pool(workers: int, needed: bool) -> Iterator[Executor | None]:
-    if not needed:
+def _pool(workers: int) -> Iterator[Executor | None]:
+    count = workers or os.cpu_count() or 1
+    if count == 1:
         yield None
         return
-    count = workers or os.cpu_count() or 1
     # spawn: forking a process that holds database connections and threads is unsafe.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
@@ -164,8 +166,7 @@ class LoadService:
             jobs.append(_Job(file, key, options.modality, options.finger_position))
         if on_progress is not None and report.skipped:
             on_progress(report.skipped)
-        needs_pool = any(job.file.kind is FileKind.IMAGE for job in jobs)
-        with _pool(options.workers, needs_pool) as pool:
+        with _pool(options.workers if len(jobs) > 1 else 1) as pool:
             for start in range(0, len(jobs), options.batch_records):
                 chunk = jobs[start : start + options.batch_records]
                 self._load_chunk(chunk, options, pool, actor, report)
@@ -181,18 +182,13 @@ class LoadService:
         actor: str,
         report: LoadReport,
     ) -> None:
-        images = [job for job in chunk if job.file.kind is FileKind.IMAGE]
-        results: dict[str, list[Extracted] | Rejection] = {}
-        if images:
-            assert pool is not None
-            for job, result in zip(images, pool.map(_extract_image, images), strict=True):
-                results[job.key] = result
-        for job in chunk:
-            if job.file.kind is FileKind.ISO_TEMPLATE:
-                results[job.key] = _decode_templates(job)
+        if pool is None:
+            results = [process(job) for job in chunk]
+        else:
+            chunksize = max(1, len(chunk) // (POOL_CHUNKS * (os.cpu_count() or 1)))
+            results = list(pool.map(process, chunk, chunksize=chunksize))
         accepted: list[Extracted] = []
-        for job in chunk:
-            result = results[job.key]
+        for job, result in zip(chunk, results, strict=True):
             if isinstance(result, Rejection):
                 report.rejected.append(result)
             elif min(item.quality for item in result) < options.min_quality:
