@@ -189,7 +189,9 @@ def _compatibility(pa: F32, gb: F32, usable: npt.NDArray[np.bool_]) -> F32:
         rho *= _one_plus_exp_(d2, params.MU_RHO_ROT, params.TAU_RHO_ROT)
         rho *= _one_plus_exp_(d3, params.MU_RHO_RADIAL, params.TAU_RHO_RADIAL)
     np.reciprocal(rho, out=rho)
-    rho *= usable[:, :, None] & usable[:, None, :]
+    keep = usable.astype(np.float32)
+    rho *= keep[:, :, None]
+    rho *= keep[:, None, :]
     r = rho.shape[1]
     rho[:, np.arange(r), np.arange(r)] = 0.0
     return rho
@@ -226,10 +228,13 @@ def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidati
 
     lam = local.copy()
     spread = np.float32((1.0 - params.RELAX_WEIGHT) / (r - 1))
-    for _ in range(params.RELAX_ITERATIONS):
-        lam = (
-            np.float32(params.RELAX_WEIGHT) * lam + spread * np.einsum("btk,bk->bt", rho, lam)
-        ).astype(np.float32)
+    weight = np.float32(params.RELAX_WEIGHT)
+    support = np.empty_like(lam)
+    for _ in range(params.RELAX_ITERATIONS):  # λ <- wR λ + spread Σk ρ[t, k] λk, in place
+        np.einsum("btk,bk->bt", rho, lam, out=support)
+        support *= spread
+        lam *= weight
+        lam += support
     eff = np.zeros_like(lam)
     np.divide(lam, local, out=eff, where=usable)
 
