@@ -29,6 +29,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     for cc in ("TH", "ID", "MY"):
         assert f"  {cc}: OK bdx.{cc.lower()}/exchange-log" in out
         assert (run_dir / cc.lower() / "audit-export.json").is_file()
+    # TH logged its policy decisions, queries and replies; the export must include them.
+    assert "  TH: OK bdx.th/exchange-log: 0 entries" not in out
     assert f"run directory {run_dir}" in out
 
 

@@ -131,6 +131,10 @@ def _first_my(fingers: list[list[FingerprintTemplate]]) -> int:
 def _audit(nodes: dict[str, DemoNode]) -> None:
     for node in nodes.values():
         export = node.root / "audit-export.json"
+        # The export covers the log up to its latest signed checkpoint: sign one now.
+        run_bdx(
+            ["audit", "checkpoint", "--config", str(node.config)], f"{node.country} checkpoint"
+        )
         run_bdx(
             ["audit", "export", "--out", str(export), "--config", str(node.config)],
             f"{node.country} audit export",

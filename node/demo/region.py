@@ -10,17 +10,19 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import Progress
+from sqlalchemy.orm import Session
 
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
 from matcher.synthetic import synthetic_templates, write_dataset
-from node.cli._common import session_for
 from node.db.models import Modality, Role, TemplateRecord
+from node.db.setup import open_database
 from node.demo.errors import DemoError
 from node.services.enrolment import Capture, EnrolmentService
 from node.services.galleries import GallerySet, subject_key
@@ -44,6 +46,17 @@ _INBOUND = {
     "ID": {"TH": (["border_control", "asylum"], 200), "MY": (["asylum"], 20)},
     "MY": {"TH": (["asylum"], 30), "ID": (["asylum"], 30)},
 }
+
+
+@contextmanager
+def session_for(settings: Settings) -> Iterator[Session]:
+    """A session on the node database (as ``bdx`` commands open it)."""
+    engine, sessions = open_database(settings)
+    try:
+        with sessions() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 def rules_text(country: str) -> str:

@@ -1,0 +1,25 @@
+# bdx node image: `docker build -t bdx .`; run with docker-compose.yml (three country nodes).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY matcher ./matcher
+COPY policy ./policy
+COPY certs ./certs
+COPY node ./node
+RUN pip install . \
+    && useradd --system --uid 10001 --home-dir /data bdx \
+    && mkdir -p /data /pki \
+    && chown bdx:bdx /data /pki \
+    && chmod 700 /data
+
+USER bdx
+WORKDIR /data
+EXPOSE 8443 8444
+ENTRYPOINT ["bdx"]
+CMD ["--help"]
