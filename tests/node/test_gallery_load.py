@@ -1,0 +1,177 @@
+"""``bdx gallery load`` of ISO/IEC 19794-2 records and image folders: layouts, idempotency,
+the quality gate, rejections and their report (synthetic templates only)."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from matcher.fingerprint.iso19794_2 import encode, encode_views
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.synthetic import synthetic_templates
+from node.cli import main
+from node.db.models import RecordState, Subject, TemplateRecord
+from node.formats.discover import FileKind, discover
+from node.services.galleries import GallerySet
+from node.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def templates() -> list[list[FingerprintTemplate]]:
+    return synthetic_templates(4, 2, seed=3)
+
+
+@pytest.fixture
+def node_env(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
+    return settings
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def load(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:
+    code, out, err = cli(["gallery", "load", str(path), "--json", "--workers", "1", *extra], capsys)
+    assert out, err
+    return code, json.loads(out)
+
+
+def fvc_folder(root: Path, templates: list[list[FingerprintTemplate]]) -> Path:
+    root.mkdir()
+    for f, impressions in enumerate(templates):
+        for i, t in enumerate(impressions):
+            (root / f"{101 + f}_{i + 1}.fmr").write_bytes(encode(t))
+    return root
+
+
+def test_discover_layouts(tmp_path: Path, templates: list[list[FingerprintTemplate]]) -> None:
+    record = encode(templates[0][0])
+    (tmp_path / "alice").mkdir()
+    (tmp_path / "alice" / "left.bin").write_bytes(record)  # sniffed by its magic
+    (tmp_path / "alice" / "face.JPG").write_bytes(b"not read here")
+    (tmp_path / "alice" / "notes.txt").write_text("passed over")
+    (tmp_path / "102_7.iso").write_bytes(record)
+    (tmp_path / "loose.ist").write_bytes(record)
+    found = [(f.label, f.subject, f.kind) for f in discover(tmp_path)]
+    assert found == [
+        ("102_7.iso", "102", FileKind.ISO_TEMPLATE),
+        ("alice/face.JPG", "alice", FileKind.IMAGE),
+        ("alice/left.bin", "alice", FileKind.ISO_TEMPLATE),
+        ("loose.ist", "loose", FileKind.ISO_TEMPLATE),
+    ]
+    (single,) = discover(tmp_path / "102_7.iso")
+    assert (single.label, single.subject) == ("102_7.iso", "102_7")
+    assert discover(tmp_path / "alice" / "notes.txt") == []
+
+
+def test_load_fvc_templates_is_idempotent(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = fvc_folder(tmp_path / "fvc", templates)
+    code, first = load(root, capsys)
+    assert code == 0
+    assert first == {"enrolled": 8, "subjects": 4, "skipped": 0, "failed": []}
+    code, again = load(root, capsys)
+    assert (code, again["enrolled"], again["skipped"]) == (0, 0, 8)
+
+    # a new file in the same folder is all a re-run adds
+    (root / "105_1.fmr").write_bytes(encode(templates[0][1]))
+    code, more = load(root, capsys)
+    assert (code, more["enrolled"], more["skipped"]) == (0, 1, 8)
+
+    subjects = set(session.scalars(select(Subject.external_id)))
+    assert subjects == {"101", "102", "103", "104", "105"}
+    rows = session.execute(select(TemplateRecord.reference, TemplateRecord.state)).all()
+    assert {s for _, s in rows} == {RecordState.ACTIVE} and len(rows) == 9
+    with GallerySet.open(node_env.gallery_path) as galleries:
+        assert galleries.references() == {ref for ref, _ in rows}
+
+
+def test_load_multi_view_record_with_the_pool(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fingers = [dataclasses.replace(templates[i][0], finger_position=i + 1) for i in range(3)]
+    (tmp_path / "p" / "s-1").mkdir(parents=True)
+    (tmp_path / "p" / "s-1" / "tenprint.fmr").write_bytes(encode_views(fingers))
+    (tmp_path / "p" / "s-2").mkdir()
+    (tmp_path / "p" / "s-2" / "one.fmr").write_bytes(encode(templates[3][0]))
+    code, out, err = cli(["gallery", "load", str(tmp_path / "p"), "--workers", "2"], capsys)
+    assert code == 0, err
+    assert "enrolled 4 templates of 2 subjects" in out
+    positions = session.scalars(select(TemplateRecord.finger_position)).all()
+    assert sorted(p or 0 for p in positions) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_rejections_are_reported_and_exit_3(
+    node_env: Settings,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+    suffix: str,
+) -> None:
+    root = fvc_folder(tmp_path / "fvc", templates[:2])
+    record = encode(templates[2][0])
+    (root / "201_1.fmr").write_bytes(record[:-3])  # truncated
+    (root / "202_1.fmr").write_bytes(b"XYZ\0" + record[4:])  # claimed template, bad magic
+    (root / "203_1.png").write_bytes(b"\x89PNG broken")
+    report_path = tmp_path / f"report{suffix}"
+    code, out = load(root, capsys, "--report", str(report_path))
+    assert code == 3
+    assert out["enrolled"] == 4
+    expected = [
+        ("201_1.fmr", "truncated"),
+        ("202_1.fmr", "bad_magic"),
+        ("203_1.png", "not_an_image"),
+    ]
+    assert [(f["file"], f["error"]) for f in out["failed"]] == expected
+    if suffix == ".json":
+        rows = json.loads(report_path.read_text())
+    else:
+        with report_path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    assert [(r["file"], r["reason"]) for r in rows] == expected
+    assert all(r["detail"] for r in rows)
+
+
+def test_quality_gate(
+    node_env: Settings,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "q").mkdir()
+    good = dataclasses.replace(templates[0][0], image_quality=80)
+    poor = dataclasses.replace(templates[1][0], image_quality=20)
+    (tmp_path / "q" / "1_1.fmr").write_bytes(encode(good))
+    (tmp_path / "q" / "2_1.fmr").write_bytes(encode(poor))
+    code, out = load(tmp_path / "q", capsys, "--min-quality", "50")
+    assert (code, out["enrolled"]) == (3, 1)
+    (failure,) = out["failed"]
+    assert (failure["file"], failure["error"]) == ("2_1.fmr", "low_quality")
+    assert "20" in failure["detail"] and "50" in failure["detail"]
+
+
+def test_load_missing_path(node_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(["gallery", "load", "/nonexistent/bdx-load"], capsys)
+    assert code == 4 and "[not_a_directory]" in err
