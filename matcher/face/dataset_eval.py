@@ -30,9 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 from matcher import evaluation
+from matcher.face import eval_cache
 from matcher.face import params as P
 from matcher.face.batch import BatchItem, extract_batch
 from matcher.face.errors import DatasetError
+from matcher.face.eval_cache import EvalRecords
 from matcher.face.pipeline import ExtractOptions
 
 
@@ -119,47 +121,95 @@ def _medians(items: list[BatchItem], clock: str) -> dict[str, float | None]:
     return out
 
 
-def evaluate_dataset(
-    root: str | os.PathLike[str],
+def _options_meta(options: ExtractOptions, workers: int | None) -> dict[str, Any]:
+    return {
+        "detector": options.detector,
+        "multiple_faces": options.multiple_faces,
+        "whole_image_is_face": options.whole_image_is_face,
+        "check_quality": options.check_quality,
+        "workers": workers,
+    }
+
+
+def extract_records(
+    images: list[tuple[Path, str]],
     options: ExtractOptions,
     *,
-    limit_identities: int | None = None,
     workers: int | None = None,
     progress: bool = False,
-) -> dict[str, Any]:
-    """Extract every image, compare all pairs, and return the report as a JSON-able dict."""
-    t0 = time.perf_counter()
-    images = scan_dataset(root, limit_identities)
-    results = extract_batch([p for p, _ in images], options, workers=workers, progress=progress)
+    previous: EvalRecords | None = None,
+) -> EvalRecords:
+    """Extract every image (path, identity); with ``previous`` (same files), re-extract only the
+    images it did not enrol or in which it found several faces, and keep the others."""
+    n = len(images)
+    files = np.array([str(p) for p, _ in images], dtype=np.str_)
+    todo = list(range(n))
+    if previous is not None:
+        if previous.files.shape != files.shape or not np.array_equal(previous.files, files):
+            raise DatasetError("the cache was made on other files", reason="cache_mismatch")
+        todo = np.flatnonzero(~previous.enrolled | (previous.faces_found > 1)).tolist()
+    results = extract_batch(
+        [images[k][0] for k in todo], options, workers=workers, progress=progress
+    )
+    if previous is not None:
+        reasons, emb = previous.reasons.astype(object), previous.embeddings.copy()
+        boxes, found = previous.boxes.copy(), previous.faces_found.copy()
+        whole, notes = previous.whole_image.copy(), previous.notes.astype(object)
+    else:
+        reasons, notes = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+        emb = np.zeros((n, P.EMBEDDING_DIM), np.float32)
+        boxes, found = np.full((n, 4), -1, np.int32), np.zeros(n, np.int32)
+        whole = np.zeros(n, bool)
+    for r in results:
+        k = todo[r.index]
+        x = r.extraction
+        if x is None:
+            reasons[k], emb[k], boxes[k], found[k] = r.reason or "unknown", 0.0, -1, 0
+            whole[k], notes[k] = False, ""
+        else:
+            reasons[k], emb[k], boxes[k] = "", x.template.embedding, x.box
+            found[k], whole[k], notes[k] = x.faces_found, x.whole_image, "; ".join(x.notes)
     ok = [r for r in results if r.ok]
-    reasons = Counter(r.reason or "unknown" for r in results if not r.ok)
-    names = sorted({images[r.index][1] for r in ok})
-    index = {name: k for k, name in enumerate(names)}
-    labels = np.array([index[images[r.index][1]] for r in ok], dtype=np.int64)
-    report: dict[str, Any] = {
-        "dataset": str(root),
-        "identities": len({ident for _, ident in images}),
-        "images": len(images),
-        "enrolled": len(ok),
-        "failures_to_enrol": len(images) - len(ok),
-        "fte_rate": round((len(images) - len(ok)) / len(images), 5),
-        "fte_reasons": dict(sorted(reasons.items())),
-        "whole_image_fallbacks": sum(
-            1 for r in ok if r.extraction is not None and r.extraction.whole_image
-        ),
-        "options": {
-            "detector": options.detector,
-            "multiple_faces": options.multiple_faces,
-            "whole_image_is_face": options.whole_image_is_face,
-            "check_quality": options.check_quality,
-            "workers": workers,
-        },
+    meta = {
+        "options": _options_meta(options, workers),
         "median_ms": _medians(ok, "timings_ms"),
         "median_cpu_ms": _medians(ok, "cpu_ms"),
+        "re_extracted": len(todo),
     }
-    if len(ok) >= 2:
-        emb = np.stack([r.extraction.template.embedding for r in ok if r.extraction is not None])
-        sets = score_sets(emb, labels)
+    return EvalRecords(
+        files=files,
+        identities=np.array([ident for _, ident in images], dtype=np.str_),
+        reasons=reasons.astype(np.str_),
+        embeddings=emb,
+        boxes=boxes,
+        faces_found=found,
+        whole_image=whole,
+        notes=notes.astype(np.str_),
+        meta=meta,
+    )
+
+
+def report_from_records(records: EvalRecords, dataset: str) -> dict[str, Any]:
+    """The accuracy report (FTE, pairs, EER, TAR at FAR, rank-1) of extracted ``records``."""
+    ok = records.enrolled
+    n = int(ok.size)
+    reasons = Counter(records.reasons[~ok].tolist())
+    _names, labels = np.unique(records.identities[ok], return_inverse=True)
+    labels = labels.astype(np.int64)
+    report: dict[str, Any] = {
+        "dataset": dataset,
+        "identities": len(set(records.identities.tolist())),
+        "images": n,
+        "enrolled": int(ok.sum()),
+        "failures_to_enrol": int(n - ok.sum()),
+        "fte_rate": round(float(n - ok.sum()) / n, 5) if n else 0.0,
+        "fte_reasons": dict(sorted(reasons.items())),
+        "whole_image_fallbacks": int(records.whole_image[ok].sum()),
+        "multiple_face_images": int((records.faces_found[ok] > 1).sum()),
+        **{k: records.meta.get(k) for k in ("options", "median_ms", "median_cpu_ms")},
+    }
+    if ok.sum() >= 2:
+        sets = score_sets(records.embeddings[ok], labels)
         g, i = sets["genuine"], sets["impostor"]
         report["genuine_pairs"] = int(g.size)
         report["impostor_pairs"] = int(i.size)
@@ -173,5 +223,39 @@ def evaluate_dataset(
                 report[f"threshold_at_far_{key}"] = round(evaluation.threshold_at_fmr(i, fmr), 5)
         report["rank1"] = round(sets["rank1"], 5)
         report["rank1_probes"] = sets["rank1_probes"]
+    return report
+
+
+def evaluate_dataset(
+    root: str | os.PathLike[str],
+    options: ExtractOptions,
+    *,
+    limit_identities: int | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    cache: str | os.PathLike[str] | None = None,
+    refresh: bool = False,
+) -> dict[str, Any]:
+    """Extract every image, compare all pairs, and return the report as a JSON-able dict.
+
+    With ``cache``: when the file exists its records are used (no extraction) unless
+    ``refresh``, which re-extracts only the images not enrolled or with several faces (after a
+    change to face choice or detection) and rewrites the cache; when it does not exist, the
+    run's records are written to it.
+    """
+    t0 = time.perf_counter()
+    images = scan_dataset(root, limit_identities)
+    cached = eval_cache.load(cache) if cache is not None and Path(cache).exists() else None
+    if cached is None or refresh:
+        records = extract_records(
+            images, options, workers=workers, progress=progress, previous=cached
+        )
+        if cache is not None:
+            eval_cache.save(cache, records)
+    else:
+        records = cached
+        if not np.array_equal(records.files, np.array([str(p) for p, _ in images], np.str_)):
+            raise DatasetError(f"{cache} was made on other files", reason="cache_mismatch")
+    report = report_from_records(records, str(root))
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)
     return report

@@ -39,7 +39,13 @@ WEAK_FACE_SCORE = 0.3
 #: Policies for an image with several comparable faces.
 MULTIPLE_REFUSE = "refuse"
 MULTIPLE_LARGEST = "largest"
-MULTIPLE_POLICIES = (MULTIPLE_REFUSE, MULTIPLE_LARGEST)
+#: Among the comparable faces (area >= SECONDARY_FACE_AREA_RATIO x largest), take the one whose
+#: box centre is nearest the image centre. Datasets cropped around their subject (LFW's
+#: deep-funnelled images centre the labelled person) put the subject in the middle; a bystander
+#: may be larger or sharper. Faces too small to be comparable are never chosen, so a tiny
+#: background face in the middle cannot win.
+MULTIPLE_CENTRAL = "central"
+MULTIPLE_POLICIES = (MULTIPLE_REFUSE, MULTIPLE_LARGEST, MULTIPLE_CENTRAL)
 
 # --- whole-image fallback ----------------------------------------------------------------------
 

@@ -92,6 +92,14 @@ def _whole_image_box(h: int, w: int) -> npt.NDArray[np.int32]:
     return np.array([dx, dy, w - 1 - dx, h - 1 - dy], dtype=np.int32)
 
 
+def most_central(boxes: npt.NDArray[np.int32], h: int, w: int) -> int:
+    """Index of the box (n, 4) [left, top, right, bottom] whose centre is nearest the centre of
+    an ``h`` x ``w`` image (ties: the first, i.e. the largest)."""
+    b = boxes.astype(np.float64)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    return int(np.argmin(np.hypot(cx - (w - 1) / 2, cy - (h - 1) / 2)))
+
+
 def extract_from_pixels(
     rgb: npt.NDArray[np.uint8], options: ExtractOptions | None = None
 ) -> FaceExtraction:
@@ -115,14 +123,19 @@ def extract_from_pixels(
         notes.append("no face detected; the whole image was declared to be the face")
     else:
         first = int(candidates[0])  # detections are sorted largest first
-        comparable = int(np.sum(areas[candidates] >= P.SECONDARY_FACE_AREA_RATIO * areas[first]))
+        similar = candidates[areas[candidates] >= P.SECONDARY_FACE_AREA_RATIO * areas[first]]
+        comparable = int(similar.size)
         if comparable > 1:
             if opts.multiple_faces == P.MULTIPLE_REFUSE:
                 raise QualityError(
                     f"{comparable} faces of similar size in the image; one is required",
                     reason="multiple_faces",
                 )
-            notes.append(f"{comparable} faces found; the largest was used")
+            if opts.multiple_faces == P.MULTIPLE_CENTRAL:
+                first = int(similar[most_central(found.boxes[similar], h, w)])
+                notes.append(f"{comparable} faces found; the most central was used")
+            else:
+                notes.append(f"{comparable} faces found; the largest was used")
         box, score, whole = found.boxes[first], float(found.scores[first]), False
 
     clock.lap("notes")  # the bookkeeping above is not a stage

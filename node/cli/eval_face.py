@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from matcher.face.params import DETECTORS, MULTIPLE_LARGEST, MULTIPLE_POLICIES
+from matcher.face.params import DETECTORS, MULTIPLE_CENTRAL, MULTIPLE_POLICIES
 
 
 def face(
@@ -30,9 +30,20 @@ def face(
     ),
     detector: str = typer.Option("hog", "--detector", help=f"One of {', '.join(DETECTORS)}."),
     multiple_faces: str = typer.Option(
-        MULTIPLE_LARGEST,
+        MULTIPLE_CENTRAL,
         "--multiple-faces",
-        help="largest: use the largest face (datasets show bystanders); refuse: count as FTE.",
+        help="central: of the faces of comparable size use the one nearest the image centre "
+        "(datasets centre the labelled person); largest: the largest; refuse: count as FTE.",
+    ),
+    cache: Path | None = typer.Option(
+        None,
+        "--cache",
+        help="Per-image outcomes (.npz): reused when the file exists, written when it does not.",
+    ),
+    refresh: bool = typer.Option(
+        False,
+        "--refresh",
+        help="With --cache: re-extract only images not enrolled or with several faces.",
     ),
     no_quality_checks: bool = typer.Option(
         False, "--no-quality-checks", help="Enrol faces that fail the quality checks."
@@ -61,6 +72,8 @@ def face(
         limit_identities=limit_identities,
         workers=workers,
         progress=progress and not as_json,
+        cache=cache,
+        refresh=refresh,
     )
     if as_json:
         print(json.dumps(report, sort_keys=True))

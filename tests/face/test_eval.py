@@ -13,7 +13,7 @@ import pytest
 import skimage.data
 
 from matcher import evaluation
-from matcher.face import dataset_eval
+from matcher.face import dataset_eval, eval_cache
 from matcher.face import params as P
 from matcher.face.errors import DatasetError
 from node.cli import main
@@ -124,7 +124,7 @@ def test_cli_json(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert 0.0 <= report[key] <= 1.0 or key.startswith("threshold")
     stages = {"decode", "detect", "align", "embed", "detect_align_embed"}
     assert set(report["median_ms"]) == set(report["median_cpu_ms"]) == stages
-    assert report["options"]["multiple_faces"] == "largest"
+    assert report["options"]["multiple_faces"] == "central"
 
 
 def test_cli_table_and_limit(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -140,3 +140,61 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["eval", "face", "--dataset", str(tmp_path), "--detector", "sift"]) == 2
     assert run(["eval", "face", "--dataset", str(tmp_path), "--multiple-faces", "all"]) == 2
     assert run(["eval", "face", "--help"]) == 0
+
+
+def test_cli_cache_round_trip(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "c" / "run.npz"
+    base = ["eval", "face", "--dataset", str(dataset), "--json", "--workers", "1"]
+    assert run([*base, "--cache", str(cache)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    records = eval_cache.load(cache)
+    assert records.files.shape == (6,) and records.embeddings.shape == (6, P.EMBEDDING_DIM)
+    assert sorted(records.reasons[~records.enrolled].tolist()) == ["no_face", "not_an_image"]
+    assert np.all(records.boxes[~records.enrolled] == -1) and np.all(
+        records.boxes[records.enrolled] >= 0
+    )
+    assert run([*base, "--cache", str(cache)]) == 0  # reused: no extraction
+    again = json.loads(capsys.readouterr().out)
+    for key in ("enrolled", "fte_reasons", "eer", "rank1", "genuine_pairs", "median_cpu_ms"):
+        assert again[key] == first[key]
+    assert run([*base, "--cache", str(cache), "--refresh"]) == 0  # only the 2 failures again
+    assert eval_cache.load(cache).meta["re_extracted"] == 2
+    assert json.loads(capsys.readouterr().out)["rank1"] == first["rank1"]
+
+
+def test_cache_errors(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a cache")
+    with pytest.raises(DatasetError) as err:
+        eval_cache.load(bad)
+    assert err.value.reason == "bad_cache"
+    old = tmp_path / "old.npz"
+    n = 2
+    eval_cache.save(
+        old,
+        eval_cache.EvalRecords(
+            files=np.array(["a", "b"]),
+            identities=np.array(["x", "x"]),
+            reasons=np.array(["", ""]),
+            embeddings=np.zeros((n, P.EMBEDDING_DIM), np.float32),
+            boxes=np.zeros((n, 4), np.int32),
+            faces_found=np.ones(n, np.int32),
+            whole_image=np.zeros(n, bool),
+            notes=np.array(["", ""]),
+        ),
+    )
+    assert eval_cache.load(old).files.tolist() == ["a", "b"]
+    args = ["eval", "face", "--dataset", str(dataset), "--workers", "1", "--cache", str(old)]
+    assert run(args) == 3  # made on other files
+    assert "cache_mismatch" in capsys.readouterr().err
+    assert run([*args, "--refresh"]) == 3
+    assert "cache_mismatch" in capsys.readouterr().err
+    with np.load(old) as z:
+        fields = dict(z)
+    fields["version"] = np.int32(99)
+    np.savez(old, **fields)
+    with pytest.raises(DatasetError) as err:
+        eval_cache.load(old)
+    assert err.value.reason == "bad_cache"

@@ -10,7 +10,12 @@ import skimage.data
 
 from matcher.errors import ImageError, QualityError, TemplateFormatError
 from matcher.face.detect import detect_faces
-from matcher.face.pipeline import ExtractOptions, FaceExtraction, extract_from_pixels
+from matcher.face.pipeline import (
+    ExtractOptions,
+    FaceExtraction,
+    extract_from_pixels,
+    most_central,
+)
 from matcher.face.template import similarity
 
 Image = npt.NDArray[np.uint8]
@@ -172,3 +177,26 @@ def test_degenerate_images_with_the_fallback(shape: tuple[int, int, int]) -> Non
 def test_options_are_validated(field: str, value: str) -> None:
     with pytest.raises(ValueError):
         ExtractOptions(**{field: value})  # type: ignore[arg-type]
+
+
+def test_central_policy_prefers_the_face_nearest_the_centre(astronaut: Image) -> None:
+    small = astronaut[40:240, 130:320]  # face ~87 px
+    big = cv2.resize(small, None, fx=1.4, fy=1.4)  # face ~122 px: larger, still comparable
+    canvas = np.zeros((big.shape[0], big.shape[1] + 2 * small.shape[1], 3), np.uint8)
+    canvas[: big.shape[0], : big.shape[1]] = big  # at the left edge
+    x0 = (canvas.shape[1] - small.shape[1]) // 2
+    canvas[: small.shape[0], x0 : x0 + small.shape[1]] = small  # centred horizontally
+    canvas = np.ascontiguousarray(canvas)
+    central = extract_from_pixels(canvas, ExtractOptions(multiple_faces="central"))
+    largest = extract_from_pixels(canvas, ExtractOptions(multiple_faces="largest"))
+    assert central.faces_found == largest.faces_found == 2
+    assert "most central" in central.notes[0] and "largest" in largest.notes[0]
+    assert x0 <= central.box[0] and central.box[2] < x0 + small.shape[1]
+    assert largest.box[2] < big.shape[1]
+
+
+def test_most_central_rule() -> None:
+    boxes = np.array([[0, 0, 99, 99], [110, 110, 159, 159], [80, 80, 119, 119]], np.int32)
+    assert most_central(boxes, 200, 200) == 2  # centred exactly
+    assert most_central(boxes[:2], 200, 200) == 1  # (134.5, 134.5) is nearer (99.5, 99.5)
+    assert most_central(boxes[:2], 120, 120) == 0  # the same boxes in a smaller image
