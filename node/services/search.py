@@ -6,6 +6,10 @@ empirical-FMR rule of :mod:`matcher.search.fusion`; the search is a hit when the
 subject's fused FMR is at most ``settings.search_fmr``. No calibration set is needed, but a
 gallery of n records cannot show an FMR below about 1/(n+1) per finger.
 
+A face probe (an image or a face template) is searched with :func:`matcher.search.search_face`
+against the gallery of its embedding format; the decision is score >= the cosine threshold
+measured on LFW for the FMR target (:data:`FACE_THRESHOLDS`).
+
 Candidates are the node's subjects (external ids) with at least one active record; every
 search is written to the audit trail (counts and outcome only, no biometric data).
 """
@@ -18,7 +22,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from matcher.face.pipeline import extract_face
+from matcher.face.template import FaceTemplate
 from matcher.fingerprint.extract import extract_file
+from matcher.search.face import face_schema, search_face
 from matcher.search.fingerprint import fingerprint_schema
 from matcher.search.fusion import SubjectCandidate, search_subjects
 from node.db.models import RecordState, Subject, TemplateRecord
@@ -28,6 +35,20 @@ from node.services.galleries import GallerySet
 
 #: Most fingers one probe may carry (ten-print).
 MAX_FINGERS = 10
+
+#: Face decision thresholds (cosine similarity of the dlib ResNet embeddings) by the false
+#: match rate they gave in verification on LFW deep-funneled A-M (1,165 people, 6,552 images,
+#: all genuine pairs and a large impostor sample; ``bdx eval face``, wave-1 face helper):
+#: FAR 1% at 0.907, FAR 0.1% at 0.926. A target between two rows takes the stricter row; a
+#: target below the table takes its strictest row (the reply names the FMR that row had).
+FACE_THRESHOLDS: tuple[tuple[float, float], ...] = ((1e-2, 0.907), (1e-3, 0.926))
+
+
+def face_threshold(target_fmr: float) -> tuple[float, float]:
+    """``(threshold, measured_fmr)`` for ``target_fmr`` (see :data:`FACE_THRESHOLDS`)."""
+    fitting = [row for row in FACE_THRESHOLDS if row[0] <= target_fmr]
+    fmr, threshold = max(fitting) if fitting else min(FACE_THRESHOLDS)
+    return threshold, fmr
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,16 @@ class Candidate:
     subject: str
     score: float
     fmr: float | None
+
+
+@dataclass(frozen=True)
+class FaceOutcome:
+    hit: bool
+    target_fmr: float
+    threshold: float
+    threshold_fmr: float  # the FMR measured at ``threshold``
+    candidates: list[Candidate]
+    gallery_size: int
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,40 @@ class SearchService:
         )
         self.session.commit()
         return SearchOutcome(hit, self.target_fmr, candidates, size)
+
+    def search_face(
+        self, *, image: bytes | None = None, template: bytes | None = None, k: int, actor: str
+    ) -> FaceOutcome:
+        """Search one face (exactly one of an image or FaceTemplate bytes) against the gallery."""
+        if image is not None and template is None:
+            probe = extract_face(image).template
+        elif template is not None and image is None:
+            probe = FaceTemplate.from_bytes(template)
+        else:
+            raise InvalidRequestError("give an image or a template, not both", reason="bad_probe")
+        threshold, threshold_fmr = face_threshold(self.target_fmr)
+        found: list[SubjectCandidate] = []
+        size = 0
+        with self.galleries.reading(face_schema(probe.format, probe.format_version)) as gallery:
+            if gallery is not None and len(gallery) > 0:
+                (result,) = search_face(
+                    gallery,
+                    probe.embedding[None, :],
+                    format=probe.format,
+                    format_version=probe.format_version,
+                    k=k,
+                    threshold=threshold,
+                )
+                best: dict[str, float] = {}
+                for c in result.candidates:  # best first: keep each subject's best record
+                    best.setdefault(c.subject, c.score)
+                found = [SubjectCandidate(subj, score, None) for subj, score in best.items()]
+                size = len(gallery)
+        candidates = self._to_subjects(found)
+        hit = bool(candidates) and candidates[0].score >= threshold
+        self.audit.record(actor, "search.face", None, {"hit": hit, "candidates": len(candidates)})
+        self.session.commit()
+        return FaceOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size)
 
     def _to_subjects(self, found: Sequence[SubjectCandidate]) -> list[Candidate]:
         """The node's subjects for gallery subject keys, best first, active ones only."""

@@ -1,4 +1,5 @@
-"""``POST /search/fingerprint``: 1:N search of one to ten fingers (officers)."""
+"""``POST /search/fingerprint`` (one to ten fingers) and ``POST /search/face``: 1:N search
+(officers)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ from fastapi import APIRouter
 
 from node.api.deps import GallerySetDep, OfficerUser, SessionDep, SettingsDep, actor
 from node.api.schemas.common import ERROR_RESPONSES
-from node.api.schemas.search import CandidateOut, FingerprintSearchIn, SearchOut
+from node.api.schemas.search import (
+    CandidateOut,
+    FaceSearchIn,
+    FaceSearchOut,
+    FingerprintSearchIn,
+    SearchOut,
+)
 from node.services.search import FingerProbe, SearchService
 
 router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
@@ -26,6 +33,30 @@ def search_fingerprint(
     return SearchOut(
         hit=outcome.hit,
         target_fmr=outcome.target_fmr,
+        gallery_size=outcome.gallery_size,
+        candidates=[
+            CandidateOut(subject=c.subject, score=c.score, fmr=c.fmr) for c in outcome.candidates
+        ],
+    )
+
+
+@router.post("/search/face")
+def search_face(
+    body: FaceSearchIn,
+    officer: OfficerUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    galleries: GallerySetDep,
+) -> FaceSearchOut:
+    service = SearchService(session, galleries, target_fmr=settings.search_fmr)
+    outcome = service.search_face(
+        image=body.image, template=body.template, k=body.k, actor=actor(officer)
+    )
+    return FaceSearchOut(
+        hit=outcome.hit,
+        target_fmr=outcome.target_fmr,
+        threshold=outcome.threshold,
+        threshold_fmr=outcome.threshold_fmr,
         gallery_size=outcome.gallery_size,
         candidates=[
             CandidateOut(subject=c.subject, score=c.score, fmr=c.fmr) for c in outcome.candidates

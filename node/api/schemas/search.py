@@ -36,3 +36,22 @@ class SearchOut(BaseModel):
     target_fmr: float
     gallery_size: int
     candidates: list[CandidateOut]
+
+
+class FaceSearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    image: Base64Bytes | None = Field(None, description="the face image file, base64")
+    template: Base64Bytes | None = Field(
+        None, description="a face template (FaceTemplate bytes), base64; instead of an image"
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="most candidates to return")
+
+
+class FaceSearchOut(BaseModel):
+    hit: bool
+    target_fmr: float
+    threshold: float = Field(description="cosine similarity a hit reaches")
+    threshold_fmr: float = Field(description="false-match rate measured at the threshold (LFW)")
+    gallery_size: int
+    candidates: list[CandidateOut]

@@ -1,0 +1,143 @@
+"""Officers' 1:N face search over HTTP: templates and an image, the FMR-target threshold,
+refusals. Faces are random unit embeddings and a public-domain portrait (scikit-image)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from node_support import TestClient, bearer
+from PIL import Image
+from skimage import data as skdata
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from matcher.face.template import FaceTemplate
+from node.api.app import create_app
+from node.db.models import AuditEvent, Modality, Role
+from node.services.enrolment import Capture, EnrolmentService, Extracted
+from node.services.galleries import GallerySet
+from node.services.search import FACE_THRESHOLDS, face_threshold
+from node.settings import Settings
+
+PEOPLE = 20
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.standard_normal(128)
+    return (v / np.linalg.norm(v)).astype(np.float32)
+
+
+@pytest.fixture
+def faces(sessions: sessionmaker[Session], galleries: GallerySet) -> list[FaceTemplate]:
+    """PEOPLE random faces enrolled as person-0 ... person-19."""
+    rng = np.random.default_rng(5)
+    templates = [FaceTemplate(unit(rng), 90) for _ in range(PEOPLE)]
+    items = [
+        Extracted(Capture(f"person-{i}", Modality.FACE, b""), t, t.quality)
+        for i, t in enumerate(templates)
+    ]
+    with sessions() as s:
+        assert len(EnrolmentService(s, galleries).enrol_extracted(items, actor="test")) == PEOPLE
+    return templates
+
+
+def app_with(settings: Settings, engine: Engine, galleries: GallerySet, fmr: float) -> FastAPI:
+    return create_app(
+        settings.model_copy(update={"search_fmr": fmr}), engine=engine, gallery=galleries
+    )
+
+
+def test_face_threshold_table() -> None:
+    assert face_threshold(0.01) == (0.907, 0.01)
+    assert face_threshold(0.05) == (0.907, 0.01)
+    assert face_threshold(0.005) == (0.926, 0.001)  # between rows: the stricter one
+    assert face_threshold(1e-6) == (0.926, 0.001)  # below the table: its strictest row
+    assert sorted(FACE_THRESHOLDS) == sorted(set(FACE_THRESHOLDS))
+
+
+def test_template_probe_finds_its_mate_and_decides_by_threshold(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    faces: list[FaceTemplate],
+    sessions: sessionmaker[Session],
+) -> None:
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    rng = np.random.default_rng(9)
+    # a mate: person-7's embedding moved to cosine ~0.95 (above both thresholds)
+    noise = unit(rng)
+    noise -= np.dot(noise, faces[7].embedding) * faces[7].embedding
+    noise /= np.linalg.norm(noise)
+    mate = 0.95 * faces[7].embedding + np.sqrt(1 - 0.95**2) * noise
+    probe = {"template": b64(FaceTemplate(mate.astype(np.float32), 80).to_bytes()), "k": 3}
+    with TestClient(app_with(settings, engine, galleries, 0.01)) as c:
+        found = c.post("/search/face", headers=officer, json=probe).json()
+        stranger = {"template": b64(FaceTemplate(unit(rng), 80).to_bytes())}
+        missed = c.post("/search/face", headers=officer, json=stranger).json()
+    assert found["hit"] is True and found["gallery_size"] == PEOPLE
+    assert (found["threshold"], found["threshold_fmr"], found["target_fmr"]) == (0.907, 0.01, 0.01)
+    assert found["candidates"][0]["subject"] == "person-7"
+    assert found["candidates"][0]["score"] == pytest.approx(0.95, abs=1e-3)
+    assert len(found["candidates"]) == 3
+    assert missed["hit"] is False and missed["candidates"][0]["score"] < 0.907
+    with sessions() as s:
+        events = s.scalars(select(AuditEvent).where(AuditEvent.action == "search.face"))
+        assert [e.details["hit"] for e in events] == [True, False]
+
+
+def test_image_probe_and_empty_gallery(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    sessions: sessionmaker[Session],
+) -> None:
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    out = io.BytesIO()
+    Image.fromarray(skdata.astronaut()).save(out, format="PNG")
+    portrait = out.getvalue()
+    with TestClient(app_with(settings, engine, galleries, 1e-3)) as c:
+        empty = c.post("/search/face", headers=officer, json={"image": b64(portrait)}).json()
+        assert (empty["hit"], empty["gallery_size"], empty["candidates"]) == (False, 0, [])
+        with sessions() as s:
+            report = EnrolmentService(s, galleries).enrol(
+                [Capture("astronaut", Modality.FACE, portrait)], actor="test"
+            )
+        assert len(report.enrolled) == 1
+        same = c.post("/search/face", headers=officer, json={"image": b64(portrait)}).json()
+    assert same["hit"] is True and same["threshold"] == 0.926
+    assert same["candidates"][0]["subject"] == "astronaut"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({}, "bad_probe"),
+        ({"image": b64(b"x"), "template": b64(b"y")}, "bad_probe"),
+        ({"image": b64(b"not an image")}, "not_an_image"),
+        ({"template": b64(b"short")}, "malformed_template"),
+        ({"image": "***not base64***"}, "invalid_request"),
+        ({"image": b64(b"x"), "k": 0}, "invalid_request"),
+    ],
+)
+def test_face_search_refusals(
+    client: TestClient, make_token: object, body: dict[str, object], reason: str
+) -> None:
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    r = client.post("/search/face", headers=officer, json=body)
+    assert (r.status_code, r.json()["error"]) == (422, reason), r.text
+
+
+def test_face_search_needs_officer(client: TestClient, make_token: object) -> None:
+    operator = bearer(make_token(Role.OPERATOR))  # type: ignore[operator]
+    r = client.post("/search/face", headers=operator, json={})
+    assert (r.status_code, r.json()["error"]) == (403, "wrong_role")
