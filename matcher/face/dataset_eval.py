@@ -33,6 +33,7 @@ from matcher import evaluation
 from matcher.face import eval_cache
 from matcher.face import params as P
 from matcher.face.batch import BatchItem, extract_batch
+from matcher.face.diagnose import rank1_misses
 from matcher.face.errors import DatasetError
 from matcher.face.eval_cache import EvalRecords
 from matcher.face.pipeline import ExtractOptions
@@ -235,13 +236,15 @@ def evaluate_dataset(
     progress: bool = False,
     cache: str | os.PathLike[str] | None = None,
     refresh: bool = False,
+    diagnose: bool = False,
 ) -> dict[str, Any]:
     """Extract every image, compare all pairs, and return the report as a JSON-able dict.
 
     With ``cache``: when the file exists its records are used (no extraction) unless
     ``refresh``, which re-extracts only the images not enrolled or with several faces (after a
     change to face choice or detection) and rewrites the cache; when it does not exist, the
-    run's records are written to it.
+    run's records are written to it. ``diagnose`` adds the rank-1 misses
+    (:func:`matcher.face.diagnose.rank1_misses`) under ``"diagnosis"``.
     """
     t0 = time.perf_counter()
     images = scan_dataset(root, limit_identities)
@@ -257,5 +260,7 @@ def evaluate_dataset(
         if not np.array_equal(records.files, np.array([str(p) for p, _ in images], np.str_)):
             raise DatasetError(f"{cache} was made on other files", reason="cache_mismatch")
     report = report_from_records(records, str(root))
+    if diagnose and records.enrolled.sum() >= 2:
+        report["diagnosis"] = rank1_misses(records)
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)
     return report

@@ -144,3 +144,12 @@ IMPOSTOR_SAMPLE_SEED = 20_021
 SCORE_BLOCK_ROWS = 512
 #: FMR operating points reported (ISO/IEC 19795-1: TAR = 1 - FNMR at the given FMR).
 REPORT_FMRS = (0.01, 0.001)
+
+# --- diagnosis of rank-1 misses ----------------------------------------------------------------
+
+#: How many of the largest-margin misses ``bdx eval face --diagnose`` lists: enough to look at
+#: by eye, short enough to read.
+DIAGNOSE_WORST = 25
+#: Face box width separating "small" faces in the diagnosis: LFW's 250 px images hold faces of
+#: ~90–120 px; below 80 px (the HOG window) the face was found only after upsampling.
+DIAGNOSE_SMALL_FACE_PX = 80

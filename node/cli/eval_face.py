@@ -48,6 +48,9 @@ def face(
     no_quality_checks: bool = typer.Option(
         False, "--no-quality-checks", help="Enrol faces that fail the quality checks."
     ),
+    diagnose: bool = typer.Option(
+        False, "--diagnose", help="Add the rank-1 misses and their breakdown to the report."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Enrol every image, compare all pairs, report FTE, EER, TAR at FAR 1%/0.1%, rank-1."""
@@ -74,6 +77,7 @@ def face(
         progress=progress and not as_json,
         cache=cache,
         refresh=refresh,
+        diagnose=diagnose,
     )
     if as_json:
         print(json.dumps(report, sort_keys=True))

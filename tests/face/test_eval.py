@@ -13,7 +13,7 @@ import pytest
 import skimage.data
 
 from matcher import evaluation
-from matcher.face import dataset_eval, eval_cache
+from matcher.face import dataset_eval, diagnose, eval_cache
 from matcher.face import params as P
 from matcher.face.errors import DatasetError
 from node.cli import main
@@ -155,8 +155,9 @@ def test_cli_cache_round_trip(
     assert np.all(records.boxes[~records.enrolled] == -1) and np.all(
         records.boxes[records.enrolled] >= 0
     )
-    assert run([*base, "--cache", str(cache)]) == 0  # reused: no extraction
+    assert run([*base, "--cache", str(cache), "--diagnose"]) == 0  # reused: no extraction
     again = json.loads(capsys.readouterr().out)
+    assert again["diagnosis"]["probes"] == first["rank1_probes"]
     for key in ("enrolled", "fte_reasons", "eer", "rank1", "genuine_pairs", "median_cpu_ms"):
         assert again[key] == first[key]
     assert run([*base, "--cache", str(cache), "--refresh"]) == 0  # only the 2 failures again
@@ -198,3 +199,25 @@ def test_cache_errors(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(DatasetError) as err:
         eval_cache.load(old)
     assert err.value.reason == "bad_cache"
+
+
+def test_diagnosis_finds_the_planted_miss() -> None:
+    e, labels = embeddings([2, 3, 4], noise=0.05)
+    e[0] = e[3]  # image 0 of identity 0 is a copy of an identity-1 image: a certain miss
+    n = labels.size
+    records = eval_cache.EvalRecords(
+        files=np.array([f"f{k}" for k in range(n)] + ["fail"]),
+        identities=np.array([f"id{k}" for k in labels] + ["id9"]),
+        reasons=np.array([""] * n + ["no_face"]),
+        embeddings=np.vstack([e, np.zeros((1, e.shape[1]), np.float32)]),
+        boxes=np.tile(np.array([0, 0, 99, 99], np.int32), (n + 1, 1)),
+        faces_found=np.array([2] + [1] * (n - 1) + [0], np.int32),
+        whole_image=np.zeros(n + 1, bool),
+        notes=np.array([""] * (n + 1)),
+    )
+    got = diagnose.rank1_misses(records)
+    assert got["probes"] == 9 and got["misses"] >= 1 and got["probes_lost_to_fte"] == 0
+    assert got["worst"][0]["probe"] == "f0" and got["worst"][0]["faces_found"] == 2
+    assert got["by_mates"]["1"]["probes"] == 2 and got["several_faces_in_probe"]["misses"] == 1
+    expected = dataset_eval.score_sets(e, labels)["rank1"]
+    assert got["rank1"] == pytest.approx(expected, abs=1e-5)
