@@ -201,3 +201,43 @@ def test_bdx_query_cli_exit_codes(
     env.pop("BDX_TOKEN")
     no_token = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
     assert no_token.returncode == 1 and "token" in no_token.stderr
+
+
+def test_officer_query_body_errors(nodes: dict[str, ServiceNode]) -> None:
+    both = {
+        "peers": ["ID"],
+        "purpose": "border_control",
+        "modality": "fingerprint",
+        "templates": [{"data": "AAAA"}],
+        "images": [{"data": "AAAA"}],
+    }
+    bad_template = {**both, "images": []}
+    headers = {"Authorization": f"Bearer {nodes['TH'].token}"}
+    with httpx.Client() as client:
+        r = client.post(nodes["TH"].api_url + "/queries", json=both, headers=headers)
+        assert r.status_code == 422
+        r = client.post(nodes["TH"].api_url + "/queries", json=bad_template, headers=headers)
+        assert r.status_code in (400, 422) and r.json()["error"]
+
+
+def test_officer_query_without_exchange_is_unavailable(tmp_path: Path) -> None:
+    from node.api.app import create_app
+    from node.db.models import Role
+    from node.services.users import UserService
+    from node.settings import Settings
+    from tests.node.node_support import TestClient
+
+    app = create_app(Settings(data_dir=tmp_path))
+    with TestClient(app) as client:
+        with app.state.sessions() as session:
+            users = UserService(session)
+            users.add_user("o", Role.OFFICER, actor="test")
+            token = users.issue_token("o", expires_days=1, actor="test").token
+        body = {
+            "peers": ["ID"],
+            "purpose": "border_control",
+            "modality": "fingerprint",
+            "templates": [{"data": "AAAA"}],
+        }
+        r = client.post("/queries", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 503

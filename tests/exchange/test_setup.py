@@ -1,0 +1,82 @@
+"""Exchange settings and start-up parts without servers: secrets, errors, thresholds."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from matcher.errors import TemplateFormatError
+from matcher.fingerprint.match.thresholds import TABLE
+from node.errors import ConfigError
+from node.exchange.messages import TemplateItem, b64url
+from node.exchange.search import (
+    FACE_THRESHOLDS,
+    decode_fingerprints,
+    face_threshold,
+    fingerprint_fmr,
+    fingerprint_threshold,
+    node_restrictions,
+)
+from node.exchange.setup import hit_secret, load_credentials, log_origin
+from node.settings import Settings, load_settings
+from policy.restrictions import parse_restrictions
+
+
+def test_peers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BDX_PEERS", '{"id": "https://127.0.0.1:8444"}')
+    settings = load_settings(check=False)
+    assert settings.peers == {"ID": "https://127.0.0.1:8444"}
+    assert not settings.exchange_enabled
+
+
+def test_production_with_peers_needs_pki_and_policy(tmp_path: Path) -> None:
+    settings = Settings(
+        environment="production", country="TH", data_dir=tmp_path, peers={"ID": "https://x"}
+    )
+    assert "a node with peers needs pki_dir and policy_file" in settings.unsafe_reasons()
+
+
+def test_hit_secret_is_created_private_and_reused(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    first = hit_secret(settings)
+    path = tmp_path / "hit-secret.key"
+    assert len(first) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert hit_secret(settings) == first
+    path.write_bytes(b"short")
+    with pytest.raises(ConfigError) as err:
+        hit_secret(settings)
+    assert err.value.reason == "bad_config"
+
+
+def test_missing_pki_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_credentials(Settings(data_dir=tmp_path))
+    assert err.value.reason == "no_pki"
+    assert log_origin("TH") == "bdx.th/exchange-log"
+
+
+def test_thresholds_follow_the_measured_tables() -> None:
+    assert face_threshold(0.01) == FACE_THRESHOLDS[0][1]
+    assert face_threshold(1e-3) == FACE_THRESHOLDS[1][1]
+    assert face_threshold(1e-6) == FACE_THRESHOLDS[-1][1]
+    strictest = TABLE[-1]
+    assert fingerprint_threshold(1e-9) == pytest.approx(strictest[1])
+    assert fingerprint_fmr(strictest[1] * 2) == pytest.approx(strictest[0])
+    assert fingerprint_fmr(0.0) == 1.0
+
+
+def test_unsupported_fingerprint_format_is_refused() -> None:
+    item = TemplateItem(format="ansi378", format_version=1, data=b64url(b"FMR\x00 20\x00"))
+    with pytest.raises(TemplateFormatError) as err:
+        decode_fingerprints([item])
+    assert err.value.reason == "unsupported_format"
+
+
+def test_stored_restrictions_convert_to_policy_strings() -> None:
+    stored = {"asylum_nationality": "MM", "peers": ["ID"], "purposes": ["asylum"]}
+    parsed = parse_restrictions(node_restrictions(stored))
+    assert parsed.asylum_nationalities == {"MM"} and parsed.peers == {"ID"}
+    assert parse_restrictions(node_restrictions({"peers": []})).no_exchange_consent
+    assert parse_restrictions(node_restrictions({})) == parse_restrictions([])
