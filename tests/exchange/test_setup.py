@@ -5,14 +5,18 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from matcher.errors import TemplateFormatError
+from matcher.face.template import FaceTemplate
 from matcher.fingerprint.match.thresholds import TABLE
+from matcher.search.face import face_schema, templates_to_records
 from node.errors import ConfigError
 from node.exchange.messages import TemplateItem, b64url
 from node.exchange.search import (
     FACE_THRESHOLDS,
+    GallerySearch,
     decode_fingerprints,
     face_threshold,
     fingerprint_fmr,
@@ -20,6 +24,7 @@ from node.exchange.search import (
     node_restrictions,
 )
 from node.exchange.setup import hit_secret, load_credentials, log_origin
+from node.services.galleries import GallerySet
 from node.settings import Settings, load_settings
 from policy.restrictions import parse_restrictions
 
@@ -80,3 +85,38 @@ def test_stored_restrictions_convert_to_policy_strings() -> None:
     assert parsed.asylum_nationalities == {"MM"} and parsed.peers == {"ID"}
     assert parse_restrictions(node_restrictions({"peers": []})).no_exchange_consent
     assert parse_restrictions(node_restrictions({})) == parse_restrictions([])
+
+
+def _face(vector: np.ndarray) -> FaceTemplate:
+    unit = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return FaceTemplate(unit, 80)
+
+
+def test_face_probe_search_over_a_gallery_set(tmp_path: Path) -> None:
+    """A face probe near an enrolled face is a candidate at the 1 % threshold; others are not."""
+    rng = np.random.default_rng(3)
+    faces = [_face(rng.standard_normal(128)) for _ in range(20)]
+    schema = face_schema(faces[0].format, faces[0].format_version)
+    with GallerySet.open(tmp_path / "g") as galleries:
+        galleries.append(
+            schema,
+            templates_to_records(
+                [f"r{i}" for i in range(20)], [f"s{i}" for i in range(20)], faces, schema
+            ),
+        )
+        search = GallerySearch(galleries)
+        near = _face(faces[7].embedding + 0.02 * rng.standard_normal(128).astype(np.float32))
+        item = TemplateItem(
+            format=near.format, format_version=near.format_version, data=b64url(near.to_bytes())
+        )
+        (hit,) = search("face", [item], 5, 0.01)
+        assert hit.record_ref == "s7" and hit.score >= FACE_THRESHOLDS[0][1]
+        stranger = _face(rng.standard_normal(128))
+        other = TemplateItem(
+            format=stranger.format,
+            format_version=stranger.format_version,
+            data=b64url(stranger.to_bytes()),
+        )
+        assert search("face", [other], 5, 0.01) == []
+        with pytest.raises(TemplateFormatError):
+            search("iris", [other], 5, 0.01)
