@@ -58,10 +58,13 @@ def test_facing_endings_are_a_broken_ridge() -> None:
 
 
 def test_minutiae_crowded_by_neighbours_are_dropped() -> None:
-    s = int(P.PAIR_MIN_DISTANCE) + 1  # a plus: the centre has 4 neighbours, each arm 3
-    assert P.CLUSTER_MAX_NEIGHBOURS == 3 and s * math.sqrt(2) < P.CLUSTER_RADIUS < 2 * s
-    rows = [(100, 100), (100 + s, 100), (100 - s, 100), (100, 100 + s), (100, 100 - s)]
-    assert _keep([(x, y, 0.0, ENDING) for x, y in rows]) == [False, True, True, True, True]
+    # A 3 x 3 grid: the centre has 8 neighbours within the radius, edge middles 5, corners 3.
+    s = int(P.PAIR_MIN_DISTANCE) + 1
+    assert 5 <= P.CLUSTER_MAX_NEIGHBOURS < 8 and s * math.sqrt(2) < P.CLUSTER_RADIUS < 2 * s
+    rows = [(100 + i * s, 100 + j * s) for j in (-1, 0, 1) for i in (-1, 0, 1)]
+    expected = [True] * 9
+    expected[4] = False
+    assert _keep([(x, y, 0.0, ENDING) for x, y in rows]) == expected
 
 
 def test_quality_scores() -> None:
