@@ -10,8 +10,9 @@ Layouts (PATH relative names are the files' labels in reports):
 ``PATH`` a single file
     its stem is the subject.
 
-A file is loaded when it is an image (by suffix) or an ISO/IEC 19794-2 record (by suffix or
-magic); anything else (notes, checksums) is passed over. Files are listed in sorted order.
+A file is loaded when it is an image (by suffix), an ANSI/NIST-ITL transaction (``.an2``,
+``.eft``, ``.nist``) or an ISO/IEC 19794-2 record (by suffix or magic); anything else
+(notes, checksums) is passed over. Files are listed in sorted order.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from node.errors import NotFoundError
+from node.formats.ansi_nist import SUFFIXES as NIST_SUFFIXES
 from node.formats.iso import is_template_file
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm"})
@@ -33,6 +35,7 @@ FVC_NAME = re.compile(r"^(?P<finger>[^_/]+)_(?P<impression>\d+)$")
 class FileKind(StrEnum):
     IMAGE = "image"
     ISO_TEMPLATE = "iso_template"
+    ANSI_NIST = "ansi_nist"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class SourceFile:
 def _kind(path: Path) -> FileKind | None:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return FileKind.IMAGE
+    if path.suffix.lower() in NIST_SUFFIXES:
+        return FileKind.ANSI_NIST
     if is_template_file(path):
         return FileKind.ISO_TEMPLATE
     return None

@@ -9,7 +9,8 @@ stopped. Records are enrolled in batches through
 instant leaves no half-records: a batch is in both stores or in neither.
 
 Files are processed on every core (a process pool): images extracted, ISO/IEC 19794-2
-records decoded, and fingerprints prepared for search (milliseconds each, the bulk of a
+records decoded, ANSI/NIST-ITL transactions' images (Type-4/14 fingers, Type-10 faces)
+extracted, and fingerprints prepared for search (milliseconds each, the bulk of a
 template load). A file is rejected, with a reason in the report,
 when it cannot be decoded, yields no template or falls under the quality gate.
 """
@@ -31,6 +32,7 @@ from matcher.errors import BdxError
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import prepare_checked
 from node.db.models import Modality, TemplateRecord
+from node.formats.ansi_nist import NistImage, read_images
 from node.formats.discover import FileKind, SourceFile
 from node.formats.iso import read_templates
 from node.services.enrolment import Capture, EnrolmentService, Extracted, extract
@@ -99,6 +101,15 @@ def _capture(job: _Job, finger_position: int | None) -> Capture:
     )
 
 
+def _nist_capture(job: _Job, image: NistImage) -> Capture:
+    face = image.finger_position is None
+    return replace(
+        _capture(job, image.finger_position),
+        modality=Modality.FACE if face else Modality.FINGERPRINT,
+        image=image.data,
+    )
+
+
 def _prepared(item: Extracted) -> Extracted:
     """Fingerprints prepared for search here, so that the work runs in the pool too."""
     if isinstance(item.template, FingerprintTemplate):
@@ -111,6 +122,11 @@ def process(job: _Job) -> list[Extracted] | Rejection:
     try:
         if job.file.kind is FileKind.IMAGE:
             items = [extract(_capture(job, job.finger_position))]
+        elif job.file.kind is FileKind.ANSI_NIST:
+            items = [
+                extract(_nist_capture(job, image))
+                for image in read_images(job.file.path.read_bytes())
+            ]
         else:
             views = read_templates(job.file.path.read_bytes())
             items = [
