@@ -22,6 +22,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
     assert "all nodes healthy (bdx serve)" in out
+    assert "local search: enrolled th-1 -> " in out
+    assert "(rank 1: th-1)" in out
+    assert "TH -> MY  border_control" in out
+    assert "REFUSED  reason: " in out
+    assert out.count("signed reply: ") == 4
     assert (
         "cross-border: ID:border_control:hit, ID:border_control:no_hit, "
         "MY:border_control:refused, MY:asylum:hit" in out

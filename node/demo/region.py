@@ -155,6 +155,7 @@ class Synthetic:
 
     images: dict[int, list[Path]]
     templates: list[list[FingerprintTemplate]]
+    background: list[FingerprintTemplate]
 
 
 def make_synthetic(run_dir: Path, image_fingers: int, template_fingers: int) -> Synthetic:
@@ -162,7 +163,8 @@ def make_synthetic(run_dir: Path, image_fingers: int, template_fingers: int) -> 
     images: dict[int, list[Path]] = {}
     for p in paths:
         images.setdefault(int(p.stem.split("_")[0]), []).append(p)
-    return Synthetic(images, synthetic_templates(template_fingers, 2, seed=23))
+    background = [f[0] for f in synthetic_templates(template_fingers, 1, seed=31)]
+    return Synthetic(images, synthetic_templates(template_fingers, 2, seed=23), background)
 
 
 def enrol_templates(
