@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+import pytest
+
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 
 
@@ -50,3 +53,32 @@ def test_demo_refuses_a_non_empty_run_directory(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "[run_dir_not_empty]" in done.stderr
+
+
+def test_a_node_that_cannot_start_is_reported_and_the_others_stopped(tmp_path: Path) -> None:
+    from node.demo.errors import DemoError
+    from node.demo.region import DemoNode, free_port
+    from node.demo.servers import serving
+
+    good = DemoNode("TH", tmp_path / "th", free_port(), free_port())
+    bad = DemoNode("ID", tmp_path / "id", free_port(), free_port())
+    for node in (good, bad):
+        node.root.mkdir()
+    good.config.write_text(f'data_dir = "{good.root}"\nport = {good.api_port}\n')
+    bad.config.write_text("port = 0\n")  # invalid: ports are 1-65535
+    with pytest.raises(DemoError) as caught, serving({"TH": good, "ID": bad}):
+        pass
+    assert caught.value.reason == "node_exited"
+    assert "node ID exited with 2" in caught.value.message
+    with pytest.raises(httpx.TransportError):
+        httpx.get(good.api_url + "/health", timeout=2)
+
+
+def test_a_failing_bdx_step_names_the_step_and_its_error(tmp_path: Path) -> None:
+    from node.demo.errors import DemoError
+    from node.demo.region import run_bdx
+
+    with pytest.raises(DemoError) as caught:
+        run_bdx(["db", "upgrade", "--config", str(tmp_path / "missing.toml")], "XX db upgrade")
+    assert caught.value.reason == "step_failed"
+    assert caught.value.message.startswith("XX db upgrade failed (exit 2): bdx: error:")
