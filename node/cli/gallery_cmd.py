@@ -59,11 +59,12 @@ def load(
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Load every image and ISO/IEC 19794-2 template under PATH (idempotent, resumable).
+    """Load every image, ISO/IEC 19794-2 record and ANSI/NIST-ITL transaction under PATH.
 
     Layouts: PATH/<subject>/<file> (a folder per subject); PATH/<finger>_<impression>.<ext>
     (FVC: the finger is the subject); or one file (its stem is the subject). Templates are
-    .fmr/.iso/.ist files or any file starting with 'FMR\\0'. Files already loaded are skipped,
+    .fmr/.iso/.ist files or any file starting with 'FMR\\0'; transactions are .an2/.eft/.nist
+    (Type-4/14 finger and Type-10 face images). Files already loaded are skipped,
     so re-running adds nothing and an interrupted load resumes. Exit status 3 when some files
     were rejected (the others are loaded; see --report).
     """
