@@ -220,12 +220,10 @@ def demo(
         "MY:border_control:refused",
         "MY:asylum:hit",
     ]
-    if hit == miss:
-        # The node's search estimates FMR from its own gallery (node/services/search.py), which
-        # cannot show less than about 1/(n+1): below ~1/search_fmr records no probe is a hit.
-        console.print(
-            "note: local hit/no-hit did not separate the two probes (the node's gallery-"
-            "estimated FMR has a floor of about 1/(gallery size + 1))"
+    if (hit, miss) != (True, False):
+        raise DemoError(
+            f"local search: expected a hit and a no-hit, got {hit} and {miss}",
+            reason="local_search",
         )
     if top != "th-1":
         raise DemoError(f"local search ranked {top or 'nobody'} first", reason="local_search")

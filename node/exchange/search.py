@@ -8,7 +8,7 @@ fingers reaches it. (The gallery-rank FMR of :mod:`matcher.search.fusion` is not
 large gallery its best-ranked subject always reaches a small FMR, hit or not.) Face probes are
 :class:`~matcher.face.template.FaceTemplate` bytes searched with
 :func:`matcher.search.face.search_face` at the cosine threshold for the policy's FMR
-(:data:`FACE_THRESHOLDS`).
+(:data:`node.thresholds.FACE_THRESHOLDS`).
 
 A candidate's ``record_ref`` is the gallery's subject key (``s<id>``, the node's subjects
 table); it never leaves the node (peers get an opaque hit reference). Restrictions are those
@@ -26,58 +26,20 @@ from sqlalchemy import Engine, select
 from matcher.errors import TemplateFormatError
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
-from matcher.fingerprint.match.thresholds import TABLE, threshold_for_fmr
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.face import face_schema, search_face
-from matcher.search.fingerprint import fingerprint_schema, search_fingerprint
+from matcher.search.fingerprint import fingerprint_schema
 from node.db.models import RecordState, TemplateRecord
 from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
+from node.services.search import fingerprint_candidates
+from node.thresholds import face_fmr, face_threshold, fingerprint_threshold
 from policy.restrictions import Restrictions, parse_restrictions
 
 #: Template format names this node compares (ISO/IEC 19794-2:2005 records).
 FINGERPRINT_FORMATS = frozenset({"iso19794-2:2005", "iso19794-2"})
-
-#: Face cosine threshold for a target FMR, from the face matcher's LFW evaluation (6,000
-#: pairs, dlib ResNet embeddings): cosine 0.907 at FAR 1 % and 0.926 at FAR 0.1 %. Below
-#: 0.1 % LFW has too few impostor pairs to measure, so stricter targets use the 0.1 % value
-#: plus a margin (0.94) that the impostor tail's slope suggests is conservative.
-FACE_THRESHOLDS: tuple[tuple[float, float], ...] = ((1e-2, 0.907), (1e-3, 0.926), (0.0, 0.94))
-
-
-def face_threshold(fmr: float) -> float:
-    """The cosine threshold of the first table row whose FMR is at most ``fmr``."""
-    for row_fmr, threshold in FACE_THRESHOLDS:
-        if fmr >= row_fmr:
-            return threshold
-    return FACE_THRESHOLDS[-1][1]
-
-
-def _face_fmr(score: float) -> float:
-    """Estimated FMR of a face score: the loosest table row whose threshold it reaches."""
-    for row_fmr, threshold in reversed(FACE_THRESHOLDS):
-        if score >= threshold:
-            return max(row_fmr, 1e-4)
-    return 1.0
-
-
-def fingerprint_threshold(fmr: float) -> float:
-    """The matcher's score threshold for ``fmr``, clamped to its measured table: a stricter
-    target gets the strictest measured threshold, a looser one the loosest."""
-    fmrs = [f for f, _ in TABLE]
-    return threshold_for_fmr(float(min(max(fmr, fmrs[-1]), fmrs[0])))
-
-
-def fingerprint_fmr(score: float) -> float:
-    """Estimated FMR of one finger score, interpolated in log(FMR) in the measured table;
-    above its strictest threshold the table's smallest FMR (no extrapolation)."""
-    thresholds = np.array([t for _, t in TABLE])
-    log_fmrs = np.log([f for f, _ in TABLE])
-    if score < thresholds[0]:
-        return 1.0
-    return float(np.exp(np.interp(score, thresholds, log_fmrs)))
 
 
 def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTemplate]:
@@ -119,29 +81,24 @@ class GallerySearch:
         self, templates: Sequence[TemplateItem], k: int, fmr: float
     ) -> list[Candidate]:
         probes = decode_fingerprints(templates)
-        # Union of per-finger hits: each finger is held to fmr / fingers (Bonferroni), at the
-        # matcher's measured threshold (the strictest measured one below the table's range).
-        threshold = fingerprint_threshold(fmr / len(probes))
-        best: dict[str, float] = {}
+        # Each finger is held to fmr / fingers (Bonferroni) at the matcher's measured threshold,
+        # the rule local searches use too (node.services.search.fingerprint_candidates).
+        threshold, _ = fingerprint_threshold(fmr / len(probes))
         with self.galleries.reading(fingerprint_schema()) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
-            for probe in probes:
-                result = search_fingerprint(gallery, probe, k=k, threshold=threshold)
-                for c in result.hits:
-                    best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
-        found = [
-            Candidate(subject, score, min(1.0, len(probes) * fingerprint_fmr(score)))
-            for subject, score in best.items()
+            found = fingerprint_candidates(gallery, probes, k)
+        return [
+            Candidate(c.subject, c.score, c.fmr if c.fmr is not None else 1.0)
+            for c in found
+            if c.score >= threshold
         ]
-        found.sort(key=lambda c: (c.fmr, -c.score))
-        return found[:k]
 
     def _face(self, templates: Sequence[TemplateItem], k: int, fmr: float) -> list[Candidate]:
         if len(templates) != 1:
             raise TemplateFormatError("a face query carries one template", reason="bad_probe")
         probe = FaceTemplate.from_bytes(templates[0].raw())
-        threshold = face_threshold(fmr)
+        threshold, _ = face_threshold(fmr)
         schema = face_schema(probe.format, probe.format_version)
         with self.galleries.reading(schema) as gallery:
             if gallery is None or len(gallery) == 0:
@@ -157,7 +114,7 @@ class GallerySearch:
         best: dict[str, Candidate] = {}
         for c in result.hits:
             if c.subject not in best:
-                best[c.subject] = Candidate(c.subject, c.score, _face_fmr(c.score))
+                best[c.subject] = Candidate(c.subject, c.score, face_fmr(c.score))
         return list(best.values())
 
 

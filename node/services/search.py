@@ -1,14 +1,14 @@
 """1:N search for officers: fingerprint images in, candidate subjects and a hit/no-hit out.
 
-A probe is one or more fingers (image and ISO position). Each is extracted, searched against
-the gallery records of its position and the per-finger scores are fused per subject with the
-empirical-FMR rule of :mod:`matcher.search.fusion`; the search is a hit when the best
-subject's fused FMR is at most ``settings.search_fmr``. No calibration set is needed, but a
-gallery of n records cannot show an FMR below about 1/(n+1) per finger.
+A probe is one or more fingers (image and ISO position). Each is extracted and searched against
+the gallery (:func:`fingerprint_candidates`); a subject's score is its best finger's, and its
+estimated FMR that score's FMR in the matcher's measured table times the number of fingers.
+The search is a hit when the best subject reaches the measured threshold for
+``settings.search_fmr / fingers`` (:mod:`node.thresholds`), the same rule peers' queries use.
 
 A face probe (an image or a face template) is searched with :func:`matcher.search.search_face`
 against the gallery of its embedding format; the decision is score >= the cosine threshold
-measured on LFW for the FMR target (:data:`FACE_THRESHOLDS`).
+measured on LFW for the FMR target (:data:`node.thresholds.FACE_THRESHOLDS`).
 
 Candidates are the node's subjects (external ids) with at least one active record; every
 search is written to the audit trail (counts and outcome only, no biometric data).
@@ -19,36 +19,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint.extract import extract_file
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.gallery import Gallery
 from matcher.search.face import face_schema, search_face
-from matcher.search.fingerprint import fingerprint_schema
-from matcher.search.fusion import SubjectCandidate, search_subjects
+from matcher.search.fingerprint import fingerprint_schema, search_fingerprint
+from matcher.search.fusion import SubjectCandidate
 from node.db.models import RecordState, Subject, TemplateRecord
 from node.repositories.audit import AuditRepository
 from node.service_errors import InvalidRequestError
 from node.services.galleries import GallerySet
+from node.thresholds import face_fmr, face_threshold, fingerprint_fmr, fingerprint_threshold
 
 #: Most fingers one probe may carry (ten-print).
 MAX_FINGERS = 10
 
-#: Face decision thresholds (cosine similarity of the dlib ResNet embeddings) by the false
-#: match rate they gave in verification on LFW deep-funneled A-M (1,165 people, 6,552 images,
-#: all genuine pairs and a large impostor sample; ``bdx eval face``, wave-1 face helper):
-#: FAR 1% at 0.907, FAR 0.1% at 0.926. A target between two rows takes the stricter row; a
-#: target below the table takes its strictest row (the reply names the FMR that row had).
-FACE_THRESHOLDS: tuple[tuple[float, float], ...] = ((1e-2, 0.907), (1e-3, 0.926))
 
-
-def face_threshold(target_fmr: float) -> tuple[float, float]:
-    """``(threshold, measured_fmr)`` for ``target_fmr`` (see :data:`FACE_THRESHOLDS`)."""
-    fitting = [row for row in FACE_THRESHOLDS if row[0] <= target_fmr]
-    fmr, threshold = max(fitting) if fitting else min(FACE_THRESHOLDS)
-    return threshold, fmr
+def fingerprint_candidates(
+    gallery: Gallery, probes: Sequence[FingerprintTemplate], k: int
+) -> list[SubjectCandidate]:
+    """Subjects best first: each one's best finger score over the probe's fingers and its
+    estimated FMR (the score's measured FMR times the number of fingers, at most 1)."""
+    best: dict[str, float] = {}
+    for probe in probes:
+        for c in search_fingerprint(gallery, probe, k=k).candidates:
+            best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
+    n = len(probes)
+    found = [
+        SubjectCandidate(subject, score, min(1.0, n * fingerprint_fmr(score)))
+        for subject, score in best.items()
+    ]
+    found.sort(key=lambda c: (-c.score, c.subject))
+    return found[:k]
 
 
 @dataclass(frozen=True)
@@ -106,11 +114,10 @@ class SearchService:
             found: list[SubjectCandidate] = []
             size = 0
             if gallery is not None and len(gallery) > 0:
-                result = search_subjects(gallery, templates, k=k, target_fmr=self.target_fmr)
-                found, size = list(result.candidates), len(gallery)
+                found, size = fingerprint_candidates(gallery, templates, k), len(gallery)
+        threshold, _ = fingerprint_threshold(self.target_fmr / len(templates))
         candidates = self._to_subjects(found)
-        best = candidates[0].fmr if candidates else None
-        hit = best is not None and best <= self.target_fmr
+        hit = bool(candidates) and candidates[0].score >= threshold
         self.audit.record(
             actor,
             "search.fingerprint",
@@ -146,7 +153,9 @@ class SearchService:
                 best: dict[str, float] = {}
                 for c in result.candidates:  # best first: keep each subject's best record
                     best.setdefault(c.subject, c.score)
-                found = [SubjectCandidate(subj, score, None) for subj, score in best.items()]
+                found = [
+                    SubjectCandidate(subj, score, face_fmr(score)) for subj, score in best.items()
+                ]
                 size = len(gallery)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold

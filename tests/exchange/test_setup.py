@@ -14,18 +14,17 @@ from matcher.fingerprint.match.thresholds import TABLE
 from matcher.search.face import face_schema, templates_to_records
 from node.errors import ConfigError
 from node.exchange.messages import TemplateItem, b64url
-from node.exchange.search import (
-    FACE_THRESHOLDS,
-    GallerySearch,
-    decode_fingerprints,
-    face_threshold,
-    fingerprint_fmr,
-    fingerprint_threshold,
-    node_restrictions,
-)
+from node.exchange.search import GallerySearch, decode_fingerprints, node_restrictions
 from node.exchange.setup import hit_secret, load_credentials, log_origin
 from node.services.galleries import GallerySet
 from node.settings import Settings, load_settings
+from node.thresholds import (
+    FACE_THRESHOLDS,
+    face_fmr,
+    face_threshold,
+    fingerprint_fmr,
+    fingerprint_threshold,
+)
 from policy.restrictions import parse_restrictions
 
 
@@ -63,11 +62,14 @@ def test_missing_pki_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_thresholds_follow_the_measured_tables() -> None:
-    assert face_threshold(0.01) == FACE_THRESHOLDS[0][1]
-    assert face_threshold(1e-3) == FACE_THRESHOLDS[1][1]
-    assert face_threshold(1e-6) == FACE_THRESHOLDS[-1][1]
+    assert face_threshold(0.01) == (FACE_THRESHOLDS[0][1], 0.01)
+    assert face_threshold(1e-3) == (FACE_THRESHOLDS[1][1], 1e-3)
+    # below the measured table: its strictest row, reported with the FMR that row had
+    assert face_threshold(1e-6) == (FACE_THRESHOLDS[-1][1], FACE_THRESHOLDS[-1][0])
+    assert face_fmr(0.95) == 1e-3 and face_fmr(0.91) == 1e-2 and face_fmr(0.5) == 1.0
     strictest = TABLE[-1]
-    assert fingerprint_threshold(1e-9) == pytest.approx(strictest[1])
+    assert fingerprint_threshold(1e-9) == (pytest.approx(strictest[1]), strictest[0])
+    assert fingerprint_threshold(0.5)[1] == TABLE[0][0]
     assert fingerprint_fmr(strictest[1] * 2) == pytest.approx(strictest[0])
     assert fingerprint_fmr(0.0) == 1.0
 

@@ -20,8 +20,8 @@ from node.api.app import create_app
 from node.db.models import AuditEvent, Modality, Role
 from node.services.enrolment import Capture, EnrolmentService, Extracted
 from node.services.galleries import GallerySet
-from node.services.search import FACE_THRESHOLDS, face_threshold
 from node.settings import Settings
+from node.thresholds import FACE_THRESHOLDS, face_threshold
 
 PEOPLE = 20
 

@@ -21,6 +21,8 @@ from node.services.galleries import GallerySet
 from node.settings import Settings
 
 MASTERS = (11, 12, 13)
+#: A finger enrolled nowhere.
+STRANGER = 97
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -59,7 +61,7 @@ def search_client(settings: Settings, engine: Engine, galleries: GallerySet, fmr
     )
 
 
-def test_mate_ranks_first_and_small_galleries_cannot_claim_tiny_fmr(
+def test_mate_is_a_hit_at_the_measured_threshold_and_a_stranger_is_not(
     settings: Settings,
     engine: Engine,
     galleries: GallerySet,
@@ -74,10 +76,16 @@ def test_mate_ranks_first_and_small_galleries_cannot_claim_tiny_fmr(
         loose = c.post("/search/fingerprint", headers=officer, json=probe).json()
     assert loose["candidates"][0]["subject"] == "person-12"
     assert loose["gallery_size"] == 3 and loose["hit"] is True
+    stranger_image = png(make_impression(make_master(STRANGER), 1))
+    stranger = {"fingers": [{"position": 2, "image": b64(stranger_image)}], "k": 3}
     with TestClient(search_client(settings, engine, galleries, 1e-4)) as c:
         strict = c.post("/search/fingerprint", headers=officer, json=probe).json()
-    # Three records cannot show an FMR below ~1/4: the target is out of reach, so no hit.
-    assert strict["candidates"][0]["subject"] == "person-12" and strict["hit"] is False
+        other = c.post("/search/fingerprint", headers=officer, json=stranger).json()
+    # The decision uses the matcher's measured score threshold (the strictest measured row
+    # for a target below the table), not the gallery's size: the mate is a hit, the stranger
+    # (enrolled nowhere) is ranked but is not.
+    assert strict["candidates"][0]["subject"] == "person-12" and strict["hit"] is True
+    assert other["hit"] is False and len(other["candidates"]) == 3
     with sessions() as s:
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "search.fingerprint"))
         details = [e.details for e in events]
