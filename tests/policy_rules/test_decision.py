@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from policy.decision import PolicyEngine, Refusal, evaluate_inbound, evaluate_outbound
 from policy.quota import QuotaLedger
 from policy.rules import parse_policy
-from tests.policy.rules_example import RULES
+from tests.policy_rules.rules_example import RULES
 
 POLICY = parse_policy(RULES)
 NOON_KL = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)  # 12:00 in Kuala Lumpur

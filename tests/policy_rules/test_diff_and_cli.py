@@ -5,7 +5,7 @@ from pathlib import Path
 
 from policy.diff import diff_policies
 from policy.rules import parse_policy
-from tests.policy.rules_example import RULES
+from tests.policy_rules.rules_example import RULES
 
 NEW = (
     RULES.replace('version = "2026-11-01.1"', 'version = "2026-12-01.1"')

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from policy.rules import Modality, PolicyFileError, Purpose, load_policy, parse_policy
-from tests.policy.rules_example import RULES
+from tests.policy_rules.rules_example import RULES
 
 
 def test_example_parses() -> None:
