@@ -18,6 +18,7 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response
+from pydantic import BaseModel, Field
 
 from certs.pki.asgi import peer_der
 from certs.pki.tls import peer_country
@@ -25,6 +26,12 @@ from node.errors import NotFoundError
 from node.exchange import params
 from node.exchange.requester import JOSE
 from node.exchange.responder import Answer, Responder
+from node.exchange.witnessing import (
+    WITNESS_PATH,
+    WitnessService,
+    cosignature_json,
+    log_origin,
+)
 from node.service_errors import InvalidRequestError, StoreUnavailableError
 
 router = APIRouter(prefix="/peer/v1", tags=["peer"])
@@ -151,3 +158,49 @@ async def query_status(query_id: str, pending: PendingDep, country: PeerCountry)
     if not future.done():
         return _accepted(query_id)
     return _jose(future.result())
+
+
+def get_witness(request: Request) -> WitnessService:
+    witness: WitnessService | None = getattr(request.app.state, "witness", None)
+    if witness is None:
+        raise StoreUnavailableError("this node does not witness peers' logs (no exchange set up)")
+    return witness
+
+
+WitnessDep = Annotated[WitnessService, Depends(get_witness)]
+_WITNESS = WITNESS_PATH.removeprefix(router.prefix)
+
+
+class WitnessHead(BaseModel):
+    origin: str
+    size: int
+
+
+class WitnessRequest(BaseModel):
+    checkpoint: str = Field(max_length=8192, description="the signed checkpoint note")
+    proof: list[str] = Field(
+        default_factory=list, max_length=64, description="base64 consistency-proof hashes"
+    )
+
+
+class CosignatureOut(BaseModel):
+    witness: str
+    key_id: str
+    timestamp: int
+    signature: str
+
+
+@router.get(_WITNESS + "/latest", response_model=WitnessHead)
+async def witnessed_size(witness: WitnessDep, country: PeerCountry) -> WitnessHead:
+    """The size of the caller's log that this node cosigned last (0: none yet)."""
+    size = await anyio.to_thread.run_sync(witness.latest_size, country)
+    return WitnessHead(origin=log_origin(country), size=size)
+
+
+@router.post(_WITNESS, response_model=CosignatureOut)
+async def cosign_checkpoint(
+    body: WitnessRequest, witness: WitnessDep, country: PeerCountry
+) -> CosignatureOut:
+    """Cosign the caller's checkpoint if it extends what this node cosigned before."""
+    cosig = await anyio.to_thread.run_sync(witness.cosign, country, body.checkpoint, body.proof)
+    return CosignatureOut.model_validate(cosignature_json(cosig))

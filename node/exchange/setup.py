@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials, NodePaths
 from certs.translog import SigningKey, TransparencyLog
+from node.audit.actions import mirror_actions
 from node.errors import ConfigError
 from node.exchange.eventlog import TranslogExchangeLog
 from node.exchange.references import HitReferences
@@ -33,6 +34,7 @@ from node.exchange.replay import ReplayGuard
 from node.exchange.requester import Peer, Requester
 from node.exchange.responder import Responder
 from node.exchange.search import GallerySearch, RecordRestrictions
+from node.exchange.witnessing import WitnessService, log_origin, witness_round
 from node.services.galleries import GallerySet
 from node.settings import Settings
 from policy.decision import PolicyEngine
@@ -60,11 +62,8 @@ class Exchange:
     requester: Requester
     log: TransparencyLog
     peers: dict[str, Peer]
-
-
-def log_origin(country: str) -> str:
-    """The origin (key name) of a node's exchange log, e.g. ``bdx.th/exchange-log``."""
-    return f"bdx.{country.lower()}/exchange-log"
+    witness: WitnessService
+    peer_timeout_s: float
 
 
 def _passphrase(settings: Settings) -> bytes | None:
@@ -145,12 +144,16 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
         pooled=True,
     )
     peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
-    return Exchange(creds, policy, responder, requester, log, peers)
+    witness = WitnessService.create(engine, creds)
+    return Exchange(
+        creds, policy, responder, requester, log, peers, witness, settings.peer_timeout_s
+    )
 
 
 async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
-    """Re-read the published trust list and CRL, and issue a checkpoint when the log grew or
-    the last one aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart)."""
+    """Re-read the published trust list and CRL, issue a checkpoint when the log grew or the
+    last one aged, and have the peers witness it (every ``interval_s``, at most
+    :data:`CHECKPOINT_POLL_S` apart)."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         try:
@@ -159,8 +162,14 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
             logger.warning("trust list/CRL not reloaded: %s", exc.reason)
         try:
             await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
+            await witness_round(
+                exchange.log,
+                exchange.credentials,
+                list(exchange.peers.values()),
+                exchange.peer_timeout_s,
+            )
         except Exception:  # keep the node serving; the next round retries
-            logger.exception("exchange log checkpoint failed")
+            logger.exception("exchange log checkpoint or witnessing failed")
 
 
 @asynccontextmanager
@@ -179,6 +188,8 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
     app.state.responder = exchange.responder
     app.state.requester = exchange.requester
     app.state.exchange_log = exchange.log
+    app.state.witness = exchange.witness
+    stop_mirroring = mirror_actions(app.state.sessions, exchange.log, exchange.credentials.country)
     await anyio.to_thread.run_sync(
         exchange.log.maybe_issue_checkpoint, settings.checkpoint_interval_s
     )
@@ -190,6 +201,8 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
             finally:
                 tg.cancel_scope.cancel()
     finally:
+        stop_mirroring()
         app.state.responder = app.state.requester = app.state.exchange = None
+        app.state.witness = None
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
             await exchange.requester.aclose()

@@ -4,6 +4,7 @@ that is down and a revoked certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -19,10 +20,14 @@ import pytest
 
 from certs.pki.bootstrap import build_region, write_region
 from certs.pki.revocation import crl_pem
+from certs.translog import Checkpoint, SignedCheckpoint, SigningKey, SplitViewError
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
+from node.exchange.witnessing import peer_witness_key, witness_round
+from node.repositories.audit import AuditRepository
 from node.restrictions import SharingRestrictions
+from node.service_errors import InvalidRequestError
 from tests.exchange.service_support import ServiceNode, start_service_node
 
 RUNNING = ("TH", "ID", "MY")
@@ -149,6 +154,64 @@ def test_peer_down_is_a_partial_result(
     assert got["ID"]["outcome"] == "hit"
     assert got[DOWN]["status"] == "unreachable"
     assert got[DOWN]["outcome"] is None and got[DOWN]["detail"]
+
+
+def test_peers_witness_each_others_checkpoints(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    th = nodes["TH"].exchange
+    peers = [th.peers["ID"], th.peers["MY"], th.peers[DOWN]]
+    officer_query(nodes["TH"], ["ID"], fingers[0][1])
+    th.log.issue_checkpoint()
+    first = asyncio.run(witness_round(th.log, th.credentials, peers, 5.0))
+    assert first["ID"] == first["MY"] == "cosigned" and first[DOWN] != "cosigned"
+    keys = [peer_witness_key(th.credentials.anchors, cc) for cc in ("ID", "MY")]
+    latest = th.log.latest_checkpoint()
+    assert latest is not None
+    assert sorted(latest.verified_cosigners(keys)) == ["bdx.id/witness", "bdx.my/witness"]
+    assert nodes["ID"].exchange.witness.latest_size("TH") == latest.checkpoint.size
+    # The log grows: the next round carries a consistency proof from the cosigned size.
+    officer_query(nodes["TH"], ["MY"], fingers[5][1], purpose="asylum")
+    th.log.issue_checkpoint()
+    again = asyncio.run(witness_round(th.log, th.credentials, peers[:2], 5.0))
+    assert again == {"ID": "cosigned", "MY": "cosigned"}
+    grown = th.log.latest_checkpoint()
+    assert grown is not None and grown.checkpoint.size > latest.checkpoint.size
+
+    # A rewritten history: TH's key signs another root for the size ID already cosigned.
+    witnessed = grown.checkpoint
+    forged = SignedCheckpoint.sign(
+        Checkpoint(witnessed.origin, witnessed.size, bytes(32), witnessed.timestamp_ms + 1),
+        SigningKey(witnessed.origin, th.credentials.signing_key),
+    )
+    with pytest.raises(SplitViewError):
+        nodes["ID"].exchange.witness.cosign("TH", forged.to_bytes().decode(), [])
+    # A node may only have its own log witnessed.
+    with pytest.raises(InvalidRequestError) as info:
+        nodes["ID"].exchange.witness.cosign("MY", grown.to_bytes().decode(), [])
+    assert info.value.reason == "wrong_origin"
+
+
+def test_committed_node_actions_reach_the_tamper_evident_log(nodes: dict[str, ServiceNode]) -> None:
+    node = nodes["MY"]
+    log = node.exchange.log
+
+    def actions() -> list[dict[str, Any]]:
+        events = [json.loads(e.data) for e in log.entries()]
+        return [e for e in events if e.get("type") == "node_action"]
+
+    before = len(actions())
+    with node.app.state.sessions() as session:
+        AuditRepository(session).record("admin:ana", "user.disable", "bob", {"why": "left"})
+        session.commit()
+    with node.app.state.sessions() as session:
+        AuditRepository(session).record("admin:ana", "user.disable", "eve")
+        session.rollback()  # never happened: not logged
+    logged = actions()[before:]
+    assert [(e["actor"], e["action"], e["target"]) for e in logged] == [
+        ("admin:ana", "user.disable", "bob")
+    ]
+    assert logged[0]["details"] == {"why": "left"} and logged[0]["node"] == "MY"
 
 
 def test_officer_api_needs_an_officer_and_exchange_log_records(

@@ -1,0 +1,179 @@
+"""Witnessing between peers: each node countersigns its peers' exchange-log checkpoints.
+
+A node cannot rewrite its history unnoticed, even by its own operators, because its peers keep
+what they cosigned: a witness cosigns a checkpoint only when the log signed it and a
+consistency proof links it to the last checkpoint that witness cosigned for the same log
+(:class:`certs.translog.Witness`); a shorter tree, another root for the same size or a failing
+proof is refused, and the refusal is evidence of a rewritten or split history.
+
+Protocol, on the mutual-TLS peer listener (the TLS client certificate names the caller):
+
+``GET /peer/v1/witness/latest``
+    ``{"origin": ..., "size": n}``: the size this node last cosigned for the caller's log
+    (0 when none), so the caller knows which consistency proof to send.
+``POST /peer/v1/witness``
+    ``{"checkpoint": <signed note>, "proof": [base64 hashes]}`` →
+    ``{"witness", "key_id", "timestamp", "signature"}`` (a c2sp.org/tlog-cosignature).
+
+The caller's log key is the public key of its *signing* certificate in the trust list, and the
+checkpoint's origin must be the caller's log (``bdx.<cc>/exchange-log``): a node can only ask
+for its own log to be witnessed. The witness signs with its own signing key under the name
+``bdx.<cc>/witness``. :func:`witness_round` is the caller's side, run after each checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio.to_thread
+import httpx
+from sqlalchemy import Engine
+
+from certs.errors import CertsError
+from certs.pki.credentials import NodeCredentials
+from certs.pki.validate import TrustAnchors
+from certs.translog import (
+    Cosignature,
+    SignedCheckpoint,
+    SigningKey,
+    TransparencyLog,
+    VerifyingKey,
+    Witness,
+)
+from certs.translog.keys import PublicKey
+from node.errors import NotFoundError
+from node.exchange.requester import Peer
+from node.service_errors import InvalidRequestError
+
+logger = logging.getLogger(__name__)
+
+WITNESS_PATH = "/peer/v1/witness"
+
+
+def log_origin(country: str) -> str:
+    """The origin (key name) of a node's exchange log, e.g. ``bdx.th/exchange-log``."""
+    return f"bdx.{country.lower()}/exchange-log"
+
+
+def witness_name(country: str) -> str:
+    return f"bdx.{country.lower()}/witness"
+
+
+def _signing_key_of(anchors: TrustAnchors, country: str) -> PublicKey:
+    member = anchors.trust_list.member(country)
+    if member is None:
+        raise NotFoundError(f"{country} is not in the trust list", reason="not_in_trust_list")
+    key = member.signing.public_key()
+    return key  # type: ignore[return-value]  # the PKI issues ECDSA P-256 signing keys only
+
+
+def peer_log_key(anchors: TrustAnchors, country: str) -> VerifyingKey:
+    """The key that verifies ``country``'s log checkpoints (its signing certificate's)."""
+    return VerifyingKey(log_origin(country), _signing_key_of(anchors, country))
+
+
+def peer_witness_key(anchors: TrustAnchors, country: str) -> VerifyingKey:
+    """The key that verifies ``country``'s cosignatures (its signing certificate's)."""
+    return VerifyingKey(witness_name(country), _signing_key_of(anchors, country))
+
+
+@dataclass(frozen=True)
+class WitnessService:
+    """This node's witness of its peers' logs (state in the node database)."""
+
+    witness: Witness
+    anchors: TrustAnchors
+
+    @classmethod
+    def create(cls, engine: Engine, credentials: NodeCredentials) -> WitnessService:
+        key = SigningKey(witness_name(credentials.country), credentials.signing_key)
+        return cls(Witness(engine, key), credentials.anchors)
+
+    def latest_size(self, peer: str) -> int:
+        latest = self.witness.latest(log_origin(peer))
+        return latest.checkpoint.size if latest is not None else 0
+
+    def cosign(self, peer: str, checkpoint: str, proof: Sequence[str]) -> Cosignature:
+        """Cosign ``peer``'s checkpoint; raises a typed error when it must not be cosigned."""
+        try:
+            raw = checkpoint.encode("utf-8")
+            signed = SignedCheckpoint.from_bytes(raw)
+            hashes = [base64.b64decode(p, validate=True) for p in proof]
+        except (ValueError, UnicodeError) as exc:
+            raise InvalidRequestError(
+                f"malformed witness request: {exc}", reason="malformed_checkpoint"
+            ) from None
+        if signed.checkpoint.origin != log_origin(peer):
+            raise InvalidRequestError(
+                f"{peer} may only ask to witness its own log, not {signed.checkpoint.origin}",
+                reason="wrong_origin",
+            )
+        return self.witness.cosign(raw, peer_log_key(self.anchors, peer), hashes)
+
+
+def cosignature_json(c: Cosignature) -> dict[str, object]:
+    return {
+        "witness": c.witness,
+        "key_id": base64.b64encode(c.key_id).decode(),
+        "timestamp": c.timestamp,
+        "signature": base64.b64encode(c.signature).decode(),
+    }
+
+
+def cosignature_from_json(data: object) -> Cosignature:
+    if not isinstance(data, dict):
+        raise ValueError("a cosignature is a JSON object")
+    return Cosignature(
+        str(data["witness"]),
+        base64.b64decode(str(data["key_id"]), validate=True),
+        int(data["timestamp"]),
+        base64.b64decode(str(data["signature"]), validate=True),
+    )
+
+
+async def witness_round(
+    log: TransparencyLog, credentials: NodeCredentials, peers: Sequence[Peer], timeout: float
+) -> dict[str, str]:
+    """Ask every peer to cosign this node's latest checkpoint; store what comes back.
+
+    Returns ``{peer: "cosigned" | reason}``. A refusal is logged and reported, never fatal:
+    the next round retries.
+    """
+    latest = await anyio.to_thread.run_sync(log.latest_checkpoint)
+    if latest is None:
+        return {}
+    size = latest.checkpoint.size
+    out: dict[str, str] = {}
+    async with httpx.AsyncClient(verify=credentials.client_context(), timeout=timeout) as client:
+        for peer in peers:
+            base = peer.url.rstrip("/")
+            try:
+                r = await client.get(base + WITNESS_PATH + "/latest")
+                r.raise_for_status()
+                old = int(r.json()["size"])
+                proof: list[bytes] = []
+                if 0 < old < size:
+                    proof = await anyio.to_thread.run_sync(log.consistency_proof, old, size)
+                body = {
+                    "checkpoint": latest.to_bytes().decode("utf-8"),
+                    "proof": [base64.b64encode(h).decode() for h in proof],
+                }
+                r = await client.post(base + WITNESS_PATH, json=body)
+                if r.status_code != 200:
+                    reason = r.json().get("error", f"http_{r.status_code}")
+                    logger.warning(
+                        "%s refused to cosign checkpoint %d: %s", peer.country, size, reason
+                    )
+                    out[peer.country] = str(reason)
+                    continue
+                cosig = cosignature_from_json(r.json())
+                key = peer_witness_key(credentials.anchors, peer.country)
+                await anyio.to_thread.run_sync(log.add_cosignature, latest.checkpoint, cosig, key)
+                out[peer.country] = "cosigned"
+            except (httpx.HTTPError, ValueError, KeyError, CertsError) as exc:
+                logger.warning("witnessing by %s failed: %s", peer.country, exc)
+                out[peer.country] = getattr(exc, "reason", type(exc).__name__)
+    return out
