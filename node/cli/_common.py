@@ -35,12 +35,26 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable outpu
 
 @contextmanager
 def session_for(settings: Settings) -> Iterator[Session]:
-    """A session on the node database (schema checked; see ``open_database``)."""
+    """A session on the node database (schema checked; see ``open_database``).
+
+    When the node has an exchange log (``pki_dir`` set), the actions this session records
+    (user and token management, loads, deletions) are also appended to that tamper-evident
+    log on commit, as the running service does (:mod:`node.audit.actions`).
+    """
     engine, sessions = open_database(settings)
+    stop = None
     try:
+        if settings.pki_dir is not None:
+            from node.audit.actions import mirror_actions
+            from node.exchange.setup import open_transparency_log
+
+            log = open_transparency_log(settings, engine)
+            stop = mirror_actions(sessions, log, settings.country)
         with sessions() as session:
             yield session
     finally:
+        if stop is not None:
+            stop()
         engine.dispose()
 
 
