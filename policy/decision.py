@@ -105,53 +105,46 @@ def _enum(cls: type[StrEnum], value: str) -> StrEnum | None:
         return None
 
 
+def _membership(
+    name: str,
+    value: str,
+    vocabulary: type[StrEnum],
+    allowed: frozenset[Any],
+    unknown: Refusal,
+    not_allowed: Refusal,
+) -> Check:
+    """Whether ``value`` is a known member of ``vocabulary`` and in ``allowed``."""
+    member = _enum(vocabulary, value)
+    if member is None:
+        known = ", ".join(x.value for x in vocabulary)
+        return Check(name, False, f"{value!r} is not a known {name} ({known})", unknown)
+    if member not in allowed:
+        listed = ", ".join(sorted(x.value for x in allowed)) or "none"
+        return Check(name, False, f"{value} is not allowed (allowed: {listed})", not_allowed)
+    return Check(name, True, f"{value} is allowed")
+
+
 def _purpose_modality_checks(
     purposes: frozenset[Purpose], modalities: frozenset[Modality], purpose: str, modality: str
 ) -> list[Check]:
-    checks = []
-    p = _enum(Purpose, purpose)
-    if p is None:
-        known = ", ".join(x.value for x in Purpose)
-        checks.append(
-            Check(
-                "purpose",
-                False,
-                f"{purpose!r} is not a known purpose ({known})",
-                Refusal.UNKNOWN_PURPOSE,
-            )
-        )
-    elif p not in purposes:
-        allowed = ", ".join(sorted(x.value for x in purposes)) or "none"
-        checks.append(
-            Check(
-                "purpose",
-                False,
-                f"{purpose} is not allowed (allowed: {allowed})",
-                Refusal.PURPOSE_NOT_ALLOWED,
-            )
-        )
-    else:
-        checks.append(Check("purpose", True, f"{purpose} is allowed"))
-    m = _enum(Modality, modality)
-    if m is None:
-        checks.append(
-            Check(
-                "modality", False, f"{modality!r} is not a known modality", Refusal.UNKNOWN_MODALITY
-            )
-        )
-    elif m not in modalities:
-        allowed = ", ".join(sorted(x.value for x in modalities)) or "none"
-        checks.append(
-            Check(
-                "modality",
-                False,
-                f"{modality} is not allowed (allowed: {allowed})",
-                Refusal.MODALITY_NOT_ALLOWED,
-            )
-        )
-    else:
-        checks.append(Check("modality", True, f"{modality} is allowed"))
-    return checks
+    return [
+        _membership(
+            "purpose",
+            purpose,
+            Purpose,
+            purposes,
+            Refusal.UNKNOWN_PURPOSE,
+            Refusal.PURPOSE_NOT_ALLOWED,
+        ),
+        _membership(
+            "modality",
+            modality,
+            Modality,
+            modalities,
+            Refusal.UNKNOWN_MODALITY,
+            Refusal.MODALITY_NOT_ALLOWED,
+        ),
+    ]
 
 
 def evaluate_inbound(
