@@ -1,39 +1,76 @@
-"""ANSI/NIST-ITL 1-2011 transactions (``.an2``/``.eft``), traditional encoding: the images.
+"""ANSI/NIST-ITL 1-2011 transactions (``.an2``/``.eft``), traditional encoding.
 
 Structure read here: a Type-1 record, then the records its CNT field (1.003) lists. Tagged
-records (types 1, 2, 9, 10, 14) are fields ``T.NNN:value`` separated by GS (0x1D) and ended by
-FS (0x1C); the first field (``T.001``) is the record's byte length, and the image field
-(``T.999``) is binary and runs to the record's end. Type-4 records are binary: a 18-byte
+records (types 1, 2, 9, 10, 13, 14, 15, 17) are fields ``T.NNN:value`` separated by GS (0x1D)
+and ended by FS (0x1C); the first field (``T.001``) is the record's byte length, and the image
+field (``T.999``) is binary and runs to the record's end. Type-4 records are binary: a 18-byte
 header (length 4, IDC 1, impression 1, finger positions 6, scanning resolution 1, width 2,
 height 2, compression 1) and the image.
 
-Returned: fingerprint images of Type-14 (finger position from 14.013) and Type-4 (its first
-finger position; uncompressed only, turned into a PNG), and face images of Type-10 (10.999).
-Type-9 minutiae are not read (vendor blocks vary); a transaction with no image we can read
-raises :class:`AnsiNistError`. ``reason``: ``truncated``, ``bad_record``, ``no_images``,
-``unsupported_compression``.
+Returned (:func:`read_transaction`): fingerprint images of Type-14 (finger position from
+14.013) and Type-4 (its first finger position), uncompressed, WSQ, JPEG, JPEG 2000 or PNG (see
+:mod:`node.formats.ansi_nist_images`); face images of Type-10 (10.999); and the minutiae of
+Type-9 records, one template per IDC: the INCITS 378 block when the record has one, else the
+legacy NIST block (see :mod:`node.formats.ansi_nist_minutiae`). A record's IDC ties it to the
+image it describes, which also gives a legacy block its pixel grid. What is passed over (a
+Type-9 of vendor fields only, a second block of the same minutiae) is listed in ``notes``.
+Types 2, 13, 15 and 17 are skipped. A transaction with neither an image nor minutiae we can
+read raises :class:`AnsiNistError`. ``reason``: ``truncated``, ``bad_record``, ``bad_image``
+(WSQ data that cannot be decoded), ``no_images``, ``unsupported_compression``.
 """
 
 from __future__ import annotations
 
-import io
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import numpy as np
-from PIL import Image
+from matcher.fingerprint.template import FingerprintTemplate
+from node.formats.ansi_nist_fields import (
+    FS,
+    GS,
+    IDC,
+    IMAGE_DATA,
+    RS,
+    T1,
+    T14,
+    US,
+    AnsiNistError,
+    error,
+    first_item,
+    number,
+    ppmm_to_ppi,
+)
+from node.formats.ansi_nist_images import (
+    MIN_SCANNING_PPI,
+    image_file,
+    type4_codec,
+    type14_codec,
+    type14_ppi,
+)
+from node.formats.ansi_nist_minutiae import Frame, read_type9
 
-from matcher.errors import TemplateFormatError
+__all__ = [
+    "FS",
+    "GS",
+    "RS",
+    "SUFFIXES",
+    "US",
+    "AnsiNistError",
+    "NistImage",
+    "NistMinutiae",
+    "Transaction",
+    "read_images",
+    "read_transaction",
+]
 
-FS, GS, RS, US = b"\x1c", b"\x1d", b"\x1e", b"\x1f"
 #: Suffixes of ANSI/NIST-ITL transaction files.
 SUFFIXES = frozenset({".an2", ".eft", ".nist"})
 _TYPE4_HEADER = struct.Struct(">IBB6sBHHB")
 _TAGGED = frozenset({1, 2, 9, 10, 14, 13, 15, 17})
-
-
-class AnsiNistError(TemplateFormatError):
-    """A transaction this reader cannot use."""
+#: Type-4 finger position bytes left unused.
+_UNUSED_POSITION = 255
+#: Type-4 ISR byte: 1 when the image is at the native scanning resolution (1.011).
+_NATIVE_RESOLUTION = 1
 
 
 @dataclass(frozen=True)
@@ -41,10 +78,21 @@ class NistImage:
     record_type: int  # 4, 10 or 14
     finger_position: int | None  # None for a face
     data: bytes  # an image file (PNG, JPEG, ...)
+    idc: int = 0
+    frame: Frame | None = None  # the fingerprint's pixel grid when the record states it
 
 
-def _error(message: str, reason: str) -> AnsiNistError:
-    return AnsiNistError(message, reason=reason)
+@dataclass(frozen=True)
+class NistMinutiae:
+    idc: int
+    template: FingerprintTemplate
+
+
+@dataclass(frozen=True)
+class Transaction:
+    images: list[NistImage]
+    minutiae: list[NistMinutiae]
+    notes: list[str] = field(default_factory=list)
 
 
 def _tagged(buf: bytes, pos: int, rtype: int) -> tuple[dict[int, bytes], int]:
@@ -57,61 +105,108 @@ def _tagged(buf: bytes, pos: int, rtype: int) -> tuple[dict[int, bytes], int]:
     except ValueError:
         ok = False
     if not ok:
-        raise _error(f"record of type {rtype} at byte {pos} has no length field", "bad_record")
+        raise error(f"record of type {rtype} at byte {pos} has no length field", "bad_record")
     end = pos + length
     if end > len(buf):
-        raise _error(f"type-{rtype} record runs past the end of the file", "truncated")
+        raise error(f"type-{rtype} record runs past the end of the file", "truncated")
     body = buf[pos : end - 1]
     fields: dict[int, bytes] = {}
-    image_at = body.find(b"%d.999:" % rtype)
+    image_tag = b"%d.%03d:" % (rtype, IMAGE_DATA)
+    image_at = body.find(image_tag)
     if image_at >= 0:
-        fields[999] = body[image_at + len(b"%d.999:" % rtype) :]
+        fields[IMAGE_DATA] = body[image_at + len(image_tag) :]
         body = body[:image_at].rstrip(GS)
     for item in body.split(GS):
         tag, sep, value = item.partition(b":")
-        number = tag.split(b".")[-1]
-        if not sep or not number.isdigit():
-            raise _error(f"malformed field {item[:20]!r} in a type-{rtype} record", "bad_record")
-        fields[int(number)] = value
+        field_number = tag.split(b".")[-1]
+        if not sep or not field_number.isdigit():
+            raise error(f"malformed field {item[:20]!r} in a type-{rtype} record", "bad_record")
+        fields[int(field_number)] = value
     return fields, end
 
 
-def _type4(buf: bytes, pos: int) -> tuple[NistImage, int]:
+def _type4(buf: bytes, pos: int, native_ppi: int | None) -> tuple[NistImage, int]:
     if pos + _TYPE4_HEADER.size > len(buf):
-        raise _error("type-4 record header is truncated", "truncated")
-    length, _idc, _imp, fgp, _isr, width, height, gca = _TYPE4_HEADER.unpack_from(buf, pos)
+        raise error("type-4 record header is truncated", "truncated")
+    length, idc, _imp, fgp, isr, width, height, gca = _TYPE4_HEADER.unpack_from(buf, pos)
     end = pos + length
     if end > len(buf) or length < _TYPE4_HEADER.size:
-        raise _error("type-4 record runs past the end of the file", "truncated")
-    if gca != 0:
-        raise _error(f"type-4 compression {gca} is not supported", "unsupported_compression")
-    pixels = np.frombuffer(buf, np.uint8, width * height, pos + _TYPE4_HEADER.size)
-    out = io.BytesIO()
-    Image.fromarray(pixels.reshape(height, width)).save(out, format="PNG")
-    return NistImage(4, fgp[0] if fgp[0] != 255 else 0, out.getvalue()), end
+        raise error("type-4 record runs past the end of the file", "truncated")
+    ppi = native_ppi if isr == _NATIVE_RESOLUTION else MIN_SCANNING_PPI
+    data = image_file(type4_codec(gca), buf[pos + _TYPE4_HEADER.size : end], (width, height), ppi)
+    position = fgp[0] if fgp[0] != _UNUSED_POSITION else 0
+    frame = Frame(width, height, ppi or MIN_SCANNING_PPI)
+    return NistImage(4, position, data, idc, frame), end
 
 
-def read_images(buf: bytes) -> list[NistImage]:
-    """The fingerprint and face images of one transaction, in record order."""
+def _type14(record: dict[int, bytes]) -> NistImage:
+    fgp = first_item(record.get(T14.FGP, b"0"))
+    ppi = type14_ppi(record)
+    size = None
+    if T14.HLL in record and T14.VLL in record:
+        size = (number(record[T14.HLL], "14.006 HLL"), number(record[T14.VLL], "14.007 VLL"))
+    data = image_file(type14_codec(record.get(T14.CGA)), record[IMAGE_DATA], size, ppi)
+    idc = number(record.get(IDC, b"0"), "14.002 IDC")
+    frame = Frame(*size, ppi or MIN_SCANNING_PPI) if size else None
+    return NistImage(14, int(fgp) if fgp.isdigit() else 0, data, idc, frame)
+
+
+def read_transaction(buf: bytes) -> Transaction:
+    """The images and minutiae of one transaction, in record order; see the module docstring."""
     fields, pos = _tagged(buf, 0, 1)
     try:
-        listed = [int(item.split(US)[0]) for item in fields[3].split(RS)[1:]]
+        listed = [int(item.split(US)[0]) for item in fields[T1.CNT].split(RS)[1:]]
     except (KeyError, ValueError) as exc:
-        raise _error("the type-1 record has no valid CNT field (1.003)", "bad_record") from exc
+        raise error("the type-1 record has no valid CNT field (1.003)", "bad_record") from exc
+    native_ppi = ppmm_to_ppi(fields.get(T1.NSR))
     images: list[NistImage] = []
+    type9: list[dict[int, bytes]] = []
     for rtype in listed:
         if rtype == 4:
-            image, pos = _type4(buf, pos)
+            image, pos = _type4(buf, pos, native_ppi)
             images.append(image)
         elif rtype in _TAGGED:
             record, pos = _tagged(buf, pos, rtype)
-            if rtype == 14 and 999 in record:
-                fgp = record.get(13, b"0").split(RS)[0].split(US)[0]
-                images.append(NistImage(14, int(fgp) if fgp.isdigit() else 0, record[999]))
-            elif rtype == 10 and 999 in record:
-                images.append(NistImage(10, None, record[999]))
+            if rtype == 14 and IMAGE_DATA in record:
+                images.append(_type14(record))
+            elif rtype == 10 and IMAGE_DATA in record:
+                idc = number(record.get(IDC, b"0"), "10.002 IDC")
+                images.append(NistImage(10, None, record[IMAGE_DATA], idc))
+            elif rtype == 9:
+                type9.append(record)
         else:
-            raise _error(f"record type {rtype} is not supported", "bad_record")
+            raise error(f"record type {rtype} is not supported", "bad_record")
+    minutiae, notes = _minutiae(type9, images)
+    if not images and not minutiae:
+        said = "".join(f"; {note}" for note in notes)
+        raise error(f"the transaction holds no fingerprint or face image{said}", "no_images")
+    return Transaction(images, minutiae, notes)
+
+
+def _minutiae(
+    records: list[dict[int, bytes]], images: list[NistImage]
+) -> tuple[list[NistMinutiae], list[str]]:
+    """One template per IDC (the first record's first block), and what was passed over."""
+    frames = {i.idc: i.frame for i in images if i.frame is not None}
+    found: dict[int, FingerprintTemplate] = {}
+    notes: list[str] = []
+    for record in records:
+        result = read_type9(record, frames)
+        if result.note:
+            notes.append(result.note)
+        for template in result.templates:
+            if result.idc in found:
+                notes.append(
+                    f"type-9 IDC {result.idc}: a second encoding of its minutiae; not read"
+                )
+            else:
+                found[result.idc] = template
+    return [NistMinutiae(idc, t) for idc, t in found.items()], notes
+
+
+def read_images(buf: bytes) -> list[NistImage]:
+    """The fingerprint and face images of one transaction (``no_images`` when it has none)."""
+    images = read_transaction(buf).images
     if not images:
-        raise _error("the transaction holds no fingerprint or face image", "no_images")
+        raise error("the transaction holds no fingerprint or face image", "no_images")
     return images

@@ -1,5 +1,6 @@
-"""ANSI/NIST-ITL transactions (traditional encoding) written by hand here: the reader and
-``bdx gallery load`` of their Type-4/14 fingerprint and Type-10 face images."""
+"""ANSI/NIST-ITL transactions (traditional encoding) written by hand (``nist_support``): the
+reader and ``bdx gallery load`` of their Type-4/14 fingerprint images (uncompressed, WSQ,
+JPEG 2000, PNG) and Type-10 face images. Type-9 minutiae: ``test_ansi_nist_type9.py``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from nist_support import png, tagged, transaction, type4, type14, wsq
 from PIL import Image
 from skimage import data as skdata
 from sqlalchemy import Engine, select
@@ -18,38 +20,8 @@ from sqlalchemy.orm import Session
 from matcher.synthetic import make_impression, make_master
 from node.cli import main
 from node.db.models import Modality, TemplateRecord
-from node.formats.ansi_nist import FS, GS, RS, US, AnsiNistError, read_images
+from node.formats.ansi_nist import AnsiNistError, read_images, read_transaction
 from node.settings import Settings
-
-
-def tagged(rtype: int, fields: list[tuple[int, bytes]]) -> bytes:
-    """A tagged record; its length field (T.001) counts itself."""
-    body = b"".join(GS + b"%d.%03d:" % (rtype, n) + v for n, v in fields) + FS
-    length = 0
-    while True:  # the length's own digits change the length
-        record = b"%d.001:%d" % (rtype, length) + body
-        if len(record) == length:
-            return record
-        length = len(record)
-
-
-def type4(pixels: np.ndarray, position: int, compression: int = 0) -> bytes:
-    h, w = pixels.shape
-    fgp = bytes([position, 255, 255, 255, 255, 255])
-    header = struct.pack(">IBB6sBHHB", 18 + w * h, 1, 0, fgp, 1, w, h, compression)
-    return header + pixels.tobytes()
-
-
-def transaction(records: list[tuple[int, bytes]]) -> bytes:
-    cnt = RS.join([b"1" + US + b"%d" % len(records)] + [b"%d" % t + US + b"0" for t, _ in records])
-    head = tagged(1, [(2, b"0500"), (3, cnt), (4, b"CAR")])
-    return head + b"".join(r for _, r in records)
-
-
-def png(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +57,7 @@ def test_read_errors(fingers: list[np.ndarray], mutate: object, reason: str) -> 
 
 def test_read_refuses_compressed_type4_and_empty_transactions(fingers: list[np.ndarray]) -> None:
     with pytest.raises(AnsiNistError) as info:
-        read_images(transaction([(4, type4(fingers[0], 1, compression=1))]))
+        read_images(transaction([(4, type4(fingers[0], 1, compression=2))]))
     assert info.value.reason == "unsupported_compression"
     with pytest.raises(AnsiNistError) as info:
         read_images(transaction([(2, tagged(2, [(2, b"0")]))]))
@@ -126,3 +98,124 @@ def test_load_transactions(
         (Modality.FINGERPRINT.value, 2),
         (Modality.FINGERPRINT.value, 3),
     ]
+
+
+def _decoded(data: bytes) -> tuple[np.ndarray, object]:
+    image = Image.open(io.BytesIO(data))
+    return np.asarray(image), image.info.get("dpi")
+
+
+def test_wsq_raw_and_jpeg2000_images(fingers: list[np.ndarray]) -> None:
+    finger = fingers[0]
+    h, w = finger.shape
+    jp2 = io.BytesIO()
+    Image.fromarray(finger).save(jp2, format="JPEG2000", irreversible=False)
+    records = [
+        (4, type4(finger, 3, compression=1, idc=1)),
+        (14, type14(wsq(finger), 4, idc=2, cga=b"WSQ20", size=(w, h))),
+        (14, type14(wsq(finger), 5, idc=3, cga=b"WSQ")),  # no size: the WSQ frame's
+        (14, type14(finger.tobytes(), 6, idc=4, cga=b"NONE", size=(w, h))),
+        (14, type14(jp2.getvalue(), 7, idc=5, cga=b"JP2L")),
+    ]
+    found = read_transaction(transaction(records)).images
+    assert [(i.record_type, i.finger_position, i.idc) for i in found] == [
+        (4, 3, 1),
+        (14, 4, 2),
+        (14, 5, 3),
+        (14, 6, 4),
+        (14, 7, 5),
+    ]
+    for image in found[:3]:  # WSQ is lossy: close, at the stated 500 ppi
+        pixels, dpi = _decoded(image.data)
+        assert pixels.shape == finger.shape
+        assert np.abs(pixels.astype(int) - finger).mean() < 12
+        assert dpi is None or round(dpi[0]) == 500  # type: ignore[index]
+    assert found[0].frame is not None and found[0].frame.ppi == 500
+    assert np.array_equal(_decoded(found[3].data)[0], finger)
+    assert np.array_equal(_decoded(found[4].data)[0], finger)  # lossless JPEG 2000
+
+
+def test_record_resolution_reaches_the_extractor(fingers: list[np.ndarray]) -> None:
+    """A file without resolution metadata in a 1000 ppi record is rewritten to state it; one
+    that already states the record's resolution is handed on untouched."""
+    h, w = fingers[0].shape
+    stated = io.BytesIO()
+    Image.fromarray(fingers[0]).save(stated, format="PNG", dpi=(1000, 1000))
+    records = [
+        (14, type14(png(fingers[0]), 1, idc=1, size=(w, h), ppi=1000)),
+        (14, type14(stated.getvalue(), 2, idc=2, size=(w, h), ppi=1000)),
+        (14, type14(png(fingers[0]), 3, idc=3, size=(w, h), ppi=500)),
+    ]
+    rewritten, kept, default = read_transaction(transaction(records)).images
+    pixels, dpi = _decoded(rewritten.data)
+    assert np.array_equal(pixels, fingers[0]) and round(dpi[0]) == 1000  # type: ignore[index]
+    assert kept.data == stated.getvalue() and default.data == png(fingers[0])
+    assert rewritten.frame is not None and rewritten.frame.ppi == 1000
+
+
+def _wsq_header(width: int, height: int) -> bytes:
+    """SOI and a frame header (length, black, white, height, width, ...) and nothing else."""
+    frame = struct.pack(">HBBHHHBHB", 17, 0, 255, height, width, 0, 0, 0, 0)
+    return b"\xff\xa0\xff\xa2" + frame + b"\0" * 8
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        (lambda f: type4(f, 1, compression=2), "unsupported_compression"),
+        (lambda f: type14(png(f), 1, cga=b"JPEGL"), "unsupported_compression"),
+        (lambda f: type14(png(f), 1, cga=b"LZW"), "unsupported_compression"),
+        (lambda f: type14(wsq(f)[:200], 1, cga=b"WSQ20"), "truncated"),
+        (lambda f: type14(wsq(f)[:3000], 1, cga=b"WSQ20"), "bad_image"),
+        (lambda f: type14(b"\xff\xa0" + bytes(300), 1, cga=b"WSQ20"), "bad_image"),
+        (lambda f: type14(png(f), 1, cga=b"WSQ20"), "bad_image"),
+        (lambda f: type14(_wsq_header(16000, 16000), 1, cga=b"WSQ20"), "bad_image"),
+        (lambda f: type14(wsq(f), 1, cga=b"WSQ20", size=(10, 10)), "bad_record"),
+        (lambda f: type14(f.tobytes()[:-1], 1, cga=b"NONE", size=f.shape[::-1]), "truncated"),
+        (lambda f: type14(f.tobytes(), 1, cga=b"NONE"), "bad_record"),
+    ],
+    ids=[
+        "type4-jpeg",
+        "jpeg-lossless",
+        "unknown",
+        "wsq-no-frame",
+        "wsq-truncated",
+        "wsq-garbage",
+        "wsq-not-wsq",
+        "wsq-bomb",
+        "wsq-size",
+        "raw-short",
+        "raw-no-size",
+    ],
+)
+def test_image_errors(fingers: list[np.ndarray], record: object, reason: str) -> None:
+    data = record(fingers[0])  # type: ignore[operator]
+    rtype = 14 if data.startswith(b"14.") else 4
+    with pytest.raises(AnsiNistError) as info:
+        read_transaction(transaction([(rtype, data)]))
+    assert info.value.reason == reason, info.value.message
+
+
+def test_load_wsq_transaction(
+    settings: Settings,
+    engine: Engine,
+    session: Session,
+    tmp_path: Path,
+    fingers: list[np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
+    h, w = fingers[1].shape
+    records = [
+        (4, type4(fingers[0], 2, compression=1, idc=1)),
+        (14, type14(wsq(fingers[1]), 7, idc=2, cga=b"WSQ20", size=(w, h))),
+    ]
+    (tmp_path / "case-9.eft").write_bytes(transaction(records))
+    with pytest.raises(SystemExit) as info:
+        main(["gallery", "load", str(tmp_path / "case-9.eft"), "--workers", "1", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert (info.value.code, out["enrolled"], out["failed"]) == (0, 2, [])
+    positions = session.scalars(select(TemplateRecord.finger_position)).all()
+    assert sorted(positions) == [2, 7]
