@@ -64,9 +64,11 @@ def load(
     Layouts: PATH/<subject>/<file> (a folder per subject); PATH/<finger>_<impression>.<ext>
     (FVC: the finger is the subject); or one file (its stem is the subject). Templates are
     .fmr/.iso/.ist files or any file starting with 'FMR\\0'; transactions are .an2/.eft/.nist
-    (Type-4/14 finger and Type-10 face images). Files already loaded are skipped,
-    so re-running adds nothing and an interrupted load resumes. Exit status 3 when some files
-    were rejected (the others are loaded; see --report).
+    (Type-4/14 finger images: uncompressed, WSQ, JPEG, JPEG 2000 or PNG; Type-9 minutiae:
+    INCITS 378 or legacy NIST blocks, enrolled as they are unless the transaction holds the
+    finger's image; Type-10 face images). Files already loaded are skipped, so re-running adds
+    nothing and an interrupted load resumes. Exit status 3 when some files were rejected (the
+    others are loaded; see --report); parts of files passed over are listed as notes.
     """
     settings = settings_from(config)
     files = discover(path)
@@ -86,6 +88,7 @@ def load(
     if report is not None:
         write_report(report, result.rejected)
     failed = [{"file": r.file, "error": r.reason, "detail": r.detail} for r in result.rejected]
+    notes = [{"file": n.file, "reason": n.reason, "detail": n.detail} for n in result.notes]
     if json:
         print_json(
             {
@@ -93,9 +96,12 @@ def load(
                 "subjects": len(result.subjects),
                 "skipped": result.skipped,
                 "failed": failed,
+                "notes": notes,
             }
         )
     else:
+        for n in notes:
+            typer.echo(f"note {n['file']}: {n['detail']} [{n['reason']}]", err=True)
         for f in failed:
             typer.echo(f"rejected {f['file']}: {f['detail']} [{f['error']}]", err=True)
         typer.echo(

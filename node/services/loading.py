@@ -10,9 +10,16 @@ instant leaves no half-records: a batch is in both stores or in neither.
 
 Files are processed on every core (a process pool): images extracted, ISO/IEC 19794-2
 records decoded, ANSI/NIST-ITL transactions' images (Type-4/14 fingers, Type-10 faces)
-extracted, and fingerprints prepared for search (milliseconds each, the bulk of a
-template load). A file is rejected, with a reason in the report,
-when it cannot be decoded, yields no template or falls under the quality gate.
+extracted and their Type-9 minutiae taken as they are, and fingerprints prepared for search
+(milliseconds each, the bulk of a template load). A file is rejected, with a reason in the
+report, when it cannot be decoded, yields no template or falls under the quality gate.
+
+A transaction's Type-9 minutiae and its image of the same IDC describe one impression, so one
+template is enrolled for it, not two (two records of one impression would count twice in a
+search): the one extracted here from the image, which is made by the same extractor as every
+probe's; the transaction's minutiae are enrolled instead when the image yields no template
+(say it is too poor), with a note. Minutiae without an image are enrolled as they are. What a
+transaction passes over (vendor-only Type-9 records, duplicate encodings) is reported as notes.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from matcher.errors import BdxError
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import prepare_checked
 from node.db.models import Modality, TemplateRecord
-from node.formats.ansi_nist import NistImage, read_images
+from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import FileKind, SourceFile
 from node.formats.iso import read_templates
 from node.services.enrolment import Capture, EnrolmentService, Extracted, extract
@@ -49,6 +56,9 @@ POOL_CHUNKS = 4
 KEY_PREFIX = "file:"
 #: Hex digits of the external id digest (160 bits: collisions are not a concern).
 KEY_HEX = 40
+#: Reasons of the notes a load reports about parts of a file it passed over or substituted.
+NOTE_NOT_READ = "not_read"
+NOTE_MINUTIAE_USED = "minutiae_used"
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,23 @@ class Rejection:
     detail: str
 
 
+#: A part of a file passed over, or replaced, while the rest of the file was loaded.
+Note = Rejection
+
+
 @dataclass
 class LoadReport:
     enrolled: int = 0
     subjects: set[str] = field(default_factory=set)
     skipped: int = 0  # already loaded (an earlier or interrupted run)
     rejected: list[Rejection] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Processed:
+    items: list[Extracted]
+    notes: list[Note] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -117,23 +138,49 @@ def _prepared(item: Extracted) -> Extracted:
     return item
 
 
-def process(job: _Job) -> list[Extracted] | Rejection:
+def _minutiae_item(job: _Job, minutiae: NistMinutiae) -> Extracted:
+    template = minutiae.template
+    capture = _capture(job, template.finger_position)
+    return Extracted(capture, template, template.image_quality)
+
+
+def _transaction(job: _Job) -> _Processed:
+    """A transaction's templates: its images extracted, its unpaired minutiae as they are."""
+    found = read_transaction(job.file.path.read_bytes())
+    label = job.file.label
+    notes = [Note(label, NOTE_NOT_READ, note) for note in found.notes]
+    twins = {m.idc: m for m in found.minutiae}
+    items: list[Extracted] = []
+    for image in found.images:
+        twin = twins.pop(image.idc, None) if image.finger_position is not None else None
+        try:
+            items.append(extract(_nist_capture(job, image)))
+        except BdxError as exc:
+            if twin is None:
+                raise
+            items.append(_minutiae_item(job, twin))
+            detail = f"IDC {image.idc}: {exc.message}; its type-9 minutiae were enrolled instead"
+            notes.append(Note(label, NOTE_MINUTIAE_USED, detail))
+    items += [_minutiae_item(job, m) for m in twins.values()]
+    return _Processed(items, notes)
+
+
+def process(job: _Job) -> _Processed | Rejection:
     """One file's templates, prepared (runs in a worker process), or why it has none."""
     try:
         if job.file.kind is FileKind.IMAGE:
-            items = [extract(_capture(job, job.finger_position))]
+            done = _Processed([extract(_capture(job, job.finger_position))])
         elif job.file.kind is FileKind.ANSI_NIST:
-            items = [
-                extract(_nist_capture(job, image))
-                for image in read_images(job.file.path.read_bytes())
-            ]
+            done = _transaction(job)
         else:
             views = read_templates(job.file.path.read_bytes())
-            items = [
-                Extracted(_capture(job, view.finger_position), view, view.image_quality)
-                for view in views
-            ]
-        return [_prepared(item) for item in items]
+            done = _Processed(
+                [
+                    Extracted(_capture(job, view.finger_position), view, view.image_quality)
+                    for view in views
+                ]
+            )
+        return replace(done, items=[_prepared(item) for item in done.items])
     except BdxError as exc:
         return Rejection(job.file.label, exc.reason, exc.message)
 
@@ -207,8 +254,8 @@ class LoadService:
         for job, result in zip(chunk, results, strict=True):
             if isinstance(result, Rejection):
                 report.rejected.append(result)
-            elif min(item.quality for item in result) < options.min_quality:
-                worst = min(item.quality for item in result)
+            elif min(item.quality for item in result.items) < options.min_quality:
+                worst = min(item.quality for item in result.items)
                 report.rejected.append(
                     Rejection(
                         job.file.label,
@@ -217,7 +264,8 @@ class LoadService:
                     )
                 )
             else:
-                accepted += result
+                accepted += result.items
+                report.notes += result.notes
         if accepted:
             rows = self.enrolment.enrol_extracted(accepted, actor=actor)
             report.enrolled += len(rows)

@@ -1,13 +1,17 @@
 """Type-9 minutiae of ANSI/NIST-ITL transactions: the INCITS 378 block (9.126-9.137) and the
 legacy NIST block (9.005-9.012) read back to the templates written (``nist_support`` writes
 them from the standard and NBIS ``fmr2an2k``), every malformation refused with ``bad_record``,
-vendor blocks passed over with a note."""
+vendor blocks passed over with a note, and ``bdx gallery load`` of minutiae-only transactions
+enrolling templates a search then finds."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,14 +23,24 @@ from nist_support import (
     legacy_tolerance,
     m1_expected,
     m1_fields,
+    png,
     tagged,
     transaction,
     type4,
+    type14,
 )
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from matcher.fingerprint.template import BIFURCATION, ENDING, OTHER, FingerprintTemplate
-from matcher.synthetic import synthetic_templates
+from matcher.search.fingerprint import fingerprint_schema
+from matcher.synthetic import make_impression, make_master, synthetic_templates
+from node.cli import main
+from node.db.models import Subject, TemplateRecord
 from node.formats.ansi_nist import US, AnsiNistError, read_transaction
+from node.services.galleries import GallerySet, subject_key
+from node.services.search import fingerprint_candidates
+from node.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +258,80 @@ def test_vendor_blocks_and_duplicates_are_passed_over(
         "type-9 IDC 2: a second encoding of its minutiae",
         "type-9 IDC 3 lists no minutiae",
     ]
+
+
+@pytest.fixture
+def node_env(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
+    return settings
+
+
+def load(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
+    with pytest.raises(SystemExit) as info:
+        main(["gallery", "load", str(path), "--workers", "1", "--json"])
+    return int(info.value.code or 0), json.loads(capsys.readouterr().out)
+
+
+def test_load_minutiae_only_transactions_then_search(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path / "nist"
+    root.mkdir()
+    for i, name in enumerate(("alice", "bob")):
+        t = dataclasses.replace(templates[i][0], finger_position=i + 1)
+        (root / f"{name}.an2").write_bytes(transaction([(9, tagged(9, m1_fields(t)))]))
+    carol = dataclasses.replace(templates[2][0], finger_position=3)
+    (root / "carol.eft").write_bytes(transaction([(9, tagged(9, legacy_fields(carol)))]))
+    code, out = load(root, capsys)
+    assert (code, out["enrolled"], out["subjects"], out["failed"]) == (0, 3, 3, [])
+    positions = session.execute(select(TemplateRecord.finger_position)).scalars().all()
+    assert sorted(positions) == [1, 2, 3]
+    code, again = load(root, capsys)
+    assert (code, again["enrolled"], again["skipped"]) == (0, 0, 3)
+
+    with (
+        GallerySet.open(node_env.gallery_path) as galleries,
+        galleries.reading(fingerprint_schema()) as gallery,
+    ):
+        assert gallery is not None
+        names = {subject_key(s.id): s.external_id for s in session.scalars(select(Subject))}
+        for i, subject in enumerate(("alice", "bob", "carol")):
+            probe = dataclasses.replace(templates[i][1], finger_position=0)
+            best = fingerprint_candidates(gallery, [probe], k=3)[0]
+            assert names[best.subject] == subject
+
+
+def test_load_prefers_the_image_and_falls_back_to_minutiae(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    finger = make_impression(make_master(31), 0)
+    h, w = finger.shape
+    blank = np.full((h, w), 255, np.uint8)  # no ridges: extraction fails
+    t = dataclasses.replace(templates[0][0], width=w, height=h, finger_position=2)
+    twin = dataclasses.replace(t, finger_position=4)
+    records = [
+        (14, type14(png(finger), 2, idc=1)),
+        (9, tagged(9, m1_fields(t, idc=1))),  # the image's own minutiae: not enrolled
+        (14, type14(png(blank), 4, idc=2)),
+        (9, tagged(9, legacy_fields(twin, idc=2))),  # enrolled: its image gives nothing
+        (9, tagged(9, [(2, b"3"), (4, b"U"), (40, b"cogent")])),
+    ]
+    (tmp_path / "dave.an2").write_bytes(transaction(records))
+    code, out = load(tmp_path / "dave.an2", capsys)
+    assert (code, out["enrolled"], out["failed"]) == (0, 2, [])
+    assert [(n["file"], n["reason"]) for n in out["notes"]] == [
+        ("dave.an2", "not_read"),
+        ("dave.an2", "minutiae_used"),
+    ]
+    assert "Cogent" in out["notes"][0]["detail"] and "IDC 2" in out["notes"][1]["detail"]
+    rows = session.execute(select(TemplateRecord.finger_position, TemplateRecord.quality)).all()
+    assert sorted(p for p, _ in rows) == [2, 4]

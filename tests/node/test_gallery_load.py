@@ -86,7 +86,7 @@ def test_load_fvc_templates_is_idempotent(
     root = fvc_folder(tmp_path / "fvc", templates)
     code, first = load(root, capsys)
     assert code == 0
-    assert first == {"enrolled": 8, "subjects": 4, "skipped": 0, "failed": []}
+    assert first == {"enrolled": 8, "subjects": 4, "skipped": 0, "failed": [], "notes": []}
     code, again = load(root, capsys)
     assert (code, again["enrolled"], again["skipped"]) == (0, 0, 8)
 

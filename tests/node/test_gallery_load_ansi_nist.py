@@ -216,6 +216,6 @@ def test_load_wsq_transaction(
     with pytest.raises(SystemExit) as info:
         main(["gallery", "load", str(tmp_path / "case-9.eft"), "--workers", "1", "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert (info.value.code, out["enrolled"], out["failed"]) == (0, 2, [])
+    assert (info.value.code, out["enrolled"], out["failed"], out["notes"]) == (0, 2, [], [])
     positions = session.scalars(select(TemplateRecord.finger_position)).all()
     assert sorted(positions) == [2, 7]
