@@ -3,17 +3,20 @@
 Gallery fields are the arrays of :class:`matcher.fingerprint.match.PackedTemplates`, stored as
 ``descriptors`` (M, d) **uint8** (cell values are integers 0..QUANT_LEVELS, so the cast back to
 float32 per block is exact and 4x less memory is mapped), ``inv_norm`` (M,) float32,
-``geometry`` (M, 4) float32, ``counts`` () int32. M is ragged across segments (each appended
-batch is packed to its own maximum); padding rows are zero, which the kernel ignores.
+``geometry`` (M, 4) float32, ``counts`` () int32, and for two-stage search ``preselect``
+(M, r) uint8 (:mod:`matcher.search.preselect`). M is ragged across segments (each appended
+batch is packed to its own maximum); padding rows are zero, which the kernels ignore.
 
-Every block is scored by one ``score_many`` call; rows that are deleted or of another finger
-position are removed first. A probe of finger position 0 (unknown) is compared with all
-positions, a known one with the same position and with unknown-position records.
+Every block is scored by ``score_many`` calls, one per group of similar minutia counts; rows
+that are deleted or of another finger position are removed first. A probe of finger position 0
+(unknown) is compared with all positions, a known one with the same position and with
+unknown-position records.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -26,7 +29,7 @@ from matcher.fingerprint.template import FORMAT_VERSION as MINUTIAE_VERSION
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Block, FieldSpec, Gallery, GallerySchema, RecordBatch
 from matcher.gallery.errors import IncompatibleFormatError, TemplateFormatError
-from matcher.search import params
+from matcher.search import params, preselect
 from matcher.search.blas import single_threaded_blas
 from matcher.search.results import SearchResult, resolve
 from matcher.search.shards import merged, run_shards
@@ -49,7 +52,7 @@ def fingerprint_schema() -> GallerySchema:
             "inv_norm": FieldSpec("float32", (-1,)),
             "geometry": FieldSpec("float32", (-1, 4)),
             "counts": FieldSpec("int32"),
-            "pooled": FieldSpec("float32", (d,)),
+            "preselect": FieldSpec("uint8", (-1, preselect.reduced_length(d))),
         },
     )
 
@@ -88,7 +91,7 @@ def fingerprint_records(
             "inv_norm": packed.inv_norm,
             "geometry": packed.geometry,
             "counts": packed.counts,
-            "pooled": np.stack([pooled(p) for p in prepared]),
+            "preselect": preselect.reduce_cylinders(packed.descriptors),
         }
     else:
         d = descriptor_length()
@@ -97,30 +100,23 @@ def fingerprint_records(
             "inv_norm": np.zeros((0, 1), np.float32),
             "geometry": np.zeros((0, 1, 4), np.float32),
             "counts": np.zeros(0, np.int32),
-            "pooled": np.zeros((0, d), np.float32),
+            "preselect": np.zeros((0, 1, preselect.reduced_length(d)), np.uint8),
         }
     return RecordBatch.build(
         list(references), list(subjects), list(positions), arrays, format=fmt, format_version=ver
     )
 
 
-def pooled(template: match.SearchTemplate) -> np.ndarray:
-    """(d,) float32 fixed-length pre-selection vector: the mean of the template's valid
-    cylinders, centred and L2-normalised (zero when it has none). Pre-selection compares these
-    with one matrix-vector product; see :func:`search_fingerprint`'s ``penetration``."""
-    valid = template.descriptors[template.inv_norm > 0]
-    if valid.shape[0] == 0:
-        return np.zeros(template.descriptors.shape[1], np.float32)
-    v = valid.mean(axis=0)
-    v = v - v.mean()
-    norm = float(np.linalg.norm(v))
-    return (v / norm if norm > 0 else v).astype(np.float32)
-
-
 def _check(gallery: Gallery, probe: match.SearchTemplate) -> None:
     if gallery.schema.modality != "fingerprint":
         raise TemplateFormatError("not a fingerprint gallery", reason="incompatible_format")
     gallery.schema.check_format(probe.format, probe.version)
+    if dict(gallery.schema.fields) != dict(fingerprint_schema().fields):
+        raise IncompatibleFormatError(
+            "the gallery's fields are not this version's (built before pre-selection was added?):"
+            " rebuild it by loading its records again",
+            reason="schema_mismatch",
+        )
 
 
 def _usable(block: Block, position: int) -> np.ndarray:
@@ -131,34 +127,46 @@ def _usable(block: Block, position: int) -> np.ndarray:
     return use
 
 
-def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTemplate) -> np.ndarray:
-    """Kernel scores (r,) of ``rows`` of a block (all rows when None).
+def _row_groups(block: Block, rows: np.ndarray | None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``rows`` of a block (all when None) grouped by minutia count rounded up to ``ROW_BUCKET``:
+    (padded length m, positions in ``rows``, block rows) per group, a handful per block.
 
-    Rows are grouped by their minutia count rounded up to ``ROW_BUCKET`` and each group is
-    packed only that long (the kernel's cost grows with the padded row length M, and its scores
-    do not depend on M): one ``score_many`` call per group, a handful per block.
+    The kernels' cost grows with the padded row length M (segments are padded to their longest
+    template) and their scores do not depend on it, so each group is packed only that long.
     """
-    a = block.arrays
     idx = np.arange(len(block)) if rows is None else rows
-    counts = np.asarray(a["counts"])[idx]
-    full = a["descriptors"].shape[1]
+    counts = np.asarray(block.arrays["counts"])[idx]
+    full = block.arrays["descriptors"].shape[1]
     step = params.ROW_BUCKET
     lengths = np.minimum(np.maximum(-(-counts // step) * step, match_params.N_RELAX), full)
     order = np.argsort(lengths, kind="stable")
-    out = np.empty(idx.shape[0], dtype=np.float32)
-    for group in np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1):
-        if group.size == 0:
-            continue
-        m, r = int(lengths[group[0]]), idx[group]
+    groups = np.split(order, np.flatnonzero(np.diff(lengths[order])) + 1)
+    return [(int(lengths[g[0]]), g, idx[g]) for g in groups if g.size]
+
+
+def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTemplate) -> np.ndarray:
+    """Exact kernel scores (r,) of ``rows`` of a block (all rows when None)."""
+    a = block.arrays
+    out = np.empty(len(block) if rows is None else rows.shape[0], dtype=np.float32)
+    for m, group, r in _row_groups(block, rows):
         packed = match.PackedTemplates(
             np.asarray(a["descriptors"])[r, :m].astype(np.float32),
             np.asarray(a["inv_norm"])[r, :m],
             np.asarray(a["geometry"])[r, :m],
-            counts[group],
+            np.asarray(a["counts"])[r],
             format=probe.format,
             version=probe.version,
         )
         out[group] = match.score_many(probe, packed)
+    return out
+
+
+def _preselect_rows(block: Block, rows: np.ndarray, probe_cols: np.ndarray) -> np.ndarray:
+    """Pre-selection scores (r,) of ``rows`` of a block (see :mod:`matcher.search.preselect`)."""
+    reduced = np.asarray(block.arrays["preselect"])
+    out = np.empty(rows.shape[0], dtype=np.float32)
+    for m, group, r in _row_groups(block, rows):
+        out[group] = preselect.preselect_scores(reduced[r, :m], probe_cols)
     return out
 
 
@@ -207,16 +215,19 @@ def search_fingerprint(
     position: int | None = None,
     threads: int = params.THREADS,
     block_rows: int = params.FINGERPRINT_BLOCK_ROWS,
-    penetration: float | None = None,
+    penetration: float | Literal["auto"] | None = "auto",
     fmr: float | None = None,
 ) -> SearchResult:
     """Top-``k`` records for one finger probe, best first; ``hit`` decided at ``threshold``,
     or at the matcher's threshold for a target false match rate ``fmr``
     (:func:`matcher.fingerprint.match.threshold_for_fmr`; not both).
 
-    ``penetration`` (0, 1] switches on two-stage search: every compared record is ranked by the
-    dot product of :func:`pooled` vectors, and only the best ``penetration`` fraction (at
-    least ``k``) is scored by the kernel. Exhaustive when None.
+    ``penetration`` (0, 1] switches on two-stage search: every compared record is ranked by
+    :mod:`matcher.search.preselect` (a local-similarity sort over reduced cylinders, about a
+    quarter of the kernel's cost), and only the best ``penetration`` fraction (at least ``k``)
+    is scored by the kernel. Exhaustive when None. ``"auto"`` (the default): two-stage at
+    ``params.AUTO_PENETRATION`` on galleries of at least ``params.AUTO_TWO_STAGE_RECORDS``
+    records, exhaustive on smaller ones.
     """
     p = prepare_checked(probe)
     _check(gallery, p)
@@ -225,6 +236,9 @@ def search_fingerprint(
         if threshold is not None:
             raise MatcherError("give a threshold or a target FMR, not both", reason="bad_threshold")
         threshold = match.threshold_for_fmr(fmr)
+    if penetration == "auto":
+        big = gallery.size >= params.AUTO_TWO_STAGE_RECORDS
+        penetration = params.AUTO_PENETRATION if big else None
     if penetration is not None:
         if not 0 < penetration <= 1:
             raise TemplateFormatError("penetration must lie in (0, 1]", reason="bad_penetration")
@@ -261,21 +275,25 @@ def _two_stage(
     threads: int,
     block_rows: int,
 ) -> TopK:
-    segments = gallery.blocks(max(gallery.size, 1))  # one block per segment, global offsets
-    vec = pooled(probe)
+    """Pre-select the best ``penetration`` fraction of compatible records (at least ``k``), then
+    score those with the exact kernel; both stages run on ``threads``."""
+    cols = preselect.probe_matrix(probe)
     pre = np.full(gallery.size, -np.inf, dtype=np.float32)
-    for seg in segments:
-        use = _usable(seg, position)
-        pre[seg.start : seg.start + len(seg)] = np.where(
-            use, np.asarray(seg.arrays["pooled"]) @ vec, -np.inf
-        )
+
+    def pre_shard(shard: Sequence[Block]) -> None:
+        for b in shard:
+            rows = np.flatnonzero(_usable(b, position))
+            if rows.size:
+                pre[b.start + rows] = _preselect_rows(b, rows, cols)
+
+    run_shards(gallery.blocks(block_rows), pre_shard, threads)
     n_use = int(np.count_nonzero(np.isfinite(pre)))
     m = min(n_use, max(k, int(np.ceil(penetration * n_use))))
     if m == 0:
         return TopK(k)
     chosen = np.sort(np.argpartition(-pre, m - 1)[:m])
     work: list[tuple[Block, np.ndarray]] = []
-    for seg in segments:
+    for seg in gallery.blocks(max(gallery.size, 1)):  # one block per segment, global offsets
         lo, hi = np.searchsorted(chosen, [seg.start, seg.start + len(seg)])
         rows = chosen[lo:hi] - seg.start
         work.extend((seg, rows[i : i + block_rows]) for i in range(0, rows.size, block_rows))

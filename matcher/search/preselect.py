@@ -1,0 +1,87 @@
+"""Pre-selection for two-stage fingerprint search: a local-similarity sort over reduced cylinders.
+
+The exact kernel (``matcher.fingerprint.match``) spends a 128-long GEMM and a relaxation on
+every gallery template. Pre-selection ranks templates by the first half of that work only, at a
+quarter of its cost, and the exact kernel then scores the best fraction (the *penetration*).
+
+Shapes: ``d`` descriptor length (cells x ND sections), ``r = d / 2`` reduced length; a probe of
+``mp`` valid cylinders; a block of ``nb`` templates padded to ``M`` rows.
+
+1. :func:`reduce_cylinders`: each cylinder's ND direction sections are summed into two, the
+   neighbours running roughly *with* the minutia (section centre within 90° of its direction)
+   and those running *against* it, then L2-normalised and quantised to uint8 (0..255). This is
+   what the gallery stores per row (``preselect``, (M, r) uint8).
+2. :func:`preselect_scores`: one GEMM of the block's rows against the probe's (exact: integer
+   products of at most 255², summed r times, stay below 2**24 in float32), the best template
+   row for each probe cylinder (max over ``M``), and the sum of the ``PRESELECT_PAIRS`` best of
+   those (MCC's local similarity sort, without the relaxation). Scores in [0, PAIRS].
+
+The GEMM is exact in float32: its terms are non-negative integers and each dot product of two
+quantised unit vectors is at most about QUANT² (65,025), far below 2**24, so every partial sum
+is an exact integer whatever the BLAS summation order; a template's pre-selection score does not
+depend on its block.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import numpy.typing as npt
+
+from matcher.fingerprint.match import params as match_params
+from matcher.fingerprint.match.types import SearchTemplate
+from matcher.search import params
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+
+#: Quantisation scale of the reduced unit vectors (uint8 range; see the module's note on
+#: exactness).
+QUANT = 255
+
+
+@functools.cache
+def _section_groups() -> npt.NDArray[np.intp]:
+    """(ND,) group of each direction section: 0 = with the minutia, 1 = against it."""
+    width = 2.0 * np.pi / match_params.ND
+    centres = -np.pi + (np.arange(match_params.ND) + 0.5) * width
+    return np.where(np.abs(centres) < np.pi / 2.0, 0, 1).astype(np.intp)
+
+
+def reduced_length(d: int) -> int:
+    """Reduced length r for descriptors of length d (cells x ND)."""
+    return (d // match_params.ND) * 2
+
+
+def reduce_cylinders(descriptors: npt.NDArray[np.floating] | U8) -> U8:
+    """(..., d) cylinder cell values -> (..., r) uint8 reduced unit vectors (zero rows stay 0)."""
+    d = descriptors.shape[-1]
+    cells = d // match_params.ND
+    v = np.asarray(descriptors, np.float32).reshape(*descriptors.shape[:-1], cells, -1)
+    groups = _section_groups()
+    out = np.stack([v[..., groups == g].sum(axis=-1) for g in (0, 1)], axis=-1)
+    out = out.reshape(*descriptors.shape[:-1], reduced_length(d))
+    norm = np.sqrt(np.square(out).sum(axis=-1, keepdims=True))
+    np.divide(out, norm, out=out, where=norm > 0)
+    return np.rint(out * QUANT).astype(np.uint8)
+
+
+def probe_matrix(probe: SearchTemplate) -> F32:
+    """(r, mp) float32: the probe's valid reduced cylinders as GEMM columns."""
+    valid = probe.inv_norm > 0
+    return np.ascontiguousarray(reduce_cylinders(probe.descriptors[valid]).astype(np.float32).T)
+
+
+def preselect_scores(rows: U8, probe_cols: F32) -> F32:
+    """Pre-selection score (nb,) float32 of a block ``rows`` (nb, M, r) uint8 (padding rows
+    zero) against ``probe_cols`` (r, mp) from :func:`probe_matrix`."""
+    nb, m, r = rows.shape
+    mp = probe_cols.shape[1]
+    if nb == 0 or m == 0 or mp == 0:
+        return np.zeros(nb, np.float32)
+    prod = rows.reshape(nb * m, r).astype(np.float32) @ probe_cols  # (nb*M, mp), exact
+    best = prod.reshape(nb, m, mp).max(axis=1)  # (nb, mp): best row per probe cylinder
+    n = min(params.PRESELECT_PAIRS, mp)
+    top = np.partition(best, mp - n, axis=1)[:, mp - n :]
+    return (top.sum(axis=1) * np.float32(1.0 / (QUANT * QUANT))).astype(np.float32)

@@ -1,0 +1,123 @@
+"""Pre-selection for two-stage fingerprint search (matcher.search.preselect) and ``"auto"``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from matcher.fingerprint import match
+from matcher.fingerprint.match.types import descriptor_length
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.gallery import Gallery
+from matcher.search import params, preselect
+from matcher.search.fingerprint import fingerprint_records, fingerprint_schema, search_fingerprint
+from matcher.synthetic.templates import synthetic_templates
+
+
+@pytest.fixture(scope="module")
+def fingers() -> list[list[FingerprintTemplate]]:
+    return synthetic_templates(60, 2, seed=11)
+
+
+def test_reduced_cylinders_are_quantised_unit_vectors() -> None:
+    d = descriptor_length()
+    rng = np.random.default_rng(0)
+    desc = rng.integers(0, 16, (5, d)).astype(np.float32)
+    desc[2] = 0.0  # an invalid cylinder
+    red = preselect.reduce_cylinders(desc)
+    assert red.shape == (5, preselect.reduced_length(d)) and red.dtype == np.uint8
+    assert not red[2].any()
+    norms = np.linalg.norm(red.astype(np.float64), axis=1)
+    np.testing.assert_allclose(norms[[0, 1, 3, 4]], preselect.QUANT, rtol=0.01)
+    # The two groups sum the sections running with and against the minutia: a cylinder whose
+    # every neighbour runs with it has nothing in the "against" half.
+    cells = desc.reshape(5, -1, 4).copy()
+    cells[..., [0, 3]] = 0.0  # sections centred at ±135°
+    only_with = preselect.reduce_cylinders(cells.reshape(5, d)).reshape(5, -1, 2)
+    assert not only_with[..., 1].any() and only_with[0, :, 0].any()
+
+
+def test_score_of_a_template_does_not_depend_on_its_block(fingers: list) -> None:
+    prepared = [match.prepare(f[0]) for f in fingers[:12]]
+    probe = match.prepare(fingers[3][1])
+    cols = preselect.probe_matrix(probe)
+    packed = match.pack(prepared)
+    block = preselect.reduce_cylinders(packed.descriptors)
+    together = preselect.preselect_scores(block, cols)
+    for i, t in enumerate(prepared):
+        alone = preselect.preselect_scores(preselect.reduce_cylinders(t.descriptors)[None], cols)
+        assert alone[0] == together[i]  # exact: integer GEMM
+    # The mate gets the best pre-selection score; scores lie in [0, PRESELECT_PAIRS].
+    assert int(np.argmax(together)) == 3
+    assert together.min() >= 0.0 and together.max() <= params.PRESELECT_PAIRS + 1e-3
+
+
+@settings(max_examples=25, deadline=None)
+@given(pad=st.integers(0, 20), seed=st.integers(0, 2**16))
+def test_padding_rows_change_nothing(pad: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    r = preselect.reduced_length(descriptor_length())
+    rows = rng.integers(0, 256, (3, 10, r)).astype(np.uint8)
+    cols = rng.integers(0, 256, (r, 7)).astype(np.float32)
+    padded = np.concatenate([rows, np.zeros((3, pad, r), np.uint8)], axis=1)
+    assert np.array_equal(
+        preselect.preselect_scores(rows, cols), preselect.preselect_scores(padded, cols)
+    )
+
+
+def test_empty_probe_or_block_scores_zero() -> None:
+    r = preselect.reduced_length(descriptor_length())
+    assert preselect.preselect_scores(np.zeros((0, 4, r), np.uint8), np.ones((r, 3))).shape == (0,)
+    out = preselect.preselect_scores(np.ones((2, 4, r), np.uint8), np.zeros((r, 0), np.float32))
+    assert np.array_equal(out, np.zeros(2, np.float32))
+
+
+def test_two_stage_finds_mates_at_low_penetration(tmp_path: Path, fingers: list) -> None:
+    refs = [f"f{i:02d}" for i in range(len(fingers))]
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        g.append(fingerprint_records(refs, refs, [f[0] for f in fingers]))
+        found = [
+            search_fingerprint(g, f[1], k=1, penetration=0.1).candidates[0].reference
+            for f in fingers[:20]
+        ]
+        exhaustive = [
+            search_fingerprint(g, f[1], k=1, penetration=None).candidates[0].reference
+            for f in fingers[:20]
+        ]
+    # 10% of 60 is 6 records scored exactly, yet 19 of the 20 mates are found (the one missed
+    # scores at impostor level, 0.008, even in exhaustive search).
+    assert sum(r == refs[i] for i, r in enumerate(exhaustive)) == 20
+    assert sum(r == refs[i] for i, r in enumerate(found)) >= 19
+
+
+def test_auto_switches_to_two_stage_on_large_galleries(
+    tmp_path: Path, fingers: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs = [f"f{i:02d}" for i in range(len(fingers))]
+    probe = fingers[16][1]  # a weak mate that pre-selection at 5% (3 of 60) misses
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        g.append(fingerprint_records(refs, refs, [f[0] for f in fingers]))
+        assert search_fingerprint(g, probe, k=1).candidates[0].reference == "f16"  # exhaustive
+        monkeypatch.setattr(params, "AUTO_TWO_STAGE_RECORDS", 50)
+        monkeypatch.setattr(params, "AUTO_PENETRATION", 0.05)
+        auto = search_fingerprint(g, probe, k=1)
+        assert auto.candidates[0].reference != "f16"
+        assert auto.candidates == search_fingerprint(g, probe, k=1, penetration=0.05).candidates
+        assert search_fingerprint(g, probe, k=1, penetration=None).candidates[0].reference == "f16"
+
+
+def test_gallery_built_without_preselect_field_is_refused(tmp_path: Path, fingers: list) -> None:
+    from matcher.gallery import FieldSpec, GallerySchema
+    from matcher.gallery.errors import IncompatibleFormatError
+
+    current = fingerprint_schema()
+    fields = {k: v for k, v in current.fields.items() if k != "preselect"}
+    fields["pooled"] = FieldSpec("float32", (descriptor_length(),))  # the layout before it
+    old = GallerySchema(current.modality, current.format, current.format_version, fields)
+    with Gallery.create(tmp_path, old) as g, pytest.raises(IncompatibleFormatError) as err:
+        search_fingerprint(g, fingers[0][1])
+    assert err.value.reason == "schema_mismatch"
