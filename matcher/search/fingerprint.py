@@ -4,7 +4,7 @@ Gallery fields are the arrays of :class:`matcher.fingerprint.match.PackedTemplat
 ``descriptors`` (M, d) **uint8** (cell values are integers 0..QUANT_LEVELS, so the cast back to
 float32 per block is exact and 4x less memory is mapped), ``inv_norm`` (M,) float32,
 ``geometry`` (M, 4) float32, ``counts`` () int32, and for two-stage search ``preselect``
-(M, r) uint8 (:mod:`matcher.search.preselect`). M is ragged across segments (each appended
+(G, r) uint8 (:mod:`matcher.search.preselect`). M is ragged across segments (each appended
 batch is packed to its own maximum); padding rows are zero, which the kernels ignore.
 
 Every block is scored by ``score_many`` calls, one per group of similar minutia counts; rows
@@ -52,7 +52,9 @@ def fingerprint_schema() -> GallerySchema:
             "inv_norm": FieldSpec("float32", (-1,)),
             "geometry": FieldSpec("float32", (-1, 4)),
             "counts": FieldSpec("int32"),
-            "preselect": FieldSpec("uint8", (-1, preselect.reduced_length(d))),
+            "preselect": FieldSpec(
+                "uint8", (params.PRESELECT_GALLERY_ROWS, preselect.reduced_length(d))
+            ),
         },
     )
 
@@ -91,7 +93,7 @@ def fingerprint_records(
             "inv_norm": packed.inv_norm,
             "geometry": packed.geometry,
             "counts": packed.counts,
-            "preselect": preselect.reduce_cylinders(packed.descriptors),
+            "preselect": np.stack([preselect.gallery_rows(p) for p in prepared]),
         }
     else:
         d = descriptor_length()
@@ -100,7 +102,9 @@ def fingerprint_records(
             "inv_norm": np.zeros((0, 1), np.float32),
             "geometry": np.zeros((0, 1, 4), np.float32),
             "counts": np.zeros(0, np.int32),
-            "preselect": np.zeros((0, 1, preselect.reduced_length(d)), np.uint8),
+            "preselect": np.zeros(
+                (0, params.PRESELECT_GALLERY_ROWS, preselect.reduced_length(d)), np.uint8
+            ),
         }
     return RecordBatch.build(
         list(references), list(subjects), list(positions), arrays, format=fmt, format_version=ver
@@ -163,11 +167,7 @@ def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTempla
 
 def _preselect_rows(block: Block, rows: np.ndarray, probe_cols: np.ndarray) -> np.ndarray:
     """Pre-selection scores (r,) of ``rows`` of a block (see :mod:`matcher.search.preselect`)."""
-    reduced = np.asarray(block.arrays["preselect"])
-    out = np.empty(rows.shape[0], dtype=np.float32)
-    for m, group, r in _row_groups(block, rows):
-        out[group] = preselect.preselect_scores(reduced[r, :m], probe_cols)
-    return out
+    return preselect.preselect_scores(np.asarray(block.arrays["preselect"])[rows], probe_cols)
 
 
 def _block_scores(block: Block, probe: match.SearchTemplate, position: int) -> np.ndarray:

@@ -40,18 +40,27 @@ UNKNOWN_FINGER = 0
 #: quantisation error is at most half a step of max|e|/127, < 0.4% of the largest component).
 INT8_LEVELS = 127
 
-#: Two-stage search by default (``penetration="auto"``) from this gallery size: exhaustive search
-#: costs ~21 µs of CPU per record (10,000 records: 0.21 s), so below it the saving is small and
-#: search stays exact. Above it pre-selection + 2% exact costs ~0.28x exhaustive.
-AUTO_TWO_STAGE_RECORDS = 20_000
+#: Two-stage search by default (``penetration="auto"``) from this gallery size. Exhaustive
+#: search costs ~20 µs of CPU per record (5,000 records: 0.1 s); two-stage at 2% costs ~3 µs
+#: per record, with rank-1 unchanged where measured (below). Smaller galleries stay exact.
+AUTO_TWO_STAGE_RECORDS = 5_000
 #: Fraction scored exactly by automatic two-stage search. On 10,000 synthetic fingers (200
-#: probes; exhaustive rank-1 100%): 1% -> 99.5%, 2% -> 99.5%, 5% -> 99.5%, 10% -> 100%; the
-#: pre-selection rank of mates is 0.52% at the 99th percentile, so 2% leaves room for larger,
-#: less uniform galleries.
+#: probes; exhaustive rank-1 100%, 214 ms of CPU per probe): 1% -> 99.5% (26 ms), 2% -> 100%
+#: (30 ms), 5% -> 100% (37 ms); the worst pre-selection rank of a mate was 1.6%.
 AUTO_PENETRATION = 0.02
 
 #: Two-stage search: a template's pre-selection score is the sum of this many best local
-#: similarities (see ``matcher.search.preselect``). Measured on 2,000 synthetic fingers (300
-#: probes; share of mates ranked in the best 1% / 5%): 4 -> 98.3 / 99.0, 8 -> 98.3 / 99.0,
-#: 16 -> 98.0 / 99.3; 8 keeps the worst-ranked mates highest.
-PRESELECT_PAIRS = 8
+#: similarities (see ``matcher.search.preselect``). Measured on 10,000 synthetic fingers (200
+#: probes, 24 x 20 central cylinders; 99th percentile / worst mate rank): 4 -> 0.42 / 1.3%,
+#: 6 -> 0.27 / 1.6%, 8 -> 0.31 / 3.2%, 12 -> 1.2 / 4.7%, 16 -> 2.6 / 13.5%.
+PRESELECT_PAIRS = 6
+
+#: Pre-selection compares the probe's PRESELECT_PROBE_ROWS central cylinders with each gallery
+#: template's PRESELECT_GALLERY_ROWS central ones (``matcher.search.preselect``); the cost is
+#: proportional to their product. On 10,000 synthetic fingers (200 probes; CPU per probe, share
+#: of mates in the best 1% / 2% / 5%): every cylinder (bucketed, ~44 x 40) 55 ms, 99.5 / 99.5 /
+#: 99.5; 32 x 20: 21 ms, 100 / 100 / 100; 24 x 20: 16.5 ms, 99.5 / 99.5 / 100; 24 x 16: 14.6 ms,
+#: 98.0 / 98.0 / 99.5; 16 x 16: 9.9 ms, 98.0 / 98.5 / 99.0. Border cylinders mislead more than
+#: they help, so fewer, central ones rank mates as well as all of them at a third of the cost.
+PRESELECT_GALLERY_ROWS = 24
+PRESELECT_PROBE_ROWS = 20

@@ -9,9 +9,13 @@ Shapes: ``d`` descriptor length (cells x ND sections), ``r = d / 2`` reduced len
 
 1. :func:`reduce_cylinders`: each cylinder's ND direction sections are summed into two, the
    neighbours running roughly *with* the minutia (section centre within 90° of its direction)
-   and those running *against* it, then L2-normalised and quantised to uint8 (0..255). This is
-   what the gallery stores per row (``preselect``, (M, r) uint8).
-2. :func:`preselect_scores`: one GEMM of the block's rows against the probe's (exact: integer
+   and those running *against* it, then L2-normalised and quantised to uint8 (0..255).
+2. :func:`central_rows`: only the valid cylinders nearest the minutiae's centroid take part,
+   ``PRESELECT_GALLERY_ROWS`` per gallery template (stored as ``preselect``, (G, r) uint8, zero
+   rows where a template has fewer) and ``PRESELECT_PROBE_ROWS`` of the probe. Border
+   cylinders are the least reliable (cells cut by the image edge, minutiae outside the other
+   impression), so dropping them costs little, and they are most of the GEMM.
+3. :func:`preselect_scores`: one GEMM of the block's rows against the probe's (exact: integer
    products of at most 255², summed r times, stay below 2**24 in float32), the best template
    row for each probe cylinder (max over ``M``), and the sum of the ``PRESELECT_PAIRS`` best of
    those (MCC's local similarity sort, without the relaxation). Scores in [0, PAIRS].
@@ -58,7 +62,7 @@ def reduce_cylinders(descriptors: npt.NDArray[np.floating] | U8) -> U8:
     """(..., d) cylinder cell values -> (..., r) uint8 reduced unit vectors (zero rows stay 0)."""
     d = descriptors.shape[-1]
     cells = d // match_params.ND
-    v = np.asarray(descriptors, np.float32).reshape(*descriptors.shape[:-1], cells, -1)
+    v = np.asarray(descriptors, np.float32).reshape(*descriptors.shape[:-1], cells, match_params.ND)
     groups = _section_groups()
     out = np.stack([v[..., groups == g].sum(axis=-1) for g in (0, 1)], axis=-1)
     out = out.reshape(*descriptors.shape[:-1], reduced_length(d))
@@ -67,10 +71,29 @@ def reduce_cylinders(descriptors: npt.NDArray[np.floating] | U8) -> U8:
     return np.rint(out * QUANT).astype(np.uint8)
 
 
+def central_rows(template: SearchTemplate, n: int) -> npt.NDArray[np.intp]:
+    """Indices of the (at most) ``n`` valid cylinders of ``template`` nearest the centroid of
+    its valid minutiae, nearest first (ties: lower index first)."""
+    valid = np.flatnonzero(template.inv_norm > 0)
+    xy = template.geometry[valid, :2].astype(np.float64)
+    dist2 = np.square(xy - xy.mean(axis=0)).sum(axis=1) if valid.size else np.zeros(0)
+    return valid[np.argsort(dist2, kind="stable")[:n]]
+
+
+def gallery_rows(template: SearchTemplate) -> U8:
+    """(G, r) uint8: what the gallery stores for ``template`` (zero rows past its cylinders)."""
+    rows = central_rows(template, params.PRESELECT_GALLERY_ROWS)
+    out = np.zeros(
+        (params.PRESELECT_GALLERY_ROWS, reduced_length(template.descriptors.shape[1])), np.uint8
+    )
+    out[: rows.size] = reduce_cylinders(template.descriptors[rows])
+    return out
+
+
 def probe_matrix(probe: SearchTemplate) -> F32:
-    """(r, mp) float32: the probe's valid reduced cylinders as GEMM columns."""
-    valid = probe.inv_norm > 0
-    return np.ascontiguousarray(reduce_cylinders(probe.descriptors[valid]).astype(np.float32).T)
+    """(r, mp) float32: the probe's central reduced cylinders as GEMM columns."""
+    rows = central_rows(probe, params.PRESELECT_PROBE_ROWS)
+    return np.ascontiguousarray(reduce_cylinders(probe.descriptors[rows]).astype(np.float32).T)
 
 
 def preselect_scores(rows: U8, probe_cols: F32) -> F32:

@@ -45,15 +45,36 @@ def test_score_of_a_template_does_not_depend_on_its_block(fingers: list) -> None
     prepared = [match.prepare(f[0]) for f in fingers[:12]]
     probe = match.prepare(fingers[3][1])
     cols = preselect.probe_matrix(probe)
-    packed = match.pack(prepared)
-    block = preselect.reduce_cylinders(packed.descriptors)
+    assert cols.shape[1] == min(params.PRESELECT_PROBE_ROWS, int((probe.inv_norm > 0).sum()))
+    block = np.stack([preselect.gallery_rows(t) for t in prepared])
+    assert block.shape == (12, params.PRESELECT_GALLERY_ROWS, cols.shape[0])
     together = preselect.preselect_scores(block, cols)
-    for i, t in enumerate(prepared):
-        alone = preselect.preselect_scores(preselect.reduce_cylinders(t.descriptors)[None], cols)
+    for i in range(12):
+        alone = preselect.preselect_scores(block[i : i + 1], cols)
         assert alone[0] == together[i]  # exact: integer GEMM
     # The mate gets the best pre-selection score; scores lie in [0, PRESELECT_PAIRS].
     assert int(np.argmax(together)) == 3
     assert together.min() >= 0.0 and together.max() <= params.PRESELECT_PAIRS + 1e-3
+
+
+def test_central_rows_are_the_valid_cylinders_nearest_the_centroid(fingers: list) -> None:
+    t = match.prepare(fingers[0][0])
+    valid = np.flatnonzero(t.inv_norm > 0)
+    rows = preselect.central_rows(t, 5)
+    assert rows.size == 5 and set(rows) <= set(valid)
+    centre = t.geometry[valid, :2].mean(axis=0)
+    dist = np.hypot(*(t.geometry[:, :2] - centre).T)
+    assert (
+        dist[rows].max()
+        <= np.delete(dist, rows)[np.isin(np.delete(np.arange(t.count), rows), valid)].min()
+    )
+    assert np.array_equal(
+        preselect.central_rows(t, 10_000), valid[np.argsort(dist[valid], kind="stable")]
+    )
+    few = preselect.gallery_rows(
+        match.SearchTemplate(t.descriptors[:3], t.inv_norm[:3], t.geometry[:3])
+    )
+    assert not few[3:].any()  # zero rows past the template's cylinders
 
 
 @settings(max_examples=25, deadline=None)
