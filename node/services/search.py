@@ -1,14 +1,27 @@
-"""1:N search for officers: fingerprint images in, candidate subjects and a hit/no-hit out.
+"""1:N search for officers: fingerprint and face probes in, candidate subjects and a hit/no-hit
+out.
 
-A probe is one or more fingers (image and ISO position). Each is extracted and searched against
-the gallery (:func:`fingerprint_candidates`); a subject's score is its best finger's, and its
-estimated FMR that score's FMR in the matcher's measured table times the number of fingers.
-The search is a hit when the best subject reaches the measured threshold for
-``settings.search_fmr / fingers`` (:mod:`node.thresholds`), the same rule peers' queries use.
+A fingerprint probe is one or more fingers (ISO position and either an image to extract or an
+ISO/IEC 19794-2:2005 record). A record with one finger view gives that view; a record with
+several gives the view at the finger's position, which must then be given and be held by
+exactly one view. A view without a position takes the given one; a view's known position that
+differs from a given one is refused. Each finger is searched against the gallery
+(:func:`fingerprint_candidates`); a subject's score is its best finger's, and its estimated FMR
+that score's FMR in the matcher's measured table times the number of fingers. The search is a
+hit when the best subject reaches the measured threshold for ``settings.search_fmr / fingers``
+(:mod:`node.thresholds`), the same rule peers' queries use.
 
 A face probe (an image or a face template) is searched with :func:`matcher.search.search_face`
 against the gallery of its embedding format; the decision is score >= the cosine threshold
 measured on LFW for the FMR target (:data:`node.thresholds.FACE_THRESHOLDS`).
+
+A combined probe (fingers and/or a face, :meth:`SearchService.search`) runs each modality as
+above and fuses per subject with the ``"fmr"`` rule of :mod:`matcher.search.fusion`: Fisher's
+method on the modalities' ``-log10 FMR`` estimates (a subject a modality did not return counts
+FMR 1 there, so one modality alone weighs less than in its own search). The fused decision is
+a hit when the best subject's fused FMR is at most the target, or, for a target stricter than
+the measured tables reach, at most the fused FMR of a subject at the strictest measured row of
+every modality in the probe (the clamp rule of :mod:`node.thresholds`).
 
 Candidates are the node's subjects (external ids) with at least one active record; every
 search is written to the audit trail (counts and outcome only, no biometric data).
@@ -16,8 +29,9 @@ search is written to the audit trail (counts and outcome only, no biometric data
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy import select
@@ -25,12 +39,13 @@ from sqlalchemy.orm import Session
 
 from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
+from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.extract import extract_file
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Gallery
 from matcher.search.face import face_schema, search_face
 from matcher.search.fingerprint import fingerprint_schema, search_fingerprint
-from matcher.search.fusion import SubjectCandidate
+from matcher.search.fusion import SubjectCandidate, fused_fmr
 from node.db.models import RecordState, Subject, TemplateRecord
 from node.repositories.audit import AuditRepository
 from node.service_errors import InvalidRequestError
@@ -61,8 +76,67 @@ def fingerprint_candidates(
 
 @dataclass(frozen=True)
 class FingerProbe:
-    image: bytes
+    """One finger: an image to extract or an ISO/IEC 19794-2:2005 record (exactly one)."""
+
+    image: bytes | None = None
+    template: bytes | None = None
     finger_position: int = 0
+
+
+@dataclass(frozen=True)
+class FaceProbe:
+    """One face: an image to extract or FaceTemplate bytes (exactly one)."""
+
+    image: bytes | None = None
+    template: bytes | None = None
+
+
+def _one_of(image: bytes | None, template: bytes | None, what: str) -> None:
+    if (image is None) == (template is None):
+        raise InvalidRequestError(
+            f"give {what} image or its template (exactly one)", reason="bad_probe"
+        )
+
+
+def finger_template(probe: FingerProbe) -> FingerprintTemplate:
+    """The probe's minutiae (see the module doc); raises the extractor's or decoder's typed
+    error for an unusable image or a malformed record."""
+    _one_of(probe.image, probe.template, "a finger's")
+    pos = probe.finger_position
+    if probe.image is not None:
+        return extract_file(probe.image, finger_position=pos)
+    assert probe.template is not None
+    views = iso19794_2.decode_all(probe.template)
+    if len(views) > 1:
+        views = [v for v in views if pos != 0 and v.finger_position == pos]
+        if len(views) != 1:
+            raise InvalidRequestError(
+                "the record holds several finger views: give the position of exactly one of them",
+                reason="bad_probe",
+            )
+    view = views[0]
+    if view.finger_position == 0:
+        return replace(view, finger_position=pos)
+    if pos not in (0, view.finger_position):
+        raise InvalidRequestError(
+            f"the record's finger position {view.finger_position} is not the given {pos}",
+            reason="bad_probe",
+        )
+    return view
+
+
+def face_template(probe: FaceProbe) -> FaceTemplate:
+    _one_of(probe.image, probe.template, "a face's")
+    if probe.image is not None:
+        return extract_face(probe.image).template
+    assert probe.template is not None
+    return FaceTemplate.from_bytes(probe.template)
+
+
+def _check_positions(positions: Sequence[int]) -> None:
+    known = [p for p in positions if p != 0]
+    if len(set(known)) != len(known):
+        raise InvalidRequestError("a finger position is repeated", reason="bad_probe")
 
 
 @dataclass(frozen=True)
@@ -90,6 +164,55 @@ class SearchOutcome:
     gallery_size: int
 
 
+@dataclass(frozen=True)
+class FusedCandidate:
+    subject: str
+    score: float  # Fisher's statistic: the sum of -log10 FMR over the modalities
+    fmr: float  # its estimated FMR
+    fingerprint_fmr: float | None  # None: not among that modality's candidates
+    face_fmr: float | None
+
+
+@dataclass(frozen=True)
+class FusedOutcome:
+    hit: bool
+    target_fmr: float
+    decision_fmr: float  # the target, or the strictest fused FMR the measured tables reach
+    candidates: list[FusedCandidate]
+
+
+@dataclass(frozen=True)
+class CombinedOutcome:
+    fingerprint: SearchOutcome | None
+    face: FaceOutcome | None
+    fused: FusedOutcome
+
+
+#: One modality's subjects and the strictest FMR its measured table reaches for the probe.
+ModalityResult = tuple[list[Candidate], float]
+
+
+def _z(fmr: float | None) -> float:
+    return 0.0 if fmr is None else -math.log10(fmr)
+
+
+def fuse_outcomes(
+    fingerprint: ModalityResult | None, face: ModalityResult | None, target: float
+) -> FusedOutcome:
+    """Subjects of the modalities fused by Fisher's method, best first (see the module doc)."""
+    present = [m for m in (fingerprint, face) if m is not None]
+    fp = {c.subject: c.fmr for c in fingerprint[0]} if fingerprint else {}
+    fc = {c.subject: c.fmr for c in face[0]} if face else {}
+    fused = []
+    for subject in fp.keys() | fc.keys():
+        z = _z(fp.get(subject)) + _z(fc.get(subject))
+        fmr = float(fused_fmr(z, len(present)))
+        fused.append(FusedCandidate(subject, z, fmr, fp.get(subject), fc.get(subject)))
+    fused.sort(key=lambda c: (-c.score, c.subject))
+    decision = max(target, float(fused_fmr(sum(_z(f) for _, f in present), len(present))))
+    return FusedOutcome(bool(fused) and fused[0].fmr <= decision, target, decision, fused)
+
+
 class SearchService:
     def __init__(self, session: Session, galleries: GallerySet, *, target_fmr: float) -> None:
         self.session = session
@@ -100,16 +223,59 @@ class SearchService:
     def search_fingerprints(
         self, probes: Sequence[FingerProbe], *, k: int, actor: str
     ) -> SearchOutcome:
-        """Extract and search; raises the extractor's typed error for an unusable image."""
+        """Extract or decode each finger and search; raises the extractor's or the record
+        decoder's typed error for an unusable image or record."""
+        outcome = self._fingerprints(probes, k)
+        details = {"fingers": len(probes), "hit": outcome.hit}
+        self.audit.record(
+            actor, "search.fingerprint", None, details | {"candidates": len(outcome.candidates)}
+        )
+        self.session.commit()
+        return outcome
+
+    def search_face(
+        self, *, image: bytes | None = None, template: bytes | None = None, k: int, actor: str
+    ) -> FaceOutcome:
+        """Search one face (exactly one of an image or FaceTemplate bytes) against the gallery."""
+        outcome = self._face(FaceProbe(image, template), k)
+        details = {"hit": outcome.hit, "candidates": len(outcome.candidates)}
+        self.audit.record(actor, "search.face", None, details)
+        self.session.commit()
+        return outcome
+
+    def search(
+        self, fingers: Sequence[FingerProbe], face: FaceProbe | None, *, k: int, actor: str
+    ) -> CombinedOutcome:
+        """Search every modality of the probe and fuse per subject (see the module doc)."""
+        if not fingers and face is None:
+            raise InvalidRequestError("give fingers, a face or both", reason="bad_probe")
+        fingerprint = self._fingerprints(fingers, k) if fingers else None
+        face_outcome = self._face(face, k) if face is not None else None
+        fp_floor = min(1.0, len(fingers) * fingerprint_fmr(math.inf))
+        fused = fuse_outcomes(
+            None if fingerprint is None else (fingerprint.candidates, fp_floor),
+            None if face_outcome is None else (face_outcome.candidates, face_fmr(math.inf)),
+            self.target_fmr,
+        )
+        fused = replace(fused, candidates=fused.candidates[:k])
+        details = {
+            "fingers": len(fingers),
+            "face": face is not None,
+            "hit": fused.hit,
+            "candidates": len(fused.candidates),
+        }
+        self.audit.record(actor, "search.combined", None, details)
+        self.session.commit()
+        return CombinedOutcome(fingerprint, face_outcome, fused)
+
+    def _fingerprints(self, probes: Sequence[FingerProbe], k: int) -> SearchOutcome:
         if not 1 <= len(probes) <= MAX_FINGERS:
             raise InvalidRequestError(
                 f"a probe has 1 to {MAX_FINGERS} fingers, not {len(probes)}", reason="bad_probe"
             )
-        positions = [p.finger_position for p in probes]
-        known = [p for p in positions if p != 0]
-        if len(set(known)) != len(known):
-            raise InvalidRequestError("a finger position is repeated", reason="bad_probe")
-        templates = [extract_file(p.image, finger_position=p.finger_position) for p in probes]
+        _check_positions([p.finger_position for p in probes])
+        templates = [finger_template(p) for p in probes]
+        _check_positions([t.finger_position for t in templates])
         with self.galleries.reading(fingerprint_schema()) as gallery:
             found: list[SubjectCandidate] = []
             size = 0
@@ -118,25 +284,10 @@ class SearchService:
         threshold, _ = fingerprint_threshold(self.target_fmr / len(templates))
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
-        self.audit.record(
-            actor,
-            "search.fingerprint",
-            None,
-            {"fingers": len(probes), "hit": hit, "candidates": len(candidates)},
-        )
-        self.session.commit()
         return SearchOutcome(hit, self.target_fmr, candidates, size)
 
-    def search_face(
-        self, *, image: bytes | None = None, template: bytes | None = None, k: int, actor: str
-    ) -> FaceOutcome:
-        """Search one face (exactly one of an image or FaceTemplate bytes) against the gallery."""
-        if image is not None and template is None:
-            probe = extract_face(image).template
-        elif template is not None and image is None:
-            probe = FaceTemplate.from_bytes(template)
-        else:
-            raise InvalidRequestError("give an image or a template, not both", reason="bad_probe")
+    def _face(self, face: FaceProbe, k: int) -> FaceOutcome:
+        probe = face_template(face)
         threshold, threshold_fmr = face_threshold(self.target_fmr)
         found: list[SubjectCandidate] = []
         size = 0
@@ -159,8 +310,6 @@ class SearchService:
                 size = len(gallery)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
-        self.audit.record(actor, "search.face", None, {"hit": hit, "candidates": len(candidates)})
-        self.session.commit()
         return FaceOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size)
 
     def _to_subjects(self, found: Sequence[SubjectCandidate]) -> list[Candidate]:

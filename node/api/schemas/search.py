@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 
 from node.db.models import MAX_FINGER_POSITION
 from node.services.search import MAX_FINGERS
@@ -12,10 +12,23 @@ MAX_K = 100
 
 
 class FingerIn(BaseModel):
+    """One finger: an image to extract or an ISO/IEC 19794-2:2005 record (exactly one)."""
+
     model_config = ConfigDict(extra="forbid")
 
     position: int = Field(0, ge=0, le=MAX_FINGER_POSITION, description="ISO code; 0 unknown")
-    image: Base64Bytes = Field(description="the image file, base64")
+    image: Base64Bytes | None = Field(None, description="the image file, base64")
+    template: Base64Bytes | None = Field(
+        None,
+        description="an ISO/IEC 19794-2:2005 finger minutiae record, base64; one of several "
+        "finger views is chosen by `position`",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FingerIn:
+        if (self.image is None) == (self.template is None):
+            raise ValueError("give the finger's image or its template (exactly one)")
+        return self
 
 
 class FingerprintSearchIn(BaseModel):
@@ -55,3 +68,56 @@ class FaceSearchOut(BaseModel):
     threshold_fmr: float = Field(description="false-match rate measured at the threshold (LFW)")
     gallery_size: int
     candidates: list[CandidateOut]
+
+
+class FaceIn(BaseModel):
+    """One face: an image to extract or a face template (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: Base64Bytes | None = Field(None, description="the face image file, base64")
+    template: Base64Bytes | None = Field(None, description="FaceTemplate bytes, base64")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FaceIn:
+        if (self.image is None) == (self.template is None):
+            raise ValueError("give the face's image or its template (exactly one)")
+        return self
+
+
+class CombinedSearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fingers: list[FingerIn] = Field(default_factory=list, max_length=MAX_FINGERS)
+    face: FaceIn | None = None
+    k: int = Field(10, ge=1, le=MAX_K, description="most candidates to return, per modality")
+
+    @model_validator(mode="after")
+    def _some_probe(self) -> CombinedSearchIn:
+        if not self.fingers and self.face is None:
+            raise ValueError("give fingers, a face or both")
+        return self
+
+
+class FusedCandidateOut(BaseModel):
+    subject: str
+    score: float = Field(description="Fisher's statistic: sum of -log10 FMR over the modalities")
+    fmr: float = Field(description="estimated false-match rate of the fused score")
+    fingerprint_fmr: float | None = Field(description="null: not a fingerprint candidate")
+    face_fmr: float | None = Field(description="null: not a face candidate")
+
+
+class FusedOut(BaseModel):
+    hit: bool
+    target_fmr: float
+    decision_fmr: float = Field(
+        description="the FMR decided at: the target, or the strictest fused FMR the measured "
+        "tables reach for this probe's modalities when the target is stricter"
+    )
+    candidates: list[FusedCandidateOut]
+
+
+class CombinedSearchOut(BaseModel):
+    fingerprint: SearchOut | None = Field(description="null when the probe has no fingers")
+    face: FaceSearchOut | None = Field(description="null when the probe has no face")
+    fused: FusedOut = Field(description="subject-level decision (Fisher's method on FMRs)")
