@@ -226,10 +226,12 @@ class SearchService:
         """Extract or decode each finger and search; raises the extractor's or the record
         decoder's typed error for an unusable image or record."""
         outcome = self._fingerprints(probes, k)
-        details = {"fingers": len(probes), "hit": outcome.hit}
-        self.audit.record(
-            actor, "search.fingerprint", None, details | {"candidates": len(outcome.candidates)}
-        )
+        details = {
+            "fingers": len(probes),
+            "hit": outcome.hit,
+            "candidates": len(outcome.candidates),
+        }
+        self.audit.record(actor, "search.fingerprint", None, details)
         self.session.commit()
         return outcome
 
