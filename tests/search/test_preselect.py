@@ -142,3 +142,10 @@ def test_gallery_built_without_preselect_field_is_refused(tmp_path: Path, finger
     with Gallery.create(tmp_path, old) as g, pytest.raises(IncompatibleFormatError) as err:
         search_fingerprint(g, fingers[0][1])
     assert err.value.reason == "schema_mismatch"
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 40), seed=st.integers(0, 2**16))
+def test_max_over_rows_equals_numpy_max(rows: int, seed: int) -> None:
+    v = np.random.default_rng(seed).random((3, rows, 5), dtype=np.float32)
+    assert np.array_equal(preselect._max_over_rows(v), v.max(axis=1))
