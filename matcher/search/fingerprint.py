@@ -165,6 +165,46 @@ def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTempla
     return out
 
 
+def _gathered(
+    segments: Sequence[Block], chosen: np.ndarray, probe: match.SearchTemplate, block_rows: int
+) -> list[tuple[np.ndarray, match.PackedTemplates]]:
+    """The ``chosen`` global ids (sorted) packed for the exact kernel: rows of every segment
+    grouped by padded length across segments, cut into blocks of at most ``block_rows``, as
+    (global ids (n,), PackedTemplates) pairs. Pre-selected rows are scattered over every
+    segment; scoring them segment by segment made hundreds of tiny kernel calls."""
+    pieces: dict[int, list[tuple[np.ndarray, ...]]] = {}
+    for seg in segments:
+        lo, hi = np.searchsorted(chosen, [seg.start, seg.start + len(seg)])
+        if hi == lo:
+            continue
+        a = seg.arrays
+        for m, _, r in _row_groups(seg, chosen[lo:hi] - seg.start):
+            pieces.setdefault(m, []).append(
+                (
+                    r + seg.start,
+                    np.asarray(a["descriptors"])[r, :m],
+                    np.asarray(a["inv_norm"])[r, :m],
+                    np.asarray(a["geometry"])[r, :m],
+                    np.asarray(a["counts"])[r],
+                )
+            )
+    work: list[tuple[np.ndarray, match.PackedTemplates]] = []
+    for parts in pieces.values():
+        ids, desc, inv, geo, counts = (np.concatenate(col) for col in zip(*parts, strict=True))
+        for i in range(0, ids.size, block_rows):
+            cut = slice(i, i + block_rows)
+            packed = match.PackedTemplates(
+                desc[cut].astype(np.float32),
+                inv[cut],
+                geo[cut],
+                counts[cut],
+                format=probe.format,
+                version=probe.version,
+            )
+            work.append((ids[cut], packed))
+    return work
+
+
 def _preselect_rows(block: Block, rows: np.ndarray, probe_cols: np.ndarray) -> np.ndarray:
     """Pre-selection scores (r,) of ``rows`` of a block (see :mod:`matcher.search.preselect`)."""
     return preselect.preselect_scores(np.asarray(block.arrays["preselect"])[rows], probe_cols)
@@ -292,16 +332,12 @@ def _two_stage(
     if m == 0:
         return TopK(k)
     chosen = np.sort(np.argpartition(-pre, m - 1)[:m])
-    work: list[tuple[Block, np.ndarray]] = []
-    for seg in gallery.blocks(max(gallery.size, 1)):  # one block per segment, global offsets
-        lo, hi = np.searchsorted(chosen, [seg.start, seg.start + len(seg)])
-        rows = chosen[lo:hi] - seg.start
-        work.extend((seg, rows[i : i + block_rows]) for i in range(0, rows.size, block_rows))
+    work = _gathered(gallery.blocks(max(gallery.size, 1)), chosen, probe, block_rows)
 
-    def score_shard(shard: Sequence[tuple[Block, np.ndarray]]) -> TopK:
+    def score_shard(shard: Sequence[tuple[np.ndarray, match.PackedTemplates]]) -> TopK:
         top = TopK(k)
-        for seg, rows in shard:
-            top.add(rows + seg.start, _score_rows(seg, rows, probe))
+        for ids, packed in shard:
+            top.add(ids, match.score_many(probe, packed))
         return top
 
     return merged(run_shards(work, score_shard, threads), k)
