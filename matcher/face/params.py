@@ -70,6 +70,13 @@ CHIP_CORE = (CHIP_PADDING / (1 + 2 * CHIP_PADDING), (1 + CHIP_PADDING) / (1 + 2 
 EMBEDDING_DIM = 128
 #: No jitter: dlib's 100-jitter mode is 100x slower for ~0.1% accuracy.
 NUM_JITTERS = 0
+#: The embedding is the normalised sum of the unit descriptors of the chip and of its mirror
+#: image (test-time flip augmentation: a face and its mirror are the same person, and averaging
+#: the two cancels part of the pose- and light-dependent noise). Measured on LFW A–M in one run
+#: (same detections, 6,515 rank-1 probes, all 21 M impostor pairs): rank-1 96.76 -> 97.54%,
+#: EER 0.81 -> 0.66%, TAR at FAR 0.1% 94.83 -> 96.42%, for a second embedding pass (median CPU
+#: per image 89 -> 157 ms, within the 200 ms budget).
+FLIP_AVERAGE = True
 #: Unit-norm tolerance when validating stored embeddings (float32 rounding of 128 terms).
 NORM_TOLERANCE = 1e-3
 #: dlib's documented same-person rule: Euclidean distance < 0.6 between raw descriptors. For

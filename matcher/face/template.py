@@ -3,7 +3,7 @@
 * ``embedding``: float32 (128,), L2 norm 1 (within NORM_TOLERANCE).
 * ``quality``: 0–100, the extractor's score (:mod:`matcher.face.quality`).
 * ``format``: names the embedding model AND the detector that placed the face, e.g.
-  ``dlib-resnet-v1/hog``. Embeddings of different models live in unrelated spaces, and a
+  ``dlib-resnet-v1-flip/hog``. Embeddings of different models live in unrelated spaces, and a
   different detector shifts the landmarks the chip is aligned on, so templates are only
   compared within one format: :func:`similarity` raises :class:`TemplateFormatError`
   (reason ``format_mismatch``) otherwise.
@@ -13,7 +13,7 @@ Similarity is the cosine, i.e. the dot product of the unit embeddings, in [-1, 1
 vectors Euclidean distance ``d`` and cosine ``s`` are tied by ``d**2 = 2 - 2 s``; dlib's usual
 rule "same person when distance < 0.6" is stated for its raw descriptors (norms 1.3–1.55), so
 there is no exact mapping; on LFW, pairs at raw distance 0.6 have a cosine of 0.90 (5–95%:
-0.89–0.915). Measured thresholds: cosine 0.91 at FMR 1%, 0.93 at FMR 0.1% (benchmarks/README.md,
+0.89–0.915). Measured thresholds: cosine 0.910 at FMR 1%, 0.928 at FMR 0.1% (benchmarks/README.md,
 "Face"). Set operating thresholds from impostor scores (``matcher.evaluation.threshold_at_fmr``).
 
 Byte layout (little-endian), version 1::
@@ -34,7 +34,9 @@ import numpy.typing as npt
 from matcher.errors import TemplateFormatError
 from matcher.face.params import DETECTOR_HOG, DETECTORS, EMBEDDING_DIM, NORM_TOLERANCE
 
-MODEL = "dlib-resnet-v1"
+#: dlib's ResNet v1 descriptor averaged with that of the mirrored chip (``FLIP_AVERAGE``);
+#: plain v1 embeddings (format ``dlib-resnet-v1/...``) are another space and never compared.
+MODEL = "dlib-resnet-v1-flip"
 FORMAT_VERSION = 1
 MAGIC = b"BDXF"
 _HEAD = struct.Struct("<4sBB")

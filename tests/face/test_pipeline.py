@@ -31,7 +31,7 @@ def refusal(img: np.ndarray, **options: object) -> str:
 
 def test_upright_portrait(upright: FaceExtraction) -> None:
     t = upright.template
-    assert t.format == "dlib-resnet-v1/hog" and t.embedding.shape == (128,)
+    assert t.format == "dlib-resnet-v1-flip/hog" and t.embedding.shape == (128,)
     assert np.linalg.norm(t.embedding) == pytest.approx(1.0, abs=1e-5)
     assert 60 <= t.quality <= 100 and t.quality == upright.quality.score
     left, top, right, bottom = upright.box
@@ -133,7 +133,7 @@ def test_a_much_smaller_second_face_is_background(astronaut: Image) -> None:
 def test_cnn_detector_makes_its_own_format(astronaut: Image, upright: FaceExtraction) -> None:
     crop = np.ascontiguousarray(astronaut[0:300, 100:350])
     got = extract_from_pixels(crop, ExtractOptions(detector="cnn"))
-    assert got.template.format == "dlib-resnet-v1/cnn"
+    assert got.template.format == "dlib-resnet-v1-flip/cnn"
     with pytest.raises(TemplateFormatError):
         similarity(got.template, upright.template)
     assert float(got.template.embedding @ upright.template.embedding) > 0.9

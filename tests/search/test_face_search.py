@@ -10,7 +10,7 @@ from matcher.face.template import FaceTemplate
 from matcher.gallery import Gallery
 from matcher.search.face import face_records, face_schema, search_face, templates_to_records
 
-FMT, VER = "dlib-resnet-v1/hog", 1
+FMT, VER = "dlib-resnet-v1-flip/hog", 1
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -126,7 +126,7 @@ def test_templates_to_records(tmp_path: Path) -> None:
     with Gallery.create(tmp_path, schema) as g:
         g.append(templates_to_records(["a", "b"], ["s", "s"], ts, schema))
         assert g.lookup("b").position == -1
-        other = [FaceTemplate(emb[0], 80, "dlib-resnet-v1/cnn", VER)]
+        other = [FaceTemplate(emb[0], 80, "dlib-resnet-v1-flip/cnn", VER)]
         with pytest.raises(TemplateFormatError):
             g.append(templates_to_records(["c"], ["s"], other, schema))
         with pytest.raises(TemplateFormatError):
