@@ -3,7 +3,7 @@
 The table below was measured by ``benchmarks/fingerprint_eval.py --thresholds`` (see
 ``benchmarks/README.md``, "Fingerprint matching"): the cross-finger impostor scores of the
 FVC2002 DB1–DB4 B sets (4 x 2,880 = 11,520 comparisons of different fingers, with this
-extractor and this matcher version, measured 2026-11-23), pooled; each row is the smallest
+extractor and this matcher version, measured 2026-12-02), pooled; each row is the smallest
 threshold whose FMR on those scores does not exceed the row's FMR. 11,520 impostor scores
 support FMRs down to about 3e-4 (3 scores above the threshold); lower FMRs are refused rather
 than extrapolated. The table belongs to the matcher
@@ -21,12 +21,12 @@ from matcher.fingerprint.match.types import FORMAT, VERSION
 #: (FMR, threshold) rows, FMR falling. Measured with FORMAT/VERSION below.
 MEASURED_WITH = (FORMAT, VERSION)
 TABLE: tuple[tuple[float, float], ...] = (
-    (0.1, 0.003052),
-    (0.03, 0.004163),
-    (0.01, 0.005302),
-    (0.003, 0.006742),
-    (0.001, 0.008125),
-    (0.0003, 0.009628),
+    (0.1, 0.003101),
+    (0.03, 0.004208),
+    (0.01, 0.005482),
+    (0.003, 0.006987),
+    (0.001, 0.008519),
+    (0.0003, 0.010124),
 )
 
 
