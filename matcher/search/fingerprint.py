@@ -165,44 +165,64 @@ def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTempla
     return out
 
 
-def _gathered(
-    segments: Sequence[Block], chosen: np.ndarray, probe: match.SearchTemplate, block_rows: int
-) -> list[tuple[np.ndarray, match.PackedTemplates]]:
-    """The ``chosen`` global ids (sorted) packed for the exact kernel: rows of every segment
-    grouped by padded length across segments, cut into blocks of at most ``block_rows``, as
-    (global ids (n,), PackedTemplates) pairs. Pre-selected rows are scattered over every
-    segment; scoring them segment by segment made hundreds of tiny kernel calls."""
-    pieces: dict[int, list[tuple[np.ndarray, ...]]] = {}
+#: Rows of one exact-scoring work item of two-stage search: (row length m, [(segment, rows)]).
+_Gather = tuple[int, list[tuple[Block, np.ndarray]]]
+
+
+def _gathered(segments: Sequence[Block], chosen: np.ndarray, block_rows: int) -> list[_Gather]:
+    """The ``chosen`` global ids (sorted) as work items for the exact kernel: rows of every
+    segment grouped by padded length across segments, about ``block_rows`` rows an item.
+    Pre-selected rows are scattered over every segment; scoring them segment by segment made
+    hundreds of tiny kernel calls. The rows are copied out by :func:`_pack_gathered`, in the
+    worker threads."""
+    groups: dict[int, list[tuple[Block, np.ndarray]]] = {}
     for seg in segments:
         lo, hi = np.searchsorted(chosen, [seg.start, seg.start + len(seg)])
-        if hi == lo:
-            continue
-        a = seg.arrays
-        for m, _, r in _row_groups(seg, chosen[lo:hi] - seg.start):
-            pieces.setdefault(m, []).append(
-                (
-                    r + seg.start,
-                    np.asarray(a["descriptors"])[r, :m],
-                    np.asarray(a["inv_norm"])[r, :m],
-                    np.asarray(a["geometry"])[r, :m],
-                    np.asarray(a["counts"])[r],
+        if hi > lo:
+            for m, _, r in _row_groups(seg, chosen[lo:hi] - seg.start):
+                groups.setdefault(m, []).extend(
+                    (seg, r[i : i + block_rows]) for i in range(0, r.size, block_rows)
                 )
-            )
-    work: list[tuple[np.ndarray, match.PackedTemplates]] = []
-    for parts in pieces.values():
-        ids, desc, inv, geo, counts = (np.concatenate(col) for col in zip(*parts, strict=True))
-        for i in range(0, ids.size, block_rows):
-            cut = slice(i, i + block_rows)
-            packed = match.PackedTemplates(
-                desc[cut].astype(np.float32),
-                inv[cut],
-                geo[cut],
-                counts[cut],
-                format=probe.format,
-                version=probe.version,
-            )
-            work.append((ids[cut], packed))
-    return work
+    items: list[_Gather] = []
+    for m, parts in groups.items():
+        batch: list[tuple[Block, np.ndarray]] = []
+        size = 0
+        for seg, r in parts:
+            batch.append((seg, r))
+            size += r.size
+            if size >= block_rows:
+                items.append((m, batch))
+                batch, size = [], 0
+        if batch:
+            items.append((m, batch))
+    return items
+
+
+def _pack_gathered(
+    item: _Gather, probe: match.SearchTemplate
+) -> tuple[np.ndarray, match.PackedTemplates]:
+    """(global ids (n,), PackedTemplates) of one work item from :func:`_gathered`."""
+    m, parts = item
+    n = sum(r.size for _, r in parts)
+    d = parts[0][0].arrays["descriptors"].shape[2]
+    ids = np.empty(n, np.int64)
+    desc = np.empty((n, m, d), np.float32)
+    inv = np.empty((n, m), np.float32)
+    geo = np.empty((n, m, 4), np.float32)
+    counts = np.empty(n, np.int32)
+    i = 0
+    for seg, r in parts:
+        j, a = i + r.size, seg.arrays
+        ids[i:j] = r + seg.start
+        desc[i:j] = np.asarray(a["descriptors"])[r, :m]  # uint8 -> float32 in the copy
+        inv[i:j] = np.asarray(a["inv_norm"])[r, :m]
+        geo[i:j] = np.asarray(a["geometry"])[r, :m]
+        counts[i:j] = np.asarray(a["counts"])[r]
+        i = j
+    packed = match.PackedTemplates(
+        desc, inv, geo, counts, format=probe.format, version=probe.version
+    )
+    return ids, packed
 
 
 def _preselect_rows(block: Block, rows: np.ndarray, probe_cols: np.ndarray) -> np.ndarray:
@@ -332,11 +352,12 @@ def _two_stage(
     if m == 0:
         return TopK(k)
     chosen = np.sort(np.argpartition(-pre, m - 1)[:m])
-    work = _gathered(gallery.blocks(max(gallery.size, 1)), chosen, probe, block_rows)
+    work = _gathered(gallery.blocks(max(gallery.size, 1)), chosen, block_rows)
 
-    def score_shard(shard: Sequence[tuple[np.ndarray, match.PackedTemplates]]) -> TopK:
+    def score_shard(shard: Sequence[_Gather]) -> TopK:
         top = TopK(k)
-        for ids, packed in shard:
+        for item in shard:
+            ids, packed = _pack_gathered(item, probe)
             top.add(ids, match.score_many(probe, packed))
         return top
 
