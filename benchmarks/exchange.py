@@ -37,9 +37,9 @@ from rich.progress import track
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from certs.pki.bootstrap import build_region, write_region
-from matcher.fingerprint import iso19794_2
+from matcher.fingerprint import iso19794_2, match
 from matcher.fingerprint.template import FingerprintTemplate
-from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+from matcher.search.fingerprint import fingerprint_records, fingerprint_schema, search_fingerprint
 from matcher.synthetic import synthetic_templates
 from node.api.app import create_app
 from node.db.models import Modality, TemplateRecord
@@ -148,7 +148,8 @@ async def round_trips(
 
 async def throughput(
     req: Requester, peer: Peer, probes: list[list[TemplateItem]], total: int, clients: int
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
+    """(queries/s, hit rate, median latency ms, CPU ms of this process per query)."""
     done, hits, lat = 0, 0, list[float]()
 
     async def worker() -> None:
@@ -164,11 +165,23 @@ async def throughput(
             assert r.status == "answered" and r.reply is not None, r.summary()
             hits += r.reply.outcome.value == "hit"
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     await req.aclose()
-    return total / elapsed, hits / total, statistics.median(lat)
+    return total / elapsed, hits / total, statistics.median(lat), cpu / total * 1000
+
+
+def search_cpu_ms(app: FastAPI, probes: Sequence[FingerprintTemplate]) -> float:
+    """Median CPU ms of the responder's search alone (``search_fingerprint`` with its default
+    penetration on the same gallery, prepared probes, one call at a time)."""
+    times = []
+    with app.state.gallery.reading(fingerprint_schema()) as gallery:
+        for t in [match.prepare(p) for p in probes]:
+            c0 = time.process_time()
+            search_fingerprint(gallery, t, k=10)
+            times.append((time.process_time() - c0) * 1000)
+    return statistics.median(times)
 
 
 def main() -> None:
@@ -196,10 +209,14 @@ def main() -> None:
         )
         enrol(id_app, [f[0] for f in fingers], args.gallery)
         probes = [item(f[1]) for f in fingers[: min(200, len(fingers))]]
-        qps, hit_rate, med = asyncio.run(throughput(req, peer, probes, args.queries, args.clients))
+        qps, hit_rate, med, cpu = asyncio.run(
+            throughput(req, peer, probes, args.queries, args.clients)
+        )
+        alone = search_cpu_ms(id_app, [f[1] for f in fingers[:50]])
         print(
             f"throughput ({args.gallery} records, {args.clients} clients, {args.queries} queries): "
-            f"{qps:.1f} queries/s, median latency {med:.1f} ms, hit rate {hit_rate:.3f}"
+            f"{qps:.1f} queries/s, median latency {med:.1f} ms, hit rate {hit_rate:.3f}; "
+            f"CPU per query, both nodes: {cpu:.1f} ms; the search alone: {alone:.1f} ms"
         )
         for pair in (th_pair, id_pair):
             pair.stop()
