@@ -34,8 +34,6 @@ import hashlib
 import io
 import json
 import shutil
-import socket
-import statistics
 import sys
 import tempfile
 import threading
@@ -49,6 +47,8 @@ from PIL import Image
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from node_api import free_port, interleaved  # this folder's node benchmark helpers
 
 from matcher.fingerprint import iso19794_2, match
 from matcher.fingerprint.extract import extract_file
@@ -72,23 +72,6 @@ STRANGER = 9_999
 K = 10
 #: Rows per database insert statement batch.
 CHUNK = 10_000
-
-
-def interleaved(ops: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median milliseconds of each op, timed round-robin so load drifts hit all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in ops}
-    for _ in range(repeat):
-        for name, op in ops.items():
-            start = time.perf_counter()
-            op()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(v) * 1e3 for name, v in samples.items()}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cache_dir(n: int, d: int) -> Path:
