@@ -2,7 +2,8 @@
 
 * :func:`search_face` — cosine top-k for (nq, 128) unit embeddings (float32 or int8 gallery).
 * :func:`search_fingerprint` — top-k for one finger with the matcher's batch kernel, decision
-  at a threshold or a target FMR, optional two-stage pre-selection.
+  at a threshold or a target FMR; two-stage (:mod:`matcher.search.preselect`, then the exact
+  kernel on the best 2%) by default on galleries of 5,000 records or more.
 * :func:`search_subjects` — multi-finger probes fused into subject scores.
 * :func:`fingerprint_records` / :func:`face_records` build the record batches to append.
 """
