@@ -118,7 +118,7 @@ def _check(gallery: Gallery, probe: match.SearchTemplate) -> None:
     if dict(gallery.schema.fields) != dict(fingerprint_schema().fields):
         raise IncompatibleFormatError(
             "the gallery's fields are not this version's (built before pre-selection was added?):"
-            " rebuild it by loading its records again",
+            " rebuild it with `bdx gallery upgrade` while the node is stopped",
             reason="schema_mismatch",
         )
 

@@ -1,4 +1,5 @@
-"""``bdx gallery``: bulk-load images and templates, reconcile with the database, statistics.
+"""``bdx gallery``: bulk-load images and templates, reconcile with the database, statistics,
+upgrade a gallery written by an earlier layout.
 
 These commands open the galleries for writing, so they run while ``bdx serve`` is stopped
 (the store has one writer; a running server makes them fail with ``gallery_locked``). A
@@ -13,8 +14,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import MofNCompleteColumn, Progress
+from rich.progress import MofNCompleteColumn, Progress, TaskID
 
+from matcher.gallery.manifest import MANIFEST_NAME
+from matcher.search.upgrade import upgrade_fingerprint_gallery
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.db.models import MAX_FINGER_POSITION, Modality
 from node.formats.discover import discover
@@ -141,3 +144,30 @@ def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
             f"{name}: {s['records']} records, {s['deleted']} deleted, "
             f"{s['segments']} segments, {s['bytes']} bytes (generation {s['generation']})"
         )
+
+
+@app.command()
+def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
+    """Rebuild fingerprint galleries written with an earlier field layout from their stored
+    arrays (search refuses them with reason schema_mismatch); current galleries are left alone."""
+    settings = settings_from(config)
+    root = settings.gallery_path
+    found: dict[str, int] = {}
+    subs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    for path in subs:
+        if not (path / MANIFEST_NAME).exists():
+            continue
+        with Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), transient=True, disable=json
+        ) as bar:
+            task = bar.add_task(f"upgrade {path.name}", total=None)
+
+            def step(done: int, total: int, t: TaskID = task) -> None:
+                bar.update(t, completed=done, total=total)
+
+            found[path.name] = upgrade_fingerprint_gallery(path, step)
+    if json:
+        print_json(found)
+        return
+    for name, n in found.items():
+        typer.echo(f"{name}: " + (f"rebuilt, {n} records" if n else "current"))

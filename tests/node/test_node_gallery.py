@@ -188,6 +188,9 @@ def test_gallery_load_stats_and_reconcile(
     assert (code, store["records"]) == (0, 2)
     code, out, _ = cli(["gallery", "reconcile", "--json"], capsys)
     assert code == 0 and not any(json.loads(out).values())
+    code, out, _ = cli(["gallery", "upgrade", "--json"], capsys)
+    assert (code, json.loads(out)) == (0, {name: 0 for name in json.loads(out)})  # current
+    assert len(json.loads(out)) == 1
 
 
 def test_gallery_load_refused_while_a_server_holds_the_gallery(

@@ -149,3 +149,47 @@ def test_gallery_built_without_preselect_field_is_refused(tmp_path: Path, finger
 def test_max_over_rows_equals_numpy_max(rows: int, seed: int) -> None:
     v = np.random.default_rng(seed).random((3, rows, 5), dtype=np.float32)
     assert np.array_equal(preselect._max_over_rows(v), v.max(axis=1))
+
+
+def test_upgrade_rebuilds_an_old_layout_gallery(tmp_path: Path, fingers: list) -> None:
+    from matcher.gallery import FieldSpec, GallerySchema, RecordBatch
+    from matcher.search.upgrade import upgrade_fingerprint_gallery
+
+    refs = [f"f{i:02d}" for i in range(len(fingers))]
+    current = fingerprint_records(refs, refs, [f[0] for f in fingers])
+    schema = fingerprint_schema()
+    fields = {k: v for k, v in schema.fields.items() if k != "preselect"}
+    fields["pooled"] = FieldSpec("float32", (descriptor_length(),))  # the layout before it
+    old_arrays = {k: v for k, v in current.arrays.items() if k != "preselect"}
+    old_arrays["pooled"] = np.zeros((len(refs), descriptor_length()), np.float32)
+    old_schema = GallerySchema(schema.modality, schema.format, schema.format_version, fields)
+    path = tmp_path / "fingerprint"
+    with Gallery.create(path, old_schema) as g:
+        for lo, hi in ((0, 25), (25, len(refs))):  # two segments
+            part = {k: v[lo:hi] for k, v in old_arrays.items()}
+            g.append(
+                RecordBatch.build(
+                    refs[lo:hi],
+                    refs[lo:hi],
+                    current.positions[lo:hi],
+                    part,
+                    format=schema.format,
+                    format_version=schema.format_version,
+                ),
+                user={"loaded": hi},
+            )
+        g.delete(["f03"])
+    seen: list[tuple[int, int]] = []
+    assert upgrade_fingerprint_gallery(path, lambda d, t: seen.append((d, t))) == len(refs) - 1
+    assert seen == [(1, 2), (2, 2)]
+    assert not path.with_name("fingerprint.old").exists()
+    with Gallery.open(path) as g, Gallery.create(tmp_path / "fresh", schema) as fresh:
+        assert dict(g.schema.fields) == dict(schema.fields) and g.user == {"loaded": len(refs)}
+        assert g.locate(["f03"])[0] == -1 and len(g) == len(refs) - 1
+        fresh.append(current)
+        fresh.delete(["f03"])
+        for f in fingers[:10]:
+            for pen in (None, 0.1):
+                got = search_fingerprint(g, f[1], k=5, penetration=pen).candidates
+                assert got == search_fingerprint(fresh, f[1], k=5, penetration=pen).candidates
+    assert upgrade_fingerprint_gallery(path) == 0  # already current: left alone

@@ -1,0 +1,106 @@
+"""Rebuild a fingerprint gallery written with an earlier field layout of the same matcher
+version, from the arrays it already stores: no image is read and no template re-extracted.
+
+The matcher's ``FORMAT``/``VERSION`` name the descriptor definition; the gallery's *fields* may
+still grow (``preselect`` replaced ``pooled`` for two-stage search). A gallery of another field
+set is refused by search with reason ``schema_mismatch``; :func:`upgrade_fingerprint_gallery`
+writes a new gallery beside it (live records only, with the same references, subjects,
+positions and manifest user data; an old gallery without live records keeps no user data),
+then swaps the two directories by rename and removes the old one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from matcher.fingerprint import match
+from matcher.gallery import Block, Gallery, RecordBatch
+from matcher.gallery.errors import IncompatibleFormatError
+from matcher.search import preselect
+from matcher.search.fingerprint import DESCRIPTOR_DTYPE, fingerprint_schema
+
+#: Fields every stored layout of this matcher version has; the rest is derived from them.
+BASE_FIELDS = ("descriptors", "inv_norm", "geometry", "counts")
+
+
+def needs_upgrade(gallery: Gallery) -> bool:
+    """Whether ``gallery`` holds this matcher's templates in an older field layout."""
+    current = fingerprint_schema()
+    schema = gallery.schema
+    if schema.modality != "fingerprint" or dict(schema.fields) == dict(current.fields):
+        return False
+    schema.check_format(current.format, current.format_version)
+    missing = [f for f in BASE_FIELDS if f not in schema.fields]
+    if missing:
+        raise IncompatibleFormatError(f"gallery lacks the fields {missing}; it cannot be rebuilt")
+    return True
+
+
+def _segment_batch(old: Gallery, seg: Block) -> RecordBatch:
+    """The live rows of one segment (a block of ``old``) as a batch of the current layout."""
+    live = np.flatnonzero(seg.alive)
+    refs, subjects, positions = old.resolve(seg.start + live)
+    arrays = seg.arrays
+    desc = np.asarray(arrays["descriptors"])[live]
+    inv = np.asarray(arrays["inv_norm"])[live]
+    geo = np.asarray(arrays["geometry"])[live]
+    counts = np.asarray(arrays["counts"])[live]
+    rows = [
+        preselect.gallery_rows(
+            match.SearchTemplate(desc[i, :c].astype(np.float32), inv[i, :c], geo[i, :c])
+        )
+        for i, c in enumerate(counts.tolist())
+    ]
+    d = desc.shape[2]
+    fields = {
+        "descriptors": desc.astype(DESCRIPTOR_DTYPE),
+        "inv_norm": inv,
+        "geometry": geo,
+        "counts": counts,
+        "preselect": np.stack(rows) if rows else np.zeros((0, *_preselect_shape(d)), np.uint8),
+    }
+    schema = fingerprint_schema()
+    return RecordBatch.build(
+        refs,
+        subjects,
+        positions,
+        fields,
+        format=schema.format,
+        format_version=schema.format_version,
+    )
+
+
+def _preselect_shape(d: int) -> tuple[int, int]:
+    shape = fingerprint_schema().fields["preselect"].shape
+    return int(shape[0]), preselect.reduced_length(d)
+
+
+def upgrade_fingerprint_gallery(
+    directory: Path, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Rebuild the gallery at ``directory`` in the current layout when it needs it; returns
+    the number of live records carried over (0 when it was current). Holds the gallery's
+    writer lock throughout, so no node may have it open. ``progress(done, total)`` is called
+    after each segment."""
+    with Gallery.open(directory, writable=True) as old:
+        if not needs_upgrade(old):
+            return 0
+        fresh = directory.with_name(directory.name + ".upgrade")
+        shutil.rmtree(fresh, ignore_errors=True)
+        segments = old.blocks(max(old.size, 1))
+        with Gallery.create(fresh, fingerprint_schema()) as new:
+            for i, seg in enumerate(segments):
+                new.append(_segment_batch(old, seg), user=dict(old.user))
+                if progress is not None:
+                    progress(i + 1, len(segments))
+            carried = len(new)
+        retired = directory.with_name(directory.name + ".old")
+        shutil.rmtree(retired, ignore_errors=True)
+        directory.rename(retired)
+        fresh.rename(directory)
+    shutil.rmtree(retired)
+    return carried
