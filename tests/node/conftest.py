@@ -123,6 +123,14 @@ def settings(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Se
 
 
 @pytest.fixture
+def node_env(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """``settings`` exported as ``BDX_*`` variables, for tests that run the CLI in-process."""
+    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
+    return settings
+
+
+@pytest.fixture
 def galleries(tmp_path: Path) -> Iterator[GallerySet]:
     with GallerySet.open(tmp_path / "galleries") as gs:
         yield gs

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import warnings
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -20,7 +23,24 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-__all__ = ["TestClient", "bearer", "free_port", "self_signed_tls"]
+__all__ = ["TestClient", "bearer", "cli", "free_port", "load_json", "self_signed_tls"]
+
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run ``bdx ARGS`` in-process: (exit code, stdout, stderr)."""
+    from node.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(info.value.code or 0), out, err
+
+
+def load_json(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:
+    """``bdx gallery load PATH --json --workers 1 [EXTRA]``: (exit code, its JSON report)."""
+    code, out, err = cli(["gallery", "load", str(path), "--json", "--workers", "1", *extra], capsys)
+    assert out, err
+    return code, json.loads(out)
 
 
 def bearer(token: str) -> dict[str, str]:

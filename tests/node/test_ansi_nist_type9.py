@@ -7,11 +7,9 @@ enrolling templates a search then finds."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -29,13 +27,13 @@ from nist_support import (
     type4,
     type14,
 )
-from sqlalchemy import Engine, select
+from node_support import load_json
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from matcher.fingerprint.template import BIFURCATION, ENDING, OTHER, FingerprintTemplate
 from matcher.search.fingerprint import fingerprint_schema
 from matcher.synthetic import make_impression, make_master, synthetic_templates
-from node.cli import main
 from node.db.models import Subject, TemplateRecord
 from node.formats.ansi_nist import US, AnsiNistError, read_transaction
 from node.services.galleries import GallerySet, subject_key
@@ -260,19 +258,6 @@ def test_vendor_blocks_and_duplicates_are_passed_over(
     ]
 
 
-@pytest.fixture
-def node_env(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
-    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
-    return settings
-
-
-def load(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, Any]:
-    with pytest.raises(SystemExit) as info:
-        main(["gallery", "load", str(path), "--workers", "1", "--json"])
-    return int(info.value.code or 0), json.loads(capsys.readouterr().out)
-
-
 def test_load_minutiae_only_transactions_then_search(
     node_env: Settings,
     session: Session,
@@ -287,11 +272,11 @@ def test_load_minutiae_only_transactions_then_search(
         (root / f"{name}.an2").write_bytes(transaction([(9, tagged(9, m1_fields(t)))]))
     carol = dataclasses.replace(templates[2][0], finger_position=3)
     (root / "carol.eft").write_bytes(transaction([(9, tagged(9, legacy_fields(carol)))]))
-    code, out = load(root, capsys)
+    code, out = load_json(root, capsys)
     assert (code, out["enrolled"], out["subjects"], out["failed"]) == (0, 3, 3, [])
     positions = session.execute(select(TemplateRecord.finger_position)).scalars().all()
     assert sorted(positions) == [1, 2, 3]
-    code, again = load(root, capsys)
+    code, again = load_json(root, capsys)
     assert (code, again["enrolled"], again["skipped"]) == (0, 0, 3)
 
     with (
@@ -326,7 +311,7 @@ def test_load_prefers_the_image_and_falls_back_to_minutiae(
         (9, tagged(9, [(2, b"3"), (4, b"U"), (40, b"cogent")])),
     ]
     (tmp_path / "dave.an2").write_bytes(transaction(records))
-    code, out = load(tmp_path / "dave.an2", capsys)
+    code, out = load_json(tmp_path / "dave.an2", capsys)
     assert (code, out["enrolled"], out["failed"]) == (0, 2, [])
     assert [(n["file"], n["reason"]) for n in out["notes"]] == [
         ("dave.an2", "not_read"),

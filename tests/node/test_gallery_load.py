@@ -7,16 +7,15 @@ import csv
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from node_support import cli, load_json
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from matcher.fingerprint.iso19794_2 import encode, encode_views
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
-from node.cli import main
 from node.db.models import RecordState, Subject, TemplateRecord
 from node.formats.discover import FileKind, discover
 from node.services.galleries import GallerySet
@@ -26,26 +25,6 @@ from node.settings import Settings
 @pytest.fixture(scope="module")
 def templates() -> list[list[FingerprintTemplate]]:
     return synthetic_templates(4, 2, seed=3)
-
-
-@pytest.fixture
-def node_env(settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
-    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
-    return settings
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
-
-
-def load(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, Any]:
-    code, out, err = cli(["gallery", "load", str(path), "--json", "--workers", "1", *extra], capsys)
-    assert out, err
-    return code, json.loads(out)
 
 
 def fvc_folder(root: Path, templates: list[list[FingerprintTemplate]]) -> Path:
@@ -84,15 +63,15 @@ def test_load_fvc_templates_is_idempotent(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     root = fvc_folder(tmp_path / "fvc", templates)
-    code, first = load(root, capsys)
+    code, first = load_json(root, capsys)
     assert code == 0
     assert first == {"enrolled": 8, "subjects": 4, "skipped": 0, "failed": [], "notes": []}
-    code, again = load(root, capsys)
+    code, again = load_json(root, capsys)
     assert (code, again["enrolled"], again["skipped"]) == (0, 0, 8)
 
     # a new file in the same folder is all a re-run adds
     (root / "105_1.fmr").write_bytes(encode(templates[0][1]))
-    code, more = load(root, capsys)
+    code, more = load_json(root, capsys)
     assert (code, more["enrolled"], more["skipped"]) == (0, 1, 8)
 
     subjects = set(session.scalars(select(Subject.external_id)))
@@ -136,7 +115,7 @@ def test_rejections_are_reported_and_exit_3(
     (root / "202_1.fmr").write_bytes(b"XYZ\0" + record[4:])  # claimed template, bad magic
     (root / "203_1.png").write_bytes(b"\x89PNG broken")
     report_path = tmp_path / f"report{suffix}"
-    code, out = load(root, capsys, "--report", str(report_path))
+    code, out = load_json(root, capsys, "--report", str(report_path))
     assert code == 3
     assert out["enrolled"] == 4
     expected = [
@@ -165,7 +144,7 @@ def test_quality_gate(
     poor = dataclasses.replace(templates[1][0], image_quality=20)
     (tmp_path / "q" / "1_1.fmr").write_bytes(encode(good))
     (tmp_path / "q" / "2_1.fmr").write_bytes(encode(poor))
-    code, out = load(tmp_path / "q", capsys, "--min-quality", "50")
+    code, out = load_json(tmp_path / "q", capsys, "--min-quality", "50")
     assert (code, out["enrolled"]) == (3, 1)
     (failure,) = out["failed"]
     assert (failure["file"], failure["error"]) == ("2_1.fmr", "low_quality")

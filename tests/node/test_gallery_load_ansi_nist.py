@@ -5,20 +5,19 @@ JPEG 2000, PNG) and Type-10 face images. Type-9 minutiae: ``test_ansi_nist_type9
 from __future__ import annotations
 
 import io
-import json
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from nist_support import png, tagged, transaction, type4, type14, wsq
+from node_support import load_json
 from PIL import Image
 from skimage import data as skdata
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from matcher.synthetic import make_impression, make_master
-from node.cli import main
 from node.db.models import Modality, TemplateRecord
 from node.formats.ansi_nist import AnsiNistError, read_images, read_transaction
 from node.settings import Settings
@@ -68,16 +67,12 @@ def test_read_refuses_compressed_type4_and_empty_transactions(fingers: list[np.n
 
 
 def test_load_transactions(
-    settings: Settings,
-    engine: Engine,
+    node_env: Settings,
     session: Session,
     tmp_path: Path,
     fingers: list[np.ndarray],
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
-    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
     root = tmp_path / "nist"
     root.mkdir()
     t14 = tagged(14, [(2, b"1"), (13, b"2"), (999, png(fingers[0]))])
@@ -86,10 +81,8 @@ def test_load_transactions(
         transaction([(14, t14), (4, type4(fingers[1], 3)), (10, t10)])
     )
     (root / "case-2.eft").write_bytes(b"1.001:99")
-    with pytest.raises(SystemExit) as info:
-        main(["gallery", "load", str(root), "--workers", "1", "--json"])
-    out = json.loads(capsys.readouterr().out)
-    assert info.value.code == 3
+    code, out = load_json(root, capsys)
+    assert code == 3
     assert (out["enrolled"], out["subjects"]) == (3, 1)
     assert [(f["file"], f["error"]) for f in out["failed"]] == [("case-2.eft", "truncated")]
     rows = session.execute(select(TemplateRecord.modality, TemplateRecord.finger_position)).all()
@@ -197,25 +190,19 @@ def test_image_errors(fingers: list[np.ndarray], record: object, reason: str) ->
 
 
 def test_load_wsq_transaction(
-    settings: Settings,
-    engine: Engine,
+    node_env: Settings,
     session: Session,
     tmp_path: Path,
     fingers: list[np.ndarray],
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
-    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
     h, w = fingers[1].shape
     records = [
         (4, type4(fingers[0], 2, compression=1, idc=1)),
         (14, type14(wsq(fingers[1]), 7, idc=2, cga=b"WSQ20", size=(w, h))),
     ]
     (tmp_path / "case-9.eft").write_bytes(transaction(records))
-    with pytest.raises(SystemExit) as info:
-        main(["gallery", "load", str(tmp_path / "case-9.eft"), "--workers", "1", "--json"])
-    out = json.loads(capsys.readouterr().out)
-    assert (info.value.code, out["enrolled"], out["failed"], out["notes"]) == (0, 2, [], [])
+    code, out = load_json(tmp_path / "case-9.eft", capsys)
+    assert (code, out["enrolled"], out["failed"], out["notes"]) == (0, 2, [], [])
     positions = session.scalars(select(TemplateRecord.finger_position)).all()
     assert sorted(positions) == [2, 7]

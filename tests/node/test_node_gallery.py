@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from node_support import TestClient, bearer
+from node_support import TestClient, bearer, cli
 from PIL import Image
 from skimage import data as skdata
 from sqlalchemy import Engine
 
 from matcher.synthetic import make_impression, make_master
 from node.api.app import create_app
-from node.cli import main
 from node.db.models import Role
 from node.services.galleries import GallerySet
 from node.settings import Settings
@@ -134,20 +133,6 @@ def test_enrol_needs_operator(client: TestClient, make_token: object) -> None:
     officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
     r = enrol(client, officer, b"x", subject="s", modality="face")
     assert (r.status_code, r.json()["error"]) == (403, "wrong_role")
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
-
-
-@pytest.fixture
-def node_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("BDX_DATABASE_URL", settings.db_url)
-    monkeypatch.setenv("BDX_DATA_DIR", str(settings.data_dir))
-    return settings
 
 
 def test_gallery_load_stats_and_reconcile(

@@ -7,10 +7,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from node_support import cli
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from node.cli import main
 from node.db.models import ApiToken, AuditEvent, Role
 from node.errors import NotFoundError
 from node.service_errors import AuthenticationError, ConflictError, InvalidRequestError
@@ -120,13 +120,6 @@ def test_admin_actions_are_audited_without_secrets(session: Session) -> None:
         ("user:anna", "token.revoke", "anna"),
     ]
     assert all(issued.token not in json.dumps(e.details) for e in events)
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
 
 
 def test_users_cli(
