@@ -20,7 +20,8 @@ from matcher.fingerprint.match import (
     score_many,
 )
 from matcher.fingerprint.match import params as P
-from matcher.fingerprint.match.kernel import consolidate, top_k_rows
+from matcher.fingerprint.match.consolidation import top_rows
+from matcher.fingerprint.match.kernel import consolidate
 from matcher.fingerprint.template import FingerprintTemplate
 
 W, H = 320, 400
@@ -235,9 +236,27 @@ def test_too_many_minutiae_are_cut_to_the_best_quality() -> None:
     assert prepare(t).count == P.MAX_MINUTIAE
 
 
-def test_top_k_rows_breaks_ties_by_index() -> None:
-    v = np.array([[0.5, 0.9, 0.5, 0.5, -1.0], [1.0, 1.0, 1.0, 1.0, 1.0]], np.float32)
-    assert top_k_rows(v, 3).tolist() == [[0, 1, 2], [0, 1, 2]]
+def _top_rows(values: np.ndarray, r: int) -> list[int]:
+    out = np.empty(r, np.int64)
+    top_rows(np.asarray(values, np.float32), r, out, np.empty(r, np.float32))
+    return out.tolist()
+
+
+def test_top_rows_breaks_ties_by_index() -> None:
+    assert _top_rows(np.array([0.5, 0.9, 0.5, 0.5, -1.0]), 3) == [0, 1, 2]
+    assert _top_rows(np.ones(5), 3) == [0, 1, 2]
+    assert _top_rows(np.array([-1.0, 0.2, 0.7, 0.2, 0.9, 0.2]), 3) == [1, 2, 4]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(-3, 3), min_size=16, max_size=70),
+    r=st.integers(1, 16),
+)
+def test_top_rows_equals_a_stable_sort(values: list[int], r: int) -> None:
+    v = np.array(values, np.float32) / 2
+    expected = sorted(np.argsort(-v, kind="stable")[:r].tolist())
+    assert _top_rows(v, r) == expected
 
 
 def test_consolidation_arrays_have_documented_shapes() -> None:

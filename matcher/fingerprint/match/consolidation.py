@@ -1,0 +1,302 @@
+"""Steps 2–4 of the kernel (after the GEMM), compiled: best partners, LSS-R, score.
+
+The GEMM leaves a (nb*M, mp) matrix of integer dot products. Everything after it is small,
+per-template work (M rows, R = N_RELAX candidate pairs, R x R compatibilities) that numpy can
+only do as ~60 whole-array passes over (nb, M, mp) and (nb, R, R) temporaries; those passes
+cost more than the GEMM itself. Here one compiled loop per template does the same arithmetic
+in registers and cache (numba; ``nogil`` so that search shards run it on both cores).
+
+Every step works on one template's rows only, with index-ordered tie-breaking, so a template's
+score does not depend on the other templates of the block, on the block size or on the
+padding M. Arithmetic is float32 as in the array form of the algorithm (``kernel.py`` gives
+the steps), so the constants are passed in as float32 arrays, never as Python floats (which
+would promote to float64), and never read from module globals (numba freezes globals at
+compile time and its on-disk cache would keep stale tunables).
+
+Array arguments (shapes as in ``kernel.py``): ``prod`` (nb*M, mp) float32 GEMM output;
+``p_inv`` (mp,), ``p_geo`` (mp, 4) probe; ``g_inv`` (nb, M), ``g_geo`` (nb, M, 4),
+``counts`` (nb,) gallery; ``n_pairs_table`` (MAX_MINUTIAE + 1,) int64; outputs (nb, R) or (nb,).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from matcher.fingerprint.match import params
+
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+#: A probe as the compiled code takes it: inv_norm (mp,), geometry (mp, 4), minutia count.
+Probe = tuple[F32, F32, int]
+#: See :func:`empty_outputs`.
+Outputs = tuple[I64, I64, Bool, F32, F32, F32, Bool, I64, F32]
+
+
+def _beyond(mu: float, tau: float) -> float:
+    """The v above which Z(v, μ, τ) < RHO_FLUSH (τ < 0): ρ is then flushed whatever the other
+    factors (each at most 1), so a pair can stop there."""
+    return mu + math.log(1.0 / params.RHO_FLUSH - 1.0) / -tau
+
+
+def _cos_beyond(mu: float, tau: float) -> float:
+    """The same for a chord 2 sin(θ/2), as a bound on cos θ (chord > c <=> cos θ < 1 - c²/2)."""
+    return 1.0 - _beyond(mu, tau) ** 2 / 2.0
+
+
+#: Float constants, in the order :func:`post_gemm` reads them.
+FLOAT_CONSTANTS = np.array(
+    [
+        math.cos(params.MAX_DIRECTION_DIFF),
+        params.MU_RHO_DIST,
+        params.TAU_RHO_DIST,
+        params.MU_RHO_ROT,
+        params.TAU_RHO_ROT,
+        params.MU_RHO_RADIAL,
+        params.TAU_RHO_RADIAL,
+        params.RHO_FLUSH,
+        params.RELAX_WEIGHT,
+        (1.0 - params.RELAX_WEIGHT) / (params.N_RELAX - 1),
+        _cos_beyond(params.MU_RHO_ROT, params.TAU_RHO_ROT),
+        _beyond(params.MU_RHO_DIST, params.TAU_RHO_DIST),
+    ],
+    np.float32,
+)
+#: Integer constants: R, relaxation iterations, MAX_MINUTIAE.
+INT_CONSTANTS = np.array([params.N_RELAX, params.RELAX_ITERATIONS, params.MAX_MINUTIAE], np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
+def _chord(cos: np.float32) -> np.float32:
+    """Angle given by its cosine -> chord 2 sin(θ/2) = sqrt(2 - 2 cos θ) (see kernel.py)."""
+    v = cos * np.float32(-2.0) + np.float32(2.0)
+    if v < np.float32(0.0):
+        v = np.float32(0.0)
+    return np.float32(np.sqrt(v))
+
+
+@numba.njit(cache=True, nogil=True)
+def _one_plus_exp(v: np.float32, mu: np.float32, tau: np.float32) -> np.float32:
+    """1 + exp(-τ (v - μ)): the reciprocal of MCC's sigmoid Z(v, μ, τ); inf means Z = 0."""
+    return np.float32(np.float32(1.0) + np.exp((v - mu) * -tau))
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"nnan"})
+def _row_max(row: F32, p_inv: F32) -> np.float32:
+    """max_j row[j] * p_inv[j]. NaN cannot occur, and saying so lets the loop use SIMD lanes
+    (a maximum does not round, so the order of comparisons cannot change the result)."""
+    bv = row[0] * p_inv[0]
+    for j in range(1, p_inv.shape[0]):
+        bv = max(bv, row[j] * p_inv[j])
+    return bv
+
+
+@numba.njit(cache=True, nogil=True)
+def _best_partners(
+    prod: F32, b: int, m: int, probe: Probe, g_inv: F32, g_geo: F32, count: int,
+    cos_max: np.float32, sim: F32, best: I64,
+) -> None:  # fmt: skip
+    """Rows of template b: best probe partner (first of equal maxima) and its similarity, 0 when
+    the directions differ by more than MAX_DIRECTION_DIFF, -1 on padding."""
+    p_inv, p_geo, probe_count = probe
+    for i in range(m):
+        best[i] = 0
+        if i >= count or probe_count == 0:
+            sim[i] = np.float32(-1.0)
+            continue
+        row = prod[b * m + i]
+        bv = _row_max(row, p_inv)
+        bj = 0
+        while row[bj] * p_inv[bj] != bv:
+            bj += 1
+        s = bv * g_inv[b, i]
+        turn = p_geo[bj, 2] * g_geo[b, i, 2] + p_geo[bj, 3] * g_geo[b, i, 3]
+        if turn < cos_max:
+            s = np.float32(0.0)
+        sim[i] = s
+        best[i] = bj
+
+
+@numba.njit(cache=True, nogil=True)
+def top_rows(values: F32, r: int, out: I64, vals: F32) -> None:
+    """``out[:r]``: indices of the r largest of ``values`` (1-D, at least r long), ties to the
+    lowest index, ascending; ``vals`` (r,) is scratch. One pass keeps the best r in a small
+    buffer sorted by value; a value enters only when strictly greater than the buffer's last,
+    so an earlier index wins a tie. Then the r indices are put in ascending order."""
+    n = 0
+    for i in range(values.shape[0]):
+        v = values[i]
+        if n == r and not v > vals[r - 1]:
+            continue
+        j = n if n < r else r - 1
+        while j > 0 and v > vals[j - 1]:
+            if j < r:
+                vals[j] = vals[j - 1]
+                out[j] = out[j - 1]
+            j -= 1
+        vals[j] = v
+        out[j] = i
+        n = min(n + 1, r)
+    for i in range(1, r):  # insertion sort of the indices
+        x = out[i]
+        j = i
+        while j > 0 and out[j - 1] > x:
+            out[j] = out[j - 1]
+            j -= 1
+        out[j] = x
+
+
+@numba.njit(cache=True, nogil=True)
+def _compatibility(pa: F32, gb: F32, usable: Bool, fc: F32, rho_t: F32) -> None:
+    """ρ between candidate pairs, written transposed: ``rho_t[k, t]`` = ρ(t, k) (R, R);
+    pa, gb (R, 4) probe/gallery geometry.
+
+    d1 = difference of the distances a_t-a_k and b_t-b_k; d2 = difference of the two pairs'
+    rotations; d3 = angle between segment a_t->a_k and segment b_t->b_k turned by pair t's
+    rotation; d2, d3 as chords. ρ = 1 / ((1 + e1)(1 + e2)(1 + e3)) = Z(d1) Z(d2) Z(d3), zero
+    for unusable pairs, on the diagonal and below RHO_FLUSH. The symmetric factors (d1, d2)
+    are computed once per pair, and a pair stops as soon as d2 or d1 alone is beyond the value
+    where its factor is below RHO_FLUSH (``_beyond``: every factor is at most 1, so ρ would be
+    flushed anyway). Among the candidates of an impostor, half stop at d2 (before any square
+    root or exp) and three quarters of the rest at d1.
+    """
+    r = pa.shape[0]
+    flush = fc[7]
+    rc = np.empty(r, np.float32)
+    rs = np.empty(r, np.float32)
+    for t in range(r):
+        rc[t] = pa[t, 2] * gb[t, 2] + pa[t, 3] * gb[t, 3]
+        rs[t] = pa[t, 3] * gb[t, 2] - pa[t, 2] * gb[t, 3]
+    rho_t[:, :] = np.float32(0.0)
+    for t in range(r):
+        if not usable[t]:
+            continue
+        for k in range(t + 1, r):
+            turn = rc[t] * rc[k] + rs[t] * rs[k]
+            if not usable[k] or turn < fc[10]:  # Z(d2) alone below the flush
+                continue
+            dax = pa[k, 0] - pa[t, 0]
+            day = pa[k, 1] - pa[t, 1]
+            dbx = gb[k, 0] - gb[t, 0]
+            dby = gb[k, 1] - gb[t, 1]
+            la = np.float32(np.sqrt(dax * dax + day * day))
+            lb = np.float32(np.sqrt(dbx * dbx + dby * dby))
+            d1 = abs(la - lb)
+            if d1 > fc[11]:  # Z(d1) alone below the flush
+                continue
+            f12 = _one_plus_exp(d1, fc[1], fc[2]) * _one_plus_exp(_chord(turn), fc[3], fc[4])
+            lengths = la * lb
+            if lengths < np.float32(1e-6):
+                lengths = np.float32(1e-6)
+            # d3 seen from t (segment t->k, t's rotation) and from k (segment k->t, k's).
+            dot = dbx * dax + dby * day
+            cross = dbx * day - dby * dax
+            d3_t = _chord((dot * rc[t] + cross * rs[t]) / lengths)
+            d3_k = _chord((dot * rc[k] + cross * rs[k]) / lengths)
+            v_t = np.float32(1.0) / (f12 * _one_plus_exp(d3_t, fc[5], fc[6]))
+            v_k = np.float32(1.0) / (f12 * _one_plus_exp(d3_k, fc[5], fc[6]))
+            if v_t >= flush:
+                rho_t[k, t] = v_t
+            if v_k >= flush:
+                rho_t[t, k] = v_k
+
+
+@numba.njit(cache=True, nogil=True)
+def _relax(local: F32, rho_t: F32, iterations: int, fc: F32, lam: F32, support: F32) -> None:
+    """LSS-R relaxation into ``lam``: λ <- wR λ + spread Σk ρ[t, k] λk, from λ = local. The sum
+    runs over k in order for every t at once (rows of ρ transposed: SIMD lanes across t)."""
+    r = local.shape[0]
+    weight, spread = fc[8], fc[9]
+    lam[:] = local
+    for _ in range(iterations):
+        support[:] = np.float32(0.0)
+        for k in range(r):
+            lk = lam[k]
+            for t in range(r):
+                support[t] += rho_t[k, t] * lk
+        for t in range(r):
+            lam[t] = lam[t] * weight + support[t] * spread
+
+
+@numba.njit(cache=True, nogil=True)
+def post_gemm(
+    prod: F32, m: int, probe: Probe, g_inv: F32, g_geo: F32, counts: I64, n_pairs_table: I64,
+    fc: F32, ic: I64, out: Outputs,
+) -> None:  # fmt: skip
+    """Steps 2–4 for every template of the block; fills ``out`` (see :func:`empty_outputs`)."""
+    out_p, out_g, out_usable, out_local, out_relaxed, out_eff, out_selected, out_np, out_score = out
+    _, p_geo, probe_count = probe
+    nb = counts.shape[0]
+    r, iterations, max_minutiae = ic[0], ic[1], ic[2]
+    sim = np.empty(m, np.float32)
+    best = np.empty(m, np.int64)
+    g_idx = np.empty(r, np.int64)
+    top_vals = np.empty(r, np.float32)
+    pa = np.zeros((r, 4), np.float32)
+    gb = np.empty((r, 4), np.float32)
+    usable = np.empty(r, np.bool_)
+    local = np.empty(r, np.float32)
+    lam = np.empty(r, np.float32)
+    support = np.empty(r, np.float32)
+    rho_t = np.empty((r, r), np.float32)
+    key = np.empty(r, np.float32)
+    for b in range(nb):
+        _best_partners(prod, b, m, probe, g_inv, g_geo, counts[b], fc[0], sim, best)
+        top_rows(sim, r, g_idx, top_vals)
+        for t in range(r):
+            row = g_idx[t]
+            pi = best[row]
+            usable[t] = sim[row] > np.float32(0.0)
+            local[t] = sim[row] if usable[t] else np.float32(0.0)
+            for c in range(4):
+                if probe_count > 0:
+                    pa[t, c] = p_geo[pi, c]
+                gb[t, c] = g_geo[b, row, c]
+            out_p[b, t] = pi
+            out_g[b, t] = row
+        _compatibility(pa, gb, usable, fc, rho_t)
+        _relax(local, rho_t, iterations, fc, lam, support)
+        # Rank pairs by efficiency λ / λ0, best first (ties: lower index first; unusable pairs
+        # last); the nP best usable ones are averaged.
+        for t in range(r):
+            eff = lam[t] / local[t] if usable[t] else np.float32(0.0)
+            out_eff[b, t] = eff
+            key[t] = -eff if usable[t] else np.float32(1.0)
+        n_pairs = n_pairs_table[max(min(counts[b], probe_count, max_minutiae), 0)]
+        total = np.float32(0.0)
+        for t in range(r):
+            rank = 0
+            for u in range(r):
+                if key[u] < key[t] or (key[u] == key[t] and u < t):
+                    rank += 1
+            chosen = rank < n_pairs and usable[t]
+            out_selected[b, t] = chosen
+            if chosen:
+                total += lam[t]
+            out_usable[b, t] = usable[t]
+            out_local[b, t] = local[t]
+            out_relaxed[b, t] = lam[t]
+        out_np[b] = n_pairs
+        out_score[b] = np.float32(total / n_pairs)
+
+
+def empty_outputs(nb: int) -> Outputs:
+    """The arrays :func:`post_gemm` fills for a block of nb templates, in the order of
+    :class:`matcher.fingerprint.match.kernel.Consolidation`: probe and gallery index, usable,
+    local, relaxed, efficiency, selected (nb, R); n_pairs, score (nb,)."""
+    r = params.N_RELAX
+    return (
+        np.empty((nb, r), np.int64),
+        np.empty((nb, r), np.int64),
+        np.empty((nb, r), np.bool_),
+        np.empty((nb, r), np.float32),
+        np.empty((nb, r), np.float32),
+        np.empty((nb, r), np.float32),
+        np.empty((nb, r), np.bool_),
+        np.empty(nb, np.int64),
+        np.empty(nb, np.float32),
+    )
