@@ -41,7 +41,9 @@ def test_reduced_cylinders_are_quantised_unit_vectors() -> None:
     assert not only_with[..., 1].any() and only_with[0, :, 0].any()
 
 
-def test_score_of_a_template_does_not_depend_on_its_block(fingers: list) -> None:
+def test_score_of_a_template_does_not_depend_on_its_block(
+    fingers: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prepared = [match.prepare(f[0]) for f in fingers[:12]]
     probe = match.prepare(fingers[3][1])
     cols = preselect.probe_matrix(probe)
@@ -52,6 +54,12 @@ def test_score_of_a_template_does_not_depend_on_its_block(fingers: list) -> None
     for i in range(12):
         alone = preselect.preselect_scores(block[i : i + 1], cols)
         assert alone[0] == together[i]  # exact: integer GEMM
+    # Chunks and a row subset change nothing either.
+    pick = np.array([11, 0, 3, 7, 5])
+    assert np.array_equal(preselect.preselect_scores(block, cols, pick), together[pick])
+    monkeypatch.setattr(params, "PRESELECT_CHUNK_RECORDS", 5)
+    assert np.array_equal(preselect.preselect_scores(block, cols), together)
+    assert np.array_equal(preselect.preselect_scores(block, cols, pick), together[pick])
     # The mate gets the best pre-selection score; scores lie in [0, PRESELECT_PAIRS].
     assert int(np.argmax(together)) == 3
     assert together.min() >= 0.0 and together.max() <= params.PRESELECT_PAIRS + 1e-3
