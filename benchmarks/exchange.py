@@ -1,38 +1,49 @@
-"""Peer exchange speed: a signed query round trip over mutual TLS, and sustained peer
-queries per second against a fingerprint gallery.
+"""Peer exchange speed with the responder served as deployed: a signed query round trip over
+mutual TLS, and sustained peer queries per second against a fingerprint gallery.
 
-Two nodes (TH asks, ID answers) are built by ``create_app`` from settings and served as
-``bdx serve`` serves them (API port + mutual-TLS peer port, ``node.exchange.serving``), with
-certificates from ``certs.pki.bootstrap``, both in this process (so they share its cores).
+Two countries of one region (certificates from ``certs.pki.bootstrap``): **ID answers**, run as
+``bdx serve --config ID.toml`` in its own process (API port + mutual-TLS peer port, SQLite
+database, gallery files, exchange log, exactly as a node is deployed); **TH asks**: this
+process is TH's requester (``node.exchange.setup.build_exchange`` on TH's settings), so every
+query is built, signed with TH's signing key (fresh query id and nonce), sent over TH's pooled
+mutual-TLS keep-alive connections, logged in TH's exchange log, and every reply's JWS and
+certificate chain are verified, exactly as ``bdx query`` does.
 
-* **round trip**: TH's requester (pooled keep-alive client) sends a query to ID, whose gallery
-  is empty: mutual TLS, JWS signing and verification on both sides, policy, replay guard and
-  four exchange-log appends, no matching. Baseline in the same run: a plain GET over the same
-  kind of mutual-TLS keep-alive connection (``/peer/v1/queries/none``, answered 404).
-* **throughput**: ID enrols ``--gallery`` fingerprint records through its record service
-  (``--distinct`` synthetic fingers, repeated); ``--clients`` concurrent officers' queries
-  (one finger each, the second impression of an enrolled finger) until ``--queries`` are done.
+* **round trip**: ID's gallery is empty (nothing to match): mutual TLS, JWS signing and
+  verification on both sides, policy, quota, replay guard and the exchange logs of both nodes.
+  Baseline in the same run: a plain GET over the same kind of mutual-TLS keep-alive connection
+  (``/peer/v1/queries/none``, answered 404).
+* **throughput**: ID's gallery then holds ``--gallery`` fingerprint records enrolled through its
+  record service (``--distinct`` synthetic fingers, repeated) and ID is restarted on it;
+  ``--clients`` queries are kept in flight (one finger each, the second impression of an
+  enrolled finger) until ``--queries`` are answered; ``--rounds`` such rounds after a warm-up.
+  CPU per query is read for each process separately: ID's from ``/proc/PID/stat`` (all its
+  threads), TH's (this process) from ``time.process_time``, both over the round.
+* **search alone** (baseline, same run, same gallery files): ``search_fingerprint`` with its
+  default penetration, prepared probes, one call at a time, in this process while ID is idle.
 
-Run: ``.venv/bin/python benchmarks/exchange.py`` (``--help`` for the sizes).
+Run: ``.venv/bin/python benchmarks/exchange.py`` (``--help`` for the sizes; ``--json`` for a
+machine-readable summary). Linux only (``/proc``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ssl
+import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-import uvicorn
-from fastapi import FastAPI
-from rich.progress import track
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -41,79 +52,142 @@ from matcher.fingerprint import iso19794_2, match
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import fingerprint_records, fingerprint_schema, search_fingerprint
 from matcher.synthetic import synthetic_templates
-from node.api.app import create_app
 from node.db.models import Modality, TemplateRecord
+from node.db.setup import open_database
+from node.demo.region import BDX, free_port
 from node.exchange.messages import TemplateItem, b64url
 from node.exchange.requester import Peer, Requester
-from node.exchange.serving import ServerPair, peer_config
-from node.exchange.setup import load_credentials
-from node.services.galleries import subject_key
+from node.exchange.setup import Exchange, build_exchange
+from node.services.galleries import GallerySet, subject_key
 from node.services.records import NewRecord, RecordService
-from node.settings import Settings
+from node.settings import Settings, load_settings
 
 ENROL_BATCH = 1000
+START_TIMEOUT_S = 120.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def _port() -> int:
-    import socket
+@dataclass(frozen=True)
+class NodeFiles:
+    country: str
+    root: Path
+    api_port: int
+    peer_port: int
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    @property
+    def config(self) -> Path:
+        return self.root / "bdx.toml"
+
+    @property
+    def peer_url(self) -> str:
+        return f"https://127.0.0.1:{self.peer_port}"
+
+    def settings(self) -> Settings:
+        return load_settings(self.config)
 
 
-def start(
-    root: Path, region: Path, cc: str, peer: str, ports: dict[str, tuple[int, int]]
-) -> tuple[FastAPI, ServerPair]:
-    data = root / cc.lower()
-    data.mkdir()
-    rules = data / "rules.toml"
+def write_node(root: Path, region: Path, cc: str, peer: NodeFiles | None) -> NodeFiles:
+    """Rules and a settings file for ``cc`` under ``root/cc`` (answers and asks the other)."""
+    other = "TH" if cc == "ID" else "ID"
+    node = NodeFiles(cc, root / cc.lower(), free_port(), free_port())
+    node.root.mkdir(mode=0o700)
+    rules = node.root / "rules.toml"
     rules.write_text(
-        f'version = "bench"\ncountry = "{cc}"\n[peers.{peer}]\npurposes = ["border_control"]\n'
-        f'modalities = ["fingerprint"]\ndaily_quota = {{ fingerprint = 1000000 }}\n'
-        f'[outbound.{peer}]\npurposes = ["border_control"]\n'
+        f'version = "bench"\ncountry = "{cc}"\n[peers.{other}]\npurposes = ["border_control"]\n'
+        f'modalities = ["fingerprint"]\ndaily_quota = {{ fingerprint = 10000000 }}\n'
+        f'[outbound.{other}]\npurposes = ["border_control"]\n'
     )
-    settings = Settings(
-        country=cc,
-        data_dir=data,
-        pki_dir=region,
-        policy_file=rules,
-        peers={peer: f"https://127.0.0.1:{ports[peer][1]}"},
-        port=ports[cc][0],
-        peer_port=ports[cc][1],
+    peers = f'{other} = "{peer.peer_url}"\n' if peer else ""
+    node.config.write_text(
+        f'environment = "development"\ncountry = "{cc}"\ndata_dir = "{node.root}"\n'
+        f'host = "127.0.0.1"\nport = {node.api_port}\npeer_port = {node.peer_port}\n'
+        f'pki_dir = "{region}"\npolicy_file = "{rules}"\n\n[peers]\n{peers}'
     )
-    app = create_app(settings)
-    api = uvicorn.Config(app, host="127.0.0.1", port=ports[cc][0], log_level="warning")
-    pair = ServerPair(
-        api, peer_config(app, settings, load_credentials(settings), log_level="warning")
+    return node
+
+
+def enrol(node: NodeFiles, templates: Sequence[FingerprintTemplate], n: int) -> None:
+    """Enrol ``n`` right-thumb records through the node's record service (node not serving)."""
+    settings = node.settings()
+    engine, sessions = open_database(settings)
+    try:
+        with sessions() as session, GallerySet.open(settings.gallery_path) as galleries:
+            records = RecordService(session, galleries)
+            for lo in range(0, n, ENROL_BATCH):
+                m = min(ENROL_BATCH, n - lo)
+                chunk = [templates[(lo + i) % len(templates)] for i in range(m)]
+                new = [
+                    NewRecord(f"p{lo + i}", Modality.FINGERPRINT, "iso19794-2:2005", 20, 1)
+                    for i in range(m)
+                ]
+
+                def write(
+                    rows: Sequence[TemplateRecord], chunk: list[FingerprintTemplate] = chunk
+                ) -> None:
+                    batch = fingerprint_records(
+                        [r.reference for r in rows],
+                        [subject_key(r.subject_id) for r in rows],
+                        chunk,
+                        [1] * len(rows),
+                    )
+                    galleries.append(fingerprint_schema(), batch)
+
+                records.enrol(new, write, actor="bench")
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def serving(node: NodeFiles) -> Iterator[int]:
+    """``bdx serve`` for ``node`` in its own process until the block ends; yields its pid."""
+    log = (node.root / "serve.log").open("ab")
+    proc = subprocess.Popen(
+        [*BDX, "serve", "--config", str(node.config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
     )
-    threading.Thread(target=lambda: asyncio.run(pair.serve()), daemon=True).start()
-    while not (pair.started and getattr(app.state, "exchange", None) is not None):
-        time.sleep(0.02)
-    return app, pair
+    log.close()
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                sys.exit(f"{node.country} exited with {proc.returncode}: see {node.root}/serve.log")
+            try:
+                url = f"http://127.0.0.1:{node.api_port}/health"
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit(f"{node.country} did not start: see {node.root}/serve.log")
+            time.sleep(0.2)
+        yield proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def enrol(app: FastAPI, templates: Sequence[FingerprintTemplate], n: int) -> None:
-    galleries = app.state.gallery
-    for lo in track(range(0, n, ENROL_BATCH), description=f"enrol {n} records"):
-        m = min(ENROL_BATCH, n - lo)
-        chunk = [templates[(lo + i) % len(templates)] for i in range(m)]
-        new = [
-            NewRecord(f"p{lo + i}", Modality.FINGERPRINT, "iso19794-2:2005", 20, 1)
-            for i in range(m)
-        ]
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
-        def write(rows: Sequence[TemplateRecord], chunk: list[FingerprintTemplate] = chunk) -> None:
-            batch = fingerprint_records(
-                [r.reference for r in rows],
-                [subject_key(r.subject_id) for r in rows],
-                chunk,
-                [1] * len(rows),
-            )
-            galleries.append(fingerprint_schema(), batch)
 
-        with app.state.sessions() as session:
-            RecordService(session, galleries).enrol(new, write, actor="bench")
+@contextmanager
+def requester_of(node: NodeFiles) -> Iterator[Exchange]:
+    """TH's exchange parts as its node builds them (own database, exchange log, keys)."""
+    settings = node.settings()
+    engine, _ = open_database(settings)
+    try:
+        with GallerySet.open(settings.gallery_path) as galleries:
+            yield build_exchange(settings, engine, galleries)
+    finally:
+        engine.dispose()
 
 
 def item(t: FingerprintTemplate) -> list[TemplateItem]:
@@ -127,61 +201,123 @@ def item(t: FingerprintTemplate) -> list[TemplateItem]:
     ]
 
 
+async def ask(req: Requester, peer: Peer, probe: list[TemplateItem]) -> str:
+    (r,) = await req.query_peers([peer], "border_control", "fingerprint", probe)
+    assert r.status == "answered" and r.reply is not None, r.summary()
+    assert r.reply.outcome.value in ("hit", "no_hit"), r.summary()
+    return r.reply.outcome.value
+
+
 async def round_trips(
-    req: Requester, peer: Peer, probe: list[TemplateItem], n: int, tls: ssl.SSLContext
-) -> tuple[float, float]:
+    ex: Exchange, peer: Peer, probe: list[TemplateItem], n: int, pid: int
+) -> tuple[float, float, float, float]:
+    """Median ms of a peer query and of a plain mTLS GET, one at a time, after 5 warm-ups;
+    CPU ms per query of the responder and of the requester over the queries."""
     times: list[float] = []
-    for _ in range(n + 5):
+    for i in range(n + 5):
+        if i == 5:
+            r0, c0 = proc_cpu_s(pid), time.process_time()
         t = time.perf_counter()
-        (r,) = await req.query_peers([peer], "border_control", "fingerprint", probe)
-        assert r.status == "answered" and r.reply is not None, r.summary()
+        await ask(ex.requester, peer, probe)
         times.append((time.perf_counter() - t) * 1000)
+    cpu_resp, cpu_req = proc_cpu_s(pid) - r0, time.process_time() - c0
     base: list[float] = []
-    async with httpx.AsyncClient(verify=tls) as client:
+    async with httpx.AsyncClient(verify=ex.credentials.client_context()) as client:
         for _ in range(n + 5):
             t = time.perf_counter()
             await client.get(peer.url + "/peer/v1/queries/none")
             base.append((time.perf_counter() - t) * 1000)
-    await req.aclose()
-    return statistics.median(times[5:]), statistics.median(base[5:])
+    await ex.requester.aclose()
+    return (
+        statistics.median(times[5:]),
+        statistics.median(base[5:]),
+        cpu_resp / n * 1000,
+        cpu_req / n * 1000,
+    )
+
+
+@dataclass(frozen=True)
+class Round:
+    queries: int
+    seconds: float
+    qps: float
+    hit_rate: float
+    latency_median_ms: float
+    latency_p95_ms: float
+    responder_cpu_ms: float
+    requester_cpu_ms: float
+
+
+async def load(
+    req: Requester,
+    peer: Peer,
+    probes: list[list[TemplateItem]],
+    total: int,
+    clients: int,
+    pid: int,
+    offset: int,
+) -> Round:
+    """``total`` queries with ``clients`` in flight at once; CPU of both processes."""
+    next_i, hits, lat = 0, 0, list[float]()
+
+    async def worker() -> None:
+        nonlocal next_i, hits
+        while next_i < total:
+            i = next_i
+            next_i += 1
+            t = time.perf_counter()
+            outcome = await ask(req, peer, probes[(offset + i) % len(probes)])
+            lat.append((time.perf_counter() - t) * 1000)
+            hits += outcome == "hit"
+
+    r0, c0, t0 = proc_cpu_s(pid), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - t0
+    cpu_req, cpu_resp = time.process_time() - c0, proc_cpu_s(pid) - r0
+    lat.sort()
+    return Round(
+        queries=total,
+        seconds=round(elapsed, 3),
+        qps=round(total / elapsed, 1),
+        hit_rate=round(hits / total, 3),
+        latency_median_ms=round(statistics.median(lat), 1),
+        latency_p95_ms=round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1),
+        responder_cpu_ms=round(cpu_resp / total * 1000, 2),
+        requester_cpu_ms=round(cpu_req / total * 1000, 2),
+    )
 
 
 async def throughput(
-    req: Requester, peer: Peer, probes: list[list[TemplateItem]], total: int, clients: int
-) -> tuple[float, float, float, float]:
-    """(queries/s, hit rate, median latency ms, CPU ms of this process per query)."""
-    done, hits, lat = 0, 0, list[float]()
-
-    async def worker() -> None:
-        nonlocal done, hits
-        while done < total:
-            i = done
-            done += 1
-            t = time.perf_counter()
-            (r,) = await req.query_peers(
-                [peer], "border_control", "fingerprint", probes[i % len(probes)]
-            )
-            lat.append((time.perf_counter() - t) * 1000)
-            assert r.status == "answered" and r.reply is not None, r.summary()
-            hits += r.reply.outcome.value == "hit"
-
-    t0, c0 = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
-    await req.aclose()
-    return total / elapsed, hits / total, statistics.median(lat), cpu / total * 1000
+    ex: Exchange,
+    peer: Peer,
+    probes: list[list[TemplateItem]],
+    args: argparse.Namespace,
+    pid: int,
+) -> list[Round]:
+    await load(ex.requester, peer, probes, args.warmup, args.clients, pid, 0)
+    rounds = []
+    for k in range(args.rounds):
+        offset = args.warmup + k * args.queries
+        rounds.append(
+            await load(ex.requester, peer, probes, args.queries, args.clients, pid, offset)
+        )
+        print(f"  round {k + 1}: {asdict(rounds[-1])}", flush=True)
+    await ex.requester.aclose()
+    return rounds
 
 
-def search_cpu_ms(app: FastAPI, probes: Sequence[FingerprintTemplate]) -> float:
-    """Median CPU ms of the responder's search alone (``search_fingerprint`` with its default
-    penetration on the same gallery, prepared probes, one call at a time)."""
-    times = []
-    with app.state.gallery.reading(fingerprint_schema()) as gallery:
+def search_alone(node: NodeFiles, probes: Sequence[FingerprintTemplate]) -> tuple[float, float]:
+    """Median CPU and wall ms of ``search_fingerprint`` on ``node``'s gallery, one at a time."""
+    cpu, wall = [], []
+    galleries = GallerySet.open(node.settings().gallery_path)
+    with galleries, galleries.reading(fingerprint_schema()) as gallery:
+        assert gallery is not None
         for t in [match.prepare(p) for p in probes]:
-            c0 = time.process_time()
+            c0, w0 = time.process_time(), time.perf_counter()
             search_fingerprint(gallery, t, k=10)
-            times.append((time.process_time() - c0) * 1000)
-    return statistics.median(times)
+            cpu.append((time.process_time() - c0) * 1000)
+            wall.append((time.perf_counter() - w0) * 1000)
+    return statistics.median(cpu), statistics.median(wall)
 
 
 def main() -> None:
@@ -189,37 +325,68 @@ def main() -> None:
     ap.add_argument("--round-trips", type=int, default=200)
     ap.add_argument("--gallery", type=int, default=10_000)
     ap.add_argument("--distinct", type=int, default=2_000)
-    ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--queries", type=int, default=300, help="queries per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--clients", type=int, default=8, help="queries in flight at once")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--round-trips-only", action="store_true", help="skip the gallery phase")
     args = ap.parse_args()
+    out: dict[str, object] = {"args": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_region(build_region(("TH", "ID")), root / "region")
-        ports = {cc: (_port(), _port()) for cc in ("TH", "ID")}
-        id_app, id_pair = start(root, root / "region", "ID", "TH", ports)
-        th_app, th_pair = start(root, root / "region", "TH", "ID", ports)
-        req: Requester = th_app.state.requester
-        peer = th_app.state.exchange.peers["ID"]
+        region = root / "region"
+        write_region(build_region(("TH", "ID")), region)
+        responder = write_node(root, region, "ID", None)
+        asker = write_node(root, region, "TH", responder)
         fingers = synthetic_templates(args.distinct, 2, seed=2027)
-        tls = th_app.state.exchange.credentials.client_context()
-        rt, base = asyncio.run(round_trips(req, peer, item(fingers[0][1]), args.round_trips, tls))
+        peer = Peer("ID", responder.peer_url)
+        with requester_of(asker) as ex:
+            if args.round_trips:
+                with serving(responder) as pid:
+                    rt, base, rt_resp, rt_req = asyncio.run(
+                        round_trips(ex, peer, item(fingers[0][1]), args.round_trips, pid)
+                    )
+                out["round_trip_ms"], out["mtls_get_ms"] = round(rt, 2), round(base, 2)
+                out["round_trip_cpu_ms"] = {
+                    "responder": round(rt_resp, 2),
+                    "requester": round(rt_req, 2),
+                }
+                print(
+                    f"round trip (empty gallery): median {rt:.1f} ms; "
+                    f"mTLS GET baseline {base:.1f} ms; ratio {rt / base:.1f}x; CPU per query: "
+                    f"responder {rt_resp:.2f} ms, requester {rt_req:.2f} ms",
+                    flush=True,
+                )
+            if args.round_trips_only:
+                if args.json:
+                    print(json.dumps(out))
+                return
+            enrol(responder, [f[0] for f in fingers], args.gallery)
+            alone_cpu, alone_wall = search_alone(responder, [f[1] for f in fingers[:50]])
+            out["search_alone_cpu_ms"] = round(alone_cpu, 2)
+            out["search_alone_wall_ms"] = round(alone_wall, 2)
+            probes = [item(f[1]) for f in fingers[: min(500, len(fingers))]]
+            with serving(responder) as pid:
+                print(f"ID serving as pid {pid}", flush=True)
+                rounds = asyncio.run(throughput(ex, peer, probes, args, pid))
+        out["rounds"] = [asdict(r) for r in rounds]
+        med = {
+            k: statistics.median(getattr(r, k) for r in rounds)
+            for k in asdict(rounds[0])
+            if k not in ("queries",)
+        }
+        out["median"] = med
         print(
-            f"round trip (empty gallery): median {rt:.1f} ms; "
-            f"mTLS GET baseline {base:.1f} ms; ratio {rt / base:.1f}x"
+            f"throughput ({args.gallery} records, {args.clients} in flight, {args.rounds} x "
+            f"{args.queries} queries, medians): {med['qps']:.1f} queries/s, latency median "
+            f"{med['latency_median_ms']:.1f} ms / p95 {med['latency_p95_ms']:.1f} ms, hit rate "
+            f"{med['hit_rate']:.3f}; CPU per query: responder {med['responder_cpu_ms']:.1f} ms, "
+            f"requester {med['requester_cpu_ms']:.1f} ms; search alone {alone_cpu:.1f} ms CPU "
+            f"({alone_wall:.1f} ms wall)"
         )
-        enrol(id_app, [f[0] for f in fingers], args.gallery)
-        probes = [item(f[1]) for f in fingers[: min(200, len(fingers))]]
-        qps, hit_rate, med, cpu = asyncio.run(
-            throughput(req, peer, probes, args.queries, args.clients)
-        )
-        alone = search_cpu_ms(id_app, [f[1] for f in fingers[:50]])
-        print(
-            f"throughput ({args.gallery} records, {args.clients} clients, {args.queries} queries): "
-            f"{qps:.1f} queries/s, median latency {med:.1f} ms, hit rate {hit_rate:.3f}; "
-            f"CPU per query, both nodes: {cpu:.1f} ms; the search alone: {alone:.1f} ms"
-        )
-        for pair in (th_pair, id_pair):
-            pair.stop()
+        if args.json:
+            print(json.dumps(out))
 
 
 if __name__ == "__main__":
