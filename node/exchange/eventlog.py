@@ -9,6 +9,7 @@ data: :func:`check_event` refuses an event with a field that could hold template
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from certs.translog import TransparencyLog
@@ -36,3 +37,9 @@ class TranslogExchangeLog:
     def record(self, event: dict[str, Any]) -> None:
         check_event(event)
         self.log.append(encode_event(event))
+
+    def record_many(self, events: Sequence[dict[str, Any]]) -> None:
+        """Append ``events`` in order in one transaction (all or none); none is a no-op."""
+        for event in events:
+            check_event(event)
+        self.log.append_many([encode_event(e) for e in events])

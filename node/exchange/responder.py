@@ -16,7 +16,10 @@
 
 Steps 3–6 refuse with a *signed* reply (outcome ``refused`` and the reason code). Every step's
 outcome is written to the exchange log; the probe's templates are never stored or logged: they
-live in this call's local variables only and are dropped when it returns.
+live in this call's local variables only and are dropped when it returns. The events of steps
+3–7 are collected in order and appended in one transaction before the reply is returned (also
+when a step raises), so a reply never leaves without its log entries and a query costs one log
+append instead of one per event.
 """
 
 from __future__ import annotations
@@ -76,9 +79,12 @@ class ProbeSearch(Protocol):
 
 
 class ExchangeLog(Protocol):
-    """Appends one exchange event (JSON-ready, no biometric data) to the tamper-evident log."""
+    """Appends exchange events (JSON-ready, no biometric data) to the tamper-evident log:
+    ``record`` one, ``record_many`` several in one transaction, in order."""
 
     def record(self, event: dict[str, Any]) -> None: ...
+
+    def record_many(self, events: Sequence[dict[str, Any]]) -> None: ...
 
 
 RestrictionLookup = Callable[[Sequence[str]], list[Restrictions]]
@@ -138,10 +144,8 @@ class Responder:
         self.log = exchange_log
         self.clock = clock or (lambda: datetime.now(UTC))
 
-    def _event(self, kind: str, **fields: Any) -> None:
-        self.log.record(
-            {"type": kind, "node": self.country, "at": self.clock().isoformat(), **fields}
-        )
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "node": self.country, "at": self.clock().isoformat(), **fields}
 
     def verify(self, token: str, tls_country: str) -> QueryPayload:
         """Steps 1–2: the verified query, or a typed error (nothing signed, nothing matched)."""
@@ -151,13 +155,17 @@ class Responder:
                 token, self.trust, expected_country=tls_country, now=now, typ=params.QUERY_TYP
             )
         except CertsError as exc:
-            self._event("query_refused", peer=tls_country, stage="signature", reason=exc.reason)
+            self.log.record(
+                self._event("query_refused", peer=tls_country, stage="signature", reason=exc.reason)
+            )
             raise
         try:
             return QueryPayload.from_wire(verified.payload)
         except (ValidationError, ValueError) as exc:
-            self._event(
-                "query_refused", peer=tls_country, stage="message", reason="malformed_query"
+            self.log.record(
+                self._event(
+                    "query_refused", peer=tls_country, stage="message", reason="malformed_query"
+                )
             )
             detail = str(exc).splitlines()[0]
             raise MalformedQueryError(
@@ -171,51 +179,61 @@ class Responder:
 
     def answer_verified(self, query: QueryPayload) -> Answer:
         """Steps 3–7 for a query whose signature and form were verified."""
+        events: list[dict[str, Any]] = []
+        try:
+            return self._answer(query, events)
+        finally:
+            self.log.record_many(events)
+
+    def _answer(self, query: QueryPayload, events: list[dict[str, Any]]) -> Answer:
         now = self.clock()
-        self._event(
-            "query_received",
-            query_id=str(query.query_id),
-            peer=query.requester,
-            purpose=query.purpose,
-            modality=query.modality,
-            templates=len(query.templates),
-            case_ref=query.case_ref,
+        events.append(
+            self._event(
+                "query_received",
+                query_id=str(query.query_id),
+                peer=query.requester,
+                purpose=query.purpose,
+                modality=query.modality,
+                templates=len(query.templates),
+                case_ref=query.case_ref,
+            )
         )
         if query.responder != self.country:
-            return self._refuse(query, "wrong_recipient", "recipient")
+            return self._refuse(query, events, "wrong_recipient", "recipient")
         try:
             self.replay.check(query.requester, query.nonce, query.created, now)
         except ReplayError as exc:
-            return self._refuse(query, exc.reason, "replay")
+            return self._refuse(query, events, exc.reason, "replay")
         decision = self.policy.decide_inbound(query.requester, query.purpose, query.modality, now)
-        self.log.record(
+        events.append(
             {**decision.to_record(), "query_id": str(query.query_id), "node": self.country}
         )
         if not decision.allowed:
-            return self._refuse(query, decision.refusal.value if decision.refusal else "policy")
+            reason = decision.refusal.value if decision.refusal else "policy"
+            return self._refuse(query, events, reason)
         max_candidates = decision.max_candidates or 1
         fmr = decision.fmr if decision.fmr is not None else params.MODERATE_MAX_FMR
         try:
             candidates = self.search(query.modality, query.templates, max_candidates, fmr)
         except TemplateFormatError as exc:
             log.info("query %s: template refused (%s)", query.query_id, exc.reason)
-            return self._refuse(query, "unsupported_template", "template")
+            return self._refuse(query, events, "unsupported_template", "template")
         except MatcherError as exc:
             log.info("query %s: template unusable (%s)", query.query_id, exc.reason)
-            return self._refuse(query, "unusable_template", "template")
+            return self._refuse(query, events, "unusable_template", "template")
+        refs = [c.record_ref for c in candidates]
         kept, dropped = filter_shareable(
-            candidates,
-            self.restrictions([c.record_ref for c in candidates]),
-            query.requester,
-            query.purpose,
+            candidates, self.restrictions(refs) if refs else [], query.requester, query.purpose
         )
         if dropped:
-            self._event(
-                "hits_suppressed",
-                query_id=str(query.query_id),
-                peer=query.requester,
-                count=len(dropped),
-                reasons=sorted({reason for _, reason in dropped}),
+            events.append(
+                self._event(
+                    "hits_suppressed",
+                    query_id=str(query.query_id),
+                    peer=query.requester,
+                    count=len(dropped),
+                    reasons=sorted({reason for _, reason in dropped}),
+                )
             )
         if kept:
             best = kept[0]
@@ -225,13 +243,15 @@ class Responder:
             )
         else:
             reply = self._reply(query, Outcome.NO_HIT)
-        self._event(
-            "reply_sent",
-            query_id=str(query.query_id),
-            peer=query.requester,
-            outcome=reply.outcome.value,
-            reference=reply.reference,
-            strength=reply.strength.value if reply.strength else None,
+        events.append(
+            self._event(
+                "reply_sent",
+                query_id=str(query.query_id),
+                peer=query.requester,
+                outcome=reply.outcome.value,
+                reference=reply.reference,
+                strength=reply.strength.value if reply.strength else None,
+            )
         )
         return self._sign(reply)
 
@@ -246,14 +266,22 @@ class Responder:
             **fields,
         )
 
-    def _refuse(self, query: QueryPayload, reason: str, stage: str = "policy") -> Answer:
+    def _refuse(
+        self,
+        query: QueryPayload,
+        events: list[dict[str, Any]],
+        reason: str,
+        stage: str = "policy",
+    ) -> Answer:
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
-        self._event(
-            "query_refused",
-            query_id=str(query.query_id),
-            peer=query.requester,
-            stage=stage,
-            reason=reason,
+        events.append(
+            self._event(
+                "query_refused",
+                query_id=str(query.query_id),
+                peer=query.requester,
+                stage=stage,
+                reason=reason,
+            )
         )
         return self._sign(reply)
 
