@@ -17,6 +17,7 @@ from sqlalchemy import (
     Engine,
     SmallInteger,
     and_,
+    bindparam,
     func,
     insert,
     literal,
@@ -53,6 +54,27 @@ from certs.translog.keys import SigningKey, VerifyingKey
 from certs.translog.params import AUDIT_CHUNK, CHECKPOINT_INTERVAL_S, INSERT_CHUNK, MAX_ENTRY_BYTES
 
 HEAD_ID = 1
+
+# The statements of an append, built once: an append is on every exchange's path, and building
+# and cache-keying fresh statement objects cost more CPU than SQLite's own work.
+_HEAD_READ = select(schema.head.c.tree_size, schema.head.c.compact_range).where(
+    schema.head.c.id == HEAD_ID
+)
+_HEAD_READ_LOCKED = _HEAD_READ.with_for_update()
+_HEAD_TOUCH = (
+    update(schema.head).where(schema.head.c.id == HEAD_ID).values(tree_size=schema.head.c.tree_size)
+)
+_HEAD_WRITE = (
+    update(schema.head)
+    .where(schema.head.c.id == HEAD_ID)
+    .values(
+        tree_size=bindparam("new_size"),
+        compact_range=bindparam("new_range"),
+        updated_at=bindparam("new_at"),
+    )
+)
+_INSERT_ENTRIES = insert(schema.entries)
+_INSERT_NODES = insert(schema.nodes)
 
 
 @dataclass(frozen=True)
@@ -140,21 +162,15 @@ class TransparencyLog:
 
     def _lock_head(self, conn: Connection) -> CompactRange:
         """Take the log's write lock inside the begun transaction; return the head."""
-        query = select(schema.head.c.tree_size, schema.head.c.compact_range).where(
-            schema.head.c.id == HEAD_ID
-        )
+        query = _HEAD_READ
         if conn.dialect.name == "sqlite":
             driver = conn.connection.driver_connection
             if driver is not None and not driver.in_transaction:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
             else:  # engine set up to BEGIN itself: take the lock with a first write
-                conn.execute(
-                    update(schema.head)
-                    .where(schema.head.c.id == HEAD_ID)
-                    .values(tree_size=schema.head.c.tree_size)
-                )
+                conn.execute(_HEAD_TOUCH)
         else:
-            query = query.with_for_update()
+            query = _HEAD_READ_LOCKED
         row = conn.execute(query).one()
         return CompactRange(row.tree_size, _split_range(row.compact_range))
 
@@ -180,14 +196,14 @@ class TransparencyLog:
                 )
                 for node, h in cr.append(leaf):
                     node_rows.append({"level": node.level, "node_index": node.index, "hash": h})
-            for i in range(0, len(entry_rows), INSERT_CHUNK):
-                conn.execute(insert(schema.entries), entry_rows[i : i + INSERT_CHUNK])
-            for i in range(0, len(node_rows), INSERT_CHUNK):
-                conn.execute(insert(schema.nodes), node_rows[i : i + INSERT_CHUNK])
+            for rows, statement in ((entry_rows, _INSERT_ENTRIES), (node_rows, _INSERT_NODES)):
+                if len(rows) == 1:
+                    conn.execute(statement, rows[0])
+                for i in range(0, len(rows) if len(rows) > 1 else 0, INSERT_CHUNK):
+                    conn.execute(statement, rows[i : i + INSERT_CHUNK])
             conn.execute(
-                update(schema.head)
-                .where(schema.head.c.id == HEAD_ID)
-                .values(tree_size=cr.size, compact_range=b"".join(cr.hashes), updated_at=now)
+                _HEAD_WRITE,
+                {"new_size": cr.size, "new_range": b"".join(cr.hashes), "new_at": now},
             )
         return list(range(first, first + len(batch)))
 
