@@ -155,6 +155,24 @@ class TrustAnchors:
         with self._lock:
             self._cache.clear()
 
+    def cached(
+        self, der: bytes, usage: Usage | str, *, now: dt.datetime | None = None
+    ) -> Identity | None:
+        """The identity of a DER leaf certificate that :meth:`validate` accepted under the trust
+        list and CRL held now and whose validity window includes ``now``; ``None`` when it must
+        be validated (not seen, or the documents changed since). Stale documents still raise.
+        Costs a hash and a dict lookup, so it may run where a full validation may not."""
+        usage = Usage(usage)
+        when = _now(now)
+        snap = self._snap
+        snap.trust_list.check_fresh(when, self.grace)
+        snap.crl.check_fresh(when, self.grace)
+        key = (hashlib.sha256(der).hexdigest(), usage, snap.trust_list.sequence, snap.crl.number)
+        identity = self._cache.get(key)
+        if identity is None or not identity.not_before <= when <= identity.not_after:
+            return None
+        return identity
+
     def validate(
         self,
         chain: x509.Certificate | bytes | Sequence[x509.Certificate],

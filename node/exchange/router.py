@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -21,9 +21,11 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from certs.pki.asgi import peer_der
+from certs.pki.profiles import Usage
 from certs.pki.tls import peer_country
 from node.errors import NotFoundError
 from node.exchange import params
+from node.exchange.messages import QueryPayload
 from node.exchange.requester import JOSE
 from node.exchange.responder import Answer, Responder
 from node.exchange.witnessing import (
@@ -45,7 +47,8 @@ class _Pending:
 
 
 class PendingReplies:
-    """Replies of searches still running or finished recently, by query id (memory only)."""
+    """Replies of searches answered ``202`` (still running or finished recently), by query id
+    (memory only). A query answered at once is never kept: nobody polls for it."""
 
     def __init__(self) -> None:
         self._items: dict[str, _Pending] = {}
@@ -64,9 +67,13 @@ class PendingReplies:
         return item.future
 
     def _expire(self) -> None:
+        # Items are in insertion (= creation) order: stop at the first one young enough.
         cutoff = time.monotonic() - params.PENDING_TTL_SECONDS
-        for key in [k for k, v in self._items.items() if v.created < cutoff and v.future.done()]:
-            del self._items[key]
+        for key, item in list(self._items.items()):
+            if item.created >= cutoff:
+                break
+            if item.future.done():
+                del self._items[key]
 
 
 def get_responder(request: Request) -> Responder:
@@ -74,6 +81,17 @@ def get_responder(request: Request) -> Responder:
     if responder is None:
         raise StoreUnavailableError("this node does not answer peer queries (no exchange set up)")
     return responder
+
+
+def peer_executor(request: Request) -> ThreadPoolExecutor:
+    """The app's worker threads for peer queries (``worker_threads`` of the settings)."""
+    executor: ThreadPoolExecutor | None = getattr(request.app.state, "peer_executor", None)
+    if executor is None:
+        settings = getattr(request.app.state, "settings", None)
+        workers = settings.worker_threads if settings is not None else 4
+        executor = ThreadPoolExecutor(workers, thread_name_prefix="bdx-peer")
+        request.app.state.peer_executor = executor
+    return executor
 
 
 def get_pending(request: Request) -> PendingReplies:
@@ -89,8 +107,17 @@ PendingDep = Annotated[PendingReplies, Depends(get_pending)]
 
 
 async def tls_peer(request: Request, responder: ResponderDep) -> str:
-    """The requesting country, from the validated mutual-TLS client certificate."""
+    """The requesting country, from the validated mutual-TLS client certificate.
+
+    A certificate validated before under the trust list and CRL held now is looked up on the
+    event loop (freshness and validity window re-checked); any other is validated in a
+    worker thread.
+    """
     der = peer_der(request.scope)
+    if der:
+        identity = responder.trust.cached(der, Usage.TLS)
+        if identity is not None:
+            return identity.country
     return await anyio.to_thread.run_sync(peer_country, der, responder.trust)
 
 
@@ -125,26 +152,35 @@ async def receive_query(
         raise InvalidRequestError(
             "the body must be a compact JWS", reason="malformed_jws"
         ) from None
-    query = await anyio.to_thread.run_sync(responder.verify, token, country)
-    loop = asyncio.get_running_loop()
-    future: Future[Answer] = Future()
+    # One worker-thread job verifies and answers (signature checks and matching never run on
+    # the event loop); the query id is needed here only when the answer is not ready in time.
+    verified: Future[QueryPayload] = Future()
+    answer: Future[Answer] = Future()
 
     def run() -> None:
         try:
-            future.set_result(responder.answer_verified(query))
+            query = responder.verify(token, country)
         except BaseException as exc:
-            future.set_exception(exc)
+            verified.set_exception(exc)
+            answer.set_exception(exc)
+            return
+        verified.set_result(query)
+        try:
+            answer.set_result(responder.answer_verified(query))
+        except BaseException as exc:
+            answer.set_exception(exc)
 
-    loop.run_in_executor(None, run)
-    query_id = str(query.query_id)
-    pending.add(query_id, query.requester, future)
+    peer_executor(request).submit(run)
     try:
-        answer = await asyncio.wait_for(
-            asyncio.shield(asyncio.wrap_future(future)), timeout=params.SYNC_WAIT_SECONDS
+        done = await asyncio.wait_for(
+            asyncio.shield(asyncio.wrap_future(answer)), timeout=params.SYNC_WAIT_SECONDS
         )
     except TimeoutError:
+        query = await asyncio.wrap_future(verified)
+        query_id = str(query.query_id)
+        pending.add(query_id, query.requester, answer)
         return _accepted(query_id)
-    return _jose(answer)
+    return _jose(done)
 
 
 @router.get(
