@@ -71,6 +71,15 @@ def _signer_key(leaf_der: bytes) -> ECKey:
     return public_jwk(x509.load_der_x509_certificate(leaf_der).public_key())  # type: ignore[arg-type]
 
 
+@functools.lru_cache(maxsize=params.CACHE_MAX_ENTRIES)
+def _signing_country(leaf: x509.Certificate) -> str | None:
+    """The country of a certificate with signing key usage (``wrong_key_usage`` otherwise):
+    checked here so a wrong certificate fails at the signer, not at every peer; the answer
+    depends on the certificate only, so each is checked once."""
+    profiles.check_usage(leaf, Usage.SIGNING)
+    return names.country_of(leaf.subject)
+
+
 def sign(
     payload: dict[str, Any],
     key: PrivateKey,
@@ -86,8 +95,7 @@ def sign(
     _check_body(payload)
     if not cert_chain:
         raise MessageRefused("the signing certificate chain is empty", reason=reasons.MALFORMED)
-    profiles.check_usage(cert_chain[0], Usage.SIGNING)  # fail here, not at every peer
-    leaf_country = names.country_of(cert_chain[0].subject)
+    leaf_country = _signing_country(cert_chain[0])
     if leaf_country != payload["sender"]:
         raise CertificateRefused(
             f"signing certificate is for {leaf_country}, payload sender is {payload['sender']}",

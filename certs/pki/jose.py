@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +49,31 @@ def _b64url_sha256(der: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
+@functools.lru_cache(maxsize=params.CACHE_MAX_ENTRIES)
+def _chain_header(chain: tuple[x509.Certificate, ...]) -> tuple[str, tuple[str, ...]]:
+    """(``x5t#S256`` of the leaf, ``x5c``) of a signing chain: the same for every message."""
+    ders = [c.public_bytes(serialization.Encoding.DER) for c in chain]
+    return _b64url_sha256(ders[0]), tuple(base64.b64encode(d).decode("ascii") for d in ders)
+
+
+# The joserfc key of each signing key in use: importing one exports its private numbers, which
+# costs as much as a signature. Keyed by identity (the key object is kept alive with its entry).
+_SIGNING_JWKS: dict[int, tuple[PrivateKey, ECKey]] = {}
+_SIGNING_JWKS_LOCK = threading.Lock()
+
+
+def _signing_jwk(key: ec.EllipticCurvePrivateKey) -> ECKey:
+    held = _SIGNING_JWKS.get(id(key))
+    if held is not None and held[0] is key:
+        return held[1]
+    jwk = ECKey.import_key(key)
+    with _SIGNING_JWKS_LOCK:
+        if len(_SIGNING_JWKS) >= params.CACHE_MAX_ENTRIES:
+            _SIGNING_JWKS.clear()
+        _SIGNING_JWKS[id(key)] = (key, jwk)
+    return jwk
+
+
 def sign_compact(
     payload: bytes, key: PrivateKey, chain: Sequence[x509.Certificate], *, typ: str
 ) -> str:
@@ -55,18 +82,15 @@ def sign_compact(
         raise MessageRefused("ES256 signing needs a P-256 key", reason=reasons.WEAK_ALGORITHM)
     if not chain:
         raise MessageRefused("the signing certificate chain is empty", reason=reasons.MALFORMED)
-    leaf_print = thumbprint(chain[0])
+    leaf_print, x5c = _chain_header(tuple(chain))
     header = {
         "alg": params.JWS_ALGORITHMS[0],
         "typ": typ,
         "kid": leaf_print,
         "x5t#S256": leaf_print,
-        "x5c": [
-            base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode("ascii")
-            for c in chain
-        ],
+        "x5c": list(x5c),
     }
-    return jws.serialize_compact(header, payload, ECKey.import_key(key), registry=REGISTRY)
+    return jws.serialize_compact(header, payload, _signing_jwk(key), registry=REGISTRY)
 
 
 @dataclass(frozen=True)
