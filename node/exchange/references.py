@@ -36,6 +36,9 @@ exchange_hits = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+#: Built once (every hit runs it).
+_INSERT_HIT = insert(exchange_hits)
+
 
 def make_reference(secret: bytes, query_id: uuid.UUID, record_ref: str) -> str:
     if len(secret) < MIN_SECRET_BYTES:
@@ -53,16 +56,15 @@ class HitReferences:
 
     def issue(self, query_id: uuid.UUID, requester: str, record_ref: str) -> str:
         ref = make_reference(self.secret, query_id, record_ref)
+        row = {
+            "reference": ref,
+            "query_id": str(query_id),
+            "requester": requester,
+            "record_ref": record_ref,
+            "created_at": datetime.now(UTC),
+        }
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(exchange_hits).values(
-                    reference=ref,
-                    query_id=str(query_id),
-                    requester=requester,
-                    record_ref=record_ref,
-                    created_at=datetime.now(UTC),
-                )
-            )
+            conn.execute(_INSERT_HIT, row)
         return ref
 
     def resolve(self, reference: str) -> tuple[str, str, str] | None:

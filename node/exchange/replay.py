@@ -26,6 +26,9 @@ exchange_nonces = Table(
     Column("seen_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
+#: Built once (every query runs it).
+_INSERT_NONCE = insert(exchange_nonces)
+
 
 class ReplayError(NodeError):
     """A message was refused as a replay (``replayed_nonce``) or as stale (``stale_message``)."""
@@ -57,9 +60,7 @@ class ReplayGuard:
             )
         try:
             with self.engine.begin() as conn:
-                conn.execute(
-                    insert(exchange_nonces).values(sender=sender, nonce=nonce, seen_at=now)
-                )
+                conn.execute(_INSERT_NONCE, {"sender": sender, "nonce": nonce, "seen_at": now})
         except IntegrityError as exc:
             raise ReplayError("nonce already used by this sender", reason="replayed_nonce") from exc
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 
 from matcher.errors import TemplateFormatError
 from matcher.face.template import FaceTemplate
@@ -133,6 +133,13 @@ def node_restrictions(stored: dict[str, object]) -> list[str]:
     return out
 
 
+#: The restrictions of the active records of some subjects (built once; every hit runs it).
+_ACTIVE_RESTRICTIONS = select(TemplateRecord.subject_id, TemplateRecord.restrictions).where(
+    TemplateRecord.subject_id.in_(bindparam("ids", expanding=True)),
+    TemplateRecord.state == RecordState.ACTIVE,
+)
+
+
 class RecordRestrictions:
     """``RestrictionLookup`` over the node database: subject keys in, restrictions out."""
 
@@ -142,13 +149,10 @@ class RecordRestrictions:
     def __call__(self, refs: Sequence[str]) -> list[Restrictions]:
         ids = {r: int(r[1:]) for r in refs if r[:1] == "s" and r[1:].isdigit()}
         strings: dict[int, list[str]] = {}
-        query = select(TemplateRecord.subject_id, TemplateRecord.restrictions).where(
-            TemplateRecord.subject_id.in_(list(ids.values())),
-            TemplateRecord.state == RecordState.ACTIVE,
-        )
-        with self.engine.connect() as conn:
-            for sid, stored in conn.execute(query):
-                strings.setdefault(sid, []).extend(node_restrictions(stored))
+        if ids:
+            with self.engine.connect() as conn:
+                for sid, stored in conn.execute(_ACTIVE_RESTRICTIONS, {"ids": list(ids.values())}):
+                    strings.setdefault(sid, []).extend(node_restrictions(stored))
         # A subject with no active record in the database (a gallery ahead of it) is never
         # shared.
         never = ["no_exchange_consent"]
