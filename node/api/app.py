@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
+from matcher.fingerprint.match import kernel as fingerprint_kernel
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
 from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
@@ -67,6 +68,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
+        # The fingerprint kernel's compiled stage is loaded now, not on the first query.
+        await anyio.to_thread.run_sync(fingerprint_kernel.warm_up)
         owned = None
         if app.state.gallery is None and open_gallery:
             owned = await anyio.to_thread.run_sync(GallerySet.open, settings.gallery_path)

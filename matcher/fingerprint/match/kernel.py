@@ -40,6 +40,8 @@ from matcher.fingerprint.match.types import (
     SearchTemplate,
     check_packed,
     check_search_template,
+    descriptor_length,
+    pack,
 )
 
 F32 = npt.NDArray[np.float32]
@@ -97,17 +99,22 @@ def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidati
     if probe.count:
         # Step 1: (nb*M, mp) integer dot products, exact in float32 (see above).
         prod = gallery.descriptors.reshape(nb * m, d) @ probe.descriptors.T
-        arrays: consolidation.Probe = (probe.inv_norm, probe.geometry, probe.count)
+        arrays: consolidation.Probe = (
+            np.ascontiguousarray(probe.inv_norm),
+            np.ascontiguousarray(probe.geometry),
+            probe.count,
+        )
     else:  # every row is unusable
         prod = np.zeros((nb * m, 1), np.float32)
         arrays = (np.zeros(1, np.float32), np.zeros((1, 4), np.float32), 0)
     out = consolidation.empty_outputs(nb)
+    # Contiguous arrays only, so the compiled code has one specialisation to compile or load.
     consolidation.post_gemm(
         prod,
         m,
         arrays,
-        gallery.inv_norm,
-        gallery.geometry,
+        np.ascontiguousarray(gallery.inv_norm),
+        np.ascontiguousarray(gallery.geometry),
         gallery.counts.astype(np.int64),
         _N_PAIRS,
         consolidation.FLOAT_CONSTANTS,
@@ -141,3 +148,14 @@ def score_many(probe: SearchTemplate, gallery: PackedTemplates) -> F32:
         )
         out[s : s + step] = _consolidate(probe, part).score
     return out
+
+
+def warm_up() -> None:
+    """Compile (first run after install: seconds) or load from numba's on-disk cache the kernel's
+    compiled stage, so that a server's first query does not pay for it."""
+    probe = SearchTemplate(
+        np.ones((1, descriptor_length()), np.float32),
+        np.ones(1, np.float32),
+        np.zeros((1, 4), np.float32),
+    )
+    score_many(probe, pack([probe]))
