@@ -13,6 +13,11 @@ on a shared machine; wall-clock rates are printed too):
   comparison (the 1:1 path of ``matcher.fingerprint.match.score`` minus ``prepare``).
 * ``batch_per_s``: one ``score_many`` call over a packed block of ``--gallery`` templates.
 * ``speedup``: batch over the 1:1 loop (the same comparisons, same process).
+* with ``--baseline-rev REV``: ``baseline_batch_per_s``, the batch kernel of
+  ``matcher/fingerprint/match/kernel.py`` as it was at git revision REV (read with ``git show``
+  and run in this process on the same block, runs alternating with ours), and
+  ``batch_speedup_vs_baseline``. E.g. ``--baseline-rev ef6ea9b``: the numpy-only kernel before
+  the compiled stage.
 """
 
 from __future__ import annotations
@@ -23,9 +28,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
+import importlib.util  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -39,11 +50,32 @@ ONE_TO_ONE = 300
 FEWEST, MOST = 40, 60
 
 
+def baseline_kernel(rev: str) -> Callable[..., np.ndarray]:
+    """``score_many`` of kernel.py at git revision ``rev``, loaded as a separate module."""
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "show", f"{rev}:matcher/fingerprint/match/kernel.py"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "baseline_kernel.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("baseline_kernel", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_kernel"] = module
+    spec.loader.exec_module(module)
+    return module.score_many  # type: ignore[no-any-return]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--gallery", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--baseline-rev", help="git revision whose kernel.py is the baseline")
     args = ap.parse_args()
 
     raw = synthetic_templates(DISTINCT // 2, 2, seed=1)
@@ -65,12 +97,18 @@ def main() -> None:
 
     members = [prepared[i % len(prepared)] for i in range(args.gallery)]
     block = pack(members)
-    batch, batch_wall = [], []
+    base = baseline_kernel(args.baseline_rev) if args.baseline_rev else None
+    batch, batch_wall, baseline = [], [], []
     for _ in range(args.repeats):
         c0, t0 = time.process_time(), time.perf_counter()
-        score_many(probe, block)
+        ours = score_many(probe, block)
         batch.append(args.gallery / (time.process_time() - c0))
         batch_wall.append(args.gallery / (time.perf_counter() - t0))
+        if base is not None:
+            c0 = time.process_time()
+            theirs = base(probe, block)
+            baseline.append(args.gallery / (time.process_time() - c0))
+            gap = float(np.abs(ours - theirs).max())
 
     result = {
         "templates_minutiae_median": float(np.median(counts)),
@@ -84,6 +122,13 @@ def main() -> None:
         "gallery": args.gallery,
         "repeats": args.repeats,
     }
+    if baseline:
+        result["baseline_rev"] = args.baseline_rev
+        result["baseline_batch_per_s"] = round(statistics.median(baseline))
+        result["batch_speedup_vs_baseline"] = round(
+            statistics.median(batch) / statistics.median(baseline), 2
+        )
+        result["max_score_difference"] = gap
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
