@@ -76,7 +76,9 @@ class PendingReplies:
                 del self._items[key]
 
 
-def get_responder(request: Request) -> Responder:
+# Dependencies that only read app state are ``async``: FastAPI runs a plain ``def`` dependency in a
+# worker thread, a hop per dependency per request.
+async def get_responder(request: Request) -> Responder:
     responder: Responder | None = getattr(request.app.state, "responder", None)
     if responder is None:
         raise StoreUnavailableError("this node does not answer peer queries (no exchange set up)")
@@ -94,7 +96,7 @@ def peer_executor(request: Request) -> ThreadPoolExecutor:
     return executor
 
 
-def get_pending(request: Request) -> PendingReplies:
+async def get_pending(request: Request) -> PendingReplies:
     pending: PendingReplies | None = getattr(request.app.state, "pending_replies", None)
     if pending is None:
         pending = PendingReplies()
@@ -196,7 +198,7 @@ async def query_status(query_id: str, pending: PendingDep, country: PeerCountry)
     return _jose(future.result())
 
 
-def get_witness(request: Request) -> WitnessService:
+async def get_witness(request: Request) -> WitnessService:
     witness: WitnessService | None = getattr(request.app.state, "witness", None)
     if witness is None:
         raise StoreUnavailableError("this node does not witness peers' logs (no exchange set up)")
