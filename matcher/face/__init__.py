@@ -1,5 +1,5 @@
-"""Face templates from photographs: dlib HOG (or MMOD CNN) detection, 5-point alignment, ResNet
-128-d embedding, quality checks before enrolment or search.
+"""Face templates from photographs: dlib HOG (or MMOD CNN) detection, 68-point alignment,
+ResNet 128-d embedding, quality checks before enrolment or search.
 
 Stages, one module each: :mod:`~matcher.face.detect`, :mod:`~matcher.face.landmarks`,
 :mod:`~matcher.face.align`, :mod:`~matcher.face.quality`, :mod:`~matcher.face.embed`;

@@ -1,8 +1,9 @@
-"""Alignment: the 150x150 chip dlib's ResNet expects, from the 5-point landmarks.
+"""Alignment: the 150x150 chip dlib's ResNet expects, from the landmarks (68 points by default).
 
-``dlib.get_face_chip`` rotates, scales and crops so that the eyes and nose land on dlib's
-reference positions, with 0.25 padding (the settings of dlib's face recognition example and of
-the model's training). Output: uint8 (150, 150, 3) RGB, C-contiguous.
+``dlib.get_face_chip`` rotates, scales and crops so that the landmarks land on dlib's reference
+positions (a least-squares similarity fit; with 68 points, to the 51 inner ones), with 0.25
+padding (the settings of dlib's face recognition example and of the model's training).
+Output: uint8 (150, 150, 3) RGB, C-contiguous.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@ from typing import Any
 import dlib
 
 from matcher.face.errors import FaceModelError
-from matcher.face.params import DETECTOR_CNN
+from matcher.face.params import ALIGN_LANDMARKS, DETECTOR_CNN
 
 FIVE_POINT = "shape_predictor_5_face_landmarks"
+SIXTY_EIGHT_POINT = "shape_predictor_68_face_landmarks"
 RESNET = "dlib_face_recognition_resnet_model_v1"
 MMOD = "mmod_human_face_detector"
 
@@ -32,6 +33,7 @@ def model_path(name: str) -> str:
             import face_recognition_models as frm
         locate = {
             FIVE_POINT: frm.pose_predictor_five_point_model_location,
+            SIXTY_EIGHT_POINT: frm.pose_predictor_model_location,
             RESNET: frm.face_recognition_model_location,
             MMOD: frm.cnn_face_detector_model_location,
         }[name]
@@ -72,6 +74,12 @@ def five_point_predictor() -> Any:
 
 
 @functools.cache
+def sixty_eight_point_predictor() -> Any:
+    """dlib's 68-point landmark regressor (iBUG 300-W: jaw, brows, eyes, nose, mouth)."""
+    return _load(dlib.shape_predictor, SIXTY_EIGHT_POINT)
+
+
+@functools.cache
 def resnet() -> Any:
     """dlib's ResNet-29 face embedding network (128-d output)."""
     return _load(dlib.face_recognition_model_v1, RESNET)
@@ -83,5 +91,8 @@ def warm_up(detector: str) -> None:
         cnn_detector()
     else:
         hog_detector()
-    five_point_predictor()
+    if ALIGN_LANDMARKS == 68:
+        sixty_eight_point_predictor()
+    else:
+        five_point_predictor()
     resnet()

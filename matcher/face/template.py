@@ -3,7 +3,7 @@
 * ``embedding``: float32 (128,), L2 norm 1 (within NORM_TOLERANCE).
 * ``quality``: 0–100, the extractor's score (:mod:`matcher.face.quality`).
 * ``format``: names the embedding model AND the detector that placed the face, e.g.
-  ``dlib-resnet-v1-flip/hog``. Embeddings of different models live in unrelated spaces, and a
+  ``dlib-resnet-v1-flip-lm68/hog``. Embeddings of different models live in unrelated spaces, and a
   different detector shifts the landmarks the chip is aligned on, so templates are only
   compared within one format: :func:`similarity` raises :class:`TemplateFormatError`
   (reason ``format_mismatch``) otherwise.
@@ -34,9 +34,11 @@ import numpy.typing as npt
 from matcher.errors import TemplateFormatError
 from matcher.face.params import DETECTOR_HOG, DETECTORS, EMBEDDING_DIM, NORM_TOLERANCE
 
-#: dlib's ResNet v1 descriptor averaged with that of the mirrored chip (``FLIP_AVERAGE``);
-#: plain v1 embeddings (format ``dlib-resnet-v1/...``) are another space and never compared.
-MODEL = "dlib-resnet-v1-flip"
+#: dlib's ResNet v1 descriptor averaged with that of the mirrored chip (``FLIP_AVERAGE``), the
+#: chip aligned on the 68-point landmarks (``ALIGN_LANDMARKS``). Plain v1 embeddings (format
+#: ``dlib-resnet-v1/...``) are another space, and flip-averaged ones on 5-point chips
+#: (``dlib-resnet-v1-flip/...``) are shifted by the alignment: neither is compared with these.
+MODEL = "dlib-resnet-v1-flip-lm68"
 FORMAT_VERSION = 1
 MAGIC = b"BDXF"
 _HEAD = struct.Struct("<4sBB")

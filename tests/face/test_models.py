@@ -12,13 +12,14 @@ from matcher.face.errors import FaceModelError
 
 
 def test_model_files_are_found() -> None:
-    for name in (models.FIVE_POINT, models.RESNET, models.MMOD):
+    for name in (models.FIVE_POINT, models.SIXTY_EIGHT_POINT, models.RESNET, models.MMOD):
         assert os.path.isfile(models.model_path(name))
 
 
 def test_loaders_are_cached() -> None:
     assert models.resnet() is models.resnet()
     assert models.five_point_predictor() is models.five_point_predictor()
+    assert models.sixty_eight_point_predictor() is models.sixty_eight_point_predictor()
 
 
 def test_missing_file_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,12 +30,12 @@ def test_round_trip_is_exact() -> None:
     back = FaceTemplate.from_bytes(data)
     assert back == t
     assert back.to_bytes() == data  # canonical
-    assert back.format == DEFAULT_FORMAT == "dlib-resnet-v1-flip/hog"
+    assert back.format == DEFAULT_FORMAT == "dlib-resnet-v1-flip-lm68/hog"
     assert back.embedding.dtype == np.float32 and not back.embedding.flags.writeable
 
 
 def test_format_names_model_and_detector() -> None:
-    assert format_name("cnn") == "dlib-resnet-v1-flip/cnn"
+    assert format_name("cnn") == "dlib-resnet-v1-flip-lm68/cnn"
     with pytest.raises(ValueError):
         format_name("sift")
 
