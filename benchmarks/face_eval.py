@@ -8,7 +8,8 @@ For the first N images of DIR/<identity>/<image> (sorted), it times, image by im
 this process (one thread):
 
 * ``bdx``: :func:`matcher.face.pipeline.extract_from_pixels` (HOG at 1x, 2x only when nothing
-  is found; 5-point landmarks; 150 px chip; ResNet embedding; quality measures not counted);
+  is found, the MMOD CNN only when HOG found nothing; 68-point landmarks; 150 px chip; ResNet
+  embedding of the chip and its mirror; quality measures not counted);
 * ``baseline``: the plain dlib recipe of dlib's face recognition example and of the
   ``face_recognition`` package's defaults (HOG always with one 2x upsampling, same landmarks,
   chip and embedding, no quality measures).

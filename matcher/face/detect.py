@@ -16,11 +16,13 @@ import numpy.typing as npt
 from matcher.errors import ImageError
 from matcher.face import models
 from matcher.face.params import (
+    CNN_FALLBACK_MIN_SIDE,
     CNN_UPSAMPLE_STEPS,
     DETECT_MAX_SIDE,
     DETECTOR_CNN,
     DETECTOR_HOG,
     DETECTORS,
+    HOG_CNN_FALLBACK_STEPS,
     HOG_SCORE_THRESHOLD,
     HOG_UPSAMPLE_STEPS,
 )
@@ -28,10 +30,13 @@ from matcher.face.params import (
 
 @dataclass(frozen=True)
 class Detections:
-    """``boxes`` int32 (n, 4) [left, top, right, bottom]; ``scores`` float32 (n,); largest first."""
+    """``boxes`` int32 (n, 4) [left, top, right, bottom]; ``scores`` float32 (n,); largest first.
+
+    ``fallback``: the HOG detector found nothing and these came from the CNN fallback."""
 
     boxes: npt.NDArray[np.int32]
     scores: npt.NDArray[np.float32]
+    fallback: bool = False
 
     @property
     def count(self) -> int:
@@ -70,7 +75,8 @@ def _run(detector: str, image: np.ndarray, upsample: int) -> tuple[np.ndarray, n
 
 
 def detect_faces(rgb: np.ndarray, detector: str = DETECTOR_HOG) -> Detections:
-    """Detect faces, trying each upsampling step until one finds something."""
+    """Detect faces, trying each upsampling step until one finds something; with ``hog``, when
+    no step finds a face, the MMOD CNN at HOG_CNN_FALLBACK_STEPS (see :mod:`params`)."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; expected one of {DETECTORS}")
     image = as_dlib_rgb(rgb)
@@ -85,6 +91,17 @@ def detect_faces(rgb: np.ndarray, detector: str = DETECTOR_HOG) -> Detections:
         boxes, scores = _run(detector, image, upsample)
         if boxes.shape[0]:
             break
+    fallback = False
+    if (
+        boxes.shape[0] == 0
+        and detector == DETECTOR_HOG
+        and min(image.shape[:2]) >= CNN_FALLBACK_MIN_SIDE
+    ):
+        for upsample in HOG_CNN_FALLBACK_STEPS:
+            boxes, scores = _run(DETECTOR_CNN, image, upsample)
+            if boxes.shape[0]:
+                fallback = True
+                break
     boxes = np.rint(boxes / scale)
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w - 1)
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h - 1)
@@ -93,4 +110,4 @@ def detect_faces(rgb: np.ndarray, detector: str = DETECTOR_HOG) -> Detections:
     out, scores = out[keep], scores[keep]
     areas = (out[:, 2] - out[:, 0] + 1).astype(np.int64) * (out[:, 3] - out[:, 1] + 1)
     order = np.argsort(-areas, kind="stable")
-    return Detections(boxes=out[order], scores=scores[order])
+    return Detections(boxes=out[order], scores=scores[order], fallback=fallback)

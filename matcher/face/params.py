@@ -22,6 +22,17 @@ DEFAULT_DETECTOR = DETECTOR_HOG
 HOG_UPSAMPLE_STEPS = (0, 1)
 #: The MMOD CNN's window is also 80 px; the same reasoning applies (and each pass is costly).
 CNN_UPSAMPLE_STEPS = (0, 1)
+#: When every HOG step finds nothing, the MMOD CNN is tried once at these steps before the image
+#: is refused as ``no_face``. HOG misses faces turned or tilted past its training range, dark or
+#: low-contrast faces (LFW: 17 of 6,552 images); the CNN finds such faces, at ~50x HOG's cost
+#: (0.6–0.8 s CPU for a 250 px image), paid only by the images HOG found nothing in (their
+#: cost is counted in the detect stage). The box only seeds the 68-point landmarks, and the
+#: chip is fitted to the landmarks: on the astronaut and 12 LFW images found by both detectors,
+#: the templates from the HOG and the CNN box agreed at cosine 0.998–0.9999 (median 0.9997),
+#: so such templates keep the HOG pipeline's format. 0 disables it (smaller images than
+#: CNN_FALLBACK_MIN_SIDE never try it: the CNN's 80 px window cannot fit).
+HOG_CNN_FALLBACK_STEPS: tuple[int, ...] = (0,)
+CNN_FALLBACK_MIN_SIDE = 80
 #: dlib's own default decision threshold for the HOG detector (``adjust_threshold``).
 HOG_SCORE_THRESHOLD = 0.0
 #: Images whose longer side exceeds this are downscaled for detection only (landmarks and the
@@ -50,28 +61,28 @@ MULTIPLE_POLICIES = (MULTIPLE_REFUSE, MULTIPLE_LARGEST, MULTIPLE_CENTRAL)
 # --- whole-image fallback ----------------------------------------------------------------------
 
 #: When the caller declares the whole image to be the face (tightly cropped portraits such as
-#: ORL's 92x112), the 5-point predictor is run on the image rectangle shrunk by this fraction of
-#: each side: the predictor was trained on HOG boxes, which span brows to lips and leave out
+#: ORL's 92x112), the landmark predictor is run on the image rectangle shrunk by this fraction
+#: of each side: the predictors were trained on HOG boxes, which span brows to lips and leave out
 #: hair, ears and chin, so a slightly inset rectangle matches its training boxes better.
 WHOLE_IMAGE_INSET = 0.1
 
 # --- alignment (as in dlib's face recognition example) -------------------------------------------
 
-#: Landmark model the chip is aligned on: 68 (dlib's iBUG 300-W model) or 5. dlib's ResNet was
-#: trained on chips aligned with the 68-point model (the 5-point model came later, made to give
-#: nearly the same chips); with 68 points the similarity transform of ``get_face_chip`` is a
-#: least-squares fit to the 51 inner points (brows, eyes, nose, mouth) instead of to 5, so one
-#: misplaced eye corner moves the chip much less. Costs ~1.5 ms more per face than 5 points.
+#: Landmark model the chip is aligned on: 68 (dlib's iBUG 300-W model) or 5. dlib's ResNet model
+#: (2017) predates its 5-point model, which was released later as a smaller, faster way to the
+#: same chips as the 68-point model. With 68 points the similarity transform of get_face_chip
+#: is a least-squares fit to the 51 inner points (brows, eyes, nose, mouth) instead of to 5,
+#: so one misplaced eye corner moves the chip much less; it costs ~1.5 ms more per face.
 #: Measured with the same detections (4 descriptors of every chip in one run, first 999 LFW A–M
 #: images, 187 people, flip-averaged): rank-1 misses 12 -> 8 of 995, EER 1.07 -> 0.88%, TAR at
-#: FAR 0.1% 94.97 -> 95.22%; the full-set figures are in benchmarks/README.md ("Face"). The
-#: five points used by the quality checks are then the 68-point model's points of the same
-#: definition (median nose drop 0.777 against 0.776 eye-distances from the 5-point model; yaw
-#: and pitch within ~2 degrees, median), so the pose thresholds below keep their meaning.
+#: FAR 0.1% 94.97 -> 95.22%. The five points used by the quality checks are then the 68-point
+#: model's points of the same definition (median nose drop 0.777 against 0.776 eye-distances
+#: from the 5-point model; yaw and pitch within ~2 degrees, median), so the pose thresholds
+#: below keep their meaning.
 ALIGN_LANDMARKS = 68
 
-#: The ResNet model was trained on 150x150 chips made with 0.25 padding around the 5-point
-#: aligned face; other values feed it inputs it has never seen.
+#: The ResNet model was trained on 150x150 chips made with 0.25 padding around the
+#: landmark-aligned face; other values feed it inputs it has never seen.
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 #: The region of the chip that holds the face itself (no padding): padding 0.25 on each side of a

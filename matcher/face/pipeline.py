@@ -112,6 +112,8 @@ def extract_from_pixels(
     clock = _Clock()
     found = detect_faces(image, opts.detector)
     clock.lap("detect")
+    if found.fallback:
+        notes.append("no face found by HOG; found by the CNN fallback")
     areas = found.areas
     confident = np.flatnonzero(found.scores >= P.WEAK_FACE_SCORE)
     candidates = confident if confident.size else np.arange(found.count)

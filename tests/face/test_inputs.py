@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from matcher.errors import ImageError
+from matcher.face import detect
 from matcher.face.pipeline import ExtractOptions, FaceExtraction, extract_face
 from matcher.face.template import similarity
 
@@ -31,7 +32,10 @@ def test_png_path_and_bytes(tmp_path: Path, astronaut: npt.NDArray[np.uint8]) ->
 
 @pytest.mark.parametrize(("orientation", "transpose"), [(6, 2), (8, 4), (3, 3)])
 def test_exif_orientation_is_honoured(
-    astronaut: npt.NDArray[np.uint8], orientation: int, transpose: int
+    astronaut: npt.NDArray[np.uint8],
+    orientation: int,
+    transpose: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A JPEG stored sideways with an Orientation tag gives the upright extraction."""
     upright = extract_face(encode(astronaut, "JPEG", quality=95))
@@ -44,6 +48,7 @@ def test_exif_orientation_is_honoured(
     assert similarity(got.template, upright.template) > 0.99
     assert np.abs(got.box - upright.box).max() <= 4
     stripped = encode(np.asarray(stored), "JPEG", quality=95)  # same pixels, no tag
+    monkeypatch.setattr(detect, "HOG_CNN_FALLBACK_STEPS", ())  # HOG alone, no CNN fallback
     with pytest.raises(Exception) as err:  # sideways: the frontal detector finds nothing
         extract_face(stripped)
     assert getattr(err.value, "reason", None) == "no_face"

@@ -9,6 +9,7 @@ import pytest
 import skimage.data
 
 from matcher.errors import ImageError, QualityError, TemplateFormatError
+from matcher.face import detect
 from matcher.face.detect import detect_faces
 from matcher.face.pipeline import (
     ExtractOptions,
@@ -31,7 +32,7 @@ def refusal(img: np.ndarray, **options: object) -> str:
 
 def test_upright_portrait(upright: FaceExtraction) -> None:
     t = upright.template
-    assert t.format == "dlib-resnet-v1-flip/hog" and t.embedding.shape == (128,)
+    assert t.format == "dlib-resnet-v1-flip-lm68/hog" and t.embedding.shape == (128,)
     assert np.linalg.norm(t.embedding) == pytest.approx(1.0, abs=1e-5)
     assert 60 <= t.quality <= 100 and t.quality == upright.quality.score
     left, top, right, bottom = upright.box
@@ -104,6 +105,24 @@ def test_tight_crop_needs_the_whole_image_fallback(
     assert similarity(got.template, upright.template) > 0.9
 
 
+def test_cnn_fallback_when_hog_finds_nothing(
+    astronaut: Image, upright: FaceExtraction, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crop = astronaut[0:300, 100:350]  # an LFW-like head-and-shoulders frame
+    h, w = crop.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 50, 1.0)  # past HOG's in-plane range
+    tilted = np.ascontiguousarray(cv2.warpAffine(crop, turn, (w, h)))
+    found = detect_faces(tilted)
+    assert found.count == 1 and found.fallback
+    assert not detect_faces(np.ascontiguousarray(crop)).fallback
+    got = extract_from_pixels(tilted)
+    assert "CNN fallback" in got.notes[0] and got.template.format.endswith("/hog")
+    assert got.cpu_ms["detect"] > 0
+    assert similarity(got.template, upright.template) > 0.9  # same photo, re-aligned upright
+    monkeypatch.setattr(detect, "HOG_CNN_FALLBACK_STEPS", ())
+    assert refusal(tilted) == "no_face"
+
+
 def test_fallback_is_not_used_when_a_face_is_found(
     upright: FaceExtraction, astronaut: Image
 ) -> None:
@@ -133,7 +152,7 @@ def test_a_much_smaller_second_face_is_background(astronaut: Image) -> None:
 def test_cnn_detector_makes_its_own_format(astronaut: Image, upright: FaceExtraction) -> None:
     crop = np.ascontiguousarray(astronaut[0:300, 100:350])
     got = extract_from_pixels(crop, ExtractOptions(detector="cnn"))
-    assert got.template.format == "dlib-resnet-v1-flip/cnn"
+    assert got.template.format == "dlib-resnet-v1-flip-lm68/cnn"
     with pytest.raises(TemplateFormatError):
         similarity(got.template, upright.template)
     assert float(got.template.embedding @ upright.template.embedding) > 0.9
