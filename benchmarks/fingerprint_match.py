@@ -28,14 +28,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -43,31 +39,14 @@ import numpy as np  # noqa: E402
 from matcher.fingerprint.match import pack, prepare, score_many  # noqa: E402
 from matcher.synthetic import synthetic_templates  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import baseline_kernel  # noqa: E402
+
 #: Distinct templates prepared; the gallery block repeats them (the kernel's cost does not
 #: depend on the values, and preparing 10^4 templates would dominate the run).
 DISTINCT = 800
 ONE_TO_ONE = 300
 FEWEST, MOST = 40, 60
-
-
-def baseline_kernel(rev: str) -> Callable[..., np.ndarray]:
-    """``score_many`` of kernel.py at git revision ``rev``, loaded as a separate module."""
-    root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(
-        ["git", "show", f"{rev}:matcher/fingerprint/match/kernel.py"],
-        cwd=root,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    path = Path(tempfile.mkdtemp()) / "baseline_kernel.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("baseline_kernel", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_kernel"] = module
-    spec.loader.exec_module(module)
-    return module.score_many  # type: ignore[no-any-return]
 
 
 def main() -> None:

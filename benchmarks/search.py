@@ -24,6 +24,7 @@ Peak memory is the process's peak RSS (``ru_maxrss``: mapped gallery pages count
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import resource
@@ -31,7 +32,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,6 +57,9 @@ from matcher.search.fingerprint import (
 )
 from matcher.search.fusion import fuse
 from matcher.synthetic.templates import synthetic_templates
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baseline import baseline_kernel
 
 CACHE = Path(__file__).resolve().parent / "cache"
 FMT, VER = "bench-random/unit", 1
@@ -185,6 +189,21 @@ def bench_face(n: int, repeats: int) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------ fingerprint
+#: ``score_many`` of kernel.py at ``--baseline-rev`` (see fingerprint_match.py), or None.
+BASELINE_KERNEL: Callable[..., np.ndarray] | None = None
+
+
+@contextlib.contextmanager
+def kernel_swapped(kernel: Callable[..., np.ndarray]) -> Iterator[None]:
+    """Search with ``kernel`` as the matcher's ``score_many`` (search looks it up per call)."""
+    own = match.score_many
+    match.score_many = kernel  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        match.score_many = own  # type: ignore[assignment]
+
+
 def distinct_fingers(n: int) -> tuple[list[match.SearchTemplate], list[match.SearchTemplate]]:
     """(gallery impressions, probe impressions) of ``n`` synthetic fingers, prepared."""
     raw = synthetic_templates(n, 2, seed=2026)
@@ -252,6 +271,22 @@ def bench_fingerprint(
         for p in probes[:RATE_PROBES]:
             search_fingerprint(g, p, k=10, threads=1, penetration=None)
         row["comparisons_per_cpu_s"] = n * RATE_PROBES / (time.process_time() - start)
+        if BASELINE_KERNEL is not None:
+            # The same 20 probes with the baseline revision's kernel, alternating with ours.
+            ours, theirs = 0.0, 0.0
+            for p in probes[:RATE_PROBES]:
+                for kernel in (match.score_many, BASELINE_KERNEL):
+                    with kernel_swapped(kernel):
+                        start = time.process_time()
+                        search_fingerprint(g, p, k=10, threads=1, penetration=None)
+                        spent = time.process_time() - start
+                    if kernel is match.score_many:
+                        ours += spent
+                    else:
+                        theirs += spent
+            row["alternating_comparisons_per_cpu_s"] = n * RATE_PROBES / ours
+            row["baseline_comparisons_per_cpu_s"] = n * RATE_PROBES / theirs
+            row["speedup_vs_baseline"] = theirs / ours
         row["rate_probes_mean_minutiae"] = float(np.mean([p.count for p in probes[:RATE_PROBES]]))
     else:
         row["ours_2t_s"] = (
@@ -352,7 +387,14 @@ def main() -> None:
     ap.add_argument("--fusion-subjects", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--baseline-rev",
+        help="git revision whose fingerprint kernel.py is timed against ours (per-core rate)",
+    )
     args = ap.parse_args()
+    if args.baseline_rev:
+        global BASELINE_KERNEL
+        BASELINE_KERNEL = baseline_kernel(args.baseline_rev)
     CACHE.mkdir(exist_ok=True)
     out: dict[str, list[dict[str, float]]] = {"face": [], "fingerprint": [], "fusion": []}
     for n in [int(v) for v in args.face.split(",") if v]:
