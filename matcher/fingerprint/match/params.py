@@ -115,9 +115,10 @@ TAU_P = 2.0 / 5.0
 #: the packed arrays have a fixed row length and FVC-like templates hold 20–80 minutiae.
 MAX_MINUTIAE = 128
 #: score_many works through a block in sub-blocks of this many templates, so that the GEMM
-#: output (~6 MB with 50 probe minutiae and 64 rows) and the (templates, N_RELAX, N_RELAX)
-#: arrays stay in the CPU caches. Scores do not depend on it. 64..512 measured alike (512 best
-#: by a little); one undivided 10,000-template block was ~15% slower.
+#: output (~6 MB with 50 probe minutiae and 64 rows) stays in the CPU caches for the compiled
+#: stage that reads it. Scores do not depend on it. With the numpy post-GEMM passes 64..512
+#: measured alike (512 best by a little) and one undivided 10,000-template block ~15% slower;
+#: with the compiled stage 32..1,024 measured alike (loaded machine).
 CHUNK_TEMPLATES = 512
 #: Blocks are padded to a multiple of this row length (GEMM-friendly shapes). Padding never
 #: changes a score (padded rows have value -1 and are never paired).
