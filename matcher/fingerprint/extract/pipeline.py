@@ -1,7 +1,8 @@
 """The extraction pipeline: image -> FingerprintTemplate, one stage per module.
 
 validate -> resample (500 ppi) -> normalize -> orientation -> segmentation -> frequency
--> Gabor enhancement -> binarisation -> thinning -> minutiae -> filtering -> quality
+-> Gabor enhancement -> orientation refined on the enhanced image -> Gabor enhancement again
+-> binarisation -> thinning -> minutiae -> filtering -> quality
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from matcher.fingerprint.extract.filtering import border_distance, keep_mask
 from matcher.fingerprint.extract.frequency import ridge_period
 from matcher.fingerprint.extract.minutiae import Minutiae, detect
 from matcher.fingerprint.extract.normalize import normalize
-from matcher.fingerprint.extract.orientation import orientation_field
+from matcher.fingerprint.extract.orientation import orientation_field, refine_orientation
 from matcher.fingerprint.extract.quality import image_quality, minutia_quality
 from matcher.fingerprint.extract.resample import to_working_resolution, validate
 from matcher.fingerprint.extract.segmentation import segment
@@ -61,6 +62,9 @@ def run(image: object, *, ppi: float = 500.0, finger_position: int = 0) -> Stage
         )
     period, med = ridge_period(norm, mask)
     enhanced = enhance(norm, field.theta, period, med)
+    if P.ORIENT_REFINE_WEIGHT > 0:
+        field = refine_orientation(field, enhanced)
+        enhanced = enhance(norm, field.theta, period, med)
     ridges = binarize(enhanced, mask)
     skeleton = thin(ridges)
     cand = detect(skeleton, field.theta)
