@@ -3,8 +3,10 @@ version, in sub-directories of ``settings.gallery_dir``, opened writable by the 
 
 :class:`GallerySet` is the :class:`~node.services.records.GalleryIndex` the record service
 keeps consistent with the database; :func:`gallery_writer` turns template arrays into the
-gallery append of :meth:`~node.services.records.RecordService.enrol`. Writes are serialised
-with a lock (the store takes one writer; the process serves requests on several threads).
+gallery append of :meth:`~node.services.records.RecordService.enrol`. Searches share a
+readers-writer lock: any number search at once, while an append, delete or close waits for them
+and has the galleries to itself (the store takes one writer; the process serves requests on
+several threads).
 """
 
 from __future__ import annotations
@@ -35,13 +37,55 @@ def subject_key(subject_id: int) -> str:
     return f"s{subject_id}"
 
 
+class ReadWriteLock:
+    """Any number of readers at once, or one writer. A waiting writer holds new readers back, so
+    a steady stream of searches cannot starve an append. Not re-entrant."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            try:
+                while self._writing or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
 class GallerySet:
     """Every gallery under one directory, opened writable (holds their writer locks)."""
 
     def __init__(self, root: Path, galleries: dict[str, Gallery]) -> None:
         self.root = root
         self._galleries = galleries
-        self._lock = threading.Lock()
+        self._lock = ReadWriteLock()
 
     @classmethod
     def open(cls, root: Path, *, verify: bool = True) -> GallerySet:
@@ -62,7 +106,7 @@ class GallerySet:
         return cls(root, galleries)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock.writing():
             for gallery in self._galleries.values():
                 gallery.close()
             self._galleries.clear()
@@ -77,22 +121,23 @@ class GallerySet:
         return dict(self._galleries)
 
     def stats(self) -> dict[str, GalleryStats]:
-        with self._lock:
+        with self._lock.reading():
             return {name: g.stats() for name, g in self._galleries.items()}
 
     @contextmanager
     def reading(self, schema: GallerySchema) -> Iterator[Gallery | None]:
         """The gallery of ``schema`` (``None`` if it has none yet), held still while in use.
 
-        Holds the set's lock, so no append or delete changes the snapshot during a search.
+        Holds the set's lock as a reader: searches run side by side, and no append or delete
+        changes the snapshot during one.
         """
-        with self._lock:
+        with self._lock.reading():
             yield self._galleries.get(gallery_name(schema))
 
     def append(self, schema: GallerySchema, batch: RecordBatch) -> None:
         """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed."""
         name = gallery_name(schema)
-        with self._lock:
+        with self._lock.writing():
             gallery = self._galleries.get(name)
             if gallery is None:
                 gallery = Gallery.create(self.root / name, schema)
@@ -102,7 +147,7 @@ class GallerySet:
     def references(self) -> set[str]:
         """Every live reference of every gallery."""
         out: set[str] = set()
-        with self._lock:
+        with self._lock.reading():
             for gallery in self._galleries.values():
                 out.update(gallery.references())
         return out
@@ -112,7 +157,7 @@ class GallerySet:
         refs = list(dict.fromkeys(references))
         if not refs:
             return
-        with self._lock:
+        with self._lock.writing():
             for gallery in self._galleries.values():
                 ids = gallery.locate(refs)
                 present = [r for r, i in zip(refs, ids.tolist(), strict=True) if i >= 0]

@@ -198,3 +198,54 @@ def test_gallery_load_missing_directory(
 ) -> None:
     code, _, err = cli(["gallery", "load", str(tmp_path / "nope"), "--modality", "face"], capsys)
     assert code == 4 and "[not_a_directory]" in err
+
+
+def test_gallery_set_lock_lets_searches_overlap_and_writers_wait() -> None:
+    import threading
+    import time
+
+    from node.services.galleries import ReadWriteLock
+
+    lock = ReadWriteLock()
+    inside = threading.Barrier(2, timeout=5)
+
+    def reader() -> None:
+        with lock.reading():
+            inside.wait()  # both readers are inside at once, or this times out
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in readers:
+        t.start()
+    for t in readers:
+        t.join(5)
+    assert not inside.broken
+
+    order: list[str] = []
+    reading = threading.Event()
+
+    def long_reader() -> None:
+        with lock.reading():
+            reading.set()
+            time.sleep(0.2)
+            order.append("reader done")
+
+    def writer() -> None:
+        with lock.writing():
+            order.append("writer")
+
+    def late_reader() -> None:
+        with lock.reading():
+            order.append("late reader")
+
+    first = threading.Thread(target=long_reader)
+    first.start()
+    reading.wait(5)
+    w = threading.Thread(target=writer)
+    w.start()
+    time.sleep(0.05)  # the writer is waiting for the first reader
+    late = threading.Thread(target=late_reader)
+    late.start()
+    for t in (first, w, late):
+        t.join(5)
+    # the writer waited for the reader inside, and held back the reader that came after it
+    assert order == ["reader done", "writer", "late reader"]
