@@ -228,3 +228,24 @@ def test_issuing_refuses_a_csr_without_a_valid_country() -> None:
     issued = ca.issue(tls_csr, Usage.SIGNING)
     assert certificate_pem(issued).startswith(b"-----BEGIN CERTIFICATE")
     assert f"{issued.serial_number:x}" in ca.state["issued"]
+
+
+def test_cached_identity_only_for_what_validate_accepted_under_the_held_documents() -> None:
+    region = build_region(["TH", "ID"])
+    anchors = region.anchors()
+    th = region.nodes["TH"]
+    der = th.tls_cert.public_bytes(serialization.Encoding.DER)
+    assert anchors.cached(der, Usage.TLS) is None  # never validated: the caller must validate
+    identity = anchors.validate(der, Usage.TLS)
+    assert anchors.cached(der, Usage.TLS) == identity
+    assert anchors.cached(der, Usage.SIGNING) is None  # cached per usage
+    # outside the certificate's validity window the cached identity is not given
+    before = identity.not_before - dt.timedelta(seconds=1)
+    assert anchors.cached(der, Usage.TLS, now=before) is None
+    # a new CRL (here revoking the certificate) drops what was cached under the old one
+    region.ca.revoke(th.tls_cert, reason=x509.ReasonFlags.key_compromise)
+    anchors.refresh_crl(crl_pem(region.ca.crl()))
+    assert anchors.cached(der, Usage.TLS) is None
+    with _Reason("revoked"):
+        anchors.validate(der, Usage.TLS)
+    assert anchors.cached(der, Usage.TLS) is None  # a refusal is never cached

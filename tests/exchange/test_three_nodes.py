@@ -261,3 +261,21 @@ def test_status_url_only_for_the_requester(
     with httpx.Client(verify=ctx, timeout=10) as c:
         r = c.get(nodes["ID"].url + QUERY_PATH + "/" + str(uuid.uuid4()))
     assert r.status_code == 404 and r.json()["error"] == "unknown_query"
+
+
+def test_a_querys_events_are_appended_together_in_order(
+    nodes: dict[str, NodeHandle], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    import json
+
+    node = nodes["ID"]
+    before = node.log.size()
+    hit = ask(nodes["TH"], nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert hit.reply.outcome is Outcome.HIT
+    events = [json.loads(e.data) for e in node.log.entries(before)]
+    assert [e["type"] for e in events] == ["query_received", "policy_decision", "reply_sent"]
+    assert {e["query_id"] for e in events} == {hit.query_id}
+    # one transaction for all of them: all or none (an event that may not be logged stops all)
+    with pytest.raises(ValueError):
+        node.responder.log.record_many([{"type": "x"}, {"type": "y", "template": "AAAA"}])
+    assert node.log.size() == before + 3
