@@ -62,6 +62,12 @@ PRESELECT_PAIRS = 6
 #: 99.5; 32 x 20: 21 ms, 100 / 100 / 100; 24 x 20: 16.5 ms, 99.5 / 99.5 / 100; 24 x 16: 14.6 ms,
 #: 98.0 / 98.0 / 99.5; 16 x 16: 9.9 ms, 98.0 / 98.5 / 99.0. Border cylinders mislead more than
 #: they help, so fewer, central ones rank mates as well as all of them at a third of the cost.
+#: A second set (10,000 other synthetic fingers, 600 probes, 2026-12-02; CPU on a loaded
+#: machine, so only the ratios count; mates in the best 1 / 2 / 5%, gallery x probe rows x
+#: PRESELECT_PAIRS): 24 x 20 x 6: 37 ms, 98.3 / 99.0 / 99.8; 24 x 16 x 6: 29 ms, 98.3 / 99.2 /
+#: 99.3; 16 x 16 x 5: 24 ms, 98.3 / 99.2 / 99.7; 24 x 12 x 4: 26 ms, 97.5 / 98.5 / 99.5. Over
+#: both sets 24 x 16 keeps as many mates within a probe or two; 24 x 20 stays until a larger
+#: set separates them.
 PRESELECT_GALLERY_ROWS = 24
 #: Pre-selection widens stored uint8 rows to float32 for its GEMM this many templates at a time
 #: (256 x 24 x 64 x 4 bytes = 1.5 MiB, so the copy is still in cache when the GEMM reads it).
