@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck install clean bench
+.PHONY: demo test lint typecheck install clean bench kernel
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "bdx needs Python 3.11 or newer")'
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Compiles the fingerprint kernel's numba stage into its on-disk cache (first time after an
+# install or a change: tens of seconds; then about one), so servers started by the tests or
+# the demo do not each wait for it.
+kernel: $(STAMP)
+	$(PY) -c 'from matcher.fingerprint.match.kernel import warm_up; warm_up()'
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -22,10 +28,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+test: lint typecheck kernel
 	$(PY) -m pytest
 
-demo: $(STAMP)
+demo: kernel
 	$(VENV)/bin/bdx demo
 
 bench: $(STAMP)
