@@ -4,7 +4,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    NUMBA_CACHE_DIR=/opt/numba-cache
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -12,7 +13,11 @@ COPY matcher ./matcher
 COPY policy ./policy
 COPY certs ./certs
 COPY node ./node
+# The fingerprint kernel's numba stage is compiled into the image (NUMBA_CACHE_DIR), not at
+# every container's first start.
 RUN pip install . \
+    && python -c 'from matcher.fingerprint.match.kernel import warm_up; warm_up()' \
+    && chmod -R a+rX /opt/numba-cache \
     && useradd --system --uid 10001 --home-dir /data bdx \
     && mkdir -p /data /pki \
     && chown bdx:bdx /data /pki \
