@@ -138,14 +138,20 @@ def enrol(node: NodeFiles, templates: Sequence[FingerprintTemplate], n: int) -> 
 
 
 @contextmanager
-def serving(node: NodeFiles) -> Iterator[int]:
-    """``bdx serve`` for ``node`` in its own process until the block ends; yields its pid."""
+def serving(node: NodeFiles, source: Path | None = None) -> Iterator[int]:
+    """``bdx serve`` for ``node`` in its own process until the block ends; yields its pid.
+    ``source``: serve the node code of another source tree (a baseline), on this venv."""
     log = (node.root / "serve.log").open("ab")
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
         [*BDX, "serve", "--config", str(node.config)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=source,
     )
     log.close()
     try:
@@ -246,6 +252,10 @@ class Round:
     latency_p95_ms: float
     responder_cpu_ms: float
     requester_cpu_ms: float
+    #: CPU seconds per second of both processes together (2.0 = both cores of this machine).
+    cores_used: float
+    #: The machine's 1-minute load average at the end of the round (other users included).
+    load_average: float
 
 
 async def load(
@@ -284,26 +294,26 @@ async def load(
         latency_p95_ms=round(lat[min(len(lat) - 1, int(0.95 * len(lat)))], 1),
         responder_cpu_ms=round(cpu_resp / total * 1000, 2),
         requester_cpu_ms=round(cpu_req / total * 1000, 2),
+        cores_used=round((cpu_resp + cpu_req) / elapsed, 2),
+        load_average=round(os.getloadavg()[0], 2),
     )
 
 
-async def throughput(
+async def one_round(
     ex: Exchange,
     peer: Peer,
     probes: list[list[TemplateItem]],
     args: argparse.Namespace,
     pid: int,
-) -> list[Round]:
-    await load(ex.requester, peer, probes, args.warmup, args.clients, pid, 0)
-    rounds = []
-    for k in range(args.rounds):
-        offset = args.warmup + k * args.queries
-        rounds.append(
-            await load(ex.requester, peer, probes, args.queries, args.clients, pid, offset)
-        )
-        print(f"  round {k + 1}: {asdict(rounds[-1])}", flush=True)
+    offset: int,
+) -> Round:
+    """A warm-up, then one measured round (new connections to a freshly started node)."""
+    await load(ex.requester, peer, probes, args.warmup, args.clients, pid, offset)
+    result = await load(
+        ex.requester, peer, probes, args.queries, args.clients, pid, offset + args.warmup
+    )
     await ex.requester.aclose()
-    return rounds
+    return result
 
 
 def search_alone(node: NodeFiles, probes: Sequence[FingerprintTemplate]) -> tuple[float, float]:
@@ -320,6 +330,10 @@ def search_alone(node: NodeFiles, probes: Sequence[FingerprintTemplate]) -> tupl
     return statistics.median(cpu), statistics.median(wall)
 
 
+def medians(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {k: round(statistics.median(r[k] for r in rows), 2) for k in rows[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--round-trips", type=int, default=200)
@@ -329,10 +343,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--clients", type=int, default=8, help="queries in flight at once")
+    ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="also serve ID from this source tree (e.g. an older commit's files), its round "
+        "trips and rounds alternating with this tree's, for a before/after under one load",
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--round-trips-only", action="store_true", help="skip the gallery phase")
     args = ap.parse_args()
-    out: dict[str, object] = {"args": vars(args)}
+    variants: list[tuple[str, Path | None]] = [("this tree", None)]
+    if args.baseline_tree:
+        variants.append(("baseline", args.baseline_tree.resolve()))
+    out: dict[str, dict[str, object]] = {name: {} for name, _ in variants}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         region = root / "region"
@@ -342,51 +365,57 @@ def main() -> None:
         fingers = synthetic_templates(args.distinct, 2, seed=2027)
         peer = Peer("ID", responder.peer_url)
         with requester_of(asker) as ex:
-            if args.round_trips:
-                with serving(responder) as pid:
+            for name, source in variants if args.round_trips else []:
+                with serving(responder, source) as pid:
                     rt, base, rt_resp, rt_req = asyncio.run(
                         round_trips(ex, peer, item(fingers[0][1]), args.round_trips, pid)
                     )
-                out["round_trip_ms"], out["mtls_get_ms"] = round(rt, 2), round(base, 2)
-                out["round_trip_cpu_ms"] = {
-                    "responder": round(rt_resp, 2),
-                    "requester": round(rt_req, 2),
+                out[name]["round_trip"] = {
+                    "median_ms": round(rt, 2),
+                    "mtls_get_ms": round(base, 2),
+                    "responder_cpu_ms": round(rt_resp, 2),
+                    "requester_cpu_ms": round(rt_req, 2),
                 }
                 print(
-                    f"round trip (empty gallery): median {rt:.1f} ms; "
-                    f"mTLS GET baseline {base:.1f} ms; ratio {rt / base:.1f}x; CPU per query: "
+                    f"[{name}] round trip (empty gallery): median {rt:.1f} ms; mTLS GET "
+                    f"baseline {base:.1f} ms; ratio {rt / base:.1f}x; CPU per query: "
                     f"responder {rt_resp:.2f} ms, requester {rt_req:.2f} ms",
                     flush=True,
                 )
-            if args.round_trips_only:
-                if args.json:
-                    print(json.dumps(out))
-                return
-            enrol(responder, [f[0] for f in fingers], args.gallery)
-            alone_cpu, alone_wall = search_alone(responder, [f[1] for f in fingers[:50]])
-            out["search_alone_cpu_ms"] = round(alone_cpu, 2)
-            out["search_alone_wall_ms"] = round(alone_wall, 2)
-            probes = [item(f[1]) for f in fingers[: min(500, len(fingers))]]
-            with serving(responder) as pid:
-                print(f"ID serving as pid {pid}", flush=True)
-                rounds = asyncio.run(throughput(ex, peer, probes, args, pid))
-        out["rounds"] = [asdict(r) for r in rounds]
-        med = {
-            k: statistics.median(getattr(r, k) for r in rounds)
-            for k in asdict(rounds[0])
-            if k not in ("queries",)
-        }
-        out["median"] = med
-        print(
-            f"throughput ({args.gallery} records, {args.clients} in flight, {args.rounds} x "
-            f"{args.queries} queries, medians): {med['qps']:.1f} queries/s, latency median "
-            f"{med['latency_median_ms']:.1f} ms / p95 {med['latency_p95_ms']:.1f} ms, hit rate "
-            f"{med['hit_rate']:.3f}; CPU per query: responder {med['responder_cpu_ms']:.1f} ms, "
-            f"requester {med['requester_cpu_ms']:.1f} ms; search alone {alone_cpu:.1f} ms CPU "
-            f"({alone_wall:.1f} ms wall)"
-        )
-        if args.json:
-            print(json.dumps(out))
+            if not args.round_trips_only:
+                enrol(responder, [f[0] for f in fingers], args.gallery)
+                probes = [item(f[1]) for f in fingers[: min(500, len(fingers))]]
+                rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
+                for k in range(args.rounds):
+                    for name, source in variants:
+                        with serving(responder, source) as pid:
+                            offset = k * (args.warmup + args.queries)
+                            r = asyncio.run(one_round(ex, peer, probes, args, pid, offset))
+                        # the search alone on the same files, right after (ID stopped)
+                        cpu, wall = search_alone(responder, [f[1] for f in fingers[:50]])
+                        row = asdict(r) | {
+                            "search_alone_cpu_ms": round(cpu, 2),
+                            "search_alone_wall_ms": round(wall, 2),
+                            "responder_over_search": round(r.responder_cpu_ms / cpu, 2),
+                        }
+                        rows[name].append(row)
+                        print(f"  [{name}] round {k + 1}: {row}", flush=True)
+                for name, _ in variants:
+                    med = medians(rows[name])
+                    out[name] |= {"rounds": rows[name], "median": med}
+                    print(
+                        f"[{name}] throughput ({args.gallery} records, {args.clients} in "
+                        f"flight, {args.rounds} x {args.queries} queries, medians): "
+                        f"{med['qps']:.1f} queries/s, latency median "
+                        f"{med['latency_median_ms']:.1f} ms / p95 {med['latency_p95_ms']:.1f} ms,"
+                        f" hit rate {med['hit_rate']:.3f}; CPU per query: responder "
+                        f"{med['responder_cpu_ms']:.1f} ms ({med['responder_over_search']:.2f}x "
+                        f"the search alone, {med['search_alone_cpu_ms']:.1f} ms), requester "
+                        f"{med['requester_cpu_ms']:.1f} ms; cores used {med['cores_used']:.2f} "
+                        f"of {os.cpu_count()}, load average {med['load_average']:.1f}"
+                    )
+    if args.json:
+        print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **out}))
 
 
 if __name__ == "__main__":

@@ -184,10 +184,14 @@ class Requester:
         case_ref: str | None,
         officer: str | None,
     ) -> list[PeerResult]:
-        jobs = []
-        for peer in peers:
-            query = self.build_query(peer.country, purpose, modality, templates, case_ref)
-            self.log.record(
+        # Every query is logged before any is sent, every reply once all are in: one log
+        # append (one transaction) each, whatever the number of peers.
+        queries = [
+            self.build_query(peer.country, purpose, modality, templates, case_ref) for peer in peers
+        ]
+        sent_at = datetime.now(UTC).isoformat()
+        self.log.record_many(
+            [
                 {
                     "type": "query_sent",
                     "node": self.country,
@@ -198,21 +202,26 @@ class Requester:
                     "templates": len(templates),
                     "case_ref": case_ref,
                     "officer": officer,
-                    "at": datetime.now(UTC).isoformat(),
+                    "at": sent_at,
                 }
-            )
-            jobs.append(self._exchange(c, peer, query))
+                for peer, query in zip(peers, queries, strict=True)
+            ]
+        )
+        jobs = [self._exchange(c, peer, query) for peer, query in zip(peers, queries, strict=True)]
         results = list(await asyncio.gather(*jobs))
-        for r in results:
-            self.log.record(
+        received_at = datetime.now(UTC).isoformat()
+        self.log.record_many(
+            [
                 {
                     "type": "reply_received",
                     "node": self.country,
                     **r.summary(),
                     "reply_jws": r.token,
-                    "at": datetime.now(UTC).isoformat(),
+                    "at": received_at,
                 }
-            )
+                for r in results
+            ]
+        )
         return results
 
     async def _exchange(
