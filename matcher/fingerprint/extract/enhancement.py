@@ -27,12 +27,20 @@ def gabor_kernel(theta: float, period: float) -> F32:
     return np.asarray(k / np.abs(k).sum(), dtype=np.float32)
 
 
-def enhance(norm: F32, theta: F32, period: F32, median_period: float) -> F32:
+def enhance(
+    norm: F32,
+    theta: F32,
+    period: F32,
+    median_period: float,
+    where: npt.NDArray[np.bool_] | None = None,
+) -> F32:
     """Gabor-enhanced image (H, W) float32; ridges negative, valleys positive.
 
     Orientation is quantised to GABOR_ORIENTATIONS bins; the period to GABOR_PERIOD_BANDS
     multiples of the image median. Every (orientation, band) kernel filters the whole image with
-    ``cv2.filter2D`` and each pixel keeps the response of its own bin.
+    ``cv2.filter2D`` and each pixel keeps the response of its own bin. With ``where`` (H, W)
+    only those pixels are filtered (the others are 0), e.g. the foreground when nothing else
+    will be read.
     """
     n_orient = P.GABOR_ORIENTATIONS
     obin = np.round(theta * (n_orient / math.pi)).astype(np.int32) % n_orient
@@ -45,6 +53,8 @@ def enhance(norm: F32, theta: F32, period: F32, median_period: float) -> F32:
     out = np.zeros_like(norm)
     for bi, bp in enumerate(bands):
         in_band = pbin == bi
+        if where is not None:
+            in_band &= where
         if not in_band.any():
             continue
         for oi in range(n_orient):

@@ -67,7 +67,9 @@ ORIENT_FIELD_SIGMA = 7.0
 #: 0.104) at an unchanged impostor 99th percentile, but the EER tails are a few pairs: weight
 #: 0.5 measured 4.49% / 96.21%, 2.0 4.11% / 96.43%, replacing the field outright 4.11% /
 #: 96.21%, and a second-pass field sigma of 4 (blend) 4.10% / 96.61%. DB1 and DB4 gained and
-#: DB3 lost in every variant. Costs one more orientation field and Gabor pass (~+50% time).
+#: DB3 lost in every variant. Costs one more orientation field and a Gabor pass over the
+#: foreground only: 1.31x (DB2) and 1.36x (DB1) the CPU time of the single pass (1.57-1.63x when
+#: the second pass filtered the whole image; templates identical).
 ORIENT_REFINE_WEIGHT = 1.0
 
 # --- frequency ---------------------------------------------------------------------------------

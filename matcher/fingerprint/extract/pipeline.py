@@ -64,7 +64,8 @@ def run(image: object, *, ppi: float = 500.0, finger_position: int = 0) -> Stage
     enhanced = enhance(norm, field.theta, period, med)
     if P.ORIENT_REFINE_WEIGHT > 0:
         field = refine_orientation(field, enhanced)
-        enhanced = enhance(norm, field.theta, period, med)
+        # Binarisation reads the foreground only: the second pass filters nothing else.
+        enhanced = enhance(norm, field.theta, period, med, where=mask)
     ridges = binarize(enhanced, mask)
     skeleton = thin(ridges)
     cand = detect(skeleton, field.theta)
