@@ -11,10 +11,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -175,6 +177,12 @@ def start_node(
         if time.monotonic() > deadline:
             raise RuntimeError("node did not start")
         time.sleep(0.02)
+    # FastAPI builds a route's parameter models on its first request, inside a
+    # warnings.catch_warnings() block, which is not thread-safe: nodes that share this process
+    # (and the router's routes) must not do that concurrently, so each is warmed up here, one by
+    # one. (A deployed node is one process; its two servers share one event-loop thread.)
+    with httpx.Client(verify=tls, timeout=10) as client:
+        client.get(f"https://127.0.0.1:{port}/peer/v1/queries/{uuid.uuid4()}")
     return NodeHandle(
         country,
         f"https://127.0.0.1:{port}",
