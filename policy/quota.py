@@ -21,6 +21,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     select,
     update,
 )
@@ -55,39 +56,55 @@ class QuotaResult:
     limit: int
 
 
+#: The key of one ledger row, as bound parameters (statements are built once per ledger: building
+#: them per call was 12-19% of a peer query's non-search CPU).
+_KEY = (
+    (quota_usage.c.peer == bindparam("q_peer"))
+    & (quota_usage.c.modality == bindparam("q_modality"))
+    & (quota_usage.c.day == bindparam("q_day"))
+)
+_GRANT = (
+    update(quota_usage)
+    .where(_KEY & (quota_usage.c.used < bindparam("q_limit")))
+    .values(used=quota_usage.c.used + 1)
+    .returning(quota_usage.c.used)
+)
+_USED = select(quota_usage.c.used).where(_KEY)
+
+
 class QuotaLedger:
     """Counts granted searches per peer, modality and day."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-    def _insert_missing(self, peer: str, modality: str, day: date) -> Executable:
-        values = {"peer": peer, "modality": modality, "day": day, "used": 0}
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(quota_usage).values(values).on_conflict_do_nothing()
-        if self.engine.dialect.name == "sqlite":
-            return sqlite.insert(quota_usage).values(values).on_conflict_do_nothing()
-        raise QuotaStoreError(f"unsupported database dialect {self.engine.dialect.name}")
+        values = {
+            "peer": bindparam("q_peer"),
+            "modality": bindparam("q_modality"),
+            "day": bindparam("q_day"),
+            "used": 0,
+        }
+        self._insert_missing: Executable | None = None
+        if engine.dialect.name == "postgresql":
+            self._insert_missing = (
+                postgresql.insert(quota_usage).values(values).on_conflict_do_nothing()
+            )
+        elif engine.dialect.name == "sqlite":
+            self._insert_missing = (
+                sqlite.insert(quota_usage).values(values).on_conflict_do_nothing()
+            )
 
     def consume(self, peer: str, modality: str, day: date, limit: int) -> QuotaResult:
         """Grant one search if fewer than ``limit`` were granted on ``day``; atomic."""
-        key = (
-            (quota_usage.c.peer == peer)
-            & (quota_usage.c.modality == modality)
-            & (quota_usage.c.day == day)
-        )
+        if self._insert_missing is None:
+            raise QuotaStoreError(f"unsupported database dialect {self.engine.dialect.name}")
+        key = {"q_peer": peer, "q_modality": modality, "q_day": day}
         try:
             with self.engine.begin() as conn:
-                conn.execute(self._insert_missing(peer, modality, day))
-                row = conn.execute(
-                    update(quota_usage)
-                    .where(key & (quota_usage.c.used < limit))
-                    .values(used=quota_usage.c.used + 1)
-                    .returning(quota_usage.c.used)
-                ).first()
+                conn.execute(self._insert_missing, key)
+                row = conn.execute(_GRANT, {**key, "q_limit": limit}).first()
                 if row is not None:
                     return QuotaResult(True, int(row[0]), limit)
-                used = conn.execute(select(quota_usage.c.used).where(key)).scalar_one()
+                used = conn.execute(_USED, key).scalar_one()
                 return QuotaResult(False, int(used), limit)
         except OperationalError as exc:
             raise QuotaStoreError(f"quota ledger unavailable: {exc.orig}") from exc
@@ -96,10 +113,6 @@ class QuotaLedger:
         """Searches granted so far to ``peer`` for ``modality`` on ``day``."""
         with self.engine.connect() as conn:
             value = conn.execute(
-                select(quota_usage.c.used).where(
-                    (quota_usage.c.peer == peer)
-                    & (quota_usage.c.modality == modality)
-                    & (quota_usage.c.day == day)
-                )
+                _USED, {"q_peer": peer, "q_modality": modality, "q_day": day}
             ).scalar()
         return int(value or 0)
