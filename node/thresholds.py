@@ -7,8 +7,9 @@ searches and peers' queries alike), from measured tables only.
   decision reports the FMR of the row actually used.
 * Face: cosine similarity of the dlib ResNet embeddings, from the face evaluation on LFW
   deep-funneled A–M (1,165 people, 6,552 images, all 21 million impostor pairs; ``bdx eval
-  face``, flip-averaged embeddings): FAR 1 % at 0.910, FAR 0.1 % at 0.928. Same rule below
-  the table.
+  face``, flip-averaged embeddings of 68-point aligned chips, format
+  ``dlib-resnet-v1-flip-lm68``): FAR 1 % at 0.910 (measured 0.90994), FAR 0.1 % at 0.928
+  (0.92808), the same rows as with 5-point chips. Same rule below the table.
 
 With several fingers in one probe, each finger is held to ``fmr / fingers`` (Bonferroni), so the
 probe as a whole keeps the target.
