@@ -74,9 +74,12 @@ def _run(detector: str, image: np.ndarray, upsample: int) -> tuple[np.ndarray, n
     return boxes, np.asarray(scores, dtype=np.float32).reshape(-1)
 
 
-def detect_faces(rgb: np.ndarray, detector: str = DETECTOR_HOG) -> Detections:
-    """Detect faces, trying each upsampling step until one finds something; with ``hog``, when
-    no step finds a face, the MMOD CNN at HOG_CNN_FALLBACK_STEPS (see :mod:`params`)."""
+def detect_faces(
+    rgb: np.ndarray, detector: str = DETECTOR_HOG, cnn_fallback: bool = False
+) -> Detections:
+    """Detect faces, trying each upsampling step until one finds something; with ``hog`` and
+    ``cnn_fallback``, when no step finds a face, the MMOD CNN at HOG_CNN_FALLBACK_STEPS (see
+    :mod:`matcher.face.params`)."""
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; expected one of {DETECTORS}")
     image = as_dlib_rgb(rgb)
@@ -94,6 +97,7 @@ def detect_faces(rgb: np.ndarray, detector: str = DETECTOR_HOG) -> Detections:
     fallback = False
     if (
         boxes.shape[0] == 0
+        and cnn_fallback
         and detector == DETECTOR_HOG
         and min(image.shape[:2]) >= CNN_FALLBACK_MIN_SIDE
     ):

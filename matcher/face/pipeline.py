@@ -33,8 +33,9 @@ class ExtractOptions:
 
     ``detector``: ``hog`` (default) or ``cnn``. ``multiple_faces``: ``refuse`` (default; an
     image with several comparable faces is ambiguous) or ``largest`` (take the largest face and
-    say so in the notes). ``whole_image_is_face``: when nothing is detected, treat the image as
-    the face (tightly cropped portraits). ``check_quality``: refuse faces failing a check
+    say so in the notes). ``whole_image_is_face``: the image is declared to hold a face:
+    when HOG finds nothing, the CNN is tried, then the whole image is taken as the face
+    (tightly cropped portraits). ``check_quality``: refuse faces failing a check
     (when False, the measures and score are still reported).
     """
 
@@ -110,7 +111,7 @@ def extract_from_pixels(
     notes: list[str] = []
 
     clock = _Clock()
-    found = detect_faces(image, opts.detector)
+    found = detect_faces(image, opts.detector, cnn_fallback=opts.whole_image_is_face)
     clock.lap("detect")
     if found.fallback:
         notes.append("no face found by HOG; found by the CNN fallback")

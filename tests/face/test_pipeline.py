@@ -112,15 +112,17 @@ def test_cnn_fallback_when_hog_finds_nothing(
     h, w = crop.shape[:2]
     turn = cv2.getRotationMatrix2D((w / 2, h / 2), 50, 1.0)  # past HOG's in-plane range
     tilted = np.ascontiguousarray(cv2.warpAffine(crop, turn, (w, h)))
-    found = detect_faces(tilted)
+    assert refusal(tilted) == "no_face"  # only a declared face tries the CNN
+    found = detect_faces(tilted, cnn_fallback=True)
     assert found.count == 1 and found.fallback
-    assert not detect_faces(np.ascontiguousarray(crop)).fallback
-    got = extract_from_pixels(tilted)
+    assert not detect_faces(np.ascontiguousarray(crop), cnn_fallback=True).fallback
+    got = extract_from_pixels(tilted, ExtractOptions(whole_image_is_face=True))
     assert "CNN fallback" in got.notes[0] and got.template.format.endswith("/hog")
+    assert not got.whole_image
     assert got.cpu_ms["detect"] > 0
     assert similarity(got.template, upright.template) > 0.9  # same photo, re-aligned upright
     monkeypatch.setattr(detect, "HOG_CNN_FALLBACK_STEPS", ())
-    assert refusal(tilted) == "no_face"
+    assert extract_from_pixels(tilted, ExtractOptions(whole_image_is_face=True)).whole_image
 
 
 def test_fallback_is_not_used_when_a_face_is_found(
