@@ -228,7 +228,7 @@ def _pack_gathered(
 def _preselect_rows(block: Block, rows: np.ndarray, probe_cols: np.ndarray) -> np.ndarray:
     """Pre-selection scores (r,) of ``rows`` of a block (see :mod:`matcher.search.preselect`)."""
     stored = np.asarray(block.arrays["preselect"])
-    return preselect.preselect_scores(stored, probe_cols, None if rows.size == len(block) else rows)
+    return preselect.FULL.scores(stored, probe_cols, None if rows.size == len(block) else rows)
 
 
 def _block_scores(block: Block, probe: match.SearchTemplate, position: int) -> np.ndarray:

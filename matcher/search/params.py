@@ -75,3 +75,13 @@ PRESELECT_GALLERY_ROWS = 24
 #: 256 -> 3.2, whole block -> 3.9 (a loaded machine; the ratios are what counts).
 PRESELECT_CHUNK_RECORDS = 256
 PRESELECT_PROBE_ROWS = 20
+
+#: Tried 2026-12-05, not kept: a coarse screen before pre-selection, the same score over only
+#: the 12 most central stored rows against the probe's 10 (4 pairs), the full score then run on
+#: its best 10% (``benchmarks/preselect_sweep.py``: 10,000 distinct synthetic fingers, 300
+#: probes). It costs 0.55x the full score in the same process (the uint8 widening and the
+#: max/partition passes do not shrink with the probe rows; the GEMM is already at the core's
+#: FMA peak), so whole two-stage searches got only 0.84x / 0.82x the CPU at 10k / 100k records,
+#: and mates kept in the final 2% fell 99.0 -> 98.7% (seed 2026) and 99.3 -> 98.7% (seed 7).
+#: Pooling the reduced cells into 8 sectors x 2 rings (32 values, float32: no widening) kept
+#: only 96-97% of mates in its best 10%; binarised rows with Hamming similarity 89-95%.

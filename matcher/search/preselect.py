@@ -17,8 +17,10 @@ Shapes: ``d`` descriptor length (cells x ND sections), ``r = d / 2`` reduced len
    impression), so dropping them costs little, and they are most of the GEMM.
 3. :func:`preselect_scores`: one GEMM of the block's rows against the probe's (exact: integer
    products of at most 255², summed r times, stay below 2**24 in float32), the best template
-   row for each probe cylinder (max over ``M``), and the sum of the ``PRESELECT_PAIRS`` best of
-   those (MCC's local similarity sort, without the relaxation). Scores in [0, PAIRS].
+   row for each probe cylinder (max over ``M``), and the sum of the ``pairs`` best of those
+   (MCC's local similarity sort, without the relaxation). Scores in [0, pairs].
+4. :class:`Stage` names a score by its row counts and pairs: :data:`FULL` is the one search
+   uses; ``benchmarks/preselect_sweep.py`` measures cheaper screening stages against it.
 
 The GEMM is exact in float32: its terms are non-negative integers and each dot product of two
 quantised unit vectors is at most about QUANT² (65,025), far below 2**24, so every partial sum
@@ -29,6 +31,7 @@ depend on its block.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -90,10 +93,33 @@ def gallery_rows(template: SearchTemplate) -> U8:
     return out
 
 
-def probe_matrix(probe: SearchTemplate) -> F32:
-    """(r, mp) float32: the probe's central reduced cylinders as GEMM columns."""
-    rows = central_rows(probe, params.PRESELECT_PROBE_ROWS)
+def probe_matrix(probe: SearchTemplate, n: int = params.PRESELECT_PROBE_ROWS) -> F32:
+    """(r, mp) float32: the probe's ``n`` (at most) central reduced cylinders as GEMM columns,
+    nearest the centroid first (so the first columns of a wider matrix are a narrower one)."""
+    rows = central_rows(probe, n)
     return np.ascontiguousarray(reduce_cylinders(probe.descriptors[rows]).astype(np.float32).T)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pre-selection score: the first ``gallery_rows`` stored rows of each template against
+    the first ``probe_rows`` probe columns, summing the ``pairs`` best local similarities."""
+
+    gallery_rows: int
+    probe_rows: int
+    pairs: int
+
+    def columns(self, probe_cols: F32) -> F32:
+        """(r, <= probe_rows) float32: this stage's columns of a :func:`probe_matrix`."""
+        return np.ascontiguousarray(probe_cols[:, : self.probe_rows])
+
+    def scores(self, rows: U8, probe_cols: F32, index: npt.NDArray[np.intp] | None = None) -> F32:
+        """:func:`preselect_scores` of this stage (``probe_cols`` from :meth:`columns`)."""
+        return preselect_scores(rows[:, : self.gallery_rows], probe_cols, index, self.pairs)
+
+
+#: The pre-selection score of two-stage search.
+FULL = Stage(params.PRESELECT_GALLERY_ROWS, params.PRESELECT_PROBE_ROWS, params.PRESELECT_PAIRS)
 
 
 def _max_over_rows(v: F32) -> F32:
@@ -108,10 +134,15 @@ def _max_over_rows(v: F32) -> F32:
     return v[:, 0]
 
 
-def preselect_scores(rows: U8, probe_cols: F32, index: npt.NDArray[np.intp] | None = None) -> F32:
-    """Pre-selection score (n,) float32 of the templates ``rows[index]`` (all when None) of a
-    block ``rows`` (nb, M, r) uint8 (padding rows zero) against ``probe_cols`` (r, mp) from
-    :func:`probe_matrix`.
+def preselect_scores(
+    rows: U8,
+    probe_cols: F32,
+    index: npt.NDArray[np.intp] | None = None,
+    pairs: int = params.PRESELECT_PAIRS,
+) -> F32:
+    """Pre-selection score (n,) float32 in [0, ``pairs``] of the templates ``rows[index]`` (all
+    when None) of a block ``rows`` (nb, M, r) uint8 (padding rows zero; may be a view of the
+    leading rows) against ``probe_cols`` (r, mp) from :func:`probe_matrix`.
 
     Works through ``params.PRESELECT_CHUNK_RECORDS`` templates at a time: each chunk is gathered
     and widened to float32 (4x its stored size) right before its GEMM, so the copy is still in
@@ -125,15 +156,15 @@ def preselect_scores(rows: U8, probe_cols: F32, index: npt.NDArray[np.intp] | No
     step = params.PRESELECT_CHUNK_RECORDS
     for s in range(0, n, step):
         part = rows[s : s + step] if index is None else rows[index[s : s + step]]
-        out[s : s + step] = _chunk_scores(part, probe_cols)
+        out[s : s + step] = _chunk_scores(part, probe_cols, pairs)
     return out
 
 
-def _chunk_scores(rows: U8, probe_cols: F32) -> F32:
+def _chunk_scores(rows: U8, probe_cols: F32, pairs: int) -> F32:
     nb, m, r = rows.shape
     mp = probe_cols.shape[1]
-    prod = rows.reshape(nb * m, r).astype(np.float32) @ probe_cols  # (nb*M, mp), exact
+    prod = rows.astype(np.float32).reshape(nb * m, r) @ probe_cols  # (nb*M, mp), exact
     best = _max_over_rows(prod.reshape(nb, m, mp))  # (nb, mp): best row per probe cylinder
-    n = min(params.PRESELECT_PAIRS, mp)
+    n = min(pairs, mp)
     top = np.partition(best, mp - n, axis=1)[:, mp - n :]
     return (top.sum(axis=1) * np.float32(1.0 / (QUANT * QUANT))).astype(np.float32)

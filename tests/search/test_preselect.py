@@ -201,3 +201,20 @@ def test_upgrade_rebuilds_an_old_layout_gallery(tmp_path: Path, fingers: list) -
                 got = search_fingerprint(g, f[1], k=5, penetration=pen).candidates
                 assert got == search_fingerprint(fresh, f[1], k=5, penetration=pen).candidates
     assert upgrade_fingerprint_gallery(path) == 0  # already current: left alone
+
+
+def test_a_stage_of_leading_rows_scores_their_contiguous_copy(fingers: list) -> None:
+    block = np.stack([preselect.gallery_rows(match.prepare(f[0])) for f in fingers[:20]])
+    cols = preselect.probe_matrix(match.prepare(fingers[4][1]))
+    stage = preselect.Stage(5, 3, 2)
+    narrow = preselect.preselect_scores(
+        np.ascontiguousarray(block[:, :5]), np.ascontiguousarray(cols[:, :3]), pairs=2
+    )
+    assert np.array_equal(stage.scores(block, stage.columns(cols)), narrow)
+    pick = np.array([7, 2, 19])
+    assert np.array_equal(stage.scores(block, stage.columns(cols), pick), narrow[pick])
+    assert narrow.max() <= 2 + 1e-3  # at most `pairs` local similarities of 1
+    # The probe's leading columns are its most central cylinders, as a narrower matrix has them.
+    assert np.array_equal(
+        stage.columns(cols), preselect.probe_matrix(match.prepare(fingers[4][1]), 3)
+    )
