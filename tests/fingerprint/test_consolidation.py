@@ -90,3 +90,83 @@ def test_relaxation_equals_the_plain_iteration() -> None:
     for _ in range(P.RELAX_ITERATIONS):
         expected = P.RELAX_WEIGHT * expected + spread * (rho.astype(np.float64) @ expected)
     np.testing.assert_allclose(lam, expected, rtol=1e-5)
+
+
+def _reference_alignment(
+    probe: np.ndarray, gallery: np.ndarray, pi: int, row: int, origin: np.ndarray, shape: np.ndarray
+) -> tuple[int, int]:
+    """The alignment check as params.py and consolidation.probe_grid describe it, float64: the
+    gallery turned and shifted so that ``row`` lies on probe minutia ``pi``; each gallery minutia
+    looks up its grid cell (clamped to the grid); it is in the probe's area when the cell's centre
+    lies within ALIGN_OVERLAP of a probe minutia, and it is aligned when the probe minutia nearest
+    to that centre (within ALIGN_DISTANCE + half the cell diagonal) lies within ALIGN_DISTANCE of
+    it with directions within ALIGN_ANGLE."""
+    p, g = probe.astype(np.float64), gallery.astype(np.float64)
+    c = p[pi, 2] * g[row, 2] + p[pi, 3] * g[row, 3]
+    s = p[pi, 3] * g[row, 2] - p[pi, 2] * g[row, 3]
+    rot = np.array([[c, -s], [s, c]])
+    xy = g[:, :2] @ rot.T
+    xy += p[pi, :2] - xy[row]
+    direction = g[:, 2:] @ rot.T
+    cell = P.ALIGN_CELL
+    index = np.clip(np.floor((xy - origin) / cell), 0, shape[:2] - 1)
+    centres = origin + (index + 0.5) * cell
+    to_probe = np.hypot(*(centres[:, None, :] - p[None, :, :2]).transpose(2, 0, 1))
+    overlap = int((to_probe <= P.ALIGN_OVERLAP).any(axis=1).sum())
+    aligned = 0
+    for i in range(len(g)):
+        near = to_probe[i] <= P.ALIGN_DISTANCE + cell * 0.7072
+        if not near.any():
+            continue
+        j = int(np.argmin(np.where(near, to_probe[i], np.inf)))
+        close = np.hypot(*(p[j, :2] - xy[i])) <= P.ALIGN_DISTANCE
+        turned = p[j, 2:] @ direction[i] >= np.cos(P.ALIGN_ANGLE)
+        aligned += int(close and turned)
+    return aligned, overlap
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), turn=st.floats(-1.5, 1.5), noise=st.floats(0.0, 12.0))
+def test_alignment_check_equals_the_plain_definition(seed: int, turn: float, noise: float) -> None:
+    """A rotated, shifted, noisy, partly overlapping copy: the compiled grid look-ups count what
+    the plain definition counts, and a clean copy aligns completely."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 60))
+    xy = rng.uniform(0, 300, (n, 2))
+    angle = rng.uniform(-np.pi, np.pi, n)
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    xy_b = (xy + rng.normal(0, noise, (n, 2))) @ rot.T + rng.uniform(-100, 100, 2)
+    angle_b = angle + turn + rng.normal(0, noise / 50, n)
+    keep = rng.random(n) > 0.2
+    keep[0] = True
+    probe, gallery = _geometry(xy[keep], angle[keep]), _geometry(xy_b, angle_b)
+    extra = rng.uniform(-200, 500, (10, 2))  # some far outside the probe's area
+    gallery = np.vstack([gallery, _geometry(extra, rng.uniform(-np.pi, np.pi, 10))])
+    grid = C.probe_grid(probe, len(probe), C.FLOAT_CONSTANTS)
+    origin, shape = grid[0][:2].astype(np.float64), grid[1]
+    margin = max(P.ALIGN_OVERLAP, P.ALIGN_DISTANCE + P.ALIGN_CELL * 0.7072) + P.ALIGN_CELL
+    np.testing.assert_allclose(origin, probe[:, :2].min(axis=0) - margin, rtol=1e-6)
+    assert grid[0][2] == P.ALIGN_CELL
+    m = len(gallery)
+    scratch, cells = np.empty((4, m), np.float32), np.empty(m, np.int64)
+    got = C._align(gallery[None], 0, m, 0, 0, grid, C.FLOAT_CONSTANTS, scratch, cells)
+    assert got == _reference_alignment(probe, gallery, 0, 0, origin, shape)
+    assert got[0] <= got[1]  # an aligned minutia is in the probe's area
+    if noise == 0.0:  # the probe's minutia 0 is the gallery's minutia 0: all kept ones align
+        # (but for the rare one whose cell centre lies nearer another probe minutia)
+        assert got[0] >= 0.9 * keep.sum()
+
+
+def test_alignment_grid_stays_small_for_absurd_coordinates() -> None:
+    """Minutiae spread over an ISO-sized 16,383 px square get wider cells, not a huge grid, and a
+    clean copy still aligns."""
+    rng = np.random.default_rng(5)
+    xy = rng.uniform(0, 16_383, (40, 2))
+    angle = rng.uniform(-np.pi, np.pi, 40)
+    probe = _geometry(xy, angle)
+    origin, shape, codes, _ = C.probe_grid(probe, 40, C.FLOAT_CONSTANTS)
+    assert shape.max() <= P.ALIGN_GRID_SIDE + 50 and codes.size == shape.prod()
+    assert origin[2] > P.ALIGN_CELL
+    scratch, cells = np.empty((4, 40), np.float32), np.empty(40, np.int64)
+    grid = (origin, shape, codes, _)
+    assert C._align(probe[None], 0, 40, 3, 3, grid, C.FLOAT_CONSTANTS, scratch, cells) == (40, 40)

@@ -173,6 +173,16 @@ def test_one_to_one_equals_batch_whatever_the_block(
     assert np.array_equal(batch, np.array(alone, np.float32))
 
 
+def test_probe_grid_is_built_once_and_changes_no_score() -> None:
+    a, b = _pair(6)
+    probe, block = prepare(a), pack([prepare(b), prepare(a)])
+    first = score_many(probe, block)
+    grid = probe.__dict__["_alignment_grid"]
+    assert np.array_equal(score_many(probe, block), first)
+    assert probe.__dict__["_alignment_grid"] is grid
+    assert np.array_equal(score_many(prepare(a), block), first)
+
+
 def test_sub_block_split_does_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> None:
     a, _ = _pair(8)
     members = [prepare(_template(*finger(40 + k, n=15 + 6 * k))) for k in range(7)]
@@ -197,7 +207,12 @@ def test_explain_is_consistent_with_score_and_finds_true_pairs() -> None:
     found = np.stack([b.x[e.pairs[:, 1]], b.y[e.pairs[:, 1]]], axis=1)
     assert np.mean(np.hypot(*(expected - found).T) < 1.0) >= 0.9
     sel = e.selected
-    assert e.score == pytest.approx(float(e.relaxed[sel].sum()) / e.n_pairs, rel=1e-6)
+    assert e.lssr_score == pytest.approx(float(e.relaxed[sel].sum()) / e.n_pairs, rel=1e-6)
+    share = e.aligned / max(e.overlap, P.ALIGN_MIN_OVERLAP)
+    w = P.ALIGN_WEIGHT
+    assert e.score == pytest.approx((e.lssr_score + w * share**2) / (1 + w), rel=1e-6)
+    # Every minutia of b lies in a's area and lands on its counterpart.
+    assert e.aligned == e.overlap == b.count
     assert np.all(e.efficiency[sel] >= 0)
 
 

@@ -30,11 +30,16 @@ from matcher.fingerprint.match import params
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 Bool = npt.NDArray[np.bool_]
 #: A probe as the compiled code takes it: inv_norm (mp,), geometry (mp, 4), minutia count.
 Probe = tuple[F32, F32, int]
+#: The probe's minutiae in a grid (see :func:`probe_grid`): origin x, y and cell side (float32
+#: (3,)); columns, rows (int64 (2,)); one code per cell (int32 (rows * columns,)); the probe's
+#: geometry with a far-away dummy row appended (float32 (mp + 1, 4)).
+Grid = tuple[F32, I64, I32, F32]
 #: See :func:`empty_outputs`.
-Outputs = tuple[I64, I64, Bool, F32, F32, F32, Bool, I64, F32]
+Outputs = tuple[I64, I64, Bool, F32, F32, F32, Bool, I64, F32, I64, I64, F32]
 
 
 def _beyond(mu: float, tau: float) -> float:
@@ -63,6 +68,15 @@ FLOAT_CONSTANTS = np.array(
         (1.0 - params.RELAX_WEIGHT) / (params.N_RELAX - 1),
         _cos_beyond(params.MU_RHO_ROT, params.TAU_RHO_ROT),
         _beyond(params.MU_RHO_DIST, params.TAU_RHO_DIST),
+        params.ALIGN_DISTANCE**2,
+        math.cos(params.ALIGN_ANGLE),
+        params.ALIGN_WEIGHT,
+        float(params.ALIGN_MIN_OVERLAP),
+        params.ALIGN_OVERLAP,
+        params.ALIGN_CELL,
+        params.ALIGN_DISTANCE,
+        1.0 / (1.0 + params.ALIGN_WEIGHT),
+        float(params.ALIGN_GRID_SIDE),
     ],
     np.float32,
 )
@@ -223,12 +237,116 @@ def _relax(local: F32, rho_t: F32, iterations: int, fc: F32, lam: F32, support: 
 
 
 @numba.njit(cache=True, nogil=True)
+def probe_grid(p_geo: F32, count: int, fc: F32) -> Grid:
+    """The probe's minutiae in a grid of square cells covering them with a margin wider than
+    ALIGN_OVERLAP.
+
+    Each cell holds one code: 2 * j + flag, where j is the probe minutia nearest to the
+    cell's centre among those within ALIGN_DISTANCE + half the cell diagonal of it (the lowest
+    index of equally near ones; ``count``, a far-away dummy, when there is none), and flag is
+    1 when the centre lies within ALIGN_OVERLAP of some probe minutia. Built once per probe, so
+    that aligning a gallery template costs one transform and one look-up per gallery minutia.
+    Cells are ALIGN_CELL wide, or wider where the minutiae spread over more than
+    ALIGN_GRID_SIDE cells (coordinates far beyond a plain impression's), so that the grid's
+    size stays bounded whatever the template says.
+    """
+    reach = fc[16]
+    x0, y0, x1, y1 = np.float32(0.0), np.float32(0.0), np.float32(0.0), np.float32(0.0)
+    if count > 0:
+        x0, y0 = p_geo[0, 0], p_geo[0, 1]
+        x1, y1 = x0, y0
+        for j in range(1, count):
+            x0, x1 = min(x0, p_geo[j, 0]), max(x1, p_geo[j, 0])
+            y0, y1 = min(y0, p_geo[j, 1]), max(y1, p_geo[j, 1])
+    cell = max(fc[17], max(x1 - x0, y1 - y0) / fc[20])
+    near = fc[18] + cell * np.float32(0.7072)  # > half the diagonal, sqrt(2) / 2
+    margin = max(reach, near) + cell
+    origin = np.array([x0 - margin, y0 - margin, cell], np.float32)
+    shape = np.array(
+        [
+            int((x1 - x0 + np.float32(2.0) * margin) / cell) + 1,
+            int((y1 - y0 + np.float32(2.0) * margin) / cell) + 1,
+        ],
+        np.int64,
+    )
+    nx, ny = shape[0], shape[1]
+    flags = np.zeros(nx * ny, np.int32)
+    nearest = np.full(nx * ny, count, np.int32)
+    nearest_d2 = np.full(nx * ny, np.float32(np.inf), np.float32)
+    for j in range(count):
+        fx = (p_geo[j, 0] - origin[0]) / cell
+        fy = (p_geo[j, 1] - origin[1]) / cell
+        span = margin / cell
+        for iy in range(max(int(fy - span) - 1, 0), min(int(fy + span) + 1, ny - 1) + 1):
+            dy = origin[1] + (np.float32(iy) + np.float32(0.5)) * cell - p_geo[j, 1]
+            for ix in range(max(int(fx - span) - 1, 0), min(int(fx + span) + 1, nx - 1) + 1):
+                dx = origin[0] + (np.float32(ix) + np.float32(0.5)) * cell - p_geo[j, 0]
+                d2 = dx * dx + dy * dy
+                c = iy * nx + ix
+                if d2 <= reach * reach:
+                    flags[c] = 1
+                if d2 <= near * near and d2 < nearest_d2[c]:
+                    nearest_d2[c] = d2
+                    nearest[c] = j
+    codes = nearest * 2 + flags
+    points = np.empty((count + 1, 4), np.float32)
+    points[:count] = p_geo[:count]
+    points[count, 0] = points[count, 1] = np.float32(1e9)  # the dummy: matches nothing
+    points[count, 2] = points[count, 3] = np.float32(0.0)
+    return origin, shape, codes, points
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _align(
+    g_geo: F32, b: int, count: int, pi: int, row: int, grid: Grid, fc: F32, scratch: F32,
+    cells: I64,
+) -> tuple[int, int]:  # fmt: skip
+    """Gallery template b turned and shifted so that its minutia ``row`` lies on probe minutia
+    ``pi``: (gallery minutiae whose grid cell's probe minutia lies within ALIGN_DISTANCE and
+    ALIGN_ANGLE of them; gallery minutiae in a cell flagged as the probe's area). ``scratch``
+    (4, M) and ``cells`` (M,) are work space. A first, branch-free loop transforms every
+    minutia (SIMD lanes); the second makes one look-up each."""
+    origin, shape, codes, pts = grid
+    nx, ny = shape[0], shape[1]
+    top_x, top_y = np.float32(nx - 1), np.float32(ny - 1)
+    per_cell = np.float32(1.0) / origin[2]
+    c = pts[pi, 2] * g_geo[b, row, 2] + pts[pi, 3] * g_geo[b, row, 3]
+    s = pts[pi, 3] * g_geo[b, row, 2] - pts[pi, 2] * g_geo[b, row, 3]
+    tx = pts[pi, 0] - (c * g_geo[b, row, 0] - s * g_geo[b, row, 1])
+    ty = pts[pi, 1] - (s * g_geo[b, row, 0] + c * g_geo[b, row, 1])
+    for i in range(count):
+        x = c * g_geo[b, i, 0] - s * g_geo[b, i, 1] + tx
+        y = s * g_geo[b, i, 0] + c * g_geo[b, i, 1] + ty
+        scratch[0, i] = x
+        scratch[1, i] = y
+        scratch[2, i] = c * g_geo[b, i, 2] - s * g_geo[b, i, 3]
+        scratch[3, i] = s * g_geo[b, i, 2] + c * g_geo[b, i, 3]
+        # Off the grid means far from every probe minutia: clamp onto the (empty) border cells.
+        fx = min(max((x - origin[0]) * per_cell, np.float32(0.0)), top_x)
+        fy = min(max((y - origin[1]) * per_cell, np.float32(0.0)), top_y)
+        cells[i] = np.int64(fy) * nx + np.int64(fx)
+    aligned = 0
+    overlap = 0
+    for i in range(count):
+        code = codes[cells[i]]
+        overlap += code & 1
+        j = code >> 1
+        dx = pts[j, 0] - scratch[0, i]
+        dy = pts[j, 1] - scratch[1, i]
+        close = dx * dx + dy * dy <= fc[12]
+        turned = pts[j, 2] * scratch[2, i] + pts[j, 3] * scratch[3, i] >= fc[13]
+        aligned += close & turned
+    return aligned, overlap
+
+
+@numba.njit(cache=True, nogil=True)
 def post_gemm(
-    prod: F32, m: int, probe: Probe, g_inv: F32, g_geo: F32, counts: I64, n_pairs_table: I64,
-    fc: F32, ic: I64, out: Outputs,
+    prod: F32, m: int, probe: Probe, grid: Grid, g_inv: F32, g_geo: F32, counts: I64,
+    n_pairs_table: I64, fc: F32, ic: I64, out: Outputs,
 ) -> None:  # fmt: skip
-    """Steps 2–4 for every template of the block; fills ``out`` (see :func:`empty_outputs`)."""
-    out_p, out_g, out_usable, out_local, out_relaxed, out_eff, out_selected, out_np, out_score = out
+    """Steps 2–5 for every template of the block; fills ``out`` (see :func:`empty_outputs`)."""
+    out_p, out_g, out_usable, out_local, out_relaxed, out_eff, out_selected, out_np = out[:8]
+    out_score, out_aligned, out_overlap, out_lssr = out[8:]
     _, p_geo, probe_count = probe
     nb = counts.shape[0]
     r, iterations, max_minutiae = ic[0], ic[1], ic[2]
@@ -244,6 +362,8 @@ def post_gemm(
     support = np.empty(r, np.float32)
     rho_t = np.empty((r, r), np.float32)
     key = np.empty(r, np.float32)
+    scratch = np.empty((4, m), np.float32)
+    cells = np.empty(m, np.int64)
     for b in range(nb):
         _best_partners(prod, b, m, probe, g_inv, g_geo, counts[b], fc[0], sim, best)
         top_rows(sim, r, g_idx, top_vals)
@@ -266,6 +386,13 @@ def post_gemm(
             eff = lam[t] / local[t] if usable[t] else np.float32(0.0)
             out_eff[b, t] = eff
             key[t] = -eff if usable[t] else np.float32(1.0)
+        # The most supported usable pair (first of equal λ; λ > 0) seeds the alignment (step 5).
+        seed = -1
+        most = np.float32(0.0)
+        for t in range(r):
+            better = usable[t] & (lam[t] > most)
+            most = lam[t] if better else most
+            seed = t if better else seed
         n_pairs = n_pairs_table[max(min(counts[b], probe_count, max_minutiae), 0)]
         total = np.float32(0.0)
         for t in range(r):
@@ -281,13 +408,25 @@ def post_gemm(
             out_local[b, t] = local[t]
             out_relaxed[b, t] = lam[t]
         out_np[b] = n_pairs
-        out_score[b] = np.float32(total / n_pairs)
+        lssr = np.float32(total / n_pairs)
+        # Step 5: alignment on the seed pair, if any.
+        aligned, overlap = 0, 0
+        if seed >= 0:
+            aligned, overlap = _align(
+                g_geo, b, counts[b], out_p[b, seed], out_g[b, seed], grid, fc, scratch, cells
+            )
+        share = np.float32(aligned) / max(np.float32(overlap), fc[15])
+        out_aligned[b] = aligned
+        out_overlap[b] = overlap
+        out_lssr[b] = lssr
+        out_score[b] = (lssr + fc[14] * share * share) * fc[19]  # in [0, 1]
 
 
 def empty_outputs(nb: int) -> Outputs:
     """The arrays :func:`post_gemm` fills for a block of nb templates, in the order of
     :class:`matcher.fingerprint.match.kernel.Consolidation`: probe and gallery index, usable,
-    local, relaxed, efficiency, selected (nb, R); n_pairs, score (nb,)."""
+    local, relaxed, efficiency, selected (nb, R); n_pairs, score, aligned, overlap, lssr
+    (nb,)."""
     r = params.N_RELAX
     return (
         np.empty((nb, r), np.int64),
@@ -297,6 +436,9 @@ def empty_outputs(nb: int) -> Outputs:
         np.empty((nb, r), np.float32),
         np.empty((nb, r), np.float32),
         np.empty((nb, r), np.bool_),
+        np.empty(nb, np.int64),
+        np.empty(nb, np.float32),
+        np.empty(nb, np.int64),
         np.empty(nb, np.int64),
         np.empty(nb, np.float32),
     )

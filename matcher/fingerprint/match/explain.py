@@ -24,8 +24,14 @@ class Explanation:
     * ``local``: local (cylinder) similarity of the pair, λ0.
     * ``relaxed``: similarity after relaxation (support from geometrically compatible pairs).
     * ``efficiency``: relaxed / local.
-    * ``selected``: the ``n_pairs`` pairs averaged into the score.
-    * ``score``: the final score, equal to :func:`matcher.fingerprint.match.score` (a, b).
+    * ``selected``: the ``n_pairs`` pairs averaged into the LSS-R score.
+    * ``lssr_score``: mean ``relaxed`` of the selected pairs.
+    * ``aligned``, ``overlap``: the alignment check (``kernel.py``, step 5), made on the usable
+      pair of highest ``relaxed`` (the first of equal ones): minutiae of ``b`` that land on a
+      minutia of ``a``, and that land in ``a``'s area.
+    * ``score``: the final score, equal to :func:`matcher.fingerprint.match.score` (a, b):
+      (lssr_score + ALIGN_WEIGHT * (aligned / max(overlap, ALIGN_MIN_OVERLAP))²) /
+      (1 + ALIGN_WEIGHT).
     """
 
     a_index: npt.NDArray[np.int64]
@@ -36,6 +42,9 @@ class Explanation:
     efficiency: npt.NDArray[np.float32]
     selected: npt.NDArray[np.bool_]
     n_pairs: int
+    lssr_score: float
+    aligned: int
+    overlap: int
     score: float
 
     @property
@@ -63,5 +72,8 @@ def explain(a: FingerprintTemplate, b: FingerprintTemplate) -> Explanation:
         efficiency=c.efficiency[0],
         selected=c.selected[0],
         n_pairs=int(c.n_pairs[0]),
+        lssr_score=float(c.lssr[0]),
+        aligned=int(c.aligned[0]),
+        overlap=int(c.overlap[0]),
         score=float(c.score[0]),
     )

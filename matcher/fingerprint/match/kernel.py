@@ -10,8 +10,13 @@ Shapes: probe ``mp`` minutiae; block ``nb`` templates of ``M`` rows; ``d`` descr
    whose directions differ by more than MAX_DIRECTION_DIFF are dropped (MCC's δθ).
 3. The R gallery minutiae with the best partners are relaxed (MCC's LSS-R): pair compatibilities
    (nb, R, R) from distance, relative rotation and radial angle; RELAX_ITERATIONS updates.
-4. Score: mean relaxed similarity of the nP pairs whose similarity the relaxation kept best
-   (efficiency = relaxed / initial), nP growing with the smaller minutia count.
+4. LSS-R score: mean relaxed similarity of the nP pairs whose similarity the relaxation kept
+   best (efficiency = relaxed / initial), nP growing with the smaller minutia count.
+5. Alignment check: the gallery template turned and shifted onto the probe by the pair of
+   highest relaxed similarity; ``aligned`` gallery minutiae land on a probe minutia (position
+   and direction), ``overlap`` land in the probe's area. Score = (LSS-R score + ALIGN_WEIGHT *
+   (aligned / max(overlap, ALIGN_MIN_OVERLAP))²) / (1 + ALIGN_WEIGHT), in [0, 1] (params.py
+   says why).
 
 Differences from MCC, all for batch speed: cylinders are coarser (128 values, see params);
 local similarity is the cosine of the integer cylinders (one GEMM) rather than MCC's normalised
@@ -20,7 +25,7 @@ a fixed R of them, rather than a sort of the whole similarity matrix (measured: 
 one argmax pass instead of a partition per template). Scores are invariant to translation and
 to rotation up to MAX_DIRECTION_DIFF (±90°).
 
-Step 1 is numpy's GEMM; steps 2–4 are compiled per template (``consolidation.py``: in numpy
+Step 1 is numpy's GEMM; steps 2–5 are compiled per template (``consolidation.py``: in numpy
 they were ~60 whole-array passes that cost more than the GEMM). They work on one template's
 rows with fixed-length loops and deterministic, index-ordered tie-breaking, so a template's
 score does not depend on the other templates of the block, on the block size or on the
@@ -55,7 +60,9 @@ class Consolidation:
     ``probe_index``/``gallery_index``: minutia indices of each candidate pair; ``usable``: pair
     took part (real, valid cylinders, compatible directions); ``local``: initial (local)
     similarity λ0; ``relaxed``: λ after relaxation; ``efficiency``: relaxed / local;
-    ``selected``: the pairs averaged into the score; ``n_pairs`` (nb,): nP; ``score`` (nb,).
+    ``selected``: the pairs averaged into the LSS-R score; ``n_pairs`` (nb,): nP; ``score``
+    (nb,); ``aligned``, ``overlap`` (nb,): the alignment check's counts (step 5); ``lssr``
+    (nb,): the LSS-R part of the score.
     """
 
     probe_index: I64
@@ -67,6 +74,9 @@ class Consolidation:
     selected: npt.NDArray[np.bool_]
     n_pairs: I64
     score: F32
+    aligned: I64
+    overlap: I64
+    lssr: F32
 
 
 def _sigmoid(v: npt.NDArray[np.floating], mu: float, tau: float) -> npt.NDArray[np.floating]:
@@ -94,6 +104,19 @@ def consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidatio
     return _consolidate(probe, gallery)
 
 
+def _alignment_grid(probe: SearchTemplate) -> consolidation.Grid:
+    """The probe's grid for the alignment check (``consolidation.probe_grid``), built on first
+    use and kept on the probe: a search scores one probe in many calls (groups, sub-blocks,
+    shards), and building the grid costs as much as aligning ~100 templates."""
+    grid: consolidation.Grid | None = probe.__dict__.get("_alignment_grid")
+    if grid is None:
+        grid = consolidation.probe_grid(
+            np.ascontiguousarray(probe.geometry), probe.count, consolidation.FLOAT_CONSTANTS
+        )
+        object.__setattr__(probe, "_alignment_grid", grid)  # a cache: the probe stays as it was
+    return grid
+
+
 def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidation:
     nb, m, d = gallery.descriptors.shape
     if probe.count:
@@ -107,12 +130,14 @@ def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidati
     else:  # every row is unusable
         prod = np.zeros((nb * m, 1), np.float32)
         arrays = (np.zeros(1, np.float32), np.zeros((1, 4), np.float32), 0)
+    grid = _alignment_grid(probe)
     out = consolidation.empty_outputs(nb)
     # Contiguous arrays only, so the compiled code has one specialisation to compile or load.
     consolidation.post_gemm(
         prod,
         m,
         arrays,
+        grid,
         np.ascontiguousarray(gallery.inv_norm),
         np.ascontiguousarray(gallery.geometry),
         gallery.counts.astype(np.int64),

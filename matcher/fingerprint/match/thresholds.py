@@ -3,8 +3,9 @@
 The table below was measured by ``benchmarks/fingerprint_eval.py --thresholds`` (see
 ``benchmarks/README.md``, "Fingerprint matching"): the cross-finger impostor scores of the
 FVC2002 DB1–DB4 B sets (4 x 2,880 = 11,520 comparisons of different fingers, with this
-extractor and this matcher version, measured 2026-12-02 after the extractor's orientation
-refinement and MIN_LOCAL_COHERENCE = 0.15), pooled; each row is the smallest
+extractor and this matcher version, measured 2026-12-05 with the alignment check fused into
+the score (``params.ALIGN_*``; extractor of 2026-12-02: orientation refinement,
+MIN_LOCAL_COHERENCE = 0.15), pooled; each row is the smallest
 threshold whose FMR on those scores does not exceed the row's FMR. 11,520 impostor scores
 support FMRs down to about 3e-4 (3 scores above the threshold); lower FMRs are refused rather
 than extrapolated. The table belongs to the matcher
@@ -22,12 +23,12 @@ from matcher.fingerprint.match.types import FORMAT, VERSION
 #: (FMR, threshold) rows, FMR falling. Measured with FORMAT/VERSION below.
 MEASURED_WITH = (FORMAT, VERSION)
 TABLE: tuple[tuple[float, float], ...] = (
-    (0.1, 0.003383),
-    (0.03, 0.004772),
-    (0.01, 0.006310),
-    (0.003, 0.008903),
-    (0.001, 0.011538),
-    (0.0003, 0.014075),
+    (0.1, 0.005885),
+    (0.03, 0.007979),
+    (0.01, 0.010411),
+    (0.003, 0.014094),
+    (0.001, 0.017256),
+    (0.0003, 0.020367),
 )
 
 
