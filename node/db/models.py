@@ -121,13 +121,15 @@ class TemplateRecord(Base):
         ),
         CheckConstraint("quality IS NULL OR (quality >= 0 AND quality <= 100)", name="quality"),
         Index("ix_template_records_state_modality", "state", "modality"),
+        # Subject look-ups filter on the state too ("the active records of these subjects", on
+        # every peer hit and local search): with only a subject_id index SQLite chose the state
+        # index for an IN list and walked every active record (2 ms at 10k records; 0.07 ms).
+        Index("ix_template_records_subject_id_state", "subject_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str] = mapped_column(String(64), unique=True)
-    subject_id: Mapped[int] = mapped_column(
-        ForeignKey("subjects.id", ondelete="CASCADE"), index=True
-    )
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
     encounter_id: Mapped[int | None] = mapped_column(
         ForeignKey("encounters.id", ondelete="SET NULL")
     )

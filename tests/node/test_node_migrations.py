@@ -84,7 +84,7 @@ def test_db_cli_upgrade_and_current(
     assert code == 0
     assert json.loads(out)["up_to_date"] is False
     code, out, _ = run_cli(["db", "upgrade"], capsys)
-    assert (code, out.strip()) == (0, "database at revision 0004")
+    assert (code, out.strip()) == (0, "database at revision 0005")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
 
@@ -112,3 +112,22 @@ def test_unreachable_database_is_one_line(
         code, _, err = run_cli(args, capsys)
         assert code == 1 and err.count("\n") == 1
         assert "[database_unavailable]" in err and "secret" not in err
+
+
+def test_active_records_of_subjects_are_found_by_index(engine: Engine) -> None:
+    """The look-up every peer hit runs (``node.exchange.search``) reads the (subject_id, state)
+    index rather than walking every active record by the (state, modality) one."""
+    from sqlalchemy.dialects import sqlite
+
+    from node.exchange.search import _ACTIVE_RESTRICTIONS
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans by its statistics")
+    sql = str(
+        _ACTIVE_RESTRICTIONS.params(ids=[1, 2, 3]).compile(
+            dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
+        )
+    )
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "ix_template_records_subject_id_state (subject_id=? AND state=?)" in plan
