@@ -85,3 +85,9 @@ PRESELECT_PROBE_ROWS = 20
 #: and mates kept in the final 2% fell 99.0 -> 98.7% (seed 2026) and 99.3 -> 98.7% (seed 7).
 #: Pooling the reduced cells into 8 sectors x 2 rings (32 values, float32: no widening) kept
 #: only 96-97% of mates in its best 10%; binarised rows with Hamming similarity 89-95%.
+#: Smaller full scores, same tool and set (mates in the best 2 / 3%, cost against 24 x 20 x 6
+#: timed alternately; 24 x 20 x 6 keeps 99.0% in its best 2%): 16 x 16 x 5 98.3 / 98.3%, 0.72x;
+#: 20 x 16 x 5 98.7 / 99.0%, 0.69x; 24 x 16 x 6 98.7 / 98.7%, 0.80x; 16 x 12 x 5 98.0 / 98.0%,
+#: 0.77x. The cost falls far less than the number of dot products: the GEMM is not all of it.
+#: A numba loop over uint8 rows (int32 dot products, best row per probe column, top pairs
+#: fused, no float32 copy or product matrix) took 3.1x the numpy path's time.
