@@ -145,7 +145,10 @@ def test_alignment_check_equals_the_plain_definition(seed: int, turn: float, noi
     grid = C.probe_grid(probe, len(probe), C.FLOAT_CONSTANTS)
     origin, shape = grid[0][:2].astype(np.float64), grid[1]
     margin = max(P.ALIGN_OVERLAP, P.ALIGN_DISTANCE + P.ALIGN_CELL * 0.7072) + P.ALIGN_CELL
-    np.testing.assert_allclose(origin, probe[:, :2].min(axis=0) - margin, rtol=1e-6)
+    start = margin + P.ALIGN_CELL / 2
+    np.testing.assert_allclose(origin, probe[:, :2].min(axis=0) - start, rtol=1e-6, atol=1e-4)
+    far = (origin + shape * P.ALIGN_CELL) - probe[:, :2].max(axis=0)
+    assert np.all(far >= margin)
     assert grid[0][2] == P.ALIGN_CELL
     m = len(gallery)
     scratch, cells = np.empty((4, m), np.float32), np.empty(m, np.int64)

@@ -35,11 +35,10 @@ def test_isolated_minutiae_survive() -> None:
 
 
 def test_border_and_incoherent_minutiae_are_dropped() -> None:
-    assert _keep([(25, 100, 0.0, ENDING), (160, 130, 0.0, ENDING), (100, 100, 0.0, ENDING)]) == [
-        False,
-        False,
-        True,
-    ]
+    near_edge = 20 + int(P.BORDER_MARGIN) - 2  # the mask starts at 20
+    assert _keep(
+        [(near_edge, 100, 0.0, ENDING), (160, 130, 0.0, ENDING), (100, 100, 0.0, ENDING)]
+    ) == [False, False, True]
 
 
 def test_close_pairs_are_dropped() -> None:
@@ -48,13 +47,17 @@ def test_close_pairs_are_dropped() -> None:
 
 
 def test_facing_endings_are_a_broken_ridge() -> None:
-    # Ending at x=70 points left (ISO π) into its ridge; the one at x=84 points right (0):
-    # the gap between them is a break.
-    facing = [(70, 100, math.pi, ENDING), (84, 100, 0.0, ENDING)]
+    # Ending at x=70 points left (ISO π) into its ridge; the one a gap to the right points
+    # right (0): the gap between them is a break.
+    x = 70 + int(P.BREAK_MAX_DISTANCE) - 2
+    facing = [(70, 100, math.pi, ENDING), (x, 100, 0.0, ENDING)]
     assert _keep(facing) == [False, False]
     # Same places, pointing towards each other: two ridges that end apart, not a break.
-    apart = [(70, 100, 0.0, ENDING), (84, 100, math.pi, ENDING)]
+    apart = [(70, 100, 0.0, ENDING), (x, 100, math.pi, ENDING)]
     assert _keep(apart) == [True, True]
+    # Facing each other across a wider valley: two real endings.
+    wide = [(70, 100, math.pi, ENDING), (70 + int(P.BREAK_MAX_DISTANCE) + 2, 100, 0.0, ENDING)]
+    assert _keep(wide) == [True, True]
 
 
 def test_minutiae_crowded_by_neighbours_are_dropped() -> None:

@@ -261,11 +261,14 @@ def probe_grid(p_geo: F32, count: int, fc: F32) -> Grid:
     cell = max(fc[17], max(x1 - x0, y1 - y0) / fc[20])
     near = fc[18] + cell * np.float32(0.7072)  # > half the diagonal, sqrt(2) / 2
     margin = max(reach, near) + cell
-    origin = np.array([x0 - margin, y0 - margin, cell], np.float32)
+    # Half a cell more, so that the extreme minutiae sit at cell centres rather than on the
+    # cell boundaries (where rounding would decide the cell of a minutia aligned onto them).
+    start = margin + np.float32(0.5) * cell
+    origin = np.array([x0 - start, y0 - start, cell], np.float32)
     shape = np.array(
         [
-            int((x1 - x0 + np.float32(2.0) * margin) / cell) + 1,
-            int((y1 - y0 + np.float32(2.0) * margin) / cell) + 1,
+            int((x1 - x0 + np.float32(2.0) * margin) / cell) + 2,
+            int((y1 - y0 + np.float32(2.0) * margin) / cell) + 2,
         ],
         np.int64,
     )
