@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from matcher import evaluation
-from matcher.face import eval_cache
+from matcher.face import eval_cache, hubness
 from matcher.face import params as P
 from matcher.face.batch import BatchItem, extract_batch
 from matcher.face.diagnose import rank1_misses
@@ -69,11 +69,24 @@ def scan_dataset(
 
 
 def score_sets(
-    embeddings: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+    embeddings: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.int64],
+    *,
+    csls_k: int | None = None,
 ) -> dict[str, Any]:
-    """Genuine and impostor scores and rank-1 of unit ``embeddings`` (n, d), ``labels`` (n,)."""
+    """Genuine and impostor scores and rank-1 of unit ``embeddings`` (n, d), ``labels`` (n,).
+
+    With ``csls_k`` every score is the hubness-aware one a search would give with CSLS
+    (:mod:`matcher.face.hubness`): the row image is the probe, searched against a gallery of
+    all the other enrolled images, ``score = cos(q, g) - (r_q + r_g) / 2`` with ``r_q`` the
+    mean of the probe's ``csls_k`` best scores against that gallery and ``r_g`` the mean cosine
+    of ``g`` to its ``csls_k`` nearest records of that gallery (so without the probe). Rank-1
+    keeps its protocol; only the score changes (``r_q`` is constant per probe, so the ranking
+    is by ``cos - r_g / 2``). Pairs (i < j) are scored with image i as the probe.
+    """
     e = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = e.shape[0]
+    csls = hubness.LeaveOneOutOffsets(e, csls_k) if csls_k is not None else None
     counts = np.bincount(labels)
     n_pairs = n * (n - 1) // 2
     n_genuine = int(np.sum(counts * (counts - 1) // 2))
@@ -87,6 +100,8 @@ def score_sets(
     for start in range(0, n, P.SCORE_BLOCK_ROWS):
         rows = np.arange(start, min(n, start + P.SCORE_BLOCK_ROWS))
         s = e[rows] @ e.T  # (block, n)
+        if csls is not None:
+            s -= np.float32(0.5) * (csls.full[rows, None] + csls.gallery_offsets(s))
         same = labels[rows, None] == labels[None, :]
         upper = cols[None, :] > rows[:, None]
         genuine.append(s[upper & same])
@@ -107,6 +122,7 @@ def score_sets(
         "impostor_sampled": keep_p < 1.0,
         "rank1": hits / probes if probes else float("nan"),
         "rank1_probes": probes,
+        "score": f"csls k={csls_k}" if csls_k is not None else "cosine",
     }
 
 
@@ -190,8 +206,11 @@ def extract_records(
     )
 
 
-def report_from_records(records: EvalRecords, dataset: str) -> dict[str, Any]:
-    """The accuracy report (FTE, pairs, EER, TAR at FAR, rank-1) of extracted ``records``."""
+def report_from_records(
+    records: EvalRecords, dataset: str, *, csls_k: int | None = None
+) -> dict[str, Any]:
+    """The accuracy report (FTE, pairs, EER, TAR at FAR, rank-1) of extracted ``records``;
+    ``csls_k``: scores are CSLS scores (see :func:`score_sets`)."""
     ok = records.enrolled
     n = int(ok.size)
     reasons = Counter(records.reasons[~ok].tolist())
@@ -210,7 +229,8 @@ def report_from_records(records: EvalRecords, dataset: str) -> dict[str, Any]:
         **{k: records.meta.get(k) for k in ("options", "median_ms", "median_cpu_ms")},
     }
     if ok.sum() >= 2:
-        sets = score_sets(records.embeddings[ok], labels)
+        sets = score_sets(records.embeddings[ok], labels, csls_k=csls_k)
+        report["score"] = sets["score"]
         g, i = sets["genuine"], sets["impostor"]
         report["genuine_pairs"] = int(g.size)
         report["impostor_pairs"] = int(i.size)
@@ -237,6 +257,7 @@ def evaluate_dataset(
     cache: str | os.PathLike[str] | None = None,
     refresh: bool = False,
     diagnose: bool = False,
+    csls_k: int | None = None,
 ) -> dict[str, Any]:
     """Extract every image, compare all pairs, and return the report as a JSON-able dict.
 
@@ -244,7 +265,9 @@ def evaluate_dataset(
     ``refresh``, which re-extracts only the images not enrolled or with several faces (after a
     change to face choice or detection) and rewrites the cache; when it does not exist, the
     run's records are written to it. ``diagnose`` adds the rank-1 misses
-    (:func:`matcher.face.diagnose.rank1_misses`) under ``"diagnosis"``.
+    (:func:`matcher.face.diagnose.rank1_misses`) under ``"diagnosis"``. ``csls_k``: every
+    score (pairs, rank-1, diagnosis) is the hubness-aware CSLS score with that many neighbours
+    (:func:`score_sets`) instead of the cosine; extraction and cache are the same.
     """
     t0 = time.perf_counter()
     images = scan_dataset(root, limit_identities)
@@ -259,8 +282,10 @@ def evaluate_dataset(
         records = cached
         if not np.array_equal(records.files, np.array([str(p) for p, _ in images], np.str_)):
             raise DatasetError(f"{cache} was made on other files", reason="cache_mismatch")
-    report = report_from_records(records, str(root))
+    if csls_k is not None and csls_k < 1:
+        raise DatasetError("--csls-k must be at least 1", reason="bad_csls_k")
+    report = report_from_records(records, str(root), csls_k=csls_k)
     if diagnose and records.enrolled.sum() >= 2:
-        report["diagnosis"] = rank1_misses(records)
+        report["diagnosis"] = rank1_misses(records, csls_k=csls_k)
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)
     return report

@@ -17,24 +17,31 @@ from typing import Any
 
 import numpy as np
 
+from matcher.face import hubness
 from matcher.face import params as P
 from matcher.face.eval_cache import EvalRecords
 
 
-def rank1_misses(records: EvalRecords, worst: int = P.DIAGNOSE_WORST) -> dict[str, Any]:
-    """Missed probes of ``records`` with summaries; ``worst`` lists the largest-margin misses."""
+def rank1_misses(
+    records: EvalRecords, worst: int = P.DIAGNOSE_WORST, *, csls_k: int | None = None
+) -> dict[str, Any]:
+    """Missed probes of ``records`` with summaries; ``worst`` lists the largest-margin misses.
+    ``csls_k``: scores are CSLS scores as in :func:`matcher.face.dataset_eval.score_sets`."""
     ok = np.flatnonzero(records.enrolled)
     ident = records.identities[ok]
     _names, labels = np.unique(ident, return_inverse=True)
     counts = np.bincount(labels)
     e = records.embeddings[ok]
     n = ok.size
+    csls = hubness.LeaveOneOutOffsets(e, csls_k) if csls_k is not None else None
     best_mate = np.full(n, -np.inf, np.float32)
     best_other = np.full(n, -np.inf, np.float32)
     other_at = np.zeros(n, np.int64)
     for start in range(0, n, P.SCORE_BLOCK_ROWS):
         rows = np.arange(start, min(n, start + P.SCORE_BLOCK_ROWS))
         s = e[rows] @ e.T  # (block, n)
+        if csls is not None:
+            s -= np.float32(0.5) * (csls.full[rows, None] + csls.gallery_offsets(s))
         s[np.arange(rows.size), rows] = -np.inf  # leave-one-out
         same = labels[rows, None] == labels[None, :]
         best_mate[rows] = np.where(same, s, -np.inf).max(axis=1)

@@ -183,6 +183,21 @@ SCORE_BLOCK_ROWS = 512
 #: FMR operating points reported (ISO/IEC 19795-1: TAR = 1 - FNMR at the given FMR).
 REPORT_FMRS = (0.01, 0.001)
 
+#: Neighbours per record of the hubness-aware (CSLS) score of ``--csls-k`` / ``csls_k``
+#: (:mod:`matcher.face.hubness`). Fixed a priori at Conneau et al.'s (2018) value (the one their
+#: paper uses throughout, and the one tried on the earlier embeddings), not fitted on LFW: it is
+#: small against a gallery (the offset measures the local crowding a hub shows) and above the
+#: few records a subject usually has. LFW A–M, ranking by CSLS (leave-one-out, 6,516 probes):
+#: rank-1 97.56% (cosine) -> 98.22 / 98.13 / 98.04 / 97.99% for k = 5 / 10 / 20 / 50. The CSLS
+#: score is for *ranking* only: as a verification score it is worse on LFW (k = 10: EER 0.61 ->
+#: 2.01%, TAR at FAR 0.1% 97.05 -> 47.55%; gallery term only: 1.07%, 88.08%), because a
+#: subject's own images fill its k neighbours (LFW's median offset is 0.95); on ORL (10 images
+#: of each of 40 people) it is better (EER 0.27 -> 0.01%). Keep thresholds on the cosine.
+CSLS_K = 10
+#: Slack when deciding whether the probe is one of a record's k nearest neighbours (the two
+#: cosines come from different matrix-product blocks and may differ in the last float32 bits).
+CSLS_TIE_SLACK = 1e-5
+
 # --- diagnosis of rank-1 misses ----------------------------------------------------------------
 
 #: How many of the largest-margin misses ``bdx eval face --diagnose`` lists: enough to look at

@@ -51,6 +51,14 @@ def face(
     diagnose: bool = typer.Option(
         False, "--diagnose", help="Add the rank-1 misses and their breakdown to the report."
     ),
+    csls_k: int | None = typer.Option(
+        None,
+        "--csls-k",
+        min=1,
+        help="Score by CSLS (hubness-aware: cosine less half the mean of the probe's and the "
+        "record's K nearest-neighbour cosines) instead of the cosine (CSLS_K = 10 is the "
+        "value fixed in matcher/face/params.py).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Enrol every image, compare all pairs, report FTE, EER, TAR at FAR 1%/0.1%, rank-1."""
@@ -78,6 +86,7 @@ def face(
         cache=cache,
         refresh=refresh,
         diagnose=diagnose,
+        csls_k=csls_k,
     )
     if as_json:
         print(json.dumps(report, sort_keys=True))

@@ -160,6 +160,12 @@ def test_cli_cache_round_trip(
     assert again["diagnosis"]["probes"] == first["rank1_probes"]
     for key in ("enrolled", "fte_reasons", "eer", "rank1", "genuine_pairs", "median_cpu_ms"):
         assert again[key] == first[key]
+    assert run([*base, "--cache", str(cache), "--diagnose", "--csls-k", "2"]) == 0
+    csls = json.loads(capsys.readouterr().out)
+    assert first["score"] == "cosine" and csls["score"] == "csls k=2"
+    assert csls["rank1_probes"] == first["rank1_probes"] == csls["diagnosis"]["probes"]
+    assert csls["genuine_pairs"] == first["genuine_pairs"] and csls["eer"] is not None
+    assert run([*base, "--cache", str(cache), "--csls-k", "0"]) == 2
     assert run([*base, "--cache", str(cache), "--refresh"]) == 0  # only the 2 failures again
     assert eval_cache.load(cache).meta["re_extracted"] == 2
     assert json.loads(capsys.readouterr().out)["rank1"] == first["rank1"]
