@@ -182,20 +182,53 @@ def masked_csls(
     return adjust
 
 
+def znorm(e: F32) -> Adjust:
+    """``(cos - mu_g) / sigma_g`` over g's cohort: the gallery less g itself and the probe."""
+    n = e.shape[0]
+    sums = np.zeros(n)
+    sq = np.zeros(n)
+    for start in range(0, n, P.SCORE_BLOCK_ROWS):
+        rows = np.arange(start, min(n, start + P.SCORE_BLOCK_ROWS))
+        s64 = (e[rows] @ e.T).astype(np.float64)
+        s64[np.arange(rows.size), rows] = 0.0
+        sums[rows], sq[rows] = s64.sum(axis=1), (s64**2).sum(axis=1)
+
+    def adjust(rows: npt.NDArray[np.int64], s: F32) -> F32:
+        m = n - 2
+        mu = (sums[None, :] - s) / m
+        var = (sq[None, :] - s.astype(np.float64) ** 2) / m - mu**2
+        return ((s - mu) / np.sqrt(np.maximum(var, 1e-12))).astype(np.float32)
+
+    return adjust
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("cache", type=Path)
     ap.add_argument("--k", type=int, nargs="+", default=[5, 10, 20, 50])
     ap.add_argument("--seed", type=int, default=1, help="enrolment order of csls-at-enrolment")
+    ap.add_argument(
+        "--part",
+        default="1/1",
+        help="I/N: only the I-th of N contiguous parts of the sorted identities (the gallery "
+        "is then that part alone; a consistency check on disjoint people)",
+    )
+    ap.add_argument("--variants", nargs="+", default=None, help="only these score names")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rec = eval_cache.load(args.cache)
-    ok = rec.enrolled
+    part, parts = (int(v) for v in args.part.split("/"))
+    names = np.unique(rec.identities)
+    chosen = np.array_split(names, parts)[part - 1]
+    ok = rec.enrolled & np.isin(rec.identities, chosen)
     e = np.ascontiguousarray(rec.embeddings[ok], dtype=np.float32)
     _names, inv = np.unique(rec.identities[ok], return_inverse=True)
     labels = inv.astype(np.int64)
     n = e.shape[0]
-    out: dict[str, Any] = {"cache": str(args.cache), "enrolled": n}
+    out: dict[str, Any] = {"cache": str(args.cache), "part": args.part, "enrolled": n}
+
+    def want(name: str) -> bool:
+        return args.variants is None or name.split(" ")[0] in args.variants
 
     def plain(rows: npt.NDArray[np.int64], s: F32) -> F32:
         return s
@@ -208,31 +241,21 @@ def main() -> None:
     out["cosine"] = figures(scored_sets(e, labels, plain, thr))
     order = np.random.default_rng(args.seed).permutation(n)  # order[i]: i's turn to enrol
     for k in args.k:
-        out[f"csls k={k}"] = figures(dataset_eval.score_sets(e, labels, csls_k=k))
+        if want("csls"):
+            out[f"csls k={k}"] = figures(dataset_eval.score_sets(e, labels, csls_k=k))
         loo = hubness.LeaveOneOutOffsets(e, k)
-        out[f"gallery-only k={k}"] = figures(scored_sets(e, labels, gallery_only(loo), thr))
-        out[f"csls-other-subjects k={k}"] = figures(
-            scored_sets(e, labels, masked_csls(e, k, loo, labels, "!="), thr)
-        )
-        out[f"csls-at-enrolment k={k}"] = figures(
-            scored_sets(e, labels, masked_csls(e, k, loo, order, "<"), {})
-        )
-
-    sums = np.zeros(n)
-    sq = np.zeros(n)
-    for start in range(0, n, P.SCORE_BLOCK_ROWS):
-        rows = np.arange(start, min(n, start + P.SCORE_BLOCK_ROWS))
-        s64 = (e[rows] @ e.T).astype(np.float64)
-        s64[np.arange(rows.size), rows] = 0.0
-        sums[rows], sq[rows] = s64.sum(axis=1), (s64**2).sum(axis=1)
-
-    def znorm(rows: npt.NDArray[np.int64], s: F32) -> F32:
-        m = n - 2  # g's cohort: the gallery less g itself and the probe
-        mu = (sums[None, :] - s) / m
-        var = (sq[None, :] - s.astype(np.float64) ** 2) / m - mu**2
-        return ((s - mu) / np.sqrt(np.maximum(var, 1e-12))).astype(np.float32)
-
-    out["znorm"] = figures(scored_sets(e, labels, znorm, {}))
+        if want("gallery-only"):
+            out[f"gallery-only k={k}"] = figures(scored_sets(e, labels, gallery_only(loo), thr))
+        if want("csls-other-subjects"):
+            out[f"csls-other-subjects k={k}"] = figures(
+                scored_sets(e, labels, masked_csls(e, k, loo, labels, "!="), thr)
+            )
+        if want("csls-at-enrolment"):
+            out[f"csls-at-enrolment k={k}"] = figures(
+                scored_sets(e, labels, masked_csls(e, k, loo, order, "<"), {})
+            )
+    if want("znorm"):
+        out["znorm"] = figures(scored_sets(e, labels, znorm(e), {}))
     if args.json:
         print(json.dumps(out, sort_keys=True))
         return
