@@ -100,7 +100,7 @@ def _reference_alignment(
     looks up its grid cell (clamped to the grid); it is in the probe's area when the cell's centre
     lies within ALIGN_OVERLAP of a probe minutia, and it is aligned when the probe minutia nearest
     to that centre (within ALIGN_DISTANCE + half the cell diagonal) lies within ALIGN_DISTANCE of
-    it with directions within ALIGN_ANGLE."""
+    it with directions within ALIGN_ANGLE and no earlier gallery minutia took it."""
     p, g = probe.astype(np.float64), gallery.astype(np.float64)
     c = p[pi, 2] * g[row, 2] + p[pi, 3] * g[row, 3]
     s = p[pi, 3] * g[row, 2] - p[pi, 2] * g[row, 3]
@@ -113,7 +113,7 @@ def _reference_alignment(
     centres = origin + (index + 0.5) * cell
     to_probe = np.hypot(*(centres[:, None, :] - p[None, :, :2]).transpose(2, 0, 1))
     overlap = int((to_probe <= P.ALIGN_OVERLAP).any(axis=1).sum())
-    aligned = 0
+    taken: set[int] = set()
     for i in range(len(g)):
         near = to_probe[i] <= P.ALIGN_DISTANCE + cell * 0.7072
         if not near.any():
@@ -121,8 +121,9 @@ def _reference_alignment(
         j = int(np.argmin(np.where(near, to_probe[i], np.inf)))
         close = np.hypot(*(p[j, :2] - xy[i])) <= P.ALIGN_DISTANCE
         turned = p[j, 2:] @ direction[i] >= np.cos(P.ALIGN_ANGLE)
-        aligned += int(close and turned)
-    return aligned, overlap
+        if close and turned and j not in taken:
+            taken.add(j)
+    return len(taken), overlap
 
 
 @settings(max_examples=40, deadline=None)
@@ -152,8 +153,15 @@ def test_alignment_check_equals_the_plain_definition(seed: int, turn: float, noi
     assert grid[0][2] == P.ALIGN_CELL
     m = len(gallery)
     scratch, cells = np.empty((4, m), np.float32), np.empty(m, np.int64)
-    got = C._align(gallery[None], 0, m, 0, 0, grid, C.FLOAT_CONSTANTS, scratch, cells)
+    used = np.full(len(probe) + 1, -1, np.int64)
+    got = C._align(gallery[None], 0, m, 0, 0, grid, C.FLOAT_CONSTANTS, scratch, cells, used)
     assert got == _reference_alignment(probe, gallery, 0, 0, origin, shape)
+    # One-to-one: a second copy of the gallery in the same template takes nothing more.
+    twice = np.vstack([gallery, gallery])
+    s2, c2 = np.empty((4, 2 * m), np.float32), np.empty(2 * m, np.int64)
+    used[:] = -1
+    again = C._align(twice[None], 0, 2 * m, 0, 0, grid, C.FLOAT_CONSTANTS, s2, c2, used)
+    assert again == (got[0], 2 * got[1])
     assert got[0] <= got[1]  # an aligned minutia is in the probe's area
     if noise == 0.0:  # the probe's minutia 0 is the gallery's minutia 0: all kept ones align
         # (but for the rare one whose cell centre lies nearer another probe minutia)
@@ -172,4 +180,6 @@ def test_alignment_grid_stays_small_for_absurd_coordinates() -> None:
     assert origin[2] > P.ALIGN_CELL
     scratch, cells = np.empty((4, 40), np.float32), np.empty(40, np.int64)
     grid = (origin, shape, codes, _)
-    assert C._align(probe[None], 0, 40, 3, 3, grid, C.FLOAT_CONSTANTS, scratch, cells) == (40, 40)
+    used = np.full(41, -1, np.int64)
+    got = C._align(probe[None], 0, 40, 3, 3, grid, C.FLOAT_CONSTANTS, scratch, cells, used)
+    assert got == (40, 40)

@@ -302,14 +302,17 @@ def probe_grid(p_geo: F32, count: int, fc: F32) -> Grid:
 @numba.njit(cache=True, nogil=True, inline="always")
 def _align(
     g_geo: F32, b: int, count: int, pi: int, row: int, grid: Grid, fc: F32, scratch: F32,
-    cells: I64,
+    cells: I64, used: I64,
 ) -> tuple[int, int]:  # fmt: skip
     """Gallery template b turned and shifted so that its minutia ``row`` lies on probe minutia
     ``pi``: (gallery minutiae whose grid cell's probe minutia lies within ALIGN_DISTANCE and
-    ALIGN_ANGLE of them; gallery minutiae in a cell flagged as the probe's area). ``scratch``
-    (4, M) and ``cells`` (M,) are work space. A first, branch-free loop transforms every
-    minutia (SIMD lanes); the second makes one look-up each."""
+    ALIGN_ANGLE of them and was not taken by an earlier row: one-to-one; gallery minutiae in a
+    cell flagged as the probe's area). ``scratch`` (4, M) and ``cells`` (M,) are work space;
+    ``used`` (mp + 1,) holds the last template index that took each probe minutia. A first,
+    branch-free loop transforms every minutia (SIMD lanes); the second makes one look-up each,
+    with conditional moves rather than branches (which a CPU cannot predict here)."""
     origin, shape, codes, pts = grid
+    dummy = pts.shape[0] - 1
     nx, ny = shape[0], shape[1]
     top_x, top_y = np.float32(nx - 1), np.float32(ny - 1)
     per_cell = np.float32(1.0) / origin[2]
@@ -338,7 +341,9 @@ def _align(
         dy = pts[j, 1] - scratch[1, i]
         close = dx * dx + dy * dy <= fc[12]
         turned = pts[j, 2] * scratch[2, i] + pts[j, 3] * scratch[3, i] >= fc[13]
-        aligned += close & turned
+        hit = close & turned & (used[j] != b)
+        used[j if hit else dummy] = b  # the dummy's entry is never read as a match
+        aligned += hit
     return aligned, overlap
 
 
@@ -367,6 +372,7 @@ def post_gemm(
     key = np.empty(r, np.float32)
     scratch = np.empty((4, m), np.float32)
     cells = np.empty(m, np.int64)
+    used = np.full(grid[3].shape[0], -1, np.int64)
     for b in range(nb):
         _best_partners(prod, b, m, probe, g_inv, g_geo, counts[b], fc[0], sim, best)
         top_rows(sim, r, g_idx, top_vals)
@@ -416,7 +422,7 @@ def post_gemm(
         aligned, overlap = 0, 0
         if seed >= 0:
             aligned, overlap = _align(
-                g_geo, b, counts[b], out_p[b, seed], out_g[b, seed], grid, fc, scratch, cells
+                g_geo, b, counts[b], out_p[b, seed], out_g[b, seed], grid, fc, scratch, cells, used
             )
         share = np.float32(aligned) / max(np.float32(overlap), fc[15])
         out_aligned[b] = aligned

@@ -14,9 +14,9 @@ Shapes: probe ``mp`` minutiae; block ``nb`` templates of ``M`` rows; ``d`` descr
    best (efficiency = relaxed / initial), nP growing with the smaller minutia count.
 5. Alignment check: the gallery template turned and shifted onto the probe by the pair of
    highest relaxed similarity; ``aligned`` gallery minutiae land on a probe minutia (position
-   and direction), ``overlap`` land in the probe's area. Score = (LSS-R score + ALIGN_WEIGHT *
-   (aligned / max(overlap, ALIGN_MIN_OVERLAP))²) / (1 + ALIGN_WEIGHT), in [0, 1] (params.py
-   says why).
+   and direction, each probe minutia once), ``overlap`` land in the probe's area. Score =
+   (LSS-R score + ALIGN_WEIGHT * (aligned / max(overlap, ALIGN_MIN_OVERLAP))²) /
+   (1 + ALIGN_WEIGHT), in [0, 1] (params.py says why).
 
 Differences from MCC, all for batch speed: cylinders are coarser (128 values, see params);
 local similarity is the cosine of the integer cylinders (one GEMM) rather than MCC's normalised

@@ -116,8 +116,9 @@ TAU_P = 2.0 / 5.0
 #: exaggerated displacement) have few such pairs, and their mean drowns in the template sizes:
 #: every rank-1 miss scored at impostor level. The kernel therefore also turns and shifts the
 #: gallery template onto the probe by the pair that the relaxation supports most (the highest
-#: relaxed λ), counts the gallery minutiae that land on a probe minutia (``aligned``) and those
-#: that land in the probe's area at all (``overlap``), and scores
+#: relaxed λ), counts the gallery minutiae that land on a probe minutia (``aligned``; each
+#: probe minutia pairs once) and those that land in the probe's area at all (``overlap``), and
+#: scores
 #: (LSS-R + ALIGN_WEIGHT * (aligned / max(overlap, ALIGN_MIN_OVERLAP))²) / (1 + ALIGN_WEIGHT):
 #: the share of the common area that agrees, whatever the templates' sizes. FVC2002 DB1-4 B
 #: (templates of the 2026-12-02 extractor; EER / rank-1 per set, means; cross-finger
@@ -126,8 +127,8 @@ TAU_P = 2.0 / 5.0
 #: FMR 1% 6.07 -> 4.6%). The term alone is a weaker matcher (4.56% / 95.36%): the two see
 #: different evidence (cylinder agreement of a few pairs against the share of all minutiae
 #: placed right). Measured in numpy before it was compiled, with an exact nearest-neighbour
-#: search instead of the grid: one-to-one pairing instead of any-neighbour 2.77% / 97.37%
-#: against 2.93% / 97.19% (within noise; one-to-one needs a data-dependent store per minutia);
+#: search instead of the grid: one-to-one pairing against any-neighbour 2.77% / 97.37% against
+#: 2.93% / 97.19%;
 #: normalising by both sides' overlap counts, aligned² / (overlap_a * overlap_b), 3.02% /
 #: 97.37%; aligned / overlap (linear) 2.76% / 97.28%, cubed 2.79% / 97.32%; the LSS-R mean
 #: times (1 + 3 * share²) 3.13%; nP taken from the overlap count instead of the template sizes,
@@ -137,11 +138,15 @@ TAU_P = 2.0 / 5.0
 #: below half the impostors). More seeds: the 2 best pairs (max of the shares) 2.71% /
 #: 97.63%, the 3 best 2.87% / 97.59%, the 3 best each with a least-squares refit 2.94% /
 #: 97.50%, exhaustive over all minutia pairs (Hough-like, two-sided overlap) 2.79-3.03% /
-#: 97.46-97.68%: one seed keeps the kernel at 0.97-0.98x the LSS-R-only kernel's rate.
+#: 97.46-97.68%: each extra seed costs another ~1% of the kernel's rate.
 #: Each gallery minutia costs a transform and one look-up in a grid of the probe built once per
 #: probe (``consolidation.probe_grid``): the cell's probe minutia nearest its centre is the one
 #: tested (exact but for the rare gallery minutia whose cell centre lies nearer another probe
-#: minutia; 2.83% / 97.23% against 2.78% / 97.37% for the exact search in the same kernel).
+#: minutia). Compiled first without the one-to-one rule (a data-dependent store per minutia):
+#: 2.83% / 97.23% on those templates, and with the extractor of 2026-12-05 (BORDER_MARGIN 6,
+#: BREAK_MAX_DISTANCE 14) 2.49% / 97.88%; with it 2.86% / 97.28% and 2.24% / 97.95% (DB4 EER
+#: 3.17 -> 2.50%, DB1 1.00 -> 0.72%; the numpy prototype: 2.23% / 97.95%), at ~1% of the
+#: kernel's rate (same-process A/B against the LSS-R-only kernel of 44c3999, 0.95 and 0.96).
 #:
 #: A gallery minutia is aligned within this distance (px) of its probe minutia. 10 px: 2.95% /
 #: 97.46%, 12 px: 2.77% / 97.37%, 15 px: 3.21% / 97.46% (numpy, weight 0.03, floor 10).
