@@ -178,6 +178,13 @@ def serving(node: NodeFiles, source: Path | None = None) -> Iterator[int]:
             proc.wait()
 
 
+def machine_cpu_s() -> float:
+    """Busy CPU seconds of the whole machine so far, all cores (``/proc/stat``: every field but
+    idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / CLK_TCK
+
+
 def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (all its threads)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -254,6 +261,10 @@ class Round:
     requester_cpu_ms: float
     #: CPU seconds per second of both processes together (2.0 = both cores of this machine).
     cores_used: float
+    #: CPU seconds per second of every other process of the machine during the round: other
+    #: work competes for the cores whatever its nice value (autogroup scheduling gives each
+    #: session an equal share), so a round with other_cores_used near 1 had one core, not two.
+    other_cores_used: float
     #: The machine's 1-minute load average at the end of the round (other users included).
     load_average: float
 
@@ -280,10 +291,11 @@ async def load(
             lat.append((time.perf_counter() - t) * 1000)
             hits += outcome == "hit"
 
-    r0, c0, t0 = proc_cpu_s(pid), time.process_time(), time.perf_counter()
+    m0, r0, c0, t0 = machine_cpu_s(), proc_cpu_s(pid), time.process_time(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     elapsed = time.perf_counter() - t0
     cpu_req, cpu_resp = time.process_time() - c0, proc_cpu_s(pid) - r0
+    others = machine_cpu_s() - m0 - cpu_req - cpu_resp
     lat.sort()
     return Round(
         queries=total,
@@ -295,6 +307,7 @@ async def load(
         responder_cpu_ms=round(cpu_resp / total * 1000, 2),
         requester_cpu_ms=round(cpu_req / total * 1000, 2),
         cores_used=round((cpu_resp + cpu_req) / elapsed, 2),
+        other_cores_used=round(max(others, 0.0) / elapsed, 2),
         load_average=round(os.getloadavg()[0], 2),
     )
 
@@ -412,7 +425,8 @@ def main() -> None:
                         f"{med['responder_cpu_ms']:.1f} ms ({med['responder_over_search']:.2f}x "
                         f"the search alone, {med['search_alone_cpu_ms']:.1f} ms), requester "
                         f"{med['requester_cpu_ms']:.1f} ms; cores used {med['cores_used']:.2f} "
-                        f"of {os.cpu_count()}, load average {med['load_average']:.1f}"
+                        f"of {os.cpu_count()} (other processes: {med['other_cores_used']:.2f}), "
+                        f"load average {med['load_average']:.1f}"
                     )
     if args.json:
         print(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **out}))
