@@ -147,6 +147,15 @@ TAU_P = 2.0 / 5.0
 #: BREAK_MAX_DISTANCE 14) 2.49% / 97.88%; with it 2.86% / 97.28% and 2.24% / 97.95% (DB4 EER
 #: 3.17 -> 2.50%, DB1 1.00 -> 0.72%; the numpy prototype: 2.23% / 97.95%), at ~1% of the
 #: kernel's rate (same-process A/B against the LSS-R-only kernel of 44c3999, 0.95 and 0.96).
+#: Around the kept values on those templates, one at a time (mean EER / mean rank-1; kept:
+#: 2.24% / 97.95%): ALIGN_WEIGHT 0.02 / 0.05 -> 2.32% / 97.95%, 2.39% / 97.99%;
+#: ALIGN_MIN_OVERLAP 8 / 12 -> 2.30% / 97.77%, 2.42% / 97.90%; ALIGN_DISTANCE 10 / 14 px ->
+#: 2.50% / 97.95%, 2.56% / 97.81%; ALIGN_OVERLAP 30 / 50 px -> 2.65% / 97.81%, 2.50% /
+#: 97.86%; a distance tolerance growing with the distance from the seed (skin distortion),
+#: 10 px + 0.02 / 0.04 per px, 8 + 0.04, 12 + 0.02 -> 2.50, 2.23, 2.32, 2.27%; the seed taken
+#: as the pair of best local similarity or of best efficiency instead of best relaxed λ
+#: (numpy) -> 2.74% / 98.04%, 2.59% / 97.77% (best λ there: 2.23% / 97.95%). With the term,
+#: LSS-R's MIN_NP 2 / 4 -> 2.27%, 2.40%; MAX_NP 8 / 12 -> 2.26%, 2.34%: nothing to re-tune.
 #:
 #: A gallery minutia is aligned within this distance (px) of its probe minutia. 10 px: 2.95% /
 #: 97.46%, 12 px: 2.77% / 97.37%, 15 px: 3.21% / 97.46% (numpy, weight 0.03, floor 10).
