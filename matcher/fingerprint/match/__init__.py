@@ -1,4 +1,5 @@
-"""Fingerprint comparison: MCC cylinders + LSS-R consolidation, built for batch scoring.
+"""Fingerprint comparison: MCC cylinders + LSS-R consolidation + an alignment check, built for
+batch scoring.
 
 Public API:
 
