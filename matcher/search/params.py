@@ -91,3 +91,7 @@ PRESELECT_PROBE_ROWS = 20
 #: 0.77x. The cost falls far less than the number of dot products: the GEMM is not all of it.
 #: A numba loop over uint8 rows (int32 dot products, best row per probe column, top pairs
 #: fused, no float32 copy or product matrix) took 3.1x the numpy path's time.
+#: Fewer values per row by a projection on the leading eigenvectors of the rows' second-moment
+#: matrix (learned on one synthetic set of 10,000 fingers, tested on another; float32 rows, no
+#: widening): 16 / 24 / 32 values kept 59 / 83 / 92% of mates in the best 2% (the full score
+#: 99.3%) at 0.47 / 0.55 / 0.63x its cost: the cylinders' detail is what finds the mates.
