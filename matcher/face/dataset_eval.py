@@ -101,7 +101,7 @@ def score_sets(
         rows = np.arange(start, min(n, start + P.SCORE_BLOCK_ROWS))
         s = e[rows] @ e.T  # (block, n)
         if csls is not None:
-            s -= np.float32(0.5) * (csls.full[rows, None] + csls.gallery_offsets(s))
+            s = csls.csls(rows, s)
         same = labels[rows, None] == labels[None, :]
         upper = cols[None, :] > rows[:, None]
         genuine.append(s[upper & same])

@@ -41,7 +41,7 @@ def rank1_misses(
         rows = np.arange(start, min(n, start + P.SCORE_BLOCK_ROWS))
         s = e[rows] @ e.T  # (block, n)
         if csls is not None:
-            s -= np.float32(0.5) * (csls.full[rows, None] + csls.gallery_offsets(s))
+            s = csls.csls(rows, s)
         s[np.arange(rows.size), rows] = -np.inf  # leave-one-out
         same = labels[rows, None] == labels[None, :]
         best_mate[rows] = np.where(same, s, -np.inf).max(axis=1)

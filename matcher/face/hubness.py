@@ -156,3 +156,12 @@ class LeaveOneOutOffsets:
         if m >= 2:  # every other record is a neighbour: mean over the m - 1 left
             return ((self.sums[None, :] - s) / (m - 1)).astype(np.float32)
         return np.zeros_like(s)
+
+    def csls(self, rows: npt.NDArray[np.int64], s: FloatArray) -> FloatArray:
+        """CSLS scores (block, n) float32 of probes ``rows`` (block,) from their cosines ``s``
+        (block, n) against every record: ``cos - (r_q + r_g) / 2`` with ``r_q`` the probe's
+        offset over all the others and ``r_g`` from :meth:`gallery_offsets` (without q)."""
+        return np.asarray(
+            s - np.float32(0.5) * (self.full[rows, None] + self.gallery_offsets(s)),
+            dtype=np.float32,
+        )

@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import Engine, inspect
+from sqlalchemy.dialects import sqlite
 
 from certs.translog.keys import SigningKey
 from certs.translog.store import TransparencyLog
@@ -20,6 +21,7 @@ from node.db.engine import create_db_engine
 from node.db.migrate import alembic_config, current_revision, head_revision, require_head, upgrade
 from node.db.schema import target_metadata
 from node.errors import ConfigError
+from node.exchange.search import _ACTIVE_RESTRICTIONS
 
 
 def schema_diff(engine: Engine) -> list[object]:
@@ -117,10 +119,6 @@ def test_unreachable_database_is_one_line(
 def test_active_records_of_subjects_are_found_by_index(engine: Engine) -> None:
     """The look-up every peer hit runs (``node.exchange.search``) reads the (subject_id, state)
     index rather than walking every active record by the (state, modality) one."""
-    from sqlalchemy.dialects import sqlite
-
-    from node.exchange.search import _ACTIVE_RESTRICTIONS
-
     if engine.dialect.name != "sqlite":
         pytest.skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans by its statistics")
     sql = str(
