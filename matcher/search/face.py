@@ -4,6 +4,12 @@ Gallery fields: ``embedding`` (d,) float32, or with ``int8=True`` ``embedding_i8
 plus ``scale`` () float32 (embedding ~= embedding_i8 * scale; 4x less memory, scores within
 ~1e-2 of float). One probe is a matrix-vector product per block, a batch (nq, d) @ (d, block).
 Probes must carry the gallery's format/version; other embeddings are refused, never compared.
+
+Ranking: by cosine, or, given ``offsets`` (the gallery's CSLS offsets ``r_g`` by global id,
+:mod:`matcher.search.neighbours`), by ``cos - r_g / 2`` (hubness-aware ranking,
+:mod:`matcher.face.hubness`).
+Candidates always report their cosine, and with a threshold the records at or above it come
+first (``params.CSLS_MATCH_PRIORITY``), so whether a search hits is the cosine's decision.
 """
 
 from __future__ import annotations
@@ -103,6 +109,35 @@ def _block_scores(block: Block, probes: np.ndarray) -> np.ndarray:
     return s * scale
 
 
+def block_embeddings(block: Block) -> np.ndarray:
+    """The block's embeddings (n, d) float32 (int8 rows widened and scaled)."""
+    if "embedding" in block.arrays:
+        return np.asarray(block.arrays["embedding"], dtype=np.float32)
+    q = np.asarray(block.arrays["embedding_i8"]).astype(np.float32)
+    return q * np.asarray(block.arrays["scale"], dtype=np.float32)[:, None]
+
+
+def gallery_embeddings(gallery: Gallery) -> np.ndarray:
+    """Every row's embedding (size, d) float32 by global id, deleted rows included."""
+    blocks = gallery.blocks(params.FACE_INT8_BLOCK_ROWS)
+    if not blocks:
+        return np.zeros((0, EMBEDDING_DIM), np.float32)
+    return np.concatenate([block_embeddings(b) for b in blocks])
+
+
+def _rank_keys(
+    block: Block, cos: np.ndarray, offsets: np.ndarray | None, threshold: float | None
+) -> np.ndarray:
+    """Rank keys (n,) of a block's cosines (n,): ``cos - r_g / 2``, plus the match priority
+    for cosines at or above ``threshold``; the cosines themselves without ``offsets``."""
+    if offsets is None:
+        return cos
+    key = cos - np.float32(0.5) * offsets[block.start : block.start + len(block)]
+    if threshold is not None:
+        key = key + np.where(cos >= threshold, np.float32(params.CSLS_MATCH_PRIORITY), 0)
+    return np.asarray(key, dtype=np.float32)
+
+
 def _block_scores_t(block: Block, probes: np.ndarray) -> np.ndarray:
     """Cosine scores (nq, n) of probes (nq, d) against a block (n rows)."""
     if "embedding" in block.arrays:
@@ -130,24 +165,41 @@ def search_face(
     k: int = params.DEFAULT_K,
     threshold: float | None = None,
     threads: int = params.THREADS,
+    offsets: np.ndarray | None = None,
 ) -> list[SearchResult]:
     """Top-``k`` gallery records for each of (nq, d) unit-norm probes, best first.
 
     nq == 1 scans with a matrix-vector product per block; nq > 1 with one (block, d) @ (d, nq)
-    product per block, so the gallery is read once for the whole batch.
+    product per block, so the gallery is read once for the whole batch. ``offsets`` (size,)
+    float32: rank by CSLS (module doc; one probe at a time).
     """
     p = _check_probes(gallery, probes, format, format_version)
+    if offsets is not None:
+        offsets = np.asarray(offsets, dtype=np.float32)
+        if offsets.shape != (gallery.size,):
+            raise ValueError(f"offsets must be ({gallery.size},), got {offsets.shape}")
+        if p.shape[0] != 1:
+            raise ValueError("a search ranked by offsets takes one probe")
     with single_threaded_blas():
-        return _search(gallery, p, k, threshold, threads)
+        return _search(gallery, p, k, threshold, threads, offsets)
 
 
 def _search(
-    gallery: Gallery, p: np.ndarray, k: int, threshold: float | None, threads: int
+    gallery: Gallery,
+    p: np.ndarray,
+    k: int,
+    threshold: float | None,
+    threads: int,
+    offsets: np.ndarray | None,
 ) -> list[SearchResult]:
     if p.shape[0] == 1:
         int8 = "embedding_i8" in gallery.schema.fields
         blocks = gallery.blocks(params.FACE_INT8_BLOCK_ROWS if int8 else params.FACE_BLOCK_ROWS)
-        top = merged(run_shards(blocks, lambda s: _scan_one(s, p[0], k), threads), k)
+
+        def scan(shard: Sequence[Block]) -> TopK:
+            return _scan_one(shard, p[0], k, offsets, threshold)
+
+        top = merged(run_shards(blocks, scan, threads), k)
         return [resolve(gallery, top, threshold)]
     blocks = gallery.blocks(params.FACE_BATCH_BLOCK_ROWS)
     parts = run_shards(blocks, lambda s: _scan_many(s, p, k), threads)
@@ -157,11 +209,21 @@ def _search(
     return [resolve(gallery, rows.row(j), threshold) for j in range(p.shape[0])]
 
 
-def _scan_one(shard: Sequence[Block], probe: np.ndarray, k: int) -> TopK:
+def _scan_one(
+    shard: Sequence[Block],
+    probe: np.ndarray,
+    k: int,
+    offsets: np.ndarray | None,
+    threshold: float | None,
+) -> TopK:
     top = TopK(k)
     for b in shard:
         alive = None if b.alive.all() else b.alive
-        top.push(b.start, _block_scores(b, probe), alive)
+        cos = _block_scores(b, probe)
+        if offsets is None:
+            top.push(b.start, cos, alive)
+        else:
+            top.push(b.start, _rank_keys(b, cos, offsets, threshold), alive, cos)
     return top
 
 

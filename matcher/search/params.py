@@ -30,6 +30,20 @@ ROW_BUCKET = 8
 #: cores; each thread scans a contiguous shard of blocks and keeps its own top-k.
 THREADS = 2
 
+#: Face neighbour lists (``matcher.search.neighbours``) are computed in blocks of this many
+#: records (rows) against this many (columns): the (rows, k + columns) float32 candidate
+#: matrix, 2048 x 4106 x 4 = 34 MB, and its partition stay well under a gigabyte of temporaries
+#: while each matrix product (2048 x 128 x 4096) is large enough to run at the BLAS rate.
+NEIGHBOUR_ROW_BLOCK = 2048
+NEIGHBOUR_COL_BLOCK = 4096
+
+#: A face search given a threshold ranks every record at or above it before every record below
+#: it, each group by CSLS (``cos - r_g / 2``): adding this to the rank key of the records at or
+#: above the threshold does it, since keys lie in [-1.5, 1.5] (cosines in [-1, 1], offsets in
+#: [-1, 1]). So whether a search hits is exactly what the cosine decides (the FMR calibration
+#: of ``node/thresholds.py`` holds), and CSLS only picks which matching record comes first.
+CSLS_MATCH_PRIORITY = 4.0
+
 #: Default number of candidates returned.
 DEFAULT_K = 10
 

@@ -43,9 +43,10 @@ class SearchResult:
 
 
 def resolve(gallery: Gallery, top: TopK, threshold: float | None) -> SearchResult:
+    """Candidates of ``top`` in its order, each with its reported value (``TopK.values``)."""
     refs, subs, pos = gallery.resolve(top.ids)
     cands = tuple(
         Candidate(r, s, int(p), float(sc))
-        for r, s, p, sc in zip(refs, subs, pos, np.asarray(top.scores).tolist(), strict=True)
+        for r, s, p, sc in zip(refs, subs, pos, np.asarray(top.values).tolist(), strict=True)
     )
     return SearchResult(cands, threshold)

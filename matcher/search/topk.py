@@ -16,15 +16,30 @@ class TopK:
     """Running best ``k`` (global id, score) over blocks fed with :meth:`push`.
 
     Keeps a threshold (the current k-th best score) so that most of each block is dismissed by
-    one vectorised comparison before any partial sort.
+    one vectorised comparison before any partial sort. ``values`` (k,) float32 rides along with
+    each kept id: what the caller reports when it ranks by something else than the score it
+    reports (a face search ranks by CSLS and reports the cosine); the scores themselves when
+    none are given.
     """
 
     k: int
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
-    def push(self, start: int, scores: np.ndarray, alive: np.ndarray | None = None) -> None:
-        """Offer block scores (n,) float32 for global ids ``start .. start+n``."""
+    def __post_init__(self) -> None:
+        if self.values.shape != self.scores.shape:
+            self.values = np.asarray(self.scores, dtype=np.float32).copy()
+
+    def push(
+        self,
+        start: int,
+        scores: np.ndarray,
+        alive: np.ndarray | None = None,
+        values: np.ndarray | None = None,
+    ) -> None:
+        """Offer block scores (n,) float32 for global ids ``start .. start+n`` (and their
+        ``values`` (n,), by default the scores)."""
         if self.k <= 0:
             return
         if len(self.ids) >= self.k:
@@ -35,24 +50,30 @@ class TopK:
             cand = cand[alive[cand]]
         if cand.size == 0:
             return
-        self.add(cand.astype(np.int64) + start, scores[cand])
+        self.add(
+            cand.astype(np.int64) + start,
+            scores[cand],
+            None if values is None else values[cand],
+        )
 
-    def add(self, ids: np.ndarray, scores: np.ndarray) -> None:
-        """Offer candidates: global ids (m,) int64 with scores (m,)."""
+    def add(self, ids: np.ndarray, scores: np.ndarray, values: np.ndarray | None = None) -> None:
+        """Offer candidates: global ids (m,) int64 with scores (m,) (and values (m,))."""
+        extra = scores if values is None else values
         ids = np.concatenate([self.ids, ids])
         scores = np.concatenate([self.scores, scores.astype(np.float32, copy=False)])
+        vals = np.concatenate([self.values, extra.astype(np.float32, copy=False)])
         if ids.shape[0] > self.k:
             # Partition on the k-th score, keep everything tied with it, then sort exactly.
             kth = np.partition(scores, ids.shape[0] - self.k)[ids.shape[0] - self.k]
             keep = scores >= kth
-            ids, scores = ids[keep], scores[keep]
+            ids, scores, vals = ids[keep], scores[keep], vals[keep]
         order = np.lexsort((ids, -scores))[: self.k]
-        self.ids, self.scores = ids[order], scores[order]
+        self.ids, self.scores, self.values = ids[order], scores[order], vals[order]
 
     def merge(self, other: TopK) -> None:
         """Fold another shard's result in (same ``k``)."""
         if other.ids.size:
-            self.add(other.ids, other.scores)
+            self.add(other.ids, other.scores, other.values)
 
 
 @dataclass

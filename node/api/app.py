@@ -77,6 +77,7 @@ def create_app(
         try:
             if app.state.gallery is not None:
                 await anyio.to_thread.run_sync(_reconcile, app)
+                await anyio.to_thread.run_sync(app.state.gallery.warm)
             async with exchange_running(app, settings):
                 yield
         finally:

@@ -110,6 +110,7 @@ class GallerySearch:
                 format_version=probe.format_version,
                 k=k,
                 threshold=threshold,
+                offsets=self.galleries.face_offsets(gallery),
             )
         best: dict[str, Candidate] = {}
         for c in result.hits:

@@ -7,6 +7,11 @@ gallery append of :meth:`~node.services.records.RecordService.enrol`. Searches s
 readers-writer lock: any number search at once, while an append, delete or close waits for them
 and has the galleries to itself (the store takes one writer; the process serves requests on
 several threads).
+
+Face searches rank by CSLS (:mod:`matcher.search.neighbours`): the set keeps each face
+gallery's neighbour lists in memory, brings them to the current snapshot when a search finds
+them older (the records appended or deleted since cost one matrix product each against the
+gallery) and builds them when the node starts (:meth:`GallerySet.warm`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import numpy as np
 
 from matcher.errors import GalleryError
 from matcher.gallery import FACE_POSITION, Gallery, GallerySchema, GalleryStats, RecordBatch
+from matcher.search import neighbours
+from matcher.search.face import gallery_embeddings
 from node.db.models import Modality, TemplateRecord
 from node.services.records import GalleryWrite
 
@@ -86,6 +93,8 @@ class GallerySet:
         self.root = root
         self._galleries = galleries
         self._lock = ReadWriteLock()
+        self._neighbours: dict[str, tuple[neighbours.NeighbourLists, np.ndarray]] = {}
+        self._neighbours_lock = threading.Lock()
 
     @classmethod
     def open(cls, root: Path, *, verify: bool = True) -> GallerySet:
@@ -133,6 +142,28 @@ class GallerySet:
         """
         with self._lock.reading():
             yield self._galleries.get(gallery_name(schema))
+
+    def face_offsets(self, gallery: Gallery) -> np.ndarray:
+        """CSLS offsets (size,) float32 of face ``gallery``'s snapshot, by global id; call it
+        while :meth:`reading` the gallery. Brings the kept neighbour lists up to date first."""
+        name = gallery.directory.name
+        with self._neighbours_lock:
+            held = self._neighbours.get(name)
+            if held is None or held[0].generation != gallery.generation:
+                lists = neighbours.refresh(
+                    held[0] if held else None, gallery, gallery_embeddings(gallery)
+                )
+                held = (lists, lists.offsets())
+                self._neighbours[name] = held
+            return held[1]
+
+    def warm(self) -> None:
+        """Build the neighbour lists of every face gallery (the node does it on start-up, so
+        that no search waits for them)."""
+        with self._lock.reading():
+            for gallery in self._galleries.values():
+                if gallery.schema.modality == "face":
+                    self.face_offsets(gallery)
 
     def append(self, schema: GallerySchema, batch: RecordBatch) -> None:
         """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed."""

@@ -302,6 +302,7 @@ class SearchService:
                     format_version=probe.format_version,
                     k=k,
                     threshold=threshold,
+                    offsets=self.galleries.face_offsets(gallery),
                 )
                 best: dict[str, float] = {}
                 for c in result.candidates:  # best first: keep each subject's best record

@@ -1,0 +1,137 @@
+"""Each live face record's nearest other records, kept current: the CSLS offsets of a search.
+
+A face search ranks gallery record ``g`` for a probe by ``cos(q, g) - r_g / 2`` (CSLS,
+:mod:`matcher.face.hubness`), ``r_g`` the mean cosine of ``g`` to its ``k`` nearest other *live*
+records. The offsets must describe the gallery as it is now: frozen at enrolment they are not
+comparable between records (LFW A–M: rank-1 0.02%). :class:`NeighbourLists` holds, for one
+gallery snapshot, every live record's ``k`` best scores and the references of those neighbours;
+:func:`refresh` carries them to a later snapshot of the same gallery:
+
+* records added since are scored against every live record;
+* records one of whose neighbours was deleted are scored again the same way;
+* every other record folds the added records' scores into its list.
+
+So the work is ``(added + affected) * n`` dot products (one float32 matrix product per block
+of ``NEIGHBOUR_ROW_BLOCK x NEIGHBOUR_COL_BLOCK``), the first build ``n * n``; nothing is
+stored on disk, so there is nothing to keep crash-consistent: a process builds the lists from
+the gallery files when it first needs them. Shapes: ``n`` live records, ``d`` = 128, ``k``
+neighbours (rows of a gallery with fewer than ``k + 1`` records are padded with ``-inf``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from matcher.face import params as face_params
+from matcher.gallery import Gallery
+from matcher.search import params
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+
+#: Neighbour slot of a list that has fewer than ``k`` other records to hold.
+NO_NEIGHBOUR = -1
+
+
+@dataclass(frozen=True, eq=False)
+class NeighbourLists:
+    """The neighbour lists of one gallery snapshot (``generation``, ``size`` global ids).
+
+    ``ids`` (n,) int64 global ids of the live records, ascending; ``references`` (n,) ``S``
+    theirs; ``scores`` (n, k) float32 each record's best cosines to other live records, best
+    first, ``-inf`` where it has fewer than ``k`` others; ``neighbours`` (n, k) ``S`` the
+    references of those records (empty where the score is ``-inf``).
+    """
+
+    generation: int
+    size: int
+    k: int
+    ids: IntArray
+    references: np.ndarray
+    scores: FloatArray
+    neighbours: np.ndarray
+
+    def offsets(self) -> FloatArray:
+        """(size,) float32 ``r_g`` by global id: the mean of each live record's neighbour
+        scores (0 for a record with no other; 0 for deleted ids, which no search returns)."""
+        finite = np.isfinite(self.scores)
+        count = finite.sum(axis=1)
+        total = np.where(finite, self.scores, np.float32(0.0)).sum(axis=1, dtype=np.float64)
+        out = np.zeros(self.size, np.float32)
+        out[self.ids] = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        return out
+
+
+def refresh(
+    previous: NeighbourLists | None,
+    gallery: Gallery,
+    embeddings: FloatArray,
+    k: int = face_params.CSLS_K,
+) -> NeighbourLists:
+    """The neighbour lists of ``gallery``'s snapshot, reusing ``previous`` (an earlier snapshot
+    of the same gallery, or ``None`` to build from scratch).
+
+    ``embeddings`` (size, d) float32 unit rows by global id (rows of deleted ids are ignored).
+    A previous list with another ``k`` is not reused.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    ids = np.flatnonzero(gallery.alive).astype(np.int64)
+    refs = np.array(gallery.references(), dtype=np.bytes_)
+    e = np.ascontiguousarray(embeddings[ids], dtype=np.float32)
+    n = ids.shape[0]
+    scores = np.full((n, k), -np.inf, np.float32)
+    nbr = np.full((n, k), NO_NEIGHBOUR, np.int64)  # neighbours as row indices of this snapshot
+    todo = np.ones(n, dtype=bool)
+    if previous is not None and previous.k == k and previous.ids.size and n:
+        order = np.argsort(refs)
+        sorted_refs = refs[order]
+
+        def rows_of(wanted: np.ndarray) -> IntArray:
+            at = np.minimum(np.searchsorted(sorted_refs, wanted), n - 1)
+            return np.where(sorted_refs[at] == wanted, order[at], NO_NEIGHBOUR).astype(np.int64)
+
+        now = rows_of(previous.references)  # (n_prev,) row of each previous record, or -1
+        kept = now >= 0
+        slots = np.isfinite(previous.scores)
+        held = np.where(slots, rows_of(previous.neighbours), NO_NEIGHBOUR)
+        lost = (slots & (held < 0)).any(axis=1)  # a neighbour was deleted: score again
+        reuse = kept & ~lost
+        scores[now[reuse]] = previous.scores[reuse]
+        nbr[now[reuse]] = held[reuse]
+        todo[now[reuse]] = False
+        known = np.zeros(n, dtype=bool)
+        known[now[kept]] = True
+        added = np.flatnonzero(~known)
+        _fold(e, scores, nbr, np.flatnonzero(~todo), added)
+    _fold(e, scores, nbr, np.flatnonzero(todo), np.arange(n))
+    neighbours = np.where(nbr >= 0, refs[np.maximum(nbr, 0)], b"")
+    return NeighbourLists(
+        gallery.generation, gallery.size, k, ids, refs, scores, neighbours.astype(refs.dtype)
+    )
+
+
+def _fold(e: FloatArray, scores: FloatArray, nbr: IntArray, rows: IntArray, cols: IntArray) -> None:
+    """Fold the cosines of records ``rows`` (r,) against records ``cols`` (c,) into the rows'
+    lists ``scores`` / ``nbr`` (n, k), in place; a record is never its own neighbour."""
+    if rows.size == 0 or cols.size == 0:
+        return
+    k = scores.shape[1]
+    for c0 in range(0, cols.size, params.NEIGHBOUR_COL_BLOCK):
+        cb = cols[c0 : c0 + params.NEIGHBOUR_COL_BLOCK]
+        ec = e[cb].T  # (d, cb)
+        for r0 in range(0, rows.size, params.NEIGHBOUR_ROW_BLOCK):
+            rb = rows[r0 : r0 + params.NEIGHBOUR_ROW_BLOCK]
+            s = e[rb] @ ec  # (rb, cb)
+            s[rb[:, None] == cb[None, :]] = -np.inf
+            cand_s = np.concatenate([scores[rb], s], axis=1)  # (rb, k + cb)
+            cand_n = np.concatenate([nbr[rb], np.broadcast_to(cb, s.shape)], axis=1)
+            top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]  # (rb, k), unordered
+            top_s = np.take_along_axis(cand_s, top, axis=1)
+            best = np.argsort(-top_s, axis=1, kind="stable")
+            scores[rb] = np.take_along_axis(top_s, best, axis=1)
+            chosen = np.take_along_axis(np.take_along_axis(cand_n, top, axis=1), best, axis=1)
+            nbr[rb] = np.where(np.isfinite(scores[rb]), chosen, NO_NEIGHBOUR)

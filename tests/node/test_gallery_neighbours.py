@@ -1,0 +1,50 @@
+"""The node's gallery set keeps each face gallery's CSLS offsets current through appends and
+deletions (the lists are refreshed, not rebuilt, and always equal a fresh computation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from matcher.face.hubness import csls_offsets
+from matcher.face.params import CSLS_K
+from matcher.search.face import face_records, face_schema, gallery_embeddings
+from node.services.galleries import GallerySet
+
+FMT, VER = "dlib-resnet-v1-flip-lm68/hog", 1
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    e = rng.standard_normal((n, 128)).astype(np.float32)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def test_offsets_follow_appends_and_deletions(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    schema = face_schema(FMT, VER)
+    emb = _unit(rng, 60)
+    with GallerySet.open(tmp_path / "galleries") as galleries:
+        galleries.warm()  # no gallery yet: nothing to build
+        for lo, hi in [(0, 25), (25, 40), (40, 60)]:
+            refs = [f"r{i}" for i in range(lo, hi)]
+            galleries.append(
+                schema,
+                face_records(refs, refs, emb[lo:hi], schema=schema, format=FMT, format_version=VER),
+            )
+            if hi == 40:
+                galleries.remove(["r3", "r30", "unknown"])
+            with galleries.reading(schema) as gallery:
+                assert gallery is not None
+                got = galleries.face_offsets(gallery)
+                assert got is galleries.face_offsets(gallery)  # kept while nothing changes
+                e = gallery_embeddings(gallery)
+                live = np.flatnonzero(gallery.alive)
+                want = np.zeros(gallery.size, np.float32)
+                want[live] = csls_offsets(e[live], CSLS_K)
+                np.testing.assert_allclose(got, want, atol=1e-6)
+    with GallerySet.open(tmp_path / "galleries") as reopened:
+        reopened.warm()  # a new process builds them from the files
+        with reopened.reading(schema) as gallery:
+            assert gallery is not None
+            np.testing.assert_allclose(reopened.face_offsets(gallery), want, atol=1e-6)
