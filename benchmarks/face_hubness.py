@@ -242,7 +242,9 @@ def main() -> None:
     order = np.random.default_rng(args.seed).permutation(n)  # order[i]: i's turn to enrol
     for k in args.k:
         if want("csls"):
-            out[f"csls k={k}"] = figures(dataset_eval.score_sets(e, labels, csls_k=k))
+            out[f"csls k={k}"] = figures(
+                dataset_eval.score_sets(e, labels, csls_k=k, csls_pairs=True)
+            )
         loo = hubness.LeaveOneOutOffsets(e, k)
         if want("gallery-only"):
             out[f"gallery-only k={k}"] = figures(scored_sets(e, labels, gallery_only(loo), thr))

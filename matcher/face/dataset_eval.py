@@ -9,7 +9,10 @@ Protocol (ISO/IEC 19795-1 terms, scores are cosine similarities):
   MAX_IMPOSTOR_PAIRS, a deterministic random sample (the report says which).
 * EER; TAR (= 1 - FNMR) at FAR (= FMR) of 1% and 0.1%, with the thresholds.
 * Rank-1 (closed set, leave-one-out): every enrolled image whose identity has another
-  enrolled image is a probe against all other enrolled images.
+  enrolled image is a probe against all other enrolled images, ranked as the node's search
+  ranks them: by CSLS with ``CSLS_K`` neighbours (:mod:`matcher.face.hubness`; offsets of the
+  gallery without the probe), or by cosine (``csls_k=None``); ``rank1_cosine`` is always
+  reported too. Genuine and impostor scores stay cosines (thresholds are set on them).
 * Speed: median milliseconds per image of decode, detect, align (landmarks + chip), embed and
   detect + align + embed, measured inside each worker (one process per core, one thread each):
   ``median_ms`` wall clock (inflated when the cores are shared), ``median_cpu_ms`` CPU time of
@@ -73,16 +76,18 @@ def score_sets(
     labels: npt.NDArray[np.int64],
     *,
     csls_k: int | None = None,
+    csls_pairs: bool = False,
 ) -> dict[str, Any]:
     """Genuine and impostor scores and rank-1 of unit ``embeddings`` (n, d), ``labels`` (n,).
 
-    With ``csls_k`` every score is the hubness-aware one a search would give with CSLS
+    With ``csls_k`` rank-1 ranks by the hubness-aware score a search gives with CSLS
     (:mod:`matcher.face.hubness`): the row image is the probe, searched against a gallery of
     all the other enrolled images, ``score = cos(q, g) - (r_q + r_g) / 2`` with ``r_q`` the
     mean of the probe's ``csls_k`` best scores against that gallery and ``r_g`` the mean cosine
-    of ``g`` to its ``csls_k`` nearest records of that gallery (so without the probe). Rank-1
-    keeps its protocol; only the score changes (``r_q`` is constant per probe, so the ranking
-    is by ``cos - r_g / 2``). Pairs (i < j) are scored with image i as the probe.
+    of ``g`` to its ``csls_k`` nearest records of that gallery (so without the probe); ``r_q``
+    is constant per probe, so the ranking is by ``cos - r_g / 2``. ``rank1_cosine`` ranks by
+    the cosine. Pairs are cosines, or with ``csls_pairs`` CSLS scores too (pairs (i < j) scored
+    with image i as the probe).
     """
     e = np.ascontiguousarray(embeddings, dtype=np.float32)
     n = e.shape[0]
@@ -95,13 +100,13 @@ def score_sets(
     rng = np.random.default_rng(P.IMPOSTOR_SAMPLE_SEED)
     genuine: list[np.ndarray] = []
     impostor: list[np.ndarray] = []
-    hits, probes = 0.0, 0
+    hits, hits_cos, probes = 0.0, 0.0, 0
     cols = np.arange(n)
     for start in range(0, n, P.SCORE_BLOCK_ROWS):
         rows = np.arange(start, min(n, start + P.SCORE_BLOCK_ROWS))
-        s = e[rows] @ e.T  # (block, n)
-        if csls is not None:
-            s = csls.csls(rows, s)
+        cos = e[rows] @ e.T  # (block, n)
+        ranked = csls.csls(rows, cos) if csls is not None else cos
+        s = ranked if csls_pairs else cos
         same = labels[rows, None] == labels[None, :]
         upper = cols[None, :] > rows[:, None]
         genuine.append(s[upper & same])
@@ -109,11 +114,13 @@ def score_sets(
         if keep_p < 1.0:
             imp = imp[rng.random(imp.size) < keep_p]
         impostor.append(imp)
-        s[np.arange(rows.size), rows] = -np.inf  # leave-one-out
         has_mate = counts[labels[rows]] > 1
         if np.any(has_mate):
-            k = int(has_mate.sum())
-            hits += k * evaluation.rank1(s[has_mate], labels[rows][has_mate], labels)
+            k, mine = int(has_mate.sum()), (np.arange(rows.size), rows)
+            cos[mine] = -np.inf  # leave-one-out (the pairs are taken already)
+            ranked[mine] = -np.inf
+            hits_cos += k * evaluation.rank1(cos[has_mate], labels[rows][has_mate], labels)
+            hits += k * evaluation.rank1(ranked[has_mate], labels[rows][has_mate], labels)
             probes += k
     return {
         "genuine": np.concatenate(genuine) if genuine else np.zeros(0, np.float32),
@@ -121,8 +128,10 @@ def score_sets(
         "impostor_pairs_total": n_impostor,
         "impostor_sampled": keep_p < 1.0,
         "rank1": hits / probes if probes else float("nan"),
+        "rank1_cosine": hits_cos / probes if probes else float("nan"),
         "rank1_probes": probes,
-        "score": f"csls k={csls_k}" if csls_k is not None else "cosine",
+        "ranking": f"csls k={csls_k}" if csls_k is not None else "cosine",
+        "score": f"csls k={csls_k}" if csls_k is not None and csls_pairs else "cosine",
     }
 
 
@@ -207,10 +216,15 @@ def extract_records(
 
 
 def report_from_records(
-    records: EvalRecords, dataset: str, *, csls_k: int | None = None
+    records: EvalRecords,
+    dataset: str,
+    *,
+    csls_k: int | None = P.CSLS_K,
+    csls_pairs: bool = False,
 ) -> dict[str, Any]:
     """The accuracy report (FTE, pairs, EER, TAR at FAR, rank-1) of extracted ``records``;
-    ``csls_k``: scores are CSLS scores (see :func:`score_sets`)."""
+    ``csls_k``: rank-1 ranks by CSLS (``None``: by cosine), ``csls_pairs``: pairs are CSLS
+    scores too (see :func:`score_sets`)."""
     ok = records.enrolled
     n = int(ok.size)
     reasons = Counter(records.reasons[~ok].tolist())
@@ -229,8 +243,9 @@ def report_from_records(
         **{k: records.meta.get(k) for k in ("options", "median_ms", "median_cpu_ms")},
     }
     if ok.sum() >= 2:
-        sets = score_sets(records.embeddings[ok], labels, csls_k=csls_k)
+        sets = score_sets(records.embeddings[ok], labels, csls_k=csls_k, csls_pairs=csls_pairs)
         report["score"] = sets["score"]
+        report["ranking"] = sets["ranking"]
         g, i = sets["genuine"], sets["impostor"]
         report["genuine_pairs"] = int(g.size)
         report["impostor_pairs"] = int(i.size)
@@ -243,6 +258,7 @@ def report_from_records(
                 report[f"tar_at_far_{key}"] = round(1.0 - evaluation.fnmr_at_fmr(g, i, fmr), 5)
                 report[f"threshold_at_far_{key}"] = round(evaluation.threshold_at_fmr(i, fmr), 5)
         report["rank1"] = round(sets["rank1"], 5)
+        report["rank1_cosine"] = round(sets["rank1_cosine"], 5)
         report["rank1_probes"] = sets["rank1_probes"]
     return report
 
@@ -257,7 +273,8 @@ def evaluate_dataset(
     cache: str | os.PathLike[str] | None = None,
     refresh: bool = False,
     diagnose: bool = False,
-    csls_k: int | None = None,
+    csls_k: int | None = P.CSLS_K,
+    csls_pairs: bool = False,
 ) -> dict[str, Any]:
     """Extract every image, compare all pairs, and return the report as a JSON-able dict.
 
@@ -265,10 +282,15 @@ def evaluate_dataset(
     ``refresh``, which re-extracts only the images not enrolled or with several faces (after a
     change to face choice or detection) and rewrites the cache; when it does not exist, the
     run's records are written to it. ``diagnose`` adds the rank-1 misses
-    (:func:`matcher.face.diagnose.rank1_misses`) under ``"diagnosis"``. ``csls_k``: every
-    score (pairs, rank-1, diagnosis) is the hubness-aware CSLS score with that many neighbours
-    (:func:`score_sets`) instead of the cosine; extraction and cache are the same.
+    (:func:`matcher.face.diagnose.rank1_misses`) under ``"diagnosis"``. ``csls_k``: rank-1
+    and the diagnosis rank by the hubness-aware CSLS score with that many neighbours, as the
+    node's search does (``None``: by cosine); ``csls_pairs`` scores the pairs by it too
+    (:func:`score_sets`); extraction and cache are the same.
     """
+    if csls_k is not None and csls_k < 1:
+        raise DatasetError("--csls-k must be at least 1", reason="bad_csls_k")
+    if csls_pairs and csls_k is None:
+        raise DatasetError("--csls-pairs needs --csls-k of at least 1", reason="bad_csls_k")
     t0 = time.perf_counter()
     images = scan_dataset(root, limit_identities)
     cached = eval_cache.load(cache) if cache is not None and Path(cache).exists() else None
@@ -282,9 +304,7 @@ def evaluate_dataset(
         records = cached
         if not np.array_equal(records.files, np.array([str(p) for p, _ in images], np.str_)):
             raise DatasetError(f"{cache} was made on other files", reason="cache_mismatch")
-    if csls_k is not None and csls_k < 1:
-        raise DatasetError("--csls-k must be at least 1", reason="bad_csls_k")
-    report = report_from_records(records, str(root), csls_k=csls_k)
+    report = report_from_records(records, str(root), csls_k=csls_k, csls_pairs=csls_pairs)
     if diagnose and records.enrolled.sum() >= 2:
         report["diagnosis"] = rank1_misses(records, csls_k=csls_k)
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from matcher.face.params import DETECTORS, MULTIPLE_CENTRAL, MULTIPLE_POLICIES
+from matcher.face.params import CSLS_K, DETECTORS, MULTIPLE_CENTRAL, MULTIPLE_POLICIES
 
 
 def face(
@@ -51,13 +51,18 @@ def face(
     diagnose: bool = typer.Option(
         False, "--diagnose", help="Add the rank-1 misses and their breakdown to the report."
     ),
-    csls_k: int | None = typer.Option(
-        None,
+    csls_k: int = typer.Option(
+        CSLS_K,
         "--csls-k",
-        min=1,
-        help="Score by CSLS (hubness-aware: cosine less half the mean of the probe's and the "
-        "record's K nearest-neighbour cosines) instead of the cosine (CSLS_K = 10 is the "
-        "value fixed in matcher/face/params.py).",
+        min=0,
+        help="Rank-1 ranks as the node's search does, by CSLS (hubness-aware: cosine less half "
+        "the mean of the record's K nearest-neighbour cosines; K fixed in "
+        "matcher/face/params.py); 0 ranks by cosine. rank1_cosine is always reported.",
+    ),
+    csls_pairs: bool = typer.Option(
+        False,
+        "--csls-pairs",
+        help="Score the genuine and impostor pairs by CSLS too (thresholds stay on the cosine).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
@@ -86,7 +91,8 @@ def face(
         cache=cache,
         refresh=refresh,
         diagnose=diagnose,
-        csls_k=csls_k,
+        csls_k=csls_k or None,
+        csls_pairs=csls_pairs,
     )
     if as_json:
         print(json.dumps(report, sort_keys=True))

@@ -160,12 +160,19 @@ def test_cli_cache_round_trip(
     assert again["diagnosis"]["probes"] == first["rank1_probes"]
     for key in ("enrolled", "fte_reasons", "eer", "rank1", "genuine_pairs", "median_cpu_ms"):
         assert again[key] == first[key]
-    assert run([*base, "--cache", str(cache), "--diagnose", "--csls-k", "2"]) == 0
+    assert first["ranking"] == f"csls k={P.CSLS_K}" and first["score"] == "cosine"
+    args = [*base, "--cache", str(cache), "--diagnose", "--csls-k", "2", "--csls-pairs"]
+    assert run(args) == 0
     csls = json.loads(capsys.readouterr().out)
-    assert first["score"] == "cosine" and csls["score"] == "csls k=2"
+    assert csls["score"] == "csls k=2" and csls["ranking"] == "csls k=2"
     assert csls["rank1_probes"] == first["rank1_probes"] == csls["diagnosis"]["probes"]
     assert csls["genuine_pairs"] == first["genuine_pairs"] and csls["eer"] is not None
-    assert run([*base, "--cache", str(cache), "--csls-k", "0"]) == 2
+    assert run([*base, "--cache", str(cache), "--csls-k", "0"]) == 0  # rank by cosine
+    cosine = json.loads(capsys.readouterr().out)
+    assert cosine["ranking"] == "cosine" and cosine["rank1"] == first["rank1_cosine"]
+    assert cosine["eer"] == first["eer"]  # pairs are cosines either way
+    assert run([*base, "--cache", str(cache), "--csls-k", "0", "--csls-pairs"]) == 3
+    assert run([*base, "--cache", str(cache), "--csls-k", "-1"]) == 2
     assert run([*base, "--cache", str(cache), "--refresh"]) == 0  # only the 2 failures again
     assert eval_cache.load(cache).meta["re_extracted"] == 2
     assert json.loads(capsys.readouterr().out)["rank1"] == first["rank1"]

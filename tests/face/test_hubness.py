@@ -97,13 +97,20 @@ def test_leave_one_out_csls_matches_brute_force(monkeypatch: pytest.MonkeyPatch,
     centres = rng.normal(size=(5, 16))
     x = centres[labels] + 1.1 * rng.normal(size=(labels.size, 16))
     e = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-    got = dataset_eval.score_sets(e, labels, csls_k=k)
+    got = dataset_eval.score_sets(e, labels, csls_k=k, csls_pairs=True)
     gen, imp, rank1 = brute_csls_sets(e, labels, k)
     assert sorted(got["genuine"].tolist()) == pytest.approx(sorted(gen), abs=1e-5)
     assert sorted(got["impostor"].tolist()) == pytest.approx(sorted(imp), abs=1e-5)
     assert got["rank1"] == pytest.approx(rank1) and got["score"] == f"csls k={k}"
     plain = dataset_eval.score_sets(e, labels)
     assert plain["score"] == "cosine" and plain["rank1_probes"] == got["rank1_probes"]
+    assert plain["ranking"] == "cosine" and plain["rank1_cosine"] == plain["rank1"]
+    ranked = dataset_eval.score_sets(e, labels, csls_k=k)  # the node's way: rank by CSLS only
+    assert ranked["ranking"] == f"csls k={k}" and ranked["score"] == "cosine"
+    assert ranked["rank1"] == pytest.approx(rank1)
+    assert ranked["rank1_cosine"] == pytest.approx(plain["rank1"])
+    assert ranked["genuine"].tolist() == plain["genuine"].tolist()
+    assert ranked["impostor"].tolist() == plain["impostor"].tolist()
     records = EvalRecords(
         files=np.array([f"{i}.jpg" for i in range(labels.size)]),
         identities=np.array([f"p{v}" for v in labels]),
