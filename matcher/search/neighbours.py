@@ -42,8 +42,8 @@ class NeighbourLists:
 
     ``ids`` (n,) int64 global ids of the live records, ascending; ``references`` (n,) ``S``
     theirs; ``scores`` (n, k) float32 each record's best cosines to other live records, best
-    first, ``-inf`` where it has fewer than ``k`` others; ``neighbours`` (n, k) ``S`` the
-    references of those records (empty where the score is ``-inf``).
+    first, ``-inf`` where it has fewer than ``k`` others; ``neighbours`` (n, k) int64 those
+    records as rows of these arrays (``NO_NEIGHBOUR`` where the score is ``-inf``).
     """
 
     generation: int
@@ -84,7 +84,7 @@ def refresh(
     e = np.ascontiguousarray(embeddings[ids], dtype=np.float32)
     n = ids.shape[0]
     scores = np.full((n, k), -np.inf, np.float32)
-    nbr = np.full((n, k), NO_NEIGHBOUR, np.int64)  # neighbours as row indices of this snapshot
+    nbr = np.full((n, k), NO_NEIGHBOUR, np.int64)
     todo = np.ones(n, dtype=bool)
     if previous is not None and previous.k == k and previous.ids.size and n:
         order = np.argsort(refs)
@@ -96,8 +96,8 @@ def refresh(
 
         now = rows_of(previous.references)  # (n_prev,) row of each previous record, or -1
         kept = now >= 0
-        slots = np.isfinite(previous.scores)
-        held = np.where(slots, rows_of(previous.neighbours), NO_NEIGHBOUR)
+        slots = previous.neighbours >= 0
+        held = np.where(slots, now[np.maximum(previous.neighbours, 0)], NO_NEIGHBOUR)
         lost = (slots & (held < 0)).any(axis=1)  # a neighbour was deleted: score again
         reuse = kept & ~lost
         scores[now[reuse]] = previous.scores[reuse]
@@ -108,10 +108,7 @@ def refresh(
         added = np.flatnonzero(~known)
         _fold(e, scores, nbr, np.flatnonzero(~todo), added)
     _fold(e, scores, nbr, np.flatnonzero(todo), np.arange(n))
-    neighbours = np.where(nbr >= 0, refs[np.maximum(nbr, 0)], b"")
-    return NeighbourLists(
-        gallery.generation, gallery.size, k, ids, refs, scores, neighbours.astype(refs.dtype)
-    )
+    return NeighbourLists(gallery.generation, gallery.size, k, ids, refs, scores, nbr)
 
 
 def _fold(e: FloatArray, scores: FloatArray, nbr: IntArray, rows: IntArray, cols: IntArray) -> None:

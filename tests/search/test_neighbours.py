@@ -64,10 +64,13 @@ def test_incremental_lists_equal_a_fresh_build(tmp_path: Path, seed: int, int8: 
             np.testing.assert_allclose(lists.scores, fresh.scores, atol=1e-6)
             np.testing.assert_allclose(lists.offsets(), _expected(g, K), atol=1e-6)
             finite = np.isfinite(lists.scores)
-            # every neighbour is a live record other than the row itself
-            assert np.isin(lists.neighbours[finite], lists.references).all()
-            rows = np.broadcast_to(lists.references[:, None], lists.neighbours.shape)
+            np.testing.assert_array_equal(lists.neighbours >= 0, finite)
+            # each neighbour is another live record, and its score is the cosine to it
+            rows = np.broadcast_to(np.arange(len(lists.ids))[:, None], finite.shape)
             assert not (lists.neighbours == rows)[finite].any()
+            e = gallery_embeddings(g)[lists.ids]
+            cos = np.einsum("ij,ij->i", e[rows[finite]], e[lists.neighbours[finite]])
+            np.testing.assert_allclose(cos, lists.scores[finite], atol=1e-5)
 
 
 def test_small_galleries(tmp_path: Path) -> None:
@@ -86,7 +89,7 @@ def test_small_galleries(tmp_path: Path) -> None:
         want = [(s[i].sum() - s[i, i]) / 2 for i in range(3)]
         np.testing.assert_allclose(three.offsets(), want, atol=1e-6)
         assert np.isinf(three.scores[:, 2:]).all()
-        assert (three.neighbours[:, 2:] == b"").all()
+        assert (three.neighbours[:, 2:] == neighbours.NO_NEIGHBOUR).all()
 
 
 def test_other_k_is_not_reused(tmp_path: Path) -> None:
