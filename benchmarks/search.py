@@ -15,6 +15,11 @@ on later runs. Figures are medians over ``--repeats``; baselines run in the same
   not depend on the values; preparing 10^5 templates would take ~9 min). Baseline: the 1:1
   ``matcher.fingerprint.match.score`` in a Python loop on a subset, extrapolated. Rank-1 over
   probes of the distinct fingers (second impressions), by subject.
+* face neighbour lists (``--neighbours``; the CSLS offsets the node ranks face searches by,
+  ``matcher.search.neighbours``): on a copy of the face gallery, the first build (CPU and
+  wall), then the refresh after appending 1 and 1,000 records and after deleting 10; and one
+  probe ranked by CSLS with a threshold (``csls_2t_ms``) against the plain cosine search
+  (``ours_2t_ms``) in the same process.
 * fusion: subjects with two fingers (positions 1 and 2), probed with second impressions;
   FNMR at FMR 1 % for one finger vs two (rule ``fmr``), mated vs non-mated subject scores.
 
@@ -185,6 +190,53 @@ def bench_face(n: int, repeats: int) -> dict[str, float]:
     row["int8_rank1_agreement"] = float(np.mean(agree))
     row["rss_mb"] = psutil.Process().memory_info().rss / 2**20
     row["peak_rss_mb"] = peak_rss_mb()
+    return row
+
+
+def bench_neighbours(n: int, repeats: int) -> dict[str, float]:
+    import tempfile
+
+    from matcher.search import neighbours
+    from matcher.search.face import gallery_embeddings
+
+    row: dict[str, float] = {"n": n}
+    rng = np.random.default_rng(7)
+
+    def refresh(
+        label: str, prev: neighbours.NeighbourLists | None, g: Gallery
+    ) -> neighbours.NeighbourLists:
+        c0, t0 = time.process_time(), time.perf_counter()
+        out = neighbours.refresh(prev, g, gallery_embeddings(g))
+        row[f"{label}_cpu_s"] = time.process_time() - c0
+        row[f"{label}_wall_s"] = time.perf_counter() - t0
+        return out
+
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        path = Path(tmp) / "g"
+        shutil.copytree(build_face(n, int8=False), path)
+        with Gallery.open(path, writable=True) as g:
+            lists = refresh("build", None, g)
+            for m in (1, 1000):
+                e = rng.standard_normal((m, 128), dtype=np.float32)
+                e /= np.linalg.norm(e, axis=1, keepdims=True)
+                refs = [f"new-{m}-{i}" for i in range(m)]
+                batch = face_records(refs, refs, e, schema=g.schema, format=FMT, format_version=VER)
+                g.append(batch)
+                lists = refresh(f"append{m}", lists, g)
+            g.delete(list(rng.choice(g.references(), size=10, replace=False)))
+            offsets = refresh("delete10", lists, g).offsets()
+            q = rng.standard_normal((1, 128), dtype=np.float32)
+            q /= np.linalg.norm(q)
+
+            def search(off: np.ndarray | None) -> object:
+                return search_face(
+                    g, q, format=FMT, format_version=VER, k=10, threshold=0.9, offsets=off
+                )
+
+            search(offsets)
+            row["ours_2t_ms"] = median_ms(lambda: search(None), repeats)
+            row["csls_2t_ms"] = median_ms(lambda: search(offsets), repeats)
+            row["csls_ratio"] = row["csls_2t_ms"] / row["ours_2t_ms"]
     return row
 
 
@@ -382,6 +434,7 @@ def bench_fusion(subjects: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--face", default="10000,100000,1000000")
+    ap.add_argument("--neighbours", default="10000,100000")
     ap.add_argument("--fingerprint", default="10000,100000")
     ap.add_argument("--distinct", type=int, default=2000)
     ap.add_argument("--fusion-subjects", type=int, default=300)
@@ -396,10 +449,18 @@ def main() -> None:
         global BASELINE_KERNEL
         BASELINE_KERNEL = baseline_kernel(args.baseline_rev)
     CACHE.mkdir(exist_ok=True)
-    out: dict[str, list[dict[str, float]]] = {"face": [], "fingerprint": [], "fusion": []}
+    out: dict[str, list[dict[str, float]]] = {
+        "face": [],
+        "neighbours": [],
+        "fingerprint": [],
+        "fusion": [],
+    }
     for n in [int(v) for v in args.face.split(",") if v]:
         out["face"].append(bench_face(n, args.repeats))
         print(json.dumps(out["face"][-1]), file=sys.stderr)
+    for n in [int(v) for v in args.neighbours.split(",") if v]:
+        out["neighbours"].append(bench_neighbours(n, args.repeats))
+        print(json.dumps(out["neighbours"][-1]), file=sys.stderr)
     sizes = [int(v) for v in args.fingerprint.split(",") if v]
     if sizes:
         distinct, probes = distinct_fingers(args.distinct)

@@ -112,8 +112,11 @@ def refresh(
 
 
 def _fold(e: FloatArray, scores: FloatArray, nbr: IntArray, rows: IntArray, cols: IntArray) -> None:
-    """Fold the cosines of records ``rows`` (r,) against records ``cols`` (c,) into the rows'
-    lists ``scores`` / ``nbr`` (n, k), in place; a record is never its own neighbour."""
+    """Fold the cosines of records ``rows`` (r,) against records ``cols`` (c,) (both ascending)
+    into the rows' lists ``scores`` / ``nbr`` (n, k), in place; a record is never its own
+    neighbour. Per block only the scores above a row's current k-th best are kept: after the
+    first blocks of a build that is a small fraction, so the cost is the matrix product and
+    one comparison pass."""
     if rows.size == 0 or cols.size == 0:
         return
     k = scores.shape[1]
@@ -122,13 +125,45 @@ def _fold(e: FloatArray, scores: FloatArray, nbr: IntArray, rows: IntArray, cols
         ec = e[cb].T  # (d, cb)
         for r0 in range(0, rows.size, params.NEIGHBOUR_ROW_BLOCK):
             rb = rows[r0 : r0 + params.NEIGHBOUR_ROW_BLOCK]
-            s = e[rb] @ ec  # (rb, cb)
-            s[rb[:, None] == cb[None, :]] = -np.inf
-            cand_s = np.concatenate([scores[rb], s], axis=1)  # (rb, k + cb)
-            cand_n = np.concatenate([nbr[rb], np.broadcast_to(cb, s.shape)], axis=1)
-            top = np.argpartition(-cand_s, k - 1, axis=1)[:, :k]  # (rb, k), unordered
-            top_s = np.take_along_axis(cand_s, top, axis=1)
-            best = np.argsort(-top_s, axis=1, kind="stable")
-            scores[rb] = np.take_along_axis(top_s, best, axis=1)
-            chosen = np.take_along_axis(np.take_along_axis(cand_n, top, axis=1), best, axis=1)
-            nbr[rb] = np.where(np.isfinite(scores[rb]), chosen, NO_NEIGHBOUR)
+            s = e[rb] @ ec  # (r, c)
+            at = np.minimum(np.searchsorted(cb, rb), cb.size - 1)
+            own = cb[at] == rb
+            s[np.flatnonzero(own), at[own]] = -np.inf  # not its own neighbour
+            kth = scores[rb, k - 1]  # (r,) current k-th best (-inf while a list is short)
+            mask = s > kth[:, None]
+            found = int(np.count_nonzero(mask))
+            if found == 0:
+                continue
+            if found > params.NEIGHBOUR_DENSE_FACTOR * k * rb.size and cb.size > k:
+                part = np.argpartition(s, cb.size - k, axis=1)[:, cb.size - k :]  # (r, k)
+                vals = np.take_along_axis(s, part, axis=1)
+                keep = vals > kth[:, None]
+                rr = np.broadcast_to(np.arange(rb.size)[:, None], part.shape)[keep]
+                cc, vv = part[keep], vals[keep]
+            else:
+                rr, cc = np.nonzero(mask)
+                vv = s[rr, cc]
+            _merge(scores, nbr, rb, rr, cb[cc], vv)
+
+
+def _merge(
+    scores: FloatArray,
+    nbr: IntArray,
+    rb: IntArray,
+    rr: IntArray,
+    cand: IntArray,
+    vals: FloatArray,
+) -> None:
+    """Merge candidates (m,) (row position ``rr`` in ``rb``, neighbour ``cand``, score
+    ``vals``) into the k-lists of rows ``rb`` (r,), keeping each row's k best, best first."""
+    r, k = rb.size, scores.shape[1]
+    all_r = np.concatenate([np.repeat(np.arange(r), k), rr])
+    all_s = np.concatenate([scores[rb].ravel(), vals])
+    all_n = np.concatenate([nbr[rb].ravel(), cand])
+    order = np.lexsort((-all_s, all_r))  # by row, then best first
+    all_r, all_s, all_n = all_r[order], all_s[order], all_n[order]
+    first = np.searchsorted(all_r, np.arange(r))
+    keep = np.arange(all_r.size) - first[all_r] < k  # every row has at least k candidates
+    top_s = all_s[keep].reshape(r, k)
+    scores[rb] = top_s
+    nbr[rb] = np.where(np.isfinite(top_s), all_n[keep].reshape(r, k), NO_NEIGHBOUR)

@@ -36,6 +36,10 @@ THREADS = 2
 #: while each matrix product (2048 x 128 x 4096) is large enough to run at the BLAS rate.
 NEIGHBOUR_ROW_BLOCK = 2048
 NEIGHBOUR_COL_BLOCK = 4096
+#: A block's scores above the rows' current k-th best are gathered one by one (``np.nonzero``)
+#: unless there are more than this many per row and neighbour slot, when a per-row partition
+#: to the block's k best is cheaper (the first blocks of a build, where every list is empty).
+NEIGHBOUR_DENSE_FACTOR = 4
 
 #: A face search given a threshold ranks every record at or above it before every record below
 #: it, each group by CSLS (``cos - r_g / 2``): adding this to the rank key of the records at or
