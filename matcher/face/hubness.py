@@ -13,10 +13,12 @@ the offsets). For one probe ``r_q`` is a constant, so the ranking of a search de
 ``cos(q, g) - r_g / 2``: ``r_g`` is a per-record offset computed from the gallery
 (:func:`csls_offsets`), and ``r_q`` (:func:`mean_top_k`) is taken from the search's own scores.
 
-Use it to *rank* and keep the decision on the cosine: rank the gallery by ``cos - r_g / 2`` and
-call a hit when the top-ranked record's cosine reaches the cosine threshold (so false alarms
-cannot rise: that cosine is at most the best one). As a verification score CSLS is worse on
-LFW, where a subject's own images fill its ``k`` neighbours (figures in ``params.CSLS_K``).
+Use it to *rank* and keep the decision on the cosine: the node's face search
+(:func:`matcher.search.face.search_face` with the offsets :mod:`matcher.search.neighbours`
+keeps current) ranks the records at or above the cosine threshold first, each group by
+``cos - r_g / 2``, so hit or no-hit is exactly the cosine's decision and CSLS picks which
+matching record is reported. As a verification score CSLS is worse on LFW, where a subject's
+own images fill its ``k`` neighbours (figures in ``params.CSLS_K``).
 The offsets describe the gallery as it is: frozen at each record's enrolment (against the
 records enrolled before it) they are not comparable between records (LFW A–M: rank-1 0.02%).
 

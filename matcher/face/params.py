@@ -183,9 +183,10 @@ SCORE_BLOCK_ROWS = 512
 #: FMR operating points reported (ISO/IEC 19795-1: TAR = 1 - FNMR at the given FMR).
 REPORT_FMRS = (0.01, 0.001)
 
-#: Neighbours per record of the hubness-aware (CSLS) score of ``--csls-k`` / ``csls_k``
-#: (:mod:`matcher.face.hubness`). Fixed a priori at Conneau et al.'s (2018) value (the one their
-#: paper uses throughout, and the one tried on the earlier embeddings), not fitted on LFW: it is
+#: Neighbours per record of the hubness-aware (CSLS) ranking of the node's face search and of
+#: ``bdx eval face``'s rank-1 (``--csls-k``; :mod:`matcher.face.hubness`). Fixed a priori at
+#: Conneau et al.'s (2018) value (the one their paper uses throughout, and the one tried on the
+#: earlier embeddings), not fitted on LFW: it is
 #: small against a gallery (the offset measures the local crowding a hub shows) and above the
 #: few records a subject usually has. LFW A–M, ranking by CSLS (leave-one-out, 6,516 probes):
 #: rank-1 97.56% (cosine) -> 98.22 / 98.13 / 98.04 / 97.99% for k = 5 / 10 / 20 / 50. The CSLS
