@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from matcher.face import params as P
+from matcher.search.neighbours import nearest
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -54,24 +55,17 @@ def neighbour_scores(
 
     ``gallery`` (n, d) unit embeddings. Returns float32 (n, min(k, n - 1)); row ``i`` holds
     ``max``-first the scores of record ``i`` against every record but itself. Ties are kept
-    (two equal scores both appear).
+    (two equal scores both appear). Computed by :func:`matcher.search.neighbours.nearest`
+    (``block_rows`` rows and columns per matrix product).
     """
     g = _unit_rows("gallery", gallery)
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    n = g.shape[0]
-    kk = min(k, max(n - 1, 0))
-    out = np.zeros((n, kk), np.float32)
+    kk = min(k, max(g.shape[0] - 1, 0))
     if kk == 0:
-        return out
-    step = block_rows or P.SCORE_BLOCK_ROWS
-    for start in range(0, n, step):
-        rows = np.arange(start, min(n, start + step))
-        s = g[rows] @ g.T  # (block, n)
-        s[np.arange(rows.size), rows] = -np.inf  # not itself
-        top = np.partition(s, n - kk, axis=1)[:, n - kk :]  # (block, kk), unordered
-        out[rows] = -np.sort(-top, axis=1)
-    return out
+        return np.zeros((g.shape[0], 0), np.float32)
+    scores, _ = nearest(g, kk, block=block_rows)
+    return scores
 
 
 def csls_offsets(

@@ -111,7 +111,32 @@ def refresh(
     return NeighbourLists(gallery.generation, gallery.size, k, ids, refs, scores, nbr)
 
 
-def _fold(e: FloatArray, scores: FloatArray, nbr: IntArray, rows: IntArray, cols: IntArray) -> None:
+def nearest(
+    embeddings: npt.ArrayLike, k: int, *, block: int | None = None
+) -> tuple[FloatArray, IntArray]:
+    """Each row's ``k`` best cosines to the *other* rows of ``embeddings`` (n, d) float32 unit
+    rows, best first: scores (n, k) float32 (``-inf`` past the n - 1 others) and those rows
+    (n, k) int64 (``NO_NEIGHBOUR`` there). ``block``: rows and columns per matrix product
+    (default ``NEIGHBOUR_ROW_BLOCK`` x ``NEIGHBOUR_COL_BLOCK``)."""
+    e = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    n = e.shape[0]
+    scores = np.full((n, k), -np.inf, np.float32)
+    nbr = np.full((n, k), NO_NEIGHBOUR, np.int64)
+    _fold(e, scores, nbr, np.arange(n), np.arange(n), block=block)
+    return scores, nbr
+
+
+def _fold(
+    e: FloatArray,
+    scores: FloatArray,
+    nbr: IntArray,
+    rows: IntArray,
+    cols: IntArray,
+    *,
+    block: int | None = None,
+) -> None:
     """Fold the cosines of records ``rows`` (r,) against records ``cols`` (c,) (both ascending)
     into the rows' lists ``scores`` / ``nbr`` (n, k), in place; a record is never its own
     neighbour. Per block only the scores above a row's current k-th best are kept: after the
@@ -120,11 +145,13 @@ def _fold(e: FloatArray, scores: FloatArray, nbr: IntArray, rows: IntArray, cols
     if rows.size == 0 or cols.size == 0:
         return
     k = scores.shape[1]
-    for c0 in range(0, cols.size, params.NEIGHBOUR_COL_BLOCK):
-        cb = cols[c0 : c0 + params.NEIGHBOUR_COL_BLOCK]
+    col_step = block or params.NEIGHBOUR_COL_BLOCK
+    row_step = block or params.NEIGHBOUR_ROW_BLOCK
+    for c0 in range(0, cols.size, col_step):
+        cb = cols[c0 : c0 + col_step]
         ec = e[cb].T  # (d, cb)
-        for r0 in range(0, rows.size, params.NEIGHBOUR_ROW_BLOCK):
-            rb = rows[r0 : r0 + params.NEIGHBOUR_ROW_BLOCK]
+        for r0 in range(0, rows.size, row_step):
+            rb = rows[r0 : r0 + row_step]
             s = e[rb] @ ec  # (r, c)
             at = np.minimum(np.searchsorted(cb, rb), cb.size - 1)
             own = cb[at] == rb
