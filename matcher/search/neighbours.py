@@ -20,6 +20,7 @@ neighbours (rows of a gallery with fewer than ``k + 1`` records are padded with 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,8 @@ import numpy.typing as npt
 from matcher.face import params as face_params
 from matcher.gallery import Gallery
 from matcher.search import params
+from matcher.search.blas import single_threaded_blas
+from matcher.search.shards import run_shards
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -139,38 +142,49 @@ def _fold(
 ) -> None:
     """Fold the cosines of records ``rows`` (r,) against records ``cols`` (c,) (both ascending)
     into the rows' lists ``scores`` / ``nbr`` (n, k), in place; a record is never its own
-    neighbour. Per block only the scores above a row's current k-th best are kept: after the
-    first blocks of a build that is a small fraction, so the cost is the matrix product and
-    one comparison pass."""
+    neighbour. Row blocks are independent (each writes only its rows), so they run on
+    ``params.THREADS`` threads, BLAS on one thread each."""
     if rows.size == 0 or cols.size == 0:
         return
-    k = scores.shape[1]
-    col_step = block or params.NEIGHBOUR_COL_BLOCK
     row_step = block or params.NEIGHBOUR_ROW_BLOCK
-    for c0 in range(0, cols.size, col_step):
-        cb = cols[c0 : c0 + col_step]
-        ec = e[cb].T  # (d, cb)
-        for r0 in range(0, rows.size, row_step):
-            rb = rows[r0 : r0 + row_step]
-            s = e[rb] @ ec  # (r, c)
-            at = np.minimum(np.searchsorted(cb, rb), cb.size - 1)
-            own = cb[at] == rb
-            s[np.flatnonzero(own), at[own]] = -np.inf  # not its own neighbour
-            kth = scores[rb, k - 1]  # (r,) current k-th best (-inf while a list is short)
-            mask = s > kth[:, None]
+    col_step = block or params.NEIGHBOUR_COL_BLOCK
+    row_blocks = [rows[r0 : r0 + row_step] for r0 in range(0, rows.size, row_step)]
+
+    def work(shard: Sequence[IntArray]) -> None:
+        for rb in shard:
+            _fold_rows(e, scores, nbr, rb, cols, col_step)
+
+    with single_threaded_blas():
+        run_shards(row_blocks, work, params.THREADS)
+
+
+def _fold_rows(
+    e: FloatArray, scores: FloatArray, nbr: IntArray, rb: IntArray, cols: IntArray, step: int
+) -> None:
+    """:func:`_fold` for one block of rows ``rb`` (r,), ``step`` columns at a time. Only the
+    scores above a row's current k-th best are kept; where a block holds many (while the lists
+    are short), the threshold is first raised to the block's own k-th best per row."""
+    k = scores.shape[1]
+    er = e[rb]  # (r, d)
+    for c0 in range(0, cols.size, step):
+        cb = cols[c0 : c0 + step]
+        s = er @ e[cb].T  # (r, c)
+        at = np.minimum(np.searchsorted(cb, rb), cb.size - 1)
+        own = cb[at] == rb
+        s[np.flatnonzero(own), at[own]] = -np.inf  # not its own neighbour
+        kth = scores[rb, k - 1]  # (r,) current k-th best (-inf while a list is short)
+        mask = s > kth[:, None]
+        found = int(np.count_nonzero(mask))
+        if found > params.NEIGHBOUR_DENSE_FACTOR * k * rb.size and cb.size > k:
+            block_kth = np.partition(s, cb.size - k, axis=1)[:, cb.size - k]  # (r,)
+            mask = s >= np.maximum(kth, block_kth)[:, None]
+            mask &= s > kth[:, None]
             found = int(np.count_nonzero(mask))
-            if found == 0:
-                continue
-            if found > params.NEIGHBOUR_DENSE_FACTOR * k * rb.size and cb.size > k:
-                part = np.argpartition(s, cb.size - k, axis=1)[:, cb.size - k :]  # (r, k)
-                vals = np.take_along_axis(s, part, axis=1)
-                keep = vals > kth[:, None]
-                rr = np.broadcast_to(np.arange(rb.size)[:, None], part.shape)[keep]
-                cc, vv = part[keep], vals[keep]
-            else:
-                rr, cc = np.nonzero(mask)
-                vv = s[rr, cc]
-            _merge(scores, nbr, rb, rr, cb[cc], vv)
+        if found == 0:
+            continue
+        flat = np.flatnonzero(mask)  # (found,) faster than a 2-d nonzero
+        rr, cc = np.divmod(flat, cb.size)
+        _merge(scores, nbr, rb, rr, cb[cc], s.ravel()[flat])
 
 
 def _merge(
