@@ -13,7 +13,9 @@ hit when the best subject reaches the measured threshold for ``settings.search_f
 
 A face probe (an image or a face template) is searched with :func:`matcher.search.search_face`
 against the gallery of its embedding format; the decision is score >= the cosine threshold
-measured on LFW for the FMR target (:data:`node.thresholds.FACE_THRESHOLDS`).
+measured on LFW for the FMR target (:data:`node.thresholds.FACE_THRESHOLDS`). Records are
+ranked by CSLS with the offsets the gallery set keeps (those at or above the threshold first),
+so the decision is the cosine's and CSLS orders the candidates.
 
 A combined probe (fingers and/or a face, :meth:`SearchService.search`) runs each modality as
 above and fuses per subject with the ``"fmr"`` rule of :mod:`matcher.search.fusion`: Fisher's

@@ -67,7 +67,11 @@ class FaceSearchOut(BaseModel):
     threshold: float = Field(description="cosine similarity a hit reaches")
     threshold_fmr: float = Field(description="false-match rate measured at the threshold (LFW)")
     gallery_size: int
-    candidates: list[CandidateOut]
+    candidates: list[CandidateOut] = Field(
+        description="subjects at or above the threshold first, each group ranked hubness-aware "
+        "(CSLS: cosine less half the record's mean cosine to its 10 nearest gallery records); "
+        "each with its cosine score"
+    )
 
 
 class FaceIn(BaseModel):
