@@ -12,22 +12,32 @@ gallery snapshot, every live record's ``k`` best scores and the references of th
 * every other record folds the added records' scores into its list.
 
 So the work is ``(added + affected) * n`` dot products (one float32 matrix product per block
-of ``NEIGHBOUR_ROW_BLOCK x NEIGHBOUR_COL_BLOCK``), the first build ``n * n``; nothing is
-stored on disk, so there is nothing to keep crash-consistent: a process builds the lists from
-the gallery files when it first needs them. Shapes: ``n`` live records, ``d`` = 128, ``k``
-neighbours (rows of a gallery with fewer than ``k + 1`` records are padded with ``-inf``).
+of ``NEIGHBOUR_ROW_BLOCK x NEIGHBOUR_COL_BLOCK``), the first build ``n * n``. Records are
+matched between snapshots by reference *and* by a checksum of their embedding (its float64
+sum), so a reference that came back with another template counts as deleted and added.
+
+:func:`save` / :func:`load` keep lists across restarts (a process would otherwise rebuild them
+at ``n * n`` cost). A saved file is only ever a starting point for :func:`refresh`: lists of
+any earlier snapshot of the gallery are brought exactly up to date, so a file left by a crash
+is merely older, and one that cannot be read is ignored (a build from scratch). Shapes: ``n``
+live records, ``d`` = 128, ``k`` neighbours (rows of a gallery with fewer than ``k + 1``
+records are padded with ``-inf``).
 """
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from matcher.face import params as face_params
 from matcher.gallery import Gallery
+from matcher.gallery.files import fsync_dir, save_bytes
 from matcher.search import params
 from matcher.search.blas import single_threaded_blas
 from matcher.search.shards import run_shards
@@ -46,7 +56,8 @@ class NeighbourLists:
     ``ids`` (n,) int64 global ids of the live records, ascending; ``references`` (n,) ``S``
     theirs; ``scores`` (n, k) float32 each record's best cosines to other live records, best
     first, ``-inf`` where it has fewer than ``k`` others; ``neighbours`` (n, k) int64 those
-    records as rows of these arrays (``NO_NEIGHBOUR`` where the score is ``-inf``).
+    records as rows of these arrays (``NO_NEIGHBOUR`` where the score is ``-inf``);
+    ``checks`` (n,) float64 the sum of each record's embedding.
     """
 
     generation: int
@@ -55,7 +66,8 @@ class NeighbourLists:
     ids: IntArray
     references: np.ndarray
     scores: FloatArray
-    neighbours: np.ndarray
+    neighbours: IntArray
+    checks: npt.NDArray[np.float64]
 
     def offsets(self) -> FloatArray:
         """(size,) float32 ``r_g`` by global id: the mean of each live record's neighbour
@@ -85,6 +97,7 @@ def refresh(
     ids = np.flatnonzero(gallery.alive).astype(np.int64)
     refs = np.array(gallery.references(), dtype=np.bytes_)
     e = np.ascontiguousarray(embeddings[ids], dtype=np.float32)
+    checks = e.sum(axis=1, dtype=np.float64)
     n = ids.shape[0]
     scores = np.full((n, k), -np.inf, np.float32)
     nbr = np.full((n, k), NO_NEIGHBOUR, np.int64)
@@ -98,6 +111,7 @@ def refresh(
             return np.where(sorted_refs[at] == wanted, order[at], NO_NEIGHBOUR).astype(np.int64)
 
         now = rows_of(previous.references)  # (n_prev,) row of each previous record, or -1
+        now[checks[now] != previous.checks] = NO_NEIGHBOUR  # same reference, other template
         kept = now >= 0
         slots = previous.neighbours >= 0
         held = np.where(slots, now[np.maximum(previous.neighbours, 0)], NO_NEIGHBOUR)
@@ -111,7 +125,69 @@ def refresh(
         added = np.flatnonzero(~known)
         _fold(e, scores, nbr, np.flatnonzero(~todo), added)
     _fold(e, scores, nbr, np.flatnonzero(todo), np.arange(n))
-    return NeighbourLists(gallery.generation, gallery.size, k, ids, refs, scores, nbr)
+    return NeighbourLists(gallery.generation, gallery.size, k, ids, refs, scores, nbr, checks)
+
+
+#: Version of the file :func:`save` writes (a file of another version is not read).
+FILE_VERSION = 1
+
+
+def save(lists: NeighbourLists, path: Path) -> None:
+    """Write ``lists`` to ``path`` (a .npz) durably: temp file, fsync, rename, fsync the
+    directory, so the file is whole or absent."""
+    buf = io.BytesIO()
+    meta = np.array([FILE_VERSION, lists.generation, lists.size, lists.k], np.int64)
+    np.savez(
+        buf,
+        meta=meta,
+        ids=lists.ids,
+        references=lists.references,
+        scores=lists.scores,
+        neighbours=lists.neighbours,
+        checks=lists.checks,
+    )
+    save_bytes(path.parent, path.name, buf.getvalue())
+    fsync_dir(path.parent)
+
+
+def load(path: Path) -> NeighbourLists:
+    """Lists written by :func:`save`. Raises :class:`FileNotFoundError` when there is no file
+    and :class:`ValueError` (with the reason) when it is not a whole, consistent list file."""
+    try:
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"unreadable neighbour file: {type(exc).__name__}") from None
+    want = {"meta", "ids", "references", "scores", "neighbours", "checks"}
+    if set(arrays) != want:
+        raise ValueError("neighbour file has other arrays")
+    meta = arrays["meta"]
+    if meta.shape != (4,) or meta.dtype != np.int64 or int(meta[0]) != FILE_VERSION:
+        raise ValueError("neighbour file of another version")
+    _, generation, size, k = (int(v) for v in meta)
+    ids, refs, scores = arrays["ids"], arrays["references"], arrays["scores"]
+    nbr, checks = arrays["neighbours"], arrays["checks"]
+    n = ids.shape[0]
+    if not (
+        ids.dtype == np.int64
+        and refs.dtype.kind == "S"
+        and scores.dtype == np.float32
+        and nbr.dtype == np.int64
+        and checks.dtype == np.float64
+        and k >= 1
+        and ids.shape == (n,)
+        and refs.shape == (n,)
+        and checks.shape == (n,)
+        and scores.shape == (n, k)
+        and nbr.shape == (n, k)
+        and bool(np.all((ids >= 0) & (ids < size)))
+        and bool(np.all((nbr >= NO_NEIGHBOUR) & (nbr < n)))
+        and bool(np.all((nbr >= 0) == np.isfinite(scores)))
+    ):
+        raise ValueError("inconsistent neighbour file")
+    return NeighbourLists(generation, size, k, ids, refs, scores, nbr, checks)
 
 
 def nearest(

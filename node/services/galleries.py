@@ -11,11 +11,14 @@ several threads).
 Face searches rank by CSLS (:mod:`matcher.search.neighbours`): the set keeps each face
 gallery's neighbour lists in memory, brings them to the current snapshot when a search finds
 them older (the records appended or deleted since cost one matrix product each against the
-gallery) and builds them when the node starts (:meth:`GallerySet.warm`).
+gallery) and has them ready when the node starts (:meth:`GallerySet.warm`): from the file
+``<gallery>.neighbours.npz`` the set wrote when it was last closed, brought up to date, or
+built from scratch when there is none or it cannot be read.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +35,10 @@ from node.db.models import Modality, TemplateRecord
 from node.services.records import GalleryWrite
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: File beside a face gallery's directory holding its neighbour lists between runs.
+NEIGHBOURS_SUFFIX = ".neighbours.npz"
+
+logger = logging.getLogger(__name__)
 
 
 def gallery_name(schema: GallerySchema) -> str:
@@ -116,6 +123,7 @@ class GallerySet:
 
     def close(self) -> None:
         with self._lock.writing():
+            self._save_lists()
             for gallery in self._galleries.values():
                 gallery.close()
             self._galleries.clear()
@@ -150,12 +158,33 @@ class GallerySet:
         with self._neighbours_lock:
             held = self._neighbours.get(name)
             if held is None or held[0].generation != gallery.generation:
-                lists = neighbours.refresh(
-                    held[0] if held else None, gallery, gallery_embeddings(gallery)
-                )
+                previous = held[0] if held else self._saved_lists(name)
+                lists = neighbours.refresh(previous, gallery, gallery_embeddings(gallery))
                 held = (lists, lists.offsets())
                 self._neighbours[name] = held
             return held[1]
+
+    def _lists_path(self, name: str) -> Path:
+        return self.root / f"{name}{NEIGHBOURS_SUFFIX}"
+
+    def _saved_lists(self, name: str) -> neighbours.NeighbourLists | None:
+        try:
+            return neighbours.load(self._lists_path(name))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            logger.warning("face neighbour lists of %s not reused, rebuilt: %s", name, exc)
+            return None
+
+    def _save_lists(self) -> None:
+        """Write every face gallery's lists (at close: the next start only brings them up to
+        date). A failure costs the next start a rebuild, nothing else."""
+        with self._neighbours_lock:
+            for name, (lists, _) in self._neighbours.items():
+                try:
+                    neighbours.save(lists, self._lists_path(name))
+                except OSError as exc:
+                    logger.warning("face neighbour lists of %s not saved: %s", name, exc)
 
     def warm(self) -> None:
         """Build the neighbour lists of every face gallery (the node does it on start-up, so

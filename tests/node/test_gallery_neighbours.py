@@ -3,14 +3,18 @@ deletions (the lists are refreshed, not rebuilt, and always equal a fresh comput
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from matcher.face.hubness import csls_offsets
 from matcher.face.params import CSLS_K
+from matcher.search import neighbours
 from matcher.search.face import face_records, face_schema, gallery_embeddings
-from node.services.galleries import GallerySet
+from node.services.galleries import NEIGHBOURS_SUFFIX, GallerySet
 
 FMT, VER = "dlib-resnet-v1-flip-lm68/hog", 1
 
@@ -48,3 +52,35 @@ def test_offsets_follow_appends_and_deletions(tmp_path: Path) -> None:
         with reopened.reading(schema) as gallery:
             assert gallery is not None
             np.testing.assert_allclose(reopened.face_offsets(gallery), want, atol=1e-6)
+
+
+def test_lists_are_saved_at_close_and_reused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(4)
+    schema = face_schema(FMT, VER)
+    emb = _unit(rng, 30)
+    refs = [f"r{i}" for i in range(30)]
+    root = tmp_path / "galleries"
+    with GallerySet.open(root) as galleries:
+        galleries.append(
+            schema, face_records(refs, refs, emb, schema=schema, format=FMT, format_version=VER)
+        )
+        galleries.warm()
+    (file,) = root.glob("*" + NEIGHBOURS_SUFFIX)
+    saved = neighbours.load(file)
+    # mark the saved file: a reopened set that reuses it shows the mark in its offsets
+    marked = dataclasses.replace(saved, scores=saved.scores - np.float32(0.01))
+    neighbours.save(marked, file)
+    with GallerySet.open(root) as galleries:
+        galleries.warm()
+        with galleries.reading(schema) as gallery:
+            assert gallery is not None
+            np.testing.assert_allclose(galleries.face_offsets(gallery), marked.offsets(), atol=1e-6)
+    file.write_bytes(b"broken")
+    with caplog.at_level(logging.WARNING), GallerySet.open(root) as galleries:
+        galleries.warm()
+        with galleries.reading(schema) as gallery:
+            assert gallery is not None
+            np.testing.assert_allclose(galleries.face_offsets(gallery), saved.offsets(), atol=1e-6)
+    assert "not reused, rebuilt: unreadable" in caplog.text

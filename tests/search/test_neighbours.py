@@ -150,3 +150,52 @@ def test_offsets_must_fit_the_snapshot(tmp_path: Path) -> None:
             search_face(g, emb[:1], format=FMT, format_version=VER, offsets=np.zeros(3))
         with pytest.raises(ValueError, match="one probe"):
             search_face(g, emb[:2], format=FMT, format_version=VER, offsets=np.zeros(6))
+
+
+def test_saved_lists_bring_a_later_snapshot_up_to_date(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    emb = _people(rng, 30, 3)
+    file = tmp_path / "lists.npz"
+    with Gallery.create(tmp_path / "g", face_schema(FMT, VER)) as g:
+        _append(g, emb[:60], 0)
+        neighbours.save(neighbours.refresh(None, g, gallery_embeddings(g), K), file)
+        # later: records deleted and added, and one reference back with another template
+        g.delete(["r5", "r17", "r40"])
+        _append(g, emb[60:], 60)
+        g.delete(["r2"])
+        other = _people(rng, 1, 1)
+        again = face_records(["r2"], ["x"], other, schema=g.schema, format=FMT, format_version=VER)
+        g.append(again)
+        saved = neighbours.load(file)
+        assert saved.generation < g.generation
+        lists = neighbours.refresh(saved, g, gallery_embeddings(g), K)
+        np.testing.assert_allclose(lists.offsets(), _expected(g, K), atol=1e-6)
+
+
+def test_unusable_files_are_refused(tmp_path: Path) -> None:
+    emb = _people(np.random.default_rng(10), 4, 3)
+    with Gallery.create(tmp_path / "g", face_schema(FMT, VER)) as g:
+        _append(g, emb, 0)
+        lists = neighbours.refresh(None, g, gallery_embeddings(g), K)
+    good = tmp_path / "good.npz"
+    neighbours.save(lists, good)
+    with pytest.raises(FileNotFoundError):
+        neighbours.load(tmp_path / "missing.npz")
+    data = good.read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "garbage": b"not a zip at all",
+    }
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match="unreadable"):
+            neighbours.load(tmp_path / name)
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, meta=np.array([neighbours.FILE_VERSION, 1, 12, K]), ids=lists.ids,
+             references=lists.references, scores=lists.scores,
+             neighbours=lists.neighbours + 100, checks=lists.checks)  # fmt: skip
+    with pytest.raises(ValueError, match="inconsistent"):
+        neighbours.load(bad)
+    np.savez(bad, meta=np.array([99, 1, 12, K]))
+    with pytest.raises(ValueError, match="other arrays"):
+        neighbours.load(bad)
