@@ -11,8 +11,9 @@ and one line per rank-1 miss: the probe, its genuine gallery entry and the best 
 with the minutia counts, the score and its LSS-R part, the kernel's ``aligned`` / ``overlap``
 counts, the probe minutiae that land within ALIGN_OVERLAP of the aligned gallery template (the
 other side's overlap), and the orientation-field agreement over the blocks both foregrounds
-cover under the kernel's alignment (mean cos 2Δθ; 1 = identical flow; information that the
-template does not hold today, see below).
+cover under the kernel's alignment (mean cos 2Δθ; 1 = identical flow; computed here from the
+extractor's pixel field, as the template's ``orientation`` holds it since the kernel took the
+of1 variant, see below).
 
 With ``--variants`` it also scores every variant below from the same intermediates and prints
 per-set EER and rank-1 misses (nothing here changes the matcher; figures in
@@ -28,8 +29,10 @@ benchmarks/README.md, "Accuracy: FVC2002 B sets"):
   the kernel's alignment (of1), or the best fused term (alignment share + orientation) over
   the 4 most relaxed pairs as alignment seeds (of4; the extra seeds' counts from an exact numpy
   nearest-neighbour search); w and a0 from ``--of-weight`` / ``--of-floor`` (default 0.01,
-  0.7; every combination is printed). Needs the orientation field in the template (not stored
-  today).
+  0.7; every combination is printed). of1 with the defaults is what the kernel now computes
+  (``params.FIELD_*``); here it is added to the kernel's score, which then holds it once
+  already, so run this script on the commit before the term (``1f357d9``) to reproduce the
+  prototype's table.
 
 ``--fingers N`` keeps the first N fingers of a large (synthetic) set: the per-pair numpy work
 of the variants takes ~0.5 ms a pair and seed.

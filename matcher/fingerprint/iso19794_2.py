@@ -12,15 +12,30 @@ Layout (all integers big-endian)::
       per minutia (6 bytes): type (2 bits: 01 ending, 10 bifurcation, 00 other) + x (14 bits)
       | reserved (2 bits) = 0 + y (14 bits) | angle (1 byte, units of 360/256 degrees,
       counter-clockwise) | quality (1 byte, 0..100)
-      extended data block length (2) followed by that many bytes (0 when none)
+      extended data block length (2) followed by that many bytes (0 when none): extended data
+      areas, each type code (2) | area length (2, the data bytes that follow) | data
+
+Vendor-defined extended data area :data:`FIELD_TYPE` = 0xBD01 (ISO reserves 0x0100–0xFFFF
+for vendors) carries the template's coarse orientation field (``FingerprintTemplate.
+orientation``, see ``template.py``)::
+
+      format (1) = 1 | block side in px at 500 ppi (1) = 16 | rows (2) | columns (2)
+      | rows x columns codes (1 byte each, row-major: 0..179 degrees, 255 background)
+
+rows and columns must be the image's (height // 16, width // 16). :func:`encode` writes the
+area only for templates that have a field (the extended data length is 0 otherwise, as
+before), so records without it, from this code or any other, decode as before, with no field.
+Other extended data areas are validated for framing as far as they can be and then dropped
+(an area whose length runs past the block ends the walk: some writers count the 4 header bytes
+in the length); a malformed field area is an error (reason ``bad_orientation_field``).
 
 Quantisation: :func:`encode` rounds positions to whole pixels (clamped into the image),
 angles to 1.40625° steps and the resolution to whole pixels per centimetre (500 ppi = 197 px/cm,
 decoded back as round(197 × 2.54) = 500 ppi). So ``decode(encode(t))`` equals ``t`` after that
 quantisation, and for every record this module writes, ``encode(decode(b)) == b`` exactly.
 Fields a :class:`FingerprintTemplate` has no place for (capture equipment, view number,
-impression type, a differing Y resolution, extended data) are validated and then dropped by
-:func:`decode`; :func:`encode` writes them as zero / equal to X.
+impression type, a differing Y resolution, extended data other than the field) are validated
+and then dropped by :func:`decode`; :func:`encode` writes them as zero / equal to X.
 """
 
 from __future__ import annotations
@@ -35,9 +50,13 @@ from matcher.errors import TemplateFormatError
 from matcher.fingerprint.template import (
     BIFURCATION,
     ENDING,
+    FIELD_ANGLES,
+    FIELD_BACKGROUND,
+    FIELD_BLOCK,
     MAX_COORDINATE,
     OTHER,
     FingerprintTemplate,
+    field_shape,
 )
 
 MAGIC = b"FMR\x00"
@@ -53,6 +72,11 @@ _TYPE_TO_KIND = {0: OTHER, 1: ENDING, 2: BIFURCATION}
 _KIND_TO_TYPE = {v: k for k, v in _TYPE_TO_KIND.items()}
 #: 10,000 ppi, the template type's limit.
 _MAX_PPCM = 3937
+#: Vendor-defined extended data area type of the orientation field (vendor range 0x0100+).
+FIELD_TYPE = 0xBD01
+FIELD_FORMAT = 1
+_AREA = struct.Struct(">HH")
+_FIELD_HEAD = struct.Struct(">BBHH")
 
 
 def _error(message: str, reason: str) -> TemplateFormatError:
@@ -82,7 +106,56 @@ def _view_bytes(t: FingerprintTemplate) -> bytes:
     rec[:, 4] = a
     rec[:, 5] = t.quality
     head = _VIEW.pack(t.finger_position, 0, t.image_quality, n)
-    return head + rec.tobytes() + _EXT.pack(0)
+    ext = b"" if t.orientation is None else _field_area(t.orientation)
+    return head + rec.tobytes() + _EXT.pack(len(ext)) + ext
+
+
+def _field_area(codes: np.ndarray) -> bytes:
+    rows, cols = codes.shape
+    data = _FIELD_HEAD.pack(FIELD_FORMAT, FIELD_BLOCK, rows, cols) + codes.tobytes()
+    if _AREA.size + len(data) > 0xFFFF:
+        raise _error(
+            f"an orientation field of {rows}x{cols} blocks does not fit the extended data",
+            "orientation_field_too_large",
+        )
+    return _AREA.pack(FIELD_TYPE, len(data)) + data
+
+
+def _decode_field(ext: bytes, w: int, h: int) -> np.ndarray | None:
+    """The orientation field of a view's extended data block, or None when it has none."""
+    found = None
+    pos = 0
+    while len(ext) - pos >= _AREA.size:
+        kind, length = _AREA.unpack_from(ext, pos)
+        start, pos = pos + _AREA.size, pos + _AREA.size + length
+        if kind != FIELD_TYPE:
+            if pos > len(ext):
+                break  # foreign framing (e.g. lengths counting the header): dropped anyway
+            continue
+        if found is not None:
+            raise _error("two orientation field areas in one view", "bad_orientation_field")
+        if pos > len(ext) or length < _FIELD_HEAD.size:
+            raise _error(
+                f"orientation field area of {length} bytes does not fit", "bad_orientation_field"
+            )
+        fmt, block, rows, cols = _FIELD_HEAD.unpack_from(ext, start)
+        if fmt != FIELD_FORMAT or block != FIELD_BLOCK:
+            raise _error(
+                f"orientation field format {fmt} with {block} px blocks is not "
+                f"{FIELD_FORMAT} with {FIELD_BLOCK} px",
+                "bad_orientation_field",
+            )
+        if (rows, cols) != field_shape(w, h) or length != _FIELD_HEAD.size + rows * cols:
+            raise _error(
+                f"orientation field of {rows}x{cols} blocks in {length} bytes does not match "
+                f"the {w}x{h} image",
+                "bad_orientation_field",
+            )
+        codes = np.frombuffer(ext, np.uint8, rows * cols, start + _FIELD_HEAD.size)
+        if np.any((codes >= FIELD_ANGLES) & (codes != FIELD_BACKGROUND)):
+            raise _error("orientation code out of range", "bad_orientation_field")
+        found = codes.reshape(rows, cols).copy()
+    return found
 
 
 def encode_views(templates: Sequence[FingerprintTemplate]) -> bytes:
@@ -190,6 +263,7 @@ def _decode_view(buf: bytes, pos: int, w: int, h: int, ppi: int) -> tuple[Finger
     pos = end + _EXT.size + ext_len
     if pos > len(buf):
         raise _error(f"extended data of {ext_len} bytes is cut off", "truncated")
+    orientation = _decode_field(buf[end + _EXT.size : pos], w, h)
     kind = np.array([_TYPE_TO_KIND[int(t)] for t in types], dtype=np.uint8)
     try:
         template = FingerprintTemplate(
@@ -203,6 +277,7 @@ def _decode_view(buf: bytes, pos: int, w: int, h: int, ppi: int) -> tuple[Finger
             resolution_ppi=ppi,
             image_quality=fq,
             finger_position=finger,
+            orientation=orientation,
         )
     except TemplateFormatError as exc:
         raise _error(exc.message, exc.reason) from exc

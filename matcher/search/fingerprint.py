@@ -3,9 +3,13 @@
 Gallery fields are the arrays of :class:`matcher.fingerprint.match.PackedTemplates`, stored as
 ``descriptors`` (M, d) **uint8** (cell values are integers 0..QUANT_LEVELS, so the cast back to
 float32 per block is exact and 4x less memory is mapped), ``inv_norm`` (M,) float32,
-``geometry`` (M, 4) float32, ``counts`` () int32, and for two-stage search ``preselect``
-(G, r) uint8 (:mod:`matcher.search.preselect`). M is ragged across segments (each appended
-batch is packed to its own maximum); padding rows are zero, which the kernels ignore.
+``geometry`` (M, 4) float32, ``counts`` () int32, ``orientation`` (rows, cols) uint8 (the
+template's orientation field, ``FingerprintTemplate.orientation``; 255 = background, also the
+padding; a record without a field is one background block, and the matcher's orientation term
+is then 0), and for two-stage search ``preselect`` (G, r) uint8
+(:mod:`matcher.search.preselect`). M, rows and cols are ragged across segments (each appended
+batch is packed to its own maximum); padding rows are zero, which the kernels ignore, and
+padding blocks background, which they skip. Scores are those of ``match.score`` (1:1).
 
 Every block is scored by ``score_many`` calls, one per group of similar minutia counts; rows
 that are deleted or of another finger position are removed first. A probe of finger position 0
@@ -23,7 +27,7 @@ import numpy as np
 from matcher.errors import MatcherError
 from matcher.fingerprint import match
 from matcher.fingerprint.match import params as match_params
-from matcher.fingerprint.match.types import descriptor_length
+from matcher.fingerprint.match.types import FIELD_PAD, descriptor_length, pack_fields
 from matcher.fingerprint.template import FORMAT as MINUTIAE_FORMAT
 from matcher.fingerprint.template import FORMAT_VERSION as MINUTIAE_VERSION
 from matcher.fingerprint.template import FingerprintTemplate
@@ -52,6 +56,7 @@ def fingerprint_schema() -> GallerySchema:
             "inv_norm": FieldSpec("float32", (-1,)),
             "geometry": FieldSpec("float32", (-1, 4)),
             "counts": FieldSpec("int32"),
+            "orientation": FieldSpec("uint8", (-1, -1), pad=FIELD_PAD),
             "preselect": FieldSpec(
                 "uint8", (params.PRESELECT_GALLERY_ROWS, preselect.reduced_length(d))
             ),
@@ -93,6 +98,7 @@ def fingerprint_records(
             "inv_norm": packed.inv_norm,
             "geometry": packed.geometry,
             "counts": packed.counts,
+            "orientation": stored_fields([p.field for p in prepared]),
             "preselect": np.stack([preselect.gallery_rows(p) for p in prepared]),
         }
     else:
@@ -102,6 +108,7 @@ def fingerprint_records(
             "inv_norm": np.zeros((0, 1), np.float32),
             "geometry": np.zeros((0, 1, 4), np.float32),
             "counts": np.zeros(0, np.int32),
+            "orientation": np.zeros((0, 1, 1), np.uint8),
             "preselect": np.zeros(
                 (0, params.PRESELECT_GALLERY_ROWS, preselect.reduced_length(d)), np.uint8
             ),
@@ -111,14 +118,22 @@ def fingerprint_records(
     )
 
 
+def stored_fields(fields: Sequence[np.ndarray | None]) -> np.ndarray:
+    """The ``orientation`` field array (n, rows, cols) of a batch: fields padded with
+    background; all background (n, 1, 1) when none has a field."""
+    packed = pack_fields(fields)
+    return np.full((len(fields), 1, 1), FIELD_PAD, np.uint8) if packed is None else packed
+
+
 def _check(gallery: Gallery, probe: match.SearchTemplate) -> None:
     if gallery.schema.modality != "fingerprint":
         raise TemplateFormatError("not a fingerprint gallery", reason="incompatible_format")
     gallery.schema.check_format(probe.format, probe.version)
     if dict(gallery.schema.fields) != dict(fingerprint_schema().fields):
         raise IncompatibleFormatError(
-            "the gallery's fields are not this version's (built before pre-selection was added?):"
-            " rebuild it with `bdx gallery upgrade` while the node is stopped",
+            "the gallery's fields are not this version's (built before pre-selection or the "
+            "orientation field were added?): rebuild it with `bdx gallery upgrade` while the "
+            "node is stopped",
             reason="schema_mismatch",
         )
 
@@ -160,6 +175,7 @@ def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTempla
             np.asarray(a["counts"])[r],
             format=probe.format,
             version=probe.version,
+            field=np.asarray(a["orientation"])[r],
         )
         out[group] = match.score_many(probe, packed)
     return out
@@ -210,6 +226,8 @@ def _pack_gathered(
     inv = np.empty((n, m), np.float32)
     geo = np.empty((n, m, 4), np.float32)
     counts = np.empty(n, np.int32)
+    shapes = [seg.arrays["orientation"].shape[1:] for seg, _ in parts]
+    field = np.full((n, max(h for h, _ in shapes), max(w for _, w in shapes)), FIELD_PAD, np.uint8)
     i = 0
     for seg, r in parts:
         j, a = i + r.size, seg.arrays
@@ -218,9 +236,11 @@ def _pack_gathered(
         inv[i:j] = np.asarray(a["inv_norm"])[r, :m]
         geo[i:j] = np.asarray(a["geometry"])[r, :m]
         counts[i:j] = np.asarray(a["counts"])[r]
+        f = np.asarray(a["orientation"])[r]
+        field[i:j, : f.shape[1], : f.shape[2]] = f
         i = j
     packed = match.PackedTemplates(
-        desc, inv, geo, counts, format=probe.format, version=probe.version
+        desc, inv, geo, counts, format=probe.format, version=probe.version, field=field
     )
     return ids, packed
 

@@ -2,11 +2,16 @@
 version, from the arrays it already stores: no image is read and no template re-extracted.
 
 The matcher's ``FORMAT``/``VERSION`` name the descriptor definition; the gallery's *fields* may
-still grow (``preselect`` replaced ``pooled`` for two-stage search). A gallery of another field
-set is refused by search with reason ``schema_mismatch``; :func:`upgrade_fingerprint_gallery`
-writes a new gallery beside it (live records only, with the same references, subjects,
-positions and manifest user data; an old gallery without live records keeps no user data),
-then swaps the two directories by rename and removes the old one.
+still grow (``preselect`` replaced ``pooled`` for two-stage search; ``orientation`` was added
+for the matcher's orientation-field term). Records of a gallery without ``orientation`` get
+none (one background block): the stored arrays do not hold the field, so their orientation
+term is 0 until they are enrolled again from an image or an ISO record that carries it.
+
+A gallery of another field set is refused by search with reason ``schema_mismatch``;
+:func:`upgrade_fingerprint_gallery` writes a new gallery beside it (live records only, with
+the same references, subjects, positions and manifest user data; an old gallery without live
+records keeps no user data), then swaps the two directories by rename and removes the old
+one.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from matcher.fingerprint import match
 from matcher.gallery import Block, Gallery, RecordBatch
 from matcher.gallery.errors import IncompatibleFormatError
 from matcher.search import preselect
-from matcher.search.fingerprint import DESCRIPTOR_DTYPE, fingerprint_schema
+from matcher.search.fingerprint import DESCRIPTOR_DTYPE, fingerprint_schema, stored_fields
 
 #: Fields every stored layout of this matcher version has; the rest is derived from them.
 BASE_FIELDS = ("descriptors", "inv_norm", "geometry", "counts")
@@ -49,6 +54,10 @@ def _segment_batch(old: Gallery, seg: Block) -> RecordBatch:
     inv = np.asarray(arrays["inv_norm"])[live]
     geo = np.asarray(arrays["geometry"])[live]
     counts = np.asarray(arrays["counts"])[live]
+    if "orientation" in arrays:
+        field = np.asarray(arrays["orientation"])[live]
+    else:
+        field = stored_fields([None] * live.size)
     rows = [
         preselect.gallery_rows(
             match.SearchTemplate(desc[i, :c].astype(np.float32), inv[i, :c], geo[i, :c])
@@ -61,6 +70,7 @@ def _segment_batch(old: Gallery, seg: Block) -> RecordBatch:
         "inv_norm": inv,
         "geometry": geo,
         "counts": counts,
+        "orientation": field,
         "preselect": np.stack(rows) if rows else np.zeros((0, *_preselect_shape(d)), np.uint8),
     }
     schema = fingerprint_schema()

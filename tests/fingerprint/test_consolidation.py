@@ -154,13 +154,33 @@ def test_alignment_check_equals_the_plain_definition(seed: int, turn: float, noi
     m = len(gallery)
     scratch, cells = np.empty((4, m), np.float32), np.empty(m, np.int64)
     used = np.full(len(probe) + 1, -1, np.int64)
-    got = C._align(gallery[None], 0, m, 0, 0, grid, C.FLOAT_CONSTANTS, scratch, cells, used)
+    got = C._align(
+        gallery[None],
+        0,
+        m,
+        C._transform(grid[3], gallery[None], 0, 0, 0),
+        grid,
+        C.FLOAT_CONSTANTS,
+        scratch,
+        cells,
+        used,
+    )
     assert got == _reference_alignment(probe, gallery, 0, 0, origin, shape)
     # One-to-one: a second copy of the gallery in the same template takes nothing more.
     twice = np.vstack([gallery, gallery])
     s2, c2 = np.empty((4, 2 * m), np.float32), np.empty(2 * m, np.int64)
     used[:] = -1
-    again = C._align(twice[None], 0, 2 * m, 0, 0, grid, C.FLOAT_CONSTANTS, s2, c2, used)
+    again = C._align(
+        twice[None],
+        0,
+        2 * m,
+        C._transform(grid[3], twice[None], 0, 0, 0),
+        grid,
+        C.FLOAT_CONSTANTS,
+        s2,
+        c2,
+        used,
+    )
     assert again == (got[0], 2 * got[1])
     assert got[0] <= got[1]  # an aligned minutia is in the probe's area
     if noise == 0.0:  # the probe's minutia 0 is the gallery's minutia 0: all kept ones align
@@ -181,5 +201,15 @@ def test_alignment_grid_stays_small_for_absurd_coordinates() -> None:
     scratch, cells = np.empty((4, 40), np.float32), np.empty(40, np.int64)
     grid = (origin, shape, codes, _)
     used = np.full(41, -1, np.int64)
-    got = C._align(probe[None], 0, 40, 3, 3, grid, C.FLOAT_CONSTANTS, scratch, cells, used)
+    got = C._align(
+        probe[None],
+        0,
+        40,
+        C._transform(grid[3], probe[None], 0, 3, 3),
+        grid,
+        C.FLOAT_CONSTANTS,
+        scratch,
+        cells,
+        used,
+    )
     assert got == (40, 40)

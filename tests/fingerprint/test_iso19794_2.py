@@ -88,6 +88,91 @@ def test_extended_data_is_skipped() -> None:
     assert iso.decode(bytes(b)) == iso.decode(iso.encode(_template()))
 
 
+def _field(w: int = 388, h: int = 374) -> np.ndarray:
+    codes = (np.arange((h // 16) * (w // 16)) % 181).reshape(h // 16, w // 16)
+    return np.where(codes == 180, 255, codes).astype(np.uint8)
+
+
+def test_orientation_field_travels_in_a_vendor_extended_data_area() -> None:
+    t = _template(orientation=_field())
+    b = iso.encode(t)
+    plain = iso.encode(_template())
+    rows, cols = 374 // 16, 388 // 16
+    area = 4 + 6 + rows * cols
+    assert len(b) == len(plain) + area
+    ext = b[len(plain) - 2 :]
+    assert struct.unpack(">HHHBBHH", ext[:12]) == (
+        area,
+        iso.FIELD_TYPE,
+        area - 4,
+        iso.FIELD_FORMAT,
+        16,
+        rows,
+        cols,
+    )
+    assert 0x0100 <= iso.FIELD_TYPE <= 0xFFFF  # ISO's vendor-defined range
+    back = iso.decode(b)
+    assert back.orientation is not None and np.array_equal(back.orientation, t.orientation)
+    assert iso.encode(back) == b
+    assert iso.decode(plain).orientation is None  # records without the area: no field
+    # Beside a foreign area (kept only as far as framing allows; dropped on decode).
+    foreign = b"\x00\x01\x00\x03abc"
+    data = bytearray(b)
+    data[len(plain) - 2 : len(plain)] = struct.pack(">H", area + len(foreign))
+    data[len(plain) :] = foreign + b[len(plain) :]
+    data[8:12] = struct.pack(">I", len(data))
+    assert iso.decode(bytes(data)) == back
+
+
+def _with_area(payload: bytes, kind: int = 0xBD01, count: int = 1) -> bytes:
+    plain = bytearray(iso.encode(_template()))
+    ext = (struct.pack(">HH", kind, len(payload)) + payload) * count
+    plain[-2:] = struct.pack(">H", len(ext))
+    plain += ext
+    plain[8:12] = struct.pack(">I", len(plain))
+    return bytes(plain)
+
+
+def _payload(fmt: int = 1, block: int = 16, rows: int = 23, cols: int = 24, fill: int = 7) -> bytes:
+    return struct.pack(">BBHH", fmt, block, rows, cols) + bytes([fill]) * (rows * cols)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _with_area(_payload(fmt=2)),
+        _with_area(_payload(block=8)),
+        _with_area(_payload(rows=22)),
+        _with_area(_payload(fill=200)),
+        _with_area(_payload()[:-1]),
+        _with_area(_payload()[:3]),
+        _with_area(_payload(), count=2),
+    ],
+)
+def test_malformed_orientation_fields_are_rejected(data: bytes) -> None:
+    with pytest.raises(TemplateFormatError) as e:
+        iso.decode(data)
+    assert e.value.reason == "bad_orientation_field"
+    assert "19794-2" in e.value.message
+
+
+def test_orientation_field_too_large_for_the_record() -> None:
+    w = h = 16 * 300  # 90,000 blocks do not fit a 16-bit extended data length
+    t = FingerprintTemplate(
+        x=np.zeros(0, np.float32),
+        y=np.zeros(0, np.float32),
+        angle=np.zeros(0, np.float32),
+        kind=np.zeros(0, np.uint8),
+        quality=np.zeros(0, np.uint8),
+        width=w,
+        height=h,
+        orientation=np.zeros((300, 300), np.uint8),
+    )
+    with pytest.raises(TemplateFormatError) as e:
+        iso.encode(t)
+    assert e.value.reason == "orientation_field_too_large"
+
+
 def _mutate(data: bytes, offset: int, value: bytes) -> bytes:
     return data[:offset] + value + data[offset + len(value) :]
 
@@ -141,6 +226,11 @@ def templates(draw: st.DrawFn) -> FingerprintTemplate:
     xs = [draw(fl) * (w - 1) for _ in range(n)]
     ys = [draw(fl) * (h - 1) for _ in range(n)]
     angles = [draw(st.floats(0, 2 * math.pi, exclude_max=True)) for _ in range(n)]
+    field = None
+    if draw(st.booleans()):
+        rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+        codes = rng.integers(0, 180, (h // 16, w // 16))
+        field = np.where(rng.random(codes.shape) < 0.3, 255, codes).astype(np.uint8)
     return FingerprintTemplate(
         x=np.array(xs, dtype=np.float32),
         y=np.array(ys, dtype=np.float32),
@@ -152,6 +242,7 @@ def templates(draw: st.DrawFn) -> FingerprintTemplate:
         resolution_ppi=draw(st.sampled_from([500, 569, 1000, 300])),
         image_quality=draw(st.integers(0, 100)),
         finger_position=draw(st.integers(0, 10)),
+        orientation=field,
     )
 
 
@@ -168,6 +259,7 @@ def _quantised(t: FingerprintTemplate) -> FingerprintTemplate:
         resolution_ppi=iso.ppcm_to_ppi(iso.ppi_to_ppcm(t.resolution_ppi)),
         image_quality=t.image_quality,
         finger_position=t.finger_position,
+        orientation=t.orientation,
     )
 
 

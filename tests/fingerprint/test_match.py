@@ -209,8 +209,9 @@ def test_explain_is_consistent_with_score_and_finds_true_pairs() -> None:
     sel = e.selected
     assert e.lssr_score == pytest.approx(float(e.relaxed[sel].sum()) / e.n_pairs, rel=1e-6)
     share = e.aligned / max(e.overlap, P.ALIGN_MIN_OVERLAP)
-    w = P.ALIGN_WEIGHT
-    assert e.score == pytest.approx((e.lssr_score + w * share**2) / (1 + w), rel=1e-6)
+    w, wf = P.ALIGN_WEIGHT, P.FIELD_WEIGHT
+    assert e.field_blocks == 0 and e.field_term == 0.0  # no orientation fields: term 0
+    assert e.score == pytest.approx((e.lssr_score + w * share**2) / (1 + w + wf), rel=1e-6)
     # Every minutia of b lies in a's area and lands on its counterpart.
     assert e.aligned == e.overlap == b.count
     assert np.all(e.efficiency[sel] >= 0)

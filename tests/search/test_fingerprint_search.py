@@ -181,3 +181,46 @@ def test_decision_at_target_fmr(tmp_path: Path, synth: list) -> None:
         with pytest.raises(MatcherError) as out_of_range:
             search_fingerprint(g, synth[4][1], fmr=1e-9)
         assert out_of_range.value.reason == "fmr_out_of_range"
+
+
+def _with_field(t: FingerprintTemplate, seed: int, w: int, h: int) -> FingerprintTemplate:
+    """``t`` cut to a ``w`` x ``h`` image, with a random orientation field (some background)."""
+    rng = np.random.default_rng(seed)
+    keep = (t.x < w) & (t.y < h)
+    codes = rng.integers(0, 180, (h // 16, w // 16))
+    field = np.where(rng.random(codes.shape) < 0.2, 255, codes).astype(np.uint8)
+    return FingerprintTemplate(
+        x=t.x[keep],
+        y=t.y[keep],
+        angle=t.angle[keep],
+        kind=t.kind[keep],
+        quality=t.quality[keep],
+        width=w,
+        height=h,
+        finger_position=t.finger_position,
+        orientation=field,
+    )
+
+
+def test_orientation_fields_travel_with_gallery_records(tmp_path: Path, synth: list) -> None:
+    """Records with fields of different shapes (ragged across segments), and without one:
+    exhaustive and two-stage search score exactly like 1:1."""
+    first = [_with_field(f[0], i, 388, 374) for i, f in enumerate(synth[:20])]
+    second = [_with_field(f[0], i, 300, 400) for i, f in enumerate(synth[20:35], 20)]
+    bare = [f[0] for f in synth[35:]]
+    templates = first + second + bare
+    refs = [f"f{i}" for i in range(len(templates))]
+    probes = [_with_field(synth[3][1], 99, 388, 374), synth[25][1]]
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        for lo, hi in ((0, 20), (20, 35), (35, len(templates))):
+            g.append(fingerprint_records(refs[lo:hi], refs[lo:hi], templates[lo:hi]))
+        shapes = {b.arrays["orientation"].shape[1:] for b in g.blocks(len(g))}
+        assert shapes == {(23, 24), (25, 18), (1, 1)}
+        ids = g.locate(refs)
+        for probe in probes:
+            want = np.array([match.score(probe, t) for t in templates], np.float32)
+            np.testing.assert_array_equal(fingerprint_scores(g, probe, block_rows=7)[ids], want)
+            got = search_fingerprint(g, probe, k=6, penetration=1.0, block_rows=7).candidates
+            order = np.lexsort((np.arange(len(want)), -want))[:6]
+            assert [c.reference for c in got] == [refs[i] for i in order]
+            assert [c.score for c in got] == [float(want[i]) for i in order]

@@ -203,6 +203,58 @@ def test_upgrade_rebuilds_an_old_layout_gallery(tmp_path: Path, fingers: list) -
     assert upgrade_fingerprint_gallery(path) == 0  # already current: left alone
 
 
+def test_upgrade_gives_records_of_a_gallery_without_fields_none(
+    tmp_path: Path, fingers: list
+) -> None:
+    """A gallery written before the ``orientation`` field: upgraded, its records have no field
+    (the orientation term is 0), i.e. they score as templates without one."""
+    from matcher.gallery import GallerySchema, RecordBatch
+    from matcher.search.upgrade import needs_upgrade, upgrade_fingerprint_gallery
+
+    def fielded(t: FingerprintTemplate, seed: int) -> FingerprintTemplate:
+        codes = np.random.default_rng(seed).integers(0, 180, (t.height // 16, t.width // 16))
+        return FingerprintTemplate(
+            x=t.x,
+            y=t.y,
+            angle=t.angle,
+            kind=t.kind,
+            quality=t.quality,
+            width=t.width,
+            height=t.height,
+            orientation=codes.astype(np.uint8),
+        )
+
+    refs = [f"f{i:02d}" for i in range(len(fingers))]
+    with_fields = fingerprint_records(refs, refs, [fielded(f[0], i) for i, f in enumerate(fingers)])
+    schema = fingerprint_schema()
+    fields = {k: v for k, v in schema.fields.items() if k != "orientation"}
+    old_schema = GallerySchema(schema.modality, schema.format, schema.format_version, fields)
+    old_arrays = {k: v for k, v in with_fields.arrays.items() if k != "orientation"}
+    path = tmp_path / "fingerprint"
+    with Gallery.create(path, old_schema) as g:
+        g.append(
+            RecordBatch.build(
+                refs,
+                refs,
+                with_fields.positions,
+                old_arrays,
+                format=schema.format,
+                format_version=schema.format_version,
+            )
+        )
+        assert needs_upgrade(g)
+    assert upgrade_fingerprint_gallery(path) == len(refs)
+    probe = fielded(fingers[4][1], 999)
+    with Gallery.open(path) as g:
+        assert dict(g.schema.fields) == dict(schema.fields)
+        assert np.all(np.asarray(g.blocks(len(g))[0].arrays["orientation"]) == 255)
+        got = search_fingerprint(g, probe, k=5, penetration=None).candidates
+    want = np.array([match.score(probe, f[0]) for f in fingers], np.float32)  # no fields
+    order = np.lexsort((np.arange(len(want)), -want))[:5]
+    assert [c.reference for c in got] == [refs[i] for i in order]
+    assert [c.score for c in got] == [float(want[i]) for i in order]
+
+
 def test_a_stage_of_leading_rows_scores_their_contiguous_copy(fingers: list) -> None:
     block = np.stack([preselect.gallery_rows(match.prepare(f[0])) for f in fingers[:20]])
     cols = preselect.probe_matrix(match.prepare(fingers[4][1]))

@@ -71,6 +71,12 @@ ORIENT_FIELD_SIGMA = 7.0
 #: foreground only: 1.31x (DB2) and 1.36x (DB1) the CPU time of the single pass (1.57-1.63x when
 #: the second pass filtered the whole image; templates identical).
 ORIENT_REFINE_WEIGHT = 1.0
+#: The template's coarse orientation field (``template.FIELD_BLOCK`` px blocks, the refined
+#: field above): a block needs at least this share of its pixels in the foreground, else it is
+#: background. Half: a block on the segmentation border then still has most of its ridges
+#: inside (the prototype's value, picked a priori; benchmarks/README.md, "orientation-field
+#: term").
+FIELD_MIN_FOREGROUND = 0.5
 
 # --- frequency ---------------------------------------------------------------------------------
 #: Window for the local spectrum (power of two for the FFT; holds ~3 ridges).

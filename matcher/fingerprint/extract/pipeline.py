@@ -2,7 +2,8 @@
 
 validate -> resample (500 ppi) -> normalize -> orientation -> segmentation -> frequency
 -> Gabor enhancement -> orientation refined on the enhanced image -> Gabor enhancement again
--> binarisation -> thinning -> minutiae -> filtering -> quality
+-> binarisation -> thinning -> minutiae -> filtering -> quality; the coarse orientation field
+(``template.field_codes``) travels with the template.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from matcher.fingerprint.extract.quality import image_quality, minutia_quality
 from matcher.fingerprint.extract.resample import to_working_resolution, validate
 from matcher.fingerprint.extract.segmentation import segment
 from matcher.fingerprint.extract.thinning import thin
-from matcher.fingerprint.template import FingerprintTemplate
+from matcher.fingerprint.template import FingerprintTemplate, field_codes
 
 F32 = npt.NDArray[np.float32]
 Mask = npt.NDArray[np.bool_]
@@ -93,6 +94,7 @@ def run(image: object, *, ppi: float = 500.0, finger_position: int = 0) -> Stage
         resolution_ppi=int(P.TARGET_PPI),
         image_quality=image_quality(mask, field.coherence),
         finger_position=finger_position,
+        orientation=field_codes(field.theta, mask, P.FIELD_MIN_FOREGROUND),
     )
     return Stages(
         img, norm, field.theta, field.coherence, mask, period, enhanced, ridges, skeleton, cand,

@@ -1,4 +1,5 @@
-"""Steps 2–4 of the kernel (after the GEMM), compiled: best partners, LSS-R, score.
+"""Steps 2–6 of the kernel (after the GEMM), compiled: best partners, LSS-R, alignment check,
+orientation-field agreement, score.
 
 The GEMM leaves a (nb*M, mp) matrix of integer dot products. Everything after it is small,
 per-template work (M rows, R = N_RELAX candidate pairs, R x R compatibilities) that numpy can
@@ -15,7 +16,9 @@ compile time and its on-disk cache would keep stale tunables).
 
 Array arguments (shapes as in ``kernel.py``): ``prod`` (nb*M, mp) float32 GEMM output;
 ``p_inv`` (mp,), ``p_geo`` (mp, 4) probe; ``g_inv`` (nb, M), ``g_geo`` (nb, M, 4),
-``counts`` (nb,) gallery; ``n_pairs_table`` (MAX_MINUTIAE + 1,) int64; outputs (nb, R) or (nb,).
+``counts`` (nb,) gallery; ``n_pairs_table`` (MAX_MINUTIAE + 1,) int64; ``fields``: the
+probe's orientation field (rows, cols) uint8 and the gallery's (nb, rows, cols) uint8 (255 =
+background; an all-background (1, 1) field stands for none); outputs (nb, R) or (nb,).
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ Probe = tuple[F32, F32, int]
 #: geometry with a far-away dummy row appended (float32 (mp + 1, 4)).
 Grid = tuple[F32, I64, I32, F32]
 #: See :func:`empty_outputs`.
-Outputs = tuple[I64, I64, Bool, F32, F32, F32, Bool, I64, F32, I64, I64, F32]
+Outputs = tuple[I64, I64, Bool, F32, F32, F32, Bool, I64, F32, I64, I64, F32, F32, I64]
+#: Orientation fields as the compiled code takes them: probe (rows, cols), gallery (nb, rows,
+#: cols), uint8 codes.
+Fields = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8]]
 
 
 def _beyond(mu: float, tau: float) -> float:
@@ -75,11 +81,22 @@ FLOAT_CONSTANTS = np.array(
         params.ALIGN_OVERLAP,
         params.ALIGN_CELL,
         params.ALIGN_DISTANCE,
-        1.0 / (1.0 + params.ALIGN_WEIGHT),
+        1.0 / (1.0 + params.ALIGN_WEIGHT + params.FIELD_WEIGHT),
         float(params.ALIGN_GRID_SIDE),
+        params.FIELD_WEIGHT,
+        params.FIELD_FLOOR,
+        float(params.FIELD_FULL_BLOCKS),
+        float(params.FIELD_BLOCK),
     ],
     np.float32,
 )
+#: cos and sin of the doubled orientation 2a of each field code a (degrees 0..179); 0 for the
+#: codes that are not angles (the background code is skipped before it is read).
+_CODES = np.arange(256)
+FIELD_COS = np.where(_CODES < 180, np.cos(np.radians(2.0 * _CODES)), 0.0).astype(np.float32)
+FIELD_SIN = np.where(_CODES < 180, np.sin(np.radians(2.0 * _CODES)), 0.0).astype(np.float32)
+#: The field of a template without one: a single background block.
+NO_FIELD = np.full((1, 1), 255, np.uint8)
 #: Integer constants: R, relaxation iterations, MAX_MINUTIAE.
 INT_CONSTANTS = np.array([params.N_RELAX, params.RELAX_ITERATIONS, params.MAX_MINUTIAE], np.int64)
 
@@ -300,12 +317,25 @@ def probe_grid(p_geo: F32, count: int, fc: F32) -> Grid:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _transform(
+    pts: F32, g_geo: F32, b: int, pi: int, row: int
+) -> tuple[np.float32, np.float32, np.float32, np.float32]:
+    """cos, sin, tx, ty turning and shifting gallery template b so that its minutia ``row``
+    lies on probe minutia ``pi``."""
+    c = pts[pi, 2] * g_geo[b, row, 2] + pts[pi, 3] * g_geo[b, row, 3]
+    s = pts[pi, 3] * g_geo[b, row, 2] - pts[pi, 2] * g_geo[b, row, 3]
+    tx = pts[pi, 0] - (c * g_geo[b, row, 0] - s * g_geo[b, row, 1])
+    ty = pts[pi, 1] - (s * g_geo[b, row, 0] + c * g_geo[b, row, 1])
+    return c, s, tx, ty
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _align(
-    g_geo: F32, b: int, count: int, pi: int, row: int, grid: Grid, fc: F32, scratch: F32,
-    cells: I64, used: I64,
+    g_geo: F32, b: int, count: int, transform: tuple[np.float32, np.float32, np.float32,
+    np.float32], grid: Grid, fc: F32, scratch: F32, cells: I64, used: I64,
 ) -> tuple[int, int]:  # fmt: skip
-    """Gallery template b turned and shifted so that its minutia ``row`` lies on probe minutia
-    ``pi``: (gallery minutiae whose grid cell's probe minutia lies within ALIGN_DISTANCE and
+    """Gallery template b turned and shifted by ``transform`` (:func:`_transform`): (gallery
+    minutiae whose grid cell's probe minutia lies within ALIGN_DISTANCE and
     ALIGN_ANGLE of them and was not taken by an earlier row: one-to-one; gallery minutiae in a
     cell flagged as the probe's area). ``scratch`` (4, M) and ``cells`` (M,) are work space;
     ``used`` (mp + 1,) holds the last template index that took each probe minutia. A first,
@@ -316,10 +346,7 @@ def _align(
     nx, ny = shape[0], shape[1]
     top_x, top_y = np.float32(nx - 1), np.float32(ny - 1)
     per_cell = np.float32(1.0) / origin[2]
-    c = pts[pi, 2] * g_geo[b, row, 2] + pts[pi, 3] * g_geo[b, row, 3]
-    s = pts[pi, 3] * g_geo[b, row, 2] - pts[pi, 2] * g_geo[b, row, 3]
-    tx = pts[pi, 0] - (c * g_geo[b, row, 0] - s * g_geo[b, row, 1])
-    ty = pts[pi, 1] - (s * g_geo[b, row, 0] + c * g_geo[b, row, 1])
+    c, s, tx, ty = transform
     for i in range(count):
         x = c * g_geo[b, i, 0] - s * g_geo[b, i, 1] + tx
         y = s * g_geo[b, i, 0] + c * g_geo[b, i, 1] + ty
@@ -348,13 +375,57 @@ def _align(
 
 
 @numba.njit(cache=True, nogil=True)
+def _field_agreement(
+    p_field: npt.NDArray[np.uint8], g_field: npt.NDArray[np.uint8], b: int,
+    transform: tuple[np.float32, np.float32, np.float32, np.float32], fc: F32,
+    f_cos: F32, f_sin: F32,
+) -> tuple[np.float32, int]:  # fmt: skip
+    """(mean cos 2Δθ, blocks) over the foreground blocks of gallery field b whose centre,
+    turned and shifted by ``transform`` (geometry frame: x right, y up), lands on a foreground
+    block of the probe's field; (0, 0) when none does. The gallery's doubled angle is turned
+    by twice the rotation: cos 2(θp - θg - turn) = cos 2θp cos(2θg + 2 turn) + sin 2θp
+    sin(2θg + 2 turn), all from the code tables."""
+    c, s, tx, ty = transform
+    side = fc[24]
+    per_block = np.float32(1.0) / side
+    c2 = c * c - s * s
+    s2 = np.float32(2.0) * c * s
+    rows, cols = p_field.shape[0], p_field.shape[1]
+    top_x, top_y = np.float32(cols), np.float32(rows)
+    total = np.float32(0.0)
+    n = 0
+    for r in range(g_field.shape[1]):
+        cy = -(np.float32(r) + np.float32(0.5)) * side
+        for q in range(g_field.shape[2]):
+            code = g_field[b, r, q]
+            if code == 255:
+                continue
+            cx = (np.float32(q) + np.float32(0.5)) * side
+            fx = (c * cx - s * cy + tx) * per_block
+            fy = -(s * cx + c * cy + ty) * per_block
+            if not (fx >= np.float32(0.0) and fy >= np.float32(0.0) and fx < top_x and fy < top_y):
+                continue
+            pc = p_field[int(fy), int(fx)]
+            if pc == 255:
+                continue
+            gc = f_cos[code] * c2 - f_sin[code] * s2
+            gs = f_sin[code] * c2 + f_cos[code] * s2
+            total += f_cos[pc] * gc + f_sin[pc] * gs
+            n += 1
+    if n == 0:
+        return np.float32(0.0), 0
+    return np.float32(total / np.float32(n)), n
+
+
+@numba.njit(cache=True, nogil=True)
 def post_gemm(
     prod: F32, m: int, probe: Probe, grid: Grid, g_inv: F32, g_geo: F32, counts: I64,
-    n_pairs_table: I64, fc: F32, ic: I64, out: Outputs,
+    n_pairs_table: I64, fc: F32, ic: I64, fields: Fields, f_cos: F32, f_sin: F32, out: Outputs,
 ) -> None:  # fmt: skip
-    """Steps 2–5 for every template of the block; fills ``out`` (see :func:`empty_outputs`)."""
+    """Steps 2–6 for every template of the block; fills ``out`` (see :func:`empty_outputs`)."""
     out_p, out_g, out_usable, out_local, out_relaxed, out_eff, out_selected, out_np = out[:8]
-    out_score, out_aligned, out_overlap, out_lssr = out[8:]
+    out_score, out_aligned, out_overlap, out_lssr, out_agreement, out_blocks = out[8:]
+    p_field, g_field = fields
     _, p_geo, probe_count = probe
     nb = counts.shape[0]
     r, iterations, max_minutiae = ic[0], ic[1], ic[2]
@@ -418,24 +489,33 @@ def post_gemm(
             out_relaxed[b, t] = lam[t]
         out_np[b] = n_pairs
         lssr = np.float32(total / n_pairs)
-        # Step 5: alignment on the seed pair, if any.
+        # Step 5: alignment on the seed pair, if any; step 6: orientation fields under it.
         aligned, overlap = 0, 0
+        agreement, blocks = np.float32(0.0), 0
         if seed >= 0:
+            transform = _transform(grid[3], g_geo, b, out_p[b, seed], out_g[b, seed])
             aligned, overlap = _align(
-                g_geo, b, counts[b], out_p[b, seed], out_g[b, seed], grid, fc, scratch, cells, used
+                g_geo, b, counts[b], transform, grid, fc, scratch, cells, used
             )
+            agreement, blocks = _field_agreement(p_field, g_field, b, transform, fc, f_cos, f_sin)
         share = np.float32(aligned) / max(np.float32(overlap), fc[15])
+        gain = (agreement - fc[22]) / (np.float32(1.0) - fc[22])
+        gain = min(max(gain, np.float32(0.0)), np.float32(1.0))
+        cover = min(np.float32(blocks) / fc[23], np.float32(1.0))
         out_aligned[b] = aligned
         out_overlap[b] = overlap
         out_lssr[b] = lssr
-        out_score[b] = (lssr + fc[14] * share * share) * fc[19]  # in [0, 1]
+        out_agreement[b] = agreement
+        out_blocks[b] = blocks
+        field_term = fc[21] * gain * gain * cover
+        out_score[b] = (lssr + fc[14] * share * share + field_term) * fc[19]  # in [0, 1]
 
 
 def empty_outputs(nb: int) -> Outputs:
     """The arrays :func:`post_gemm` fills for a block of nb templates, in the order of
     :class:`matcher.fingerprint.match.kernel.Consolidation`: probe and gallery index, usable,
-    local, relaxed, efficiency, selected (nb, R); n_pairs, score, aligned, overlap, lssr
-    (nb,)."""
+    local, relaxed, efficiency, selected (nb, R); n_pairs, score, aligned, overlap, lssr,
+    field agreement, field blocks (nb,)."""
     r = params.N_RELAX
     return (
         np.empty((nb, r), np.int64),
@@ -450,4 +530,6 @@ def empty_outputs(nb: int) -> Outputs:
         np.empty(nb, np.int64),
         np.empty(nb, np.int64),
         np.empty(nb, np.float32),
+        np.empty(nb, np.float32),
+        np.empty(nb, np.int64),
     )

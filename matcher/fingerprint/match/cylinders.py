@@ -55,7 +55,8 @@ def kept_indices(template: FingerprintTemplate) -> npt.NDArray[np.int64]:
 
 
 def prepare(template: FingerprintTemplate) -> SearchTemplate:
-    """Cylinders and geometry of ``template`` (m minutiae -> descriptors (m, d) float32)."""
+    """Cylinders and geometry of ``template`` (m minutiae -> descriptors (m, d) float32); its
+    orientation field, if any, as it is."""
     if not isinstance(template, FingerprintTemplate):
         raise TemplateFormatError(f"expected a FingerprintTemplate, got {type(template).__name__}")
     order = kept_indices(template)
@@ -67,7 +68,9 @@ def prepare(template: FingerprintTemplate) -> SearchTemplate:
     d = descriptor_length()
     if m == 0:
         empty = np.zeros((0, d), np.float32)
-        return SearchTemplate(empty, np.zeros(0, np.float32), geometry.reshape(0, 4))
+        return SearchTemplate(
+            empty, np.zeros(0, np.float32), geometry.reshape(0, 4), field=template.orientation
+        )
 
     pts = np.stack([x, y], axis=1)  # (m, 2)
     off = cell_offsets()  # (C, 2)
@@ -106,4 +109,6 @@ def prepare(template: FingerprintTemplate) -> SearchTemplate:
     norm = np.sqrt((desc * desc).sum(axis=1))
     inv = np.zeros(m, np.float64)
     inv[norm > 0] = 1.0 / norm[norm > 0]
-    return SearchTemplate(desc.astype(np.float32), inv.astype(np.float32), geometry)
+    return SearchTemplate(
+        desc.astype(np.float32), inv.astype(np.float32), geometry, field=template.orientation
+    )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from matcher.fingerprint.match import params
 from matcher.fingerprint.match.cylinders import kept_indices, prepare
 from matcher.fingerprint.match.kernel import consolidate
 from matcher.fingerprint.match.types import pack
@@ -29,9 +30,14 @@ class Explanation:
     * ``aligned``, ``overlap``: the alignment check (``kernel.py``, step 5), made on the usable
       pair of highest ``relaxed`` (the first of equal ones): minutiae of ``b`` that land on a
       minutia of ``a``, and that land in ``a``'s area.
+    * ``field_agreement``, ``field_blocks``: the orientation fields under the same alignment
+      (``kernel.py``, step 6): mean cos 2Δθ over the common foreground blocks, and how many
+      (0, 0 when either template has no field).
+    * ``field_term``: FIELD_WEIGHT * clip((field_agreement - FIELD_FLOOR) / (1 - FIELD_FLOOR),
+      0, 1)² * min(field_blocks / FIELD_FULL_BLOCKS, 1).
     * ``score``: the final score, equal to :func:`matcher.fingerprint.match.score` (a, b):
-      (lssr_score + ALIGN_WEIGHT * (aligned / max(overlap, ALIGN_MIN_OVERLAP))²) /
-      (1 + ALIGN_WEIGHT).
+      (lssr_score + ALIGN_WEIGHT * (aligned / max(overlap, ALIGN_MIN_OVERLAP))² + field_term)
+      / (1 + ALIGN_WEIGHT + FIELD_WEIGHT).
     """
 
     a_index: npt.NDArray[np.int64]
@@ -45,6 +51,9 @@ class Explanation:
     lssr_score: float
     aligned: int
     overlap: int
+    field_agreement: float
+    field_blocks: int
+    field_term: float
     score: float
 
     @property
@@ -75,5 +84,14 @@ def explain(a: FingerprintTemplate, b: FingerprintTemplate) -> Explanation:
         lssr_score=float(c.lssr[0]),
         aligned=int(c.aligned[0]),
         overlap=int(c.overlap[0]),
+        field_agreement=float(c.field_agreement[0]),
+        field_blocks=int(c.field_blocks[0]),
+        field_term=_field_term(float(c.field_agreement[0]), int(c.field_blocks[0])),
         score=float(c.score[0]),
     )
+
+
+def _field_term(agreement: float, blocks: int) -> float:
+    """The orientation term of the score (float64 here; the kernel's is float32)."""
+    gain = min(max((agreement - params.FIELD_FLOOR) / (1.0 - params.FIELD_FLOOR), 0.0), 1.0)
+    return params.FIELD_WEIGHT * gain * gain * min(blocks / params.FIELD_FULL_BLOCKS, 1.0)

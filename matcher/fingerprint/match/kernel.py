@@ -15,8 +15,13 @@ Shapes: probe ``mp`` minutiae; block ``nb`` templates of ``M`` rows; ``d`` descr
 5. Alignment check: the gallery template turned and shifted onto the probe by the pair of
    highest relaxed similarity; ``aligned`` gallery minutiae land on a probe minutia (position
    and direction, each probe minutia once), ``overlap`` land in the probe's area. Score =
-   (LSS-R score + ALIGN_WEIGHT * (aligned / max(overlap, ALIGN_MIN_OVERLAP))²) /
-   (1 + ALIGN_WEIGHT), in [0, 1] (params.py says why).
+   (LSS-R score + ALIGN_WEIGHT * (aligned / max(overlap, ALIGN_MIN_OVERLAP))² + field term) /
+   (1 + ALIGN_WEIGHT + FIELD_WEIGHT), in [0, 1] (params.py says why).
+6. Field term, under the same alignment: the mean cos 2Δθ of the two orientation fields over
+   the gallery's foreground blocks that land on the probe's foreground (``agreement``, over
+   ``field_blocks`` blocks), FIELD_WEIGHT * clip((agreement - FIELD_FLOOR) / (1 -
+   FIELD_FLOOR), 0, 1)² * min(field_blocks / FIELD_FULL_BLOCKS, 1); 0 when either template
+   has no field.
 
 Differences from MCC, all for batch speed: cylinders are coarser (128 values, see params);
 local similarity is the cosine of the integer cylinders (one GEMM) rather than MCC's normalised
@@ -62,7 +67,8 @@ class Consolidation:
     similarity λ0; ``relaxed``: λ after relaxation; ``efficiency``: relaxed / local;
     ``selected``: the pairs averaged into the LSS-R score; ``n_pairs`` (nb,): nP; ``score``
     (nb,); ``aligned``, ``overlap`` (nb,): the alignment check's counts (step 5); ``lssr``
-    (nb,): the LSS-R part of the score.
+    (nb,): the LSS-R part of the score; ``field_agreement`` (nb,) float32, ``field_blocks``
+    (nb,): the orientation fields' mean cos 2Δθ and common blocks (step 6; 0 without fields).
     """
 
     probe_index: I64
@@ -77,6 +83,8 @@ class Consolidation:
     aligned: I64
     overlap: I64
     lssr: F32
+    field_agreement: F32
+    field_blocks: I64
 
 
 def _sigmoid(v: npt.NDArray[np.floating], mu: float, tau: float) -> npt.NDArray[np.floating]:
@@ -131,6 +139,12 @@ def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidati
         prod = np.zeros((nb * m, 1), np.float32)
         arrays = (np.zeros(1, np.float32), np.zeros((1, 4), np.float32), 0)
     grid = _alignment_grid(probe)
+    p_field = consolidation.NO_FIELD if probe.field is None else probe.field
+    g_field = gallery.field
+    if g_field is None or g_field.shape[1] == 0 or g_field.shape[2] == 0:
+        g_field = np.broadcast_to(consolidation.NO_FIELD, (nb, 1, 1))
+    if p_field.shape[0] == 0 or p_field.shape[1] == 0:
+        p_field = consolidation.NO_FIELD
     out = consolidation.empty_outputs(nb)
     # Contiguous arrays only, so the compiled code has one specialisation to compile or load.
     consolidation.post_gemm(
@@ -144,6 +158,9 @@ def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidati
         _N_PAIRS,
         consolidation.FLOAT_CONSTANTS,
         consolidation.INT_CONSTANTS,
+        (np.ascontiguousarray(p_field), np.ascontiguousarray(g_field)),
+        consolidation.FIELD_COS,
+        consolidation.FIELD_SIN,
         out,
     )
     return Consolidation(*out)
@@ -170,6 +187,7 @@ def score_many(probe: SearchTemplate, gallery: PackedTemplates) -> F32:
             gallery.counts[s : s + step],
             gallery.format,
             gallery.version,
+            None if gallery.field is None else gallery.field[s : s + step],
         )
         out[s : s + step] = _consolidate(probe, part).score
     return out

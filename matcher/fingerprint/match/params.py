@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+from matcher.fingerprint import template
+
 # --- Cylinders (local descriptors) -------------------------------------------------------------
 
 #: Cylinder radius. MCC default (70 px at 500 ppi, about 7 ridges): large enough to be
@@ -181,6 +183,49 @@ ALIGN_CELL = 4.0
 #: ALIGN_GRID_SIDE * ALIGN_CELL (1,600 px, the extractor's largest image) get wider cells, so a
 #: template with absurd coordinates (ISO allows 16,383 px) cannot make the grid huge.
 ALIGN_GRID_SIDE = 400
+
+# --- Orientation-field agreement (fused into the score) ----------------------------------------
+#
+# Templates may carry a coarse orientation field (``FingerprintTemplate.orientation``: one
+# angle code per FIELD_BLOCK px block, 255 outside the foreground). Under the alignment the
+# check above found (the most supported pair as seed), each foreground block of the gallery
+# template is turned and shifted onto the probe; where its centre lands on a foreground block
+# of the probe, cos 2Δθ of the two orientations (gallery turned by the alignment's rotation)
+# counts. a = the mean over those common blocks; the score gains
+# FIELD_WEIGHT * clip((a - FIELD_FLOOR) / (1 - FIELD_FLOOR), 0, 1)² * min(blocks /
+# FIELD_FULL_BLOCKS, 1) and is divided by (1 + ALIGN_WEIGHT + FIELD_WEIGHT), so it stays in
+# [0, 1]. When either template has no field, or no seed aligns them, the term is 0 (neutral:
+# the score is the minutiae score times (1 + ALIGN_WEIGHT) / (1 + ALIGN_WEIGHT + FIELD_WEIGHT),
+# and the FMR table, measured on templates with fields, is conservative for such records).
+#
+# Why: on FVC2002's rank-1 misses the genuine and the best impostor entries align as many
+# minutiae, while the flow of the ridges separates them: under the kernel's alignment, the
+# genuine median of a is 0.97-0.98 (10th percentile 0.92-0.96) on DB1-DB4 against an impostor
+# median of 0.42-0.54 (99th percentile 0.90-0.94). Prototype (benchmarks/fingerprint_misses.py
+# "of1", benchmarks/README.md, "Rank-1 misses of DB1 and DB2 revisited"): EER DB1-DB4 0.72 /
+# 1.46 / 4.28 / 2.50% -> 0.72 / 1.43 / 3.57 / 1.43%, rank-1 misses 5 / 8 / 22 / 11 -> 4 / 5 /
+# 17 / 8, and on a synthetic set 0.93% / 12 -> 0.85% / 10. The values below are the
+# prototype's defaults, chosen before it ran: every weight 0.003-0.03 with floor 0.5-0.7, and
+# blocks of 8 or 24 px, lowered the EER of DB2-DB4 and the misses of every set, i.e. the grid
+# is flat around them and nothing here is fitted to the sets. The best-of-four-seeds variant
+# (of4) gained more on DB2-DB3 but needs three more alignments per template (~70% of the
+# kernel's time against ~15% for this one); not done.
+#
+#: Weight of the term, against LSS-R (genuine medians 0.09-0.39, impostor 99th percentile
+#: 0.005-0.009) and ALIGN_WEIGHT: a perfect flow agreement over a full overlap adds 0.01, about
+#: the impostor 99.9th percentile, so it can lift a genuine pair lost among impostors but not
+#: carry an impostor whose minutiae do not agree (impostors reach a > 0.9 at 1%).
+FIELD_WEIGHT = 0.01
+#: Agreement below this counts nothing: impostors of the same pattern class agree at 0.4-0.6
+#: (the median) on the flow's broad shape alone; genuine pairs sit above 0.9.
+FIELD_FLOOR = 0.7
+#: Common blocks for the full weight (fewer scale it down linearly): 100 blocks of 16 px are
+#: ~25,600 px², about a third of a plain FVC impression's foreground (190-283 blocks), so a
+#: sliver of overlap cannot carry a full-weight agreement.
+FIELD_FULL_BLOCKS = 100
+#: Block side (px at 500 ppi): the template's (``matcher.fingerprint.template.FIELD_BLOCK``,
+#: two ridge periods; 1 byte a block). The kernel reads it from here.
+FIELD_BLOCK = template.FIELD_BLOCK
 
 # --- Packing -----------------------------------------------------------------------------------
 

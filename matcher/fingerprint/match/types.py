@@ -29,6 +29,9 @@ VERSION = 1
 #: the ISO angle θ is an ordinary counter-clockwise angle), cos θ, sin θ (the kernel needs only
 #: these, and plain arithmetic on them is bit-reproducible where trigonometry may not be).
 GEOMETRY_COLUMNS = ("x", "y_up", "cos", "sin")
+#: Orientation code of a background block (``matcher.fingerprint.template.FIELD_BACKGROUND``),
+#: also the padding of packed fields.
+FIELD_PAD = 255
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +42,9 @@ class SearchTemplate:
       cylinders are all zero).
     * ``inv_norm`` (m,) float32: 1 / Euclidean norm of each descriptor, 0 for invalid ones.
     * ``geometry`` (m, 4) float32: see :data:`GEOMETRY_COLUMNS`.
+    * ``field`` (rows, cols) uint8 or None: the template's orientation field
+      (``FingerprintTemplate.orientation``: degrees 0..179, 255 background); None when the
+      template has none (the orientation term is then 0).
     """
 
     descriptors: npt.NDArray[np.float32]
@@ -46,6 +52,7 @@ class SearchTemplate:
     geometry: npt.NDArray[np.float32]
     format: str = FORMAT
     version: int = VERSION
+    field: npt.NDArray[np.uint8] | None = None
 
     @property
     def count(self) -> int:
@@ -60,8 +67,11 @@ class PackedTemplates:
     * ``inv_norm`` (nb, M) float32, padded rows zero.
     * ``geometry`` (nb, M, 4) float32, padded rows zero.
     * ``counts`` (nb,) int32: real minutiae of each template (rows ``>= counts[b]`` are padding).
+    * ``field`` (nb, rows, cols) uint8 or None: orientation fields padded with
+      :data:`FIELD_PAD` (255, background) to the block's largest; a template without a field
+      is all background; None = no template of the block has one.
 
-    Scores never depend on ``M`` or on the other templates of the block.
+    Scores never depend on ``M``, on the field padding or on the other templates of the block.
     """
 
     descriptors: npt.NDArray[np.float32]
@@ -70,6 +80,7 @@ class PackedTemplates:
     counts: npt.NDArray[np.int32]
     format: str = FORMAT
     version: int = VERSION
+    field: npt.NDArray[np.uint8] | None = None
 
     def __post_init__(self) -> None:
         check_packed(self)
@@ -124,6 +135,10 @@ def check_packed(p: PackedTemplates) -> None:
         raise TemplateFormatError("geometry must be float32 and counts int32")
     if nb and (p.counts.min() < 0 or p.counts.max() > m):
         raise TemplateFormatError("counts out of range for the block's row length")
+    if p.field is not None and (
+        p.field.ndim != 3 or p.field.shape[0] != nb or p.field.dtype != np.uint8
+    ):
+        raise TemplateFormatError(f"field must be uint8 (nb, rows, cols), got {p.field.shape}")
 
 
 def check_search_template(t: SearchTemplate) -> None:
@@ -139,6 +154,8 @@ def check_search_template(t: SearchTemplate) -> None:
         raise TemplateFormatError(f"descriptors must be float32 (m, {descriptor_length()})")
     if t.inv_norm.shape != (m,) or t.geometry.shape != (m, 4):
         raise TemplateFormatError("inv_norm/geometry do not match the descriptors")
+    if t.field is not None and (t.field.ndim != 2 or t.field.dtype != np.uint8):
+        raise TemplateFormatError("field must be a uint8 (rows, cols) array")
 
 
 def pack(templates: Sequence[SearchTemplate], row_length: int | None = None) -> PackedTemplates:
@@ -171,4 +188,19 @@ def pack(templates: Sequence[SearchTemplate], row_length: int | None = None) -> 
         inv[b, :n] = t.inv_norm
         geo[b, :n] = t.geometry
         counts[b] = n
-    return PackedTemplates(desc, inv, geo, counts)
+    return PackedTemplates(desc, inv, geo, counts, field=pack_fields([t.field for t in templates]))
+
+
+def pack_fields(fields: Sequence[npt.NDArray[np.uint8] | None]) -> npt.NDArray[np.uint8] | None:
+    """(nb, rows, cols) uint8: the fields padded with FIELD_PAD to the largest (a missing one
+    all FIELD_PAD); None when none is given."""
+    present = [f for f in fields if f is not None]
+    if not present:
+        return None
+    rows = max(max(f.shape[0] for f in present), 1)
+    cols = max(max(f.shape[1] for f in present), 1)
+    out = np.full((len(fields), rows, cols), FIELD_PAD, np.uint8)
+    for b, f in enumerate(fields):
+        if f is not None:
+            out[b, : f.shape[0], : f.shape[1]] = f
+    return out
