@@ -18,7 +18,8 @@ on later runs. Figures are medians over ``--repeats``; baselines run in the same
   probes of the distinct fingers (second impressions), by subject.
 * face neighbour lists (``--neighbours``; the CSLS offsets the node ranks face searches by,
   ``matcher.search.neighbours``): on a copy of the face gallery, the first build (CPU and
-  wall), then the refresh after appending 1 and 1,000 records and after deleting 10; and one
+  wall), then the refresh after appending 1 and 1,000 records and after deleting 10, a
+  restart from the saved lists (``neighbours.save``, then ``load`` + refresh); and one
   probe ranked by CSLS with a threshold (``csls_2t_ms``) against the plain cosine search
   (``ours_2t_ms``) in the same process.
 * fusion: subjects with two fingers (positions 1 and 2), probed with second impressions;
@@ -232,7 +233,16 @@ def bench_neighbours(n: int, repeats: int) -> dict[str, float]:
                 g.append(batch)
                 lists = refresh(f"append{m}", lists, g)
             g.delete(list(rng.choice(g.references(), size=10, replace=False)))
-            offsets = refresh("delete10", lists, g).offsets()
+            lists = refresh("delete10", lists, g)
+            offsets = lists.offsets()
+            saved = Path(tmp) / "lists.npz"
+            c0, t0 = time.process_time(), time.perf_counter()
+            neighbours.save(lists, saved)
+            row["save_wall_s"] = time.perf_counter() - t0
+            c0, t0 = time.process_time(), time.perf_counter()
+            refresh("restart", neighbours.load(saved), g)
+            row["restart_cpu_s"] = time.process_time() - c0  # load + refresh, as at start-up
+            row["restart_wall_s"] = time.perf_counter() - t0
             q = rng.standard_normal((1, 128), dtype=np.float32)
             q /= np.linalg.norm(q)
 
