@@ -23,6 +23,7 @@ from matcher.errors import BdxError
 from matcher.face import models
 from matcher.face.pipeline import ExtractOptions, FaceExtraction, extract_face
 from matcher.imageio import Source
+from matcher.workers import exit_with_parent
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ _options: ExtractOptions | None = None
 
 def _init_worker(options: ExtractOptions) -> None:
     global _options
+    exit_with_parent()
     _options = options
     models.warm_up(options.detector)
 

@@ -21,6 +21,7 @@ from matcher.synthetic.errors import SyntheticParameterError, check_count
 from matcher.synthetic.impression import ImpressionProfile, make_impression, resolve_profile
 from matcher.synthetic.master import check_seed, make_master
 from matcher.synthetic.params import MASTER_SHAPE
+from matcher.workers import exit_with_parent
 
 FORMATS = ("png", "tif", "bmp")
 #: Below this many images a process pool costs more (start-up, imports) than it saves.
@@ -101,7 +102,9 @@ def write_dataset(
     else:
         # spawn, not fork: forking a process whose OpenCV/BLAS thread pools are running is unsafe.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=n_workers, mp_context=context, initializer=exit_with_parent
+        ) as pool:
             futures = {
                 f: pool.submit(
                     _write_finger, str(out), seed, f, impressions, fmt, prof, master_shape

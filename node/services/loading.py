@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from matcher.errors import BdxError
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import prepare_checked
+from matcher.workers import exit_with_parent
 from node.db.models import Modality, TemplateRecord
 from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import FileKind, SourceFile
@@ -193,7 +194,9 @@ def _pool(workers: int) -> Iterator[Executor | None]:
         return
     # spawn: forking a process that holds database connections and threads is unsafe.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=count, mp_context=context, initializer=exit_with_parent
+    ) as pool:
         yield pool
 
 

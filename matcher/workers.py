@@ -1,0 +1,34 @@
+"""Worker processes that do not outlive the process that started them.
+
+A process pool's workers are separate processes: when their parent is killed (a crash, an
+operator's ``kill -9`` in the middle of a bulk load) nothing tells them, and a worker busy with
+an image, or waiting on its task queue, can linger for minutes holding memory and CPU.
+:func:`exit_with_parent` is a pool initializer (or the first call of one) that starts a daemon
+thread which ends the worker as soon as its parent is gone (the kernel re-parents orphans, so
+``os.getppid()`` changes).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+#: Seconds between checks of the parent: an orphan is gone within about this long, and one
+#: ``getppid`` call a second costs nothing measurable.
+PARENT_POLL_S = 1.0
+#: Exit status of a worker ended because its parent was gone.
+EXIT_ORPHANED = 70
+
+
+def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
+    """Pool initializer: end this process (``os._exit``) once its parent process is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="bdx-parent-watch", daemon=True).start()
