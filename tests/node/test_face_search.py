@@ -15,6 +15,8 @@ from skimage import data as skdata
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from matcher.face.hubness import csls_offsets
+from matcher.face.params import CSLS_K
 from matcher.face.template import FaceTemplate
 from node.api.app import create_app
 from node.db.models import AuditEvent, Modality, Role
@@ -145,3 +147,50 @@ def test_face_search_needs_officer(client: TestClient, make_token: object) -> No
     operator = bearer(make_token(Role.OPERATOR))  # type: ignore[operator]
     r = client.post("/search/face", headers=operator, json={})
     assert (r.status_code, r.json()["error"]) == (403, "wrong_role")
+
+
+def test_candidates_are_ranked_by_csls(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    sessions: sessionmaker[Session],
+) -> None:
+    """A crowded person (four near-identical records) ranks below a lone record of a somewhat
+    lower cosine: the node ranks by CSLS with the offsets of its gallery (that records at or
+    above the threshold come first is tested in tests/search/test_neighbours.py)."""
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    rng = np.random.default_rng(11)
+    basis = np.eye(128, dtype=np.float32)
+    people = {f"crowded-{j}": 0.985 * basis[0] + 0.1726 * basis[10 + j] for j in range(4)}
+    people["lone"] = basis[1]
+    people |= {f"other-{i}": unit(rng) for i in range(15)}
+    templates = {
+        n: FaceTemplate((e / np.linalg.norm(e)).astype(np.float32), 90) for n, e in people.items()
+    }
+    items = [
+        Extracted(
+            Capture(n.split("-")[0] if n.startswith("crowded") else n, Modality.FACE, b""), t, 90
+        )
+        for n, t in templates.items()
+    ]
+    with sessions() as s:
+        assert len(EnrolmentService(s, galleries).enrol_extracted(items, actor="test")) == 20
+    offsets = dict(
+        zip(
+            templates,
+            csls_offsets(np.stack([t.embedding for t in templates.values()]), CSLS_K),
+            strict=True,
+        )
+    )
+    p = 0.62 / 0.985 * basis[0] + 0.56 * basis[1]
+    p += np.sqrt(1 - float(p @ p)) * basis[5]  # cosines 0.62 to the crowded, 0.56 to the lone
+    probe = {"template": b64(FaceTemplate(p.astype(np.float32), 80).to_bytes()), "k": 5}
+    with TestClient(app_with(settings, engine, galleries, 0.01)) as c:
+        found = c.post("/search/face", headers=officer, json=probe).json()
+    # the scenario: by cosine the crowded person leads, by CSLS the lone one
+    assert 0.62 - offsets["crowded-0"] / 2 < 0.56 - offsets["lone"] / 2 - 0.05
+    assert [c["subject"] for c in found["candidates"][:2]] == ["lone", "crowded"]
+    assert found["hit"] is False
+    assert found["candidates"][0]["score"] == pytest.approx(0.56, abs=1e-4)  # the cosine
+    assert found["candidates"][1]["score"] == pytest.approx(0.62, abs=1e-3)
