@@ -22,10 +22,10 @@ own images fill its ``k`` neighbours (figures in ``params.CSLS_K``).
 The offsets describe the gallery as it is: frozen at each record's enrolment (against the
 records enrolled before it) they are not comparable between records (LFW A–M: rank-1 0.02%).
 
-Everything runs block by block over the gallery rows as matrix products (``block_rows`` rows
-against the whole gallery at a time: ``block_rows * n`` float32 in memory), never a Python loop
-over records. Embeddings are unit vectors (``float32``, shape (n, d)), so inner products are
-cosines.
+Everything runs block by block as matrix products, never a Python loop over records: the
+nearest neighbours by :func:`matcher.search.neighbours.nearest` (blocks of rows against blocks
+of columns), the evaluation's scores ``SCORE_BLOCK_ROWS`` probes against the whole gallery at a
+time. Embeddings are unit vectors (``float32``, shape (n, d)), so inner products are cosines.
 """
 
 from __future__ import annotations
