@@ -22,6 +22,7 @@ from matcher.fingerprint.template import (
     field_codes,
     field_shape,
 )
+from tests.fingerprint.support import cut_to
 
 W, H = 320, 400
 U8 = npt.NDArray[np.uint8]
@@ -202,19 +203,8 @@ def test_term_lifts_genuine_pairs_and_is_neutral_without_fields() -> None:
 
 def _cropped(t: FingerprintTemplate, w: int, h: int) -> FingerprintTemplate:
     """``t`` as if its image were only ``w`` x ``h`` (a smaller field: ragged in a block)."""
-    keep = (t.x < w) & (t.y < h)
     rows, cols = field_shape(w, h)
-    field = None if t.orientation is None else t.orientation[:rows, :cols]
-    return FingerprintTemplate(
-        x=t.x[keep],
-        y=t.y[keep],
-        angle=t.angle[keep],
-        kind=t.kind[keep],
-        quality=t.quality[keep],
-        width=w,
-        height=h,
-        orientation=field,
-    )
+    return cut_to(t, w, h, None if t.orientation is None else t.orientation[:rows, :cols])
 
 
 @settings(max_examples=10, deadline=None)

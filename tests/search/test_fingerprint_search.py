@@ -19,6 +19,7 @@ from matcher.search.fingerprint import (
     search_fingerprint,
 )
 from matcher.synthetic.templates import synthetic_templates
+from tests.fingerprint.support import cut_to
 
 W, H = 300, 400
 
@@ -186,20 +187,8 @@ def test_decision_at_target_fmr(tmp_path: Path, synth: list) -> None:
 def _with_field(t: FingerprintTemplate, seed: int, w: int, h: int) -> FingerprintTemplate:
     """``t`` cut to a ``w`` x ``h`` image, with a random orientation field (some background)."""
     rng = np.random.default_rng(seed)
-    keep = (t.x < w) & (t.y < h)
     codes = rng.integers(0, 180, (h // 16, w // 16))
-    field = np.where(rng.random(codes.shape) < 0.2, 255, codes).astype(np.uint8)
-    return FingerprintTemplate(
-        x=t.x[keep],
-        y=t.y[keep],
-        angle=t.angle[keep],
-        kind=t.kind[keep],
-        quality=t.quality[keep],
-        width=w,
-        height=h,
-        finger_position=t.finger_position,
-        orientation=field,
-    )
+    return cut_to(t, w, h, np.where(rng.random(codes.shape) < 0.2, 255, codes).astype(np.uint8))
 
 
 def test_orientation_fields_travel_with_gallery_records(tmp_path: Path, synth: list) -> None:
