@@ -151,15 +151,20 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
 
 
 async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
-    """Re-read the published trust list and CRL, issue a checkpoint when the log grew or the
-    last one aged, and have the peers witness it (every ``interval_s``, at most
-    :data:`CHECKPOINT_POLL_S` apart)."""
+    """Re-read the published trust list and CRL, forget the replay nonces that can no longer
+    be replayed (:meth:`ReplayGuard.purge`: the table would otherwise grow by every query),
+    issue a checkpoint when the log grew or the last one aged, and have the peers witness it
+    (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart)."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         try:
             await anyio.to_thread.run_sync(exchange.credentials.reload)
         except CertsError as exc:  # the held documents stay in place
             logger.warning("trust list/CRL not reloaded: %s", exc.reason)
+        try:
+            await anyio.to_thread.run_sync(exchange.responder.replay.purge)
+        except Exception:  # the nonces stay (refusing replays); the next round retries
+            logger.exception("replay nonces not purged")
         try:
             await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
             await witness_round(

@@ -114,7 +114,38 @@ def test_replay_guard(tmp_path: Path) -> None:
     assert info.value.reason == "stale_message"
     with pytest.raises(replay.ReplayError):
         guard.check("TH", "nonce-cccccccccccc", now + timedelta(minutes=6), now)
-    assert guard.purge(now + timedelta(minutes=11)) == 2
+    # Kept while a replay could still pass the time check (2 windows) plus the slack.
+    assert guard.retention == timedelta(minutes=10) + replay.PURGE_SLACK
+    assert guard.purge(now + guard.retention) == 0
+    assert guard.purge(now + guard.retention + timedelta(microseconds=1)) == 2
+
+
+def test_replay_purge_deletes_in_batches_by_the_time_index(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    replay.metadata.create_all(engine)
+    guard = replay.ReplayGuard(engine, timedelta(minutes=5))
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    old = now - guard.retention - timedelta(seconds=1)
+    rows = [
+        {"sender": "TH", "nonce": f"old-{i:08d}", "seen_at": old}
+        for i in range(replay.PURGE_BATCH + 5)
+    ]
+    rows += [{"sender": "TH", "nonce": f"new-{i:08d}", "seen_at": now} for i in range(3)]
+    with engine.begin() as conn:
+        conn.execute(replay.exchange_nonces.insert(), rows)
+        sql = str(replay._PURGE_ONE_BATCH.compile(engine))  # cutoff, LIMIT and OFFSET
+        args = (now.isoformat(), replay.PURGE_BATCH, 0)
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, args))
+    # the batch is found by the seen_at index and deleted by primary key: no table scan
+    assert "ix_exchange_nonces_seen_at (seen_at<?)" in plan and "SCAN" not in plan
+    assert guard.purge(now) == replay.PURGE_BATCH + 5
+    with engine.connect() as conn:
+        left = conn.execute(replay.exchange_nonces.select()).all()
+    assert sorted(r.nonce for r in left) == ["new-00000000", "new-00000001", "new-00000002"]
+    guard.check("TH", "new-00000003", now, now)
+    with pytest.raises(replay.ReplayError) as info:
+        guard.check("TH", "new-00000001", now, now)
+    assert info.value.reason == "replayed_nonce"
 
 
 def test_references_are_unlinkable_and_resolvable(tmp_path: Path) -> None:

@@ -11,12 +11,15 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from certs.pki.bootstrap import build_region, write_region
 from certs.pki.revocation import crl_pem
@@ -24,6 +27,7 @@ from certs.translog import Checkpoint, SignedCheckpoint, SigningKey, SplitViewEr
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
+from node.exchange.replay import ReplayError, exchange_nonces
 from node.exchange.witnessing import peer_witness_key, witness_round
 from node.repositories.audit import AuditRepository
 from node.restrictions import SharingRestrictions
@@ -304,3 +308,38 @@ def test_officer_query_without_exchange_is_unavailable(tmp_path: Path) -> None:
         }
         r = client.post("/queries", json=body, headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 503
+
+
+def test_housekeeping_purges_nonces_that_can_no_longer_be_replayed(
+    region: Any, tmp_path: Path
+) -> None:
+    """A running node's periodic housekeeping deletes the nonces seen longer ago than a replay
+    could pass the time check; fresh ones stay and their replay is still refused."""
+    _, root = region
+    node = start_service_node(tmp_path, root, "TH", _port(), _port(), {}, checkpoint_interval_s=0.1)
+    try:
+        guard = node.exchange.responder.replay
+        now = datetime.now(UTC)
+        old = now - guard.retention - timedelta(seconds=30)
+        guard.check("ID", "old-nonce-0001", old, old)
+        older = old - timedelta(seconds=10)
+        guard.check("MY", "old-nonce-0002", older, older)
+        guard.check("ID", "fresh-nonce-0001", now, now)
+
+        def stored() -> set[str]:
+            with node.app.state.engine.connect() as conn:
+                return set(conn.execute(select(exchange_nonces.c.nonce)).scalars())
+
+        deadline = time.monotonic() + 20
+        while stored() != {"fresh-nonce-0001"} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert stored() == {"fresh-nonce-0001"}
+        with pytest.raises(ReplayError) as info:
+            guard.check("ID", "fresh-nonce-0001", now, datetime.now(UTC))
+        assert info.value.reason == "replayed_nonce"
+        # The purged nonce's message cannot come back: it is refused as stale first.
+        with pytest.raises(ReplayError) as info:
+            guard.check("ID", "old-nonce-0001", old, datetime.now(UTC))
+        assert info.value.reason == "stale_message"
+    finally:
+        node.stop()
