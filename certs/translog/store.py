@@ -360,11 +360,18 @@ class TransparencyLog:
     # --- checkpoints ---------------------------------------------------------------------
 
     def issue_checkpoint(self) -> SignedCheckpoint:
-        """Sign and store a checkpoint of the current tree."""
-        cr = self.head()
-        checkpoint = Checkpoint(self.origin, cr.size, cr.root(), int(self._clock() * 1000))
-        signed = SignedCheckpoint.sign(checkpoint, self._key)
-        with self._engine.begin() as conn:
+        """Sign and store a checkpoint of the current tree.
+
+        The head is read and the checkpoint stored in one transaction under the append lock:
+        issuers (the node's housekeeping, ``bdx audit checkpoint``) and appends are serialised,
+        so checkpoints are stored in tree-size order. Read outside the lock, a checkpoint of an
+        older head could be stored after a larger one, and witnesses shown the latest would
+        see the log shrink (false evidence of a rollback).
+        """
+        with self._engine.connect() as conn, conn.begin():
+            cr = self._lock_head(conn)
+            checkpoint = Checkpoint(self.origin, cr.size, cr.root(), int(self._clock() * 1000))
+            signed = SignedCheckpoint.sign(checkpoint, self._key)
             conn.execute(
                 insert(schema.checkpoints).values(
                     tree_size=checkpoint.size,
@@ -401,10 +408,14 @@ class TransparencyLog:
         return signed.with_cosignatures(*cosigs)
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
-        """The most recently issued checkpoint with its stored cosignatures."""
+        """The checkpoint of the largest tree (of those, the last issued) with its stored
+        cosignatures. By size, not only issue order: a database written before checkpoints
+        were issued under the append lock may hold a smaller one issued after a larger one."""
         t = schema.checkpoints
         with self._engine.connect() as conn:
-            row = conn.execute(select(t).order_by(t.c.id.desc()).limit(1)).first()
+            row = conn.execute(
+                select(t).order_by(t.c.tree_size.desc(), t.c.id.desc()).limit(1)
+            ).first()
             return None if row is None else self._signed(conn, row)
 
     def checkpoints(self, min_size: int = 0, max_size: int | None = None) -> list[SignedCheckpoint]:

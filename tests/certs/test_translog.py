@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, insert
 from sqlalchemy import event as sa_event
 from test_translog_support import (  # noqa: F401 - fixtures
     LOG_NAME,
@@ -50,6 +51,7 @@ from certs.translog import (
     check_views,
     cosign,
     metadata,
+    schema,
 )
 from certs.translog.params import MAX_ENTRY_BYTES
 
@@ -145,6 +147,85 @@ def test_concurrent_appenders_do_not_corrupt_the_tree(log: TransparencyLog) -> N
     log.issue_checkpoint()
     report = audit_store(log)
     assert report.tree_size == threads_n * per_thread
+
+
+def test_checkpoints_issued_during_appends_never_shrink(
+    log: TransparencyLog, engine: Engine, log_key: SigningKey, clock: Clock
+) -> None:
+    """Checkpoints issued while entries are appended (the node's housekeeping and
+    ``bdx audit checkpoint``: two log objects on one database) are stored in size order, so
+    the latest is the largest and a witness shown them in turn never sees a rollback."""
+    other = TransparencyLog.open(engine, log_key, clock=clock)  # the CLI's own log object
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def append(t: int) -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                log.append(event(t * 100_000 + i))
+                i += 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def issue(issuer: TransparencyLog) -> None:
+        try:
+            for _ in range(20):
+                size = issuer.issue_checkpoint().checkpoint.size
+                deadline = time.monotonic() + 10
+                while issuer.size() == size and time.monotonic() < deadline:
+                    time.sleep(0.001)  # let appends in before this issuer's next checkpoint
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    appenders = [threading.Thread(target=append, args=(t,)) for t in range(2)]
+    issuers = [threading.Thread(target=issue, args=(lg,)) for lg in (log, other, log, other)]
+    for th in appenders + issuers:
+        th.start()
+    for th in issuers:
+        th.join()
+    stop.set()
+    for th in appenders:
+        th.join()
+    assert not errors
+    stored = log.checkpoints()
+    sizes = [c.checkpoint.size for c in stored]
+    assert len(sizes) == 80 and sizes[-1] > sizes[0]
+    assert sizes == sorted(sizes)
+    latest = log.latest_checkpoint()
+    assert latest is not None and latest.checkpoint == stored[-1].checkpoint
+    assert latest.checkpoint.size == max(sizes)
+    witness = Witness(engine, witness_key("witness.fr/w1"), clock=clock)
+    seen = 0
+    for signed in stored:
+        size = signed.checkpoint.size
+        proof = log.consistency_proof(seen, size) if 0 < seen < size else []
+        witness.cosign(signed.to_bytes(), log.verifying_key, proof)
+        seen = size
+
+
+def test_latest_checkpoint_is_the_largest_tree_even_if_stored_later(
+    log: TransparencyLog, engine: Engine
+) -> None:
+    """A database written before checkpoints were issued under the append lock may hold a
+    smaller checkpoint stored after a larger one; the latest is still the largest."""
+    log.append_many([event(i) for i in range(5)])
+    small = log.issue_checkpoint()
+    log.append_many([event(i) for i in range(5, 8)])
+    large = log.issue_checkpoint()
+    with engine.begin() as conn:  # the raced issuer's row, stored last
+        conn.execute(
+            insert(schema.checkpoints).values(
+                tree_size=5,
+                root_hash=small.checkpoint.root_hash,
+                timestamp_ms=small.checkpoint.timestamp_ms,
+                note=small.to_bytes(),
+            )
+        )
+    assert [c.checkpoint.size for c in log.checkpoints()] == [5, 8, 5]
+    latest = log.latest_checkpoint()
+    assert latest is not None and latest.checkpoint == large.checkpoint
+    assert log.maybe_issue_checkpoint(max_age_s=60) is None  # nothing new since size 8
 
 
 def test_sqlite_engine_that_begins_itself_is_still_serialised(tmp_path: Path) -> None:
