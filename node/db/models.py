@@ -77,6 +77,12 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
 
 class Subject(Base):
     __tablename__ = "subjects"
+    # The id leaves the database as the gallery's subject key ``s<id>``, which hit references
+    # issued to peers resolve to (``exchange_hits.record_ref``) for formal follow-up. Without
+    # AUTOINCREMENT SQLite gives a new subject the id of the newest one deleted, and a
+    # follow-up on a reference issued before an erasure would find another person (migration
+    # 0006). PostgreSQL's sequences never re-use ids.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_CHARS), unique=True)

@@ -1,4 +1,10 @@
-"""Alembic environment: migrates the engine :func:`node.db.migrate.alembic_config` carries."""
+"""Alembic environment: migrates the engine :func:`node.db.migrate.alembic_config` carries.
+
+On SQLite, foreign key enforcement is off while migrations run and restored after: batch
+migrations rebuild a table (copy, drop, rename), and with enforcement on, dropping a parent
+table would first delete its children's rows by ``ON DELETE CASCADE``. SQLite ignores the
+pragma inside a transaction, so it is set before the migrations' transaction begins.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,22 @@ from node.db.schema import target_metadata
 
 engine = context.config.attributes["engine"]
 with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata(),
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    enforced = False
+    if sqlite:
+        enforced = bool(connection.exec_driver_sql("PRAGMA foreign_keys").scalar())
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata(),
+            render_as_batch=sqlite,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite and enforced:  # the pooled connection goes back as it came
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Connection, Engine, MetaData, Table, delete, insert, inspect, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
 
 from certs.translog.keys import SigningKey
 from certs.translog.store import TransparencyLog
@@ -86,7 +88,7 @@ def test_db_cli_upgrade_and_current(
     assert code == 0
     assert json.loads(out)["up_to_date"] is False
     code, out, _ = run_cli(["db", "upgrade"], capsys)
-    assert (code, out.strip()) == (0, "database at revision 0005")
+    assert (code, out.strip()) == (0, "database at revision 0006")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
 
@@ -129,3 +131,128 @@ def test_active_records_of_subjects_are_found_by_index(engine: Engine) -> None:
     with engine.connect() as conn:
         plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
     assert "ix_template_records_subject_id_state (subject_id=? AND state=?)" in plan
+
+
+#: Tables whose rows and indexes migration 0006 must keep (it rebuilds ``subjects`` on SQLite).
+KEPT = ("subjects", "encounters", "template_records", "exchange_hits")
+
+
+def _tables(conn: Connection) -> dict[str, Table]:
+    metadata = MetaData()
+    metadata.reflect(conn, only=KEPT)
+    return {name: metadata.tables[name] for name in KEPT}
+
+
+def _snapshot(conn: Connection) -> dict[str, object]:
+    """Every row, index, unique constraint, foreign key and primary key of :data:`KEPT`."""
+    tables = _tables(conn)
+    insp = inspect(conn)
+    snap: dict[str, object] = {}
+    for name, t in tables.items():
+        snap[name] = [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key))]
+        snap[name + ".indexes"] = sorted(
+            (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in insp.get_indexes(name)
+        )
+        snap[name + ".unique"] = sorted(
+            (u["name"], tuple(u["column_names"])) for u in insp.get_unique_constraints(name)
+        )
+        snap[name + ".fks"] = sorted(
+            (
+                f["name"],
+                tuple(f["constrained_columns"]),
+                f["referred_table"],
+                tuple(f["referred_columns"]),
+                f["options"].get("ondelete"),
+            )
+            for f in insp.get_foreign_keys(name)
+        )
+        snap[name + ".pk"] = insp.get_pk_constraint(name)["constrained_columns"]
+    return snap
+
+
+def _new_subject(conn: Connection, external_id: str) -> int:
+    subjects = _tables(conn)["subjects"]
+    row = {"external_id": external_id, "created_at": datetime.now(UTC)}
+    return int(conn.execute(insert(subjects).values(row).returning(subjects.c.id)).scalar_one())
+
+
+def test_0006_keeps_every_row_and_index_and_never_gives_an_erased_id_again(
+    fresh_db_url: str,
+) -> None:
+    """A 0005 node whose largest subject ids (5, 6) were erased, 6 after a hit reference was
+    issued for it: the upgrade keeps every row, index and foreign key, and the next subject
+    is 7 (SQLite gave 5 before: ``max(id) + 1``)."""
+    engine = create_db_engine(fresh_db_url)
+    try:
+        upgrade(engine, "0005")
+        now = datetime.now(UTC)
+        with engine.begin() as conn:
+            t = _tables(conn)
+            ids = [_new_subject(conn, f"case-{i}") for i in range(1, 7)]
+            assert ids == [1, 2, 3, 4, 5, 6]
+            enc = conn.execute(
+                insert(t["encounters"])
+                .values(subject_id=2, external_id="visa-1", loaded_at=now)
+                .returning(t["encounters"].c.id)
+            ).scalar_one()
+            record = {
+                "modality": "face",
+                "format": "f",
+                "format_version": 1,
+                "restrictions": {},
+                "state": "active",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for ref, subject, encounter in (("r2", 2, enc), ("r4", 4, None), ("r6", 6, None)):
+                conn.execute(
+                    insert(t["template_records"]).values(
+                        reference=ref, subject_id=subject, encounter_id=encounter, **record
+                    )
+                )
+            conn.execute(
+                insert(t["exchange_hits"]).values(
+                    reference="ref-of-s6",
+                    query_id="q-1",
+                    requester="ID",
+                    record_ref="s6",
+                    created_at=now,
+                )
+            )
+            conn.execute(delete(t["subjects"]).where(t["subjects"].c.id.in_([5, 6])))
+        with engine.connect() as conn:
+            before = _snapshot(conn)
+        assert [r[0] for r in before["subjects"]] == [1, 2, 3, 4]  # type: ignore[attr-defined]
+        assert len(before["template_records"]) == 2  # type: ignore[arg-type]
+
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert _snapshot(conn) == before
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+        with engine.begin() as conn:
+            assert _new_subject(conn, "case-7") == 7
+            subjects_t = _tables(conn)["subjects"]
+            conn.execute(delete(subjects_t).where(subjects_t.c.id == 7))
+        with engine.begin() as conn:
+            assert _new_subject(conn, "case-8") == 8
+            # The foreign keys still hold and cascade: enforcement is back on after the rebuild.
+            t = _tables(conn)
+            conn.execute(delete(t["subjects"]).where(t["subjects"].c.id == 2))
+            assert conn.execute(select(t["encounters"].c.id)).all() == []
+            refs = conn.execute(select(t["template_records"].c.reference)).scalars().all()
+            assert refs == ["r4"]
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            t = _tables(conn)
+            conn.execute(
+                insert(t["template_records"]).values(
+                    reference="orphan", subject_id=99, encounter_id=None, **record
+                )
+            )
+
+        command.downgrade(alembic_config(engine), "0005")
+        with engine.connect() as conn:
+            subjects = [r[0] for r in conn.execute(select(_tables(conn)["subjects"].c.id))]
+        assert sorted(subjects) == [1, 3, 4, 8]
+    finally:
+        engine.dispose()

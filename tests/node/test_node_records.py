@@ -190,6 +190,21 @@ def test_delete_subject_everywhere(session: Session, galleries: GallerySet) -> N
     assert info.value.reason == "unknown_subject"
 
 
+def test_an_erased_subjects_id_is_never_given_again(
+    session: Session, galleries: GallerySet
+) -> None:
+    """Hit references resolve to the gallery key ``s<id>``: after the newest subject is
+    erased, the next one enrolled gets a new id (SQLite re-used it without AUTOINCREMENT)."""
+    enrol(session, galleries, new("case-1"))
+    erased = enrol(session, galleries, new("case-2"))[0].subject_id
+    RecordService(session, galleries).delete_subject("case-2", actor="user:op")
+    later = enrol(session, galleries, new("case-3"))[0]
+    assert later.subject_id > erased
+    assert galleries.galleries()[gallery_name(SCHEMA)].lookup(later.reference).subject != (
+        f"s{erased}"
+    )
+
+
 def test_gallery_set_reopens_what_it_wrote(
     session: Session, galleries: GallerySet, tmp_path: Path
 ) -> None:
