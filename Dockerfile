@@ -13,10 +13,10 @@ COPY matcher ./matcher
 COPY policy ./policy
 COPY certs ./certs
 COPY node ./node
-# The fingerprint kernel's numba stage is compiled into the image (NUMBA_CACHE_DIR), not at
+# Fingerprint search's numba stages are compiled into the image (NUMBA_CACHE_DIR), not at
 # every container's first start.
 RUN pip install . \
-    && python -c 'from matcher.fingerprint.match.kernel import warm_up; warm_up()' \
+    && python -c 'from matcher.search.fingerprint import warm_up; warm_up()' \
     && chmod -R a+rX /opt/numba-cache \
     && useradd --system --uid 10001 --home-dir /data bdx \
     && mkdir -p /data /pki \

@@ -15,11 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Compiles the fingerprint kernel's numba stage into its on-disk cache (first time after an
-# install or a change: tens of seconds; then about one), so servers started by the tests or
-# the demo do not each wait for it.
+# Compiles fingerprint search's numba stages (kernel, pre-selection) into their on-disk cache
+# (first time after an install or a change: tens of seconds; then about one), so servers
+# started by the tests or the demo do not each wait for it.
 kernel: $(STAMP)
-	$(PY) -c 'from matcher.fingerprint.match.kernel import warm_up; warm_up()'
+	$(PY) -c 'from matcher.search.fingerprint import warm_up; warm_up()'
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

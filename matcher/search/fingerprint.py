@@ -26,6 +26,7 @@ import numpy as np
 
 from matcher.errors import MatcherError
 from matcher.fingerprint import match
+from matcher.fingerprint.match import kernel as match_kernel
 from matcher.fingerprint.match import params as match_params
 from matcher.fingerprint.match.types import FIELD_PAD, descriptor_length, pack_fields
 from matcher.fingerprint.template import FORMAT as MINUTIAE_FORMAT
@@ -62,6 +63,13 @@ def fingerprint_schema() -> GallerySchema:
             ),
         },
     )
+
+
+def warm_up() -> None:
+    """Compile, or load from numba's on-disk cache, the compiled stages of fingerprint search (the
+    matcher kernel's and pre-selection's), so that a server's first query does not wait."""
+    match_kernel.warm_up()
+    preselect.warm_up()
 
 
 def prepare_checked(template: FingerprintTemplate | match.SearchTemplate) -> match.SearchTemplate:

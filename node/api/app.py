@@ -18,7 +18,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
-from matcher.fingerprint.match import kernel as fingerprint_kernel
+from matcher.search import fingerprint as fingerprint_search
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
 from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
@@ -68,8 +68,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.worker_threads
-        # The fingerprint kernel's compiled stage is loaded now, not on the first query.
-        await anyio.to_thread.run_sync(fingerprint_kernel.warm_up)
+        # Fingerprint search's compiled stages are loaded now, not on the first query.
+        await anyio.to_thread.run_sync(fingerprint_search.warm_up)
         owned = None
         if app.state.gallery is None and open_gallery:
             owned = await anyio.to_thread.run_sync(GallerySet.open, settings.gallery_path)

@@ -152,11 +152,24 @@ def test_gallery_built_without_preselect_field_is_refused(tmp_path: Path, finger
     assert err.value.reason == "schema_mismatch"
 
 
-@settings(max_examples=40, deadline=None)
-@given(rows=st.integers(1, 40), seed=st.integers(0, 2**16))
-def test_max_over_rows_equals_numpy_max(rows: int, seed: int) -> None:
-    v = np.random.default_rng(seed).random((3, rows, 5), dtype=np.float32)
-    assert np.array_equal(preselect._max_over_rows(v), v.max(axis=1))
+@settings(max_examples=60, deadline=None)
+@given(
+    nb=st.integers(1, 6),
+    m=st.integers(1, 30),
+    mp=st.integers(1, 24),
+    pairs=st.integers(1, 10),
+    seed=st.integers(0, 2**16),
+)
+def test_best_pairs_equals_the_plain_formula(
+    nb: int, m: int, mp: int, pairs: int, seed: int
+) -> None:
+    """The compiled step: per template, the best of its M rows for each probe column, then the
+    sum of the ``pairs`` largest (all when fewer columns). Integer values with many ties, as
+    the GEMM of quantised rows gives."""
+    prod = np.random.default_rng(seed).integers(0, 6, (nb * m, mp)).astype(np.float32)
+    best = prod.reshape(nb, m, mp).max(axis=1)
+    expected = -np.sort(-best, axis=1)[:, :pairs].sum(axis=1)
+    assert np.array_equal(preselect._best_pairs(prod, m, pairs), expected.astype(np.float32))
 
 
 def test_upgrade_rebuilds_an_old_layout_gallery(tmp_path: Path, fingers: list) -> None:
