@@ -34,7 +34,7 @@ from matcher.fingerprint.template import FORMAT_VERSION as MINUTIAE_VERSION
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Block, FieldSpec, Gallery, GallerySchema, RecordBatch
 from matcher.gallery.errors import IncompatibleFormatError, TemplateFormatError
-from matcher.search import params, preselect
+from matcher.search import gather, params, preselect
 from matcher.search.blas import single_threaded_blas
 from matcher.search.results import SearchResult, resolve
 from matcher.search.shards import merged, run_shards
@@ -70,6 +70,7 @@ def warm_up() -> None:
     matcher kernel's and pre-selection's), so that a server's first query does not wait."""
     match_kernel.warm_up()
     preselect.warm_up()
+    gather.warm_up()
 
 
 def prepare_checked(template: FingerprintTemplate | match.SearchTemplate) -> match.SearchTemplate:
@@ -238,15 +239,12 @@ def _pack_gathered(
     field = np.full((n, max(h for h, _ in shapes), max(w for _, w in shapes)), FIELD_PAD, np.uint8)
     i = 0
     for seg, r in parts:
-        j, a = i + r.size, seg.arrays
-        ids[i:j] = r + seg.start
-        desc[i:j] = np.asarray(a["descriptors"])[r, :m]  # uint8 -> float32 in the copy
-        inv[i:j] = np.asarray(a["inv_norm"])[r, :m]
-        geo[i:j] = np.asarray(a["geometry"])[r, :m]
-        counts[i:j] = np.asarray(a["counts"])[r]
-        f = np.asarray(a["orientation"])[r]
-        field[i:j, : f.shape[1], : f.shape[2]] = f
-        i = j
+        a = seg.arrays
+        gather.gather_rows(
+            r, seg.start, a["descriptors"], a["inv_norm"], a["geometry"], a["counts"],
+            a["orientation"], i, ids, desc, inv, geo, counts, field,
+        )  # fmt: skip
+        i += r.size
     packed = match.PackedTemplates(
         desc, inv, geo, counts, format=probe.format, version=probe.version, field=field
     )
