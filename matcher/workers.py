@@ -1,4 +1,4 @@
-"""Worker processes that do not outlive the process that started them.
+"""Worker processes that do not outlive the process that started them, and how many to run.
 
 A process pool's workers are separate processes: when their parent is killed (a crash, an
 operator's ``kill -9`` in the middle of a bulk load) nothing tells them, and a worker busy with
@@ -19,6 +19,14 @@ import time
 PARENT_POLL_S = 1.0
 #: Exit status of a worker ended because its parent was gone.
 EXIT_ORPHANED = 70
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one): the
+    number of CPU-bound workers or threads worth running at once."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:

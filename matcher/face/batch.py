@@ -10,7 +10,6 @@ inherited from the caller.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -23,7 +22,7 @@ from matcher.errors import BdxError
 from matcher.face import models
 from matcher.face.pipeline import ExtractOptions, FaceExtraction, extract_face
 from matcher.imageio import Source
-from matcher.workers import exit_with_parent
+from matcher.workers import exit_with_parent, usable_cpus
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def _work(index: int, source: Source) -> BatchItem:
 
 def default_workers() -> int:
     """One worker per usable CPU core."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    return usable_cpus()
 
 
 def extract_batch(

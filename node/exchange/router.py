@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 from certs.pki.asgi import peer_der
 from certs.pki.profiles import Usage
 from certs.pki.tls import peer_country
+from matcher.search.shards import busy
+from matcher.workers import usable_cpus
 from node.errors import NotFoundError
 from node.exchange import params
 from node.exchange.messages import QueryPayload
@@ -86,11 +88,12 @@ async def get_responder(request: Request) -> Responder:
 
 
 def peer_executor(request: Request) -> ThreadPoolExecutor:
-    """The app's worker threads for peer queries (``worker_threads`` of the settings)."""
+    """The app's worker threads for peer queries (``peer_threads`` of the settings, by default
+    one per usable CPU core)."""
     executor: ThreadPoolExecutor | None = getattr(request.app.state, "peer_executor", None)
     if executor is None:
         settings = getattr(request.app.state, "settings", None)
-        workers = settings.worker_threads if settings is not None else 4
+        workers = getattr(settings, "peer_threads", None) or usable_cpus()
         executor = ThreadPoolExecutor(workers, thread_name_prefix="bdx-peer")
         request.app.state.peer_executor = executor
     return executor
@@ -160,17 +163,18 @@ async def receive_query(
     answer: Future[Answer] = Future()
 
     def run() -> None:
-        try:
-            query = responder.verify(token, country)
-        except BaseException as exc:
-            verified.set_exception(exc)
-            answer.set_exception(exc)
-            return
-        verified.set_result(query)
-        try:
-            answer.set_result(responder.answer_verified(query))
-        except BaseException as exc:
-            answer.set_exception(exc)
+        with busy():  # a search it starts shares the cores with the other queries'
+            try:
+                query = responder.verify(token, country)
+            except BaseException as exc:
+                verified.set_exception(exc)
+                answer.set_exception(exc)
+                return
+            verified.set_result(query)
+            try:
+                answer.set_result(responder.answer_verified(query))
+            except BaseException as exc:
+                answer.set_exception(exc)
 
     peer_executor(request).submit(run)
     try:

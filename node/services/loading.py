@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -38,7 +37,7 @@ from sqlalchemy.orm import Session
 from matcher.errors import BdxError
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import prepare_checked
-from matcher.workers import exit_with_parent
+from matcher.workers import exit_with_parent, usable_cpus
 from node.db.models import Modality, TemplateRecord
 from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import FileKind, SourceFile
@@ -188,7 +187,7 @@ def process(job: _Job) -> _Processed | Rejection:
 
 @contextmanager
 def _pool(workers: int) -> Iterator[Executor | None]:
-    count = workers or os.cpu_count() or 1
+    count = workers or usable_cpus()
     if count == 1:
         yield None
         return
@@ -251,7 +250,7 @@ class LoadService:
         if pool is None:
             results = [process(job) for job in chunk]
         else:
-            chunksize = max(1, len(chunk) // (POOL_CHUNKS * (os.cpu_count() or 1)))
+            chunksize = max(1, len(chunk) // (POOL_CHUNKS * usable_cpus()))
             results = list(pool.map(process, chunk, chunksize=chunksize))
         accepted: list[Extracted] = []
         for job, result in zip(chunk, results, strict=True):

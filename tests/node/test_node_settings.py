@@ -109,6 +109,7 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         ("port", 70000, "port"),
         ("search_fmr", 0, "search_fmr"),
         ("worker_threads", 0, "worker_threads"),
+        ("peer_threads", 0, "peer_threads"),
         ("environment", "staging", "environment"),
     ],
 )
