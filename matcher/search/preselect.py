@@ -126,31 +126,44 @@ class Stage:
 FULL = Stage(params.PRESELECT_GALLERY_ROWS, params.PRESELECT_PROBE_ROWS, params.PRESELECT_PAIRS)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath={"nnan", "ninf"})
 def _best_pairs(prod: F32, m: int, pairs: int) -> F32:  # pragma: no cover - compiled
     """(nb*M, mp) GEMM output -> (nb,) the sum of the ``pairs`` largest of each template's best
-    row per probe column (max over its M rows). The values are integers (see the module's note
-    on exactness), so the sum is exact in any order."""
+    row per probe column (max over its M rows; a SIMD ``max`` per row). The largest are kept
+    by insertion into a short descending list (most columns fall below its last entry and
+    are skipped). The values are integers (see the module's note on exactness), so the sum is
+    exact in any order."""
     nbm, mp = prod.shape
     nb = nbm // m
+    k = min(pairs, mp)
     out = np.empty(nb, np.float32)
     best = np.empty(mp, np.float32)
+    top = np.empty(k, np.float32)
     for t in range(nb):
-        base = t * m
+        row = prod[t * m]
         for q in range(mp):
-            best[q] = prod[base, q]
-        for r in range(base + 1, base + m):
+            best[q] = row[q]
+        for r in range(t * m + 1, (t + 1) * m):
+            row = prod[r]
             for q in range(mp):
-                if prod[r, q] > best[q]:
-                    best[q] = prod[r, q]
+                best[q] = max(best[q], row[q])
+        n = 0
+        for q in range(mp):
+            v = best[q]
+            if n < k:
+                j = n
+                n += 1
+            elif v > top[k - 1]:
+                j = k - 1
+            else:
+                continue
+            while j > 0 and top[j - 1] < v:
+                top[j] = top[j - 1]
+                j -= 1
+            top[j] = v
         total = np.float32(0.0)
-        for _ in range(min(pairs, mp)):
-            top = 0
-            for q in range(1, mp):
-                if best[q] > best[top]:
-                    top = q
-            total += best[top]
-            best[top] = np.float32(-1.0)
+        for i in range(k):
+            total += top[i]
         out[t] = total
     return out
 
