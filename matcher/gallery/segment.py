@@ -26,8 +26,8 @@ def field_key(name: str) -> str:
 @dataclass(frozen=True, eq=False)
 class Segment:
     """A segment as seen by one handle: references (n,) sorted ``S``, subjects (n,) ``S``,
-    positions (n,) int8, field arrays (n, ...) (read-only memory maps), ``offset`` = global id
-    of its first row in this handle's snapshot."""
+    positions (n,) int8, field arrays (n, ...) (read-only views of memory maps), ``offset`` =
+    global id of its first row in this handle's snapshot."""
 
     id: int
     offset: int
@@ -102,7 +102,9 @@ def load(directory: Path, schema: GallerySchema, entry: SegmentEntry, offset: in
             raise GalleryCorruptError(f"{f.name}: {exc}", reason="bad_segment") from exc
         if arr.shape[:1] != (entry.count,):
             raise GalleryCorruptError(f"{f.name}: wrong record count", reason="bad_segment")
-        cols[key] = arr
+        # A plain ndarray view of the map (which it keeps alive): np.memmap's Python-level
+        # __getitem__ / __array_finalize__ ran on every slice and index of a search.
+        cols[key] = arr.view(np.ndarray)
     arrays = {}
     for name, spec in schema.fields.items():
         arr = cols[field_key(name)]
