@@ -113,3 +113,7 @@ PRESELECT_PROBE_ROWS = 20
 #: matrix (learned on one synthetic set of 10,000 fingers, tested on another; float32 rows, no
 #: widening): 16 / 24 / 32 values kept 59 / 83 / 92% of mates in the best 2% (the full score
 #: 99.3%) at 0.47 / 0.55 / 0.63x its cost: the cylinders' detail is what finds the mates.
+#: Product quantisation of the stored rows (k-means codebooks of 256 per sub-vector, learned on
+#: the gallery; asymmetric distances summed from per-probe tables in numba), same set, 300
+#: probes: 8 sub-vectors kept 95.3% of mates in the best 2% (the full score 99.0%) at 0.81x its
+#: CPU, 16 sub-vectors 98.3% at 1.19x; one code of 4,096 centroids 63% at 0.32x.
