@@ -2,6 +2,10 @@
 
 numpy releases the GIL in BLAS calls and ufunc loops, so threads that each scan a contiguous
 shard of blocks run on separate cores; each keeps its own :class:`TopK`, merged at the end.
+Shards pay off only while cores are free: a node answering several queries at once already
+keeps them busy, and more runnable threads than cores only add GIL and scheduler hand-offs.
+So a search takes its share of the cores (:func:`_share`) given the work in flight, which
+callers count with :func:`busy`.
 """
 
 from __future__ import annotations
