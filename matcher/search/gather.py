@@ -45,6 +45,14 @@ def gather_rows(  # pragma: no cover - compiled
     m = out_desc.shape[1]
     d = desc.shape[2]
     h, w = field.shape[1], field.shape[2]
+    # Compiled code reads without bounds checks: refuse what would read or write outside.
+    if m > desc.shape[1] or d != out_desc.shape[2] or h > out_field.shape[1]:
+        raise ValueError("gather_rows: output rows longer than the segment's, or fields too big")
+    if w > out_field.shape[2] or at < 0 or at + rows.shape[0] > out_desc.shape[0]:
+        raise ValueError("gather_rows: fields too big for the output, or rows past its end")
+    for i in range(rows.shape[0]):
+        if rows[i] < 0 or rows[i] >= desc.shape[0]:
+            raise IndexError("gather_rows: a row outside the segment")
     for i in range(rows.shape[0]):
         r = rows[i]
         o = at + i

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,3 +57,28 @@ def test_gather_rows_copies_what_numpy_indexing_gives(
     assert (out_field[sel, h:] == FIELD_PAD).all() and (out_field[sel, :, w:] == FIELD_PAD).all()
     untouched = np.r_[0:at, at + rows.size : total]
     assert (ids[untouched] == -1).all() and not out_desc[untouched].any()
+
+
+def test_gather_rows_refuses_what_would_read_or_write_outside() -> None:
+    desc = np.zeros((3, 4, 8), np.uint8)
+    inv, geo = np.zeros((3, 4), np.float32), np.zeros((3, 4, 4), np.float32)
+    counts, field = np.zeros(3, np.int32), np.zeros((3, 2, 2), np.uint8)
+
+    def call(rows: list[int], m: int = 4, at: int = 0, out_field: tuple[int, int] = (2, 2)) -> None:
+        n = 3
+        gather_rows(
+            np.array(rows, np.int64), 0, desc, inv, geo, counts, field, at,
+            np.zeros(n, np.int64), np.zeros((n, m, 8), np.float32), np.zeros((n, m), np.float32),
+            np.zeros((n, m, 4), np.float32), np.zeros(n, np.int32),
+            np.zeros((n, *out_field), np.uint8),
+        )  # fmt: skip
+
+    call([0, 2])  # fits
+    with pytest.raises(ValueError):
+        call([0], m=5)  # rows longer than the segment's
+    with pytest.raises(ValueError):
+        call([0], out_field=(1, 2))  # the segment's fields do not fit
+    with pytest.raises(ValueError):
+        call([0, 1], at=2)  # past the output's end
+    with pytest.raises(IndexError):
+        call([3])  # not a row of the segment
