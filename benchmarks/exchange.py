@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -191,6 +191,17 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_switches(pid: int) -> int:
+    """Context switches so far of every live thread of process ``pid`` (``/proc/PID/task``)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with suppress(OSError):  # a thread that ended meanwhile
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches:" in line:
+                    total += int(line.split(":")[1])
+    return total
+
+
 @contextmanager
 def requester_of(node: NodeFiles) -> Iterator[Exchange]:
     """TH's exchange parts as its node builds them (own database, exchange log, keys)."""
@@ -267,6 +278,10 @@ class Round:
     other_cores_used: float
     #: The machine's 1-minute load average at the end of the round (other users included).
     load_average: float
+    #: Context switches of the responder's threads per query (voluntary + involuntary): more
+    #: runnable threads than cores show here first (2026-12-05, 2 cores: 393 with 4 peer
+    #: threads x 2-shard searches, 101 with one peer thread per core).
+    responder_switches_per_query: float
 
 
 async def load(
@@ -292,9 +307,11 @@ async def load(
             hits += outcome == "hit"
 
     m0, r0, c0, t0 = machine_cpu_s(), proc_cpu_s(pid), time.process_time(), time.perf_counter()
+    s0 = proc_switches(pid)
     await asyncio.gather(*(worker() for _ in range(clients)))
     elapsed = time.perf_counter() - t0
     cpu_req, cpu_resp = time.process_time() - c0, proc_cpu_s(pid) - r0
+    switches = proc_switches(pid) - s0
     others = machine_cpu_s() - m0 - cpu_req - cpu_resp
     lat.sort()
     return Round(
@@ -309,6 +326,7 @@ async def load(
         cores_used=round((cpu_resp + cpu_req) / elapsed, 2),
         other_cores_used=round(max(others, 0.0) / elapsed, 2),
         load_average=round(os.getloadavg()[0], 2),
+        responder_switches_per_query=round(switches / total, 1),
     )
 
 
