@@ -8,12 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from matcher.fingerprint.match.types import FIELD_PAD
-from matcher.search.gather import gather_rows
-
-
-def _read_only(a: np.ndarray) -> np.ndarray:
-    a.flags.writeable = False
-    return a
+from matcher.search.gather import _read_only, gather_rows
 
 
 @settings(max_examples=40, deadline=None)
