@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,9 @@ def field_key(name: str) -> str:
 class Segment:
     """A segment as seen by one handle: references (n,) sorted ``S``, subjects (n,) ``S``,
     positions (n,) int8, field arrays (n, ...) (read-only views of memory maps), ``offset`` =
-    global id of its first row in this handle's snapshot."""
+    global id of its first row in this handle's snapshot. ``derived``: what readers compute
+    from the (immutable) fields and keep while the segment is in the gallery, such as a search
+    layout; a refreshed handle hands it on to the same segment's next view."""
 
     id: int
     offset: int
@@ -35,6 +38,7 @@ class Segment:
     subjects: np.ndarray
     positions: np.ndarray
     arrays: Mapping[str, np.ndarray]
+    derived: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.references.shape[0])

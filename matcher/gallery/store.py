@@ -48,12 +48,15 @@ class Record:
 @dataclass(frozen=True, eq=False)
 class Block:
     """Rows ``start .. start+n`` (global ids) of one segment: field arrays (n, ...) as
-    read-only views, positions (n,) int8, alive (n,) bool."""
+    read-only views, positions (n,) int8, alive (n,) bool; ``segment`` and ``row``, the
+    block's first row in it."""
 
     start: int
     arrays: Mapping[str, np.ndarray]
     positions: np.ndarray
     alive: np.ndarray
+    segment: Segment
+    row: int
 
     def __len__(self) -> int:
         return int(self.alive.shape[0])
@@ -68,6 +71,11 @@ class GalleryStats:
     bytes: int
 
 
+def _content(entry: mf.SegmentEntry) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """A segment entry's identity: its id and every file's digest."""
+    return entry.id, tuple(sorted((k, f.sha256) for k, f in entry.files.items()))
+
+
 class Gallery:
     """A gallery directory; use :meth:`create` or :meth:`open`, then close (or ``with``)."""
 
@@ -75,6 +83,7 @@ class Gallery:
         self.directory = directory
         self._lock = lock
         self._subject_codes: tuple[np.ndarray, np.ndarray] | None = None
+        self._segments: list[Segment] = []
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -144,8 +153,15 @@ class Gallery:
 
     def _install(self, man: mf.Manifest) -> None:
         segs, offset = [], 0
+        # Segment files never change, so what readers derived from a segment still holds for
+        # its next view: handed on when the manifest names the same files (same digests).
+        before = {
+            _content(e): s.derived for e, s in zip(self._entries(), self._segments, strict=True)
+        }
         for entry in man.segments:
-            segs.append(segment.load(self.directory, man.schema, entry, offset))
+            seg = segment.load(self.directory, man.schema, entry, offset)
+            seg.derived.update(before.get(_content(entry), {}))
+            segs.append(seg)
             offset += entry.count
         alive = np.ones(offset, dtype=bool)
         tombs = np.zeros((0, 2), dtype=np.int64)
@@ -162,6 +178,11 @@ class Gallery:
                 ) from exc
         self._manifest, self._segments, self._alive, self._tombs = man, segs, alive, tombs
         self._subject_codes = None
+
+    def _entries(self) -> tuple[mf.SegmentEntry, ...]:
+        """The installed manifest's segment entries (none before the first install)."""
+        man = getattr(self, "_manifest", None)
+        return man.segments if man is not None else ()
 
     def refresh(self) -> None:
         """Re-read the manifest (readers: see the writer's latest committed generation)."""
@@ -289,6 +310,8 @@ class Gallery:
                         {k: v[lo:hi] for k, v in seg.arrays.items()},
                         seg.positions[lo:hi],
                         self._alive[seg.offset + lo : seg.offset + hi],
+                        seg,
+                        lo,
                     )
                 )
         return out

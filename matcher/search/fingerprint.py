@@ -19,6 +19,7 @@ unknown-position records.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -34,7 +35,7 @@ from matcher.fingerprint.template import FORMAT_VERSION as MINUTIAE_VERSION
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Block, FieldSpec, Gallery, GallerySchema, RecordBatch
 from matcher.gallery.errors import IncompatibleFormatError, TemplateFormatError
-from matcher.search import gather, params, preselect
+from matcher.search import gather, lanes, params, preselect
 from matcher.search.blas import single_threaded_blas
 from matcher.search.results import SearchResult, resolve
 from matcher.search.shards import merged, run_shards
@@ -70,6 +71,7 @@ def warm_up() -> None:
     matcher kernel's and pre-selection's), so that a server's first query does not wait."""
     match_kernel.warm_up()
     preselect.warm_up()
+    lanes.warm_up()
     gather.warm_up()
 
 
@@ -251,10 +253,41 @@ def _pack_gathered(
     return ids, packed
 
 
-def _preselect_rows(block: Block, rows: np.ndarray, probe_cols: np.ndarray) -> np.ndarray:
-    """Pre-selection scores (r,) of ``rows`` of a block (see :mod:`matcher.search.preselect`)."""
+#: Key of a segment's pre-selection rows in lane layout (``Segment.derived``).
+LANES_KEY = "preselect_lanes"
+_LANES_LOCK = threading.Lock()
+
+
+def _preselect_rows(
+    block: Block, rows: np.ndarray, probe_cols: np.ndarray, words: np.ndarray | None
+) -> np.ndarray:
+    """Pre-selection scores (r,) of ``rows`` of a block (see :mod:`matcher.search.preselect`):
+    with :mod:`matcher.search.lanes` where ``words`` (the probe's, None where the CPU lacks
+    VNNI) and enough of the block is wanted, else the float path; both give the same scores."""
+    if words is not None and rows.size >= params.LANES_MIN_SHARE * len(block):
+        grid = _block_lanes(block)
+        if grid is not None:
+            return lanes.lane_scores(grid, words)[rows].astype(np.float32) * preselect.SCALE
     stored = np.asarray(block.arrays["preselect"])
     return preselect.FULL.scores(stored, probe_cols, None if rows.size == len(block) else rows)
+
+
+def _block_lanes(block: Block) -> np.ndarray | None:
+    """(ceil(n / LANES), G, w, LANES) int32: the block's groups of its segment's stored rows in
+    lane layout (built at the segment's first search and kept with it), or None when the block
+    does not start at a group boundary."""
+    if block.row % lanes.LANES:
+        return None
+    derived = block.segment.derived
+    grid = derived.get(LANES_KEY)
+    if grid is None:
+        with _LANES_LOCK:  # one thread builds it; the others wait for it
+            grid = derived.get(LANES_KEY)
+            if grid is None:
+                grid = lanes.to_lanes(np.asarray(block.segment.arrays["preselect"]))
+                derived[LANES_KEY] = grid
+    first = block.row // lanes.LANES
+    return grid[first : first + -(-len(block) // lanes.LANES)]
 
 
 def _block_scores(block: Block, probe: match.SearchTemplate, position: int) -> np.ndarray:
@@ -365,13 +398,14 @@ def _two_stage(
     """Pre-select the best ``penetration`` fraction of compatible records (at least ``k``), then
     score those with the exact kernel; both stages run on ``threads``."""
     cols = preselect.probe_matrix(probe)
+    words = lanes.probe_words(cols) if lanes.available() else None
     pre = np.full(gallery.size, -np.inf, dtype=np.float32)
 
     def pre_shard(shard: Sequence[Block]) -> None:
         for b in shard:
             rows = np.flatnonzero(_usable(b, position))
             if rows.size:
-                pre[b.start + rows] = _preselect_rows(b, rows, cols)
+                pre[b.start + rows] = _preselect_rows(b, rows, cols, words)
 
     run_shards(gallery.blocks(block_rows), pre_shard, threads)
     n_use = int(np.count_nonzero(np.isfinite(pre)))

@@ -93,6 +93,10 @@ PRESELECT_GALLERY_ROWS = 24
 #: 256 -> 3.2, whole block -> 3.9 (a loaded machine; the ratios are what counts).
 PRESELECT_CHUNK_RECORDS = 256
 PRESELECT_PROBE_ROWS = 20
+#: The VNNI pre-selection (``matcher.search.lanes``) scores whole groups of 16 templates, ~6x
+#: faster per template than the float path; when fewer than this share of a block's records
+#: are wanted (deleted, other finger positions), the float path over just those is cheaper.
+LANES_MIN_SHARE = 0.25
 
 #: Tried 2026-12-05, not kept: a coarse screen before pre-selection, the same score over only
 #: the 12 most central stored rows against the probe's 10 (4 pairs), the full score then run on

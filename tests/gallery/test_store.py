@@ -226,6 +226,38 @@ def test_blocks_and_resolve(tmp_path: Path) -> None:
         assert codes.shape == (13,) and names.tolist() == [b"s0", b"s1", b"s2", b"s3", b"s4"]
 
 
+def test_blocks_know_their_segment_and_derived_arrays_follow_unchanged_segments(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        g.append(make_batch("a", 10))
+        blocks = g.blocks(4)
+        assert [(b.segment.id, b.row) for b in blocks] == [(1, 0), (1, 4), (1, 8)]
+        blocks[0].segment.derived["layout"] = "of a"
+        g.append(make_batch("b", 3))
+        g.delete(["a-0"])  # a new generation; segment 1's files are unchanged
+        assert [s.derived.get("layout") for s in g._segments] == ["of a", None]
+        reader = Gallery.open(tmp_path / "g")
+        reader._segments[1].derived["layout"] = "of b"
+        g.compact()  # one new segment: nothing derived from the old ones applies to it
+        reader.refresh()
+        assert [s.derived for s in reader._segments] == [{}]
+    reader.close()
+    # Another gallery in the same place, whose segment 1 holds other records: not handed on.
+    with Gallery.create(tmp_path / "h", SCHEMA) as g:
+        g.append(make_batch("a", 10))
+    reader = Gallery.open(tmp_path / "h")
+    reader._segments[0].derived["layout"] = "of a"
+    shutil.rmtree(tmp_path / "h")
+    with Gallery.create(tmp_path / "h", SCHEMA) as other:
+        other.append(make_batch("c", 5, seed=9))
+    reader.refresh()
+    assert reader._segments[0].id == 1 and reader._segments[0].derived == {}
+    reader.close()
+
+
 def test_user_metadata_must_be_json(tmp_path: Path) -> None:
     with Gallery.create(tmp_path, SCHEMA) as g:
         g.append(make_batch("a", 1), user={"op": 1})
