@@ -180,7 +180,7 @@ def _score_rows(block: Block, rows: np.ndarray | None, probe: match.SearchTempla
     out = np.empty(len(block) if rows is None else rows.shape[0], dtype=np.float32)
     for m, group, r in _row_groups(block, rows):
         packed = match.PackedTemplates(
-            np.asarray(a["descriptors"])[r, :m].astype(np.float32),
+            np.asarray(a["descriptors"])[r, :m],
             np.asarray(a["inv_norm"])[r, :m],
             np.asarray(a["geometry"])[r, :m],
             np.asarray(a["counts"])[r],
@@ -233,7 +233,7 @@ def _pack_gathered(
     n = sum(r.size for _, r in parts)
     d = parts[0][0].arrays["descriptors"].shape[2]
     ids = np.empty(n, np.int64)
-    desc = np.empty((n, m, d), np.float32)
+    desc = np.empty((n, m, d), DESCRIPTOR_DTYPE)  # as stored: the kernel takes uint8 rows
     inv = np.empty((n, m), np.float32)
     geo = np.empty((n, m, 4), np.float32)
     counts = np.empty(n, np.int32)
@@ -270,6 +270,14 @@ def _preselect_rows(
             return lanes.lane_scores(grid, words)[rows].astype(np.float32) * preselect.SCALE
     stored = np.asarray(block.arrays["preselect"])
     return preselect.FULL.scores(stored, probe_cols, None if rows.size == len(block) else rows)
+
+
+def prepare_layouts(gallery: Gallery) -> None:
+    """Build now what a search would build at its first use (the lane layout of every
+    segment, where the CPU has VNNI), so that no query waits for it."""
+    if lanes.available() and "preselect" in gallery.schema.fields:
+        for b in gallery.blocks(max(len(gallery), 1)):
+            _block_lanes(b)
 
 
 def _block_lanes(block: Block) -> np.ndarray | None:

@@ -7,9 +7,10 @@ copying. One compiled call per part copies all of a part's fields.
 
 Shapes: a segment's ``desc`` (n, M, d) uint8, ``inv`` (n, M) float32, ``geo`` (n, M, 4)
 float32, ``counts`` (n,) int32, ``field`` (n, h, w) uint8; ``rows`` (k,) int64 positions in
-the segment; the outputs (N, m, ...) with m <= M the part's padded row length (rows past a
-template's minutiae are zero padding, so cutting them changes no score), the fields (N, H, W)
-with H >= h, W >= w, filled with background beforehand.
+the segment; the outputs (N, m, ...) (descriptors uint8, as stored: the kernel takes them so)
+with m <= M the part's padded row length (rows past a template's minutiae are zero padding, so
+cutting them changes no score), the fields (N, H, W) with H >= h, W >= w, filled with
+background beforehand.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def gather_rows(  # pragma: no cover - compiled
     field: U8,
     at: int,
     out_ids: I64,
-    out_desc: F32,
+    out_desc: U8,
     out_inv: F32,
     out_geo: F32,
     out_counts: I32,
@@ -88,7 +89,7 @@ def warm_up() -> None:
         _read_only(np.zeros((n, 1, 1), np.uint8)),
         0,
         np.zeros(n, np.int64),
-        np.zeros((n, m, d), np.float32),
+        np.zeros((n, m, d), np.uint8),
         np.zeros((n, m), np.float32),
         np.zeros((n, m, 4), np.float32),
         np.zeros(n, np.int32),

@@ -31,48 +31,36 @@ the float path (widening, GEMM, best pairs), same process.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import llvmlite.ir as ir
 import numba
 import numpy as np
 import numpy.typing as npt
-from llvmlite import binding
 from numba import types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
+from matcher import simd
 from matcher.fingerprint.match.types import descriptor_length
 from matcher.search import params, preselect
+from matcher.simd import LANES, VEC, WORD, const, data, vector_at
 
 I32A = npt.NDArray[np.int32]
 
-#: int32 lanes of a 512-bit register: templates scored side by side.
-LANES = 16
-#: Bytes per int32 word: ``vpdpbusd`` sums this many byte products into a lane.
-WORD = 4
-#: Words per stored row (the reduced cylinder length over 4).
+#: Values per stored row (the reduced cylinder length).
 ROW_VALUES = preselect.reduced_length(descriptor_length())
+#: Words per stored row.
 WORDS = ROW_VALUES // WORD
 assert ROW_VALUES % WORD == 0
 #: Probe columns the kernel is built for.
 NQ = params.PRESELECT_PROBE_ROWS
 #: Largest local similarities summed (the kernel is built for the search's score).
 PAIRS = params.PRESELECT_PAIRS
-#: CPU features the kernel needs (names as LLVM reports the host's).
-FEATURES = ("avx512f", "avx512bw", "avx512vnni")
-
-_I32 = ir.IntType(32)
-_I64 = ir.IntType(64)
-_VEC = ir.VectorType(_I32, LANES)
 
 
-@functools.cache
 def available() -> bool:
-    """Whether this CPU runs the kernel (AVX-512 with VNNI)."""
-    features = binding.get_host_cpu_features()
-    return all(features.get(name, False) for name in FEATURES)
+    """Whether this CPU runs the kernel (:func:`matcher.simd.vnni_available`)."""
+    return simd.vnni_available()
 
 
 def to_lanes(rows: npt.NDArray[np.uint8]) -> I32A:
@@ -98,15 +86,6 @@ def probe_words(probe_cols: npt.NDArray[np.floating]) -> I32A:
     return out.view(np.int32).reshape(NQ, WORDS)
 
 
-def _vector_at(builder: ir.IRBuilder, base: ir.Value, index: ir.Value) -> ir.Value:
-    """Pointer to the <LANES x i32> vector starting at int32 element ``index`` of ``base``."""
-    return builder.bitcast(builder.gep(base, [index]), _VEC.as_pointer())
-
-
-def _data(context: Any, builder: ir.IRBuilder, ty: types.Array, value: ir.Value) -> ir.Value:
-    return context.make_array(ty)(context, builder, value).data
-
-
 @intrinsic
 def _row_update(typingctx: Any, lanes: Any, offset: Any, words: Any, best: Any) -> Any:
     """best[q] = max(best[q], dot products of one stored row of LANES templates (the w words
@@ -114,29 +93,21 @@ def _row_update(typingctx: Any, lanes: Any, offset: Any, words: Any, best: Any) 
     sig = types.void(lanes, offset, words, best)
 
     def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
-        lanes_p = _data(context, builder, signature.args[0], args[0])
-        words_p = _data(context, builder, signature.args[2], args[2])
-        best_p = _data(context, builder, signature.args[3], args[3])
+        lanes_p = data(context, builder, signature.args[0], args[0])
+        words_p = data(context, builder, signature.args[2], args[2])
+        best_p = data(context, builder, signature.args[3], args[3])
         base = builder.gep(lanes_p, [args[1]])
-        dpbusd = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VEC, [_VEC] * 3), "llvm.x86.avx512.vpdpbusd.512"
-        )
+        dot4 = simd.dpbusd(builder)
         row = [
-            builder.load(_vector_at(builder, base, ir.Constant(_I64, LANES * k)), align=4)
-            for k in range(WORDS)
+            builder.load(vector_at(builder, base, const(LANES * k)), align=4) for k in range(WORDS)
         ]
-        undef = ir.Constant(_VEC, ir.Undefined)
-        splat = ir.Constant(_VEC, [0] * LANES)
         for q in range(NQ):
-            acc = [ir.Constant(_VEC, None), ir.Constant(_VEC, None)]
+            acc = [ir.Constant(VEC, None), ir.Constant(VEC, None)]  # two chains, half as long
             for k in range(WORDS):
-                word = builder.load(builder.gep(words_p, [ir.Constant(_I64, q * WORDS + k)]))
-                b = builder.shuffle_vector(
-                    builder.insert_element(undef, word, ir.Constant(_I32, 0)), undef, splat
-                )
-                acc[k % 2] = builder.call(dpbusd, [acc[k % 2], row[k], b])
+                word = builder.load(builder.gep(words_p, [const(q * WORDS + k)]))
+                acc[k % 2] = builder.call(dot4, [acc[k % 2], row[k], simd.splat(builder, word)])
             dot = builder.add(acc[0], acc[1])
-            ptr = _vector_at(builder, best_p, ir.Constant(_I64, q * LANES))
+            ptr = vector_at(builder, best_p, const(q * LANES))
             old = builder.load(ptr, align=4)
             new = builder.select(builder.icmp_signed(">", dot, old), dot, old)
             builder.store(new, ptr, align=4)
@@ -152,18 +123,18 @@ def _top_sum(typingctx: Any, best: Any, out: Any, offset: Any) -> Any:
     sig = types.void(best, out, offset)
 
     def codegen(context: Any, builder: ir.IRBuilder, signature: Any, args: Any) -> Any:
-        best_p = _data(context, builder, signature.args[0], args[0])
-        out_p = _data(context, builder, signature.args[1], args[1])
-        top = [ir.Constant(_VEC, None)] * PAIRS  # products are >= 0, so 0 is a neutral start
+        best_p = data(context, builder, signature.args[0], args[0])
+        out_p = data(context, builder, signature.args[1], args[1])
+        top = [ir.Constant(VEC, None)] * PAIRS  # products are >= 0, so 0 is a neutral start
         for q in range(NQ):
-            v = builder.load(_vector_at(builder, best_p, ir.Constant(_I64, q * LANES)), align=4)
+            v = builder.load(vector_at(builder, best_p, const(q * LANES)), align=4)
             for i in range(PAIRS):
                 keep = builder.icmp_signed(">", top[i], v)
                 top[i], v = builder.select(keep, top[i], v), builder.select(keep, v, top[i])
         total = top[0]
         for t in top[1:]:
             total = builder.add(total, t)
-        builder.store(total, _vector_at(builder, out_p, args[2]), align=4)
+        builder.store(total, vector_at(builder, out_p, args[2]), align=4)
         return context.get_dummy_value()
 
     return sig, codegen

@@ -33,7 +33,7 @@ def test_gather_rows_copies_what_numpy_indexing_gives(
     rows = np.sort(rng.choice(n, rng.integers(1, n + 1), replace=False)).astype(np.int64)
     at, total, start = 2, rows.size + 3, 1000
     ids = np.full(total, -1, np.int64)
-    out_desc = np.zeros((total, m, d), np.float32)
+    out_desc = np.zeros((total, m, d), np.uint8)
     out_inv = np.zeros((total, m), np.float32)
     out_geo = np.zeros((total, m, 4), np.float32)
     out_counts = np.zeros(total, np.int32)
@@ -44,7 +44,7 @@ def test_gather_rows_copies_what_numpy_indexing_gives(
     )  # fmt: skip
     sel = slice(at, at + rows.size)
     assert np.array_equal(ids[sel], rows + start)
-    assert np.array_equal(out_desc[sel], desc[rows, :m].astype(np.float32))
+    assert np.array_equal(out_desc[sel], desc[rows, :m])
     assert np.array_equal(out_inv[sel], inv[rows, :m])
     assert np.array_equal(out_geo[sel], geo[rows, :m])
     assert np.array_equal(out_counts[sel], counts[rows])
@@ -63,7 +63,7 @@ def test_gather_rows_refuses_what_would_read_or_write_outside() -> None:
         n = 3
         gather_rows(
             np.array(rows, np.int64), 0, desc, inv, geo, counts, field, at,
-            np.zeros(n, np.int64), np.zeros((n, m, 8), np.float32), np.zeros((n, m), np.float32),
+            np.zeros(n, np.int64), np.zeros((n, m, 8), np.uint8), np.zeros((n, m), np.float32),
             np.zeros((n, m, 4), np.float32), np.zeros(n, np.int32),
             np.zeros((n, *out_field), np.uint8),
         )  # fmt: skip

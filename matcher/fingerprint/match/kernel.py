@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from matcher.fingerprint.match import consolidation, params
+from matcher.fingerprint.match import consolidation, params, products
 from matcher.fingerprint.match.types import (
     PackedTemplates,
     SearchTemplate,
@@ -128,8 +128,9 @@ def _alignment_grid(probe: SearchTemplate) -> consolidation.Grid:
 def _consolidate(probe: SearchTemplate, gallery: PackedTemplates) -> Consolidation:
     nb, m, d = gallery.descriptors.shape
     if probe.count:
-        # Step 1: (nb*M, mp) integer dot products, exact in float32 (see above).
-        prod = gallery.descriptors.reshape(nb * m, d) @ probe.descriptors.T
+        # Step 1: (nb*M, mp) integer dot products, exact in float32 (see above), by BLAS or
+        # on VNNI from uint8 rows (then mp_pad wide; columns past mp are never read).
+        prod = products.products(gallery.descriptors.reshape(nb * m, d), probe)
         arrays: consolidation.Probe = (
             np.ascontiguousarray(probe.inv_norm),
             np.ascontiguousarray(probe.geometry),
@@ -202,3 +203,4 @@ def warm_up() -> None:
         np.zeros((1, 4), np.float32),
     )
     score_many(probe, pack([probe]))
+    products.warm_up()

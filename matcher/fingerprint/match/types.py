@@ -63,7 +63,8 @@ class SearchTemplate:
 class PackedTemplates:
     """A block of ``nb`` prepared templates padded to a common row length ``M``.
 
-    * ``descriptors`` (nb, M, d) float32, padded rows zero.
+    * ``descriptors`` (nb, M, d) float32, or uint8 as galleries store them (the same integer
+      cell values; :mod:`matcher.fingerprint.match.products`), padded rows zero.
     * ``inv_norm`` (nb, M) float32, padded rows zero.
     * ``geometry`` (nb, M, 4) float32, padded rows zero.
     * ``counts`` (nb,) int32: real minutiae of each template (rows ``>= counts[b]`` are padding).
@@ -74,7 +75,7 @@ class PackedTemplates:
     Scores never depend on ``M``, on the field padding or on the other templates of the block.
     """
 
-    descriptors: npt.NDArray[np.float32]
+    descriptors: npt.NDArray[np.float32] | npt.NDArray[np.uint8]
     inv_norm: npt.NDArray[np.float32]
     geometry: npt.NDArray[np.float32]
     counts: npt.NDArray[np.int32]
@@ -128,9 +129,10 @@ def check_packed(p: PackedTemplates) -> None:
     for name, (arr, shape) in shapes.items():
         if arr.shape != shape:
             raise TemplateFormatError(f"{name} must have shape {shape}, got {arr.shape}")
-    for name, arr in (("descriptors", p.descriptors), ("inv_norm", p.inv_norm)):
-        if arr.dtype != np.float32:
-            raise TemplateFormatError(f"{name} must be float32, got {arr.dtype}")
+    if p.descriptors.dtype not in (np.float32, np.uint8):
+        raise TemplateFormatError(f"descriptors must be float32 or uint8: {p.descriptors.dtype}")
+    if p.inv_norm.dtype != np.float32:
+        raise TemplateFormatError(f"inv_norm must be float32, got {p.inv_norm.dtype}")
     if p.geometry.dtype != np.float32 or p.counts.dtype != np.int32:
         raise TemplateFormatError("geometry must be float32 and counts int32")
     if nb and (p.counts.min() < 0 or p.counts.max() > m):
