@@ -17,8 +17,11 @@ certificate chain are verified, exactly as ``bdx query`` does.
   record service (``--distinct`` synthetic fingers, repeated) and ID is restarted on it;
   ``--clients`` queries are kept in flight (one finger each, the second impression of an
   enrolled finger) until ``--queries`` are answered; ``--rounds`` such rounds after a warm-up.
-  CPU per query is read for each process separately: ID's from ``/proc/PID/stat`` (all its
-  threads), TH's (this process) from ``time.process_time``, both over the round.
+  CPU per query is read for each side separately: ID's from ``/proc/PID/stat`` of its process
+  and every process under it (all threads; its search processes when it has them), TH's (this
+  process) from ``time.process_time``, both over the round. This tree's ID runs with
+  ``--search-processes`` and ``--peer-threads`` (as ``BDX_SEARCH_PROCESSES`` /
+  ``BDX_PEER_THREADS``; a ``--baseline-tree`` older than these settings ignores them).
 * **search alone** (baseline, same run, same gallery files): ``search_fingerprint`` with its
   default penetration, prepared probes, one call at a time, in this process while ID is idle.
 
@@ -52,6 +55,7 @@ from matcher.fingerprint import iso19794_2, match
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import fingerprint_records, fingerprint_schema, search_fingerprint
 from matcher.synthetic import synthetic_templates
+from matcher.workers import usable_cpus
 from node.db.models import Modality, TemplateRecord
 from node.db.setup import open_database
 from node.demo.region import BDX, free_port
@@ -138,11 +142,14 @@ def enrol(node: NodeFiles, templates: Sequence[FingerprintTemplate], n: int) -> 
 
 
 @contextmanager
-def serving(node: NodeFiles, source: Path | None = None) -> Iterator[int]:
+def serving(
+    node: NodeFiles, source: Path | None = None, settings: dict[str, str] | None = None
+) -> Iterator[int]:
     """``bdx serve`` for ``node`` in its own process until the block ends; yields its pid.
-    ``source``: serve the node code of another source tree (a baseline), on this venv."""
+    ``source``: serve the node code of another source tree (a baseline), on this venv;
+    ``settings``: environment variables for it (``BDX_...``)."""
     log = (node.root / "serve.log").open("ab")
-    env = dict(os.environ)
+    env = dict(os.environ) | (settings or {})
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
     proc = subprocess.Popen(
@@ -185,20 +192,42 @@ def machine_cpu_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / CLK_TCK
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every live process under it (``/proc/*/stat`` parent ids)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):  # a process that ended meanwhile
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    tree, grew = {pid}, True
+    while grew:
+        below = {p for p, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return sorted(tree)
+
+
 def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system CPU seconds so far of process ``pid`` and the processes under it (all their
+    threads)."""
+    total = 0
+    for p in process_tree(pid):
+        with suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
 def proc_switches(pid: int) -> int:
-    """Context switches so far of every live thread of process ``pid`` (``/proc/PID/task``)."""
+    """Context switches so far of every live thread of process ``pid`` and the processes under
+    it (``/proc/PID/task``)."""
     total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with suppress(OSError):  # a thread that ended meanwhile
-            for line in (task / "status").read_text().splitlines():
-                if "ctxt_switches:" in line:
-                    total += int(line.split(":")[1])
+    for p in process_tree(pid):
+        with suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with suppress(OSError):  # a thread that ended meanwhile
+                    for line in (task / "status").read_text().splitlines():
+                        if "ctxt_switches:" in line:
+                            total += int(line.split(":")[1])
     return total
 
 
@@ -380,10 +409,22 @@ def main() -> None:
         help="also serve ID from this source tree (e.g. an older commit's files), its round "
         "trips and rounds alternating with this tree's, for a before/after under one load",
     )
+    ap.add_argument(
+        "--search-processes",
+        type=int,
+        default=usable_cpus(),
+        help="this tree's ID: search_processes (default: the usable CPUs; 0 = in its threads)",
+    )
+    ap.add_argument(
+        "--peer-threads", type=int, help="this tree's ID: peer_threads (default: the node's)"
+    )
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--round-trips-only", action="store_true", help="skip the gallery phase")
     args = ap.parse_args()
     variants: list[tuple[str, Path | None]] = [("this tree", None)]
+    settings = {"BDX_SEARCH_PROCESSES": str(args.search_processes)}
+    if args.peer_threads:
+        settings["BDX_PEER_THREADS"] = str(args.peer_threads)
     if args.baseline_tree:
         variants.append(("baseline", args.baseline_tree.resolve()))
     out: dict[str, dict[str, object]] = {name: {} for name, _ in variants}
@@ -397,7 +438,7 @@ def main() -> None:
         peer = Peer("ID", responder.peer_url)
         with requester_of(asker) as ex:
             for name, source in variants if args.round_trips else []:
-                with serving(responder, source) as pid:
+                with serving(responder, source, None if source else settings) as pid:
                     rt, base, rt_resp, rt_req = asyncio.run(
                         round_trips(ex, peer, item(fingers[0][1]), args.round_trips, pid)
                     )
@@ -419,7 +460,7 @@ def main() -> None:
                 rows: dict[str, list[dict[str, float]]] = {name: [] for name, _ in variants}
                 for k in range(args.rounds):
                     for name, source in variants:
-                        with serving(responder, source) as pid:
+                        with serving(responder, source, None if source else settings) as pid:
                             offset = k * (args.warmup + args.queries)
                             r = asyncio.run(one_round(ex, peer, probes, args, pid, offset))
                         # the search alone on the same files, right after (ID stopped)

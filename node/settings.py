@@ -65,7 +65,18 @@ class Settings(BaseSettings):
     # cores only add GIL and scheduler hand-offs: on 2 cores, 2 threads answered 55-60 queries/s
     # against a 10,000-record gallery where 4 answered 48 and 8 answered 40 (benchmarks/README).
     peer_threads: int | None = Field(
-        None, ge=1, le=256, description="threads answering peer queries (default: usable CPUs)"
+        None,
+        ge=1,
+        le=256,
+        description="threads answering peer queries (default: CPUs, or 2 per search process)",
+    )
+    # Searches in worker processes run on every core: one process's Python work (request path
+    # and the search's own steps) holds one interpreter lock (node.services.search_pool).
+    search_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="worker processes for peer fingerprint searches (0: in the peer threads)",
     )
     token_max_days: int = Field(365, ge=1, description="longest lifetime of an API token")
     # Peer exchange (node.exchange.setup): off unless pki_dir and policy_file are set.

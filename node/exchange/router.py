@@ -87,13 +87,22 @@ async def get_responder(request: Request) -> Responder:
     return responder
 
 
+#: Peer threads per search process (see :func:`peer_executor`).
+THREADS_PER_SEARCH_PROCESS = 2
+
+
 def peer_executor(request: Request) -> ThreadPoolExecutor:
-    """The app's worker threads for peer queries (``peer_threads`` of the settings, by default
-    one per usable CPU core)."""
+    """The app's worker threads for peer queries: ``peer_threads`` of the settings, by default
+    one per usable CPU core, or two per search process when searches run in processes (a peer
+    thread then mostly waits for its search; with two per process one runs the request path
+    while the other's search runs: 2 processes answered 84 queries/s with 2 threads, 102 with
+    4, 99 with 8; benchmarks/README, "Exchange")."""
     executor: ThreadPoolExecutor | None = getattr(request.app.state, "peer_executor", None)
     if executor is None:
         settings = getattr(request.app.state, "settings", None)
-        workers = getattr(settings, "peer_threads", None) or usable_cpus()
+        processes = getattr(settings, "search_processes", 0)
+        default = THREADS_PER_SEARCH_PROCESS * processes if processes else usable_cpus()
+        workers = getattr(settings, "peer_threads", None) or default
         executor = ThreadPoolExecutor(workers, thread_name_prefix="bdx-peer")
         request.app.state.peer_executor = executor
     return executor

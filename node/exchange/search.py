@@ -35,6 +35,7 @@ from node.exchange.responder import Candidate
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
 from node.services.search import fingerprint_candidates
+from node.services.search_pool import SearchPool
 from node.thresholds import face_fmr, face_threshold, fingerprint_threshold
 from policy.restrictions import Restrictions, parse_restrictions
 
@@ -63,8 +64,9 @@ def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTe
 class GallerySearch:
     """Matches peer probes against the node's galleries, in memory (nothing stored)."""
 
-    def __init__(self, galleries: GallerySet) -> None:
+    def __init__(self, galleries: GallerySet, pool: SearchPool | None = None) -> None:
         self.galleries = galleries
+        self.pool = pool  # fingerprint searches run there when set
 
     def __call__(
         self, modality: str, templates: Sequence[TemplateItem], max_candidates: int, fmr: float
@@ -87,7 +89,10 @@ class GallerySearch:
         with self.galleries.reading(fingerprint_schema()) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
-            found = fingerprint_candidates(gallery, probes, k)
+            if self.pool is not None:
+                found = self.pool.fingerprint(gallery, probes, k)
+            else:
+                found = fingerprint_candidates(gallery, probes, k)
         return [
             Candidate(c.subject, c.score, c.fmr if c.fmr is not None else 1.0)
             for c in found

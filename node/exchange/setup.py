@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials, NodePaths
 from certs.translog import SigningKey, TransparencyLog
+from matcher.search.fingerprint import fingerprint_schema
 from node.audit.actions import mirror_actions
 from node.errors import ConfigError
 from node.exchange.eventlog import TranslogExchangeLog
@@ -35,7 +36,8 @@ from node.exchange.requester import Peer, Requester
 from node.exchange.responder import Responder
 from node.exchange.search import GallerySearch, RecordRestrictions
 from node.exchange.witnessing import WitnessService, log_origin, witness_round
-from node.services.galleries import GallerySet
+from node.services.galleries import GallerySet, gallery_name
+from node.services.search_pool import SearchPool
 from node.settings import Settings
 from policy.decision import PolicyEngine
 from policy.quota import QuotaLedger
@@ -64,6 +66,7 @@ class Exchange:
     peers: dict[str, Peer]
     witness: WitnessService
     peer_timeout_s: float
+    search_pool: SearchPool | None = None
 
 
 def _passphrase(settings: Settings) -> bytes | None:
@@ -118,6 +121,27 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
             reason="bad_config",
         )
     log = TransparencyLog.open(engine, SigningKey(log_origin(creds.country), creds.signing_key))
+    pool = None
+    if settings.search_processes:
+        directory = galleries.root / gallery_name(fingerprint_schema())
+        pool = SearchPool(directory, settings.search_processes)
+    try:
+        return _assemble(settings, engine, galleries, creds, log, pool)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+
+
+def _assemble(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    creds: NodeCredentials,
+    log: TransparencyLog,
+    pool: SearchPool | None,
+) -> Exchange:
+    assert settings.policy_file is not None  # checked by build_exchange
     elog = TranslogExchangeLog(log)
     policy = PolicyEngine(load_policy(settings.policy_file), QuotaLedger(engine))
     chain = [creds.signing_cert]
@@ -129,7 +153,7 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
         policy=policy,
         replay=ReplayGuard(engine, timedelta(seconds=settings.replay_window_s)),
         hits=HitReferences(engine, hit_secret(settings)),
-        search=GallerySearch(galleries),
+        search=GallerySearch(galleries, pool),
         restrictions=RecordRestrictions(engine),
         exchange_log=elog,
     )
@@ -146,7 +170,7 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
     peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
     witness = WitnessService.create(engine, creds)
     return Exchange(
-        creds, policy, responder, requester, log, peers, witness, settings.peer_timeout_s
+        creds, policy, responder, requester, log, peers, witness, settings.peer_timeout_s, pool
     )
 
 
@@ -211,3 +235,5 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
         app.state.witness = None
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
             await exchange.requester.aclose()
+        if exchange.search_pool is not None:
+            await anyio.to_thread.run_sync(exchange.search_pool.close)

@@ -45,6 +45,7 @@ from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.extract import extract_file
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Gallery
+from matcher.search import params as search_params
 from matcher.search.face import face_schema, search_face
 from matcher.search.fingerprint import fingerprint_schema, search_fingerprint
 from matcher.search.fusion import SubjectCandidate, fused_fmr
@@ -59,13 +60,18 @@ MAX_FINGERS = 10
 
 
 def fingerprint_candidates(
-    gallery: Gallery, probes: Sequence[FingerprintTemplate], k: int
+    gallery: Gallery,
+    probes: Sequence[FingerprintTemplate],
+    k: int,
+    *,
+    threads: int = search_params.THREADS,
 ) -> list[SubjectCandidate]:
     """Subjects best first: each one's best finger score over the probe's fingers and its
-    estimated FMR (the score's measured FMR times the number of fingers, at most 1)."""
+    estimated FMR (the score's measured FMR times the number of fingers, at most 1).
+    ``threads``: at most this many per finger's search."""
     best: dict[str, float] = {}
     for probe in probes:
-        for c in search_fingerprint(gallery, probe, k=k).candidates:
+        for c in search_fingerprint(gallery, probe, k=k, threads=threads).candidates:
             best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
     n = len(probes)
     found = [

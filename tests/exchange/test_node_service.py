@@ -63,7 +63,9 @@ def region(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def nodes(
     region: Any, fingers: list[list[FingerprintTemplate]], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, ServiceNode]]:
-    """ID enrols fingers 0–3, MY fingers 4–7 (finger 3 restricted to MY only at ID)."""
+    """ID enrols fingers 0–3, MY fingers 4–7 (finger 3 restricted to MY only at ID). ID runs
+    its searches in a search process; it starts before the gallery exists and sees each
+    enrolment (a new generation)."""
     _, root = region
     data = tmp_path_factory.mktemp("svc-nodes")
     ports = {cc: (_port(), _port()) for cc in (*RUNNING, DOWN)}
@@ -72,7 +74,9 @@ def nodes(
     try:
         for cc in RUNNING:
             peers = {p: urls[p] for p in (*RUNNING, DOWN) if p != cc}
-            handles[cc] = start_service_node(data, root, cc, *ports[cc], peers)
+            # ID searches in a worker process (node.services.search_pool), MY in its threads.
+            extra = {"search_processes": 1} if cc == "ID" else {}
+            handles[cc] = start_service_node(data, root, cc, *ports[cc], peers, **extra)
         handles["ID"].enrol([f"id-{i}" for i in range(3)], [fingers[i][0] for i in range(3)])
         handles["ID"].enrol(["id-3"], [fingers[3][0]], SharingRestrictions(peers=["MY"]))
         handles["MY"].enrol([f"my-{i}" for i in range(4, 8)], [fingers[i][0] for i in range(4, 8)])

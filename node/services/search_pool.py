@@ -1,0 +1,137 @@
+"""Fingerprint searches in worker processes, so that a node answering peer queries uses every
+core.
+
+In one process, everything a query does outside the compiled kernels holds the interpreter's
+lock (GIL): the request path (TLS, HTTP, JWS, database, exchange log) and the search's own
+Python steps (probe preparation, block and candidate bookkeeping). On 2 cores the peer listener
+then used ~1.5 of them, whatever the number of threads or queries in flight (benchmarks/README,
+"Exchange"). A :class:`SearchPool` runs the searches in ``search_processes`` spawned workers
+instead, each with its own interpreter:
+
+* a worker opens the node's fingerprint gallery **read-only** (its memory maps share the page
+  cache with the node's), loads the compiled stages and builds the gallery's search layouts
+  when it starts, and searches on one thread (the workers are the parallelism);
+* a search is sent as (gallery directory, generation, probes, k). The node holds the gallery
+  set's read lock while the worker searches, so no append or delete lands meanwhile; a worker
+  whose handle is of another generation refreshes it first, and refuses to search a snapshot
+  other than the node's (``stale_gallery``);
+* probes travel through a pipe and are only ever held in memory, as in the node;
+* a worker that dies (killed, out of memory) fails the searches in flight with
+  ``search_unavailable`` and the pool is replaced; later queries are answered again.
+
+Results are those of :func:`node.services.search.fingerprint_candidates` in the node: the same
+function on the same files.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.gallery import Gallery
+from matcher.gallery.errors import GalleryError
+from matcher.search import fingerprint as fingerprint_search
+from matcher.search.fusion import SubjectCandidate
+from node.service_errors import StoreUnavailableError
+from node.services.search import fingerprint_candidates
+
+logger = logging.getLogger(__name__)
+
+#: Threads per worker search: the workers themselves use the cores.
+WORKER_THREADS = 1
+
+_GALLERIES: dict[str, Gallery] = {}
+
+
+def _worker_start(directory: str) -> None:
+    """Worker initialiser: ignore Ctrl-C (the node stops its workers), load the compiled stages
+    and open and lay out the gallery, so that no query waits for either."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    fingerprint_search.warm_up()
+    if (Path(directory) / "MANIFEST.json").exists():
+        fingerprint_search.prepare_layouts(_gallery(directory, None))
+
+
+def _gallery(directory: str, generation: int | None) -> Gallery:
+    """This worker's read-only handle on ``directory``, at ``generation`` (any when None)."""
+    gallery = _GALLERIES.get(directory)
+    if gallery is None:
+        gallery = Gallery.open(directory, verify=False)  # the node verified it when it opened it
+        _GALLERIES[directory] = gallery
+    if generation is not None and gallery.generation != generation:
+        gallery.refresh()
+        if gallery.generation != generation:
+            raise GalleryError(
+                f"the gallery is at generation {gallery.generation}, the node's at {generation}",
+                reason="stale_gallery",
+            )
+    return gallery
+
+
+def _ready() -> None:
+    """A task that only makes the executor start a worker."""
+
+
+def _search(
+    directory: str, generation: int, probes: list[FingerprintTemplate], k: int
+) -> list[SubjectCandidate]:
+    gallery = _gallery(directory, generation)
+    return fingerprint_candidates(gallery, probes, k, threads=WORKER_THREADS)
+
+
+class SearchPool:
+    """``processes`` worker processes searching fingerprint galleries; each opens and lays out
+    the one at ``directory`` (the node's, which need not exist yet) when it starts."""
+
+    def __init__(self, directory: Path, processes: int) -> None:
+        if processes < 1:
+            raise ValueError("a search pool needs at least one process")
+        self.directory = str(directory)
+        self.processes = processes
+        self._lock = threading.Lock()
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        """A pool whose workers have all started (and warmed up) before it is returned."""
+        executor = ProcessPoolExecutor(
+            self.processes,
+            mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded server
+            initializer=_worker_start,
+            initargs=(self.directory,),
+        )
+        for future in [executor.submit(_ready) for _ in range(self.processes)]:
+            future.result()
+        return executor
+
+    def fingerprint(
+        self, gallery: Gallery, probes: Sequence[FingerprintTemplate], k: int
+    ) -> list[SubjectCandidate]:
+        """:func:`~node.services.search.fingerprint_candidates` in a worker, on ``gallery``'s
+        files at its generation (the caller holds it still); raises its typed errors, or
+        :class:`StoreUnavailableError` when the worker died."""
+        executor = self._executor
+        job = (str(gallery.directory), gallery.generation, list(probes), k)
+        try:
+            return executor.submit(_search, *job).result()
+        except BrokenProcessPool:
+            self._replace(executor)
+            raise StoreUnavailableError(
+                "a search process stopped; the query was not answered", reason="search_unavailable"
+            ) from None
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:  # not replaced already by another failed search
+                logger.error("a search process stopped; starting a new pool")
+                broken.shutdown(wait=False, cancel_futures=True)
+                self._executor = self._start()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

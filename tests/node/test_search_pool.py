@@ -1,0 +1,99 @@
+"""Fingerprint searches in worker processes (node.services.search_pool): real spawned workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.gallery import Gallery
+from matcher.gallery.errors import GalleryError
+from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+from matcher.synthetic.templates import synthetic_templates
+from node.service_errors import StoreUnavailableError
+from node.services.galleries import GallerySet, gallery_name
+from node.services.search import fingerprint_candidates
+from node.services.search_pool import SearchPool
+
+
+@pytest.fixture(scope="module")
+def fingers() -> list[list[FingerprintTemplate]]:
+    return synthetic_templates(30, 2, seed=21)
+
+
+@pytest.fixture
+def galleries(tmp_path: Path) -> Iterator[GallerySet]:
+    with GallerySet.open(tmp_path / "galleries") as g:
+        yield g
+
+
+@pytest.fixture
+def pool(galleries: GallerySet) -> Iterator[SearchPool]:
+    p = SearchPool(galleries.root / gallery_name(fingerprint_schema()), 1)
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def enrol(galleries: GallerySet, fingers: list, lo: int, hi: int) -> None:
+    refs = [f"s{i}" for i in range(lo, hi)]
+    batch = fingerprint_records(refs, refs, [f[0] for f in fingers[lo:hi]])
+    galleries.append(fingerprint_schema(), batch)
+
+
+def test_workers_find_what_the_node_finds_and_follow_its_generations(
+    galleries: GallerySet, pool: SearchPool, fingers: list
+) -> None:
+    """The pool started before the gallery existed; every append is a new generation."""
+    enrol(galleries, fingers, 0, 20)
+    probes = [fingers[3][1], fingers[25][1]]
+    with galleries.reading(fingerprint_schema()) as g:
+        assert g is not None
+        assert pool.fingerprint(g, probes, 5) == fingerprint_candidates(g, probes, 5)
+        assert pool.fingerprint(g, probes, 5)[0].subject == "s3"
+    enrol(galleries, fingers, 20, 30)  # s25 is in the gallery now
+    with galleries.reading(fingerprint_schema()) as g:
+        assert g is not None
+        got = pool.fingerprint(g, probes, 5)
+        assert got == fingerprint_candidates(g, probes, 5)
+        assert {c.subject for c in got[:2]} == {"s3", "s25"}
+
+
+def test_a_worker_refuses_a_snapshot_other_than_the_nodes(
+    galleries: GallerySet, pool: SearchPool, fingers: list
+) -> None:
+    enrol(galleries, fingers, 0, 10)
+    directory = galleries.root / gallery_name(fingerprint_schema())
+    with Gallery.open(directory) as old:  # a handle left at the first generation
+        enrol(galleries, fingers, 10, 20)
+        with pytest.raises(GalleryError) as err:
+            pool.fingerprint(old, [fingers[0][1]], 3)
+    assert err.value.reason == "stale_gallery"
+
+
+def test_a_dead_worker_fails_its_query_and_the_pool_is_replaced(
+    galleries: GallerySet, pool: SearchPool, fingers: list
+) -> None:
+    enrol(galleries, fingers, 0, 10)
+    (pid,) = list(pool._executor._processes)  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    with galleries.reading(fingerprint_schema()) as g:
+        assert g is not None
+        with pytest.raises(StoreUnavailableError) as err:
+            while time.monotonic() < deadline:  # until the executor notices the death
+                pool.fingerprint(g, [fingers[2][1]], 3)
+                time.sleep(0.05)
+        assert err.value.reason == "search_unavailable"
+        assert pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"  # a new worker
+
+
+def test_a_pool_needs_a_process(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one process"):
+        SearchPool(tmp_path, 0)
