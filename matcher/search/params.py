@@ -59,8 +59,9 @@ UNKNOWN_FINGER = 0
 INT8_LEVELS = 127
 
 #: Two-stage search by default (``penetration="auto"``) from this gallery size. Exhaustive
-#: search costs ~20 µs of CPU per record (5,000 records: 0.1 s); two-stage at 2% costs ~3 µs
-#: per record, with rank-1 unchanged where measured (below). Smaller galleries stay exact.
+#: search costs ~11 µs of CPU per record (5,000 records: 55 ms); two-stage at 2% 0.5-0.9 µs
+#: per record (both on VNNI, 2026-12-05; ~20 and ~3 µs on the float paths), with rank-1 unchanged
+#: where measured (below). Smaller galleries stay exact.
 AUTO_TWO_STAGE_RECORDS = 5_000
 #: Fraction scored exactly by automatic two-stage search. On 10,000 synthetic fingers (200
 #: probes; exhaustive rank-1 100%, 214 ms of CPU per probe): 1% -> 99.5% (26 ms), 2% -> 100%
