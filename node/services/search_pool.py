@@ -17,7 +17,8 @@ instead, each with its own interpreter:
   other than the node's (``stale_gallery``);
 * probes travel through a pipe and are only ever held in memory, as in the node;
 * a worker that dies (killed, out of memory) fails the searches in flight with
-  ``search_unavailable`` and the pool is replaced; later queries are answered again.
+  ``search_unavailable``; the next search starts a new pool. Workers that cannot start (a
+  gallery they cannot open) raise ``search_unavailable`` too, at the node's start-up.
 
 Results are those of :func:`node.services.search.fingerprint_candidates` in the node: the same
 function on the same files.
@@ -96,7 +97,8 @@ class SearchPool:
         self.directory = str(directory)
         self.processes = processes
         self._lock = threading.Lock()
-        self._executor = self._start()
+        self._closed = False
+        self._executor: ProcessPoolExecutor | None = self._start()
 
     def _start(self) -> ProcessPoolExecutor:
         """A pool whose workers have all started (and warmed up) before it is returned."""
@@ -106,9 +108,26 @@ class SearchPool:
             initializer=_worker_start,
             initargs=(self.directory,),
         )
-        for future in [executor.submit(_ready) for _ in range(self.processes)]:
-            future.result()
+        try:
+            for future in [executor.submit(_ready) for _ in range(self.processes)]:
+                future.result()
+        except BrokenProcessPool:
+            executor.shutdown(wait=True, cancel_futures=True)
+            raise StoreUnavailableError(
+                "the search processes did not start (see the node's log)",
+                reason="search_unavailable",
+            ) from None
         return executor
+
+    def _running(self) -> ProcessPoolExecutor:
+        """The pool, started again if the last one broke."""
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailableError("the node is stopping", reason="search_unavailable")
+            if self._executor is None:
+                logger.warning("starting new search processes")
+                self._executor = self._start()
+            return self._executor
 
     def fingerprint(
         self, gallery: Gallery, probes: Sequence[FingerprintTemplate], k: int
@@ -116,22 +135,22 @@ class SearchPool:
         """:func:`~node.services.search.fingerprint_candidates` in a worker, on ``gallery``'s
         files at its generation (the caller holds it still); raises its typed errors, or
         :class:`StoreUnavailableError` when the worker died."""
-        executor = self._executor
+        executor = self._running()
         job = (str(gallery.directory), gallery.generation, list(probes), k)
         try:
             return executor.submit(_search, *job).result()
         except BrokenProcessPool:
-            self._replace(executor)
+            with self._lock:
+                if self._executor is executor:  # not dropped already by another search
+                    logger.error("a search process stopped; the pool is dropped")
+                    self._executor = None
+            executor.shutdown(wait=False, cancel_futures=True)
             raise StoreUnavailableError(
                 "a search process stopped; the query was not answered", reason="search_unavailable"
             ) from None
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._executor is broken:  # not replaced already by another failed search
-                logger.error("a search process stopped; starting a new pool")
-                broken.shutdown(wait=False, cancel_futures=True)
-                self._executor = self._start()
-
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            executor, self._executor, self._closed = self._executor, None, True
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)

@@ -92,6 +92,16 @@ def test_a_dead_worker_fails_its_query_and_the_pool_is_replaced(
                 time.sleep(0.05)
         assert err.value.reason == "search_unavailable"
         assert pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"  # a new worker
+        pool.close()
+        with pytest.raises(StoreUnavailableError):  # closed for good: nothing restarts it
+            pool.fingerprint(g, [fingers[2][1]], 3)
+
+
+def test_workers_that_cannot_open_the_gallery_fail_the_start(tmp_path: Path) -> None:
+    (tmp_path / "MANIFEST.json").write_text("not a manifest")
+    with pytest.raises(StoreUnavailableError) as err:
+        SearchPool(tmp_path, 1)
+    assert err.value.reason == "search_unavailable"
 
 
 def test_a_pool_needs_a_process(tmp_path: Path) -> None:
