@@ -1,7 +1,8 @@
 """List, filter and aggregate the exchange events of the node's transparency log.
 
 Events are the JSON objects the exchange appends (``type``: ``query_received``,
-``policy_decision``, ``query_refused``, ``reply_sent``, ``hits_suppressed``, ``query_sent``,
+``policy_decision``, ``query_refused``, ``query_failed`` (this node could not search; the
+signed reply said ``error``), ``reply_sent``, ``hits_suppressed``, ``query_sent``,
 ``reply_received``, ``auditor_action``; :func:`certs.translog.encode_event` writes the kind
 under ``event`` instead, and both are read). Filtering by time uses the store's append time
 (an index range, so a window reads only its own entries); the other filters look at the
@@ -186,7 +187,7 @@ class Dashboard:
     daily_queries: list[dict[str, Any]]
     """``{day, peer, direction (inbound|outbound), queries}`` sorted by day then peer."""
     hit_rate: dict[str, dict[str, Any]]
-    """Per direction: ``{hit, no_hit, refused, rate}``; rate = hit / (hit + no_hit)."""
+    """Per direction: ``{hit, no_hit, refused, error, rate}``; rate = hit / (hit + no_hit)."""
     refusals: dict[str, int]
     """Refusal reason -> number of ``query_refused`` events."""
     quota: list[dict[str, Any]] = field(default_factory=list)
@@ -230,12 +231,20 @@ def dashboard(log: TransparencyLog, engine: Engine, flt: AuditFilter) -> Dashboa
         if kind == "query_refused":
             refusals[str(item.event.get("reason", "unknown"))] += 1
             outcomes["inbound"]["refused"] += 1
+        elif kind == "query_failed":
+            outcomes["inbound"]["error"] += 1
     hit_rate = {}
     for direction, counts in outcomes.items():
         hit, miss = counts["hit"], counts["no_hit"]
-        refused = counts["refused"]
+        refused, error = counts["refused"], counts["error"]
         rate = hit / (hit + miss) if hit + miss else None
-        hit_rate[direction] = {"hit": hit, "no_hit": miss, "refused": refused, "rate": rate}
+        hit_rate[direction] = {
+            "hit": hit,
+            "no_hit": miss,
+            "refused": refused,
+            "error": error,
+            "rate": rate,
+        }
     return Dashboard(
         daily_queries=[
             {"day": d, "peer": p, "direction": direction, "queries": n}

@@ -48,8 +48,9 @@ function render(d) {
   div.appendChild(p);
   table("daily", ["day", "peer", "direction", "queries"],
         d.daily_queries.map(q => [q.day, q.peer, q.direction, q.queries]));
-  table("hitrate", ["direction", "hit", "no hit", "refused", "hit rate"],
-        Object.entries(d.hit_rate).map(([k, v]) => [k, v.hit, v.no_hit, v.refused, pct(v.rate)]));
+  table("hitrate", ["direction", "hit", "no hit", "refused", "error", "hit rate"],
+        Object.entries(d.hit_rate).map(([k, v]) =>
+          [k, v.hit, v.no_hit, v.refused, v.error, pct(v.rate)]));
   table("refusals", ["reason", "count"], Object.entries(d.refusals));
   table("quota", ["day", "peer", "modality", "used"],
         d.quota.map(q => [q.day, q.peer, q.modality, q.used]));

@@ -37,7 +37,7 @@ from certs import jws
 from certs.errors import CertsError
 from certs.pki.keys import PrivateKey
 from certs.pki.validate import TrustAnchors
-from matcher.errors import MatcherError, TemplateFormatError
+from matcher.errors import GalleryError, MatcherError, TemplateFormatError
 from node.errors import NodeError
 from node.exchange import params
 from node.exchange.messages import (
@@ -50,10 +50,14 @@ from node.exchange.messages import (
 )
 from node.exchange.references import HitReferences
 from node.exchange.replay import ReplayError, ReplayGuard
+from node.service_errors import StoreUnavailableError
 from policy.decision import PolicyEngine
 from policy.restrictions import Restrictions, filter_shareable
 
 log = logging.getLogger(__name__)
+
+#: Reason of an ``error`` reply: the responder could not search (ask again later).
+SEARCH_FAILED = "search_unavailable"
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,9 @@ class Responder:
         fmr = decision.fmr if decision.fmr is not None else params.MODERATE_MAX_FMR
         try:
             candidates = self.search(query.modality, query.templates, max_candidates, fmr)
+        except (GalleryError, StoreUnavailableError) as exc:  # this node's failure, not the query's
+            log.error("query %s: search failed (%s)", query.query_id, exc.reason)
+            return self._fail(query, events, exc.reason)
         except TemplateFormatError as exc:
             log.info("query %s: template refused (%s)", query.query_id, exc.reason)
             return self._refuse(query, events, "unsupported_template", "template")
@@ -281,6 +288,22 @@ class Responder:
                 peer=query.requester,
                 stage=stage,
                 reason=reason,
+            )
+        )
+        return self._sign(reply)
+
+    def _fail(self, query: QueryPayload, events: list[dict[str, Any]], cause: str) -> Answer:
+        """A signed ``error`` reply when this node could not search (gallery or search processes
+        unavailable): the requester learns it may ask again later; the cause stays in this
+        node's log."""
+        reply = self._reply(query, Outcome.ERROR, reason=SEARCH_FAILED)
+        events.append(
+            self._event(
+                "query_failed",
+                query_id=str(query.query_id),
+                peer=query.requester,
+                stage="search",
+                reason=cause,
             )
         )
         return self._sign(reply)

@@ -76,6 +76,7 @@ def test_dashboard_aggregates(node: Node) -> None:
     ]
     inbound = board.hit_rate["inbound"]
     assert (inbound["hit"], inbound["no_hit"], inbound["refused"]) == (2, 2, 2)
+    assert inbound["error"] == 0
     assert inbound["rate"] == pytest.approx(0.5)
     assert board.hit_rate["outbound"]["rate"] is None
     assert board.refusals == {"bad_signature": 1, "quota_exceeded": 1}

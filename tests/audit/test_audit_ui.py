@@ -70,7 +70,7 @@ def test_dashboard_renders_the_api_numbers(settings: Settings, node: Node, tmp_p
         ["2026-11-20", "MY", "outbound", "1"],
         ["2026-11-20", "TH", "inbound", "3"],
     ]
-    assert ["inbound", "2", "2", "2", "50.0%"] in _rows(dom, "hitrate")
+    assert ["inbound", "2", "2", "2", "0", "50.0%"] in _rows(dom, "hitrate")
     assert _rows(dom, "refusals")[1:] == [["bad_signature", "1"], ["quota_exceeded", "1"]]
     assert ["2026-11-20", "ID", "face", "7"] in _rows(dom, "quota")
     assert (tmp_path / "dashboard.png").stat().st_size > 0

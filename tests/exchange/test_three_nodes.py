@@ -279,3 +279,38 @@ def test_a_querys_events_are_appended_together_in_order(
     with pytest.raises(ValueError):
         node.responder.log.record_many([{"type": "x"}, {"type": "y", "template": "AAAA"}])
     assert node.log.size() == before + 3
+
+
+def test_a_search_that_fails_on_the_responders_side_is_a_signed_error(
+    nodes: dict[str, NodeHandle],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A gallery the node cannot read, or search processes that stopped, are the node's
+    failure: a signed ``error`` reply (not a refusal of the template), logged with the cause."""
+    import json
+
+    from matcher.errors import GalleryError
+    from node.service_errors import StoreUnavailableError
+
+    th, idn = nodes["TH"], nodes["ID"]
+    for failure in (
+        GalleryError("segment checksum mismatch", reason="bad_checksum"),
+        StoreUnavailableError("a search process stopped", reason="search_unavailable"),
+    ):
+
+        def failing(*args: object, failure: Exception = failure) -> list[object]:
+            raise failure
+
+        monkeypatch.setattr(idn.responder, "search", failing)
+        got = ask(th, nodes, ("ID",), probe(fingers[1][1]))["ID"]
+        assert got.reply is not None and got.reply.outcome is Outcome.ERROR
+        assert got.reply.reason == "search_unavailable"
+        size = idn.log.size()
+        events = [json.loads(e.data) for e in idn.log.entries(max(0, size - 4), size)]
+        failed = [e for e in events if e["type"] == "query_failed"]
+        assert failed and failed[-1]["reason"] == failure.reason  # type: ignore[attr-defined]
+        assert failed[-1]["stage"] == "search"
+    from node.audit import AuditFilter, dashboard
+
+    assert dashboard(idn.log, idn.engine, AuditFilter()).hit_rate["inbound"]["error"] == 2
