@@ -29,6 +29,7 @@ import numpy as np
 
 from matcher.errors import GalleryError
 from matcher.gallery import FACE_POSITION, Gallery, GallerySchema, GalleryStats, RecordBatch
+from matcher.search import fingerprint as fingerprint_search
 from matcher.search import neighbours
 from matcher.search.face import gallery_embeddings
 from node.db.models import Modality, TemplateRecord
@@ -187,12 +188,14 @@ class GallerySet:
                     logger.warning("face neighbour lists of %s not saved: %s", name, exc)
 
     def warm(self) -> None:
-        """Build the neighbour lists of every face gallery (the node does it on start-up, so
-        that no search waits for them)."""
+        """Build the neighbour lists of every face gallery and the search layouts of every
+        fingerprint gallery (the node does it on start-up, so that no search waits for them)."""
         with self._lock.reading():
             for gallery in self._galleries.values():
                 if gallery.schema.modality == "face":
                     self.face_offsets(gallery)
+                elif gallery.schema.modality == "fingerprint":
+                    fingerprint_search.prepare_layouts(gallery)
 
     def append(self, schema: GallerySchema, batch: RecordBatch) -> None:
         """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed."""

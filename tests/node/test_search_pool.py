@@ -13,6 +13,8 @@ import pytest
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Gallery
 from matcher.gallery.errors import GalleryError
+from matcher.search import fingerprint as fingerprint_search
+from matcher.search import lanes
 from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
 from matcher.synthetic.templates import synthetic_templates
 from node.service_errors import StoreUnavailableError
@@ -107,3 +109,16 @@ def test_workers_that_cannot_open_the_gallery_fail_the_start(tmp_path: Path) -> 
 def test_a_pool_needs_a_process(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one process"):
         SearchPool(tmp_path, 0)
+
+
+@pytest.mark.skipif(not lanes.available(), reason="this CPU lacks AVX-512 VNNI: no lane layout")
+def test_the_node_lays_out_its_fingerprint_gallery_at_start(
+    galleries: GallerySet, fingers: list
+) -> None:
+    """In-process searches (no pool) do not wait for the layout either."""
+    enrol(galleries, fingers, 0, 20)
+    enrol(galleries, fingers, 20, 30)
+    galleries.warm()
+    with galleries.reading(fingerprint_schema()) as g:
+        assert g is not None and len(g._segments) == 2
+        assert all(fingerprint_search.LANES_KEY in s.derived for s in g._segments)
