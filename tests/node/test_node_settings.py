@@ -110,6 +110,8 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         ("search_fmr", 0, "search_fmr"),
         ("worker_threads", 0, "worker_threads"),
         ("peer_threads", 0, "peer_threads"),
+        ("search_processes", -1, "search_processes"),
+        ("search_processes", 65, "search_processes"),
         ("environment", "staging", "environment"),
     ],
 )
