@@ -16,7 +16,7 @@ from typing import Any
 
 import llvmlite.ir as ir
 from llvmlite import binding
-from numba.core import cgutils
+from numba.core import cgutils, config
 
 #: int32 lanes of a 512-bit register.
 LANES = 16
@@ -33,9 +33,17 @@ FVEC = ir.VectorType(ir.FloatType(), LANES)
 
 @functools.cache
 def vnni_available() -> bool:
-    """Whether this CPU runs the VNNI kernels (AVX-512 with VNNI)."""
+    """Whether the VNNI kernels run here: the CPU has AVX-512 with VNNI, and numba compiles
+    for it (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``, e.g. for caches portable across
+    machines, must then name the features themselves)."""
     features = binding.get_host_cpu_features()
-    return all(features.get(name, False) for name in FEATURES)
+    if not all(features.get(name, False) for name in FEATURES):
+        return False
+    name, chosen_text = getattr(config, "CPU_NAME", None), getattr(config, "CPU_FEATURES", None)
+    if name in (None, "host") and chosen_text is None:
+        return True
+    chosen = set((chosen_text or "").split(","))
+    return all(f"+{name}" in chosen for name in FEATURES)
 
 
 def data(context: Any, builder: ir.IRBuilder, ty: Any, value: ir.Value) -> ir.Value:

@@ -59,3 +59,24 @@ def test_scores_of_uint8_and_float32_packs_are_equal() -> None:
     for f in fingers[:4]:
         probe = match.prepare(f[1])
         assert np.array_equal(match.score_many(probe, as_stored), match.score_many(probe, gallery))
+
+
+def test_vnni_is_not_used_when_numba_compiles_for_another_cpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """NUMBA_CPU_NAME=generic (portable caches) must not meet the intrinsic: float paths."""
+    from numba.core import config
+
+    host = simd.vnni_available()
+    try:
+        monkeypatch.setattr(config, "CPU_NAME", "generic")
+        monkeypatch.setattr(config, "CPU_FEATURES", None)
+        simd.vnni_available.cache_clear()
+        assert not simd.vnni_available()
+        monkeypatch.setattr(config, "CPU_FEATURES", "+avx512f,+avx512bw,+avx512vnni")
+        simd.vnni_available.cache_clear()
+        assert simd.vnni_available() == host  # features named: the host's answer
+    finally:
+        monkeypatch.undo()
+        simd.vnni_available.cache_clear()
+    assert simd.vnni_available() == host
