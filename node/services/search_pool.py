@@ -16,6 +16,8 @@ instead, each with its own interpreter:
   whose handle is of another generation refreshes it first, and refuses to search a snapshot
   other than the node's (``stale_gallery``);
 * probes travel through a pipe and are only ever held in memory, as in the node;
+* a worker exits when the node's process is gone (it checks its parent every
+  ``PARENT_CHECK_S``): a node killed outright leaves no searching processes behind;
 * a worker that dies (killed, out of memory) fails the searches in flight with
   ``search_unavailable``; the next search starts a new pool. Workers that cannot start (a
   gallery they cannot open) raise ``search_unavailable`` too, at the node's start-up.
@@ -28,8 +30,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 #: Threads per worker search: the workers themselves use the cores.
 WORKER_THREADS = 1
+#: Seconds between a worker's checks that the node's process still runs.
+PARENT_CHECK_S = 1.0
 
 _GALLERIES: dict[str, Gallery] = {}
 
@@ -55,9 +61,18 @@ def _worker_start(directory: str) -> None:
     """Worker initialiser: ignore Ctrl-C (the node stops its workers), load the compiled stages
     and open and lay out the gallery, so that no query waits for either."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     fingerprint_search.warm_up()
     if (Path(directory) / "MANIFEST.json").exists():
         fingerprint_search.prepare_layouts(_gallery(directory, None))
+
+
+def _exit_with(parent: int) -> None:
+    """Exit this worker once ``parent`` (the node) is gone: its pipes would otherwise keep a
+    killed node's workers waiting for work forever (they hold both ends of the task queue)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _gallery(directory: str, generation: int | None) -> Gallery:

@@ -122,3 +122,52 @@ def test_the_node_lays_out_its_fingerprint_gallery_at_start(
     with galleries.reading(fingerprint_schema()) as g:
         assert g is not None and len(g._segments) == 2
         assert all(fingerprint_search.LANES_KEY in s.derived for s in g._segments)
+
+
+def test_workers_of_a_killed_node_exit(tmp_path: Path) -> None:
+    """A node killed outright (SIGKILL: no shutdown) leaves no search process behind."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from node.services.search_pool import SearchPool\n"
+        "pool = SearchPool(Path(sys.argv[1]), 2)\n"
+        "print(*[p for p in pool._executor._processes], flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    node = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert node.stdout is not None
+        workers = [int(p) for p in node.stdout.readline().split()]
+        assert len(workers) == 2
+        node.kill()
+        node.wait()
+        deadline = time.monotonic() + 15
+        alive = workers
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [p for p in workers if _running(p)]
+        assert alive == []
+    finally:
+        node.kill()
+        node.wait()
+        if node.stdin is not None:
+            node.stdin.close()
+        if node.stdout is not None:
+            node.stdout.close()
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
