@@ -81,6 +81,8 @@ def probe_words(probe_cols: npt.NDArray[np.floating]) -> I32A:
     r, mp = probe_cols.shape
     if r != ROW_VALUES or mp > NQ:
         raise ValueError(f"probe columns {probe_cols.shape}; the kernel takes ({ROW_VALUES}, <=NQ)")
+    if mp and not 0 <= np.min(probe_cols) <= np.max(probe_cols) <= preselect.PROBE_QUANT:
+        raise ValueError(f"probe values must lie in 0..{preselect.PROBE_QUANT} (signed bytes)")
     out = np.zeros((NQ, r), np.int8)
     out[:mp] = np.asarray(probe_cols).T.astype(np.int8)
     return out.view(np.int32).reshape(NQ, WORDS)

@@ -80,3 +80,14 @@ def test_vnni_is_not_used_when_numba_compiles_for_another_cpu(
         monkeypatch.undo()
         simd.vnni_available.cache_clear()
     assert simd.vnni_available() == host
+
+
+@pytest.mark.skipif(not simd.vnni_available(), reason="this CPU lacks AVX-512 VNNI")
+def test_cylinder_values_a_prepared_template_cannot_have_are_refused() -> None:
+    from matcher.errors import TemplateFormatError
+
+    probe = probe_of(np.random.default_rng(1), 3)
+    probe.descriptors[1, 5] = params.QUANT_LEVELS + 1
+    with pytest.raises(TemplateFormatError) as err:
+        products.products(np.zeros((2, D), np.uint8), probe)
+    assert err.value.reason == "bad_template"

@@ -43,6 +43,8 @@ def test_shapes_the_kernel_is_not_built_for_are_refused() -> None:
         lanes.to_lanes(np.zeros((2, 3, R + 4), np.uint8))
     with pytest.raises(ValueError, match="probe columns"):
         lanes.probe_words(np.zeros((R, lanes.NQ + 1), np.float32))
+    with pytest.raises(ValueError, match="signed bytes"):  # 255 would wrap to -1
+        lanes.probe_words(np.full((R, 3), preselect.QUANT, np.float32))
     with pytest.raises(ValueError, match="lane layout"):
         lanes.lane_scores(np.zeros((1, 2, lanes.WORDS, 8), np.int32), np.zeros((lanes.NQ, 16)))
     with pytest.raises(ValueError, match="probe words"):

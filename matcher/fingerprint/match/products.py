@@ -27,6 +27,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from matcher import simd
+from matcher.errors import TemplateFormatError
 from matcher.fingerprint.match import params
 from matcher.fingerprint.match.types import SearchTemplate, descriptor_length
 from matcher.simd import FVEC, LANES, VEC, WORD, const, data, vector_at
@@ -45,9 +46,14 @@ def probe_words(probe: SearchTemplate) -> I32A:
     past mp. Kept on the probe: a search scores one probe in many calls."""
     words: I32A | None = probe.__dict__.get("_product_words")
     if words is None:
-        mp = probe.descriptors.shape[0]
+        desc = probe.descriptors
+        mp = desc.shape[0]
+        if mp and not 0 <= desc.min() <= desc.max() <= params.QUANT_LEVELS:
+            raise TemplateFormatError(
+                f"cylinder values must lie in 0..{params.QUANT_LEVELS}", reason="bad_template"
+            )
         padded = np.zeros((-(-mp // LANES) * LANES, descriptor_length()), np.int8)
-        padded[:mp] = probe.descriptors.astype(np.int8)
+        padded[:mp] = desc.astype(np.int8)
         words = np.ascontiguousarray(padded.view(np.int32).T)
         object.__setattr__(probe, "_product_words", words)  # a cache: the probe stays as it was
     return words
