@@ -281,29 +281,28 @@ class Responder:
         stage: str = "policy",
     ) -> Answer:
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
-        events.append(
-            self._event(
-                "query_refused",
-                query_id=str(query.query_id),
-                peer=query.requester,
-                stage=stage,
-                reason=reason,
-            )
-        )
-        return self._sign(reply)
+        return self._ended(query, events, reply, "query_refused", stage, reason)
 
     def _fail(self, query: QueryPayload, events: list[dict[str, Any]], cause: str) -> Answer:
         """A signed ``error`` reply when this node could not search (gallery or search processes
         unavailable): the requester learns it may ask again later; the cause stays in this
         node's log."""
         reply = self._reply(query, Outcome.ERROR, reason=SEARCH_FAILED)
+        return self._ended(query, events, reply, "query_failed", "search", cause)
+
+    def _ended(
+        self,
+        query: QueryPayload,
+        events: list[dict[str, Any]],
+        reply: ReplyPayload,
+        kind: str,
+        stage: str,
+        reason: str,
+    ) -> Answer:
+        """Log why ``query`` ended before a search result (event ``kind``), then sign ``reply``."""
         events.append(
             self._event(
-                "query_failed",
-                query_id=str(query.query_id),
-                peer=query.requester,
-                stage="search",
-                reason=cause,
+                kind, query_id=str(query.query_id), peer=query.requester, stage=stage, reason=reason
             )
         )
         return self._sign(reply)
