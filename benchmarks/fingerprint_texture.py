@@ -63,7 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fingerprint_misses as fm  # noqa: E402
 
 from matcher.fingerprint.extract import run  # noqa: E402
-from matcher.fingerprint.fvc import scan  # noqa: E402
+from matcher.fingerprint.fvc import Sample, rank1_by_gallery_impression, scan  # noqa: E402
 from matcher.imageio import load_grayscale  # noqa: E402
 
 F32 = npt.NDArray[np.float32]
@@ -89,11 +89,11 @@ class Texture:
     mask: F32  # (h, w) 1.0 foreground
 
 
-def extract(directory: Path, ppi: float) -> tuple[list[fm.Item], list[Texture], list[int]]:
-    """Templates, orientation blocks, textures and impression numbers of a set."""
-    items, textures, impressions = [], [], []
+def extract(directory: Path, ppi: float) -> tuple[list[fm.Item], list[Texture], list[Sample]]:
+    """Templates, orientation blocks and textures of a set's images, and the images."""
+    items, textures, samples = [], [], scan(directory)
     scale = 1.0 / TEXTURE_DOWNSAMPLE
-    for s in scan(directory):
+    for s in samples:
         st = run(load_grayscale(s.path).pixels, ppi=ppi)
         phi, valid = fm.block_field(st.mask, st.theta)
         items.append(fm.Item(f"{s.finger}_{s.impression}", s.finger, st.template, phi, valid))
@@ -102,8 +102,7 @@ def extract(directory: Path, ppi: float) -> tuple[list[fm.Item], list[Texture], 
         enh = cv2.resize(st.enhanced.astype(np.float32) * mask, None, fx=scale, fy=scale)
         inside: F32 = np.where(small, enh, 0).astype(np.float32)
         textures.append(Texture(inside, small.astype(np.float32)))
-        impressions.append(int(s.impression))
-    return items, textures, impressions
+    return items, textures, samples
 
 
 def _raster(it: fm.Item) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.bool_], F64]:
@@ -217,23 +216,6 @@ def texture_matrix(items: list[fm.Item], textures: list[Texture], jobs: int) -> 
     return np.maximum(t, t.T)
 
 
-def per_gallery_impression(fingers: list[str], impressions: list[int], s: F64) -> list[int]:
-    """Rank-1 misses with impression k of every finger as the gallery and every other image as
-    probe, k = 1 .. max impression (ties count against the probe)."""
-    f, imp = np.asarray(fingers), np.asarray(impressions)
-    names = sorted(set(fingers))
-    misses = []
-    for k in range(1, int(imp.max()) + 1):
-        gallery = np.array([np.flatnonzero((f == x) & (imp == k))[0] for x in names])
-        probes = np.flatnonzero(imp != k)
-        sc = s[probes][:, gallery]
-        own = np.searchsorted(names, f[probes])
-        genuine = sc[np.arange(probes.size), own]
-        sc[np.arange(probes.size), own] = -np.inf
-        misses.append(int((sc.max(1) >= genuine).sum()))
-    return misses
-
-
 def named_pairs(items: list[fm.Item], textures: list[Texture], pairs: str) -> None:
     index = {it.label: k for k, it in enumerate(items)}
     side = max(int(math.hypot(*t.enhanced.shape)) + 2 for t in textures)
@@ -289,7 +271,7 @@ def main() -> None:
     else:
         sets = [(db, args.root / f"FVC2002_{db}", fm.DATABASES[db]) for db in args.sets.split(",")]
     for db, directory, ppi in sets:
-        items, textures, impressions = extract(directory, ppi)
+        items, textures, samples = extract(directory, ppi)
         fingers, labels = [it.finger for it in items], [it.label for it in items]
         if args.pairs:
             named_pairs(items, textures, args.pairs)
@@ -313,10 +295,9 @@ def main() -> None:
                 fused = s + w * np.clip(t - t0, 0.0, None)
                 report(f"kernel + {w:g} max(T - {t0:g}, 0)", fingers, labels, fused)
         trials = len(items) - len(set(fingers))
-        print(
-            f"  kernel, misses of {trials} with impression k = 1.. as the gallery: "
-            f"{per_gallery_impression(fingers, impressions, s)}"
-        )
+        rates = rank1_by_gallery_impression(samples, s.astype(np.float32)) or []
+        misses = [round((1 - r) * trials) for r in rates]
+        print(f"  kernel, misses of {trials} with impression k = 1.. as the gallery: {misses}")
         texture_of_misses(fingers, labels, s, t)
 
 

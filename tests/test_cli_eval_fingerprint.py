@@ -30,12 +30,16 @@ def test_json_report(dataset: Path) -> None:
     for key in ("eer", "eer_45", "fnmr_at_fmr_1pct", "fnmr_at_fmr_01pct", "rank1"):
         assert 0.0 <= report[key] <= 1.0
     assert report["comparisons_per_cpu_s_1to1"] > 0 and report["extract_ms_median"] > 0
+    by_impression = report["rank1_by_gallery_impression"]
+    assert len(by_impression) == 2 and sum(by_impression) / 2 == pytest.approx(report["rank1"])
 
 
 def test_table_report(dataset: Path) -> None:
     result = runner.invoke(app, ["eval", "fingerprint", "--dataset", str(dataset), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "eer_45" in result.stdout and "rank1" in result.stdout
+    row = next(x for x in result.stdout.splitlines() if "rank1_by_gallery_impression" in x)
+    assert row.count("%") == 2
 
 
 def test_synthetic_option() -> None:

@@ -61,6 +61,8 @@ def _report_table(title: str, report: dict[str, object]) -> Table:
             shown = f"{len(value)}" + "".join(f"\n  {f['file']}: {f['reason']}" for f in value)
         elif key in pct and isinstance(value, float):
             shown = f"{100 * value:.2f}%"
+        elif key == "rank1_by_gallery_impression" and isinstance(value, list):
+            shown = " ".join(f"{100 * v:.2f}%" for v in value)
         elif isinstance(value, float):
             shown = f"{value:.1f}"
         else:

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from matcher.fingerprint.extract import extract_file
-from matcher.fingerprint.fvc import DatasetError, Sample, _protocol, evaluate, scan
+from matcher.fingerprint.fvc import (
+    DatasetError,
+    Sample,
+    _protocol,
+    evaluate,
+    rank1_by_gallery_impression,
+    scan,
+)
 from matcher.synthetic import write_dataset
 
 
@@ -71,6 +78,18 @@ def test_rank1_averages_over_gallery_choices() -> None:
     # finger: it fails at offset 1, where that impression is finger 1's gallery entry.
     s[0, 4] = 0.95
     assert _protocol(samples, s)[3] == pytest.approx(1 - 0.5 / 9)
+    # Per enrolled impression: only the gallery of second impressions holds finger 1's entry
+    # that beats probe 0 (one miss of 6 probes); the mean is the averaged figure.
+    by_impression = rank1_by_gallery_impression(samples, s)
+    assert by_impression == pytest.approx([1.0, 5 / 6, 1.0])
+    assert np.mean(by_impression) == pytest.approx(_protocol(samples, s)[3])
+
+
+def test_rank1_by_gallery_impression_needs_equal_impression_counts() -> None:
+    samples = _samples(3, 3)[:-1]  # the last finger has 2 impressions
+    s = np.random.default_rng(1).random((8, 8)).astype(np.float32)
+    assert rank1_by_gallery_impression(samples, s) is None
+    assert rank1_by_gallery_impression(_samples(3, 1), np.ones((3, 3), np.float32)) is None
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +105,9 @@ def test_evaluate_end_to_end(tiny_dataset: Path) -> None:
     assert report.images == 6 and report.fingers == 3
     assert report.genuine == 3 and report.impostor == 12 and report.impostor_45 == 3
     assert 0.0 <= report.eer <= 1.0 and report.rank1 is not None
+    by_impression = report.rank1_by_gallery_impression
+    assert by_impression is not None and len(by_impression) == 2
+    assert np.mean(by_impression) == pytest.approx(report.rank1)
     assert report.comparisons_per_cpu_s_1to1 > 0 and report.extract_ms_median > 0
     assert {"extract", "compare"} <= set(stages)
     assert report.to_dict()["failures"] == []
