@@ -151,22 +151,23 @@ class Correlator:
         e, m = probe.enhanced, probe.mask
         self.spectra = [sfft.rfft2(x, shape) for x in (e, m, e * e)]
 
+    def _corr(self, f: npt.NDArray[np.complex64], g: npt.NDArray[np.complex64]) -> F32:
+        """Correlation over every translation, from a spectrum and a conjugated one."""
+        return np.asarray(sfft.irfft2(f * g, self.shape))
+
     def best(self, gallery: Texture, angles: list[float]) -> float:
+        """Largest area-weighted r over the given rotations (degrees) and every translation."""
         fa, fm_, faa = self.spectra
         min_area = TEXTURE_MIN_AREA / TEXTURE_DOWNSAMPLE**2
         top = -1.0
         for angle in angles:
             e, m = turned(gallery, angle)
             gb, gm, gbb = (np.conj(sfft.rfft2(x, self.shape)) for x in (e, m, e * e))
-
-            def corr(f: npt.NDArray[np.complex64], g: npt.NDArray[np.complex64]) -> F32:
-                return np.asarray(sfft.irfft2(f * g, self.shape))
-
-            n = corr(fm_, gm)
+            n = self._corr(fm_, gm)
             nn = np.maximum(n, 1.0)
-            sa, sb = corr(fa, gm), corr(fm_, gb)
-            cov = corr(fa, gb) - sa * sb / nn
-            var = (corr(faa, gm) - sa * sa / nn) * (corr(fm_, gbb) - sb * sb / nn)
+            sa, sb = self._corr(fa, gm), self._corr(fm_, gb)
+            cov = self._corr(fa, gb) - sa * sb / nn
+            var = (self._corr(faa, gm) - sa * sa / nn) * (self._corr(fm_, gbb) - sb * sb / nn)
             r = cov / np.sqrt(np.maximum(var, 1e-9)) * np.sqrt(nn / min_area)
             top = max(top, float(np.max(np.where(n > min_area, r, -1.0))))
         return top
@@ -183,11 +184,25 @@ def turned(t: Texture, degrees: float) -> tuple[F32, F32]:
     return np.where(mask, enh, 0).astype(np.float32), mask.astype(np.float32)
 
 
+def padded_shape(textures: list[Texture]) -> tuple[int, int]:
+    """FFT shape that holds any probe beside any turned gallery texture (no wrap-around)."""
+    side = max(int(math.hypot(*t.enhanced.shape)) + 2 for t in textures)
+    h = max(t.enhanced.shape[0] for t in textures)
+    w = max(t.enhanced.shape[1] for t in textures)
+    return sfft.next_fast_len(h + side), sfft.next_fast_len(w + side)
+
+
 _STATE: tuple[list[fm.Item], list[Texture], tuple[int, int]] | None = None
 
 
+def _share(items: list[fm.Item], textures: list[Texture], shape: tuple[int, int]) -> None:
+    """Worker initializer: the set, once per worker process."""
+    global _STATE
+    _STATE = (items, textures, shape)
+
+
 def _row(a: int) -> list[float]:
-    """T of probe a against every other entry (worker; the set comes through fork)."""
+    """T of probe a against every other entry (in a worker)."""
     assert _STATE is not None
     items, textures, shape = _STATE
     probe = Correlator(textures[a], shape)
@@ -203,14 +218,10 @@ def _row(a: int) -> list[float]:
 
 
 def texture_matrix(items: list[fm.Item], textures: list[Texture], jobs: int) -> F64:
-    global _STATE
-    side = max(int(math.hypot(*t.enhanced.shape)) + 2 for t in textures)
-    h = max(t.enhanced.shape[0] for t in textures)
-    w = max(t.enhanced.shape[1] for t in textures)
-    _STATE = (items, textures, (sfft.next_fast_len(h + side), sfft.next_fast_len(w + side)))
     n = len(items)
     t = np.zeros((n, n))
-    with ProcessPoolExecutor(jobs) as pool:
+    shared = (items, textures, padded_shape(textures))
+    with ProcessPoolExecutor(jobs, initializer=_share, initargs=shared) as pool:
         for a, row in enumerate(pool.map(_row, range(n))):
             t[a] = row
     return np.maximum(t, t.T)
@@ -218,10 +229,7 @@ def texture_matrix(items: list[fm.Item], textures: list[Texture], jobs: int) -> 
 
 def named_pairs(items: list[fm.Item], textures: list[Texture], pairs: str) -> None:
     index = {it.label: k for k, it in enumerate(items)}
-    side = max(int(math.hypot(*t.enhanced.shape)) + 2 for t in textures)
-    h = max(t.enhanced.shape[0] for t in textures)
-    w = max(t.enhanced.shape[1] for t in textures)
-    shape = (sfft.next_fast_len(h + side), sfft.next_fast_len(w + side))
+    shape = padded_shape(textures)
     every = [round(math.degrees(a), 1) for a in FIELD_ANGLES]
     for pair in pairs.split(","):
         a, b = (index[x] for x in pair.split(":"))
