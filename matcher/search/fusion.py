@@ -12,7 +12,8 @@ by name (:data:`RULES`):
   score is the sum of z over probe fingers, i.e. Fisher's method on per-finger p-values (the
   log-likelihood-ratio sum when the genuine density is flat in the tail). Its FMR follows
   from χ² with 2f degrees of freedom: :func:`fused_fmr`. FMR̂ cannot go below 1/(n+1) for n
-  compared records, so small galleries cannot reach small target FMRs.
+  compared records, so small galleries cannot reach small target FMRs. A raw score of 0 (no
+  correspondence at all) gets z = 0, whatever its rank.
 * ``"sum"``: sum of raw per-finger best scores. ``"max"``: the best single finger.
 
 Arrays: ``scores`` (f, size) float32 per probe finger and global id, -inf = not compared;
@@ -38,9 +39,11 @@ RULES = ("fmr", "sum", "max")
 
 def empirical_z(scores: np.ndarray) -> np.ndarray:
     """(size,) scores -> (size,) ``z = log10((n + 1) / (1 + #{scores > s}))`` over the n
-    compared scores; 0 where not compared. The top score gets ``log10(n + 1)``. Counting only
-    strictly greater scores makes a subject's best z monotone in each of its own scores (with
-    ``>=`` a tie could lower it)."""
+    compared scores; 0 where not compared and where ``s <= 0``. The top score gets
+    ``log10(n + 1)``. Counting only strictly greater scores makes a subject's best z monotone
+    in each of its own scores (with ``>=`` a tie could lower it). A score of 0 means nothing
+    corresponded (e.g. a probe with too few minutiae ties every record at 0): it carries no
+    evidence, so it gets z = 0 rather than the top rank shared by the whole gallery."""
     out = np.zeros(scores.shape[0], dtype=np.float64)
     live = np.isfinite(scores)
     s = scores[live]
@@ -48,7 +51,7 @@ def empirical_z(scores: np.ndarray) -> np.ndarray:
     if n:
         ranked = np.sort(s)
         greater = n - np.searchsorted(ranked, s, side="right")
-        out[live] = np.log10((n + 1) / (1 + greater))
+        out[live] = np.where(s > 0, np.log10((n + 1) / (1 + greater)), 0.0)
     return out
 
 

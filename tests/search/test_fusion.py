@@ -48,6 +48,21 @@ def test_empirical_z_and_fused_fmr() -> None:
         fuse(s[None], np.zeros(5, np.int64), 1, "median")
 
 
+def test_zero_scores_carry_no_evidence(tmp_path: Path) -> None:
+    """A probe that corresponds to nothing (every score 0, all tied) is no hit at any target,
+    not the gallery's top rank shared by every record."""
+    z = empirical_z(np.zeros(300, np.float32))
+    assert not z.any()
+    assert not fuse(np.zeros((2, 300), np.float32), np.arange(300), 300, "fmr").any()
+    fingers = synthetic_templates(40, 1, seed=4)
+    with Gallery.create(tmp_path, fingerprint_schema()) as g:
+        refs = [f"f{i}" for i in range(40)]
+        g.append(fingerprint_records(refs, refs, [f[0] for f in fingers], [1] * 40))
+        empty = _at(_subset(fingers[0][0], 1), 1)
+        res = search_subjects(g, [empty, empty], k=3, target_fmr=0.5)
+        assert res.candidates == () and res.hit is False
+
+
 def test_two_fingers_lower_fnmr_at_fixed_fmr() -> None:
     """Score-level synthetic data: per-finger genuine and impostor scores overlap (single-finger
     FNMR at FMR 1% is large); fusing two fingers cuts it by a wide margin."""
@@ -96,3 +111,12 @@ def _at(t, position: int):  # type: ignore[no-untyped-def]
     from dataclasses import replace
 
     return replace(t, finger_position=position)
+
+
+def _subset(t, n: int):  # type: ignore[no-untyped-def]
+    """The template with only its first ``n`` minutiae (a valid, nearly empty probe)."""
+    from dataclasses import replace
+
+    return replace(
+        t, x=t.x[:n], y=t.y[:n], angle=t.angle[:n], kind=t.kind[:n], quality=t.quality[:n]
+    )
