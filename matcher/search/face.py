@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from matcher.face.params import EMBEDDING_DIM
+from matcher.face.params import EMBEDDING_DIM, NORM_TOLERANCE
 from matcher.face.template import DEFAULT_FORMAT, FORMAT_VERSION, FaceTemplate
 from matcher.gallery import FACE_POSITION, Block, FieldSpec, Gallery, GallerySchema, RecordBatch
 from matcher.gallery.errors import TemplateFormatError
@@ -62,9 +62,7 @@ def face_records(
     format_version: int,
 ) -> RecordBatch:
     """Records of (n, d) unit embeddings for a gallery of ``schema``."""
-    e = np.asarray(embeddings, dtype=np.float32)
-    if e.ndim != 2 or e.shape[1] != EMBEDDING_DIM:
-        raise TemplateFormatError(f"embeddings must be (n, {EMBEDDING_DIM}), got {e.shape}")
+    e = _unit_rows(embeddings, "embeddings")
     if "embedding_i8" in schema.fields:
         q, scale = quantize(e)
         arrays: dict[str, object] = {"embedding_i8": q, "scale": scale}
@@ -78,6 +76,24 @@ def face_records(
         format=format,
         format_version=format_version,
     )
+
+
+def _unit_rows(values: object, what: str) -> np.ndarray:
+    """``values`` as (n, d) float32 after checking every row is finite and unit-norm (within
+    the face template's ``NORM_TOLERANCE``): cosines are then in [-1, 1] and comparable to the
+    thresholds, and no NaN row can enter a gallery or a ranking."""
+    e = np.asarray(values, dtype=np.float32)
+    if e.ndim != 2 or e.shape[1] != EMBEDDING_DIM:
+        raise TemplateFormatError(f"{what} must be (n, {EMBEDDING_DIM}), got {e.shape}")
+    if not np.all(np.isfinite(e)):
+        raise TemplateFormatError(f"{what} contain NaN or infinity")
+    norms = np.linalg.norm(e.astype(np.float64), axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1.0) > NORM_TOLERANCE)
+    if bad.size:
+        raise TemplateFormatError(
+            f"{what} must be unit-norm: row {int(bad[0])} has norm {norms[bad[0]]:.4f}"
+        )
+    return e
 
 
 def templates_to_records(
@@ -150,10 +166,7 @@ def _check_probes(gallery: Gallery, probes: np.ndarray, format: str, version: in
     gallery.schema.check_format(format, version)
     if gallery.schema.modality != "face":
         raise TemplateFormatError("not a face gallery", reason="incompatible_format")
-    p = np.asarray(probes, dtype=np.float32)
-    if p.ndim != 2 or p.shape[1] != EMBEDDING_DIM or not np.all(np.isfinite(p)):
-        raise TemplateFormatError(f"probes must be finite (nq, {EMBEDDING_DIM}), got {p.shape}")
-    return p
+    return _unit_rows(probes, "probes")
 
 
 def search_face(

@@ -59,6 +59,9 @@ class TopK:
     def add(self, ids: np.ndarray, scores: np.ndarray, values: np.ndarray | None = None) -> None:
         """Offer candidates: global ids (m,) int64 with scores (m,) (and values (m,))."""
         extra = scores if values is None else values
+        if np.isnan(scores).any():  # NaN would poison the k-th-score partition below
+            ok = ~np.isnan(scores)
+            ids, scores, extra = ids[ok], scores[ok], extra[ok]
         ids = np.concatenate([self.ids, ids])
         scores = np.concatenate([self.scores, scores.astype(np.float32, copy=False)])
         vals = np.concatenate([self.values, extra.astype(np.float32, copy=False)])

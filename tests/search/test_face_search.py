@@ -9,6 +9,7 @@ from matcher.errors import TemplateFormatError
 from matcher.face.template import FaceTemplate
 from matcher.gallery import Gallery
 from matcher.search.face import face_records, face_schema, search_face, templates_to_records
+from matcher.search.topk import TopK
 
 FMT, VER = "dlib-resnet-v1-flip/hog", 1
 
@@ -116,6 +117,30 @@ def test_wrong_format_or_shape_refused(tmp_path: Path) -> None:
             search_face(g, np.zeros((1, 64)), format=FMT, format_version=VER)
         with pytest.raises(TemplateFormatError):
             search_face(g, np.full((1, 128), np.nan), format=FMT, format_version=VER)
+        with pytest.raises(TemplateFormatError, match="unit-norm"):  # cosine would exceed 1
+            search_face(g, 1000 * _unit(rng, 1), format=FMT, format_version=VER)
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_records_refuse_nan_or_non_unit_rows(int8: bool) -> None:
+    rng = np.random.default_rng(8)
+    schema = face_schema(FMT, VER, int8=int8)
+    emb = _unit(rng, 3)
+    for bad, message in ((np.nan, "NaN"), (2.0, "unit-norm")):
+        rows = emb.copy()
+        rows[1] = rows[1] * bad if bad == 2.0 else bad
+        with pytest.raises(TemplateFormatError, match=message):
+            face_records(
+                ["a", "b", "c"], ["s"] * 3, rows, schema=schema, format=FMT, format_version=VER
+            )
+
+
+def test_topk_ignores_nan_scores() -> None:
+    top = TopK(2)
+    top.push(0, np.array([0.9, np.nan, np.nan, 0.5], dtype=np.float32))
+    assert top.ids.tolist() == [0, 3]
+    top.push(4, np.array([np.nan, 0.95], dtype=np.float32))
+    assert top.ids.tolist() == [5, 0]
 
 
 def test_templates_to_records(tmp_path: Path) -> None:
