@@ -3,11 +3,13 @@
 Pillow reads the dimensions from the header first, so a decompression bomb (a small file that
 declares a huge image) is refused before any pixel is decoded. Decoding honours the EXIF
 orientation tag and converts every mode (palette, alpha, CMYK, 16-bit, float, 1-bit) to 8-bit
-grayscale or RGB.
+grayscale or RGB. Integer samples wider than 8 bits are scaled from the full range of the
+smallest bit depth that holds them (so 10-, 12- and 14-bit data in 16-bit files keep their
+contrast).
 
 Errors (:class:`~matcher.errors.ImageError`), by ``reason``:
 
-``unreadable_file``  the path does not exist or cannot be read
+``unreadable_file``  the path does not exist, cannot be read or is not a regular file
 ``too_large``        the file or the declared pixel count exceeds the limits
 ``not_an_image``     no supported image format recognised
 ``empty_image``      zero width or height
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import warnings
 from dataclasses import dataclass
@@ -72,13 +75,16 @@ def _read(source: Source, max_bytes: int) -> bytes:
     else:
         path = Path(source)
         try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise ImageError(
-                    f"{path.name}: file of {size} bytes exceeds the limit of {max_bytes}",
-                    reason="too_large",
-                )
-            data = path.read_bytes()
+            with path.open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat.S_ISREG(st.st_mode):  # a device or FIFO has no size to check
+                    raise ImageError(f"{path.name}: not a regular file", reason="unreadable_file")
+                if st.st_size > max_bytes:
+                    raise ImageError(
+                        f"{path.name}: file of {st.st_size} bytes exceeds the limit of {max_bytes}",
+                        reason="too_large",
+                    )
+                data = fh.read(max_bytes + 1)  # bounded even if the file grows meanwhile
         except OSError as exc:
             raise ImageError(
                 f"{path.name}: cannot read ({exc.strerror or exc})", reason="unreadable_file"
@@ -156,8 +162,10 @@ def _to_8bit(arr: np.ndarray) -> npt.NDArray[np.uint8]:
         out = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
         return np.clip((out - lo) * scale, 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
-        top = 65535 if int(arr.max()) <= 65535 and int(arr.min()) >= 0 else int(arr.max())
-        lo = min(0, int(arr.min()))
+        # Full scale of the smallest bit depth (8 at least) that holds the data: 12- and
+        # 14-bit scanner samples stored in 16-bit containers keep their contrast.
+        hi, lo = int(arr.max()), min(0, int(arr.min()))
+        top = (1 << max(8, hi.bit_length())) - 1 if hi > 0 else 255
         return ((arr.astype(np.float64) - lo) * (255.0 / max(top - lo, 1))).astype(np.uint8)
     raise ImageError(f"unsupported pixel type {arr.dtype}", reason="unsupported_image")
 

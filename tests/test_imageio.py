@@ -98,6 +98,32 @@ def test_sixteen_bit_is_scaled_not_clipped() -> None:
     assert np.all(np.diff(img.pixels.astype(int), axis=1) >= 0)
 
 
+@pytest.mark.parametrize("bits", [10, 12, 14, 16])
+def test_high_bit_depth_keeps_its_contrast(bits: int) -> None:
+    """10- to 14-bit scanner samples in a 16-bit PNG span the 8-bit range as 16-bit ones do
+    (scaled by 65535 they came out nearly black and were refused as blank)."""
+    ramp = np.tile(np.linspace(0, 1, 64), (8, 1))
+    arr = np.round(ramp * ((1 << bits) - 1)).astype(np.uint16)
+    img = imageio.load_grayscale(_png(arr))
+    assert img.pixels.min() == 0 and img.pixels.max() == 255
+
+
+def test_wide_integer_tiff_holding_8_bit_values() -> None:
+    buf = io.BytesIO()
+    Image.fromarray(_gradient().astype(np.int32), mode="I").save(buf, format="TIFF")
+    assert np.array_equal(imageio.load_grayscale(buf.getvalue()).pixels, _gradient())
+
+
+def test_special_file_is_refused_not_read(tmp_path: Path) -> None:
+    """A device reports size 0 and never ends: it is refused before any read."""
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale("/dev/zero", max_bytes=1024)
+    assert info.value.reason == "unreadable_file"
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(tmp_path)  # a directory
+    assert info.value.reason == "unreadable_file"
+
+
 def test_alpha_is_flattened_on_white() -> None:
     rgba = np.zeros((4, 4, 4), dtype=np.uint8)  # fully transparent black
     img = imageio.load_rgb(_png(rgba))
