@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification as xv
 
@@ -200,7 +201,16 @@ class TrustAnchors:
         key = (leaf_fp or fingerprint(leaf), usage, snap.trust_list.sequence, snap.crl.number)
         identity = self._cache.get(key)
         if identity is None or not identity.not_before <= when <= identity.not_after:
-            identity = self._validate(leaf, extra, usage, snap, when, key[0])
+            try:
+                identity = self._validate(leaf, extra, usage, snap, when, key[0])
+            except (UnsupportedAlgorithm, ValueError) as exc:
+                # cryptography parses keys, algorithms and extensions lazily: a certificate
+                # that decodes but names an unknown algorithm or holds a malformed extension
+                # fails here, and is refused like any other bad certificate.
+                raise CertificateRefused(
+                    f"certificate cannot be validated ({type(exc).__name__}: {exc})",
+                    reason=reasons.BAD_CERTIFICATE,
+                ) from exc
             with self._lock:
                 self._cache[key] = identity
                 while len(self._cache) > params.CACHE_MAX_ENTRIES:

@@ -148,6 +148,18 @@ def test_weak_algorithms_are_refused(region: Region) -> None:
         region.anchors().validate(_leaf(region, generate_key(), hashes.SHA224()), Usage.TLS)
 
 
+def test_unknown_signature_algorithm_is_a_typed_refusal(region: Region) -> None:
+    """A certificate that decodes but names no known signature algorithm (OID
+    1.2.840.10045.4.3.9) used to escape as cryptography's UnsupportedAlgorithm (a 500 on the
+    peer endpoint, which takes the certificate from the attacker-controlled x5c header)."""
+    der = region.nodes["TH"].signing_cert.public_bytes(serialization.Encoding.DER)
+    ecdsa_sha256 = bytes.fromhex("06082a8648ce3d040302")
+    odd = der.replace(ecdsa_sha256, bytes.fromhex("06082a8648ce3d040309"))
+    assert odd != der
+    with _Reason("bad_certificate"):
+        region.anchors().validate(odd, Usage.SIGNING)
+
+
 def test_revoked_certificate_is_refused_after_crl_refresh() -> None:
     region = build_region(["TH", "ID"])
     anchors = region.anchors()
