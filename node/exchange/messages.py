@@ -35,6 +35,10 @@ MAX_TEMPLATES = 11
 NONCE_BYTES = 16
 
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]
+#: A purpose on the wire (the policy's purposes are snake_case words).
+WirePurpose = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")]
+#: An officer's case reference: printable, no spaces, so it logs and signs unambiguously.
+CaseRef = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")]
 
 
 class Outcome(StrEnum):
@@ -137,10 +141,10 @@ class _Message(BaseModel):
 
 class QueryPayload(_Message):
     kind: Literal["query"] = "query"
-    purpose: str = Field(min_length=1, max_length=64, pattern=r"^[a-z_]+$")
+    purpose: WirePurpose
     modality: Literal["fingerprint", "face"]
     templates: list[TemplateItem] = Field(min_length=1, max_length=MAX_TEMPLATES)
-    case_ref: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9._/-]+$")
+    case_ref: CaseRef | None = None
 
     signed_by = "requester"
 

@@ -27,6 +27,10 @@ PENDING_TTL_SECONDS = 600.0
 #: x5c certificate chain.
 MAX_QUERY_BYTES = 1_200_000
 
+#: Requester side: largest reply body read from a peer (bytes). A signed reply (payload, header,
+#: x5c chain) is a few kilobytes; a peer sending megabytes is misbehaving, not answering.
+MAX_REPLY_BYTES = 256 * 1024
+
 #: Requester side: per-peer deadline for the whole exchange (send + polling) and the backoff of
 #: the polls (first delay, factor, cap).
 PEER_TIMEOUT_SECONDS = 30.0

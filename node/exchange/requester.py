@@ -6,12 +6,16 @@ exponential backoff). Every reply's signature is verified against the trust anch
 come from the peer it was sent to, answer the query that was sent, and be addressed to this
 node; the signed reply is kept in the result and in the exchange log. A peer that is down,
 stalls, answers with an HTTP error or with an invalid reply yields a result marked as such, so
-the caller sees partial results clearly.
+the caller sees partial results clearly. A reply body is read up to ``MAX_REPLY_BYTES`` only, and
+a 202's status URL is followed only on the peer's own origin (the client certificate goes to
+the peer that was asked, nowhere else). Whatever else goes wrong with one peer ("failed", the
+error's type logged here) never costs the other peers' results.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 import uuid
@@ -33,7 +37,9 @@ from node.exchange import params
 from node.exchange.messages import QueryPayload, ReplyPayload, TemplateItem, new_nonce
 from node.exchange.responder import ExchangeLog
 
-Status = Literal["answered", "timeout", "unreachable", "http_error", "invalid_reply"]
+log = logging.getLogger(__name__)
+
+Status = Literal["answered", "timeout", "unreachable", "http_error", "invalid_reply", "failed"]
 QUERY_PATH = "/peer/v1/queries"
 JOSE = "application/jose"
 
@@ -247,17 +253,30 @@ class Requester:
             return result("http_error", detail=_error_detail(exc.response))
         except httpx.HTTPError as exc:
             return result("unreachable", detail=f"{type(exc).__name__}: {exc}"[:200])
+        except (httpx.InvalidURL, InvalidReplyError) as exc:  # the peer's 202 or body
+            return result("invalid_reply", detail=f"{type(exc).__name__}: {exc}"[:200])
+        except Exception as exc:  # one peer's failure must not sink the others
+            log.error("exchange with %s failed: %s", peer.country, type(exc).__name__)
+            return result("failed", detail=f"exchange failed on this node ({type(exc).__name__})")
         try:
             reply = self._check_reply(token, peer, query)
         except (CertsError, ValidationError, ValueError, InvalidReplyError) as exc:
             reason = getattr(exc, "reason", None) or type(exc).__name__
             return result("invalid_reply", detail=f"{reason}: {str(exc).splitlines()[0]}")
+        except Exception as exc:  # as above
+            log.error("reply of %s failed to verify: %s", peer.country, type(exc).__name__)
+            return result("invalid_reply", detail=f"reply not verifiable ({type(exc).__name__})")
         return result("answered", reply=reply, token=token)
 
     async def _post_and_poll(self, client: httpx.AsyncClient, peer: Peer, token: str) -> str:
-        base = peer.url.rstrip("/")
-        response = await client.post(
-            base + QUERY_PATH, content=token, headers={"Content-Type": JOSE, "Accept": JOSE}
+        root = peer.url.rstrip("/")
+        base = httpx.URL(root)
+        response = await _bounded(
+            client,
+            "POST",
+            httpx.URL(root + QUERY_PATH),
+            content=token,
+            headers={"Content-Type": JOSE, "Accept": JOSE},
         )
         delay = params.POLL_FIRST_DELAY
         while response.status_code == 202:
@@ -266,11 +285,17 @@ class Requester:
                 raise httpx.HTTPStatusError(
                     "202 without Location", request=response.request, response=response
                 )
+            # A path is under the peer's base URL (which may carry a proxy's path prefix).
+            status_url = httpx.URL(root + location if location.startswith("/") else location)
+            if (status_url.scheme, status_url.host, status_url.port) != (
+                base.scheme,
+                base.host,
+                base.port,
+            ):
+                raise InvalidReplyError(f"202 points to another origin ({status_url.host})")
             await asyncio.sleep(delay)
             delay = min(delay * params.POLL_BACKOFF, params.POLL_MAX_DELAY)
-            response = await client.get(
-                base + location if location.startswith("/") else location, headers={"Accept": JOSE}
-            )
+            response = await _bounded(client, "GET", status_url, headers={"Accept": JOSE})
         response.raise_for_status()
         return response.text
 
@@ -284,6 +309,25 @@ class Requester:
         if reply.requester != self.country or reply.responder != peer.country:
             raise InvalidReplyError("the reply is addressed to another node")
         return reply
+
+
+async def _bounded(
+    client: httpx.AsyncClient, method: str, url: httpx.URL, **kwargs: Any
+) -> httpx.Response:
+    """The response to one request with its body read up to ``params.MAX_REPLY_BYTES``
+    (a reply is a few kilobytes; a peer sending more is refused, not buffered)."""
+    async with client.stream(method, url, **kwargs) as streamed:
+        body = bytearray()
+        async for chunk in streamed.aiter_bytes():
+            body += chunk
+            if len(body) > params.MAX_REPLY_BYTES:
+                raise InvalidReplyError(f"reply larger than {params.MAX_REPLY_BYTES} bytes")
+    return httpx.Response(
+        streamed.status_code,
+        headers=streamed.headers,
+        content=bytes(body),
+        request=streamed.request,
+    )
 
 
 def _error_detail(response: httpx.Response) -> str:

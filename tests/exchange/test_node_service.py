@@ -291,6 +291,48 @@ def test_officer_query_body_errors(nodes: dict[str, ServiceNode]) -> None:
         assert r.status_code in (400, 422) and r.json()["error"]
 
 
+def test_officer_case_ref_follows_the_wire_rules(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """A case reference the signed query could not carry (a space, over 64 characters) is the
+    officer's error (422) before anything is sent, not a 500 after the policy decision."""
+    th = nodes["TH"]
+    before = th.exchange.log.size()
+    for ref in ("TH 2026/17", "X" * 65):
+        body = {
+            "peers": ["ID"],
+            "purpose": "border_control",
+            "modality": "fingerprint",
+            "templates": [{"data": base64.b64encode(iso19794_2.encode(fingers[0][1])).decode()}],
+            "case_ref": ref,
+        }
+        with httpx.Client(timeout=30) as client:
+            r = client.post(
+                th.api_url + "/queries", json=body, headers={"Authorization": f"Bearer {th.token}"}
+            )
+        assert r.status_code == 422 and r.json()["error"] == "invalid_request", r.text
+    assert th.exchange.log.size() == before
+
+
+def test_a_peers_signed_error_reaches_the_officer(
+    nodes: dict[str, ServiceNode],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A peer whose gallery is unreadable answers a signed ``error``; the officer gets it as
+    that peer's outcome beside the other peers' answers (it was a 500 for the whole query)."""
+    from matcher.errors import GalleryError
+
+    def broken(*args: object, **kwargs: object) -> list[object]:
+        raise GalleryError("segment checksum mismatch", reason="bad_checksum")
+
+    monkeypatch.setattr(nodes["ID"].exchange.responder, "search", broken)
+    got = by_peer(officer_query(nodes["TH"], ["ID", "MY"], fingers[5][1]))
+    assert got["ID"]["status"] == "answered" and got["ID"]["outcome"] == "error"
+    assert got["ID"]["reason"] == "search_unavailable"
+    assert got["MY"]["status"] == "answered"  # the other peer's answer is not lost
+
+
 def test_officer_query_without_exchange_is_unavailable(tmp_path: Path) -> None:
     from node.api.app import create_app
     from node.db.models import Role

@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 
+from node.exchange.messages import CaseRef, WirePurpose
 from node.settings import CountryCode
 
 #: Most peers one officer query may address (a region's member states).
 MAX_PEERS = 32
 #: Most templates or images in one query (a ten-print).
 MAX_ITEMS = 10
-Purpose = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
 
 
 class ProbeIn(BaseModel):
@@ -28,11 +28,11 @@ class QueryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     peers: list[CountryCode] = Field(min_length=1, max_length=MAX_PEERS)
-    purpose: str = Purpose
+    purpose: WirePurpose
     modality: Literal["fingerprint", "face"]
     templates: list[ProbeIn] = Field(default_factory=list, max_length=MAX_ITEMS)
     images: list[ProbeIn] = Field(default_factory=list, max_length=MAX_ITEMS)
-    case_ref: str | None = Field(None, max_length=128)
+    case_ref: CaseRef | None = Field(None, description="the officer's case reference, logged")
 
     @model_validator(mode="after")
     def _one_kind(self) -> QueryIn:
@@ -44,7 +44,7 @@ class QueryIn(BaseModel):
 
 
 PeerStatus = Literal[
-    "answered", "refused_locally", "timeout", "unreachable", "http_error", "invalid_reply"
+    "answered", "refused_locally", "timeout", "unreachable", "http_error", "invalid_reply", "failed"
 ]
 
 
@@ -54,7 +54,7 @@ class PeerResultOut(BaseModel):
     peer: str
     status: PeerStatus
     query_id: str | None = None
-    outcome: Literal["hit", "no_hit", "refused"] | None = None
+    outcome: Literal["hit", "no_hit", "refused", "error"] | None = None
     reason: str | None = Field(None, description="refusal reason (peer's or local policy's)")
     reference: str | None = Field(None, description="opaque hit reference at the peer")
     strength: str | None = None

@@ -1,0 +1,176 @@
+"""Peers that answer wrongly: each costs only its own result, never the other peers'.
+
+A fake "MY" peer (a real uvicorn server with MY's TLS certificate from the project's PKI)
+answers every query in one bad way; TH asks it and the real ID node together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI, Response
+
+from certs import jws
+from certs.pki.bootstrap import Region
+from certs.pki.tls import uvicorn_ssl_options
+from matcher.fingerprint.template import FingerprintTemplate
+from node.exchange import params
+from node.exchange.requester import QUERY_PATH, Peer
+from tests.exchange.conftest import NodeHandle, _free_port
+from tests.exchange.test_three_nodes import probe
+
+ECDSA_SHA256 = bytes.fromhex("06082a8648ce3d040302")
+UNKNOWN_ALGORITHM = bytes.fromhex("06082a8648ce3d040309")  # 1.2.840.10045.4.3.9: no such thing
+
+
+def odd_certificate_token(region: Region, country: str, typ: str) -> str:
+    """A JWS signed with ``country``'s real key whose x5c leaf names an unknown algorithm."""
+    material = region.nodes[country]
+    token = jws.sign(
+        {"v": 1, "sender": country}, material.signing_key, [material.signing_cert], typ=typ
+    )
+    head, payload, sig = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    der = material.signing_cert.public_bytes(serialization.Encoding.DER)
+    header["x5c"] = [base64.b64encode(der.replace(ECDSA_SHA256, UNKNOWN_ALGORITHM)).decode()]
+    head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    return f"{head}.{payload}.{sig}"
+
+
+@contextmanager
+def fake_peer(root: Path, answer: Callable[[], Response]) -> Iterator[str]:
+    """Serve ``answer()`` to every query over TLS with MY's certificate; yields the base URL."""
+    app = FastAPI()
+    calls: list[str] = []
+
+    @app.post(QUERY_PATH)
+    async def query() -> Response:
+        calls.append("post")
+        return answer()
+
+    folder = root / "nodes" / "my"
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            **uvicorn_ssl_options(folder / "tls.pem", folder / "tls.key", root / "root.pem"),
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "fake peer did not start"
+        time.sleep(0.02)
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert calls, "the fake peer was never asked"
+
+
+def ask_both(
+    nodes: dict[str, NodeHandle], fake_url: str, fingers: list[list[FingerprintTemplate]]
+) -> tuple[dict[str, object], list[dict[str, object]]]:
+    th = nodes["TH"]
+    before = th.log.size()
+    results = asyncio.run(
+        th.requester.query_peers(
+            [Peer("ID", nodes["ID"].url), Peer("MY", fake_url)],
+            "border_control",
+            "fingerprint",
+            probe(fingers[1][1]),
+        )
+    )
+    events = [json.loads(e.data) for e in th.log.entries(before)]
+    return {r.country: r for r in results}, events
+
+
+def _check_isolated(by: dict[str, object], events: list[dict[str, object]], status: str) -> str:
+    assert by["ID"].status == "answered" and by["ID"].reply.outcome == "hit"  # type: ignore[attr-defined]
+    assert by["MY"].status == status  # type: ignore[attr-defined]
+    received = {e["peer"]: e for e in events if e["type"] == "reply_received"}
+    assert set(received) == {"ID", "MY"} and received["MY"]["status"] == status
+    return str(by["MY"].detail)  # type: ignore[attr-defined]
+
+
+def test_reply_signed_under_an_unknown_algorithm(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    region, root = region_dir
+    token = odd_certificate_token(region, "MY", params.REPLY_TYP)
+    with fake_peer(root, lambda: Response(token, media_type="application/jose")) as url:
+        by, events = ask_both(nodes, url, fingers)
+    assert "bad_certificate" in _check_isolated(by, events, "invalid_reply")
+
+
+@pytest.mark.parametrize(
+    ("location", "expected"),
+    [("https://[::1", "InvalidURL"), ("https://127.0.0.2:1/elsewhere", "another origin")],
+)
+def test_a_202_pointing_nowhere_or_elsewhere(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+    location: str,
+    expected: str,
+) -> None:
+    """An unparsable Location, or one on another origin (which would receive this node's client
+    certificate), is an invalid reply; the other origin is never contacted."""
+    _, root = region_dir
+    with fake_peer(root, lambda: Response(status_code=202, headers={"Location": location})) as url:
+        by, events = ask_both(nodes, url, fingers)
+    assert expected in _check_isolated(by, events, "invalid_reply")
+
+
+def test_an_oversized_reply_is_not_buffered(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    _, root = region_dir
+    big = b"A" * (params.MAX_REPLY_BYTES + 1)
+    with fake_peer(root, lambda: Response(big, media_type="application/jose")) as url:
+        by, events = ask_both(nodes, url, fingers)
+    assert "larger than" in _check_isolated(by, events, "invalid_reply")
+
+
+def test_a_query_signed_under_an_unknown_algorithm_is_refused_and_logged(
+    nodes: dict[str, NodeHandle], region_dir: tuple[Region, Path]
+) -> None:
+    import httpx
+
+    from certs.pki.tls import client_context
+
+    region, root = region_dir
+    idn = nodes["ID"]
+    before = idn.log.size()
+    folder = root / "nodes" / "th"
+    ctx = client_context(folder / "tls.pem", folder / "tls.key", root / "root.pem")
+    with httpx.Client(verify=ctx, timeout=10) as client:
+        response = client.post(
+            idn.url + QUERY_PATH,
+            content=odd_certificate_token(region, "TH", params.QUERY_TYP),
+            headers={"Content-Type": "application/jose"},
+        )
+    assert response.status_code == 403 and response.json()["error"] == "bad_certificate"
+    events = [json.loads(e.data) for e in idn.log.entries(before)]
+    assert [(e["type"], e["stage"], e["reason"]) for e in events] == [
+        ("query_refused", "signature", "bad_certificate")
+    ]
