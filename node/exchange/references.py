@@ -1,11 +1,15 @@
 """Opaque hit references: meaningless to anyone but the responder, unlinkable across queries.
 
-``reference = base64url(HMAC-SHA256(secret, "bdx-ref-v1" | query_id | record_ref))[:REF_CHARS]``
+``reference = base64url(HMAC-SHA256(secret, "bdx-ref-v2" | query_id | requester | len(nonce) |
+nonce | record_ref))[:REF_CHARS]``
 
-The same record found by two queries gets two unrelated references (the query id differs), so
-requesters cannot link hits across queries; the responder keeps the mapping reference → record
+The same record found by two queries gets two unrelated references (each query message has its
+own nonce, and the replay guard refuses a nonce twice), so requesters cannot link hits across
+queries, not even by reusing a query id; the responder keeps the mapping reference → record
 (table ``exchange_hits``) for the follow-up through formal channels. The secret is the node's,
-generated once and kept with its keys; without it a reference reveals nothing.
+generated once and kept with its keys; without it a reference reveals nothing. (References
+issued under "bdx-ref-v1", without requester and nonce, stay resolvable: only the stored
+mapping is read back.)
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from node.exchange.messages import b64url
 
-DOMAIN = b"bdx-ref-v1"
+DOMAIN = b"bdx-ref-v2"
 #: 22 base64url characters = 132 bits: collisions are out of reach for any gallery size.
 REF_CHARS = 22
 MIN_SECRET_BYTES = 32
@@ -40,11 +45,16 @@ exchange_hits = Table(
 _INSERT_HIT = insert(exchange_hits)
 
 
-def make_reference(secret: bytes, query_id: uuid.UUID, record_ref: str) -> str:
+def make_reference(
+    secret: bytes, query_id: uuid.UUID, requester: str, nonce: str, record_ref: str
+) -> str:
     if len(secret) < MIN_SECRET_BYTES:
         raise ValueError(f"the reference secret must be at least {MIN_SECRET_BYTES} bytes")
-    mac = hmac.new(secret, DOMAIN + query_id.bytes + record_ref.encode("utf-8"), hashlib.sha256)
-    return b64url(mac.digest())[:REF_CHARS]
+    who, once = requester.encode("ascii"), nonce.encode("ascii")
+    if len(who) != 2 or len(once) > 255:
+        raise ValueError("a requester is a 2-letter country code and a nonce at most 255 bytes")
+    message = DOMAIN + query_id.bytes + who + bytes([len(once)]) + once + record_ref.encode()
+    return b64url(hmac.new(secret, message, hashlib.sha256).digest())[:REF_CHARS]
 
 
 class HitReferences:
@@ -54,8 +64,9 @@ class HitReferences:
         self.engine = engine
         self.secret = secret
 
-    def issue(self, query_id: uuid.UUID, requester: str, record_ref: str) -> str:
-        ref = make_reference(self.secret, query_id, record_ref)
+    def issue(self, query_id: uuid.UUID, requester: str, nonce: str, record_ref: str) -> str:
+        """The reference of ``record_ref`` for one query message (stored for follow-up)."""
+        ref = make_reference(self.secret, query_id, requester, nonce, record_ref)
         row = {
             "reference": ref,
             "query_id": str(query_id),
@@ -63,8 +74,14 @@ class HitReferences:
             "record_ref": record_ref,
             "created_at": datetime.now(UTC),
         }
-        with self.engine.begin() as conn:
-            conn.execute(_INSERT_HIT, row)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_INSERT_HIT, row)
+        except IntegrityError:
+            # The same message's inputs again (only possible once its nonce left the replay
+            # table): the stored mapping is the same one, so the reference stands.
+            if self.resolve(ref) != (record_ref, str(query_id), requester):
+                raise
         return ref
 
     def resolve(self, reference: str) -> tuple[str, str, str] | None:

@@ -14,7 +14,10 @@
    ``unusable_template``), then record-level restrictions suppress what may not be shared;
 7. **reply**: hit (opaque reference + strength band) or no-hit, signed.
 
-Steps 3–6 refuse with a *signed* reply (outcome ``refused`` and the reason code). Every step's
+Steps 3–6 refuse with a *signed* reply (outcome ``refused`` and the reason code). When this
+node itself fails (gallery or search processes, quota ledger, database), the reply is a signed
+``error`` (reason ``search_unavailable``: ask again later) and ``query_failed`` logs the cause
+and stage. Every step's
 outcome is written to the exchange log; the probe's templates are never stored or logged: they
 live in this call's local variables only and are dropped when it returns. The events of steps
 3–7 are collected in order and appended in one transaction before the reply is returned (also
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 
 from certs import jws
 from certs.errors import CertsError
@@ -52,6 +56,7 @@ from node.exchange.references import HitReferences
 from node.exchange.replay import ReplayError, ReplayGuard
 from node.service_errors import StoreUnavailableError
 from policy.decision import PolicyEngine
+from policy.quota import QuotaStoreError
 from policy.restrictions import Restrictions, filter_shareable
 
 log = logging.getLogger(__name__)
@@ -151,6 +156,11 @@ class Responder:
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {"type": kind, "node": self.country, "at": self.clock().isoformat(), **fields}
 
+    def refused_unverified(self, peer: str | None, stage: str, reason: str) -> None:
+        """Log a query refused before its signature could be checked (``peer`` None when the
+        TLS certificate itself was refused): nothing is signed, the HTTP layer answers 4xx."""
+        self.log.record(self._event("query_refused", peer=peer, stage=stage, reason=reason))
+
     def verify(self, token: str, tls_country: str) -> QueryPayload:
         """Steps 1–2: the verified query, or a typed error (nothing signed, nothing matched)."""
         now = self.clock()
@@ -186,6 +196,9 @@ class Responder:
         events: list[dict[str, Any]] = []
         try:
             return self._answer(query, events)
+        except SQLAlchemyError as exc:  # the replay, quota or reference tables: this node's fault
+            log.error("query %s: node database failed (%s)", query.query_id, type(exc).__name__)
+            return self._fail(query, events, "database_unavailable", "store")
         finally:
             self.log.record_many(events)
 
@@ -208,7 +221,13 @@ class Responder:
             self.replay.check(query.requester, query.nonce, query.created, now)
         except ReplayError as exc:
             return self._refuse(query, events, exc.reason, "replay")
-        decision = self.policy.decide_inbound(query.requester, query.purpose, query.modality, now)
+        try:
+            decision = self.policy.decide_inbound(
+                query.requester, query.purpose, query.modality, now
+            )
+        except QuotaStoreError as exc:  # no decision could be made: this node's failure
+            log.error("query %s: quota ledger failed (%s)", query.query_id, exc.reason)
+            return self._fail(query, events, exc.reason, "policy")
         events.append(
             {**decision.to_record(), "query_id": str(query.query_id), "node": self.country}
         )
@@ -221,7 +240,7 @@ class Responder:
             candidates = self.search(query.modality, query.templates, max_candidates, fmr)
         except (GalleryError, StoreUnavailableError) as exc:  # this node's failure, not the query's
             log.error("query %s: search failed (%s)", query.query_id, exc.reason)
-            return self._fail(query, events, exc.reason)
+            return self._fail(query, events, exc.reason, "search")
         except TemplateFormatError as exc:
             log.info("query %s: template refused (%s)", query.query_id, exc.reason)
             return self._refuse(query, events, "unsupported_template", "template")
@@ -244,7 +263,9 @@ class Responder:
             )
         if kept:
             best = kept[0]
-            reference = self.hits.issue(query.query_id, query.requester, best.record_ref)
+            reference = self.hits.issue(
+                query.query_id, query.requester, query.nonce, best.record_ref
+            )
             reply = self._reply(
                 query, Outcome.HIT, reference=reference, strength=strength_of(best.fmr)
             )
@@ -283,12 +304,14 @@ class Responder:
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
         return self._ended(query, events, reply, "query_refused", stage, reason)
 
-    def _fail(self, query: QueryPayload, events: list[dict[str, Any]], cause: str) -> Answer:
-        """A signed ``error`` reply when this node could not search (gallery or search processes
-        unavailable): the requester learns it may ask again later; the cause stays in this
-        node's log."""
+    def _fail(
+        self, query: QueryPayload, events: list[dict[str, Any]], cause: str, stage: str
+    ) -> Answer:
+        """A signed ``error`` reply when this node could not answer (gallery, search processes,
+        quota ledger or its database unavailable): the requester learns it may ask again
+        later; the cause and ``stage`` stay in this node's log."""
         reply = self._reply(query, Outcome.ERROR, reason=SEARCH_FAILED)
-        return self._ended(query, events, reply, "query_failed", "search", cause)
+        return self._ended(query, events, reply, "query_failed", stage, cause)
 
     def _ended(
         self,

@@ -131,6 +131,32 @@ def test_replay_is_refused(
     assert idn.search.calls == calls + 1  # only the first was matched
 
 
+def test_a_reused_query_id_links_nothing(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    """Two validly signed queries (fresh nonces) sharing one query id and hitting one record:
+    both are answered, with unrelated references (the second was a 500 that told the
+    requester it was the same record, and left no reply in the log)."""
+    import json
+
+    _, root = region_dir
+    th, idn = nodes["TH"], nodes["ID"]
+    qid = uuid.uuid4()
+    before = idn.log.size()
+    refs = []
+    for _ in range(2):
+        query = _query(th, "ID", probe(fingers[1][1])).model_copy(update={"query_id": qid})
+        r = _post(th, root, idn, th.requester.sign_query(query))
+        assert r.status_code == 200, r.text
+        assert _payload(r.text)["outcome"] == "hit"
+        refs.append(_payload(r.text)["reference"])
+    assert refs[0] != refs[1]
+    sent = [json.loads(e.data) for e in idn.log.entries(before)]
+    assert [e["type"] for e in sent].count("reply_sent") == 2
+
+
 def _payload(token: str) -> dict[str, object]:
     import base64
     import json
@@ -314,3 +340,56 @@ def test_a_search_that_fails_on_the_responders_side_is_a_signed_error(
     from node.audit import AuditFilter, dashboard
 
     assert dashboard(idn.log, idn.engine, AuditFilter()).hit_rate["inbound"]["error"] == 2
+
+
+def test_a_quota_ledger_failure_is_a_signed_error(
+    nodes: dict[str, NodeHandle],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ledger unavailable: no decision can be made, so no search; the requester gets a
+    signed ``error`` (it was an unsigned 403 'forbidden' with only query_received logged)."""
+    import json
+
+    from policy.quota import QuotaStoreError
+
+    th, idn = nodes["TH"], nodes["ID"]
+    calls = idn.search.calls
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise QuotaStoreError("quota ledger unavailable: database is locked")
+
+    monkeypatch.setattr(idn.responder.policy.ledger, "consume", down)
+    before = idn.log.size()
+    got = ask(th, nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert got.reply is not None and got.reply.outcome is Outcome.ERROR
+    events = [json.loads(e.data) for e in idn.log.entries(before)]
+    assert [e["type"] for e in events] == ["query_received", "query_failed"]
+    assert (events[-1]["stage"], events[-1]["reason"]) == ("policy", "quota_store_unavailable")
+    assert idn.search.calls == calls
+
+
+def test_a_database_failure_is_a_signed_error(
+    nodes: dict[str, NodeHandle],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    from sqlalchemy.exc import OperationalError
+
+    th, idn = nodes["TH"], nodes["ID"]
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise OperationalError("INSERT INTO exchange_nonces", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(idn.responder.replay, "check", locked)
+    before = idn.log.size()
+    got = ask(th, nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert got.reply is not None and got.reply.outcome is Outcome.ERROR
+    failed = [json.loads(e.data) for e in idn.log.entries(before)][-1]
+    assert (failed["type"], failed["stage"], failed["reason"]) == (
+        "query_failed",
+        "store",
+        "database_unavailable",
+    )
