@@ -6,13 +6,10 @@ An empty model means "no restriction beyond the country policy".
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from node.settings import CountryCode
-
-Purpose = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+from policy.rules import Purpose
 
 
 class SharingRestrictions(BaseModel):
@@ -28,5 +25,7 @@ class SharingRestrictions(BaseModel):
         None, description="only these peer countries may be answered (null: any)"
     )
     purposes: list[Purpose] | None = Field(
-        None, description="only queries with these purposes may be answered (null: any)"
+        None,
+        description="only queries with these purposes (the agreement's) may be answered "
+        "(null: any)",
     )

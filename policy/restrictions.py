@@ -42,6 +42,8 @@ class Restrictions:
     peers: frozenset[str] | None = None
     purposes: frozenset[Purpose] | None = None
     no_exchange_consent: bool = False
+    #: The stored restrictions could not be read: the record is never shared (fail closed).
+    unreadable: bool = False
 
     def to_strings(self) -> list[str]:
         out = [f"asylum_nationality:{c}" for c in sorted(self.asylum_nationalities)]
@@ -105,6 +107,8 @@ def parse_restrictions(items: Iterable[str]) -> Restrictions:
 
 def check_record(restrictions: Restrictions, peer: str, purpose: str) -> RecordVerdict:
     """May a hit on a record with ``restrictions`` be reported to ``peer`` for ``purpose``?"""
+    if restrictions.unreadable:
+        return RecordVerdict(False, "record restrictions unreadable")
     if restrictions.no_exchange_consent:
         return RecordVerdict(False, "consent does not cover exchange")
     if peer in restrictions.asylum_nationalities:

@@ -17,10 +17,12 @@ of every *active* record of the subject, combined so that each one applies.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, select
 
 from matcher.errors import TemplateFormatError
@@ -37,7 +39,9 @@ from node.services.galleries import GallerySet
 from node.services.search import fingerprint_candidates
 from node.services.search_pool import SearchPool
 from node.thresholds import face_fmr, face_threshold, fingerprint_threshold
-from policy.restrictions import Restrictions, parse_restrictions
+from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
+
+log = logging.getLogger(__name__)
 
 #: Template format names this node compares (ISO/IEC 19794-2:2005 records).
 FINGERPRINT_FORMATS = frozenset({"iso19794-2:2005", "iso19794-2"})
@@ -155,11 +159,30 @@ class RecordRestrictions:
     def __call__(self, refs: Sequence[str]) -> list[Restrictions]:
         ids = {r: int(r[1:]) for r in refs if r[:1] == "s" and r[1:].isdigit()}
         strings: dict[int, list[str]] = {}
+        unreadable: set[int] = set()
         if ids:
             with self.engine.connect() as conn:
                 for sid, stored in conn.execute(_ACTIVE_RESTRICTIONS, {"ids": list(ids.values())}):
-                    strings.setdefault(sid, []).extend(node_restrictions(stored))
+                    try:
+                        strings.setdefault(sid, []).extend(node_restrictions(stored))
+                    except ValidationError:
+                        unreadable.add(sid)
         # A subject with no active record in the database (a gallery ahead of it) is never
         # shared.
         never = ["no_exchange_consent"]
-        return [parse_restrictions(strings.get(ids.get(r, -1), never)) for r in refs]
+        return [self._parse(ids.get(r, -1), strings, unreadable, never) for r in refs]
+
+    @staticmethod
+    def _parse(
+        sid: int, strings: dict[int, list[str]], unreadable: set[int], never: list[str]
+    ) -> Restrictions:
+        """A record whose stored restrictions do not parse (written before a rule tightened,
+        or edited by hand) is never shared: failing closed keeps the reply a plain no-hit,
+        where an error would tell the requester that this record matched."""
+        try:
+            if sid not in unreadable:
+                return parse_restrictions(strings.get(sid, never))
+        except RestrictionError:
+            pass
+        log.warning("subject %d: stored sharing restrictions unreadable; not shared", sid)
+        return Restrictions(unreadable=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from matcher.errors import TemplateFormatError
@@ -213,3 +213,35 @@ def test_gallery_set_reopens_what_it_wrote(
     with GallerySet.open(tmp_path / "galleries") as reopened:
         assert reopened.references() == {r.reference for r in rows}
         assert reopened.stats()[gallery_name(SCHEMA)].records == 2
+
+
+def test_restrictions_name_only_the_agreements_purposes() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        SharingRestrictions(purposes=["visa_application"])  # type: ignore[list-item]
+
+
+def test_unreadable_stored_restrictions_fail_closed(
+    session: Session, galleries: GallerySet, engine: Engine
+) -> None:
+    """Restrictions stored before a rule tightened (or edited by hand) that no longer parse:
+    the record is never shared, and a hit on it stays a plain no-hit for the requester (it was
+    an error that told the requester this record matched)."""
+    from sqlalchemy import update
+
+    from node.exchange.search import RecordRestrictions
+    from policy.restrictions import check_record
+
+    rows = enrol(session, galleries, new("case-1", restrictions=SharingRestrictions()))
+    sid = rows[0].subject_id
+    for stored in ({"purposes": ["visa_application"]}, {"peers": ["not a country"]}):
+        session.execute(
+            update(TemplateRecord)
+            .where(TemplateRecord.id == rows[0].id)
+            .values(restrictions=stored)
+        )
+        session.commit()
+        (got,) = RecordRestrictions(engine)([f"s{sid}"])
+        assert got.unreadable
+        assert check_record(got, "TH", "border_control").reason == "record restrictions unreadable"
