@@ -24,6 +24,7 @@ from node.api.limits import BodySizeLimit
 from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
 from node.db.setup import open_database
 from node.exchange import router as peer_router
+from node.exchange.messages import MAX_QUERY_BYTES
 from node.exchange.setup import exchange_running
 from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex, RecordService
@@ -100,7 +101,11 @@ def create_app(
     app.add_middleware(
         BodySizeLimit,
         default=settings.max_json_bytes,
-        overrides=[(prefix, settings.max_upload_bytes) for prefix in UPLOAD_PREFIXES],
+        overrides=[
+            *((prefix, settings.max_upload_bytes) for prefix in UPLOAD_PREFIXES),
+            # A peer's signed query: as large as the message schema allows, and no larger.
+            (peer_router.router.prefix + "/queries", MAX_QUERY_BYTES),
+        ],
     )
     if settings.cors_origins:
         app.add_middleware(

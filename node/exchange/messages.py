@@ -32,6 +32,10 @@ PROTOCOL_VERSION: Literal[1] = 1
 MAX_TEMPLATE_BYTES = 64 * 1024
 #: A subject has at most ten fingers and one face.
 MAX_TEMPLATES = 11
+#: Largest signed query body (bytes) the peer endpoint reads: every template at its largest in
+#: base64 with 1 KiB of JSON around each and 4 KiB for the other fields, base64url-encoded
+#: again as the JWS payload, plus 64 KiB for the protected header and its x5c chain.
+MAX_QUERY_BYTES = (4 * (MAX_TEMPLATES * (4 * MAX_TEMPLATE_BYTES // 3 + 1024) + 4096)) // 3 + 65536
 NONCE_BYTES = 16
 
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$")]

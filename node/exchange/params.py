@@ -23,10 +23,6 @@ SYNC_WAIT_SECONDS = 2.0
 #: How long a finished reply stays available at its status URL (memory only).
 PENDING_TTL_SECONDS = 600.0
 
-#: Largest query body accepted (bytes): eleven 64 KiB templates in base64, the header and the
-#: x5c certificate chain.
-MAX_QUERY_BYTES = 1_200_000
-
 #: Requester side: largest reply body read from a peer (bytes). A signed reply (payload, header,
 #: x5c chain) is a few kilobytes; a peer sending megabytes is misbehaving, not answering.
 MAX_REPLY_BYTES = 256 * 1024

@@ -20,6 +20,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from certs.errors import CertsError
 from certs.pki.asgi import peer_der
 from certs.pki.profiles import Usage
 from certs.pki.tls import peer_country
@@ -138,6 +139,19 @@ async def tls_peer(request: Request, responder: ResponderDep) -> str:
 PeerCountry = Annotated[str, Depends(tls_peer)]
 
 
+async def tls_query_peer(request: Request, responder: ResponderDep) -> str:
+    """:func:`tls_peer` for an incoming query: a refused certificate is logged as a refused
+    query (stage ``tls``), as every later refusal is, before the 403."""
+    try:
+        return await tls_peer(request, responder)
+    except CertsError as exc:
+        await anyio.to_thread.run_sync(responder.refused_unverified, None, "tls", exc.reason)
+        raise
+
+
+QueryPeerCountry = Annotated[str, Depends(tls_query_peer)]
+
+
 def _jose(answer: Answer) -> Response:
     return Response(answer.token, media_type=JOSE)
 
@@ -156,13 +170,16 @@ def _accepted(query_id: str) -> Response:
     },
 )
 async def receive_query(
-    request: Request, responder: ResponderDep, pending: PendingDep, country: PeerCountry
+    request: Request, responder: ResponderDep, pending: PendingDep, country: QueryPeerCountry
 ) -> Response:
     """Answer a signed hit/no-hit query from a peer node."""
     body = await request.body()
     try:
         token = body.decode("ascii").strip()
     except UnicodeDecodeError:
+        await anyio.to_thread.run_sync(
+            responder.refused_unverified, country, "signature", "malformed_jws"
+        )
         raise InvalidRequestError(
             "the body must be a compact JWS", reason="malformed_jws"
         ) from None

@@ -174,3 +174,45 @@ def test_a_query_signed_under_an_unknown_algorithm_is_refused_and_logged(
     assert [(e["type"], e["stage"], e["reason"]) for e in events] == [
         ("query_refused", "signature", "bad_certificate")
     ]
+
+
+def test_refusals_before_the_signature_are_logged(
+    nodes: dict[str, NodeHandle], region_dir: tuple[Region, Path], tmp_path: Path
+) -> None:
+    """A TLS certificate of the region's CA that is not in the trust list, and a body that is
+    not a compact JWS at all, are refused (403, 422) and logged like every later refusal."""
+    import httpx
+
+    from certs.pki import CsrBuilder, Usage
+    from certs.pki.keys import certificate_pem, generate_key, private_key_pem
+    from certs.pki.tls import client_context
+
+    region, root = region_dir
+    idn = nodes["ID"]
+    key = generate_key()
+    csr = (
+        CsrBuilder()
+        .country("TH")
+        .node_name("bdx-th-unlisted")
+        .usage(Usage.TLS)
+        .dns_names(["localhost"])
+        .ip_addresses(["127.0.0.1"])
+        .sign(key)
+    )
+    (tmp_path / "t.pem").write_bytes(certificate_pem(region.ca.issue(csr, Usage.TLS)))
+    (tmp_path / "t.key").write_bytes(private_key_pem(key))
+    unlisted = client_context(tmp_path / "t.pem", tmp_path / "t.key", root / "root.pem")
+    folder = root / "nodes" / "th"
+    listed = client_context(folder / "tls.pem", folder / "tls.key", root / "root.pem")
+    before = idn.log.size()
+    with httpx.Client(verify=unlisted, timeout=10) as client:
+        r = client.post(idn.url + QUERY_PATH, content="x.y.z")
+    assert r.status_code == 403 and r.json()["error"] == "not_in_trust_list"
+    with httpx.Client(verify=listed, timeout=10) as client:
+        r = client.post(idn.url + QUERY_PATH, content="é.y.z".encode())
+    assert r.status_code == 422 and r.json()["error"] == "malformed_jws"
+    events = [json.loads(e.data) for e in idn.log.entries(before)]
+    assert [(e["type"], e["peer"], e["stage"], e["reason"]) for e in events] == [
+        ("query_refused", None, "tls", "not_in_trust_list"),
+        ("query_refused", "TH", "signature", "malformed_jws"),
+    ]

@@ -349,3 +349,50 @@ def test_openapi_schema_is_typed(client: TestClient) -> None:
     schemas = spec["components"]["schemas"]
     assert {"SubjectOut", "RecordOut", "SharingRestrictions", "ErrorBody"} <= set(schemas)
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_peer_query_body_limit_fits_the_largest_valid_query(client: TestClient) -> None:
+    """The peer endpoint reads bodies up to the largest signed query its schema allows (eleven
+    64 KiB templates, ~1.29 MB signed), above the 1 MiB JSON default, and no more."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from certs.pki.bootstrap import build_region
+    from node.exchange.messages import (
+        MAX_QUERY_BYTES,
+        MAX_TEMPLATE_BYTES,
+        MAX_TEMPLATES,
+        QueryPayload,
+        TemplateItem,
+        b64url,
+        new_nonce,
+    )
+
+    th = build_region(["TH", "ID"]).nodes["TH"]
+    items = [
+        TemplateItem(
+            format="iso19794-2:2005", format_version=20, data=b64url(bytes(MAX_TEMPLATE_BYTES))
+        )
+        for _ in range(MAX_TEMPLATES)
+    ]
+    query = QueryPayload(
+        query_id=uuid.uuid4(),
+        created=datetime.now(UTC),
+        requester="TH",
+        responder="ID",
+        nonce=new_nonce(),
+        purpose="border_control",
+        modality="fingerprint",
+        templates=items,
+        case_ref="X" * 64,
+    )
+    from certs import jws
+    from node.exchange import params
+
+    token = jws.sign(query.wire(), th.signing_key, [th.signing_cert], typ=params.QUERY_TYP)
+    assert 1024 * 1024 < len(token) <= MAX_QUERY_BYTES
+    headers = {"Content-Type": "application/jose"}
+    r = client.post("/peer/v1/queries", content=token, headers=headers)
+    assert r.status_code != 413  # refused later: no client certificate in a TestClient
+    r = client.post("/peer/v1/queries", content=b"a" * (MAX_QUERY_BYTES + 1), headers=headers)
+    assert f"exceeds {MAX_QUERY_BYTES}" in error(r, 413, "payload_too_large")
