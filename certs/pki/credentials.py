@@ -5,7 +5,8 @@ the trust list and the CRL, checks that its own certificates validate (so a node
 revoked, expired or unlisted certificate fails at start, not at its first peer), and offers:
 ``server_context()``/``client_context()``/``uvicorn_options()`` for mutual TLS, ``sign()``/
 ``verify()`` for messages, and ``reload()`` to pick up newly published trust list and CRL files
-(refused files leave the held ones in place).
+(refused files leave the held ones in place). With ``held_file`` the trust-list sequence and CRL
+number it holds survive a restart (:mod:`certs.pki.held`): older files on disk are refused.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from cryptography import x509
 
 from certs import jws
 from certs.pki import params
-from certs.pki.keys import PrivateKey, load_certificate, load_private_key, read_file
+from certs.pki.held import Held, read_held, write_held
+from certs.pki.keys import PrivateKey, fingerprint, load_certificate, load_private_key, read_file
 from certs.pki.profiles import Usage
 from certs.pki.tls import client_context, server_context, uvicorn_ssl_options
 from certs.pki.validate import Identity, TrustAnchors
@@ -65,12 +67,23 @@ class NodeCredentials:
         passphrase: bytes | None = None,
         grace: dt.timedelta = params.DEFAULT_GRACE,
         now: dt.datetime | None = None,
+        held_file: Path | None = None,
     ) -> None:
         self.paths = paths
         self._passphrase = passphrase
+        self.held_file = held_file
+        root_fp = fingerprint(load_certificate(paths.root))
+        held = read_held(held_file, root_fp) if held_file is not None else None
         self.anchors = TrustAnchors.load(
-            paths.root, paths.trust_list, paths.crl, now=now, grace=grace
+            paths.root,
+            paths.trust_list,
+            paths.crl,
+            now=now,
+            grace=grace,
+            min_trust_list_sequence=held.trust_list_sequence if held else None,
+            min_crl_number=held.crl_number if held else None,
         )
+        self._remember()
         self.signing_key: PrivateKey = load_private_key(paths.signing_key, passphrase)
         self.signing_cert: x509.Certificate = load_certificate(paths.signing_cert)
         self.tls_cert: x509.Certificate = load_certificate(paths.tls_cert)
@@ -133,4 +146,18 @@ class NodeCredentials:
         crl = read_file(self.paths.crl)
         if crl != self.anchors.crl.raw:
             self.anchors.refresh_crl(crl, now=now)
+        self._remember()
         return self.anchors.trust_list.sequence, self.anchors.crl.number
+
+    def _remember(self) -> None:
+        """Record the held trust-list sequence and CRL number (``held_file``), so that a
+        restart refuses anything older (:mod:`certs.pki.held`)."""
+        if self.held_file is None:
+            return
+        held = Held(
+            fingerprint(self.anchors.root),
+            self.anchors.trust_list.sequence,
+            self.anchors.crl.number,
+        )
+        if read_held(self.held_file, held.root) != held:
+            write_held(self.held_file, held)

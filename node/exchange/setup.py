@@ -69,6 +69,10 @@ class Exchange:
     search_pool: SearchPool | None = None
 
 
+#: In ``data_dir``: the trust-list sequence and CRL number this node accepted last.
+HELD_FILE = "pki-held.json"
+
+
 def _passphrase(settings: Settings) -> bytes | None:
     if settings.pki_passphrase_file is None:
         return None
@@ -83,7 +87,8 @@ def load_credentials(settings: Settings) -> NodeCredentials:
     if settings.pki_dir is None:
         raise ConfigError("pki_dir is not set", reason="no_pki")
     paths = NodePaths.from_region(settings.pki_dir, settings.country)
-    return NodeCredentials(paths, passphrase=_passphrase(settings))
+    held = settings.data_dir / HELD_FILE
+    return NodeCredentials(paths, passphrase=_passphrase(settings), held_file=held)
 
 
 def open_transparency_log(settings: Settings, engine: Engine) -> TransparencyLog:

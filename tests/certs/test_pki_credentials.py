@@ -104,3 +104,42 @@ def test_reload_picks_up_new_files_and_keeps_the_old_on_refusal(region_dir: Path
         th.reload()
     assert rollback.value.reason == "rollback"
     assert th.anchors.trust_list.sequence == 2
+
+
+def test_a_restart_refuses_the_older_crl_and_trust_list(region_dir: Path, tmp_path: Path) -> None:
+    """An older CRL put back on disk (a restored backup, a writable shared folder) would un-revoke
+    a certificate at the next start; with the held file the restart refuses it."""
+    held = tmp_path / "state" / "pki-held.json"
+    paths = NodePaths.from_region(region_dir, "ID")
+    NodeCredentials(paths, passphrase=PW, held_file=held)
+    assert held.stat().st_mode & 0o777 == 0o600
+    old_crl = (region_dir / "crl.pem").read_bytes()
+    old_list = (region_dir / "trust-list.jws").read_bytes()
+    ca = CertificateAuthority.open(region_dir / "ca", passphrase=PW)
+    th = NodePaths.from_region(region_dir, "TH")
+    ca.revoke(load_certificate(th.tls_cert))
+    write_public(region_dir / "crl.pem", crl_pem(ca.crl()))
+    members = [
+        (cc, load_certificate(p.tls_cert), load_certificate(p.signing_cert))
+        for cc, p in ((c, NodePaths.from_region(region_dir, c)) for c in ("TH", "ID", "MY"))
+    ]
+    write_public(region_dir / "trust-list.jws", ca.trust_list(members).encode())
+    running = NodeCredentials(paths, passphrase=PW, held_file=held)
+    assert running.reload() == (2, 2)
+    with pytest.raises(PkiError) as revoked:
+        peer_country(th.tls_cert.read_bytes(), running.anchors)
+    assert revoked.value.reason == "revoked"
+    for name, old in (("crl.pem", old_crl), ("trust-list.jws", old_list)):
+        newer = (region_dir / name).read_bytes()
+        write_public(region_dir / name, old)
+        with pytest.raises(PkiError) as restart:
+            NodeCredentials(paths, passphrase=PW, held_file=held)
+        assert restart.value.reason == "rollback", name
+        write_public(region_dir / name, newer)
+    # without the held file (as before) the old CRL would have been accepted
+    write_public(region_dir / "crl.pem", old_crl)
+    assert NodeCredentials(paths, passphrase=PW).anchors.crl.number == 1
+    held.write_text("{not json")
+    with pytest.raises(PkiError) as bad:
+        NodeCredentials(paths, passphrase=PW, held_file=held)
+    assert bad.value.reason == "malformed"
