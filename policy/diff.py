@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from policy.rules import Modality, Policy
+from policy.rules import MINUTES_PER_DAY, Modality, PeerRule, Policy
 
 Effect = Literal["widens", "narrows", "neutral"]
 Combo = tuple[str, str, str]  # (peer, purpose, modality)
@@ -130,7 +130,28 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
                     "hours of service",
                     f"{old_hours} {a.timezone}",
                     f"{new_hours} {b.timezone}",
-                    "neutral",
+                    _hours_effect(a, b),
                 )
             )
     return changes
+
+
+def _covered(rule: PeerRule) -> frozenset[int]:
+    """Minutes of the day (in the rule's zone) when the rule answers; every one if no hours."""
+    if not rule.hours:
+        return frozenset(range(MINUTES_PER_DAY))
+    return frozenset().union(*(w.minutes() for w in rule.hours))
+
+
+def _hours_effect(old: PeerRule, new: PeerRule) -> Effect:
+    """Fewer minutes of service narrow, more widen; a shift (or a change of zone with partial
+    hours on both sides, whose overlap moves with daylight saving) is neutral."""
+    a, b = _covered(old), _covered(new)
+    full = frozenset(range(MINUTES_PER_DAY))
+    if old.timezone != new.timezone and full not in (a, b):
+        return "neutral"
+    if b < a:
+        return "narrows"
+    if b > a:
+        return "widens"
+    return "neutral"

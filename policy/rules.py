@@ -80,16 +80,27 @@ class PolicyFileError(PolicyError):
         self.problems = problems or []
 
 
+MINUTES_PER_DAY = 24 * 60
+
 CountryCode = Annotated[str, Field(pattern=COUNTRY_RE.pattern)]
 FmrValue = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class ServiceWindow(BaseModel):
-    """A daily window ``start <= t < end`` in the peer rule's time zone; may wrap midnight."""
+    """A daily window ``start <= t < end`` in the peer rule's time zone; may wrap midnight.
 
-    model_config = ConfigDict(frozen=True)
+    Written ``"HH:MM-HH:MM"`` (or as a table ``{start = "HH:MM", end = "HH:MM"}``); an end of
+    ``24:00`` is the end of the day (held as ``time.max``, so 23:59:30 is inside)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     start: time
     end: time
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ServiceWindow:
+        if self.start == self.end:
+            raise ValueError(f"hours {self}: empty window (start equals end)")
+        return self
 
     @classmethod
     def parse(cls, text: str) -> ServiceWindow:
@@ -97,14 +108,11 @@ class ServiceWindow(BaseModel):
         if not m:
             raise ValueError(f"hours {text!r} must look like 'HH:MM-HH:MM'")
         h1, m1, h2, m2 = (int(g) for g in m.groups())
-        if h2 == 24 and m2 == 0:
-            h2, m2 = 23, 59
         try:
-            start, end = time(h1, m1), time(h2, m2)
+            start = time(h1, m1)
+            end = time.max if (h2, m2) == (24, 0) else time(h2, m2)
         except ValueError as exc:
             raise ValueError(f"hours {text!r}: {exc}") from exc
-        if start == end:
-            raise ValueError(f"hours {text!r}: empty window")
         return cls(start=start, end=end)
 
     def contains(self, t: time) -> bool:
@@ -112,16 +120,29 @@ class ServiceWindow(BaseModel):
             return self.start <= t < self.end
         return t >= self.start or t < self.end
 
+    def minutes(self) -> frozenset[int]:
+        """The minutes of the day (0..1439) the window covers."""
+        return frozenset(i for i in range(MINUTES_PER_DAY) if self.contains(time(i // 60, i % 60)))
+
     def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+        end = "24:00" if self.end == time.max else f"{self.end:%H:%M}"
+        return f"{self.start:%H:%M}-{end}"
+
+
+#: FMR targets when a rules file names none for a modality.
+DEFAULT_FMR = {Modality.FINGERPRINT: 1e-4, Modality.FACE: 1e-3}
 
 
 class Defaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    max_candidates: int = Field(default=10, ge=1, le=100)
-    fmr: dict[Modality, FmrValue] = Field(
-        default_factory=lambda: {Modality.FINGERPRINT: 1e-4, Modality.FACE: 1e-3}
-    )
+    max_candidates: int = Field(default=10, ge=1, le=100, strict=True)
+    fmr: dict[Modality, FmrValue] = Field(default_factory=lambda: dict(DEFAULT_FMR))
+
+    @field_validator("fmr", mode="after")
+    @classmethod
+    def _complete(cls, value: dict[Modality, float]) -> dict[Modality, float]:
+        """A file naming one modality's FMR keeps the built-in default of the others."""
+        return {**DEFAULT_FMR, **value}
 
 
 class PeerRule(BaseModel):
@@ -130,8 +151,8 @@ class PeerRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     purposes: frozenset[Purpose]
     modalities: frozenset[Modality]
-    daily_quota: dict[Modality, Annotated[int, Field(ge=0)]]
-    max_candidates: int | None = Field(default=None, ge=1, le=100)
+    daily_quota: dict[Modality, Annotated[int, Field(ge=0, strict=True)]]
+    max_candidates: int | None = Field(default=None, ge=1, le=100, strict=True)
     fmr: dict[Modality, FmrValue] = Field(default_factory=dict)
     hours: tuple[ServiceWindow, ...] = ()
     timezone: str = "UTC"
@@ -197,7 +218,7 @@ class Policy(BaseModel):
         rule = self.peers.get(peer) if peer else None
         if rule is not None and modality in rule.fmr:
             return rule.fmr[modality]
-        return self.defaults.fmr.get(modality, 1e-4)
+        return self.defaults.fmr.get(modality, DEFAULT_FMR[modality])
 
 
 def _problems(exc: ValidationError) -> list[str]:

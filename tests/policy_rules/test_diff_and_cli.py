@@ -30,6 +30,28 @@ def test_diff_lists_widening_and_narrowing() -> None:
     assert diff_policies(parse_policy(RULES), parse_policy(RULES)) == []
 
 
+def test_diff_classifies_hours_of_service_by_the_time_covered() -> None:
+    base = (
+        "version = 'x'\ncountry = 'TH'\n[peers.ID]\npurposes = ['asylum']\n"
+        "modalities = ['face']\ndaily_quota = {face = 1}\n"
+    )
+
+    def effect(old: str, new: str) -> str:
+        (change,) = diff_policies(parse_policy(base + old), parse_policy(base + new))
+        return str(change)[0]
+
+    assert effect("", "hours = ['09:00-10:00']") == "-"  # always -> one hour a day
+    assert effect("hours = ['09:00-10:00']", "") == "+"
+    assert effect("hours = ['09:00-17:00']", "hours = ['08:00-18:00']") == "+"
+    assert effect("hours = ['22:00-06:00']", "hours = ['23:00-05:00']") == "-"
+    assert effect("hours = ['09:00-17:00']", "hours = ['10:00-18:00']") == "~"  # a shift
+    assert effect("", "timezone = 'Asia/Bangkok'") == "~"  # always, in any zone
+    assert (
+        effect("hours = ['09:00-17:00']", "hours = ['09:00-17:00']\ntimezone = 'Asia/Bangkok'")
+        == "~"
+    )
+
+
 def _bdx(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from node.cli import main; main()", *args],

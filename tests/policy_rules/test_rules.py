@@ -16,6 +16,12 @@ def test_example_parses() -> None:
     assert p.fmr("MY", Modality.FINGERPRINT) == 1e-4
 
 
+_PEER = (
+    "version = 'x'\ncountry = 'TH'\n[peers.ID]\npurposes = ['asylum']\n"
+    "modalities = ['face']\ndaily_quota = {face = 1}\n"
+)
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -52,6 +58,15 @@ def test_example_parses() -> None:
             "own country",
         ),
         ("version = 'x'\ncountry = 'TH'\nunknown_key = 1", "unknown_key"),
+        # the table form of a window: empty, or a key it does not have (the zone belongs to
+        # the peer rule; it was dropped silently and the window applied in UTC)
+        (_PEER + "hours = [{start = '09:00', end = '09:00'}]", "empty window"),
+        (
+            _PEER + "hours = [{start = '09:00', end = '17:00', timezone = 'Asia/Bangkok'}]",
+            "timezone",
+        ),
+        ("version = 'x'\ncountry = 'TH'\n[defaults]\nmax_candidates = 5.0", "max_candidates"),
+        (_PEER.replace("face = 1", "face = true"), "daily_quota"),
         ("version = 'x'\ncountry = 'TH'\n[defaults]\nfmr = {face = 2.0}", "fmr"),
         ("this is = = not toml", "not valid TOML"),
     ],
@@ -77,3 +92,19 @@ def test_window_wrapping_midnight() -> None:
 
     (w,) = p.peers["ID"].hours
     assert w.contains(time(23, 0)) and w.contains(time(5, 59)) and not w.contains(time(12, 0))
+
+
+def test_a_window_ending_at_24_00_covers_the_last_minute() -> None:
+    from datetime import time
+
+    p = parse_policy(_PEER + "hours = ['00:00-24:00', '22:00-24:00']")
+    whole, late = p.peers["ID"].hours
+    assert whole.contains(time(23, 59, 30)) and whole.contains(time(0, 0))
+    assert late.contains(time(23, 59, 59)) and not late.contains(time(21, 59))
+    assert str(whole) == "00:00-24:00" and len(whole.minutes()) == 24 * 60
+
+
+def test_a_partial_default_fmr_keeps_the_other_modalitys_default() -> None:
+    p = parse_policy("version = 'x'\ncountry = 'TH'\n[defaults]\nfmr = { fingerprint = 1e-5 }")
+    assert p.fmr(None, Modality.FINGERPRINT) == 1e-5
+    assert p.fmr(None, Modality.FACE) == 1e-3  # was 1e-4: the whole table was replaced
