@@ -251,13 +251,16 @@ class TransparencyLog:
             start = rows[-1].leaf_index + 1
 
     def index_range(self, since: datetime | None, until: datetime | None) -> tuple[int, int]:
-        """``[start, end)`` of the entries appended in ``[since, until)`` (store time)."""
+        """``[start, end)`` of the entries appended in ``[since, until)`` (store time).
+
+        Bounds with a time zone are converted to UTC first (SQLite compares the stored UTC
+        times as text and would ignore an offset); naive ones are taken to be UTC."""
         t = schema.entries
         cond = []
         if since is not None:
-            cond.append(t.c.created_at >= since)
+            cond.append(t.c.created_at >= _as_utc(since))
         if until is not None:
-            cond.append(t.c.created_at < until)
+            cond.append(t.c.created_at < _as_utc(until))
         with self._engine.connect() as conn:
             lo, hi = conn.execute(
                 select(func.min(t.c.leaf_index), func.max(t.c.leaf_index)).where(and_(True, *cond))
@@ -457,3 +460,7 @@ class TransparencyLog:
             except IntegrityError:  # already stored: cosigning is idempotent
                 conn.rollback()
             return self._signed(conn, row)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

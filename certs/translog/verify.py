@@ -83,7 +83,7 @@ def verify_export(
     """
     try:
         doc = json.loads(export)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the stack
         raise ExportFormatError("the export is not JSON") from None
     if _get(doc, "format", str, "export") != EXPORT_FORMAT:
         raise ExportFormatError(f"unsupported export format {doc['format']!r}", reason="bad_format")
@@ -98,7 +98,11 @@ def verify_export(
     if not notes or not all(isinstance(n, str) for n in notes):
         raise ExportFormatError("export has no checkpoints")
 
-    chain = [SignedCheckpoint.from_bytes(n.encode()) for n in notes]
+    try:
+        encoded = [n.encode() for n in notes]
+    except UnicodeEncodeError:  # a lone surrogate escaped in the JSON
+        raise ExportFormatError("a checkpoint is not valid UTF-8 text") from None
+    chain = [SignedCheckpoint.from_bytes(n) for n in encoded]
     cosigners: dict[int, list[str]] = {}
     for signed in chain:
         signed.verify(log_key)

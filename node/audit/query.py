@@ -72,8 +72,11 @@ class AuditFilter:
             raise AuditQueryError(f"officer {self.officer!r} is not a user name")
         for name in ("since", "until"):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                object.__setattr__(self, name, value.replace(tzinfo=UTC))
+            if value is not None:
+                # Stored times are UTC; SQLite compares them as text and drops an offset, so
+                # every bound becomes UTC here (a naive one is taken to be UTC already).
+                utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+                object.__setattr__(self, name, utc)
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise AuditQueryError("since must be before until", reason="bad_range")
 
@@ -284,20 +287,20 @@ def _iso_day(value: date | str) -> str:
 
 def integrity_status(log: TransparencyLog) -> dict[str, Any]:
     """Full audit of the stored log against its signed checkpoints, and the latest one."""
-    latest = log.latest_checkpoint()
     status: dict[str, Any] = {
         "origin": log.origin,
         "tree_size": log.size(),
         "latest_checkpoint": None,
     }
-    if latest is not None:
-        cp = latest.checkpoint
-        status["latest_checkpoint"] = {
-            "size": cp.size,
-            "timestamp": datetime.fromtimestamp(cp.timestamp_ms / 1000, UTC).isoformat(),
-            "cosignatures": len(latest.cosignatures()),
-        }
-    try:
+    try:  # a stored checkpoint that does not even parse is tampering to report, not a crash
+        latest = log.latest_checkpoint()
+        if latest is not None:
+            cp = latest.checkpoint
+            status["latest_checkpoint"] = {
+                "size": cp.size,
+                "timestamp": datetime.fromtimestamp(cp.timestamp_ms / 1000, UTC).isoformat(),
+                "cosignatures": len(latest.cosignatures()),
+            }
         report = audit_store(log, log.verifying_key)
     except TranslogError as exc:
         status |= {

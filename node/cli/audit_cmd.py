@@ -173,7 +173,10 @@ def export_cmd(
 
 def _vkey(value: str) -> VerifyingKey:
     path = Path(value)
-    text = path.read_text().strip() if path.is_file() else value
+    try:
+        text = path.read_text(encoding="utf-8").strip() if path.is_file() else value
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable vkey file ({exc})", reason="bad_key") from None
     return VerifyingKey.from_vkey(text)[0]
 
 

@@ -72,6 +72,19 @@ def test_bad_input_is_one_line_error(bdx: Bdx, args: list[str], code: int, needl
     assert got == code and needle in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_binary_key_file_is_a_one_line_error(bdx: Bdx, tmp_path: Path) -> None:
+    out = tmp_path / "export.json"
+    assert bdx("audit", "export", "--format", "json", "--out", str(out))[0] == 0
+    binary = tmp_path / "bin.key"
+    binary.write_bytes(bytes(range(256)))
+    for option in ("--log-key", "--witness-key"):
+        args = ["audit", "verify", str(out), option, str(binary)]
+        if option == "--witness-key":
+            args += ["--log-key", str(binary)]
+        code, _, err = bdx(*args, key=False)
+        assert code == 2 and "[bad_key]" in err and len(err.strip().splitlines()) == 1
+
+
 def test_missing_log_key_options(bdx: Bdx, tmp_path: Path, node: Node) -> None:
     code, _, err = bdx("audit", "store", key=False)
     assert code == 2 and "[no_pki]" in err  # no --signing-key: the node's PKI key is needed

@@ -42,6 +42,21 @@ def test_paging_and_time_window(node: Node) -> None:
     assert list_events(node.log, AuditFilter(since=past, until=future))[1] == 12
 
 
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+def test_time_window_bounds_in_any_zone_are_instants(node: Node) -> None:
+    """A bound given with an offset means that instant: SQLite dropped the offset and compared
+    its wall clock with the stored UTC times (the export then silently lost entries)."""
+    from datetime import timezone
+
+    first = min(e.created_at for e in node.log.entries(0))
+    bangkok, new_york = timezone(timedelta(hours=7)), timezone(timedelta(hours=-5))
+    since = (first - timedelta(minutes=1)).astimezone(bangkok)
+    until = (datetime.now(UTC) + timedelta(minutes=1)).astimezone(new_york)
+    assert list_events(node.log, AuditFilter(since=since, until=until))[1] == 12
+    assert node.log.index_range(since, until) == (0, 12)
+    assert list_events(node.log, AuditFilter(until=first.astimezone(bangkok)))[1] == 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "reason"),
     [
@@ -102,6 +117,22 @@ def test_integrity_reports_tampering(node: Node) -> None:
         )
     status = integrity_status(node.log)
     assert status["ok"] is False and status["reason"] == "entry_modified" and status["index"] == 4
+
+
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+def test_integrity_reports_an_unparsable_checkpoint(node: Node) -> None:
+    """A stored checkpoint overwritten with garbage is reported (ok false), not raised (the
+    integrity page and dashboard answered 403 instead of showing the tampering)."""
+    with node.engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE translog_checkpoints SET note = :n "
+                "WHERE id = (SELECT max(id) FROM translog_checkpoints)"
+            ),
+            {"n": b"garbage"},
+        )
+    status = integrity_status(node.log)
+    assert status["ok"] is False and status["reason"] == "bad_note"
 
 
 def test_auditor_actions_are_logged_without_biometric_fields(node: Node) -> None:

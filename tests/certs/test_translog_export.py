@@ -245,6 +245,14 @@ def test_tampered_exports_are_detected(filled: TransparencyLog) -> None:
         verify_export(b"not json", key)
     with pytest.raises(ExportFormatError):
         verify_export(b"[]", key)
+    # nesting deeper than the interpreter's stack, and a lone surrogate in a checkpoint, were
+    # RecursionError / UnicodeEncodeError tracebacks
+    with pytest.raises(ExportFormatError):
+        verify_export(b"[" * 100_000 + b"]" * 100_000, key)
+    doc = json.loads(data)
+    doc["checkpoints"][0] = "\ud800" + doc["checkpoints"][0]
+    with pytest.raises(ExportFormatError):
+        verify_export(json.dumps(doc).encode(), key)
 
 
 # --- tampering with the stored log ----------------------------------------------------------
