@@ -2,8 +2,8 @@
 
 CPU-bound (extraction takes a fraction of a second per image): the HTTP layer calls it from a
 worker thread, the CLI under a progress bar. Images that yield no template are reported with
-their typed error and enrol nothing; the others are enrolled in one batch per modality (one
-gallery append each) through :meth:`~node.services.records.RecordService.enrol`.
+their typed error and enrol nothing; the others are enrolled in one record transaction (one
+gallery append per modality) through :meth:`~node.services.records.RecordService.enrol`.
 """
 
 from __future__ import annotations
@@ -94,30 +94,32 @@ class EnrolmentService:
                 report.failed.append((capture, exc))
             if on_progress is not None:
                 on_progress(capture)
-        for modality, items in extracted.items():
-            if items:
-                report.enrolled += self._enrol(modality, items, actor)
+        report.enrolled += self.enrol_extracted(
+            extracted[Modality.FINGERPRINT] + extracted[Modality.FACE], actor=actor
+        )
         return report
 
     def enrol_extracted(self, items: Sequence[Extracted], *, actor: str) -> list[TemplateRecord]:
-        """Enrol templates extracted elsewhere (bulk load): one gallery append per modality."""
-        enrolled: list[TemplateRecord] = []
-        for modality in (Modality.FINGERPRINT, Modality.FACE):
-            batch = [item for item in items if item.capture.modality is modality]
-            if batch:
-                enrolled += self._enrol(modality, batch, actor)
-        return enrolled
-
-    def _enrol(
-        self, modality: Modality, items: list[Extracted], actor: str
-    ) -> list[TemplateRecord]:
-        schema = _schema(modality, items[0].template)
+        """Enrol templates (extracted here or elsewhere, as by the bulk load) in one record
+        transaction: one gallery append per modality, all rows pending until every append is
+        done, so a capture set with fingers and a face is enrolled whole or not at all."""
+        if not items:
+            return []
+        by_modality = {
+            modality: [i for i, item in enumerate(items) if item.capture.modality is modality]
+            for modality in (Modality.FINGERPRINT, Modality.FACE)
+        }
+        schemas = {
+            modality: _schema(modality, items[idx[0]].template)
+            for modality, idx in by_modality.items()
+            if idx
+        }
         new = [
             NewRecord(
                 subject_external_id=item.capture.subject,
-                modality=modality,
-                format=schema.format,
-                format_version=schema.format_version,
+                modality=item.capture.modality,
+                format=schemas[item.capture.modality].format,
+                format_version=schemas[item.capture.modality].format_version,
                 finger_position=item.capture.finger_position,
                 quality=item.quality,
                 restrictions=item.capture.restrictions,
@@ -126,11 +128,12 @@ class EnrolmentService:
             )
             for item in items
         ]
-        templates = [item.template for item in items]
 
         def write(rows: Sequence[TemplateRecord]) -> None:
-            batch = _batch(schema, rows, templates)
-            self.galleries.append(schema, batch)
+            for modality, schema in schemas.items():
+                idx = by_modality[modality]
+                batch = _batch(schema, [rows[i] for i in idx], [items[i].template for i in idx])
+                self.galleries.append(schema, batch)
 
         return self.records.enrol(new, write, actor=actor)
 

@@ -14,10 +14,13 @@ delete (a subject and everything of it)
 
 :meth:`RecordService.reconcile` (run at start-up and by ``bdx gallery reconcile``) finishes or
 undoes whatever a crash interrupted: ``pending`` rows whose reference is in the gallery become
-``active`` (step 2 happened), the others are deleted (it did not); ``deleting`` rows are removed
-from the gallery and deleted, with their subject once it has no rows left; gallery entries with
-no row at all are removed. Rows ``active`` but missing from the gallery cannot come from this
-protocol (the gallery lost data): they are reported, never silently dropped.
+``active`` (step 2 happened), the others are deleted (it did not), and with them every pending
+row of the same ``source`` (one file of a bulk load is enrolled whole or not at all, though its
+fingers and face go to two gallery appends), whose templates are then orphans; ``deleting``
+rows are removed from the gallery and deleted, with their subject once it has no rows left;
+gallery entries with no row at all are removed. Rows ``active`` but missing from the gallery
+cannot come from this protocol (the gallery lost data): they are reported, never silently
+dropped.
 
 Search treats only ``active`` references as results, so a template between steps 2 and 3 of
 enrol, or between 1 and 2 of delete, is never reported.
@@ -176,9 +179,14 @@ class RecordService:
         """Bring the database and the gallery back into agreement (see the module docstring)."""
         report = ReconcileReport()
         in_gallery = self.gallery.references()
-        for row in self.records.in_state(RecordState.PENDING):
-            target = report.completed if row.reference in in_gallery else report.rolled_back
-            target.append(row.reference)
+        pending = self.records.in_state(RecordState.PENDING)
+        # One source (a loaded file, a capture session) completes or rolls back as a whole:
+        # a batch whose fingers were appended but not its face is undone, fingers included,
+        # so a re-run (which skips sources it holds) enrols the whole file again.
+        cut = {r.source for r in pending if r.source is not None and r.reference not in in_gallery}
+        for row in pending:
+            done = row.reference in in_gallery and row.source not in cut
+            (report.completed if done else report.rolled_back).append(row.reference)
         self.records.set_state(report.completed, RecordState.ACTIVE)
         self.records.delete(report.rolled_back)
         self.session.commit()

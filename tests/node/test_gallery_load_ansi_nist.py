@@ -93,6 +93,40 @@ def test_load_transactions(
     ]
 
 
+def test_a_transaction_is_loaded_whole_or_not_at_all(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    fingers: list[np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A transaction with a finger and a face: when the face's gallery append fails after the
+    finger's, nothing of the file stays, and the next run loads both (the finger's records
+    used to be committed on their own, so the re-run skipped the file and the face was lost)."""
+    from node.services.galleries import GallerySet
+
+    root = tmp_path / "nist"
+    root.mkdir()
+    t14 = tagged(14, [(2, b"1"), (13, b"2"), (999, png(fingers[0]))])
+    t10 = tagged(10, [(2, b"2"), (999, png(skdata.astronaut()))])
+    (root / "case-1.an2").write_bytes(transaction([(14, t14), (10, t10)]))
+    append = GallerySet.append
+
+    def face_fails(self: GallerySet, schema: object, batch: object) -> None:
+        if getattr(schema, "modality", None) == "face":
+            raise OSError("disk full")
+        append(self, schema, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GallerySet, "append", face_fails)
+    with pytest.raises(OSError):
+        load_json(root, capsys)
+    assert session.execute(select(TemplateRecord.id)).all() == []
+    monkeypatch.setattr(GallerySet, "append", append)
+    code, out = load_json(root, capsys)
+    assert code == 0 and (out["enrolled"], out["skipped"]) == (2, 0)
+
+
 def _decoded(data: bytes) -> tuple[np.ndarray, object]:
     image = Image.open(io.BytesIO(data))
     return np.asarray(image), image.info.get("dpi")

@@ -135,6 +135,23 @@ def test_reconcile_completes_pending_with_gallery_entry(
     assert galleries.references() == {ref}
 
 
+def test_reconcile_rolls_back_a_source_as_a_whole(session: Session, galleries: GallerySet) -> None:
+    """A file whose first append (its fingers) was done but not its second (its face) when the
+    process died: every pending row of that source is undone, so a re-run enrols it whole.
+    Another source that was complete finishes as before."""
+    whole = enrol(session, galleries, new("case-1", 2, source="file:a"))
+    half = enrol(session, galleries, new("case-2", 2, source="file:b"))
+    service = RecordService(session, galleries)
+    service.records.set_state([r.reference for r in whole + half], RecordState.PENDING)
+    session.commit()
+    galleries.remove([half[1].reference])  # the second append never happened
+    report = service.reconcile()
+    assert sorted(report.completed) == sorted(r.reference for r in whole)
+    assert sorted(report.rolled_back) == sorted(r.reference for r in half)
+    assert report.orphans_removed == [half[0].reference]
+    assert galleries.references() == {r.reference for r in whole}
+
+
 def test_reconcile_finishes_an_interrupted_subject_delete(
     session: Session, galleries: GallerySet
 ) -> None:
