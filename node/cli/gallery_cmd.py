@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json as json_module
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,7 @@ from matcher.gallery.manifest import MANIFEST_NAME
 from matcher.search.upgrade import upgrade_fingerprint_gallery
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.db.models import MAX_FINGER_POSITION, Modality
+from node.errors import ConfigError
 from node.formats.discover import discover
 from node.services.galleries import GallerySet
 from node.services.loading import LoadOptions, LoadService, Rejection
@@ -39,6 +41,15 @@ def write_report(path: Path, rejected: list[Rejection]) -> None:
         writer = csv.DictWriter(f, fieldnames=["file", "reason", "detail"])
         writer.writeheader()
         writer.writerows(rows)
+
+
+def _check_writable(path: Path) -> None:
+    folder = path.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or path.is_dir():
+        raise ConfigError(
+            f"--report {path}: cannot write there (no such folder, or not writable)",
+            reason="bad_report_path",
+        )
 
 
 @app.command()
@@ -70,10 +81,14 @@ def load(
     (Type-4/14 finger images: uncompressed, WSQ, JPEG, JPEG 2000 or PNG; Type-9 minutiae:
     INCITS 378 or legacy NIST blocks, enrolled as they are unless the transaction holds the
     finger's image; Type-10 face images). Files already loaded are skipped, so re-running adds
-    nothing and an interrupted load resumes. Exit status 3 when some files were rejected (the
-    others are loaded; see --report); parts of files passed over are listed as notes.
+    nothing and an interrupted load resumes (a file's templates are enrolled all together or
+    not at all); an erased subject's files are loaded again if they are still under PATH.
+    Exit status 3 when some files were rejected (the others are loaded; see --report); parts
+    of files passed over are listed as notes.
     """
     settings = settings_from(config)
+    if report is not None:
+        _check_writable(report)  # before the load, not after it committed
     files = discover(path)
     options = LoadOptions(modality, finger_position, min_quality, workers)
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
@@ -89,7 +104,13 @@ def load(
                 on_progress=lambda n: progress.advance(task, n),
             )
     if report is not None:
-        write_report(report, result.rejected)
+        try:
+            write_report(report, result.rejected)
+        except OSError as exc:
+            raise ConfigError(
+                f"the load is done, but the report could not be written: {exc}",
+                reason="bad_report_path",
+            ) from None
     failed = [{"file": r.file, "error": r.reason, "detail": r.detail} for r in result.rejected]
     notes = [{"file": n.file, "reason": n.reason, "detail": n.detail} for n in result.notes]
     if json:

@@ -8,7 +8,7 @@ Layouts (PATH relative names are the files' labels in reports):
     FVC layout: the finger id is the subject (``101_3.tif`` belongs to ``101``); a loose file
     not named so is its own subject (its stem);
 ``PATH`` a single file
-    its stem is the subject.
+    its stem is the subject; a single file of no loadable kind is an error.
 
 A file is loaded when it is an image (by suffix), an ANSI/NIST-ITL transaction (``.an2``,
 ``.eft``, ``.nist``) or an ISO/IEC 19794-2 record (by suffix or magic); anything else
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from node.errors import NotFoundError
+from node.errors import NodeError, NotFoundError
 from node.formats.ansi_nist import SUFFIXES as NIST_SUFFIXES
 from node.formats.iso import is_template_file
 
@@ -30,6 +30,13 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".
 
 #: ``<finger>_<impression>.<ext>`` as FVC names its files.
 FVC_NAME = re.compile(r"^(?P<finger>[^_/]+)_(?P<impression>\d+)$")
+
+
+class UnsupportedFileError(NodeError):
+    """PATH is a single file of no loadable kind (exit 3, as for a rejected file)."""
+
+    exit_code = 3
+    default_reason = "unsupported_file"
 
 
 class FileKind(StrEnum):
@@ -65,7 +72,13 @@ def discover(root: Path) -> list[SourceFile]:
     """The loadable files under ``root``; raises NotFoundError when it does not exist."""
     if root.is_file():
         kind = _kind(root)
-        return [] if kind is None else [SourceFile(root, root.name, root.stem, kind)]
+        if kind is None:  # named on its own, it is not passed over silently
+            raise UnsupportedFileError(
+                f"{root.name}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), an "
+                f"ANSI/NIST-ITL transaction ({', '.join(sorted(NIST_SUFFIXES))}) or an "
+                "ISO/IEC 19794-2 record"
+            )
+        return [SourceFile(root, root.name, root.stem, kind)]
     if not root.is_dir():
         raise NotFoundError(f"{root} is neither a file nor a directory", reason="not_a_directory")
     found: list[SourceFile] = []

@@ -12,7 +12,13 @@ Files are processed on every core (a process pool): images extracted, ISO/IEC 19
 records decoded, ANSI/NIST-ITL transactions' images (Type-4/14 fingers, Type-10 faces)
 extracted and their Type-9 minutiae taken as they are, and fingerprints prepared for search
 (milliseconds each, the bulk of a template load). A file is rejected, with a reason in the
-report, when it cannot be decoded, yields no template or falls under the quality gate.
+report, when its subject id (folder or file name) is one the database would not take
+(``bad_subject``), it is larger than ``MAX_FILE_BYTES`` (``too_large``, before it is read), it
+cannot be decoded, yields no template or falls under the quality gate.
+
+What is skipped is what the database holds: a subject erased (``DELETE /subjects/{id}``) is
+enrolled again if its files are loaded again; the erasure keeps no trace of the files, so
+remove them from the source as well.
 
 A transaction's Type-9 minutiae and its image of the same IDC describe one impression, so one
 template is enrolled for it, not two (two records of one impression would count twice in a
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
@@ -38,7 +45,7 @@ from matcher.errors import BdxError
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import prepare_checked
 from matcher.workers import exit_with_parent, usable_cpus
-from node.db.models import Modality, TemplateRecord
+from node.db.models import EXTERNAL_ID_CHARS, EXTERNAL_ID_PATTERN, Modality, TemplateRecord
 from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import FileKind, SourceFile
 from node.formats.iso import read_templates
@@ -52,6 +59,10 @@ BATCH_RECORDS = 500
 #: Pieces per worker a batch is cut into: small pieces balance uneven files (an image takes
 #: 100x a template) while keeping the per-piece pickling overhead negligible.
 POOL_CHUNKS = 4
+#: Largest file loaded (bytes). Images are capped at 64 MiB by the decoder; an ANSI/NIST-ITL
+#: transaction of a ten-print card at 1000 ppi, uncompressed, is tens of MB: 256 MiB leaves room
+#: and keeps a mislabelled disk image or archive from being read into memory.
+MAX_FILE_BYTES = 256 * 1024 * 1024
 #: Prefix of the external ids this service writes into ``TemplateRecord.source``.
 KEY_PREFIX = "file:"
 #: Hex digits of the external id digest (160 bits: collisions are not a concern).
@@ -104,9 +115,11 @@ class _Job:
     finger_position: int | None
 
 
-def file_key(file: SourceFile, data: bytes) -> str:
-    """The external id of a file's records (no personal data: a digest)."""
-    content = hashlib.sha256(data).hexdigest()
+def file_key(file: SourceFile) -> str:
+    """The external id of a file's records (no personal data: a digest). The file is hashed
+    in chunks: its size was checked (:func:`_refusal`), but memory is not spent on it here."""
+    with file.path.open("rb") as fh:
+        content = hashlib.file_digest(fh, "sha256").hexdigest()
     digest = hashlib.sha256(f"{file.subject}\0{file.label}\0{content}".encode()).hexdigest()
     return KEY_PREFIX + digest[:KEY_HEX]
 
@@ -185,6 +198,29 @@ def process(job: _Job) -> _Processed | Rejection:
         return Rejection(job.file.label, exc.reason, exc.message)
 
 
+def _refusal(file: SourceFile) -> Rejection | None:
+    """Why a file is refused before it is read: a subject id the database would not take
+    (the API's rules: 1–128 characters, no slash, control characters or outer spaces), or a
+    size no biometric file has (``MAX_FILE_BYTES``)."""
+    subject = file.subject
+    if len(subject) > EXTERNAL_ID_CHARS or not re.fullmatch(EXTERNAL_ID_PATTERN, subject):
+        return Rejection(
+            file.label,
+            "bad_subject",
+            f"the subject id (from the folder or file name) is not 1–{EXTERNAL_ID_CHARS} "
+            "characters without slashes, control characters or outer spaces",
+        )
+    try:
+        size = file.path.stat().st_size
+    except OSError as exc:
+        return Rejection(file.label, "unreadable_file", f"cannot read ({exc.strerror})")
+    if size > MAX_FILE_BYTES:
+        return Rejection(
+            file.label, "too_large", f"file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}"
+        )
+    return None
+
+
 @contextmanager
 def _pool(workers: int) -> Iterator[Executor | None]:
     count = workers or usable_cpus()
@@ -223,7 +259,11 @@ class LoadService:
         done = self.loaded_keys()
         jobs: list[_Job] = []
         for file in files:
-            key = file_key(file, file.path.read_bytes())
+            refused = _refusal(file)
+            if refused is not None:
+                report.rejected.append(refused)
+                continue
+            key = file_key(file)
             if key in done:
                 report.skipped += 1
                 continue

@@ -17,7 +17,7 @@ from matcher.fingerprint.iso19794_2 import encode, encode_views
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.db.models import RecordState, Subject, TemplateRecord
-from node.formats.discover import FileKind, discover
+from node.formats.discover import FileKind, UnsupportedFileError, discover
 from node.services.galleries import GallerySet
 from node.settings import Settings
 
@@ -52,7 +52,8 @@ def test_discover_layouts(tmp_path: Path, templates: list[list[FingerprintTempla
     ]
     (single,) = discover(tmp_path / "102_7.iso")
     assert (single.label, single.subject) == ("102_7.iso", "102_7")
-    assert discover(tmp_path / "alice" / "notes.txt") == []
+    with pytest.raises(UnsupportedFileError):  # named on its own: an error, not nothing
+        discover(tmp_path / "alice" / "notes.txt")
 
 
 def test_load_fvc_templates_is_idempotent(
@@ -154,3 +155,64 @@ def test_quality_gate(
 def test_load_missing_path(node_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(["gallery", "load", "/nonexistent/bdx-load"], capsys)
     assert code == 4 and "[not_a_directory]" in err
+
+
+def test_subject_ids_the_database_would_refuse_are_rejected_per_file(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A folder name is a subject id: one the API would refuse (200 characters: a DataError on
+    PostgreSQL that dropped the whole batch; outer spaces: stored silently on SQLite) is a
+    rejected file, and the rest loads."""
+    root = tmp_path / "folders"
+    for name in ("ok", "x" * 200, " lead space"):
+        (root / name).mkdir(parents=True)
+        (root / name / "a.fmr").write_bytes(encode(templates[0][0]))
+    code, out = load_json(root, capsys)
+    assert code == 3 and out["enrolled"] == 1
+    assert sorted(f["error"] for f in out["failed"]) == ["bad_subject", "bad_subject"]
+    assert session.scalars(select(Subject.external_id)).all() == ["ok"]
+
+
+def test_report_path_is_checked_before_loading(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = fvc_folder(tmp_path / "fvc", templates[:1])
+    missing = tmp_path / "no-such-folder" / "report.csv"
+    code, _, err = cli(["gallery", "load", str(root), "--report", str(missing)], capsys)
+    assert code == 2 and "[bad_report_path]" in err and len(err.strip().splitlines()) == 1
+    assert session.scalars(select(TemplateRecord.id)).all() == []  # nothing loaded
+
+
+def test_a_single_unsupported_file_is_an_error(
+    node_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lone = tmp_path / "finger.jp2"
+    lone.write_bytes(b"\x00\x00\x00\x0cjP  ")
+    code, _, err = cli(["gallery", "load", str(lone)], capsys)
+    assert code == 3 and "[unsupported_file]" in err
+
+
+def test_oversized_files_are_rejected_unread(
+    node_env: Settings,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from node.services import loading
+
+    root = fvc_folder(tmp_path / "fvc", templates[:1])
+    big = root / "900_1.an2"
+    with big.open("wb") as fh:  # sparse: no disk or memory spent
+        fh.truncate(loading.MAX_FILE_BYTES + 1)
+    code, out = load_json(root, capsys)
+    assert code == 3 and out["enrolled"] == 2
+    assert [(f["file"], f["error"]) for f in out["failed"]] == [("900_1.an2", "too_large")]
