@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         problems += _file_mode_problems(self)
         if self.peers and (self.pki_dir is None or self.policy_file is None):
             problems.append("a node with peers needs pki_dir and policy_file")
+        plain = sorted(
+            cc for cc, url in self.peers.items() if not url.lower().startswith("https://")
+        )
+        if plain:
+            # A query carries the probe's template: it travels over mutual TLS or not at all.
+            problems.append(f"peer URLs must be https:// ({', '.join(plain)})")
         return problems
 
     def check_safe(self) -> None:
@@ -187,6 +193,16 @@ def _file_mode_problems(settings: Settings) -> list[str]:
         problems.append(f"database file {db_file} is accessible to other users (chmod 600)")
     if settings.data_dir.exists() and settings.data_dir.stat().st_mode & _OTHERS_W:
         problems.append(f"data_dir {settings.data_dir} is writable by other users")
+    gallery = settings.gallery_path
+    if gallery.exists() and gallery.stat().st_mode & stat.S_IRWXO:  # the node makes it 0700
+        problems.append(f"gallery_dir {gallery} (the templates) is open to other users")
+    secrets = {
+        "pki_passphrase_file": settings.pki_passphrase_file,
+        "hit_secret_file": settings.hit_secret_file or settings.data_dir / "hit-secret.key",
+    }
+    for name, path in secrets.items():
+        if path is not None and path.is_file() and path.stat().st_mode & _OTHERS_RW:
+            problems.append(f"{name} {path} is readable by other users (chmod 600)")
     return problems
 
 

@@ -171,6 +171,30 @@ def test_production_refuses_world_writable_data_dir(safe: dict[str, Any]) -> Non
     assert "writable by other users" in refusal(**safe)
 
 
+def test_production_refuses_an_open_gallery_dir(safe: dict[str, Any]) -> None:
+    gallery = safe["data_dir"] / "gallery"
+    gallery.mkdir(mode=0o750)
+    gallery.chmod(0o750)  # a service group may read it
+    assert load_settings(**safe).unsafe_reasons() == []
+    gallery.chmod(0o777)
+    assert "gallery_dir" in refusal(**safe)
+
+
+@pytest.mark.parametrize("name", ["pki_passphrase_file", "hit_secret_file"])
+def test_production_refuses_readable_secrets(safe: dict[str, Any], name: str) -> None:
+    secret = safe["data_dir"] / f"{name}.txt"
+    secret.write_text("secret")
+    secret.chmod(0o600)
+    assert load_settings(**safe, **{name: secret}).unsafe_reasons() == []
+    secret.chmod(0o644)
+    assert f"{name} {secret} is readable by other users" in refusal(**safe, **{name: secret})
+
+
+def test_production_refuses_plain_http_peers(safe: dict[str, Any]) -> None:
+    msg = refusal(**safe, peers={"FR": "http://fr.example:8444", "ID": "https://id.example"})
+    assert "peer URLs must be https:// (FR)" in msg
+
+
 def test_every_refusal_is_listed_at_once(safe: dict[str, Any]) -> None:
     msg = refusal(**{**safe, "debug": True, "cors_origins": ["*"], "country": "ZZ"})
     assert msg.count(";") == 2
