@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
 from matcher.search import fingerprint as fingerprint_search
+from node.api.access import AccessLog
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
 from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
@@ -98,6 +99,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.gallery = gallery
     install_error_handlers(app)
+    app.add_middleware(AccessLog)  # innermost: it reads the matched route after routing
     app.add_middleware(
         BodySizeLimit,
         default=settings.max_json_bytes,

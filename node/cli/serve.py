@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
+from node.api import access
 from node.api.app import create_app
 from node.cli._common import ConfigOption
 from node.exchange.serving import peer_config, serve_pair
@@ -27,6 +28,7 @@ def serve(
     settings = load_settings(config, **overrides)
     app = create_app(settings)
     log_level = "debug" if settings.debug else "info"
+    access.to_stderr()
     if not settings.exchange_enabled:
         uvicorn.run(
             app,
@@ -36,6 +38,7 @@ def serve(
             ssl_keyfile=settings.tls_key_file,
             log_level=log_level,
             server_header=False,
+            access_log=False,  # node.api.access logs route templates, not subject ids
         )
         return
     # With PKI: the API on `port` and the mutual-TLS peer listener on `peer_port`
@@ -48,7 +51,10 @@ def serve(
         ssl_keyfile=settings.tls_key_file,
         log_level=log_level,
         server_header=False,
+        access_log=False,  # node.api.access logs route templates, not subject ids
     )
-    peer = peer_config(app, settings, load_credentials(settings), log_level=log_level)
+    peer = peer_config(
+        app, settings, load_credentials(settings), log_level=log_level, access_log=False
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_pair(api, peer))

@@ -396,3 +396,21 @@ def test_peer_query_body_limit_fits_the_largest_valid_query(client: TestClient) 
     assert r.status_code != 413  # refused later: no client certificate in a TestClient
     r = client.post("/peer/v1/queries", content=b"a" * (MAX_QUERY_BYTES + 1), headers=headers)
     assert f"exceeds {MAX_QUERY_BYTES}" in error(r, 413, "payload_too_large")
+
+
+def test_access_log_holds_route_templates_not_subject_ids(
+    client: TestClient, admin: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Subject ids travel in paths and query strings; the access log has the route template,
+    the status and the time, never the raw path (uvicorn's own access log is off)."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="bdx.access"):
+        client.get("/subjects/PERSON-19800101-1234", headers=admin)
+        client.post("/gallery/enrol?subject=PERSON-19800101-1234&modality=face", headers=admin)
+        client.get("/no/such/PERSON-19800101-1234")
+    lines = [r.getMessage() for r in caplog.records if r.name == "bdx.access"]
+    assert len(lines) == 3 and not any("PERSON" in line for line in lines)
+    assert lines[0].startswith("GET /subjects/{external_id} ")
+    assert lines[1].startswith("POST /gallery/enrol ")
+    assert lines[2].startswith("GET <no route> 404 ")

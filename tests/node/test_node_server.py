@@ -79,9 +79,12 @@ def test_bdx_serve_runs_uvicorn(node_env: dict[str, str]) -> None:
                 assert time.monotonic() < deadline, "bdx serve did not answer"
                 time.sleep(0.1)
         assert body["country"] == "XB" and body["gallery"] is True
+        httpx.get(f"http://127.0.0.1:{port}/subjects/PERSON-19800101-1234", timeout=5)
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
+    # the access log has route templates, never a subject id from a path
+    assert b"GET /subjects/{external_id} 401" in out and b"PERSON" not in out
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status reports it.
     assert proc.returncode in (0, -15), out
     assert b"Application shutdown complete" in out
