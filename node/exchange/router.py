@@ -50,20 +50,23 @@ class _Pending:
 
 
 class PendingReplies:
-    """Replies of searches answered ``202`` (still running or finished recently), by query id
-    (memory only). A query answered at once is never kept: nobody polls for it."""
+    """Replies of searches answered ``202`` (still running or finished recently), by requester
+    and query id (memory only; query ids are the requesters', so one peer's cannot displace
+    another's). A query answered at once is never kept: nobody polls for it."""
 
     def __init__(self) -> None:
-        self._items: dict[str, _Pending] = {}
+        self._items: dict[tuple[str, str], _Pending] = {}
 
     def add(self, query_id: str, requester: str, future: Future[Answer]) -> None:
         self._expire()
-        self._items[query_id] = _Pending(requester, future, time.monotonic())
+        key = (requester, query_id)
+        self._items.pop(key, None)  # a repeated id: the newest query's reply, kept in order
+        self._items[key] = _Pending(requester, future, time.monotonic())
 
     def get(self, query_id: str, requester: str) -> Future[Answer]:
         self._expire()
-        item = self._items.get(query_id)
-        if item is None or item.requester != requester:
+        item = self._items.get((requester, query_id))
+        if item is None:
             raise NotFoundError(
                 f"no pending query {query_id} of {requester}", reason="unknown_query"
             )

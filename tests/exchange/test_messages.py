@@ -171,3 +171,20 @@ def test_references_are_unlinkable_and_resolvable(tmp_path: Path) -> None:
     assert make(b"x" * 32, q1, "TH", "n", "a") != make(b"y" * 32, q1, "TH", "n", "a")
     with pytest.raises(ValueError):
         make(b"short", q1, "TH", "n", "a")
+
+
+def test_pending_replies_are_kept_per_requester() -> None:
+    """Two peers whose queries share an id each poll their own reply (one entry per query
+    id let the later peer's displace the earlier's)."""
+    from concurrent.futures import Future
+
+    from node.errors import NotFoundError
+    from node.exchange.router import PendingReplies
+
+    pending = PendingReplies()
+    th, idn = Future(), Future()  # type: ignore[var-annotated]
+    pending.add("q-1", "TH", th)
+    pending.add("q-1", "ID", idn)
+    assert pending.get("q-1", "TH") is th and pending.get("q-1", "ID") is idn
+    with pytest.raises(NotFoundError):
+        pending.get("q-1", "MY")
