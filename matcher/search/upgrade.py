@@ -12,6 +12,14 @@ A gallery of another field set is refused by search with reason ``schema_mismatc
 the same references, subjects, positions and manifest user data; an old gallery without live
 records keeps no user data), then swaps the two directories by rename and removes the old
 one.
+
+A crash can stop an upgrade at three points, and :func:`recover_upgrade` (run by every
+:func:`galleries_in` caller: the node's ``GallerySet.open`` and ``bdx gallery upgrade``) puts
+the folder back: during the rebuild (``X`` and a partial ``X.upgrade``: the partial copy is
+removed); between the two renames (``X.old`` and a complete ``X.upgrade``, no ``X``: the new
+one takes its place); before the clean-up (``X`` and ``X.old``: the old one is removed). It
+takes the writer lock of the gallery an upgrade would hold first, so it never touches an
+upgrade that is still running (that one holds the lock: ``gallery_locked``).
 """
 
 from __future__ import annotations
@@ -89,6 +97,45 @@ def _preselect_shape(d: int) -> tuple[int, int]:
     return int(shape[0]), preselect.reduced_length(d)
 
 
+#: Name suffixes of an upgrade's working folders beside the gallery ``X``.
+REBUILD_SUFFIX = ".upgrade"
+RETIRED_SUFFIX = ".old"
+
+
+def recover_upgrade(directory: Path) -> None:
+    """Finish or undo an upgrade of ``directory`` that a crash interrupted (module doc)."""
+    fresh = directory.with_name(directory.name + REBUILD_SUFFIX)
+    retired = directory.with_name(directory.name + RETIRED_SUFFIX)
+    if retired.exists():
+        with Gallery.open(retired, writable=True):  # no upgrade is running on it
+            if not directory.exists():
+                # the old gallery is retired only once the rebuild is complete
+                (fresh if fresh.exists() else retired).rename(directory)
+        if retired.exists():
+            shutil.rmtree(retired)
+    if fresh.exists():
+        with Gallery.open(directory, writable=True):  # no upgrade is rebuilding it
+            shutil.rmtree(fresh)
+
+
+def galleries_in(root: Path) -> list[Path]:
+    """The gallery folders under ``root`` after recovering interrupted upgrades, sorted;
+    an upgrade's working folders are never listed."""
+    if not root.is_dir():
+        return []
+    leftovers = (REBUILD_SUFFIX, RETIRED_SUFFIX)
+    for base in sorted(
+        {
+            p.with_name(p.name.removesuffix(x))
+            for p in root.iterdir()
+            for x in leftovers
+            if p.name.endswith(x)
+        }
+    ):
+        recover_upgrade(base)
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith(leftovers))
+
+
 def upgrade_fingerprint_gallery(
     directory: Path, progress: Callable[[int, int], None] | None = None
 ) -> int:
@@ -99,7 +146,7 @@ def upgrade_fingerprint_gallery(
     with Gallery.open(directory, writable=True) as old:
         if not needs_upgrade(old):
             return 0
-        fresh = directory.with_name(directory.name + ".upgrade")
+        fresh = directory.with_name(directory.name + REBUILD_SUFFIX)
         shutil.rmtree(fresh, ignore_errors=True)
         segments = old.blocks(max(old.size, 1))
         with Gallery.create(fresh, fingerprint_schema()) as new:
@@ -108,7 +155,7 @@ def upgrade_fingerprint_gallery(
                 if progress is not None:
                     progress(i + 1, len(segments))
             carried = len(new)
-        retired = directory.with_name(directory.name + ".old")
+        retired = directory.with_name(directory.name + RETIRED_SUFFIX)
         shutil.rmtree(retired, ignore_errors=True)
         directory.rename(retired)
         fresh.rename(directory)

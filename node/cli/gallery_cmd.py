@@ -18,7 +18,7 @@ import typer
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from matcher.gallery.manifest import MANIFEST_NAME
-from matcher.search.upgrade import upgrade_fingerprint_gallery
+from matcher.search.upgrade import galleries_in, upgrade_fingerprint_gallery
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.db.models import MAX_FINGER_POSITION, Modality
 from node.errors import ConfigError
@@ -174,8 +174,7 @@ def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
     settings = settings_from(config)
     root = settings.gallery_path
     found: dict[str, int] = {}
-    subs = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    for path in subs:
+    for path in galleries_in(root):
         if not (path / MANIFEST_NAME).exists():
             continue
         with Progress(

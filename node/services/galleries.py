@@ -32,6 +32,7 @@ from matcher.gallery import FACE_POSITION, Gallery, GallerySchema, GalleryStats,
 from matcher.search import fingerprint as fingerprint_search
 from matcher.search import neighbours
 from matcher.search.face import gallery_embeddings
+from matcher.search.upgrade import galleries_in
 from node.db.models import Modality, TemplateRecord
 from node.services.records import GalleryWrite
 
@@ -110,7 +111,7 @@ class GallerySet:
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         galleries: dict[str, Gallery] = {}
         try:
-            for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+            for sub in galleries_in(root):  # an interrupted `bdx gallery upgrade` recovered
                 try:
                     galleries[sub.name] = Gallery.open(sub, writable=True, verify=verify)
                 except GalleryError as exc:

@@ -172,6 +172,74 @@ def test_best_pairs_equals_the_plain_formula(
     assert np.array_equal(preselect._best_pairs(prod, m, pairs), expected.astype(np.float32))
 
 
+def _old_layout_gallery(path: Path, fingers: list) -> None:
+    """A gallery at ``path`` with the field layout before ``preselect`` (30 records)."""
+    from matcher.gallery import FieldSpec, GallerySchema, RecordBatch
+
+    refs = [f"f{i:02d}" for i in range(len(fingers))]
+    current = fingerprint_records(refs, refs, [f[0] for f in fingers])
+    schema = fingerprint_schema()
+    fields = {k: v for k, v in schema.fields.items() if k != "preselect"}
+    fields["pooled"] = FieldSpec("float32", (descriptor_length(),))
+    arrays = {k: v for k, v in current.arrays.items() if k != "preselect"}
+    arrays["pooled"] = np.zeros((len(refs), descriptor_length()), np.float32)
+    old = GallerySchema(schema.modality, schema.format, schema.format_version, fields)
+    with Gallery.create(path, old) as g:
+        g.append(
+            RecordBatch.build(
+                refs,
+                refs,
+                current.positions,
+                arrays,
+                format=schema.format,
+                format_version=schema.format_version,
+            )
+        )
+
+
+def test_an_interrupted_upgrade_is_recovered(tmp_path: Path, fingers: list) -> None:
+    """Each point a crash can stop `bdx gallery upgrade` at leaves a folder that the next
+    opening puts back: never a gallery missing (silent no-hits) or a half copy opened."""
+    import shutil
+
+    from matcher.errors import GalleryError
+    from matcher.search.upgrade import galleries_in, upgrade_fingerprint_gallery
+
+    root = tmp_path / "galleries"
+    root.mkdir()
+    x, fresh, retired = root / "fingerprint", root / "fingerprint.upgrade", root / "fingerprint.old"
+    _old_layout_gallery(tmp_path / "old", fingers)
+    shutil.copytree(tmp_path / "old", x)
+    upgrade_fingerprint_gallery(x)
+    shutil.copytree(x, tmp_path / "new")
+
+    def layout(path: Path) -> set[str]:
+        with Gallery.open(path) as g:
+            return set(g.schema.fields)
+
+    new_fields = layout(tmp_path / "new")
+    # between the two renames: the complete rebuild takes the gallery's place
+    x.rename(fresh)
+    shutil.copytree(tmp_path / "old", retired)
+    assert galleries_in(root) == [x] and layout(x) == new_fields
+    assert sorted(p.name for p in root.iterdir()) == ["fingerprint"]
+    # during the rebuild: the partial copy goes, the gallery stays as it was
+    shutil.rmtree(x)
+    shutil.copytree(tmp_path / "old", x)
+    fresh.mkdir()
+    (fresh / "segment-partial").write_bytes(b"half")
+    assert galleries_in(root) == [x] and "pooled" in layout(x)
+    assert not fresh.exists()
+    # before the clean-up: the retired gallery goes
+    shutil.copytree(tmp_path / "old", retired)
+    assert galleries_in(root) == [x] and not retired.exists()
+    # an upgrade still running (it holds the lock) is left alone
+    shutil.copytree(tmp_path / "old", retired)
+    with Gallery.open(retired, writable=True), pytest.raises(GalleryError):
+        galleries_in(root)
+    assert retired.exists()
+
+
 def test_upgrade_rebuilds_an_old_layout_gallery(tmp_path: Path, fingers: list) -> None:
     from matcher.gallery import FieldSpec, GallerySchema, RecordBatch
     from matcher.search.upgrade import upgrade_fingerprint_gallery
