@@ -11,7 +11,7 @@ Errors (:class:`~matcher.errors.ImageError`), by ``reason``:
 
 ``unreadable_file``  the path does not exist, cannot be read or is not a regular file
 ``too_large``        the file or the declared pixel count exceeds the limits
-``not_an_image``     no supported image format recognised
+``not_an_image``     none of the decoded formats (:data:`FORMATS`) recognised
 ``empty_image``      zero width or height
 ``truncated``        the header is fine but the pixel data is cut short or corrupt
 ``unsupported_image`` a mode or layout that cannot be converted (e.g. multi-channel float)
@@ -44,6 +44,11 @@ MAX_SIDE = (1 << 14) - 1
 #: Resolution metadata outside this range is ignored: 72/96 dpi are screen defaults and (1, 1)
 #: means "aspect ratio only"; neither says anything about the capture resolution.
 PLAUSIBLE_PPI = (250.0, 5000.0)
+
+#: Containers decoded (Pillow's format ids): what scanners, cameras and ANSI/NIST-ITL
+#: transactions deliver (PPM covers PGM and PBM). Everything else, EPS above all (Pillow hands
+#: it to Ghostscript when one is installed), is ``not_an_image`` before any plugin parses it.
+FORMATS = ("PNG", "JPEG", "JPEG2000", "TIFF", "BMP", "PPM", "GIF", "WEBP")
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str]
 
@@ -103,7 +108,7 @@ def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str, float | None]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError as exc:
         raise ImageError("not a recognised image format", reason="not_an_image") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -165,3 +165,20 @@ def test_palette_and_bilevel() -> None:
     buf = io.BytesIO()
     Image.fromarray(_gradient()).convert("1").save(buf, format="PNG")
     assert set(np.unique(imageio.load_grayscale(buf.getvalue()).pixels)) <= {0, 255}
+
+
+def test_only_image_formats_are_decoded() -> None:
+    """EPS (handed to Ghostscript when installed) and other containers are refused before
+    a plugin parses them."""
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(eps)
+    assert info.value.reason == "not_an_image"
+    buf = io.BytesIO()
+    Image.fromarray(_gradient()).save(buf, format="ICO")
+    with pytest.raises(ImageError):
+        imageio.load_grayscale(buf.getvalue())
+    for fmt in ("PPM", "BMP", "TIFF", "GIF", "JPEG2000"):
+        buf = io.BytesIO()
+        Image.fromarray(_gradient()).save(buf, format=fmt)
+        assert imageio.load_grayscale(buf.getvalue()).pixels.shape == (48, 64), fmt
