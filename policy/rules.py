@@ -81,6 +81,8 @@ class PolicyFileError(PolicyError):
 
 
 MINUTES_PER_DAY = 24 * 60
+#: Zone files that follow the machine, not a place: a rule must mean the same on every host.
+HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 CountryCode = Annotated[str, Field(pattern=COUNTRY_RE.pattern)]
 FmrValue = Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -167,6 +169,8 @@ class PeerRule(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
+        if value in HOST_DEPENDENT_ZONES:
+            raise ValueError(f"time zone {value!r} depends on the host; name an IANA zone")
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
