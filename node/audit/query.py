@@ -75,7 +75,12 @@ class AuditFilter:
             if value is not None:
                 # Stored times are UTC; SQLite compares them as text and drops an offset, so
                 # every bound becomes UTC here (a naive one is taken to be UTC already).
-                utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+                try:
+                    utc = (
+                        value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+                    )
+                except OverflowError:
+                    raise AuditQueryError(f"{name} is out of range once converted to UTC") from None
                 object.__setattr__(self, name, utc)
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise AuditQueryError("since must be before until", reason="bad_range")

@@ -414,3 +414,31 @@ def test_access_log_holds_route_templates_not_subject_ids(
     assert lines[0].startswith("GET /subjects/{external_id} ")
     assert lines[1].startswith("POST /gallery/enrol ")
     assert lines[2].startswith("GET <no route> 404 ")
+
+
+@pytest.mark.parametrize(
+    ("path", "role"),
+    [
+        ("/subjects?after=99999999999999999999", Role.OPERATOR),
+        ("/audit-events?after=99999999999999999999", Role.AUDITOR),
+        ("/audit-events?since=0001-01-01T00:00:00%2B23:00", Role.AUDITOR),
+        ("/audit-events?since=9999-12-31T23:59:59-23:00", Role.AUDITOR),
+    ],
+)
+def test_out_of_range_query_values_are_422(
+    client: TestClient, make_token: object, path: str, role: Role
+) -> None:
+    """A cursor beyond 64 bits, or a time that leaves the calendar once in UTC, was a 500."""
+    r = client.get(path, headers=bearer(make_token(role)))  # type: ignore[operator]
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_request"), r.text
+
+
+def test_audit_filter_refuses_an_instant_outside_the_calendar() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from node.audit import AuditFilter, AuditQueryError
+
+    early = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=23)))
+    with pytest.raises(AuditQueryError) as info:
+        AuditFilter(since=early)
+    assert info.value.reason == "bad_filter"

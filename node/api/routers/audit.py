@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from node.api.deps import AuditorUser, SessionDep
 from node.api.schemas.audit import AuditEventOut, AuditPage
-from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.common import ERROR_RESPONSES, AfterId, UtcDatetime
 from node.services.audit import AuditService
 
 router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
@@ -22,8 +21,8 @@ def list_audit_events(
     auditor: AuditorUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    after: Annotated[int, Query(ge=0)] = 0,
-    since: AwareDatetime | None = None,
+    after: AfterId = 0,
+    since: UtcDatetime | None = None,
     action: str | None = None,
 ) -> AuditPage:
     events = AuditService(session).page(limit=limit, after_id=after, since=since, action=action)

@@ -18,13 +18,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import AwareDatetime
 
 from certs.translog import NotFoundError as LogNotFoundError
 from certs.translog import TransparencyLog, export_csv, export_json
 from node.api.deps import AuditorUser, actor
 from node.api.schemas.auditlog import DashboardOut, IntegrityOut, LogEntryOut, LogPage
-from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.common import ERROR_RESPONSES, UtcDatetime
 from node.audit import query
 from node.audit.ui import PAGE
 from node.errors import NotFoundError
@@ -43,8 +42,8 @@ def get_exchange_log(request: Request) -> TransparencyLog:
 
 
 LogDep = Annotated[TransparencyLog, Depends(get_exchange_log)]
-Since = Annotated[AwareDatetime | None, Query(description="appended at or after (ISO 8601)")]
-Until = Annotated[AwareDatetime | None, Query(description="appended before (ISO 8601)")]
+Since = Annotated[UtcDatetime | None, Query(description="appended at or after (ISO 8601)")]
+Until = Annotated[UtcDatetime | None, Query(description="appended before (ISO 8601)")]
 
 
 @router.get("/audit/log/entries")

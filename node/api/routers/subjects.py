@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from node.api.deps import GalleryDep, OperatorUser, SessionDep, actor
-from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.common import ERROR_RESPONSES, AfterId
 from node.api.schemas.subjects import (
     EncounterOut,
     RecordOut,
@@ -32,7 +32,7 @@ def list_subjects(
     operator: OperatorUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    after: Annotated[int, Query(ge=0, description="next_after of the previous page")] = 0,
+    after: AfterId = 0,
 ) -> SubjectPage:
     rows = SubjectService(session).page(limit=limit, after_id=after)
     items = [

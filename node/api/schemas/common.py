@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
+
+#: Largest row id a page cursor may name (a signed 64-bit integer, as the databases store it).
+MAX_ROW_ID = 2**63 - 1
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+23:00 is before year 1 in UTC
+        raise ValueError("the time is out of range once converted to UTC") from None
+
+
+#: A time with a zone, converted to UTC (out-of-range instants are a 422, not a 500).
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+#: The ``after`` cursor of a page: the last row id of the previous page.
+AfterId = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="next_after of the previous page")]
 
 
 class WireModel(BaseModel):
