@@ -77,10 +77,11 @@ def create_app(
             owned = await anyio.to_thread.run_sync(GallerySet.open, settings.gallery_path)
             app.state.gallery = owned
         try:
-            if app.state.gallery is not None:
-                await anyio.to_thread.run_sync(_reconcile, app)
-                await anyio.to_thread.run_sync(app.state.gallery.warm)
+            # The exchange first: its log mirrors node actions, the start-up reconcile's too.
             async with exchange_running(app, settings):
+                if app.state.gallery is not None:
+                    await anyio.to_thread.run_sync(_reconcile, app)
+                    await anyio.to_thread.run_sync(app.state.gallery.warm)
                 yield
         finally:
             if owned is not None:

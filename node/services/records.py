@@ -120,7 +120,8 @@ class RecordService:
             self.session.commit()
             raise
         self.records.set_state(references, RecordState.ACTIVE)
-        self.audit.record(actor, "records.enrol", None, {"count": len(rows)})
+        subjects = sorted({item.subject_external_id for item in new})
+        self.audit.record(actor, "records.enrol", None, {"count": len(rows), "subjects": subjects})
         self.session.commit()
         for row in rows:
             self.session.refresh(row)
@@ -168,10 +169,12 @@ class RecordService:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
         references = [row.reference for row in self.records.of_subject(subject.id)]
         self.records.set_state(references, RecordState.DELETING)
+        # Recorded with the first commit: from here the deletion completes, if need be by
+        # reconcile after a crash, and the audit trail must already say who asked for it.
+        self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})
         self.session.commit()
         self.gallery.remove(references)
         self.subjects.delete(subject)
-        self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})
         self.session.commit()
         return len(references)
 

@@ -262,3 +262,27 @@ def test_unreadable_stored_restrictions_fail_closed(
         (got,) = RecordRestrictions(engine)([f"s{sid}"])
         assert got.unreadable
         assert check_record(got, "TH", "border_control").reason == "record restrictions unreadable"
+
+
+def test_a_deletion_is_audited_with_its_first_commit(
+    session: Session, galleries: GallerySet
+) -> None:
+    """The process dies after the rows were flagged for deletion: reconcile will finish it,
+    and the audit trail already says who deleted which subject (it held only the system's
+    reconcile before)."""
+    enrol(session, galleries, new("case-1", 2))
+    service = RecordService(session, galleries)
+    service.gallery = _NoUndo()  # dies at the gallery removal
+    with pytest.raises(ProcessKilled):
+        service.delete_subject("case-1", actor="user:op")
+    session.rollback()
+    events = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.target)).all()
+    assert ("user:op", "subject.delete", "case-1") in events
+    RecordService(session, galleries).reconcile()
+    assert states(session) == {}
+
+
+def test_an_enrolment_is_audited_with_its_subjects(session: Session, galleries: GallerySet) -> None:
+    enrol(session, galleries, new("case-1", 2) + new("case-2"))
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "records.enrol")).one()
+    assert event.details == {"count": 3, "subjects": ["case-1", "case-2"]}
