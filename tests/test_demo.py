@@ -20,10 +20,18 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         text=True,
         timeout=180,
         check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+        # the shell's BDX_* settings would outrank every node's config file (all three nodes
+        # shared one data directory): the demo ignores them, and says so
+        env={
+            "COLUMNS": "200",
+            "PATH": "/usr/bin:/bin",
+            "BDX_DATA_DIR": str(tmp_path / "shared"),
+            "BDX_COUNTRY": "XX",
+        },
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = done.stdout
+    assert "ignoring BDX_COUNTRY, BDX_DATA_DIR" in out
     assert "all nodes healthy (bdx serve)" in out
     assert "local search: enrolled th-1 -> " in out
     assert "(rank 1: th-1)" in out

@@ -10,6 +10,7 @@ log exported and verified with ``bdx audit``. Servers stop on success, error or 
 from __future__ import annotations
 
 import base64
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,8 +183,16 @@ def demo(
     ] = 2000,
     fast: Annotated[bool, typer.Option(help="a small gallery (100 subjects) for tests")] = False,
 ) -> None:
-    """Run a three-country region (TH, ID, MY) on loopback end to end and print the results."""
+    """Run a three-country region (TH, ID, MY) on loopback end to end and print the results.
+
+    The demo runs on its own settings (one config file per node): BDX_* variables of the
+    calling shell are ignored, for this process and the nodes it starts."""
     started = time.monotonic()
+    ignored = sorted(name for name in os.environ if name.startswith("BDX_"))
+    for name in ignored:  # they would take priority over every node's config file
+        del os.environ[name]
+    if ignored:
+        console.print(f"bdx demo: ignoring {', '.join(ignored)} (the demo brings its own settings)")
     if fast:
         subjects = 100
     run_dir = out or Path("var") / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
