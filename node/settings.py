@@ -78,7 +78,9 @@ class Settings(BaseSettings):
         le=64,
         description="worker processes for peer fingerprint searches (0: in the peer threads)",
     )
-    token_max_days: int = Field(365, ge=1, description="longest lifetime of an API token")
+    token_max_days: int = Field(
+        365, ge=1, le=3650, description="longest lifetime of an API token (at most 10 years)"
+    )
     # Peer exchange (node.exchange.setup): off unless pki_dir and policy_file are set.
     pki_dir: Path | None = Field(None, description="region folder of `bdx pki bootstrap`")
     pki_passphrase_file: Path | None = Field(None, description="passphrase of the node keys")

@@ -80,6 +80,13 @@ class PolicyFileError(PolicyError):
         self.problems = problems or []
 
 
+class PolicyFileNotFound(PolicyFileError):
+    """The rules file does not exist (exit 4, not found)."""
+
+    exit_code = 4
+    default_reason = "policy_not_found"
+
+
 MINUTES_PER_DAY = 24 * 60
 #: Zone files that follow the machine, not a place: a rule must mean the same on every host.
 HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
@@ -254,6 +261,8 @@ def load_policy(path: str | Path) -> Policy:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyFileNotFound(f"{p}: cannot read (no such file)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyFileError(f"{p}: cannot read ({exc})") from exc
     return parse_policy(text, source=str(p))

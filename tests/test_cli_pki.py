@@ -164,23 +164,42 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     cases = [
         (
             ["init-ca", "--country-name", "Thailand", "--out", str(tmp_path / "x")],
-            5,
+            3,
             "invalid_country",
         ),
         (["init-ca", "--country-name", "TH", "--out", str(ca)], 5, "file_exists"),
         (["crl", "--ca", str(ca), "--out", str(tmp_path / "c.pem")], 5, "passphrase_required"),
-        (["crl", "--ca", str(tmp_path), "--out", str(tmp_path / "c.pem")], 5, "not_a_ca"),
-        (["request", "--country", "ID", "--kind", "tls", "--out", str(tmp_path)], 5, "bad_csr"),
-        (["show", str(pw)], 5, "malformed"),
-        (["show", str(tmp_path / "absent")], 5, "unreadable_file"),
+        (["crl", "--ca", str(tmp_path), "--out", str(tmp_path / "c.pem")], 3, "not_a_ca"),
+        (["request", "--country", "ID", "--kind", "tls", "--out", str(tmp_path)], 3, "bad_csr"),
+        (["show", str(pw)], 3, "malformed"),  # bad input data
+        (["show", str(tmp_path / "absent")], 4, "unreadable_file"),  # not found
         (["trust-list", "--ca", str(ca), "--out", str(tmp_path / "t"), "--member", "TH"], 2, "CC="),
         (["revoke", "--ca", str(ca), "--cert", str(pw), "--reason", "bored"], 2, "bored"),
         (["bootstrap", "--countries", "TH,TH", "--out", str(tmp_path / "r")], 2, "distinct"),
+        # were OverflowError / FileNotFoundError tracebacks
+        (
+            ["init-ca", "--country-name", "TH", "--out", str(tmp_path / "y"), "--days", "9999999"],
+            2,
+            "36500",
+        ),
+        (
+            [
+                "trust-list",
+                "--ca",
+                str(ca),
+                "--out",
+                str(tmp_path / "t"),
+                "--members-dir",
+                str(tmp_path / "no"),
+            ],
+            2,
+            "does not exist",
+        ),
     ]
     for args, expected, text in cases:
         code, _, err = bdx(capsys, *args)
         assert code == expected and text in err, (args, err)
-        if expected == 5:  # refusals are one line; usage errors (2) are click's usual block
+        if expected != 2:  # errors are one line; usage errors (2) are click's usual block
             assert err.strip().count("\n") == 0, err
     wrong = tmp_path / "wrong"
     wrong.write_text("wrong")
@@ -229,7 +248,7 @@ def test_bootstrap_makes_a_usable_region(
             )
             assert code == 0, err
     code, _, err = bdx(capsys, "bootstrap", "--countries", "TH", "--out", str(out))
-    assert code == 5 and "[file_exists]" in err
+    assert code == 3 and "[file_exists]" in err
     # a one-shot compose service re-run keeps the existing region
     code, stdout, _ = bdx(
         capsys, "bootstrap", "--countries", "TH", "--out", str(out), "--exist-ok", "--json"
@@ -246,7 +265,7 @@ def test_bootstrap_makes_a_usable_region(
         str(out / "crl.pem"),
         str(out / "root.pem"),
     )
-    assert code == 5 and "[unreadable_file]" in err
+    assert code == 4 and "[unreadable_file]" in err  # not found
     # a signed message made with the region's TH signing key shows its sender
     th = out / "nodes" / "th"
     token = jws.sign(

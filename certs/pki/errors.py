@@ -1,7 +1,9 @@
 """Typed errors of the regional PKI and of signed messages.
 
 Every refusal carries a stable ``reason`` (see :mod:`certs.pki.reasons`); callers branch on the
-reason, never on the message. All derive from :class:`certs.errors.CertsError` (exit code 5).
+reason, never on the message. All derive from :class:`certs.errors.CertsError` (exit code 5:
+refused), except bad input (:class:`PkiInputError`, 3) and missing files
+(:class:`PkiFileNotFound`, 4).
 """
 
 from __future__ import annotations
@@ -16,9 +18,18 @@ class PkiError(CertsError):
 
 
 class PkiInputError(PkiError):
-    """Bad input to a PKI operation: an invalid country code, a malformed CSR or file."""
+    """Bad input to a PKI operation: an invalid country code, a malformed CSR or file (exit 3,
+    bad input data, rather than a refusal)."""
 
+    exit_code = 3
     default_reason = "bad_input"
+
+
+class PkiFileNotFound(PkiInputError):
+    """A file named to a PKI operation does not exist (exit 4, not found)."""
+
+    exit_code = 4
+    default_reason = "unreadable_file"
 
 
 class KeyFileError(PkiError):

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from certs.pki import params, reasons
-from certs.pki.errors import CertificateRefused, KeyFileError, PkiInputError
+from certs.pki.errors import CertificateRefused, KeyFileError, PkiFileNotFound, PkiInputError
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -144,6 +144,8 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of ``path``; a typed ``unreadable_file`` error if it cannot be read."""
     try:
         return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise PkiFileNotFound(f"cannot read {path}: no such file") from None
     except OSError as exc:
         raise PkiInputError(
             f"cannot read {path}: {exc.strerror}", reason="unreadable_file"

@@ -85,6 +85,8 @@ class TamperedError(TranslogError):
 
 
 class ExportFormatError(TranslogError):
-    """An export document is not valid JSON of the expected, versioned shape."""
+    """An export document is not valid JSON of the expected, versioned shape (exit 3: a
+    malformed file; a well-formed export that fails verification is a refusal, 5)."""
 
+    exit_code = 3
     default_reason = "bad_export"

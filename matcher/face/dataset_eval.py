@@ -37,7 +37,7 @@ from matcher.face import eval_cache, hubness
 from matcher.face import params as P
 from matcher.face.batch import BatchItem, extract_batch
 from matcher.face.diagnose import rank1_misses
-from matcher.face.errors import DatasetError
+from matcher.face.errors import DatasetError, DatasetNotFound
 from matcher.face.eval_cache import EvalRecords
 from matcher.face.pipeline import ExtractOptions
 
@@ -51,7 +51,7 @@ def scan_dataset(
     """
     base = Path(root)
     if not base.is_dir():
-        raise DatasetError(f"dataset folder {base} does not exist", reason="dataset_missing")
+        raise DatasetNotFound(f"dataset folder {base} does not exist")
     if limit_identities is not None and limit_identities < 1:
         raise DatasetError("--limit-identities must be at least 1", reason="bad_limit")
     folders = sorted(p for p in base.iterdir() if p.is_dir())

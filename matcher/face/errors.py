@@ -15,3 +15,10 @@ class DatasetError(MatcherError):
     """An evaluation dataset folder is missing, empty or not laid out as DIR/<identity>/<image>."""
 
     default_reason = "bad_dataset"
+
+
+class DatasetNotFound(DatasetError):
+    """The dataset folder does not exist (exit 4, not found)."""
+
+    exit_code = 4
+    default_reason = "dataset_not_found"

@@ -26,7 +26,7 @@ from certs.pki import CertificateAuthority, CsrBuilder, TrustAnchors, Usage
 from certs.pki.bootstrap import Region, make_node, write_region
 from certs.pki.ca import CERT_FILE
 from certs.pki.describe import describe
-from certs.pki.errors import PkiInputError
+from certs.pki.errors import PkiFileNotFound, PkiInputError
 from certs.pki.keys import (
     certificate_pem,
     generate_key,
@@ -37,6 +37,10 @@ from certs.pki.keys import (
 )
 from certs.pki.names import validate_country
 from certs.pki.revocation import crl_pem
+
+#: Longest validity or update interval accepted (days): 100 years, far beyond any sane value and
+#: well inside what a certificate's UTCTime/GeneralizedTime can hold.
+MAX_DAYS = 36_500
 
 app = typer.Typer(
     help="Regional PKI: root CA, node TLS/signing certificates, trust list, CRL, validation.",
@@ -57,6 +61,8 @@ def _passphrase(path: Path | None) -> bytes | None:
         return None
     try:
         secret = path.read_bytes().rstrip(b"\r\n")
+    except FileNotFoundError:
+        raise PkiFileNotFound(f"cannot read {path}: no such file") from None
     except OSError as exc:
         raise PkiInputError(
             f"cannot read {path}: {exc.strerror}", reason="unreadable_file"
@@ -79,7 +85,7 @@ def init_ca(
     country_name: Annotated[str, typer.Option(help="Country (C=) of the root CA, e.g. TH.")],
     out: Annotated[Path, typer.Option(help="New CA directory.")],
     common_name: Annotated[str, typer.Option(help="CN of the root.")] = "bdx regional root CA",
-    days: Annotated[int, typer.Option(min=1, help="Root validity in days.")] = 3650,
+    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="Root validity in days.")] = 3650,
     passphrase_file: PassFile = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -132,7 +138,7 @@ def issue(
     csr: Annotated[Path, typer.Option(help="The node's CSR (PEM or DER).")],
     kind: Kind,
     out: Annotated[Path, typer.Option(help="Certificate file to write (PEM).")],
-    days: Annotated[int, typer.Option(min=1, help="Validity in days.")] = 365,
+    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="Validity in days.")] = 365,
     passphrase_file: PassFile = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -174,7 +180,7 @@ def revoke(
 def crl(
     ca_dir: CaDir,
     out: Annotated[Path, typer.Option(help="CRL file to write (PEM).")],
-    days: Annotated[int, typer.Option(min=1, help="Days until next update.")] = 7,
+    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="Days until next update.")] = 7,
     passphrase_file: PassFile = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -203,9 +209,12 @@ def trust_list(
         list[str] | None, typer.Option(help="CC=tls.pem,signing.pem (repeatable).")
     ] = None,
     members_dir: Annotated[
-        Path | None, typer.Option(help="Folder of <cc>/tls.pem + <cc>/signing.pem.")
+        Path | None,
+        typer.Option(
+            help="Folder of <cc>/tls.pem + <cc>/signing.pem.", exists=True, file_okay=False
+        ),
     ] = None,
-    days: Annotated[int, typer.Option(min=1, help="Days until next update.")] = 7,
+    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="Days until next update.")] = 7,
     passphrase_file: PassFile = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -233,6 +242,8 @@ def show(
     """Describe a PKI file (not verified: use ``verify`` for that)."""
     try:
         data = file.read_bytes()
+    except FileNotFoundError:
+        raise PkiFileNotFound(f"cannot read {file}: no such file") from None
     except OSError as exc:
         raise PkiInputError(
             f"cannot read {file}: {exc.strerror}", reason="unreadable_file"

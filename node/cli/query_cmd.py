@@ -29,9 +29,21 @@ CLIENT_TIMEOUT_S = 90.0
 
 
 class QueryFailedError(NodeError):
-    """The local node refused or could not run the query (exit code 1)."""
+    """The local node refused or could not run the query; the exit code follows the node's
+    answer (README, "Exit codes"): 2 no token given, 3 bad input, 4 not found, 5 refused
+    (token or role), 6 node unreachable or unavailable, 1 otherwise."""
 
     default_reason = "query_failed"
+
+    def __init__(self, message: str, *, reason: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message, reason=reason)
+        self.exit_code = exit_code
+
+
+#: Exit code of an HTTP status from the node (others: 1, an unexpected failure).
+EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
+#: Exit code when the node cannot be reached at all.
+EXIT_UNREACHABLE = 6
 
 
 def _default_url(config: Path | None) -> str:
@@ -115,7 +127,7 @@ def query(
     """Ask peer nodes whether they know the person in FILE(s): hit/no-hit per peer."""
     if not token:
         raise QueryFailedError(
-            "an officer token is needed (--token or BDX_TOKEN)", reason="no_token"
+            "an officer token is needed (--token or BDX_TOKEN)", reason="no_token", exit_code=2
         )
     body = _body(files, finger or [], to, purpose, modality, image, case_ref)
     base = url or _default_url(config)
@@ -129,7 +141,9 @@ def query(
             )
     except httpx.HTTPError as exc:
         raise QueryFailedError(
-            f"cannot reach the node at {base}: {exc}", reason="node_unreachable"
+            f"cannot reach the node at {base}: {exc}",
+            reason="node_unreachable",
+            exit_code=EXIT_UNREACHABLE,
         ) from None
     if response.status_code != 200:
         try:
@@ -137,7 +151,11 @@ def query(
             reason, detail = str(err.get("error", "query_failed")), str(err.get("detail", ""))
         except ValueError:
             reason, detail = "query_failed", response.text[:200]
-        raise QueryFailedError(f"the node refused the query: {detail}", reason=reason)
+        raise QueryFailedError(
+            f"the node refused the query: {detail}",
+            reason=reason,
+            exit_code=EXIT_OF_STATUS.get(response.status_code, 1),
+        )
     result = response.json()
     if json_out:
         typer.echo(json.dumps(result, indent=2))

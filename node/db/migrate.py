@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from node.errors import ConfigError
@@ -22,8 +23,14 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (idempotent)."""
-    command.upgrade(alembic_config(engine), revision)
+    """Bring the schema up to ``revision`` (idempotent). An unknown revision is a
+    ``ConfigError`` (``unknown_revision``)."""
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        raise ConfigError(
+            f"cannot upgrade to {revision!r}: {exc}", reason="unknown_revision"
+        ) from None
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -241,8 +241,9 @@ def test_tampered_exports_are_detected(filled: TransparencyLog) -> None:
         with pytest.raises(error) as exc:
             verify_export(_mutate(data, change), key, WITNESSES)
         assert getattr(exc.value, "reason", None) == reason, (reason, exc.value)
-    with pytest.raises(ExportFormatError):
+    with pytest.raises(ExportFormatError) as not_json:
         verify_export(b"not json", key)
+    assert not_json.value.exit_code == 3  # a malformed file, not a failed verification (5)
     with pytest.raises(ExportFormatError):
         verify_export(b"[]", key)
     # nesting deeper than the interpreter's stack, and a lone surrogate in a checkpoint, were

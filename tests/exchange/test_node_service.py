@@ -269,9 +269,15 @@ def test_bdx_query_cli_exit_codes(
     assert partial.returncode == 6
     assert json.loads(partial.stdout)["complete"] is False
     assert partial.stderr.startswith("bdx: error:") and DOWN in partial.stderr
+    env["BDX_TOKEN"] = "bdx_not-a-token"
+    refused = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 5 and "[malformed_token]" in refused.stderr  # 401: refused
+    unreachable = [*base[:-3], "--url", f"http://127.0.0.1:{_port()}", "--json", "--to", "ID"]
+    gone = subprocess.run(unreachable, env=env, capture_output=True, text=True)
+    assert gone.returncode == 6 and "[node_unreachable]" in gone.stderr
     env.pop("BDX_TOKEN")
     no_token = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
-    assert no_token.returncode == 1 and "token" in no_token.stderr
+    assert no_token.returncode == 2 and "[no_token]" in no_token.stderr
 
 
 def test_officer_query_body_errors(nodes: dict[str, ServiceNode]) -> None:

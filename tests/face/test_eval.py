@@ -84,7 +84,7 @@ def test_scan_errors(tmp_path: Path, case: str) -> None:
         dataset_eval.scan_dataset(root, limit)
     assert (
         err.value.reason
-        == {"missing": "dataset_missing", "empty": "dataset_empty", "limit": "bad_limit"}[case]
+        == {"missing": "dataset_not_found", "empty": "dataset_empty", "limit": "bad_limit"}[case]
     )
 
 
@@ -135,8 +135,8 @@ def test_cli_table_and_limit(dataset: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["eval", "face", "--dataset", str(tmp_path / "none")]) == 3
-    assert "dataset_missing" in capsys.readouterr().err
+    assert run(["eval", "face", "--dataset", str(tmp_path / "none")]) == 4  # not found
+    assert "dataset_not_found" in capsys.readouterr().err
     assert run(["eval", "face", "--dataset", str(tmp_path), "--detector", "sift"]) == 2
     assert run(["eval", "face", "--dataset", str(tmp_path), "--multiple-faces", "all"]) == 2
     assert run(["eval", "face", "--help"]) == 0

@@ -91,6 +91,8 @@ def test_db_cli_upgrade_and_current(
     assert (code, out.strip()) == (0, "database at revision 0006")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
+    code, _, err = run_cli(["db", "upgrade", "--revision", "bogus"], capsys)  # was a traceback
+    assert code == 2 and "[unknown_revision]" in err and len(err.strip().splitlines()) == 1
 
 
 def test_db_cli_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -195,6 +195,13 @@ def test_production_refuses_plain_http_peers(safe: dict[str, Any]) -> None:
     assert "peer URLs must be https:// (FR)" in msg
 
 
+def test_token_lifetime_is_bounded(tmp_path: Path) -> None:
+    """100,000,000 days overflowed the expiry date (a traceback, or a 500 on token issue)."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(data_dir=tmp_path, token_max_days=100_000_000)
+    assert info.value.reason == "bad_config"
+
+
 def test_every_refusal_is_listed_at_once(safe: dict[str, Any]) -> None:
     msg = refusal(**{**safe, "debug": True, "cors_origins": ["*"], "country": "ZZ"})
     assert msg.count(";") == 2

@@ -107,5 +107,7 @@ def test_cli_diff_and_errors(tmp_path: Path) -> None:
     assert res.returncode == 3
     assert res.stderr.startswith("bdx: error:") and "country" in res.stderr
     assert "Traceback" not in res.stderr
+    res = _bdx("policy", "validate", "--rules", str(tmp_path / "absent.toml"))
+    assert res.returncode == 4 and "[policy_not_found]" in res.stderr  # not found
     res = _bdx("policy", "check", "--rules", str(old), "--purpose", "asylum", "--modality", "face")
     assert res.returncode == 2
