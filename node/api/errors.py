@@ -114,7 +114,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    # The route template, never the path: paths carry subject ids (node.api.access).
+    route = getattr(request.scope.get("route"), "path", "<no route>")
+    log.exception("unexpected error on %s %s", request.method, route)
     return error_response(500, "internal_error", "internal error; the node's log has details")
 
 

@@ -349,6 +349,14 @@ def test_openapi_schema_is_typed(client: TestClient) -> None:
     schemas = spec["components"]["schemas"]
     assert {"SubjectOut", "RecordOut", "SharingRestrictions", "ErrorBody"} <= set(schemas)
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    # the errors the routes really answer are documented, each with the ErrorBody shape
+    paths = spec["paths"]
+    assert {"404", "409", "503"} <= set(paths["/subjects/{external_id}"]["get"]["responses"])
+    assert {"404", "409"} <= set(paths["/users"]["post"]["responses"])
+    body = paths["/users"]["post"]["responses"]["409"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ErrorBody"}
+    export = paths["/audit/log/export"]["get"]["responses"]["200"]["content"]
+    assert {"application/json", "text/csv"} <= set(export)
 
 
 def test_peer_query_body_limit_fits_the_largest_valid_query(client: TestClient) -> None:

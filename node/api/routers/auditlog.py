@@ -23,13 +23,13 @@ from certs.translog import NotFoundError as LogNotFoundError
 from certs.translog import TransparencyLog, export_csv, export_json
 from node.api.deps import AuditorUser, actor
 from node.api.schemas.auditlog import DashboardOut, IntegrityOut, LogEntryOut, LogPage
-from node.api.schemas.common import ERROR_RESPONSES, UtcDatetime
+from node.api.schemas.common import UtcDatetime, errors
 from node.audit import query
 from node.audit.ui import PAGE
 from node.errors import NotFoundError
 from node.service_errors import StoreUnavailableError
 
-router = APIRouter(tags=["audit"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["audit"], responses=errors(404))
 
 
 def get_exchange_log(request: Request) -> TransparencyLog:
@@ -74,7 +74,16 @@ def list_entries(
     )
 
 
-@router.get("/audit/log/export")
+@router.get(
+    "/audit/log/export",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the export: JSON with proofs (verify offline), or CSV",
+            "content": {"application/json": {}, "text/csv": {}},
+        }
+    },
+)
 def export(
     auditor: AuditorUser,
     log: LogDep,

@@ -14,7 +14,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, status
 
 from node.api.deps import GallerySetDep, OperatorUser, SessionDep, actor
-from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.common import errors
 from node.api.schemas.subjects import EnrolResult, GalleryStatisticsOut, RecordOut, StoreStatsOut
 from node.db.models import (
     EXTERNAL_ID_CHARS,
@@ -26,7 +26,7 @@ from node.service_errors import InvalidRequestError
 from node.services.enrolment import Capture, EnrolmentService
 from node.services.subjects import SubjectService
 
-router = APIRouter(tags=["gallery"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["gallery"], responses=errors(409))
 
 _IMAGE_BODY = {
     "requestBody": {

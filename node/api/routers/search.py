@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from node.api.deps import GallerySetDep, OfficerUser, SessionDep, SettingsDep, actor
-from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.common import errors
 from node.api.schemas.search import (
     CandidateOut,
     CombinedSearchIn,
@@ -29,7 +29,7 @@ from node.services.search import (
     SearchService,
 )
 
-router = APIRouter(tags=["search"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["search"], responses=errors(409))
 
 
 def _probes(fingers: list[FingerIn]) -> list[FingerProbe]:

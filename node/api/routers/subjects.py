@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from node.api.deps import GalleryDep, OperatorUser, SessionDep, actor
-from node.api.schemas.common import ERROR_RESPONSES, AfterId
+from node.api.schemas.common import AfterId, errors
 from node.api.schemas.subjects import (
     EncounterOut,
     RecordOut,
@@ -21,7 +21,7 @@ from node.restrictions import SharingRestrictions
 from node.services.records import RecordService
 from node.services.subjects import SubjectService
 
-router = APIRouter(tags=["subjects"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["subjects"], responses=errors(404, 409))
 
 #: Largest page of subjects one request returns.
 MAX_PAGE = 1000

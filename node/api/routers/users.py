@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from node.api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, actor
-from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.common import errors
 from node.api.schemas.users import Me, TokenCreate, TokenIssued, TokenOut, UserCreate, UserOut
 from node.db.models import User
 from node.services.users import UserService
 
-router = APIRouter(tags=["users"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["users"], responses=errors(404, 409))
 
 
 def _service(session: SessionDep, settings: SettingsDep) -> UserService:

@@ -38,11 +38,25 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in (
-        (401, "no, malformed, unknown, expired or revoked bearer token"),
-        (403, "the caller's role may not do this"),
-        (422, "the request's values are refused"),
-    )
+#: Every error status the API answers, with what it means.
+ERROR_STATUSES: dict[int, str] = {
+    400: "the body is not valid JSON",
+    401: "no, malformed, unknown, expired or revoked bearer token",
+    403: "the caller's role may not do this",
+    404: "no such subject, record, user, token, query or log entry",
+    409: "it exists already (a user name), or the gallery refused the change",
+    413: "the body is larger than the limit of its path",
+    422: "the request's values are refused",
+    503: "the gallery, the exchange or the exchange log is not available on this node",
 }
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI ``responses`` for the error statuses of a router: the ones every route can answer
+    (400, 401, 403, 413, 422, and 503 when the database is down) and ``statuses``, each an
+    :class:`ErrorBody`."""
+    wanted = sorted({400, 401, 403, 413, 422, 503, *statuses})
+    return {s: {"model": ErrorBody, "description": ERROR_STATUSES[s]} for s in wanted}
+
+
+ERROR_RESPONSES = errors()
