@@ -320,6 +320,12 @@ class Gallery:
     def _writer(self) -> None:
         if self._lock is None:
             raise GalleryError("gallery opened read-only", reason="read_only")
+        # Only this handle writes (it holds the lock), so a newer manifest on disk is this
+        # handle's own write that failed after its commit (say the directory fsync, or mapping
+        # the new files ran out of descriptors). Writing on from the older snapshot would reuse
+        # its segment and tombstone names and replace committed files: catch up first.
+        if mf.read(self.directory).generation != self._manifest.generation:
+            self._load(verify=False)
 
     def _commit(self, man: mf.Manifest) -> None:
         fsync_dir(self.directory)  # renames of the new data files are durable first
@@ -382,9 +388,34 @@ class Gallery:
     def compact(self, *, user: Mapping[str, Any] | None = None) -> None:
         """Rewrite the live records into one segment and drop the tombstones, atomically."""
         self._writer()
+        self._merge(0, user)
+
+    def tidy(self) -> int:
+        """Merge trailing segments of one size tier, ``params.MERGE_FANIN`` at a time, until
+        no tier at the tail holds that many; returns the merges made. Appends add a segment
+        each; this keeps their number (and the open files) logarithmic in the records while
+        rewriting each record O(log n) times in all. Global ids after the merged segments'
+        first row change when merged rows were deleted (as after :meth:`compact`)."""
+        self._writer()
+        merges = 0
+        while True:
+            counts = [e.count for e in self._manifest.segments]
+            tier = _tier(counts[-1]) if counts else -1
+            run = 0
+            while run < len(counts) and _tier(counts[-1 - run]) == tier:
+                run += 1
+            if run < params.MERGE_FANIN:
+                return merges
+            self._merge(len(counts) - run, None)
+            merges += 1
+
+    def _merge(self, start: int, user: Mapping[str, Any] | None) -> None:
+        """Rewrite the live records of segments ``start ..`` into one segment, atomically;
+        tombstones of those segments go, the others' stay."""
         man = self._manifest
-        keep = [np.flatnonzero(self._alive[s.offset : s.offset + len(s)]) for s in self._segments]
-        parts = [(s, k) for s, k in zip(self._segments, keep, strict=True) if k.size]
+        tail = self._segments[start:]
+        keep = [np.flatnonzero(self._alive[s.offset : s.offset + len(s)]) for s in tail]
+        parts = [(s, k) for s, k in zip(tail, keep, strict=True) if k.size]
         segments: tuple[mf.SegmentEntry, ...] = ()
         if parts:
             refs = np.concatenate([s.references[k] for s, k in parts])
@@ -395,15 +426,31 @@ class Gallery:
                 for name, spec in self.schema.fields.items()
             }
             segments = (segment.write(self.directory, man.next_segment, refs, subs, pos, arrays),)
+        tombs = self._tombs[~np.isin(self._tombs[:, 0], [s.id for s in tail])]
+        entry = man.tombstones
+        if tombs.shape[0] == 0:
+            entry = None
+        elif tombs.shape[0] != self._tombs.shape[0]:
+            name = f"tomb-{man.generation + 1:010d}.npy"
+            size, digest = save_array(self.directory, name, tombs)
+            entry = mf.FileEntry(name, size, digest)
         self._commit(
             man.successor(
                 next_segment=man.next_segment + 1,
-                segments=segments,
-                tombstones=None,
-                tombstone_count=0,
+                segments=(*man.segments[:start], *segments),
+                tombstones=entry,
+                tombstone_count=int(tombs.shape[0]),
                 user=_user(man, user),
             )
         )
+
+
+def _tier(count: int) -> int:
+    """Size tier of a segment of ``count`` rows: floor(log_F count), F = MERGE_FANIN."""
+    tier, bound = 0, params.MERGE_FANIN
+    while count >= bound:
+        tier, bound = tier + 1, bound * params.MERGE_FANIN
+    return tier
 
 
 def _user(man: mf.Manifest, user: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -199,7 +199,9 @@ class GallerySet:
                     fingerprint_search.prepare_layouts(gallery)
 
     def append(self, schema: GallerySchema, batch: RecordBatch) -> None:
-        """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed."""
+        """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed, then
+        merge small trailing segments (:meth:`~matcher.gallery.Gallery.tidy`): one enrolment
+        is one segment, and each holds open files while the gallery is open."""
         name = gallery_name(schema)
         with self._lock.writing():
             gallery = self._galleries.get(name)
@@ -207,6 +209,7 @@ class GallerySet:
                 gallery = Gallery.create(self.root / name, schema)
                 self._galleries[name] = gallery
             gallery.append(batch)
+            gallery.tidy()
 
     def references(self) -> set[str]:
         """Every live reference of every gallery."""

@@ -374,3 +374,58 @@ def test_missing_segment_file(tmp_path: Path) -> None:
         assert err.value.reason == "missing_file"
     with pytest.raises(GalleryCorruptError):
         Gallery.open(tmp_path, writable=True)
+
+
+def test_a_write_that_fails_after_its_commit_does_not_corrupt_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest was replaced, then its directory fsync failed (EIO): the handle stayed a
+    generation behind and the next append wrote its segment under the committed segment's
+    name, so the gallery failed its checksums and the committed records were lost."""
+    from matcher.gallery import manifest as mf
+
+    real = mf.fsync_dir
+    calls = {"n": 0}
+
+    def failing_once(directory: Path) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(5, "simulated EIO")
+        real(directory)
+
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        g.append(make_batch("a", 5))
+        monkeypatch.setattr(mf, "fsync_dir", failing_once)
+        with pytest.raises(OSError):
+            g.append(make_batch("b", 5))
+        monkeypatch.setattr(mf, "fsync_dir", real)
+        g.append(make_batch("c", 5))
+        g.delete(["a-1"])
+    with Gallery.open(tmp_path / "g") as g:  # checksums verified
+        assert sorted(g.references()) == sorted(
+            [f"a-{i}" for i in (0, 2, 3, 4)]
+            + [f"b-{i}" for i in range(5)]
+            + [f"c-{i}" for i in range(5)]
+        )
+
+
+def test_tidy_keeps_the_segments_few_and_the_records_intact(tmp_path: Path) -> None:
+    """One-record appends (enrolments over HTTP) merge in size tiers: the segment count stays
+    logarithmic, deletions survive the merges, and every live record reads back."""
+    from matcher.gallery import params
+
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        for i in range(200):
+            g.append(make_batch(f"r{i:03d}", 1, seed=i))
+            if i % 17 == 5:
+                g.delete([f"r{i - 3:03d}-0"])
+            g.tidy()
+        segments = len(g._manifest.segments)
+        live = sorted(g.references())
+    fan = params.MERGE_FANIN
+    assert segments < fan * 4  # 200 records: tiers 1, 8, 64 (a handful of each at most)
+    deleted = {f"r{i - 3:03d}-0" for i in range(200) if i % 17 == 5}
+    assert live == sorted({f"r{i:03d}-0" for i in range(200)} - deleted)
+    with Gallery.open(tmp_path / "g") as g:
+        assert sorted(g.references()) == live
+        assert g.lookup("r150-0").subject == "s0"
