@@ -33,6 +33,7 @@ import numpy as np
 from matcher.fingerprint import match
 from matcher.gallery import Block, Gallery, RecordBatch
 from matcher.gallery.errors import IncompatibleFormatError
+from matcher.gallery.files import WriterLock
 from matcher.search import preselect
 from matcher.search.fingerprint import DESCRIPTOR_DTYPE, fingerprint_schema, stored_fields
 
@@ -107,10 +108,15 @@ def recover_upgrade(directory: Path) -> None:
     fresh = directory.with_name(directory.name + REBUILD_SUFFIX)
     retired = directory.with_name(directory.name + RETIRED_SUFFIX)
     if retired.exists():
-        with Gallery.open(retired, writable=True):  # no upgrade is running on it
+        # The lock alone (not Gallery.open): a clean-up cut short leaves the retired copy
+        # half-deleted, manifest or segment files gone, and it must still go.
+        lock = WriterLock(retired)  # no upgrade is running on it
+        try:
             if not directory.exists():
                 # the old gallery is retired only once the rebuild is complete
                 (fresh if fresh.exists() else retired).rename(directory)
+        finally:
+            lock.release()
         if retired.exists():
             shutil.rmtree(retired)
     if fresh.exists():

@@ -233,6 +233,11 @@ def test_an_interrupted_upgrade_is_recovered(tmp_path: Path, fingers: list) -> N
     # before the clean-up: the retired gallery goes
     shutil.copytree(tmp_path / "old", retired)
     assert galleries_in(root) == [x] and not retired.exists()
+    # a clean-up cut short: the retired copy is half-deleted (its manifest or files gone)
+    shutil.copytree(tmp_path / "old", retired)
+    for name in sorted(p.name for p in retired.iterdir())[:3]:
+        (retired / name).unlink()
+    assert galleries_in(root) == [x] and not retired.exists()
     # an upgrade still running (it holds the lock) is left alone
     shutil.copytree(tmp_path / "old", retired)
     with Gallery.open(retired, writable=True), pytest.raises(GalleryError):
