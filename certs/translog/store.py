@@ -178,33 +178,48 @@ class TransparencyLog:
         """Append one entry; return its index."""
         return self.append_many([data])[0]
 
-    def append_many(self, items: Sequence[bytes]) -> list[int]:
-        """Append entries in one transaction (all or none); return their indices."""
+    @property
+    def engine(self) -> Engine:
+        """The database the log is stored in."""
+        return self._engine
+
+    def append_many(
+        self, items: Sequence[bytes], *, connection: Connection | None = None
+    ) -> list[int]:
+        """Append entries in one transaction (all or none); return their indices.
+
+        With ``connection`` (of the log's database, in a transaction) they join that
+        transaction: they commit or roll back with whatever else it holds."""
         batch = [_check_entry(d) for d in items]
         if not batch:
             return []
+        if connection is not None:
+            return self._append_on(connection, batch)
         with self._engine.connect() as conn, conn.begin():
-            cr = self._lock_head(conn)
-            first = cr.size
-            now = self._now()
-            entry_rows = []
-            node_rows = []
-            for data in batch:
-                leaf = hash_leaf(data)
-                entry_rows.append(
-                    {"leaf_index": cr.size, "leaf_hash": leaf, "data": data, "created_at": now}
-                )
-                for node, h in cr.append(leaf):
-                    node_rows.append({"level": node.level, "node_index": node.index, "hash": h})
-            for rows, statement in ((entry_rows, _INSERT_ENTRIES), (node_rows, _INSERT_NODES)):
-                if len(rows) == 1:
-                    conn.execute(statement, rows[0])
-                for i in range(0, len(rows) if len(rows) > 1 else 0, INSERT_CHUNK):
-                    conn.execute(statement, rows[i : i + INSERT_CHUNK])
-            conn.execute(
-                _HEAD_WRITE,
-                {"new_size": cr.size, "new_range": b"".join(cr.hashes), "new_at": now},
+            return self._append_on(conn, batch)
+
+    def _append_on(self, conn: Connection, batch: list[bytes]) -> list[int]:
+        cr = self._lock_head(conn)
+        first = cr.size
+        now = self._now()
+        entry_rows = []
+        node_rows = []
+        for data in batch:
+            leaf = hash_leaf(data)
+            entry_rows.append(
+                {"leaf_index": cr.size, "leaf_hash": leaf, "data": data, "created_at": now}
             )
+            for node, h in cr.append(leaf):
+                node_rows.append({"level": node.level, "node_index": node.index, "hash": h})
+        for rows, statement in ((entry_rows, _INSERT_ENTRIES), (node_rows, _INSERT_NODES)):
+            if len(rows) == 1:
+                conn.execute(statement, rows[0])
+            for i in range(0, len(rows) if len(rows) > 1 else 0, INSERT_CHUNK):
+                conn.execute(statement, rows[i : i + INSERT_CHUNK])
+        conn.execute(
+            _HEAD_WRITE,
+            {"new_size": cr.size, "new_range": b"".join(cr.hashes), "new_at": now},
+        )
         return list(range(first, first + len(batch)))
 
     # --- reads ---------------------------------------------------------------------------

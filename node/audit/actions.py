@@ -5,7 +5,12 @@ enrolment, deletions, restriction changes, local searches; see
 :class:`node.repositories.audit.AuditRepository`) is also appended to the exchange log once the
 transaction that recorded it commits, as a ``node_action`` event. The database table serves
 quick queries; the log is what an auditor can verify without trusting the node's operators.
-An action whose transaction rolls back is not logged (it did not happen).
+
+When the log is in the session's database (as in a node), the entries are appended inside the
+transaction that records the actions, just before it commits: the action and its log entry
+commit together or not at all (an append that fails, say on a locked database, fails the
+commit instead of leaving a committed action out of the log). A log elsewhere is appended to
+after the commit; a failure there is logged, and the commit stands.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from certs.translog import TransparencyLog
@@ -38,6 +43,13 @@ def action_event(node: str, e: AuditEvent) -> dict[str, Any]:
     }
 
 
+def _same_database(a: Engine, b: Engine) -> bool:
+    """One database behind both engines (in-memory SQLite is one per engine)."""
+    if a is b:
+        return True
+    return a.url == b.url and a.url.database not in (None, "", ":memory:")
+
+
 def mirror_actions(
     sessions: sessionmaker[Session], log: TransparencyLog, node: str
 ) -> Callable[[], None]:
@@ -51,21 +63,40 @@ def mirror_actions(
         if new:
             session.info.setdefault(_PENDING, []).extend(new)
 
-    def publish(session: Session) -> None:
+    def entries(session: Session) -> list[bytes]:
         pending: list[AuditEvent] = session.info.pop(_PENDING, [])
-        if pending:
-            log.append_many([encode_event(action_event(node, e)) for e in pending])
+        return [encode_event(action_event(node, e)) for e in pending]
+
+    def publish_within(session: Session) -> None:
+        if not _same_database(session.get_bind().engine, log.engine):
+            return  # another database: after the commit (publish_after)
+        session.flush()  # the final flush runs after this hook: collect its actions now
+        items = entries(session)
+        if items:
+            log.append_many(items, connection=session.connection())
+
+    def publish_after(session: Session) -> None:
+        items = entries(session)
+        if items:
+            try:
+                log.append_many(items)
+            except Exception:  # the actions committed; the log is elsewhere and failed
+                logger.exception("%d committed action(s) not appended to the log", len(items))
 
     def discard(session: Session) -> None:
         session.info.pop(_PENDING, None)
 
-    event.listen(sessions, "before_flush", collect)
-    event.listen(sessions, "after_commit", publish)
-    event.listen(sessions, "after_rollback", discard)
+    listeners = (
+        ("before_flush", collect),
+        ("before_commit", publish_within),
+        ("after_commit", publish_after),
+        ("after_rollback", discard),
+    )
+    for name, fn in listeners:
+        event.listen(sessions, name, fn)
 
     def stop() -> None:
-        event.remove(sessions, "before_flush", collect)
-        event.remove(sessions, "after_commit", publish)
-        event.remove(sessions, "after_rollback", discard)
+        for name, fn in listeners:
+            event.remove(sessions, name, fn)
 
     return stop

@@ -148,3 +148,46 @@ def test_undecodable_entries_are_listed_not_fatal(node: Node) -> None:
     node.log.append(b"\xff\xfe not json")
     items, total = list_events(node.log, AuditFilter(type="undecodable"))
     assert total == 1 and items[0].event["bytes"] == 11
+
+
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+def test_an_action_and_its_log_entry_commit_together(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log append runs inside the action's transaction: when it fails (a locked database),
+    the commit fails and nothing is recorded, where the action used to stay committed without
+    its log entry (and commit() raised anyway)."""
+    import json
+
+    from sqlalchemy.exc import OperationalError
+
+    from node.audit.actions import mirror_actions
+    from node.db.models import AuditEvent
+    from node.repositories.audit import AuditRepository
+
+    def actions() -> list[str]:
+        events = [json.loads(e.data) for e in node.log.entries(0)]
+        return [str(e.get("target")) for e in events if e.get("type") == "node_action"]
+
+    def recorded() -> list[str | None]:
+        with node.sessions() as s:
+            return [e.target for e in s.query(AuditEvent).filter(AuditEvent.action == "t.act")]
+
+    stop = mirror_actions(node.sessions, node.log, "TH")
+    try:
+        with node.sessions() as session:
+            AuditRepository(session).record("admin:ana", "t.act", "first")
+            session.commit()
+        assert actions()[-1:] == ["first"] and recorded() == ["first"]
+
+        def locked(*args: object, **kwargs: object) -> None:
+            raise OperationalError("UPDATE translog_head", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(node.log, "_lock_head", locked)
+        with node.sessions() as session:
+            AuditRepository(session).record("admin:ana", "t.act", "second")
+            with pytest.raises(OperationalError):
+                session.commit()
+        assert recorded() == ["first"] and actions()[-1:] == ["first"]
+    finally:
+        stop()
