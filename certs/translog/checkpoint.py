@@ -31,10 +31,14 @@ CHECKPOINT_FORMAT = "bdx-checkpoint/v1"
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 
 
+#: Largest size or timestamp a checkpoint may carry: a signed 64-bit integer, as stored.
+MAX_DECIMAL = 2**63 - 1
+
+
 def _decimal(value: str, what: str) -> int:
-    if not _DECIMAL.fullmatch(value):
+    if not _DECIMAL.fullmatch(value) or int(value) > MAX_DECIMAL:
         raise NoteFormatError(
-            f"{what} {value!r} is not a canonical decimal", reason="bad_checkpoint"
+            f"{what} {value!r} is not a canonical decimal below 2^63", reason="bad_checkpoint"
         )
     return int(value)
 

@@ -34,6 +34,11 @@ def check_views(
     """
     a.verify(log_key)
     b.verify(log_key)
+    _one_history(a, b, proof)
+
+
+def _one_history(a: SignedCheckpoint, b: SignedCheckpoint, proof: Sequence[bytes]) -> None:
+    """:func:`check_views` without the signature checks (both verified before)."""
     small, large = sorted((a, b), key=lambda s: s.checkpoint.size)
     s, g = small.checkpoint, large.checkpoint
     evidence = (small.to_bytes(), large.to_bytes())
@@ -134,7 +139,9 @@ class Witness:
                         f"log {new.origin} presented size {new.size} after "
                         f"size {last.checkpoint.size} was cosigned"
                     )
-                check_views(last, signed, log_key, proof)
+                # ``last`` was verified when it was cosigned; the log's key may have been
+                # renewed since (a new signing certificate), so only the new one is verified.
+                _one_history(last, signed, proof)
             cosignature = cosign(new, self._key, int(self._clock()))
             conn.execute(
                 update(schema.witness_heads)
@@ -167,4 +174,5 @@ class Witness:
                 f"this witness has cosigned nothing for {theirs.checkpoint.origin}",
                 reason="unknown_log",
             )
-        check_views(mine, theirs, log_key, proof)
+        theirs.verify(log_key)  # ``mine`` was verified when cosigned (the key may be newer)
+        _one_history(mine, theirs, proof)

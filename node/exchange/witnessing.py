@@ -153,7 +153,7 @@ async def witness_round(
             try:
                 r = await client.get(base + WITNESS_PATH + "/latest")
                 r.raise_for_status()
-                old = int(r.json()["size"])
+                old = _witnessed_size(r.json())
                 proof: list[bytes] = []
                 if 0 < old < size:
                     proof = await anyio.to_thread.run_sync(log.consistency_proof, old, size)
@@ -163,7 +163,12 @@ async def witness_round(
                 }
                 r = await client.post(base + WITNESS_PATH, json=body)
                 if r.status_code != 200:
-                    reason = r.json().get("error", f"http_{r.status_code}")
+                    refusal = r.json()
+                    reason = (
+                        refusal.get("error", f"http_{r.status_code}")
+                        if isinstance(refusal, dict)
+                        else f"http_{r.status_code}"
+                    )
                     logger.warning(
                         "%s refused to cosign checkpoint %d: %s", peer.country, size, reason
                     )
@@ -176,4 +181,15 @@ async def witness_round(
             except (httpx.HTTPError, ValueError, KeyError, CertsError) as exc:
                 logger.warning("witnessing by %s failed: %s", peer.country, exc)
                 out[peer.country] = getattr(exc, "reason", type(exc).__name__)
+            except Exception as exc:  # a peer's odd answer must not cost the later peers
+                logger.warning("witnessing by %s failed: %s", peer.country, type(exc).__name__)
+                out[peer.country] = getattr(exc, "reason", type(exc).__name__)
     return out
+
+
+def _witnessed_size(body: object) -> int:
+    """The size a witness says it cosigned (``GET .../latest``); ValueError when malformed."""
+    size = body.get("size") if isinstance(body, dict) else None
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**63:
+        raise ValueError(f"witness head size {size!r} is not a tree size")
+    return size

@@ -467,3 +467,42 @@ def test_concurrent_cosigning_of_a_fork_accepts_one_branch(
     assert {c.checkpoint.root_hash for c in witness.history(LOG_NAME)[1:]} == {
         witness.latest(LOG_NAME).checkpoint.root_hash  # type: ignore[union-attr]
     }
+
+
+def test_a_witness_follows_a_log_across_a_key_renewal(
+    new_engine: Callable[[str], Engine], clock: Clock
+) -> None:
+    """A node renews its signing certificate (a new key, the same log origin): its peers'
+    witnesses cosign what it signs next (they re-verified the old checkpoint under the new
+    key and refused every later one), and a fork is still a split view."""
+    old = SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+    new = SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+    engine = new_engine("renewed")
+    witness = Witness(new_engine("w-renew"), witness_key("w.example/w"), clock=clock)
+    log = TransparencyLog.open(engine, old, clock=clock)
+    log.append_many([event(i) for i in range(3)])
+    witness.cosign(log.issue_checkpoint().to_bytes(), old.verifying_key())
+    log = TransparencyLog.open(engine, new, clock=clock)  # the node restarts, renewed
+    log.append(event(3))
+    renewed = log.issue_checkpoint()
+    witness.cosign(renewed.to_bytes(), new.verifying_key(), log.consistency_proof(3, 4))
+    assert witness.latest(LOG_NAME) == SignedCheckpoint.from_bytes(renewed.to_bytes())
+    witness.check_peer_view(renewed.to_bytes(), new.verifying_key())
+    fork = TransparencyLog.open(new_engine("fork"), new, clock=clock)
+    fork.append_many([event(i) for i in range(100, 105)])
+    with pytest.raises(SplitViewError):
+        witness.cosign(
+            fork.issue_checkpoint().to_bytes(), new.verifying_key(), fork.consistency_proof(4, 5)
+        )
+
+
+def test_checkpoint_numbers_beyond_64_bits_are_malformed() -> None:
+    """A size of 2^63 parsed, then overflowed the witness's BigInteger column (a 500)."""
+    from certs.translog.checkpoint import Checkpoint as Cp
+
+    root = "A" * 43 + "="
+    body = f"{LOG_NAME}\n{2**63}\n{root}\nbdx-checkpoint/v1 1\n"
+    Cp.parse_body(body.replace(str(2**63), str(2**63 - 1)))  # the largest is fine
+    with pytest.raises(NoteFormatError) as exc:
+        Cp.parse_body(body)
+    assert exc.value.reason == "bad_checkpoint"
