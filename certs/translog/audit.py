@@ -9,10 +9,12 @@ then disagree).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from certs.merkle import CompactRange, NodeID, hash_leaf
-from certs.translog.errors import TamperedError
+from certs.translog.checkpoint import SignedCheckpoint
+from certs.translog.errors import SignatureError, TamperedError
 from certs.translog.keys import VerifyingKey
 from certs.translog.params import AUDIT_CHUNK
 from certs.translog.store import TransparencyLog
@@ -29,15 +31,23 @@ class AuditReport:
     checkpoints_checked: int
 
 
-def audit_store(log: TransparencyLog, log_key: VerifyingKey | None = None) -> AuditReport:
+def audit_store(
+    log: TransparencyLog, log_key: VerifyingKey | Sequence[VerifyingKey] | None = None
+) -> AuditReport:
     """Raise :class:`TamperedError` (or :class:`SignatureError`) unless the stored log
-    matches its signed checkpoints. ``log_key`` defaults to the log's own public key; an
-    auditor passes the key it trusts independently."""
-    key = log_key or log.verifying_key
+    matches its signed checkpoints. ``log_key`` defaults to the log's own public keys (the
+    current one and those it signed with before a renewal); an auditor passes the keys it
+    trusts independently. Each checkpoint must verify under one of them."""
+    if log_key is None:
+        keys: Sequence[VerifyingKey] = log.verifying_keys
+    elif isinstance(log_key, VerifyingKey):
+        keys = (log_key,)
+    else:
+        keys = log_key
     head = log.head()
     checkpoints = log.checkpoints()
     for signed in checkpoints:
-        signed.verify(key)
+        _verify_any(signed, keys)
         if signed.checkpoint.size > head.size:
             raise TamperedError(
                 f"checkpoint of size {signed.checkpoint.size} is beyond the stored tree",
@@ -89,7 +99,7 @@ def audit_store(log: TransparencyLog, log_key: VerifyingKey | None = None) -> Au
         raise TamperedError(
             "the head row does not match the stored entries", reason="head_mismatch"
         )
-    return AuditReport(key.name, cr.size, cr.root(), cr.size, len(checkpoints))
+    return AuditReport(log.origin, cr.size, cr.root(), cr.size, len(checkpoints))
 
 
 def _compare_nodes(log: TransparencyLog, recomputed: list[tuple[NodeID, bytes]]) -> None:
@@ -105,3 +115,18 @@ def _compare_nodes(log: TransparencyLog, recomputed: list[tuple[NodeID, bytes]])
                 reason="tree_mismatch",
                 index=first,
             )
+
+
+def _verify_any(signed: SignedCheckpoint, keys: Sequence[VerifyingKey]) -> None:
+    """Raise the first key's :class:`SignatureError` unless one of ``keys`` signed it."""
+    if not keys:
+        raise SignatureError("no key to verify the checkpoints with")
+    first: SignatureError | None = None
+    for key in keys:
+        try:
+            signed.verify(key)
+            return
+        except SignatureError as exc:
+            first = first or exc
+    assert first is not None
+    raise first

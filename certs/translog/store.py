@@ -109,23 +109,36 @@ def _split_range(blob: bytes) -> list[bytes]:
 class TransparencyLog:
     """An RFC 6962 log of exchange events, stored in the tables of :mod:`schema`.
 
-    ``key`` signs checkpoints; its name is the log's origin. ``clock`` returns Unix seconds
+    ``key`` signs checkpoints; its name is the log's origin. ``earlier_keys`` are the public
+    keys that signed this log's earlier checkpoints (before a key renewal), which
+    :func:`~certs.translog.audit.audit_store` accepts for those. ``clock`` returns Unix seconds
     (injectable so tests control checkpoint ages). Use :meth:`open` to create or reopen.
     """
 
     def __init__(
-        self, engine: Engine, key: SigningKey, *, clock: Callable[[], float] = time.time
+        self,
+        engine: Engine,
+        key: SigningKey,
+        *,
+        clock: Callable[[], float] = time.time,
+        earlier_keys: Sequence[VerifyingKey] = (),
     ) -> None:
         self._engine = engine
         self._key = key
         self._clock = clock
+        self._earlier = tuple(earlier_keys)
 
     @classmethod
     def open(
-        cls, engine: Engine, key: SigningKey, *, clock: Callable[[], float] = time.time
+        cls,
+        engine: Engine,
+        key: SigningKey,
+        *,
+        clock: Callable[[], float] = time.time,
+        earlier_keys: Sequence[VerifyingKey] = (),
     ) -> TransparencyLog:
         """Open the log in ``engine`` (tables must exist), creating its head row if needed."""
-        log = cls(engine, key, clock=clock)
+        log = cls(engine, key, clock=clock, earlier_keys=earlier_keys)
         with engine.connect() as conn:
             row = conn.execute(select(schema.head).where(schema.head.c.id == HEAD_ID)).first()
             if row is None:
@@ -154,6 +167,11 @@ class TransparencyLog:
     @property
     def verifying_key(self) -> VerifyingKey:
         return self._key.verifying_key()
+
+    @property
+    def verifying_keys(self) -> tuple[VerifyingKey, ...]:
+        """The current key and the earlier ones (see the class docstring)."""
+        return (self.verifying_key, *self._earlier)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

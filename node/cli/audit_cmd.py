@@ -228,7 +228,12 @@ def verify_cmd(
 @app.command("store")
 def store_cmd(
     log_key: Annotated[
-        str | None, typer.Option("--log-key", help="public key to trust (default: the log's)")
+        list[str] | None,
+        typer.Option(
+            "--log-key",
+            help="public key to trust (vkey text or file); repeat for keys the log was signed "
+            "with before a renewal (default: the log's own, earlier ones included)",
+        ),
     ] = None,
     config: ConfigOption = None,
     signing_key: SigningKeyOption = None,
@@ -237,7 +242,7 @@ def store_cmd(
 ) -> None:
     """Audit the whole stored log against its signed checkpoints (exit 5 on tampering)."""
     with _open_log(config, signing_key, origin) as opened:
-        report = audit_store(opened.log, _vkey(log_key) if log_key else None)
+        report = audit_store(opened.log, [_vkey(k) for k in log_key] if log_key else None)
     doc = {
         "origin": report.origin,
         "tree_size": report.tree_size,

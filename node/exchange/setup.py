@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials, NodePaths
-from certs.translog import SigningKey, TransparencyLog
+from certs.translog import SigningKey, TransparencyLog, VerifyingKey
 from matcher.search.fingerprint import fingerprint_schema
 from node.audit.actions import mirror_actions
 from node.errors import ConfigError
@@ -92,10 +92,41 @@ def load_credentials(settings: Settings) -> NodeCredentials:
 
 
 def open_transparency_log(settings: Settings, engine: Engine) -> TransparencyLog:
-    """The node's exchange log on ``engine``, checkpoints signed with the node's signing key."""
+    """The node's exchange log on ``engine``, checkpoints signed with the node's signing key.
+
+    The public key is also recorded in ``data_dir/log-keys.txt`` (C2SP vkeys, one per line),
+    and the keys recorded before are the log's earlier keys: after the node renews its
+    signing certificate, its own store audit still verifies the checkpoints the old key
+    signed. (An auditor verifies with keys it takes from the PKI: ``bdx audit store
+    --log-key``.)"""
     creds = load_credentials(settings)
     key = SigningKey(log_origin(creds.country), creds.signing_key)
-    return TransparencyLog.open(engine, key)
+    earlier = _log_key_history(settings.data_dir / LOG_KEYS_FILE, key.verifying_key())
+    return TransparencyLog.open(engine, key, earlier_keys=earlier)
+
+
+#: In ``data_dir``: the public keys the node's exchange log has been signed with.
+LOG_KEYS_FILE = "log-keys.txt"
+
+
+def _log_key_history(path: Path, current: VerifyingKey) -> list[VerifyingKey]:
+    """The keys recorded in ``path`` other than ``current``; ``current`` is added."""
+    try:
+        lines = path.read_text(encoding="ascii").split() if path.exists() else []
+        keys = [VerifyingKey.from_vkey(line)[0] for line in lines]
+    except (OSError, UnicodeDecodeError, CertsError) as exc:
+        raise ConfigError(
+            f"{path}: not a list of log keys ({exc})", reason="bad_log_keys"
+        ) from None
+    mine = current.to_vkey()
+    if mine not in lines:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, (mine + "\n").encode("ascii"))
+        finally:
+            os.close(fd)
+    return [k for k, line in zip(keys, lines, strict=True) if line != mine]
 
 
 def hit_secret(settings: Settings) -> bytes:

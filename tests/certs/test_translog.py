@@ -506,3 +506,30 @@ def test_checkpoint_numbers_beyond_64_bits_are_malformed() -> None:
     with pytest.raises(NoteFormatError) as exc:
         Cp.parse_body(body)
     assert exc.value.reason == "bad_checkpoint"
+
+
+def test_the_store_audit_accepts_the_keys_a_log_was_signed_with(
+    new_engine: Callable[[str], Engine], clock: Clock
+) -> None:
+    """After a key renewal the earlier checkpoints verify under the earlier key: the log's
+    own audit passes with its earlier keys given, and fails without them."""
+    from certs.translog.audit import audit_store
+
+    old = SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+    new = SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+    engine = new_engine("renewal-audit")
+    log = TransparencyLog.open(engine, old, clock=clock)
+    log.append_many([event(i) for i in range(3)])
+    log.issue_checkpoint()
+    renewed = TransparencyLog.open(engine, new, clock=clock)
+    renewed.append(event(3))
+    renewed.issue_checkpoint()
+    with pytest.raises(SignatureError):
+        audit_store(renewed)
+    with_history = TransparencyLog.open(
+        engine, new, clock=clock, earlier_keys=[old.verifying_key()]
+    )
+    assert audit_store(with_history).checkpoints_checked == 2
+    assert audit_store(renewed, [new.verifying_key(), old.verifying_key()]).tree_size == 4
+    with pytest.raises(SignatureError):
+        audit_store(renewed, [new.verifying_key()])

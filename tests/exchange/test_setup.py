@@ -122,3 +122,27 @@ def test_face_probe_search_over_a_gallery_set(tmp_path: Path) -> None:
         assert search("face", [other], 5, 0.01) == []
         with pytest.raises(TemplateFormatError):
             search("iris", [other], 5, 0.01)
+
+
+def test_the_log_keys_are_remembered(tmp_path: Path) -> None:
+    """Each signing key the node's log is opened with is recorded; the others are returned as
+    the log's earlier keys (a node that renewed its certificate still audits its old
+    checkpoints)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from certs.translog import SigningKey
+    from node.exchange.setup import _log_key_history
+
+    path = tmp_path / "data" / "log-keys.txt"
+    first = SigningKey("bdx.th/exchange-log", ec.generate_private_key(ec.SECP256R1()))
+    second = SigningKey("bdx.th/exchange-log", ec.generate_private_key(ec.SECP256R1()))
+    assert _log_key_history(path, first.verifying_key()) == []
+    assert _log_key_history(path, first.verifying_key()) == []  # recorded once
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert _log_key_history(path, second.verifying_key()) == [first.verifying_key()]
+    assert _log_key_history(path, first.verifying_key()) == [second.verifying_key()]
+    assert len(path.read_text().split()) == 2
+    path.write_text("not a vkey\n")
+    with pytest.raises(ConfigError) as err:
+        _log_key_history(path, first.verifying_key())
+    assert err.value.reason == "bad_log_keys"
