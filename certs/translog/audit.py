@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from certs.merkle import CompactRange, NodeID, hash_leaf
-from certs.translog.checkpoint import SignedCheckpoint
-from certs.translog.errors import SignatureError, TamperedError
+from certs.translog.checkpoint import verify_any
+from certs.translog.errors import TamperedError
 from certs.translog.keys import VerifyingKey
 from certs.translog.params import AUDIT_CHUNK
 from certs.translog.store import TransparencyLog
@@ -47,7 +47,7 @@ def audit_store(
     head = log.head()
     checkpoints = log.checkpoints()
     for signed in checkpoints:
-        _verify_any(signed, keys)
+        verify_any(signed, keys)
         if signed.checkpoint.size > head.size:
             raise TamperedError(
                 f"checkpoint of size {signed.checkpoint.size} is beyond the stored tree",
@@ -115,18 +115,3 @@ def _compare_nodes(log: TransparencyLog, recomputed: list[tuple[NodeID, bytes]])
                 reason="tree_mismatch",
                 index=first,
             )
-
-
-def _verify_any(signed: SignedCheckpoint, keys: Sequence[VerifyingKey]) -> None:
-    """Raise the first key's :class:`SignatureError` unless one of ``keys`` signed it."""
-    if not keys:
-        raise SignatureError("no key to verify the checkpoints with")
-    first: SignatureError | None = None
-    for key in keys:
-        try:
-            signed.verify(key)
-            return
-        except SignatureError as exc:
-            first = first or exc
-    assert first is not None
-    raise first

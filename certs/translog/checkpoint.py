@@ -18,7 +18,7 @@ import base64
 import re
 import struct
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from certs.merkle import HASH_SIZE
@@ -183,3 +183,18 @@ class SignedCheckpoint:
         return SignedCheckpoint(
             self.checkpoint, self.note.with_signatures(*(c.note_signature() for c in cosignatures))
         )
+
+
+def verify_any(signed: SignedCheckpoint, keys: Sequence[VerifyingKey]) -> None:
+    """Raise the first key's :class:`SignatureError` unless one of ``keys`` signed it."""
+    if not keys:
+        raise SignatureError("no key to verify the checkpoints with")
+    first: SignatureError | None = None
+    for key in keys:
+        try:
+            signed.verify(key)
+            return
+        except SignatureError as exc:
+            first = first or exc
+    assert first is not None
+    raise first

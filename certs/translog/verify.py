@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from certs.merkle import MerkleError, hash_leaf, verify_consistency, verify_inclusion
-from certs.translog.checkpoint import SignedCheckpoint
+from certs.translog.checkpoint import SignedCheckpoint, verify_any
 from certs.translog.errors import ExportFormatError, SignatureError, TamperedError
 from certs.translog.export import EXPORT_FORMAT
 from certs.translog.keys import VerifyingKey
@@ -68,7 +68,7 @@ def _hashes(values: Any, where: str) -> list[bytes]:
 
 def verify_export(
     export: bytes,
-    log_key: VerifyingKey,
+    log_key: VerifyingKey | Sequence[VerifyingKey],
     witness_keys: Sequence[VerifyingKey] = (),
     *,
     min_cosignatures: int = 0,
@@ -87,9 +87,12 @@ def verify_export(
         raise ExportFormatError("the export is not JSON") from None
     if _get(doc, "format", str, "export") != EXPORT_FORMAT:
         raise ExportFormatError(f"unsupported export format {doc['format']!r}", reason="bad_format")
-    if _get(doc, "origin", str, "export") != log_key.name:
+    keys = (log_key,) if isinstance(log_key, VerifyingKey) else tuple(log_key)
+    if not keys:
+        raise ExportFormatError("no log key to verify the export with", reason="no_log_key")
+    if _get(doc, "origin", str, "export") != keys[0].name:
         raise ExportFormatError(
-            f"export is of log {doc['origin']!r}, not {log_key.name!r}", reason="origin_mismatch"
+            f"export is of log {doc['origin']!r}, not {keys[0].name!r}", reason="origin_mismatch"
         )
     tree_size = _get(doc, "tree_size", int, "export")
     rng = _get(doc, "range", dict, "export")
@@ -105,7 +108,7 @@ def verify_export(
     chain = [SignedCheckpoint.from_bytes(n) for n in encoded]
     cosigners: dict[int, list[str]] = {}
     for signed in chain:
-        signed.verify(log_key)
+        verify_any(signed, keys)  # keys the log signed with, before and after a renewal
         names = signed.verified_cosigners(witness_keys)
         if len(names) < min_cosignatures:
             raise SignatureError(

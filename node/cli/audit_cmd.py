@@ -10,7 +10,7 @@ are logged as ``auditor_action`` events.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,7 +184,12 @@ def _vkey(value: str) -> VerifyingKey:
 def verify_cmd(
     export: Annotated[Path, typer.Argument(help="a JSON export file", dir_okay=False)],
     log_key: Annotated[
-        str | None, typer.Option("--log-key", help="the log's public key (vkey text or file)")
+        list[str] | None,
+        typer.Option(
+            "--log-key",
+            help="the log's public key (vkey text or file); repeat for the keys it was signed "
+            "with before a renewal",
+        ),
     ] = None,
     witness_key: Annotated[
         list[str] | None,
@@ -201,17 +206,18 @@ def verify_cmd(
     """Verify an export offline: signatures, consistency, order and inclusion of every entry.
 
     Exits 0 when everything verifies, 5 with the reason otherwise."""
-    if log_key is not None:
-        key = _vkey(log_key)
+    keys: Sequence[VerifyingKey]
+    if log_key:
+        keys = [_vkey(k) for k in log_key]
     else:
         with _open_log(config, signing_key, origin) as opened:
-            key = opened.log.verifying_key
+            keys = opened.log.verifying_keys
     try:
         data = export.read_bytes()
     except FileNotFoundError:
         raise NotFoundError(f"no export file {export}") from None
     report = verify_export(
-        data, key, [_vkey(w) for w in witness_key or []], min_cosignatures=min_cosignatures
+        data, keys, [_vkey(w) for w in witness_key or []], min_cosignatures=min_cosignatures
     )
     doc: dict[str, Any] = report.to_json()
     doc["proofs_checked"] = report.entries_verified + report.checkpoints_verified - 1

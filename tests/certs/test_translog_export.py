@@ -421,3 +421,26 @@ def test_csv_export(filled: TransparencyLog, log: TransparencyLog) -> None:
         until=datetime.fromtimestamp(t0 + 6, UTC),
     )
     assert [r[0] for r in list(csv.reader(io.StringIO(window)))[1:]] == ["4", "5"]
+
+
+def test_an_export_across_a_key_renewal_verifies_with_both_keys(
+    new_engine: Callable[[str], Engine], clock: Clock
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from certs.translog import SignatureError, SigningKey
+
+    old = SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+    new = SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+    engine = new_engine("renewal-export")
+    log = TransparencyLog.open(engine, old, clock=clock)
+    log.append_many([event(i) for i in range(3)])
+    log.issue_checkpoint()
+    log = TransparencyLog.open(engine, new, clock=clock, earlier_keys=[old.verifying_key()])
+    log.append(event(3))
+    log.issue_checkpoint()
+    data = export_json(log)
+    report = verify_export(data, [new.verifying_key(), old.verifying_key()])
+    assert (report.checkpoints_verified, report.entries_verified) == (2, 4)
+    with pytest.raises(SignatureError):
+        verify_export(data, new.verifying_key())
