@@ -29,14 +29,16 @@ from matcher.errors import TemplateFormatError
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
+from matcher.gallery import Gallery
 from matcher.search.face import face_schema, search_face
 from matcher.search.fingerprint import fingerprint_schema
+from matcher.search.results import Candidate as SearchCandidate
 from node.db.models import RecordState, TemplateRecord
 from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
-from node.services.search import fingerprint_candidates
+from node.services.search import fingerprint_candidates, inactive_references, subject_records
 from node.services.search_pool import SearchPool
 from node.thresholds import face_fmr, face_threshold, fingerprint_threshold
 from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
@@ -68,9 +70,15 @@ def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTe
 class GallerySearch:
     """Matches peer probes against the node's galleries, in memory (nothing stored)."""
 
-    def __init__(self, galleries: GallerySet, pool: SearchPool | None = None) -> None:
+    def __init__(
+        self, galleries: GallerySet, pool: SearchPool | None = None, engine: Engine | None = None
+    ) -> None:
         self.galleries = galleries
         self.pool = pool  # fingerprint searches run there when set
+        self.engine = engine  # the node database: records not active are never a result
+
+    def _inactive(self) -> list[str]:
+        return inactive_references(self.engine) if self.engine is not None else []
 
     def __call__(
         self, modality: str, templates: Sequence[TemplateItem], max_candidates: int, fmr: float
@@ -90,13 +98,14 @@ class GallerySearch:
         # Each finger is held to fmr / fingers (Bonferroni) at the matcher's measured threshold,
         # the rule local searches use too (node.services.search.fingerprint_candidates).
         threshold, _ = fingerprint_threshold(fmr / len(probes))
+        inactive = self._inactive()
         with self.galleries.reading(fingerprint_schema()) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
             if self.pool is not None:
-                found = self.pool.fingerprint(gallery, probes, k)
+                found = self.pool.fingerprint(gallery, probes, k, inactive)
             else:
-                found = fingerprint_candidates(gallery, probes, k)
+                found = fingerprint_candidates(gallery, probes, k, exclude=inactive)
         return [
             Candidate(c.subject, c.score, c.fmr if c.fmr is not None else 1.0)
             for c in found
@@ -109,23 +118,30 @@ class GallerySearch:
         probe = FaceTemplate.from_bytes(templates[0].raw())
         threshold, _ = face_threshold(fmr)
         schema = face_schema(probe.format, probe.format_version)
+        inactive = frozenset(self._inactive())
         with self.galleries.reading(schema) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
-            (result,) = search_face(
-                gallery,
-                probe.embedding[np.newaxis, :],
-                format=probe.format,
-                format_version=probe.format_version,
-                k=k,
-                threshold=threshold,
-                offsets=self.galleries.face_offsets(gallery),
-            )
-        best: dict[str, Candidate] = {}
-        for c in result.hits:
-            if c.subject not in best:
-                best[c.subject] = Candidate(c.subject, c.score, face_fmr(c.score))
-        return list(best.values())
+            offsets = self.galleries.face_offsets(gallery)
+
+            def one(kk: int, g: Gallery = gallery) -> Sequence[SearchCandidate]:
+                (result,) = search_face(
+                    g,
+                    probe.embedding[np.newaxis, :],
+                    format=probe.format,
+                    format_version=probe.format_version,
+                    k=kk,
+                    threshold=threshold,
+                    offsets=offsets,
+                )
+                return result.hits
+
+            records = subject_records(one, k, inactive, len(gallery))
+        # A subject keeps its first record's place (CSLS order) and its best cosine.
+        best: dict[str, float] = {}
+        for c in records:
+            best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
+        return [Candidate(s, score, face_fmr(score)) for s, score in best.items()][:k]
 
 
 def node_restrictions(stored: dict[str, object]) -> list[str]:

@@ -25,22 +25,25 @@ a hit when the best subject's fused FMR is at most the target, or, for a target 
 the measured tables reach, at most the fused FMR of a subject at the strictest measured row of
 every modality in the probe (the clamp rule of :mod:`node.thresholds`).
 
-Candidates are the node's subjects (external ids) with at least one active record; every
+Candidates are the node's subjects (external ids), counted through their *active* records
+only (a record mid-enrolment or mid-deletion is never a result), and ``k`` counts subjects: the
+gallery is asked for more records until k distinct subjects are found or it has no more. Every
 search is written to the audit trail (counts and outcome only, no biometric data).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from matcher.errors import TemplateFormatError
 from matcher.face.pipeline import extract_face
-from matcher.face.template import FaceTemplate
+from matcher.face.template import DEFAULT_FORMAT, FORMAT_VERSION, FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.extract import extract_file
 from matcher.fingerprint.template import FingerprintTemplate
@@ -49,6 +52,7 @@ from matcher.search import params as search_params
 from matcher.search.face import face_schema, search_face
 from matcher.search.fingerprint import fingerprint_schema, search_fingerprint
 from matcher.search.fusion import SubjectCandidate, fused_fmr
+from matcher.search.results import Candidate as SearchCandidate
 from node.db.models import RecordState, Subject, TemplateRecord
 from node.repositories.audit import AuditRepository
 from node.service_errors import InvalidRequestError
@@ -59,19 +63,60 @@ from node.thresholds import face_fmr, face_threshold, fingerprint_fmr, fingerpri
 MAX_FINGERS = 10
 
 
+#: Records asked of the gallery per subject wanted: a subject often has several records of
+#: one finger (impressions, encounters), and a subject's records count once. Asking for more
+#: costs only the top-k bookkeeping; too few are widened by this factor again.
+RECORDS_PER_SUBJECT = 4
+
+
+def inactive_references(session_or_engine: Session | Engine) -> list[str]:
+    """References of the records not ``active`` (an enrolment or deletion in progress, or
+    one a crash interrupted): their gallery templates are never a result. Few at any time."""
+    query = select(TemplateRecord.reference).where(TemplateRecord.state != RecordState.ACTIVE)
+    if isinstance(session_or_engine, Session):
+        return list(session_or_engine.scalars(query))
+    with session_or_engine.connect() as conn:
+        return list(conn.scalars(query))
+
+
+def subject_records(
+    search: Callable[[int], Sequence[SearchCandidate]],
+    k: int,
+    exclude: Collection[str],
+    size: int,
+) -> list[SearchCandidate]:
+    """The candidate records of ``search(kk)`` (best first) that hold at least ``k`` distinct
+    subjects, or all there are: records in ``exclude`` dropped, ``kk`` widened until enough
+    subjects remain or the gallery (``size`` records) is exhausted."""
+    kk = k * RECORDS_PER_SUBJECT + len(exclude)
+    while True:
+        got = search(kk)
+        kept = [c for c in got if c.reference not in exclude]
+        if len({c.subject for c in kept}) >= k or len(got) < kk or kk >= size:
+            return kept
+        kk *= RECORDS_PER_SUBJECT
+
+
 def fingerprint_candidates(
     gallery: Gallery,
     probes: Sequence[FingerprintTemplate],
     k: int,
     *,
     threads: int = search_params.THREADS,
+    exclude: Collection[str] = (),
 ) -> list[SubjectCandidate]:
     """Subjects best first: each one's best finger score over the probe's fingers and its
     estimated FMR (the score's measured FMR times the number of fingers, at most 1).
-    ``threads``: at most this many per finger's search."""
+    ``threads``: at most this many per finger's search. Records in ``exclude`` (not active)
+    are never counted, and each finger's search is widened until it holds ``k`` subjects."""
     best: dict[str, float] = {}
+    skip = frozenset(exclude)
     for probe in probes:
-        for c in search_fingerprint(gallery, probe, k=k, threads=threads).candidates:
+
+        def one(kk: int, probe: FingerprintTemplate = probe) -> Sequence[SearchCandidate]:
+            return search_fingerprint(gallery, probe, k=kk, threads=threads).candidates
+
+        for c in subject_records(one, k, skip, len(gallery)):
             best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
     n = len(probes)
     found = [
@@ -286,11 +331,13 @@ class SearchService:
         _check_positions([p.finger_position for p in probes])
         templates = [finger_template(p) for p in probes]
         _check_positions([t.finger_position for t in templates])
+        inactive = inactive_references(self.session)
         with self.galleries.reading(fingerprint_schema()) as gallery:
             found: list[SubjectCandidate] = []
             size = 0
             if gallery is not None and len(gallery) > 0:
-                found, size = fingerprint_candidates(gallery, templates, k), len(gallery)
+                found = fingerprint_candidates(gallery, templates, k, exclude=inactive)
+                size = len(gallery)
         threshold, _ = fingerprint_threshold(self.target_fmr / len(templates))
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
@@ -301,23 +348,40 @@ class SearchService:
         threshold, threshold_fmr = face_threshold(self.target_fmr)
         found: list[SubjectCandidate] = []
         size = 0
+        inactive = frozenset(inactive_references(self.session))
         with self.galleries.reading(face_schema(probe.format, probe.format_version)) as gallery:
-            if gallery is not None and len(gallery) > 0:
-                (result,) = search_face(
-                    gallery,
-                    probe.embedding[None, :],
-                    format=probe.format,
-                    format_version=probe.format_version,
-                    k=k,
-                    threshold=threshold,
-                    offsets=self.galleries.face_offsets(gallery),
+            if gallery is None and (probe.format, probe.format_version) != (
+                DEFAULT_FORMAT,
+                FORMAT_VERSION,
+            ):
+                raise TemplateFormatError(
+                    f"this node holds no face templates of {probe.format} "
+                    f"v{probe.format_version}: not compared",
+                    reason="incompatible_format",
                 )
+            if gallery is not None and len(gallery) > 0:
+                offsets = self.galleries.face_offsets(gallery)
+
+                def one(kk: int, g: Gallery = gallery) -> Sequence[SearchCandidate]:
+                    (result,) = search_face(
+                        g,
+                        probe.embedding[None, :],
+                        format=probe.format,
+                        format_version=probe.format_version,
+                        k=kk,
+                        threshold=threshold,
+                        offsets=offsets,
+                    )
+                    return result.candidates
+
+                # Records come in CSLS order (those at the threshold first): a subject keeps
+                # the place of its first record and the best cosine of any of its records.
                 best: dict[str, float] = {}
-                for c in result.candidates:  # best first: keep each subject's best record
-                    best.setdefault(c.subject, c.score)
+                for c in subject_records(one, k, inactive, len(gallery)):
+                    best[c.subject] = max(best.get(c.subject, -math.inf), c.score)
                 found = [
                     SubjectCandidate(subj, score, face_fmr(score)) for subj, score in best.items()
-                ]
+                ][:k]
                 size = len(gallery)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold

@@ -96,10 +96,14 @@ def _ready() -> None:
 
 
 def _search(
-    directory: str, generation: int, probes: list[FingerprintTemplate], k: int
+    directory: str,
+    generation: int,
+    probes: list[FingerprintTemplate],
+    k: int,
+    exclude: list[str],
 ) -> list[SubjectCandidate]:
     gallery = _gallery(directory, generation)
-    return fingerprint_candidates(gallery, probes, k, threads=WORKER_THREADS)
+    return fingerprint_candidates(gallery, probes, k, threads=WORKER_THREADS, exclude=exclude)
 
 
 class SearchPool:
@@ -145,13 +149,17 @@ class SearchPool:
             return self._executor
 
     def fingerprint(
-        self, gallery: Gallery, probes: Sequence[FingerprintTemplate], k: int
+        self,
+        gallery: Gallery,
+        probes: Sequence[FingerprintTemplate],
+        k: int,
+        exclude: Sequence[str] = (),
     ) -> list[SubjectCandidate]:
         """:func:`~node.services.search.fingerprint_candidates` in a worker, on ``gallery``'s
         files at its generation (the caller holds it still); raises its typed errors, or
         :class:`StoreUnavailableError` when the worker died."""
         executor = self._running()
-        job = (str(gallery.directory), gallery.generation, list(probes), k)
+        job = (str(gallery.directory), gallery.generation, list(probes), k, list(exclude))
         try:
             return executor.submit(_search, *job).result()
         except BrokenProcessPool:
