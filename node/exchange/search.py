@@ -38,7 +38,7 @@ from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
-from node.services.search import fingerprint_candidates, inactive_references, subject_records
+from node.services.search import fingerprint_candidates, subject_records
 from node.services.search_pool import SearchPool
 from node.thresholds import face_fmr, face_threshold, fingerprint_threshold
 from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
@@ -70,15 +70,13 @@ def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTe
 class GallerySearch:
     """Matches peer probes against the node's galleries, in memory (nothing stored)."""
 
-    def __init__(
-        self, galleries: GallerySet, pool: SearchPool | None = None, engine: Engine | None = None
-    ) -> None:
+    def __init__(self, galleries: GallerySet, pool: SearchPool | None = None) -> None:
         self.galleries = galleries
         self.pool = pool  # fingerprint searches run there when set
-        self.engine = engine  # the node database: records not active are never a result
 
     def _inactive(self) -> list[str]:
-        return inactive_references(self.engine) if self.engine is not None else []
+        """Records between their two commits: never a result (``GallerySet.unsettled``)."""
+        return sorted(self.galleries.unsettled())
 
     def __call__(
         self, modality: str, templates: Sequence[TemplateItem], max_candidates: int, fmr: float
@@ -136,12 +134,12 @@ class GallerySearch:
                 )
                 return result.hits
 
-            records = subject_records(one, k, inactive, len(gallery))
+            records = subject_records(one, k, inactive, gallery)
         # A subject keeps its first record's place (CSLS order) and its best cosine.
         best: dict[str, float] = {}
         for c in records:
             best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
-        return [Candidate(s, score, face_fmr(score)) for s, score in best.items()][:k]
+        return [Candidate(s, score, face_fmr(score)) for s, score in list(best.items())[:k]]
 
 
 def node_restrictions(stored: dict[str, object]) -> list[str]:

@@ -189,7 +189,7 @@ def _assemble(
         policy=policy,
         replay=ReplayGuard(engine, timedelta(seconds=settings.replay_window_s)),
         hits=HitReferences(engine, hit_secret(settings)),
-        search=GallerySearch(galleries, pool, engine),
+        search=GallerySearch(galleries, pool),
         restrictions=RecordRestrictions(engine),
         exchange_log=elog,
     )

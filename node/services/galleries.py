@@ -104,6 +104,27 @@ class GallerySet:
         self._lock = ReadWriteLock()
         self._neighbours: dict[str, tuple[neighbours.NeighbourLists, np.ndarray]] = {}
         self._neighbours_lock = threading.Lock()
+        self._unsettled: frozenset[str] = frozenset()
+        self._unsettled_lock = threading.Lock()
+
+    # Records between their two commits (an enrolment's pending rows, a deletion's deleting
+    # rows) are never search results. The record service reports them here as it goes, so
+    # the hot path (peer searches) reads a set instead of querying the database: every
+    # change of a record's state in a running node goes through this object (the gallery's
+    # writer lock keeps other processes out), and reconcile settles what a crash left.
+    def unsettle(self, references: Sequence[str]) -> None:
+        """Mark ``references`` as between commits (not search results)."""
+        with self._unsettled_lock:
+            self._unsettled = self._unsettled | frozenset(references)
+
+    def settle(self, references: Sequence[str]) -> None:
+        """``references`` are active again, or gone."""
+        with self._unsettled_lock:
+            self._unsettled = self._unsettled - frozenset(references)
+
+    def unsettled(self) -> frozenset[str]:
+        """The references marked by :meth:`unsettle` and not settled since."""
+        return self._unsettled
 
     @classmethod
     def open(cls, root: Path, *, verify: bool = True) -> GallerySet:

@@ -108,8 +108,9 @@ class RecordService:
         """Enrol ``new`` (one gallery append for all); returns the active rows in order."""
         encounters: dict[tuple[int, str | None, str | None], int] = {}
         rows = [self._pending_row(item, encounters) for item in new]
-        self.session.commit()
         references = [row.reference for row in rows]
+        _unsettle(self.gallery, references)  # before the gallery holds them
+        self.session.commit()
         try:
             write(rows)
         except BaseException:
@@ -118,11 +119,13 @@ class RecordService:
             self.gallery.remove(references)
             self.records.delete(references)
             self.session.commit()
+            _settle(self.gallery, references)
             raise
         self.records.set_state(references, RecordState.ACTIVE)
         subjects = sorted({item.subject_external_id for item in new})
         self.audit.record(actor, "records.enrol", None, {"count": len(rows), "subjects": subjects})
         self.session.commit()
+        _settle(self.gallery, references)
         for row in rows:
             self.session.refresh(row)
         return rows
@@ -168,6 +171,7 @@ class RecordService:
         if subject is None:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
         references = [row.reference for row in self.records.of_subject(subject.id)]
+        _unsettle(self.gallery, references)
         self.records.set_state(references, RecordState.DELETING)
         # Recorded with the first commit: from here the deletion completes, if need be by
         # reconcile after a crash, and the audit trail must already say who asked for it.
@@ -176,6 +180,7 @@ class RecordService:
         self.gallery.remove(references)
         self.subjects.delete(subject)
         self.session.commit()
+        _settle(self.gallery, references)
         return len(references)
 
     def reconcile(self, *, actor: str = "system") -> ReconcileReport:
@@ -211,6 +216,7 @@ class RecordService:
         if any(report.summary().values()):
             self.audit.record(actor, "records.reconcile", None, _counts(report))
         self.session.commit()
+        _settle(self.gallery, [*report.completed, *report.rolled_back, *report.deleted])
         return report
 
     def _drop_emptied_subjects(self, subject_ids: set[int]) -> None:
@@ -219,6 +225,19 @@ class RecordService:
                 subject = self.session.get(Subject, subject_id)
                 if subject is not None:
                     self.subjects.delete(subject)
+
+
+def _unsettle(gallery: GalleryIndex, references: Sequence[str]) -> None:
+    """Tell a gallery set that tracks them that ``references`` are between commits."""
+    mark = getattr(gallery, "unsettle", None)
+    if mark is not None:
+        mark(references)
+
+
+def _settle(gallery: GalleryIndex, references: Sequence[str]) -> None:
+    mark = getattr(gallery, "settle", None)
+    if mark is not None:
+        mark(references)
 
 
 def _counts(report: ReconcileReport) -> dict[str, Any]:

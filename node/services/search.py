@@ -63,16 +63,17 @@ from node.thresholds import face_fmr, face_threshold, fingerprint_fmr, fingerpri
 MAX_FINGERS = 10
 
 
-#: Records asked of the gallery per subject wanted: a subject often has several records of
-#: one finger (impressions, encounters), and a subject's records count once. Asking for more
-#: costs only the top-k bookkeeping; too few are widened by this factor again.
-RECORDS_PER_SUBJECT = 4
+#: Factor by which the records asked of the gallery grow when the first answer held fewer than
+#: k distinct subjects (several records of one subject, records between commits).
+WIDEN = 4
 
 
 def inactive_references(session_or_engine: Session | Engine) -> list[str]:
     """References of the records not ``active`` (an enrolment or deletion in progress, or
     one a crash interrupted): their gallery templates are never a result. Few at any time."""
-    query = select(TemplateRecord.reference).where(TemplateRecord.state != RecordState.ACTIVE)
+    # IN over the other states (not "!= active"): it walks the state index, not every row.
+    others = [s for s in RecordState if s is not RecordState.ACTIVE]
+    query = select(TemplateRecord.reference).where(TemplateRecord.state.in_(others))
     if isinstance(session_or_engine, Session):
         return list(session_or_engine.scalars(query))
     with session_or_engine.connect() as conn:
@@ -83,18 +84,21 @@ def subject_records(
     search: Callable[[int], Sequence[SearchCandidate]],
     k: int,
     exclude: Collection[str],
-    size: int,
+    gallery: Gallery,
 ) -> list[SearchCandidate]:
     """The candidate records of ``search(kk)`` (best first) that hold at least ``k`` distinct
-    subjects, or all there are: records in ``exclude`` dropped, ``kk`` widened until enough
-    subjects remain or the gallery (``size`` records) is exhausted."""
-    kk = k * RECORDS_PER_SUBJECT + len(exclude)
+    subjects, or all there are: records in ``exclude`` dropped; ``kk`` starts at k times the
+    gallery's records per subject (plus the excluded) and grows by ``WIDEN`` until enough
+    subjects remain or the gallery is exhausted."""
+    size = len(gallery)
+    per_subject = size / max(1, len(gallery.subject_codes()[1]))
+    kk = math.ceil(k * per_subject) + len(exclude)
     while True:
         got = search(kk)
         kept = [c for c in got if c.reference not in exclude]
         if len({c.subject for c in kept}) >= k or len(got) < kk or kk >= size:
             return kept
-        kk *= RECORDS_PER_SUBJECT
+        kk *= WIDEN
 
 
 def fingerprint_candidates(
@@ -116,15 +120,14 @@ def fingerprint_candidates(
         def one(kk: int, probe: FingerprintTemplate = probe) -> Sequence[SearchCandidate]:
             return search_fingerprint(gallery, probe, k=kk, threads=threads).candidates
 
-        for c in subject_records(one, k, skip, len(gallery)):
+        for c in subject_records(one, k, skip, gallery):
             best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
     n = len(probes)
-    found = [
+    top = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]  # FMR look-ups for k
+    return [
         SubjectCandidate(subject, score, min(1.0, n * fingerprint_fmr(score)))
-        for subject, score in best.items()
+        for subject, score in top
     ]
-    found.sort(key=lambda c: (-c.score, c.subject))
-    return found[:k]
 
 
 @dataclass(frozen=True)
@@ -377,11 +380,12 @@ class SearchService:
                 # Records come in CSLS order (those at the threshold first): a subject keeps
                 # the place of its first record and the best cosine of any of its records.
                 best: dict[str, float] = {}
-                for c in subject_records(one, k, inactive, len(gallery)):
+                for c in subject_records(one, k, inactive, gallery):
                     best[c.subject] = max(best.get(c.subject, -math.inf), c.score)
                 found = [
-                    SubjectCandidate(subj, score, face_fmr(score)) for subj, score in best.items()
-                ][:k]
+                    SubjectCandidate(subj, score, face_fmr(score))
+                    for subj, score in list(best.items())[:k]
+                ]
                 size = len(gallery)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold

@@ -164,3 +164,26 @@ def test_a_face_template_of_another_format_is_refused(
             template=foreign.to_bytes(), k=5, actor="t"
         )
     assert err.value.reason == "incompatible_format"
+
+
+def test_a_peer_search_skips_records_between_commits(
+    sessions: sessionmaker[Session], galleries: GallerySet, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """The peer path reads the gallery set's unsettled references (no database query per
+    query): a record mid-enrolment is not a candidate, and is one once active."""
+    from node.exchange.messages import TemplateItem, b64url
+    from node.exchange.search import GallerySearch
+
+    enrol(sessions, galleries, [("bob", fingers[2][0], 2)])
+    item = TemplateItem(
+        format="iso19794-2:2005",
+        format_version=20,
+        finger_position=2,
+        data=b64url(iso19794_2.encode(fingers[0][2])),
+    )
+    peer = GallerySearch(galleries)
+    seen = during(galleries, "append", lambda: peer("fingerprint", [item], 5, 1e-2))
+    enrol(sessions, galleries, [("alice", fingers[0][0], 2)])
+    del galleries.append
+    assert seen["result"] == [] and galleries.unsettled() == frozenset()
+    assert len(peer("fingerprint", [item], 5, 1e-2)) == 1  # alice, now active
