@@ -95,8 +95,18 @@ def test_searches_and_exports_are_logged(
     client.get("/audit/log/entries", params={"peer": "ID"}, headers=auditor)
     client.get("/audit/log/export", params={"format": "csv"}, headers=auditor)
     client.get("/audit/log/dashboard", headers=auditor)
+    client.get("/audit/log/integrity", headers=auditor)  # reads of the log
+    client.get("/audit-events", params={"action": "user.add"}, headers=auditor)  # of the table
     actions, _ = list_events(node.log, AuditFilter(type="auditor_action"))
-    assert [a.event["action"] for a in actions] == ["search", "export", "dashboard"]
+    assert [a.event["action"] for a in actions] == [
+        "search",
+        "export",
+        "dashboard",
+        "integrity",
+        "events",
+    ]
+    assert actions[3].event["details"] == {"ok": True}
+    assert actions[4].event["details"]["action"] == "user.add"
     assert actions[0].event["details"]["peer"] == "ID"
     assert actions[0].event["actor"].startswith("user:auditor-")
     assert actions[1].event["details"]["format"] == "csv"

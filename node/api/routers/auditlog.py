@@ -111,7 +111,9 @@ def export(
 
 @router.get("/audit/log/integrity")
 def integrity(auditor: AuditorUser, log: LogDep) -> IntegrityOut:
-    return IntegrityOut(**query.integrity_status(log))
+    status = IntegrityOut(**query.integrity_status(log))
+    query.record_auditor_action(log, actor(auditor), "integrity", {"ok": status.ok})
+    return status
 
 
 @router.get("/audit/log/dashboard")
