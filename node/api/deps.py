@@ -70,7 +70,12 @@ def current_principal(
             reason="missing_token",
         )
     users = UserService(session, token_max_days=settings.token_max_days)
-    return users.authenticate(credentials.credentials)
+    try:
+        return users.authenticate(credentials.credentials)
+    finally:
+        # Give the connection back: the handler waits for a worker thread next, and a
+        # connection held meanwhile starves the threads that hold none (the pool is finite).
+        session.rollback()
 
 
 CurrentUser = Annotated[Principal, Depends(current_principal)]

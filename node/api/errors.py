@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 
 from certs.errors import CertsError
@@ -113,6 +114,14 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, reason, str(exc.detail), exc.headers)
 
 
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    """No database connection came free in time: the node is overloaded, not broken."""
+    log.warning("no database connection within the pool timeout (%s)", type(exc).__name__)
+    response = error_response(503, "database_busy", "the node is busy; retry shortly")
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The route template, never the path: paths carry subject ids (node.api.access).
     route = getattr(request.scope.get("route"), "path", "<no route>")
@@ -124,4 +133,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BdxError, _bdx_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(PoolTimeoutError, _database_busy)
     app.add_exception_handler(Exception, _unexpected)

@@ -450,3 +450,36 @@ def test_audit_filter_refuses_an_instant_outside_the_calendar() -> None:
     with pytest.raises(AuditQueryError) as info:
         AuditFilter(since=early)
     assert info.value.reason == "bad_filter"
+
+
+def test_authentication_gives_its_connection_back(
+    sessions: object, settings: Settings, make_token: object
+) -> None:
+    """The bearer check reads the database in a dependency; its connection is released before
+    the handler waits for a worker thread (held, 15 authenticated requests starved the 4
+    threads of connections: a 30 s stall, then 500s)."""
+    from fastapi.security import HTTPAuthorizationCredentials
+
+    from node.api.deps import current_principal
+
+    token = make_token(Role.OPERATOR)  # type: ignore[operator]
+    with sessions() as session:  # type: ignore[operator]
+        creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+        assert current_principal(session, settings, creds).role is Role.OPERATOR
+        assert not session.in_transaction()
+
+
+def test_a_database_pool_timeout_is_a_503(
+    client: TestClient, operator: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    from node.services.subjects import SubjectService
+
+    def busy(*args: object, **kwargs: object) -> None:
+        raise PoolTimeoutError("QueuePool limit of size 5 overflow 10 reached")
+
+    monkeypatch.setattr(SubjectService, "page", busy)
+    r = client.get("/subjects", headers=operator)
+    assert (r.status_code, r.json()["error"]) == (503, "database_busy")
+    assert r.headers["retry-after"] == "1"
