@@ -40,14 +40,17 @@ class RecordRepository:
         self.session.flush()
         return record
 
-    def set_state(self, references: Iterable[str], state: RecordState) -> None:
+    def set_state(self, references: Iterable[str], state: RecordState) -> int:
+        """Set the state of these records; returns how many rows there were to set."""
         refs = list(references)
-        if refs:
-            self.session.execute(
-                update(TemplateRecord)
-                .where(TemplateRecord.reference.in_(refs))
-                .values(state=state, updated_at=utc_now())
-            )
+        if not refs:
+            return 0
+        result = self.session.execute(
+            update(TemplateRecord)
+            .where(TemplateRecord.reference.in_(refs))
+            .values(state=state, updated_at=utc_now())
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def delete(self, references: Iterable[str]) -> None:
         refs = list(references)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import Executable, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from node.db.models import Encounter, Subject
@@ -19,11 +21,15 @@ class SubjectRepository:
         return self.session.scalars(query).one_or_none()
 
     def get_or_create(self, external_id: str) -> Subject:
+        """The subject of ``external_id``, created if needed. Two requests creating the same
+        one at once both get it: the insert does nothing on a conflict (it waits for the other
+        transaction's write, as either database orders writes) and the row is read back."""
         subject = self.by_external_id(external_id)
         if subject is None:
-            subject = Subject(external_id=external_id)
-            self.session.add(subject)
-            self.session.flush()
+            self.session.execute(_insert_missing(self.session, external_id))
+            subject = self.by_external_id(external_id)
+            if subject is None:  # pragma: no cover - the insert or the other one made it
+                raise RuntimeError(f"subject {external_id!r} neither inserted nor found")
         return subject
 
     def page(self, *, limit: int, after_id: int = 0) -> Sequence[Subject]:
@@ -45,3 +51,19 @@ class SubjectRepository:
     def delete(self, subject: Subject) -> None:
         self.session.delete(subject)
         self.session.flush()
+
+    def lock(self, subject: Subject) -> None:
+        """Lock the subject's row until the transaction ends (``FOR UPDATE``; a no-op on
+        SQLite, whose writers are serialised anyway)."""
+        self.session.execute(select(Subject.id).where(Subject.id == subject.id).with_for_update())
+
+
+def _insert_missing(session: Session, external_id: str) -> Executable:
+    """``INSERT ... ON CONFLICT (external_id) DO NOTHING`` in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    return (
+        insert(Subject)
+        .values(external_id=external_id)
+        .on_conflict_do_nothing(index_elements=[Subject.external_id])
+    )

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from node.db.models import Encounter, Modality, RecordState, Subject, TemplateRecord
@@ -43,6 +44,7 @@ from node.repositories.audit import AuditRepository
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
+from node.service_errors import ConflictError
 
 REFERENCE_BYTES = 16
 
@@ -110,7 +112,15 @@ class RecordService:
         rows = [self._pending_row(item, encounters) for item in new]
         references = [row.reference for row in rows]
         _unsettle(self.gallery, references)  # before the gallery holds them
-        self.session.commit()
+        try:
+            self.session.commit()
+        except IntegrityError:  # the subject was deleted between its look-up and this insert
+            self.session.rollback()
+            _settle(self.gallery, references)
+            raise ConflictError(
+                "the subject was deleted while its records were enrolled; enrol again",
+                reason="subject_deleted",
+            ) from None
         try:
             write(rows)
         except BaseException:
@@ -121,7 +131,17 @@ class RecordService:
             self.session.commit()
             _settle(self.gallery, references)
             raise
-        self.records.set_state(references, RecordState.ACTIVE)
+        if self.records.set_state(references, RecordState.ACTIVE) != len(references):
+            # A deletion of the subject took rows of this enrolment with it: undo the rest.
+            self.session.rollback()
+            self.gallery.remove(references)
+            self.records.delete(references)
+            self.session.commit()
+            _settle(self.gallery, references)
+            raise ConflictError(
+                "the subject was deleted while its records were enrolled; enrol again",
+                reason="subject_deleted",
+            )
         subjects = sorted({item.subject_external_id for item in new})
         self.audit.record(actor, "records.enrol", None, {"count": len(rows), "subjects": subjects})
         self.session.commit()
@@ -178,7 +198,14 @@ class RecordService:
         self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})
         self.session.commit()
         self.gallery.remove(references)
-        self.subjects.delete(subject)
+        # Only the records listed above go: one enrolled meanwhile (committed after the list)
+        # keeps its subject, which then goes only with its last record. The subject row is
+        # locked first (PostgreSQL; SQLite has one writer), so an enrolment's insert in
+        # flight is seen.
+        self.records.delete(references)
+        self.subjects.lock(subject)
+        if not self.records.of_subject(subject.id):
+            self.subjects.delete(subject)
         self.session.commit()
         _settle(self.gallery, references)
         return len(references)

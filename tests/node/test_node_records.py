@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from matcher.errors import TemplateFormatError
 from matcher.gallery import FieldSpec, GallerySchema
@@ -286,3 +286,82 @@ def test_an_enrolment_is_audited_with_its_subjects(session: Session, galleries: 
     enrol(session, galleries, new("case-1", 2) + new("case-2"))
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "records.enrol")).one()
     assert event.details == {"count": 3, "subjects": ["case-1", "case-2"]}
+
+
+def test_a_subject_deleted_while_its_records_are_enrolled(
+    session: Session, galleries: GallerySet, sessions: sessionmaker[Session]
+) -> None:
+    """The deletion takes the enrolment's pending rows with it: the enrolment answers a
+    typed conflict and leaves nothing behind (it answered 500 and left its templates in the
+    gallery without rows)."""
+    from node.service_errors import ConflictError
+
+    enrol(session, galleries, new("case-1"))
+    append = galleries.append
+
+    def delete_first(*args: object) -> None:
+        with sessions() as other:
+            RecordService(other, galleries).delete_subject("case-1", actor="user:op2")
+        append(*args)  # type: ignore[arg-type]
+
+    galleries.append = delete_first  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ConflictError) as err:
+            enrol(session, galleries, new("case-1"))
+    finally:
+        del galleries.append
+    assert err.value.reason == "subject_deleted"
+    assert states(session) == {} and galleries.references() == set()
+    assert RecordService(session, galleries).reconcile().summary() == {
+        k: 0
+        for k in ("completed", "rolled_back", "deleted", "orphans_removed", "missing_from_gallery")
+    }
+
+
+def test_a_record_enrolled_after_the_deletion_listed_its_records_keeps_the_subject(
+    session: Session, galleries: GallerySet, sessions: sessionmaker[Session]
+) -> None:
+    """A deletion removes the records it listed; one committed after that keeps its subject
+    (the cascade used to delete it, leaving its template in the gallery)."""
+    first = enrol(session, galleries, new("case-1"))[0].reference
+    service = RecordService(session, galleries)
+    remove = galleries.remove
+    later: list[str] = []
+
+    def enrol_then_remove(references: Sequence[str]) -> None:
+        with sessions() as other:
+            later.extend(r.reference for r in enrol(other, galleries, new("case-1")))
+        remove(references)
+
+    galleries.remove = enrol_then_remove  # type: ignore[method-assign]
+    try:
+        service.delete_subject("case-1", actor="user:op")
+    finally:
+        del galleries.remove
+    assert states(session) == {later[0]: RecordState.ACTIVE}
+    assert galleries.references() == {later[0]} and first not in galleries.references()
+    assert session.scalars(select(Subject.external_id)).all() == ["case-1"]
+
+
+def test_two_requests_create_one_subject(sessions: sessionmaker[Session]) -> None:
+    """Two enrolments of a new external id at once: both get the same subject (the second
+    insert waited for the first and did nothing), where the second was an IntegrityError."""
+    import threading
+
+    from node.repositories.subjects import SubjectRepository
+
+    got: list[int] = []
+    with sessions() as first:
+        mine = SubjectRepository(first).get_or_create("dup-1")  # inserted, not committed
+
+        def second() -> None:
+            with sessions() as s:
+                got.append(SubjectRepository(s).get_or_create("dup-1").id)
+                s.commit()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)  # it waits on the first's write
+        first.commit()
+        thread.join(30)
+        assert got == [mine.id]
