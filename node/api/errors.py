@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
 
 from certs.errors import CertsError
@@ -122,6 +123,14 @@ async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _changed_meanwhile(request: Request, exc: Exception) -> JSONResponse:
+    """Rows this request updated were changed or deleted by another one in between (say a
+    subject deleted while its restrictions were edited): the caller may look and retry."""
+    return error_response(
+        409, "changed_meanwhile", "another request changed these records meanwhile; retry"
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The route template, never the path: paths carry subject ids (node.api.access).
     route = getattr(request.scope.get("route"), "path", "<no route>")
@@ -134,4 +143,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(PoolTimeoutError, _database_busy)
+    app.add_exception_handler(StaleDataError, _changed_meanwhile)
     app.add_exception_handler(Exception, _unexpected)

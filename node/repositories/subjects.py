@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Executable, func, select
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -49,8 +50,10 @@ class SubjectRepository:
         return encounter
 
     def delete(self, subject: Subject) -> None:
-        self.session.delete(subject)
-        self.session.flush()
+        """Delete the subject (its encounters and records by cascade). A row another request
+        deleted already is fine: the subject is gone either way."""
+        self.session.execute(sa_delete(Subject).where(Subject.id == subject.id))
+        self.session.expunge(subject)
 
     def lock(self, subject: Subject) -> None:
         """Lock the subject's row until the transaction ends (``FOR UPDATE``; a no-op on

@@ -483,3 +483,20 @@ def test_a_database_pool_timeout_is_a_503(
     r = client.get("/subjects", headers=operator)
     assert (r.status_code, r.json()["error"]) == (503, "database_busy")
     assert r.headers["retry-after"] == "1"
+
+
+def test_a_change_lost_to_another_request_is_a_409(
+    client: TestClient, operator: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restrictions edited while the subject is deleted: the update matches no rows any more
+    (StaleDataError), a conflict to retry, not a 500."""
+    from sqlalchemy.orm.exc import StaleDataError
+
+    from node.services.subjects import SubjectService
+
+    def stale(*args: object, **kwargs: object) -> None:
+        raise StaleDataError("UPDATE statement on table 'template_records' expected 1 row")
+
+    monkeypatch.setattr(SubjectService, "page", stale)
+    r = client.get("/subjects", headers=operator)
+    assert (r.status_code, r.json()["error"]) == (409, "changed_meanwhile")

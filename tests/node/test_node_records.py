@@ -365,3 +365,28 @@ def test_two_requests_create_one_subject(sessions: sessionmaker[Session]) -> Non
         first.commit()
         thread.join(30)
         assert got == [mine.id]
+
+
+def test_a_subject_deleted_twice_at_once(
+    session: Session, galleries: GallerySet, sessions: sessionmaker[Session]
+) -> None:
+    """Two deletions of one subject racing: the second finds the subject gone when it
+    deletes it, and that is fine (it was a StaleDataError 500)."""
+    enrol(session, galleries, new("case-1", 2))
+    remove = galleries.remove
+    nested = {"done": False}
+
+    def other_deletion_first(references: Sequence[str]) -> None:
+        if not nested["done"]:
+            nested["done"] = True
+            with sessions() as other:
+                RecordService(other, galleries).delete_subject("case-1", actor="user:op2")
+        remove(references)
+
+    galleries.remove = other_deletion_first  # type: ignore[method-assign]
+    try:
+        assert RecordService(session, galleries).delete_subject("case-1", actor="user:op") == 2
+    finally:
+        del galleries.remove
+    assert states(session) == {} and galleries.references() == set()
+    assert session.scalars(select(Subject.external_id)).all() == []
