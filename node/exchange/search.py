@@ -21,7 +21,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
-import numpy as np
 from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, select
 
@@ -29,18 +28,16 @@ from matcher.errors import TemplateFormatError
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
-from matcher.gallery import Gallery
-from matcher.search.face import face_schema, search_face
+from matcher.search.face import face_schema
 from matcher.search.fingerprint import fingerprint_schema
-from matcher.search.results import Candidate as SearchCandidate
 from node.db.models import RecordState, TemplateRecord
 from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
-from node.services.search import fingerprint_candidates, subject_records
+from node.services.search import face_candidates, fingerprint_candidates
 from node.services.search_pool import SearchPool
-from node.thresholds import face_fmr, face_threshold, fingerprint_threshold
+from node.thresholds import face_threshold, fingerprint_threshold
 from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
 
 log = logging.getLogger(__name__)
@@ -120,26 +117,10 @@ class GallerySearch:
         with self.galleries.reading(schema) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
-            offsets = self.galleries.face_offsets(gallery)
-
-            def one(kk: int, g: Gallery = gallery) -> Sequence[SearchCandidate]:
-                (result,) = search_face(
-                    g,
-                    probe.embedding[np.newaxis, :],
-                    format=probe.format,
-                    format_version=probe.format_version,
-                    k=kk,
-                    threshold=threshold,
-                    offsets=offsets,
-                )
-                return result.hits
-
-            records = subject_records(one, k, inactive, gallery)
-        # A subject keeps its first record's place (CSLS order) and its best cosine.
-        best: dict[str, float] = {}
-        for c in records:
-            best[c.subject] = max(best.get(c.subject, -np.inf), c.score)
-        return [Candidate(s, score, face_fmr(score)) for s, score in list(best.items())[:k]]
+            found = face_candidates(
+                self.galleries, gallery, probe, k, threshold, inactive, hits_only=True
+            )
+        return [Candidate(c.subject, c.score, c.fmr if c.fmr is not None else 1.0) for c in found]
 
 
 def node_restrictions(stored: dict[str, object]) -> list[str]:

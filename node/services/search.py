@@ -130,6 +130,41 @@ def fingerprint_candidates(
     ]
 
 
+def face_candidates(
+    galleries: GallerySet,
+    gallery: Gallery,
+    probe: FaceTemplate,
+    k: int,
+    threshold: float,
+    exclude: Collection[str] = (),
+    *,
+    hits_only: bool = False,
+) -> list[SubjectCandidate]:
+    """Subjects for one face, in CSLS order (records at or above ``threshold`` first), each
+    with the best cosine of its records and that cosine's FMR; at most ``k``. Records in
+    ``exclude`` (not active) are never counted; ``hits_only``: records below the threshold
+    neither."""
+    offsets = galleries.face_offsets(gallery)
+
+    def one(kk: int) -> Sequence[SearchCandidate]:
+        (result,) = search_face(
+            gallery,
+            probe.embedding[None, :],
+            format=probe.format,
+            format_version=probe.format_version,
+            k=kk,
+            threshold=threshold,
+            offsets=offsets,
+        )
+        return result.hits if hits_only else result.candidates
+
+    # A subject keeps the place of its first record and the best cosine of any of its records.
+    best: dict[str, float] = {}
+    for c in subject_records(one, k, frozenset(exclude), gallery):
+        best[c.subject] = max(best.get(c.subject, -math.inf), c.score)
+    return [SubjectCandidate(s, score, face_fmr(score)) for s, score in list(best.items())[:k]]
+
+
 @dataclass(frozen=True)
 class FingerProbe:
     """One finger: an image to extract or an ISO/IEC 19794-2:2005 record (exactly one)."""
@@ -363,29 +398,7 @@ class SearchService:
                     reason="incompatible_format",
                 )
             if gallery is not None and len(gallery) > 0:
-                offsets = self.galleries.face_offsets(gallery)
-
-                def one(kk: int, g: Gallery = gallery) -> Sequence[SearchCandidate]:
-                    (result,) = search_face(
-                        g,
-                        probe.embedding[None, :],
-                        format=probe.format,
-                        format_version=probe.format_version,
-                        k=kk,
-                        threshold=threshold,
-                        offsets=offsets,
-                    )
-                    return result.candidates
-
-                # Records come in CSLS order (those at the threshold first): a subject keeps
-                # the place of its first record and the best cosine of any of its records.
-                best: dict[str, float] = {}
-                for c in subject_records(one, k, inactive, gallery):
-                    best[c.subject] = max(best.get(c.subject, -math.inf), c.score)
-                found = [
-                    SubjectCandidate(subj, score, face_fmr(score))
-                    for subj, score in list(best.items())[:k]
-                ]
+                found = face_candidates(self.galleries, gallery, probe, k, threshold, inactive)
                 size = len(gallery)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
