@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from node.db.base import utc_now
@@ -40,15 +40,19 @@ class RecordRepository:
         self.session.flush()
         return record
 
-    def set_state(self, references: Iterable[str], state: RecordState) -> int:
-        """Set the state of these records; returns how many rows there were to set."""
+    def set_state(
+        self, references: Iterable[str], state: RecordState, *, only: RecordState | None = None
+    ) -> int:
+        """Set the state of these records (those in state ``only``, when given); returns how
+        many rows were set."""
         refs = list(references)
         if not refs:
             return 0
+        where: list[ColumnElement[bool]] = [TemplateRecord.reference.in_(refs)]
+        if only is not None:
+            where.append(TemplateRecord.state == only)
         result = self.session.execute(
-            update(TemplateRecord)
-            .where(TemplateRecord.reference.in_(refs))
-            .values(state=state, updated_at=utc_now())
+            update(TemplateRecord).where(*where).values(state=state, updated_at=utc_now())
         )
         return int(getattr(result, "rowcount", 0) or 0)
 

@@ -131,8 +131,10 @@ class RecordService:
             self.session.commit()
             _settle(self.gallery, references)
             raise
-        if self.records.set_state(references, RecordState.ACTIVE) != len(references):
-            # A deletion of the subject took rows of this enrolment with it: undo the rest.
+        done = self.records.set_state(references, RecordState.ACTIVE, only=RecordState.PENDING)
+        if done != len(references):
+            # A deletion of the subject took rows of this enrolment (deleted them, or flagged
+            # them ``deleting`` and is removing them): undo the rest, never revive them.
             self.session.rollback()
             self.gallery.remove(references)
             self.records.delete(references)

@@ -390,3 +390,30 @@ def test_a_subject_deleted_twice_at_once(
         del galleries.remove
     assert states(session) == {} and galleries.references() == set()
     assert session.scalars(select(Subject.external_id)).all() == []
+
+
+def test_an_enrolment_never_revives_rows_a_deletion_flagged(
+    session: Session, galleries: GallerySet, sessions: sessionmaker[Session]
+) -> None:
+    """A deletion listed the enrolment's pending rows and flagged them ``deleting`` before the
+    enrolment activated them: the enrolment answers 409 and does not flip them to active
+    (the deletion then finds them gone)."""
+    from node.service_errors import ConflictError
+
+    append = galleries.append
+
+    def flagged_first(*args: object) -> None:
+        with sessions() as other:
+            RecordService(other, galleries).records.set_state(
+                [r.reference for r in other.scalars(select(TemplateRecord))], RecordState.DELETING
+            )
+            other.commit()
+        append(*args)  # type: ignore[arg-type]
+
+    galleries.append = flagged_first  # type: ignore[method-assign]
+    try:
+        with pytest.raises(ConflictError):
+            enrol(session, galleries, new("case-1"))
+    finally:
+        del galleries.append
+    assert states(session) == {} and galleries.references() == set()
