@@ -391,23 +391,33 @@ class Gallery:
         self._merge(0, user)
 
     def tidy(self) -> int:
-        """Merge trailing segments of one size tier, ``params.MERGE_FANIN`` at a time, until
-        no tier at the tail holds that many; returns the merges made. Appends add a segment
-        each; this keeps their number (and the open files) logarithmic in the records while
-        rewriting each record O(log n) times in all. Global ids after the merged segments'
+        """Keep the segments in size tiers, largest first, at most ``MERGE_FANIN - 1`` of a
+        tier; returns the merges made. A last segment of a higher tier than the one before it
+        is merged with the smaller ones before it; ``MERGE_FANIN`` trailing segments of one
+        tier are merged into one. Appends add a segment each; this keeps their number (and
+        the open files) logarithmic in the records while rewriting each record O(log n) times
+        in all, whatever the sizes of the appends. Global ids after the merged segments'
         first row change when merged rows were deleted (as after :meth:`compact`)."""
         self._writer()
         merges = 0
         while True:
-            counts = [e.count for e in self._manifest.segments]
-            tier = _tier(counts[-1]) if counts else -1
-            run = 0
-            while run < len(counts) and _tier(counts[-1 - run]) == tier:
-                run += 1
-            if run < params.MERGE_FANIN:
+            tiers = [_tier(e.count) for e in self._manifest.segments]
+            if len(tiers) < 2:
                 return merges
-            self._merge(len(counts) - run, None)
+            last = tiers[-1]
+            if tiers[-2] < last:  # out of order: fold the smaller ones into the last
+                run = _trailing([t <= last for t in tiers])
+            else:
+                run = _trailing([t == last for t in tiers])
+                if run < params.MERGE_FANIN:
+                    return merges
+            self._merge(len(tiers) - run, None)
             merges += 1
+
+    def catch_up(self) -> None:
+        """Re-read the manifest if this writable handle fell behind its own failed write
+        (see :meth:`_writer`), before reading what the next write will change."""
+        self._writer()
 
     def _merge(self, start: int, user: Mapping[str, Any] | None) -> None:
         """Rewrite the live records of segments ``start ..`` into one segment, atomically;
@@ -443,6 +453,14 @@ class Gallery:
                 user=_user(man, user),
             )
         )
+
+
+def _trailing(flags: list[bool]) -> int:
+    """How many trailing ``flags`` are true."""
+    run = 0
+    while run < len(flags) and flags[-1 - run]:
+        run += 1
+    return run
 
 
 def _tier(count: int) -> int:

@@ -247,6 +247,7 @@ class GallerySet:
             return
         with self._lock.writing():
             for gallery in self._galleries.values():
+                gallery.catch_up()  # after a write that failed past its commit
                 ids = gallery.locate(refs)
                 present = [r for r, i in zip(refs, ids.tolist(), strict=True) if i >= 0]
                 if present:
