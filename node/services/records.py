@@ -109,10 +109,13 @@ class RecordService:
     ) -> list[TemplateRecord]:
         """Enrol ``new`` (one gallery append for all); returns the active rows in order."""
         encounters: dict[tuple[int, str | None, str | None], int] = {}
-        rows = [self._pending_row(item, encounters) for item in new]
-        references = [row.reference for row in rows]
-        _unsettle(self.gallery, references)  # before the gallery holds them
+        references: list[str] = []
         try:
+            rows = []
+            for item in new:  # each row is flushed: a foreign key fails here, not at commit
+                rows.append(self._pending_row(item, encounters))
+                references.append(rows[-1].reference)
+                _unsettle(self.gallery, references[-1:])  # before the gallery holds them
             self.session.commit()
         except IntegrityError:  # the subject was deleted between its look-up and this insert
             self.session.rollback()

@@ -417,3 +417,30 @@ def test_an_enrolment_never_revives_rows_a_deletion_flagged(
     finally:
         del galleries.append
     assert states(session) == {} and galleries.references() == set()
+
+
+def test_a_subject_deleted_between_its_look_up_and_the_insert(
+    session: Session,
+    galleries: GallerySet,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pending row's insert hits the foreign key (each row is flushed at once): a typed
+    409, not a raw IntegrityError (a 500)."""
+    from node.repositories.subjects import SubjectRepository
+    from node.service_errors import ConflictError
+
+    enrol(session, galleries, new("case-1"))
+    real = SubjectRepository.get_or_create
+
+    def looked_up_then_deleted(self: SubjectRepository, external_id: str) -> Subject:
+        subject = real(self, external_id)
+        with sessions() as other:
+            RecordService(other, galleries).delete_subject(external_id, actor="user:op2")
+        return subject
+
+    monkeypatch.setattr(SubjectRepository, "get_or_create", looked_up_then_deleted)
+    with pytest.raises(ConflictError) as err:
+        enrol(session, galleries, new("case-1"))
+    assert err.value.reason == "subject_deleted"
+    assert states(session) == {} and galleries.references() == set()
