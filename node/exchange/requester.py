@@ -315,16 +315,20 @@ async def _bounded(
     client: httpx.AsyncClient, method: str, url: httpx.URL, **kwargs: Any
 ) -> httpx.Response:
     """The response to one request with its body read up to ``params.MAX_REPLY_BYTES``
-    (a reply is a few kilobytes; a peer sending more is refused, not buffered)."""
-    async with client.stream(method, url, **kwargs) as streamed:
+    (a reply is a few kilobytes; a peer sending more is refused, not buffered). The body is
+    asked for uncompressed: the bound is then on the bytes kept, and the rebuilt response
+    holds no content encoding to undo a second time."""
+    headers = {**kwargs.pop("headers", {}), "Accept-Encoding": "identity"}
+    async with client.stream(method, url, headers=headers, **kwargs) as streamed:
         body = bytearray()
         async for chunk in streamed.aiter_bytes():
             body += chunk
             if len(body) > params.MAX_REPLY_BYTES:
                 raise InvalidReplyError(f"reply larger than {params.MAX_REPLY_BYTES} bytes")
+    kept = {k: v for k, v in streamed.headers.items() if k.lower() != "content-encoding"}
     return httpx.Response(
         streamed.status_code,
-        headers=streamed.headers,
+        headers=kept,
         content=bytes(body),
         request=streamed.request,
     )

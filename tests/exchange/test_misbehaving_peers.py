@@ -216,3 +216,27 @@ def test_refusals_before_the_signature_are_logged(
         ("query_refused", None, "tls", "not_in_trust_list"),
         ("query_refused", "TH", "signature", "malformed_jws"),
     ]
+
+
+def test_a_compressed_reply_is_read_once() -> None:
+    """A peer (or a proxy before it) that gzips its reply anyway: the body is decoded once
+    (the rebuilt response kept Content-Encoding and httpx decoded it a second time)."""
+    import gzip
+
+    import httpx
+
+    from node.exchange.requester import _bounded
+
+    body = b"eyJhbGciOiJFUzI1NiJ9.payload.sig" * 20
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["accept-encoding"] == "identity"
+        return httpx.Response(
+            200, headers={"Content-Encoding": "gzip"}, content=gzip.compress(body)
+        )
+
+    async def fetch() -> bytes:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return (await _bounded(client, "GET", httpx.URL("https://peer.example/x"))).content
+
+    assert asyncio.run(fetch()) == body
