@@ -444,3 +444,25 @@ def test_a_subject_deleted_between_its_look_up_and_the_insert(
         enrol(session, galleries, new("case-1"))
     assert err.value.reason == "subject_deleted"
     assert states(session) == {} and galleries.references() == set()
+
+
+def test_a_record_with_unreadable_restrictions_can_still_be_inspected(
+    session: Session, galleries: GallerySet, client: object, make_token: object
+) -> None:
+    """Restrictions stored under an earlier rule (a purpose outside the agreement): the
+    subject still shows (restrictions null: never shared), where GET answered 500."""
+    from sqlalchemy import update
+
+    from node.db.models import Role
+
+    rows = enrol(session, galleries, new("case-1"))
+    session.execute(
+        update(TemplateRecord)
+        .where(TemplateRecord.id == rows[0].id)
+        .values(restrictions={"purposes": ["visa_application"]})
+    )
+    session.commit()
+    headers = {"Authorization": f"Bearer {make_token(Role.OPERATOR, name='op')}"}  # type: ignore[operator]
+    r = client.get("/subjects/case-1", headers=headers)  # type: ignore[attr-defined]
+    assert r.status_code == 200, r.text
+    assert r.json()["records"][0]["restrictions"] is None

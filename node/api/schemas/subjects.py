@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 
 from node.api.schemas.common import WireModel
 from node.db.models import Modality, RecordState
@@ -36,11 +43,22 @@ class RecordOut(WireModel):
     format: str
     format_version: int
     quality: int | None
-    restrictions: SharingRestrictions
+    restrictions: SharingRestrictions | None = Field(
+        description="null when the stored restrictions no longer validate (written under an "
+        "earlier rule): the record is never shared until they are set again"
+    )
     source: str | None
     state: RecordState
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("restrictions", mode="wrap")
+    @classmethod
+    def _readable(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            return None
 
 
 class SubjectOut(BaseModel):
