@@ -315,6 +315,14 @@ def integrity_status(log: TransparencyLog) -> dict[str, Any]:
             "index": getattr(exc, "index", None),
         }
         return status
+    except (ValueError, OverflowError, OSError) as exc:  # a timestamp beyond the calendar
+        status |= {
+            "ok": False,
+            "reason": "bad_checkpoint",
+            "message": f"the latest checkpoint's timestamp is not a time ({exc})",
+            "index": None,
+        }
+        return status
     status |= {
         "ok": True,
         "entries_checked": report.entries_checked,

@@ -191,3 +191,14 @@ def test_an_action_and_its_log_entry_commit_together(
         assert recorded() == ["first"] and actions()[-1:] == ["first"]
     finally:
         stop()
+
+
+def test_integrity_reports_a_checkpoint_timestamp_beyond_the_calendar(node: Node) -> None:
+    """A stored checkpoint whose timestamp no date holds is reported (ok false), not a 500."""
+    from certs.translog import TransparencyLog
+
+    node.log.append(b'{"type":"query_sent","peer":"TH"}')
+    far = TransparencyLog.open(node.engine, node.key, clock=lambda: 9.0e15)  # year ~285 million
+    far.issue_checkpoint()
+    status = integrity_status(node.log)
+    assert status["ok"] is False and status["reason"] == "bad_checkpoint"
