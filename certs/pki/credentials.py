@@ -140,13 +140,15 @@ class NodeCredentials:
         Unchanged files are a no-op; newer ones are verified and swapped in; older, stale or
         forged ones raise and leave the held documents in place.
         """
-        tl = read_file(self.paths.trust_list).strip()
-        if tl != self.anchors.trust_list.raw:
-            self.anchors.refresh_trust_list(tl, now=now)
-        crl = read_file(self.paths.crl)
-        if crl != self.anchors.crl.raw:
-            self.anchors.refresh_crl(crl, now=now)
-        self._remember()
+        try:
+            tl = read_file(self.paths.trust_list).strip()
+            if tl != self.anchors.trust_list.raw:
+                self.anchors.refresh_trust_list(tl, now=now)
+            crl = read_file(self.paths.crl)
+            if crl != self.anchors.crl.raw:
+                self.anchors.refresh_crl(crl, now=now)
+        finally:
+            self._remember()  # a new trust list is held even when the CRL is then refused
         return self.anchors.trust_list.sequence, self.anchors.crl.number
 
     def _remember(self) -> None:

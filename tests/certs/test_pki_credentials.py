@@ -143,3 +143,25 @@ def test_a_restart_refuses_the_older_crl_and_trust_list(region_dir: Path, tmp_pa
     with pytest.raises(PkiError) as bad:
         NodeCredentials(paths, passphrase=PW, held_file=held)
     assert bad.value.reason == "malformed"
+
+
+def test_a_new_trust_list_is_remembered_when_the_crl_is_refused(
+    region_dir: Path, tmp_path: Path
+) -> None:
+    """reload() took a newer trust list, then refused the CRL: the held file records the new
+    sequence all the same (it kept the old one until the next successful reload)."""
+    import json
+
+    held = tmp_path / "pki-held.json"
+    paths = NodePaths.from_region(region_dir, "ID")
+    node = NodeCredentials(paths, passphrase=PW, held_file=held)
+    ca = CertificateAuthority.open(region_dir / "ca", passphrase=PW)
+    members = [
+        (cc, load_certificate(p.tls_cert), load_certificate(p.signing_cert))
+        for cc, p in ((c, NodePaths.from_region(region_dir, c)) for c in ("TH", "ID", "MY"))
+    ]
+    write_public(region_dir / "trust-list.jws", ca.trust_list(members).encode())
+    (region_dir / "crl.pem").write_bytes(b"not a CRL")
+    with pytest.raises(PkiError):
+        node.reload()
+    assert json.loads(held.read_text())["trust_list_sequence"] == 2
