@@ -382,23 +382,9 @@ def test_a_write_that_fails_after_its_commit_does_not_corrupt_the_next(
     """The manifest was replaced, then its directory fsync failed (EIO): the handle stayed a
     generation behind and the next append wrote its segment under the committed segment's
     name, so the gallery failed its checksums and the committed records were lost."""
-    from matcher.gallery import manifest as mf
-
-    real = mf.fsync_dir
-    calls = {"n": 0}
-
-    def failing_once(directory: Path) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OSError(5, "simulated EIO")
-        real(directory)
-
     with Gallery.create(tmp_path / "g", SCHEMA) as g:
         g.append(make_batch("a", 5))
-        monkeypatch.setattr(mf, "fsync_dir", failing_once)
-        with pytest.raises(OSError):
-            g.append(make_batch("b", 5))
-        monkeypatch.setattr(mf, "fsync_dir", real)
+        _append_failing_after_commit(g, make_batch("b", 5), monkeypatch)
         g.append(make_batch("c", 5))
         g.delete(["a-1"])
     with Gallery.open(tmp_path / "g") as g:  # checksums verified
@@ -450,6 +436,19 @@ def test_a_removal_after_a_write_failed_past_its_commit(
 ) -> None:
     """The enrolment's undo removes the references its failed append did commit (the stale
     snapshot did not know them, so they stayed live without rows)."""
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        g.append(make_batch("a", 3))
+        _append_failing_after_commit(g, make_batch("b", 3), monkeypatch)
+        g.catch_up()  # what GallerySet.remove does first
+        g.delete(["b-0", "b-1", "b-2"])
+        assert sorted(g.references()) == ["a-0", "a-1", "a-2"]
+
+
+def _append_failing_after_commit(
+    g: Gallery, batch: RecordBatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Append ``batch`` with the directory fsync after its manifest swap failing (EIO): the
+    manifest on disk is committed, the append raises and the handle stays behind."""
     from matcher.gallery import manifest as mf
 
     real = mf.fsync_dir
@@ -461,12 +460,7 @@ def test_a_removal_after_a_write_failed_past_its_commit(
             raise OSError(5, "simulated EIO")
         real(directory)
 
-    with Gallery.create(tmp_path / "g", SCHEMA) as g:
-        g.append(make_batch("a", 3))
-        monkeypatch.setattr(mf, "fsync_dir", failing_once)
-        with pytest.raises(OSError):
-            g.append(make_batch("b", 3))
-        monkeypatch.setattr(mf, "fsync_dir", real)
-        g.catch_up()  # what GallerySet.remove does first
-        g.delete(["b-0", "b-1", "b-2"])
-        assert sorted(g.references()) == ["a-0", "a-1", "a-2"]
+    monkeypatch.setattr(mf, "fsync_dir", failing_once)
+    with pytest.raises(OSError):
+        g.append(batch)
+    monkeypatch.setattr(mf, "fsync_dir", real)
