@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -390,15 +391,23 @@ class Gallery:
         self._writer()
         self._merge(0, user)
 
-    def tidy(self) -> int:
+    def tidy(self, *, swap: Callable[[], AbstractContextManager[object]] | None = None) -> int:
         """Keep the segments in size tiers, largest first, at most ``MERGE_FANIN - 1`` of a
         tier; returns the merges made. A last segment of a higher tier than the one before it
         is merged with the smaller ones before it; ``MERGE_FANIN`` trailing segments of one
         tier are merged into one. Appends add a segment each; this keeps their number (and
         the open files) logarithmic in the records while rewriting each record O(log n) times
         in all, whatever the sizes of the appends. Global ids after the merged segments'
-        first row change when merged rows were deleted (as after :meth:`compact`)."""
-        self._writer()
+        first row change when merged rows were deleted (as after :meth:`compact`).
+
+        ``swap``, when given, is entered only where this handle's snapshot changes (the
+        catch-up of :meth:`_writer` and each merge's commit); the merged segment, the long
+        part, is written outside it. A caller whose readers share this handle passes its
+        exclusive lock, so that they read on while a merge writes. The caller keeps every
+        other write to this handle out for the whole call."""
+        guard = swap if swap is not None else nullcontext
+        with guard():
+            self._writer()
         merges = 0
         while True:
             tiers = [_tier(e.count) for e in self._manifest.segments]
@@ -411,7 +420,7 @@ class Gallery:
                 run = _trailing([t == last for t in tiers])
                 if run < params.MERGE_FANIN:
                     return merges
-            self._merge(len(tiers) - run, None)
+            self._merge(len(tiers) - run, None, guard)
             merges += 1
 
     def catch_up(self) -> None:
@@ -419,9 +428,15 @@ class Gallery:
         (see :meth:`_writer`), before reading what the next write will change."""
         self._writer()
 
-    def _merge(self, start: int, user: Mapping[str, Any] | None) -> None:
+    def _merge(
+        self,
+        start: int,
+        user: Mapping[str, Any] | None,
+        guard: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> None:
         """Rewrite the live records of segments ``start ..`` into one segment, atomically;
-        tombstones of those segments go, the others' stay."""
+        tombstones of those segments go, the others' stay. Only the commit runs in ``guard``:
+        until then the new files are names no manifest holds (see :meth:`tidy`)."""
         man = self._manifest
         tail = self._segments[start:]
         keep = [np.flatnonzero(self._alive[s.offset : s.offset + len(s)]) for s in tail]
@@ -444,15 +459,15 @@ class Gallery:
             name = f"tomb-{man.generation + 1:010d}.npy"
             size, digest = save_array(self.directory, name, tombs)
             entry = mf.FileEntry(name, size, digest)
-        self._commit(
-            man.successor(
-                next_segment=man.next_segment + 1,
-                segments=(*man.segments[:start], *segments),
-                tombstones=entry,
-                tombstone_count=int(tombs.shape[0]),
-                user=_user(man, user),
-            )
+        successor = man.successor(
+            next_segment=man.next_segment + 1,
+            segments=(*man.segments[:start], *segments),
+            tombstones=entry,
+            tombstone_count=int(tombs.shape[0]),
+            user=_user(man, user),
         )
+        with guard():
+            self._commit(successor)
 
 
 def _trailing(flags: list[bool]) -> int:

@@ -6,7 +6,7 @@ keeps consistent with the database; :func:`gallery_writer` turns template arrays
 gallery append of :meth:`~node.services.records.RecordService.enrol`. Searches share a
 readers-writer lock: any number search at once, while an append, delete or close waits for them
 and has the galleries to itself (the store takes one writer; the process serves requests on
-several threads).
+several threads). A segment merge after an append holds them back only for its commit.
 
 Face searches rank by CSLS (:mod:`matcher.search.neighbours`): the set keeps each face
 gallery's neighbour lists in memory, brings them to the current snapshot when a search finds
@@ -102,6 +102,9 @@ class GallerySet:
         self.root = root
         self._galleries = galleries
         self._lock = ReadWriteLock()
+        # Writers take this first, then the lock: a merge writes its segment holding only this
+        # (searches go on) and takes the lock for its commit (see :meth:`append`).
+        self._write_mutex = threading.Lock()
         self._neighbours: dict[str, tuple[neighbours.NeighbourLists, np.ndarray]] = {}
         self._neighbours_lock = threading.Lock()
         self._unsettled: frozenset[str] = frozenset()
@@ -145,7 +148,7 @@ class GallerySet:
         return cls(root, galleries)
 
     def close(self) -> None:
-        with self._lock.writing():
+        with self._write_mutex, self._lock.writing():
             self._save_lists()
             for gallery in self._galleries.values():
                 gallery.close()
@@ -222,15 +225,28 @@ class GallerySet:
     def append(self, schema: GallerySchema, batch: RecordBatch) -> None:
         """Append ``batch`` to the gallery of ``schema``, creating that gallery if needed, then
         merge small trailing segments (:meth:`~matcher.gallery.Gallery.tidy`): one enrolment
-        is one segment, and each holds open files while the gallery is open."""
+        is one segment, and each holds open files while the gallery is open.
+
+        Searches wait only for the append's commit and for each merge's commit, not while a
+        merge rewrites its records (the largest rewrite the whole gallery). A merge that fails
+        leaves the committed append standing: it is logged and the next append merges again.
+        """
         name = gallery_name(schema)
-        with self._lock.writing():
-            gallery = self._galleries.get(name)
-            if gallery is None:
-                gallery = Gallery.create(self.root / name, schema)
-                self._galleries[name] = gallery
-            gallery.append(batch)
-            gallery.tidy()
+        with self._write_mutex:
+            with self._lock.writing():
+                gallery = self._galleries.get(name)
+                if gallery is None:
+                    gallery = Gallery.create(self.root / name, schema)
+                    self._galleries[name] = gallery
+                gallery.append(batch)
+            try:
+                gallery.tidy(swap=self._lock.writing)
+            except (GalleryError, OSError) as exc:
+                logger.warning(
+                    "gallery %s: segments not merged (the append stands; the next one retries): %s",
+                    name,
+                    exc,
+                )
 
     def references(self) -> set[str]:
         """Every live reference of every gallery."""
@@ -245,7 +261,7 @@ class GallerySet:
         refs = list(dict.fromkeys(references))
         if not refs:
             return
-        with self._lock.writing():
+        with self._write_mutex, self._lock.writing():
             for gallery in self._galleries.values():
                 gallery.catch_up()  # after a write that failed past its commit
                 ids = gallery.locate(refs)

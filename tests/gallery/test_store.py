@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -464,3 +465,32 @@ def _append_failing_after_commit(
     with pytest.raises(OSError):
         g.append(batch)
     monkeypatch.setattr(mf, "fsync_dir", real)
+
+
+def test_tidy_writes_the_merged_segment_outside_its_swap(tmp_path: Path) -> None:
+    """Only the commits run inside ``swap`` (the caller's exclusive lock): when a merge's swap
+    is entered, its segment is already on disk, under a name no manifest holds yet."""
+    from contextlib import contextmanager
+
+    from matcher.gallery import manifest as mf
+    from matcher.gallery import params
+
+    seen: list[tuple[int, set[str]]] = []
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+
+        @contextmanager
+        def swap() -> Iterator[None]:
+            named = set(mf.read(g.directory).file_names())
+            on_disk = {p.name for p in g.directory.glob("seg-*.npy")}
+            seen.append((g.generation, on_disk - named))
+            yield
+
+        for i in range(params.MERGE_FANIN):
+            g.append(make_batch(f"r{i}", 1, seed=i))
+        assert g.tidy(swap=swap) == 1
+        assert len(g._manifest.segments) == 1 and len(g) == params.MERGE_FANIN
+    # First the catch-up check (nothing new on disk), then the merge's commit (its files new).
+    assert [gen for gen, _ in seen] == [params.MERGE_FANIN] * 2
+    assert seen[0][1] == set() and seen[1][1]
+    with Gallery.open(tmp_path / "g") as g:
+        assert sorted(g.references()) == sorted(f"r{i}-0" for i in range(params.MERGE_FANIN))

@@ -249,3 +249,83 @@ def test_gallery_set_lock_lets_searches_overlap_and_writers_wait() -> None:
         t.join(5)
     # the writer waited for the reader inside, and held back the reader that came after it
     assert order == ["reader done", "writer", "late reader"]
+
+
+def test_searches_go_on_while_a_merge_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A merge after an append rewrites records (the largest, the whole gallery): searches
+    must not wait for that, only for its commit. A search started while the merged segment
+    is being written gets in and sees the records; after the merge everything reads back."""
+    import threading
+
+    from matcher.gallery import params, segment
+    from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+    from matcher.synthetic.templates import synthetic_templates
+
+    schema = fingerprint_schema()
+    templates = synthetic_templates(params.MERGE_FANIN, 1, seed=3)
+    batches = [fingerprint_records([f"r{i}"], [f"s{i}"], t) for i, t in enumerate(templates)]
+    seen: list[int] = []
+    real_write = segment.write
+
+    with GallerySet.open(tmp_path / "galleries") as galleries:
+
+        def search() -> None:
+            with galleries.reading(schema) as gallery:
+                assert gallery is not None
+                seen.append(len(gallery))
+
+        def write(*args: object, **kwargs: object) -> object:
+            references = args[2]
+            if len(references) > 1:  # the merge, not an append
+                t = threading.Thread(target=search)
+                t.start()
+                t.join(5)
+                assert not t.is_alive(), "a search waited for the merge's rewrite"
+            return real_write(*args, **kwargs)
+
+        monkeypatch.setattr(segment, "write", write)
+        for batch in batches:
+            galleries.append(schema, batch)
+        assert seen == [params.MERGE_FANIN]  # one merge, and the search saw every record
+        (gallery,) = galleries.galleries().values()
+        assert gallery.stats().segments == 1
+        assert sorted(gallery.references()) == sorted(f"r{i}" for i in range(params.MERGE_FANIN))
+
+
+def test_a_failed_merge_leaves_the_append_standing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The append committed before its merge: a merge that fails (disk full) is logged, the
+    enrolment stands, and the next append merges."""
+    import errno
+    import logging
+
+    from matcher.gallery import params, segment
+    from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+    from matcher.synthetic.templates import synthetic_templates
+
+    schema = fingerprint_schema()
+    n = params.MERGE_FANIN
+    templates = synthetic_templates(n + 1, 1, seed=4)
+    batches = [fingerprint_records([f"r{i}"], [f"s{i}"], t) for i, t in enumerate(templates)]
+    real_write = segment.write
+
+    def full(*args: object, **kwargs: object) -> object:
+        if len(args[2]) > 1:  # type: ignore[arg-type]
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(*args, **kwargs)
+
+    with GallerySet.open(tmp_path / "galleries") as galleries:
+        monkeypatch.setattr(segment, "write", full)
+        with caplog.at_level(logging.WARNING, logger="node.services.galleries"):
+            for batch in batches[:n]:
+                galleries.append(schema, batch)
+        (gallery,) = galleries.galleries().values()
+        assert len(gallery) == n and gallery.stats().segments == n
+        assert "segments not merged" in caplog.text and "No space left" in caplog.text
+        monkeypatch.setattr(segment, "write", real_write)
+        galleries.append(schema, batches[n])
+        assert len(gallery) == n + 1 and gallery.stats().segments == 1  # all n + 1 merged
+        assert sorted(gallery.references()) == sorted(f"r{i}" for i in range(n + 1))
