@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,6 +108,7 @@ class GallerySet:
         self._write_mutex = threading.Lock()
         self._neighbours: dict[str, tuple[neighbours.NeighbourLists, np.ndarray]] = {}
         self._neighbours_lock = threading.Lock()
+        self._unsettled_marks: Counter[str] = Counter()
         self._unsettled: frozenset[str] = frozenset()
         self._unsettled_lock = threading.Lock()
 
@@ -114,19 +116,29 @@ class GallerySet:
     # rows) are never search results. The record service reports them here as it goes, so
     # the hot path (peer searches) reads a set instead of querying the database: every
     # change of a record's state in a running node goes through this object (the gallery's
-    # writer lock keeps other processes out), and reconcile settles what a crash left.
+    # writer lock keeps other processes out), and reconcile settles what a crash left. Marks
+    # are counted: an enrolment and a subject's deletion in flight over the same references
+    # each settle their own mark, and the records stay out until both have.
     def unsettle(self, references: Sequence[str]) -> None:
         """Mark ``references`` as between commits (not search results)."""
         with self._unsettled_lock:
-            self._unsettled = self._unsettled | frozenset(references)
+            self._unsettled_marks.update(references)
+            self._unsettled = frozenset(self._unsettled_marks)
 
     def settle(self, references: Sequence[str]) -> None:
-        """``references`` are active again, or gone."""
+        """Take back one mark of each of ``references`` (none is taken below zero: reconcile
+        settles what a crash left, unmarked in this process)."""
         with self._unsettled_lock:
-            self._unsettled = self._unsettled - frozenset(references)
+            for reference in references:
+                left = self._unsettled_marks.get(reference, 0) - 1
+                if left > 0:
+                    self._unsettled_marks[reference] = left
+                else:
+                    self._unsettled_marks.pop(reference, None)
+            self._unsettled = frozenset(self._unsettled_marks)
 
     def unsettled(self) -> frozenset[str]:
-        """The references marked by :meth:`unsettle` and not settled since."""
+        """The references with a mark of :meth:`unsettle` not settled yet."""
         return self._unsettled
 
     @classmethod

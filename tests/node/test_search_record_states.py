@@ -187,3 +187,18 @@ def test_a_peer_search_skips_records_between_commits(
     del galleries.append
     assert seen["result"] == [] and galleries.unsettled() == frozenset()
     assert len(peer("fingerprint", [item], 5, 1e-2)) == 1  # alice, now active
+
+
+def test_overlapping_marks_each_settle_their_own(galleries: GallerySet) -> None:
+    """An enrolment and a subject's deletion in flight over the same reference (the deletion
+    lists the enrolment's pending row): the first to finish must not release the record while
+    the other is still between its commits."""
+    galleries.unsettle(["r1", "r2"])  # the enrolment's rows
+    galleries.unsettle(["r0", "r2"])  # the deletion lists the subject's rows, r2 among them
+    galleries.settle(["r1", "r2"])  # the enrolment gives up (subject_deleted)
+    assert galleries.unsettled() == frozenset({"r0", "r2"})
+    galleries.settle(["r0", "r2"])  # the deletion's last commit
+    assert galleries.unsettled() == frozenset()
+    galleries.settle(["r9"])  # reconcile settles rows no one marked in this process
+    galleries.unsettle(["r9"])
+    assert galleries.unsettled() == frozenset({"r9"})  # the settle above left no debt
