@@ -68,10 +68,12 @@ class NodeCredentials:
         grace: dt.timedelta = params.DEFAULT_GRACE,
         now: dt.datetime | None = None,
         held_file: Path | None = None,
+        record: bool = True,
     ) -> None:
         self.paths = paths
         self._passphrase = passphrase
         self.held_file = held_file
+        self._record = record
         root_fp = fingerprint(load_certificate(paths.root))
         held = read_held(held_file, root_fp) if held_file is not None else None
         self.anchors = TrustAnchors.load(
@@ -153,8 +155,10 @@ class NodeCredentials:
 
     def _remember(self) -> None:
         """Record the held trust-list sequence and CRL number (``held_file``), so that a
-        restart refuses anything older (:mod:`certs.pki.held`)."""
-        if self.held_file is None:
+        restart refuses anything older (:mod:`certs.pki.held`). Not with ``record=False``: a
+        reader (a command run by another user) enforces the held file but leaves it to the
+        node, whose own later reload records what it accepts."""
+        if self.held_file is None or not self._record:
             return
         held = Held(
             fingerprint(self.anchors.root),

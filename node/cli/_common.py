@@ -48,7 +48,7 @@ def session_for(settings: Settings) -> Iterator[Session]:
             from node.audit.actions import mirror_actions
             from node.exchange.setup import open_transparency_log
 
-            log = open_transparency_log(settings, engine)
+            log = open_transparency_log(settings, engine, record=False)
             stop = mirror_actions(sessions, log, settings.country)
         with sessions() as session:
             yield session

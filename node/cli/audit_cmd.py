@@ -84,7 +84,7 @@ def _open_log(
         else:
             from node.exchange.setup import open_transparency_log  # the exchange's imports
 
-            log = open_transparency_log(settings, engine)
+            log = open_transparency_log(settings, engine, record=False)
         yield _Opened(log, engine)
     finally:
         engine.dispose()

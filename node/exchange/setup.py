@@ -82,26 +82,39 @@ def _passphrase(settings: Settings) -> bytes | None:
         raise ConfigError(f"cannot read pki_passphrase_file: {exc}") from None
 
 
-def load_credentials(settings: Settings) -> NodeCredentials:
-    """The node's credentials from ``pki_dir``; raises ConfigError when not configured."""
+def load_credentials(settings: Settings, *, record: bool = True) -> NodeCredentials:
+    """The node's credentials from ``pki_dir``; raises ConfigError when not configured.
+
+    ``record=False`` (commands other than ``bdx serve``, which an operator may run as another
+    OS user) enforces ``data_dir/pki-held.json`` without writing it: the node's own files stay
+    the node's, and the node records a newer trust list or CRL when it reloads them."""
     if settings.pki_dir is None:
         raise ConfigError("pki_dir is not set", reason="no_pki")
     paths = NodePaths.from_region(settings.pki_dir, settings.country)
     held = settings.data_dir / HELD_FILE
-    return NodeCredentials(paths, passphrase=_passphrase(settings), held_file=held)
+    return NodeCredentials(paths, passphrase=_passphrase(settings), held_file=held, record=record)
 
 
-def open_transparency_log(settings: Settings, engine: Engine) -> TransparencyLog:
+def open_transparency_log(
+    settings: Settings, engine: Engine, *, record: bool = True
+) -> TransparencyLog:
     """The node's exchange log on ``engine``, checkpoints signed with the node's signing key.
 
     The public key is also recorded in ``data_dir/log-keys.txt`` (C2SP vkeys, one per line),
     and the keys recorded before are the log's earlier keys: after the node renews its
     signing certificate, its own store audit still verifies the checkpoints the old key
     signed. (An auditor verifies with keys it takes from the PKI: ``bdx audit store
-    --log-key``.)"""
-    creds = load_credentials(settings)
+    --log-key``.) ``record=False`` reads both files and writes neither (see
+    :func:`load_credentials`); the node records its key when it opens the log."""
+    return _open_log(settings, engine, load_credentials(settings, record=record), record=record)
+
+
+def _open_log(
+    settings: Settings, engine: Engine, creds: NodeCredentials, *, record: bool
+) -> TransparencyLog:
     key = SigningKey(log_origin(creds.country), creds.signing_key)
-    earlier = _log_key_history(settings.data_dir / LOG_KEYS_FILE, key.verifying_key())
+    path = settings.data_dir / LOG_KEYS_FILE
+    earlier = _log_key_history(path, key.verifying_key(), record=record)
     return TransparencyLog.open(engine, key, earlier_keys=earlier)
 
 
@@ -109,8 +122,11 @@ def open_transparency_log(settings: Settings, engine: Engine) -> TransparencyLog
 LOG_KEYS_FILE = "log-keys.txt"
 
 
-def _log_key_history(path: Path, current: VerifyingKey) -> list[VerifyingKey]:
-    """The keys recorded in ``path`` other than ``current``; ``current`` is added."""
+def _log_key_history(
+    path: Path, current: VerifyingKey, *, record: bool = True
+) -> list[VerifyingKey]:
+    """The keys recorded in ``path`` other than ``current``; ``current`` is added when
+    ``record``."""
     try:
         lines = path.read_text(encoding="ascii").split() if path.exists() else []
         keys = [VerifyingKey.from_vkey(line)[0] for line in lines]
@@ -119,7 +135,7 @@ def _log_key_history(path: Path, current: VerifyingKey) -> list[VerifyingKey]:
             f"{path}: not a list of log keys ({exc})", reason="bad_log_keys"
         ) from None
     mine = current.to_vkey()
-    if mine not in lines:
+    if record and mine not in lines:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
@@ -156,7 +172,7 @@ def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) ->
             f"the certificates in pki_dir are {creds.country}'s, this node is {settings.country}",
             reason="bad_config",
         )
-    log = TransparencyLog.open(engine, SigningKey(log_origin(creds.country), creds.signing_key))
+    log = _open_log(settings, engine, creds, record=True)
     pool = None
     if settings.search_processes:
         directory = galleries.root / gallery_name(fingerprint_schema())

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy import create_engine
 
 from certs.pki.bootstrap import build_region, write_region
-from node.exchange.setup import open_transparency_log
+from node.exchange.setup import HELD_FILE, LOG_KEYS_FILE, open_transparency_log
 from node.settings import load_settings
 
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
@@ -27,6 +27,9 @@ def test_cli_user_management_is_logged(tmp_path: Path) -> None:
             [*BDX, *args, "--config", str(config)], capture_output=True, text=True, check=False
         )
         assert done.returncode == 0, done.stderr
+    # The commands read the node's state files and write none of them: an operator running
+    # them as another OS user must not leave the node files it cannot read.
+    assert not (data / LOG_KEYS_FILE).exists() and not (data / HELD_FILE).exists()
     settings = load_settings(config)
     engine = create_engine(settings.database_url)
     try:

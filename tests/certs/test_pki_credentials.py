@@ -165,3 +165,30 @@ def test_a_new_trust_list_is_remembered_when_the_crl_is_refused(
     with pytest.raises(PkiError):
         node.reload()
     assert json.loads(held.read_text())["trust_list_sequence"] == 2
+
+
+def test_a_reader_enforces_the_held_file_without_writing_it(
+    region_dir: Path, tmp_path: Path
+) -> None:
+    """``record=False`` (a CLI command, perhaps run as another OS user): no held file is
+    created or changed, and an older document than the held one is still refused."""
+    held = tmp_path / "pki-held.json"
+    paths = NodePaths.from_region(region_dir, "ID")
+    NodeCredentials(paths, passphrase=PW, held_file=held, record=False)
+    assert not held.exists()
+    NodeCredentials(paths, passphrase=PW, held_file=held)  # the node records sequence 1
+    before = held.read_bytes()
+    old_list = (region_dir / "trust-list.jws").read_bytes()
+    ca = CertificateAuthority.open(region_dir / "ca", passphrase=PW)
+    members = [
+        (cc, load_certificate(p.tls_cert), load_certificate(p.signing_cert))
+        for cc, p in ((c, NodePaths.from_region(region_dir, c)) for c in ("TH", "ID", "MY"))
+    ]
+    write_public(region_dir / "trust-list.jws", ca.trust_list(members).encode())
+    reader = NodeCredentials(paths, passphrase=PW, held_file=held, record=False)
+    assert reader.anchors.trust_list.sequence == 2 and held.read_bytes() == before
+    NodeCredentials(paths, passphrase=PW, held_file=held)  # the node takes sequence 2
+    write_public(region_dir / "trust-list.jws", old_list)
+    with pytest.raises(PkiError) as rollback:
+        NodeCredentials(paths, passphrase=PW, held_file=held, record=False)
+    assert rollback.value.reason == "rollback"

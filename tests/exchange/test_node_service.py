@@ -222,6 +222,22 @@ def test_committed_node_actions_reach_the_tamper_evident_log(nodes: dict[str, Se
     assert logged[0]["details"] == {"why": "left"} and logged[0]["node"] == "MY"
 
 
+def test_the_serving_node_records_its_log_key_and_held_pki(
+    nodes: dict[str, ServiceNode],
+) -> None:
+    """``bdx serve`` is what writes the node's state files (the CLI only reads them): the log
+    key it signs with (so that its store audit still verifies after a certificate renewal)
+    and the trust-list sequence and CRL number it holds."""
+    from node.exchange.setup import HELD_FILE, LOG_KEYS_FILE
+
+    node = nodes["MY"]
+    data_dir = node.app.state.settings.data_dir
+    keys = (data_dir / LOG_KEYS_FILE).read_text().split()
+    assert keys == [node.exchange.log.verifying_key.to_vkey()]
+    held = json.loads((data_dir / HELD_FILE).read_text())
+    assert held["trust_list_sequence"] == node.exchange.credentials.anchors.trust_list.sequence
+
+
 def test_officer_api_needs_an_officer_and_exchange_log_records(
     nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
 ) -> None:

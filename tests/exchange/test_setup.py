@@ -142,6 +142,13 @@ def test_the_log_keys_are_remembered(tmp_path: Path) -> None:
     assert _log_key_history(path, second.verifying_key()) == [first.verifying_key()]
     assert _log_key_history(path, first.verifying_key()) == [second.verifying_key()]
     assert len(path.read_text().split()) == 2
+    third = SigningKey("bdx.th/exchange-log", ec.generate_private_key(ec.SECP256R1()))
+    before = path.read_bytes()
+    earlier = _log_key_history(path, third.verifying_key(), record=False)  # a CLI reader
+    assert earlier == [first.verifying_key(), second.verifying_key()]
+    assert path.read_bytes() == before
+    assert _log_key_history(tmp_path / "none.txt", first.verifying_key(), record=False) == []
+    assert not (tmp_path / "none.txt").exists()
     path.write_text("not a vkey\n")
     with pytest.raises(ConfigError) as err:
         _log_key_history(path, first.verifying_key())
