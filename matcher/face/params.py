@@ -130,6 +130,17 @@ GOOD_INTEREYE_PX = 60.0
 #: 14 / 8 / 5.7 on the 5-point chip and 9.7 / 5.5 / 3.9 on the 68-point chip. The score saturates
 #: at GOOD_SHARPNESS (a sharp portrait).
 MIN_SHARPNESS = 10.0
+#: Sharpness and exposure read only the chip pixels that sample the image, this many pixels
+#: clear of its border: the black fill beyond a border, and its edge (the Laplacian's 3x3
+#: support plus dlib's bilinear sampling), made a blurred face cut by the frame measure
+#: sharp (skimage's astronaut blurred by sigma 2 px measures 9.7; cut 20% at its right side,
+#: 646 with the fill, 5.2 without).
+FRAME_MARGIN_PX = 2
+#: Least share of the face core (CHIP_CORE of each axis) that must lie inside the image
+#: (``face_out_of_frame``). ORL's tight 92x112 crops keep 0.91 or more (1.5% below 0.95; every
+#: 10th LFW image keeps 1.0); skimage's astronaut cut by 20% of its face box at the right
+#: keeps 0.83, by 10% 0.91. The framing factor ramps from here to 1.
+MIN_IN_FRAME = 0.85
 GOOD_SHARPNESS = 60.0
 #: Exposure of the face core (grey levels). Underexposed: mean below 40 or more than half of the
 #: pixels at or below DARK_LEVEL (shadow detail lost). Overexposed: mean above 215 or more than
@@ -159,7 +170,14 @@ MAX_PITCH_DEG = 40.0
 GOOD_POSE_DEG = 15.0
 #: Weights of the per-check scores in the quality score (a weighted geometric mean, so that one
 #: very poor factor pulls the score down more than an average would).
-QUALITY_WEIGHTS = {"size": 1.0, "sharpness": 1.0, "exposure": 1.0, "pose": 1.0, "detection": 0.5}
+QUALITY_WEIGHTS = {
+    "size": 1.0,
+    "sharpness": 1.0,
+    "exposure": 1.0,
+    "pose": 1.0,
+    "framing": 1.0,
+    "detection": 0.5,
+}
 #: Detection factor: HOG scores are SVM margins (0 = decision boundary, confident frontal faces
 #: > 1); MMOD confidences behave alike. A face at the boundary gets a factor of 1/3.
 BAD_DETECTION_SCORE = -0.5

@@ -4,8 +4,8 @@
 before decoding, EXIF orientation, any mode converted to RGB); :func:`extract_from_pixels`
 takes a uint8 (H, W, 3) RGB array. Both return a :class:`FaceExtraction` or raise a typed
 error: :class:`~matcher.errors.ImageError` for unusable input, :class:`QualityError` with reason
-``no_face``, ``multiple_faces``, ``face_too_small``, ``strong_pose``, ``underexposed``,
-``overexposed`` or ``blurred``.
+``no_face``, ``multiple_faces``, ``face_too_small``, ``strong_pose``, ``face_out_of_frame``,
+``underexposed``, ``overexposed`` or ``blurred``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy.typing as npt
 from matcher import imageio
 from matcher.errors import QualityError
 from matcher.face import params as P
-from matcher.face.align import face_chip
+from matcher.face.align import chip_in_frame, face_chip
 from matcher.face.detect import as_dlib_rgb, detect_faces
 from matcher.face.embed import embed
 from matcher.face.landmarks import locate
@@ -145,7 +145,7 @@ def extract_from_pixels(
     marks = locate(image, box)
     chip = face_chip(image, marks)
     clock.lap("align")
-    report = assess(marks, chip, score)
+    report = assess(marks, chip, score, chip_in_frame(image.shape, marks))
     clock.lap("quality")
     if opts.check_quality:
         report.check()

@@ -4,23 +4,28 @@ Measures (see :mod:`matcher.face.params` for every threshold and its reason):
 
 * ``interocular``: distance between the eye centres in input pixels (face size).
 * ``yaw``, ``pitch`` (degrees): head pose from the 5-point geometry (:func:`pose_angles`).
+* ``in_frame``: the share of the face core of the aligned chip that lies inside the image (a
+  face cut by the border has less).
 * ``sharpness``: variance of the Laplacian of the grey face core of the aligned chip. The chip
   brings every face to the same scale, so the measure is independent of the input resolution.
 * ``mean_level``, ``dark_fraction``, ``bright_fraction``: the grey-level histogram of the core.
+  These three and the sharpness read only core pixels inside the image (clear of its border by
+  ``FRAME_MARGIN_PX``): the black fill beyond it would read as dark and as a sharp edge.
 
 Score: each check gives a factor in [MIN_FACTOR, 1] (1 = comfortably good; it ramps down to the
 refusal threshold), plus the detector's confidence; the score is ``100 *`` their weighted
 geometric mean, so one poor factor weighs more than in an average.
 
 Refusals (:class:`~matcher.errors.QualityError` reasons), checked in this order:
-``face_too_small``, ``strong_pose``, ``underexposed``, ``overexposed``, ``blurred``
-(exposure before blur: a dark face also has little Laplacian energy).
+``face_too_small``, ``strong_pose``, ``face_out_of_frame``, ``underexposed``, ``overexposed``,
+``blurred`` (exposure before blur: a dark face also has little Laplacian energy).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -58,12 +63,18 @@ def pose_angles(landmarks: Landmarks) -> tuple[float, float]:
     return math.degrees(yaw), math.degrees(pitch)
 
 
-def _core(chip: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+def _core(image: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The face core (CHIP_CORE of each axis) of a chip-sized array."""
     lo, hi = P.CHIP_CORE
-    n = chip.shape[0]
+    n = image.shape[0]
     a, b = round(lo * n), round(hi * n)
-    gray = cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2GRAY)
-    return np.ascontiguousarray(gray[a:b, a:b])
+    return np.ascontiguousarray(image[a:b, a:b])
+
+
+def _sharpness(gray: npt.NDArray[np.uint8], usable: npt.NDArray[np.bool_]) -> float:
+    """Variance of the Laplacian over the ``usable`` pixels (0 when there are none)."""
+    lap = cv2.Laplacian(gray, cv2.CV_64F)[usable]
+    return float(lap.var()) if lap.size else 0.0
 
 
 def _ramp(value: float, bad: float, good: float) -> float:
@@ -83,6 +94,7 @@ class QualityReport:
     mean_level: float
     dark_fraction: float
     bright_fraction: float
+    in_frame: float = 1.0
     factors: dict[str, float] = field(default_factory=dict)
     score: int = 0
 
@@ -103,6 +115,14 @@ class QualityReport:
                     "strong_pose",
                     f"head pose yaw {self.yaw:.0f}°, pitch {self.pitch:.0f}° exceeds "
                     f"{P.MAX_YAW_DEG:g}°/{P.MAX_PITCH_DEG:g}°",
+                )
+            )
+        if self.in_frame < P.MIN_IN_FRAME:
+            out.append(
+                (
+                    "face_out_of_frame",
+                    f"{1 - self.in_frame:.0%} of the face lies outside the image; at most "
+                    f"{1 - P.MIN_IN_FRAME:.0%} may",
                 )
             )
         if self.mean_level < P.MIN_MEAN_LEVEL or self.dark_fraction > P.MAX_CLIPPED_FRACTION:
@@ -142,14 +162,26 @@ def assess(
     landmarks: Landmarks,
     chip: npt.NDArray[np.uint8],
     detection_score: float | None,
+    in_frame: npt.NDArray[np.bool_] | None = None,
 ) -> QualityReport:
     """Measure a face. ``chip`` is the aligned uint8 (150, 150, 3) chip; ``detection_score`` is
-    the detector's score, or None for a face the caller declared (whole-image fallback)."""
-    core = _core(chip)
-    sharpness = float(cv2.Laplacian(core, cv2.CV_64F).var())
-    mean = float(core.mean())
-    dark = float(np.mean(core <= P.DARK_LEVEL))
-    bright = float(np.mean(core >= P.BRIGHT_LEVEL))
+    the detector's score, or None for a face the caller declared (whole-image fallback);
+    ``in_frame`` is bool (150, 150), where the chip samples the image
+    (:func:`matcher.face.align.chip_in_frame`; None: everywhere)."""
+    if in_frame is None:
+        in_frame = np.ones(chip.shape[:2], dtype=bool)
+    inside = _core(in_frame)
+    clear = cv2.erode(
+        in_frame.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=P.FRAME_MARGIN_PX
+    )
+    usable = _core(clear).astype(bool)
+    core = _core(cv2.cvtColor(np.ascontiguousarray(chip), cv2.COLOR_RGB2GRAY))
+    sharpness = _sharpness(core, usable)
+    seen = core[usable] if usable.any() else core
+    mean = float(seen.mean())
+    dark = float(np.mean(seen <= P.DARK_LEVEL))
+    bright = float(np.mean(seen >= P.BRIGHT_LEVEL))
+    framed = float(inside.mean())
     iod = landmarks.interocular
     yaw, pitch = pose_angles(landmarks)
 
@@ -170,6 +202,7 @@ def assess(
             _ramp(abs(yaw), P.MAX_YAW_DEG, P.GOOD_POSE_DEG),
             _ramp(abs(pitch), P.MAX_PITCH_DEG, P.GOOD_POSE_DEG),
         ),
+        "framing": _ramp(framed, P.MIN_IN_FRAME, 1.0),
         "detection": (
             P.DECLARED_FACE_DETECTION_FACTOR
             if detection_score is None
@@ -187,6 +220,7 @@ def assess(
         mean_level=mean,
         dark_fraction=dark,
         bright_fraction=bright,
+        in_frame=framed,
         factors=factors,
         score=round(100.0 * math.exp(log_mean)),
     )

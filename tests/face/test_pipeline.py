@@ -10,6 +10,7 @@ import skimage.data
 
 from matcher.errors import ImageError, QualityError, TemplateFormatError
 from matcher.face import detect
+from matcher.face import params as P
 from matcher.face.detect import detect_faces
 from matcher.face.pipeline import (
     ExtractOptions,
@@ -67,6 +68,21 @@ def test_too_small(astronaut: Image) -> None:
 
 def test_blurred(astronaut: Image) -> None:
     assert refusal(cv2.GaussianBlur(astronaut, (0, 0), 4)) == "blurred"
+
+
+def test_a_face_cut_by_the_border(astronaut: Image, upright: FaceExtraction) -> None:
+    """A face a fifth outside the image is refused as such; a blurred face cut by the border is
+    refused as blurred (the chip's black fill beyond the border used to read as a sharp edge)."""
+    left, _, right, _ = upright.box
+    cut = np.ascontiguousarray(astronaut[:, : int(right - 0.2 * (right - left))])
+    assert refusal(cut, multiple_faces="largest") == "face_out_of_frame"
+    blurred = cv2.GaussianBlur(astronaut, (0, 0), 2)
+    assert refusal(blurred) == "blurred"  # uncut: sharpness 9.7
+    edge = np.ascontiguousarray(blurred[:, : int(right - 0.1 * (right - left))])
+    got = extract_from_pixels(edge, ExtractOptions(check_quality=False, multiple_faces="largest"))
+    assert P.MIN_IN_FRAME < got.quality.in_frame < 1.0
+    assert [r for r, _ in got.quality.failures()] == ["blurred"]
+    assert got.quality.factors["framing"] < 1.0
 
 
 def test_underexposed(astronaut: Image) -> None:

@@ -81,6 +81,7 @@ def report(**changes: float) -> QualityReport:
         ({"mean_level": 240.0}, "overexposed"),
         ({"bright_fraction": 0.6}, "overexposed"),
         ({"sharpness": 3.0}, "blurred"),
+        ({"in_frame": 0.7}, "face_out_of_frame"),
     ],
 )
 def test_each_check_has_its_reason(changes: dict[str, float], reason: str) -> None:
@@ -91,10 +92,11 @@ def test_each_check_has_its_reason(changes: dict[str, float], reason: str) -> No
 
 
 def test_failures_are_listed_in_checking_order() -> None:
-    r = report(interocular=5.0, yaw=80.0, mean_level=10.0, sharpness=1.0)
+    r = report(interocular=5.0, yaw=80.0, mean_level=10.0, sharpness=1.0, in_frame=0.5)
     assert [x for x, _ in r.failures()] == [
         "face_too_small",
         "strong_pose",
+        "face_out_of_frame",
         "underexposed",
         "blurred",
     ]
@@ -114,4 +116,23 @@ def test_score_ranks_chips() -> None:
     declared = assess(face(), textured, None)
     assert declared.factors["detection"] == P.DECLARED_FACE_DETECTION_FACTOR
     assert declared.score < sharp.score
-    assert 0 <= assess(face(nose_dy=0.0), flat, -1.0).score < 20
+    assert 0 <= assess(face(nose_dy=0.0), flat, -1.0).score < 30  # three factors at the floor
+
+
+def test_measures_read_only_the_chip_inside_the_image() -> None:
+    """A flat (blurred) face whose chip runs past the image border: dlib's black fill must not
+    read as a sharp edge or as dark pixels, and the share inside is the framing measure."""
+    chip = np.full((150, 150, 3), 128, np.uint8)
+    chip[:, 100:] = 0  # beyond the image's right border
+    inside = np.ones((150, 150), bool)
+    inside[:, 100:] = False
+    unmasked = assess(face(), chip, 2.0)
+    assert unmasked.sharpness > P.GOOD_SHARPNESS and unmasked.dark_fraction > 0.1
+    got = assess(face(), chip, 2.0, inside)
+    assert got.sharpness == 0.0 and got.dark_fraction == 0.0 and got.mean_level == 128.0
+    lo, hi = (round(v * 150) for v in P.CHIP_CORE)
+    assert got.in_frame == pytest.approx((100 - lo) / (hi - lo))
+    assert [x for x, _ in got.failures()] == ["face_out_of_frame", "blurred"]
+    assert got.factors["framing"] == P.MIN_FACTOR
+    nowhere = assess(face(), chip, 2.0, np.zeros((150, 150), bool))
+    assert nowhere.in_frame == 0.0 and nowhere.sharpness == 0.0
