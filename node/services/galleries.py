@@ -259,6 +259,17 @@ class GallerySet:
                     name,
                     exc,
                 )
+                self._catch_up(name, gallery)
+
+    def _catch_up(self, name: str, gallery: Gallery) -> None:
+        """After a failed write: bring the handle to the generation on disk, which a failure
+        past the commit left ahead of it (the search processes, which refresh to the node's
+        generation, would otherwise refuse every search as ``stale_gallery``)."""
+        try:
+            with self._lock.writing():
+                gallery.catch_up()
+        except (GalleryError, OSError) as exc:
+            logger.error("gallery %s: not re-read after a failed write: %s", name, exc)
 
     def references(self) -> set[str]:
         """Every live reference of every gallery."""

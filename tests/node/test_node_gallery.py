@@ -329,3 +329,41 @@ def test_a_failed_merge_leaves_the_append_standing(
         galleries.append(schema, batches[n])
         assert len(gallery) == n + 1 and gallery.stats().segments == 1  # all n + 1 merged
         assert sorted(gallery.references()) == sorted(f"r{i}" for i in range(n + 1))
+
+
+def test_a_merge_failing_past_its_commit_leaves_the_handle_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The merge's manifest is on disk when mapping its files fails (out of descriptors): the
+    node's handle must not stay a generation behind, or the search processes (which refresh
+    to the disk) refuse every search as a stale gallery until the next write."""
+    import errno
+    import logging
+
+    from matcher.gallery import Gallery, params
+    from matcher.gallery import manifest as mf
+    from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+    from matcher.synthetic.templates import synthetic_templates
+
+    schema = fingerprint_schema()
+    n = params.MERGE_FANIN
+    templates = synthetic_templates(n, 1, seed=5)
+    batches = [fingerprint_records([f"r{i}"], [f"s{i}"], t) for i, t in enumerate(templates)]
+    real_install = Gallery._install
+    failed = []
+
+    def install(self: Gallery, man: mf.Manifest) -> None:
+        if len(man.segments) == 1 and man.segments[0].count == n and not failed:
+            failed.append(man.generation)  # the merge's commit, once
+            raise OSError(errno.EMFILE, "Too many open files")
+        real_install(self, man)
+
+    with GallerySet.open(tmp_path / "galleries") as galleries:
+        monkeypatch.setattr(Gallery, "_install", install)
+        with caplog.at_level(logging.WARNING, logger="node.services.galleries"):
+            for batch in batches:
+                galleries.append(schema, batch)
+        (gallery,) = galleries.galleries().values()
+        assert failed and "Too many open files" in caplog.text
+        assert gallery.generation == mf.read(gallery.directory).generation == failed[0]
+        assert gallery.stats().segments == 1 and len(gallery) == n
