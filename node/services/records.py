@@ -197,11 +197,16 @@ class RecordService:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
         references = [row.reference for row in self.records.of_subject(subject.id)]
         _unsettle(self.gallery, references)
-        self.records.set_state(references, RecordState.DELETING)
-        # Recorded with the first commit: from here the deletion completes, if need be by
-        # reconcile after a crash, and the audit trail must already say who asked for it.
-        self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})
-        self.session.commit()
+        try:
+            self.records.set_state(references, RecordState.DELETING)
+            # Recorded with the first commit: from here the deletion completes, if need be by
+            # reconcile after a crash, and the audit trail must already say who asked for it.
+            self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})
+            self.session.commit()
+        except BaseException:  # the records stay active: searchable again
+            self.session.rollback()
+            _settle(self.gallery, references)
+            raise
         self.gallery.remove(references)
         # Only the records listed above go: one enrolled meanwhile (committed after the list)
         # keeps its subject, which then goes only with its last record. The subject row is

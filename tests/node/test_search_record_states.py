@@ -202,3 +202,29 @@ def test_overlapping_marks_each_settle_their_own(galleries: GallerySet) -> None:
     galleries.settle(["r9"])  # reconcile settles rows no one marked in this process
     galleries.unsettle(["r9"])
     assert galleries.unsettled() == frozenset({"r9"})  # the settle above left no debt
+
+
+def test_a_deletion_whose_first_commit_fails_leaves_the_records_searchable(
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deletion marks the records before its first commit; when that commit fails (say
+    the database is locked) the records stay active, and their marks must go with it (else
+    peer searches skip them until the node restarts)."""
+    from sqlalchemy.exc import OperationalError
+
+    enrol(sessions, galleries, [("alice", fingers[0][0], 2)])
+    with sessions() as s:
+        real = s.commit
+
+        def locked() -> None:
+            monkeypatch.setattr(s, "commit", real)
+            raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(s, "commit", locked)
+        with pytest.raises(OperationalError):
+            RecordService(s, galleries).delete_subject("alice", actor="t")
+    assert galleries.unsettled() == frozenset()
+    assert finger_search(sessions, galleries, fingers[0][1], 5) == ["alice"]
