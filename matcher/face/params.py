@@ -130,11 +130,11 @@ GOOD_INTEREYE_PX = 60.0
 #: 14 / 8 / 5.7 on the 5-point chip and 9.7 / 5.5 / 3.9 on the 68-point chip. The score saturates
 #: at GOOD_SHARPNESS (a sharp portrait).
 MIN_SHARPNESS = 10.0
-#: Sharpness and exposure read only the chip pixels that sample the image, this many pixels
-#: clear of its border: the black fill beyond a border, and its edge (the Laplacian's 3x3
-#: support plus dlib's bilinear sampling), made a blurred face cut by the frame measure
-#: sharp (skimage's astronaut blurred by sigma 2 px measures 9.7; cut 20% at its right side,
-#: 646 with the fill, 5.2 without).
+#: Sharpness and exposure read only the chip pixels made of the image alone, this many pixels
+#: clear of the fill (the Laplacian's 3x3 support, and one to spare): the black fill beyond a
+#: border, and its edge, made a blurred face cut by the frame measure sharp (skimage's
+#: astronaut blurred by sigma 2 px measures 9.7; cut 20% at its right side, 646 with the fill,
+#: 5.2 without).
 FRAME_MARGIN_PX = 2
 #: Least share of the face core (CHIP_CORE of each axis) that must lie inside the image
 #: (``face_out_of_frame``). ORL's tight 92x112 crops keep 0.91 or more (1.5% below 0.95; every

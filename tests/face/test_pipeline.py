@@ -85,6 +85,18 @@ def test_a_face_cut_by_the_border(astronaut: Image, upright: FaceExtraction) -> 
     assert got.quality.factors["framing"] < 1.0
 
 
+def test_a_large_blurred_face_cut_by_the_border(astronaut: Image, upright: FaceExtraction) -> None:
+    """Eyes 240 px apart: dlib cuts the chip from a smaller copy of the image, whose fill
+    reaches further into the chip than the chip rectangle says (it measured sharp, 160)."""
+    left, _, right, _ = (6 * int(v) for v in upright.box)
+    large = cv2.resize(astronaut, None, fx=6, fy=6, interpolation=cv2.INTER_CUBIC)
+    blurred = cv2.GaussianBlur(large, (0, 0), 15)
+    cut = np.ascontiguousarray(blurred[:, : int(right - 0.1 * (right - left))])
+    got = extract_from_pixels(cut, ExtractOptions(check_quality=False, multiple_faces="largest"))
+    assert got.quality.interocular > 200 and got.quality.in_frame < 1.0
+    assert [r for r, _ in got.quality.failures()] == ["blurred"]
+
+
 def test_underexposed(astronaut: Image) -> None:
     assert refusal((astronaut * 0.15).astype(np.uint8)) == "underexposed"
 
