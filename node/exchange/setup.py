@@ -130,18 +130,25 @@ def _log_key_history(
     try:
         lines = path.read_text(encoding="ascii").split() if path.exists() else []
         keys = [VerifyingKey.from_vkey(line)[0] for line in lines]
-    except (OSError, UnicodeDecodeError, CertsError) as exc:
+    except OSError as exc:  # e.g. created by a command run as another user
+        raise ConfigError(f"cannot read {path}: {exc}", reason="bad_log_keys") from None
+    except (UnicodeDecodeError, CertsError) as exc:
         raise ConfigError(
             f"{path}: not a list of log keys ({exc})", reason="bad_log_keys"
         ) from None
     mine = current.to_vkey()
     if record and mine not in lines:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            os.write(fd, (mine + "\n").encode("ascii"))
-        finally:
-            os.close(fd)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                os.write(fd, (mine + "\n").encode("ascii"))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot record the log key in {path}: {exc}", reason="bad_log_keys"
+            ) from None
     return [k for k, line in zip(keys, lines, strict=True) if line != mine]
 
 

@@ -152,4 +152,15 @@ def test_the_log_keys_are_remembered(tmp_path: Path) -> None:
     path.write_text("not a vkey\n")
     with pytest.raises(ConfigError) as err:
         _log_key_history(path, first.verifying_key())
-    assert err.value.reason == "bad_log_keys"
+    assert err.value.reason == "bad_log_keys" and "not a list of log keys" in str(err.value)
+    path.write_bytes(b"\xff\n")
+    with pytest.raises(ConfigError, match="not a list of log keys"):
+        _log_key_history(path, first.verifying_key())
+    unreadable = tmp_path / "dir-as-file"
+    unreadable.mkdir()
+    with pytest.raises(ConfigError, match="cannot read"):
+        _log_key_history(unreadable, first.verifying_key())
+    blocked = tmp_path / "a-file" / "log-keys.txt"  # its folder cannot be made
+    blocked.parent.write_text("")
+    with pytest.raises(ConfigError, match="cannot record the log key"):
+        _log_key_history(blocked, first.verifying_key())
