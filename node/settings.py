@@ -78,6 +78,15 @@ class Settings(BaseSettings):
         le=64,
         description="worker processes for peer fingerprint searches (0: in the peer threads)",
     )
+    # A deletion only tombstones a record; its template stays in the gallery files until the
+    # segment holding it is rewritten (node.services.erasure). A full rewrite of a 32,768-record
+    # fingerprint gallery takes about 2 s here (benchmarks/README.md), searches going on.
+    gallery_erase_interval_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="deleted records' templates leave the gallery files within this many seconds",
+    )
     token_max_days: int = Field(
         365, ge=1, le=3650, description="longest lifetime of an API token (at most 10 years)"
     )

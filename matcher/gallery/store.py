@@ -423,6 +423,25 @@ class Gallery:
             self._merge(len(tiers) - run, None, guard)
             merges += 1
 
+    def erase(self, *, swap: Callable[[], AbstractContextManager[object]] | None = None) -> int:
+        """Rewrite each segment that holds deleted records without them, one segment at a
+        time, each atomically; returns the segments rewritten. A deletion only tombstones its
+        records: their templates stay in the segment files until these are rewritten (by
+        this, :meth:`compact` or a merge of :meth:`tidy`). Afterwards no file the gallery
+        holds has them; the old files are unlinked (their blocks are the file system's: an
+        encrypted volume keeps them unreadable). Global ids after a rewritten segment's
+        first row change (as after :meth:`compact`). ``swap``: as for :meth:`tidy`."""
+        guard = swap if swap is not None else nullcontext
+        with guard():
+            self._writer()
+        rewritten = 0
+        while self._tombs.shape[0]:
+            holding = int(self._tombs[0, 0])
+            index = next(i for i, seg in enumerate(self._segments) if seg.id == holding)
+            self._merge(index, None, guard, stop=index + 1)
+            rewritten += 1
+        return rewritten
+
     def catch_up(self) -> None:
         """Re-read the manifest if this writable handle fell behind its own failed write
         (see :meth:`_writer`), before reading what the next write will change."""
@@ -433,12 +452,16 @@ class Gallery:
         start: int,
         user: Mapping[str, Any] | None,
         guard: Callable[[], AbstractContextManager[object]] = nullcontext,
+        *,
+        stop: int | None = None,
     ) -> None:
-        """Rewrite the live records of segments ``start ..`` into one segment, atomically;
-        tombstones of those segments go, the others' stay. Only the commit runs in ``guard``:
-        until then the new files are names no manifest holds (see :meth:`tidy`)."""
+        """Rewrite the live records of segments ``start .. stop`` (to the last by default)
+        into one segment in their place, atomically; tombstones of those segments go, the
+        others' stay. Only the commit runs in ``guard``: until then the new files are names
+        no manifest holds (see :meth:`tidy`)."""
         man = self._manifest
-        tail = self._segments[start:]
+        end = len(self._segments) if stop is None else stop
+        tail = self._segments[start:end]
         keep = [np.flatnonzero(self._alive[s.offset : s.offset + len(s)]) for s in tail]
         parts = [(s, k) for s, k in zip(tail, keep, strict=True) if k.size]
         segments: tuple[mf.SegmentEntry, ...] = ()
@@ -461,7 +484,7 @@ class Gallery:
             entry = mf.FileEntry(name, size, digest)
         successor = man.successor(
             next_segment=man.next_segment + 1,
-            segments=(*man.segments[:start], *segments),
+            segments=(*man.segments[:start], *segments, *man.segments[end:]),
             tombstones=entry,
             tombstone_count=int(tombs.shape[0]),
             user=_user(man, user),

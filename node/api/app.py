@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from importlib.metadata import version
 
 import anyio.to_thread
@@ -27,6 +27,7 @@ from node.db.setup import open_database
 from node.exchange import router as peer_router
 from node.exchange.messages import MAX_QUERY_BYTES
 from node.exchange.setup import exchange_running
+from node.services.erasure import erasing
 from node.services.galleries import GallerySet
 from node.services.records import GalleryIndex, RecordService
 from node.settings import Settings
@@ -62,7 +63,8 @@ def create_app(
     ``gallery`` is the gallery store; by default (``open_gallery``) the app opens the
     galleries under ``settings.gallery_dir`` at start-up and closes them at shutdown. Without
     one, endpoints that need it answer 503. At start-up the database and the gallery are
-    reconciled (see :mod:`node.services.records`).
+    reconciled (see :mod:`node.services.records`); while the app runs, deleted records'
+    templates are erased from the gallery files (:mod:`node.services.erasure`).
     """
     settings.check_safe()
     engine, sessions = open_database(settings, engine)
@@ -79,10 +81,16 @@ def create_app(
         try:
             # The exchange first: its log mirrors node actions, the start-up reconcile's too.
             async with exchange_running(app, settings):
-                if app.state.gallery is not None:
+                galleries = app.state.gallery
+                if galleries is not None:
                     await anyio.to_thread.run_sync(_reconcile, app)
-                    await anyio.to_thread.run_sync(app.state.gallery.warm)
-                yield
+                    await anyio.to_thread.run_sync(galleries.warm)
+                async with (
+                    erasing(galleries, settings.gallery_erase_interval_s)
+                    if isinstance(galleries, GallerySet)
+                    else nullcontext()
+                ):
+                    yield
         finally:
             if owned is not None:
                 app.state.gallery = None

@@ -1,5 +1,5 @@
 """``bdx gallery``: bulk-load images and templates, reconcile with the database, statistics,
-upgrade a gallery written by an earlier layout.
+erase deleted records' templates, upgrade a gallery written by an earlier layout.
 
 These commands open the galleries for writing, so they run while ``bdx serve`` is stopped
 (the store has one writer; a running server makes them fail with ``gallery_locked``). A
@@ -150,6 +150,20 @@ def reconcile(config: ConfigOption = None, json: JsonOption = False) -> None:
 
 
 @app.command()
+def erase(config: ConfigOption = None, json: JsonOption = False) -> None:
+    """Erase deleted records' templates from the gallery files now (a deletion only hides
+    them; a running node erases them every gallery_erase_interval_s)."""
+    settings = settings_from(config)
+    with GallerySet.open(settings.gallery_path, verify=False) as galleries:
+        waiting = galleries.awaiting_erasure()
+        rewritten = galleries.erase()
+    if json:
+        print_json({"erased": waiting, "segments_rewritten": rewritten})
+        return
+    typer.echo(f"erased {waiting} deleted records ({rewritten} segments rewritten)")
+
+
+@app.command()
 def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
     """Records, deletions, segments and bytes of every gallery."""
     settings = settings_from(config)
@@ -162,7 +176,7 @@ def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
         typer.echo("no galleries yet")
     for name, s in found.items():
         typer.echo(
-            f"{name}: {s['records']} records, {s['deleted']} deleted, "
+            f"{name}: {s['records']} records, {s['deleted']} deleted (awaiting erasure), "
             f"{s['segments']} segments, {s['bytes']} bytes (generation {s['generation']})"
         )
 

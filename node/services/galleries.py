@@ -271,6 +271,25 @@ class GallerySet:
         except (GalleryError, OSError) as exc:
             logger.error("gallery %s: not re-read after a failed write: %s", name, exc)
 
+    def awaiting_erasure(self) -> int:
+        """Deleted records whose templates are still in the gallery files."""
+        with self._lock.reading():
+            return sum(g.stats().deleted for g in self._galleries.values())
+
+    def erase(self) -> int:
+        """Erase deleted records' templates from every gallery's files
+        (:meth:`~matcher.gallery.Gallery.erase`); returns the segments rewritten. Searches go
+        on meanwhile: each rewrite holds them back only for its commit."""
+        rewritten = 0
+        with self._write_mutex:
+            for name, gallery in list(self._galleries.items()):
+                try:
+                    rewritten += gallery.erase(swap=self._lock.writing)
+                except (GalleryError, OSError):
+                    self._catch_up(name, gallery)
+                    raise
+        return rewritten
+
     def references(self) -> set[str]:
         """Every live reference of every gallery."""
         out: set[str] = set()

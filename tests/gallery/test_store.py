@@ -494,3 +494,28 @@ def test_tidy_writes_the_merged_segment_outside_its_swap(tmp_path: Path) -> None
     assert seen[0][1] == set() and seen[1][1]
     with Gallery.open(tmp_path / "g") as g:
         assert sorted(g.references()) == sorted(f"r{i}-0" for i in range(params.MERGE_FANIN))
+
+
+def test_erase_leaves_no_deleted_template_in_any_file(tmp_path: Path) -> None:
+    """A deletion only tombstones; erase rewrites each segment holding deleted records, so
+    that their templates (and references) are in no file of the gallery afterwards."""
+    batches = [make_batch(p, 6, seed=i) for i, p in enumerate(("a", "b", "c"))]
+    gone = {"a-1": batches[0], "b-4": batches[1], "c-0": batches[2]}
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        for batch in batches:
+            g.append(batch)
+        g.append(make_batch("d", 2, seed=9))
+        g.delete([*gone, "d-0", "d-1"])  # d's segment loses every record
+
+        def files() -> bytes:
+            return b"".join(p.read_bytes() for p in sorted((tmp_path / "g").iterdir()))
+
+        secrets = [b.arrays["xy"][int(r[2:])].tobytes() for r, b in gone.items()]
+        assert all(s in files() for s in secrets)  # tombstoned, still on disk
+        assert g.erase() == 4 and g.erase() == 0
+        assert g.stats().deleted == 0 and g.stats().segments == 3 and len(g) == 15
+        assert not any(s in files() for s in secrets)
+        assert not any(r.encode() in files() for r in ("d-0", "d-1"))
+        np.testing.assert_array_equal(g.lookup("b-5").arrays["xy"], batches[1].arrays["xy"][5])
+    with Gallery.open(tmp_path / "g") as g:  # checksums verified
+        assert len(g) == 15 and not set(gone) & set(g.references())

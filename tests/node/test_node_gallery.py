@@ -367,3 +367,63 @@ def test_a_merge_failing_past_its_commit_leaves_the_handle_current(
         assert failed and "Too many open files" in caplog.text
         assert gallery.generation == mf.read(gallery.directory).generation == failed[0]
         assert gallery.stats().segments == 1 and len(gallery) == n
+
+
+def test_a_deleted_subjects_templates_leave_the_gallery_files(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    finger_png: bytes,
+) -> None:
+    """Deleting a subject hides its records at once; the running node then rewrites the
+    segment that held them (every gallery_erase_interval_s), after which no gallery file
+    holds the template."""
+    import time
+
+    app = create_app(
+        settings.model_copy(update={"gallery_erase_interval_s": 0.2}),
+        engine=engine,
+        gallery=galleries,
+    )
+    headers = bearer(make_token(Role.OPERATOR, name="op"))  # type: ignore[operator]
+    with TestClient(app) as client:
+        other_png = png(make_impression(make_master(8), 0))
+        for subject, image in (("keep", finger_png), ("gone", other_png)):
+            r = enrol(client, headers, image, subject=subject, modality="fingerprint")
+            assert r.status_code == 201, r.text
+        gone = r.json()["records"][0]["reference"]
+        ((name, gallery),) = galleries.galleries().items()
+        template = np.ascontiguousarray(gallery.lookup(gone).arrays["descriptors"]).tobytes()
+
+        def on_disk() -> bool:
+            files = sorted((galleries.root / name).glob("seg-*"))
+            return any(template in f.read_bytes() for f in files)
+
+        assert on_disk()
+        assert client.delete("/subjects/gone", headers=headers).status_code == 200
+        deadline = time.monotonic() + 10
+        while galleries.awaiting_erasure() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert galleries.awaiting_erasure() == 0 and not on_disk()
+        assert len(gallery) == 1 and gone not in galleries.references()
+
+
+def test_bdx_gallery_erase(node_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+    from matcher.synthetic.templates import synthetic_templates
+
+    templates = synthetic_templates(3, 1, seed=6)
+    with GallerySet.open(node_env.gallery_path) as galleries:
+        for i, t in enumerate(templates):
+            galleries.append(fingerprint_schema(), fingerprint_records([f"r{i}"], [f"s{i}"], t))
+        galleries.remove(["r0", "r2"])
+    code, out, _ = cli(["gallery", "stats"], capsys)
+    assert code == 0 and "2 deleted (awaiting erasure)" in out
+    code, out, _ = cli(["gallery", "erase", "--json"], capsys)
+    assert (code, json.loads(out)) == (0, {"erased": 2, "segments_rewritten": 2})  # 1 each
+    code, out, _ = cli(["gallery", "erase"], capsys)
+    assert (code, out.strip()) == (0, "erased 0 deleted records (0 segments rewritten)")
+    code, out, _ = cli(["gallery", "stats", "--json"], capsys)
+    (store,) = json.loads(out).values()
+    assert (store["records"], store["deleted"]) == (1, 0)

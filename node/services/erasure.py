@@ -1,0 +1,49 @@
+"""Erasure of deleted records' templates from the gallery files while the node serves.
+
+A deletion (``DELETE /subjects/{id}``, an undone enrolment, reconcile) tombstones its records:
+they are no search result from that moment, but their templates stay in the immutable segment
+files until these are rewritten. :func:`erasing` runs, for the life of the node, a task that
+rewrites the segments holding deleted records (:meth:`GallerySet.erase`) at start-up and then
+every ``settings.gallery_erase_interval_s``: no gallery file keeps a deleted template longer
+than that plus the rewrite. Searches go on during a rewrite. A shutdown waits for a rewrite in
+progress (each is atomic; a killed node erases at its next start).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from node.services.galleries import GallerySet
+
+logger = logging.getLogger(__name__)
+
+
+async def _erase_loop(galleries: GallerySet, interval_s: float) -> None:
+    while True:
+        try:
+            waiting = await anyio.to_thread.run_sync(galleries.awaiting_erasure)
+            if waiting:
+                rewritten = await anyio.to_thread.run_sync(galleries.erase)
+                logger.info(
+                    "erased %d deleted records from the gallery files (%d segments rewritten)",
+                    waiting,
+                    rewritten,
+                )
+        except Exception:  # keep serving; the next round retries
+            logger.exception("deleted records not erased from the gallery files")
+        await anyio.sleep(interval_s)
+
+
+@asynccontextmanager
+async def erasing(galleries: GallerySet, interval_s: float) -> AsyncIterator[None]:
+    """Erase deleted records' templates now and every ``interval_s`` while the block runs."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_erase_loop, galleries, interval_s)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()
