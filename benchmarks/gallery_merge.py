@@ -15,7 +15,9 @@ in one process:
   lock, so every search waits for the whole rewrite.
 
 Per way: the append's wall time (append + merge), the searches' median latency while idle and
-the longest a search took that overlapped the append, medians over the rounds.
+the longest a search took that overlapped the append; then one record is deleted and its
+template erased (``GallerySet.erase``: the whole segment rewritten; ``held``: inside the lock),
+with the same figures; medians over the rounds.
 """
 
 from __future__ import annotations
@@ -80,27 +82,39 @@ def one_round(
         searcher = threading.Thread(target=search)
         searcher.start()
         time.sleep(IDLE_S)
+        gallery = galleries.galleries()[gallery_name(schema)]
         a = time.perf_counter()
         if held:  # the node's append before b7ac8cb
-            gallery = galleries.galleries()[gallery_name(schema)]
             with galleries._write_mutex, galleries._lock.writing():
                 gallery.append(last)
                 gallery.tidy()
         else:
             galleries.append(schema, last)
         b = time.perf_counter()
+        assert gallery.stats().segments == 1 and len(gallery) == params.MERGE_FANIN * segment
+        time.sleep(IDLE_S / 2)
+        galleries.remove(["last-0"])  # then its template is erased: the segment rewritten
+        c = time.perf_counter()
+        if held:
+            with galleries._write_mutex, galleries._lock.writing():
+                gallery.erase()
+        else:
+            galleries.erase()
+        d = time.perf_counter()
+        assert gallery.stats().deleted == 0
         time.sleep(IDLE_S / 2)
         stop.set()
         searcher.join()
-        (gallery,) = galleries.galleries().values()
-        assert gallery.stats().segments == 1 and len(gallery) == params.MERGE_FANIN * segment
     idle = [t1 - t0 for t0, t1 in times if t1 < a]
     during = [t1 - t0 for t0, t1 in times if t0 < b and t1 > a]
+    erasing = [t1 - t0 for t0, t1 in times if t0 < d and t1 > c]
     return {
         "append_s": b - a,
         "idle_search_ms": 1e3 * statistics.median(idle),
         "longest_search_during_ms": 1e3 * max(during),
         "searches_during": float(len(during)),
+        "erase_s": d - c,
+        "longest_search_during_erase_ms": 1e3 * max(erasing),
     }
 
 
