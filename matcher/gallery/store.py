@@ -434,6 +434,9 @@ class Gallery:
         guard = swap if swap is not None else nullcontext
         with guard():
             self._writer()
+        # Files an earlier rewrite left when its clean-up failed past its commit (or a crash
+        # did): the manifest no longer names them, but they may hold deleted templates.
+        collect_garbage(self.directory, self._manifest.file_names())
         rewritten = 0
         while self._tombs.shape[0]:
             holding = int(self._tombs[0, 0])

@@ -4,9 +4,11 @@ A deletion (``DELETE /subjects/{id}``, an undone enrolment, reconcile) tombstone
 they are no search result from that moment, but their templates stay in the immutable segment
 files until these are rewritten. :func:`erasing` runs, for the life of the node, a task that
 rewrites the segments holding deleted records (:meth:`GallerySet.erase`) at start-up and then
-every ``settings.gallery_erase_interval_s``: no gallery file keeps a deleted template longer
-than that plus the rewrite. Searches go on during a rewrite. A shutdown waits for a rewrite in
-progress (each is atomic; a killed node erases at its next start).
+every ``settings.gallery_erase_interval_s``: while the node runs, no gallery file keeps a
+deleted template longer than that plus the rewrite (the search processes let go of the old
+files within ``search_pool.FOLLOW_S``). Searches go on during a rewrite. A shutdown waits for
+the rewrites in progress (each is atomic; a killed node erases at its next start). The face
+neighbour lists (``<gallery>.neighbours.npz``) hold references and scores, no templates.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ async def _erase_loop(galleries: GallerySet, interval_s: float) -> None:
     while True:
         try:
             waiting = await anyio.to_thread.run_sync(galleries.awaiting_erasure)
+            # Every round, even with nothing waiting: erase also removes the files of a
+            # rewrite whose clean-up failed past its commit.
+            rewritten = await anyio.to_thread.run_sync(galleries.erase)
             if waiting:
-                rewritten = await anyio.to_thread.run_sync(galleries.erase)
                 logger.info(
                     "erased %d deleted records from the gallery files (%d segments rewritten)",
                     waiting,

@@ -281,13 +281,16 @@ class GallerySet:
         (:meth:`~matcher.gallery.Gallery.erase`); returns the segments rewritten. Searches go
         on meanwhile: each rewrite holds them back only for its commit."""
         rewritten = 0
+        failed: list[BaseException] = []
         with self._write_mutex:
             for name, gallery in list(self._galleries.items()):
                 try:
                     rewritten += gallery.erase(swap=self._lock.writing)
-                except (GalleryError, OSError):
+                except (GalleryError, OSError) as exc:  # the other galleries are erased still
                     self._catch_up(name, gallery)
-                    raise
+                    failed.append(exc)
+        if failed:
+            raise failed[0]
         return rewritten
 
     def references(self) -> set[str]:

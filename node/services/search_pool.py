@@ -16,6 +16,8 @@ instead, each with its own interpreter:
   whose handle is of another generation refreshes it first, and refuses to search a snapshot
   other than the node's (``stale_gallery``);
 * probes travel through a pipe and are only ever held in memory, as in the node;
+* an idle worker re-reads the gallery when its generation moved on (every ``FOLLOW_S``), so
+  that it lets go of the files a merge or an erasure replaced;
 * a worker exits when the node's process is gone (it checks its parent every
   ``PARENT_CHECK_S``): a node killed outright leaves no searching processes behind;
 * a worker that dies (killed, out of memory) fails the searches in flight with
@@ -42,6 +44,8 @@ from pathlib import Path
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Gallery
 from matcher.gallery.errors import GalleryError
+from matcher.gallery.manifest import MANIFEST_NAME
+from matcher.gallery.manifest import read as read_manifest
 from matcher.search import fingerprint as fingerprint_search
 from matcher.search.fusion import SubjectCandidate
 from node.service_errors import StoreUnavailableError
@@ -53,18 +57,26 @@ logger = logging.getLogger(__name__)
 WORKER_THREADS = 1
 #: Seconds between a worker's checks that the node's process still runs.
 PARENT_CHECK_S = 1.0
+#: Seconds between an idle worker's checks for a newer gallery generation: a rewrite (a merge,
+#: an erasure) unlinks the old segment files, but a worker that maps them keeps their blocks,
+#: deleted templates included, until it lets go of them.
+FOLLOW_S = 5.0
 
 _GALLERIES: dict[str, Gallery] = {}
+#: Held while a worker's handle is searched or re-read (the search and the follower thread).
+_HANDLES = threading.Lock()
 
 
-def _worker_start(directory: str) -> None:
+def _worker_start(directory: str, follow_s: float) -> None:
     """Worker initialiser: ignore Ctrl-C (the node stops its workers), load the compiled stages
     and open and lay out the gallery, so that no query waits for either."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     fingerprint_search.warm_up()
-    if (Path(directory) / "MANIFEST.json").exists():
-        fingerprint_search.prepare_layouts(_gallery(directory, None))
+    if (Path(directory) / MANIFEST_NAME).exists():
+        with _HANDLES:
+            fingerprint_search.prepare_layouts(_gallery(directory, None))
+    threading.Thread(target=_follow, args=(directory, follow_s), daemon=True).start()
 
 
 def _exit_with(parent: int) -> None:
@@ -73,6 +85,23 @@ def _exit_with(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(PARENT_CHECK_S)
     os._exit(0)
+
+
+def _follow(directory: str, follow_s: float) -> None:
+    """Re-read this worker's handle every ``follow_s`` when the gallery on disk moved on, so
+    that an idle worker does not keep a rewritten gallery's old files (and the deleted
+    records in them) mapped until its next search."""
+    while True:
+        time.sleep(follow_s)
+        try:
+            with _HANDLES:
+                gallery = _GALLERIES.get(directory)
+                if gallery is not None and read_manifest(Path(directory)).generation != (
+                    gallery.generation
+                ):
+                    gallery.refresh()
+        except (GalleryError, OSError) as exc:  # the next search re-reads it in any case
+            logger.warning("search process: gallery not re-read: %s", exc)
 
 
 def _gallery(directory: str, generation: int | None) -> Gallery:
@@ -102,19 +131,21 @@ def _search(
     k: int,
     exclude: list[str],
 ) -> list[SubjectCandidate]:
-    gallery = _gallery(directory, generation)
-    return fingerprint_candidates(gallery, probes, k, threads=WORKER_THREADS, exclude=exclude)
+    with _HANDLES:
+        gallery = _gallery(directory, generation)
+        return fingerprint_candidates(gallery, probes, k, threads=WORKER_THREADS, exclude=exclude)
 
 
 class SearchPool:
     """``processes`` worker processes searching fingerprint galleries; each opens and lays out
     the one at ``directory`` (the node's, which need not exist yet) when it starts."""
 
-    def __init__(self, directory: Path, processes: int) -> None:
+    def __init__(self, directory: Path, processes: int, *, follow_s: float = FOLLOW_S) -> None:
         if processes < 1:
             raise ValueError("a search pool needs at least one process")
         self.directory = str(directory)
         self.processes = processes
+        self.follow_s = follow_s
         self._lock = threading.Lock()
         self._closed = False
         self._executor: ProcessPoolExecutor | None = self._start()
@@ -125,7 +156,7 @@ class SearchPool:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded server
             initializer=_worker_start,
-            initargs=(self.directory,),
+            initargs=(self.directory, self.follow_s),
         )
         try:
             for future in [executor.submit(_ready) for _ in range(self.processes)]:

@@ -519,3 +519,15 @@ def test_erase_leaves_no_deleted_template_in_any_file(tmp_path: Path) -> None:
         np.testing.assert_array_equal(g.lookup("b-5").arrays["xy"], batches[1].arrays["xy"][5])
     with Gallery.open(tmp_path / "g") as g:  # checksums verified
         assert len(g) == 15 and not set(gone) & set(g.references())
+
+
+def test_erase_removes_files_a_failed_clean_up_left(tmp_path: Path) -> None:
+    """A rewrite whose clean-up failed past its commit (or a crash) leaves old segment files
+    no manifest names, deleted templates in them: the next erase removes them, even with
+    nothing left to rewrite."""
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        g.append(make_batch("a", 3))
+        stray = tmp_path / "g" / "seg-0000000099.xy.npy"
+        stray.write_bytes(b"an old segment's column")
+        assert g.erase() == 0 and not stray.exists()
+        assert sorted(g.references()) == ["a-0", "a-1", "a-2"]

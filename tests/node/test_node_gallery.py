@@ -427,3 +427,44 @@ def test_bdx_gallery_erase(node_env: Settings, capsys: pytest.CaptureFixture[str
     code, out, _ = cli(["gallery", "stats", "--json"], capsys)
     (store,) = json.loads(out).values()
     assert (store["records"], store["deleted"]) == (1, 0)
+
+
+def test_a_gallery_that_cannot_be_erased_does_not_hold_back_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from matcher.gallery import Gallery
+    from matcher.search.face import face_records, face_schema
+    from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+    from matcher.synthetic.templates import synthetic_templates
+
+    rng = np.random.default_rng(0)
+    faces = rng.normal(size=(2, 128)).astype(np.float32)
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    with GallerySet.open(tmp_path / "galleries") as galleries:
+        (finger,) = synthetic_templates(1, 1, seed=7)
+        galleries.append(fingerprint_schema(), fingerprint_records(["f0"], ["s0"], finger))
+        schema = face_schema()
+        batch = face_records(
+            ["v0", "v1"],
+            ["s0", "s1"],
+            faces,
+            schema=schema,
+            format=schema.format,
+            format_version=schema.format_version,
+        )
+        galleries.append(schema, batch)
+        galleries.remove(["f0", "v1"])
+        real = Gallery.erase
+
+        def erase(self: Gallery, **kwargs: object) -> int:
+            if self.schema.modality == "fingerprint":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(self, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Gallery, "erase", erase)
+        with pytest.raises(OSError, match="No space"):
+            galleries.erase()
+        deleted = {g.schema.modality: g.stats().deleted for g in galleries.galleries().values()}
+        assert deleted == {"fingerprint": 1, "face": 0}

@@ -171,3 +171,33 @@ def _running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/<pid>/maps")
+def test_an_idle_worker_lets_go_of_erased_files(
+    galleries: GallerySet, fingers: list, tmp_path: Path
+) -> None:
+    """After an erasure rewrote a segment, a worker that searched the old one (and so maps its
+    files, the deleted template included) lets go of them without another search."""
+    enrol(galleries, fingers, 0, 5)
+    enrol(galleries, fingers, 5, 10)
+    pool = SearchPool(galleries.root / gallery_name(fingerprint_schema()), 1, follow_s=0.2)
+    try:
+        with galleries.reading(fingerprint_schema()) as g:
+            assert g is not None
+            pool.fingerprint(g, [fingers[3][1]], 5)  # the worker maps both segments
+        (pid,) = pool._running()._processes  # type: ignore[attr-defined]
+        directory = str(galleries.root / gallery_name(fingerprint_schema()))
+
+        def deleted_maps() -> list[str]:
+            lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+            return [line for line in lines if directory in line and "(deleted)" in line]
+
+        galleries.remove(["s3"])
+        assert galleries.erase() == 1 and deleted_maps()  # the old segment, still mapped
+        deadline = time.monotonic() + 10
+        while deleted_maps() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert deleted_maps() == []
+    finally:
+        pool.close()
