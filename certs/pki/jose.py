@@ -12,6 +12,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
     alg = header.get("alg")
     if alg not in params.JWS_ALGORITHMS:
         raise MessageRefused(
-            f"JWS algorithm {alg!r} is refused (allowed: {', '.join(params.JWS_ALGORITHMS)})",
+            f"JWS algorithm {_shown(alg)} is refused (allowed: {', '.join(params.JWS_ALGORITHMS)})",
             reason=reasons.WEAK_ALGORITHM,
         )
     if "crit" in header:
@@ -126,8 +127,17 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
         )
     if header.get("typ") != typ:
         raise MessageRefused(
-            f"JWS typ {header.get('typ')!r}, expected {typ!r}", reason=reasons.WRONG_TYPE
+            f"JWS typ {_shown(header.get('typ'))}, expected {typ!r}", reason=reasons.WRONG_TYPE
         )
+    others = set(header) - params.JWS_HEADER_PARAMETERS
+    if others:
+        raise MessageRefused(
+            f"{len(others)} JWS header parameter(s) other than "
+            f"{', '.join(sorted(params.JWS_HEADER_PARAMETERS))}",
+            reason=reasons.MALFORMED,
+        )
+    if header.get("kid") != header.get("x5t#S256"):
+        raise MessageRefused("JWS kid differs from x5t#S256", reason=reasons.MALFORMED)
     x5c = header.get("x5c")
     if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
         raise MessageRefused("JWS header has no x5c certificate chain", reason=reasons.MALFORMED)
@@ -139,6 +149,17 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
             f"bad x5c certificate: {exc}", reason=reasons.BAD_CERTIFICATE
         ) from None
     return ParsedToken(header=header, payload=obj.payload, chain=chain, leaf_der=ders[0], obj=obj)
+
+
+def _shown(value: object) -> str:
+    """A header value as an error message may quote it: a short plain token, or not at all
+    (the message may be logged or stored, and the value is the sender's free choice)."""
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return repr(value)
+    return "(not shown)"
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9+/._-]{1,32}")
 
 
 def check_signature(parsed: ParsedToken, public_key: PublicKey | ECKey) -> None:

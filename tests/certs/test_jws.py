@@ -110,10 +110,10 @@ def test_tampered_payload_and_header_are_refused(region: Region) -> None:
     forged = b64url(canonical_json({**QUERY, "threshold_ppm": 1}))
     with refused("bad_signature"):
         jws.verify(f"{header}.{forged}.{signature}", region.anchors())
-    with refused("bad_signature"):
+    with refused("malformed"):  # kid must repeat x5t#S256
         jws.verify(_with_header(token, kid="someone-else"), region.anchors())
     with refused("bad_signature"):
-        jws.verify(_with_header(token, **{"x5t#S256": "AAAA"}), region.anchors())
+        jws.verify(_with_header(token, kid="AAAA", **{"x5t#S256": "AAAA"}), region.anchors())
     flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
     with refused("bad_signature"):
         jws.verify(f"{header}.{payload}.{flipped}", region.anchors())
@@ -235,3 +235,31 @@ def test_malformed_messages_are_refused(region: Region) -> None:
             jws.sign(bad, th.signing_key, [th.signing_cert])
     with refused("weak_algorithm"):  # ES256 needs a P-256 key
         jws.sign(QUERY, ec.generate_private_key(ec.SECP384R1()), [th.signing_cert])
+
+
+def test_header_parameters_of_the_signers_choosing_are_refused(region: Region) -> None:
+    """A validly signed token whose header carries anything but alg, typ, kid, x5t#S256 and
+    x5c, or a kid that is not x5t#S256, is refused: a stored reply would otherwise keep
+    whatever text its signer put there (a name, a probe). Error messages do not quote such
+    values either."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    th = region.nodes["TH"]
+    header = json.loads(unb64url(sign_th(region).split(".")[0]))
+    payload = b64url(canonical_json(QUERY))
+
+    def signed(fields: dict[str, Any]) -> str:  # ES256 by hand: joserfc writes no such header
+        text = f"{b64url(json.dumps(fields).encode())}.{payload}"
+        r, s = decode_dss_signature(th.signing_key.sign(text.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{text}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    jws.verify(signed(header), region.anchors())  # the hand-made token is sound
+    for changes in (
+        {"note": "Jane Doe, born 1980"},
+        {"kid": "Jane Doe, born 1980"},
+        {"typ": "Jane Doe, born 1980"},
+    ):
+        with pytest.raises(PkiError) as err:
+            jws.verify(signed({**header, **changes}), region.anchors())
+        assert err.value.reason in ("malformed", "wrong_type") and "Jane" not in str(err.value)
