@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 import uuid
@@ -262,7 +263,8 @@ class Requester:
             reply = self._check_reply(token, peer, query)
         except (CertsError, ValidationError, ValueError, InvalidReplyError) as exc:
             reason = getattr(exc, "reason", None) or type(exc).__name__
-            return result("invalid_reply", detail=f"{reason}: {str(exc).splitlines()[0]}")
+            message = str(exc).splitlines()[0] if str(exc) else ""
+            return result("invalid_reply", detail=f"{reason}: {message}"[:200])
         except Exception as exc:  # as above
             log.error("reply of %s failed to verify: %s", peer.country, type(exc).__name__)
             return result("invalid_reply", detail=f"reply not verifiable ({type(exc).__name__})")
@@ -335,10 +337,16 @@ async def _bounded(
 
 
 def _error_detail(response: httpx.Response) -> str:
+    """The status and the peer's error code: not its free text, which would reach the officer
+    and the append-only exchange log whatever it holds (a peer may echo the probe)."""
     try:
         body = response.json()
     except ValueError:
         return f"HTTP {response.status_code}"
-    if isinstance(body, dict) and "error" in body:
-        return f"HTTP {response.status_code} {body['error']}: {body.get('detail', '')}"[:300]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str) and _ERROR_CODE.fullmatch(error):
+        return f"HTTP {response.status_code} {error}"
     return f"HTTP {response.status_code}"
+
+
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")

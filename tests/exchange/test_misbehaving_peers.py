@@ -240,3 +240,21 @@ def test_a_compressed_reply_is_read_once() -> None:
             return (await _bounded(client, "GET", httpx.URL("https://peer.example/x"))).content
 
     assert asyncio.run(fetch()) == body
+
+
+@pytest.mark.parametrize("code", ["malformed_query", "Jane Doe <x@example>"])
+def test_a_peers_error_text_is_not_kept(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+    code: str,
+) -> None:
+    """A peer's error body is free text (it may echo the probe, or name someone): the officer
+    and the append-only exchange log get its status and a well-formed error code only."""
+    _, root = region_dir
+    body = {"error": code, "detail": "bad template Rk1SACAyMAAAAAEmAAAB of Jane Doe"}
+    with fake_peer(root, lambda: Response(json.dumps(body), status_code=422)) as url:
+        by, events = ask_both(nodes, url, fingers)
+    detail = _check_isolated(by, events, "http_error")
+    assert detail == ("HTTP 422 malformed_query" if code == "malformed_query" else "HTTP 422")
+    assert "Jane" not in json.dumps(events) and "Rk1S" not in json.dumps(events)
