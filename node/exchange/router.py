@@ -11,7 +11,9 @@ Signature verification and matching run in worker threads, never on the event lo
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated
@@ -24,6 +26,7 @@ from certs.errors import CertsError
 from certs.pki.asgi import peer_der
 from certs.pki.profiles import Usage
 from certs.pki.tls import peer_country
+from matcher.errors import BdxError
 from matcher.search.shards import busy
 from matcher.workers import usable_cpus
 from node.errors import NotFoundError
@@ -38,6 +41,8 @@ from node.exchange.witnessing import (
     log_origin,
 )
 from node.service_errors import InvalidRequestError, StoreUnavailableError
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/peer/v1", tags=["peer"])
 
@@ -80,6 +85,17 @@ class PendingReplies:
                 break
             if item.future.done():
                 del self._items[key]
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """``exc`` cut from its traceback and the exceptions it chains: their frames hold the query
+    and its probe, which must not outlive the request (a query answered 202 keeps its future,
+    and with it the exception, for polling). An unexpected error is logged here, with its
+    traceback, before that."""
+    if not isinstance(exc, BdxError):  # as text: a record's exc_info would hold the frames
+        log.error("peer query failed\n%s", "".join(traceback.format_exception(exc)).rstrip())
+    exc.__context__ = exc.__cause__ = None
+    return exc.with_traceback(None)
 
 
 # Dependencies that only read app state are ``async``: FastAPI runs a plain ``def`` dependency in a
@@ -196,14 +212,14 @@ async def receive_query(
             try:
                 query = responder.verify(token, country)
             except BaseException as exc:
-                verified.set_exception(exc)
+                verified.set_exception(_without_frames(exc))
                 answer.set_exception(exc)
                 return
             verified.set_result(query)
             try:
                 answer.set_result(responder.answer_verified(query))
             except BaseException as exc:
-                answer.set_exception(exc)
+                answer.set_exception(_without_frames(exc))
 
     peer_executor(request).submit(run)
     try:

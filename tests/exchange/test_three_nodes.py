@@ -393,3 +393,45 @@ def test_a_database_failure_is_a_signed_error(
         "store",
         "database_unavailable",
     )
+
+
+def test_a_query_answered_202_that_fails_is_not_kept(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A query answered 202 keeps its future for polling; when answering then fails (say the
+    exchange log could not be appended), the future's exception must not hold the query, and
+    so the probe, in its traceback's frames: no match, no biometrics kept."""
+    import gc
+    import time
+
+    from node.exchange import params
+
+    monkeypatch.setattr(params, "SYNC_WAIT_SECONDS", 0.0)
+    th, idn = nodes["TH"], nodes["ID"]
+
+    def failing(query: QueryPayload) -> object:
+        time.sleep(0.2)  # past the 202
+        raise RuntimeError("the exchange log could not be appended")
+
+    monkeypatch.setattr(idn.responder, "answer_verified", failing)
+    query = _query(th, "ID", probe(fingers[2][1]))
+    query_id = query.query_id
+    token = th.requester.sign_query(query)
+    del query
+    first = _post(th, region_dir[1], idn, token)
+    assert first.status_code == 202
+    folder = region_dir[1] / "nodes" / "th"
+    ctx = client_context(folder / "tls.pem", folder / "tls.key", region_dir[1] / "root.pem")
+    with httpx.Client(verify=ctx, timeout=10) as c:
+        for _ in range(100):
+            polled = c.get(idn.url + first.headers["Location"])
+            if polled.status_code != 202:
+                break
+            time.sleep(0.05)
+    assert polled.status_code == 500 and polled.json()["error"] == "internal_error"
+    gc.collect()
+    alive = [o for o in gc.get_objects() if isinstance(o, QueryPayload)]
+    assert not [q for q in alive if q.query_id == query_id]
