@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from matcher.errors import TemplateFormatError
 from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.extract import extract_file
-from node.exchange.messages import TemplateItem
+from node.exchange.messages import MAX_TEMPLATE_BYTES, TemplateItem
 from node.exchange.requester import Peer, PeerResult, Requester
 from node.exchange.search import decode_fingerprints
 from policy.decision import PolicyEngine
@@ -39,6 +40,12 @@ def probe_items(
     ``images``). Raises the matcher's typed errors for undecodable input."""
     out: list[TemplateItem] = []
     for data, position in items:
+        if not images and len(data) > MAX_TEMPLATE_BYTES:  # refused before any wire model,
+            # whose validation error would quote the bytes (into the node's log)
+            raise TemplateFormatError(
+                f"a template of {len(data)} bytes; at most {MAX_TEMPLATE_BYTES} are sent",
+                reason="template_too_large",
+            )
         if modality == "face":
             face = extract_face(data).template if images else FaceTemplate.from_bytes(data)
             out.append(

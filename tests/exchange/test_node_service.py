@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -311,6 +312,31 @@ def test_officer_query_body_errors(nodes: dict[str, ServiceNode]) -> None:
         assert r.status_code == 422
         r = client.post(nodes["TH"].api_url + "/queries", json=bad_template, headers=headers)
         assert r.status_code in (400, 422) and r.json()["error"]
+
+
+def test_an_oversized_template_is_refused_without_quoting_it(
+    nodes: dict[str, ServiceNode],
+    fingers: list[list[FingerprintTemplate]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A template over the wire limit is the officer's error (422), not a 500 whose logged
+    validation error quoted the template's first and last bytes."""
+    from matcher.fingerprint import iso19794_2
+    from node.exchange.messages import MAX_TEMPLATE_BYTES
+
+    record = iso19794_2.encode(fingers[0][1]) + bytes(MAX_TEMPLATE_BYTES)
+    body = {
+        "peers": ["ID"],
+        "purpose": "border_control",
+        "modality": "fingerprint",
+        "templates": [{"data": base64.b64encode(record).decode()}],
+    }
+    headers = {"Authorization": f"Bearer {nodes['TH'].token}"}
+    with caplog.at_level(logging.DEBUG), httpx.Client() as client:
+        r = client.post(nodes["TH"].api_url + "/queries", json=body, headers=headers)
+    assert r.status_code == 422 and r.json()["error"] == "template_too_large"
+    head = base64.b64encode(record[:12]).decode()[:12]
+    assert head not in caplog.text and head not in r.text
 
 
 def test_officer_case_ref_follows_the_wire_rules(
