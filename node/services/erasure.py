@@ -6,9 +6,10 @@ files until these are rewritten. :func:`erasing` runs, for the life of the node,
 rewrites the segments holding deleted records (:meth:`GallerySet.erase`) at start-up and then
 every ``settings.gallery_erase_interval_s``: while the node runs, no gallery file keeps a
 deleted template longer than that plus the rewrite (the search processes let go of the old
-files within ``search_pool.FOLLOW_S``). Searches go on during a rewrite. A shutdown waits for
-the rewrites in progress (each is atomic; a killed node erases at its next start). The face
-neighbour lists (``<gallery>.neighbours.npz``) hold references and scores, no templates.
+files within ``search_pool.FOLLOW_S``), and the face galleries' saved neighbour lists
+(``<gallery>.neighbours.npz``: references, best scores and embedding sums, no templates) are
+rewritten without the erased records. Searches go on during a rewrite. A shutdown waits for
+the rewrites in progress (each is atomic; a killed node erases at its next start).
 """
 
 from __future__ import annotations

@@ -214,9 +214,23 @@ class GallerySet:
             logger.warning("face neighbour lists of %s not reused, rebuilt: %s", name, exc)
             return None
 
-    def _save_lists(self) -> None:
-        """Write every face gallery's lists (at close: the next start only brings them up to
-        date). A failure costs the next start a rebuild, nothing else."""
+    def _save_lists(self, *, saved_too: bool = False) -> None:
+        """Bring the face galleries' lists held in memory (and with ``saved_too`` those only
+        saved before) to the current snapshot and write them: at close, so that the next start
+        only brings them up to date; after an erasure, so that the saved file no longer names
+        the deleted records or keeps their scores (a saved file that cannot be read is
+        removed: the next start rebuilds it). A failure to write costs the next start a
+        rebuild, nothing else. Call it holding the set's lock (reading or writing)."""
+        for name, gallery in self._galleries.items():
+            if gallery.schema.modality != "face":
+                continue
+            if name not in self._neighbours:
+                if not saved_too or not self._lists_path(name).exists():
+                    continue
+                if self._saved_lists(name) is None:
+                    self._lists_path(name).unlink(missing_ok=True)
+                    continue
+            self.face_offsets(gallery)
         with self._neighbours_lock:
             for name, (lists, _) in self._neighbours.items():
                 try:
@@ -289,6 +303,9 @@ class GallerySet:
                 except (GalleryError, OSError) as exc:  # the other galleries are erased still
                     self._catch_up(name, gallery)
                     failed.append(exc)
+            if rewritten:
+                with self._lock.reading():
+                    self._save_lists(saved_too=True)
         if failed:
             raise failed[0]
         return rewritten

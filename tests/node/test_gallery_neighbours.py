@@ -84,3 +84,32 @@ def test_lists_are_saved_at_close_and_reused(
             assert gallery is not None
             np.testing.assert_allclose(galleries.face_offsets(gallery), saved.offsets(), atol=1e-6)
     assert "not reused, rebuilt: unreadable" in caplog.text
+
+
+def test_an_erasure_rewrites_the_saved_lists(tmp_path: Path) -> None:
+    """The saved lists name every record and keep its best scores and embedding sum: after
+    an erasure (here as `bdx gallery erase` runs it, without the lists in memory), the file
+    names the deleted record no more; a saved file that cannot be read is removed."""
+    rng = np.random.default_rng(5)
+    schema = face_schema(FMT, VER)
+    refs = [f"r{i}" for i in range(20)]
+    batch = face_records(refs, refs, _unit(rng, 20), schema=schema, format=FMT, format_version=VER)
+    root = tmp_path / "galleries"
+    with GallerySet.open(root) as galleries:
+        galleries.append(schema, batch)
+        galleries.warm()  # the lists are built, and saved at close
+    (file,) = root.glob("*" + NEIGHBOURS_SUFFIX)
+    assert b"r7" in neighbours.load(file).references
+    with GallerySet.open(root) as galleries:
+        galleries.remove(["r7"])
+        assert galleries.erase() == 1
+        saved = neighbours.load(file)
+        assert b"r7" not in saved.references and len(saved.references) == 19
+        with galleries.reading(schema) as gallery:
+            assert gallery is not None
+            fresh = neighbours.refresh(None, gallery, gallery_embeddings(gallery))
+        np.testing.assert_allclose(saved.offsets(), fresh.offsets(), atol=1e-6)
+    file.write_bytes(b"broken")
+    with GallerySet.open(root) as galleries:
+        galleries.remove(["r8"])
+        assert galleries.erase() == 1 and not file.exists()
