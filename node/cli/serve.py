@@ -14,6 +14,7 @@ from node.api.app import create_app
 from node.cli._common import ConfigOption
 from node.exchange.serving import peer_config, serve_pair
 from node.exchange.setup import load_credentials
+from node.hardening import no_core_dumps
 from node.settings import load_settings
 
 
@@ -24,6 +25,7 @@ def serve(
 ) -> None:
     """Serve the node API (TLS when tls_cert_file/tls_key_file are set; required in production)
     and, when pki_dir and policy_file are set, the mutual-TLS peer listener on peer_port."""
+    no_core_dumps()  # before any probe, image or key is in memory (node.hardening)
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(config, **overrides)
     app = create_app(settings)

@@ -48,6 +48,7 @@ from matcher.gallery.manifest import MANIFEST_NAME
 from matcher.gallery.manifest import read as read_manifest
 from matcher.search import fingerprint as fingerprint_search
 from matcher.search.fusion import SubjectCandidate
+from node.hardening import no_core_dumps
 from node.service_errors import StoreUnavailableError
 from node.services.search import fingerprint_candidates
 
@@ -71,6 +72,7 @@ def _worker_start(directory: str, follow_s: float) -> None:
     """Worker initialiser: ignore Ctrl-C (the node stops its workers), load the compiled stages
     and open and lay out the gallery, so that no query waits for either."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    no_core_dumps()  # it holds probes (node.hardening); a node run otherwise than by serve too
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     fingerprint_search.warm_up()
     if (Path(directory) / MANIFEST_NAME).exists():

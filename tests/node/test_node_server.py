@@ -80,6 +80,10 @@ def test_bdx_serve_runs_uvicorn(node_env: dict[str, str]) -> None:
                 time.sleep(0.1)
         assert body["country"] == "XB" and body["gallery"] is True
         httpx.get(f"http://127.0.0.1:{port}/subjects/PERSON-19800101-1234", timeout=5)
+        limits = Path(f"/proc/{proc.pid}/limits")
+        if limits.exists():  # no core file could hold a probe, an image or a key
+            (core,) = [line for line in limits.read_text().splitlines() if "core" in line]
+            assert core.split()[-3:-1] == ["0", "0"], core
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)

@@ -201,3 +201,13 @@ def test_an_idle_worker_lets_go_of_erased_files(
         assert deleted_maps() == []
     finally:
         pool.close()
+
+
+@pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="reads /proc/<pid>/limits")
+def test_workers_write_no_core_files(pool: SearchPool) -> None:
+    """A worker holds probes: a crash must not dump them to a core file (node.hardening)."""
+    (pid,) = pool._running()._processes  # type: ignore[attr-defined]
+    (core,) = [
+        line for line in Path(f"/proc/{pid}/limits").read_text().splitlines() if "core" in line
+    ]
+    assert core.split()[-3:-1] == ["0", "0"], core
