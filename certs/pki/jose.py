@@ -12,7 +12,7 @@ import base64
 import binascii
 import functools
 import hashlib
-import re
+import json
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +43,10 @@ REGISTRY = _Registry(algorithms=list(params.JWS_ALGORITHMS))
 def thumbprint(cert: x509.Certificate) -> str:
     """``x5t#S256``: base64url (unpadded) SHA-256 of the DER certificate."""
     return _b64url_sha256(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def _b64url_sha256(der: bytes) -> str:
@@ -118,7 +122,7 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
     alg = header.get("alg")
     if alg not in params.JWS_ALGORITHMS:
         raise MessageRefused(
-            f"JWS algorithm {_shown(alg)} is refused (allowed: {', '.join(params.JWS_ALGORITHMS)})",
+            f"the JWS algorithm is refused (allowed: {', '.join(params.JWS_ALGORITHMS)})",
             reason=reasons.WEAK_ALGORITHM,
         )
     if "crit" in header:
@@ -126,9 +130,7 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
             "JWS 'crit' header parameters are not supported", reason=reasons.MALFORMED
         )
     if header.get("typ") != typ:
-        raise MessageRefused(
-            f"JWS typ {_shown(header.get('typ'))}, expected {typ!r}", reason=reasons.WRONG_TYPE
-        )
+        raise MessageRefused(f"the JWS typ is not {typ!r}", reason=reasons.WRONG_TYPE)
     others = set(header) - params.JWS_HEADER_PARAMETERS
     if others:
         raise MessageRefused(
@@ -138,8 +140,20 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
         )
     if header.get("kid") != header.get("x5t#S256"):
         raise MessageRefused("JWS kid differs from x5t#S256", reason=reasons.MALFORMED)
+    # The header exactly as sign_compact writes it: no repeated key (JSON parsers keep one of
+    # them, the token keeps both), no spacing or escapes, one certificate (the region has no
+    # intermediates: params.MAX_CHAIN_DEPTH) — nothing in it is the signer's free choice.
     x5c = header.get("x5c")
-    if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
+    if not isinstance(x5c, list) or len(x5c) != 1:
+        raise MessageRefused(
+            "JWS x5c must hold the signing certificate alone", reason=reasons.MALFORMED
+        )
+    canonical = json.dumps(
+        {name: header.get(name) for name in params.JWS_HEADER_ORDER}, separators=(",", ":")
+    )
+    if raw.split(b".", 1)[0] != _b64url(canonical.encode("ascii")):
+        raise MessageRefused("the JWS header is not in canonical form", reason=reasons.MALFORMED)
+    if not all(isinstance(c, str) for c in x5c):
         raise MessageRefused("JWS header has no x5c certificate chain", reason=reasons.MALFORMED)
     try:
         ders = [base64.b64decode(c, validate=True) for c in x5c]
@@ -149,17 +163,6 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
             f"bad x5c certificate: {exc}", reason=reasons.BAD_CERTIFICATE
         ) from None
     return ParsedToken(header=header, payload=obj.payload, chain=chain, leaf_der=ders[0], obj=obj)
-
-
-def _shown(value: object) -> str:
-    """A header value as an error message may quote it: a short plain token, or not at all
-    (the message may be logged or stored, and the value is the sender's free choice)."""
-    if isinstance(value, str) and _PLAIN.fullmatch(value):
-        return repr(value)
-    return "(not shown)"
-
-
-_PLAIN = re.compile(r"[A-Za-z0-9+/._-]{1,32}")
 
 
 def check_signature(parsed: ParsedToken, public_key: PublicKey | ECKey) -> None:

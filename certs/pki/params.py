@@ -39,10 +39,12 @@ SIGNING_EKU = ObjectIdentifier("2.25.10067089407959802469867837931370993930")
 
 # JWS: ES256 only (RFC 7518 "recommended+"); "none", HS*, RS* are refused.
 JWS_ALGORITHMS: tuple[str, ...] = ("ES256",)
-# The protected header this project writes (certs.pki.jose.sign_compact), and the only one it
-# reads: any other parameter is refused, and ``kid`` must repeat ``x5t#S256``. A stored token
+# The protected header this project writes (certs.pki.jose.sign_compact: these keys in this
+# order, compact JSON), and the only one it reads: any other parameter or form is refused,
+# and ``kid`` must repeat ``x5t#S256``. A stored token
 # (an exchange reply kept in the audit log) then carries nothing its signer chose freely.
-JWS_HEADER_PARAMETERS = frozenset({"alg", "typ", "kid", "x5t#S256", "x5c"})
+JWS_HEADER_ORDER: tuple[str, ...] = ("alg", "typ", "kid", "x5t#S256", "x5c")
+JWS_HEADER_PARAMETERS = frozenset(JWS_HEADER_ORDER)
 # Media types (RFC 7515 "typ") that keep one kind of signed document from passing as another.
 MESSAGE_TYP = "bdx-msg+jws"
 TRUST_LIST_TYP = "bdx-trust-list+jws"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from certs import jws
 from certs.pki import PkiError, TrustAnchors, Usage, canonical_json, generate_key
@@ -91,7 +92,8 @@ def _with_header(token: str, **changes: Any) -> str:
     header, payload, signature = token.split(".")
     fields = json.loads(unb64url(header))
     fields.update(changes)
-    return ".".join([b64url(json.dumps(fields).encode()), payload, signature])
+    compact = json.dumps(fields, separators=(",", ":"))  # as signed: only the change differs
+    return ".".join([b64url(compact.encode()), payload, signature])
 
 
 def test_unsigned_and_symmetric_algorithms_are_refused(region: Region) -> None:
@@ -249,8 +251,9 @@ def test_header_parameters_of_the_signers_choosing_are_refused(region: Region) -
     header = json.loads(unb64url(sign_th(region).split(".")[0]))
     payload = b64url(canonical_json(QUERY))
 
-    def signed(fields: dict[str, Any]) -> str:  # ES256 by hand: joserfc writes no such header
-        text = f"{b64url(json.dumps(fields).encode())}.{payload}"
+    def signed(fields: dict[str, Any] | bytes) -> str:  # ES256 by hand, any header bytes
+        head = fields if isinstance(fields, bytes) else json.dumps(fields, separators=(",", ":"))
+        text = f"{b64url(head if isinstance(head, bytes) else head.encode())}.{payload}"
         r, s = decode_dss_signature(th.signing_key.sign(text.encode(), ec.ECDSA(hashes.SHA256())))
         return f"{text}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
@@ -263,3 +266,13 @@ def test_header_parameters_of_the_signers_choosing_are_refused(region: Region) -
         with pytest.raises(PkiError) as err:
             jws.verify(signed({**header, **changes}), region.anchors())
         assert err.value.reason in ("malformed", "wrong_type") and "Jane" not in str(err.value)
+    compact = json.dumps(header, separators=(",", ":"))
+    hidden = compact.replace('"kid":', '"kid":"Jane Doe","kid":', 1)  # parsers keep the last
+    other = build_region(["TH"]).nodes["TH"].signing_cert  # a second certificate in x5c
+    extra = {
+        **header,
+        "x5c": [*header["x5c"], base64.b64encode(other.public_bytes(Encoding.DER)).decode()],
+    }
+    for bad in (hidden.encode(), json.dumps(header).encode(), extra):
+        with refused("malformed"):
+            jws.verify(signed(bad), region.anchors())

@@ -43,7 +43,8 @@ def odd_certificate_token(region: Region, country: str, typ: str) -> str:
     header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
     der = material.signing_cert.public_bytes(serialization.Encoding.DER)
     header["x5c"] = [base64.b64encode(der.replace(ECDSA_SHA256, UNKNOWN_ALGORITHM)).decode()]
-    head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    compact = json.dumps(header, separators=(",", ":")).encode()  # canonical, as signed
+    head = base64.urlsafe_b64encode(compact).rstrip(b"=").decode()
     return f"{head}.{payload}.{sig}"
 
 
