@@ -57,7 +57,7 @@ def _check_body(payload: Any) -> None:
         raise MessageRefused("the payload must be a JSON object", reason=reasons.MALFORMED)
     if payload.get("v") != params.PAYLOAD_VERSION or isinstance(payload.get("v"), bool):
         raise MessageRefused(
-            f"payload version {payload.get('v')!r} (this node reads v={params.PAYLOAD_VERSION})",
+            f"payload version other than v={params.PAYLOAD_VERSION}, which this node reads",
             reason=reasons.UNSUPPORTED_VERSION,
         )
     sender = payload.get("sender")

@@ -252,19 +252,26 @@ class Requester:
             return result("unreachable", detail=f"{type(exc).__name__}: {exc}"[:200])
         except httpx.HTTPStatusError as exc:
             return result("http_error", detail=_error_detail(exc.response))
+        # From here on a message may quote what the peer sent (a protocol error its bytes, an
+        # invalid URL its Location): the detail, which reaches the officer and the exchange
+        # log, names the error only.
         except httpx.HTTPError as exc:
-            return result("unreachable", detail=f"{type(exc).__name__}: {exc}"[:200])
-        except (httpx.InvalidURL, InvalidReplyError) as exc:  # the peer's 202 or body
-            return result("invalid_reply", detail=f"{type(exc).__name__}: {exc}"[:200])
+            return result("unreachable", detail=type(exc).__name__)
+        except httpx.InvalidURL as exc:
+            return result("invalid_reply", detail=type(exc).__name__)
+        except InvalidReplyError as exc:  # the peer's 202 or body; messages of our own
+            return result("invalid_reply", detail=f"InvalidReplyError: {exc}")
         except Exception as exc:  # one peer's failure must not sink the others
             log.error("exchange with %s failed: %s", peer.country, type(exc).__name__)
             return result("failed", detail=f"exchange failed on this node ({type(exc).__name__})")
         try:
             reply = self._check_reply(token, peer, query)
-        except (CertsError, ValidationError, ValueError, InvalidReplyError) as exc:
+        except InvalidReplyError as exc:
+            return result("invalid_reply", detail=f"InvalidReplyError: {exc}")
+        except (CertsError, ValidationError, ValueError) as exc:  # their messages may quote
+            # the token (a certificate's subject before it is validated, a payload value)
             reason = getattr(exc, "reason", None) or type(exc).__name__
-            message = str(exc).splitlines()[0] if str(exc) else ""
-            return result("invalid_reply", detail=f"{reason}: {message}"[:200])
+            return result("invalid_reply", detail=str(reason))
         except Exception as exc:  # as above
             log.error("reply of %s failed to verify: %s", peer.country, type(exc).__name__)
             return result("invalid_reply", detail=f"reply not verifiable ({type(exc).__name__})")
@@ -294,7 +301,7 @@ class Requester:
                 base.host,
                 base.port,
             ):
-                raise InvalidReplyError(f"202 points to another origin ({status_url.host})")
+                raise InvalidReplyError("202 points to another origin")
             await asyncio.sleep(delay)
             delay = min(delay * params.POLL_BACKOFF, params.POLL_MAX_DELAY)
             response = await _bounded(client, "GET", status_url, headers={"Accept": JOSE})

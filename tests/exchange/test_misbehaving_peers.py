@@ -123,7 +123,12 @@ def test_reply_signed_under_an_unknown_algorithm(
 
 @pytest.mark.parametrize(
     ("location", "expected"),
-    [("https://[::1", "InvalidURL"), ("https://127.0.0.2:1/elsewhere", "another origin")],
+    [
+        ("https://[::1", "InvalidURL"),
+        ("https://127.0.0.1:JaneDoe/x", "InvalidURL"),
+        ("https://127.0.0.2:1/elsewhere", "another origin"),
+        ("https://jane-doe-1980.example/x", "another origin"),
+    ],
 )
 def test_a_202_pointing_nowhere_or_elsewhere(
     nodes: dict[str, NodeHandle],
@@ -137,7 +142,9 @@ def test_a_202_pointing_nowhere_or_elsewhere(
     _, root = region_dir
     with fake_peer(root, lambda: Response(status_code=202, headers={"Location": location})) as url:
         by, events = ask_both(nodes, url, fingers)
-    assert expected in _check_isolated(by, events, "invalid_reply")
+    detail = _check_isolated(by, events, "invalid_reply")
+    assert expected in detail
+    assert "jane" not in detail.lower() and "127.0.0.2" not in detail  # none of the peer's text
 
 
 def test_an_oversized_reply_is_not_buffered(
