@@ -214,29 +214,33 @@ class GallerySet:
             logger.warning("face neighbour lists of %s not reused, rebuilt: %s", name, exc)
             return None
 
-    def _save_lists(self, *, saved_too: bool = False) -> None:
-        """Bring the face galleries' lists held in memory (and with ``saved_too`` those only
-        saved before) to the current snapshot and write them: at close, so that the next start
-        only brings them up to date; after an erasure, so that the saved file no longer names
-        the deleted records or keeps their scores (a saved file that cannot be read is
-        removed: the next start rebuilds it). A failure to write costs the next start a
-        rebuild, nothing else. Call it holding the set's lock (reading or writing)."""
-        for name, gallery in self._galleries.items():
-            if gallery.schema.modality != "face":
-                continue
-            if name not in self._neighbours:
-                if not saved_too or not self._lists_path(name).exists():
+    def _save_lists(self, *, refresh: bool = False) -> None:
+        """Write the face galleries' neighbour lists held in memory: at close, as they are (the
+        next start brings them up to date). With ``refresh`` (before an erasure), the lists
+        held or only saved are first brought to the current snapshot, so that the file no
+        longer names the records deleted since or keeps their scores (a saved file that cannot
+        be read is removed). A file that cannot be written is removed too: the next start
+        rebuilds it, nothing else is lost. Call it holding the set's lock (reading or
+        writing)."""
+        if refresh:
+            for name, gallery in self._galleries.items():
+                if gallery.schema.modality != "face":
                     continue
-                if self._saved_lists(name) is None:
-                    self._lists_path(name).unlink(missing_ok=True)
-                    continue
-            self.face_offsets(gallery)
+                if name not in self._neighbours:
+                    if not self._lists_path(name).exists():
+                        continue
+                    if self._saved_lists(name) is None:
+                        self._lists_path(name).unlink(missing_ok=True)
+                        continue
+                self.face_offsets(gallery)
         with self._neighbours_lock:
             for name, (lists, _) in self._neighbours.items():
+                path = self._lists_path(name)
                 try:
-                    neighbours.save(lists, self._lists_path(name))
+                    neighbours.save(lists, path)
                 except OSError as exc:
                     logger.warning("face neighbour lists of %s not saved: %s", name, exc)
+                    path.unlink(missing_ok=True)
 
     def warm(self) -> None:
         """Build the neighbour lists of every face gallery and the search layouts of every
@@ -297,15 +301,21 @@ class GallerySet:
         rewritten = 0
         failed: list[BaseException] = []
         with self._write_mutex:
+            # The face neighbour lists first, from the snapshot without the deleted records: a
+            # node killed between the two then leaves the tombstones, and the next round
+            # does both again (the other way round the lists would keep them for good).
+            with self._lock.reading():
+                if any(
+                    g.schema.modality == "face" and g.stats().deleted
+                    for g in self._galleries.values()
+                ):
+                    self._save_lists(refresh=True)
             for name, gallery in list(self._galleries.items()):
                 try:
                     rewritten += gallery.erase(swap=self._lock.writing)
                 except (GalleryError, OSError) as exc:  # the other galleries are erased still
                     self._catch_up(name, gallery)
                     failed.append(exc)
-            if rewritten:
-                with self._lock.reading():
-                    self._save_lists(saved_too=True)
         if failed:
             raise failed[0]
         return rewritten
