@@ -30,6 +30,8 @@ PROTOCOL_VERSION: Literal[1] = 1
 #: Largest template accepted in a query (bytes, decoded). An ISO/IEC 19794-2 record with 255
 #: minutiae is under 2 KiB; a face embedding is 512 bytes. 64 KiB leaves room for extended data.
 MAX_TEMPLATE_BYTES = 64 * 1024
+#: Smallest template on the wire (4 base64url characters); no real format is this short.
+MIN_TEMPLATE_BYTES = 3
 #: A subject has at most ten fingers and one face.
 MAX_TEMPLATES = 11
 #: Largest signed query body (bytes) the peer endpoint reads: every template at its largest in
@@ -84,7 +86,9 @@ class TemplateItem(BaseModel):
     format: str = Field(min_length=1, max_length=64)
     format_version: int = Field(ge=0, le=65535)
     finger_position: int | None = Field(default=None, ge=0, le=10)
-    data: str = Field(min_length=4, max_length=(MAX_TEMPLATE_BYTES * 4) // 3 + 4)
+    data: str = Field(
+        min_length=-(-MIN_TEMPLATE_BYTES * 4 // 3), max_length=(MAX_TEMPLATE_BYTES * 4) // 3 + 4
+    )
 
     @field_validator("data")
     @classmethod

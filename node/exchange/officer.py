@@ -20,7 +20,7 @@ from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.extract import extract_file
-from node.exchange.messages import MAX_TEMPLATE_BYTES, TemplateItem
+from node.exchange.messages import MAX_TEMPLATE_BYTES, MIN_TEMPLATE_BYTES, TemplateItem
 from node.exchange.requester import Peer, PeerResult, Requester
 from node.exchange.search import decode_fingerprints
 from policy.decision import PolicyEngine
@@ -40,11 +40,16 @@ def probe_items(
     ``images``). Raises the matcher's typed errors for undecodable input."""
     out: list[TemplateItem] = []
     for data, position in items:
-        if not images and len(data) > MAX_TEMPLATE_BYTES:  # refused before any wire model,
-            # whose validation error would quote the bytes (into the node's log)
+        # Refused before any wire model, whose validation error would quote the bytes (into
+        # the node's log, as a 500).
+        if not images and len(data) > MAX_TEMPLATE_BYTES:
             raise TemplateFormatError(
                 f"a template of {len(data)} bytes; at most {MAX_TEMPLATE_BYTES} are sent",
                 reason="template_too_large",
+            )
+        if not images and len(data) < MIN_TEMPLATE_BYTES:
+            raise TemplateFormatError(
+                f"a template of {len(data)} bytes is no template", reason="bad_template"
             )
         if modality == "face":
             face = extract_face(data).template if images else FaceTemplate.from_bytes(data)

@@ -319,8 +319,8 @@ def test_an_oversized_template_is_refused_without_quoting_it(
     fingers: list[list[FingerprintTemplate]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A template over the wire limit is the officer's error (422), not a 500 whose logged
-    validation error quoted the template's first and last bytes."""
+    """A template over the wire limit (or under it) is the officer's error (422), not a 500
+    whose logged validation error quoted the template's first and last bytes."""
     from matcher.fingerprint import iso19794_2
     from node.exchange.messages import MAX_TEMPLATE_BYTES
 
@@ -337,6 +337,11 @@ def test_an_oversized_template_is_refused_without_quoting_it(
     assert r.status_code == 422 and r.json()["error"] == "template_too_large"
     head = base64.b64encode(record[:12]).decode()[:12]
     assert head not in caplog.text and head not in r.text
+    for tiny in (b"", b"\x01", b"\x01\x02"):  # under the wire's 4 base64url characters
+        body["templates"] = [{"data": base64.b64encode(tiny).decode()}]
+        with httpx.Client() as client:
+            r = client.post(nodes["TH"].api_url + "/queries", json=body, headers=headers)
+        assert r.status_code == 422 and r.json()["error"] == "bad_template", tiny
 
 
 def test_officer_case_ref_follows_the_wire_rules(
