@@ -52,3 +52,12 @@ class DatabaseUnavailableError(NodeError):
 
     exit_code = 1
     default_reason = "database_unavailable"
+
+
+class InternalServiceError(NodeError):
+    """An unexpected failure already logged where it happened, with its traceback (HTTP 500):
+    what a request is answered with when the failure itself must not travel (its frames hold
+    a peer's query)."""
+
+    exit_code = 1
+    default_reason = "internal_error"

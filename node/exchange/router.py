@@ -11,6 +11,7 @@ Signature verification and matching run in worker threads, never on the event lo
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import traceback
@@ -40,7 +41,11 @@ from node.exchange.witnessing import (
     cosignature_json,
     log_origin,
 )
-from node.service_errors import InvalidRequestError, StoreUnavailableError
+from node.service_errors import (
+    InternalServiceError,
+    InvalidRequestError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +96,10 @@ def _without_frames(exc: BaseException) -> BaseException:
     """``exc`` cut from its traceback and the exceptions it chains: their frames hold the query
     and its probe, which must not outlive the request (a query answered 202 keeps its future,
     and with it the exception, for polling). An unexpected error is logged here, with its
-    traceback, before that."""
+    traceback, and answered as :class:`InternalServiceError`."""
     if not isinstance(exc, BdxError):  # as text: a record's exc_info would hold the frames
         log.error("peer query failed\n%s", "".join(traceback.format_exception(exc)).rstrip())
+        return InternalServiceError("internal error; the node's log has details")
     exc.__context__ = exc.__cause__ = None
     return exc.with_traceback(None)
 
@@ -212,8 +218,9 @@ async def receive_query(
             try:
                 query = responder.verify(token, country)
             except BaseException as exc:
-                verified.set_exception(_without_frames(exc))
-                answer.set_exception(exc)
+                failure = _without_frames(exc)
+                verified.set_exception(failure)
+                answer.set_exception(failure)
                 return
             verified.set_result(query)
             try:
@@ -244,6 +251,9 @@ async def query_status(query_id: str, pending: PendingDep, country: PeerCountry)
     future = pending.get(query_id, country)
     if not future.done():
         return _accepted(query_id)
+    failure = future.exception()
+    if failure is not None:  # a copy: raising the kept one would hang each poll's frames on it
+        raise copy.copy(failure)
     return _jose(future.result())
 
 

@@ -431,7 +431,11 @@ def test_a_query_answered_202_that_fails_is_not_kept(
             if polled.status_code != 202:
                 break
             time.sleep(0.05)
-    assert polled.status_code == 500 and polled.json()["error"] == "internal_error"
+        assert polled.status_code == 500 and polled.json()["error"] == "internal_error"
+        again = c.get(idn.url + first.headers["Location"])  # each poll answers the same
+        assert again.status_code == 500 and again.json() == polled.json()
+    kept = idn.server.config.app.state.pending_replies.get(str(query_id), "TH").exception()
+    assert kept is not None and kept.__traceback__ is None  # no poll's frames hang on it
     gc.collect()
     alive = [o for o in gc.get_objects() if isinstance(o, QueryPayload)]
     assert not [q for q in alive if q.query_id == query_id]
