@@ -92,7 +92,9 @@ def _exit_with(parent: int) -> None:
 def _follow(directory: str, follow_s: float) -> None:
     """Re-read this worker's handle every ``follow_s`` when the gallery on disk moved on, so
     that an idle worker does not keep a rewritten gallery's old files (and the deleted
-    records in them) mapped until its next search."""
+    records in them) mapped until its next search. A failure is logged once until the next
+    success (the next search re-reads the gallery in any case); the thread goes on."""
+    failing = False
     while True:
         time.sleep(follow_s)
         try:
@@ -102,8 +104,11 @@ def _follow(directory: str, follow_s: float) -> None:
                     gallery.generation
                 ):
                     gallery.refresh()
-        except (GalleryError, OSError) as exc:  # the next search re-reads it in any case
-            logger.warning("search process: gallery not re-read: %s", exc)
+            failing = False
+        except Exception as exc:
+            if not failing:
+                logger.warning("search process: gallery not re-read: %s", exc)
+            failing = True
 
 
 def _gallery(directory: str, generation: int | None) -> Gallery:
