@@ -18,6 +18,7 @@ template.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -62,9 +63,18 @@ class Strength(StrEnum):
     WEAK = "weak"
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _b64url_decode(text: str) -> bytes:
-    pad = "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(text + pad)
+    """Unpadded base64url in its one canonical form (no padding, no other character, no
+    stray bits): anything else is a ValueError."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(raw) != text:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def b64url(data: bytes) -> str:
@@ -97,8 +107,8 @@ class TemplateItem(BaseModel):
             raw = _b64url_decode(value)
         except (ValueError, TypeError) as exc:
             raise ValueError("data must be base64url") from exc
-        if not raw or len(raw) > MAX_TEMPLATE_BYTES:
-            raise ValueError(f"template must be 1..{MAX_TEMPLATE_BYTES} bytes")
+        if not MIN_TEMPLATE_BYTES <= len(raw) <= MAX_TEMPLATE_BYTES:
+            raise ValueError(f"template must be {MIN_TEMPLATE_BYTES}..{MAX_TEMPLATE_BYTES} bytes")
         return value
 
     def raw(self) -> bytes:

@@ -188,3 +188,18 @@ def test_pending_replies_are_kept_per_requester() -> None:
     assert pending.get("q-1", "TH") is th and pending.get("q-1", "ID") is idn
     with pytest.raises(NotFoundError):
         pending.get("q-1", "MY")
+
+
+def test_template_data_is_canonical_unpadded_base64url() -> None:
+    """One spelling per template: no padding, no character outside the alphabet (which a
+    lenient decoder drops), no stray bits, and at least MIN_TEMPLATE_BYTES bytes."""
+    from node.exchange.messages import MIN_TEMPLATE_BYTES, TemplateItem, b64url
+
+    def item(data: str) -> TemplateItem:
+        return TemplateItem(format="iso19794-2:2005", format_version=20, data=data)
+
+    assert item(b64url(b"abcde")).raw() == b"abcde"
+    assert item(b64url(bytes(MIN_TEMPLATE_BYTES))).raw() == bytes(MIN_TEMPLATE_BYTES)
+    for bad in ("YQ==", "YWI=", "$$$$YWJj", "YWJj ZGU", "YWJjZGV", b64url(b"ab")):
+        with pytest.raises(ValidationError):
+            item(bad)
