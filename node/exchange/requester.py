@@ -348,7 +348,7 @@ def _error_detail(response: httpx.Response) -> str:
     and the append-only exchange log whatever it holds (a peer may echo the probe)."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON; nested past the parser's depth
         return f"HTTP {response.status_code}"
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str) and _ERROR_CODE.fullmatch(error):

@@ -266,3 +266,17 @@ def test_a_peers_error_text_is_not_kept(
     detail = _check_isolated(by, events, "http_error")
     assert detail == ("HTTP 422 malformed_query" if code == "malformed_query" else "HTTP 422")
     assert "Jane" not in json.dumps(events) and "Rk1S" not in json.dumps(events)
+
+
+def test_an_error_body_nested_past_the_parsers_depth(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    """A JSON body nested 60,000 deep (well under the reply size limit) made the error's
+    parse raise RecursionError, which sank every peer's result of the query."""
+    _, root = region_dir
+    nested = Response("[" * 60_000, status_code=500, media_type="application/json")
+    with fake_peer(root, lambda: nested) as url:
+        by, events = ask_both(nodes, url, fingers)
+    assert _check_isolated(by, events, "http_error") == "HTTP 500"
