@@ -45,7 +45,7 @@ def thumbprint(cert: x509.Certificate) -> str:
     return _b64url_sha256(cert.public_bytes(serialization.Encoding.DER))
 
 
-@functools.lru_cache(maxsize=params.CACHE_MAX_ENTRIES)
+@functools.lru_cache(maxsize=params.HEADER_CACHE_ENTRIES)
 def _canonical_header(alg: str, typ: str, kid: str, x5t: str, cert: str) -> bytes:
     """The header segment sign_compact writes for these values (the same for every message of
     one signer: cached)."""
@@ -90,8 +90,10 @@ def sign_compact(
     """Compact JWS over ``payload`` signed with ``key`` (ES256), header carrying ``chain``."""
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise MessageRefused("ES256 signing needs a P-256 key", reason=reasons.WEAK_ALGORITHM)
-    if not chain:
-        raise MessageRefused("the signing certificate chain is empty", reason=reasons.MALFORMED)
+    if len(chain) != 1:  # what parse_compact reads (the region has no intermediates)
+        raise MessageRefused(
+            "sign with the signing certificate alone (no chain)", reason=reasons.MALFORMED
+        )
     leaf_print, x5c = _chain_header(tuple(chain))
     header = {
         "alg": params.JWS_ALGORITHMS[0],
@@ -167,6 +169,8 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
         raise MessageRefused(
             f"bad x5c certificate: {exc}", reason=reasons.BAD_CERTIFICATE
         ) from None
+    if base64.b64encode(ders[0]).decode("ascii") != x5c[0]:  # no stray bits in the padding
+        raise MessageRefused("the JWS header is not in canonical form", reason=reasons.MALFORMED)
     return ParsedToken(header=header, payload=obj.payload, chain=chain, leaf_der=ders[0], obj=obj)
 
 

@@ -45,6 +45,9 @@ JWS_ALGORITHMS: tuple[str, ...] = ("ES256",)
 # (an exchange reply kept in the audit log) then carries nothing its signer chose freely.
 JWS_HEADER_ORDER: tuple[str, ...] = ("alg", "typ", "kid", "x5t#S256", "x5c")
 JWS_HEADER_PARAMETERS = frozenset(JWS_HEADER_ORDER)
+# Expected header segments kept (one per signer and message type: a region has tens of nodes);
+# small, because the values are read from tokens before their signature is checked.
+HEADER_CACHE_ENTRIES = 64
 # Media types (RFC 7515 "typ") that keep one kind of signed document from passing as another.
 MESSAGE_TYP = "bdx-msg+jws"
 TRUST_LIST_TYP = "bdx-trust-list+jws"

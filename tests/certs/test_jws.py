@@ -273,6 +273,21 @@ def test_header_parameters_of_the_signers_choosing_are_refused(region: Region) -
         **header,
         "x5c": [*header["x5c"], base64.b64encode(other.public_bytes(Encoding.DER)).decode()],
     }
-    for bad in (hidden.encode(), json.dumps(header).encode(), extra):
+    # A certificate whose base64 is padded (its last character then has unused bits): the
+    # check is made on the header, before any signature or chain, so any such one serves.
+    cert = header["x5c"][0]
+    for n in range(40):
+        if cert.endswith("="):
+            break
+        extra_node = make_node(region.ca, "TH", node_name=f"th-{n}")
+        cert = base64.b64encode(extra_node.signing_cert.public_bytes(Encoding.DER)).decode()
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    at = len(cert.rstrip("=")) - 1  # its last character has unused bits when padded
+    stray = cert[:at] + alphabet[alphabet.index(cert[at]) ^ 1] + cert[at + 1 :]
+    assert cert.endswith("=") and base64.b64decode(stray) == base64.b64decode(cert)
+    padded = {**header, "x5c": [stray]}
+    for bad in (hidden.encode(), json.dumps(header).encode(), extra, padded):
         with refused("malformed"):
             jws.verify(signed(bad), region.anchors())
+    with refused("malformed"):  # what verify would refuse is not signed either
+        jws.sign(QUERY, th.signing_key, [th.signing_cert, th.signing_cert])
