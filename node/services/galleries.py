@@ -161,10 +161,12 @@ class GallerySet:
 
     def close(self) -> None:
         with self._write_mutex, self._lock.writing():
-            self._save_lists()
-            for gallery in self._galleries.values():
-                gallery.close()
-            self._galleries.clear()
+            try:
+                self._save_lists()
+            finally:
+                for gallery in self._galleries.values():
+                    gallery.close()
+                self._galleries.clear()
 
     def __enter__(self) -> GallerySet:
         return self
@@ -230,17 +232,22 @@ class GallerySet:
                     if not self._lists_path(name).exists():
                         continue
                     if self._saved_lists(name) is None:
-                        self._lists_path(name).unlink(missing_ok=True)
+                        self._drop_lists_file(name)
                         continue
                 self.face_offsets(gallery)
         with self._neighbours_lock:
             for name, (lists, _) in self._neighbours.items():
-                path = self._lists_path(name)
                 try:
-                    neighbours.save(lists, path)
+                    neighbours.save(lists, self._lists_path(name))
                 except OSError as exc:
                     logger.warning("face neighbour lists of %s not saved: %s", name, exc)
-                    path.unlink(missing_ok=True)
+                    self._drop_lists_file(name)
+
+    def _drop_lists_file(self, name: str) -> None:
+        try:
+            self._lists_path(name).unlink(missing_ok=True)
+        except OSError as exc:
+            logger.error("face neighbour lists of %s: stale file not removed: %s", name, exc)
 
     def warm(self) -> None:
         """Build the neighbour lists of every face gallery and the search layouts of every
@@ -309,7 +316,14 @@ class GallerySet:
                     g.schema.modality == "face" and g.stats().deleted
                     for g in self._galleries.values()
                 ):
-                    self._save_lists(refresh=True)
+                    try:
+                        self._save_lists(refresh=True)
+                    except Exception:  # the templates are erased all the same, and no file
+                        # that may name the deleted records is left
+                        logger.exception("face neighbour lists not refreshed before erasure")
+                        for name, gallery in self._galleries.items():
+                            if gallery.schema.modality == "face":
+                                self._drop_lists_file(name)
             for name, gallery in list(self._galleries.items()):
                 try:
                     rewritten += gallery.erase(swap=self._lock.writing)

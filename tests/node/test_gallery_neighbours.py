@@ -142,3 +142,26 @@ def test_the_lists_drop_a_deleted_record_before_its_segment_is_rewritten(
             galleries.erase()
         (file,) = root.glob("*" + NEIGHBOURS_SUFFIX)
         assert b"r3" not in neighbours.load(file).references
+
+
+def test_a_lists_file_that_cannot_be_written_stops_neither_erasure_nor_close(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(7)
+    schema = face_schema(FMT, VER)
+    refs = [f"r{i}" for i in range(8)]
+    batch = face_records(refs, refs, _unit(rng, 8), schema=schema, format=FMT, format_version=VER)
+    root = tmp_path / "galleries"
+    galleries = GallerySet.open(root)
+    galleries.append(schema, batch)
+    galleries.warm()
+    (gallery,) = galleries.galleries().values()
+    path = root / (gallery.directory.name + NEIGHBOURS_SUFFIX)
+    path.mkdir()  # neither written nor removed
+    (path / "keep").write_text("")
+    galleries.remove(["r2"])
+    with caplog.at_level(logging.WARNING):
+        assert galleries.erase() == 1
+        galleries.close()
+    assert gallery.stats().deleted == 0 and "not saved" in caplog.text
+    assert galleries.galleries() == {} and gallery._lock is None  # closed all the same
