@@ -24,6 +24,19 @@ def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
     return e / np.linalg.norm(e, axis=1, keepdims=True)
 
 
+def _warm_set(root: Path, n: int, seed: int) -> GallerySet:
+    """An open gallery set under ``root`` holding ``n`` face records r0.., lists built."""
+    schema = face_schema(FMT, VER)
+    refs = [f"r{i}" for i in range(n)]
+    emb = _unit(np.random.default_rng(seed), n)
+    galleries = GallerySet.open(root)
+    galleries.append(
+        schema, face_records(refs, refs, emb, schema=schema, format=FMT, format_version=VER)
+    )
+    galleries.warm()
+    return galleries
+
+
 def test_offsets_follow_appends_and_deletions(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     schema = face_schema(FMT, VER)
@@ -90,14 +103,9 @@ def test_an_erasure_rewrites_the_saved_lists(tmp_path: Path) -> None:
     """The saved lists name every record and keep its best scores and embedding sum: after
     an erasure (here as `bdx gallery erase` runs it, without the lists in memory), the file
     names the deleted record no more; a saved file that cannot be read is removed."""
-    rng = np.random.default_rng(5)
     schema = face_schema(FMT, VER)
-    refs = [f"r{i}" for i in range(20)]
-    batch = face_records(refs, refs, _unit(rng, 20), schema=schema, format=FMT, format_version=VER)
     root = tmp_path / "galleries"
-    with GallerySet.open(root) as galleries:
-        galleries.append(schema, batch)
-        galleries.warm()  # the lists are built, and saved at close
+    _warm_set(root, 20, seed=5).close()  # the lists are built, and saved at close
     (file,) = root.glob("*" + NEIGHBOURS_SUFFIX)
     assert b"r7" in neighbours.load(file).references
     with GallerySet.open(root) as galleries:
@@ -124,14 +132,8 @@ def test_the_lists_drop_a_deleted_record_before_its_segment_is_rewritten(
     fails (or a node killed after it) leaves no saved file naming the record for good."""
     from matcher.gallery import Gallery
 
-    rng = np.random.default_rng(6)
-    schema = face_schema(FMT, VER)
-    refs = [f"r{i}" for i in range(12)]
-    batch = face_records(refs, refs, _unit(rng, 12), schema=schema, format=FMT, format_version=VER)
     root = tmp_path / "galleries"
-    with GallerySet.open(root) as galleries:
-        galleries.append(schema, batch)
-        galleries.warm()
+    with _warm_set(root, 12, seed=6) as galleries:
         galleries.remove(["r3"])
 
         def failing(self: Gallery, **kwargs: object) -> int:
@@ -147,14 +149,8 @@ def test_the_lists_drop_a_deleted_record_before_its_segment_is_rewritten(
 def test_a_lists_file_that_cannot_be_written_stops_neither_erasure_nor_close(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rng = np.random.default_rng(7)
-    schema = face_schema(FMT, VER)
-    refs = [f"r{i}" for i in range(8)]
-    batch = face_records(refs, refs, _unit(rng, 8), schema=schema, format=FMT, format_version=VER)
     root = tmp_path / "galleries"
-    galleries = GallerySet.open(root)
-    galleries.append(schema, batch)
-    galleries.warm()
+    galleries = _warm_set(root, 8, seed=7)
     (gallery,) = galleries.galleries().values()
     path = root / (gallery.directory.name + NEIGHBOURS_SUFFIX)
     path.mkdir()  # neither written nor removed
