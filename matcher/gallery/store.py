@@ -423,14 +423,20 @@ class Gallery:
             self._merge(len(tiers) - run, None, guard)
             merges += 1
 
-    def erase(self, *, swap: Callable[[], AbstractContextManager[object]] | None = None) -> int:
+    def erase(
+        self,
+        *,
+        swap: Callable[[], AbstractContextManager[object]] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
         """Rewrite each segment that holds deleted records without them, one segment at a
         time, each atomically; returns the segments rewritten. A deletion only tombstones its
         records: their templates stay in the segment files until these are rewritten (by
         this, :meth:`compact` or a merge of :meth:`tidy`). Afterwards no file the gallery
         holds has them; the old files are unlinked (their blocks are the file system's: an
         encrypted volume keeps them unreadable). Global ids after a rewritten segment's
-        first row change (as after :meth:`compact`). ``swap``: as for :meth:`tidy`."""
+        first row change (as after :meth:`compact`). ``swap``: as for :meth:`tidy`. ``stop``,
+        asked before each segment, ends the work early (the rest waits for the next call)."""
         guard = swap if swap is not None else nullcontext
         with guard():
             self._writer()
@@ -438,7 +444,7 @@ class Gallery:
         # did): the manifest no longer names them, but they may hold deleted templates.
         collect_garbage(self.directory, self._manifest.file_names())
         rewritten = 0
-        while self._tombs.shape[0]:
+        while self._tombs.shape[0] and not (stop is not None and stop()):
             holding = int(self._tombs[0, 0])
             index = next(i for i, seg in enumerate(self._segments) if seg.id == holding)
             self._merge(index, None, guard, stop=index + 1)

@@ -9,7 +9,8 @@ deleted template longer than that plus the rewrite (the search processes let go 
 files within ``search_pool.FOLLOW_S``), and the face galleries' saved neighbour lists
 (``<gallery>.neighbours.npz``: references, best scores and embedding sums, no templates) are
 rewritten without the erased records. Searches go on during a rewrite. A shutdown waits for
-the rewrites in progress (each is atomic; a killed node erases at its next start).
+the segment being rewritten and leaves the others to the next start (each rewrite is atomic;
+a killed node erases at its next start too).
 """
 
 from __future__ import annotations

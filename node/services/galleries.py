@@ -106,6 +106,8 @@ class GallerySet:
         # Writers take this first, then the lock: a merge writes its segment holding only this
         # (searches go on) and takes the lock for its commit (see :meth:`append`).
         self._write_mutex = threading.Lock()
+        # Set when close() begins: an erasure in progress stops after its current segment.
+        self._closing = threading.Event()
         self._neighbours: dict[str, tuple[neighbours.NeighbourLists, np.ndarray]] = {}
         self._neighbours_lock = threading.Lock()
         self._unsettled_marks: Counter[str] = Counter()
@@ -160,6 +162,7 @@ class GallerySet:
         return cls(root, galleries)
 
     def close(self) -> None:
+        self._closing.set()
         with self._write_mutex, self._lock.writing():
             try:
                 self._save_lists()
@@ -326,7 +329,7 @@ class GallerySet:
                                 self._drop_lists_file(name)
             for name, gallery in list(self._galleries.items()):
                 try:
-                    rewritten += gallery.erase(swap=self._lock.writing)
+                    rewritten += gallery.erase(swap=self._lock.writing, stop=self._closing.is_set)
                 except (GalleryError, OSError) as exc:  # the other galleries are erased still
                     self._catch_up(name, gallery)
                     failed.append(exc)

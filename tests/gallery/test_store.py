@@ -531,3 +531,18 @@ def test_erase_removes_files_a_failed_clean_up_left(tmp_path: Path) -> None:
         stray.write_bytes(b"an old segment's column")
         assert g.erase() == 0 and not stray.exists()
         assert sorted(g.references()) == ["a-0", "a-1", "a-2"]
+
+
+def test_erase_stops_between_segments_when_asked(tmp_path: Path) -> None:
+    with Gallery.create(tmp_path / "g", SCHEMA) as g:
+        for p in ("a", "b", "c"):
+            g.append(make_batch(p, 3))
+        g.delete(["a-0", "b-0", "c-0"])
+        asked: list[int] = []
+
+        def stop() -> bool:
+            asked.append(1)
+            return len(asked) > 1  # after the first segment
+
+        assert g.erase(stop=stop) == 1 and g.stats().deleted == 2
+        assert g.erase() == 2 and g.stats().deleted == 0

@@ -468,3 +468,42 @@ def test_a_gallery_that_cannot_be_erased_does_not_hold_back_the_others(
             galleries.erase()
         deleted = {g.schema.modality: g.stats().deleted for g in galleries.galleries().values()}
         assert deleted == {"fingerprint": 1, "face": 0}
+
+
+def test_close_stops_an_erasure_after_its_current_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown waits for the segment being rewritten, not for every one (a large gallery
+    could outlast the service manager's stop timeout); the rest waits for the next start."""
+    import threading
+    import time
+
+    from matcher.gallery import segment
+    from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+    from matcher.synthetic.templates import synthetic_templates
+
+    templates = synthetic_templates(3, 2, seed=8)
+    galleries = GallerySet.open(tmp_path / "galleries")
+    for i, pair in enumerate(templates):
+        refs = [f"r{i}a", f"r{i}b"]
+        galleries.append(fingerprint_schema(), fingerprint_records(refs, [f"s{i}"] * 2, pair))
+    galleries.remove(["r0a", "r1a", "r2a"])  # one deletion in each of three segments
+    real_write = segment.write
+    closer = threading.Thread(target=galleries.close)
+    done: list[int] = []
+
+    def write(*args: object, **kwargs: object) -> object:
+        if not closer.is_alive() and not done:  # the first rewrite: a shutdown begins
+            closer.start()
+            deadline = time.monotonic() + 5
+            while not galleries._closing.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(segment, "write", write)
+    done.append(galleries.erase())
+    closer.join(10)
+    assert done == [1]  # the rewrite in progress finished, no other began
+    with GallerySet.open(tmp_path / "galleries") as reopened:
+        (again,) = reopened.galleries().values()
+        assert again.stats().deleted == 2
