@@ -139,6 +139,14 @@ def galleries_in(root: Path) -> list[Path]:
         }
     ):
         recover_upgrade(base)
+    return gallery_dirs(root)
+
+
+def gallery_dirs(root: Path) -> list[Path]:
+    """The gallery folders under ``root`` as they are, sorted (no recovery: for readers)."""
+    if not root.is_dir():
+        return []
+    leftovers = (REBUILD_SUFFIX, RETIRED_SUFFIX)
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.endswith(leftovers))
 
 

@@ -17,8 +17,10 @@ from typing import Annotated
 import typer
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
+from matcher.errors import GalleryError
+from matcher.gallery import Gallery
 from matcher.gallery.manifest import MANIFEST_NAME
-from matcher.search.upgrade import galleries_in, upgrade_fingerprint_gallery
+from matcher.search.upgrade import galleries_in, gallery_dirs, upgrade_fingerprint_gallery
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.db.models import MAX_FINGER_POSITION, Modality
 from node.errors import ConfigError
@@ -165,10 +167,17 @@ def erase(config: ConfigOption = None, json: JsonOption = False) -> None:
 
 @app.command()
 def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
-    """Records, deletions, segments and bytes of every gallery."""
+    """Records, deletions, segments and bytes of every gallery (read-only: also while the
+    node serves)."""
     settings = settings_from(config)
-    with GallerySet.open(settings.gallery_path, verify=False) as galleries:
-        found = {name: vars(s) for name, s in galleries.stats().items()}
+    found = {}
+    for path in gallery_dirs(settings.gallery_path):
+        try:
+            with Gallery.open(path, verify=False) as gallery:
+                found[path.name] = vars(gallery.stats())
+        except GalleryError as exc:
+            if exc.reason != "no_gallery":  # a folder an interrupted create left empty
+                raise
     if json:
         print_json(found)
         return

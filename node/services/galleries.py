@@ -30,6 +30,7 @@ import numpy as np
 
 from matcher.errors import GalleryError
 from matcher.gallery import FACE_POSITION, Gallery, GallerySchema, GalleryStats, RecordBatch
+from matcher.gallery.files import WriterLock
 from matcher.search import fingerprint as fingerprint_search
 from matcher.search import neighbours
 from matcher.search.face import gallery_embeddings
@@ -108,6 +109,7 @@ class GallerySet:
         self._write_mutex = threading.Lock()
         # Set when close() begins: an erasure in progress stops after its current segment.
         self._closing = threading.Event()
+        self._root_lock: WriterLock | None = None  # set by open()
         self._neighbours: dict[str, tuple[neighbours.NeighbourLists, np.ndarray]] = {}
         self._neighbours_lock = threading.Lock()
         self._unsettled_marks: Counter[str] = Counter()
@@ -145,8 +147,11 @@ class GallerySet:
 
     @classmethod
     def open(cls, root: Path, *, verify: bool = True) -> GallerySet:
-        """Open (creating ``root`` owner-only if needed) every gallery in ``root``."""
+        """Open (creating ``root`` owner-only if needed) every gallery in ``root``, holding
+        ``root``'s own writer lock: one process at a time has the set, galleries it has yet
+        to create included (a second one refuses with ``gallery_locked``)."""
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root_lock = WriterLock(root)
         galleries: dict[str, Gallery] = {}
         try:
             for sub in galleries_in(root):  # an interrupted `bdx gallery upgrade` recovered
@@ -158,8 +163,11 @@ class GallerySet:
         except BaseException:
             for gallery in galleries.values():
                 gallery.close()
+            root_lock.release()
             raise
-        return cls(root, galleries)
+        opened = cls(root, galleries)
+        opened._root_lock = root_lock
+        return opened
 
     def close(self) -> None:
         self._closing.set()
@@ -170,6 +178,9 @@ class GallerySet:
                 for gallery in self._galleries.values():
                     gallery.close()
                 self._galleries.clear()
+                if self._root_lock is not None:
+                    self._root_lock.release()
+                    self._root_lock = None
 
     def __enter__(self) -> GallerySet:
         return self

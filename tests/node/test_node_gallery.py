@@ -193,6 +193,33 @@ def test_gallery_load_refused_while_a_server_holds_the_gallery(
     assert code == 3 and "[gallery_locked]" in err
 
 
+def test_a_load_is_refused_while_a_server_holds_an_empty_gallery_set(
+    node_env: Settings,
+    engine: Engine,
+    tmp_path: Path,
+    finger_png: bytes,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A node started on an empty data_dir has no gallery yet: a load then created one the
+    node never saw (its searches answered no_hit for people enrolled). The set's own lock
+    refuses the load until the node stops."""
+    (tmp_path / "b" / "p-1").mkdir(parents=True)
+    (tmp_path / "b" / "p-1" / "x.png").write_bytes(finger_png)
+    with GallerySet.open(node_env.gallery_path) as serving:
+        assert serving.galleries() == {}
+        code, _, err = cli(
+            ["gallery", "load", str(tmp_path / "b"), "--modality", "fingerprint"], capsys
+        )
+        assert code == 3 and "[gallery_locked]" in err
+        assert [p.name for p in node_env.gallery_path.iterdir()] == ["LOCK"]  # no gallery made
+    code, _, _ = cli(["gallery", "load", str(tmp_path / "b"), "--modality", "fingerprint"], capsys)
+    assert code == 0
+    with GallerySet.open(node_env.gallery_path):  # stats only reads: it works beside a node
+        code, out, _ = cli(["gallery", "stats", "--json"], capsys)
+    (store,) = json.loads(out).values()
+    assert (code, store["records"], store["deleted"]) == (0, 1, 0)
+
+
 def test_gallery_load_missing_directory(
     node_env: Settings, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
