@@ -277,3 +277,50 @@ def test_bootstrap_makes_a_usable_region(
     code, stdout, _ = bdx(capsys, "show", str(tmp_path / "msg.jws"), "--json")
     shown = json.loads(stdout)
     assert (shown["type"], shown["sender"], shown["typ"]) == ("jws", "TH", "bdx-msg+jws")
+
+
+def test_outputs_in_new_folders_and_no_phantom_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`issue`, `crl` and `trust-list` make their output's folder, as `request` does; an output
+    that cannot be written is refused before the CA records a certificate or a number."""
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret\n")
+    ca = tmp_path / "ca"
+    common = ["--passphrase-file", str(pw)]
+    assert bdx(capsys, "init-ca", "--country-name", "TH", "--out", str(ca), *common)[0] == 0
+    node = tmp_path / "th"
+    for kind in ("tls", "signing"):
+        extra = ["--ip", "127.0.0.1"] if kind == "tls" else []
+        args = ["request", "--country", "th", "--kind", kind, "--out", str(node), *extra]
+        assert bdx(capsys, *args)[0] == 0
+    state = (ca / "state.json").read_text()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    for args in (
+        [
+            "issue",
+            "--csr",
+            str(node / "th-tls.csr"),
+            "--kind",
+            "tls",
+            "--out",
+            str(blocked / "x.pem"),
+        ],
+        ["crl", "--out", str(blocked / "crl.pem")],
+        ["issue", "--csr", str(node / "th-tls.csr"), "--kind", "tls", "--out", str(tmp_path)],
+    ):
+        code, _, err = bdx(capsys, *args, "--ca", str(ca), *common)
+        assert code == 2 and "--out" in err and "Traceback" not in err, args
+    assert (ca / "state.json").read_text() == state  # nothing recorded
+    for kind in ("tls", "signing"):
+        out = tmp_path / "members" / "th" / f"{kind}.pem"
+        args = ["issue", "--csr", str(node / f"th-{kind}.csr"), "--kind", kind, "--out", str(out)]
+        assert bdx(capsys, *args, "--ca", str(ca), *common)[0] == 0 and out.exists()
+    region = tmp_path / "region"
+    assert bdx(capsys, "crl", "--out", str(region / "crl.pem"), "--ca", str(ca), *common)[0] == 0
+    code, _, err = bdx(
+        capsys, "trust-list", "--members-dir", str(tmp_path / "members"),
+        "--out", str(region / "trust-list.jws"), "--ca", str(ca), *common,
+    )  # fmt: skip
+    assert code == 0 and (region / "trust-list.jws").exists(), err
