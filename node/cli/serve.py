@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +13,7 @@ import uvicorn
 from node.api import access
 from node.api.app import create_app
 from node.cli._common import ConfigOption
+from node.errors import ConfigError
 from node.exchange.serving import peer_config, serve_pair
 from node.exchange.setup import load_credentials
 from node.hardening import no_core_dumps
@@ -28,6 +30,9 @@ def serve(
     no_core_dumps()  # before any probe, image or key is in memory (node.hardening)
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(config, **overrides)
+    _check_free(settings.host, settings.port)
+    if settings.exchange_enabled:
+        _check_free(settings.peer_host or settings.host, settings.peer_port)
     app = create_app(settings)
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()
@@ -60,3 +65,21 @@ def serve(
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_pair(api, peer))
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse, with one line, a port this node cannot listen on (taken, privileged, an address
+    not of this host), before start-up work; uvicorn would print two tracebacks instead."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror}", reason="port_unavailable"
+            ) from None

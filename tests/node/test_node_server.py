@@ -150,3 +150,24 @@ def test_production_serve_over_tls(production_env: dict[str, str], tmp_path: Pat
     finally:
         proc.terminate()
         proc.communicate(timeout=20)
+
+
+def test_bdx_serve_on_a_taken_port_says_so_in_one_line(node_env: dict[str, str]) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [*BDX, "serve", "--port", str(port)],
+            env=node_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"cannot listen on 127.0.0.1:{port}" in done.stderr and "[port_unavailable]" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
