@@ -4,8 +4,9 @@ The command posts to ``POST /queries`` of the local node (``--url``, default fro
 settings' host/port, https when tls_cert_file is set) with an officer's API token (``--token``
 or ``BDX_TOKEN``); the node applies its outbound policy, signs and sends the queries over
 mutual TLS and logs them, so the officer's machine needs no node keys. Exit status: 0 when
-every peer answered (hit, no-hit or a signed refusal), 6 when some peer did not (refused
-locally, down, timed out, bad reply): the results printed are then partial.
+every peer answered (hit, no-hit or a peer's signed refusal), 6 when some peer did not (down,
+timed out, bad reply), else 5 when this node's outbound rules refused to ask some peer (not
+a configured peer, a purpose its rules do not allow): the results printed are then partial.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class QueryFailedError(NodeError):
 EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
 #: Exit code when the node cannot be reached at all.
 EXIT_UNREACHABLE = 6
+#: Exit code when this node's outbound rules refused to ask a peer (README: refused).
+EXIT_REFUSED = 5
 
 
 def _default_url(config: Path | None) -> str:
@@ -101,7 +104,7 @@ def _print(result: dict[str, Any]) -> None:
     console = Console()
     console.print(table)
     if not result["complete"]:
-        console.print("[bold]partial results:[/bold] some peers did not answer")
+        console.print("[bold]partial results:[/bold] some peers were not asked or did not answer")
 
 
 def query(
@@ -162,5 +165,15 @@ def query(
     else:
         _print(result)
     if not result["complete"]:
-        failed = [r["peer"] for r in result["results"] if r["status"] != "answered"]
-        raise PeerError(f"no answer from {', '.join(failed)}", reason="partial_results")
+        results = result["results"]
+        failed = [r["peer"] for r in results if r["status"] not in ("answered", "refused_locally")]
+        if failed:
+            raise PeerError(f"no answer from {', '.join(failed)}", reason="partial_results")
+        refused = [
+            f"{r['peer']} ({r['reason']})" for r in results if r["status"] == "refused_locally"
+        ]
+        raise QueryFailedError(
+            f"not asked, refused by this node's outbound rules: {', '.join(refused)}",
+            reason="refused_locally",
+            exit_code=EXIT_REFUSED,
+        )

@@ -286,6 +286,12 @@ def test_bdx_query_cli_exit_codes(
     assert partial.returncode == 6
     assert json.loads(partial.stdout)["complete"] is False
     assert partial.stderr.startswith("bdx: error:") and DOWN in partial.stderr
+    for to, purpose, why in (("ID,SG", "border_control", "unknown_peer"), ("ID", "fishing", "")):
+        args = [*base[:6], purpose, *base[7:], "--to", to]
+        local = subprocess.run(args, env=env, capture_output=True, text=True)
+        assert local.returncode == 5, local.stderr  # refused here, not a peer unreachable
+        assert "[refused_locally]" in local.stderr and why in local.stderr
+        assert "no answer" not in local.stderr
     env["BDX_TOKEN"] = "bdx_not-a-token"
     refused = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
     assert refused.returncode == 5 and "[malformed_token]" in refused.stderr  # 401: refused
