@@ -33,6 +33,19 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+#: Leading bytes of the image formats the node reads (PNG, JPEG, TIFF both byte orders, BMP,
+#: JPEG 2000, PGM): templates never start so (ISO/IEC 19794-2 records start b"FMR\0").
+_IMAGE_MAGIC = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"II*\x00",
+    b"MM\x00*",
+    b"BM",
+    b"\x00\x00\x00\x0cjP  ",
+    b"P5",
+)
+
+
 def probe_items(
     modality: str, items: Sequence[tuple[bytes, int | None]], *, images: bool
 ) -> list[TemplateItem]:
@@ -40,6 +53,12 @@ def probe_items(
     ``images``). Raises the matcher's typed errors for undecodable input."""
     out: list[TemplateItem] = []
     for data, position in items:
+        if not images and data.startswith(_IMAGE_MAGIC):
+            raise TemplateFormatError(
+                "this is an image, not a template: send it as an image (bdx query --image, or "
+                "the request's images list)",
+                reason="image_not_template",
+            )
         # Refused before any wire model, whose validation error would quote the bytes (into
         # the node's log, as a 500).
         if not images and len(data) > MAX_TEMPLATE_BYTES:

@@ -343,6 +343,12 @@ def test_an_oversized_template_is_refused_without_quoting_it(
     assert r.status_code == 422 and r.json()["error"] == "template_too_large"
     head = base64.b64encode(record[:12]).decode()[:12]
     assert head not in caplog.text and head not in r.text
+    png = b"\x89PNG\r\n\x1a\n" + bytes(MAX_TEMPLATE_BYTES)  # an image sent as a template
+    body["templates"] = [{"data": base64.b64encode(png).decode()}]
+    with httpx.Client() as client:
+        r = client.post(nodes["TH"].api_url + "/queries", json=body, headers=headers)
+    assert r.status_code == 422 and r.json()["error"] == "image_not_template"
+    assert "image" in r.json()["detail"]
     for tiny in (b"", b"\x01", b"\x01\x02"):  # under the wire's 4 base64url characters
         body["templates"] = [{"data": base64.b64encode(tiny).decode()}]
         with httpx.Client() as client:
