@@ -152,12 +152,25 @@ def export_cmd(
     origin: OriginOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Export entries (JSON with checkpoints and proofs, checked by `bdx audit verify`)."""
+    """Export entries (JSON with checkpoints and proofs, checked by `bdx audit verify`).
+
+    A JSON export holds the entries the latest signed checkpoint covers (what it can prove);
+    entries appended since wait for the next checkpoint (`bdx audit checkpoint`, or the
+    node's own every checkpoint_interval_s), and a note on stderr says how many."""
     if format not in ("json", "csv"):
         raise query.AuditQueryError(f"--format must be json or csv, not {format!r}")
     flt = query.AuditFilter(since=_when(since, "since"), until=_when(until, "until"))
     with _open_log(config, signing_key, origin) as opened:
         if format == "json":
+            latest = opened.log.latest_checkpoint()
+            covered = latest.checkpoint.size if latest is not None else 0
+            beyond = opened.log.size() - covered
+            if beyond > 0:
+                typer.echo(
+                    f"note: {beyond} entries after the latest checkpoint (size {covered}) are "
+                    "not in the export; run `bdx audit checkpoint` first to include them",
+                    err=True,
+                )
             out.write_bytes(export_json(opened.log, since=flt.since, until=flt.until))
         else:
             out.write_text(export_csv(opened.log, since=flt.since, until=flt.until))

@@ -51,6 +51,17 @@ def test_list_and_csv_export(bdx: Bdx, tmp_path: Path) -> None:
     assert code == 0 and out.read_text().startswith("index,created_at,leaf_hash,data")
 
 
+def test_an_export_says_what_the_latest_checkpoint_leaves_out(
+    bdx: Bdx, node: Node, tmp_path: Path
+) -> None:
+    out = tmp_path / "export.json"
+    code, _, err = bdx("audit", "export", "--format", "json", "--out", str(out))
+    assert code == 0 and "note:" not in err  # every entry is covered
+    node.log.append(b'{"type":"query_sent","peer":"TH"}')
+    code, _, err = bdx("audit", "export", "--format", "json", "--out", str(out))
+    assert code == 0 and "note: 2 entries after the latest checkpoint (size 12)" in err  # + export
+
+
 def test_checkpoint_then_consistency(bdx: Bdx, node: Node) -> None:
     node.log.append(b'{"type":"query_sent","peer":"TH"}')
     code, stdout, _ = bdx("audit", "checkpoint", "--json")
