@@ -15,7 +15,12 @@ from typing import Any
 
 from certs.merkle import MerkleError, hash_leaf, verify_consistency, verify_inclusion
 from certs.translog.checkpoint import SignedCheckpoint, verify_any
-from certs.translog.errors import ExportFormatError, SignatureError, TamperedError
+from certs.translog.errors import (
+    ExportFormatError,
+    OriginMismatchError,
+    SignatureError,
+    TamperedError,
+)
 from certs.translog.export import EXPORT_FORMAT
 from certs.translog.keys import VerifyingKey
 
@@ -90,10 +95,9 @@ def verify_export(
     keys = (log_key,) if isinstance(log_key, VerifyingKey) else tuple(log_key)
     if not keys:
         raise ExportFormatError("no log key to verify the export with", reason="no_log_key")
-    if _get(doc, "origin", str, "export") != keys[0].name:
-        raise ExportFormatError(
-            f"export is of log {doc['origin']!r}, not {keys[0].name!r}", reason="origin_mismatch"
-        )
+    if _get(doc, "origin", str, "export") != keys[0].name:  # a well-formed export, another
+        # log's (or the wrong key): a failed verification (exit 5), not a malformed file
+        raise OriginMismatchError(f"export is of log {doc['origin']!r}, not {keys[0].name!r}")
     tree_size = _get(doc, "tree_size", int, "export")
     rng = _get(doc, "range", dict, "export")
     start, end = _get(rng, "start", int, "range"), _get(rng, "end", int, "range")

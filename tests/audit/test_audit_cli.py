@@ -35,6 +35,11 @@ def test_clean_log_exports_and_verifies(bdx: Bdx, node: Node, tmp_path: Path) ->
     assert "12 entries" in stdout and "1 checkpoints" in stdout and "proofs checked" in stdout
     code, stdout, _ = bdx("audit", "verify", str(out), "--log-key", node.vkey, "--json", key=False)
     assert json.loads(stdout)["entries_verified"] == 12
+    other = SigningKey("other.example/log", ed25519.Ed25519PrivateKey.generate())
+    code, _, err = bdx(
+        "audit", "verify", str(out), "--log-key", other.verifying_key().to_vkey(), key=False
+    )
+    assert code == 5 and "[origin_mismatch]" in err  # the wrong key: verification fails
     code, stdout, _ = bdx("audit", "store", "--json")
     assert code == 0 and json.loads(stdout)["entries_checked"] == 13  # + the export action
 

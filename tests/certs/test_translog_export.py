@@ -31,6 +31,7 @@ from certs.merkle import CompactRange, hash_leaf
 from certs.translog import (
     ExportFormatError,
     NotFoundError,
+    OriginMismatchError,
     SignatureError,
     SigningKey,
     TamperedError,
@@ -231,7 +232,7 @@ def test_tampered_exports_are_detected(filled: TransparencyLog) -> None:
         (_set(["tree_size"], True), ExportFormatError, "bad_export"),
         (_set(["range", "end"], 40), ExportFormatError, "bad_export"),
         (_set(["format"], "bdx-translog-export/v0"), ExportFormatError, "bad_format"),
-        (_set(["origin"], "evil.example/log"), ExportFormatError, "origin_mismatch"),
+        (_set(["origin"], "evil.example/log"), OriginMismatchError, "origin_mismatch"),
         (lambda d: d.pop("entries"), ExportFormatError, "bad_export"),
         (_set(["entries", 1, "leaf_hash"], "zz"), ExportFormatError, "bad_export"),
         (_set(["entries", 1, "inclusion_proof"], ["%%"]), ExportFormatError, "bad_export"),
