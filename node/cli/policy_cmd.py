@@ -11,7 +11,7 @@ import typer
 
 from policy.decision import evaluate_inbound, evaluate_outbound
 from policy.diff import diff_policies
-from policy.rules import Modality, load_policy
+from policy.rules import Modality, PolicyFileError, PolicyFileNotFound, load_policy
 
 app = typer.Typer(
     help="Per-country exchange rules: validate, explain, compare.", no_args_is_help=True
@@ -25,8 +25,20 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 @app.command("validate")
 def validate(rules: RulesOpt, as_json: JsonOpt = False) -> None:
-    """Check a rules file; every problem is reported with its location."""
-    policy = load_policy(rules)
+    """Check a rules file; every problem is reported with its location (one per line on
+    stderr, or as ``problems`` in the --json output), exit 3 when there is any."""
+    try:
+        policy = load_policy(rules)
+    except PolicyFileNotFound:
+        raise
+    except PolicyFileError as exc:
+        if as_json:
+            problems = exc.problems or [str(exc)]
+            typer.echo(json.dumps({"valid": False, "problems": problems}))
+        else:
+            for problem in exc.problems:
+                typer.echo(f"{rules}: {problem}", err=True)
+        raise
     if as_json:
         typer.echo(
             json.dumps(

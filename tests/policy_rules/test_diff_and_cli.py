@@ -103,10 +103,16 @@ def test_cli_diff_and_errors(tmp_path: Path) -> None:
     assert out.returncode == 0 and "- inbound ID: law_enforcement/face" in out.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("version = 'x'\ncountry = 'Thailand'\n")
+    bad.write_text("version = 'x'\ncountry = 'Thailand'\nextra = 1\n")
     res = _bdx("policy", "validate", "--rules", str(bad))
+    assert res.returncode == 3 and "Traceback" not in res.stderr
+    lines = res.stderr.splitlines()  # every problem with its location, then the error line
+    assert len(lines) == 3 and lines[-1].startswith("bdx: error:")
+    assert ": country: " in lines[0] and ": extra: " in lines[1]
+    res = _bdx("policy", "validate", "--rules", str(bad), "--json")
     assert res.returncode == 3
-    assert res.stderr.startswith("bdx: error:") and "country" in res.stderr
-    assert "Traceback" not in res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["valid"] is False and len(doc["problems"]) == 2
     res = _bdx("policy", "validate", "--rules", str(tmp_path / "absent.toml"))
     assert res.returncode == 4 and "[policy_not_found]" in res.stderr  # not found
     res = _bdx("policy", "check", "--rules", str(old), "--purpose", "asylum", "--modality", "face")
