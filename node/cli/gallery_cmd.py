@@ -56,7 +56,7 @@ def _check_writable(path: Path) -> None:
 
 @app.command()
 def load(
-    path: Annotated[Path, typer.Argument(help="a folder (see the layouts below) or one file")],
+    path: Annotated[Path, typer.Argument(help="a folder (its layouts: above) or one file")],
     modality: Annotated[
         Modality, typer.Option(help="what the images show (templates are fingerprints)")
     ] = Modality.FINGERPRINT,

@@ -164,7 +164,7 @@ def revoke(
     passphrase_file: PassFile = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Put a certificate on the next CRL (publish it with ``bdx pki crl``)."""
+    """Put a certificate on the next CRL (publish it with `bdx pki crl`)."""
     try:
         flag = x509.ReasonFlags(reason)
     except ValueError:
@@ -260,7 +260,7 @@ def show(
     file: Annotated[Path, typer.Argument(help="Certificate, CSR, CRL, trust list or JWS.")],
     as_json: JsonOut = False,
 ) -> None:
-    """Describe a PKI file (not verified: use ``verify`` for that)."""
+    """Describe a PKI file (not verified: use `bdx pki verify` for that)."""
     try:
         data = file.read_bytes()
     except FileNotFoundError:
