@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from matcher.synthetic.__main__ import app
@@ -26,9 +27,10 @@ def test_bad_count_is_a_one_line_error_with_the_matcher_exit_code(tmp_path: Path
     assert result.output.strip().splitlines() == ["error: fingers must be >= 1, got 0"]
 
 
-def test_help_runs_as_a_module() -> None:
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_runs_as_a_module(flag: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "matcher.synthetic", "--help"],
+        [sys.executable, "-m", "matcher.synthetic", flag],
         capture_output=True,
         text=True,
         check=False,

@@ -14,7 +14,11 @@ from matcher.errors import BdxError
 from matcher.synthetic.dataset import FORMATS, write_dataset
 from matcher.synthetic.impression import PROFILES
 
-app = typer.Typer(add_completion=False, help="Write a synthetic FVC-layout fingerprint database.")
+app = typer.Typer(
+    add_completion=False,
+    help="Write a synthetic FVC-layout fingerprint database.",
+    context_settings={"help_option_names": ["-h", "--help"]},  # as bdx
+)
 
 
 @app.command()
