@@ -142,6 +142,9 @@ def test_ca_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert json.loads(out)["number"] == 2
     code, out, _ = bdx(capsys, "show", str(node / "id-tls.csr"))
     assert "type: csr" in out
+    for kind, usage in (("signing", "bdxMessageSigning (2.25."), ("tls", "serverAuth,clientAuth")):
+        code, out, _ = bdx(capsys, "show", str(node / f"id-{kind}.pem"), "--json")
+        assert json.loads(out)["extended_key_usage"].startswith(usage), out
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

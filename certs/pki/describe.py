@@ -10,13 +10,22 @@ from typing import Any
 
 from cryptography import x509
 
-from certs.pki import reasons
+from certs.pki import params, reasons
 from certs.pki.errors import PkiInputError
 from certs.pki.keys import fingerprint
 
 
 def _when(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _usage_name(oid: x509.ObjectIdentifier) -> str:
+    """A readable name of an extended key usage: the project's own message-signing usage by
+    its purpose (cryptography calls every unregistered one "Unknown OID")."""
+    if oid == params.SIGNING_EKU:
+        return f"bdxMessageSigning ({oid.dotted_string})"
+    name = getattr(oid, "_name", None)
+    return oid.dotted_string if name in (None, "Unknown OID") else str(name)
 
 
 def _certificate(cert: x509.Certificate) -> dict[str, Any]:
@@ -32,9 +41,7 @@ def _certificate(cert: x509.Certificate) -> dict[str, Any]:
     for ext in cert.extensions:
         value = ext.value
         if isinstance(value, x509.ExtendedKeyUsage):
-            info["extended_key_usage"] = ",".join(
-                getattr(o, "_name", o.dotted_string) for o in value
-            )
+            info["extended_key_usage"] = ",".join(_usage_name(o) for o in value)
         elif isinstance(value, x509.SubjectAlternativeName):
             info["san"] = ",".join(str(n.value) for n in value)
         elif isinstance(value, x509.BasicConstraints):
