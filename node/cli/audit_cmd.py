@@ -132,13 +132,24 @@ def list_cmd(
         return
     for item in items:
         ev = item.event
-        fields = " ".join(
-            f"{k}={ev[k]}"
-            for k in ("peer", "purpose", "outcome", "reason", "officer", "actor")
-            if ev.get(k) is not None
-        )
+        fields = " ".join(f"{k}={ev[k]}" for k in _LISTED if ev.get(k) is not None)
         typer.echo(f"{item.index:>8} {item.created_at.isoformat()} {item.type:<16} {fields}")
     typer.echo(f"{len(items)} of {total} matching entries")
+
+
+#: Event fields `bdx audit list` prints, when an event has them (--json prints every field).
+_LISTED = (
+    "peer",
+    "purpose",
+    "direction",
+    "allowed",
+    "refusal",
+    "outcome",
+    "reason",
+    "officer",
+    "actor",
+    "case_ref",
+)
 
 
 @app.command("export")

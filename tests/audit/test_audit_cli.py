@@ -44,13 +44,19 @@ def test_clean_log_exports_and_verifies(bdx: Bdx, node: Node, tmp_path: Path) ->
     assert code == 0 and json.loads(stdout)["entries_checked"] == 13  # + the export action
 
 
-def test_list_and_csv_export(bdx: Bdx, tmp_path: Path) -> None:
+def test_list_and_csv_export(bdx: Bdx, node: Node, tmp_path: Path) -> None:
     code, stdout, _ = bdx("audit", "list", "--peer", "ID", "--json")
     assert code == 0
     doc = json.loads(stdout)
     assert doc["total"] == 4 and {i["event"]["peer"] for i in doc["items"]} == {"ID"}
     code, stdout, _ = bdx("audit", "list", "--type", "query_refused", "--outcome", "hit")
     assert code == 0 and stdout.strip().endswith("0 of 0 matching entries")
+    node.log.append(
+        b'{"type":"policy_decision","direction":"outbound","peer":"MY","allowed":false,'
+        b'"refusal":"purpose_not_allowed","case_ref":"TH-2026/7"}'
+    )
+    code, stdout, _ = bdx("audit", "list", "--type", "policy_decision")
+    assert "allowed=False refusal=purpose_not_allowed" in stdout and "case_ref=TH-2026/7" in stdout
     out = tmp_path / "e.csv"
     code, _, _ = bdx("audit", "export", "--format", "csv", "--out", str(out))
     assert code == 0 and out.read_text().startswith("index,created_at,leaf_hash,data")
