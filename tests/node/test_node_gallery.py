@@ -178,6 +178,13 @@ def test_gallery_load_stats_and_reconcile(
     assert len(json.loads(out)) == 1
 
 
+def _one_image_load(tmp_path: Path, finger_png: bytes) -> list[str]:
+    """The `bdx gallery load` arguments for a batch folder of one subject with one image."""
+    (tmp_path / "b" / "p-1").mkdir(parents=True)
+    (tmp_path / "b" / "p-1" / "x.png").write_bytes(finger_png)
+    return ["gallery", "load", str(tmp_path / "b"), "--modality", "fingerprint"]
+
+
 def test_gallery_load_refused_while_a_server_holds_the_gallery(
     node_env: Settings,
     engine: Engine,
@@ -185,9 +192,7 @@ def test_gallery_load_refused_while_a_server_holds_the_gallery(
     finger_png: bytes,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    (tmp_path / "b" / "p-1").mkdir(parents=True)
-    (tmp_path / "b" / "p-1" / "x.png").write_bytes(finger_png)
-    cli(["gallery", "load", str(tmp_path / "b"), "--modality", "fingerprint"], capsys)
+    cli(_one_image_load(tmp_path, finger_png), capsys)
     with GallerySet.open(node_env.gallery_path):
         code, _, err = cli(["gallery", "reconcile"], capsys)
     assert code == 3 and "[gallery_locked]" in err
@@ -203,16 +208,13 @@ def test_a_load_is_refused_while_a_server_holds_an_empty_gallery_set(
     """A node started on an empty data_dir has no gallery yet: a load then created one the
     node never saw (its searches answered no_hit for people enrolled). The set's own lock
     refuses the load until the node stops."""
-    (tmp_path / "b" / "p-1").mkdir(parents=True)
-    (tmp_path / "b" / "p-1" / "x.png").write_bytes(finger_png)
+    load = _one_image_load(tmp_path, finger_png)
     with GallerySet.open(node_env.gallery_path) as serving:
         assert serving.galleries() == {}
-        code, _, err = cli(
-            ["gallery", "load", str(tmp_path / "b"), "--modality", "fingerprint"], capsys
-        )
+        code, _, err = cli(load, capsys)
         assert code == 3 and "[gallery_locked]" in err
         assert [p.name for p in node_env.gallery_path.iterdir()] == ["LOCK"]  # no gallery made
-    code, _, _ = cli(["gallery", "load", str(tmp_path / "b"), "--modality", "fingerprint"], capsys)
+    code, _, _ = cli(load, capsys)
     assert code == 0
     with GallerySet.open(node_env.gallery_path):  # stats only reads: it works beside a node
         code, out, _ = cli(["gallery", "stats", "--json"], capsys)
