@@ -7,6 +7,7 @@ traceback for user errors); see README, "Exit codes".
 
 from __future__ import annotations
 
+import inspect
 import sys
 
 import typer
@@ -49,7 +50,23 @@ def _register() -> None:
     app.command("demo")(demo.demo)
 
 
+def _one_line_summaries(group: typer.Typer) -> None:
+    """Give every command a one-line summary for its group's command list.
+
+    typer lists a command by its docstring's first paragraph but, in rich mode, keeps that
+    paragraph's source line breaks, so a summary wrapped in the source broke mid-sentence.
+    """
+    for info in group.registered_commands:
+        doc = info.help or inspect.getdoc(info.callback) or ""
+        if info.short_help is None and doc:
+            info.short_help = " ".join(doc.split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
+
+
 _register()
+_one_line_summaries(app)
 
 
 def main(argv: list[str] | None = None) -> None:

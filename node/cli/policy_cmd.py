@@ -26,7 +26,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 @app.command("validate")
 def validate(rules: RulesOpt, as_json: JsonOpt = False) -> None:
     """Check a rules file; every problem is reported with its location (one per line on
-    stderr, or as ``problems`` in the --json output), exit 3 when there is any."""
+    stderr, or as "problems" in the --json output), exit 3 when there is any."""
     try:
         policy = load_policy(rules)
     except PolicyFileNotFound:

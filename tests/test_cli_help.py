@@ -1,0 +1,59 @@
+"""Every ``bdx`` command answers ``--help``; group listings show whole one-line summaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from node.cli import app
+
+runner = CliRunner()
+WIDE = 400  # columns: wide enough that rich never wraps a summary, so a break comes from the text
+ROOT: Any = typer.main.get_command(app)
+
+
+def _walk(command: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    found = [(path, command)]
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        found += _walk(sub, (*path, name))
+    return found
+
+
+ALL = _walk(ROOT)
+GROUPS = [(path, command) for path, command in ALL if hasattr(command, "commands")]
+
+
+def _label(path: tuple[str, ...]) -> str:
+    return " ".join(path) or "bdx"
+
+
+def test_the_tree_is_found() -> None:
+    paths = [path for path, _ in ALL]
+    assert ("gallery", "stats") in paths and ("serve",) in paths and len(paths) > 30
+
+
+@pytest.mark.parametrize("path", [path for path, _ in ALL], ids=_label)
+def test_help_exits_zero(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(WIDE)})
+    assert result.exit_code == 0, result.output
+    assert "Usage: bdx" in result.output
+
+
+@pytest.mark.parametrize(("path", "group"), GROUPS, ids=[_label(p) for p, _ in GROUPS])
+def test_group_lists_each_summary_on_one_line(path: tuple[str, ...], group: Any) -> None:
+    output = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(WIDE)}).output
+    for name, command in group.commands.items():
+        summary = command.get_short_help_str(limit=10_000)
+        assert summary, f"{name} has no summary"
+        line = next(line for line in output.splitlines() if f"│ {name} " in line)
+        assert summary.rstrip(".")[:150] in line, (name, line)
+
+
+@pytest.mark.parametrize("path", [path for path, _ in ALL], ids=_label)
+def test_help_has_no_docstring_markup(path: tuple[str, ...]) -> None:
+    output = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(WIDE)}).output
+    for markup in ("``", ":func:", ":class:", ":meth:"):
+        assert markup not in output, (markup, output)
