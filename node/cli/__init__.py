@@ -35,6 +35,9 @@ def _register() -> None:
     app.add_typer(db_cmd.app, name="db")
     app.add_typer(users_cmd.app, name="users")
     app.add_typer(gallery_cmd.app, name="gallery")
+    from node.cli import subjects_cmd
+
+    app.add_typer(subjects_cmd.app, name="subjects")
     app.command("serve")(serve.serve)
     from node.cli import query_cmd
 

@@ -1,9 +1,9 @@
 """``bdx query``: an officer's hit/no-hit query to peer nodes, through the local node's API.
 
-The command posts to ``POST /queries`` of the local node (``--url``, default from the
-settings' host/port, https when tls_cert_file is set) with an officer's API token (``--token``
-or ``BDX_TOKEN``); the node applies its outbound policy, signs and sends the queries over
-mutual TLS and logs them, so the officer's machine needs no node keys. Exit status: 0 when
+The command posts to ``POST /queries`` of the local node with an officer's API token (see
+:mod:`node.cli._client` for ``--url``, ``--token`` and ``--ca-file``); the node applies its
+outbound policy, signs and sends the queries over mutual TLS and logs them, so the officer's
+machine needs no node keys. Exit status: 0 when
 every peer answered (hit, no-hit or a peer's signed refusal), 6 when some peer did not (down,
 timed out, bad reply), else 5 when this node's outbound rules refused to ask some peer (not
 a configured peer, a purpose its rules do not allow): the results printed are then partial.
@@ -16,43 +16,27 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from node.cli._client import CaFileOption, NodeClient, NodeRequestError, TokenOption, UrlOption
 from node.cli._common import ConfigOption, JsonOption
-from node.errors import NodeError, PeerError
-from node.settings import load_settings
+from node.errors import PeerError
 
 #: Seconds to wait for the node: peers' deadlines (30 s default) plus extraction.
 CLIENT_TIMEOUT_S = 90.0
 
 
-class QueryFailedError(NodeError):
-    """The local node refused or could not run the query; the exit code follows the node's
-    answer (README, "Exit codes"): 2 no token given, 3 bad input, 4 not found, 5 refused
-    (token or role), 6 node unreachable or unavailable, 1 otherwise."""
+class QueryFailedError(NodeRequestError):
+    """The local node refused or could not run the query, or its outbound rules refused to
+    ask some peer; the exit code follows the answer (README, "Exit codes")."""
 
     default_reason = "query_failed"
 
-    def __init__(self, message: str, *, reason: str | None = None, exit_code: int = 1) -> None:
-        super().__init__(message, reason=reason)
-        self.exit_code = exit_code
 
-
-#: Exit code of an HTTP status from the node (others: 1, an unexpected failure).
-EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
-#: Exit code when the node cannot be reached at all.
-EXIT_UNREACHABLE = 6
 #: Exit code when this node's outbound rules refused to ask a peer (README: refused).
 EXIT_REFUSED = 5
-
-
-def _default_url(config: Path | None) -> str:
-    settings = load_settings(config, check=False)
-    scheme = "https" if settings.tls_cert_file else "http"
-    return f"{scheme}://{settings.host}:{settings.port}"
 
 
 def _body(
@@ -117,49 +101,24 @@ def query(
     ] = None,
     image: Annotated[bool, typer.Option("--image", help="FILEs are images to extract")] = False,
     case_ref: Annotated[str | None, typer.Option(help="the officer's case reference")] = None,
-    token: Annotated[
-        str | None, typer.Option(envvar="BDX_TOKEN", help="officer API token (or BDX_TOKEN)")
-    ] = None,
-    url: Annotated[str | None, typer.Option(help="node API URL (default: from settings)")] = None,
-    ca_file: Annotated[
-        Path | None, typer.Option(help="CA bundle that signed the node API's certificate")
-    ] = None,
+    token: TokenOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
     config: ConfigOption = None,
     json_out: JsonOption = False,
 ) -> None:
     """Ask peer nodes whether they know the person in FILE(s): hit/no-hit per peer."""
-    if not token:
-        raise QueryFailedError(
-            "an officer token is needed (--token or BDX_TOKEN)", reason="no_token", exit_code=2
-        )
-    body = _body(files, finger or [], to, purpose, modality, image, case_ref)
-    base = url or _default_url(config)
-    verify: Any = str(ca_file) if ca_file else True
-    try:
-        with httpx.Client(timeout=CLIENT_TIMEOUT_S, verify=verify) as client:
-            response = client.post(
-                base.rstrip("/") + "/queries",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-    except httpx.HTTPError as exc:
-        raise QueryFailedError(
-            f"cannot reach the node at {base}: {exc}",
-            reason="node_unreachable",
-            exit_code=EXIT_UNREACHABLE,
-        ) from None
-    if response.status_code != 200:
-        try:
-            err = response.json()
-            reason, detail = str(err.get("error", "query_failed")), str(err.get("detail", ""))
-        except ValueError:
-            reason, detail = "query_failed", response.text[:200]
-        raise QueryFailedError(
-            f"the node refused the query: {detail}",
-            reason=reason,
-            exit_code=EXIT_OF_STATUS.get(response.status_code, 1),
-        )
-    result = response.json()
+    client = NodeClient(
+        token=token,
+        url=url,
+        ca_file=ca_file,
+        config=config,
+        timeout_s=CLIENT_TIMEOUT_S,
+        role="officer",
+    )
+    with client:
+        body = _body(files, finger or [], to, purpose, modality, image, case_ref)
+        result = client.call("POST", "/queries", json=body, what="the query")
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -10,11 +10,18 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from sqlalchemy.orm import Session, sessionmaker
+
+from matcher.gallery import FieldSpec, GallerySchema
+from node.db.models import Modality
+from node.services.galleries import GallerySet, gallery_writer
+from node.services.records import NewRecord, RecordService
 
 with warnings.catch_warnings():
     # starlette warns once at import that it prefers the `httpx2` fork; the API is the same.
@@ -23,7 +30,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from fastapi.testclient import TestClient
 
-__all__ = ["TestClient", "bearer", "cli", "free_port", "load_json", "self_signed_tls"]
+__all__ = ["TestClient", "bearer", "cli", "enrol", "free_port", "load_json", "self_signed_tls"]
+
+#: A minimal fingerprint gallery layout for tests that need records, not real templates.
+SCHEMA = GallerySchema("fingerprint", "test-minutiae", 1, {"xy": FieldSpec("float32", (2,))})
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -82,3 +92,22 @@ def self_signed_tls(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Pat
     )
     key_path.chmod(0o600)
     return cert_path, key_path
+
+
+def enrol(sessions: sessionmaker[Session], galleries: GallerySet, subject: str, n: int) -> None:
+    """Enrol ``n`` fingerprint records (positions 1..n, zero templates) for ``subject``."""
+    items = [
+        NewRecord(
+            subject_external_id=subject,
+            modality=Modality.FINGERPRINT,
+            format=SCHEMA.format,
+            format_version=SCHEMA.format_version,
+            finger_position=i + 1,
+            quality=60,
+            source="load-1",
+        )
+        for i in range(n)
+    ]
+    with sessions() as s:
+        write = gallery_writer(galleries, SCHEMA, {"xy": np.zeros((n, 2), np.float32)})
+        RecordService(s, galleries).enrol(items, write, actor="test")

@@ -6,39 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 from fastapi import FastAPI
-from node_support import TestClient, bearer
+from node_support import TestClient, bearer, enrol
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from matcher.gallery import FieldSpec, GallerySchema
 from node.api.app import create_app
-from node.db.models import ApiToken, Modality, Role
-from node.services.galleries import GallerySet, gallery_writer
-from node.services.records import NewRecord, RecordService
+from node.db.models import ApiToken, Role
+from node.services.galleries import GallerySet
 from node.settings import Settings
-
-SCHEMA = GallerySchema("fingerprint", "test-minutiae", 1, {"xy": FieldSpec("float32", (2,))})
-
-
-def enrol(sessions: sessionmaker[Session], galleries: GallerySet, subject: str, n: int) -> None:
-    items = [
-        NewRecord(
-            subject_external_id=subject,
-            modality=Modality.FINGERPRINT,
-            format=SCHEMA.format,
-            format_version=SCHEMA.format_version,
-            finger_position=i + 1,
-            quality=60,
-            source="load-1",
-        )
-        for i in range(n)
-    ]
-    with sessions() as s:
-        write = gallery_writer(galleries, SCHEMA, {"xy": np.zeros((n, 2), np.float32)})
-        RecordService(s, galleries).enrol(items, write, actor="test")
 
 
 def error(response: object, status: int, reason: str) -> str:

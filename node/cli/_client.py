@@ -1,0 +1,107 @@
+"""Commands that speak to the local node's HTTP API with a user's token.
+
+``bdx query`` (officers) and ``bdx subjects`` (operators) work on a running node, which holds
+the gallery and the keys, so the user's machine needs neither. The node's URL defaults to the
+settings' host/port (https when ``tls_cert_file`` is set); ``--ca-file`` names the CA bundle
+that signed the node's certificate. The node's refusals become exit codes (README, "Exit
+codes"): 2 no token given, 3 bad input, 4 not found, 5 refused (token or role), 6 node
+unreachable or unavailable, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from node.errors import NodeError
+from node.settings import load_settings
+
+TokenOption = Annotated[
+    str | None, typer.Option(envvar="BDX_TOKEN", help="your API token (or BDX_TOKEN)")
+]
+UrlOption = Annotated[str | None, typer.Option(help="node API URL (default: from settings)")]
+CaFileOption = Annotated[
+    Path | None, typer.Option(help="CA bundle that signed the node API's certificate")
+]
+
+#: Exit code of an HTTP status from the node (others: 1, an unexpected failure).
+EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
+#: Exit code when the node cannot be reached at all.
+EXIT_UNREACHABLE = 6
+#: Exit code when no token was given.
+EXIT_NO_TOKEN = 2
+
+
+class NodeRequestError(NodeError):
+    """The local node refused or could not run a request; ``exit_code`` follows its answer."""
+
+    default_reason = "node_request_failed"
+
+    def __init__(self, message: str, *, reason: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(message, reason=reason)
+        self.exit_code = exit_code
+
+
+class NodeClient:
+    """One user's requests to the local node; use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        token: str | None,
+        url: str | None,
+        ca_file: Path | None,
+        config: Path | None,
+        timeout_s: float,
+        role: str,
+    ) -> None:
+        if not token:
+            raise NodeRequestError(
+                f"an {role} token is needed (--token or BDX_TOKEN)",
+                reason="no_token",
+                exit_code=EXIT_NO_TOKEN,
+            )
+        self.base = (url or _default_url(config)).rstrip("/")
+        verify: Any = str(ca_file) if ca_file else True
+        self._http = httpx.Client(
+            timeout=timeout_s, verify=verify, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.close()
+
+    def call(self, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
+        """Send one request; return the JSON body of a 2xx answer, else raise
+        :class:`NodeRequestError` saying that the node refused ``what``."""
+        try:
+            response = self._http.request(method, self.base + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise NodeRequestError(
+                f"cannot reach the node at {self.base}: {exc}",
+                reason="node_unreachable",
+                exit_code=EXIT_UNREACHABLE,
+            ) from None
+        if not response.is_success:
+            try:
+                err = response.json()
+                reason, detail = str(err.get("error", "")), str(err.get("detail", ""))
+            except (ValueError, AttributeError):
+                reason, detail = "", response.text[:200]
+            raise NodeRequestError(
+                f"the node refused {what}: {detail or response.reason_phrase}",
+                reason=reason or f"http_{response.status_code}",
+                exit_code=EXIT_OF_STATUS.get(response.status_code, 1),
+            )
+        return response.json()
+
+
+def _default_url(config: Path | None) -> str:
+    settings = load_settings(config, check=False)
+    scheme = "https" if settings.tls_cert_file else "http"
+    return f"{scheme}://{settings.host}:{settings.port}"

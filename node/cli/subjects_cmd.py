@@ -1,0 +1,128 @@
+"""``bdx subjects``: an operator's view of the running node's subjects, and their deletion.
+
+The commands go through the local node's API (``GET /subjects``, ``GET /subjects/{id}``,
+``DELETE /subjects/{id}``) with an operator's token, because the running node holds the
+gallery: a deletion hides the subject's records from searches at once, and the node erases
+their templates from the gallery files within ``gallery_erase_interval_s``. Connection
+options and exit codes: :mod:`node.cli._client`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import typer
+
+from node.cli._client import CaFileOption, NodeClient, NodeRequestError, TokenOption, UrlOption
+from node.cli._common import ConfigOption, JsonOption, print_json
+
+app = typer.Typer(
+    help="List, show and delete the running node's subjects (operators).", no_args_is_help=True
+)
+
+#: Seconds to wait for the node (a deletion commits to the database and the gallery).
+CLIENT_TIMEOUT_S = 60.0
+#: Subjects per page when listing (the API's largest page is 1000).
+PAGE_DEFAULT = 100
+
+ExternalId = Annotated[str, typer.Argument(help="the subject's external id")]
+
+
+def _client(token: str | None, url: str | None, ca_file: Any, config: Any) -> NodeClient:
+    return NodeClient(
+        token=token,
+        url=url,
+        ca_file=ca_file,
+        config=config,
+        timeout_s=CLIENT_TIMEOUT_S,
+        role="operator",
+    )
+
+
+def _path(external_id: str) -> str:
+    return "/subjects/" + quote(external_id, safe="")
+
+
+@app.command("list")
+def list_(
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="subjects to show (one page)")
+    ] = PAGE_DEFAULT,
+    after: Annotated[
+        int, typer.Option(min=0, help="continue after this cursor (the last page's next_after)")
+    ] = 0,
+    token: TokenOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List subjects with their number of records, oldest first, one page at a time."""
+    with _client(token, url, ca_file, config) as client:
+        page = client.call(
+            "GET", "/subjects", params={"limit": limit, "after": after}, what="the listing"
+        )
+    if json:
+        print_json(page)
+        return
+    for item in page["items"]:
+        typer.echo(f"{item['external_id']}\t{item['records']} records\t{item['created_at']}")
+    if page["next_after"] is not None:
+        typer.echo(f"more: bdx subjects list --after {page['next_after']}", err=True)
+
+
+@app.command()
+def show(
+    external_id: ExternalId,
+    token: TokenOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Show a subject's encounters and records (references, states, sharing restrictions)."""
+    with _client(token, url, ca_file, config) as client:
+        subject = client.call("GET", _path(external_id), what="the look-up")
+    if json:
+        print_json(subject)
+        return
+    typer.echo(f"subject {subject['external_id']} (since {subject['created_at']})")
+    for enc in subject["encounters"]:
+        typer.echo(f"  encounter {enc['external_id'] or '-'} from {enc['source'] or '-'}")
+    for rec in subject["records"]:
+        finger = f" finger {rec['finger_position']}" if rec["finger_position"] else ""
+        shared = "never shared (restrictions unreadable)" if rec["restrictions"] is None else ""
+        typer.echo(
+            f"  record {rec['reference']} {rec['modality']}{finger} quality "
+            f"{rec['quality'] if rec['quality'] is not None else '-'} {rec['state']} {shared}"
+        )
+
+
+@app.command()
+def delete(
+    external_id: ExternalId,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    token: TokenOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Delete a subject and all their records; their templates are then erased from the
+    gallery files. Asks first unless --yes (required when not run from a terminal)."""
+    with _client(token, url, ca_file, config) as client:
+        if not yes:
+            if not sys.stdin.isatty():
+                raise NodeRequestError(
+                    "not run from a terminal: add --yes to delete without confirmation",
+                    reason="confirmation_needed",
+                    exit_code=2,
+                )
+            typer.confirm(f"Delete subject {external_id} and all their records?", abort=True)
+        done = client.call("DELETE", _path(external_id), what="the deletion")
+    if json:
+        print_json(done)
+    else:
+        typer.echo(f"deleted {done['external_id']}: {done['templates_removed']} templates removed")

@@ -1,0 +1,115 @@
+"""``bdx subjects``: an operator lists, shows and deletes subjects through a running node."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+from node_support import cli, enrol, free_port
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.db.models import Role
+from node.services.galleries import GallerySet
+
+BDX = [sys.executable, "-c", "from node.cli import main; main()"]
+
+
+@pytest.fixture
+def operator(
+    live_server: str,
+    make_token: object,
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[str]:
+    """Connection options of an operator; the node holds subjects case-1 (2) and case 2 (1)."""
+    monkeypatch.delenv("BDX_TOKEN", raising=False)
+    enrol(sessions, galleries, "case-1", 2)
+    enrol(sessions, galleries, "case 2", 1)
+    token = make_token(Role.OPERATOR)  # type: ignore[operator]
+    return ["--url", live_server, "--token", token]
+
+
+def test_list_pages_through_subjects(
+    operator: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(["subjects", "list", *operator], capsys)
+    assert code == 0, err
+    assert [line.split("\t")[:2] for line in out.splitlines()] == [
+        ["case-1", "2 records"],
+        ["case 2", "1 records"],
+    ]
+    code, out, err = cli(["subjects", "list", "--limit", "1", "--json", *operator], capsys)
+    page = json.loads(out)
+    assert code == 0 and [s["external_id"] for s in page["items"]] == ["case-1"]
+    code, out, err = cli(["subjects", "list", "--limit", "1", *operator], capsys)
+    assert f"--after {page['next_after']}" in err
+    after = ["--after", str(page["next_after"])]
+    code, out, _ = cli(["subjects", "list", "--json", *after, *operator], capsys)
+    assert [s["external_id"] for s in json.loads(out)["items"]] == ["case 2"]
+
+
+def test_show_gives_records(operator: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(["subjects", "show", "case 2", "--json", *operator], capsys)
+    assert code == 0, err
+    subject = json.loads(out)
+    assert subject["external_id"] == "case 2" and len(subject["records"]) == 1
+    code, out, _ = cli(["subjects", "show", "case-1", *operator], capsys)
+    assert out.startswith("subject case-1") and out.count("record ") == 2 and "finger 2" in out
+
+
+def test_delete_needs_yes_off_a_terminal(
+    operator: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(["subjects", "delete", "case-1", *operator], capsys)
+    assert code == 2 and "[confirmation_needed]" in err
+    code, out, _ = cli(["subjects", "show", "case-1", "--json", *operator], capsys)
+    assert code == 0 and all(r["state"] == "active" for r in json.loads(out)["records"])
+    code, out, err = cli(["subjects", "delete", "case-1", "--yes", "--json", *operator], capsys)
+    assert code == 0, err
+    assert json.loads(out) == {"external_id": "case-1", "templates_removed": 2}
+    code, _, err = cli(["subjects", "show", "case-1", *operator], capsys)
+    assert code == 4 and err.startswith("bdx: error:") and len(err.splitlines()) == 1
+    code, _, err = cli(["subjects", "delete", "case-1", "-y", *operator], capsys)
+    assert code == 4
+
+
+def test_refusals_have_exit_codes(
+    operator: list[str], make_token: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = operator[:2]
+    code, _, err = cli(["subjects", "list", *url], capsys)
+    assert code == 2 and "[no_token]" in err
+    officer = make_token(Role.OFFICER)  # type: ignore[operator]
+    code, _, err = cli(["subjects", "list", *url, "--token", officer], capsys)
+    assert code == 5 and "[wrong_role]" in err
+    code, _, err = cli(["subjects", "list", *url, "--token", "bdx_not-a-token"], capsys)
+    assert code == 5
+    gone = ["--url", f"http://127.0.0.1:{free_port()}", *operator[2:]]
+    code, _, err = cli(["subjects", "list", *gone], capsys)
+    assert code == 6 and "[node_unreachable]" in err
+
+
+def test_delete_asks_at_a_terminal(operator: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Answering no at the prompt deletes nothing (exit 130, as an interruption)."""
+    leader, follower = pty.openpty()
+    try:
+        with subprocess.Popen(
+            [*BDX, "subjects", "delete", "case 2", *operator],
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as proc:
+            os.write(leader, b"n\n")
+            out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(leader)
+        os.close(follower)
+    assert proc.returncode == 130, err
+    assert b"Delete subject case 2" in out and b"aborted" in err
+    code, out_text, _ = cli(["subjects", "show", "case 2", "--json", *operator], capsys)
+    assert code == 0 and json.loads(out_text)["records"][0]["state"] == "active"
