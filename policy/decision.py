@@ -249,6 +249,17 @@ class PolicyEngine:
             )
         return decision.with_check(check, quota=quota)
 
+    def return_search(self, decision: Decision) -> dict[str, Any]:
+        """Give back the search an inbound ``decision`` took from the daily quota, when this
+        node failed to run it: its reply tells the peer to ask again, which must not cost a
+        second search. Returns the decision's ``quota`` with the count afterwards ({} when
+        the decision took none); raises :class:`~policy.quota.QuotaStoreError`."""
+        if not decision.allowed or not decision.quota:
+            return {}
+        day = date.fromisoformat(decision.quota["day"])
+        used = self.ledger.give_back(decision.peer, decision.modality, day)
+        return {**decision.quota, "used": used}
+
     def decide_outbound(
         self, peer: str, purpose: str, modality: str, at: datetime | None = None
     ) -> Decision:

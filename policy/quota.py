@@ -70,6 +70,12 @@ _GRANT = (
     .returning(quota_usage.c.used)
 )
 _USED = select(quota_usage.c.used).where(_KEY)
+_RETURN = (
+    update(quota_usage)
+    .where(_KEY & (quota_usage.c.used > 0))
+    .values(used=quota_usage.c.used - 1)
+    .returning(quota_usage.c.used)
+)
 
 
 class QuotaLedger:
@@ -108,6 +114,16 @@ class QuotaLedger:
                 return QuotaResult(False, int(used), limit)
         except OperationalError as exc:
             raise QuotaStoreError(f"quota ledger unavailable: {exc.orig}") from exc
+
+    def give_back(self, peer: str, modality: str, day: date) -> int:
+        """Return one granted search of ``day`` (never below 0); the count afterwards."""
+        key = {"q_peer": peer, "q_modality": modality, "q_day": day}
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(_RETURN, key).first()
+        except OperationalError as exc:
+            raise QuotaStoreError(f"quota ledger unavailable: {exc.orig}") from exc
+        return int(row[0]) if row is not None else 0
 
     def used(self, peer: str, modality: str, day: date) -> int:
         """Searches granted so far to ``peer`` for ``modality`` on ``day``."""

@@ -16,13 +16,13 @@
 
 Steps 3–6 refuse with a *signed* reply (outcome ``refused`` and the reason code). When this
 node itself fails (gallery or search processes, quota ledger, database), the reply is a signed
-``error`` (reason ``search_unavailable``: ask again later) and ``query_failed`` logs the cause
-and stage. Every step's
-outcome is written to the exchange log; the probe's templates are never stored or logged: they
-live in this call's local variables only and are dropped when it returns. The events of steps
-3–7 are collected in order and appended in one transaction before the reply is returned (also
-when a step raises), so a reply never leaves without its log entries and a query costs one log
-append instead of one per event.
+``error`` (reason ``search_unavailable``: ask again later), ``query_failed`` logs the cause and
+stage, and a search the policy had granted is given back to the peer's daily quota. Every
+step's outcome is written to the exchange log; the probe's templates are never stored or
+logged: they live in this call's local variables only and are dropped when it returns. The
+events of steps 3–7 are collected in order and appended in one transaction before the reply is
+returned (also when a step raises), so a reply never leaves without its log entries and a query
+costs one log append instead of one per event.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from node.exchange.messages import (
 from node.exchange.references import HitReferences
 from node.exchange.replay import ReplayError, ReplayGuard
 from node.service_errors import StoreUnavailableError
-from policy.decision import PolicyEngine
+from policy.decision import Decision, PolicyEngine
 from policy.quota import QuotaStoreError
 from policy.restrictions import Restrictions, filter_shareable
 
@@ -234,13 +234,23 @@ class Responder:
         if not decision.allowed:
             reason = decision.refusal.value if decision.refusal else "policy"
             return self._refuse(query, events, reason)
+        try:
+            return self._search_and_reply(query, events, decision)
+        except SQLAlchemyError as exc:  # restrictions or references: this node's fault
+            log.error("query %s: node database failed (%s)", query.query_id, type(exc).__name__)
+            return self._fail(query, events, "database_unavailable", "store", decision)
+
+    def _search_and_reply(
+        self, query: QueryPayload, events: list[dict[str, Any]], decision: Decision
+    ) -> Answer:
+        """Steps 6–7 for a query the policy allowed (``decision``)."""
         max_candidates = decision.max_candidates or 1
         fmr = decision.fmr if decision.fmr is not None else params.MODERATE_MAX_FMR
         try:
             candidates = self.search(query.modality, query.templates, max_candidates, fmr)
         except (GalleryError, StoreUnavailableError) as exc:  # this node's failure, not the query's
             log.error("query %s: search failed (%s)", query.query_id, exc.reason)
-            return self._fail(query, events, exc.reason, "search")
+            return self._fail(query, events, exc.reason, "search", decision)
         except TemplateFormatError as exc:
             log.info("query %s: template refused (%s)", query.query_id, exc.reason)
             return self._refuse(query, events, "unsupported_template", "template")
@@ -305,13 +315,33 @@ class Responder:
         return self._ended(query, events, reply, "query_refused", stage, reason)
 
     def _fail(
-        self, query: QueryPayload, events: list[dict[str, Any]], cause: str, stage: str
+        self,
+        query: QueryPayload,
+        events: list[dict[str, Any]],
+        cause: str,
+        stage: str,
+        charged: Decision | None = None,
     ) -> Answer:
         """A signed ``error`` reply when this node could not answer (gallery, search processes,
         quota ledger or its database unavailable): the requester learns it may ask again
-        later; the cause and ``stage`` stay in this node's log."""
+        later; the cause and ``stage`` stay in this node's log. The search an allowed
+        decision (``charged``) took from the peer's daily quota is given back, and the
+        event says so (``quota``: the count afterwards; ``quota_returned`` false when the
+        ledger could not be updated)."""
+        fields: dict[str, Any] = {}
+        if charged is not None:
+            try:
+                fields["quota"] = self.policy.return_search(charged)
+                fields["quota_returned"] = True
+            except (QuotaStoreError, SQLAlchemyError) as exc:
+                log.error(
+                    "query %s: its search was not given back to the quota (%s)",
+                    query.query_id,
+                    type(exc).__name__,
+                )
+                fields["quota_returned"] = False
         reply = self._reply(query, Outcome.ERROR, reason=SEARCH_FAILED)
-        return self._ended(query, events, reply, "query_failed", stage, cause)
+        return self._ended(query, events, reply, "query_failed", stage, cause, **fields)
 
     def _ended(
         self,
@@ -321,11 +351,18 @@ class Responder:
         kind: str,
         stage: str,
         reason: str,
+        **fields: Any,
     ) -> Answer:
-        """Log why ``query`` ended before a search result (event ``kind``), then sign ``reply``."""
+        """Log why ``query`` ended before a search result (event ``kind``, with ``fields``),
+        then sign ``reply``."""
         events.append(
             self._event(
-                kind, query_id=str(query.query_id), peer=query.requester, stage=stage, reason=reason
+                kind,
+                query_id=str(query.query_id),
+                peer=query.requester,
+                stage=stage,
+                reason=reason,
+                **fields,
             )
         )
         return self._sign(reply)

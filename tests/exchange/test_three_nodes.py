@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -337,9 +338,47 @@ def test_a_search_that_fails_on_the_responders_side_is_a_signed_error(
         failed = [e for e in events if e["type"] == "query_failed"]
         assert failed and failed[-1]["reason"] == failure.reason  # type: ignore[attr-defined]
         assert failed[-1]["stage"] == "search"
+        _assert_search_given_back(idn, events)
     from node.audit import AuditFilter, dashboard
 
     assert dashboard(idn.log, idn.engine, AuditFilter()).hit_rate["inbound"]["error"] == 2
+
+
+def _assert_search_given_back(node: NodeHandle, events: list[dict[str, Any]]) -> None:
+    """The failed query's search is back in the peer's quota, and its event says so."""
+    granted = next(e for e in events if e["type"] == "policy_decision")["quota"]
+    failed = next(e for e in events if e["type"] == "query_failed")
+    assert failed["quota_returned"] is True
+    assert failed["quota"] == {**granted, "used": granted["used"] - 1}
+    ledger = node.responder.policy.ledger
+    day = date.fromisoformat(granted["day"])
+    assert ledger.used("TH", "fingerprint", day) == granted["used"] - 1
+
+
+def test_a_reference_store_failure_after_the_search_is_a_signed_error(
+    nodes: dict[str, NodeHandle],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hit reference cannot be stored after a granted search: a signed ``error``, and the
+    search is given back to TH's quota (asking again must not cost a second search)."""
+    import json
+
+    from sqlalchemy.exc import OperationalError
+
+    th, idn = nodes["TH"], nodes["ID"]
+
+    def down(*args: object, **kwargs: object) -> str:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(idn.responder.hits, "issue", down)
+    before = idn.log.size()
+    got = ask(th, nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert got.reply is not None and got.reply.outcome is Outcome.ERROR
+    events = [json.loads(e.data) for e in idn.log.entries(before)]
+    assert [e["type"] for e in events] == ["query_received", "policy_decision", "query_failed"]
+    assert (events[-1]["stage"], events[-1]["reason"]) == ("store", "database_unavailable")
+    _assert_search_given_back(idn, events)
 
 
 def test_a_quota_ledger_failure_is_a_signed_error(

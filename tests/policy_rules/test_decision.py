@@ -86,6 +86,24 @@ def test_quota_consumed_only_when_static_checks_pass(engine: Engine) -> None:
     assert pe.decide_inbound("ID", "border_control", "fingerprint", tomorrow).allowed
 
 
+def test_a_search_given_back_frees_its_place(engine: Engine) -> None:
+    """A search this node failed to run is given back: the peer may ask again that day."""
+    ledger = QuotaLedger(engine)
+    pe = PolicyEngine(POLICY, ledger)
+    at = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    granted = [pe.decide_inbound("ID", "border_control", "fingerprint", at) for _ in range(3)]
+    assert pe.return_search(granted[-1]) == {"day": "2026-11-23", "used": 2, "limit": 3}
+    assert pe.decide_inbound("ID", "border_control", "fingerprint", at).allowed
+    refused = pe.decide_inbound("ID", "border_control", "fingerprint", at)
+    assert refused.refusal is Refusal.QUOTA_EXHAUSTED
+    assert pe.return_search(refused) == {}  # it took nothing
+    assert ledger.used("ID", "fingerprint", date(2026, 11, 23)) == 3
+    for _ in range(5):  # never below zero, also for a day with no row
+        ledger.give_back("ID", "fingerprint", date(2026, 11, 23))
+    assert ledger.give_back("ID", "fingerprint", date(2026, 11, 23)) == 0
+    assert ledger.give_back("ID", "face", date(2030, 1, 1)) == 0
+
+
 def test_concurrent_requests_never_exceed_quota(engine: Engine) -> None:
     policy = parse_policy(
         RULES.replace("daily_quota = { fingerprint = 3", "daily_quota = { fingerprint = 25")
