@@ -2,8 +2,9 @@
 
 :func:`probe_items` turns the officer's input (ISO/IEC 19794-2 records or face template bytes,
 or images to extract) into wire :class:`TemplateItem` s, checking every template decodes.
-:func:`query_peers` asks the local policy about each peer (refused peers are reported without
-sending anything, and the decision is logged), sends the probe to the others through the
+:func:`query_peers` asks the local policy about each peer (every decision is logged with the
+case and officer; refused peers, also those with no address in the settings, are reported
+without sending anything), sends the probe to the others through the
 :class:`Requester` and returns one :class:`OfficerResult` per peer, in the order asked.
 """
 
@@ -23,7 +24,7 @@ from matcher.fingerprint.extract import extract_file
 from node.exchange.messages import MAX_TEMPLATE_BYTES, MIN_TEMPLATE_BYTES, TemplateItem
 from node.exchange.requester import Peer, PeerResult, Requester
 from node.exchange.search import decode_fingerprints
-from policy.decision import PolicyEngine
+from policy.decision import Check, PolicyEngine, Refusal
 
 ISO_FORMAT = "iso19794-2:2005"
 ISO_VERSION = 20
@@ -124,13 +125,17 @@ async def query_peers(
     """Decide outbound per peer, query the allowed ones concurrently (see module docstring)."""
     refused: dict[str, str] = {}
     for cc in peers:
-        if cc not in known:
-            refused[cc] = "unknown_peer"
-            continue
         decision = policy.decide_outbound(cc, purpose, modality, datetime.now(UTC))
-        requester.log.record(
-            {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
-        )
+        if decision.allowed and cc not in known:
+            where = Check(
+                "address",
+                False,
+                f"no address for {cc} in this node's settings (peers)",
+                Refusal.UNKNOWN_PEER,
+            )
+            decision = decision.with_check(where)
+        record = {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
+        requester.log.record({**record, "officer": officer})
         if not decision.allowed:
             refused[cc] = decision.refusal.value if decision.refusal else "policy"
     to_send = [known[cc] for cc in peers if cc not in refused]

@@ -201,6 +201,26 @@ def test_peers_witness_each_others_checkpoints(
     assert info.value.reason == "wrong_origin"
 
 
+def test_every_outbound_decision_is_logged_with_the_officer(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """A peer this node's rules refuse to ask is logged with its reason, case and officer,
+    as a sent query is (an unknown peer left no log entry at all)."""
+    log = nodes["TH"].exchange.log
+    before = log.size()
+    got = by_peer(officer_query(nodes["TH"], ["ID", "SG"], fingers[2][1]))
+    assert (got["SG"]["status"], got["SG"]["reason"]) == ("refused_locally", "unknown_peer")
+    events = [json.loads(e.data) for e in log.entries(before)]
+    decisions = {e["peer"]: e for e in events if e["type"] == "policy_decision"}
+    sent = next(e for e in events if e["type"] == "query_sent")
+    assert sent["officer"]
+    for peer, allowed in (("ID", True), ("SG", False)):
+        decision = decisions[peer]
+        assert (decision["direction"], decision["allowed"]) == ("outbound", allowed)
+        assert decision["officer"] == sent["officer"] and decision["case_ref"] == "case-42"
+    assert decisions["SG"]["refusal"] == "unknown_peer"
+
+
 def test_committed_node_actions_reach_the_tamper_evident_log(nodes: dict[str, ServiceNode]) -> None:
     node = nodes["MY"]
     log = node.exchange.log
