@@ -1,10 +1,11 @@
 """Audit of the stored log against its own signed checkpoints (``bdx audit store``).
 
-Recomputes every leaf hash from the stored entry bytes and the whole tree from the leaves,
-and compares with the stored perfect-subtree hashes, the head row and every signed
-checkpoint. Any edited, deleted, inserted or reordered entry is reported by the first
-index concerned, even when the attacker also rewrote the stored hashes (the signed roots
-then disagree).
+Recomputes every leaf hash from the stored entry bytes and the whole tree from the leaves, and
+compares with the stored perfect-subtree hashes, the head row and every signed checkpoint (its
+stored columns too). The log may be written while it is audited: the tree audited is the head
+read at the start, and entries appended since are not alarms. Any edited, deleted, inserted or
+reordered entry is reported by the first index concerned, even when the attacker also rewrote
+the stored hashes (the signed roots then disagree).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def audit_store(
         keys = (log_key,)
     else:
         keys = log_key
-    head = log.head()
+    # Checkpoints before the head: each was issued at a size the head had reached, and the head
+    # only grows, so appends and checkpoints while the audit runs raise no false alarm.
     checkpoints = log.checkpoints()
+    head = log.head()
     for signed in checkpoints:
         verify_any(signed, keys)
         if signed.checkpoint.size > head.size:
@@ -68,7 +71,7 @@ def audit_store(
         if failure is not None:
             raise failure
 
-    for entry in log.entries(0, None):
+    for entry in log.entries(0, head.size):
         if entry.index != cr.size:
             flush(
                 TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
@@ -98,6 +101,13 @@ def audit_store(
     if cr.hashes != head.hashes:
         raise TamperedError(
             "the head row does not match the stored entries", reason="head_mismatch"
+        )
+    beyond = log.first_beyond_head()
+    if beyond is not None:
+        raise TamperedError(
+            f"entry {beyond} is stored beyond the tree (inserted outside the log)",
+            reason="entry_inserted",
+            index=beyond,
         )
     return AuditReport(log.origin, cr.size, cr.root(), cr.size, len(checkpoints))
 

@@ -69,9 +69,9 @@ class RollbackError(TranslogError):
 class TamperedError(TranslogError):
     """The stored log or an export disagrees with its signed checkpoints.
 
-    ``reason`` names what: ``entry_modified``, ``entry_missing``, ``entry_reordered``,
-    ``tree_mismatch``, ``node_missing``, ``head_mismatch``, ``inclusion_failed``,
-    ``consistency_failed``, ``checkpoint_mismatch``.
+    ``reason`` names what: ``entry_modified``, ``entry_missing``, ``entry_inserted``,
+    ``entry_reordered``, ``tree_mismatch``, ``node_missing``, ``head_mismatch``,
+    ``inclusion_failed``, ``consistency_failed``, ``checkpoint_mismatch``.
     ``index`` is the first entry index concerned, when one is known.
     """
 

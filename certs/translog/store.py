@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -41,6 +42,7 @@ from certs.merkle import (
     plan_nodes,
     root_plan,
 )
+from certs.merkle.errors import MerkleError
 from certs.merkle.hashing import EMPTY_ROOT
 from certs.translog import schema
 from certs.translog.checkpoint import Checkpoint, Cosignature, SignedCheckpoint
@@ -102,8 +104,14 @@ def _check_entry(data: object) -> bytes:
     return data
 
 
-def _split_range(blob: bytes) -> list[bytes]:
-    return [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
+def _head_range(size: int, blob: bytes) -> CompactRange:
+    """The head row's compact range; a row that does not form one is tampering."""
+    try:
+        return CompactRange(size, [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)])
+    except (MerkleError, TypeError) as exc:
+        raise TamperedError(
+            f"the head row is not a compact range of its tree size: {exc}", reason="head_mismatch"
+        ) from None
 
 
 class TransparencyLog:
@@ -190,7 +198,7 @@ class TransparencyLog:
         else:
             query = _HEAD_READ_LOCKED
         row = conn.execute(query).one()
-        return CompactRange(row.tree_size, _split_range(row.compact_range))
+        return _head_range(row.tree_size, row.compact_range)
 
     def append(self, data: bytes) -> int:
         """Append one entry; return its index."""
@@ -254,7 +262,20 @@ class TransparencyLog:
         """The current tree size and compact range (its root is the current root)."""
         with self._engine.connect() as conn:
             row = conn.execute(select(schema.head).where(schema.head.c.id == HEAD_ID)).one()
-        return CompactRange(row.tree_size, _split_range(row.compact_range))
+        return _head_range(row.tree_size, row.compact_range)
+
+    def first_beyond_head(self) -> int | None:
+        """The lowest index stored at or past the head's tree size (None: there is none).
+
+        One statement, so one snapshot: an append writes its entries and the new head in one
+        transaction, so a row found here was inserted outside the log (an append after the
+        head was read does not count, unlike reading the head and the entries separately)."""
+        t, h = schema.entries, schema.head
+        size = select(h.c.tree_size).where(h.c.id == HEAD_ID).scalar_subquery()
+        with self._engine.connect() as conn:
+            found = conn.execute(select(func.min(t.c.leaf_index)).where(t.c.leaf_index >= size))
+            value = found.scalar()
+        return None if value is None else int(value)
 
     def entry(self, index: int) -> Entry:
         with self._engine.connect() as conn:
@@ -430,16 +451,23 @@ class TransparencyLog:
                 return None
         return self.issue_checkpoint()
 
-    def _signed(self, conn: Connection, row: object) -> SignedCheckpoint:
-        signed = SignedCheckpoint.from_bytes(row.note)  # type: ignore[attr-defined]
+    def _signed(self, conn: Connection, row: Any) -> SignedCheckpoint:
+        signed = SignedCheckpoint.from_bytes(row.note)
+        cp = signed.checkpoint
+        if (row.tree_size, row.root_hash, row.timestamp_ms) != (
+            cp.size,
+            cp.root_hash,
+            cp.timestamp_ms,
+        ):  # the columns order and select checkpoints: edited, they would pick a stale one
+            raise TamperedError(
+                f"checkpoint row {row.id}'s columns differ from its signed note "
+                f"(size {row.tree_size} stored, {cp.size} signed)",
+                reason="checkpoint_mismatch",
+            )
         c = schema.cosignatures
         cosigs = [
             Cosignature(r.witness, r.key_id, r.timestamp, r.signature)
-            for r in conn.execute(
-                select(c)
-                .where(c.c.checkpoint_id == row.id)  # type: ignore[attr-defined]
-                .order_by(c.c.id)
-            )
+            for r in conn.execute(select(c).where(c.c.checkpoint_id == row.id).order_by(c.c.id))
         ]
         return signed.with_cosignatures(*cosigs)
 

@@ -8,6 +8,7 @@ import base64
 import csv
 import io
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -373,16 +374,93 @@ def test_audit_with_the_wrong_key_or_forged_checkpoint(
 ) -> None:
     with pytest.raises(SignatureError):
         audit_store(filled, witness_key(LOG_NAME).verifying_key())
-    with engine.begin() as conn:
-        conn.execute(update(tables.checkpoints).values(tree_size=99))  # note untouched
-    audit_store(filled)  # the signed note, not the helper columns, is what counts
     signed = filled.latest_checkpoint()
     assert signed is not None
     note = signed.to_bytes().replace(b"\n21\n", b"\n25\n", 1)
-    with engine.begin() as conn:
-        conn.execute(update(tables.checkpoints).values(note=note))
+    t = tables.checkpoints
+    with engine.begin() as conn:  # the columns follow the forged note: only its signature tells
+        conn.execute(update(t).where(t.c.tree_size == 21).values(note=note, tree_size=25))
     with pytest.raises(SignatureError):
         audit_store(filled)
+
+
+def test_checkpoint_columns_that_differ_from_the_note_are_tampering(
+    filled: TransparencyLog, engine: Engine
+) -> None:
+    """The columns order and select checkpoints: an edited size would keep a stale one the
+    latest (exported, shown to witnesses) while newer ones are signed."""
+    t = tables.checkpoints
+    for column, value in (("tree_size", 99), ("root_hash", b"\x00" * 32), ("timestamp_ms", 1)):
+        with engine.begin() as conn:
+            first = conn.execute(select(t).order_by(t.c.id).limit(1)).one()
+            conn.execute(update(t).where(t.c.id == first.id).values({column: value}))
+        with pytest.raises(TamperedError) as exc:
+            audit_store(filled)
+        assert exc.value.reason == "checkpoint_mismatch"
+        if column == "tree_size":  # the size-9 checkpoint now sorts as the latest
+            with pytest.raises(TamperedError):
+                filled.latest_checkpoint()
+        with engine.begin() as conn:
+            conn.execute(
+                update(t).where(t.c.id == first.id).values({column: first._mapping[column]})
+            )
+        audit_store(filled)
+
+
+def test_an_entry_inserted_beyond_the_head_is_tampering(
+    filled: TransparencyLog, engine: Engine
+) -> None:
+    """A row past the tree (no append wrote it) is reported; it would also make every later
+    append fail on its index."""
+    forged = event(99)
+    with engine.begin() as conn:
+        conn.execute(
+            tables.entries.insert().values(
+                leaf_index=21,
+                leaf_hash=hash_leaf(forged),
+                data=forged,
+                created_at=datetime.now(UTC),
+            )
+        )
+    with pytest.raises(TamperedError) as exc:
+        audit_store(filled)
+    assert (exc.value.reason, exc.value.index) == ("entry_inserted", 21)
+
+
+def test_a_head_row_that_is_no_compact_range_is_tampering(
+    filled: TransparencyLog, engine: Engine
+) -> None:
+    head = filled.head()
+    with engine.begin() as conn:
+        conn.execute(update(tables.head).values(compact_range=b"".join(head.hashes)[:40]))
+    for read in (filled.head, lambda: audit_store(filled), lambda: filled.append(event(50))):
+        with pytest.raises(TamperedError) as exc:
+            read()
+        assert exc.value.reason == "head_mismatch"
+
+
+def test_a_log_written_while_it_is_audited_audits_clean(filled: TransparencyLog) -> None:
+    """Appends and checkpoints racing the audit are not tampering (they were reported as
+    entry_missing: the audit read the head, then entries up to a newer size)."""
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 100
+        while not stop.is_set():
+            filled.append(event(i))
+            if i % 7 == 0:
+                filled.issue_checkpoint()
+            i += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        sizes = [audit_store(filled).tree_size for _ in range(25)]
+    finally:
+        stop.set()
+        writer.join()
+    assert sizes[-1] > sizes[0] >= 21  # the log grew while it was audited
+    audit_store(filled)
 
 
 def test_checkpoint_beyond_the_stored_tree(
