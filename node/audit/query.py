@@ -12,6 +12,7 @@ decoded event.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from certs.translog import TranslogError, TransparencyLog, audit_store
 from certs.translog.events import FORBIDDEN_KEYS
 from node.service_errors import InvalidRequestError
 from policy.quota import quota_usage
+
+log_ = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
 """Most entries one list call returns: a page is JSON the browser renders at once."""
@@ -186,6 +189,24 @@ def record_auditor_action(
         "at": datetime.now(UTC).isoformat(),
     }
     return log.append(json.dumps(event, sort_keys=True, separators=(",", ":")).encode())
+
+
+def record_check(
+    log: TransparencyLog, actor: str, action: str, details: dict[str, Any], *, ok: bool
+) -> None:
+    """Record an integrity check or dashboard view as :func:`record_auditor_action` does.
+
+    When the check found the store tampered with (``ok`` false), the append may fail on the
+    same damage (a head row that is no compact range refuses every append): the report still
+    reaches the auditor, and the node's log says the action went unrecorded."""
+    try:
+        record_auditor_action(log, actor, action, details)
+    except TranslogError as exc:
+        if ok:
+            raise
+        log_.error(
+            "auditor action %s not recorded: the log refuses appends (%s)", action, exc.reason
+        )
 
 
 @dataclass(frozen=True)

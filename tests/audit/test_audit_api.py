@@ -143,6 +143,24 @@ def test_integrity_and_dashboard(client: TestClient, auditor: dict[str, str]) ->
     assert board["integrity"]["ok"] is True
 
 
+def test_a_tampered_head_is_reported_not_refused(settings: Settings, node: Node) -> None:
+    """A head row that is no compact range is tampering to report (ok false), not a 403."""
+    from sqlalchemy import update
+
+    from certs.translog import schema
+
+    hashes = b"".join(node.log.head().hashes)
+    with node.engine.begin() as conn:
+        conn.execute(update(schema.head).values(compact_range=hashes[:40]))
+    with TestClient(auditor_app(settings, node.engine, node.log)) as c:
+        auditor = bearer(node.token(Role.AUDITOR))
+        r = c.get("/audit/log/integrity", headers=auditor)
+        board = c.get("/audit/log/dashboard", headers=auditor)
+    assert r.status_code == 200, r.text
+    assert (r.json()["ok"], r.json()["reason"]) == (False, "head_mismatch")
+    assert board.status_code == 200 and board.json()["integrity"]["ok"] is False
+
+
 def test_export_before_any_checkpoint_is_404(settings: Settings, node: Node) -> None:
     from sqlalchemy import text
 

@@ -112,7 +112,7 @@ def export(
 @router.get("/audit/log/integrity")
 def integrity(auditor: AuditorUser, log: LogDep) -> IntegrityOut:
     status = IntegrityOut(**query.integrity_status(log))
-    query.record_auditor_action(log, actor(auditor), "integrity", {"ok": status.ok})
+    query.record_check(log, actor(auditor), "integrity", {"ok": status.ok}, ok=status.ok)
     return status
 
 
@@ -122,7 +122,8 @@ def dashboard(
 ) -> DashboardOut:
     flt = query.AuditFilter(since=since, until=until)
     board = query.dashboard(log, request.app.state.engine, flt)
-    query.record_auditor_action(log, actor(auditor), "dashboard", flt.to_json())
+    ok = bool(board.integrity.get("ok"))
+    query.record_check(log, actor(auditor), "dashboard", flt.to_json(), ok=ok)
     return DashboardOut(**board.to_json())
 
 
