@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -113,7 +113,7 @@ class VerifyingKey:
                 purpose = "note" if raw[:1] == ECDSA_NOTE else "cosignature"
             else:
                 raise KeyTypeError("unknown vkey signature type", reason="unsupported_key")
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm):
             raise NoteFormatError("vkey public key is malformed", reason="bad_vkey") from None
         key = cls(name, public)
         if key.key_id(purpose).hex() != key_id:

@@ -26,3 +26,8 @@ INSERT_CHUNK = 2000
 CLOCK_SKEW_S = 300
 """Cosignature timestamps further than this in the future are refused (5 minutes of clock
 skew between nodes, as is usual for signed tokens)."""
+
+MAX_EXPORT_MIB = 256
+"""Largest export ``bdx audit verify`` reads by default (MiB): the verifier holds the parsed
+JSON, about 8 times the file's size, so 256 MiB needs about 2 GiB of memory; a larger export
+is refused up front instead of failing part-way (``--max-mib`` raises the bound)."""

@@ -17,6 +17,7 @@ from certs.merkle import MerkleError, hash_leaf, verify_consistency, verify_incl
 from certs.translog.checkpoint import SignedCheckpoint, verify_any
 from certs.translog.errors import (
     ExportFormatError,
+    NoteFormatError,
     OriginMismatchError,
     SignatureError,
     TamperedError,
@@ -109,7 +110,12 @@ def verify_export(
         encoded = [n.encode() for n in notes]
     except UnicodeEncodeError:  # a lone surrogate escaped in the JSON
         raise ExportFormatError("a checkpoint is not valid UTF-8 text") from None
-    chain = [SignedCheckpoint.from_bytes(n) for n in encoded]
+    try:
+        chain = [SignedCheckpoint.from_bytes(n) for n in encoded]
+    except NoteFormatError as exc:  # not a signed note at all: the file is malformed
+        raise ExportFormatError(
+            f"a checkpoint is not a signed note ({exc.message})", reason=exc.reason
+        ) from None
     cosigners: dict[int, list[str]] = {}
     for signed in chain:
         verify_any(signed, keys)  # keys the log signed with, before and after a renewal

@@ -10,6 +10,7 @@ typed errors (``main`` prints them as one line with their exit code); then add o
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,8 @@ import typer
 from sqlalchemy.orm import Session
 
 from node.db.setup import open_database
+from node.errors import ConfigError, NotFoundError
+from node.service_errors import InvalidRequestError, PayloadTooLargeError
 from node.settings import Settings, load_settings
 
 ConfigOption = Annotated[
@@ -64,3 +67,50 @@ def settings_from(config: Path | None) -> Settings:
 
 def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def read_input(path: Path, what: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of a file the user named: exit 4 when it does not exist, 3 when it cannot be
+    read (a folder, no permission) or is over ``max_bytes``; the message names ``what``."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise PayloadTooLargeError(
+                    f"{what} {path} is {size} bytes; at most {max_bytes} are read",
+                    reason="file_too_large",
+                )
+            return f.read()
+    except FileNotFoundError:
+        raise NotFoundError(f"no {what} {path}") from None
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"cannot read {what} {path}: {exc.strerror}", reason="unreadable_file"
+        ) from None
+
+
+def writable_output(out: Path, option: str = "--out") -> Path:
+    """``out``, its folder made if needed, checked before any work or state change (exit 2
+    as a bad option otherwise): a file that cannot be written must not leave an issued
+    certificate, a used sequence number or a half-done export behind."""
+    if out.is_dir():
+        raise typer.BadParameter(f"{out} is a folder; give a file name", param_hint=option)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot make {out.parent}: {exc.strerror}", param_hint=option
+        ) from None
+    if not os.access(out.parent, os.W_OK):
+        raise typer.BadParameter(f"cannot write in {out.parent}", param_hint=option)
+    return out
+
+
+def write_output(out: Path, data: bytes) -> None:
+    """Write ``data`` to ``out``; a failure (disk full, removed folder) is exit 2, one line."""
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {out}: {exc.strerror}", reason="unwritable_output"
+        ) from None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from sqlalchemy import Engine
 
@@ -30,10 +31,19 @@ from certs.translog import (
     export_json,
     verify_export,
 )
+from certs.translog.params import MAX_EXPORT_MIB
 from node.audit import query
-from node.cli._common import ConfigOption, JsonOption, print_json, settings_from
+from node.cli._common import (
+    ConfigOption,
+    JsonOption,
+    print_json,
+    read_input,
+    settings_from,
+    writable_output,
+    write_output,
+)
 from node.db.setup import open_database
-from node.errors import ConfigError, NotFoundError
+from node.errors import ConfigError
 
 app = typer.Typer(help="Audit the tamper-evident exchange log.", no_args_is_help=True)
 
@@ -64,10 +74,8 @@ def _signing_key(path: Path, origin: str | None) -> SigningKey:
     if not origin:
         raise ConfigError("--signing-key needs --origin", reason="missing_origin")
     try:
-        key = load_pem_private_key(path.read_bytes(), password=None)
-    except FileNotFoundError:
-        raise NotFoundError(f"no key file {path}") from None
-    except (ValueError, TypeError) as exc:
+        key = load_pem_private_key(read_input(path, "key file"), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ConfigError(f"{path} is not a PEM private key: {exc}", reason="bad_key") from None
     return SigningKey(origin, key)  # type: ignore[arg-type]  # SigningKey checks the type
 
@@ -171,6 +179,7 @@ def export_cmd(
     if format not in ("json", "csv"):
         raise query.AuditQueryError(f"--format must be json or csv, not {format!r}")
     flt = query.AuditFilter(since=_when(since, "since"), until=_when(until, "until"))
+    writable_output(out)
     with _open_log(config, signing_key, origin) as opened:
         if format == "json":
             latest = opened.log.latest_checkpoint()
@@ -182,13 +191,14 @@ def export_cmd(
                     "not in the export; run `bdx audit checkpoint` first to include them",
                     err=True,
                 )
-            out.write_bytes(export_json(opened.log, since=flt.since, until=flt.until))
+            data = export_json(opened.log, since=flt.since, until=flt.until)
         else:
-            out.write_text(export_csv(opened.log, since=flt.since, until=flt.until))
+            data = export_csv(opened.log, since=flt.since, until=flt.until).encode("utf-8")
+        write_output(out, data)
         query.record_auditor_action(
             opened.log, _actor(), "export", {**flt.to_json(), "format": format}
         )
-    summary = {"out": str(out), "format": format, "bytes": out.stat().st_size}
+    summary = {"out": str(out), "format": format, "bytes": len(data)}
     if json:
         print_json(summary)
     else:
@@ -222,6 +232,9 @@ def verify_cmd(
     min_cosignatures: Annotated[
         int, typer.Option(help="trusted cosignatures each checkpoint needs")
     ] = 0,
+    max_mib: Annotated[
+        int, typer.Option(min=1, help="largest export read, MiB (about 8x that in memory)")
+    ] = MAX_EXPORT_MIB,
     config: ConfigOption = None,
     signing_key: SigningKeyOption = None,
     origin: OriginOption = None,
@@ -236,10 +249,7 @@ def verify_cmd(
     else:
         with _open_log(config, signing_key, origin) as opened:
             keys = opened.log.verifying_keys
-    try:
-        data = export.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"no export file {export}") from None
+    data = read_input(export, "export file", max_bytes=max_mib << 20)
     report = verify_export(
         data, keys, [_vkey(w) for w in witness_key or []], min_cosignatures=min_cosignatures
     )

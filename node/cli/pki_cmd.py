@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,6 +37,7 @@ from certs.pki.keys import (
 )
 from certs.pki.names import validate_country
 from certs.pki.revocation import crl_pem
+from node.cli._common import writable_output
 
 #: Longest validity or update interval accepted (days): 100 years, far beyond any sane value and
 #: well inside what a certificate's UTCTime/GeneralizedTime can hold.
@@ -144,7 +144,7 @@ def issue(
     as_json: JsonOut = False,
 ) -> None:
     """Issue a TLS or signing certificate from a CSR."""
-    _writable(out)
+    writable_output(out)
     ca = CertificateAuthority.open(ca_dir, passphrase=_passphrase(passphrase_file))
     cert = ca.issue(load_csr(csr), kind, validity=dt.timedelta(days=days))
     write_public(out, certificate_pem(cert))
@@ -187,28 +187,11 @@ def crl(
     as_json: JsonOut = False,
 ) -> None:
     """Publish the next CRL."""
-    _writable(out)
+    writable_output(out)
     ca = CertificateAuthority.open(ca_dir, passphrase=_passphrase(passphrase_file))
     data = crl_pem(ca.crl(validity=dt.timedelta(days=days)))
     write_public(out, data)
     _emit({"crl": str(out), **describe(data)}, as_json)
-
-
-def _writable(out: Path) -> Path:
-    """``out``, its folder made if needed, checked before the CA changes any state (a file
-    that cannot be written must not leave an issued certificate or a used sequence number
-    behind)."""
-    if out.is_dir():
-        raise typer.BadParameter(f"{out} is a folder; give a file name", param_hint="--out")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise typer.BadParameter(
-            f"cannot make {out.parent}: {exc.strerror}", param_hint="--out"
-        ) from None
-    if not os.access(out.parent, os.W_OK):
-        raise typer.BadParameter(f"cannot write in {out.parent}", param_hint="--out")
-    return out
 
 
 def _parse_member(text: str) -> tuple[str, Path, Path]:
@@ -247,7 +230,7 @@ def trust_list(
             )
     if not entries:
         raise typer.BadParameter("give --member or --members-dir", param_hint="--member")
-    _writable(out)
+    writable_output(out)
     ca = CertificateAuthority.open(ca_dir, passphrase=_passphrase(passphrase_file))
     members = [(cc, load_certificate(t), load_certificate(s)) for cc, t, s in entries]
     token = ca.trust_list(members, validity=dt.timedelta(days=days))

@@ -107,6 +107,38 @@ def test_a_binary_key_file_is_a_one_line_error(bdx: Bdx, tmp_path: Path) -> None
         assert code == 2 and "[bad_key]" in err and len(err.strip().splitlines()) == 1
 
 
+def test_file_problems_are_one_line_errors(bdx: Bdx, tmp_path: Path, node: Node) -> None:
+    """Unwritable outputs, unreadable inputs and odd key material: exit codes, no tracebacks."""
+    out = tmp_path / "new-folder" / "export.json"  # a missing folder is made
+    assert bdx("audit", "export", "--out", str(out))[0] == 0
+    for fmt in ("json", "csv"):
+        code, _, err = bdx("audit", "export", "--format", fmt, "--out", str(out / "x"))
+        assert code == 2 and len(err.strip().splitlines()) <= 4 and "Traceback" not in err
+    verify = ["audit", "verify"]
+    vkey = node.log.verifying_key.to_vkey()
+    code, _, err = bdx(*verify, str(tmp_path), "--log-key", vkey, key=False)
+    assert code == 2 and "is a directory" in err  # the option's own usage check
+    for path, want in ((out / "x", 3), (tmp_path / "none.json", 4)):
+        code, _, err = bdx(*verify, str(path), "--log-key", vkey, key=False)
+        assert code == want and len(err.strip().splitlines()) == 1, err
+    store = ["audit", "store", "--signing-key", str(out / "key.pem"), "--origin", "o"]
+    code, _, err = bdx(*store, key=False)
+    assert code == 3 and "[unreadable_file]" in err
+    unknown_oid = "log+576ae295+AjAMMAUGAyoDBAMDAAEC"  # an ECDSA vkey of an unknown key type
+    code, _, err = bdx(*verify, str(out), "--log-key", unknown_oid, key=False)
+    assert code not in (0, 1) and "[bad_vkey]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_export_over_the_size_bound_is_refused_unread(
+    bdx: Bdx, tmp_path: Path, node: Node
+) -> None:
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (2 << 20))
+    vkey = node.log.verifying_key.to_vkey()
+    code, _, err = bdx("audit", "verify", str(big), "--max-mib", "1", "--log-key", vkey, key=False)
+    assert code == 3 and "[file_too_large]" in err
+
+
 def test_missing_log_key_options(bdx: Bdx, tmp_path: Path, node: Node) -> None:
     code, _, err = bdx("audit", "store", key=False)
     assert code == 2 and "[no_pki]" in err  # no --signing-key: the node's PKI key is needed
