@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from policy.errors import PolicyError
-from policy.rules import COUNTRY_RE, Purpose
+from policy.rules import Purpose, known_country
 
 
 class RestrictionError(PolicyError):
@@ -67,8 +67,10 @@ def _countries(text: str, what: str) -> frozenset[str]:
     if not codes:
         raise RestrictionError(f"{what}: needs at least one country code")
     for c in codes:
-        if not COUNTRY_RE.match(c):
-            raise RestrictionError(f"{what}: {c!r} is not an ISO 3166-1 alpha-2 code")
+        try:
+            known_country(c)
+        except ValueError:
+            raise RestrictionError(f"{what}: {c!r} is not an ISO 3166-1 alpha-2 code") from None
     return frozenset(codes)
 
 

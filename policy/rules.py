@@ -39,6 +39,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -47,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from certs.pki.names import ISO_3166_ALPHA2, USER_ASSIGNED
 from policy.errors import PolicyError
 
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
@@ -91,7 +93,16 @@ MINUTES_PER_DAY = 24 * 60
 #: Zone files that follow the machine, not a place: a rule must mean the same on every host.
 HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
-CountryCode = Annotated[str, Field(pattern=COUNTRY_RE.pattern)]
+
+def known_country(code: str) -> str:
+    """``code`` if ISO 3166-1 assigns it (or leaves it to private use, as test regions do);
+    a rule under a code no node can have would silently never apply."""
+    if code not in ISO_3166_ALPHA2 and code not in USER_ASSIGNED:
+        raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
+    return code
+
+
+CountryCode = Annotated[str, Field(pattern=COUNTRY_RE.pattern), AfterValidator(known_country)]
 FmrValue = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 

@@ -8,6 +8,7 @@ countries and are refused, so a certificate can never claim one.
 from __future__ import annotations
 
 import re
+import string
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -27,6 +28,14 @@ ISO_3166_ALPHA2: frozenset[str] = frozenset(
     SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI
     VN VU WF WS YE YT ZA ZM ZW
     """.split()  # noqa: SIM905 (a table reads better than 249 quoted strings)
+)
+
+#: Codes ISO 3166-1 leaves to private use (AA, QM-QZ, XA-XZ, ZZ): never a certificate's
+#: country, but test and demonstration settings and rules may name them.
+USER_ASSIGNED: frozenset[str] = frozenset(
+    ["AA", "ZZ"]
+    + [f"Q{c}" for c in string.ascii_uppercase[string.ascii_uppercase.index("M") :]]
+    + [f"X{c}" for c in string.ascii_uppercase]
 )
 
 # Node names: DNS-label-like, so they are safe in file names, logs and SANs.

@@ -34,7 +34,16 @@ def test_round_trip_strings() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["asylum_nationality:Myanmar", "peers:", "purposes:spying", "vip", "peers:id"]
+    "bad",
+    [
+        "asylum_nationality:Myanmar",
+        "peers:",
+        "purposes:spying",
+        "vip",
+        "peers:id",
+        "peers:TH,UK",
+        "asylum_nationality:EU",
+    ],
 )
 def test_malformed(bad: str) -> None:
     with pytest.raises(RestrictionError):

@@ -70,6 +70,14 @@ _PEER = (
         (_PEER.replace("face = 1", "face = true"), "daily_quota"),
         ("version = 'x'\ncountry = 'TH'\n[defaults]\nfmr = {face = 2.0}", "fmr"),
         ("this is = = not toml", "not valid TOML"),
+        # shaped like a code, assigned to no country: such a rule would never apply
+        (_PEER.replace("[peers.ID]", "[peers.UK]"), "'UK' is not an ISO 3166-1"),
+        (
+            "version = 'x'\ncountry = 'TH'\n[outbound.EU]\npurposes = ['asylum']\n"
+            "modalities = ['face']",
+            "'EU' is not an ISO 3166-1",
+        ),
+        ("version = 'x'\ncountry = 'UK'", "country"),
     ],
 )
 def test_invalid_files_are_refused_with_location(text: str, fragment: str) -> None:
