@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import warnings
 from enum import Enum
 
-import _wsq  # the NBIS WSQ codec of the ``wsq`` package (decompress, compress)
 import numpy as np
 from PIL import Image
 
@@ -48,6 +49,26 @@ WSQ_MARKER_AND_LENGTH = 4
 #: black 1, white 1.
 WSQ_SIZE_OFFSET = 6
 _SIZE = struct.Struct(">HH")
+#: NBIS's decoder (the ``wsq`` package's ``_wsq``) runs in a short-lived interpreter of its own
+#: (about 25 ms to start): on a damaged stream its C code can free memory twice, which aborts
+#: the process it runs in (a load's worker, or ``bdx`` itself, with every other file of the
+#: load), and it prints ``ERROR :`` lines on stderr. The child reads the stream on stdin and
+#: writes width, height (4 bytes each) and the pixels on stdout; it exits with
+#: :data:`WSQ_REFUSED` when the decoder reports an error.
+_WSQ_DECODER = """
+import struct, sys, _wsq
+try:
+    pixels, width, height, _ = _wsq.decompress(sys.stdin.buffer.read())
+except Exception as exc:
+    sys.stderr.write(f"\\n{exc}")
+    sys.exit(3)
+sys.stdout.buffer.write(struct.pack(">II", width, height) + pixels)
+"""
+WSQ_REFUSED = 3
+_DECODED = struct.Struct(">II")
+#: Seconds one WSQ image may take to decode (a 2000x2000 image takes about 0.2 s): a stream
+#: that sends the decoder into a loop is refused instead of stalling the load.
+WSQ_DECODE_TIMEOUT_S = 30
 
 
 class Codec(Enum):
@@ -163,10 +184,33 @@ def _wsq_pixels(data: bytes, size: tuple[int, int] | None) -> np.ndarray:
         or width * height > DEFAULT_MAX_PIXELS
     ):
         raise error(f"WSQ image of {width}x{height} pixels exceeds the limits", "bad_image")
-    try:
-        pixels, width, height, _ppi = _wsq.decompress(data)
-    except Exception as exc:  # NBIS reports every failure as a bare Exception with a code
-        raise error(f"WSQ data cannot be decoded ({exc})", "bad_image") from exc
+    width, height, pixels = _wsq_decode(data)
     if (width, height) != found or len(pixels) != width * height:
         raise error("decoded WSQ image differs from its frame header", "bad_image")
     return np.frombuffer(pixels, np.uint8).reshape(height, width)
+
+
+def _wsq_decode(data: bytes) -> tuple[int, int, bytes]:
+    """Width, height and pixels of a WSQ stream, decoded in a child (see ``_WSQ_DECODER``)."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", _WSQ_DECODER],
+            input=data,
+            capture_output=True,
+            timeout=WSQ_DECODE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise error(
+            f"WSQ data did not decode within {WSQ_DECODE_TIMEOUT_S} s", "bad_image"
+        ) from None
+    if done.returncode == WSQ_REFUSED:  # NBIS reports every failure as an Exception with a code
+        why = done.stderr.decode("ascii", "replace").strip().splitlines()[-1:] or ["no reason"]
+        raise error(f"WSQ data cannot be decoded ({why[0]})", "bad_image")
+    if done.returncode != 0 or len(done.stdout) < _DECODED.size:
+        raise error(
+            f"WSQ data crashed the decoder (exit status {done.returncode}): damaged or hostile",
+            "bad_image",
+        )
+    width, height = _DECODED.unpack_from(done.stdout)
+    return width, height, done.stdout[_DECODED.size :]

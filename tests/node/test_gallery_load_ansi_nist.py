@@ -5,7 +5,10 @@ JPEG 2000, PNG) and Type-10 face images. Type-9 minutiae: ``test_ansi_nist_type9
 from __future__ import annotations
 
 import io
+import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +243,37 @@ def test_load_wsq_transaction(
     assert (code, out["enrolled"], out["failed"], out["notes"]) == (0, 2, [], [])
     positions = session.scalars(select(TemplateRecord.finger_position)).all()
     assert sorted(positions) == [2, 7]
+
+
+def _crashing_wsq_transaction() -> bytes:
+    """A Type-4 WSQ record on which NBIS's decoder frees memory twice (found by fuzzing: a
+    transaction of random 64x64 pixels with four bytes changed and seven inserted)."""
+    pixels = np.random.default_rng(0).integers(0, 255, (64, 64)).astype(np.uint8)
+    data = bytearray(transaction([(4, type4(pixels, 3, 1))]))
+    data[1128] = 0xDE
+    data[1068:1068] = bytes.fromhex("b2a1bb43ffa48a")
+    data[688] = 0xF2
+    data[421] = 0x2E
+    return bytes(data)
+
+
+def test_a_wsq_stream_that_crashes_the_decoder_is_one_rejected_file(
+    node_env: Settings, tmp_path: Path, fingers: list[np.ndarray]
+) -> None:
+    """The decoder runs in a child process, so only this file is refused and the load goes on
+    (it aborted, exit 134 with one worker, and nothing was loaded). In a subprocess: a
+    regression aborts that process, not the test run."""
+    root = tmp_path / "load"
+    root.mkdir()
+    t14 = tagged(14, [(2, b"1"), (13, b"2"), (999, png(fingers[0]))])
+    (root / "case-1.an2").write_bytes(transaction([(14, t14)]))
+    (root / "case-2.an2").write_bytes(_crashing_wsq_transaction())
+    bdx = [sys.executable, "-c", "from node.cli import main; main()"]
+    args = ["gallery", "load", str(root), "--json", "--workers", "1"]
+    done = subprocess.run([*bdx, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr
+    out = json.loads(done.stdout)
+    assert out["enrolled"] == 1
+    assert [(f["file"], f["error"]) for f in out["failed"]] == [("case-2.an2", "bad_image")]
+    assert "crashed the decoder" in out["failed"][0]["detail"]
+    assert "ERROR :" not in done.stderr  # NBIS's own messages stay in the child
