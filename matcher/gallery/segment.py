@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +80,16 @@ def write(
 
 def verify(directory: Path, manifest: Manifest) -> None:
     """Check size and SHA-256 of every file the manifest names (hashed on several threads)."""
-    entries = [f for s in manifest.segments for f in s.files.values()]
-    if manifest.tombstones is not None:
-        entries.append(manifest.tombstones)
+    extra = () if manifest.tombstones is None else (manifest.tombstones,)
+    verify_files(directory, manifest.segments, extra)
+
+
+def verify_files(
+    directory: Path, segments: Sequence[SegmentEntry], extra: Sequence[FileEntry] = ()
+) -> None:
+    """Check size and SHA-256 of the files of ``segments`` and ``extra`` (several threads);
+    raise :class:`GalleryCorruptError` (``bad_checksum``) at the first that differs."""
+    entries = [f for s in segments for f in s.files.values()] + list(extra)
 
     def check(entry: FileEntry) -> None:
         path = directory / entry.name

@@ -467,9 +467,11 @@ class Gallery:
         """Rewrite the live records of segments ``start .. stop`` (to the last by default)
         into one segment in their place, atomically; tombstones of those segments go, the
         others' stay. Only the commit runs in ``guard``: until then the new files are names
-        no manifest holds (see :meth:`tidy`)."""
+        no manifest holds (see :meth:`tidy`). The segments' files are checked against their
+        SHA-256 first: a rewrite must not give damaged bytes a fresh, valid checksum."""
         man = self._manifest
         end = len(self._segments) if stop is None else stop
+        segment.verify_files(self.directory, man.segments[start:end])
         tail = self._segments[start:end]
         keep = [np.flatnonzero(self._alive[s.offset : s.offset + len(s)]) for s in tail]
         parts = [(s, k) for s, k in zip(tail, keep, strict=True) if k.size]

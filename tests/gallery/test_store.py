@@ -521,6 +521,33 @@ def test_erase_leaves_no_deleted_template_in_any_file(tmp_path: Path) -> None:
         assert len(g) == 15 and not set(gone) & set(g.references())
 
 
+@pytest.mark.parametrize("rewrite", ["erase", "compact", "tidy"])
+def test_a_rewrite_never_launders_a_damaged_segment(tmp_path: Path, rewrite: str) -> None:
+    """Merges, compaction and erasure copy records into a new segment with a new checksum:
+    from a damaged file they would make damage that verification can no longer see."""
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        for p in "abcdefg":  # one short of a merge of MERGE_FANIN (8) equal segments
+            g.append(make_batch(p, 30))
+        g.delete(["a-3"])
+    seg = sorted(tmp_path.glob("seg-*.f_xy.npy"))[0]  # the first segment: a's
+    data = bytearray(seg.read_bytes())
+    data[-5] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with Gallery.open(tmp_path, verify=False, writable=True) as g:
+        with pytest.raises(GalleryCorruptError) as err:
+            if rewrite == "tidy":
+                g.append(make_batch("h", 30))  # the eighth: tidy merges all of them
+                g.tidy()
+            else:
+                getattr(g, rewrite)()
+        assert err.value.reason == "bad_checksum"
+    if rewrite != "tidy":  # (tidy's own append added a segment)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(GalleryCorruptError):
+        Gallery.open(tmp_path)  # still reported
+
+
 def test_erase_removes_files_a_failed_clean_up_left(tmp_path: Path) -> None:
     """A rewrite whose clean-up failed past its commit (or a crash) leaves old segment files
     no manifest names, deleted templates in them: the next erase removes them, even with
