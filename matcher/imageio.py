@@ -49,6 +49,11 @@ PLAUSIBLE_PPI = (250.0, 5000.0)
 #: transactions deliver (PPM covers PGM and PBM). Everything else, EPS above all (Pillow hands
 #: it to Ghostscript when one is installed), is ``not_an_image`` before any plugin parses it.
 FORMATS = ("PNG", "JPEG", "JPEG2000", "TIFF", "BMP", "PPM", "GIF", "WEBP")
+#: File name endings of those containers (Pillow's own table): what loaders and evaluation
+#: commands take for images, so that no file the decoder reads is passed over for its name.
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    ext for ext, fmt in Image.registered_extensions().items() if fmt in FORMATS
+)
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str]
 

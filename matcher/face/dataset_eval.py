@@ -40,6 +40,7 @@ from matcher.face.diagnose import rank1_misses
 from matcher.face.errors import DatasetError, DatasetNotFound
 from matcher.face.eval_cache import EvalRecords
 from matcher.face.pipeline import ExtractOptions
+from matcher.imageio import IMAGE_SUFFIXES
 
 
 def scan_dataset(
@@ -61,7 +62,7 @@ def scan_dataset(
         (f, folder.name)
         for folder in folders
         for f in sorted(folder.iterdir(), key=lambda p: (len(p.name), p.name))
-        if f.is_file() and f.suffix.lower() in P.IMAGE_SUFFIXES
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
     ]
     if not items:
         raise DatasetError(

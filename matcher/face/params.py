@@ -190,8 +190,6 @@ DECLARED_FACE_DETECTION_FACTOR = 0.5
 
 # --- dataset evaluation ------------------------------------------------------------------------
 
-#: File name endings read as images in a DIR/<identity>/<image> dataset.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
 #: Impostor pairs used in full up to this count (LFW A–M has 21 M; 25 M float32 scores are
 #: 100 MB); beyond it a deterministic Bernoulli sample of about this many is taken.
 MAX_IMPOSTOR_PAIRS = 25_000_000

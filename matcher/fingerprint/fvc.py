@@ -43,8 +43,8 @@ from matcher.errors import BdxError, MatcherError
 from matcher.fingerprint.match import pack, prepare, score_many
 from matcher.fingerprint.match.types import SearchTemplate
 from matcher.fingerprint.template import FingerprintTemplate
+from matcher.imageio import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg", ".pgm")
 _NAME = re.compile(r"^(?P<finger>[A-Za-z0-9]+)_(?P<impression>\d+)$")
 #: Templates per packed block when scoring (bounds memory: ~ 4096 * M * d * 4 bytes).
 BLOCK = 4096
@@ -103,7 +103,9 @@ def scan(directory: str | os.PathLike[str]) -> list[Sample]:
         raise DatasetError(f"{root} is not a folder", reason="not_a_directory")
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}", reason="no_images")
+        raise DatasetError(
+            f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}", reason="no_images"
+        )
     samples = []
     for p in files:
         m = _NAME.match(p.stem)

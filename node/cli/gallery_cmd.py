@@ -24,7 +24,7 @@ from matcher.search.upgrade import galleries_in, gallery_dirs, upgrade_fingerpri
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.db.models import MAX_FINGER_POSITION, Modality
 from node.errors import ConfigError
-from node.formats.discover import discover
+from node.formats.discover import NESTED_FOLDER, NOT_LOADABLE, discover
 from node.services.galleries import GallerySet
 from node.services.loading import LoadOptions, LoadService, Rejection
 from node.services.records import RecordService
@@ -85,22 +85,23 @@ def load(
     finger's image; Type-10 face images). Files already loaded are skipped, so re-running adds
     nothing and an interrupted load resumes (a file's templates are enrolled all together or
     not at all); an erased subject's files are loaded again if they are still under PATH.
-    Exit status 3 when some files were rejected (the others are loaded; see --report); parts
-    of files passed over are listed as notes.
+    Exit status 3 when some files were rejected (the others are loaded; see --report), also
+    files or subject folders that cannot be read; parts of files passed over are listed as
+    notes, and files of no loadable kind (or in folders below a subject's) as passed over.
     """
     settings = settings_from(config)
     if report is not None:
         _check_writable(report)  # before the load, not after it committed
-    files = discover(path)
+    found = discover(path)
     options = LoadOptions(modality, finger_position, min_quality, workers)
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
         service = LoadService(session, galleries)
         with Progress(
             *Progress.get_default_columns(), MofNCompleteColumn(), transient=True, disable=json
         ) as progress:
-            task = progress.add_task("loading", total=len(files))
+            task = progress.add_task("loading", total=len(found.files))
             result = service.load(
-                files,
+                found,
                 options,
                 actor=local_actor(),
                 on_progress=lambda n: progress.advance(task, n),
@@ -123,9 +124,11 @@ def load(
                 "skipped": result.skipped,
                 "failed": failed,
                 "notes": notes,
+                "passed_over": [{"file": f, "reason": r} for f, r in result.passed_over],
             }
         )
     else:
+        _say_passed_over(result.passed_over)
         for n in notes:
             typer.echo(f"note {n['file']}: {n['detail']} [{n['reason']}]", err=True)
         for f in failed:
@@ -136,6 +139,28 @@ def load(
         )
     if failed:
         raise typer.Exit(3)
+
+
+#: How each reason for passing an entry over reads in the load's summary.
+PASSED_OVER = {
+    NOT_LOADABLE: "not an image, ISO/IEC 19794-2 record or ANSI/NIST-ITL transaction",
+    NESTED_FOLDER: "folders below a subject's folder (only its own files are loaded)",
+}
+#: Example names shown per reason (all are in --json's passed_over).
+PASSED_OVER_EXAMPLES = 3
+
+
+def _say_passed_over(passed: list[tuple[str, str]]) -> None:
+    by_reason: dict[str, list[str]] = {}
+    for label, reason in passed:
+        by_reason.setdefault(reason, []).append(label)
+    for reason, labels in by_reason.items():
+        shown = ", ".join(labels[:PASSED_OVER_EXAMPLES]) + (
+            ", ..." if len(labels) > PASSED_OVER_EXAMPLES else ""
+        )
+        typer.echo(
+            f"passed over {len(labels)}: {PASSED_OVER.get(reason, reason)} ({shown})", err=True
+        )
 
 
 @app.command()

@@ -14,7 +14,8 @@ extracted and their Type-9 minutiae taken as they are, and fingerprints prepared
 (milliseconds each, the bulk of a template load). A file is rejected, with a reason in the
 report, when its subject id (folder or file name) is one the database would not take
 (``bad_subject``), it is larger than ``MAX_FILE_BYTES`` (``too_large``, before it is read), it
-cannot be decoded, yields no template or falls under the quality gate.
+cannot be read (``unreadable_file``) or decoded, yields no template or falls under the
+quality gate. Entries of no loadable kind are listed as passed over.
 
 What is skipped is what the database holds: a subject erased (``DELETE /subjects/{id}``) is
 enrolled again if its files are loaded again; the erasure keeps no trace of the files, so
@@ -47,7 +48,7 @@ from matcher.search.fingerprint import prepare_checked
 from matcher.workers import exit_with_parent, usable_cpus
 from node.db.models import EXTERNAL_ID_CHARS, EXTERNAL_ID_PATTERN, Modality, TemplateRecord
 from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
-from node.formats.discover import FileKind, SourceFile
+from node.formats.discover import Discovery, FileKind, SourceFile
 from node.formats.iso import read_templates
 from node.services.enrolment import Capture, EnrolmentService, Extracted, extract
 from node.services.galleries import GallerySet
@@ -70,6 +71,8 @@ KEY_HEX = 40
 #: Reasons of the notes a load reports about parts of a file it passed over or substituted.
 NOTE_NOT_READ = "not_read"
 NOTE_MINUTIAE_USED = "minutiae_used"
+#: Reason of a file (or subject folder) that could not be read.
+UNREADABLE = "unreadable_file"
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class LoadReport:
     skipped: int = 0  # already loaded (an earlier or interrupted run)
     rejected: list[Rejection] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    passed_over: list[tuple[str, str]] = field(default_factory=list)  # (label, reason)
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,12 @@ def process(job: _Job) -> _Processed | Rejection:
         return replace(done, items=[_prepared(item) for item in done.items])
     except BdxError as exc:
         return Rejection(job.file.label, exc.reason, exc.message)
+    except OSError as exc:  # removed or made unreadable since it was listed
+        return _unreadable(job.file.label, exc)
+
+
+def _unreadable(label: str, exc: OSError) -> Rejection:
+    return Rejection(label, UNREADABLE, f"cannot read ({exc.strerror})")
 
 
 def _refusal(file: SourceFile) -> Rejection | None:
@@ -213,7 +223,7 @@ def _refusal(file: SourceFile) -> Rejection | None:
     try:
         size = file.path.stat().st_size
     except OSError as exc:
-        return Rejection(file.label, "unreadable_file", f"cannot read ({exc.strerror})")
+        return _unreadable(file.label, exc)
     if size > MAX_FILE_BYTES:
         return Rejection(
             file.label, "too_large", f"file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}"
@@ -247,15 +257,19 @@ class LoadService:
 
     def load(
         self,
-        files: Sequence[SourceFile],
+        found: Discovery,
         options: LoadOptions,
         *,
         actor: str,
         on_progress: Callable[[int], None] | None = None,
     ) -> LoadReport:
-        """Load ``files``; see the module docstring. ``on_progress(n)`` after n more files."""
+        """Load the files ``found``; see the module docstring. ``on_progress(n)`` after n more
+        files. What discovery could not read is rejected (``unreadable_file``) and what it
+        passed over is reported (``passed_over``)."""
         self.records.reconcile(actor=actor)
-        report = LoadReport()
+        report = LoadReport(passed_over=list(found.passed_over))
+        report.rejected += [Rejection(label, UNREADABLE, why) for label, why in found.unreadable]
+        files = found.files
         done = self.loaded_keys()
         jobs: list[_Job] = []
         for file in files:
@@ -263,7 +277,11 @@ class LoadService:
             if refused is not None:
                 report.rejected.append(refused)
                 continue
-            key = file_key(file)
+            try:
+                key = file_key(file)
+            except OSError as exc:
+                report.rejected.append(_unreadable(file.label, exc))
+                continue
             if key in done:
                 report.skipped += 1
                 continue

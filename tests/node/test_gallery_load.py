@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,15 @@ from matcher.fingerprint.iso19794_2 import encode, encode_views
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.db.models import RecordState, Subject, TemplateRecord
-from node.formats.discover import FileKind, UnsupportedFileError, discover
+from node.formats.discover import (
+    NESTED_FOLDER,
+    NOT_LOADABLE,
+    FileKind,
+    UnsupportedFileError,
+    discover,
+)
 from node.services.galleries import GallerySet
+from node.services.loading import LoadOptions, LoadService
 from node.settings import Settings
 
 
@@ -41,19 +49,91 @@ def test_discover_layouts(tmp_path: Path, templates: list[list[FingerprintTempla
     (tmp_path / "alice" / "left.bin").write_bytes(record)  # sniffed by its magic
     (tmp_path / "alice" / "face.JPG").write_bytes(b"not read here")
     (tmp_path / "alice" / "notes.txt").write_text("passed over")
+    (tmp_path / "alice" / "scan.jp2").write_bytes(b"every container the decoder reads")
+    (tmp_path / "alice" / "old").mkdir()  # one level only: passed over, and said so
     (tmp_path / "102_7.iso").write_bytes(record)
     (tmp_path / "loose.ist").write_bytes(record)
-    found = [(f.label, f.subject, f.kind) for f in discover(tmp_path)]
+    (tmp_path / "loose.webp").write_bytes(b"")
+    os.mkfifo(tmp_path / "pipe")  # never opened: sniffing it would block
+    discovery = discover(tmp_path)
+    found = [(f.label, f.subject, f.kind) for f in discovery.files]
     assert found == [
         ("102_7.iso", "102", FileKind.ISO_TEMPLATE),
         ("alice/face.JPG", "alice", FileKind.IMAGE),
         ("alice/left.bin", "alice", FileKind.ISO_TEMPLATE),
+        ("alice/scan.jp2", "alice", FileKind.IMAGE),
         ("loose.ist", "loose", FileKind.ISO_TEMPLATE),
+        ("loose.webp", "loose", FileKind.IMAGE),
     ]
-    (single,) = discover(tmp_path / "102_7.iso")
+    assert discovery.passed_over == [
+        ("alice/notes.txt", NOT_LOADABLE),
+        ("alice/old/", NESTED_FOLDER),
+        ("pipe", NOT_LOADABLE),
+    ]
+    assert discovery.unreadable == []
+    (single,) = discover(tmp_path / "102_7.iso").files
     assert (single.label, single.subject) == ("102_7.iso", "102_7")
     with pytest.raises(UnsupportedFileError):  # named on its own: an error, not nothing
         discover(tmp_path / "alice" / "notes.txt")
+
+
+def test_a_file_gone_since_it_was_listed_is_rejected_not_fatal(
+    session: Session,
+    galleries: GallerySet,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+) -> None:
+    root = fvc_folder(tmp_path / "fvc", templates[:2])
+    found = discover(root)
+    (root / "101_1.fmr").unlink()
+    report = LoadService(session, galleries).load(found, LoadOptions(workers=1), actor="test")
+    assert [(r.file, r.reason) for r in report.rejected] == [("101_1.fmr", "unreadable_file")]
+    assert report.enrolled == 3
+
+
+def _modes_are_enforced(directory: Path) -> bool:
+    """Whether this process is refused a mode-000 file (root with CAP_DAC_OVERRIDE is not)."""
+    probe = directory / "probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        probe.read_bytes()
+    except PermissionError:
+        return True
+    return False
+
+
+def test_unreadable_files_and_folders_are_rejected_not_fatal(
+    node_env: Settings,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file or subject folder the load may not read is rejected (exit 3), the rest loaded
+    (the first PermissionError ended the whole load with a traceback). As root, run it
+    without the override: ``setpriv --inh-caps=-dac_override,-dac_read_search
+    --bounding-set=-dac_override,-dac_read_search``."""
+    if not _modes_are_enforced(tmp_path):
+        pytest.skip("this process reads files whatever their mode (root's CAP_DAC_OVERRIDE)")
+    root = tmp_path / "src"
+    for name, t in (("alice", templates[0][0]), ("bob", templates[1][0])):
+        (root / name).mkdir(parents=True)
+        (root / name / "1.fmr").write_bytes(encode(t))
+    (root / "carol.fmr").write_bytes(encode(templates[2][0]))
+    (root / "dave.bin").write_bytes(encode(templates[3][0]))  # sniffed: must be opened
+    for locked in (root / "bob", root / "carol.fmr", root / "dave.bin"):
+        locked.chmod(0)
+    try:
+        code, out = load_json(root, capsys)
+    finally:
+        for locked in (root / "bob", root / "carol.fmr", root / "dave.bin"):
+            locked.chmod(0o700)
+    assert code == 3 and out["enrolled"] == 1
+    assert sorted((f["file"], f["error"]) for f in out["failed"]) == [
+        ("bob/", "unreadable_file"),
+        ("carol.fmr", "unreadable_file"),
+        ("dave.bin", "unreadable_file"),
+    ]
 
 
 def test_load_fvc_templates_is_idempotent(
@@ -66,7 +146,14 @@ def test_load_fvc_templates_is_idempotent(
     root = fvc_folder(tmp_path / "fvc", templates)
     code, first = load_json(root, capsys)
     assert code == 0
-    assert first == {"enrolled": 8, "subjects": 4, "skipped": 0, "failed": [], "notes": []}
+    assert first == {
+        "enrolled": 8,
+        "subjects": 4,
+        "skipped": 0,
+        "failed": [],
+        "notes": [],
+        "passed_over": [],
+    }
     code, again = load_json(root, capsys)
     assert (code, again["enrolled"], again["skipped"]) == (0, 0, 8)
 
@@ -194,8 +281,8 @@ def test_report_path_is_checked_before_loading(
 def test_a_single_unsupported_file_is_an_error(
     node_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lone = tmp_path / "finger.jp2"
-    lone.write_bytes(b"\x00\x00\x00\x0cjP  ")
+    lone = tmp_path / "finger.xcf"  # an image, but of a format the decoder does not read
+    lone.write_bytes(b"gimp xcf v011")
     code, _, err = cli(["gallery", "load", str(lone)], capsys)
     assert code == 3 and "[unsupported_file]" in err
 
