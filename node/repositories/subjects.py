@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Executable, func, select
+from sqlalchemy import Executable, exists, func, select
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from node.db.models import Encounter, Subject
+from node.db.models import Encounter, Subject, TemplateRecord
 
 
 class SubjectRepository:
@@ -54,6 +54,35 @@ class SubjectRepository:
         deleted already is fine: the subject is gone either way."""
         self.session.execute(sa_delete(Subject).where(Subject.id == subject.id))
         self.session.expunge(subject)
+
+    def without_records(self) -> Sequence[Subject]:
+        """Subjects that hold no record (an undone enrolment's, left before it dropped them)."""
+        empty = ~exists().where(TemplateRecord.subject_id == Subject.id)
+        return self.session.scalars(select(Subject).where(empty).order_by(Subject.id)).all()
+
+    def delete_if_empty(self, subject: Subject) -> bool:
+        """Delete ``subject`` if it holds no record, decided under its row lock: an enrolment
+        that commits records for it meanwhile keeps it (its insert waits for the lock on
+        PostgreSQL; SQLite has one writer). Whether it was deleted."""
+        self.lock(subject)
+        held = select(TemplateRecord.id).where(TemplateRecord.subject_id == subject.id).limit(1)
+        if self.session.scalar(held) is not None:
+            return False
+        self.delete(subject)
+        return True
+
+    def delete_empty_encounters(self, ids: Iterable[int] | None = None) -> list[int]:
+        """Delete the encounters (of ``ids``; all when None) that hold no record; their ids.
+        An encounter is made by one enrolment with its records, so one without any is what
+        an undone enrolment left."""
+        empty = ~exists().where(TemplateRecord.encounter_id == Encounter.id)
+        query = select(Encounter.id).where(empty)
+        if ids is not None:
+            query = query.where(Encounter.id.in_(list(ids)))
+        found = list(self.session.scalars(query).all())
+        if found:
+            self.session.execute(sa_delete(Encounter).where(Encounter.id.in_(found)))
+        return found
 
     def lock(self, subject: Subject) -> None:
         """Lock the subject's row until the transaction ends (``FOR UPDATE``; a no-op on

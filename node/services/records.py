@@ -91,6 +91,8 @@ class ReconcileReport:
     deleted: list[str] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
     missing_from_gallery: list[str] = field(default_factory=list)
+    emptied_subjects: list[str] = field(default_factory=list)  # external ids
+    emptied_encounters: list[str] = field(default_factory=list)  # ids
 
     def summary(self) -> dict[str, int]:
         return {name: len(values) for name, values in vars(self).items()}
@@ -110,11 +112,13 @@ class RecordService:
         """Enrol ``new`` (one gallery append for all); returns the active rows in order."""
         encounters: dict[tuple[int, str | None, str | None], int] = {}
         references: list[str] = []
+        subject_ids: set[int] = set()
         try:
             rows = []
             for item in new:  # each row is flushed: a foreign key fails here, not at commit
                 rows.append(self._pending_row(item, encounters))
                 references.append(rows[-1].reference)
+                subject_ids.add(rows[-1].subject_id)
                 _unsettle(self.gallery, references[-1:])  # before the gallery holds them
             self.session.commit()
         except IntegrityError:  # the subject was deleted between its look-up and this insert
@@ -124,25 +128,20 @@ class RecordService:
                 "the subject was deleted while its records were enrolled; enrol again",
                 reason="subject_deleted",
             ) from None
+        made = (subject_ids, set(encounters.values()))
         try:
             write(rows)
         except BaseException:
             # Undo both sides; if this fails too, the rows stay pending for reconcile().
             self.session.rollback()
-            self.gallery.remove(references)
-            self.records.delete(references)
-            self.session.commit()
-            _settle(self.gallery, references)
+            self._undo(references, *made)
             raise
         done = self.records.set_state(references, RecordState.ACTIVE, only=RecordState.PENDING)
         if done != len(references):
             # A deletion of the subject took rows of this enrolment (deleted them, or flagged
             # them ``deleting`` and is removing them): undo the rest, never revive them.
             self.session.rollback()
-            self.gallery.remove(references)
-            self.records.delete(references)
-            self.session.commit()
-            _settle(self.gallery, references)
+            self._undo(references, *made)
             raise ConflictError(
                 "the subject was deleted while its records were enrolled; enrol again",
                 reason="subject_deleted",
@@ -154,6 +153,16 @@ class RecordService:
         for row in rows:
             self.session.refresh(row)
         return rows
+
+    def _undo(self, references: list[str], subject_ids: set[int], encounter_ids: set[int]) -> None:
+        """Remove an enrolment's records from both stores, and the subjects and encounters it
+        made that are left without records (listed as subjects with no record otherwise)."""
+        self.gallery.remove(references)
+        self.records.delete(references)
+        self.subjects.delete_empty_encounters(encounter_ids)
+        self._drop_emptied_subjects(subject_ids)
+        self.session.commit()
+        _settle(self.gallery, references)
 
     def _pending_row(
         self, item: NewRecord, encounters: dict[tuple[int, str | None, str | None], int]
@@ -213,9 +222,7 @@ class RecordService:
         # locked first (PostgreSQL; SQLite has one writer), so an enrolment's insert in
         # flight is seen.
         self.records.delete(references)
-        self.subjects.lock(subject)
-        if not self.records.of_subject(subject.id):
-            self.subjects.delete(subject)
+        self.subjects.delete_if_empty(subject)
         self.session.commit()
         _settle(self.gallery, references)
         return len(references)
@@ -234,6 +241,13 @@ class RecordService:
             (report.completed if done else report.rolled_back).append(row.reference)
         self.records.set_state(report.completed, RecordState.ACTIVE)
         self.records.delete(report.rolled_back)
+        # What undone enrolments made and left without records (run before serving or with
+        # the gallery's writer lock: no enrolment is in flight to race).
+        report.emptied_encounters = [str(i) for i in self.subjects.delete_empty_encounters()]
+        for subject in self.subjects.without_records():
+            external_id = subject.external_id
+            if self.subjects.delete_if_empty(subject):
+                report.emptied_subjects.append(external_id)
         self.session.commit()
 
         deleting = self.records.in_state(RecordState.DELETING)
@@ -258,10 +272,9 @@ class RecordService:
 
     def _drop_emptied_subjects(self, subject_ids: set[int]) -> None:
         for subject_id in subject_ids:
-            if not self.records.of_subject(subject_id):
-                subject = self.session.get(Subject, subject_id)
-                if subject is not None:
-                    self.subjects.delete(subject)
+            subject = self.session.get(Subject, subject_id)
+            if subject is not None:
+                self.subjects.delete_if_empty(subject)
 
 
 def _unsettle(gallery: GalleryIndex, references: Sequence[str]) -> None:
