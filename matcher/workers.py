@@ -5,20 +5,25 @@ operator's ``kill -9`` in the middle of a bulk load) nothing tells them, and a w
 an image, or waiting on its task queue, can linger for minutes holding memory and CPU.
 :func:`exit_with_parent` is a pool initializer (or the first call of one) that starts a daemon
 thread which ends the worker as soon as its parent is gone (the kernel re-parents orphans, so
-``os.getppid()`` changes).
+``os.getppid()`` changes). It also makes Ctrl-C end the worker quietly: the terminal
+interrupts the whole process group, and the parent, interrupted too, reports it once.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
+from types import FrameType
 
 #: Seconds between checks of the parent: an orphan is gone within about this long, and one
 #: ``getppid`` call a second costs nothing measurable.
 PARENT_POLL_S = 1.0
 #: Exit status of a worker ended because its parent was gone.
 EXIT_ORPHANED = 70
+#: Exit status of a worker ended by Ctrl-C (SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
 
 
 def usable_cpus() -> int:
@@ -30,8 +35,10 @@ def usable_cpus() -> int:
 
 
 def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
-    """Pool initializer: end this process (``os._exit``) once its parent process is gone."""
+    """Pool initializer: end this process (``os._exit``) once its parent process is gone, or
+    at Ctrl-C without a traceback of its own."""
     parent = os.getppid()
+    signal.signal(signal.SIGINT, _interrupted)
 
     def watch() -> None:
         while True:
@@ -40,3 +47,7 @@ def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
                 os._exit(EXIT_ORPHANED)
 
     threading.Thread(target=watch, name="bdx-parent-watch", daemon=True).start()
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    os._exit(EXIT_INTERRUPTED)

@@ -48,9 +48,10 @@ class StoreUnavailableError(NodeError):
 
 
 class DatabaseUnavailableError(NodeError):
-    """The database cannot be reached or refused the connection (HTTP 503)."""
+    """The database cannot be reached or refused the connection (HTTP 503; exit code 7, the
+    node's storage)."""
 
-    exit_code = 1
+    exit_code = 7
     default_reason = "database_unavailable"
 
 

@@ -6,14 +6,17 @@ from matcher.errors import GalleryError, TemplateFormatError
 
 
 class GalleryCorruptError(GalleryError):
-    """The manifest or a segment file failed its checksum or does not parse."""
+    """The manifest or a segment file failed its checksum or does not parse (exit code 7:
+    the node's storage, not the input, is at fault)."""
 
+    exit_code = 7
     default_reason = "gallery_corrupt"
 
 
 class GalleryLockedError(GalleryError):
-    """Another process holds the gallery's writer lock."""
+    """Another process holds the gallery's writer lock (exit code 7: busy storage)."""
 
+    exit_code = 7
     default_reason = "gallery_locked"
 
 

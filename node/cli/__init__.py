@@ -7,10 +7,12 @@ traceback for user errors); see README, "Exit codes".
 
 from __future__ import annotations
 
+import errno
 import inspect
 import sys
 
 import typer
+from sqlalchemy.exc import OperationalError
 from typer.exceptions import TyperException
 
 from matcher.errors import BdxError
@@ -72,6 +74,15 @@ _register()
 _one_line_summaries(app)
 
 
+#: Exit status when the node's storage failed: its database or gallery is locked by another
+#: process, damaged, full or unwritable (README, "Exit codes").
+EXIT_STORAGE = 7
+#: Exit status of an interrupted command (typer turns Ctrl-C into this code).
+EXIT_INTERRUPTED = 130
+#: OS errors that are the machine's storage failing, not a bug: reported in one line.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bdx`` console script."""
     try:
@@ -90,6 +101,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bdx: error: {exc.message} [{exc.reason}]", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in STORAGE_ERRNOS:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"bdx: error: {exc.strerror}{where} [storage_error]", file=sys.stderr)
+        sys.exit(EXIT_STORAGE)
+    except OperationalError as exc:  # the database: locked, full, gone (not the input)
+        why = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        print(f"bdx: error: the database failed: {why} [database_unavailable]", file=sys.stderr)
+        sys.exit(EXIT_STORAGE)
+    if code == EXIT_INTERRUPTED:
         print("bdx: interrupted", file=sys.stderr)
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -195,7 +195,7 @@ def test_gallery_load_refused_while_a_server_holds_the_gallery(
     cli(_one_image_load(tmp_path, finger_png), capsys)
     with GallerySet.open(node_env.gallery_path):
         code, _, err = cli(["gallery", "reconcile"], capsys)
-    assert code == 3 and "[gallery_locked]" in err
+    assert code == 7 and "[gallery_locked]" in err
 
 
 def test_a_load_is_refused_while_a_server_holds_an_empty_gallery_set(
@@ -212,7 +212,7 @@ def test_a_load_is_refused_while_a_server_holds_an_empty_gallery_set(
     with GallerySet.open(node_env.gallery_path) as serving:
         assert serving.galleries() == {}
         code, _, err = cli(load, capsys)
-        assert code == 3 and "[gallery_locked]" in err
+        assert code == 7 and "[gallery_locked]" in err
         assert [p.name for p in node_env.gallery_path.iterdir()] == ["LOCK"]  # no gallery made
     code, _, _ = cli(load, capsys)
     assert code == 0
