@@ -26,12 +26,13 @@ from certs.pki import CertificateAuthority, CsrBuilder, TrustAnchors, Usage
 from certs.pki.bootstrap import Region, make_node, write_region
 from certs.pki.ca import CERT_FILE
 from certs.pki.describe import describe
-from certs.pki.errors import PkiFileNotFound, PkiInputError
+from certs.pki.errors import PkiInputError
 from certs.pki.keys import (
     certificate_pem,
     generate_key,
     load_certificate,
     load_csr,
+    read_file,
     write_private_key,
     write_public,
 )
@@ -60,14 +61,7 @@ Kind = Annotated[Usage, typer.Option("--kind", help="Certificate kind: tls or si
 def _passphrase(path: Path | None) -> bytes | None:
     if path is None:
         return None
-    try:
-        secret = path.read_bytes().rstrip(b"\r\n")
-    except FileNotFoundError:
-        raise PkiFileNotFound(f"cannot read {path}: no such file") from None
-    except OSError as exc:
-        raise PkiInputError(
-            f"cannot read {path}: {exc.strerror}", reason="unreadable_file"
-        ) from None
+    secret = read_file(path).rstrip(b"\r\n")
     if not secret:
         raise PkiInputError(f"{path} is empty", reason="empty_passphrase")
     return secret
@@ -244,15 +238,7 @@ def show(
     as_json: JsonOut = False,
 ) -> None:
     """Describe a PKI file (not verified: use `bdx pki verify` for that)."""
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise PkiFileNotFound(f"cannot read {file}: no such file") from None
-    except OSError as exc:
-        raise PkiInputError(
-            f"cannot read {file}: {exc.strerror}", reason="unreadable_file"
-        ) from None
-    _emit(describe(data), as_json)
+    _emit(describe(read_file(file)), as_json)
 
 
 @app.command()
