@@ -98,7 +98,14 @@ class NodeClient:
                 reason=reason or f"http_{response.status_code}",
                 exit_code=EXIT_OF_STATUS.get(response.status_code, 1),
             )
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:  # another server at that URL, or a proxy's page
+            raise NodeRequestError(
+                f"{self.base} answered {what} with something other than JSON: is it a bdx node?",
+                reason="bad_answer",
+                exit_code=EXIT_UNREACHABLE,
+            ) from None
 
 
 def _default_url(config: Path | None) -> str:

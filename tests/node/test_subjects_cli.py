@@ -7,6 +7,8 @@ import os
 import pty
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from node_support import cli, enrol, free_port
@@ -113,3 +115,27 @@ def test_delete_asks_at_a_terminal(operator: list[str], capsys: pytest.CaptureFi
     assert b"Delete subject case 2" in out and b"aborted" in err
     code, out_text, _ = cli(["subjects", "show", "case 2", "--json", *operator], capsys)
     assert code == 0 and json.loads(out_text)["records"][0]["state"] == "active"
+
+
+def test_a_server_that_is_no_node_is_exit_6(
+    operator: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A URL that answers 200 with a web page (another server, a proxy) is a bad answer."""
+    (tmp_path / "subjects").write_text("<html>not a node</html>")
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as web:
+        try:
+            args = ["subjects", "list", "--url", f"http://127.0.0.1:{port}", *operator[2:]]
+            for _ in range(50):
+                code, _, err = cli(args, capsys)
+                if "[node_unreachable]" not in err:
+                    break
+                time.sleep(0.1)  # the server is starting
+            assert code == 6 and "[bad_answer]" in err and len(err.splitlines()) == 1
+        finally:
+            web.terminate()
