@@ -8,8 +8,13 @@ node; the signed reply is kept in the result and in the exchange log. A peer tha
 stalls, answers with an HTTP error or with an invalid reply yields a result marked as such, so
 the caller sees partial results clearly. A reply body is read up to ``MAX_REPLY_BYTES`` only, and
 a 202's status URL is followed only on the peer's own origin (the client certificate goes to
-the peer that was asked, nowhere else). Whatever else goes wrong with one peer ("failed", the
-error's type logged here) never costs the other peers' results.
+the peer that was asked, nowhere else). The server's TLS certificate is validated against the
+trust anchors as the connection opens, before a byte of the query is sent: in the trust list,
+unrevoked (the CRL), a TLS certificate, of the country asked (``untrusted_peer`` otherwise);
+OpenSSL alone checks only the chain to the root and the host name, which a revoked key or
+another member's certificate for the same host passes. Pooled connections are dropped when
+the trust list or CRL changes. Whatever else goes wrong with one peer ("failed", the error's
+type logged here) never costs the other peers' results.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import ssl
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -33,6 +38,7 @@ from pydantic import ValidationError
 from certs import jws
 from certs.errors import CertsError
 from certs.pki.keys import PrivateKey
+from certs.pki.profiles import Usage
 from certs.pki.validate import TrustAnchors
 from node.exchange import params
 from node.exchange.messages import QueryPayload, ReplyPayload, TemplateItem, new_nonce
@@ -40,7 +46,9 @@ from node.exchange.responder import ExchangeLog
 
 log = logging.getLogger(__name__)
 
-Status = Literal["answered", "timeout", "unreachable", "http_error", "invalid_reply", "failed"]
+Status = Literal[
+    "answered", "timeout", "unreachable", "untrusted_peer", "http_error", "invalid_reply", "failed"
+]
 QUERY_PATH = "/peer/v1/queries"
 JOSE = "application/jose"
 
@@ -88,6 +96,43 @@ class InvalidReplyError(Exception):
     """A reply that does not answer the query that was sent (internal to this module)."""
 
 
+class UntrustedPeerError(Exception):
+    """The peer's TLS server certificate was refused; ``reason`` says why (nothing sent)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def _server_check(trust: TrustAnchors, country: str) -> Trace:
+    """An httpcore trace hook that validates the server's certificate as the TLS handshake
+    completes, before the request is written; raising aborts the connection."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event != "connection.start_tls.complete":
+            return
+        stream = info["return_value"]
+        ssl_object = stream.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        try:
+            if der is None:
+                raise UntrustedPeerError("no_certificate")
+            try:
+                trust.validate(
+                    x509.load_der_x509_certificate(der), Usage.TLS, expected_country=country
+                )
+            except CertsError as exc:
+                raise UntrustedPeerError(exc.reason) from None
+        except UntrustedPeerError:
+            await stream.aclose()  # httpcore drops a failed connection without closing it
+            raise
+
+    return trace
+
+
 class Requester:
     """Builds, signs and sends queries for one node's officers."""
 
@@ -111,16 +156,26 @@ class Requester:
         self.log = exchange_log
         self.timeout = timeout
         self.pooled = pooled
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]
-        self._clients = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, tuple[int, int]]
+        ] = weakref.WeakKeyDictionary()
 
-    def _client(self) -> httpx.AsyncClient:
+    def _anchors_version(self) -> tuple[int, int]:
+        return self.trust.trust_list.sequence, self.trust.crl.number
+
+    async def _client(self) -> httpx.AsyncClient:
         """With ``pooled``: the running event loop's client (created on first use, kept for
-        keep-alive connections to the peers; close it with :meth:`aclose`)."""
+        keep-alive connections to the peers; close it with :meth:`aclose`). A new one once
+        the trust list or CRL changed: a connection is validated only as it opens."""
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None or client.is_closed:
-            client = self._clients[loop] = self._new_client()
+        held = self._clients.get(loop)
+        version = self._anchors_version()
+        if held is not None and not held[0].is_closed and held[1] == version:
+            return held[0]
+        if held is not None:
+            await held[0].aclose()
+        client = self._new_client()
+        self._clients[loop] = (client, version)
         return client
 
     def _new_client(self) -> httpx.AsyncClient:
@@ -132,9 +187,9 @@ class Requester:
 
     async def aclose(self) -> None:
         """Close the running loop's pooled client (at shutdown)."""
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
+        held = self._clients.pop(asyncio.get_running_loop(), None)
+        if held is not None:
+            await held[0].aclose()
 
     def sign_query(self, query: QueryPayload) -> str:
         return jws.sign(query.wire(), self.signing_key, self.signing_chain, typ=params.QUERY_TYP)
@@ -178,7 +233,7 @@ class Requester:
                     client, peers, purpose, modality, templates, case_ref, officer
                 )
         return await self._query_peers(
-            self._client(), peers, purpose, modality, templates, case_ref, officer
+            await self._client(), peers, purpose, modality, templates, case_ref, officer
         )
 
     async def _query_peers(
@@ -246,6 +301,9 @@ class Requester:
         try:
             async with asyncio.timeout(self.timeout + params.DEADLINE_GRACE_SECONDS):
                 token = await self._post_and_poll(client, peer, self.sign_query(query))
+        except UntrustedPeerError as exc:
+            detail = f"its TLS certificate was refused ({exc.reason}); nothing was sent"
+            return result("untrusted_peer", detail=detail)
         except (TimeoutError, httpx.TimeoutException):
             return result("timeout", detail=f"no answer within {self.timeout:g} s")
         except (httpx.ConnectError, ssl.SSLError) as exc:
@@ -280,12 +338,14 @@ class Requester:
     async def _post_and_poll(self, client: httpx.AsyncClient, peer: Peer, token: str) -> str:
         root = peer.url.rstrip("/")
         base = httpx.URL(root)
+        check = {"trace": _server_check(self.trust, peer.country)}
         response = await _bounded(
             client,
             "POST",
             httpx.URL(root + QUERY_PATH),
             content=token,
             headers={"Content-Type": JOSE, "Accept": JOSE},
+            extensions=check,
         )
         delay = params.POLL_FIRST_DELAY
         while response.status_code == 202:
@@ -304,7 +364,9 @@ class Requester:
                 raise InvalidReplyError("202 points to another origin")
             await asyncio.sleep(delay)
             delay = min(delay * params.POLL_BACKOFF, params.POLL_MAX_DELAY)
-            response = await _bounded(client, "GET", status_url, headers={"Accept": JOSE})
+            response = await _bounded(
+                client, "GET", status_url, headers={"Accept": JOSE}, extensions=check
+            )
         response.raise_for_status()
         return response.text
 

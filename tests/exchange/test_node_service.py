@@ -474,3 +474,22 @@ def test_housekeeping_purges_nonces_that_can_no_longer_be_replayed(
         assert info.value.reason == "stale_message"
     finally:
         node.stop()
+
+
+def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Last in this module: MY's TLS certificate is revoked and TH reloads the CRL. TH's kept-
+    alive connection to MY was checked when it opened; it is dropped with the CRL change and
+    the new one is refused before the query is written (OpenSSL checks the chain only)."""
+    th, my = nodes["TH"], nodes["MY"]
+    first = by_peer(officer_query(th, ["MY"], fingers[1][1], purpose="asylum"))["MY"]
+    assert first["status"] == "answered"  # and its connection is kept alive in TH's pool
+    built, root = region
+    built.ca.revoke(built.nodes["MY"].tls_cert)
+    (Path(root) / "crl.pem").write_bytes(crl_pem(built.ca.crl()))
+    th.exchange.credentials.reload()
+    before = my.exchange.log.size()
+    got = by_peer(officer_query(th, ["MY"], fingers[1][1], purpose="asylum"))["MY"]
+    assert got["status"] == "untrusted_peer" and "revoked" in got["detail"]
+    assert my.exchange.log.size() == before  # no query_received: nothing reached MY

@@ -17,7 +17,7 @@ from certs.pki.tls import client_context
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from node.exchange.messages import Outcome, QueryPayload, TemplateItem, b64url
-from node.exchange.requester import QUERY_PATH
+from node.exchange.requester import QUERY_PATH, Peer
 from tests.exchange.conftest import NodeHandle, peers_of
 
 
@@ -288,6 +288,25 @@ def test_status_url_only_for_the_requester(
     with httpx.Client(verify=ctx, timeout=10) as c:
         r = c.get(nodes["ID"].url + QUERY_PATH + "/" + str(uuid.uuid4()))
     assert r.status_code == 404 and r.json()["error"] == "unknown_query"
+
+
+def test_a_server_with_another_countrys_certificate_is_sent_nothing(
+    nodes: dict[str, NodeHandle], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """TH asks ID at an address where MY's node answers (a wrong address, or MY posing as ID:
+    its certificate chains to the root and names the host). The certificate is checked as
+    the connection opens, so the query and its templates never leave (MY received them and
+    logged a wrong_recipient refusal)."""
+    th, my = nodes["TH"], nodes["MY"]
+    before = my.log.size()
+    (got,) = asyncio.run(
+        th.requester.query_peers(
+            [Peer("ID", my.url)], "border_control", "fingerprint", probe(fingers[1][1])
+        )
+    )
+    assert got.status == "untrusted_peer" and got.reply is None
+    assert got.detail is not None and "wrong_country" in got.detail
+    assert my.log.size() == before  # nothing reached MY
 
 
 def test_a_querys_events_are_appended_together_in_order(

@@ -44,7 +44,14 @@ class QueryIn(BaseModel):
 
 
 PeerStatus = Literal[
-    "answered", "refused_locally", "timeout", "unreachable", "http_error", "invalid_reply", "failed"
+    "answered",
+    "refused_locally",
+    "timeout",
+    "unreachable",
+    "untrusted_peer",
+    "http_error",
+    "invalid_reply",
+    "failed",
 ]
 
 
