@@ -21,6 +21,7 @@ from typing import Any
 from cryptography import x509
 
 from certs import jws
+from certs.errors import CertsError
 from certs.pki import params
 from certs.pki.held import Held, read_held, write_held
 from certs.pki.keys import PrivateKey, fingerprint, load_certificate, load_private_key, read_file
@@ -140,18 +141,31 @@ class NodeCredentials:
         """Re-read the trust list and CRL files; return the held (sequence, CRL number).
 
         Unchanged files are a no-op; newer ones are verified and swapped in; older, stale or
-        forged ones raise and leave the held documents in place.
+        forged ones raise and leave the held documents in place. Each file is tried whatever
+        became of the other: a refused trust list must not keep a published revocation out.
         """
+        refused: list[CertsError] = []
         try:
-            tl = read_file(self.paths.trust_list).strip()
-            if tl != self.anchors.trust_list.raw:
-                self.anchors.refresh_trust_list(tl, now=now)
-            crl = read_file(self.paths.crl)
-            if crl != self.anchors.crl.raw:
-                self.anchors.refresh_crl(crl, now=now)
+            for step in (self._reload_trust_list, self._reload_crl):
+                try:
+                    step(now)
+                except CertsError as exc:
+                    refused.append(exc)
         finally:
-            self._remember()  # a new trust list is held even when the CRL is then refused
+            self._remember()  # what was accepted is held, whatever was refused
+        if refused:
+            raise refused[0]
         return self.anchors.trust_list.sequence, self.anchors.crl.number
+
+    def _reload_trust_list(self, now: dt.datetime | None) -> None:
+        tl = read_file(self.paths.trust_list).strip()
+        if tl != self.anchors.trust_list.raw:
+            self.anchors.refresh_trust_list(tl, now=now)
+
+    def _reload_crl(self, now: dt.datetime | None) -> None:
+        crl = read_file(self.paths.crl)
+        if crl != self.anchors.crl.raw:
+            self.anchors.refresh_crl(crl, now=now)
 
     def _remember(self) -> None:
         """Record the held trust-list sequence and CRL number (``held_file``), so that a

@@ -167,6 +167,29 @@ def test_a_new_trust_list_is_remembered_when_the_crl_is_refused(
     assert json.loads(held.read_text())["trust_list_sequence"] == 2
 
 
+def test_a_refused_trust_list_does_not_keep_a_new_crl_out(region_dir: Path, tmp_path: Path) -> None:
+    """The trust-list file is damaged (or rolled back) when a revocation is published: the
+    CRL is applied all the same, and the trust list's refusal is still raised (the CRL was
+    never read, so a revoked key stayed trusted for as long as the list stayed bad)."""
+    import json
+
+    held = tmp_path / "pki-held.json"
+    paths = NodePaths.from_region(region_dir, "ID")
+    node = NodeCredentials(paths, passphrase=PW, held_file=held)
+    ca = CertificateAuthority.open(region_dir / "ca", passphrase=PW)
+    my = NodePaths.from_region(region_dir, "MY")
+    ca.revoke(load_certificate(my.signing_cert))
+    write_public(region_dir / "crl.pem", crl_pem(ca.crl()))
+    (region_dir / "trust-list.jws").write_bytes(b"truncated")
+    with pytest.raises(PkiError):
+        node.reload()
+    assert node.anchors.crl.number == 2 and node.anchors.trust_list.sequence == 1
+    with pytest.raises(PkiError) as err:
+        node.anchors.validate(load_certificate(my.signing_cert), "signing")
+    assert err.value.reason == "revoked"
+    assert json.loads(held.read_text())["crl_number"] == 2
+
+
 def test_a_reader_enforces_the_held_file_without_writing_it(
     region_dir: Path, tmp_path: Path
 ) -> None:
