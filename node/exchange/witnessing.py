@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials
+from certs.pki.profiles import Usage
 from certs.pki.validate import TrustAnchors
 from certs.translog import (
     Cosignature,
@@ -63,9 +64,13 @@ def witness_name(country: str) -> str:
 
 
 def _signing_key_of(anchors: TrustAnchors, country: str) -> PublicKey:
+    """``country``'s signing key, once its certificate validates now (in date, unrevoked):
+    a revoked key's checkpoints are not cosigned, nor are its cosignatures counted, as its
+    messages are refused (raises :class:`~certs.errors.CertsError`)."""
     member = anchors.trust_list.member(country)
     if member is None:
         raise NotFoundError(f"{country} is not in the trust list", reason="not_in_trust_list")
+    anchors.validate(member.signing, Usage.SIGNING, expected_country=country)
     key = member.signing.public_key()
     return key  # type: ignore[return-value]  # the PKI issues ECDSA P-256 signing keys only
 

@@ -88,3 +88,39 @@ def test_an_odd_peer_does_not_stop_the_round(
     peers = [Peer(peer, "https://odd.example"), Peer("MY", "https://my.example")]
     out = asyncio.run(witness_round(log, creds["TH"], peers, 5.0))
     assert out["MY"] == "cosigned" and out[peer] != "cosigned"
+
+
+def test_a_revoked_signing_key_is_neither_cosigned_nor_counted(tmp_path: Path) -> None:
+    """MY's signing certificate is revoked: TH refuses to cosign checkpoints it signed, and
+    would not count cosignatures made with it (the trust list alone still named it)."""
+    from certs.errors import CertsError
+    from certs.pki.ca import CertificateAuthority
+    from certs.pki.keys import load_certificate, write_public
+    from certs.pki.revocation import crl_pem
+    from node.exchange.witnessing import peer_log_key, peer_witness_key
+
+    region = tmp_path / "region"
+    write_region(build_region(["TH", "ID", "MY"]), region)
+    creds = {cc: NodeCredentials(NodePaths.from_region(region, cc)) for cc in ("TH", "MY")}
+    engines = {cc: create_engine(f"sqlite:///{tmp_path / cc}.db") for cc in ("th", "my")}
+    for e in engines.values():
+        configure_sqlite(e)
+        metadata.create_all(e)
+    th = WitnessService.create(engines["th"], creds["TH"])
+    my_log = TransparencyLog.open(
+        engines["my"], SigningKey(log_origin("MY"), creds["MY"].signing_key)
+    )
+    my_log.append(b'{"type":"x"}')
+    checkpoint = my_log.issue_checkpoint().to_bytes().decode()
+    ca = CertificateAuthority.open(region / "ca")
+    ca.revoke(load_certificate(NodePaths.from_region(region, "MY").signing_cert))
+    write_public(region / "crl.pem", crl_pem(ca.crl()))
+    creds["TH"].reload()
+    for refused in (
+        lambda: th.cosign("MY", checkpoint, []),
+        lambda: peer_log_key(creds["TH"].anchors, "MY"),
+        lambda: peer_witness_key(creds["TH"].anchors, "MY"),
+    ):
+        with pytest.raises(CertsError) as err:
+            refused()
+        assert err.value.reason == "revoked"
