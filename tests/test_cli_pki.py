@@ -204,6 +204,27 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert code == expected and text in err, (args, err)
         if expected != 2:  # errors are one line; usage errors (2) are click's usual block
             assert err.strip().count("\n") == 0, err
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    bad_key = tmp_path / "bad-ca"
+    bad_key.mkdir()
+    for name in ("ca.pem", "ca.key"):
+        (bad_key / name).write_bytes((ca / "ca.pem").read_bytes())  # a certificate as the key
+    region = tmp_path / "half"
+    (region / "ca").mkdir(parents=True)
+    (region / "ca" / "ca.pem").write_bytes((ca / "ca.pem").read_bytes())  # no region.json
+    cases = [  # files that are not what they should be: bad input (3), not refusals (5)
+        (["revoke", "--ca", str(ca), "--cert", str(garbage), "--passphrase-file", str(pw)], 3),
+        (["crl", "--ca", str(bad_key), "--out", str(tmp_path / "c.pem")], 3),
+        (["bootstrap", "--countries", "TH", "--out", str(region), "--exist-ok"], 4),
+    ]
+    for args, expected in cases:
+        code, _, err = bdx(capsys, *args)
+        assert code == expected and err.strip().count("\n") == 0, (args, err)
+    (ca / "state.json").write_text('{"v": 1, "issued": ')  # damaged
+    crl = ["crl", "--ca", str(ca), "--out", str(tmp_path / "c.pem"), "--passphrase-file", str(pw)]
+    code, _, err = bdx(capsys, *crl)
+    assert code == 3 and "[bad_ca_state]" in err and err.strip().count("\n") == 0
     wrong = tmp_path / "wrong"
     wrong.write_text("wrong")
     code, _, err = bdx(

@@ -32,6 +32,7 @@ from certs.pki.keys import (
     generate_key,
     load_certificate,
     load_private_key,
+    read_file,
     write_private_key,
     write_public,
 )
@@ -46,6 +47,25 @@ STATE_FILE = "state.json"
 
 def _empty_state() -> dict[str, Any]:
     return {"v": 1, "crl_number": 0, "trust_list_sequence": 0, "issued": {}, "revoked": {}}
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The CA's issuance state file; a damaged one is refused (nothing issued from it)."""
+    try:
+        state = json.loads(read_file(path).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        state = None
+    expected = _empty_state()
+    if (
+        not isinstance(state, dict)
+        or state.get("v") != expected["v"]
+        or any(type(state.get(k)) is not type(v) for k, v in expected.items())
+    ):
+        raise PkiInputError(
+            f"{path} is not a CA state file (damaged?): restore it from the CA's backup",
+            reason="bad_ca_state",
+        )
+    return state
 
 
 class CertificateAuthority:
@@ -106,9 +126,7 @@ class CertificateAuthority:
         key = load_private_key(target / KEY_FILE, passphrase)
         cert = load_certificate(target / CERT_FILE)
         state_path = target / STATE_FILE
-        state = (
-            json.loads(state_path.read_text("utf-8")) if state_path.is_file() else _empty_state()
-        )
+        state = _read_state(state_path) if state_path.is_file() else _empty_state()
         return cls(key, cert, directory=target, state=state)
 
     def _save_state(self) -> None:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from certs.pki import params, reasons
-from certs.pki.errors import CertificateRefused, KeyFileError, PkiFileNotFound, PkiInputError
+from certs.pki.errors import KeyFileError, PkiFileNotFound, PkiInputError
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -80,7 +80,7 @@ def load_private_key(
             raise KeyFileError(
                 "wrong passphrase for the private key", reason=reasons.BAD_PASSPHRASE
             ) from None
-        raise KeyFileError("not a PEM private key", reason=reasons.BAD_KEY) from None
+        raise PkiInputError("not a PEM private key", reason=reasons.BAD_KEY) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
         raise KeyFileError(
             f"unsupported private key type {type(key).__name__} (ECDSA or Ed25519 only)",
@@ -96,9 +96,9 @@ def load_certificate(source: bytes | str | os.PathLike[str]) -> x509.Certificate
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise CertificateRefused(
-            f"not an X.509 certificate: {exc}", reason=reasons.BAD_CERTIFICATE
+    except ValueError:  # the file is not one (exit 3), not a certificate refused (exit 5)
+        raise PkiInputError(
+            "not an X.509 certificate (PEM or DER)", reason=reasons.BAD_CERTIFICATE
         ) from None
 
 
@@ -109,9 +109,9 @@ def load_csr(source: bytes | str | os.PathLike[str]) -> x509.CertificateSigningR
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(data)
         return x509.load_der_x509_csr(data)
-    except ValueError as exc:
+    except ValueError:
         raise PkiInputError(
-            f"not a certificate signing request: {exc}", reason=reasons.BAD_CSR
+            "not a certificate signing request (PEM or DER)", reason=reasons.BAD_CSR
         ) from None
 
 

@@ -284,7 +284,15 @@ def bootstrap(
     if (out / "ca" / CERT_FILE).exists():
         if not exist_ok:
             raise PkiInputError(f"{out} already holds a region", reason="file_exists")
-        manifest = json.loads((out / "region.json").read_text("utf-8"))
+        try:
+            manifest = json.loads(read_file(out / "region.json"))
+        except ValueError:
+            manifest = None
+        if not isinstance(manifest, dict):
+            raise PkiInputError(
+                f"{out} holds a CA but no readable region.json: not a region bootstrap made",
+                reason="not_a_region",
+            )
         _emit({"out": str(out), "existing": True, **manifest}, as_json)
         return
     ca = CertificateAuthority.create(codes[0])

@@ -59,9 +59,9 @@ def test_passphrase_protected_key(tmp_path: Path) -> None:
     with pytest.raises(KeyFileError) as err:
         load_private_key(plain, b"unexpected")
     assert err.value.reason == "bad_passphrase"
-    with pytest.raises(KeyFileError) as err:
+    with pytest.raises(PkiInputError) as garbage:  # not a key at all: bad input (exit 3)
         load_private_key(b"garbage")
-    assert err.value.reason == "bad_key"
+    assert garbage.value.reason == "bad_key" and garbage.value.exit_code == 3
     with pytest.raises(PkiInputError) as missing:
         load_private_key(tmp_path / "absent.key")
     assert missing.value.reason == "unreadable_file"
