@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
@@ -99,11 +100,26 @@ async def _bdx_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, exc.reason, exc.message, headers)
 
 
+#: FastAPI's own 400 for a body its JSON parser gave up on (a 5,000-digit number, nesting too
+#: deep, invalid UTF-8): the same failure as an invalid document, so the same reason.
+_BODY_PARSE_DETAIL = "There was an error parsing the body"
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(400, "malformed_json", "the request body is not valid JSON")
+    sent = request.headers.get("content-type", "")
+    body_errors = [err for err in errors if tuple(err.get("loc", ()))[:1] == ("body",)]
+    if body_errors and "json" not in sent.lower() and request.method in ("POST", "PUT"):
+        # A JSON document sent as form data or octets (``curl -d`` does that) is not read as
+        # JSON: say so, not that the object is missing.
+        return error_response(
+            415,
+            "unsupported_media_type",
+            f"send the body as JSON (Content-Type: application/json), not {sent or 'untyped'}",
+        )
     parts = []
     for err in errors:
         where = ".".join(str(p) for p in err.get("loc", ()))
@@ -113,8 +129,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == _BODY_PARSE_DETAIL:
+        return error_response(
+            400, "malformed_json", "the request body is not valid JSON the node can read"
+        )
     reason = _HTTP_REASONS.get(exc.status_code, f"http_{exc.status_code}")
     return error_response(exc.status_code, reason, str(exc.detail), exc.headers)
+
+
+async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot hold (a NUL character in text on PostgreSQL, a number out
+    of its column's range): bad input, not a failure. Logged without the statement, whose
+    parameters are the request's values."""
+    route = getattr(request.scope.get("route"), "path", "<no route>")
+    log.info("value refused by the database on %s %s", request.method, route)
+    return error_response(
+        422,
+        "invalid_request",
+        "a value the node cannot store (a NUL character, or a number out of range)",
+    )
 
 
 async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
@@ -146,4 +179,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(PoolTimeoutError, _database_busy)
     app.add_exception_handler(StaleDataError, _changed_meanwhile)
+    app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(Exception, _unexpected)

@@ -41,16 +41,21 @@ class RecordRepository:
         return record
 
     def set_state(
-        self, references: Iterable[str], state: RecordState, *, only: RecordState | None = None
+        self,
+        references: Iterable[str],
+        state: RecordState,
+        *,
+        only: RecordState | tuple[RecordState, ...] | None = None,
     ) -> int:
-        """Set the state of these records (those in state ``only``, when given); returns how
-        many rows were set."""
+        """Set the state of these records (those in state ``only``, or one of them, when
+        given); returns how many rows were set."""
         refs = list(references)
         if not refs:
             return 0
         where: list[ColumnElement[bool]] = [TemplateRecord.reference.in_(refs)]
         if only is not None:
-            where.append(TemplateRecord.state == only)
+            states = only if isinstance(only, tuple) else (only,)
+            where.append(TemplateRecord.state.in_(states))
         result = self.session.execute(
             update(TemplateRecord).where(*where).values(state=state, updated_at=utc_now())
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Executable, exists, func, select
 from sqlalchemy import delete as sa_delete
@@ -43,6 +44,27 @@ class SubjectRepository:
     def encounters_of(self, subject: Subject) -> Sequence[Encounter]:
         query = select(Encounter).where(Encounter.subject_id == subject.id).order_by(Encounter.id)
         return self.session.scalars(query).all()
+
+    def encounter(self, subject_id: int, external_id: str, source: str | None) -> int:
+        """The id of the subject's encounter ``external_id`` (a booking, a visa file), made
+        if needed: a second image enrolled into it joins it (the unique name refused it).
+        Two enrolments making it at once both get it, as :meth:`get_or_create` does."""
+        query = select(Encounter.id).where(
+            Encounter.subject_id == subject_id, Encounter.external_id == external_id
+        )
+        found = self.session.scalar(query)
+        if found is None:
+            values = {"subject_id": subject_id, "external_id": external_id, "source": source}
+            unique = [Encounter.subject_id, Encounter.external_id]
+            self.session.execute(
+                _insert(self.session, Encounter)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=unique)
+            )
+            found = self.session.scalar(query)
+            if found is None:  # pragma: no cover - the insert or the other one made it
+                raise RuntimeError("encounter neither inserted nor found")
+        return found
 
     def add_encounter(self, encounter: Encounter) -> Encounter:
         self.session.add(encounter)
@@ -90,12 +112,16 @@ class SubjectRepository:
         self.session.execute(select(Subject.id).where(Subject.id == subject.id).with_for_update())
 
 
+def _insert(session: Session, model: type[Subject] | type[Encounter]) -> Any:
+    """An INSERT of ``model`` in the session's dialect (one that has ``ON CONFLICT``)."""
+    dialect = session.get_bind().dialect.name
+    return (sqlite_insert if dialect == "sqlite" else postgresql_insert)(model)
+
+
 def _insert_missing(session: Session, external_id: str) -> Executable:
     """``INSERT ... ON CONFLICT (external_id) DO NOTHING`` in the session's dialect."""
-    dialect = session.get_bind().dialect.name
-    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
     return (
-        insert(Subject)
+        _insert(session, Subject)
         .values(external_id=external_id)
         .on_conflict_do_nothing(index_elements=[Subject.external_id])
     )

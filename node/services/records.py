@@ -171,13 +171,15 @@ class RecordService:
         encounter_id = None
         if item.encounter_external_id is not None or item.source is not None:
             key = (subject.id, item.encounter_external_id, item.source)
-            if key not in encounters:  # one encounter per subject and source in a batch
+            if key in encounters:  # one encounter per subject and source in a batch
+                pass
+            elif item.encounter_external_id is not None:  # named: it may exist already
+                encounters[key] = self.subjects.encounter(
+                    subject.id, item.encounter_external_id, item.source
+                )
+            else:
                 encounters[key] = self.subjects.add_encounter(
-                    Encounter(
-                        subject_id=subject.id,
-                        external_id=item.encounter_external_id,
-                        source=item.source,
-                    )
+                    Encounter(subject_id=subject.id, source=item.source)
                 ).id
             encounter_id = encounters[key]
         return self.records.add(
@@ -204,10 +206,25 @@ class RecordService:
         subject = self.subjects.by_external_id(external_id)
         if subject is None:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
-        references = [row.reference for row in self.records.of_subject(subject.id)]
+        # Deletions of one subject take turns (its row lock on PostgreSQL; SQLite's single
+        # writer orders the flagging below): the second finds the rows flagged already and
+        # answers not found, not a second deletion in the audit trail.
+        self.subjects.lock(subject)
+        rows = self.records.of_subject(subject.id)
+        references = [row.reference for row in rows if row.state is not RecordState.DELETING]
         _unsettle(self.gallery, references)
         try:
-            self.records.set_state(references, RecordState.DELETING)
+            flagged = self.records.set_state(
+                references,
+                RecordState.DELETING,
+                only=(RecordState.ACTIVE, RecordState.PENDING),
+            )
+            if flagged == 0:
+                raise NotFoundError(
+                    f"no subject {external_id!r} with records to delete (another deletion "
+                    "holds them)",
+                    reason="unknown_subject",
+                )
             # Recorded with the first commit: from here the deletion completes, if need be by
             # reconcile after a crash, and the audit trail must already say who asked for it.
             self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})

@@ -122,11 +122,47 @@ def test_who_am_i_for_any_role(client: TestClient, make_token: object) -> None:
 # ----------------------------------------------------------------- request errors
 
 
-def test_malformed_json(client: TestClient, admin: dict[str, str]) -> None:
-    r = client.post(
-        "/users", headers={**admin, "Content-Type": "application/json"}, content=b'{"name": '
-    )
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"name": ',
+        b'{"name": "anna", "role": ' + b"9" * 5000 + b"}",  # beyond the parser's digits
+        b'{"name": "\xff\xfe"}',  # not UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # nested beyond the parser's depth
+    ],
+    ids=["truncated", "huge-number", "not-utf8", "deep"],
+)
+def test_malformed_json(client: TestClient, admin: dict[str, str], body: bytes) -> None:
+    """Every body the JSON parser gives up on is one reason (some were 'bad_request')."""
+    r = client.post("/users", headers={**admin, "Content-Type": "application/json"}, content=body)
     error(r, 400, "malformed_json")
+
+
+@pytest.mark.parametrize("content_type", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_json_sent_as_another_type_is_415(
+    client: TestClient, admin: dict[str, str], content_type: str | None
+) -> None:
+    """``curl -d`` sends a form type: the answer says to send JSON, not that the object is
+    missing."""
+    headers = {**admin, **({"Content-Type": content_type} if content_type else {})}
+    r = client.post("/users", headers=headers, content=b'{"name": "anna", "role": "officer"}')
+    assert "application/json" in error(r, 415, "unsupported_media_type")
+
+
+def test_a_nul_in_a_path_or_query_value_is_bad_input(
+    client: TestClient, admin: dict[str, str], operator: dict[str, str], engine: Engine
+) -> None:
+    """PostgreSQL stores no NUL in text: it was a 500 with the statement's parameters in the
+    log; SQLite stores it, and the name is simply unknown."""
+    postgres = engine.dialect.name == "postgresql"
+    for method, path, who in (
+        ("GET", "/subjects/a%00b", operator),
+        ("DELETE", "/subjects/a%00b", operator),
+        ("POST", "/users/a%00b/disable", admin),
+    ):
+        r = client.request(method, path, headers=who)
+        assert r.status_code == (422 if postgres else 404), (path, r.text)
+        assert r.json()["error"] in ("invalid_request", "unknown_subject", "unknown_user")
 
 
 @pytest.mark.parametrize(
@@ -329,7 +365,8 @@ def test_openapi_schema_is_typed(client: TestClient) -> None:
     # the errors the routes really answer are documented, each with the ErrorBody shape
     paths = spec["paths"]
     assert {"404", "409", "503"} <= set(paths["/subjects/{external_id}"]["get"]["responses"])
-    assert {"404", "409"} <= set(paths["/users"]["post"]["responses"])
+    assert {"404", "409", "415", "500"} <= set(paths["/users"]["post"]["responses"])
+    assert "500" in paths["/audit-events"]["get"]["responses"]
     body = paths["/users"]["post"]["responses"]["409"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/ErrorBody"}
     export = paths["/audit/log/export"]["get"]["responses"]["200"]["content"]

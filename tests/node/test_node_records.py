@@ -79,6 +79,20 @@ def test_failed_gallery_write_leaves_nothing(session: Session, galleries: Galler
     assert session.scalar(select(func.count()).select_from(Encounter)) == 0
 
 
+def test_a_second_enrolment_joins_a_named_encounter(
+    session: Session, galleries: GallerySet
+) -> None:
+    """A booking's face, then its fingers: one encounter with both records (the second was
+    refused by the encounter's unique name, and answered as a deleted subject)."""
+    face = enrol(session, galleries, new("case-1", encounter_external_id="booking-7"))
+    fingers = enrol(session, galleries, new("case-1", 2, encounter_external_id="booking-7"))
+    other = enrol(session, galleries, new("case-2", encounter_external_id="booking-7"))
+    encounters = session.execute(select(Encounter.id, Encounter.external_id)).all()
+    assert len(encounters) == 2  # one per subject: names are per subject
+    assert {r.encounter_id for r in face + fingers} == {face[0].encounter_id}
+    assert other[0].encounter_id != face[0].encounter_id
+
+
 def test_reconcile_removes_what_undone_enrolments_left(
     session: Session, galleries: GallerySet
 ) -> None:
@@ -394,26 +408,29 @@ def test_two_requests_create_one_subject(sessions: sessionmaker[Session]) -> Non
 def test_a_subject_deleted_twice_at_once(
     session: Session, galleries: GallerySet, sessions: sessionmaker[Session]
 ) -> None:
-    """Two deletions of one subject racing: the second finds the subject gone when it
-    deletes it, and that is fine (it was a StaleDataError 500)."""
+    """Two deletions of one subject racing: the second finds the rows the first flagged and
+    answers not found; the first completes, and the audit trail holds one deletion (both
+    answered 200 and both were audited; before that it was a StaleDataError 500)."""
     enrol(session, galleries, new("case-1", 2))
     remove = galleries.remove
     nested = {"done": False}
 
-    def other_deletion_first(references: Sequence[str]) -> None:
+    def other_deletion_meanwhile(references: Sequence[str]) -> None:
         if not nested["done"]:
             nested["done"] = True
-            with sessions() as other:
+            with sessions() as other, pytest.raises(NotFoundError):
                 RecordService(other, galleries).delete_subject("case-1", actor="user:op2")
         remove(references)
 
-    galleries.remove = other_deletion_first  # type: ignore[method-assign]
+    galleries.remove = other_deletion_meanwhile  # type: ignore[method-assign]
     try:
         assert RecordService(session, galleries).delete_subject("case-1", actor="user:op") == 2
     finally:
         del galleries.remove
-    assert states(session) == {} and galleries.references() == set()
+    assert nested["done"] and states(session) == {} and galleries.references() == set()
     assert session.scalars(select(Subject.external_id)).all() == []
+    deletions = select(AuditEvent.actor).where(AuditEvent.action == "subject.delete")
+    assert session.scalars(deletions).all() == ["user:op"]
 
 
 def test_an_enrolment_never_revives_rows_a_deletion_flagged(

@@ -8,13 +8,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from node.api.deps import OfficerUser, actor
-from node.api.schemas.common import ERROR_RESPONSES
+from node.api.schemas.common import errors
 from node.api.schemas.queries import PeerResultOut, QueryIn, QueryOut
 from node.exchange.officer import probe_items, query_peers
 from node.exchange.setup import Exchange
 from node.service_errors import StoreUnavailableError
 
-router = APIRouter(tags=["queries"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["queries"], responses=errors(415))
 
 
 def _exchange(request: Request) -> Exchange:

@@ -29,7 +29,7 @@ from node.services.search import (
     SearchService,
 )
 
-router = APIRouter(tags=["search"], responses=errors(409))
+router = APIRouter(tags=["search"], responses=errors(409, 415))
 
 
 def _probes(fingers: list[FingerIn]) -> list[FingerProbe]:

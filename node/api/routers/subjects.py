@@ -21,7 +21,7 @@ from node.restrictions import SharingRestrictions
 from node.services.records import RecordService
 from node.services.subjects import SubjectService
 
-router = APIRouter(tags=["subjects"], responses=errors(404, 409))
+router = APIRouter(tags=["subjects"], responses=errors(404, 409, 415))
 
 #: Largest page of subjects one request returns.
 MAX_PAGE = 1000

@@ -10,7 +10,7 @@ from node.api.schemas.users import Me, TokenCreate, TokenIssued, TokenOut, UserC
 from node.db.models import User
 from node.services.users import UserService
 
-router = APIRouter(tags=["users"], responses=errors(404, 409))
+router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
 
 
 def _service(session: SessionDep, settings: SettingsDep) -> UserService:

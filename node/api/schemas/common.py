@@ -46,16 +46,18 @@ ERROR_STATUSES: dict[int, str] = {
     404: "no such subject, record, user, token, query or log entry",
     409: "it exists already (a user name), or the gallery refused the change",
     413: "the body is larger than the limit of its path",
+    415: "a JSON body sent with another Content-Type (send application/json)",
     422: "the request's values are refused",
+    500: "an unexpected failure on this node; its log has the details",
     503: "the gallery, the exchange or the exchange log is not available on this node",
 }
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI ``responses`` for the error statuses of a router: the ones every route can answer
-    (400, 401, 403, 413, 422, and 503 when the database is down) and ``statuses``, each an
-    :class:`ErrorBody`."""
-    wanted = sorted({400, 401, 403, 413, 422, 503, *statuses})
+    (400, 401, 403, 413, 422, 500, and 503 when the database is down) and ``statuses``
+    (415 where routes take JSON bodies), each an :class:`ErrorBody`."""
+    wanted = sorted({400, 401, 403, 413, 422, 500, 503, *statuses})
     return {s: {"model": ErrorBody, "description": ERROR_STATUSES[s]} for s in wanted}
 
 
