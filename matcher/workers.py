@@ -15,6 +15,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 #: Seconds between checks of the parent: an orphan is gone within about this long, and one
@@ -51,3 +53,19 @@ def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
 
 def _interrupted(signum: int, frame: FrameType | None) -> None:
     os._exit(EXIT_INTERRUPTED)
+
+
+@contextmanager
+def spawning_uninterrupted() -> Iterator[None]:
+    """Around the calls that start a pool's workers (a ``ProcessPoolExecutor`` starts them on
+    ``submit``): Ctrl-C is ignored meanwhile, and a spawned worker inherits that until
+    :func:`exit_with_parent` takes over, so a worker interrupted while it imports prints no
+    traceback. Only in the main thread, where signal handlers can be set."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)

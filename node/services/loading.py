@@ -36,6 +36,7 @@ import multiprocessing
 import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
@@ -45,8 +46,9 @@ from sqlalchemy.orm import Session
 from matcher.errors import BdxError
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import prepare_checked
-from matcher.workers import exit_with_parent, usable_cpus
+from matcher.workers import exit_with_parent, spawning_uninterrupted, usable_cpus
 from node.db.models import EXTERNAL_ID_CHARS, EXTERNAL_ID_PATTERN, Modality, TemplateRecord
+from node.errors import NodeError
 from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import Discovery, FileKind, SourceFile
 from node.formats.iso import read_templates
@@ -204,6 +206,17 @@ def process(job: _Job) -> _Processed | Rejection:
         return _unreadable(job.file.label, exc)
 
 
+def process_many(jobs: Sequence[_Job]) -> list[_Processed | Rejection]:
+    """:func:`process` for each of ``jobs`` (one piece of a batch, in one worker)."""
+    return [process(job) for job in jobs]
+
+
+class LoadStoppedError(NodeError):
+    """The worker processes of a load ended before its batch was done (exit code 1)."""
+
+    default_reason = "load_stopped"
+
+
 def _unreadable(label: str, exc: OSError) -> Rejection:
     return Rejection(label, UNREADABLE, f"cannot read ({exc.strerror})")
 
@@ -306,10 +319,24 @@ class LoadService:
         report: LoadReport,
     ) -> None:
         if pool is None:
-            results = [process(job) for job in chunk]
+            results = process_many(chunk)
         else:
-            chunksize = max(1, len(chunk) // (POOL_CHUNKS * usable_cpus()))
-            results = list(pool.map(process, chunk, chunksize=chunksize))
+            # Futures of our own, not Executor.map's: at Ctrl-C the workers end (see
+            # matcher.workers) and the pool marks their futures failed, which it cannot do to
+            # futures map's iterator cancelled on the way out (a traceback per future on 3.11).
+            size = max(1, len(chunk) // (POOL_CHUNKS * usable_cpus()))
+            with spawning_uninterrupted():
+                futures = [
+                    pool.submit(process_many, chunk[i : i + size])
+                    for i in range(0, len(chunk), size)
+                ]
+            try:
+                results = [result for future in futures for result in future.result()]
+            except BrokenProcessPool:
+                raise LoadStoppedError(
+                    "the extraction processes stopped (interrupted or killed); run the load "
+                    "again: it resumes where it stopped"
+                ) from None
         accepted: list[Extracted] = []
         for job, result in zip(chunk, results, strict=True):
             if isinstance(result, Rejection):
