@@ -14,13 +14,14 @@ COPY policy ./policy
 COPY certs ./certs
 COPY node ./node
 # Fingerprint search's numba stages are compiled into the image (NUMBA_CACHE_DIR), not at
-# every container's first start.
+# every container's first start. The cache stays writable by the node: on a CPU other than the
+# build machine's, numba compiles again and saves, and a read-only cache failed that save.
 RUN pip install . \
     && python -c 'from matcher.search.fingerprint import warm_up; warm_up()' \
-    && chmod -R a+rX /opt/numba-cache \
     && useradd --system --uid 10001 --home-dir /data bdx \
     && mkdir -p /data /pki \
     && chown bdx:bdx /data /pki \
+    && chown -R bdx:bdx /opt/numba-cache \
     && chmod 700 /data
 
 USER bdx

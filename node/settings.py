@@ -43,22 +43,28 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BDX_", extra="forbid", frozen=True)
 
-    environment: Literal["development", "production"] = "development"
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses unsafe settings at start-up"
+    )
     country: CountryCode = Field("XX", description="ISO 3166-1 alpha-2 code of this node")
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(
+        Path("var"), description="the node's state: database, gallery, keys' records"
+    )
     database_url: str | None = Field(None, description="default: SQLite file in data_dir")
     gallery_dir: Path | None = Field(None, description="default: data_dir/gallery")
-    host: str = "127.0.0.1"
-    port: int = Field(8443, ge=1, le=65535)
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
+    host: str = Field("127.0.0.1", description="address the API listens on")
+    port: int = Field(8443, ge=1, le=65535, description="port of the API")
+    tls_cert_file: Path | None = Field(None, description="the API's TLS certificate (PEM)")
+    tls_key_file: Path | None = Field(None, description="its private key (PEM)")
     tls_client_ca_file: Path | None = Field(None, description="CA bundle for peer mTLS")
-    cors_origins: list[str] = Field(default_factory=list)
-    debug: bool = False
+    cors_origins: list[str] = Field(
+        default_factory=list, description="browser origins allowed to call the API"
+    )
+    debug: bool = Field(False, description="debug logging and error pages (not in production)")
     # Images are a few hundred KiB; 10 MiB leaves room for lossless 1000 ppi captures.
-    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest image upload, bytes")
     # JSON bodies carry ids and restrictions only; 1 MiB is generous and bounds parsing work.
-    max_json_bytes: int = Field(1024 * 1024, gt=0)
+    max_json_bytes: int = Field(1024 * 1024, gt=0, description="largest JSON body, bytes")
     search_fmr: float = Field(1e-4, gt=0.0, lt=1.0, description="FMR target of 1:N search")
     worker_threads: int = Field(4, ge=1, le=256, description="threads for CPU-bound work")
     # Peer queries are CPU-bound (verification, probe preparation, search), so more threads than

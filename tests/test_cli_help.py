@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -57,3 +58,18 @@ def test_help_has_no_docstring_markup(path: tuple[str, ...]) -> None:
     output = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(WIDE)}).output
     for markup in ("``", ":func:", ":class:", ":meth:"):
         assert markup not in output, (markup, output)
+
+
+@pytest.mark.parametrize(("path", "command"), ALL[1:], ids=[_label(p) for p, _ in ALL[1:]])
+def test_help_paragraphs_wrap_to_the_terminal(path: tuple[str, ...], command: Any) -> None:
+    """Each prose paragraph of a command's help is one line on a wide terminal: no break
+    where the docstring's source line ended."""
+    output = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(WIDE)}).output
+    lines = [line.strip(" │") for line in output.splitlines()]
+    doc = inspect.getdoc(command.callback) or ""
+    for paragraph in doc.split("\n\n"):
+        rows = paragraph.splitlines()
+        if any(r[:1].isspace() or r.lstrip().startswith(("- ", "* ")) for r in rows):
+            continue  # a list or indented lines: kept as written
+        start = " ".join(r.strip() for r in rows)[:150]
+        assert any(start in line for line in lines), (path, start)

@@ -55,23 +55,36 @@ def _register() -> None:
     app.command("demo")(demo.demo)
 
 
-def _one_line_summaries(group: typer.Typer) -> None:
-    """Give every command a one-line summary for its group's command list.
+def _reflowed_help(group: typer.Typer) -> None:
+    """Help texts that wrap to the terminal, not where the docstring's source lines end.
 
-    typer lists a command by its docstring's first paragraph but, in rich mode, keeps that
-    paragraph's source line breaks, so a summary wrapped in the source broke mid-sentence.
+    In rich mode typer keeps a docstring's single line breaks, so help broke mid-sentence
+    wherever the source wrapped. Each paragraph is joined into one line (rich wraps it), except
+    one holding a list or indented lines, which keeps its lines; every command also gets its
+    first paragraph as the one-line summary of its group's command list.
     """
     for info in group.registered_commands:
         doc = info.help or inspect.getdoc(info.callback) or ""
-        if info.short_help is None and doc:
-            info.short_help = " ".join(doc.split("\n\n")[0].split())
+        if not doc:
+            continue
+        paragraphs = [_joined(p) for p in doc.split("\n\n")]
+        info.help = "\n\n".join(paragraphs)
+        if info.short_help is None:
+            info.short_help = paragraphs[0]
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
-            _one_line_summaries(sub.typer_instance)
+            _reflowed_help(sub.typer_instance)
+
+
+def _joined(paragraph: str) -> str:
+    lines = paragraph.strip("\n").splitlines()
+    if any(line[:1].isspace() or line.lstrip().startswith(("- ", "* ")) for line in lines):
+        return "\n".join(lines)
+    return " ".join(line.strip() for line in lines)
 
 
 _register()
-_one_line_summaries(app)
+_reflowed_help(app)
 
 
 #: Exit status when the node's storage failed: its database or gallery is locked by another
