@@ -251,6 +251,8 @@ class FaceOutcome:
 class SearchOutcome:
     hit: bool
     target_fmr: float
+    threshold: float  # the score a hit's best finger reaches
+    threshold_fmr: float  # per finger: the target over the fingers, within the measured table
     candidates: list[Candidate]
     gallery_size: int
 
@@ -376,10 +378,10 @@ class SearchService:
             if gallery is not None and len(gallery) > 0:
                 found = fingerprint_candidates(gallery, templates, k, exclude=inactive)
                 size = len(gallery)
-        threshold, _ = fingerprint_threshold(self.target_fmr / len(templates))
+        threshold, threshold_fmr = fingerprint_threshold(self.target_fmr / len(templates))
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
-        return SearchOutcome(hit, self.target_fmr, candidates, size)
+        return SearchOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size)
 
     def _face(self, face: FaceProbe, k: int) -> FaceOutcome:
         probe = face_template(face)

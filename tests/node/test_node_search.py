@@ -13,12 +13,14 @@ from PIL import Image
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from matcher.fingerprint.match.thresholds import TABLE
 from matcher.synthetic import make_impression, make_master
 from node.api.app import create_app
 from node.db.models import AuditEvent, Modality, Role
 from node.services.enrolment import Capture, EnrolmentService
 from node.services.galleries import GallerySet
 from node.settings import Settings
+from node.thresholds import fingerprint_threshold
 
 MASTERS = (11, 12, 13)
 #: A finger enrolled nowhere.
@@ -98,7 +100,27 @@ def test_empty_gallery_is_a_no_hit(
     officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
     probe = {"fingers": [{"position": 0, "image": b64(impressions[11][1])}]}
     body = client.post("/search/fingerprint", headers=officer, json=probe).json()
-    assert body == {"hit": False, "target_fmr": 1e-4, "gallery_size": 0, "candidates": []}
+    threshold, used = fingerprint_threshold(1e-4)
+    assert body == {
+        "hit": False,
+        "target_fmr": 1e-4,
+        "threshold": threshold,
+        "threshold_fmr": used,  # the strictest measured row when the target is stricter
+        "gallery_size": 0,
+        "candidates": [],
+    }
+    assert used == max(1e-4, min(fmr for fmr, _ in TABLE))
+
+
+def test_the_decision_says_which_measured_fmr_it_used(
+    client: TestClient, make_token: object, impressions: dict[int, list[bytes]]
+) -> None:
+    """Two fingers: each is held to half the target (the demo printed a 1e-4 target beside
+    hits at 3e-4 without saying the table's strictest row was used)."""
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    fingers = [{"position": p, "image": b64(impressions[11][i])} for p, i in ((1, 0), (2, 1))]
+    body = client.post("/search/fingerprint", headers=officer, json={"fingers": fingers}).json()
+    assert (body["threshold"], body["threshold_fmr"]) == fingerprint_threshold(1e-4 / 2)
 
 
 @pytest.mark.parametrize(

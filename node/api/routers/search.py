@@ -44,6 +44,8 @@ def _fingerprint_out(outcome: SearchOutcome) -> SearchOut:
     return SearchOut(
         hit=outcome.hit,
         target_fmr=outcome.target_fmr,
+        threshold=outcome.threshold,
+        threshold_fmr=outcome.threshold_fmr,
         gallery_size=outcome.gallery_size,
         candidates=_candidates(outcome.candidates),
     )

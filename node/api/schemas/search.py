@@ -47,6 +47,12 @@ class CandidateOut(BaseModel):
 class SearchOut(BaseModel):
     hit: bool
     target_fmr: float
+    threshold: float = Field(description="score the best finger of a hit reaches")
+    threshold_fmr: float = Field(
+        description="false-match rate measured at the threshold, per finger: the target "
+        "divided over the probe's fingers, or the strictest row measured (FVC2002) when the "
+        "target is stricter"
+    )
     gallery_size: int
     candidates: list[CandidateOut]
 
