@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -66,6 +67,9 @@ POOL_CHUNKS = 4
 #: transaction of a ten-print card at 1000 ppi, uncompressed, is tens of MB: 256 MiB leaves room
 #: and keeps a mislabelled disk image or archive from being read into memory.
 MAX_FILE_BYTES = 256 * 1024 * 1024
+#: Seconds the load waits, when its workers stopped, for a Ctrl-C that stopped them to reach
+#: this process as KeyboardInterrupt (a sleep runs pending signal handlers at once).
+SIGNAL_CHECK_S = 0.05
 #: Prefix of the external ids this service writes into ``TemplateRecord.source``.
 KEY_PREFIX = "file:"
 #: Hex digits of the external id digest (160 bits: collisions are not a concern).
@@ -333,6 +337,10 @@ class LoadService:
             try:
                 results = [result for future in futures for result in future.result()]
             except BrokenProcessPool:
+                # Workers end at Ctrl-C (matcher.workers); the parent got the same signal, but
+                # its KeyboardInterrupt waits for the main thread's next check, which the pool's
+                # failure can beat: give it that check before calling the stop unexplained.
+                time.sleep(SIGNAL_CHECK_S)
                 raise LoadStoppedError(
                     "the extraction processes stopped (interrupted or killed); run the load "
                     "again: it resumes where it stopped"
