@@ -1,15 +1,21 @@
-"""The dlib model files, loaded lazily once per process (they total ~130 MB on disk).
+"""The dlib model files, loaded lazily (they total ~130 MB on disk).
 
-The files come from the ``face_recognition_models`` package (no download at run time). Each
-loader is cached, so a worker process pays the load cost once; :func:`warm_up` loads the ones
-a pipeline needs ahead of the first image (used as the worker-pool initializer).
+The files come from the ``face_recognition_models`` package (no download at run time).
+Threads: dlib's detectors and its ResNet keep per-call buffers in the model object, so two
+threads running one of them at once get each other's results, or crash the process (the node
+extracts faces on several worker threads). Each thread therefore loads its own (a few MB for
+the HOG detector and the ResNet's 22 MB; once per thread). The shape predictors are read-only
+when applied and are shared by the process. :func:`warm_up` loads what a pipeline needs, for
+the calling thread, ahead of the first image (used as the worker-pool initializer).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import dlib
@@ -55,16 +61,26 @@ def _load(factory: Any, name: str) -> Any:
         raise FaceModelError(f"cannot load face model {name}: {exc}") from exc
 
 
-@functools.cache
+_THREAD = threading.local()
+
+
+def _per_thread(name: str, make: Callable[[], Any]) -> Any:
+    """This thread's own instance of a model (see the module docstring)."""
+    held = getattr(_THREAD, name, None)
+    if held is None:
+        held = make()
+        setattr(_THREAD, name, held)
+    return held
+
+
 def hog_detector() -> Any:
-    """dlib's HOG + linear SVM frontal face detector (built in, no file)."""
-    return dlib.get_frontal_face_detector()
+    """dlib's HOG + linear SVM frontal face detector (built in, no file); this thread's."""
+    return _per_thread("hog", dlib.get_frontal_face_detector)
 
 
-@functools.cache
 def cnn_detector() -> Any:
-    """dlib's MMOD CNN face detector."""
-    return _load(dlib.cnn_face_detection_model_v1, MMOD)
+    """dlib's MMOD CNN face detector; this thread's."""
+    return _per_thread("cnn", lambda: _load(dlib.cnn_face_detection_model_v1, MMOD))
 
 
 @functools.cache
@@ -79,10 +95,9 @@ def sixty_eight_point_predictor() -> Any:
     return _load(dlib.shape_predictor, SIXTY_EIGHT_POINT)
 
 
-@functools.cache
 def resnet() -> Any:
-    """dlib's ResNet-29 face embedding network (128-d output)."""
-    return _load(dlib.face_recognition_model_v1, RESNET)
+    """dlib's ResNet-29 face embedding network (128-d output); this thread's."""
+    return _per_thread("resnet", lambda: _load(dlib.face_recognition_model_v1, RESNET))
 
 
 def warm_up(detector: str) -> None:
