@@ -35,7 +35,7 @@ from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
-from node.services.search import face_candidates, fingerprint_candidates
+from node.services.search import check_face_format, face_candidates, fingerprint_candidates
 from node.services.search_pool import SearchPool
 from node.thresholds import face_threshold, fingerprint_threshold
 from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
@@ -110,11 +110,19 @@ class GallerySearch:
     def _face(self, templates: Sequence[TemplateItem], k: int, fmr: float) -> list[Candidate]:
         if len(templates) != 1:
             raise TemplateFormatError("a face query carries one template", reason="bad_probe")
-        probe = FaceTemplate.from_bytes(templates[0].raw())
+        item = templates[0]
+        probe = FaceTemplate.from_bytes(item.raw())
+        if (item.format, item.format_version) != (probe.format, probe.format_version):
+            raise TemplateFormatError(
+                f"the query names {item.format} v{item.format_version}, the template is "
+                f"{probe.format} v{probe.format_version}",
+                reason="format_mismatch",
+            )
         threshold, _ = face_threshold(fmr)
         schema = face_schema(probe.format, probe.format_version)
         inactive = frozenset(self._inactive())
         with self.galleries.reading(schema) as gallery:
+            check_face_format(probe, gallery)  # else "no match" for a model never compared
             if gallery is None or len(gallery) == 0:
                 return []
             found = face_candidates(

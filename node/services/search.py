@@ -237,6 +237,20 @@ class Candidate:
     fmr: float | None
 
 
+def check_face_format(probe: FaceTemplate, gallery: object | None) -> None:
+    """Refuse a face probe this node cannot compare: a format and version for which it holds
+    no gallery and does not make (an empty answer would read as "no match")."""
+    if gallery is None and (probe.format, probe.format_version) != (
+        DEFAULT_FORMAT,
+        FORMAT_VERSION,
+    ):
+        raise TemplateFormatError(
+            f"this node holds no face templates of {probe.format} "
+            f"v{probe.format_version}: not compared",
+            reason="incompatible_format",
+        )
+
+
 @dataclass(frozen=True)
 class FaceOutcome:
     hit: bool
@@ -390,15 +404,7 @@ class SearchService:
         size = 0
         inactive = frozenset(inactive_references(self.session))
         with self.galleries.reading(face_schema(probe.format, probe.format_version)) as gallery:
-            if gallery is None and (probe.format, probe.format_version) != (
-                DEFAULT_FORMAT,
-                FORMAT_VERSION,
-            ):
-                raise TemplateFormatError(
-                    f"this node holds no face templates of {probe.format} "
-                    f"v{probe.format_version}: not compared",
-                    reason="incompatible_format",
-                )
+            check_face_format(probe, gallery)
             if gallery is not None and len(gallery) > 0:
                 found = face_candidates(self.galleries, gallery, probe, k, threshold, inactive)
                 size = len(gallery)

@@ -122,6 +122,17 @@ def test_face_probe_search_over_a_gallery_set(tmp_path: Path) -> None:
         assert search("face", [other], 5, 0.01) == []
         with pytest.raises(TemplateFormatError):
             search("iris", [other], 5, 0.01)
+        # A model this node holds no gallery of is refused, not answered "no match"; and the
+        # item's named format must be the template's.
+        foreign = FaceTemplate(faces[7].embedding, 80, format="other-model/hog")
+        unknown = TemplateItem(
+            format=foreign.format, format_version=1, data=b64url(foreign.to_bytes())
+        )
+        misnamed = item.model_copy(update={"format_version": 9})
+        for probe, reason in ((unknown, "incompatible_format"), (misnamed, "format_mismatch")):
+            with pytest.raises(TemplateFormatError) as refused:
+                search("face", [probe], 5, 0.01)
+            assert refused.value.reason == reason
 
 
 def test_the_log_keys_are_remembered(tmp_path: Path) -> None:
