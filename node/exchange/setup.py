@@ -240,24 +240,33 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart)."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
-        try:
-            await anyio.to_thread.run_sync(exchange.credentials.reload)
-        except CertsError as exc:  # the held documents stay in place
-            logger.warning("trust list/CRL not reloaded: %s", exc.reason)
-        try:
-            await anyio.to_thread.run_sync(exchange.responder.replay.purge)
-        except Exception:  # the nonces stay (refusing replays); the next round retries
-            logger.exception("replay nonces not purged")
-        try:
-            await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
-            await witness_round(
-                exchange.log,
-                exchange.credentials,
-                list(exchange.peers.values()),
-                exchange.peer_timeout_s,
-            )
-        except Exception:  # keep the node serving; the next round retries
-            logger.exception("exchange log checkpoint or witnessing failed")
+        await housekeeping_round(exchange, interval_s)
+
+
+async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
+    """One round of :func:`_housekeeping`. No step's failure ends the task: it ran in the
+    node's lifespan task group, so an exception there (a full disk while the held file was
+    written) tore the exchange and the gallery down while the API went on answering."""
+    try:
+        await anyio.to_thread.run_sync(exchange.credentials.reload)
+    except CertsError as exc:  # the held documents stay in place
+        logger.warning("trust list/CRL not reloaded: %s", exc.reason)
+    except Exception:  # e.g. the held file not written: what was accepted is in use
+        logger.exception("trust list/CRL reload failed")
+    try:
+        await anyio.to_thread.run_sync(exchange.responder.replay.purge)
+    except Exception:  # the nonces stay (refusing replays); the next round retries
+        logger.exception("replay nonces not purged")
+    try:
+        await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
+        await witness_round(
+            exchange.log,
+            exchange.credentials,
+            list(exchange.peers.values()),
+            exchange.peer_timeout_s,
+        )
+    except Exception:  # keep the node serving; the next round retries
+        logger.exception("exchange log checkpoint or witnessing failed")
 
 
 @asynccontextmanager

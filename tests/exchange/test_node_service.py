@@ -476,6 +476,33 @@ def test_housekeeping_purges_nonces_that_can_no_longer_be_replayed(
         node.stop()
 
 
+def test_a_housekeeping_round_that_cannot_record_the_crl_keeps_the_node_going(
+    nodes: dict[str, ServiceNode], region: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A newer CRL is accepted but the held file cannot be written (here: a folder where its
+    temporary file goes; in the field a full or read-only disk). The round logs it and ends
+    normally: the error used to end the housekeeping task and, with it, the node's exchange
+    and gallery."""
+    import asyncio
+
+    from node.exchange.setup import HELD_FILE, housekeeping_round
+
+    node = nodes["ID"]
+    exchange = node.exchange
+    built, root = region
+    before = exchange.credentials.anchors.crl.number
+    (Path(root) / "crl.pem").write_bytes(crl_pem(built.ca.crl()))  # a newer CRL, same entries
+    blocked = node.app.state.settings.data_dir / (HELD_FILE + ".tmp")
+    blocked.mkdir()
+    try:
+        asyncio.run(housekeeping_round(exchange, 3600.0))
+    finally:
+        blocked.rmdir()
+    assert exchange.credentials.anchors.crl.number == before + 1  # in use all the same
+    assert "trust list/CRL reload failed" in caplog.text
+    assert node.app.state.exchange is exchange  # still set up
+
+
 def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(
     nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
 ) -> None:
