@@ -14,7 +14,7 @@ from node.api import access
 from node.api.app import create_app
 from node.cli._common import ConfigOption
 from node.errors import ConfigError
-from node.exchange.serving import peer_config, serve_pair
+from node.exchange.serving import GRACEFUL_SHUTDOWN_S, peer_config, serve_pair
 from node.exchange.setup import load_credentials
 from node.hardening import no_core_dumps
 from node.settings import load_settings
@@ -46,6 +46,7 @@ def serve(
             log_level=log_level,
             server_header=False,
             access_log=False,  # node.api.access logs route templates, not subject ids
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         return
     # With PKI: the API on `port` and the mutual-TLS peer listener on `peer_port`
@@ -59,6 +60,8 @@ def serve(
         log_level=log_level,
         server_header=False,
         access_log=False,  # node.api.access logs route templates, not subject ids
+        # a client stalled mid-request must not keep SIGTERM from stopping the node
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     peer = peer_config(
         app, settings, load_credentials(settings), log_level=log_level, access_log=False

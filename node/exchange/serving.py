@@ -25,8 +25,8 @@ from certs.pki.asgi import PeerCertH11Protocol
 from certs.pki.credentials import NodeCredentials
 from node.settings import Settings
 
-#: Longest wait at shutdown for peers' requests in progress (a search answers within the
-#: peers' 30 s deadline; an idle keep-alive connection must not hold the node up).
+#: Longest wait at shutdown for requests in progress, on both listeners (a search answers
+#: within the peers' 30 s deadline; an idle or stalled connection must not hold the node up).
 GRACEFUL_SHUTDOWN_S = 10
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -93,6 +94,43 @@ def test_bdx_serve_runs_uvicorn(node_env: dict[str, str]) -> None:
     assert proc.returncode in (0, -15), out
     assert b"Application shutdown complete" in out
     assert Path(node_env["BDX_DATA_DIR"], "bdx.sqlite3").exists()
+
+
+def test_sigterm_stops_serve_while_a_client_stalls_mid_request(node_env: dict[str, str]) -> None:
+    """A client that sent half a request (no token needed) held `bdx serve` up after SIGTERM
+    for as long as it liked; now the graceful shutdown waits GRACEFUL_SHUTDOWN_S at most."""
+    from node.exchange.serving import GRACEFUL_SHUTDOWN_S
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*BDX, "serve", "--port", str(port)],
+        env=node_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        with socket.create_connection(("127.0.0.1", port)) as stalled:
+            stalled.sendall(
+                b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{"
+            )
+            time.sleep(0.5)
+            stopped = time.monotonic()
+            proc.terminate()
+            proc.wait(timeout=GRACEFUL_SHUTDOWN_S + 20)
+            assert time.monotonic() - stopped < GRACEFUL_SHUTDOWN_S + 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_bdx_serve_refuses_unsafe_production(node_env: dict[str, str]) -> None:
