@@ -37,10 +37,17 @@ def current(config: ConfigOption = None, json: JsonOption = False) -> None:
     try:
         with reachable(engine):
             now, head = migrate.current_revision(engine), migrate.head_revision(engine)
+            newer = now is not None and not migrate.known_revision(engine, now)
     finally:
         engine.dispose()
     if json:
-        print_json({"current": now, "head": head, "up_to_date": now == head})
+        print_json({"current": now, "head": head, "up_to_date": now == head, "newer": newer})
     else:
-        state = "up to date" if now == head else "needs `bdx db upgrade`"
+        state = (
+            "up to date"
+            if now == head
+            else "newer than this bdx: run the bdx that upgraded it"
+            if newer
+            else "needs `bdx db upgrade`"
+        )
         typer.echo(f"current {now or '(empty)'}, head {head}: {state}")

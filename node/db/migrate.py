@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 from alembic import command
@@ -12,6 +15,11 @@ from alembic.util import CommandError
 from sqlalchemy import Engine
 
 from node.errors import ConfigError
+
+#: Suffix of the lock file beside a SQLite database while it is migrated.
+MIGRATION_LOCK_SUFFIX = ".migrating.lock"
+#: PostgreSQL advisory lock key held by a migration (any constant this node alone uses).
+MIGRATION_LOCK_KEY = 0x6264_785F_6462  # "bdx_db"
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -24,13 +32,49 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema up to ``revision`` (idempotent). An unknown revision is a
-    ``ConfigError`` (``unknown_revision``)."""
+    ``ConfigError`` (``unknown_revision``). Two upgrades at once take turns: on PostgreSQL
+    an advisory lock in the migrations' transaction (``env.py``), on a SQLite file a lock
+    file beside it (two racing batch migrations left a stray ``_alembic_tmp_`` table)."""
+    _refuse_unknown_current(engine)
     try:
-        command.upgrade(alembic_config(engine), revision)
+        with _sqlite_file_lock(engine):
+            command.upgrade(alembic_config(engine), revision)
     except CommandError as exc:
         raise ConfigError(
             f"cannot upgrade to {revision!r}: {exc}", reason="unknown_revision"
         ) from None
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    with open(f"{database}{MIGRATION_LOCK_SUFFIX}", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _refuse_unknown_current(engine: Engine) -> None:
+    """A database at a revision this bdx does not ship was upgraded by a newer bdx: say so
+    (``bdx db upgrade`` cannot help)."""
+    current = current_revision(engine)
+    if current is not None and not known_revision(engine, current):
+        raise ConfigError(
+            f"database schema is at {current}, which this bdx does not know (its newest is "
+            f"{head_revision(engine)}): a newer bdx upgraded it; run that version",
+            reason="schema_too_new",
+        )
+
+
+def known_revision(engine: Engine, revision: str) -> bool:
+    """Whether this bdx ships ``revision`` (a newer bdx's is unknown to it)."""
+    scripts = ScriptDirectory.from_config(alembic_config(engine))
+    try:
+        return scripts.get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -47,6 +91,7 @@ def head_revision(engine: Engine) -> str:
 
 def require_head(engine: Engine) -> None:
     """Raise :class:`ConfigError` unless the schema is at the latest revision."""
+    _refuse_unknown_current(engine)
     current, head = current_revision(engine), head_revision(engine)
     if current != head:
         raise ConfigError(

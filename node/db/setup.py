@@ -18,10 +18,16 @@ def open_database(
     Development upgrades the schema to the latest migration (zero set-up); production refuses
     a schema that is not at the latest revision (``bdx db upgrade`` is a deliberate step there).
     """
+    own = engine is None
     engine = engine or create_db_engine(settings.db_url)
-    with reachable(engine):
-        if settings.environment == "development":
-            migrate.upgrade(engine)
-        else:
-            migrate.require_head(engine)
+    try:
+        with reachable(engine):
+            if settings.environment == "development":
+                migrate.upgrade(engine)
+            else:
+                migrate.require_head(engine)
+    except BaseException:
+        if own:  # its pooled connection must not outlive the refusal
+            engine.dispose()
+        raise
     return engine, session_factory(engine)

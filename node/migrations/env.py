@@ -9,7 +9,9 @@ pragma inside a transaction, so it is set before the migrations' transaction beg
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import func, select
 
+from node.db.migrate import MIGRATION_LOCK_KEY
 from node.db.schema import target_metadata
 
 engine = context.config.attributes["engine"]
@@ -28,6 +30,8 @@ with engine.connect() as connection:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":  # upgrades take turns (migrate.py)
+                connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
             context.run_migrations()
     finally:
         if sqlite and enforced:  # the pooled connection goes back as it came

@@ -95,6 +95,47 @@ def test_db_cli_upgrade_and_current(
     assert code == 2 and "[unknown_revision]" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_database_a_newer_bdx_upgraded_is_named_so(
+    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After rolling bdx back, `bdx db upgrade` was the advice, and it failed."""
+    from sqlalchemy import text
+
+    engine = create_db_engine(fresh_db_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    engine.dispose()
+    monkeypatch.setenv("BDX_DATABASE_URL", fresh_db_url)
+    for args in (["db", "upgrade"], ["users", "list"]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and "[schema_too_new]" in err and "upgrade`" not in err, err
+    code, out, _ = run_cli(["db", "current", "--json"], capsys)
+    assert code == 0 and json.loads(out)["newer"] is True
+
+
+def test_two_upgrades_at_once_take_turns(fresh_db_url: str) -> None:
+    """Two `bdx db upgrade` on an empty database at once: both end well, the schema is the
+    models' (on SQLite two racing batch migrations left a stray _alembic_tmp_ table)."""
+    import subprocess
+    import sys
+
+    env = {"BDX_DATABASE_URL": fresh_db_url, "PATH": "/usr/bin:/bin"}
+    cmd = [sys.executable, "-c", "from node.cli import main; main()", "db", "upgrade"]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    engine = create_db_engine(fresh_db_url)
+    try:
+        assert schema_diff(engine) == []
+        assert not [t for t in inspect(engine).get_table_names() if t.startswith("_alembic")]
+    finally:
+        engine.dispose()
+
+
 def test_db_cli_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(["db", "upgrade", "--config", str(tmp_path / "none.toml")], capsys)
     assert code == 2
