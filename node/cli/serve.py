@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 import uvicorn
 
+from matcher.gallery.files import WriterLock
 from node.api import access
 from node.api.app import create_app
 from node.cli._common import ConfigOption
@@ -33,6 +34,8 @@ def serve(
     _check_free(settings.host, settings.port)
     if settings.exchange_enabled:
         _check_free(settings.peer_host or settings.host, settings.peer_port)
+    if settings.gallery_path.is_dir():  # another node serving this data_dir: one line, exit 7
+        WriterLock(settings.gallery_path).release()  # (uvicorn's start-up failure: tracebacks)
     app = create_app(settings)
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()

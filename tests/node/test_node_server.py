@@ -133,6 +133,39 @@ def test_sigterm_stops_serve_while_a_client_stalls_mid_request(node_env: dict[st
             proc.wait()
 
 
+def test_a_second_serve_on_one_data_dir_is_one_line(node_env: dict[str, str]) -> None:
+    """The first node holds the gallery: the second says so in one line (exit 7), not with
+    uvicorn's start-up tracebacks."""
+    port = free_port()
+    first = subprocess.Popen(
+        [*BDX, "serve", "--port", str(port)],
+        env=node_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert first.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        second = subprocess.run(
+            [*BDX, "serve", "--port", str(free_port())],
+            env=node_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 7, second.stderr
+        assert second.stderr.count("\n") == 1 and "[gallery_locked]" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(timeout=30)
+
+
 def test_bdx_serve_refuses_unsafe_production(node_env: dict[str, str]) -> None:
     node_env.update(BDX_ENVIRONMENT="production", BDX_DEBUG="true")
     cmd = [sys.executable, "-c", "from node.cli import main; main()", "serve"]
