@@ -19,11 +19,12 @@ so the decision is the cosine's and CSLS orders the candidates.
 
 A combined probe (fingers and/or a face, :meth:`SearchService.search`) runs each modality as
 above and fuses per subject with the ``"fmr"`` rule of :mod:`matcher.search.fusion`: Fisher's
-method on the modalities' ``-log10 FMR`` estimates (a subject a modality did not return counts
-FMR 1 there, so one modality alone weighs less than in its own search). The fused decision is
-a hit when the best subject's fused FMR is at most the target, or, for a target stricter than
-the measured tables reach, at most the fused FMR of a subject at the strictest measured row of
-every modality in the probe (the clamp rule of :mod:`node.thresholds`).
+method on the modalities' ``-log10 FMR`` estimates, over the probe's modalities the subject
+is enrolled in (a modality it is enrolled in but that did not return it counts FMR 1 there,
+and speaks against it; one it has no record of is left out). The fused decision is a hit when
+the best subject's fused FMR is at most the target, or, for a target stricter than the
+measured tables reach, at most the fused FMR of a subject at the strictest measured row of
+each of its fused modalities (the clamp rule of :mod:`node.thresholds`).
 
 Candidates are the node's subjects (external ids), counted through their *active* records
 only (a record mid-enrolment or mid-deletion is never a result), and ``k`` counts subjects: the
@@ -34,7 +35,7 @@ search is written to the audit trail (counts and outcome only, no biometric data
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -304,20 +305,40 @@ def _z(fmr: float | None) -> float:
 
 
 def fuse_outcomes(
-    fingerprint: ModalityResult | None, face: ModalityResult | None, target: float
+    fingerprint: ModalityResult | None,
+    face: ModalityResult | None,
+    target: float,
+    enrolled: Mapping[str, Collection[str]] | None = None,
 ) -> FusedOutcome:
-    """Subjects of the modalities fused by Fisher's method, best first (see the module doc)."""
-    present = [m for m in (fingerprint, face) if m is not None]
-    fp = {c.subject: c.fmr for c in fingerprint[0]} if fingerprint else {}
-    fc = {c.subject: c.fmr for c in face[0]} if face else {}
-    fused = []
-    for subject in fp.keys() | fc.keys():
-        z = _z(fp.get(subject)) + _z(fc.get(subject))
-        fmr = float(fused_fmr(z, len(present)))
-        fused.append(FusedCandidate(subject, z, fmr, fp.get(subject), fc.get(subject)))
-    fused.sort(key=lambda c: (-c.score, c.subject))
-    decision = max(target, float(fused_fmr(sum(_z(f) for _, f in present), len(present))))
-    return FusedOutcome(bool(fused) and fused[0].fmr <= decision, target, decision, fused)
+    """Subjects of the modalities fused by Fisher's method, best first (see the module doc).
+
+    ``enrolled`` names each candidate subject's modalities with active records: a subject is
+    fused over the probe's modalities it has (a face probe cannot speak against a subject
+    enrolled with fingers only), with the decision FMR of those modalities' floors. A subject
+    missing from it is fused over all the probe's modalities."""
+    by_modality = {
+        name: ({c.subject: c.fmr for c in result[0]}, result[1])
+        for name, result in (("fingerprint", fingerprint), ("face", face))
+        if result is not None
+    }
+    fused: list[tuple[FusedCandidate, float]] = []
+    for subject in {s for fmrs, _ in by_modality.values() for s in fmrs}:
+        has = enrolled.get(subject) if enrolled is not None else None
+        used = [m for m in by_modality if has is None or m in has] or list(by_modality)
+        z = sum(_z(by_modality[m][0].get(subject)) for m in used)
+        fmr = float(fused_fmr(z, len(used)))
+        floor = float(fused_fmr(sum(_z(by_modality[m][1]) for m in used), len(used)))
+        fp = by_modality.get("fingerprint", ({}, 0.0))[0].get(subject)
+        fc = by_modality.get("face", ({}, 0.0))[0].get(subject)
+        fused.append((FusedCandidate(subject, z, fmr, fp, fc), max(target, floor)))
+    fused.sort(key=lambda cd: (cd[0].fmr, -cd[0].score, cd[0].subject))
+    if fused:
+        decision = fused[0][1]
+    else:
+        floors = [floor for _, floor in by_modality.values()]
+        decision = max(target, float(fused_fmr(sum(_z(f) for f in floors), len(floors))))
+    hit = bool(fused) and fused[0][0].fmr <= decision
+    return FusedOutcome(hit, target, decision, [c for c, _ in fused])
 
 
 class SearchService:
@@ -361,10 +382,12 @@ class SearchService:
         fingerprint = self._fingerprints(fingers, k) if fingers else None
         face_outcome = self._face(face, k) if face is not None else None
         fp_floor = min(1.0, len(fingers) * fingerprint_fmr(math.inf))
+        named = {c.subject for o in (fingerprint, face_outcome) if o for c in o.candidates}
         fused = fuse_outcomes(
             None if fingerprint is None else (fingerprint.candidates, fp_floor),
             None if face_outcome is None else (face_outcome.candidates, face_fmr(math.inf)),
             self.target_fmr,
+            self._enrolled_modalities(named),
         )
         fused = replace(fused, candidates=fused.candidates[:k])
         details = {
@@ -411,6 +434,24 @@ class SearchService:
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
         return FaceOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size)
+
+    def _enrolled_modalities(self, subjects: Collection[str]) -> dict[str, set[str]]:
+        """The modalities each of these subjects (external ids) has active records of."""
+        if not subjects:
+            return {}
+        query = (
+            select(Subject.external_id, TemplateRecord.modality)
+            .join(TemplateRecord, TemplateRecord.subject_id == Subject.id)
+            .where(
+                Subject.external_id.in_(list(subjects)),
+                TemplateRecord.state == RecordState.ACTIVE,
+            )
+            .distinct()
+        )
+        out: dict[str, set[str]] = {}
+        for subject, modality in self.session.execute(query):
+            out.setdefault(subject, set()).add(modality.value)
+        return out
 
     def _to_subjects(self, found: Sequence[SubjectCandidate]) -> list[Candidate]:
         """The node's subjects for gallery subject keys, best first, active ones only."""

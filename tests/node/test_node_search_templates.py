@@ -278,3 +278,32 @@ def test_combined_search_needs_officer(client: TestClient, make_token: object) -
     operator = bearer(make_token(Role.OPERATOR))  # type: ignore[operator]
     r = client.post("/search", headers=operator, json={})
     assert (r.status_code, r.json()["error"]) == (403, "wrong_role")
+
+
+def test_a_modality_a_subject_was_never_enrolled_in_does_not_speak_against_it(
+    search_app: FastAPI,
+    make_token: object,
+    faces: list[FaceTemplate],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+) -> None:
+    """A subject with fingers only, probed with its finger and someone's face: the fused
+    decision is the fingerprint's (the face counted as a non-match made such a subject never
+    a fused hit at the default target, so adding a face lost a certain fingerprint hit)."""
+    only = synthetic_templates(1, 2, seed=123)[0]
+    capture = Capture("finger-only", Modality.FINGERPRINT, b"", POSITION)
+    with sessions() as s:
+        EnrolmentService(s, galleries).enrol_extracted(
+            [Extracted(capture, only[0], 80)], actor="test"
+        )
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    finger = {"position": POSITION, "template": record(only[1])}
+    probe = {"fingers": [finger], "face": {"template": b64(faces[0].to_bytes())}, "k": 3}
+    with TestClient(search_app) as c:
+        found = c.post("/search", headers=officer, json=probe).json()
+    assert found["fingerprint"]["hit"] is True
+    best = found["fused"]["candidates"][0]
+    assert best["subject"] == "finger-only" and best["face_fmr"] is None
+    assert best["fmr"] == pytest.approx(best["fingerprint_fmr"])  # one modality fused
+    assert found["fused"]["hit"] is True
+    assert found["fused"]["decision_fmr"] == pytest.approx(FP_FLOOR)
