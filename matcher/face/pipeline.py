@@ -139,6 +139,12 @@ def extract_from_pixels(
                 notes.append(f"{comparable} faces found; the most central was used")
             else:
                 notes.append(f"{comparable} faces found; the largest was used")
+        ignored = found.count - comparable
+        if ignored:  # said, not silent: one of them may be the face the caller meant
+            notes.append(
+                f"{ignored} smaller or fainter face(s) ignored as bystanders (under "
+                f"{P.SECONDARY_FACE_AREA_RATIO:.0%} of the used face's area, or weak)"
+            )
         box, score, whole = found.boxes[first], float(found.scores[first]), False
 
     clock.lap("notes")  # the bookkeeping above is not a stage

@@ -51,12 +51,14 @@ class Extracted:
     capture: Capture
     template: FingerprintTemplate | SearchTemplate | FaceTemplate  # SearchTemplate: prepared
     quality: int
+    notes: tuple[str, ...] = ()  # what the extractor chose (e.g. faces it ignored)
 
 
 @dataclass
 class EnrolmentReport:
     enrolled: list[TemplateRecord] = field(default_factory=list)
     failed: list[tuple[Capture, BdxError]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def extract(capture: Capture) -> Extracted:
@@ -65,7 +67,7 @@ def extract(capture: Capture) -> Extracted:
         if capture.finger_position is not None:
             raise InvalidRequestError("a face has no finger position", reason="bad_position")
         face = extract_face(capture.image)
-        return Extracted(capture, face.template, face.quality.score)
+        return Extracted(capture, face.template, face.quality.score, face.notes)
     position = capture.finger_position or 0
     finger = extract_file(capture.image, finger_position=position)
     return Extracted(capture, finger, finger.image_quality)
@@ -90,6 +92,7 @@ class EnrolmentService:
             try:
                 item = extract(capture)
                 extracted[capture.modality].append(item)
+                report.notes += item.notes
             except BdxError as exc:
                 report.failed.append((capture, exc))
             if on_progress is not None:

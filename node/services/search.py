@@ -217,12 +217,14 @@ def finger_template(probe: FingerProbe) -> FingerprintTemplate:
     return view
 
 
-def face_template(probe: FaceProbe) -> FaceTemplate:
+def face_template(probe: FaceProbe) -> tuple[FaceTemplate, tuple[str, ...]]:
+    """The probe's template, and the extractor's notes when it was an image."""
     _one_of(probe.image, probe.template, "a face's")
     if probe.image is not None:
-        return extract_face(probe.image).template
+        face = extract_face(probe.image)
+        return face.template, face.notes
     assert probe.template is not None
-    return FaceTemplate.from_bytes(probe.template)
+    return FaceTemplate.from_bytes(probe.template), ()
 
 
 def _check_positions(positions: Sequence[int]) -> None:
@@ -260,6 +262,7 @@ class FaceOutcome:
     threshold_fmr: float  # the FMR measured at ``threshold``
     candidates: list[Candidate]
     gallery_size: int
+    notes: tuple[str, ...] = ()  # the extractor's, for an image probe
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,7 @@ class SearchService:
         return SearchOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size)
 
     def _face(self, face: FaceProbe, k: int) -> FaceOutcome:
-        probe = face_template(face)
+        probe, notes = face_template(face)
         threshold, threshold_fmr = face_threshold(self.target_fmr)
         found: list[SubjectCandidate] = []
         size = 0
@@ -433,7 +436,7 @@ class SearchService:
                 size = len(gallery)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
-        return FaceOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size)
+        return FaceOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size, notes)
 
     def _enrolled_modalities(self, subjects: Collection[str]) -> dict[str, set[str]]:
         """The modalities each of these subjects (external ids) has active records of."""

@@ -121,7 +121,32 @@ def test_image_probe_and_empty_gallery(
         assert len(report.enrolled) == 1
         same = c.post("/search/face", headers=officer, json={"image": b64(portrait)}).json()
     assert same["hit"] is True and same["threshold"] == STRICT
-    assert same["candidates"][0]["subject"] == "astronaut"
+    assert same["candidates"][0]["subject"] == "astronaut" and same["notes"] == []
+
+
+def test_faces_ignored_as_bystanders_are_said(client: TestClient, make_token: object) -> None:
+    """A second, much smaller face is not used, and the enrolment and the search say so (the
+    choice reached no caller)."""
+    import cv2
+    import numpy as np
+
+    astronaut = skdata.astronaut()
+    big = cv2.resize(astronaut[0:300, 100:350], None, fx=2.2, fy=2.2)
+    small = astronaut[40:240, 130:320]
+    canvas = np.zeros((big.shape[0], big.shape[1] + small.shape[1], 3), np.uint8)
+    canvas[:, : big.shape[1]] = big
+    canvas[: small.shape[0], big.shape[1] :] = small
+    out = io.BytesIO()
+    Image.fromarray(canvas).save(out, format="PNG")
+    operator = bearer(make_token(Role.OPERATOR))  # type: ignore[operator]
+    params = {"subject": "two-faces", "modality": "face"}
+    image = out.getvalue()
+    enrolled = client.post("/gallery/enrol", headers=operator, params=params, content=image)
+    assert enrolled.status_code == 201, enrolled.text
+    assert ["bystanders" in note for note in enrolled.json()["notes"]] == [True]
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    found = client.post("/search/face", headers=officer, json={"image": b64(image)})
+    assert ["bystanders" in note for note in found.json()["notes"]] == [True]
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,9 @@ async def enrol_image(
     )
     if report.failed:
         raise report.failed[0][1]
-    return EnrolResult(records=[RecordOut.model_validate(r) for r in report.enrolled])
+    return EnrolResult(
+        records=[RecordOut.model_validate(r) for r in report.enrolled], notes=report.notes
+    )
 
 
 @router.get("/gallery/statistics")

@@ -59,6 +59,7 @@ def _face_out(outcome: FaceOutcome) -> FaceSearchOut:
         threshold_fmr=outcome.threshold_fmr,
         gallery_size=outcome.gallery_size,
         candidates=_candidates(outcome.candidates),
+        notes=list(outcome.notes),
     )
 
 

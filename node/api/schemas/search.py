@@ -78,6 +78,10 @@ class FaceSearchOut(BaseModel):
         "(CSLS: cosine less half the record's mean cosine to its 10 nearest gallery records); "
         "each with its cosine score"
     )
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what the extractor chose for an image probe, e.g. faces it ignored",
+    )
 
 
 class FaceIn(BaseModel):

@@ -97,3 +97,7 @@ class GalleryStatisticsOut(BaseModel):
 
 class EnrolResult(BaseModel):
     records: list[RecordOut]
+    notes: list[str] = Field(
+        default_factory=list,
+        description="what the extractor chose, e.g. faces it ignored as bystanders",
+    )
