@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -96,11 +97,9 @@ def test_bdx_serve_runs_uvicorn(node_env: dict[str, str]) -> None:
     assert Path(node_env["BDX_DATA_DIR"], "bdx.sqlite3").exists()
 
 
-def test_sigterm_stops_serve_while_a_client_stalls_mid_request(node_env: dict[str, str]) -> None:
-    """A client that sent half a request (no token needed) held `bdx serve` up after SIGTERM
-    for as long as it liked; now the graceful shutdown waits GRACEFUL_SHUTDOWN_S at most."""
-    from node.exchange.serving import GRACEFUL_SHUTDOWN_S
-
+@contextlib.contextmanager
+def serving(node_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`bdx serve` on a free port, answering /health; killed afterwards if still running."""
     port = free_port()
     proc = subprocess.Popen(
         [*BDX, "serve", "--port", str(port)],
@@ -117,41 +116,34 @@ def test_sigterm_stops_serve_while_a_client_stalls_mid_request(node_env: dict[st
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
-        with socket.create_connection(("127.0.0.1", port)) as stalled:
-            stalled.sendall(
-                b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n{"
-            )
-            time.sleep(0.5)
-            stopped = time.monotonic()
-            proc.terminate()
-            proc.wait(timeout=GRACEFUL_SHUTDOWN_S + 20)
-            assert time.monotonic() - stopped < GRACEFUL_SHUTDOWN_S + 10
+        yield proc, port
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.wait()
+
+
+def test_sigterm_stops_serve_while_a_client_stalls_mid_request(node_env: dict[str, str]) -> None:
+    """A client that sent half a request (no token needed) held `bdx serve` up after SIGTERM
+    for as long as it liked; now the graceful shutdown waits GRACEFUL_SHUTDOWN_S at most."""
+    from node.exchange.serving import GRACEFUL_SHUTDOWN_S
+
+    with serving(node_env) as (proc, port), socket.create_connection(("127.0.0.1", port)) as c:
+        c.sendall(
+            b"POST /users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        proc.terminate()
+        proc.wait(timeout=GRACEFUL_SHUTDOWN_S + 20)
+        assert time.monotonic() - stopped < GRACEFUL_SHUTDOWN_S + 10
 
 
 def test_a_second_serve_on_one_data_dir_is_one_line(node_env: dict[str, str]) -> None:
     """The first node holds the gallery: the second says so in one line (exit 7), not with
     uvicorn's start-up tracebacks."""
-    port = free_port()
-    first = subprocess.Popen(
-        [*BDX, "serve", "--port", str(port)],
-        env=node_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert first.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+    with serving(node_env):
         second = subprocess.run(
             [*BDX, "serve", "--port", str(free_port())],
             env=node_env,
@@ -159,11 +151,8 @@ def test_a_second_serve_on_one_data_dir_is_one_line(node_env: dict[str, str]) ->
             text=True,
             timeout=60,
         )
-        assert second.returncode == 7, second.stderr
-        assert second.stderr.count("\n") == 1 and "[gallery_locked]" in second.stderr
-    finally:
-        first.terminate()
-        first.wait(timeout=30)
+    assert second.returncode == 7, second.stderr
+    assert second.stderr.count("\n") == 1 and "[gallery_locked]" in second.stderr
 
 
 def test_bdx_serve_refuses_unsafe_production(node_env: dict[str, str]) -> None:
