@@ -26,6 +26,9 @@ PARENT_POLL_S = 1.0
 EXIT_ORPHANED = 70
 #: Exit status of a worker ended by Ctrl-C (SIGINT), as a shell reports it.
 EXIT_INTERRUPTED = 130
+#: Environment variable by which :func:`spawning_uninterrupted` tells the workers it starts
+#: whether their parent ignores Ctrl-C.
+PARENT_IGNORES_CTRL_C = "BDX_PARENT_IGNORES_SIGINT"
 
 
 def usable_cpus() -> int:
@@ -40,7 +43,8 @@ def exit_with_parent(poll_s: float = PARENT_POLL_S) -> None:
     """Pool initializer: end this process (``os._exit``) once its parent process is gone, or
     at Ctrl-C without a traceback of its own."""
     parent = os.getppid()
-    signal.signal(signal.SIGINT, _interrupted)
+    if os.environ.get(PARENT_IGNORES_CTRL_C) != "1":  # a background job's workers ignore it too
+        signal.signal(signal.SIGINT, _interrupted)
 
     def watch() -> None:
         while True:
@@ -65,6 +69,9 @@ def spawning_uninterrupted() -> Iterator[None]:
         yield
         return
     before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers inherit the environment: one started by a process that ignores Ctrl-C (a shell's
+    # background job) keeps ignoring it, instead of dying alone and failing the pool.
+    os.environ[PARENT_IGNORES_CTRL_C] = "1" if before is signal.SIG_IGN else "0"
     try:
         yield
     finally:

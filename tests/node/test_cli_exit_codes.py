@@ -40,23 +40,48 @@ def test_a_full_disk_is_exit_7_in_one_line(env: dict[str, str]) -> None:
     assert done.stderr == "bdx: error: No space left on device [storage_error]\n"
 
 
-def test_ctrl_c_during_a_load_is_130_without_worker_tracebacks(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """72 synthetic finger images: a load of several seconds on 2 workers."""
     source = tmp_path / "src"
     source.mkdir()
     for finger in range(12):
         master = make_master(finger)
         for i in range(6):
             Image.fromarray(make_impression(master, i)).save(source / f"{finger}_{i + 1}.png")
+    return source
+
+
+def _load_interrupted(env: dict[str, str], source: Path, ctrl_c: object) -> tuple[int, bytes]:
+    """``bdx gallery load`` with SIGINT handled as ``ctrl_c`` says, sent the whole process
+    group's SIGINT (as a terminal's Ctrl-C is) once its workers extract."""
     load = [*BDX, "gallery", "load", str(source), "--workers", "2"]
     proc = subprocess.Popen(
-        load, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        load,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, ctrl_c),  # type: ignore[arg-type]
     )
     time.sleep(4)  # the workers are started and extracting
     assert proc.poll() is None, proc.communicate()
-    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_ctrl_c_during_a_load_is_130_without_worker_tracebacks(
+    env: dict[str, str], images: Path
+) -> None:
+    code, err = _load_interrupted(env, images, signal.SIG_DFL)  # as from a terminal
+    assert code == 130, err
     assert err.decode().strip().splitlines()[-1] == "bdx: interrupted"
     assert b"Traceback" not in err and b"KeyboardInterrupt" not in err
+
+
+def test_a_load_that_ignores_ctrl_c_is_not_stopped_by_it(env: dict[str, str], images: Path) -> None:
+    """A shell's background job ignores Ctrl-C; its workers do too (they died alone, and the
+    load failed as load_stopped)."""
+    code, err = _load_interrupted(env, images, signal.SIG_IGN)
+    assert code == 0, err
