@@ -107,7 +107,7 @@ class UntrustedPeerError(Exception):
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-def _server_check(trust: TrustAnchors, country: str) -> Trace:
+def server_check(trust: TrustAnchors, country: str) -> Trace:
     """An httpcore trace hook that validates the server's certificate as the TLS handshake
     completes, before the request is written; raising aborts the connection."""
 
@@ -338,7 +338,7 @@ class Requester:
     async def _post_and_poll(self, client: httpx.AsyncClient, peer: Peer, token: str) -> str:
         root = peer.url.rstrip("/")
         base = httpx.URL(root)
-        check = {"trace": _server_check(self.trust, peer.country)}
+        check = {"trace": server_check(self.trust, peer.country)}
         response = await _bounded(
             client,
             "POST",

@@ -18,7 +18,9 @@ Protocol, on the mutual-TLS peer listener (the TLS client certificate names the 
 The caller's log key is the public key of its *signing* certificate in the trust list, and the
 checkpoint's origin must be the caller's log (``bdx.<cc>/exchange-log``): a node can only ask
 for its own log to be witnessed. The witness signs with its own signing key under the name
-``bdx.<cc>/witness``. :func:`witness_round` is the caller's side, run after each checkpoint.
+``bdx.<cc>/witness``. :func:`witness_round` is the caller's side, run after each checkpoint;
+it sends only to a server whose TLS certificate validates for the peer's country, as queries
+do (:func:`node.exchange.requester.server_check`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from certs.translog import (
 )
 from certs.translog.keys import PublicKey
 from node.errors import NotFoundError
-from node.exchange.requester import Peer
+from node.exchange.requester import Peer, UntrustedPeerError, server_check
 from node.service_errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -155,8 +157,10 @@ async def witness_round(
     async with httpx.AsyncClient(verify=credentials.client_context(), timeout=timeout) as client:
         for peer in peers:
             base = peer.url.rstrip("/")
+            # the peer's server certificate, checked as for queries (requester.server_check)
+            check = {"trace": server_check(credentials.anchors, peer.country)}
             try:
-                r = await client.get(base + WITNESS_PATH + "/latest")
+                r = await client.get(base + WITNESS_PATH + "/latest", extensions=check)
                 r.raise_for_status()
                 old = _witnessed_size(r.json())
                 proof: list[bytes] = []
@@ -166,7 +170,7 @@ async def witness_round(
                     "checkpoint": latest.to_bytes().decode("utf-8"),
                     "proof": [base64.b64encode(h).decode() for h in proof],
                 }
-                r = await client.post(base + WITNESS_PATH, json=body)
+                r = await client.post(base + WITNESS_PATH, json=body, extensions=check)
                 if r.status_code != 200:
                     refusal = r.json()
                     reason = (
@@ -183,6 +187,9 @@ async def witness_round(
                 key = peer_witness_key(credentials.anchors, peer.country)
                 await anyio.to_thread.run_sync(log.add_cosignature, latest.checkpoint, cosig, key)
                 out[peer.country] = "cosigned"
+            except UntrustedPeerError as exc:
+                logger.warning("witnessing by %s: its certificate was refused", peer.country)
+                out[peer.country] = f"untrusted_peer: {exc.reason}"
             except (httpx.HTTPError, ValueError, KeyError, CertsError) as exc:
                 logger.warning("witnessing by %s failed: %s", peer.country, exc)
                 out[peer.country] = getattr(exc, "reason", type(exc).__name__)

@@ -29,6 +29,7 @@ from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.exchange.replay import ReplayError, exchange_nonces
+from node.exchange.requester import Peer
 from node.exchange.witnessing import peer_witness_key, witness_round
 from node.repositories.audit import AuditRepository
 from node.restrictions import SharingRestrictions
@@ -184,6 +185,10 @@ def test_peers_witness_each_others_checkpoints(
     th.log.issue_checkpoint()
     again = asyncio.run(witness_round(th.log, th.credentials, peers[:2], 5.0))
     assert again == {"ID": "cosigned", "MY": "cosigned"}
+    # "ID" at MY's address: MY's certificate is refused before the checkpoint is sent.
+    posing = Peer("ID", th.peers["MY"].url)
+    refused = asyncio.run(witness_round(th.log, th.credentials, [posing], 5.0))
+    assert refused == {"ID": "untrusted_peer: wrong_country"}
     grown = th.log.latest_checkpoint()
     assert grown is not None and grown.checkpoint.size > latest.checkpoint.size
 
