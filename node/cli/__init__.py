@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from typer.exceptions import TyperException
 
 from matcher.errors import BdxError
+from node.console import EXIT_INTERRUPTED  # typer turns Ctrl-C into this code too
 
 app = typer.Typer(
     name="bdx",
@@ -90,8 +91,6 @@ _reflowed_help(app)
 #: Exit status when the node's storage failed: its database or gallery is locked by another
 #: process, damaged, full or unwritable (README, "Exit codes").
 EXIT_STORAGE = 7
-#: Exit status of an interrupted command (typer turns Ctrl-C into this code).
-EXIT_INTERRUPTED = 130
 #: OS errors that are the machine's storage failing, not a bug: reported in one line.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 

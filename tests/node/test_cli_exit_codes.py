@@ -85,3 +85,19 @@ def test_a_load_that_ignores_ctrl_c_is_not_stopped_by_it(env: dict[str, str], im
     load failed as load_stopped)."""
     code, err = _load_interrupted(env, images, signal.SIG_IGN)
     assert code == 0, err
+
+
+def test_ctrl_c_while_bdx_loads_is_one_line() -> None:
+    """Loading the command line takes a second or two; a Ctrl-C then printed a traceback."""
+    interrupt_soon = (
+        "import os, signal, threading; from node.console import main; "
+        "threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start(); main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", interrupt_soon, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert (done.returncode, done.stderr) == (130, "bdx: interrupted\n")
