@@ -258,6 +258,15 @@ def report_from_records(
                 key = f"{fmr:.1%}".replace(".0%", "%")
                 report[f"tar_at_far_{key}"] = round(1.0 - evaluation.fnmr_at_fmr(g, i, fmr), 5)
                 report[f"threshold_at_far_{key}"] = round(evaluation.threshold_at_fmr(i, fmr), 5)
+            report["thresholds"] = [
+                {
+                    "far": fmr,
+                    "threshold": round(evaluation.threshold_at_fmr(i, fmr), 5),
+                    "tar": round(1.0 - evaluation.fnmr_at_fmr(g, i, fmr), 5),
+                }
+                for fmr in P.TABLE_FMRS
+                if fmr * i.size >= P.TABLE_MIN_ABOVE
+            ]
         report["rank1"] = round(sets["rank1"], 5)
         report["rank1_cosine"] = round(sets["rank1_cosine"], 5)
         report["rank1_probes"] = sets["rank1_probes"]

@@ -120,6 +120,7 @@ def test_cli_json(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert report["fte_reasons"] == {"no_face": 1, "not_an_image": 1}
     assert report["genuine_pairs"] == 2 and report["impostor_pairs"] == 4
     assert report["impostor_selection"] == "all" and report["rank1_probes"] == 4
+    assert report["thresholds"] == []  # 4 impostor pairs measure no row of the table
     for key in ("eer", "tar_at_far_1%", "tar_at_far_0.1%", "threshold_at_far_1%", "rank1"):
         assert 0.0 <= report[key] <= 1.0 or key.startswith("threshold")
     stages = {"decode", "detect", "align", "embed", "detect_align_embed"}
@@ -212,6 +213,36 @@ def test_cache_errors(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     with pytest.raises(DatasetError) as err:
         eval_cache.load(old)
     assert err.value.reason == "bad_cache"
+
+
+def test_report_gives_the_threshold_table_where_it_is_measurable() -> None:
+    """Rows of P.TABLE_FMRS with at least P.TABLE_MIN_ABOVE impostors at their threshold:
+    300 identities x 2 images make 179,400 impostor pairs: enough for 1e-2 to 3e-5; 1e-5
+    would rest on 1.8 scores."""
+    e, labels = embeddings([2] * 300, noise=0.6, seed=4)
+    n = labels.size
+    records = eval_cache.EvalRecords(
+        files=np.array([f"f{k}" for k in range(n)]),
+        identities=np.array([f"id{k}" for k in labels]),
+        reasons=np.array([""] * n),
+        embeddings=e,
+        boxes=np.tile(np.array([0, 0, 99, 99], np.int32), (n, 1)),
+        faces_found=np.ones(n, np.int32),
+        whole_image=np.zeros(n, bool),
+        notes=np.array([""] * n),
+    )
+    report = dataset_eval.report_from_records(records, "planted", csls_k=None)
+    sets = dataset_eval.score_sets(e, labels, csls_k=None)
+    g, i = sets["genuine"], sets["impostor"]
+    assert i.size == 179_400
+    assert [row["far"] for row in report["thresholds"]] == [1e-2, 1e-3, 3e-4, 1e-4, 3e-5]
+    for row in report["thresholds"]:
+        t = evaluation.threshold_at_fmr(i, row["far"])
+        assert row["threshold"] == pytest.approx(t, abs=1e-5)
+        assert np.mean(i.astype(np.float64) >= t) <= row["far"]
+        assert row["tar"] == pytest.approx(np.mean(g.astype(np.float64) >= t), abs=1e-5)
+    thresholds = [row["threshold"] for row in report["thresholds"]]
+    assert thresholds == sorted(thresholds)
 
 
 def test_diagnosis_finds_the_planted_miss() -> None:
