@@ -13,8 +13,10 @@ Similarity is the cosine, i.e. the dot product of the unit embeddings, in [-1, 1
 vectors Euclidean distance ``d`` and cosine ``s`` are tied by ``d**2 = 2 - 2 s``; dlib's usual
 rule "same person when distance < 0.6" is stated for its raw descriptors (norms 1.3–1.55), so
 there is no exact mapping; on LFW, pairs at raw distance 0.6 have a cosine of 0.90 (5–95%:
-0.89–0.915). Measured thresholds: cosine 0.910 at FMR 1%, 0.928 at FMR 0.1% (benchmarks/README.md,
-"Face"). Set operating thresholds from impostor scores (``matcher.evaluation.threshold_at_fmr``).
+0.89–0.915). Measured thresholds: cosine 0.910 at FMR 1%, 0.928 at FMR 0.1%, 0.958 at 1e-5
+(benchmarks/README.md, "Face" and "Impostor tail and FPIR"; the node's table is
+``node.thresholds.FACE_THRESHOLDS``). Set operating thresholds from impostor scores
+(``matcher.evaluation.threshold_at_fmr``).
 
 Byte layout (little-endian), version 1::
 

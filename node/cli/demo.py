@@ -62,11 +62,10 @@ def _local_search(node: DemoNode, label: str, image: Path) -> tuple[bool, str]:
     data = base64.b64encode(image.read_bytes()).decode("ascii")
     out = _post(node, "/search/fingerprint", {"fingers": [{"position": FINGER, "image": data}]})
     verdict = "HIT" if out["hit"] else "NO HIT"
-    target, used = out["target_fmr"], out["threshold_fmr"]
-    decided = "" if used == target else f", decided at {used:.1e}, the strictest measured"
     console.print(
-        f"  local search at {node.country} ({label}): {verdict} "
-        f"(gallery {out['gallery_size']}, target FMR {target:g}{decided})"
+        f"  local search at {node.country} ({label}): {verdict} (gallery {out['gallery_size']}, "
+        f"FPIR target {out['target_fpir']:g}: decided at FMR {out['threshold_fmr']:.1e}, "
+        f"FPIR {out['fpir']:.2g})"
     )
     for c in out["candidates"][:3]:
         fmr = "-" if c["fmr"] is None else f"{c['fmr']:.1e}"

@@ -77,9 +77,11 @@ class Candidate:
 class ProbeSearch(Protocol):
     """Matches a query's templates against the local gallery, in memory.
 
-    Returns the candidates whose score reaches the threshold for ``fmr``, best first, at most
-    ``max_candidates``. Raises :class:`TemplateFormatError` for a format or version this node
-    does not compare and :class:`MatcherError` for an unusable template.
+    Returns the candidates whose score reaches the threshold for ``fmr`` (the policy's target
+    per comparison; the node's search makes it stricter where its FPIR target at the gallery's
+    size asks for it), best first, at most ``max_candidates``. Raises
+    :class:`TemplateFormatError` for a format or version this node does not compare and
+    :class:`MatcherError` for an unusable template.
     """
 
     def __call__(

@@ -37,7 +37,7 @@ from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
 from node.services.search import check_face_format, face_candidates, fingerprint_candidates
 from node.services.search_pool import SearchPool
-from node.thresholds import face_threshold, fingerprint_threshold
+from node.thresholds import face_threshold, fingerprint_threshold, search_fmr
 from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
 
 log = logging.getLogger(__name__)
@@ -67,9 +67,12 @@ def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTe
 class GallerySearch:
     """Matches peer probes against the node's galleries, in memory (nothing stored)."""
 
-    def __init__(self, galleries: GallerySet, pool: SearchPool | None = None) -> None:
+    def __init__(
+        self, galleries: GallerySet, pool: SearchPool | None = None, *, fpir: float = 1e-2
+    ) -> None:
         self.galleries = galleries
         self.pool = pool  # fingerprint searches run there when set
+        self.fpir = fpir  # the node's FPIR target (``settings.search_fpir``)
 
     def _inactive(self) -> list[str]:
         """Records between their two commits: never a result (``GallerySet.unsettled``)."""
@@ -90,13 +93,16 @@ class GallerySearch:
         self, templates: Sequence[TemplateItem], k: int, fmr: float
     ) -> list[Candidate]:
         probes = decode_fingerprints(templates)
-        # Each finger is held to fmr / fingers (Bonferroni) at the matcher's measured threshold,
-        # the rule local searches use too (node.services.search.fingerprint_candidates).
-        threshold, _ = fingerprint_threshold(fmr / len(probes))
         inactive = self._inactive()
         with self.galleries.reading(fingerprint_schema()) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
+            # The rule of local searches (node.services.search): each comparison held to the
+            # stricter of the policy's FMR and the node's FPIR at this gallery's size, each
+            # finger to that over the fingers (Bonferroni), at the matcher's measured threshold.
+            comparisons = len(probes) * len(gallery)
+            target = search_fmr(fmr, self.fpir, comparisons) / len(probes)
+            threshold, _ = fingerprint_threshold(target)
             if self.pool is not None:
                 found = self.pool.fingerprint(gallery, probes, k, inactive)
             else:
@@ -118,13 +124,13 @@ class GallerySearch:
                 f"{probe.format} v{probe.format_version}",
                 reason="format_mismatch",
             )
-        threshold, _ = face_threshold(fmr)
         schema = face_schema(probe.format, probe.format_version)
         inactive = frozenset(self._inactive())
         with self.galleries.reading(schema) as gallery:
             check_face_format(probe, gallery)  # else "no match" for a model never compared
             if gallery is None or len(gallery) == 0:
                 return []
+            threshold, _ = face_threshold(search_fmr(fmr, self.fpir, len(gallery)))
             found = face_candidates(
                 self.galleries, gallery, probe, k, threshold, inactive, hits_only=True
             )

@@ -212,7 +212,7 @@ def _assemble(
         policy=policy,
         replay=ReplayGuard(engine, timedelta(seconds=settings.replay_window_s)),
         hits=HitReferences(engine, hit_secret(settings)),
-        search=GallerySearch(galleries, pool),
+        search=GallerySearch(galleries, pool, fpir=settings.search_fpir),
         restrictions=RecordRestrictions(engine),
         exchange_log=elog,
     )

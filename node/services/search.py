@@ -8,12 +8,15 @@ exactly one view. A view without a position takes the given one; a view's known 
 differs from a given one is refused. Each finger is searched against the gallery
 (:func:`fingerprint_candidates`); a subject's score is its best finger's, and its estimated FMR
 that score's FMR in the matcher's measured table times the number of fingers. The search is a
-hit when the best subject reaches the measured threshold for ``settings.search_fmr / fingers``
-(:mod:`node.thresholds`), the same rule peers' queries use.
+hit when the best subject reaches the measured threshold for the per-finger target: the
+stricter of ``settings.search_fmr`` and the FMR that holds the search to ``settings.search_fpir``
+at the gallery's size (:func:`node.thresholds.search_fmr` over fingers x records comparisons),
+divided over the fingers (:mod:`node.thresholds`); the same rule peers' queries use.
 
 A face probe (an image or a face template) is searched with :func:`matcher.search.search_face`
 against the gallery of its embedding format; the decision is score >= the cosine threshold
-measured on LFW for the FMR target (:data:`node.thresholds.FACE_THRESHOLDS`). Records are
+measured on LFW for the FMR target, made stricter for the gallery's size as for fingers
+(:data:`node.thresholds.FACE_THRESHOLDS`). Records are
 ranked by CSLS with the offsets the gallery set keeps (those at or above the threshold first),
 so the decision is the cosine's and CSLS orders the candidates.
 
@@ -58,7 +61,14 @@ from node.db.models import RecordState, Subject, TemplateRecord
 from node.repositories.audit import AuditRepository
 from node.service_errors import InvalidRequestError
 from node.services.galleries import GallerySet
-from node.thresholds import face_fmr, face_threshold, fingerprint_fmr, fingerprint_threshold
+from node.thresholds import (
+    expected_fpir,
+    face_fmr,
+    face_threshold,
+    fingerprint_fmr,
+    fingerprint_threshold,
+    search_fmr,
+)
 
 #: Most fingers one probe may carry (ten-print).
 MAX_FINGERS = 10
@@ -262,6 +272,8 @@ class FaceOutcome:
     threshold_fmr: float  # the FMR measured at ``threshold``
     candidates: list[Candidate]
     gallery_size: int
+    target_fpir: float
+    fpir: float  # estimated at ``threshold_fmr`` over the gallery's records
     notes: tuple[str, ...] = ()  # the extractor's, for an image probe
 
 
@@ -273,6 +285,8 @@ class SearchOutcome:
     threshold_fmr: float  # per finger: the target over the fingers, within the measured table
     candidates: list[Candidate]
     gallery_size: int
+    target_fpir: float
+    fpir: float  # estimated at ``threshold_fmr`` over fingers x records comparisons
 
 
 @dataclass(frozen=True)
@@ -288,8 +302,11 @@ class FusedCandidate:
 class FusedOutcome:
     hit: bool
     target_fmr: float
-    decision_fmr: float  # the target, or the strictest fused FMR the measured tables reach
+    decision_fmr: float  # the target (stricter for the gallery's size), or the strictest fused
+    # FMR the measured tables reach
     candidates: list[FusedCandidate]
+    target_fpir: float = 1.0
+    fpir: float = 1.0  # estimated at ``decision_fmr`` over the subjects compared
 
 
 @dataclass(frozen=True)
@@ -345,10 +362,13 @@ def fuse_outcomes(
 
 
 class SearchService:
-    def __init__(self, session: Session, galleries: GallerySet, *, target_fmr: float) -> None:
+    def __init__(
+        self, session: Session, galleries: GallerySet, *, target_fmr: float, target_fpir: float
+    ) -> None:
         self.session = session
         self.galleries = galleries
-        self.target_fmr = target_fmr
+        self.target_fmr = target_fmr  # per comparison
+        self.target_fpir = target_fpir  # per search of a stranger, whatever the gallery's size
         self.audit = AuditRepository(session)
 
     def search_fingerprints(
@@ -386,13 +406,21 @@ class SearchService:
         face_outcome = self._face(face, k) if face is not None else None
         fp_floor = min(1.0, len(fingers) * fingerprint_fmr(math.inf))
         named = {c.subject for o in (fingerprint, face_outcome) if o for c in o.candidates}
+        # Fused scores are per subject; a gallery holds at most as many subjects as records.
+        compared = max(o.gallery_size for o in (fingerprint, face_outcome) if o is not None)
         fused = fuse_outcomes(
             None if fingerprint is None else (fingerprint.candidates, fp_floor),
             None if face_outcome is None else (face_outcome.candidates, face_fmr(math.inf)),
-            self.target_fmr,
+            search_fmr(self.target_fmr, self.target_fpir, compared),
             self._enrolled_modalities(named),
         )
-        fused = replace(fused, candidates=fused.candidates[:k])
+        fused = replace(
+            fused,
+            target_fmr=self.target_fmr,
+            candidates=fused.candidates[:k],
+            target_fpir=self.target_fpir,
+            fpir=expected_fpir(fused.decision_fmr, compared),
+        )
         details = {
             "fingers": len(fingers),
             "face": face is not None,
@@ -418,25 +446,47 @@ class SearchService:
             if gallery is not None and len(gallery) > 0:
                 found = fingerprint_candidates(gallery, templates, k, exclude=inactive)
                 size = len(gallery)
-        threshold, threshold_fmr = fingerprint_threshold(self.target_fmr / len(templates))
+        comparisons = len(templates) * size
+        target = search_fmr(self.target_fmr, self.target_fpir, comparisons) / len(templates)
+        threshold, threshold_fmr = fingerprint_threshold(target)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
-        return SearchOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size)
+        return SearchOutcome(
+            hit,
+            self.target_fmr,
+            threshold,
+            threshold_fmr,
+            candidates,
+            size,
+            self.target_fpir,
+            expected_fpir(threshold_fmr, comparisons),
+        )
 
     def _face(self, face: FaceProbe, k: int) -> FaceOutcome:
         probe, notes = face_template(face)
-        threshold, threshold_fmr = face_threshold(self.target_fmr)
         found: list[SubjectCandidate] = []
-        size = 0
         inactive = frozenset(inactive_references(self.session))
         with self.galleries.reading(face_schema(probe.format, probe.format_version)) as gallery:
             check_face_format(probe, gallery)
-            if gallery is not None and len(gallery) > 0:
+            size = 0 if gallery is None else len(gallery)
+            target = search_fmr(self.target_fmr, self.target_fpir, size)
+            threshold, threshold_fmr = face_threshold(target)
+            if gallery is not None and size > 0:
                 found = face_candidates(self.galleries, gallery, probe, k, threshold, inactive)
-                size = len(gallery)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
-        return FaceOutcome(hit, self.target_fmr, threshold, threshold_fmr, candidates, size, notes)
+        fpir = expected_fpir(threshold_fmr, size)
+        return FaceOutcome(
+            hit,
+            self.target_fmr,
+            threshold,
+            threshold_fmr,
+            candidates,
+            size,
+            self.target_fpir,
+            fpir,
+            notes,
+        )
 
     def _enrolled_modalities(self, subjects: Collection[str]) -> dict[str, set[str]]:
         """The modalities each of these subjects (external ids) has active records of."""

@@ -65,8 +65,11 @@ def test_thresholds_follow_the_measured_tables() -> None:
     assert face_threshold(0.01) == (FACE_THRESHOLDS[0][1], 0.01)
     assert face_threshold(1e-3) == (FACE_THRESHOLDS[1][1], 1e-3)
     # below the measured table: its strictest row, reported with the FMR that row had
-    assert face_threshold(1e-6) == (FACE_THRESHOLDS[-1][1], FACE_THRESHOLDS[-1][0])
-    assert face_fmr(0.95) == 1e-3 and face_fmr(0.91) == 1e-2 and face_fmr(0.5) == 1.0
+    assert face_threshold(1e-5) == (FACE_THRESHOLDS[5][1], 1e-5)
+    assert face_threshold(1e-9) == (FACE_THRESHOLDS[-1][1], FACE_THRESHOLDS[-1][0])
+    assert face_fmr(0.95) == 1e-4 and face_fmr(0.91) == 1e-2 and face_fmr(0.5) == 1.0
+    assert face_fmr(0.951) == 3e-5
+    assert face_fmr(0.99) == 1e-6
     strictest = TABLE[-1]
     assert fingerprint_threshold(1e-9) == (pytest.approx(strictest[1]), strictest[0])
     assert fingerprint_threshold(0.5)[1] == TABLE[0][0]
@@ -133,6 +136,29 @@ def test_face_probe_search_over_a_gallery_set(tmp_path: Path) -> None:
             with pytest.raises(TemplateFormatError) as refused:
                 search("face", [probe], 5, 0.01)
             assert refused.value.reason == reason
+
+
+def test_peer_searches_keep_the_fpir_at_the_gallery_size(tmp_path: Path) -> None:
+    """A peer's probe at cosine 0.935 to a record is a hit at the policy's FMR 1e-3 with no
+    FPIR limit, and no hit where the node's FPIR of 1 % over 20 records asks for 5e-4 a
+    comparison (the table's 3e-4 row): peers get the rule officers do."""
+    rng = np.random.default_rng(4)
+    faces = [_face(rng.standard_normal(128)) for _ in range(20)]
+    schema = face_schema(faces[0].format, faces[0].format_version)
+    other = rng.standard_normal(128)
+    other -= (other @ faces[5].embedding) * faces[5].embedding
+    near = _face(0.935 * faces[5].embedding + np.sqrt(1 - 0.935**2) * other / np.linalg.norm(other))
+    item = TemplateItem(
+        format=near.format, format_version=near.format_version, data=b64url(near.to_bytes())
+    )
+    with GallerySet.open(tmp_path / "g") as galleries:
+        refs = [f"r{i}" for i in range(20)]
+        galleries.append(
+            schema, templates_to_records(refs, [f"s{i}" for i in range(20)], faces, schema)
+        )
+        (hit,) = GallerySearch(galleries, fpir=0.99)("face", [item], 5, 1e-3)
+        assert hit.record_ref == "s5" and hit.score == pytest.approx(0.935, abs=1e-4)
+        assert GallerySearch(galleries, fpir=0.01)("face", [item], 5, 1e-3) == []
 
 
 def test_the_log_keys_are_remembered(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from node.settings import Settings
 from node.thresholds import FACE_THRESHOLDS, face_threshold
 
 #: The measured cosine thresholds at FMR 1% and 0.1% (LFW, benchmarks/README.md "Face").
-LOOSE, STRICT = 0.910, 0.928
+LOOSE, STRICT, TAIL = 0.9100, 0.9281, 0.9360  # FMR 1e-2, 1e-3, 3e-4
 
 PEOPLE = 20
 
@@ -54,18 +54,20 @@ def faces(sessions: sessionmaker[Session], galleries: GallerySet) -> list[FaceTe
     return templates
 
 
-def app_with(settings: Settings, engine: Engine, galleries: GallerySet, fmr: float) -> FastAPI:
-    return create_app(
-        settings.model_copy(update={"search_fmr": fmr}), engine=engine, gallery=galleries
-    )
+def app_with(
+    settings: Settings, engine: Engine, galleries: GallerySet, fmr: float, fpir: float = 0.01
+) -> FastAPI:
+    update = {"search_fmr": fmr, "search_fpir": fpir}
+    return create_app(settings.model_copy(update=update), engine=engine, gallery=galleries)
 
 
 def test_face_threshold_table() -> None:
-    assert FACE_THRESHOLDS == ((0.01, LOOSE), (0.001, STRICT))
+    assert FACE_THRESHOLDS[:3] == ((0.01, LOOSE), (0.001, STRICT), (3e-4, TAIL))
     assert face_threshold(0.01) == (LOOSE, 0.01)
     assert face_threshold(0.05) == (LOOSE, 0.01)
     assert face_threshold(0.005) == (STRICT, 0.001)  # between rows: the stricter one
-    assert face_threshold(1e-6) == (STRICT, 0.001)  # below the table: its strictest row
+    assert face_threshold(1e-7) == (FACE_THRESHOLDS[-1][1], 1e-6)  # below: the strictest row
+    assert [t for _, t in FACE_THRESHOLDS] == sorted(t for _, t in FACE_THRESHOLDS)
     assert sorted(FACE_THRESHOLDS) == sorted(set(FACE_THRESHOLDS))
 
 
@@ -85,7 +87,8 @@ def test_template_probe_finds_its_mate_and_decides_by_threshold(
     noise /= np.linalg.norm(noise)
     mate = 0.95 * faces[7].embedding + np.sqrt(1 - 0.95**2) * noise
     probe = {"template": b64(FaceTemplate(mate.astype(np.float32), 80).to_bytes()), "k": 3}
-    with TestClient(app_with(settings, engine, galleries, 0.01)) as c:
+    # FPIR 0.5 over 20 records allows 3.4 % a comparison: the FMR target (1 %) decides.
+    with TestClient(app_with(settings, engine, galleries, 0.01, fpir=0.5)) as c:
         found = c.post("/search/face", headers=officer, json=probe).json()
         stranger = {"template": b64(FaceTemplate(unit(rng), 80).to_bytes())}
         missed = c.post("/search/face", headers=officer, json=stranger).json()
@@ -98,6 +101,35 @@ def test_template_probe_finds_its_mate_and_decides_by_threshold(
     with sessions() as s:
         events = s.scalars(select(AuditEvent).where(AuditEvent.action == "search.face"))
         assert [e.details["hit"] for e in events] == [True, False]
+
+
+def test_the_gallery_size_makes_the_threshold_stricter(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    faces: list[FaceTemplate],
+) -> None:
+    """At FPIR 1 % a search of 20 records holds each comparison to 5e-4 (the table's 3e-4 row),
+    not to the FMR target of 1e-2 (which would let 18 % of strangers hit): a mate at cosine
+    0.935, a hit at FMR 1e-3, is no hit, and the answer says which FMR and FPIR it decided at."""
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    rng = np.random.default_rng(11)
+    noise = unit(rng)
+    noise -= np.dot(noise, faces[3].embedding) * faces[3].embedding
+    noise /= np.linalg.norm(noise)
+    near = 0.935 * faces[3].embedding + np.sqrt(1 - 0.935**2) * noise
+    probe = {"template": b64(FaceTemplate(near.astype(np.float32), 80).to_bytes())}
+    with TestClient(app_with(settings, engine, galleries, 0.01, fpir=0.01)) as c:
+        strict = c.post("/search/face", headers=officer, json=probe).json()
+    with TestClient(app_with(settings, engine, galleries, 1e-3, fpir=0.5)) as c:
+        loose = c.post("/search/face", headers=officer, json=probe).json()
+    assert strict["candidates"][0]["subject"] == loose["candidates"][0]["subject"] == "person-3"
+    assert strict["hit"] is False and (strict["threshold"], strict["threshold_fmr"]) == (TAIL, 3e-4)
+    assert strict["target_fmr"] == 0.01 and strict["target_fpir"] == 0.01
+    assert strict["fpir"] == pytest.approx(1 - (1 - 3e-4) ** PEOPLE)
+    assert loose["hit"] is True and (loose["threshold"], loose["threshold_fmr"]) == (STRICT, 1e-3)
+    assert loose["fpir"] == pytest.approx(1 - (1 - 1e-3) ** PEOPLE)
 
 
 def test_image_probe_and_empty_gallery(

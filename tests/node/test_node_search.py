@@ -83,9 +83,9 @@ def test_mate_is_a_hit_at_the_measured_threshold_and_a_stranger_is_not(
     with TestClient(search_client(settings, engine, galleries, 1e-4)) as c:
         strict = c.post("/search/fingerprint", headers=officer, json=probe).json()
         other = c.post("/search/fingerprint", headers=officer, json=stranger).json()
-    # The decision uses the matcher's measured score threshold (the strictest measured row
-    # for a target below the table), not the gallery's size: the mate is a hit, the stranger
-    # (enrolled nowhere) is ranked but is not.
+    # The decision uses the matcher's measured score threshold for the stricter of the FMR
+    # target and the FPIR target (1 %) over the gallery's 3 records: the mate is a hit, the
+    # stranger (enrolled nowhere) is ranked but is not.
     assert strict["candidates"][0]["subject"] == "person-12" and strict["hit"] is True
     assert other["hit"] is False and len(other["candidates"]) == 3
     with sessions() as s:
@@ -107,6 +107,8 @@ def test_empty_gallery_is_a_no_hit(
         "threshold": threshold,
         "threshold_fmr": used,  # the strictest measured row when the target is stricter
         "gallery_size": 0,
+        "target_fpir": 0.01,
+        "fpir": 0.0,  # no record, no comparison: no false hit
         "candidates": [],
     }
     assert used == max(1e-4, min(fmr for fmr, _ in TABLE))

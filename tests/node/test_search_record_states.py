@@ -52,7 +52,7 @@ def finger_search(
     sessions: sessionmaker[Session], galleries: GallerySet, probe: FingerprintTemplate, k: int
 ) -> list[str]:
     with sessions() as s:
-        out = SearchService(s, galleries, target_fmr=1e-3).search_fingerprints(
+        out = SearchService(s, galleries, target_fmr=1e-3, target_fpir=0.5).search_fingerprints(
             [FingerProbe(template=iso19794_2.encode(probe), finger_position=2)], k=k, actor="t"
         )
     return [c.subject for c in out.candidates]
@@ -144,7 +144,7 @@ def test_a_face_subject_scores_its_best_record(
     items += [(f"x{i}", FaceTemplate(c, 90), None) for i, c in enumerate(crowd)]
     enrol(sessions, galleries, items)
     with sessions() as s:
-        out = SearchService(s, galleries, target_fmr=1e-2).search_face(
+        out = SearchService(s, galleries, target_fmr=1e-2, target_fpir=0.5).search_face(
             template=FaceTemplate(probe, 90).to_bytes(), k=20, actor="t"
         )
     alice = next(c for c in out.candidates if c.subject == "alice")
@@ -160,7 +160,7 @@ def test_a_face_template_of_another_format_is_refused(
     enrol(sessions, galleries, [("alice", FaceTemplate(embedding, 90), None)])
     foreign = FaceTemplate(embedding, 90, "other-model/hog")
     with sessions() as s, pytest.raises(TemplateFormatError) as err:
-        SearchService(s, galleries, target_fmr=1e-3).search_face(
+        SearchService(s, galleries, target_fmr=1e-3, target_fpir=0.5).search_face(
             template=foreign.to_bytes(), k=5, actor="t"
         )
     assert err.value.reason == "incompatible_format"

@@ -47,6 +47,8 @@ def _fingerprint_out(outcome: SearchOutcome) -> SearchOut:
         threshold=outcome.threshold,
         threshold_fmr=outcome.threshold_fmr,
         gallery_size=outcome.gallery_size,
+        target_fpir=outcome.target_fpir,
+        fpir=outcome.fpir,
         candidates=_candidates(outcome.candidates),
     )
 
@@ -58,6 +60,8 @@ def _face_out(outcome: FaceOutcome) -> FaceSearchOut:
         threshold=outcome.threshold,
         threshold_fmr=outcome.threshold_fmr,
         gallery_size=outcome.gallery_size,
+        target_fpir=outcome.target_fpir,
+        fpir=outcome.fpir,
         candidates=_candidates(outcome.candidates),
         notes=list(outcome.notes),
     )
@@ -71,7 +75,9 @@ def search_fingerprint(
     settings: SettingsDep,
     galleries: GallerySetDep,
 ) -> SearchOut:
-    service = SearchService(session, galleries, target_fmr=settings.search_fmr)
+    service = SearchService(
+        session, galleries, target_fmr=settings.search_fmr, target_fpir=settings.search_fpir
+    )
     outcome = service.search_fingerprints(_probes(body.fingers), k=body.k, actor=actor(officer))
     return _fingerprint_out(outcome)
 
@@ -84,7 +90,9 @@ def search_face(
     settings: SettingsDep,
     galleries: GallerySetDep,
 ) -> FaceSearchOut:
-    service = SearchService(session, galleries, target_fmr=settings.search_fmr)
+    service = SearchService(
+        session, galleries, target_fmr=settings.search_fmr, target_fpir=settings.search_fpir
+    )
     outcome = service.search_face(
         image=body.image, template=body.template, k=body.k, actor=actor(officer)
     )
@@ -99,7 +107,9 @@ def search(
     settings: SettingsDep,
     galleries: GallerySetDep,
 ) -> CombinedSearchOut:
-    service = SearchService(session, galleries, target_fmr=settings.search_fmr)
+    service = SearchService(
+        session, galleries, target_fmr=settings.search_fmr, target_fpir=settings.search_fpir
+    )
     face = None if body.face is None else FaceProbe(body.face.image, body.face.template)
     outcome = service.search(_probes(body.fingers), face, k=body.k, actor=actor(officer))
     fused = outcome.fused
@@ -110,6 +120,8 @@ def search(
             hit=fused.hit,
             target_fmr=fused.target_fmr,
             decision_fmr=fused.decision_fmr,
+            target_fpir=fused.target_fpir,
+            fpir=fused.fpir,
             candidates=[
                 FusedCandidateOut(
                     subject=c.subject,

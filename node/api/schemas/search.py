@@ -54,6 +54,15 @@ class SearchOut(BaseModel):
         "target is stricter"
     )
     gallery_size: int
+    target_fpir: float = Field(
+        description="false-positive identification rate target: the share of searches for "
+        "a person not in the gallery that may hit"
+    )
+    fpir: float = Field(
+        description="FPIR estimated at the threshold for this gallery: 1 - (1 - threshold_fmr)"
+        "^(fingers x gallery_size); above the target only where the target lies beyond the "
+        "measured table"
+    )
     candidates: list[CandidateOut]
 
 
@@ -73,6 +82,15 @@ class FaceSearchOut(BaseModel):
     threshold: float = Field(description="cosine similarity a hit reaches")
     threshold_fmr: float = Field(description="false-match rate measured at the threshold (LFW)")
     gallery_size: int
+    target_fpir: float = Field(
+        description="false-positive identification rate target: the share of searches for "
+        "a person not in the gallery that may hit"
+    )
+    fpir: float = Field(
+        description="FPIR estimated at the threshold for this gallery: 1 - (1 - threshold_fmr)"
+        "^gallery_size; above the target only where the target lies beyond the "
+        "measured table"
+    )
     candidates: list[CandidateOut] = Field(
         description="subjects at or above the threshold first, each group ranked hubness-aware "
         "(CSLS: cosine less half the record's mean cosine to its 10 nearest gallery records); "
@@ -125,8 +143,13 @@ class FusedOut(BaseModel):
     hit: bool
     target_fmr: float
     decision_fmr: float = Field(
-        description="the FMR decided at: the target, or the strictest fused FMR the measured "
-        "tables reach for this probe's modalities when the target is stricter"
+        description="the FMR decided at: the target (made stricter where needed to keep "
+        "target_fpir at the larger searched gallery's size), or the strictest fused FMR the "
+        "measured tables reach for this probe's modalities when that is stricter still"
+    )
+    target_fpir: float
+    fpir: float = Field(
+        description="FPIR estimated at decision_fmr over the larger searched gallery's size"
     )
     candidates: list[FusedCandidateOut]
 

@@ -1,0 +1,363 @@
+"""How low an FMR the fingerprint thresholds can claim: the impostor tail, real and synthetic.
+
+    .venv/bin/python benchmarks/impostor_tail.py [--fingers 2000] [--seed 2026]
+        [--profile typical] [--root ../shared/data/fingerprint] [--work DIR]
+        [--cache FILE.npz] [--jobs 2] [--json]
+
+The operating table (``matcher/fingerprint/match/thresholds.py``) is counted on the 11,520
+cross-finger impostor pairs of FVC2002 DB1–DB4 (B sets), which measure FMRs down to about 3e-4.
+A 1:N search of N records makes N impostor comparisons for a stranger, so its false-positive
+identification rate is FPIR = 1 - (1 - FMR)^N: keeping a search of thousands of records at
+FPIR 1 % needs thresholds at FMRs of 1e-5 to 1e-6. This script gives those rows and checks how
+they were got:
+
+1. FVC: every image of the four B sets (DB2 at 569 ppi), the N x N score matrix of each set
+   (batch kernel, probe = row); cross-finger pairs i < j pooled (impostors), same-finger pairs
+   (genuine, 4 x 280).
+2. Counted rows: the smallest threshold whose FMR on the pooled impostors does not exceed the
+   row (:func:`matcher.evaluation.threshold_at_fmr`), where at least MIN_ABOVE scores reach it.
+3. Tail rows: a generalised Pareto distribution fitted (MLE) to the top TAIL_SHARE of the
+   impostor scores (peaks over threshold) gives the threshold at each FMR; the table takes the
+   UPPER quantile of that threshold over BOOTSTRAP resamples of the *fingers* (each set's
+   fingers drawn with replacement, all pairs of images of different fingers kept).
+4. The check: synthetic fingers (``matcher.synthetic``, one image each of ``--fingers``
+   masters seeded from ``--seed``, profile ``--profile``, through the same extractor and
+   matcher; images kept in ``--work``) give ``--fingers`` choose 2 impostor pairs, enough to
+   count thresholds to ~1e-6. CHECKS subsamples of CHECK_FINGERS fingers (as many pairs as
+   FVC, each image in many of them as FVC's are) are fitted as FVC is, and compared with the
+   thresholds counted on all synthetic pairs: the point fit's median ratio to them, and the
+   share of bounds at or above them (should be about UPPER). Synthetic fingers' impostor tail is
+   heavier than FVC's (their thresholds are about twice FVC's), so they check the method, and
+   their thresholds are not used.
+
+Per row it prints FVC's counted threshold, the tail fit and bound, the synthetic count, the
+row proposed for the table (counted where FVC counts, else the bound) and the FNMR of the FVC
+genuine pairs there (what the strictness costs on real fingers). ``--cache`` keeps the score
+matrices (a 2,000-finger run extracts and scores for ~15 minutes; the fits take ~2 more).
+Figures: benchmarks/README.md, "Impostor tail and FPIR".
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scipy.stats import genpareto  # noqa: E402
+
+from matcher import evaluation  # noqa: E402
+from matcher.errors import BdxError  # noqa: E402
+from matcher.fingerprint.extract import extract_file  # noqa: E402
+from matcher.fingerprint.fvc import BLOCK, scan  # noqa: E402
+from matcher.fingerprint.match import pack, prepare, score_many  # noqa: E402
+from matcher.fingerprint.template import FingerprintTemplate  # noqa: E402
+from matcher.synthetic.dataset import write_dataset  # noqa: E402
+from matcher.workers import exit_with_parent  # noqa: E402
+
+F32 = npt.NDArray[np.float32]
+DATABASES = {"DB1_B": 500.0, "DB2_B": 569.0, "DB3_B": 500.0, "DB4_B": 500.0}
+FMRS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+#: A rate is measured on a set only where at least this many of its impostors lie at or above
+#: the threshold (with fewer, one pair more or less moves the threshold by a whole row).
+MIN_ABOVE = 3
+
+#: Share of the impostor scores, the highest, that the generalised Pareto tail is fitted to
+#: (peaks over threshold): 2 % of FVC's 11,520 pairs is 230 scores, above FMR 2e-2, where the
+#: distribution's body no longer shapes them.
+TAIL_SHARE = 0.02
+#: Bootstrap resamples of the tail fit, and the upper quantile of their thresholds that the
+#: table takes (a one-sided 95 % bound: a threshold too low would claim a false FMR).
+BOOTSTRAP = 200
+UPPER = 0.95
+#: Subsamples of the synthetic fingers that check the fit: each as large as FVC's impostor set
+#: (152 fingers, 11,476 pairs, each finger in many pairs as FVC's images are), fitted as FVC
+#: is, against the thresholds measured directly on every synthetic pair.
+CHECKS = 40
+CHECK_FINGERS = 152
+
+_templates: list[FingerprintTemplate | None] = []
+
+
+def _extract(job: tuple[str, float]) -> FingerprintTemplate | None:
+    try:
+        return extract_file(Path(job[0]), ppi=job[1])
+    except BdxError:
+        return None
+
+
+def extract_many(paths: list[Path], ppi: float, jobs: int) -> list[FingerprintTemplate | None]:
+    """Templates of ``paths`` in order (None where extraction refused the image)."""
+    work = [(str(p), ppi) for p in paths]
+    if jobs <= 1:
+        return [_extract(w) for w in work]
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=exit_with_parent) as pool:
+        return list(pool.map(_extract, work, chunksize=8))
+
+
+def _share(templates: list[FingerprintTemplate | None]) -> None:
+    exit_with_parent()
+    _templates[:] = templates
+
+
+def _rows(span: tuple[int, int]) -> F32:
+    """Scores of probes ``span`` against every template (-1 where either side is missing)."""
+    ok = [t for t in _templates if t is not None]
+    index = np.full(len(_templates), -1, np.int64)
+    index[[k for k, t in enumerate(_templates) if t is not None]] = np.arange(len(ok))
+    prepared = [prepare(t) for t in ok]
+    blocks = [pack(prepared[s : s + BLOCK]) for s in range(0, len(prepared), BLOCK)]
+    out = np.full((span[1] - span[0], len(_templates)), -1.0, np.float32)
+    for r, i in enumerate(range(*span)):
+        if index[i] >= 0:
+            row = np.concatenate([score_many(prepared[index[i]], b) for b in blocks])
+            out[r, index >= 0] = row
+    return out
+
+
+def score_matrix(templates: list[FingerprintTemplate | None], jobs: int) -> F32:
+    """(n, n) scores, probe = row, over ``jobs`` processes (-1 where a template is missing)."""
+    n = len(templates)
+    step = max(1, -(-n // (4 * max(1, jobs))))
+    spans = [(s, min(n, s + step)) for s in range(0, n, step)]
+    if jobs <= 1:
+        _templates[:] = templates
+        return np.concatenate([_rows(s) for s in spans])
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_share, initargs=(templates,)) as p:
+        return np.concatenate(list(p.map(_rows, spans)))
+
+
+#: One set of scores: (n, n) matrix (probe = row, -1 where a template is missing) and the
+#: finger (cluster) of each of its n images.
+ScoreSet = tuple[F32, npt.NDArray[np.int64]]
+
+
+def pairs(scores: F32, fingers: npt.NDArray[np.int64]) -> tuple[F32, F32]:
+    """(genuine, impostor) scores of the pairs i < j where both templates exist."""
+    iu, ju = np.triu_indices(len(fingers), k=1)
+    s = scores[iu, ju]
+    ok = s >= 0
+    same = fingers[iu] == fingers[ju]
+    return s[ok & same], s[ok & ~same]
+
+
+def impostors(sets: list[ScoreSet]) -> F32:
+    return np.concatenate([pairs(m, f)[1] for m, f in sets])
+
+
+def resample(sets: list[ScoreSet], rng: np.random.Generator) -> F32:
+    """Impostor scores of one cluster bootstrap: per set, its fingers drawn with replacement,
+    every image of each draw kept, and the pairs of images of different fingers scored (the
+    unit resampled is the finger: a finger's impressions, and every pair an image is in, are
+    not independent of each other)."""
+    out = []
+    for matrix, fingers in sets:
+        names = np.unique(fingers)
+        drawn = rng.choice(names, names.size)
+        idx = np.concatenate([np.flatnonzero(fingers == f) for f in drawn])
+        iu, ju = np.triu_indices(idx.size, k=1)
+        a, b = idx[iu], idx[ju]
+        keep = fingers[a] != fingers[b]
+        a, b = a[keep], b[keep]
+        s = matrix[np.minimum(a, b), np.maximum(a, b)]
+        out.append(s[s >= 0])
+    return np.concatenate(out)
+
+
+def fvc_sets(root: Path, jobs: int) -> tuple[list[ScoreSet], int]:
+    sets, failures = [], 0
+    for name, ppi in DATABASES.items():
+        samples = scan(root / f"FVC2002_{name}")
+        templates = extract_many([s.path for s in samples], ppi, jobs)
+        failures += sum(t is None for t in templates)
+        sets.append((score_matrix(templates, jobs), np.array([s.finger for s in samples])))
+    return sets, failures
+
+
+def synthetic_set(fingers: int, seed: int, profile: str, work: Path, jobs: int) -> ScoreSet:
+    """The synthetic fingers' matrix (one image a finger; those that extracted)."""
+    paths = sorted(work.glob("*_1.png"), key=lambda p: int(p.name.split("_")[0]))
+    if len(paths) != fingers:
+        paths = write_dataset(work, fingers, 1, seed, profile=profile, workers=jobs)
+    templates = [t for t in extract_many(paths, 500.0, jobs) if t is not None]
+    return score_matrix(list(templates), jobs), np.arange(len(templates))
+
+
+def load_or_score(args: argparse.Namespace) -> tuple[list[ScoreSet], ScoreSet, int, Path]:
+    """The four FVC sets and the synthetic one, from ``--cache`` when it exists (written
+    otherwise): extraction and scoring take ~15 minutes for 2,000 synthetic fingers."""
+    if args.cache is not None and args.cache.exists():
+        z = np.load(args.cache)
+        fvc = [(z[f"m{k}"], z[f"f{k}"]) for k in range(len(DATABASES))]
+        return fvc, (z["synth"], np.arange(len(z["synth"]))), int(z["fte"]), args.cache
+    fvc, fte = fvc_sets(args.root, args.jobs)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bdx-impostor-tail-"))
+    work.mkdir(parents=True, exist_ok=True)
+    synth = synthetic_set(args.fingers, args.seed, args.profile, work, args.jobs)
+    if args.cache is not None:
+        arrays: dict[str, npt.NDArray[Any]] = {f"m{k}": m for k, (m, _) in enumerate(fvc)}
+        arrays |= {f"f{k}": f for k, (_, f) in enumerate(fvc)}
+        arrays |= {"synth": synth[0], "fte": np.array(fte)}
+        np.savez(args.cache, **arrays)
+    return fvc, synth, fte, work
+
+
+def measured(impostor: F32, fmr: float) -> float | None:
+    if fmr * impostor.size < MIN_ABOVE:
+        return None
+    return evaluation.threshold_at_fmr(impostor, fmr)
+
+
+def tail_thresholds(impostor: F32, fmrs: list[float]) -> list[float]:
+    """Thresholds at ``fmrs`` from one generalised Pareto fit (MLE, location 0) to the
+    exceedances of the top TAIL_SHARE of ``impostor``: P(X > t) = share * (1 + c (t - u) / s)
+    ^ (-1/c); NaN for an FMR above the share (the body of the distribution, not its tail)."""
+    x = np.sort(impostor.astype(np.float64))
+    k = max(MIN_ABOVE * 10, int(TAIL_SHARE * x.size))
+    u = x[x.size - k - 1]
+    c, _, scale = genpareto.fit(x[x.size - k :] - u, floc=0)
+    tail = np.array(fmrs) * x.size / k
+    with np.errstate(invalid="ignore"):
+        t = u + genpareto.isf(np.where(tail <= 1.0, tail, np.nan), c, loc=0, scale=scale)
+    return [float(v) for v in t]
+
+
+def tail_bound(sets: list[ScoreSet], fmrs: list[float], rng: np.random.Generator) -> list[float]:
+    """Per FMR, the UPPER quantile of :func:`tail_thresholds` over BOOTSTRAP cluster
+    resamples (:func:`resample`)."""
+    boot = np.array([tail_thresholds(resample(sets, rng), fmrs) for _ in range(BOOTSTRAP)])
+    return [float(v) for v in np.quantile(boot, UPPER, axis=0)]
+
+
+def check_tail(
+    synth: ScoreSet, fmrs: list[float], rng: np.random.Generator
+) -> list[dict[str, float]]:
+    """The fit checked on synthetic subsamples: per FMR the threshold measured on every pair,
+    the median ratio of the point fit to it, and the share of bounds at or above it."""
+    matrix, fingers = synth
+    truth = [measured(impostors([synth]), f) for f in fmrs]
+    points, bounds = [], []
+    for _ in range(CHECKS):
+        pick = np.sort(rng.choice(fingers.size, min(CHECK_FINGERS, fingers.size), replace=False))
+        sub: ScoreSet = (matrix[np.ix_(pick, pick)], np.arange(pick.size))
+        points.append(tail_thresholds(impostors([sub]), fmrs))
+        bounds.append(tail_bound([sub], fmrs, rng))
+    p, b = np.array(points), np.array(bounds)
+    out = []
+    for j, f in enumerate(fmrs):
+        t = truth[j]
+        row: dict[str, float] = {"fmr": f}
+        if t is not None and not np.isnan(p[:, j]).any():
+            row |= {
+                "measured": t,
+                "point_ratio_median": float(np.median(p[:, j] / t)),
+                "bound_ratio_median": float(np.median(b[:, j] / t)),
+                "bound_covers": float(np.mean(b[:, j] >= t)),
+            }
+        out.append(row)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--root", type=Path, default=Path("../shared/data/fingerprint"))
+    ap.add_argument("--fingers", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--profile", default="typical")
+    ap.add_argument("--work", type=Path, help="folder for the synthetic images (kept)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--cache", type=Path, help="score matrices (.npz): reused if present")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    fvc_data, synth_data, fvc_fte, where = load_or_score(args)
+    seconds = time.perf_counter() - t0
+    genuine = np.concatenate([pairs(m, f)[0] for m, f in fvc_data])
+    fvc, synth = impostors(fvc_data), impostors([synth_data])
+    synth_n = int(synth_data[1].size)
+    rng = np.random.default_rng(args.seed)
+    fmrs = list(FMRS)
+    points = tail_thresholds(fvc, fmrs)
+    bounds = tail_bound(fvc_data, fmrs, rng)
+    rows: list[dict[str, Any]] = []
+    for j, fmr in enumerate(fmrs):
+        real = measured(fvc, fmr)
+        proposed = real if real is not None else bounds[j]
+        rows.append(
+            {
+                "fmr": fmr,
+                "fvc": real,
+                "fvc_tail": points[j],
+                "fvc_tail_bound": bounds[j],
+                "synthetic": measured(synth, fmr),
+                "proposed": proposed,
+                "proposed_from": "measured" if real is not None else "tail_bound",
+                "fnmr": float(np.mean(genuine < proposed)),
+            }
+        )
+    check = check_tail(synth_data, fmrs, rng)
+    report: dict[str, Any] = {
+        "fvc": {"impostors": int(fvc.size), "genuine": int(genuine.size), "fte": fvc_fte},
+        "synthetic": {
+            "fingers": args.fingers,
+            "extracted": synth_n,
+            "seed": args.seed,
+            "profile": args.profile,
+            "impostors": int(synth.size),
+            "scoring_seconds": round(seconds, 1),
+        },
+        "rows": rows,
+        "check": check,
+        "data": str(where),
+    }
+    if args.json:
+        print(json.dumps(report, sort_keys=True))
+        return
+    print(f"FVC: {fvc.size} impostor / {genuine.size} genuine pairs, {fvc_fte} failures")
+    print(f"synthetic: {synth.size} impostor pairs of {synth_n} of {args.fingers} fingers")
+
+    def cell(x: float | None, fmt: str = ".6f") -> str:
+        return "—" if x is None or np.isnan(x) else format(x, fmt)
+
+    print(
+        "| FMR | FVC measured | FVC tail fit | FVC tail bound | synthetic measured | proposed "
+        "| FNMR FVC |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['fmr']:g} | {cell(r['fvc'])} | {cell(r['fvc_tail'])} "
+            f"| {cell(r['fvc_tail_bound'])} | {cell(r['synthetic'])} | {cell(r['proposed'])} "
+            f"| {100 * r['fnmr']:.2f} % |"
+        )
+    print("\nThe tail fit on synthetic subsamples of FVC's size, against all synthetic pairs:")
+    print("| FMR | measured | fit / measured (median) | bound / measured (median) | bounds >= |")
+    print("|---|---|---|---|---|")
+    for c in check:
+        if "measured" in c:
+            print(
+                f"| {c['fmr']:g} | {c['measured']:.6f} | {c['point_ratio_median']:.3f} "
+                f"| {c['bound_ratio_median']:.3f} | {100 * c['bound_covers']:.0f} % |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""FPIR of a 1:N search and the per-comparison FMR that keeps it (node.thresholds)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node.thresholds import expected_fpir, fingerprint_threshold, fmr_for_fpir, search_fmr
+
+
+@given(
+    fpir=st.floats(min_value=1e-9, max_value=0.99),
+    comparisons=st.integers(min_value=1, max_value=10**9),
+)
+def test_fmr_for_fpir_gives_back_the_fpir(fpir: float, comparisons: int) -> None:
+    fmr = fmr_for_fpir(fpir, comparisons)
+    assert 0.0 < fmr <= fpir
+    assert expected_fpir(fmr, comparisons) == pytest.approx(fpir, rel=1e-9)
+
+
+def test_known_values() -> None:
+    # The demo's 2,000 records at FPIR 1 %: about 5e-6 a comparison.
+    assert fmr_for_fpir(0.01, 2000) == pytest.approx(5.025e-6, rel=1e-3)
+    assert fmr_for_fpir(0.01, 1) == pytest.approx(0.01)
+    assert fmr_for_fpir(0.01, 0) == pytest.approx(0.01)  # an empty gallery compares nothing
+    # What the node did before: 3e-4 a comparison over 2,000 records hit 45 % of strangers.
+    assert expected_fpir(3e-4, 2000) == pytest.approx(0.4512, abs=1e-4)
+    assert expected_fpir(1e-4, 0) == 0.0
+    assert expected_fpir(1.0, 5) == pytest.approx(1.0)
+
+
+def test_search_fmr_is_the_stricter_target() -> None:
+    assert search_fmr(1e-4, 0.01, 10) == 1e-4  # a small gallery: the FMR target decides
+    assert search_fmr(1e-4, 0.01, 10_000) == pytest.approx(fmr_for_fpir(0.01, 10_000))
+    assert search_fmr(1e-4, 0.5, 1) == 1e-4
+
+
+def test_large_galleries_are_held_to_the_fpir_within_the_table() -> None:
+    """Up to about 10,000 records the fingerprint table reaches what FPIR 1 % needs."""
+    for records in (100, 2000, 10_000):
+        _, used = fingerprint_threshold(search_fmr(1e-4, 0.01, records))
+        assert expected_fpir(used, records) <= 0.01 + 1e-12
+    _, used = fingerprint_threshold(search_fmr(1e-4, 0.01, 1_000_000))
+    assert used == 1e-6 and expected_fpir(used, 1_000_000) > 0.5  # beyond it: said, not hidden
+    assert math.isclose(expected_fpir(used, 1_000_000), 1 - math.exp(-1), rel_tol=1e-3)
