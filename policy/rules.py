@@ -23,9 +23,11 @@ then one ``[peers.XX]`` table per peer country that may query this node (inbound
     purposes = ["border_control"]
     modalities = ["fingerprint"]
 
-Anything not allowed is refused: an unknown peer, purpose or modality, a modality without a
-quota, a time outside the hours of service. Loading validates everything and reports every
-problem with its location (:class:`PolicyFileError`).
+``fmr`` is a modality's false-match-rate target for one comparison; the node's search makes it
+stricter where its ``search_fpir`` setting at the gallery's size asks for it (README, "How a
+search decides"). Anything not allowed is refused: an unknown peer, purpose or modality, a
+modality without a quota, a time outside the hours of service. Loading validates everything and
+reports every problem with its location (:class:`PolicyFileError`).
 """
 
 from __future__ import annotations
