@@ -1,10 +1,11 @@
 """Decision thresholds by false match rate, for every search the node makes (local officers'
-searches and peers' queries alike), from measured tables only.
+searches and peers' queries alike), from the measured tables.
 
-* Fingerprint: the matcher's table (:data:`matcher.fingerprint.match.thresholds.TABLE`, measured
-  on the FVC2002 DB1–4 cross-finger impostor scores). A target stricter than the table's
-  strictest row takes that row: the node never claims an FMR it has not measured, and the
-  decision reports the FMR of the row actually used.
+* Fingerprint: the matcher's table (:data:`matcher.fingerprint.match.thresholds.TABLE`):
+  counted on the FVC2002 DB1–4 cross-finger impostor scores down to 3e-4, and below that to
+  1e-6 an upper bound of a fitted tail (see that module). A target stricter than the table's
+  strictest row takes that row: the node claims no FMR beyond its table, and the decision
+  reports the FMR of the row actually used.
 * Face: cosine similarity of the dlib ResNet embeddings, from the face evaluation on LFW
   deep-funneled A–M (1,165 people, 6,552 images, all 21 million impostor pairs; ``bdx eval
   face``, flip-averaged embeddings of 68-point aligned chips, format
@@ -20,10 +21,12 @@ probe as a whole keeps the target.
 
 A 1:N search compares a stranger's probe with every record of the gallery, so its chance of a
 false hit, the false-positive identification rate (ISO/IEC 19795-1), grows with the gallery:
-``FPIR = 1 - (1 - FMR)^comparisons``. Searches therefore hold each comparison to the stricter
-of the FMR target and :func:`fmr_for_fpir` of the FPIR target at the gallery's size, and report
-:func:`expected_fpir` at the threshold they used (higher than the target only where the target
-lies beyond the measured tables).
+``FPIR = 1 - (1 - FMR)^comparisons``. Searches therefore hold each subject to the stricter of
+the FMR target and :func:`fmr_for_fpir` of the FPIR target over the gallery's records, each of
+a probe's fingers to that over the fingers (:func:`fingerprint_search_threshold`,
+:func:`face_search_threshold`), and report :func:`expected_fpir` at the threshold they used
+over every comparison made (higher than the target only where the target lies beyond the
+tables).
 """
 
 from __future__ import annotations
@@ -102,3 +105,21 @@ def search_fmr(fmr: float, fpir: float, comparisons: int) -> float:
     """Per-comparison FMR target of a 1:N search: the stricter of ``fmr`` and the FMR that
     holds ``comparisons`` comparisons to ``fpir`` (:func:`fmr_for_fpir`)."""
     return min(fmr, fmr_for_fpir(fpir, comparisons))
+
+
+def fingerprint_search_threshold(
+    fmr: float, fpir: float, fingers: int, records: int
+) -> tuple[float, float, float]:
+    """``(score threshold, its FMR per finger, estimated FPIR)`` of a search of ``fingers``
+    fingers against ``records`` records. A subject is held to :func:`search_fmr` over the
+    records (a subject's FMR is its best finger's times the fingers), each finger to that over
+    the fingers (Bonferroni), so the fused decision of a fingers-only search agrees; the FPIR is
+    estimated over every finger comparison, at the FMR the table gave."""
+    threshold, used = fingerprint_threshold(search_fmr(fmr, fpir, records) / max(1, fingers))
+    return threshold, used, expected_fpir(used, fingers * records)
+
+
+def face_search_threshold(fmr: float, fpir: float, records: int) -> tuple[float, float, float]:
+    """``(cosine threshold, its FMR, estimated FPIR)`` of a face search of ``records``."""
+    threshold, used = face_threshold(search_fmr(fmr, fpir, records))
+    return threshold, used, expected_fpir(used, records)

@@ -105,7 +105,8 @@ def check(
             quota = rule.daily_quota.get(Modality(modality))
             typer.echo(
                 f"  then: daily quota {quota}, at most {decision.max_candidates} "
-                f"candidates, decision threshold at FMR {decision.fmr:g}"
+                f"candidates, FMR target {decision.fmr:g} (the search holds it stricter "
+                "where the node's search_fpir at the gallery's size asks)"
             )
     raise typer.Exit(0 if decision.allowed else 5)
 

@@ -2,13 +2,15 @@
 
 Fingerprint probes are ISO/IEC 19794-2 records (one per finger, or one multi-view record):
 every view is searched against the node's fingerprint gallery
-(:func:`matcher.search.fingerprint.search_fingerprint`) at the matcher's *measured* threshold
-for the policy's FMR divided by the number of fingers; a subject is a candidate when one of its
+(:func:`matcher.search.fingerprint.search_fingerprint`) at the matcher's threshold for the
+stricter of the policy's FMR and the FMR that keeps the node's ``search_fpir`` over the
+gallery's records, divided over the fingers (the rule of local searches,
+:func:`node.thresholds.fingerprint_search_threshold`); a subject is a candidate when one of its
 fingers reaches it. (The gallery-rank FMR of :mod:`matcher.search.fusion` is not used: in a
 large gallery its best-ranked subject always reaches a small FMR, hit or not.) Face probes are
 :class:`~matcher.face.template.FaceTemplate` bytes searched with
-:func:`matcher.search.face.search_face` at the cosine threshold for the policy's FMR
-(:data:`node.thresholds.FACE_THRESHOLDS`).
+:func:`matcher.search.face.search_face` at the cosine threshold for the policy's FMR, made
+stricter in the same way (:func:`node.thresholds.face_search_threshold`).
 
 A candidate's ``record_ref`` is the gallery's subject key (``s<id>``, the node's subjects
 table); it never leaves the node (peers get an opaque hit reference). Restrictions are those
@@ -37,7 +39,7 @@ from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
 from node.services.search import check_face_format, face_candidates, fingerprint_candidates
 from node.services.search_pool import SearchPool
-from node.thresholds import face_threshold, fingerprint_threshold, search_fmr
+from node.thresholds import face_search_threshold, fingerprint_search_threshold
 from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
 
 log = logging.getLogger(__name__)
@@ -97,12 +99,11 @@ class GallerySearch:
         with self.galleries.reading(fingerprint_schema()) as gallery:
             if gallery is None or len(gallery) == 0:
                 return []
-            # The rule of local searches (node.services.search): each comparison held to the
-            # stricter of the policy's FMR and the node's FPIR at this gallery's size, each
-            # finger to that over the fingers (Bonferroni), at the matcher's measured threshold.
-            comparisons = len(probes) * len(gallery)
-            target = search_fmr(fmr, self.fpir, comparisons) / len(probes)
-            threshold, _ = fingerprint_threshold(target)
+            # The rule of local searches (node.services.search): the stricter of the policy's
+            # FMR and the node's FPIR at this gallery's size, over the fingers (Bonferroni).
+            threshold, _, _ = fingerprint_search_threshold(
+                fmr, self.fpir, len(probes), len(gallery)
+            )
             if self.pool is not None:
                 found = self.pool.fingerprint(gallery, probes, k, inactive)
             else:
@@ -130,7 +131,7 @@ class GallerySearch:
             check_face_format(probe, gallery)  # else "no match" for a model never compared
             if gallery is None or len(gallery) == 0:
                 return []
-            threshold, _ = face_threshold(search_fmr(fmr, self.fpir, len(gallery)))
+            threshold, _, _ = face_search_threshold(fmr, self.fpir, len(gallery))
             found = face_candidates(
                 self.galleries, gallery, probe, k, threshold, inactive, hits_only=True
             )

@@ -8,10 +8,10 @@ exactly one view. A view without a position takes the given one; a view's known 
 differs from a given one is refused. Each finger is searched against the gallery
 (:func:`fingerprint_candidates`); a subject's score is its best finger's, and its estimated FMR
 that score's FMR in the matcher's measured table times the number of fingers. The search is a
-hit when the best subject reaches the measured threshold for the per-finger target: the
-stricter of ``settings.search_fmr`` and the FMR that holds the search to ``settings.search_fpir``
-at the gallery's size (:func:`node.thresholds.search_fmr` over fingers x records comparisons),
-divided over the fingers (:mod:`node.thresholds`); the same rule peers' queries use.
+hit when the best subject reaches the threshold for the per-finger target: the stricter of
+``settings.search_fmr`` and the FMR that keeps ``settings.search_fpir`` over the gallery's
+records, divided over the fingers (:func:`node.thresholds.fingerprint_search_threshold`); the
+same rule peers' queries use.
 
 A face probe (an image or a face template) is searched with :func:`matcher.search.search_face`
 against the gallery of its embedding format; the decision is score >= the cosine threshold
@@ -25,9 +25,11 @@ above and fuses per subject with the ``"fmr"`` rule of :mod:`matcher.search.fusi
 method on the modalities' ``-log10 FMR`` estimates, over the probe's modalities the subject
 is enrolled in (a modality it is enrolled in but that did not return it counts FMR 1 there,
 and speaks against it; one it has no record of is left out). The fused decision is a hit when
-the best subject's fused FMR is at most the target, or, for a target stricter than the
-measured tables reach, at most the fused FMR of a subject at the strictest measured row of
-each of its fused modalities (the clamp rule of :mod:`node.thresholds`).
+the best subject's fused FMR is at most the target (the stricter of ``search_fmr`` and the FMR
+that keeps ``search_fpir`` over the larger searched gallery's records, so that a fingers-only
+probe decides as its fingerprint search), or, for a target stricter than the tables reach, at
+most the fused FMR of a subject at the strictest row of each of its fused modalities (the
+clamp rule of :mod:`node.thresholds`).
 
 Candidates are the node's subjects (external ids), counted through their *active* records
 only (a record mid-enrolment or mid-deletion is never a result), and ``k`` counts subjects: the
@@ -64,9 +66,9 @@ from node.services.galleries import GallerySet
 from node.thresholds import (
     expected_fpir,
     face_fmr,
-    face_threshold,
+    face_search_threshold,
     fingerprint_fmr,
-    fingerprint_threshold,
+    fingerprint_search_threshold,
     search_fmr,
 )
 
@@ -446,9 +448,9 @@ class SearchService:
             if gallery is not None and len(gallery) > 0:
                 found = fingerprint_candidates(gallery, templates, k, exclude=inactive)
                 size = len(gallery)
-        comparisons = len(templates) * size
-        target = search_fmr(self.target_fmr, self.target_fpir, comparisons) / len(templates)
-        threshold, threshold_fmr = fingerprint_threshold(target)
+        threshold, threshold_fmr, fpir = fingerprint_search_threshold(
+            self.target_fmr, self.target_fpir, len(templates), size
+        )
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
         return SearchOutcome(
@@ -459,7 +461,7 @@ class SearchService:
             candidates,
             size,
             self.target_fpir,
-            expected_fpir(threshold_fmr, comparisons),
+            fpir,
         )
 
     def _face(self, face: FaceProbe, k: int) -> FaceOutcome:
@@ -469,13 +471,13 @@ class SearchService:
         with self.galleries.reading(face_schema(probe.format, probe.format_version)) as gallery:
             check_face_format(probe, gallery)
             size = 0 if gallery is None else len(gallery)
-            target = search_fmr(self.target_fmr, self.target_fpir, size)
-            threshold, threshold_fmr = face_threshold(target)
+            threshold, threshold_fmr, fpir = face_search_threshold(
+                self.target_fmr, self.target_fpir, size
+            )
             if gallery is not None and size > 0:
                 found = face_candidates(self.galleries, gallery, probe, k, threshold, inactive)
         candidates = self._to_subjects(found)
         hit = bool(candidates) and candidates[0].score >= threshold
-        fpir = expected_fpir(threshold_fmr, size)
         return FaceOutcome(
             hit,
             self.target_fmr,

@@ -260,6 +260,44 @@ def test_combined_probe_fuses_fingers_and_face_per_subject(
         ]
 
 
+def test_fingers_only_searches_decide_as_their_fused_answer(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    fingers: list[list[FingerprintTemplate]],
+    stranger: FingerprintTemplate,
+    faces: list[FaceTemplate],
+) -> None:
+    """Two fingers where the FPIR target decides: a subject is held to the FMR that keeps the
+    FPIR over the gallery's records, each finger to half of it, once (counting the fingers in
+    the comparisons too held each finger to a quarter, so the fingerprint answer could say no
+    hit where its own fused answer said hit)."""
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    update = {"search_fmr": 0.05, "search_fpir": 0.01}
+    app = create_app(settings.model_copy(update=update), engine=engine, gallery=galleries)
+    other = {"position": POSITION + 1, "template": record(fingers[1][1])}
+    probes = [stranger, fingers[MATE][1]]
+    with TestClient(app) as c:
+        outs = [
+            c.post(
+                "/search",
+                headers=officer,
+                json={"fingers": [{"position": POSITION, "template": record(p)}, other]},
+            ).json()
+            for p in probes
+        ]
+    subject = -math.expm1(math.log1p(-0.01) / PEOPLE)  # 1.67e-3 for the gallery's 6 records
+    for out in outs:
+        finger = out["fingerprint"]
+        assert finger["gallery_size"] == PEOPLE
+        assert finger["threshold_fmr"] == pytest.approx(subject / 2, rel=1e-9)
+        assert out["fused"]["decision_fmr"] == pytest.approx(subject, rel=1e-9)
+        assert finger["fpir"] == pytest.approx(0.01, rel=1e-3) and finger["fpir"] <= 0.01
+        assert out["fused"]["hit"] is finger["hit"]
+    assert [out["fingerprint"]["hit"] for out in outs] == [False, True]
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [

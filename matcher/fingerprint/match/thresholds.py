@@ -60,7 +60,7 @@ TABLE: tuple[tuple[float, float], ...] = (
 
 
 class ThresholdError(MatcherError):
-    """The requested FMR lies outside what the measured table supports."""
+    """The requested FMR lies outside the table (counted and tail-bound rows)."""
 
     default_reason = "fmr_out_of_range"
 

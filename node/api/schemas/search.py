@@ -49,9 +49,9 @@ class SearchOut(BaseModel):
     target_fmr: float
     threshold: float = Field(description="score the best finger of a hit reaches")
     threshold_fmr: float = Field(
-        description="false-match rate measured at the threshold, per finger: the target "
-        "divided over the probe's fingers, or the strictest row measured (FVC2002) when the "
-        "target is stricter"
+        description="false-match rate at the threshold, per finger: the stricter of the FMR "
+        "target and the FMR that keeps target_fpir over the gallery, divided over the probe's "
+        "fingers; or the table's strictest row (1e-6) when that is stricter still"
     )
     gallery_size: int
     target_fpir: float = Field(
