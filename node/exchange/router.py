@@ -104,6 +104,11 @@ def _without_frames(exc: BaseException) -> BaseException:
     return exc.with_traceback(None)
 
 
+def _retrieved(future: asyncio.Future[Answer]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 # Dependencies that only read app state are ``async``: FastAPI runs a plain ``def`` dependency in a
 # worker thread, a hop per dependency per request.
 async def get_responder(request: Request) -> Responder:
@@ -229,11 +234,13 @@ async def receive_query(
                 answer.set_exception(_without_frames(exc))
 
     peer_executor(request).submit(run)
+    waited = asyncio.wrap_future(answer)
     try:
-        done = await asyncio.wait_for(
-            asyncio.shield(asyncio.wrap_future(answer)), timeout=params.SYNC_WAIT_SECONDS
-        )
+        done = await asyncio.wait_for(asyncio.shield(waited), timeout=params.SYNC_WAIT_SECONDS)
     except TimeoutError:
+        # The polls answer a failure from ``answer``; asyncio would log this wrapper's copy as
+        # "Future exception was never retrieved" (with the failure's text) once it is dropped.
+        waited.add_done_callback(_retrieved)
         query = await asyncio.wrap_future(verified)
         query_id = str(query.query_id)
         pending.add(query_id, query.requester, answer)

@@ -16,6 +16,7 @@ from certs.pki.bootstrap import Region
 from certs.pki.tls import client_context
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
+from node.errors import NotFoundError
 from node.exchange.messages import Outcome, QueryPayload, TemplateItem, b64url
 from node.exchange.requester import QUERY_PATH, Peer
 from tests.exchange.conftest import NodeHandle, peers_of
@@ -458,10 +459,12 @@ def test_a_query_answered_202_that_fails_is_not_kept(
     region_dir: tuple[Region, Path],
     fingers: list[list[FingerprintTemplate]],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A query answered 202 keeps its future for polling; when answering then fails (say the
     exchange log could not be appended), the future's exception must not hold the query, and
-    so the probe, in its traceback's frames: no match, no biometrics kept."""
+    so the probe, in its traceback's frames: no match, no biometrics kept. Nor does asyncio
+    log the failure again as never retrieved when the wait's wrapper is dropped."""
     import gc
     import time
 
@@ -497,3 +500,10 @@ def test_a_query_answered_202_that_fails_is_not_kept(
     gc.collect()
     alive = [o for o in gc.get_objects() if isinstance(o, QueryPayload)]
     assert not [q for q in alive if q.query_id == query_id]
+    # The reply expires (as it would after PENDING_TTL_SECONDS) and everything of it is dropped.
+    monkeypatch.setattr(params, "PENDING_TTL_SECONDS", 0.0)
+    with pytest.raises(NotFoundError):
+        idn.server.config.app.state.pending_replies.get("expire-the-others", "TH")
+    gc.collect()
+    unretrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert unretrieved == []
