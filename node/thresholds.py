@@ -10,10 +10,11 @@ searches and peers' queries alike), from the measured tables.
   deep-funneled A–M (1,165 people, 6,552 images, all 21 million impostor pairs; ``bdx eval
   face``, flip-averaged embeddings of 68-point aligned chips, format
   ``dlib-resnet-v1-flip-lm68``), each row the counted threshold rounded up: FAR 1e-2 at 0.9100
-  (counted 0.90994), 1e-3 at 0.9281 (0.92808), 3e-4 at 0.9360 (0.93595), 1e-4 at 0.9428
-  (0.94274), 3e-5 at 0.9502 (0.95017), 1e-5 at 0.9583 (0.95822), 3e-6 at 0.9672 (0.96718),
-  1e-6 at 0.9720 (0.97198; 21 impostor pairs lie above it, all one mislabelled image,
-  Joe_Lieberman_0004, against Colin Powell's: kept, which only makes the row stricter).
+  (counted 0.90994), 3e-3 at 0.9202 (0.92014), 1e-3 at 0.9281 (0.92808), 3e-4 at 0.9360
+  (0.93595), 1e-4 at 0.9428 (0.94274), 3e-5 at 0.9502 (0.95017), 1e-5 at 0.9583 (0.95822),
+  3e-6 at 0.9672 (0.96718), 1e-6 at 0.9720 (0.97198; 21 impostor pairs lie above it, all
+  one mislabelled image, Joe_Lieberman_0004, against Colin Powell's: kept, which only makes
+  the row stricter).
   ``benchmarks/README.md``, "Impostor tail and FPIR". Same rule below the table.
 
 With several fingers in one probe, each finger is held to ``fmr / fingers`` (Bonferroni), so the
@@ -40,6 +41,7 @@ from matcher.fingerprint.match.thresholds import TABLE, threshold_for_fmr
 #: (FMR, cosine threshold) rows, loosest first.
 FACE_THRESHOLDS: tuple[tuple[float, float], ...] = (
     (1e-2, 0.9100),
+    (3e-3, 0.9202),
     (1e-3, 0.9281),
     (3e-4, 0.9360),
     (1e-4, 0.9428),

@@ -201,7 +201,7 @@ REPORT_FMRS = (0.01, 0.001)
 #: Rows of the threshold table the evaluation reports (``thresholds``): the node's table
 #: (``node.thresholds.FACE_THRESHOLDS``) reaches 1e-6 because a 1:N search of N records holds
 #: each comparison to about FPIR / N.
-TABLE_FMRS = (1e-2, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
+TABLE_FMRS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6)
 #: A table row is reported only where at least this many impostor scores reach its threshold:
 #: with fewer, one pair more or less moves the threshold by a whole row.
 TABLE_MIN_ABOVE = 3

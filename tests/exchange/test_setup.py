@@ -63,9 +63,9 @@ def test_missing_pki_is_a_config_error(tmp_path: Path) -> None:
 
 def test_thresholds_follow_the_measured_tables() -> None:
     assert face_threshold(0.01) == (FACE_THRESHOLDS[0][1], 0.01)
-    assert face_threshold(1e-3) == (FACE_THRESHOLDS[1][1], 1e-3)
+    assert face_threshold(1e-3) == (FACE_THRESHOLDS[2][1], 1e-3)
     # below the measured table: its strictest row, reported with the FMR that row had
-    assert face_threshold(1e-5) == (FACE_THRESHOLDS[5][1], 1e-5)
+    assert face_threshold(1e-5) == (FACE_THRESHOLDS[6][1], 1e-5)
     assert face_threshold(1e-9) == (FACE_THRESHOLDS[-1][1], FACE_THRESHOLDS[-1][0])
     assert face_fmr(0.95) == 1e-4 and face_fmr(0.91) == 1e-2 and face_fmr(0.5) == 1.0
     assert face_fmr(0.951) == 3e-5

@@ -62,10 +62,10 @@ def app_with(
 
 
 def test_face_threshold_table() -> None:
-    assert FACE_THRESHOLDS[:3] == ((0.01, LOOSE), (0.001, STRICT), (3e-4, TAIL))
+    assert FACE_THRESHOLDS[:4] == ((0.01, LOOSE), (3e-3, 0.9202), (0.001, STRICT), (3e-4, TAIL))
     assert face_threshold(0.01) == (LOOSE, 0.01)
     assert face_threshold(0.05) == (LOOSE, 0.01)
-    assert face_threshold(0.005) == (STRICT, 0.001)  # between rows: the stricter one
+    assert face_threshold(0.002) == (STRICT, 0.001)  # between rows: the stricter one
     assert face_threshold(1e-7) == (FACE_THRESHOLDS[-1][1], 1e-6)  # below: the strictest row
     assert [t for _, t in FACE_THRESHOLDS] == sorted(t for _, t in FACE_THRESHOLDS)
     assert sorted(FACE_THRESHOLDS) == sorted(set(FACE_THRESHOLDS))
