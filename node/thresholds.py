@@ -3,7 +3,7 @@ searches and peers' queries alike), from the measured tables.
 
 * Fingerprint: the matcher's table (:data:`matcher.fingerprint.match.thresholds.TABLE`):
   counted on the FVC2002 DB1–4 cross-finger impostor scores down to 3e-4, and below that to
-  1e-6 an upper bound of a fitted tail (see that module). A target stricter than the table's
+  3e-6 an upper bound of a fitted tail (see that module). A target stricter than the table's
   strictest row takes that row: the node claims no FMR beyond its table, and the decision
   reports the FMR of the row actually used.
 * Face: cosine similarity of the dlib ResNet embeddings, from the face evaluation on LFW

@@ -47,9 +47,9 @@ def test_search_fmr_is_the_stricter_target() -> None:
 
 @pytest.mark.parametrize("fingers", [1, 2, 4, 10])
 def test_large_galleries_are_held_to_the_fpir_within_the_table(fingers: int) -> None:
-    """Up to about 10,000 records the fingerprint table reaches what FPIR 1 % needs, whatever
+    """Up to about 3,000 records the fingerprint table reaches what FPIR 1 % needs, whatever
     the fingers: each finger is held to the subject's target over the fingers, once."""
-    for records in (100, 10_000 // fingers):
+    for records in (100, 3_000 // fingers):
         threshold, used, fpir = fingerprint_search_threshold(1e-4, 0.01, fingers, records)
         assert used == pytest.approx(search_fmr(1e-4, 0.01, records) / fingers)
         assert threshold == fingerprint_threshold(used)[0]
@@ -62,6 +62,9 @@ def test_face_search_threshold_takes_the_row_at_or_below_the_target() -> None:
     threshold, used, fpir = face_search_threshold(1e-3, 0.01, 1000)  # target 1.005e-5
     assert used == 1e-5 and threshold == pytest.approx(0.9583)
     assert fpir == pytest.approx(expected_fpir(1e-5, 1000)) and fpir <= 0.01
+
+
+def test_beyond_the_table_the_fpir_is_said() -> None:
     _, used = fingerprint_threshold(search_fmr(1e-4, 0.01, 1_000_000))
-    assert used == 1e-6 and expected_fpir(used, 1_000_000) > 0.5  # beyond it: said, not hidden
-    assert math.isclose(expected_fpir(used, 1_000_000), 1 - math.exp(-1), rel_tol=1e-3)
+    assert used == 3e-6 and expected_fpir(used, 1_000_000) > 0.5  # beyond it: said, not hidden
+    assert math.isclose(expected_fpir(used, 1_000_000), 1 - math.exp(-3), rel_tol=1e-3)

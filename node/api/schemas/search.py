@@ -51,7 +51,7 @@ class SearchOut(BaseModel):
     threshold_fmr: float = Field(
         description="false-match rate at the threshold, per finger: the stricter of the FMR "
         "target and the FMR that keeps target_fpir over the gallery, divided over the probe's "
-        "fingers; or the table's strictest row (1e-6) when that is stricter still"
+        "fingers; or the table's strictest row (3e-6) when that is stricter still"
     )
     gallery_size: int
     target_fpir: float = Field(
