@@ -35,9 +35,11 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     ``ConfigError`` (``unknown_revision``). Two upgrades at once take turns: on PostgreSQL
     an advisory lock in the migrations' transaction (``env.py``), on a SQLite file a lock
     file beside it (two racing batch migrations left a stray ``_alembic_tmp_`` table)."""
-    _refuse_unknown_current(engine)
     try:
         with _sqlite_file_lock(engine):
+            # Inside the lock: a fresh file's first connection switches it to WAL, which fails
+            # at once ("database is locked", no busy wait) while the other upgrade migrates.
+            _refuse_unknown_current(engine)
             command.upgrade(alembic_config(engine), revision)
     except CommandError as exc:
         raise ConfigError(
