@@ -54,6 +54,15 @@ def faces(sessions: sessionmaker[Session], galleries: GallerySet) -> list[FaceTe
     return templates
 
 
+def at_cosine(face: FaceTemplate, cosine: float, rng: np.random.Generator) -> str:
+    """A base64 face template at ``cosine`` from ``face`` (a random direction besides it)."""
+    noise = unit(rng)
+    noise -= np.dot(noise, face.embedding) * face.embedding
+    noise /= np.linalg.norm(noise)
+    near = cosine * face.embedding + np.sqrt(1 - cosine**2) * noise
+    return b64(FaceTemplate(near.astype(np.float32), 80).to_bytes())
+
+
 def app_with(
     settings: Settings, engine: Engine, galleries: GallerySet, fmr: float, fpir: float = 0.01
 ) -> FastAPI:
@@ -82,11 +91,7 @@ def test_template_probe_finds_its_mate_and_decides_by_threshold(
     officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
     rng = np.random.default_rng(9)
     # a mate: person-7's embedding moved to cosine ~0.95 (above both thresholds)
-    noise = unit(rng)
-    noise -= np.dot(noise, faces[7].embedding) * faces[7].embedding
-    noise /= np.linalg.norm(noise)
-    mate = 0.95 * faces[7].embedding + np.sqrt(1 - 0.95**2) * noise
-    probe = {"template": b64(FaceTemplate(mate.astype(np.float32), 80).to_bytes()), "k": 3}
+    probe = {"template": at_cosine(faces[7], 0.95, rng), "k": 3}
     # FPIR 0.5 over 20 records allows 3.4 % a comparison: the FMR target (1 %) decides.
     with TestClient(app_with(settings, engine, galleries, 0.01, fpir=0.5)) as c:
         found = c.post("/search/face", headers=officer, json=probe).json()
@@ -114,12 +119,7 @@ def test_the_gallery_size_makes_the_threshold_stricter(
     not to the FMR target of 1e-2 (which would let 18 % of strangers hit): a mate at cosine
     0.935, a hit at FMR 1e-3, is no hit, and the answer says which FMR and FPIR it decided at."""
     officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
-    rng = np.random.default_rng(11)
-    noise = unit(rng)
-    noise -= np.dot(noise, faces[3].embedding) * faces[3].embedding
-    noise /= np.linalg.norm(noise)
-    near = 0.935 * faces[3].embedding + np.sqrt(1 - 0.935**2) * noise
-    probe = {"template": b64(FaceTemplate(near.astype(np.float32), 80).to_bytes())}
+    probe = {"template": at_cosine(faces[3], 0.935, np.random.default_rng(11))}
     with TestClient(app_with(settings, engine, galleries, 0.01, fpir=0.01)) as c:
         strict = c.post("/search/face", headers=officer, json=probe).json()
     with TestClient(app_with(settings, engine, galleries, 1e-3, fpir=0.5)) as c:
