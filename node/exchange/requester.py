@@ -26,6 +26,7 @@ import ssl
 import time
 import uuid
 import weakref
+import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -387,22 +388,58 @@ async def _bounded(
 ) -> httpx.Response:
     """The response to one request with its body read up to ``params.MAX_REPLY_BYTES``
     (a reply is a few kilobytes; a peer sending more is refused, not buffered). The body is
-    asked for uncompressed: the bound is then on the bytes kept, and the rebuilt response
-    holds no content encoding to undo a second time."""
+    asked for uncompressed and read raw; a peer (or a proxy before it) that compresses it
+    anyway may use one gzip or deflate layer, inflated here under the same bound, so a few
+    kilobytes that inflate to gigabytes are refused at the bound, not inflated in memory on
+    the event loop. The rebuilt response holds no content encoding to undo a second time."""
     headers = {**kwargs.pop("headers", {}), "Accept-Encoding": "identity"}
     async with client.stream(method, url, headers=headers, **kwargs) as streamed:
-        body = bytearray()
-        async for chunk in streamed.aiter_bytes():
-            body += chunk
-            if len(body) > params.MAX_REPLY_BYTES:
-                raise InvalidReplyError(f"reply larger than {params.MAX_REPLY_BYTES} bytes")
+        body = _Body(streamed.headers.get("Content-Encoding", ""))
+        async for chunk in streamed.aiter_raw():
+            body.feed(chunk)
+        content = body.finish()
     kept = {k: v for k, v in streamed.headers.items() if k.lower() != "content-encoding"}
     return httpx.Response(
         streamed.status_code,
         headers=kept,
-        content=bytes(body),
+        content=content,
         request=streamed.request,
     )
+
+
+class _Body:
+    """A reply body read raw, decoded (one gzip or deflate layer at most) and bounded."""
+
+    def __init__(self, encoding: str) -> None:
+        coding = encoding.strip().lower()
+        if coding not in _CODINGS:
+            raise InvalidReplyError("reply in a content encoding that was not asked for")
+        self.inflate = zlib.decompressobj(_CODINGS[coding]) if _CODINGS[coding] else None
+        self.raw = 0
+        self.out = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        self.raw += len(chunk)
+        if self.inflate is None:
+            self.out += chunk
+        else:
+            room = params.MAX_REPLY_BYTES + 1 - len(self.out)
+            try:  # at most ``room`` bytes out: what is left stays in unconsumed_tail
+                self.out += self.inflate.decompress(self.inflate.unconsumed_tail + chunk, room)
+            except zlib.error:
+                raise InvalidReplyError("reply body does not decode") from None
+        if max(self.raw, len(self.out)) > params.MAX_REPLY_BYTES:
+            raise InvalidReplyError(f"reply larger than {params.MAX_REPLY_BYTES} bytes")
+
+    def finish(self) -> bytes:
+        if self.inflate is not None and not (self.inflate.eof and not self.inflate.unused_data):
+            raise InvalidReplyError("reply body does not decode")
+        return bytes(self.out)
+
+
+#: Content-Encoding -> zlib ``wbits`` (0: none). 15 + 32 reads a zlib or a gzip header; HTTP's
+#: "deflate" is zlib-wrapped (RFC 9110 8.4.1.2). Anything else, layers included, is refused.
+_CODINGS = {"": 0, "identity": 0, "gzip": 15 + 16, "x-gzip": 15 + 16, "deflate": 15 + 32}
 
 
 def _error_detail(response: httpx.Response) -> str:

@@ -11,7 +11,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -231,23 +231,88 @@ def test_a_compressed_reply_is_read_once() -> None:
     (the rebuilt response kept Content-Encoding and httpx decoded it a second time)."""
     import gzip
 
+    body = b"eyJhbGciOiJFUzI1NiJ9.payload.sig" * 20
+    assert _fetch_raw("gzip", gzip.compress(body)) == body
+
+
+def _fetch_raw(encoding: str, content: bytes) -> bytes:
+    """What ``_bounded`` keeps of a 200 carrying ``content`` in ``encoding``."""
     import httpx
 
     from node.exchange.requester import _bounded
 
-    body = b"eyJhbGciOiJFUzI1NiJ9.payload.sig" * 20
+    async def chunks() -> AsyncIterator[bytes]:  # streamed, as off the network
+        for at in range(0, len(content), 16384):
+            yield content[at : at + 16384]
 
     def handler(request: httpx.Request) -> httpx.Response:
-        assert request.headers["accept-encoding"] == "identity"
-        return httpx.Response(
-            200, headers={"Content-Encoding": "gzip"}, content=gzip.compress(body)
-        )
+        return httpx.Response(200, headers={"Content-Encoding": encoding}, content=chunks())
 
     async def fetch() -> bytes:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
             return (await _bounded(client, "GET", httpx.URL("https://peer.example/x"))).content
 
-    assert asyncio.run(fetch()) == body
+    return asyncio.run(fetch())
+
+
+def test_a_compression_bomb_is_refused_at_the_bound_not_inflated() -> None:
+    """64 KiB of gzip that inflates to 64 MiB: refused once the inflated body passes the
+    bound, with memory for the bound only (httpx inflated each chunk whole, on the event
+    loop, before the size was looked at; a few kilobytes of nested gzip took gigabytes)."""
+    import gzip
+    import tracemalloc
+
+    from node.exchange.requester import InvalidReplyError
+
+    bomb = gzip.compress(bytes(64 << 20), compresslevel=9)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidReplyError, match="larger than"):
+            _fetch_raw("gzip", bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * params.MAX_REPLY_BYTES + len(bomb) * 4, peak
+
+
+@pytest.mark.parametrize(
+    ("encoding", "content"),
+    [
+        ("gzip, gzip", b"x"),  # nested layers: each multiplies what a few bytes inflate to
+        ("br", b"x"),
+        ("gzip", b"not gzip at all"),
+        ("gzip", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"),  # cut short
+    ],
+)
+def test_an_encoding_not_asked_for_or_broken_is_refused(encoding: str, content: bytes) -> None:
+    from node.exchange.requester import InvalidReplyError
+
+    with pytest.raises(InvalidReplyError, match=r"encoding|decode"):
+        _fetch_raw(encoding, content)
+
+
+def test_a_deflated_reply_is_read() -> None:
+    import zlib
+
+    body = b"eyJhbGciOiJFUzI1NiJ9.payload.sig" * 20
+    assert _fetch_raw("deflate", zlib.compress(body)) == body
+    assert _fetch_raw("identity", body) == body
+
+
+def test_a_compression_bomb_costs_only_its_peer(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    """Over real TLS: the bomb's peer is ``invalid_reply``; the good peer still answers."""
+    import gzip
+
+    _, root = region_dir
+    bomb = gzip.compress(bytes(16 << 20), compresslevel=9)
+    headers = {"Content-Encoding": "gzip"}
+    with fake_peer(root, lambda: Response(bomb, headers=headers)) as url:
+        by, events = ask_both(nodes, url, fingers)
+    assert "larger than" in _check_isolated(by, events, "invalid_reply")
 
 
 @pytest.mark.parametrize("code", ["malformed_query", "Jane Doe <x@example>"])
