@@ -6,8 +6,10 @@ region's root as the client CA, :class:`~certs.pki.asgi.PeerCertH11Protocol` so 
 sees the client certificate). A separate listener keeps officers' clients free of
 certificates while no peer request is ever accepted without one; the peer routes also refuse
 any request that arrives without a validated client certificate, so the API port cannot be
-used to reach them. Only the API server runs the app's lifespan (start-up builds the
-exchange); both stop on the first SIGINT/SIGTERM.
+used to reach them. The peer listener serves the peer routes only (404 for any other path):
+it is the port opened to the whole region, and the officers', operators' and auditors' API
+must not be reachable through it with a leaked token. Only the API server runs the app's
+lifespan (start-up builds the exchange); both stop on the first SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from certs.pki.asgi import PeerCertH11Protocol
 from certs.pki.credentials import NodeCredentials
+from node.api.errors import error_response
+from node.exchange.router import router as peer_router
 from node.settings import Settings
 
 #: Longest wait at shutdown for requests in progress, on both listeners (a search answers
@@ -44,7 +49,26 @@ def peer_config(
         **creds.uvicorn_options(),
         **extra,
     }
-    return uvicorn.Config(app, **options)
+    return uvicorn.Config(PeerRoutesOnly(app), **options)
+
+
+class PeerRoutesOnly:
+    """The peer listener's ASGI app: ``app`` for paths under the peer routes' prefix, 404
+    for any other (the API's routes, its docs and schema included)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.prefix = peer_router.prefix + "/"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(self.prefix):
+            detail = "not a peer route; the node's API listens on its own port"
+            await error_response(404, "not_found", detail)(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await self.app(scope, receive, send)
 
 
 class _QuietServer(uvicorn.Server):

@@ -525,3 +525,41 @@ def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(
     got = by_peer(officer_query(th, ["MY"], fingers[1][1], purpose="asylum"))["MY"]
     assert got["status"] == "untrusted_peer" and "revoked" in got["detail"]
     assert my.exchange.log.size() == before  # no query_received: nothing reached MY
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/users/me"),
+        ("POST", "/users"),
+        ("GET", "/subjects"),
+        ("GET", "/audit/log/entries"),
+        ("GET", "/docs"),
+        ("GET", "/openapi.json"),
+        ("GET", "/health"),
+        ("GET", "/peer/v1/../users/me"),
+        ("GET", "/peer/v1"),
+    ],
+)
+def test_the_peer_port_serves_the_peer_routes_only(
+    nodes: dict[str, ServiceNode], region: Any, method: str, path: str
+) -> None:
+    """A member's client certificate and an officer's token on the peer port reach no API
+    route: that port is open to the whole region (a leaked token, or any certificate the
+    root issued, would otherwise reach the admin and gallery API past the network's
+    segmentation). The peer routes answer there as before."""
+    from certs.pki.tls import client_context
+
+    _, root = region
+    folder = Path(root) / "nodes" / "my"
+    tls = client_context(folder / "tls.pem", folder / "tls.key", Path(root) / "root.pem")
+    th = nodes["TH"]
+    headers = {"Authorization": f"Bearer {th.token}"}
+    with httpx.Client(verify=tls) as client:
+        r = client.request(method, th.peer_url + path, headers=headers, json={})
+        assert r.status_code == 404, r.text
+        assert r.json()["error"] == "not_found"
+        # the API port still serves the API, and the peer port the peer routes
+        assert httpx.get(th.api_url + "/users/me", headers=headers).status_code == 200
+        peer = client.post(th.peer_url + "/peer/v1/queries", content=b"x.y.z")
+    assert peer.status_code in (400, 403, 422) and peer.json()["error"] != "not_found"
