@@ -129,7 +129,10 @@ class _Message(BaseModel):
     def _aware_utc(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("created must carry a time zone (UTC)")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before the first UTC instant
+            raise ValueError("created is out of range") from None
 
     #: Which field names the signing country: the requester of a query, the responder of a reply.
     signed_by: ClassVar[Literal["requester", "responder"]]

@@ -380,6 +380,11 @@ class Requester:
             raise InvalidReplyError("the reply answers another query")
         if reply.requester != self.country or reply.responder != peer.country:
             raise InvalidReplyError("the reply is addressed to another node")
+        # Made after the query and before now, give or take the clocks' accepted difference:
+        # the reply's time goes into the exchange log as the peer's answer time.
+        earliest = query.created - params.REPLAY_WINDOW
+        if not earliest <= reply.created <= datetime.now(UTC) + params.REPLAY_WINDOW:
+            raise InvalidReplyError("the reply's time is outside the accepted clock difference")
         return reply
 
 

@@ -203,3 +203,9 @@ def test_template_data_is_canonical_unpadded_base64url() -> None:
     for bad in ("YQ==", "YWI=", "$$$$YWJj", "YWJj ZGU", "YWJjZGV", b64url(b"ab")):
         with pytest.raises(ValidationError):
             item(bad)
+
+
+def test_a_time_before_the_first_utc_instant_is_a_validation_error() -> None:
+    """Pydantic passes OverflowError through: it must be a ValidationError like any other."""
+    with pytest.raises(ValidationError, match="out of range"):
+        _query(created="0001-01-01T00:00:00+14:00")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,13 +13,22 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from certs import jws
 from certs.pki.bootstrap import Region
 from certs.pki.tls import client_context
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from node.errors import NotFoundError
-from node.exchange.messages import Outcome, QueryPayload, TemplateItem, b64url
-from node.exchange.requester import QUERY_PATH, Peer
+from node.exchange import params
+from node.exchange.messages import (
+    Outcome,
+    QueryPayload,
+    ReplyPayload,
+    TemplateItem,
+    b64url,
+    new_nonce,
+)
+from node.exchange.requester import QUERY_PATH, InvalidReplyError, Peer
 from tests.exchange.conftest import NodeHandle, peers_of
 
 
@@ -507,3 +517,66 @@ def test_a_query_answered_202_that_fails_is_not_kept(
     gc.collect()
     unretrieved = [r for r in caplog.records if "never retrieved" in r.getMessage()]
     assert unretrieved == []
+
+
+def test_a_query_dated_before_the_first_utc_instant_is_refused_and_logged(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    """``0001-01-01T00:00:00+14:00`` is valid ISO 8601 but precedes ``datetime.min`` in UTC:
+    a malformed query, refused and logged (it was a 500 with a traceback, and no log entry)."""
+    region, root = region_dir
+    th, idn = nodes["TH"], nodes["ID"]
+    wire = _query(th, "ID", probe(fingers[1][1])).wire()
+    wire["created"] = "0001-01-01T00:00:00+14:00"
+    material = region.nodes["TH"]
+    token = jws.sign(wire, material.signing_key, [material.signing_cert], typ=params.QUERY_TYP)
+    before = idn.log.size()
+    r = _post(th, root, idn, token)
+    assert r.status_code in (400, 422) and r.json()["error"] == "malformed_query", r.text
+    events = [json.loads(e.data) for e in idn.log.entries(before)]
+    assert [e.get("reason") for e in events if e["type"] == "query_refused"] == ["malformed_query"]
+
+
+@pytest.mark.parametrize(
+    "created",
+    [
+        datetime(2001, 1, 1, tzinfo=UTC),
+        datetime.now(UTC) + timedelta(days=365 * 50),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_a_reply_dated_outside_the_clock_difference_is_invalid(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+    created: datetime,
+) -> None:
+    """A correctly signed reply to the very query, dated long before it or in the future:
+    its time would go into the exchange log as the answer's, so it is refused."""
+    region, _ = region_dir
+    th = nodes["TH"]
+    query = _query(th, "MY", probe(fingers[1][1]))
+    reply = ReplyPayload.model_validate(
+        {
+            "query_id": query.query_id,
+            "requester": "TH",
+            "responder": "MY",
+            "created": created,
+            "nonce": new_nonce(),
+            "outcome": "no_hit",
+        }
+    )
+    material = region.nodes["MY"]
+    token = jws.sign(
+        reply.wire(), material.signing_key, [material.signing_cert], typ=params.REPLY_TYP
+    )
+    peer = Peer("MY", nodes["MY"].url)
+    with pytest.raises(InvalidReplyError, match="clock difference"):
+        th.requester._check_reply(token, peer, query)
+    now = reply.model_copy(update={"created": datetime.now(UTC)})
+    token = jws.sign(
+        now.wire(), material.signing_key, [material.signing_cert], typ=params.REPLY_TYP
+    )
+    assert th.requester._check_reply(token, peer, query) == now
