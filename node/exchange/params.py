@@ -37,9 +37,11 @@ POLL_FIRST_DELAY = 0.05
 POLL_BACKOFF = 2.0
 POLL_MAX_DELAY = 2.0
 
-#: Pooled connections of a node's requester to all peers together: a region's peers (tens)
-#: times a few concurrent officer queries each.
-MAX_PEER_CONNECTIONS = 100
+#: Pooled connections of a node's requester to each peer (each peer has its own pool): a few
+#: concurrent officer queries each. A peer that stalls holds only its own connections: with one
+#: pool of 100 for all peers, 150 queries to a stalled peer and a good one made the good one's
+#: answers wait for the stalled one's deadline, or time out unasked.
+MAX_CONNECTIONS_PER_PEER = 32
 #: Idle keep-alive connections to a peer are reused for this long (saves a TLS handshake per
 #: query, most of a loopback round trip), then closed.
 KEEPALIVE_EXPIRY_SECONDS = 30.0

@@ -13,13 +13,16 @@ trust anchors as the connection opens, before a byte of the query is sent: in th
 unrevoked (the CRL), a TLS certificate, of the country asked (``untrusted_peer`` otherwise);
 OpenSSL alone checks only the chain to the root and the host name, which a revoked key or
 another member's certificate for the same host passes. Pooled connections are dropped when
-the trust list or CRL changes. Whatever else goes wrong with one peer ("failed", the error's
-type logged here) never costs the other peers' results.
+the trust list or CRL changes (once the exchanges in flight on them are done). Each peer has
+its own connection pool. Whatever else goes wrong with one peer ("failed", the error's type
+logged here) never costs the other peers' results. Replies are logged once all are in, or,
+when the node stops first, those that are in and the others as ``cancelled``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import ssl
@@ -27,7 +30,8 @@ import time
 import uuid
 import weakref
 import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -48,7 +52,14 @@ from node.exchange.responder import ExchangeLog
 log = logging.getLogger(__name__)
 
 Status = Literal[
-    "answered", "timeout", "unreachable", "untrusted_peer", "http_error", "invalid_reply", "failed"
+    "answered",
+    "timeout",
+    "unreachable",
+    "untrusted_peer",
+    "http_error",
+    "invalid_reply",
+    "failed",
+    "cancelled",  # the node stopped (or the caller went away) first: in the exchange log only
 ]
 QUERY_PATH = "/peer/v1/queries"
 JOSE = "application/jose"
@@ -106,6 +117,18 @@ class UntrustedPeerError(Exception):
 
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
+#: The HTTP client to reach a peer through, held for one exchange.
+Lease = Callable[[Peer], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@dataclass
+class _Pooled:
+    """A pooled client of one peer: the anchors it was made under, the exchanges using it."""
+
+    client: httpx.AsyncClient
+    version: tuple[int, int]
+    users: int = 0
+    retired: bool = False  # replaced after a trust list or CRL change: close when unused
 
 
 def server_check(trust: TrustAnchors, country: str) -> Trace:
@@ -157,40 +180,49 @@ class Requester:
         self.log = exchange_log
         self.timeout = timeout
         self.pooled = pooled
-        self._clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, tuple[int, int]]
-        ] = weakref.WeakKeyDictionary()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Pooled]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _anchors_version(self) -> tuple[int, int]:
         return self.trust.trust_list.sequence, self.trust.crl.number
 
-    async def _client(self) -> httpx.AsyncClient:
-        """With ``pooled``: the running event loop's client (created on first use, kept for
-        keep-alive connections to the peers; close it with :meth:`aclose`). A new one once
-        the trust list or CRL changed: a connection is validated only as it opens."""
-        loop = asyncio.get_running_loop()
-        held = self._clients.get(loop)
+    @contextlib.asynccontextmanager
+    async def _lease(self, peer: Peer) -> AsyncIterator[httpx.AsyncClient]:
+        """With ``pooled``: the running event loop's client for ``peer`` (created on first use,
+        kept for keep-alive connections; close them with :meth:`aclose`). One client, and so
+        one connection limit, per peer: a peer that stalls holds its own connections only. A
+        new client once the trust list or CRL changed (a connection is validated only as it
+        opens); the old one is closed when the exchanges using it are done, not under them."""
+        clients = self._clients.setdefault(asyncio.get_running_loop(), {})
         version = self._anchors_version()
-        if held is not None and not held[0].is_closed and held[1] == version:
-            return held[0]
-        if held is not None:
-            await held[0].aclose()
-        client = self._new_client()
-        self._clients[loop] = (client, version)
-        return client
+        held = clients.get(peer.country)
+        if held is None or held.client.is_closed or held.version != version:
+            if held is not None:
+                held.retired = True
+                if held.users == 0:
+                    await held.client.aclose()
+            held = clients[peer.country] = _Pooled(
+                self._new_client(params.MAX_CONNECTIONS_PER_PEER), version
+            )
+        held.users += 1
+        try:
+            yield held.client
+        finally:
+            held.users -= 1
+            if held.retired and held.users == 0:
+                await held.client.aclose()
 
-    def _new_client(self) -> httpx.AsyncClient:
+    def _new_client(self, connections: int) -> httpx.AsyncClient:
         limits = httpx.Limits(
-            max_connections=params.MAX_PEER_CONNECTIONS,
-            keepalive_expiry=params.KEEPALIVE_EXPIRY_SECONDS,
+            max_connections=connections, keepalive_expiry=params.KEEPALIVE_EXPIRY_SECONDS
         )
         return httpx.AsyncClient(verify=self.tls, timeout=self.timeout, limits=limits)
 
     async def aclose(self) -> None:
-        """Close the running loop's pooled client (at shutdown)."""
-        held = self._clients.pop(asyncio.get_running_loop(), None)
-        if held is not None:
-            await held[0].aclose()
+        """Close the running loop's pooled clients (at shutdown)."""
+        for held in self._clients.pop(asyncio.get_running_loop(), {}).values():
+            await held.client.aclose()
 
     def sign_query(self, query: QueryPayload) -> str:
         return jws.sign(query.wire(), self.signing_key, self.signing_chain, typ=params.QUERY_TYP)
@@ -229,17 +261,22 @@ class Requester:
     ) -> list[PeerResult]:
         """Send the probe to every peer concurrently; one result per peer, in order."""
         if not self.pooled:
-            async with self._new_client() as client:
+            async with self._new_client(len(peers)) as client:
+
+                @contextlib.asynccontextmanager
+                async def shared(peer: Peer) -> AsyncIterator[httpx.AsyncClient]:
+                    yield client
+
                 return await self._query_peers(
-                    client, peers, purpose, modality, templates, case_ref, officer
+                    shared, peers, purpose, modality, templates, case_ref, officer
                 )
         return await self._query_peers(
-            await self._client(), peers, purpose, modality, templates, case_ref, officer
+            self._lease, peers, purpose, modality, templates, case_ref, officer
         )
 
     async def _query_peers(
         self,
-        c: httpx.AsyncClient,
+        lease: Lease,
         peers: Sequence[Peer],
         purpose: str,
         modality: str,
@@ -270,8 +307,33 @@ class Requester:
                 for peer, query in zip(peers, queries, strict=True)
             ]
         )
-        jobs = [self._exchange(c, peer, query) for peer, query in zip(peers, queries, strict=True)]
-        results = list(await asyncio.gather(*jobs))
+        start = time.perf_counter()
+        jobs = [
+            asyncio.ensure_future(self._exchange(lease, peer, query))
+            for peer, query in zip(peers, queries, strict=True)
+        ]
+        try:
+            results = list(await asyncio.gather(*jobs))
+        except asyncio.CancelledError:
+            # The node is stopping (or the caller went away): the replies already in, and the
+            # queries still out, are logged all the same; a peer may have answered a hit.
+            elapsed = (time.perf_counter() - start) * 1000
+            detail = "this node stopped waiting before the peer answered"
+            self._record_replies(
+                [
+                    job.result()
+                    if job.done() and not job.cancelled()
+                    else PeerResult(
+                        peer.country, str(q.query_id), "cancelled", elapsed, detail=detail
+                    )
+                    for job, peer, q in zip(jobs, peers, queries, strict=True)
+                ]
+            )
+            raise
+        self._record_replies(results)
+        return results
+
+    def _record_replies(self, results: Sequence[PeerResult]) -> None:
         received_at = datetime.now(UTC).isoformat()
         self.log.record_many(
             [
@@ -285,11 +347,8 @@ class Requester:
                 for r in results
             ]
         )
-        return results
 
-    async def _exchange(
-        self, client: httpx.AsyncClient, peer: Peer, query: QueryPayload
-    ) -> PeerResult:
+    async def _exchange(self, lease: Lease, peer: Peer, query: QueryPayload) -> PeerResult:
         start = time.perf_counter()
         qid = str(query.query_id)
 
@@ -300,11 +359,20 @@ class Requester:
         # httpx's own timeouts fire first and close the connection cleanly (a stalled TLS
         # handshake included); the outer deadline bounds the polling of a 202 as a whole.
         try:
-            async with asyncio.timeout(self.timeout + params.DEADLINE_GRACE_SECONDS):
+            async with (
+                lease(peer) as client,
+                asyncio.timeout(self.timeout + params.DEADLINE_GRACE_SECONDS),
+            ):
                 token = await self._post_and_poll(client, peer, self.sign_query(query))
         except UntrustedPeerError as exc:
             detail = f"its TLS certificate was refused ({exc.reason}); nothing was sent"
             return result("untrusted_peer", detail=detail)
+        except httpx.PoolTimeout:
+            detail = (
+                f"no connection to it free within {self.timeout:g} s: "
+                f"{params.MAX_CONNECTIONS_PER_PEER} queries to it are still out"
+            )
+            return result("timeout", detail=detail)
         except (TimeoutError, httpx.TimeoutException):
             return result("timeout", detail=f"no answer within {self.timeout:g} s")
         except (httpx.ConnectError, ssl.SSLError) as exc:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,10 +23,11 @@ from fastapi import FastAPI, Response
 
 from certs import jws
 from certs.pki.bootstrap import Region
+from certs.pki.revocation import crl_pem
 from certs.pki.tls import uvicorn_ssl_options
 from matcher.fingerprint.template import FingerprintTemplate
 from node.exchange import params
-from node.exchange.requester import QUERY_PATH, Peer
+from node.exchange.requester import QUERY_PATH, Peer, PeerResult, Requester
 from tests.exchange.conftest import NodeHandle, _free_port
 from tests.exchange.test_three_nodes import probe
 
@@ -49,15 +51,17 @@ def odd_certificate_token(region: Region, country: str, typ: str) -> str:
 
 
 @contextmanager
-def fake_peer(root: Path, answer: Callable[[], Response]) -> Iterator[str]:
-    """Serve ``answer()`` to every query over TLS with MY's certificate; yields the base URL."""
+def fake_peer(root: Path, answer: Callable[[], Response | Awaitable[Response]]) -> Iterator[str]:
+    """Serve ``answer()`` (awaited when it is a coroutine) to every query over TLS with MY's
+    certificate; yields the base URL."""
     app = FastAPI()
     calls: list[str] = []
 
     @app.post(QUERY_PATH)
     async def query() -> Response:
         calls.append("post")
-        return answer()
+        got = answer()
+        return await got if inspect.isawaitable(got) else got
 
     folder = root / "nodes" / "my"
     port = _free_port()
@@ -345,3 +349,135 @@ def test_an_error_body_nested_past_the_parsers_depth(
     with fake_peer(root, lambda: nested) as url:
         by, events = ask_both(nodes, url, fingers)
     assert _check_isolated(by, events, "http_error") == "HTTP 500"
+
+
+async def _stall() -> Response:
+    """A peer that takes 4 s, then says it is busy."""
+    await asyncio.sleep(4)
+    return Response(json.dumps({"error": "busy"}), status_code=503)
+
+
+def _pooled(th: NodeHandle, region: Region, timeout: float) -> Requester:
+    """TH's requester as a serving node has it (pooled), on trust anchors of its own."""
+    r = th.requester
+    return Requester(
+        country="TH",
+        trust=region.anchors(),
+        signing_key=r.signing_key,
+        signing_chain=r.signing_chain,
+        tls=r.tls,
+        exchange_log=r.log,
+        timeout=timeout,
+        pooled=True,
+    )
+
+
+def test_a_stalled_peer_holds_only_its_own_connections(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One pool for all peers: queries to a stalled peer took every connection, and a good
+    peer's answers waited for the stalled one's deadline or timed out unasked."""
+    region, root = region_dir
+    monkeypatch.setattr(params, "MAX_CONNECTIONS_PER_PEER", 2, raising=False)
+    monkeypatch.setattr(params, "MAX_PEER_CONNECTIONS", 2, raising=False)  # the old name
+    requester = _pooled(nodes["TH"], region, timeout=3.0)
+
+    async def four(url: str) -> list[list[PeerResult]]:
+        try:
+            return list(
+                await asyncio.gather(
+                    *(
+                        requester.query_peers(
+                            [Peer("MY", url), Peer("ID", nodes["ID"].url)],
+                            "border_control",
+                            "fingerprint",
+                            probe(fingers[1][1]),
+                        )
+                        for _ in range(4)
+                    )
+                )
+            )
+        finally:
+            await requester.aclose()
+
+    with fake_peer(root, _stall) as url:
+        runs = asyncio.run(four(url))
+    at_id = [r for run in runs for r in run if r.country == "ID"]
+    assert [r.status for r in at_id] == ["answered"] * 4, [r.detail for r in at_id]
+    assert max(r.elapsed_ms for r in at_id) < 2000
+    at_my = [r for run in runs for r in run if r.country == "MY"]
+    assert {r.status for r in at_my} == {"timeout"}
+
+
+def test_a_new_crl_spares_the_exchanges_in_flight(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    """A CRL re-issued while a query is out: the pooled client was closed under it, and a peer
+    that may have answered a hit was recorded as unreachable. New exchanges get a new client
+    (their connections are validated against the new CRL); those in flight finish."""
+    region, root = region_dir
+    requester = _pooled(nodes["TH"], region, timeout=5.0)
+
+    async def swap(url: str) -> tuple[list[PeerResult], list[PeerResult]]:
+        try:
+            first = asyncio.ensure_future(
+                requester.query_peers(
+                    [Peer("MY", url)], "border_control", "fingerprint", probe(fingers[1][1])
+                )
+            )
+            await asyncio.sleep(0.5)
+            number = requester.trust.crl.number
+            requester.trust.refresh_crl(crl_pem(region.ca.crl()))
+            assert requester.trust.crl.number > number
+            second = await requester.query_peers(
+                [Peer("ID", nodes["ID"].url)], "border_control", "fingerprint", probe(fingers[1][1])
+            )
+            return await first, second
+        finally:
+            await requester.aclose()
+
+    with fake_peer(root, _stall) as url:
+        first, second = asyncio.run(swap(url))
+    assert (first[0].status, first[0].detail) == ("http_error", "HTTP 503 busy")
+    assert second[0].status == "answered"
+
+
+def test_replies_in_and_queries_out_are_logged_when_the_node_stops_waiting(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    """A query cancelled (the node shutting down) after one peer answered a hit: the hit was
+    only in that peer's log. Now this node logs the replies it had, the others cancelled."""
+    _, root = region_dir
+    th = nodes["TH"]
+    before = th.log.size()
+
+    async def cancelled(url: str) -> None:
+        task = asyncio.ensure_future(
+            th.requester.query_peers(
+                [Peer("ID", nodes["ID"].url), Peer("MY", url)],
+                "border_control",
+                "fingerprint",
+                probe(fingers[1][1]),
+            )
+        )
+        await asyncio.sleep(1.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with fake_peer(root, _stall) as url:
+        asyncio.run(cancelled(url))
+    events = [json.loads(e.data) for e in th.log.entries(before)]
+    received = {e["peer"]: e for e in events if e["type"] == "reply_received"}
+    assert set(received) == {"ID", "MY"}
+    assert received["ID"]["status"] == "answered" and received["ID"]["outcome"] == "hit"
+    assert received["MY"]["status"] == "cancelled"
+    sent = {e["peer"]: e["query_id"] for e in events if e["type"] == "query_sent"}
+    assert {p: e["query_id"] for p, e in received.items()} == sent
