@@ -5,7 +5,7 @@ the gallery and the keys, so the user's machine needs neither. The node's URL de
 settings' host/port (https when ``tls_cert_file`` is set); ``--ca-file`` names the CA bundle
 that signed the node's certificate. The node's refusals become exit codes (README, "Exit
 codes"): 2 no token given, 3 bad input, 4 not found, 5 refused (token or role), 6 node
-unreachable or unavailable, 1 otherwise.
+unreachable, unavailable or not answering in time, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
 EXIT_UNREACHABLE = 6
 #: Exit code when no token was given.
 EXIT_NO_TOKEN = 2
+#: Seconds to open a connection to the node: it is local or on the agency's network, so a
+#: node that does not accept within this is down, however long its answer may take.
+CONNECT_TIMEOUT_S = 10.0
 
 
 class NodeRequestError(NodeError):
@@ -66,8 +69,11 @@ class NodeClient:
             )
         self.base = (url or _default_url(config)).rstrip("/")
         verify: Any = str(ca_file) if ca_file else True
+        self.timeout_s = timeout_s
         self._http = httpx.Client(
-            timeout=timeout_s, verify=verify, headers={"Authorization": f"Bearer {token}"}
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S)),
+            verify=verify,
+            headers={"Authorization": f"Bearer {token}"},
         )
 
     def __enter__(self) -> NodeClient:
@@ -81,6 +87,12 @@ class NodeClient:
         :class:`NodeRequestError` saying that the node refused ``what``."""
         try:
             response = self._http.request(method, self.base + path, **kwargs)
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:  # connected: it is up, but slow
+            raise NodeRequestError(
+                f"the node at {self.base} did not answer {what} within {self.timeout_s:g} s",
+                reason="node_timeout",
+                exit_code=EXIT_UNREACHABLE,
+            ) from exc
         except httpx.HTTPError as exc:
             raise NodeRequestError(
                 f"cannot reach the node at {self.base}: {exc}",

@@ -24,8 +24,10 @@ from node.cli._client import CaFileOption, NodeClient, NodeRequestError, TokenOp
 from node.cli._common import ConfigOption, JsonOption
 from node.errors import PeerError
 
-#: Seconds to wait for the node: peers' deadlines (30 s default) plus extraction.
-CLIENT_TIMEOUT_S = 90.0
+#: Seconds to wait for the node's answer by default: the longest peer deadline its settings
+#: allow (``peer_timeout_s`` <= 300 s) plus extraction and signing. At 90 s, a node whose
+#: peers were given 120 s answered after the command had given up and blamed the node.
+CLIENT_TIMEOUT_S = 330.0
 
 
 class QueryFailedError(NodeRequestError):
@@ -106,6 +108,10 @@ def query(
     ca_file: CaFileOption = None,
     config: ConfigOption = None,
     json_out: JsonOption = False,
+    timeout: Annotated[
+        float,
+        typer.Option(min=1, help="seconds to wait for the node's answer (exit 6 after)"),
+    ] = CLIENT_TIMEOUT_S,
 ) -> None:
     """Ask peer nodes whether they know the person in FILE(s): hit/no-hit per peer."""
     client = NodeClient(
@@ -113,7 +119,7 @@ def query(
         url=url,
         ca_file=ca_file,
         config=config,
-        timeout_s=CLIENT_TIMEOUT_S,
+        timeout_s=timeout,
         role="officer",
     )
     with client:

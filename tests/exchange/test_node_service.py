@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -328,6 +329,30 @@ def test_bdx_query_cli_exit_codes(
     assert no_token.returncode == 2 and "[no_token]" in no_token.stderr
 
 
+def test_bdx_query_waits_as_told_and_says_the_node_was_slow(
+    fingers: list[list[FingerprintTemplate]], tmp_path: Path
+) -> None:
+    """A node that accepts the connection and answers late (its peers' deadline may be up
+    to 300 s): ``--timeout`` bounds the wait, and the error says it did not answer in time,
+    not that it could not be reached (``bdx query`` gave up at 90 s and said so before)."""
+    probe = tmp_path / "probe.iso"
+    probe.write_bytes(iso19794_2.encode(fingers[1][1]))
+    with socket.socket() as server:  # accepts (the kernel's backlog), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        args = [*BDX, "query", str(probe), "--purpose", "border_control", "--to", "ID"]
+        env = {**os.environ, "BDX_TOKEN": "bdx_x"}
+        start = time.monotonic()
+        done = subprocess.run(
+            [*args, "--url", url, "--timeout", "2"], env=env, capture_output=True, text=True
+        )
+        waited = time.monotonic() - start
+    assert done.returncode == 6, done.stderr
+    assert "[node_timeout]" in done.stderr and "within 2 s" in done.stderr
+    assert 2 <= waited < 20
+
+
 def test_officer_query_body_errors(nodes: dict[str, ServiceNode]) -> None:
     both = {
         "peers": ["ID"],
@@ -563,3 +588,103 @@ def test_the_peer_port_serves_the_peer_routes_only(
         assert httpx.get(th.api_url + "/users/me", headers=headers).status_code == 200
         peer = client.post(th.peer_url + "/peer/v1/queries", content=b"x.y.z")
     assert peer.status_code in (400, 403, 422) and peer.json()["error"] != "not_found"
+
+
+def _ask_id_directly(
+    nodes: dict[str, ServiceNode], region: Any, items: list[Any]
+) -> dict[str, Any]:
+    """TH's signed query carrying ``items``, posted to ID's peer port (TH's officer-side
+    checks skipped, as a misbehaving member would); the signed reply's payload."""
+    from certs.pki.tls import client_context
+
+    _, root = region
+    requester = nodes["TH"].exchange.requester
+    token = requester.sign_query(
+        requester.build_query("ID", "border_control", "fingerprint", items)
+    )
+    folder = Path(root) / "nodes" / "th"
+    tls = client_context(folder / "tls.pem", folder / "tls.key", Path(root) / "root.pem")
+    with httpx.Client(verify=tls, timeout=30) as client:
+        r = client.post(
+            nodes["ID"].peer_url + "/peer/v1/queries",
+            content=token,
+            headers={"Content-Type": "application/jose"},
+        )
+    assert r.status_code == 200, r.text
+    body = r.text.split(".")[1]
+    payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return payload
+
+
+def _item(record: bytes) -> Any:
+    from node.exchange.messages import TemplateItem, b64url
+
+    return TemplateItem(
+        format="iso19794-2:2005", format_version=20, finger_position=1, data=b64url(record)
+    )
+
+
+def test_a_peer_query_of_more_finger_views_than_a_probe_has_is_refused(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """A record may hold 255 views and a query 11 records, each view a whole 1:N search (one
+    query was 2,805 searches for one unit of quota): at most MAX_FINGERS views in all."""
+    from dataclasses import replace
+
+    from node.services.search import MAX_FINGERS
+
+    view = replace(fingers[1][1], finger_position=0)
+    record = iso19794_2.encode_views([view] * (MAX_FINGERS + 1))
+    got = _ask_id_directly(nodes, region, [_item(record)])
+    assert (got["outcome"], got["reason"]) == ("refused", "unusable_template")
+    split = [_item(iso19794_2.encode_views([view] * 6)), _item(iso19794_2.encode_views([view] * 5))]
+    got = _ask_id_directly(nodes, region, split)
+    assert (got["outcome"], got["reason"]) == ("refused", "unusable_template")
+
+
+@pytest.mark.parametrize("points", ["none", "one point"])
+def test_a_peer_probe_with_too_few_distinct_minutiae_is_refused_not_a_no_hit(
+    nodes: dict[str, ServiceNode],
+    region: Any,
+    fingers: list[list[FingerprintTemplate]],
+    points: str,
+) -> None:
+    """A record with no minutiae, or all on one point, scores 0 against everything: it was a
+    signed no-hit (a quota unit spent on a search that could find nothing)."""
+    from dataclasses import replace
+
+    t = fingers[1][1]
+    n = 0 if points == "none" else 40
+    empty = replace(
+        t,
+        x=np.full(n, 100, np.float32),
+        y=np.full(n, 100, np.float32),
+        angle=np.zeros(n, np.float32),
+        kind=np.ones(n, np.uint8),
+        quality=np.full(n, 60, np.uint8),
+    )
+    got = _ask_id_directly(nodes, region, [_item(iso19794_2.encode(empty))])
+    assert (got["outcome"], got["reason"]) == ("refused", "unusable_template")
+
+
+def test_a_peer_probe_recorded_at_1000_ppi_finds_its_mate(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """The same finger as a 1000 ppi record (coordinates twice as far apart) was a signed
+    no-hit: the matcher compared it at its own scale. It is scaled to 500 ppi now."""
+    from dataclasses import replace
+
+    t = fingers[2][1]
+    fine = replace(
+        t,
+        x=t.x * 2,
+        y=t.y * 2,
+        width=2 * t.width + 1,
+        height=2 * t.height + 1,
+        resolution_ppi=1000,
+        orientation=None,
+    )
+    coarse = _ask_id_directly(nodes, region, [_item(iso19794_2.encode(t))])
+    got = _ask_id_directly(nodes, region, [_item(iso19794_2.encode(fine))])
+    assert coarse["outcome"] == "hit"
+    assert got["outcome"] == "hit", got
