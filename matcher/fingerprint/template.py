@@ -2,8 +2,10 @@
 
 Conventions (shared by every stage, the ISO codec and the matcher):
 
-* Coordinates are pixels of the image *at 500 ppi* (the extractor resamples first), origin at
-  the top-left corner, ``x`` to the right, ``y`` down. Stored as float32 arrays of shape (n,).
+* Coordinates are pixels of the image at ``resolution_ppi``, origin at the top-left corner,
+  ``x`` to the right, ``y`` down; float32 arrays of shape (n,). The extractor's templates are
+  at 500 ppi (it resamples first); a decoded record keeps its own resolution, and the matcher
+  scales it to 500 ppi when it prepares its search template.
 * ``angle`` is the minutia direction in radians in ``[0, 2π)``, measured counter-clockwise from
   the positive x axis as ISO/IEC 19794-2 defines it (so with ``y`` pointing down, a direction
   ``θ`` points towards ``(cos θ, -sin θ)`` in image coordinates). An ending points from its

@@ -25,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from matcher.errors import MatcherError
+from matcher.errors import MatcherError, QualityError
 from matcher.fingerprint import match
 from matcher.fingerprint.match import kernel as match_kernel
 from matcher.fingerprint.match import params as match_params
@@ -76,13 +76,21 @@ def warm_up() -> None:
 
 
 def prepare_checked(template: FingerprintTemplate | match.SearchTemplate) -> match.SearchTemplate:
-    """A prepared template; minutiae templates of another format/version are refused."""
+    """A prepared template; minutiae templates of another format/version, or with fewer than
+    ``params.MIN_TEMPLATE_MINUTIAE`` distinct minutiae, are refused."""
     if isinstance(template, match.SearchTemplate):
         return template
     if (template.format, template.format_version) != (MINUTIAE_FORMAT, MINUTIAE_VERSION):
         raise IncompatibleFormatError(
             f"minutiae format {template.format} v{template.format_version} is not "
             f"{MINUTIAE_FORMAT} v{MINUTIAE_VERSION}"
+        )
+    points = np.stack([template.x, template.y], axis=1)  # (n, 2) float32
+    distinct = len(np.unique(points, axis=0)) if template.count else 0
+    if distinct < params.MIN_TEMPLATE_MINUTIAE:
+        raise QualityError(
+            f"{distinct} distinct minutiae; at least {params.MIN_TEMPLATE_MINUTIAE} are needed",
+            reason="too_few_minutiae",
         )
     return match.prepare(template)
 

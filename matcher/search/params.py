@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from matcher.fingerprint.extract import params as extract_params
+
+#: Fewest distinct minutiae (positions) a fingerprint template needs to be searched or
+#: enrolled: the extractor's own floor. A record from elsewhere with none, or with all of them
+#: on one point, scores 0 against everything: as a probe a silent no-hit, as a record one
+#: that can never match yet counts in the gallery's size (tightening every FPIR threshold).
+MIN_TEMPLATE_MINUTIAE = extract_params.MIN_MINUTIAE
+
 #: Rows per face block. gemv streams the block once, so it need not fit in cache; what must stay
 #: in cache is the (block,) float32 score vector that the top-k step reads right after (256 KiB
 #: at 65536 rows: L2-sized). Larger blocks amortise the per-block Python overhead (~20 µs),

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pydantic import ValidationError
 from sqlalchemy import Engine, bindparam, select
 
-from matcher.errors import TemplateFormatError
+from matcher.errors import MatcherError, TemplateFormatError
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
@@ -37,7 +37,12 @@ from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
-from node.services.search import check_face_format, face_candidates, fingerprint_candidates
+from node.services.search import (
+    MAX_FINGERS,
+    check_face_format,
+    face_candidates,
+    fingerprint_candidates,
+)
 from node.services.search_pool import SearchPool
 from node.thresholds import face_search_threshold, fingerprint_search_threshold
 from policy.restrictions import RestrictionError, Restrictions, parse_restrictions
@@ -49,14 +54,22 @@ FINGERPRINT_FORMATS = frozenset({"iso19794-2:2005", "iso19794-2"})
 
 
 def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTemplate]:
-    """Every finger view of the probe; positions from the item when the record has none."""
+    """Every finger view of the probe; positions from the item when the record has none. At
+    most ``MAX_FINGERS`` views in all, as in officers' searches: each view is a whole 1:N
+    search, and a record may hold 255 of them (one query was 2,805 searches, a minute of the
+    node's CPU, for one unit of the peer's quota)."""
     out: list[FingerprintTemplate] = []
     for item in templates:
         if item.format not in FINGERPRINT_FORMATS:
             raise TemplateFormatError(
                 f"unsupported fingerprint format {item.format!r}", reason="unsupported_format"
             )
-        for view in iso19794_2.decode_all(item.raw()):
+        views = iso19794_2.decode_all(item.raw())
+        if len(out) + len(views) > MAX_FINGERS:
+            raise MatcherError(
+                f"a probe has at most {MAX_FINGERS} finger views", reason="too_many_fingers"
+            )
+        for view in views:
             if item.finger_position is not None and view.finger_position == 0:
                 view = replace(view, finger_position=item.finger_position)
             out.append(view)

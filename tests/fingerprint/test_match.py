@@ -310,3 +310,63 @@ def test_bad_inputs_raise_typed_errors() -> None:
         score_many(SearchTemplate(pa.descriptors, pa.inv_norm, pa.geometry, format="x"), good)
     with pytest.raises(TemplateFormatError):
         score_many(SearchTemplate(pa.descriptors[:, :7], pa.inv_norm, pa.geometry), good)
+
+
+def _at_ppi(t: FingerprintTemplate, ppi: int) -> FingerprintTemplate:
+    """``t`` (500 ppi) as a record of the same finger at ``ppi``, through the ISO codec."""
+    from dataclasses import replace
+
+    from matcher.fingerprint import iso19794_2
+
+    f = ppi / 500
+    scaled = replace(
+        t,
+        x=(t.x * f).astype(np.float32),
+        y=(t.y * f).astype(np.float32),
+        width=math.ceil(t.width * f) + 1,
+        height=math.ceil(t.height * f) + 1,
+        resolution_ppi=ppi,
+        orientation=None,
+    )
+    return iso19794_2.decode(iso19794_2.encode(scaled))
+
+
+@pytest.mark.parametrize("ppi", [1000, 250, 600])
+def test_a_record_at_another_resolution_is_matched_at_500_ppi(ppi: int) -> None:
+    """A 1000 ppi record of a mate scored at impostor level (coordinates twice as far apart:
+    0.001 against 0.25 on FVC); scaled to 500 ppi when prepared it scores like the original."""
+    a, b = _pair(0)
+    same = score(a, b)
+    assert same > 0.05
+    assert score(a, _at_ppi(b, ppi)) == pytest.approx(same, rel=0.35)
+    assert score(_at_ppi(a, ppi), b) == pytest.approx(same, rel=0.35)
+
+
+@pytest.mark.parametrize("ppi", [200, 2000])
+def test_an_implausible_resolution_is_refused(ppi: int) -> None:
+    from dataclasses import replace
+
+    a, _ = _pair(0)
+    with pytest.raises(TemplateFormatError) as err:
+        prepare(replace(a, resolution_ppi=ppi))
+    assert err.value.reason == "bad_resolution"
+
+
+def test_a_field_of_another_resolution_or_oversized_is_dropped() -> None:
+    """A 1000 ppi field's blocks are not the matcher's; a field wider than the largest image
+    the extractor accepts would inflate every record it is packed with."""
+    from dataclasses import replace
+
+    a, _ = _pair(0)
+    field = np.zeros((a.height // 16, a.width // 16), np.uint8)
+    assert prepare(replace(a, orientation=field)).field is not None
+    assert prepare(replace(a, orientation=field, resolution_ppi=1000)).field is None
+    blocks = P.MAX_FIELD_BLOCKS + 1
+    wide = replace(
+        a,
+        width=16 * blocks,
+        height=16,
+        y=np.zeros_like(a.y),
+        orientation=np.zeros((1, blocks), np.uint8),
+    )
+    assert prepare(wide).field is None

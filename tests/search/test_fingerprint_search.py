@@ -64,19 +64,23 @@ def _perturbed(t: FingerprintTemplate, seed: int) -> FingerprintTemplate:
 def test_one_to_many_equals_one_to_one(
     counts: list[int], probe_count: int, block_rows: int, threads: int, seed: int
 ) -> None:
+    # Prepared here: the search refuses templates with fewer than MIN_TEMPLATE_MINUTIAE
+    # distinct minutiae, and the kernel's edge cases (0, 1, 2 minutiae) are what this checks.
     gallery_t = [_template(seed + i, n) for i, n in enumerate(counts)]
+    gallery_p = [match.prepare(t) for t in gallery_t]
     probe = _template(seed + 100, probe_count)
+    probe_p = match.prepare(probe)
     with tempfile.TemporaryDirectory() as d, Gallery.create(d, fingerprint_schema()) as g:
         half = len(gallery_t) // 2  # two appends: ragged row lengths across segments
         for lo, hi in ((0, half), (half, len(gallery_t))):
             if hi > lo:
                 refs = [f"r{i}" for i in range(lo, hi)]
-                g.append(fingerprint_records(refs, refs, gallery_t[lo:hi]))
-        scores = fingerprint_scores(g, probe, threads=threads, block_rows=block_rows)
+                g.append(fingerprint_records(refs, refs, gallery_p[lo:hi]))
+        scores = fingerprint_scores(g, probe_p, threads=threads, block_rows=block_rows)
         ids = g.locate([f"r{i}" for i in range(len(gallery_t))])
         want = np.array([match.score(probe, t) for t in gallery_t], dtype=np.float32)
         np.testing.assert_array_equal(scores[ids], want)
-        res = search_fingerprint(g, probe, k=3, threads=threads, block_rows=block_rows)
+        res = search_fingerprint(g, probe_p, k=3, threads=threads, block_rows=block_rows)
         got = [(c.reference, c.score) for c in res.candidates]
         order = np.lexsort((np.arange(len(want)), -want))[:3]
         assert [r for r, _ in got] == [f"r{i}" for i in order]

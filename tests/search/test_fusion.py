@@ -58,7 +58,7 @@ def test_zero_scores_carry_no_evidence(tmp_path: Path) -> None:
     with Gallery.create(tmp_path, fingerprint_schema()) as g:
         refs = [f"f{i}" for i in range(40)]
         g.append(fingerprint_records(refs, refs, [f[0] for f in fingers], [1] * 40))
-        empty = _at(_subset(fingers[0][0], 1), 1)
+        empty = _at(_isolated(fingers[0][0]), 1)
         res = search_subjects(g, [empty, empty], k=3, target_fmr=0.5)
         assert res.candidates == () and res.hit is False
 
@@ -113,10 +113,13 @@ def _at(t, position: int):  # type: ignore[no-untyped-def]
     return replace(t, finger_position=position)
 
 
-def _subset(t, n: int):  # type: ignore[no-untyped-def]
-    """The template with only its first ``n`` minutiae (a valid, nearly empty probe)."""
+def _isolated(t):  # type: ignore[no-untyped-def]
+    """A valid probe whose minutiae lie too far apart to have neighbours: every cylinder is
+    invalid, so it scores 0 against everything (six of them, the fewest a search takes)."""
     from dataclasses import replace
 
-    return replace(
-        t, x=t.x[:n], y=t.y[:n], angle=t.angle[:n], kind=t.kind[:n], quality=t.quality[:n]
-    )
+    n = 6
+    step = (min(t.width, t.height) - 1) / 2
+    x = np.array([0, step, 2 * step, 0, step, 2 * step], np.float32)
+    y = np.array([0, 0, 0, 2 * step, 2 * step, 2 * step], np.float32)
+    return replace(t, x=x, y=y, angle=t.angle[:n], kind=t.kind[:n], quality=t.quality[:n])

@@ -56,12 +56,27 @@ def kept_indices(template: FingerprintTemplate) -> npt.NDArray[np.int64]:
 
 def prepare(template: FingerprintTemplate) -> SearchTemplate:
     """Cylinders and geometry of ``template`` (m minutiae -> descriptors (m, d) float32); its
-    orientation field, if any, as it is."""
+    orientation field, if any, as it is. Coordinates are brought to ``params.TEMPLATE_PPI``
+    first. A template of another resolution has no usable field (its blocks are not the
+    matcher's), nor has one larger than ``params.MAX_FIELD_BLOCKS``; the term is then 0."""
     if not isinstance(template, FingerprintTemplate):
         raise TemplateFormatError(f"expected a FingerprintTemplate, got {type(template).__name__}")
+    ppi = template.resolution_ppi
+    if not params.MIN_TEMPLATE_PPI <= ppi <= params.MAX_TEMPLATE_PPI:
+        raise TemplateFormatError(
+            f"resolution {ppi} ppi is outside {params.MIN_TEMPLATE_PPI}.."
+            f"{params.MAX_TEMPLATE_PPI} ppi",
+            reason="bad_resolution",
+        )
+    scale = params.TEMPLATE_PPI / ppi
+    field = template.orientation
+    if ppi != params.TEMPLATE_PPI or (
+        field is not None and max(field.shape) > params.MAX_FIELD_BLOCKS
+    ):
+        field = None
     order = kept_indices(template)
-    x = template.x[order].astype(np.float64)
-    y = -template.y[order].astype(np.float64)
+    x = template.x[order].astype(np.float64) * scale
+    y = -template.y[order].astype(np.float64) * scale
     theta = template.angle[order].astype(np.float64)
     m = x.shape[0]
     geometry = np.stack([x, y, np.cos(theta), np.sin(theta)], axis=1).astype(np.float32)
@@ -69,7 +84,7 @@ def prepare(template: FingerprintTemplate) -> SearchTemplate:
     if m == 0:
         empty = np.zeros((0, d), np.float32)
         return SearchTemplate(
-            empty, np.zeros(0, np.float32), geometry.reshape(0, 4), field=template.orientation
+            empty, np.zeros(0, np.float32), geometry.reshape(0, 4), field=field
         )
 
     pts = np.stack([x, y], axis=1)  # (m, 2)
@@ -110,5 +125,5 @@ def prepare(template: FingerprintTemplate) -> SearchTemplate:
     inv = np.zeros(m, np.float64)
     inv[norm > 0] = 1.0 / norm[norm > 0]
     return SearchTemplate(
-        desc.astype(np.float32), inv.astype(np.float32), geometry, field=template.orientation
+        desc.astype(np.float32), inv.astype(np.float32), geometry, field=field
     )

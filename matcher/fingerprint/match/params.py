@@ -227,6 +227,28 @@ FIELD_FULL_BLOCKS = 100
 #: two ridge periods; 1 byte a block). The kernel reads it from here.
 FIELD_BLOCK = template.FIELD_BLOCK
 
+# --- Resolution ---------------------------------------------------------------------------------
+
+#: Every distance above is in pixels of a 500 ppi image: the extractor's templates are at 500
+#: ppi, and a template of another resolution (an ISO/IEC 19794-2 or ANSI/NIST record from
+#: elsewhere, e.g. at 1000 ppi) has its coordinates scaled to it when prepared. Unscaled, a
+#: genuine 1000 ppi mate scored at impostor level (0.001 against 0.25).
+TEMPLATE_PPI = 500
+#: Resolutions a template may have: half to twice TEMPLATE_PPI (the range of fingerprint
+#: scanners and of the standards' 500 and 1000 ppi classes), widened by one pixel/cm (2.54 ppi)
+#: of rounding each way (ISO records store pixels/cm: 250 ppi reads back as 249, 1000 as 1001).
+#: Beyond it the scaled minutiae would be a fraction or a multiple of a ridge apart: refused
+#: (bad_resolution), not a no-hit.
+MIN_TEMPLATE_PPI = 248
+MAX_TEMPLATE_PPI = 1002
+#: Largest orientation field kept, in blocks per side: the field of the largest image the
+#: extractor accepts (1,600 px, ``extract.params.MAX_SIDE``, over FIELD_BLOCK). Fields are packed
+#: padded to the largest rows and columns in a batch, so a record claiming a 16,368 x 16 px
+#: image (1 x 1,023 blocks) beside one of 16 x 16,368 px made every record of a gallery segment
+#: carry a 1,023 x 1,023 field (87 times the segment's size, 40 times slower searches). A
+#: larger field is dropped (the term is then 0), like a field at another resolution.
+MAX_FIELD_BLOCKS = 100
+
 # --- Packing -----------------------------------------------------------------------------------
 
 #: Templates with more minutiae than this are cut to their best-quality ones when prepared:
