@@ -86,6 +86,10 @@ M1_MAX_ANGLE = DEGREES // M1_ANGLE_UNIT - 1
 M1_KINDS = {0: OTHER, 1: ENDING, 2: BIFURCATION}
 M1_MAX_QUALITY = 100
 M1_ITEMS = 6
+#: Largest value of any 9.137 item: coordinates are pixels of an image whose sides have at
+#: most 5 digits (9.128/9.129); angles and qualities are smaller. Larger is a broken record
+#: (an item beyond int64 was an OverflowError that ended a whole bulk load).
+M1_MAX_ITEM = 99_999
 #: M1 scale units (9.130): pixels per inch or per centimetre.
 SCALE_PPI, SCALE_PPCM = 1, 2
 LEGACY_KINDS = {b"A": ENDING, b"B": BIFURCATION, b"C": OTHER, b"D": OTHER}
@@ -182,7 +186,9 @@ def _m1(fields: dict[int, bytes], where: str) -> FingerprintTemplate:
     for i, row in enumerate(rows):
         if len(row) != M1_ITEMS:
             raise error(f"9.137 minutia {i + 1} has {len(row)} items, not {M1_ITEMS}", "bad_record")
-        values[i] = [number(item, f"9.137 minutia {i + 1}") for item in row]
+        items = [number(item, f"9.137 minutia {i + 1}") for item in row]
+        _check(max(items) <= M1_MAX_ITEM, f"9.137 minutia {i + 1} has an item above {M1_MAX_ITEM}")
+        values[i] = items
     _, x, y, angle, kind, quality = values.T
     _check(bool(np.all(angle <= M1_MAX_ANGLE)), "9.137 angle above 179 (units of 2°)")
     _check(bool(np.all(np.isin(kind, list(M1_KINDS)))), "9.137 minutia type not 0, 1 or 2")

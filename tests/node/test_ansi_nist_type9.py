@@ -193,6 +193,7 @@ M1_ERRORS: list[tuple[str, Edit, str]] = [
     ("angle", _first_row(US.join([b"1", b"10", b"10", b"180", b"1", b"50"])), "angle above"),
     ("type", _first_row(US.join([b"1", b"10", b"10", b"0", b"3", b"50"])), "type not 0, 1"),
     ("quality", _first_row(US.join([b"1", b"10", b"10", b"0", b"1", b"101"])), "quality above"),
+    ("huge", _first_row(US.join([b"1", b"9" * 20, b"10", b"0", b"1", b"50"])), "item above"),
     ("units", _set(130, b"0"), "resolution"),
     ("width", _drop(128), "9.128 HLL"),
     ("idc", _set(2, b"x"), "9.002 IDC"),
