@@ -30,6 +30,7 @@ from certs.pki.tls import peer_country
 from matcher.errors import BdxError
 from matcher.search.shards import busy
 from matcher.workers import usable_cpus
+from node.api.schemas.common import ErrorBody
 from node.errors import NotFoundError
 from node.exchange import params
 from node.exchange.messages import QueryPayload
@@ -49,7 +50,24 @@ from node.service_errors import (
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/peer/v1", tags=["peer"])
+#: What the peer routes' error statuses mean (bodies are :class:`ErrorBody`). Every route needs
+#: mutual TLS with a member's certificate (the peer listener asks for it in the handshake).
+PEER_ERRORS: dict[int, str] = {
+    400: "the body is not JSON (witness routes)",
+    403: "no client certificate, or it or the JWS's signer is refused: no_certificate, "
+    "not_in_trust_list, revoked, expired, wrong_country, bad_signature, malformed (a body "
+    "that is no compact JWS), bad_note (a checkpoint that does not verify)",
+    404: "no query of that id is pending for the caller (unknown_query)",
+    413: "the body is larger than the limit of its path",
+    422: "the request's values are refused (malformed_jws: a body that is not ASCII)",
+    500: "an unexpected failure on this node; its log has the details",
+    503: "this node's exchange or witness service is not available",
+}
+router = APIRouter(
+    prefix="/peer/v1",
+    tags=["peer"],
+    responses={s: {"model": ErrorBody, "description": d} for s, d in PEER_ERRORS.items()},
+)
 
 
 @dataclass
@@ -197,6 +215,13 @@ def _accepted(query_id: str) -> Response:
     responses={
         200: {"content": {JOSE: {}}, "description": "The signed reply (compact JWS)."},
         202: {"description": "Search still running; poll the Location."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The signed query: a compact JWS (typ bdx-query+jws) of a v1 query.",
+            "content": {JOSE: {"schema": {"type": "string"}}},
+        }
     },
 )
 async def receive_query(

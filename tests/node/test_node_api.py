@@ -371,6 +371,13 @@ def test_openapi_schema_is_typed(client: TestClient) -> None:
     assert body == {"$ref": "#/components/schemas/ErrorBody"}
     export = paths["/audit/log/export"]["get"]["responses"]["200"]["content"]
     assert {"application/json", "text/csv"} <= set(export)
+    # the peer routes: their body (a compact JWS) and the refusals peers really get
+    query = paths["/peer/v1/queries"]["post"]
+    assert "application/jose" in query["requestBody"]["content"]
+    assert {"403", "413", "422", "500"} <= set(query["responses"])
+    assert "revoked" in query["responses"]["403"]["description"]
+    assert "404" in paths["/peer/v1/queries/{query_id}"]["get"]["responses"]
+    assert {"400", "403", "503"} <= set(paths["/peer/v1/witness"]["post"]["responses"])
 
 
 def test_peer_query_body_limit_fits_the_largest_valid_query(client: TestClient) -> None:
