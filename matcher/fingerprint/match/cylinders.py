@@ -83,9 +83,7 @@ def prepare(template: FingerprintTemplate) -> SearchTemplate:
     d = descriptor_length()
     if m == 0:
         empty = np.zeros((0, d), np.float32)
-        return SearchTemplate(
-            empty, np.zeros(0, np.float32), geometry.reshape(0, 4), field=field
-        )
+        return SearchTemplate(empty, np.zeros(0, np.float32), geometry.reshape(0, 4), field=field)
 
     pts = np.stack([x, y], axis=1)  # (m, 2)
     off = cell_offsets()  # (C, 2)
@@ -124,6 +122,4 @@ def prepare(template: FingerprintTemplate) -> SearchTemplate:
     norm = np.sqrt((desc * desc).sum(axis=1))
     inv = np.zeros(m, np.float64)
     inv[norm > 0] = 1.0 / norm[norm > 0]
-    return SearchTemplate(
-        desc.astype(np.float32), inv.astype(np.float32), geometry, field=field
-    )
+    return SearchTemplate(desc.astype(np.float32), inv.astype(np.float32), geometry, field=field)
