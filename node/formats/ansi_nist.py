@@ -14,9 +14,10 @@ Type-9 records, one template per IDC: the INCITS 378 block when the record has o
 legacy NIST block (see :mod:`node.formats.ansi_nist_minutiae`). A record's IDC ties it to the
 image it describes, which also gives a legacy block its pixel grid. What is passed over (a
 Type-9 of vendor fields only, a second block of the same minutiae) is listed in ``notes``.
-Types 2, 13, 15 and 17 are skipped. A transaction with neither an image nor minutiae we can
-read raises :class:`AnsiNistError`. ``reason``: ``truncated``, ``bad_record``, ``bad_image``
-(WSQ data that cannot be decoded), ``no_images``, ``unsupported_compression``.
+Types 2, 13, 15 and 17 are skipped. Resolutions and image sizes are checked before any image
+is built (see :mod:`node.formats.ansi_nist_images`). A transaction with neither an image nor
+minutiae we can read raises :class:`AnsiNistError`. ``reason``: ``truncated``, ``bad_record``,
+``bad_image`` (WSQ data that cannot be decoded), ``no_images``, ``unsupported_compression``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from node.formats.ansi_nist_fields import (
 )
 from node.formats.ansi_nist_images import (
     MIN_SCANNING_PPI,
+    checked_size,
     image_file,
     type4_codec,
     type14_codec,
@@ -67,6 +69,9 @@ __all__ = [
 SUFFIXES = frozenset({".an2", ".eft", ".nist"})
 _TYPE4_HEADER = struct.Struct(">IBB6sBHHB")
 _TAGGED = frozenset({1, 2, 9, 10, 14, 13, 15, 17})
+#: Digits a field number may have: the standard's have three (``T.NNN``), nine leave room; a
+#: longer one is damaged (and past 4300 digits Python refuses to parse it).
+_FIELD_DIGITS = 9
 #: Type-4 finger position bytes left unused.
 _UNUSED_POSITION = 255
 #: Type-4 ISR byte: 1 when the image is at the native scanning resolution (1.011).
@@ -119,7 +124,7 @@ def _tagged(buf: bytes, pos: int, rtype: int) -> tuple[dict[int, bytes], int]:
     for item in body.split(GS):
         tag, sep, value = item.partition(b":")
         field_number = tag.split(b".")[-1]
-        if not sep or not field_number.isdigit():
+        if not sep or not field_number.isdigit() or len(field_number) > _FIELD_DIGITS:
             raise error(f"malformed field {item[:20]!r} in a type-{rtype} record", "bad_record")
         fields[int(field_number)] = value
     return fields, end
@@ -133,7 +138,8 @@ def _type4(buf: bytes, pos: int, native_ppi: int | None) -> tuple[NistImage, int
     if end > len(buf) or length < _TYPE4_HEADER.size:
         raise error("type-4 record runs past the end of the file", "truncated")
     ppi = native_ppi if isr == _NATIVE_RESOLUTION else MIN_SCANNING_PPI
-    data = image_file(type4_codec(gca), buf[pos + _TYPE4_HEADER.size : end], (width, height), ppi)
+    size = checked_size((width, height), "type-4 header")
+    data = image_file(type4_codec(gca), buf[pos + _TYPE4_HEADER.size : end], size, ppi)
     position = fgp[0] if fgp[0] != _UNUSED_POSITION else 0
     frame = Frame(width, height, ppi or MIN_SCANNING_PPI)
     return NistImage(4, position, data, idc, frame), end
@@ -144,11 +150,13 @@ def _type14(record: dict[int, bytes]) -> NistImage:
     ppi = type14_ppi(record)
     size = None
     if T14.HLL in record and T14.VLL in record:
-        size = (number(record[T14.HLL], "14.006 HLL"), number(record[T14.VLL], "14.007 VLL"))
+        hll, vll = number(record[T14.HLL], "14.006 HLL"), number(record[T14.VLL], "14.007 VLL")
+        size = checked_size((hll, vll), "14.006/14.007")
     data = image_file(type14_codec(record.get(T14.CGA)), record[IMAGE_DATA], size, ppi)
     idc = number(record.get(IDC, b"0"), "14.002 IDC")
     frame = Frame(*size, ppi or MIN_SCANNING_PPI) if size else None
-    return NistImage(14, int(fgp) if fgp.isdigit() else 0, data, idc, frame)
+    position = number(fgp, "14.013 FGP") if fgp.strip(b" ").isdigit() else 0
+    return NistImage(14, position, data, idc, frame)
 
 
 def read_transaction(buf: bytes) -> Transaction:

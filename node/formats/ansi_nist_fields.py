@@ -7,6 +7,7 @@ separated by US (0x1F). Every module of the reader raises :class:`AnsiNistError`
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum
 
 from matcher.errors import TemplateFormatError
@@ -15,6 +16,13 @@ FS, GS, RS, US = b"\x1c", b"\x1d", b"\x1e", b"\x1f"
 MM_PER_INCH = 25.4
 #: Fields every tagged record has in the same place: its IDC, and its image (types 10-17).
 IDC, IMAGE_DATA = 2, 999
+#: Digits of the largest number field read (leading zeros aside): no count, size, resolution
+#: or code of the standard needs more, and a longer one is damaged or hostile (it would not fit
+#: the readers' integer arrays, and past 4300 digits Python refuses to parse it).
+MAX_NUMBER_DIGITS = 9
+#: Resolutions read (ppi, 1.011 NSR or 14.008/14.009): outside them a field is damaged or hostile
+#: (the extractor takes 100-5000 ppi, templates at most 10 000; PNG cannot state 2**32).
+PPI_RANGE = (100, 10_000)
 
 
 class T1(IntEnum):
@@ -54,20 +62,31 @@ def first_item(value: bytes) -> bytes:
 
 
 def number(value: bytes, what: str) -> int:
-    """A non-negative decimal integer item; ``bad_record`` naming ``what`` otherwise."""
+    """A non-negative decimal integer item of at most ``MAX_NUMBER_DIGITS`` digits;
+    ``bad_record`` naming ``what`` otherwise."""
     text = value.strip(b" ")
     if not text.isdigit():
         raise error(f"{what} is not a non-negative integer ({value[:20]!r})", "bad_record")
+    if len(text.lstrip(b"0")) > MAX_NUMBER_DIGITS:
+        raise error(f"{what} has more than {MAX_NUMBER_DIGITS} digits", "bad_record")
     return int(text)
 
 
+def checked_ppi(ppi: float, what: str) -> int:
+    """``ppi`` in whole ppi; ``bad_record`` naming ``what`` unless finite and in ``PPI_RANGE``."""
+    low, high = PPI_RANGE
+    if not (math.isfinite(ppi) and low <= round(ppi) <= high):
+        raise error(f"{what}: resolution outside {low}..{high} ppi", "bad_record")
+    return round(ppi)
+
+
 def ppmm_to_ppi(value: bytes | None) -> int | None:
-    """A resolution in pixels per millimetre (Type-1 ``19.69``) in whole ppi; None when absent
-    or zero (a transaction without images writes ``00.00``)."""
+    """The Type-1 native scanning resolution (1.011 NSR, pixels per millimetre: ``19.69``) in
+    whole ppi; None when absent or zero (a transaction without images writes ``00.00``)."""
     if value is None:
         return None
     try:
         ppmm = float(first_item(value))
     except ValueError as exc:
-        raise error(f"resolution {value[:20]!r} is not a number", "bad_record") from exc
-    return round(ppmm * MM_PER_INCH) if ppmm > 0 else None
+        raise error("1.011 NSR is not a number", "bad_record") from exc
+    return None if ppmm == 0 else checked_ppi(ppmm * MM_PER_INCH, "1.011 NSR")

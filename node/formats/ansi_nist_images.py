@@ -15,7 +15,10 @@ JPEG (``JPEGL``, which Pillow cannot decode) and unknown codes raise
 
 Resolution: Type-4's ISR byte is 0 for the minimum scanning resolution (19.69 px/mm, 500 ppi)
 and 1 for the native one (Type-1 field 1.011); Type-14 states it in 14.008 (scale units: 1 px
-per inch, 2 px per cm, 0 none) and 14.009 (horizontal pixel scale).
+per inch, 2 px per cm, 0 none) and 14.009 (horizontal pixel scale). A stated resolution
+outside ``PPI_RANGE`` (:mod:`node.formats.ansi_nist_fields`), and a record's image size
+outside the image reader's limits (:func:`checked_size`: none empty, at most ``MAX_SIDE`` a
+side and ``DEFAULT_MAX_PIXELS`` in all), are ``bad_record`` before any image is built.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ import numpy as np
 from PIL import Image
 
 from matcher.imageio import DEFAULT_MAX_PIXELS, MAX_SIDE, load_grayscale
-from node.formats.ansi_nist_fields import MM_PER_INCH, T14, error, first_item, number
+from node.formats.ansi_nist_fields import (
+    MM_PER_INCH,
+    T14,
+    checked_ppi,
+    error,
+    first_item,
+    number,
+)
 
 #: 19.69 px/mm, the standard's minimum scanning resolution (Type-4 ISR 0).
 MIN_SCANNING_PPI = 500
@@ -106,19 +116,36 @@ def type14_codec(cga: bytes | None) -> Codec:
 
 
 def type14_ppi(record: dict[int, bytes]) -> int | None:
-    """The resolution of a Type-14 image in whole ppi (None when not stated)."""
+    """The resolution of a Type-14 image in whole ppi (None when not stated); ``bad_record``
+    when outside ``PPI_RANGE``."""
     if T14.SLC not in record or T14.HPS not in record:
         return None
     units, scale = number(record[T14.SLC], "14.008 SLC"), number(record[T14.HPS], "14.009 HPS")
     if units == SCALE_PPI and scale:
-        return scale
+        return checked_ppi(scale, "14.009 HPS")
     if units == SCALE_PPCM and scale:
-        return round(scale * CM_PER_INCH)
+        return checked_ppi(scale * CM_PER_INCH, "14.009 HPS")
     return None
 
 
+def checked_size(size: tuple[int, int], what: str) -> tuple[int, int]:
+    """``size`` (width, height) from a record's fields; ``bad_record`` naming ``what`` unless
+    each side is 1..``MAX_SIDE`` and the pixels at most ``DEFAULT_MAX_PIXELS`` (the image
+    reader's limits)."""
+    width, height = size
+    if (
+        not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE)
+        or width * height > DEFAULT_MAX_PIXELS
+    ):
+        raise error(
+            f"{what}: image of {width}x{height} pixels is empty or exceeds the limits", "bad_record"
+        )
+    return size
+
+
 def image_file(codec: Codec, data: bytes, size: tuple[int, int] | None, ppi: int | None) -> bytes:
-    """An image file of ``data``; ``size`` (width, height) is the record's, when it has one."""
+    """An image file of ``data``; ``size`` (width, height) is the record's, when it has one
+    (checked by the caller: :func:`checked_size`)."""
     if codec is Codec.FILE:
         return data if ppi is None or _file_ppi(data) == ppi else _png(_pixels(data), ppi)
     if codec is Codec.WSQ:
