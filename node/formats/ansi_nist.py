@@ -14,10 +14,13 @@ Type-9 records, one template per IDC: the INCITS 378 block when the record has o
 legacy NIST block (see :mod:`node.formats.ansi_nist_minutiae`). A record's IDC ties it to the
 image it describes, which also gives a legacy block its pixel grid. What is passed over (a
 Type-9 of vendor fields only, a second block of the same minutiae) is listed in ``notes``.
-Types 2, 13, 15 and 17 are skipped. Resolutions and image sizes are checked before any image
-is built (see :mod:`node.formats.ansi_nist_images`). A transaction with neither an image nor
-minutiae we can read raises :class:`AnsiNistError`. ``reason``: ``truncated``, ``bad_record``,
-``bad_image`` (WSQ data that cannot be decoded), ``no_images``, ``unsupported_compression``.
+Types 2, 13, 15 and 17 are skipped: only their length field is read (Type-2 holds names and
+dates of birth), so what they hold can neither reject a transaction nor reach a message.
+Resolutions and image sizes are checked before any image is built (see
+:mod:`node.formats.ansi_nist_images`). A transaction with neither an image nor minutiae we can
+read raises :class:`AnsiNistError`. ``reason``: ``truncated``, ``bad_record``, ``bad_image``
+(WSQ data that cannot be decoded), ``no_images``, ``unsupported_compression``. Its message
+names record types and field numbers, never a field's contents.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ __all__ = [
 SUFFIXES = frozenset({".an2", ".eft", ".nist"})
 _TYPE4_HEADER = struct.Struct(">IBB6sBHHB")
 _TAGGED = frozenset({1, 2, 9, 10, 14, 13, 15, 17})
+#: Tagged records passed over: their fields are not parsed.
+_SKIPPED = frozenset({2, 13, 15, 17})
 #: Digits a field number may have: the standard's have three (``T.NNN``), nine leave room; a
 #: longer one is damaged (and past 4300 digits Python refuses to parse it).
 _FIELD_DIGITS = 9
@@ -100,8 +105,8 @@ class Transaction:
     notes: list[str] = field(default_factory=list)
 
 
-def _tagged(buf: bytes, pos: int, rtype: int) -> tuple[dict[int, bytes], int]:
-    """Fields of the tagged record at ``pos`` (by field number) and the next record's offset."""
+def _record_end(buf: bytes, pos: int, rtype: int) -> int:
+    """The offset after the tagged record at ``pos``, from its length field (``T.001``)."""
     head = buf[pos : pos + 32].split(GS, 1)[0].split(FS, 1)[0]
     try:
         tag, value = head.split(b":", 1)
@@ -111,9 +116,14 @@ def _tagged(buf: bytes, pos: int, rtype: int) -> tuple[dict[int, bytes], int]:
         ok = False
     if not ok:
         raise error(f"record of type {rtype} at byte {pos} has no length field", "bad_record")
-    end = pos + length
-    if end > len(buf):
+    if pos + length > len(buf):
         raise error(f"type-{rtype} record runs past the end of the file", "truncated")
+    return pos + length
+
+
+def _tagged(buf: bytes, pos: int, rtype: int) -> tuple[dict[int, bytes], int]:
+    """Fields of the tagged record at ``pos`` (by field number) and the next record's offset."""
+    end = _record_end(buf, pos, rtype)
     body = buf[pos : end - 1]
     fields: dict[int, bytes] = {}
     image_tag = b"%d.%03d:" % (rtype, IMAGE_DATA)
@@ -121,11 +131,11 @@ def _tagged(buf: bytes, pos: int, rtype: int) -> tuple[dict[int, bytes], int]:
     if image_at >= 0:
         fields[IMAGE_DATA] = body[image_at + len(image_tag) :]
         body = body[:image_at].rstrip(GS)
-    for item in body.split(GS):
+    for index, item in enumerate(body.split(GS), 1):
         tag, sep, value = item.partition(b":")
         field_number = tag.split(b".")[-1]
         if not sep or not field_number.isdigit() or len(field_number) > _FIELD_DIGITS:
-            raise error(f"malformed field {item[:20]!r} in a type-{rtype} record", "bad_record")
+            raise error(f"field {index} of a type-{rtype} record has no valid tag", "bad_record")
         fields[int(field_number)] = value
     return fields, end
 
@@ -173,6 +183,8 @@ def read_transaction(buf: bytes) -> Transaction:
         if rtype == 4:
             image, pos = _type4(buf, pos, native_ppi)
             images.append(image)
+        elif rtype in _SKIPPED:
+            pos = _record_end(buf, pos, rtype)
         elif rtype in _TAGGED:
             record, pos = _tagged(buf, pos, rtype)
             if rtype == 14 and IMAGE_DATA in record:

@@ -63,10 +63,10 @@ def first_item(value: bytes) -> bytes:
 
 def number(value: bytes, what: str) -> int:
     """A non-negative decimal integer item of at most ``MAX_NUMBER_DIGITS`` digits;
-    ``bad_record`` naming ``what`` otherwise."""
+    ``bad_record`` naming ``what`` (never quoting the value) otherwise."""
     text = value.strip(b" ")
     if not text.isdigit():
-        raise error(f"{what} is not a non-negative integer ({value[:20]!r})", "bad_record")
+        raise error(f"{what} is not a non-negative integer", "bad_record")
     if len(text.lstrip(b"0")) > MAX_NUMBER_DIGITS:
         raise error(f"{what} has more than {MAX_NUMBER_DIGITS} digits", "bad_record")
     return int(text)

@@ -96,6 +96,8 @@ _TYPE14 = {
     b"JP2L": Codec.FILE,
     b"PNG": Codec.FILE,
 }
+#: Type-14 compressions of the standard this reader does not decode (named in the refusal).
+_TYPE14_UNSUPPORTED = frozenset({b"JPEGL"})
 
 
 def type4_codec(gca: int) -> Codec:
@@ -110,8 +112,11 @@ def type14_codec(cga: bytes | None) -> Codec:
     if cga is None:
         return Codec.FILE
     name = first_item(cga).strip().upper()
-    if name not in _TYPE14:
-        raise error(f"type-14 compression {name!r} is not supported", "unsupported_compression")
+    if name not in _TYPE14:  # the field is quoted only when it is a name of the standard's
+        which = name.decode() + " " if name in _TYPE14_UNSUPPORTED else ""
+        raise error(
+            f"type-14 compression {which}(14.011) is not supported", "unsupported_compression"
+        )
     return _TYPE14[name]
 
 

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from nist_support import png, tagged, transaction, type4, type14
+from node_support import cli
 from PIL import Image
+from sqlalchemy.orm import Session
 
 from matcher.synthetic import make_impression, make_master
 from node.formats.ansi_nist import GS, AnsiNistError, read_transaction
@@ -118,3 +122,54 @@ def test_hostile_transactions_are_rejected_files_of_a_load(
         ("erin/card.an2", "bad_record"),
     ]
     assert "Traceback" not in done.stderr
+
+
+def _leaky_files(root: Path, finger: np.ndarray) -> None:
+    """case-1: a malformed Type-2 (skipped) and a good finger; case-2..4: personal data in a
+    malformed field, a size field and a compression field of the Type-14."""
+    t2 = _raw_tagged(2, GS + b"2.002:00" + GS + b"2.018 " + PERSONAL)
+    good = type14(png(finger), 1)
+    (root / "case-1.an2").write_bytes(transaction([(2, t2), (14, good)]))
+    bad_field = _raw_tagged(14, GS + b"14.002:1" + GS + PERSONAL + GS + b"14.999:" + png(finger))
+    (root / "case-2.an2").write_bytes(transaction([(14, bad_field)]))
+    (root / "case-3.an2").write_bytes(transaction([(14, _raw14(PERSONAL, b"1"))]))
+    (root / "case-4.an2").write_bytes(transaction([(14, type14(png(finger), 1, cga=PERSONAL))]))
+
+
+def test_no_rejection_quotes_a_record(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    finger: np.ndarray,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Type-2 field without its colon rejected the transaction (Type-2 is skipped) and the
+    report quoted it: ``malformed field b'2.018 DOE, JOHN 1980'``; so did the other errors of a
+    field's value. Now the Type-2 is passed over unread and errors name field numbers only."""
+    root = tmp_path / "nist"
+    root.mkdir()
+    _leaky_files(root, finger)
+    caplog.set_level(logging.DEBUG)
+    code, out, err = cli(["gallery", "load", str(root), "--json", "--workers", "1"], capsys)
+    assert code == 3, err
+    report: dict[str, Any] = json.loads(out)
+    assert report["enrolled"] == 1
+    assert [(f["file"], f["error"]) for f in report["failed"]] == [
+        ("case-2.an2", "bad_record"),
+        ("case-3.an2", "bad_record"),
+        ("case-4.an2", "unsupported_compression"),
+    ]
+    for text in (out, err, caplog.text):
+        assert "DOE" not in text and "1980" not in text
+    code, out, err = cli(["gallery", "load", str(root), "--workers", "1"], capsys)  # text report
+    assert code == 3 and "DOE" not in out + err
+
+
+def test_skipped_records_are_not_parsed(finger: np.ndarray) -> None:
+    """Types 2, 13, 15 and 17 are passed over by their length field alone: fields without a
+    tag or colon, as a damaged (or hostile) writer leaves them, reject nothing."""
+    garbage = GS + PERSONAL + GS + b"\xff\x00:" + GS
+    records = [(t, _raw_tagged(t, garbage)) for t in (2, 13, 15, 17)]
+    found = read_transaction(transaction([*records, (14, type14(png(finger), 3))]))
+    assert [(i.record_type, i.finger_position) for i in found.images] == [(14, 3)]
