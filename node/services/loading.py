@@ -15,7 +15,10 @@ extracted and their Type-9 minutiae taken as they are, and fingerprints prepared
 report, when its subject id (folder or file name) is one the database would not take
 (``bad_subject``), it is larger than ``MAX_FILE_BYTES`` (``too_large``, before it is read), it
 cannot be read (``unreadable_file``) or decoded, yields no template or falls under the
-quality gate. Entries of no loadable kind are listed as passed over.
+quality gate. A reader that fails on a file in a way it does not report (a defect, found on
+hostile input) rejects that file alone (``unreadable_file``, naming and logging the error's
+type only: its message may quote the file); the node's storage failing still stops the load.
+Entries of no loadable kind are listed as passed over.
 
 What is skipped is what the database holds: a subject erased (``DELETE /subjects/{id}``) is
 enrolled again if its files are loaded again; the erasure keeps no trace of the files, so
@@ -32,14 +35,17 @@ transaction passes over (vendor-only Type-9 records, duplicate encodings) is rep
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 import re
 import time
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -79,6 +85,8 @@ NOTE_NOT_READ = "not_read"
 NOTE_MINUTIAE_USED = "minutiae_used"
 #: Reason of a file (or subject folder) that could not be read.
 UNREADABLE = "unreadable_file"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,8 @@ def process(job: _Job) -> _Processed | Rejection:
         return Rejection(job.file.label, exc.reason, exc.message)
     except OSError as exc:  # removed or made unreadable since it was listed
         return _unreadable(job.file.label, exc)
+    except Exception as exc:  # a reader's defect: this file only (no storage is written here)
+        return _undecodable(job.file.label, exc)
 
 
 def process_many(jobs: Sequence[_Job]) -> list[_Processed | Rejection]:
@@ -223,6 +233,15 @@ class LoadStoppedError(NodeError):
 
 def _unreadable(label: str, exc: OSError) -> Rejection:
     return Rejection(label, UNREADABLE, f"cannot read ({exc.strerror})")
+
+
+def _undecodable(label: str, exc: Exception) -> Rejection:
+    """A file on which a reader failed unexpectedly: the error's type and where it was raised
+    are logged and reported, never its message (it may quote the file's contents)."""
+    last = list(traceback.walk_tb(exc.__traceback__))[-1:]
+    where = "".join(f" at {Path(f.f_code.co_filename).name}:{line}" for f, line in last)
+    logger.error("gallery load: %s: reader failed (%s%s)", label, type(exc).__name__, where)
+    return Rejection(label, UNREADABLE, f"cannot decode ({type(exc).__name__}{where})")
 
 
 def _refusal(file: SourceFile) -> Rejection | None:

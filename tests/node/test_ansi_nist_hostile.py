@@ -4,6 +4,7 @@ load, and no rejection quotes what a record holds (Type-2 holds names and dates 
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 from nist_support import png, tagged, transaction, type4, type14
-from node_support import cli
+from node_support import cli, load_json
 from PIL import Image
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from matcher.synthetic import make_impression, make_master
+from node.db.models import TemplateRecord
 from node.formats.ansi_nist import GS, AnsiNistError, read_transaction
 from node.settings import Settings
 
@@ -173,3 +176,65 @@ def test_skipped_records_are_not_parsed(finger: np.ndarray) -> None:
     records = [(t, _raw_tagged(t, garbage)) for t in (2, 13, 15, 17)]
     found = read_transaction(transaction([*records, (14, type14(png(finger), 3))]))
     assert [(i.record_type, i.finger_position) for i in found.images] == [(14, 3)]
+
+
+def test_a_reader_defect_rejects_one_file(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    finger: np.ndarray,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected error of a reader (here Pillow's, on one image size) is that file's
+    rejection, naming and logging the error's type, never its message; the load goes on. It
+    ended the load with a traceback and nothing loaded."""
+    root = tmp_path / "nist"
+    root.mkdir()
+    odd = np.zeros((37, 41), np.uint8)
+    (root / "case-1.an2").write_bytes(transaction([(14, type14(png(finger), 1))]))
+    (root / "case-2.an2").write_bytes(transaction([(14, _raw14(b"41", b"37", odd.tobytes()))]))
+    fromarray = Image.fromarray
+
+    def broken_on_odd_sizes(pixels: np.ndarray, *args: Any, **kwargs: Any) -> Image.Image:
+        if pixels.shape == odd.shape:
+            raise OverflowError(f"cannot convert {PERSONAL.decode()}")
+        return fromarray(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "fromarray", broken_on_odd_sizes)
+    caplog.set_level(logging.INFO)
+    code, out = load_json(root, capsys)
+    assert code == 3
+    assert out["enrolled"] == 1
+    (failed,) = out["failed"]
+    assert (failed["file"], failed["error"]) == ("case-2.an2", "unreadable_file")
+    assert "OverflowError" in failed["detail"] and "OverflowError" in caplog.text
+    assert "DOE" not in json.dumps(out) + caplog.text
+
+
+def test_storage_failures_still_stop_a_load_with_hostile_files(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    finger: np.ndarray,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-file rejection of reader errors keeps the node's own disk failing as the end of
+    the load (exit 7, nothing half-enrolled)."""
+    from node.services.galleries import GallerySet
+
+    root = tmp_path / "nist"
+    root.mkdir()
+    (root / "case-1.an2").write_bytes(transaction([(14, type14(png(finger), 1))]))
+    (root / "case-2.an2").write_bytes(HOSTILE["nsr-1e10"](finger))
+
+    def disk_full(self: GallerySet, schema: object, batch: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(GallerySet, "append", disk_full)
+    code, _, err = cli(["gallery", "load", str(root), "--json", "--workers", "1"], capsys)
+    assert code == 7, err
+    assert "[storage_error]" in err
+    assert session.execute(select(TemplateRecord.id)).all() == []
