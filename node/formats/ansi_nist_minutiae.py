@@ -257,14 +257,14 @@ def _legacy_minutia(row: Sequence[bytes], index: int) -> tuple[list[int], int, i
     number(row[0], f"{where} index")
     code = row[1].strip()
     if len(code) != LEGACY_XYT_DIGITS or not code.isdigit():
-        raise error(f"{where}: {code[:20]!r} is not XXXXYYYYTTT", "bad_record")
+        raise error(f"{where}: the position is not XXXXYYYYTTT", "bad_record")
     theta = int(code[LEGACY_THETA])
     _check(theta < DEGREES, f"{where}: angle {theta} is not below 360")
     nist_quality = number(row[2], f"{where} quality")
     _check(nist_quality <= LEGACY_WORST, f"{where}: quality {nist_quality} is above 63")
     kind = LEGACY_KINDS.get(row[3].strip())
     if kind is None:
-        raise error(f"{where}: type {row[3][:5]!r} is not A, B, C or D", "bad_record")
+        raise error(f"{where}: the type is not A, B, C or D", "bad_record")
     for pair in row[LEGACY_MIN_ITEMS:]:
         neighbour, comma, count = pair.partition(b",")
         _check(
