@@ -1,9 +1,10 @@
 """Safe image decoding for every extractor: size checks before decoding, clear typed errors.
 
 Pillow reads the dimensions from the header first, so a decompression bomb (a small file that
-declares a huge image) is refused before any pixel is decoded. Decoding honours the EXIF
-orientation tag and converts every mode (palette, alpha, CMYK, 16-bit, float, 1-bit) to 8-bit
-grayscale or RGB. Integer samples wider than 8 bits are scaled from the full range of the
+declares a huge image) is refused before any pixel is decoded; a caller may tighten the limit
+per side for the file's stated resolution (``side_limit``: the fingerprint extractor takes one
+finger, not a ten-print card). Decoding honours the EXIF orientation tag and converts every
+mode (palette, alpha, CMYK, 16-bit, float, 1-bit) to 8-bit grayscale or RGB. Integer samples wider than 8 bits are scaled from the full range of the
 smallest bit depth that holds them (so 10-, 12- and 14-bit data in 16-bit files keep their
 contrast).
 
@@ -24,6 +25,7 @@ import os
 import stat
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,9 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 )
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str]
+#: A caller's largest accepted side in pixels, given the resolution the file states (its
+#: plausible ppi, or None): checked against the header before any pixel is decoded.
+SideLimit = Callable[[float | None], int]
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,9 @@ def _read(source: Source, max_bytes: int) -> bytes:
     return data
 
 
-def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str, float | None]:
+def _open(
+    data: bytes, max_pixels: int, side_limit: SideLimit | None
+) -> tuple[Image.Image, str, float | None]:
     """Open, check the declared size, decode and orient. Returns (image, format, ppi)."""
     try:
         with warnings.catch_warnings():
@@ -120,15 +127,8 @@ def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str, float | None]
         raise ImageError("declared image size is too large", reason="too_large") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"unreadable image header ({exc})", reason="not_an_image") from exc
-    width, height = img.size
-    if width <= 0 or height <= 0:
-        raise ImageError(f"image has no pixels ({width}x{height})", reason="empty_image")
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
-        raise ImageError(
-            f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels "
-            f"or {MAX_SIDE} per side",
-            reason="too_large",
-        )
+    max_side = side_limit(_ppi(img)) if side_limit is not None else MAX_SIDE
+    _check_size(img.size, max_pixels, max_side)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -140,6 +140,25 @@ def _open(data: bytes, max_pixels: int) -> tuple[Image.Image, str, float | None]
         raise ImageError(f"image data is truncated or corrupt ({exc})", reason="truncated") from exc
     fmt, ppi = str(img.format or "unknown"), _ppi(img)
     return (oriented if oriented is not None else img), fmt, ppi
+
+
+def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:
+    """Refuse a declared (width, height) that is empty or beyond the limits."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"image has no pixels ({width}x{height})", reason="empty_image")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > max_pixels:
+        raise ImageError(
+            f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels "
+            f"or {MAX_SIDE} per side",
+            reason="too_large",
+        )
+    if max(width, height) > max_side:
+        raise ImageError(
+            f"image of {width}x{height} pixels exceeds the limit of {max_side} per side "
+            "at its resolution",
+            reason="too_large",
+        )
 
 
 def _ppi(img: Image.Image) -> float | None:
@@ -208,9 +227,11 @@ def _convert(img: Image.Image, gray: bool) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(arr)
 
 
-def _decode(source: Source, gray: bool, max_bytes: int, max_pixels: int) -> DecodedImage:
+def _decode(
+    source: Source, gray: bool, max_bytes: int, max_pixels: int, side_limit: SideLimit | None
+) -> DecodedImage:
     data = _read(source, max_bytes)
-    img, fmt, ppi = _open(data, max_pixels)
+    img, fmt, ppi = _open(data, max_pixels, side_limit)
     return DecodedImage(pixels=_convert(img, gray), ppi=ppi, format=fmt)
 
 
@@ -219,9 +240,14 @@ def load_grayscale(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    side_limit: SideLimit | None = None,
 ) -> DecodedImage:
-    """Decode ``source`` (bytes or a path) to an 8-bit grayscale image, pixels (H, W) uint8."""
-    return _decode(source, True, max_bytes, max_pixels)
+    """Decode ``source`` (bytes or a path) to an 8-bit grayscale image, pixels (H, W) uint8.
+
+    ``side_limit`` (optional) gives the largest side accepted for the file's stated resolution;
+    a larger image is ``too_large`` from its header, before any pixel is decoded.
+    """
+    return _decode(source, True, max_bytes, max_pixels, side_limit)
 
 
 def load_rgb(
@@ -229,6 +255,10 @@ def load_rgb(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    side_limit: SideLimit | None = None,
 ) -> DecodedImage:
-    """Decode ``source`` (bytes or a path) to 8-bit RGB, pixels (H, W, 3) uint8, upright."""
-    return _decode(source, False, max_bytes, max_pixels)
+    """Decode ``source`` (bytes or a path) to 8-bit RGB, pixels (H, W, 3) uint8, upright.
+
+    ``side_limit`` as for :func:`load_grayscale`.
+    """
+    return _decode(source, False, max_bytes, max_pixels, side_limit)

@@ -19,6 +19,13 @@ def _png(arr: np.ndarray, mode: str | None = None, **save: object) -> bytes:
     return buf.getvalue()
 
 
+def _header_only_png(width: int, height: int, ppi: float | None = None) -> bytes:
+    """A valid PNG header declaring width x height (and ppi), with one pixel of data behind."""
+    small = _png(np.zeros((1, 1), dtype=np.uint8), **({"dpi": (ppi, ppi)} if ppi else {}))
+    ihdr = struct.pack(">II", width, height) + small[24:29]
+    return small[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + small[33:]
+
+
 def _gradient() -> np.ndarray:
     return np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))
 
@@ -76,13 +83,31 @@ def test_file_too_large() -> None:
 
 def test_decompression_bomb_refused_before_decoding() -> None:
     # A valid PNG header declaring 100000 x 100000 pixels, with no pixel data behind it.
-    small = _png(np.zeros((1, 1), dtype=np.uint8))
-    ihdr = struct.pack(">II", 100_000, 100_000) + small[24:29]
-    crc = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    bomb = small[:16] + ihdr + crc + small[33:]
     with pytest.raises(ImageError) as info:
-        imageio.load_grayscale(bomb)
+        imageio.load_grayscale(_header_only_png(100_000, 100_000))
     assert info.value.reason == "too_large"
+
+
+def test_a_callers_side_limit_refuses_from_the_header() -> None:
+    """The limit is asked with the file's resolution and applied before decoding: a header
+    within it reaches the (missing) pixel data, one beyond it does not."""
+    asked: list[float | None] = []
+
+    def limit(ppi: float | None) -> int:
+        asked.append(ppi)
+        return 3000 if ppi == 1000.0 else 1500
+
+    for load in (imageio.load_grayscale, imageio.load_rgb):
+        for (width, height, ppi), reason in [
+            ((3000, 64, 1000), "truncated"),
+            ((64, 3001, 1000), "too_large"),
+            ((1500, 64, None), "truncated"),
+            ((1501, 64, None), "too_large"),
+        ]:
+            with pytest.raises(ImageError) as info:
+                load(_header_only_png(width, height, ppi), side_limit=limit)
+            assert info.value.reason == reason, (load.__name__, width, height, ppi)
+    assert asked == [1000.0, 1000.0, None, None] * 2
 
 
 def test_pixel_limit() -> None:

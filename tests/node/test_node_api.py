@@ -3,12 +3,17 @@ operator, admin and auditor resources."""
 
 from __future__ import annotations
 
+import base64
+import io
+import struct
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
 from node_support import TestClient, bearer, enrol
+from PIL import Image
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -202,6 +207,30 @@ def test_oversized_body_streamed(client: TestClient, admin: dict[str, str]) -> N
     headers = {**admin, "Content-Type": "application/json"}
     r = client.post("/users", headers=headers, content=chunks())
     assert "exceeds 1048576" in error(r, 413, "payload_too_large")
+
+
+def _header_only_png(width: int, height: int) -> bytes:
+    """A valid PNG header declaring width x height, with one pixel of data behind it."""
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    small = buf.getvalue()
+    ihdr = struct.pack(">II", width, height) + small[24:29]
+    return small[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + small[33:]
+
+
+def test_a_finger_image_too_large_is_refused_from_its_header(
+    client: TestClient, make_token: object, operator: dict[str, str]
+) -> None:
+    """7999 x 7999 pixels is a ten-print card, not a finger: 413 before decoding (it was
+    decoded first: a 359 KiB float TIFF of that size took 1.2 GB and 3 s per request)."""
+    image = _header_only_png(7999, 7999)
+    officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
+    fingers = [{"position": 1, "image": base64.b64encode(image).decode()}]
+    r = client.post("/search/fingerprint", headers=officer, json={"fingers": fingers})
+    assert "1600 per side" in error(r, 413, "too_large")
+    params = {"subject": "big-1", "modality": "fingerprint", "finger_position": 1}
+    r = client.post("/gallery/enrol", headers=operator, params=params, content=image)
+    assert "1600 per side" in error(r, 413, "too_large")
 
 
 def test_duplicate_user(client: TestClient, admin: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ Read in order: :mod:`.params` (every tunable), :mod:`.resample`, :mod:`.normaliz
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from matcher.fingerprint.extract import params
 from matcher.fingerprint.extract.pipeline import Stages, run
 from matcher.fingerprint.template import FingerprintTemplate
-from matcher.imageio import load_grayscale
+from matcher.imageio import MAX_SIDE, SideLimit, load_grayscale
 
 __all__ = ["Stages", "extract", "extract_file", "params", "run"]
 
@@ -36,8 +37,30 @@ def extract_file(
 ) -> FingerprintTemplate:
     """Decode an image file (bytes or path) and extract it.
 
-    The resolution is ``ppi`` if given, else the file's metadata, else 500 ppi.
+    The resolution is ``ppi`` if given, else the file's metadata, else 500 ppi. An image larger
+    than a single finger at that resolution is ``too_large`` from its header, before decoding.
     """
-    decoded = load_grayscale(source)
-    res = ppi if ppi is not None else decoded.ppi if decoded.ppi is not None else 500.0
+    decoded = load_grayscale(source, side_limit=_side_limit(ppi))
+    res = _resolution(ppi, decoded.ppi)
     return extract(decoded.pixels, ppi=res, finger_position=finger_position)
+
+
+def _resolution(ppi: float | None, file_ppi: float | None) -> float:
+    return ppi if ppi is not None else file_ppi if file_ppi is not None else params.TARGET_PPI
+
+
+def _side_limit(ppi: float | None) -> SideLimit:
+    """The largest input side that :func:`.resample.to_working_resolution` accepts (its
+    ``params.MAX_SIDE`` at 500 ppi, scaled by ppi/500, with its rounding)."""
+
+    def limit(file_ppi: float | None) -> int:
+        res = _resolution(ppi, file_ppi)
+        if not (math.isfinite(res) and params.MIN_PPI <= res <= params.MAX_PPI):
+            return MAX_SIDE  # refused as bad_resolution after decoding, as before
+        scale = params.TARGET_PPI / res
+        side = math.floor((params.MAX_SIDE + 1) / scale)
+        while side > 0 and round(side * scale) > params.MAX_SIDE:
+            side -= 1
+        return side
+
+    return limit
