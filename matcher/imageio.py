@@ -4,9 +4,10 @@ Pillow reads the dimensions from the header first, so a decompression bomb (a sm
 declares a huge image) is refused before any pixel is decoded; a caller may tighten the limit
 per side for the file's stated resolution (``side_limit``: the fingerprint extractor takes one
 finger, not a ten-print card). Decoding honours the EXIF orientation tag and converts every
-mode (palette, alpha, CMYK, 16-bit, float, 1-bit) to 8-bit grayscale or RGB. Integer samples wider than 8 bits are scaled from the full range of the
-smallest bit depth that holds them (so 10-, 12- and 14-bit data in 16-bit files keep their
-contrast).
+mode (palette, alpha, CMYK, 16-bit, float, 1-bit) to 8-bit grayscale or RGB, in horizontal
+bands (:data:`BAND_PIXELS`): the peak memory is Pillow's decoded image plus the result. Integer
+samples wider than 8 bits are scaled from the full range of the smallest bit depth that holds
+them (so 10-, 12- and 14-bit data in 16-bit files keep their contrast).
 
 Errors (:class:`~matcher.errors.ImageError`), by ``reason``:
 
@@ -25,7 +26,7 @@ import os
 import stat
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,12 @@ MAX_SIDE = (1 << 14) - 1
 #: Resolution metadata outside this range is ignored: 72/96 dpi are screen defaults and (1, 1)
 #: means "aspect ratio only"; neither says anything about the capture resolution.
 PLAUSIBLE_PPI = (250.0, 5000.0)
+#: Pixels are converted in horizontal bands of about this many pixels, so that mode conversion,
+#: alpha flattening and scaling to 8 bits need temporaries of one band (a few MB) rather than
+#: float64 or RGBA copies of the whole image (over 1 GB for a 64 MP file of a few hundred KB).
+BAND_PIXELS = 1 << 20
+#: Pillow modes of one channel with samples wider than 8 bits, scaled to 8 bits by range.
+HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 #: Containers decoded (Pillow's format ids): what scanners, cameras and ANSI/NIST-ITL
 #: transactions deliver (PPM covers PGM and PBM). Everything else, EPS above all (Pillow hands
@@ -133,13 +140,13 @@ def _open(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-            oriented = ImageOps.exif_transpose(img)
+            ImageOps.exif_transpose(img, in_place=True)  # else a copy even when upright
     except Image.DecompressionBombWarning as exc:
         raise ImageError("declared image size is too large", reason="too_large") from exc
     except (OSError, SyntaxError, ValueError, IndexError, struct.error) as exc:
         raise ImageError(f"image data is truncated or corrupt ({exc})", reason="truncated") from exc
     fmt, ppi = str(img.format or "unknown"), _ppi(img)
-    return (oriented if oriented is not None else img), fmt, ppi
+    return img, fmt, ppi
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:
@@ -174,29 +181,63 @@ def _ppi(img: Image.Image) -> float | None:
     return round(value, 1) if lo <= value <= hi else None
 
 
-def _to_8bit(arr: np.ndarray) -> npt.NDArray[np.uint8]:
-    """Scale a high-bit-depth or float single-channel array to uint8."""
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype == np.bool_:
-        return (arr.astype(np.uint8)) * 255
-    if np.issubdtype(arr.dtype, np.floating):
-        finite = arr[np.isfinite(arr)]
-        if finite.size == 0:
+def _bands(img: Image.Image) -> Iterator[tuple[int, Image.Image]]:
+    """(first row, crop) of ``img`` in horizontal bands of about :data:`BAND_PIXELS`."""
+    width, height = img.size
+    rows = max(1, BAND_PIXELS // width)
+    for top in range(0, height, rows):
+        yield top, img.crop((0, top, width, min(height, top + rows)))
+
+
+def _sample_range(img: Image.Image) -> tuple[float, float]:
+    """(lo, hi) of a single-channel integer or float image that map to 0 and 255.
+
+    Float: the finite extremes, or (0, 1) when they lie within it. Integer: from min(0, lowest)
+    to the full scale of the smallest bit depth (8 at least) that holds the highest sample, so
+    12- and 14-bit scanner samples stored in 16-bit containers keep their contrast.
+    """
+    floating = img.mode == "F"
+    lo, hi = np.inf, -np.inf
+    for _, band in _bands(img):
+        arr = np.asarray(band)
+        if floating:
+            arr = arr[np.isfinite(arr)]
+        if arr.size:
+            lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
+    if floating:
+        if lo > hi:
             raise ImageError("image has no finite pixel values", reason="unsupported_image")
-        lo, hi = float(finite.min()), float(finite.max())
-        if lo >= 0.0 and hi <= 1.0:
-            lo, hi = 0.0, 1.0
+        return (0.0, 1.0) if lo >= 0.0 and hi <= 1.0 else (lo, hi)
+    top = (1 << max(8, int(hi).bit_length())) - 1 if hi > 0 else 255
+    return min(0.0, lo), float(top)
+
+
+def _scale(arr: np.ndarray, lo: float, hi: float) -> npt.NDArray[np.uint8]:
+    """One band (h, W) of integer or float samples to uint8, ``lo``..``hi`` onto 0..255.
+
+    Floats are scaled in their own precision (float32 for mode F) with non-finite values
+    clamped; integers through float64, which holds every 32-bit sample exactly.
+    """
+    if np.issubdtype(arr.dtype, np.floating):
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         out = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
         return np.clip((out - lo) * scale, 0, 255).astype(np.uint8)
     if np.issubdtype(arr.dtype, np.integer):
-        # Full scale of the smallest bit depth (8 at least) that holds the data: 12- and
-        # 14-bit scanner samples stored in 16-bit containers keep their contrast.
-        hi, lo = int(arr.max()), min(0, int(arr.min()))
-        top = (1 << max(8, hi.bit_length())) - 1 if hi > 0 else 255
-        return ((arr.astype(np.float64) - lo) * (255.0 / max(top - lo, 1))).astype(np.uint8)
+        return ((arr.astype(np.float64) - lo) * (255.0 / max(hi - lo, 1.0))).astype(np.uint8)
     raise ImageError(f"unsupported pixel type {arr.dtype}", reason="unsupported_image")
+
+
+def _high_depth(img: Image.Image) -> npt.NDArray[np.uint8]:
+    """(H, W) uint8 of a single-channel image with samples wider than 8 bits (modes I*, F)."""
+    lo, hi = _sample_range(img)
+    out = np.empty((img.height, img.width), dtype=np.uint8)
+    for top, band in _bands(img):
+        out[top : top + band.height] = _scale(np.asarray(band), lo, hi)
+    return out
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -206,25 +247,33 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba)
 
 
+def _eight_bit(img: Image.Image, gray: bool) -> npt.NDArray[np.uint8]:
+    """(H, W) or (H, W, 3) uint8 of an 8-bit (or bilevel) image of any mode, band by band."""
+    target = "L" if gray else "RGB"
+    alpha = _has_alpha(img)
+    out = np.empty((img.height, img.width) if gray else (img.height, img.width, 3), np.uint8)
+    for top, band in _bands(img):
+        piece = _flatten_alpha(band) if alpha else band
+        out[top : top + band.height] = np.asarray(piece.convert(target))
+    return out
+
+
 def _convert(img: Image.Image, gray: bool) -> npt.NDArray[np.uint8]:
+    """Decoded pixels, in bands so that no temporary is larger than one band."""
     mode = img.mode
     try:
-        if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-            single = _to_8bit(np.asarray(img))
+        if mode in HIGH_DEPTH_MODES:
+            single = _high_depth(img)
             if gray:
-                return np.ascontiguousarray(single)
-            return np.ascontiguousarray(np.repeat(single[:, :, None], 3, axis=2))
-        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
-            img = _flatten_alpha(img)
-        target = "L" if gray else "RGB"
-        arr = np.asarray(img.convert(target))
+                return single
+            rgb = np.empty((*single.shape, 3), dtype=np.uint8)
+            rgb[...] = single[:, :, None]
+            return rgb
+        return _eight_bit(img, gray)
     except (OSError, ValueError) as exc:
         raise ImageError(
             f"cannot convert image mode {mode}: {exc}", reason="unsupported_image"
         ) from exc
-    if arr.dtype != np.uint8:
-        arr = _to_8bit(arr)
-    return np.ascontiguousarray(arr)
 
 
 def _decode(

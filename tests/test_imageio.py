@@ -2,6 +2,8 @@
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -207,3 +209,78 @@ def test_only_image_formats_are_decoded() -> None:
         buf = io.BytesIO()
         Image.fromarray(_gradient()).save(buf, format=fmt)
         assert imageio.load_grayscale(buf.getvalue()).pixels.shape == (48, 64), fmt
+
+
+#: Decodes one file in a fresh interpreter; prints the growth of its peak RSS (the kernel's
+#: high-water mark, reset just before) and the result's size, in bytes.
+_PEAK_RSS = """
+import re, sys
+from matcher import imageio
+def kib(key):
+    return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+data = open(sys.argv[1], "rb").read()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")
+base = kib("VmRSS")
+pixels = getattr(imageio, sys.argv[2])(data).pixels
+print((kib("VmHWM") - base) * 1024, pixels.nbytes)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux /proc only")
+@pytest.mark.parametrize(
+    ("kind", "load"),
+    [
+        ("float32", "load_grayscale"),
+        ("uint16", "load_grayscale"),
+        ("uint16", "load_rgb"),
+        ("rgba", "load_grayscale"),
+        ("rgba", "load_rgb"),
+    ],
+)
+def test_decoding_needs_little_more_than_the_image(tmp_path: Path, kind: str, load: str) -> None:
+    """A 16 MP float, 16-bit or RGBA file: peak memory is Pillow's image (at most 4 bytes a
+    pixel) plus the result plus band temporaries. Float64 and RGBA copies of the whole image
+    grew it by 183 to 444 MiB (a 64 MP file of 359 KiB took 1.2 GB)."""
+    side = 4000
+    img = {
+        "float32": lambda: Image.fromarray(np.full((side, side), 3.0, dtype=np.float32)),
+        "uint16": lambda: Image.fromarray(np.full((side, side), 1000, dtype=np.uint16)),
+        "rgba": lambda: Image.new("RGBA", (side, side), (10, 20, 30, 128)),
+    }[kind]()
+    path = tmp_path / "big.img"
+    img.save(path, format="TIFF" if kind == "float32" else "PNG")
+    del img
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, str(path), load],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    growth, result = int(out[0]), int(out[1])
+    assert growth < 4 * side * side + result + 48 * 2**20, (growth >> 20, result >> 20)
+
+
+def test_band_boundaries_leave_no_trace() -> None:
+    """Images of several bands decode exactly as one band: 16-bit and float scaling use the
+    whole image's range, alpha is flattened per pixel."""
+    rng = np.random.default_rng(5)
+    rows = imageio.BAND_PIXELS // 600 * 2 + 7  # two full bands of 600-pixel rows and a bit
+    wide = rng.integers(0, 4096, (rows, 600), dtype=np.uint16)
+    wide[-1, -1] = 4095
+    expected = (wide.astype(np.float64) * (255.0 / 4095)).astype(np.uint8)
+    assert np.array_equal(imageio.load_grayscale(_png(wide)).pixels, expected)
+    floats = rng.normal(0.0, 3.0, (rows, 600)).astype(np.float32)
+    floats[0, 0], floats[-1, -1] = np.nan, np.inf
+    buf = io.BytesIO()
+    Image.fromarray(floats).save(buf, format="TIFF")
+    finite = floats[np.isfinite(floats)]
+    lo, hi = float(finite.min()), float(finite.max())
+    scaled = (np.nan_to_num(floats, nan=lo, posinf=hi, neginf=lo) - lo) * (255.0 / (hi - lo))
+    expected = np.clip(scaled, 0, 255).astype(np.uint8)
+    assert np.array_equal(imageio.load_grayscale(buf.getvalue()).pixels, expected)
+    rgba = rng.integers(0, 256, (rows, 600, 4), dtype=np.uint8)
+    whole = Image.alpha_composite(Image.new("RGBA", (600, rows), "white"), Image.fromarray(rgba))
+    for load, mode in ((imageio.load_grayscale, "L"), (imageio.load_rgb, "RGB")):
+        assert np.array_equal(load(_png(rgba)).pixels, np.asarray(whole.convert(mode)))
