@@ -1,5 +1,5 @@
 """The application factory: ``create_app(settings)`` wires settings, database, gallery,
-limits, error handlers and the routers.
+limits, security headers, error handlers and the routers.
 
 To add a resource: write ``node/api/routers/<resource>.py`` with an ``APIRouter`` (wire schemas
 in ``node/api/schemas/<resource>.py``, role via ``node.api.deps`` aliases, work in a service)
@@ -17,6 +17,8 @@ import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matcher.search import fingerprint as fingerprint_search
 from node.api.access import AccessLog
@@ -47,6 +49,9 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 #: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.
 UPLOAD_PREFIXES: tuple[str, ...] = ("/gallery/enrol", "/search", "/queries")
+#: HSTS lifetime in production: one year, what browsers' HSTS preload lists ask for; a node
+#: serves its API over TLS only, so there is no plain-HTTP page to keep reachable.
+HSTS_MAX_AGE_S = 365 * 24 * 3600
 
 
 def create_app(
@@ -125,9 +130,52 @@ def create_app(
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    # Outermost: its headers reach every answer, the limits' 413 and CORS preflights included.
+    app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+class SecurityHeaders:
+    """ASGI middleware: headers that keep browsers from sniffing, framing, caching or leaking
+    (Referer) what the API answers (tokens, subjects, search results); HSTS when ``hsts``.
+
+    A response's own ``Cache-Control`` wins; its own ``Content-Security-Policy`` (the audit
+    dashboard's) gets ``frame-ancestors 'none'`` added. Only ``frame-ancestors`` is set
+    elsewhere: a wider policy would break the pages (Swagger UI) it does not know.
+    """
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.defaults = {
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        }
+        if hsts:
+            self.defaults["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_S}"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                for name, value in self.defaults.items():
+                    headers.setdefault(name, value)
+                policy = headers.get("Content-Security-Policy")
+                if policy is None:
+                    headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+                elif "frame-ancestors" not in policy:
+                    headers["Content-Security-Policy"] = f"{policy}; frame-ancestors 'none'"
+            await send(message)
+
+        await self.app(scope, receive, sending)
 
 
 def _reconcile(app: FastAPI) -> None:
