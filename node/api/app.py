@@ -101,12 +101,18 @@ def create_app(
                 app.state.gallery = None
                 owned.close()
 
+    # Swagger UI and ReDoc pull their scripts from a CDN (unpinned, no integrity hash) into the
+    # page where users paste bearer tokens: development only. /openapi.json stays for tools.
+    docs = settings.environment == "development"
     app = FastAPI(
         title="bdx node",
         version=version("bdx"),
         summary=f"Biometric hit/no-hit exchange node of {settings.country}",
         debug=settings.debug,
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        swagger_ui_oauth2_redirect_url="/docs/oauth2-redirect" if docs else None,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -1,5 +1,5 @@
 """Every answer of the API carries the browser security headers (no sniffing, framing,
-caching or Referer; HSTS in production)."""
+caching or Referer; HSTS in production), and production serves no CDN-loaded docs pages."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def test_the_audit_dashboard_keeps_its_policy_and_cannot_be_framed(client: TestC
     assert r.headers["cache-control"] == "no-store" and r.headers["x-frame-options"] == "DENY"
 
 
-def test_the_docs_pages_cannot_be_framed(client: TestClient) -> None:
+def test_development_keeps_the_docs_pages(client: TestClient) -> None:
     for path in ("/docs", "/redoc"):
         r = client.get(path)
         assert r.status_code == 200 and r.headers["x-frame-options"] == "DENY", path
@@ -99,8 +99,15 @@ def production(
         yield c
 
 
-def test_production_adds_hsts(production: TestClient, make_token: object) -> None:
+def test_production_adds_hsts_and_serves_no_docs_pages(
+    production: TestClient, make_token: object
+) -> None:
     for name, r in answers(production, make_token).items():
         assert {k: r.headers.get(k) for k in COMMON} == COMMON, name
         assert r.headers.get("strict-transport-security") == f"max-age={HSTS_MAX_AGE_S}", name
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        r = production.get(path)
+        assert r.status_code == 404 and r.json()["error"] == "not_found", path
+    schema = production.get("/openapi.json")
+    assert schema.status_code == 200 and schema.json()["info"]["title"] == "bdx node"
     assert production.get("/audit/ui").status_code == 200
