@@ -1,7 +1,8 @@
 """Node settings: environment variables (prefix ``BDX_``) over an optional config file.
 
 Precedence, highest first: keyword arguments, ``BDX_*`` environment variables, the config file
-(``--config PATH`` or ``BDX_CONFIG``; ``*.toml`` or a dotenv file), defaults. The defaults give a
+(``--config PATH`` or ``BDX_CONFIG``: TOML when the name ends in ``.toml``, any case, else a dotenv
+file of ``BDX_*`` lines only; a file that sets nothing is refused), defaults. The defaults give a
 zero set-up development node: an embedded SQLite database and the gallery under ``./var``.
 
 Outside development, :meth:`Settings.check_safe` refuses the defaults that are only fit for a
@@ -12,12 +13,16 @@ unsafe production configuration.
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import stat
+import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from dotenv.parser import Binding, parse_stream
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -242,14 +247,18 @@ def load_settings(
 ) -> Settings:
     """Read settings from the environment and ``config_file`` (or ``$BDX_CONFIG``).
 
-    Raises :class:`ConfigError` with reason ``bad_config`` for invalid values or an unreadable
-    file, and with reason ``unsafe_config`` when ``check`` is set and the production checks fail.
+    ``config_file`` is TOML when its name ends in ``.toml`` (any case), else a dotenv file of
+    ``BDX_*`` settings only. Raises :class:`ConfigError` with reason ``bad_config`` for invalid
+    values or an unreadable, empty or foreign file, and with reason ``unsafe_config`` when
+    ``check`` is set and the production checks fail.
     """
     if config_file is None and os.environ.get("BDX_CONFIG"):
         config_file = Path(os.environ["BDX_CONFIG"])
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file {config_file} not found", reason="config_not_found")
-    is_toml = config_file is not None and config_file.suffix == ".toml"
+    is_toml = config_file is not None and config_file.suffix.lower() == ".toml"
+    if config_file is not None:
+        _check_config_file(config_file, is_toml=is_toml)
     token = _toml_file.set(config_file if is_toml else None)
     try:
         env_file = None if is_toml else config_file
@@ -265,9 +274,59 @@ def load_settings(
     return settings
 
 
+#: A dotenv key this module can name in an error: anything else may be a secret's text.
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _check_config_file(path: Path, *, is_toml: bool) -> None:
+    """Refuse a config file that sets nothing or, as dotenv, holds anything but ``BDX_*``
+    settings: a TOML file named otherwise (``node.conf``) or unprefixed keys were read as an
+    empty dotenv file, and the node started with the defaults (development, country XX)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if is_toml:
+            keys = list(tomllib.loads(text))
+        else:  # parsed here first: python-dotenv logs what it cannot parse, and goes on
+            keys = [_dotenv_key(path, b) for b in parse_stream(io.StringIO(text)) if _set(b)]
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, malformed TOML
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    if not keys:
+        raise ConfigError(f"config file {path} sets no setting", reason="bad_config")
+
+
+def _set(binding: Binding) -> bool:
+    """Whether a dotenv line is more than a comment or blank."""
+    return binding.error or binding.key is not None
+
+
+def _dotenv_key(path: Path, binding: Binding) -> str:
+    """The key of a dotenv line that sets a ``BDX_*`` setting, else ConfigError naming the
+    line (whose text may be a secret's) or the key (never the value)."""
+    where = (
+        binding.original.line
+        + len(binding.original.string)
+        - len(binding.original.string.lstrip("\n"))
+    )
+    hint = "(a TOML file's name ends in .toml)"
+    key = binding.key
+    if key is None or binding.value is None or not _KEY_RE.fullmatch(key):
+        raise ConfigError(
+            f"config file {path}: line {where} is not BDX_NAME=VALUE {hint}", reason="bad_config"
+        )
+    if key.upper() not in _DOTENV_KEYS:
+        raise ConfigError(
+            f"config file {path}: {key} is not a BDX_* setting {hint}", reason="bad_config"
+        )
+    return key
+
+
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err["loc"]) or "settings"
         parts.append(f"{where}: {err['msg']}")
     return "invalid settings: " + "; ".join(parts)
+
+
+#: The keys a dotenv config file may hold (upper case; pydantic-settings ignores case).
+_DOTENV_KEYS = frozenset(f"BDX_{name.upper()}" for name in Settings.model_fields)

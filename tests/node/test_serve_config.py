@@ -1,0 +1,90 @@
+"""`bdx serve` refusing a configuration: exit 2 and one line on stderr, never a traceback
+(README, "Exit codes"), before anything listens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from node_support import free_port
+
+BDX = [sys.executable, "-c", "from node.cli import main; main()"]
+
+
+def serve(tmp_path: Path, *args: str, timeout: float = 30, **env: str) -> tuple[int, str]:
+    """``bdx serve --port P ARGS`` with only ``env``'s BDX_* variables: (exit code, stderr)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
+    base.update(BDX_DATA_DIR=str(tmp_path / "data"), **env)
+    try:
+        done = subprocess.run(
+            [*BDX, "serve", "--port", str(free_port()), *args],
+            env=base,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("bdx serve started on a configuration it should refuse")
+    return done.returncode, done.stderr
+
+
+def refused(tmp_path: Path, *args: str, **env: str) -> str:
+    """The one line of a ``bdx serve`` that refused its configuration (exit 2)."""
+    code, err = serve(tmp_path, *args, **env)
+    assert code == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1 and err.startswith("bdx: error: "), err
+    return err
+
+
+TOML_BODY = 'environment = "production"\ncountry = "TH"\nhost = "0.0.0.0"\n'
+
+
+@pytest.mark.parametrize("name", ["node.conf", "node.TOML", "node.Toml"])
+def test_a_toml_config_file_is_read_whatever_its_name(tmp_path: Path, name: str) -> None:
+    """node.conf or node.TOML was read as an empty dotenv file: the node started as a
+    development node of country XX on 0.0.0.0."""
+    config = tmp_path / name
+    config.write_text(TOML_BODY)
+    err = refused(tmp_path, "-c", str(config))
+    if name.lower().endswith(".toml"):  # read as TOML: production, without TLS
+        assert "refusing production settings" in err and "[unsafe_config]" in err
+    else:  # read as dotenv: TOML lines are not BDX_NAME=VALUE
+        assert f"config file {config}: environment is not a BDX_* setting" in err
+        assert "production" not in err  # the key, never its value
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("ENVIRONMENT=production\nCOUNTRY=TH\n", "ENVIRONMENT is not a BDX_* setting"),
+        ("BDX_COUNTRY=TH\nPORT=1\n", "PORT is not a BDX_* setting"),
+        ("BDX_COUNTRY=TH\n\ncorrect horse battery staple\n", "line 3 is not BDX_NAME=VALUE"),
+        ("# nothing here\n", "sets no setting"),
+    ],
+)
+def test_a_dotenv_config_file_holds_bdx_settings_only(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    """Keys without the BDX_ prefix were dropped: ENVIRONMENT=production started a
+    development node. A line that is not KEY=VALUE (here a passphrase) is not quoted."""
+    config = tmp_path / "node.env"
+    config.write_text(text)
+    err = refused(tmp_path, "-c", str(config))
+    assert fragment in err and "[bad_config]" in err
+    assert "production" not in err and "horse" not in err
+
+
+def test_an_empty_toml_config_file_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text("# all defaults?\n")
+    assert "sets no setting" in refused(tmp_path, "-c", str(config))
+
+
+def test_a_dotenv_config_file_in_lower_case_still_works(tmp_path: Path) -> None:
+    """pydantic-settings reads BDX_* keys in any case; so does the key check."""
+    config = tmp_path / "node.env"
+    config.write_text("bdx_environment=production\n")
+    assert "refusing production settings" in refused(tmp_path, "-c", str(config))
