@@ -28,6 +28,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -265,6 +266,8 @@ def load_settings(
         settings = Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc), reason="bad_config") from None
+    except SettingsError as exc:  # a value pydantic-settings could not decode (JSON)
+        raise ConfigError(_describe_source_error(exc, config_file), reason="bad_config") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
     finally:
@@ -318,6 +321,20 @@ def _dotenv_key(path: Path, binding: Binding) -> str:
             f"config file {path}: {key} is not a BDX_* setting {hint}", reason="bad_config"
         )
     return key
+
+
+def _describe_source_error(exc: SettingsError, config_file: Path | None) -> str:
+    """Where a value that could not be decoded came from: a variable is not a file."""
+    found = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+    if found is None:
+        return f"invalid settings: {exc}"
+    name = f"BDX_{found[1].upper()}"
+    why = "a list or table is written as JSON"
+    if isinstance(exc.__cause__, ValueError):
+        why += f" ({exc.__cause__})"
+    if found[2] == "EnvSettingsSource":
+        return f"environment variable {name} is invalid: {why}"
+    return f"config file {config_file}: {name} is invalid: {why}"
 
 
 def _describe(exc: ValidationError) -> str:

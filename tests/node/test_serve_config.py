@@ -88,3 +88,10 @@ def test_a_dotenv_config_file_in_lower_case_still_works(tmp_path: Path) -> None:
     config = tmp_path / "node.env"
     config.write_text("bdx_environment=production\n")
     assert "refusing production settings" in refused(tmp_path, "-c", str(config))
+
+
+def test_a_bad_environment_variable_is_named_as_such(tmp_path: Path) -> None:
+    """It was 'cannot read config file None: error parsing value for field "peers"'."""
+    err = refused(tmp_path, BDX_PEERS="MY=https://x")
+    assert "environment variable BDX_PEERS is invalid" in err and "config file" not in err
+    assert "https://x" not in err
