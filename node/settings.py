@@ -67,12 +67,22 @@ class Settings(BaseSettings):
         default_factory=list, description="browser origins allowed to call the API"
     )
     debug: bool = Field(False, description="debug logging and error pages (not in production)")
-    # Images are a few hundred KiB; 10 MiB leaves room for lossless 1000 ppi captures.
-    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0, description="largest image upload, bytes")
-    # JSON bodies carry ids and restrictions only; 1 MiB is generous and bounds parsing work.
-    max_json_bytes: int = Field(1024 * 1024, gt=0, description="largest JSON body, bytes")
+    # Images are a few hundred KiB; 10 MiB leaves room for lossless 1000 ppi captures. A body is
+    # held in memory while it is read: at most 256 MiB keeps a few concurrent ones in RAM.
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, gt=0, le=256 * 1024 * 1024, description="largest image upload, bytes"
+    )
+    # JSON bodies carry ids and restrictions only; 1 MiB is generous and bounds parsing work
+    # (at most 64 MiB: a parsed JSON body takes several times its size in Python objects).
+    max_json_bytes: int = Field(
+        1024 * 1024, gt=0, le=64 * 1024 * 1024, description="largest JSON body, bytes"
+    )
     search_fmr: float = Field(
-        1e-4, gt=0.0, lt=1.0, description="FMR target of one comparison in a 1:N search"
+        1e-4,
+        gt=0.0,
+        lt=1.0,
+        allow_inf_nan=False,
+        description="FMR target of one comparison in a 1:N search",
     )
     # A stranger's search compares the probe with every record: at 1e-4 per comparison a gallery
     # of 10,000 records would give a false hit to 63 % of strangers. 1 % is the FPIR that NIST's
@@ -81,6 +91,7 @@ class Settings(BaseSettings):
         1e-2,
         gt=0.0,
         lt=1.0,
+        allow_inf_nan=False,
         description="FPIR target of a 1:N search (local and peers' queries): the share of "
         "searches for a person not in the gallery that may hit; each comparison is held to the "
         "stricter of search_fmr and the FMR giving this FPIR at the gallery's size",
@@ -106,11 +117,13 @@ class Settings(BaseSettings):
     # A deletion only tombstones a record; its template stays in the gallery files until the
     # segment holding it is rewritten (node.services.erasure). Erasing one record of a
     # 32,768-record fingerprint segment rewrites it in about 1.2 s here (benchmarks/README.md),
-    # searches going on.
+    # searches going on: under 10 s, steady deletions would keep a core rewriting (1e-6 s made a
+    # busy loop). Over a day, a deleted template would outlive the promise of erasure.
     gallery_erase_interval_s: float = Field(
         300.0,
-        gt=0,
+        ge=10,
         le=86400,
+        allow_inf_nan=False,
         description="deleted records' templates leave the gallery files within this many seconds",
     )
     token_max_days: int = Field(
@@ -123,10 +136,22 @@ class Settings(BaseSettings):
     peers: dict[CountryCode, str] = Field(default_factory=dict, description="country -> URL")
     hit_secret_file: Path | None = Field(None, description="default: data_dir/hit-secret.key")
     replay_window_s: int = Field(300, ge=10, le=3600, description="query freshness window")
-    peer_timeout_s: float = Field(30.0, gt=0, le=300, description="deadline of a peer query")
+    # A query is a TLS handshake, a search and a signed reply: under 1 s every peer would time out.
+    peer_timeout_s: float = Field(
+        30.0, ge=1, le=300, allow_inf_nan=False, description="deadline of a peer query"
+    )
     peer_host: str | None = Field(None, description="peer listener address (default: host)")
     peer_port: int = Field(8444, ge=1, le=65535, description="mutual-TLS peer listener port")
-    checkpoint_interval_s: float = Field(300.0, gt=0, description="exchange log checkpoints")
+    # Every checkpoint is a signature and one witness request per peer: 1e-6 s signed 1,415 in
+    # 15 s and sent 2,828 requests. 10 s bounds that to 6 a minute per peer; over a day, the
+    # log's newest entries would go unsigned and unwitnessed too long.
+    checkpoint_interval_s: float = Field(
+        300.0,
+        ge=10,
+        le=86400,
+        allow_inf_nan=False,
+        description="seconds between exchange log checkpoints (sooner when the log grew)",
+    )
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:

@@ -113,6 +113,16 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         ("search_processes", -1, "search_processes"),
         ("search_processes", 65, "search_processes"),
         ("environment", "staging", "environment"),
+        ("checkpoint_interval_s", 1e-6, "checkpoint_interval_s"),
+        ("checkpoint_interval_s", float("inf"), "checkpoint_interval_s"),
+        ("checkpoint_interval_s", float("nan"), "checkpoint_interval_s"),
+        ("checkpoint_interval_s", 86401, "checkpoint_interval_s"),
+        ("gallery_erase_interval_s", 1e-6, "gallery_erase_interval_s"),
+        ("gallery_erase_interval_s", float("nan"), "gallery_erase_interval_s"),
+        ("peer_timeout_s", 1e-300, "peer_timeout_s"),
+        ("search_fpir", float("nan"), "search_fpir"),
+        ("max_upload_bytes", 10**15, "max_upload_bytes"),
+        ("max_json_bytes", 10**14, "max_json_bytes"),
     ],
 )
 def test_invalid_values(field: str, value: Any, fragment: str) -> None:
