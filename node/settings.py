@@ -62,7 +62,6 @@ class Settings(BaseSettings):
     port: int = Field(8443, ge=1, le=65535, description="port of the API")
     tls_cert_file: Path | None = Field(None, description="the API's TLS certificate (PEM)")
     tls_key_file: Path | None = Field(None, description="its private key (PEM)")
-    tls_client_ca_file: Path | None = Field(None, description="CA bundle for peer mTLS")
     cors_origins: list[str] = Field(
         default_factory=list, description="browser origins allowed to call the API"
     )

@@ -110,3 +110,12 @@ def test_intervals_are_finite_and_not_a_busy_loop(tmp_path: Path, name: str, val
     requests; inf was accepted too."""
     err = refused(tmp_path, **{name: value})
     assert f"invalid settings: {name.removeprefix('BDX_').lower()}:" in err
+
+
+def test_there_is_no_client_ca_setting(tmp_path: Path) -> None:
+    """tls_client_ca_file was read by nothing (peers' client CA is pki_dir's root.pem): a node
+    started with it naming a missing file."""
+    config = tmp_path / "node.toml"
+    config.write_text(f'tls_client_ca_file = "{tmp_path / "absent.pem"}"\n')
+    err = refused(tmp_path, "-c", str(config))
+    assert "tls_client_ca_file: Extra inputs are not permitted" in err
