@@ -7,8 +7,8 @@ zero set-up development node: an embedded SQLite database and the gallery under 
 
 Outside development, :meth:`Settings.check_safe` refuses the defaults that are only fit for a
 laptop (no TLS, debug, ``*`` CORS, a private-use country code, database or key files other
-users can read); :func:`load_settings` calls it, so no command runs on an
-unsafe production configuration.
+users can read, a ``pki_dir`` or rules file others can write, the CA's key in ``pki_dir``);
+:func:`load_settings` calls it, so no command runs on an unsafe production configuration.
 """
 
 from __future__ import annotations
@@ -211,6 +211,7 @@ class Settings(BaseSettings):
         if self.country in USER_ASSIGNED:
             problems.append(f"country {self.country} is a private-use code, not a real country")
         problems += _file_mode_problems(self)
+        problems += _pki_problems(self)
         if self.peers and (self.pki_dir is None or self.policy_file is None):
             problems.append("a node with peers needs pki_dir and policy_file")
         plain = sorted(
@@ -265,6 +266,62 @@ def _file_mode_problems(settings: Settings) -> list[str]:
         if path is not None and path.is_file() and path.stat().st_mode & _OTHERS_RW:
             problems.append(f"{name} {path} is readable by other users (chmod 600)")
     return problems
+
+
+def _pki_problems(settings: Settings) -> list[str]:
+    """``pki_dir`` (layout of ``bdx pki bootstrap``) and the rules file: private keys owner-only,
+    nothing others can write, and no CA key (it stays with the CA, README "Operating a node")."""
+    problems: list[str] = []
+    rules = settings.policy_file
+    if rules is not None and _visible(rules) and rules.stat().st_mode & _OTHERS_W:
+        problems.append(f"policy_file {rules} is writable by other users")
+    pki = settings.pki_dir
+    if pki is None or not _visible(pki):
+        return problems
+    files = _pki_files(pki)
+    writable = [f for f in files if f.stat().st_mode & _OTHERS_W]
+    if writable:
+        names = ", ".join(_in_pki(f, pki) for f in writable)
+        problems.append(f"pki_dir {pki}: {names} writable by other users")
+    keys = [f for f in files if f.suffix == ".key" and f.stat().st_mode & _OTHERS_RW]
+    if keys:
+        names = ", ".join(_in_pki(f, pki) for f in keys)
+        problems.append(f"pki_dir {pki}: private keys {names} readable by other users (chmod 600)")
+    if _visible(pki / "ca" / "ca.key"):
+        problems.append(f"pki_dir {pki} holds the CA's key ca/ca.key (it stays with the CA)")
+    return problems
+
+
+def _pki_files(pki: Path) -> list[Path]:
+    """``pki_dir`` itself and what a node reads there: root, trust list, CRL, ``nodes/*/*``
+    (not a walk of the tree: ``pki_dir`` may be a big folder by mistake)."""
+    found = [pki, pki / "root.pem", pki / "trust-list.jws", pki / "crl.pem", pki / "nodes"]
+    for folder in _listing(pki / "nodes"):
+        found += [folder, *_listing(folder)]
+    return [f for f in found if _visible(f)]
+
+
+def _listing(folder: Path) -> list[Path]:
+    """What ``folder`` holds, sorted; nothing when it is no folder or this user cannot list it
+    (what the node cannot read, it cannot give away either)."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _visible(path: Path) -> bool:
+    """Whether ``path`` exists as far as this user can tell (``Path.exists`` raises when a
+    folder on the way cannot be searched, e.g. docker-compose's hidden ``/pki/ca``)."""
+    try:
+        path.stat()
+    except OSError:
+        return False
+    return True
+
+
+def _in_pki(path: Path, pki: Path) -> str:
+    return "the folder itself" if path == pki else str(path.relative_to(pki))
 
 
 def load_settings(

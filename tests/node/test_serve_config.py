@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from node_support import free_port
+from node_support import free_port, self_signed_tls
 
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 
@@ -119,3 +120,71 @@ def test_there_is_no_client_ca_setting(tmp_path: Path) -> None:
     config.write_text(f'tls_client_ca_file = "{tmp_path / "absent.pem"}"\n')
     err = refused(tmp_path, "-c", str(config))
     assert "tls_client_ca_file: Extra inputs are not permitted" in err
+
+
+@pytest.fixture
+def production_pki(tmp_path: Path) -> dict[str, str]:
+    """BDX_* variables of a production TH node with a region's pki_dir (the CA's folder left
+    out, as README says) and TH's rules; modes set as `bdx pki bootstrap` makes them."""
+    from certs.pki.bootstrap import build_region, write_region
+    from node.demo.region import rules_text
+
+    region = tmp_path / "region"
+    write_region(build_region(["TH", "MY"]), region)
+    shutil.rmtree(region / "ca")
+    for path in [region, *region.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o600 if path.suffix == ".key" else 0o644)
+    rules = tmp_path / "rules.toml"
+    rules.write_text(rules_text("TH"))
+    (tmp_path / "data").mkdir(mode=0o700)
+    cert, key = self_signed_tls(tmp_path)
+    return {
+        "BDX_ENVIRONMENT": "production",
+        "BDX_COUNTRY": "TH",
+        "BDX_TLS_CERT_FILE": str(cert),
+        "BDX_TLS_KEY_FILE": str(key),
+        "BDX_PKI_DIR": str(region),
+        "BDX_POLICY_FILE": str(rules),
+        "BDX_PEER_PORT": str(free_port()),
+    }
+
+
+def test_production_accepts_a_bootstrapped_pki_dir(
+    tmp_path: Path, production_pki: dict[str, str]
+) -> None:
+    """The settings pass; the next refusal is the database not yet upgraded."""
+    assert "[schema_out_of_date]" in refused(tmp_path, **production_pki)
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ("nodes/th/tls.key:644", "private keys nodes/th/tls.key readable by other users"),
+        ("nodes/th/signing.key:640", "private keys nodes/th/signing.key readable by other"),
+        (".:777", "the folder itself writable by other users"),
+        ("nodes/th:775", "nodes/th writable by other users"),
+        ("trust-list.jws:666", "trust-list.jws writable by other users"),
+        ("ca/ca.key:600", "holds the CA's key ca/ca.key"),
+    ],
+)
+def test_production_refuses_an_unsafe_pki_dir(
+    tmp_path: Path, production_pki: dict[str, str], change: str, fragment: str
+) -> None:
+    """A production node started with its own keys at 0644, pki_dir at 0777 and the CA's key
+    in pki_dir; only file existence was checked there."""
+    name, mode = change.split(":")
+    path = Path(production_pki["BDX_PKI_DIR"], name)
+    if not path.exists():
+        path.parent.mkdir()
+        path.write_text("the CA's key")
+    path.chmod(int(mode, 8))
+    err = refused(tmp_path, **production_pki)
+    assert "refusing production settings" in err and fragment in err, err
+
+
+def test_production_refuses_a_rules_file_others_can_write(
+    tmp_path: Path, production_pki: dict[str, str]
+) -> None:
+    Path(production_pki["BDX_POLICY_FILE"]).chmod(0o646)
+    err = refused(tmp_path, **production_pki)
+    assert f"policy_file {production_pki['BDX_POLICY_FILE']} is writable by other" in err
