@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from dotenv.parser import Binding, parse_stream
 from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -154,6 +155,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            # uvicorn served plain HTTP with a key alone, and failed with a traceback on a
+            # certificate alone
+            raise PydanticCustomError(
+                "tls_pair", "tls_cert_file and tls_key_file are set together or not at all"
+            )
+        if self.exchange_enabled and self.port == self.peer_port and _same_host(self):
+            raise PydanticCustomError(
+                "same_port",
+                "port and peer_port are both {port}: the API and the peer listener need one each",
+                {"port": self.port},
+            )
         if self.gallery_dir is None:
             object.__setattr__(self, "gallery_dir", self.data_dir / "gallery")
         if self.database_url is None:
@@ -230,6 +243,18 @@ class Settings(BaseSettings):
                 f"refusing {self.environment} settings: " + "; ".join(problems),
                 reason="unsafe_config",
             )
+
+
+#: Addresses that listen on every interface, so on any port another listener of the host uses.
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def _same_host(settings: Settings) -> bool:
+    """Whether the API and the peer listener would bind one address (``bdx serve`` finds the
+    rest, e.g. ``localhost`` and ``127.0.0.1``, when it binds)."""
+    peer_host = settings.peer_host if settings.peer_host is not None else settings.host
+    hosts = {settings.host.lower(), peer_host.lower()}
+    return len(hosts) == 1 or bool(hosts & _WILDCARD_HOSTS)
 
 
 def _tls_problems(settings: Settings) -> list[str]:
@@ -421,8 +446,8 @@ def _describe_source_error(exc: SettingsError, config_file: Path | None) -> str:
 def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "settings"
-        parts.append(f"{where}: {err['msg']}")
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
     return "invalid settings: " + "; ".join(parts)
 
 

@@ -18,7 +18,7 @@ from node.errors import ConfigError
 from node.exchange.serving import GRACEFUL_SHUTDOWN_S, peer_config, serve_pair
 from node.exchange.setup import load_credentials
 from node.hardening import no_core_dumps
-from node.settings import load_settings
+from node.settings import Settings, load_settings
 
 
 def serve(
@@ -31,9 +31,9 @@ def serve(
     no_core_dumps()  # before any probe, image or key is in memory (node.hardening)
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = load_settings(config, **overrides)
-    _check_free(settings.host, settings.port)
-    if settings.exchange_enabled:
-        _check_free(settings.peer_host or settings.host, settings.peer_port)
+    # Every configuration error is one line (exit 2) here, before anything listens: uvicorn
+    # reports its own as tracebacks, and the peer listener took connections meanwhile.
+    _check_free(settings)
     if settings.gallery_path.is_dir():  # another node serving this data_dir: one line, exit 7
         WriterLock(settings.gallery_path).release()  # (uvicorn's start-up failure: tracebacks)
     app = create_app(settings)
@@ -73,21 +73,35 @@ def serve(
         asyncio.run(serve_pair(api, peer))
 
 
-def _check_free(host: str, port: int) -> None:
+def _check_free(settings: Settings) -> None:
     """Refuse, with one line, a port this node cannot listen on (taken, privileged, an address
-    not of this host), before start-up work; uvicorn would print two tracebacks instead."""
+    not of this host, the API's own), before start-up work; uvicorn would print tracebacks."""
+    with _bound(settings.host, settings.port):  # held while the peer listener's is tried
+        if settings.exchange_enabled:
+            _bound(settings.peer_host or settings.host, settings.peer_port).close()
+
+
+def _bound(host: str, port: int) -> contextlib.ExitStack:
+    """Sockets listening on every address of ``host:port``, as uvicorn (asyncio) will bind
+    them; raises ConfigError when one cannot."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
         raise ConfigError(
             f"cannot listen on {host}:{port}: {exc.strerror}", reason="port_unavailable"
         ) from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
+    held = contextlib.ExitStack()
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):  # as asyncio: distinct
+            probe = held.enter_context(socket.socket(family, kind, proto))
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio binds
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             probe.bind(address)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {host}:{port}: {exc.strerror}", reason="port_unavailable"
-            ) from None
+            probe.listen()  # so that a second bind of the address fails, as uvicorn's would
+    except OSError as exc:
+        held.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", reason="port_unavailable"
+        ) from None
+    return held

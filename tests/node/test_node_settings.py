@@ -137,7 +137,7 @@ def test_development_allows_unsafe_values(tmp_path: Path) -> None:
 
 
 def test_production_refuses_missing_tls(safe: dict[str, Any]) -> None:
-    msg = refusal(**{**safe, "tls_cert_file": None})
+    msg = refusal(**{**safe, "tls_cert_file": None, "tls_key_file": None})
     assert "tls_cert_file and tls_key_file are required" in msg
 
 

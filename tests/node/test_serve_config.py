@@ -16,12 +16,13 @@ BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 
 
 def serve(tmp_path: Path, *args: str, timeout: float = 30, **env: str) -> tuple[int, str]:
-    """``bdx serve --port P ARGS`` with only ``env``'s BDX_* variables: (exit code, stderr)."""
+    """``bdx serve ARGS`` with only ``env``'s BDX_* variables (BDX_PORT a free port unless
+    given): (exit code, stderr)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
-    base.update(BDX_DATA_DIR=str(tmp_path / "data"), **env)
+    base |= {"BDX_DATA_DIR": str(tmp_path / "data"), "BDX_PORT": str(free_port()), **env}
     try:
         done = subprocess.run(
-            [*BDX, "serve", "--port", str(free_port()), *args],
+            [*BDX, "serve", *args],
             env=base,
             capture_output=True,
             text=True,
@@ -188,3 +189,35 @@ def test_production_refuses_a_rules_file_others_can_write(
     Path(production_pki["BDX_POLICY_FILE"]).chmod(0o646)
     err = refused(tmp_path, **production_pki)
     assert f"policy_file {production_pki['BDX_POLICY_FILE']} is writable by other" in err
+
+
+@pytest.fixture
+def development_pki(production_pki: dict[str, str]) -> dict[str, str]:
+    """The same TH node in development: plain HTTP, the database upgraded at start."""
+    env = {k: v for k, v in production_pki.items() if not k.startswith("BDX_TLS_")}
+    return {**env, "BDX_ENVIRONMENT": "development"}
+
+
+def test_the_api_and_the_peer_listener_need_a_port_each(
+    tmp_path: Path, development_pki: dict[str, str]
+) -> None:
+    """It was exit 3 with 71 lines of tracebacks."""
+    port = str(free_port())
+    err = refused(tmp_path, **{**development_pki, "BDX_PORT": port, "BDX_PEER_PORT": port})
+    assert f"port and peer_port are both {port}" in err and "[bad_config]" in err
+
+
+def test_one_port_under_two_names_is_found_when_bound(
+    tmp_path: Path, development_pki: dict[str, str]
+) -> None:
+    port = str(free_port())
+    env = {**development_pki, "BDX_PORT": port, "BDX_PEER_PORT": port, "BDX_PEER_HOST": "localhost"}
+    err = refused(tmp_path, **env)
+    assert f"cannot listen on localhost:{port}" in err and "[port_unavailable]" in err
+
+
+def test_a_certificate_needs_its_key(tmp_path: Path) -> None:
+    """uvicorn failed with some 60 lines of traceback, exit 1; a key alone served plain HTTP."""
+    cert, key = self_signed_tls(tmp_path)
+    assert "set together or not at all" in refused(tmp_path, BDX_TLS_CERT_FILE=str(cert))
+    assert "set together or not at all" in refused(tmp_path, BDX_TLS_KEY_FILE=str(key))
