@@ -5,10 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
 from matcher.gallery.files import WriterLock
 from node.api import access
@@ -33,6 +38,7 @@ def serve(
     settings = load_settings(config, **overrides)
     # Every configuration error is one line (exit 2) here, before anything listens: uvicorn
     # reports its own as tracebacks, and the peer listener took connections meanwhile.
+    _check_api_tls(settings)
     _check_free(settings)
     if settings.gallery_path.is_dir():  # another node serving this data_dir: one line, exit 7
         WriterLock(settings.gallery_path).release()  # (uvicorn's start-up failure: tracebacks)
@@ -105,3 +111,47 @@ def _bound(host: str, port: int) -> contextlib.ExitStack:
             f"cannot listen on {host}:{port}: {exc.strerror}", reason="port_unavailable"
         ) from None
     return held
+
+
+def _check_api_tls(settings: Settings) -> None:
+    """Load the API's certificate and key as uvicorn will: a missing, unreadable or unparsable
+    file, an encrypted key or another certificate's key is one line (exit 2); uvicorn printed
+    some 60 lines of traceback (exit 1). The settings set both files or neither."""
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is None or key is None:
+        return
+    problem = _pem_problem(_read("tls_cert_file", cert), _read("tls_key_file", key))
+    if problem is None:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+        except ssl.SSLError as exc:
+            mismatch = exc.reason == "KEY_VALUES_MISMATCH"
+            problem = (
+                "tls_key_file is not the key of tls_cert_file"
+                if mismatch
+                else f"OpenSSL refused them ({exc.reason or exc.strerror})"
+            )
+    if problem is not None:
+        raise ConfigError(f"cannot serve TLS with {cert} and {key}: {problem}", reason="bad_tls")
+
+
+def _read(name: str, path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {name} {path}: {exc.strerror}", reason="bad_tls") from None
+
+
+def _pem_problem(cert_pem: bytes, key_pem: bytes) -> str | None:
+    """What is wrong with a PEM certificate (chain) and private key, or ``None``."""
+    try:
+        x509.load_pem_x509_certificates(cert_pem)
+    except ValueError:
+        return "tls_cert_file is not a PEM certificate"
+    try:
+        serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        return "tls_key_file is encrypted (bdx serve has no passphrase for it)"
+    except (ValueError, UnsupportedAlgorithm):
+        return "tls_key_file is not a PEM private key"
+    return None

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from node_support import free_port, self_signed_tls
 
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
@@ -221,3 +222,54 @@ def test_a_certificate_needs_its_key(tmp_path: Path) -> None:
     cert, key = self_signed_tls(tmp_path)
     assert "set together or not at all" in refused(tmp_path, BDX_TLS_CERT_FILE=str(cert))
     assert "set together or not at all" in refused(tmp_path, BDX_TLS_KEY_FILE=str(key))
+
+
+def tls_pair(tmp_path: Path, what: str) -> tuple[Path, Path]:
+    """A certificate and key where ``what`` is wrong: missing, garbage, mismatched, encrypted."""
+    cert, key = self_signed_tls(tmp_path)
+    if what == "missing":
+        return tmp_path / "absent.crt", key
+    if what == "garbage":
+        (tmp_path / "garbage.crt").write_text("not a certificate\n")
+        return tmp_path / "garbage.crt", key
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_key = self_signed_tls(other)
+    if what == "mismatched":
+        return cert, other_key
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    encryption = serialization.BestAvailableEncryption(b"passphrase")
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize(
+    ("environment", "what", "fragment"),
+    [
+        ("development", "missing", "cannot read tls_cert_file"),
+        ("development", "garbage", "tls_cert_file is not a PEM certificate"),
+        ("development", "mismatched", "tls_key_file is not the key of tls_cert_file"),
+        ("development", "encrypted", "tls_key_file is encrypted"),
+        ("production", "garbage", "tls_cert_file is not a PEM certificate"),
+        ("production", "mismatched", "tls_key_file is not the key of tls_cert_file"),
+    ],
+)
+def test_the_api_certificate_and_key_are_loaded_before_start_up(
+    tmp_path: Path, environment: str, what: str, fragment: str
+) -> None:
+    """A missing certificate (development), an unparsable one or another certificate's key
+    (production too: only file existence was checked) were uvicorn tracebacks, exit 1."""
+    cert, key = tls_pair(tmp_path, what)
+    env = {"BDX_TLS_CERT_FILE": str(cert), "BDX_TLS_KEY_FILE": str(key), "BDX_COUNTRY": "TH"}
+    if environment == "production":  # the TLS check comes first, the database's after it
+        (tmp_path / "data").mkdir(mode=0o700)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
+        base["BDX_DATA_DIR"] = str(tmp_path / "data")
+        migrated = subprocess.run([*BDX, "db", "upgrade"], env=base, capture_output=True)
+        assert migrated.returncode == 0, migrated.stderr
+    err = refused(tmp_path, BDX_ENVIRONMENT=environment, **env)
+    assert fragment in err and "[bad_tls]" in err
