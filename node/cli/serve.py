@@ -21,7 +21,7 @@ from node.api.app import create_app
 from node.cli._common import ConfigOption
 from node.errors import ConfigError
 from node.exchange.serving import GRACEFUL_SHUTDOWN_S, peer_config, serve_pair
-from node.exchange.setup import load_credentials
+from node.exchange.setup import check_exchange, load_credentials
 from node.hardening import no_core_dumps
 from node.settings import Settings, load_settings
 
@@ -42,10 +42,13 @@ def serve(
     _check_free(settings)
     if settings.gallery_path.is_dir():  # another node serving this data_dir: one line, exit 7
         WriterLock(settings.gallery_path).release()  # (uvicorn's start-up failure: tracebacks)
+    creds = load_credentials(settings) if settings.exchange_enabled else None
+    if creds is not None:
+        check_exchange(settings, creds)
     app = create_app(settings)
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()
-    if not settings.exchange_enabled:
+    if creds is None:
         uvicorn.run(
             app,
             host=settings.host,
@@ -72,9 +75,7 @@ def serve(
         # a client stalled mid-request must not keep SIGTERM from stopping the node
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    peer = peer_config(
-        app, settings, load_credentials(settings), log_level=log_level, access_log=False
-    )
+    peer = peer_config(app, settings, creds, log_level=log_level, access_log=False)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_pair(api, peer))
 

@@ -4,7 +4,8 @@
 ``bdx pki bootstrap``), its rules file and the hit-reference secret, opens the exchange log
 (:func:`open_transparency_log`) and returns the :class:`Responder` (peers' queries), the
 :class:`Requester` (officers' queries), the peers and the log. All state lives in the node
-database: nonces, hit references, quota usage and the log's tree.
+database: nonces, hit references, quota usage and the log's tree. :func:`check_exchange` reads
+the rules and the secret beforehand, so ``bdx serve`` refuses them before it listens.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from node.services.search_pool import SearchPool
 from node.settings import Settings
 from policy.decision import PolicyEngine
 from policy.quota import QuotaLedger
-from policy.rules import load_policy
+from policy.rules import Policy, PolicyFileError, load_policy
 
 logger = logging.getLogger(__name__)
 
@@ -155,12 +156,17 @@ def _log_key_history(
 def hit_secret(settings: Settings) -> bytes:
     """The hit-reference secret, created (0600, random) on first start."""
     path = settings.hit_secret_file or settings.data_dir / "hit-secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(HIT_SECRET_BYTES))
-    secret = Path(path).read_bytes()
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(HIT_SECRET_BYTES))
+        secret = Path(path).read_bytes()
+    except OSError as exc:  # a folder, unreadable, not creatable
+        raise ConfigError(
+            f"cannot read hit_secret_file {path}: {exc.strerror}", reason="bad_config"
+        ) from None
     if len(secret) < HIT_SECRET_BYTES:
         raise ConfigError(
             f"hit_secret_file {path} holds {len(secret)} bytes; {HIT_SECRET_BYTES}+ needed",
@@ -169,23 +175,50 @@ def hit_secret(settings: Settings) -> bytes:
     return secret
 
 
-def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) -> Exchange:
-    """Every exchange part of the node (see the module docstring)."""
+def load_rules(settings: Settings, creds: NodeCredentials) -> Policy:
+    """The node's rules file, for the country of ``creds`` and ``settings``; raises
+    :class:`ConfigError` (one line) when either differs or the file is missing or invalid."""
     if settings.policy_file is None:
         raise ConfigError("policy_file is not set", reason="no_policy")
-    creds = load_credentials(settings)
     if creds.country != settings.country:
         raise ConfigError(
             f"the certificates in pki_dir are {creds.country}'s, this node is {settings.country}",
             reason="bad_config",
         )
+    try:
+        rules = load_policy(settings.policy_file)
+    except PolicyFileError as exc:  # its message names the file and the first problem
+        raise ConfigError(
+            f"policy_file {' '.join(exc.message.split())}", reason=exc.reason
+        ) from None
+    if rules.country != settings.country:
+        raise ConfigError(
+            f"policy_file {settings.policy_file} holds {rules.country}'s rules, "
+            f"this node is {settings.country}",
+            reason="policy_country_mismatch",
+        )
+    return rules
+
+
+def check_exchange(settings: Settings, creds: NodeCredentials) -> None:
+    """Read what :func:`build_exchange` reads besides the credentials: the rules and the hit
+    secret. ``bdx serve`` calls it before it listens, so their errors are one line (exit 2),
+    not uvicorn's lifespan traceback while the peer listener already took connections."""
+    load_rules(settings, creds)
+    hit_secret(settings)
+
+
+def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) -> Exchange:
+    """Every exchange part of the node (see the module docstring)."""
+    creds = load_credentials(settings)
+    rules = load_rules(settings, creds)
     log = _open_log(settings, engine, creds, record=True)
     pool = None
     if settings.search_processes:
         directory = galleries.root / gallery_name(fingerprint_schema())
         pool = SearchPool(directory, settings.search_processes)
     try:
-        return _assemble(settings, engine, galleries, creds, log, pool)
+        return _assemble(settings, engine, galleries, creds, rules, log, pool)
     except BaseException:
         if pool is not None:
             pool.close()
@@ -197,12 +230,12 @@ def _assemble(
     engine: Engine,
     galleries: GallerySet,
     creds: NodeCredentials,
+    rules: Policy,
     log: TransparencyLog,
     pool: SearchPool | None,
 ) -> Exchange:
-    assert settings.policy_file is not None  # checked by build_exchange
     elog = TranslogExchangeLog(log)
-    policy = PolicyEngine(load_policy(settings.policy_file), QuotaLedger(engine))
+    policy = PolicyEngine(rules, QuotaLedger(engine))
     chain = [creds.signing_cert]
     responder = Responder(
         country=creds.country,

@@ -273,3 +273,38 @@ def test_the_api_certificate_and_key_are_loaded_before_start_up(
         assert migrated.returncode == 0, migrated.stderr
     err = refused(tmp_path, BDX_ENVIRONMENT=environment, **env)
     assert fragment in err and "[bad_tls]" in err
+
+
+@pytest.mark.parametrize(
+    ("rules", "fragment"),
+    [
+        (None, "cannot read (no such file) [policy_not_found]"),
+        ('version = "x"\ncountry = "TH"\n[peers.MY]\npurposes = ["nope"]\n', "[invalid_policy]"),
+        ("version = \n", "not valid TOML"),
+        ("MY", "holds MY's rules, this node is TH [policy_country_mismatch]"),
+    ],
+)
+def test_the_rules_file_is_read_before_start_up(
+    tmp_path: Path, development_pki: dict[str, str], rules: str | None, fragment: str
+) -> None:
+    """A missing or invalid rules file was exit 3 with some 150 lines of lifespan traceback
+    while the peer listener already took connections; another country's rules were used."""
+    from node.demo.region import rules_text
+
+    path = Path(development_pki["BDX_POLICY_FILE"])
+    if rules is None:
+        path.unlink()
+    else:
+        path.write_text(rules_text(rules) if rules == "MY" else rules)
+    err = refused(tmp_path, **development_pki)
+    assert f"policy_file {path}" in err and fragment in err
+
+
+def test_a_short_hit_secret_is_refused_before_start_up(
+    tmp_path: Path, development_pki: dict[str, str]
+) -> None:
+    secret = tmp_path / "hit.key"
+    secret.write_bytes(b"12345")
+    secret.chmod(0o600)
+    err = refused(tmp_path, **development_pki, BDX_HIT_SECRET_FILE=str(secret))
+    assert f"hit_secret_file {secret} holds 5 bytes" in err and "12345" not in err
