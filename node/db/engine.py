@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.errors import ConfigError
@@ -19,15 +19,37 @@ from node.service_errors import DatabaseUnavailableError
 SQLITE_BUSY_TIMEOUT_S = 15
 
 
+#: The databases the schema and its migrations are written and tested for.
+BACKENDS = ("sqlite", "postgresql")
+
+
 def create_db_engine(url: str) -> Engine:
-    """An engine for ``url``; a SQLite file (and its folder) is created owner-only (0600)."""
+    """An engine for ``url``; a SQLite file (and its folder) is created owner-only (0600).
+
+    Raises :class:`ConfigError` (``bad_database_url``, never quoting the URL: it may hold a
+    password) for a malformed URL, a database other than :data:`BACKENDS` or a driver that is
+    not installed; they were tracebacks (NoSuchModuleError, ModuleNotFoundError)."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError for malformed URLs
         raise ConfigError(f"invalid database URL: {exc}", reason="bad_database_url") from None
-    if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, parsed.database)
-    return create_engine(url, pool_pre_ping=True)
+    backend = parsed.get_backend_name()
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"database URL: {parsed.drivername} is not supported; use sqlite:///PATH "
+            "or postgresql+psycopg://USER@HOST/NAME",
+            reason="bad_database_url",
+        )
+    try:
+        if backend == "sqlite":
+            return _sqlite_engine(url, parsed.database)
+        return create_engine(url, pool_pre_ping=True)
+    except (ImportError, NoSuchModuleError):
+        raise ConfigError(
+            f"database URL: the driver of {parsed.drivername} is not installed; use "
+            "sqlite:///PATH or postgresql+psycopg://USER@HOST/NAME",
+            reason="bad_database_url",
+        ) from None
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:

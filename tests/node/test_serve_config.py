@@ -308,3 +308,18 @@ def test_a_short_hit_secret_is_refused_before_start_up(
     secret.chmod(0o600)
     err = refused(tmp_path, **development_pki, BDX_HIT_SECRET_FILE=str(secret))
     assert f"hit_secret_file {secret} holds 5 bytes" in err and "12345" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("postgres://bdx:hunter2@127.0.0.1/bdx", "postgres is not supported"),
+        ("mysql://bdx:hunter2@127.0.0.1/bdx", "mysql is not supported"),
+        ("postgresql+psycopg2://bdx:hunter2@127.0.0.1/bdx", "psycopg2 is not installed"),
+    ],
+)
+def test_an_unusable_database_url_is_one_line(tmp_path: Path, url: str, fragment: str) -> None:
+    """They were tracebacks (NoSuchModuleError, ModuleNotFoundError); the password is not
+    repeated."""
+    err = refused(tmp_path, BDX_DATABASE_URL=url)
+    assert fragment in err and "[bad_database_url]" in err and "hunter2" not in err
