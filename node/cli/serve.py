@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import ssl
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +48,7 @@ def serve(
     if creds is not None:
         check_exchange(settings, creds)
     app = create_app(settings)
+    _warn_if_exposed(settings)
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()
     if creds is None:
@@ -156,3 +159,24 @@ def _pem_problem(cert_pem: bytes, key_pem: bytes) -> str | None:
     except (ValueError, UnsupportedAlgorithm):
         return "tls_key_file is not a PEM private key"
     return None
+
+
+def _warn_if_exposed(settings: Settings) -> None:
+    """One line on stderr when a development node's API is plain HTTP beyond loopback: tokens
+    and probes would cross the network in clear (production refuses it)."""
+    if settings.tls_cert_file is not None or _loopback(settings.host):
+        return
+    print(
+        f"bdx: warning: the API listens on {settings.host} without TLS: tokens and images "
+        "cross the network in clear (set tls_cert_file and tls_key_file)",
+        file=sys.stderr,
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False

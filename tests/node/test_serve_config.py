@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from node_support import free_port, self_signed_tls
@@ -323,3 +325,36 @@ def test_an_unusable_database_url_is_one_line(tmp_path: Path, url: str, fragment
     repeated."""
     err = refused(tmp_path, BDX_DATABASE_URL=url)
     assert fragment in err and "[bad_database_url]" in err and "hunter2" not in err
+
+
+def started_output(tmp_path: Path, host: str) -> str:
+    """stderr of a development ``bdx serve`` on ``host`` up to its first /health answer."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
+    env |= {"BDX_DATA_DIR": str(tmp_path / host), "BDX_HOST": host, "BDX_PORT": str(port)}
+    proc = subprocess.Popen([*BDX, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    return err
+
+
+def test_plain_http_beyond_loopback_is_warned_about(tmp_path: Path) -> None:
+    """A development node on 0.0.0.0 without TLS started without a word."""
+    warnings = [
+        line for line in started_output(tmp_path, "0.0.0.0").splitlines() if "warning" in line
+    ]
+    assert warnings == [
+        "bdx: warning: the API listens on 0.0.0.0 without TLS: tokens and images cross the "
+        "network in clear (set tls_cert_file and tls_key_file)"
+    ]
+    assert "bdx: warning" not in started_output(tmp_path, "127.0.0.1")
