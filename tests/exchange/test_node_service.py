@@ -477,7 +477,7 @@ def test_housekeeping_purges_nonces_that_can_no_longer_be_replayed(
     """A running node's periodic housekeeping deletes the nonces seen longer ago than a replay
     could pass the time check; fresh ones stay and their replay is still refused."""
     _, root = region
-    node = start_service_node(tmp_path, root, "TH", _port(), _port(), {}, checkpoint_interval_s=0.1)
+    node = start_service_node(tmp_path, root, "TH", _port(), _port(), {}, checkpoint_interval_s=10)
     try:
         guard = node.exchange.responder.replay
         now = datetime.now(UTC)
