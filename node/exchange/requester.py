@@ -198,13 +198,14 @@ class Requester:
         version = self._anchors_version()
         held = clients.get(peer.country)
         if held is None or held.client.is_closed or held.version != version:
-            if held is not None:
-                held.retired = True
-                if held.users == 0:
-                    await held.client.aclose()
-            held = clients[peer.country] = _Pooled(
-                self._new_client(params.MAX_CONNECTIONS_PER_PEER), version
-            )
+            # Swap first, close after: closing yields, and another exchange to this peer must
+            # find the new client then, not make one of its own that nothing would close.
+            old, held = held, _Pooled(self._new_client(params.MAX_CONNECTIONS_PER_PEER), version)
+            clients[peer.country] = held
+            if old is not None:
+                old.retired = True
+                if old.users == 0:
+                    await old.client.aclose()
         held.users += 1
         try:
             yield held.client

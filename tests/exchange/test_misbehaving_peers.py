@@ -481,3 +481,37 @@ def test_replies_in_and_queries_out_are_logged_when_the_node_stops_waiting(
     assert received["MY"]["status"] == "cancelled"
     sent = {e["peer"]: e["query_id"] for e in events if e["type"] == "query_sent"}
     assert {p: e["query_id"] for p, e in received.items()} == sent
+
+
+def test_clients_replaced_after_a_crl_are_all_closed(
+    nodes: dict[str, NodeHandle],
+    region_dir: tuple[Region, Path],
+    fingers: list[list[FingerprintTemplate]],
+) -> None:
+    """Two exchanges with one peer right after a CRL change: closing the old client yielded
+    before the new one was stored, so the second exchange made a client of its own that was
+    never tracked, nor closed (a leaked keep-alive connection)."""
+    import httpx
+
+    region, _ = region_dir
+    requester = _pooled(nodes["TH"], region, timeout=5.0)
+    made: list[httpx.AsyncClient] = []
+    new_client = requester._new_client
+
+    def spy(connections: int) -> httpx.AsyncClient:
+        made.append(new_client(connections))
+        return made[-1]
+
+    requester._new_client = spy  # type: ignore[method-assign]
+    ask = [Peer("ID", nodes["ID"].url)], "border_control", "fingerprint", probe(fingers[1][1])
+
+    async def run() -> None:
+        try:
+            await requester.query_peers(*ask)
+            requester.trust.refresh_crl(crl_pem(region.ca.crl()))
+            await asyncio.gather(requester.query_peers(*ask), requester.query_peers(*ask))
+        finally:
+            await requester.aclose()
+
+    asyncio.run(run())
+    assert len(made) == 2 and all(c.is_closed for c in made), [c.is_closed for c in made]
