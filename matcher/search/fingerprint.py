@@ -29,6 +29,7 @@ from matcher.errors import MatcherError, QualityError
 from matcher.fingerprint import match
 from matcher.fingerprint.match import kernel as match_kernel
 from matcher.fingerprint.match import params as match_params
+from matcher.fingerprint.match.cylinders import kept_indices
 from matcher.fingerprint.match.types import FIELD_PAD, descriptor_length, pack_fields
 from matcher.fingerprint.template import FORMAT as MINUTIAE_FORMAT
 from matcher.fingerprint.template import FORMAT_VERSION as MINUTIAE_VERSION
@@ -85,8 +86,9 @@ def prepare_checked(template: FingerprintTemplate | match.SearchTemplate) -> mat
             f"minutiae format {template.format} v{template.format_version} is not "
             f"{MINUTIAE_FORMAT} v{MINUTIAE_VERSION}"
         )
-    points = np.stack([template.x, template.y], axis=1)  # (n, 2) float32
-    distinct = len(np.unique(points, axis=0)) if template.count else 0
+    kept = kept_indices(template)  # the minutiae the search template keeps
+    points = np.stack([template.x[kept], template.y[kept]], axis=1)  # (m, 2) float32
+    distinct = len(np.unique(points, axis=0)) if len(kept) else 0
     if distinct < params.MIN_TEMPLATE_MINUTIAE:
         raise QualityError(
             f"{distinct} distinct minutiae; at least {params.MIN_TEMPLATE_MINUTIAE} are needed",

@@ -217,3 +217,29 @@ def test_orientation_fields_travel_with_gallery_records(tmp_path: Path, synth: l
             order = np.lexsort((np.arange(len(want)), -want))[:6]
             assert [c.reference for c in got] == [refs[i] for i in order]
             assert [c.score for c in got] == [float(want[i]) for i in order]
+
+
+def test_too_few_distinct_minutiae_are_counted_among_those_kept() -> None:
+    """128 minutiae of high quality on one point and 6 distinct ones of low quality: the
+    search keeps the best 128 (all on one point), so the template can match nothing; it was
+    accepted because the 6 it drops were counted."""
+    from dataclasses import replace
+
+    from matcher.errors import QualityError
+    from matcher.fingerprint.match import params as match_params
+    from matcher.search.fingerprint import prepare_checked
+
+    t = _template(1, 6)
+    n = match_params.MAX_MINUTIAE
+    piled = replace(
+        t,
+        x=np.concatenate([np.full(n, 50, np.float32), t.x]),
+        y=np.concatenate([np.full(n, 50, np.float32), t.y]),
+        angle=np.concatenate([np.zeros(n, np.float32), t.angle]),
+        kind=np.concatenate([np.ones(n, np.uint8), t.kind]),
+        quality=np.concatenate([np.full(n, 90, np.uint8), np.full(6, 10, np.uint8)]),
+    )
+    with pytest.raises(QualityError) as err:
+        prepare_checked(piled)
+    assert err.value.reason == "too_few_minutiae"
+    prepare_checked(t)  # the six distinct ones alone are enough
