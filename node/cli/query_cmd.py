@@ -28,6 +28,8 @@ from node.errors import PeerError
 #: allow (``peer_timeout_s`` <= 300 s) plus extraction and signing. At 90 s, a node whose
 #: peers were given 120 s answered after the command had given up and blamed the node.
 CLIENT_TIMEOUT_S = 330.0
+#: Longest --timeout: an hour is beyond any answer; inf or 1e300 overflowed the socket timeout.
+MAX_TIMEOUT_S = 3600.0
 
 
 class QueryFailedError(NodeRequestError):
@@ -110,7 +112,9 @@ def query(
     json_out: JsonOption = False,
     timeout: Annotated[
         float,
-        typer.Option(min=1, help="seconds to wait for the node's answer (exit 6 after)"),
+        typer.Option(
+            min=1, max=MAX_TIMEOUT_S, help="seconds to wait for the node's answer (exit 6 after)"
+        ),
     ] = CLIENT_TIMEOUT_S,
 ) -> None:
     """Ask peer nodes whether they know the person in FILE(s): hit/no-hit per peer."""

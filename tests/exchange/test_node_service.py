@@ -351,6 +351,11 @@ def test_bdx_query_waits_as_told_and_says_the_node_was_slow(
     assert done.returncode == 6, done.stderr
     assert "[node_timeout]" in done.stderr and "within 2 s" in done.stderr
     assert 2 <= waited < 20
+    for endless in ("inf", "1e300"):  # a usage error, not a socket's OverflowError
+        bad = subprocess.run(
+            [*args, "--url", url, "--timeout", endless], env=env, capture_output=True, text=True
+        )
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
 
 
 def test_officer_query_body_errors(nodes: dict[str, ServiceNode]) -> None:
