@@ -138,9 +138,32 @@ def create_app(
         )
     # Outermost: its headers reach every answer, the limits' 413 and CORS preflights included.
     app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
+    # A 500 is answered outside every middleware (Starlette's ServerErrorMiddleware): its
+    # handler (node.api.errors) adds these itself.
+    app.state.security_headers = {
+        **security_headers(hsts=settings.environment == "production"),
+        "Content-Security-Policy": FRAME_POLICY,
+    }
     for router in ROUTERS:
         app.include_router(router)
     return app
+
+
+#: The Content-Security-Policy every answer gets (pages with their own policy get it added).
+FRAME_POLICY = "frame-ancestors 'none'"
+
+
+def security_headers(*, hsts: bool) -> dict[str, str]:
+    """The headers :class:`SecurityHeaders` sets where a response has none of its own."""
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
+    if hsts:
+        headers["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_S}"
+    return headers
 
 
 class SecurityHeaders:
@@ -154,14 +177,7 @@ class SecurityHeaders:
 
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
-        self.defaults = {
-            "X-Content-Type-Options": "nosniff",
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "no-referrer",
-            "Cache-Control": "no-store",
-        }
-        if hsts:
-            self.defaults["Strict-Transport-Security"] = f"max-age={HSTS_MAX_AGE_S}"
+        self.defaults = security_headers(hsts=hsts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -176,9 +192,9 @@ class SecurityHeaders:
                     headers.setdefault(name, value)
                 policy = headers.get("Content-Security-Policy")
                 if policy is None:
-                    headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+                    headers["Content-Security-Policy"] = FRAME_POLICY
                 elif "frame-ancestors" not in policy:
-                    headers["Content-Security-Policy"] = f"{policy}; frame-ancestors 'none'"
+                    headers["Content-Security-Policy"] = f"{policy}; {FRAME_POLICY}"
             await send(message)
 
         await self.app(scope, receive, sending)

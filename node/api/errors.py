@@ -170,7 +170,10 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The route template, never the path: paths carry subject ids (node.api.access).
     route = getattr(request.scope.get("route"), "path", "<no route>")
     log.exception("unexpected error on %s %s", request.method, route)
-    return error_response(500, "internal_error", "internal error; the node's log has details")
+    headers = getattr(request.app.state, "security_headers", None)  # no middleware runs here
+    return error_response(
+        500, "internal_error", "internal error; the node's log has details", headers
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -111,3 +111,35 @@ def test_production_adds_hsts_and_serves_no_docs_pages(
     schema = production.get("/openapi.json")
     assert schema.status_code == 200 and schema.json()["info"]["title"] == "bdx node"
     assert production.get("/audit/ui").status_code == 200
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_an_unexpected_failure_carries_the_headers(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    tmp_path: Path,
+    environment: str,
+) -> None:
+    """A 500 is answered by Starlette's outermost middleware, outside SecurityHeaders: it
+    carried none of the headers. Its handler adds them now."""
+    from starlette.testclient import TestClient as Raw
+
+    update: dict[str, object] = {"environment": environment}
+    if environment == "production":
+        cert, key = self_signed_tls(tmp_path)
+        update |= {"tls_cert_file": cert, "tls_key_file": key, "country": "DE"}
+        settings.data_dir.mkdir(mode=0o700)
+        if settings.sqlite_path is not None:
+            settings.sqlite_path.chmod(0o600)
+    app: FastAPI = create_app(settings.model_copy(update=update), engine=engine, gallery=galleries)
+
+    @app.get("/fails")
+    def fails() -> None:
+        raise RuntimeError("a defect")
+
+    with Raw(app, raise_server_exceptions=False) as c:
+        r = c.get("/fails")
+    assert r.status_code == 500 and r.json()["error"] == "internal_error"
+    assert {k: r.headers.get(k) for k in COMMON} == COMMON
+    assert ("strict-transport-security" in r.headers) is (environment == "production")
