@@ -25,7 +25,7 @@ from certs.merkle import HASH_SIZE
 from certs.translog.errors import NoteFormatError, SignatureError
 from certs.translog.keys import SigningKey, VerifyingKey
 from certs.translog.note import Note, NoteSignature, b64decode_canonical, parse_note
-from certs.translog.params import CLOCK_SKEW_S
+from certs.translog.params import CLOCK_SKEW_S, MAX_TIMESTAMP
 
 CHECKPOINT_FORMAT = "bdx-checkpoint/v1"
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
@@ -101,6 +101,8 @@ class Cosignature:
         """Raise unless this cosignature by ``key`` covers ``checkpoint``."""
         if self.witness != key.name or self.key_id != key.key_id("cosignature"):
             raise SignatureError(f"cosignature is not by witness {key.name}")
+        if not 0 <= self.timestamp <= MAX_TIMESTAMP:
+            raise SignatureError("cosignature timestamp is out of range", reason="bad_timestamp")
         if self.timestamp > (time.time() if now is None else now) + CLOCK_SKEW_S:
             raise SignatureError("cosignature timestamp is in the future", reason="bad_timestamp")
         key.verify(cosigned_message(checkpoint, self.timestamp), self.signature)

@@ -27,6 +27,11 @@ CLOCK_SKEW_S = 300
 """Cosignature timestamps further than this in the future are refused (5 minutes of clock
 skew between nodes, as is usual for signed tokens)."""
 
+MAX_TIMESTAMP = (1 << 63) - 1
+"""Largest cosignature timestamp (seconds): it travels as an unsigned 64-bit number and is
+stored in a signed 64-bit column. A negative or larger one, validly signed by a peer, was
+stored and then broke every read of the checkpoint (exports, audits, later rounds)."""
+
 MAX_EXPORT_MIB = 256
 """Largest export ``bdx audit verify`` reads by default (MiB): the verifier holds the parsed
 JSON, about 8 times the file's size, so 256 MiB needs about 2 GiB of memory; a larger export

@@ -53,7 +53,13 @@ from certs.translog.errors import (
     TamperedError,
 )
 from certs.translog.keys import SigningKey, VerifyingKey
-from certs.translog.params import AUDIT_CHUNK, CHECKPOINT_INTERVAL_S, INSERT_CHUNK, MAX_ENTRY_BYTES
+from certs.translog.params import (
+    AUDIT_CHUNK,
+    CHECKPOINT_INTERVAL_S,
+    INSERT_CHUNK,
+    MAX_ENTRY_BYTES,
+    MAX_TIMESTAMP,
+)
 
 HEAD_ID = 1
 
@@ -465,9 +471,10 @@ class TransparencyLog:
                 reason="checkpoint_mismatch",
             )
         c = schema.cosignatures
-        cosigs = [
+        cosigs = [  # a row no note can carry (a time out of range) is no cosignature
             Cosignature(r.witness, r.key_id, r.timestamp, r.signature)
             for r in conn.execute(select(c).where(c.c.checkpoint_id == row.id).order_by(c.c.id))
+            if 0 <= r.timestamp <= MAX_TIMESTAMP
         ]
         return signed.with_cosignatures(*cosigs)
 

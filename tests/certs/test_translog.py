@@ -388,6 +388,37 @@ def test_witness_cosigns_only_consistent_growth(
         log.add_cosignature(unknown, cosign(unknown, wkey, int(clock())), wkey.verifying_key())
 
 
+@pytest.mark.parametrize("stamp", [-1, 1 << 63])
+def test_a_cosignature_time_out_of_range_is_refused_and_a_stored_one_is_passed_over(
+    log: TransparencyLog, engine: Engine, clock: Clock, stamp: int
+) -> None:
+    """A witness's validly signed cosignature at time -1 was stored, and every later read of
+    the checkpoint (exports, audits, the next rounds) failed encoding it (struct.error)."""
+    wkey = witness_key("witness.fr/w1", "ed25519")
+    log.append_many([event(i) for i in range(3)])
+    first = log.issue_checkpoint()
+    bad = cosign(first.checkpoint, wkey, stamp)
+    with pytest.raises(SignatureError) as err:
+        log.add_cosignature(first.checkpoint, bad, wkey.verifying_key())
+    assert err.value.reason == "bad_timestamp"
+    # A row written before this check (or by hand) is no cosignature, and breaks nothing.
+    with engine.begin() as conn:
+        row = conn.execute(schema.checkpoints.select()).first()
+        assert row is not None
+        conn.execute(
+            insert(schema.cosignatures).values(
+                checkpoint_id=row.id,
+                witness=bad.witness,
+                key_id=bad.key_id,
+                timestamp=-1,  # (1 << 63 does not fit the column)
+                signature=bad.signature,
+            )
+        )
+    latest = log.latest_checkpoint()
+    assert latest is not None and latest.cosignatures() == []
+    audit_store(log)
+
+
 def test_split_view_is_detected_when_witnesses_compare(
     new_engine: Callable[[str], Engine], clock: Clock
 ) -> None:
