@@ -60,6 +60,15 @@ class SplitViewError(TranslogError):
         self.evidence = evidence
 
 
+class ProofError(TranslogError):
+    """A consistency proof that cannot be checked as sent: malformed (``bad_proof``: a length
+    or hash size wrong for its sizes) or made from another size than the witness's latest
+    (``stale_proof``: the witness cosigned meanwhile). Neither is evidence of a fork; the log
+    asks again with a fresh proof."""
+
+    default_reason = "bad_proof"
+
+
 class RollbackError(TranslogError):
     """A checkpoint is older (smaller) than one the witness already cosigned for that log."""
 

@@ -19,7 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from certs.merkle import MerkleError, verify_consistency
 from certs.translog import schema
 from certs.translog.checkpoint import Cosignature, SignedCheckpoint, cosign
-from certs.translog.errors import OriginMismatchError, RollbackError, SplitViewError
+from certs.translog.errors import (
+    OriginMismatchError,
+    ProofError,
+    RollbackError,
+    SplitViewError,
+)
 from certs.translog.keys import SigningKey, VerifyingKey
 
 
@@ -51,6 +56,10 @@ def _one_history(a: SignedCheckpoint, b: SignedCheckpoint, proof: Sequence[bytes
     try:
         verify_consistency(s.size, g.size, proof, s.root_hash, g.root_hash)
     except MerkleError as exc:
+        if exc.reason != "root_mismatch":  # a malformed proof is no evidence of a fork
+            raise ProofError(
+                f"the consistency proof from size {s.size} to {g.size} is malformed ({exc.reason})"
+            ) from exc
         raise SplitViewError(
             f"log {s.origin}: size {g.size} is not an extension of size {s.size} ({exc.reason})",
             evidence=evidence,
@@ -118,22 +127,36 @@ class Witness:
             return [SignedCheckpoint.from_bytes(r.note) for r in rows]
 
     def cosign(
-        self, checkpoint: bytes, log_key: VerifyingKey, proof: Sequence[bytes] = ()
+        self,
+        checkpoint: bytes,
+        log_key: VerifyingKey,
+        proof: Sequence[bytes] = (),
+        old_size: int | None = None,
     ) -> Cosignature:
         """Verify a peer's signed checkpoint and ``proof`` (consistency from the latest one
         cosigned for that log; empty for the first or an unchanged size), then cosign it.
+        ``old_size``, when given, is the size the proof starts from: another than this
+        witness's latest is a stale proof, not a fork (the witness cosigned meanwhile).
 
-        Raises :class:`SignatureError`, :class:`RollbackError` or :class:`SplitViewError`.
+        Raises :class:`SignatureError`, :class:`ProofError`, :class:`RollbackError` or
+        :class:`SplitViewError`.
         """
         signed = SignedCheckpoint.from_bytes(checkpoint)
         signed.verify(log_key)
         new = signed.checkpoint
         now = datetime.fromtimestamp(self._clock(), UTC)
         with self._engine.connect() as conn, conn.begin():
-            if self._lock_origin(conn, new.origin, now):
-                last = self.latest(new.origin, conn)
-                if last is None:  # pragma: no cover - the head row and history go together
-                    raise RollbackError("witness state lost its history", reason="witness_state")
+            seen = self._lock_origin(conn, new.origin, now)
+            last = self.latest(new.origin, conn) if seen else None
+            if seen and last is None:  # pragma: no cover - the head row and history go together
+                raise RollbackError("witness state lost its history", reason="witness_state")
+            held = last.checkpoint.size if last is not None else 0
+            if old_size is not None and old_size != held and new.size >= held:
+                raise ProofError(
+                    f"the proof starts from size {old_size}; this witness is at size {held}",
+                    reason="stale_proof",
+                )
+            if last is not None:
                 if new.size < last.checkpoint.size:
                     raise RollbackError(
                         f"log {new.origin} presented size {new.size} after "
@@ -143,6 +166,8 @@ class Witness:
                 # renewed since (a new signing certificate), so only the new one is verified.
                 _one_history(last, signed, proof)
             cosignature = cosign(new, self._key, int(self._clock()))
+            if last is not None and last.to_bytes() == signed.to_bytes():
+                return cosignature  # the same note again: a fresh cosignature, no new row
             conn.execute(
                 update(schema.witness_heads)
                 .where(schema.witness_heads.c.origin == new.origin)

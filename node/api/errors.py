@@ -55,7 +55,12 @@ STATUS_BY_ERROR: tuple[tuple[type[BdxError], int], ...] = (
     (MatcherError, 422),
 )
 #: Reasons whose status differs from their class's.
-STATUS_BY_REASON = {"too_large": 413, "unknown_reference": 404}
+STATUS_BY_REASON = {
+    "too_large": 413,
+    "unknown_reference": 404,
+    "stale_proof": 409,  # a witness moved on: ask again (c2sp.org/tlog-witness answers 409)
+    "bad_proof": 422,
+}
 
 _HTTP_REASONS = {
     400: "bad_request",

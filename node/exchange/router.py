@@ -58,8 +58,10 @@ PEER_ERRORS: dict[int, str] = {
     "not_in_trust_list, revoked, expired, wrong_country, bad_signature, malformed (a body "
     "that is no compact JWS), bad_note (a checkpoint that does not verify)",
     404: "no query of that id is pending for the caller (unknown_query)",
+    409: "stale_proof: the consistency proof starts from another size than the witness's",
     413: "the body is larger than the limit of its path",
-    422: "the request's values are refused (malformed_jws: a body that is not ASCII)",
+    422: "the request's values are refused (malformed_jws: a body that is not ASCII; "
+    "bad_proof: a consistency proof malformed for its sizes)",
     500: "an unexpected failure on this node; its log has the details",
     503: "this node's exchange or witness service is not available",
 }
@@ -310,6 +312,12 @@ class WitnessRequest(BaseModel):
     proof: list[str] = Field(
         default_factory=list, max_length=64, description="base64 consistency-proof hashes"
     )
+    old_size: int | None = Field(
+        None,
+        ge=0,
+        lt=2**63,
+        description="the size the proof starts from (the witness's latest, from .../latest)",
+    )
 
 
 class CosignatureOut(BaseModel):
@@ -331,5 +339,7 @@ async def cosign_checkpoint(
     body: WitnessRequest, witness: WitnessDep, country: PeerCountry
 ) -> CosignatureOut:
     """Cosign the caller's checkpoint if it extends what this node cosigned before."""
-    cosig = await anyio.to_thread.run_sync(witness.cosign, country, body.checkpoint, body.proof)
+    cosig = await anyio.to_thread.run_sync(
+        witness.cosign, country, body.checkpoint, body.proof, body.old_size
+    )
     return CosignatureOut.model_validate(cosignature_json(cosig))

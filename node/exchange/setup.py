@@ -260,7 +260,7 @@ def _assemble(
         pooled=True,
     )
     peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
-    witness = WitnessService.create(engine, creds)
+    witness = WitnessService.create(engine, creds, elog)
     return Exchange(
         creds, policy, responder, requester, log, peers, witness, settings.peer_timeout_s, pool
     )

@@ -12,7 +12,9 @@ Protocol, on the mutual-TLS peer listener (the TLS client certificate names the 
     ``{"origin": ..., "size": n}``: the size this node last cosigned for the caller's log
     (0 when none), so the caller knows which consistency proof to send.
 ``POST /peer/v1/witness``
-    ``{"checkpoint": <signed note>, "proof": [base64 hashes]}`` →
+    ``{"checkpoint": <signed note>, "proof": [base64 hashes], "old_size": n}`` (``old_size``:
+    the size the proof starts from; another than the witness's latest is ``stale_proof``,
+    409, not a fork) →
     ``{"witness", "key_id", "timestamp", "signature"}`` (a c2sp.org/tlog-cosignature).
 
 The caller's log key is the public key of its *signing* certificate in the trust list, and the
@@ -29,6 +31,7 @@ import base64
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import anyio.to_thread
 import httpx
@@ -40,8 +43,10 @@ from certs.pki.profiles import Usage
 from certs.pki.validate import TrustAnchors
 from certs.translog import (
     Cosignature,
+    RollbackError,
     SignedCheckpoint,
     SigningKey,
+    SplitViewError,
     TransparencyLog,
     VerifyingKey,
     Witness,
@@ -49,6 +54,7 @@ from certs.translog import (
 from certs.translog.keys import PublicKey
 from node.errors import NotFoundError
 from node.exchange.requester import Peer, UntrustedPeerError, server_check
+from node.exchange.responder import ExchangeLog
 from node.service_errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -89,22 +95,32 @@ def peer_witness_key(anchors: TrustAnchors, country: str) -> VerifyingKey:
 
 @dataclass(frozen=True)
 class WitnessService:
-    """This node's witness of its peers' logs (state in the node database)."""
+    """This node's witness of its peers' logs (state in the node database). A refusal that
+    is evidence against a peer's log (a rollback, a split view) is logged at ERROR and, with
+    ``events``, appended to this node's own exchange log with both signed notes: the
+    refusing witness keeps the evidence, not only the node that tampered."""
 
     witness: Witness
     anchors: TrustAnchors
+    country: str = ""
+    events: ExchangeLog | None = None
 
     @classmethod
-    def create(cls, engine: Engine, credentials: NodeCredentials) -> WitnessService:
+    def create(
+        cls, engine: Engine, credentials: NodeCredentials, events: ExchangeLog | None = None
+    ) -> WitnessService:
         key = SigningKey(witness_name(credentials.country), credentials.signing_key)
-        return cls(Witness(engine, key), credentials.anchors)
+        return cls(Witness(engine, key), credentials.anchors, credentials.country, events)
 
     def latest_size(self, peer: str) -> int:
         latest = self.witness.latest(log_origin(peer))
         return latest.checkpoint.size if latest is not None else 0
 
-    def cosign(self, peer: str, checkpoint: str, proof: Sequence[str]) -> Cosignature:
-        """Cosign ``peer``'s checkpoint; raises a typed error when it must not be cosigned."""
+    def cosign(
+        self, peer: str, checkpoint: str, proof: Sequence[str], old_size: int | None = None
+    ) -> Cosignature:
+        """Cosign ``peer``'s checkpoint (``proof`` from ``old_size``, when the peer says it);
+        raises a typed error when it must not be cosigned."""
         try:
             raw = checkpoint.encode("utf-8")
             signed = SignedCheckpoint.from_bytes(raw)
@@ -118,7 +134,37 @@ class WitnessService:
                 f"{peer} may only ask to witness its own log, not {signed.checkpoint.origin}",
                 reason="wrong_origin",
             )
-        return self.witness.cosign(raw, peer_log_key(self.anchors, peer), hashes)
+        try:
+            return self.witness.cosign(raw, peer_log_key(self.anchors, peer), hashes, old_size)
+        except (RollbackError, SplitViewError) as exc:
+            self._keep_evidence(peer, signed, exc)
+            raise
+
+    def _keep_evidence(
+        self, peer: str, presented: SignedCheckpoint, exc: RollbackError | SplitViewError
+    ) -> None:
+        held = self.witness.latest(presented.checkpoint.origin)
+        logger.error(
+            "%s's log presented size %d, inconsistent with size %s this node cosigned: %s [%s]",
+            peer,
+            presented.checkpoint.size,
+            held.checkpoint.size if held is not None else "none",
+            exc.message,
+            exc.reason,
+        )
+        if self.events is None:
+            return
+        self.events.record(
+            {
+                "type": "witness_refusal",
+                "node": self.country,
+                "peer": peer,
+                "reason": exc.reason,
+                "presented": presented.to_bytes().decode(),
+                "held": held.to_bytes().decode() if held is not None else None,
+                "at": datetime.now(UTC).isoformat(),
+            }
+        )
 
 
 def cosignature_json(c: Cosignature) -> dict[str, object]:
@@ -154,8 +200,12 @@ async def witness_round(
         return {}
     size = latest.checkpoint.size
     out: dict[str, str] = {}
+    done = {c.witness for c in latest.cosignatures()}  # verified when stored
     async with httpx.AsyncClient(verify=credentials.client_context(), timeout=timeout) as client:
         for peer in peers:
+            if witness_name(peer.country) in done:  # each round would add a row at the peer
+                out[peer.country] = "cosigned"
+                continue
             base = peer.url.rstrip("/")
             # the peer's server certificate, checked as for queries (requester.server_check)
             check = {"trace": server_check(credentials.anchors, peer.country)}
@@ -169,6 +219,7 @@ async def witness_round(
                 body = {
                     "checkpoint": latest.to_bytes().decode("utf-8"),
                     "proof": [base64.b64encode(h).decode() for h in proof],
+                    "old_size": old,
                 }
                 r = await client.post(base + WITNESS_PATH, json=body, extensions=check)
                 if r.status_code != 200:

@@ -39,6 +39,7 @@ from certs.translog import (
     NoteFormatError,
     NotFoundError,
     OriginMismatchError,
+    ProofError,
     RollbackError,
     SignatureError,
     SignedCheckpoint,
@@ -368,8 +369,18 @@ def test_witness_cosigns_only_consistent_growth(
         witness.cosign(first.to_bytes(), log.verifying_key)
     log.append(event(11))
     third = log.issue_checkpoint()
-    with pytest.raises(SplitViewError) as exc:
+    # A proof for other sizes proves no fork (an honest log's proof goes stale when the
+    # witness cosigns meanwhile): bad_proof, or stale_proof when the log says its old size.
+    with pytest.raises(ProofError) as malformed:
         witness.cosign(third.to_bytes(), log.verifying_key, log.consistency_proof(5, 12))
+    assert malformed.value.reason == "bad_proof"
+    with pytest.raises(ProofError) as stale:
+        witness.cosign(third.to_bytes(), log.verifying_key, log.consistency_proof(5, 12), 5)
+    assert stale.value.reason == "stale_proof"
+    # A proof of the right shape that does not link the two roots: a fork.
+    forged = [bytes(32)] * len(log.consistency_proof(11, 12))
+    with pytest.raises(SplitViewError) as exc:
+        witness.cosign(third.to_bytes(), log.verifying_key, forged, 11)
     assert exc.value.reason == "split_view"
     with pytest.raises(SignatureError):
         witness.cosign(third.to_bytes(), witness_key(LOG_NAME).verifying_key())
@@ -449,9 +460,10 @@ def test_split_view_is_detected_when_witnesses_compare(
     log_b.append_many([event(i) for i in range(100, 103)])
     b9 = log_b.issue_checkpoint()
     w2.cosign(b9.to_bytes(), key.verifying_key(), log_b.consistency_proof(6, 9))
-    for proof in (log_b.consistency_proof(6, 9), log_a.consistency_proof(5, 6)):
-        with pytest.raises(SplitViewError):
-            w1.check_peer_view(b9.to_bytes(), key.verifying_key(), proof)
+    with pytest.raises(SplitViewError):
+        w1.check_peer_view(b9.to_bytes(), key.verifying_key(), log_b.consistency_proof(6, 9))
+    with pytest.raises(ProofError):  # a proof for other sizes shows nothing either way
+        w1.check_peer_view(b9.to_bytes(), key.verifying_key(), log_a.consistency_proof(5, 6))
     # An honest pair passes: A's own growth checks out against w1's view.
     log_a.append(event(200))
     a7 = log_a.issue_checkpoint()

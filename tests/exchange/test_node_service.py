@@ -186,6 +186,12 @@ def test_peers_witness_each_others_checkpoints(
     th.log.issue_checkpoint()
     again = asyncio.run(witness_round(th.log, th.credentials, peers[:2], 5.0))
     assert again == {"ID": "cosigned", "MY": "cosigned"}
+    cosigned = th.log.latest_checkpoint()
+    assert cosigned is not None
+    # Cosigned already: not asked again. A new checkpoint is asked for.
+    assert asyncio.run(witness_round(th.log, th.credentials, peers[:1], 5.0)) == {"ID": "cosigned"}
+    officer_query(nodes["TH"], ["ID"], fingers[0][1])
+    th.log.issue_checkpoint()
     # "ID" at MY's address: MY's certificate is refused before the checkpoint is sent.
     posing = Peer("ID", th.peers["MY"].url)
     refused = asyncio.run(witness_round(th.log, th.credentials, [posing], 5.0))
@@ -194,13 +200,18 @@ def test_peers_witness_each_others_checkpoints(
     assert grown is not None and grown.checkpoint.size > latest.checkpoint.size
 
     # A rewritten history: TH's key signs another root for the size ID already cosigned.
-    witnessed = grown.checkpoint
+    witnessed = cosigned.checkpoint
     forged = SignedCheckpoint.sign(
         Checkpoint(witnessed.origin, witnessed.size, bytes(32), witnessed.timestamp_ms + 1),
         SigningKey(witnessed.origin, th.credentials.signing_key),
     )
+    before = nodes["ID"].exchange.log.size()
     with pytest.raises(SplitViewError):
         nodes["ID"].exchange.witness.cosign("TH", forged.to_bytes().decode(), [])
+    kept = [json.loads(e.data) for e in nodes["ID"].exchange.log.entries(before)]
+    assert [(e["type"], e["peer"], e["reason"]) for e in kept] == [
+        ("witness_refusal", "TH", "split_view")
+    ]
     # A node may only have its own log witnessed.
     with pytest.raises(InvalidRequestError) as info:
         nodes["ID"].exchange.witness.cosign("MY", grown.to_bytes().decode(), [])

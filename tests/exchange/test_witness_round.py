@@ -124,3 +124,108 @@ def test_a_revoked_signing_key_is_neither_cosigned_nor_counted(tmp_path: Path) -
         with pytest.raises(CertsError) as err:
             refused()
         assert err.value.reason == "revoked"
+
+
+def _th_witnessing_my(tmp_path: Path) -> tuple[WitnessService, TransparencyLog, TransparencyLog]:
+    """TH's witness service (recording into TH's own exchange log) and MY's log."""
+    from node.exchange.eventlog import TranslogExchangeLog
+
+    region = tmp_path / "region"
+    write_region(build_region(["TH", "MY"]), region)
+    creds = {cc: NodeCredentials(NodePaths.from_region(region, cc)) for cc in ("TH", "MY")}
+    engines = {cc: create_engine(f"sqlite:///{tmp_path / cc}.db") for cc in ("th", "my")}
+    for e in engines.values():
+        configure_sqlite(e)
+        metadata.create_all(e)
+    th_log = TransparencyLog.open(
+        engines["th"], SigningKey(log_origin("TH"), creds["TH"].signing_key)
+    )
+    th = WitnessService.create(engines["th"], creds["TH"], TranslogExchangeLog(th_log))
+    my_log = TransparencyLog.open(
+        engines["my"], SigningKey(log_origin("MY"), creds["MY"].signing_key)
+    )
+    return th, th_log, my_log
+
+
+def test_a_refusal_that_is_evidence_is_kept_by_the_witness(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MY shows TH a smaller tree than TH cosigned: TH refused with a 403 and kept nothing
+    (only MY, the tampering node, logged the refusal). TH now logs it at ERROR and appends
+    both signed notes to its own tamper-evident log."""
+    from certs.translog import RollbackError
+
+    th, th_log, my_log = _th_witnessing_my(tmp_path)
+    my_log.append_many([b'{"type":"x"}', b'{"type":"y"}'])
+    early = my_log.issue_checkpoint()
+    my_log.append(b'{"type":"z"}')
+    later = my_log.issue_checkpoint()
+    th.cosign("MY", later.to_bytes().decode(), [])
+    before = th_log.size()
+    with pytest.raises(RollbackError):
+        th.cosign("MY", early.to_bytes().decode(), [])
+    events = [json.loads(e.data) for e in th_log.entries(before)]
+    assert [(e["type"], e["peer"], e["reason"]) for e in events] == [
+        ("witness_refusal", "MY", "checkpoint_rollback")
+    ]
+    assert events[0]["presented"] == early.to_bytes().decode()
+    assert events[0]["held"] == later.to_bytes().decode()
+    assert any(r.levelname == "ERROR" and "MY" in r.getMessage() for r in caplog.records)
+
+
+def test_the_same_checkpoint_again_adds_no_row(tmp_path: Path) -> None:
+    """Every housekeeping round asked again, and each cosignature of the same note added a
+    row to the witness's history (five a checkpoint, per peer, for ever)."""
+    th, _, my_log = _th_witnessing_my(tmp_path)
+    my_log.append(b'{"type":"x"}')
+    note = my_log.issue_checkpoint().to_bytes().decode()
+    for _ in range(5):
+        th.cosign("MY", note, [])
+    assert len(th.witness.history(log_origin("MY"))) == 1
+
+
+def test_a_round_does_not_ask_a_peer_whose_cosignature_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round runs every minute, a checkpoint at most every five: the peers that cosigned
+    the latest checkpoint already are not asked again (each ask added a row at the peer)."""
+    write_region(build_region(["TH", "MY"]), tmp_path / "region")
+    creds = {
+        cc: NodeCredentials(NodePaths.from_region(tmp_path / "region", cc)) for cc in ("TH", "MY")
+    }
+    engines = {cc: create_engine(f"sqlite:///{tmp_path / cc}.db") for cc in ("th", "my")}
+    for e in engines.values():
+        configure_sqlite(e)
+        metadata.create_all(e)
+    log = TransparencyLog.open(engines["th"], SigningKey(log_origin("TH"), creds["TH"].signing_key))
+    log.append(b'{"type":"x"}')
+    log.issue_checkpoint()
+    my = WitnessService.create(engines["my"], creds["MY"])
+    posts: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/latest"):
+            return httpx.Response(
+                200, json={"origin": log_origin("TH"), "size": my.latest_size("TH")}
+            )
+        posts.append(1)
+        body = json.loads(request.content)
+        cosig = my.cosign("TH", body["checkpoint"], body["proof"], body["old_size"])
+        return httpx.Response(200, json=cosignature_json(cosig))
+
+    real = httpx.AsyncClient
+
+    class Mocked(real):  # type: ignore[misc, valid-type]
+        def __init__(self, **kwargs: object) -> None:
+            kwargs["transport"] = httpx.MockTransport(handler)
+            super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "AsyncClient", Mocked)
+    peers = [Peer("MY", "https://my.example")]
+    for _ in range(3):
+        assert asyncio.run(witness_round(log, creds["TH"], peers, 5.0)) == {"MY": "cosigned"}
+    assert len(posts) == 1
+    log.append(b'{"type":"y"}')
+    log.issue_checkpoint()
+    assert asyncio.run(witness_round(log, creds["TH"], peers, 5.0)) == {"MY": "cosigned"}
+    assert len(posts) == 2
