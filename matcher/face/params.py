@@ -106,8 +106,11 @@ NUM_JITTERS = 0
 #: EER 0.81 -> 0.66%, TAR at FAR 0.1% 94.83 -> 96.42%, for a second embedding pass (median CPU
 #: per image 89 -> 157 ms, within the 200 ms budget).
 FLIP_AVERAGE = True
-#: Unit-norm tolerance when validating stored embeddings (float32 rounding of 128 terms).
-NORM_TOLERANCE = 1e-3
+#: Unit-norm tolerance when validating embeddings: float32 rounding of 128 terms stays within
+#: about 1e-7. Scores are dot products, so a template's norm scales all of them: at 1e-3 a peer
+#: or officer could send a vector of norm 1.0009 and gain 0.09% on every cosine (a "cosine"
+#: of 1.0009 was answered; a crafted probe hit 76% of 100-record galleries instead of 50%).
+NORM_TOLERANCE = 1e-5
 #: dlib's documented same-person rule: Euclidean distance < 0.6 between raw descriptors. For
 #: unit vectors, ``d**2 = 2 - 2*cos``; dlib's raw descriptors have norms of about 1.3–1.6, so
 #: the cosine threshold that matches dlib's rule is not a fixed function of 0.6; use thresholds

@@ -72,6 +72,7 @@ def test_mismatched_formats_are_never_compared() -> None:
     [
         ({"embedding": np.ones(127, np.float32) / np.sqrt(127)}, "shape"),
         ({"embedding": np.ones(128, np.float32)}, "unit-norm"),
+        ({"embedding": unit(3) * np.float32(1.0009)}, "unit-norm"),  # +0.09% on every score
         ({"embedding": np.full(128, np.nan, np.float32)}, "NaN"),
         ({"embedding": ["x"] * 128}, "not numeric"),
         ({"quality": 101}, "outside"),
