@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from matcher.errors import TemplateFormatError
+from matcher.errors import MatcherError, TemplateFormatError
 from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
@@ -52,6 +52,10 @@ def probe_items(
 ) -> list[TemplateItem]:
     """Wire templates for ``(bytes, finger_position)`` pairs (templates, or images when
     ``images``). Raises the matcher's typed errors for undecodable input."""
+    if modality == "face" and len(items) != 1:  # peers refuse it, after charging the quota
+        raise MatcherError(
+            f"a face query carries one template or image, not {len(items)}", reason="bad_probe"
+        )
     out: list[TemplateItem] = []
     for data, position in items:
         if not images and data.startswith(_IMAGE_MAGIC):

@@ -384,6 +384,17 @@ def test_officer_query_body_errors(nodes: dict[str, ServiceNode]) -> None:
         assert r.status_code == 422
         r = client.post(nodes["TH"].api_url + "/queries", json=bad_template, headers=headers)
         assert r.status_code in (400, 422) and r.json()["error"]
+        # Two faces: refused here (peers refused it after charging a unit of their quota).
+        from matcher.face.template import FaceTemplate
+
+        face = np.zeros(128, np.float32)
+        face[0] = 1.0
+        data = base64.b64encode(FaceTemplate(face, 80).to_bytes()).decode()
+        sent = nodes["ID"].exchange.log.size()
+        two = {**bad_template, "modality": "face", "templates": [{"data": data}] * 2}
+        r = client.post(nodes["TH"].api_url + "/queries", json=two, headers=headers)
+        assert (r.status_code, r.json()["error"]) == (422, "bad_probe"), r.text
+        assert nodes["ID"].exchange.log.size() == sent
 
 
 def test_an_oversized_template_is_refused_without_quoting_it(
