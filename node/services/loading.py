@@ -83,6 +83,8 @@ KEY_HEX = 40
 #: Reasons of the notes a load reports about parts of a file it passed over or substituted.
 NOTE_NOT_READ = "not_read"
 NOTE_MINUTIAE_USED = "minutiae_used"
+#: What an extractor chose and said so (e.g. a smaller face ignored as a bystander).
+NOTE_EXTRACTOR = "extractor"
 #: Reason of a file (or subject folder) that could not be read.
 UNREADABLE = "unreadable_file"
 
@@ -211,7 +213,10 @@ def process(job: _Job) -> _Processed | Rejection:
                     for view in views
                 ]
             )
-        return replace(done, items=[_prepared(item) for item in done.items])
+        said = [Note(job.file.label, NOTE_EXTRACTOR, n) for item in done.items for n in item.notes]
+        return replace(
+            done, items=[_prepared(item) for item in done.items], notes=done.notes + said
+        )
     except BdxError as exc:
         return Rejection(job.file.label, exc.reason, exc.message)
     except OSError as exc:  # removed or made unreadable since it was listed

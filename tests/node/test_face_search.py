@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from node_support import TestClient, bearer
+from node_support import TestClient, bearer, cli
 from PIL import Image
 from skimage import data as skdata
 from sqlalchemy import Engine, select
@@ -156,11 +158,9 @@ def test_image_probe_and_empty_gallery(
     assert same["candidates"][0]["subject"] == "astronaut" and same["notes"] == []
 
 
-def test_faces_ignored_as_bystanders_are_said(client: TestClient, make_token: object) -> None:
-    """A second, much smaller face is not used, and the enrolment and the search say so (the
-    choice reached no caller)."""
+def _face_and_bystander() -> bytes:
+    """A PNG of one large face and, beside it, a much smaller one."""
     import cv2
-    import numpy as np
 
     astronaut = skdata.astronaut()
     big = cv2.resize(astronaut[0:300, 100:350], None, fx=2.2, fy=2.2)
@@ -170,15 +170,35 @@ def test_faces_ignored_as_bystanders_are_said(client: TestClient, make_token: ob
     canvas[: small.shape[0], big.shape[1] :] = small
     out = io.BytesIO()
     Image.fromarray(canvas).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_faces_ignored_as_bystanders_are_said(client: TestClient, make_token: object) -> None:
+    """A second, much smaller face is not used, and the enrolment and the search say so (the
+    choice reached no caller)."""
     operator = bearer(make_token(Role.OPERATOR))  # type: ignore[operator]
     params = {"subject": "two-faces", "modality": "face"}
-    image = out.getvalue()
+    image = _face_and_bystander()
     enrolled = client.post("/gallery/enrol", headers=operator, params=params, content=image)
     assert enrolled.status_code == 201, enrolled.text
     assert ["bystanders" in note for note in enrolled.json()["notes"]] == [True]
     officer = bearer(make_token(Role.OFFICER))  # type: ignore[operator]
     found = client.post("/search/face", headers=officer, json={"image": b64(image)})
     assert ["bystanders" in note for note in found.json()["notes"]] == [True]
+
+
+def test_a_bulk_load_reports_what_the_extractor_said(
+    node_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bdx gallery load`` dropped the extractor's notes that enrolment answers carry."""
+    folder = tmp_path / "faces" / "two-faces"
+    folder.mkdir(parents=True)
+    (folder / "1.png").write_bytes(_face_and_bystander())
+    args = ["gallery", "load", str(tmp_path / "faces"), "--modality", "face", "--json"]
+    code, out, err = cli([*args, "--workers", "1"], capsys)
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert [(n["reason"], "bystanders" in n["detail"]) for n in notes] == [("extractor", True)]
 
 
 @pytest.mark.parametrize(
