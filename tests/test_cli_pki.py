@@ -10,6 +10,7 @@ import pytest
 
 from certs import jws
 from certs.pki import load_certificate, load_private_key
+from certs.pki.revocation import crl_pem
 from node.cli import main
 
 COMMANDS = [
@@ -301,6 +302,44 @@ def test_bootstrap_makes_a_usable_region(
     code, stdout, _ = bdx(capsys, "show", str(tmp_path / "msg.jws"), "--json")
     shown = json.loads(stdout)
     assert (shown["type"], shown["sender"], shown["typ"]) == ("jws", "TH", "bdx-msg+jws")
+
+
+def test_vkey_gives_the_audit_keys_from_the_pki(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An auditor's keys come from the region's trust list, not from a file the audited
+    node's operator writes: a checkpoint TH's log signs verifies under TH's key, and a
+    cosignature by ID's witness under ID's witness key; revoked members get none."""
+    from certs.pki.ca import CertificateAuthority
+    from certs.translog import SigningKey, VerifyingKey
+    from certs.translog.checkpoint import Checkpoint, SignedCheckpoint, cosign
+    from node.exchange.witnessing import log_origin, witness_name
+
+    out = tmp_path / "region"
+    assert bdx(capsys, "bootstrap", "--countries", "TH,ID", "--out", str(out))[0] == 0
+    anchors = [
+        *("--trust-list", str(out / "trust-list.jws"), "--root", str(out / "root.pem")),
+        *("--crl", str(out / "crl.pem")),
+    ]
+    code, log_vkey, err = bdx(capsys, "vkey", "--country", "TH", *anchors)
+    assert code == 0, err
+    code, witness_vkey, err = bdx(capsys, "vkey", "--country", "ID", "--witness", *anchors)
+    assert code == 0, err
+    checkpoint = Checkpoint(log_origin("TH"), 1, bytes(32), 1)
+    th = SigningKey(log_origin("TH"), load_private_key(out / "nodes" / "th" / "signing.key"))
+    note = SignedCheckpoint.sign(checkpoint, th)
+    log_key, purpose = VerifyingKey.from_vkey(log_vkey)
+    assert purpose == "note"
+    note.verify(log_key)
+    witness = SigningKey(witness_name("ID"), load_private_key(out / "nodes" / "id" / "signing.key"))
+    key, purpose = VerifyingKey.from_vkey(witness_vkey)
+    assert purpose == "cosignature"
+    cosign(checkpoint, witness, 1).verify(checkpoint, key, now=2)
+    ca = CertificateAuthority.open(out / "ca")
+    ca.revoke(load_certificate(out / "nodes" / "th" / "signing.pem"))
+    (out / "crl.pem").write_bytes(crl_pem(ca.crl()))
+    code, _, err = bdx(capsys, "vkey", "--country", "TH", *anchors)
+    assert code == 5 and "[revoked]" in err
 
 
 def test_outputs_in_new_folders_and_no_phantom_state(

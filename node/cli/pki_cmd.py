@@ -268,6 +268,29 @@ def verify(
 
 
 @app.command()
+def vkey(
+    country: Annotated[str, typer.Option(help="The member whose key is wanted, e.g. TH.")],
+    trust_list: Annotated[Path, typer.Option(help="Trust list (JWS).")],
+    root: Annotated[Path, typer.Option(help="Pinned root certificate.")],
+    crl: Annotated[Path, typer.Option("--crl", help="Current CRL.")],
+    witness: Annotated[
+        bool, typer.Option("--witness", help="Its witness key (cosignatures), not its log key.")
+    ] = False,
+) -> None:
+    """Print a member's exchange-log verifier key (or, with --witness, its witness key) from
+    its signing certificate in the validated trust list: the keys that bdx audit verify takes
+    (--log-key, --witness-key), from the region's PKI rather than from the audited node."""
+    from node.exchange.witnessing import peer_log_key, peer_witness_key
+
+    anchors = TrustAnchors.load(root, trust_list, crl)
+    cc = validate_country(country)
+    if witness:
+        typer.echo(peer_witness_key(anchors, cc).to_vkey("cosignature"))
+    else:
+        typer.echo(peer_log_key(anchors, cc).to_vkey("note"))
+
+
+@app.command()
 def bootstrap(
     countries: Annotated[str, typer.Option(help="Comma-separated country codes, e.g. TH,ID,MY.")],
     out: Annotated[Path, typer.Option(help="Run directory to create (never inside the repo).")],
