@@ -173,6 +173,10 @@ class QueryPayload(_Message):
     def _not_to_self(self) -> QueryPayload:
         if self.requester == self.responder:
             raise ValueError("requester and responder must differ")
+        # A malformed query is refused before the policy charges the quota; a face query with
+        # two templates was refused only at the search, a unit of the day's quota spent.
+        if self.modality == "face" and len(self.templates) != 1:
+            raise ValueError("a face query carries exactly one template")
         return self
 
 

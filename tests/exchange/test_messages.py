@@ -18,6 +18,8 @@ from node.exchange.messages import (
     utc_now,
 )
 
+_FACE = TemplateItem(format="dlib-resnet/hog", format_version=1, data=b64url(bytes(600)))
+
 
 def _query(**over: object) -> QueryPayload:
     fields: dict[str, object] = {
@@ -63,6 +65,7 @@ def test_query_wire_is_stable_and_round_trips() -> None:
         {"case_ref": "John Smith"},
         {"v": 2},
         {"extra": 1},
+        {"modality": "face", "templates": [_FACE, _FACE]},  # one face a query
     ],
 )
 def test_malformed_queries_rejected(over: dict[str, object]) -> None:
