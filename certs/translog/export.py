@@ -141,7 +141,7 @@ def _entries_with_proofs(
     ]
 
 
-def _cell(text: str) -> str:
+def csv_cell(text: str) -> str:
     """Neutralise spreadsheet formulas (CSV injection) by quoting a leading trigger."""
     return "'" + text if text.startswith(_CSV_FORMULA_PREFIXES) else text
 
@@ -166,6 +166,6 @@ def export_csv(
         except UnicodeDecodeError:
             text = "base64:" + base64.b64encode(entry.data).decode()
         writer.writerow(
-            [entry.index, entry.created_at.isoformat(), entry.leaf_hash.hex(), _cell(text)]
+            [entry.index, entry.created_at.isoformat(), entry.leaf_hash.hex(), csv_cell(text)]
         )
     return buf.getvalue()

@@ -65,13 +65,13 @@ class AuditFilter:
     until: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.peer is not None and not _PEER.match(self.peer):
+        if self.peer is not None and not _PEER.fullmatch(self.peer):
             raise AuditQueryError(f"peer must be a two-letter country code, got {self.peer!r}")
         for name in ("purpose", "outcome", "reason", "type"):
             value = getattr(self, name)
-            if value is not None and not _TOKEN.match(value):
+            if value is not None and not _TOKEN.fullmatch(value):
                 raise AuditQueryError(f"{name} must be a snake_case word, got {value!r}")
-        if self.officer is not None and not _OFFICER.match(self.officer):
+        if self.officer is not None and not _OFFICER.fullmatch(self.officer):
             raise AuditQueryError(f"officer {self.officer!r} is not a user name")
         for name in ("since", "until"):
             value = getattr(self, name)

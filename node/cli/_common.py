@@ -24,6 +24,17 @@ from node.errors import ConfigError, NotFoundError
 from node.service_errors import InvalidRequestError, PayloadTooLargeError
 from node.settings import Settings, load_settings
 
+
+def printable(text: object) -> str:
+    """``text`` for a terminal: every character Unicode calls "other" or "separator" (controls
+    and escape sequences, newlines that forge lines, bidi overrides, zero-width marks; the
+    space excepted) shown as a ``\\x1b``/``\\u202e`` escape. The names and labels printed come
+    from others: file names, ids, peers' words."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode() for ch in str(text)
+    )
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(

@@ -9,7 +9,6 @@ are logged as ``auditor_action`` events.
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from node.cli._common import (
     ConfigOption,
     JsonOption,
     print_json,
+    printable,
     read_input,
     settings_from,
     writable_output,
@@ -44,6 +44,7 @@ from node.cli._common import (
 )
 from node.db.setup import open_database
 from node.errors import ConfigError
+from node.services.users import os_user
 
 app = typer.Typer(help="Audit the tamper-evident exchange log.", no_args_is_help=True)
 
@@ -108,7 +109,7 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 
 def _actor() -> str:
-    return f"cli:{getpass.getuser()}"
+    return f"cli:{os_user()}"
 
 
 @app.command("list")
@@ -140,7 +141,7 @@ def list_cmd(
         return
     for item in items:
         ev = item.event
-        fields = " ".join(f"{k}={ev[k]}" for k in _LISTED if ev.get(k) is not None)
+        fields = " ".join(f"{k}={printable(ev[k])}" for k in _LISTED if ev.get(k) is not None)
         typer.echo(f"{item.index:>8} {item.created_at.isoformat()} {item.type:<16} {fields}")
     typer.echo(f"{len(items)} of {total} matching entries")
 

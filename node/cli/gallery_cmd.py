@@ -17,11 +17,19 @@ from typing import Annotated
 import typer
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
+from certs.translog.export import csv_cell
 from matcher.errors import GalleryError
 from matcher.gallery import Gallery
 from matcher.gallery.manifest import MANIFEST_NAME
 from matcher.search.upgrade import galleries_in, gallery_dirs, upgrade_fingerprint_gallery
-from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
+from node.cli._common import (
+    ConfigOption,
+    JsonOption,
+    print_json,
+    printable,
+    session_for,
+    settings_from,
+)
 from node.db.models import MAX_FINGER_POSITION, Modality
 from node.errors import ConfigError
 from node.formats.discover import NESTED_FOLDER, NOT_LOADABLE, discover
@@ -39,10 +47,10 @@ def write_report(path: Path, rejected: list[Rejection]) -> None:
     if path.suffix.lower() == ".json":
         path.write_text(json_module.dumps(rows, indent=2) + "\n")
         return
-    with path.open("w", newline="") as f:
+    with path.open("w", newline="") as f:  # cells that start a formula are quoted (CSV injection)
         writer = csv.DictWriter(f, fieldnames=["file", "reason", "detail"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows([{k: csv_cell(str(v)) for k, v in row.items()} for row in rows])
 
 
 def _check_writable(path: Path) -> None:
@@ -130,9 +138,11 @@ def load(
     else:
         _say_passed_over(result.passed_over)
         for n in notes:
-            typer.echo(f"note {n['file']}: {n['detail']} [{n['reason']}]", err=True)
+            said = f"{printable(n['file'])}: {printable(n['detail'])}"
+            typer.echo(f"note {said} [{n['reason']}]", err=True)
         for f in failed:
-            typer.echo(f"rejected {f['file']}: {f['detail']} [{f['error']}]", err=True)
+            said = f"{printable(f['file'])}: {printable(f['detail'])}"
+            typer.echo(f"rejected {said} [{f['error']}]", err=True)
         typer.echo(
             f"enrolled {result.enrolled} templates of {len(result.subjects)} subjects; "
             f"{result.skipped} files already loaded; {len(failed)} rejected"
@@ -155,7 +165,7 @@ def _say_passed_over(passed: list[tuple[str, str]]) -> None:
     for label, reason in passed:
         by_reason.setdefault(reason, []).append(label)
     for reason, labels in by_reason.items():
-        shown = ", ".join(labels[:PASSED_OVER_EXAMPLES]) + (
+        shown = ", ".join(printable(label) for label in labels[:PASSED_OVER_EXAMPLES]) + (
             ", ..." if len(labels) > PASSED_OVER_EXAMPLES else ""
         )
         typer.echo(

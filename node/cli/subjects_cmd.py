@@ -16,7 +16,7 @@ from urllib.parse import quote
 import typer
 
 from node.cli._client import CaFileOption, NodeClient, NodeRequestError, TokenOption, UrlOption
-from node.cli._common import ConfigOption, JsonOption, print_json
+from node.cli._common import ConfigOption, JsonOption, print_json, printable
 
 app = typer.Typer(
     help="List, show and delete the running node's subjects (operators).", no_args_is_help=True
@@ -68,9 +68,10 @@ def list_(
         print_json(page)
         return
     for item in page["items"]:
-        typer.echo(f"{item['external_id']}\t{item['records']} records\t{item['created_at']}")
+        who = printable(item["external_id"])
+        typer.echo(f"{who}\t{item['records']} records\t{item['created_at']}")
     if page["next_after"] is not None:
-        typer.echo(f"more: bdx subjects list --after {page['next_after']}", err=True)
+        typer.echo(f"more: bdx subjects list --after {printable(page['next_after'])}", err=True)
 
 
 @app.command()
@@ -88,9 +89,10 @@ def show(
     if json:
         print_json(subject)
         return
-    typer.echo(f"subject {subject['external_id']} (since {subject['created_at']})")
+    typer.echo(f"subject {printable(subject['external_id'])} (since {subject['created_at']})")
     for enc in subject["encounters"]:
-        typer.echo(f"  encounter {enc['external_id'] or '-'} from {enc['source'] or '-'}")
+        where = f"{printable(enc['external_id'] or '-')} from {printable(enc['source'] or '-')}"
+        typer.echo(f"  encounter {where}")
     for rec in subject["records"]:
         finger = f" finger {rec['finger_position']}" if rec["finger_position"] else ""
         shared = "never shared (restrictions unreadable)" if rec["restrictions"] is None else ""
@@ -125,4 +127,5 @@ def delete(
     if json:
         print_json(done)
     else:
-        typer.echo(f"deleted {done['external_id']}: {done['templates_removed']} templates removed")
+        who = printable(done["external_id"])
+        typer.echo(f"deleted {who}: {done['templates_removed']} templates removed")

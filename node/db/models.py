@@ -29,9 +29,15 @@ from node.db.base import Base, utc_now
 
 #: Longest external identifier (a national case or person number) accepted.
 EXTERNAL_ID_CHARS = 128
+#: Characters no id or label may hold: C0 and C1 controls and DEL (terminal escapes, 8-bit
+#: CSI), and the invisible format characters that make one id look like another: zero-width
+#: marks, line and paragraph separators, bidi embeddings, overrides and isolates, BOM.
+_INVISIBLE = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"
 #: External ids are one URL path segment (``/subjects/{external_id}``): no slash, no
-#: leading or trailing blank, no control characters.
-EXTERNAL_ID_PATTERN = r"^[^/\s\x00-\x1f](?:[^/\x00-\x1f]*[^/\s\x00-\x1f])?$"
+#: leading or trailing blank, none of the characters above.
+EXTERNAL_ID_PATTERN = rf"^[^/\s{_INVISIBLE}](?:[^/{_INVISIBLE}]*[^/\s{_INVISIBLE}])?$"
+#: Free labels (an enrolment's source): printable text only.
+LABEL_PATTERN = rf"^[^{_INVISIBLE}]*$"
 #: Highest ISO/IEC 19794-2 finger position (0 = unknown, 1–10 = right thumb … left little).
 MAX_FINGER_POSITION = 10
 

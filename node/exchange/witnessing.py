@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -224,9 +225,12 @@ async def witness_round(
                 r = await client.post(base + WITNESS_PATH, json=body, extensions=check)
                 if r.status_code != 200:
                     refusal = r.json()
+                    code = refusal.get("error") if isinstance(refusal, dict) else None
+                    # the peer's word goes into this node's log: a code, never free text (a
+                    # newline and escapes forged an ERROR line like this node's own alarm)
                     reason = (
-                        refusal.get("error", f"http_{r.status_code}")
-                        if isinstance(refusal, dict)
+                        code
+                        if isinstance(code, str) and _ERROR_CODE.fullmatch(code)
                         else f"http_{r.status_code}"
                     )
                     logger.warning(
@@ -248,6 +252,9 @@ async def witness_round(
                 logger.warning("witnessing by %s failed: %s", peer.country, type(exc).__name__)
                 out[peer.country] = getattr(exc, "reason", type(exc).__name__)
     return out
+
+
+_ERROR_CODE = re.compile(r"[a-z_]{1,64}")
 
 
 def _witnessed_size(body: object) -> int:

@@ -8,9 +8,10 @@ to slow down), and the stored hash is compared in constant time.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import hmac
+import os
+import pwd
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -52,9 +53,19 @@ class IssuedToken:
     expires_at: datetime | None
 
 
+def os_user() -> str:
+    """The name of the account running this process, from the system's user database by the
+    effective uid: ``getpass.getuser`` reads ``$LOGNAME``/``$USER`` first, which anyone sets
+    (``LOGNAME=alice bdx ...`` was logged as alice, newlines and escapes included)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:  # a uid without an entry (some containers)
+        return f"uid{os.geteuid()}"
+
+
 def local_actor() -> str:
     """The audit actor of commands run on the node's own machine."""
-    return f"local:{getpass.getuser()}"
+    return f"local:{os_user()}"
 
 
 def hash_token(token: str) -> str:
@@ -88,7 +99,7 @@ class UserService:
         return self.users.tokens_of(user)
 
     def add_user(self, name: str, role: Role, *, actor: str) -> User:
-        if not USER_NAME_RE.match(name):
+        if not USER_NAME_RE.fullmatch(name):
             raise InvalidRequestError(
                 f"user name {name!r} must be 1-64 of a-z 0-9 . _ - (starting alphanumeric)",
                 reason="bad_user_name",

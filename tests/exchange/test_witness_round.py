@@ -28,6 +28,8 @@ from node.exchange.witnessing import WitnessService, cosignature_json, log_origi
         ("ID", b"[]", None),
         ("ID", b'{"size": 1e999}', None),
         ("ID", b'{"size": 0}', (409, b'["busy"]')),  # a refusal that is not an error body
+        # a refusal whose code forges a log line (a newline, an ERROR, a terminal escape)
+        ("ID", b'{"size": 0}', (409, b'{"error": "busy\\nERROR: forged\\u001b]0;x\\u0007"}')),
         (
             "VN",
             b'{"size": 0}',
@@ -88,6 +90,7 @@ def test_an_odd_peer_does_not_stop_the_round(
     peers = [Peer(peer, "https://odd.example"), Peer("MY", "https://my.example")]
     out = asyncio.run(witness_round(log, creds["TH"], peers, 5.0))
     assert out["MY"] == "cosigned" and out[peer] != "cosigned"
+    assert out[peer].isprintable() and "forged" not in out[peer]
 
 
 def test_a_revoked_signing_key_is_neither_cosigned_nor_counted(tmp_path: Path) -> None:

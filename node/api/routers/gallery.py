@@ -19,6 +19,7 @@ from node.api.schemas.subjects import EnrolResult, GalleryStatisticsOut, RecordO
 from node.db.models import (
     EXTERNAL_ID_CHARS,
     EXTERNAL_ID_PATTERN,
+    LABEL_PATTERN,
     MAX_FINGER_POSITION,
     Modality,
 )
@@ -47,8 +48,10 @@ async def enrol_image(
     ],
     modality: Modality,
     finger_position: Annotated[int | None, Query(ge=0, le=MAX_FINGER_POSITION)] = None,
-    source: Annotated[str | None, Query(max_length=255)] = None,
-    encounter: Annotated[str | None, Query(max_length=EXTERNAL_ID_CHARS)] = None,
+    source: Annotated[str | None, Query(max_length=255, pattern=LABEL_PATTERN)] = None,
+    encounter: Annotated[
+        str | None, Query(max_length=EXTERNAL_ID_CHARS, pattern=EXTERNAL_ID_PATTERN)
+    ] = None,
 ) -> EnrolResult:
     image = await request.body()
     if not image:
