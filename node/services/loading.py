@@ -245,7 +245,7 @@ def _undecodable(label: str, exc: Exception) -> Rejection:
     are logged and reported, never its message (it may quote the file's contents)."""
     last = list(traceback.walk_tb(exc.__traceback__))[-1:]
     where = "".join(f" at {Path(f.f_code.co_filename).name}:{line}" for f, line in last)
-    logger.error("gallery load: %s: reader failed (%s%s)", label, type(exc).__name__, where)
+    logger.error("gallery load: %r: reader failed (%s%s)", label, type(exc).__name__, where)
     return Rejection(label, UNREADABLE, f"cannot decode ({type(exc).__name__}{where})")
 
 
