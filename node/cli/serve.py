@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import socket
 import ssl
 import sys
@@ -18,6 +19,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from matcher.gallery.files import WriterLock
+from matcher.workers import PARENT_IGNORES_CTRL_C
 from node.api import access
 from node.api.app import create_app
 from node.cli._common import ConfigOption
@@ -49,6 +51,7 @@ def serve(
         check_exchange(settings, creds)
     app = create_app(settings)
     _warn_if_exposed(settings)
+    _warn_unknown_variables()
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()
     if creds is None:
@@ -171,6 +174,24 @@ def _warn_if_exposed(settings: Settings) -> None:
         "cross the network in clear (set tls_cert_file and tls_key_file)",
         file=sys.stderr,
     )
+
+
+#: BDX_* variables that are not settings but are read elsewhere (the CLI's token and config
+#: file, the rules file of ``bdx policy``, the test database, the load's worker signal).
+OTHER_VARIABLES = frozenset(
+    {"BDX_CONFIG", "BDX_TOKEN", "BDX_POLICY", "BDX_TEST_DATABASE_URL", PARENT_IGNORES_CTRL_C}
+)
+
+
+def _warn_unknown_variables() -> None:
+    """One line on stderr naming BDX_* variables that no setting reads (a misspelt
+    ``BDX_ENVIRONMNET=production`` would otherwise start a development node without a word);
+    names only, never values."""
+    known = {f"BDX_{name.upper()}" for name in Settings.model_fields} | OTHER_VARIABLES
+    names = [k for k in os.environ if k.upper().startswith("BDX_")]
+    unknown = sorted(k for k in names if k.upper() not in known)
+    if unknown:
+        print(f"bdx: warning: no setting reads {', '.join(unknown)}", file=sys.stderr)
 
 
 def _loopback(host: str) -> bool:

@@ -327,11 +327,13 @@ def test_an_unusable_database_url_is_one_line(tmp_path: Path, url: str, fragment
     assert fragment in err and "[bad_database_url]" in err and "hunter2" not in err
 
 
-def started_output(tmp_path: Path, host: str) -> str:
-    """stderr of a development ``bdx serve`` on ``host`` up to its first /health answer."""
+def started_output(tmp_path: Path, host: str, **extra: str) -> str:
+    """stderr of a development ``bdx serve`` on ``host`` (``extra`` in its environment) up to
+    its first /health answer."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
     env |= {"BDX_DATA_DIR": str(tmp_path / host), "BDX_HOST": host, "BDX_PORT": str(port)}
+    env |= extra
     proc = subprocess.Popen([*BDX, "serve"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -358,3 +360,14 @@ def test_plain_http_beyond_loopback_is_warned_about(tmp_path: Path) -> None:
         "network in clear (set tls_cert_file and tls_key_file)"
     ]
     assert "bdx: warning" not in started_output(tmp_path, "127.0.0.1")
+
+
+def test_a_variable_no_setting_reads_is_named(tmp_path: Path) -> None:
+    """``BDX_ENVIRONMNET=production`` (misspelt) started a development node without a word;
+    the warning names the variable, never its value."""
+    err = started_output(
+        tmp_path, "127.0.0.1", BDX_ENVIRONMNET="production", BDX_TOKEN="bdx_secret-token"
+    )
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert warnings == ["bdx: warning: no setting reads BDX_ENVIRONMNET"]
+    assert "production" not in err and "secret" not in err
