@@ -56,6 +56,10 @@ PassFile = Annotated[
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 Kind = Annotated[Usage, typer.Option("--kind", help="Certificate kind: tls or signing.")]
+#: The published trust anchors a certificate or key is validated against.
+TrustListOpt = Annotated[Path, typer.Option("--trust-list", help="Trust list (JWS).")]
+RootOpt = Annotated[Path, typer.Option("--root", help="Pinned root certificate.")]
+CrlOpt = Annotated[Path, typer.Option("--crl", help="Current CRL.")]
 
 
 def _passphrase(path: Path | None) -> bytes | None:
@@ -244,9 +248,9 @@ def show(
 @app.command()
 def verify(
     cert: Annotated[Path, typer.Argument(help="Certificate to validate.")],
-    trust_list: Annotated[Path, typer.Option(help="Trust list (JWS).")],
-    root: Annotated[Path, typer.Option(help="Pinned root certificate.")],
-    crl: Annotated[Path, typer.Option("--crl", help="Current CRL.")],
+    trust_list: TrustListOpt,
+    root: RootOpt,
+    crl: CrlOpt,
     country: Annotated[str | None, typer.Option(help="Expected country.")] = None,
     usage: Annotated[Usage, typer.Option(help="tls or signing.")] = Usage.TLS,
     as_json: JsonOut = False,
@@ -270,9 +274,9 @@ def verify(
 @app.command()
 def vkey(
     country: Annotated[str, typer.Option(help="The member whose key is wanted, e.g. TH.")],
-    trust_list: Annotated[Path, typer.Option(help="Trust list (JWS).")],
-    root: Annotated[Path, typer.Option(help="Pinned root certificate.")],
-    crl: Annotated[Path, typer.Option("--crl", help="Current CRL.")],
+    trust_list: TrustListOpt,
+    root: RootOpt,
+    crl: CrlOpt,
     witness: Annotated[
         bool, typer.Option("--witness", help="Its witness key (cosignatures), not its log key.")
     ] = False,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import time
 import warnings
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from cryptography import x509
@@ -55,6 +58,19 @@ def load_json(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tu
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def wait_for_health(proc: subprocess.Popen[Any], port: int, seconds: float) -> None:
+    """Until ``bdx serve`` (``proc``) answers ``/health`` on ``port``; fails if it exits
+    first or takes longer than ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
+        except httpx.TransportError:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from node_support import bearer, free_port, self_signed_tls
+from node_support import bearer, free_port, self_signed_tls, wait_for_health
 
 from node.db.models import Role
 
@@ -108,14 +108,7 @@ def serving(node_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes],
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_for_health(proc, port, 30)
         yield proc, port
     finally:
         if proc.poll() is None:

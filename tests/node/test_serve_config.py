@@ -7,13 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
-from node_support import free_port, self_signed_tls
+from node_support import free_port, self_signed_tls, wait_for_health
 
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 
@@ -336,14 +334,7 @@ def started_output(tmp_path: Path, host: str, **extra: str) -> str:
     env |= extra
     proc = subprocess.Popen([*BDX, "serve"], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.2)
+        wait_for_health(proc, port, 60)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
