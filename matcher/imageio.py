@@ -7,7 +7,9 @@ finger, not a ten-print card). Decoding honours the EXIF orientation tag and con
 mode (palette, alpha, CMYK, 16-bit, float, 1-bit) to 8-bit grayscale or RGB, in horizontal
 bands (:data:`BAND_PIXELS`): the peak memory is Pillow's decoded image plus the result. Integer
 samples wider than 8 bits are scaled from the full range of the smallest bit depth that holds
-them (so 10-, 12- and 14-bit data in 16-bit files keep their contrast).
+them (so 10-, 12- and 14-bit data in 16-bit files keep their contrast). A caller that needs
+less than the full size (faces: ``reduce_to``) has a large JPEG decoded at 1/2, 1/4 or 1/8
+scale by libjpeg, never at full size.
 
 Errors (:class:`~matcher.errors.ImageError`), by ``reason``:
 
@@ -76,11 +78,15 @@ class DecodedImage:
 
     ``ppi`` is the resolution stated in the file's metadata when it is plausible, else None.
     ``format`` is the container format Pillow recognised (``PNG``, ``JPEG``, ``TIFF``...).
+    ``scale`` is decoded pixels per pixel of the file (below 1 only when a large JPEG was
+    decoded at a reduced scale, ``reduce_to``): divide coordinates by it to place them in the
+    file's own pixel grid.
     """
 
     pixels: npt.NDArray[np.uint8]
     ppi: float | None
     format: str
+    scale: float = 1.0
 
     @property
     def height(self) -> int:
@@ -120,10 +126,24 @@ def _read(source: Source, max_bytes: int) -> bytes:
     return data
 
 
+def _draft(img: Image.Image, reduce_to: int | None) -> float:
+    """Ask libjpeg to decode a JPEG larger than ``reduce_to`` (longer side) at 1/2, 1/4 or 1/8
+    scale, the largest reduction that keeps the longer side at least ``reduce_to`` (its DCT
+    scaling: the full-size pixels are never produced). Returns the scale kept (1.0 when none)."""
+    width, height = img.size
+    longer = max(width, height)
+    if reduce_to is None or img.format != "JPEG" or longer <= reduce_to:
+        return 1.0
+    wanted = (max(1, width * reduce_to // longer), max(1, height * reduce_to // longer))
+    if img.draft(None, wanted) is None:  # not a single-tile baseline/progressive JPEG
+        return 1.0
+    return img.size[0] / width
+
+
 def _open(
-    data: bytes, max_pixels: int, side_limit: SideLimit | None
-) -> tuple[Image.Image, str, float | None]:
-    """Open, check the declared size, decode and orient. Returns (image, format, ppi)."""
+    data: bytes, max_pixels: int, side_limit: SideLimit | None, reduce_to: int | None = None
+) -> tuple[Image.Image, str, float | None, float]:
+    """Open, check the declared size, decode and orient. Returns (image, format, ppi, scale)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -136,6 +156,7 @@ def _open(
         raise ImageError(f"unreadable image header ({exc})", reason="not_an_image") from exc
     max_side = side_limit(_ppi(img)) if side_limit is not None else MAX_SIDE
     _check_size(img.size, max_pixels, max_side)
+    scale = _draft(img, reduce_to)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -146,7 +167,7 @@ def _open(
     except (OSError, SyntaxError, ValueError, IndexError, struct.error) as exc:
         raise ImageError(f"image data is truncated or corrupt ({exc})", reason="truncated") from exc
     fmt, ppi = str(img.format or "unknown"), _ppi(img)
-    return img, fmt, ppi
+    return img, fmt, (ppi * scale if ppi is not None else None), scale
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:
@@ -277,11 +298,16 @@ def _convert(img: Image.Image, gray: bool) -> npt.NDArray[np.uint8]:
 
 
 def _decode(
-    source: Source, gray: bool, max_bytes: int, max_pixels: int, side_limit: SideLimit | None
+    source: Source,
+    gray: bool,
+    max_bytes: int,
+    max_pixels: int,
+    side_limit: SideLimit | None,
+    reduce_to: int | None = None,
 ) -> DecodedImage:
     data = _read(source, max_bytes)
-    img, fmt, ppi = _open(data, max_pixels, side_limit)
-    return DecodedImage(pixels=_convert(img, gray), ppi=ppi, format=fmt)
+    img, fmt, ppi, scale = _open(data, max_pixels, side_limit, reduce_to)
+    return DecodedImage(pixels=_convert(img, gray), ppi=ppi, format=fmt, scale=scale)
 
 
 def load_grayscale(
@@ -305,9 +331,13 @@ def load_rgb(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     side_limit: SideLimit | None = None,
+    reduce_to: int | None = None,
 ) -> DecodedImage:
     """Decode ``source`` (bytes or a path) to 8-bit RGB, pixels (H, W, 3) uint8, upright.
 
-    ``side_limit`` as for :func:`load_grayscale`.
+    ``side_limit`` as for :func:`load_grayscale`. ``reduce_to`` (optional, pixels): a JPEG
+    whose longer side exceeds it is decoded at the smallest of 1/2, 1/4, 1/8 scale that keeps
+    the longer side at least ``reduce_to`` (the stated ``ppi`` scales with it); other formats
+    are decoded at full size.
     """
-    return _decode(source, False, max_bytes, max_pixels, side_limit)
+    return _decode(source, False, max_bytes, max_pixels, side_limit, reduce_to)

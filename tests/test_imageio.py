@@ -178,6 +178,41 @@ def test_exif_orientation_is_honoured() -> None:
     assert img.pixels[:20].mean() > 200 and img.pixels[20:].mean() < 50  # white now on top
 
 
+def _jpeg(arr: np.ndarray, **save: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="JPEG", quality=95, **save)
+    return buf.getvalue()
+
+
+def test_reduce_to_decodes_a_large_jpeg_at_a_reduced_scale() -> None:
+    """1/4 is the smallest scale keeping 1000 x 700 at least 250 on its longer side; the stated
+    resolution scales with the pixels."""
+    arr = np.zeros((700, 1000, 3), dtype=np.uint8)
+    arr[:, :500] = 255  # left half white
+    data = _jpeg(arr, dpi=(600, 600))
+    img = imageio.load_rgb(data, reduce_to=250)
+    assert img.pixels.shape == (175, 250, 3) and img.ppi == 150.0
+    assert img.pixels[:, :120].mean() > 240 and img.pixels[:, 130:].mean() < 15
+    assert imageio.load_rgb(data, reduce_to=300).pixels.shape == (350, 500, 3)  # 1/2
+    assert imageio.load_rgb(data).pixels.shape == (700, 1000, 3)  # no reduce_to: full size
+
+
+def test_reduce_to_leaves_small_jpegs_and_other_formats_whole() -> None:
+    arr = np.full((700, 1000, 3), 128, dtype=np.uint8)
+    assert imageio.load_rgb(_jpeg(arr), reduce_to=1000).pixels.shape == (700, 1000, 3)
+    assert imageio.load_rgb(_png(arr), reduce_to=250).pixels.shape == (700, 1000, 3)
+
+
+def test_reduce_to_keeps_the_exif_orientation() -> None:
+    arr = np.zeros((400, 800, 3), dtype=np.uint8)
+    arr[:, :400] = 255  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    img = imageio.load_rgb(_jpeg(arr, exif=exif), reduce_to=200)
+    assert img.pixels.shape == (200, 100, 3)  # 1/4, then upright
+    assert img.pixels[:90].mean() > 240 and img.pixels[110:].mean() < 15  # white now on top
+
+
 def test_ppi_metadata_only_when_plausible() -> None:
     assert imageio.load_grayscale(_png(_gradient(), dpi=(500, 500))).ppi == 500.0
     assert imageio.load_grayscale(_png(_gradient(), dpi=(72, 72))).ppi is None

@@ -43,6 +43,12 @@ HOG_SCORE_THRESHOLD = 0.0
 #: chip use the full image). A face filling a 1600 px frame is still far above the 80 px window,
 #: and HOG on a 40 MP photo would take seconds and gigabytes.
 DETECT_MAX_SIDE = 1600
+#: A JPEG whose longer side exceeds this is decoded at 1/2, 1/4 or 1/8 scale, the smallest
+#: keeping the longer side at least this (libjpeg's DCT scaling: ``reduce_to`` of
+#: :func:`matcher.imageio.load_rgb`). The smallest face detection finds (HOG's 80 px window in
+#: a DETECT_MAX_SIDE frame, 1/20 of the side) then still spans 160 px, more than CHIP_SIZE, so
+#: templates keep their detail; a 7999 x 7999 JPEG is decoded at 4000 x 4000 instead.
+DECODE_MIN_SIDE = 2 * DETECT_MAX_SIDE
 #: When several faces are found, faces whose box area is below this fraction of the largest are
 #: treated as background (bystanders in a crowd); only comparable faces make an image ambiguous.
 SECONDARY_FACE_AREA_RATIO = 0.25

@@ -6,14 +6,17 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
 from PIL import Image
 
+from matcher import imageio
 from matcher.errors import ImageError
 from matcher.face import detect
-from matcher.face.pipeline import ExtractOptions, FaceExtraction, extract_face
+from matcher.face import params as P
+from matcher.face.pipeline import ExtractOptions, FaceExtraction, extract_face, extract_from_pixels
 from matcher.face.template import similarity
 
 from .conftest import encode
@@ -128,3 +131,21 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as err:
         extract_face(tmp_path / "absent.jpg")
     assert err.value.reason == "unreadable_file"
+
+
+def test_a_large_jpeg_is_decoded_reduced_with_positions_in_the_files_grid(
+    astronaut: npt.NDArray[np.uint8],
+) -> None:
+    """A 6,656 px JPEG (13 x the astronaut) is decoded at 1/2 (3,328 px, at least
+    DECODE_MIN_SIDE): the template is the full decode's, and the box and landmarks are given
+    in the file's pixels, as from the full decode."""
+    side = 13 * astronaut.shape[0]
+    big = cv2.resize(astronaut, (side, side), interpolation=cv2.INTER_CUBIC)
+    data = encode(big, "JPEG", quality=90)
+    reduced = imageio.load_rgb(data, reduce_to=P.DECODE_MIN_SIDE)
+    assert reduced.scale == 0.5 and reduced.width == side // 2 >= P.DECODE_MIN_SIDE
+    full = extract_from_pixels(imageio.load_rgb(data).pixels)
+    got = extract_face(data)
+    assert similarity(got.template, full.template) > 0.999  # same photo, same detail
+    assert np.abs(got.box - full.box).max() <= 0.01 * side
+    assert np.abs(got.landmarks - full.landmarks).max() <= 0.01 * side
