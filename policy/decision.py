@@ -177,6 +177,15 @@ def evaluate_inbound(
             )
         )
     m = _enum(Modality, modality)
+    if m is not None and m in rule.modalities and rule.daily_quota.get(m) == 0:
+        checks.append(  # no search can be granted; the ledger need not be asked
+            Check(
+                "quota",
+                False,
+                f"daily quota of 0 {modality} searches: none allowed",
+                Refusal.QUOTA_EXHAUSTED,
+            )
+        )
     fmr = policy.fmr(peer, Modality(modality)) if m is not None else None
     return Decision(
         "inbound",

@@ -106,6 +106,10 @@ def known_country(code: str) -> str:
 
 CountryCode = Annotated[str, Field(pattern=COUNTRY_RE.pattern), AfterValidator(known_country)]
 FmrValue = Annotated[float, Field(gt=0.0, lt=1.0)]
+#: Largest daily quota a rule may set: the ledger counts in a 32-bit ``INTEGER`` column, and a
+#: larger limit failed every query of that peer on PostgreSQL ("integer out of range") while
+#: SQLite took it; two billion searches a day is no limit at all, so nothing is lost.
+MAX_DAILY_QUOTA = 2**31 - 1
 
 
 class ServiceWindow(BaseModel):
@@ -173,7 +177,7 @@ class PeerRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     purposes: frozenset[Purpose]
     modalities: frozenset[Modality]
-    daily_quota: dict[Modality, Annotated[int, Field(ge=0, strict=True)]]
+    daily_quota: dict[Modality, Annotated[int, Field(ge=0, le=MAX_DAILY_QUOTA, strict=True)]]
     max_candidates: int | None = Field(default=None, ge=1, le=100, strict=True)
     fmr: dict[Modality, FmrValue] = Field(default_factory=dict)
     hours: tuple[ServiceWindow, ...] = ()

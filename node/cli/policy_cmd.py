@@ -78,7 +78,8 @@ def check(
     at: Annotated[str | None, typer.Option(help="ISO 8601 time (default: now).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Explain what would happen to a query and why (quota use is not counted here).
+    """Explain what would happen to a query and why (the day's quota use is not counted here;
+    a daily quota of 0 refuses, as the node does).
 
     Exit code 0 when allowed, 5 when refused.
     """

@@ -6,7 +6,7 @@ from sqlalchemy import Engine
 
 from policy.decision import PolicyEngine, Refusal, evaluate_inbound, evaluate_outbound
 from policy.quota import QuotaLedger
-from policy.rules import parse_policy
+from policy.rules import MAX_DAILY_QUOTA, parse_policy
 from tests.policy_rules.rules_example import RULES
 
 POLICY = parse_policy(RULES)
@@ -102,6 +102,38 @@ def test_a_search_given_back_frees_its_place(engine: Engine) -> None:
         ledger.give_back("ID", "fingerprint", date(2026, 11, 23))
     assert ledger.give_back("ID", "fingerprint", date(2026, 11, 23)) == 0
     assert ledger.give_back("ID", "face", date(2030, 1, 1)) == 0
+
+
+def test_a_zero_quota_refuses_without_asking_the_ledger(engine: Engine) -> None:
+    """A rule that switches a modality off with a quota of 0 is refused by the static checks,
+    so ``bdx policy check`` says what the node does."""
+    policy = parse_policy(
+        RULES.replace("daily_quota = { fingerprint = 3", "daily_quota = { fingerprint = 0")
+    )
+    d = evaluate_inbound(policy, "ID", "border_control", "fingerprint", NOON_KL)
+    assert d.refusal is Refusal.QUOTA_EXHAUSTED and d.checks[-1].name == "quota"
+    assert "daily quota of 0 fingerprint searches" in d.reasons[-1]
+    ledger = QuotaLedger(engine)
+    got = PolicyEngine(policy, ledger).decide_inbound(
+        "ID", "border_control", "fingerprint", NOON_KL
+    )
+    assert got.refusal is Refusal.QUOTA_EXHAUSTED and got.quota == {}
+    assert ledger.used("ID", "fingerprint", date(2026, 11, 23)) == 0
+    assert evaluate_inbound(policy, "ID", "border_control", "face", NOON_KL).allowed
+
+
+def test_the_largest_quota_is_counted_on_every_database(engine: Engine) -> None:
+    """2**31 - 1 fits the ledger's INTEGER column on PostgreSQL too (one more failed every
+    query there with "integer out of range"; the rules now refuse it)."""
+    policy = parse_policy(
+        RULES.replace(
+            "daily_quota = { fingerprint = 3", f"daily_quota = {{ fingerprint = {MAX_DAILY_QUOTA}"
+        )
+    )
+    d = PolicyEngine(policy, QuotaLedger(engine)).decide_inbound(
+        "ID", "border_control", "fingerprint", NOON_KL
+    )
+    assert d.allowed and d.quota["limit"] == MAX_DAILY_QUOTA
 
 
 def test_concurrent_requests_never_exceed_quota(engine: Engine) -> None:

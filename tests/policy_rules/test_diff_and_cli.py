@@ -95,6 +95,15 @@ def test_cli_check_explains(tmp_path: Path) -> None:
     assert json.loads(no.stdout)["refusal"] == "purpose_not_allowed"
 
 
+def test_cli_check_refuses_a_zero_quota_as_the_node_does(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.replace("fingerprint = 3, face = 2", "fingerprint = 0, face = 2"))
+    args = ("policy", "check", "--rules", str(rules), "--from", "ID", "--purpose")
+    got = _bdx(*args, "border_control", "--modality", "fingerprint")
+    assert got.returncode == 5, got.stdout
+    assert "REFUSED (quota_exhausted)" in got.stdout and "daily quota of 0" in got.stdout
+
+
 def test_cli_diff_and_errors(tmp_path: Path) -> None:
     old, new = tmp_path / "old.toml", tmp_path / "new.toml"
     old.write_text(RULES)

@@ -68,6 +68,7 @@ _PEER = (
         ),
         ("version = 'x'\ncountry = 'TH'\n[defaults]\nmax_candidates = 5.0", "max_candidates"),
         (_PEER.replace("face = 1", "face = true"), "daily_quota"),
+        (_PEER.replace("face = 1", "face = 2147483648"), "less than or equal to 2147483647"),
         ("version = 'x'\ncountry = 'TH'\n[defaults]\nfmr = {face = 2.0}", "fmr"),
         ("this is = = not toml", "not valid TOML"),
         # shaped like a code, assigned to no country: such a rule would never apply
