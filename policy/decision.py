@@ -177,7 +177,7 @@ def evaluate_inbound(
             )
         )
     m = _enum(Modality, modality)
-    if m is not None and m in rule.modalities and rule.daily_quota.get(m) == 0:
+    if m is not None and m in rule.modalities and rule.daily_quota.get(Modality(m)) == 0:
         checks.append(  # no search can be granted; the ledger need not be asked
             Check(
                 "quota",
