@@ -255,10 +255,10 @@ class Responder:
             return self._fail(query, events, exc.reason, "search", decision)
         except TemplateFormatError as exc:
             log.info("query %s: template refused (%s)", query.query_id, exc.reason)
-            return self._refuse(query, events, "unsupported_template", "template")
+            return self._refuse(query, events, "unsupported_template", "template", decision)
         except MatcherError as exc:
             log.info("query %s: template unusable (%s)", query.query_id, exc.reason)
-            return self._refuse(query, events, "unusable_template", "template")
+            return self._refuse(query, events, "unusable_template", "template", decision)
         refs = [c.record_ref for c in candidates]
         kept, dropped = filter_shareable(
             candidates, self.restrictions(refs) if refs else [], query.requester, query.purpose
@@ -312,9 +312,14 @@ class Responder:
         events: list[dict[str, Any]],
         reason: str,
         stage: str = "policy",
+        charged: Decision | None = None,
     ) -> Answer:
+        """A signed refusal. A probe refused after the policy allowed it (its templates
+        unsupported or unusable: no search ran) gives back the search it took from the daily
+        quota (``charged``), as a failure does."""
+        fields = self._give_back(query, charged) if charged is not None else {}
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
-        return self._ended(query, events, reply, "query_refused", stage, reason)
+        return self._ended(query, events, reply, "query_refused", stage, reason, **fields)
 
     def _fail(
         self,
@@ -330,20 +335,22 @@ class Responder:
         decision (``charged``) took from the peer's daily quota is given back, and the
         event says so (``quota``: the count afterwards; ``quota_returned`` false when the
         ledger could not be updated)."""
-        fields: dict[str, Any] = {}
-        if charged is not None:
-            try:
-                fields["quota"] = self.policy.return_search(charged)
-                fields["quota_returned"] = True
-            except (QuotaStoreError, SQLAlchemyError) as exc:
-                log.error(
-                    "query %s: its search was not given back to the quota (%s)",
-                    query.query_id,
-                    type(exc).__name__,
-                )
-                fields["quota_returned"] = False
+        fields = self._give_back(query, charged) if charged is not None else {}
         reply = self._reply(query, Outcome.ERROR, reason=SEARCH_FAILED)
         return self._ended(query, events, reply, "query_failed", stage, cause, **fields)
+
+    def _give_back(self, query: QueryPayload, charged: Decision) -> dict[str, Any]:
+        """Return the search ``charged`` took from the daily quota; the event's fields
+        (``quota``: the count afterwards; ``quota_returned`` false when the ledger failed)."""
+        try:
+            return {"quota": self.policy.return_search(charged), "quota_returned": True}
+        except (QuotaStoreError, SQLAlchemyError) as exc:
+            log.error(
+                "query %s: its search was not given back to the quota (%s)",
+                query.query_id,
+                type(exc).__name__,
+            )
+            return {"quota_returned": False}
 
     def _ended(
         self,

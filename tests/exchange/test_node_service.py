@@ -669,6 +669,34 @@ def test_a_peer_query_of_more_finger_views_than_a_probe_has_is_refused(
     assert (got["outcome"], got["reason"]) == ("refused", "unusable_template")
 
 
+def test_a_refused_probe_gives_its_search_back_to_the_quota(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Templates refused after the policy allowed the query (a record that does not decode,
+    too many views) ran no search: each used up a unit of the peer's daily quota."""
+    from dataclasses import replace
+    from datetime import date
+
+    from node.services.search import MAX_FINGERS
+
+    ledger = nodes["ID"].exchange.policy.ledger
+    before = nodes["ID"].exchange.log.size()
+    view = replace(fingers[1][1], finger_position=0)
+    too_many = _item(iso19794_2.encode_views([view] * (MAX_FINGERS + 1)))
+    garbage = _item(b"FMR\x00 20\x00" + bytes(40))
+    for item in (too_many, garbage):
+        got = _ask_id_directly(nodes, region, [item])
+        assert got["outcome"] == "refused"
+    events = [json.loads(e.data) for e in nodes["ID"].exchange.log.entries(before)]
+    granted = [e["quota"] for e in events if e["type"] == "policy_decision"]
+    refused = [e for e in events if e["type"] == "query_refused"]
+    assert [e["stage"] for e in refused] == ["template", "template"]
+    assert all(e["quota_returned"] is True for e in refused)
+    assert [e["quota"]["used"] for e in refused] == [g["used"] - 1 for g in granted]
+    day = date.fromisoformat(granted[-1]["day"])
+    assert ledger.used("TH", "fingerprint", day) == granted[0]["used"] - 1
+
+
 @pytest.mark.parametrize("points", ["none", "one point"])
 def test_a_peer_probe_with_too_few_distinct_minutiae_is_refused_not_a_no_hit(
     nodes: dict[str, ServiceNode],
