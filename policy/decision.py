@@ -230,7 +230,10 @@ def quota_day(policy: Policy, peer: str, at: datetime) -> date:
 
 
 class PolicyEngine:
-    """Inbound decisions with the daily quota consumed atomically, and outbound decisions."""
+    """Inbound decisions with the daily quota consumed atomically, and outbound decisions.
+
+    ``policy`` may be replaced while decisions run (the node reloads a changed rules file,
+    :mod:`node.exchange.rules_reload`); each decision reads it once."""
 
     def __init__(self, policy: Policy, ledger: QuotaLedger) -> None:
         self.policy = policy
@@ -239,12 +242,13 @@ class PolicyEngine:
     def decide_inbound(
         self, peer: str, purpose: str, modality: str, at: datetime | None = None
     ) -> Decision:
-        decision = evaluate_inbound(self.policy, peer, purpose, modality, at)
+        policy = self.policy  # once: the rules may be replaced meanwhile (a reload)
+        decision = evaluate_inbound(policy, peer, purpose, modality, at)
         if not decision.allowed:
             return decision
-        rule = self.policy.peers[peer]
+        rule = policy.peers[peer]
         limit = rule.daily_quota[Modality(modality)]
-        day = quota_day(self.policy, peer, decision.at)
+        day = quota_day(policy, peer, decision.at)
         result = self.ledger.consume(peer, modality, day, limit)
         quota = {"day": day.isoformat(), "used": result.used, "limit": limit}
         if result.granted:

@@ -35,6 +35,7 @@ from node.exchange.references import HitReferences
 from node.exchange.replay import ReplayGuard
 from node.exchange.requester import Peer, Requester
 from node.exchange.responder import Responder
+from node.exchange.rules_reload import RulesFile
 from node.exchange.search import GallerySearch, RecordRestrictions
 from node.exchange.witnessing import WitnessService, log_origin, witness_round
 from node.services.galleries import GallerySet, gallery_name
@@ -68,6 +69,7 @@ class Exchange:
     witness: WitnessService
     peer_timeout_s: float
     search_pool: SearchPool | None = None
+    rules_file: RulesFile | None = None  # re-read by housekeeping when it changes
 
 
 #: In ``data_dir``: the trust-list sequence and CRL number this node accepted last.
@@ -261,13 +263,25 @@ def _assemble(
     )
     peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
     witness = WitnessService.create(engine, creds, elog)
+    assert settings.policy_file is not None  # load_rules refused a node without one
+    rules_file = RulesFile(settings.policy_file, policy, elog.record, creds.country)
     return Exchange(
-        creds, policy, responder, requester, log, peers, witness, settings.peer_timeout_s, pool
+        creds,
+        policy,
+        responder,
+        requester,
+        log,
+        peers,
+        witness,
+        settings.peer_timeout_s,
+        pool,
+        rules_file,
     )
 
 
 async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
-    """Re-read the published trust list and CRL, forget the replay nonces that can no longer
+    """Re-read a changed rules file (:mod:`node.exchange.rules_reload`), the published trust
+    list and CRL, forget the replay nonces that can no longer
     be replayed (:meth:`ReplayGuard.purge`: the table would otherwise grow by every query),
     issue a checkpoint when the log grew or the last one aged, and have the peers witness it
     (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart)."""
@@ -280,6 +294,11 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
     """One round of :func:`_housekeeping`. No step's failure ends the task: it ran in the
     node's lifespan task group, so an exception there (a full disk while the held file was
     written) tore the exchange and the gallery down while the API went on answering."""
+    if exchange.rules_file is not None:
+        try:
+            await anyio.to_thread.run_sync(exchange.rules_file.check)
+        except Exception:  # e.g. the event not logged: the rules in force stay, retried
+            logger.exception("policy_file reload failed")
     try:
         await anyio.to_thread.run_sync(exchange.credentials.reload)
     except CertsError as exc:  # the held documents stay in place

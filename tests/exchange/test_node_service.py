@@ -560,6 +560,49 @@ def test_a_housekeeping_round_that_cannot_record_the_crl_keeps_the_node_going(
     assert node.app.state.exchange is exchange  # still set up
 
 
+def test_a_changed_rules_file_is_in_force_after_a_housekeeping_round(
+    nodes: dict[str, ServiceNode],
+    fingers: list[list[FingerprintTemplate]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ID suspends TH's border-control queries by editing its rules file. The node read the
+    file once at start-up and went on answering TH, naming the old version in its decisions;
+    now the next round applies the new rules and logs when they came into force. An invalid
+    edit is refused and the rules in force stay."""
+    from node.exchange.setup import housekeeping_round
+
+    idn = nodes["ID"]
+    path = idn.app.state.settings.policy_file
+    original = path.read_text()
+    suspended = original.replace('version = "svc-1"', 'version = "svc-2"').replace(
+        '[peers.TH]\npurposes = ["border_control", "asylum"]', '[peers.TH]\npurposes = ["asylum"]'
+    )
+    assert suspended.count("svc-2") == 1 and suspended != original.replace("svc-1", "svc-2")
+    before = idn.exchange.log.size()
+    try:
+        path.write_text(suspended)
+        asyncio.run(housekeeping_round(idn.exchange, 3600.0))
+        got = by_peer(officer_query(nodes["TH"], ["ID"], fingers[1][1]))["ID"]
+        assert (got["outcome"], got["reason"]) == ("refused", "purpose_not_allowed"), got
+        events = [json.loads(e.data) for e in idn.exchange.log.entries(before)]
+        loaded = next(e for e in events if e["type"] == "policy_loaded")
+        assert (loaded["policy_version_before"], loaded["policy_version"]) == ("svc-1", "svc-2")
+        decision = next(e for e in events if e["type"] == "policy_decision")
+        assert decision["policy_version"] == "svc-2" and decision["allowed"] is False
+
+        path.write_text(suspended.replace('country = "ID"', 'country = "ID"\nbogus = 1'))
+        asyncio.run(housekeeping_round(idn.exchange, 3600.0))
+        asyncio.run(housekeeping_round(idn.exchange, 3600.0))
+        refusals = [r for r in caplog.records if "policy_file not reloaded" in r.getMessage()]
+        assert len(refusals) == 1 and "bogus" in refusals[0].getMessage()
+        assert idn.exchange.policy.policy.version == "svc-2"  # still in force
+    finally:
+        path.write_text(original)
+        asyncio.run(housekeeping_round(idn.exchange, 3600.0))
+    assert idn.exchange.policy.policy.version == "svc-1"
+    assert by_peer(officer_query(nodes["TH"], ["ID"], fingers[1][1]))["ID"]["outcome"] == "hit"
+
+
 def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(
     nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
 ) -> None:
