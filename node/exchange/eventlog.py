@@ -9,10 +9,17 @@ data: :func:`check_event` refuses an event with a field that could hold template
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from certs.translog import TransparencyLog
+from node.exchange.params import LOG_APPEND_ATTEMPTS, LOG_APPEND_RETRY_S
+
+logger = logging.getLogger(__name__)
 
 #: Field names that would carry biometric data; no event may have them.
 FORBIDDEN_FIELDS = frozenset({"templates_data", "template", "data", "embedding", "minutiae"})
@@ -35,11 +42,26 @@ class TranslogExchangeLog:
         self.log = log
 
     def record(self, event: dict[str, Any]) -> None:
-        check_event(event)
-        self.log.append(encode_event(event))
+        self.record_many([event])
 
     def record_many(self, events: Sequence[dict[str, Any]]) -> None:
-        """Append ``events`` in order in one transaction (all or none); none is a no-op."""
+        """Append ``events`` in order in one transaction (all or none); none is a no-op.
+
+        A lost database connection is retried on a fresh one (``LOG_APPEND_ATTEMPTS``); other
+        database errors, and the last attempt's, are raised."""
         for event in events:
             check_event(event)
-        self.log.append_many([encode_event(e) for e in events])
+        entries = [encode_event(e) for e in events]
+        for attempt in range(1, LOG_APPEND_ATTEMPTS + 1):
+            try:
+                self.log.append_many(entries)
+                return
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == LOG_APPEND_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "exchange log append lost its database connection; retrying (%d of %d)",
+                    attempt + 1,
+                    LOG_APPEND_ATTEMPTS,
+                )
+                time.sleep(LOG_APPEND_RETRY_S)

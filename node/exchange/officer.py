@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
+
 from matcher.errors import MatcherError, TemplateFormatError
 from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
@@ -128,6 +130,7 @@ async def query_peers(
 ) -> list[OfficerResult]:
     """Decide outbound per peer, query the allowed ones concurrently (see module docstring)."""
     refused: dict[str, str] = {}
+    records = []
     for cc in peers:
         decision = policy.decide_outbound(cc, purpose, modality, datetime.now(UTC))
         if decision.allowed and cc not in known:
@@ -139,9 +142,12 @@ async def query_peers(
             )
             decision = decision.with_check(where)
         record = {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
-        requester.log.record({**record, "officer": officer})
+        records.append({**record, "officer": officer})
         if not decision.allowed:
             refused[cc] = decision.refusal.value if decision.refusal else "policy"
+    # Off the event loop: the append waits for the log's lock (SQLite's busy wait, PostgreSQL's
+    # row lock), and the loop serves the API and the peer listener meanwhile.
+    await anyio.to_thread.run_sync(requester.log.record_many, records)
     to_send = [known[cc] for cc in peers if cc not in refused]
     sent: dict[str, PeerResult] = {}
     if to_send:

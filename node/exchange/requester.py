@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import anyio.to_thread
 import httpx
 from cryptography import x509
 from pydantic import ValidationError
@@ -291,7 +292,8 @@ class Requester:
             self.build_query(peer.country, purpose, modality, templates, case_ref) for peer in peers
         ]
         sent_at = datetime.now(UTC).isoformat()
-        self.log.record_many(
+        await anyio.to_thread.run_sync(  # off the loop: the append may wait for the log's lock
+            self.log.record_many,
             [
                 {
                     "type": "query_sent",
@@ -306,7 +308,7 @@ class Requester:
                     "at": sent_at,
                 }
                 for peer, query in zip(peers, queries, strict=True)
-            ]
+            ],
         )
         start = time.perf_counter()
         jobs = [
@@ -331,7 +333,7 @@ class Requester:
                 ]
             )
             raise
-        self._record_replies(results)
+        await anyio.to_thread.run_sync(self._record_replies, results)
         return results
 
     def _record_replies(self, results: Sequence[PeerResult]) -> None:

@@ -293,19 +293,6 @@ def test_peer_routes_refuse_without_client_certificate(nodes: dict[str, ServiceN
     assert r.status_code in (401, 403)
 
 
-def test_revoked_requester_is_refused(
-    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
-) -> None:
-    """Runs last: MY's signing certificate is revoked and ID reloads the new CRL."""
-    built, root = region
-    built.ca.revoke(built.nodes["MY"].signing_cert)
-    (Path(root) / "crl.pem").write_bytes(crl_pem(built.ca.crl()))
-    nodes["ID"].exchange.credentials.reload()
-    got = by_peer(officer_query(nodes["MY"], ["ID"], fingers[1][1], purpose="asylum"))["ID"]
-    assert got["status"] == "http_error"
-    assert "revoked" in got["detail"]
-
-
 def test_bdx_query_cli_exit_codes(
     nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]], tmp_path: Path
 ) -> None:
@@ -560,6 +547,36 @@ def test_a_housekeeping_round_that_cannot_record_the_crl_keeps_the_node_going(
     assert node.app.state.exchange is exchange  # still set up
 
 
+def test_the_api_answers_while_an_officer_querys_log_append_waits_for_the_lock(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Another process holds TH's SQLite write lock. The officer query's log appends ran on the
+    event loop, which serves the API and the peer listener: /health waited with it."""
+    import sqlite3
+    import threading
+
+    th = nodes["TH"]
+    database = th.app.state.engine.url.database
+    assert database
+    answers: list[httpx.Response] = []
+    query = threading.Thread(
+        target=lambda: answers.append(officer_query(th, ["ID"], fingers[1][1]))
+    )
+    lock = sqlite3.connect(database, timeout=1)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the write lock, as another writer holds it
+        query.start()
+        time.sleep(0.5)  # the query's first append is waiting for the lock
+        with httpx.Client(timeout=10) as client:
+            health = client.get(th.api_url + "/health")
+        assert health.status_code == 200
+    finally:
+        lock.rollback()
+        lock.close()
+        query.join(60)
+    assert by_peer(answers[0])["ID"]["outcome"] == "hit"
+
+
 def test_a_changed_rules_file_is_in_force_after_a_housekeeping_round(
     nodes: dict[str, ServiceNode],
     fingers: list[list[FingerprintTemplate]],
@@ -601,25 +618,6 @@ def test_a_changed_rules_file_is_in_force_after_a_housekeeping_round(
         asyncio.run(housekeeping_round(idn.exchange, 3600.0))
     assert idn.exchange.policy.policy.version == "svc-1"
     assert by_peer(officer_query(nodes["TH"], ["ID"], fingers[1][1]))["ID"]["outcome"] == "hit"
-
-
-def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(
-    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
-) -> None:
-    """Last in this module: MY's TLS certificate is revoked and TH reloads the CRL. TH's kept-
-    alive connection to MY was checked when it opened; it is dropped with the CRL change and
-    the new one is refused before the query is written (OpenSSL checks the chain only)."""
-    th, my = nodes["TH"], nodes["MY"]
-    first = by_peer(officer_query(th, ["MY"], fingers[1][1], purpose="asylum"))["MY"]
-    assert first["status"] == "answered"  # and its connection is kept alive in TH's pool
-    built, root = region
-    built.ca.revoke(built.nodes["MY"].tls_cert)
-    (Path(root) / "crl.pem").write_bytes(crl_pem(built.ca.crl()))
-    th.exchange.credentials.reload()
-    before = my.exchange.log.size()
-    got = by_peer(officer_query(th, ["MY"], fingers[1][1], purpose="asylum"))["MY"]
-    assert got["status"] == "untrusted_peer" and "revoked" in got["detail"]
-    assert my.exchange.log.size() == before  # no query_received: nothing reached MY
 
 
 @pytest.mark.parametrize(
@@ -786,3 +784,39 @@ def test_a_peer_probe_recorded_at_1000_ppi_finds_its_mate(
     got = _ask_id_directly(nodes, region, [_item(iso19794_2.encode(fine))])
     assert coarse["outcome"] == "hit"
     assert got["outcome"] == "hit", got
+
+
+def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Last but one in this module: MY's TLS certificate is revoked and TH reloads the CRL.
+    TH's kept-alive connection to MY was checked when it opened; it is dropped with the CRL
+    change and the new one is refused before the query is written (OpenSSL checks the chain
+    only)."""
+    th, my = nodes["TH"], nodes["MY"]
+    first = by_peer(officer_query(th, ["MY"], fingers[1][1], purpose="asylum"))["MY"]
+    assert first["status"] == "answered"  # and its connection is kept alive in TH's pool
+    built, root = region
+    built.ca.revoke(built.nodes["MY"].tls_cert)
+    (Path(root) / "crl.pem").write_bytes(crl_pem(built.ca.crl()))
+    th.exchange.credentials.reload()
+    before = my.exchange.log.size()
+    got = by_peer(officer_query(th, ["MY"], fingers[1][1], purpose="asylum"))["MY"]
+    assert got["status"] == "untrusted_peer" and "revoked" in got["detail"]
+    assert my.exchange.log.size() == before  # no query_received: nothing reached MY
+
+
+def test_revoked_requester_is_refused(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Runs last (after the TLS revocation above): MY's signing certificate is revoked and ID
+    reloads the new CRL. Every node's housekeeping re-reads the CRL within a minute, so no test
+    that needs MY's signatures may run after it (it stood mid-module, and the tests after it
+    failed whenever the module ran for more than a minute)."""
+    built, root = region
+    built.ca.revoke(built.nodes["MY"].signing_cert)
+    (Path(root) / "crl.pem").write_bytes(crl_pem(built.ca.crl()))
+    nodes["ID"].exchange.credentials.reload()
+    got = by_peer(officer_query(nodes["MY"], ["ID"], fingers[1][1], purpose="asylum"))["ID"]
+    assert got["status"] == "http_error"
+    assert "revoked" in got["detail"]

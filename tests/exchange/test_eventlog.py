@@ -1,0 +1,97 @@
+"""The exchange log's append survives a lost PostgreSQL connection (the events were about to
+be lost while the query's nonce, quota and hit reference stood committed)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from sqlalchemy import Engine, create_engine, select, text
+
+from certs.translog import SigningKey, TransparencyLog, metadata
+from certs.translog import schema as log_schema
+from node.exchange.eventlog import TranslogExchangeLog
+
+PG_URL = os.environ.get("BDX_TEST_DATABASE_URL", "")
+pytestmark = pytest.mark.skipif(
+    not PG_URL.startswith("postgresql"), reason="needs PostgreSQL: set BDX_TEST_DATABASE_URL"
+)
+
+
+@pytest.fixture
+def engine() -> Iterator[Engine]:
+    schema = f"ev_{uuid.uuid4().hex[:12]}"
+    base = create_engine(PG_URL)
+    with base.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    eng = base.execution_options(schema_translate_map={None: schema})
+    metadata.create_all(eng)
+    try:
+        yield eng
+    finally:
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        base.dispose()
+
+
+def _waiting_backend(admin: Engine, schema: str, holder: int) -> int:
+    """The pid of the backend blocked on the log's head row lock (the append)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with admin.connect() as conn:
+            pid = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND pid <> :holder AND query LIKE :schema"
+                ),
+                {"holder": holder, "schema": f"%{schema}%"},
+            ).scalar()
+        if pid is not None:
+            return int(pid)
+        time.sleep(0.05)
+    raise AssertionError("the append never waited for the lock")
+
+
+def test_an_append_whose_connection_is_killed_is_retried_on_a_fresh_one(engine: Engine) -> None:
+    log = TransparencyLog.open(
+        engine, SigningKey("bdx.id/exchange-log", ed25519.Ed25519PrivateKey.generate())
+    )
+    elog = TranslogExchangeLog(log)
+    elog.record({"type": "query_received", "query_id": "q-0"})
+    schema = engine.get_execution_options()["schema_translate_map"][None]
+    admin = create_engine(PG_URL)
+    failed: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            elog.record_many(
+                [{"type": "policy_decision", "query_id": "q-1"}, {"type": "reply_sent"}]
+            )
+        except BaseException as exc:  # reported to the test below
+            failed.append(exc)
+
+    holder = engine.connect()
+    try:
+        tx = holder.begin()
+        holder.execute(select(log_schema.head).with_for_update())
+        holder_pid = int(holder.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        worker = threading.Thread(target=append)
+        worker.start()
+        victim = _waiting_backend(admin, schema, holder_pid)
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+        time.sleep(0.5)  # the retry waits for the lock again
+        tx.commit()
+        worker.join(30)
+    finally:
+        holder.close()
+        admin.dispose()
+    assert not failed, failed
+    events: list[Any] = [e.data for e in log.entries(0)]
+    assert log.size() == 3 and b"q-1" in events[1] and b"reply_sent" in events[2]
