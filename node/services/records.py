@@ -30,12 +30,13 @@ References are random (128 bits, hex), never derived from personal data.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from node.db.models import Encounter, Modality, RecordState, Subject, TemplateRecord
@@ -44,7 +45,7 @@ from node.repositories.audit import AuditRepository
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
-from node.service_errors import ConflictError
+from node.service_errors import ConflictError, DatabaseUnavailableError
 
 REFERENCE_BYTES = 16
 
@@ -60,6 +61,8 @@ class GalleryIndex(Protocol):
         """Remove these references durably; references it does not hold are ignored."""
         ...
 
+
+log = logging.getLogger(__name__)
 
 #: Appends the templates of these pending rows (in order) to the gallery, durably, or raises.
 GalleryWrite = Callable[[Sequence[TemplateRecord]], None]
@@ -136,7 +139,28 @@ class RecordService:
             self.session.rollback()
             self._undo(references, *made)
             raise
-        done = self.records.set_state(references, RecordState.ACTIVE, only=RecordState.PENDING)
+        subjects = sorted({item.subject_external_id for item in new})
+        try:
+            done = self.records.set_state(references, RecordState.ACTIVE, only=RecordState.PENDING)
+            if done == len(references):
+                audit = {"count": len(rows), "subjects": subjects}
+                self.audit.record(actor, "records.enrol", None, audit)
+                self.session.commit()
+        except SQLAlchemyError as exc:
+            # The last commit failed (a lost connection, a lock timeout): the rows stayed
+            # pending with the templates in the gallery, an operator's retry enrolled a second
+            # copy, and a restart's reconcile activated both. Undo it now, as a failed gallery
+            # write is undone; if that fails too, the rows stay pending for reconcile().
+            self.session.rollback()
+            try:
+                self._undo(references, *made)
+            except SQLAlchemyError:
+                self.session.rollback()
+                log.error("enrolment not undone (%d records stay pending for reconcile)", len(rows))
+            raise DatabaseUnavailableError(
+                f"the database failed while the enrolment was committed ({type(exc).__name__}); "
+                "nothing was enrolled, enrol again",
+            ) from None
         if done != len(references):
             # A deletion of the subject took rows of this enrolment (deleted them, or flagged
             # them ``deleting`` and is removing them): undo the rest, never revive them.
@@ -146,9 +170,6 @@ class RecordService:
                 "the subject was deleted while its records were enrolled; enrol again",
                 reason="subject_deleted",
             )
-        subjects = sorted({item.subject_external_id for item in new})
-        self.audit.record(actor, "records.enrol", None, {"count": len(rows), "subjects": subjects})
-        self.session.commit()
         _settle(self.gallery, references)
         for row in rows:
             self.session.refresh(row)

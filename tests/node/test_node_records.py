@@ -507,3 +507,50 @@ def test_a_record_with_unreadable_restrictions_can_still_be_inspected(
     r = client.get("/subjects/case-1", headers=headers)  # type: ignore[attr-defined]
     assert r.status_code == 200, r.text
     assert r.json()["records"][0]["restrictions"] is None
+
+
+def _refuse_enrol_audits(engine: Engine) -> list[str]:
+    """A trigger that makes the enrolment's last commit fail (its audit event's insert), as a
+    lost connection or a lock timeout does; returns the statements that remove it."""
+    if engine.dialect.name == "sqlite":
+        create = [
+            "CREATE TRIGGER no_enrol BEFORE INSERT ON audit_events "
+            "WHEN NEW.action = 'records.enrol' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        ]
+        return [*create, "DROP TRIGGER no_enrol"]
+    create = [
+        "CREATE FUNCTION no_enrol() RETURNS trigger AS $$ BEGIN "
+        "IF NEW.action = 'records.enrol' THEN RAISE EXCEPTION 'refused'; END IF; "
+        "RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER no_enrol BEFORE INSERT ON audit_events "
+        "FOR EACH ROW EXECUTE FUNCTION no_enrol()",
+    ]
+    return [*create, "DROP TRIGGER no_enrol ON audit_events; DROP FUNCTION no_enrol()"]
+
+
+def test_a_failed_last_commit_undoes_the_enrolment(
+    engine: Engine, session: Session, galleries: GallerySet
+) -> None:
+    """The rows stayed pending with their templates in the gallery (a 500 to the operator),
+    the retry enrolled a second copy, and a restart's reconcile activated both."""
+    from sqlalchemy import text
+
+    from node.service_errors import DatabaseUnavailableError
+
+    enrol(session, galleries, new("case-0"))
+    *create, drop = _refuse_enrol_audits(engine)
+    with engine.begin() as conn:
+        for statement in create:
+            conn.execute(text(statement))
+    try:
+        with pytest.raises(DatabaseUnavailableError, match="nothing was enrolled"):
+            enrol(session, galleries, new("case-1", 2))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(drop))
+    assert list(states(session).values()) == [RecordState.ACTIVE]  # case-0's record only
+    assert len(galleries.references()) == 1 and not galleries.unsettled()
+    assert session.scalars(select(Subject.external_id)).all() == ["case-0"]
+    again = enrol(session, galleries, new("case-1", 2))  # the operator's retry
+    assert len(states(session)) == 3 and galleries.references() == set(states(session))
+    assert {r.state for r in again} == {RecordState.ACTIVE}
