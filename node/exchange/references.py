@@ -1,21 +1,24 @@
 """Opaque hit references: meaningless to anyone but the responder, unlinkable across queries.
 
-``reference = base64url(HMAC-SHA256(secret, "bdx-ref-v2" | query_id | requester | len(nonce) |
-nonce | record_ref))[:REF_CHARS]``
+``reference = base64url(HMAC-SHA256(secret, "bdx-ref-v3" | salt | query_id | requester |
+record_ref))[:REF_CHARS]``, with ``salt`` 16 fresh random bytes per hit.
 
-The same record found by two queries gets two unrelated references (each query message has its
-own nonce, and the replay guard refuses a nonce twice), so requesters cannot link hits across
-queries, not even by reusing a query id; the responder keeps the mapping reference → record
-(table ``exchange_hits``) for the follow-up through formal channels. The secret is the node's,
-generated once and kept with its keys; without it a reference reveals nothing. (References
-issued under "bdx-ref-v1", without requester and nonce, stay resolvable: only the stored
-mapping is read back.)
+The same record found by two queries gets two unrelated references, whatever the requester
+puts in its queries: the salt is the responder's. (Under "bdx-ref-v2" the inputs were all the
+requester's: once a nonce left the replay table, a peer resending one fixed query id and nonce
+every few minutes got the same reference for every probe of the same person, a stable
+pseudonym per subject.) The responder keeps the mapping reference → record (table
+``exchange_hits``) for the follow-up through formal channels. The secret is the node's,
+generated once and kept with its keys: references stay unpredictable even where the random
+source repeats itself (a virtual machine restored from a snapshot replays its state).
+References issued under earlier versions stay resolvable: only the stored mapping is read back.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import uuid
 from datetime import UTC, datetime
 
@@ -24,7 +27,11 @@ from sqlalchemy.exc import IntegrityError
 
 from node.exchange.messages import b64url
 
-DOMAIN = b"bdx-ref-v2"
+DOMAIN = b"bdx-ref-v3"
+#: Random bytes drawn for each reference (128 bits: never repeated).
+SALT_BYTES = 16
+#: Draws before an (astronomically unlikely) taken reference is reported as an error.
+ISSUE_ATTEMPTS = 3
 #: 22 base64url characters = 132 bits: collisions are out of reach for any gallery size.
 REF_CHARS = 22
 MIN_SECRET_BYTES = 32
@@ -46,14 +53,14 @@ _INSERT_HIT = insert(exchange_hits)
 
 
 def make_reference(
-    secret: bytes, query_id: uuid.UUID, requester: str, nonce: str, record_ref: str
+    secret: bytes, salt: bytes, query_id: uuid.UUID, requester: str, record_ref: str
 ) -> str:
     if len(secret) < MIN_SECRET_BYTES:
         raise ValueError(f"the reference secret must be at least {MIN_SECRET_BYTES} bytes")
-    who, once = requester.encode("ascii"), nonce.encode("ascii")
-    if len(who) != 2 or len(once) > 255:
-        raise ValueError("a requester is a 2-letter country code and a nonce at most 255 bytes")
-    message = DOMAIN + query_id.bytes + who + bytes([len(once)]) + once + record_ref.encode()
+    who = requester.encode("ascii")
+    if len(who) != 2 or len(salt) != SALT_BYTES:
+        raise ValueError(f"a requester is a 2-letter country code and a salt {SALT_BYTES} bytes")
+    message = DOMAIN + salt + query_id.bytes + who + record_ref.encode()
     return b64url(hmac.new(secret, message, hashlib.sha256).digest())[:REF_CHARS]
 
 
@@ -64,9 +71,18 @@ class HitReferences:
         self.engine = engine
         self.secret = secret
 
-    def issue(self, query_id: uuid.UUID, requester: str, nonce: str, record_ref: str) -> str:
-        """The reference of ``record_ref`` for one query message (stored for follow-up)."""
-        ref = make_reference(self.secret, query_id, requester, nonce, record_ref)
+    def issue(self, query_id: uuid.UUID, requester: str, record_ref: str) -> str:
+        """A new reference to ``record_ref`` for one hit (stored for follow-up)."""
+        for _ in range(ISSUE_ATTEMPTS - 1):
+            try:
+                return self._store(query_id, requester, record_ref)
+            except IntegrityError:  # the reference is taken: draw again
+                continue
+        return self._store(query_id, requester, record_ref)
+
+    def _store(self, query_id: uuid.UUID, requester: str, record_ref: str) -> str:
+        salt = secrets.token_bytes(SALT_BYTES)
+        ref = make_reference(self.secret, salt, query_id, requester, record_ref)
         row = {
             "reference": ref,
             "query_id": str(query_id),
@@ -74,14 +90,8 @@ class HitReferences:
             "record_ref": record_ref,
             "created_at": datetime.now(UTC),
         }
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(_INSERT_HIT, row)
-        except IntegrityError:
-            # The same message's inputs again (only possible once its nonce left the replay
-            # table): the stored mapping is the same one, so the reference stands.
-            if self.resolve(ref) != (record_ref, str(query_id), requester):
-                raise
+        with self.engine.begin() as conn:
+            conn.execute(_INSERT_HIT, row)
         return ref
 
     def resolve(self, reference: str) -> tuple[str, str, str] | None:

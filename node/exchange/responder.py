@@ -275,9 +275,7 @@ class Responder:
             )
         if kept:
             best = kept[0]
-            reference = self.hits.issue(
-                query.query_id, query.requester, query.nonce, best.record_ref
-            )
+            reference = self.hits.issue(query.query_id, query.requester, best.record_ref)
             reply = self._reply(
                 query, Outcome.HIT, reference=reference, strength=strength_of(best.fmr)
             )

@@ -157,23 +157,24 @@ def test_references_are_unlinkable_and_resolvable(tmp_path: Path) -> None:
     secret = bytes(range(32))
     hits = references.HitReferences(engine, secret)
     q1, q2 = uuid.uuid4(), uuid.uuid4()
-    r1 = hits.issue(q1, "TH", "nonce-0000000001", "rec-42")
-    r2 = hits.issue(q2, "TH", "nonce-0000000002", "rec-42")
+    r1 = hits.issue(q1, "TH", "rec-42")
+    r2 = hits.issue(q2, "TH", "rec-42")
     assert r1 != r2 and len(r1) == references.REF_CHARS
     assert "rec-42" not in r1
     assert hits.resolve(r1) == ("rec-42", str(q1), "TH")
     assert hits.resolve("unknown") is None
-    # A query id reused (with a fresh nonce, as the replay guard demands) links nothing, and
-    # another requester reusing it does not get the first requester's reference either.
-    r3 = hits.issue(q1, "TH", "nonce-0000000003", "rec-42")
-    r4 = hits.issue(q1, "ID", "nonce-0000000001", "rec-42")
-    assert len({r1, r3, r4}) == 3 and hits.resolve(r4) == ("rec-42", str(q1), "ID")
-    # The very same message again (nonce purged from the replay table) keeps its reference.
-    assert hits.issue(q1, "TH", "nonce-0000000001", "rec-42") == r1
+    # The same query id again, from the same or another requester, links nothing: every hit
+    # draws its own salt. (Under v2 the same query id and nonce, resent once the nonce left
+    # the replay table, gave the same reference for every probe of the subject.)
+    r3 = hits.issue(q1, "TH", "rec-42")
+    r4 = hits.issue(q1, "ID", "rec-42")
+    assert len({r1, r2, r3, r4}) == 4 and hits.resolve(r4) == ("rec-42", str(q1), "ID")
+    assert hits.resolve(r3) == ("rec-42", str(q1), "TH")
     make = references.make_reference
-    assert make(b"x" * 32, q1, "TH", "n", "a") != make(b"y" * 32, q1, "TH", "n", "a")
+    salt = bytes(references.SALT_BYTES)
+    assert make(b"x" * 32, salt, q1, "TH", "a") != make(b"y" * 32, salt, q1, "TH", "a")
     with pytest.raises(ValueError):
-        make(b"short", q1, "TH", "n", "a")
+        make(b"short", salt, q1, "TH", "a")
 
 
 def test_pending_replies_are_kept_per_requester() -> None:
