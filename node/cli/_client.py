@@ -19,8 +19,36 @@ import typer
 from node.errors import NodeError
 from node.settings import load_settings
 
+
+def _warn_if_typed(ctx: typer.Context, value: str | None) -> str | None:
+    """A token typed on the command line is in ``ps`` and /proc for every local user (and in
+    the shell's history) while the command waits: say so, once, on standard error. (The
+    source is compared by name: typer runs its own copy of click's ``ParameterSource``.)"""
+    source = ctx.get_parameter_source("token")
+    if value and source is not None and source.name == "COMMANDLINE":
+        typer.echo(
+            "warning: --token on the command line is visible to other users of this machine "
+            "(ps); use BDX_TOKEN or --token-file",
+            err=True,
+        )
+    return value
+
+
 TokenOption = Annotated[
-    str | None, typer.Option(envvar="BDX_TOKEN", help="your API token (or BDX_TOKEN)")
+    str | None,
+    typer.Option(
+        envvar="BDX_TOKEN",
+        callback=_warn_if_typed,
+        help="your API token; prefer BDX_TOKEN or --token-file (a typed one shows in ps)",
+    ),
+]
+TokenFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        envvar="BDX_TOKEN_FILE",
+        help="file holding your API token (its first line), or BDX_TOKEN_FILE",
+    ),
 ]
 UrlOption = Annotated[str | None, typer.Option(help="node API URL (default: from settings)")]
 CaFileOption = Annotated[
@@ -33,6 +61,8 @@ EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
 EXIT_UNREACHABLE = 6
 #: Exit code when no token was given.
 EXIT_NO_TOKEN = 2
+#: Longest token-file line read (tokens are about 50 characters; a wrong file is not slurped).
+MAX_TOKEN_FILE_CHARS = 4096
 #: Seconds to open a connection to the node: it is local or on the agency's network, so a
 #: node that does not accept within this is down, however long its answer may take.
 CONNECT_TIMEOUT_S = 10.0
@@ -48,6 +78,19 @@ class NodeRequestError(NodeError):
         self.exit_code = exit_code
 
 
+def read_token(path: Path) -> str:
+    """The first line of ``path``, stripped; a one-line error when it cannot be read."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return fh.readline(MAX_TOKEN_FILE_CHARS).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NodeRequestError(
+            f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}",
+            reason="no_token",
+            exit_code=EXIT_NO_TOKEN,
+        ) from None
+
+
 class NodeClient:
     """One user's requests to the local node; use as a context manager."""
 
@@ -60,10 +103,13 @@ class NodeClient:
         config: Path | None,
         timeout_s: float,
         role: str,
+        token_file: Path | None = None,
     ) -> None:
+        if not token and token_file is not None:
+            token = read_token(token_file)
         if not token:
             raise NodeRequestError(
-                f"an {role} token is needed (--token or BDX_TOKEN)",
+                f"an {role} token is needed (BDX_TOKEN, --token-file or --token)",
                 reason="no_token",
                 exit_code=EXIT_NO_TOKEN,
             )

@@ -20,7 +20,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from node.cli._client import CaFileOption, NodeClient, NodeRequestError, TokenOption, UrlOption
+from node.cli._client import (
+    CaFileOption,
+    NodeClient,
+    NodeRequestError,
+    TokenFileOption,
+    TokenOption,
+    UrlOption,
+)
 from node.cli._common import ConfigOption, JsonOption
 from node.errors import PeerError
 
@@ -106,6 +113,7 @@ def query(
     image: Annotated[bool, typer.Option("--image", help="FILEs are images to extract")] = False,
     case_ref: Annotated[str | None, typer.Option(help="the officer's case reference")] = None,
     token: TokenOption = None,
+    token_file: TokenFileOption = None,
     url: UrlOption = None,
     ca_file: CaFileOption = None,
     config: ConfigOption = None,
@@ -120,6 +128,7 @@ def query(
     """Ask peer nodes whether they know the person in FILE(s): hit/no-hit per peer."""
     client = NodeClient(
         token=token,
+        token_file=token_file,
         url=url,
         ca_file=ca_file,
         config=config,

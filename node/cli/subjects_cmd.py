@@ -10,12 +10,20 @@ options and exit codes: :mod:`node.cli._client`.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 import typer
 
-from node.cli._client import CaFileOption, NodeClient, NodeRequestError, TokenOption, UrlOption
+from node.cli._client import (
+    CaFileOption,
+    NodeClient,
+    NodeRequestError,
+    TokenFileOption,
+    TokenOption,
+    UrlOption,
+)
 from node.cli._common import ConfigOption, JsonOption, print_json, printable
 
 app = typer.Typer(
@@ -30,9 +38,12 @@ PAGE_DEFAULT = 100
 ExternalId = Annotated[str, typer.Argument(help="the subject's external id")]
 
 
-def _client(token: str | None, url: str | None, ca_file: Any, config: Any) -> NodeClient:
+def _client(
+    token: str | None, token_file: Path | None, url: str | None, ca_file: Any, config: Any
+) -> NodeClient:
     return NodeClient(
         token=token,
+        token_file=token_file,
         url=url,
         ca_file=ca_file,
         config=config,
@@ -54,13 +65,14 @@ def list_(
         int, typer.Option(min=0, help="continue after this cursor (the last page's next_after)")
     ] = 0,
     token: TokenOption = None,
+    token_file: TokenFileOption = None,
     url: UrlOption = None,
     ca_file: CaFileOption = None,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
     """List subjects with their number of records, oldest first, one page at a time."""
-    with _client(token, url, ca_file, config) as client:
+    with _client(token, token_file, url, ca_file, config) as client:
         page = client.call(
             "GET", "/subjects", params={"limit": limit, "after": after}, what="the listing"
         )
@@ -78,13 +90,14 @@ def list_(
 def show(
     external_id: ExternalId,
     token: TokenOption = None,
+    token_file: TokenFileOption = None,
     url: UrlOption = None,
     ca_file: CaFileOption = None,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
     """Show a subject's encounters and records (references, states, sharing restrictions)."""
-    with _client(token, url, ca_file, config) as client:
+    with _client(token, token_file, url, ca_file, config) as client:
         subject = client.call("GET", _path(external_id), what="the look-up")
     if json:
         print_json(subject)
@@ -107,6 +120,7 @@ def delete(
     external_id: ExternalId,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     token: TokenOption = None,
+    token_file: TokenFileOption = None,
     url: UrlOption = None,
     ca_file: CaFileOption = None,
     config: ConfigOption = None,
@@ -114,7 +128,7 @@ def delete(
 ) -> None:
     """Delete a subject and all their records; their templates are then erased from the
     gallery files. Asks first unless --yes (required when not run from a terminal)."""
-    with _client(token, url, ca_file, config) as client:
+    with _client(token, token_file, url, ca_file, config) as client:
         if not yes:
             if not sys.stdin.isatty():
                 raise NodeRequestError(

@@ -27,13 +27,16 @@ def operator(
     sessions: sessionmaker[Session],
     galleries: GallerySet,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> list[str]:
     """Connection options of an operator; the node holds subjects case-1 (2) and case 2 (1)."""
     monkeypatch.delenv("BDX_TOKEN", raising=False)
     enrol(sessions, galleries, "case-1", 2)
     enrol(sessions, galleries, "case 2", 1)
     token = make_token(Role.OPERATOR)  # type: ignore[operator]
-    return ["--url", live_server, "--token", token]
+    path = tmp_path / "token"
+    path.write_text(token + "\n")
+    return ["--url", live_server, "--token-file", str(path)]
 
 
 def test_list_pages_through_subjects(
@@ -94,6 +97,20 @@ def test_refusals_have_exit_codes(
     gone = ["--url", f"http://127.0.0.1:{free_port()}", *operator[2:]]
     code, _, err = cli(["subjects", "list", *gone], capsys)
     assert code == 6 and "[node_unreachable]" in err
+    code, _, err = cli(["subjects", "list", *url, "--token-file", "/nonexistent/token"], capsys)
+    assert code == 2 and "cannot read the token file" in err and "[no_token]" in err
+
+
+def test_a_token_typed_on_the_command_line_is_warned_about(
+    operator: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It is in ps and /proc/PID/cmdline for every local user while the command waits."""
+    token = Path(operator[3]).read_text().strip()
+    code, out, err = cli(["subjects", "list", *operator[:2], "--token", token], capsys)
+    assert code == 0 and "case-1" in out
+    assert "--token on the command line is visible to other users" in err and token not in err
+    code, _, err = cli(["subjects", "list", *operator], capsys)
+    assert code == 0 and err == ""
 
 
 def test_delete_asks_at_a_terminal(operator: list[str], capsys: pytest.CaptureFixture[str]) -> None:
