@@ -117,11 +117,26 @@ def writable_output(out: Path, option: str = "--out") -> Path:
     return out
 
 
+#: Mode of files ``write_output`` makes: an exchange-log export holds what the node's database
+#: holds (subject ids of enrolments, case references, officers' names), and the node keeps its
+#: database readable by its own user only (an export was 0644 under the usual umask).
+OUTPUT_FILE_MODE = 0o600
+
+
 def write_output(out: Path, data: bytes) -> None:
-    """Write ``data`` to ``out``; a failure (disk full, removed folder) is exit 2, one line."""
+    """Write ``data`` to ``out``, readable by this user only (:data:`OUTPUT_FILE_MODE`),
+    through a temporary file renamed into place (a failure leaves no half-written file); a
+    failure (disk full, removed folder) is exit 2, one line."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        out.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OUTPUT_FILE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise ConfigError(
             f"cannot write {out}: {exc.strerror}", reason="unwritable_output"
         ) from None

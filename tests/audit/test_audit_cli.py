@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,8 +60,32 @@ def test_list_and_csv_export(bdx: Bdx, node: Node, tmp_path: Path) -> None:
     code, stdout, _ = bdx("audit", "list", "--type", "policy_decision")
     assert "allowed=False refusal=purpose_not_allowed" in stdout and "case_ref=TH-2026/7" in stdout
     out = tmp_path / "e.csv"
+    out.write_text("an older export, world-readable")
+    out.chmod(0o644)
     code, _, _ = bdx("audit", "export", "--format", "csv", "--out", str(out))
     assert code == 0 and out.read_text().startswith("index,created_at,leaf_hash,data")
+
+
+def test_an_export_is_readable_by_its_user_only(bdx: Bdx, node: Node, tmp_path: Path) -> None:
+    """It holds what the database holds (enrolled subject ids, case references, officers);
+    under the usual umask it was 0644, readable by every local user. An export replacing an
+    older file takes the new mode too, and nothing is left half-written beside it."""
+    old_mask = os.umask(0o022)
+    try:
+        for fmt in ("json", "csv"):
+            out = tmp_path / f"e.{fmt}"
+            out.write_text("an older export")
+            out.chmod(0o644)
+            code, _, err = bdx("audit", "export", "--format", fmt, "--out", str(out))
+            assert code == 0, err
+            assert stat.S_IMODE(out.stat().st_mode) == 0o600 and "older" not in out.read_text()
+    finally:
+        os.umask(old_mask)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("e.")) == [
+        "e.csv",
+        "e.json",
+    ]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_an_export_says_what_the_latest_checkpoint_leaves_out(
