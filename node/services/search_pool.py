@@ -21,7 +21,8 @@ instead, each with its own interpreter:
 * a worker exits when the node's process is gone (it checks its parent every
   ``PARENT_CHECK_S``): a node killed outright leaves no searching processes behind;
 * a worker that dies (killed, out of memory) fails the searches in flight with
-  ``search_unavailable``; the next search starts a new pool. Workers that cannot start (a
+  ``search_unavailable``; the next search starts a new pool (a search that finds the pool
+  broken before it was sent is not failed: it runs on the new pool). Workers that cannot start (a
   gallery they cannot open) raise ``search_unavailable`` too, at the node's start-up.
 
 Results are those of :func:`node.services.search.fingerprint_candidates` in the node: the same
@@ -196,19 +197,35 @@ class SearchPool:
         """:func:`~node.services.search.fingerprint_candidates` in a worker, on ``gallery``'s
         files at its generation (the caller holds it still); raises its typed errors, or
         :class:`StoreUnavailableError` when the worker died."""
-        executor = self._running()
         job = (str(gallery.directory), gallery.generation, list(probes), k, list(exclude))
+        executor = self._running()
         try:
-            return executor.submit(_search, *job).result()
+            future = executor.submit(_search, *job)
+        except BrokenProcessPool:  # it broke before this search was sent (a worker died idle)
+            self._drop(executor)
+            executor = self._running()
+            try:
+                future = executor.submit(_search, *job)
+            except BrokenProcessPool:
+                self._drop(executor)
+                raise StoreUnavailableError(
+                    "the search processes stopped as they started", reason="search_unavailable"
+                ) from None
+        try:
+            return future.result()
         except BrokenProcessPool:
-            with self._lock:
-                if self._executor is executor:  # not dropped already by another search
-                    logger.error("a search process stopped; the pool is dropped")
-                    self._executor = None
-            executor.shutdown(wait=False, cancel_futures=True)
+            self._drop(executor)
             raise StoreUnavailableError(
                 "a search process stopped; the query was not answered", reason="search_unavailable"
             ) from None
+
+    def _drop(self, executor: ProcessPoolExecutor) -> None:
+        """Forget a broken pool (the next search starts a new one)."""
+        with self._lock:
+            if self._executor is executor:  # not dropped already by another search
+                logger.error("a search process stopped; the pool is dropped")
+                self._executor = None
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         with self._lock:

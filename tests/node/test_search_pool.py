@@ -79,19 +79,48 @@ def test_a_worker_refuses_a_snapshot_other_than_the_nodes(
     assert err.value.reason == "stale_gallery"
 
 
-def test_a_dead_worker_fails_its_query_and_the_pool_is_replaced(
+def _broken(pool: SearchPool) -> None:
+    """Wait until the pool's executor has noticed that a worker died."""
+    executor = pool._executor  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 10
+    while not executor._broken:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the executor never noticed the death"
+        time.sleep(0.02)
+
+
+def test_a_worker_dead_while_idle_costs_no_query(
     galleries: GallerySet, pool: SearchPool, fingers: list
 ) -> None:
+    """The next query found the pool broken before it was sent and failed all the same
+    (search_unavailable to a peer); it runs on a new pool now."""
     enrol(galleries, fingers, 0, 10)
     (pid,) = list(pool._executor._processes)  # type: ignore[attr-defined]
+    old = pool._executor  # type: ignore[attr-defined]
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
+    _broken(pool)
     with galleries.reading(fingerprint_schema()) as g:
         assert g is not None
-        with pytest.raises(StoreUnavailableError) as err:
-            while time.monotonic() < deadline:  # until the executor notices the death
-                pool.fingerprint(g, [fingers[2][1]], 3)
-                time.sleep(0.05)
+        assert pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"
+    assert pool._executor is not old  # type: ignore[attr-defined]
+
+
+def test_a_worker_dead_during_a_search_fails_that_search_and_the_pool_is_replaced(
+    galleries: GallerySet, pool: SearchPool, fingers: list
+) -> None:
+    """The search is sent to a stopped worker, which is then killed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    enrol(galleries, fingers, 0, 10)
+    (pid,) = list(pool._executor._processes)  # type: ignore[attr-defined]
+    with galleries.reading(fingerprint_schema()) as g:
+        assert g is not None
+        os.kill(pid, signal.SIGSTOP)
+        with ThreadPoolExecutor(1) as caller:
+            search = caller.submit(pool.fingerprint, g, [fingers[2][1]], 3)
+            time.sleep(0.3)  # the search is in the stopped worker's queue
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(StoreUnavailableError) as err:
+                search.result(timeout=30)
         assert err.value.reason == "search_unavailable"
         assert pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"  # a new worker
         pool.close()
