@@ -1,8 +1,10 @@
 """Every error leaves the API as ``{"error": reason, "detail": message}`` with its status.
 
 Typed errors (:class:`~matcher.errors.BdxError`) map by class to a status; framework errors
-(validation, unknown route, wrong method, size limit) get the same body shape. Unexpected
-exceptions become a bare 500 without internals; the server log has the traceback.
+(validation, unknown route, wrong method, size limit) get the same body shape. A database
+that fails under a request (down, connection lost, locked by another process) is a 503, as the
+CLI's exit 7. Unexpected exceptions become a bare 500 without internals; the server log has the
+traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
@@ -72,6 +74,10 @@ _HTTP_REASONS = {
     415: "unsupported_media_type",
 }
 BEARER_REALM = 'Bearer realm="bdx"'
+#: Retry-After (seconds) of a 503 ``database_unavailable``: a SQLite lock another process holds
+#: or a PostgreSQL restart lasts seconds, and each retry costs the node a connection attempt (a
+#: busy-timeout wait on SQLite), so clients wait longer than after ``database_busy`` (1 s).
+DATABASE_RETRY_AFTER_S = 5
 
 
 def error_response(
@@ -163,6 +169,27 @@ async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _database_failed(request: Request, exc: Exception) -> JSONResponse:
+    """The database failed under the request: its server is down or refuses connections, the
+    connection broke, or (SQLite) another process held the write lock past the busy timeout.
+    Nothing of the request is at fault: 503 ``database_unavailable``, as the CLI's exit 7.
+    Logged in one line, the driver's first line only: the statement and its parameters (the
+    request's values, personal data among them) stay out of the log. Other database errors (a
+    constraint violated) are bugs: they go on to the 500 handler."""
+    assert isinstance(exc, DBAPIError)
+    if not isinstance(exc, OperationalError | InterfaceError) and not exc.connection_invalidated:
+        raise exc
+    route = getattr(request.scope.get("route"), "path", "<no route>")
+    why = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else ""
+    kind = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+    log.error("database unavailable on %s %s: %s (%s)", request.method, route, why, kind)
+    response = error_response(
+        503, "database_unavailable", "the node's database is unavailable; retry shortly"
+    )
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response
+
+
 async def _changed_meanwhile(request: Request, exc: Exception) -> JSONResponse:
     """Rows this request updated were changed or deleted by another one in between (say a
     subject deleted while its restrictions were edited): the caller may look and retry."""
@@ -188,4 +215,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _database_busy)
     app.add_exception_handler(StaleDataError, _changed_meanwhile)
     app.add_exception_handler(DataError, _unstorable_value)
+    app.add_exception_handler(DBAPIError, _database_failed)
     app.add_exception_handler(Exception, _unexpected)
