@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from node.db.base import utc_now
@@ -106,9 +107,17 @@ class UserService:
             )
         if self.users.by_name(name) is not None:
             raise ConflictError(f"user {name!r} already exists", reason="user_exists")
-        user = self.users.add(User(name=name, role=role, active=True, created_at=self.clock()))
-        self.audit.record(actor, "user.add", name, {"role": role.value})
-        self.session.commit()
+        try:
+            user = self.users.add(User(name=name, role=role, active=True, created_at=self.clock()))
+            self.audit.record(actor, "user.add", name, {"role": role.value})
+            self.session.commit()
+        except IntegrityError:
+            # Another request added the name between the look-up and the insert: the unique
+            # constraint refused this one. Any other integrity failure is a bug: raised.
+            self.session.rollback()
+            if self.users.by_name(name) is None:
+                raise
+            raise ConflictError(f"user {name!r} already exists", reason="user_exists") from None
         return user
 
     def disable_user(self, name: str, *, actor: str) -> User:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from node_support import cli
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import ApiToken, AuditEvent, Role
+from node.db.models import ApiToken, AuditEvent, Role, User
 from node.errors import NotFoundError
 from node.service_errors import AuthenticationError, ConflictError, InvalidRequestError
 from node.services.users import UserService
@@ -108,6 +108,33 @@ def test_user_and_token_refusals(session: Session) -> None:
         users.revoke_token("0123456789abcdef", actor="t")
     with pytest.raises(NotFoundError):
         users.disable_user("nobody", actor="t")
+
+
+def test_a_name_added_by_another_admin_meanwhile_is_user_exists(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Two admins add the same name at once: both look-ups find nothing, one insert wins and
+    the unique constraint refuses the other, which was an IntegrityError (a 500 over HTTP; 25
+    of 25 concurrent pairs on SQLite). The other admin's add runs, committed, in the second
+    session's flush: after its look-up, before its insert."""
+    with sessions() as first, sessions() as second:
+
+        def meanwhile(*_: object) -> None:
+            UserService(first).add_user("anna", Role.OFFICER, actor="user:admin1")
+
+        event.listen(second, "before_flush", meanwhile, once=True)
+        with pytest.raises(ConflictError) as info:
+            UserService(second).add_user("anna", Role.AUDITOR, actor="user:admin2")
+        assert (info.value.reason, info.value.message) == (
+            "user_exists",
+            "user 'anna' already exists",
+        )
+        # The refused session is usable: its transaction was rolled back.
+        assert UserService(second).get("anna").role is Role.OFFICER
+    with sessions() as s:
+        assert [(u.name, u.role) for u in s.scalars(select(User))] == [("anna", Role.OFFICER)]
+        events = s.scalars(select(AuditEvent)).all()
+        assert [(e.actor, e.action) for e in events] == [("user:admin1", "user.add")]
 
 
 def test_admin_actions_are_audited_without_secrets(session: Session) -> None:
