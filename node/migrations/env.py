@@ -4,6 +4,10 @@ On SQLite, foreign key enforcement is off while migrations run and restored afte
 migrations rebuild a table (copy, drop, rename), and with enforcement on, dropping a parent
 table would first delete its children's rows by ``ON DELETE CASCADE``. SQLite ignores the
 pragma inside a transaction, so it is set before the migrations' transaction begins.
+
+Alembic's operations apply no naming convention here (``target_metadata`` is a list): a
+migration names each constraint in full, ``op.f("ck_<table>_<name>")`` as the models'
+convention would (0001's enum CHECKs were left with bare names until 0007).
 """
 
 from __future__ import annotations

@@ -12,7 +12,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Connection, Engine, MetaData, Table, delete, insert, inspect, select
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    delete,
+    insert,
+    inspect,
+    select,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -88,7 +98,7 @@ def test_db_cli_upgrade_and_current(
     assert code == 0
     assert json.loads(out)["up_to_date"] is False
     code, out, _ = run_cli(["db", "upgrade"], capsys)
-    assert (code, out.strip()) == (0, "database at revision 0006")
+    assert (code, out.strip()) == (0, "database at revision 0007")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
     code, _, err = run_cli(["db", "upgrade", "--revision", "bogus"], capsys)  # was a traceback
@@ -204,15 +214,15 @@ def test_active_records_of_subjects_are_found_by_index(engine: Engine) -> None:
 KEPT = ("subjects", "encounters", "template_records", "exchange_hits")
 
 
-def _tables(conn: Connection) -> dict[str, Table]:
+def _tables(conn: Connection, only: tuple[str, ...] = KEPT) -> dict[str, Table]:
     metadata = MetaData()
-    metadata.reflect(conn, only=KEPT)
-    return {name: metadata.tables[name] for name in KEPT}
+    metadata.reflect(conn, only=only)
+    return {name: metadata.tables[name] for name in only}
 
 
-def _snapshot(conn: Connection) -> dict[str, object]:
-    """Every row, index, unique constraint, foreign key and primary key of :data:`KEPT`."""
-    tables = _tables(conn)
+def _snapshot(conn: Connection, only: tuple[str, ...] = KEPT) -> dict[str, object]:
+    """Every row, index, unique constraint, foreign key and primary key of ``only``."""
+    tables = _tables(conn, only)
     insp = inspect(conn)
     snap: dict[str, object] = {}
     for name, t in tables.items():
@@ -321,5 +331,105 @@ def test_0006_keeps_every_row_and_index_and_never_gives_an_erased_id_again(
         with engine.connect() as conn:
             subjects = [r[0] for r in conn.execute(select(_tables(conn)["subjects"].c.id))]
         assert sorted(subjects) == [1, 3, 4, 8]
+    finally:
+        engine.dispose()
+
+
+def _check_names(engine: Engine) -> set[tuple[str, str]]:
+    """(table, name) of every CHECK constraint in the database."""
+    insp = inspect(engine)
+    return {
+        (table, str(check["name"]))
+        for table in insp.get_table_names()
+        for check in insp.get_check_constraints(table)
+    }
+
+
+def _declared_check_names() -> set[tuple[str, str]]:
+    """(table, name) of every CHECK constraint the models declare (naming convention applied)."""
+    return {
+        (table.name, str(constraint.name))
+        for metadata in target_metadata()
+        for table in metadata.tables.values()
+        for constraint in table.constraints
+        if isinstance(constraint, CheckConstraint)
+    }
+
+
+#: The enum CHECK constraints as 0001 named them (no naming convention) and as 0007 does.
+CHECKS_0001 = {
+    ("users", "role"),
+    ("template_records", "modality"),
+    ("template_records", "record_state"),
+}
+CHECKS_0007 = {
+    ("users", "ck_users_role"),
+    ("template_records", "ck_template_records_modality"),
+    ("template_records", "ck_template_records_record_state"),
+}
+
+
+def test_migrated_check_constraints_have_the_models_names(engine: Engine) -> None:
+    """The schema comparison above does not compare CHECK constraints: the migrations named
+    the enums' ones role, modality and record_state, the models ck_users_role,
+    ck_template_records_modality and ck_template_records_record_state."""
+    declared = _declared_check_names()
+    assert declared >= CHECKS_0007
+    assert _check_names(engine) == declared
+
+
+#: Tables migration 0007 rebuilds on SQLite, the tokens that cascade from ``users`` and the
+#: subjects records belong to.
+REBUILT = ("users", "api_tokens", "subjects", "template_records")
+
+
+def test_0007_renames_the_enum_checks_and_keeps_rows_and_enforcement(fresh_db_url: str) -> None:
+    """A 0006 database with a user, a token and a record: the upgrade gives the enum CHECK
+    constraints the models' names and keeps every row, index and foreign key; the constraints
+    still refuse a value outside their enum; the downgrade gives back 0001's names."""
+    engine = create_db_engine(fresh_db_url)
+    now = datetime.now(UTC)
+    record = {
+        "format": "f",
+        "format_version": 1,
+        "restrictions": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        upgrade(engine, "0006")
+        with engine.begin() as conn:
+            t = _tables(conn, REBUILT)
+            user = {"name": "root", "role": "admin", "active": True, "created_at": now}
+            conn.execute(insert(t["users"]).values(user))
+            token = {"token_id": "0" * 16, "token_hash": "0" * 64, "created_at": now}
+            conn.execute(insert(t["api_tokens"]).values(user_id=1, **token))
+            subject = _new_subject(conn, "case-1")
+            face = {"subject_id": subject, "modality": "face", "state": "active", **record}
+            conn.execute(insert(t["template_records"]).values(reference="r1", **face))
+        with engine.connect() as conn:
+            before = _snapshot(conn, REBUILT)
+        assert _check_names(engine) == _declared_check_names() - CHECKS_0007 | CHECKS_0001
+
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert _snapshot(conn, REBUILT) == before
+            if engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+        assert _check_names(engine) == _declared_check_names()
+        for table, row in (
+            ("users", {**user, "name": "eve", "role": "superuser"}),
+            ("template_records", {**face, "reference": "r2", "modality": "iris"}),
+            ("template_records", {**face, "reference": "r3", "state": "lost"}),
+        ):
+            with pytest.raises(IntegrityError), engine.begin() as conn:
+                conn.execute(insert(_tables(conn, REBUILT)[table]).values(row))
+        with engine.begin() as conn:  # the foreign keys still cascade
+            t = _tables(conn, REBUILT)
+            conn.execute(delete(t["users"]))
+            assert conn.execute(select(t["api_tokens"])).all() == []
+
+        command.downgrade(alembic_config(engine), "0006")
+        assert _check_names(engine) == _declared_check_names() - CHECKS_0007 | CHECKS_0001
     finally:
         engine.dispose()
