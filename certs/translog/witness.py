@@ -185,15 +185,26 @@ class Witness:
         return cosignature
 
     def check_peer_view(
-        self, other: bytes, log_key: VerifyingKey, proof: Sequence[bytes] = ()
+        self,
+        other: bytes,
+        log_key: VerifyingKey,
+        proof: Sequence[bytes] = (),
+        mine: SignedCheckpoint | None = None,
     ) -> None:
         """Compare a checkpoint another witness cosigned for a log with this witness's view.
 
         ``proof`` is a consistency proof between the two (from the log or the other witness).
-        Raises :class:`SplitViewError` when both cannot be the same history.
+        ``mine`` is the checkpoint of this witness's to compare with (one it cosigned; the
+        proof was asked for its size), by default its latest for that log.
+        Raises :class:`SplitViewError` when both cannot be the same history,
+        :class:`ProofError` when the proof is malformed for the two sizes.
         """
         theirs = SignedCheckpoint.from_bytes(other)
-        mine = self.latest(theirs.checkpoint.origin)
+        if mine is not None and mine.checkpoint.origin != theirs.checkpoint.origin:
+            raise OriginMismatchError(
+                f"{theirs.checkpoint.origin} is not {mine.checkpoint.origin}", reason="wrong_origin"
+            )
+        mine = mine or self.latest(theirs.checkpoint.origin)
         if mine is None:
             raise OriginMismatchError(
                 f"this witness has cosigned nothing for {theirs.checkpoint.origin}",

@@ -53,3 +53,10 @@ KEEPALIVE_EXPIRY_SECONDS = 30.0
 #: lost connection is retried: a lock timeout (SQLite's busy timeout) already waited its turn.
 LOG_APPEND_ATTEMPTS = 3
 LOG_APPEND_RETRY_S = 0.2
+
+#: How often a node compares what it cosigned for each peer's log with what the other peers
+#: cosigned (:func:`node.exchange.witnessing.compare_views`): a split view is caught within
+#: this time. Each comparison is a request per (log, other peer) pair and, when the sizes
+#: differ, one to the log: every 10 minutes keeps a region of 20 nodes under one request a
+#: second at any node.
+VIEW_COMPARE_INTERVAL_S = 600.0

@@ -11,6 +11,7 @@ Signature verification and matching run in worker threads, never on the event lo
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import logging
 import time
@@ -20,13 +21,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from certs.errors import CertsError
 from certs.pki.asgi import peer_der
 from certs.pki.profiles import Usage
 from certs.pki.tls import peer_country
+from certs.translog import TransparencyLog
 from matcher.errors import BdxError
 from matcher.search.shards import busy
 from matcher.workers import usable_cpus
@@ -37,6 +39,9 @@ from node.exchange.messages import QueryPayload
 from node.exchange.requester import JOSE
 from node.exchange.responder import Answer, Responder
 from node.exchange.witnessing import (
+    MAX_NOTE_CHARS,
+    PROOF_PATH,
+    VIEWS_PATH,
     WITNESS_PATH,
     WitnessService,
     cosignature_json,
@@ -57,11 +62,13 @@ PEER_ERRORS: dict[int, str] = {
     403: "no client certificate, or it or the JWS's signer is refused: no_certificate, "
     "not_in_trust_list, revoked, expired, wrong_country, bad_signature, malformed (a body "
     "that is no compact JWS), bad_note (a checkpoint that does not verify)",
-    404: "no query of that id is pending for the caller (unknown_query)",
+    404: "no query of that id is pending for the caller (unknown_query), no view of that "
+    "log (unknown_log)",
     409: "stale_proof: the consistency proof starts from another size than the witness's",
     413: "the body is larger than the limit of its path",
     422: "the request's values are refused (malformed_jws: a body that is not ASCII; "
-    "bad_proof: a consistency proof malformed for its sizes)",
+    "bad_proof: a consistency proof malformed for its sizes; bad_size: sizes a proof cannot "
+    "be made for)",
     500: "an unexpected failure on this node; its log has the details",
     503: "this node's exchange or witness service is not available",
 }
@@ -343,3 +350,62 @@ async def cosign_checkpoint(
         witness.cosign, country, body.checkpoint, body.proof, body.old_size
     )
     return CosignatureOut.model_validate(cosignature_json(cosig))
+
+
+class WitnessView(BaseModel):
+    checkpoint: str = Field(
+        max_length=MAX_NOTE_CHARS,
+        description="the signed checkpoint note of that log this node cosigned last",
+    )
+
+
+@router.get(VIEWS_PATH.removeprefix(router.prefix) + "/{country}", response_model=WitnessView)
+async def witness_view(
+    country: Annotated[str, Path(pattern=r"^[A-Z]{2}$")],
+    witness: WitnessDep,
+    caller: PeerCountry,
+) -> WitnessView:
+    """What this node cosigned last for ``country``'s log, so that other witnesses can check
+    that the log showed them the same history (a split view is caught only so)."""
+    view = await anyio.to_thread.run_sync(witness.view, country)
+    if view is None:
+        raise NotFoundError(f"this node cosigned nothing of {country}'s log", reason="unknown_log")
+    return WitnessView(checkpoint=view.to_bytes().decode("utf-8"))
+
+
+class ConsistencyProofOut(BaseModel):
+    old_size: int
+    new_size: int
+    proof: list[str] = Field(description="base64 hashes (RFC 6962 consistency proof)")
+
+
+async def get_exchange_log(request: Request) -> TransparencyLog:
+    log_: TransparencyLog | None = getattr(request.app.state, "exchange_log", None)
+    if log_ is None:
+        raise StoreUnavailableError("this node has no exchange log (no exchange set up)")
+    return log_
+
+
+ExchangeLogDep = Annotated[TransparencyLog, Depends(get_exchange_log)]
+TreeSize = Annotated[int, Query(ge=1, lt=2**63)]
+
+
+@router.get(PROOF_PATH.removeprefix(router.prefix), response_model=ConsistencyProofOut)
+async def log_consistency(
+    old: TreeSize, new: TreeSize, exchange_log: ExchangeLogDep, caller: PeerCountry
+) -> ConsistencyProofOut:
+    """A consistency proof of this node's exchange log from size ``old`` to ``new``: a
+    witness comparing its view with another witness's asks the log for it."""
+
+    def prove() -> list[bytes]:
+        size = exchange_log.size()
+        if not old < new <= size:
+            raise InvalidRequestError(
+                f"a proof needs 1 <= old < new <= {size} (this log's size)", reason="bad_size"
+            )
+        return exchange_log.consistency_proof(old, new)
+
+    proof = await anyio.to_thread.run_sync(prove)
+    return ConsistencyProofOut(
+        old_size=old, new_size=new, proof=[base64.b64encode(h).decode() for h in proof]
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,13 +32,14 @@ from matcher.search.fingerprint import fingerprint_schema
 from node.audit.actions import mirror_actions
 from node.errors import ConfigError
 from node.exchange.eventlog import TranslogExchangeLog
+from node.exchange.params import VIEW_COMPARE_INTERVAL_S
 from node.exchange.references import HitReferences
 from node.exchange.replay import ReplayGuard
 from node.exchange.requester import Peer, Requester
 from node.exchange.responder import Responder
 from node.exchange.rules_reload import RulesFile
 from node.exchange.search import GallerySearch, RecordRestrictions
-from node.exchange.witnessing import WitnessService, log_origin, witness_round
+from node.exchange.witnessing import WitnessService, compare_views, log_origin, witness_round
 from node.services.galleries import GallerySet, gallery_name
 from node.services.search_pool import SearchPool
 from node.settings import Settings
@@ -70,6 +72,7 @@ class Exchange:
     peer_timeout_s: float
     search_pool: SearchPool | None = None
     rules_file: RulesFile | None = None  # re-read by housekeeping when it changes
+    views_compared_at: float = float("-inf")  # time.monotonic() of the last compare_views
 
 
 #: In ``data_dir``: the trust-list sequence and CRL number this node accepted last.
@@ -284,7 +287,9 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     list and CRL, forget the replay nonces that can no longer
     be replayed (:meth:`ReplayGuard.purge`: the table would otherwise grow by every query),
     issue a checkpoint when the log grew or the last one aged, and have the peers witness it
-    (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart)."""
+    (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart); every
+    ``VIEW_COMPARE_INTERVAL_S``, compare what this node cosigned for each peer's log with
+    what the other peers cosigned (:func:`compare_views`: split views)."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         await housekeeping_round(exchange, interval_s)
@@ -319,6 +324,17 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         )
     except Exception:  # keep the node serving; the next round retries
         logger.exception("exchange log checkpoint or witnessing failed")
+    if time.monotonic() - exchange.views_compared_at >= VIEW_COMPARE_INTERVAL_S:
+        exchange.views_compared_at = time.monotonic()
+        try:
+            await compare_views(
+                exchange.witness,
+                exchange.credentials,
+                list(exchange.peers.values()),
+                exchange.peer_timeout_s,
+            )
+        except Exception:  # keep the node serving; the next comparison retries
+            logger.exception("comparing witnesses' views failed")
 
 
 @asynccontextmanager

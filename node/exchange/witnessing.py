@@ -61,6 +61,10 @@ from node.service_errors import InvalidRequestError
 logger = logging.getLogger(__name__)
 
 WITNESS_PATH = "/peer/v1/witness"
+#: ``GET {VIEWS_PATH}/{cc}``: the latest checkpoint of ``cc``'s log this node cosigned.
+VIEWS_PATH = WITNESS_PATH + "/views"
+#: ``GET {PROOF_PATH}?old=m&new=n``: a consistency proof of this node's own log.
+PROOF_PATH = "/peer/v1/log/consistency"
 
 
 def log_origin(country: str) -> str:
@@ -116,6 +120,42 @@ class WitnessService:
     def latest_size(self, peer: str) -> int:
         latest = self.witness.latest(log_origin(peer))
         return latest.checkpoint.size if latest is not None else 0
+
+    def view(self, peer: str) -> SignedCheckpoint | None:
+        """The latest checkpoint of ``peer``'s log this node cosigned, if any."""
+        return self.witness.latest(log_origin(peer))
+
+    def compare(
+        self, peer: str, witness: str, mine: SignedCheckpoint, theirs: bytes, proof: list[bytes]
+    ) -> None:
+        """Check that ``theirs`` (what ``witness`` cosigned for ``peer``'s log) and ``mine``
+        can be one history (``proof``: the log's, between their sizes). A split view is
+        logged at ERROR and, with ``events``, appended to this node's exchange log with both
+        signed notes; then :class:`SplitViewError` is raised."""
+        try:
+            self.witness.check_peer_view(theirs, peer_log_key(self.anchors, peer), proof, mine)
+        except SplitViewError as exc:
+            logger.error(
+                "%s's log showed %s another history than this node cosigned: %s [%s]",
+                peer,
+                witness,
+                exc.message,
+                exc.reason,
+            )
+            if self.events is not None:
+                self.events.record(
+                    {
+                        "type": "split_view",
+                        "node": self.country,
+                        "peer": peer,
+                        "witness": witness,
+                        "reason": exc.reason,
+                        "held": mine.to_bytes().decode(),
+                        "presented": theirs.decode(),
+                        "at": datetime.now(UTC).isoformat(),
+                    }
+                )
+            raise
 
     def cosign(
         self, peer: str, checkpoint: str, proof: Sequence[str], old_size: int | None = None
@@ -255,6 +295,10 @@ async def witness_round(
 
 
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
+#: Largest signed note and proof read from a peer (a note is a few hundred bytes with its
+#: signatures; a consistency proof of any 63-bit tree has at most 2 x 63 hashes).
+MAX_NOTE_CHARS = 8192
+MAX_PROOF_HASHES = 128
 
 
 def _witnessed_size(body: object) -> int:
@@ -263,3 +307,81 @@ def _witnessed_size(body: object) -> int:
     if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**63:
         raise ValueError(f"witness head size {size!r} is not a tree size")
     return size
+
+
+async def compare_views(
+    service: WitnessService, credentials: NodeCredentials, peers: Sequence[Peer], timeout: float
+) -> dict[str, str]:
+    """Compare what this node cosigned for each peer's log with what the other peers cosigned.
+
+    A log that shows its witnesses different histories (a split view) passes every witness's
+    own checks; only comparing their views catches it. For each peer log this node cosigned,
+    every other peer is asked for its view (``VIEWS_PATH``); when the sizes differ, the log
+    itself is asked for the consistency proof between them (``PROOF_PATH``). Returns
+    ``{"<log>/<witness>": "consistent" | "split_view" | reason}``; only a split view is an
+    alarm (see :meth:`WitnessService.compare`), anything else is logged and retried later.
+    """
+    by_country = {p.country: p for p in peers}
+    out: dict[str, str] = {}
+    async with httpx.AsyncClient(verify=credentials.client_context(), timeout=timeout) as client:
+
+        async def get(cc: str, path: str, **params: int) -> httpx.Response:
+            check = {"trace": server_check(credentials.anchors, cc)}
+            url = by_country[cc].url.rstrip("/") + path
+            return await client.get(url, params=params, extensions=check)
+
+        for cc in sorted(by_country):
+            mine = await anyio.to_thread.run_sync(service.view, cc)
+            if mine is None:
+                continue
+            for other in sorted(set(by_country) - {cc}):
+                key = f"{cc}/{other}"
+                try:
+                    r = await get(other, f"{VIEWS_PATH}/{cc}")
+                    if r.status_code == 404:  # it has cosigned nothing of that log yet
+                        out[key] = "no_view"
+                        continue
+                    r.raise_for_status()
+                    theirs = _view_note(r.json())
+                    small, large = sorted((mine.checkpoint.size, _size_of(theirs)))
+                    proof: list[bytes] = []
+                    if small < large:
+                        r = await get(cc, PROOF_PATH, old=small, new=large)
+                        r.raise_for_status()
+                        proof = _proof_hashes(r.json())
+                    await anyio.to_thread.run_sync(service.compare, cc, other, mine, theirs, proof)
+                    out[key] = "consistent"
+                except SplitViewError:
+                    out[key] = "split_view"
+                except UntrustedPeerError as exc:
+                    logger.warning("comparing views of %s at %s: certificate refused", cc, other)
+                    out[key] = f"untrusted_peer: {exc.reason}"
+                except Exception as exc:  # one peer's odd answer must not cost the others
+                    logger.warning(
+                        "comparing views of %s's log at %s failed: %s",
+                        cc,
+                        other,
+                        getattr(exc, "reason", type(exc).__name__),
+                    )
+                    out[key] = str(getattr(exc, "reason", type(exc).__name__))
+    return out
+
+
+def _view_note(body: object) -> bytes:
+    """The signed note of a ``VIEWS_PATH`` answer; ValueError when malformed."""
+    note = body.get("checkpoint") if isinstance(body, dict) else None
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise ValueError("a witness view is {'checkpoint': <signed note>}")
+    return note.encode("utf-8")
+
+
+def _size_of(note: bytes) -> int:
+    return SignedCheckpoint.from_bytes(note).checkpoint.size
+
+
+def _proof_hashes(body: object) -> list[bytes]:
+    """The hashes of a ``PROOF_PATH`` answer; ValueError when malformed."""
+    proof = body.get("proof") if isinstance(body, dict) else None
+    if not isinstance(proof, list) or len(proof) > MAX_PROOF_HASHES:
+        raise ValueError("a consistency proof is {'proof': [base64 hashes]}")
+    return [base64.b64decode(str(h), validate=True) for h in proof]

@@ -218,6 +218,91 @@ def test_peers_witness_each_others_checkpoints(
     assert info.value.reason == "wrong_origin"
 
 
+def test_witnesses_compare_their_views_and_catch_a_split_view(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """TH's log passes each witness's own checks when it shows each of them one consistent
+    history; only comparing the witnesses' views catches two histories. ID asks MY what it
+    cosigned for TH's log (and TH for the proof between the two sizes)."""
+    from sqlalchemy import delete
+
+    from certs.translog import schema as log_schema
+    from node.exchange.witnessing import compare_views
+
+    th, idn, my = (nodes[cc].exchange for cc in ("TH", "ID", "MY"))
+    officer_query(nodes["TH"], ["ID"], fingers[0][1])
+    th.log.issue_checkpoint()
+    asyncio.run(witness_round(th.log, th.credentials, [th.peers["ID"], th.peers["MY"]], 5.0))
+    officer_query(nodes["TH"], ["ID"], fingers[0][1])
+    th.log.issue_checkpoint()
+    asyncio.run(witness_round(th.log, th.credentials, [th.peers["MY"]], 5.0))  # MY is ahead
+    held = idn.witness.view("TH")
+    assert held is not None and my.witness.latest_size("TH") > held.checkpoint.size
+    peers = [idn.peers["TH"], idn.peers["MY"]]
+    got = asyncio.run(compare_views(idn.witness, idn.credentials, peers, 5.0))
+    assert got["TH/MY"] == "consistent", got
+    assert "split_view" not in got.values()
+
+    # MY was shown another history of TH's log from the start (its state for TH is replaced
+    # by a checkpoint TH's key signed for ID's size with another root).
+    forged = SignedCheckpoint.sign(
+        Checkpoint(held.checkpoint.origin, held.checkpoint.size, bytes(32), 1),
+        SigningKey(held.checkpoint.origin, th.credentials.signing_key),
+    )
+    engine = nodes["MY"].app.state.engine
+    origin = held.checkpoint.origin
+
+    def forget_th() -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                delete(log_schema.witnessed).where(log_schema.witnessed.c.origin == origin)
+            )
+            heads = log_schema.witness_heads
+            conn.execute(delete(heads).where(heads.c.origin == origin))
+
+    forget_th()
+    try:
+        my.witness.cosign("TH", forged.to_bytes().decode(), [])
+        before = idn.log.size()
+        got = asyncio.run(compare_views(idn.witness, idn.credentials, peers, 5.0))
+        assert got["TH/MY"] == "split_view", got
+        kept = [json.loads(e.data) for e in idn.log.entries(before)]
+        alarm = [e for e in kept if e["type"] == "split_view"]
+        assert [(e["peer"], e["witness"]) for e in alarm] == [("TH", "MY")]
+        assert alarm[0]["held"] == held.to_bytes().decode()
+        assert alarm[0]["presented"] == forged.to_bytes().decode()
+    finally:
+        forget_th()  # MY cosigns TH's real log again at the next round
+
+
+def test_the_witness_view_and_proof_routes_refuse_what_they_cannot_answer(
+    nodes: dict[str, ServiceNode], region: Any
+) -> None:
+    from certs.pki.tls import client_context
+
+    _, root = region
+    folder = Path(root) / "nodes" / "th"
+    tls = client_context(folder / "tls.pem", folder / "tls.key", Path(root) / "root.pem")
+    base = nodes["ID"].peer_url + "/peer/v1"
+    size = nodes["ID"].exchange.log.size()
+    with httpx.Client(verify=tls, timeout=30) as client:
+        assert client.get(base + "/witness/views/VN").json()["error"] == "unknown_log"
+        assert client.get(base + "/witness/views/th").status_code == 422
+        for old, new in ((2, 2), (3, 2), (1, size + 1)):
+            r = client.get(base + "/log/consistency", params={"old": old, "new": new})
+            assert (r.status_code, r.json()["error"]) == (422, "bad_size"), r.text
+        r = client.get(base + "/log/consistency", params={"old": 1, "new": size})
+        assert r.status_code == 200 and r.json()["new_size"] == size
+    import ssl
+
+    no_cert = ssl.create_default_context(cafile=str(Path(root) / "root.pem"))
+    with (
+        httpx.Client(verify=no_cert, timeout=30) as client,
+        pytest.raises(httpx.HTTPError),  # no client certificate: refused in the handshake
+    ):
+        client.get(base + "/witness/views/TH").raise_for_status()
+
+
 def test_every_outbound_decision_is_logged_with_the_officer(
     nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]]
 ) -> None:
