@@ -4,7 +4,8 @@ Events are the JSON objects the exchange appends (``type``: ``query_received``,
 ``policy_decision``, ``query_refused``, ``query_failed`` (this node could not search; the
 signed reply said ``error``), ``reply_sent``, ``hits_suppressed``, ``query_sent``,
 ``reply_received``, ``auditor_action``, ``policy_loaded`` (a changed rules file came into
-force), ``witness_refusal``; :func:`certs.translog.encode_event` writes the kind
+force), ``witness_refusal``, ``split_view`` (another witness cosigned another history of
+a peer's log); :func:`certs.translog.encode_event` writes the kind
 under ``event`` instead, and both are read). Filtering by time uses the store's append time
 (an index range, so a window reads only its own entries); the other filters look at the
 decoded event.
