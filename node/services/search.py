@@ -52,11 +52,12 @@ from matcher.face.pipeline import extract_face
 from matcher.face.template import DEFAULT_FORMAT, FORMAT_VERSION, FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.extract import extract_file
+from matcher.fingerprint.match import SearchTemplate
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Gallery
 from matcher.search import params as search_params
 from matcher.search.face import face_schema, search_face
-from matcher.search.fingerprint import fingerprint_schema, search_fingerprint
+from matcher.search.fingerprint import fingerprint_schema, prepare_checked, search_fingerprint
 from matcher.search.fusion import SubjectCandidate, fused_fmr
 from matcher.search.results import Candidate as SearchCandidate
 from node.db.models import RecordState, Subject, TemplateRecord
@@ -128,10 +129,17 @@ def fingerprint_candidates(
     are never counted, and each finger's search is widened until it holds ``k`` subjects."""
     best: dict[str, float] = {}
     skip = frozenset(exclude)
-    for probe in probes:
+    # Every finger is checked before the first search: a probe whose last view is unusable
+    # ran the searches of the others first, and its refusal gave the peer's quota back.
+    prepared = [(prepare_checked(probe), probe.finger_position) for probe in probes]
+    for search_template, position in prepared:
 
-        def one(kk: int, probe: FingerprintTemplate = probe) -> Sequence[SearchCandidate]:
-            return search_fingerprint(gallery, probe, k=kk, threads=threads).candidates
+        def one(
+            kk: int, probe: SearchTemplate = search_template, position: int = position
+        ) -> Sequence[SearchCandidate]:
+            return search_fingerprint(
+                gallery, probe, k=kk, position=position, threads=threads
+            ).candidates
 
         for c in subject_records(one, k, skip, gallery):
             best[c.subject] = max(best.get(c.subject, -np.inf), c.score)

@@ -240,3 +240,39 @@ def test_workers_write_no_core_files(pool: SearchPool) -> None:
         line for line in Path(f"/proc/{pid}/limits").read_text().splitlines() if "core" in line
     ]
     assert core.split()[-3:-1] == ["0", "0"], core
+
+
+def test_every_finger_is_checked_before_the_first_search(
+    galleries: GallerySet, fingers: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe of real fingers and one unusable last view ran every earlier finger's full 1:N
+    search before its refusal, and a peer's refused query gets its quota unit back: free
+    searches. Now nothing is searched (the real search is only counted here)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    import node.services.search as search_service
+    from matcher.errors import MatcherError
+
+    enrol(galleries, fingers, 0, 10)
+    one_point = replace(
+        fingers[3][1],
+        x=np.full(20, 100, np.float32),
+        y=np.full(20, 100, np.float32),
+        angle=np.zeros(20, np.float32),
+        kind=np.ones(20, np.uint8),
+        quality=np.full(20, 60, np.uint8),
+        finger_position=2,
+    )
+    real = search_service.search_fingerprint
+    calls: list[object] = []
+    monkeypatch.setattr(
+        search_service, "search_fingerprint", lambda *a, **kw: calls.append(a) or real(*a, **kw)
+    )
+    with galleries.reading(fingerprint_schema()) as g:
+        assert g is not None
+        with pytest.raises(MatcherError) as err:
+            fingerprint_candidates(g, [fingers[2][1], fingers[5][1], one_point], 3)
+        assert err.value.reason == "too_few_minutiae" and calls == []
+        assert fingerprint_candidates(g, [fingers[2][1]], 3)[0].subject == "s2" and calls
