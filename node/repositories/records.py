@@ -35,6 +35,16 @@ class RecordRepository:
         query = select(TemplateRecord.reference).where(TemplateRecord.state == state)
         return set(self.session.scalars(query))
 
+    def count_in_state(self, references: Iterable[str], state: RecordState) -> int:
+        """How many of these records are in ``state``."""
+        refs = list(references)
+        if not refs:
+            return 0
+        query = select(func.count()).where(
+            TemplateRecord.reference.in_(refs), TemplateRecord.state == state
+        )
+        return int(self.session.scalar(query) or 0)
+
     def add(self, record: TemplateRecord) -> TemplateRecord:
         self.session.add(record)
         self.session.flush()

@@ -139,28 +139,7 @@ class RecordService:
             self.session.rollback()
             self._undo(references, *made)
             raise
-        subjects = sorted({item.subject_external_id for item in new})
-        try:
-            done = self.records.set_state(references, RecordState.ACTIVE, only=RecordState.PENDING)
-            if done == len(references):
-                audit = {"count": len(rows), "subjects": subjects}
-                self.audit.record(actor, "records.enrol", None, audit)
-                self.session.commit()
-        except SQLAlchemyError as exc:
-            # The last commit failed (a lost connection, a lock timeout): the rows stayed
-            # pending with the templates in the gallery, an operator's retry enrolled a second
-            # copy, and a restart's reconcile activated both. Undo it now, as a failed gallery
-            # write is undone; if that fails too, the rows stay pending for reconcile().
-            self.session.rollback()
-            try:
-                self._undo(references, *made)
-            except SQLAlchemyError:
-                self.session.rollback()
-                log.error("enrolment not undone (%d records stay pending for reconcile)", len(rows))
-            raise DatabaseUnavailableError(
-                f"the database failed while the enrolment was committed ({type(exc).__name__}); "
-                "nothing was enrolled, enrol again",
-            ) from None
+        done = self._activate(new, references, made, actor)
         if done != len(references):
             # A deletion of the subject took rows of this enrolment (deleted them, or flagged
             # them ``deleting`` and is removing them): undo the rest, never revive them.
@@ -174,6 +153,45 @@ class RecordService:
         for row in rows:
             self.session.refresh(row)
         return rows
+
+    def _activate(
+        self,
+        new: Sequence[NewRecord],
+        references: list[str],
+        made: tuple[set[int], set[int]],
+        actor: str,
+    ) -> int:
+        """Step 3: the pending rows become active and the enrolment is audited, in one
+        commit. Returns how many rows became active (fewer: a deletion took some).
+
+        A database error here (a lost connection, a lock timeout) left the rows pending with
+        the templates in the gallery; an operator's retry enrolled a second copy and a
+        restart's reconcile activated both. The enrolment is undone, as a failed gallery write
+        is (if the undo fails too, the rows stay pending for reconcile()), unless the commit
+        went through and only its reply was lost: then the rows are active and it stands."""
+        subjects = sorted({item.subject_external_id for item in new})
+        try:
+            done = self.records.set_state(references, RecordState.ACTIVE, only=RecordState.PENDING)
+            if done == len(references):
+                audit = {"count": len(references), "subjects": subjects}
+                self.audit.record(actor, "records.enrol", None, audit)
+                self.session.commit()
+            return done
+        except SQLAlchemyError as exc:
+            self.session.rollback()
+            try:
+                if self.records.count_in_state(references, RecordState.ACTIVE) == len(references):
+                    return len(references)
+                self._undo(references, *made)
+            except SQLAlchemyError:
+                self.session.rollback()
+                log.error(
+                    "enrolment not undone (%d records stay pending for reconcile)", len(references)
+                )
+            raise DatabaseUnavailableError(
+                f"the database failed while the enrolment was committed ({type(exc).__name__}); "
+                "nothing was enrolled, enrol again",
+            ) from None
 
     def _undo(self, references: list[str], subject_ids: set[int], encounter_ids: set[int]) -> None:
         """Remove an enrolment's records from both stores, and the subjects and encounters it

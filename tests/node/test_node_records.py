@@ -3,8 +3,10 @@ including after a crash between the two writes (states built as a crash leaves t
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -554,3 +556,42 @@ def test_a_failed_last_commit_undoes_the_enrolment(
     again = enrol(session, galleries, new("case-1", 2))  # the operator's retry
     assert len(states(session)) == 3 and galleries.references() == set(states(session))
     assert {r.state for r in again} == {RecordState.ACTIVE}
+
+
+class _LosesACommitReply(sqlite3.Connection):
+    """A driver connection whose armed commit goes through and then fails, as a PostgreSQL
+    backend dropped after COMMIT does: the data is committed, the caller sees an error."""
+
+    armed: ClassVar[list[int]] = []  # commits to let pass before the one whose reply is lost
+
+    def commit(self) -> None:
+        super().commit()
+        if self.armed:
+            self.armed[0] -= 1
+            if self.armed[0] < 0:
+                self.armed.clear()
+                raise sqlite3.OperationalError("server closed the connection unexpectedly")
+
+
+def test_a_commit_whose_reply_was_lost_stands(tmp_path: Path, galleries: GallerySet) -> None:
+    """The enrolment was undone although it was committed (and its audit event with it), and
+    the operator's retry enrolled it twice."""
+    from sqlalchemy import create_engine
+
+    from node.db.engine import session_factory
+    from node.db.migrate import upgrade
+
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'lossy.sqlite3'}", connect_args={"factory": _LosesACommitReply}
+    )
+    upgrade(engine)
+    with session_factory(engine)() as session:
+        _LosesACommitReply.armed[:] = [1]  # the pending rows' commit passes; activation's fails
+        got = enrol(session, galleries, new("case-1", 2))
+        assert not _LosesACommitReply.armed  # the failure happened
+        assert {r.state for r in got} == {RecordState.ACTIVE}
+        assert set(states(session)) == galleries.references() == {r.reference for r in got}
+        assert not galleries.unsettled()
+        audits = session.scalars(select(AuditEvent.action)).all()
+        assert audits.count("records.enrol") == 1
+    engine.dispose()
