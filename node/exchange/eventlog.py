@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 
 from certs.translog import TransparencyLog
-from node.exchange.params import LOG_APPEND_ATTEMPTS, LOG_APPEND_RETRY_S
+from node.exchange.params import LANDED_WINDOW, LOG_APPEND_ATTEMPTS, LOG_APPEND_RETRY_S
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +47,17 @@ class TranslogExchangeLog:
     def record_many(self, events: Sequence[dict[str, Any]]) -> None:
         """Append ``events`` in order in one transaction (all or none); none is a no-op.
 
-        A lost database connection is retried on a fresh one (``LOG_APPEND_ATTEMPTS``); other
-        database errors, and the last attempt's, are raised."""
+        A lost database connection is retried on a fresh one (``LOG_APPEND_ATTEMPTS``), unless
+        the append is found among the log's last entries (the connection was lost after the
+        commit went through: a retry would log the events twice, for good); other database
+        errors, and the last attempt's, are raised."""
         for event in events:
             check_event(event)
         entries = [encode_event(e) for e in events]
         for attempt in range(1, LOG_APPEND_ATTEMPTS + 1):
             try:
+                if attempt > 1 and self._landed(entries):
+                    return  # the commit went through; only its reply was lost
                 self.log.append_many(entries)
                 return
             except DBAPIError as exc:
@@ -65,3 +69,11 @@ class TranslogExchangeLog:
                     LOG_APPEND_ATTEMPTS,
                 )
                 time.sleep(LOG_APPEND_RETRY_S)
+
+    def _landed(self, entries: Sequence[bytes]) -> bool:
+        """Whether ``entries`` stand, in order and together, among the log's last
+        ``LANDED_WINDOW`` entries (events carry their time and ids: a batch is unique)."""
+        size = self.log.size()
+        recent = [e.data for e in self.log.entries(max(0, size - LANDED_WINDOW))]
+        n = len(entries)
+        return any(recent[i : i + n] == list(entries) for i in range(len(recent) - n + 1))

@@ -53,6 +53,10 @@ KEEPALIVE_EXPIRY_SECONDS = 30.0
 #: lost connection is retried: a lock timeout (SQLite's busy timeout) already waited its turn.
 LOG_APPEND_ATTEMPTS = 3
 LOG_APPEND_RETRY_S = 0.2
+#: Before a retry, the log's last this many entries are searched for the append: a connection
+#: lost after COMMIT went through leaves it there (a retry logged it twice, for good). The
+#: retry follows within a second, in which a node appends far fewer entries than this.
+LANDED_WINDOW = 1024
 
 #: How often a node compares what it cosigned for each peer's log with what the other peers
 #: cosigned (:func:`node.exchange.witnessing.compare_views`): a split view is caught within

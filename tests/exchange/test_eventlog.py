@@ -3,12 +3,15 @@ be lost while the query's nonce, quota and hit reference stood committed)."""
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -19,13 +22,15 @@ from certs.translog import schema as log_schema
 from node.exchange.eventlog import TranslogExchangeLog
 
 PG_URL = os.environ.get("BDX_TEST_DATABASE_URL", "")
-pytestmark = pytest.mark.skipif(
+needs_pg = pytest.mark.skipif(
     not PG_URL.startswith("postgresql"), reason="needs PostgreSQL: set BDX_TEST_DATABASE_URL"
 )
 
 
 @pytest.fixture
 def engine() -> Iterator[Engine]:
+    if not PG_URL.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL: set BDX_TEST_DATABASE_URL")
     schema = f"ev_{uuid.uuid4().hex[:12]}"
     base = create_engine(PG_URL)
     with base.begin() as conn:
@@ -58,6 +63,7 @@ def _waiting_backend(admin: Engine, schema: str, holder: int) -> int:
     raise AssertionError("the append never waited for the lock")
 
 
+@needs_pg
 def test_an_append_whose_connection_is_killed_is_retried_on_a_fresh_one(engine: Engine) -> None:
     log = TransparencyLog.open(
         engine, SigningKey("bdx.id/exchange-log", ed25519.Ed25519PrivateKey.generate())
@@ -95,3 +101,40 @@ def test_an_append_whose_connection_is_killed_is_retried_on_a_fresh_one(engine: 
     assert not failed, failed
     events: list[Any] = [e.data for e in log.entries(0)]
     assert log.size() == 3 and b"q-1" in events[1] and b"reply_sent" in events[2]
+
+
+class _LosesACommitReply(sqlite3.Connection):
+    """A driver connection whose armed commit goes through and then reports the connection
+    closed, as a PostgreSQL backend dropped after COMMIT does."""
+
+    armed: ClassVar[list[bool]] = []
+
+    def commit(self) -> None:
+        super().commit()
+        if self.armed:
+            self.armed.clear()
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+
+def test_an_append_whose_commit_went_through_is_not_logged_twice(tmp_path: Path) -> None:
+    """The retry appended the events again: permanent duplicates in an append-only log."""
+    from certs.translog.sqlite import configure_sqlite
+
+    lossy = create_engine(
+        f"sqlite:///{tmp_path / 'log.db'}", connect_args={"factory": _LosesACommitReply}
+    )
+    configure_sqlite(lossy)
+    metadata.create_all(lossy)
+    key = SigningKey("bdx.id/exchange-log", ed25519.Ed25519PrivateKey.generate())
+    log = TransparencyLog.open(lossy, key)
+    elog = TranslogExchangeLog(log)
+    elog.record({"type": "query_received", "query_id": "q-0"})
+    _LosesACommitReply.armed[:] = [True]
+    elog.record_many([{"type": "policy_decision", "query_id": "q-1"}, {"type": "reply_sent"}])
+    assert not _LosesACommitReply.armed  # the commit's reply was lost
+    assert [json.loads(e.data)["type"] for e in log.entries(0)] == [
+        "query_received",
+        "policy_decision",
+        "reply_sent",
+    ]
+    lossy.dispose()
