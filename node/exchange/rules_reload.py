@@ -12,7 +12,9 @@ round (:func:`node.exchange.setup.housekeeping_round`, at most a minute apart):
   at WARNING, and appends a ``policy_loaded`` event (versions before and after, the file's
   SHA-256) to the exchange log, so auditors see from when each version decided;
 * an invalid, unreadable or other country's file is refused: the rules in force stay, and an
-  ERROR line says why, once per content of the file.
+  ERROR line says why, once per content of the file. In production a file that group or
+  other users can write is refused too, as at start-up (``Settings.unsafe_reasons``): else an
+  edit the start-up check would have refused took effect within a minute.
 
 A changed file that keeps its ``version`` is applied too, with a warning: decisions name the
 version, so each change should carry its own (the event's hash tells the contents apart).
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +36,9 @@ from policy.decision import PolicyEngine
 from policy.rules import PolicyFileError, parse_policy
 
 logger = logging.getLogger(__name__)
+
+#: Group or other users may write the file: refused in production, as the start-up check does.
+OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 #: The rules file itself may be this large (a region of a few dozen peers needs a few KB); a
 #: larger file is refused before it is read whole.
@@ -58,12 +64,15 @@ class RulesFile:
         record: Callable[[dict[str, Any]], None],
         country: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        production: bool = False,
     ) -> None:
         self.path = path
         self.engine = engine
         self.record = record  # appends one event to the exchange log
         self.country = country
         self.clock = clock
+        self.production = production
         self._loaded = self._identify()  # the content the engine's rules came from
         self._refused: str | None = None  # the content (hash) or failure last refused: said once
 
@@ -91,6 +100,8 @@ class RulesFile:
         seen = self._loaded
         if seen is not None and (st.st_mtime_ns, st.st_size) == (seen.mtime_ns, seen.size):
             return False
+        if self.production and st.st_mode & OTHERS_WRITE:
+            return self._refuse("writable by other users (chmod go-w)", f"mode:{st.st_mode:o}")
         try:
             data = self._read()
         except (OSError, ValueError) as exc:

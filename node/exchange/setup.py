@@ -267,7 +267,13 @@ def _assemble(
     peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
     witness = WitnessService.create(engine, creds, elog)
     assert settings.policy_file is not None  # load_rules refused a node without one
-    rules_file = RulesFile(settings.policy_file, policy, elog.record, creds.country)
+    rules_file = RulesFile(
+        settings.policy_file,
+        policy,
+        elog.record,
+        creds.country,
+        production=settings.environment == "production",
+    )
     return Exchange(
         creds,
         policy,

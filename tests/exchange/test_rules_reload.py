@@ -102,3 +102,19 @@ def test_a_missing_file_is_said_once(setup: Any, caplog: pytest.LogCaptureFixtur
     said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(said) == 1 and "cannot read" in said[0]
     assert policy.policy.version == "r-1"
+
+
+def test_production_refuses_a_file_others_can_write(
+    setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The start-up check refuses it; a reload took such an edit within a minute."""
+    path, policy, _, events = setup
+    rules = RulesFile(path, policy, events.append, "ID", production=True)
+    _rewrite(path, RULES.replace("r-1", "r-9").replace("= 10", "= 1000000"))
+    path.chmod(0o666)
+    assert rules.check() is False and rules.check() is False
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(said) == 1 and "writable by other users" in said[0]
+    assert policy.policy.version == "r-1" and events == []
+    path.chmod(0o644)
+    assert rules.check() is True and policy.policy.version == "r-9"
