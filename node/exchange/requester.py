@@ -411,7 +411,7 @@ class Requester:
         root = peer.url.rstrip("/")
         base = httpx.URL(root)
         check = {"trace": server_check(self.trust, peer.country)}
-        response = await _bounded(
+        response = await bounded_request(
             client,
             "POST",
             httpx.URL(root + QUERY_PATH),
@@ -436,7 +436,7 @@ class Requester:
                 raise InvalidReplyError("202 points to another origin")
             await asyncio.sleep(delay)
             delay = min(delay * params.POLL_BACKOFF, params.POLL_MAX_DELAY)
-            response = await _bounded(
+            response = await bounded_request(
                 client, "GET", status_url, headers={"Accept": JOSE}, extensions=check
             )
         response.raise_for_status()
@@ -459,7 +459,7 @@ class Requester:
         return reply
 
 
-async def _bounded(
+async def bounded_request(
     client: httpx.AsyncClient, method: str, url: httpx.URL, **kwargs: Any
 ) -> httpx.Response:
     """The response to one request with its body read up to ``params.MAX_REPLY_BYTES``

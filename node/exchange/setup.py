@@ -290,12 +290,12 @@ def _assemble(
 
 async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     """Re-read a changed rules file (:mod:`node.exchange.rules_reload`), the published trust
-    list and CRL, forget the replay nonces that can no longer
-    be replayed (:meth:`ReplayGuard.purge`: the table would otherwise grow by every query),
-    issue a checkpoint when the log grew or the last one aged, and have the peers witness it
-    (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart); every
-    ``VIEW_COMPARE_INTERVAL_S``, compare what this node cosigned for each peer's log with
-    what the other peers cosigned (:func:`compare_views`: split views)."""
+    list and CRL, forget the replay nonces that can no longer be replayed
+    (:meth:`ReplayGuard.purge`: the table would otherwise grow by every query), and issue a
+    checkpoint when the log grew or the last one aged (every ``interval_s``, at most
+    :data:`CHECKPOINT_POLL_S` apart). Nothing here waits for a peer: that is
+    :func:`_witnessing`'s, so a slow or hostile peer cannot hold back a revocation or a
+    suspended rule."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         await housekeeping_round(exchange, interval_s)
@@ -322,22 +322,34 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         logger.exception("replay nonces not purged")
     try:
         await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
-        await witness_round(
-            exchange.log,
-            exchange.credentials,
-            list(exchange.peers.values()),
-            exchange.peer_timeout_s,
-        )
     except Exception:  # keep the node serving; the next round retries
-        logger.exception("exchange log checkpoint or witnessing failed")
+        logger.exception("exchange log checkpoint failed")
+
+
+async def _witnessing(exchange: Exchange, interval_s: float) -> None:
+    """Have the peers witness this node's latest checkpoint, and every
+    ``VIEW_COMPARE_INTERVAL_S`` compare what this node cosigned for each peer's log with what
+    the other peers cosigned (:func:`witnessing_round`), in a task of its own beside
+    :func:`_housekeeping`."""
+    while True:
+        await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
+        await witnessing_round(exchange)
+
+
+async def witnessing_round(exchange: Exchange) -> None:
+    """One round of :func:`_witnessing`; a failure is logged and the next round retries.
+    Every peer exchange has ``peer_timeout_s`` in all (:func:`witness_round`,
+    :func:`compare_views`)."""
+    peers = list(exchange.peers.values())
+    try:
+        await witness_round(exchange.log, exchange.credentials, peers, exchange.peer_timeout_s)
+    except Exception:  # keep the node serving; the next round retries
+        logger.exception("witnessing failed")
     if time.monotonic() - exchange.views_compared_at >= VIEW_COMPARE_INTERVAL_S:
         exchange.views_compared_at = time.monotonic()
         try:
             await compare_views(
-                exchange.witness,
-                exchange.credentials,
-                list(exchange.peers.values()),
-                exchange.peer_timeout_s,
+                exchange.witness, exchange.credentials, peers, exchange.peer_timeout_s
             )
         except Exception:  # keep the node serving; the next comparison retries
             logger.exception("comparing witnesses' views failed")
@@ -367,6 +379,7 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(_housekeeping, exchange, settings.checkpoint_interval_s)
+            tg.start_soon(_witnessing, exchange, settings.checkpoint_interval_s)
             try:
                 yield
             finally:

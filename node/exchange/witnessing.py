@@ -54,7 +54,7 @@ from certs.translog import (
 )
 from certs.translog.keys import PublicKey
 from node.errors import NotFoundError
-from node.exchange.requester import Peer, UntrustedPeerError, server_check
+from node.exchange.requester import Peer, UntrustedPeerError, bounded_request, server_check
 from node.exchange.responder import ExchangeLog
 from node.service_errors import InvalidRequestError
 
@@ -251,18 +251,22 @@ async def witness_round(
             # the peer's server certificate, checked as for queries (requester.server_check)
             check = {"trace": server_check(credentials.anchors, peer.country)}
             try:
-                r = await client.get(base + WITNESS_PATH + "/latest", extensions=check)
-                r.raise_for_status()
-                old = _witnessed_size(r.json())
-                proof: list[bytes] = []
-                if 0 < old < size:
-                    proof = await anyio.to_thread.run_sync(log.consistency_proof, old, size)
-                body = {
-                    "checkpoint": latest.to_bytes().decode("utf-8"),
-                    "proof": [base64.b64encode(h).decode() for h in proof],
-                    "old_size": old,
-                }
-                r = await client.post(base + WITNESS_PATH, json=body, extensions=check)
+                with anyio.fail_after(timeout):  # a peer trickling its answer is cut off
+                    latest_url = httpx.URL(base + WITNESS_PATH + "/latest")
+                    r = await bounded_request(client, "GET", latest_url, extensions=check)
+                    r.raise_for_status()
+                    old = _witnessed_size(r.json())
+                    proof: list[bytes] = []
+                    if 0 < old < size:
+                        proof = await anyio.to_thread.run_sync(log.consistency_proof, old, size)
+                    body = {
+                        "checkpoint": latest.to_bytes().decode("utf-8"),
+                        "proof": [base64.b64encode(h).decode() for h in proof],
+                        "old_size": old,
+                    }
+                    r = await bounded_request(
+                        client, "POST", httpx.URL(base + WITNESS_PATH), json=body, extensions=check
+                    )
                 if r.status_code != 200:
                     refusal = r.json()
                     code = refusal.get("error") if isinstance(refusal, dict) else None
@@ -317,7 +321,8 @@ async def compare_views(
     A log that shows its witnesses different histories (a split view) passes every witness's
     own checks; only comparing their views catches it. For each peer log this node cosigned,
     every other peer is asked for its view (``VIEWS_PATH``); when the sizes differ, the log
-    itself is asked for the consistency proof between them (``PROOF_PATH``). Returns
+    itself is asked for the consistency proof between them (``PROOF_PATH``). Each pair has
+    ``timeout`` seconds in all and answers of at most ``MAX_REPLY_BYTES``. Returns
     ``{"<log>/<witness>": "consistent" | "split_view" | reason}``; only a split view is an
     alarm (see :meth:`WitnessService.compare`), anything else is logged and retried later.
     """
@@ -327,8 +332,8 @@ async def compare_views(
 
         async def get(cc: str, path: str, **params: int) -> httpx.Response:
             check = {"trace": server_check(credentials.anchors, cc)}
-            url = by_country[cc].url.rstrip("/") + path
-            return await client.get(url, params=params, extensions=check)
+            url = httpx.URL(by_country[cc].url.rstrip("/") + path, params=params)
+            return await bounded_request(client, "GET", url, extensions=check)
 
         for cc in sorted(by_country):
             mine = await anyio.to_thread.run_sync(service.view, cc)
@@ -337,18 +342,19 @@ async def compare_views(
             for other in sorted(set(by_country) - {cc}):
                 key = f"{cc}/{other}"
                 try:
-                    r = await get(other, f"{VIEWS_PATH}/{cc}")
-                    if r.status_code == 404:  # it has cosigned nothing of that log yet
-                        out[key] = "no_view"
-                        continue
-                    r.raise_for_status()
-                    theirs = _view_note(r.json())
-                    small, large = sorted((mine.checkpoint.size, _size_of(theirs)))
-                    proof: list[bytes] = []
-                    if small < large:
-                        r = await get(cc, PROOF_PATH, old=small, new=large)
+                    with anyio.fail_after(timeout):  # a peer trickling its answer is cut off
+                        r = await get(other, f"{VIEWS_PATH}/{cc}")
+                        if r.status_code == 404:  # it has cosigned nothing of that log yet
+                            out[key] = "no_view"
+                            continue
                         r.raise_for_status()
-                        proof = _proof_hashes(r.json())
+                        theirs = _view_note(r.json())
+                        small, large = sorted((mine.checkpoint.size, _size_of(theirs)))
+                        proof: list[bytes] = []
+                        if small < large:
+                            r = await get(cc, PROOF_PATH, old=small, new=large)
+                            r.raise_for_status()
+                            proof = _proof_hashes(r.json())
                     await anyio.to_thread.run_sync(service.compare, cc, other, mine, theirs, proof)
                     out[key] = "consistent"
                 except SplitViewError:

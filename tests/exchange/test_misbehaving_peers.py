@@ -240,10 +240,10 @@ def test_a_compressed_reply_is_read_once() -> None:
 
 
 def _fetch_raw(encoding: str, content: bytes) -> bytes:
-    """What ``_bounded`` keeps of a 200 carrying ``content`` in ``encoding``."""
+    """What ``bounded_request`` keeps of a 200 carrying ``content`` in ``encoding``."""
     import httpx
 
-    from node.exchange.requester import _bounded
+    from node.exchange.requester import bounded_request
 
     async def chunks() -> AsyncIterator[bytes]:  # streamed, as off the network
         for at in range(0, len(content), 16384):
@@ -254,7 +254,9 @@ def _fetch_raw(encoding: str, content: bytes) -> bytes:
 
     async def fetch() -> bytes:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return (await _bounded(client, "GET", httpx.URL("https://peer.example/x"))).content
+            return (
+                await bounded_request(client, "GET", httpx.URL("https://peer.example/x"))
+            ).content
 
     return asyncio.run(fetch())
 

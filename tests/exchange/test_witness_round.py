@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json as _json
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import create_engine
 
 from certs.pki.bootstrap import build_region, write_region
@@ -19,6 +23,17 @@ from certs.translog import SigningKey, TransparencyLog, metadata
 from certs.translog.sqlite import configure_sqlite
 from node.exchange.requester import Peer
 from node.exchange.witnessing import WitnessService, cosignature_json, log_origin, witness_round
+
+
+def _streamed(status: int, *, content: bytes = b"", json: object = None, **kw: Any) -> Any:
+    """A mock transport's answer streamed as off the network (the node reads bodies as a
+    bounded stream, which a response built from bytes has already consumed)."""
+    body = content if json is None else _json.dumps(json).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield body
+
+    return httpx.Response(status, content=chunks(), **kw)
 
 
 @pytest.mark.parametrize(
@@ -64,18 +79,14 @@ def test_an_odd_peer_does_not_stop_the_round(
         at_latest = request.url.path.endswith("/latest")
         if request.url.host == "odd.example":
             if at_latest or cosign is None:
-                return httpx.Response(
-                    200, content=latest, headers={"content-type": "application/json"}
-                )
-            return httpx.Response(
+                return _streamed(200, content=latest, headers={"content-type": "application/json"})
+            return _streamed(
                 cosign[0], content=cosign[1], headers={"content-type": "application/json"}
             )
         if at_latest:
-            return httpx.Response(
-                200, json={"origin": log_origin("TH"), "size": my.latest_size("TH")}
-            )
+            return _streamed(200, json={"origin": log_origin("TH"), "size": my.latest_size("TH")})
         body = json.loads(request.content)
-        return httpx.Response(
+        return _streamed(
             200, json=cosignature_json(my.cosign("TH", body["checkpoint"], body["proof"]))
         )
 
@@ -208,13 +219,11 @@ def test_a_round_does_not_ask_a_peer_whose_cosignature_is_held(
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/latest"):
-            return httpx.Response(
-                200, json={"origin": log_origin("TH"), "size": my.latest_size("TH")}
-            )
+            return _streamed(200, json={"origin": log_origin("TH"), "size": my.latest_size("TH")})
         posts.append(1)
         body = json.loads(request.content)
         cosig = my.cosign("TH", body["checkpoint"], body["proof"], body["old_size"])
-        return httpx.Response(200, json=cosignature_json(cosig))
+        return _streamed(200, json=cosignature_json(cosig))
 
     real = httpx.AsyncClient
 
@@ -232,3 +241,82 @@ def test_a_round_does_not_ask_a_peer_whose_cosignature_is_held(
     log.issue_checkpoint()
     assert asyncio.run(witness_round(log, creds["TH"], peers, 5.0)) == {"MY": "cosigned"}
     assert len(posts) == 2
+
+
+def _serve_views(root: Path, body: Callable[[], Any]) -> tuple[uvicorn.Server, str]:
+    """A fake "MY" (a real uvicorn server with MY's TLS certificate) answering every witness
+    view request with ``body()``."""
+    import threading
+    import time
+
+    from fastapi import FastAPI
+
+    from certs.pki.tls import uvicorn_ssl_options
+    from tests.exchange.conftest import _free_port
+
+    app = FastAPI()
+
+    @app.get("/peer/v1/witness/views/{cc}")
+    async def view(cc: str) -> Any:
+        return body()
+
+    folder = root / "nodes" / "my"
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            **uvicorn_ssl_options(folder / "tls.pem", folder / "tls.key", root / "root.pem"),
+        )
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "fake peer did not start"
+        time.sleep(0.02)
+    return server, f"https://127.0.0.1:{port}"
+
+
+async def _trickle() -> AsyncIterator[bytes]:
+    yield b'{"checkpoint": "'
+    for _ in range(120):  # a byte every half second: no single read ever times out
+        await asyncio.sleep(0.5)
+        yield b"x"
+
+
+@pytest.mark.parametrize("answer", ["trickle", "huge"])
+def test_a_peer_trickling_or_flooding_its_view_is_cut_off(tmp_path: Path, answer: str) -> None:
+    """compare_views ran inside housekeeping and waited on a peer sending a byte every 2 s
+    (CRL, rules and nonces were never seen to again); a 150 MB view was read whole."""
+    from fastapi.responses import Response, StreamingResponse
+
+    from node.exchange.witnessing import compare_views
+
+    write_region(build_region(["TH", "ID", "MY"]), tmp_path / "region")
+    root = tmp_path / "region"
+    creds = {cc: NodeCredentials(NodePaths.from_region(root, cc)) for cc in ("TH", "ID")}
+    engines = {}
+    for name in ("th", "id"):
+        engines[name] = create_engine(f"sqlite:///{tmp_path / name}.db")
+        configure_sqlite(engines[name])
+        metadata.create_all(engines[name])
+    log = TransparencyLog.open(engines["th"], SigningKey(log_origin("TH"), creds["TH"].signing_key))
+    log.append(b'{"type":"x"}')
+    checkpoint = log.issue_checkpoint()
+    idw = WitnessService.create(engines["id"], creds["ID"])
+    idw.cosign("TH", checkpoint.to_bytes().decode(), [])
+    huge = b'{"checkpoint": "' + b"x" * (2 << 20) + b'"}'
+    body = (
+        (lambda: StreamingResponse(_trickle(), media_type="application/json"))
+        if answer == "trickle"
+        else (lambda: Response(huge, media_type="application/json"))
+    )
+    server, url = _serve_views(root, body)
+    try:
+        peers = [Peer("TH", "https://127.0.0.1:9"), Peer("MY", url)]
+        got = asyncio.run(asyncio.wait_for(compare_views(idw, creds["ID"], peers, 2.0), 30))
+    finally:
+        server.should_exit = True
+    assert got["TH/MY"] == {"trickle": "TimeoutError", "huge": "InvalidReplyError"}[answer], got
