@@ -28,7 +28,7 @@ from node.cli._client import (
     TokenOption,
     UrlOption,
 )
-from node.cli._common import ConfigOption, JsonOption
+from node.cli._common import ConfigOption, JsonOption, read_input
 from node.errors import PeerError
 
 #: Seconds to wait for the node's answer by default: the longest peer deadline its settings
@@ -37,6 +37,9 @@ from node.errors import PeerError
 CLIENT_TIMEOUT_S = 330.0
 #: Longest --timeout: an hour is beyond any answer; inf or 1e300 overflowed the socket timeout.
 MAX_TIMEOUT_S = 3600.0
+#: Largest FILE read: no node takes a larger upload (``max_upload_bytes`` is at most 256 MiB),
+#: so a bigger file (a disk image named by mistake) is refused before it is read into memory.
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
 class QueryFailedError(NodeRequestError):
@@ -63,12 +66,7 @@ def _body(
         raise typer.BadParameter("give one --finger per FILE (or none)")
     items = []
     for i, path in enumerate(files):
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise QueryFailedError(
-                f"cannot read {path}: {exc.strerror}", reason="bad_file"
-            ) from None
+        data = read_input(path, "query file", max_bytes=MAX_FILE_BYTES)
         item: dict[str, Any] = {"data": base64.b64encode(data).decode("ascii")}
         if fingers:
             item["finger_position"] = fingers[i]
