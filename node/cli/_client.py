@@ -10,13 +10,16 @@ unreachable, unavailable or not answering in time, 1 otherwise.
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 
+from node.cli._common import printable, read_input
 from node.errors import NodeError
+from node.service_errors import InvalidRequestError
 from node.settings import load_settings
 
 
@@ -52,7 +55,8 @@ TokenFileOption = Annotated[
 ]
 UrlOption = Annotated[str | None, typer.Option(help="node API URL (default: from settings)")]
 CaFileOption = Annotated[
-    Path | None, typer.Option(help="CA bundle that signed the node API's certificate")
+    Path | None,
+    typer.Option(help="CA bundle (PEM, or DER) that signed the node API's certificate"),
 ]
 
 #: Exit code of an HTTP status from the node (others: 1, an unexpected failure).
@@ -61,6 +65,10 @@ EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
 EXIT_UNREACHABLE = 6
 #: Exit code when no token was given.
 EXIT_NO_TOKEN = 2
+#: Exit code of a --url that is no http(s) URL (README: usage error).
+EXIT_BAD_URL = 2
+#: Largest --ca-file read: a whole system bundle is about 250 KB; a bigger file is not one.
+MAX_CA_FILE_BYTES = 4 * 1024 * 1024
 #: Longest token-file line read (tokens are about 50 characters; a wrong file is not slurped).
 MAX_TOKEN_FILE_CHARS = 4096
 #: Seconds to open a connection to the node: it is local or on the agency's network, so a
@@ -113,8 +121,8 @@ class NodeClient:
                 reason="no_token",
                 exit_code=EXIT_NO_TOKEN,
             )
-        self.base = (url or _default_url(config)).rstrip("/")
-        verify: Any = str(ca_file) if ca_file else True
+        self.base = _checked_url((url or _default_url(config)).rstrip("/"))
+        verify: ssl.SSLContext | bool = _ca_context(ca_file) if ca_file else True
         self.timeout_s = timeout_s
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, CONNECT_TIMEOUT_S)),
@@ -166,7 +174,42 @@ class NodeClient:
             ) from None
 
 
+def _checked_url(url: str) -> str:
+    """``url`` when it is an http or https URL with a host; else a one-line usage error (an
+    unparsable one raised httpx.InvalidURL, a traceback; another scheme was "unreachable")."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        why = str(exc)
+    else:
+        if parsed.scheme in ("http", "https") and parsed.host:
+            return url
+        why = "give http:// or https:// and a host"
+    raise NodeRequestError(
+        f"bad node URL {printable(url)}: {why}", reason="bad_url", exit_code=EXIT_BAD_URL
+    )
+
+
+def _ca_context(ca_file: Path) -> ssl.SSLContext:
+    """A TLS context trusting the certificates of ``ca_file`` (PEM, or one DER certificate)
+    or, for a folder, those of ``c_rehash`` names in it: exit 4 when it does not exist, 3 when
+    it cannot be read or holds no certificate."""
+    if ca_file.is_dir():
+        return ssl.create_default_context(capath=str(ca_file))
+    data = read_input(ca_file, "CA file", max_bytes=MAX_CA_FILE_BYTES)
+    try:
+        if data:  # an empty cadata is no cadata: the system's CAs would be trusted
+            cadata: str | bytes = data.decode("ascii") if data.isascii() else data
+            return ssl.create_default_context(cadata=cadata)
+    except ssl.SSLError:
+        pass
+    raise InvalidRequestError(
+        f"the CA file {ca_file} holds no PEM or DER certificate", reason="bad_ca_file"
+    )
+
+
 def _default_url(config: Path | None) -> str:
     settings = load_settings(config, check=False)
     scheme = "https" if settings.tls_cert_file else "http"
-    return f"{scheme}://{settings.host}:{settings.port}"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
+    return f"{scheme}://{host}:{settings.port}"

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from node_support import TestClient, free_port
+from node_support import TestClient, free_port, self_signed_tls
 from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -168,7 +168,22 @@ def make_token(sessions: sessionmaker[Session]) -> TokenFactory:
 @pytest.fixture
 def live_server(app: FastAPI) -> Iterator[str]:
     """The app under a real uvicorn server on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    yield from _serve(app, "http")
+
+
+@pytest.fixture
+def tls_server(app: FastAPI, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``live_server`` over TLS with a self-signed certificate for 127.0.0.1: yields the
+    base URL and the certificate (the CA file that verifies it)."""
+    directory = tmp_path / "server-tls"
+    directory.mkdir()
+    cert, key = self_signed_tls(directory)
+    for url in _serve(app, "https", ssl_certfile=str(cert), ssl_keyfile=str(key)):
+        yield url, cert
+
+
+def _serve(app: FastAPI, scheme: str, **options: str) -> Iterator[str]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -177,6 +192,6 @@ def live_server(app: FastAPI) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{config.port}"
+    yield f"{scheme}://127.0.0.1:{config.port}"
     server.should_exit = True
     thread.join(timeout=20)

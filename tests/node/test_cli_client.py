@@ -3,10 +3,18 @@ node whose certificate does not verify are one line with their documented exit c
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from node_support import cli, free_port
+
+from node.db.models import Role
+
+DER = Encoding.DER
 
 
 @pytest.fixture
@@ -34,3 +42,49 @@ def test_a_missing_file_is_4_and_an_unreadable_one_3(
     assert code == 4 and "absent.iso" in err and len(err.splitlines()) == 1, err
     code, _, err = cli(_query([str(tmp_path)], token_file), capsys)
     assert code == 3 and "[unreadable_file]" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("command", ["subjects", "query"])
+def test_ca_file_and_url_mistakes_are_one_line(
+    command: str, token_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing or non-PEM --ca-file (FileNotFoundError, ssl.SSLError) and an unparsable
+    --url (httpx.InvalidURL) were tracebacks, exit 1."""
+    probe = tmp_path / "probe.iso"
+    probe.write_bytes(b"\0" * 64)
+    base = _query([str(probe)], token_file) if command == "query" else [
+        "subjects", "list", "--url", f"https://127.0.0.1:{free_port()}",
+        "--token-file", str(token_file),
+    ]  # fmt: skip
+    (tmp_path / "settings.toml").write_text('country = "TH"\n')
+    (tmp_path / "empty.pem").write_bytes(b"")
+    cases = {
+        "absent.pem": (4, "[not_found]"),
+        "settings.toml": (3, "[bad_ca_file]"),
+        "empty.pem": (3, "[bad_ca_file]"),
+    }
+    for name, (want, reason) in cases.items():
+        code, _, err = cli([*base, "--ca-file", str(tmp_path / name)], capsys)
+        assert (code, len(err.splitlines())) == (want, 1) and reason in err, (name, err)
+        assert name in err
+    for url in ("https://[::1", "ftp://127.0.0.1/", "127.0.0.1:8443"):
+        code, _, err = cli([*base, "--url", url], capsys)
+        assert (code, len(err.splitlines())) == (2, 1) and "[bad_url]" in err, (url, err)
+
+
+def test_the_ca_file_that_signed_the_node_is_trusted(
+    tls_server: tuple[str, Path],
+    make_token: Callable[..., str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As PEM and as DER; and no other CA with it (the system's are not added)."""
+    url, cert = tls_server
+    operator = tmp_path / "operator.token"
+    operator.write_text(make_token(Role.OPERATOR))
+    der = tmp_path / "node.der"
+    der.write_bytes(x509.load_pem_x509_certificate(cert.read_bytes()).public_bytes(DER))
+    for ca_file in (cert, der):
+        args = ["subjects", "list", "--json", "--url", url, "--token-file", str(operator)]
+        code, out, err = cli([*args, "--ca-file", str(ca_file)], capsys)
+        assert code == 0 and json.loads(out)["items"] == [], err
