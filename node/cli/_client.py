@@ -4,8 +4,9 @@
 the gallery and the keys, so the user's machine needs neither. The node's URL defaults to the
 settings' host/port (https when ``tls_cert_file`` is set); ``--ca-file`` names the CA bundle
 that signed the node's certificate. The node's refusals become exit codes (README, "Exit
-codes"): 2 no token given, 3 bad input, 4 not found, 5 refused (token or role), 6 node
-unreachable, unavailable or not answering in time, 1 otherwise.
+codes"): 2 no token given, 3 bad input, 4 not found, 5 refused (token or role, or the node's
+certificate does not verify), 6 node unreachable, unavailable or not answering in time, 1
+otherwise.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ CaFileOption = Annotated[
 EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
 #: Exit code when the node cannot be reached at all.
 EXIT_UNREACHABLE = 6
+#: Exit code when the node's TLS certificate does not verify (README: a certificate's
+#: verification failed): another CA, another host name, expired; not a node that is down.
+EXIT_CERTIFICATE_REFUSED = 5
 #: Exit code when no token was given.
 EXIT_NO_TOKEN = 2
 #: Exit code of a --url that is no http(s) URL (README: usage error).
@@ -147,6 +151,21 @@ class NodeClient:
                 reason="node_timeout",
                 exit_code=EXIT_UNREACHABLE,
             ) from exc
+        except httpx.ConnectError as exc:
+            refused = _certificate_refusal(exc)
+            if refused is None:
+                raise NodeRequestError(
+                    f"cannot reach the node at {self.base}: {exc}",
+                    reason="node_unreachable",
+                    exit_code=EXIT_UNREACHABLE,
+                ) from None
+            why = str(refused.verify_message).rstrip(".")
+            raise NodeRequestError(
+                f"the node at {self.base} presented a certificate that does not verify: {why} "
+                "(is --ca-file the CA that signed it, and the URL's host one it names?)",
+                reason="node_certificate_refused",
+                exit_code=EXIT_CERTIFICATE_REFUSED,
+            ) from None
         except httpx.HTTPError as exc:
             raise NodeRequestError(
                 f"cannot reach the node at {self.base}: {exc}",
@@ -172,6 +191,17 @@ class NodeClient:
                 reason="bad_answer",
                 exit_code=EXIT_UNREACHABLE,
             ) from None
+
+
+def _certificate_refusal(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure under ``exc`` (httpx wraps httpcore's error,
+    which wraps the ssl module's), if a failed verification is why it could not connect."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _checked_url(url: str) -> str:

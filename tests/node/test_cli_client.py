@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from node_support import cli, free_port
+from node_support import cli, free_port, self_signed_tls
 
 from node.db.models import Role
 
@@ -88,3 +88,24 @@ def test_the_ca_file_that_signed_the_node_is_trusted(
         args = ["subjects", "list", "--json", "--url", url, "--token-file", str(operator)]
         code, out, err = cli([*args, "--ca-file", str(ca_file)], capsys)
         assert code == 0 and json.loads(out)["items"] == [], err
+
+
+def test_a_node_certificate_that_does_not_verify_is_5(
+    tls_server: tuple[str, Path],
+    make_token: Callable[..., str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another CA's bundle, or a host name the certificate does not name, was reported as
+    node_unreachable, exit 6 (a node that is down); README gives failed verification 5."""
+    url, cert = tls_server
+    operator = tmp_path / "operator.token"
+    operator.write_text(make_token(Role.OPERATOR))
+    other = tmp_path / "other"
+    other.mkdir()
+    other_ca, _ = self_signed_tls(other)
+    args = ["subjects", "list", "--token-file", str(operator)]
+    for where, ca_file in ((url, other_ca), (url.replace("127.0.0.1", "localhost"), cert)):
+        code, _, err = cli([*args, "--url", where, "--ca-file", str(ca_file)], capsys)
+        assert code == 5 and "[node_certificate_refused]" in err, err
+        assert len(err.splitlines()) == 1
