@@ -387,3 +387,21 @@ def test_outputs_in_new_folders_and_no_phantom_state(
         "--out", str(region / "trust-list.jws"), "--ca", str(ca), *common,
     )  # fmt: skip
     assert code == 0 and (region / "trust-list.jws").exists(), err
+
+
+def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file where the CA, request or region folder goes, or on its way, was a
+    FileExistsError or NotADirectoryError traceback (exit 1)."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    for out in (blocked, blocked / "sub"):
+        for args in (
+            ["init-ca", "--country-name", "TH"],
+            ["request", "--country", "TH", "--kind", "tls", "--ip", "127.0.0.1"],
+            ["bootstrap", "--countries", "TH,MY"],
+        ):
+            code, _, err = bdx(capsys, *args, "--out", str(out))
+            assert code == 2 and "--out" in err and str(out) in err, (args, out, err)
+    assert blocked.read_text() == "" and sorted(tmp_path.iterdir()) == [blocked]

@@ -90,3 +90,19 @@ def test_a_failing_bdx_step_names_the_step_and_its_error(tmp_path: Path) -> None
         run_bdx(["db", "upgrade", "--config", str(tmp_path / "missing.toml")], "XX db upgrade")
     assert caught.value.reason == "step_failed"
     assert caught.value.message.startswith("XX db upgrade failed (exit 2): bdx: error:")
+
+
+def test_demo_refuses_a_file_as_run_directory(tmp_path: Path) -> None:
+    """It was a NotADirectoryError traceback (exit 1)."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    for out in (blocked, blocked / "run"):
+        done = subprocess.run(
+            [*BDX, "demo", "--fast", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and "--out" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from typer.exceptions import TyperException
 
 from matcher.errors import BdxError
+from node.cli._common import printable
 from node.console import EXIT_INTERRUPTED  # typer turns Ctrl-C into this code too
 
 app = typer.Typer(
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_INTERRUPTED
     except OSError as exc:
         if exc.errno not in STORAGE_ERRNOS:
+            _exit_if_path_mistake(exc)
             raise
         where = f": {exc.filename}" if exc.filename else ""
         print(f"bdx: error: {exc.strerror}{where} [storage_error]", file=sys.stderr)
@@ -127,3 +129,25 @@ def main(argv: list[str] | None = None) -> None:
     if code == EXIT_INTERRUPTED:
         print("bdx: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+#: OS errors on a path the user named (an output folder under a file, a data_dir that cannot be
+#: made) that no command turned into a typed error: one line, exit 4 for a missing file, else 2
+#: (a bad option or setting; README, "Exit codes"). Their reasons are stable.
+PATH_MISTAKES: dict[type[OSError], tuple[int, str]] = {
+    FileNotFoundError: (4, "file_not_found"),
+    FileExistsError: (2, "file_exists"),
+    NotADirectoryError: (2, "not_a_directory"),
+    PermissionError: (2, "permission_denied"),
+}
+
+
+def _exit_if_path_mistake(exc: OSError) -> None:
+    """Print ``exc`` as one line and exit with its code, when it is one of
+    :data:`PATH_MISTAKES` and names its file; else return (the caller re-raises: a bug)."""
+    for kind, (code, reason) in PATH_MISTAKES.items():
+        if isinstance(exc, kind) and exc.filename is not None:
+            print(
+                f"bdx: error: {exc.strerror}: {printable(exc.filename)} [{reason}]", file=sys.stderr
+            )
+            sys.exit(code)

@@ -117,6 +117,22 @@ def writable_output(out: Path, option: str = "--out") -> Path:
     return out
 
 
+def writable_folder(out: Path, option: str = "--out", *, mode: int = 0o777) -> Path:
+    """``out`` as an output folder: made if needed (with ``mode``), checked before any work or
+    state change as :func:`writable_output` checks a file (exit 2 as a bad option otherwise):
+    a file in its place or on its way was a FileExistsError or NotADirectoryError traceback
+    after a key had been made."""
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is a file; give a folder", param_hint=option)
+    try:
+        out.mkdir(parents=True, exist_ok=True, mode=mode)
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot make {out}: {exc.strerror}", param_hint=option) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {out}", param_hint=option)
+    return out
+
+
 #: Mode of files ``write_output`` makes: an exchange-log export holds what the node's database
 #: holds (subject ids of enrolments, case references, officers' names), and the node keeps its
 #: database readable by its own user only (an export was 0644 under the usual umask).

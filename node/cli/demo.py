@@ -23,6 +23,7 @@ from rich.progress import Progress
 
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
+from node.cli._common import writable_folder
 from node.demo.errors import DemoError
 from node.demo.region import (
     FINGER,
@@ -198,9 +199,9 @@ def demo(
         subjects = 100
     run_dir = out or Path("var") / f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     run_dir = run_dir.resolve()
-    if run_dir.exists() and any(run_dir.iterdir()):
+    writable_folder(run_dir, mode=0o700)
+    if any(run_dir.iterdir()):
         raise DemoError(f"run directory {run_dir} is not empty", reason="run_dir_not_empty")
-    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     console.print(f"bdx demo: run directory {run_dir}")
     try:
         nodes, synthetic = _build(run_dir, subjects)

@@ -38,7 +38,7 @@ from certs.pki.keys import (
 )
 from certs.pki.names import validate_country
 from certs.pki.revocation import crl_pem
-from node.cli._common import writable_output
+from node.cli._common import writable_folder, writable_output
 
 #: Longest validity or update interval accepted (days): 100 years, far beyond any sane value and
 #: well inside what a certificate's UTCTime/GeneralizedTime can hold.
@@ -89,6 +89,7 @@ def init_ca(
     as_json: JsonOut = False,
 ) -> None:
     """Create the regional root CA (key 0600, self-signed certificate, state)."""
+    writable_folder(out)
     ca = CertificateAuthority.create(
         country_name,
         directory=out,
@@ -121,7 +122,7 @@ def request(
     builder = builder.dns_names(dns or []).ip_addresses(ip or [])
     key = generate_key()
     csr = builder.sign(key)  # validates before anything is written
-    out.mkdir(parents=True, exist_ok=True)
+    writable_folder(out)
     stem = f"{code.lower()}-{kind}"
     key_path = write_private_key(out / f"{stem}.key", key, _passphrase(passphrase_file))
     csr_path = write_public(out / f"{stem}.csr", csr.public_bytes(serialization.Encoding.PEM))
@@ -322,6 +323,7 @@ def bootstrap(
             )
         _emit({"out": str(out), "existing": True, **manifest}, as_json)
         return
+    writable_folder(out)
     ca = CertificateAuthority.create(codes[0])
     nodes = {}
     with Progress(transient=True, disable=as_json) as progress:

@@ -101,3 +101,15 @@ def test_ctrl_c_while_bdx_loads_is_one_line() -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert (done.returncode, done.stderr) == (130, "bdx: interrupted\n")
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
+    """BDX_DATA_DIR under a file was a NotADirectoryError traceback (exit 1); it is a bad
+    setting (2) now, named in one line."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
+    env.update(BDX_DATA_DIR=str(blocked / "node"), BDX_COUNTRY="XB")
+    done = subprocess.run([*BDX, "users", "list"], env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"bdx: error: Not a directory: {blocked / 'node'} [not_a_directory]\n"
