@@ -405,3 +405,12 @@ def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
             code, _, err = bdx(capsys, *args, "--out", str(out))
             assert code == 2 and "--out" in err and str(out) in err, (args, out, err)
     assert blocked.read_text() == "" and sorted(tmp_path.iterdir()) == [blocked]
+
+
+def test_bootstrap_text_output_is_stdout_and_its_progress_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The progress bar was drawn on stdout: redirected, the text began with a blank line."""
+    code, out, err = bdx(capsys, "bootstrap", "--countries", "TH,MY", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert out.startswith(f"out: {tmp_path / 'r'}\n"), out[:80]

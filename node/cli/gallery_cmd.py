@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from certs.translog.export import csv_cell
@@ -105,7 +106,11 @@ def load(
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
         service = LoadService(session, galleries)
         with Progress(
-            *Progress.get_default_columns(), MofNCompleteColumn(), transient=True, disable=json
+            *Progress.get_default_columns(),
+            MofNCompleteColumn(),
+            transient=True,
+            disable=json,
+            console=Console(stderr=True),  # stdout is the report's
         ) as progress:
             task = progress.add_task("loading", total=len(found.files))
             result = service.load(
@@ -236,7 +241,11 @@ def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
         if not (path / MANIFEST_NAME).exists():
             continue
         with Progress(
-            *Progress.get_default_columns(), MofNCompleteColumn(), transient=True, disable=json
+            *Progress.get_default_columns(),
+            MofNCompleteColumn(),
+            transient=True,
+            disable=json,
+            console=Console(stderr=True),  # stdout is the report's
         ) as bar:
             task = bar.add_task(f"upgrade {path.name}", total=None)
 

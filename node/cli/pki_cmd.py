@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from rich.console import Console
 from rich.progress import Progress
 
 from certs.pki import CertificateAuthority, CsrBuilder, TrustAnchors, Usage
@@ -326,7 +327,7 @@ def bootstrap(
     writable_folder(out)
     ca = CertificateAuthority.create(codes[0])
     nodes = {}
-    with Progress(transient=True, disable=as_json) as progress:
+    with Progress(transient=True, disable=as_json, console=Console(stderr=True)) as progress:
         task = progress.add_task("issuing node certificates", total=len(codes))
         for code in codes:
             nodes[code] = make_node(ca, code)

@@ -303,3 +303,18 @@ def test_oversized_files_are_rejected_unread(
     code, out = load_json(root, capsys)
     assert code == 3 and out["enrolled"] == 2
     assert [(f["file"], f["error"]) for f in out["failed"]] == [("900_1.an2", "too_large")]
+
+
+def test_text_output_is_stdout_and_the_progress_stderr(
+    node_env: Settings,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The progress bars of load and upgrade were drawn on stdout: a redirected report
+    began with a blank line."""
+    root = fvc_folder(tmp_path / "fvc", templates)
+    code, out, err = cli(["gallery", "load", str(root), "--workers", "1"], capsys)
+    assert code == 0 and out.startswith("enrolled 8 templates"), (out[:80], err)
+    code, out, err = cli(["gallery", "upgrade"], capsys)
+    assert code == 0 and out.endswith(": current\n") and out.count("\n") == 1, (out, err)
