@@ -130,7 +130,7 @@ def delete(
     gallery files. Asks first unless --yes (required when not run from a terminal)."""
     with _client(token, token_file, url, ca_file, config) as client:
         if not yes:
-            if not sys.stdin.isatty():
+            if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed (<&-)
                 raise NodeRequestError(
                     "not run from a terminal: add --yes to delete without confirmation",
                     reason="confirmation_needed",

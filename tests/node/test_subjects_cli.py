@@ -156,3 +156,21 @@ def test_a_server_that_is_no_node_is_exit_6(
             assert code == 6 and "[bad_answer]" in err and len(err.splitlines()) == 1
         finally:
             web.terminate()
+
+
+def test_delete_with_stdin_closed_needs_yes(
+    operator: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run with stdin closed (``<&-``, some daemons), sys.stdin is None: an AttributeError
+    traceback, exit 1. It is not a terminal."""
+    done = subprocess.run(
+        [*BDX, "subjects", "delete", "case 2", *operator],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1), done.stderr
+    assert "[confirmation_needed]" in done.stderr
+    code, out, _ = cli(["subjects", "show", "case 2", "--json", *operator], capsys)
+    assert code == 0 and json.loads(out)["records"][0]["state"] == "active"
