@@ -98,6 +98,7 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bdx`` console script."""
+    _escape_unencodable()
     try:
         code = app(args=argv, prog_name="bdx", standalone_mode=False)
     except TyperException as exc:
@@ -151,3 +152,13 @@ def _exit_if_path_mistake(exc: OSError) -> None:
                 f"bdx: error: {exc.strerror}: {printable(exc.filename)} [{reason}]", file=sys.stderr
             )
             sys.exit(code)
+
+
+def _escape_unencodable() -> None:
+    """Print what the terminal's encoding cannot show as ``\\u0e2a`` escapes: a subject id in
+    Thai on an ISO-8859-1 terminal raised UnicodeEncodeError (a traceback, exit 1) after the
+    command had done its work."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)  # None when closed (>&-)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")

@@ -174,3 +174,18 @@ def test_delete_with_stdin_closed_needs_yes(
     assert "[confirmation_needed]" in done.stderr
     code, out, _ = cli(["subjects", "show", "case 2", "--json", *operator], capsys)
     assert code == 0 and json.loads(out)["records"][0]["state"] == "active"
+
+
+def test_a_terminal_that_cannot_show_an_id_gets_escapes(
+    operator: list[str], sessions: sessionmaker[Session], galleries: GallerySet
+) -> None:
+    """On an ISO-8859-1 terminal a Thai subject id was a UnicodeEncodeError traceback (exit 1)
+    in list and show; it is printed as backslash escapes."""
+    enrol(sessions, galleries, "สมชาย", 1)
+    env = {**os.environ, "PYTHONIOENCODING": "iso8859-1"}
+    for args in (["list"], ["show", "สมชาย"]):
+        done = subprocess.run(
+            [*BDX, "subjects", *args, *operator], capture_output=True, env=env, timeout=60
+        )
+        assert done.returncode == 0 and done.stderr == b"", done.stderr
+        assert b"\\u0e2a\\u0e21\\u0e0a\\u0e32\\u0e22" in done.stdout
