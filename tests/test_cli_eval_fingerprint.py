@@ -88,3 +88,15 @@ def test_bad_layout_is_a_typed_error(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     code, _ = _run(args, capsys)
     assert code == 2
+
+
+def test_a_dataset_path_is_shown_as_written(tmp_path: Path) -> None:
+    """The path was read as rich markup: fvc[db1_a] showed as fvc, and a folder holding [/]
+    raised MarkupError once the whole evaluation was done (its result lost)."""
+    folder = tmp_path / "fvc[db1_a]" / "x[/]"
+    folder.mkdir(parents=True)
+    write_dataset(folder, 2, 2, seed=5, workers=1)
+    result = runner.invoke(app, ["eval", "fingerprint", "--dataset", str(folder), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    title = "".join(result.stdout.split())  # the table's width wraps its title
+    assert f"Fingerprintevaluation:{folder}" in title and "rank1" in result.stdout

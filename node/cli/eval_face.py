@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from matcher.face.params import CSLS_K, DETECTORS, MULTIPLE_CENTRAL, MULTIPLE_POLICIES
 
@@ -97,8 +98,9 @@ def face(
     if as_json:
         print(json.dumps(report, sort_keys=True))
         return
-    table = Table(title=f"Face evaluation: {dataset}", show_header=False)
+    # Text, not markup: a folder fvc[db1_a] showed as fvc, one holding [/] raised MarkupError
+    table = Table(title=Text(f"Face evaluation: {dataset}"), show_header=False)
     for key, value in report.items():
         shown = json.dumps(value) if isinstance(value, dict) else str(value)
-        table.add_row(key, shown)
+        table.add_row(key, Text(shown))
     Console().print(table)

@@ -20,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from matcher.fingerprint.template import FingerprintTemplate
 from node.errors import NotFoundError
@@ -54,7 +55,8 @@ def _progress(enabled: bool) -> Iterator[Update | None]:
 
 
 def _report_table(title: str, report: dict[str, object]) -> Table:
-    table = Table(title=title, show_header=False)
+    # Text, not markup: a folder fvc[db1_a] showed as fvc, one holding [/] raised MarkupError
+    table = Table(title=Text(title), show_header=False)
     pct = {"eer", "eer_45", "fnmr_at_fmr_1pct", "fnmr_at_fmr_01pct", "rank1"}
     for key, value in report.items():
         if key == "failures" and isinstance(value, list):
@@ -67,7 +69,7 @@ def _report_table(title: str, report: dict[str, object]) -> Table:
             shown = f"{value:.1f}"
         else:
             shown = json.dumps(value) if isinstance(value, dict) else str(value)
-        table.add_row(key, shown)
+        table.add_row(key, Text(shown))
     return table
 
 

@@ -266,3 +266,22 @@ def test_diagnosis_finds_the_planted_miss() -> None:
     assert got["by_mates"]["1"]["probes"] == 2 and got["several_faces_in_probe"]["misses"] == 1
     expected = dataset_eval.score_sets(e, labels)["rank1"]
     assert got["rank1"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_cli_table_shows_the_dataset_path_as_written(
+    dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The title was rich markup: faces[db1] showed as faces, a folder holding [/] raised
+    MarkupError after the whole evaluation."""
+    monkeypatch.setenv("COLUMNS", "400")  # the title on one line
+    folder = tmp_path / "faces[db1]" / "x[/]"
+    folder.parent.mkdir(parents=True)
+    folder.parent.joinpath("x[").mkdir()
+    folder.symlink_to(dataset, target_is_directory=True)
+    args = ["eval", "face", "--dataset", str(folder), "--limit-identities", "1", "--no-progress"]
+    assert run([*args, "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "enrolled" in out and f"Face evaluation: {folder}" in out
