@@ -30,6 +30,7 @@ from certs.translog import (
     export_json,
     verify_export,
 )
+from certs.translog.errors import KeyTypeError, NoteFormatError
 from certs.translog.params import MAX_EXPORT_MIB
 from node.audit import query
 from node.cli._common import (
@@ -43,7 +44,8 @@ from node.cli._common import (
     write_output,
 )
 from node.db.setup import open_database
-from node.errors import ConfigError
+from node.errors import ConfigError, NotFoundError
+from node.service_errors import InvalidRequestError
 from node.services.users import os_user
 
 app = typer.Typer(help="Audit the tamper-evident exchange log.", no_args_is_help=True)
@@ -146,6 +148,10 @@ def list_cmd(
     typer.echo(f"{len(items)} of {total} matching entries")
 
 
+#: Largest --log-key/--witness-key file read: a vkey is one line of 60 to 200 characters.
+MAX_VKEY_FILE_BYTES = 64 * 1024
+#: Fields of vkey text, <name>+<key id>+<key>: a value with fewer "+" is taken as a file name.
+VKEY_PARTS = 3
 #: Event fields `bdx audit list` prints, when an event has them (--json prints every field).
 _LISTED = (
     "peer",
@@ -206,13 +212,37 @@ def export_cmd(
         typer.echo(f"wrote {summary['bytes']} bytes of {format} to {out}")
 
 
-def _vkey(value: str) -> VerifyingKey:
+def _vkey(value: str, option: str) -> VerifyingKey:
+    """The key ``value`` gives: a vkey file's text, or vkey text. A value that is neither
+    and looks like a file name (a ``.vkey`` suffix, or not the <name>+<key id>+<key> shape)
+    is a missing file, exit 4 (a mistyped th.vkeyy was exit 5, the code of a failed
+    verification); malformed key material is bad input, 3. (A "/" tells nothing: vkey names
+    and base64 hold them.)"""
     path = Path(value)
+    if path.is_file():
+        data = read_input(path, f"{option} file", max_bytes=MAX_VKEY_FILE_BYTES)
+        try:
+            text, where = data.decode("utf-8"), f"{option} file {path}"
+        except UnicodeDecodeError:
+            raise InvalidRequestError(
+                f"{option} file {path} is not vkey text (not UTF-8)", reason="bad_key"
+            ) from None
+    else:
+        text, where = value, option
     try:
-        text = path.read_text(encoding="utf-8").strip() if path.is_file() else value
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable vkey file ({exc})", reason="bad_key") from None
-    return VerifyingKey.from_vkey(text)[0]
+        return VerifyingKey.from_vkey(text)[0]
+    except (NoteFormatError, KeyTypeError) as exc:
+        named = value.endswith(".vkey") or value.count("+") < VKEY_PARTS - 1
+        if where == option and named:
+            if not path.exists():
+                raise NotFoundError(
+                    f"no {option} file {printable(value)} (nor is it vkey text)",
+                    reason="key_not_found",
+                ) from None
+            raise InvalidRequestError(
+                f"{option} file {printable(value)} is not a file", reason="unreadable_file"
+            ) from None
+        raise InvalidRequestError(f"{where}: {exc.message}", reason=exc.reason) from None
 
 
 @app.command("verify")
@@ -246,13 +276,16 @@ def verify_cmd(
     Exits 0 when everything verifies, 5 with the reason otherwise."""
     keys: Sequence[VerifyingKey]
     if log_key:
-        keys = [_vkey(k) for k in log_key]
+        keys = [_vkey(k, "--log-key") for k in log_key]
     else:
         with _open_log(config, signing_key, origin) as opened:
             keys = opened.log.verifying_keys
     data = read_input(export, "export file", max_bytes=max_mib << 20)
     report = verify_export(
-        data, keys, [_vkey(w) for w in witness_key or []], min_cosignatures=min_cosignatures
+        data,
+        keys,
+        [_vkey(w, "--witness-key") for w in witness_key or []],
+        min_cosignatures=min_cosignatures,
     )
     doc: dict[str, Any] = report.to_json()
     doc["proofs_checked"] = report.entries_verified + report.checkpoints_verified - 1
@@ -283,7 +316,9 @@ def store_cmd(
 ) -> None:
     """Audit the whole stored log against its signed checkpoints (exit 5 on tampering)."""
     with _open_log(config, signing_key, origin) as opened:
-        report = audit_store(opened.log, [_vkey(k) for k in log_key] if log_key else None)
+        report = audit_store(
+            opened.log, [_vkey(k, "--log-key") for k in log_key] if log_key else None
+        )
     doc = {
         "origin": report.origin,
         "tree_size": report.tree_size,

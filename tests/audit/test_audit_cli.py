@@ -112,7 +112,7 @@ def test_checkpoint_then_consistency(bdx: Bdx, node: Node) -> None:
         (["audit", "list", "--peer", "thailand"], 2, "[bad_filter]"),
         (["audit", "list", "--since", "yesterday"], 2, "[bad_filter]"),
         (["audit", "export", "--format", "xml", "--out", "x"], 2, "[bad_filter]"),
-        (["audit", "verify", "/nonexistent.json", "--log-key", "x"], 5, "error"),
+        (["audit", "verify", "/nonexistent.json", "--log-key", "x"], 4, "[key_not_found]"),
     ],
 )
 def test_bad_input_is_one_line_error(bdx: Bdx, args: list[str], code: int, needle: str) -> None:
@@ -130,7 +130,7 @@ def test_a_binary_key_file_is_a_one_line_error(bdx: Bdx, tmp_path: Path) -> None
         if option == "--witness-key":
             args += ["--log-key", str(binary)]
         code, _, err = bdx(*args, key=False)
-        assert code == 2 and "[bad_key]" in err and len(err.strip().splitlines()) == 1
+        assert code == 3 and "[bad_key]" in err and len(err.strip().splitlines()) == 1
 
 
 def test_file_problems_are_one_line_errors(bdx: Bdx, tmp_path: Path, node: Node) -> None:
@@ -360,4 +360,32 @@ def test_verify_uses_the_node_log_key_by_default(bdx: Bdx, node: Node, tmp_path:
     code, _, err = bdx("audit", "verify", str(tmp_path / "none.json"), "--log-key", node.vkey)
     assert code == 4 and "no export file" in err
     code, _, err = bdx("audit", "verify", str(path), "--log-key", "not a vkey", key=False)
-    assert code == 5 and len(err.strip().splitlines()) == 1
+    assert code == 4 and len(err.strip().splitlines()) == 1  # no such file, nor vkey text
+
+
+def test_a_mistyped_key_file_is_4_and_malformed_key_text_3(
+    bdx: Bdx, node: Node, tmp_path: Path
+) -> None:
+    """A mistyped --log-key file name was read as vkey text: exit 5, the code of a log that
+    failed verification. 5 stays that; a key that is not there is 4, a malformed one 3."""
+    path = tmp_path / "export.json"
+    _export_doc(bdx, path)
+    key_file = tmp_path / "th.vkey"
+    key_file.write_text(node.vkey + "\n")
+    wkey = SigningKey("witness.th.example/w", ed25519.Ed25519PrivateKey.generate())
+    witness = wkey.verifying_key().to_vkey("cosignature")
+    assert bdx("audit", "verify", str(path), "--log-key", str(key_file), key=False)[0] == 0
+    for option in ("--log-key", "--witness-key"):
+        base = ["audit", "verify", str(path), "--log-key", node.vkey]
+        for name in ("th.vkeyy", str(tmp_path / "absent"), "absent.vkey"):
+            code, _, err = bdx(*base, option, name, key=False)
+            assert code == 4 and "[key_not_found]" in err and name in err, (option, name, err)
+            assert len(err.strip().splitlines()) == 1
+        truncated = (node.vkey if option == "--log-key" else witness)[:-8]
+        code, _, err = bdx(*base, option, truncated, key=False)
+        assert code == 3 and "[bad_vkey]" in err and len(err.strip().splitlines()) == 1, err
+        code, _, err = bdx(*base, option, str(tmp_path), key=False)
+        assert code == 3 and "[unreadable_file]" in err, err
+    other = SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate()).verifying_key().to_vkey()
+    code, _, err = bdx("audit", "verify", str(path), "--log-key", other, key=False)
+    assert code == 5, err  # a well-formed key that did not sign the log
