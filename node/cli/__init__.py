@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import inspect
+import os
 import sys
 
 import typer
 from sqlalchemy.exc import OperationalError
+from typer._click.utils import PacifyFlushWrapper  # what typer puts on stdout after EPIPE
 from typer.exceptions import TyperException
 
 from matcher.errors import BdxError
@@ -127,8 +129,13 @@ def main(argv: list[str] | None = None) -> None:
         why = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         print(f"bdx: error: the database failed: {why} [database_unavailable]", file=sys.stderr)
         sys.exit(EXIT_STORAGE)
+    except SystemExit as exc:
+        if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):  # typer's EPIPE exit
+            sys.exit(EXIT_READER_GONE)
+        raise
     if code == EXIT_INTERRUPTED:
         print("bdx: interrupted", file=sys.stderr)
+    _flush_for_a_reader_gone()
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -162,3 +169,21 @@ def _escape_unencodable() -> None:
         reconfigure = getattr(stream, "reconfigure", None)  # None when closed (>&-)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+
+
+#: Exit status when the reader of stdout went away (`bdx users list | head -1`): what it read
+#: is what it wanted, as with a whole output. typer exited 1 silently, the code of a bug.
+EXIT_READER_GONE = 0
+
+
+def _flush_for_a_reader_gone() -> None:
+    """Flush stdout now; if its reader has gone, point it at /dev/null, so that the
+    interpreter's own last flush does not print a BrokenPipeError (and exit 120)."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

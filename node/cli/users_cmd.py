@@ -5,12 +5,14 @@ Every change is recorded in the audit trail with the actor ``local:<login name>`
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.db.models import Role
+from node.errors import ConfigError
 from node.services.users import UserService, local_actor
 
 app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_help=True)
@@ -39,6 +41,11 @@ def token(
     json: JsonOption = False,
 ) -> None:
     """Issue an API token. It is printed once; the node keeps only its hash."""
+    if sys.stdout is None:  # started with stdout closed (>&-): a token nobody could see
+        raise ConfigError(
+            "standard output is closed: the token is printed once, there; nothing was issued",
+            reason="no_output",
+        )
     settings = settings_from(config)
     with session_for(settings) as session:
         service = UserService(session, token_max_days=settings.token_max_days)

@@ -3,6 +3,7 @@ with one line and no worker tracebacks."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -113,3 +114,45 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     done = subprocess.run([*BDX, "users", "list"], env=env, capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"bdx: error: Not a directory: {blocked / 'node'} [not_a_directory]\n"
+
+
+def _with_reader_gone(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``bdx ARGS | head -0``: stdout is a pipe whose reader has already closed it."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [*BDX, *args], env=env, stdout=write_end, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_a_reader_that_leaves_early_is_exit_0(env: dict[str, str]) -> None:
+    """`bdx users list | head -1` ended with exit 1 and no word (typer's answer to EPIPE), the
+    code of a bug; output buffered to the end lost its last flush the same way."""
+    subprocess.run(
+        [*BDX, "users", "add", "ana", "--role", "admin"], env=env, capture_output=True, check=True
+    )
+    for args in (["users", "list"], ["eval", "fingerprint", "--synthetic", "2:2", "--json"]):
+        done = _with_reader_gone(args, env)
+        assert (done.returncode, done.stderr) == (0, ""), args
+
+
+def test_a_token_is_not_issued_to_a_closed_stdout(env: dict[str, str]) -> None:
+    """`bdx users token ana >&-` issued and stored a token nobody could see, exit 0."""
+    subprocess.run(
+        [*BDX, "users", "add", "ana", "--role", "admin"], env=env, capture_output=True, check=True
+    )
+    done = subprocess.run(
+        [*BDX, "users", "token", "ana"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert done.returncode == 2 and "[no_output]" in done.stderr, done.stderr
+    listed = subprocess.run(
+        [*BDX, "users", "list", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    assert json.loads(listed.stdout)[0]["tokens"] == []
