@@ -45,6 +45,7 @@ from node.cli._common import (
 )
 from node.db.setup import open_database
 from node.errors import ConfigError, NotFoundError
+from node.exchange.messages import Outcome
 from node.service_errors import InvalidRequestError
 from node.services.users import os_user
 
@@ -118,7 +119,9 @@ def _actor() -> str:
 def list_cmd(
     peer: Annotated[str | None, typer.Option(help="peer country (two letters)")] = None,
     purpose: Annotated[str | None, typer.Option(help="query purpose")] = None,
-    outcome: Annotated[str | None, typer.Option(help="hit, no_hit or refused")] = None,
+    outcome: Annotated[
+        Outcome | None, typer.Option(help="a reply's outcome: hit, no_hit, refused or error")
+    ] = None,
     reason: Annotated[str | None, typer.Option(help="refusal reason")] = None,
     type: Annotated[str | None, typer.Option("--type", help="event type")] = None,
     officer: Annotated[str | None, typer.Option(help="requesting officer")] = None,
@@ -133,7 +136,14 @@ def list_cmd(
 ) -> None:
     """List log entries that match every filter given, oldest first."""
     flt = query.AuditFilter(
-        peer, purpose, outcome, reason, type, officer, _when(since, "since"), _when(until, "until")
+        peer,
+        purpose,
+        outcome and outcome.value,
+        reason,
+        type,
+        officer,
+        _when(since, "since"),
+        _when(until, "until"),
     )
     with _open_log(config, signing_key, origin) as opened:
         items, total = query.list_events(opened.log, flt, offset=offset, limit=limit)
@@ -261,7 +271,7 @@ def verify_cmd(
         typer.Option("--witness-key", help="a trusted witness's vkey (text or file); repeat"),
     ] = None,
     min_cosignatures: Annotated[
-        int, typer.Option(help="trusted cosignatures each checkpoint needs")
+        int, typer.Option(min=0, help="trusted cosignatures each checkpoint needs")
     ] = 0,
     max_mib: Annotated[
         int, typer.Option(min=1, help="largest export read, MiB (about 8x that in memory)")

@@ -74,7 +74,7 @@ def check(
     from_country: Annotated[str, typer.Option("--from", help="Requesting peer (inbound).")] = "",
     to_country: Annotated[str, typer.Option("--to", help="Queried peer (outbound).")] = "",
     purpose: Annotated[str, typer.Option(help="Purpose, e.g. border_control.")] = "",
-    modality: Annotated[str, typer.Option(help="fingerprint or face.")] = "",
+    modality: Annotated[Modality | None, typer.Option(help="fingerprint or face.")] = None,
     at: Annotated[str | None, typer.Option(help="ISO 8601 time (default: now).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -85,7 +85,7 @@ def check(
     """
     if bool(from_country) == bool(to_country):
         raise typer.BadParameter("give exactly one of --from (inbound) or --to (outbound)")
-    if not purpose or not modality:
+    if not purpose or modality is None:
         raise typer.BadParameter("--purpose and --modality are required")
     policy = load_policy(rules)
     when = _parse_time(at)
@@ -103,7 +103,7 @@ def check(
             typer.echo(f"  {line}")
         if decision.allowed and decision.direction == "inbound":
             rule = policy.peers[decision.peer]
-            quota = rule.daily_quota.get(Modality(modality))
+            quota = rule.daily_quota.get(modality)
             typer.echo(
                 f"  then: daily quota {quota}, at most {decision.max_candidates} "
                 f"candidates, FMR target {decision.fmr:g} (the search holds it stricter "

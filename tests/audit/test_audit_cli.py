@@ -389,3 +389,17 @@ def test_a_mistyped_key_file_is_4_and_malformed_key_text_3(
     other = SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate()).verifying_key().to_vkey()
     code, _, err = bdx("audit", "verify", str(path), "--log-key", other, key=False)
     assert code == 5, err  # a well-formed key that did not sign the log
+
+
+def test_out_of_range_options_are_usage_errors(bdx: Bdx, node: Node, tmp_path: Path) -> None:
+    """--outcome maybe listed nothing, silently (no event has it), and --min-cosignatures -1
+    was taken (it asks for nothing, as 0 does)."""
+    code, out, err = bdx("audit", "list", "--outcome", "maybe")
+    assert code == 2 and "--outcome" in err and out == "", err
+    code, _, err = bdx("audit", "list", "--outcome", "no_hit", "--json")
+    assert code == 0, err
+    path = tmp_path / "export.json"
+    _export_doc(bdx, path)
+    args = ["audit", "verify", str(path), "--log-key", node.vkey, "--min-cosignatures", "-1"]
+    code, _, err = bdx(*args, key=False)
+    assert code == 2 and "--min-cosignatures" in err, err

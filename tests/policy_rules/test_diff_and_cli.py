@@ -126,3 +126,14 @@ def test_cli_diff_and_errors(tmp_path: Path) -> None:
     assert res.returncode == 4 and "[policy_not_found]" in res.stderr  # not found
     res = _bdx("policy", "check", "--rules", str(old), "--purpose", "asylum", "--modality", "face")
     assert res.returncode == 2
+
+
+def test_cli_check_refuses_an_unknown_modality_as_a_usage_error(tmp_path: Path) -> None:
+    """--modality iris was evaluated and REFUSED, exit 5, as if the rules had refused it."""
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    args = ("policy", "check", "--rules", str(rules), "--from", "ID", "--purpose")
+    got = _bdx(*args, "border_control", "--modality", "iris")
+    assert got.returncode == 2 and "--modality" in got.stderr and got.stdout == "", got.stdout
+    face = _bdx(*args, "border_control", "--modality", "face")
+    assert face.returncode == 0 and "inbound ID border_control/face: ALLOWED" in face.stdout
