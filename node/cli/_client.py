@@ -12,6 +12,7 @@ otherwise.
 from __future__ import annotations
 
 import ssl
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,13 +24,24 @@ from node.errors import NodeError
 from node.service_errors import InvalidRequestError
 from node.settings import load_settings
 
+#: Where this command's token and token file came from ("COMMANDLINE", "ENVIRONMENT", ...):
+#: an option typed on the command line wins over a variable the shell exports.
+_SOURCES: ContextVar[dict[str, str]] = ContextVar("token_sources")
 
-def _warn_if_typed(ctx: typer.Context, value: str | None) -> str | None:
+
+def _source(ctx: typer.Context, name: str, value: object) -> None:
+    """Note where option ``name`` came from. (Compared by name: typer runs its own copy of
+    click's ``ParameterSource``.)"""
+    source = ctx.get_parameter_source(name)
+    given = source.name if value and source is not None else ""
+    _SOURCES.set({**_SOURCES.get({}), name: given})
+
+
+def _token_typed(ctx: typer.Context, value: str | None) -> str | None:
     """A token typed on the command line is in ``ps`` and /proc for every local user (and in
-    the shell's history) while the command waits: say so, once, on standard error. (The
-    source is compared by name: typer runs its own copy of click's ``ParameterSource``.)"""
-    source = ctx.get_parameter_source("token")
-    if value and source is not None and source.name == "COMMANDLINE":
+    the shell's history) while the command waits: say so, once, on standard error."""
+    _source(ctx, "token", value)
+    if value and _SOURCES.get()["token"] == "COMMANDLINE":
         typer.echo(
             "warning: --token on the command line is visible to other users of this machine "
             "(ps); use BDX_TOKEN or --token-file",
@@ -38,11 +50,16 @@ def _warn_if_typed(ctx: typer.Context, value: str | None) -> str | None:
     return value
 
 
+def _token_file_given(ctx: typer.Context, value: Path | None) -> Path | None:
+    _source(ctx, "token_file", value)
+    return value
+
+
 TokenOption = Annotated[
     str | None,
     typer.Option(
         envvar="BDX_TOKEN",
-        callback=_warn_if_typed,
+        callback=_token_typed,
         help="your API token; prefer BDX_TOKEN or --token-file (a typed one shows in ps)",
     ),
 ]
@@ -51,9 +68,31 @@ TokenFileOption = Annotated[
     typer.Option(
         "--token-file",
         envvar="BDX_TOKEN_FILE",
-        help="file holding your API token (its first line), or BDX_TOKEN_FILE",
+        callback=_token_file_given,
+        help="file holding your API token (its first line), or BDX_TOKEN_FILE; an option on "
+        "the command line wins over BDX_TOKEN / BDX_TOKEN_FILE",
     ),
 ]
+
+
+def chosen_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token to use: one given on the command line (``--token`` or ``--token-file``)
+    over one from the environment, ``BDX_TOKEN`` over ``BDX_TOKEN_FILE``; both options on the
+    command line are a usage error."""
+    if token and token_file is not None:
+        sources = _SOURCES.get({})
+        typed = sources.get("token") == "COMMANDLINE"
+        file_typed = sources.get("token_file") == "COMMANDLINE"
+        if typed and file_typed:
+            raise NodeRequestError(
+                "give --token or --token-file, not both", reason="usage", exit_code=EXIT_NO_TOKEN
+            )
+        return read_token(token_file) if file_typed else token
+    if not token and token_file is not None:
+        return read_token(token_file)
+    return token
+
+
 UrlOption = Annotated[str | None, typer.Option(help="node API URL (default: from settings)")]
 CaFileOption = Annotated[
     Path | None,
@@ -117,8 +156,7 @@ class NodeClient:
         role: str,
         token_file: Path | None = None,
     ) -> None:
-        if not token and token_file is not None:
-            token = read_token(token_file)
+        token = chosen_token(token, token_file)
         if not token:
             raise NodeRequestError(
                 f"an {role} token is needed (BDX_TOKEN, --token-file or --token)",

@@ -189,3 +189,22 @@ def test_a_terminal_that_cannot_show_an_id_gets_escapes(
         )
         assert done.returncode == 0 and done.stderr == b"", done.stderr
         assert b"\\u0e2a\\u0e21\\u0e0a\\u0e32\\u0e22" in done.stdout
+
+
+def test_a_token_option_wins_over_the_environment(
+    operator: list[str],
+    make_token: object,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An officer's BDX_TOKEN exported in the shell beat an operator's --token-file (a
+    wrong_role refusal, or acting as the wrong user); --token beat it already."""
+    officer = make_token(Role.OFFICER)  # type: ignore[operator]
+    monkeypatch.setenv("BDX_TOKEN", officer)
+    code, out, err = cli(["subjects", "list", *operator], capsys)  # --token-file given
+    assert code == 0 and "case-1" in out, err
+    code, _, err = cli(["subjects", "list", *operator[:2]], capsys)  # the environment's
+    assert code == 5 and "[wrong_role]" in err
+    token = Path(operator[3]).read_text().strip()
+    code, _, err = cli(["subjects", "list", *operator, "--token", token], capsys)
+    assert code == 2 and "not both" in err
