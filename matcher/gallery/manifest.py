@@ -138,10 +138,17 @@ def decode(data: bytes) -> Manifest:
 
 
 def read(directory: Path) -> Manifest:
+    """The manifest of ``directory``: :class:`GalleryError` ``no_gallery`` when there is none,
+    :class:`GalleryCorruptError` when it cannot be read or parsed."""
     try:
         data = (directory / MANIFEST_NAME).read_bytes()
     except FileNotFoundError as exc:
         raise GalleryError(f"no gallery at {directory}", reason="no_gallery") from exc
+    except OSError as exc:  # a folder in its place, no permission, an I/O error
+        raise GalleryCorruptError(
+            f"cannot read {directory / MANIFEST_NAME}: {exc.strerror}",
+            reason="unreadable_manifest",
+        ) from exc
     return decode(data)
 
 

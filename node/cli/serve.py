@@ -17,7 +17,9 @@ import uvicorn
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
 
+from certs.pki.credentials import NodeCredentials
 from matcher.gallery.files import WriterLock
 from matcher.workers import PARENT_IGNORES_CTRL_C
 from node.api import access
@@ -27,6 +29,7 @@ from node.errors import ConfigError
 from node.exchange.serving import GRACEFUL_SHUTDOWN_S, peer_config, serve_pair
 from node.exchange.setup import check_exchange, load_credentials
 from node.hardening import no_core_dumps
+from node.services.galleries import GallerySet
 from node.settings import Settings, load_settings
 
 
@@ -49,9 +52,19 @@ def serve(
     creds = load_credentials(settings) if settings.exchange_enabled else None
     if creds is not None:
         check_exchange(settings, creds)
-    app = create_app(settings)
+    app = create_app(settings, open_gallery=False)  # the galleries: opened below
     _warn_if_exposed(settings)
     _warn_unknown_variables()
+    # The galleries are opened and every file's checksum verified before anything listens: a
+    # damaged gallery is one line (exit 7); opened in the app's lifespan, it was uvicorn's
+    # traceback (75-98 lines, exit 3) while `bdx gallery load` said it in one line.
+    with GallerySet.open(settings.gallery_path) as galleries:
+        app.state.gallery = galleries
+        _run(app, settings, creds)
+
+
+def _run(app: FastAPI, settings: Settings, creds: NodeCredentials | None) -> None:
+    """Serve ``app`` under uvicorn until a signal stops it."""
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()
     if creds is None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,69 @@ def test_a_token_is_not_issued_to_a_closed_stdout(env: dict[str, str]) -> None:
         [*BDX, "users", "list", "--json"], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(listed.stdout)[0]["tokens"] == []
+
+
+def _enrolled(env: dict[str, str], subject: str = "case-1", n: int = 3) -> Path:
+    """``n`` records of ``subject`` enrolled in the node of ``env`` (database and gallery, the
+    tests' schema); returns the folder of the gallery that holds them."""
+    from node_support import SCHEMA, enrol
+
+    from node.db.engine import create_db_engine, session_factory
+    from node.services.galleries import GallerySet, gallery_name
+    from node.settings import Settings
+
+    settings = Settings(data_dir=Path(env["BDX_DATA_DIR"]), country=env["BDX_COUNTRY"])
+    engine = create_db_engine(settings.db_url)
+    try:
+        with GallerySet.open(settings.gallery_path) as galleries:
+            enrol(session_factory(engine), galleries, subject, n)
+    finally:
+        engine.dispose()
+    return settings.gallery_path / gallery_name(SCHEMA)
+
+
+def _flip_a_byte(folder: Path) -> None:
+    segment = sorted(folder.glob("seg-*.ref.npy"))[0]
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0xFF
+    segment.write_bytes(bytes(data))
+
+
+def _manifest_as_a_folder(folder: Path) -> None:
+    (folder / "MANIFEST.json").unlink()
+    (folder / "MANIFEST.json").mkdir()
+
+
+def _storage_refusal(done: subprocess.CompletedProcess[str], reason: str) -> None:
+    assert done.returncode == 7, done.stderr
+    assert done.stderr.startswith("bdx: error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert f"[{reason}]" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [(_flip_a_byte, "bad_checksum"), (_manifest_as_a_folder, "unreadable_manifest")],
+)
+def test_serve_refuses_a_damaged_gallery_in_one_line(
+    env: dict[str, str], damage: Callable[[Path], None], reason: str
+) -> None:
+    """The gallery was opened in the app's lifespan: uvicorn's traceback (75-98 lines, exit
+    3) where `bdx gallery load` said it in one line (exit 7)."""
+    from node_support import free_port
+
+    damage(_enrolled(env))
+    done = subprocess.run(
+        [*BDX, "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _storage_refusal(done, reason)
+
+
+def test_a_manifest_that_is_a_folder_is_one_line(env: dict[str, str]) -> None:
+    """IsADirectoryError was a traceback, exit 1, in `bdx gallery stats` and `load`."""
+    _manifest_as_a_folder(_enrolled(env))
+    done = subprocess.run([*BDX, "gallery", "stats"], env=env, capture_output=True, text=True)
+    _storage_refusal(done, "unreadable_manifest")
