@@ -55,6 +55,15 @@ class DatabaseUnavailableError(NodeError):
     default_reason = "database_unavailable"
 
 
+class StoresDisagreeError(NodeError):
+    """The database and the gallery disagree beyond what an interrupted write leaves (a
+    modality's gallery missing while the database holds its records): another data_dir or
+    database, or a lost gallery. Nothing is changed (exit code 7, the node's storage)."""
+
+    exit_code = 7
+    default_reason = "stores_disagree"
+
+
 class InternalServiceError(NodeError):
     """An unexpected failure already logged where it happened, with its traceback (HTTP 500):
     what a request is answered with when the failure itself must not travel (its frames hold

@@ -22,6 +22,9 @@ from matcher.gallery.schema import GallerySchema
 MANIFEST_NAME = "MANIFEST.json"
 MAGIC = "bdx-gallery"
 LAYOUT_VERSION = 1
+#: Name prefixes of a gallery's data files (segment columns, tombstones; see
+#: :mod:`matcher.gallery.store`): a folder holding one but no manifest lost its manifest.
+DATA_PREFIXES = ("seg-", "tomb-")
 
 
 @dataclass(frozen=True)
@@ -143,13 +146,33 @@ def read(directory: Path) -> Manifest:
     try:
         data = (directory / MANIFEST_NAME).read_bytes()
     except FileNotFoundError as exc:
-        raise GalleryError(f"no gallery at {directory}", reason="no_gallery") from exc
+        raise absent(directory) from exc
     except OSError as exc:  # a folder in its place, no permission, an I/O error
         raise GalleryCorruptError(
             f"cannot read {directory / MANIFEST_NAME}: {exc.strerror}",
             reason="unreadable_manifest",
         ) from exc
     return decode(data)
+
+
+def absent(directory: Path) -> GalleryError:
+    """The error for ``directory`` without a manifest: :class:`GalleryError` ``no_gallery``
+    when it holds no gallery data (or is no folder), :class:`GalleryCorruptError`
+    ``missing_manifest`` when segment or tombstone files are there: a gallery that lost its
+    manifest, whose files a writer creating a gallery there would take for garbage."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    held = sorted(name for name in names if name.startswith(DATA_PREFIXES))
+    if held:
+        more = f" and {len(held) - 1} more" if len(held) > 1 else ""
+        return GalleryCorruptError(
+            f"{directory} holds gallery files ({held[0]}{more}) but no {MANIFEST_NAME}: "
+            "restore the folder from a backup",
+            reason="missing_manifest",
+        )
+    return GalleryError(f"no gallery at {directory}", reason="no_gallery")
 
 
 def commit(directory: Path, manifest: Manifest) -> None:

@@ -31,7 +31,14 @@ from matcher.gallery.errors import (
     GalleryError,
     UnknownReferenceError,
 )
-from matcher.gallery.files import WriterLock, collect_garbage, fsync_dir, save_array
+from matcher.gallery.files import (
+    LOCK_NAME,
+    TEMP_PREFIX,
+    WriterLock,
+    collect_garbage,
+    fsync_dir,
+    save_array,
+)
 from matcher.gallery.schema import GallerySchema, RecordBatch, encode_references
 from matcher.gallery.segment import Segment
 
@@ -89,13 +96,17 @@ class Gallery:
     # ----------------------------------------------------------------- opening
     @classmethod
     def create(cls, directory: str | os.PathLike[str], schema: GallerySchema) -> Gallery:
-        """Create an empty gallery (the directory may exist but must hold no gallery)."""
+        """Create an empty gallery. The directory may exist, holding nothing but a lock and
+        temporary files (what an interrupted create leaves): the first commit deletes every
+        file the manifest does not name. Raises :class:`GalleryError` ``gallery_exists``,
+        :class:`GalleryCorruptError` (``missing_manifest``, ``not_empty``)."""
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         lock = WriterLock(path)
         try:
             if (path / mf.MANIFEST_NAME).exists():
                 raise GalleryError(f"a gallery already exists at {path}", reason="gallery_exists")
+            _refuse_unless_empty(path)
             mf.commit(path, mf.Manifest(schema=schema))
             gallery = cls(path, lock)
             gallery._load(verify=False)
@@ -116,11 +127,12 @@ class Gallery:
         """Open a gallery; ``verify`` checks every file's SHA-256 (about 1.5 GB/s per core).
 
         ``schema``, when given, must equal the stored one (format, version, fields).
-        Raises :class:`GalleryCorruptError`, :class:`GalleryLockedError`, :class:`GalleryError`.
+        Raises :class:`GalleryCorruptError`, :class:`GalleryLockedError`, :class:`GalleryError`
+        (``no_gallery`` for a folder without a manifest or any segment or tombstone file).
         """
         path = Path(directory)
         if not (path / mf.MANIFEST_NAME).exists():
-            raise GalleryError(f"no gallery at {path}", reason="no_gallery")
+            raise mf.absent(path)  # or missing_manifest: segment files and no manifest
         lock = WriterLock(path) if writable else None
         gallery = cls(path, lock)
         try:
@@ -502,6 +514,22 @@ class Gallery:
         )
         with guard():
             self._commit(successor)
+
+
+def _refuse_unless_empty(path: Path) -> None:
+    """Refuse to create a gallery in ``path`` when it holds more than a lock and temporary
+    files: a gallery's files without their manifest, or someone else's files (the creation's
+    first write would delete them as garbage)."""
+    error = mf.absent(path)
+    if error.reason != "no_gallery":
+        raise error
+    others = sorted(n for n in os.listdir(path) if n != LOCK_NAME and not n.startswith(TEMP_PREFIX))
+    if others:
+        raise GalleryCorruptError(
+            f"{path} holds files that are no gallery's ({', '.join(others[:3])}"
+            f"{', ...' if len(others) > 3 else ''}): a gallery is created in an empty folder only",
+            reason="not_empty",
+        )
 
 
 def _trailing(flags: list[bool]) -> int:

@@ -30,7 +30,7 @@ from node.exchange import router as peer_router
 from node.exchange.messages import MAX_QUERY_BYTES
 from node.exchange.setup import exchange_running
 from node.services.erasure import erasing
-from node.services.galleries import GallerySet
+from node.services.galleries import GallerySet, require_galleries
 from node.services.records import GalleryIndex, RecordService
 from node.settings import Settings
 
@@ -84,6 +84,7 @@ def create_app(
             owned = await anyio.to_thread.run_sync(GallerySet.open, settings.gallery_path)
             app.state.gallery = owned
         try:
+            await anyio.to_thread.run_sync(check_stores, app)
             # The exchange first: its log mirrors node actions, the start-up reconcile's too.
             async with exchange_running(app, settings):
                 galleries = app.state.gallery
@@ -198,6 +199,16 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, sending)
+
+
+def check_stores(app: FastAPI) -> None:
+    """Refuse to start on a database and gallery set that disagree beyond repair (a modality's
+    gallery missing: :func:`~node.services.galleries.require_galleries`), before anything is
+    changed. The lifespan runs it, and ``bdx serve`` before it listens (one line, exit 7)."""
+    galleries = app.state.gallery
+    if isinstance(galleries, GallerySet):
+        with app.state.sessions() as session:
+            require_galleries(session, galleries)
 
 
 def _reconcile(app: FastAPI) -> None:

@@ -23,7 +23,7 @@ from certs.pki.credentials import NodeCredentials
 from matcher.gallery.files import WriterLock
 from matcher.workers import PARENT_IGNORES_CTRL_C
 from node.api import access
-from node.api.app import create_app
+from node.api.app import check_stores, create_app
 from node.cli._common import ConfigOption
 from node.errors import ConfigError
 from node.exchange.serving import GRACEFUL_SHUTDOWN_S, peer_config, serve_pair
@@ -60,6 +60,7 @@ def serve(
     # traceback (75-98 lines, exit 3) while `bdx gallery load` said it in one line.
     with GallerySet.open(settings.gallery_path) as galleries:
         app.state.gallery = galleries
+        check_stores(app)  # a gallery missing for the database's records: one line too
         _run(app, settings, creds)
 
 

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from matcher.errors import GalleryError
 from matcher.gallery import FACE_POSITION, Gallery, GallerySchema, GalleryStats, RecordBatch
@@ -35,7 +36,9 @@ from matcher.search import fingerprint as fingerprint_search
 from matcher.search import neighbours
 from matcher.search.face import gallery_embeddings
 from matcher.search.upgrade import galleries_in
-from node.db.models import Modality, TemplateRecord
+from node.db.models import Modality, RecordState, TemplateRecord
+from node.repositories.records import RecordRepository
+from node.service_errors import StoresDisagreeError
 from node.services.records import GalleryWrite
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -368,6 +371,27 @@ class GallerySet:
                 present = [r for r, i in zip(refs, ids.tolist(), strict=True) if i >= 0]
                 if present:
                     gallery.delete(present)
+
+
+def require_galleries(session: Session, galleries: GallerySet) -> None:
+    """Refuse (:class:`StoresDisagreeError` ``missing_gallery``, exit 7) a gallery set without
+    a gallery of a modality the database holds active records of: a gallery folder lost or
+    moved, or a database of another data_dir. Served, every search of that modality would be
+    a no-hit, and reconcile only reports such records (``missing_from_gallery``); the node's
+    start-up and ``bdx gallery load`` run this first."""
+    held = {gallery.schema.modality for gallery in galleries.galleries().values()}
+    lacking: Counter[str] = Counter()
+    for modality, state, _, count in RecordRepository(session).counts():
+        if state is RecordState.ACTIVE and modality.value not in held:
+            lacking[modality.value] += count
+    if lacking:
+        what = " and ".join(f"{n} active {m} records" for m, n in sorted(lacking.items()))
+        raise StoresDisagreeError(
+            f"the database holds {what}, but {galleries.root} has no gallery of them (the "
+            "gallery folder was lost or moved, or the database is another node's): restore "
+            "the folder or check data_dir and database_url; nothing was changed",
+            reason="missing_gallery",
+        )
 
 
 def gallery_writer(

@@ -60,7 +60,7 @@ from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import Discovery, FileKind, SourceFile
 from node.formats.iso import read_templates
 from node.services.enrolment import Capture, EnrolmentService, Extracted, extract
-from node.services.galleries import GallerySet
+from node.services.galleries import GallerySet, require_galleries
 from node.services.records import RecordService
 
 #: Records per enrol transaction: large enough that the per-commit cost is amortised, small
@@ -289,6 +289,7 @@ def _pool(workers: int) -> Iterator[Executor | None]:
 class LoadService:
     def __init__(self, session: Session, galleries: GallerySet) -> None:
         self.session = session
+        self.galleries = galleries
         self.records = RecordService(session, galleries)
         self.enrolment = EnrolmentService(session, galleries)
 
@@ -306,7 +307,9 @@ class LoadService:
     ) -> LoadReport:
         """Load the files ``found``; see the module docstring. ``on_progress(n)`` after n more
         files. What discovery could not read is rejected (``unreadable_file``) and what it
-        passed over is reported (``passed_over``)."""
+        passed over is reported (``passed_over``). Refuses a gallery set that lacks a gallery
+        of the database's active records (:func:`require_galleries`)."""
+        require_galleries(self.session, self.galleries)
         self.records.reconcile(actor=actor)
         report = LoadReport(passed_over=list(found.passed_over))
         report.rejected += [Rejection(label, UNREADABLE, why) for label, why in found.unreadable]

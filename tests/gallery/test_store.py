@@ -177,6 +177,41 @@ def test_open_missing(tmp_path: Path) -> None:
     assert err.value.reason == "no_gallery"
 
 
+def test_a_gallery_without_its_manifest_is_damaged_not_absent(tmp_path: Path) -> None:
+    """Its segment files were taken for no gallery: the node served no-hits, and the next
+    write created a gallery there whose first commit deleted every old segment file."""
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 5))
+        g.delete(["a-1"])
+    (tmp_path / "MANIFEST.json").unlink()
+    files = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for opening in (
+        lambda: Gallery.open(tmp_path),
+        lambda: Gallery.open(tmp_path, verify=False),
+        lambda: Gallery.open(tmp_path, writable=True),
+        lambda: Gallery.create(tmp_path, SCHEMA),
+    ):
+        with pytest.raises(GalleryCorruptError) as err:
+            opening()
+        assert err.value.reason == "missing_manifest" and err.value.exit_code == 7
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+
+
+def test_a_gallery_is_created_in_an_empty_folder_only(tmp_path: Path) -> None:
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "LOCK").touch()  # what an interrupted create leaves
+    (folder / ".tmp-0123-MANIFEST.json").write_bytes(b"half")
+    Gallery.create(folder, SCHEMA).close()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "operator-notes.txt").write_text("keep me")
+    with pytest.raises(GalleryCorruptError) as err:
+        Gallery.create(other, SCHEMA)
+    assert err.value.reason == "not_empty"
+    assert sorted(p.name for p in other.iterdir()) == ["LOCK", "operator-notes.txt"]
+
+
 def test_corrupt_manifest(tmp_path: Path) -> None:
     with Gallery.create(tmp_path, SCHEMA) as g:
         g.append(make_batch("a", 3))

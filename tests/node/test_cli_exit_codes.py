@@ -223,3 +223,58 @@ def test_a_manifest_that_is_a_folder_is_one_line(env: dict[str, str]) -> None:
     _manifest_as_a_folder(_enrolled(env))
     done = subprocess.run([*BDX, "gallery", "stats"], env=env, capture_output=True, text=True)
     _storage_refusal(done, "unreadable_manifest")
+
+
+def _templates(folder: Path) -> Path:
+    """One ISO/IEC 19794-2 record to load (``folder``)."""
+    from matcher.fingerprint.iso19794_2 import encode
+    from matcher.synthetic import synthetic_templates
+
+    folder.mkdir()
+    (folder / "1_1.fmr").write_bytes(encode(synthetic_templates(1, 1, seed=5)[0][0]))
+    return folder
+
+
+def _serve_refused(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    from node_support import free_port
+
+    try:
+        return subprocess.run(
+            [*BDX, "serve", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("bdx serve started without the gallery of its database's records")
+
+
+def test_a_gallery_that_lost_its_manifest_is_refused_not_replaced(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """It was taken for no gallery: stats showed {} (exit 0), serve answered no-hit for
+    everyone, and the next load created a gallery in its folder, deleting its segments."""
+    folder = _enrolled(env)
+    (folder / "MANIFEST.json").unlink()
+    kept = sorted(p.name for p in folder.iterdir())
+    for command in (["gallery", "stats"], ["gallery", "load", str(_templates(tmp_path / "new"))]):
+        done = subprocess.run([*BDX, *command], env=env, capture_output=True, text=True)
+        _storage_refusal(done, "missing_manifest")
+    _storage_refusal(_serve_refused(env), "missing_manifest")
+    assert sorted(p.name for p in folder.iterdir()) == kept
+
+
+def test_a_lost_gallery_is_refused_while_the_database_holds_its_records(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The database's active records of a modality with no gallery: serve answered no-hit
+    for all of them, and a load started a new, empty gallery beside their rows."""
+    import shutil
+
+    shutil.rmtree(_enrolled(env))
+    load = [*BDX, "gallery", "load", str(_templates(tmp_path / "new"))]
+    done = subprocess.run(load, env=env, capture_output=True, text=True)
+    _storage_refusal(done, "missing_gallery")
+    assert "3 active fingerprint records" in done.stderr
+    _storage_refusal(_serve_refused(env), "missing_gallery")
