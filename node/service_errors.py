@@ -57,8 +57,9 @@ class DatabaseUnavailableError(NodeError):
 
 class StoresDisagreeError(NodeError):
     """The database and the gallery disagree beyond what an interrupted write leaves (a
-    modality's gallery missing while the database holds its records): another data_dir or
-    database, or a lost gallery. Nothing is changed (exit code 7, the node's storage)."""
+    modality's gallery missing while the database holds its records, or gallery records
+    without database rows beyond the few a crash leaves): another data_dir or database, or a
+    lost gallery. Nothing is changed (exit code 7, the node's storage)."""
 
     exit_code = 7
     default_reason = "stores_disagree"

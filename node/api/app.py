@@ -203,12 +203,15 @@ class SecurityHeaders:
 
 def check_stores(app: FastAPI) -> None:
     """Refuse to start on a database and gallery set that disagree beyond repair (a modality's
-    gallery missing: :func:`~node.services.galleries.require_galleries`), before anything is
-    changed. The lifespan runs it, and ``bdx serve`` before it listens (one line, exit 7)."""
+    gallery missing: :func:`~node.services.galleries.require_galleries`; more gallery records
+    without database rows than a crash leaves: :meth:`RecordService.check_orphans`), before
+    anything is changed. The lifespan runs it, and ``bdx serve`` before it listens (one line,
+    exit 7)."""
     galleries = app.state.gallery
     if isinstance(galleries, GallerySet):
         with app.state.sessions() as session:
             require_galleries(session, galleries)
+            RecordService(session, galleries).check_orphans()
 
 
 def _reconcile(app: FastAPI) -> None:

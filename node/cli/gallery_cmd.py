@@ -179,11 +179,28 @@ def _say_passed_over(passed: list[tuple[str, str]]) -> None:
 
 
 @app.command()
-def reconcile(config: ConfigOption = None, json: JsonOption = False) -> None:
-    """Finish or undo enrolments and deletions a crash interrupted (also run at start-up)."""
+def reconcile(
+    remove_orphans: Annotated[
+        bool,
+        typer.Option(
+            "--remove-orphans",
+            help="remove the gallery records without a database row however many they are",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Finish or undo enrolments and deletions a crash interrupted (also run at start-up and
+    before a load).
+
+    Gallery records without a database row are removed when they are as few as a crash
+    leaves; more mean the wrong or an empty database, and reconcile refuses (exit 7, nothing
+    changed) unless --remove-orphans is given."""
     settings = settings_from(config)
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
-        report = RecordService(session, galleries).reconcile(actor=local_actor())
+        report = RecordService(session, galleries).reconcile(
+            actor=local_actor(), remove_orphans=remove_orphans
+        )
     if json:
         print_json(vars(report))
         return

@@ -18,9 +18,11 @@ undoes whatever a crash interrupted: ``pending`` rows whose reference is in the 
 row of the same ``source`` (one file of a bulk load is enrolled whole or not at all, though its
 fingers and face go to two gallery appends), whose templates are then orphans; ``deleting``
 rows are removed from the gallery and deleted, with their subject once it has no rows left;
-gallery entries with no row at all are removed. Rows ``active`` but missing from the gallery
-cannot come from this protocol (the gallery lost data): they are reported, never silently
-dropped.
+gallery entries with no row at all are removed, unless they are more than an interrupted write
+leaves (:mod:`node.services.params`): then it refuses, the database being the wrong one or
+empty, until the operator asks for their removal (``bdx gallery reconcile --remove-orphans``).
+Rows ``active`` but missing from the gallery cannot come from this protocol (the gallery lost
+data): they are reported, never silently dropped.
 
 Search treats only ``active`` references as results, so a template between steps 2 and 3 of
 enrol, or between 1 and 2 of delete, is never reported.
@@ -45,7 +47,8 @@ from node.repositories.audit import AuditRepository
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
-from node.service_errors import ConflictError, DatabaseUnavailableError
+from node.service_errors import ConflictError, DatabaseUnavailableError, StoresDisagreeError
+from node.services import params
 
 REFERENCE_BYTES = 16
 
@@ -283,10 +286,15 @@ class RecordService:
         _settle(self.gallery, references)
         return len(references)
 
-    def reconcile(self, *, actor: str = "system") -> ReconcileReport:
-        """Bring the database and the gallery back into agreement (see the module docstring)."""
+    def reconcile(self, *, actor: str = "system", remove_orphans: bool = False) -> ReconcileReport:
+        """Bring the database and the gallery back into agreement (see the module docstring).
+
+        Refuses, changing nothing, to remove more gallery records without a database row than
+        an interrupted write leaves (:meth:`check_orphans`), unless ``remove_orphans``."""
         report = ReconcileReport()
         in_gallery = self.gallery.references()
+        if not remove_orphans:
+            self._check_orphans(in_gallery)
         pending = self.records.in_state(RecordState.PENDING)
         # One source (a loaded file, a capture session) completes or rolls back as a whole:
         # a batch whose fingers were appended but not its face is undone, fingers included,
@@ -325,6 +333,29 @@ class RecordService:
         self.session.commit()
         _settle(self.gallery, [*report.completed, *report.rolled_back, *report.deleted])
         return report
+
+    def check_orphans(self) -> None:
+        """Raise :class:`StoresDisagreeError` ``too_many_orphans`` (exit 7) when the gallery
+        holds more records without a database row than :data:`params.UNASKED_ORPHANS` or a
+        share of it above :data:`params.UNASKED_ORPHAN_SHARE`: the wrong or an empty
+        database, whose reconcile would remove (and the node then erase) the whole gallery."""
+        self._check_orphans(self.gallery.references())
+
+    def _check_orphans(self, in_gallery: set[str]) -> None:
+        known: set[str] = set()
+        for state in RecordState:
+            known |= self.records.references(state)
+        orphans = len(in_gallery - known)
+        share = orphans / max(len(in_gallery), 1)
+        if orphans <= params.UNASKED_ORPHANS and share <= params.UNASKED_ORPHAN_SHARE:
+            return
+        why = "it holds no records at all" if not known else "it may be the wrong database"
+        raise StoresDisagreeError(
+            f"{orphans} of the gallery's {len(in_gallery)} records have no row in the "
+            f"database ({why}); reconcile would remove them, so nothing was changed. If the "
+            "database is the right one, run `bdx gallery reconcile --remove-orphans`",
+            reason="too_many_orphans",
+        )
 
     def _drop_emptied_subjects(self, subject_ids: set[int]) -> None:
         for subject_id in subject_ids:

@@ -278,3 +278,12 @@ def test_a_lost_gallery_is_refused_while_the_database_holds_its_records(
     _storage_refusal(done, "missing_gallery")
     assert "3 active fingerprint records" in done.stderr
     _storage_refusal(_serve_refused(env), "missing_gallery")
+
+
+def test_serve_refuses_a_database_without_the_gallerys_records(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Its start-up reconcile removed every gallery record, and it served no-hits."""
+    _enrolled(env)
+    wrong = env | {"BDX_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}"}
+    _storage_refusal(_serve_refused(wrong), "too_many_orphans")

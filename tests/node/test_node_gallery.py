@@ -178,6 +178,34 @@ def test_gallery_load_stats_and_reconcile(
     assert len(json.loads(out)) == 1
 
 
+def test_gallery_commands_refuse_a_database_without_the_gallerys_records(
+    node_env: Settings,
+    tmp_path: Path,
+    finger_png: bytes,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another (here empty) database: load and reconcile removed the whole gallery, exit 0."""
+    from node_support import enrol as enrol_records
+
+    from node.db.engine import create_db_engine, session_factory
+
+    engine = create_db_engine(node_env.db_url)
+    try:
+        with GallerySet.open(node_env.gallery_path) as galleries:
+            enrol_records(session_factory(engine), galleries, "case-1", 3)
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("BDX_DATABASE_URL", f"sqlite:///{tmp_path / 'fresh.sqlite3'}")
+    for command in (_one_image_load(tmp_path, finger_png), ["gallery", "reconcile"]):
+        code, _, err = cli(command, capsys)
+        assert code == 7 and err.count("\n") == 1 and "[too_many_orphans]" in err, err
+    code, out, _ = cli(["gallery", "stats", "--json"], capsys)
+    assert [s["records"] for s in json.loads(out).values()] == [3]
+    code, out, _ = cli(["gallery", "reconcile", "--remove-orphans", "--json"], capsys)
+    assert code == 0 and len(json.loads(out)["orphans_removed"]) == 3
+
+
 def _one_image_load(tmp_path: Path, finger_png: bytes) -> list[str]:
     """The `bdx gallery load` arguments for a batch folder of one subject with one image."""
     (tmp_path / "b" / "p-1").mkdir(parents=True)

@@ -210,6 +210,8 @@ def test_reconcile_removes_gallery_orphans_and_reports_lost_templates(
 ) -> None:
     orphan = enrol(session, galleries, new("case-1"))[0].reference
     lost = enrol(session, galleries, new("case-2"))[0].reference
+    # a record both hold (with none, the database would not be the gallery's: refused)
+    kept = enrol(session, galleries, new("case-3"))[0].reference
     service = RecordService(session, galleries)
     service.records.delete([orphan])
     session.commit()
@@ -217,8 +219,8 @@ def test_reconcile_removes_gallery_orphans_and_reports_lost_templates(
     report = service.reconcile()
     assert report.orphans_removed == [orphan]
     assert report.missing_from_gallery == [lost]
-    assert galleries.references() == set()
-    assert states(session) == {lost: RecordState.ACTIVE}  # reported, never silently dropped
+    assert galleries.references() == {kept}
+    assert states(session) == {lost: RecordState.ACTIVE, kept: RecordState.ACTIVE}  # reported
     assert report.emptied_subjects == ["case-1"]  # its only row went above
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "records.reconcile"))
     assert event.one().details == {
@@ -226,6 +228,34 @@ def test_reconcile_removes_gallery_orphans_and_reports_lost_templates(
         "missing_from_gallery": 1,
         "emptied_subjects": 1,
     }
+
+
+def test_reconcile_refuses_to_empty_the_gallery_for_another_database(
+    session: Session, galleries: GallerySet, tmp_path: Path
+) -> None:
+    """`bdx gallery load` run without BDX_DATABASE_URL on a PostgreSQL node made a fresh
+    SQLite database, and its reconcile removed every gallery record (exit 0); the real node
+    then answered no-hit for everyone and erased the templates."""
+    from node.db.engine import create_db_engine, session_factory
+    from node.db.migrate import upgrade
+    from node.service_errors import StoresDisagreeError
+
+    refs = {r.reference for r in enrol(session, galleries, new("case-1", 3))}
+    other = create_db_engine(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    upgrade(other)
+    try:
+        with session_factory(other)() as wrong:
+            with pytest.raises(StoresDisagreeError) as refused:
+                RecordService(wrong, galleries).reconcile()
+            assert (refused.value.reason, refused.value.exit_code) == ("too_many_orphans", 7)
+            assert "--remove-orphans" in refused.value.message
+            assert galleries.references() == refs
+            assert wrong.scalar(select(func.count()).select_from(AuditEvent)) == 0
+            report = RecordService(wrong, galleries).reconcile(remove_orphans=True)
+            assert sorted(report.orphans_removed) == sorted(refs)
+    finally:
+        other.dispose()
+    assert galleries.references() == set()
 
 
 def test_reconcile_of_a_consistent_node_changes_nothing(

@@ -1,0 +1,18 @@
+"""Tunables of the node's services, each with the reason for its value."""
+
+from __future__ import annotations
+
+#: Reconcile removes gallery records that have no row in the database (orphans) only while
+#: they are at most this many and at most :data:`UNASKED_ORPHAN_SHARE` of the gallery's
+#: records; beyond either it refuses, changing nothing, unless the operator asks for the
+#: removal (``bdx gallery reconcile --remove-orphans``). The protocol leaves orphans only when
+#: a reconcile is killed between undoing a load's batch in the database and removing its
+#: templates: one batch of ``bdx gallery load``, 500 records (``loading.BATCH_RECORDS``), at
+#: most. A wrong or empty database (a CLI run without BDX_DATABASE_URL on a PostgreSQL node
+#: made a fresh SQLite file) holds none of the gallery's records, and their removal, then
+#: their erasure, would lose the whole gallery.
+UNASKED_ORPHANS = 500
+#: Share of the gallery's records (see :data:`UNASKED_ORPHANS`). A batch left by a crash can
+#: be a large share of a gallery of a few records; a database that is not the gallery's leaves
+#: every record an orphan, so half still tells them apart at any size.
+UNASKED_ORPHAN_SHARE = 0.5
