@@ -41,9 +41,11 @@ class PayloadTooLargeError(NodeError):
 
 
 class StoreUnavailableError(NodeError):
-    """The gallery store is not configured or not reachable for this operation (HTTP 503)."""
+    """The gallery store is not configured or not reachable for this operation, or its files
+    could not be written (``storage_error``: no permission, disk full, I/O error) (HTTP 503;
+    exit code 7, the node's storage)."""
 
-    exit_code = 1
+    exit_code = 7
     default_reason = "store_unavailable"
 
 

@@ -38,7 +38,7 @@ from matcher.search.face import gallery_embeddings
 from matcher.search.upgrade import galleries_in
 from node.db.models import Modality, RecordState, TemplateRecord
 from node.repositories.records import RecordRepository
-from node.service_errors import StoresDisagreeError
+from node.service_errors import StoresDisagreeError, StoreUnavailableError
 from node.services.records import GalleryWrite
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -284,10 +284,11 @@ class GallerySet:
         Searches wait only for the append's commit and for each merge's commit, not while a
         merge rewrites its records (the largest rewrite the whole gallery). A merge that fails
         leaves the committed append standing: it is logged and the next append merges again.
+        An append the file system refuses raises :class:`StoreUnavailableError`.
         """
         name = gallery_name(schema)
         with self._write_mutex:
-            with self._lock.writing():
+            with self._lock.writing(), _storage_errors():
                 gallery = self._galleries.get(name)
                 if gallery is None:
                     gallery = Gallery.create(self.root / name, schema)
@@ -360,17 +361,32 @@ class GallerySet:
         return out
 
     def remove(self, references: Sequence[str]) -> None:
-        """Delete the live ``references`` from whichever gallery holds them; ignore the rest."""
+        """Delete the live ``references`` from whichever gallery holds them; ignore the rest.
+        A removal the file system refuses raises :class:`StoreUnavailableError`."""
         refs = list(dict.fromkeys(references))
         if not refs:
             return
-        with self._write_mutex, self._lock.writing():
+        with self._write_mutex, self._lock.writing(), _storage_errors():
             for gallery in self._galleries.values():
                 gallery.catch_up()  # after a write that failed past its commit
                 ids = gallery.locate(refs)
                 present = [r for r, i in zip(refs, ids.tolist(), strict=True) if i >= 0]
                 if present:
                     gallery.delete(present)
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """A gallery write the file system refuses (no permission, disk full, I/O error) is the
+    node's storage failing, not the request: :class:`StoreUnavailableError` ``storage_error``
+    (HTTP 503, exit 7). It was a raw OSError: a 500 with a traceback in the log, exit 1."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"the gallery could not be written: {exc.strerror or type(exc).__name__}",
+            reason="storage_error",
+        ) from exc
 
 
 def require_galleries(session: Session, galleries: GallerySet) -> None:

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -243,7 +245,9 @@ class RecordService:
     def delete_subject(self, external_id: str, *, actor: str) -> int:
         """Delete a subject, its encounters and templates (database and gallery).
 
-        Returns the number of templates removed. Raises :class:`NotFoundError`.
+        Returns the number of templates removed. Raises :class:`NotFoundError`, or
+        :class:`StoreUnavailableError` when the gallery cannot be written: the rows stay
+        flagged ``deleting`` (no search result), and a call again finishes them.
         """
         subject = self.subjects.by_external_id(external_id)
         if subject is None:
@@ -254,6 +258,12 @@ class RecordService:
         self.subjects.lock(subject)
         rows = self.records.of_subject(subject.id)
         references = [row.reference for row in rows if row.state is not RecordState.DELETING]
+        # Rows flagged by a deletion whose gallery step failed (the gallery unwritable): no
+        # deletion holds them now, and this one finishes them (they were a 404 until restart).
+        stranded = _DELETIONS.claim_free(
+            [row.reference for row in rows if row.state is RecordState.DELETING]
+        )
+        _DELETIONS.hold(references)
         _unsettle(self.gallery, references)
         try:
             flagged = self.records.set_state(
@@ -261,28 +271,42 @@ class RecordService:
                 RecordState.DELETING,
                 only=(RecordState.ACTIVE, RecordState.PENDING),
             )
-            if flagged == 0:
+            if flagged == 0 and not stranded:
                 raise NotFoundError(
                     f"no subject {external_id!r} with records to delete (another deletion "
                     "holds them)",
                     reason="unknown_subject",
                 )
-            # Recorded with the first commit: from here the deletion completes, if need be by
-            # reconcile after a crash, and the audit trail must already say who asked for it.
-            self.audit.record(actor, "subject.delete", external_id, {"templates": len(references)})
+            if flagged:
+                # Recorded with the first commit: from here the deletion completes, if need be
+                # by a retry or by reconcile after a crash, and the audit trail must already
+                # say who asked for it.
+                details = {"templates": len(references)}
+                self.audit.record(actor, "subject.delete", external_id, details)
             self.session.commit()
         except BaseException:  # the records stay active: searchable again
             self.session.rollback()
             _settle(self.gallery, references)
+            _DELETIONS.release([*references, *stranded])
             raise
-        self.gallery.remove(references)
-        # Only the records listed above go: one enrolled meanwhile (committed after the list)
-        # keeps its subject, which then goes only with its last record. The subject row is
-        # locked first (PostgreSQL; SQLite has one writer), so an enrolment's insert in
-        # flight is seen.
-        self.records.delete(references)
-        self.subjects.delete_if_empty(subject)
-        self.session.commit()
+        if not flagged:  # another deletion flagged them meanwhile: its own to finish
+            _settle(self.gallery, references)
+            _DELETIONS.release(references)
+            references = []
+        references += stranded
+        try:
+            # A failure (StoreUnavailableError when the gallery cannot be written) leaves the
+            # rows flagged and out of every search; a retry of the deletion finishes them.
+            self.gallery.remove(references)
+            # Only the records listed above go: one enrolled meanwhile (committed after the
+            # list) keeps its subject, which then goes only with its last record. The subject
+            # row is locked first (PostgreSQL; SQLite has one writer), so an enrolment's insert
+            # in flight is seen.
+            self.records.delete(references)
+            self.subjects.delete_if_empty(subject)
+            self.session.commit()
+        finally:
+            _DELETIONS.release(references)
         _settle(self.gallery, references)
         return len(references)
 
@@ -362,6 +386,38 @@ class RecordService:
             subject = self.session.get(Subject, subject_id)
             if subject is not None:
                 self.subjects.delete_if_empty(subject)
+
+
+class _Deletions:
+    """References a :meth:`RecordService.delete_subject` call of this process holds, between
+    its first commit (rows flagged ``deleting``) and its last. The gallery has one writer
+    process, so rows ``deleting`` that no call holds were left by a deletion that failed after
+    its first commit (a gallery write, the last commit): a retry of it finishes them (a crash
+    leaves them to the start-up reconcile). Holds are counted, as two calls may list the same
+    active rows before one of them flags them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: Counter[str] = Counter()
+
+    def hold(self, references: Sequence[str]) -> None:
+        with self._lock:
+            self._held.update(references)
+
+    def claim_free(self, references: Sequence[str]) -> list[str]:
+        """Hold those of ``references`` that no call holds; returns them."""
+        with self._lock:
+            free = [r for r in references if not self._held[r]]
+            self._held.update(free)
+            return free
+
+    def release(self, references: Sequence[str]) -> None:
+        with self._lock:
+            self._held.subtract(references)
+            self._held = +self._held  # drop the counts at zero
+
+
+_DELETIONS = _Deletions()
 
 
 def _unsettle(gallery: GalleryIndex, references: Sequence[str]) -> None:

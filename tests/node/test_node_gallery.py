@@ -70,6 +70,39 @@ def test_enrol_a_fingerprint_then_delete_it(
     assert galleries.references() == set()
 
 
+def _blocked(folder: Path, name: str) -> Path:
+    """A folder at ``name``, where the gallery's next write renames its file: that write fails
+    (EISDIR), as writes into a gallery the node may not write fail, root's included."""
+    blocker = folder / name
+    blocker.mkdir()
+    return blocker
+
+
+def test_an_unwritable_gallery_is_503_and_a_retried_deletion_finishes(
+    client: TestClient, operator: dict[str, str], finger_png: bytes, galleries: GallerySet
+) -> None:
+    """The OSError was a 500; and a deletion whose gallery write failed left its rows flagged,
+    every retry answering 404 "another deletion holds them" until the node restarted."""
+    params = {"modality": "fingerprint", "finger_position": 2}
+    assert enrol(client, operator, finger_png, subject="case-9", **params).status_code == 201
+    (gallery,) = galleries.galleries().values()
+    body = json.loads((gallery.directory / "MANIFEST.json").read_bytes())["body"]
+    blocker = _blocked(gallery.directory, f"seg-{body['next_segment']:08d}.ref.npy")
+    r = enrol(client, operator, finger_png, subject="case-10", **params)
+    assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
+    assert client.get("/subjects/case-10", headers=operator).status_code == 404
+    blocker.rmdir()
+    blocker = _blocked(gallery.directory, f"tomb-{gallery.generation + 1:010d}.npy")
+    for _ in range(2):  # the retry redoes the gallery step
+        r = client.delete("/subjects/case-9", headers=operator)
+        assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
+    blocker.rmdir()
+    r = client.delete("/subjects/case-9", headers=operator)
+    assert (r.status_code, r.json()["templates_removed"]) == (200, 1), r.text
+    assert client.get("/subjects/case-9", headers=operator).status_code == 404
+    assert galleries.references() == set()
+
+
 def test_enrol_a_face(
     client: TestClient, operator: dict[str, str], face_png: bytes, galleries: GallerySet
 ) -> None:
