@@ -94,8 +94,13 @@ _reflowed_help(app)
 #: Exit status when the node's storage failed: its database or gallery is locked by another
 #: process, damaged, full or unwritable (README, "Exit codes").
 EXIT_STORAGE = 7
-#: OS errors that are the machine's storage failing, not a bug: reported in one line.
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+#: OS errors that are the machine's storage failing, not a bug: reported in one line. A
+#: permission refused (EACCES, EPERM) reaching here is on the node's own files (data_dir, its
+#: gallery and database): files the user names are read and written where they are given
+#: (exit 2, 3 or 4).
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EACCES, errno.EPERM}
+)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -287,3 +287,30 @@ def test_serve_refuses_a_database_without_the_gallerys_records(
     _enrolled(env)
     wrong = env | {"BDX_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.sqlite3'}"}
     _storage_refusal(_serve_refused(wrong), "too_many_orphans")
+
+
+def _modes_bind() -> list[str]:
+    """A command prefix under which file modes bind: root's CAP_DAC_OVERRIDE dropped (as a
+    node's unprivileged user has none); nothing for another user."""
+    if os.geteuid() != 0:
+        return []
+    drop = "-dac_override,-dac_read_search"
+    prefix = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"]
+    try:
+        subprocess.run([*prefix, "true"], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("root, and setpriv cannot drop CAP_DAC_OVERRIDE: file modes do not bind")
+    return prefix
+
+
+def test_a_gallery_the_node_may_not_write_is_exit_7_in_one_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """EACCES was exit 1 with a 67-line traceback, though README promises exit 7 for an
+    unwritable gallery."""
+    gallery = Path(env["BDX_DATA_DIR"]) / "gallery"
+    gallery.mkdir(mode=0o555)
+    load = [*BDX, "gallery", "load", str(_templates(tmp_path / "new")), "--workers", "1"]
+    done = subprocess.run([*_modes_bind(), *load], env=env, capture_output=True, text=True)
+    _storage_refusal(done, "storage_error")
+    assert f"Permission denied: {gallery}" in done.stderr
