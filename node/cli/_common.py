@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from sqlalchemy.orm import Session
 
 from node.db.setup import open_database
@@ -156,3 +157,15 @@ def write_output(out: Path, data: bytes) -> None:
         raise ConfigError(
             f"cannot write {out}: {exc.strerror}", reason="unwritable_output"
         ) from None
+
+
+def progress_console() -> Console:
+    """Where progress bars are drawn: standard error (standard output is the report's)."""
+    return Console(stderr=True)
+
+
+def no_progress(console: Console, quiet: bool) -> bool:
+    """Whether to draw no bars: asked for (``--json``), or standard error is no terminal
+    (a script or a log file: rich still writes a blank line there, which turned a one-line
+    error into two)."""
+    return quiet or not console.is_terminal

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TaskID
 
 from certs.translog.export import csv_cell
@@ -26,8 +25,10 @@ from matcher.search.upgrade import galleries_in, gallery_dirs, upgrade_fingerpri
 from node.cli._common import (
     ConfigOption,
     JsonOption,
+    no_progress,
     print_json,
     printable,
+    progress_console,
     session_for,
     settings_from,
 )
@@ -105,12 +106,13 @@ def load(
     options = LoadOptions(modality, finger_position, min_quality, workers)
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
         service = LoadService(session, galleries)
+        console = progress_console()
         with Progress(
             *Progress.get_default_columns(),
             MofNCompleteColumn(),
             transient=True,
-            disable=json,
-            console=Console(stderr=True),  # stdout is the report's
+            disable=no_progress(console, json),
+            console=console,
         ) as progress:
             task = progress.add_task("loading", total=len(found.files))
             result = service.load(
@@ -257,12 +259,13 @@ def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
     for path in galleries_in(root):
         if not (path / MANIFEST_NAME).exists():
             continue
+        console = progress_console()
         with Progress(
             *Progress.get_default_columns(),
             MofNCompleteColumn(),
             transient=True,
-            disable=json,
-            console=Console(stderr=True),  # stdout is the report's
+            disable=no_progress(console, json),
+            console=console,
         ) as bar:
             task = bar.add_task(f"upgrade {path.name}", total=None)
 

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from rich.console import Console
 from rich.progress import Progress
 
 from certs.pki import CertificateAuthority, CsrBuilder, TrustAnchors, Usage
@@ -39,7 +38,7 @@ from certs.pki.keys import (
 )
 from certs.pki.names import validate_country
 from certs.pki.revocation import crl_pem
-from node.cli._common import writable_folder, writable_output
+from node.cli._common import no_progress, progress_console, writable_folder, writable_output
 
 #: Longest validity or update interval accepted (days): 100 years, far beyond any sane value and
 #: well inside what a certificate's UTCTime/GeneralizedTime can hold.
@@ -327,7 +326,10 @@ def bootstrap(
     writable_folder(out)
     ca = CertificateAuthority.create(codes[0])
     nodes = {}
-    with Progress(transient=True, disable=as_json, console=Console(stderr=True)) as progress:
+    console = progress_console()
+    with Progress(
+        transient=True, disable=no_progress(console, as_json), console=console
+    ) as progress:
         task = progress.add_task("issuing node certificates", total=len(codes))
         for code in codes:
             nodes[code] = make_node(ca, code)
