@@ -10,25 +10,21 @@ import asyncio
 import base64
 import inspect
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI, Response
 
 from certs import jws
 from certs.pki.bootstrap import Region
 from certs.pki.revocation import crl_pem
-from certs.pki.tls import uvicorn_ssl_options
 from matcher.fingerprint.template import FingerprintTemplate
 from node.exchange import params
 from node.exchange.requester import QUERY_PATH, Peer, PeerResult, Requester
-from tests.exchange.conftest import NodeHandle, _free_port
+from tests.exchange.conftest import NodeHandle, tls_app
 from tests.exchange.test_three_nodes import probe
 
 ECDSA_SHA256 = bytes.fromhex("06082a8648ce3d040302")
@@ -63,28 +59,8 @@ def fake_peer(root: Path, answer: Callable[[], Response | Awaitable[Response]]) 
         got = answer()
         return await got if inspect.isawaitable(got) else got
 
-    folder = root / "nodes" / "my"
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            **uvicorn_ssl_options(folder / "tls.pem", folder / "tls.key", root / "root.pem"),
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "fake peer did not start"
-        time.sleep(0.02)
-    try:
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with tls_app(app, root, "MY") as url:
+        yield url
     assert calls, "the fake peer was never asked"
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import create_engine
 
 from certs.pki.bootstrap import build_region, write_region
@@ -23,6 +22,7 @@ from certs.translog import SigningKey, TransparencyLog, metadata
 from certs.translog.sqlite import configure_sqlite
 from node.exchange.requester import Peer
 from node.exchange.witnessing import WitnessService, cosignature_json, log_origin, witness_round
+from tests.exchange.conftest import tls_app
 
 
 def _streamed(status: int, *, content: bytes = b"", json: object = None, **kw: Any) -> Any:
@@ -243,16 +243,9 @@ def test_a_round_does_not_ask_a_peer_whose_cosignature_is_held(
     assert len(posts) == 2
 
 
-def _serve_views(root: Path, body: Callable[[], Any]) -> tuple[uvicorn.Server, str]:
-    """A fake "MY" (a real uvicorn server with MY's TLS certificate) answering every witness
-    view request with ``body()``."""
-    import threading
-    import time
-
+def _views_app(body: Callable[[], Any]) -> Any:
+    """A fake "MY" answering every witness view request with ``body()``."""
     from fastapi import FastAPI
-
-    from certs.pki.tls import uvicorn_ssl_options
-    from tests.exchange.conftest import _free_port
 
     app = FastAPI()
 
@@ -260,23 +253,7 @@ def _serve_views(root: Path, body: Callable[[], Any]) -> tuple[uvicorn.Server, s
     async def view(cc: str) -> Any:
         return body()
 
-    folder = root / "nodes" / "my"
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            **uvicorn_ssl_options(folder / "tls.pem", folder / "tls.key", root / "root.pem"),
-        )
-    )
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "fake peer did not start"
-        time.sleep(0.02)
-    return server, f"https://127.0.0.1:{port}"
+    return app
 
 
 async def _trickle() -> AsyncIterator[bytes]:
@@ -313,10 +290,7 @@ def test_a_peer_trickling_or_flooding_its_view_is_cut_off(tmp_path: Path, answer
         if answer == "trickle"
         else (lambda: Response(huge, media_type="application/json"))
     )
-    server, url = _serve_views(root, body)
-    try:
+    with tls_app(_views_app(body), root, "MY") as url:
         peers = [Peer("TH", "https://127.0.0.1:9"), Peer("MY", url)]
         got = asyncio.run(asyncio.wait_for(compare_views(idw, creds["ID"], peers, 2.0), 30))
-    finally:
-        server.should_exit = True
     assert got["TH/MY"] == {"trickle": "TimeoutError", "huge": "InvalidReplyError"}[answer], got
