@@ -73,3 +73,10 @@ def test_help_paragraphs_wrap_to_the_terminal(path: tuple[str, ...], command: An
             continue  # a list or indented lines: kept as written
         start = " ".join(r.strip() for r in rows)[:150]
         assert any(start in line for line in lines), (path, start)
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib import metadata
+
+    done = runner.invoke(app, ["--version"])
+    assert (done.exit_code, done.stdout) == (0, f"bdx {metadata.version('bdx')}\n")

@@ -11,6 +11,8 @@ import errno
 import inspect
 import os
 import sys
+from importlib import metadata
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -29,6 +31,25 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    """``bdx --version``: the installed distribution's version, then exit 0."""
+    if value:
+        typer.echo(f"bdx {metadata.version('bdx')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """bdx: a node for regional biometric hit/no-hit data exchange."""
 
 
 def _register() -> None:
