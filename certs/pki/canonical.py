@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from certs.pki import reasons
+from certs.pki import params, reasons
 from certs.pki.errors import PkiInputError
 
 # Largest integer every JSON implementation represents exactly (I-JSON, RFC 7493).
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def _check(value: Any, path: str) -> None:
+def _check(value: Any, path: str, depth: int = 0) -> None:
+    if depth > params.MAX_JSON_DEPTH:
+        raise PkiInputError(
+            f"{path}: nested deeper than {params.MAX_JSON_DEPTH} levels", reason=reasons.MALFORMED
+        )
     if value is None or isinstance(value, bool | str):
         return
     if isinstance(value, int):
@@ -33,7 +37,7 @@ def _check(value: Any, path: str) -> None:
         )
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]")
+            _check(item, f"{path}[{i}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -41,7 +45,7 @@ def _check(value: Any, path: str) -> None:
                 raise PkiInputError(
                     f"{path}: object keys must be strings", reason=reasons.MALFORMED
                 )
-            _check(item, f"{path}.{key}")
+            _check(item, f"{path}.{key}", depth + 1)
         return
     raise PkiInputError(f"{path}: {type(value).__name__} is not JSON", reason=reasons.MALFORMED)
 
@@ -64,6 +68,10 @@ def parse_canonical(data: bytes) -> Any:
         value = json.loads(data.decode("utf-8"), parse_float=_no_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise PkiInputError(f"payload is not JSON: {exc}", reason=reasons.MALFORMED) from None
+    except RecursionError:  # nested deeper than the parser's stack
+        raise PkiInputError(
+            f"payload nested deeper than {params.MAX_JSON_DEPTH} levels", reason=reasons.MALFORMED
+        ) from None
     if canonical_json(value) != data:
         raise PkiInputError("payload is not in canonical form", reason=reasons.MALFORMED)
     return value

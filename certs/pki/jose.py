@@ -126,6 +126,10 @@ def parse_compact(token: str | bytes, *, typ: str) -> ParsedToken:
         header = dict(obj.headers())
     except (JoseError, ValueError, TypeError) as exc:
         raise MessageRefused(f"not a compact JWS: {exc}", reason=reasons.MALFORMED) from None
+    except RecursionError:  # a header nested deeper than the parser's stack
+        raise MessageRefused(
+            "the JWS header is nested too deeply", reason=reasons.MALFORMED
+        ) from None
     alg = header.get("alg")
     if alg not in params.JWS_ALGORITHMS:
         raise MessageRefused(

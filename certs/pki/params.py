@@ -56,6 +56,10 @@ TRUST_LIST_TYP = "bdx-trust-list+jws"
 MAX_TOKEN_BYTES = 2 << 20
 # Largest JWS protected header: an x5c chain of a few ~700-byte certificates fits in 16 KiB.
 MAX_HEADER_BYTES = 16 * 1024
+# Deepest nesting of objects and lists in a signed payload or header. The project's messages
+# and trust lists nest at most 5 levels; a peer's 2,000 levels (6.5 KB) would otherwise exhaust
+# the parser's stack (RecursionError, an unlogged 500) before the signature is even checked.
+MAX_JSON_DEPTH = 32
 # Versions of signed payloads (the "v" field) this code reads.
 PAYLOAD_VERSION = 1
 TRUST_LIST_VERSION = 1

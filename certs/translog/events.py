@@ -76,7 +76,7 @@ def decode_event(data: bytes) -> dict[str, Any]:
     """Parse an entry's bytes back into the event (for exports and audit tools)."""
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise EntryError("entry is not a JSON event", reason="bad_event") from None
     if not isinstance(value, dict) or "event" not in value:
         raise EntryError("entry is not a JSON event", reason="bad_event")

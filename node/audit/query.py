@@ -142,7 +142,7 @@ def event_type(event: dict[str, Any]) -> str:
 def _decode(data: bytes) -> dict[str, Any]:
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         return {"type": "undecodable", "bytes": len(data)}
     return value if isinstance(value, dict) else {"type": "undecodable", "bytes": len(data)}
 

@@ -239,6 +239,24 @@ def test_malformed_messages_are_refused(region: Region) -> None:
         jws.sign(QUERY, ec.generate_private_key(ec.SECP384R1()), [th.signing_cert])
 
 
+def _nested(depth: int) -> bytes:
+    return b'{"sender":"TH","v":1,"x":' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [33, 2_000])
+def test_deeply_nested_payloads_and_headers_are_malformed(region: Region, depth: int) -> None:
+    """A few KB of brackets exhausted the JSON parser's stack: an untyped RecursionError (a
+    bare 500 on the peer port, and no refusal in the exchange log). Nesting beyond
+    MAX_JSON_DEPTH is refused as malformed, in a signed payload and in an unsigned header."""
+    th = region.nodes["TH"]
+    token = sign_compact(_nested(depth), th.signing_key, [th.signing_cert], typ="bdx-msg+jws")
+    with refused("malformed"):
+        jws.verify(token, region.anchors())
+    header = base64.urlsafe_b64encode(_nested(depth)).rstrip(b"=").decode()
+    with refused("malformed"):
+        jws.verify(f"{header}.e30.{'A' * 86}", region.anchors())
+
+
 def test_header_parameters_of_the_signers_choosing_are_refused(region: Region) -> None:
     """A validly signed token whose header carries anything but alg, typ, kid, x5t#S256 and
     x5c, or a kid that is not x5t#S256, is refused: a stored reply would otherwise keep

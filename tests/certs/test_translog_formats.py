@@ -207,6 +207,6 @@ def test_events_are_canonical_and_never_biometric() -> None:
         assert exc.value.reason == reason, fields
     with pytest.raises(EntryError):
         encode_event("", {})
-    for raw in (b"[1]", b"{", b'{"peer":"fr"}'):
+    for raw in (b"[1]", b"{", b'{"peer":"fr"}', b"[" * 100_000 + b"]" * 100_000):
         with pytest.raises(EntryError):
             decode_event(raw)

@@ -200,6 +200,25 @@ def test_wrong_recipient_and_tampered(
     assert r.status_code in (400, 403) and r.json()["error"]
 
 
+def test_a_deeply_nested_query_is_refused_and_logged(
+    nodes: dict[str, NodeHandle], region_dir: tuple[Region, Path]
+) -> None:
+    """A member's validly signed query of 2,000 nested brackets (6.5 KB) got a bare 500
+    (RecursionError) and left no trace in the exchange log; now a logged malformed query."""
+    from certs.pki.jose import sign_compact
+
+    region, root = region_dir
+    th, idn = nodes["TH"], nodes["ID"]
+    payload = b'{"sender":"TH","v":1,"x":' + b"[" * 2_000 + b"]" * 2_000 + b"}"
+    keys = region.nodes["TH"]
+    token = sign_compact(payload, keys.signing_key, [keys.signing_cert], typ=params.QUERY_TYP)
+    before = idn.log.size()
+    r = _post(th, root, idn, token)
+    assert (r.status_code, r.json()["error"]) == (403, "malformed")
+    logged = [json.loads(e.data)["type"] for e in idn.log.entries(before)]
+    assert logged == ["query_refused"]
+
+
 def test_signed_by_another_country_than_tls(
     nodes: dict[str, NodeHandle],
     region_dir: tuple[Region, Path],
