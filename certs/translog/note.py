@@ -73,7 +73,8 @@ def parse_note(raw: bytes) -> Note:
     signatures = []
     for line in lines:
         parts = line[len(SIG_PREFIX) :].split(" ") if line.startswith(SIG_PREFIX) else []
-        if len(parts) != 2 or not parts[0] or "+" in parts[0]:
+        # Key names: non-empty, no "+", no Unicode space (C2SP signed-note).
+        if len(parts) != 2 or not parts[0] or any(c == "+" or c.isspace() for c in parts[0]):
             raise NoteFormatError(f"malformed signature line {line!r}", reason="bad_note")
         payload = b64decode_canonical(parts[1], "signature")
         if len(payload) < 5:

@@ -86,6 +86,12 @@ def test_note_signature_limits() -> None:
     with pytest.raises(NoteFormatError):
         parse_note(signed.note.with_signatures(short).encode())
     assert parse_note(signed.to_bytes()).signatures == (line,)
+    # C2SP signed-note: key names contain no Unicode space (the Go reference refuses the note).
+    sig = signed.to_bytes().decode().split("\n\u2014 ")[1]
+    for space in ("\u00a0", "\u2003", "\u0085", "\u2028"):
+        named = signed.note.text + f"\n\u2014 w{space}x {sig.split(' ', 1)[1]}"
+        with pytest.raises(NoteFormatError):
+            parse_note(named.encode())
     # Adding the same line twice keeps one.
     assert signed.note.with_signatures(line) == signed.note
 
