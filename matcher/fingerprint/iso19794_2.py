@@ -35,7 +35,9 @@ decoded back as round(197 × 2.54) = 500 ppi). So ``decode(encode(t))`` equals `
 quantisation, and for every record this module writes, ``encode(decode(b)) == b`` exactly.
 Fields a :class:`FingerprintTemplate` has no place for (capture equipment, view number,
 impression type, a differing Y resolution, extended data other than the field) are validated
-and then dropped by :func:`decode`; :func:`encode` writes them as zero / equal to X.
+and then dropped by :func:`decode`; :func:`encode` writes them as zero / equal to X, except
+the view number, which :func:`encode_views` counts per finger position (0, 1, ...), so that
+each (finger position, view number) pair of a record is unique as the standard requires.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ VERSION = b" 20\x00"
 CM_PER_INCH = 2.54
 _HEADER = struct.Struct(">4s4sIHHHHHBB")
 _VIEW = struct.Struct(">BBBB")
+#: Views of one finger a record can number (the view number is 4 bits).
+MAX_VIEWS_PER_FINGER = 16
 _EXT = struct.Struct(">H")
 MINUTIA_SIZE = 6
 #: One angle unit of the record, in radians (360/256 degrees).
@@ -93,7 +97,7 @@ def ppcm_to_ppi(ppcm: int) -> int:
     return round(ppcm * CM_PER_INCH)
 
 
-def _view_bytes(t: FingerprintTemplate) -> bytes:
+def _view_bytes(t: FingerprintTemplate, view_number: int) -> bytes:
     n = t.count
     x = np.clip(np.rint(t.x.astype(np.float64)), 0, t.width - 1).astype(np.uint16)
     y = np.clip(np.rint(t.y.astype(np.float64)), 0, t.height - 1).astype(np.uint16)
@@ -105,7 +109,7 @@ def _view_bytes(t: FingerprintTemplate) -> bytes:
     rec[:, 2], rec[:, 3] = y >> 8, y & 0xFF
     rec[:, 4] = a
     rec[:, 5] = t.quality
-    head = _VIEW.pack(t.finger_position, 0, t.image_quality, n)
+    head = _VIEW.pack(t.finger_position, view_number << 4, t.image_quality, n)
     ext = b"" if t.orientation is None else _field_area(t.orientation)
     return head + rec.tobytes() + _EXT.pack(len(ext)) + ext
 
@@ -175,7 +179,15 @@ def encode_views(templates: Sequence[FingerprintTemplate]) -> bytes:
     ppcm = ppi_to_ppcm(first.resolution_ppi)
     if not 0 < ppcm <= 0xFFFF:
         raise _error(f"resolution {first.resolution_ppi} ppi cannot be stored", "bad_resolution")
-    body = b"".join(_view_bytes(t) for t in templates)
+    # Each (finger position, view number) pair is unique in a record: views of one finger are
+    # numbered 0, 1, ... in order, and the 4-bit field holds 16 of them.
+    numbers = [
+        sum(u.finger_position == t.finger_position for u in templates[:i])
+        for i, t in enumerate(templates)
+    ]
+    if max(numbers) >= MAX_VIEWS_PER_FINGER:
+        raise _error(f"more than {MAX_VIEWS_PER_FINGER} views of one finger", "too_many_views")
+    body = b"".join(_view_bytes(t, n) for t, n in zip(templates, numbers, strict=True))
     length = _HEADER.size + len(body)
     head = _HEADER.pack(
         MAGIC, VERSION, length, 0, first.width, first.height, ppcm, ppcm, len(templates), 0

@@ -70,6 +70,22 @@ def test_multiple_views() -> None:
     assert iso.encode_views(views) == data
 
 
+def test_views_of_one_finger_are_numbered() -> None:
+    """ISO/IEC 19794-2:2005: each (finger position, view number) pair is unique in a record;
+    every view used to be written as view 0."""
+    a, b = _template(), _template(2, finger_position=7)
+    data = iso.encode_views([a, b, a, a])
+    offsets, pos = [], 24
+    for v in iso.decode_all(data):
+        offsets.append(pos)
+        pos = len(iso.encode(v)) - 24 + pos
+    assert [(data[o], data[o + 1] >> 4) for o in offsets] == [(2, 0), (7, 0), (2, 1), (2, 2)]
+    assert iso.encode_views(iso.decode_all(data)) == data
+    with pytest.raises(TemplateFormatError) as e:
+        iso.encode_views([a] * (iso.MAX_VIEWS_PER_FINGER + 1))
+    assert e.value.reason == "too_many_views"
+
+
 def test_encode_rejects_bad_view_sets() -> None:
     with pytest.raises(TemplateFormatError) as e:
         iso.encode_views([])
