@@ -102,3 +102,5 @@ def describe(data: bytes) -> dict[str, Any]:
         return _certificate(x509.load_der_x509_certificate(text))
     except (ValueError, KeyError, TypeError, binascii.Error, x509.ExtensionNotFound) as exc:
         raise PkiInputError(f"not a recognised PKI file: {exc}", reason=reasons.MALFORMED) from None
+    except RecursionError:  # JSON nested deeper than the parser's stack
+        raise PkiInputError("not a recognised PKI file", reason=reasons.MALFORMED) from None

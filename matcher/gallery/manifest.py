@@ -134,7 +134,7 @@ def decode(data: bytes) -> Manifest:
             tombstone_count=int(body["tombstone_count"]),
             user=dict(body["user"]),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise GalleryCorruptError(
             f"manifest does not parse: {exc}", reason="corrupt_manifest"
         ) from exc

@@ -207,3 +207,14 @@ def test_canonical_json_round_trips(value: Any) -> None:
     data = canonical_json(value)
     assert parse_canonical(data) == value
     assert canonical_json(json.loads(data)) == data
+
+
+def test_describe_refuses_deeply_nested_json() -> None:
+    """`bdx pki show` of a token whose JSON nests past the parser's stack: malformed, not a
+    RecursionError traceback."""
+    from certs.pki.describe import describe
+
+    deep = base64.urlsafe_b64encode(b"[" * 100_000 + b"]" * 100_000).rstrip(b"=")
+    with pytest.raises(PkiInputError) as exc:
+        describe(deep + b".e30.AAAA")
+    assert exc.value.reason == "malformed"

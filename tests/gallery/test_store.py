@@ -225,6 +225,9 @@ def test_corrupt_manifest(tmp_path: Path) -> None:
     path.write_bytes(b"{not json")
     with pytest.raises(GalleryCorruptError):
         Gallery.open(tmp_path)
+    path.write_bytes(b"[" * 100_000 + b"]" * 100_000)  # past the JSON parser's stack
+    with pytest.raises(GalleryCorruptError):
+        Gallery.open(tmp_path)
 
 
 def test_corrupt_segment_bad_checksum(tmp_path: Path) -> None:
