@@ -342,6 +342,31 @@ def test_vkey_gives_the_audit_keys_from_the_pki(
     assert code == 5 and "[revoked]" in err
 
 
+def test_vkey_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`vkey --json` (it had none) gives the member, the key's purpose and the vkey text that
+    plain `vkey` prints; a refusal under --json prints nothing on stdout, one line on stderr."""
+    from certs.pki.ca import CertificateAuthority
+
+    out = tmp_path / "region"
+    assert bdx(capsys, "bootstrap", "--countries", "TH,ID", "--out", str(out))[0] == 0
+    anchors = [
+        *("--trust-list", str(out / "trust-list.jws"), "--root", str(out / "root.pem")),
+        *("--crl", str(out / "crl.pem")),
+    ]
+    for extra, purpose in (([], "note"), (["--witness"], "cosignature")):
+        code, plain, err = bdx(capsys, "vkey", "--country", "th", *extra, *anchors)
+        assert code == 0, err
+        code, shown, err = bdx(capsys, "vkey", "--country", "th", *extra, *anchors, "--json")
+        assert code == 0, err
+        assert json.loads(shown) == {"country": "TH", "purpose": purpose, "vkey": plain.strip()}
+    ca = CertificateAuthority.open(out / "ca")
+    ca.revoke(load_certificate(out / "nodes" / "th" / "signing.pem"))
+    (out / "crl.pem").write_bytes(crl_pem(ca.crl()))
+    code, shown, err = bdx(capsys, "vkey", "--country", "TH", *anchors, "--json")
+    assert (code, shown) == (5, "") and err.rstrip().endswith("[revoked]"), err
+    assert len(err.splitlines()) == 1
+
+
 def test_outputs_in_new_folders_and_no_phantom_state(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,16 +17,25 @@ app = typer.Typer(help="Create, migrate and inspect the node database.", no_args
 def upgrade(
     config: ConfigOption = None,
     revision: Annotated[str, typer.Option(help="target revision")] = "head",
+    json: JsonOption = False,
 ) -> None:
-    """Apply the migrations up to REVISION (default: the latest). Safe to repeat."""
+    """Apply the migrations up to REVISION (default: the latest). Safe to repeat.
+
+    With --json: {"previous", "current", "head"}: the revision before (null for an empty
+    database), after, and the latest one this bdx ships.
+    """
     settings = settings_from(config)
     engine = create_db_engine(settings.db_url)
     try:
         with reachable(engine):
-            migrate.upgrade(engine, revision)
-            typer.echo(f"database at revision {migrate.current_revision(engine)}")
+            previous = migrate.upgrade(engine, revision)
+            now, head = migrate.current_revision(engine), migrate.head_revision(engine)
     finally:
         engine.dispose()
+    if json:
+        print_json({"previous": previous, "current": now, "head": head})
+    else:
+        typer.echo(f"database at revision {now}")
 
 
 @app.command()

@@ -38,6 +38,7 @@ from certs.pki.keys import (
 )
 from certs.pki.names import validate_country
 from certs.pki.revocation import crl_pem
+from certs.translog.keys import Purpose
 from node.cli._common import no_progress, progress_console, writable_folder, writable_output
 
 #: Longest validity or update interval accepted (days): 100 years, far beyond any sane value and
@@ -281,18 +282,26 @@ def vkey(
     witness: Annotated[
         bool, typer.Option("--witness", help="Its witness key (cosignatures), not its log key.")
     ] = False,
+    as_json: JsonOut = False,
 ) -> None:
     """Print a member's exchange-log verifier key (or, with --witness, its witness key) from
     its signing certificate in the validated trust list: the keys that bdx audit verify takes
-    (--log-key, --witness-key), from the region's PKI rather than from the audited node."""
+    (--log-key, --witness-key), from the region's PKI rather than from the audited node.
+
+    With --json: {"country", "purpose" ("note" for the log key, "cosignature" for the witness
+    key), "vkey" (the text printed without --json)}.
+    """
     from node.exchange.witnessing import peer_log_key, peer_witness_key
 
     anchors = TrustAnchors.load(root, trust_list, crl)
     cc = validate_country(country)
-    if witness:
-        typer.echo(peer_witness_key(anchors, cc).to_vkey("cosignature"))
+    purpose: Purpose = "cosignature" if witness else "note"
+    key = peer_witness_key(anchors, cc) if witness else peer_log_key(anchors, cc)
+    vkey = key.to_vkey(purpose)
+    if as_json:
+        _emit({"country": cc, "purpose": purpose, "vkey": vkey}, as_json=True)
     else:
-        typer.echo(peer_log_key(anchors, cc).to_vkey("note"))
+        typer.echo(vkey)
 
 
 @app.command()

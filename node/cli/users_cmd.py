@@ -23,12 +23,26 @@ def add(
     name: Annotated[str, typer.Argument(help="login name: a-z 0-9 . _ -")],
     role: Annotated[Role, typer.Option(help="what the user may do")],
     config: ConfigOption = None,
+    json: JsonOption = False,
 ) -> None:
-    """Create a user with one role (officer, operator, auditor or admin)."""
+    """Create a user with one role (officer, operator, auditor or admin).
+
+    With --json: {"name", "role", "active", "created_at"} (as in `bdx users list --json`); no
+    token is made: `bdx users token` issues one.
+    """
     settings = settings_from(config)
     with session_for(settings) as session:
         user = UserService(session).add_user(name, role, actor=local_actor())
-        typer.echo(f"added {user.name} ({user.role.value})")
+        added = {
+            "name": user.name,
+            "role": user.role.value,
+            "active": user.active,
+            "created_at": user.created_at.isoformat(),
+        }
+    if json:
+        print_json(added)
+    else:
+        typer.echo(f"added {added['name']} ({added['role']})")
 
 
 @app.command()
@@ -72,12 +86,24 @@ def token(
 def revoke_token(
     token_id: Annotated[str, typer.Argument(help="the token id from `bdx users list`")],
     config: ConfigOption = None,
+    json: JsonOption = False,
 ) -> None:
-    """Revoke an API token at once."""
+    """Revoke an API token at once (again: no change, its first revocation time stays).
+
+    With --json: {"token_id", "user", "revoked_at"}.
+    """
     settings = settings_from(config)
     with session_for(settings) as session:
         row = UserService(session).revoke_token(token_id, actor=local_actor())
-        typer.echo(f"revoked {row.token_id}")
+        revoked = {
+            "token_id": row.token_id,
+            "user": row.user.name,
+            "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        }
+    if json:
+        print_json(revoked)
+    else:
+        typer.echo(f"revoked {revoked['token_id']}")
 
 
 @app.command("list")
@@ -116,9 +142,17 @@ def list_users(config: ConfigOption = None, json: JsonOption = False) -> None:
 def disable(
     name: Annotated[str, typer.Argument(help="the user to disable")],
     config: ConfigOption = None,
+    json: JsonOption = False,
 ) -> None:
-    """Disable a user: every token of theirs stops working at once."""
+    """Disable a user: every token of theirs stops working at once.
+
+    With --json: {"name", "role", "active": false}.
+    """
     settings = settings_from(config)
     with session_for(settings) as session:
-        UserService(session).disable_user(name, actor=local_actor())
-        typer.echo(f"disabled {name}")
+        user = UserService(session).disable_user(name, actor=local_actor())
+        disabled = {"name": user.name, "role": user.role.value, "active": user.active}
+    if json:
+        print_json(disabled)
+    else:
+        typer.echo(f"disabled {disabled['name']}")

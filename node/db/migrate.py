@@ -30,21 +30,23 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (idempotent). An unknown revision is a
-    ``ConfigError`` (``unknown_revision``). Two upgrades at once take turns: on PostgreSQL
-    an advisory lock in the migrations' transaction (``env.py``), on a SQLite file a lock
-    file beside it (two racing batch migrations left a stray ``_alembic_tmp_`` table)."""
+def upgrade(engine: Engine, revision: str = "head") -> str | None:
+    """Bring the schema up to ``revision`` (idempotent); return the revision it was at before
+    (``None``: empty). An unknown revision is a ``ConfigError`` (``unknown_revision``). Two
+    upgrades at once take turns: on PostgreSQL an advisory lock in the migrations'
+    transaction (``env.py``), on a SQLite file a lock file beside it (two racing batch
+    migrations left a stray ``_alembic_tmp_`` table)."""
     try:
         with _sqlite_file_lock(engine):
             # Inside the lock: a fresh file's first connection switches it to WAL, which fails
             # at once ("database is locked", no busy wait) while the other upgrade migrates.
-            _refuse_unknown_current(engine)
+            previous = _refuse_unknown_current(engine)
             command.upgrade(alembic_config(engine), revision)
     except CommandError as exc:
         raise ConfigError(
             f"cannot upgrade to {revision!r}: {exc}", reason="unknown_revision"
         ) from None
+    return previous
 
 
 @contextmanager
@@ -58,9 +60,9 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
         yield
 
 
-def _refuse_unknown_current(engine: Engine) -> None:
-    """A database at a revision this bdx does not ship was upgraded by a newer bdx: say so
-    (``bdx db upgrade`` cannot help)."""
+def _refuse_unknown_current(engine: Engine) -> str | None:
+    """The database's revision; a revision this bdx does not ship was upgraded by a newer bdx:
+    say so (``bdx db upgrade`` cannot help)."""
     current = current_revision(engine)
     if current is not None and not known_revision(engine, current):
         raise ConfigError(
@@ -68,6 +70,7 @@ def _refuse_unknown_current(engine: Engine) -> None:
             f"{head_revision(engine)}): a newer bdx upgraded it; run that version",
             reason="schema_too_new",
         )
+    return current
 
 
 def known_revision(engine: Engine, revision: str) -> bool:

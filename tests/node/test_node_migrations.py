@@ -105,6 +105,26 @@ def test_db_cli_upgrade_and_current(
     assert code == 2 and "[unknown_revision]" in err and len(err.strip().splitlines()) == 1
 
 
+def test_db_cli_upgrade_json(
+    fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bdx db upgrade --json` prints the revisions before and after and the latest one (it had
+    no --json); a refused upgrade under --json prints nothing on stdout, one line on stderr."""
+    monkeypatch.setenv("BDX_DATABASE_URL", fresh_db_url)
+    engine = create_db_engine(fresh_db_url)
+    try:
+        head = head_revision(engine)
+    finally:
+        engine.dispose()
+    code, out, _ = run_cli(["db", "upgrade", "--revision", "0005", "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"previous": None, "current": "0005", "head": head}
+    code, out, _ = run_cli(["db", "upgrade", "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"previous": "0005", "current": head, "head": head}
+    code, out, err = run_cli(["db", "upgrade", "--revision", "bogus", "--json"], capsys)
+    assert (code, out) == (2, "") and err.rstrip().endswith("[unknown_revision]"), err
+    assert len(err.splitlines()) == 1
+
+
 def test_a_database_a_newer_bdx_upgraded_is_named_so(
     fresh_db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -182,6 +182,41 @@ def test_users_cli(
     assert "disabled" in out
 
 
+def test_users_cli_json(
+    session: Session,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`users add`, `disable` and `revoke-token` print one JSON object under --json (they had
+    no --json); `add` prints no token, and a refusal under --json is the usual one line on
+    stderr with nothing on stdout."""
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    code, out, _ = cli(["users", "add", "anna", "--role", "officer", "--json"], capsys)
+    added = json.loads(out)
+    assert code == 0 and set(added) == {"name", "role", "active", "created_at"}
+    assert (added["name"], added["role"], added["active"]) == ("anna", "officer", True)
+    assert datetime.fromisoformat(added["created_at"])
+    code, out, err = cli(["users", "add", "anna", "--role", "admin", "--json"], capsys)
+    assert (code, out) == (3, "") and err.rstrip().endswith("[user_exists]"), err
+    assert len(err.splitlines()) == 1
+
+    code, out, _ = cli(["users", "token", "anna", "--json"], capsys)
+    token_id = json.loads(out)["token_id"]
+    code, out, _ = cli(["users", "revoke-token", token_id, "--json"], capsys)
+    revoked = json.loads(out)
+    assert code == 0 and set(revoked) == {"token_id", "user", "revoked_at"}
+    assert (revoked["token_id"], revoked["user"]) == (token_id, "anna")
+    assert datetime.fromisoformat(revoked["revoked_at"])
+    code, out, err = cli(["users", "revoke-token", "0123456789abcdef", "--json"], capsys)
+    assert (code, out) == (4, "") and err.rstrip().endswith("[unknown_token]"), err
+
+    code, out, _ = cli(["users", "disable", "anna", "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"name": "anna", "role": "officer", "active": False}
+    code, out, err = cli(["users", "disable", "ghost", "--json"], capsys)
+    assert (code, out) == (4, "") and err.rstrip().endswith("[unknown_user]"), err
+
+
 @pytest.mark.parametrize(
     ("args", "code", "reason"),
     [
