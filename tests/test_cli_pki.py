@@ -46,7 +46,7 @@ def test_ca_workflow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     code, out, _ = bdx(
         capsys,
         "init-ca",
-        "--country-name",
+        "--country",
         "TH",
         "--out",
         str(ca),
@@ -156,7 +156,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         bdx(
             capsys,
             "init-ca",
-            "--country-name",
+            "--country",
             "TH",
             "--out",
             str(ca),
@@ -167,11 +167,11 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     )
     cases = [
         (
-            ["init-ca", "--country-name", "Thailand", "--out", str(tmp_path / "x")],
+            ["init-ca", "--country", "Thailand", "--out", str(tmp_path / "x")],
             3,
             "invalid_country",
         ),
-        (["init-ca", "--country-name", "TH", "--out", str(ca)], 5, "file_exists"),
+        (["init-ca", "--country", "TH", "--out", str(ca)], 5, "file_exists"),
         (["crl", "--ca", str(ca), "--out", str(tmp_path / "c.pem")], 5, "passphrase_required"),
         (["crl", "--ca", str(tmp_path), "--out", str(tmp_path / "c.pem")], 3, "not_a_ca"),
         (["request", "--country", "ID", "--kind", "tls", "--out", str(tmp_path)], 3, "bad_csr"),
@@ -182,7 +182,7 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         (["bootstrap", "--countries", "TH,TH", "--out", str(tmp_path / "r")], 2, "distinct"),
         # were OverflowError / FileNotFoundError tracebacks
         (
-            ["init-ca", "--country-name", "TH", "--out", str(tmp_path / "y"), "--days", "9999999"],
+            ["init-ca", "--country", "TH", "--out", str(tmp_path / "y"), "--days", "9999999"],
             2,
             "36500",
         ),
@@ -367,6 +367,29 @@ def test_vkey_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(err.splitlines()) == 1
 
 
+def test_init_ca_takes_country_as_the_other_commands_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`init-ca` took `--country-name` where `request` and `vkey` take `--country`: `--country`
+    now, the old spelling kept (hidden from --help, with a warning on stderr); both, or
+    neither, is a usage error."""
+    code, out, err = bdx(capsys, "init-ca", "--country", "TH", "--out", str(tmp_path / "a"))
+    assert code == 0 and "C=TH" in out and err == "", err
+    code, help_text, _ = bdx(capsys, "init-ca", "--help")
+    assert code == 0 and "--country" in help_text and "--country-name" not in help_text
+    old = ["init-ca", "--country-name", "TH", "--out", str(tmp_path / "b"), "--json"]
+    code, out, err = bdx(capsys, *old)
+    assert code == 0 and json.loads(out)["type"] == "certificate", err
+    assert err == "bdx: warning: --country-name is deprecated; use --country\n"
+    for args in (
+        ["init-ca", "--country", "TH", "--country-name", "TH", "--out", str(tmp_path / "c")],
+        ["init-ca", "--out", str(tmp_path / "d")],
+    ):
+        code, _, err = bdx(capsys, *args)
+        assert code == 2 and "--country" in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
 def test_outputs_in_new_folders_and_no_phantom_state(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -376,7 +399,7 @@ def test_outputs_in_new_folders_and_no_phantom_state(
     pw.write_text("s3cret\n")
     ca = tmp_path / "ca"
     common = ["--passphrase-file", str(pw)]
-    assert bdx(capsys, "init-ca", "--country-name", "TH", "--out", str(ca), *common)[0] == 0
+    assert bdx(capsys, "init-ca", "--country", "TH", "--out", str(ca), *common)[0] == 0
     node = tmp_path / "th"
     for kind in ("tls", "signing"):
         extra = ["--ip", "127.0.0.1"] if kind == "tls" else []
@@ -423,7 +446,7 @@ def test_an_output_folder_that_cannot_be_made_is_a_usage_error(
     blocked.write_text("")
     for out in (blocked, blocked / "sub"):
         for args in (
-            ["init-ca", "--country-name", "TH"],
+            ["init-ca", "--country", "TH"],
             ["request", "--country", "TH", "--kind", "tls", "--ip", "127.0.0.1"],
             ["bootstrap", "--countries", "TH,MY"],
         ):

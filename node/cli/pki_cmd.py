@@ -2,7 +2,7 @@
 
 Typical flow (see ``bdx pki bootstrap`` for a whole demo region in one command)::
 
-    bdx pki init-ca --country-name TH --out ca/ [--passphrase-file pw]
+    bdx pki init-ca --country TH --out ca/ [--passphrase-file pw]
     bdx pki request --country ID --node-name bdx-id --kind tls --dns node-id --out id/
     bdx pki issue --ca ca/ --csr id/id-tls.csr --kind tls --days 365 --out id/id-tls.pem
     bdx pki trust-list --ca ca/ --member ID=id/id-tls.pem,id/id-signing.pem --out tl.jws
@@ -21,6 +21,7 @@ import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from rich.progress import Progress
+from typer._click.exceptions import MissingParameter
 
 from certs.pki import CertificateAuthority, CsrBuilder, TrustAnchors, Usage
 from certs.pki.bootstrap import Region, make_node, write_region
@@ -80,19 +81,41 @@ def _emit(data: dict[str, Any], as_json: bool) -> None:
             typer.echo(f"{key}: {value}")
 
 
+def _ca_country(country: str | None, country_name: str | None) -> str:
+    """The root's country from ``--country``, or from ``--country-name``, its spelling before
+    the other commands' ``--country`` was taken up (kept for scripts; a warning on stderr)."""
+    if country is not None and country_name is not None:
+        raise typer.BadParameter(
+            "give --country only (--country-name is its old spelling)", param_hint="--country"
+        )
+    if country_name is not None:
+        typer.echo("bdx: warning: --country-name is deprecated; use --country", err=True)
+        return country_name
+    if country is None:
+        raise MissingParameter(param_hint="'--country'", param_type="option")
+    return country
+
+
 @app.command("init-ca")
 def init_ca(
-    country_name: Annotated[str, typer.Option(help="Country (C=) of the root CA, e.g. TH.")],
     out: Annotated[Path, typer.Option(help="New CA directory.")],
+    country: Annotated[
+        str | None,
+        typer.Option(help="Country (C=) of the root CA, ISO 3166-1 alpha-2, e.g. TH. Required."),
+    ] = None,
     common_name: Annotated[str, typer.Option(help="CN of the root.")] = "bdx regional root CA",
     days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="Root validity in days.")] = 3650,
     passphrase_file: PassFile = None,
     as_json: JsonOut = False,
+    country_name: Annotated[
+        str | None, typer.Option("--country-name", hidden=True, help="Deprecated: --country.")
+    ] = None,
 ) -> None:
     """Create the regional root CA (key 0600, self-signed certificate, state)."""
+    code = _ca_country(country, country_name)
     writable_folder(out)
     ca = CertificateAuthority.create(
-        country_name,
+        code,
         directory=out,
         common_name=common_name,
         passphrase=_passphrase(passphrase_file),
