@@ -17,8 +17,12 @@ app = typer.Typer(
     help="Per-country exchange rules: validate, explain, compare.", no_args_is_help=True
 )
 
+#: Where ``--rules`` is read from when not given: the variable the node's ``policy_file``
+#: setting reads, then ``BDX_POLICY``, the name ``bdx policy`` read before (kept for scripts).
+RULES_ENV = ["BDX_POLICY_FILE", "BDX_POLICY"]
 RulesOpt = Annotated[
-    Path, typer.Option("--rules", "-r", help="The node's rules file (TOML).", envvar="BDX_POLICY")
+    Path,
+    typer.Option("--rules", "-r", help="The node's rules file (TOML).", envvar=RULES_ENV),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 

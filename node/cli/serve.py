@@ -191,9 +191,11 @@ def _warn_if_exposed(settings: Settings) -> None:
 
 
 #: BDX_* variables that are not settings but are read elsewhere (the CLI's token and config
-#: file, the rules file of ``bdx policy``, the test database, the load's worker signal).
+#: file, the test database, the load's worker signal). Not BDX_POLICY: ``bdx policy`` reads the
+#: ``policy_file`` setting's BDX_POLICY_FILE, that old name only in its absence, and the node
+#: never read it, so a node's environment holding it is named like a misspelt setting.
 OTHER_VARIABLES = frozenset(
-    {"BDX_CONFIG", "BDX_TOKEN", "BDX_POLICY", "BDX_TEST_DATABASE_URL", PARENT_IGNORES_CTRL_C}
+    {"BDX_CONFIG", "BDX_TOKEN", "BDX_TEST_DATABASE_URL", PARENT_IGNORES_CTRL_C}
 )
 
 

@@ -355,10 +355,15 @@ def test_plain_http_beyond_loopback_is_warned_about(tmp_path: Path) -> None:
 
 def test_a_variable_no_setting_reads_is_named(tmp_path: Path) -> None:
     """``BDX_ENVIRONMNET=production`` (misspelt) started a development node without a word;
-    the warning names the variable, never its value."""
+    the warning names the variable, never its value. So did ``BDX_POLICY``, which the node
+    never read (its rules file is ``BDX_POLICY_FILE``; ``bdx policy`` reads both)."""
     err = started_output(
-        tmp_path, "127.0.0.1", BDX_ENVIRONMNET="production", BDX_TOKEN="bdx_secret-token"
+        tmp_path,
+        "127.0.0.1",
+        BDX_ENVIRONMNET="production",
+        BDX_TOKEN="bdx_secret-token",
+        BDX_POLICY="/srv/secret-rules.toml",
     )
     warnings = [line for line in err.splitlines() if "warning" in line]
-    assert warnings == ["bdx: warning: no setting reads BDX_ENVIRONMNET"]
+    assert warnings == ["bdx: warning: no setting reads BDX_ENVIRONMNET, BDX_POLICY"]
     assert "production" not in err and "secret" not in err

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -52,13 +53,39 @@ def test_diff_classifies_hours_of_service_by_the_time_covered() -> None:
     )
 
 
-def _bdx(*args: str) -> subprocess.CompletedProcess[str]:
+def _bdx(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``bdx ARGS``; with ``env``, BDX_POLICY_FILE and BDX_POLICY are only as it sets them."""
+    environ = None
+    if env is not None:
+        environ = {
+            k: v for k, v in os.environ.items() if k not in ("BDX_POLICY_FILE", "BDX_POLICY")
+        }
+        environ.update(env)
     return subprocess.run(
         [sys.executable, "-c", "from node.cli import main; main()", *args],
         capture_output=True,
         text=True,
         check=False,
+        env=environ,
     )
+
+
+def test_cli_reads_the_rules_file_the_node_reads(tmp_path: Path) -> None:
+    """`bdx policy` read $BDX_POLICY while the node reads $BDX_POLICY_FILE: a node's own
+    environment gave `bdx policy validate` no rules file (exit 2). BDX_POLICY_FILE now, then
+    BDX_POLICY as before."""
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(RULES)
+    bad.write_text("version = 'x'\ncountry = 'Thailand'\n")
+    for env, code in (
+        ({"BDX_POLICY_FILE": str(good)}, 0),
+        ({"BDX_POLICY": str(good)}, 0),
+        ({"BDX_POLICY_FILE": str(good), "BDX_POLICY": str(bad)}, 0),
+        ({"BDX_POLICY_FILE": str(bad), "BDX_POLICY": str(good)}, 3),
+    ):
+        res = _bdx("policy", "validate", "--json", env=env)
+        assert res.returncode == code, (env, res.stderr)
+        assert json.loads(res.stdout)["valid"] is (code == 0)
 
 
 def test_cli_check_explains(tmp_path: Path) -> None:
