@@ -135,7 +135,15 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(None, description="exchange rules (TOML, `bdx policy`)")
     peers: dict[CountryCode, str] = Field(default_factory=dict, description="country -> URL")
     hit_secret_file: Path | None = Field(None, description="default: data_dir/hit-secret.key")
-    replay_window_s: int = Field(300, ge=10, le=3600, description="query freshness window")
+    replay_window_s: int = Field(
+        300,
+        ge=10,
+        le=3600,
+        description=(
+            "accepted clock difference to peers: query freshness and reply times"
+            " (witness cosignatures keep 300 s)"
+        ),
+    )
     # A query is a TLS handshake, a search and a signed reply: under 1 s every peer would time out.
     peer_timeout_s: float = Field(
         30.0, ge=1, le=300, allow_inf_nan=False, description="deadline of a peer query"

@@ -33,7 +33,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import anyio.to_thread
@@ -172,6 +172,7 @@ class Requester:
         exchange_log: ExchangeLog,
         timeout: float = params.PEER_TIMEOUT_SECONDS,
         pooled: bool = False,
+        clock_window: timedelta = params.REPLAY_WINDOW,
     ) -> None:
         self.country = country
         self.trust = trust
@@ -181,6 +182,9 @@ class Requester:
         self.log = exchange_log
         self.timeout = timeout
         self.pooled = pooled
+        #: Accepted clock difference to a peer (the node's ``replay_window_s``, as its
+        #: responder accepts queries): a reply dated outside it is invalid.
+        self.clock_window = clock_window
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Pooled]] = (
             weakref.WeakKeyDictionary()
         )
@@ -453,8 +457,8 @@ class Requester:
             raise InvalidReplyError("the reply is addressed to another node")
         # Made after the query and before now, give or take the clocks' accepted difference:
         # the reply's time goes into the exchange log as the peer's answer time.
-        earliest = query.created - params.REPLAY_WINDOW
-        if not earliest <= reply.created <= datetime.now(UTC) + params.REPLAY_WINDOW:
+        earliest = query.created - self.clock_window
+        if not earliest <= reply.created <= datetime.now(UTC) + self.clock_window:
             raise InvalidReplyError("the reply's time is outside the accepted clock difference")
         return reply
 

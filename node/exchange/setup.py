@@ -263,6 +263,7 @@ def _assemble(
         exchange_log=elog,
         timeout=settings.peer_timeout_s,
         pooled=True,
+        clock_window=timedelta(seconds=settings.replay_window_s),
     )
     peers = {cc: Peer(cc, url) for cc, url in settings.peers.items()}
     witness = WitnessService.create(engine, creds, elog)

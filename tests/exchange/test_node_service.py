@@ -871,6 +871,35 @@ def test_a_peer_probe_recorded_at_1000_ppi_finds_its_mate(
     assert got["outcome"] == "hit", got
 
 
+def test_the_replay_window_setting_is_the_clock_difference_both_ways(
+    region: Any, fingers: list[list[FingerprintTemplate]], tmp_path: Path
+) -> None:
+    """With replay_window_s = 1800 on both nodes and ID's clock 10 minutes ahead, ID accepted
+    TH's query, charged its quota and logged a hit, while TH threw the reply away as
+    invalid_reply: its reply-time check used a fixed 5 minutes."""
+    from datetime import UTC, datetime, timedelta
+
+    _, root = region
+    ports = {cc: (_port(), _port()) for cc in ("TH", "ID")}
+    urls = {cc: f"https://127.0.0.1:{p}" for cc, (_, p) in ports.items()}
+    handles: dict[str, ServiceNode] = {}
+    try:
+        for cc, other in (("TH", "ID"), ("ID", "TH")):
+            handles[cc] = start_service_node(
+                tmp_path, root, cc, *ports[cc], {other: urls[other]}, replay_window_s=1800
+            )
+        handles["ID"].enrol(["id-0"], [fingers[0][0]])
+        responder = handles["ID"].exchange.responder
+        responder.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
+        result = by_peer(officer_query(handles["TH"], ["ID"], fingers[0][1]))["ID"]
+        assert (result["status"], result["outcome"]) == ("answered", "hit"), result
+    finally:
+        for h in handles.values():
+            h.pair.stop()
+        for h in handles.values():
+            h.stop()
+
+
 def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(
     nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
 ) -> None:
