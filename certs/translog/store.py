@@ -453,7 +453,9 @@ class TransparencyLog:
         latest = self.latest_checkpoint()
         if latest is not None:
             age_s = self._clock() - latest.checkpoint.timestamp_ms / 1000
-            if latest.checkpoint.size == self.size() and age_s < max_age_s:
+            # A negative age is a clock set back after the last checkpoint: due, or an idle
+            # log would issue none until the clock caught up.
+            if latest.checkpoint.size == self.size() and 0 <= age_s < max_age_s:
                 return None
         return self.issue_checkpoint()
 

@@ -23,9 +23,11 @@ from certs.translog.errors import (
     OriginMismatchError,
     ProofError,
     RollbackError,
+    SignatureError,
     SplitViewError,
 )
 from certs.translog.keys import SigningKey, VerifyingKey
+from certs.translog.params import CLOCK_SKEW_S
 
 
 def check_views(
@@ -144,7 +146,16 @@ class Witness:
         signed = SignedCheckpoint.from_bytes(checkpoint)
         signed.verify(log_key)
         new = signed.checkpoint
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        clock = self._clock()
+        now = datetime.fromtimestamp(clock, UTC)
+        # A checkpoint's time bounds when its entries were logged: one dated ahead of this
+        # witness's clock (beyond the skew cosignatures are allowed) would vouch for a time
+        # that has not come yet.
+        if new.timestamp_ms / 1000 > clock + CLOCK_SKEW_S:
+            raise SignatureError(
+                f"checkpoint {new.size} is dated ahead of this witness's clock",
+                reason="bad_timestamp",
+            )
         with self._engine.connect() as conn, conn.begin():
             seen = self._lock_origin(conn, new.origin, now)
             last = self.latest(new.origin, conn) if seen else None
@@ -161,6 +172,15 @@ class Witness:
                     raise RollbackError(
                         f"log {new.origin} presented size {new.size} after "
                         f"size {last.checkpoint.size} was cosigned"
+                    )
+                # A larger tree dated before the last cosigned one would backdate entries.
+                if new.size > last.checkpoint.size and (
+                    new.timestamp_ms < last.checkpoint.timestamp_ms
+                ):
+                    raise SignatureError(
+                        f"checkpoint {new.size} is dated before checkpoint "
+                        f"{last.checkpoint.size}, cosigned earlier",
+                        reason="bad_timestamp",
                     )
                 # ``last`` was verified when it was cosigned; the log's key may have been
                 # renewed since (a new signing certificate), so only the new one is verified.

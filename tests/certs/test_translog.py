@@ -399,6 +399,42 @@ def test_witness_cosigns_only_consistent_growth(
         log.add_cosignature(unknown, cosign(unknown, wkey, int(clock())), wkey.verifying_key())
 
 
+def test_a_witness_refuses_checkpoints_dated_ahead_of_its_clock_or_backdated(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    """A checkpoint's time bounds when its entries were logged. A witness cosigned (and
+    stored) checkpoints dated in 2100 and, after them, a larger tree dated in 1970."""
+    wkey = witness_key("witness.fr/w1")
+    witness_time = Clock(clock() - 3_600)  # the log's clock runs an hour ahead
+    witness = Witness(engine, wkey, clock=witness_time)
+    log.append_many([event(i) for i in range(3)])
+    ahead = log.issue_checkpoint()
+    with pytest.raises(SignatureError) as err:
+        witness.cosign(ahead.to_bytes(), log.verifying_key)
+    assert err.value.reason == "bad_timestamp" and witness.latest(LOG_NAME) is None
+    witness_time.advance(3_600 - 60)  # within the allowed skew: cosigned
+    witness.cosign(ahead.to_bytes(), log.verifying_key)
+    clock.advance(-600)  # the log's clock set back: a larger tree dated before it
+    log.append(event(3))
+    backdated = log.issue_checkpoint()
+    with pytest.raises(SignatureError) as err:
+        witness.cosign(backdated.to_bytes(), log.verifying_key, log.consistency_proof(3, 4), 3)
+    assert err.value.reason == "bad_timestamp"
+    assert witness.latest(LOG_NAME) == SignedCheckpoint.from_bytes(ahead.to_bytes())
+
+
+def test_an_idle_log_whose_clock_was_set_back_issues_its_next_checkpoint(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    """After a clock set forward was corrected, the last checkpoint's age was negative and an
+    idle log issued no checkpoint until the clock caught up (years, for a clock in 2100)."""
+    log.append(event(0))
+    log.issue_checkpoint()
+    clock.advance(-86_400)
+    assert log.maybe_issue_checkpoint(60) is not None
+    assert log.maybe_issue_checkpoint(60) is None  # now fresh
+
+
 @pytest.mark.parametrize("stamp", [-1, 1 << 63])
 def test_a_cosignature_time_out_of_range_is_refused_and_a_stored_one_is_passed_over(
     log: TransparencyLog, engine: Engine, clock: Clock, stamp: int
