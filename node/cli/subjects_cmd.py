@@ -71,7 +71,8 @@ def list_(
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List subjects with their number of records, oldest first, one page at a time."""
+    """List subjects with their number of records and state (active, or deleting: a
+    deletion that has begun and not finished), oldest first, one page at a time."""
     with _client(token, token_file, url, ca_file, config) as client:
         page = client.call(
             "GET", "/subjects", params={"limit": limit, "after": after}, what="the listing"
@@ -81,7 +82,7 @@ def list_(
         return
     for item in page["items"]:
         who = printable(item["external_id"])
-        typer.echo(f"{who}\t{item['records']} records\t{item['created_at']}")
+        typer.echo(f"{who}\t{item['records']} records\t{item['created_at']}\t{item['state']}")
     if page["next_after"] is not None:
         typer.echo(f"more: bdx subjects list --after {printable(page['next_after'])}", err=True)
 
@@ -102,7 +103,13 @@ def show(
     if json:
         print_json(subject)
         return
-    typer.echo(f"subject {printable(subject['external_id'])} (since {subject['created_at']})")
+    who = printable(subject["external_id"])
+    typer.echo(f"subject {who} (since {subject['created_at']})")
+    if subject["state"] == "deleting":
+        typer.echo(
+            "  deletion pending (the gallery could not be written): its records are out of "
+            "every search; `bdx subjects delete` again finishes it"
+        )
     for enc in subject["encounters"]:
         where = f"{printable(enc['external_id'] or '-')} from {printable(enc['source'] or '-')}"
         typer.echo(f"  encounter {where}")

@@ -86,6 +86,18 @@ class RecordRepository:
         ).group_by(TemplateRecord.modality, TemplateRecord.state, TemplateRecord.finger_position)
         return [(m, s, f, n) for m, s, f, n in self.session.execute(query)]
 
+    def subjects_in_state(self, subject_ids: Iterable[int], state: RecordState) -> set[int]:
+        """Which of these subjects hold a record in ``state``."""
+        ids = list(subject_ids)
+        if not ids:
+            return set()
+        query = (
+            select(TemplateRecord.subject_id)
+            .where(TemplateRecord.subject_id.in_(ids), TemplateRecord.state == state)
+            .distinct()
+        )
+        return set(self.session.scalars(query))
+
     def count_by_subject(self, subject_ids: Iterable[int]) -> dict[int, int]:
         ids = list(subject_ids)
         if not ids:

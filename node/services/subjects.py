@@ -5,6 +5,7 @@ Deleting a subject touches the gallery as well and lives in :mod:`node.services.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,11 +19,35 @@ from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
 
 
+class SubjectState(enum.StrEnum):
+    """Where a subject stands. ``active``: enrolled. ``deleting``: a deletion of the subject
+    has begun (audited, its records flagged ``deleting`` and out of every search) and not
+    finished, because the gallery could not be written: the same deletion sent again finishes
+    it. A subject whose deletion finished is not found."""
+
+    ACTIVE = "active"
+    DELETING = "deleting"
+
+
 @dataclass(frozen=True)
 class SubjectDetail:
     subject: Subject
     encounters: Sequence[Encounter]
     records: Sequence[TemplateRecord]
+
+    @property
+    def state(self) -> SubjectState:
+        deleting = any(r.state is RecordState.DELETING for r in self.records)
+        return SubjectState.DELETING if deleting else SubjectState.ACTIVE
+
+
+@dataclass(frozen=True)
+class SubjectListing:
+    """A subject of a page: its number of records and its state."""
+
+    subject: Subject
+    records: int
+    state: SubjectState
 
 
 @dataclass
@@ -40,11 +65,20 @@ class SubjectService:
         self.records = RecordRepository(session)
         self.audit = AuditRepository(session)
 
-    def page(self, *, limit: int, after_id: int = 0) -> list[tuple[Subject, int]]:
-        """Subjects with ``id > after_id`` in id order, each with its number of records."""
+    def page(self, *, limit: int, after_id: int = 0) -> list[SubjectListing]:
+        """Subjects with ``id > after_id`` in id order, each with its number of records and
+        its state."""
         subjects = self.subjects.page(limit=limit, after_id=after_id)
         counts = self.records.count_by_subject(s.id for s in subjects)
-        return [(s, counts.get(s.id, 0)) for s in subjects]
+        deleting = self.records.subjects_in_state((s.id for s in subjects), RecordState.DELETING)
+        return [
+            SubjectListing(
+                s,
+                counts.get(s.id, 0),
+                SubjectState.DELETING if s.id in deleting else SubjectState.ACTIVE,
+            )
+            for s in subjects
+        ]
 
     def _subject(self, external_id: str) -> Subject:
         subject = self.subjects.by_external_id(external_id)

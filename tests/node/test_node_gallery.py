@@ -103,6 +103,32 @@ def test_an_unwritable_gallery_is_503_and_a_retried_deletion_finishes(
     assert galleries.references() == set()
 
 
+def test_a_subject_whose_deletion_failed_shows_it_pending(
+    client: TestClient, operator: dict[str, str], finger_png: bytes, galleries: GallerySet
+) -> None:
+    """GET /subjects/{id} and the listing showed the subject of a deletion that answered 503
+    as an enrolled one, with nothing saying its deletion had begun, until a retry finished it."""
+    params = {"modality": "fingerprint", "finger_position": 2}
+    for subject in ("case-9", "case-10"):
+        assert enrol(client, operator, finger_png, subject=subject, **params).status_code == 201
+    (gallery,) = galleries.galleries().values()
+    blocker = _blocked(gallery.directory, f"tomb-{gallery.generation + 1:010d}.npy")
+    r = client.delete("/subjects/case-9", headers=operator)
+    assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
+    shown = client.get("/subjects/case-9", headers=operator).json()
+    assert shown["state"] == "deleting"
+    assert [record["state"] for record in shown["records"]] == ["deleting"]
+    assert client.get("/subjects/case-10", headers=operator).json()["state"] == "active"
+    listed = client.get("/subjects", headers=operator).json()["items"]
+    assert [(s["external_id"], s["state"]) for s in listed] == [
+        ("case-9", "deleting"),
+        ("case-10", "active"),
+    ]
+    blocker.rmdir()
+    assert client.delete("/subjects/case-9", headers=operator).status_code == 200
+    assert client.get("/subjects/case-9", headers=operator).status_code == 404
+
+
 def test_enrol_a_face(
     client: TestClient, operator: dict[str, str], face_png: bytes, galleries: GallerySet
 ) -> None:

@@ -83,6 +83,27 @@ def test_delete_needs_yes_off_a_terminal(
     assert code == 4
 
 
+def test_a_deletion_the_gallery_refused_shows_pending(
+    operator: list[str], galleries: GallerySet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`show` and `list` gave no sign that a subject's deletion had begun and failed."""
+    (gallery,) = galleries.galleries().values()
+    blocker = gallery.directory / f"tomb-{gallery.generation + 1:010d}.npy"
+    blocker.mkdir()  # the deletion's gallery write fails (EISDIR)
+    code, _, err = cli(["subjects", "delete", "case-1", "--yes", *operator], capsys)
+    assert code != 0 and "[storage_error]" in err
+    code, out, err = cli(["subjects", "show", "case-1", *operator], capsys)
+    assert code == 0 and out.splitlines()[1].startswith("  deletion pending"), out
+    code, out, _ = cli(["subjects", "list", *operator], capsys)
+    assert [line.split("\t")[::3] for line in out.splitlines()] == [
+        ["case-1", "deleting"],
+        ["case 2", "active"],
+    ]
+    blocker.rmdir()
+    code, _, err = cli(["subjects", "delete", "case-1", "--yes", *operator], capsys)
+    assert code == 0, err
+
+
 def test_refusals_have_exit_codes(
     operator: list[str], make_token: object, capsys: pytest.CaptureFixture[str]
 ) -> None:

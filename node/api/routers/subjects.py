@@ -36,10 +36,15 @@ def list_subjects(
 ) -> SubjectPage:
     rows = SubjectService(session).page(limit=limit, after_id=after)
     items = [
-        SubjectSummary(external_id=s.external_id, created_at=s.created_at, records=n)
-        for s, n in rows
+        SubjectSummary(
+            external_id=row.subject.external_id,
+            created_at=row.subject.created_at,
+            records=row.records,
+            state=row.state,
+        )
+        for row in rows
     ]
-    return SubjectPage(items=items, next_after=rows[-1][0].id if len(rows) == limit else None)
+    return SubjectPage(items=items, next_after=rows[-1].subject.id if len(rows) == limit else None)
 
 
 @router.get("/subjects/{external_id}")
@@ -48,6 +53,7 @@ def get_subject(external_id: str, operator: OperatorUser, session: SessionDep) -
     return SubjectOut(
         external_id=detail.subject.external_id,
         created_at=detail.subject.created_at,
+        state=detail.state,
         encounters=[EncounterOut.model_validate(e) for e in detail.encounters],
         records=[RecordOut.model_validate(r) for r in detail.records],
     )

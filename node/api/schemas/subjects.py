@@ -16,12 +16,20 @@ from pydantic import (
 from node.api.schemas.common import WireModel
 from node.db.models import Modality, RecordState
 from node.restrictions import SharingRestrictions
+from node.services.subjects import SubjectState
+
+_SUBJECT_STATE = (
+    "active: enrolled; deleting: a deletion has begun and not finished (the gallery could not "
+    "be written): its records are out of every search, and DELETE /subjects/{external_id} "
+    "again finishes it"
+)
 
 
 class SubjectSummary(BaseModel):
     external_id: str
     created_at: datetime
     records: int
+    state: SubjectState = Field(description=_SUBJECT_STATE)
 
 
 class SubjectPage(BaseModel):
@@ -64,6 +72,7 @@ class RecordOut(WireModel):
 class SubjectOut(BaseModel):
     external_id: str
     created_at: datetime
+    state: SubjectState = Field(description=_SUBJECT_STATE)
     encounters: list[EncounterOut]
     records: list[RecordOut]
 
