@@ -69,7 +69,8 @@ def create_app(
     galleries under ``settings.gallery_dir`` at start-up and closes them at shutdown. Without
     one, endpoints that need it answer 503. At start-up the database and the gallery are
     reconciled (see :mod:`node.services.records`); while the app runs, deleted records'
-    templates are erased from the gallery files (:mod:`node.services.erasure`).
+    templates are erased from the gallery files, and deletions whose gallery write failed
+    are finished (:mod:`node.services.erasure`).
     """
     settings.check_safe()
     engine, sessions = open_database(settings, engine)
@@ -92,7 +93,7 @@ def create_app(
                     await anyio.to_thread.run_sync(_reconcile, app)
                     await anyio.to_thread.run_sync(galleries.warm)
                 async with (
-                    erasing(galleries, settings.gallery_erase_interval_s)
+                    erasing(galleries, settings.gallery_erase_interval_s, app.state.sessions)
                     if isinstance(galleries, GallerySet)
                     else nullcontext()
                 ):

@@ -108,7 +108,7 @@ def show(
     if subject["state"] == "deleting":
         typer.echo(
             "  deletion pending (the gallery could not be written): its records are out of "
-            "every search; `bdx subjects delete` again finishes it"
+            "every search; the node finishes it once it can, or `bdx subjects delete` again"
         )
     for enc in subject["encounters"]:
         where = f"{printable(enc['external_id'] or '-')} from {printable(enc['source'] or '-')}"

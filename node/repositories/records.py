@@ -27,9 +27,18 @@ class RecordRepository:
         )
         return self.session.scalars(query).all()
 
-    def in_state(self, state: RecordState) -> Sequence[TemplateRecord]:
+    def in_state(
+        self,
+        state: RecordState,
+        *,
+        references: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> Sequence[TemplateRecord]:
+        """Records in ``state`` (of ``references`` when given), oldest first, at most ``limit``."""
         query = select(TemplateRecord).where(TemplateRecord.state == state)
-        return self.session.scalars(query.order_by(TemplateRecord.id)).all()
+        if references is not None:
+            query = query.where(TemplateRecord.reference.in_(list(references)))
+        return self.session.scalars(query.order_by(TemplateRecord.id).limit(limit)).all()
 
     def references(self, state: RecordState) -> set[str]:
         query = select(TemplateRecord.reference).where(TemplateRecord.state == state)

@@ -16,3 +16,9 @@ UNASKED_ORPHANS = 500
 #: be a large share of a gallery of a few records; a database that is not the gallery's leaves
 #: every record an orphan, so half still tells them apart at any size.
 UNASKED_ORPHAN_SHARE = 0.5
+#: Records of deletions whose gallery write failed (rows left ``deleting``) that the running
+#: node's erasure task finishes per round (:mod:`node.services.erasure`, every
+#: ``gallery_erase_interval_s``): one gallery removal and one database transaction of this many
+#: references at most, so that a backlog (the gallery unwritable for hours while operators
+#: went on deleting) holds the gallery's writer and the database only briefly each round.
+STRANDED_DELETIONS_PER_ROUND = 1000

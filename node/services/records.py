@@ -24,6 +24,10 @@ empty, until the operator asks for their removal (``bdx gallery reconcile --remo
 Rows ``active`` but missing from the gallery cannot come from this protocol (the gallery lost
 data): they are reported, never silently dropped.
 
+A deletion that fails after step 1 (the gallery cannot be written) leaves its rows
+``deleting``: the same deletion sent again finishes them, and so does the running node's
+erasure task each round (:meth:`RecordService.finish_stranded_deletions`).
+
 Search treats only ``active`` references as results, so a template between steps 2 and 3 of
 enrol, or between 1 and 2 of delete, is never reported.
 
@@ -310,6 +314,32 @@ class RecordService:
         _settle(self.gallery, references)
         return len(references)
 
+    def finish_stranded_deletions(self, *, limit: int, actor: str = "system") -> int:
+        """Finish, as a retry of :meth:`delete_subject` would, deletions that failed after
+        their first commit (the gallery could not be written) and that no call of this process
+        holds: at most ``limit`` records, oldest first, and their subjects once they hold no
+        record. Returns how many records were finished. Raises what :meth:`delete_subject`
+        does; the rows then stay flagged (out of every search) for the next try."""
+        listed = self.records.in_state(RecordState.DELETING, limit=limit)
+        claimed = _DELETIONS.claim_free([row.reference for row in listed])
+        self.session.rollback()  # read them again: a deletion may have finished them meanwhile
+        try:
+            rows = self.records.in_state(RecordState.DELETING, references=claimed)
+            references = [row.reference for row in rows]
+            self.gallery.remove(references)
+            self.records.delete(references)
+            self._drop_emptied_subjects({row.subject_id for row in rows})
+            if references:  # its subject.delete event is the first attempt's
+                self.audit.record(actor, "records.reconcile", None, {"deleted": len(references)})
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
+        finally:
+            _DELETIONS.release(claimed)
+        _settle(self.gallery, references)
+        return len(references)
+
     def reconcile(self, *, actor: str = "system", remove_orphans: bool = False) -> ReconcileReport:
         """Bring the database and the gallery back into agreement (see the module docstring).
 
@@ -392,7 +422,8 @@ class _Deletions:
     """References a :meth:`RecordService.delete_subject` call of this process holds, between
     its first commit (rows flagged ``deleting``) and its last. The gallery has one writer
     process, so rows ``deleting`` that no call holds were left by a deletion that failed after
-    its first commit (a gallery write, the last commit): a retry of it finishes them (a crash
+    its first commit (a gallery write, the last commit): a retry of it, or the running node's
+    erasure task (:meth:`RecordService.finish_stranded_deletions`), finishes them (a crash
     leaves them to the start-up reconcile). Holds are counted, as two calls may list the same
     active rows before one of them flags them."""
 

@@ -23,7 +23,8 @@ class SubjectState(enum.StrEnum):
     """Where a subject stands. ``active``: enrolled. ``deleting``: a deletion of the subject
     has begun (audited, its records flagged ``deleting`` and out of every search) and not
     finished, because the gallery could not be written: the same deletion sent again finishes
-    it. A subject whose deletion finished is not found."""
+    it, and so does the running node each ``gallery_erase_interval_s`` once the gallery is
+    writable (:mod:`node.services.erasure`). A subject whose deletion finished is not found."""
 
     ACTIVE = "active"
     DELETING = "deleting"

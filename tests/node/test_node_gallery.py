@@ -525,6 +525,49 @@ def test_a_deleted_subjects_templates_leave_the_gallery_files(
         assert len(gallery) == 1 and gone not in galleries.references()
 
 
+def test_the_running_node_finishes_a_deletion_its_gallery_write_failed(
+    settings: Settings,
+    engine: Engine,
+    galleries: GallerySet,
+    make_token: object,
+    finger_png: bytes,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A deletion that answered 503 stayed half done (rows deleting, templates in the
+    gallery) until an operator sent it again or the node restarted; now the erasure task
+    finishes it once the gallery is writable, logging no subject id or reference."""
+    import logging
+    import time
+
+    app = create_app(
+        settings.model_copy(update={"gallery_erase_interval_s": 0.2}),
+        engine=engine,
+        gallery=galleries,
+    )
+    headers = bearer(make_token(Role.OPERATOR, name="op"))  # type: ignore[operator]
+    with caplog.at_level(logging.INFO, logger="node.services.erasure"), TestClient(app) as client:
+        r = enrol(client, headers, finger_png, subject="case-77", modality="fingerprint")
+        assert r.status_code == 201, r.text
+        reference = r.json()["records"][0]["reference"]
+        (gallery,) = galleries.galleries().values()
+        blocker = _blocked(gallery.directory, f"tomb-{gallery.generation + 1:010d}.npy")
+        r = client.delete("/subjects/case-77", headers=headers)
+        assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
+        time.sleep(0.6)  # rounds that fail as the deletion did
+        assert client.get("/subjects/case-77", headers=headers).json()["state"] == "deleting"
+        blocker.rmdir()
+        deadline = time.monotonic() + 10
+        while (status := client.get("/subjects/case-77", headers=headers).status_code) == 200:
+            assert time.monotonic() < deadline, "the deletion was not finished"
+            time.sleep(0.05)
+        assert status == 404
+        assert galleries.references() == set() and galleries.unsettled() == frozenset()
+    logged = [r.getMessage() for r in caplog.records if r.name == "node.services.erasure"]
+    assert any("not finished yet" in m and "[storage_error]" in m for m in logged), logged
+    assert any(m.startswith("finished the deletion of 1 records") for m in logged), logged
+    assert not any("case-77" in m or reference in m for m in logged)
+
+
 def test_bdx_gallery_erase(node_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
     from matcher.synthetic.templates import synthetic_templates

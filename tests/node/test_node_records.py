@@ -205,6 +205,28 @@ def test_reconcile_finishes_an_interrupted_subject_delete(
     assert session.scalars(select(Subject.external_id)).all() == ["case-2"]
 
 
+def test_stranded_deletions_are_finished_a_bounded_batch_at_a_time(
+    session: Session, galleries: GallerySet
+) -> None:
+    """Rows a failed deletion left ``deleting`` waited for a retry or a restart; the running
+    node finishes them, at most ``limit`` a round, oldest first, with their subjects."""
+    stuck = [enrol(session, galleries, new(f"case-{i}"))[0] for i in range(3)]
+    keep = enrol(session, galleries, new("case-9"))[0]
+    service = RecordService(session, galleries)
+    service.records.set_state([r.reference for r in stuck], RecordState.DELETING)
+    session.commit()  # as a deletion whose gallery write failed leaves them
+    assert service.finish_stranded_deletions(limit=2) == 2
+    assert galleries.references() == {stuck[2].reference, keep.reference}
+    assert session.scalars(select(Subject.external_id)).all() == ["case-2", "case-9"]
+    assert service.finish_stranded_deletions(limit=2) == 1
+    assert service.finish_stranded_deletions(limit=2) == 0
+    assert states(session) == {keep.reference: RecordState.ACTIVE}
+    assert session.scalars(select(Subject.external_id)).all() == ["case-9"]
+    done = select(AuditEvent).where(AuditEvent.action == "records.reconcile")
+    events = session.scalars(done.order_by(AuditEvent.id))
+    assert [e.details for e in events] == [{"deleted": 2}, {"deleted": 1}]
+
+
 def test_reconcile_removes_gallery_orphans_and_reports_lost_templates(
     session: Session, galleries: GallerySet
 ) -> None:

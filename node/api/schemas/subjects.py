@@ -21,7 +21,7 @@ from node.services.subjects import SubjectState
 _SUBJECT_STATE = (
     "active: enrolled; deleting: a deletion has begun and not finished (the gallery could not "
     "be written): its records are out of every search, and DELETE /subjects/{external_id} "
-    "again finishes it"
+    "again finishes it, as the node itself does every gallery_erase_interval_s"
 )
 
 
