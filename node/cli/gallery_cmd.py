@@ -20,7 +20,7 @@ from rich.progress import MofNCompleteColumn, Progress, TaskID
 from certs.translog.export import csv_cell
 from matcher.errors import GalleryError
 from matcher.gallery import Gallery
-from matcher.gallery.manifest import MANIFEST_NAME
+from matcher.gallery.manifest import MANIFEST_NAME, absent
 from matcher.search.upgrade import galleries_in, gallery_dirs, upgrade_fingerprint_gallery
 from node.cli._common import (
     ConfigOption,
@@ -249,16 +249,28 @@ def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
         )
 
 
+def _galleries_to_upgrade(root: Path) -> list[Path]:
+    """The gallery folders under ``root`` that hold a gallery; refuses, before any is rebuilt,
+    a folder of gallery files that lost its ``MANIFEST.json`` (``missing_manifest``, exit 7:
+    it was passed over, exit 0). An empty folder (an interrupted create's) is no gallery."""
+    held = []
+    for path in galleries_in(root):
+        if not (path / MANIFEST_NAME).exists():
+            error = absent(path)
+            if error.reason != "no_gallery":
+                raise error
+            continue
+        held.append(path)
+    return held
+
+
 @app.command()
 def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
     """Rebuild fingerprint galleries written with an earlier field layout from their stored
     arrays (search refuses them with reason schema_mismatch); current galleries are left alone."""
     settings = settings_from(config)
-    root = settings.gallery_path
     found: dict[str, int] = {}
-    for path in galleries_in(root):
-        if not (path / MANIFEST_NAME).exists():
-            continue
+    for path in _galleries_to_upgrade(settings.gallery_path):
         console = progress_console()
         with Progress(
             *Progress.get_default_columns(),

@@ -265,6 +265,17 @@ def test_a_gallery_that_lost_its_manifest_is_refused_not_replaced(
     assert sorted(p.name for p in folder.iterdir()) == kept
 
 
+def test_upgrade_refuses_a_gallery_that_lost_its_manifest(env: dict[str, str]) -> None:
+    """`bdx gallery upgrade` passed over it (exit 0, nothing said), while stats, load and
+    serve refuse it as missing_manifest (exit 7)."""
+    folder = _enrolled(env)
+    (folder / "MANIFEST.json").unlink()
+    kept = sorted(p.name for p in folder.iterdir())
+    done = subprocess.run([*BDX, "gallery", "upgrade"], env=env, capture_output=True, text=True)
+    _storage_refusal(done, "missing_manifest")
+    assert done.stdout == "" and sorted(p.name for p in folder.iterdir()) == kept
+
+
 def test_a_lost_gallery_is_refused_while_the_database_holds_its_records(
     env: dict[str, str], tmp_path: Path
 ) -> None:
