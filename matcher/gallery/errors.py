@@ -6,9 +6,9 @@ from matcher.errors import GalleryError, TemplateFormatError
 
 
 class GalleryCorruptError(GalleryError):
-    """The manifest or a segment file failed its checksum, does not parse or is missing, or a
-    gallery's folder holds what no gallery would (exit code 7: the node's storage, not the
-    input, is at fault)."""
+    """The manifest or a segment file failed its checksum, does not parse, is missing or
+    cannot be read (no permission, an I/O error), or a gallery's folder holds what no gallery
+    would (exit code 7: the node's storage, not the input, is at fault)."""
 
     exit_code = 7
     default_reason = "gallery_corrupt"

@@ -8,12 +8,13 @@ import fcntl
 import hashlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
-from matcher.gallery.errors import GalleryError, GalleryLockedError
+from matcher.gallery.errors import GalleryCorruptError, GalleryError, GalleryLockedError
 
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = "LOCK"
@@ -26,6 +27,23 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Reads of the gallery file ``name``: the file system's refusal (no permission, a folder
+    in its place, an I/O error) is :class:`GalleryCorruptError` ``unreadable_gallery_file``
+    (exit 7, the node's storage), not a raw OSError. A missing file goes on as
+    FileNotFoundError: the caller tells a file a writer replaced meanwhile from a lost one."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise GalleryCorruptError(
+            f"cannot read {name}: {exc.strerror or type(exc).__name__}",
+            reason="unreadable_gallery_file",
+        ) from exc
 
 
 def sha256_file(path: Path) -> str:
@@ -132,6 +150,7 @@ __all__ = [
     "WriterLock",
     "collect_garbage",
     "fsync_dir",
+    "reading",
     "save_array",
     "save_bytes",
     "sha256_file",

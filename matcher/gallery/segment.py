@@ -12,7 +12,7 @@ import numpy as np
 
 from matcher.gallery import params
 from matcher.gallery.errors import GalleryCorruptError
-from matcher.gallery.files import save_array, sha256_file
+from matcher.gallery.files import reading, save_array, sha256_file
 from matcher.gallery.manifest import FileEntry, Manifest, SegmentEntry
 from matcher.gallery.schema import GallerySchema
 
@@ -88,12 +88,15 @@ def verify_files(
     directory: Path, segments: Sequence[SegmentEntry], extra: Sequence[FileEntry] = ()
 ) -> None:
     """Check size and SHA-256 of the files of ``segments`` and ``extra`` (several threads);
-    raise :class:`GalleryCorruptError` (``bad_checksum``) at the first that differs."""
+    raise :class:`GalleryCorruptError` (``bad_checksum``) at the first that differs
+    (``unreadable_gallery_file`` for one that cannot be read)."""
     entries = [f for s in segments for f in s.files.values()] + list(extra)
 
     def check(entry: FileEntry) -> None:
         path = directory / entry.name
-        if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
+        with reading(entry.name):
+            same = path.stat().st_size == entry.size and sha256_file(path) == entry.sha256
+        if not same:
             raise GalleryCorruptError(f"checksum mismatch in {entry.name}", reason="bad_checksum")
 
     with ThreadPoolExecutor(params.VERIFY_THREADS) as pool:
@@ -101,14 +104,16 @@ def verify_files(
 
 
 def load(directory: Path, schema: GallerySchema, entry: SegmentEntry, offset: int) -> Segment:
-    """Memory-map a segment's files and check their shapes and dtypes against the schema."""
+    """Memory-map a segment's files and check their shapes and dtypes against the schema;
+    :class:`GalleryCorruptError` for a file that is not the segment's or cannot be read."""
     expected = set(META_COLUMNS) | {field_key(k) for k in schema.fields}
     if set(entry.files) != expected:
         raise GalleryCorruptError(f"segment {entry.id}: wrong file set", reason="bad_segment")
     cols = {}
     for key, f in entry.files.items():
         try:
-            arr = np.load(directory / f.name, mmap_mode="r", allow_pickle=False)
+            with reading(f.name):
+                arr = np.load(directory / f.name, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
             raise GalleryCorruptError(f"{f.name}: {exc}", reason="bad_segment") from exc
         if arr.shape[:1] != (entry.count,):

@@ -37,6 +37,7 @@ from matcher.gallery.files import (
     WriterLock,
     collect_garbage,
     fsync_dir,
+    reading,
     save_array,
 )
 from matcher.gallery.schema import GallerySchema, RecordBatch, encode_references
@@ -179,7 +180,8 @@ class Gallery:
         alive = np.ones(offset, dtype=bool)
         tombs = np.zeros((0, 2), dtype=np.int64)
         if man.tombstones is not None:
-            tombs = np.load(self.directory / man.tombstones.name, allow_pickle=False)
+            with reading(man.tombstones.name):
+                tombs = np.load(self.directory / man.tombstones.name, allow_pickle=False)
             if tombs.shape != (man.tombstone_count, 2) or tombs.dtype != np.int64:
                 raise GalleryCorruptError("bad tombstone file", reason="bad_tombstones")
             starts = {s.id: s.offset for s in segs}

@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 import anyio
 from sqlalchemy.orm import Session, sessionmaker
 
-from matcher.errors import BdxError
+from matcher.errors import BdxError, GalleryError
 from node.services import params
 from node.services.galleries import GallerySet
 from node.services.records import RecordService
@@ -72,6 +72,12 @@ async def _erase_loop(
                     waiting,
                     rewritten,
                 )
+        except (GalleryError, OSError) as exc:  # the gallery's files: one line, no traceback
+            why = f"{exc.message} [{exc.reason}]" if isinstance(exc, GalleryError) else exc
+            logger.error(
+                "deleted records not erased from the gallery files (the next round retries): %s",
+                why,
+            )
         except Exception:  # keep serving; the next round retries
             logger.exception("deleted records not erased from the gallery files")
         await anyio.sleep(interval_s)

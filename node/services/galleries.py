@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from matcher.errors import GalleryError
 from matcher.gallery import FACE_POSITION, Gallery, GallerySchema, GalleryStats, RecordBatch
+from matcher.gallery.errors import GalleryCorruptError
 from matcher.gallery.files import WriterLock
 from matcher.search import fingerprint as fingerprint_search
 from matcher.search import neighbours
@@ -377,9 +378,10 @@ class GallerySet:
 
 @contextmanager
 def _storage_errors() -> Iterator[None]:
-    """A gallery write the file system refuses (no permission, disk full, I/O error) is the
-    node's storage failing, not the request: :class:`StoreUnavailableError` ``storage_error``
-    (HTTP 503, exit 7). It was a raw OSError: a 500 with a traceback in the log, exit 1."""
+    """A gallery write the file system refuses (no permission, disk full, I/O error), or
+    gallery files it finds damaged or cannot read back, is the node's storage failing, not
+    the request: :class:`StoreUnavailableError` ``storage_error`` (HTTP 503, exit 7). It was a
+    raw OSError: a 500 with a traceback in the log, exit 1."""
     try:
         yield
     except OSError as exc:
@@ -387,6 +389,17 @@ def _storage_errors() -> Iterator[None]:
             f"the gallery could not be written: {exc.strerror or type(exc).__name__}",
             reason="storage_error",
         ) from exc
+    except GalleryCorruptError as exc:
+        raise storage_failure(exc) from exc
+
+
+def storage_failure(exc: GalleryCorruptError) -> StoreUnavailableError:
+    """``exc`` (gallery files damaged or unreadable) as the request's failure: HTTP 503
+    ``storage_error``, its own reason kept in the message."""
+    return StoreUnavailableError(
+        f"the gallery's files cannot be used: {exc.message} [{exc.reason}]",
+        reason="storage_error",
+    )
 
 
 def require_galleries(session: Session, galleries: GallerySet) -> None:

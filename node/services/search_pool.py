@@ -44,13 +44,14 @@ from pathlib import Path
 
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.gallery import Gallery
-from matcher.gallery.errors import GalleryError
+from matcher.gallery.errors import GalleryCorruptError, GalleryError
 from matcher.gallery.manifest import MANIFEST_NAME
 from matcher.gallery.manifest import read as read_manifest
 from matcher.search import fingerprint as fingerprint_search
 from matcher.search.fusion import SubjectCandidate
 from node.hardening import no_core_dumps
 from node.service_errors import StoreUnavailableError
+from node.services.galleries import storage_failure
 from node.services.search import fingerprint_candidates
 
 logger = logging.getLogger(__name__)
@@ -196,7 +197,8 @@ class SearchPool:
     ) -> list[SubjectCandidate]:
         """:func:`~node.services.search.fingerprint_candidates` in a worker, on ``gallery``'s
         files at its generation (the caller holds it still); raises its typed errors, or
-        :class:`StoreUnavailableError` when the worker died."""
+        :class:`StoreUnavailableError`: ``search_unavailable`` when the worker died,
+        ``storage_error`` when it could not read the gallery's files."""
         job = (str(gallery.directory), gallery.generation, list(probes), k, list(exclude))
         executor = self._running()
         try:
@@ -213,6 +215,8 @@ class SearchPool:
                 ) from None
         try:
             return future.result()
+        except GalleryCorruptError as exc:  # a file the worker could not read back
+            raise storage_failure(exc) from None
         except BrokenProcessPool:
             self._drop(executor)
             raise StoreUnavailableError(

@@ -197,6 +197,38 @@ def test_a_gallery_without_its_manifest_is_damaged_not_absent(tmp_path: Path) ->
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
 
 
+def _folder_in_place(path: Path) -> None:
+    path.unlink()
+    path.mkdir()  # EISDIR on open, as root too (a mode-000 file is no refusal for root)
+
+
+def _symlink_loop(path: Path) -> None:
+    path.unlink()
+    path.symlink_to(path.name)  # ELOOP on stat and open
+
+
+@pytest.mark.parametrize("pattern", ["seg-*.ref.npy", "seg-*.f_xy.npy", "tomb-*.npy"])
+@pytest.mark.parametrize("damage", [_folder_in_place, _symlink_loop])
+def test_a_gallery_file_that_cannot_be_read_is_a_typed_error(
+    tmp_path: Path, pattern: str, damage: object
+) -> None:
+    """A segment or tombstone file the file system refused to read raised the raw OSError
+    (IsADirectoryError, ELOOP, EACCES, EIO): a traceback, exit 1."""
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 5))
+        g.delete(["a-1"])
+    (path,) = tmp_path.glob(pattern)
+    damage(path)  # type: ignore[operator]
+    openings = [lambda: Gallery.open(tmp_path, verify=False)]
+    if damage is _symlink_loop:  # a folder's size differs: verified, it is bad_checksum
+        openings += [lambda: Gallery.open(tmp_path), lambda: Gallery.open(tmp_path, writable=True)]
+    for opening in openings:
+        with pytest.raises(GalleryCorruptError) as err:
+            opening()
+        assert (err.value.reason, err.value.exit_code) == ("unreadable_gallery_file", 7)
+        assert err.value.message.startswith(f"cannot read {path.name}: ")
+
+
 def test_a_gallery_is_created_in_an_empty_folder_only(tmp_path: Path) -> None:
     folder = tmp_path / "g"
     folder.mkdir()

@@ -190,6 +190,18 @@ def _manifest_as_a_folder(folder: Path) -> None:
     (folder / "MANIFEST.json").mkdir()
 
 
+def _segment_as_a_folder(folder: Path) -> None:
+    segment = sorted(folder.glob("seg-*.ref.npy"))[0]
+    segment.unlink()
+    segment.mkdir()  # EISDIR on open, as root too
+
+
+def _segment_a_symlink_loop(folder: Path) -> None:
+    segment = sorted(folder.glob("seg-*.ref.npy"))[0]
+    segment.unlink()
+    segment.symlink_to(segment.name)  # ELOOP on stat and open
+
+
 def _storage_refusal(done: subprocess.CompletedProcess[str], reason: str) -> None:
     assert done.returncode == 7, done.stderr
     assert done.stderr.startswith("bdx: error: ") and done.stderr.count("\n") == 1, done.stderr
@@ -198,7 +210,11 @@ def _storage_refusal(done: subprocess.CompletedProcess[str], reason: str) -> Non
 
 @pytest.mark.parametrize(
     ("damage", "reason"),
-    [(_flip_a_byte, "bad_checksum"), (_manifest_as_a_folder, "unreadable_manifest")],
+    [
+        (_flip_a_byte, "bad_checksum"),
+        (_manifest_as_a_folder, "unreadable_manifest"),
+        (_segment_a_symlink_loop, "unreadable_gallery_file"),
+    ],
 )
 def test_serve_refuses_a_damaged_gallery_in_one_line(
     env: dict[str, str], damage: Callable[[Path], None], reason: str
@@ -223,6 +239,19 @@ def test_a_manifest_that_is_a_folder_is_one_line(env: dict[str, str]) -> None:
     _manifest_as_a_folder(_enrolled(env))
     done = subprocess.run([*BDX, "gallery", "stats"], env=env, capture_output=True, text=True)
     _storage_refusal(done, "unreadable_manifest")
+
+
+@pytest.mark.parametrize("damage", [_segment_as_a_folder, _segment_a_symlink_loop])
+def test_a_segment_that_cannot_be_read_is_one_line(
+    env: dict[str, str], damage: Callable[[Path], None]
+) -> None:
+    """IsADirectoryError or ELOOP on a segment file was a traceback, exit 1, in `bdx gallery
+    stats` and `erase` (and `serve`, `load` for ELOOP)."""
+    damage(_enrolled(env))
+    for command in (["gallery", "stats"], ["gallery", "erase"]):
+        done = subprocess.run([*BDX, *command], env=env, capture_output=True, text=True)
+        _storage_refusal(done, "unreadable_gallery_file")
+        assert "cannot read seg-" in done.stderr
 
 
 def _templates(folder: Path) -> Path:

@@ -129,6 +129,24 @@ def test_a_subject_whose_deletion_failed_shows_it_pending(
     assert client.get("/subjects/case-9", headers=operator).status_code == 404
 
 
+def test_a_segment_the_node_cannot_read_back_is_503(
+    client: TestClient, operator: dict[str, str], finger_png: bytes, galleries: GallerySet
+) -> None:
+    """The node reads every segment again at each commit: one it cannot read (ELOOP here;
+    EACCES, EIO alike) is its storage failing, 503 storage_error, not the request's fault."""
+    params = {"modality": "fingerprint", "finger_position": 2}
+    assert enrol(client, operator, finger_png, subject="case-9", **params).status_code == 201
+    (gallery,) = galleries.galleries().values()
+    (segment,) = gallery.directory.glob("seg-*.ref.npy")
+    segment.unlink()
+    segment.symlink_to(segment.name)
+    r = enrol(client, operator, finger_png, subject="case-10", **params)
+    assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
+    assert "unreadable_gallery_file" in r.json()["detail"]
+    r = client.delete("/subjects/case-9", headers=operator)
+    assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
+
+
 def test_enrol_a_face(
     client: TestClient, operator: dict[str, str], face_png: bytes, galleries: GallerySet
 ) -> None:
@@ -586,6 +604,39 @@ def test_bdx_gallery_erase(node_env: Settings, capsys: pytest.CaptureFixture[str
     code, out, _ = cli(["gallery", "stats", "--json"], capsys)
     (store,) = json.loads(out).values()
     assert (store["records"], store["deleted"]) == (1, 0)
+
+
+def test_an_erasure_that_cannot_read_a_segment_logs_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The erasure task logged the raw OSError with its traceback every round."""
+    import logging
+
+    import anyio
+
+    from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
+    from matcher.synthetic.templates import synthetic_templates
+    from node.services.erasure import erasing
+
+    with GallerySet.open(tmp_path / "galleries") as galleries:
+        for i, t in enumerate(synthetic_templates(2, 1, seed=8)):
+            galleries.append(fingerprint_schema(), fingerprint_records([f"r{i}"], [f"s{i}"], t))
+        galleries.remove(["r0"])
+        (gallery,) = galleries.galleries().values()
+        first = min(gallery.directory.glob("seg-*.ref.npy"))  # r0's segment, to be rewritten
+        first.unlink()
+        first.symlink_to(first.name)
+
+        async def run() -> None:
+            async with erasing(galleries, 0.2):
+                await anyio.sleep(0.5)
+
+        with caplog.at_level(logging.ERROR, logger="node.services.erasure"):
+            anyio.run(run)
+        assert galleries.awaiting_erasure() == 1
+    logged = [r for r in caplog.records if r.name == "node.services.erasure"]
+    assert logged and all(r.exc_info is None for r in logged)
+    assert all("[unreadable_gallery_file]" in r.getMessage() for r in logged)
 
 
 def test_a_gallery_that_cannot_be_erased_does_not_hold_back_the_others(

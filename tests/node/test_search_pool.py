@@ -79,6 +79,32 @@ def test_a_worker_refuses_a_snapshot_other_than_the_nodes(
     assert err.value.reason == "stale_gallery"
 
 
+def test_a_worker_that_cannot_read_a_segment_is_a_storage_error(
+    galleries: GallerySet, fingers: list
+) -> None:
+    """The worker's OSError (ELOOP here; EACCES, EIO alike) came back raw: a peer's query
+    failed with a traceback in the node's log instead of a search failure of the node."""
+    directory = galleries.root / gallery_name(fingerprint_schema())
+    pool = SearchPool(directory, 1, follow_s=3600)  # re-reads only for a search
+    try:
+        enrol(galleries, fingers, 0, 10)
+        with galleries.reading(fingerprint_schema()) as g:
+            assert g is not None and pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"
+        enrol(galleries, fingers, 10, 20)  # a second segment, which the worker has not read
+        newest = max(directory.glob("seg-*.ref.npy"))
+        newest.unlink()
+        newest.symlink_to(newest.name)
+        with (
+            galleries.reading(fingerprint_schema()) as g,
+            pytest.raises(StoreUnavailableError) as err,
+        ):
+            assert g is not None
+            pool.fingerprint(g, [fingers[2][1]], 3)
+        assert err.value.reason == "storage_error" and "unreadable_gallery_file" in str(err.value)
+    finally:
+        pool.close()
+
+
 def _broken(pool: SearchPool) -> None:
     """Wait until the pool's executor has noticed that a worker died."""
     executor = pool._executor  # type: ignore[attr-defined]
