@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from matcher.search import fingerprint as fingerprint_search
 from node.api.access import AccessLog
+from node.api.deps import document_roles
 from node.api.errors import install_error_handlers
 from node.api.limits import BodySizeLimit
 from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
@@ -147,6 +148,7 @@ def create_app(
         "Content-Security-Policy": FRAME_POLICY,
     }
     for router in ROUTERS:
+        document_roles(router.routes)
         app.include_router(router)
     return app
 

@@ -11,12 +11,15 @@ thread pool, so database and CPU work never blocks the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.routing import BaseRoute
 
 from node.db.models import Role
 from node.service_errors import AuthenticationError, PermissionDeniedError, StoreUnavailableError
@@ -94,7 +97,42 @@ def require_role(*roles: Role) -> Callable[[Principal], Principal]:
             )
         return principal
 
+    check.roles = allowed  # type: ignore[attr-defined]  # read by roles_of (OpenAPI)
     return check
+
+
+def roles_of(dependant: Dependant) -> frozenset[Role] | None:
+    """The roles a route admits, from its :func:`require_role` dependency (``None``: any
+    signed-in user when it needs one, else no sign-in); for the OpenAPI descriptions."""
+    for dep in dependant.dependencies:
+        roles = getattr(dep.call, "roles", None)
+        if roles is not None:
+            return frozenset(roles)
+        found = roles_of(dep)
+        if found is not None:
+            return found
+    return None
+
+
+def needs_user(dependant: Dependant) -> bool:
+    """Whether a route's dependencies include the signed-in caller."""
+    return any(d.call is current_principal or needs_user(d) for d in dependant.dependencies)
+
+
+def document_roles(routes: Iterable[BaseRoute]) -> None:
+    """Append who may call it to each API route's OpenAPI description."""
+    for route in routes:
+        if not isinstance(route, APIRoute):
+            continue
+        roles = roles_of(route.dependant)
+        if roles is not None:
+            who = "Role: " + " or ".join(sorted(r.value for r in roles)) + "."
+        elif needs_user(route.dependant):
+            who = "Any signed-in user."
+        else:
+            continue
+        if who not in route.description:  # the routers are shared by every app built
+            route.description = f"{route.description}\n\n{who}" if route.description else who
 
 
 AdminUser = Annotated[Principal, Depends(require_role(Role.ADMIN))]

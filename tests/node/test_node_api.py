@@ -409,6 +409,21 @@ def test_openapi_schema_is_typed(client: TestClient) -> None:
     assert {"400", "403", "503"} <= set(paths["/peer/v1/witness"]["post"]["responses"])
 
 
+def test_openapi_names_the_role_of_every_route(client: TestClient) -> None:
+    """The README says the API's roles are in /openapi.json; no operation said which."""
+    paths = client.get("/openapi.json").json()["paths"]
+    assert paths["/subjects/{external_id}"]["delete"]["description"] == "Role: operator."
+    assert paths["/users"]["post"]["description"] == "Role: admin."
+    assert paths["/queries"]["post"]["description"] == "Role: officer."
+    assert paths["/audit/log/export"]["get"]["description"] == "Role: auditor."
+    assert paths["/users/me"]["get"]["description"] == "Any signed-in user."
+    for path, ops in paths.items():
+        if path == "/health" or path.startswith("/peer/"):
+            continue
+        for method, op in ops.items():
+            assert op["description"].startswith(("Role: ", "Any signed-in")), (method, path)
+
+
 def test_peer_query_body_limit_fits_the_largest_valid_query(client: TestClient) -> None:
     """The peer endpoint reads bodies up to the largest signed query its schema allows (eleven
     64 KiB templates, ~1.29 MB signed), above the 1 MiB JSON default, and no more."""
