@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import stat
 from pathlib import Path
@@ -9,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from certs import jws
-from certs.pki import load_certificate, load_private_key
+from certs.pki import CertificateAuthority, load_certificate, load_private_key
+from certs.pki.bootstrap import make_node
+from certs.pki.keys import certificate_pem, write_public
 from certs.pki.revocation import crl_pem
+from certs.pki.trustlist import load_trust_list
 from node.cli import main
 
 COMMANDS = [
@@ -462,3 +466,30 @@ def test_bootstrap_text_output_is_stdout_and_its_progress_stderr(
     code, out, err = bdx(capsys, "bootstrap", "--countries", "TH,MY", "--out", str(tmp_path / "r"))
     assert code == 0, err
     assert out.startswith(f"out: {tmp_path / 'r'}\n"), out[:80]
+
+
+def test_trust_list_lists_a_renewed_member_with_both_pairs_and_no_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A country given again (here beside --members-dir) is listed with its old and new
+    certificates (it was refused: "TH is listed twice"); a third pair is refused in one line."""
+    region = tmp_path / "region"
+    assert bdx(capsys, "bootstrap", "--countries", "TH,ID", "--out", str(region))[0] == 0
+    ca = CertificateAuthority.open(region / "ca")
+    renewed = []
+    for n in range(2):
+        node = make_node(ca, "TH")
+        folder = tmp_path / f"th-{n}"
+        folder.mkdir()
+        write_public(folder / "tls.pem", certificate_pem(node.tls_cert))
+        write_public(folder / "signing.pem", certificate_pem(node.signing_cert))
+        renewed += ["--member", f"TH={folder / 'tls.pem'},{folder / 'signing.pem'}"]
+    out = tmp_path / "tl.jws"
+    common = ["trust-list", "--ca", str(region / "ca"), "--members-dir", str(region / "nodes")]
+    code, _, err = bdx(capsys, *common, *renewed[:2], "--out", str(out))
+    assert code == 0, err
+    root = load_certificate(region / "root.pem")
+    listed = load_trust_list(out.read_bytes(), root, now=dt.datetime.now(dt.UTC)).member("TH")
+    assert listed is not None and len(listed.tls) == len(listed.signing) == 2
+    code, _, err = bdx(capsys, *common, *renewed, "--out", str(tmp_path / "three.jws"))
+    assert code == 5 and err.count("\n") == 1 and "TH has 3 tls certificates listed" in err

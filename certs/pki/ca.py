@@ -209,7 +209,10 @@ class CertificateAuthority:
         now: dt.datetime | None = None,
         validity: dt.timedelta = params.TRUST_LIST_VALIDITY,
     ) -> str:
-        """Publish the next signed trust list of ``(country, tls_cert, signing_cert)`` members."""
+        """Publish the next signed trust list of ``(country, tls_cert, signing_cert)`` members.
+
+        A country given twice is listed with both pairs (a renewal: its old and new
+        certificates side by side, see :meth:`TrustListBuilder.add_member`)."""
         sequence = self.state["trust_list_sequence"] + 1
         builder = TrustListBuilder().sequence(sequence).validity(validity)
         builder = builder.issued_at(now or dt.datetime.now(dt.UTC))

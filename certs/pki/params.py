@@ -62,4 +62,12 @@ MAX_HEADER_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 32
 # Versions of signed payloads (the "v" field) this code reads.
 PAYLOAD_VERSION = 1
+# Trust lists: version 1 lists one TLS and one signing certificate per member; version 2 lists
+# one or two of each (a renewed member's old and new certificates side by side). Version 2 is
+# written only for a list that needs it, so nodes that read version 1 only go on reading every
+# list published outside a renewal.
 TRUST_LIST_VERSION = 1
+TRUST_LIST_ROLLOVER_VERSION = 2
+# Certificates of one usage a member may have listed at once: the one in use and its renewal.
+# Bounded, so that a member never holds more than one spare valid key of each kind.
+MAX_LISTED_PER_USAGE = 2

@@ -8,6 +8,11 @@ Wire form: a compact JWS (``typ`` :data:`~certs.pki.params.TRUST_LIST_TYP`, ES25
      "members": [{"country": "TH", "node_name": "...", "tls": "<b64 DER>",
                   "signing": "<b64 DER>"}, ...]}        # members sorted by country
 
+While a member renews its certificates, the list holds its old and new ones side by side
+(at most :data:`~certs.pki.params.MAX_LISTED_PER_USAGE` of each usage): version 2, where
+``tls`` and ``signing`` are lists of base64 DER certificates, oldest first. A list with one
+certificate of each usage per member is written as version 1, which older nodes read.
+
 A node accepts a list only if the pinned root signed it, its sequence is not older than the one
 held (rollback), and it is not stale (``now`` <= next_update + grace).
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,14 +40,15 @@ TYPE = "bdx-trust-list"
 
 @dataclass(frozen=True)
 class Member:
-    """One member node: its country, name, TLS and signing certificates."""
+    """One member node: its country, name, TLS and signing certificates (one of each, or the
+    old and the renewed one during a renewal; oldest first)."""
 
     country: str
     node_name: str
-    tls: x509.Certificate
-    signing: x509.Certificate
+    tls: tuple[x509.Certificate, ...]
+    signing: tuple[x509.Certificate, ...]
 
-    def certificate(self, usage: Usage) -> x509.Certificate:
+    def certificates(self, usage: Usage) -> tuple[x509.Certificate, ...]:
         return self.tls if usage is Usage.TLS else self.signing
 
 
@@ -58,8 +65,9 @@ class TrustList:
 
     def __post_init__(self) -> None:
         for m in self.members:
-            self._index[fingerprint(m.tls)] = (m, Usage.TLS)
-            self._index[fingerprint(m.signing)] = (m, Usage.SIGNING)
+            for usage in Usage:
+                for cert in m.certificates(usage):
+                    self._index[fingerprint(cert)] = (m, usage)
 
     def entry(self, cert_fingerprint: str) -> tuple[Member, Usage] | None:
         return self._index.get(cert_fingerprint)
@@ -78,6 +86,36 @@ class TrustList:
 
 def _b64(cert: x509.Certificate) -> str:
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+
+def _oldest_first(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    return tuple(sorted(certs, key=lambda c: (c.not_valid_before_utc, fingerprint(c))))
+
+
+def _check_listing(members: Sequence[Member]) -> None:
+    """Refuse a member or a certificate listed twice, and more certificates of one usage than
+    the bound."""
+    seen: set[str] = set()
+    countries = [m.country for m in members]
+    if len(set(countries)) != len(countries):
+        raise TrustListRefused("a country is listed as two members", reason=reasons.MALFORMED)
+    for m in members:
+        for usage in Usage:
+            certs = m.certificates(usage)
+            if not 1 <= len(certs) <= params.MAX_LISTED_PER_USAGE:
+                raise TrustListRefused(
+                    f"{m.country} has {len(certs)} {usage} certificates listed; 1 to "
+                    f"{params.MAX_LISTED_PER_USAGE} (the one in use and its renewal)",
+                    reason=reasons.MALFORMED,
+                )
+            for cert in certs:
+                fp = fingerprint(cert)
+                if fp in seen:
+                    raise TrustListRefused(
+                        f"{m.country}'s {usage} certificate {cert.serial_number:x} is listed twice",
+                        reason=reasons.MALFORMED,
+                    )
+                seen.add(fp)
 
 
 @dataclass(frozen=True)
@@ -105,9 +143,11 @@ class TrustListBuilder:
         signing: x509.Certificate,
         node_name: str | None = None,
     ) -> TrustListBuilder:
+        """List ``country``'s TLS and signing certificates. A country added again keeps its
+        certificates listed before and gains these (a renewal: old and new side by side, at
+        most :data:`~certs.pki.params.MAX_LISTED_PER_USAGE` of each usage); the same
+        certificate twice is refused."""
         code = names.validate_country(country)
-        if any(m.country == code for m in self._members):
-            raise TrustListRefused(f"{code} is listed twice", reason=reasons.MALFORMED)
         for cert, usage in ((tls, Usage.TLS), (signing, Usage.SIGNING)):
             profiles.check_usage(cert, usage)
             if names.country_of(cert.subject) != code:
@@ -115,13 +155,30 @@ class TrustListBuilder:
                     f"{usage} certificate {cert.subject.rfc4514_string()} is not for {code}",
                     reason=reasons.WRONG_COUNTRY,
                 )
-        name = node_name or (names.common_name_of(tls.subject) or code).removesuffix("-tls")
-        return replace(self, _members=(*self._members, Member(code, name, tls, signing)))
+        held = next((m for m in self._members if m.country == code), None)
+        if held is None:
+            name = node_name or (names.common_name_of(tls.subject) or code).removesuffix("-tls")
+            member = Member(code, name, (tls,), (signing,))
+        else:
+            member = Member(
+                code,
+                held.node_name,
+                _oldest_first((*held.tls, tls)),
+                _oldest_first((*held.signing, signing)),
+            )
+        members = (*(m for m in self._members if m.country != code), member)
+        _check_listing(members)
+        return replace(self, _members=members)
 
     def payload(self, issuer: x509.Certificate) -> dict[str, Any]:
         issued = self._issued_at or dt.datetime.now(dt.UTC)
+        rollover = any(len(m.tls) > 1 or len(m.signing) > 1 for m in self._members)
+
+        def listed(certs: tuple[x509.Certificate, ...]) -> str | list[str]:
+            return [_b64(c) for c in certs] if rollover else _b64(certs[0])
+
         return {
-            "v": params.TRUST_LIST_VERSION,
+            "v": params.TRUST_LIST_ROLLOVER_VERSION if rollover else params.TRUST_LIST_VERSION,
             "type": TYPE,
             "issuer": issuer.subject.rfc4514_string(),
             "sequence": self._sequence,
@@ -131,8 +188,8 @@ class TrustListBuilder:
                 {
                     "country": m.country,
                     "node_name": m.node_name,
-                    "tls": _b64(m.tls),
-                    "signing": _b64(m.signing),
+                    "tls": listed(m.tls),
+                    "signing": listed(m.signing),
                 }
                 for m in sorted(self._members, key=lambda m: m.country)
             ],
@@ -192,22 +249,31 @@ def load_trust_list(
 def _from_payload(body: Any, raw: bytes) -> TrustList:
     if not isinstance(body, dict) or body.get("type") != TYPE:
         raise TrustListRefused("not a bdx trust list", reason=reasons.MALFORMED)
-    if body.get("v") != params.TRUST_LIST_VERSION:
+    version = body.get("v")
+    if version not in (params.TRUST_LIST_VERSION, params.TRUST_LIST_ROLLOVER_VERSION):
         raise TrustListRefused(
-            f"trust list version {body.get('v')!r}", reason=reasons.UNSUPPORTED_VERSION
+            f"trust list version {version!r}", reason=reasons.UNSUPPORTED_VERSION
         )
-    members = []
-    for m in body["members"]:
-        members.append(
-            Member(
-                country=names.validate_country(m["country"]),
-                node_name=str(m["node_name"]),
-                tls=x509.load_der_x509_certificate(base64.b64decode(m["tls"], validate=True)),
-                signing=x509.load_der_x509_certificate(
-                    base64.b64decode(m["signing"], validate=True)
-                ),
-            )
+    rollover = version == params.TRUST_LIST_ROLLOVER_VERSION
+
+    def certificates(field: Any) -> tuple[x509.Certificate, ...]:
+        if rollover != isinstance(field, list):
+            raise TypeError(f"a version {version} member lists its certificates otherwise")
+        return tuple(
+            x509.load_der_x509_certificate(base64.b64decode(c, validate=True))
+            for c in (field if rollover else [field])
         )
+
+    members = [
+        Member(
+            country=names.validate_country(m["country"]),
+            node_name=str(m["node_name"]),
+            tls=certificates(m["tls"]),
+            signing=certificates(m["signing"]),
+        )
+        for m in body["members"]
+    ]
+    _check_listing(members)
     return TrustList(
         sequence=int(body["sequence"]),
         issued_at=dt.datetime.fromtimestamp(int(body["issued_at"]), dt.UTC),

@@ -232,7 +232,12 @@ def trust_list(
     ca_dir: CaDir,
     out: Annotated[Path, typer.Option(help="Trust list file to write (compact JWS).")],
     member: Annotated[
-        list[str] | None, typer.Option(help="CC=tls.pem,signing.pem (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="CC=tls.pem,signing.pem (repeatable). A country given again, here or in "
+            "--members-dir, is listed with both pairs: a renewed node's new certificates "
+            "beside the old ones (at most 2 of each kind)."
+        ),
     ] = None,
     members_dir: Annotated[
         Path | None,
@@ -244,7 +249,8 @@ def trust_list(
     passphrase_file: PassFile = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Publish the next signed trust list of member certificates."""
+    """Publish the next signed trust list of member certificates (old and new side by side
+    for a member given twice, while it renews its certificates)."""
     entries = [_parse_member(m) for m in member or []]
     if members_dir is not None:
         for folder in sorted(p for p in members_dir.iterdir() if p.is_dir()):

@@ -17,7 +17,8 @@ Protocol, on the mutual-TLS peer listener (the TLS client certificate names the 
     409, not a fork) →
     ``{"witness", "key_id", "timestamp", "signature"}`` (a c2sp.org/tlog-cosignature).
 
-The caller's log key is the public key of its *signing* certificate in the trust list, and the
+The caller's log key is the public key of its *signing* certificate in the trust list (of
+either of its two while it renews them: the one whose key id the note carries), and the
 checkpoint's origin must be the caller's log (``bdx.<cc>/exchange-log``): a node can only ask
 for its own log to be witnessed. The witness signs with its own signing key under the name
 ``bdx.<cc>/witness``. :func:`witness_round` is the caller's side, run after each checkpoint;
@@ -76,26 +77,61 @@ def witness_name(country: str) -> str:
     return f"bdx.{country.lower()}/witness"
 
 
-def _signing_key_of(anchors: TrustAnchors, country: str) -> PublicKey:
-    """``country``'s signing key, once its certificate validates now (in date, unrevoked):
-    a revoked key's checkpoints are not cosigned, nor are its cosignatures counted, as its
-    messages are refused (raises :class:`~certs.errors.CertsError`)."""
+def _signing_keys_of(anchors: TrustAnchors, country: str) -> list[PublicKey]:
+    """``country``'s signing keys whose certificates validate now (in date, unrevoked), newest
+    first: two while it renews them. A revoked key's checkpoints are not cosigned, nor are its
+    cosignatures counted, as its messages are refused (raises
+    :class:`~certs.errors.CertsError` when no listed key validates)."""
     member = anchors.trust_list.member(country)
     if member is None:
         raise NotFoundError(f"{country} is not in the trust list", reason="not_in_trust_list")
-    anchors.validate(member.signing, Usage.SIGNING, expected_country=country)
-    key = member.signing.public_key()
-    return key  # type: ignore[return-value]  # the PKI issues ECDSA P-256 signing keys only
+    keys: list[PublicKey] = []
+    refused: CertsError | None = None
+    for cert in reversed(member.signing):
+        try:
+            anchors.validate(cert, Usage.SIGNING, expected_country=country)
+        except CertsError as exc:
+            refused = refused or exc
+            continue
+        keys.append(cert.public_key())  # type: ignore[arg-type]  # ECDSA P-256 keys only
+    if not keys:
+        assert refused is not None  # a member lists at least one signing certificate
+        raise refused
+    return keys
+
+
+def peer_log_keys(anchors: TrustAnchors, country: str) -> list[VerifyingKey]:
+    """The keys that verify ``country``'s log checkpoints (its signing certificates'),
+    newest first."""
+    return [VerifyingKey(log_origin(country), k) for k in _signing_keys_of(anchors, country)]
+
+
+def peer_witness_keys(anchors: TrustAnchors, country: str) -> list[VerifyingKey]:
+    """The keys that verify ``country``'s cosignatures (its signing certificates'), newest
+    first."""
+    return [VerifyingKey(witness_name(country), k) for k in _signing_keys_of(anchors, country)]
 
 
 def peer_log_key(anchors: TrustAnchors, country: str) -> VerifyingKey:
-    """The key that verifies ``country``'s log checkpoints (its signing certificate's)."""
-    return VerifyingKey(log_origin(country), _signing_key_of(anchors, country))
+    """The key of ``country``'s newest valid signing certificate, for its log checkpoints."""
+    return peer_log_keys(anchors, country)[0]
 
 
 def peer_witness_key(anchors: TrustAnchors, country: str) -> VerifyingKey:
-    """The key that verifies ``country``'s cosignatures (its signing certificate's)."""
-    return VerifyingKey(witness_name(country), _signing_key_of(anchors, country))
+    """The key of ``country``'s newest valid signing certificate, for its cosignatures."""
+    return peer_witness_keys(anchors, country)[0]
+
+
+def _signer(keys: Sequence[VerifyingKey], note: SignedCheckpoint) -> VerifyingKey:
+    """Of ``keys`` (one member's, during a renewal two), the one whose signature line
+    ``note`` carries; the newest when none (its verification then fails as unsigned)."""
+    ids = {s.key_id for s in note.note.signatures if s.name == keys[0].name}
+    return next((k for k in keys if k.key_id() in ids), keys[0])
+
+
+def _cosigner(keys: Sequence[VerifyingKey], cosignature: Cosignature) -> VerifyingKey:
+    """Of ``keys``, the one ``cosignature`` names by its key id (the newest when none)."""
+    return next((k for k in keys if k.key_id("cosignature") == cosignature.key_id), keys[0])
 
 
 @dataclass(frozen=True)
@@ -133,7 +169,8 @@ class WitnessService:
         logged at ERROR and, with ``events``, appended to this node's exchange log with both
         signed notes; then :class:`SplitViewError` is raised."""
         try:
-            self.witness.check_peer_view(theirs, peer_log_key(self.anchors, peer), proof, mine)
+            key = _signer(peer_log_keys(self.anchors, peer), SignedCheckpoint.from_bytes(theirs))
+            self.witness.check_peer_view(theirs, key, proof, mine)
         except SplitViewError as exc:
             logger.error(
                 "%s's log showed %s another history than this node cosigned: %s [%s]",
@@ -176,7 +213,8 @@ class WitnessService:
                 reason="wrong_origin",
             )
         try:
-            return self.witness.cosign(raw, peer_log_key(self.anchors, peer), hashes, old_size)
+            key = _signer(peer_log_keys(self.anchors, peer), signed)
+            return self.witness.cosign(raw, key, hashes, old_size)
         except (RollbackError, SplitViewError) as exc:
             self._keep_evidence(peer, signed, exc)
             raise
@@ -283,7 +321,7 @@ async def witness_round(
                     out[peer.country] = str(reason)
                     continue
                 cosig = cosignature_from_json(r.json())
-                key = peer_witness_key(credentials.anchors, peer.country)
+                key = _cosigner(peer_witness_keys(credentials.anchors, peer.country), cosig)
                 await anyio.to_thread.run_sync(log.add_cosignature, latest.checkpoint, cosig, key)
                 out[peer.country] = "cosigned"
             except UntrustedPeerError as exc:

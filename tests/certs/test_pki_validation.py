@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 
 import pytest
 from cryptography import x509
@@ -20,7 +22,7 @@ from certs.pki import (
 from certs.pki.bootstrap import Region, build_region, make_node
 from certs.pki.keys import certificate_pem, fingerprint, generate_key
 from certs.pki.revocation import crl_pem
-from certs.pki.trustlist import TrustListBuilder, sign_trust_list_payload
+from certs.pki.trustlist import TrustListBuilder, load_trust_list, sign_trust_list_payload
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -261,3 +263,52 @@ def test_cached_identity_only_for_what_validate_accepted_under_the_held_document
     with _Reason("revoked"):
         anchors.validate(der, Usage.TLS)
     assert anchors.cached(der, Usage.TLS) is None  # a refusal is never cached
+
+
+def _payload(token: str) -> dict[str, object]:
+    body = token.split(".")[1]
+    parsed: dict[str, object] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return parsed
+
+
+def test_a_renewed_member_is_listed_with_its_old_and_new_certificates(region: Region) -> None:
+    """TH renews its certificates: the CA lists TH with both pairs (version 2), and both
+    validate; a list with one pair per member stays version 1, which older nodes read. A
+    third pair, the same certificate twice or a version 2 member without lists are refused.
+    The builder refused a country added twice ("TH is listed twice"), so old and new could
+    never be listed together during a renewal."""
+    old, new = region.nodes["TH"], make_node(region.ca, "TH", not_before=NOW)
+    idn = region.nodes["ID"]
+    pairs = [("TH", new.tls_cert, new.signing_cert), ("ID", idn.tls_cert, idn.signing_cert)]
+    token = region.ca.trust_list([("TH", old.tls_cert, old.signing_cert), *pairs])
+    body = _payload(token)
+    assert body["v"] == 2
+    members = body["members"]
+    assert isinstance(members, list) and [m["country"] for m in members] == ["ID", "TH"]
+    assert len(members[1]["tls"]) == len(members[1]["signing"]) == 2
+    assert isinstance(members[0]["tls"], list) and len(members[0]["tls"]) == 1
+    anchors = region.anchors()
+    anchors.refresh_trust_list(token.encode())
+    for node in (old, new):
+        assert anchors.validate(node.tls_cert, Usage.TLS).country == "TH"
+        assert anchors.validate(node.signing_cert, Usage.SIGNING).country == "TH"
+    member = anchors.trust_list.member("TH")
+    assert member is not None and member.tls[-1] == new.tls_cert  # oldest first
+    # the renewal is over: one pair each again, version 1
+    single = _payload(region.ca.trust_list(pairs))
+    assert single["v"] == 1 and isinstance(single["members"], list)
+    assert all(isinstance(m["tls"], str) for m in single["members"])
+    third = make_node(region.ca, "TH")
+    builder = TrustListBuilder().add_member("TH", old.tls_cert, old.signing_cert)
+    builder = builder.add_member("TH", new.tls_cert, new.signing_cert)
+    with _Reason("malformed"):
+        builder.add_member("TH", third.tls_cert, third.signing_cert)
+    with _Reason("malformed"):
+        TrustListBuilder().add_member("TH", old.tls_cert, old.signing_cert).add_member(
+            "TH", old.tls_cert, new.signing_cert
+        )
+    payload = builder.payload(region.ca.cert)
+    payload["members"][0]["tls"] = payload["members"][0]["tls"][0]  # a string in version 2
+    forged = sign_trust_list_payload(payload, region.ca.key, region.ca.cert)
+    with _Reason("malformed"):
+        load_trust_list(forged, region.ca.cert, now=NOW)
