@@ -10,7 +10,8 @@ Public API (see each module's docstring):
 - ``tls``: ``server_context``, ``client_context``, ``uvicorn_ssl_options``, ``peer_identity``,
   ``peer_country``.
 - ``credentials``: :class:`~certs.pki.credentials.NodeCredentials`, everything a node service
-  needs in one object (mTLS contexts, uvicorn options, sign/verify, reload).
+  needs in one object (mTLS contexts, uvicorn options, sign/verify, reload, reload_own);
+  ``own``: the node's own certificates and keys, validated and swapped as one pair.
 - ``asgi``: ``PeerCertH11Protocol`` (uvicorn) puts the client certificate in the ASGI scope;
   ``peer_der(scope)`` reads it.
 - ``bootstrap``: ``build_region``/``write_region`` for demos and tests.

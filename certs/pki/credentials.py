@@ -4,9 +4,11 @@
 the trust list and the CRL, checks that its own certificates validate (so a node with a
 revoked, expired or unlisted certificate fails at start, not at its first peer), and offers:
 ``server_context()``/``client_context()``/``uvicorn_options()`` for mutual TLS, ``sign()``/
-``verify()`` for messages, and ``reload()`` to pick up newly published trust list and CRL files
-(refused files leave the held ones in place). With ``held_file`` the trust-list sequence and CRL
-number it holds survive a restart (:mod:`certs.pki.held`): older files on disk are refused.
+``verify()`` for messages, ``reload()`` to pick up newly published trust list and CRL files
+(refused files leave the held ones in place) and ``reload_own()`` to pick up the node's renewed
+certificate and key files (:mod:`certs.pki.own`: swapped as one validated pair, or refused).
+With ``held_file`` the trust-list sequence and CRL number it holds survive a restart
+(:mod:`certs.pki.held`): older files on disk are refused.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from certs import jws
 from certs.errors import CertsError
 from certs.pki import params
 from certs.pki.held import Held, read_held, write_held
-from certs.pki.keys import PrivateKey, fingerprint, load_certificate, load_private_key, read_file
-from certs.pki.profiles import Usage
+from certs.pki.keys import PrivateKey, fingerprint, load_certificate, read_file
+from certs.pki.own import OwnFiles, OwnPair, load_own, read_own
 from certs.pki.tls import client_context, server_context, uvicorn_ssl_options
 from certs.pki.validate import Identity, TrustAnchors
 
@@ -87,34 +89,76 @@ class NodeCredentials:
             min_crl_number=held.crl_number if held else None,
         )
         self._remember()
-        self.signing_key: PrivateKey = load_private_key(paths.signing_key, passphrase)
-        self.signing_cert: x509.Certificate = load_certificate(paths.signing_cert)
-        self.tls_cert: x509.Certificate = load_certificate(paths.tls_cert)
-        load_private_key(paths.tls_key, passphrase)  # fail now on a wrong passphrase
-        self.tls_identity: Identity = self.anchors.validate(self.tls_cert, Usage.TLS, now=now)
-        self.signing_identity: Identity = self.anchors.validate(
-            self.signing_cert, Usage.SIGNING, expected_country=self.tls_identity.country, now=now
-        )
+        self._own = load_own(paths, self.anchors, passphrase=passphrase, now=now)
+
+    @property
+    def own(self) -> OwnPair:
+        """The node's certificates, keys and TLS contexts in use (one generation)."""
+        return self._own
+
+    @property
+    def signing_key(self) -> PrivateKey:
+        return self._own.signing_key
+
+    @property
+    def signing_cert(self) -> x509.Certificate:
+        return self._own.signing_cert
+
+    @property
+    def tls_cert(self) -> x509.Certificate:
+        return self._own.tls_cert
+
+    @property
+    def tls_identity(self) -> Identity:
+        return self._own.tls_identity
+
+    @property
+    def signing_identity(self) -> Identity:
+        return self._own.signing_identity
 
     @property
     def country(self) -> str:
         return self.tls_identity.country
 
     def server_context(self, *, crl_in_handshake: bool = False) -> ssl.SSLContext:
-        """Mutual-TLS server context (see :func:`certs.pki.tls.server_context`)."""
+        """Mutual-TLS server context (see :func:`certs.pki.tls.server_context`): the held
+        pair's (shared: do not modify), or with ``crl_in_handshake`` a new one from the files."""
+        if not crl_in_handshake:
+            return self._own.server
         p = self.paths
-        crl = p.crl if crl_in_handshake else None
         return server_context(
-            p.tls_cert, p.tls_key, p.root, passphrase=self._passphrase, crl_file=crl
+            p.tls_cert, p.tls_key, p.root, passphrase=self._passphrase, crl_file=p.crl
         )
 
     def client_context(self, *, crl_in_handshake: bool = False) -> ssl.SSLContext:
-        """Mutual-TLS client context for ``httpx.Client(verify=...)``."""
+        """Mutual-TLS client context for ``httpx.Client(verify=...)``: the held pair's
+        (shared: do not modify), or with ``crl_in_handshake`` a new one from the files."""
+        if not crl_in_handshake:
+            return self._own.client
         p = self.paths
-        crl = p.crl if crl_in_handshake else None
         return client_context(
-            p.tls_cert, p.tls_key, p.root, passphrase=self._passphrase, crl_file=crl
+            p.tls_cert, p.tls_key, p.root, passphrase=self._passphrase, crl_file=p.crl
         )
+
+    def reload_own(
+        self, *, now: dt.datetime | None = None, files: OwnFiles | None = None
+    ) -> OwnPair | None:
+        """Re-read the node's own certificate and key files (or take ``files``, as read by the
+        caller): a changed pair that validates against the held anchors is swapped in whole
+        and returned; unchanged files return None; a refused pair raises and the held one
+        stays (see :mod:`certs.pki.own`)."""
+        got = files or read_own(self.paths)
+        if got == self._own.files:
+            return None
+        self._own = load_own(
+            self.paths,
+            self.anchors,
+            passphrase=self._passphrase,
+            now=now,
+            country=self.country,
+            files=got,
+        )
+        return self._own
 
     def uvicorn_options(self) -> dict[str, Any]:
         """``uvicorn.Config`` keyword arguments; add ``http=PeerCertH11Protocol``."""
@@ -124,7 +168,8 @@ class NodeCredentials:
 
     def sign(self, payload: dict[str, Any], *, typ: str = params.MESSAGE_TYP) -> str:
         """Sign ``payload`` (``v``, ``sender`` = this node's country) as a compact JWS."""
-        return jws.sign(payload, self.signing_key, [self.signing_cert], typ=typ)
+        own = self._own
+        return jws.sign(payload, own.signing_key, [own.signing_cert], typ=typ)
 
     def verify(
         self,

@@ -187,6 +187,18 @@ class TransparencyLog:
         """The current key and the earlier ones (see the class docstring)."""
         return (self.verifying_key, *self._earlier)
 
+    def use_key(self, key: SigningKey) -> None:
+        """Sign the checkpoints issued from now on with ``key`` (a renewed key of this log);
+        the key in use until now becomes an earlier one."""
+        if key.name != self.origin:
+            raise OriginMismatchError(f"key {key.name!r} is not for log {self.origin!r}")
+        new = key.verifying_key().to_vkey()
+        current = self._key.verifying_key()
+        if new == current.to_vkey():
+            return
+        self._earlier = (current, *(k for k in self._earlier if k.to_vkey() != new))
+        self._key = key
+
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 

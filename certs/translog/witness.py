@@ -82,6 +82,10 @@ class Witness:
     def verifying_key(self) -> VerifyingKey:
         return self._key.verifying_key()
 
+    def use_key(self, key: SigningKey) -> None:
+        """Cosign with ``key`` from now on (this witness's renewed key)."""
+        self._key = key
+
     def _lock_origin(self, conn: Connection, origin: str, now: datetime) -> bool:
         """Lock the witness head row of ``origin`` in the begun transaction, creating it if
         needed; return whether this witness cosigned that log before."""

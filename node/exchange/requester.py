@@ -13,10 +13,11 @@ trust anchors as the connection opens, before a byte of the query is sent: in th
 unrevoked (the CRL), a TLS certificate, of the country asked (``untrusted_peer`` otherwise);
 OpenSSL alone checks only the chain to the root and the host name, which a revoked key or
 another member's certificate for the same host passes. Pooled connections are dropped when
-the trust list or CRL changes (once the exchanges in flight on them are done). Each peer has
-its own connection pool. Whatever else goes wrong with one peer ("failed", the error's type
-logged here) never costs the other peers' results. Replies are logged once all are in, or,
-when the node stops first, those that are in and the others as ``cancelled``.
+the trust list or CRL changes, or this node's own certificate is renewed (once the exchanges in
+flight on them are done). Each peer has its own connection pool. Whatever else goes wrong with
+one peer ("failed", the error's type logged here) never costs the other peers' results. Replies
+are logged once all are in, or, when the node stops first, those that are in and the others as
+``cancelled``.
 """
 
 from __future__ import annotations
@@ -127,9 +128,9 @@ class _Pooled:
     """A pooled client of one peer: the anchors it was made under, the exchanges using it."""
 
     client: httpx.AsyncClient
-    version: tuple[int, int]
+    version: tuple[int, int, int]
     users: int = 0
-    retired: bool = False  # replaced after a trust list or CRL change: close when unused
+    retired: bool = False  # replaced after a trust list, CRL or own certificate change
 
 
 def server_check(trust: TrustAnchors, country: str) -> Trace:
@@ -176,9 +177,13 @@ class Requester:
     ) -> None:
         self.country = country
         self.trust = trust
-        self.signing_key = signing_key
-        self.signing_chain = list(signing_chain)
-        self.tls = tls
+        # (generation, signing key, its chain, client TLS context): swapped as one
+        self._own: tuple[int, PrivateKey, list[x509.Certificate], ssl.SSLContext] = (
+            0,
+            signing_key,
+            list(signing_chain),
+            tls,
+        )
         self.log = exchange_log
         self.timeout = timeout
         self.pooled = pooled
@@ -189,8 +194,31 @@ class Requester:
             weakref.WeakKeyDictionary()
         )
 
-    def _anchors_version(self) -> tuple[int, int]:
-        return self.trust.trust_list.sequence, self.trust.crl.number
+    @property
+    def signing_key(self) -> PrivateKey:
+        return self._own[1]
+
+    @property
+    def signing_chain(self) -> list[x509.Certificate]:
+        return self._own[2]
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        return self._own[3]
+
+    def use_credentials(
+        self,
+        signing_key: PrivateKey,
+        signing_chain: Sequence[x509.Certificate],
+        tls: ssl.SSLContext,
+    ) -> None:
+        """Sign the queries from now on with ``signing_key`` and ``signing_chain``, and open
+        new connections with ``tls`` (a renewed certificate): pooled clients are replaced as
+        for a new trust list, the exchanges in flight finish on theirs."""
+        self._own = (self._own[0] + 1, signing_key, list(signing_chain), tls)
+
+    def _anchors_version(self) -> tuple[int, int, int]:
+        return self.trust.trust_list.sequence, self.trust.crl.number, self._own[0]
 
     @contextlib.asynccontextmanager
     async def _lease(self, peer: Peer) -> AsyncIterator[httpx.AsyncClient]:
@@ -198,7 +226,8 @@ class Requester:
         kept for keep-alive connections; close them with :meth:`aclose`). One client, and so
         one connection limit, per peer: a peer that stalls holds its own connections only. A
         new client once the trust list or CRL changed (a connection is validated only as it
-        opens); the old one is closed when the exchanges using it are done, not under them."""
+        opens), or this node's own certificate; the old one is closed when the exchanges
+        using it are done, not under them."""
         clients = self._clients.setdefault(asyncio.get_running_loop(), {})
         version = self._anchors_version()
         held = clients.get(peer.country)
@@ -231,7 +260,8 @@ class Requester:
             await held.client.aclose()
 
     def sign_query(self, query: QueryPayload) -> str:
-        return jws.sign(query.wire(), self.signing_key, self.signing_chain, typ=params.QUERY_TYP)
+        _, key, chain, _ = self._own
+        return jws.sign(query.wire(), key, chain, typ=params.QUERY_TYP)
 
     def build_query(
         self,

@@ -145,8 +145,7 @@ class Responder:
     ) -> None:
         self.country = country
         self.trust = trust
-        self.signing_key = signing_key
-        self.signing_chain = list(signing_chain)
+        self._signing = (signing_key, list(signing_chain))
         self.policy = policy
         self.replay = replay
         self.hits = hits
@@ -154,6 +153,19 @@ class Responder:
         self.restrictions = restrictions
         self.log = exchange_log
         self.clock = clock or (lambda: datetime.now(UTC))
+
+    @property
+    def signing_key(self) -> PrivateKey:
+        return self._signing[0]
+
+    @property
+    def signing_chain(self) -> list[x509.Certificate]:
+        return self._signing[1]
+
+    def use_signing(self, key: PrivateKey, chain: Sequence[x509.Certificate]) -> None:
+        """Sign the replies from now on with ``key`` and ``chain`` (a renewed certificate),
+        the two swapped together."""
+        self._signing = (key, list(chain))
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {"type": kind, "node": self.country, "at": self.clock().isoformat(), **fields}
@@ -375,5 +387,6 @@ class Responder:
         return self._sign(reply)
 
     def _sign(self, reply: ReplyPayload) -> Answer:
-        token = jws.sign(reply.wire(), self.signing_key, self.signing_chain, typ=params.REPLY_TYP)
+        key, chain = self._signing
+        token = jws.sign(reply.wire(), key, chain, typ=params.REPLY_TYP)
         return Answer(token, reply)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Generator
 from types import FrameType
 from typing import Any
@@ -38,7 +39,8 @@ GRACEFUL_SHUTDOWN_S = 10
 def peer_config(
     app: FastAPI, settings: Settings, creds: NodeCredentials, **extra: Any
 ) -> uvicorn.Config:
-    """The mutual-TLS peer listener's config (no lifespan: the API server runs it)."""
+    """The mutual-TLS peer listener's config (no lifespan: the API server runs it). Each
+    handshake presents the certificate the running exchange holds (:class:`_PeerConfig`)."""
     options: dict[str, Any] = {
         "host": settings.peer_host or settings.host,
         "port": settings.peer_port,
@@ -49,7 +51,32 @@ def peer_config(
         **creds.uvicorn_options(),
         **extra,
     }
-    return uvicorn.Config(PeerRoutesOnly(app), **options)
+    return _PeerConfig(app, PeerRoutesOnly(app), **options)
+
+
+class _PeerConfig(uvicorn.Config):
+    """The peer listener's config. uvicorn builds its TLS context once, from the files, as
+    the listener starts; its ``sni_callback`` (called at every handshake, SNI or not) hands
+    each new connection the server context of the pair ``app``'s exchange holds now, so a
+    renewed certificate is presented from the next handshake on, without a restart
+    (:mod:`node.exchange.renewal`). Before the exchange is built, the files' context serves."""
+
+    def __init__(self, node: FastAPI, app: ASGIApp, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.node = node
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            self.ssl.sni_callback = self._held_pair
+
+    def _held_pair(
+        self, conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, ctx: ssl.SSLContext
+    ) -> None:
+        exchange = getattr(self.node.state, "exchange", None)
+        held = exchange.credentials.server_context() if exchange is not None else ctx
+        if held is not ctx:
+            conn.context = held
 
 
 class PeerRoutesOnly:

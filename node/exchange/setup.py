@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -34,6 +35,7 @@ from node.errors import ConfigError
 from node.exchange.eventlog import TranslogExchangeLog
 from node.exchange.params import VIEW_COMPARE_INTERVAL_S
 from node.exchange.references import HitReferences
+from node.exchange.renewal import OwnCertificates
 from node.exchange.replay import ReplayGuard
 from node.exchange.requester import Peer, Requester
 from node.exchange.responder import Responder
@@ -73,6 +75,7 @@ class Exchange:
     search_pool: SearchPool | None = None
     rules_file: RulesFile | None = None  # re-read by housekeeping when it changes
     views_compared_at: float = float("-inf")  # time.monotonic() of the last compare_views
+    own: OwnCertificates | None = None  # renewed own certificates picked up by housekeeping
 
 
 #: In ``data_dir``: the trust-list sequence and CRL number this node accepted last.
@@ -275,6 +278,8 @@ def _assemble(
         creds.country,
         production=settings.environment == "production",
     )
+    record_key = partial(_log_key_history, settings.data_dir / LOG_KEYS_FILE)
+    own = OwnCertificates(creds, responder, requester, log, witness, record_key)
     return Exchange(
         creds,
         policy,
@@ -286,17 +291,18 @@ def _assemble(
         settings.peer_timeout_s,
         pool,
         rules_file,
+        own=own,
     )
 
 
 async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     """Re-read a changed rules file (:mod:`node.exchange.rules_reload`), the published trust
-    list and CRL, forget the replay nonces that can no longer be replayed
-    (:meth:`ReplayGuard.purge`: the table would otherwise grow by every query), and issue a
-    checkpoint when the log grew or the last one aged (every ``interval_s``, at most
-    :data:`CHECKPOINT_POLL_S` apart). Nothing here waits for a peer: that is
-    :func:`_witnessing`'s, so a slow or hostile peer cannot hold back a revocation or a
-    suspended rule."""
+    list and CRL, the node's renewed certificates (:mod:`node.exchange.renewal`), forget the
+    replay nonces that can no longer be replayed (:meth:`ReplayGuard.purge`: the table would
+    otherwise grow by every query), and issue a checkpoint when the log grew or the last one
+    aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart). Nothing here waits
+    for a peer: that is :func:`_witnessing`'s, so a slow or hostile peer cannot hold back a
+    revocation or a suspended rule."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         await housekeeping_round(exchange, interval_s)
@@ -317,6 +323,11 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         logger.warning("trust list/CRL not reloaded: %s", exc.reason)
     except Exception:  # e.g. the held file not written: what was accepted is in use
         logger.exception("trust list/CRL reload failed")
+    if exchange.own is not None:  # renewed own certificates, checked against what is held
+        try:
+            await anyio.to_thread.run_sync(exchange.own.check)
+        except Exception:  # the pair in use stays; the next round retries
+            logger.exception("own certificates not reloaded")
     try:
         await anyio.to_thread.run_sync(exchange.responder.replay.purge)
     except Exception:  # the nonces stay (refusing replays); the next round retries
