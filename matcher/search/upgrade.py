@@ -20,6 +20,16 @@ removed); between the two renames (``X.old`` and a complete ``X.upgrade``, no ``
 one takes its place); before the clean-up (``X`` and ``X.old``: the old one is removed). It
 takes the writer lock of the gallery an upgrade would hold first, so it never touches an
 upgrade that is still running (that one holds the lock: ``gallery_locked``).
+
+Beside ``X.old``, recovery never deletes the only whole copy of the gallery (whole: its
+manifest reads and names files that are there and of their kind; checksums are not read).
+The new gallery (``X``, or ``X.upgrade`` where there is no ``X``) stays when it is whole and
+``X.old`` goes; where only ``X.old`` is whole, it is renamed back to ``X`` if that name is
+free (a damaged ``X.upgrade`` is a partial rebuild and goes). Anything else is refused with
+``interrupted_upgrade`` (exit 7) and nothing changed: neither is whole (restore from a
+backup), ``X`` is damaged while ``X.old`` is whole (the operator moves ``X`` away and
+renames ``X.old`` back: recovery deletes no folder it cannot tell is a copy), or both are
+whole with the same fields (no upgrade leaves that: an operator's copy named ``X.old``).
 """
 
 from __future__ import annotations
@@ -30,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from matcher.errors import GalleryError
 from matcher.fingerprint import match
-from matcher.gallery import Block, Gallery, RecordBatch
-from matcher.gallery.errors import IncompatibleFormatError
+from matcher.gallery import Block, Gallery, GallerySchema, RecordBatch
+from matcher.gallery.errors import GalleryCorruptError, IncompatibleFormatError
 from matcher.gallery.files import WriterLock
 from matcher.search import preselect
 from matcher.search.fingerprint import DESCRIPTOR_DTYPE, fingerprint_schema, stored_fields
@@ -104,7 +115,9 @@ RETIRED_SUFFIX = ".old"
 
 
 def recover_upgrade(directory: Path) -> None:
-    """Finish or undo an upgrade of ``directory`` that a crash interrupted (module doc)."""
+    """Finish or undo an upgrade of ``directory`` that a crash interrupted (module doc);
+    :class:`GalleryCorruptError` ``interrupted_upgrade`` where that would risk the only whole
+    copy of the gallery."""
     fresh = directory.with_name(directory.name + REBUILD_SUFFIX)
     retired = directory.with_name(directory.name + RETIRED_SUFFIX)
     if retired.exists():
@@ -112,16 +125,57 @@ def recover_upgrade(directory: Path) -> None:
         # half-deleted, manifest or segment files gone, and it must still go.
         lock = WriterLock(retired)  # no upgrade is running on it
         try:
-            if not directory.exists():
-                # the old gallery is retired only once the rebuild is complete
-                (fresh if fresh.exists() else retired).rename(directory)
+            retire = _settle(directory, fresh, retired)
         finally:
             lock.release()
-        if retired.exists():
+        if retire:
             shutil.rmtree(retired)
     if fresh.exists():
         with Gallery.open(directory, writable=True):  # no upgrade is rebuilding it
             shutil.rmtree(fresh)
+
+
+def _whole(path: Path) -> GallerySchema | GalleryError:
+    """The schema of the gallery at ``path`` when it is whole (its manifest reads, and every
+    file it names is there and of its kind; no checksum is read), else why it is not."""
+    try:
+        with Gallery.open(path, verify=False) as gallery:
+            return gallery.schema
+    except GalleryError as exc:
+        return exc
+
+
+def _settle(directory: Path, fresh: Path, retired: Path) -> bool:
+    """Put the whole gallery of an interrupted upgrade at ``directory`` (module doc); whether
+    ``retired`` is then to be removed."""
+    new = directory if directory.exists() else fresh
+    got_new, got_old = _whole(new), _whole(retired)
+    if isinstance(got_new, GallerySchema):
+        if isinstance(got_old, GallerySchema) and dict(got_old.fields) == dict(got_new.fields):
+            raise _unsettled(
+                f"{retired} beside {new} is a whole gallery of the same fields, which no "
+                f"upgrade leaves: move one of them out of {retired.parent}"
+            )
+        if new == fresh:
+            fresh.rename(directory)
+        return True
+    if not isinstance(got_old, GallerySchema):
+        raise _unsettled(
+            f"neither {new} ({got_new.reason}) nor {retired} ({got_old.reason}), the gallery "
+            "before an interrupted upgrade, is a whole gallery: restore it from a backup"
+        )
+    if new == directory:
+        raise _unsettled(
+            f"{directory} is no whole gallery ({got_new.reason}) but {retired}, the gallery "
+            f"before an interrupted upgrade, is: move {directory.name} away, rename "
+            f"{retired.name} to {directory.name} and run bdx gallery upgrade again"
+        )
+    retired.rename(directory)  # a damaged rebuild left at ``fresh`` goes as a partial one
+    return False
+
+
+def _unsettled(message: str) -> GalleryCorruptError:
+    return GalleryCorruptError(message, reason="interrupted_upgrade")
 
 
 def galleries_in(root: Path) -> list[Path]:
@@ -170,7 +224,8 @@ def upgrade_fingerprint_gallery(
                     progress(i + 1, len(segments))
             carried = len(new)
         retired = directory.with_name(directory.name + RETIRED_SUFFIX)
-        shutil.rmtree(retired, ignore_errors=True)
+        if retired.exists():  # recovery settles it first; never deleted unseen
+            raise _unsettled(f"{retired} is in the way of the upgrade of {directory}")
         directory.rename(retired)
         fresh.rename(directory)
     shutil.rmtree(retired)

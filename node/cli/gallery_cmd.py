@@ -267,7 +267,11 @@ def _galleries_to_upgrade(root: Path) -> list[Path]:
 @app.command()
 def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
     """Rebuild fingerprint galleries written with an earlier field layout from their stored
-    arrays (search refuses them with reason schema_mismatch); current galleries are left alone."""
+    arrays (search refuses them with reason schema_mismatch); current galleries are left alone.
+
+    An upgrade a crash interrupted (X.old, X.upgrade beside X) is finished or undone first, as
+    serve and load do it; where that could cost the only whole copy of the gallery nothing
+    changes and the command is refused (interrupted_upgrade, exit 7; README, step 4)."""
     settings = settings_from(config)
     found: dict[str, int] = {}
     for path in _galleries_to_upgrade(settings.gallery_path):

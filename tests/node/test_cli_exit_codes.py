@@ -305,6 +305,24 @@ def test_upgrade_refuses_a_gallery_that_lost_its_manifest(env: dict[str, str]) -
     assert done.stdout == "" and sorted(p.name for p in folder.iterdir()) == kept
 
 
+def test_upgrade_recovery_keeps_the_only_whole_copy(env: dict[str, str]) -> None:
+    """`X.old` (the gallery before an interrupted upgrade) beside an `X` that lost its
+    manifest: recovery deleted `X.old`, the last whole copy, then refused `X` as
+    missing_manifest. It is refused in one line now, both folders left as they were."""
+    import shutil
+
+    folder = _enrolled(env)
+    retired = folder.with_name(folder.name + ".old")
+    shutil.copytree(folder, retired)
+    (folder / "MANIFEST.json").unlink()
+    kept = {p: sorted(q.name for q in p.iterdir()) for p in (folder, retired)}
+    done = subprocess.run([*BDX, "gallery", "upgrade"], env=env, capture_output=True, text=True)
+    _storage_refusal(done, "interrupted_upgrade")
+    assert f"rename {retired.name} to {folder.name}" in done.stderr
+    _storage_refusal(_serve_refused(env), "interrupted_upgrade")
+    assert {p: sorted(q.name for q in p.iterdir()) for p in (folder, retired)} == kept
+
+
 def test_a_lost_gallery_is_refused_while_the_database_holds_its_records(
     env: dict[str, str], tmp_path: Path
 ) -> None:

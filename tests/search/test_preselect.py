@@ -230,9 +230,11 @@ def test_an_interrupted_upgrade_is_recovered(tmp_path: Path, fingers: list) -> N
     (fresh / "segment-partial").write_bytes(b"half")
     assert galleries_in(root) == [x] and "pooled" in layout(x)
     assert not fresh.exists()
-    # before the clean-up: the retired gallery goes
+    # before the clean-up (the rebuilt gallery in place): the retired gallery goes
+    shutil.rmtree(x)
+    shutil.copytree(tmp_path / "new", x)
     shutil.copytree(tmp_path / "old", retired)
-    assert galleries_in(root) == [x] and not retired.exists()
+    assert galleries_in(root) == [x] and not retired.exists() and layout(x) == new_fields
     # a clean-up cut short: the retired copy is half-deleted (its manifest or files gone)
     shutil.copytree(tmp_path / "old", retired)
     for name in sorted(p.name for p in retired.iterdir())[:3]:
@@ -243,6 +245,64 @@ def test_an_interrupted_upgrade_is_recovered(tmp_path: Path, fingers: list) -> N
     with Gallery.open(retired, writable=True), pytest.raises(GalleryError):
         galleries_in(root)
     assert retired.exists()
+
+
+def test_upgrade_recovery_never_deletes_the_only_whole_copy(tmp_path: Path, fingers: list) -> None:
+    """Recovery removed `X.old` whenever `X` existed and put `X.upgrade` in place whenever
+    `X` did not, whole or not: a damaged `X` (or rebuild) cost the last whole copy of the
+    gallery, and an operator's same-layout copy named `X.old` was deleted as a leftover."""
+    import shutil
+
+    from matcher.gallery.errors import GalleryCorruptError
+    from matcher.gallery.manifest import MANIFEST_NAME
+    from matcher.search.upgrade import galleries_in, upgrade_fingerprint_gallery
+
+    root = tmp_path / "galleries"
+    root.mkdir()
+    x, fresh, retired = root / "fingerprint", root / "fingerprint.upgrade", root / "fingerprint.old"
+    _old_layout_gallery(tmp_path / "old", fingers)
+    shutil.copytree(tmp_path / "old", tmp_path / "new")
+    upgrade_fingerprint_gallery(tmp_path / "new")
+
+    def files(path: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in path.iterdir()}
+
+    def refused() -> None:
+        held = {p.name: files(p) for p in root.iterdir()}
+        with pytest.raises(GalleryCorruptError) as err:
+            galleries_in(root)
+        assert (err.value.reason, err.value.exit_code) == ("interrupted_upgrade", 7)
+        assert "\n" not in err.value.message
+        assert {p.name: files(p) for p in root.iterdir()} == held  # nothing changed
+
+    # between the two renames, the rebuild damaged: the old gallery comes back, the rebuild goes
+    shutil.copytree(tmp_path / "new", fresh)
+    (fresh / MANIFEST_NAME).unlink()
+    shutil.copytree(tmp_path / "old", retired)
+    assert galleries_in(root) == [x] and files(x) == files(tmp_path / "old")
+    assert sorted(p.name for p in root.iterdir()) == ["fingerprint"]
+    # before the clean-up, the new gallery damaged: the old one is the only whole copy
+    shutil.rmtree(x)
+    shutil.copytree(tmp_path / "new", x)
+    (x / MANIFEST_NAME).unlink()
+    shutil.copytree(tmp_path / "old", retired)
+    refused()
+    # neither is whole
+    next(retired.glob("seg-*.npy")).unlink()
+    refused()
+    # both whole and of one layout: no upgrade left them (an operator's copy)
+    shutil.rmtree(x)
+    shutil.rmtree(retired)
+    shutil.copytree(tmp_path / "old", x)
+    shutil.copytree(tmp_path / "old", retired)
+    refused()
+    # the upgrade itself never deletes a gallery in its way
+    shutil.rmtree(retired)
+    shutil.copytree(tmp_path / "new", retired)
+    with pytest.raises(GalleryCorruptError) as err:
+        upgrade_fingerprint_gallery(x)
+    assert err.value.reason == "interrupted_upgrade"
+    assert files(retired) == files(tmp_path / "new") and files(x) == files(tmp_path / "old")
 
 
 def test_upgrade_rebuilds_an_old_layout_gallery(tmp_path: Path, fingers: list) -> None:
