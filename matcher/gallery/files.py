@@ -46,6 +46,32 @@ def reading(name: str) -> Iterator[None]:
         ) from exc
 
 
+#: The first bytes of every .npy file (``np.lib.format.MAGIC_PREFIX``).
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_array(directory: Path, name: str, reason: str, *, mmap: bool = False) -> np.ndarray:
+    """The .npy array in ``directory / name``, memory-mapped read-only with ``mmap``; never
+    unpickled. A file that holds no whole .npy array (garbage, an archive, a header cut short)
+    is :class:`GalleryCorruptError` ``reason`` naming the file: np.load's ValueError or
+    EOFError came out raw, and it took a file without the .npy magic for a pickle. Read
+    errors are as :func:`reading` says."""
+    path = directory / name
+    with reading(name):
+        with path.open("rb") as fh:
+            magic = fh.read(len(NPY_MAGIC))
+        if magic != NPY_MAGIC:
+            raise GalleryCorruptError(f"{name}: not a .npy array file", reason=reason)
+        try:
+            array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise GalleryCorruptError(f"{name}: damaged .npy file: {exc}", reason=reason) from None
+    if not isinstance(array, np.ndarray):  # replaced since the magic was read
+        array.close()
+        raise GalleryCorruptError(f"{name}: not a .npy array file", reason=reason)
+    return array
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in large chunks (hashlib releases the GIL on them)."""
     with path.open("rb") as fh:
@@ -150,6 +176,7 @@ __all__ = [
     "WriterLock",
     "collect_garbage",
     "fsync_dir",
+    "load_array",
     "reading",
     "save_array",
     "save_bytes",

@@ -12,7 +12,7 @@ import numpy as np
 
 from matcher.gallery import params
 from matcher.gallery.errors import GalleryCorruptError
-from matcher.gallery.files import reading, save_array, sha256_file
+from matcher.gallery.files import load_array, reading, save_array, sha256_file
 from matcher.gallery.manifest import FileEntry, Manifest, SegmentEntry
 from matcher.gallery.schema import GallerySchema
 
@@ -111,11 +111,7 @@ def load(directory: Path, schema: GallerySchema, entry: SegmentEntry, offset: in
         raise GalleryCorruptError(f"segment {entry.id}: wrong file set", reason="bad_segment")
     cols = {}
     for key, f in entry.files.items():
-        try:
-            with reading(f.name):
-                arr = np.load(directory / f.name, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise GalleryCorruptError(f"{f.name}: {exc}", reason="bad_segment") from exc
+        arr = load_array(directory, f.name, "bad_segment", mmap=True)
         if arr.shape[:1] != (entry.count,):
             raise GalleryCorruptError(f"{f.name}: wrong record count", reason="bad_segment")
         # A plain ndarray view of the map (which it keeps alive): np.memmap's Python-level

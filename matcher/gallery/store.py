@@ -37,7 +37,7 @@ from matcher.gallery.files import (
     WriterLock,
     collect_garbage,
     fsync_dir,
-    reading,
+    load_array,
     save_array,
 )
 from matcher.gallery.schema import GallerySchema, RecordBatch, encode_references
@@ -180,10 +180,12 @@ class Gallery:
         alive = np.ones(offset, dtype=bool)
         tombs = np.zeros((0, 2), dtype=np.int64)
         if man.tombstones is not None:
-            with reading(man.tombstones.name):
-                tombs = np.load(self.directory / man.tombstones.name, allow_pickle=False)
-            if tombs.shape != (man.tombstone_count, 2) or tombs.dtype != np.int64:
-                raise GalleryCorruptError("bad tombstone file", reason="bad_tombstones")
+            name = man.tombstones.name
+            # mapped until its shape is checked: read, a header's claim was allocated first
+            mapped = load_array(self.directory, name, "bad_tombstones", mmap=True)
+            if mapped.shape != (man.tombstone_count, 2) or mapped.dtype != np.int64:
+                raise GalleryCorruptError(f"{name}: bad tombstone file", reason="bad_tombstones")
+            tombs = np.array(mapped)
             starts = {s.id: s.offset for s in segs}
             try:
                 alive[np.array([starts[i] for i in tombs[:, 0]], dtype=np.int64) + tombs[:, 1]] = 0

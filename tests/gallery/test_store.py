@@ -229,6 +229,55 @@ def test_a_gallery_file_that_cannot_be_read_is_a_typed_error(
         assert err.value.message.startswith(f"cannot read {path.name}: ")
 
 
+def _zip_archive() -> bytes:
+    import io
+
+    out = io.BytesIO()
+    np.savez(out, a=np.zeros(2))
+    return out.getvalue()
+
+
+def _huge_header() -> bytes:
+    """A .npy header that claims 1.5 TiB of tombstones over 32 bytes of data."""
+    import io
+
+    out = io.BytesIO()
+    header = {"descr": "<i8", "fortran_order": False, "shape": (10**11, 2)}
+    np.lib.format.write_array_header_1_0(out, header)
+    return out.getvalue() + bytes(32)
+
+
+GARBAGE = {
+    "text": b"not an array at all\n",  # np.load took it for a pickle and refused: ValueError
+    "empty": b"",  # EOFError
+    "zip": _zip_archive(),  # np.load opened it as an .npz archive: no shape
+    "header only": np.lib.format.magic(1, 0),  # EOF in the header
+    "huge": _huge_header(),  # MemoryError: np.load allocated what the header claimed
+}
+
+
+@pytest.mark.parametrize("pattern", ["tomb-*.npy", "seg-*.ref.npy", "seg-*.f_xy.npy"])
+@pytest.mark.parametrize("garbage", sorted(GARBAGE))
+def test_a_gallery_file_of_garbage_is_a_typed_error(
+    tmp_path: Path, pattern: str, garbage: str
+) -> None:
+    """A tombstone file holding no .npy array raised np.load's ValueError (or EOFError,
+    AttributeError on an archive, MemoryError for a header claiming terabytes) where only its
+    shape was checked: a traceback, exit 1, and 500 for the request that read it. Segments
+    met the empty file and the archive alike."""
+    with Gallery.create(tmp_path, SCHEMA) as g:
+        g.append(make_batch("a", 5))
+        g.delete(["a-1"])
+    (path,) = tmp_path.glob(pattern)
+    path.write_bytes(GARBAGE[garbage])
+    with pytest.raises(GalleryCorruptError) as err:
+        Gallery.open(tmp_path, verify=False)  # checksums unread, as stats, erase and readers do
+    reason = "bad_tombstones" if pattern.startswith("tomb") else "bad_segment"
+    assert (err.value.reason, err.value.exit_code) == (reason, 7)
+    assert err.value.message.startswith(f"{path.name}: ") and "\n" not in err.value.message
+    assert "pickle" not in err.value.message  # no advice to unpickle a damaged file
+
+
 def test_a_gallery_is_created_in_an_empty_folder_only(tmp_path: Path) -> None:
     folder = tmp_path / "g"
     folder.mkdir()

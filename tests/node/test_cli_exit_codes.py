@@ -254,6 +254,22 @@ def test_a_segment_that_cannot_be_read_is_one_line(
         assert "cannot read seg-" in done.stderr
 
 
+def test_a_tombstone_file_of_garbage_is_one_line(env: dict[str, str]) -> None:
+    """np.load's ValueError on a tombstone file holding no .npy array was a traceback, exit
+    1, in `bdx gallery stats` and `erase`."""
+    from matcher.gallery import Gallery
+
+    folder = _enrolled(env)
+    with Gallery.open(folder, writable=True) as gallery:
+        gallery.delete(gallery.references()[:1])
+    (tombstones,) = folder.glob("tomb-*.npy")
+    tombstones.write_bytes(b"not an array at all\n")
+    for command in (["gallery", "stats"], ["gallery", "erase"]):
+        done = subprocess.run([*BDX, *command], env=env, capture_output=True, text=True)
+        _storage_refusal(done, "bad_tombstones")
+        assert f"{tombstones.name}: not a .npy array file" in done.stderr
+
+
 def _templates(folder: Path) -> Path:
     """One ISO/IEC 19794-2 record to load (``folder``)."""
     from matcher.fingerprint.iso19794_2 import encode

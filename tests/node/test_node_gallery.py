@@ -147,6 +147,23 @@ def test_a_segment_the_node_cannot_read_back_is_503(
     assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
 
 
+def test_a_tombstone_file_of_garbage_is_503(
+    client: TestClient, operator: dict[str, str], finger_png: bytes, galleries: GallerySet
+) -> None:
+    """Every commit reads the tombstone file back: one holding no .npy array raised np.load's
+    ValueError, a 500 with a traceback in the log; it is the node's storage failing."""
+    params = {"modality": "fingerprint", "finger_position": 2}
+    for subject in ("case-8", "case-9"):
+        assert enrol(client, operator, finger_png, subject=subject, **params).status_code == 201
+    assert client.delete("/subjects/case-8", headers=operator).status_code == 200
+    (gallery,) = galleries.galleries().values()
+    (tombstones,) = gallery.directory.glob("tomb-*.npy")
+    tombstones.write_bytes(b"not an array at all\n")
+    r = enrol(client, operator, finger_png, subject="case-10", **params)
+    assert (r.status_code, r.json()["error"]) == (503, "storage_error"), r.text
+    assert "bad_tombstones" in r.json()["detail"] and tombstones.name in r.json()["detail"]
+
+
 def test_enrol_a_face(
     client: TestClient, operator: dict[str, str], face_png: bytes, galleries: GallerySet
 ) -> None:

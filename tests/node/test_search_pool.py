@@ -105,6 +105,31 @@ def test_a_worker_that_cannot_read_a_segment_is_a_storage_error(
         pool.close()
 
 
+def test_a_worker_that_reads_a_tombstone_file_of_garbage_is_a_storage_error(
+    galleries: GallerySet, fingers: list
+) -> None:
+    """np.load's ValueError on a damaged tombstone file came back raw from the worker: a
+    peer's query failed with a traceback in the node's log."""
+    directory = galleries.root / gallery_name(fingerprint_schema())
+    pool = SearchPool(directory, 1, follow_s=3600)  # re-reads only for a search
+    try:
+        enrol(galleries, fingers, 0, 10)
+        with galleries.reading(fingerprint_schema()) as g:
+            assert g is not None and pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"
+        galleries.remove(["s5"])  # a tombstone file, which the worker has not read
+        (tombstones,) = directory.glob("tomb-*.npy")
+        tombstones.write_bytes(b"not an array at all\n")
+        with (
+            galleries.reading(fingerprint_schema()) as g,
+            pytest.raises(StoreUnavailableError) as err,
+        ):
+            assert g is not None
+            pool.fingerprint(g, [fingers[2][1]], 3)
+        assert err.value.reason == "storage_error" and "bad_tombstones" in str(err.value)
+    finally:
+        pool.close()
+
+
 def _broken(pool: SearchPool) -> None:
     """Wait until the pool's executor has noticed that a worker died."""
     executor = pool._executor  # type: ignore[attr-defined]
