@@ -5,8 +5,9 @@ the gallery and the keys, so the user's machine needs neither. The node's URL de
 settings' host/port (https when ``tls_cert_file`` is set); ``--ca-file`` names the CA bundle
 that signed the node's certificate. The node's refusals become exit codes (README, "Exit
 codes"): 2 no token given, 3 bad input, 4 not found, 5 refused (token or role, or the node's
-certificate does not verify), 6 node unreachable, unavailable or not answering in time, 1
-otherwise.
+certificate does not verify), 6 node unreachable, unavailable or not answering in time, 7 the
+node's storage failed (a 503 ``storage_error``: its gallery; ``database_unavailable``: its
+database), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ import typer
 
 from node.cli._common import printable, read_input
 from node.errors import NodeError
-from node.service_errors import InvalidRequestError
+from node.service_errors import (
+    DatabaseUnavailableError,
+    InvalidRequestError,
+    StoreUnavailableError,
+)
 from node.settings import load_settings
 
 #: Where this command's token and token file came from ("COMMANDLINE", "ENVIRONMENT", ...):
@@ -101,6 +106,13 @@ CaFileOption = Annotated[
 
 #: Exit code of an HTTP status from the node (others: 1, an unexpected failure).
 EXIT_OF_STATUS = {400: 3, 413: 3, 422: 3, 401: 5, 403: 5, 404: 4, 503: 6}
+#: Exit code of a node's 503 by its error: its storage failed, as the same failure is in a
+#: command on the node's machine (README: 7), not a node that is away or busy (6: a proxy's
+#: 503, ``database_busy``: try again later).
+EXIT_OF_UNAVAILABLE = {
+    "storage_error": StoreUnavailableError.exit_code,  # the gallery's files
+    DatabaseUnavailableError.default_reason: DatabaseUnavailableError.exit_code,
+}
 #: Exit code when the node cannot be reached at all.
 EXIT_UNREACHABLE = 6
 #: Exit code when the node's TLS certificate does not verify (README: a certificate's
@@ -216,10 +228,18 @@ class NodeClient:
                 reason, detail = str(err.get("error", "")), str(err.get("detail", ""))
             except (ValueError, AttributeError):
                 reason, detail = "", response.text[:200]
+            said = printable(detail or response.reason_phrase)
+            code = EXIT_OF_STATUS.get(response.status_code, 1)
+            if response.status_code == 503 and reason in EXIT_OF_UNAVAILABLE:
+                raise NodeRequestError(
+                    f"the node's storage failed during {what}: {said}",
+                    reason=reason,
+                    exit_code=EXIT_OF_UNAVAILABLE[reason],
+                )
             raise NodeRequestError(
-                f"the node refused {what}: {detail or response.reason_phrase}",
+                f"the node refused {what}: {said}",
                 reason=reason or f"http_{response.status_code}",
-                exit_code=EXIT_OF_STATUS.get(response.status_code, 1),
+                exit_code=code,
             )
         try:
             return response.json()

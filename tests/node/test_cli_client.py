@@ -109,3 +109,37 @@ def test_a_node_certificate_that_does_not_verify_is_5(
         code, _, err = cli([*args, "--url", where, "--ca-file", str(ca_file)], capsys)
         assert code == 5 and "[node_certificate_refused]" in err, err
         assert len(err.splitlines()) == 1
+
+
+def test_a_503_that_is_no_storage_failure_stays_6(
+    token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 503 from something in front of the node (a proxy whose node is down: no bdx error in
+    its body) is the node not being reached, 6; only the node's storage_error and
+    database_unavailable are 7 (its storage failed)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>503 Service Unavailable</html>"
+            self.send_response(503)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Proxy) as proxy:
+        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{proxy.server_address[1]}"
+            args = ["subjects", "list", "--url", url, "--token-file", str(token_file)]
+            code, _, err = cli(args, capsys)
+        finally:
+            proxy.shutdown()
+            thread.join()
+    assert (code, len(err.splitlines())) == (6, 1) and "[http_503]" in err, err

@@ -97,3 +97,33 @@ def test_health_is_a_503_while_the_database_cannot_be_opened(
     )
     assert line.exc_info is None and "Traceback" not in caplog.text
     assert httpx.get(live_server + "/health", timeout=30).status_code == 200
+
+
+def test_bdx_subjects_says_the_database_failed_as_exit_7(
+    live_server: str,
+    make_token: object,
+    engine: Engine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node's 503 database_unavailable was exit 6, node unreachable, in `bdx subjects`
+    and `bdx query`; README gives the database failing 7, as the CLI on the node says it."""
+    from node_support import cli
+
+    monkeypatch.delenv("BDX_TOKEN", raising=False)
+    token = tmp_path / "token"
+    token.write_text(make_token(Role.OPERATOR) + "\n")  # type: ignore[operator]
+    folder = tmp_path / DB_FOLDER
+    folder.rename(tmp_path / "away")
+    engine.dispose()
+    try:
+        args = ["subjects", "list", "--url", live_server, "--token-file", str(token)]
+        code, _, err = cli(args, capsys)
+    finally:
+        (tmp_path / "away").rename(folder)
+    assert (code, len(err.splitlines())) == (7, 1), err
+    assert err == (
+        "bdx: error: the node's storage failed during the listing: the node's database is "
+        "unavailable; retry shortly [database_unavailable]\n"
+    )

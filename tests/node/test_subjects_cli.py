@@ -86,12 +86,14 @@ def test_delete_needs_yes_off_a_terminal(
 def test_a_deletion_the_gallery_refused_shows_pending(
     operator: list[str], galleries: GallerySet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`show` and `list` gave no sign that a subject's deletion had begun and failed."""
+    """`show` and `list` gave no sign that a subject's deletion had begun and failed. The
+    node's 503 storage_error is exit 7, its storage failed (it was 6, node unreachable)."""
     (gallery,) = galleries.galleries().values()
     blocker = gallery.directory / f"tomb-{gallery.generation + 1:010d}.npy"
     blocker.mkdir()  # the deletion's gallery write fails (EISDIR)
     code, _, err = cli(["subjects", "delete", "case-1", "--yes", *operator], capsys)
-    assert code != 0 and "[storage_error]" in err
+    assert (code, len(err.splitlines())) == (7, 1) and err.endswith(" [storage_error]\n"), err
+    assert "the node's storage failed during the deletion: the gallery could not be written" in err
     code, out, err = cli(["subjects", "show", "case-1", *operator], capsys)
     assert code == 0 and out.splitlines()[1].startswith("  deletion pending"), out
     code, out, _ = cli(["subjects", "list", *operator], capsys)
