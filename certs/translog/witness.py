@@ -3,6 +3,8 @@
 A witness remembers, per log origin, every checkpoint it cosigned. It cosigns a new
 checkpoint only if the log signed it and a consistency proof links it to the latest one
 cosigned; the same size with another root, a smaller size or a failing proof is refused.
+A checkpoint consistent with that history is still refused (``bad_timestamp``) when it is dated
+beyond the allowed clock skew ahead of the witness, or before the last one it cosigned.
 Witnesses that compare what they cosigned (:meth:`Witness.check_peer_view`) catch a log that
 shows different histories to different peers (a split view).
 """
@@ -18,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from certs.merkle import MerkleError, verify_consistency
 from certs.translog import schema
-from certs.translog.checkpoint import Cosignature, SignedCheckpoint, cosign
+from certs.translog.checkpoint import Checkpoint, Cosignature, SignedCheckpoint, cosign
 from certs.translog.errors import (
     OriginMismatchError,
     ProofError,
@@ -66,6 +68,24 @@ def _one_history(a: SignedCheckpoint, b: SignedCheckpoint, proof: Sequence[bytes
             f"log {s.origin}: size {g.size} is not an extension of size {s.size} ({exc.reason})",
             evidence=evidence,
         ) from exc
+
+
+def _check_time(new: Checkpoint, last: SignedCheckpoint | None, clock: float) -> None:
+    """A checkpoint's time bounds when its entries were logged: refuse one dated beyond the
+    allowed skew ahead of this witness's clock (it would vouch for a time not yet come), or
+    before the last one cosigned for the log (it would backdate entries; the last one holds
+    the latest time cosigned, since every cosigned checkpoint passed this check)."""
+    if new.timestamp_ms / 1000 > clock + CLOCK_SKEW_S:
+        raise SignatureError(
+            f"checkpoint {new.size} is dated ahead of this witness's clock",
+            reason="bad_timestamp",
+        )
+    if last is not None and new.timestamp_ms < last.checkpoint.timestamp_ms:
+        raise SignatureError(
+            f"checkpoint {new.size} is dated before checkpoint {last.checkpoint.size}, "
+            "cosigned earlier",
+            reason="bad_timestamp",
+        )
 
 
 class Witness:
@@ -152,14 +172,6 @@ class Witness:
         new = signed.checkpoint
         clock = self._clock()
         now = datetime.fromtimestamp(clock, UTC)
-        # A checkpoint's time bounds when its entries were logged: one dated ahead of this
-        # witness's clock (beyond the skew cosignatures are allowed) would vouch for a time
-        # that has not come yet.
-        if new.timestamp_ms / 1000 > clock + CLOCK_SKEW_S:
-            raise SignatureError(
-                f"checkpoint {new.size} is dated ahead of this witness's clock",
-                reason="bad_timestamp",
-            )
         with self._engine.connect() as conn, conn.begin():
             seen = self._lock_origin(conn, new.origin, now)
             last = self.latest(new.origin, conn) if seen else None
@@ -177,21 +189,15 @@ class Witness:
                         f"log {new.origin} presented size {new.size} after "
                         f"size {last.checkpoint.size} was cosigned"
                     )
-                # A larger tree dated before the last cosigned one would backdate entries.
-                if new.size > last.checkpoint.size and (
-                    new.timestamp_ms < last.checkpoint.timestamp_ms
-                ):
-                    raise SignatureError(
-                        f"checkpoint {new.size} is dated before checkpoint "
-                        f"{last.checkpoint.size}, cosigned earlier",
-                        reason="bad_timestamp",
-                    )
                 # ``last`` was verified when it was cosigned; the log's key may have been
                 # renewed since (a new signing certificate), so only the new one is verified.
                 _one_history(last, signed, proof)
             cosignature = cosign(new, self._key, int(self._clock()))
             if last is not None and last.to_bytes() == signed.to_bytes():
                 return cosignature  # the same note again: a fresh cosignature, no new row
+            # Only a checkpoint consistent with the history is checked for its time, so that a
+            # fork is refused as one (and kept as evidence) however it is dated.
+            _check_time(new, last, clock)
             conn.execute(
                 update(schema.witness_heads)
                 .where(schema.witness_heads.c.origin == new.origin)

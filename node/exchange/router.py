@@ -61,7 +61,8 @@ PEER_ERRORS: dict[int, str] = {
     400: "the body is not JSON (witness routes)",
     403: "no client certificate, or it or the JWS's signer is refused: no_certificate, "
     "not_in_trust_list, revoked, expired, wrong_country, bad_signature, malformed (a body "
-    "that is no compact JWS), bad_note (a checkpoint that does not verify)",
+    "that is no compact JWS), bad_note (a checkpoint that does not verify), bad_timestamp (a "
+    "checkpoint dated ahead of this witness's clock or before the last one it cosigned)",
     404: "no query of that id is pending for the caller (unknown_query), no view of that "
     "log (unknown_log)",
     409: "stale_proof: the consistency proof starts from another size than the witness's",

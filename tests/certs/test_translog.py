@@ -400,7 +400,7 @@ def test_witness_cosigns_only_consistent_growth(
 
 
 def test_a_witness_refuses_checkpoints_dated_ahead_of_its_clock_or_backdated(
-    log: TransparencyLog, engine: Engine, clock: Clock
+    log: TransparencyLog, engine: Engine, clock: Clock, log_key: SigningKey
 ) -> None:
     """A checkpoint's time bounds when its entries were logged. A witness cosigned (and
     stored) checkpoints dated in 2100 and, after them, a larger tree dated in 1970."""
@@ -414,13 +414,23 @@ def test_a_witness_refuses_checkpoints_dated_ahead_of_its_clock_or_backdated(
     assert err.value.reason == "bad_timestamp" and witness.latest(LOG_NAME) is None
     witness_time.advance(3_600 - 60)  # within the allowed skew: cosigned
     witness.cosign(ahead.to_bytes(), log.verifying_key)
-    clock.advance(-600)  # the log's clock set back: a larger tree dated before it
+    clock.advance(-600)  # the log's clock set back: the same tree, then a larger one, earlier
+    same = log.issue_checkpoint()
+    with pytest.raises(SignatureError) as err:  # it would lower the bound for the next one
+        witness.cosign(same.to_bytes(), log.verifying_key)
+    assert err.value.reason == "bad_timestamp"
     log.append(event(3))
     backdated = log.issue_checkpoint()
     with pytest.raises(SignatureError) as err:
         witness.cosign(backdated.to_bytes(), log.verifying_key, log.consistency_proof(3, 4), 3)
     assert err.value.reason == "bad_timestamp"
     assert witness.latest(LOG_NAME) == SignedCheckpoint.from_bytes(ahead.to_bytes())
+    # A fork is refused as one, with its evidence, however it is dated (not as a bad time).
+    fork = SignedCheckpoint.sign(
+        Checkpoint(LOG_NAME, 3, bytes(32), ahead.checkpoint.timestamp_ms + 7_200_000), log_key
+    )
+    with pytest.raises(SplitViewError):
+        witness.cosign(fork.to_bytes(), log.verifying_key)
 
 
 def test_an_idle_log_whose_clock_was_set_back_issues_its_next_checkpoint(
