@@ -2,7 +2,10 @@
 
 :class:`NodeCredentials` reads the node's TLS and signing keys/certificates, the pinned root,
 the trust list and the CRL, checks that its own certificates validate (so a node with a
-revoked, expired or unlisted certificate fails at start, not at its first peer), and offers:
+revoked, expired or unlisted certificate fails at start, not at its first peer; with
+``check=False`` stale documents and refused own certificates are loaded all the same, for a
+node or command that must run meanwhile: :mod:`certs.pki.standing` says how they stand, and
+every peer's validation still refuses while the documents are stale), and offers:
 ``server_context()``/``client_context()``/``uvicorn_options()`` for mutual TLS, ``sign()``/
 ``verify()`` for messages, ``reload()`` to pick up newly published trust list and CRL files
 (refused files leave the held ones in place) and ``reload_own()`` to pick up the node's renewed
@@ -72,6 +75,7 @@ class NodeCredentials:
         now: dt.datetime | None = None,
         held_file: Path | None = None,
         record: bool = True,
+        check: bool = True,
     ) -> None:
         self.paths = paths
         self._passphrase = passphrase
@@ -87,9 +91,12 @@ class NodeCredentials:
             grace=grace,
             min_trust_list_sequence=held.trust_list_sequence if held else None,
             min_crl_number=held.crl_number if held else None,
+            check_fresh=check,
         )
         self._remember()
-        self._own = load_own(paths, self.anchors, passphrase=passphrase, now=now)
+        self._own = load_own(paths, self.anchors, passphrase=passphrase, now=now, check=check)
+        tls = self._own.tls_identity
+        self._country = tls.country if tls is not None else str(self._own.subject_country)
 
     @property
     def own(self) -> OwnPair:
@@ -109,16 +116,20 @@ class NodeCredentials:
         return self._own.tls_cert
 
     @property
-    def tls_identity(self) -> Identity:
+    def tls_identity(self) -> Identity | None:
+        """The TLS certificate as validated (always with ``check``; ``None`` when it was
+        refused and loaded with ``check=False``)."""
         return self._own.tls_identity
 
     @property
-    def signing_identity(self) -> Identity:
+    def signing_identity(self) -> Identity | None:
         return self._own.signing_identity
 
     @property
     def country(self) -> str:
-        return self.tls_identity.country
+        """This node's country: its validated TLS certificate's (with ``check=False`` and a
+        refused certificate, the ``C=`` of its subject)."""
+        return self._country
 
     def server_context(self, *, crl_in_handshake: bool = False) -> ssl.SSLContext:
         """Mutual-TLS server context (see :func:`certs.pki.tls.server_context`): the held

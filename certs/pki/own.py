@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 
-from certs.pki import reasons
+from certs.errors import CertsError
+from certs.pki import names, reasons
 from certs.pki.errors import CertificateRefused, KeyFileError, PkiInputError
 from certs.pki.keys import PrivateKey, fingerprint, load_certificate, load_private_key, read_file
 from certs.pki.profiles import Usage
@@ -60,16 +61,22 @@ class OwnPair:
     tls_cert: x509.Certificate
     signing_cert: x509.Certificate
     signing_key: PrivateKey
-    tls_identity: Identity
-    signing_identity: Identity
+    #: As validated; ``None`` only for a pair loaded with ``check=False`` that was refused.
+    tls_identity: Identity | None
+    signing_identity: Identity | None
     server: ssl.SSLContext  # the peer listener's: presents tls_cert, requires a client's
     client: ssl.SSLContext  # outbound connections to peers
+
+    @property
+    def subject_country(self) -> str | None:
+        """The ``C=`` of the TLS certificate's subject (the country when it was refused)."""
+        return names.country_of(self.tls_cert.subject)
 
     def summary(self) -> str:
         """Serials and SHA-256 fingerprints of both certificates (no key material)."""
         return ", ".join(
-            f"{usage} certificate serial {i.serial:x} (SHA-256 {i.fingerprint})"
-            for usage, i in (("TLS", self.tls_identity), ("signing", self.signing_identity))
+            f"{usage} certificate serial {cert.serial_number:x} (SHA-256 {fingerprint(cert)})"
+            for usage, cert in (("TLS", self.tls_cert), ("signing", self.signing_cert))
         )
 
 
@@ -89,20 +96,31 @@ def load_own(
     now: dt.datetime | None = None,
     country: str | None = None,
     files: OwnFiles | None = None,
+    check: bool = True,
 ) -> OwnPair:
     """Validate the node's pair (``files``, or the files read now) against ``anchors``; with
     ``country``, it must be that country's. Raises a :class:`~certs.pki.errors.PkiError`
-    with the reason (``key_mismatch``, ``not_in_trust_list``, ``revoked``, ...)."""
+    with the reason (``key_mismatch``, ``not_in_trust_list``, ``revoked``, ...). With
+    ``check=False`` a pair the anchors refuse (expired, revoked, unlisted) is loaded all the
+    same, without identities, for a node or command that must run meanwhile; its keys must
+    still be its certificates' and its subject must name a country."""
     got = files or read_own(paths)
     tls_cert = load_certificate(got.tls_cert)
     signing_cert = load_certificate(got.signing_cert)
     _check_key(tls_cert, load_private_key(got.tls_key, passphrase), paths.tls_cert)
     signing_key = load_private_key(got.signing_key, passphrase)
     _check_key(signing_cert, signing_key, paths.signing_cert)
-    tls_identity = anchors.validate(tls_cert, Usage.TLS, expected_country=country, now=now)
-    signing_identity = anchors.validate(
-        signing_cert, Usage.SIGNING, expected_country=tls_identity.country, now=now
-    )
+    tls_identity: Identity | None = None
+    signing_identity: Identity | None = None
+    try:
+        tls_identity = anchors.validate(tls_cert, Usage.TLS, expected_country=country, now=now)
+        signing_identity = anchors.validate(
+            signing_cert, Usage.SIGNING, expected_country=tls_identity.country, now=now
+        )
+    except CertsError:
+        if check or names.country_of(tls_cert.subject) is None:
+            raise
+        tls_identity = signing_identity = None
     try:
         server = server_context(paths.tls_cert, paths.tls_key, paths.root, passphrase=passphrase)
         client = client_context(paths.tls_cert, paths.tls_key, paths.root, passphrase=passphrase)

@@ -25,6 +25,10 @@ CRL_VALIDITY = dt.timedelta(days=7)
 TRUST_LIST_VALIDITY = dt.timedelta(days=7)
 # Grace after next-update before a list is "stale": one day covers a missed publication run.
 DEFAULT_GRACE = dt.timedelta(days=1)
+# A node warns this long before its own TLS or signing certificate expires: a week leaves
+# time for a CSR, the CA's issue and a trust list naming the new certificate. (Its trust list
+# and CRL are warned about from their next update on: the grace before they go stale.)
+CERT_EXPIRY_WARNING = dt.timedelta(days=7)
 
 # Root -> node certificate, no intermediates: the region has one offline root (depth counts
 # intermediates in cryptography's verifier).

@@ -57,6 +57,9 @@ class _Snapshot:
     crl: Crl
 
 
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
 def _now(now: dt.datetime | None) -> dt.datetime:
     return now or dt.datetime.now(dt.UTC)
 
@@ -94,13 +97,19 @@ class TrustAnchors:
         grace: dt.timedelta = params.DEFAULT_GRACE,
         min_trust_list_sequence: int | None = None,
         min_crl_number: int | None = None,
+        check_fresh: bool = True,
     ) -> TrustAnchors:
         """Load the pinned root and verify the trust list and CRL against it (paths or bytes).
 
         A node that restarts passes the trust-list sequence and CRL number it last accepted
-        (persisted by the node) as ``min_*`` so that an older file on disk is refused.
+        (persisted by the node) as ``min_*`` so that an older file on disk is refused. With
+        ``check_fresh=False`` a list past its next update (+ grace) is loaded all the same (a
+        node that must start, or a local command, while its documents are stale): every
+        :meth:`validate` still checks freshness, so nothing validates until a newer one is in.
         """
-        when = _now(now)
+        # load_trust_list and load_crl check freshness at the time given; at the earliest
+        # time there is, no document is past its next update.
+        when = _now(now) if check_fresh else _EARLIEST
         root_cert = load_certificate(root)
         tl = load_trust_list(
             _read(trust_list),

@@ -54,7 +54,9 @@ def session_for(settings: Settings) -> Iterator[Session]:
 
     When the node has an exchange log (``pki_dir`` set), the actions this session records
     (user and token management, loads, deletions) are also appended to that tamper-evident
-    log on commit, as the running service does (:mod:`node.audit.actions`).
+    log on commit, as the running service does (:mod:`node.audit.actions`). A stale trust
+    list or CRL, or an expired or revoked certificate of the node's, is a warning on stderr
+    (:func:`warn`): the peer exchange refuses, local administration goes on.
     """
     engine, sessions = open_database(settings)
     stop = None
@@ -63,7 +65,7 @@ def session_for(settings: Settings) -> Iterator[Session]:
             from node.audit.actions import mirror_actions
             from node.exchange.setup import open_transparency_log
 
-            log = open_transparency_log(settings, engine, record=False)
+            log = open_transparency_log(settings, engine, record=False, warn=warn)
             stop = mirror_actions(sessions, log, settings.country)
         with sessions() as session:
             yield session
@@ -71,6 +73,11 @@ def session_for(settings: Settings) -> Iterator[Session]:
         if stop is not None:
             stop()
         engine.dispose()
+
+
+def warn(sentence: str) -> None:
+    """One warning line on stderr: ``bdx: warning: <sentence>``."""
+    typer.echo(f"bdx: warning: {printable(sentence)}", err=True)
 
 
 def settings_from(config: Path | None) -> Settings:

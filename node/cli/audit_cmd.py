@@ -40,6 +40,7 @@ from node.cli._common import (
     printable,
     read_input,
     settings_from,
+    warn,
     writable_output,
     write_output,
 )
@@ -96,7 +97,7 @@ def _open_log(
         else:
             from node.exchange.setup import open_transparency_log  # the exchange's imports
 
-            log = open_transparency_log(settings, engine, record=False)
+            log = open_transparency_log(settings, engine, record=False, warn=warn)
         yield _Opened(log, engine)
     finally:
         engine.dispose()

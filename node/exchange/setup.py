@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,12 +28,14 @@ from sqlalchemy import Engine
 
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials, NodePaths
+from certs.pki.standing import assess
 from certs.translog import SigningKey, TransparencyLog, VerifyingKey
 from matcher.search.fingerprint import fingerprint_schema
 from node.audit.actions import mirror_actions
 from node.errors import ConfigError
 from node.exchange.eventlog import TranslogExchangeLog
 from node.exchange.params import VIEW_COMPARE_INTERVAL_S
+from node.exchange.pki_watch import explain
 from node.exchange.references import HitReferences
 from node.exchange.renewal import OwnCertificates
 from node.exchange.replay import ReplayGuard
@@ -91,21 +93,32 @@ def _passphrase(settings: Settings) -> bytes | None:
         raise ConfigError(f"cannot read pki_passphrase_file: {exc}") from None
 
 
-def load_credentials(settings: Settings, *, record: bool = True) -> NodeCredentials:
+def load_credentials(
+    settings: Settings, *, record: bool = True, check: bool = True
+) -> NodeCredentials:
     """The node's credentials from ``pki_dir``; raises ConfigError when not configured.
 
     ``record=False`` (commands other than ``bdx serve``, which an operator may run as another
     OS user) enforces ``data_dir/pki-held.json`` without writing it: the node's own files stay
-    the node's, and the node records a newer trust list or CRL when it reloads them."""
+    the node's, and the node records a newer trust list or CRL when it reloads them.
+    ``check=False`` loads stale lists and refused own certificates all the same (see
+    :class:`NodeCredentials`): the node serves its API and local commands work while the
+    peer exchange refuses (:mod:`node.exchange.pki_watch`)."""
     if settings.pki_dir is None:
         raise ConfigError("pki_dir is not set", reason="no_pki")
     paths = NodePaths.from_region(settings.pki_dir, settings.country)
     held = settings.data_dir / HELD_FILE
-    return NodeCredentials(paths, passphrase=_passphrase(settings), held_file=held, record=record)
+    return NodeCredentials(
+        paths, passphrase=_passphrase(settings), held_file=held, record=record, check=check
+    )
 
 
 def open_transparency_log(
-    settings: Settings, engine: Engine, *, record: bool = True
+    settings: Settings,
+    engine: Engine,
+    *,
+    record: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> TransparencyLog:
     """The node's exchange log on ``engine``, checkpoints signed with the node's signing key.
 
@@ -114,8 +127,17 @@ def open_transparency_log(
     signing certificate, its own store audit still verifies the checkpoints the old key
     signed. (An auditor verifies with keys it takes from the PKI: ``bdx audit store
     --log-key``.) ``record=False`` reads both files and writes neither (see
-    :func:`load_credentials`); the node records its key when it opens the log."""
-    return _open_log(settings, engine, load_credentials(settings, record=record), record=record)
+    :func:`load_credentials`); the node records its key when it opens the log.
+
+    The log needs the signing key only: a stale trust list or CRL, or an expired or revoked
+    own certificate, must not lock local administration and audit out (``users disable`` is a
+    security response). Each such problem is passed to ``warn`` (one sentence) instead."""
+    creds = load_credentials(settings, record=record, check=False)
+    if warn is not None:
+        for notice in assess(creds):
+            if notice.refusing:
+                warn(explain(notice))
+    return _open_log(settings, engine, creds, record=record)
 
 
 def _open_log(

@@ -8,14 +8,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
+from certs.pki.bootstrap import Region, make_node
+from certs.pki.ca import CertificateAuthority
+from certs.pki.revocation import crl_pem
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
 from node.api.app import create_app
@@ -144,3 +148,23 @@ def start_service_node(
         thread,
         token,
     )
+
+
+def dated_region(
+    countries: Sequence[str],
+    *,
+    crl_issued: datetime | None = None,
+    ends: Mapping[str, datetime] | None = None,
+) -> Region:
+    """A region as ``build_region`` makes it (with the project's CA), but its CRL issued at
+    ``crl_issued`` (stale from the start when that is over CRL_VALIDITY + grace ago) and the
+    TLS and signing certificates of the countries in ``ends`` ending then (in the past: expired
+    from the start), valid from two days before now or then, whichever is earlier."""
+    ca = CertificateAuthority.create(countries[0])
+    ends = ends or {}
+    nodes = {cc: make_node(ca, cc) for cc in countries if cc not in ends}
+    for cc, end in ends.items():
+        start = min(datetime.now(UTC), end) - timedelta(days=2)
+        nodes[cc] = make_node(ca, cc, not_before=start, validity=end - start)
+    token = ca.trust_list([(n.country, n.tls_cert, n.signing_cert) for n in nodes.values()])
+    return Region(ca, nodes, token, crl_pem(ca.crl(now=crl_issued)))
