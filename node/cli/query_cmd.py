@@ -6,7 +6,8 @@ outbound policy, signs and sends the queries over mutual TLS and logs them, so t
 machine needs no node keys. Exit status: 0 when
 every peer answered (hit, no-hit or a peer's signed refusal), 6 when some peer did not (down,
 timed out, bad reply), else 5 when this node's outbound rules refused to ask some peer (not
-a configured peer, a purpose its rules do not allow): the results printed are then partial.
+a configured peer, a purpose its rules do not allow), or its own trust list or CRL is stale
+or its own certificate expired (``own_stale_crl``...): the results printed are then partial.
 """
 
 from __future__ import annotations
@@ -145,11 +146,17 @@ def query(
         failed = [r["peer"] for r in results if r["status"] not in ("answered", "refused_locally")]
         if failed:
             raise PeerError(f"no answer from {', '.join(failed)}", reason="partial_results")
-        refused = [
-            f"{r['peer']} ({r['reason']})" for r in results if r["status"] == "refused_locally"
-        ]
+        local = [r for r in results if r["status"] == "refused_locally"]
+        refused = [f"{r['peer']} ({r['reason']})" for r in local]
+        own = sorted({str(r["reason"]) for r in local if str(r["reason"]).startswith("own_")})
+        why = (
+            f"this node's own PKI documents make its exchange refuse ({', '.join(own)}; its "
+            "/health says which and since when)"
+            if own
+            else "refused by this node's outbound rules"
+        )
         raise QueryFailedError(
-            f"not asked, refused by this node's outbound rules: {', '.join(refused)}",
+            f"not asked, {why}: {', '.join(refused)}",
             reason="refused_locally",
             exit_code=EXIT_REFUSED,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import socket
 import ssl
@@ -18,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
+from uvicorn.logging import DefaultFormatter
 
 from certs.pki.credentials import NodeCredentials
 from matcher.gallery.files import WriterLock
@@ -49,7 +51,9 @@ def serve(
     _check_free(settings)
     if settings.gallery_path.is_dir():  # another node serving this data_dir: one line, exit 7
         WriterLock(settings.gallery_path).release()  # (uvicorn's start-up failure: tracebacks)
-    creds = load_credentials(settings) if settings.exchange_enabled else None
+    # Stale PKI documents or an expired certificate of this node's do not stop the API: the
+    # peer exchange refuses meanwhile, and says why (ERROR at start, /health, officers' results).
+    creds = load_credentials(settings, check=False) if settings.exchange_enabled else None
     if creds is not None:
         check_exchange(settings, creds)
     app = create_app(settings, open_gallery=False)  # the galleries: opened below
@@ -68,6 +72,7 @@ def _run(app: FastAPI, settings: Settings, creds: NodeCredentials | None) -> Non
     """Serve ``app`` under uvicorn until a signal stops it."""
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()
+    _node_log_to_stderr()
     if creds is None:
         uvicorn.run(
             app,
@@ -98,6 +103,19 @@ def _run(app: FastAPI, settings: Settings, creds: NodeCredentials | None) -> Non
     peer = peer_config(app, settings, creds, log_level=log_level, access_log=False)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_pair(api, peer))
+
+
+def _node_log_to_stderr() -> None:
+    """The node's own WARNING and ERROR lines on stderr with their level, as uvicorn writes
+    its own (``ERROR:    ...``): Python's last-resort handler printed the message alone, and
+    an ERROR such as "this node's CRL ... is stale" read like any other line."""
+    node = logging.getLogger("node")
+    if not any(getattr(h, "_bdx_node", False) for h in node.handlers):
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
+        handler._bdx_node = True  # type: ignore[attr-defined]
+        node.addHandler(handler)
 
 
 def _check_free(settings: Settings) -> None:

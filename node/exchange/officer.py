@@ -5,7 +5,11 @@ or images to extract) into wire :class:`TemplateItem` s, checking every template
 :func:`query_peers` asks the local policy about each peer (every decision is logged with the
 case and officer; refused peers, also those with no address in the settings, are reported
 without sending anything), sends the probe to the others through the
-:class:`Requester` and returns one :class:`OfficerResult` per peer, in the order asked.
+:class:`Requester` and returns one :class:`OfficerResult` per peer, in the order asked. While
+this node's own trust list or CRL is stale, or its own certificate expired or was revoked
+(``local``, :meth:`node.exchange.pki_watch.PkiWatch.refusal`), nothing is sent: every peer
+the policy allows is refused here with a reason naming this node (``own_stale_crl``...), and
+the decision logged says why; the peer is not at fault.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ from typing import Any
 
 import anyio.to_thread
 
+from certs.pki.standing import Notice
 from matcher.errors import MatcherError, TemplateFormatError
 from matcher.face.pipeline import extract_face
 from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.extract import extract_file
 from node.exchange.messages import MAX_TEMPLATE_BYTES, MIN_TEMPLATE_BYTES, TemplateItem
+from node.exchange.pki_watch import explain
 from node.exchange.requester import Peer, PeerResult, Requester
 from node.exchange.search import decode_fingerprints
 from policy.decision import Check, PolicyEngine, Refusal
@@ -105,6 +111,7 @@ class OfficerResult:
     peer: str
     sent: PeerResult | None = None
     refusal: str | None = None
+    detail: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -112,7 +119,8 @@ class OfficerResult:
 
     def summary(self) -> dict[str, Any]:
         if self.sent is None:
-            return {"peer": self.peer, "status": "refused_locally", "reason": self.refusal}
+            out = {"peer": self.peer, "status": "refused_locally", "reason": self.refusal}
+            return out | ({"detail": self.detail} if self.detail else {})
         return {**self.sent.summary(), "reply_jws": self.sent.token}
 
 
@@ -127,9 +135,11 @@ async def query_peers(
     *,
     case_ref: str | None = None,
     officer: str | None = None,
+    local: Notice | None = None,
 ) -> list[OfficerResult]:
     """Decide outbound per peer, query the allowed ones concurrently (see module docstring)."""
     refused: dict[str, str] = {}
+    details: dict[str, str] = {}
     records = []
     for cc in peers:
         decision = policy.decide_outbound(cc, purpose, modality, datetime.now(UTC))
@@ -141,9 +151,14 @@ async def query_peers(
                 Refusal.UNKNOWN_PEER,
             )
             decision = decision.with_check(where)
+        if decision.allowed and local is not None:  # this node's documents, not the policy
+            decision = decision.with_check(Check("credentials", False, local.message))
+            refused[cc], details[cc] = local.code, explain(local)
         record = {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
+        if cc in details:
+            record["refusal"] = refused[cc]
         records.append({**record, "officer": officer})
-        if not decision.allowed:
+        if not decision.allowed and cc not in refused:
             refused[cc] = decision.refusal.value if decision.refusal else "policy"
     # Off the event loop: the append waits for the log's lock (SQLite's busy wait, PostgreSQL's
     # row lock), and the loop serves the API and the peer listener meanwhile.
@@ -156,6 +171,8 @@ async def query_peers(
         )
         sent = {r.country: r for r in results}
     return [
-        OfficerResult(cc, refusal=refused[cc]) if cc in refused else OfficerResult(cc, sent[cc])
+        OfficerResult(cc, refusal=refused[cc], detail=details.get(cc))
+        if cc in refused
+        else OfficerResult(cc, sent[cc])
         for cc in peers
     ]

@@ -44,6 +44,7 @@ from pydantic import ValidationError
 
 from certs import jws
 from certs.errors import CertsError
+from certs.pki import reasons
 from certs.pki.keys import PrivateKey
 from certs.pki.profiles import Usage
 from certs.pki.validate import TrustAnchors
@@ -116,6 +117,18 @@ class UntrustedPeerError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+#: Refusals of a peer's certificate that are this node's fault: its own list is stale.
+_OWN_STALE = {reasons.STALE_CRL: "CRL", reasons.STALE_TRUST_LIST: "trust list"}
+
+
+def refused_certificate(reason: str) -> str:
+    """Why a peer's certificate was refused, in words: its own fault, or this node's own
+    stale trust list or CRL (then every peer's is refused, and the peer is not at fault)."""
+    if reason in _OWN_STALE:
+        return f"this node's own {_OWN_STALE[reason]} is stale, so no peer validates ({reason})"
+    return f"its TLS certificate was refused ({reason})"
 
 
 Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -402,8 +415,9 @@ class Requester:
             ):
                 token = await self._post_and_poll(client, peer, self.sign_query(query))
         except UntrustedPeerError as exc:
-            detail = f"its TLS certificate was refused ({exc.reason}); nothing was sent"
-            return result("untrusted_peer", detail=detail)
+            return result(
+                "untrusted_peer", detail=f"{refused_certificate(exc.reason)}; nothing was sent"
+            )
         except httpx.PoolTimeout:
             detail = (
                 f"no connection to it free within {self.timeout:g} s: "

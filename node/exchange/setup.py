@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -35,7 +35,7 @@ from node.audit.actions import mirror_actions
 from node.errors import ConfigError
 from node.exchange.eventlog import TranslogExchangeLog
 from node.exchange.params import VIEW_COMPARE_INTERVAL_S
-from node.exchange.pki_watch import explain
+from node.exchange.pki_watch import PkiWatch, explain
 from node.exchange.references import HitReferences
 from node.exchange.renewal import OwnCertificates
 from node.exchange.replay import ReplayGuard
@@ -78,6 +78,10 @@ class Exchange:
     rules_file: RulesFile | None = None  # re-read by housekeeping when it changes
     views_compared_at: float = float("-inf")  # time.monotonic() of the last compare_views
     own: OwnCertificates | None = None  # renewed own certificates picked up by housekeeping
+    pki_watch: PkiWatch = field(init=False)  # how this node's own PKI documents stand
+
+    def __post_init__(self) -> None:
+        self.pki_watch = PkiWatch(self.credentials)
 
 
 #: In ``data_dir``: the trust-list sequence and CRL number this node accepted last.
@@ -240,7 +244,7 @@ def check_exchange(settings: Settings, creds: NodeCredentials) -> None:
 
 def build_exchange(settings: Settings, engine: Engine, galleries: GallerySet) -> Exchange:
     """Every exchange part of the node (see the module docstring)."""
-    creds = load_credentials(settings)
+    creds = load_credentials(settings, check=False)  # the exchange refuses: PkiWatch says so
     rules = load_rules(settings, creds)
     log = _open_log(settings, engine, creds, record=True)
     pool = None
@@ -322,7 +326,8 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     list and CRL, the node's renewed certificates (:mod:`node.exchange.renewal`), forget the
     replay nonces that can no longer be replayed (:meth:`ReplayGuard.purge`: the table would
     otherwise grow by every query), and issue a checkpoint when the log grew or the last one
-    aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart). Nothing here waits
+    aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart), and log how this
+    node's own PKI documents stand when that changed (:class:`PkiWatch`). Nothing here waits
     for a peer: that is :func:`_witnessing`'s, so a slow or hostile peer cannot hold back a
     revocation or a suspended rule."""
     while True:
@@ -351,6 +356,10 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         except Exception:  # the pair in use stays; the next round retries
             logger.exception("own certificates not reloaded")
     try:
+        await anyio.to_thread.run_sync(exchange.pki_watch.check)
+    except Exception:  # the exchange refuses by itself all the same; the next round retries
+        logger.exception("checking this node's PKI documents failed")
+    try:
         await anyio.to_thread.run_sync(exchange.responder.replay.purge)
     except Exception:  # the nonces stay (refusing replays); the next round retries
         logger.exception("replay nonces not purged")
@@ -373,7 +382,10 @@ async def _witnessing(exchange: Exchange, interval_s: float) -> None:
 async def witnessing_round(exchange: Exchange) -> None:
     """One round of :func:`_witnessing`; a failure is logged and the next round retries.
     Every peer exchange has ``peer_timeout_s`` in all (:func:`witness_round`,
-    :func:`compare_views`)."""
+    :func:`compare_views`). Nothing is asked while this node's own documents make the
+    exchange refuse: the peers are not at fault, and :class:`PkiWatch` says why once."""
+    if await anyio.to_thread.run_sync(exchange.pki_watch.refusal) is not None:
+        return
     peers = list(exchange.peers.values())
     try:
         await witness_round(exchange.log, exchange.credentials, peers, exchange.peer_timeout_s)
@@ -406,6 +418,7 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
     app.state.requester = exchange.requester
     app.state.exchange_log = exchange.log
     app.state.witness = exchange.witness
+    await anyio.to_thread.run_sync(exchange.pki_watch.check)  # an ERROR at start if refusing
     stop_mirroring = mirror_actions(app.state.sessions, exchange.log, exchange.credentials.country)
     await anyio.to_thread.run_sync(
         exchange.log.maybe_issue_checkpoint, settings.checkpoint_interval_s

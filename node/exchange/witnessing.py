@@ -55,7 +55,13 @@ from certs.translog import (
 )
 from certs.translog.keys import PublicKey
 from node.errors import NotFoundError
-from node.exchange.requester import Peer, UntrustedPeerError, bounded_request, server_check
+from node.exchange.requester import (
+    Peer,
+    UntrustedPeerError,
+    bounded_request,
+    refused_certificate,
+    server_check,
+)
 from node.exchange.responder import ExchangeLog
 from node.service_errors import InvalidRequestError
 
@@ -325,7 +331,9 @@ async def witness_round(
                 await anyio.to_thread.run_sync(log.add_cosignature, latest.checkpoint, cosig, key)
                 out[peer.country] = "cosigned"
             except UntrustedPeerError as exc:
-                logger.warning("witnessing by %s: its certificate was refused", peer.country)
+                logger.warning(
+                    "witnessing by %s: %s", peer.country, refused_certificate(exc.reason)
+                )
                 out[peer.country] = f"untrusted_peer: {exc.reason}"
             except (httpx.HTTPError, ValueError, KeyError, CertsError) as exc:
                 logger.warning("witnessing by %s failed: %s", peer.country, exc)
@@ -398,7 +406,12 @@ async def compare_views(
                 except SplitViewError:
                     out[key] = "split_view"
                 except UntrustedPeerError as exc:
-                    logger.warning("comparing views of %s at %s: certificate refused", cc, other)
+                    logger.warning(
+                        "comparing views of %s at %s: %s",
+                        cc,
+                        other,
+                        refused_certificate(exc.reason),
+                    )
                     out[key] = f"untrusted_peer: {exc.reason}"
                 except Exception as exc:  # one peer's odd answer must not cost the others
                     logger.warning(

@@ -126,7 +126,7 @@ def start_service_node(
     )
     app = create_app(config)
     api = uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning")
-    peer = peer_config(app, config, load_credentials(config), log_level="warning")
+    peer = peer_config(app, config, load_credentials(config, check=False), log_level="warning")
     pair = ServerPair(api, peer)
     thread = threading.Thread(target=lambda: asyncio.run(pair.serve()), daemon=True)
     thread.start()

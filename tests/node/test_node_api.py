@@ -46,7 +46,13 @@ def operator(make_token: object) -> dict[str, str]:
 
 def test_health_needs_no_token(client: TestClient) -> None:
     body = client.get("/health").json()
-    assert body == {"status": "ok", "country": "XA", "version": body["version"], "gallery": True}
+    assert body == {
+        "status": "ok",
+        "country": "XA",
+        "version": body["version"],
+        "gallery": True,
+        "pki": [],
+    }
 
 
 def test_missing_token(client: TestClient) -> None:

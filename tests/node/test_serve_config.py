@@ -7,8 +7,10 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from node_support import free_port, self_signed_tls, wait_for_health
@@ -367,3 +369,40 @@ def test_a_variable_no_setting_reads_is_named(tmp_path: Path) -> None:
     warnings = [line for line in err.splitlines() if "warning" in line]
     assert warnings == ["bdx: warning: no setting reads BDX_ENVIRONMNET, BDX_POLICY"]
     assert "production" not in err and "secret" not in err
+
+
+def test_a_stale_crl_leaves_the_api_serving_and_the_exchange_refusing(tmp_path: Path) -> None:
+    """The node's CRL went stale a day ago: `bdx serve` exited 5, so officers, operators and
+    auditors lost the API with the peer exchange. It serves the API now, says at start that
+    the exchange refuses and why (ERROR), and /health says so with the date."""
+    from certs.pki import params
+    from certs.pki.bootstrap import write_region
+    from node.demo.region import rules_text
+    from tests.exchange.service_support import dated_region
+
+    stale = datetime.now(UTC) - params.CRL_VALIDITY - params.DEFAULT_GRACE - timedelta(days=1)
+    write_region(dated_region(["TH", "MY"], crl_issued=stale), tmp_path / "region")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(rules_text("TH"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
+    env |= {
+        "BDX_COUNTRY": "TH",
+        "BDX_DATA_DIR": str(tmp_path / "data"),
+        "BDX_PORT": str(port),
+        "BDX_PEER_PORT": str(free_port()),
+        "BDX_PKI_DIR": str(tmp_path / "region"),
+        "BDX_POLICY_FILE": str(rules),
+    }
+    proc = subprocess.Popen([*BDX, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_health(proc, port, 60)
+        health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert health["status"] == "degraded"
+    assert [(n["document"], n["reason"]) for n in health["pki"]] == [("crl", "stale_crl")]
+    said = [line for line in err.splitlines() if "[own_stale_crl]" in line]
+    assert len(said) == 1 and said[0].startswith("ERROR: "), err
+    assert "the peer exchange refuses every query" in said[0]

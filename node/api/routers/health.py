@@ -1,4 +1,5 @@
-"""``GET /health``: liveness and identity, no authentication."""
+"""``GET /health``: liveness, identity and how this node's PKI documents stand; no
+authentication."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from node.api.deps import SessionDep, SettingsDep
-from node.api.schemas.health import Health
+from node.api.schemas.health import Health, PkiNotice
+from node.exchange.pki_watch import explain
+from node.exchange.setup import Exchange
 
 router = APIRouter(tags=["health"])
 
@@ -16,9 +19,17 @@ router = APIRouter(tags=["health"])
 @router.get("/health")
 def health(request: Request, settings: SettingsDep, session: SessionDep) -> Health:
     session.execute(text("SELECT 1"))
+    exchange: Exchange | None = getattr(request.app.state, "exchange", None)
+    notices = exchange.pki_watch.notices() if exchange is not None else []
     return Health(
-        status="ok",
+        status="degraded" if any(n.refusing for n in notices) else "ok",
         country=settings.country,
         version=version("bdx"),
         gallery=request.app.state.gallery is not None,
+        pki=[
+            PkiNotice(
+                document=n.document, state=n.state, reason=n.reason, at=n.at, detail=explain(n)
+            )
+            for n in notices
+        ],
     )

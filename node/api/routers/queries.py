@@ -32,6 +32,7 @@ async def send_query(body: QueryIn, officer: OfficerUser, request: Request) -> Q
     templates = await anyio.to_thread.run_sync(
         lambda: probe_items(body.modality, pairs, images=use_images)
     )
+    local = await anyio.to_thread.run_sync(exchange.pki_watch.refusal)
     results = await query_peers(
         exchange.requester,
         exchange.policy,
@@ -42,6 +43,7 @@ async def send_query(body: QueryIn, officer: OfficerUser, request: Request) -> Q
         templates,
         case_ref=body.case_ref,
         officer=actor(officer),
+        local=local,
     )
     out = [PeerResultOut.model_validate(r.summary()) for r in results]
     return QueryOut(

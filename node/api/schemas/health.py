@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from certs.pki.standing import Document, State
+
+
+class PkiNotice(BaseModel):
+    """One of this node's PKI documents that needs its operator."""
+
+    document: Document
+    state: State = Field(
+        description="expiring: nears its end (warning); stale, expired, refused: the peer "
+        "exchange refuses until it is replaced"
+    )
+    reason: str = Field(description="stable code: stale_crl, expired, revoked, expires_soon...")
+    at: datetime | None = Field(description="when it went or goes stale, or expires")
+    detail: str
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded: the API serves, but this node's peer exchange refuses because "
+        "of a notice in pki"
+    )
     country: str
     version: str
     gallery: bool
+    pki: list[PkiNotice] = Field(
+        default_factory=list,
+        description="this node's trust list, CRL and own certificates that need the operator",
+    )
