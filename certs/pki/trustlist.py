@@ -92,6 +92,12 @@ def _oldest_first(certs: Sequence[x509.Certificate]) -> tuple[x509.Certificate, 
     return tuple(sorted(certs, key=lambda c: (c.not_valid_before_utc, fingerprint(c))))
 
 
+def _added(
+    listed: tuple[x509.Certificate, ...], cert: x509.Certificate
+) -> tuple[x509.Certificate, ...]:
+    return listed if fingerprint(cert) in {fingerprint(c) for c in listed} else (*listed, cert)
+
+
 def _check_listing(members: Sequence[Member]) -> None:
     """Refuse a member or a certificate listed twice, and more certificates of one usage than
     the bound."""
@@ -145,8 +151,8 @@ class TrustListBuilder:
     ) -> TrustListBuilder:
         """List ``country``'s TLS and signing certificates. A country added again keeps its
         certificates listed before and gains these (a renewal: old and new side by side, at
-        most :data:`~certs.pki.params.MAX_LISTED_PER_USAGE` of each usage); the same
-        certificate twice is refused."""
+        most :data:`~certs.pki.params.MAX_LISTED_PER_USAGE` of each usage); a certificate it
+        lists already stays listed once, so one usage may be renewed alone."""
         code = names.validate_country(country)
         for cert, usage in ((tls, Usage.TLS), (signing, Usage.SIGNING)):
             profiles.check_usage(cert, usage)
@@ -159,12 +165,12 @@ class TrustListBuilder:
         if held is None:
             name = node_name or (names.common_name_of(tls.subject) or code).removesuffix("-tls")
             member = Member(code, name, (tls,), (signing,))
-        else:
+        else:  # a certificate listed already stays listed once: one usage may be renewed alone
             member = Member(
                 code,
                 held.node_name,
-                _oldest_first((*held.tls, tls)),
-                _oldest_first((*held.signing, signing)),
+                _oldest_first(_added(held.tls, tls)),
+                _oldest_first(_added(held.signing, signing)),
             )
         members = (*(m for m in self._members if m.country != code), member)
         _check_listing(members)
