@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import errno
 import inspect
-import os
 import sys
 from importlib import metadata
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from sqlalchemy.exc import OperationalError
@@ -21,6 +20,7 @@ from typer.exceptions import TyperException
 
 from matcher.errors import BdxError
 from node.cli._common import printable
+from node.cli._output import GuardedStdout, OutputError, discard_stdout
 from node.console import EXIT_INTERRUPTED  # typer turns Ctrl-C into this code too
 
 app = typer.Typer(
@@ -127,6 +127,17 @@ STORAGE_ERRNOS = frozenset(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bdx`` console script."""
     _escape_unencodable()
+    stdout = sys.stdout
+    if stdout is not None:  # None when started with it closed (>&-)
+        sys.stdout = GuardedStdout(stdout)
+    try:
+        _run(argv)
+    finally:
+        if isinstance(sys.stdout, GuardedStdout):  # typer may have wrapped it: keep that
+            sys.stdout = stdout
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         code = app(args=argv, prog_name="bdx", standalone_mode=False)
     except TyperException as exc:
@@ -140,8 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         print("bdx: aborted", file=sys.stderr)
         sys.exit(130)
     except BdxError as exc:
-        print(f"bdx: error: {exc.message} [{exc.reason}]", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     except KeyboardInterrupt:
         code = EXIT_INTERRUPTED
     except OSError as exc:
@@ -156,13 +166,31 @@ def main(argv: list[str] | None = None) -> None:
         print(f"bdx: error: the database failed: {why} [database_unavailable]", file=sys.stderr)
         sys.exit(EXIT_STORAGE)
     except SystemExit as exc:
-        if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):  # typer's EPIPE exit
+        if exc.code == 1 and _reader_gone(exc):
             sys.exit(EXIT_READER_GONE)
         raise
     if code == EXIT_INTERRUPTED:
         print("bdx: interrupted", file=sys.stderr)
-    _flush_for_a_reader_gone()
+    try:
+        _flush_for_a_reader_gone()
+    except OutputError as exc:
+        _fail(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(exc: BdxError) -> NoReturn:
+    if isinstance(exc, OutputError):
+        discard_stdout()  # what stays buffered must not fail again at the last flush
+    print(f"bdx: error: {exc.message} [{exc.reason}]", file=sys.stderr)
+    sys.exit(exc.exit_code)
+
+
+def _reader_gone(exc: SystemExit) -> bool:
+    """Whether exit 1 is the answer to a departed reader: typer's (it wraps stdout in a
+    PacifyFlushWrapper) or rich's (help, tables: SystemExit raised handling BrokenPipeError)."""
+    return isinstance(sys.stdout, PacifyFlushWrapper) or isinstance(
+        exc.__context__, BrokenPipeError
+    )
 
 
 #: OS errors on a path the user named (an output folder under a file, a data_dir that cannot be
@@ -210,6 +238,4 @@ def _flush_for_a_reader_gone() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        discard_stdout()

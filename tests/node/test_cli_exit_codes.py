@@ -29,17 +29,29 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
-def test_a_full_disk_is_exit_7_in_one_line(env: dict[str, str]) -> None:
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [*BDX, "users", "add", "ana", "--role", "admin"],
-            env=env,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    assert done.returncode == 7
-    assert done.stderr == "bdx: error: No space left on device [storage_error]\n"
+def test_a_full_stdout_is_no_output_not_storage(env: dict[str, str]) -> None:
+    """A standard output that cannot be written (ENOSPC, EIO) was exit 7, "the node's storage
+    failed"; it is the command's own output: exit 2, ``no_output``, in one line."""
+    for args in (["users", "add", "ana", "--role", "admin"], ["users", "list"], ["--help"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [*BDX, *args], env=env, stdout=full, stderr=subprocess.PIPE, text=True
+            )
+        assert (done.returncode, done.stderr) == (
+            2,
+            "bdx: error: cannot write standard output: No space left on device [no_output]\n",
+        ), args
+    assert _tokens(env) == []  # ana was added; only the output of the command was lost
+
+
+def _tokens(env: dict[str, str]) -> list[dict[str, object]]:
+    """The tokens of ana, the one user."""
+    listed = subprocess.run(
+        [*BDX, "users", "list", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    (user,) = json.loads(listed.stdout)
+    tokens: list[dict[str, object]] = user["tokens"]
+    return tokens
 
 
 @pytest.fixture
@@ -136,6 +148,13 @@ def test_a_reader_that_leaves_early_is_exit_0(env: dict[str, str]) -> None:
         [*BDX, "users", "add", "ana", "--role", "admin"], env=env, capture_output=True, check=True
     )
     for args in (["users", "list"], ["eval", "fingerprint", "--synthetic", "2:2", "--json"]):
+        done = _with_reader_gone(args, env)
+        assert (done.returncode, done.stderr) == (0, ""), args
+
+
+def test_help_to_a_reader_gone_is_exit_0(env: dict[str, str]) -> None:
+    """`bdx --help | true` exited 1 with no word (rich's answer to EPIPE), the code of a bug."""
+    for args in (["--help"], ["users", "--help"], ["query", "--help"]):
         done = _with_reader_gone(args, env)
         assert (done.returncode, done.stderr) == (0, ""), args
 
