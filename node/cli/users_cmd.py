@@ -6,14 +6,15 @@ Every change is recorded in the audit trail with the actor ``local:<login name>`
 from __future__ import annotations
 
 import sys
+from json import dumps
 from typing import Annotated, Any
 
 import typer
 
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
+from node.cli._output import OutputError, discard_stdout
 from node.db.models import Role
-from node.errors import ConfigError
-from node.services.users import UserService, local_actor
+from node.services.users import IssuedToken, UserService, local_actor
 
 app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_help=True)
 
@@ -56,30 +57,49 @@ def token(
 ) -> None:
     """Issue an API token. It is printed once; the node keeps only its hash."""
     if sys.stdout is None:  # started with stdout closed (>&-): a token nobody could see
-        raise ConfigError(
-            "standard output is closed: the token is printed once, there; nothing was issued",
-            reason="no_output",
+        raise OutputError(
+            "standard output is closed: the token is printed once, there; nothing was issued"
         )
     settings = settings_from(config)
     with session_for(settings) as session:
         service = UserService(session, token_max_days=settings.token_max_days)
         issued = service.issue_token(name, expires_days=expires_days, actor=local_actor())
-    if json:
-        print_json(
-            {
-                "token_id": issued.token_id,
-                "token": issued.token,
-                "user": issued.user,
-                "expires_at": issued.expires_at.isoformat() if issued.expires_at else None,
-            }
-        )
-    else:
-        typer.echo(issued.token)
+        try:
+            _deliver(issued, json)
+        except (OSError, OutputError) as exc:  # the reader left, or the output failed
+            service.revoke_token(issued.token_id, actor=local_actor(), why="not_delivered")
+            discard_stdout()
+            cause = exc if isinstance(exc, OSError) else exc.__cause__  # the guard's OSError
+            why = getattr(cause, "strerror", None) or str(exc)
+            raise OutputError(
+                f"the token could not be printed ({why}); token {issued.token_id} was revoked",
+            ) from None
+    if not json:
         typer.echo(
             f"token {issued.token_id} for {issued.user}, expires {issued.expires_at:%Y-%m-%d}; "
             "store it now, it is not shown again",
             err=True,
         )
+
+
+def _deliver(issued: IssuedToken, as_json: bool) -> None:
+    """Write the token to stdout and flush it: a token counts once it has left (README)."""
+    if as_json:
+        expires = issued.expires_at.isoformat() if issued.expires_at else None
+        text = dumps(
+            {
+                "token_id": issued.token_id,
+                "token": issued.token,
+                "user": issued.user,
+                "expires_at": expires,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    else:
+        text = issued.token
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 @app.command("revoke-token")

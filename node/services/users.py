@@ -154,13 +154,16 @@ class UserService:
         self.session.commit()
         return IssuedToken(token_id=token_id, token=token, user=name, expires_at=expires_at)
 
-    def revoke_token(self, token_id: str, *, actor: str) -> ApiToken:
+    def revoke_token(self, token_id: str, *, actor: str, why: str | None = None) -> ApiToken:
+        """Revoke a token; ``why``, when given, is recorded with it (``not_delivered``: the
+        command that issued it could not print it)."""
         row = self.users.token(token_id)
         if row is None:
             raise NotFoundError(f"no token with id {token_id!r}", reason="unknown_token")
         if row.revoked_at is None:
             row.revoked_at = self.clock()
-        self.audit.record(actor, "token.revoke", row.user.name, {"token_id": token_id})
+        detail = {"token_id": token_id} if why is None else {"token_id": token_id, "why": why}
+        self.audit.record(actor, "token.revoke", row.user.name, detail)
         self.session.commit()
         return row
 

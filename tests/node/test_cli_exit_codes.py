@@ -159,6 +159,35 @@ def test_help_to_a_reader_gone_is_exit_0(env: dict[str, str]) -> None:
         assert (done.returncode, done.stderr) == (0, ""), args
 
 
+@pytest.mark.parametrize(
+    ("output", "why"),
+    [([], "Broken pipe"), (["--json"], "Broken pipe"), ([], "No space left on device")],
+)
+def test_a_token_that_cannot_be_printed_is_revoked(
+    env: dict[str, str], output: list[str], why: str
+) -> None:
+    """`bdx users token ana | cmd` with cmd gone: the token was stored and logged, printed to
+    nobody, exit 0 in silence. It counts once written and flushed; else it is revoked at once
+    and the command exits 2 in one line. The same for a standard output that is full."""
+    subprocess.run(
+        [*BDX, "users", "add", "ana", "--role", "admin"], env=env, capture_output=True, check=True
+    )
+    args = ["users", "token", "ana", *output]
+    if why == "Broken pipe":
+        done = _with_reader_gone(args, env)
+    else:
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [*BDX, *args], env=env, stdout=full, stderr=subprocess.PIPE, text=True
+            )
+    (token,) = _tokens(env)
+    assert done.returncode == 2 and done.stderr == (
+        f"bdx: error: the token could not be printed ({why}); token {token['token_id']} "
+        "was revoked [no_output]\n"
+    )
+    assert token["revoked"] is True
+
+
 def test_a_token_is_not_issued_to_a_closed_stdout(env: dict[str, str]) -> None:
     """`bdx users token ana >&-` issued and stored a token nobody could see, exit 0."""
     subprocess.run(
