@@ -169,16 +169,32 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         )[0]
         == 0
     )
+    request = ["request", "--country", "ID", "--out", str(tmp_path)]
     cases = [
+        # a bad option value is a usage error naming the option (2), not bad input data (3)
         (
             ["init-ca", "--country", "Thailand", "--out", str(tmp_path / "x")],
-            3,
-            "invalid_country",
+            2,
+            "Invalid value for --country: 'Thailand' is not an ISO 3166-1 alpha-2",
+        ),
+        (["request", "--country", "ZZZ", "--kind", "signing", "--out", str(tmp_path)], 2, "ZZZ"),
+        ([*request, "--kind", "signing", "--node-name", "a b"], 2, "Invalid value for --node-name"),
+        ([*request, "--kind", "tls", "--ip", "1.2.3"], 2, "Invalid value for --ip: '1.2.3'"),
+        ([*request, "--kind", "tls"], 2, "--dns / --ip: a TLS CSR needs a DNS name or IP"),
+        (
+            ["trust-list", "--ca", str(ca), "--out", str(tmp_path / "t"), "--member", "ZZ=a,b"],
+            2,
+            "Invalid value for --member: 'ZZ'",
+        ),
+        (["bootstrap", "--countries", "TH,XYZ", "--out", str(tmp_path / "r")], 2, "'XYZ'"),
+        (
+            ["vkey", "--country", "XYZ", "--trust-list", "t", "--root", "r", "--crl", "c"],
+            2,
+            "Invalid value for --country: 'XYZ'",
         ),
         (["init-ca", "--country", "TH", "--out", str(ca)], 5, "file_exists"),
         (["crl", "--ca", str(ca), "--out", str(tmp_path / "c.pem")], 5, "passphrase_required"),
         (["crl", "--ca", str(tmp_path), "--out", str(tmp_path / "c.pem")], 3, "not_a_ca"),
-        (["request", "--country", "ID", "--kind", "tls", "--out", str(tmp_path)], 3, "bad_csr"),
         (["show", str(pw)], 3, "malformed"),  # bad input data
         (["show", str(tmp_path / "absent")], 4, "unreadable_file"),  # not found
         (["trust-list", "--ca", str(ca), "--out", str(tmp_path / "t"), "--member", "TH"], 2, "CC="),

@@ -129,7 +129,12 @@ def list_cmd(
     since: SinceOption = None,
     until: UntilOption = None,
     offset: Annotated[int, typer.Option(help="skip this many matches")] = 0,
-    limit: Annotated[int, typer.Option(help="most entries to show")] = query.DEFAULT_PAGE,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=1, max=query.MAX_PAGE, help=f"most entries to show, at most {query.MAX_PAGE}"
+        ),
+    ] = query.DEFAULT_PAGE,
     config: ConfigOption = None,
     signing_key: SigningKeyOption = None,
     origin: OriginOption = None,

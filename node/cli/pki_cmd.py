@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,6 +66,17 @@ RootOpt = Annotated[Path, typer.Option("--root", help="Pinned root certificate."
 CrlOpt = Annotated[Path, typer.Option("--crl", help="Current CRL.")]
 
 
+@contextmanager
+def _option_value(*options: str) -> Iterator[None]:
+    """A :class:`PkiInputError` raised here is about what ``options`` were given (a country
+    code, a node name, an IP address): a usage error naming them, exit 2, not bad input data
+    (3). Only for checks of option values: files read here keep their own exit codes."""
+    try:
+        yield
+    except PkiInputError as exc:
+        raise typer.BadParameter(exc.message, param_hint=" / ".join(options)) from None
+
+
 def _passphrase(path: Path | None) -> bytes | None:
     if path is None:
         return None
@@ -112,7 +125,8 @@ def init_ca(
     ] = None,
 ) -> None:
     """Create the regional root CA (key 0600, self-signed certificate, state)."""
-    code = _ca_country(country, country_name)
+    with _option_value("--country"):
+        code = validate_country(_ca_country(country, country_name))
     writable_folder(out)
     ca = CertificateAuthority.create(
         code,
@@ -139,13 +153,17 @@ def request(
     as_json: JsonOut = False,
 ) -> None:
     """Make a node key (0600) and a certificate signing request."""
-    code = validate_country(country)
+    with _option_value("--country"):
+        code = validate_country(country)
     builder = CsrBuilder().country(code).usage(kind)
     if node_name:
-        builder = builder.node_name(node_name)
-    builder = builder.dns_names(dns or []).ip_addresses(ip or [])
+        with _option_value("--node-name"):
+            builder = builder.node_name(node_name)
+    with _option_value("--ip"):
+        builder = builder.dns_names(dns or []).ip_addresses(ip or [])
     key = generate_key()
-    csr = builder.sign(key)  # validates before anything is written
+    with _option_value("--dns", "--ip"):  # a TLS CSR needs one, a signing CSR none
+        csr = builder.sign(key)  # validates before anything is written
     writable_folder(out)
     stem = f"{code.lower()}-{kind}"
     key_path = write_private_key(out / f"{stem}.key", key, _passphrase(passphrase_file))
@@ -224,7 +242,8 @@ def _parse_member(text: str) -> tuple[str, Path, Path]:
         raise typer.BadParameter(
             f"{text!r}: expected CC=tls.pem,signing.pem", param_hint="--member"
         )
-    return validate_country(country), Path(tls), Path(signing)
+    with _option_value("--member"):
+        return validate_country(country), Path(tls), Path(signing)
 
 
 @app.command("trust-list")
@@ -322,8 +341,9 @@ def vkey(
     """
     from node.exchange.witnessing import peer_log_key, peer_witness_key
 
+    with _option_value("--country"):
+        cc = validate_country(country)
     anchors = TrustAnchors.load(root, trust_list, crl)
-    cc = validate_country(country)
     purpose: Purpose = "cosignature" if witness else "note"
     key = peer_witness_key(anchors, cc) if witness else peer_log_key(anchors, cc)
     vkey = key.to_vkey(purpose)
@@ -344,7 +364,8 @@ def bootstrap(
     as_json: JsonOut = False,
 ) -> None:
     """Make a whole demo region: root CA, each country's TLS+signing keys/certs, trust list, CRL."""
-    codes = [validate_country(c) for c in countries.split(",") if c.strip()]
+    with _option_value("--countries"):
+        codes = [validate_country(c) for c in countries.split(",") if c.strip()]
     if not codes or len(set(codes)) != len(codes):
         raise typer.BadParameter("give distinct country codes", param_hint="--countries")
     if (out / "ca" / CERT_FILE).exists():

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from node.api.schemas.queries import QueryIn
 from node.cli._client import (
     CaFileOption,
     NodeClient,
@@ -30,6 +32,7 @@ from node.cli._client import (
     UrlOption,
 )
 from node.cli._common import ConfigOption, JsonOption, read_input
+from node.db.models import Modality
 from node.errors import PeerError
 
 #: Seconds to wait for the node's answer by default: the longest peer deadline its settings
@@ -54,31 +57,62 @@ class QueryFailedError(NodeRequestError):
 EXIT_REFUSED = 5
 
 
+#: The option of each field of the node's ``QueryIn`` whose value it refuses.
+_FIELD_OPTIONS = {
+    "peers": "--to",
+    "purpose": "--purpose",
+    "modality": "--modality",
+    "case_ref": "--case-ref",
+    "templates": "FILE",
+    "images": "FILE",
+}
+
+
 def _body(
     files: list[Path],
     fingers: list[int],
     to: str,
     purpose: str,
-    modality: str,
+    modality: Modality,
     images: bool,
     case_ref: str | None,
 ) -> dict[str, Any]:
     if fingers and len(fingers) != len(files):
         raise typer.BadParameter("give one --finger per FILE (or none)")
-    items = []
-    for i, path in enumerate(files):
-        data = read_input(path, "query file", max_bytes=MAX_FILE_BYTES)
-        item: dict[str, Any] = {"data": base64.b64encode(data).decode("ascii")}
-        if fingers:
-            item["finger_position"] = fingers[i]
-        items.append(item)
-    return {
+    items: list[dict[str, Any]] = [
+        {"data": ""} | ({"finger_position": fingers[i]} if fingers else {})
+        for i in range(len(files))
+    ]
+    body = {
         "peers": [p.strip().upper() for p in to.split(",") if p.strip()],
         "purpose": purpose,
-        "modality": modality,
+        "modality": modality.value,
         "images" if images else "templates": items,
         "case_ref": case_ref,
     }
+    _check_options(body)
+    for item, path in zip(items, files, strict=True):
+        data = read_input(path, "query file", max_bytes=MAX_FILE_BYTES)
+        item["data"] = base64.b64encode(data).decode("ascii")
+    return body
+
+
+def _check_options(body: dict[str, Any]) -> None:
+    """Refuse, before any file is read or the node asked, what the node's own schema would
+    refuse in the options: a usage error naming the option (exit 2; the node's 422 was 3)."""
+    try:
+        QueryIn.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = error["loc"]
+        if not loc:  # the model's own check: a peer listed twice
+            option = "--to"
+        elif loc[-1] == "finger_position":
+            option = "--finger"
+        else:
+            option = _FIELD_OPTIONS.get(str(loc[0]), str(loc[0]))
+        why = error.get("ctx", {}).get("error") or error["msg"]  # a validator's own words
+        raise typer.BadParameter(str(why), param_hint=option) from None
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -105,7 +139,7 @@ def query(
     files: Annotated[list[Path], typer.Argument(help="template files (or images with --image)")],
     to: Annotated[str, typer.Option("--to", help="peer countries, comma-separated: TH,ID")],
     purpose: Annotated[str, typer.Option(help="purpose of the query, e.g. border_control")],
-    modality: Annotated[str, typer.Option(help="fingerprint or face")] = "fingerprint",
+    modality: Annotated[Modality, typer.Option(help="fingerprint or face")] = Modality.FINGERPRINT,
     finger: Annotated[
         list[int] | None, typer.Option("--finger", help="ISO finger position, one per FILE")
     ] = None,

@@ -14,6 +14,7 @@ import typer
 from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
 from node.cli._output import OutputError, discard_stdout
 from node.db.models import Role
+from node.service_errors import InvalidRequestError
 from node.services.users import IssuedToken, UserService, local_actor
 
 app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_help=True)
@@ -63,7 +64,12 @@ def token(
     settings = settings_from(config)
     with session_for(settings) as session:
         service = UserService(session, token_max_days=settings.token_max_days)
-        issued = service.issue_token(name, expires_days=expires_days, actor=local_actor())
+        try:
+            issued = service.issue_token(name, expires_days=expires_days, actor=local_actor())
+        except InvalidRequestError as exc:  # a lifetime beyond 1..token_max_days
+            if exc.reason != "bad_token_lifetime":
+                raise
+            raise typer.BadParameter(exc.message, param_hint="--expires-days") from None
         try:
             _deliver(issued, json)
         except (OSError, OutputError) as exc:  # the reader left, or the output failed

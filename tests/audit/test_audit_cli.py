@@ -120,6 +120,15 @@ def test_bad_input_is_one_line_error(bdx: Bdx, args: list[str], code: int, needl
     assert got == code and needle in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_list_limit_out_of_range_is_a_usage_error(bdx: Bdx) -> None:
+    """`--limit 0` was refused as a filter without naming the option, and the help did not
+    say how large a page may be."""
+    for limit in ("0", "1001"):
+        code, _, err = bdx("audit", "list", "--limit", limit)
+        assert code == 2 and "Invalid value for '--limit'" in err, err
+    assert bdx("audit", "list", "--limit", "1000")[0] == 0
+
+
 def test_a_binary_key_file_is_a_one_line_error(bdx: Bdx, tmp_path: Path) -> None:
     out = tmp_path / "export.json"
     assert bdx("audit", "export", "--format", "json", "--out", str(out))[0] == 0

@@ -44,6 +44,32 @@ def test_a_missing_file_is_4_and_an_unreadable_one_3(
     assert code == 3 and "[unreadable_file]" in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(
+    ("extra", "option", "why"),
+    [
+        (["--to", "XYZ"], "--to", "'XYZ' is not an ISO 3166-1 alpha-2 country code"),
+        (["--to", "MY,my"], "--to", "a peer is listed twice"),
+        (["--modality", "iris"], "'--modality'", "'iris' is not one of 'fingerprint', 'face'"),
+        (["--purpose", "Border Control"], "--purpose", "should match pattern"),
+        (["--case-ref", "case 1"], "--case-ref", "should match pattern"),
+        (["--finger", "11"], "--finger", "less than or equal to 10"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    token_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    option: str,
+    why: str,
+) -> None:
+    """`bdx query --to XYZ` and `--modality iris` were the node's 422, exit 3 (bad input
+    data); a bad option value is a usage error (2) naming the option, found before the
+    FILE is read (absent here: 4) or the node asked (none listens: 6)."""
+    code, _, err = cli(_query([str(tmp_path / "absent.iso")], token_file, *extra), capsys)
+    assert code == 2 and f"Invalid value for {option}: " in err and why in err, err
+
+
 @pytest.mark.parametrize("command", ["subjects", "query"])
 def test_ca_file_and_url_mistakes_are_one_line(
     command: str, token_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

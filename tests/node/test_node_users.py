@@ -244,3 +244,20 @@ def test_users_cli_errors(
 def test_users_cli_bad_role(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = cli(["users", "add", "anna", "--role", "king"], capsys)
     assert code == 2 and "--role" in err
+
+
+def test_users_cli_bad_lifetime_is_a_usage_error(
+    session: Session,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`users token --expires-days 0` was exit 3, bad input data; it is a bad option value:
+    exit 2 naming the option, and no token is issued."""
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "anna", "--role", "admin"], capsys)[0] == 0
+    for days in ("0", "366"):
+        code, out, err = cli(["users", "token", "anna", "--expires-days", days], capsys)
+        assert (code, out) == (2, "") and "Invalid value for --expires-days" in err, err
+        assert f"1 to 365 days, not {days}" in err
+    assert session.scalars(select(ApiToken)).all() == []
