@@ -86,7 +86,8 @@ def _subject_of_loose(path: Path) -> str:
 
 
 def discover(root: Path) -> Discovery:
-    """What to load under ``root``; raises NotFoundError when it does not exist."""
+    """What to load under ``root``; raises NotFoundError when it does not exist, and
+    UnsupportedFileError when it is neither a file nor a folder."""
     if root.is_file():
         kind = _kind(root)
         if kind is None:  # named on its own, it is not passed over silently
@@ -96,8 +97,10 @@ def discover(root: Path) -> Discovery:
                 "ISO/IEC 19794-2 record"
             )
         return Discovery([SourceFile(root, root.name, root.stem, kind)])
-    if not root.is_dir():
-        raise NotFoundError(f"{root} is neither a file nor a directory", reason="not_a_directory")
+    if not root.exists():  # reason as for any other path that is not there (README)
+        raise NotFoundError(f"{root} does not exist", reason="file_not_found")
+    if not root.is_dir():  # a device, a FIFO, a socket
+        raise UnsupportedFileError(f"{root} is neither a file nor a directory")
     found = Discovery()
     for entry in sorted(root.iterdir()):
         if entry.is_dir():

@@ -240,8 +240,18 @@ def test_quality_gate(
 
 
 def test_load_missing_path(node_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that is not there was `not_a_directory`, the reason of a settings folder that
+    cannot be made; it is not found as any other missing file, and a device is no input."""
     code, _, err = cli(["gallery", "load", "/nonexistent/bdx-load"], capsys)
-    assert code == 4 and "[not_a_directory]" in err
+    assert (code, err) == (
+        4,
+        "bdx: error: /nonexistent/bdx-load does not exist [file_not_found]\n",
+    )
+    code, _, err = cli(["gallery", "load", "/dev/null"], capsys)
+    assert (code, err) == (
+        3,
+        "bdx: error: /dev/null is neither a file nor a directory [unsupported_file]\n",
+    )
 
 
 def test_subject_ids_the_database_would_refuse_are_rejected_per_file(

@@ -348,7 +348,7 @@ def test_gallery_load_missing_directory(
     node_env: Settings, engine: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = cli(["gallery", "load", str(tmp_path / "nope"), "--modality", "face"], capsys)
-    assert code == 4 and "[not_a_directory]" in err
+    assert code == 4 and "[file_not_found]" in err
 
 
 def test_gallery_set_lock_lets_searches_overlap_and_writers_wait() -> None:
