@@ -129,6 +129,20 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     assert done.stderr == f"bdx: error: Not a directory: {blocked / 'node'} [not_a_directory]\n"
 
 
+def test_a_gallery_dir_that_is_a_file_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    """`bdx gallery stats` with gallery_dir a regular file said "no galleries yet", exit 0
+    (`gallery upgrade` said nothing); it is a setting's folder that cannot be used, 2."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    env = {**env, "BDX_GALLERY_DIR": str(blocked)}
+    for command in ("stats", "upgrade"):
+        done = subprocess.run([*BDX, "gallery", command], env=env, capture_output=True, text=True)
+        assert (done.returncode, done.stdout) == (2, ""), (command, done.stderr)
+        assert done.stderr == (
+            f"bdx: error: gallery_dir {blocked} is not a directory [not_a_directory]\n"
+        )
+
+
 def _with_reader_gone(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``bdx ARGS | head -0``: stdout is a pipe whose reader has already closed it."""
     read_end, write_end = os.pipe()
