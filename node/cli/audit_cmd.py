@@ -289,10 +289,18 @@ def verify_cmd(
 ) -> None:
     """Verify an export offline: signatures, consistency, order and inclusion of every entry.
 
-    Exits 0 when everything verifies, 5 with the reason otherwise."""
+    Exits 0 when everything verifies, 5 with the reason when it does not; 2 with no log key
+    (no --log-key, --signing-key or node settings with pki_dir), 3 for a malformed export or
+    key, 4 for an export or key file that does not exist."""
     keys: Sequence[VerifyingKey]
     if log_key:
         keys = [_vkey(k, "--log-key") for k in log_key]
+    elif signing_key is None and settings_from(config).pki_dir is None:  # not on the node
+        raise ConfigError(
+            "no log key: give --log-key KEY (from `bdx pki vkey`), or on the node --signing-key "
+            "with --origin, or its settings with pki_dir",
+            reason="no_log_key",
+        )
     else:
         with _open_log(config, signing_key, origin) as opened:
             keys = opened.log.verifying_keys

@@ -120,6 +120,23 @@ def test_bad_input_is_one_line_error(bdx: Bdx, args: list[str], code: int, needl
     assert got == code and needle in err and len(err.strip().splitlines()) == 1
 
 
+def test_verify_without_a_log_key_off_the_node_asks_for_one(
+    bdx: Bdx, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An auditor without the node's settings who forgot --log-key got `pki_dir is not set`
+    [no_pki], and a ./var folder with a new database in the folder they stood in."""
+    export = tmp_path / "export.json"
+    assert bdx("audit", "export", "--format", "json", "--out", str(export))[0] == 0
+    for name in ("BDX_DATABASE_URL", "BDX_DATA_DIR", "BDX_COUNTRY"):
+        monkeypatch.delenv(name)
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    monkeypatch.chdir(auditor)
+    code, out, err = bdx("audit", "verify", str(export), key=False)
+    assert (code, out) == (2, "") and "[no_log_key]" in err and "--log-key" in err, err
+    assert len(err.splitlines()) == 1 and list(auditor.iterdir()) == []
+
+
 def test_a_list_limit_out_of_range_is_a_usage_error(bdx: Bdx) -> None:
     """`--limit 0` was refused as a filter without naming the option, and the help did not
     say how large a page may be."""
