@@ -75,6 +75,25 @@ def test_help_paragraphs_wrap_to_the_terminal(path: tuple[str, ...], command: An
         assert any(start in line for line in lines), (path, start)
 
 
+@pytest.mark.parametrize(
+    ("path", "says", "not_says"),
+    [
+        (("db", "upgrade"), "up to --revision (default: head", "up to REVISION"),
+        (("eval", "face"), "K of CSLS", "K fixed in"),
+        (("audit", "list"), "most entries to show, at most 1000", None),
+    ],
+    ids=["db upgrade", "eval face", "audit list"],
+)
+def test_help_says_what_options_do(path: tuple[str, ...], says: str, not_says: str | None) -> None:
+    """`db upgrade` spoke of a REVISION argument it does not take (the option is --revision),
+    `eval face --csls-k` said K was fixed while the option sets it, `audit list --limit` gave
+    no maximum."""
+    output = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(WIDE)}).output
+    text = " ".join(line.strip(" │") for line in output.splitlines())
+    assert says in " ".join(text.split()), output
+    assert not_says is None or not_says not in text
+
+
 def test_version_is_the_installed_distributions() -> None:
     from importlib import metadata
 

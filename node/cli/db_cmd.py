@@ -19,7 +19,7 @@ def upgrade(
     revision: Annotated[str, typer.Option(help="target revision")] = "head",
     json: JsonOption = False,
 ) -> None:
-    """Apply the migrations up to REVISION (default: the latest). Safe to repeat.
+    """Apply the migrations up to --revision (default: head, the latest). Safe to repeat.
 
     With --json: {"previous", "current", "head"}: the revision before (null for an empty
     database), after, and the latest one this bdx ships.

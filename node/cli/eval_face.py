@@ -56,9 +56,9 @@ def face(
         CSLS_K,
         "--csls-k",
         min=0,
-        help="Rank-1 ranks as the node's search does, by CSLS (hubness-aware: cosine less half "
-        "the mean of the record's K nearest-neighbour cosines; K fixed in "
-        "matcher/face/params.py); 0 ranks by cosine. rank1_cosine is always reported.",
+        help="K of CSLS, by which rank-1 is ranked as the node's search ranks (hubness-aware: "
+        "cosine less half the mean of the record's K nearest-neighbour cosines; the default is "
+        "the node's K); 0 ranks by cosine. rank1_cosine is always reported.",
     ),
     csls_pairs: bool = typer.Option(
         False,

@@ -149,4 +149,7 @@ def delete(
         print_json(done)
     else:
         who = printable(done["external_id"])
-        typer.echo(f"deleted {who}: {done['templates_removed']} templates removed")
+        typer.echo(
+            f"deleted subject {who}: its {done['templates_removed']} templates are out of every "
+            "search and erased from the gallery files at the next erasure round"
+        )

@@ -83,6 +83,19 @@ def test_delete_needs_yes_off_a_terminal(
     assert code == 4
 
 
+def test_delete_says_the_templates_are_erased_later(
+    operator: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "2 templates removed" while they leave the gallery files at the next erasure
+    round (README, "Deletion")."""
+    code, out, err = cli(["subjects", "delete", "case-1", "--yes", *operator], capsys)
+    assert (code, out) == (
+        0,
+        "deleted subject case-1: its 2 templates are out of every search and erased from the "
+        "gallery files at the next erasure round\n",
+    ), err
+
+
 def test_a_deletion_the_gallery_refused_shows_pending(
     operator: list[str], galleries: GallerySet, capsys: pytest.CaptureFixture[str]
 ) -> None:
