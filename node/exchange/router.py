@@ -36,6 +36,7 @@ from node.api.schemas.common import ErrorBody
 from node.errors import NotFoundError
 from node.exchange import params
 from node.exchange.messages import QueryPayload
+from node.exchange.pki_watch import explain
 from node.exchange.requester import JOSE
 from node.exchange.responder import Answer, Responder
 from node.exchange.witnessing import (
@@ -71,7 +72,9 @@ PEER_ERRORS: dict[int, str] = {
     "bad_proof: a consistency proof malformed for its sizes; bad_size: sizes a proof cannot "
     "be made for)",
     500: "an unexpected failure on this node; its log has the details",
-    503: "this node's exchange or witness service is not available",
+    503: "this node's exchange or witness service is not available, or its own trust list or "
+    "CRL is stale or its own certificate refused (own_stale_crl, own_certificate_revoked...): "
+    "it answers and cosigns nothing until they are renewed",
 }
 router = APIRouter(
     prefix="/peer/v1",
@@ -210,6 +213,21 @@ async def tls_query_peer(request: Request, responder: ResponderDep) -> str:
 QueryPeerCountry = Annotated[str, Depends(tls_query_peer)]
 
 
+async def own_standing(request: Request) -> None:
+    """Refuse (503, unsigned) while this node's own trust list or CRL is stale or its own
+    certificates are refused (:class:`~node.exchange.pki_watch.PkiWatch`): it must not
+    answer, charge a quota, search, sign or cosign with documents or keys its peers refuse."""
+    exchange = getattr(request.app.state, "exchange", None)
+    if exchange is None:
+        return
+    notice = await anyio.to_thread.run_sync(exchange.pki_watch.refusal)
+    if notice is not None:
+        raise StoreUnavailableError(explain(notice), reason=notice.code)
+
+
+OwnStanding = Annotated[None, Depends(own_standing)]
+
+
 def _jose(answer: Answer) -> Response:
     return Response(answer.token, media_type=JOSE)
 
@@ -238,6 +256,13 @@ async def receive_query(
     request: Request, responder: ResponderDep, pending: PendingDep, country: QueryPeerCountry
 ) -> Response:
     """Answer a signed hit/no-hit query from a peer node."""
+    try:
+        await own_standing(request)
+    except StoreUnavailableError as exc:  # logged as every refusal is
+        await anyio.to_thread.run_sync(
+            responder.refused_unverified, country, "credentials", exc.reason
+        )
+        raise
     body = await request.body()
     try:
         token = body.decode("ascii").strip()
@@ -344,7 +369,7 @@ async def witnessed_size(witness: WitnessDep, country: PeerCountry) -> WitnessHe
 
 @router.post(_WITNESS, response_model=CosignatureOut)
 async def cosign_checkpoint(
-    body: WitnessRequest, witness: WitnessDep, country: PeerCountry
+    body: WitnessRequest, witness: WitnessDep, country: PeerCountry, _own: OwnStanding
 ) -> CosignatureOut:
     """Cosign the caller's checkpoint if it extends what this node cosigned before."""
     cosig = await anyio.to_thread.run_sync(

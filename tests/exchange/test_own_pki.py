@@ -291,3 +291,27 @@ def test_the_watch_warns_ahead_and_logs_each_change_once(
         assert [level for level, _ in lists] == [logging.WARNING] * 2
         assert any("CRL (number 1) was due for update" in m for _, m in lists)
         assert watch.refusal(due) is not None and watch.refusal() is None
+
+
+def test_a_node_whose_signing_certificate_is_revoked_answers_and_cosigns_nothing(
+    tmp_path: Path,
+) -> None:
+    """Its TLS certificate still valid, peers connect: it charged the quota, searched, logged a
+    hit and signed the reply with the revoked key, and cosigned and stored a checkpoint, all of
+    which its peers then threw away. It now refuses both, unsigned, naming itself."""
+    region = dated_region(COUNTRIES)
+    region.ca.revoke(region.nodes["ID"].signing_cert)
+    region = Region(region.ca, region.nodes, region.trust_list, crl_pem(region.ca.crl()))
+    with running(region, tmp_path) as nodes:
+        th, idn = nodes["TH"], nodes["ID"]
+        result = query(th, "ID")
+        assert result["status"] != "answered", result
+        assert events(idn, "policy_decision") == [] and events(idn, "reply_sent") == []
+        refused = events(idn, "query_refused")
+        assert [(e["stage"], e["reason"]) for e in refused] == [
+            ("credentials", "own_certificate_revoked")
+        ]
+        th.exchange.log.maybe_issue_checkpoint(0)
+        peers = [th.exchange.peers["ID"]]
+        got = asyncio.run(witness_round(th.exchange.log, th.exchange.credentials, peers, 5.0))
+        assert got["ID"] != "cosigned" and idn.exchange.witness.view("TH") is None
