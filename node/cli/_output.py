@@ -62,6 +62,35 @@ class GuardedStdout:
         except OSError as exc:
             raise _unless_reader_gone(exc) from exc
 
+    @property
+    def buffer(self) -> _GuardedBinary:
+        """The binary stream below, guarded alike (click writes there itself when the text
+        stream's encoding is ASCII)."""
+        return _GuardedBinary(self.stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+class _GuardedBinary:
+    """:class:`GuardedStdout` for the binary stream below it."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, data: bytes) -> int:
+        try:
+            written: int = self.stream.write(data)
+        except OSError as exc:
+            raise _unless_reader_gone(exc) from exc
+        return written
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError as exc:
+            raise _unless_reader_gone(exc) from exc
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
 

@@ -42,6 +42,14 @@ def test_a_full_stdout_is_no_output_not_storage(env: dict[str, str]) -> None:
             "bdx: error: cannot write standard output: No space left on device [no_output]\n",
         ), args
     assert _tokens(env) == []  # ana was added; only the output of the command was lost
+    # An ASCII standard output: click writes to the binary stream below it itself (was exit 7).
+    ascii_env = {**env, "PYTHONIOENCODING": "ascii"}
+    for args in (["users", "list"], ["--version"]):
+        with open("/dev/full", "w") as full:
+            done = subprocess.run(
+                [*BDX, *args], env=ascii_env, stdout=full, stderr=subprocess.PIPE, text=True
+            )
+        assert done.returncode == 2 and done.stderr.endswith("[no_output]\n"), args
 
 
 def _tokens(env: dict[str, str]) -> list[dict[str, object]]:
