@@ -6,6 +6,7 @@ the node's record service."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,13 @@ from node.services.users import UserService
 from node.settings import Settings
 
 ISO = "iso19794-2:2005"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def rules(country: str, peers: Sequence[str]) -> str:

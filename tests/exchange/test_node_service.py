@@ -35,18 +35,12 @@ from node.exchange.witnessing import peer_witness_key, witness_round
 from node.repositories.audit import AuditRepository
 from node.restrictions import SharingRestrictions
 from node.service_errors import InvalidRequestError
-from tests.exchange.service_support import ServiceNode, start_service_node
+from tests.exchange.service_support import ServiceNode, free_port, start_service_node
 
 RUNNING = ("TH", "ID", "MY")
 DOWN = "VN"  # in the region and the rules, never started
 FINGERS = 10
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +65,7 @@ def nodes(
     enrolment (a new generation)."""
     _, root = region
     data = tmp_path_factory.mktemp("svc-nodes")
-    ports = {cc: (_port(), _port()) for cc in (*RUNNING, DOWN)}
+    ports = {cc: (free_port(), free_port()) for cc in (*RUNNING, DOWN)}
     urls = {cc: f"https://127.0.0.1:{p}" for cc, (_, p) in ports.items()}
     handles: dict[str, ServiceNode] = {}
     try:
@@ -404,7 +398,7 @@ def test_bdx_query_cli_exit_codes(
     env["BDX_TOKEN"] = "bdx_not-a-token"
     refused = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
     assert refused.returncode == 5 and "[malformed_token]" in refused.stderr  # 401: refused
-    unreachable = [*base[:-3], "--url", f"http://127.0.0.1:{_port()}", "--json", "--to", "ID"]
+    unreachable = [*base[:-3], "--url", f"http://127.0.0.1:{free_port()}", "--json", "--to", "ID"]
     gone = subprocess.run(unreachable, env=env, capture_output=True, text=True)
     assert gone.returncode == 6 and "[node_unreachable]" in gone.stderr
     env.pop("BDX_TOKEN")
@@ -576,7 +570,9 @@ def test_housekeeping_purges_nonces_that_can_no_longer_be_replayed(
     """A running node's periodic housekeeping deletes the nonces seen longer ago than a replay
     could pass the time check; fresh ones stay and their replay is still refused."""
     _, root = region
-    node = start_service_node(tmp_path, root, "TH", _port(), _port(), {}, checkpoint_interval_s=10)
+    node = start_service_node(
+        tmp_path, root, "TH", free_port(), free_port(), {}, checkpoint_interval_s=10
+    )
     try:
         guard = node.exchange.responder.replay
         now = datetime.now(UTC)
@@ -880,7 +876,7 @@ def test_the_replay_window_setting_is_the_clock_difference_both_ways(
     from datetime import UTC, datetime, timedelta
 
     _, root = region
-    ports = {cc: (_port(), _port()) for cc in ("TH", "ID")}
+    ports = {cc: (free_port(), free_port()) for cc in ("TH", "ID")}
     urls = {cc: f"https://127.0.0.1:{p}" for cc, (_, p) in ports.items()}
     handles: dict[str, ServiceNode] = {}
     try:

@@ -9,7 +9,6 @@ import asyncio
 import base64
 import json
 import logging
-import socket
 import subprocess
 import sys
 import time
@@ -30,17 +29,11 @@ from matcher.synthetic import synthetic_templates
 from node.exchange.requester import Peer
 from node.exchange.setup import housekeeping_round, witnessing_round
 from node.exchange.witnessing import witness_round
-from tests.exchange.service_support import ServiceNode, dated_region, start_service_node
+from tests.exchange.service_support import ServiceNode, dated_region, free_port, start_service_node
 
 COUNTRIES = ("TH", "ID")
 WATCH = "node.exchange.pki_watch"
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -48,7 +41,7 @@ def running(region: Region, tmp_path: Path) -> Iterator[dict[str, ServiceNode]]:
     """TH and ID of ``region``, served; ID enrols the first finger of the probe's subject."""
     root = tmp_path / "region"
     write_region(region, root)
-    ports = {cc: (_port(), _port()) for cc in COUNTRIES}
+    ports = {cc: (free_port(), free_port()) for cc in COUNTRIES}
     urls = {cc: f"https://127.0.0.1:{p}" for cc, (_, p) in ports.items()}
     nodes: dict[str, ServiceNode] = {}
     try:

@@ -33,15 +33,9 @@ from node.cli import main
 from node.exchange.requester import Peer
 from node.exchange.setup import housekeeping_round
 from node.exchange.witnessing import witness_round
-from tests.exchange.service_support import ServiceNode, start_service_node
+from tests.exchange.service_support import ServiceNode, free_port, start_service_node
 
 COUNTRIES = ("TH", "ID")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def nodes(
 ) -> Iterator[dict[str, ServiceNode]]:
     """TH and ID, each with one subject enrolled; rounds are run by the tests."""
     _, root = region
-    ports = {cc: (_port(), _port()) for cc in COUNTRIES}
+    ports = {cc: (free_port(), free_port()) for cc in COUNTRIES}
     handles: dict[str, ServiceNode] = {}
     try:
         for cc in COUNTRIES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,53 +79,46 @@ def test_a_worker_refuses_a_snapshot_other_than_the_nodes(
     assert err.value.reason == "stale_gallery"
 
 
-def test_a_worker_that_cannot_read_a_segment_is_a_storage_error(
-    galleries: GallerySet, fingers: list
+def _unreadable_segment(galleries: GallerySet, fingers: list, directory: Path) -> None:
+    enrol(galleries, fingers, 10, 20)  # a second segment, which the worker has not read
+    newest = max(directory.glob("seg-*.ref.npy"))
+    newest.unlink()
+    newest.symlink_to(newest.name)  # ELOOP (EACCES, EIO alike)
+
+
+def _garbage_tombstones(galleries: GallerySet, fingers: list, directory: Path) -> None:
+    galleries.remove(["s5"])  # a tombstone file, which the worker has not read
+    (tombstones,) = directory.glob("tomb-*.npy")
+    tombstones.write_bytes(b"not an array at all\n")
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [(_unreadable_segment, "unreadable_gallery_file"), (_garbage_tombstones, "bad_tombstones")],
+)
+def test_a_worker_that_cannot_read_a_gallery_file_is_a_storage_error(
+    galleries: GallerySet,
+    fingers: list,
+    damage: Callable[[GallerySet, list, Path], None],
+    reason: str,
 ) -> None:
-    """The worker's OSError (ELOOP here; EACCES, EIO alike) came back raw: a peer's query
-    failed with a traceback in the node's log instead of a search failure of the node."""
+    """The worker's OSError, or np.load's ValueError on a damaged tombstone file, came back
+    raw: a peer's query failed with a traceback in the node's log instead of a search failure
+    of the node."""
     directory = galleries.root / gallery_name(fingerprint_schema())
     pool = SearchPool(directory, 1, follow_s=3600)  # re-reads only for a search
     try:
         enrol(galleries, fingers, 0, 10)
         with galleries.reading(fingerprint_schema()) as g:
             assert g is not None and pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"
-        enrol(galleries, fingers, 10, 20)  # a second segment, which the worker has not read
-        newest = max(directory.glob("seg-*.ref.npy"))
-        newest.unlink()
-        newest.symlink_to(newest.name)
+        damage(galleries, fingers, directory)
         with (
             galleries.reading(fingerprint_schema()) as g,
             pytest.raises(StoreUnavailableError) as err,
         ):
             assert g is not None
             pool.fingerprint(g, [fingers[2][1]], 3)
-        assert err.value.reason == "storage_error" and "unreadable_gallery_file" in str(err.value)
-    finally:
-        pool.close()
-
-
-def test_a_worker_that_reads_a_tombstone_file_of_garbage_is_a_storage_error(
-    galleries: GallerySet, fingers: list
-) -> None:
-    """np.load's ValueError on a damaged tombstone file came back raw from the worker: a
-    peer's query failed with a traceback in the node's log."""
-    directory = galleries.root / gallery_name(fingerprint_schema())
-    pool = SearchPool(directory, 1, follow_s=3600)  # re-reads only for a search
-    try:
-        enrol(galleries, fingers, 0, 10)
-        with galleries.reading(fingerprint_schema()) as g:
-            assert g is not None and pool.fingerprint(g, [fingers[2][1]], 3)[0].subject == "s2"
-        galleries.remove(["s5"])  # a tombstone file, which the worker has not read
-        (tombstones,) = directory.glob("tomb-*.npy")
-        tombstones.write_bytes(b"not an array at all\n")
-        with (
-            galleries.reading(fingerprint_schema()) as g,
-            pytest.raises(StoreUnavailableError) as err,
-        ):
-            assert g is not None
-            pool.fingerprint(g, [fingers[2][1]], 3)
-        assert err.value.reason == "storage_error" and "bad_tombstones" in str(err.value)
+        assert err.value.reason == "storage_error" and reason in str(err.value)
     finally:
         pool.close()
 
