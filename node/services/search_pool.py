@@ -70,12 +70,14 @@ _GALLERIES: dict[str, Gallery] = {}
 _HANDLES = threading.Lock()
 
 
-def _worker_start(directory: str, follow_s: float) -> None:
+def _worker_start(directory: str, follow_s: float, node: int) -> None:
     """Worker initialiser: ignore Ctrl-C (the node stops its workers), load the compiled stages
-    and open and lay out the gallery, so that no query waits for either."""
+    and open and lay out the gallery, so that no query waits for either. ``node`` is the
+    node's process id, given by the node: a worker still importing when the node was killed
+    would otherwise take its new parent (init) for the node and never exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     no_core_dumps()  # it holds probes (node.hardening); a node run otherwise than by serve too
-    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_with, args=(node,), daemon=True).start()
     fingerprint_search.warm_up()
     if (Path(directory) / MANIFEST_NAME).exists():
         with _HANDLES:
@@ -165,7 +167,7 @@ class SearchPool:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded server
             initializer=_worker_start,
-            initargs=(self.directory, self.follow_s),
+            initargs=(self.directory, self.follow_s, os.getpid()),
         )
         try:
             for future in [executor.submit(_ready) for _ in range(self.processes)]:

@@ -237,6 +237,28 @@ def test_workers_of_a_killed_node_exit(tmp_path: Path) -> None:
             node.stdout.close()
 
 
+def test_a_worker_that_starts_after_its_node_was_killed_exits(tmp_path: Path) -> None:
+    """A worker still importing when the node was killed took its new parent (init) for the
+    node and stayed for good (CI under load: 1 of 2 workers left after 15 s). Given the
+    node's process id, a worker whose node is gone exits as it starts."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that is no parent of the worker's
+    script = (
+        "import sys, time\n"
+        "from node.services.search_pool import _worker_start\n"
+        "_worker_start(sys.argv[1], 3600.0, int(sys.argv[2]))\n"
+        "time.sleep(60)\n"
+        "sys.exit(3)\n"
+    )
+    worker = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), str(gone.pid)], timeout=50, check=False
+    )
+    assert worker.returncode == 0
+
+
 def _running(pid: int) -> bool:
     """Whether ``pid`` is a live process (not gone, not a zombie)."""
     try:
