@@ -9,7 +9,8 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -156,6 +157,27 @@ def start_service_node(
         thread,
         token,
     )
+
+
+@contextmanager
+def serving(
+    data: Path, region_dir: Path, countries: Sequence[str], **settings: Any
+) -> Iterator[dict[str, ServiceNode]]:
+    """A node of each of ``countries`` (region in ``region_dir``, data under ``data``), each a
+    peer of the others, served as ``bdx serve`` serves them; stopped together (each holds
+    keep-alive connections to the others)."""
+    ports = {cc: (free_port(), free_port()) for cc in countries}
+    nodes: dict[str, ServiceNode] = {}
+    try:
+        for cc in countries:
+            peers = {p: f"https://127.0.0.1:{ports[p][1]}" for p in countries if p != cc}
+            nodes[cc] = start_service_node(data, region_dir, cc, *ports[cc], peers, **settings)
+        yield nodes
+    finally:
+        for n in nodes.values():
+            n.pair.stop()
+        for n in nodes.values():
+            n.stop()
 
 
 def dated_region(

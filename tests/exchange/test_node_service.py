@@ -35,7 +35,7 @@ from node.exchange.witnessing import peer_witness_key, witness_round
 from node.repositories.audit import AuditRepository
 from node.restrictions import SharingRestrictions
 from node.service_errors import InvalidRequestError
-from tests.exchange.service_support import ServiceNode, free_port, start_service_node
+from tests.exchange.service_support import ServiceNode, free_port, serving, start_service_node
 
 RUNNING = ("TH", "ID", "MY")
 DOWN = "VN"  # in the region and the rules, never started
@@ -876,24 +876,12 @@ def test_the_replay_window_setting_is_the_clock_difference_both_ways(
     from datetime import UTC, datetime, timedelta
 
     _, root = region
-    ports = {cc: (free_port(), free_port()) for cc in ("TH", "ID")}
-    urls = {cc: f"https://127.0.0.1:{p}" for cc, (_, p) in ports.items()}
-    handles: dict[str, ServiceNode] = {}
-    try:
-        for cc, other in (("TH", "ID"), ("ID", "TH")):
-            handles[cc] = start_service_node(
-                tmp_path, root, cc, *ports[cc], {other: urls[other]}, replay_window_s=1800
-            )
+    with serving(tmp_path, root, ("TH", "ID"), replay_window_s=1800) as handles:
         handles["ID"].enrol(["id-0"], [fingers[0][0]])
         responder = handles["ID"].exchange.responder
         responder.clock = lambda: datetime.now(UTC) + timedelta(minutes=10)
         result = by_peer(officer_query(handles["TH"], ["ID"], fingers[0][1]))["ID"]
         assert (result["status"], result["outcome"]) == ("answered", "hit"), result
-    finally:
-        for h in handles.values():
-            h.pair.stop()
-        for h in handles.values():
-            h.stop()
 
 
 def test_a_peer_whose_tls_certificate_is_revoked_is_sent_nothing(

@@ -29,7 +29,11 @@ from matcher.synthetic import synthetic_templates
 from node.exchange.requester import Peer
 from node.exchange.setup import housekeeping_round, witnessing_round
 from node.exchange.witnessing import witness_round
-from tests.exchange.service_support import ServiceNode, dated_region, free_port, start_service_node
+from tests.exchange.service_support import (
+    ServiceNode,
+    dated_region,
+    serving,
+)
 
 COUNTRIES = ("TH", "ID")
 WATCH = "node.exchange.pki_watch"
@@ -41,20 +45,9 @@ def running(region: Region, tmp_path: Path) -> Iterator[dict[str, ServiceNode]]:
     """TH and ID of ``region``, served; ID enrols the first finger of the probe's subject."""
     root = tmp_path / "region"
     write_region(region, root)
-    ports = {cc: (free_port(), free_port()) for cc in COUNTRIES}
-    urls = {cc: f"https://127.0.0.1:{p}" for cc, (_, p) in ports.items()}
-    nodes: dict[str, ServiceNode] = {}
-    try:
-        for cc in COUNTRIES:
-            peers = {p: urls[p] for p in COUNTRIES if p != cc}
-            nodes[cc] = start_service_node(tmp_path / "data", root, cc, *ports[cc], peers)
+    with serving(tmp_path / "data", root, COUNTRIES) as nodes:
         nodes["ID"].enrol(["id-0"], [FINGERS[0][0]])
         yield nodes
-    finally:
-        for n in nodes.values():
-            n.pair.stop()
-        for n in nodes.values():
-            n.stop()
 
 
 FINGERS = synthetic_templates(2, 2, seed=5)

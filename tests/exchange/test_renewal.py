@@ -33,7 +33,7 @@ from node.cli import main
 from node.exchange.requester import Peer
 from node.exchange.setup import housekeeping_round
 from node.exchange.witnessing import witness_round
-from tests.exchange.service_support import ServiceNode, free_port, start_service_node
+from tests.exchange.service_support import ServiceNode, serving
 
 COUNTRIES = ("TH", "ID")
 
@@ -59,22 +59,10 @@ def nodes(
 ) -> Iterator[dict[str, ServiceNode]]:
     """TH and ID, each with one subject enrolled; rounds are run by the tests."""
     _, root = region
-    ports = {cc: (free_port(), free_port()) for cc in COUNTRIES}
-    handles: dict[str, ServiceNode] = {}
-    try:
-        for cc in COUNTRIES:
-            peers = {p: f"https://127.0.0.1:{ports[p][1]}" for p in COUNTRIES if p != cc}
-            handles[cc] = start_service_node(
-                tmp_path / "data", root, cc, *ports[cc], peers, checkpoint_interval_s=3600
-            )
+    with serving(tmp_path / "data", root, COUNTRIES, checkpoint_interval_s=3600) as handles:
         handles["ID"].enrol(["id-0"], [fingers[0][0]])
         handles["TH"].enrol(["th-0"], [fingers[1][0]])
         yield handles
-    finally:
-        for h in handles.values():
-            h.pair.stop()
-        for h in handles.values():
-            h.stop()
 
 
 def answers(node: ServiceNode, peer: str, probe: FingerprintTemplate) -> dict[str, object]:
