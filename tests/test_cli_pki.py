@@ -181,6 +181,12 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         ([*request, "--kind", "signing", "--node-name", "a b"], 2, "Invalid value for --node-name"),
         ([*request, "--kind", "tls", "--ip", "1.2.3"], 2, "Invalid value for --ip: '1.2.3'"),
         ([*request, "--kind", "tls"], 2, "--dns / --ip: a TLS CSR needs a DNS name or IP"),
+        # host names in the preferred name syntax only; before, a Unicode name was a traceback
+        # and a name with a space or a wildcard went into the CSR as given
+        ([*request, "--kind", "tls", "--dns", "bücher.example"], 2, "A-label (xn--...)"),
+        ([*request, "--kind", "tls", "--dns", "a b"], 2, "Invalid value for --dns: DNS name"),
+        ([*request, "--kind", "tls", "--dns", "*.example"], 2, "no wildcard"),
+        ([*request, "--kind", "tls", "--dns", "127.0.0.1"], 2, "give it as an IP address"),
         (
             ["trust-list", "--ca", str(ca), "--out", str(tmp_path / "t"), "--member", "ZZ=a,b"],
             2,

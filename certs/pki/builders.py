@@ -50,7 +50,7 @@ class CsrBuilder:
         return replace(self, _usage=Usage(usage))
 
     def dns_names(self, dns: Sequence[str]) -> CsrBuilder:
-        return replace(self, _dns=self._dns + tuple(dns))
+        return replace(self, _dns=self._dns + tuple(names.validate_dns_name(d) for d in dns))
 
     def ip_addresses(self, ips: Sequence[str | IPAddress]) -> CsrBuilder:
         try:
@@ -71,7 +71,9 @@ class CsrBuilder:
                 raise PkiInputError("a TLS CSR needs a DNS name or IP", reason=reasons.BAD_CSR)
             sans: list[x509.GeneralName] = [x509.DNSName(d) for d in self._dns]
             sans += [x509.IPAddress(ip) for ip in self._ips]
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(_checked_sans(sans)), critical=False
+            )
         elif self._dns or self._ips:
             raise PkiInputError(
                 "signing certificates carry no DNS names/IPs", reason=reasons.BAD_CSR
@@ -155,6 +157,10 @@ class NodeCertificateBuilder:
                 "the CSR's subject has no valid C= country", reason=reasons.INVALID_COUNTRY
             )
         cn = names.common_name_of(csr.subject) or f"bdx-{country.lower()}-{self._usage}"
+        try:
+            names.validate_node_name(cn)
+        except PkiInputError as exc:
+            raise PkiInputError(f"the CSR's CN: {exc.message}", reason=reasons.BAD_CSR) from None
         public = csr.public_key()
         if not (
             isinstance(public, ed25519.Ed25519PublicKey)
@@ -191,5 +197,32 @@ class NodeCertificateBuilder:
                 raise PkiInputError(
                     "a TLS CSR needs a subjectAltName", reason=reasons.BAD_CSR
                 ) from None
-            builder = builder.add_extension(san, critical=False)
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(_checked_sans(list(san))), critical=False
+            )
         return builder.sign(ca_key, signature_hash(ca_key))
+
+
+def _checked_sans(sans: list[x509.GeneralName]) -> list[x509.GeneralName]:
+    """``sans`` if a node's TLS certificate may carry them: 1 to ``MAX_SAN_ENTRIES`` DNS names
+    (:func:`names.validate_dns_name`) and IP addresses, nothing else (no e-mail, URI or
+    directory names, which no peer checks and a CA should not vouch for unasked)."""
+    if not 0 < len(sans) <= params.MAX_SAN_ENTRIES:
+        raise PkiInputError(
+            f"a TLS certificate carries 1 to {params.MAX_SAN_ENTRIES} DNS names or IP addresses,"
+            f" not {len(sans)}",
+            reason=reasons.BAD_CSR,
+        )
+    for san in sans:
+        if isinstance(san, x509.DNSName):
+            try:
+                names.validate_dns_name(san.value)
+            except PkiInputError as exc:
+                raise PkiInputError(exc.message, reason=reasons.BAD_CSR) from None
+        elif not isinstance(san, x509.IPAddress):
+            raise PkiInputError(
+                f"a TLS certificate carries DNS names and IP addresses only, not"
+                f" {type(san).__name__}",
+                reason=reasons.BAD_CSR,
+            )
+    return sans

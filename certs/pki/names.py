@@ -7,6 +7,7 @@ countries and are refused, so a certificate can never claim one.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import string
 
@@ -40,6 +41,11 @@ USER_ASSIGNED: frozenset[str] = frozenset(
 
 # Node names: DNS-label-like, so they are safe in file names, logs and SANs.
 _NODE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$")
+# One DNS label in the preferred name syntax (RFC 1034 3.5, RFC 1123 2.1): letters, digits,
+# inner hyphens, 1-63 octets. Internationalised names are given as A-labels (xn--...).
+_DNS_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+#: RFC 1035 2.3.4: a name is at most 255 octets on the wire, 253 characters written out.
+MAX_DNS_NAME_LENGTH = 253
 
 
 def validate_country(value: str) -> str:
@@ -60,6 +66,38 @@ def validate_node_name(value: str) -> str:
             reason="invalid_node_name",
         )
     return value
+
+
+def validate_dns_name(value: str) -> str:
+    """Return ``value`` in lower case if it is a host name a node's TLS certificate may carry.
+
+    The preferred name syntax of RFC 1034/1123 (what RFC 5280 4.2.1.6 requires of a dNSName):
+    dot-separated labels of letters, digits and inner hyphens, no wildcard (a certificate names
+    one node), no trailing dot, no IP address (that is an iPAddress entry), A-labels for
+    internationalised names. Raises :class:`PkiInputError` (``invalid_dns_name``) otherwise.
+    """
+
+    def refuse(why: str) -> PkiInputError:
+        return PkiInputError(f"DNS name {value!r} {why}", reason=reasons.INVALID_DNS_NAME)
+
+    if not value.isascii():
+        raise refuse("is not ASCII: give an internationalised name as its A-label (xn--...)")
+    name = value.lower()
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise refuse("is an IP address: give it as an IP address (--ip)")
+    if len(name) > MAX_DNS_NAME_LENGTH:
+        raise refuse(f"is longer than {MAX_DNS_NAME_LENGTH} characters")
+    labels = name.split(".")
+    if not all(_DNS_LABEL.match(label) for label in labels):
+        raise refuse(
+            "must be dot-separated labels of 1-63 letters, digits or inner hyphens"
+            " (no wildcard, no trailing dot)"
+        )
+    return name
 
 
 def subject_name(country: str, common_name: str) -> x509.Name:

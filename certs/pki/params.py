@@ -75,3 +75,6 @@ TRUST_LIST_ROLLOVER_VERSION = 2
 # Certificates of one usage a member may have listed at once: the one in use and its renewal.
 # Bounded, so that a member never holds more than one spare valid key of each kind.
 MAX_LISTED_PER_USAGE = 2
+# Subject alternative names a node's TLS certificate may carry: a node has a few host names
+# and addresses; a CSR asking for more is a mistake or an attempt to cover others' hosts.
+MAX_SAN_ENTRIES = 16

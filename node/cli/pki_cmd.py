@@ -159,8 +159,10 @@ def request(
     if node_name:
         with _option_value("--node-name"):
             builder = builder.node_name(node_name)
+    with _option_value("--dns"):
+        builder = builder.dns_names(dns or [])
     with _option_value("--ip"):
-        builder = builder.dns_names(dns or []).ip_addresses(ip or [])
+        builder = builder.ip_addresses(ip or [])
     key = generate_key()
     with _option_value("--dns", "--ip"):  # a TLS CSR needs one, a signing CSR none
         csr = builder.sign(key)  # validates before anything is written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
 import json
 
 import pytest
@@ -221,8 +222,66 @@ def test_builders_are_immutable_and_validate_input() -> None:
         base.sign(generate_key())
     with _Reason("invalid_ip"):
         th.ip_addresses(["999.1.1.1"])
+    for bad in (
+        "",
+        "a b",
+        "-a.example",
+        "a-.example",
+        "x..y",
+        "node.example.",
+        "*.example",
+        "node_1.example",
+        "bücher.example",
+        "10.0.0.1",
+        "a" * 64 + ".example",
+        ".".join(["abcdefg"] * 32),
+    ):
+        with _Reason("invalid_dns_name"):
+            th.dns_names([bad])
+    assert th.dns_names(["Node-TH.Example", "xn--bcher-kva.example", "localhost"])._dns == (
+        "node-th.example",
+        "xn--bcher-kva.example",
+        "localhost",
+    )
     with pytest.raises(ValueError):
         th.usage("email")
+
+
+def _external_csr(common_name: str, sans: list[x509.GeneralName]) -> x509.CertificateSigningRequest:
+    """A TLS CSR made outside ``bdx pki request`` (as by openssl or an HSM's tool)."""
+    name = x509.Name(
+        [
+            x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "TH"),
+            x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name),
+        ]
+    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(generate_key(), hashes.SHA256())
+
+
+def test_issuing_vouches_only_for_node_names_and_addresses() -> None:
+    """The CA copied a TLS CSR's CN and subjectAltName as they came: e-mail and URI names,
+    a host name with a space, 100 names, a CN with a terminal escape all got certified."""
+    ca = CertificateAuthority.create("TH")
+    ip = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    good = ca.issue(_external_csr("bdx-th-tls", [x509.DNSName("node-th.example"), ip]), "tls")
+    assert good.extensions.get_extension_for_class(x509.SubjectAlternativeName).value == (
+        x509.SubjectAlternativeName([x509.DNSName("node-th.example"), ip])
+    )
+    refused = [
+        _external_csr("bdx-th-tls", [x509.DNSName("a b")]),
+        _external_csr("bdx-th-tls", [x509.DNSName("*.example")]),
+        _external_csr("bdx-th-tls", [x509.RFC822Name("ops@example.org")]),
+        _external_csr("bdx-th-tls", [x509.UniformResourceIdentifier("https://example.org/")]),
+        _external_csr("bdx-th-tls", [x509.DNSName(f"n{i}.example") for i in range(17)]),
+        _external_csr("bdx-th-tls\x1b[31m", [x509.DNSName("node-th.example")]),
+        _external_csr("bdx th", [x509.DNSName("node-th.example")]),
+    ]
+    for csr in refused:
+        with _Reason("bad_csr"):
+            ca.issue(csr, "tls")
 
 
 def test_issuing_refuses_a_csr_without_a_valid_country() -> None:
