@@ -15,6 +15,7 @@ from certs.pki.bootstrap import make_node
 from certs.pki.keys import certificate_pem, write_public
 from certs.pki.revocation import crl_pem
 from certs.pki.trustlist import load_trust_list
+from certs.translog import VerifyingKey
 from node.cli import main
 
 COMMANDS = [
@@ -384,7 +385,12 @@ def test_vkey_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         assert code == 0, err
         code, shown, err = bdx(capsys, "vkey", "--country", "th", *extra, *anchors, "--json")
         assert code == 0, err
-        assert json.loads(shown) == {"country": "TH", "purpose": purpose, "vkey": plain.strip()}
+        assert json.loads(shown) == {
+            "country": "TH",
+            "purpose": purpose,
+            "vkey": plain.strip(),
+            "vkeys": [plain.strip()],
+        }
     ca = CertificateAuthority.open(out / "ca")
     ca.revoke(load_certificate(out / "nodes" / "th" / "signing.pem"))
     (out / "crl.pem").write_bytes(crl_pem(ca.crl()))
@@ -513,5 +519,13 @@ def test_trust_list_lists_a_renewed_member_with_both_pairs_and_no_more(
     root = load_certificate(region / "root.pem")
     listed = load_trust_list(out.read_bytes(), root, now=dt.datetime.now(dt.UTC)).member("TH")
     assert listed is not None and len(listed.tls) == len(listed.signing) == 2
+    # `vkey` gives both of a renewed member's keys, the newest (listed last) first
+    anchors = ["--trust-list", str(out), "--root", str(region / "root.pem")]
+    anchors += ["--crl", str(region / "crl.pem")]
+    code, shown, err = bdx(capsys, "vkey", "--country", "TH", *anchors, "--json")
+    assert code == 0, err
+    newest, oldest = (c.public_key() for c in reversed(listed.signing))
+    keys = [VerifyingKey.from_vkey(v)[0].public_key for v in json.loads(shown)["vkeys"]]
+    assert keys == [newest, oldest]
     code, _, err = bdx(capsys, *common, *renewed, "--out", str(tmp_path / "three.jws"))
     assert code == 5 and err.count("\n") == 1 and "TH has 3 tls certificates listed" in err

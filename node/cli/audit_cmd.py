@@ -228,12 +228,13 @@ def export_cmd(
         typer.echo(f"wrote {summary['bytes']} bytes of {format} to {out}")
 
 
-def _vkey(value: str, option: str) -> VerifyingKey:
-    """The key ``value`` gives: a vkey file's text, or vkey text. A value that is neither
-    and looks like a file name (a ``.vkey`` suffix, or not the <name>+<key id>+<key> shape)
-    is a missing file, exit 4 (a mistyped th.vkeyy was exit 5, the code of a failed
-    verification); malformed key material is bad input, 3. (A "/" tells nothing: vkey names
-    and base64 hold them.)"""
+def _vkeys(value: str, option: str) -> list[VerifyingKey]:
+    """The keys ``value`` gives: a vkey file's text (one vkey a line, as `bdx pki vkey` prints
+    a renewed member's two and the node's ``log-keys.txt`` holds them), or vkey text. A value
+    that is neither and looks like a file name (a ``.vkey`` suffix, or not the
+    <name>+<key id>+<key> shape) is a missing file, exit 4 (a mistyped th.vkeyy was exit 5, the
+    code of a failed verification); malformed key material is bad input, 3. (A "/" tells
+    nothing: vkey names and base64 hold them.)"""
     path = Path(value)
     if path.is_file():
         data = read_input(path, f"{option} file", max_bytes=MAX_VKEY_FILE_BYTES)
@@ -243,10 +244,11 @@ def _vkey(value: str, option: str) -> VerifyingKey:
             raise InvalidRequestError(
                 f"{option} file {path} is not vkey text (not UTF-8)", reason="bad_key"
             ) from None
+        lines = [line for line in text.splitlines() if line.strip()] or [text]
     else:
-        text, where = value, option
+        lines, where = [value], option
     try:
-        return VerifyingKey.from_vkey(text)[0]
+        return [VerifyingKey.from_vkey(line)[0] for line in lines]
     except (NoteFormatError, KeyTypeError) as exc:
         named = value.endswith(".vkey") or value.count("+") < VKEY_PARTS - 1
         if where == option and named:
@@ -268,13 +270,16 @@ def verify_cmd(
         list[str] | None,
         typer.Option(
             "--log-key",
-            help="the log's public key (vkey text or file); repeat for the keys it was signed "
-            "with before a renewal",
+            help="the log's public key (vkey text, or a file of one or more, one a line); "
+            "repeat for the keys it was signed with before a renewal",
         ),
     ] = None,
     witness_key: Annotated[
         list[str] | None,
-        typer.Option("--witness-key", help="a trusted witness's vkey (text or file); repeat"),
+        typer.Option(
+            "--witness-key",
+            help="a trusted witness's vkey (text, or a file of one or more, one a line); repeat",
+        ),
     ] = None,
     min_cosignatures: Annotated[
         int, typer.Option(min=0, help="trusted cosignatures each checkpoint needs")
@@ -294,7 +299,7 @@ def verify_cmd(
     key, 4 for an export or key file that does not exist."""
     keys: Sequence[VerifyingKey]
     if log_key:
-        keys = [_vkey(k, "--log-key") for k in log_key]
+        keys = [key for k in log_key for key in _vkeys(k, "--log-key")]
     elif signing_key is None and settings_from(config).pki_dir is None:  # not on the node
         raise ConfigError(
             "no log key: give --log-key KEY (from `bdx pki vkey`), or on the node --signing-key "
@@ -308,7 +313,7 @@ def verify_cmd(
     report = verify_export(
         data,
         keys,
-        [_vkey(w, "--witness-key") for w in witness_key or []],
+        [key for w in witness_key or [] for key in _vkeys(w, "--witness-key")],
         min_cosignatures=min_cosignatures,
     )
     doc: dict[str, Any] = report.to_json()
@@ -341,7 +346,8 @@ def store_cmd(
     """Audit the whole stored log against its signed checkpoints (exit 5 on tampering)."""
     with _open_log(config, signing_key, origin) as opened:
         report = audit_store(
-            opened.log, [_vkey(k, "--log-key") for k in log_key] if log_key else None
+            opened.log,
+            [key for k in log_key for key in _vkeys(k, "--log-key")] if log_key else None,
         )
     doc = {
         "origin": report.origin,

@@ -338,21 +338,23 @@ def vkey(
     its signing certificate in the validated trust list: the keys that bdx audit verify takes
     (--log-key, --witness-key), from the region's PKI rather than from the audited node.
 
-    With --json: {"country", "purpose" ("note" for the log key, "cosignature" for the witness
-    key), "vkey" (the text printed without --json)}.
+    A member listed with two signing certificates (a renewal's overlap) has two keys: both are
+    printed, the newest first, one a line (a file of this output is one --log-key or
+    --witness-key). With --json: {"country", "purpose" ("note" for the log key, "cosignature"
+    for the witness key), "vkey" (the newest), "vkeys" (all, newest first)}.
     """
-    from node.exchange.witnessing import peer_log_key, peer_witness_key
+    from node.exchange.witnessing import peer_log_keys, peer_witness_keys
 
     with _option_value("--country"):
         cc = validate_country(country)
     anchors = TrustAnchors.load(root, trust_list, crl)
     purpose: Purpose = "cosignature" if witness else "note"
-    key = peer_witness_key(anchors, cc) if witness else peer_log_key(anchors, cc)
-    vkey = key.to_vkey(purpose)
+    keys = peer_witness_keys(anchors, cc) if witness else peer_log_keys(anchors, cc)
+    vkeys = [key.to_vkey(purpose) for key in keys]
     if as_json:
-        _emit({"country": cc, "purpose": purpose, "vkey": vkey}, as_json=True)
+        _emit({"country": cc, "purpose": purpose, "vkey": vkeys[0], "vkeys": vkeys}, as_json=True)
     else:
-        typer.echo(vkey)
+        typer.echo("\n".join(vkeys))
 
 
 @app.command()

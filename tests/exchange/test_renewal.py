@@ -26,6 +26,7 @@ from certs.pki.keys import (
     write_public,
 )
 from certs.pki.revocation import crl_pem
+from certs.translog.export import export_json
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
@@ -154,6 +155,16 @@ def test_a_renewal_by_the_documented_steps_is_no_outage(
     rounds(th, idn)
     assert idn.exchange.credentials.anchors.trust_list.sequence == 2
     both_ways_hit(nodes, fingers)
+    # an auditor takes TH's log keys from the PKI now: both, one a line (it got the new only)
+    anchors = ["--trust-list", trust_list, "--root", str(root / "root.pem")]
+    anchors += ["--crl", str(root / "crl.pem")]
+    with pytest.raises(SystemExit) as done:
+        main(["pki", "vkey", "--country", "TH", *anchors])
+    vkeys, err = capsys.readouterr()
+    assert done.value.code in (0, None), err
+    auditor_keys = tmp_path / "th-log-keys.txt"
+    auditor_keys.write_text(vkeys)
+    assert len(vkeys.split()) == 2
     # 3. TH's files replaced; until TH's next round, everything runs on the pair it holds
     folder = root / "nodes" / "th"
     for kind in ("tls", "signing"):
@@ -185,8 +196,19 @@ def test_a_renewal_by_the_documented_steps_is_no_outage(
     peer_th = [Peer("TH", th.peer_url)]
     got = asyncio.run(witness_round(idn.exchange.log, idn.exchange.credentials, peer_th, 5.0))
     assert got == {"TH": "cosigned"}
-    keys = (th.app.state.settings.data_dir / "log-keys.txt").read_text().split()
-    assert len(keys) == 2  # the store audit still verifies the old key's checkpoints
+    log_keys = th.app.state.settings.data_dir / "log-keys.txt"
+    assert len(log_keys.read_text().split()) == 2  # the store audit verifies the old key's
+    # An export of TH's whole log holds checkpoints under both keys: the auditor's file of
+    # `bdx pki vkey` output verifies it, as does the node's log-keys.txt (a file of two vkeys
+    # was malformed key material, exit 3).
+    export = tmp_path / "th-export.json"
+    export.write_bytes(export_json(th_log))
+    for keys_file in (auditor_keys, log_keys):
+        with pytest.raises(SystemExit) as done:
+            main(["audit", "verify", str(export), "--log-key", str(keys_file)])
+        out, err = capsys.readouterr()
+        assert done.value.code in (0, None), err
+        assert out.startswith("OK ")
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
