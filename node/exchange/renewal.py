@@ -11,9 +11,10 @@ issues a checkpoint signed with it. The change is logged at INFO with the new ce
 serials and fingerprints. A pair that does not validate is refused with one ERROR line (once
 per refused files and held trust list and CRL) and the pair in use stays.
 
-Each round also checks that the held trust list and CRL still accept the pair in use, and logs
-one ERROR when they do not (e.g. a trust list published without this node's certificates):
-peers refuse this node until it is fixed.
+Whether the held trust list and CRL still accept the pair in use (e.g. a trust list published
+without this node's certificates: peers then refuse this node) is the standing watch's to say
+(:mod:`node.exchange.pki_watch`), one ERROR per certificate; this module said it too, so each
+such change was two or three ERROR lines.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ from dataclasses import dataclass, field
 
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials
-from certs.pki.errors import CertificateRefused
 from certs.pki.own import OwnFiles, OwnPair, read_own
-from certs.pki.profiles import Usage
 from certs.translog import SigningKey, TransparencyLog, VerifyingKey
 from node.exchange.requester import Requester
 from node.exchange.responder import Responder
@@ -48,14 +47,11 @@ class OwnCertificates:
     record_log_key: Callable[[VerifyingKey], object]  # appends to log-keys.txt
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _refused: tuple[object, ...] | None = field(default=None, repr=False)
-    _unlisted: tuple[object, ...] | None = field(default=None, repr=False)
 
     def check(self) -> OwnPair | None:
         """One round (see the module docstring); the new pair when one was swapped in."""
         with self._lock:  # a round at a time: one swap, one line per change
-            pair = self._reload()
-            self._check_accepted()
-            return pair
+            return self._reload()
 
     def _anchors(self) -> tuple[int, int]:
         anchors = self.credentials.anchors
@@ -99,26 +95,3 @@ class OwnCertificates:
             self.log.issue_checkpoint()
         except Exception:  # the housekeeping issues one later
             logger.exception("no checkpoint under the renewed log key")
-
-    def _check_accepted(self) -> None:
-        """One ERROR when the held trust list or CRL refuses the pair in use."""
-        creds = self.credentials
-        own = creds.own
-        try:
-            for cert, usage in ((own.tls_cert, Usage.TLS), (own.signing_cert, Usage.SIGNING)):
-                creds.anchors.validate(cert, usage, expected_country=creds.country)
-        except CertificateRefused as exc:
-            state = (own.files, exc.reason, *self._anchors())
-            if state != self._unlisted:
-                self._unlisted = state
-                logger.error(
-                    "this node's certificates in use are refused by trust list %d and CRL %d, "
-                    "so peers refuse this node: %s [%s]",
-                    *self._anchors(),
-                    exc.message,
-                    exc.reason,
-                )
-            return
-        except CertsError:  # a stale trust list or CRL: reported where it is reloaded
-            return
-        self._unlisted = None
