@@ -72,7 +72,7 @@ def _run(app: FastAPI, settings: Settings, creds: NodeCredentials | None) -> Non
     """Serve ``app`` under uvicorn until a signal stops it."""
     log_level = "debug" if settings.debug else "info"
     access.to_stderr()
-    _node_log_to_stderr()
+    _node_log_to_stderr(logging.DEBUG if settings.debug else logging.INFO)
     if creds is None:
         uvicorn.run(
             app,
@@ -105,14 +105,16 @@ def _run(app: FastAPI, settings: Settings, creds: NodeCredentials | None) -> Non
         asyncio.run(serve_pair(api, peer))
 
 
-def _node_log_to_stderr() -> None:
-    """The node's own WARNING and ERROR lines on stderr with their level, as uvicorn writes
-    its own (``ERROR:    ...``): Python's last-resort handler printed the message alone, and
-    an ERROR such as "this node's CRL ... is stale" read like any other line."""
+def _node_log_to_stderr(level: int) -> None:
+    """The node's own lines from ``level`` (INFO, DEBUG with ``debug``) on stderr with their
+    level, as uvicorn writes its own (``ERROR:    ...``): Python's last-resort handler printed
+    WARNING and ERROR lines as the message alone, so an ERROR such as "this node's CRL ... is
+    stale" read like any other line, and dropped the INFO lines that say it is over ("...
+    in order again", "renewed certificates in use")."""
     node = logging.getLogger("node")
+    node.setLevel(level)
     if not any(getattr(h, "_bdx_node", False) for h in node.handlers):
         handler = logging.StreamHandler()
-        handler.setLevel(logging.WARNING)
         handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
         handler._bdx_node = True  # type: ignore[attr-defined]
         node.addHandler(handler)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -377,11 +378,13 @@ def test_a_stale_crl_leaves_the_api_serving_and_the_exchange_refusing(tmp_path: 
     the exchange refuses and why (ERROR), and /health says so with the date."""
     from certs.pki import params
     from certs.pki.bootstrap import write_region
+    from certs.pki.revocation import crl_pem
     from node.demo.region import rules_text
     from tests.exchange.service_support import dated_region
 
     stale = datetime.now(UTC) - params.CRL_VALIDITY - params.DEFAULT_GRACE - timedelta(days=1)
-    write_region(dated_region(["TH", "MY"], crl_issued=stale), tmp_path / "region")
+    region = dated_region(["TH", "MY"], crl_issued=stale)
+    write_region(region, tmp_path / "region")
     rules = tmp_path / "rules.toml"
     rules.write_text(rules_text("TH"))
     port = free_port()
@@ -393,11 +396,18 @@ def test_a_stale_crl_leaves_the_api_serving_and_the_exchange_refusing(tmp_path: 
         "BDX_PEER_PORT": str(free_port()),
         "BDX_PKI_DIR": str(tmp_path / "region"),
         "BDX_POLICY_FILE": str(rules),
+        "BDX_CHECKPOINT_INTERVAL_S": "10",  # housekeeping rounds every 10 s
     }
     proc = subprocess.Popen([*BDX, "serve"], env=env, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_health(proc, port, 60)
         health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()
+        # a fresh CRL: the next round takes it, and the node says it is in order again
+        (tmp_path / "region" / "crl.pem").write_bytes(crl_pem(region.ca.crl()))
+        deadline = time.monotonic() + 60
+        while httpx.get(f"http://127.0.0.1:{port}/health", timeout=10).json()["status"] != "ok":
+            assert time.monotonic() < deadline, "the fresh CRL was not taken"
+            time.sleep(0.5)
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
@@ -406,3 +416,6 @@ def test_a_stale_crl_leaves_the_api_serving_and_the_exchange_refusing(tmp_path: 
     said = [line for line in err.splitlines() if "[own_stale_crl]" in line]
     assert len(said) == 1 and said[0].startswith("ERROR: "), err
     assert "the peer exchange refuses every query" in said[0]
+    # the INFO line that ends it reaches the operator too (the node's INFO lines were dropped)
+    again = [line for line in err.splitlines() if "in order again" in line]
+    assert again == ["INFO:     this node's CRL is in order again"], err
