@@ -35,7 +35,7 @@ from node.cli._common import (
 from node.db.models import MAX_FINGER_POSITION, Modality
 from node.errors import ConfigError
 from node.formats.discover import NESTED_FOLDER, NOT_LOADABLE, discover
-from node.services.galleries import GallerySet
+from node.services.galleries import GallerySet, gallery_root
 from node.services.loading import LoadOptions, LoadService, Rejection
 from node.services.records import RecordService
 from node.services.users import local_actor
@@ -230,7 +230,7 @@ def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
     node serves)."""
     settings = settings_from(config)
     found = {}
-    for path in gallery_dirs(_gallery_root(settings.gallery_path)):
+    for path in gallery_dirs(gallery_root(settings.gallery_path)):
         try:
             with Gallery.open(path, verify=False) as gallery:
                 found[path.name] = vars(gallery.stats())
@@ -247,15 +247,6 @@ def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
             f"{name}: {s['records']} records, {s['deleted']} deleted (awaiting erasure), "
             f"{s['segments']} segments, {s['bytes']} bytes (generation {s['generation']})"
         )
-
-
-def _gallery_root(root: Path) -> Path:
-    """``gallery_dir``, refused when something other than a folder is in its place (a file):
-    it was read as a node without galleries yet (exit 0); a setting's folder that cannot be
-    used is exit 2 (README, "Exit codes"). A folder not made yet holds no galleries."""
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"gallery_dir {root} is not a directory", reason="not_a_directory")
-    return root
 
 
 def _galleries_to_upgrade(root: Path) -> list[Path]:
@@ -283,7 +274,7 @@ def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
     changes and the command is refused (interrupted_upgrade, exit 7; README, step 4)."""
     settings = settings_from(config)
     found: dict[str, int] = {}
-    for path in _galleries_to_upgrade(_gallery_root(settings.gallery_path)):
+    for path in _galleries_to_upgrade(gallery_root(settings.gallery_path)):
         console = progress_console()
         with Progress(
             *Progress.get_default_columns(),

@@ -38,6 +38,7 @@ from matcher.search import neighbours
 from matcher.search.face import gallery_embeddings
 from matcher.search.upgrade import galleries_in
 from node.db.models import Modality, RecordState, TemplateRecord
+from node.errors import ConfigError
 from node.repositories.records import RecordRepository
 from node.service_errors import StoresDisagreeError, StoreUnavailableError
 from node.services.records import GalleryWrite
@@ -101,6 +102,16 @@ class ReadWriteLock:
                 self._cond.notify_all()
 
 
+def gallery_root(root: Path) -> Path:
+    """``root`` (a node's ``gallery_dir``), refused when something other than a folder is in
+    its place (a file): ``bdx gallery stats`` read it as a node without galleries yet (exit
+    0), and serve, load, reconcile and erase as ``file_exists``; a setting's folder that
+    cannot be used is :class:`ConfigError` (exit 2). A folder not made yet holds none."""
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"gallery_dir {root} is not a directory", reason="not_a_directory")
+    return root
+
+
 class GallerySet:
     """Every gallery under one directory, opened writable (holds their writer locks)."""
 
@@ -154,7 +165,7 @@ class GallerySet:
         """Open (creating ``root`` owner-only if needed) every gallery in ``root``, holding
         ``root``'s own writer lock: one process at a time has the set, galleries it has yet
         to create included (a second one refuses with ``gallery_locked``)."""
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        gallery_root(root).mkdir(parents=True, exist_ok=True, mode=0o700)
         root_lock = WriterLock(root)
         galleries: dict[str, Gallery] = {}
         try:

@@ -139,12 +139,25 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
 
 def test_a_gallery_dir_that_is_a_file_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
     """`bdx gallery stats` with gallery_dir a regular file said "no galleries yet", exit 0
-    (`gallery upgrade` said nothing); it is a setting's folder that cannot be used, 2."""
+    (`gallery upgrade` said nothing; `load`, `reconcile`, `erase` and `serve` said "File
+    exists" [file_exists]); it is a setting's folder that cannot be used, 2."""
     blocked = tmp_path / "a-file"
     blocked.write_text("")
     env = {**env, "BDX_GALLERY_DIR": str(blocked)}
-    for command in ("stats", "upgrade"):
-        done = subprocess.run([*BDX, "gallery", command], env=env, capture_output=True, text=True)
+    from node_support import free_port
+
+    images = tmp_path / "images"
+    images.mkdir()
+    commands = [
+        ["gallery", "stats"],
+        ["gallery", "upgrade"],
+        ["gallery", "reconcile"],
+        ["gallery", "erase"],
+        ["gallery", "load", str(images)],
+        ["serve", "--port", str(free_port())],
+    ]
+    for command in commands:
+        done = subprocess.run([*BDX, *command], env=env, capture_output=True, text=True)
         assert (done.returncode, done.stdout) == (2, ""), (command, done.stderr)
         assert done.stderr == (
             f"bdx: error: gallery_dir {blocked} is not a directory [not_a_directory]\n"
