@@ -49,6 +49,12 @@ from policy.restrictions import RestrictionError, Restrictions, parse_restrictio
 
 log = logging.getLogger(__name__)
 
+#: Views of unknown finger position (0) one probe may hold. A probe is one person's fingers,
+#: each position at most once (``repeated_finger``); views of position 0 escape that check and
+#: are each searched against every finger of the gallery, so ten of them, from ten people,
+#: tested ten people for one unit of a peer's daily quota. A latent or a single flat is one.
+MAX_UNKNOWN_POSITION_VIEWS = 1
+
 #: Template format names this node compares (ISO/IEC 19794-2:2005 records).
 FINGERPRINT_FORMATS = frozenset({"iso19794-2:2005", "iso19794-2"})
 
@@ -57,7 +63,8 @@ def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTe
     """Every finger view of the probe; positions from the item when the record has none. At
     most ``MAX_FINGERS`` views in all, as in officers' searches: each view is a whole 1:N
     search, and a record may hold 255 of them (one query was 2,805 searches, a minute of the
-    node's CPU, for one unit of the peer's quota)."""
+    node's CPU, for one unit of the peer's quota). Positions are not repeated, and at most
+    ``MAX_UNKNOWN_POSITION_VIEWS`` view has none."""
     out: list[FingerprintTemplate] = []
     for item in templates:
         if item.format not in FINGERPRINT_FORMATS:
@@ -76,6 +83,12 @@ def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTe
     positions = [v.finger_position for v in out if v.finger_position != 0]
     if len(set(positions)) != len(positions):
         raise TemplateFormatError("a finger position is repeated", reason="repeated_finger")
+    if len(out) - len(positions) > MAX_UNKNOWN_POSITION_VIEWS:
+        raise TemplateFormatError(
+            f"a probe holds at most {MAX_UNKNOWN_POSITION_VIEWS} view of unknown finger position"
+            " (0); give the others their positions",
+            reason="unknown_positions",
+        )
     return out
 
 

@@ -791,6 +791,36 @@ def test_a_peer_query_of_more_finger_views_than_a_probe_has_is_refused(
     assert (got["outcome"], got["reason"]) == ("refused", "unusable_template")
 
 
+def test_a_peer_probe_is_one_persons_fingers_at_most_one_of_unknown_position(
+    nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Views of unknown position (0) escaped the repeated-finger check and were each searched
+    against the whole gallery: one record of ten people's fingers, all at position 0, tested
+    ten people for one unit of quota (a hit when one of them was enrolled). Two such views are
+    refused now, before any search, and the unit is given back; one is a probe as before."""
+    from dataclasses import replace
+
+    from node.exchange.messages import TemplateItem, b64url
+
+    def unknown(record: bytes) -> TemplateItem:
+        return TemplateItem(format="iso19794-2:2005", format_version=20, data=b64url(record))
+
+    log = nodes["ID"].exchange.log
+    enrolled = replace(fingers[1][1], finger_position=0)
+    stranger = replace(fingers[0][1], finger_position=0)
+    got = _ask_id_directly(nodes, region, [unknown(iso19794_2.encode(enrolled))])
+    assert got["outcome"] == "hit"
+    before = log.size()
+    got = _ask_id_directly(nodes, region, [unknown(iso19794_2.encode_views([stranger, enrolled]))])
+    assert (got["outcome"], got["reason"]) == ("refused", "unsupported_template")
+    two_items = [unknown(iso19794_2.encode(stranger)), unknown(iso19794_2.encode(enrolled))]
+    got = _ask_id_directly(nodes, region, two_items)
+    assert (got["outcome"], got["reason"]) == ("refused", "unsupported_template")
+    refused = [json.loads(e.data) for e in log.entries(before)]
+    refused = [e for e in refused if e["type"] == "query_refused"]
+    assert [(e["stage"], e["quota_returned"]) for e in refused] == [("template", True)] * 2
+
+
 def test_a_refused_probe_gives_its_search_back_to_the_quota(
     nodes: dict[str, ServiceNode], region: Any, fingers: list[list[FingerprintTemplate]]
 ) -> None:
