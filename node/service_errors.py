@@ -74,3 +74,16 @@ class InternalServiceError(NodeError):
 
     exit_code = 1
     default_reason = "internal_error"
+
+
+class RetryLaterError(NodeError):
+    """A peer asked more than its share: ``peer_busy`` (HTTP 503, its queries' queue is full)
+    or ``too_many_refusals`` (HTTP 429, its refusals are beyond its budget); the answer says
+    when to ask again (``Retry-After``: :attr:`retry_after_s`)."""
+
+    exit_code = 6
+    default_reason = "too_many_refusals"
+
+    def __init__(self, message: str, *, reason: str | None = None, retry_after_s: int) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after_s = retry_after_s

@@ -31,6 +31,7 @@ from node.service_errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RetryLaterError,
     StoreUnavailableError,
 )
 from policy.errors import PolicyError
@@ -45,6 +46,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BdxError], int], ...] = (
     (ConflictError, 409),
     (PayloadTooLargeError, 413),
     (InvalidRequestError, 422),
+    (RetryLaterError, 429),
     (StoreUnavailableError, 503),
     (DatabaseUnavailableError, 503),
     (InternalServiceError, 500),
@@ -62,6 +64,7 @@ STATUS_BY_REASON = {
     "unknown_reference": 404,
     "stale_proof": 409,  # a witness moved on: ask again (c2sp.org/tlog-witness answers 409)
     "bad_proof": 422,
+    "peer_busy": 503,  # a peer's queries queue is full: this node is busy for it
 }
 
 _HTTP_REASONS = {
@@ -106,7 +109,9 @@ async def _bdx_error(request: Request, exc: Exception) -> JSONResponse:
             description = exc.message.replace('"', "'")
             challenge += f', error="invalid_token", error_description="{description}"'
         headers = {"WWW-Authenticate": challenge}
-    if status >= 500:
+    if isinstance(exc, RetryLaterError):  # a peer over its share: its refusal is logged, bounded
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    elif status >= 500:
         log.error("request failed: %s [%s]", exc.message, exc.reason)
     return error_response(status, exc.reason, exc.message, headers)
 

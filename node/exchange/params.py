@@ -64,3 +64,38 @@ LANDED_WINDOW = 1024
 #: differ, one to the log: every 10 minutes keeps a region of 20 nodes under one request a
 #: second at any node.
 VIEW_COMPARE_INTERVAL_S = 600.0
+
+#: Responder side: the share of the peer threads one peer's queries may hold at once (at least
+#: one thread); its further queries wait for its own to end, in a queue of their own. Without
+#: it one peer's parallel heavy queries (10 views of 255 minutiae: 184 ms of CPU each, for one
+#: quota unit) filled the shared pool: another peer's median query went from 62 ms to 3 s. At
+#: half, another peer's query always finds a thread free of the busy peer's (with 2 threads or
+#: more), and one peer alone still uses half of the node's cores.
+PEER_THREAD_SHARE = 0.5
+#: Responder side: one peer's queries waiting for its share of the threads, beyond which its
+#: query is answered 503 ``peer_busy``. A waiting query holds its body in memory (up to
+#: ``MAX_QUERY_BYTES``): unbounded, one peer could park gigabytes. Twice a requester's
+#: ``MAX_CONNECTIONS_PER_PEER``: an honest requester, whose open connections bound its queries
+#: waiting here, never reaches it, also with queries it gave up on still in the queue.
+PEER_QUEUED_QUERIES = 2 * MAX_CONNECTIONS_PER_PEER
+#: Retry-After of a 503 ``peer_busy``: a queued query ends within a second or two.
+PEER_BUSY_RETRY_AFTER_S = 2
+
+#: Responder side: each peer's refusals that charge it nothing (``query_refused`` of any stage:
+#: a body that is no JWS, a bad or refused signature, a stale or replayed query, a policy
+#: refusal, a template refused before the search) are logged one by one while its token
+#: bucket holds a token: ``REFUSAL_BURST`` at most, refilled at ``REFUSAL_RATE_PER_S``. Beyond
+#: it a refusal is answered 429 and only counted. Without it one peer appended 200-270 log
+#: entries a second, its quota untouched. An honest peer's traffic is not refused: its queries
+#: are answered, its reply polls and witness requests are never logged as refusals, so it
+#: never takes a token; a peer refused for a while (its clock off, its certificate renewed
+#: late, its quota spent, this node's CRL stale) has its first 30 refusals logged, then one a
+#: second: the auditor sees each reason, the log grows by a bounded number of entries.
+REFUSAL_BURST = 30.0
+REFUSAL_RATE_PER_S = 1.0
+#: The refusals beyond the bucket are summed per peer in one ``refusals_suppressed`` event
+#: (their count and reasons) a window after the first of them, or before the peer's next
+#: logged event: at most one entry a minute per flooding peer, and it shows within a minute.
+REFUSAL_SUMMARY_WINDOW_S = 60.0
+#: Retry-After of a 429 ``too_many_refusals``: a token comes back each second.
+REFUSAL_RETRY_AFTER_S = 1

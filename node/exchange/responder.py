@@ -23,6 +23,10 @@ logged: they live in this call's local variables only and are dropped when it re
 events of steps 3–7 are collected in order and appended in one transaction before the reply is
 returned (also when a step raises), so a reply never leaves without its log entries and a query
 costs one log append instead of one per event.
+
+Every refusal (``query_refused``, any step) takes a token of the peer's refusal budget
+(:class:`~node.exchange.admission.RefusalBudget`): beyond it the query is answered 429, none of
+its events is logged, and one ``refusals_suppressed`` event sums such refusals per peer.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from certs.pki.validate import TrustAnchors
 from matcher.errors import GalleryError, MatcherError, TemplateFormatError
 from node.errors import NodeError
 from node.exchange import params
+from node.exchange.admission import RefusalBudget
 from node.exchange.messages import (
     Outcome,
     QueryPayload,
@@ -54,7 +59,7 @@ from node.exchange.messages import (
 )
 from node.exchange.references import HitReferences
 from node.exchange.replay import ReplayError, ReplayGuard
-from node.service_errors import StoreUnavailableError
+from node.service_errors import RetryLaterError, StoreUnavailableError
 from policy.decision import Decision, PolicyEngine
 from policy.quota import QuotaStoreError
 from policy.restrictions import Restrictions, filter_shareable
@@ -142,6 +147,7 @@ class Responder:
         restrictions: RestrictionLookup,
         exchange_log: ExchangeLog,
         clock: Callable[[], datetime] | None = None,
+        refusals: RefusalBudget | None = None,
     ) -> None:
         self.country = country
         self.trust = trust
@@ -153,6 +159,7 @@ class Responder:
         self.restrictions = restrictions
         self.log = exchange_log
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.refusals = refusals or RefusalBudget()
 
     @property
     def signing_key(self) -> PrivateKey:
@@ -172,8 +179,41 @@ class Responder:
 
     def refused_unverified(self, peer: str | None, stage: str, reason: str) -> None:
         """Log a query refused before its signature could be checked (``peer`` None when the
-        TLS certificate itself was refused): nothing is signed, the HTTP layer answers 4xx."""
-        self.log.record(self._event("query_refused", peer=peer, stage=stage, reason=reason))
+        TLS certificate itself was refused): nothing is signed, the HTTP layer answers 4xx.
+        Beyond the peer's refusal budget it is only counted and :class:`RetryLaterError` is
+        raised (429) instead."""
+        self._admit_refusal(peer, reason)
+        self._record([self._event("query_refused", peer=peer, stage=stage, reason=reason)], peer)
+
+    def _admit_refusal(self, peer: str | None, reason: str) -> None:
+        """Take a token of ``peer``'s refusal budget (:class:`RefusalBudget`), or count the
+        refusal for its ``refusals_suppressed`` event and raise :class:`RetryLaterError`."""
+        if self.refusals.take(peer, reason, self.clock()):
+            return
+        self._record([])  # a summary whose window closed meanwhile
+        raise RetryLaterError(
+            f"too many refused queries from {peer or 'this client'}; slow down",
+            retry_after_s=params.REFUSAL_RETRY_AFTER_S,
+        )
+
+    def _record(self, events: Sequence[dict[str, Any]], peer: str | None = None) -> None:
+        """Append ``events`` (of ``peer``, when there are any) in one transaction, after the
+        ``refusals_suppressed`` events due: those whose window closed, and ``peer``'s own, so
+        that its suppressed refusals precede its next logged event."""
+        due = (
+            self.refusals.summaries(self._event, peer)
+            if events
+            else self.refusals.summaries(self._event)
+        )
+        if due or events:
+            self.log.record_many([*due, *events])
+
+    def flush_refusal_summaries(self, *, closing: bool = False) -> None:
+        """Append the ``refusals_suppressed`` events whose window closed (every one with
+        ``closing``: the node stops)."""
+        due = self.refusals.summaries(self._event, closing=closing)
+        if due:
+            self.log.record_many(due)
 
     def verify(self, token: str, tls_country: str) -> QueryPayload:
         """Steps 1–2: the verified query, or a typed error (nothing signed, nothing matched)."""
@@ -183,18 +223,12 @@ class Responder:
                 token, self.trust, expected_country=tls_country, now=now, typ=params.QUERY_TYP
             )
         except CertsError as exc:
-            self.log.record(
-                self._event("query_refused", peer=tls_country, stage="signature", reason=exc.reason)
-            )
+            self.refused_unverified(tls_country, "signature", exc.reason)
             raise
         try:
             return QueryPayload.from_wire(verified.payload)
         except (ValidationError, ValueError) as exc:
-            self.log.record(
-                self._event(
-                    "query_refused", peer=tls_country, stage="message", reason="malformed_query"
-                )
-            )
+            self.refused_unverified(tls_country, "message", "malformed_query")
             detail = str(exc).splitlines()[0]
             raise MalformedQueryError(
                 f"the signed payload is not a valid query: {detail}"
@@ -214,7 +248,7 @@ class Responder:
             log.error("query %s: node database failed (%s)", query.query_id, type(exc).__name__)
             return self._fail(query, events, "database_unavailable", "store")
         finally:
-            self.log.record_many(events)
+            self._record(events, query.requester)
 
     def _answer(self, query: QueryPayload, events: list[dict[str, Any]]) -> Answer:
         now = self.clock()
@@ -328,6 +362,11 @@ class Responder:
         unsupported or unusable: no search ran) gives back the search it took from the daily
         quota (``charged``), as a failure does."""
         fields = self._give_back(query, charged) if charged is not None else {}
+        try:
+            self._admit_refusal(query.requester, reason)
+        except RetryLaterError:  # counted: none of this query's events is logged one by one
+            events.clear()
+            raise
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
         return self._ended(query, events, reply, "query_refused", stage, reason, **fields)
 

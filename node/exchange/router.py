@@ -35,6 +35,7 @@ from matcher.workers import usable_cpus
 from node.api.schemas.common import ErrorBody
 from node.errors import NotFoundError
 from node.exchange import params
+from node.exchange.admission import PeerWork, peer_share
 from node.exchange.messages import QueryPayload
 from node.exchange.pki_watch import explain
 from node.exchange.requester import JOSE
@@ -51,6 +52,7 @@ from node.exchange.witnessing import (
 from node.service_errors import (
     InternalServiceError,
     InvalidRequestError,
+    RetryLaterError,
     StoreUnavailableError,
 )
 
@@ -71,10 +73,14 @@ PEER_ERRORS: dict[int, str] = {
     422: "the request's values are refused (malformed_jws: a body that is not ASCII; "
     "bad_proof: a consistency proof malformed for its sizes; bad_size: sizes a proof cannot "
     "be made for)",
+    429: "too_many_refusals: the caller's requests were refused more often than its budget "
+    "allows (a body that is no JWS, a bad signature, a stale or replayed query...); each is "
+    "counted in one refusals_suppressed event; see Retry-After",
     500: "an unexpected failure on this node; its log has the details",
     503: "this node's exchange or witness service is not available, or its own trust list or "
     "CRL is stale or its own certificate refused (own_stale_crl, own_certificate_revoked...): "
-    "it answers and cosigns nothing until they are renewed",
+    "it answers and cosigns nothing until they are renewed; peer_busy: the caller's queries "
+    "waiting for its share of this node's threads are too many, see Retry-After",
 }
 router = APIRouter(
     prefix="/peer/v1",
@@ -153,6 +159,14 @@ async def get_responder(request: Request) -> Responder:
 THREADS_PER_SEARCH_PROCESS = 2
 
 
+def _peer_threads(request: Request) -> int:
+    settings = getattr(request.app.state, "settings", None)
+    processes = getattr(settings, "search_processes", 0)
+    default = THREADS_PER_SEARCH_PROCESS * processes if processes else usable_cpus()
+    threads: int = getattr(settings, "peer_threads", None) or default
+    return threads
+
+
 def peer_executor(request: Request) -> ThreadPoolExecutor:
     """The app's worker threads for peer queries: ``peer_threads`` of the settings, by default
     one per usable CPU core, or two per search process when searches run in processes (a peer
@@ -161,13 +175,21 @@ def peer_executor(request: Request) -> ThreadPoolExecutor:
     4, 99 with 8; benchmarks/README, "Exchange")."""
     executor: ThreadPoolExecutor | None = getattr(request.app.state, "peer_executor", None)
     if executor is None:
-        settings = getattr(request.app.state, "settings", None)
-        processes = getattr(settings, "search_processes", 0)
-        default = THREADS_PER_SEARCH_PROCESS * processes if processes else usable_cpus()
-        workers = getattr(settings, "peer_threads", None) or default
-        executor = ThreadPoolExecutor(workers, thread_name_prefix="bdx-peer")
+        executor = ThreadPoolExecutor(_peer_threads(request), thread_name_prefix="bdx-peer")
         request.app.state.peer_executor = executor
     return executor
+
+
+def peer_work(request: Request) -> PeerWork:
+    """The peer threads (:func:`peer_executor`) as the peers share them: one peer's queries
+    run on at most its share (:func:`~node.exchange.admission.peer_share`), the others wait
+    behind each other (:class:`~node.exchange.admission.PeerWork`)."""
+    work: PeerWork | None = getattr(request.app.state, "peer_work", None)
+    if work is None:
+        share = peer_share(_peer_threads(request))
+        work = PeerWork(peer_executor(request), share, params.PEER_QUEUED_QUERIES)
+        request.app.state.peer_work = work
+    return work
 
 
 async def get_pending(request: Request) -> PendingReplies:
@@ -293,7 +315,13 @@ async def receive_query(
             except BaseException as exc:
                 answer.set_exception(_without_frames(exc))
 
-    peer_executor(request).submit(run)
+    try:
+        peer_work(request).submit(country, run)
+    except RetryLaterError as exc:  # its queue is full: logged as every refusal is (bounded)
+        await anyio.to_thread.run_sync(
+            responder.refused_unverified, country, "admission", exc.reason
+        )
+        raise
     waited = asyncio.wrap_future(answer)
     try:
         done = await asyncio.wait_for(asyncio.shield(waited), timeout=params.SYNC_WAIT_SECONDS)

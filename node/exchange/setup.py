@@ -326,7 +326,8 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     list and CRL, the node's renewed certificates (:mod:`node.exchange.renewal`), forget the
     replay nonces that can no longer be replayed (:meth:`ReplayGuard.purge`: the table would
     otherwise grow by every query), and issue a checkpoint when the log grew or the last one
-    aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart), and log how this
+    aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart; the peers' refusals
+    counted but not logged one by one go in first, as ``refusals_suppressed``), and log how this
     node's own PKI documents stand when that changed (:class:`PkiWatch`). Nothing here waits
     for a peer: that is :func:`_witnessing`'s, so a slow or hostile peer cannot hold back a
     revocation or a suspended rule."""
@@ -363,6 +364,10 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         await anyio.to_thread.run_sync(exchange.responder.replay.purge)
     except Exception:  # the nonces stay (refusing replays); the next round retries
         logger.exception("replay nonces not purged")
+    try:  # refusals_suppressed of peers that stopped flooding: in the log before the checkpoint
+        await anyio.to_thread.run_sync(exchange.responder.flush_refusal_summaries)
+    except Exception:  # the counts stay; the next round retries
+        logger.exception("suppressed refusals not logged")
     try:
         await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
     except Exception:  # keep the node serving; the next round retries
@@ -433,6 +438,13 @@ async def exchange_running(app: FastAPI, settings: Settings) -> AsyncIterator[No
                 tg.cancel_scope.cancel()
     finally:
         stop_mirroring()
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            try:  # the counts of refusals not logged one by one, whose window is still open
+                await anyio.to_thread.run_sync(
+                    partial(exchange.responder.flush_refusal_summaries, closing=True)
+                )
+            except Exception:
+                logger.exception("suppressed refusals not logged")
         app.state.responder = app.state.requester = app.state.exchange = None
         app.state.witness = None
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):

@@ -1,0 +1,170 @@
+"""What one peer may take of a node's peer port, so that it cannot spoil it for the others.
+
+* :class:`PeerWork`: the peer threads are shared, but one peer's queries run on at most its
+  share of them (:data:`~node.exchange.params.PEER_THREAD_SHARE`); its further queries wait
+  behind each other in a queue of their own (at most
+  :data:`~node.exchange.params.PEER_QUEUED_QUERIES`, beyond which they are refused with 503
+  ``peer_busy``), so another peer's query still finds a free thread.
+* :class:`RefusalBudget`: the refusals of one peer that charge it nothing (a body that is no
+  JWS, a bad signature, a stale or replayed query, a policy refusal...) are each logged while
+  the peer's token bucket has tokens; beyond it they are answered 429 and counted, and one
+  ``refusals_suppressed`` event per peer and window says how many and why.
+
+Peers are told apart by their TLS-authenticated country (``None``: a client whose certificate
+was refused, all such clients together).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from node.exchange import params
+from node.service_errors import RetryLaterError
+
+log = logging.getLogger(__name__)
+
+
+def peer_share(threads: int) -> int:
+    """How many of ``threads`` peer threads one peer's queries may hold at once (at least
+    one)."""
+    return max(1, int(threads * params.PEER_THREAD_SHARE))
+
+
+@dataclass
+class _PeerQueue:
+    running: int = 0
+    waiting: deque[Callable[[], None]] = field(default_factory=deque)
+
+
+class PeerWork:
+    """Runs each peer's jobs on ``executor``, at most ``per_peer`` of one peer's at a time.
+
+    A job beyond that waits in its peer's queue (memory only, at most ``queued`` jobs) and is
+    handed to the executor when one of the same peer's jobs ends: one peer's backlog never
+    stands in the executor's queue before another peer's job."""
+
+    def __init__(self, executor: Executor, per_peer: int, queued: int) -> None:
+        self.executor = executor
+        self.per_peer = per_peer
+        self.queued = queued
+        self._lock = threading.Lock()
+        self._peers: dict[str, _PeerQueue] = {}
+
+    def submit(self, peer: str, job: Callable[[], None]) -> None:
+        """Run ``job`` for ``peer`` now or after its peer's earlier jobs; raise
+        :class:`RetryLaterError` (``peer_busy``) when the peer's queue is full."""
+        with self._lock:
+            state = self._peers.setdefault(peer, _PeerQueue())
+            if state.running < self.per_peer:
+                state.running += 1
+            elif len(state.waiting) < self.queued:
+                state.waiting.append(job)
+                return
+            else:
+                raise RetryLaterError(
+                    f"{peer} has {self.per_peer + self.queued} queries running or waiting here",
+                    reason="peer_busy",
+                    retry_after_s=params.PEER_BUSY_RETRY_AFTER_S,
+                )
+        self.executor.submit(self._run, peer, job)
+
+    def load(self, peer: str) -> tuple[int, int]:
+        """``peer``'s jobs running and waiting now."""
+        with self._lock:
+            state = self._peers.get(peer)
+            return (state.running, len(state.waiting)) if state else (0, 0)
+
+    def _run(self, peer: str, job: Callable[[], None]) -> None:
+        try:
+            job()
+        finally:
+            with self._lock:
+                state = self._peers[peer]
+                following = state.waiting.popleft() if state.waiting else None
+                if following is None:
+                    state.running -= 1
+                    if not state.running:
+                        del self._peers[peer]
+            if following is not None:  # its turn in the executor's queue, behind the others'
+                self.executor.submit(self._run, peer, following)
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+    suppressed: Counter[str] = field(default_factory=Counter)
+    since: datetime | None = None  # the window's start (its first suppressed refusal)
+    opened: float = 0.0
+
+
+class RefusalBudget:
+    """Per-peer token buckets of logged refusals (capacity :data:`REFUSAL_BURST`, refilled at
+    :data:`REFUSAL_RATE_PER_S`), and the counts of the refusals beyond them."""
+
+    def __init__(
+        self,
+        burst: float = params.REFUSAL_BURST,
+        rate_per_s: float = params.REFUSAL_RATE_PER_S,
+        window_s: float = params.REFUSAL_SUMMARY_WINDOW_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.rate = rate_per_s
+        self.window_s = window_s
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._buckets: dict[str | None, _Bucket] = {}
+
+    def take(self, peer: str | None, reason: str, now: datetime) -> bool:
+        """Whether ``peer``'s refusal (``reason``) may be logged; if not, it is counted for the
+        peer's next ``refusals_suppressed`` event."""
+        t = self._monotonic()
+        with self._lock:
+            bucket = self._buckets.get(peer)
+            if bucket is None:
+                bucket = self._buckets[peer] = _Bucket(self.burst, t)
+            bucket.tokens = min(self.burst, bucket.tokens + (t - bucket.at) * self.rate)
+            bucket.at = t
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
+                return True
+            if bucket.since is None:
+                bucket.since, bucket.opened = now, t
+            bucket.suppressed[reason] += 1
+            return False
+
+    def summaries(
+        self, event: Callable[..., dict[str, Any]], peer: Any = (), *, closing: bool = False
+    ) -> list[dict[str, Any]]:
+        """The ``refusals_suppressed`` events due (and forgotten here): each peer's whose window
+        has closed, ``peer``'s whatever its window (its next event is about to be logged), and
+        every one with ``closing`` (the node stops). ``event`` makes an event of a type and
+        fields."""
+        t = self._monotonic()
+        due: list[dict[str, Any]] = []
+        with self._lock:
+            for who, bucket in self._buckets.items():
+                if bucket.since is None:
+                    continue
+                if closing or who == peer or t - bucket.opened >= self.window_s:
+                    due.append(
+                        event(
+                            "refusals_suppressed",
+                            peer=who,
+                            since=bucket.since.isoformat(),
+                            count=sum(bucket.suppressed.values()),
+                            reasons=dict(sorted(bucket.suppressed.items())),
+                        )
+                    )
+                    bucket.suppressed = Counter()
+                    bucket.since = None
+        return due
