@@ -7,6 +7,11 @@ A checkpoint consistent with that history is still refused (``bad_timestamp``) w
 beyond the allowed clock skew ahead of the witness, or before the last one it cosigned.
 Witnesses that compare what they cosigned (:meth:`Witness.check_peer_view`) catch a log that
 shows different histories to different peers (a split view).
+
+What a witness keeps of a checkpoint is its body and the log's own signature
+(:func:`log_signed`): any other signature line of a note as presented is unverified text
+of the presenter's choosing, so the same checkpoint presented again, whatever lines it
+carries, is the same checkpoint (a fresh cosignature, no new row).
 """
 
 from __future__ import annotations
@@ -29,7 +34,25 @@ from certs.translog.errors import (
     SplitViewError,
 )
 from certs.translog.keys import SigningKey, VerifyingKey
+from certs.translog.note import Note
 from certs.translog.params import CLOCK_SKEW_S
+
+
+def log_signed(signed: SignedCheckpoint, log_key: VerifyingKey | None = None) -> SignedCheckpoint:
+    """``signed`` reduced to its body and the log's own signature lines: those by ``log_key``
+    (verified by the caller), or, without it, every line named after the log (what a witness
+    stored was verified when it was cosigned). Cosignatures and any line a presenter added are
+    dropped: they are unverified, and their number and size are the presenter's choice. The
+    result still verifies under the log's key wherever a checkpoint is checked."""
+    origin = signed.checkpoint.origin
+    if log_key is None:
+        kept = tuple(s for s in signed.note.signatures if s.name == origin)
+    else:
+        key_id = log_key.key_id()
+        kept = tuple(
+            s for s in signed.note.signatures if s.name == log_key.name and s.key_id == key_id
+        )
+    return SignedCheckpoint(signed.checkpoint, Note(signed.note.text, kept))
 
 
 def check_views(
@@ -130,7 +153,8 @@ class Witness:
         return False
 
     def latest(self, origin: str, conn: Connection | None = None) -> SignedCheckpoint | None:
-        """The largest checkpoint of ``origin`` this witness cosigned, if any."""
+        """The largest checkpoint of ``origin`` this witness cosigned, if any (with the log's
+        signature only, see :func:`log_signed`)."""
         t = schema.witnessed
         query = (
             select(t.c.note)
@@ -143,14 +167,15 @@ class Witness:
                 row = own.execute(query).first()
         else:
             row = conn.execute(query).first()
-        return None if row is None else SignedCheckpoint.from_bytes(row.note)
+        return None if row is None else log_signed(SignedCheckpoint.from_bytes(row.note))
 
     def history(self, origin: str) -> list[SignedCheckpoint]:
-        """Every checkpoint of ``origin`` this witness cosigned, oldest first."""
+        """Every checkpoint of ``origin`` this witness cosigned, oldest first (each with the
+        log's signature only, see :func:`log_signed`)."""
         t = schema.witnessed
         with self._engine.connect() as conn:
             rows = conn.execute(select(t.c.note).where(t.c.origin == origin).order_by(t.c.id))
-            return [SignedCheckpoint.from_bytes(r.note) for r in rows]
+            return [log_signed(SignedCheckpoint.from_bytes(r.note)) for r in rows]
 
     def cosign(
         self,
@@ -193,8 +218,10 @@ class Witness:
                 # renewed since (a new signing certificate), so only the new one is verified.
                 _one_history(last, signed, proof)
             cosignature = cosign(new, self._key, int(self._clock()))
-            if last is not None and last.to_bytes() == signed.to_bytes():
-                return cosignature  # the same note again: a fresh cosignature, no new row
+            if last is not None and last.note.text == signed.note.text:
+                # The same checkpoint again: a fresh cosignature, no new row. Its other signature
+                # lines (cosignatures, or anything the log added) are not part of it.
+                return cosignature
             # Only a checkpoint consistent with the history is checked for its time, so that a
             # fork is refused as one (and kept as evidence) however it is dated.
             _check_time(new, last, clock)
@@ -208,7 +235,7 @@ class Witness:
                     origin=new.origin,
                     tree_size=new.size,
                     root_hash=new.root_hash,
-                    note=signed.to_bytes(),
+                    note=log_signed(signed, log_key).to_bytes(),
                     cosigned_at=now,
                 )
             )

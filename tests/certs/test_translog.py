@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -397,6 +398,37 @@ def test_witness_cosigns_only_consistent_growth(
     unknown = Checkpoint(LOG_NAME, 12, b"\x00" * 32, 1)
     with pytest.raises(NotFoundError):
         log.add_cosignature(unknown, cosign(unknown, wkey, int(clock())), wkey.verifying_key())
+
+
+def test_the_same_checkpoint_with_other_signature_lines_is_one_row_of_body_and_log_signature(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    """A peer re-sent one checkpoint 50 times, each time with other junk signature lines:
+    the witness compared whole notes, so each was a new row, and stored the lines with it
+    (unverified text of the peer's choosing, up to the note limit). The same checkpoint is
+    one row, stored as its body and the log's verified signature; each ask still gets a
+    fresh cosignature of that checkpoint."""
+    from sqlalchemy import select
+
+    from certs.translog.note import Note, NoteSignature
+
+    wkey = witness_key("witness.fr/w1")
+    witness = Witness(engine, wkey, clock=clock)
+    log.append_many([event(i) for i in range(3)])
+    signed = log.issue_checkpoint()
+    real = cosign(signed.checkpoint, witness_key("witness.fr/w2"), int(clock()))
+    for i in range(50):
+        junk = [NoteSignature(f"x{j}", os.urandom(4), os.urandom(40)) for j in range(20)]
+        # a line named after the log under another key id: not the log's signature either
+        junk.append(NoteSignature(LOG_NAME, os.urandom(4), os.urandom(64)))
+        note = Note(signed.note.text, (*signed.note.signatures, real.note_signature(), *junk))
+        got = witness.cosign(note.encode(), log.verifying_key, (), 3 if i else 0)
+        got.verify(signed.checkpoint, wkey.verifying_key(), now=clock())
+    with engine.connect() as conn:
+        rows = conn.execute(select(schema.witnessed.c.note)).scalars().all()
+    assert rows == [signed.to_bytes()]  # the body and the log's one signature line
+    SignedCheckpoint.from_bytes(rows[0]).verify(log.verifying_key)
+    assert witness.history(LOG_NAME) == [signed]
 
 
 def test_a_witness_refuses_checkpoints_dated_ahead_of_its_clock_or_backdated(
