@@ -31,9 +31,11 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio.to_thread
 import httpx
@@ -54,6 +56,7 @@ from certs.translog import (
     Witness,
 )
 from certs.translog.keys import PublicKey
+from certs.translog.witness import log_signed
 from node.errors import NotFoundError
 from node.exchange.requester import (
     Peer,
@@ -145,12 +148,28 @@ class WitnessService:
     """This node's witness of its peers' logs (state in the node database). A refusal that
     is evidence against a peer's log (a rollback, a split view) is logged at ERROR and, with
     ``events``, appended to this node's own exchange log with both signed notes: the
-    refusing witness keeps the evidence, not only the node that tampered."""
+    refusing witness keeps the evidence, not only the node that tampered.
+
+    Evidence of one fact is kept once: a refusal for the same peer log, reason (and, for a
+    split view, other witness) against the same checkpoint this node holds is the same
+    fact, however often and with whatever checkpoint the peer presents it again (a peer can
+    sign any number of them for free); the repeats are logged at DEBUG and counted. The
+    notes kept carry the checkpoint body and the log's verified signature only
+    (:func:`~certs.translog.witness.log_signed`), never the lines a presenter added."""
 
     witness: Witness
     anchors: TrustAnchors
     country: str = ""
     events: ExchangeLog | None = None
+    #: per (event type, peer, [witness,] reason): the held checkpoint body whose evidence
+    #: was kept, and how many repeats were not (a few entries per peer: the held checkpoint
+    #: only moves forward, replacing the entry).
+    _kept: dict[tuple[str, ...], tuple[str, int]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _kept_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def create(
@@ -163,6 +182,30 @@ class WitnessService:
         latest = self.witness.latest(log_origin(peer))
         return latest.checkpoint.size if latest is not None else 0
 
+    def _first(self, fact: tuple[str, ...], held: str) -> int:
+        """0 when the evidence of ``fact`` against the held checkpoint body ``held`` is new
+        (now marked kept), else how many times it was seen again."""
+        with self._kept_lock:
+            kept_held, repeats = self._kept.get(fact, (None, 0))
+            repeats = repeats + 1 if kept_held == held else 0
+            self._kept[fact] = (held, repeats)
+            return repeats
+
+    def _unmark(self, fact: tuple[str, ...], held: str) -> None:
+        """Forget that ``fact`` was kept (its event could not be appended: the next one is)."""
+        with self._kept_lock:
+            if self._kept.get(fact, (None, 0))[0] == held:
+                del self._kept[fact]
+
+    def _record(self, fact: tuple[str, ...], held: str, event: dict[str, Any]) -> None:
+        if self.events is None:
+            return
+        try:
+            self.events.record(event)
+        except BaseException:
+            self._unmark(fact, held)
+            raise
+
     def view(self, peer: str) -> SignedCheckpoint | None:
         """The latest checkpoint of ``peer``'s log this node cosigned, if any."""
         return self.witness.latest(log_origin(peer))
@@ -173,11 +216,25 @@ class WitnessService:
         """Check that ``theirs`` (what ``witness`` cosigned for ``peer``'s log) and ``mine``
         can be one history (``proof``: the log's, between their sizes). A split view is
         logged at ERROR and, with ``events``, appended to this node's exchange log with both
-        signed notes; then :class:`SplitViewError` is raised."""
+        signed notes (once per peer, witness and checkpoint held, see the class); then
+        :class:`SplitViewError` is raised."""
+        presented = SignedCheckpoint.from_bytes(theirs)
         try:
-            key = _signer(peer_log_keys(self.anchors, peer), SignedCheckpoint.from_bytes(theirs))
+            key = _signer(peer_log_keys(self.anchors, peer), presented)
             self.witness.check_peer_view(theirs, key, proof, mine)
         except SplitViewError as exc:
+            # ``presented`` verified under ``key`` before the views were compared
+            fact, held = ("split_view", peer, witness, exc.reason), mine.note.text
+            repeats = self._first(fact, held)
+            if repeats:
+                logger.debug(
+                    "%s's log showed %s another history again (kept already; %d repeats) [%s]",
+                    peer,
+                    witness,
+                    repeats,
+                    exc.reason,
+                )
+                raise
             logger.error(
                 "%s's log showed %s another history than this node cosigned: %s [%s]",
                 peer,
@@ -185,19 +242,17 @@ class WitnessService:
                 exc.message,
                 exc.reason,
             )
-            if self.events is not None:
-                self.events.record(
-                    {
-                        "type": "split_view",
-                        "node": self.country,
-                        "peer": peer,
-                        "witness": witness,
-                        "reason": exc.reason,
-                        "held": mine.to_bytes().decode(),
-                        "presented": theirs.decode(),
-                        "at": datetime.now(UTC).isoformat(),
-                    }
-                )
+            event = {
+                "type": "split_view",
+                "node": self.country,
+                "peer": peer,
+                "witness": witness,
+                "reason": exc.reason,
+                "held": log_signed(mine).to_bytes().decode(),
+                "presented": log_signed(presented, key).to_bytes().decode(),
+                "at": datetime.now(UTC).isoformat(),
+            }
+            self._record(fact, held, event)
             raise
 
     def cosign(
@@ -218,17 +273,31 @@ class WitnessService:
                 f"{peer} may only ask to witness its own log, not {signed.checkpoint.origin}",
                 reason="wrong_origin",
             )
+        key = _signer(peer_log_keys(self.anchors, peer), signed)
         try:
-            key = _signer(peer_log_keys(self.anchors, peer), signed)
             return self.witness.cosign(raw, key, hashes, old_size)
         except (RollbackError, SplitViewError) as exc:
-            self._keep_evidence(peer, signed, exc)
+            # refused after ``signed`` verified under ``key``: its log line is evidence
+            self._keep_evidence(peer, log_signed(signed, key), exc)
             raise
 
     def _keep_evidence(
         self, peer: str, presented: SignedCheckpoint, exc: RollbackError | SplitViewError
     ) -> None:
-        held = self.witness.latest(presented.checkpoint.origin)
+        held = self.witness.latest(presented.checkpoint.origin)  # the log's line only
+        fact = ("witness_refusal", peer, exc.reason)
+        held_text = held.note.text if held is not None else ""
+        repeats = self._first(fact, held_text)
+        if repeats:
+            logger.debug(
+                "%s's log presented size %d against size %s again (kept already; %d repeats) [%s]",
+                peer,
+                presented.checkpoint.size,
+                held.checkpoint.size if held is not None else "none",
+                repeats,
+                exc.reason,
+            )
+            return
         logger.error(
             "%s's log presented size %d, inconsistent with size %s this node cosigned: %s [%s]",
             peer,
@@ -237,19 +306,16 @@ class WitnessService:
             exc.message,
             exc.reason,
         )
-        if self.events is None:
-            return
-        self.events.record(
-            {
-                "type": "witness_refusal",
-                "node": self.country,
-                "peer": peer,
-                "reason": exc.reason,
-                "presented": presented.to_bytes().decode(),
-                "held": held.to_bytes().decode() if held is not None else None,
-                "at": datetime.now(UTC).isoformat(),
-            }
-        )
+        event = {
+            "type": "witness_refusal",
+            "node": self.country,
+            "peer": peer,
+            "reason": exc.reason,
+            "presented": presented.to_bytes().decode(),
+            "held": held.to_bytes().decode() if held is not None else None,
+            "at": datetime.now(UTC).isoformat(),
+        }
+        self._record(fact, held_text, event)
 
 
 def cosignature_json(c: Cosignature) -> dict[str, object]:
