@@ -282,7 +282,12 @@ def verify_cmd(
         ),
     ] = None,
     min_cosignatures: Annotated[
-        int, typer.Option(min=0, help="trusted cosignatures each checkpoint needs")
+        int,
+        typer.Option(
+            min=0,
+            help="trusted cosignatures the export's last checkpoint needs (the earlier ones "
+            "are tied to it by consistency proofs)",
+        ),
     ] = 0,
     max_mib: Annotated[
         int, typer.Option(min=1, help="largest export read, MiB (about 8x that in memory)")

@@ -146,6 +146,34 @@ def test_export_needs_a_checkpoint(log: TransparencyLog) -> None:
     assert exc.value.reason == "no_checkpoint"
 
 
+def test_cosignatures_are_required_of_the_last_checkpoint(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    """W2 was down while the middle checkpoint was issued: every checkpoint needed both
+    cosignatures, so the export of an honest log failed --min-cosignatures 2 for good. The last
+    one needs them; the earlier ones are tied to it by consistency proofs."""
+    grow(log, engine, clock, 9)
+    log.append(event(9))
+    middle = log.issue_checkpoint()  # only W1 cosigns it
+    w1 = Witness(engine, W1, clock=clock)
+    last = w1.latest(LOG_NAME)
+    assert last is not None
+    cosig = w1.cosign(
+        middle.to_bytes(), log.verifying_key, log.consistency_proof(last.checkpoint.size)
+    )
+    log.add_cosignature(middle.checkpoint, cosig, W1.verifying_key())
+    grow(log, engine, clock, 4, 10)
+    report = verify_export(export_json(log), log.verifying_key, WITNESSES, min_cosignatures=2)
+    assert report.cosigners[10] == ["w1.example/witness"]
+    assert len(report.cosigners[14]) == 2
+    # a last checkpoint that one witness has not cosigned yet does not pass
+    log.append(event(14))
+    log.issue_checkpoint()
+    with pytest.raises(SignatureError) as exc:
+        verify_export(export_json(log), log.verifying_key, WITNESSES, min_cosignatures=1)
+    assert exc.value.reason == "too_few_cosignatures"
+
+
 def test_cosignature_requirements(filled: TransparencyLog, log: TransparencyLog) -> None:
     data = export_json(filled)
     with pytest.raises(SignatureError) as exc:
