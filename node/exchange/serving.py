@@ -118,6 +118,11 @@ class _LinkedServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+#: How often :meth:`ServerPair.serve` looks whether the API has started: a start takes
+#: seconds, so a 50 ms look costs nothing and delays the peer listener by at most that.
+STARTED_POLL_S = 0.05
+
+
 class ServerPair:
     """The API and peer servers of one node; :meth:`serve` runs both until either stops."""
 
@@ -133,8 +138,17 @@ class ServerPair:
         self.api.should_exit = self.peer.should_exit = True
 
     async def serve(self) -> None:
-        tasks = [asyncio.create_task(self.api.serve()), asyncio.create_task(self.peer.serve())]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        """Serve both; the peer listener opens once the API has started, i.e. once the app's
+        start-up (its exchange, galleries and search pool) is done. Opened at once, it
+        answered every peer 503 "no exchange set up" with an ERROR line each during a start
+        that can take tens of seconds; not listening yet, it is a peer that is not up yet."""
+        api = asyncio.create_task(self.api.serve())
+        while not self.api.started and not api.done():
+            await asyncio.sleep(STARTED_POLL_S)
+        tasks = [api]
+        if not api.done():
+            tasks.append(asyncio.create_task(self.peer.serve()))
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         self.stop()
         await asyncio.gather(*tasks)
 
