@@ -111,6 +111,8 @@ async def _bdx_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"WWW-Authenticate": challenge}
     if isinstance(exc, RetryLaterError):  # a peer over its share: its refusal is logged, bounded
         headers = {"Retry-After": str(exc.retry_after_s)}
+    elif isinstance(exc, DatabaseFailedError):  # logged where it was caught
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
     elif status >= 500:
         log.error("request failed: %s [%s]", exc.message, exc.reason)
     return error_response(status, exc.reason, exc.message, headers)
@@ -174,25 +176,35 @@ async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-async def _database_failed(request: Request, exc: Exception) -> JSONResponse:
-    """The database failed under the request: its server is down or refuses connections, the
-    connection broke, or (SQLite) another process held the write lock past the busy timeout.
-    Nothing of the request is at fault: 503 ``database_unavailable``, as the CLI's exit 7.
-    Logged in one line, the driver's first line only: the statement and its parameters (the
-    request's values, personal data among them) stay out of the log. Other database errors (a
-    constraint violated) are bugs: they go on to the 500 handler."""
-    assert isinstance(exc, DBAPIError)
+class DatabaseFailedError(DatabaseUnavailableError):
+    """The database failed under a request (:func:`database_failed`), already logged in one
+    line where it was caught: answered 503 ``database_unavailable`` with Retry-After."""
+
+
+def database_failed(exc: BaseException, method: str, route: str) -> DatabaseFailedError | None:
+    """``exc`` as :class:`DatabaseFailedError` when it is the database failing: its server
+    down or refusing connections, the connection broken, or (SQLite) another process holding
+    the write lock past the busy timeout, or the disk full. Nothing of the request is at fault
+    (the CLI's exit 7). Logged here in one line, the driver's first line only: the statement
+    and its parameters (the request's values, personal data among them) stay out of the log.
+    ``None`` for other errors (a constraint violated is a bug: a 500)."""
+    if not isinstance(exc, DBAPIError):
+        return None
     if not isinstance(exc, OperationalError | InterfaceError) and not exc.connection_invalidated:
-        raise exc
-    route = getattr(request.scope.get("route"), "path", "<no route>")
+        return None
     why = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else ""
     kind = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
-    log.error("database unavailable on %s %s: %s (%s)", request.method, route, why, kind)
-    response = error_response(
-        503, "database_unavailable", "the node's database is unavailable; retry shortly"
-    )
-    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
-    return response
+    log.error("database unavailable on %s %s: %s (%s)", method, route, why, kind)
+    return DatabaseFailedError("the node's database is unavailable; retry shortly")
+
+
+async def _database_failed(request: Request, exc: Exception) -> JSONResponse:
+    """The database failed under the request (:func:`database_failed`): 503."""
+    route = getattr(request.scope.get("route"), "path", "<no route>")
+    failed = database_failed(exc, request.method, route)
+    if failed is None:
+        raise exc
+    return await _bdx_error(request, failed)
 
 
 async def _changed_meanwhile(request: Request, exc: Exception) -> JSONResponse:

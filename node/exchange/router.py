@@ -32,6 +32,7 @@ from certs.translog import TransparencyLog
 from matcher.errors import BdxError
 from matcher.search.shards import busy
 from matcher.workers import usable_cpus
+from node.api.errors import database_failed
 from node.api.schemas.common import ErrorBody
 from node.errors import NotFoundError
 from node.exchange import params
@@ -133,7 +134,11 @@ def _without_frames(exc: BaseException) -> BaseException:
     """``exc`` cut from its traceback and the exceptions it chains: their frames hold the query
     and its probe, which must not outlive the request (a query answered 202 keeps its future,
     and with it the exception, for polling). An unexpected error is logged here, with its
-    traceback, and answered as :class:`InternalServiceError`."""
+    traceback, and answered as :class:`InternalServiceError`; the database failing (locked,
+    down, its disk full) is logged in one line and answered 503 ``database_unavailable``."""
+    failed = database_failed(exc, "POST", f"{router.prefix}/queries")
+    if failed is not None:
+        return failed
     if not isinstance(exc, BdxError):  # as text: a record's exc_info would hold the frames
         log.error("peer query failed\n%s", "".join(traceback.format_exception(exc)).rstrip())
         return InternalServiceError("internal error; the node's log has details")
