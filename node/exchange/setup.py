@@ -15,7 +15,7 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -44,6 +44,7 @@ from node.exchange.responder import Responder
 from node.exchange.rules_reload import RulesFile
 from node.exchange.search import GallerySearch, RecordRestrictions
 from node.exchange.witnessing import WitnessService, compare_views, log_origin, witness_round
+from node.service_errors import StoreUnavailableError
 from node.services.galleries import GallerySet, gallery_name
 from node.services.search_pool import SearchPool
 from node.settings import Settings
@@ -190,12 +191,9 @@ def _log_key_history(
 def hit_secret(settings: Settings) -> bytes:
     """The hit-reference secret, created (0600, random) on first start."""
     path = settings.hit_secret_file or settings.data_dir / "hit-secret.key"
+    if not path.exists():
+        _create_hit_secret(path)
     try:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(HIT_SECRET_BYTES))
         secret = Path(path).read_bytes()
     except OSError as exc:  # a folder, unreadable, not creatable
         raise ConfigError(
@@ -207,6 +205,31 @@ def hit_secret(settings: Settings) -> bytes:
             reason="bad_config",
         )
     return secret
+
+
+def _create_hit_secret(path: Path) -> None:
+    """Write a new secret to ``path``: in full or not at all. It is written to a temporary file
+    beside it (0600) and synced, then linked into place, which never replaces a secret another
+    process created meanwhile; the temporary file is removed whatever happens. A write that
+    fails (a full disk) left an empty secret that refused every later start. Raises
+    :class:`StoreUnavailableError` (``storage_error``, exit 7) when the file cannot be written."""
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(HIT_SECRET_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+            with suppress(FileExistsError):  # another process's, created meanwhile: it stays
+                os.link(temp, path)
+        finally:
+            temp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"cannot write hit secret {path}: {exc.strerror}", reason="storage_error"
+        ) from None
 
 
 def load_rules(settings: Settings, creds: NodeCredentials) -> Policy:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +55,43 @@ def test_hit_secret_is_created_private_and_reused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         hit_secret(settings)
     assert err.value.reason == "bad_config"
+
+
+#: Creates the hit secret in the folder argv[1] with files limited to 0 bytes (SIGXFSZ ignored:
+#: the write fails with EFBIG, as on a full disk); prints the error's reason and exit code.
+_NO_ROOM = """
+import resource, signal, sys
+from pathlib import Path
+from matcher.errors import BdxError
+from node.exchange.setup import hit_secret
+from node.settings import Settings
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+try:
+    hit_secret(Settings(data_dir=Path(sys.argv[1])))
+except BdxError as exc:
+    print(exc.reason, exc.exit_code)
+"""
+
+
+def test_a_hit_secret_that_cannot_be_written_leaves_nothing_behind(tmp_path: Path) -> None:
+    """Its write failing (a full disk) left an empty hit-secret.key that refused every later
+    start ("holds 0 bytes; 32+ needed") until removed by hand, and was reported as exit 2,
+    bad_config: now a storage_error (exit 7), nothing left, and the next start creates it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_ROOM, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["storage_error", "7"], done.stderr
+    assert list(tmp_path.iterdir()) == []
+    secret = hit_secret(Settings(data_dir=tmp_path))
+    assert len(secret) == 32 and (tmp_path / "hit-secret.key").read_bytes() == secret
+    assert [p.name for p in tmp_path.iterdir()] == ["hit-secret.key"]
 
 
 def test_missing_pki_is_a_config_error(tmp_path: Path) -> None:
