@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from matcher.fingerprint.extract import extract_file
 from matcher.fingerprint.fvc import (
@@ -16,6 +18,7 @@ from matcher.fingerprint.fvc import (
     rank1_by_gallery_impression,
     scan,
 )
+from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import write_dataset
 
 
@@ -108,9 +111,33 @@ def test_evaluate_end_to_end(tiny_dataset: Path) -> None:
     by_impression = report.rank1_by_gallery_impression
     assert by_impression is not None and len(by_impression) == 2
     assert np.mean(by_impression) == pytest.approx(report.rank1)
-    assert report.comparisons_per_cpu_s_1to1 > 0 and report.extract_ms_median > 0
+    assert report.comparisons_per_cpu_s_1to1 > 0 and report.comparisons_per_cpu_s_batch > 0
+    assert report.extract_cpu_ms_median > 0 and report.extract_wall_ms_median > 0
     assert {"extract", "compare"} <= set(stages)
     assert report.to_dict()["failures"] == []
+
+
+def _threads() -> tuple[int, ...]:
+    """Thread counts of every native pool (BLAS, OpenMP) and of OpenCV, right now."""
+    return (*(int(p["num_threads"]) for p in threadpool_info()), cv2.getNumThreads())
+
+
+def test_timed_work_runs_on_one_thread(tiny_dataset: Path) -> None:
+    """The speed fields are per-core figures: extraction and the comparisons run pinned to one
+    thread (the progress callback fires inside both), and the pools are restored after."""
+    before = _threads()
+    seen: dict[str, set[int]] = {}
+
+    def extractor(path: Path) -> FingerprintTemplate:
+        seen.setdefault("extractor", set()).update(_threads())
+        return extract_file(path)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        seen.setdefault(stage, set()).update(_threads())
+
+    evaluate(tiny_dataset, extractor, progress)
+    assert seen == {"extractor": {1}, "extract": {1}, "compare": {1}}
+    assert _threads() == before
 
 
 def test_extraction_failures_are_reported_and_kept(tiny_dataset: Path, tmp_path: Path) -> None:
