@@ -4,10 +4,11 @@
 
 Each round builds a gallery set of ``MERGE_FANIN - 1`` segments of ``--segment`` records
 (synthetic templates, prepared once and tiled, as in ``benchmarks/search.py``), starts a thread
-that searches it without pause (one probe, k = 10, one thread: the node's local search), and
-after an idle second appends one more segment, which merges all ``MERGE_FANIN`` segments
-into one (a rewrite of the whole gallery, the largest merge there is). Two ways, alternating
-in one process:
+that searches it without pause (one probe, k = 10, one thread: the node's local search; one
+untimed warm-up search runs first), and once at least ``IDLE_S`` has passed and
+``MIN_IDLE_SEARCHES`` searches have finished appends one more segment, which merges all
+``MERGE_FANIN`` segments into one (a rewrite of the whole gallery, the largest merge there
+is). Two ways, alternating in one process:
 
 * ``split`` (the node, ``GallerySet.append``): the merged segment is written while searches go
   on; they wait only for the append's commit and the merge's.
@@ -17,7 +18,9 @@ in one process:
 Per way: the append's wall time (append + merge), the searches' median latency while idle and
 the longest a search took that overlapped the append; then one record is deleted and its
 template erased (``GallerySet.erase``: the whole segment rewritten; ``held``: inside the lock),
-with the same figures; medians over the rounds.
+with the same figures; medians over the rounds. After the append and after the erase it waits
+for ``MIN_IDLE_SEARCHES`` searches that start afterwards, so every search that overlapped is
+counted; a longest-search figure with no overlapping search is 0 (``searches_during`` says so).
 """
 
 from __future__ import annotations
@@ -44,7 +47,20 @@ from node.services.galleries import GallerySet, gallery_name
 from node.services.search import fingerprint_candidates
 
 DISTINCT = 256
+#: Least idle time before the append (and, halved, after the append and the erase).
 IDLE_S = 1.0
+#: Searches that must finish before the append, and start after the append / erase.
+MIN_IDLE_SEARCHES = 5
+
+
+def wait_for_searches(
+    times: list[tuple[float, float]], since: float, n: int, searcher: threading.Thread
+) -> None:
+    """Block until ``n`` searches that started at or after ``since`` have finished."""
+    while sum(t0 >= since for t0, _ in list(times)) < n:
+        if not searcher.is_alive():
+            raise RuntimeError("the search thread stopped")
+        time.sleep(0.001)
 
 
 def tiled(base: RecordBatch, n: int, tag: str) -> RecordBatch:
@@ -71,17 +87,23 @@ def one_round(
         times: list[tuple[float, float]] = []
         stop = threading.Event()
 
+        def one_search() -> None:
+            with galleries.reading(schema) as gallery:
+                assert gallery is not None
+                fingerprint_candidates(gallery, [probe], 10, threads=1)
+
         def search() -> None:
             while not stop.is_set():
                 t0 = time.perf_counter()
-                with galleries.reading(schema) as gallery:
-                    assert gallery is not None
-                    fingerprint_candidates(gallery, [probe], 10, threads=1)
+                one_search()
                 times.append((t0, time.perf_counter()))
 
+        one_search()  # untimed warm-up: first-call overhead stays out of the idle figure
         searcher = threading.Thread(target=search)
+        start = time.perf_counter()
         searcher.start()
         time.sleep(IDLE_S)
+        wait_for_searches(times, start, MIN_IDLE_SEARCHES, searcher)
         gallery = galleries.galleries()[gallery_name(schema)]
         a = time.perf_counter()
         if held:  # the node's append before b7ac8cb
@@ -93,6 +115,7 @@ def one_round(
         b = time.perf_counter()
         assert gallery.stats().segments == 1 and len(gallery) == params.MERGE_FANIN * segment
         time.sleep(IDLE_S / 2)
+        wait_for_searches(times, b, MIN_IDLE_SEARCHES, searcher)
         galleries.remove(["last-0"])  # then its template is erased: the segment rewritten
         c = time.perf_counter()
         if held:
@@ -103,6 +126,7 @@ def one_round(
         d = time.perf_counter()
         assert gallery.stats().deleted == 0
         time.sleep(IDLE_S / 2)
+        wait_for_searches(times, d, MIN_IDLE_SEARCHES, searcher)
         stop.set()
         searcher.join()
     idle = [t1 - t0 for t0, t1 in times if t1 < a]
@@ -111,10 +135,10 @@ def one_round(
     return {
         "append_s": b - a,
         "idle_search_ms": 1e3 * statistics.median(idle),
-        "longest_search_during_ms": 1e3 * max(during),
+        "longest_search_during_ms": 1e3 * max(during, default=0.0),
         "searches_during": float(len(during)),
         "erase_s": d - c,
-        "longest_search_during_erase_ms": 1e3 * max(erasing),
+        "longest_search_during_erase_ms": 1e3 * max(erasing, default=0.0),
     }
 
 
