@@ -229,8 +229,8 @@ def export_cmd(
 
 
 def _vkeys(value: str, option: str) -> list[VerifyingKey]:
-    """The keys ``value`` gives: a vkey file's text (one vkey a line, as `bdx pki vkey` prints
-    a renewed member's two and the node's ``log-keys.txt`` holds them), or vkey text. A value
+    """The keys ``value`` gives: a vkey file's text or vkey text, one vkey a line (as `bdx pki
+    vkey` prints a renewed member's two and the node's ``log-keys.txt`` holds them). A value
     that is neither and looks like a file name (a ``.vkey`` suffix, or not the
     <name>+<key id>+<key> shape) is a missing file, exit 4 (a mistyped th.vkeyy was exit 5, the
     code of a failed verification); malformed key material is bad input, 3. (A "/" tells
@@ -244,9 +244,9 @@ def _vkeys(value: str, option: str) -> list[VerifyingKey]:
             raise InvalidRequestError(
                 f"{option} file {path} is not vkey text (not UTF-8)", reason="bad_key"
             ) from None
-        lines = [line for line in text.splitlines() if line.strip()] or [text]
-    else:
-        lines, where = [value], option
+    else:  # `--log-key "$(bdx pki vkey ...)"` during a renewal's overlap: two lines
+        text, where = value, option
+    lines = [line for line in text.splitlines() if line.strip()] or [text]
     try:
         return [VerifyingKey.from_vkey(line)[0] for line in lines]
     except (NoteFormatError, KeyTypeError) as exc:

@@ -199,13 +199,13 @@ def test_a_renewal_by_the_documented_steps_is_no_outage(
     log_keys = th.app.state.settings.data_dir / "log-keys.txt"
     assert len(log_keys.read_text().split()) == 2  # the store audit verifies the old key's
     # An export of TH's whole log holds checkpoints under both keys: the auditor's file of
-    # `bdx pki vkey` output verifies it, as does the node's log-keys.txt (a file of two vkeys
-    # was malformed key material, exit 3).
+    # `bdx pki vkey` output verifies it, as do the node's log-keys.txt (a file of two vkeys
+    # was malformed key material, exit 3) and that output given inline.
     export = tmp_path / "th-export.json"
     export.write_bytes(export_json(th_log))
-    for keys_file in (auditor_keys, log_keys):
+    for keys in (str(auditor_keys), str(log_keys), vkeys):  # vkeys: --log-key "$(vkey ...)"
         with pytest.raises(SystemExit) as done:
-            main(["audit", "verify", str(export), "--log-key", str(keys_file)])
+            main(["audit", "verify", str(export), "--log-key", keys])
         out, err = capsys.readouterr()
         assert done.value.code in (0, None), err
         assert out.startswith("OK ")
