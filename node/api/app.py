@@ -121,6 +121,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.gallery = gallery
+    app.state.missing_from_gallery = 0  # counted by the start-up reconcile
     install_error_handlers(app)
     app.add_middleware(AccessLog)  # innermost: it reads the matched route after routing
     app.add_middleware(
@@ -223,3 +224,13 @@ def _reconcile(app: FastAPI) -> None:
     changed = {k: v for k, v in report.summary().items() if v}
     if changed:
         log.warning("reconciled database and gallery at start-up: %s", changed)
+    # Active records whose templates the gallery lacks are never found: /health says so (it
+    # was a WARNING among the reconcile's counts, and GET /subjects showed them active).
+    app.state.missing_from_gallery = len(report.missing_from_gallery)
+    if report.missing_from_gallery:
+        log.error(
+            "%d active records are not in the gallery and are never found (a database newer "
+            "than its gallery, e.g. the two restored from different moments): re-enrol their "
+            "subjects; `bdx gallery reconcile --json` lists them",
+            len(report.missing_from_gallery),
+        )

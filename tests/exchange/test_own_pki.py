@@ -162,6 +162,7 @@ def test_a_stale_crl_is_told_at_start_in_health_and_to_officers_until_a_fresh_on
             "country": "TH",
             "version": None,
             "gallery": True,
+            "missing_from_gallery": 0,
             "pki": [],
         }
         result = query(th, "ID")

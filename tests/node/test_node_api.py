@@ -51,6 +51,7 @@ def test_health_needs_no_token(client: TestClient) -> None:
         "country": "XA",
         "version": body["version"],
         "gallery": True,
+        "missing_from_gallery": 0,
         "pki": [],
     }
 

@@ -20,6 +20,7 @@ from node.errors import NotFoundError
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet, gallery_name, gallery_writer
 from node.services.records import NewRecord, RecordService
+from node.settings import Settings
 
 SCHEMA = GallerySchema("face", "test-embedding", 1, {"embedding": FieldSpec("float32", (4,))})
 
@@ -250,6 +251,25 @@ def test_reconcile_removes_gallery_orphans_and_reports_lost_templates(
         "missing_from_gallery": 1,
         "emptied_subjects": 1,
     }
+
+
+def test_records_missing_from_the_gallery_make_the_node_degraded(
+    session: Session, galleries: GallerySet, settings: Settings, engine: Engine
+) -> None:
+    """A database newer than its gallery (the two restored from different moments): the
+    start-up reconcile reported its active records without templates in a WARNING among its
+    counts, /health said ok, and GET /subjects showed them active while every search of them
+    was a no-hit. /health is degraded now and counts them; the node logs an ERROR."""
+    from fastapi.testclient import TestClient
+
+    from node.api.app import create_app
+
+    lost = enrol(session, galleries, new("case-2"))[0].reference
+    enrol(session, galleries, new("case-3"))
+    galleries.remove([lost])
+    with TestClient(create_app(settings, engine=engine, gallery=galleries)) as client:
+        body = client.get("/health").json()
+    assert (body["status"], body["missing_from_gallery"]) == ("degraded", 1)
 
 
 def test_reconcile_refuses_to_empty_the_gallery_for_another_database(

@@ -21,11 +21,13 @@ def health(request: Request, settings: SettingsDep, session: SessionDep) -> Heal
     session.execute(text("SELECT 1"))
     exchange: Exchange | None = getattr(request.app.state, "exchange", None)
     notices = exchange.pki_watch.notices() if exchange is not None else []
+    missing: int = getattr(request.app.state, "missing_from_gallery", 0)
     return Health(
-        status="degraded" if any(n.refusing for n in notices) else "ok",
+        status="degraded" if missing or any(n.refusing for n in notices) else "ok",
         country=settings.country,
         version=version("bdx"),
         gallery=request.app.state.gallery is not None,
+        missing_from_gallery=missing,
         pki=[
             PkiNotice(
                 document=n.document, state=n.state, reason=n.reason, at=n.at, detail=explain(n)

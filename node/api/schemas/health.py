@@ -26,11 +26,17 @@ class PkiNotice(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "degraded"] = Field(
         description="degraded: the API serves, but this node's peer exchange refuses because "
-        "of a notice in pki"
+        "of a notice in pki, or records are missing from the gallery (missing_from_gallery)"
     )
     country: str
     version: str
     gallery: bool
+    missing_from_gallery: int = Field(
+        0,
+        description="active records the start-up reconcile found without a template in the "
+        "gallery (a database newer than its gallery): never found until their subjects are "
+        "re-enrolled; counted at start-up",
+    )
     pki: list[PkiNotice] = Field(
         default_factory=list,
         description="this node's trust list, CRL and own certificates that need the operator",
