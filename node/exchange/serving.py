@@ -9,16 +9,18 @@ any request that arrives without a validated client certificate, so the API port
 used to reach them. The peer listener serves the peer routes only (404 for any other path):
 it is the port opened to the whole region, and the officers', operators' and auditors' API
 must not be reachable through it with a leaked token. Only the API server runs the app's
-lifespan (start-up builds the exchange); both stop on the first SIGINT/SIGTERM.
+lifespan (start-up builds the exchange); both stop, in order, on the first SIGINT/SIGTERM
+(:class:`ServerPair`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import ssl
+import threading
 from collections.abc import Generator
-from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -99,58 +101,103 @@ class PeerRoutesOnly:
 
 
 class _QuietServer(uvicorn.Server):
-    """A server that leaves signal handling to its partner."""
+    """A server that leaves signal handling to its :class:`ServerPair`."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
 
 
-class _LinkedServer(uvicorn.Server):
-    """A server whose exit also stops ``partner``."""
-
-    def __init__(self, config: uvicorn.Config, partner: uvicorn.Server) -> None:
-        super().__init__(config)
-        self.partner = partner
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.partner.should_exit = True
-        super().handle_exit(sig, frame)
-
-
-#: How often :meth:`ServerPair.serve` looks whether the API has started: a start takes
-#: seconds, so a 50 ms look costs nothing and delays the peer listener by at most that.
+#: How often :meth:`ServerPair.serve` looks whether the API has started, or a stop was asked
+#: for: a start takes seconds, so a 50 ms look costs nothing.
 STARTED_POLL_S = 0.05
+#: Signals that stop a node: the first stops it in order (below), a second forces it.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ServerPair:
-    """The API and peer servers of one node; :meth:`serve` runs both until either stops."""
+    """The API and peer servers of one node; :meth:`serve` runs both until either stops, a
+    signal or :meth:`stop` stops them.
+
+    A stop goes in order: the peer listener stops taking connections and finishes the
+    requests it holds, then the peer threads finish the queries they run, then the API server
+    does the same and runs the app's shutdown (which tears the exchange and the search pool
+    down). uvicorn handled the signals on the API server alone: its shutdown tore the exchange
+    down under the peer listener's queries (unreachable or search_unavailable at the peers,
+    a quota unit charged without its events), and it then re-raised the signal, so SIGTERM
+    killed the process before the peer listener's graceful wait and the galleries' close."""
 
     def __init__(self, api: uvicorn.Config, peer: uvicorn.Config) -> None:
         self.peer = _QuietServer(peer)
-        self.api = _LinkedServer(api, self.peer)
+        self.api = _QuietServer(api)
+        self._stop_asked = False
 
     @property
     def started(self) -> bool:
         return bool(self.api.started and self.peer.started)
 
     def stop(self) -> None:
-        self.api.should_exit = self.peer.should_exit = True
+        """Ask for the orderly stop (any thread)."""
+        self._stop_asked = True
+
+    def _signalled(self) -> None:
+        if self._stop_asked:  # the second signal: stop now, waiting for nothing
+            for server in (self.api, self.peer):
+                server.force_exit = server.should_exit = True
+        self._stop_asked = True
 
     async def serve(self) -> None:
         """Serve both; the peer listener opens once the API has started, i.e. once the app's
         start-up (its exchange, galleries and search pool) is done. Opened at once, it
         answered every peer 503 "no exchange set up" with an ERROR line each during a start
         that can take tens of seconds; not listening yet, it is a peer that is not up yet."""
-        api = asyncio.create_task(self.api.serve())
-        while not self.api.started and not api.done():
-            await asyncio.sleep(STARTED_POLL_S)
-        tasks = [api]
-        if not api.done():
-            tasks.append(asyncio.create_task(self.peer.serve()))
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        self.stop()
-        await asyncio.gather(*tasks)
+        with self._signals():
+            api = asyncio.create_task(self.api.serve())
+            while not self.api.started and not api.done():
+                if self._stop_asked:
+                    self.api.should_exit = True  # after its start-up, which cannot be cut
+                await asyncio.sleep(STARTED_POLL_S)
+            if api.done() or self._stop_asked:
+                self.api.should_exit = True
+                await api
+                return
+            peer = asyncio.create_task(self.peer.serve())
+            while not (api.done() or peer.done() or self._stop_asked):
+                await asyncio.sleep(STARTED_POLL_S)
+            self.peer.should_exit = True
+            await asyncio.wait([peer])  # its requests answered (GRACEFUL_SHUTDOWN_S at most)
+            await self._finish_peer_work()
+            self.api.should_exit = True
+            await asyncio.gather(api, peer)
+
+    async def _finish_peer_work(self) -> None:
+        """Wait (``GRACEFUL_SHUTDOWN_S`` at most) for the queries the peer threads run, the
+        ones answered 202 included, so each ends with its log events before the exchange is
+        torn down; the next start makes a new pool."""
+        node = getattr(self.peer.config, "node", None)
+        state = getattr(node, "state", None)
+        executor = getattr(state, "peer_executor", None)
+        if executor is None:
+            return
+        state.peer_executor = state.peer_work = None  # type: ignore[union-attr]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(executor.shutdown), GRACEFUL_SHUTDOWN_S)
+
+    @contextlib.contextmanager
+    def _signals(self) -> Generator[None, None, None]:
+        """SIGINT and SIGTERM stop the pair (:meth:`_signalled`) while it serves, in the main
+        thread (tests serve pairs in other threads and stop them with :meth:`stop`)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, self._signalled)
+        try:
+            yield
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
 
 
 async def serve_pair(api: uvicorn.Config, peer: uvicorn.Config) -> None:

@@ -4,17 +4,25 @@ servers on loopback ports."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from certs.pki.bootstrap import build_region, write_region
+from matcher.fingerprint import iso19794_2
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.synthetic import synthetic_templates
 from node.exchange.serving import ServerPair
-from tests.exchange.service_support import free_port
+from tests.exchange.service_support import ServiceNode, free_port, serving
 
 
 def _listening(port: int) -> bool:
@@ -57,3 +65,54 @@ def test_the_peer_listener_opens_once_the_node_has_started() -> None:
         pair.stop()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def _officer_query(node: ServiceNode, to: str, probe: FingerprintTemplate) -> dict[str, Any]:
+    """``node``'s officer's result for a border-control query of ``probe`` to ``to``."""
+    body = {
+        "peers": [to],
+        "purpose": "border_control",
+        "modality": "fingerprint",
+        "templates": [
+            {"data": base64.b64encode(iso19794_2.encode(probe)).decode(), "finger_position": 1}
+        ],
+    }
+    headers = {"Authorization": f"Bearer {node.token}"}
+    r = httpx.post(node.api_url + "/queries", json=body, headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()["results"][0]
+    return result
+
+
+def test_a_stopping_node_answers_the_peer_queries_it_holds(tmp_path: Path) -> None:
+    """Stopping a node (SIGTERM, SIGINT) stopped the API server first, whose shutdown tore
+    the exchange and the search pool down under the queries the peer listener held: peers
+    got unreachable or search_unavailable, and a quota unit could stay charged without its
+    events. The peer listener and the peer threads now finish first. Here TH's peer thread
+    for ID is held while ID's query waits behind it; TH is asked to stop, then the thread is
+    let go: ID's query is answered, a hit, and logged at TH."""
+    fingers = synthetic_templates(3, 2, seed=11)
+    write_region(build_region(["TH", "ID"]), tmp_path / "region")
+    with serving(tmp_path / "nodes", tmp_path / "region", ["TH", "ID"], peer_threads=2) as nodes:
+        th, idn = nodes["TH"], nodes["ID"]
+        th.enrol(["th-0", "th-1"], [fingers[0][0], fingers[1][0]])
+        assert _officer_query(idn, "TH", fingers[1][1])["outcome"] == "hit"  # TH's threads set up
+        work = th.app.state.peer_work
+        release = threading.Event()
+        work.submit("ID", lambda: release.wait(60) and None)  # ID's share of TH's threads
+        results: list[dict[str, Any]] = []
+        asking = threading.Thread(
+            target=lambda: results.append(_officer_query(idn, "TH", fingers[0][1]))
+        )
+        asking.start()
+        deadline = time.monotonic() + 30
+        while work.load("ID") != (1, 1):  # ID's query waits behind the held thread
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        th.pair.stop()
+        time.sleep(1)  # the stop is under way: the peer listener finishes what it holds
+        release.set()
+        asking.join(60)
+        th.thread.join(30)
+        assert not th.thread.is_alive()
+        assert [(r["status"], r["outcome"]) for r in results] == [("answered", "hit")]

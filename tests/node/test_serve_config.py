@@ -419,3 +419,7 @@ def test_a_stale_crl_leaves_the_api_serving_and_the_exchange_refusing(tmp_path: 
     # the INFO line that ends it reaches the operator too (the node's INFO lines were dropped)
     again = [line for line in err.splitlines() if "in order again" in line]
     assert again == ["INFO:     this node's CRL is in order again"], err
+    # SIGTERM stops the node in order (ServerPair's handlers): uvicorn's re-raised it once
+    # the API server had stopped, killing the process (-15) before the peer listener's wait
+    assert proc.returncode == 0, err
+    assert "Application shutdown complete" in err
