@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,37 @@ def test_demo_refuses_a_file_as_run_directory(tmp_path: Path) -> None:
         )
         assert done.returncode == 2 and "--out" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+
+
+def test_sigterm_to_the_demo_stops_its_nodes(tmp_path: Path) -> None:
+    """SIGTERM (a CI job cancelled, `kill`) killed the demo alone: its `bdx serve` children
+    went on serving, their ports bound. It stops them as Ctrl-C does now."""
+    from node.demo.region import DemoNode, free_port
+
+    node = DemoNode("TH", tmp_path / "th", free_port(), free_port())
+    node.root.mkdir()
+    node.config.write_text(f'data_dir = "{node.root}"\nport = {node.api_port}\n')
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from node.demo.region import DemoNode\n"
+        "from node.demo.servers import serving\n"
+        f"node = DemoNode('TH', Path({str(node.root)!r}), {node.api_port}, {node.peer_port})\n"
+        "with serving({'TH': node}):\n"
+        "    print('serving', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as demo:
+        try:
+            assert demo.stdout is not None and demo.stdout.readline() == "serving\n"
+            assert httpx.get(node.api_url + "/health", timeout=5).status_code == 200
+            demo.send_signal(signal.SIGTERM)
+            demo.communicate(timeout=60)
+        finally:
+            if demo.poll() is None:
+                demo.kill()
+                demo.communicate()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(node.api_url + "/health", timeout=2)
