@@ -169,6 +169,14 @@ class Witness:
             row = conn.execute(query).first()
         return None if row is None else log_signed(SignedCheckpoint.from_bytes(row.note))
 
+    def roots_at(self, origin: str, size: int) -> set[bytes]:
+        """The roots of ``origin``'s checkpoints of ``size`` this witness cosigned: none, or one
+        (a witness cosigns one history)."""
+        t = schema.witnessed
+        query = select(t.c.root_hash).where(t.c.origin == origin, t.c.tree_size == size)
+        with self._engine.connect() as conn:
+            return set(conn.execute(query.distinct()).scalars())
+
     def history(self, origin: str) -> list[SignedCheckpoint]:
         """Every checkpoint of ``origin`` this witness cosigned, oldest first (each with the
         log's signature only, see :func:`log_signed`)."""

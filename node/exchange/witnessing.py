@@ -46,6 +46,7 @@ from certs.pki.credentials import NodeCredentials
 from certs.pki.profiles import Usage
 from certs.pki.validate import TrustAnchors
 from certs.translog import (
+    Checkpoint,
     Cosignature,
     RollbackError,
     SignedCheckpoint,
@@ -143,6 +144,28 @@ def _cosigner(keys: Sequence[VerifyingKey], cosignature: Cosignature) -> Verifyi
     return next((k for k in keys if k.key_id("cosignature") == cosignature.key_id), keys[0])
 
 
+#: Distinct presented checkpoints kept as evidence against one checkpoint this node holds
+#: for a peer log (per other witness for a split view), for each of two kinds: those with
+#: another root at a size this witness cosigned (a fork, proven by two signed roots) and those
+#: it cannot tie to its history (another size, a failing proof). A peer signs any number of
+#: random roots for free and each event keeps two notes in this node's append-only log; 16
+#: trees a log signed against one history already prove it forks (or lies in its proofs), so
+#: the ones beyond are only counted (one WARNING line, then DEBUG). The two kinds are bounded
+#: apart so that honest checkpoints sent with wrong proofs cannot use up the room of forks.
+EVIDENCE_PER_HELD = 16
+
+
+@dataclass
+class _Kept:
+    """The evidence kept against one held checkpoint: the presented (size, root) of each
+    kind, and the refusals not kept (repeats of one kept, and those beyond the bound)."""
+
+    held: str
+    trees: dict[str, set[tuple[int, bytes]]] = field(default_factory=dict)
+    repeats: int = 0
+    over: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class WitnessService:
     """This node's witness of its peers' logs (state in the node database). A refusal that
@@ -150,21 +173,23 @@ class WitnessService:
     ``events``, appended to this node's own exchange log with both signed notes: the
     refusing witness keeps the evidence, not only the node that tampered.
 
-    Evidence of one fact is kept once: a refusal for the same peer log, reason (and, for a
-    split view, other witness) against the same checkpoint this node holds is the same
-    fact, however often and with whatever checkpoint the peer presents it again (a peer can
-    sign any number of them for free); the repeats are logged at DEBUG and counted. The
-    notes kept carry the checkpoint body and the log's verified signature only
+    A presented checkpoint this witness cosigned before (its size and root), e.g. an old one
+    sent again, is refused as before but is evidence of nothing: it is logged at DEBUG only.
+    Any other is kept once per peer log (and other witness, for a split view), checkpoint
+    this node holds and presented tree (size and root), up to ``EVIDENCE_PER_HELD`` trees of
+    each kind per held checkpoint (a peer can sign any number for free); repeats are logged
+    at DEBUG and counted, and so are trees beyond the bound after one WARNING line. The notes
+    kept carry the checkpoint body and the log's verified signature only
     (:func:`~certs.translog.witness.log_signed`), never the lines a presenter added."""
 
     witness: Witness
     anchors: TrustAnchors
     country: str = ""
     events: ExchangeLog | None = None
-    #: per (event type, peer, [witness,] reason): the held checkpoint body whose evidence
-    #: was kept, and how many repeats were not (a few entries per peer: the held checkpoint
-    #: only moves forward, replacing the entry).
-    _kept: dict[tuple[str, ...], tuple[str, int]] = field(
+    #: per (event type, peer[, witness]): the evidence kept against the held checkpoint (a
+    #: few entries per peer of at most 2 x EVIDENCE_PER_HELD trees: the held checkpoint only
+    #: moves forward, replacing the entry).
+    _kept: dict[tuple[str, ...], _Kept] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
     _kept_lock: threading.Lock = field(
@@ -182,28 +207,64 @@ class WitnessService:
         latest = self.witness.latest(log_origin(peer))
         return latest.checkpoint.size if latest is not None else 0
 
-    def _first(self, fact: tuple[str, ...], held: str) -> int:
-        """0 when the evidence of ``fact`` against the held checkpoint body ``held`` is new
-        (now marked kept), else how many times it was seen again."""
+    def _is_evidence(
+        self, scope: tuple[str, ...], held: str, presented: Checkpoint, what: str
+    ) -> str | None:
+        """Whether the refusal of ``presented`` (``what``: for the log lines) against the held
+        checkpoint body ``held`` is new evidence to keep: its kind (now marked kept), else
+        None, logged at DEBUG (or WARNING, the first beyond the bound)."""
+        roots = self.witness.roots_at(presented.origin, presented.size)
+        if presented.root_hash in roots:
+            logger.debug("%s: a checkpoint this node cosigned, no evidence", what)
+            return None
+        kind = "conflict" if roots else "untied"
+        tree = (presented.size, presented.root_hash)
         with self._kept_lock:
-            kept_held, repeats = self._kept.get(fact, (None, 0))
-            repeats = repeats + 1 if kept_held == held else 0
-            self._kept[fact] = (held, repeats)
-            return repeats
+            entry = self._kept.get(scope)
+            if entry is None or entry.held != held:
+                entry = self._kept[scope] = _Kept(held)
+            trees = entry.trees.setdefault(kind, set())
+            if tree in trees:
+                entry.repeats += 1
+                logger.debug("%s again (kept already; %d repeats)", what, entry.repeats)
+                return None
+            if len(trees) >= EVIDENCE_PER_HELD:
+                over = entry.over[kind] = entry.over.get(kind, 0) + 1
+                level = logging.WARNING if over == 1 else logging.DEBUG
+                logger.log(
+                    level,
+                    "%s: not kept, %d trees of the kind kept already against this checkpoint "
+                    "(%d not kept)",
+                    what,
+                    EVIDENCE_PER_HELD,
+                    over,
+                )
+                return None
+            trees.add(tree)
+            return kind
 
-    def _unmark(self, fact: tuple[str, ...], held: str) -> None:
-        """Forget that ``fact`` was kept (its event could not be appended: the next one is)."""
+    def _unmark(self, scope: tuple[str, ...], held: str, kind: str, presented: Checkpoint) -> None:
+        """Forget that ``presented`` was kept (its event could not be appended: the next one
+        is)."""
         with self._kept_lock:
-            if self._kept.get(fact, (None, 0))[0] == held:
-                del self._kept[fact]
+            entry = self._kept.get(scope)
+            if entry is not None and entry.held == held:
+                entry.trees.get(kind, set()).discard((presented.size, presented.root_hash))
 
-    def _record(self, fact: tuple[str, ...], held: str, event: dict[str, Any]) -> None:
+    def _record(
+        self,
+        scope: tuple[str, ...],
+        held: str,
+        kind: str,
+        presented: Checkpoint,
+        event: dict[str, Any],
+    ) -> None:
         if self.events is None:
             return
         try:
             self.events.record(event)
         except BaseException:
-            self._unmark(fact, held)
+            self._unmark(scope, held, kind, presented)
             raise
 
     def view(self, peer: str) -> SignedCheckpoint | None:
@@ -216,24 +277,21 @@ class WitnessService:
         """Check that ``theirs`` (what ``witness`` cosigned for ``peer``'s log) and ``mine``
         can be one history (``proof``: the log's, between their sizes). A split view is
         logged at ERROR and, with ``events``, appended to this node's exchange log with both
-        signed notes (once per peer, witness and checkpoint held, see the class); then
-        :class:`SplitViewError` is raised."""
+        signed notes (once per peer, witness, checkpoint held and tree presented, see the
+        class); then :class:`SplitViewError` is raised."""
         presented = SignedCheckpoint.from_bytes(theirs)
         try:
             key = _signer(peer_log_keys(self.anchors, peer), presented)
             self.witness.check_peer_view(theirs, key, proof, mine)
         except SplitViewError as exc:
             # ``presented`` verified under ``key`` before the views were compared
-            fact, held = ("split_view", peer, witness, exc.reason), mine.note.text
-            repeats = self._first(fact, held)
-            if repeats:
-                logger.debug(
-                    "%s's log showed %s another history again (kept already; %d repeats) [%s]",
-                    peer,
-                    witness,
-                    repeats,
-                    exc.reason,
-                )
+            scope, held = ("split_view", peer, witness), mine.note.text
+            what = (
+                f"{peer}'s log showed {witness} size {presented.checkpoint.size} against "
+                f"size {mine.checkpoint.size} held here [{exc.reason}]"
+            )
+            kind = self._is_evidence(scope, held, presented.checkpoint, what)
+            if kind is None:
                 raise
             logger.error(
                 "%s's log showed %s another history than this node cosigned: %s [%s]",
@@ -252,7 +310,7 @@ class WitnessService:
                 "presented": log_signed(presented, key).to_bytes().decode(),
                 "at": datetime.now(UTC).isoformat(),
             }
-            self._record(fact, held, event)
+            self._record(scope, held, kind, presented.checkpoint, event)
             raise
 
     def cosign(
@@ -285,24 +343,21 @@ class WitnessService:
         self, peer: str, presented: SignedCheckpoint, exc: RollbackError | SplitViewError
     ) -> None:
         held = self.witness.latest(presented.checkpoint.origin)  # the log's line only
-        fact = ("witness_refusal", peer, exc.reason)
+        scope = ("witness_refusal", peer)
         held_text = held.note.text if held is not None else ""
-        repeats = self._first(fact, held_text)
-        if repeats:
-            logger.debug(
-                "%s's log presented size %d against size %s again (kept already; %d repeats) [%s]",
-                peer,
-                presented.checkpoint.size,
-                held.checkpoint.size if held is not None else "none",
-                repeats,
-                exc.reason,
-            )
+        held_size = held.checkpoint.size if held is not None else "none"
+        what = (
+            f"{peer}'s log presented size {presented.checkpoint.size} against size "
+            f"{held_size} held here [{exc.reason}]"
+        )
+        kind = self._is_evidence(scope, held_text, presented.checkpoint, what)
+        if kind is None:
             return
         logger.error(
             "%s's log presented size %d, inconsistent with size %s this node cosigned: %s [%s]",
             peer,
             presented.checkpoint.size,
-            held.checkpoint.size if held is not None else "none",
+            held_size,
             exc.message,
             exc.reason,
         )
@@ -315,7 +370,7 @@ class WitnessService:
             "held": held.to_bytes().decode() if held is not None else None,
             "at": datetime.now(UTC).isoformat(),
         }
-        self._record(fact, held_text, event)
+        self._record(scope, held_text, kind, presented.checkpoint, event)
 
 
 def cosignature_json(c: Cosignature) -> dict[str, object]:

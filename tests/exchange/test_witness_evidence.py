@@ -9,6 +9,7 @@ limit); or a witness serves such a padded view of another log.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -29,6 +30,8 @@ from certs.translog import Checkpoint, SignedCheckpoint, SigningKey, schema
 from certs.translog.note import Note, NoteSignature
 from node.exchange.requester import Peer
 from node.exchange.witnessing import (
+    EVIDENCE_PER_HELD,
+    PROOF_PATH,
     VIEWS_PATH,
     WITNESS_PATH,
     compare_views,
@@ -133,31 +136,41 @@ def test_the_same_checkpoint_resent_with_junk_lines_is_one_row(
     view.verify(peer_log_key(nodes["MY"].exchange.credentials.anchors, "ID"))
 
 
+def present_to(
+    client: httpx.Client,
+    th: ServiceNode,
+    note: SignedCheckpoint,
+    old_size: int,
+    proof: list[bytes] | None = None,
+) -> tuple[int, str]:
+    """Post ``note`` (padded) to TH's witness endpoint; the status and error code."""
+    body = {
+        "checkpoint": padded(note),
+        "old_size": old_size,
+        "proof": [base64.b64encode(h).decode() for h in proof or []],
+    }
+    r = client.post(th.peer_url + WITNESS_PATH, json=body)
+    return r.status_code, r.json().get("error", "")
+
+
 def test_a_refusal_repeated_is_kept_once_without_the_padding(
     nodes: dict[str, ServiceNode], region_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """MY, once TH cosigned its log, sent rollbacks padded with 95 junk signature lines,
     again and again: each added a ~14 KB witness_refusal event (both notes, padding and
-    all) to TH's append-only log and an ERROR line (800 in 8 s: +10 MiB). One fact, one
-    event: repeats against the same held checkpoint add nothing, whether the same rollback
-    with other padding or fresh ones; the notes kept carry no padding and verify."""
+    all) to TH's append-only log and an ERROR line (800 in 8 s: +10 MiB). One presented
+    tree, one event: the same rollback again with other padding adds nothing; the notes
+    kept carry no padding and verify."""
     th, my = nodes["TH"], nodes["MY"]
     held = witnessed_by(th, my)
     size = held.checkpoint.size
     rollback = signed_by(my, size - 1)
     before = th.exchange.log.size()
     caplog.set_level(logging.INFO, logger="node.exchange.witnessing")
+    rollback_refused = (403, "checkpoint_rollback")
     with peer_client(region_dir, "MY") as client:
-
-        def present(note: SignedCheckpoint) -> None:
-            body = {"checkpoint": padded(note), "old_size": size}
-            r = client.post(th.peer_url + WITNESS_PATH, json=body)
-            assert r.status_code == 403 and r.json()["error"] == "checkpoint_rollback", r.text
-
         for _ in range(20):
-            present(rollback)
-        for _ in range(20):
-            present(signed_by(my, size - 1))  # another root each time, the same fact
+            assert present_to(client, th, rollback, size) == rollback_refused
         kept = kept_events(th, "witness_refusal", before)
         assert [(e["peer"], e["reason"]) for e in kept] == [("MY", "checkpoint_rollback")]
         assert kept[0]["presented"] == rollback.to_bytes().decode()  # no padding lines
@@ -173,9 +186,84 @@ def test_a_refusal_repeated_is_kept_once_without_the_padding(
         # Another checkpoint held: a rollback against it is another fact, kept once more.
         newer = witnessed_by(th, my)
         for _ in range(5):
-            present(rollback)
+            assert present_to(client, th, rollback, newer.checkpoint.size) == rollback_refused
     kept = kept_events(th, "witness_refusal", before)
     assert [e["held"] for e in kept] == [held.to_bytes().decode(), newer.to_bytes().decode()]
+
+
+def test_an_old_checkpoint_resent_does_not_hide_a_forged_one(
+    nodes: dict[str, ServiceNode], region_dir: Path
+) -> None:
+    """MY re-sent c1, an older checkpoint TH had cosigned (refused as a rollback, and kept as
+    THE evidence of rollbacks against c2), then sent a checkpoint of c1's size with another
+    root signed with its real key: refused, but not kept, so TH's log showed only MY's real
+    roots. Now c1 is no evidence (TH cosigned it) and the forged tree is kept."""
+    th, my = nodes["TH"], nodes["MY"]
+    c1 = witnessed_by(th, my)
+    c2 = witnessed_by(th, my)
+    forged = signed_by(my, c1.checkpoint.size)
+    before = th.exchange.log.size()
+    with peer_client(region_dir, "MY") as client:
+        for note in (c1, forged, c1):
+            got = present_to(client, th, note, c2.checkpoint.size)
+            assert got == (403, "checkpoint_rollback"), got
+    kept = kept_events(th, "witness_refusal", before)
+    assert [e["presented"] for e in kept] == [forged.to_bytes().decode()]
+    assert kept[0]["held"] == c2.to_bytes().decode()
+
+
+def test_an_extension_with_a_wrong_proof_does_not_hide_a_forged_one(
+    nodes: dict[str, ServiceNode], region_dir: Path
+) -> None:
+    """MY sent its real next checkpoint with a well-formed wrong proof (a split view to TH:
+    kept), then a forged checkpoint of that size with the real proof: refused, not kept. Now
+    each presented tree is kept once."""
+    th, my = nodes["TH"], nodes["MY"]
+    held = witnessed_by(th, my)
+    old = held.checkpoint.size
+    log = my.exchange.log
+    log.append_many([b'{"type":"z"}'])
+    honest = log.issue_checkpoint()
+    new = honest.checkpoint.size
+    real = log.consistency_proof(old, new)
+    forged = signed_by(my, new)
+    before = th.exchange.log.size()
+    with peer_client(region_dir, "MY") as client:
+        wrong = [os.urandom(32) for _ in real]
+        assert present_to(client, th, honest, old, wrong) == (403, "split_view")
+        for _ in range(3):
+            assert present_to(client, th, forged, old, real) == (403, "split_view")
+    kept = kept_events(th, "witness_refusal", before)
+    presented = [e["presented"] for e in kept]
+    assert presented == [honest.to_bytes().decode(), forged.to_bytes().decode()]
+
+
+def test_a_flood_of_forged_roots_keeps_at_most_the_bound(
+    nodes: dict[str, ServiceNode], region_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keyed by the presented tree, a peer signing a fresh root per request (the 800-request
+    flood) could add an event each: at most EVIDENCE_PER_HELD are kept per held checkpoint
+    and kind (another root at a size TH cosigned; a size it did not), the rest counted in
+    one WARNING line per kind."""
+    th, my = nodes["TH"], nodes["MY"]
+    c1 = witnessed_by(th, my)
+    c2 = witnessed_by(th, my)
+    size = c2.checkpoint.size
+    before = th.exchange.log.size()
+    caplog.set_level(logging.DEBUG, logger="node.exchange.witnessing")
+    flood = EVIDENCE_PER_HELD + 8
+    with peer_client(region_dir, "MY") as client:
+        for forged_size in (c1.checkpoint.size, size - 1):
+            for _ in range(flood):
+                got = present_to(client, th, signed_by(my, forged_size), size)
+                assert got == (403, "checkpoint_rollback"), got
+    kept = kept_events(th, "witness_refusal", before)
+    sizes = [SignedCheckpoint.from_bytes(e["presented"].encode()).checkpoint.size for e in kept]
+    assert sizes == [c1.checkpoint.size] * EVIDENCE_PER_HELD + [size - 1] * EVIDENCE_PER_HELD
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and "not kept" in r.message
+    ]
+    assert len(warnings) == 2, [r.message for r in warnings]
 
 
 def test_a_split_view_seen_again_is_kept_once_without_the_padding(
@@ -187,11 +275,12 @@ def test_a_split_view_seen_again_is_kept_once_without_the_padding(
     key, new padding and a new root each time: one split_view event, no padding."""
     th, idn = nodes["TH"], nodes["ID"]
     held = witnessed_by(idn, th)
-    first: list[SignedCheckpoint] = []
+    one = signed_by(th, held.checkpoint.size)
+    served: list[SignedCheckpoint] = []
 
     def forged() -> dict[str, str]:
-        signed = signed_by(th, held.checkpoint.size)
-        first.append(signed)
+        signed = one if len(served) < 5 else signed_by(th, held.checkpoint.size)
+        served.append(signed)
         return {"checkpoint": padded(signed)}
 
     app = FastAPI()
@@ -204,7 +293,52 @@ def test_a_split_view_seen_again_is_kept_once_without_the_padding(
                 compare_views(idn.exchange.witness, idn.exchange.credentials, peers, 5)
             )
             assert got == {"TH/MY": "split_view"}, got
+        kept = kept_events(idn, "split_view", before)
+        assert [(e["peer"], e["witness"]) for e in kept] == [("TH", "MY")]
+        assert kept[0]["presented"] == one.to_bytes().decode()  # no padding lines
+        assert kept[0]["held"] == held.to_bytes().decode()
+
+        # A fresh forged root each time: each is kept, up to the bound.
+        for _ in range(EVIDENCE_PER_HELD + 3):
+            got = asyncio.run(
+                compare_views(idn.exchange.witness, idn.exchange.credentials, peers, 5)
+            )
+            assert got == {"TH/MY": "split_view"}, got
     kept = kept_events(idn, "split_view", before)
-    assert [(e["peer"], e["witness"]) for e in kept] == [("TH", "MY")]
-    assert kept[0]["presented"] == first[0].to_bytes().decode()  # no padding lines
-    assert kept[0]["held"] == held.to_bytes().decode()
+    assert [e["presented"] for e in kept] == [
+        s.to_bytes().decode() for s in [one, *served[5 : 4 + EVIDENCE_PER_HELD]]
+    ]
+
+
+def test_a_view_this_node_cosigned_does_not_hide_a_forged_one(
+    nodes: dict[str, ServiceNode], region_dir: Path
+) -> None:
+    """A witness serving an older checkpoint of TH's log that ID cosigned too, with TH (here
+    a fake with TH's TLS certificate) serving a wrong proof to ID's checkpoint, was a split
+    view kept as THE evidence against ID's held checkpoint: a forged view served next was not
+    kept. Now a view ID cosigned is no evidence, and the forged one is kept."""
+    th, idn = nodes["TH"], nodes["ID"]
+    c1 = witnessed_by(idn, th)
+    c2 = witnessed_by(idn, th)
+    real = th.exchange.log.consistency_proof(c1.checkpoint.size, c2.checkpoint.size)
+    forged = signed_by(th, c1.checkpoint.size)
+    views = [c1, forged, c1, forged]
+
+    fake_my, fake_th = FastAPI(), FastAPI()
+    fake_my.get(f"{VIEWS_PATH}/{{cc}}")(lambda cc: {"checkpoint": padded(views.pop(0))})
+
+    @fake_th.get(PROOF_PATH)
+    def wrong_proof(old: int, new: int) -> dict[str, list[str]]:
+        return {"proof": [base64.b64encode(os.urandom(32)).decode() for _ in real]}
+
+    before = idn.exchange.log.size()
+    with tls_app(fake_my, region_dir, "MY") as my_url, tls_app(fake_th, region_dir, "TH") as th_url:
+        peers = [Peer("TH", th_url), Peer("MY", my_url)]
+        while views:
+            got = asyncio.run(
+                compare_views(idn.exchange.witness, idn.exchange.credentials, peers, 5)
+            )
+            assert got == {"TH/MY": "split_view"}, got
+    kept = kept_events(idn, "split_view", before)
+    assert [e["presented"] for e in kept] == [forged.to_bytes().decode()]
+    assert kept[0]["held"] == c2.to_bytes().decode()
