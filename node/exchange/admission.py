@@ -7,8 +7,10 @@
   ``peer_busy``), so another peer's query still finds a free thread.
 * :class:`RefusalBudget`: the refusals of one peer that charge it nothing (a body that is no
   JWS, a bad signature, a stale or replayed query, a policy refusal...) are each logged while
-  the peer's token bucket has tokens; beyond it they are answered 429 and counted, and one
-  ``refusals_suppressed`` event per peer and window says how many and why.
+  the peer's token bucket has tokens; beyond it they are only counted, and one
+  ``refusals_suppressed`` event per peer and window says how many and why. What the peer is
+  answered is the responder's business (:mod:`node.exchange.responder`): a verified query
+  still gets its signed refusal, an unverified one 429.
 
 Peers are told apart by their TLS-authenticated country (``None``: a client whose certificate
 was refused, all such clients together).
@@ -143,19 +145,20 @@ class RefusalBudget:
             return False
 
     def summaries(
-        self, event: Callable[..., dict[str, Any]], peer: Any = (), *, closing: bool = False
+        self, event: Callable[..., dict[str, Any]], *, closing: bool = False
     ) -> list[dict[str, Any]]:
         """The ``refusals_suppressed`` events due (and forgotten here): each peer's whose window
-        has closed, ``peer``'s whatever its window (its next event is about to be logged), and
-        every one with ``closing`` (the node stops). ``event`` makes an event of a type and
-        fields."""
+        has closed, and every one with ``closing`` (the node stops). A peer's window opens at
+        its first refusal counted and closes ``window_s`` later: one event per peer and window
+        at most, however often its refusals are logged meanwhile. ``event`` makes an event of
+        a type and fields."""
         t = self._monotonic()
         due: list[dict[str, Any]] = []
         with self._lock:
             for who, bucket in self._buckets.items():
                 if bucket.since is None:
                     continue
-                if closing or who == peer or t - bucket.opened >= self.window_s:
+                if closing or t - bucket.opened >= self.window_s:
                     due.append(
                         event(
                             "refusals_suppressed",

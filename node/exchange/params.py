@@ -81,21 +81,25 @@ PEER_QUEUED_QUERIES = 2 * MAX_CONNECTIONS_PER_PEER
 #: Retry-After of a 503 ``peer_busy``: a queued query ends within a second or two.
 PEER_BUSY_RETRY_AFTER_S = 2
 
-#: Responder side: each peer's refusals that charge it nothing (``query_refused`` of any stage:
-#: a body that is no JWS, a bad or refused signature, a stale or replayed query, a policy
+#: Responder side: each peer's refusals that are its doing (``query_refused`` of any stage: a
+#: body that is no JWS, a bad or refused signature, a stale or replayed query, a policy
 #: refusal, a template refused before the search) are logged one by one while its token
 #: bucket holds a token: ``REFUSAL_BURST`` at most, refilled at ``REFUSAL_RATE_PER_S``. Beyond
-#: it a refusal is answered 429 and only counted. Without it one peer appended 200-270 log
-#: entries a second, its quota untouched. An honest peer's traffic is not refused: its queries
-#: are answered, its reply polls and witness requests are never logged as refusals, so it
-#: never takes a token; a peer refused for a while (its clock off, its certificate renewed
-#: late, its quota spent, this node's CRL stale) has its first 30 refusals logged, then one a
-#: second: the auditor sees each reason, the log grows by a bounded number of entries.
+#: it a refusal is only counted. Without it one peer appended 200-270 log entries a second,
+#: its quota untouched. What the peer is answered does not depend on the bucket for a query
+#: whose signature verified: its signed refusal is owed and sent, so an honest peer refused
+#: for a while (its quota spent, a purpose not allowed, its clock off) loses no answer, only
+#: log lines one by one; only refusals before the signature is verified (nothing signed is
+#: owed) are answered 429 beyond it. Refusals caused by this node's own state (its trust list,
+#: CRL or certificates) take no token. Hence a slow refill: the first 30 refusals are logged,
+#: then one every 10 s (8,640 a day at most per flooding peer, plus its summaries): the auditor
+#: sees each reason (the summary counts them), the log grows by a bounded number of entries.
 REFUSAL_BURST = 30.0
-REFUSAL_RATE_PER_S = 1.0
+REFUSAL_RATE_PER_S = 0.1
 #: The refusals beyond the bucket are summed per peer in one ``refusals_suppressed`` event
-#: (their count and reasons) a window after the first of them, or before the peer's next
-#: logged event: at most one entry a minute per flooding peer, and it shows within a minute.
+#: (their count and reasons) once the window opened by the first of them has closed (at the
+#: next log append or housekeeping round) or when the node stops: at most one entry a minute
+#: per flooding peer, and it shows within a minute or so.
 REFUSAL_SUMMARY_WINDOW_S = 60.0
-#: Retry-After of a 429 ``too_many_refusals``: a token comes back each second.
-REFUSAL_RETRY_AFTER_S = 1
+#: Retry-After of a 429 ``too_many_refusals``: a token comes back every 1 / REFUSAL_RATE_PER_S.
+REFUSAL_RETRY_AFTER_S = 10

@@ -24,9 +24,14 @@ events of steps 3–7 are collected in order and appended in one transaction bef
 returned (also when a step raises), so a reply never leaves without its log entries and a query
 costs one log append instead of one per event.
 
-Every refusal (``query_refused``, any step) takes a token of the peer's refusal budget
-(:class:`~node.exchange.admission.RefusalBudget`): beyond it the query is answered 429, none of
-its events is logged, and one ``refusals_suppressed`` event sums such refusals per peer.
+Every refusal that is the peer's doing (``query_refused``, any step) takes a token of the
+peer's refusal budget (:class:`~node.exchange.admission.RefusalBudget`); beyond it none of the
+query's events is logged one by one, and one ``refusals_suppressed`` event per peer and window
+sums such refusals. What the peer is answered does not change for a query whose signature
+verified: its signed refusal is owed (steps 3–6); only a query refused before (step 1–2: no
+JWS, a bad signature, a malformed payload) is answered 429 instead of 4xx. A refusal caused by
+this node's own state (:func:`own_fault`: its own trust list, CRL or certificates) takes no
+token: it is logged and answered as ever, and never spends a budget.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from certs import jws
 from certs.errors import CertsError
+from certs.pki import reasons
 from certs.pki.keys import PrivateKey
 from certs.pki.validate import TrustAnchors
 from matcher.errors import GalleryError, MatcherError, TemplateFormatError
@@ -121,6 +127,19 @@ class Answer:
     reply: ReplyPayload
 
 
+#: Refusal reasons that are this node's own state, not the peer's doing: its trust list or CRL
+#: past their grace (a peer's certificate checked against them is refused ``stale_*``).
+OWN_STATE_REASONS = frozenset({reasons.STALE_TRUST_LIST, reasons.STALE_CRL})
+
+
+def own_fault(stage: str, reason: str) -> bool:
+    """Whether a refusal (``stage``, ``reason``) is caused by this node's own state: its
+    credentials refused (stage ``credentials``, reasons ``own_*``, as
+    :class:`~node.exchange.pki_watch.PkiWatch` reports them) or a peer's certificate checked
+    against its own stale trust list or CRL. Such a refusal charges the peer nothing."""
+    return stage == "credentials" or reason.startswith("own_") or reason in OWN_STATE_REASONS
+
+
 def strength_of(fmr: float) -> Strength:
     """The match strength band of a hit whose score has estimated false match rate ``fmr``."""
     if fmr <= params.STRONG_MAX_FMR:
@@ -181,30 +200,20 @@ class Responder:
         """Log a query refused before its signature could be checked (``peer`` None when the
         TLS certificate itself was refused): nothing is signed, the HTTP layer answers 4xx.
         Beyond the peer's refusal budget it is only counted and :class:`RetryLaterError` is
-        raised (429) instead."""
-        self._admit_refusal(peer, reason)
-        self._record([self._event("query_refused", peer=peer, stage=stage, reason=reason)], peer)
+        raised (429) instead, unless this node's own state refused it (:func:`own_fault`):
+        that takes no token and is always logged and answered as it is."""
+        if not own_fault(stage, reason) and not self.refusals.take(peer, reason, self.clock()):
+            self._record([])  # a summary whose window closed meanwhile
+            raise RetryLaterError(
+                f"too many refused queries from {peer or 'this client'}; slow down",
+                retry_after_s=params.REFUSAL_RETRY_AFTER_S,
+            )
+        self._record([self._event("query_refused", peer=peer, stage=stage, reason=reason)])
 
-    def _admit_refusal(self, peer: str | None, reason: str) -> None:
-        """Take a token of ``peer``'s refusal budget (:class:`RefusalBudget`), or count the
-        refusal for its ``refusals_suppressed`` event and raise :class:`RetryLaterError`."""
-        if self.refusals.take(peer, reason, self.clock()):
-            return
-        self._record([])  # a summary whose window closed meanwhile
-        raise RetryLaterError(
-            f"too many refused queries from {peer or 'this client'}; slow down",
-            retry_after_s=params.REFUSAL_RETRY_AFTER_S,
-        )
-
-    def _record(self, events: Sequence[dict[str, Any]], peer: str | None = None) -> None:
-        """Append ``events`` (of ``peer``, when there are any) in one transaction, after the
-        ``refusals_suppressed`` events due: those whose window closed, and ``peer``'s own, so
-        that its suppressed refusals precede its next logged event."""
-        due = (
-            self.refusals.summaries(self._event, peer)
-            if events
-            else self.refusals.summaries(self._event)
-        )
+    def _record(self, events: Sequence[dict[str, Any]]) -> None:
+        """Append ``events`` in one transaction, after the ``refusals_suppressed`` events whose
+        window closed."""
+        due = self.refusals.summaries(self._event)
         if due or events:
             self.log.record_many([*due, *events])
 
@@ -248,7 +257,7 @@ class Responder:
             log.error("query %s: node database failed (%s)", query.query_id, type(exc).__name__)
             return self._fail(query, events, "database_unavailable", "store")
         finally:
-            self._record(events, query.requester)
+            self._record(events)
 
     def _answer(self, query: QueryPayload, events: list[dict[str, Any]]) -> Answer:
         now = self.clock()
@@ -360,14 +369,14 @@ class Responder:
     ) -> Answer:
         """A signed refusal. A probe refused after the policy allowed it (its templates
         unsupported or unusable: no search ran) gives back the search it took from the daily
-        quota (``charged``), as a failure does."""
+        quota (``charged``), as a failure does. Beyond the peer's refusal budget it is signed
+        all the same (the requester is owed it), but only counted for the peer's
+        ``refusals_suppressed`` event: none of the query's events is logged one by one."""
         fields = self._give_back(query, charged) if charged is not None else {}
-        try:
-            self._admit_refusal(query.requester, reason)
-        except RetryLaterError:  # counted: none of this query's events is logged one by one
-            events.clear()
-            raise
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
+        if not self.refusals.take(query.requester, reason, self.clock()):
+            events.clear()
+            return self._sign(reply)
         return self._ended(query, events, reply, "query_refused", stage, reason, **fields)
 
     def _fail(

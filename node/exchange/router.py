@@ -74,9 +74,10 @@ PEER_ERRORS: dict[int, str] = {
     422: "the request's values are refused (malformed_jws: a body that is not ASCII; "
     "bad_proof: a consistency proof malformed for its sizes; bad_size: sizes a proof cannot "
     "be made for)",
-    429: "too_many_refusals: the caller's requests were refused more often than its budget "
-    "allows (a body that is no JWS, a bad signature, a stale or replayed query...); each is "
-    "counted in one refusals_suppressed event; see Retry-After",
+    429: "too_many_refusals: the caller's queries were refused before their signature was "
+    "verified (a body that is no JWS, a bad signature, a malformed payload) more often than "
+    "its budget allows; each is counted in one refusals_suppressed event; see Retry-After. A "
+    "verified query refused (policy, replay...) is always answered its signed refusal",
     500: "an unexpected failure on this node; its log has the details",
     503: "this node's exchange or witness service is not available, or its own trust list or "
     "CRL is stale or its own certificate refused (own_stale_crl, own_certificate_revoked...): "

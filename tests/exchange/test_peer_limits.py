@@ -11,21 +11,25 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from certs.pki import params as pki_params
 from certs.pki.bootstrap import build_region, write_region
 from certs.pki.tls import client_context
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.exchange import params
-from node.exchange.admission import PeerWork
+from node.exchange.admission import PeerWork, RefusalBudget
 from node.exchange.messages import TemplateItem, b64url
-from tests.exchange.service_support import ServiceNode, serving
+from tests.exchange.service_support import ServiceNode, dated_region, serving
+from tests.exchange.test_node_service import by_peer, officer_query
 
 COUNTRIES = ("TH", "ID", "MY")
 QUERIES = "/peer/v1/queries"
@@ -63,8 +67,10 @@ def client(root: Path, country: str) -> httpx.Client:
     return httpx.Client(verify=tls, timeout=60)
 
 
-def signed_query(node: ServiceNode, to: str, probe: FingerprintTemplate) -> str:
-    """A query of ``node``'s country to ``to``, signed with its own key."""
+def signed_query(
+    node: ServiceNode, to: str, probe: FingerprintTemplate, purpose: str = "asylum"
+) -> str:
+    """A query of ``node``'s country to ``to`` (for ``purpose``), signed with its own key."""
     item = TemplateItem(
         format="iso19794-2:2005",
         format_version=20,
@@ -72,7 +78,7 @@ def signed_query(node: ServiceNode, to: str, probe: FingerprintTemplate) -> str:
         data=b64url(iso19794_2.encode(probe)),
     )
     requester = node.exchange.requester
-    return requester.sign_query(requester.build_query(to, "asylum", "fingerprint", [item]))
+    return requester.sign_query(requester.build_query(to, purpose, "fingerprint", [item]))
 
 
 def ask(http: httpx.Client, node: ServiceNode, token: str) -> httpx.Response:
@@ -86,10 +92,39 @@ def ask(http: httpx.Client, node: ServiceNode, token: str) -> httpx.Response:
     return r
 
 
-def outcome(r: httpx.Response) -> str:
+def reply(r: httpx.Response) -> dict[str, Any]:
+    """The signed reply's payload."""
     assert r.status_code == 200, r.text
     body = r.text.split(".")[1]
-    return str(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["outcome"])
+    payload: dict[str, Any] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return payload
+
+
+def outcome(r: httpx.Response) -> str:
+    return str(reply(r)["outcome"])
+
+
+class Clock:
+    """A monotonic clock that moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@contextmanager
+def own_budget(node: ServiceNode) -> Iterator[Clock]:
+    """``node``'s responder with a fresh refusal budget (the project's tunables) on a clock the
+    test moves; the previous one back afterwards."""
+    responder = node.exchange.responder
+    previous, clock = responder.refusals, Clock()
+    responder.refusals = RefusalBudget(monotonic=clock)
+    try:
+        yield clock
+    finally:
+        responder.refusals = previous
 
 
 def events(node: ServiceNode, since: int) -> list[dict[str, Any]]:
@@ -152,65 +187,150 @@ def test_a_peer_holding_its_share_of_threads_leaves_the_others_theirs(
     wait_for(lambda: work.load("ID") == (0, 0), "ID's queue did not drain")
 
 
-def test_a_flood_of_refusals_is_logged_up_to_its_budget_then_summed(
+def test_a_flood_of_unverified_refusals_is_logged_up_to_its_budget_then_summed(
     nodes: dict[str, ServiceNode], region_root: Path, fingers: list[list[FingerprintTemplate]]
 ) -> None:
-    """MY posts 100 one-byte bodies to ID: its first ones are refused (403 malformed) and
-    logged one by one, the rest answered 429 (Retry-After) and not logged; MY's next logged
-    refusal comes after one refusals_suppressed event counting them. TH's queries to ID, and
-    MY's normal queries to TH (more than the budget), are answered as ever."""
+    """MY posts 100 one-byte bodies to ID (its clock standing still): the first REFUSAL_BURST
+    are refused (403 malformed) and logged one by one, the rest answered 429 (Retry-After) and
+    not logged. A token later one more is logged, no summary yet; once the window has closed
+    one refusals_suppressed event counts them. TH's queries to ID, and MY's normal queries to
+    TH (more than the budget), are answered as ever."""
     idn = nodes["ID"]
-    flood = 100
-    before = idn.app.state.exchange_log.size()
-    with client(region_root, "MY") as myc:
-        statuses = Counter(
-            myc.post(idn.peer_url + QUERIES, content=b"x").status_code for _ in range(flood)
-        )
-        r = myc.post(idn.peer_url + QUERIES, content=b"x")
-        assert r.status_code == 429 and r.json()["error"] == "too_many_refusals"
-        assert r.headers["retry-after"] == str(params.REFUSAL_RETRY_AFTER_S)
+    burst = int(params.REFUSAL_BURST)
+    with own_budget(idn) as clock, client(region_root, "MY") as myc:
+        before = idn.app.state.exchange_log.size()
+        statuses = [myc.post(idn.peer_url + QUERIES, content=b"x") for _ in range(100)]
+        assert [r.status_code for r in statuses] == [403] * burst + [429] * (100 - burst)
+        assert statuses[-1].json()["error"] == "too_many_refusals"
+        assert statuses[-1].headers["retry-after"] == str(params.REFUSAL_RETRY_AFTER_S)
         with client(region_root, "TH") as thc:  # another peer: its refusal and query as ever
             assert thc.post(idn.peer_url + QUERIES, content=b"x").status_code == 403
             token = signed_query(nodes["TH"], "ID", fingers[0][1])
             assert outcome(ask(thc, idn, token)) == "no_hit"
-        logged = events(idn, before)
-        mine = [e for e in logged if e["peer"] == "MY"]
-        assert set(statuses) == {403, 429}
+        mine = [e for e in events(idn, before) if e["peer"] == "MY"]
         assert [(e["type"], e["stage"], e["reason"]) for e in mine] == [
             ("query_refused", "signature", "malformed")
-        ] * statuses[403]
-        assert statuses[403] <= params.REFUSAL_BURST + 10  # a bounded number, not one each
-        time.sleep(1.5 / params.REFUSAL_RATE_PER_S)  # a token comes back
+        ] * burst
+        clock.t += 1 / params.REFUSAL_RATE_PER_S  # a token comes back
         size = idn.app.state.exchange_log.size()
         assert myc.post(idn.peer_url + QUERIES, content=b"x").status_code == 403
-        summary, refused = events(idn, size)
-        assert refused["type"] == "query_refused" and refused["peer"] == "MY"
+        assert [(e["type"], e["peer"]) for e in events(idn, size)] == [("query_refused", "MY")]
+        clock.t += params.REFUSAL_SUMMARY_WINDOW_S  # the window closes: the next round logs it
+        size = idn.app.state.exchange_log.size()
+        idn.exchange.responder.flush_refusal_summaries()
+        [summary] = events(idn, size)
         assert summary["type"] == "refusals_suppressed" and summary["peer"] == "MY"
-        assert summary["count"] == statuses[429] + 1
-        assert summary["reasons"] == {"malformed": statuses[429] + 1}
+        assert summary["count"] == 100 - burst
+        assert summary["reasons"] == {"malformed": 100 - burst}
         # An honest peer's queries take no token: more of them than the budget are answered.
-        for i in range(int(params.REFUSAL_BURST) + 5):
+        for i in range(burst + 5):
             token = signed_query(nodes["MY"], "TH", fingers[i % 4][1])
             assert outcome(ask(myc, nodes["TH"], token)) == "hit"
 
 
-def test_replayed_queries_are_signed_refusals_up_to_the_budget(
+def test_replayed_queries_are_signed_refusals_beyond_the_budget_too(
     nodes: dict[str, ServiceNode], region_root: Path, fingers: list[list[FingerprintTemplate]]
 ) -> None:
-    """A verified query sent again and again (TH to MY): each replay is a signed
-    replayed_nonce refusal, logged with its query_received, until TH's budget at MY is spent;
-    then 429, nothing logged."""
+    """A verified query sent again and again (TH to MY): each replay is answered a signed
+    replayed_nonce refusal, also beyond TH's budget at MY; the first REFUSAL_BURST are logged
+    with their query_received, the others only counted. Before, the rest were answered 429."""
     my = nodes["MY"]
+    burst = int(params.REFUSAL_BURST)
     token = signed_query(nodes["TH"], "MY", fingers[0][1])
-    before = my.app.state.exchange_log.size()
-    with client(region_root, "TH") as thc:
+    with own_budget(my), client(region_root, "TH") as thc:
+        before = my.app.state.exchange_log.size()
         assert outcome(ask(thc, my, token)) == "no_hit"
-        replies = [ask(thc, my, token) for _ in range(int(params.REFUSAL_BURST) + 20)]
-    refused = [r for r in replies if r.status_code == 200]
-    assert {outcome(r) for r in refused} == {"refused"}
-    assert {r.status_code for r in replies} == {200, 429}
-    kinds = Counter(
-        (e["type"], e.get("reason")) for e in events(my, before) if e.get("peer") == "TH"
-    )
-    assert kinds[("query_refused", "replayed_nonce")] == len(refused)
-    assert kinds[("query_received", None)] == len(refused) + 1
+        replies = [reply(ask(thc, my, token)) for _ in range(burst + 20)]
+        assert {(r["outcome"], r["reason"]) for r in replies} == {("refused", "replayed_nonce")}
+        kinds = Counter(
+            (e["type"], e.get("reason")) for e in events(my, before) if e.get("peer") == "TH"
+        )
+        assert kinds[("query_refused", "replayed_nonce")] == burst
+        assert kinds[("query_received", None)] == burst + 1
+
+
+def test_policy_refusals_beyond_the_budget_are_still_signed_and_summed(
+    nodes: dict[str, ServiceNode], region_root: Path, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """TH sends 40 border_control queries to MY (which answers asylum ones only), then an
+    officer at TH searches MY for border_control: every one is answered its signed
+    purpose_not_allowed refusal, the officer sees it as MY's answer. MY's log holds the first
+    REFUSAL_BURST refusals one by one and, once the window closed, one summary of the rest.
+    Before, the queries beyond the budget were answered an unsigned 429 and the officer saw
+    http_error."""
+    my, th = nodes["MY"], nodes["TH"]
+    burst, sent = int(params.REFUSAL_BURST), int(params.REFUSAL_BURST) + 10
+    with own_budget(my) as clock, client(region_root, "TH") as thc:
+        before = my.app.state.exchange_log.size()
+        replies = [
+            reply(ask(thc, my, signed_query(th, "MY", fingers[i % 6][1], "border_control")))
+            for i in range(sent)
+        ]
+        assert [(r["outcome"], r["reason"]) for r in replies] == [
+            ("refused", "purpose_not_allowed")
+        ] * sent
+        got = by_peer(officer_query(th, ["MY"], fingers[0][1], "border_control"))["MY"]
+        assert (got["status"], got["outcome"], got["reason"]) == (
+            "answered",
+            "refused",
+            "purpose_not_allowed",
+        )
+        clock.t += params.REFUSAL_SUMMARY_WINDOW_S
+        my.exchange.responder.flush_refusal_summaries()
+        logged = [e for e in events(my, before) if e.get("peer") == "TH"]
+    refused = [e for e in logged if e["type"] == "query_refused"]
+    assert [e["reason"] for e in refused] == ["purpose_not_allowed"] * burst
+    [summary] = [e for e in logged if e["type"] == "refusals_suppressed"]
+    assert summary["count"] == sent + 1 - burst
+    assert summary["reasons"] == {"purpose_not_allowed": sent + 1 - burst}
+
+
+def test_a_flood_grows_the_log_by_its_budget_and_one_summary_a_window(
+    nodes: dict[str, ServiceNode], region_root: Path
+) -> None:
+    """MY floods ID with bodies that are no JWS, 20 every 10 s of ID's (test-moved) clock for
+    300 s: ID's log grows by at most REFUSAL_BURST + REFUSAL_RATE_PER_S * 300 refusals and one
+    refusals_suppressed event per window (and one more when the node stops). Before, the
+    summary was flushed before each of MY's logged refusals: one every step."""
+    idn = nodes["ID"]
+    span, step, per_step = 300.0, 10.0, 20
+    with own_budget(idn) as clock:
+        before = idn.app.state.exchange_log.size()
+        start = clock.t
+        with client(region_root, "MY") as myc:
+            while clock.t - start < span:
+                for _ in range(per_step):
+                    assert myc.post(idn.peer_url + QUERIES, content=b"x").status_code in (403, 429)
+                clock.t += step
+        idn.exchange.responder.flush_refusal_summaries(closing=True)
+        mine = Counter(e["type"] for e in events(idn, before) if e["peer"] == "MY")
+    windows = int(span // params.REFUSAL_SUMMARY_WINDOW_S) + 1
+    assert mine["refusals_suppressed"] <= windows
+    assert mine["query_refused"] <= params.REFUSAL_BURST + params.REFUSAL_RATE_PER_S * span
+    assert set(mine) == {"query_refused", "refusals_suppressed"}
+
+
+def test_refusals_of_this_nodes_own_stale_crl_never_become_429(
+    tmp_path: Path, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """TH's own CRL is stale: each of ID's queries, more than the budget, is refused 403
+    stale_crl (stage tls) and logged, never answered 429 too_many_refusals: the refusal is
+    TH's state, not ID's doing (before, the 31st and later were 429, and the shared bucket of
+    TLS refusals was spent for every peer)."""
+    issued = datetime.now(UTC) - pki_params.CRL_VALIDITY - pki_params.DEFAULT_GRACE
+    region = dated_region(("TH", "ID"), crl_issued=issued - timedelta(days=1))
+    write_region(region, tmp_path / "region")
+    sent = int(params.REFUSAL_BURST) + 10
+    with serving(tmp_path / "data", tmp_path / "region", ("TH", "ID")) as running:
+        th, idn = running["TH"], running["ID"]
+        before = th.app.state.exchange_log.size()
+        with client(tmp_path / "region", "ID") as http:
+            answers = [
+                http.post(th.peer_url + QUERIES, content=signed_query(idn, "TH", fingers[0][1]))
+                for _ in range(sent)
+            ]
+        assert {(r.status_code, r.json()["error"]) for r in answers} == {(403, "stale_crl")}
+        logged = events(th, before)
+    assert [(e["type"], e["stage"], e["reason"]) for e in logged] == [
+        ("query_refused", "tls", "stale_crl")
+    ] * sent
