@@ -108,6 +108,16 @@ class _QuietServer(uvicorn.Server):
         yield
 
 
+def _abort_connections(server: uvicorn.Server) -> None:
+    """Close the connections ``server`` still holds after its graceful shutdown: uvicorn asks
+    each to close and waits ``GRACEFUL_SHUTDOWN_S`` for them, then goes on and leaves a TLS
+    connection whose peer never answered the close open (its transport outlived the loop)."""
+    for connection in list(server.server_state.connections):
+        transport = getattr(connection, "transport", None)
+        if transport is not None:
+            transport.abort()
+
+
 #: How often :meth:`ServerPair.serve` looks whether the API has started, or a stop was asked
 #: for: a start takes seconds, so a 50 ms look costs nothing.
 STARTED_POLL_S = 0.05
@@ -166,8 +176,11 @@ class ServerPair:
                 await asyncio.sleep(STARTED_POLL_S)
             self.peer.should_exit = True
             await asyncio.wait([peer])  # its requests answered (GRACEFUL_SHUTDOWN_S at most)
+            _abort_connections(self.peer)
             await self._finish_peer_work()
             self.api.should_exit = True
+            await asyncio.wait([api])
+            _abort_connections(self.api)
             await asyncio.gather(api, peer)
 
     async def _finish_peer_work(self) -> None:
