@@ -179,6 +179,9 @@ class Responder:
         self.log = exchange_log
         self.clock = clock or (lambda: datetime.now(UTC))
         self.refusals = refusals or RefusalBudget()
+        # Refusals caused by this node's own state: never 429, but logged one by one only up
+        # to a budget of their own (a stale CRL let any member append ~500 entries a second).
+        self.own_refusals = RefusalBudget()
 
     @property
     def signing_key(self) -> PrivateKey:
@@ -201,9 +204,13 @@ class Responder:
         TLS certificate itself was refused): nothing is signed, the HTTP layer answers 4xx.
         Beyond the peer's refusal budget it is only counted and :class:`RetryLaterError` is
         raised (429) instead, unless this node's own state refused it (:func:`own_fault`):
-        that takes no token and is always logged and answered as it is."""
-        if not own_fault(stage, reason) and not self.refusals.take(peer, reason, self.clock()):
+        that is answered as it is, and beyond a budget of its own only counted."""
+        own = own_fault(stage, reason)
+        budget = self.own_refusals if own else self.refusals
+        if not budget.take(peer, reason, self.clock()):
             self._record([])  # a summary whose window closed meanwhile
+            if own:
+                return
             raise RetryLaterError(
                 f"too many refused queries from {peer or 'this client'}; slow down",
                 retry_after_s=params.REFUSAL_RETRY_AFTER_S,
@@ -213,14 +220,17 @@ class Responder:
     def _record(self, events: Sequence[dict[str, Any]]) -> None:
         """Append ``events`` in one transaction, after the ``refusals_suppressed`` events whose
         window closed."""
-        due = self.refusals.summaries(self._event)
+        due = [*self.refusals.summaries(self._event), *self.own_refusals.summaries(self._event)]
         if due or events:
             self.log.record_many([*due, *events])
 
     def flush_refusal_summaries(self, *, closing: bool = False) -> None:
         """Append the ``refusals_suppressed`` events whose window closed (every one with
         ``closing``: the node stops)."""
-        due = self.refusals.summaries(self._event, closing=closing)
+        due = [
+            *self.refusals.summaries(self._event, closing=closing),
+            *self.own_refusals.summaries(self._event, closing=closing),
+        ]
         if due:
             self.log.record_many(due)
 
@@ -371,10 +381,13 @@ class Responder:
         unsupported or unusable: no search ran) gives back the search it took from the daily
         quota (``charged``), as a failure does. Beyond the peer's refusal budget it is signed
         all the same (the requester is owed it), but only counted for the peer's
-        ``refusals_suppressed`` event: none of the query's events is logged one by one."""
+        ``refusals_suppressed`` event: none of the query's events is logged one by one. A
+        query whose unit could not be given back is always logged: its events are the only
+        record of the charge."""
         fields = self._give_back(query, charged) if charged is not None else {}
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
-        if not self.refusals.take(query.requester, reason, self.clock()):
+        still_charged = fields.get("quota_returned") is False
+        if not still_charged and not self.refusals.take(query.requester, reason, self.clock()):
             events.clear()
             return self._sign(reply)
         return self._ended(query, events, reply, "query_refused", stage, reason, **fields)

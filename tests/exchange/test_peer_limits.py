@@ -314,9 +314,11 @@ def test_refusals_of_this_nodes_own_stale_crl_never_become_429(
     tmp_path: Path, fingers: list[list[FingerprintTemplate]]
 ) -> None:
     """TH's own CRL is stale: each of ID's queries, more than the budget, is refused 403
-    stale_crl (stage tls) and logged, never answered 429 too_many_refusals: the refusal is
-    TH's state, not ID's doing (before, the 31st and later were 429, and the shared bucket of
-    TLS refusals was spent for every peer)."""
+    stale_crl (stage tls), never answered 429 too_many_refusals: the refusal is TH's state,
+    not ID's doing (before, the 31st and later were 429, and the shared bucket of TLS
+    refusals was spent for every peer). They are logged one by one up to a budget of their
+    own, the rest counted (logged one by one without end, any member could append ~500
+    entries a second to TH's log while its CRL was stale)."""
     issued = datetime.now(UTC) - pki_params.CRL_VALIDITY - pki_params.DEFAULT_GRACE
     region = dated_region(("TH", "ID"), crl_issued=issued - timedelta(days=1))
     write_region(region, tmp_path / "region")
@@ -330,7 +332,50 @@ def test_refusals_of_this_nodes_own_stale_crl_never_become_429(
                 for _ in range(sent)
             ]
         assert {(r.status_code, r.json()["error"]) for r in answers} == {(403, "stale_crl")}
+        th.exchange.responder.flush_refusal_summaries(closing=True)  # as the node stops
         logged = events(th, before)
-    assert [(e["type"], e["stage"], e["reason"]) for e in logged] == [
+    burst = int(params.REFUSAL_BURST)
+    assert [(e["type"], e.get("stage"), e.get("reason")) for e in logged[:burst]] == [
         ("query_refused", "tls", "stale_crl")
-    ] * sent
+    ] * burst
+    assert [(e["type"], e["count"], e["reasons"]) for e in logged[burst:]] == [
+        ("refusals_suppressed", sent - burst, {"stale_crl": sent - burst})
+    ]
+
+
+def test_a_refused_query_whose_unit_stays_charged_is_always_logged(
+    nodes: dict[str, ServiceNode],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A query the policy allowed (a unit charged) whose templates are then refused gives the
+    unit back; when the ledger fails to (QuotaStoreError), its events are the only record of
+    the charge. Beyond ID's refusal budget they were dropped with the rest: the auditor saw
+    ID's count jump by one with no entry for it."""
+    from dataclasses import replace
+
+    from node.services.search import MAX_FINGERS
+    from policy.quota import QuotaStoreError
+
+    th, idn = nodes["TH"], nodes["ID"]
+    responder = th.exchange.responder
+
+    def ledger_down(decision: object) -> None:
+        raise QuotaStoreError("the quota ledger is unavailable")
+
+    monkeypatch.setattr(responder.policy, "return_search", ledger_down)
+    monkeypatch.setattr(responder, "refusals", RefusalBudget(burst=0))  # ID's budget spent
+    view = replace(fingers[1][1], finger_position=0)
+    item = TemplateItem(
+        format="iso19794-2:2005",
+        format_version=20,
+        data=b64url(iso19794_2.encode_views([view] * (MAX_FINGERS + 1))),
+    )
+    requester = idn.exchange.requester
+    token = requester.sign_query(requester.build_query("TH", "asylum", "fingerprint", [item]))
+    before = th.app.state.exchange_log.size()
+    with client(th.app.state.settings.pki_dir, "ID") as http:
+        r = http.post(th.peer_url + QUERIES, content=token)
+    assert r.status_code == 200, r.text
+    refused = [e for e in events(th, before) if e["type"] == "query_refused"]
+    assert [(e["stage"], e["quota_returned"]) for e in refused] == [("template", False)]
