@@ -4,7 +4,6 @@ servers on loopback ports."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import socket
 import threading
 import time
@@ -13,16 +12,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from certs.pki.bootstrap import build_region, write_region
-from matcher.fingerprint import iso19794_2
-from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.exchange.serving import ServerPair
-from tests.exchange.service_support import ServiceNode, free_port, serving
+from tests.exchange.service_support import free_port, serving
+from tests.exchange.test_node_service import by_peer, officer_query
 
 
 def _listening(port: int) -> bool:
@@ -67,23 +64,6 @@ def test_the_peer_listener_opens_once_the_node_has_started() -> None:
     assert not thread.is_alive()
 
 
-def _officer_query(node: ServiceNode, to: str, probe: FingerprintTemplate) -> dict[str, Any]:
-    """``node``'s officer's result for a border-control query of ``probe`` to ``to``."""
-    body = {
-        "peers": [to],
-        "purpose": "border_control",
-        "modality": "fingerprint",
-        "templates": [
-            {"data": base64.b64encode(iso19794_2.encode(probe)).decode(), "finger_position": 1}
-        ],
-    }
-    headers = {"Authorization": f"Bearer {node.token}"}
-    r = httpx.post(node.api_url + "/queries", json=body, headers=headers, timeout=60)
-    assert r.status_code == 200, r.text
-    result: dict[str, Any] = r.json()["results"][0]
-    return result
-
-
 def test_a_stopping_node_answers_the_peer_queries_it_holds(tmp_path: Path) -> None:
     """Stopping a node (SIGTERM, SIGINT) stopped the API server first, whose shutdown tore
     the exchange and the search pool down under the queries the peer listener held: peers
@@ -96,13 +76,15 @@ def test_a_stopping_node_answers_the_peer_queries_it_holds(tmp_path: Path) -> No
     with serving(tmp_path / "nodes", tmp_path / "region", ["TH", "ID"], peer_threads=2) as nodes:
         th, idn = nodes["TH"], nodes["ID"]
         th.enrol(["th-0", "th-1"], [fingers[0][0], fingers[1][0]])
-        assert _officer_query(idn, "TH", fingers[1][1])["outcome"] == "hit"  # TH's threads set up
+        assert (
+            by_peer(officer_query(idn, ["TH"], fingers[1][1]))["TH"]["outcome"] == "hit"
+        )  # TH's threads set up
         work = th.app.state.peer_work
         release = threading.Event()
         work.submit("ID", lambda: release.wait(60) and None)  # ID's share of TH's threads
         results: list[dict[str, Any]] = []
         asking = threading.Thread(
-            target=lambda: results.append(_officer_query(idn, "TH", fingers[0][1]))
+            target=lambda: results.append(by_peer(officer_query(idn, ["TH"], fingers[0][1]))["TH"])
         )
         asking.start()
         deadline = time.monotonic() + 30
