@@ -78,8 +78,10 @@ class InternalServiceError(NodeError):
 
 class RetryLaterError(NodeError):
     """A peer asked more than its share: ``peer_busy`` (HTTP 503, its queries' queue is full)
-    or ``too_many_refusals`` (HTTP 429, its refusals are beyond its budget); the answer says
-    when to ask again (``Retry-After``: :attr:`retry_after_s`)."""
+    or ``too_many_refusals`` (HTTP 429: requests refused before their signature verified,
+    beyond its refusal budget; a verified query always gets its signed refusal, and refusals
+    of this node's own making are never 429); the answer says when to ask again
+    (``Retry-After``: :attr:`retry_after_s`)."""
 
     exit_code = 6
     default_reason = "too_many_refusals"
