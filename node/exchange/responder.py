@@ -10,25 +10,30 @@
    ``replayed_nonce``);
 5. **policy**: the peer's rules and daily quota (:mod:`policy.decision`), decided before any
    gallery data is read;
-6. **search**: the templates are decoded and matched in memory (``unsupported_template``,
-   ``unusable_template``), then record-level restrictions suppress what may not be shared;
-7. **reply**: hit (opaque reference + strength band) or no-hit, signed.
+6. **probe**: the templates are decoded, reading no gallery record (``unsupported_template``,
+   ``unusable_template``);
+7. **search**: the probe is matched in memory, then record-level restrictions suppress what
+   may not be shared;
+8. **reply**: hit (opaque reference + strength band) or no-hit, signed.
 
-Steps 3–6 refuse with a *signed* reply (outcome ``refused`` and the reason code). When this
+Steps 3–7 refuse with a *signed* reply (outcome ``refused`` and the reason code). When this
 node itself fails (gallery or search processes, quota ledger, database), the reply is a signed
 ``error`` (reason ``search_unavailable``: ask again later), ``query_failed`` logs the cause and
 stage, and a search the policy had granted is given back to the peer's daily quota. Every
 step's outcome is written to the exchange log; the probe's templates are never stored or
 logged: they live in this call's local variables only and are dropped when it returns. The
-events of steps 3–7 are collected in order and appended in one transaction before the reply is
-returned (also when a step raises), so a reply never leaves without its log entries and a query
-costs one log append instead of one per event.
+events are collected in order and appended in one transaction before the reply is returned
+(also when a step raises), so a reply never leaves without its log entries: for a query
+refused or failed before step 7, one append; for one that is searched, two: the events up to
+its decision (``query_received`` with the probe's ``views``, ``policy_decision``) before any
+gallery record is read, so a search cut short by a crash is on record with its decision (the
+log unavailable: no search, a signed ``error``, stage ``log``), and the outcome after it.
 
 Every refusal that is the peer's doing (``query_refused``, any step) takes a token of the
 peer's refusal budget (:class:`~node.exchange.admission.RefusalBudget`); beyond it none of the
 query's events is logged one by one, and one ``refusals_suppressed`` event per peer and window
 sums such refusals. What the peer is answered does not change for a query whose signature
-verified: its signed refusal is owed (steps 3–6); only a query refused before (step 1–2: no
+verified: its signed refusal is owed (steps 3–7); only a query refused before (step 1–2: no
 JWS, a bad signature, a malformed payload) is answered 429 instead of 4xx. A refusal caused by
 this node's own state (:func:`own_fault`: its own trust list, CRL or certificates) takes no
 token: it is logged and answered as ever, and never spends a budget.
@@ -52,6 +57,8 @@ from certs.pki import reasons
 from certs.pki.keys import PrivateKey
 from certs.pki.validate import TrustAnchors
 from matcher.errors import GalleryError, MatcherError, TemplateFormatError
+from matcher.face.template import FaceTemplate
+from matcher.fingerprint.template import FingerprintTemplate
 from node.errors import NodeError
 from node.exchange import params
 from node.exchange.admission import RefusalBudget
@@ -85,19 +92,35 @@ class Candidate:
     fmr: float
 
 
-class ProbeSearch(Protocol):
-    """Matches a query's templates against the local gallery, in memory.
+@dataclass(frozen=True)
+class Probe:
+    """A query's templates decoded for the search: fingerprint views (``fingerprints``) or one
+    face template (``face``). Lives in the answering call only, like the query."""
 
-    Returns the candidates whose score reaches the threshold for ``fmr`` (the policy's target
-    per comparison; the node's search makes it stricter where its FPIR target at the gallery's
-    size asks for it), best first, at most ``max_candidates``. Raises
-    :class:`TemplateFormatError` for a format or version this node does not compare and
-    :class:`MatcherError` for an unusable template.
+    modality: str
+    fingerprints: tuple[FingerprintTemplate, ...] = ()
+    face: FaceTemplate | None = None
+
+    @property
+    def views(self) -> int:
+        """Searches the probe costs: its finger views, or 1 for a face."""
+        return 1 if self.face is not None else len(self.fingerprints)
+
+
+class ProbeSearch(Protocol):
+    """Matches a query's templates against the local gallery, in memory, in two steps.
+
+    ``decode`` turns the templates into a :class:`Probe` without reading any gallery record;
+    it raises :class:`TemplateFormatError` for a format or version this node does not compare
+    and :class:`MatcherError` for an unusable template. Calling the search returns the
+    candidates whose score reaches the threshold for ``fmr`` (the policy's target per
+    comparison; the node's search makes it stricter where its FPIR target at the gallery's
+    size asks for it), best first, at most ``max_candidates``.
     """
 
-    def __call__(
-        self, modality: str, templates: Sequence[TemplateItem], max_candidates: int, fmr: float
-    ) -> list[Candidate]: ...
+    def decode(self, modality: str, templates: Sequence[TemplateItem]) -> Probe: ...
+
+    def __call__(self, probe: Probe, max_candidates: int, fmr: float) -> list[Candidate]: ...
 
 
 class ExchangeLog(Protocol):
@@ -259,7 +282,7 @@ class Responder:
         return self.answer_verified(query)
 
     def answer_verified(self, query: QueryPayload) -> Answer:
-        """Steps 3–7 for a query whose signature and form were verified."""
+        """Steps 3–8 for a query whose signature and form were verified."""
         events: list[dict[str, Any]] = []
         try:
             return self._answer(query, events)
@@ -271,17 +294,16 @@ class Responder:
 
     def _answer(self, query: QueryPayload, events: list[dict[str, Any]]) -> Answer:
         now = self.clock()
-        events.append(
-            self._event(
-                "query_received",
-                query_id=str(query.query_id),
-                peer=query.requester,
-                purpose=query.purpose,
-                modality=query.modality,
-                templates=len(query.templates),
-                case_ref=query.case_ref,
-            )
+        received = self._event(
+            "query_received",
+            query_id=str(query.query_id),
+            peer=query.requester,
+            purpose=query.purpose,
+            modality=query.modality,
+            templates=len(query.templates),
+            case_ref=query.case_ref,
         )
+        events.append(received)
         if query.responder != self.country:
             return self._refuse(query, events, "wrong_recipient", "recipient")
         try:
@@ -302,28 +324,48 @@ class Responder:
             reason = decision.refusal.value if decision.refusal else "policy"
             return self._refuse(query, events, reason)
         try:
-            return self._search_and_reply(query, events, decision)
-        except SQLAlchemyError as exc:  # restrictions or references: this node's fault
-            log.error("query %s: node database failed (%s)", query.query_id, type(exc).__name__)
-            return self._fail(query, events, "database_unavailable", "store", decision)
-
-    def _search_and_reply(
-        self, query: QueryPayload, events: list[dict[str, Any]], decision: Decision
-    ) -> Answer:
-        """Steps 6–7 for a query the policy allowed (``decision``)."""
-        max_candidates = decision.max_candidates or 1
-        fmr = decision.fmr if decision.fmr is not None else params.MODERATE_MAX_FMR
-        try:
-            candidates = self.search(query.modality, query.templates, max_candidates, fmr)
-        except (GalleryError, StoreUnavailableError) as exc:  # this node's failure, not the query's
-            log.error("query %s: search failed (%s)", query.query_id, exc.reason)
-            return self._fail(query, events, exc.reason, "search", decision)
+            probe = self.search.decode(query.modality, query.templates)
         except TemplateFormatError as exc:
             log.info("query %s: template refused (%s)", query.query_id, exc.reason)
             return self._refuse(query, events, "unsupported_template", "template", decision)
         except MatcherError as exc:
             log.info("query %s: template unusable (%s)", query.query_id, exc.reason)
             return self._refuse(query, events, "unusable_template", "template", decision)
+        received["views"] = probe.views
+        try:  # the decision stands in the log before any gallery record is read
+            self._record(events)
+        except SQLAlchemyError as exc:
+            log.error("query %s: exchange log failed (%s)", query.query_id, type(exc).__name__)
+            return self._fail(query, events, "log_unavailable", "log", decision)
+        events.clear()
+        try:
+            return self._search_and_reply(query, probe, events, decision)
+        except SQLAlchemyError as exc:  # restrictions or references: this node's fault
+            log.error("query %s: node database failed (%s)", query.query_id, type(exc).__name__)
+            return self._fail(query, events, "database_unavailable", "store", decision)
+
+    def _search_and_reply(
+        self, query: QueryPayload, probe: Probe, events: list[dict[str, Any]], decision: Decision
+    ) -> Answer:
+        """Steps 6–7 for a query the policy allowed (``decision``), its templates decoded
+        (``probe``) and its decision logged."""
+        max_candidates = decision.max_candidates or 1
+        fmr = decision.fmr if decision.fmr is not None else params.MODERATE_MAX_FMR
+        try:
+            candidates = self.search(probe, max_candidates, fmr)
+        except (GalleryError, StoreUnavailableError) as exc:  # this node's failure, not the query's
+            log.error("query %s: search failed (%s)", query.query_id, exc.reason)
+            return self._fail(query, events, exc.reason, "search", decision)
+        except TemplateFormatError as exc:  # e.g. the gallery of its format dropped meanwhile
+            log.info("query %s: template refused (%s)", query.query_id, exc.reason)
+            return self._refuse(
+                query, events, "unsupported_template", "template", decision, logged=True
+            )
+        except MatcherError as exc:
+            log.info("query %s: template unusable (%s)", query.query_id, exc.reason)
+            return self._refuse(
+                query, events, "unusable_template", "template", decision, logged=True
+            )
         refs = [c.record_ref for c in candidates]
         kept, dropped = filter_shareable(
             candidates, self.restrictions(refs) if refs else [], query.requester, query.purpose
@@ -376,18 +418,25 @@ class Responder:
         reason: str,
         stage: str = "policy",
         charged: Decision | None = None,
+        *,
+        logged: bool = False,
     ) -> Answer:
         """A signed refusal. A probe refused after the policy allowed it (its templates
-        unsupported or unusable: no search ran) gives back the search it took from the daily
-        quota (``charged``), as a failure does. Beyond the peer's refusal budget it is signed
-        all the same (the requester is owed it), but only counted for the peer's
+        unsupported or unusable) gives back the search it took from the daily quota
+        (``charged``), as a failure does. Beyond the peer's refusal budget it is signed all
+        the same (the requester is owed it), but only counted for the peer's
         ``refusals_suppressed`` event: none of the query's events is logged one by one. A
         query whose unit could not be given back is always logged: its events are the only
-        record of the charge."""
+        record of the charge; so is one whose decision was ``logged`` already (its outcome
+        is owed to that entry)."""
         fields = self._give_back(query, charged) if charged is not None else {}
         reply = self._reply(query, Outcome.REFUSED, reason=reason)
         still_charged = fields.get("quota_returned") is False
-        if not still_charged and not self.refusals.take(query.requester, reason, self.clock()):
+        if (
+            not still_charged
+            and not logged
+            and not self.refusals.take(query.requester, reason, self.clock())
+        ):
             events.clear()
             return self._sign(reply)
         return self._ended(query, events, reply, "query_refused", stage, reason, **fields)

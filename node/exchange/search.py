@@ -34,7 +34,7 @@ from matcher.search.face import face_schema
 from matcher.search.fingerprint import fingerprint_schema
 from node.db.models import RecordState, TemplateRecord
 from node.exchange.messages import TemplateItem
-from node.exchange.responder import Candidate
+from node.exchange.responder import Candidate, Probe
 from node.restrictions import SharingRestrictions
 from node.services.galleries import GallerySet
 from node.services.search import (
@@ -92,6 +92,21 @@ def decode_fingerprints(templates: Sequence[TemplateItem]) -> list[FingerprintTe
     return out
 
 
+def decode_face(templates: Sequence[TemplateItem]) -> FaceTemplate:
+    """The one face template of a face query, its format as the query names it."""
+    if len(templates) != 1:
+        raise TemplateFormatError("a face query carries one template", reason="bad_probe")
+    item = templates[0]
+    probe = FaceTemplate.from_bytes(item.raw())
+    if (item.format, item.format_version) != (probe.format, probe.format_version):
+        raise TemplateFormatError(
+            f"the query names {item.format} v{item.format_version}, the template is "
+            f"{probe.format} v{probe.format_version}",
+            reason="format_mismatch",
+        )
+    return probe
+
+
 class GallerySearch:
     """Matches peer probes against the node's galleries, in memory (nothing stored)."""
 
@@ -106,21 +121,28 @@ class GallerySearch:
         """Records between their two commits: never a result (``GallerySet.unsettled``)."""
         return sorted(self.galleries.unsettled())
 
-    def __call__(
-        self, modality: str, templates: Sequence[TemplateItem], max_candidates: int, fmr: float
-    ) -> list[Candidate]:
+    def decode(self, modality: str, templates: Sequence[TemplateItem]) -> Probe:
+        """The query's templates as a probe this node can compare; reads no gallery record
+        (a face probe's format is checked against the formats the node holds)."""
         if not templates:
             raise TemplateFormatError("the query carries no template", reason="no_template")
-        if modality == "face":
-            return self._face(templates, max_candidates, fmr)
         if modality == "fingerprint":
-            return self._fingerprint(templates, max_candidates, fmr)
+            return Probe(modality, fingerprints=tuple(decode_fingerprints(templates)))
+        if modality == "face":
+            face = decode_face(templates)
+            with self.galleries.reading(face_schema(face.format, face.format_version)) as gallery:
+                check_face_format(face, gallery)
+            return Probe(modality, face=face)
         raise TemplateFormatError(f"unsupported modality {modality!r}", reason="bad_modality")
 
+    def __call__(self, probe: Probe, max_candidates: int, fmr: float) -> list[Candidate]:
+        if probe.face is not None:
+            return self._face(probe.face, max_candidates, fmr)
+        return self._fingerprint(list(probe.fingerprints), max_candidates, fmr)
+
     def _fingerprint(
-        self, templates: Sequence[TemplateItem], k: int, fmr: float
+        self, probes: list[FingerprintTemplate], k: int, fmr: float
     ) -> list[Candidate]:
-        probes = decode_fingerprints(templates)
         inactive = self._inactive()
         with self.galleries.reading(fingerprint_schema()) as gallery:
             if gallery is None or len(gallery) == 0:
@@ -140,17 +162,7 @@ class GallerySearch:
             if c.score >= threshold
         ]
 
-    def _face(self, templates: Sequence[TemplateItem], k: int, fmr: float) -> list[Candidate]:
-        if len(templates) != 1:
-            raise TemplateFormatError("a face query carries one template", reason="bad_probe")
-        item = templates[0]
-        probe = FaceTemplate.from_bytes(item.raw())
-        if (item.format, item.format_version) != (probe.format, probe.format_version):
-            raise TemplateFormatError(
-                f"the query names {item.format} v{item.format_version}, the template is "
-                f"{probe.format} v{probe.format_version}",
-                reason="format_mismatch",
-            )
+    def _face(self, probe: FaceTemplate, k: int, fmr: float) -> list[Candidate]:
         schema = face_schema(probe.format, probe.format_version)
         inactive = frozenset(self._inactive())
         with self.galleries.reading(schema) as gallery:

@@ -41,7 +41,7 @@ from node.exchange.eventlog import TranslogExchangeLog
 from node.exchange.messages import TemplateItem
 from node.exchange.params import REPLAY_WINDOW
 from node.exchange.requester import Peer, Requester
-from node.exchange.responder import Candidate, Responder
+from node.exchange.responder import Candidate, Probe, Responder
 from node.exchange.router import router
 from policy import quota
 from policy.decision import PolicyEngine
@@ -77,13 +77,13 @@ class GallerySearch:
         self.impostor = impostor
         self.calls = 0
 
-    def __call__(
-        self, modality: str, templates: Sequence[TemplateItem], max_candidates: int, fmr: float
-    ) -> list[Candidate]:
+    def decode(self, modality: str, templates: Sequence[TemplateItem]) -> Probe:
+        return Probe(modality, fingerprints=(iso19794_2.decode(templates[0].raw()),))
+
+    def __call__(self, probe: Probe, max_candidates: int, fmr: float) -> list[Candidate]:
         self.calls += 1
         threshold = threshold_at_fmr(self.impostor, fmr)
-        probe = iso19794_2.decode(templates[0].raw())
-        scores = score_many(prepare(probe), self.packed)
+        scores = score_many(prepare(probe.fingerprints[0]), self.packed)
         order = np.argsort(-scores)[:max_candidates]
         return [
             Candidate(self.refs[i], float(scores[i]), float(np.mean(self.impostor >= scores[i])))

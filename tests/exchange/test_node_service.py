@@ -534,7 +534,7 @@ def test_a_peers_signed_error_reaches_the_officer(
     def broken(*args: object, **kwargs: object) -> list[object]:
         raise GalleryError("segment checksum mismatch", reason="bad_checksum")
 
-    monkeypatch.setattr(nodes["ID"].exchange.responder, "search", broken)
+    monkeypatch.setattr(nodes["ID"].exchange.responder.search, "_fingerprint", broken)
     got = by_peer(officer_query(nodes["TH"], ["ID", "MY"], fingers[5][1]))
     assert got["ID"]["status"] == "answered" and got["ID"]["outcome"] == "error"
     assert got["ID"]["reason"] == "search_unavailable"

@@ -154,7 +154,7 @@ def test_face_probe_search_over_a_gallery_set(tmp_path: Path) -> None:
         item = TemplateItem(
             format=near.format, format_version=near.format_version, data=b64url(near.to_bytes())
         )
-        (hit,) = search("face", [item], 5, 0.01)
+        (hit,) = search(search.decode("face", [item]), 5, 0.01)
         assert hit.record_ref == "s7" and hit.score >= FACE_THRESHOLDS[0][1]
         stranger = _face(rng.standard_normal(128))
         other = TemplateItem(
@@ -162,9 +162,9 @@ def test_face_probe_search_over_a_gallery_set(tmp_path: Path) -> None:
             format_version=stranger.format_version,
             data=b64url(stranger.to_bytes()),
         )
-        assert search("face", [other], 5, 0.01) == []
+        assert search(search.decode("face", [other]), 5, 0.01) == []
         with pytest.raises(TemplateFormatError):
-            search("iris", [other], 5, 0.01)
+            search.decode("iris", [other])
         # A model this node holds no gallery of is refused, not answered "no match"; and the
         # item's named format must be the template's.
         foreign = FaceTemplate(faces[7].embedding, 80, format="other-model/hog")
@@ -174,7 +174,7 @@ def test_face_probe_search_over_a_gallery_set(tmp_path: Path) -> None:
         misnamed = item.model_copy(update={"format_version": 9})
         for probe, reason in ((unknown, "incompatible_format"), (misnamed, "format_mismatch")):
             with pytest.raises(TemplateFormatError) as refused:
-                search("face", [probe], 5, 0.01)
+                search.decode("face", [probe])
             assert refused.value.reason == reason
 
 
@@ -196,9 +196,10 @@ def test_peer_searches_keep_the_fpir_at_the_gallery_size(tmp_path: Path) -> None
         galleries.append(
             schema, templates_to_records(refs, [f"s{i}" for i in range(20)], faces, schema)
         )
-        (hit,) = GallerySearch(galleries, fpir=0.99)("face", [item], 5, 1e-3)
+        lenient, strict = GallerySearch(galleries, fpir=0.99), GallerySearch(galleries, fpir=0.01)
+        (hit,) = lenient(lenient.decode("face", [item]), 5, 1e-3)
         assert hit.record_ref == "s5" and hit.score == pytest.approx(0.935, abs=1e-4)
-        assert GallerySearch(galleries, fpir=0.01)("face", [item], 5, 1e-3) == []
+        assert strict(strict.decode("face", [item]), 5, 1e-3) == []
 
 
 def test_the_log_keys_are_remembered(tmp_path: Path) -> None:

@@ -351,10 +351,96 @@ def test_a_querys_events_are_appended_together_in_order(
     events = [json.loads(e.data) for e in node.log.entries(before)]
     assert [e["type"] for e in events] == ["query_received", "policy_decision", "reply_sent"]
     assert {e["query_id"] for e in events} == {hit.query_id}
-    # one transaction for all of them: all or none (an event that may not be logged stops all)
+    assert (events[0]["templates"], events[0]["views"]) == (1, 1)
+    # one transaction per batch: all or none (an event that may not be logged stops all)
     with pytest.raises(ValueError):
         node.responder.log.record_many([{"type": "x"}, {"type": "y", "template": "AAAA"}])
     assert node.log.size() == before + 3
+
+
+class _Watched:
+    """ID's probe search, noting the log's entries of each query as its search begins."""
+
+    def __init__(self, node: NodeHandle) -> None:
+        self.node, self.search = node, node.responder.search
+        self.seen: list[list[dict[str, Any]]] = []
+        self.start = node.log.size()
+
+    def decode(self, modality: str, templates: list[TemplateItem]) -> object:
+        return self.search.decode(modality, templates)
+
+    def __call__(self, *args: Any) -> Any:
+        self.seen.append([json.loads(e.data) for e in self.node.log.entries(self.start)])
+        return self.search(*args)
+
+
+class _Failing(_Watched):
+    """ID's probe search, decoding probes but failing with ``failure`` when it would search."""
+
+    def __init__(self, node: NodeHandle, failure: Exception) -> None:
+        super().__init__(node)
+        self.failure = failure
+
+    def __call__(self, *args: Any) -> Any:
+        raise self.failure
+
+
+def test_a_querys_decision_is_logged_before_the_gallery_is_read(
+    nodes: dict[str, NodeHandle],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A search cut short (the node killed mid-search) is on record with its decision: the
+    events up to it are appended before the search begins, the outcome after it."""
+    idn = nodes["ID"]
+    watched = _Watched(idn)
+    monkeypatch.setattr(idn.responder, "search", watched)
+    hit = ask(nodes["TH"], nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert hit.reply.outcome is Outcome.HIT
+    (at_search,) = watched.seen
+    assert [e["type"] for e in at_search] == ["query_received", "policy_decision"]
+    assert {e["query_id"] for e in at_search} == {hit.query_id}
+    assert at_search[1]["allowed"] is True
+    after = [json.loads(e.data) for e in idn.log.entries(watched.start)]
+    assert [e["type"] for e in after] == [*(e["type"] for e in at_search), "reply_sent"]
+
+
+def test_a_log_that_fails_before_the_search_stops_it(
+    nodes: dict[str, NodeHandle],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The decision cannot be logged: no gallery record is read, the search is given back to
+    the peer's quota, and the reply is a signed ``error`` logged at stage ``log`` (the log
+    failed once); a log that stays down leaves no reply at all (none without its entries)."""
+    from sqlalchemy.exc import OperationalError
+
+    th, idn = nodes["TH"], nodes["ID"]
+    calls, record_many = idn.search.calls, idn.responder.log.record_many
+    failures = iter([True])
+
+    def flaky(events: list[dict[str, Any]]) -> None:
+        if next(failures, False):
+            raise OperationalError("INSERT INTO translog_entries", {}, Exception("disk I/O"))
+        record_many(events)
+
+    monkeypatch.setattr(idn.responder.log, "record_many", flaky)
+    before = idn.log.size()
+    got = ask(th, nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert got.reply is not None and got.reply.outcome is Outcome.ERROR
+    assert idn.search.calls == calls
+    events = [json.loads(e.data) for e in idn.log.entries(before)]
+    assert [e["type"] for e in events] == ["query_received", "policy_decision", "query_failed"]
+    assert (events[-1]["stage"], events[-1]["reason"]) == ("log", "log_unavailable")
+    _assert_search_given_back(idn, events)
+
+    def down(events: list[dict[str, Any]]) -> None:
+        raise OperationalError("INSERT INTO translog_entries", {}, Exception("disk I/O"))
+
+    monkeypatch.setattr(idn.responder.log, "record_many", down)
+    got = ask(th, nodes, ("ID",), probe(fingers[1][1]))["ID"]
+    assert got.reply is None and idn.search.calls == calls
+    assert idn.log.size() == before + 3
 
 
 def test_a_search_that_fails_on_the_responders_side_is_a_signed_error(
@@ -367,18 +453,16 @@ def test_a_search_that_fails_on_the_responders_side_is_a_signed_error(
     import json
 
     from matcher.errors import GalleryError
+    from node.audit import AuditFilter, dashboard
     from node.service_errors import StoreUnavailableError
 
     th, idn = nodes["TH"], nodes["ID"]
+    errors = dashboard(idn.log, idn.engine, AuditFilter()).hit_rate["inbound"].get("error", 0)
     for failure in (
         GalleryError("segment checksum mismatch", reason="bad_checksum"),
         StoreUnavailableError("a search process stopped", reason="search_unavailable"),
     ):
-
-        def failing(*args: object, failure: Exception = failure) -> list[object]:
-            raise failure
-
-        monkeypatch.setattr(idn.responder, "search", failing)
+        monkeypatch.setattr(idn.responder, "search", _Failing(idn, failure))
         got = ask(th, nodes, ("ID",), probe(fingers[1][1]))["ID"]
         assert got.reply is not None and got.reply.outcome is Outcome.ERROR
         assert got.reply.reason == "search_unavailable"
@@ -388,9 +472,7 @@ def test_a_search_that_fails_on_the_responders_side_is_a_signed_error(
         assert failed and failed[-1]["reason"] == failure.reason  # type: ignore[attr-defined]
         assert failed[-1]["stage"] == "search"
         _assert_search_given_back(idn, events)
-    from node.audit import AuditFilter, dashboard
-
-    assert dashboard(idn.log, idn.engine, AuditFilter()).hit_rate["inbound"]["error"] == 2
+    assert dashboard(idn.log, idn.engine, AuditFilter()).hit_rate["inbound"]["error"] == errors + 2
 
 
 def _assert_search_given_back(node: NodeHandle, events: list[dict[str, Any]]) -> None:

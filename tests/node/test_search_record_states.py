@@ -182,11 +182,11 @@ def test_a_peer_search_skips_records_between_commits(
         data=b64url(iso19794_2.encode(fingers[0][2])),
     )
     peer = GallerySearch(galleries)
-    seen = during(galleries, "append", lambda: peer("fingerprint", [item], 5, 1e-2))
+    seen = during(galleries, "append", lambda: peer(peer.decode("fingerprint", [item]), 5, 1e-2))
     enrol(sessions, galleries, [("alice", fingers[0][0], 2)])
     del galleries.append
     assert seen["result"] == [] and galleries.unsettled() == frozenset()
-    assert len(peer("fingerprint", [item], 5, 1e-2)) == 1  # alice, now active
+    assert len(peer(peer.decode("fingerprint", [item]), 5, 1e-2)) == 1  # alice, now active
 
 
 def test_overlapping_marks_each_settle_their_own(galleries: GallerySet) -> None:
