@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from matcher.search import fingerprint as fingerprint_search
 from node.api.access import AccessLog
 from node.api.deps import document_roles
-from node.api.errors import install_error_handlers
+from node.api.errors import StopCutOff, install_error_handlers
 from node.api.limits import BodySizeLimit
 from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
 from node.db.setup import open_database
@@ -123,7 +123,8 @@ def create_app(
     app.state.gallery = gallery
     app.state.missing_from_gallery = 0  # counted by the start-up reconcile
     install_error_handlers(app)
-    app.add_middleware(AccessLog)  # innermost: it reads the matched route after routing
+    app.add_middleware(StopCutOff)  # innermost: the access log and the headers see its 503
+    app.add_middleware(AccessLog)  # it reads the matched route after routing
     app.add_middleware(
         BodySizeLimit,
         default=settings.max_json_bytes,

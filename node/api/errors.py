@@ -3,12 +3,14 @@
 Typed errors (:class:`~matcher.errors.BdxError`) map by class to a status; framework errors
 (validation, unknown route, wrong method, size limit) get the same body shape. A database
 that fails under a request (down, connection lost, locked by another process) is a 503, as the
-CLI's exit 7. Unexpected exceptions become a bare 500 without internals; the server log has the
-traceback.
+CLI's exit 7; a request the node's stop cuts off is a 503 ``node_stopping``
+(:class:`StopCutOff`). Unexpected exceptions become a bare 500 without internals; the server log
+has the traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
@@ -19,6 +21,7 @@ from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalErr
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certs.errors import CertsError
 from matcher.errors import BdxError, GalleryError, ImageError, MatcherError
@@ -81,6 +84,10 @@ BEARER_REALM = 'Bearer realm="bdx"'
 #: or a PostgreSQL restart lasts seconds, and each retry costs the node a connection attempt (a
 #: busy-timeout wait on SQLite), so clients wait longer than after ``database_busy`` (1 s).
 DATABASE_RETRY_AFTER_S = 5
+#: Retry-After (seconds) of a 503 ``node_stopping``: a node is stopped to be restarted, most
+#: often, and a start takes tens of seconds (the exchange, the galleries' warm-up, the search
+#: processes); asked again sooner, the client finds no node listening.
+STOPPING_RETRY_AFTER_S = 30
 
 
 def error_response(
@@ -223,6 +230,52 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(
         500, "internal_error", "internal error; the node's log has details", headers
     )
+
+
+class StopCutOff:
+    """ASGI middleware: a request the node's stop cuts off is answered 503 ``node_stopping``
+    with Retry-After, not uvicorn's bare 500.
+
+    At a stop, uvicorn waits ``timeout_graceful_shutdown`` for the requests in progress
+    (:data:`node.exchange.serving.GRACEFUL_SHUTDOWN_S`), then cancels their tasks; nothing
+    else cancels a request's task (a client that goes away does not). An officer's query
+    waiting on a slow peer (up to its 30 s deadline), a search or an enrolment waiting for its
+    worker thread got "Internal Server Error" in plain text, and an ERROR traceback each. A
+    query's fate is in the exchange log all the same (``cancelled``,
+    :mod:`node.exchange.requester`). A worker thread's job finishes before the cancellation
+    reaches the request: what it changed may have been saved, and the detail says so. A
+    response already begun is cut as before (uvicorn closes the connection)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # answered: the task ends as the server wanted it to
+            route = getattr(scope.get("route"), "path", "<no route>")
+            log.warning("%s %s cut off by the node's stop: 503", scope["method"], route)
+            detail = (
+                "the node is stopping and cut this request off before its answer; ask again "
+                "once it is back (a change the request made may have been saved)"
+            )
+            headers = {"Retry-After": str(STOPPING_RETRY_AFTER_S)}
+            await error_response(503, "node_stopping", detail, headers)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -26,7 +26,7 @@ from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import fingerprint_records, fingerprint_schema
 from node.api.app import create_app
 from node.db.models import Modality, Role, TemplateRecord
-from node.exchange.serving import ServerPair, peer_config
+from node.exchange.serving import GRACEFUL_SHUTDOWN_S, ServerPair, peer_config
 from node.exchange.setup import Exchange, load_credentials
 from node.restrictions import SharingRestrictions
 from node.services.galleries import subject_key
@@ -120,6 +120,8 @@ def start_service_node(
     api_port: int,
     peer_port: int,
     peers: dict[str, str],
+    *,
+    graceful_s: float = GRACEFUL_SHUTDOWN_S,
     **settings: Any,
 ) -> ServiceNode:
     data = root / country.lower()
@@ -138,7 +140,13 @@ def start_service_node(
         **settings,
     )
     app = create_app(config)
-    api = uvicorn.Config(app, host="127.0.0.1", port=api_port, log_level="warning")
+    api = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=api_port,
+        log_level="warning",
+        timeout_graceful_shutdown=graceful_s,  # as `bdx serve` (its requests' longest wait)
+    )
     peer = peer_config(app, config, load_credentials(config, check=False), log_level="warning")
     pair = ServerPair(api, peer)
     thread = threading.Thread(target=lambda: asyncio.run(pair.serve()), daemon=True)
@@ -165,17 +173,25 @@ def start_service_node(
 
 @contextmanager
 def serving(
-    data: Path, region_dir: Path, countries: Sequence[str], **settings: Any
+    data: Path,
+    region_dir: Path,
+    countries: Sequence[str],
+    *,
+    graceful_s: float = GRACEFUL_SHUTDOWN_S,
+    **settings: Any,
 ) -> Iterator[dict[str, ServiceNode]]:
     """A node of each of ``countries`` (region in ``region_dir``, data under ``data``), each a
     peer of the others, served as ``bdx serve`` serves them; stopped together (each holds
-    keep-alive connections to the others)."""
+    keep-alive connections to the others). ``graceful_s``: the API's longest wait for its
+    requests at a stop."""
     ports = {cc: (free_port(), free_port()) for cc in countries}
     nodes: dict[str, ServiceNode] = {}
     try:
         for cc in countries:
             peers = {p: f"https://127.0.0.1:{ports[p][1]}" for p in countries if p != cc}
-            nodes[cc] = start_service_node(data, region_dir, cc, *ports[cc], peers, **settings)
+            nodes[cc] = start_service_node(
+                data, region_dir, cc, *ports[cc], peers, graceful_s=graceful_s, **settings
+            )
         yield nodes
     finally:
         for n in nodes.values():

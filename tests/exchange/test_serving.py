@@ -4,6 +4,8 @@ servers on loopback ports."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import socket
 import threading
 import time
@@ -12,11 +14,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from certs.pki.bootstrap import build_region, write_region
+from matcher.fingerprint import iso19794_2
 from matcher.synthetic import synthetic_templates
+from node.api.errors import STOPPING_RETRY_AFTER_S
 from node.exchange.serving import ServerPair
 from tests.exchange.service_support import free_port, serving
 from tests.exchange.test_node_service import by_peer, officer_query
@@ -98,3 +103,79 @@ def test_a_stopping_node_answers_the_peer_queries_it_holds(tmp_path: Path) -> No
         th.thread.join(30)
         assert not th.thread.is_alive()
         assert [(r["status"], r["outcome"]) for r in results] == [("answered", "hit")]
+
+
+def test_requests_the_stop_cuts_off_answer_503_node_stopping(tmp_path: Path) -> None:
+    """At a stop uvicorn waits for the API's requests (``timeout_graceful_shutdown``), then
+    cancels them: an officer's query still waiting on a peer, and a search still waiting for
+    its worker thread, got a bare "Internal Server Error" (text, 500). Both answer 503
+    ``node_stopping`` with Retry-After now, and the query's fate is in the exchange log
+    (``cancelled``). Here ID holds TH's query behind a held peer thread, and the search waits
+    for the gallery that the test holds, until TH's stop has cut both off."""
+    fingers = synthetic_templates(3, 2, seed=11)
+    write_region(build_region(["TH", "ID"]), tmp_path / "region")
+    nodes_dir, region = tmp_path / "nodes", tmp_path / "region"
+    with serving(nodes_dir, region, ["TH", "ID"], peer_threads=2, graceful_s=1) as nodes:
+        th, idn = nodes["TH"], nodes["ID"]
+        th.enrol(["th-0"], [fingers[0][0]])
+        idn.enrol(["id-1"], [fingers[1][0]])
+        assert by_peer(officer_query(th, ["ID"], fingers[1][1]))["ID"]["outcome"] == "hit"
+        exchange_log = th.exchange.log
+        before = exchange_log.size()
+        work, release = idn.app.state.peer_work, threading.Event()
+        work.submit("TH", lambda: release.wait(60) and None)  # TH's share of ID's threads
+        search = {
+            "fingers": [{"template": base64.b64encode(iso19794_2.encode(fingers[0][1])).decode()}]
+        }
+
+        def searched() -> httpx.Response:
+            with httpx.Client(timeout=30) as client:
+                return client.post(
+                    th.api_url + "/search/fingerprint",
+                    json=search,
+                    headers={"Authorization": f"Bearer {th.token}"},
+                )
+
+        answers: dict[str, httpx.Response] = {}
+        held, let_go = threading.Event(), threading.Event()
+
+        def hold_gallery() -> None:
+            with th.app.state.gallery._lock.writing():
+                held.set()
+                let_go.wait(60)
+
+        threading.Thread(target=hold_gallery, daemon=True).start()
+        assert held.wait(10)
+        asking = [
+            threading.Thread(
+                target=lambda: answers.update(query=officer_query(th, ["ID"], fingers[1][1]))
+            ),
+            threading.Thread(target=lambda: answers.update(search=searched())),
+        ]
+        for thread in asking:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while work.load("TH") != (1, 1):  # TH's query waits behind the held thread at ID
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        time.sleep(0.5)  # the search waits for the gallery
+        th.pair.stop()
+        while getattr(th.app.state, "exchange", None) is not None:  # cut off: the app's
+            assert time.monotonic() < deadline  # shutdown tears the exchange down next
+            time.sleep(0.02)
+        let_go.set()
+        for thread in asking:
+            thread.join(30)
+        release.set()
+        th.thread.join(30)
+        assert not th.thread.is_alive()
+    for answer in answers.values():
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == "node_stopping"
+        assert answer.headers["Retry-After"] == str(STOPPING_RETRY_AFTER_S)
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert set(answers) == {"query", "search"}
+    events = [json.loads(e.data) for e in exchange_log.entries(before)]
+    sent = [e["query_id"] for e in events if e["type"] == "query_sent"]
+    fates = [(e["query_id"], e["status"]) for e in events if e["type"] == "reply_received"]
+    assert fates == [(sent[0], "cancelled")] and len(sent) == 1
