@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ ISSUE_ATTEMPTS = 3
 #: 22 base64url characters = 132 bits: collisions are out of reach for any gallery size.
 REF_CHARS = 22
 MIN_SECRET_BYTES = 32
+#: Every reference this node ever issued (each version): REF_CHARS base64url characters.
+_REFERENCE = re.compile(rf"[A-Za-z0-9_-]{{{REF_CHARS}}}")
 
 metadata = MetaData()
 
@@ -64,8 +67,15 @@ def make_reference(
     return b64url(hmac.new(secret, message, hashlib.sha256).digest())[:REF_CHARS]
 
 
+def well_formed(reference: str) -> bool:
+    """Whether ``reference`` has the shape of a reference this node issues (anything else was
+    never issued here: no database look-up needed)."""
+    return _REFERENCE.fullmatch(reference) is not None
+
+
 class HitReferences:
-    """Issues references for hits and resolves them for formal follow-up."""
+    """Issues references for hits and resolves them for formal follow-up (operators resolve
+    them through :mod:`node.services.hits`, which records each resolution)."""
 
     def __init__(self, engine: Engine, secret: bytes) -> None:
         self.engine = engine

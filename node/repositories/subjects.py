@@ -22,6 +22,9 @@ class SubjectRepository:
         query = select(Subject).where(Subject.external_id == external_id)
         return self.session.scalars(query).one_or_none()
 
+    def by_id(self, subject_id: int) -> Subject | None:
+        return self.session.get(Subject, subject_id)
+
     def get_or_create(self, external_id: str) -> Subject:
         """The subject of ``external_id``, created if needed. Two requests creating the same
         one at once both get it: the insert does nothing on a conflict (it waits for the other

@@ -55,9 +55,19 @@ def gallery_name(schema: GallerySchema) -> str:
     return _UNSAFE.sub("_", f"{schema.modality}-{schema.format}-v{schema.format_version}")
 
 
+#: What :func:`subject_key` writes (row ids start at 1, written without leading zeros).
+_SUBJECT_KEY = re.compile(r"s([1-9][0-9]*)")
+
+
 def subject_key(subject_id: int) -> str:
     """The subject reference stored in the gallery: the row id, nothing personal."""
     return f"s{subject_id}"
+
+
+def subject_id_of(key: str) -> int | None:
+    """The subject row id a :func:`subject_key` names, or None for any other string."""
+    found = _SUBJECT_KEY.fullmatch(key)
+    return None if found is None else int(found.group(1))
 
 
 class ReadWriteLock:
