@@ -25,7 +25,17 @@ from node.api.access import AccessLog
 from node.api.deps import document_roles
 from node.api.errors import StopCutOff, install_error_handlers
 from node.api.limits import BodySizeLimit
-from node.api.routers import audit, auditlog, gallery, health, queries, search, subjects, users
+from node.api.routers import (
+    audit,
+    auditlog,
+    gallery,
+    health,
+    hits,
+    queries,
+    search,
+    subjects,
+    users,
+)
 from node.db.setup import open_database
 from node.exchange import router as peer_router
 from node.exchange.messages import MAX_QUERY_BYTES
@@ -41,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     health.router,
     users.router,
     subjects.router,
+    hits.router,
     gallery.router,
     search.router,
     audit.router,

@@ -1,10 +1,12 @@
-"""``bdx subjects``: an operator's view of the running node's subjects, and their deletion.
+"""``bdx subjects``: an operator's view of the running node's subjects, their deletion, and the
+follow-up of a hit this node answered.
 
 The commands go through the local node's API (``GET /subjects``, ``GET /subjects/{id}``,
-``DELETE /subjects/{id}``) with an operator's token, because the running node holds the
-gallery: a deletion hides the subject's records from searches at once, and the node erases
-their templates from the gallery files within ``gallery_erase_interval_s``. Connection
-options and exit codes: :mod:`node.cli._client`.
+``DELETE /subjects/{id}``, ``GET /hits/{reference}``) with an operator's token, because the
+running node holds the gallery: a deletion hides the subject's records from searches at once,
+and the node erases their templates from the gallery files within ``gallery_erase_interval_s``;
+a resolved reference is recorded in the node's audit trail. Connection options and exit codes:
+:mod:`node.cli._client`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from node.cli._client import (
 from node.cli._common import ConfigOption, JsonOption, print_json, printable
 
 app = typer.Typer(
-    help="List, show and delete the running node's subjects (operators).", no_args_is_help=True
+    help="List, show and delete the running node's subjects, and resolve a hit reference for "
+    "follow-up (operators).",
+    no_args_is_help=True,
 )
 
 #: Seconds to wait for the node (a deletion commits to the database and the gallery).
@@ -114,12 +118,17 @@ def show(
         where = f"{printable(enc['external_id'] or '-')} from {printable(enc['source'] or '-')}"
         typer.echo(f"  encounter {where}")
     for rec in subject["records"]:
-        finger = f" finger {rec['finger_position']}" if rec["finger_position"] else ""
-        shared = "never shared (restrictions unreadable)" if rec["restrictions"] is None else ""
-        typer.echo(
-            f"  record {rec['reference']} {rec['modality']}{finger} quality "
-            f"{rec['quality'] if rec['quality'] is not None else '-'} {rec['state']} {shared}"
-        )
+        typer.echo(_record_line(rec))
+
+
+def _record_line(rec: dict[str, Any]) -> str:
+    finger = f" finger {rec['finger_position']}" if rec["finger_position"] else ""
+    shared = "never shared (restrictions unreadable)" if rec["restrictions"] is None else ""
+    quality = rec["quality"] if rec["quality"] is not None else "-"
+    return (
+        f"  record {printable(rec['reference'])} {rec['modality']}{finger} quality {quality} "
+        f"{rec['state']} {shared}"
+    )
 
 
 @app.command()
@@ -153,3 +162,34 @@ def delete(
             f"deleted subject {who}: its {done['templates_removed']} templates are out of every "
             "search and erased from the gallery files at the next erasure round"
         )
+
+
+@app.command("reference")
+def reference_(
+    reference: Annotated[str, typer.Argument(help="the hit reference a peer quotes")],
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Resolve a hit reference this node gave a peer, for the formal follow-up: the subject,
+    the query and requesting country, when it was issued and the subject's state now (deleted:
+    erased since). Every resolution is recorded in the audit trail; one this node never issued
+    is not found (exit 4)."""
+    with _client(token, token_file, url, ca_file, config) as client:
+        hit = client.call("GET", "/hits/" + quote(reference, safe=""), what="the resolution")
+    if json:
+        print_json(hit)
+        return
+    typer.echo(
+        f"reference {printable(hit['reference'])}: hit on query {printable(hit['query_id'])} "
+        f"of {printable(hit['requester'])}, issued {hit['issued_at']}"
+    )
+    if hit["state"] == "deleted":
+        typer.echo("subject deleted since the hit: nothing is left to disclose")
+        return
+    typer.echo(f"subject {printable(hit['subject'])} ({hit['state']})")
+    for rec in hit["records"]:
+        typer.echo(_record_line(rec))

@@ -43,7 +43,7 @@ ERROR_STATUSES: dict[int, str] = {
     400: "the body is not valid JSON",
     401: "no, malformed, unknown, expired or revoked bearer token",
     403: "the caller's role may not do this",
-    404: "no such subject, record, user, token, query or log entry",
+    404: "no such subject, record, user, token, query, hit reference or log entry",
     409: "it exists already (a user name), or the gallery refused the change",
     413: "the body is larger than the limit of its path",
     415: "a JSON body sent with another Content-Type (send application/json)",

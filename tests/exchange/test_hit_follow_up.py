@@ -1,0 +1,271 @@
+"""Following up a hit: the responding node's operator resolves the reference a real peer query
+got (``GET /hits/{reference}``, ``bdx subjects reference``), and the resolution is in the audit
+trail and the tamper-evident log. Two nodes served as ``bdx serve`` serves them: TH asks, ID
+answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from certs.pki.bootstrap import build_region, write_region
+from certs.pki.tls import client_context
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.synthetic import synthetic_templates
+from node.db.models import RecordState, Role
+from node.repositories.records import RecordRepository
+from node.services.hits import RESOLVE_ACTION
+from node.services.users import UserService
+from tests.exchange.service_support import ServiceNode, serving
+from tests.exchange.test_node_service import by_peer, officer_query
+
+BDX = [sys.executable, "-c", "from node.cli import main; main()"]
+#: Synthetic fingers: ID enrols the first impression of each, TH probes with the second.
+FINGERS = 5
+
+
+@dataclass
+class Setup:
+    th: ServiceNode
+    id: ServiceNode
+    root: Path
+    tokens: dict[Role, str]  # at ID
+
+    def headers(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+@pytest.fixture(scope="module")
+def fingers() -> list[list[FingerprintTemplate]]:
+    return synthetic_templates(FINGERS, 2, seed=23)
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    fingers: list[list[FingerprintTemplate]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    root = tmp_path_factory.mktemp("follow-up-region")
+    write_region(build_region(("TH", "ID")), root)
+    with serving(tmp_path_factory.mktemp("follow-up-nodes"), root, ("TH", "ID")) as served:
+        idn = served["ID"]
+        idn.enrol([f"id-{i}" for i in range(FINGERS)], [f[0] for f in fingers])
+        # ID's first search after the enrolment loads the new gallery, longer than TH waits
+        # (peer_timeout_s 5) on a loaded machine: done here, outside the tests' assertions.
+        officer_query(served["TH"], ["ID"], fingers[0][1])
+        tokens = {Role.OFFICER: idn.token}
+        with idn.app.state.sessions() as session:
+            users = UserService(session)
+            for role in (Role.OPERATOR, Role.AUDITOR):
+                users.add_user(role.value, role, actor="test")
+                tokens[role] = users.issue_token(role.value, expires_days=1, actor="test").token
+        yield Setup(served["TH"], idn, root, tokens)
+
+
+def hit(nodes: Setup, probe: FingerprintTemplate) -> dict[str, Any]:
+    """TH's officer asks ID; ID's answer (a hit)."""
+    got = by_peer(officer_query(nodes.th, ["ID"], probe))["ID"]
+    assert got["outcome"] == "hit", got
+    return got
+
+
+def resolve(nodes: Setup, reference: str, role: Role | None = Role.OPERATOR) -> httpx.Response:
+    headers = nodes.headers(role) if role is not None else {}
+    return httpx.get(f"{nodes.id.api_url}/hits/{reference}", headers=headers)
+
+
+def resolutions(nodes: Setup) -> list[dict[str, Any]]:
+    """The ``hit.resolve`` events of ID's audit trail, as its auditor reads them."""
+    r = httpx.get(
+        nodes.id.api_url + "/audit-events",
+        params={"action": RESOLVE_ACTION, "limit": 1000},
+        headers=nodes.headers(Role.AUDITOR),
+    )
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def logged_resolutions(node: ServiceNode) -> list[dict[str, Any]]:
+    events = [json.loads(e.data) for e in node.exchange.log.entries()]
+    return [e for e in events if e["type"] == "node_action" and e["action"] == RESOLVE_ACTION]
+
+
+def bdx(nodes: Setup, role: Role, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BDX_TOKEN": nodes.tokens[role]}
+    env.pop("BDX_TOKEN_FILE", None)
+    command = [*BDX, "subjects", "reference", *args, "--url", nodes.id.api_url]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_an_operator_resolves_a_real_hits_reference_and_it_is_audited(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    before = datetime.now(UTC)
+    got = hit(nodes, fingers[1][1])
+    after = datetime.now(UTC)
+    r = resolve(nodes, got["reference"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["reference"], body["query_id"], body["requester"]) == (
+        got["reference"],
+        got["query_id"],
+        "TH",
+    )
+    assert before <= datetime.fromisoformat(body["issued_at"]) <= after
+    assert (body["subject"], body["state"]) == ("id-1", "active")
+    shown = httpx.get(nodes.id.api_url + "/subjects/id-1", headers=nodes.headers(Role.OPERATOR))
+    assert body["records"] == shown.json()["records"] and len(body["records"]) == 1
+    # The auditor reviews the disclosure: who, which reference, for which country and query.
+    event = resolutions(nodes)[-1]
+    assert (event["actor"], event["target"]) == ("user:operator", got["reference"])
+    assert event["details"] == {
+        "requester": "TH",
+        "query_id": got["query_id"],
+        "subject": "id-1",
+        "state": "active",
+    }
+    logged = logged_resolutions(nodes.id)[-1]
+    assert (logged["actor"], logged["target"], logged["details"]) == (
+        "user:operator",
+        got["reference"],
+        event["details"],
+    )
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "A" * 22,  # shaped like one, never issued
+        "not-a-reference",
+        "A" * 23,
+        "AAAAAAAAAAAAAAAAAAAA%3D%3D",  # 20 characters and padding
+        "%27%20OR%201%3D1%20--%20AAAAAAAAAA",
+    ],
+)
+def test_a_reference_never_issued_is_not_found_and_not_recorded(
+    nodes: Setup, reference: str
+) -> None:
+    seen = len(resolutions(nodes))
+    r = resolve(nodes, reference)
+    assert r.status_code == 404, r.text
+    assert r.json()["error"] == "unknown_reference" and r.json()["detail"]
+    assert len(resolutions(nodes)) == seen
+
+
+@pytest.mark.parametrize(
+    ("role", "status"), [(None, 401), (Role.OFFICER, 403), (Role.AUDITOR, 403)]
+)
+def test_only_an_operator_resolves_a_reference(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], role: Role | None, status: int
+) -> None:
+    """Auditors review resolutions, they do not make them; officers query peers."""
+    reference = hit(nodes, fingers[0][1])["reference"]
+    seen = len(resolutions(nodes))
+    r = resolve(nodes, reference, role)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] in ("missing_token", "wrong_role")
+    assert "id-0" not in r.text
+    assert len(resolutions(nodes)) == seen
+
+
+def test_the_peer_listener_does_not_resolve_references(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """The requesting country's own certificate, and an operator's token, on ID's peer port."""
+    reference = hit(nodes, fingers[0][1])["reference"]
+    folder = nodes.root / "nodes" / "th"
+    tls = client_context(folder / "tls.pem", folder / "tls.key", nodes.root / "root.pem")
+    with httpx.Client(verify=tls) as client:
+        r = client.get(
+            f"{nodes.id.peer_url}/hits/{reference}", headers=nodes.headers(Role.OPERATOR)
+        )
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+    assert "id-0" not in r.text
+
+
+def test_a_subject_deleted_after_the_hit_is_shown_deleted(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    reference = hit(nodes, fingers[3][1])["reference"]
+    gone = httpx.delete(nodes.id.api_url + "/subjects/id-3", headers=nodes.headers(Role.OPERATOR))
+    assert gone.status_code == 200, gone.text
+    r = resolve(nodes, reference)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["subject"], body["state"], body["records"]) == (None, "deleted", [])
+    assert body["requester"] == "TH"
+    event = resolutions(nodes)[-1]
+    assert (event["target"], event["details"]["subject"], event["details"]["state"]) == (
+        reference,
+        None,
+        "deleted",
+    )
+    text = bdx(nodes, Role.OPERATOR, reference)
+    assert text.returncode == 0, text.stderr
+    assert "subject deleted since the hit" in text.stdout and "id-3" not in text.stdout
+
+
+def test_a_subject_whose_deletion_is_unfinished_is_shown_deleting(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Its records flagged ``deleting`` as a deletion whose gallery write failed leaves them."""
+    reference = hit(nodes, fingers[4][1])["reference"]
+    shown = httpx.get(nodes.id.api_url + "/subjects/id-4", headers=nodes.headers(Role.OPERATOR))
+    records = [r["reference"] for r in shown.json()["records"]]
+    with nodes.id.app.state.sessions() as session:
+        assert RecordRepository(session).set_state(records, RecordState.DELETING) == 1
+        session.commit()
+    body = resolve(nodes, reference).json()
+    assert (body["subject"], body["state"]) == ("id-4", "deleting")
+    assert [r["state"] for r in body["records"]] == ["deleting"]
+    assert resolutions(nodes)[-1]["details"]["state"] == "deleting"
+
+
+def test_the_route_is_documented_for_operators(nodes: Setup) -> None:
+    spec = httpx.get(nodes.id.api_url + "/openapi.json").json()
+    op = spec["paths"]["/hits/{reference}"]["get"]
+    assert op["description"] == "Role: operator."
+    assert {"401", "403", "404"} <= set(op["responses"])
+    assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/HitOut"
+    }
+    assert spec["components"]["schemas"]["HitOut"]["properties"]["state"]
+
+
+def test_bdx_subjects_reference_resolves_and_maps_refusals_to_exit_codes(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    got = hit(nodes, fingers[2][1])
+    seen = len(resolutions(nodes))
+    done = bdx(nodes, Role.OPERATOR, got["reference"], "--json")
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert (body["subject"], body["state"], body["query_id"], body["requester"]) == (
+        "id-2",
+        "active",
+        got["query_id"],
+        "TH",
+    )
+    text = bdx(nodes, Role.OPERATOR, got["reference"])
+    assert text.returncode == 0, text.stderr
+    assert f"of TH, issued {body['issued_at']}" in text.stdout
+    assert "subject id-2 (active)" in text.stdout
+    assert body["records"][0]["reference"] in text.stdout
+    assert len(resolutions(nodes)) == seen + 2  # each resolution is recorded
+    for reference in ("A" * 22, "no/such ref"):
+        unknown = bdx(nodes, Role.OPERATOR, reference)
+        assert unknown.returncode == 4, unknown.stderr
+        assert unknown.stderr.startswith("bdx: error:") and len(unknown.stderr.splitlines()) == 1
+    refused = bdx(nodes, Role.AUDITOR, got["reference"])
+    assert refused.returncode == 5 and "[wrong_role]" in refused.stderr
+    assert refused.stdout == ""
