@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(None, description="exchange rules (TOML, `bdx policy`)")
     peers: dict[CountryCode, str] = Field(default_factory=dict, description="country -> URL")
     hit_secret_file: Path | None = Field(None, description="default: data_dir/hit-secret.key")
+    # The reference -> subject link of each hit is personal data kept for the requester's
+    # follow-up through formal channels, and for no longer. Two years covers a follow-up that
+    # waits on a court or an asylum procedure; the forum's agreement sets the real period.
+    hit_reference_days: int = Field(
+        730,
+        ge=1,
+        le=3650,
+        description="a hit reference can be followed up for this many days, then its link to "
+        "the subject is deleted",
+    )
     replay_window_s: int = Field(
         300,
         ge=10,

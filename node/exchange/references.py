@@ -12,6 +12,9 @@ pseudonym per subject.) The responder keeps the mapping reference → record (ta
 generated once and kept with its keys: references stay unpredictable even where the random
 source repeats itself (a virtual machine restored from a snapshot replays its state).
 References issued under earlier versions stay resolvable: only the stored mapping is read back.
+The mapping is kept for the follow-up period only (``retention``, the node's
+``hit_reference_days``): :meth:`HitReferences.expire` deletes older rows, after which the
+reference, still in both nodes' exchange logs, names nobody.
 """
 
 from __future__ import annotations
@@ -21,9 +24,20 @@ import hmac
 import re
 import secrets
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, insert, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
 
 from node.exchange.messages import b64url
@@ -48,11 +62,23 @@ exchange_hits = Table(
     Column("query_id", String(36), nullable=False, index=True),
     Column("requester", String(2), nullable=False),
     Column("record_ref", String(128), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 #: Built once (every hit runs it).
 _INSERT_HIT = insert(exchange_hits)
+
+#: Rows deleted per transaction: the first expiry after an upgrade (years of hits) must not
+#: hold SQLite's write lock for long.
+EXPIRE_BATCH = 10_000
+#: One batch: the oldest rows by the ``created_at`` index, deleted by primary key.
+_EXPIRE_ONE_BATCH = delete(exchange_hits).where(
+    exchange_hits.c.reference.in_(
+        select(exchange_hits.c.reference)
+        .where(exchange_hits.c.created_at < bindparam("cutoff"))
+        .limit(EXPIRE_BATCH)
+    )
+)
 
 
 def make_reference(
@@ -77,9 +103,27 @@ class HitReferences:
     """Issues references for hits and resolves them for formal follow-up (operators resolve
     them through :mod:`node.services.hits`, which records each resolution)."""
 
-    def __init__(self, engine: Engine, secret: bytes) -> None:
+    def __init__(self, engine: Engine, secret: bytes, retention: timedelta | None = None) -> None:
+        if retention is not None and retention <= timedelta(0):
+            raise ValueError("the follow-up period of hit references must be positive")
         self.engine = engine
         self.secret = secret
+        self.retention = retention  # None: kept for ever
+
+    def expire(self, now: datetime | None = None) -> tuple[int, datetime | None]:
+        """Delete the references issued more than :attr:`retention` before ``now``,
+        :data:`EXPIRE_BATCH` rows per transaction: (how many, the cut-off; ``(0, None)``
+        when references are kept for ever)."""
+        if self.retention is None:
+            return 0, None
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        total = 0
+        while True:
+            with self.engine.begin() as conn:
+                deleted = int(conn.execute(_EXPIRE_ONE_BATCH, {"cutoff": cutoff}).rowcount or 0)
+            total += deleted
+            if deleted < EXPIRE_BATCH:
+                return total, cutoff
 
     def issue(self, query_id: uuid.UUID, requester: str, record_ref: str) -> str:
         """A new reference to ``record_ref`` for one hit (stored for follow-up)."""

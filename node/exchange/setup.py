@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -61,6 +61,9 @@ CHECKPOINT_POLL_S = 60.0
 CLOSE_TIMEOUT_S = 5.0
 #: Bytes of a new hit-reference secret (HMAC-SHA-256 key: 32 is its block-safe minimum).
 HIT_SECRET_BYTES = 32
+#: Seconds between expiries of hit references: the follow-up period counts in days, so an hour
+#: late is nothing, and a query of the ``created_at`` index every housekeeping round is waste.
+HIT_EXPIRY_EVERY_S = 3600.0
 
 
 @dataclass
@@ -78,6 +81,7 @@ class Exchange:
     search_pool: SearchPool | None = None
     rules_file: RulesFile | None = None  # re-read by housekeeping when it changes
     views_compared_at: float = float("-inf")  # time.monotonic() of the last compare_views
+    hits_expired_at: float = float("-inf")  # time.monotonic() of the last hit expiry
     own: OwnCertificates | None = None  # renewed own certificates picked up by housekeeping
     pki_watch: PkiWatch = field(init=False)  # how this node's own PKI documents stand
 
@@ -301,7 +305,9 @@ def _assemble(
         signing_chain=chain,
         policy=policy,
         replay=ReplayGuard(engine, timedelta(seconds=settings.replay_window_s)),
-        hits=HitReferences(engine, hit_secret(settings)),
+        hits=HitReferences(
+            engine, hit_secret(settings), timedelta(days=settings.hit_reference_days)
+        ),
         search=GallerySearch(galleries, pool, fpir=settings.search_fpir),
         restrictions=RecordRestrictions(engine),
         exchange_log=elog,
@@ -348,12 +354,13 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     """Re-read a changed rules file (:mod:`node.exchange.rules_reload`), the published trust
     list and CRL, the node's renewed certificates (:mod:`node.exchange.renewal`), forget the
     replay nonces that can no longer be replayed (:meth:`ReplayGuard.purge`: the table would
-    otherwise grow by every query), and issue a checkpoint when the log grew or the last one
-    aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart; the peers' refusals
-    counted but not logged one by one go in first, as ``refusals_suppressed``), and log how this
-    node's own PKI documents stand when that changed (:class:`PkiWatch`). Nothing here waits
-    for a peer: that is :func:`_witnessing`'s, so a slow or hostile peer cannot hold back a
-    revocation or a suspended rule."""
+    otherwise grow by every query), delete the hit references past the follow-up period
+    (:func:`expire_hit_references`, hourly), and issue a checkpoint when the log grew or the
+    last one aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart; the peers'
+    refusals counted but not logged one by one go in first, as ``refusals_suppressed``), and
+    log how this node's own PKI documents stand when that changed (:class:`PkiWatch`). Nothing
+    here waits for a peer: that is :func:`_witnessing`'s, so a slow or hostile peer cannot hold
+    back a revocation or a suspended rule."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         await housekeeping_round(exchange, interval_s)
@@ -387,6 +394,11 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         await anyio.to_thread.run_sync(exchange.responder.replay.purge)
     except Exception:  # the nonces stay (refusing replays); the next round retries
         logger.exception("replay nonces not purged")
+    if time.monotonic() - exchange.hits_expired_at >= HIT_EXPIRY_EVERY_S:
+        try:
+            await anyio.to_thread.run_sync(expire_hit_references, exchange)
+        except Exception:  # the references stay resolvable; the next round retries
+            logger.exception("hit references not expired")
     try:  # refusals_suppressed of peers that stopped flooding: in the log before the checkpoint
         await anyio.to_thread.run_sync(exchange.responder.flush_refusal_summaries)
     except Exception:  # the counts stay; the next round retries
@@ -395,6 +407,26 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
     except Exception:  # keep the node serving; the next round retries
         logger.exception("exchange log checkpoint failed")
+
+
+def expire_hit_references(exchange: Exchange) -> int:
+    """Delete the hit references past the follow-up period (:meth:`HitReferences.expire`);
+    the exchange log gets a ``hit_references_expired`` event (how many, issued before when)
+    when there were any. Returns how many."""
+    count, cutoff = exchange.responder.hits.expire()
+    exchange.hits_expired_at = time.monotonic()
+    if count and cutoff is not None:
+        logger.info("%d hit references past the follow-up period deleted", count)
+        exchange.responder.log.record(
+            {
+                "type": "hit_references_expired",
+                "node": exchange.credentials.country,
+                "at": datetime.now(UTC).isoformat(),
+                "count": count,
+                "issued_before": cutoff.isoformat(),
+            }
+        )
+    return count
 
 
 async def _witnessing(exchange: Exchange, interval_s: float) -> None:

@@ -76,7 +76,11 @@ class HitService:
         it."""
         hit = self.hits.by_reference(reference) if well_formed(reference) else None
         if hit is None:
-            raise NotFoundError("this node issued no such reference", reason="unknown_reference")
+            raise NotFoundError(
+                "this node issued no such reference, or its follow-up period"
+                " (hit_reference_days) is over",
+                reason="unknown_reference",
+            )
         subject_id = subject_id_of(hit.record_ref)
         if subject_id is None:  # the responder stores subject keys only
             raise InternalServiceError(

@@ -5,24 +5,28 @@ answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from certs.pki.bootstrap import build_region, write_region
 from certs.pki.tls import client_context
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.db.models import RecordState, Role
+from node.exchange.references import exchange_hits
+from node.exchange.setup import housekeeping_round
 from node.repositories.records import RecordRepository
 from node.services.hits import RESOLVE_ACTION
 from node.services.users import UserService
@@ -269,3 +273,34 @@ def test_bdx_subjects_reference_resolves_and_maps_refusals_to_exit_codes(
     refused = bdx(nodes, Role.AUDITOR, got["reference"])
     assert refused.returncode == 5 and "[wrong_role]" in refused.stderr
     assert refused.stdout == ""
+
+
+def test_a_reference_past_its_follow_up_period_is_deleted_and_logged(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Housekeeping deletes the reference -> subject link of the hits issued longer ago than
+    ``hit_reference_days`` (730 by default): the reference resolves no more, a younger one
+    does, and the exchange log says how many went."""
+    old = hit(nodes, fingers[2][1])["reference"]
+    young = hit(nodes, fingers[1][1])["reference"]
+    exchange = nodes.id.exchange
+    retention = exchange.responder.hits.retention
+    assert retention == timedelta(days=730)
+    issued = datetime.now(UTC) - retention - timedelta(minutes=1)
+    with nodes.id.app.state.engine.begin() as conn:
+        conn.execute(
+            update(exchange_hits).where(exchange_hits.c.reference == old).values(created_at=issued)
+        )
+    assert resolve(nodes, old).status_code == 200  # still within reach until housekeeping runs
+    before = exchange.log.size()
+    exchange.hits_expired_at = float("-inf")  # hourly: due now
+    asyncio.run(housekeeping_round(exchange, 3600.0))
+    gone = resolve(nodes, old)
+    assert gone.status_code == 404 and gone.json()["error"] == "unknown_reference"
+    assert "follow-up period" in gone.json()["detail"]
+    assert resolve(nodes, young).status_code == 200
+    events = [json.loads(e.data) for e in exchange.log.entries(before)]
+    (expired,) = [e for e in events if e["type"] == "hit_references_expired"]
+    assert expired["count"] == 1 and expired["node"] == "ID"
+    assert datetime.fromisoformat(expired["issued_before"]) > issued
+    assert old not in json.dumps(expired)  # which one is not said: it named a person

@@ -213,3 +213,36 @@ def test_a_time_before_the_first_utc_instant_is_a_validation_error() -> None:
     """Pydantic passes OverflowError through: it must be a ValidationError like any other."""
     with pytest.raises(ValidationError, match="out of range"):
         _query(created="0001-01-01T00:00:00+14:00")
+
+
+def test_hit_references_expire_after_the_follow_up_period_in_batches(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    references.metadata.create_all(engine)
+    hits = references.HitReferences(engine, bytes(32), timedelta(days=30))
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    old = now - timedelta(days=30, seconds=1)
+    rows = [
+        {
+            "reference": f"{i:022d}",
+            "query_id": str(uuid.UUID(int=i)),
+            "requester": "TH",
+            "record_ref": f"s{i}",
+            "created_at": old,
+        }
+        for i in range(references.EXPIRE_BATCH + 5)
+    ]
+    with engine.begin() as conn:
+        conn.execute(references.exchange_hits.insert(), rows)
+        sql = str(references._EXPIRE_ONE_BATCH.compile(engine))
+        args = (now.isoformat(), references.EXPIRE_BATCH, 0)
+        plan = " ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, args))
+    # the batch is found by the created_at index and deleted by primary key: no table scan
+    assert "ix_exchange_hits_created_at (created_at<?)" in plan and "SCAN" not in plan
+    young = hits.issue(uuid.uuid4(), "ID", "s7")
+    assert hits.expire(now) == (references.EXPIRE_BATCH + 5, now - timedelta(days=30))
+    assert hits.expire(now) == (0, now - timedelta(days=30))
+    assert hits.resolve(young) is not None and hits.resolve(f"{0:022d}") is None
+    # kept for ever without a period; a period must be positive
+    assert references.HitReferences(engine, bytes(32)).expire(now) == (0, None)
+    with pytest.raises(ValueError):
+        references.HitReferences(engine, bytes(32), timedelta(0))

@@ -98,7 +98,7 @@ def test_db_cli_upgrade_and_current(
     assert code == 0
     assert json.loads(out)["up_to_date"] is False
     code, out, _ = run_cli(["db", "upgrade"], capsys)
-    assert (code, out.strip()) == (0, "database at revision 0007")
+    assert (code, out.strip()) == (0, "database at revision 0008")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
     code, _, err = run_cli(["db", "upgrade", "--revision", "bogus"], capsys)  # was a traceback
@@ -322,7 +322,7 @@ def test_0006_keeps_every_row_and_index_and_never_gives_an_erased_id_again(
         assert [r[0] for r in before["subjects"]] == [1, 2, 3, 4]  # type: ignore[attr-defined]
         assert len(before["template_records"]) == 2  # type: ignore[arg-type]
 
-        upgrade(engine)
+        upgrade(engine, "0006")
         with engine.connect() as conn:
             assert _snapshot(conn) == before
             if engine.dialect.name == "sqlite":
