@@ -4,7 +4,9 @@
   share of them (:data:`~node.exchange.params.PEER_THREAD_SHARE`); its further queries wait
   behind each other in a queue of their own (at most
   :data:`~node.exchange.params.PEER_QUEUED_QUERIES`, beyond which they are refused with 503
-  ``peer_busy``), so another peer's query still finds a free thread.
+  ``peer_busy``), so another peer's query still finds a free thread. At the node's stop it is
+  closed (:meth:`PeerWork.close`): the queries still waiting are dropped and counted per peer,
+  and a query offered afterwards is refused (:class:`PeerWorkClosedError`).
 * :class:`RefusalBudget`: the refusals of one peer that charge it nothing (a body that is no
   JWS, a bad signature, a stale or replayed query, a policy refusal...) are each logged while
   the peer's token bucket has tokens; beyond it they are only counted, and one
@@ -29,9 +31,19 @@ from datetime import datetime
 from typing import Any
 
 from node.exchange import params
-from node.service_errors import RetryLaterError
+from node.service_errors import RetryLaterError, StoreUnavailableError
 
 log = logging.getLogger(__name__)
+
+#: Why a query is refused or dropped at the node's stop (the reason a request the stop cuts
+#: off is answered with, :class:`node.api.errors.StopCutOff`).
+NODE_STOPPING = "node_stopping"
+
+
+class PeerWorkClosedError(StoreUnavailableError):
+    """A job offered to a :class:`PeerWork` closed by the node's stop: it is not run."""
+
+    default_reason = NODE_STOPPING
 
 
 def peer_share(threads: int) -> int:
@@ -51,7 +63,13 @@ class PeerWork:
 
     A job beyond that waits in its peer's queue (memory only, at most ``queued`` jobs) and is
     handed to the executor when one of the same peer's jobs ends: one peer's backlog never
-    stands in the executor's queue before another peer's job."""
+    stands in the executor's queue before another peer's job.
+
+    :meth:`close` ends that before the executor is shut down: the jobs waiting are dropped
+    (counted per peer for the caller to report), a job that ends hands none on, and
+    :meth:`submit` refuses. A job is handed to the executor under the lock that ``close``
+    takes, so none reaches an executor shut down after ``close`` (its RuntimeError was raised
+    in a pool thread, where nobody read it, and the job was lost without a word)."""
 
     def __init__(self, executor: Executor, per_peer: int, queued: int) -> None:
         self.executor = executor
@@ -59,11 +77,17 @@ class PeerWork:
         self.queued = queued
         self._lock = threading.Lock()
         self._peers: dict[str, _PeerQueue] = {}
+        self._closed = False
 
     def submit(self, peer: str, job: Callable[[], None]) -> None:
         """Run ``job`` for ``peer`` now or after its peer's earlier jobs; raise
-        :class:`RetryLaterError` (``peer_busy``) when the peer's queue is full."""
+        :class:`RetryLaterError` (``peer_busy``) when the peer's queue is full, and
+        :class:`PeerWorkClosedError` once :meth:`close` was called."""
         with self._lock:
+            if self._closed:
+                raise PeerWorkClosedError(
+                    f"this node is stopping: {peer}'s query is not taken", reason=NODE_STOPPING
+                )
             state = self._peers.setdefault(peer, _PeerQueue())
             if state.running < self.per_peer:
                 state.running += 1
@@ -76,7 +100,18 @@ class PeerWork:
                     reason="peer_busy",
                     retry_after_s=params.PEER_BUSY_RETRY_AFTER_S,
                 )
-        self.executor.submit(self._run, peer, job)
+            self.executor.submit(self._run, peer, job)
+
+    def close(self) -> dict[str, int]:
+        """Stop taking and handing on jobs (the node stops); the number of jobs dropped from
+        each peer's queue, by peer. The jobs running, or handed to the executor already, are
+        left to it."""
+        with self._lock:
+            self._closed = True
+            dropped = {p: len(s.waiting) for p, s in self._peers.items() if s.waiting}
+            for state in self._peers.values():
+                state.waiting.clear()
+        return dropped
 
     def load(self, peer: str) -> tuple[int, int]:
         """``peer``'s jobs running and waiting now."""
@@ -90,13 +125,12 @@ class PeerWork:
         finally:
             with self._lock:
                 state = self._peers[peer]
-                following = state.waiting.popleft() if state.waiting else None
-                if following is None:
+                if state.waiting:  # its turn in the executor's queue, behind the others'
+                    self.executor.submit(self._run, peer, state.waiting.popleft())
+                else:
                     state.running -= 1
                     if not state.running:
                         del self._peers[peer]
-            if following is not None:  # its turn in the executor's queue, behind the others'
-                self.executor.submit(self._run, peer, following)
 
 
 @dataclass
