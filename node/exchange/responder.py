@@ -42,7 +42,7 @@ token: it is logged and answered as ever, and never spends a budget.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -256,6 +256,16 @@ class Responder:
         ]
         if due:
             self.log.record_many(due)
+
+    def record_dropped(self, dropped: Mapping[str, int], reason: str) -> None:
+        """Log one ``queries_dropped`` event per peer of ``dropped`` (how many of its queries
+        this node took and will not answer, and why)."""
+        self._record(
+            [
+                self._event("queries_dropped", peer=peer, count=count, reason=reason)
+                for peer, count in sorted(dropped.items())
+            ]
+        )
 
     def verify(self, token: str, tls_country: str) -> QueryPayload:
         """Steps 1–2: the verified query, or a typed error (nothing signed, nothing matched)."""

@@ -32,11 +32,11 @@ from certs.translog import TransparencyLog
 from matcher.errors import BdxError
 from matcher.search.shards import busy
 from matcher.workers import usable_cpus
-from node.api.errors import database_failed
+from node.api.errors import STOPPING_RETRY_AFTER_S, database_failed, error_response
 from node.api.schemas.common import ErrorBody
 from node.errors import NotFoundError
 from node.exchange import params
-from node.exchange.admission import PeerWork, peer_share
+from node.exchange.admission import PeerWork, PeerWorkClosedError, peer_share
 from node.exchange.messages import QueryPayload
 from node.exchange.pki_watch import explain
 from node.exchange.requester import JOSE
@@ -323,6 +323,10 @@ async def receive_query(
 
     try:
         peer_work(request).submit(country, run)
+    except PeerWorkClosedError as exc:  # the node's own stop, not the peer's doing: no refusal
+        log.info("query from %s not taken: %s", country, exc.message)
+        headers = {"Retry-After": str(STOPPING_RETRY_AFTER_S)}
+        return error_response(503, exc.reason, exc.message, headers)
     except RetryLaterError as exc:  # its queue is full: logged as every refusal is (bounded)
         await anyio.to_thread.run_sync(
             responder.refused_unverified, country, "admission", exc.reason

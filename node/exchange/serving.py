@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import ssl
 import threading
@@ -30,8 +31,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from certs.pki.asgi import PeerCertH11Protocol
 from certs.pki.credentials import NodeCredentials
 from node.api.errors import error_response
+from node.exchange.admission import NODE_STOPPING, PeerWork
+from node.exchange.responder import Responder
 from node.exchange.router import router as peer_router
 from node.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Longest wait at shutdown for requests in progress, on both listeners (a search answers
 #: within the peers' 30 s deadline; an idle or stalled connection must not hold the node up).
@@ -186,15 +191,44 @@ class ServerPair:
     async def _finish_peer_work(self) -> None:
         """Wait (``GRACEFUL_SHUTDOWN_S`` at most) for the queries the peer threads run, the
         ones answered 202 included, so each ends with its log events before the exchange is
-        torn down; the next start makes a new pool."""
+        torn down; the next start makes a new pool.
+
+        The queries still waiting for their peer's share of the threads are not run: the
+        listener is closed, their replies could never be delivered. They are dropped on
+        record (:meth:`_report_dropped`); handed to the executor shut down, each was lost
+        without a word."""
         node = getattr(self.peer.config, "node", None)
         state = getattr(node, "state", None)
         executor = getattr(state, "peer_executor", None)
         if executor is None:
             return
+        work: PeerWork | None = getattr(state, "peer_work", None)
+        dropped = work.close() if work is not None else {}
         state.peer_executor = state.peer_work = None  # type: ignore[union-attr]
+        if dropped:
+            await self._report_dropped(state, dropped)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.to_thread(executor.shutdown), GRACEFUL_SHUTDOWN_S)
+
+    @staticmethod
+    async def _report_dropped(state: Any, dropped: dict[str, int]) -> None:
+        """A WARNING and one ``queries_dropped`` event per peer (reason ``node_stopping``) in
+        the exchange log for the queries :meth:`PeerWork.close` dropped, ``dropped`` by peer."""
+        counts = ", ".join(f"{peer}: {count}" for peer, count in sorted(dropped.items()))
+        log.warning(
+            "node stopping: %d peer queries dropped unanswered, still waiting for a peer "
+            "thread (%s)",
+            sum(dropped.values()),
+            counts,
+        )
+        responder: Responder | None = getattr(state, "responder", None)
+        if responder is None:
+            log.error("queries_dropped not logged: no exchange set up (%s)", counts)
+            return
+        try:
+            await asyncio.to_thread(responder.record_dropped, dropped, NODE_STOPPING)
+        except Exception:  # the node stops all the same; the WARNING above stays
+            log.exception("queries_dropped not logged (%s)", counts)
 
     @contextlib.contextmanager
     def _signals(self) -> Generator[None, None, None]:

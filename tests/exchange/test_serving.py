@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import socket
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
@@ -22,9 +24,11 @@ from certs.pki.bootstrap import build_region, write_region
 from matcher.fingerprint import iso19794_2
 from matcher.synthetic import synthetic_templates
 from node.api.errors import STOPPING_RETRY_AFTER_S
+from node.exchange.admission import PeerWorkClosedError
 from node.exchange.serving import ServerPair
 from tests.exchange.service_support import free_port, serving
 from tests.exchange.test_node_service import by_peer, officer_query
+from tests.exchange.test_peer_limits import ask, client, signed_query
 
 
 def _listening(port: int) -> bool:
@@ -179,3 +183,80 @@ def test_requests_the_stop_cuts_off_answer_503_node_stopping(tmp_path: Path) -> 
     sent = [e["query_id"] for e in events if e["type"] == "query_sent"]
     fates = [(e["query_id"], e["status"]) for e in events if e["type"] == "reply_received"]
     assert fates == [(sent[0], "cancelled")] and len(sent) == 1
+
+
+def test_queries_waiting_for_a_peer_thread_at_a_stop_are_dropped_on_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer's query still waiting in its queue (:class:`PeerWork`) when the stop had shut
+    the peer threads down was lost without a word: the running job's end handed it to the
+    executor already shut down, a RuntimeError in a pool thread that nobody reads. It is
+    dropped on purpose now (the listener is closed: its reply could never be delivered), one
+    ``queries_dropped`` event per peer in the exchange log and a WARNING say so, and a job
+    offered after the stop is refused (503 ``node_stopping``), not lost. Here TH's query waits
+    at ID behind a held peer thread of TH's share while ID stops."""
+    fingers = synthetic_templates(3, 2, seed=11)
+    write_region(build_region(["TH", "ID"]), tmp_path / "region")
+    with serving(tmp_path / "nodes", tmp_path / "region", ["TH", "ID"], peer_threads=2) as nodes:
+        th, idn = nodes["TH"], nodes["ID"]
+        idn.enrol(["id-1"], [fingers[1][0]])
+        assert by_peer(officer_query(th, ["ID"], fingers[1][1]))["ID"]["outcome"] == "hit"
+        exchange_log = idn.exchange.log
+        before = exchange_log.size()
+        work, release = idn.app.state.peer_work, threading.Event()
+        work.submit("TH", lambda: release.wait(60) and None)  # TH's share of ID's threads
+        asking = threading.Thread(target=lambda: officer_query(th, ["ID"], fingers[1][1]))
+        asking.start()
+        deadline = time.monotonic() + 30
+        while work.load("TH") != (1, 1):  # TH's query waits behind the held thread at ID
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with caplog.at_level(logging.WARNING, logger="node.exchange.serving"):
+            idn.pair.stop()
+            deadline = time.monotonic() + 30
+            while idn.app.state.peer_work is not None:  # the listener has stopped: the peer
+                assert time.monotonic() < deadline  # threads are being shut down
+                time.sleep(0.02)
+            release.set()  # the held job ends: TH's query would be next
+            idn.thread.join(30)
+            assert not idn.thread.is_alive()
+        asking.join(30)
+    events = [json.loads(e.data) for e in exchange_log.entries(before)]
+    dropped = [e for e in events if e["type"] == "queries_dropped"]
+    assert [(e["node"], e["peer"], e["count"], e["reason"]) for e in dropped] == [
+        ("ID", "TH", 1, "node_stopping")
+    ]
+    assert not [e for e in events if e["type"] == "query_received"]  # it never ran
+    warnings = [r for r in caplog.records if r.name == "node.exchange.serving"]
+    assert [r.levelno for r in warnings] == [logging.WARNING]
+    assert "TH: 1" in warnings[0].getMessage()
+    assert work.load("TH") == (0, 0)  # the held job's end was booked, nothing handed on
+    with pytest.raises(PeerWorkClosedError) as refused:
+        work.submit("TH", lambda: None)
+    assert refused.value.reason == "node_stopping"
+
+
+def test_a_query_offered_after_the_peer_threads_closed_is_refused_503_node_stopping(
+    tmp_path: Path,
+) -> None:
+    """Once the stop has closed the peer threads' queues (:meth:`PeerWork.close`), a query
+    that still reaches the peer route is answered 503 ``node_stopping`` with Retry-After (it
+    raised inside a pool thread before, and its request waited for the stop to cut it off),
+    and it is not charged to the peer as a refusal of its own."""
+    fingers = synthetic_templates(3, 2, seed=11)
+    region = tmp_path / "region"
+    write_region(build_region(["TH", "ID"]), region)
+    with serving(tmp_path / "nodes", region, ["TH", "ID"], peer_threads=2) as nodes:
+        th, idn = nodes["TH"], nodes["ID"]
+        idn.enrol(["id-1"], [fingers[1][0]])
+        assert by_peer(officer_query(th, ["ID"], fingers[1][1]))["ID"]["outcome"] == "hit"
+        exchange_log = idn.exchange.log
+        before = exchange_log.size()
+        assert idn.app.state.peer_work.close() == {}  # as the stop closes it: nothing waited
+        with client(region, "TH") as http:
+            answer = ask(http, idn, signed_query(th, "ID", fingers[1][1], "border_control"))
+        events = [json.loads(e.data) for e in exchange_log.entries(before)]
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"] == "node_stopping"
+    assert answer.headers["Retry-After"] == str(STOPPING_RETRY_AFTER_S)
+    assert not [e for e in events if e["type"] == "query_refused"]
