@@ -29,7 +29,7 @@ from matcher.errors import MatcherError, QualityError
 from matcher.fingerprint import match
 from matcher.fingerprint.match import kernel as match_kernel
 from matcher.fingerprint.match import params as match_params
-from matcher.fingerprint.match.cylinders import kept_indices
+from matcher.fingerprint.match.cylinders import check_resolution, kept_indices
 from matcher.fingerprint.match.types import FIELD_PAD, descriptor_length, pack_fields
 from matcher.fingerprint.template import FORMAT as MINUTIAE_FORMAT
 from matcher.fingerprint.template import FORMAT_VERSION as MINUTIAE_VERSION
@@ -76,16 +76,17 @@ def warm_up() -> None:
     gather.warm_up()
 
 
-def prepare_checked(template: FingerprintTemplate | match.SearchTemplate) -> match.SearchTemplate:
-    """A prepared template; minutiae templates of another format/version, or with fewer than
-    ``params.MIN_TEMPLATE_MINUTIAE`` distinct minutiae, are refused."""
-    if isinstance(template, match.SearchTemplate):
-        return template
+def check_usable(template: FingerprintTemplate) -> None:
+    """Refuse a minutiae template the search cannot use, without preparing it: another
+    format/version (:class:`IncompatibleFormatError`), a resolution outside the matcher's
+    range (``bad_resolution``) or fewer than ``params.MIN_TEMPLATE_MINUTIAE`` distinct
+    minutiae among those the search keeps (:class:`QualityError`, ``too_few_minutiae``)."""
     if (template.format, template.format_version) != (MINUTIAE_FORMAT, MINUTIAE_VERSION):
         raise IncompatibleFormatError(
             f"minutiae format {template.format} v{template.format_version} is not "
             f"{MINUTIAE_FORMAT} v{MINUTIAE_VERSION}"
         )
+    check_resolution(template)
     kept = kept_indices(template)  # the minutiae the search template keeps
     points = np.stack([template.x[kept], template.y[kept]], axis=1)  # (m, 2) float32
     distinct = len(np.unique(points, axis=0)) if len(kept) else 0
@@ -94,6 +95,13 @@ def prepare_checked(template: FingerprintTemplate | match.SearchTemplate) -> mat
             f"{distinct} distinct minutiae; at least {params.MIN_TEMPLATE_MINUTIAE} are needed",
             reason="too_few_minutiae",
         )
+
+
+def prepare_checked(template: FingerprintTemplate | match.SearchTemplate) -> match.SearchTemplate:
+    """A prepared template; templates :func:`check_usable` refuses are refused."""
+    if isinstance(template, match.SearchTemplate):
+        return template
+    check_usable(template)
     return match.prepare(template)
 
 

@@ -31,7 +31,7 @@ from matcher.face.template import FaceTemplate
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.face import face_schema
-from matcher.search.fingerprint import fingerprint_schema
+from matcher.search.fingerprint import check_usable, fingerprint_schema
 from node.db.models import RecordState, TemplateRecord
 from node.exchange.messages import TemplateItem
 from node.exchange.responder import Candidate, Probe
@@ -127,7 +127,10 @@ class GallerySearch:
         if not templates:
             raise TemplateFormatError("the query carries no template", reason="no_template")
         if modality == "fingerprint":
-            return Probe(modality, fingerprints=tuple(decode_fingerprints(templates)))
+            views = decode_fingerprints(templates)
+            for view in views:  # what the search would refuse, refused before it is logged
+                check_usable(view)
+            return Probe(modality, fingerprints=tuple(views))
         if modality == "face":
             face = decode_face(templates)
             with self.galleries.reading(face_schema(face.format, face.format_version)) as gallery:

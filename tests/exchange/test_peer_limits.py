@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,40 @@ def test_replayed_queries_are_signed_refusals_beyond_the_budget_too(
         )
         assert kinds[("query_refused", "replayed_nonce")] == burst
         assert kinds[("query_received", None)] == burst + 1
+
+
+@pytest.mark.parametrize("defect", ["too_few_minutiae", "bad_resolution"])
+def test_unusable_probes_are_refused_before_anything_is_logged_beyond_the_budget(
+    nodes: dict[str, ServiceNode],
+    region_root: Path,
+    fingers: list[list[FingerprintTemplate]],
+    defect: str,
+) -> None:
+    """MY sends TH (which holds a gallery) probes the search cannot use (3 minutiae; a
+    resolution outside the matcher's range): each is a signed unusable/unsupported refusal and
+    gives its search back; the refusal budget bounds TH's log as for any refusal. Since the
+    decision is logged before the search, a probe that passed decoding but failed in the
+    search had its decision logged and its refusal kept beyond the budget: 3 entries each,
+    unbounded (the quota given back)."""
+    th = nodes["TH"]
+    burst, sent = int(params.REFUSAL_BURST), int(params.REFUSAL_BURST) + 10
+    t = fingers[1][1]
+    if defect == "too_few_minutiae":
+        bad = replace(
+            t, x=t.x[:3], y=t.y[:3], angle=t.angle[:3], kind=t.kind[:3], quality=t.quality[:3]
+        )
+    else:
+        bad = replace(t, resolution_ppi=100, orientation=None)
+    with own_budget(th), client(region_root, "MY") as myc:
+        before = th.app.state.exchange_log.size()
+        replies = [reply(ask(myc, th, signed_query(nodes["MY"], "TH", bad))) for _ in range(sent)]
+        assert {r["outcome"] for r in replies} == {"refused"}
+        assert len({r["reason"] for r in replies}) == 1
+        kinds = Counter(e["type"] for e in events(th, before) if e.get("peer") == "MY")
+        assert kinds == {"query_received": burst, "policy_decision": burst, "query_refused": burst}
+        refused = [e for e in events(th, before) if e["type"] == "query_refused"]
+        assert {e["stage"] for e in refused} == {"template"}
+        assert all(e["quota_returned"] for e in refused)
 
 
 def test_policy_refusals_beyond_the_budget_are_still_signed_and_summed(

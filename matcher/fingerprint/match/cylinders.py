@@ -54,13 +54,8 @@ def kept_indices(template: FingerprintTemplate) -> npt.NDArray[np.int64]:
     return np.sort(best[: params.MAX_MINUTIAE]).astype(np.int64)
 
 
-def prepare(template: FingerprintTemplate) -> SearchTemplate:
-    """Cylinders and geometry of ``template`` (m minutiae -> descriptors (m, d) float32); its
-    orientation field, if any, as it is. Coordinates are brought to ``params.TEMPLATE_PPI``
-    first. A template of another resolution has no usable field (its blocks are not the
-    matcher's), nor has one larger than ``params.MAX_FIELD_BLOCKS``; the term is then 0."""
-    if not isinstance(template, FingerprintTemplate):
-        raise TemplateFormatError(f"expected a FingerprintTemplate, got {type(template).__name__}")
+def check_resolution(template: FingerprintTemplate) -> None:
+    """Refuse (``bad_resolution``) a template whose resolution is outside the matcher's range."""
     ppi = template.resolution_ppi
     if not params.MIN_TEMPLATE_PPI <= ppi <= params.MAX_TEMPLATE_PPI:
         raise TemplateFormatError(
@@ -68,6 +63,17 @@ def prepare(template: FingerprintTemplate) -> SearchTemplate:
             f"{params.MAX_TEMPLATE_PPI} ppi",
             reason="bad_resolution",
         )
+
+
+def prepare(template: FingerprintTemplate) -> SearchTemplate:
+    """Cylinders and geometry of ``template`` (m minutiae -> descriptors (m, d) float32); its
+    orientation field, if any, as it is. Coordinates are brought to ``params.TEMPLATE_PPI``
+    first. A template of another resolution has no usable field (its blocks are not the
+    matcher's), nor has one larger than ``params.MAX_FIELD_BLOCKS``; the term is then 0."""
+    if not isinstance(template, FingerprintTemplate):
+        raise TemplateFormatError(f"expected a FingerprintTemplate, got {type(template).__name__}")
+    check_resolution(template)
+    ppi = template.resolution_ppi
     scale = params.TEMPLATE_PPI / ppi
     field = template.orientation
     if ppi != params.TEMPLATE_PPI or (
