@@ -50,7 +50,9 @@ class TranslogExchangeLog:
         A lost database connection is retried on a fresh one (``LOG_APPEND_ATTEMPTS``), unless
         the append is found among the log's last entries (the connection was lost after the
         commit went through: a retry would log the events twice, for good); other database
-        errors, and the last attempt's, are raised."""
+        errors, and the last attempt's, are raised, the last one only once the log is known
+        not to hold the append (a caller that appends its events again after the error must
+        not log them twice)."""
         for event in events:
             check_event(event)
         entries = [encode_event(e) for e in events]
@@ -61,7 +63,11 @@ class TranslogExchangeLog:
                 self.log.append_many(entries)
                 return
             except DBAPIError as exc:
-                if not exc.connection_invalidated or attempt == LOG_APPEND_ATTEMPTS:
+                if not exc.connection_invalidated:
+                    raise
+                if attempt == LOG_APPEND_ATTEMPTS:
+                    if self._landed_after_all(entries):
+                        return
                     raise
                 logger.warning(
                     "exchange log append lost its database connection; retrying (%d of %d)",
@@ -69,6 +75,13 @@ class TranslogExchangeLog:
                     LOG_APPEND_ATTEMPTS,
                 )
                 time.sleep(LOG_APPEND_RETRY_S)
+
+    def _landed_after_all(self, entries: Sequence[bytes]) -> bool:
+        """:meth:`_landed`, False when the log cannot be read either."""
+        try:
+            return self._landed(entries)
+        except DBAPIError:
+            return False
 
     def _landed(self, entries: Sequence[bytes]) -> bool:
         """Whether ``entries`` stand, in order and together, among the log's last

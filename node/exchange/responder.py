@@ -42,6 +42,7 @@ token: it is logged and answered as ever, and never spends a budget.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -205,6 +206,8 @@ class Responder:
         # Refusals caused by this node's own state: never 429, but logged one by one only up
         # to a budget of their own (a stale CRL let any member append ~500 entries a second).
         self.own_refusals = RefusalBudget()
+        self._summaries_lock = threading.Lock()
+        self._unlogged_summaries: list[dict[str, Any]] = []  # handed out, their append failed
 
     @property
     def signing_key(self) -> PrivateKey:
@@ -240,22 +243,30 @@ class Responder:
             )
         self._record([self._event("query_refused", peer=peer, stage=stage, reason=reason)])
 
-    def _record(self, events: Sequence[dict[str, Any]]) -> None:
+    def _record(self, events: Sequence[dict[str, Any]], *, closing: bool = False) -> None:
         """Append ``events`` in one transaction, after the ``refusals_suppressed`` events whose
-        window closed."""
-        due = [*self.refusals.summaries(self._event), *self.own_refusals.summaries(self._event)]
-        if due or events:
+        window closed (every one with ``closing``). Summaries an append failed to log are
+        kept for the next one: the budgets forget what they hand out."""
+        with self._summaries_lock:
+            due = [
+                *self._unlogged_summaries,
+                *self.refusals.summaries(self._event, closing=closing),
+                *self.own_refusals.summaries(self._event, closing=closing),
+            ]
+            self._unlogged_summaries = []
+        if not (due or events):
+            return
+        try:
             self.log.record_many([*due, *events])
+        except BaseException:
+            with self._summaries_lock:
+                self._unlogged_summaries[:0] = due
+            raise
 
     def flush_refusal_summaries(self, *, closing: bool = False) -> None:
         """Append the ``refusals_suppressed`` events whose window closed (every one with
         ``closing``: the node stops)."""
-        due = [
-            *self.refusals.summaries(self._event, closing=closing),
-            *self.own_refusals.summaries(self._event, closing=closing),
-        ]
-        if due:
-            self.log.record_many(due)
+        self._record([], closing=closing)
 
     def record_dropped(self, dropped: Mapping[str, int], reason: str) -> None:
         """Log one ``queries_dropped`` event per peer of ``dropped`` (how many of its queries

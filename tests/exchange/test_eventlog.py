@@ -138,3 +138,28 @@ def test_an_append_whose_commit_went_through_is_not_logged_twice(tmp_path: Path)
         "reply_sent",
     ]
     lossy.dispose()
+
+
+def test_a_last_attempt_whose_commit_went_through_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last attempt's commit went through and its reply was lost: the append is in the
+    log, so it is not raised (the responder appended the events again after such an error,
+    logging a query's events twice)."""
+    from certs.translog.sqlite import configure_sqlite
+    from node.exchange import eventlog
+
+    monkeypatch.setattr(eventlog, "LOG_APPEND_ATTEMPTS", 1)
+    lossy = create_engine(
+        f"sqlite:///{tmp_path / 'log.db'}", connect_args={"factory": _LosesACommitReply}
+    )
+    configure_sqlite(lossy)
+    metadata.create_all(lossy)
+    key = SigningKey("bdx.id/exchange-log", ed25519.Ed25519PrivateKey.generate())
+    log = TransparencyLog.open(lossy, key)
+    elog = TranslogExchangeLog(log)
+    _LosesACommitReply.armed[:] = [True]
+    elog.record_many([{"type": "policy_decision", "query_id": "q-1"}, {"type": "reply_sent"}])
+    assert not _LosesACommitReply.armed  # the commit's reply was lost
+    assert [json.loads(e.data)["type"] for e in log.entries(0)] == ["policy_decision", "reply_sent"]
+    lossy.dispose()

@@ -374,6 +374,47 @@ class _Watched:
         return self.search(*args)
 
 
+def test_refusal_summaries_survive_an_append_that_fails(
+    nodes: dict[str, NodeHandle],
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ``refusals_suppressed`` summary due at an append that fails is logged by the next
+    one (the budget had handed it out and forgotten it: it was lost)."""
+    from sqlalchemy.exc import OperationalError
+
+    from node.exchange.admission import RefusalBudget
+
+    th, idn = nodes["TH"], nodes["ID"]
+    now = [0.0]
+    monkeypatch.setattr(
+        idn.responder,
+        "refusals",
+        RefusalBudget(burst=1, rate_per_s=0, window_s=10, monotonic=lambda: now[0]),
+    )
+    before = idn.log.size()
+    for _ in range(3):  # one logged, two counted
+        wrong = th.requester.build_query(
+            "MY", "border_control", "fingerprint", probe(fingers[1][1])
+        )
+        assert idn.responder.answer_verified(wrong).reply.reason == "wrong_recipient"
+    now[0] = 20.0  # the window closed: the summary is due at the next append
+    record_many, failures = idn.responder.log.record_many, iter([True])
+
+    def flaky(events: list[dict[str, Any]]) -> None:
+        if next(failures, False):
+            raise OperationalError("INSERT INTO translog_entries", {}, Exception("disk I/O"))
+        record_many(events)
+
+    monkeypatch.setattr(idn.responder.log, "record_many", flaky)
+    query = th.requester.build_query("ID", "border_control", "fingerprint", probe(fingers[1][1]))
+    assert idn.responder.answer_verified(query).reply.outcome is Outcome.ERROR  # log: stage log
+    idn.responder.flush_refusal_summaries(closing=True)
+    events = [json.loads(e.data) for e in idn.log.entries(before)]
+    summaries = [e for e in events if e["type"] == "refusals_suppressed"]
+    assert [(e["peer"], e["count"]) for e in summaries] == [("TH", 2)]
+
+
 class _Failing(_Watched):
     """ID's probe search, decoding probes but failing with ``failure`` when it would search."""
 
