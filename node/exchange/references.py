@@ -50,6 +50,9 @@ ISSUE_ATTEMPTS = 3
 #: 22 base64url characters = 132 bits: collisions are out of reach for any gallery size.
 REF_CHARS = 22
 MIN_SECRET_BYTES = 32
+#: A reference's first character is never this one: an operator types the reference into
+#: command lines (``bdx subjects reference REF``), where a leading ``-`` reads as an option.
+OPTION_LIKE = "-"
 #: Every reference this node ever issued (each version): REF_CHARS base64url characters.
 _REFERENCE = re.compile(rf"[A-Za-z0-9_-]{{{REF_CHARS}}}")
 
@@ -135,8 +138,10 @@ class HitReferences:
         return self._store(query_id, requester, record_ref)
 
     def _store(self, query_id: uuid.UUID, requester: str, record_ref: str) -> str:
-        salt = secrets.token_bytes(SALT_BYTES)
-        ref = make_reference(self.secret, salt, query_id, requester, record_ref)
+        ref = OPTION_LIKE
+        while ref.startswith(OPTION_LIKE):  # 1 draw in 64: drawn again (a few µs)
+            salt = secrets.token_bytes(SALT_BYTES)
+            ref = make_reference(self.secret, salt, query_id, requester, record_ref)
         row = {
             "reference": ref,
             "query_id": str(query_id),

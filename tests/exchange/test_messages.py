@@ -246,3 +246,15 @@ def test_hit_references_expire_after_the_follow_up_period_in_batches(tmp_path: P
     assert references.HitReferences(engine, bytes(32)).expire(now) == (0, None)
     with pytest.raises(ValueError):
         references.HitReferences(engine, bytes(32), timedelta(0))
+
+
+def test_issued_references_never_start_like_an_option(tmp_path: Path) -> None:
+    """A base64url reference starts with '-' once in 64; an operator's `bdx subjects reference
+    -AbC...` read it as an option."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    references.metadata.create_all(engine)
+    hits = references.HitReferences(engine, bytes(32))
+    issued = [hits.issue(uuid.uuid4(), "TH", f"s{i}") for i in range(1000)]
+    assert not [r for r in issued if r.startswith("-")]
+    assert len(set(issued)) == 1000 and {len(r) for r in issued} == {references.REF_CHARS}
+    assert all(references.well_formed(r) for r in issued)
