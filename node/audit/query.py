@@ -5,7 +5,11 @@ Events are the JSON objects the exchange appends (``type``: ``query_received``,
 signed reply said ``error``), ``reply_sent``, ``hits_suppressed``, ``query_sent``,
 ``reply_received``, ``auditor_action``, ``policy_loaded`` (a changed rules file came into
 force), ``witness_refusal``, ``split_view`` (another witness cosigned another history of
-a peer's log); :func:`certs.translog.encode_event` writes the kind
+a peer's log), ``refusals_suppressed`` (a peer's refusals beyond its budget, counted),
+``queries_dropped`` (a peer's queries still waiting when the node stopped),
+``hit_references_expired`` (reference links past the follow-up period deleted),
+``node_action`` (operators' and auditors' acts, ``hit.resolve`` among them);
+:func:`certs.translog.encode_event` writes the kind
 under ``event`` instead, and both are read). Filtering by time uses the store's append time
 (an index range, so a window reads only its own entries); the other filters look at the
 decoded event.
