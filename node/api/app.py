@@ -242,7 +242,9 @@ def _reconcile(app: FastAPI) -> None:
     if report.missing_from_gallery:
         log.error(
             "%d active records are not in the gallery and are never found (a database newer "
-            "than its gallery, e.g. the two restored from different moments): re-enrol their "
-            "subjects; `bdx gallery reconcile --json` lists them",
+            "than its gallery, e.g. the two restored from different moments): `bdx gallery "
+            "reconcile --list-missing` with this node's settings lists them and their subjects "
+            "(it only reads: leave the node running); delete those subjects (`bdx subjects "
+            "delete`) and enrol their images again",
             len(report.missing_from_gallery),
         )

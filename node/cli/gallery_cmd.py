@@ -3,7 +3,8 @@ erase deleted records' templates, upgrade a gallery written by an earlier layout
 
 These commands open the galleries for writing, so they run while ``bdx serve`` is stopped
 (the store has one writer; a running server makes them fail with ``gallery_locked``). A
-running node takes images over HTTP instead (``POST /gallery/enrol``).
+running node takes images over HTTP instead (``POST /gallery/enrol``). ``stats`` and
+``reconcile --list-missing`` only read, and also run beside the node.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from node.errors import ConfigError
 from node.formats.discover import NESTED_FOLDER, NOT_LOADABLE, discover
 from node.services.galleries import GallerySet, gallery_root
 from node.services.loading import LoadOptions, LoadService, Rejection
-from node.services.records import RecordService
+from node.services.records import MissingRecord, RecordService, missing_records
 from node.services.users import local_actor
+from node.settings import Settings
 
 app = typer.Typer(help="Load, reconcile and inspect the gallery.", no_args_is_help=True)
 
@@ -189,6 +191,15 @@ def reconcile(
             help="remove the gallery records without a database row however many they are",
         ),
     ] = False,
+    list_missing: Annotated[
+        bool,
+        typer.Option(
+            "--list-missing",
+            help="change nothing, only list the active records the gallery lacks and whom to "
+            "re-enrol (reference, subject, modality, finger); takes no lock, so it also runs "
+            "while the node serves",
+        ),
+    ] = False,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -197,7 +208,17 @@ def reconcile(
 
     Gallery records without a database row are removed when they are as few as a crash
     leaves; more mean the wrong or an empty database, and reconcile refuses (exit 7, nothing
-    changed) unless --remove-orphans is given."""
+    changed) unless --remove-orphans is given. Active records without a template in the
+    gallery (a database newer than its gallery) are counted, not changed: --list-missing
+    lists them, with the node running or stopped."""
+    if list_missing:
+        if remove_orphans:
+            raise typer.BadParameter(
+                "--list-missing changes nothing; run it without --remove-orphans",
+                param_hint="--remove-orphans",
+            )
+        _list_missing(settings_from(config), json)
+        return
     settings = settings_from(config)
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
         report = RecordService(session, galleries).reconcile(
@@ -208,6 +229,45 @@ def reconcile(
         return
     for name, count in report.summary().items():
         typer.echo(f"{name.replace('_', ' ')}: {count}")
+
+
+def _list_missing(settings: Settings, json: bool) -> None:
+    """``reconcile --list-missing``: the galleries opened read-only, the database only read."""
+    with session_for(settings) as session:
+        found = missing_records(session, lambda: _gallery_references(settings.gallery_path))
+    if json:
+        print_json({"missing_from_gallery": [vars(m) for m in found]})
+        return
+    for m in found:
+        typer.echo(f"subject {printable(m.subject)}: {_what(m)} (record {m.reference})")
+    if not found:
+        typer.echo("every active record is in the gallery")
+        return
+    subjects = len({m.subject for m in found})
+    typer.echo(
+        f"{len(found)} active records of {subjects} subjects are not in the gallery and are "
+        "never found: delete those subjects (bdx subjects delete) and enrol their images again"
+    )
+
+
+def _what(record: MissingRecord) -> str:
+    if record.finger_position is None:
+        return record.modality
+    return f"{record.modality} finger {record.finger_position}"
+
+
+def _gallery_references(root: Path) -> set[str]:
+    """Every live reference of the galleries under ``root``, each opened read-only (no lock:
+    beside a running node, which may merge or erase meanwhile; a reader retries then)."""
+    found: set[str] = set()
+    for path in gallery_dirs(gallery_root(root)):
+        try:
+            with Gallery.open(path, verify=False) as gallery:
+                found.update(gallery.references())
+        except GalleryError as exc:
+            if exc.reason != "no_gallery":  # a folder an interrupted create left empty
+                raise
+    return found
 
 
 @app.command()

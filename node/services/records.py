@@ -22,7 +22,9 @@ gallery entries with no row at all are removed, unless they are more than an int
 leaves (:mod:`node.services.params`): then it refuses, the database being the wrong one or
 empty, until the operator asks for their removal (``bdx gallery reconcile --remove-orphans``).
 Rows ``active`` but missing from the gallery cannot come from this protocol (the gallery lost
-data): they are reported, never silently dropped.
+data): they are reported, never silently dropped. :func:`missing_records` lists them with the
+subject to re-enrol, changing nothing (``bdx gallery reconcile --list-missing``, also beside a
+running node).
 
 A deletion that fails after step 1 (the gallery cannot be written) leaves its rows
 ``deleting``: the same deletion sent again finishes them, and so does the running node's
@@ -44,6 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -108,6 +111,52 @@ class ReconcileReport:
 
     def summary(self) -> dict[str, int]:
         return {name: len(values) for name, values in vars(self).items()}
+
+
+@dataclass(frozen=True)
+class MissingRecord:
+    """An active record whose template the gallery lacks: whom to re-enrol, and what."""
+
+    reference: str
+    subject: str  # the subject's external id
+    modality: str
+    finger_position: int | None
+
+
+def missing_records(
+    session: Session, gallery_references: Callable[[], set[str]]
+) -> list[MissingRecord]:
+    """The active records whose references ``gallery_references()`` lacks, by subject, then
+    modality and finger; reads only, so it may run beside the serving node.
+
+    The active rows are read before the gallery: an enrolment appends its templates before
+    its rows turn active, so a record enrolled meanwhile is never listed. The rows found
+    missing are read again afterwards, in a transaction of their own, and only those still
+    active are listed: a deletion flags its rows before it removes their templates."""
+    active = RecordRepository(session).references(RecordState.ACTIVE)
+    session.rollback()  # ends the read: the next one sees what was committed since
+    lacking = active - gallery_references()
+    if not lacking:
+        return []
+    # Every active row, not an IN list of the lacking ones: a database newer than its
+    # gallery can lack more of them than SQLite takes bound parameters in one statement.
+    query = (
+        select(
+            TemplateRecord.reference,
+            Subject.external_id,
+            TemplateRecord.modality,
+            TemplateRecord.finger_position,
+        )
+        .join(Subject, TemplateRecord.subject_id == Subject.id)
+        .where(TemplateRecord.state == RecordState.ACTIVE)
+    )
+    found = [
+        MissingRecord(reference, subject, modality.value, finger)
+        for reference, subject, modality, finger in session.execute(query)
+        if reference in lacking
+    ]
+    session.rollback()
+    return sorted(found, key=lambda m: (m.subject, m.modality, m.finger_position or 0, m.reference))
 
 
 class RecordService:
