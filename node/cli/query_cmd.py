@@ -21,6 +21,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from node.api.schemas.queries import QueryIn
 from node.cli._client import (
@@ -31,7 +32,7 @@ from node.cli._client import (
     TokenOption,
     UrlOption,
 )
-from node.cli._common import ConfigOption, JsonOption, read_input
+from node.cli._common import ConfigOption, JsonOption, printable, read_input
 from node.db.models import Modality
 from node.errors import PeerError
 
@@ -115,22 +116,66 @@ def _check_options(body: dict[str, Any]) -> None:
         raise typer.BadParameter(str(why), param_hint=option) from None
 
 
-def _print(result: dict[str, Any]) -> None:
-    table = Table(title=f"case {result.get('case_ref') or '-'}")
-    for col in ("peer", "status", "outcome", "strength", "reference", "reason/detail"):
-        table.add_column(col)
-    for r in result["results"]:
-        why = r.get("reason") or r.get("detail") or ""
-        table.add_row(
-            r["peer"],
-            r["status"],
-            r.get("outcome") or "-",
-            r.get("strength") or "-",
-            r.get("reference") or "-",
-            why,
+#: Columns of the results table, in order. No cell is ever cut: the hit reference is what the
+#: officer quotes to follow up, and a reason or detail is the only word on why there is none.
+_COLUMNS = ("peer", "status", "outcome", "strength", "reference", "reason / detail")
+#: Columns a rounded table with a cell padding of one space each side spends on other things
+#: than its cells: per column, its two padding spaces and its left border; then the last border.
+_TABLE_COLUMN_EXTRA = 3
+_TABLE_EXTRA = 1
+
+
+def _rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row of printable cells per peer, in :data:`_COLUMNS` order (peers' words included:
+    a reason or detail may come from a peer)."""
+    return [
+        tuple(
+            printable(cell)
+            for cell in (
+                r["peer"],
+                r["status"],
+                r.get("outcome") or "-",
+                r.get("strength") or "-",
+                r.get("reference") or "-",
+                r.get("reason") or r.get("detail") or "",
+            )
         )
+        for r in result["results"]
+    ]
+
+
+def _table_width(rows: list[tuple[str, ...]]) -> int:
+    """Columns the results table needs to show every word of every cell whole."""
+    widest = [
+        max(len(word) for cell in (col, *(row[i] for row in rows)) for word in [*cell.split(), ""])
+        for i, col in enumerate(_COLUMNS)
+    ]
+    return sum(widest) + _TABLE_COLUMN_EXTRA * len(_COLUMNS) + _TABLE_EXTRA
+
+
+def _print(result: dict[str, Any]) -> None:
+    """The results as a table where the terminal is wide enough to show each word of it
+    whole, else as lines, each peer's name then its fields one a line (its detail too where
+    there is a reason), that the terminal wraps where it must (piped output is 80 columns).
+    A reference was cut to ``uaU0Ug8ywvtblgdGgGpF…`` at 80 columns: the officer could not
+    follow it up."""
     console = Console()
-    console.print(table)
+    title = Text(f"case {printable(result.get('case_ref') or '-')}")
+    rows = _rows(result)
+    if _table_width(rows) <= console.width:
+        table = Table(title=title)
+        for col in _COLUMNS:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(cell) for cell in row))
+        console.print(table)
+    else:
+        console.print(title, soft_wrap=True)
+        for r in result["results"]:
+            console.print(Text(printable(r["peer"])), soft_wrap=True)
+            for field in ("status", "outcome", "strength", "reference", "reason", "detail"):
+                if r.get(field):
+                    console.print(Text(f"  {field}: {printable(r[field])}"), soft_wrap=True)
     if not result["complete"]:
         console.print("[bold]partial results:[/bold] some peers were not asked or did not answer")
 

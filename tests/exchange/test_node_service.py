@@ -9,6 +9,7 @@ import base64
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from certs.translog import Checkpoint, SignedCheckpoint, SigningKey, SplitViewEr
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
+from node.exchange.references import REF_CHARS
 from node.exchange.replay import ReplayError, exchange_nonces
 from node.exchange.requester import Peer
 from node.exchange.witnessing import peer_witness_key, witness_round
@@ -404,6 +406,28 @@ def test_bdx_query_cli_exit_codes(
     env.pop("BDX_TOKEN")
     no_token = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
     assert no_token.returncode == 2 and "[no_token]" in no_token.stderr
+
+
+def test_bdx_query_prints_the_hit_reference_whole_on_80_columns(
+    nodes: dict[str, ServiceNode], fingers: list[list[FingerprintTemplate]], tmp_path: Path
+) -> None:
+    """Piped output is 80 columns: the results table cut the 22-character reference to
+    ``uaU0Ug8ywvtblgdGgGpF…``, the one thing the officer quotes to follow the hit up."""
+    probe = tmp_path / "probe.iso"
+    probe.write_bytes(iso19794_2.encode(fingers[1][1]))
+    args = [
+        *BDX, "query", str(probe), "--purpose", "border_control", "--finger", "1",
+        "--url", nodes["TH"].api_url, "--to", "ID,SG", "--case-ref", "case-80",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env["BDX_TOKEN"] = nodes["TH"].token
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert done.returncode == 5, done.stdout + done.stderr  # SG is no peer: refused here
+    assert "…" not in done.stdout, done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80, done.stdout
+    words = done.stdout.replace("│", " ").split()
+    references = [w for w in words if re.fullmatch(rf"[A-Za-z0-9_-]{{{REF_CHARS}}}", w)]
+    assert len(references) == 1 and "unknown_peer" in words, done.stdout
 
 
 def test_bdx_query_waits_as_told_and_says_the_node_was_slow(

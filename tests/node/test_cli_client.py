@@ -169,3 +169,37 @@ def test_a_503_that_is_no_storage_failure_stays_6(
             proxy.shutdown()
             thread.join()
     assert (code, len(err.splitlines())) == (6, 1) and "[http_503]" in err, err
+
+
+#: An officer's query answered as ``POST /queries`` answers it (node.api.schemas.queries).
+RESULT = {
+    "case_ref": "case-7",
+    "complete": False,
+    "hit": True,
+    "results": [
+        {"peer": "MY", "status": "answered", "outcome": "hit", "strength": "moderate",
+         "reference": "uaU0Ug8ywvtblgdGgGpFab", "reason": None, "detail": None},
+        {"peer": "VN", "status": "unreachable", "outcome": None, "strength": None,
+         "reference": None, "reason": None,
+         "detail": "the peer did not answer within 30 s: connection refused [bold]"},
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("columns", [20, 40, 80, 200])
+def test_query_results_keep_references_and_details_whole(
+    columns: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table cut the reference (``uaU0Ug8ywvtblgdGgGpF…``) and the detail to fit 80
+    columns; a terminal too narrow for a table gets one field a line, each whole."""
+    from node.cli.query_cmd import _print
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    _print(RESULT)
+    out = capsys.readouterr().out
+    words = out.replace("│", " ").split()
+    assert "…" not in out and "uaU0Ug8ywvtblgdGgGpFab" in words, out
+    detail = str(RESULT["results"][1]["detail"])  # type: ignore[index]
+    assert detail in " ".join(line.strip(" │") for line in out.splitlines()) or (
+        f"detail: {detail}" in out
+    ), out
