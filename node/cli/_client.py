@@ -60,10 +60,14 @@ def _token_file_given(ctx: typer.Context, value: Path | None) -> Path | None:
     return value
 
 
+#: The variables of ``--token`` and ``--token-file`` (``bdx serve`` knows them as no setting's).
+TOKEN_ENV = "BDX_TOKEN"
+TOKEN_FILE_ENV = "BDX_TOKEN_FILE"
+
 TokenOption = Annotated[
     str | None,
     typer.Option(
-        envvar="BDX_TOKEN",
+        envvar=TOKEN_ENV,
         callback=_token_typed,
         help="your API token; prefer BDX_TOKEN or --token-file (a typed one shows in ps)",
     ),
@@ -72,7 +76,7 @@ TokenFileOption = Annotated[
     Path | None,
     typer.Option(
         "--token-file",
-        envvar="BDX_TOKEN_FILE",
+        envvar=TOKEN_FILE_ENV,
         callback=_token_file_given,
         help="file holding your API token (its first line), or BDX_TOKEN_FILE; an option on "
         "the command line wins over BDX_TOKEN / BDX_TOKEN_FILE",

@@ -26,6 +26,7 @@ from matcher.gallery.files import WriterLock
 from matcher.workers import PARENT_IGNORES_CTRL_C
 from node.api import access
 from node.api.app import check_stores, create_app
+from node.cli._client import TOKEN_ENV, TOKEN_FILE_ENV
 from node.cli._common import ConfigOption
 from node.errors import ConfigError
 from node.exchange.serving import GRACEFUL_SHUTDOWN_S, peer_config, serve_pair
@@ -210,12 +211,13 @@ def _warn_if_exposed(settings: Settings) -> None:
     )
 
 
-#: BDX_* variables that are not settings but are read elsewhere (the CLI's token and config
-#: file, the test database, the load's worker signal). Not BDX_POLICY: ``bdx policy`` reads the
-#: ``policy_file`` setting's BDX_POLICY_FILE, that old name only in its absence, and the node
-#: never read it, so a node's environment holding it is named like a misspelt setting.
+#: BDX_* variables that are not settings but are read elsewhere (the CLI clients' token and
+#: token file, the config file, the test database, the load's worker signal). Not
+#: BDX_POLICY: ``bdx policy`` reads the ``policy_file`` setting's BDX_POLICY_FILE, that old
+#: name only in its absence, and the node never read it, so a node's environment holding it
+#: is named like a misspelt setting.
 OTHER_VARIABLES = frozenset(
-    {"BDX_CONFIG", "BDX_TOKEN", "BDX_TEST_DATABASE_URL", PARENT_IGNORES_CTRL_C}
+    {"BDX_CONFIG", TOKEN_ENV, TOKEN_FILE_ENV, "BDX_TEST_DATABASE_URL", PARENT_IGNORES_CTRL_C}
 )
 
 

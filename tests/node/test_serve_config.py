@@ -365,6 +365,7 @@ def test_a_variable_no_setting_reads_is_named(tmp_path: Path) -> None:
         "127.0.0.1",
         BDX_ENVIRONMNET="production",
         BDX_TOKEN="bdx_secret-token",
+        BDX_TOKEN_FILE="/srv/secret-token",  # the CLI clients' (README): no setting's
         BDX_POLICY="/srv/secret-rules.toml",
     )
     warnings = [line for line in err.splitlines() if "warning" in line]
