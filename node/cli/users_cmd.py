@@ -15,14 +15,29 @@ from node.cli._common import ConfigOption, JsonOption, print_json, session_for, 
 from node.cli._output import OutputError, discard_stdout
 from node.db.models import Role
 from node.service_errors import InvalidRequestError
-from node.services.users import IssuedToken, UserService, local_actor
+from node.services.users import (
+    USER_NAME_RULE,
+    IssuedToken,
+    UserService,
+    local_actor,
+    user_name_problem,
+)
 
 app = typer.Typer(help="Manage users, roles and API tokens.", no_args_is_help=True)
 
 
+def _user_name(value: str) -> str:
+    """A name ``users add`` refuses is a bad argument (exit 2, before the database is
+    opened), not bad input data (3: the service's refusal, as the API's 422)."""
+    problem = user_name_problem(value)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
 @app.command()
 def add(
-    name: Annotated[str, typer.Argument(help="login name: a-z 0-9 . _ -")],
+    name: Annotated[str, typer.Argument(help=f"login name: {USER_NAME_RULE}", callback=_user_name)],
     role: Annotated[Role, typer.Option(help="what the user may do")],
     config: ConfigOption = None,
     json: JsonOption = False,

@@ -33,6 +33,16 @@ TOKEN_ID_BYTES = 8
 TOKEN_SECRET_BYTES = 32
 _TOKEN_RE = re.compile(r"^bdx_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 USER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: :data:`USER_NAME_RE` in words.
+USER_NAME_RULE = "1-64 of a-z 0-9 . _ - (starting alphanumeric)"
+
+
+def user_name_problem(name: str) -> str | None:
+    """Why ``name`` is no user name (:data:`USER_NAME_RE`), or None when it is one: the API
+    refuses it as a bad request, ``bdx users add`` as a bad argument."""
+    if USER_NAME_RE.fullmatch(name):
+        return None
+    return f"user name {name!r} must be {USER_NAME_RULE}"
 
 
 @dataclass(frozen=True)
@@ -100,11 +110,9 @@ class UserService:
         return self.users.tokens_of(user)
 
     def add_user(self, name: str, role: Role, *, actor: str) -> User:
-        if not USER_NAME_RE.fullmatch(name):
-            raise InvalidRequestError(
-                f"user name {name!r} must be 1-64 of a-z 0-9 . _ - (starting alphanumeric)",
-                reason="bad_user_name",
-            )
+        problem = user_name_problem(name)
+        if problem is not None:
+            raise InvalidRequestError(problem, reason="bad_user_name")
         if self.users.by_name(name) is not None:
             raise ConflictError(f"user {name!r} already exists", reason="user_exists")
         try:

@@ -223,7 +223,7 @@ def test_users_cli_json(
         (["users", "token", "ghost"], 4, "unknown_user"),
         (["users", "revoke-token", "0123456789abcdef"], 4, "unknown_token"),
         (["users", "disable", "ghost"], 4, "unknown_user"),
-        (["users", "add", "UPPER", "--role", "officer"], 3, "bad_user_name"),
+        (["users", "token", "anna"], 3, "user_disabled"),
     ],
 )
 def test_users_cli_errors(
@@ -236,9 +236,28 @@ def test_users_cli_errors(
     reason: str,
 ) -> None:
     monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "anna", "--role", "officer"], capsys)[0] == 0
+    assert cli(["users", "disable", "anna"], capsys)[0] == 0
     got, _, err = cli(args, capsys)
     assert got == code
     assert err.startswith("bdx: error: ") and err.rstrip().endswith(f"[{reason}]")
+
+
+@pytest.mark.parametrize("name", ["UPPER", "Bad Name", ".dot", "a" * 65])
+def test_users_add_a_bad_name_is_a_usage_error(
+    engine: object,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+) -> None:
+    """The name is the command's argument: one the node refuses was exit 3, bad input data
+    (README: a bad argument is 2). The API still answers 422 ``bad_user_name``."""
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    code, out, err = cli(["users", "add", name, "--role", "officer"], capsys)
+    assert (code, out) == (2, ""), err
+    assert f"Invalid value for 'name': user name {name!r} must be 1-64 of a-z" in err, err
+    assert cli(["users", "list", "--json"], capsys)[1].strip() == "[]"
 
 
 def test_users_cli_bad_role(capsys: pytest.CaptureFixture[str]) -> None:
