@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from node.cli._common import printable, read_input
+from node.cli._common import printable, read_input, warn
 from node.errors import NodeError
 from node.service_errors import (
     DatabaseUnavailableError,
@@ -47,10 +47,9 @@ def _token_typed(ctx: typer.Context, value: str | None) -> str | None:
     the shell's history) while the command waits: say so, once, on standard error."""
     _source(ctx, "token", value)
     if value and _SOURCES.get()["token"] == "COMMANDLINE":
-        typer.echo(
-            "warning: --token on the command line is visible to other users of this machine "
-            "(ps); use BDX_TOKEN or --token-file",
-            err=True,
+        warn(
+            "--token on the command line is visible to other users of this machine (ps); "
+            "use BDX_TOKEN or --token-file"
         )
     return value
 

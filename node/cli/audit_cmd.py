@@ -198,7 +198,7 @@ def export_cmd(
 
     A JSON export holds the entries the latest signed checkpoint covers (what it can prove);
     entries appended since wait for the next checkpoint (`bdx audit checkpoint`, or the
-    node's own every checkpoint_interval_s), and a note on stderr says how many."""
+    node's own every checkpoint_interval_s), and a warning on stderr says how many."""
     if format not in ("json", "csv"):
         raise query.AuditQueryError(f"--format must be json or csv, not {format!r}")
     flt = query.AuditFilter(since=_when(since, "since"), until=_when(until, "until"))
@@ -209,10 +209,9 @@ def export_cmd(
             covered = latest.checkpoint.size if latest is not None else 0
             beyond = opened.log.size() - covered
             if beyond > 0:
-                typer.echo(
-                    f"note: {beyond} entries after the latest checkpoint (size {covered}) are "
-                    "not in the export; run `bdx audit checkpoint` first to include them",
-                    err=True,
+                warn(
+                    f"{beyond} entries after the latest checkpoint (size {covered}) are "
+                    "not in the export; run `bdx audit checkpoint` first to include them"
                 )
             data = export_json(opened.log, since=flt.since, until=flt.until)
         else:

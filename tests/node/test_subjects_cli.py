@@ -140,11 +140,13 @@ def test_refusals_have_exit_codes(
 def test_a_token_typed_on_the_command_line_is_warned_about(
     operator: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """It is in ps and /proc/PID/cmdline for every local user while the command waits."""
+    """It is in ps and /proc/PID/cmdline for every local user while the command waits. The
+    warning is one ``bdx: warning:`` line, as every warning (it was ``warning: ...``)."""
     token = Path(operator[3]).read_text().strip()
     code, out, err = cli(["subjects", "list", *operator[:2], "--token", token], capsys)
     assert code == 0 and "case-1" in out
-    assert "--token on the command line is visible to other users" in err and token not in err
+    assert err.startswith("bdx: warning: --token on the command line is visible to other users")
+    assert len(err.splitlines()) == 1 and token not in err
     code, _, err = cli(["subjects", "list", *operator], capsys)
     assert code == 0 and err == ""
 
