@@ -14,7 +14,9 @@ from importlib import metadata
 from typing import Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
+from typer._click.exceptions import BadParameter
 from typer._click.utils import PacifyFlushWrapper  # what typer puts on stdout after EPIPE
 from typer.exceptions import TyperException
 
@@ -141,6 +143,8 @@ def _run(argv: list[str] | None) -> None:
     try:
         code = app(args=argv, prog_name="bdx", standalone_mode=False)
     except TyperException as exc:
+        if isinstance(exc, BadParameter):
+            _said_plainly(exc)
         show = getattr(exc, "show", None)
         if callable(show):
             show()
@@ -176,6 +180,27 @@ def _run(argv: list[str] | None) -> None:
     except OutputError as exc:
         _fail(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _said_plainly(exc: BadParameter) -> None:
+    """Word a usage error as a person would, where typer words it as Python would: an option
+    read from one of several variables was ``(env var: '['BDX_POLICY_FILE', 'BDX_POLICY']')``
+    (a list's repr), a value typer's pydantic refused began ``Value error, ``."""
+    param = exc.param
+    envvar = getattr(param, "envvar", None)
+    if (
+        exc.param_hint is None
+        and param is not None
+        and getattr(param, "show_envvar", False)
+        and isinstance(envvar, list | tuple)
+    ):
+        names = " / ".join(f"'{opt}'" for opt in param.opts)
+        exc.param_hint = f"{names} (env var: {' or '.join(f'{v!r}' for v in envvar)})"
+    if isinstance(exc.__cause__, ValidationError):  # typer's coercion through pydantic
+        errors = exc.__cause__.errors()
+        why = errors[0].get("ctx", {}).get("error") if errors else None
+        if isinstance(why, ValueError):  # a validator's own words, without pydantic's prefix
+            exc.message = printable(why)
 
 
 def _fail(exc: BdxError) -> NoReturn:

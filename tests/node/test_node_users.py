@@ -261,8 +261,13 @@ def test_users_add_a_bad_name_is_a_usage_error(
 
 
 def test_users_cli_bad_role(capsys: pytest.CaptureFixture[str]) -> None:
+    """The refusal is the choice's own words (it began with pydantic's ``Value error, ``)."""
     code, _, err = cli(["users", "add", "anna", "--role", "king"], capsys)
     assert code == 2 and "--role" in err
+    assert err.splitlines()[-1] == (
+        "Error: Invalid value for '--role': 'king' is not one of 'officer', 'operator', "
+        "'auditor', 'admin'."
+    )
 
 
 def test_users_cli_bad_lifetime_is_a_usage_error(

@@ -88,6 +88,16 @@ def test_cli_reads_the_rules_file_the_node_reads(tmp_path: Path) -> None:
         assert json.loads(res.stdout)["valid"] is (code == 0)
 
 
+def test_cli_without_a_rules_file_names_its_variables_plainly() -> None:
+    """Without -r nor its variables, click's message showed a Python list:
+    ``(env var: '['BDX_POLICY_FILE', 'BDX_POLICY']')``."""
+    res = _bdx("policy", "validate", env={})
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.splitlines()[-1] == (
+        "Error: Missing option '--rules' / '-r' (env var: 'BDX_POLICY_FILE' or 'BDX_POLICY')."
+    )
+
+
 def test_cli_check_explains(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
