@@ -5,6 +5,7 @@ collections), then services, dependencies, settings variables, commands, ports a
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -206,3 +207,21 @@ def test_docker_compose_accepts_the_file() -> None:
         ["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_rules_writer_has_a_proper_command_line(tmp_path: Path) -> None:
+    """``python -m node.demo.rules`` (README, the compose file) read sys.argv by hand:
+    ``--help`` made a folder named ``--help``, a wrong count of arguments exited 1."""
+    rules = [sys.executable, "-m", "node.demo.rules"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([*rules, "--help"], cwd=tmp_path, env=env, capture_output=True)
+    assert done.returncode == 0 and b"Usage:" in done.stdout, done.stderr
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "a-file").touch()
+    for args in ([], ["one", "two"], ["--bogus", "x"], ["a-file"]):
+        done = subprocess.run([*rules, *args], cwd=tmp_path, env=env, capture_output=True)
+        assert done.returncode == 2, (args, done.stderr)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+    done = subprocess.run([*rules, "out"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["id.toml", "my.toml", "th.toml"]
