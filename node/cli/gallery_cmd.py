@@ -284,6 +284,11 @@ def erase(config: ConfigOption = None, json: JsonOption = False) -> None:
     typer.echo(f"erased {waiting} deleted records ({rewritten} segments rewritten)")
 
 
+#: What ``stats`` and ``upgrade`` say (without --json) where the node has no gallery yet
+#: (``upgrade`` said nothing).
+NO_GALLERIES = "no galleries yet"
+
+
 @app.command()
 def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
     """Records, deletions, segments and bytes of every gallery (read-only: also while the
@@ -301,7 +306,7 @@ def stats(config: ConfigOption = None, json: JsonOption = False) -> None:
         print_json(found)
         return
     if not found:
-        typer.echo("no galleries yet")
+        typer.echo(NO_GALLERIES)
     for name, s in found.items():
         typer.echo(
             f"{name}: {s['records']} records, {s['deleted']} deleted (awaiting erasure), "
@@ -352,5 +357,7 @@ def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
     if json:
         print_json(found)
         return
+    if not found:
+        typer.echo(NO_GALLERIES)
     for name, n in found.items():
         typer.echo(f"{name}: " + (f"rebuilt, {n} records" if n else "current"))

@@ -734,3 +734,14 @@ def test_close_stops_an_erasure_after_its_current_segment(
     with GallerySet.open(tmp_path / "galleries") as reopened:
         (again,) = reopened.galleries().values()
         assert again.stats().deleted == 2
+
+
+def test_gallery_stats_and_upgrade_say_there_is_no_gallery_yet(
+    node_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`gallery upgrade` printed nothing at all on a node without galleries; `stats` said
+    so. Under --json both print an empty object."""
+    for command in ("stats", "upgrade"):
+        assert cli(["gallery", command], capsys) == (0, "no galleries yet\n", ""), command
+        code, out, _ = cli(["gallery", command, "--json"], capsys)
+        assert (code, json.loads(out)) == (0, {}), command
