@@ -75,6 +75,30 @@ def test_help_paragraphs_wrap_to_the_terminal(path: tuple[str, ...], command: An
         assert any(start in line for line in lines), (path, start)
 
 
+@pytest.mark.parametrize("path", [path for path, _ in ALL], ids=_label)
+def test_flags_show_no_value(path: tuple[str, ...]) -> None:
+    """Every flag's help showed a ``<bool>`` value it does not take (``--json <bool>``,
+    ``--help -h <bool>``); an option that takes one still shows its type."""
+    output = runner.invoke(app, [*path, "--help"], env={"COLUMNS": str(WIDE)}).output
+    assert "<bool>" not in output, output
+    help_line = next(line for line in output.splitlines() if "--help" in line and "-h" in line)
+    assert help_line.split() == [
+        "│",
+        "--help",
+        "-h",
+        "Show",
+        "this",
+        "message",
+        "and",
+        "exit.",
+        "│",
+    ]
+    if path == ("users", "list"):
+        assert any(
+            line.split()[1:4] == ["--config", "-c", "<file>"] for line in output.splitlines()
+        )
+
+
 @pytest.mark.parametrize(
     ("path", "says", "not_says"),
     [

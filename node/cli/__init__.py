@@ -16,8 +16,10 @@ from typing import Annotated, NoReturn
 import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
+from typer._click.core import Context
 from typer._click.exceptions import BadParameter
 from typer._click.utils import PacifyFlushWrapper  # what typer puts on stdout after EPIPE
+from typer.core import TyperOption
 from typer.exceptions import TyperException
 
 from matcher.errors import BdxError
@@ -110,6 +112,22 @@ def _joined(paragraph: str) -> str:
     return " ".join(line.strip() for line in lines)
 
 
+def _flags_show_no_value() -> None:
+    """Help shows no value after a flag (``--json``, ``--help -h``, ``--yes``): typer's rich
+    help gave each a ``<bool>``, as if it took one (``--json <bool>``); its plain help, as
+    click's, shows none. Every typer command of this process is drawn so (``python -m
+    node.demo.rules`` too)."""
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Context) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_value()
 _register()
 _reflowed_help(app)
 
