@@ -28,7 +28,11 @@ def create_db_engine(url: str) -> Engine:
 
     Raises :class:`ConfigError` (``bad_database_url``, never quoting the URL: it may hold a
     password) for a malformed URL, a database other than :data:`BACKENDS` or a driver that is
-    not installed; they were tracebacks (NoSuchModuleError, ModuleNotFoundError)."""
+    not installed; they were tracebacks (NoSuchModuleError, ModuleNotFoundError).
+
+    Statement parameters never reach SQLAlchemy's log or the text of its errors
+    (``hide_parameters``): they are subject ids, hit references, token hashes and log entries,
+    shown to whoever turns the ``sqlalchemy.engine`` logger on."""
     try:
         parsed = make_url(url)
     except Exception as exc:  # sqlalchemy raises ArgumentError for malformed URLs
@@ -43,7 +47,7 @@ def create_db_engine(url: str) -> Engine:
     try:
         if backend == "sqlite":
             return _sqlite_engine(url, parsed.database)
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     except (ImportError, NoSuchModuleError):
         raise ConfigError(
             f"database URL: the driver of {parsed.drivername} is not installed; use "
@@ -59,7 +63,9 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     engine = create_engine(
-        url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S},
+        hide_parameters=True,
     )
 
     @event.listens_for(engine, "connect")

@@ -146,8 +146,10 @@ def start_service_node(
         port=api_port,
         log_level="warning",
         timeout_graceful_shutdown=graceful_s,  # as `bdx serve` (its requests' longest wait)
+        access_log=False,  # as `bdx serve`: uvicorn's would log query strings, subject ids
     )
-    peer = peer_config(app, config, load_credentials(config, check=False), log_level="warning")
+    creds = load_credentials(config, check=False)
+    peer = peer_config(app, config, creds, log_level="warning", access_log=False)
     pair = ServerPair(api, peer)
     thread = threading.Thread(target=lambda: asyncio.run(pair.serve()), daemon=True)
     thread.start()

@@ -77,6 +77,38 @@ def test_new_sqlite_file_is_owner_only(tmp_path: Path) -> None:
     assert (tmp_path / "sub" / "x.sqlite3").stat().st_mode & 0o077 == 0
 
 
+def test_statement_parameters_stay_out_of_errors_and_logs(
+    fresh_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLAlchemy's statement log and the statement it quotes in a database error carry no
+    parameter: they are subject ids, hit references, token hashes, log entries. (PostgreSQL's
+    own message may quote a key; the node logs a database error's type, never its text.)"""
+    import logging
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    engine = create_db_engine(fresh_db_url)
+    try:
+        upgrade(engine)
+        secret = "case-4711-secret"
+        insert = text("INSERT INTO exchange_nonces (sender, nonce, seen_at) VALUES (:s, :n, :t)")
+        row = {"s": "TH", "n": secret, "t": datetime.now(UTC)}
+        with engine.begin() as conn:
+            conn.execute(insert, row)
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            engine.echo = True
+            try:
+                with pytest.raises(IntegrityError) as info, engine.begin() as conn:
+                    conn.execute(insert, row)
+            finally:
+                engine.echo = False
+        assert "SQL parameters hidden" in str(info.value) and repr(row) not in str(info.value)
+        assert "INSERT INTO exchange_nonces" in caplog.text and secret not in caplog.text
+    finally:
+        engine.dispose()
+
+
 def test_malformed_database_url() -> None:
     with pytest.raises(ConfigError) as info:
         create_db_engine("not a url")
