@@ -166,7 +166,13 @@ def delete(
 
 @app.command("reference")
 def reference_(
-    reference: Annotated[str, typer.Argument(help="the hit reference a peer quotes")],
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="the hit reference a peer quotes (this node no longer issues one that starts "
+            "with '-'; for an older one, put -- before it)"
+        ),
+    ],
     token: TokenOption = None,
     token_file: TokenFileOption = None,
     url: UrlOption = None,
