@@ -116,18 +116,22 @@ class _LosesACommitReply(sqlite3.Connection):
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
 
 
-def test_an_append_whose_commit_went_through_is_not_logged_twice(tmp_path: Path) -> None:
-    """The retry appended the events again: permanent duplicates in an append-only log."""
+def _lossy_log(path: Path) -> tuple[Engine, TransparencyLog, TranslogExchangeLog]:
+    """An exchange log in a SQLite file at ``path`` whose connections are
+    :class:`_LosesACommitReply`."""
     from certs.translog.sqlite import configure_sqlite
 
-    lossy = create_engine(
-        f"sqlite:///{tmp_path / 'log.db'}", connect_args={"factory": _LosesACommitReply}
-    )
+    lossy = create_engine(f"sqlite:///{path}", connect_args={"factory": _LosesACommitReply})
     configure_sqlite(lossy)
     metadata.create_all(lossy)
     key = SigningKey("bdx.id/exchange-log", ed25519.Ed25519PrivateKey.generate())
     log = TransparencyLog.open(lossy, key)
-    elog = TranslogExchangeLog(log)
+    return lossy, log, TranslogExchangeLog(log)
+
+
+def test_an_append_whose_commit_went_through_is_not_logged_twice(tmp_path: Path) -> None:
+    """The retry appended the events again: permanent duplicates in an append-only log."""
+    lossy, log, elog = _lossy_log(tmp_path / "log.db")
     elog.record({"type": "query_received", "query_id": "q-0"})
     _LosesACommitReply.armed[:] = [True]
     elog.record_many([{"type": "policy_decision", "query_id": "q-1"}, {"type": "reply_sent"}])
@@ -146,18 +150,10 @@ def test_a_last_attempt_whose_commit_went_through_is_not_an_error(
     """The last attempt's commit went through and its reply was lost: the append is in the
     log, so it is not raised (the responder appended the events again after such an error,
     logging a query's events twice)."""
-    from certs.translog.sqlite import configure_sqlite
     from node.exchange import eventlog
 
     monkeypatch.setattr(eventlog, "LOG_APPEND_ATTEMPTS", 1)
-    lossy = create_engine(
-        f"sqlite:///{tmp_path / 'log.db'}", connect_args={"factory": _LosesACommitReply}
-    )
-    configure_sqlite(lossy)
-    metadata.create_all(lossy)
-    key = SigningKey("bdx.id/exchange-log", ed25519.Ed25519PrivateKey.generate())
-    log = TransparencyLog.open(lossy, key)
-    elog = TranslogExchangeLog(log)
+    lossy, log, elog = _lossy_log(tmp_path / "log.db")
     _LosesACommitReply.armed[:] = [True]
     elog.record_many([{"type": "policy_decision", "query_id": "q-1"}, {"type": "reply_sent"}])
     assert not _LosesACommitReply.armed  # the commit's reply was lost
