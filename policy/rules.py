@@ -23,7 +23,11 @@ then one ``[peers.XX]`` table per peer country that may query this node (inbound
     purposes = ["border_control"]
     modalities = ["fingerprint"]
 
-``fmr`` is a modality's false-match-rate target for one comparison; the node's search makes it
+``max_candidates`` is how many candidates a peer's search keeps above its threshold: the
+record restrictions then drop those that may not be shared with the peer, and the reply names
+the best of the rest (one reference: a hit/no-hit reply names one record, never a list), so a
+restricted best candidate does not hide a shareable second one. ``fmr`` is a modality's
+false-match-rate target for one comparison; the node's search makes it
 stricter where its ``search_fpir`` setting at the gallery's size asks for it (README, "How a
 search decides"). Anything not allowed is refused: an unknown peer, purpose or modality, a
 modality without a quota, a time outside the hours of service. Loading validates everything and
