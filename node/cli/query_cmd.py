@@ -145,9 +145,14 @@ def _rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def _table_width(rows: list[tuple[str, ...]]) -> int:
-    """Columns the results table needs to show every word of every cell whole."""
+    """Columns the results table needs to show every cell of its short-code columns whole
+    and every word of its last (free-text) column whole."""
     widest = [
-        max(len(word) for cell in (col, *(row[i] for row in rows)) for word in [*cell.split(), ""])
+        max(
+            len(piece)
+            for cell in (col, *(row[i] for row in rows))
+            for piece in ([*cell.split(), ""] if col == _COLUMNS[-1] else [cell])
+        )
         for i, col in enumerate(_COLUMNS)
     ]
     return sum(widest) + _TABLE_COLUMN_EXTRA * len(_COLUMNS) + _TABLE_EXTRA
@@ -164,8 +169,10 @@ def _print(result: dict[str, Any]) -> None:
     rows = _rows(result)
     if _table_width(rows) <= console.width:
         table = Table(title=title)
+        # rich narrows the widest columns first: it folded the reference at 81-91 columns
+        # while the reason's column had room. Only that last column (free text) wraps.
         for col in _COLUMNS:
-            table.add_column(col, overflow="fold")
+            table.add_column(col, overflow="fold", no_wrap=col != _COLUMNS[-1])
         for row in rows:
             table.add_row(*(Text(cell) for cell in row))
         console.print(table)
