@@ -102,6 +102,11 @@ class PeerWork:
                 )
             self.executor.submit(self._run, peer, job)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the node stops)."""
+        return self._closed
+
     def close(self) -> dict[str, int]:
         """Stop taking and handing on jobs (the node stops); the number of jobs dropped from
         each peer's queue, by peer. The jobs running, or handed to the executor already, are

@@ -167,6 +167,10 @@ class ServerPair:
         answered every peer 503 "no exchange set up" with an ERROR line each during a start
         that can take tens of seconds; not listening yet, it is a peer that is not up yet."""
         with self._signals():
+            state = getattr(getattr(self.peer.config, "node", None), "state", None)
+            work: PeerWork | None = getattr(state, "peer_work", None)
+            if work is not None and work.closed:  # an earlier serve's: this one takes peers
+                state.peer_work = None  # type: ignore[union-attr]
             api = asyncio.create_task(self.api.serve())
             while not self.api.started and not api.done():
                 if self._stop_asked:
@@ -191,7 +195,9 @@ class ServerPair:
     async def _finish_peer_work(self) -> None:
         """Wait (``GRACEFUL_SHUTDOWN_S`` at most) for the queries the peer threads run, the
         ones answered 202 included, so each ends with its log events before the exchange is
-        torn down; the next start makes a new pool.
+        torn down. The closed :class:`PeerWork` stays in the app's state: a request that still
+        reaches the peer route is answered 503 ``node_stopping`` (cleared, it made a new pool
+        that nothing shut down); the next start makes a new one.
 
         The queries still waiting for their peer's share of the threads are not run: the
         listener is closed, their replies could never be delivered. They are dropped on
@@ -204,7 +210,7 @@ class ServerPair:
             return
         work: PeerWork | None = getattr(state, "peer_work", None)
         dropped = work.close() if work is not None else {}
-        state.peer_executor = state.peer_work = None  # type: ignore[union-attr]
+        state.peer_executor = None  # type: ignore[union-attr]
         if dropped:
             await self._report_dropped(state, dropped)
         with contextlib.suppress(TimeoutError):

@@ -214,8 +214,8 @@ def test_queries_waiting_for_a_peer_thread_at_a_stop_are_dropped_on_record(
         with caplog.at_level(logging.WARNING, logger="node.exchange.serving"):
             idn.pair.stop()
             deadline = time.monotonic() + 30
-            while idn.app.state.peer_work is not None:  # the listener has stopped: the peer
-                assert time.monotonic() < deadline  # threads are being shut down
+            while not work.closed:  # the listener has stopped: the peer threads are being
+                assert time.monotonic() < deadline  # shut down
                 time.sleep(0.02)
             release.set()  # the held job ends: TH's query would be next
             idn.thread.join(30)
@@ -234,6 +234,9 @@ def test_queries_waiting_for_a_peer_thread_at_a_stop_are_dropped_on_record(
     with pytest.raises(PeerWorkClosedError) as refused:
         work.submit("TH", lambda: None)
     assert refused.value.reason == "node_stopping"
+    # Kept closed in the app's state: a request still reaching the peer route is refused
+    # (cleared, the router made a new pool that nothing shut down).
+    assert idn.app.state.peer_work is work and idn.app.state.peer_executor is None
 
 
 def test_a_query_offered_after_the_peer_threads_closed_is_refused_503_node_stopping(
