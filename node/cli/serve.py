@@ -19,7 +19,6 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
-from uvicorn.logging import DefaultFormatter
 
 from certs.pki.credentials import NodeCredentials
 from matcher.gallery.files import WriterLock
@@ -32,6 +31,7 @@ from node.errors import ConfigError
 from node.exchange.serving import GRACEFUL_SHUTDOWN_S, peer_config, serve_pair
 from node.exchange.setup import check_exchange, load_credentials
 from node.hardening import no_core_dumps
+from node.logtext import LogFormatter
 from node.services.galleries import GallerySet
 from node.settings import Settings, load_settings
 
@@ -116,7 +116,7 @@ def _node_log_to_stderr(level: int) -> None:
     node.setLevel(level)
     if not any(getattr(h, "_bdx_node", False) for h in node.handlers):
         handler = logging.StreamHandler()
-        handler.setFormatter(DefaultFormatter("%(levelprefix)s %(message)s", use_colors=False))
+        handler.setFormatter(LogFormatter("%(levelprefix)s %(message)s", use_colors=False))
         handler._bdx_node = True  # type: ignore[attr-defined]
         node.addHandler(handler)
 
