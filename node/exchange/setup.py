@@ -82,6 +82,8 @@ class Exchange:
     rules_file: RulesFile | None = None  # re-read by housekeeping when it changes
     views_compared_at: float = float("-inf")  # time.monotonic() of the last compare_views
     hits_expired_at: float = float("-inf")  # time.monotonic() of the last hit expiry
+    # references deleted whose hit_references_expired event is not logged yet: (count, cut-off)
+    unlogged_expiry: tuple[int, datetime] | None = None
     own: OwnCertificates | None = None  # renewed own certificates picked up by housekeeping
     pki_watch: PkiWatch = field(init=False)  # how this node's own PKI documents stand
 
@@ -397,8 +399,8 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
     if time.monotonic() - exchange.hits_expired_at >= HIT_EXPIRY_EVERY_S:
         try:
             await anyio.to_thread.run_sync(expire_hit_references, exchange)
-        except Exception:  # the references stay resolvable; the next round retries
-            logger.exception("hit references not expired")
+        except Exception:  # the next round retries (the deletion, or the event of one done)
+            logger.exception("hit references not expired, or their expiry not logged")
     try:  # refusals_suppressed of peers that stopped flooding: in the log before the checkpoint
         await anyio.to_thread.run_sync(exchange.responder.flush_refusal_summaries)
     except Exception:  # the counts stay; the next round retries
@@ -412,20 +414,27 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
 def expire_hit_references(exchange: Exchange) -> int:
     """Delete the hit references past the follow-up period (:meth:`HitReferences.expire`);
     the exchange log gets a ``hit_references_expired`` event (how many, issued before when)
-    when there were any. Returns how many."""
+    when there were any. Returns how many. Deleted references whose event could not be
+    logged are counted into the next round's event (the rows are gone: that round would
+    find none)."""
     count, cutoff = exchange.responder.hits.expire()
     exchange.hits_expired_at = time.monotonic()
     if count and cutoff is not None:
         logger.info("%d hit references past the follow-up period deleted", count)
+        earlier, _ = exchange.unlogged_expiry or (0, cutoff)
+        exchange.unlogged_expiry = (earlier + count, cutoff)
+    if exchange.unlogged_expiry is not None:
+        total, before = exchange.unlogged_expiry
         exchange.responder.log.record(
             {
                 "type": "hit_references_expired",
                 "node": exchange.credentials.country,
                 "at": datetime.now(UTC).isoformat(),
-                "count": count,
-                "issued_before": cutoff.isoformat(),
+                "count": total,
+                "issued_before": before.isoformat(),
             }
         )
+        exchange.unlogged_expiry = None
     return count
 
 

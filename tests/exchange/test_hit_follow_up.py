@@ -304,3 +304,37 @@ def test_a_reference_past_its_follow_up_period_is_deleted_and_logged(
     assert expired["count"] == 1 and expired["node"] == "ID"
     assert datetime.fromisoformat(expired["issued_before"]) > issued
     assert old not in json.dumps(expired)  # which one is not said: it named a person
+
+
+def test_an_expiry_whose_event_was_not_logged_is_logged_by_the_next_round(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows are deleted before the event is appended: an append that failed lost the
+    event for good (the next round found nothing to delete)."""
+    old = hit(nodes, fingers[1][1])["reference"]
+    exchange = nodes.id.exchange
+    issued = datetime.now(UTC) - exchange.responder.hits.retention - timedelta(minutes=1)
+    with nodes.id.app.state.engine.begin() as conn:
+        conn.execute(
+            update(exchange_hits).where(exchange_hits.c.reference == old).values(created_at=issued)
+        )
+    before = exchange.log.size()
+
+    def down(event: dict[str, Any]) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(exchange.responder.log, "record", down)
+        exchange.hits_expired_at = float("-inf")
+        asyncio.run(housekeeping_round(exchange, 3600.0))
+    assert resolve(nodes, old).status_code == 404  # deleted, its event not logged
+    assert not [
+        e
+        for e in (json.loads(x.data) for x in exchange.log.entries(before))
+        if e["type"] == "hit_references_expired"
+    ]
+    exchange.hits_expired_at = float("-inf")
+    asyncio.run(housekeeping_round(exchange, 3600.0))
+    events = [json.loads(e.data) for e in exchange.log.entries(before)]
+    (expired,) = [e for e in events if e["type"] == "hit_references_expired"]
+    assert expired["count"] == 1
