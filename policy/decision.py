@@ -229,6 +229,24 @@ def quota_day(policy: Policy, peer: str, at: datetime) -> date:
     return at.astimezone(zone).date()
 
 
+@dataclass(frozen=True)
+class QuotaStanding:
+    """Where one peer's daily quota of one modality stands on the rule's current ``day`` (in
+    the rule's ``timezone``): ``used`` searches granted of ``limit``. ``used`` may exceed a
+    limit that a rules change lowered since; ``remaining`` is then 0."""
+
+    peer: str
+    modality: Modality
+    timezone: str
+    day: date
+    used: int
+    limit: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
 class PolicyEngine:
     """Inbound decisions with the daily quota consumed atomically, and outbound decisions.
 
@@ -277,3 +295,28 @@ class PolicyEngine:
         self, peer: str, purpose: str, modality: str, at: datetime | None = None
     ) -> Decision:
         return evaluate_outbound(self.policy, peer, purpose, modality, at)
+
+    def quota_standings(
+        self, at: datetime | None = None
+    ) -> tuple[Policy, datetime, list[QuotaStanding]]:
+        """The rules in force, the time read and, for every peer and every modality its rule
+        allows (by peer, then modality), the daily quota's standing at ``at`` (default: now)
+        on the day a query then would count against. Only reads the ledger: nothing is
+        consumed."""
+        policy = self.policy  # once: the rules may be replaced meanwhile (a reload)
+        now = at or datetime.now(UTC)
+        days = {peer: quota_day(policy, peer, now) for peer in policy.peers}
+        used = self.ledger.used_on(set(days.values()))
+        standings = [
+            QuotaStanding(
+                peer,
+                modality,
+                rule.timezone,
+                days[peer],
+                used.get((peer, modality.value, days[peer]), 0),
+                rule.daily_quota[modality],
+            )
+            for peer, rule in sorted(policy.peers.items())
+            for modality in sorted(rule.modalities)
+        ]
+        return policy, now, standings

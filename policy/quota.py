@@ -9,6 +9,7 @@ after waiting) nor on SQLite (writers are serialised). The table lives on its ow
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date
 
@@ -124,6 +125,16 @@ class QuotaLedger:
         except OperationalError as exc:
             raise QuotaStoreError(f"quota ledger unavailable: {exc.orig}") from exc
         return int(row[0]) if row is not None else 0
+
+    def used_on(self, days: Collection[date]) -> dict[tuple[str, str, date], int]:
+        """Searches granted per ``(peer, modality, day)`` on ``days``: one read, nothing
+        consumed (a row not written yet, no search granted that day, is absent)."""
+        if not days:
+            return {}
+        query = select(quota_usage).where(quota_usage.c.day.in_(sorted(set(days))))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return {(r.peer, r.modality, r.day): int(r.used) for r in rows}
 
     def used(self, peer: str, modality: str, day: date) -> int:
         """Searches granted so far to ``peer`` for ``modality`` on ``day``."""

@@ -6,7 +6,7 @@ from sqlalchemy import Engine
 
 from policy.decision import PolicyEngine, Refusal, evaluate_inbound, evaluate_outbound
 from policy.quota import QuotaLedger
-from policy.rules import MAX_DAILY_QUOTA, parse_policy
+from policy.rules import MAX_DAILY_QUOTA, Modality, parse_policy
 from tests.policy_rules.rules_example import RULES
 
 POLICY = parse_policy(RULES)
@@ -155,3 +155,65 @@ def test_concurrent_requests_never_exceed_quota(engine: Engine) -> None:
         results = [ok for batch in pool.map(burst, range(workers)) for ok in batch]
     assert sum(results) == 25
     assert QuotaLedger(engine).used("ID", "fingerprint", date(2026, 11, 23)) == 25
+
+
+def test_quota_standings_list_every_rule_on_its_own_day(engine: Engine) -> None:
+    """At 01:00 on 24 November in Kuala Lumpur (17:00 UTC on the 23rd) MY's day is the 24th,
+    ID's (UTC) the 23rd: each row is read on its rule's day."""
+    pe = PolicyEngine(POLICY, QuotaLedger(engine))
+    at = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
+    assert pe.decide_inbound("ID", "border_control", "face", at).allowed
+    QuotaLedger(engine).consume("MY", "fingerprint", date(2026, 11, 24), 100)
+    QuotaLedger(engine).consume("MY", "fingerprint", date(2026, 11, 23), 100)  # not MY's day
+    policy, read_at, standings = pe.quota_standings(at)
+    assert policy is POLICY and read_at == at
+    got = [(s.peer, s.modality, s.timezone, s.day, s.used, s.limit, s.remaining) for s in standings]
+    assert got == [
+        ("ID", Modality.FACE, "UTC", date(2026, 11, 23), 1, 2, 1),
+        ("ID", Modality.FINGERPRINT, "UTC", date(2026, 11, 23), 0, 3, 3),
+        ("MY", Modality.FINGERPRINT, "Asia/Kuala_Lumpur", date(2026, 11, 24), 1, 100, 99),
+    ]
+
+
+def test_quota_standings_turn_at_the_rule_s_midnight_and_consume_nothing(engine: Engine) -> None:
+    """Asia/Bangkok (UTC+7): a search at 23:59 there counts on that day; at 00:01 the rule's
+    next day begins with none used, while UTC's date is the same for both."""
+    rules = parse_policy(
+        'version = "bkk-1"\ncountry = "TH"\n[peers.MY]\npurposes = ["asylum"]\n'
+        'modalities = ["fingerprint", "face"]\n'
+        'daily_quota = { fingerprint = 3, face = 2 }\ntimezone = "Asia/Bangkok"\n'
+    )
+    pe = PolicyEngine(rules, QuotaLedger(engine))
+    late = datetime(2026, 3, 1, 16, 59, tzinfo=UTC)  # 23:59 in Bangkok
+    early = datetime(2026, 3, 1, 17, 1, tzinfo=UTC)  # 00:01 on 2 March in Bangkok
+    assert pe.decide_inbound("MY", "asylum", "fingerprint", late).allowed
+    standings = pe.quota_standings(late)[2]
+    assert [(s.modality, s.day, s.used, s.limit, s.remaining) for s in standings] == [
+        (Modality.FACE, date(2026, 3, 1), 0, 2, 2),
+        (Modality.FINGERPRINT, date(2026, 3, 1), 1, 3, 2),
+    ]
+    standings = pe.quota_standings(early)[2]
+    assert [(s.day, s.used, s.remaining) for s in standings] == [
+        (date(2026, 3, 2), 0, 2),
+        (date(2026, 3, 2), 0, 3),
+    ]
+    for _ in range(3):  # readings take nothing: the day's other two searches are still there
+        pe.quota_standings(late)
+    assert [pe.decide_inbound("MY", "asylum", "fingerprint", late).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+
+
+def test_a_lowered_limit_leaves_none_remaining(engine: Engine) -> None:
+    """A reload that lowers a quota below the day's use shows the use and 0 remaining."""
+    text = 'version = "v"\ncountry = "TH"\n[peers.VN]\npurposes = ["asylum"]\n'
+    text += 'modalities = ["face"]\ndaily_quota = {{ face = {} }}\n'
+    pe = PolicyEngine(parse_policy(text.format(3)), QuotaLedger(engine))
+    at = datetime(2026, 4, 1, 12, tzinfo=UTC)
+    for _ in range(3):
+        assert pe.decide_inbound("VN", "asylum", "face", at).allowed
+    pe.policy = parse_policy(text.format(1))
+    (standing,) = pe.quota_standings(at)[2]
+    assert (standing.used, standing.limit, standing.remaining) == (3, 1, 0)
