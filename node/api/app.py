@@ -32,6 +32,7 @@ from node.api.routers import (
     health,
     hits,
     queries,
+    quota,
     search,
     subjects,
     users,
@@ -57,6 +58,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     audit.router,
     auditlog.router,
     queries.router,
+    quota.router,
     peer_router.router,
 )
 #: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.

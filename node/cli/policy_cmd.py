@@ -1,4 +1,7 @@
-"""``bdx policy``: validate a rules file, explain a decision, compare two versions."""
+"""``bdx policy``: validate a rules file, explain a decision, compare two versions (local: they
+read rules files only), and show how much of each peer's daily quota the running node has
+granted today (``quota``: through the node's API, ``GET /quota``, with an operator's or an
+auditor's token; connection options and exit codes: :mod:`node.cli._client`)."""
 
 from __future__ import annotations
 
@@ -9,12 +12,22 @@ from typing import Annotated
 
 import typer
 
+from node.cli._client import (
+    CaFileOption,
+    NodeClient,
+    TokenFileOption,
+    TokenOption,
+    UrlOption,
+)
+from node.cli._common import ConfigOption, print_json, printable
 from policy.decision import evaluate_inbound, evaluate_outbound
 from policy.diff import diff_policies
 from policy.rules import Modality, PolicyFileError, PolicyFileNotFound, load_policy
 
 app = typer.Typer(
-    help="Per-country exchange rules: validate, explain, compare.", no_args_is_help=True
+    help="Per-country exchange rules: validate, explain, compare; the running node's daily "
+    "quota use.",
+    no_args_is_help=True,
 )
 
 #: Where ``--rules`` is read from when not given: the variable the node's ``policy_file``
@@ -25,6 +38,8 @@ RulesOpt = Annotated[
     typer.Option("--rules", "-r", help="The node's rules file (TOML).", envvar=RULES_ENV),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+#: Seconds to wait for the node's answer to ``quota`` (one read of its database).
+QUOTA_TIMEOUT_S = 30.0
 
 
 @app.command("validate")
@@ -131,3 +146,45 @@ def diff(
         typer.echo("no changes")
     for c in changes:
         typer.echo(str(c))
+
+
+@app.command("quota")
+def quota(
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each peer's daily quota per modality on the running node: its rule's current day
+    (in the rule's time zone), searches used, the limit and what remains (operators and
+    auditors; reading consumes nothing).
+
+    One line per peer and modality; --json prints the node's answer (policy_version, at,
+    items). Exit codes as `bdx subjects`: 2 no token, 5 token or role refused, 6 node
+    unreachable or running no peer exchange, 7 its database failed.
+    """
+    with NodeClient(
+        token=token,
+        token_file=token_file,
+        url=url,
+        ca_file=ca_file,
+        config=config,
+        timeout_s=QUOTA_TIMEOUT_S,
+        role="operator or auditor",
+    ) as client:
+        answer = client.call("GET", "/quota", what="the quota reading")
+    if as_json:
+        print_json(answer)
+        return
+    typer.echo(f"rules version {printable(answer['policy_version'])} at {printable(answer['at'])}")
+    if not answer["items"]:
+        typer.echo("no peer may query this node")
+    for item in answer["items"]:
+        typer.echo(
+            f"{printable(item['peer'])}\t{printable(item['modality'])}\t"
+            f"{printable(item['day'])} {printable(item['timezone'])}\t"
+            f"used {printable(item['used'])} of {printable(item['limit'])}\t"
+            f"{printable(item['remaining'])} left"
+        )

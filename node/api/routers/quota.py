@@ -1,0 +1,56 @@
+"""``GET /quota``: how much of each peer's daily quota is used today (operators, auditors).
+
+One row per peer and modality the rules in force allow, on the day a query now counts against
+(in the peer rule's time zone: :func:`policy.decision.quota_day`), with its limit and what is
+left. Reading consumes nothing. 503 ``no_exchange`` when this node runs no peer exchange."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from node.api.deps import require_role
+from node.api.schemas.common import errors
+from node.api.schemas.quota import QuotaOut, QuotaUsageOut
+from node.db.models import Role
+from node.exchange.setup import Exchange
+from node.service_errors import StoreUnavailableError
+from node.services.users import Principal
+
+router = APIRouter(tags=["quota"], responses=errors())
+
+QuotaReader = Annotated[Principal, Depends(require_role(Role.OPERATOR, Role.AUDITOR))]
+
+
+def get_exchange(request: Request) -> Exchange:
+    exchange: Exchange | None = getattr(request.app.state, "exchange", None)
+    if exchange is None:
+        raise StoreUnavailableError(
+            "this node has no peer exchange configured", reason="no_exchange"
+        )
+    return exchange
+
+
+ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
+
+
+@router.get("/quota")
+def read_quota(reader: QuotaReader, exchange: ExchangeDep) -> QuotaOut:
+    policy, at, standings = exchange.policy.quota_standings()
+    return QuotaOut(
+        policy_version=policy.version,
+        at=at,
+        items=[
+            QuotaUsageOut(
+                peer=s.peer,
+                modality=s.modality,
+                timezone=s.timezone,
+                day=s.day,
+                used=s.used,
+                limit=s.limit,
+                remaining=s.remaining,
+            )
+            for s in standings
+        ],
+    )
