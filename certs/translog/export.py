@@ -8,7 +8,15 @@ JSON document (``format: bdx-translog-export/v1``)::
      "checkpoints": [signed note text, ...],           # increasing sizes, last one = tree_size
      "consistency": [{"size1", "size2", "proof": [b64]}, ...],   # between successive ones
      "entries": [{"index", "created_at", "leaf_hash" (hex), "data" (b64),
-                  "inclusion_proof": [b64]}, ...]}     # proofs against the last checkpoint
+                  "inclusion_proof": [b64]}, ...],     # proofs against the last checkpoint
+     "selection": {"filter": {...}, "indices": [int, ...]}}   # only in a selection
+
+An export holds every entry of its range, or, when it has a ``selection``, only the entries
+of the range a filter chose (one peer's slice, say): ``indices`` lists them, increasing, and
+``filter`` records what chose them. Each selected entry is proven as in a full export; that
+no other entry of the range matched the filter rests on the node that made the export (the
+entries left out are not in it to be checked), and a verifier reports an export as a
+selection so that it is never taken for a complete range.
 
 The bytes are canonical: sorted keys, no insignificant whitespace. ``created_at`` is the
 store's clock and is not signed: what is signed about time is that each entry is in the
@@ -23,7 +31,7 @@ import csv
 import io
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from certs.translog.checkpoint import SignedCheckpoint
@@ -87,16 +95,35 @@ def export_json(
     start: int | None = None,
     end: int | None = None,
     checkpoint: SignedCheckpoint | None = None,
+    select: Callable[[bytes], bool] | None = None,
+    selection: Mapping[str, str] | None = None,
 ) -> bytes:
     """Export the entries appended in ``[since, until)`` (or with ``start <= index < end``)
     that the checkpoint covers (default: the latest one issued), with every proof needed
-    to check them offline (:func:`certs.translog.verify.verify_export`)."""
+    to check them offline (:func:`certs.translog.verify.verify_export`).
+
+    ``select`` (an entry's data -> whether to export it) makes the export a selection of the
+    range, and ``selection`` is the filter recorded with it (what chose the entries)."""
     target = checkpoint or log.latest_checkpoint()
     if target is None:
         raise NotFoundError("the log has issued no checkpoint yet", reason="no_checkpoint")
     size = target.checkpoint.size
     lo, hi = _select(log, since, until, start, end, size)
-    chain = _chain(log, lo + 1 if hi > lo else hi, target)
+    out_entries: list[dict[str, object]] = []
+    indices: list[int] = []
+    batch: list[Entry] = []
+    for entry in log.entries(lo, hi):
+        if select is not None and not select(entry.data):
+            continue
+        batch.append(entry)
+        indices.append(entry.index)
+        if len(batch) == PROOF_BATCH:
+            out_entries.extend(_entries_with_proofs(log, batch, size))
+            batch = []
+    out_entries.extend(_entries_with_proofs(log, batch, size))
+    # The chain starts at the first checkpoint covering the first entry exported.
+    first = (indices[0] if indices else None) if select is not None else (lo if hi > lo else None)
+    chain = _chain(log, hi if first is None else first + 1, target)
     consistency = [
         {
             "size1": a.checkpoint.size,
@@ -105,14 +132,6 @@ def export_json(
         }
         for a, b in itertools.pairwise(chain)
     ]
-    out_entries: list[dict[str, object]] = []
-    batch: list[Entry] = []
-    for entry in log.entries(lo, hi):
-        batch.append(entry)
-        if len(batch) == PROOF_BATCH:
-            out_entries.extend(_entries_with_proofs(log, batch, size))
-            batch = []
-    out_entries.extend(_entries_with_proofs(log, batch, size))
     doc = {
         "format": EXPORT_FORMAT,
         "origin": log.origin,
@@ -122,6 +141,8 @@ def export_json(
         "consistency": consistency,
         "entries": out_entries,
     }
+    if select is not None:
+        doc["selection"] = {"filter": dict(selection or {}), "indices": indices}
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -153,14 +174,18 @@ def export_csv(
     until: datetime | None = None,
     start: int | None = None,
     end: int | None = None,
+    select: Callable[[bytes], bool] | None = None,
 ) -> str:
     """Entries as CSV (``index, created_at, leaf_hash, data``), no proofs. ``data`` is the
-    UTF-8 text of the entry, or ``base64:...`` for entries that are not UTF-8."""
+    UTF-8 text of the entry, or ``base64:...`` for entries that are not UTF-8. ``select``
+    (an entry's data -> whether to export it) keeps only the entries it chooses."""
     lo, hi = _select(log, since, until, start, end, log.size())
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["index", "created_at", "leaf_hash", "data"])
     for entry in log.entries(lo, hi):
+        if select is not None and not select(entry.data):
+            continue
         try:
             text = entry.data.decode("utf-8")
         except UnicodeDecodeError:

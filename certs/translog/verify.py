@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,10 @@ class VerificationReport:
     checkpoints_verified: int
     cosigners: dict[int, list[str]] = field(default_factory=dict)
     """Checkpoint size -> names of trusted witnesses with a valid cosignature on it."""
+    selection: dict[str, Any] | None = None
+    """The filter of an export that is a selection of its range (``None``: every entry of the
+    range is in it, which the verification established). Each selected entry is proven; that
+    no other entry of the range matched rests on the node that exported it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,7 @@ class VerificationReport:
             "entries_verified": self.entries_verified,
             "checkpoints_verified": self.checkpoints_verified,
             "cosigners": {str(k): v for k, v in self.cosigners.items()},
+            "selection": self.selection,
         }
 
 
@@ -88,6 +94,10 @@ def verify_export(
     history they hold before cosigning; asking it of every checkpoint failed every honest log
     whose peers missed a round (a peer down for an hour left a dozen checkpoints with one
     cosignature fewer). Every cosignature present is still verified and reported.
+
+    An export with a ``selection`` (entries a filter chose from the range) must hold exactly
+    the entries its ``indices`` list, in order; the report carries its filter, since such an
+    export proves its entries, not that the range holds no others that match.
 
     Raises :class:`ExportFormatError`, :class:`SignatureError` or :class:`TamperedError`
     (reason ``entry_modified``, ``entry_missing``, ``entry_reordered``, ``inclusion_failed``,
@@ -160,13 +170,15 @@ def verify_export(
         raise ExportFormatError("range is not within the checkpoint's tree")
     entries = _get(doc, "entries", list, "export")
     indices = [_get(item, "index", int, "entry") for item in entries]
-    expected = start
+    wanted, selection = _wanted(doc, start, end)
+    at = 0  # position in ``wanted`` of the entry expected next
     for position, (item, index) in enumerate(zip(entries, indices, strict=True)):
+        expected = wanted[at] if at < len(wanted) else end
         if index < expected or (index > expected and expected in indices[position:]):
             raise TamperedError(
                 f"entry {index} is out of order or repeated", reason="entry_reordered", index=index
             )
-        if index > expected or index >= end:
+        if index != expected or at == len(wanted):
             raise TamperedError(
                 f"entry {expected} is missing from the export",
                 reason="entry_missing",
@@ -193,10 +205,12 @@ def verify_export(
                 reason="inclusion_failed",
                 index=index,
             ) from exc
-        expected += 1
-    if expected != end:
+        at += 1
+    if at != len(wanted):
         raise TamperedError(
-            f"entry {expected} is missing from the export", reason="entry_missing", index=expected
+            f"entry {wanted[at]} is missing from the export",
+            reason="entry_missing",
+            index=wanted[at],
         )
     return VerificationReport(
         origin=target.origin,
@@ -208,4 +222,24 @@ def verify_export(
         entries_verified=len(entries),
         checkpoints_verified=len(chain),
         cosigners=cosigners,
+        selection=selection,
     )
+
+
+def _wanted(
+    doc: dict[str, Any], start: int, end: int
+) -> tuple[Sequence[int], dict[str, Any] | None]:
+    """The indices the export must hold, in order, and the filter of a selection: every index
+    of ``[start, end)``, or the ``selection``'s (increasing, within the range)."""
+    if "selection" not in doc:
+        return range(start, end), None
+    chosen = _get(doc, "selection", dict, "export")
+    wanted = _get(chosen, "indices", list, "selection")
+    flt = _get(chosen, "filter", dict, "selection")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in wanted):
+        raise ExportFormatError("selection: indices must be integers")
+    if any(b <= a for a, b in itertools.pairwise(wanted)):
+        raise ExportFormatError("selection: indices must be increasing")
+    if wanted and not (start <= wanted[0] and wanted[-1] < end):
+        raise ExportFormatError("selection: an index is outside the export's range")
+    return wanted, flt

@@ -21,7 +21,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,6 +29,8 @@ from typing import Any
 from sqlalchemy import Engine, inspect, select
 
 from certs.translog import TranslogError, TransparencyLog, audit_store
+from certs.translog import export_csv as translog_csv
+from certs.translog import export_json as translog_json
 from certs.translog.events import FORBIDDEN_KEYS
 from node.service_errors import InvalidRequestError
 from policy.quota import quota_usage
@@ -44,6 +46,18 @@ OUTBOUND_QUERY = "query_sent"
 _PEER = re.compile(r"^[A-Z]{2}$")
 _TOKEN = re.compile(r"^[a-z0-9_]{1,64}$")
 _OFFICER = re.compile(r"^[\w.@:-]{1,128}$")
+#: A query id: the exchange's are UUIDs; other ids (tests, older peers) are printable tokens.
+_QUERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+#: A hit reference (22 base64url characters) or a node action's target (a user name, a
+#: subject's external id, a record reference): printable ASCII without spaces.
+_REFERENCE = re.compile(r"^[!-~]{1,256}$")
+#: A node action name (``hit.resolve``, ``user.add``) or an auditor action (``export``).
+_ACTION = re.compile(r"^[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}$")
+NODE_ACTION = "node_action"
+AUDITOR_ACTION = "auditor_action"
+#: Keys of a node action's ``details`` that name the peer country the act concerns: a
+#: ``hit.resolve`` names the country that quoted the reference (the disclosure step).
+PEER_DETAILS = ("requester",)
 
 
 class AuditQueryError(InvalidRequestError):
@@ -59,6 +73,11 @@ class AuditFilter:
 
     ``since``/``until`` bound the append time as ``[since, until)``; ``outcome`` matches an
     event's ``outcome`` (``hit``, ``no_hit``, ``refused``); ``reason`` its refusal reason.
+    ``peer`` matches an event's ``peer`` and a node action about that peer (its details'
+    :data:`PEER_DETAILS`: the country a ``hit.resolve`` disclosed to); ``query_id`` an event's
+    ``query_id`` or a node action's ``details.query_id``; ``reference`` an event's
+    ``reference`` (a hit's, in ``reply_sent``/``reply_received``) or a node action's
+    ``target``; ``action`` the ``action`` of a node or auditor action (``hit.resolve``).
     """
 
     peer: str | None = None
@@ -69,6 +88,9 @@ class AuditFilter:
     officer: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    query_id: str | None = None
+    reference: str | None = None
+    action: str | None = None
 
     def __post_init__(self) -> None:
         if self.peer is not None and not _PEER.fullmatch(self.peer):
@@ -79,6 +101,12 @@ class AuditFilter:
                 raise AuditQueryError(f"{name} must be a snake_case word, got {value!r}")
         if self.officer is not None and not _OFFICER.fullmatch(self.officer):
             raise AuditQueryError(f"officer {self.officer!r} is not a user name")
+        if self.query_id is not None and not _QUERY_ID.fullmatch(self.query_id):
+            raise AuditQueryError(f"query_id {self.query_id!r} is not a query id")
+        if self.reference is not None and not _REFERENCE.fullmatch(self.reference):
+            raise AuditQueryError(f"reference {self.reference!r} is not a reference or target")
+        if self.action is not None and not _ACTION.fullmatch(self.action):
+            raise AuditQueryError(f"action {self.action!r} is not an action name (hit.resolve)")
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None:
@@ -94,17 +122,43 @@ class AuditFilter:
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise AuditQueryError("since must be before until", reason="bad_range")
 
+    @property
+    def selects(self) -> bool:
+        """Whether a filter beyond the time window is set (an export is then a selection)."""
+        return any(v is not None for k, v in self.__dict__.items() if k not in ("since", "until"))
+
     def matches(self, event: dict[str, Any]) -> bool:
         wanted = {
-            "peer": self.peer,
             "purpose": self.purpose,
             "outcome": self.outcome,
             "reason": self.reason,
             "officer": self.officer,
         }
-        if self.type is not None and event_type(event) != self.type:
+        kind = event_type(event)
+        if self.type is not None and kind != self.type:
             return False
-        return all(v is None or event.get(k) == v for k, v in wanted.items())
+        if not all(v is None or event.get(k) == v for k, v in wanted.items()):
+            return False
+        acted = kind == NODE_ACTION
+        details = event.get("details")
+        about = details if acted and isinstance(details, dict) else {}
+        if self.peer is not None and not (
+            event.get("peer") == self.peer or any(about.get(k) == self.peer for k in PEER_DETAILS)
+        ):
+            return False
+        if self.query_id is not None and self.query_id not in (
+            event.get("query_id"),
+            about.get("query_id"),
+        ):
+            return False
+        if self.reference is not None and not (
+            event.get("reference") == self.reference
+            or (acted and event.get("target") == self.reference)
+        ):
+            return False
+        return self.action is None or (
+            kind in (NODE_ACTION, AUDITOR_ACTION) and event.get("action") == self.action
+        )
 
     def to_json(self) -> dict[str, str]:
         """The filters set, as strings (what an ``auditor_action`` event records)."""
@@ -178,6 +232,26 @@ def list_events(
             page.append(item)
         total += 1
     return page, total
+
+
+def _selector(flt: AuditFilter) -> Callable[[bytes], bool] | None:
+    """What chooses an entry for an export of ``flt`` (``None``: every entry of its window)."""
+    if not flt.selects:
+        return None
+    return lambda data: flt.matches(_decode(data))
+
+
+def export_json(log: TransparencyLog, flt: AuditFilter) -> bytes:
+    """The JSON export (with proofs) of the entries ``flt`` matches: its window's entries,
+    and with any other filter set, a selection of them that records the filter."""
+    return translog_json(
+        log, since=flt.since, until=flt.until, select=_selector(flt), selection=flt.to_json()
+    )
+
+
+def export_csv(log: TransparencyLog, flt: AuditFilter) -> str:
+    """The CSV export of the entries ``flt`` matches (no proofs)."""
+    return translog_csv(log, since=flt.since, until=flt.until, select=_selector(flt))
 
 
 def record_auditor_action(

@@ -26,8 +26,6 @@ from certs.translog import (
     TransparencyLog,
     VerifyingKey,
     audit_store,
-    export_csv,
-    export_json,
     verify_export,
 )
 from certs.translog.errors import KeyTypeError, NoteFormatError
@@ -67,6 +65,35 @@ SinceOption = Annotated[
     str | None, typer.Option("--since", help="appended at or after (ISO 8601, UTC if no zone)")
 ]
 UntilOption = Annotated[str | None, typer.Option("--until", help="appended before (ISO 8601)")]
+PeerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="peer country (two letters): its queries and replies, and node actions about it "
+        "(a hit.resolve of a reference it quoted)"
+    ),
+]
+PurposeOption = Annotated[str | None, typer.Option(help="query purpose")]
+OutcomeOption = Annotated[
+    Outcome | None, typer.Option(help="a reply's outcome: hit, no_hit, refused or error")
+]
+ReasonOption = Annotated[str | None, typer.Option(help="refusal reason")]
+TypeOption = Annotated[str | None, typer.Option("--type", help="event type")]
+OfficerOption = Annotated[str | None, typer.Option(help="requesting officer")]
+QueryIdOption = Annotated[
+    str | None,
+    typer.Option("--query-id", help="a query's id (its events and the node actions naming it)"),
+]
+ReferenceOption = Annotated[
+    str | None,
+    typer.Option(
+        help="a hit reference (the replies carrying it) or a node action's target; one that "
+        "starts with '-' as --reference=VALUE"
+    ),
+]
+ActionOption = Annotated[
+    str | None,
+    typer.Option(help="a node action (hit.resolve, user.add) or auditor action (export)"),
+]
 
 
 @dataclass
@@ -116,18 +143,48 @@ def _actor() -> str:
     return f"cli:{os_user()}"
 
 
+def _filter(
+    *,
+    peer: str | None,
+    purpose: str | None,
+    outcome: Outcome | None,
+    reason: str | None,
+    type: str | None,
+    officer: str | None,
+    since: str | None,
+    until: str | None,
+    query_id: str | None,
+    reference: str | None,
+    action: str | None,
+) -> query.AuditFilter:
+    return query.AuditFilter(
+        peer=peer,
+        purpose=purpose,
+        outcome=outcome and outcome.value,
+        reason=reason,
+        type=type,
+        officer=officer,
+        since=_when(since, "since"),
+        until=_when(until, "until"),
+        query_id=query_id,
+        reference=reference,
+        action=action,
+    )
+
+
 @app.command("list")
 def list_cmd(
-    peer: Annotated[str | None, typer.Option(help="peer country (two letters)")] = None,
-    purpose: Annotated[str | None, typer.Option(help="query purpose")] = None,
-    outcome: Annotated[
-        Outcome | None, typer.Option(help="a reply's outcome: hit, no_hit, refused or error")
-    ] = None,
-    reason: Annotated[str | None, typer.Option(help="refusal reason")] = None,
-    type: Annotated[str | None, typer.Option("--type", help="event type")] = None,
-    officer: Annotated[str | None, typer.Option(help="requesting officer")] = None,
+    peer: PeerOption = None,
+    purpose: PurposeOption = None,
+    outcome: OutcomeOption = None,
+    reason: ReasonOption = None,
+    type: TypeOption = None,
+    officer: OfficerOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    query_id: QueryIdOption = None,
+    reference: ReferenceOption = None,
+    action: ActionOption = None,
     offset: Annotated[int, typer.Option(help="skip this many matches")] = 0,
     limit: Annotated[
         int,
@@ -141,15 +198,18 @@ def list_cmd(
     json: JsonOption = False,
 ) -> None:
     """List log entries that match every filter given, oldest first."""
-    flt = query.AuditFilter(
-        peer,
-        purpose,
-        outcome and outcome.value,
-        reason,
-        type,
-        officer,
-        _when(since, "since"),
-        _when(until, "until"),
+    flt = _filter(
+        peer=peer,
+        purpose=purpose,
+        outcome=outcome,
+        reason=reason,
+        type=type,
+        officer=officer,
+        since=since,
+        until=until,
+        query_id=query_id,
+        reference=reference,
+        action=action,
     )
     with _open_log(config, signing_key, origin) as opened:
         items, total = query.list_events(opened.log, flt, offset=offset, limit=limit)
@@ -179,6 +239,10 @@ _LISTED = (
     "reason",
     "officer",
     "actor",
+    "action",
+    "target",
+    "query_id",
+    "reference",
     "case_ref",
 )
 
@@ -187,8 +251,17 @@ _LISTED = (
 def export_cmd(
     out: Annotated[Path, typer.Option("--out", help="file to write", dir_okay=False)],
     format: Annotated[str, typer.Option("--format", help="json (with proofs) or csv")] = "json",
+    peer: PeerOption = None,
+    purpose: PurposeOption = None,
+    outcome: OutcomeOption = None,
+    reason: ReasonOption = None,
+    type: TypeOption = None,
+    officer: OfficerOption = None,
     since: SinceOption = None,
     until: UntilOption = None,
+    query_id: QueryIdOption = None,
+    reference: ReferenceOption = None,
+    action: ActionOption = None,
     config: ConfigOption = None,
     signing_key: SigningKeyOption = None,
     origin: OriginOption = None,
@@ -198,10 +271,26 @@ def export_cmd(
 
     A JSON export holds the entries the latest signed checkpoint covers (what it can prove);
     entries appended since wait for the next checkpoint (`bdx audit checkpoint`, or the
-    node's own every checkpoint_interval_s), and a warning on stderr says how many."""
+    node's own every checkpoint_interval_s), and a warning on stderr says how many.
+
+    The filters are those of `bdx audit list`: with any beyond --since/--until the export is
+    a selection (one peer's slice, say), each entry still with its inclusion proof; `bdx
+    audit verify` checks it and says it is a selection."""
     if format not in ("json", "csv"):
         raise query.AuditQueryError(f"--format must be json or csv, not {format!r}")
-    flt = query.AuditFilter(since=_when(since, "since"), until=_when(until, "until"))
+    flt = _filter(
+        peer=peer,
+        purpose=purpose,
+        outcome=outcome,
+        reason=reason,
+        type=type,
+        officer=officer,
+        since=since,
+        until=until,
+        query_id=query_id,
+        reference=reference,
+        action=action,
+    )
     writable_output(out)
     with _open_log(config, signing_key, origin) as opened:
         if format == "json":
@@ -213,9 +302,9 @@ def export_cmd(
                     f"{beyond} entries after the latest checkpoint (size {covered}) are "
                     "not in the export; run `bdx audit checkpoint` first to include them"
                 )
-            data = export_json(opened.log, since=flt.since, until=flt.until)
+            data = query.export_json(opened.log, flt)
         else:
-            data = export_csv(opened.log, since=flt.since, until=flt.until).encode("utf-8")
+            data = query.export_csv(opened.log, flt).encode("utf-8")
         write_output(out, data)
         query.record_auditor_action(
             opened.log, _actor(), "export", {**flt.to_json(), "format": format}
@@ -330,6 +419,12 @@ def verify_cmd(
         f"[{report.start}, {report.end}), {report.checkpoints_verified} checkpoints, "
         f"{doc['proofs_checked']} proofs checked, tree size {report.tree_size}"
     )
+    if report.selection is not None:
+        chosen = " ".join(f"{k}={printable(str(v))}" for k, v in sorted(report.selection.items()))
+        typer.echo(
+            f"a selection ({chosen or 'no filter recorded'}): the entries shown are proven; "
+            "that the range holds no other match rests on the node that exported it"
+        )
 
 
 @app.command("store")

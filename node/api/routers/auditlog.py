@@ -1,7 +1,8 @@
 """The auditor API over the tamper-evident exchange log, and the auditor's web page.
 
 ``GET /audit/log/entries``    list and filter entries (paged); logged as an auditor action
-``GET /audit/log/export``     ``format=json`` (with proofs, for ``bdx audit verify``) or ``csv``
+``GET /audit/log/export``     ``format=json`` (with proofs, for ``bdx audit verify``) or ``csv``;
+                              the same filters as the list
 ``GET /audit/log/integrity``  full store audit against the signed checkpoints
 ``GET /audit/log/dashboard``  daily queries per peer, hit rate, refusals, quota, integrity
 ``GET /audit/ui``             the dashboard page (no data in it: it calls the API above with
@@ -20,7 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from certs.translog import NotFoundError as LogNotFoundError
-from certs.translog import TransparencyLog, export_csv, export_json
+from certs.translog import TransparencyLog
 from node.api.deps import AuditorUser, actor
 from node.api.schemas.auditlog import DashboardOut, IntegrityOut, LogEntryOut, LogPage
 from node.api.schemas.common import UtcDatetime, errors
@@ -46,22 +47,58 @@ Since = Annotated[UtcDatetime | None, Query(description="appended at or after (I
 Until = Annotated[UtcDatetime | None, Query(description="appended before (ISO 8601)")]
 
 
+def audit_filter(
+    peer: Annotated[
+        str | None,
+        Query(
+            description="peer country (two letters): its events, and node actions about it "
+            "(a hit.resolve of a reference it quoted)"
+        ),
+    ] = None,
+    purpose: Annotated[str | None, Query(description="query purpose")] = None,
+    outcome: Annotated[str | None, Query(description="hit, no_hit, refused or error")] = None,
+    reason: Annotated[str | None, Query(description="refusal reason")] = None,
+    type: Annotated[str | None, Query(description="event type")] = None,
+    officer: Annotated[str | None, Query(description="requesting officer")] = None,
+    since: Since = None,
+    until: Until = None,
+    query_id: Annotated[
+        str | None, Query(description="a query's id: its events and the node actions naming it")
+    ] = None,
+    reference: Annotated[
+        str | None, Query(description="a hit reference, or a node action's target")
+    ] = None,
+    action: Annotated[
+        str | None, Query(description="a node action (hit.resolve) or auditor action (export)")
+    ] = None,
+) -> query.AuditFilter:
+    """The filters of a list or export (422 for a bad value, as :class:`AuditFilter` says)."""
+    return query.AuditFilter(
+        peer=peer,
+        purpose=purpose,
+        outcome=outcome,
+        reason=reason,
+        type=type,
+        officer=officer,
+        since=since,
+        until=until,
+        query_id=query_id,
+        reference=reference,
+        action=action,
+    )
+
+
+FilterDep = Annotated[query.AuditFilter, Depends(audit_filter)]
+
+
 @router.get("/audit/log/entries")
 def list_entries(
     auditor: AuditorUser,
     log: LogDep,
-    peer: str | None = None,
-    purpose: str | None = None,
-    outcome: str | None = None,
-    reason: str | None = None,
-    type: str | None = None,
-    officer: str | None = None,
-    since: Since = None,
-    until: Until = None,
+    flt: FilterDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=query.MAX_PAGE)] = query.DEFAULT_PAGE,
 ) -> LogPage:
-    flt = query.AuditFilter(peer, purpose, outcome, reason, type, officer, since, until)
     items, total = query.list_events(log, flt, offset=offset, limit=limit)
     query.record_auditor_action(
         log, actor(auditor), "search", {**flt.to_json(), "offset": offset, "limit": limit}
@@ -87,16 +124,16 @@ def list_entries(
 def export(
     auditor: AuditorUser,
     log: LogDep,
+    flt: FilterDep,
     format: Literal["json", "csv"] = "json",
-    since: Since = None,
-    until: Until = None,
 ) -> Response:
-    flt = query.AuditFilter(since=since, until=until)  # validates the window
+    """The entries the filters (those of ``/audit/log/entries``) match; with any beyond the
+    time window, a JSON export is a selection, verified as such by ``bdx audit verify``."""
     try:
         if format == "json":
-            body: bytes | str = export_json(log, since=flt.since, until=flt.until)
+            body: bytes | str = query.export_json(log, flt)
         else:
-            body = export_csv(log, since=flt.since, until=flt.until)
+            body = query.export_csv(log, flt)
     except LogNotFoundError as exc:
         raise NotFoundError(exc.message, reason=exc.reason) from None
     query.record_auditor_action(log, actor(auditor), "export", {**flt.to_json(), "format": format})
