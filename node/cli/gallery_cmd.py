@@ -36,6 +36,9 @@ from node.cli._common import (
 from node.db.models import MAX_FINGER_POSITION, Modality
 from node.errors import ConfigError
 from node.formats.discover import NESTED_FOLDER, NOT_LOADABLE, discover
+from node.restrictions import SharingRestrictions
+from node.service_errors import InvalidRequestError
+from node.services.enrolment import restrictions_from_json
 from node.services.galleries import GallerySet, gallery_root
 from node.services.loading import LoadOptions, LoadService, Rejection
 from node.services.records import MissingRecord, RecordService, missing_records
@@ -55,6 +58,14 @@ def write_report(path: Path, rejected: list[Rejection]) -> None:
         writer = csv.DictWriter(f, fieldnames=["file", "reason", "detail"])
         writer.writeheader()
         writer.writerows([{k: csv_cell(str(v)) for k, v in row.items()} for row in rows])
+
+
+def restrictions_option(text: str) -> SharingRestrictions:
+    """A ``--restrictions JSON`` option's value; a usage error (exit 2) naming what is wrong."""
+    try:
+        return restrictions_from_json(text)
+    except InvalidRequestError as exc:
+        raise typer.BadParameter(exc.message) from None
 
 
 def _check_writable(path: Path) -> None:
@@ -84,6 +95,15 @@ def load(
         Path | None,
         typer.Option(help="write the rejected files (file, reason, detail) here: .csv or .json"),
     ] = None,
+    restrictions: Annotated[
+        SharingRestrictions | None,
+        typer.Option(
+            metavar="JSON",
+            parser=restrictions_option,
+            help="sharing restrictions of every record this load creates, as PUT "
+            '/subjects/{id}/restrictions takes them, e.g. \'{"asylum_nationality": "SY"}\'',
+        ),
+    ] = None,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -100,12 +120,20 @@ def load(
     Exit status 3 when some files were rejected (the others are loaded; see --report), also
     files or subject folders that cannot be read; parts of files passed over are listed as
     notes, and files of no loadable kind (or in folders below a subject's) as passed over.
+    --restrictions applies to the records this load creates, from their first moment (files
+    already loaded keep theirs; change those with `bdx subjects restrict`).
     """
     settings = settings_from(config)
     if report is not None:
         _check_writable(report)  # before the load, not after it committed
     found = discover(path)
-    options = LoadOptions(modality, finger_position, min_quality, workers)
+    options = LoadOptions(
+        modality,
+        finger_position,
+        min_quality,
+        workers,
+        restrictions=restrictions or SharingRestrictions(),
+    )
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
         service = LoadService(session, galleries)
         console = progress_console()

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from matcher.errors import BdxError
@@ -30,6 +31,21 @@ from node.services.galleries import GallerySet, subject_key
 from node.services.records import NewRecord, RecordService
 
 Source = bytes | str | os.PathLike[str]
+
+
+def restrictions_from_json(text: str) -> SharingRestrictions:
+    """Sharing restrictions given as JSON text (the body of ``PUT .../restrictions``), as
+    ``POST /gallery/enrol``'s ``restrictions`` and ``bdx gallery load --restrictions`` take
+    them; :class:`InvalidRequestError` naming each field refused."""
+    try:
+        return SharingRestrictions.model_validate_json(text)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()))
+            said = err.get("msg", "invalid")
+            parts.append(f"{where}: {said}" if where else said)
+        raise InvalidRequestError("; ".join(parts), reason="invalid_request") from None
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 Every file gets an external id, ``file:`` + a digest of (subject, relative path, content
 digest), stored as the records' ``source``; a file whose id the database already holds is
 skipped, so re-running a load adds nothing and a load that was interrupted resumes where it
-stopped. Records are enrolled in batches through
-:meth:`~node.services.records.RecordService.enrol` (pending, gallery append, active), and
+stopped. Every record a load creates carries the load's sharing restrictions from its first
+moment (:attr:`LoadOptions.restrictions`); a file skipped keeps its records' own. Records are
+enrolled in batches through :meth:`~node.services.records.RecordService.enrol` (pending,
+gallery append, active), and
 :meth:`~node.services.records.RecordService.reconcile` runs first, so a load killed at any
 instant leaves no half-records: a batch is in both stores or in neither.
 
@@ -59,6 +61,7 @@ from node.errors import NodeError
 from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import Discovery, FileKind, SourceFile
 from node.formats.iso import read_templates
+from node.restrictions import SharingRestrictions
 from node.services.enrolment import Capture, EnrolmentService, Extracted, extract
 from node.services.galleries import GallerySet, require_galleries
 from node.services.records import RecordService
@@ -98,6 +101,9 @@ class LoadOptions:
     min_quality: int = 0
     workers: int = 0  # 0: every core
     batch_records: int = BATCH_RECORDS
+    #: Sharing restrictions of every record the load creates (set as each is enrolled; a
+    #: file already loaded is skipped, its records unchanged).
+    restrictions: SharingRestrictions = field(default_factory=SharingRestrictions)
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,7 @@ class _Job:
     key: str
     modality: Modality
     finger_position: int | None
+    restrictions: SharingRestrictions
 
 
 def file_key(file: SourceFile) -> str:
@@ -151,6 +158,7 @@ def _capture(job: _Job, finger_position: int | None) -> Capture:
         image=job.file.path,
         finger_position=finger_position,
         source=job.key,
+        restrictions=job.restrictions,
         label=job.file.label,
     )
 
@@ -330,7 +338,9 @@ class LoadService:
                 report.skipped += 1
                 continue
             done.add(key)
-            jobs.append(_Job(file, key, options.modality, options.finger_position))
+            jobs.append(
+                _Job(file, key, options.modality, options.finger_position, options.restrictions)
+            )
         if on_progress is not None and report.skipped:
             on_progress(report.skipped)
         with _pool(options.workers if len(jobs) > 1 else 1) as pool:

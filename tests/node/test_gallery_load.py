@@ -328,3 +328,63 @@ def test_text_output_is_stdout_and_the_progress_stderr(
     assert code == 0 and out.startswith("enrolled 8 templates"), (out[:80], err)
     code, out, err = cli(["gallery", "upgrade"], capsys)
     assert code == 0 and out.endswith(": current\n") and out.count("\n") == 1, (out, err)
+
+
+def _restrictions_by_source(session: Session) -> dict[str, object]:
+    session.expire_all()
+    rows = session.execute(select(TemplateRecord.source, TemplateRecord.restrictions)).all()
+    return {source: restrictions for source, restrictions in rows}
+
+
+def test_load_restrictions_apply_to_the_records_it_creates_only(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An asylum gallery was loaded unrestricted (searchable by every peer) until each subject
+    was restricted by hand: --restrictions sets them as each record is enrolled. A re-run
+    skips what is loaded, its records unchanged; only the new file's records get the new
+    value."""
+    root = fvc_folder(tmp_path / "fvc", templates[:2])
+    asylum = '{"asylum_nationality": "sy", "purposes": ["asylum"]}'
+    code, first = load_json(root, capsys, "--restrictions", asylum)
+    assert (code, first["enrolled"]) == (0, 4)
+    stored = _restrictions_by_source(session)
+    wanted = {
+        "no_exchange_consent": False,
+        "asylum_nationality": "SY",
+        "peers": None,
+        "purposes": ["asylum"],
+    }
+    assert list(stored.values()) == [wanted] * 4
+    (root / "105_1.fmr").write_bytes(encode(templates[2][0]))
+    code, again = load_json(root, capsys, "--restrictions", '{"no_exchange_consent": true}')
+    assert (code, again["enrolled"], again["skipped"]) == (0, 1, 4)
+    after = _restrictions_by_source(session)
+    assert {k: v for k, v in after.items() if k in stored} == stored
+    (new,) = [v for k, v in after.items() if k not in stored]
+    assert new == {
+        "no_exchange_consent": True,
+        "asylum_nationality": None,
+        "peers": None,
+        "purposes": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "value", ["{", '{"asylum_nationality": "Syria"}', '{"peers": "MY"}', '{"nationality": "SY"}']
+)
+def test_load_refuses_bad_restrictions_before_loading(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+) -> None:
+    root = fvc_folder(tmp_path / "fvc", templates[:1])
+    code, out, err = cli(["gallery", "load", str(root), "--restrictions", value], capsys)
+    assert code == 2 and not out and "--restrictions" in err, err
+    assert _restrictions_by_source(session) == {}

@@ -745,3 +745,45 @@ def test_gallery_stats_and_upgrade_say_there_is_no_gallery_yet(
         assert cli(["gallery", command], capsys) == (0, "no galleries yet\n", ""), command
         code, out, _ = cli(["gallery", command, "--json"], capsys)
         assert (code, json.loads(out)) == (0, {}), command
+
+
+def test_enrol_with_restrictions_sets_them_in_the_same_transaction(
+    client: TestClient, operator: dict[str, str], finger_png: bytes
+) -> None:
+    """`restrictions` was ignored: the record was active and shared with every peer until a
+    PUT .../restrictions came. It is stored with the record, the JSON the PUT routes take."""
+    asylum = {"asylum_nationality": "sy", "peers": ["MY", "ID"], "purposes": ["asylum"]}
+    r = enrol(
+        client,
+        operator,
+        finger_png,
+        subject="case-9",
+        modality="fingerprint",
+        restrictions=json.dumps(asylum),
+    )
+    assert r.status_code == 201, r.text
+    (record,) = r.json()["records"]
+    wanted = {**asylum, "asylum_nationality": "SY", "no_exchange_consent": False}
+    assert (record["state"], record["restrictions"]) == ("active", wanted)
+    shown = client.get("/subjects/case-9", headers=operator).json()
+    assert [rec["restrictions"] for rec in shown["records"]] == [wanted]
+    plain = enrol(client, operator, finger_png, subject="case-10", modality="fingerprint")
+    assert plain.json()["records"][0]["restrictions"]["asylum_nationality"] is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["{", "[]", '{"asylum_nationality": "Syria"}', '{"purposes": ["gossip"]}', '{"x": 1}'],
+)
+def test_enrol_refuses_bad_restrictions(
+    client: TestClient,
+    operator: dict[str, str],
+    finger_png: bytes,
+    galleries: GallerySet,
+    value: str,
+) -> None:
+    r = enrol(client, operator, finger_png, subject="s", modality="fingerprint", restrictions=value)
+    assert (r.status_code, r.json()["error"]) == (422, "invalid_request"), r.text
+    assert r.json()["detail"].startswith("restrictions")
+    assert galleries.references() == set()
+    assert client.get("/subjects/s", headers=operator).status_code == 404
