@@ -2,6 +2,7 @@
 follow-up of a hit this node answered.
 
 The commands go through the local node's API (``GET /subjects``, ``GET /subjects/{id}``,
+``PUT /subjects/{id}/restrictions``, ``PUT /records/{reference}/restrictions``,
 ``DELETE /subjects/{id}``, ``GET /hits/{reference}``) with an operator's token, because the
 running node holds the gallery: a deletion hides the subject's records from searches at once,
 and the node erases their templates from the gallery files within ``gallery_erase_interval_s``;
@@ -11,6 +12,7 @@ a resolved reference is recorded in the node's audit trail. Connection options a
 
 from __future__ import annotations
 
+import json as json_module
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +21,7 @@ from urllib.parse import quote
 import typer
 
 from node.cli._client import (
+    EXIT_OF_STATUS,
     CaFileOption,
     NodeClient,
     NodeRequestError,
@@ -27,10 +30,12 @@ from node.cli._client import (
     UrlOption,
 )
 from node.cli._common import ConfigOption, JsonOption, print_json, printable
+from node.cli.gallery_cmd import restrictions_option
+from node.restrictions import SharingRestrictions
 
 app = typer.Typer(
-    help="List, show and delete the running node's subjects, and resolve a hit reference for "
-    "follow-up (operators).",
+    help="List, show, restrict and delete the running node's subjects, and resolve a hit "
+    "reference for follow-up (operators).",
     no_args_is_help=True,
 )
 
@@ -118,6 +123,60 @@ def show(
         where = f"{printable(enc['external_id'] or '-')} from {printable(enc['source'] or '-')}"
         typer.echo(f"  encounter {where}")
     for rec in subject["records"]:
+        typer.echo(_record_line(rec))
+
+
+@app.command()
+def restrict(
+    external_id: ExternalId,
+    restrictions: Annotated[
+        SharingRestrictions,
+        typer.Option(
+            metavar="JSON",
+            parser=restrictions_option,
+            help='the sharing restrictions, e.g. \'{"asylum_nationality": "SY"}\' or '
+            '\'{"peers": ["MY"], "purposes": ["asylum"]}\'; {} lifts them',
+        ),
+    ],
+    record: Annotated[
+        str | None,
+        typer.Option(help="restrict this record of the subject only (its reference)"),
+    ] = None,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Set the sharing restrictions of every record of a subject, or of one (--record): they
+    replace the records' restrictions (not merged with them) and apply to peers' next queries.
+    New records can get them as they are enrolled (`POST /gallery/enrol?restrictions=`,
+    `bdx gallery load --restrictions`). A record of another subject is not found (exit 4)."""
+    body = restrictions.model_dump(mode="json")
+    with _client(token, token_file, url, ca_file, config) as client:
+        if record is None:
+            done = client.call(
+                "PUT", _path(external_id) + "/restrictions", json=body, what="the restriction"
+            )
+            records = done["records"]
+        else:
+            path = "/records/" + quote(record, safe="")
+            subject = client.call("GET", _path(external_id), what="the look-up")
+            if record not in {rec["reference"] for rec in subject["records"]}:
+                raise NodeRequestError(
+                    f"record {record} is not one of subject {external_id}'s",
+                    reason="unknown_record",
+                    exit_code=EXIT_OF_STATUS[404],
+                )
+            done = client.call("PUT", path + "/restrictions", json=body, what="the restriction")
+            records = [done]
+    if json:
+        print_json(done)
+        return
+    said = printable(json_module.dumps(body, sort_keys=True))
+    typer.echo(f"subject {printable(external_id)}: {len(records)} records now restricted {said}")
+    for rec in records:
         typer.echo(_record_line(rec))
 
 

@@ -67,6 +67,57 @@ def test_show_gives_records(operator: list[str], capsys: pytest.CaptureFixture[s
     assert out.startswith("subject case-1") and out.count("record ") == 2 and "finger 2" in out
 
 
+def test_restrict_a_subject_or_one_of_its_records(
+    operator: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    asylum = '{"asylum_nationality": "sy", "purposes": ["asylum"]}'
+    code, out, err = cli(
+        ["subjects", "restrict", "case-1", "--restrictions", asylum, *operator], capsys
+    )
+    assert code == 0, err
+    assert out.startswith("subject case-1: 2 records now restricted") and '"SY"' in out
+    code, out, _ = cli(["subjects", "show", "case-1", "--json", *operator], capsys)
+    records = json.loads(out)["records"]
+    assert {r["restrictions"]["asylum_nationality"] for r in records} == {"SY"}
+    first, second = (r["reference"] for r in records)
+    consent = ["--restrictions", '{"no_exchange_consent": true}']
+    args = ["subjects", "restrict", "case-1", "--record", first, *consent, "--json", *operator]
+    code, out, err = cli(args, capsys)
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["reference"] == first and done["restrictions"]["no_exchange_consent"] is True
+    assert done["restrictions"]["asylum_nationality"] is None  # replaced, not merged
+    code, out, _ = cli(["subjects", "show", "case-1", "--json", *operator], capsys)
+    after = {r["reference"]: r["restrictions"] for r in json.loads(out)["records"]}
+    assert after[second]["asylum_nationality"] == "SY"
+    # another subject's record is not found (and not restricted); an unknown subject neither
+    args = ["subjects", "restrict", "case 2", "--record", second, *consent, *operator]
+    code, _, err = cli(args, capsys)
+    assert code == 4 and "[unknown_record]" in err, err
+    code, _, err = cli(["subjects", "restrict", "ghost", *consent, *operator], capsys)
+    assert code == 4 and "[unknown_subject]" in err, err
+    code, out, _ = cli(["subjects", "show", "case-1", "--json", *operator], capsys)
+    assert {r["reference"]: r["restrictions"] for r in json.loads(out)["records"]} == after
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--restrictions", '{"asylum_nationality": "Syria"}'],
+        ["--restrictions", "not json"],
+        ["--restrictions", '{"nationality": "SY"}'],
+        [],
+    ],
+)
+def test_restrict_refuses_bad_restrictions_as_a_usage_error(
+    operator: list[str], capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    code, out, err = cli(["subjects", "restrict", "case-1", *args, *operator], capsys)
+    assert code == 2 and not out and "--restrictions" in err, err
+    code, out, _ = cli(["subjects", "show", "case-1", "--json", *operator], capsys)
+    assert {r["restrictions"]["asylum_nationality"] for r in json.loads(out)["records"]} == {None}
+
+
 def test_delete_needs_yes_off_a_terminal(
     operator: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
