@@ -13,8 +13,11 @@ generated once and kept with its keys: references stay unpredictable even where 
 source repeats itself (a virtual machine restored from a snapshot replays its state).
 References issued under earlier versions stay resolvable: only the stored mapping is read back.
 The mapping is kept for the follow-up period only (``retention``, the node's
-``hit_reference_days``): :meth:`HitReferences.expire` deletes older rows, after which the
-reference, still in both nodes' exchange logs, names nobody.
+``hit_reference_days``): :meth:`HitReferences.expire` deletes older rows. A reference no
+operator resolved, still in both nodes' exchange logs, then names nobody. A resolved one stays
+linked to its subject: each resolution is an audit event (``hit.resolve``,
+:mod:`node.services.hits`) holding the reference and the subject's external id, mirrored into
+the append-only exchange log, and neither is pruned with this table.
 """
 
 from __future__ import annotations
