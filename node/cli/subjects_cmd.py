@@ -258,3 +258,45 @@ def reference_(
     typer.echo(f"subject {printable(hit['subject'])} ({hit['state']})")
     for rec in hit["records"]:
         typer.echo(_record_line(rec))
+
+
+@app.command("hits")
+def hits(
+    external_id: ExternalId,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="hits to show (one page)")
+    ] = PAGE_DEFAULT,
+    offset: Annotated[
+        int, typer.Option(min=0, help="continue from this offset (the last page's next_offset)")
+    ] = 0,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List the hits this node answered on a subject and still keeps (hit_reference_days),
+    oldest first: the reference, the requesting country, when it was issued and the query, for
+    a data subject's access request or the data-protection officer. Every listing is recorded
+    in the audit trail; a subject not enrolled (deleted, or never) is not found (exit 4)."""
+    with _client(token, token_file, url, ca_file, config) as client:
+        page = client.call(
+            "GET",
+            _path(external_id) + "/hits",
+            params={"limit": limit, "offset": offset},
+            what="the listing",
+        )
+    if json:
+        print_json(page)
+        return
+    if not page["items"] and offset == 0:
+        typer.echo(f"no hits kept for subject {printable(external_id)}")
+    for item in page["items"]:
+        typer.echo(
+            f"{printable(item['reference'])}\t{printable(item['requester'])}\t"
+            f"{item['issued_at']}\tquery {printable(item['query_id'])}"
+        )
+    if page["next_offset"] is not None:
+        more = f"bdx subjects hits {printable(external_id)} --offset {page['next_offset']}"
+        typer.echo(f"more: {more}", err=True)

@@ -13,6 +13,15 @@ transaction that reads it; the trail is mirrored to the tamper-evident exchange 
 (:mod:`node.audit.actions`), where the data-protection auditor reviews it. A resolution whose
 record does not commit is not answered. A reference this node never issued, or one not shaped
 like one, is not found (and not recorded: nothing was disclosed).
+
+Operators also list the stored hits, a page at a time: those that name one subject (a data
+subject's access request, the data-protection officer: which countries got a hit on whom, and
+when), and those issued to a requesting country since a time (the follow-up queue). A listing
+discloses links too: each is recorded as ``hit.list`` (target: the subject's external id, or the
+requesting country; details: the filter, the page asked for and how many hits it returned, not
+the references, so that the audit trail does not keep more reference -> subject links than the
+resolutions already put there). A subject not enrolled (deleted, or never) is not found, as in
+``GET /subjects/{external_id}``, and not recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -31,10 +42,12 @@ from node.repositories.hits import HitRepository, IssuedHit
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.service_errors import InternalServiceError
-from node.services.galleries import subject_id_of
+from node.services.galleries import subject_id_of, subject_key
 
 #: The audit trail's action for a resolved reference.
 RESOLVE_ACTION = "hit.resolve"
+#: The audit trail's action for a listing of stored hits (by subject, or by requester).
+LIST_ACTION = "hit.list"
 
 
 class HitSubjectState(enum.StrEnum):
@@ -62,6 +75,15 @@ class HitResolution:
         return HitSubjectState.ACTIVE
 
 
+@dataclass(frozen=True)
+class ListedHit:
+    """A stored hit of a listing, with its subject now (None: deleted since) and its state."""
+
+    hit: IssuedHit
+    subject: Subject | None
+    state: HitSubjectState
+
+
 class HitService:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -81,12 +103,7 @@ class HitService:
                 " (hit_reference_days) is over",
                 reason="unknown_reference",
             )
-        subject_id = subject_id_of(hit.record_ref)
-        if subject_id is None:  # the responder stores subject keys only
-            raise InternalServiceError(
-                "the stored hit names no subject of this node", reason="bad_hit_record"
-            )
-        subject = self.subjects.by_id(subject_id)
+        subject = self.subjects.by_id(_subject_id(hit))
         records = () if subject is None else self.records.of_subject(subject.id)
         found = HitResolution(hit, subject, records)
         details = {
@@ -98,3 +115,66 @@ class HitService:
         self.audit.record(actor, RESOLVE_ACTION, reference, details)
         self.session.commit()
         return found
+
+    def of_subject(
+        self, external_id: str, *, limit: int, offset: int = 0, actor: str
+    ) -> list[ListedHit]:
+        """The hits stored for subject ``external_id``, oldest first, recorded as ``actor``'s
+        listing. :class:`NotFoundError` (``unknown_subject``) when no such subject is
+        enrolled."""
+        subject = self.subjects.by_external_id(external_id)
+        if subject is None:
+            raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
+        hits = self.hits.of_record(subject_key(subject.id), limit=limit, offset=offset)
+        deleting = self.records.subjects_in_state([subject.id], RecordState.DELETING)
+        state = HitSubjectState.DELETING if deleting else HitSubjectState.ACTIVE
+        listed = [ListedHit(hit, subject, state) for hit in hits]
+        details = {"subject": external_id, "limit": limit, "offset": offset}
+        self._record_listing(actor, external_id, details, listed)
+        return listed
+
+    def issued(
+        self,
+        *,
+        requester: str | None,
+        since: datetime | None,
+        limit: int,
+        offset: int = 0,
+        actor: str,
+    ) -> list[ListedHit]:
+        """The hits stored for ``requester`` (any, when None) issued at or after ``since``
+        (any time, when None), oldest first, each with its subject now; recorded as
+        ``actor``'s listing."""
+        hits = self.hits.issued(requester=requester, since=since, limit=limit, offset=offset)
+        ids = [_subject_id(hit) for hit in hits]
+        subjects = self.hits.subjects(ids)
+        deleting = self.records.subjects_in_state(subjects.keys(), RecordState.DELETING)
+        listed = []
+        for hit, subject_id in zip(hits, ids, strict=True):
+            subject = subjects.get(subject_id)
+            if subject is None:
+                state = HitSubjectState.DELETED
+            elif subject_id in deleting:
+                state = HitSubjectState.DELETING
+            else:
+                state = HitSubjectState.ACTIVE
+            listed.append(ListedHit(hit, subject, state))
+        details: dict[str, Any] = {"requester": requester, "limit": limit, "offset": offset}
+        details["since"] = None if since is None else since.isoformat()
+        self._record_listing(actor, requester, details, listed)
+        return listed
+
+    def _record_listing(
+        self, actor: str, target: str | None, details: dict[str, Any], listed: list[ListedHit]
+    ) -> None:
+        self.audit.record(actor, LIST_ACTION, target, {**details, "returned": len(listed)})
+        self.session.commit()
+
+
+def _subject_id(hit: IssuedHit) -> int:
+    subject_id = subject_id_of(hit.record_ref)
+    if subject_id is None:  # the responder stores subject keys only
+        raise InternalServiceError(
+            "the stored hit names no subject of this node", reason="bad_hit_record"
+        )
+    return subject_id

@@ -1,7 +1,9 @@
 """Following up a hit: the responding node's operator resolves the reference a real peer query
 got (``GET /hits/{reference}``, ``bdx subjects reference``), and the resolution is in the audit
-trail and the tamper-evident log. Two nodes served as ``bdx serve`` serves them: TH asks, ID
-answers."""
+trail and the tamper-evident log; the operator lists the hits kept for one subject
+(``GET /subjects/{external_id}/hits``, ``bdx subjects hits``) and those issued to a requesting
+country since a time (``GET /hits``), each listing audited as well. Two nodes served as
+``bdx serve`` serves them: TH asks, ID answers."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +31,9 @@ from node.db.models import RecordState, Role
 from node.exchange.references import exchange_hits
 from node.exchange.setup import housekeeping_round
 from node.repositories.records import RecordRepository
-from node.services.hits import RESOLVE_ACTION
+from node.repositories.subjects import SubjectRepository
+from node.services.galleries import subject_key
+from node.services.hits import LIST_ACTION, RESOLVE_ACTION
 from node.services.users import UserService
 from tests.exchange.service_support import ServiceNode, serving
 from tests.exchange.test_node_service import by_peer, officer_query
@@ -99,16 +104,37 @@ def resolutions(nodes: Setup) -> list[dict[str, Any]]:
     return items
 
 
-def logged_resolutions(node: ServiceNode) -> list[dict[str, Any]]:
+def logged_resolutions(node: ServiceNode, action: str = RESOLVE_ACTION) -> list[dict[str, Any]]:
     events = [json.loads(e.data) for e in node.exchange.log.entries()]
-    return [e for e in events if e["type"] == "node_action" and e["action"] == RESOLVE_ACTION]
+    return [e for e in events if e["type"] == "node_action" and e["action"] == action]
 
 
-def bdx(nodes: Setup, role: Role, *args: str) -> subprocess.CompletedProcess[str]:
+def listings(nodes: Setup) -> list[dict[str, Any]]:
+    """The ``hit.list`` events of ID's audit trail, as its auditor reads them."""
+    r = httpx.get(
+        nodes.id.api_url + "/audit-events",
+        params={"action": LIST_ACTION, "limit": 1000},
+        headers=nodes.headers(Role.AUDITOR),
+    )
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def listed(
+    nodes: Setup, path: str, role: Role | None = Role.OPERATOR, **params: Any
+) -> httpx.Response:
+    headers = nodes.headers(role) if role is not None else {}
+    return httpx.get(nodes.id.api_url + path, params=params, headers=headers)
+
+
+def bdx(
+    nodes: Setup, role: Role, *args: str, command: str = "reference"
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BDX_TOKEN": nodes.tokens[role]}
     env.pop("BDX_TOKEN_FILE", None)
-    command = [*BDX, "subjects", "reference", *args, "--url", nodes.id.api_url]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    command_line = [*BDX, "subjects", command, *args, "--url", nodes.id.api_url]
+    return subprocess.run(command_line, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_an_operator_resolves_a_real_hits_reference_and_it_is_audited(
@@ -338,3 +364,190 @@ def test_an_expiry_whose_event_was_not_logged_is_logged_by_the_next_round(
     events = [json.loads(e.data) for e in exchange.log.entries(before)]
     (expired,) = [e for e in events if e["type"] == "hit_references_expired"]
     assert expired["count"] == 1
+
+
+def test_an_operator_lists_the_hits_kept_for_a_subject_and_it_is_audited(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """A data subject's access request: which countries got a hit on id-1, when, on which
+    query; another subject's hits are not in it."""
+    first, second = hit(nodes, fingers[1][1]), hit(nodes, fingers[1][1])
+    other = hit(nodes, fingers[0][1])["reference"]
+    r = listed(nodes, "/subjects/id-1/hits", limit=1000)
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert page["next_offset"] is None
+    items = page["items"]
+    assert [i["reference"] for i in items[-2:]] == [first["reference"], second["reference"]]
+    assert other not in {i["reference"] for i in items}
+    assert {(i["subject"], i["state"], i["requester"]) for i in items} == {("id-1", "active", "TH")}
+    assert [i["query_id"] for i in items[-2:]] == [first["query_id"], second["query_id"]]
+    issued = [datetime.fromisoformat(i["issued_at"]) for i in items]
+    assert issued == sorted(issued)
+    assert set(items[-1]) == {"reference", "query_id", "requester", "issued_at", "subject", "state"}
+    # The auditor reviews the disclosure: who listed whose hits; the references are not copied.
+    event = listings(nodes)[-1]
+    assert (event["actor"], event["target"]) == ("user:operator", "id-1")
+    assert event["details"] == {
+        "subject": "id-1",
+        "limit": 1000,
+        "offset": 0,
+        "returned": len(items),
+    }
+    logged = logged_resolutions(nodes.id, LIST_ACTION)[-1]
+    assert (logged["target"], logged["details"]) == ("id-1", event["details"])
+    # Pages: the last hit alone, then nothing more.
+    n = len(items)
+    last = listed(nodes, "/subjects/id-1/hits", limit=1, offset=n - 1).json()
+    assert (last["items"], last["next_offset"]) == ([items[-1]], n)
+    after = listed(nodes, "/subjects/id-1/hits", limit=1, offset=n).json()
+    assert after == {"items": [], "next_offset": None}
+    assert [e["details"]["offset"] for e in listings(nodes)[-2:]] == [n - 1, n]
+
+
+def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    since = datetime.now(UTC)
+    to_th = [hit(nodes, fingers[0][1]), hit(nodes, fingers[2][1])]
+    with nodes.id.app.state.sessions() as session:
+        subject = SubjectRepository(session).by_external_id("id-1")
+        assert subject is not None
+        key = subject_key(subject.id)
+    # A hit for another requesting country, issued by ID's responder as a peer query's would be.
+    to_fr = nodes.id.exchange.responder.hits.issue(uuid.uuid4(), "FR", key)
+    r = listed(nodes, "/hits", requester="TH", since=since.isoformat())
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert page["next_offset"] is None
+    got = [(i["reference"], i["query_id"], i["requester"], i["subject"]) for i in page["items"]]
+    assert got == [
+        (to_th[0]["reference"], to_th[0]["query_id"], "TH", "id-0"),
+        (to_th[1]["reference"], to_th[1]["query_id"], "TH", "id-2"),
+    ]
+    assert {i["state"] for i in page["items"]} == {"active"}
+    event = listings(nodes)[-1]
+    assert (event["actor"], event["target"]) == ("user:operator", "TH")
+    assert event["details"] == {
+        "requester": "TH",
+        "since": since.isoformat(),
+        "limit": 100,
+        "offset": 0,
+        "returned": 2,
+    }
+    # The country code is normalised; without a requester, every country's hits.
+    fr = listed(nodes, "/hits", requester="fr", since=since.isoformat()).json()["items"]
+    assert [(i["reference"], i["requester"], i["subject"]) for i in fr] == [(to_fr, "FR", "id-1")]
+    everyone = listed(nodes, "/hits", since=since.isoformat(), limit=2).json()
+    assert [i["reference"] for i in everyone["items"]] == [h["reference"] for h in to_th]
+    assert everyone["next_offset"] == 2
+    rest = listed(nodes, "/hits", since=since.isoformat(), limit=2, offset=2).json()
+    assert ([i["reference"] for i in rest["items"]], rest["next_offset"]) == ([to_fr], None)
+    assert listings(nodes)[-1]["target"] is None
+    # Nothing issued since a later time; the hits before `since` are older.
+    later = listed(nodes, "/hits", requester="TH", since=datetime.now(UTC).isoformat()).json()
+    assert later == {"items": [], "next_offset": None}
+    older = listed(nodes, "/hits", requester="TH", limit=1000).json()["items"]
+    assert len(older) > 2  # the hits of the earlier tests
+    assert [i["reference"] for i in older[-2:]] == [h["reference"] for h in to_th]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"requester": "XYZ"},
+        {"requester": "Q1"},  # not a country code
+        {"since": "2026-01-01T00:00:00"},  # no zone
+        {"limit": 0},
+        {"limit": 1001},
+        {"offset": -1},
+    ],
+)
+def test_a_hit_listing_with_refused_values_is_a_422_and_not_recorded(
+    nodes: Setup, params: dict[str, Any]
+) -> None:
+    seen = len(listings(nodes))
+    r = listed(nodes, "/hits", **params)
+    assert r.status_code == 422, r.text
+    assert len(listings(nodes)) == seen
+
+
+@pytest.mark.parametrize("path", ["/hits", "/subjects/id-1/hits"])
+@pytest.mark.parametrize(
+    ("role", "status"), [(None, 401), (Role.OFFICER, 403), (Role.AUDITOR, 403)]
+)
+def test_only_an_operator_lists_hits(
+    nodes: Setup, path: str, role: Role | None, status: int
+) -> None:
+    seen = len(listings(nodes))
+    r = listed(nodes, path, role)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] in ("missing_token", "wrong_role")
+    assert "id-1" not in r.text
+    assert len(listings(nodes)) == seen
+
+
+def test_the_listings_are_documented_for_operators(nodes: Setup) -> None:
+    spec = httpx.get(nodes.id.api_url + "/openapi.json").json()
+    for path in ("/hits", "/subjects/{external_id}/hits"):
+        op = spec["paths"][path]["get"]
+        assert op["description"] == "Role: operator."
+        assert {"401", "403", "404", "422"} <= set(op["responses"])
+        assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/HitPage"
+        }
+    page = spec["components"]["schemas"]["HitPage"]["properties"]
+    assert page["items"]["items"] == {"$ref": "#/components/schemas/HitSummary"}
+    assert "records" in spec["components"]["schemas"]["HitOut"]["properties"]
+
+
+def test_bdx_subjects_hits_lists_and_maps_refusals_to_exit_codes(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    got = hit(nodes, fingers[1][1])
+    seen = len(listings(nodes))
+    done = bdx(nodes, Role.OPERATOR, "id-1", "--json", command="hits")
+    assert done.returncode == 0, done.stderr
+    page = json.loads(done.stdout)
+    mine = page["items"][-1]
+    assert (mine["reference"], mine["query_id"], mine["requester"], mine["subject"]) == (
+        got["reference"],
+        got["query_id"],
+        "TH",
+        "id-1",
+    )
+    text = bdx(nodes, Role.OPERATOR, "id-1", command="hits")
+    assert text.returncode == 0, text.stderr
+    line = f"{got['reference']}\tTH\t{mine['issued_at']}\tquery {got['query_id']}"
+    assert text.stdout.splitlines()[-1] == line
+    paged = bdx(nodes, Role.OPERATOR, "id-1", "--limit", "1", command="hits")
+    assert paged.returncode == 0, paged.stderr
+    assert len(paged.stdout.splitlines()) == 1
+    assert paged.stderr == "more: bdx subjects hits id-1 --offset 1\n"
+    assert len(listings(nodes)) == seen + 3  # each listing is recorded
+    unknown = bdx(nodes, Role.OPERATOR, "nobody", command="hits")
+    assert unknown.returncode == 4, unknown.stderr
+    assert unknown.stderr.startswith("bdx: error:") and "[unknown_subject]" in unknown.stderr
+    refused = bdx(nodes, Role.AUDITOR, "id-1", command="hits")
+    assert refused.returncode == 5 and "[wrong_role]" in refused.stderr
+    assert refused.stdout == ""
+    assert len(listings(nodes)) == seen + 3
+
+
+def test_a_deleted_subject_has_no_hit_listing_and_the_queue_shows_its_hits_deleted(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """As ``GET /subjects/{external_id}``: a deleted subject is not found (and the listing not
+    recorded); the follow-up queue still shows its hit, naming nobody. Deletes id-2: last."""
+    since = datetime.now(UTC)
+    reference = hit(nodes, fingers[2][1])["reference"]
+    gone = httpx.delete(nodes.id.api_url + "/subjects/id-2", headers=nodes.headers(Role.OPERATOR))
+    assert gone.status_code == 200, gone.text
+    seen = len(listings(nodes))
+    for who in ("id-2", "nobody"):
+        r = listed(nodes, f"/subjects/{who}/hits")
+        assert r.status_code == 404, r.text
+        assert r.json()["error"] == "unknown_subject"
+    assert len(listings(nodes)) == seen
+    (item,) = listed(nodes, "/hits", requester="TH", since=since.isoformat()).json()["items"]
+    assert (item["reference"], item["subject"], item["state"]) == (reference, None, "deleted")

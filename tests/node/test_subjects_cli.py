@@ -297,3 +297,17 @@ def test_a_token_option_wins_over_the_environment(
     token = Path(operator[3]).read_text().strip()
     code, _, err = cli(["subjects", "list", *operator, "--token", token], capsys)
     assert code == 2 and "not both" in err
+
+
+def test_hits_of_a_subject_no_peer_got_a_hit_on(
+    operator: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bdx subjects hits``: none kept for "case 2" (its id quoted into the path), said in
+    words; an unknown subject is exit 4. (Real hits: tests/exchange/test_hit_follow_up.py.)"""
+    code, out, err = cli(["subjects", "hits", "case 2", *operator], capsys)
+    assert code == 0, err
+    assert out == "no hits kept for subject case 2\n"
+    code, out, err = cli(["subjects", "hits", "case 2", "--json", *operator], capsys)
+    assert code == 0 and json.loads(out) == {"items": [], "next_offset": None}
+    code, _, err = cli(["subjects", "hits", "case 3", *operator], capsys)
+    assert code == 4 and "[unknown_subject]" in err
