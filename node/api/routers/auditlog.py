@@ -116,7 +116,8 @@ def list_entries(
     response_class=Response,
     responses={
         200: {
-            "description": "the export: JSON with proofs (verify offline), or CSV",
+            "description": "the export: JSON with proofs (verify offline), or CSV; with a "
+            "filter beyond since/until, a selection of the log, verified as such",
             "content": {"application/json": {}, "text/csv": {}},
         }
     },
@@ -127,8 +128,9 @@ def export(
     flt: FilterDep,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    """The entries the filters (those of ``/audit/log/entries``) match; with any beyond the
-    time window, a JSON export is a selection, verified as such by ``bdx audit verify``."""
+    # The entries the filters (those of /audit/log/entries) match; with any beyond the time
+    # window, a JSON export is a selection, verified as such by `bdx audit verify`. (No
+    # docstring: the operation's description is its role.)
     try:
         if format == "json":
             body: bytes | str = query.export_json(log, flt)
