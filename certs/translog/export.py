@@ -14,9 +14,9 @@ JSON document (``format: bdx-translog-export/v1``)::
 An export holds every entry of its range, or, when it has a ``selection``, only the entries
 of the range a filter chose (one peer's slice, say): ``indices`` lists them, increasing, and
 ``filter`` records what chose them. Each selected entry is proven as in a full export; that
-no other entry of the range matched the filter rests on the node that made the export (the
-entries left out are not in it to be checked), and a verifier reports an export as a
-selection so that it is never taken for a complete range.
+no other entry of the range matched the filter is not (the entries left out are not in it to
+be checked, and nothing signs the selection: anyone holding the file can leave entries out),
+so a verifier reports an export as a selection, never as a complete range.
 
 The bytes are canonical: sorted keys, no insignificant whitespace. ``created_at`` is the
 store's clock and is not signed: what is signed about time is that each entry is in the

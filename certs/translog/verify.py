@@ -44,7 +44,7 @@ class VerificationReport:
     selection: dict[str, Any] | None = None
     """The filter of an export that is a selection of its range (``None``: every entry of the
     range is in it, which the verification established). Each selected entry is proven; that
-    no other entry of the range matched rests on the node that exported it."""
+    no other entry of the range matched is not (nothing signs the selection)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

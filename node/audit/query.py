@@ -17,6 +17,8 @@ decoded event.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import logging
 import re
@@ -32,6 +34,7 @@ from certs.translog import TranslogError, TransparencyLog, audit_store
 from certs.translog import export_csv as translog_csv
 from certs.translog import export_json as translog_json
 from certs.translog.events import FORBIDDEN_KEYS
+from node.errors import NodeError
 from node.service_errors import InvalidRequestError
 from policy.quota import quota_usage
 
@@ -190,6 +193,39 @@ class LoggedEvent:
             "type": self.type,
             "event": self.event,
         }
+
+
+class SelectionMismatchError(NodeError):
+    """A selection export holds an entry its recorded filter does not match, or records a
+    filter that is none: the entries are proven, the label is false (exit 5)."""
+
+    exit_code = 5
+    default_reason = "selection_mismatch"
+
+
+#: Filters a selection is checked against: what the entries' bytes say (the append time of
+#: ``since``/``until`` travels beside the entries, outside the proofs, so it proves nothing).
+_CONTENT_FILTERS = frozenset(
+    f.name for f in dataclasses.fields(AuditFilter) if f.name not in ("since", "until")
+)
+
+
+def check_selection(export: bytes, recorded: dict[str, Any]) -> None:
+    """Every entry of a selection ``export`` matches the filter it records (``recorded``);
+    call it once :func:`certs.translog.verify_export` has proven the entries. Raises
+    :class:`SelectionMismatchError`: a ``peer=TH`` selection relabelled ``peer=DE`` verified."""
+    unknown = set(recorded) - _CONTENT_FILTERS - {"since", "until"}
+    if unknown:
+        raise SelectionMismatchError(f"the selection records unknown filters {sorted(unknown)}")
+    try:
+        flt = AuditFilter(**{k: v for k, v in recorded.items() if k in _CONTENT_FILTERS})
+    except (AuditQueryError, TypeError) as exc:
+        raise SelectionMismatchError(f"the selection's filter is not one: {exc}") from None
+    for entry in json.loads(export)["entries"]:
+        if not flt.matches(_decode(base64.b64decode(entry["data"]))):
+            raise SelectionMismatchError(
+                f"entry {entry['index']} does not match the filter the selection records"
+            )
 
 
 def event_type(event: dict[str, Any]) -> str:

@@ -409,6 +409,8 @@ def verify_cmd(
         [key for w in witness_key or [] for key in _vkeys(w, "--witness-key")],
         min_cosignatures=min_cosignatures,
     )
+    if report.selection is not None:
+        query.check_selection(data, report.selection)
     doc: dict[str, Any] = report.to_json()
     doc["proofs_checked"] = report.entries_verified + report.checkpoints_verified - 1
     if json:
@@ -422,8 +424,9 @@ def verify_cmd(
     if report.selection is not None:
         chosen = " ".join(f"{k}={printable(str(v))}" for k, v in sorted(report.selection.items()))
         typer.echo(
-            f"a selection ({chosen or 'no filter recorded'}): the entries shown are proven; "
-            "that the range holds no other match rests on the node that exported it"
+            f"a selection ({chosen or 'no filter recorded'}): the entries shown are proven "
+            "and match it; that the range holds no other match is not: it rests on where the "
+            "file came from (anyone holding it can leave entries out)"
         )
 
 

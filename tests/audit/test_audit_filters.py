@@ -171,6 +171,26 @@ def test_cli_filtered_export_verifies_as_a_selection(
     assert code == 0 and (tmp_path / "q.csv").read_text().count("\n") == 1 + 4 < csv_all
 
 
+@pytest.mark.parametrize(
+    "label", [{"peer": "DE"}, {"peer": "TH", "action": "hit.resolve"}, {"peer": "TH", "x": "1"}]
+)
+def test_a_selection_relabelled_is_refused(
+    bdx: Bdx, node: Node, resolved: tuple[str, str], tmp_path: Path, label: dict[str, str]
+) -> None:
+    """A genuine peer=TH selection whose recorded filter is edited (another peer, a filter its
+    entries do not all match, a filter that is none) verified, and the CLI reported the false
+    label: its entries are now checked against it (exit 5, selection_mismatch)."""
+    out = tmp_path / "th.json"
+    code, _, err = bdx("audit", "export", "--out", str(out), "--peer", "TH")
+    assert code == 0, err
+    doc = json.loads(out.read_bytes())
+    doc["selection"]["filter"] = label
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(doc))
+    code, text, err = bdx("audit", "verify", str(forged), "--log-key", node.vkey, key=False)
+    assert (code, text) == (5, "") and "[selection_mismatch]" in err, err
+
+
 def _tampered(raw: bytes, how: str, other: dict[str, object]) -> bytes:
     """``raw`` (a selection) edited as ``how`` says; ``other``: a genuine entry it left out."""
     doc = json.loads(raw)
