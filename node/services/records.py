@@ -231,7 +231,16 @@ class RecordService:
         try:
             done = self.records.set_state(references, RecordState.ACTIVE, only=RecordState.PENDING)
             if done == len(references):
-                audit = {"count": len(references), "subjects": subjects}
+                audit: dict[str, object] = {"count": len(references), "subjects": subjects}
+                restricted = {  # set at enrolment: on record as a later restrict would be
+                    item.subject_external_id: item.restrictions.model_dump(
+                        mode="json", exclude_defaults=True
+                    )
+                    for item in new
+                    if item.restrictions != SharingRestrictions()
+                }
+                if restricted:
+                    audit["restrictions"] = dict(sorted(restricted.items()))
                 self.audit.record(actor, "records.enrol", None, audit)
                 self.session.commit()
             return done

@@ -403,6 +403,22 @@ def test_an_enrolment_is_audited_with_its_subjects(session: Session, galleries: 
     assert event.details == {"count": 3, "subjects": ["case-1", "case-2"]}
 
 
+def test_restrictions_given_at_enrolment_are_in_its_audit_event(
+    session: Session, galleries: GallerySet
+) -> None:
+    """They were stored on the records but not audited, where a later restrict is."""
+    from node.restrictions import SharingRestrictions
+
+    asylum = SharingRestrictions(asylum_nationality="SY", peers=["MY"])
+    enrol(session, galleries, new("case-1", restrictions=asylum) + new("case-2"))
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "records.enrol")).one()
+    assert event.details == {
+        "count": 2,
+        "subjects": ["case-1", "case-2"],
+        "restrictions": {"case-1": {"asylum_nationality": "SY", "peers": ["MY"]}},
+    }
+
+
 def test_a_subject_deleted_while_its_records_are_enrolled(
     session: Session, galleries: GallerySet, sessions: sessionmaker[Session]
 ) -> None:
