@@ -92,11 +92,12 @@ def resolve(nodes: Setup, reference: str, role: Role | None = Role.OPERATOR) -> 
     return httpx.get(f"{nodes.id.api_url}/hits/{reference}", headers=headers)
 
 
-def resolutions(nodes: Setup) -> list[dict[str, Any]]:
-    """The ``hit.resolve`` events of ID's audit trail, as its auditor reads them."""
+def audited(nodes: Setup, action: str = RESOLVE_ACTION) -> list[dict[str, Any]]:
+    """The ``action`` events (``hit.resolve`` by default) of ID's audit trail, as its auditor
+    reads them."""
     r = httpx.get(
         nodes.id.api_url + "/audit-events",
-        params={"action": RESOLVE_ACTION, "limit": 1000},
+        params={"action": action, "limit": 1000},
         headers=nodes.headers(Role.AUDITOR),
     )
     assert r.status_code == 200, r.text
@@ -107,18 +108,6 @@ def resolutions(nodes: Setup) -> list[dict[str, Any]]:
 def logged_resolutions(node: ServiceNode, action: str = RESOLVE_ACTION) -> list[dict[str, Any]]:
     events = [json.loads(e.data) for e in node.exchange.log.entries()]
     return [e for e in events if e["type"] == "node_action" and e["action"] == action]
-
-
-def listings(nodes: Setup) -> list[dict[str, Any]]:
-    """The ``hit.list`` events of ID's audit trail, as its auditor reads them."""
-    r = httpx.get(
-        nodes.id.api_url + "/audit-events",
-        params={"action": LIST_ACTION, "limit": 1000},
-        headers=nodes.headers(Role.AUDITOR),
-    )
-    assert r.status_code == 200, r.text
-    items: list[dict[str, Any]] = r.json()["items"]
-    return items
 
 
 def listed(
@@ -156,7 +145,7 @@ def test_an_operator_resolves_a_real_hits_reference_and_it_is_audited(
     shown = httpx.get(nodes.id.api_url + "/subjects/id-1", headers=nodes.headers(Role.OPERATOR))
     assert body["records"] == shown.json()["records"] and len(body["records"]) == 1
     # The auditor reviews the disclosure: who, which reference, for which country and query.
-    event = resolutions(nodes)[-1]
+    event = audited(nodes)[-1]
     assert (event["actor"], event["target"]) == ("user:operator", got["reference"])
     assert event["details"] == {
         "requester": "TH",
@@ -185,11 +174,11 @@ def test_an_operator_resolves_a_real_hits_reference_and_it_is_audited(
 def test_a_reference_never_issued_is_not_found_and_not_recorded(
     nodes: Setup, reference: str
 ) -> None:
-    seen = len(resolutions(nodes))
+    seen = len(audited(nodes))
     r = resolve(nodes, reference)
     assert r.status_code == 404, r.text
     assert r.json()["error"] == "unknown_reference" and r.json()["detail"]
-    assert len(resolutions(nodes)) == seen
+    assert len(audited(nodes)) == seen
 
 
 @pytest.mark.parametrize(
@@ -200,12 +189,12 @@ def test_only_an_operator_resolves_a_reference(
 ) -> None:
     """Auditors review resolutions, they do not make them; officers query peers."""
     reference = hit(nodes, fingers[0][1])["reference"]
-    seen = len(resolutions(nodes))
+    seen = len(audited(nodes))
     r = resolve(nodes, reference, role)
     assert r.status_code == status, r.text
     assert r.json()["error"] in ("missing_token", "wrong_role")
     assert "id-0" not in r.text
-    assert len(resolutions(nodes)) == seen
+    assert len(audited(nodes)) == seen
 
 
 def test_the_peer_listener_does_not_resolve_references(
@@ -234,7 +223,7 @@ def test_a_subject_deleted_after_the_hit_is_shown_deleted(
     body = r.json()
     assert (body["subject"], body["state"], body["records"]) == (None, "deleted", [])
     assert body["requester"] == "TH"
-    event = resolutions(nodes)[-1]
+    event = audited(nodes)[-1]
     assert (event["target"], event["details"]["subject"], event["details"]["state"]) == (
         reference,
         None,
@@ -258,7 +247,7 @@ def test_a_subject_whose_deletion_is_unfinished_is_shown_deleting(
     body = resolve(nodes, reference).json()
     assert (body["subject"], body["state"]) == ("id-4", "deleting")
     assert [r["state"] for r in body["records"]] == ["deleting"]
-    assert resolutions(nodes)[-1]["details"]["state"] == "deleting"
+    assert audited(nodes)[-1]["details"]["state"] == "deleting"
 
 
 def test_the_route_is_documented_for_operators(nodes: Setup) -> None:
@@ -276,7 +265,7 @@ def test_bdx_subjects_reference_resolves_and_maps_refusals_to_exit_codes(
     nodes: Setup, fingers: list[list[FingerprintTemplate]]
 ) -> None:
     got = hit(nodes, fingers[2][1])
-    seen = len(resolutions(nodes))
+    seen = len(audited(nodes))
     done = bdx(nodes, Role.OPERATOR, got["reference"], "--json")
     assert done.returncode == 0, done.stderr
     body = json.loads(done.stdout)
@@ -291,7 +280,7 @@ def test_bdx_subjects_reference_resolves_and_maps_refusals_to_exit_codes(
     assert f"of TH, issued {body['issued_at']}" in text.stdout
     assert "subject id-2 (active)" in text.stdout
     assert body["records"][0]["reference"] in text.stdout
-    assert len(resolutions(nodes)) == seen + 2  # each resolution is recorded
+    assert len(audited(nodes)) == seen + 2  # each resolution is recorded
     for reference in ("A" * 22, "no/such ref"):
         unknown = bdx(nodes, Role.OPERATOR, reference)
         assert unknown.returncode == 4, unknown.stderr
@@ -386,7 +375,7 @@ def test_an_operator_lists_the_hits_kept_for_a_subject_and_it_is_audited(
     assert issued == sorted(issued)
     assert set(items[-1]) == {"reference", "query_id", "requester", "issued_at", "subject", "state"}
     # The auditor reviews the disclosure: who listed whose hits; the references are not copied.
-    event = listings(nodes)[-1]
+    event = audited(nodes, LIST_ACTION)[-1]
     assert (event["actor"], event["target"]) == ("user:operator", "id-1")
     assert event["details"] == {
         "subject": "id-1",
@@ -402,7 +391,7 @@ def test_an_operator_lists_the_hits_kept_for_a_subject_and_it_is_audited(
     assert (last["items"], last["next_offset"]) == ([items[-1]], n)
     after = listed(nodes, "/subjects/id-1/hits", limit=1, offset=n).json()
     assert after == {"items": [], "next_offset": None}
-    assert [e["details"]["offset"] for e in listings(nodes)[-2:]] == [n - 1, n]
+    assert [e["details"]["offset"] for e in audited(nodes, LIST_ACTION)[-2:]] == [n - 1, n]
 
 
 def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
@@ -426,7 +415,7 @@ def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
         (to_th[1]["reference"], to_th[1]["query_id"], "TH", "id-2"),
     ]
     assert {i["state"] for i in page["items"]} == {"active"}
-    event = listings(nodes)[-1]
+    event = audited(nodes, LIST_ACTION)[-1]
     assert (event["actor"], event["target"]) == ("user:operator", "TH")
     assert event["details"] == {
         "requester": "TH",
@@ -443,7 +432,7 @@ def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
     assert everyone["next_offset"] == 2
     rest = listed(nodes, "/hits", since=since.isoformat(), limit=2, offset=2).json()
     assert ([i["reference"] for i in rest["items"]], rest["next_offset"]) == ([to_fr], None)
-    assert listings(nodes)[-1]["target"] is None
+    assert audited(nodes, LIST_ACTION)[-1]["target"] is None
     # Nothing issued since a later time; the hits before `since` are older.
     later = listed(nodes, "/hits", requester="TH", since=datetime.now(UTC).isoformat()).json()
     assert later == {"items": [], "next_offset": None}
@@ -466,10 +455,10 @@ def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
 def test_a_hit_listing_with_refused_values_is_a_422_and_not_recorded(
     nodes: Setup, params: dict[str, Any]
 ) -> None:
-    seen = len(listings(nodes))
+    seen = len(audited(nodes, LIST_ACTION))
     r = listed(nodes, "/hits", **params)
     assert r.status_code == 422, r.text
-    assert len(listings(nodes)) == seen
+    assert len(audited(nodes, LIST_ACTION)) == seen
 
 
 @pytest.mark.parametrize("path", ["/hits", "/subjects/id-1/hits"])
@@ -479,12 +468,12 @@ def test_a_hit_listing_with_refused_values_is_a_422_and_not_recorded(
 def test_only_an_operator_lists_hits(
     nodes: Setup, path: str, role: Role | None, status: int
 ) -> None:
-    seen = len(listings(nodes))
+    seen = len(audited(nodes, LIST_ACTION))
     r = listed(nodes, path, role)
     assert r.status_code == status, r.text
     assert r.json()["error"] in ("missing_token", "wrong_role")
     assert "id-1" not in r.text
-    assert len(listings(nodes)) == seen
+    assert len(audited(nodes, LIST_ACTION)) == seen
 
 
 def test_the_listings_are_documented_for_operators(nodes: Setup) -> None:
@@ -505,7 +494,7 @@ def test_bdx_subjects_hits_lists_and_maps_refusals_to_exit_codes(
     nodes: Setup, fingers: list[list[FingerprintTemplate]]
 ) -> None:
     got = hit(nodes, fingers[1][1])
-    seen = len(listings(nodes))
+    seen = len(audited(nodes, LIST_ACTION))
     done = bdx(nodes, Role.OPERATOR, "id-1", "--json", command="hits")
     assert done.returncode == 0, done.stderr
     page = json.loads(done.stdout)
@@ -524,14 +513,14 @@ def test_bdx_subjects_hits_lists_and_maps_refusals_to_exit_codes(
     assert paged.returncode == 0, paged.stderr
     assert len(paged.stdout.splitlines()) == 1
     assert paged.stderr == "more: bdx subjects hits id-1 --offset 1\n"
-    assert len(listings(nodes)) == seen + 3  # each listing is recorded
+    assert len(audited(nodes, LIST_ACTION)) == seen + 3  # each listing is recorded
     unknown = bdx(nodes, Role.OPERATOR, "nobody", command="hits")
     assert unknown.returncode == 4, unknown.stderr
     assert unknown.stderr.startswith("bdx: error:") and "[unknown_subject]" in unknown.stderr
     refused = bdx(nodes, Role.AUDITOR, "id-1", command="hits")
     assert refused.returncode == 5 and "[wrong_role]" in refused.stderr
     assert refused.stdout == ""
-    assert len(listings(nodes)) == seen + 3
+    assert len(audited(nodes, LIST_ACTION)) == seen + 3
 
 
 def test_a_deleted_subject_has_no_hit_listing_and_the_queue_shows_its_hits_deleted(
@@ -543,11 +532,11 @@ def test_a_deleted_subject_has_no_hit_listing_and_the_queue_shows_its_hits_delet
     reference = hit(nodes, fingers[2][1])["reference"]
     gone = httpx.delete(nodes.id.api_url + "/subjects/id-2", headers=nodes.headers(Role.OPERATOR))
     assert gone.status_code == 200, gone.text
-    seen = len(listings(nodes))
+    seen = len(audited(nodes, LIST_ACTION))
     for who in ("id-2", "nobody"):
         r = listed(nodes, f"/subjects/{who}/hits")
         assert r.status_code == 404, r.text
         assert r.json()["error"] == "unknown_subject"
-    assert len(listings(nodes)) == seen
+    assert len(audited(nodes, LIST_ACTION)) == seen
     (item,) = listed(nodes, "/hits", requester="TH", since=since.isoformat()).json()["items"]
     assert (item["reference"], item["subject"], item["state"]) == (reference, None, "deleted")
