@@ -20,6 +20,23 @@ log = logging.getLogger("bdx.access")
 UNMATCHED = "<no route>"
 
 
+def route_template(scope: Scope) -> str:
+    """The template of the route ``scope`` matched (``/subjects/{external_id}``), or
+    :data:`UNMATCHED`. FastAPI's own routes record themselves in the scope; Starlette's plain
+    ones (``/openapi.json``, ``/docs``) record only their endpoint, so the app's route holding
+    that endpoint gives the template."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    endpoint = scope.get("endpoint")
+    app = scope.get("app")
+    if endpoint is not None and app is not None:
+        for route in getattr(getattr(app, "router", None), "routes", ()):
+            if getattr(route, "endpoint", None) is endpoint:
+                return str(route.path)
+    return UNMATCHED
+
+
 class AccessLog:
     """ASGI middleware: one INFO line per HTTP request, without path values or query."""
 
@@ -42,10 +59,8 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or UNMATCHED
             ms = (time.perf_counter() - start) * 1000
-            log.info("%s %s %d %.1fms", scope["method"], template, status, ms)
+            log.info("%s %s %d %.1fms", scope["method"], route_template(scope), status, ms)
 
 
 def to_stderr(level: int = logging.INFO) -> None:

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from certs.errors import CertsError
 from matcher.errors import BdxError, GalleryError, ImageError, MatcherError
+from node.api.access import route_template
 from node.errors import ConfigError, NotFoundError, PeerError
 from node.service_errors import (
     AuthenticationError,
@@ -166,7 +167,7 @@ async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     """A value the database cannot hold (a NUL character in text on PostgreSQL, a number out
     of its column's range): bad input, not a failure. Logged without the statement, whose
     parameters are the request's values."""
-    route = getattr(request.scope.get("route"), "path", "<no route>")
+    route = route_template(request.scope)
     log.info("value refused by the database on %s %s", request.method, route)
     return error_response(
         422,
@@ -207,7 +208,7 @@ def database_failed(exc: BaseException, method: str, route: str) -> DatabaseFail
 
 async def _database_failed(request: Request, exc: Exception) -> JSONResponse:
     """The database failed under the request (:func:`database_failed`): 503."""
-    route = getattr(request.scope.get("route"), "path", "<no route>")
+    route = route_template(request.scope)
     failed = database_failed(exc, request.method, route)
     if failed is None:
         raise exc
@@ -224,7 +225,7 @@ async def _changed_meanwhile(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     # The route template, never the path: paths carry subject ids (node.api.access).
-    route = getattr(request.scope.get("route"), "path", "<no route>")
+    route = route_template(request.scope)
     log.exception("unexpected error on %s %s", request.method, route)
     headers = getattr(request.app.state, "security_headers", None)  # no middleware runs here
     return error_response(
@@ -268,7 +269,7 @@ class StopCutOff:
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()  # answered: the task ends as the server wanted it to
-            route = getattr(scope.get("route"), "path", "<no route>")
+            route = route_template(scope)
             log.warning("%s %s cut off by the node's stop: 503", scope["method"], route)
             detail = (
                 "the node is stopping and cut this request off before its answer; ask again "
