@@ -121,7 +121,8 @@ class OfficerResult:
         if self.sent is None:
             out = {"peer": self.peer, "status": "refused_locally", "reason": self.refusal}
             return out | ({"detail": self.detail} if self.detail else {})
-        return {**self.sent.summary(), "reply_jws": self.sent.token}
+        pollable = self.sent.status_url is not None
+        return {**self.sent.summary(), "reply_jws": self.sent.token, "pollable": pollable}
 
 
 async def query_peers(

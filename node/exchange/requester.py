@@ -18,6 +18,14 @@ flight on them are done). Each peer has its own connection pool. Whatever else g
 one peer ("failed", the error's type logged here) never costs the other peers' results. Replies
 are logged once all are in, or, when the node stops first, those that are in and the others as
 ``cancelled``.
+
+A peer that answered 202 keeps the reply at its status URL for a while (its
+``PENDING_TTL_SECONDS``). When this node stops waiting first (``timeout``), or loses the peer
+while polling (``unreachable``), the result keeps that URL (``status_url``, logged with the
+reply event: the protocol's own URL for the query, so nothing the peer chose); an officer
+may fetch the reply later with :meth:`Requester.poll_reply` (``POST /queries/{id}/poll``),
+verified as any reply and logged as a ``late`` ``reply_received`` event: ``answered``,
+``pending`` (still searching; the URL is kept) or ``expired`` (the peer no longer holds it).
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anyio.to_thread
 import httpx
@@ -63,7 +71,12 @@ Status = Literal[
     "invalid_reply",
     "failed",
     "cancelled",  # the node stopped (or the caller went away) first: in the exchange log only
+    "pending",  # a late poll: the peer is still searching (its status URL is kept)
+    "expired",  # a late poll: the peer no longer holds the reply (past its TTL, or restarted)
 ]
+#: Results after which the peer may still hold the reply at its status URL: the URL is kept
+#: with them, and the query can be polled (:meth:`Requester.poll_reply`).
+POLLABLE: frozenset[str] = frozenset({"timeout", "pending", "unreachable"})
 QUERY_PATH = "/peer/v1/queries"
 JOSE = "application/jose"
 
@@ -87,6 +100,11 @@ class PeerResult:
     reply: ReplyPayload | None = None
     token: str | None = None
     detail: str | None = None
+    #: The peer's status URL, kept when the peer answered 202 and the result is one of
+    #: :data:`POLLABLE` (the reply may still be fetched); logged, never in :meth:`summary`.
+    status_url: str | None = None
+    #: Fetched by a late poll (:meth:`Requester.poll_reply`), not within the exchange.
+    late: bool = False
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -109,6 +127,53 @@ class PeerResult:
 
 class InvalidReplyError(Exception):
     """A reply that does not answer the query that was sent (internal to this module)."""
+
+
+class _StillPending(Exception):
+    """A late poll found the peer still searching (its status URL answered 202)."""
+
+
+class _Forgotten(Exception):
+    """A late poll found no reply at the status URL (404 ``unknown_query``)."""
+
+
+class Asked(Protocol):
+    """What a reply is checked against: the query's id and creation time (a
+    :class:`QueryPayload`, or a logged query's for a late reply)."""
+
+    @property
+    def query_id(self) -> uuid.UUID: ...
+
+    @property
+    def created(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class LoggedQuery:
+    """A query this node sent, as its ``query_sent`` event names it (for a late reply)."""
+
+    query_id: uuid.UUID
+    created: datetime
+
+
+def status_url_of(peer: Peer, query_id: str) -> str:
+    """The status URL the protocol gives a query answered 202 at ``peer`` (the peer's
+    ``Location``, resolved under its base URL as :meth:`Requester._post_and_poll` does)."""
+    return str(httpx.URL(peer.url.rstrip("/") + QUERY_PATH + "/" + query_id))
+
+
+@dataclass
+class _Accepted:
+    """The status URL of one exchange: ``url`` is set once the peer answers 202 with the
+    protocol's own URL for the query (``expected``); another one is followed while the
+    exchange lasts, as before, but not kept (a peer's free text would go into the log)."""
+
+    expected: str
+    url: str | None = None
+
+    def offered(self, url: httpx.URL) -> None:
+        if str(url) == self.expected:
+            self.url = self.expected
 
 
 class UntrustedPeerError(Exception):
@@ -298,6 +363,21 @@ class Requester:
             }
         )
 
+    @contextlib.asynccontextmanager
+    async def _leases(self, connections: int) -> AsyncIterator[Lease]:
+        """How to reach a peer: the pooled clients (``pooled``), else one client of
+        ``connections`` connections, closed at the end."""
+        if self.pooled:
+            yield self._lease
+            return
+        async with self._new_client(connections) as client:
+
+            @contextlib.asynccontextmanager
+            async def shared(peer: Peer) -> AsyncIterator[httpx.AsyncClient]:
+                yield client
+
+            yield shared
+
     async def query_peers(
         self,
         peers: Sequence[Peer],
@@ -309,19 +389,38 @@ class Requester:
         officer: str | None = None,
     ) -> list[PeerResult]:
         """Send the probe to every peer concurrently; one result per peer, in order."""
-        if not self.pooled:
-            async with self._new_client(len(peers)) as client:
+        async with self._leases(len(peers)) as lease:
+            return await self._query_peers(
+                lease, peers, purpose, modality, templates, case_ref, officer
+            )
 
-                @contextlib.asynccontextmanager
-                async def shared(peer: Peer) -> AsyncIterator[httpx.AsyncClient]:
-                    yield client
-
-                return await self._query_peers(
-                    shared, peers, purpose, modality, templates, case_ref, officer
-                )
-        return await self._query_peers(
-            self._lease, peers, purpose, modality, templates, case_ref, officer
-        )
+    async def poll_reply(
+        self, peer: Peer, query_id: str, status_url: str, sent_at: datetime
+    ) -> PeerResult:
+        """Fetch once the reply ``peer`` keeps at ``status_url`` for query ``query_id``
+        (sent at ``sent_at``), which this node stopped waiting for; verified as every reply
+        is (:meth:`_check_reply`) and logged as a ``late`` ``reply_received`` event. The
+        result is ``answered``, ``pending`` (the peer still searches; the URL is kept),
+        ``expired`` (the peer holds no reply for it now), or a failure as in an exchange.
+        ``status_url`` must be the protocol's URL of the query at ``peer``
+        (:func:`status_url_of`): the client certificate goes to the peer asked, nowhere else.
+        """
+        accepted = _Accepted(status_url_of(peer, query_id))
+        if status_url != accepted.expected:
+            raise ValueError("not the status URL of this query at this peer")
+        accepted.url = status_url
+        asked = LoggedQuery(uuid.UUID(query_id), sent_at)
+        async with self._leases(1) as lease:
+            result = await self._fetch_reply(
+                lease,
+                peer,
+                asked,
+                accepted,
+                lambda client: self._poll_once(client, peer, status_url),
+                late=True,
+            )
+        await anyio.to_thread.run_sync(self._record_replies, [result])
+        return result
 
     async def _query_peers(
         self,
@@ -393,18 +492,45 @@ class Requester:
                     **r.summary(),
                     "reply_jws": r.token,
                     "at": received_at,
+                    **({"status_url": r.status_url} if r.status_url else {}),
+                    **({"late": True} if r.late else {}),
                 }
                 for r in results
             ]
         )
 
     async def _exchange(self, lease: Lease, peer: Peer, query: QueryPayload) -> PeerResult:
+        accepted = _Accepted(status_url_of(peer, str(query.query_id)))
+        return await self._fetch_reply(
+            lease,
+            peer,
+            query,
+            accepted,
+            lambda client: self._post_and_poll(client, peer, self.sign_query(query), accepted),
+        )
+
+    async def _fetch_reply(
+        self,
+        lease: Lease,
+        peer: Peer,
+        query: Asked,
+        accepted: _Accepted,
+        fetch: Callable[[httpx.AsyncClient], Awaitable[str]],
+        *,
+        late: bool = False,
+    ) -> PeerResult:
+        """The result of ``fetch`` (the exchange, or a late poll), its reply verified."""
         start = time.perf_counter()
         qid = str(query.query_id)
 
         def result(status: Status, **fields: Any) -> PeerResult:
             elapsed = (time.perf_counter() - start) * 1000
-            return PeerResult(peer.country, qid, status, elapsed, **fields)
+            kept = accepted.url if status in POLLABLE else None
+            if kept is not None and status != "pending":
+                fields["detail"] = f"{fields.get('detail')}; {_POLL_LATER}"
+            return PeerResult(
+                peer.country, qid, status, elapsed, status_url=kept, late=late, **fields
+            )
 
         # httpx's own timeouts fire first and close the connection cleanly (a stalled TLS
         # handshake included); the outer deadline bounds the polling of a 202 as a whole.
@@ -413,7 +539,15 @@ class Requester:
                 lease(peer) as client,
                 asyncio.timeout(self.timeout + params.DEADLINE_GRACE_SECONDS),
             ):
-                token = await self._post_and_poll(client, peer, self.sign_query(query))
+                token = await fetch(client)
+        except _StillPending:
+            return result("pending", detail="the peer is still searching")
+        except _Forgotten:
+            return result(
+                "expired",
+                detail="the peer holds no reply for it (kept for a limited time, and in memory "
+                "only): it cannot be fetched any more",
+            )
         except UntrustedPeerError as exc:
             return result(
                 "untrusted_peer", detail=f"{refused_certificate(exc.reason)}; nothing was sent"
@@ -455,7 +589,13 @@ class Requester:
             return result("invalid_reply", detail=f"reply not verifiable ({type(exc).__name__})")
         return result("answered", reply=reply, token=token)
 
-    async def _post_and_poll(self, client: httpx.AsyncClient, peer: Peer, token: str) -> str:
+    async def _post_and_poll(
+        self,
+        client: httpx.AsyncClient,
+        peer: Peer,
+        token: str,
+        accepted: _Accepted | None = None,
+    ) -> str:
         root = peer.url.rstrip("/")
         base = httpx.URL(root)
         check = {"trace": server_check(self.trust, peer.country)}
@@ -482,6 +622,8 @@ class Requester:
                 base.port,
             ):
                 raise InvalidReplyError("202 points to another origin")
+            if accepted is not None:
+                accepted.offered(status_url)
             await asyncio.sleep(delay)
             delay = min(delay * params.POLL_BACKOFF, params.POLL_MAX_DELAY)
             response = await bounded_request(
@@ -490,7 +632,20 @@ class Requester:
         response.raise_for_status()
         return response.text
 
-    def _check_reply(self, token: str, peer: Peer, query: QueryPayload) -> ReplyPayload:
+    async def _poll_once(self, client: httpx.AsyncClient, peer: Peer, status_url: str) -> str:
+        """The reply at ``status_url``, asked once (a late poll)."""
+        check = {"trace": server_check(self.trust, peer.country)}
+        response = await bounded_request(
+            client, "GET", httpx.URL(status_url), headers={"Accept": JOSE}, extensions=check
+        )
+        if response.status_code == 202:
+            raise _StillPending
+        if response.status_code == 404 and _error_code(response) == "unknown_query":
+            raise _Forgotten
+        response.raise_for_status()
+        return response.text
+
+    def _check_reply(self, token: str, peer: Peer, query: Asked) -> ReplyPayload:
         verified = jws.verify(
             token, self.trust, expected_country=peer.country, typ=params.REPLY_TYP
         )
@@ -569,14 +724,27 @@ _CODINGS = {"": 0, "identity": 0, "gzip": 15 + 16, "x-gzip": 15 + 16, "deflate":
 def _error_detail(response: httpx.Response) -> str:
     """The status and the peer's error code: not its free text, which would reach the officer
     and the append-only exchange log whatever it holds (a peer may echo the probe)."""
+    error = _error_code(response)
+    return f"HTTP {response.status_code} {error}" if error else f"HTTP {response.status_code}"
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The error code of a peer's JSON error body, when it is one (a short snake_case word)."""
     try:
         body = response.json()
     except (ValueError, RecursionError):  # not JSON; nested past the parser's depth
-        return f"HTTP {response.status_code}"
+        return None
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str) and _ERROR_CODE.fullmatch(error):
-        return f"HTTP {response.status_code} {error}"
-    return f"HTTP {response.status_code}"
+        return error
+    return None
+
+
+#: Said with a result that keeps the peer's status URL.
+_POLL_LATER = (
+    "the peer accepted the query and keeps its reply for a while: fetch it later "
+    "(bdx queries poll, POST /queries/{query_id}/poll)"
+)
 
 
 _ERROR_CODE = re.compile(r"[a-z_]{1,64}")
