@@ -1,20 +1,55 @@
 """``POST /queries``: an officer's hit/no-hit query to peer nodes (see
 :mod:`node.exchange.officer`). Answers 200 with one result per peer, partial results marked
-(``complete`` false); 503 when this node has no exchange configured."""
+(``complete`` false); 503 when this node has no exchange configured.
+
+``GET /queries`` and ``GET /queries/{query_id}``: the queries sent, read back from the exchange
+log (an officer's own; every officer's for admins and auditors, recorded in the audit trail);
+``POST /queries/{query_id}/poll``: fetch the reply a peer kept for a query this node stopped
+waiting for (:mod:`node.services.queries`).
+"""
 
 from __future__ import annotations
 
-import anyio.to_thread
-from fastapi import APIRouter, Request
+from typing import Annotated
 
-from node.api.deps import OfficerUser, actor
-from node.api.schemas.common import errors
-from node.api.schemas.queries import PeerResultOut, QueryIn, QueryOut
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Query, Request
+
+from node.api.deps import OfficerUser, SessionDep, actor, require_role
+from node.api.routers.auditlog import LogDep
+from node.api.schemas.common import MAX_ROW_ID, UtcDatetime, errors
+from node.api.schemas.queries import (
+    LoggedReplyOut,
+    PeerResultOut,
+    QueryIn,
+    QueryOut,
+    SentQueryDetail,
+    SentQueryOut,
+    SentQueryPage,
+)
+from node.db.models import Role
 from node.exchange.officer import probe_items, query_peers
 from node.exchange.setup import Exchange
 from node.service_errors import StoreUnavailableError
+from node.services.queries import QueryHistory, SentQuery, Viewer
+from node.services.users import Principal
+from node.settings import CountryCode
 
 router = APIRouter(tags=["queries"], responses=errors(415))
+
+#: Largest page of sent queries one request returns (as for hits).
+MAX_PAGE = 1000
+
+QueryReader = Annotated[Principal, Depends(require_role(Role.OFFICER, Role.ADMIN, Role.AUDITOR))]
+QueryPoller = Annotated[Principal, Depends(require_role(Role.OFFICER, Role.ADMIN))]
+OfficerName = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[\w.@:-]{1,128}$",
+        description="admins and auditors: only this officer's queries (a user name); an "
+        "officer may name only themselves",
+    ),
+]
 
 
 def _exchange(request: Request) -> Exchange:
@@ -51,4 +86,140 @@ async def send_query(body: QueryIn, officer: OfficerUser, request: Request) -> Q
         hit=any(r.outcome == "hit" for r in out),
         case_ref=body.case_ref,
         results=out,
+    )
+
+
+def _viewer(principal: Principal) -> Viewer:
+    return Viewer(actor(principal), principal.role)
+
+
+@router.get(
+    "/queries",
+    summary="The queries this node sent to peers",
+    responses={
+        200: {
+            "description": "a page of the queries sent, oldest first, each with its latest "
+            "result; an officer's own only, every officer's (or officer's) for admins and "
+            "auditors, whose listings are recorded in the audit trail (query.list)"
+        }
+    },
+)
+def list_sent_queries(
+    reader: QueryReader,
+    log: LogDep,
+    session: SessionDep,
+    since: Annotated[
+        UtcDatetime | None, Query(description="only the queries sent at or after this time")
+    ] = None,
+    case_ref: Annotated[str | None, Query(description="only this case reference's")] = None,
+    peer: Annotated[CountryCode | None, Query(description="only those sent to this peer")] = None,
+    officer: OfficerName = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_ROW_ID, description="next_offset of the previous page")
+    ] = 0,
+) -> SentQueryPage:
+    # (No docstring: the operation's description is its role.)
+    page = QueryHistory(log, session).page(
+        _viewer(reader),
+        officer=officer,
+        peer=peer,
+        case_ref=case_ref,
+        since=since,
+        limit=limit,
+        offset=offset,
+    )
+    nxt = offset + len(page.items)
+    return SentQueryPage(
+        items=[SentQueryOut.model_validate(_summary(q)) for q in page.items],
+        total=page.total,
+        next_offset=nxt if nxt < page.total else None,
+    )
+
+
+@router.get(
+    "/queries/{query_id}",
+    summary="One query this node sent",
+    responses={
+        **errors(404),
+        200: {
+            "description": "when, to whom and why it was sent, its latest result (the "
+            "reference on a hit) and every result logged; an admin's or auditor's view is "
+            "recorded in the audit trail (query.show). 404 unknown_query for a query this "
+            "node never sent, and for another officer's"
+        },
+    },
+)
+def show_sent_query(
+    query_id: str, reader: QueryReader, log: LogDep, session: SessionDep
+) -> SentQueryDetail:
+    return _detail(QueryHistory(log, session).show(_viewer(reader), query_id))
+
+
+@router.post(
+    "/queries/{query_id}/poll",
+    summary="Fetch the reply a peer kept for a query this node stopped waiting for",
+    responses={
+        **errors(404, 409),
+        200: {
+            "description": "the query's new state, its reply fetched once from the status URL "
+            "the peer gave (202) before this node stopped waiting (the peer keeps a reply for "
+            "a while: 10 minutes on a bdx node), verified as every reply is and logged as a "
+            "late reply_received event: answered (late), pending (the peer still searches: "
+            "ask again later) or expired (the peer holds the reply no more). 409 "
+            "not_timed_out for a query answered or failed for good, no_status_url for one "
+            "the peer never accepted. An admin's poll is recorded as query.poll"
+        },
+    },
+)
+async def poll_sent_query(
+    query_id: str, poller: QueryPoller, log: LogDep, session: SessionDep, request: Request
+) -> SentQueryDetail:
+    # (No docstring: the operation's description is its role.)
+    history = QueryHistory(log, session)
+    found = await history.poll(_viewer(poller), query_id, _exchange(request))
+    return _detail(found)
+
+
+def _summary(q: SentQuery) -> dict[str, object]:
+    latest = q.latest
+    return {
+        "query_id": q.query_id,
+        "peer": q.peer,
+        "purpose": q.purpose,
+        "modality": q.modality,
+        "case_ref": q.case_ref,
+        "officer": q.officer,
+        "sent_at": q.sent_at,
+        "status": q.status,
+        "outcome": latest.outcome if latest else None,
+        "reason": latest.reason if latest else None,
+        "reference": latest.reference if latest else None,
+        "strength": latest.strength if latest else None,
+        "detail": latest.detail if latest else None,
+        "replied_at": latest.received_at if latest else None,
+        "late": latest.late if latest else False,
+        "pollable": q.status_url is not None,
+    }
+
+
+def _detail(q: SentQuery) -> SentQueryDetail:
+    answer = q.answer
+    replies = [
+        LoggedReplyOut.model_validate(
+            {
+                "status": r.status,
+                "received_at": r.received_at,
+                "late": r.late,
+                "outcome": r.outcome,
+                "reason": r.reason,
+                "reference": r.reference,
+                "strength": r.strength,
+                "detail": r.detail,
+            }
+        )
+        for r in q.replies
+    ]
+    return SentQueryDetail.model_validate(
+        {**_summary(q), "replies": replies, "reply_jws": answer.reply_jws if answer else None}
     )

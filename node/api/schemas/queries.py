@@ -1,7 +1,10 @@
-"""Officers' peer queries on the wire: ``POST /queries`` in, one result per peer out."""
+"""Officers' peer queries on the wire: ``POST /queries`` in, one result per peer out; the
+queries sent, read back from the exchange log (``GET /queries``, ``GET /queries/{id}``), and a
+late reply fetched (``POST /queries/{id}/poll``)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, model_validator
@@ -68,6 +71,11 @@ class PeerResultOut(BaseModel):
     elapsed_ms: float | None = None
     detail: str | None = None
     reply_jws: str | None = Field(None, description="the peer's signed reply (compact JWS)")
+    pollable: bool = Field(
+        False,
+        description="the peer accepted the query and may still answer it after this node "
+        "stopped waiting: fetch its reply later with POST /queries/{query_id}/poll",
+    )
 
 
 class QueryOut(BaseModel):
@@ -75,3 +83,75 @@ class QueryOut(BaseModel):
     hit: bool = Field(description="at least one peer answered hit")
     case_ref: str | None
     results: list[PeerResultOut]
+
+
+#: A sent query's latest result: a :data:`PeerStatus` of the exchange, or of a late poll
+#: (``pending``: the peer still searches; ``expired``: it holds the reply no more),
+#: ``cancelled`` (this node stopped first) or ``sent`` (no result logged yet).
+QueryStatus = Literal[
+    "sent",
+    "answered",
+    "timeout",
+    "unreachable",
+    "untrusted_peer",
+    "http_error",
+    "invalid_reply",
+    "failed",
+    "cancelled",
+    "pending",
+    "expired",
+]
+Outcome = Literal["hit", "no_hit", "refused", "error"]
+
+
+class LoggedReplyOut(BaseModel):
+    """One result logged for a query: the exchange's, or a late poll's."""
+
+    status: QueryStatus
+    received_at: datetime = Field(description="when this node logged it")
+    late: bool = Field(description="fetched by a late poll, after this node stopped waiting")
+    outcome: Outcome | None = None
+    reason: str | None = None
+    reference: str | None = None
+    strength: str | None = None
+    detail: str | None = None
+
+
+class SentQueryOut(BaseModel):
+    """A query this node sent to one peer for an officer, with its latest result."""
+
+    query_id: str
+    peer: str
+    purpose: str | None
+    modality: str | None
+    case_ref: str | None
+    officer: str | None = Field(description="who sent it, as the exchange log names them")
+    sent_at: datetime
+    status: QueryStatus = Field(description="the latest result's status (sent: none yet)")
+    outcome: Outcome | None = Field(description="set when the peer answered")
+    reason: str | None = Field(description="the peer's refusal reason")
+    reference: str | None = Field(description="the peer's opaque hit reference, on a hit")
+    strength: str | None = None
+    detail: str | None = None
+    replied_at: datetime | None = Field(description="when the latest result was logged")
+    late: bool = Field(description="the latest result came from a late poll")
+    pollable: bool = Field(
+        description="the peer accepted it and may still hold its reply: POST "
+        "/queries/{query_id}/poll fetches it"
+    )
+
+
+class SentQueryDetail(SentQueryOut):
+    replies: list[LoggedReplyOut] = Field(description="every result logged, oldest first")
+    reply_jws: str | None = Field(
+        description="the peer's signed reply (compact JWS) of the latest answer, if any"
+    )
+
+
+class SentQueryPage(BaseModel):
+    """A page of sent queries, oldest first; ``next_offset`` is the offset of the next page
+    (``None`` on the last)."""
+
+    items: list[SentQueryOut]
+    total: int = Field(description="queries matching the filters")
+    next_offset: int | None

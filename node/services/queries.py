@@ -1,0 +1,313 @@
+"""An officer's queries to peers, read back from the exchange log, and late replies fetched.
+
+The requester logs every query it sends (``query_sent``: query id, peer, purpose, modality,
+case reference, officer) and every result (``reply_received``: status, outcome, reference...;
+:mod:`node.exchange.requester`). :class:`QueryHistory` reads them back through the auditor's
+reader of the log (:func:`node.audit.query.iter_events`), so an officer sees the queries they
+sent after the ``POST /queries`` answer is gone: each with its latest result, the time of that
+result, and whether it came late.
+
+Officers see their own queries only: another officer's query is not found, as one never sent
+(nothing says which). Admins and auditors see every officer's, or one officer's
+(``officer``), and each such listing or view is recorded in the audit trail (``query.list``,
+``query.show``: target the officer filter or the query id; details the filter, the page and
+how many queries it returned, or the query's officer and peer), as ``hit.list`` is
+(:mod:`node.services.hits`). Reading one's own queries is not recorded.
+
+A query this node stopped waiting for after the peer had accepted it (202) keeps the peer's
+status URL in its logged result; :meth:`QueryHistory.poll` fetches the reply once
+(:meth:`node.exchange.requester.Requester.poll_reply`, the officer who sent the query or an
+admin; an admin's poll is recorded as ``query.poll``) and answers the query's new state:
+``answered`` (late), ``pending`` (the peer still searches), ``expired`` (the peer no longer
+holds the reply). A query whose latest result keeps no status URL is a conflict (409):
+``not_timed_out`` (it was answered, or failed for good) or ``no_status_url`` (the peer never
+accepted it, or its address in the settings changed since).
+
+Queries this node's outbound rules refused (``refused_locally``) never left it and have no
+id: they are in the log as policy decisions, not here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import anyio.to_thread
+from sqlalchemy.orm import Session
+
+from certs.translog import TransparencyLog
+from node.audit.query import (
+    OUTBOUND_QUERY,
+    AuditFilter,
+    AuditQueryError,
+    LoggedEvent,
+    iter_events,
+)
+from node.db.models import Role
+from node.errors import NotFoundError
+from node.exchange.requester import POLLABLE, Peer, status_url_of
+from node.exchange.setup import Exchange
+from node.repositories.audit import AuditRepository
+from node.service_errors import ConflictError, PermissionDeniedError
+
+#: The exchange log's event of a query's result (the requester's).
+REPLY_EVENT = "reply_received"
+#: Audit trail actions of an admin's or auditor's reading of officers' queries, and of an
+#: admin's late poll of one.
+LIST_ACTION = "query.list"
+SHOW_ACTION = "query.show"
+POLL_ACTION = "query.poll"
+#: How the requester logs an officer: as :func:`node.api.deps.actor` names an API caller.
+OFFICER_PREFIX = "user:"
+#: The status of a query whose result is not logged yet (its exchange is still running).
+SENT = "sent"
+
+
+def officer_actor(name: str) -> str:
+    """How the exchange log names officer ``name`` (a user name, or already ``user:name``)."""
+    return name if name.startswith(OFFICER_PREFIX) else OFFICER_PREFIX + name
+
+
+@dataclass(frozen=True)
+class LoggedReply:
+    """One logged result of a query: the exchange's, or a late poll's (``late``)."""
+
+    status: str
+    received_at: datetime
+    late: bool
+    outcome: str | None
+    reason: str | None
+    reference: str | None
+    strength: str | None
+    detail: str | None
+    reply_jws: str | None
+    status_url: str | None
+
+    @classmethod
+    def of(cls, item: LoggedEvent) -> LoggedReply:
+        e = item.event
+        return cls(
+            status=str(e.get("status")),
+            received_at=_time(e, item),
+            late=e.get("late") is True,
+            outcome=_text(e, "outcome"),
+            reason=_text(e, "reason"),
+            reference=_text(e, "reference"),
+            strength=_text(e, "strength"),
+            detail=_text(e, "detail"),
+            reply_jws=_text(e, "reply_jws"),
+            status_url=_text(e, "status_url") if e.get("status") in POLLABLE else None,
+        )
+
+
+@dataclass
+class SentQuery:
+    """A query this node sent to one peer, and its logged results, oldest first."""
+
+    query_id: str
+    peer: str
+    purpose: str | None
+    modality: str | None
+    case_ref: str | None
+    officer: str | None
+    sent_at: datetime
+    replies: list[LoggedReply] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, item: LoggedEvent) -> SentQuery:
+        e = item.event
+        return cls(
+            query_id=str(e.get("query_id")),
+            peer=str(e.get("peer")),
+            purpose=_text(e, "purpose"),
+            modality=_text(e, "modality"),
+            case_ref=_text(e, "case_ref"),
+            officer=_text(e, "officer"),
+            sent_at=_time(e, item),
+        )
+
+    @property
+    def latest(self) -> LoggedReply | None:
+        return self.replies[-1] if self.replies else None
+
+    @property
+    def status(self) -> str:
+        """The latest result's status; ``sent`` while none is logged."""
+        return self.latest.status if self.latest is not None else SENT
+
+    @property
+    def status_url(self) -> str | None:
+        return self.latest.status_url if self.latest is not None else None
+
+    @property
+    def answer(self) -> LoggedReply | None:
+        """The latest result the peer answered (signed), if any."""
+        answered = [r for r in self.replies if r.status == "answered"]
+        return answered[-1] if answered else None
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    items: list[SentQuery]
+    total: int
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who reads: the audit trail's actor (``user:name``) and the role."""
+
+    actor: str
+    role: Role
+
+    @property
+    def officer(self) -> bool:
+        return self.role is Role.OFFICER
+
+
+class QueryHistory:
+    """The queries this node sent, read from its exchange log ``log``; ``session`` records
+    admins' and auditors' readings in the audit trail."""
+
+    def __init__(self, log: TransparencyLog, session: Session) -> None:
+        self.log = log
+        self.session = session
+        self.audit = AuditRepository(session)
+
+    def page(
+        self,
+        viewer: Viewer,
+        *,
+        officer: str | None = None,
+        peer: str | None = None,
+        case_ref: str | None = None,
+        since: datetime | None = None,
+        limit: int,
+        offset: int = 0,
+    ) -> QueryPage:
+        """The queries sent at or after ``since`` (to ``peer``, for ``case_ref``), oldest
+        first, one page: an officer's own (naming another ``officer`` is refused), or for an
+        admin or auditor every officer's or ``officer``'s (recorded as ``query.list``)."""
+        wanted = officer_actor(officer) if officer is not None else None
+        if viewer.officer:
+            if wanted is not None and wanted != viewer.actor:
+                raise PermissionDeniedError(
+                    "officers see the queries they sent themselves only", reason="own_queries_only"
+                )
+            wanted = viewer.actor
+        found = [
+            q
+            for q in self._read(AuditFilter(since=since, peer=peer))
+            if (wanted is None or q.officer == wanted)
+            and (case_ref is None or q.case_ref == case_ref)
+        ]
+        page = QueryPage(found[offset : offset + limit], len(found))
+        if not viewer.officer:
+            details: dict[str, Any] = {
+                "officer": wanted,
+                "peer": peer,
+                "case_ref": case_ref,
+                "since": None if since is None else since.isoformat(),
+                "limit": limit,
+                "offset": offset,
+                "returned": len(page.items),
+            }
+            self.audit.record(viewer.actor, LIST_ACTION, wanted, details)
+            self.session.commit()
+        return page
+
+    def show(self, viewer: Viewer, query_id: str) -> SentQuery:
+        """Query ``query_id`` and its results; an admin's or auditor's view is recorded as
+        ``query.show``. :class:`NotFoundError` (``unknown_query``) when this node sent no such
+        query, or an officer asks for another officer's."""
+        found = self._one(viewer, query_id)
+        if not viewer.officer:
+            self._record(viewer, SHOW_ACTION, found, {})
+        return found
+
+    async def poll(self, viewer: Viewer, query_id: str, exchange: Exchange) -> SentQuery:
+        """Fetch once the reply of query ``query_id`` that its peer kept (see the module's
+        docstring) and answer the query's new state; found as :meth:`show` finds it."""
+        found = await anyio.to_thread.run_sync(self._one, viewer, query_id)
+        peer, status_url = self._pollable(found, exchange.peers)
+        result = await exchange.requester.poll_reply(peer, query_id, status_url, found.sent_at)
+        if not viewer.officer:
+            details = {"status": result.status}
+            await anyio.to_thread.run_sync(self._record, viewer, POLL_ACTION, found, details)
+        return await anyio.to_thread.run_sync(self._one, viewer, query_id)
+
+    def _pollable(self, found: SentQuery, peers: dict[str, Peer]) -> tuple[Peer, str]:
+        if found.status not in POLLABLE:
+            raise ConflictError(
+                f"query {found.query_id} is {found.status}, not waiting for its peer: there is "
+                "nothing to fetch",
+                reason="not_timed_out",
+            )
+        peer = peers.get(found.peer)
+        url = found.status_url
+        if url is None:
+            raise ConflictError(
+                f"query {found.query_id} ({found.status}) has no status URL: {found.peer} never "
+                "accepted it, so it holds no reply to fetch",
+                reason="no_status_url",
+            )
+        if peer is None or url != status_url_of(peer, found.query_id):
+            raise ConflictError(
+                f"{found.peer}'s address in this node's settings changed since query "
+                f"{found.query_id} was sent: its status URL is not polled",
+                reason="no_status_url",
+            )
+        return peer, url
+
+    def _one(self, viewer: Viewer, query_id: str) -> SentQuery:
+        missing = NotFoundError(f"no query {query_id} of yours", reason="unknown_query")
+        if not viewer.officer:
+            missing = NotFoundError(f"this node sent no query {query_id}", reason="unknown_query")
+        try:
+            flt = AuditFilter(query_id=query_id)
+        except AuditQueryError:  # not shaped like a query id: never sent
+            raise missing from None
+        found = self._read(flt)
+        if not found or (viewer.officer and found[0].officer != viewer.actor):
+            raise missing
+        return found[0]
+
+    def _record(self, viewer: Viewer, action: str, found: SentQuery, extra: dict[str, Any]) -> None:
+        details = {"officer": found.officer, "peer": found.peer, **extra}
+        self.audit.record(viewer.actor, action, found.query_id, details)
+        self.session.commit()
+
+    def _read(self, flt: AuditFilter) -> list[SentQuery]:
+        """The queries sent in ``flt``'s window whose events it matches, with the results
+        logged for them, in the order sent."""
+        return _assemble(iter_events(self.log, flt))
+
+
+def _assemble(items: Iterable[LoggedEvent]) -> list[SentQuery]:
+    sent: dict[str, SentQuery] = {}
+    for item in items:
+        qid = item.event.get("query_id")
+        if not isinstance(qid, str):
+            continue
+        if item.type == OUTBOUND_QUERY:
+            sent.setdefault(qid, SentQuery.of(item))
+        elif item.type == REPLY_EVENT and qid in sent:
+            sent[qid].replies.append(LoggedReply.of(item))
+    return list(sent.values())
+
+
+def _text(event: dict[str, Any], key: str) -> str | None:
+    value = event.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _time(event: dict[str, Any], item: LoggedEvent) -> datetime:
+    """The event's own time (``at``), else the time the log took it."""
+    at = event.get("at")
+    if isinstance(at, str):
+        try:
+            return datetime.fromisoformat(at)
+        except ValueError:
+            pass
+    return item.created_at
