@@ -73,6 +73,7 @@ def _register() -> None:
     from node.cli import query_cmd
 
     app.command("query")(query_cmd.query)
+    app.add_typer(query_cmd.history_app, name="queries")
     from node.cli import pki_cmd
 
     app.add_typer(pki_cmd.app, name="pki")

@@ -8,6 +8,11 @@ every peer answered (hit, no-hit or a peer's signed refusal), 6 when some peer d
 timed out, bad reply), else 5 when this node's outbound rules refused to ask some peer (not
 a configured peer, a purpose its rules do not allow), or its own trust list or CRL is stale
 or its own certificate expired (``own_stale_crl``...): the results printed are then partial.
+
+``bdx queries list|show|poll`` read back the queries sent (``GET /queries``,
+``GET /queries/{id}``) and fetch the reply a peer kept for a query the node stopped waiting
+for (``POST /queries/{id}/poll``). They are a group of their own: ``bdx query FILE`` takes a
+file name where a subcommand's name would stand (a file named ``list`` would be one).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import base64
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 from pydantic import ValidationError
@@ -32,9 +38,10 @@ from node.cli._client import (
     TokenOption,
     UrlOption,
 )
-from node.cli._common import ConfigOption, JsonOption, printable, read_input
+from node.cli._common import ConfigOption, JsonOption, print_json, printable, read_input
 from node.db.models import Modality
-from node.errors import PeerError
+from node.errors import NotFoundError, PeerError
+from node.service_errors import ConflictError
 
 #: Seconds to wait for the node's answer by default: the longest peer deadline its settings
 #: allow (``peer_timeout_s`` <= 300 s) plus extraction and signing. At 90 s, a node whose
@@ -246,3 +253,176 @@ def query(
             reason="refused_locally",
             exit_code=EXIT_REFUSED,
         )
+
+
+history_app = typer.Typer(
+    help="The queries you sent to peers, read back from the running node, and late replies "
+    "fetched (officers; admins and auditors read every officer's).",
+    no_args_is_help=True,
+)
+
+#: Seconds to wait for the node when reading the history (a scan of its exchange log).
+HISTORY_TIMEOUT_S = 60.0
+#: Queries per page when listing (the API's largest page is 1000).
+PAGE_DEFAULT = 100
+#: The node's 409 reasons of a poll: the query holds no reply to fetch (README: exit 3, a
+#: request that clashes with the node's state).
+POLL_CONFLICTS = ("not_timed_out", "no_status_url")
+
+QueryId = Annotated[str, typer.Argument(help="the query's id (query_id of bdx query --json)")]
+
+
+def _history_client(
+    token: str | None,
+    token_file: Path | None,
+    url: str | None,
+    ca_file: Path | None,
+    config: Path | None,
+    timeout_s: float = HISTORY_TIMEOUT_S,
+) -> NodeClient:
+    return NodeClient(
+        token=token,
+        token_file=token_file,
+        url=url,
+        ca_file=ca_file,
+        config=config,
+        timeout_s=timeout_s,
+        role="officer",
+    )
+
+
+def _query_path(query_id: str) -> str:
+    return "/queries/" + quote(query_id, safe="")
+
+
+def _line(q: dict[str, Any]) -> str:
+    cells = (
+        q["sent_at"],
+        q["query_id"],
+        q["peer"],
+        q["status"] + (" (late)" if q["late"] else ""),
+        q.get("outcome") or "-",
+        q.get("reference") or "-",
+        q.get("case_ref") or "-",
+    )
+    return "\t".join(printable(c) for c in cells)
+
+
+def _show(q: dict[str, Any]) -> None:
+    for name in ("query_id", "peer", "purpose", "modality", "case_ref", "officer", "sent_at"):
+        typer.echo(f"{name}: {printable(q.get(name) or '-')}")
+    typer.echo(f"status: {q['status']}" + (" (late reply)" if q["late"] else ""))
+    for name in ("outcome", "reason", "strength", "reference", "detail", "replied_at"):
+        if q.get(name):
+            typer.echo(f"{name}: {printable(q[name])}")
+    if q["pollable"]:
+        typer.echo(f"the peer may still answer: bdx queries poll {printable(q['query_id'])}")
+
+
+@history_app.command("list")
+def list_queries(
+    since: Annotated[
+        str | None,
+        typer.Option(help="only those sent at or after this time (ISO 8601 with an offset)"),
+    ] = None,
+    case_ref: Annotated[str | None, typer.Option(help="only this case reference's")] = None,
+    peer: Annotated[str | None, typer.Option(help="only those sent to this country")] = None,
+    officer: Annotated[
+        str | None, typer.Option(help="admins and auditors: only this officer's (a user name)")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="queries to show (one page)")
+    ] = PAGE_DEFAULT,
+    offset: Annotated[
+        int, typer.Option(min=0, help="continue from this offset (the last page's next_offset)")
+    ] = 0,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """List the queries sent to peers, oldest first: sent time, query id, peer, latest status,
+    outcome, hit reference and case reference. An officer sees their own; an admin or auditor
+    every officer's, each listing recorded in the audit trail."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    for name, value in (("since", since), ("case_ref", case_ref), ("officer", officer)):
+        if value is not None:
+            params[name] = value
+    if peer is not None:
+        params["peer"] = peer.strip().upper()
+    with _history_client(token, token_file, url, ca_file, config) as client:
+        page = client.call("GET", "/queries", params=params, what="the listing")
+    if json_out:
+        print_json(page)
+        return
+    if not page["items"] and offset == 0:
+        typer.echo("no queries sent")
+    for item in page["items"]:
+        typer.echo(_line(item))
+    if page["next_offset"] is not None:
+        typer.echo(f"more: bdx queries list --offset {page['next_offset']}", err=True)
+
+
+@history_app.command("show")
+def show_query(
+    query_id: QueryId,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+) -> None:
+    """Show one query sent: when, to whom, why, its latest status and, on a hit, the
+    reference to quote. Another officer's query, like one never sent, is not found (exit 4)."""
+    with _history_client(token, token_file, url, ca_file, config) as client:
+        found = client.call("GET", _query_path(query_id), what="the query")
+    if json_out:
+        print_json(found)
+        return
+    _show(found)
+
+
+@history_app.command("poll")
+def poll_query(
+    query_id: QueryId,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1, max=MAX_TIMEOUT_S, help="seconds to wait for the node's answer (exit 6 after)"
+        ),
+    ] = CLIENT_TIMEOUT_S,
+) -> None:
+    """Fetch the reply a peer kept for a query the node stopped waiting for (status timeout
+    after the peer accepted it). Exit 0 when the peer answered (hit, no-hit or its refusal),
+    6 when it still searches (poll again later) or could not be asked, 4 when it no longer
+    holds the reply (expired), 3 when the query holds no reply to fetch (answered already, or
+    never accepted by the peer)."""
+    with _history_client(token, token_file, url, ca_file, config, timeout) as client:
+        try:
+            found = client.call("POST", _query_path(query_id) + "/poll", what="the poll")
+        except NodeRequestError as exc:
+            if exc.reason in POLL_CONFLICTS:
+                exc.exit_code = ConflictError.exit_code
+            raise
+    if json_out:
+        print_json(found)
+    else:
+        _show(found)
+    status = found["status"]
+    if status == "expired":
+        raise NotFoundError(
+            f"{found['peer']} no longer holds the reply of query {query_id}", reason="expired"
+        )
+    if status == "pending":
+        raise PeerError(f"{found['peer']} is still searching: poll again later", reason="pending")
+    if status != "answered":
+        raise PeerError(f"{found['peer']} did not answer: {status}", reason=status)
