@@ -1,0 +1,414 @@
+"""An officer's queries read back from the exchange log (``GET /queries``,
+``GET /queries/{id}``, ``bdx queries list|show``) and a late reply fetched
+(``POST /queries/{id}/poll``, ``bdx queries poll``) after the node stopped waiting for a peer
+that had accepted the query. Three nodes served as ``bdx serve`` serves them: TH asks, ID and
+MY answer; ID's searches are made slow where a test needs a peer that answers late."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from certs.pki.bootstrap import build_region, write_region
+from matcher.fingerprint import iso19794_2
+from matcher.fingerprint.template import FingerprintTemplate
+from matcher.synthetic import synthetic_templates
+from node.db.models import Role
+from node.exchange import params
+from node.exchange.requester import QUERY_PATH
+from node.services.queries import LIST_ACTION, POLL_ACTION, SHOW_ACTION
+from node.services.users import UserService
+from tests.exchange.service_support import ServiceNode, serving
+
+BDX = [sys.executable, "-c", "from node.cli import main; main()"]
+FINGERS = 5
+#: TH's deadline per peer in the tests that need it to give up (the nodes' is 5 s).
+SHORT_WAIT_S = 1.0
+#: How long a slowed search at ID takes: well past TH's SHORT_WAIT_S and its grace.
+SLOW_SEARCH_S = 4.0
+
+
+@dataclass
+class Setup:
+    th: ServiceNode
+    id: ServiceNode
+    my: ServiceNode
+    tokens: dict[str, str]  # at TH, by user name
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+@pytest.fixture(scope="module")
+def fingers() -> list[list[FingerprintTemplate]]:
+    return synthetic_templates(FINGERS, 2, seed=23)
+
+
+@pytest.fixture(scope="module")
+def nodes(
+    fingers: list[list[FingerprintTemplate]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    root = tmp_path_factory.mktemp("history-region")
+    write_region(build_region(("TH", "ID", "MY")), root)
+    with serving(tmp_path_factory.mktemp("history-nodes"), root, ("TH", "ID", "MY")) as served:
+        served["ID"].enrol([f"id-{i}" for i in range(FINGERS)], [f[0] for f in fingers])
+        served["MY"].enrol(["my-0"], [fingers[0][0]])
+        th = served["TH"]
+        tokens = {"officer": th.token}
+        with th.app.state.sessions() as session:
+            users = UserService(session)
+            for name, role in (
+                ("officer2", Role.OFFICER),
+                ("admin", Role.ADMIN),
+                ("auditor", Role.AUDITOR),
+                ("operator", Role.OPERATOR),
+            ):
+                users.add_user(name, role, actor="test")
+                tokens[name] = users.issue_token(name, expires_days=1, actor="test").token
+        setup = Setup(th, served["ID"], served["MY"], tokens)
+        # Each peer's first search after the enrolment loads the new gallery, longer than TH
+        # waits on a loaded machine: done here, outside the tests' assertions.
+        send(setup, ["ID", "MY"], fingers[0][1], case_ref="warm-up")
+        yield setup
+
+
+def send(
+    nodes: Setup,
+    to: list[str],
+    probe: FingerprintTemplate,
+    *,
+    case_ref: str,
+    user: str = "officer",
+    purpose: str = "asylum",
+) -> dict[str, dict[str, Any]]:
+    """``user``'s query to ``to`` through TH's API: each peer's result."""
+    body = {
+        "peers": to,
+        "purpose": purpose,
+        "modality": "fingerprint",
+        "templates": [
+            {"data": base64.b64encode(iso19794_2.encode(probe)).decode(), "finger_position": 1}
+        ],
+        "case_ref": case_ref,
+    }
+    r = httpx.post(
+        nodes.th.api_url + "/queries", json=body, headers=nodes.headers(user), timeout=60
+    )
+    assert r.status_code == 200, r.text
+    return {p["peer"]: p for p in r.json()["results"]}
+
+
+def get(nodes: Setup, path: str, user: str, **query: Any) -> httpx.Response:
+    return httpx.get(nodes.th.api_url + path, params=query, headers=nodes.headers(user), timeout=60)
+
+
+def poll(nodes: Setup, query_id: str, user: str = "officer") -> httpx.Response:
+    return httpx.post(
+        f"{nodes.th.api_url}/queries/{query_id}/poll", headers=nodes.headers(user), timeout=60
+    )
+
+
+def listed(nodes: Setup, user: str = "officer", **query: Any) -> list[dict[str, Any]]:
+    r = get(nodes, "/queries", user, limit=1000, **query)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def audited(nodes: Setup, action: str) -> list[dict[str, Any]]:
+    r = get(nodes, "/audit-events", "auditor", action=action, limit=1000)
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def logged(node: ServiceNode, kind: str, query_id: str) -> list[dict[str, Any]]:
+    events = [json.loads(e.data) for e in node.exchange.log.entries()]
+    return [e for e in events if e.get("type") == kind and e.get("query_id") == query_id]
+
+
+def bdx(nodes: Setup, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "BDX_TOKEN": nodes.tokens[user]}
+    env.pop("BDX_TOKEN_FILE", None)
+    command = [*BDX, "queries", *args, "--url", nodes.th.api_url]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+@contextmanager
+def slow_peer(
+    nodes: Setup, monkeypatch: pytest.MonkeyPatch, *, sync_wait_s: float
+) -> Iterator[threading.Event]:
+    """ID's fingerprint searches take SLOW_SEARCH_S more, ID answers 202 after ``sync_wait_s``
+    and TH gives up after SHORT_WAIT_S; the event is set once the slowed search is done."""
+    search = nodes.id.exchange.responder.search
+    original = search._fingerprint
+    done = threading.Event()
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(SLOW_SEARCH_S)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            done.set()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(search, "_fingerprint", slow)
+        patched.setattr(params, "SYNC_WAIT_SECONDS", sync_wait_s)
+        patched.setattr(nodes.th.exchange.requester, "timeout", SHORT_WAIT_S)
+        yield done
+        # ID's peer threads are shared by TH's queries: the slowed search ends first.
+        assert done.wait(30)
+
+
+def kept_reply_done(nodes: Setup, query_id: str) -> None:
+    """Wait until ID's reply of ``query_id``, kept for polling, is made."""
+    nodes.id.app.state.pending_replies.get(query_id, "TH").result(timeout=30)
+
+
+def test_an_officer_reads_back_their_own_queries(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    before = datetime.now(UTC)
+    got = send(nodes, ["ID", "MY"], fingers[1][1], case_ref="own-1")
+    seen = len(audited(nodes, SHOW_ACTION)), len(audited(nodes, LIST_ACTION))
+    items = listed(nodes, case_ref="own-1")
+    assert [(q["peer"], q["status"]) for q in items] == [("ID", "answered"), ("MY", "answered")]
+    first = items[0]
+    assert (first["query_id"], first["outcome"], first["reference"]) == (
+        got["ID"]["query_id"],
+        "hit",
+        got["ID"]["reference"],
+    )
+    assert items[1]["outcome"] == "no_hit" and items[1]["reference"] is None
+    r = get(nodes, f"/queries/{got['ID']['query_id']}", "officer")
+    assert r.status_code == 200, r.text
+    shown = r.json()
+    assert {k: shown[k] for k in ("peer", "purpose", "modality", "case_ref", "officer")} == {
+        "peer": "ID",
+        "purpose": "asylum",
+        "modality": "fingerprint",
+        "case_ref": "own-1",
+        "officer": "user:officer",
+    }
+    sent_at = datetime.fromisoformat(shown["sent_at"])
+    assert before <= sent_at <= datetime.fromisoformat(shown["replied_at"]) <= datetime.now(UTC)
+    assert (shown["late"], shown["pollable"]) == (False, False)
+    assert shown["reply_jws"] == got["ID"]["reply_jws"]
+    assert [r["status"] for r in shown["replies"]] == ["answered"]
+    # Reading one's own queries is not recorded.
+    assert (len(audited(nodes, SHOW_ACTION)), len(audited(nodes, LIST_ACTION))) == seen
+
+
+def test_the_listing_filters_and_pages(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    send(nodes, ["ID"], fingers[2][1], case_ref="filter-a")
+    middle = datetime.now(UTC)
+    send(nodes, ["ID", "MY"], fingers[2][1], case_ref="filter-b")
+    assert [q["case_ref"] for q in listed(nodes, case_ref="filter-a")] == ["filter-a"]
+    to_my = listed(nodes, peer="MY", case_ref="filter-b")
+    assert [q["peer"] for q in to_my] == ["MY"]
+    later = listed(nodes, since=middle.isoformat())
+    assert {q["case_ref"] for q in later} == {"filter-b"} and len(later) == 2
+    everything = listed(nodes)
+    r = get(nodes, "/queries", "officer", limit=2, offset=1)
+    page = r.json()
+    assert [q["query_id"] for q in page["items"]] == [q["query_id"] for q in everything[1:3]]
+    assert page["total"] == len(everything) and page["next_offset"] == 3
+    last = get(nodes, "/queries", "officer", limit=2, offset=len(everything) - 1).json()
+    assert len(last["items"]) == 1 and last["next_offset"] is None
+    bad = get(nodes, "/queries", "officer", peer="Thailand")
+    assert bad.status_code == 422
+
+
+def test_another_officers_query_is_not_found(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    mine = send(nodes, ["ID"], fingers[1][1], case_ref="private-1")["ID"]["query_id"]
+    unknown = "00000000-0000-4000-8000-000000000000"
+    theirs = get(nodes, f"/queries/{mine}", "officer2")
+    never = get(nodes, f"/queries/{unknown}", "officer2")
+    assert theirs.status_code == never.status_code == 404
+    # The same answer as for a query never sent: nothing says it exists.
+    assert theirs.json() == {k: v.replace(unknown, mine) for k, v in never.json().items()}
+    assert theirs.json()["error"] == "unknown_query"
+    assert listed(nodes, "officer2", case_ref="private-1") == []
+    assert poll(nodes, mine, "officer2").status_code == 404
+    named = get(nodes, "/queries", "officer2", officer="officer")
+    assert named.status_code == 403 and named.json()["error"] == "own_queries_only"
+    # Naming oneself is what an officer sees anyway.
+    send(nodes, ["ID"], fingers[1][1], case_ref="private-2", user="officer2")
+    assert [q["officer"] for q in listed(nodes, "officer2", officer="officer2")] == [
+        "user:officer2"
+    ]
+
+
+def test_admins_and_auditors_read_every_officers_queries_on_the_record(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    qid = send(nodes, ["ID"], fingers[3][1], case_ref="review-1")["ID"]["query_id"]
+    send(nodes, ["ID"], fingers[3][1], case_ref="review-1", user="officer2")
+    for user in ("admin", "auditor"):
+        every = listed(nodes, user, case_ref="review-1")
+        assert [q["officer"] for q in every] == ["user:officer", "user:officer2"]
+        one = listed(nodes, user, case_ref="review-1", officer="officer")
+        assert [q["query_id"] for q in one] == [qid]
+        assert get(nodes, f"/queries/{qid}", user).json()["case_ref"] == "review-1"
+    lists = [e for e in audited(nodes, LIST_ACTION) if e["details"]["case_ref"] == "review-1"]
+    assert [(e["actor"], e["target"], e["details"]["returned"]) for e in lists] == [
+        ("user:admin", None, 2),
+        ("user:admin", "user:officer", 1),
+        ("user:auditor", None, 2),
+        ("user:auditor", "user:officer", 1),
+    ]
+    shows = [e for e in audited(nodes, SHOW_ACTION) if e["target"] == qid]
+    assert [(e["actor"], e["details"]) for e in shows] == [
+        ("user:admin", {"officer": "user:officer", "peer": "ID"}),
+        ("user:auditor", {"officer": "user:officer", "peer": "ID"}),
+    ]
+    # ...and in the tamper-evident log.
+    mirrored = [
+        e
+        for e in (json.loads(x.data) for x in nodes.th.exchange.log.entries())
+        if e.get("type") == "node_action" and e.get("action") == SHOW_ACTION
+    ]
+    assert [e["target"] for e in mirrored][-2:] == [qid, qid]
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "status"),
+    [
+        (None, "/queries", 401),
+        ("operator", "/queries", 403),
+        ("operator", "/queries/00000000-0000-4000-8000-000000000000", 403),
+    ],
+)
+def test_who_may_read_the_history(nodes: Setup, user: str | None, path: str, status: int) -> None:
+    headers = nodes.headers(user) if user is not None else {}
+    r = httpx.get(nodes.th.api_url + path, headers=headers, timeout=60)
+    assert r.status_code == status, r.text
+
+
+def test_an_unknown_query_is_not_found_for_an_admin_either(nodes: Setup) -> None:
+    r = get(nodes, "/queries/not-a-query-id", "admin")
+    assert r.status_code == 404 and r.json()["error"] == "unknown_query"
+    assert bdx(nodes, "officer", "show", "00000000-0000-4000-8000-000000000000").returncode == 4
+
+
+def test_a_reply_that_came_after_the_node_stopped_waiting_is_fetched_late(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ID accepts the query (202) and searches longer than TH waits: TH's officer got
+    ``timeout``, although ID answers a hit a moment later and keeps it for polling."""
+    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2):
+        got = send(nodes, ["ID"], fingers[2][1], case_ref="late-1")["ID"]
+        qid = got["query_id"]
+        assert (got["status"], got["pollable"]) == ("timeout", True), got
+        # Still searching: pending, and it may be polled again.
+        early = bdx(nodes, "officer", "poll", qid, "--json")
+        assert early.returncode == 6, early.stderr
+        assert json.loads(early.stdout)["status"] == "pending"
+        assert "[pending]" in early.stderr
+        kept_reply_done(nodes, qid)
+        r = poll(nodes, qid, "admin")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["status"], body["outcome"], body["late"], body["pollable"]) == (
+        "answered",
+        "hit",
+        True,
+        False,
+    )
+    assert body["reference"] and body["reply_jws"].count(".") == 2
+    assert [(x["status"], x["late"]) for x in body["replies"]] == [
+        ("timeout", False),
+        ("pending", True),
+        ("answered", True),
+    ]
+    # The reference TH got late is the one ID logged for this query.
+    assert logged(nodes.id, "reply_sent", qid)[-1]["reference"] == body["reference"]
+    replies = logged(nodes.th, "reply_received", qid)
+    status_url = f"{nodes.id.peer_url}{QUERY_PATH}/{qid}"
+    assert [e.get("status_url") for e in replies] == [status_url, status_url, None]
+    assert [e.get("late", False) for e in replies] == [False, True, True]
+    assert replies[-1]["reference"] == body["reference"]
+    # The admin's poll is on the record; the officer's own is not.
+    polls = [e for e in audited(nodes, POLL_ACTION) if e["target"] == qid]
+    assert [(e["actor"], e["details"]["status"]) for e in polls] == [("user:admin", "answered")]
+    shown = bdx(nodes, "officer", "show", qid)
+    assert shown.returncode == 0 and "answered (late reply)" in shown.stdout
+    # Answered: nothing is left to fetch.
+    again = poll(nodes, qid)
+    assert again.status_code == 409 and again.json()["error"] == "not_timed_out"
+    cli = bdx(nodes, "officer", "poll", qid)
+    assert cli.returncode == 3 and "[not_timed_out]" in cli.stderr
+
+
+def test_a_reply_the_peer_no_longer_holds_is_expired(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2):
+        got = send(nodes, ["ID"], fingers[1][1], case_ref="late-2")["ID"]
+        qid = got["query_id"]
+        assert got["status"] == "timeout" and got["pollable"]
+        kept_reply_done(nodes, qid)
+        monkeypatch.setattr(params, "PENDING_TTL_SECONDS", 0.0)  # ID forgets it now
+        gone = bdx(nodes, "officer", "poll", qid, "--json")
+    assert gone.returncode == 4, gone.stderr
+    body = json.loads(gone.stdout)
+    assert (body["status"], body["late"], body["pollable"]) == ("expired", True, False)
+    assert body["outcome"] is None and body["detail"]
+    assert logged(nodes.th, "reply_received", qid)[-1]["status"] == "expired"
+    again = poll(nodes, qid)
+    assert again.status_code == 409 and again.json()["error"] == "not_timed_out"
+
+
+def test_a_query_the_peer_never_accepted_has_nothing_to_poll(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TH gives up before ID answers anything (202 included): no status URL is kept."""
+    with slow_peer(nodes, monkeypatch, sync_wait_s=2 * SLOW_SEARCH_S):
+        got = send(nodes, ["ID"], fingers[1][1], case_ref="late-3")["ID"]
+    assert (got["status"], got["pollable"]) == ("timeout", False), got
+    r = poll(nodes, got["query_id"])
+    assert r.status_code == 409 and r.json()["error"] == "no_status_url", r.text
+    assert "status_url" not in logged(nodes.th, "reply_received", got["query_id"])[-1]
+
+
+@pytest.mark.parametrize(("user", "status"), [("auditor", 403), ("operator", 403)])
+def test_only_the_officer_or_an_admin_polls(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], user: str, status: int
+) -> None:
+    qid = send(nodes, ["ID"], fingers[1][1], case_ref="poll-who")["ID"]["query_id"]
+    r = poll(nodes, qid, user)
+    assert r.status_code == status and r.json()["error"] == "wrong_role", r.text
+
+
+def test_the_command_line_lists_and_shows(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    qid = send(nodes, ["ID"], fingers[1][1], case_ref="cli-1")["ID"]["query_id"]
+    out = bdx(nodes, "officer", "list", "--case-ref", "cli-1", "--json")
+    assert out.returncode == 0, out.stderr
+    assert [q["query_id"] for q in json.loads(out.stdout)["items"]] == [qid]
+    text = bdx(nodes, "officer", "list", "--case-ref", "cli-1", "--peer", "id")
+    assert text.returncode == 0 and qid in text.stdout and "answered" in text.stdout
+    shown = bdx(nodes, "officer", "show", qid, "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["case_ref"] == "cli-1"
+    other = bdx(nodes, "officer2", "show", qid)
+    assert other.returncode == 4 and "[unknown_query]" in other.stderr
+    refused = bdx(nodes, "operator", "list")
+    assert refused.returncode == 5 and "[wrong_role]" in refused.stderr
