@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,8 +36,8 @@ BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 FINGERS = 5
 #: TH's deadline per peer in the tests that need it to give up (the nodes' is 5 s).
 SHORT_WAIT_S = 1.0
-#: How long a slowed search at ID takes: well past TH's SHORT_WAIT_S and its grace.
-SLOW_SEARCH_S = 4.0
+#: Longest a search at ID is held by a test (it is released sooner).
+HELD_SEARCH_S = 60.0
 
 
 @dataclass
@@ -151,14 +150,14 @@ def bdx(nodes: Setup, user: str, *args: str) -> subprocess.CompletedProcess[str]
 def slow_peer(
     nodes: Setup, monkeypatch: pytest.MonkeyPatch, *, sync_wait_s: float
 ) -> Iterator[threading.Event]:
-    """ID's fingerprint searches take SLOW_SEARCH_S more, ID answers 202 after ``sync_wait_s``
-    and TH gives up after SHORT_WAIT_S; the event is set once the slowed search is done."""
+    """ID's fingerprint searches wait until the event yielded is set (at the latest when the
+    block ends), ID answers 202 after ``sync_wait_s`` and TH gives up after SHORT_WAIT_S."""
     search = nodes.id.exchange.responder.search
     original = search._fingerprint
-    done = threading.Event()
+    release, done = threading.Event(), threading.Event()
 
     def slow(*args: Any, **kwargs: Any) -> Any:
-        time.sleep(SLOW_SEARCH_S)
+        release.wait(HELD_SEARCH_S)
         try:
             return original(*args, **kwargs)
         finally:
@@ -168,9 +167,12 @@ def slow_peer(
         patched.setattr(search, "_fingerprint", slow)
         patched.setattr(params, "SYNC_WAIT_SECONDS", sync_wait_s)
         patched.setattr(nodes.th.exchange.requester, "timeout", SHORT_WAIT_S)
-        yield done
-        # ID's peer threads are shared by TH's queries: the slowed search ends first.
-        assert done.wait(30)
+        try:
+            yield release
+        finally:
+            release.set()
+            # ID's peer threads are shared by TH's queries: the held search ends first.
+            assert done.wait(HELD_SEARCH_S)
 
 
 def kept_reply_done(nodes: Setup, query_id: str) -> None:
@@ -313,7 +315,7 @@ def test_a_reply_that_came_after_the_node_stopped_waiting_is_fetched_late(
 ) -> None:
     """ID accepts the query (202) and searches longer than TH waits: TH's officer got
     ``timeout``, although ID answers a hit a moment later and keeps it for polling."""
-    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2):
+    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2) as release:
         got = send(nodes, ["ID"], fingers[2][1], case_ref="late-1")["ID"]
         qid = got["query_id"]
         assert (got["status"], got["pollable"]) == ("timeout", True), got
@@ -322,6 +324,7 @@ def test_a_reply_that_came_after_the_node_stopped_waiting_is_fetched_late(
         assert early.returncode == 6, early.stderr
         assert json.loads(early.stdout)["status"] == "pending"
         assert "[pending]" in early.stderr
+        release.set()
         kept_reply_done(nodes, qid)
         r = poll(nodes, qid, "admin")
     assert r.status_code == 200, r.text
@@ -360,10 +363,11 @@ def test_a_reply_that_came_after_the_node_stopped_waiting_is_fetched_late(
 def test_a_reply_the_peer_no_longer_holds_is_expired(
     nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2):
+    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2) as release:
         got = send(nodes, ["ID"], fingers[1][1], case_ref="late-2")["ID"]
         qid = got["query_id"]
         assert got["status"] == "timeout" and got["pollable"]
+        release.set()
         kept_reply_done(nodes, qid)
         monkeypatch.setattr(params, "PENDING_TTL_SECONDS", 0.0)  # ID forgets it now
         gone = bdx(nodes, "officer", "poll", qid, "--json")
@@ -380,7 +384,7 @@ def test_a_query_the_peer_never_accepted_has_nothing_to_poll(
     nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TH gives up before ID answers anything (202 included): no status URL is kept."""
-    with slow_peer(nodes, monkeypatch, sync_wait_s=2 * SLOW_SEARCH_S):
+    with slow_peer(nodes, monkeypatch, sync_wait_s=HELD_SEARCH_S):
         got = send(nodes, ["ID"], fingers[1][1], case_ref="late-3")["ID"]
     assert (got["status"], got["pollable"]) == ("timeout", False), got
     r = poll(nodes, got["query_id"])
