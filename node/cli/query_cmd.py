@@ -49,6 +49,12 @@ from node.service_errors import ConflictError
 CLIENT_TIMEOUT_S = 330.0
 #: Longest --timeout: an hour is beyond any answer; inf or 1e300 overflowed the socket timeout.
 MAX_TIMEOUT_S = 3600.0
+NodeTimeout = Annotated[
+    float,
+    typer.Option(
+        min=1, max=MAX_TIMEOUT_S, help="seconds to wait for the node's answer (exit 6 after)"
+    ),
+]
 #: Largest FILE read: no node takes a larger upload (``max_upload_bytes`` is at most 256 MiB),
 #: so a bigger file (a disk image named by mistake) is refused before it is read into memory.
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -210,12 +216,7 @@ def query(
     ca_file: CaFileOption = None,
     config: ConfigOption = None,
     json_out: JsonOption = False,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            min=1, max=MAX_TIMEOUT_S, help="seconds to wait for the node's answer (exit 6 after)"
-        ),
-    ] = CLIENT_TIMEOUT_S,
+    timeout: NodeTimeout = CLIENT_TIMEOUT_S,
 ) -> None:
     """Ask peer nodes whether they know the person in FILE(s): hit/no-hit per peer."""
     client = NodeClient(
@@ -394,12 +395,7 @@ def poll_query(
     ca_file: CaFileOption = None,
     config: ConfigOption = None,
     json_out: JsonOption = False,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            min=1, max=MAX_TIMEOUT_S, help="seconds to wait for the node's answer (exit 6 after)"
-        ),
-    ] = CLIENT_TIMEOUT_S,
+    timeout: NodeTimeout = CLIENT_TIMEOUT_S,
 ) -> None:
     """Fetch the reply a peer kept for a query the node stopped waiting for (status timeout
     after the peer accepted it). Exit 0 when the peer answered (hit, no-hit or its refusal),
