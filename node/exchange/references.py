@@ -18,10 +18,17 @@ operator resolved, still in both nodes' exchange logs, then names nobody. A reso
 linked to its subject: each resolution is an audit event (``hit.resolve``,
 :mod:`node.services.hits`) holding the reference and the subject's external id, mirrored into
 the append-only exchange log, and neither is pruned with this table.
+
+An operator records on the row the examiner's outcome of the follow-up (:class:`HitOutcome`,
+with when, by whom and a short note; :mod:`node.services.hits`). The follow-up period runs
+from the hit's issue whatever its outcome: a confirmed hit's row expires as a pending one's
+(the personal data, once released through formal channels, is the requesting country's to
+keep; this table holds only the link), and its ``hit.outcome`` audit events remain.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import re
@@ -33,6 +40,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Engine,
+    Enum,
     MetaData,
     String,
     Table,
@@ -59,7 +67,29 @@ OPTION_LIKE = "-"
 #: Every reference this node ever issued (each version): REF_CHARS base64url characters.
 _REFERENCE = re.compile(rf"[A-Za-z0-9_-]{{{REF_CHARS}}}")
 
-metadata = MetaData()
+#: Longest note an operator may keep with a hit's outcome (``exchange_hits.note``): a file
+#: number or a line on why (a blurred latent, the request withdrawn by letter of ...), copied
+#: into the audit trail with each outcome; long enough for that, too short for a report.
+NOTE_CHARS = 200
+#: Longest ``outcome_by``: an audit actor (``user:<name>``), as ``audit_events.actor``.
+ACTOR_CHARS = 128
+
+
+class HitOutcome(enum.StrEnum):
+    """The examiner's outcome of a hit's follow-up, as an operator records it: ``confirmed``
+    (the forensic examiner confirmed the match), ``not_confirmed`` (a false hit),
+    ``withdrawn`` (the requesting country withdrew its follow-up). None recorded: pending."""
+
+    CONFIRMED = "confirmed"
+    NOT_CONFIRMED = "not_confirmed"
+    WITHDRAWN = "withdrawn"
+
+
+#: The models' convention for CHECK constraints (``node.db.base``): the outcome's is
+#: ``ck_exchange_hits_outcome`` (migration 0009); indexes keep SQLAlchemy's default names.
+metadata = MetaData(
+    naming_convention={"ix": "ix_%(column_0_label)s", "ck": "ck_%(table_name)s_%(constraint_name)s"}
+)
 
 exchange_hits = Table(
     "exchange_hits",
@@ -67,8 +97,25 @@ exchange_hits = Table(
     Column("reference", String(REF_CHARS), primary_key=True),
     Column("query_id", String(36), nullable=False, index=True),
     Column("requester", String(2), nullable=False),
-    Column("record_ref", String(128), nullable=False),
+    # Listings by subject filter on it (migration 0009).
+    Column("record_ref", String(128), nullable=False, index=True),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    # The follow-up's outcome, all four NULL until an operator records one (0009).
+    Column(
+        "outcome",
+        Enum(
+            HitOutcome,
+            name="outcome",
+            native_enum=False,
+            create_constraint=True,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        ),
+        nullable=True,
+    ),
+    Column("outcome_at", DateTime(timezone=True), nullable=True),
+    Column("outcome_by", String(ACTOR_CHARS), nullable=True),
+    Column("note", String(NOTE_CHARS), nullable=True),
 )
 
 #: Built once (every hit runs it).

@@ -130,7 +130,7 @@ def test_db_cli_upgrade_and_current(
     assert code == 0
     assert json.loads(out)["up_to_date"] is False
     code, out, _ = run_cli(["db", "upgrade"], capsys)
-    assert (code, out.strip()) == (0, "database at revision 0008")
+    assert (code, out.strip()) == (0, "database at revision 0009")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
     code, _, err = run_cli(["db", "upgrade", "--revision", "bogus"], capsys)  # was a traceback
@@ -419,6 +419,8 @@ CHECKS_0007 = {
     ("template_records", "ck_template_records_modality"),
     ("template_records", "ck_template_records_record_state"),
 }
+#: The CHECK constraint migration 0009 adds (the outcome of a hit's follow-up).
+CHECKS_0009 = {("exchange_hits", "ck_exchange_hits_outcome")}
 
 
 def test_migrated_check_constraints_have_the_models_names(engine: Engine) -> None:
@@ -461,7 +463,10 @@ def test_0007_renames_the_enum_checks_and_keeps_rows_and_enforcement(fresh_db_ur
             conn.execute(insert(t["template_records"]).values(reference="r1", **face))
         with engine.connect() as conn:
             before = _snapshot(conn, REBUILT)
-        assert _check_names(engine) == _declared_check_names() - CHECKS_0007 | CHECKS_0001
+        assert (
+            _check_names(engine)
+            == _declared_check_names() - CHECKS_0007 - CHECKS_0009 | CHECKS_0001
+        )
 
         upgrade(engine)
         with engine.connect() as conn:
@@ -482,6 +487,9 @@ def test_0007_renames_the_enum_checks_and_keeps_rows_and_enforcement(fresh_db_ur
             assert conn.execute(select(t["api_tokens"])).all() == []
 
         command.downgrade(alembic_config(engine), "0006")
-        assert _check_names(engine) == _declared_check_names() - CHECKS_0007 | CHECKS_0001
+        assert (
+            _check_names(engine)
+            == _declared_check_names() - CHECKS_0007 - CHECKS_0009 | CHECKS_0001
+        )
     finally:
         engine.dispose()
