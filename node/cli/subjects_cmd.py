@@ -3,16 +3,18 @@ follow-up of a hit this node answered.
 
 The commands go through the local node's API (``GET /subjects``, ``GET /subjects/{id}``,
 ``PUT /subjects/{id}/restrictions``, ``PUT /records/{reference}/restrictions``,
-``DELETE /subjects/{id}``, ``GET /hits/{reference}``) with an operator's token, because the
-running node holds the gallery: a deletion hides the subject's records from searches at once,
-and the node erases their templates from the gallery files within ``gallery_erase_interval_s``;
-a resolved reference is recorded in the node's audit trail. Connection options and exit codes:
-:mod:`node.cli._client`.
+``DELETE /subjects/{id}``, ``GET /hits/{reference}``, ``PUT /hits/{reference}/outcome``,
+``GET /subjects/{id}/hits``) with an operator's token, because the running node holds the
+gallery: a deletion hides the subject's records from searches at once, and the node erases
+their templates from the gallery files within ``gallery_erase_interval_s``; a resolved
+reference, and an outcome recorded on one, are recorded in the node's audit trail. Connection
+options and exit codes: :mod:`node.cli._client`.
 """
 
 from __future__ import annotations
 
 import json as json_module
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,11 +33,14 @@ from node.cli._client import (
 )
 from node.cli._common import ConfigOption, JsonOption, print_json, printable
 from node.cli.gallery_cmd import restrictions_option
+from node.db.models import LABEL_PATTERN
+from node.exchange.references import NOTE_CHARS, HitOutcome
+from node.repositories.hits import OutcomeState
 from node.restrictions import SharingRestrictions
 
 app = typer.Typer(
-    help="List, show, restrict and delete the running node's subjects, and resolve a hit "
-    "reference for follow-up (operators).",
+    help="List, show, restrict and delete the running node's subjects, resolve a hit "
+    "reference for follow-up and record its outcome (operators).",
     no_args_is_help=True,
 )
 
@@ -45,6 +50,15 @@ CLIENT_TIMEOUT_S = 60.0
 PAGE_DEFAULT = 100
 
 ExternalId = Annotated[str, typer.Argument(help="the subject's external id")]
+Reference = Annotated[
+    str,
+    typer.Argument(
+        help="the hit reference a peer quotes (this node no longer issues one that starts "
+        "with '-'; for an older one, put -- before it)"
+    ),
+]
+#: Exit code of a request that clashes with the node's state (README: 3), as the node's 409.
+EXIT_CONFLICT = 3
 
 
 def _client(
@@ -225,13 +239,7 @@ def delete(
 
 @app.command("reference")
 def reference_(
-    reference: Annotated[
-        str,
-        typer.Argument(
-            help="the hit reference a peer quotes (this node no longer issues one that starts "
-            "with '-'; for an older one, put -- before it)"
-        ),
-    ],
+    reference: Reference,
     token: TokenOption = None,
     token_file: TokenFileOption = None,
     url: UrlOption = None,
@@ -256,8 +264,98 @@ def reference_(
         typer.echo("subject deleted since the hit: nothing is left to disclose")
         return
     typer.echo(f"subject {printable(hit['subject'])} ({hit['state']})")
+    typer.echo(_outcome_line(hit))
     for rec in hit["records"]:
         typer.echo(_record_line(rec))
+
+
+def _outcome_filter(outcome: OutcomeState | None) -> dict[str, str]:
+    """The listing's ``outcome`` parameter: none when not asked (any outcome)."""
+    return {} if outcome is None else {"outcome": outcome.value}
+
+
+def _outcome_line(hit: dict[str, Any]) -> str:
+    if hit["outcome"] == "pending":
+        return "outcome pending (none recorded)"
+    note = f": {printable(hit['note'])}" if hit["note"] else ""
+    by = printable(hit["outcome_by"])
+    return f"outcome {hit['outcome']} (recorded {hit['outcome_at']} by {by}){note}"
+
+
+def _note_option(value: str | None) -> str | None:
+    """A note the node would take: 1 to NOTE_CHARS characters of plain text (no control or
+    invisible characters)."""
+    if value is None:
+        return None
+    if not 1 <= len(value) <= NOTE_CHARS or not re.fullmatch(LABEL_PATTERN, value):
+        raise typer.BadParameter(
+            f"must be 1-{NOTE_CHARS} characters of plain text (no control characters)"
+        )
+    return value
+
+
+@app.command("outcome")
+def outcome(
+    reference: Reference,
+    confirmed: Annotated[
+        bool, typer.Option("--confirmed", help="the examiner confirmed the match")
+    ] = False,
+    not_confirmed: Annotated[
+        bool, typer.Option("--not-confirmed", help="the examiner rejected it: a false hit")
+    ] = False,
+    withdrawn: Annotated[
+        bool,
+        typer.Option("--withdrawn", help="the requesting country withdrew its follow-up"),
+    ] = False,
+    note: Annotated[
+        str | None,
+        typer.Option(
+            parser=_note_option,
+            help=f"a short note (up to {NOTE_CHARS} characters: a file number, why); it is "
+            "copied into the audit trail, so never personal data",
+        ),
+    ] = None,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Record the forensic examiner's outcome of a hit's follow-up (one of --confirmed,
+    --not-confirmed, --withdrawn), replacing one recorded before. Each recording is in the
+    audit trail (hit.outcome) with the outcome it replaced. A reference this node never issued
+    or no longer keeps is not found (exit 4); one whose subject is deleted, or being deleted,
+    is a conflict (exit 3): its follow-up is over."""
+    chosen = [
+        o
+        for o, given in (
+            (HitOutcome.CONFIRMED, confirmed),
+            (HitOutcome.NOT_CONFIRMED, not_confirmed),
+            (HitOutcome.WITHDRAWN, withdrawn),
+        )
+        if given
+    ]
+    if len(chosen) != 1:
+        raise typer.BadParameter(
+            "give exactly one outcome", param_hint="--confirmed / --not-confirmed / --withdrawn"
+        )
+    body: dict[str, Any] = {"outcome": chosen[0].value, "note": note}
+    path = "/hits/" + quote(reference, safe="") + "/outcome"
+    with _client(token, token_file, url, ca_file, config) as client:
+        try:
+            done = client.call("PUT", path, json=body, what="the outcome")
+        except NodeRequestError as exc:
+            if exc.reason in ("subject_deleted", "subject_deleting"):
+                exc.exit_code = EXIT_CONFLICT
+            raise
+    if json:
+        print_json(done)
+        return
+    typer.echo(
+        f"reference {printable(done['reference'])} (query {printable(done['query_id'])} of "
+        f"{printable(done['requester'])}): {_outcome_line(done)}, was {done['previous']}"
+    )
 
 
 @app.command("hits")
@@ -269,6 +367,12 @@ def hits(
     offset: Annotated[
         int, typer.Option(min=0, help="continue from this offset (the last page's next_offset)")
     ] = 0,
+    outcome: Annotated[
+        OutcomeState | None,
+        typer.Option(
+            help="only the hits whose follow-up stands so (pending: no outcome recorded)",
+        ),
+    ] = None,
     token: TokenOption = None,
     token_file: TokenFileOption = None,
     url: UrlOption = None,
@@ -277,14 +381,15 @@ def hits(
     json: JsonOption = False,
 ) -> None:
     """List the hits this node answered on a subject and still keeps (hit_reference_days),
-    oldest first: the reference, the requesting country, when it was issued and the query, for
-    a data subject's access request or the data-protection officer. Every listing is recorded
-    in the audit trail; a subject not enrolled (deleted, or never) is not found (exit 4)."""
+    oldest first: the reference, the requesting country, when it was issued, the query and
+    the follow-up's outcome (pending: none recorded), for a data subject's access request or
+    the data-protection officer. Every listing is recorded in the audit trail; a subject not
+    enrolled (deleted, or never) is not found (exit 4)."""
     with _client(token, token_file, url, ca_file, config) as client:
         page = client.call(
             "GET",
             _path(external_id) + "/hits",
-            params={"limit": limit, "offset": offset},
+            params={"limit": limit, "offset": offset, **_outcome_filter(outcome)},
             what="the listing",
         )
     if json:
@@ -295,7 +400,7 @@ def hits(
     for item in page["items"]:
         typer.echo(
             f"{printable(item['reference'])}\t{printable(item['requester'])}\t"
-            f"{item['issued_at']}\tquery {printable(item['query_id'])}"
+            f"{item['issued_at']}\tquery {printable(item['query_id'])}\t{item['outcome']}"
         )
     if page["next_offset"] is not None:
         more = f"bdx subjects hits {printable(external_id)} --offset {page['next_offset']}"

@@ -22,32 +22,69 @@ requesting country; details: the filter, the page asked for and how many hits it
 the references, so that the audit trail does not keep more reference -> subject links than the
 resolutions already put there). A subject not enrolled (deleted, or never) is not found, as in
 ``GET /subjects/{external_id}``, and not recorded.
+
+A hit is a candidate only: a forensic examiner here confirms or rejects the match before any
+personal data is released (EU Prüm). The operator records that outcome on the reference
+(:meth:`HitService.record_outcome`): ``confirmed``, ``not_confirmed`` (a false hit) or
+``withdrawn`` (the requesting country withdrew its follow-up), with who and when, and an
+optional short note (a file number; never personal data: it is copied into the audit trail).
+Listings and resolutions show it (``pending`` while none is recorded), and the follow-up queue
+filters on it. Each recording is audited as ``hit.outcome`` (target: the reference; details:
+the outcome, the one it replaced, the note, the requesting country and the query; not the
+subject) in the transaction that writes it; an outcome may be changed (a mistaken entry), and
+the change's record names the outcome it replaced. The subject must still be enrolled: once
+deleted, or its deletion begun, the follow-up is over (nothing is left to examine or to
+disclose, as a resolution says ``deleted``), and the reference is a conflict
+(``subject_deleted``, ``subject_deleting``) with nothing recorded. The outcome is kept on the
+hit's row, which expires with it ``hit_reference_days`` after the hit was issued whatever its
+outcome; the audit trail keeps the ``hit.outcome`` events for the statistics of longer
+periods.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from node.db.base import utc_now
 from node.db.models import RecordState, Subject, TemplateRecord
 from node.errors import NotFoundError
-from node.exchange.references import well_formed
+from node.exchange.references import HitOutcome, well_formed
 from node.repositories.audit import AuditRepository
-from node.repositories.hits import HitRepository, IssuedHit
+from node.repositories.hits import HitRepository, IssuedHit, OutcomeState
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
-from node.service_errors import InternalServiceError
+from node.service_errors import ConflictError, InternalServiceError
 from node.services.galleries import subject_id_of, subject_key
+
+__all__ = [
+    "LIST_ACTION",
+    "OUTCOME_ACTION",
+    "RESOLVE_ACTION",
+    "HitOutcome",
+    "HitResolution",
+    "HitService",
+    "HitSubjectState",
+    "ListedHit",
+    "OutcomeState",
+    "RecordedOutcome",
+]
 
 #: The audit trail's action for a resolved reference.
 RESOLVE_ACTION = "hit.resolve"
 #: The audit trail's action for a listing of stored hits (by subject, or by requester).
 LIST_ACTION = "hit.list"
+#: The audit trail's action for an examiner's outcome recorded (or changed) on a reference.
+OUTCOME_ACTION = "hit.outcome"
+#: What a reference this node never issued, or no longer keeps, is told.
+_UNKNOWN_REFERENCE = (
+    "this node issued no such reference, or its follow-up period (hit_reference_days) is over"
+)
 
 
 class HitSubjectState(enum.StrEnum):
@@ -84,6 +121,14 @@ class ListedHit:
     state: HitSubjectState
 
 
+@dataclass(frozen=True)
+class RecordedOutcome:
+    """A hit with the outcome just recorded, and the one it replaced (None: pending)."""
+
+    hit: IssuedHit
+    previous: HitOutcome | None
+
+
 class HitService:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -96,13 +141,7 @@ class HitService:
         """The hit ``reference`` names and its subject now, recorded as ``actor``'s
         resolution. :class:`NotFoundError` (``unknown_reference``) when this node never issued
         it."""
-        hit = self.hits.by_reference(reference) if well_formed(reference) else None
-        if hit is None:
-            raise NotFoundError(
-                "this node issued no such reference, or its follow-up period"
-                " (hit_reference_days) is over",
-                reason="unknown_reference",
-            )
+        hit = self._hit(reference)
         subject = self.subjects.by_id(_subject_id(hit))
         records = () if subject is None else self.records.of_subject(subject.id)
         found = HitResolution(hit, subject, records)
@@ -116,20 +155,72 @@ class HitService:
         self.session.commit()
         return found
 
+    def record_outcome(
+        self, reference: str, outcome: HitOutcome, *, note: str | None, actor: str
+    ) -> RecordedOutcome:
+        """Record the examiner's ``outcome`` of the hit ``reference`` as ``actor``'s, replacing
+        any recorded before, and its audit record, in one transaction.
+        :class:`NotFoundError` (``unknown_reference``) as :meth:`resolve`;
+        :class:`ConflictError` (``subject_deleted``, ``subject_deleting``) once the subject is
+        deleted or its deletion has begun."""
+        while True:
+            hit = self._hit(reference)
+            subject = self.subjects.by_id(_subject_id(hit))
+            if subject is None:
+                raise ConflictError(
+                    "the subject of this hit was deleted since: its follow-up is over, nothing "
+                    "is left to examine or disclose",
+                    reason="subject_deleted",
+                )
+            self.subjects.lock(subject)  # a deletion begun meanwhile waits (PostgreSQL)
+            if self.records.subjects_in_state([subject.id], RecordState.DELETING):
+                raise ConflictError(
+                    "the subject of this hit is being deleted: its follow-up is over, nothing "
+                    "is left to examine or disclose",
+                    reason="subject_deleting",
+                )
+            at = utc_now()
+            if self.hits.record_outcome(hit, outcome, at=at, by=actor, note=note):
+                break
+            self.session.rollback()  # recorded meanwhile, or expired: read it again
+        details = {
+            "outcome": outcome.value,
+            "previous": None if hit.outcome is None else hit.outcome.value,
+            "note": note,
+            "requester": hit.requester,
+            "query_id": hit.query_id,
+        }
+        self.audit.record(actor, OUTCOME_ACTION, reference, details)
+        self.session.commit()
+        done = replace(hit, outcome=outcome, outcome_at=at, outcome_by=actor, note=note)
+        return RecordedOutcome(done, hit.outcome)
+
     def of_subject(
-        self, external_id: str, *, limit: int, offset: int = 0, actor: str
+        self,
+        external_id: str,
+        *,
+        outcome: OutcomeState | None = None,
+        limit: int,
+        offset: int = 0,
+        actor: str,
     ) -> list[ListedHit]:
-        """The hits stored for subject ``external_id``, oldest first, recorded as ``actor``'s
-        listing. :class:`NotFoundError` (``unknown_subject``) when no such subject is
-        enrolled."""
+        """The hits stored for subject ``external_id`` whose follow-up stands at ``outcome``
+        (any, when None), oldest first, recorded as ``actor``'s listing.
+        :class:`NotFoundError` (``unknown_subject``) when no such subject is enrolled."""
         subject = self.subjects.by_external_id(external_id)
         if subject is None:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
-        hits = self.hits.of_record(subject_key(subject.id), limit=limit, offset=offset)
+        key = subject_key(subject.id)
+        hits = self.hits.of_record(key, outcome=outcome, limit=limit, offset=offset)
         deleting = self.records.subjects_in_state([subject.id], RecordState.DELETING)
         state = HitSubjectState.DELETING if deleting else HitSubjectState.ACTIVE
         listed = [ListedHit(hit, subject, state) for hit in hits]
-        details = {"subject": external_id, "limit": limit, "offset": offset}
+        details = {
+            "subject": external_id,
+            "outcome": None if outcome is None else outcome.value,
+            "limit": limit,
+            "offset": offset,
+        }
         self._record_listing(actor, external_id, details, listed)
         return listed
 
@@ -138,14 +229,17 @@ class HitService:
         *,
         requester: str | None,
         since: datetime | None,
+        outcome: OutcomeState | None = None,
         limit: int,
         offset: int = 0,
         actor: str,
     ) -> list[ListedHit]:
         """The hits stored for ``requester`` (any, when None) issued at or after ``since``
-        (any time, when None), oldest first, each with its subject now; recorded as
-        ``actor``'s listing."""
-        hits = self.hits.issued(requester=requester, since=since, limit=limit, offset=offset)
+        (any time, when None) whose follow-up stands at ``outcome`` (any, when None), oldest
+        first, each with its subject now; recorded as ``actor``'s listing."""
+        hits = self.hits.issued(
+            requester=requester, since=since, outcome=outcome, limit=limit, offset=offset
+        )
         ids = [_subject_id(hit) for hit in hits]
         subjects = self.hits.subjects(ids)
         deleting = self.records.subjects_in_state(subjects.keys(), RecordState.DELETING)
@@ -161,8 +255,15 @@ class HitService:
             listed.append(ListedHit(hit, subject, state))
         details: dict[str, Any] = {"requester": requester, "limit": limit, "offset": offset}
         details["since"] = None if since is None else since.isoformat()
+        details["outcome"] = None if outcome is None else outcome.value
         self._record_listing(actor, requester, details, listed)
         return listed
+
+    def _hit(self, reference: str) -> IssuedHit:
+        hit = self.hits.by_reference(reference) if well_formed(reference) else None
+        if hit is None:
+            raise NotFoundError(_UNKNOWN_REFERENCE, reason="unknown_reference")
+        return hit
 
     def _record_listing(
         self, actor: str, target: str | None, details: dict[str, Any], listed: list[ListedHit]

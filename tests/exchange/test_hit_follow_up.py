@@ -373,12 +373,24 @@ def test_an_operator_lists_the_hits_kept_for_a_subject_and_it_is_audited(
     assert [i["query_id"] for i in items[-2:]] == [first["query_id"], second["query_id"]]
     issued = [datetime.fromisoformat(i["issued_at"]) for i in items]
     assert issued == sorted(issued)
-    assert set(items[-1]) == {"reference", "query_id", "requester", "issued_at", "subject", "state"}
+    assert set(items[-1]) == {
+        "reference",
+        "query_id",
+        "requester",
+        "issued_at",
+        "subject",
+        "state",
+        "outcome",
+        "outcome_at",
+        "outcome_by",
+        "note",
+    }
     # The auditor reviews the disclosure: who listed whose hits; the references are not copied.
     event = audited(nodes, LIST_ACTION)[-1]
     assert (event["actor"], event["target"]) == ("user:operator", "id-1")
     assert event["details"] == {
         "subject": "id-1",
+        "outcome": None,
         "limit": 1000,
         "offset": 0,
         "returned": len(items),
@@ -420,6 +432,7 @@ def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
     assert event["details"] == {
         "requester": "TH",
         "since": since.isoformat(),
+        "outcome": None,
         "limit": 100,
         "offset": 0,
         "returned": 2,
@@ -507,7 +520,7 @@ def test_bdx_subjects_hits_lists_and_maps_refusals_to_exit_codes(
     )
     text = bdx(nodes, Role.OPERATOR, "id-1", command="hits")
     assert text.returncode == 0, text.stderr
-    line = f"{got['reference']}\tTH\t{mine['issued_at']}\tquery {got['query_id']}"
+    line = f"{got['reference']}\tTH\t{mine['issued_at']}\tquery {got['query_id']}\tpending"
     assert text.stdout.splitlines()[-1] == line
     paged = bdx(nodes, Role.OPERATOR, "id-1", "--limit", "1", command="hits")
     assert paged.returncode == 0, paged.stderr

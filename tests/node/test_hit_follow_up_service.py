@@ -160,6 +160,7 @@ def test_stored_hits_are_listed_by_subject_and_by_requester_since_a_time(
         assert events[2].details == {
             "requester": "TH",
             "since": "2026-03-01T12:30:00+00:00",
+            "outcome": None,
             "limit": 10,
             "offset": 0,
             "returned": 1,

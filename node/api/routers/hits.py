@@ -1,6 +1,6 @@
 """``GET /hits/{reference}``: follow up a hit this node answered (operators); ``GET /hits`` and
 ``GET /subjects/{external_id}/hits``: list the hits stored for a requesting country or for one
-subject.
+subject; ``PUT /hits/{reference}/outcome``: record the examiner's outcome of a hit's follow-up.
 
 A peer's officer got a hit and an opaque reference; the requesting country quotes it through
 formal channels, and this node's operator resolves it to the subject
@@ -9,6 +9,10 @@ and so is each listing (``hit.list``), which auditors review. Operators only: au
 disclosures and do not make them (no role implies another, :class:`node.db.models.Role`), and
 officers query peers, they do not read this node's gallery. The routes are on the API port
 only: the peer listener serves the peer routes and nothing else (:mod:`node.exchange.serving`).
+
+The outcome (confirmed, not confirmed: a false hit, withdrawn) is recorded by operators too,
+each recording audited as ``hit.outcome`` with the outcome it replaced; the listings show it
+and ``GET /hits?outcome=`` filters on it (``pending``: none recorded).
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from node.api.deps import OperatorUser, SessionDep, actor
-from node.api.schemas.common import MAX_ROW_ID, UtcDatetime, errors
-from node.api.schemas.hits import HitOut, HitPage, HitSummary
+from node.api.schemas.common import MAX_ROW_ID, ErrorBody, UtcDatetime, errors
+from node.api.schemas.hits import HitOut, HitPage, HitSummary, OutcomeIn, OutcomeOut
 from node.api.schemas.subjects import RecordOut
-from node.services.hits import HitService, ListedHit
+from node.repositories.hits import IssuedHit
+from node.services.hits import HitService, ListedHit, OutcomeState
 from node.settings import CountryCode
 
 router = APIRouter(tags=["hits"], responses=errors(404))
@@ -31,6 +36,20 @@ MAX_PAGE = 1000
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="next_offset of the previous page")]
+OutcomeFilter = Annotated[
+    OutcomeState | None,
+    Query(description="only the hits whose follow-up stands so (pending: no outcome recorded)"),
+]
+
+#: What the outcome route's own refusals mean (the shared texts speak of user names).
+OUTCOME_RESPONSES: dict[int | str, dict[str, object]] = {
+    **errors(409, 415),
+    409: {
+        "model": ErrorBody,
+        "description": "subject_deleted, subject_deleting: the hit's subject is deleted, or its "
+        "deletion has begun; the follow-up is over and nothing is recorded",
+    },
+}
 
 
 @router.get("/hits/{reference}")
@@ -44,6 +63,25 @@ def resolve_hit(reference: str, operator: OperatorUser, session: SessionDep) -> 
         subject=None if found.subject is None else found.subject.external_id,
         state=found.state,
         records=[RecordOut.model_validate(r) for r in found.records],
+        **_outcome(found.hit),
+    )
+
+
+@router.put("/hits/{reference}/outcome", responses=OUTCOME_RESPONSES)
+def record_outcome(
+    reference: str, body: OutcomeIn, operator: OperatorUser, session: SessionDep
+) -> OutcomeOut:
+    done = HitService(session).record_outcome(
+        reference, body.outcome, note=body.note, actor=actor(operator)
+    )
+    previous = OutcomeState.PENDING if done.previous is None else OutcomeState(done.previous)
+    return OutcomeOut(
+        reference=done.hit.reference,
+        query_id=done.hit.query_id,
+        requester=done.hit.requester,
+        issued_at=done.hit.created_at,
+        previous=previous,
+        **_outcome(done.hit),
     )
 
 
@@ -57,11 +95,17 @@ def list_hits(
     since: Annotated[
         UtcDatetime | None, Query(description="only the hits issued at or after this time")
     ] = None,
+    outcome: OutcomeFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> HitPage:
     listed = HitService(session).issued(
-        requester=requester, since=since, limit=limit, offset=offset, actor=actor(operator)
+        requester=requester,
+        since=since,
+        outcome=outcome,
+        limit=limit,
+        offset=offset,
+        actor=actor(operator),
     )
     return _page(listed, limit, offset)
 
@@ -71,11 +115,12 @@ def list_subject_hits(
     external_id: str,
     operator: OperatorUser,
     session: SessionDep,
+    outcome: OutcomeFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> HitPage:
     listed = HitService(session).of_subject(
-        external_id, limit=limit, offset=offset, actor=actor(operator)
+        external_id, outcome=outcome, limit=limit, offset=offset, actor=actor(operator)
     )
     return _page(listed, limit, offset)
 
@@ -89,7 +134,18 @@ def _page(listed: list[ListedHit], limit: int, offset: int) -> HitPage:
             issued_at=row.hit.created_at,
             subject=None if row.subject is None else row.subject.external_id,
             state=row.state,
+            **_outcome(row.hit),
         )
         for row in listed
     ]
     return HitPage(items=items, next_offset=offset + limit if len(items) == limit else None)
+
+
+def _outcome(hit: IssuedHit) -> dict[str, object]:
+    """The outcome fields of a hit's wire shapes."""
+    return {
+        "outcome": hit.state,
+        "outcome_at": hit.outcome_at,
+        "outcome_by": hit.outcome_by,
+        "note": hit.note,
+    }

@@ -1,17 +1,38 @@
-"""Hit references on the wire (operators): one resolved for follow-up, and pages of them."""
+"""Hit references on the wire (operators): one resolved for follow-up, pages of them, and the
+examiner's outcome recorded on one."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.schemas.subjects import RecordOut
-from node.services.hits import HitSubjectState
+from node.db.models import LABEL_PATTERN
+from node.exchange.references import NOTE_CHARS
+from node.services.hits import HitOutcome, HitSubjectState, OutcomeState
+
+#: The examiner's outcome of a hit's follow-up, as an operator recorded it.
+Outcome = Annotated[
+    OutcomeState,
+    Field(
+        description="pending: none recorded; confirmed: the examiner confirmed the match; "
+        "not_confirmed: a false hit; withdrawn: the requesting country withdrew its follow-up"
+    ),
+]
+OutcomeAt = Annotated[
+    datetime | None, Field(description="when the outcome was recorded; null while pending")
+]
+OutcomeBy = Annotated[
+    str | None,
+    Field(description="who recorded it (user:<name>, as in the audit trail); null while pending"),
+]
+Note = Annotated[str | None, Field(description="the operator's note with the outcome, if any")]
 
 
 class HitSummary(BaseModel):
-    """A hit this node answered, and where its subject stands now."""
+    """A hit this node answered, where its subject stands now, and its follow-up's outcome."""
 
     reference: str
     query_id: str = Field(description="the id of the peer's query this hit answered")
@@ -25,6 +46,10 @@ class HitSummary(BaseModel):
         "records are out of every search); deleted: erased since the hit, nothing is left to "
         "disclose"
     )
+    outcome: Outcome
+    outcome_at: OutcomeAt
+    outcome_by: OutcomeBy
+    note: Note
 
 
 class HitOut(HitSummary):
@@ -36,8 +61,44 @@ class HitOut(HitSummary):
 
 class HitPage(BaseModel):
     """A page of stored hits, oldest first; ``next_offset`` is the offset of the next page
-    (``None`` on the last). Hits past their follow-up period (``hit_reference_days``) are no
-    longer stored, so an expiry between two pages shifts the later ones forward."""
+    (``None`` on the last). Hits past their follow-up period (``hit_reference_days``, counted
+    from the issue, whatever the outcome) are no longer stored, so an expiry between two pages
+    shifts the later ones forward."""
 
     items: list[HitSummary]
     next_offset: int | None
+
+
+class OutcomeIn(BaseModel):
+    """The examiner's outcome to record on a hit (it replaces one recorded before)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: HitOutcome = Field(
+        description="confirmed: the examiner confirmed the match; not_confirmed: a false hit; "
+        "withdrawn: the requesting country withdrew its follow-up"
+    )
+    note: str | None = Field(
+        None,
+        min_length=1,
+        max_length=NOTE_CHARS,
+        pattern=LABEL_PATTERN,
+        description="a short plain-text note (a file number, why); copied into the audit "
+        "trail: never personal data",
+        examples=["case file 2026/117"],
+    )
+
+
+class OutcomeOut(BaseModel):
+    """The outcome recorded on a hit, and the one it replaced (the subject is not named:
+    ``GET /hits/{reference}`` resolves it)."""
+
+    reference: str
+    query_id: str = Field(description="the id of the peer's query this hit answered")
+    requester: str = Field(description="the requesting country (ISO 3166-1 alpha-2)")
+    issued_at: datetime = Field(description="when this node answered the hit")
+    outcome: Outcome
+    outcome_at: OutcomeAt
+    outcome_by: OutcomeBy
+    note: Note
+    previous: OutcomeState = Field(description="the outcome it replaced (pending: none)")
