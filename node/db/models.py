@@ -176,7 +176,12 @@ class User(Base):
 
 
 class ApiToken(Base):
-    """A bearer token: only its public id and the SHA-256 of the whole token are stored."""
+    """A bearer token: only its public id and the SHA-256 of the whole token are stored.
+
+    ``last_used_at`` is when it last authenticated a request, written at most once per
+    ``TOKEN_USE_INTERVAL`` (:mod:`node.services.params`): it may lag by that much; empty for a
+    token never used since it was issued (or since migration 0010).
+    """
 
     __tablename__ = "api_tokens"
 
@@ -187,6 +192,7 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
 
     user: Mapped[User] = relationship(back_populates="tokens")
 
