@@ -6,15 +6,24 @@ Every change is recorded in the audit trail with the actor ``local:<login name>`
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from json import dumps
 from typing import Annotated, Any
 
 import typer
 
-from node.cli._common import ConfigOption, JsonOption, print_json, session_for, settings_from
+from node.cli._common import (
+    ConfigOption,
+    JsonOption,
+    print_json,
+    printable,
+    session_for,
+    settings_from,
+)
 from node.cli._output import OutputError, discard_stdout
-from node.db.models import Role
+from node.db.models import Role, User
 from node.service_errors import InvalidRequestError
+from node.services import params
 from node.services.users import (
     USER_NAME_RULE,
     IssuedToken,
@@ -185,15 +194,134 @@ def disable(
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Disable a user: every token of theirs stops working at once.
+    """Disable a user: every token of theirs stops working at once (again: no change).
 
+    Here, unlike over the API, the only active admin may be disabled (a stolen admin token);
+    the text output says so, and `bdx users enable` or `add` makes an admin again.
     With --json: {"name", "role", "active": false}.
     """
     settings = settings_from(config)
     with session_for(settings) as session:
-        user = UserService(session).disable_user(name, actor=local_actor())
+        service = UserService(session)
+        was_admin = _is_active_admin(service.get(name))
+        user = service.disable_user(name, actor=local_actor(), keep_an_admin=False)
         disabled = {"name": user.name, "role": user.role.value, "active": user.active}
+        note = _admin_note(service, was_admin)
     if json:
         print_json(disabled)
     else:
-        typer.echo(f"disabled {disabled['name']}")
+        typer.echo(f"disabled {disabled['name']}{note}")
+
+
+@app.command()
+def enable(
+    name: Annotated[str, typer.Argument(help="the user to enable again")],
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Enable a disabled user again, under the same name (again: no change).
+
+    Their tokens neither revoked nor expired work again (`bdx users tokens NAME` lists them;
+    revoke those that should not). With --json: {"name", "role", "active": true}.
+    """
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        user = UserService(session).enable_user(name, actor=local_actor())
+        enabled = {"name": user.name, "role": user.role.value, "active": user.active}
+    if json:
+        print_json(enabled)
+    else:
+        typer.echo(f"enabled {enabled['name']}")
+
+
+@app.command()
+def role(
+    name: Annotated[str, typer.Argument(help="the user whose role changes")],
+    new_role: Annotated[Role, typer.Argument(metavar="ROLE", help="the user's new role")],
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Give a user another role; their tokens carry it from their next request.
+
+    Here, unlike over the API, the only active admin may be made another role; the text
+    output says so. With --json: {"name", "role", "previous_role", "active"}.
+    """
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        service = UserService(session)
+        before = service.get(name)
+        previous, was_admin = before.role.value, _is_active_admin(before)
+        user = service.set_role(name, new_role, actor=local_actor(), keep_an_admin=False)
+        changed = {
+            "name": user.name,
+            "role": user.role.value,
+            "previous_role": previous,
+            "active": user.active,
+        }
+        note = _admin_note(service, was_admin)
+    if json:
+        print_json(changed)
+    else:
+        typer.echo(f"{changed['name']}: {changed['previous_role']} -> {changed['role']}{note}")
+
+
+def _is_active_admin(user: User) -> bool:
+    return user.active and user.role is Role.ADMIN
+
+
+def _admin_note(service: UserService, was_admin: bool) -> str:
+    """What the text output adds when the change took the rights of the node's only active
+    admin (the API refuses it, ``last_admin``)."""
+    if not was_admin or service.has_active_admin():
+        return ""
+    return (
+        "; the node has no active admin now: nobody can manage users over the API "
+        "(`bdx users enable NAME` or `bdx users add NAME --role admin` makes one)"
+    )
+
+
+@app.command(
+    help=f"""List a user's tokens, oldest first: id, created, expires, revoked, last used.
+
+    A token's last use is recorded at most once every {params.TOKEN_USE_INTERVAL_S} s, so it
+    may lag by that much; "-" (null under --json): not used since it was issued. Revoke a
+    token with `bdx users revoke-token ID`. With --json: a list of {{"token_id",
+    "created_at", "expires_at", "revoked_at", "last_used_at"}} (times ISO 8601, UTC, or null).
+    """
+)
+def tokens(
+    name: Annotated[str, typer.Argument(help="the user whose tokens to list")],
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    settings = settings_from(config)
+    with session_for(settings) as session:
+        rows = [
+            {
+                "token_id": t.token_id,
+                "created_at": t.created_at.isoformat(),
+                "expires_at": _iso(t.expires_at),
+                "revoked_at": _iso(t.revoked_at),
+                "last_used_at": _iso(t.last_used_at),
+            }
+            for t in UserService(session).tokens_of_user(name)
+        ]
+    if json:
+        print_json(rows)
+        return
+    typer.echo(f"{'TOKEN':<16}  {'CREATED':<20}  {'EXPIRES':<20}  {'REVOKED':<20}  LAST USED")
+    for t in rows:
+        times = [t[k] for k in ("created_at", "expires_at", "revoked_at", "last_used_at")]
+        cells = [printable(t["token_id"]).ljust(16), *(_short(c).ljust(20) for c in times)]
+        typer.echo("  ".join(cells).rstrip())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _short(iso: str | None) -> str:
+    """An ISO time to the second, ``2030-01-01 12:00:00Z``; ``-`` for none."""
+    if iso is None:
+        return "-"
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from node.db.models import ApiToken, User
+from node.db.engine import SQLITE_BUSY_TIMEOUT_S
+from node.db.models import ApiToken, Role, User
 
 
 class UserRepository:
@@ -19,6 +21,16 @@ class UserRepository:
 
     def all(self) -> Sequence[User]:
         return self.session.scalars(select(User).order_by(User.name)).all()
+
+    def active_admins(self, *, lock: bool = False) -> Sequence[User]:
+        """The active admins. With ``lock`` their rows stay locked until the transaction ends
+        and are read afresh (PostgreSQL; SQLite has one writer at a time anyway): two admins
+        demoting or disabling each other at once cannot both see the other one still active
+        and leave the node without an admin."""
+        query = select(User).where(User.role == Role.ADMIN, User.active.is_(True))
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalars(query.order_by(User.id)).all()
 
     def add(self, user: User) -> User:
         self.session.add(user)
@@ -40,3 +52,31 @@ class UserRepository:
         self.session.add(token)
         self.session.flush()
         return token
+
+    def note_token_use(
+        self, token_pk: int, at: datetime, *, older_than: datetime, lock_wait_s: float
+    ) -> bool:
+        """Set the token's ``last_used_at`` to ``at`` unless another request recorded a use
+        after ``older_than`` meanwhile; waits at most ``lock_wait_s`` for another writer's
+        lock, then raises as the database does. True when the row was written."""
+        connection = self.session.connection()
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # the busy timeout is the connection's: set back below
+            connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_wait_s * 1000)}")
+        else:  # this transaction only
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(lock_wait_s * 1000)}ms'")
+        try:
+            statement = (
+                update(ApiToken)
+                .where(ApiToken.id == token_pk)
+                .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= older_than))
+                .values(last_used_at=at)
+                .execution_options(synchronize_session=False)
+            )
+            written = self.session.execute(statement).rowcount  # type: ignore[attr-defined]
+        finally:
+            if sqlite:
+                connection.exec_driver_sql(
+                    f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}"
+                )
+        return bool(written)

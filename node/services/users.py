@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import pwd
 import re
@@ -18,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from node.db.base import utc_now
@@ -27,6 +28,9 @@ from node.errors import NotFoundError
 from node.repositories.audit import AuditRepository
 from node.repositories.users import UserRepository
 from node.service_errors import AuthenticationError, ConflictError, InvalidRequestError
+from node.services import params
+
+logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "bdx_"
 TOKEN_ID_BYTES = 8
@@ -128,10 +132,68 @@ class UserService:
             raise ConflictError(f"user {name!r} already exists", reason="user_exists") from None
         return user
 
-    def disable_user(self, name: str, *, actor: str) -> User:
+    def tokens_of_user(self, name: str) -> Sequence[ApiToken]:
+        """The tokens of the user ``name``, oldest first, revoked and expired ones included."""
+        return self.users.tokens_of(self.get(name))
+
+    def has_active_admin(self) -> bool:
+        return bool(self.users.active_admins())
+
+    def _keep_an_admin(self, user: User, change: str) -> None:
+        """Refuse (409 ``last_admin``) a change that takes the rights of the node's only
+        active admin: no one could then manage users over the API. The admins' rows are read
+        again and stay locked until the change commits (:meth:`UserRepository.active_admins`):
+        two admins demoting each other at once leave one of them admin."""
+        if [a.id for a in self.users.active_admins(lock=True)] == [user.id]:
+            raise ConflictError(
+                f"{change} {user.name!r} would leave the node without an active admin; "
+                "make another user admin first",
+                reason="last_admin",
+            )
+
+    def disable_user(self, name: str, *, actor: str, keep_an_admin: bool = True) -> User:
+        """Disable a user: their tokens stop working (again: no change, recorded again).
+
+        With ``keep_an_admin`` (the API) the only active admin is not disabled; ``bdx users
+        disable`` on the node's machine may do it (a stolen admin token: the same machine
+        makes an admin again with ``bdx users enable`` or ``add``)."""
         user = self.get(name)
+        if keep_an_admin:
+            self._keep_an_admin(user, "disabling")
         user.active = False
         self.audit.record(actor, "user.disable", name)
+        self.session.commit()
+        return user
+
+    def enable_user(self, name: str, *, actor: str) -> User:
+        """Enable a disabled user again under the same name (again: no change, recorded again).
+
+        Their tokens neither revoked nor expired work again: the audit record lists them
+        (``tokens``), and an admin revokes those that should not."""
+        user = self.get(name)
+        now = self.clock()
+        live = [
+            t.token_id
+            for t in self.users.tokens_of(user)
+            if t.revoked_at is None and (t.expires_at is None or t.expires_at > now)
+        ]
+        user.active = True
+        self.audit.record(actor, "user.enable", name, {"tokens": live})
+        self.session.commit()
+        return user
+
+    def set_role(self, name: str, role: Role, *, actor: str, keep_an_admin: bool = True) -> User:
+        """Give a user another role; their tokens carry it from their next request (the same
+        role again: no change, recorded again). ``keep_an_admin`` as for
+        :meth:`disable_user`."""
+        user = self.get(name)
+        if keep_an_admin and role is not Role.ADMIN:
+            self._keep_an_admin(user, f"making {role.value}")
+        previous = user.role
+        user.role = role
+        self.audit.record(
+            actor, "user.role", name, {"previous_role": previous.value, "role": role.value}
+        )
         self.session.commit()
         return user
 
@@ -191,4 +253,29 @@ class UserService:
             raise AuthenticationError("the bearer token has expired", reason="token_expired")
         if not row.user.active:
             raise AuthenticationError("the token's user is disabled", reason="user_disabled")
-        return Principal(user_id=row.user.id, name=row.user.name, role=row.user.role)
+        principal = Principal(user_id=row.user.id, name=row.user.name, role=row.user.role)
+        now = self.clock()
+        older_than = now - timedelta(seconds=params.TOKEN_USE_INTERVAL_S)
+        if row.last_used_at is None or row.last_used_at <= older_than:
+            self._note_use(row.id, row.token_id, now, older_than)
+        return principal
+
+    def _note_use(self, token_pk: int, token_id: str, now: datetime, older_than: datetime) -> None:
+        """Record a token's use (at most once per ``TOKEN_USE_INTERVAL_S``, the caller checks
+        what it read, the write checks again). A failure is logged, by the token's public id
+        and the error's type, and the request goes on: it is bookkeeping."""
+        # End the read first: on SQLite (WAL) a write cannot start from a read snapshot that
+        # another writer has moved past since, and the request has read nothing it keeps.
+        self.session.rollback()
+        try:
+            self.users.note_token_use(
+                token_pk, now, older_than=older_than, lock_wait_s=params.TOKEN_USE_LOCK_WAIT_S
+            )
+            self.session.commit()
+        except SQLAlchemyError as exc:
+            self.session.rollback()
+            logger.warning(
+                "could not record the use of token %s (%s); the request goes on",
+                token_id,
+                type(exc).__name__,
+            )

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, status
 
 from node.api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, actor
-from node.api.schemas.common import errors
-from node.api.schemas.users import Me, TokenCreate, TokenIssued, TokenOut, UserCreate, UserOut
+from node.api.schemas.common import ErrorBody, errors
+from node.api.schemas.users import (
+    Me,
+    RoleChange,
+    TokenCreate,
+    TokenIssued,
+    TokenOut,
+    UserCreate,
+    UserOut,
+)
 from node.db.models import User
 from node.services.users import UserService
 
 router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
+
+#: The 409 of the routes that take a user's admin rights. (Routes have no docstring: the
+#: operation's description is its role, ``document_roles``.)
+_LAST_ADMIN: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorBody,
+        "description": "last_admin: the user is the node's only active admin; make another "
+        "user admin first",
+    }
+}
 
 
 def _service(session: SessionDep, settings: SettingsDep) -> UserService:
@@ -42,12 +62,48 @@ def add_user(
     return _out(service, service.add_user(body.name, body.role, actor=actor(admin)))
 
 
-@router.post("/users/{name}/disable")
+@router.post(
+    "/users/{name}/disable",
+    summary="Disable a user: their tokens stop working (again: the same answer)",
+    responses=_LAST_ADMIN,
+)
 def disable_user(
     name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     service = _service(session, settings)
     return _out(service, service.disable_user(name, actor=actor(admin)))
+
+
+@router.post(
+    "/users/{name}/enable",
+    summary="Enable a disabled user again: their live tokens work again (again: the same answer)",
+)
+def enable_user(name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep) -> UserOut:
+    service = _service(session, settings)
+    return _out(service, service.enable_user(name, actor=actor(admin)))
+
+
+@router.put(
+    "/users/{name}/role",
+    summary="Give a user another role, effective on their tokens' next request",
+    responses=_LAST_ADMIN,
+)
+def set_role(
+    name: str, body: RoleChange, admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> UserOut:
+    service = _service(session, settings)
+    return _out(service, service.set_role(name, body.role, actor=actor(admin)))
+
+
+@router.get(
+    "/users/{name}/tokens",
+    summary="A user's tokens, oldest first: created, expires, revoked, last used",
+)
+def list_tokens(
+    name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
+) -> list[TokenOut]:
+    rows = _service(session, settings).tokens_of_user(name)
+    return [TokenOut.model_validate(t) for t in rows]
 
 
 @router.post("/users/{name}/tokens", status_code=status.HTTP_201_CREATED)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from node.api.schemas.common import WireModel
 from node.db.models import Role
+from node.services import params
 
 
 class UserCreate(BaseModel):
@@ -18,10 +19,18 @@ class UserCreate(BaseModel):
 
 
 class TokenOut(WireModel):
+    """A token by its public id; the token itself is shown once, at issue, and its hash
+    never leaves the node."""
+
     token_id: str
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    last_used_at: datetime | None = Field(
+        description="when it last authenticated a request, recorded at most once every "
+        f"{params.TOKEN_USE_INTERVAL_S} s (it may lag by that much); null: not used since it "
+        "was issued (or since the node recorded uses)"
+    )
 
 
 class UserOut(WireModel):
@@ -30,6 +39,12 @@ class UserOut(WireModel):
     active: bool
     created_at: datetime
     tokens: list[TokenOut] = Field(default_factory=list)
+
+
+class RoleChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
 
 
 class TokenCreate(BaseModel):

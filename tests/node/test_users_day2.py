@@ -1,0 +1,532 @@
+"""Day-2 user administration: enable a disabled user again, change a user's role (never leaving
+the node without an active admin over the API), list a user's tokens with their last use (its
+write throttled, its failure harmless), over a real uvicorn server and with `bdx users`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from node_support import bearer, cli
+from sqlalchemy import Engine, event, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.db.models import ApiToken, AuditEvent, Role, User
+from node.services import params
+from node.services.users import UserService
+
+TOKEN_FIELDS = {"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}
+INTERVAL = timedelta(seconds=params.TOKEN_USE_INTERVAL_S)
+
+
+@pytest.fixture
+def http(live_server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def admin(make_token: Any) -> dict[str, str]:
+    return bearer(make_token(Role.ADMIN, name="root"))
+
+
+def error(response: httpx.Response, status: int, reason: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail"} and body["error"] == reason, body
+    return str(body["detail"])
+
+
+def events(sessions: sessionmaker[Session], *actions: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(actor, target, details) of the audit events of ``actions``, oldest first."""
+    with sessions() as s:
+        rows = s.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(actions)).order_by(AuditEvent.id)
+        ).all()
+        return [(e.actor, f"{e.action} {e.target}", e.details) for e in rows]
+
+
+def token_row(sessions: sessionmaker[Session], token: str) -> ApiToken:
+    with sessions() as s:
+        return s.scalars(select(ApiToken).where(ApiToken.token_id == token.split("_")[1])).one()
+
+
+# ------------------------------------------------------------------------ enable
+
+
+def test_enable_brings_a_disabled_user_back_under_the_same_name(
+    http: httpx.Client,
+    admin: dict[str, str],
+    make_token: Any,
+    sessions: sessionmaker[Session],
+) -> None:
+    token = make_token(Role.OPERATOR, name="op")
+    token_id = token.split("_")[1]
+    assert http.post("/users/op/disable", headers=admin).json()["active"] is False
+    error(http.get("/subjects", headers=bearer(token)), 401, "user_disabled")
+
+    r = http.post("/users/op/enable", headers=admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["name"], body["role"], body["active"]) == ("op", "operator", True)
+    assert [t["token_id"] for t in body["tokens"]] == [token_id]
+    assert http.get("/subjects", headers=bearer(token)).status_code == 200
+    # Again, as disable again: the same answer, recorded again.
+    again = http.post("/users/op/enable", headers=admin).json()
+    assert {k: again[k] for k in ("name", "role", "active")} == {
+        k: body[k] for k in ("name", "role", "active")
+    }
+    assert events(sessions, "user.disable", "user.enable") == [
+        ("user:root", "user.disable op", {}),
+        ("user:root", "user.enable op", {"tokens": [token_id]}),
+        ("user:root", "user.enable op", {"tokens": [token_id]}),
+    ]
+
+
+def test_enable_records_only_the_tokens_that_work_again(
+    http: httpx.Client, admin: dict[str, str], make_token: Any, sessions: sessionmaker[Session]
+) -> None:
+    revoked = make_token(Role.OFFICER, name="anna").split("_")[1]
+    expired = make_token(Role.OFFICER, name="anna").split("_")[1]
+    live = make_token(Role.OFFICER, name="anna").split("_")[1]
+    assert http.delete(f"/tokens/{revoked}", headers=admin).status_code == 200
+    with sessions() as s:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        s.execute(update(ApiToken).where(ApiToken.token_id == expired).values(expires_at=past))
+        s.commit()
+    assert http.post("/users/anna/disable", headers=admin).status_code == 200
+    assert http.post("/users/anna/enable", headers=admin).status_code == 200
+    assert events(sessions, "user.enable") == [
+        ("user:root", "user.enable anna", {"tokens": [live]})
+    ]
+
+
+def test_enable_an_unknown_user(http: httpx.Client, admin: dict[str, str]) -> None:
+    assert "'ghost'" in error(http.post("/users/ghost/enable", headers=admin), 404, "unknown_user")
+
+
+# ------------------------------------------------------------------------ role
+
+
+def test_role_change_takes_effect_on_the_users_tokens_and_is_audited(
+    http: httpx.Client, admin: dict[str, str], make_token: Any, sessions: sessionmaker[Session]
+) -> None:
+    token = bearer(make_token(Role.OFFICER, name="anna"))
+    assert http.get("/users/me", headers=token).json()["role"] == "officer"
+    error(http.get("/subjects", headers=token), 403, "wrong_role")
+
+    r = http.put("/users/anna/role", headers=admin, json={"role": "operator"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["name"], r.json()["role"], r.json()["active"]) == ("anna", "operator", True)
+    assert http.get("/users/me", headers=token).json()["role"] == "operator"
+    assert http.get("/subjects", headers=token).status_code == 200
+    # The same role again: the same answer, recorded again.
+    again = http.put("/users/anna/role", headers=admin, json={"role": "operator"})
+    assert again.json() == r.json()
+    assert events(sessions, "user.role") == [
+        ("user:root", "user.role anna", {"previous_role": "officer", "role": "operator"}),
+        ("user:root", "user.role anna", {"previous_role": "operator", "role": "operator"}),
+    ]
+
+
+def test_role_of_an_unknown_user(http: httpx.Client, admin: dict[str, str]) -> None:
+    r = http.put("/users/ghost/role", headers=admin, json={"role": "auditor"})
+    assert "'ghost'" in error(r, 404, "unknown_user")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"role": "king"}, {"role": "Admin"}, {}, {"role": "auditor", "active": True}],
+    ids=["unknown", "capitalised", "missing", "extra_field"],
+)
+def test_role_refuses_a_bad_body(
+    http: httpx.Client,
+    admin: dict[str, str],
+    make_token: Any,
+    sessions: sessionmaker[Session],
+    body: dict[str, Any],
+) -> None:
+    make_token(Role.OFFICER, name="anna")
+    error(http.put("/users/anna/role", headers=admin, json=body), 422, "invalid_request")
+    with sessions() as s:
+        assert s.scalars(select(User.role).where(User.name == "anna")).one() is Role.OFFICER
+    assert events(sessions, "user.role") == []
+
+
+# ------------------------------------------------------------------------ roles allowed
+
+
+@pytest.mark.parametrize("role", [Role.OPERATOR, Role.OFFICER, Role.AUDITOR])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/users/anna/enable"), ("PUT", "/users/anna/role"), ("GET", "/users/anna/tokens")],
+)
+def test_only_admins_manage_users(
+    http: httpx.Client,
+    make_token: Any,
+    sessions: sessionmaker[Session],
+    role: Role,
+    method: str,
+    path: str,
+) -> None:
+    make_token(Role.OFFICER, name="anna")
+    caller = bearer(make_token(role))
+    r = http.request(method, path, headers=caller, json={"role": "admin"})
+    assert f"role {role.value} may not do this" in error(r, 403, "wrong_role")
+    with sessions() as s:
+        anna = s.scalars(select(User).where(User.name == "anna")).one()
+        assert (anna.role, anna.active) == (Role.OFFICER, True)
+    assert events(sessions, "user.role", "user.enable") == []
+
+
+# ------------------------------------------------------------------------ last admin
+
+
+def test_the_only_admin_cannot_demote_or_disable_themselves(
+    http: httpx.Client, admin: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    r = http.put("/users/root/role", headers=admin, json={"role": "operator"})
+    assert "without an active admin" in error(r, 409, "last_admin")
+    error(http.post("/users/root/disable", headers=admin), 409, "last_admin")
+    # The refusals changed nothing and recorded nothing; root is still the admin.
+    assert http.get("/users/me", headers=admin).json() == {"name": "root", "role": "admin"}
+    assert events(sessions, "user.role", "user.disable") == []
+    # The same role is no demotion: answered, recorded.
+    r = http.put("/users/root/role", headers=admin, json={"role": "admin"})
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+
+
+def test_a_disabled_admin_does_not_count(
+    http: httpx.Client, admin: dict[str, str], make_token: Any
+) -> None:
+    make_token(Role.ADMIN, name="old")
+    assert http.post("/users/old/disable", headers=admin).status_code == 200
+    r = http.put("/users/root/role", headers=admin, json={"role": "auditor"})
+    error(r, 409, "last_admin")
+
+
+def test_an_admin_steps_down_while_another_stays(
+    http: httpx.Client, admin: dict[str, str], make_token: Any, sessions: sessionmaker[Session]
+) -> None:
+    second = bearer(make_token(Role.ADMIN, name="second"))
+    r = http.put("/users/root/role", headers=admin, json={"role": "auditor"})
+    assert r.status_code == 200 and r.json()["role"] == "auditor"
+    error(http.get("/users", headers=admin), 403, "wrong_role")  # root's token: auditor now
+    # second is the last admin now: neither demoted nor disabled, by themselves.
+    error(http.post("/users/second/disable", headers=second), 409, "last_admin")
+    error(
+        http.put("/users/second/role", headers=second, json={"role": "officer"}), 409, "last_admin"
+    )
+    # Once root is admin again, second may go.
+    assert http.put("/users/root/role", headers=second, json={"role": "admin"}).status_code == 200
+    assert http.post("/users/second/disable", headers=second).json()["active"] is False
+    assert events(sessions, "user.role", "user.disable") == [
+        ("user:root", "user.role root", {"previous_role": "admin", "role": "auditor"}),
+        ("user:second", "user.role root", {"previous_role": "auditor", "role": "admin"}),
+        ("user:second", "user.disable second", {}),
+    ]
+
+
+def test_openapi_documents_the_new_routes(http: httpx.Client) -> None:
+    paths = http.get("/openapi.json").json()["paths"]
+    assert paths["/users/{name}/enable"]["post"]["description"] == "Role: admin."
+    assert paths["/users/{name}/tokens"]["get"]["description"] == "Role: admin."
+    role = paths["/users/{name}/role"]["put"]
+    assert role["description"] == "Role: admin."
+    assert role["responses"]["409"]["description"].startswith("last_admin")
+    body = role["responses"]["409"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/ErrorBody"}
+
+
+# ------------------------------------------------------------------------ tokens
+
+
+def test_token_listing_shows_ids_times_and_last_use_never_secrets(
+    http: httpx.Client, admin: dict[str, str], make_token: Any
+) -> None:
+    first = make_token(Role.OFFICER, name="anna")
+    second = make_token(Role.OFFICER, name="anna")
+    ids = [first.split("_")[1], second.split("_")[1]]
+    assert http.delete(f"/tokens/{ids[0]}", headers=admin).status_code == 200
+
+    listing = http.get("/users/anna/tokens", headers=admin).json()
+    assert [t["token_id"] for t in listing] == ids
+    assert all(set(t) == TOKEN_FIELDS for t in listing)
+    assert listing[0]["revoked_at"] is not None and listing[1]["revoked_at"] is None
+    assert [t["last_used_at"] for t in listing] == [None, None]
+    for t in listing:
+        assert datetime.fromisoformat(t["created_at"]) < datetime.fromisoformat(t["expires_at"])
+    assert second not in json.dumps(listing) and second.split("_", 2)[2] not in json.dumps(listing)
+
+    before = datetime.now(UTC)
+    assert http.get("/users/me", headers=bearer(second)).status_code == 200
+    listing = http.get("/users/anna/tokens", headers=admin).json()
+    assert listing[0]["last_used_at"] is None
+    used = datetime.fromisoformat(listing[1]["last_used_at"])
+    assert before <= used <= datetime.now(UTC)
+    # /users carries the last use too.
+    users = {u["name"]: u for u in http.get("/users", headers=admin).json()}
+    assert users["anna"]["tokens"][1]["last_used_at"] == listing[1]["last_used_at"]
+
+
+def test_token_listing_of_an_unknown_user(http: httpx.Client, admin: dict[str, str]) -> None:
+    error(http.get("/users/ghost/tokens", headers=admin), 404, "unknown_user")
+
+
+def test_a_failed_authentication_records_no_use(
+    http: httpx.Client, make_token: Any, sessions: sessionmaker[Session]
+) -> None:
+    token = make_token(Role.OFFICER, name="anna")
+    forged = token[:-1] + ("A" if token[-1] != "A" else "B")
+    error(http.get("/users/me", headers=bearer(forged)), 401, "unknown_token")
+    assert token_row(sessions, token).last_used_at is None
+
+
+@contextmanager
+def token_writes(engine: Engine) -> Iterator[list[str]]:
+    """The UPDATE statements on api_tokens the engine runs meanwhile."""
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE API_TOKENS"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def test_last_use_is_written_once_per_interval_over_http(
+    http: httpx.Client, make_token: Any, engine: Engine, sessions: sessionmaker[Session]
+) -> None:
+    """Ten requests in a row write the last use once, not ten times; once the recorded use is
+    older than the interval (set back here rather than waited for), the next request writes it
+    again."""
+    token = make_token(Role.OFFICER, name="anna")
+    with token_writes(engine) as writes:
+        for _ in range(10):
+            assert http.get("/users/me", headers=bearer(token)).status_code == 200
+    assert len(writes) == 1
+    first = token_row(sessions, token).last_used_at
+    assert first is not None
+
+    back = first - INTERVAL - timedelta(seconds=1)
+    with sessions() as s:
+        s.execute(update(ApiToken).values(last_used_at=back))
+        s.commit()
+    with token_writes(engine) as writes:
+        assert http.get("/users/me", headers=bearer(token)).status_code == 200
+        assert http.get("/users/me", headers=bearer(token)).status_code == 200
+    assert len(writes) == 1
+    again = token_row(sessions, token).last_used_at
+    assert again is not None and again >= first
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_last_use_throttle_boundary(session: Session, engine: Engine) -> None:
+    """On the service's clock: a use less than the interval after the recorded one writes
+    nothing; one the interval after it writes."""
+    clock = Clock()
+    users = UserService(session, clock=clock)
+    users.add_user("anna", Role.OFFICER, actor="t")
+    issued = users.issue_token("anna", expires_days=30, actor="t")
+
+    def recorded() -> datetime | None:
+        session.expire_all()
+        return session.scalars(select(ApiToken.last_used_at)).one()
+
+    start = clock.now
+    with token_writes(engine) as writes:
+        users.authenticate(issued.token)
+        assert recorded() == start
+        clock.now = start + INTERVAL - timedelta(microseconds=1)
+        users.authenticate(issued.token)
+        assert recorded() == start
+        assert len(writes) == 1
+        clock.now = start + INTERVAL
+        users.authenticate(issued.token)
+        assert recorded() == start + INTERVAL
+        assert len(writes) == 2
+
+
+@contextmanager
+def writer_holding_the_token(engine: Engine, token_id: str) -> Iterator[None]:
+    """Another connection holding the lock the last-use write needs: SQLite's write lock, or
+    the token's row on PostgreSQL; released on exit."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        conn = sqlite3.connect(str(url.database), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return
+    options = dict(url.query).get("options")
+    conninfo = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, options=str(options or "")) as conn:
+        conn.execute("SELECT id FROM api_tokens WHERE token_id = %s FOR UPDATE", (token_id,))
+        yield
+        conn.rollback()
+
+
+def test_a_failed_last_use_write_fails_no_request(
+    http: httpx.Client,
+    make_token: Any,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another writer holds the lock: the request is answered after the short lock wait (not
+    the database's 15 s busy timeout), the use is not recorded, and the log names the token
+    by its public id only. The next request, the lock gone, records it."""
+    token = make_token(Role.OFFICER, name="anna")
+    token_id = token.split("_")[1]
+    caplog.set_level(logging.WARNING, logger="node.services.users")
+    with writer_holding_the_token(engine, token_id):
+        start = time.monotonic()
+        r = http.get("/users/me", headers=bearer(token))
+        took = time.monotonic() - start
+    assert r.status_code == 200 and r.json() == {"name": "anna", "role": "officer"}
+    assert took < 5, took
+    assert token_row(sessions, token).last_used_at is None
+    warnings = [m for m in caplog.messages if "could not record the use of token" in m]
+    assert len(warnings) == 1 and token_id in warnings[0], caplog.messages
+    secret = token.split("_", 2)[2]
+    assert secret not in caplog.text
+
+    assert http.get("/users/me", headers=bearer(token)).status_code == 200
+    assert token_row(sessions, token).last_used_at is not None
+
+
+# ------------------------------------------------------------------------ bdx users
+
+
+def test_users_cli_enable_role_and_tokens(
+    session: Session,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "anna", "--role", "officer"], capsys)[0] == 0
+    assert cli(["users", "disable", "anna"], capsys)[0] == 0
+    assert cli(["users", "enable", "anna"], capsys)[:2] == (0, "enabled anna\n")
+    code, out, _ = cli(["users", "enable", "anna", "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"name": "anna", "role": "officer", "active": True}
+
+    assert cli(["users", "role", "anna", "operator"], capsys)[:2] == (
+        0,
+        "anna: officer -> operator\n",
+    )
+    code, out, _ = cli(["users", "role", "anna", "auditor", "--json"], capsys)
+    assert code == 0 and json.loads(out) == {
+        "name": "anna",
+        "role": "auditor",
+        "previous_role": "operator",
+        "active": True,
+    }
+
+    code, out, _ = cli(["users", "tokens", "anna", "--json"], capsys)
+    assert (code, json.loads(out)) == (0, [])
+    cli(["users", "token", "anna", "--expires-days", "3"], capsys)
+    code, out, _ = cli(["users", "tokens", "anna", "--json"], capsys)
+    listing = json.loads(out)
+    assert code == 0 and len(listing) == 1 and set(listing[0]) == TOKEN_FIELDS
+    assert listing[0]["last_used_at"] is None and listing[0]["revoked_at"] is None
+    code, out, _ = cli(["users", "tokens", "anna"], capsys)
+    header, row = out.splitlines()
+    assert header.split() == ["TOKEN", "CREATED", "EXPIRES", "REVOKED", "LAST", "USED"]
+    assert row.split()[0] == listing[0]["token_id"] and row.split()[-2:] == ["-", "-"]
+
+    session.expire_all()
+    actions = [
+        (e.actor.split(":")[0], e.action, e.details)
+        for e in session.scalars(select(AuditEvent).order_by(AuditEvent.id))
+        if e.action in {"user.enable", "user.role"}
+    ]
+    assert actions == [
+        ("local", "user.enable", {"tokens": []}),
+        ("local", "user.enable", {"tokens": []}),
+        ("local", "user.role", {"previous_role": "officer", "role": "operator"}),
+        ("local", "user.role", {"previous_role": "operator", "role": "auditor"}),
+    ]
+
+
+def test_users_cli_may_leave_no_admin_and_says_so(
+    session: Session,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On the node's machine the only admin may be demoted or disabled (a stolen admin token);
+    the text output says the node has no admin now, and `enable` makes one again."""
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "ana", "--role", "admin"], capsys)[0] == 0
+    code, out, _ = cli(["users", "disable", "ana"], capsys)
+    assert code == 0 and out.startswith("disabled ana; the node has no active admin now")
+    code, out, _ = cli(["users", "enable", "ana"], capsys)
+    assert (code, out) == (0, "enabled ana\n")
+    code, out, _ = cli(["users", "role", "ana", "officer"], capsys)
+    assert code == 0 and "no active admin now" in out
+    code, out, _ = cli(["users", "role", "ana", "admin"], capsys)
+    assert (code, out) == (0, "ana: officer -> admin\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "reason"),
+    [
+        (["users", "enable", "ghost"], 4, "unknown_user"),
+        (["users", "role", "ghost", "admin"], 4, "unknown_user"),
+        (["users", "tokens", "ghost"], 4, "unknown_user"),
+        (["users", "tokens", "ghost", "--json"], 4, "unknown_user"),
+    ],
+)
+def test_users_cli_unknown_user(
+    engine: object,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    code: int,
+    reason: str,
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    got, out, err = cli(args, capsys)
+    assert (got, out) == (code, "")
+    assert err.startswith("bdx: error: ") and err.rstrip().endswith(f"[{reason}]")
+    assert len(err.splitlines()) == 1
+
+
+def test_users_cli_bad_role_is_a_usage_error(
+    session: Session,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "anna", "--role", "officer"], capsys)[0] == 0
+    code, out, err = cli(["users", "role", "anna", "king"], capsys)
+    assert (code, out) == (2, "")
+    assert "Invalid value for 'ROLE': 'king' is not one of" in err, err
+    session.expire_all()
+    assert session.scalars(select(User.role)).one() is Role.OFFICER
