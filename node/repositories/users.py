@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.orm import Session, joinedload
 
 from node.db.engine import SQLITE_BUSY_TIMEOUT_S
@@ -23,12 +23,16 @@ class UserRepository:
         return self.session.scalars(select(User).order_by(User.name)).all()
 
     def active_admins(self, *, lock: bool = False) -> Sequence[User]:
-        """The active admins. With ``lock`` their rows stay locked until the transaction ends
-        and are read afresh (PostgreSQL; SQLite has one writer at a time anyway): two admins
-        demoting or disabling each other at once cannot both see the other one still active
-        and leave the node without an admin."""
+        """The active admins. With ``lock`` no other transaction changes an admin until this
+        one ends, and the rows are read afresh: two admins demoting or disabling each other
+        at once cannot both see the other one still active and leave the node without an
+        admin. PostgreSQL locks their rows (``FOR UPDATE``); SQLite locks the database, and
+        the driver begins no transaction for a read, so a write that changes nothing takes
+        the write lock first (the read and the change after it are then one transaction)."""
         query = select(User).where(User.role == Role.ADMIN, User.active.is_(True))
         if lock:
+            if self.session.get_bind().dialect.name == "sqlite":
+                self.session.execute(text("UPDATE users SET active = active WHERE 0 = 1"))
             query = query.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(query.order_by(User.id)).all()
 

@@ -139,27 +139,32 @@ class UserService:
     def has_active_admin(self) -> bool:
         return bool(self.users.active_admins())
 
-    def _keep_an_admin(self, user: User, change: str) -> None:
-        """Refuse (409 ``last_admin``) a change that takes the rights of the node's only
-        active admin: no one could then manage users over the API. The admins' rows are read
-        again and stay locked until the change commits (:meth:`UserRepository.active_admins`):
-        two admins demoting each other at once leave one of them admin."""
-        if [a.id for a in self.users.active_admins(lock=True)] == [user.id]:
+    def _keep_an_admin(self, name: str, change: str) -> None:
+        """Refuse (409 ``last_admin``) to take the rights of the node's only active admin: no
+        one could manage users over the API. The admins are read afresh and stay locked until
+        the change commits (:meth:`UserRepository.active_admins`): two admins demoting each
+        other at once leave one of them admin. The user is read after the lock, so that what
+        the change records is what it changed."""
+        admins = self.users.active_admins(lock=True)
+        user = self.get(name)
+        if [a.id for a in admins] == [user.id]:
+            self.session.rollback()  # the lock, at once
             raise ConflictError(
-                f"{change} {user.name!r} would leave the node without an active admin; "
-                "make another user admin first",
+                f"{change} {name!r} would leave the node without an active admin; make "
+                "another user admin first",
                 reason="last_admin",
             )
 
     def disable_user(self, name: str, *, actor: str, keep_an_admin: bool = True) -> User:
         """Disable a user: their tokens stop working (again: no change, recorded again).
 
-        With ``keep_an_admin`` (the API) the only active admin is not disabled; ``bdx users
-        disable`` on the node's machine may do it (a stolen admin token: the same machine
-        makes an admin again with ``bdx users enable`` or ``add``)."""
-        user = self.get(name)
+        With ``keep_an_admin`` (the API) the only active admin is not disabled (409
+        ``last_admin``): no one could manage users over the API. ``bdx users disable`` on the
+        node's machine may do it (a stolen admin token: the same machine makes an admin again
+        with ``bdx users enable`` or ``add``)."""
         if keep_an_admin:
-            self._keep_an_admin(user, "disabling")
+            self._keep_an_admin(name, "disabling")
+        user = self.get(name)
         user.active = False
         self.audit.record(actor, "user.disable", name)
         self.session.commit()
@@ -186,9 +191,9 @@ class UserService:
         """Give a user another role; their tokens carry it from their next request (the same
         role again: no change, recorded again). ``keep_an_admin`` as for
         :meth:`disable_user`."""
-        user = self.get(name)
         if keep_an_admin and role is not Role.ADMIN:
-            self._keep_an_admin(user, f"making {role.value}")
+            self._keep_an_admin(name, f"making {role.value}")
+        user = self.get(name)
         previous = user.role
         user.role = role
         self.audit.record(

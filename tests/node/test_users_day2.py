@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +17,16 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from alembic import command
 from node_support import bearer, cli
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, MetaData, delete, event, insert, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from node.db.engine import create_db_engine
+from node.db.engine import session_factory as sessions_of
+from node.db.migrate import alembic_config, current_revision, upgrade
 from node.db.models import ApiToken, AuditEvent, Role, User
+from node.service_errors import ConflictError
 from node.services import params
 from node.services.users import UserService
 
@@ -236,6 +242,47 @@ def test_an_admin_steps_down_while_another_stays(
     ]
 
 
+def test_two_admins_demoting_each_other_at_once_leave_one(
+    sessions: sessionmaker[Session],
+) -> None:
+    """root and second, the only admins, demote each other at the same moment: each check
+    saw the other still admin and both changes committed (SQLite runs a read outside any
+    transaction; PostgreSQL reads what is committed), leaving no admin. The second change
+    runs, in another thread, while the first holds its lock: it waits for the first to
+    commit (the join gives up after a second), then sees root alone and is refused."""
+    with sessions() as s:
+        users = UserService(s)
+        users.add_user("root", Role.ADMIN, actor="t")
+        users.add_user("second", Role.ADMIN, actor="t")
+    outcome: list[str] = []
+
+    def demote_root() -> None:
+        with sessions() as s:
+            try:
+                UserService(s).set_role("root", Role.AUDITOR, actor="user:second")
+                outcome.append("demoted")
+            except ConflictError as exc:
+                outcome.append(exc.reason)
+
+    other = threading.Thread(target=demote_root)
+
+    def meanwhile(*_: object) -> None:
+        other.start()
+        other.join(timeout=1)
+
+    with sessions() as first:
+        event.listen(first, "before_flush", meanwhile, once=True)
+        UserService(first).set_role("second", Role.AUDITOR, actor="user:root")
+    other.join(timeout=30)
+    assert outcome == ["last_admin"]
+    with sessions() as s:
+        admins = s.scalars(select(User.name).where(User.role == Role.ADMIN)).all()
+        assert admins == ["root"]
+        assert events(sessions, "user.role") == [
+            ("user:root", "user.role second", {"previous_role": "admin", "role": "auditor"})
+        ]
+
+
 def test_openapi_documents_the_new_routes(http: httpx.Client) -> None:
     paths = http.get("/openapi.json").json()["paths"]
     assert paths["/users/{name}/enable"]["post"]["description"] == "Role: admin."
@@ -416,6 +463,45 @@ def test_a_failed_last_use_write_fails_no_request(
 
     assert http.get("/users/me", headers=bearer(token)).status_code == 200
     assert token_row(sessions, token).last_used_at is not None
+
+
+# ------------------------------------------------------------------------ migration 0010
+
+
+def test_0010_adds_last_used_at_and_keeps_tokens(fresh_db_url: str) -> None:
+    """A 0008 database with a token: the upgrade keeps it, its last use empty; the downgrade
+    drops the column (a table rebuild on SQLite) and keeps the token and its cascade."""
+    engine = create_db_engine(fresh_db_url)
+    now = datetime.now(UTC)
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as conn:
+            t = MetaData()
+            t.reflect(conn, only=("users", "api_tokens"))
+            users, tokens = t.tables["users"], t.tables["api_tokens"]
+            user = {"name": "root", "role": "admin", "active": True, "created_at": now}
+            conn.execute(insert(users).values(user))
+            token = {"token_id": "0" * 16, "token_hash": "1" * 64, "created_at": now}
+            conn.execute(insert(tokens).values(user_id=1, **token))
+        assert "last_used_at" not in {c["name"] for c in inspect(engine).get_columns("api_tokens")}
+
+        upgrade(engine)
+        assert current_revision(engine) == "0010"
+        with sessions_of(engine)() as s:
+            row = s.scalars(select(ApiToken)).one()
+            assert (row.token_id, row.token_hash, row.last_used_at) == ("0" * 16, "1" * 64, None)
+            row.last_used_at = now
+            s.commit()
+
+        command.downgrade(alembic_config(engine), "0008")
+        assert "last_used_at" not in {c["name"] for c in inspect(engine).get_columns("api_tokens")}
+        with engine.begin() as conn:
+            kept = conn.execute(select(tokens.c.token_id, tokens.c.user_id)).all()
+            assert [tuple(r) for r in kept] == [("0" * 16, 1)]
+            conn.execute(delete(users))  # the foreign key still cascades
+            assert conn.execute(select(tokens)).all() == []
+    finally:
+        engine.dispose()
 
 
 # ------------------------------------------------------------------------ bdx users
