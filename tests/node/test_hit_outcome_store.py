@@ -68,7 +68,7 @@ def test_0009_adds_the_outcome_and_the_record_ref_index_keeping_every_hit(
             c["name"] for c in inspect(engine).get_columns("exchange_hits")
         }
 
-        upgrade(engine)
+        upgrade(engine, "0009")
         assert current_revision(engine) == "0009"
         insp = inspect(engine)
         assert {c["name"] for c in insp.get_columns("exchange_hits")} >= OUTCOME_COLUMNS
