@@ -271,6 +271,11 @@ class Requester:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Pooled]] = (
             weakref.WeakKeyDictionary()
         )
+        # One lock per query id polled late (:meth:`poll_lock`), kept while someone holds or
+        # waits for it: two polls of one query would fetch and log its reply twice.
+        self._poll_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     @property
     def signing_key(self) -> PrivateKey:
@@ -393,6 +398,16 @@ class Requester:
             return await self._query_peers(
                 lease, peers, purpose, modality, templates, case_ref, officer
             )
+
+    def poll_lock(self, query_id: str) -> asyncio.Lock:
+        """The lock the late polls of query ``query_id`` take in turn (one process, one event
+        loop: the API's): the first fetches and logs the reply, the next ones must read the
+        query's state again once they hold it, and find it answered."""
+        lock = self._poll_locks.get(query_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._poll_locks[query_id] = lock
+        return lock
 
     async def poll_reply(
         self, peer: Peer, query_id: str, status_url: str, sent_at: datetime

@@ -19,9 +19,11 @@ status URL in its logged result; :meth:`QueryHistory.poll` fetches the reply onc
 (:meth:`node.exchange.requester.Requester.poll_reply`, the officer who sent the query or an
 admin; an admin's poll is recorded as ``query.poll``) and answers the query's new state:
 ``answered`` (late), ``pending`` (the peer still searches), ``expired`` (the peer no longer
-holds the reply). A query whose latest result keeps no status URL is a conflict (409):
-``not_timed_out`` (it was answered, or failed for good) or ``no_status_url`` (the peer never
-accepted it, or its address in the settings changed since).
+holds the reply). Polls of one query take turns
+(:meth:`~node.exchange.requester.Requester.poll_lock`), so a reply is fetched and logged
+once. A query whose latest result keeps no status URL is a conflict (409): ``not_timed_out``
+(it was answered, or failed for good) or ``no_status_url`` (the peer never accepted it, or
+its address in the settings changed since).
 
 Queries this node's outbound rules refused (``refused_locally``) never left it and have no
 id: they are in the log as policy decisions, not here.
@@ -230,8 +232,14 @@ class QueryHistory:
         """Fetch once the reply of query ``query_id`` that its peer kept (see the module's
         docstring) and answer the query's new state; found as :meth:`show` finds it."""
         found = await anyio.to_thread.run_sync(self._one, viewer, query_id)
-        peer, status_url = self._pollable(found, exchange.peers)
-        result = await exchange.requester.poll_reply(peer, query_id, status_url, found.sent_at)
+        # Polls of one query wait their turn, and read its state again once it is theirs: a
+        # reply fetched by the poll before is not fetched (and logged) a second time.
+        async with exchange.requester.poll_lock(found.query_id):
+            found = await anyio.to_thread.run_sync(self._one, viewer, query_id)
+            peer, status_url = self._pollable(found, exchange.peers)
+            result = await exchange.requester.poll_reply(
+                peer, found.query_id, status_url, found.sent_at
+            )
         if not viewer.officer:
             details = {"status": result.status}
             await anyio.to_thread.run_sync(self._record, viewer, POLL_ACTION, found, details)

@@ -6,6 +6,7 @@ MY answer; ID's searches are made slow where a test needs a peer that answers la
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -27,7 +28,7 @@ from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.db.models import Role
 from node.exchange import params
-from node.exchange.requester import QUERY_PATH
+from node.exchange.requester import QUERY_PATH, Peer
 from node.services.queries import LIST_ACTION, POLL_ACTION, SHOW_ACTION
 from node.services.users import UserService
 from tests.exchange.service_support import ServiceNode, serving
@@ -416,3 +417,64 @@ def test_the_command_line_lists_and_shows(
     assert other.returncode == 4 and "[unknown_query]" in other.stderr
     refused = bdx(nodes, "operator", "list")
     assert refused.returncode == 5 and "[wrong_role]" in refused.stderr
+
+
+@contextmanager
+def slow_link(nodes: Setup, monkeypatch: pytest.MonkeyPatch, seconds: float) -> Iterator[None]:
+    """TH's late polls take ``seconds`` longer to reach ID, as over a slow link."""
+    requester = nodes.th.exchange.requester
+    original = requester._poll_once
+
+    async def slow(client: httpx.AsyncClient, peer: Peer, status_url: str) -> str:
+        await asyncio.sleep(seconds)
+        return await original(client, peer, status_url)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(requester, "_poll_once", slow)
+        yield
+
+
+def timed_out_query(
+    nodes: Setup,
+    fingers: list[list[FingerprintTemplate]],
+    monkeypatch: pytest.MonkeyPatch,
+    case_ref: str,
+) -> str:
+    """A query ID accepted (202) and TH gave up on; ID's reply is made and kept."""
+    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2) as release:
+        got = send(nodes, ["ID"], fingers[2][1], case_ref=case_ref)["ID"]
+        assert (got["status"], got["pollable"]) == ("timeout", True), got
+        release.set()
+        kept_reply_done(nodes, got["query_id"])
+    qid: str = got["query_id"]
+    return qid
+
+
+def test_concurrent_polls_of_one_query_fetch_its_reply_once(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    qid = timed_out_query(nodes, fingers, monkeypatch, "race-1")
+    users = ("officer", "officer", "admin", "admin")
+    start = threading.Barrier(len(users))
+    answers: list[tuple[str, int, str]] = []
+
+    def one(user: str) -> None:
+        start.wait()
+        r = poll(nodes, qid, user)
+        answers.append((user, r.status_code, r.json().get("status") or r.json()["error"]))
+
+    threads = [threading.Thread(target=one, args=(u,)) for u in users]
+    with slow_link(nodes, monkeypatch, 0.5):
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    # One poll fetched the reply; the others, in turn after it, found the query answered.
+    assert sorted((code, status) for _, code, status in answers) == [
+        (200, "answered"),
+        (409, "not_timed_out"),
+        (409, "not_timed_out"),
+        (409, "not_timed_out"),
+    ], answers
+    late = [e["status"] for e in logged(nodes.th, "reply_received", qid) if e.get("late")]
+    assert late == ["answered"]
