@@ -21,9 +21,11 @@ admin; an admin's poll is recorded as ``query.poll``) and answers the query's ne
 ``answered`` (late), ``pending`` (the peer still searches), ``expired`` (the peer no longer
 holds the reply). Polls of one query take turns
 (:meth:`~node.exchange.requester.Requester.poll_lock`), so a reply is fetched and logged
-once. A query whose latest result keeps no status URL is a conflict (409): ``not_timed_out``
-(it was answered, or failed for good) or ``no_status_url`` (the peer never accepted it, or
-its address in the settings changed since).
+once. A query's status is its answer once one is logged, whatever is logged after it (an
+answer is final), else its latest result's. A query whose standing result keeps no status
+URL is a conflict (409): ``not_timed_out`` (it was answered, or failed for good) or
+``no_status_url`` (the peer never accepted it, or its address in the settings changed
+since).
 
 Queries this node's outbound rules refused (``refused_locally``) never left it and have no
 id: they are in the log as policy decisions, not here.
@@ -132,11 +134,17 @@ class SentQuery:
 
     @property
     def latest(self) -> LoggedReply | None:
+        """The result that stands: the peer's answer once one is logged (final: a result
+        logged after it, a late poll's that was slower than another's, changes nothing),
+        else the last result logged."""
+        answer = self.answer
+        if answer is not None:
+            return answer
         return self.replies[-1] if self.replies else None
 
     @property
     def status(self) -> str:
-        """The latest result's status; ``sent`` while none is logged."""
+        """The standing result's status (:attr:`latest`); ``sent`` while none is logged."""
         return self.latest.status if self.latest is not None else SENT
 
     @property
@@ -145,9 +153,8 @@ class SentQuery:
 
     @property
     def answer(self) -> LoggedReply | None:
-        """The latest result the peer answered (signed), if any."""
-        answered = [r for r in self.replies if r.status == "answered"]
-        return answered[-1] if answered else None
+        """The first result the peer answered (signed), if any: a query is answered once."""
+        return next((r for r in self.replies if r.status == "answered"), None)
 
 
 @dataclass(frozen=True)

@@ -478,3 +478,43 @@ def test_concurrent_polls_of_one_query_fetch_its_reply_once(
     ], answers
     late = [e["status"] for e in logged(nodes.th, "reply_received", qid) if e.get("late")]
     assert late == ["answered"]
+
+
+def test_an_answer_stands_whatever_is_logged_after_it(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll slower than the one that fetched the answer logs its ``pending`` after it (as
+    another process of the node would): the query stays answered, its hit reference shown."""
+    qid = timed_out_query(nodes, fingers, monkeypatch, "final-1")
+    answered = poll(nodes, qid)
+    assert answered.status_code == 200 and answered.json()["status"] == "answered"
+    reference = answered.json()["reference"]
+    nodes.th.exchange.requester.log.record_many(
+        [
+            {
+                "type": "reply_received",
+                "node": "TH",
+                "peer": "ID",
+                "query_id": qid,
+                "status": "pending",
+                "elapsed_ms": 1500.0,
+                "detail": "the peer is still searching",
+                "reply_jws": None,
+                "at": datetime.now(UTC).isoformat(),
+                "status_url": f"{nodes.id.peer_url}{QUERY_PATH}/{qid}",
+                "late": True,
+            }
+        ]
+    )
+    [item] = listed(nodes, case_ref="final-1")
+    assert (item["status"], item["reference"], item["pollable"], item["late"]) == (
+        "answered",
+        reference,
+        False,
+        True,
+    )
+    shown = get(nodes, f"/queries/{qid}", "officer").json()
+    assert [r["status"] for r in shown["replies"]] == ["timeout", "answered", "pending"]
+    assert (shown["status"], shown["reference"]) == ("answered", reference)
+    again = poll(nodes, qid)
+    assert again.status_code == 409 and again.json()["error"] == "not_timed_out"

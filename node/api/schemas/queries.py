@@ -127,14 +127,18 @@ class SentQueryOut(BaseModel):
     case_ref: str | None
     officer: str | None = Field(description="who sent it, as the exchange log names them")
     sent_at: datetime
-    status: QueryStatus = Field(description="the latest result's status (sent: none yet)")
+    status: QueryStatus = Field(
+        description="the standing result's status: answered once the peer's answer is "
+        "logged (final, whatever is logged after it), else the latest result's (sent: none "
+        "yet)"
+    )
     outcome: Outcome | None = Field(description="set when the peer answered")
     reason: str | None = Field(description="the peer's refusal reason")
     reference: str | None = Field(description="the peer's opaque hit reference, on a hit")
     strength: str | None = None
     detail: str | None = None
-    replied_at: datetime | None = Field(description="when the latest result was logged")
-    late: bool = Field(description="the latest result came from a late poll")
+    replied_at: datetime | None = Field(description="when the standing result was logged")
+    late: bool = Field(description="the standing result came from a late poll")
     pollable: bool = Field(
         description="the peer accepted it and may still hold its reply: POST "
         "/queries/{query_id}/poll fetches it"
@@ -144,7 +148,7 @@ class SentQueryOut(BaseModel):
 class SentQueryDetail(SentQueryOut):
     replies: list[LoggedReplyOut] = Field(description="every result logged, oldest first")
     reply_jws: str | None = Field(
-        description="the peer's signed reply (compact JWS) of the latest answer, if any"
+        description="the peer's signed reply (compact JWS) of its answer, if any"
     )
 
 
