@@ -20,12 +20,13 @@ are logged once all are in, or, when the node stops first, those that are in and
 ``cancelled``.
 
 A peer that answered 202 keeps the reply at its status URL for a while (its
-``PENDING_TTL_SECONDS``). When this node stops waiting first (``timeout``), or loses the peer
-while polling (``unreachable``), the result keeps that URL (``status_url``, logged with the
-reply event: the protocol's own URL for the query, so nothing the peer chose); an officer
-may fetch the reply later with :meth:`Requester.poll_reply` (``POST /queries/{id}/poll``),
-verified as any reply and logged as a ``late`` ``reply_received`` event: ``answered``,
-``pending`` (still searching; the URL is kept) or ``expired`` (the peer no longer holds it).
+``PENDING_TTL_SECONDS``). When this node stops waiting first (``timeout``), loses the peer
+while polling (``unreachable``) or is stopped (``cancelled``), the result keeps that URL
+(``status_url``, logged with the reply event: the protocol's own URL for the query, so
+nothing the peer chose); an officer may fetch the reply later with
+:meth:`Requester.poll_reply` (``POST /queries/{id}/poll``), verified as any reply and logged as
+a ``late`` ``reply_received`` event: ``answered``, ``pending`` (still searching; the URL is
+kept) or ``expired`` (the peer no longer holds it).
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ Status = Literal[
 ]
 #: Results after which the peer may still hold the reply at its status URL: the URL is kept
 #: with them, and the query can be polled (:meth:`Requester.poll_reply`).
-POLLABLE: frozenset[str] = frozenset({"timeout", "pending", "unreachable"})
+POLLABLE: frozenset[str] = frozenset({"timeout", "pending", "unreachable", "cancelled"})
 QUERY_PATH = "/peer/v1/queries"
 JOSE = "application/jose"
 
@@ -472,25 +473,28 @@ class Requester:
             ],
         )
         start = time.perf_counter()
+        accepted = [
+            _Accepted(status_url_of(peer, str(q.query_id)))
+            for peer, q in zip(peers, queries, strict=True)
+        ]
         jobs = [
-            asyncio.ensure_future(self._exchange(lease, peer, query))
-            for peer, query in zip(peers, queries, strict=True)
+            asyncio.ensure_future(self._exchange(lease, peer, query, kept))
+            for peer, query, kept in zip(peers, queries, accepted, strict=True)
         ]
         try:
             results = list(await asyncio.gather(*jobs))
         except asyncio.CancelledError:
             # The node is stopping (or the caller went away): the replies already in, and the
-            # queries still out, are logged all the same; a peer may have answered a hit.
+            # queries still out, are logged all the same; a peer may have answered a hit. A
+            # query the peer accepted (202) keeps its status URL: the reply can be fetched
+            # later, as after a timeout.
             elapsed = (time.perf_counter() - start) * 1000
-            detail = "this node stopped waiting before the peer answered"
             self._record_replies(
                 [
                     job.result()
                     if job.done() and not job.cancelled()
-                    else PeerResult(
-                        peer.country, str(q.query_id), "cancelled", elapsed, detail=detail
-                    )
-                    for job, peer, q in zip(jobs, peers, queries, strict=True)
+                    else _cancelled(peer, str(q.query_id), elapsed, kept.url)
+                    for job, peer, q, kept in zip(jobs, peers, queries, accepted, strict=True)
                 ]
             )
             raise
@@ -514,8 +518,9 @@ class Requester:
             ]
         )
 
-    async def _exchange(self, lease: Lease, peer: Peer, query: QueryPayload) -> PeerResult:
-        accepted = _Accepted(status_url_of(peer, str(query.query_id)))
+    async def _exchange(
+        self, lease: Lease, peer: Peer, query: QueryPayload, accepted: _Accepted
+    ) -> PeerResult:
         return await self._fetch_reply(
             lease,
             peer,
@@ -675,6 +680,17 @@ class Requester:
         if not earliest <= reply.created <= datetime.now(UTC) + self.clock_window:
             raise InvalidReplyError("the reply's time is outside the accepted clock difference")
         return reply
+
+
+def _cancelled(peer: Peer, query_id: str, elapsed_ms: float, status_url: str | None) -> PeerResult:
+    """The result of a query still out when this node stopped waiting (it is stopping, or the
+    caller went away); with the peer's status URL when it had accepted the query (202)."""
+    detail = "this node stopped waiting before the peer answered"
+    if status_url is not None:
+        detail = f"{detail}; {_POLL_LATER}"
+    return PeerResult(
+        peer.country, query_id, "cancelled", elapsed_ms, detail=detail, status_url=status_url
+    )
 
 
 async def bounded_request(

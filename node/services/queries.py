@@ -14,8 +14,9 @@ Officers see their own queries only: another officer's query is not found, as on
 how many queries it returned, or the query's officer and peer), as ``hit.list`` is
 (:mod:`node.services.hits`). Reading one's own queries is not recorded.
 
-A query this node stopped waiting for after the peer had accepted it (202) keeps the peer's
-status URL in its logged result; :meth:`QueryHistory.poll` fetches the reply once
+A query this node stopped waiting for after the peer had accepted it (202: ``timeout``,
+``unreachable``, ``cancelled`` as the node stopped) keeps the peer's status URL in its logged
+result; :meth:`QueryHistory.poll` fetches the reply once
 (:meth:`node.exchange.requester.Requester.poll_reply`, the officer who sent the query or an
 admin; an admin's poll is recorded as ``query.poll``) and answers the query's new state:
 ``answered`` (late), ``pending`` (the peer still searches), ``expired`` (the peer no longer

@@ -27,7 +27,9 @@ from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.db.models import Role
+from node.errors import NotFoundError
 from node.exchange import params
+from node.exchange.officer import probe_items
 from node.exchange.requester import QUERY_PATH, Peer
 from node.services.queries import LIST_ACTION, POLL_ACTION, SHOW_ACTION
 from node.services.users import UserService
@@ -518,3 +520,52 @@ def test_an_answer_stands_whatever_is_logged_after_it(
     assert (shown["status"], shown["reference"]) == ("answered", reference)
     again = poll(nodes, qid)
     assert again.status_code == 409 and again.json()["error"] == "not_timed_out"
+
+
+def test_a_query_cancelled_after_the_peer_accepted_it_is_polled(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TH stops (its exchange is cancelled) while ID, which answered 202, still searches:
+    the status URL is logged with ``cancelled`` and the reply is fetched later."""
+    requester = nodes.th.exchange.requester
+    items = probe_items("fingerprint", [(iso19794_2.encode(fingers[3][1]), 1)], images=False)
+
+    async def stopped_while_waiting() -> str:
+        task = asyncio.ensure_future(
+            requester.query_peers(
+                [nodes.th.exchange.peers["ID"]],
+                "asylum",
+                "fingerprint",
+                items,
+                case_ref="cancel-1",
+                officer="user:officer",
+            )
+        )
+        while not (sent := listed(nodes, case_ref="cancel-1")):
+            await asyncio.sleep(0.05)
+        qid: str = sent[0]["query_id"]
+        while True:  # ID keeps the reply once it answers 202
+            try:
+                nodes.id.app.state.pending_replies.get(qid, "TH")
+                break
+            except NotFoundError:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the 202 reaches TH
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await requester.aclose()
+        return qid
+
+    with slow_peer(nodes, monkeypatch, sync_wait_s=0.2) as release:
+        monkeypatch.setattr(requester, "timeout", HELD_SEARCH_S)
+        qid = asyncio.run(stopped_while_waiting())
+        release.set()
+        kept_reply_done(nodes, qid)
+    [cancelled] = logged(nodes.th, "reply_received", qid)
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["status_url"] == f"{nodes.id.peer_url}{QUERY_PATH}/{qid}"
+    assert get(nodes, f"/queries/{qid}", "officer").json()["pollable"] is True
+    r = poll(nodes, qid)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["outcome"]) == ("answered", "hit")
