@@ -18,9 +18,9 @@ A query this node stopped waiting for after the peer had accepted it (202: ``tim
 ``unreachable``, ``cancelled`` as the node stopped) keeps the peer's status URL in its logged
 result; :meth:`QueryHistory.poll` fetches the reply once
 (:meth:`node.exchange.requester.Requester.poll_reply`, the officer who sent the query or an
-admin; an admin's poll is recorded as ``query.poll``) and answers the query's new state:
-``answered`` (late), ``pending`` (the peer still searches), ``expired`` (the peer no longer
-holds the reply). Polls of one query take turns
+admin; an admin's poll is recorded as ``query.poll``, refused ones included, with the
+refusal) and answers the query's new state: ``answered`` (late), ``pending`` (the peer still
+searches), ``expired`` (the peer no longer holds the reply). Polls of one query take turns
 (:meth:`~node.exchange.requester.Requester.poll_lock`), so a reply is fetched and logged
 once. A query's status is its answer once one is logged, whatever is logged after it (an
 answer is final), else its latest result's. A query whose standing result keeps no status
@@ -244,7 +244,16 @@ class QueryHistory:
         # reply fetched by the poll before is not fetched (and logged) a second time.
         async with exchange.requester.poll_lock(found.query_id):
             found = await anyio.to_thread.run_sync(self._one, viewer, query_id)
-            peer, status_url = self._pollable(found, exchange.peers)
+            try:
+                peer, status_url = self._pollable(found, exchange.peers)
+            except ConflictError as exc:
+                # An admin's refused poll read another officer's query's state: recorded too.
+                if not viewer.officer:
+                    details = {"status": found.status, "refused": exc.reason}
+                    await anyio.to_thread.run_sync(
+                        self._record, viewer, POLL_ACTION, found, details
+                    )
+                raise
             result = await exchange.requester.poll_reply(
                 peer, found.query_id, status_url, found.sent_at
             )

@@ -569,3 +569,26 @@ def test_a_query_cancelled_after_the_peer_accepted_it_is_polled(
     r = poll(nodes, qid)
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["outcome"]) == ("answered", "hit")
+
+
+def test_an_admins_refused_poll_is_recorded(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    qid = send(nodes, ["ID"], fingers[1][1], case_ref="admin-409")["ID"]["query_id"]
+    r = poll(nodes, qid, "admin")
+    assert r.status_code == 409 and r.json()["error"] == "not_timed_out"
+    polls = [e for e in audited(nodes, POLL_ACTION) if e["target"] == qid]
+    assert [(e["actor"], e["details"]) for e in polls] == [
+        (
+            "user:admin",
+            {
+                "officer": "user:officer",
+                "peer": "ID",
+                "status": "answered",
+                "refused": "not_timed_out",
+            },
+        )
+    ]
+    # The officer's own refused poll is not recorded, as their own polls are not.
+    assert poll(nodes, qid).status_code == 409
+    assert len([e for e in audited(nodes, POLL_ACTION) if e["target"] == qid]) == 1
