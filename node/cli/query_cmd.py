@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -320,11 +322,39 @@ def _show(q: dict[str, Any]) -> None:
         typer.echo(f"the peer may still answer: bdx queries poll {printable(q['query_id'])}")
 
 
+def _since_option(value: str | None) -> str | None:
+    """An ISO 8601 time, UTC when it names no zone (as ``bdx audit list --since``), sent to
+    the node with its offset: a value the node would refuse (422, exit 3) is a usage error
+    here (exit 2)."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO 8601 time") from None
+    try:
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise typer.BadParameter(f"{value!r} is out of range once in UTC") from None
+
+
+def _next_page(options: dict[str, Any], offset: int) -> str:
+    """The command that lists the next page: this one's filters and limit, at ``offset``."""
+    words = ["bdx", "queries", "list"]
+    for name, value in options.items():
+        if value is not None:
+            words += ["--" + name.replace("_", "-"), str(value)]
+    return shlex.join([*words, "--offset", str(offset)])
+
+
 @history_app.command("list")
 def list_queries(
     since: Annotated[
         str | None,
-        typer.Option(help="only those sent at or after this time (ISO 8601 with an offset)"),
+        typer.Option(
+            parser=_since_option,
+            help="only those sent at or after this time (ISO 8601, UTC if no zone)",
+        ),
     ] = None,
     case_ref: Annotated[str | None, typer.Option(help="only this case reference's")] = None,
     peer: Annotated[str | None, typer.Option(help="only those sent to this country")] = None,
@@ -352,7 +382,7 @@ def list_queries(
         if value is not None:
             params[name] = value
     if peer is not None:
-        params["peer"] = peer.strip().upper()
+        peer = params["peer"] = peer.strip().upper()
     with _history_client(token, token_file, url, ca_file, config) as client:
         page = client.call("GET", "/queries", params=params, what="the listing")
     if json_out:
@@ -363,7 +393,9 @@ def list_queries(
     for item in page["items"]:
         typer.echo(_line(item))
     if page["next_offset"] is not None:
-        typer.echo(f"more: bdx queries list --offset {page['next_offset']}", err=True)
+        options = {"since": since, "case_ref": case_ref, "peer": peer, "officer": officer}
+        options["limit"] = limit if limit != PAGE_DEFAULT else None
+        typer.echo(f"more: {_next_page(options, page['next_offset'])}", err=True)
 
 
 @history_app.command("show")

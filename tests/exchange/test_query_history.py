@@ -10,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -592,3 +593,39 @@ def test_an_admins_refused_poll_is_recorded(
     # The officer's own refused poll is not recorded, as their own polls are not.
     assert poll(nodes, qid).status_code == 409
     assert len([e for e in audited(nodes, POLL_ACTION) if e["target"] == qid]) == 1
+
+
+def test_the_command_lines_next_page_keeps_the_filters(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    for _ in range(3):
+        send(nodes, ["ID"], fingers[1][1], case_ref="cli-page")
+    ids = [q["query_id"] for q in listed(nodes, case_ref="cli-page")]
+    first = bdx(nodes, "officer", "list", "--case-ref", "cli-page", "--peer", "id", "--limit", "1")
+    assert first.returncode == 0, first.stderr
+    assert ids[0] in first.stdout
+    hint = first.stderr.strip().removeprefix("more: ")
+    assert hint == "bdx queries list --case-ref cli-page --peer ID --limit 1 --offset 1"
+    # Following the hint lists the next query of the same filters.
+    words = shlex.split(hint)
+    assert words[:3] == ["bdx", "queries", "list"]
+    second = bdx(nodes, "officer", *words[2:])
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.split("\t")[1] == ids[1]
+    assert "--case-ref cli-page" in second.stderr and "--offset 2" in second.stderr
+
+
+@pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "0001-01-01T00:00+05:00"])
+def test_the_command_line_refuses_a_bad_since(nodes: Setup, since: str) -> None:
+    r = bdx(nodes, "officer", "list", "--since", since)
+    assert r.returncode == 2 and "--since" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_the_command_line_takes_a_since_without_zone_as_utc(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    before = datetime.now(UTC).replace(tzinfo=None).isoformat()
+    qid = send(nodes, ["ID"], fingers[1][1], case_ref="cli-since")["ID"]["query_id"]
+    r = bdx(nodes, "officer", "list", "--since", before, "--json")
+    assert r.returncode == 0, r.stderr
+    assert [q["query_id"] for q in json.loads(r.stdout)["items"]] == [qid]
