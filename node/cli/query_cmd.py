@@ -393,7 +393,12 @@ def list_queries(
     for item in page["items"]:
         typer.echo(_line(item))
     if page["next_offset"] is not None:
-        options = {"since": since, "case_ref": case_ref, "peer": peer, "officer": officer}
+        options: dict[str, Any] = {
+            "since": since,
+            "case_ref": case_ref,
+            "peer": peer,
+            "officer": officer,
+        }
         options["limit"] = limit if limit != PAGE_DEFAULT else None
         typer.echo(f"more: {_next_page(options, page['next_offset'])}", err=True)
 
