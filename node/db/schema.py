@@ -9,6 +9,7 @@ from certs.translog import schema as translog_schema
 from node.db import models  # noqa: F401  (registers the models on Base.metadata)
 from node.db.base import Base
 from node.exchange import references, replay
+from node.repositories import sent_queries
 from policy import quota
 
 
@@ -20,4 +21,5 @@ def target_metadata() -> list[MetaData]:
         replay.metadata,
         references.metadata,
         quota.metadata,
+        sent_queries.metadata,
     ]

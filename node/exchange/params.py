@@ -103,3 +103,9 @@ REFUSAL_RATE_PER_S = 0.1
 REFUSAL_SUMMARY_WINDOW_S = 60.0
 #: Retry-After of a 429 ``too_many_refusals``: a token comes back every 1 / REFUSAL_RATE_PER_S.
 REFUSAL_RETRY_AFTER_S = 10
+#: Log entries the index of sent queries (``node.repositories.sent_queries``) reads and writes
+#: per transaction as it catches up with the log: its first catch-up on a large log (a million
+#: entries, some seconds) keeps its progress chunk by chunk and holds the database's write
+#: lock for a short while at a time (SQLite has one, appends wait on it); the entries of one
+#: chunk are in memory together (a few MB). Also the most query ids asked in one IN list.
+QUERY_INDEX_CHUNK = 5000

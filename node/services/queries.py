@@ -2,10 +2,11 @@
 
 The requester logs every query it sends (``query_sent``: query id, peer, purpose, modality,
 case reference, officer) and every result (``reply_received``: status, outcome, reference...;
-:mod:`node.exchange.requester`). :class:`QueryHistory` reads them back through the auditor's
-reader of the log (:func:`node.audit.query.iter_events`), so an officer sees the queries they
-sent after the ``POST /queries`` answer is gone: each with its latest result, the time of that
-result, and whether it came late.
+:mod:`node.exchange.requester`). :class:`QueryHistory` reads them back, so an officer sees
+the queries they sent after the ``POST /queries`` answer is gone: each with its standing
+result, the time of that result, and whether it came late. It finds them in an index derived
+from the log (:mod:`node.repositories.sent_queries`, caught up with the log at each reading)
+and reads from the log the entries of the queries it returns only, not the whole log.
 
 Officers see their own queries only: another officer's query is not found, as one never sent
 (nothing says which). Admins and auditors see every officer's, or one officer's
@@ -48,13 +49,19 @@ from node.audit.query import (
     AuditFilter,
     AuditQueryError,
     LoggedEvent,
-    iter_events,
 )
 from node.db.models import Role
 from node.errors import NotFoundError
 from node.exchange.requester import POLLABLE, Peer, status_url_of
 from node.exchange.setup import Exchange
 from node.repositories.audit import AuditRepository
+from node.repositories.sent_queries import (
+    IndexedQuery,
+    SentQueryIndex,
+    decode_event,
+    event_time,
+    text_of,
+)
 from node.service_errors import ConflictError, PermissionDeniedError
 
 #: The exchange log's event of a query's result (the requester's).
@@ -184,6 +191,7 @@ class QueryHistory:
         self.log = log
         self.session = session
         self.audit = AuditRepository(session)
+        self.index = SentQueryIndex(log, session)
 
     def page(
         self,
@@ -206,13 +214,11 @@ class QueryHistory:
                     "officers see the queries they sent themselves only", reason="own_queries_only"
                 )
             wanted = viewer.actor
-        found = [
-            q
-            for q in self._read(AuditFilter(since=since, peer=peer))
-            if (wanted is None or q.officer == wanted)
-            and (case_ref is None or q.case_ref == case_ref)
-        ]
-        page = QueryPage(found[offset : offset + limit], len(found))
+        self.index.catch_up()
+        rows, total = self.index.page(
+            officer=wanted, peer=peer, case_ref=case_ref, since=since, limit=limit, offset=offset
+        )
+        page = QueryPage(self._read(rows), total)
         if not viewer.officer:
             details: dict[str, Any] = {
                 "officer": wanted,
@@ -290,10 +296,12 @@ class QueryHistory:
         if not viewer.officer:
             missing = NotFoundError(f"this node sent no query {query_id}", reason="unknown_query")
         try:
-            flt = AuditFilter(query_id=query_id)
+            AuditFilter(query_id=query_id)
         except AuditQueryError:  # not shaped like a query id: never sent
             raise missing from None
-        found = self._read(flt)
+        self.index.catch_up()
+        row = self.index.one(query_id)
+        found = self._read([row] if row is not None else [])
         if not found or (viewer.officer and found[0].officer != viewer.actor):
             raise missing
         return found[0]
@@ -303,10 +311,13 @@ class QueryHistory:
         self.audit.record(viewer.actor, action, found.query_id, details)
         self.session.commit()
 
-    def _read(self, flt: AuditFilter) -> list[SentQuery]:
-        """The queries sent in ``flt``'s window whose events it matches, with the results
-        logged for them, in the order sent."""
-        return _assemble(iter_events(self.log, flt))
+    def _read(self, rows: list[IndexedQuery]) -> list[SentQuery]:
+        """The queries of ``rows`` with the results logged for them, in the order sent: their
+        entries only are read from the log."""
+        return _assemble(
+            LoggedEvent(e.index, e.created_at, e.leaf_hash, decode_event(e.data))
+            for e in self.index.entries(rows)
+        )
 
 
 def _assemble(items: Iterable[LoggedEvent]) -> list[SentQuery]:
@@ -323,16 +334,9 @@ def _assemble(items: Iterable[LoggedEvent]) -> list[SentQuery]:
 
 
 def _text(event: dict[str, Any], key: str) -> str | None:
-    value = event.get(key)
-    return value if isinstance(value, str) else None
+    return text_of(event, key)
 
 
 def _time(event: dict[str, Any], item: LoggedEvent) -> datetime:
     """The event's own time (``at``), else the time the log took it."""
-    at = event.get("at")
-    if isinstance(at, str):
-        try:
-            return datetime.fromisoformat(at)
-        except ValueError:
-            pass
-    return item.created_at
+    return event_time(event, item.created_at)

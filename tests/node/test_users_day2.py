@@ -485,7 +485,7 @@ def test_0010_adds_last_used_at_and_keeps_tokens(fresh_db_url: str) -> None:
             conn.execute(insert(tokens).values(user_id=1, **token))
         assert "last_used_at" not in {c["name"] for c in inspect(engine).get_columns("api_tokens")}
 
-        upgrade(engine)
+        upgrade(engine, "0010")
         assert current_revision(engine) == "0010"
         with sessions_of(engine)() as s:
             row = s.scalars(select(ApiToken)).one()
