@@ -195,17 +195,16 @@ class SentQueryIndex:
         self, done: int, end: int, queries: list[dict[str, Any]], results: list[dict[str, Any]]
     ) -> None:
         s = sent_query_index_state
-        if done == 0 and self.session.execute(select(s.c.id)).first() is None:
-            # The first catch-up (a second one inserting too fails on the key: _Raced).
-            self.session.execute(insert(s).values(id=_STATE_ID, indexed_size=end))
-        else:
-            moved = self.session.execute(
-                update(s)
-                .where(s.c.id == _STATE_ID, s.c.indexed_size == done)
-                .values(indexed_size=end)
-            )
-            if moved.rowcount != 1:  # type: ignore[attr-defined]
+        # A write first: SQLite takes its write lock here, before anything is read (a read
+        # first would make this transaction's write fail at once after another's commit).
+        moved = self.session.execute(
+            update(s).where(s.c.id == _STATE_ID, s.c.indexed_size == done).values(indexed_size=end)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            if done != 0 or self.session.execute(select(s.c.id)).first() is not None:
                 raise _Raced
+            # The first catch-up: a second one inserting too fails on the key (IntegrityError).
+            self.session.execute(insert(s).values(id=_STATE_ID, indexed_size=end))
         # A query id logged twice keeps its first query_sent, as the log's readers do.
         ids = [q["query_id"] for q in queries]
         known = {

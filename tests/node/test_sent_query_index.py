@@ -141,7 +141,10 @@ def test_the_history_reads_the_queries_through_the_index(engine: Engine) -> None
         assert (shown.case_ref, [r.outcome for r in shown.replies]) == ("case-1", ["no_hit"])
 
 
-def test_readers_catching_up_at_once_index_each_entry_once(engine: Engine) -> None:
+def test_readers_catching_up_at_once_index_each_entry_once(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 8)  # they race for every chunk
     log = _log(engine)
     appended = TranslogExchangeLog(log)
     for _ in range(40):
