@@ -25,6 +25,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials, NodePaths
@@ -44,6 +45,7 @@ from node.exchange.responder import Responder
 from node.exchange.rules_reload import RulesFile
 from node.exchange.search import GallerySearch, RecordRestrictions
 from node.exchange.witnessing import WitnessService, compare_views, log_origin, witness_round
+from node.repositories.sent_queries import SentQueryIndex
 from node.service_errors import StoreUnavailableError
 from node.services.galleries import GallerySet, gallery_name
 from node.services.search_pool import SearchPool
@@ -357,7 +359,8 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     list and CRL, the node's renewed certificates (:mod:`node.exchange.renewal`), forget the
     replay nonces that can no longer be replayed (:meth:`ReplayGuard.purge`: the table would
     otherwise grow by every query), delete the hit references past the follow-up period
-    (:func:`expire_hit_references`, hourly), and issue a checkpoint when the log grew or the
+    (:func:`expire_hit_references`, hourly), bring the index of sent queries up to the log
+    (:func:`index_sent_queries`), and issue a checkpoint when the log grew or the
     last one aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart; the peers'
     refusals counted but not logged one by one go in first, as ``refusals_suppressed``), and
     log how this node's own PKI documents stand when that changed (:class:`PkiWatch`). Nothing
@@ -406,9 +409,23 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
     except Exception:  # the counts stay; the next round retries
         logger.exception("suppressed refusals not logged")
     try:
+        await anyio.to_thread.run_sync(index_sent_queries, exchange)
+    except Exception:  # officers' readings catch up themselves; the next round retries
+        logger.exception("sent queries not indexed")
+    try:
         await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
     except Exception:  # keep the node serving; the next round retries
         logger.exception("exchange log checkpoint failed")
+
+
+def index_sent_queries(exchange: Exchange) -> None:
+    """Index the sent queries logged since the last catch-up
+    (:meth:`~node.repositories.sent_queries.SentQueryIndex.catch_up`), so that officers'
+    readings of their history find it current: after an upgrade to revision 0011 the first
+    catch-up reads the whole log (about 30 s a million entries), here rather than in a request
+    that would time out."""
+    with Session(exchange.log.engine) as session:
+        SentQueryIndex(exchange.log, session).catch_up()
 
 
 def expire_hit_references(exchange: Exchange) -> int:

@@ -629,3 +629,22 @@ def test_the_command_line_takes_a_since_without_zone_as_utc(
     r = bdx(nodes, "officer", "list", "--since", before, "--json")
     assert r.returncode == 0, r.stderr
     assert [q["query_id"] for q in json.loads(r.stdout)["items"]] == [qid]
+
+
+def test_housekeeping_indexes_the_sent_queries_before_anyone_reads_them(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """The node's housekeeping brings the index of sent queries up to the exchange log, so the
+    first reading after an upgrade (or a long quiet spell) does not index the log itself."""
+    from sqlalchemy import select
+
+    from node.exchange.setup import housekeeping_round
+    from node.repositories.sent_queries import sent_queries
+
+    got = send(nodes, ["ID"], fingers[2][1], case_ref="housekeeping")
+    qid = got["ID"]["query_id"]
+    engine = nodes.th.app.state.engine
+    column = sent_queries.c.query_id
+    asyncio.run(housekeeping_round(nodes.th.exchange, 3600.0))
+    with engine.connect() as conn:
+        assert conn.execute(select(column).where(column == qid)).all() == [(qid,)]
