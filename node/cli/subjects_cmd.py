@@ -364,8 +364,17 @@ def hits(
     limit: Annotated[
         int, typer.Option(min=1, max=1000, help="hits to show (one page)")
     ] = PAGE_DEFAULT,
+    after: Annotated[
+        str | None,
+        typer.Option(help="continue after this cursor (the last page's next_after)"),
+    ] = None,
     offset: Annotated[
-        int, typer.Option(min=0, help="continue from this offset (the last page's next_offset)")
+        int,
+        typer.Option(
+            min=0,
+            help="hits to skip (after --after, when given); deprecated: use --after, as an "
+            "offset skips hits when recorded outcomes move them out of --outcome",
+        ),
     ] = 0,
     outcome: Annotated[
         OutcomeState | None,
@@ -383,25 +392,30 @@ def hits(
     """List the hits this node answered on a subject and still keeps (hit_reference_days),
     oldest first: the reference, the requesting country, when it was issued, the query and
     the follow-up's outcome (pending: none recorded), for a data subject's access request or
-    the data-protection officer. Every listing is recorded in the audit trail; a subject not
-    enrolled (deleted, or never) is not found (exit 4)."""
+    the data-protection officer. A page continues with the --after the last one printed
+    (stderr), so that recording outcomes while working through --outcome pending skips none.
+    Every listing is recorded in the audit trail; a subject not enrolled (deleted, or never)
+    is not found (exit 4)."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset, **_outcome_filter(outcome)}
+    if after is not None:
+        params["after"] = after
     with _client(token, token_file, url, ca_file, config) as client:
-        page = client.call(
-            "GET",
-            _path(external_id) + "/hits",
-            params={"limit": limit, "offset": offset, **_outcome_filter(outcome)},
-            what="the listing",
-        )
+        page = client.call("GET", _path(external_id) + "/hits", params=params, what="the listing")
     if json:
         print_json(page)
         return
-    if not page["items"] and offset == 0:
+    if not page["items"] and after is None and offset == 0:
         typer.echo(f"no hits kept for subject {printable(external_id)}")
     for item in page["items"]:
         typer.echo(
             f"{printable(item['reference'])}\t{printable(item['requester'])}\t"
             f"{item['issued_at']}\tquery {printable(item['query_id'])}\t{item['outcome']}"
         )
-    if page["next_offset"] is not None:
-        more = f"bdx subjects hits {printable(external_id)} --offset {page['next_offset']}"
-        typer.echo(f"more: {more}", err=True)
+    if page["next_after"] is not None:
+        more = [f"bdx subjects hits {printable(external_id)}"]
+        if limit != PAGE_DEFAULT:
+            more.append(f"--limit {limit}")
+        if outcome is not None:
+            more.append(f"--outcome {outcome.value}")
+        more.append(f"--after {printable(page['next_after'])}")
+        typer.echo(f"more: {' '.join(more)}", err=True)

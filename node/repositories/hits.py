@@ -2,8 +2,10 @@
 
 The exchange writes the table (:class:`node.exchange.references.HitReferences`); operators read
 it here, in the request's session, so that a resolution or a listing and its audit record are
-one transaction. Listings run oldest first (issue time, then reference: a stable order for
-paging by offset).
+one transaction. Listings run oldest first (issue time, then reference: a total order), and a
+page continues after the last hit of the one before (:class:`HitCursor`, keyset paging): an
+operator working the ``pending`` queue page by page moves the hits she records out of it, and
+an offset would then skip as many of those still pending.
 
 An operator records the examiner's outcome of a hit's follow-up on its row
 (:meth:`HitRepository.record_outcome`): a compare-and-set on the outcome read before, so that
@@ -13,18 +15,20 @@ each names the outcome it replaced).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select, type_coerce, update
+from sqlalchemy import Select, and_, or_, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from node.db.base import UTCDateTime
 from node.db.models import Subject
-from node.exchange.references import HitOutcome, exchange_hits
+from node.exchange.references import HitOutcome, exchange_hits, well_formed
 
 
 class OutcomeState(enum.StrEnum):
@@ -60,6 +64,51 @@ class IssuedHit:
         return OutcomeState.PENDING if self.outcome is None else OutcomeState(self.outcome.value)
 
 
+#: The epoch a cursor counts its microseconds from.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Longest cursor text taken: base64url of up to 20 digits, ``:`` and a reference (60
+#: characters at most; a little more is refused before decoding anything).
+CURSOR_CHARS = 64
+
+
+class BadCursorError(ValueError):
+    """A cursor no listing of this node handed out."""
+
+
+@dataclass(frozen=True)
+class HitCursor:
+    """Where a page of a hit listing ends: the issue time and the reference of its last hit
+    (the listings' order). On the wire it is opaque (:meth:`encode`, ``next_after``), and a
+    request's ``after`` continues after it whatever was recorded or expired meanwhile."""
+
+    created_at: datetime
+    reference: str
+
+    def encode(self) -> str:
+        micros = (self.created_at - _EPOCH) // timedelta(microseconds=1)
+        raw = f"{micros}:{self.reference}".encode("ascii")
+        return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> HitCursor:
+        """The cursor ``text`` encodes; :class:`BadCursorError` for anything else."""
+        if len(text) > CURSOR_CHARS or not text.isascii():
+            raise BadCursorError("not a cursor of this listing")
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+            micros, reference = raw.split(":")
+            if not micros.isdigit() or not well_formed(reference):
+                raise ValueError(raw)
+            return cls(_EPOCH + timedelta(microseconds=int(micros)), reference)
+        except (ValueError, binascii.Error, OverflowError):
+            raise BadCursorError("not a cursor of this listing") from None
+
+    @classmethod
+    def of(cls, hit: IssuedHit) -> HitCursor:
+        """The cursor after ``hit``."""
+        return cls(hit.created_at.astimezone(UTC), hit.reference)
+
+
 class HitRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -75,12 +124,14 @@ class HitRepository:
         *,
         outcome: OutcomeState | None = None,
         limit: int,
+        after: HitCursor | None = None,
         offset: int = 0,
     ) -> list[IssuedHit]:
         """The stored hits that name ``record_ref`` (a subject key) whose follow-up stands at
-        ``outcome`` (any, when None), oldest first."""
+        ``outcome`` (any, when None), oldest first, after the cursor ``after`` (from the
+        first, when None) and ``offset`` more."""
         query = _with_outcome(_SELECT_HITS.where(exchange_hits.c.record_ref == record_ref), outcome)
-        return self._page(query, limit=limit, offset=offset)
+        return self._page(query, limit=limit, after=after, offset=offset)
 
     def issued(
         self,
@@ -89,17 +140,18 @@ class HitRepository:
         since: datetime | None = None,
         outcome: OutcomeState | None = None,
         limit: int,
+        after: HitCursor | None = None,
         offset: int = 0,
     ) -> list[IssuedHit]:
         """The stored hits issued to ``requester`` (any, when None) at or after ``since`` (a
         UTC time; any, when None) whose follow-up stands at ``outcome`` (any, when None),
-        oldest first."""
+        oldest first, paged as :meth:`of_record`."""
         query = _SELECT_HITS
         if requester is not None:
             query = query.where(exchange_hits.c.requester == requester)
         if since is not None:
             query = query.where(exchange_hits.c.created_at >= since)
-        return self._page(_with_outcome(query, outcome), limit=limit, offset=offset)
+        return self._page(_with_outcome(query, outcome), limit=limit, after=after, offset=offset)
 
     def record_outcome(
         self, seen: IssuedHit, outcome: HitOutcome, *, at: datetime, by: str, note: str | None
@@ -127,8 +179,15 @@ class HitRepository:
         found = self.session.scalars(select(Subject).where(Subject.id.in_(ids)))
         return {s.id: s for s in found}
 
-    def _page(self, query: Select[Any], *, limit: int, offset: int) -> list[IssuedHit]:
-        ordered = query.order_by(exchange_hits.c.created_at, exchange_hits.c.reference)
+    def _page(
+        self, query: Select[Any], *, limit: int, after: HitCursor | None, offset: int
+    ) -> list[IssuedHit]:
+        row = exchange_hits.c
+        if after is not None:
+            later = row.created_at > after.created_at
+            same = and_(row.created_at == after.created_at, row.reference > after.reference)
+            query = query.where(or_(later, same))
+        ordered = query.order_by(row.created_at, row.reference)
         rows = self.session.execute(ordered.limit(limit).offset(offset))
         return [IssuedHit(*row) for row in rows]
 

@@ -20,7 +20,10 @@ when), and those issued to a requesting country since a time (the follow-up queu
 discloses links too: each is recorded as ``hit.list`` (target: the subject's external id, or the
 requesting country; details: the filter, the page asked for and how many hits it returned, not
 the references, so that the audit trail does not keep more reference -> subject links than the
-resolutions already put there). A subject not enrolled (deleted, or never) is not found, as in
+resolutions already put there: of a page's ``after`` cursor, only its issue time). A page
+continues after the last hit of the one before (:class:`node.repositories.hits.HitCursor`),
+so that recording outcomes while working the ``pending`` queue page by page skips none. A
+subject not enrolled (deleted, or never) is not found, as in
 ``GET /subjects/{external_id}``, and not recorded.
 
 A hit is a candidate only: a forensic examiner here confirms or rejects the match before any
@@ -56,7 +59,7 @@ from node.db.models import RecordState, Subject, TemplateRecord
 from node.errors import NotFoundError
 from node.exchange.references import HitOutcome, well_formed
 from node.repositories.audit import AuditRepository
-from node.repositories.hits import HitRepository, IssuedHit, OutcomeState
+from node.repositories.hits import HitCursor, HitRepository, IssuedHit, OutcomeState
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.service_errors import ConflictError, InternalServiceError
@@ -66,6 +69,7 @@ __all__ = [
     "LIST_ACTION",
     "OUTCOME_ACTION",
     "RESOLVE_ACTION",
+    "HitCursor",
     "HitOutcome",
     "HitResolution",
     "HitService",
@@ -201,17 +205,19 @@ class HitService:
         *,
         outcome: OutcomeState | None = None,
         limit: int,
+        after: HitCursor | None = None,
         offset: int = 0,
         actor: str,
     ) -> list[ListedHit]:
         """The hits stored for subject ``external_id`` whose follow-up stands at ``outcome``
-        (any, when None), oldest first, recorded as ``actor``'s listing.
+        (any, when None), oldest first after the cursor ``after`` (from the first, when None)
+        and ``offset`` more, recorded as ``actor``'s listing.
         :class:`NotFoundError` (``unknown_subject``) when no such subject is enrolled."""
         subject = self.subjects.by_external_id(external_id)
         if subject is None:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
         key = subject_key(subject.id)
-        hits = self.hits.of_record(key, outcome=outcome, limit=limit, offset=offset)
+        hits = self.hits.of_record(key, outcome=outcome, limit=limit, after=after, offset=offset)
         deleting = self.records.subjects_in_state([subject.id], RecordState.DELETING)
         state = HitSubjectState.DELETING if deleting else HitSubjectState.ACTIVE
         listed = [ListedHit(hit, subject, state) for hit in hits]
@@ -219,6 +225,7 @@ class HitService:
             "subject": external_id,
             "outcome": None if outcome is None else outcome.value,
             "limit": limit,
+            "after": _cursor_time(after),
             "offset": offset,
         }
         self._record_listing(actor, external_id, details, listed)
@@ -231,14 +238,21 @@ class HitService:
         since: datetime | None,
         outcome: OutcomeState | None = None,
         limit: int,
+        after: HitCursor | None = None,
         offset: int = 0,
         actor: str,
     ) -> list[ListedHit]:
         """The hits stored for ``requester`` (any, when None) issued at or after ``since``
         (any time, when None) whose follow-up stands at ``outcome`` (any, when None), oldest
-        first, each with its subject now; recorded as ``actor``'s listing."""
+        first, paged as :meth:`of_subject`, each with its subject now; recorded as ``actor``'s
+        listing."""
         hits = self.hits.issued(
-            requester=requester, since=since, outcome=outcome, limit=limit, offset=offset
+            requester=requester,
+            since=since,
+            outcome=outcome,
+            limit=limit,
+            after=after,
+            offset=offset,
         )
         ids = [_subject_id(hit) for hit in hits]
         subjects = self.hits.subjects(ids)
@@ -253,7 +267,9 @@ class HitService:
             else:
                 state = HitSubjectState.ACTIVE
             listed.append(ListedHit(hit, subject, state))
-        details: dict[str, Any] = {"requester": requester, "limit": limit, "offset": offset}
+        details: dict[str, Any] = {"requester": requester, "limit": limit}
+        details["after"] = _cursor_time(after)
+        details["offset"] = offset
         details["since"] = None if since is None else since.isoformat()
         details["outcome"] = None if outcome is None else outcome.value
         self._record_listing(actor, requester, details, listed)
@@ -270,6 +286,11 @@ class HitService:
     ) -> None:
         self.audit.record(actor, LIST_ACTION, target, {**details, "returned": len(listed)})
         self.session.commit()
+
+
+def _cursor_time(after: HitCursor | None) -> str | None:
+    """What a listing's audit record keeps of its cursor: the issue time, not the reference."""
+    return None if after is None else after.created_at.isoformat()
 
 
 def _subject_id(hit: IssuedHit) -> int:

@@ -392,6 +392,7 @@ def test_an_operator_lists_the_hits_kept_for_a_subject_and_it_is_audited(
         "subject": "id-1",
         "outcome": None,
         "limit": 1000,
+        "after": None,
         "offset": 0,
         "returned": len(items),
     }
@@ -402,7 +403,7 @@ def test_an_operator_lists_the_hits_kept_for_a_subject_and_it_is_audited(
     last = listed(nodes, "/subjects/id-1/hits", limit=1, offset=n - 1).json()
     assert (last["items"], last["next_offset"]) == ([items[-1]], n)
     after = listed(nodes, "/subjects/id-1/hits", limit=1, offset=n).json()
-    assert after == {"items": [], "next_offset": None}
+    assert after == {"items": [], "next_after": None, "next_offset": None}
     assert [e["details"]["offset"] for e in audited(nodes, LIST_ACTION)[-2:]] == [n - 1, n]
 
 
@@ -434,6 +435,7 @@ def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
         "since": since.isoformat(),
         "outcome": None,
         "limit": 100,
+        "after": None,
         "offset": 0,
         "returned": 2,
     }
@@ -448,7 +450,7 @@ def test_the_follow_up_queue_lists_the_hits_issued_to_a_country_since_a_time(
     assert audited(nodes, LIST_ACTION)[-1]["target"] is None
     # Nothing issued since a later time; the hits before `since` are older.
     later = listed(nodes, "/hits", requester="TH", since=datetime.now(UTC).isoformat()).json()
-    assert later == {"items": [], "next_offset": None}
+    assert later == {"items": [], "next_after": None, "next_offset": None}
     older = listed(nodes, "/hits", requester="TH", limit=1000).json()["items"]
     assert len(older) > 2  # the hits of the earlier tests
     assert [i["reference"] for i in older[-2:]] == [h["reference"] for h in to_th]
@@ -525,15 +527,23 @@ def test_bdx_subjects_hits_lists_and_maps_refusals_to_exit_codes(
     paged = bdx(nodes, Role.OPERATOR, "id-1", "--limit", "1", command="hits")
     assert paged.returncode == 0, paged.stderr
     assert len(paged.stdout.splitlines()) == 1
-    assert paged.stderr == "more: bdx subjects hits id-1 --offset 1\n"
-    assert len(audited(nodes, LIST_ACTION)) == seen + 3  # each listing is recorded
+    first_page = json.loads(
+        bdx(nodes, Role.OPERATOR, "id-1", "--limit", "1", "--json", command="hits").stdout
+    )
+    cursor = first_page["next_after"]
+    assert paged.stderr == f"more: bdx subjects hits id-1 --limit 1 --after {cursor}\n"
+    # The printed command continues with the next hit.
+    then = bdx(nodes, Role.OPERATOR, "id-1", "--limit", "1", "--after", cursor, command="hits")
+    assert then.returncode == 0, then.stderr
+    assert then.stdout.split("\t")[0] == page["items"][1]["reference"]
+    assert len(audited(nodes, LIST_ACTION)) == seen + 5  # each listing is recorded
     unknown = bdx(nodes, Role.OPERATOR, "nobody", command="hits")
     assert unknown.returncode == 4, unknown.stderr
     assert unknown.stderr.startswith("bdx: error:") and "[unknown_subject]" in unknown.stderr
     refused = bdx(nodes, Role.AUDITOR, "id-1", command="hits")
     assert refused.returncode == 5 and "[wrong_role]" in refused.stderr
     assert refused.stdout == ""
-    assert len(audited(nodes, LIST_ACTION)) == seen + 3
+    assert len(audited(nodes, LIST_ACTION)) == seen + 5
 
 
 def test_a_deleted_subject_has_no_hit_listing_and_the_queue_shows_its_hits_deleted(

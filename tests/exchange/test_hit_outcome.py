@@ -243,6 +243,61 @@ def test_the_listings_filter_on_the_outcome(
 
 
 @pytest.mark.parametrize("path", ["/hits", "/subjects/id-1/hits"])
+def test_working_the_pending_queue_page_by_page_skips_no_hit(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], path: str
+) -> None:
+    """The operator records the outcome of each hit of a ``pending`` page before asking for
+    the next one: the next page continues after the last hit shown (``next_after``), so the
+    hits recorded leave the filter without shifting those still pending past her."""
+    since = datetime.now(UTC).isoformat()
+    queue = [hit(nodes, fingers[1][1])["reference"] for _ in range(5)]
+    params: dict[str, Any] = {"outcome": "pending", "limit": 2}
+    if path == "/hits":
+        params["since"] = since
+    else:  # id-1's earlier hits first: their outcomes recorded, they leave the queue
+        for item in listed(nodes, path, limit=1000, outcome="pending").json()["items"]:
+            if item["reference"] not in queue:
+                put_outcome(nodes, item["reference"], {"outcome": "withdrawn"})
+    seen: list[str] = []
+    page = listed(nodes, path, **params).json()
+    while True:
+        shown = [i["reference"] for i in page["items"]]
+        seen += shown
+        for reference in shown:
+            assert put_outcome(nodes, reference, {"outcome": "confirmed"}).status_code == 200
+        if page["next_after"] is None:
+            break
+        page = listed(nodes, path, **params, after=page["next_after"]).json()
+    assert seen == queue
+    # The cursor's issue time is in the listing's audit record; its reference is not.
+    event = audited(nodes, LIST_ACTION)[-1]
+    assert event["details"]["after"] is not None
+    assert not set(queue) & set(json.dumps(event["details"]).split('"'))
+    assert datetime.fromisoformat(event["details"]["after"]) <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize("path", ["/hits", "/subjects/id-1/hits"])
+@pytest.mark.parametrize(
+    ("after", "error"),
+    [
+        ("not a cursor", "bad_cursor"),
+        ("MTIzOkFBQUE", "bad_cursor"),  # "123:AAAA": no reference of this node
+        ("eDpBQUFBQUFBQUFBQUFBQUFBQUFBQUFB", "bad_cursor"),  # "x:" and a reference: no time
+        ("A" * 65, "invalid_request"),
+        ("", "invalid_request"),
+    ],
+)
+def test_a_listing_with_a_cursor_it_never_handed_out_is_a_422_and_not_recorded(
+    nodes: Setup, path: str, after: str, error: str
+) -> None:
+    seen = len(audited(nodes, LIST_ACTION))
+    r = listed(nodes, path, after=after)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == error
+    assert len(audited(nodes, LIST_ACTION)) == seen
+
+
+@pytest.mark.parametrize("path", ["/hits", "/subjects/id-1/hits"])
 @pytest.mark.parametrize("outcome", ["maybe", "Confirmed", ""])
 def test_a_listing_with_a_refused_outcome_filter_is_a_422_and_not_recorded(
     nodes: Setup, path: str, outcome: str

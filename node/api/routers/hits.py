@@ -13,6 +13,12 @@ only: the peer listener serves the peer routes and nothing else (:mod:`node.exch
 The outcome (confirmed, not confirmed: a false hit, withdrawn) is recorded by operators too,
 each recording audited as ``hit.outcome`` with the outcome it replaced; the listings show it
 and ``GET /hits?outcome=`` filters on it (``pending``: none recorded).
+
+The listings page by cursor: each page's ``next_after`` is passed as the next request's
+``after`` (keyset paging on the issue time and the reference), so that recording outcomes while
+working the ``?outcome=pending`` queue page by page skips no hit. ``offset`` still works (it
+counts past the cursor) for older clients; it skips hits when the filtered set shrinks between
+pages.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from node.api.deps import OperatorUser, SessionDep, actor
 from node.api.schemas.common import MAX_ROW_ID, ErrorBody, UtcDatetime, errors
 from node.api.schemas.hits import HitOut, HitPage, HitSummary, OutcomeIn, OutcomeOut
 from node.api.schemas.subjects import RecordOut
-from node.repositories.hits import IssuedHit
+from node.repositories.hits import CURSOR_CHARS, BadCursorError, HitCursor, IssuedHit
+from node.service_errors import InvalidRequestError
 from node.services.hits import HitService, ListedHit, OutcomeState
 from node.settings import CountryCode
 
@@ -35,7 +42,23 @@ router = APIRouter(tags=["hits"], responses=errors(404))
 MAX_PAGE = 1000
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
-Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="next_offset of the previous page")]
+After = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=CURSOR_CHARS,
+        description="next_after of the previous page: continue after its last hit",
+    ),
+]
+Offset = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=MAX_ROW_ID,
+        description="hits to skip (after the cursor, when after is given); deprecated: use "
+        "after, as an offset skips hits when recorded outcomes move them out of the filter",
+    ),
+]
 OutcomeFilter = Annotated[
     OutcomeState | None,
     Query(description="only the hits whose follow-up stands so (pending: no outcome recorded)"),
@@ -97,6 +120,7 @@ def list_hits(
     ] = None,
     outcome: OutcomeFilter = None,
     limit: Limit = 100,
+    after: After = None,
     offset: Offset = 0,
 ) -> HitPage:
     listed = HitService(session).issued(
@@ -104,6 +128,7 @@ def list_hits(
         since=since,
         outcome=outcome,
         limit=limit,
+        after=_cursor(after),
         offset=offset,
         actor=actor(operator),
     )
@@ -117,12 +142,30 @@ def list_subject_hits(
     session: SessionDep,
     outcome: OutcomeFilter = None,
     limit: Limit = 100,
+    after: After = None,
     offset: Offset = 0,
 ) -> HitPage:
     listed = HitService(session).of_subject(
-        external_id, outcome=outcome, limit=limit, offset=offset, actor=actor(operator)
+        external_id,
+        outcome=outcome,
+        limit=limit,
+        after=_cursor(after),
+        offset=offset,
+        actor=actor(operator),
     )
     return _page(listed, limit, offset)
+
+
+def _cursor(after: str | None) -> HitCursor | None:
+    """The cursor ``after`` encodes: 422 ``bad_cursor`` for one no listing handed out."""
+    if after is None:
+        return None
+    try:
+        return HitCursor.decode(after)
+    except BadCursorError:
+        raise InvalidRequestError(
+            "after: not a next_after this listing handed out", reason="bad_cursor"
+        ) from None
 
 
 def _page(listed: list[ListedHit], limit: int, offset: int) -> HitPage:
@@ -138,7 +181,12 @@ def _page(listed: list[ListedHit], limit: int, offset: int) -> HitPage:
         )
         for row in listed
     ]
-    return HitPage(items=items, next_offset=offset + limit if len(items) == limit else None)
+    full = len(items) == limit
+    return HitPage(
+        items=items,
+        next_after=HitCursor.of(listed[-1].hit).encode() if full else None,
+        next_offset=offset + limit if full else None,
+    )
 
 
 def _outcome(hit: IssuedHit) -> dict[str, object]:

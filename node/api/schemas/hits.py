@@ -60,13 +60,18 @@ class HitOut(HitSummary):
 
 
 class HitPage(BaseModel):
-    """A page of stored hits, oldest first; ``next_offset`` is the offset of the next page
-    (``None`` on the last). Hits past their follow-up period (``hit_reference_days``, counted
-    from the issue, whatever the outcome) are no longer stored, so an expiry between two pages
-    shifts the later ones forward."""
+    """A page of stored hits, oldest first (issue time, then reference). ``next_after`` is
+    the ``after`` of the next page: it continues after this page's last hit, whatever outcomes
+    were recorded or hits expired meanwhile (``None`` on the last page). ``next_offset`` is
+    the ``offset`` of the next page for older clients: an outcome recorded between two pages
+    of a filtered listing (``?outcome=pending``) moves a hit out of it, and the next offset
+    then skips as many hits."""
 
     items: list[HitSummary]
-    next_offset: int | None
+    next_after: str | None = Field(
+        description="pass as after to get the next page; null on the last page (opaque)"
+    )
+    next_offset: int | None = Field(description="deprecated: use next_after")
 
 
 class OutcomeIn(BaseModel):
