@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select, type_coerce, update
+from sqlalchemy import Select, and_, or_, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
 from node.db.base import UTCDateTime
@@ -152,6 +152,17 @@ class HitRepository:
         if since is not None:
             query = query.where(exchange_hits.c.created_at >= since)
         return self._page(_with_outcome(query, outcome), limit=limit, after=after, offset=offset)
+
+    def lock_for_outcome(self) -> None:
+        """On SQLite, take the database's write lock now, until the transaction ends: the
+        driver begins no transaction for a read, so the checks an outcome is recorded on
+        (the subject still enrolled, not being deleted) would otherwise be read outside the
+        transaction of its write, and a deletion could commit between the two. A write that
+        changes nothing takes the lock (and begins the transaction) first; the reads after it
+        and the write are then one transaction, and a deletion waits for it. PostgreSQL
+        locks the subject's row instead (``SubjectRepository.lock``)."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            self.session.execute(text("UPDATE exchange_hits SET note = note WHERE 0 = 1"))
 
     def record_outcome(
         self, seen: IssuedHit, outcome: HitOutcome, *, at: datetime, by: str, note: str | None

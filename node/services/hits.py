@@ -168,16 +168,29 @@ class HitService:
         :class:`ConflictError` (``subject_deleted``, ``subject_deleting``) once the subject is
         deleted or its deletion has begun."""
         while True:
-            hit = self._hit(reference)
+            # The checks and the write are one transaction, which a deletion waits for: the
+            # write lock first on SQLite, the subject's row lock on PostgreSQL, and the subject
+            # read again after it (a deletion that committed meanwhile took the row away).
+            self.hits.lock_for_outcome()
+            try:
+                hit = self._hit(reference)
+            except NotFoundError:
+                self.session.rollback()
+                raise
             subject = self.subjects.by_id(_subject_id(hit))
+            if subject is not None:
+                self.subjects.lock(subject)
+                if not self.hits.subjects([subject.id]):
+                    subject = None
             if subject is None:
+                self.session.rollback()  # the lock, at once
                 raise ConflictError(
                     "the subject of this hit was deleted since: its follow-up is over, nothing "
                     "is left to examine or disclose",
                     reason="subject_deleted",
                 )
-            self.subjects.lock(subject)  # a deletion begun meanwhile waits (PostgreSQL)
             if self.records.subjects_in_state([subject.id], RecordState.DELETING):
+                self.session.rollback()
                 raise ConflictError(
                     "the subject of this hit is being deleted: its follow-up is over, nothing "
                     "is left to examine or disclose",

@@ -7,6 +7,7 @@ CLI: tests/exchange/test_hit_outcome.py.)"""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -241,3 +242,50 @@ def test_the_service_records_changes_audits_and_filters_outcomes(
             },
         ),
     ]
+
+
+def test_an_outcome_is_never_recorded_after_its_subjects_deletion_committed(
+    engine: Engine, sessions: sessionmaker[Session], galleries: GallerySet
+) -> None:
+    """A deletion of the subject is run just before the outcome's write, after its checks
+    (the subject enrolled, not being deleted): it must wait for the outcome's transaction,
+    so that the outcome is on record before the deletion, never after it. (On SQLite the
+    checks were read outside the write's transaction, and the deletion committed between.)"""
+    enrol(sessions, galleries, "case-1", 1)
+    reference, _ = issue(engine, sessions, "case-1")
+    deletion: list[object] = []
+
+    def delete() -> None:
+        try:
+            with sessions() as session:
+                RecordService(session, galleries).delete_subject("case-1", actor="user:op")
+            deletion.append("done")
+        except Exception as exc:  # reported by the assertion below
+            deletion.append(exc)
+
+    deleting = threading.Thread(target=delete)
+
+    def delete_before_the_write(conn: object, cursor: object, sql: str, *args: object) -> None:
+        if sql.startswith("UPDATE exchange_hits SET outcome=") and deleting.ident is None:
+            deleting.start()
+            deleting.join(DELETION_WAIT_S)  # done by now, unless it waits for the outcome
+
+    event.listen(engine, "before_cursor_execute", delete_before_the_write)
+    try:
+        with sessions() as session:
+            done = HitService(session).record_outcome(
+                reference, HitOutcome.CONFIRMED, note=None, actor="user:a"
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", delete_before_the_write)
+        deleting.join()
+    assert deletion == ["done"]
+    assert done.hit.outcome is HitOutcome.CONFIRMED
+    with sessions() as session:
+        events = AuditRepository(session).list(limit=1000)
+    order = [e.action for e in events if e.action in (OUTCOME_ACTION, "subject.delete")]
+    assert order == [OUTCOME_ACTION, "subject.delete"]
+
+
+#: Seconds the test above gives a deletion to commit before the outcome's write goes on.
+DELETION_WAIT_S = 2.0
