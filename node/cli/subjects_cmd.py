@@ -284,12 +284,14 @@ def _outcome_line(hit: dict[str, Any]) -> str:
 
 def _note_option(value: str | None) -> str | None:
     """A note the node would take: 1 to NOTE_CHARS characters of plain text (no control or
-    invisible characters)."""
+    invisible characters), not blank."""
     if value is None:
         return None
-    if not 1 <= len(value) <= NOTE_CHARS or not re.fullmatch(LABEL_PATTERN, value):
+    plain = re.fullmatch(LABEL_PATTERN, value) is not None and bool(value.strip())
+    if not 1 <= len(value) <= NOTE_CHARS or not plain:
         raise typer.BadParameter(
-            f"must be 1-{NOTE_CHARS} characters of plain text (no control characters)"
+            f"must be 1-{NOTE_CHARS} characters of plain text (no control or invisible "
+            "characters, not blank)"
         )
     return value
 

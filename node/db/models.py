@@ -30,9 +30,18 @@ from node.db.base import Base, utc_now
 #: Longest external identifier (a national case or person number) accepted.
 EXTERNAL_ID_CHARS = 128
 #: Characters no id or label may hold: C0 and C1 controls and DEL (terminal escapes, 8-bit
-#: CSI), and the invisible format characters that make one id look like another: zero-width
-#: marks, line and paragraph separators, bidi embeddings, overrides and isolates, BOM.
-_INVISIBLE = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff"
+#: CSI), line and paragraph separators, and the invisible characters that make one text look
+#: like another or hide text: every format character (Unicode category Cf, as of Unicode 15:
+#: soft hyphen, Arabic and Syriac marks, zero-width marks, bidi embeddings, overrides and
+#: isolates, invisible operators, BOM, interlinear annotation marks, tag characters, ...;
+#: U+180E is Cf since Unicode 6.3) and the Hangul fillers (letters that show nothing). Ranges
+#: rather than ``\p{Cf}``: the pattern is read by Python's ``re`` and by pydantic's regex.
+_INVISIBLE = (
+    r"\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2"
+    r"\u115f\u1160\u180e\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    r"\u3164\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    r"\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
 #: External ids are one URL path segment (``/subjects/{external_id}``): no slash, no
 #: leading or trailing blank, none of the characters above.
 EXTERNAL_ID_PATTERN = rf"^[^/\s{_INVISIBLE}](?:[^/{_INVISIBLE}]*[^/\s{_INVISIBLE}])?$"

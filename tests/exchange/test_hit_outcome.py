@@ -179,6 +179,18 @@ def test_an_outcome_expires_with_its_reference_from_the_issue(
         {"outcome": "confirmed", "note": "two\nlines"},
         {"outcome": "confirmed", "note": "\u202ereversed"},
         {"outcome": "confirmed", "note": "\x1b[31mred"},
+        # Invisible and format characters (Unicode Cf, Hangul fillers), and blank notes.
+        {"outcome": "confirmed", "note": "file\u061c 1"},
+        {"outcome": "confirmed", "note": "file\u2060 1"},
+        {"outcome": "confirmed", "note": "file\u206f 1"},
+        {"outcome": "confirmed", "note": "file\u180e 1"},
+        {"outcome": "confirmed", "note": "file\u00ad 1"},
+        {"outcome": "confirmed", "note": "file\ufff9 1"},
+        {"outcome": "confirmed", "note": "file 1\U000e0041\U000e007f"},
+        {"outcome": "confirmed", "note": "\u3164"},
+        {"outcome": "confirmed", "note": "\u115f\u1160"},
+        {"outcome": "confirmed", "note": "   "},
+        {"outcome": "confirmed", "note": "\u3000\t"},
         {"outcome": "confirmed", "subject": "id-0"},
     ],
 )
@@ -346,7 +358,13 @@ def test_bdx_subjects_outcome_records_and_maps_refusals_to_exit_codes(
     shown = bdx(nodes, Role.OPERATOR, reference)
     assert "outcome not_confirmed (recorded " in shown.stdout, shown.stdout
     # No outcome, or two, or a note the node would refuse: usage errors, nothing sent.
-    for args in ([], ["--confirmed", "--withdrawn"], ["--withdrawn", "--note", "a\tb"]):
+    for args in (
+        [],
+        ["--confirmed", "--withdrawn"],
+        ["--withdrawn", "--note", "a\tb"],
+        ["--withdrawn", "--note", "a\u2060b"],
+        ["--withdrawn", "--note", "  "],
+    ):
         usage = bdx(nodes, Role.OPERATOR, reference, *args, **OUT)
         assert usage.returncode == 2, (args, usage.stderr)
     unknown = bdx(nodes, Role.OPERATOR, "A" * 22, "--confirmed", **OUT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from node.api.schemas.subjects import RecordOut
 from node.db.models import LABEL_PATTERN
@@ -88,10 +88,17 @@ class OutcomeIn(BaseModel):
         min_length=1,
         max_length=NOTE_CHARS,
         pattern=LABEL_PATTERN,
-        description="a short plain-text note (a file number, why); copied into the audit "
-        "trail: never personal data",
+        description="a short plain-text note (a file number, why): no control or invisible "
+        "characters, not blank; copied into the audit trail: never personal data",
         examples=["case file 2026/117"],
     )
+
+    @field_validator("note")
+    @classmethod
+    def _not_blank(cls, note: str | None) -> str | None:
+        if note is not None and not note.strip():
+            raise ValueError("a note must say something: leave it out instead of blank")
+        return note
 
 
 class OutcomeOut(BaseModel):
