@@ -317,6 +317,13 @@ def outcome(
             "copied into the audit trail, so never personal data",
         ),
     ] = None,
+    expect: Annotated[
+        OutcomeState | None,
+        typer.Option(
+            help="record only if the outcome stored is still this one (pending: none "
+            "recorded); another stored meanwhile is a conflict (exit 3, outcome_changed)",
+        ),
+    ] = None,
     token: TokenOption = None,
     token_file: TokenFileOption = None,
     url: UrlOption = None,
@@ -328,7 +335,8 @@ def outcome(
     --not-confirmed, --withdrawn), replacing one recorded before. Each recording is in the
     audit trail (hit.outcome) with the outcome it replaced. A reference this node never issued
     or no longer keeps is not found (exit 4); one whose subject is deleted, or being deleted,
-    is a conflict (exit 3): its follow-up is over."""
+    is a conflict (exit 3): its follow-up is over. With --expect, so is an outcome stored
+    other than the one expected (exit 3, outcome_changed): nothing is recorded."""
     chosen = [
         o
         for o, given in (
@@ -343,12 +351,14 @@ def outcome(
             "give exactly one outcome", param_hint="--confirmed / --not-confirmed / --withdrawn"
         )
     body: dict[str, Any] = {"outcome": chosen[0].value, "note": note}
+    if expect is not None:
+        body["expected"] = expect.value
     path = "/hits/" + quote(reference, safe="") + "/outcome"
     with _client(token, token_file, url, ca_file, config) as client:
         try:
             done = client.call("PUT", path, json=body, what="the outcome")
         except NodeRequestError as exc:
-            if exc.reason in ("subject_deleted", "subject_deleting"):
+            if exc.reason in ("subject_deleted", "subject_deleting", "outcome_changed"):
                 exc.exit_code = EXIT_CONFLICT
             raise
     if json:

@@ -38,10 +38,12 @@ subject) in the transaction that writes it; an outcome may be changed (a mistake
 the change's record names the outcome it replaced. The subject must still be enrolled: once
 deleted, or its deletion begun, the follow-up is over (nothing is left to examine or to
 disclose, as a resolution says ``deleted``), and the reference is a conflict
-(``subject_deleted``, ``subject_deleting``) with nothing recorded. The outcome is kept on the
-hit's row, which expires with it ``hit_reference_days`` after the hit was issued whatever its
-outcome; the audit trail keeps the ``hit.outcome`` events for the statistics of longer
-periods.
+(``subject_deleted``, ``subject_deleting``) with nothing recorded. The last recording wins,
+unless the operator says which outcome she saw (``expected``; ``pending``: none): another
+one stored meanwhile is then a conflict (``outcome_changed``) and nothing is recorded. The
+outcome is kept on the hit's row, which expires with it ``hit_reference_days`` after the hit
+was issued whatever its outcome; the audit trail keeps the ``hit.outcome`` events for the
+statistics of longer periods.
 """
 
 from __future__ import annotations
@@ -160,13 +162,22 @@ class HitService:
         return found
 
     def record_outcome(
-        self, reference: str, outcome: HitOutcome, *, note: str | None, actor: str
+        self,
+        reference: str,
+        outcome: HitOutcome,
+        *,
+        note: str | None,
+        actor: str,
+        expected: OutcomeState | None = None,
     ) -> RecordedOutcome:
         """Record the examiner's ``outcome`` of the hit ``reference`` as ``actor``'s, replacing
-        any recorded before, and its audit record, in one transaction.
+        any recorded before, and its audit record, in one transaction; with ``expected``, only
+        if the outcome stored is still that one (``pending``: none), so that an operator who
+        read a hit pending does not unknowingly replace what another recorded meanwhile.
         :class:`NotFoundError` (``unknown_reference``) as :meth:`resolve`;
         :class:`ConflictError` (``subject_deleted``, ``subject_deleting``) once the subject is
-        deleted or its deletion has begun."""
+        deleted or its deletion has begun, (``outcome_changed``) when the stored outcome is
+        not ``expected``."""
         while True:
             # The checks and the write are one transaction, which a deletion waits for: the
             # write lock first on SQLite, the subject's row lock on PostgreSQL, and the subject
@@ -195,6 +206,14 @@ class HitService:
                     "the subject of this hit is being deleted: its follow-up is over, nothing "
                     "is left to examine or disclose",
                     reason="subject_deleting",
+                )
+            if expected is not None and hit.state is not expected:
+                self.session.rollback()
+                raise ConflictError(
+                    f"the outcome stored is {hit.state.value} (recorded {hit.outcome_at} by "
+                    f"{hit.outcome_by}), not {expected.value}: nothing recorded; read the hit "
+                    "again before changing it",
+                    reason="outcome_changed",
                 )
             at = utc_now()
             if self.hits.record_outcome(hit, outcome, at=at, by=actor, note=note):

@@ -125,6 +125,46 @@ def test_changing_an_outcome_is_audited_with_the_one_it_replaced(
     assert (resolved["outcome"], resolved["note"]) == ("withdrawn", "letter of 2 May")
 
 
+def test_an_outcome_expected_to_be_pending_is_not_written_over_another_operators(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Two operators saw the hit pending; the first records it. The second says what she saw
+    (``expected``): her recording is a conflict naming the outcome stored, and nothing is
+    recorded; expecting the stored outcome, it is."""
+    reference = hit(nodes, fingers[1][1])["reference"]
+    first = put_outcome(nodes, reference, {"outcome": "confirmed", "expected": "pending"})
+    assert first.status_code == 200, first.text
+    assert first.json()["previous"] == "pending"
+    seen = len(audited(nodes, OUTCOME_ACTION))
+    second = put_outcome(nodes, reference, {"outcome": "not_confirmed", "expected": "pending"})
+    assert second.status_code == 409, second.text
+    assert second.json()["error"] == "outcome_changed"
+    assert "the outcome stored is confirmed" in second.json()["detail"]
+    assert len(audited(nodes, OUTCOME_ACTION)) == seen
+    assert resolve(nodes, reference).json()["outcome"] == "confirmed"
+    again = put_outcome(nodes, reference, {"outcome": "not_confirmed", "expected": "confirmed"})
+    assert again.status_code == 200, again.text
+    assert (again.json()["outcome"], again.json()["previous"]) == ("not_confirmed", "confirmed")
+    # Refused expectations: 422, nothing recorded.
+    for expected in ("maybe", "PENDING", None):
+        body = {"outcome": "withdrawn", "expected": expected}
+        if expected is None:
+            body["expected"] = ["pending"]
+        assert put_outcome(nodes, reference, body).status_code == 422
+    assert len(audited(nodes, OUTCOME_ACTION)) == seen + 1
+    # The CLI's --expect: a conflict is exit 3.
+    clash = bdx(nodes, Role.OPERATOR, reference, "--withdrawn", "--expect", "pending", **OUT)
+    assert clash.returncode == 3, clash.stderr
+    assert "[outcome_changed]" in clash.stderr and "not_confirmed" in clash.stderr
+    assert len(clash.stderr.splitlines()) == 1
+    done = bdx(nodes, Role.OPERATOR, reference, "--withdrawn", "--expect", "not_confirmed", **OUT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("was not_confirmed")
+    bad = bdx(nodes, Role.OPERATOR, reference, "--withdrawn", "--expect", "maybe", **OUT)
+    assert bad.returncode == 2 and "--expect" in bad.stderr
+    assert len(audited(nodes, OUTCOME_ACTION)) == seen + 2
+
+
 @pytest.mark.parametrize(
     "reference",
     ["A" * 22, "not-a-reference", "A" * 23, "%27%20OR%201%3D1%20--%20AAAAAAAAAA"],
@@ -326,6 +366,8 @@ def test_the_outcome_route_is_documented_for_operators(nodes: Setup) -> None:
     assert op["description"] == "Role: operator."
     assert {"401", "403", "404", "409", "415", "422"} <= set(op["responses"])
     assert "subject_deleted" in op["responses"]["409"]["description"]
+    assert "outcome_changed" in op["responses"]["409"]["description"]
+    assert "expected" in spec["components"]["schemas"]["OutcomeIn"]["properties"]
     assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/OutcomeOut"
     }

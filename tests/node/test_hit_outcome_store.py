@@ -289,3 +289,39 @@ def test_an_outcome_is_never_recorded_after_its_subjects_deletion_committed(
 
 #: Seconds the test above gives a deletion to commit before the outcome's write goes on.
 DELETION_WAIT_S = 2.0
+
+
+def test_an_outcome_expected_elsewhere_is_refused_and_nothing_recorded(
+    engine: Engine, sessions: sessionmaker[Session], galleries: GallerySet
+) -> None:
+    enrol(sessions, galleries, "case-1", 1)
+    reference, _ = issue(engine, sessions, "case-1")
+    with sessions() as session:
+        HitService(session).record_outcome(
+            reference, HitOutcome.CONFIRMED, note="file 1", actor="user:a", expected=None
+        )
+    with sessions() as session, pytest.raises(ConflictError) as refused:
+        HitService(session).record_outcome(
+            reference,
+            HitOutcome.WITHDRAWN,
+            note=None,
+            actor="user:b",
+            expected=OutcomeState.PENDING,
+        )
+    assert refused.value.reason == "outcome_changed"
+    assert "confirmed" in str(refused.value)
+    with sessions() as session:
+        done = HitService(session).record_outcome(
+            reference,
+            HitOutcome.WITHDRAWN,
+            note=None,
+            actor="user:b",
+            expected=OutcomeState.CONFIRMED,
+        )
+        assert done.previous is HitOutcome.CONFIRMED
+    with sessions() as session:
+        events = AuditRepository(session).list(action=OUTCOME_ACTION)
+    assert [(e.actor, e.details["outcome"]) for e in events] == [
+        ("user:a", "confirmed"),
+        ("user:b", "withdrawn"),
+    ]

@@ -70,7 +70,8 @@ OUTCOME_RESPONSES: dict[int | str, dict[str, object]] = {
     409: {
         "model": ErrorBody,
         "description": "subject_deleted, subject_deleting: the hit's subject is deleted, or its "
-        "deletion has begun; the follow-up is over and nothing is recorded",
+        "deletion has begun; the follow-up is over and nothing is recorded. outcome_changed: "
+        "the outcome stored is not the expected one (the detail names it); nothing is recorded",
     },
 }
 
@@ -95,7 +96,7 @@ def record_outcome(
     reference: str, body: OutcomeIn, operator: OperatorUser, session: SessionDep
 ) -> OutcomeOut:
     done = HitService(session).record_outcome(
-        reference, body.outcome, note=body.note, actor=actor(operator)
+        reference, body.outcome, note=body.note, actor=actor(operator), expected=body.expected
     )
     previous = OutcomeState.PENDING if done.previous is None else OutcomeState(done.previous)
     return OutcomeOut(

@@ -93,6 +93,14 @@ class OutcomeIn(BaseModel):
         examples=["case file 2026/117"],
     )
 
+    expected: OutcomeState | None = Field(
+        None,
+        description="record only if the outcome stored is still this one (pending: none "
+        "recorded): another stored meanwhile is a 409 outcome_changed and nothing is recorded; "
+        "left out, the last recording wins",
+        examples=["pending"],
+    )
+
     @field_validator("note")
     @classmethod
     def _not_blank(cls, note: str | None) -> str | None:
