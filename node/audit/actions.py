@@ -6,6 +6,10 @@ enrolment, deletions, restriction changes, local searches; see
 transaction that recorded it commits, as a ``node_action`` event. The database table serves
 quick queries; the log is what an auditor can verify without trusting the node's operators.
 
+A few details are kept in the ``audit_events`` row only (:data:`UNLOGGED_DETAILS`): free text
+an operator types, such as the note with a hit's outcome, which may hold personal data by
+mistake; the table's row can be erased, an append-only log's entry cannot.
+
 When the log is in the session's database (as in a node), the entries are appended inside the
 transaction that records the actions, just before it commits: the action and its log entry
 commit together or not at all (an append that fails, say on a locked database, fails the
@@ -25,20 +29,29 @@ from sqlalchemy.orm import Session, sessionmaker
 from certs.translog import TransparencyLog
 from node.db.models import AuditEvent
 from node.exchange.eventlog import encode_event
+from node.services.hits import OUTCOME_ACTION
 
 logger = logging.getLogger(__name__)
 
 _PENDING = "bdx_pending_actions"
 
 
+#: The details of an action kept in its ``audit_events`` row and left out of its log entry:
+#: the operator's note with a hit's outcome (free text, personal data typed by mistake must
+#: stay erasable).
+UNLOGGED_DETAILS: dict[str, frozenset[str]] = {OUTCOME_ACTION: frozenset({"note"})}
+
+
 def action_event(node: str, e: AuditEvent) -> dict[str, Any]:
+    unlogged = UNLOGGED_DETAILS.get(e.action, frozenset())
+    details = {k: v for k, v in (e.details or {}).items() if k not in unlogged}
     return {
         "type": "node_action",
         "node": node,
         "actor": e.actor,
         "action": e.action,
         "target": e.target,
-        "details": e.details or {},
+        "details": details,
         "at": e.occurred_at.isoformat(),
     }
 

@@ -30,7 +30,9 @@ A hit is a candidate only: a forensic examiner here confirms or rejects the matc
 personal data is released (EU Prüm). The operator records that outcome on the reference
 (:meth:`HitService.record_outcome`): ``confirmed``, ``not_confirmed`` (a false hit) or
 ``withdrawn`` (the requesting country withdrew its follow-up), with who and when, and an
-optional short note (a file number; never personal data: it is copied into the audit trail).
+optional short note (a file number; never personal data: it is copied into the audit trail,
+though not into the append-only exchange log the trail is mirrored to, so that one typed by
+mistake can be erased: :data:`node.audit.actions.UNLOGGED_DETAILS`).
 Listings and resolutions show it (``pending`` while none is recorded), and the follow-up queue
 filters on it. Each recording is audited as ``hit.outcome`` (target: the reference; details:
 the outcome, the one it replaced, the note, the requesting country and the query; not the
