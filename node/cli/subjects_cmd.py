@@ -314,7 +314,8 @@ def outcome(
         typer.Option(
             parser=_note_option,
             help=f"a short note (up to {NOTE_CHARS} characters: a file number, why); it is "
-            "copied into the audit trail, so never personal data",
+            "copied into the audit trail, so never personal data. It replaces the earlier "
+            "note: left out, an earlier one is cleared",
         ),
     ] = None,
     expect: Annotated[
@@ -417,7 +418,10 @@ def hits(
         print_json(page)
         return
     if not page["items"] and after is None and offset == 0:
-        typer.echo(f"no hits kept for subject {printable(external_id)}")
+        if outcome is None:
+            typer.echo(f"no hits kept for subject {printable(external_id)}")
+        else:  # it may have others
+            typer.echo(f"no hits kept for subject {printable(external_id)} are {outcome.value}")
     for item in page["items"]:
         typer.echo(
             f"{printable(item['reference'])}\t{printable(item['requester'])}\t"

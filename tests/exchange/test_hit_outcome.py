@@ -439,6 +439,12 @@ def test_bdx_subjects_hits_filters_on_the_outcome(
     pending = bdx(nodes, Role.OPERATOR, "id-2", "--outcome", "pending", "--json", **HITS)
     assert reference not in pending.stdout
     assert {i["outcome"] for i in json.loads(pending.stdout)["items"]} <= {"pending"}
+    # None match the filter: the subject has hits, none pending.
+    for item in json.loads(pending.stdout)["items"]:
+        assert put_outcome(nodes, item["reference"], {"outcome": "withdrawn"}).status_code == 200
+    none = bdx(nodes, Role.OPERATOR, "id-2", "--outcome", "pending", **HITS)
+    assert none.returncode == 0, none.stderr
+    assert none.stdout == "no hits kept for subject id-2 are pending\n"
     bad = bdx(nodes, Role.OPERATOR, "id-2", "--outcome", "maybe", **HITS)
     assert bad.returncode == 2 and "--outcome" in bad.stderr
 

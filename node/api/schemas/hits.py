@@ -89,7 +89,8 @@ class OutcomeIn(BaseModel):
         max_length=NOTE_CHARS,
         pattern=LABEL_PATTERN,
         description="a short plain-text note (a file number, why): no control or invisible "
-        "characters, not blank; copied into the audit trail: never personal data",
+        "characters, not blank; copied into the audit trail: never personal data. It "
+        "replaces the earlier note: left out, an earlier one is cleared",
         examples=["case file 2026/117"],
     )
 
