@@ -162,6 +162,7 @@ def test_stored_hits_are_listed_by_subject_and_by_requester_since_a_time(
             "since": "2026-03-01T12:30:00+00:00",
             "outcome": None,
             "limit": 10,
+            "after": None,
             "offset": 0,
             "returned": 1,
         }

@@ -308,6 +308,7 @@ def test_hits_of_a_subject_no_peer_got_a_hit_on(
     assert code == 0, err
     assert out == "no hits kept for subject case 2\n"
     code, out, err = cli(["subjects", "hits", "case 2", "--json", *operator], capsys)
-    assert code == 0 and json.loads(out) == {"items": [], "next_offset": None}
+    page = json.loads(out)
+    assert code == 0 and page == {"items": [], "next_after": None, "next_offset": None}
     code, _, err = cli(["subjects", "hits", "case 3", *operator], capsys)
     assert code == 4 and "[unknown_subject]" in err
