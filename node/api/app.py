@@ -41,9 +41,11 @@ from node.db.setup import open_database
 from node.exchange import router as peer_router
 from node.exchange.messages import MAX_QUERY_BYTES
 from node.exchange.setup import exchange_running
+from node.services import params
 from node.services.erasure import erasing
 from node.services.galleries import GallerySet, require_galleries
 from node.services.records import GalleryIndex, RecordService
+from node.services.users import TokenUses, recording_token_uses
 from node.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,7 +103,13 @@ def create_app(
         try:
             await anyio.to_thread.run_sync(check_stores, app)
             # The exchange first: its log mirrors node actions, the start-up reconcile's too.
-            async with exchange_running(app, settings):
+            # Tokens' last uses are written in the background, and once more at shutdown.
+            async with (
+                recording_token_uses(
+                    app.state.token_uses, app.state.sessions, params.TOKEN_USE_INTERVAL_S
+                ),
+                exchange_running(app, settings),
+            ):
                 galleries = app.state.gallery
                 if galleries is not None:
                     await anyio.to_thread.run_sync(_reconcile, app)
@@ -134,6 +142,7 @@ def create_app(
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.gallery = gallery
+    app.state.token_uses = TokenUses()  # noted by authentication, see recording_token_uses
     app.state.missing_from_gallery = 0  # counted by the start-up reconcile
     install_error_handlers(app)
     app.add_middleware(StopCutOff)  # innermost: the access log and the headers see its 503

@@ -62,6 +62,7 @@ _bearer = HTTPBearer(auto_error=False, description="an API token from `bdx users
 
 
 def current_principal(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -72,7 +73,9 @@ def current_principal(
             "this endpoint needs an 'Authorization: Bearer <token>' header",
             reason="missing_token",
         )
-    users = UserService(session, token_max_days=settings.token_max_days)
+    users = UserService(
+        session, token_max_days=settings.token_max_days, uses=request.app.state.token_uses
+    )
     try:
         return users.authenticate(credentials.credentials)
     finally:

@@ -283,10 +283,11 @@ def _admin_note(service: UserService, was_admin: bool) -> str:
 @app.command(
     help=f"""List a user's tokens, oldest first: id, created, expires, revoked, last used.
 
-    A token's last use is recorded at most once every {params.TOKEN_USE_INTERVAL_S} s, so it
-    may lag by that much; "-" (null under --json): not used since it was issued. Revoke a
-    token with `bdx users revoke-token ID`. With --json: a list of {{"token_id",
-    "created_at", "expires_at", "revoked_at", "last_used_at"}} (times ISO 8601, UTC, or null).
+    The running node writes tokens' last uses every {params.TOKEN_USE_INTERVAL_S} s (and as it
+    stops), so a last use may lag by that much; "-" (null under --json): not used since it
+    was issued. Revoke a token with `bdx users revoke-token ID`. With --json: a list of
+    {{"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}} (times ISO 8601,
+    UTC, or null).
     """
 )
 def tokens(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import bindparam, or_, select, text, update
 from sqlalchemy.orm import Session, joinedload
 
 from node.db.engine import SQLITE_BUSY_TIMEOUT_S
@@ -57,30 +57,29 @@ class UserRepository:
         self.session.flush()
         return token
 
-    def note_token_use(
-        self, token_pk: int, at: datetime, *, older_than: datetime, lock_wait_s: float
-    ) -> bool:
-        """Set the token's ``last_used_at`` to ``at`` unless another request recorded a use
-        after ``older_than`` meanwhile; waits at most ``lock_wait_s`` for another writer's
-        lock, then raises as the database does. True when the row was written."""
+    def note_token_uses(self, uses: Mapping[int, datetime], *, lock_wait_s: float) -> None:
+        """Set the ``last_used_at`` of the tokens ``uses`` names (by primary key) to their
+        time, in one statement run for every token, unless a later use is recorded already
+        (a row never goes back in time). Waits at most ``lock_wait_s`` for another writer's
+        lock, then raises as the database does; the caller commits."""
+        if not uses:
+            return
         connection = self.session.connection()
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:  # the busy timeout is the connection's: set back below
             connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(lock_wait_s * 1000)}")
         else:  # this transaction only
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(lock_wait_s * 1000)}ms'")
+        statement = (  # on the connection: a plain executemany, not the ORM's bulk update
+            update(ApiToken)
+            .where(ApiToken.id == bindparam("b_pk"))
+            .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < bindparam("b_at")))
+            .values(last_used_at=bindparam("b_at"))
+        )
         try:
-            statement = (
-                update(ApiToken)
-                .where(ApiToken.id == token_pk)
-                .where(or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= older_than))
-                .values(last_used_at=at)
-                .execution_options(synchronize_session=False)
-            )
-            written = self.session.execute(statement).rowcount  # type: ignore[attr-defined]
+            connection.execute(statement, [{"b_pk": pk, "b_at": at} for pk, at in uses.items()])
         finally:
             if sqlite:
                 connection.exec_driver_sql(
                     f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}"
                 )
-        return bool(written)

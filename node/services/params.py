@@ -22,15 +22,15 @@ UNASKED_ORPHAN_SHARE = 0.5
 #: references at most, so that a backlog (the gallery unwritable for hours while operators
 #: went on deleting) holds the gallery's writer and the database only briefly each round.
 STRANDED_DELETIONS_PER_ROUND = 1000
-#: A token's last use (``api_tokens.last_used_at``) is written when it authenticates a request
-#: and the recorded use is this old or older (or there is none): at most one write per token
-#: per interval, not one per request. On SQLite every write takes the database's one write
-#: lock, which enrolments, deletions and audit records wait for; a busy client's token would
-#: otherwise add a write to each of its requests. An admin looking for stale tokens counts in
-#: days, so a last use that lags by a minute tells them as much.
+#: A token's last use (``api_tokens.last_used_at``) is noted in memory when the token
+#: authenticates a request and written by the running node every this many seconds, for all
+#: the tokens used meanwhile in one statement (:class:`node.services.users.TokenUses`), not
+#: one write per request: on SQLite every write takes the database's one write lock, which
+#: enrolments, deletions and audit records wait for. An admin looking for stale tokens counts
+#: in days, so a last use that lags by a minute tells them as much.
 TOKEN_USE_INTERVAL_S = 60
-#: Seconds the last-use write waits for a lock another writer holds (SQLite's write lock, a
-#: PostgreSQL row lock) before it gives up: the request it rides on goes on either way, and it
-#: must not wait the database's usual busy timeout (15 s on SQLite) for a bookkeeping write.
-#: The next request after a failed write tries again.
-TOKEN_USE_LOCK_WAIT_S = 0.25
+#: Seconds a flush of the last uses waits for a lock another writer holds (SQLite's write
+#: lock, a PostgreSQL row lock) before it gives up and keeps the uses for the next flush. No
+#: request waits for it; it holds one pooled database connection meanwhile, so not the
+#: database's usual busy timeout (15 s on SQLite).
+TOKEN_USE_LOCK_WAIT_S = 2.0

@@ -15,12 +15,16 @@ import os
 import pwd
 import re
 import secrets
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
+import anyio
+import anyio.to_thread
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
 from node.db.base import utc_now
 from node.db.models import ApiToken, Role, User
@@ -94,8 +98,12 @@ class UserService:
         *,
         clock: Callable[[], datetime] = utc_now,
         token_max_days: int = 365,
+        uses: TokenUses | None = None,
     ) -> None:
+        """``uses``: where :meth:`authenticate` notes a token's use (the running node's
+        :class:`TokenUses`); none: uses are not recorded."""
         self.session = session
+        self.uses = uses
         self.users = UserRepository(session)
         self.audit = AuditRepository(session)
         self.clock = clock
@@ -243,7 +251,8 @@ class UserService:
         return row
 
     def authenticate(self, token: str) -> Principal:
-        """The user a bearer token belongs to, or :class:`AuthenticationError`."""
+        """The user a bearer token belongs to, or :class:`AuthenticationError`. The use is
+        noted in memory (``uses``), never written here: see :class:`TokenUses`."""
         match = _TOKEN_RE.match(token)
         if match is None:
             raise AuthenticationError("the bearer token is malformed", reason="malformed_token")
@@ -258,29 +267,97 @@ class UserService:
             raise AuthenticationError("the bearer token has expired", reason="token_expired")
         if not row.user.active:
             raise AuthenticationError("the token's user is disabled", reason="user_disabled")
-        principal = Principal(user_id=row.user.id, name=row.user.name, role=row.user.role)
-        now = self.clock()
-        older_than = now - timedelta(seconds=params.TOKEN_USE_INTERVAL_S)
-        if row.last_used_at is None or row.last_used_at <= older_than:
-            self._note_use(row.id, row.token_id, now, older_than)
-        return principal
+        if self.uses is not None:
+            self.uses.note(row.id, row.token_id, self.clock())
+        return Principal(user_id=row.user.id, name=row.user.name, role=row.user.role)
 
-    def _note_use(self, token_pk: int, token_id: str, now: datetime, older_than: datetime) -> None:
-        """Record a token's use (at most once per ``TOKEN_USE_INTERVAL_S``, the caller checks
-        what it read, the write checks again). A failure is logged, by the token's public id
-        and the error's type, and the request goes on: it is bookkeeping."""
-        # End the read first: on SQLite (WAL) a write cannot start from a read snapshot that
-        # another writer has moved past since, and the request has read nothing it keeps.
-        self.session.rollback()
+
+class TokenUses:
+    """Tokens' last uses, noted in memory by :meth:`UserService.authenticate` and written to
+    ``api_tokens.last_used_at`` by :meth:`flush`, off the requests' path: the running node
+    flushes every ``params.TOKEN_USE_INTERVAL_S`` and at shutdown
+    (:func:`recording_token_uses`). A request never waits for the database's write lock (on
+    SQLite the one lock every writer takes) for this bookkeeping. Thread-safe: the request
+    worker threads note, the flushing thread takes the batch."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple[str, datetime]] = {}  # pk -> (public id, last use)
+
+    def note(self, token_pk: int, token_id: str, at: datetime) -> None:
+        """Note a use of the token (its primary key and public id) at ``at``."""
+        with self._lock:
+            self._keep(token_pk, token_id, at)
+
+    def _keep(self, token_pk: int, token_id: str, at: datetime) -> None:
+        noted = self._pending.get(token_pk)
+        if noted is None or noted[1] < at:
+            self._pending[token_pk] = (token_id, at)
+
+    def pending(self) -> dict[str, datetime]:
+        """The uses not written yet, by the tokens' public ids."""
+        with self._lock:
+            return dict(self._pending.values())
+
+    def flush(
+        self, sessions: sessionmaker[Session], *, lock_wait_s: float = params.TOKEN_USE_LOCK_WAIT_S
+    ) -> int:
+        """Write the pending uses in one batched UPDATE and one transaction, waiting at most
+        ``lock_wait_s`` for another writer's lock; returns how many tokens it wrote. A failure
+        keeps the uses for the next flush (merged with the uses noted meanwhile) and logs one
+        WARNING naming the tokens by their public ids and the error by its type (its text
+        holds the statement's parameters)."""
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        if not batch:
+            return 0
         try:
-            self.users.note_token_use(
-                token_pk, now, older_than=older_than, lock_wait_s=params.TOKEN_USE_LOCK_WAIT_S
-            )
-            self.session.commit()
-        except SQLAlchemyError as exc:
-            self.session.rollback()
+            with sessions() as session:
+                uses = {pk: at for pk, (_, at) in batch.items()}
+                UserRepository(session).note_token_uses(uses, lock_wait_s=lock_wait_s)
+                session.commit()
+        except Exception as exc:  # kept for the next round: bookkeeping never fails the node
+            with self._lock:
+                for pk, (token_id, at) in batch.items():
+                    self._keep(pk, token_id, at)
+            ids = sorted(token_id for token_id, _ in batch.values())
+            more = f" and {len(ids) - _LOGGED_IDS} more" if len(ids) > _LOGGED_IDS else ""
             logger.warning(
-                "could not record the use of token %s (%s); the request goes on",
-                token_id,
+                "could not record the last use of %d tokens (%s); kept for the next try: %s%s",
+                len(ids),
                 type(exc).__name__,
+                ", ".join(ids[:_LOGGED_IDS]),
+                more,
             )
+            return 0
+        return len(batch)
+
+
+#: Token ids a failed flush names in its WARNING at most (the rest are counted).
+_LOGGED_IDS = 20
+
+
+@asynccontextmanager
+async def recording_token_uses(
+    uses: TokenUses, sessions: sessionmaker[Session], interval_s: float
+) -> AsyncIterator[None]:
+    """Flush ``uses`` every ``interval_s`` while the block runs, and once when it ends (the
+    node's shutdown). The flushes run in a thread of their own, never one of the request
+    workers (``worker_threads``)."""
+    limiter = anyio.CapacityLimiter(1)
+
+    async def flushing() -> None:
+        while True:
+            await anyio.sleep(interval_s)
+            await anyio.to_thread.run_sync(uses.flush, sessions, limiter=limiter)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flushing)
+            try:
+                yield
+            finally:
+                tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(uses.flush, sessions, limiter=limiter)

@@ -14,11 +14,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import httpx
 import psycopg
 import pytest
+import uvicorn
 from alembic import command
-from node_support import bearer, cli
+from fastapi import FastAPI
+from node_support import bearer, cli, free_port
 from sqlalchemy import Engine, MetaData, delete, event, insert, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,11 +30,9 @@ from node.db.engine import session_factory as sessions_of
 from node.db.migrate import alembic_config, current_revision, upgrade
 from node.db.models import ApiToken, AuditEvent, Role, User
 from node.service_errors import ConflictError
-from node.services import params
-from node.services.users import UserService
+from node.services.users import TokenUses, UserService, recording_token_uses
 
 TOKEN_FIELDS = {"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}
-INTERVAL = timedelta(seconds=params.TOKEN_USE_INTERVAL_S)
 
 
 @pytest.fixture
@@ -298,7 +299,11 @@ def test_openapi_documents_the_new_routes(http: httpx.Client) -> None:
 
 
 def test_token_listing_shows_ids_times_and_last_use_never_secrets(
-    http: httpx.Client, admin: dict[str, str], make_token: Any
+    http: httpx.Client,
+    admin: dict[str, str],
+    make_token: Any,
+    app: FastAPI,
+    sessions: sessionmaker[Session],
 ) -> None:
     first = make_token(Role.OFFICER, name="anna")
     second = make_token(Role.OFFICER, name="anna")
@@ -316,6 +321,7 @@ def test_token_listing_shows_ids_times_and_last_use_never_secrets(
 
     before = datetime.now(UTC)
     assert http.get("/users/me", headers=bearer(second)).status_code == 200
+    app.state.token_uses.flush(sessions)  # what the node does every TOKEN_USE_INTERVAL_S
     listing = http.get("/users/anna/tokens", headers=admin).json()
     assert listing[0]["last_used_at"] is None
     used = datetime.fromisoformat(listing[1]["last_used_at"])
@@ -354,30 +360,33 @@ def token_writes(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", before)
 
 
-def test_last_use_is_written_once_per_interval_over_http(
-    http: httpx.Client, make_token: Any, engine: Engine, sessions: sessionmaker[Session]
+def test_requests_only_note_the_use_and_a_flush_writes_it_in_one_statement(
+    http: httpx.Client,
+    make_token: Any,
+    app: FastAPI,
+    engine: Engine,
+    sessions: sessionmaker[Session],
 ) -> None:
-    """Ten requests in a row write the last use once, not ten times; once the recorded use is
-    older than the interval (set back here rather than waited for), the next request writes it
-    again."""
-    token = make_token(Role.OFFICER, name="anna")
+    """Requests write nothing; the flush writes the uses of every token used meanwhile in one
+    UPDATE; with nothing used since, the next flush writes nothing."""
+    tokens = [make_token(Role.OFFICER, name="anna"), make_token(Role.OFFICER, name="bob")]
+    before = datetime.now(UTC)
     with token_writes(engine) as writes:
-        for _ in range(10):
-            assert http.get("/users/me", headers=bearer(token)).status_code == 200
-    assert len(writes) == 1
-    first = token_row(sessions, token).last_used_at
-    assert first is not None
+        for _ in range(5):
+            for token in tokens:
+                assert http.get("/users/me", headers=bearer(token)).status_code == 200
+    assert writes == []
+    assert set(app.state.token_uses.pending()) == {t.split("_")[1] for t in tokens}
+    assert all(token_row(sessions, t).last_used_at is None for t in tokens)
 
-    back = first - INTERVAL - timedelta(seconds=1)
-    with sessions() as s:
-        s.execute(update(ApiToken).values(last_used_at=back))
-        s.commit()
     with token_writes(engine) as writes:
-        assert http.get("/users/me", headers=bearer(token)).status_code == 200
-        assert http.get("/users/me", headers=bearer(token)).status_code == 200
+        assert app.state.token_uses.flush(sessions) == 2
+        assert app.state.token_uses.flush(sessions) == 0
     assert len(writes) == 1
-    again = token_row(sessions, token).last_used_at
-    assert again is not None and again >= first
+    assert app.state.token_uses.pending() == {}
+    for token in tokens:
+        used = token_row(sessions, token).last_used_at
+        assert used is not None and before <= used <= datetime.now(UTC)
 
 
 class Clock:
@@ -388,30 +397,29 @@ class Clock:
         return self.now
 
 
-def test_last_use_throttle_boundary(session: Session, engine: Engine) -> None:
-    """On the service's clock: a use less than the interval after the recorded one writes
-    nothing; one the interval after it writes."""
-    clock = Clock()
-    users = UserService(session, clock=clock)
+def test_a_flush_never_moves_a_last_use_back(
+    session: Session, sessions: sessionmaker[Session]
+) -> None:
+    """A use noted earlier than the one recorded (two nodes on one database, or a clock set
+    back) leaves the recorded one; the latest of the uses noted between flushes is written."""
+    clock, uses = Clock(), TokenUses()
+    users = UserService(session, clock=clock, uses=uses)
     users.add_user("anna", Role.OFFICER, actor="t")
     issued = users.issue_token("anna", expires_days=30, actor="t")
-
-    def recorded() -> datetime | None:
-        session.expire_all()
-        return session.scalars(select(ApiToken.last_used_at)).one()
-
     start = clock.now
-    with token_writes(engine) as writes:
-        users.authenticate(issued.token)
-        assert recorded() == start
-        clock.now = start + INTERVAL - timedelta(microseconds=1)
-        users.authenticate(issued.token)
-        assert recorded() == start
-        assert len(writes) == 1
-        clock.now = start + INTERVAL
-        users.authenticate(issued.token)
-        assert recorded() == start + INTERVAL
-        assert len(writes) == 2
+    users.authenticate(issued.token)
+    clock.now = start + timedelta(seconds=5)
+    users.authenticate(issued.token)
+    clock.now = start + timedelta(seconds=3)  # noted after the later one: not kept over it
+    users.authenticate(issued.token)
+    assert uses.pending() == {issued.token_id: start + timedelta(seconds=5)}
+    assert uses.flush(sessions) == 1
+    assert token_row(sessions, issued.token).last_used_at == start + timedelta(seconds=5)
+
+    clock.now = start
+    users.authenticate(issued.token)
+    uses.flush(sessions)
+    assert token_row(sessions, issued.token).last_used_at == start + timedelta(seconds=5)
 
 
 @contextmanager
@@ -436,33 +444,111 @@ def writer_holding_the_token(engine: Engine, token_id: str) -> Iterator[None]:
         conn.rollback()
 
 
-def test_a_failed_last_use_write_fails_no_request(
+def test_a_held_write_lock_delays_no_request(
     http: httpx.Client,
     make_token: Any,
+    app: FastAPI,
     engine: Engine,
     sessions: sessionmaker[Session],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Another writer holds the lock: the request is answered after the short lock wait (not
-    the database's 15 s busy timeout), the use is not recorded, and the log names the token
-    by its public id only. The next request, the lock gone, records it."""
+    """Another writer holds the lock a last-use write needs while a token whose use is due
+    makes requests: none of them tries the write (each waited a quarter second for the lock,
+    holding a worker thread, and logged a WARNING), and the uses wait in memory."""
     token = make_token(Role.OFFICER, name="anna")
     token_id = token.split("_")[1]
     caplog.set_level(logging.WARNING, logger="node.services.users")
-    with writer_holding_the_token(engine, token_id):
-        start = time.monotonic()
-        r = http.get("/users/me", headers=bearer(token))
-        took = time.monotonic() - start
-    assert r.status_code == 200 and r.json() == {"name": "anna", "role": "officer"}
-    assert took < 5, took
+    with writer_holding_the_token(engine, token_id), token_writes(engine) as writes:
+        for _ in range(8):
+            r = http.get("/users/me", headers=bearer(token))
+            assert r.status_code == 200 and r.json() == {"name": "anna", "role": "officer"}
+    assert writes == []
+    assert caplog.messages == []
+    assert list(app.state.token_uses.pending()) == [token_id]
     assert token_row(sessions, token).last_used_at is None
-    warnings = [m for m in caplog.messages if "could not record the use of token" in m]
-    assert len(warnings) == 1 and token_id in warnings[0], caplog.messages
-    secret = token.split("_", 2)[2]
-    assert secret not in caplog.text
 
-    assert http.get("/users/me", headers=bearer(token)).status_code == 200
+
+def test_a_failed_flush_keeps_the_uses_for_the_next(
+    session: Session,
+    sessions: sessionmaker[Session],
+    engine: Engine,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The flush cannot take the lock: one WARNING names the token by its public id (never
+    its secret), nothing is written, and the use, with one noted meanwhile, is written by the
+    next flush once the lock is free."""
+    clock, uses = Clock(), TokenUses()
+    users = UserService(session, clock=clock, uses=uses)
+    users.add_user("anna", Role.OFFICER, actor="t")
+    issued = users.issue_token("anna", expires_days=30, actor="t")
+    other = users.issue_token("anna", expires_days=30, actor="t")
+    users.authenticate(issued.token)
+    session.rollback()
+    caplog.set_level(logging.WARNING, logger="node.services.users")
+    with writer_holding_the_token(engine, issued.token_id):
+        assert uses.flush(sessions, lock_wait_s=0.1) == 0
+    assert token_row(sessions, issued.token).last_used_at is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and issued.token_id in warnings[0], warnings
+    assert issued.token.split("_", 2)[2] not in caplog.text
+    assert uses.pending() == {issued.token_id: clock.now}
+
+    clock.now += timedelta(seconds=1)
+    users.authenticate(other.token)
+    session.rollback()
+    assert uses.flush(sessions) == 2
+    assert token_row(sessions, issued.token).last_used_at == clock.now - timedelta(seconds=1)
+    assert token_row(sessions, other.token).last_used_at == clock.now
+    assert uses.pending() == {}
+
+
+def test_the_node_flushes_on_its_interval(
+    session: Session, sessions: sessionmaker[Session]
+) -> None:
+    """recording_token_uses flushes while it runs (on a short interval here), in the
+    background: the block goes on meanwhile."""
+    uses = TokenUses()
+    users = UserService(session, uses=uses)
+    users.add_user("anna", Role.OFFICER, actor="t")
+    issued = users.issue_token("anna", expires_days=30, actor="t")
+    users.authenticate(issued.token)
+    session.rollback()
+
+    async def run() -> datetime | None:
+        async with recording_token_uses(uses, sessions, 0.05):
+            with anyio.fail_after(20):
+                while (used := token_row(sessions, issued.token).last_used_at) is None:
+                    await anyio.sleep(0.01)
+            return used
+
+    assert anyio.run(run) is not None
+    assert uses.pending() == {}
+
+
+def test_shutdown_flushes_the_uses(
+    app: FastAPI, make_token: Any, sessions: sessionmaker[Session]
+) -> None:
+    """A node stopped before its next flush (every TOKEN_USE_INTERVAL_S) writes the uses
+    noted since the last one as it stops."""
+    token = make_token(Role.OFFICER, name="anna")
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{config.port}/users/me"
+        assert httpx.get(url, headers=bearer(token), timeout=30).status_code == 200
+        assert token_row(sessions, token).last_used_at is None
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert not thread.is_alive()
     assert token_row(sessions, token).last_used_at is not None
+    assert app.state.token_uses.pending() == {}
 
 
 # ------------------------------------------------------------------------ migration 0010

@@ -27,9 +27,9 @@ class TokenOut(WireModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None = Field(
-        description="when it last authenticated a request, recorded at most once every "
-        f"{params.TOKEN_USE_INTERVAL_S} s (it may lag by that much); null: not used since it "
-        "was issued (or since the node recorded uses)"
+        description="when it last authenticated a request; the node writes the uses every "
+        f"{params.TOKEN_USE_INTERVAL_S} s and as it stops (it may lag by that much); null: not "
+        "used since it was issued (or since the node recorded uses)"
     )
 
 
