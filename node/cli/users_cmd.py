@@ -196,9 +196,9 @@ def disable(
 ) -> None:
     """Disable a user: every token of theirs stops working at once (again: no change).
 
-    Here, unlike over the API, the only active admin may be disabled (a stolen admin token);
-    the text output says so, and `bdx users enable` or `add` makes an admin again.
-    With --json: {"name", "role", "active": false}.
+    Here, unlike over the API, the last active admin holding a live token may be disabled (a
+    stolen admin token); the text output says so, and `bdx users enable` or `add` makes an
+    admin again. With --json: {"name", "role", "active": false}.
     """
     settings = settings_from(config)
     with session_for(settings) as session:
@@ -243,8 +243,8 @@ def role(
 ) -> None:
     """Give a user another role; their tokens carry it from their next request.
 
-    Here, unlike over the API, the only active admin may be made another role; the text
-    output says so. With --json: {"name", "role", "previous_role", "active"}.
+    Here, unlike over the API, the last active admin holding a live token may be made
+    another role; the text output says so. With --json: {"name", "role", "previous_role", "active"}.
     """
     settings = settings_from(config)
     with session_for(settings) as session:
@@ -270,13 +270,14 @@ def _is_active_admin(user: User) -> bool:
 
 
 def _admin_note(service: UserService, was_admin: bool) -> str:
-    """What the text output adds when the change took the rights of the node's only active
-    admin (the API refuses it, ``last_admin``)."""
-    if not was_admin or service.has_active_admin():
+    """What the text output adds when the change took the rights of an admin and no active
+    admin holding a live token is left (the API refuses it, ``last_admin``)."""
+    if not was_admin or service.has_usable_admin():
         return ""
     return (
-        "; the node has no active admin now: nobody can manage users over the API "
-        "(`bdx users enable NAME` or `bdx users add NAME --role admin` makes one)"
+        "; the node has no active admin with a live token now: nobody can manage users over "
+        "the API (`bdx users enable NAME` or `bdx users add NAME --role admin`, then "
+        "`bdx users token NAME`, makes one)"
     )
 
 

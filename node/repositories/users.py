@@ -36,6 +36,17 @@ class UserRepository:
             query = query.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(query.order_by(User.id)).all()
 
+    def with_live_token(self, user_ids: Sequence[int], *, now: datetime) -> set[int]:
+        """Those of ``user_ids`` holding a token neither revoked nor expired at ``now``."""
+        if not user_ids:
+            return set()
+        query = select(ApiToken.user_id).where(
+            ApiToken.user_id.in_(user_ids),
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+        )
+        return set(self.session.scalars(query.distinct()).all())
+
     def add(self, user: User) -> User:
         self.session.add(user)
         self.session.flush()

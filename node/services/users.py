@@ -144,32 +144,39 @@ class UserService:
         """The tokens of the user ``name``, oldest first, revoked and expired ones included."""
         return self.users.tokens_of(self.get(name))
 
-    def has_active_admin(self) -> bool:
-        return bool(self.users.active_admins())
+    def has_usable_admin(self) -> bool:
+        """Whether an active admin holds a live token (neither revoked nor expired): someone
+        can manage users over the API."""
+        admins = [a.id for a in self.users.active_admins()]
+        return bool(self.users.with_live_token(admins, now=self.clock()))
 
     def _keep_an_admin(self, name: str, change: str) -> None:
-        """Refuse (409 ``last_admin``) to take the rights of the node's only active admin: no
-        one could manage users over the API. The admins are read afresh and stay locked until
-        the change commits (:meth:`UserRepository.active_admins`): two admins demoting each
-        other at once leave one of them admin. The user is read after the lock, so that what
-        the change records is what it changed."""
+        """Refuse (409 ``last_admin``) to take the rights of an active admin when no other
+        active admin holds a live token (neither revoked nor expired): no one could manage
+        users over the API (an admin without a token cannot get one over it: that needs an
+        admin). The admins are read afresh and stay locked until the change commits
+        (:meth:`UserRepository.active_admins`): two admins demoting each other at once leave
+        one of them admin. The user is read after the lock, so that what the change records
+        is what it changed."""
         admins = self.users.active_admins(lock=True)
         user = self.get(name)
-        if [a.id for a in admins] == [user.id]:
+        others = [a.id for a in admins if a.id != user.id]
+        if len(others) < len(admins) and not self.users.with_live_token(others, now=self.clock()):
             self.session.rollback()  # the lock, at once
             raise ConflictError(
-                f"{change} {name!r} would leave the node without an active admin; make "
-                "another user admin first",
+                f"{change} {name!r} would leave the node without an active admin who can use "
+                "the API: make another user admin and issue them a token first (an admin "
+                "counts once they hold a token neither revoked nor expired)",
                 reason="last_admin",
             )
 
     def disable_user(self, name: str, *, actor: str, keep_an_admin: bool = True) -> User:
         """Disable a user: their tokens stop working (again: no change, recorded again).
 
-        With ``keep_an_admin`` (the API) the only active admin is not disabled (409
-        ``last_admin``): no one could manage users over the API. ``bdx users disable`` on the
-        node's machine may do it (a stolen admin token: the same machine makes an admin again
-        with ``bdx users enable`` or ``add``)."""
+        With ``keep_an_admin`` (the API) an admin is not disabled when no other active admin
+        holds a live token (409 ``last_admin``): no one could manage users over the API.
+        ``bdx users disable`` on the node's machine may do it (a stolen admin token: the same
+        machine makes an admin again with ``bdx users enable`` or ``add``)."""
         if keep_an_admin:
             self._keep_an_admin(name, "disabling")
         user = self.get(name)

@@ -221,6 +221,43 @@ def test_a_disabled_admin_does_not_count(
     error(r, 409, "last_admin")
 
 
+@pytest.mark.parametrize("state", ["no_token", "revoked", "expired"])
+def test_an_admin_without_a_live_token_does_not_count(
+    http: httpx.Client,
+    admin: dict[str, str],
+    make_token: Any,
+    sessions: sessionmaker[Session],
+    state: str,
+) -> None:
+    """root makes second admin, but second holds no token neither revoked nor expired, and
+    cannot get one over the API (that needs an admin): root may neither step down nor
+    disable themselves. Once second holds a live token, root may."""
+    if state == "no_token":
+        r = http.post("/users", headers=admin, json={"name": "second", "role": "admin"})
+        assert r.status_code == 201, r.text
+    else:
+        token_id = make_token(Role.ADMIN, name="second").split("_")[1]
+        if state == "revoked":
+            assert http.delete(f"/tokens/{token_id}", headers=admin).status_code == 200
+        else:
+            with sessions() as s:
+                past = datetime.now(UTC) - timedelta(seconds=1)
+                s.execute(
+                    update(ApiToken).where(ApiToken.token_id == token_id).values(expires_at=past)
+                )
+                s.commit()
+    r = http.put("/users/root/role", headers=admin, json={"role": "operator"})
+    detail = error(r, 409, "last_admin")
+    assert "who can use the API" in detail and "issue them a token first" in detail, detail
+    error(http.post("/users/root/disable", headers=admin), 409, "last_admin")
+    assert http.get("/users/me", headers=admin).json() == {"name": "root", "role": "admin"}
+    assert events(sessions, "user.role", "user.disable") == []
+
+    assert http.post("/users/second/tokens", headers=admin, json={}).status_code == 201
+    r = http.put("/users/root/role", headers=admin, json={"role": "operator"})
+    assert r.status_code == 200 and r.json()["role"] == "operator"
+
+
 def test_an_admin_steps_down_while_another_stays(
     http: httpx.Client, admin: dict[str, str], make_token: Any, sessions: sessionmaker[Session]
 ) -> None:
@@ -253,8 +290,9 @@ def test_two_admins_demoting_each_other_at_once_leave_one(
     commit (the join gives up after a second), then sees root alone and is refused."""
     with sessions() as s:
         users = UserService(s)
-        users.add_user("root", Role.ADMIN, actor="t")
-        users.add_user("second", Role.ADMIN, actor="t")
+        for name in ("root", "second"):
+            users.add_user(name, Role.ADMIN, actor="t")
+            users.issue_token(name, expires_days=1, actor="t")
     outcome: list[str] = []
 
     def demote_root() -> None:
@@ -655,13 +693,20 @@ def test_users_cli_may_leave_no_admin_and_says_so(
     monkeypatch.setenv("BDX_DATABASE_URL", db_url)
     assert cli(["users", "add", "ana", "--role", "admin"], capsys)[0] == 0
     code, out, _ = cli(["users", "disable", "ana"], capsys)
-    assert code == 0 and out.startswith("disabled ana; the node has no active admin now")
+    assert code == 0 and out.startswith(
+        "disabled ana; the node has no active admin with a live token now"
+    )
     code, out, _ = cli(["users", "enable", "ana"], capsys)
     assert (code, out) == (0, "enabled ana\n")
     code, out, _ = cli(["users", "role", "ana", "officer"], capsys)
-    assert code == 0 and "no active admin now" in out
+    assert code == 0 and "no active admin with a live token now" in out
     code, out, _ = cli(["users", "role", "ana", "admin"], capsys)
     assert (code, out) == (0, "ana: officer -> admin\n")
+    # Another admin without a token is no admin over the API: the CLI allows it and says so.
+    assert cli(["users", "token", "ana"], capsys)[0] == 0
+    assert cli(["users", "add", "bo", "--role", "admin"], capsys)[0] == 0
+    code, out, _ = cli(["users", "role", "ana", "officer"], capsys)
+    assert code == 0 and "no active admin with a live token now" in out
 
 
 @pytest.mark.parametrize(

@@ -27,8 +27,9 @@ router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
 _LAST_ADMIN: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ErrorBody,
-        "description": "last_admin: the user is the node's only active admin; make another "
-        "user admin first",
+        "description": "last_admin: no other active admin holds a live token (neither "
+        "revoked nor expired), so nobody could manage users over the API; make another user "
+        "admin and issue them a token first",
     }
 }
 
