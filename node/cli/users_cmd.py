@@ -241,7 +241,8 @@ def role(
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Give a user another role; their tokens carry it from their next request.
+    """Give a user another role; their tokens carry it from their next request (their own
+    role again: says it is unchanged, and is recorded again).
 
     Here, unlike over the API, the last active admin holding a live token may be made
     another role; the text output says so. With --json: {"name", "role", "previous_role", "active"}.
@@ -249,18 +250,20 @@ def role(
     settings = settings_from(config)
     with session_for(settings) as session:
         service = UserService(session)
-        before = service.get(name)
-        previous, was_admin = before.role.value, _is_active_admin(before)
-        user = service.set_role(name, new_role, actor=local_actor(), keep_an_admin=False)
+        done = service.set_role(name, new_role, actor=local_actor(), keep_an_admin=False)
+        user = done.user
+        was_admin = user.active and done.previous is Role.ADMIN
         changed = {
             "name": user.name,
             "role": user.role.value,
-            "previous_role": previous,
+            "previous_role": done.previous.value,
             "active": user.active,
         }
         note = _admin_note(service, was_admin)
     if json:
         print_json(changed)
+    elif changed["previous_role"] == changed["role"]:
+        typer.echo(f"{changed['name']}: {changed['role']} already (unchanged, recorded again)")
     else:
         typer.echo(f"{changed['name']}: {changed['previous_role']} -> {changed['role']}{note}")
 

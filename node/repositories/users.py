@@ -16,8 +16,13 @@ class UserRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def by_name(self, name: str) -> User | None:
-        return self.session.scalars(select(User).where(User.name == name)).one_or_none()
+    def by_name(self, name: str, *, lock: bool = False) -> User | None:
+        """The user ``name``; with ``lock`` read afresh and its row locked until the
+        transaction ends (PostgreSQL; on SQLite the caller holds the database's write lock)."""
+        query = select(User).where(User.name == name)
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        return self.session.scalars(query).one_or_none()
 
     def all(self) -> Sequence[User]:
         return self.session.scalars(select(User).order_by(User.name)).all()

@@ -31,7 +31,12 @@ from node.db.models import ApiToken, Role, User
 from node.errors import NotFoundError
 from node.repositories.audit import AuditRepository
 from node.repositories.users import UserRepository
-from node.service_errors import AuthenticationError, ConflictError, InvalidRequestError
+from node.service_errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    PermissionDeniedError,
+)
 from node.services import params
 
 logger = logging.getLogger(__name__)
@@ -60,6 +65,15 @@ class Principal:
     user_id: int
     name: str
     role: Role
+
+
+@dataclass(frozen=True)
+class RoleChanged:
+    """What :meth:`UserService.set_role` changed: the user and the role they had before
+    (the same as theirs now when it was theirs already)."""
+
+    user: User
+    previous: Role
 
 
 @dataclass(frozen=True)
@@ -150,36 +164,56 @@ class UserService:
         admins = [a.id for a in self.users.active_admins()]
         return bool(self.users.with_live_token(admins, now=self.clock()))
 
-    def _keep_an_admin(self, name: str, change: str) -> None:
+    def _locked(self, name: str, caller: int | None) -> tuple[Sequence[User], User]:
+        """The active admins and the user ``name``, read afresh after taking the lock that
+        keeps any other transaction from changing an admin until this one ends
+        (:meth:`UserRepository.active_admins`; on PostgreSQL the user's row is locked too):
+        what the change checks and records is what it changes. ``caller``, the user id of
+        the API caller, must still be one of these admins (403 ``wrong_role``): a request
+        authenticated as admin just before its admin was demoted or disabled does nothing."""
+        admins = self.users.active_admins(lock=True)
+        if caller is not None and caller not in {a.id for a in admins}:
+            self.session.rollback()  # the lock, at once
+            raise PermissionDeniedError(
+                "you are no longer an active admin (your role changed or you were disabled "
+                "while this request ran)",
+                reason="wrong_role",
+            )
+        user = self.users.by_name(name, lock=True)
+        if user is None:
+            self.session.rollback()
+            raise NotFoundError(f"no user named {name!r}", reason="unknown_user")
+        return admins, user
+
+    def _keep_an_admin(self, admins: Sequence[User], user: User, change: str) -> None:
         """Refuse (409 ``last_admin``) to take the rights of an active admin when no other
         active admin holds a live token (neither revoked nor expired): no one could manage
         users over the API (an admin without a token cannot get one over it: that needs an
-        admin). The admins are read afresh and stay locked until the change commits
-        (:meth:`UserRepository.active_admins`): two admins demoting each other at once leave
-        one of them admin. The user is read after the lock, so that what the change records
-        is what it changed."""
-        admins = self.users.active_admins(lock=True)
-        user = self.get(name)
+        admin). ``admins`` are those :meth:`_locked` read: two admins demoting each other at
+        once leave one of them admin."""
         others = [a.id for a in admins if a.id != user.id]
         if len(others) < len(admins) and not self.users.with_live_token(others, now=self.clock()):
             self.session.rollback()  # the lock, at once
             raise ConflictError(
-                f"{change} {name!r} would leave the node without an active admin who can use "
-                "the API: make another user admin and issue them a token first (an admin "
+                f"{change} {user.name!r} would leave the node without an active admin who can "
+                "use the API: make another user admin and issue them a token first (an admin "
                 "counts once they hold a token neither revoked nor expired)",
                 reason="last_admin",
             )
 
-    def disable_user(self, name: str, *, actor: str, keep_an_admin: bool = True) -> User:
+    def disable_user(
+        self, name: str, *, actor: str, caller: int | None = None, keep_an_admin: bool = True
+    ) -> User:
         """Disable a user: their tokens stop working (again: no change, recorded again).
 
         With ``keep_an_admin`` (the API) an admin is not disabled when no other active admin
         holds a live token (409 ``last_admin``): no one could manage users over the API.
         ``bdx users disable`` on the node's machine may do it (a stolen admin token: the same
-        machine makes an admin again with ``bdx users enable`` or ``add``)."""
+        machine makes an admin again with ``bdx users enable`` or ``add``). ``caller`` as for
+        :meth:`_locked`."""
+        admins, user = self._locked(name, caller)
         if keep_an_admin:
-            self._keep_an_admin(name, "disabling")
-        user = self.get(name)
+            self._keep_an_admin(admins, user, "disabling")
         user.active = False
         self.audit.record(actor, "user.disable", name)
         self.session.commit()
@@ -202,20 +236,28 @@ class UserService:
         self.session.commit()
         return user
 
-    def set_role(self, name: str, role: Role, *, actor: str, keep_an_admin: bool = True) -> User:
+    def set_role(
+        self,
+        name: str,
+        role: Role,
+        *,
+        actor: str,
+        caller: int | None = None,
+        keep_an_admin: bool = True,
+    ) -> RoleChanged:
         """Give a user another role; their tokens carry it from their next request (the same
-        role again: no change, recorded again). ``keep_an_admin`` as for
-        :meth:`disable_user`."""
+        role again: no change, recorded again, ``previous`` the same). ``keep_an_admin`` as
+        for :meth:`disable_user`, ``caller`` as for :meth:`_locked`."""
+        admins, user = self._locked(name, caller)
         if keep_an_admin and role is not Role.ADMIN:
-            self._keep_an_admin(name, f"making {role.value}")
-        user = self.get(name)
+            self._keep_an_admin(admins, user, f"making {role.value}")
         previous = user.role
         user.role = role
         self.audit.record(
             actor, "user.role", name, {"previous_role": previous.value, "role": role.value}
         )
         self.session.commit()
-        return user
+        return RoleChanged(user=user, previous=previous)
 
     def issue_token(self, name: str, *, expires_days: int | None, actor: str) -> IssuedToken:
         user = self.get(name)

@@ -29,7 +29,7 @@ from node.db.engine import create_db_engine
 from node.db.engine import session_factory as sessions_of
 from node.db.migrate import alembic_config, current_revision, upgrade
 from node.db.models import ApiToken, AuditEvent, Role, User
-from node.service_errors import ConflictError
+from node.service_errors import ConflictError, PermissionDeniedError
 from node.services.users import TokenUses, UserService, recording_token_uses
 
 TOKEN_FIELDS = {"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}
@@ -320,6 +320,93 @@ def test_two_admins_demoting_each_other_at_once_leave_one(
         assert events(sessions, "user.role") == [
             ("user:root", "user.role second", {"previous_role": "admin", "role": "auditor"})
         ]
+
+
+def _admins_and_officer(sessions: sessionmaker[Session]) -> tuple[int, str]:
+    """root and anna, admins with a token each, and x, an officer: root's user id and
+    anna's token."""
+    with sessions() as s:
+        users = UserService(s)
+        root = users.add_user("root", Role.ADMIN, actor="t").id
+        users.issue_token("root", expires_days=1, actor="t")
+        users.add_user("anna", Role.ADMIN, actor="t")
+        token = users.issue_token("anna", expires_days=1, actor="t").token
+        users.add_user("x", Role.OFFICER, actor="t")
+        return root, token
+
+
+@pytest.mark.parametrize("meanwhile", ["demoted", "disabled"])
+@pytest.mark.parametrize("action", ["make_admin", "make_auditor", "disable"])
+def test_an_admin_demoted_while_their_request_runs_changes_nothing(
+    sessions: sessionmaker[Session], meanwhile: str, action: str
+) -> None:
+    """anna's request authenticated her as admin; root demotes or disables her before the
+    request's change runs: the change, checked again under the lock, is refused (403
+    wrong_role), changes nothing and records nothing (it went through, a promotion too)."""
+    root, token = _admins_and_officer(sessions)
+    with sessions() as s:
+        anna = UserService(s).authenticate(token)
+    assert anna.role is Role.ADMIN
+    with sessions() as s:
+        if meanwhile == "demoted":
+            UserService(s).set_role("anna", Role.OPERATOR, actor="user:root", caller=root)
+        else:
+            UserService(s).disable_user("anna", actor="user:root", caller=root)
+
+    with sessions() as s:
+        service = UserService(s)
+        with pytest.raises(PermissionDeniedError) as refused:
+            if action == "disable":
+                service.disable_user("x", actor="user:anna", caller=anna.user_id)
+            else:
+                role = Role.ADMIN if action == "make_admin" else Role.AUDITOR
+                service.set_role("x", role, actor="user:anna", caller=anna.user_id)
+        assert refused.value.reason == "wrong_role"
+        assert "no longer an active admin" in refused.value.message
+    with sessions() as s:
+        x = s.scalars(select(User).where(User.name == "x")).one()
+        assert (x.role, x.active) == (Role.OFFICER, True)
+        # The lock was let go: another change goes through at once.
+        UserService(s).set_role("x", Role.AUDITOR, actor="user:root", caller=root)
+    assert [e for e in events(sessions, "user.role", "user.disable") if e[0] == "user:anna"] == []
+
+
+def test_a_role_change_records_the_role_the_user_had_when_it_ran(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The request read anna (an officer) before root made her admin; its own change to
+    admin records and answers her role as it was when the change ran: admin, unchanged (it
+    recorded officer, read before, and the admin path took no lock)."""
+    root, _ = _admins_and_officer(sessions)
+    with sessions() as s:
+        UserService(s).add_user("bob", Role.OFFICER, actor="t")
+    with sessions() as first:
+        service = UserService(first)
+        assert service.get("bob").role is Role.OFFICER
+        with sessions() as other:
+            UserService(other).set_role("bob", Role.ADMIN, actor="user:root", caller=root)
+        done = service.set_role("bob", Role.ADMIN, actor="user:anna")
+        assert (done.user.role, done.previous) == (Role.ADMIN, Role.ADMIN)
+    assert events(sessions, "user.role") == [
+        ("user:root", "user.role bob", {"previous_role": "officer", "role": "admin"}),
+        ("user:anna", "user.role bob", {"previous_role": "admin", "role": "admin"}),
+    ]
+
+
+def test_users_cli_says_an_unchanged_role_is_unchanged(
+    session: Session,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "anna", "--role", "officer"], capsys)[0] == 0
+    assert cli(["users", "role", "anna", "officer"], capsys)[:2] == (
+        0,
+        "anna: officer already (unchanged, recorded again)\n",
+    )
+    code, out, _ = cli(["users", "role", "anna", "officer", "--json"], capsys)
+    assert code == 0 and json.loads(out)["previous_role"] == "officer"
 
 
 def test_openapi_documents_the_new_routes(http: httpx.Client) -> None:

@@ -72,7 +72,7 @@ def disable_user(
     name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     service = _service(session, settings)
-    return _out(service, service.disable_user(name, actor=actor(admin)))
+    return _out(service, service.disable_user(name, actor=actor(admin), caller=admin.user_id))
 
 
 @router.post(
@@ -93,7 +93,8 @@ def set_role(
     name: str, body: RoleChange, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     service = _service(session, settings)
-    return _out(service, service.set_role(name, body.role, actor=actor(admin)))
+    changed = service.set_role(name, body.role, actor=actor(admin), caller=admin.user_id)
+    return _out(service, changed.user)
 
 
 @router.get(
