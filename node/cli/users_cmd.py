@@ -5,6 +5,7 @@ Every change is recorded in the audit trail with the actor ``local:<login name>`
 
 from __future__ import annotations
 
+import inspect
 import sys
 from datetime import datetime
 from json import dumps
@@ -284,15 +285,18 @@ def _admin_note(service: UserService, was_admin: bool) -> str:
     )
 
 
-@app.command(
-    help=f"""List a user's tokens, oldest first: id, created, expires, revoked, last used.
+@app.command(  # cleaned as a docstring is, or each line's indent breaks the lines
+    help=inspect.cleandoc(
+        f"""
+        List a user's tokens, oldest first: id, created, expires, revoked, last used.
 
-    The running node writes tokens' last uses every {params.TOKEN_USE_INTERVAL_S} s (and as it
-    stops), so a last use may lag by that much; "-" (null under --json): not used since it
-    was issued. Revoke a token with `bdx users revoke-token ID`. With --json: a list of
-    {{"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}} (times ISO 8601,
-    UTC, or null).
-    """
+        The running node writes tokens' last uses every {params.TOKEN_USE_INTERVAL_S} s (and as
+        it stops), so a last use may lag by that much; "-" (null under --json): not used since
+        it was issued. Revoke a token with `bdx users revoke-token ID`. With --json: a list
+        of {{"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}} (times
+        ISO 8601, UTC, or null).
+        """
+    )
 )
 def tokens(
     name: Annotated[str, typer.Argument(help="the user whose tokens to list")],

@@ -834,3 +834,17 @@ def test_users_cli_bad_role_is_a_usage_error(
     assert "Invalid value for 'ROLE': 'king' is not one of" in err, err
     session.expire_all()
     assert session.scalars(select(User.role)).one() is Role.OFFICER
+
+
+def test_users_tokens_help_flows_as_one_paragraph(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The help text's source lines kept their indent and broke the paragraph where the
+    source did ("Revoke a" / "token with ..."); on a wide terminal it is one line."""
+    monkeypatch.setenv("COLUMNS", "400")
+    code, out, _ = cli(["users", "tokens", "--help"], capsys)
+    assert code == 0
+    lines = [line.strip() for line in out.splitlines()]
+    paragraph = next(line for line in lines if line.startswith("The running node writes"))
+    assert "Revoke a token with `bdx users revoke-token ID`." in paragraph
+    assert paragraph.endswith("(times ISO 8601, UTC, or null).")
