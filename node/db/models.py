@@ -187,9 +187,9 @@ class User(Base):
 class ApiToken(Base):
     """A bearer token: only its public id and the SHA-256 of the whole token are stored.
 
-    ``last_used_at`` is when it last authenticated a request, written at most once per
-    ``TOKEN_USE_INTERVAL`` (:mod:`node.services.params`): it may lag by that much; empty for a
-    token never used since it was issued (or since migration 0010).
+    ``last_used_at`` is when it last authenticated a request, noted in memory and written by
+    the node every ``TOKEN_USE_INTERVAL_S`` (:mod:`node.services.params`) and at its stop: it
+    may lag by that much; empty for a token never used since it was issued (or since 0010).
     """
 
     __tablename__ = "api_tokens"

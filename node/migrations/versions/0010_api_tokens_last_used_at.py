@@ -1,7 +1,7 @@
 """``api_tokens.last_used_at``: when a token last authenticated a request, so that an admin
 can find the tokens nobody uses any more and revoke them (``GET /users/{name}/tokens``,
-``bdx users tokens``). Empty for every token until its next use; the node writes it at most
-once per token per ``TOKEN_USE_INTERVAL`` (:mod:`node.services.params`).
+``bdx users tokens``). Empty for every token until its next use; the node notes uses in
+memory and writes them every ``TOKEN_USE_INTERVAL_S`` (:mod:`node.services.params`).
 
 Revision ID: 0010
 Revises: 0009
