@@ -69,6 +69,7 @@ STATUS_BY_REASON = {
     "stale_proof": 409,  # a witness moved on: ask again (c2sp.org/tlog-witness answers 409)
     "bad_proof": 422,
     "peer_busy": 503,  # a peer's queries queue is full: this node is busy for it
+    "history_indexing": 503,  # the query history's index is far behind the log: ask again
 }
 
 _HTTP_REASONS = {

@@ -109,3 +109,16 @@ REFUSAL_RETRY_AFTER_S = 10
 #: lock for a short while at a time (SQLite has one, appends wait on it); the entries of one
 #: chunk are in memory together (a few MB). Also the most query ids asked in one IN list.
 QUERY_INDEX_CHUNK = 5000
+#: Chunks of the index's catch-up a reading of the query history runs itself (20,000 entries,
+#: about half a second): more than a busy node appends between two housekeeping rounds, which
+#: catch up the rest. An index further behind (after an upgrade, a restored database) answers
+#: 503 ``history_indexing`` rather than a reading that waits for the whole log, or a partial one.
+QUERY_INDEX_REQUEST_CHUNKS = 4
+#: Retry-After (seconds) of a 503 ``history_indexing``: housekeeping's round comes at most a
+#: minute apart and indexes about a million entries in 30 s.
+QUERY_INDEX_RETRY_AFTER_S = 30
+#: Chunks of the index's catch-up one housekeeping round runs (a million entries, about 30 s),
+#: as its last step: a two-year log is indexed in one round after the upgrade, and the other
+#: steps of the next round (revocations reloaded, the checkpoint) wait no longer than that
+#: however far behind the index is.
+QUERY_INDEX_ROUND_CHUNKS = 200

@@ -34,6 +34,7 @@ from certs.translog import SigningKey, TransparencyLog, VerifyingKey
 from matcher.search.fingerprint import fingerprint_schema
 from node.audit.actions import mirror_actions
 from node.errors import ConfigError
+from node.exchange import params
 from node.exchange.eventlog import TranslogExchangeLog
 from node.exchange.params import VIEW_COMPARE_INTERVAL_S
 from node.exchange.pki_watch import PkiWatch, explain
@@ -359,13 +360,13 @@ async def _housekeeping(exchange: Exchange, interval_s: float) -> None:
     list and CRL, the node's renewed certificates (:mod:`node.exchange.renewal`), forget the
     replay nonces that can no longer be replayed (:meth:`ReplayGuard.purge`: the table would
     otherwise grow by every query), delete the hit references past the follow-up period
-    (:func:`expire_hit_references`, hourly), bring the index of sent queries up to the log
-    (:func:`index_sent_queries`), and issue a checkpoint when the log grew or the
+    (:func:`expire_hit_references`, hourly), issue a checkpoint when the log grew or the
     last one aged (every ``interval_s``, at most :data:`CHECKPOINT_POLL_S` apart; the peers'
     refusals counted but not logged one by one go in first, as ``refusals_suppressed``), and
-    log how this node's own PKI documents stand when that changed (:class:`PkiWatch`). Nothing
-    here waits for a peer: that is :func:`_witnessing`'s, so a slow or hostile peer cannot hold
-    back a revocation or a suspended rule."""
+    log how this node's own PKI documents stand when that changed (:class:`PkiWatch`), and
+    last bring the index of sent queries up to the log (:func:`index_sent_queries`, a bounded
+    number of chunks a round). Nothing here waits for a peer: that is :func:`_witnessing`'s,
+    so a slow or hostile peer cannot hold back a revocation or a suspended rule."""
     while True:
         await anyio.sleep(min(interval_s, CHECKPOINT_POLL_S))
         await housekeeping_round(exchange, interval_s)
@@ -409,23 +410,25 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
     except Exception:  # the counts stay; the next round retries
         logger.exception("suppressed refusals not logged")
     try:
-        await anyio.to_thread.run_sync(index_sent_queries, exchange)
-    except Exception:  # officers' readings catch up themselves; the next round retries
-        logger.exception("sent queries not indexed")
-    try:
         await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
     except Exception:  # keep the node serving; the next round retries
         logger.exception("exchange log checkpoint failed")
+    try:  # last: its first catch-up after an upgrade is long (bounded per round)
+        await anyio.to_thread.run_sync(index_sent_queries, exchange)
+    except Exception:  # readings catch up a little or answer 503; the next round retries
+        logger.exception("sent queries not indexed")
 
 
-def index_sent_queries(exchange: Exchange) -> None:
+def index_sent_queries(exchange: Exchange) -> bool:
     """Index the sent queries logged since the last catch-up
     (:meth:`~node.repositories.sent_queries.SentQueryIndex.catch_up`), so that officers'
     readings of their history find it current: after an upgrade to revision 0011 the first
-    catch-up reads the whole log (about 30 s a million entries), here rather than in a request
-    that would time out."""
+    catch-up reads the whole log (about 30 s a million entries), here rather than in requests
+    (which catch up a few chunks at most, and answer 503 ``history_indexing`` when the index is
+    further behind). At most ``QUERY_INDEX_ROUND_CHUNKS`` chunks a round, so the other steps
+    of the next round are not held back; returns whether the index caught up."""
     with Session(exchange.log.engine) as session:
-        SentQueryIndex(exchange.log, session).catch_up()
+        return SentQueryIndex(exchange.log, session).catch_up(params.QUERY_INDEX_ROUND_CHUNKS)
 
 
 def expire_hit_references(exchange: Exchange) -> int:

@@ -10,11 +10,17 @@ rows and then only the log entries of the queries it returns (:meth:`Transparenc
 
 It is derived data, kept up by catching up with the log: :meth:`SentQueryIndex.catch_up`
 reads the entries appended since the size it indexed last (``sent_query_index_state``), in
-chunks of ``QUERY_INDEX_CHUNK`` entries, one transaction each, so nothing changes in the log's
-append path. A catch-up claims its chunk by moving the indexed size from the value it read
-(a compare-and-set): two readers catching up at once, in one process or several, index each
-entry once, the second finding the chunk done. Emptied, the tables are rebuilt from the log
-by the next read (from entry 0).
+chunks of ``QUERY_INDEX_CHUNK`` entries, so nothing changes in the log's append path. Each
+chunk is one transaction that first locks the state row (``FOR UPDATE`` on PostgreSQL; on
+SQLite a write first, which takes the database's write lock), then reads the indexed size
+and the leaf hash of its last entry, then the log's size, indexes the entries between and
+moves the state on: catch-ups in one process or several take turns chunk by chunk, and each
+entry is indexed once. The log only grows, so under that lock an indexed size beyond the
+log's, or a stored leaf hash that is not the log's at that index, means another log (a
+database or log restored): the index is emptied and rebuilt from entry 0, in that same
+transaction. A reading catches up a few chunks at most (``QUERY_INDEX_REQUEST_CHUNKS``: it
+answers 503 ``history_indexing`` when the index is further behind), housekeeping the rest.
+Emptied, the tables are rebuilt from the log by the next catch-up (from entry 0).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -40,7 +47,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from certs.translog import TransparencyLog
@@ -83,11 +91,9 @@ sent_query_index_state = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("indexed_size", BigInteger, nullable=False),
+    # The leaf hash of entry indexed_size - 1 (None at size 0): which log was indexed.
+    Column("leaf_hash", LargeBinary, nullable=True),
 )
-
-
-class _Raced(Exception):
-    """Another reader indexed the chunk first."""
 
 
 @dataclass(frozen=True)
@@ -105,18 +111,18 @@ class SentQueryIndex:
         self.log = log
         self.session = session
 
-    def catch_up(self) -> None:
-        """Index the entries appended since the last catch-up (see the module docstring)."""
-        size = self.log.size()
-        if self._indexed() > size:  # indexed from another log (a database restored): rebuild
-            self._reset()
-        while (done := self._indexed()) < size:
-            end = min(size, done + params.QUERY_INDEX_CHUNK)
-            queries, results = _scan(self.log.entries(done, end))
-            try:
-                self._store(done, end, queries, results)
-            except (_Raced, IntegrityError):
-                self.session.rollback()  # indexed by another reader: read the size again
+    def catch_up(self, max_chunks: int | None = None) -> bool:
+        """Index the entries appended since the last catch-up (see the module docstring), at
+        most ``max_chunks`` chunks (None: to the log's end). Returns whether the index has
+        caught up with the log (as its size was read in the last chunk)."""
+        if self._current():
+            return True
+        chunks = 0
+        while max_chunks is None or chunks < max_chunks:
+            chunks += 1
+            if self._chunk():
+                return True
+        return False
 
     def page(
         self,
@@ -177,34 +183,85 @@ class SentQueryIndex:
             for r in rows
         ]
 
-    def _indexed(self) -> int:
-        value = self.session.execute(
-            select(sent_query_index_state.c.indexed_size).where(
-                sent_query_index_state.c.id == _STATE_ID
+    def _current(self) -> bool:
+        """Whether the index holds the log as it is now, read without a lock: a reading of
+        an index that is current takes no write lock (an index found behind, or of another
+        log, is settled by :meth:`_chunk` under the lock)."""
+        s = sent_query_index_state
+        try:
+            row = self.session.execute(
+                select(s.c.indexed_size, s.c.leaf_hash).where(s.c.id == _STATE_ID)
+            ).first()
+        finally:
+            self.session.rollback()  # a new snapshot at the next read
+        indexed, leaf = (0, None) if row is None else (int(row.indexed_size), row.leaf_hash)
+        return indexed == self.log.size() and leaf == self._leaf_hash(indexed)
+
+    def _leaf_hash(self, size: int) -> bytes | None:
+        """The log's leaf hash of entry ``size - 1`` (None at 0, or when it has no such entry)."""
+        if size == 0:
+            return None
+        found = self.log.entries_at([size - 1])
+        return found[0].leaf_hash if found else None
+
+    def _chunk(self) -> bool:
+        """Index one chunk in one transaction (see the module docstring); returns whether the
+        index then holds the whole log as its size was read. Anything that fails (an
+        IntegrityError is a bug: under the lock no entry is indexed twice) rolls back and
+        is raised."""
+        try:
+            done, leaf = self._lock_state()
+            size = self.log.size()  # read after the lock: at least what any chunk indexed
+            if done > size or leaf != self._leaf_hash(done):  # another log: rebuild
+                self._reset()
+                done = 0
+            end = min(size, done + params.QUERY_INDEX_CHUNK)
+            if end > done:
+                entries = list(self.log.entries(done, end))
+                if len(entries) != end - done:  # the log's head names entries it lacks
+                    raise RuntimeError(f"exchange log entries {done}..{end} are not all stored")
+                queries, results = _scan(entries)
+                self._store(queries, results)
+                s = sent_query_index_state
+                self.session.execute(
+                    update(s)
+                    .where(s.c.id == _STATE_ID)
+                    .values(indexed_size=end, leaf_hash=entries[-1].leaf_hash)
+                )
+            self.session.commit()
+        except BaseException:
+            self.session.rollback()
+            raise
+        return end == size
+
+    def _lock_state(self) -> tuple[int, bytes | None]:
+        """Lock the state row until the transaction ends and read it: the indexed size and
+        the leaf hash stored with it. The row is inserted first when missing (at size 0), a
+        write that on SQLite also takes the database's write lock before anything is read."""
+        s = sent_query_index_state
+        dialect = self.session.get_bind().dialect.name
+        add = (sqlite_insert if dialect == "sqlite" else postgresql_insert)(s)
+        self.session.execute(
+            add.values(id=_STATE_ID, indexed_size=0, leaf_hash=None).on_conflict_do_nothing(
+                index_elements=[s.c.id]
             )
-        ).scalar()
-        self.session.commit()  # a new snapshot at the next read
-        return 0 if value is None else int(value)
+        )
+        row = self.session.execute(
+            select(s.c.indexed_size, s.c.leaf_hash).where(s.c.id == _STATE_ID).with_for_update()
+        ).one()
+        return int(row.indexed_size), row.leaf_hash
 
     def _reset(self) -> None:
-        for table in (sent_query_events, sent_queries, sent_query_index_state):
+        """Empty the index, in the caller's transaction (which holds the state row's lock)."""
+        for table in (sent_query_events, sent_queries):
             self.session.execute(delete(table))
-        self.session.commit()
-
-    def _store(
-        self, done: int, end: int, queries: list[dict[str, Any]], results: list[dict[str, Any]]
-    ) -> None:
         s = sent_query_index_state
-        # A write first: SQLite takes its write lock here, before anything is read (a read
-        # first would make this transaction's write fail at once after another's commit).
-        moved = self.session.execute(
-            update(s).where(s.c.id == _STATE_ID, s.c.indexed_size == done).values(indexed_size=end)
+        self.session.execute(
+            update(s).where(s.c.id == _STATE_ID).values(indexed_size=0, leaf_hash=None)
         )
-        if moved.rowcount != 1:  # type: ignore[attr-defined]
-            if done != 0 or self.session.execute(select(s.c.id)).first() is not None:
-                raise _Raced
-            # The first catch-up: a second one inserting too fails on the key (IntegrityError).
-            self.session.execute(insert(s).values(id=_STATE_ID, indexed_size=end))
+
+    def _store(self, queries: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
+        """Insert the rows of one chunk, in the caller's transaction."""
         # A query id logged twice keeps its first query_sent, as the log's readers do.
         ids = [q["query_id"] for q in queries]
         known = {
@@ -224,7 +281,6 @@ class SentQueryIndex:
             self.session.execute(insert(sent_queries), list(fresh.values()))
         if results:
             self.session.execute(insert(sent_query_events), results)
-        self.session.commit()
 
 
 def text_of(event: dict[str, Any], key: str) -> str | None:

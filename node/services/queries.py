@@ -5,8 +5,10 @@ case reference, officer) and every result (``reply_received``: status, outcome, 
 :mod:`node.exchange.requester`). :class:`QueryHistory` reads them back, so an officer sees
 the queries they sent after the ``POST /queries`` answer is gone: each with its standing
 result, the time of that result, and whether it came late. It finds them in an index derived
-from the log (:mod:`node.repositories.sent_queries`, caught up with the log at each reading)
-and reads from the log the entries of the queries it returns only, not the whole log.
+from the log (:mod:`node.repositories.sent_queries`, caught up with the log at each reading,
+a few chunks at most: further behind, the reading answers 503 ``history_indexing`` and the
+node's housekeeping indexes the rest) and reads from the log the entries of the queries it
+returns only, not the whole log.
 
 Officers see their own queries only: another officer's query is not found, as one never sent
 (nothing says which). Admins and auditors see every officer's, or one officer's
@@ -52,6 +54,7 @@ from node.audit.query import (
 )
 from node.db.models import Role
 from node.errors import NotFoundError
+from node.exchange import params
 from node.exchange.requester import POLLABLE, Peer, status_url_of
 from node.exchange.setup import Exchange
 from node.repositories.audit import AuditRepository
@@ -62,7 +65,7 @@ from node.repositories.sent_queries import (
     event_time,
     text_of,
 )
-from node.service_errors import ConflictError, PermissionDeniedError
+from node.service_errors import ConflictError, PermissionDeniedError, RetryLaterError
 
 #: The exchange log's event of a query's result (the requester's).
 REPLY_EVENT = "reply_received"
@@ -214,7 +217,7 @@ class QueryHistory:
                     "officers see the queries they sent themselves only", reason="own_queries_only"
                 )
             wanted = viewer.actor
-        self.index.catch_up()
+        self._catch_up()
         rows, total = self.index.page(
             officer=wanted, peer=peer, case_ref=case_ref, since=since, limit=limit, offset=offset
         )
@@ -299,12 +302,24 @@ class QueryHistory:
             AuditFilter(query_id=query_id)
         except AuditQueryError:  # not shaped like a query id: never sent
             raise missing from None
-        self.index.catch_up()
+        self._catch_up()
         row = self.index.one(query_id)
         found = self._read([row] if row is not None else [])
         if not found or (viewer.officer and found[0].officer != viewer.actor):
             raise missing
         return found[0]
+
+    def _catch_up(self) -> None:
+        """Catch the index up before a reading, a few chunks at most
+        (``QUERY_INDEX_REQUEST_CHUNKS``); further behind (after an upgrade, a restored
+        database), :class:`RetryLaterError` (503 ``history_indexing``): housekeeping indexes
+        the rest, and a partial history is not answered."""
+        if not self.index.catch_up(params.QUERY_INDEX_REQUEST_CHUNKS):
+            raise RetryLaterError(
+                "the query history is being indexed from the exchange log: try again later",
+                reason="history_indexing",
+                retry_after_s=params.QUERY_INDEX_RETRY_AFTER_S,
+            )
 
     def _record(self, viewer: Viewer, action: str, found: SentQuery, extra: dict[str, Any]) -> None:
         details = {"officer": found.officer, "peer": found.peer, **extra}

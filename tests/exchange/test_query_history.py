@@ -648,3 +648,32 @@ def test_housekeeping_indexes_the_sent_queries_before_anyone_reads_them(
     asyncio.run(housekeeping_round(nodes.th.exchange, 3600.0))
     with engine.connect() as conn:
         assert conn.execute(select(column).where(column == qid)).all() == [(qid,)]
+
+
+def test_a_reading_far_behind_the_log_answers_503_until_housekeeping_indexed_it(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reading catches the index up ``QUERY_INDEX_REQUEST_CHUNKS`` chunks at most: further
+    behind (after an upgrade, a restore), 503 ``history_indexing`` with Retry-After, exit 6
+    (try again later) on the command line, rather than a partial history; once housekeeping
+    indexed the rest, the reading answers."""
+    from node.exchange.setup import housekeeping_round
+
+    monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 1)
+    monkeypatch.setattr(params, "QUERY_INDEX_REQUEST_CHUNKS", 1)
+    monkeypatch.setattr(params, "QUERY_INDEX_ROUND_CHUNKS", 0)  # TH's own rounds index nothing
+    # Two queries sent, each logged and answered: 4 entries behind at least, and each of the
+    # 3 readings below indexes 1.
+    got = send(nodes, ["ID", "MY"], fingers[2][1], case_ref="indexing")
+    qid = got["ID"]["query_id"]
+    r = get(nodes, "/queries", "officer", case_ref="indexing")
+    assert r.status_code == 503 and r.json()["error"] == "history_indexing", r.text
+    assert r.headers["Retry-After"] == str(params.QUERY_INDEX_RETRY_AFTER_S)
+    shown = get(nodes, f"/queries/{qid}", "officer")
+    assert shown.status_code == 503 and shown.json()["error"] == "history_indexing"
+    out = bdx(nodes, "officer", "list", "--case-ref", "indexing")
+    assert out.returncode == 6 and "[history_indexing]" in out.stderr, out.stderr
+    monkeypatch.setattr(params, "QUERY_INDEX_ROUND_CHUNKS", 10_000)
+    asyncio.run(housekeeping_round(nodes.th.exchange, 3600.0))
+    found = {q["query_id"] for q in listed(nodes, case_ref="indexing")}
+    assert found == {got["ID"]["query_id"], got["MY"]["query_id"]}

@@ -1,8 +1,10 @@
 """The index of sent queries derived from the exchange log (migration 0011,
 :mod:`node.repositories.sent_queries`), on SQLite and PostgreSQL: it catches up with the
 entries appended since it last read the log, two readers catching up at once index each entry
-once, and emptied it is rebuilt the same from the log. (Served between real nodes, through the
-API and the CLI: tests/exchange/test_query_history.py.)"""
+once (one that read the log's size before another moved the index on resets nothing), emptied
+or holding another log (one of the same size or larger) it is rebuilt from the log, an
+IntegrityError is raised rather than retried, and a reading catches up a few chunks at most.
+(Served between real nodes, through the API and the CLI: tests/exchange/test_query_history.py.)"""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, delete, func, inspect, select
+from sqlalchemy import Engine, delete, func, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from certs.translog import SigningKey, TransparencyLog
+from certs.translog import schema as log_schema
 from node.db.engine import session_factory
 from node.db.models import Role
 from node.exchange import params
@@ -27,6 +31,7 @@ from node.repositories.sent_queries import (
     sent_query_events,
     sent_query_index_state,
 )
+from node.service_errors import RetryLaterError
 from node.services.queries import QueryHistory, Viewer
 
 OFFICER = "user:officer"
@@ -189,3 +194,160 @@ def test_an_emptied_index_is_rebuilt_the_same(
     with session_factory(engine)() as session:
         SentQueryIndex(log, session).catch_up()
     assert _rows(engine) == before and before[2] == 15 and len(before[0]) == 5
+
+
+def test_a_catch_up_that_read_the_log_size_before_another_moved_on_resets_nothing(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader reads the log's size; before it reads the indexed size, the log grows and
+    another reader indexes it all: the index is beyond the size the first read, which is no
+    reason to empty it (it was, and rebuilt only up to that stale size)."""
+    monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 4)
+    log = _log(engine)
+    appended = TranslogExchangeLog(log)
+    appended.record_many(_query() + _query())
+    sessions = session_factory(engine)
+    original = log.size
+    raced: list[int] = []
+
+    def size_then_another_catches_up() -> int:
+        value = original()
+        if not raced:  # the first reading only: the other reader's own go through
+            raced.append(value)
+            appended.record_many(_query() + _query())
+            with sessions() as other:
+                SentQueryIndex(log, other).catch_up()
+        return value
+
+    monkeypatch.setattr(log, "size", size_then_another_catches_up)
+    with sessions() as session:
+        SentQueryIndex(log, session).catch_up()
+    queries, events, size = _rows(engine)
+    assert raced == [6] and size == 12 and len(queries) == 4 and len(events) == 4
+
+
+def test_a_chunk_being_indexed_holds_back_the_other_readers(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader indexing a chunk holds the lock: another reader waits for it, then finds the
+    chunk done and indexes the next, so no entry is indexed twice or by two at once."""
+    monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 3)
+    log = _log(engine)
+    TranslogExchangeLog(log).record_many(_query() + _query())
+    sessions = session_factory(engine)
+    original = log.entries
+    inside, release = threading.Event(), threading.Event()
+    read: list[tuple[str, int, int | None]] = []
+
+    def entries(start: int = 0, end: int | None = None) -> Any:
+        name = threading.current_thread().name
+        read.append((name, start, end))
+        if name == "first" and start == 0:
+            inside.set()
+            release.wait(10)
+        return original(start, end)
+
+    monkeypatch.setattr(log, "entries", entries)
+    failed: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            with sessions() as session:
+                SentQueryIndex(log, session).catch_up()
+        except BaseException as exc:  # reported below
+            failed.append(exc)
+
+    first = threading.Thread(target=reader, name="first")
+    first.start()
+    assert inside.wait(10)
+    second = threading.Thread(target=reader, name="second")
+    second.start()
+    second.join(0.5)  # it waits for the lock the first holds (SQLite: the write lock)
+    assert second.is_alive() and [r for r in read if r[0] == "second"] == []
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert failed == [] and not first.is_alive() and not second.is_alive()
+    assert sorted((start, end) for _, start, end in read) == [(0, 3), (3, 6)]
+    queries, events, size = _rows(engine)
+    assert size == 6 and len(queries) == 2 and len(events) == 2
+
+
+def _replace_log(engine: Engine, events: list[dict[str, Any]]) -> TransparencyLog:
+    """The log's tables emptied and another log written there (a restore from another
+    backup than the index's), with ``events``; the index's tables are left as they were."""
+    with engine.begin() as conn:
+        for table in reversed(log_schema.metadata.sorted_tables):
+            conn.execute(delete(table))
+    log = _log(engine)
+    TranslogExchangeLog(log).record_many(events)
+    return log
+
+
+@pytest.mark.parametrize("more", [0, 3], ids=["same-size", "larger"])
+def test_an_index_of_a_replaced_log_is_rebuilt(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, more: int
+) -> None:
+    monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 4)
+    old = _query(case_ref="old-1") + _query(case_ref="old-2")
+    log = _log(engine)
+    TranslogExchangeLog(log).record_many(old)
+    sessions = session_factory(engine)
+    with sessions() as session:
+        SentQueryIndex(log, session).catch_up()
+    new = [_query(case_ref=f"new-{i}") for i in range(2 + more // 3)]
+    log = _replace_log(engine, [e for q in new for e in q])
+    assert log.size() == len(old) + more
+    with sessions() as session:
+        page = QueryHistory(log, session).page(Viewer("user:admin", Role.ADMIN), limit=10)
+    assert [q.case_ref for q in page.items] == [f"new-{i}" for i in range(len(new))]
+    queries, events, size = _rows(engine)
+    assert size == log.size() and {q[0] for q in queries} == {q[0]["query_id"] for q in new}
+    assert len(events) == len(new)
+
+
+def test_an_integrity_error_is_raised_not_retried(engine: Engine) -> None:
+    """A row the catch-up is about to write already there is a bug (under the lock no entry is
+    indexed twice): it is raised, nothing of the chunk is kept, rather than retried forever."""
+    log = _log(engine)
+    TranslogExchangeLog(log).record_many(_query())
+    with engine.begin() as conn:  # entry 2 (a reply_received) indexed, the size not moved
+        conn.execute(insert(sent_query_events).values(leaf_index=2, query_id="stray"))
+    outcome: list[BaseException | None] = []
+
+    def reader() -> None:
+        try:
+            with session_factory(engine)() as session:
+                SentQueryIndex(log, session).catch_up()
+            outcome.append(None)
+        except BaseException as exc:  # checked below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=reader, daemon=True)  # the retrying loop never ended
+    thread.start()
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], IntegrityError)
+    queries, events, size = _rows(engine)
+    assert queries == [] and events == [(2, "stray")] and not size
+
+
+def test_a_reading_catches_up_a_few_chunks_at_most(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Further behind than ``QUERY_INDEX_REQUEST_CHUNKS`` chunks, a reading answers
+    ``history_indexing`` (503) rather than indexing the whole log or answering part of it;
+    once the rest is indexed (housekeeping's catch-up, to the end) it answers."""
+    monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 2)
+    monkeypatch.setattr(params, "QUERY_INDEX_REQUEST_CHUNKS", 2)
+    log = _log(engine)
+    TranslogExchangeLog(log).record_many(_query() + _query())  # 6 entries: 3 chunks
+    sessions = session_factory(engine)
+    officer = Viewer(OFFICER, Role.OFFICER)
+    with sessions() as session, pytest.raises(RetryLaterError) as refused:
+        QueryHistory(log, session).page(officer, limit=10)
+    assert refused.value.reason == "history_indexing"
+    assert refused.value.retry_after_s == params.QUERY_INDEX_RETRY_AFTER_S
+    assert _rows(engine)[2] == 4  # its chunks are kept
+    with sessions() as session:
+        assert SentQueryIndex(log, session).catch_up() is True
+        assert QueryHistory(log, session).page(officer, limit=10).total == 2

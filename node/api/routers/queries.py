@@ -10,14 +10,14 @@ waiting for (:mod:`node.services.queries`).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 
 from node.api.deps import OfficerUser, SessionDep, actor, require_role
 from node.api.routers.auditlog import LogDep
-from node.api.schemas.common import MAX_ROW_ID, UtcDatetime, errors
+from node.api.schemas.common import ERROR_STATUSES, MAX_ROW_ID, ErrorBody, UtcDatetime, errors
 from node.api.schemas.queries import (
     LoggedReplyOut,
     PeerResultOut,
@@ -36,6 +36,15 @@ from node.services.users import Principal
 from node.settings import CountryCode
 
 router = APIRouter(tags=["queries"], responses=errors(415))
+#: The readings' 503: also when the history's index is far behind the exchange log.
+_INDEXING: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorBody,
+        "description": ERROR_STATUSES[503] + "; history_indexing (Retry-After) while the "
+        "node indexes its exchange log for the query history (after an upgrade or a restore): "
+        "ask again later",
+    }
+}
 
 #: Largest page of sent queries one request returns (as for hits).
 MAX_PAGE = 1000
@@ -101,7 +110,8 @@ def _viewer(principal: Principal) -> Viewer:
             "description": "a page of the queries sent, oldest first, each with its latest "
             "result; an officer's own only, every officer's (or officer's) for admins and "
             "auditors, whose listings are recorded in the audit trail (query.list)"
-        }
+        },
+        **_INDEXING,
     },
 )
 def list_sent_queries(
@@ -148,6 +158,7 @@ def list_sent_queries(
             "recorded in the audit trail (query.show). 404 unknown_query for a query this "
             "node never sent, and for another officer's"
         },
+        **_INDEXING,
     },
 )
 def show_sent_query(
@@ -170,6 +181,7 @@ def show_sent_query(
             "not_timed_out for a query answered or failed for good, no_status_url for one "
             "the peer never accepted. An admin's poll is recorded as query.poll"
         },
+        **_INDEXING,
     },
 )
 async def poll_sent_query(

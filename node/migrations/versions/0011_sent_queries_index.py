@@ -3,11 +3,12 @@
 ``sent_queries`` (one row per ``query_sent`` event: query id, peer, officer, case reference,
 its own and the log's time, its log index), ``sent_query_events`` (the log index of each
 ``reply_received`` event, by query id) and ``sent_query_index_state`` (how many log entries are
-indexed). The officers' query history (``GET /queries``) filters these rows and reads from
-the log the entries of the queries it returns, where it read and decoded the whole log at each
-request. The tables start empty: the first reading after the upgrade indexes the log from its
-first entry (:mod:`node.repositories.sent_queries`); they are derived data, and emptied, are
-rebuilt the same way. Nothing else changes.
+indexed, and the leaf hash of the last of them: which log was indexed). The officers' query
+history (``GET /queries``) filters these rows and reads from the log the entries of the
+queries it returns, where it read and decoded the whole log at each request. The tables start
+empty: the node's housekeeping indexes the log from its first entry after the upgrade
+(:mod:`node.repositories.sent_queries`); they are derived data, and emptied, are rebuilt the
+same way. Nothing else changes.
 
 Revision ID: 0011
 Revises: 0010
@@ -50,6 +51,7 @@ def upgrade() -> None:
         "sent_query_index_state",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("indexed_size", sa.BigInteger(), nullable=False),
+        sa.Column("leaf_hash", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
 
