@@ -19,7 +19,8 @@ entry is indexed once. The log only grows, so under that lock an indexed size be
 log's, or a stored leaf hash that is not the log's at that index, means another log (a
 database or log restored): the index is emptied and rebuilt from entry 0, in that same
 transaction. A reading catches up a few chunks at most (``QUERY_INDEX_REQUEST_CHUNKS``: it
-answers 503 ``history_indexing`` when the index is further behind), housekeeping the rest.
+answers 503 ``history_indexing`` at once when the index is further behind, and after its
+chunks when others' appends kept it behind), housekeeping the rest.
 Emptied, the tables are rebuilt from the log by the next catch-up (from entry 0).
 """
 
@@ -111,12 +112,18 @@ class SentQueryIndex:
         self.log = log
         self.session = session
 
-    def catch_up(self, max_chunks: int | None = None) -> bool:
+    def catch_up(self, max_chunks: int | None = None, *, refuse_further: bool = False) -> bool:
         """Index the entries appended since the last catch-up (see the module docstring), at
-        most ``max_chunks`` chunks (None: to the log's end). Returns whether the index has
-        caught up with the log (as its size was read in the last chunk)."""
-        if self._current():
+        most ``max_chunks`` chunks (None: to the log's end); with ``refuse_further`` none when
+        the index is further behind than those chunks (a reading's, which then answers at once:
+        the rest is housekeeping's). Returns whether the index has caught up with the log (as
+        its size was read in the last chunk)."""
+        behind = self._behind()
+        if behind == 0:
             return True
+        limit = None if max_chunks is None else max_chunks * params.QUERY_INDEX_CHUNK
+        if refuse_further and limit is not None and behind > limit:
+            return False
         chunks = 0
         while max_chunks is None or chunks < max_chunks:
             chunks += 1
@@ -183,10 +190,11 @@ class SentQueryIndex:
             for r in rows
         ]
 
-    def _current(self) -> bool:
-        """Whether the index holds the log as it is now, read without a lock: a reading of
-        an index that is current takes no write lock (an index found behind, or of another
-        log, is settled by :meth:`_chunk` under the lock)."""
+    def _behind(self) -> int:
+        """How many entries the index lacks, read without a lock (the whole log's when it holds
+        another log): a reading of an index that is current takes no write lock, one much
+        further behind than it would index gives up at once (an index found behind, or of
+        another log, is settled by :meth:`_chunk` under the lock)."""
         s = sent_query_index_state
         try:
             row = self.session.execute(
@@ -195,7 +203,10 @@ class SentQueryIndex:
         finally:
             self.session.rollback()  # a new snapshot at the next read
         indexed, leaf = (0, None) if row is None else (int(row.indexed_size), row.leaf_hash)
-        return indexed == self.log.size() and leaf == self._leaf_hash(indexed)
+        size = self.log.size()
+        if indexed <= size and leaf == self._leaf_hash(indexed):
+            return size - indexed
+        return size
 
     def _leaf_hash(self, size: int) -> bytes | None:
         """The log's leaf hash of entry ``size - 1`` (None at 0, or when it has no such entry)."""

@@ -312,9 +312,9 @@ class QueryHistory:
     def _catch_up(self) -> None:
         """Catch the index up before a reading, a few chunks at most
         (``QUERY_INDEX_REQUEST_CHUNKS``); further behind (after an upgrade, a restored
-        database), :class:`RetryLaterError` (503 ``history_indexing``): housekeeping indexes
-        the rest, and a partial history is not answered."""
-        if not self.index.catch_up(params.QUERY_INDEX_REQUEST_CHUNKS):
+        database), :class:`RetryLaterError` (503 ``history_indexing``) without indexing any:
+        housekeeping indexes the rest, and a partial history is not answered."""
+        if not self.index.catch_up(params.QUERY_INDEX_REQUEST_CHUNKS, refuse_further=True):
             raise RetryLaterError(
                 "the query history is being indexed from the exchange log: try again later",
                 reason="history_indexing",

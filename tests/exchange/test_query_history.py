@@ -662,8 +662,7 @@ def test_a_reading_far_behind_the_log_answers_503_until_housekeeping_indexed_it(
     monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 1)
     monkeypatch.setattr(params, "QUERY_INDEX_REQUEST_CHUNKS", 1)
     monkeypatch.setattr(params, "QUERY_INDEX_ROUND_CHUNKS", 0)  # TH's own rounds index nothing
-    # Two queries sent, each logged and answered: 4 entries behind at least, and each of the
-    # 3 readings below indexes 1.
+    # Two queries sent, each logged and answered: 4 entries behind at least.
     got = send(nodes, ["ID", "MY"], fingers[2][1], case_ref="indexing")
     qid = got["ID"]["query_id"]
     r = get(nodes, "/queries", "officer", case_ref="indexing")

@@ -335,8 +335,8 @@ def test_a_reading_catches_up_a_few_chunks_at_most(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Further behind than ``QUERY_INDEX_REQUEST_CHUNKS`` chunks, a reading answers
-    ``history_indexing`` (503) rather than indexing the whole log or answering part of it;
-    once the rest is indexed (housekeeping's catch-up, to the end) it answers."""
+    ``history_indexing`` (503) at once, rather than indexing the whole log or answering part of
+    it; within them (the rest indexed by housekeeping's catch-up) it indexes them and answers."""
     monkeypatch.setattr(params, "QUERY_INDEX_CHUNK", 2)
     monkeypatch.setattr(params, "QUERY_INDEX_REQUEST_CHUNKS", 2)
     log = _log(engine)
@@ -347,7 +347,10 @@ def test_a_reading_catches_up_a_few_chunks_at_most(
         QueryHistory(log, session).page(officer, limit=10)
     assert refused.value.reason == "history_indexing"
     assert refused.value.retry_after_s == params.QUERY_INDEX_RETRY_AFTER_S
-    assert _rows(engine)[2] == 4  # its chunks are kept
-    with sessions() as session:
-        assert SentQueryIndex(log, session).catch_up() is True
+    assert not _rows(engine)[2]  # it indexed nothing
+    with sessions() as session:  # housekeeping's round, bounded to one chunk here
+        assert SentQueryIndex(log, session).catch_up(1) is False
+    assert _rows(engine)[2] == 2
+    with sessions() as session:  # 2 chunks behind: the reading indexes them
         assert QueryHistory(log, session).page(officer, limit=10).total == 2
+    assert _rows(engine)[2] == 6
