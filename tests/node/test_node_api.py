@@ -532,14 +532,20 @@ def test_authentication_gives_its_connection_back(
     """The bearer check reads the database in a dependency; its connection is released before
     the handler waits for a worker thread (held, 15 authenticated requests starved the 4
     threads of connections: a 30 s stall, then 500s)."""
+    from types import SimpleNamespace
+
+    from fastapi import Request
     from fastapi.security import HTTPAuthorizationCredentials
 
     from node.api.deps import current_principal
+    from node.services.users import TokenUses
 
     token = make_token(Role.OPERATOR)  # type: ignore[operator]
+    app = SimpleNamespace(state=SimpleNamespace(token_uses=TokenUses()))
+    request = Request({"type": "http", "app": app})
     with sessions() as session:  # type: ignore[operator]
         creds = HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
-        assert current_principal(session, settings, creds).role is Role.OPERATOR
+        assert current_principal(request, session, settings, creds).role is Role.OPERATOR
         assert not session.in_transaction()
 
 
