@@ -20,13 +20,19 @@ log's, or a stored leaf hash that is not the log's at that index, means another 
 database or log restored): the index is emptied and rebuilt from entry 0, in that same
 transaction. A reading catches up a few chunks at most (``QUERY_INDEX_REQUEST_CHUNKS``: it
 answers 503 ``history_indexing`` at once when the index is further behind, and after its
-chunks when others' appends kept it behind), housekeeping the rest.
+chunks when others' appends kept it behind), housekeeping the rest. Within one process the
+chunks also take turns on a lock per log (:func:`_chunk_lock`) taken before any database
+connection: a chunk holding the state row reads the log through the pool's other
+connections, and readings queued on the row lock, each holding a connection, emptied the
+pool under it (20 readings at once: 30 s stalls, then 503s).
 Emptied, the tables are rebuilt from the log by the next catch-up (from entry 0).
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,6 +103,22 @@ sent_query_index_state = Table(
 )
 
 
+#: Per log object: the lock this process's catch-up chunks take turns on (see the module
+#: docstring); weak, so a log closed and dropped (a test's, a restarted exchange's) goes too.
+_CHUNK_LOCKS: weakref.WeakKeyDictionary[TransparencyLog, threading.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+_CHUNK_LOCKS_GUARD = threading.Lock()
+
+
+def _chunk_lock(log: TransparencyLog) -> threading.Lock:
+    with _CHUNK_LOCKS_GUARD:
+        lock = _CHUNK_LOCKS.get(log)
+        if lock is None:
+            lock = _CHUNK_LOCKS[log] = threading.Lock()
+        return lock
+
+
 @dataclass(frozen=True)
 class IndexedQuery:
     """A query's row: its query_sent entry and its results' entries, by log index."""
@@ -125,10 +147,12 @@ class SentQueryIndex:
         if refuse_further and limit is not None and behind > limit:
             return False
         chunks = 0
+        lock = _chunk_lock(self.log)
         while max_chunks is None or chunks < max_chunks:
             chunks += 1
-            if self._chunk():
-                return True
+            with lock:  # before any connection is taken (module docstring)
+                if self._chunk():
+                    return True
         return False
 
     def page(

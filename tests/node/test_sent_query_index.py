@@ -354,3 +354,32 @@ def test_a_reading_catches_up_a_few_chunks_at_most(
     with sessions() as session:  # 2 chunks behind: the reading indexes them
         assert QueryHistory(log, session).page(officer, limit=10).total == 2
     assert _rows(engine)[2] == 6
+
+
+def test_many_readings_at_once_do_not_empty_the_connection_pool(engine: Engine) -> None:
+    """20 readings of an index a little behind the log, at once (as 20 officers' listings): the
+    chunk holding the state row reads the log through the pool's other connections, so the
+    readings queued behind it must not each hold one (they emptied the pool of 15: a 30 s wait
+    then TimeoutError on PostgreSQL, 'database is locked' after 15 s on SQLite)."""
+    log = _log(engine)
+    TranslogExchangeLog(log).record_many([e for _ in range(3000) for e in _query()])
+    sessions = session_factory(engine)
+    readers = 20
+    start = threading.Barrier(readers)
+    outcomes: list[object] = []
+
+    def reading() -> None:
+        start.wait()
+        try:
+            with sessions() as session:
+                outcomes.append(SentQueryIndex(log, session).catch_up(4, refuse_further=True))
+        except Exception as exc:  # recorded: the assertion below names it
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=reading) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == [True] * readers
+    assert _rows(engine)[2] == 9000
