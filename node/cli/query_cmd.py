@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from node.api.schemas.queries import QueryIn
+from node.api.schemas.queries import OFFICER_NAME_PATTERN, QueryIn
 from node.cli._client import (
     CaFileOption,
     NodeClient,
@@ -41,6 +42,7 @@ from node.cli._client import (
     UrlOption,
 )
 from node.cli._common import ConfigOption, JsonOption, print_json, printable, read_input
+from node.countries import normalise_country
 from node.db.models import Modality
 from node.errors import NotFoundError, PeerError
 from node.service_errors import ConflictError
@@ -282,6 +284,8 @@ def _history_client(
     ca_file: Path | None,
     config: Path | None,
     timeout_s: float = HISTORY_TIMEOUT_S,
+    *,
+    role: str = "officer, admin or auditor",
 ) -> NodeClient:
     return NodeClient(
         token=token,
@@ -290,7 +294,7 @@ def _history_client(
         ca_file=ca_file,
         config=config,
         timeout_s=timeout_s,
-        role="officer",
+        role=role,
     )
 
 
@@ -320,6 +324,25 @@ def _show(q: dict[str, Any]) -> None:
             typer.echo(f"{name}: {printable(q[name])}")
     if q["pollable"]:
         typer.echo(f"the peer may still answer: bdx queries poll {printable(q['query_id'])}")
+
+
+def _peer_option(value: str | None) -> str | None:
+    """A country code, checked here as the node checks it (its 422 was exit 3: a usage error)."""
+    if value is None:
+        return None
+    try:
+        return normalise_country(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{printable(value)} is not an ISO 3166-1 alpha-2 country code"
+        ) from None
+
+
+def _officer_option(value: str | None) -> str | None:
+    """A user name, checked here as the node checks it (its 422 was exit 3: a usage error)."""
+    if value is not None and re.fullmatch(OFFICER_NAME_PATTERN, value) is None:
+        raise typer.BadParameter(f"{printable(value)} is no user name")
+    return value
 
 
 def _since_option(value: str | None) -> str | None:
@@ -357,9 +380,14 @@ def list_queries(
         ),
     ] = None,
     case_ref: Annotated[str | None, typer.Option(help="only this case reference's")] = None,
-    peer: Annotated[str | None, typer.Option(help="only those sent to this country")] = None,
+    peer: Annotated[
+        str | None, typer.Option(parser=_peer_option, help="only those sent to this country")
+    ] = None,
     officer: Annotated[
-        str | None, typer.Option(help="admins and auditors: only this officer's (a user name)")
+        str | None,
+        typer.Option(
+            parser=_officer_option, help="admins and auditors: only this officer's (a user name)"
+        ),
     ] = None,
     limit: Annotated[
         int, typer.Option(min=1, max=1000, help="queries to show (one page)")
@@ -439,7 +467,9 @@ def poll_query(
     6 when it still searches (poll again later) or could not be asked, 4 when it no longer
     holds the reply (expired), 3 when the query holds no reply to fetch (answered already, or
     never accepted by the peer)."""
-    with _history_client(token, token_file, url, ca_file, config, timeout) as client:
+    with _history_client(
+        token, token_file, url, ca_file, config, timeout, role="officer or admin"
+    ) as client:
         try:
             found = client.call("POST", _query_path(query_id) + "/poll", what="the poll")
         except NodeRequestError as exc:

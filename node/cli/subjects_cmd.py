@@ -35,7 +35,7 @@ from node.cli._common import ConfigOption, JsonOption, print_json, printable
 from node.cli.gallery_cmd import restrictions_option
 from node.db.models import LABEL_PATTERN
 from node.exchange.references import NOTE_CHARS, HitOutcome
-from node.repositories.hits import OutcomeState
+from node.repositories.hits import BadCursorError, HitCursor, OutcomeState
 from node.restrictions import SharingRestrictions
 
 app = typer.Typer(
@@ -371,6 +371,21 @@ def outcome(
     )
 
 
+def _cursor_option(value: str | None) -> str | None:
+    """A cursor of the hit listings, checked here as the node checks it (its 422 bad_cursor
+    was exit 3: a usage error)."""
+    if value is None:
+        return None
+    try:
+        HitCursor.decode(value)
+    except BadCursorError:
+        raise typer.BadParameter(
+            f"{printable(value)} is not a cursor of this listing (give the next_after a page "
+            "printed)"
+        ) from None
+    return value
+
+
 @app.command("hits")
 def hits(
     external_id: ExternalId,
@@ -379,7 +394,9 @@ def hits(
     ] = PAGE_DEFAULT,
     after: Annotated[
         str | None,
-        typer.Option(help="continue after this cursor (the last page's next_after)"),
+        typer.Option(
+            parser=_cursor_option, help="continue after this cursor (the last page's next_after)"
+        ),
     ] = None,
     offset: Annotated[
         int,

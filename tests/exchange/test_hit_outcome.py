@@ -492,3 +492,10 @@ def test_an_outcome_on_a_subject_being_deleted_is_a_conflict(
 #: ``bdx`` keyword arguments naming the subcommand.
 OUT = {"command": "outcome"}
 HITS = {"command": "hits"}
+
+
+@pytest.mark.parametrize("after", ["garbage", "A" * 500])
+def test_the_command_line_refuses_a_cursor_it_never_printed(nodes: Setup, after: str) -> None:
+    """A cursor the node would refuse (422 bad_cursor, exit 3) is a usage error, exit 2."""
+    r = bdx(nodes, Role.OPERATOR, "id-1", "--after", after, command="hits")
+    assert r.returncode == 2 and "--after" in r.stderr, (r.returncode, r.stderr)

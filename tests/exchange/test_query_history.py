@@ -621,6 +621,27 @@ def test_the_command_line_refuses_a_bad_since(nodes: Setup, since: str) -> None:
     assert r.returncode == 2 and "--since" in r.stderr, (r.returncode, r.stderr)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"), [("--peer", "M Y"), ("--peer", "X"), ("--officer", "Bad Name")]
+)
+def test_the_command_line_refuses_a_bad_filter_value(nodes: Setup, option: str, value: str) -> None:
+    """A filter value the node would refuse (its 422 was exit 3) is a usage error, exit 2."""
+    r = bdx(nodes, "admin", "list", option, value)
+    assert r.returncode == 2 and option in r.stderr, (r.returncode, r.stderr)
+
+
+def test_the_no_token_message_names_every_role_that_reads(nodes: Setup) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("BDX_TOKEN", "BDX_TOKEN_FILE")}
+    r = subprocess.run(
+        [*BDX, "queries", "list", "--url", nodes.th.api_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "officer, admin or auditor token" in r.stderr, r.stderr
+
+
 def test_the_command_line_takes_a_since_without_zone_as_utc(
     nodes: Setup, fingers: list[list[FingerprintTemplate]]
 ) -> None:

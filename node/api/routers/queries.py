@@ -19,6 +19,7 @@ from node.api.deps import OfficerUser, SessionDep, actor, require_role
 from node.api.routers.auditlog import LogDep
 from node.api.schemas.common import ERROR_STATUSES, MAX_ROW_ID, ErrorBody, UtcDatetime, errors
 from node.api.schemas.queries import (
+    OFFICER_NAME_PATTERN,
     LoggedReplyOut,
     PeerResultOut,
     QueryIn,
@@ -54,7 +55,7 @@ QueryPoller = Annotated[Principal, Depends(require_role(Role.OFFICER, Role.ADMIN
 OfficerName = Annotated[
     str | None,
     Query(
-        pattern=r"^[\w.@:-]{1,128}$",
+        pattern=OFFICER_NAME_PATTERN,
         description="admins and auditors: only this officer's queries (a user name); an "
         "officer may name only themselves",
     ),

@@ -18,6 +18,11 @@ MAX_PEERS = 32
 MAX_ITEMS = 10
 
 
+#: A user name as an officer filter names it (``GET /queries?officer=``, ``bdx queries list
+#: --officer``): what a principal's name may hold.
+OFFICER_NAME_PATTERN = r"^[\w.@:-]{1,128}$"
+
+
 class ProbeIn(BaseModel):
     """A template (ISO/IEC 19794-2 record or face template bytes) or an image to extract."""
 
