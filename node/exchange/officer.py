@@ -9,12 +9,16 @@ without sending anything), sends the probe to the others through the
 this node's own trust list or CRL is stale, or its own certificate expired or was revoked
 (``local``, :meth:`node.exchange.pki_watch.PkiWatch.refusal`), nothing is sent: every peer
 the policy allows is refused here with a reason naming this node (``own_stale_crl``...), and
-the decision logged says why; the peer is not at fault.
+the decision logged says why; the peer is not at fault. A refused peer's decision is logged
+with a query id of its own (``query_id``, answered with the result), as the requester logs a
+query it sends: the officers' query history lists the attempt (``refused_locally``, its
+reason; :mod:`node.services.queries`), though nothing left the node.
 """
 
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,6 +116,8 @@ class OfficerResult:
     sent: PeerResult | None = None
     refusal: str | None = None
     detail: str | None = None
+    #: A refused attempt's id, logged with its decision (the history lists it).
+    query_id: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -120,6 +126,7 @@ class OfficerResult:
     def summary(self) -> dict[str, Any]:
         if self.sent is None:
             out = {"peer": self.peer, "status": "refused_locally", "reason": self.refusal}
+            out |= {"query_id": self.query_id} if self.query_id else {}
             return out | ({"detail": self.detail} if self.detail else {})
         pollable = self.sent.status_url is not None
         return {**self.sent.summary(), "reply_jws": self.sent.token, "pollable": pollable}
@@ -141,6 +148,7 @@ async def query_peers(
     """Decide outbound per peer, query the allowed ones concurrently (see module docstring)."""
     refused: dict[str, str] = {}
     details: dict[str, str] = {}
+    ids: dict[str, str] = {}
     records = []
     for cc in peers:
         decision = policy.decide_outbound(cc, purpose, modality, datetime.now(UTC))
@@ -156,11 +164,12 @@ async def query_peers(
             decision = decision.with_check(Check("credentials", False, local.message))
             refused[cc], details[cc] = local.code, explain(local)
         record = {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
-        if cc in details:
-            record["refusal"] = refused[cc]
-        records.append({**record, "officer": officer})
         if not decision.allowed and cc not in refused:
             refused[cc] = decision.refusal.value if decision.refusal else "policy"
+        if cc in refused:  # an attempt the history lists (module docstring), with its reason
+            record["refusal"] = refused[cc]
+            ids[cc] = record["query_id"] = str(uuid.uuid4())
+        records.append({**record, "officer": officer})
     # Off the event loop: the append waits for the log's lock (SQLite's busy wait, PostgreSQL's
     # row lock), and the loop serves the API and the peer listener meanwhile.
     await anyio.to_thread.run_sync(requester.log.record_many, records)
@@ -172,7 +181,7 @@ async def query_peers(
         )
         sent = {r.country: r for r in results}
     return [
-        OfficerResult(cc, refusal=refused[cc], detail=details.get(cc))
+        OfficerResult(cc, refusal=refused[cc], detail=details.get(cc), query_id=ids[cc])
         if cc in refused
         else OfficerResult(cc, sent[cc])
         for cc in peers

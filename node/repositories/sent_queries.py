@@ -65,11 +65,15 @@ from node.exchange import params
 #: The log's events of a query sent and of its results (the requester's).
 SENT_EVENT = "query_sent"
 REPLY_EVENT = "reply_received"
+#: An officer's query this node's outbound rules refused (``refused_locally``): the officer
+#: side's policy decision, logged with a query id (:mod:`node.exchange.officer`), is indexed
+#: as a query sent whose only event it is (:func:`refused_locally`).
+REFUSED_EVENT = "policy_decision"
 #: Longest query id indexed (a UUID's text); an event naming a longer one names no query.
 QUERY_ID_CHARS = 36
 _STATE_ID = 1
 #: Cheap test on an entry's bytes before it is decoded: most entries are of other kinds.
-_MARKERS = (b'"' + SENT_EVENT.encode() + b'"', b'"' + REPLY_EVENT.encode() + b'"')
+_MARKERS = tuple(b'"' + e.encode() + b'"' for e in (SENT_EVENT, REPLY_EVENT, REFUSED_EVENT))
 
 metadata = MetaData(naming_convention={"ix": "ix_%(column_0_label)s"})
 
@@ -361,7 +365,7 @@ def _scan(entries: Iterable[Entry]) -> tuple[list[dict[str, Any]], list[dict[str
         qid = event.get("query_id")
         if not isinstance(qid, str) or not 0 < len(qid) <= QUERY_ID_CHARS:
             continue
-        if event.get("type") == SENT_EVENT:
+        if event.get("type") == SENT_EVENT or refused_locally(event):
             queries.append(
                 {
                     "query_id": qid,
@@ -376,3 +380,15 @@ def _scan(entries: Iterable[Entry]) -> tuple[list[dict[str, Any]], list[dict[str
         elif event.get("type") == REPLY_EVENT:
             results.append({"leaf_index": entry.index, "query_id": qid})
     return queries, results
+
+
+def refused_locally(event: dict[str, Any]) -> bool:
+    """Whether ``event`` is an officer's query refused by this node's outbound rules (a
+    ``REFUSED_EVENT`` with a query id: inbound decisions, and outbound ones allowed, have
+    none)."""
+    return (
+        event.get("type") == REFUSED_EVENT
+        and event.get("direction") == "outbound"
+        and event.get("allowed") is False
+        and "query_id" in event
+    )

@@ -31,8 +31,12 @@ URL is a conflict (409): ``not_timed_out`` (it was answered, or failed for good)
 ``no_status_url`` (the peer never accepted it, or its address in the settings changed
 since).
 
-Queries this node's outbound rules refused (``refused_locally``) never left it and have no
-id: they are in the log as policy decisions, not here.
+Queries this node's outbound rules refused (``refused_locally``: a purpose or modality its
+rules forbid for that peer, a peer it has no rule or address for, its own trust list, CRL or
+certificate unusable) never left it: the officer side logs each as its policy decision, with
+a query id of its own (:mod:`node.exchange.officer`), and they are listed here as well, with
+status ``refused_locally``, the refusal's reason code and the failed check's sentence; they
+have no result, and nothing to poll (409 ``not_timed_out``).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from node.repositories.sent_queries import (
     SentQueryIndex,
     decode_event,
     event_time,
+    refused_locally,
     text_of,
 )
 from node.service_errors import ConflictError, PermissionDeniedError, RetryLaterError
@@ -78,6 +83,8 @@ POLL_ACTION = "query.poll"
 OFFICER_PREFIX = "user:"
 #: The status of a query whose result is not logged yet (its exchange is still running).
 SENT = "sent"
+#: The status of a query this node's outbound rules refused (it never left the node).
+REFUSED_LOCALLY = "refused_locally"
 
 
 def officer_actor(name: str) -> str:
@@ -129,10 +136,15 @@ class SentQuery:
     officer: str | None
     sent_at: datetime
     replies: list[LoggedReply] = field(default_factory=list)
+    #: Refused by this node's outbound rules (never sent): the reason code, and the failed
+    #: check's sentence.
+    refusal: str | None = None
+    refusal_detail: str | None = None
 
     @classmethod
     def of(cls, item: LoggedEvent) -> SentQuery:
         e = item.event
+        refused = refused_locally(e)
         return cls(
             query_id=str(e.get("query_id")),
             peer=str(e.get("peer")),
@@ -141,6 +153,8 @@ class SentQuery:
             case_ref=_text(e, "case_ref"),
             officer=_text(e, "officer"),
             sent_at=_time(e, item),
+            refusal=(_text(e, "refusal") or "policy") if refused else None,
+            refusal_detail=_failed_check(e) if refused else None,
         )
 
     @property
@@ -155,7 +169,10 @@ class SentQuery:
 
     @property
     def status(self) -> str:
-        """The standing result's status (:attr:`latest`); ``sent`` while none is logged."""
+        """The standing result's status (:attr:`latest`); ``sent`` while none is logged,
+        ``refused_locally`` for a query this node's outbound rules refused."""
+        if self.refusal is not None:
+            return REFUSED_LOCALLY
         return self.latest.status if self.latest is not None else SENT
 
     @property
@@ -341,11 +358,21 @@ def _assemble(items: Iterable[LoggedEvent]) -> list[SentQuery]:
         qid = item.event.get("query_id")
         if not isinstance(qid, str):
             continue
-        if item.type == OUTBOUND_QUERY:
+        if item.type == OUTBOUND_QUERY or refused_locally(item.event):
             sent.setdefault(qid, SentQuery.of(item))
         elif item.type == REPLY_EVENT and qid in sent:
             sent[qid].replies.append(LoggedReply.of(item))
     return list(sent.values())
+
+
+def _failed_check(event: dict[str, Any]) -> str | None:
+    """The sentence of the first check a logged policy decision failed (no probe data: the
+    rules' words about the peer, purpose or modality, or this node's own documents)."""
+    checks = event.get("checks")
+    for check in checks if isinstance(checks, list) else []:
+        if isinstance(check, dict) and check.get("passed") is False:
+            return _text(check, "detail")
+    return None
 
 
 def _text(event: dict[str, Any], key: str) -> str | None:

@@ -141,6 +141,18 @@ def test_a_stale_crl_is_told_at_start_in_health_and_to_officers_until_a_fresh_on
         [decision] = [e for e in events(th, "policy_decision") if e["direction"] == "outbound"]
         assert decision["allowed"] is False and decision["refusal"] == "own_stale_crl"
         assert not events(th, "query_sent")  # nothing left this node
+        # the officers' history lists the attempt all the same, with this node's reason
+        history = httpx.get(
+            th.api_url + "/queries", headers={"Authorization": f"Bearer {th.token}"}, timeout=30
+        )
+        assert history.status_code == 200, history.text
+        [listed] = history.json()["items"]
+        assert (listed["query_id"], listed["status"], listed["reason"]) == (
+            result["query_id"],
+            "refused_locally",
+            "own_stale_crl",
+        )
+        assert "this node's CRL" in listed["detail"]
         code, err = bdx_query(th, "ID", tmp_path)
         assert code == 5 and "this node's own PKI documents" in err and "own_stale_crl" in err
         assert "outbound rules" not in err

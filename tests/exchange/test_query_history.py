@@ -697,3 +697,48 @@ def test_a_reading_far_behind_the_log_answers_503_until_housekeeping_indexed_it(
     asyncio.run(housekeeping_round(nodes.th.exchange, 3600.0))
     found = {q["query_id"] for q in listed(nodes, case_ref="indexing")}
     assert found == {got["ID"]["query_id"], got["MY"]["query_id"]}
+
+
+def test_a_query_refused_here_is_in_the_history(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """A query this node's own outbound rules refused (a purpose they do not allow for ID, a
+    country they name no peer for) never left the node, and the officers' history lists it
+    all the same: refused_locally, its reason, the rule's words, no result and no probe
+    data; an auditor reads it too, and there is nothing to poll."""
+    results = send(nodes, ["ID", "ZZ"], fingers[2][1], case_ref="refused-1", purpose="tourism")
+    assert {p: r["status"] for p, r in results.items()} == {
+        "ID": "refused_locally",
+        "ZZ": "refused_locally",
+    }
+    ids = {p: r["query_id"] for p, r in results.items()}
+    assert all(ids.values())
+    items = {q["peer"]: q for q in listed(nodes, case_ref="refused-1")}
+    assert {p: q["query_id"] for p, q in items.items()} == ids
+    assert {p: q["reason"] for p, q in items.items()} == {
+        "ID": results["ID"]["reason"],
+        "ZZ": "unknown_peer",
+    }
+    for q in items.values():
+        assert q["status"] == "refused_locally" and q["purpose"] == "tourism"
+        assert q["officer"] == "user:officer" and q["detail"]
+        assert q["outcome"] is None and q["replied_at"] is None and not q["pollable"]
+    assert "tourism" in items["ID"]["detail"]
+    audited_ids = {q["query_id"] for q in listed(nodes, "auditor", case_ref="refused-1")}
+    assert audited_ids == set(ids.values())
+    shown = get(nodes, f"/queries/{ids['ID']}", "officer")
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["replies"] == [] and shown.json()["reply_jws"] is None
+    refused_poll = poll(nodes, ids["ID"])
+    assert refused_poll.status_code == 409 and refused_poll.json()["error"] == "not_timed_out"
+    # on the exchange log once, as the decision it is: no probe data
+    (decision,) = logged(nodes.th, "policy_decision", ids["ID"])
+    assert decision["direction"] == "outbound" and decision["allowed"] is False
+    assert not {"templates", "data", "views", "images"} & set(decision)
+    assert not logged(nodes.th, "query_sent", ids["ID"])
+    # the command line lists and shows it
+    text = bdx(nodes, "officer", "list", "--case-ref", "refused-1")
+    assert text.returncode == 0 and text.stdout.count("refused_locally") == 2, text.stderr
+    one = bdx(nodes, "officer", "show", ids["ZZ"])
+    assert one.returncode == 0 and "status: refused_locally" in one.stdout
+    assert "reason: unknown_peer" in one.stdout

@@ -383,3 +383,57 @@ def test_many_readings_at_once_do_not_empty_the_connection_pool(engine: Engine) 
         t.join()
     assert outcomes == [True] * readers
     assert _rows(engine)[2] == 9000
+
+
+def _decision(direction: str, allowed: bool, **extra: Any) -> dict[str, Any]:
+    """A policy decision as the exchange logs it (:meth:`policy.decision.Decision.to_record`,
+    with the officer side's fields)."""
+    return {
+        "type": "policy_decision",
+        "direction": direction,
+        "peer": "ID",
+        "purpose": "tourism",
+        "modality": "fingerprint",
+        "policy_version": "1",
+        "at": datetime.now(UTC).isoformat(),
+        "allowed": allowed,
+        "refusal": None if allowed else "purpose_not_allowed",
+        "checks": [
+            {"name": "peer", "passed": True, "detail": "ID has an outbound rule"},
+            {"name": "purpose", "passed": allowed, "detail": "tourism is not allowed for ID"},
+        ],
+        "node": "TH",
+        "case_ref": "case-r",
+        "officer": OFFICER,
+        **extra,
+    }
+
+
+def test_a_query_refused_here_is_indexed_from_its_decision(engine: Engine) -> None:
+    """An outbound decision that refused (logged with a query id by the officer side) is
+    listed as a query, refused_locally; an inbound one, an allowed one, or one logged before
+    refused attempts had ids are not queries of this node's officers."""
+    log = _log(engine)
+    qid = str(uuid.uuid4())
+    TranslogExchangeLog(log).record_many(
+        [
+            _decision("outbound", True),
+            _decision("outbound", False),  # logged before refused attempts had an id
+            _decision("inbound", False, query_id=str(uuid.uuid4())),
+            _decision("outbound", False, query_id=qid),
+            *_query(case_ref="case-r"),
+        ]
+    )
+    with session_factory(engine)() as session:
+        history = QueryHistory(log, session)
+        page = history.page(Viewer(OFFICER, Role.OFFICER), case_ref="case-r", limit=10)
+        assert [q.status for q in page.items] == ["refused_locally", "answered"]
+        refused = page.items[0]
+        assert (refused.query_id, refused.refusal, refused.refusal_detail, refused.replies) == (
+            qid,
+            "purpose_not_allowed",
+            "tourism is not allowed for ID",
+            [],
+        )
+        assert history.show(Viewer(OFFICER, Role.OFFICER), qid).status == "refused_locally"
+    assert _rows(engine)[0] == [(qid, 3), (page.items[1].query_id, 4)]

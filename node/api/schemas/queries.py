@@ -92,9 +92,11 @@ class QueryOut(BaseModel):
 
 #: A sent query's latest result: a :data:`PeerStatus` of the exchange, or of a late poll
 #: (``pending``: the peer still searches; ``expired``: it holds the reply no more),
-#: ``cancelled`` (this node stopped first) or ``sent`` (no result logged yet).
+#: ``cancelled`` (this node stopped first), ``sent`` (no result logged yet) or
+#: ``refused_locally`` (this node's outbound rules refused it: never sent, no result).
 QueryStatus = Literal[
     "sent",
+    "refused_locally",
     "answered",
     "timeout",
     "unreachable",
@@ -138,7 +140,10 @@ class SentQueryOut(BaseModel):
         "yet)"
     )
     outcome: Outcome | None = Field(description="set when the peer answered")
-    reason: str | None = Field(description="the peer's refusal reason")
+    reason: str | None = Field(
+        description="the peer's refusal reason; for refused_locally, this node's (its outbound "
+        "rules', or own_stale_crl...)"
+    )
     reference: str | None = Field(description="the peer's opaque hit reference, on a hit")
     strength: str | None = None
     detail: str | None = None
