@@ -5,9 +5,14 @@ The command posts to ``POST /queries`` of the local node with an officer's API t
 outbound policy, signs and sends the queries over mutual TLS and logs them, so the officer's
 machine needs no node keys. Exit status: 0 when
 every peer answered (hit, no-hit or a peer's signed refusal), 6 when some peer did not (down,
-timed out, bad reply), else 5 when this node's outbound rules refused to ask some peer (not
-a configured peer, a purpose its rules do not allow), or its own trust list or CRL is stale
-or its own certificate expired (``own_stale_crl``...): the results printed are then partial.
+timed out, bad reply), else 2 when some ``--to`` country is no peer of this node (a
+well-formed code, ``ZZ`` or ``FR``, that its settings or rules hold no peer for: the node
+answers ``refused_locally``/``unknown_peer``, and the command says so in one line, an option
+value refused), else 5 when this node's outbound rules refused to ask some peer (a purpose or
+modality its rules do not allow for it), or its own trust list or CRL is stale or its own
+certificate expired (``own_stale_crl``...): the results printed are then partial. A ``--to``
+value that is no country code at all (``Z9``, ``ZZZ``, ``QA1``) is refused before the node is
+asked (exit 2, click's usage block, as for any option).
 
 ``bdx queries list|show|poll`` read back the queries sent (``GET /queries``,
 ``GET /queries/{id}``) and fetch the reply a peer kept for a query the node stopped waiting
@@ -73,6 +78,10 @@ class QueryFailedError(NodeRequestError):
 
 #: Exit code when this node's outbound rules refused to ask a peer (README: refused).
 EXIT_REFUSED = 5
+#: Exit code when a ``--to`` country is no peer of this node (README: an option value refused).
+EXIT_USAGE = 2
+#: The node's reason for a country it holds no peer for (no rule or no address).
+UNKNOWN_PEER = "unknown_peer"
 
 
 #: The option of each field of the node's ``QueryIn`` whose value it refuses.
@@ -245,6 +254,14 @@ def query(
         if failed:
             raise PeerError(f"no answer from {', '.join(failed)}", reason="partial_results")
         local = [r for r in results if r["status"] == "refused_locally"]
+        unknown = [str(r["peer"]) for r in local if r["reason"] == UNKNOWN_PEER]
+        if unknown:
+            raise QueryFailedError(
+                f"--to: no peer of this node is {' or '.join(unknown)} (its settings or rules "
+                "hold no such peer): not asked; the attempt is in bdx queries list",
+                reason=UNKNOWN_PEER,
+                exit_code=EXIT_USAGE,
+            )
         refused = [f"{r['peer']} ({r['reason']})" for r in local]
         own = sorted({str(r["reason"]) for r in local if str(r["reason"]).startswith("own_")})
         why = (

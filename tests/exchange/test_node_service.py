@@ -391,12 +391,16 @@ def test_bdx_query_cli_exit_codes(
     assert partial.returncode == 6
     assert json.loads(partial.stdout)["complete"] is False
     assert partial.stderr.startswith("bdx: error:") and DOWN in partial.stderr
-    for to, purpose, why in (("ID,SG", "border_control", "unknown_peer"), ("ID", "fishing", "")):
+    # refused here, not a peer unreachable: SG is no peer of TH's (an option value refused,
+    # 2), fishing a purpose TH's rules refuse (5)
+    for to, purpose, code, why in (
+        ("ID,SG", "border_control", 2, "[unknown_peer]"),
+        ("ID", "fishing", 5, "[refused_locally]"),
+    ):
         args = [*base[:6], purpose, *base[7:], "--to", to]
         local = subprocess.run(args, env=env, capture_output=True, text=True)
-        assert local.returncode == 5, local.stderr  # refused here, not a peer unreachable
-        assert "[refused_locally]" in local.stderr and why in local.stderr
-        assert "no answer" not in local.stderr
+        assert local.returncode == code, local.stderr
+        assert why in local.stderr and "no answer" not in local.stderr
     env["BDX_TOKEN"] = "bdx_not-a-token"
     refused = subprocess.run([*base, "--to", "ID"], env=env, capture_output=True, text=True)
     assert refused.returncode == 5 and "[malformed_token]" in refused.stderr  # 401: refused
@@ -422,7 +426,7 @@ def test_bdx_query_prints_the_hit_reference_whole_on_80_columns(
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     env["BDX_TOKEN"] = nodes["TH"].token
     done = subprocess.run(args, env=env, capture_output=True, text=True)
-    assert done.returncode == 5, done.stdout + done.stderr  # SG is no peer: refused here
+    assert done.returncode == 2, done.stdout + done.stderr  # SG is no peer: --to refused
     assert "…" not in done.stdout, done.stdout
     assert max(len(line) for line in done.stdout.splitlines()) <= 80, done.stdout
     words = done.stdout.replace("│", " ").split()

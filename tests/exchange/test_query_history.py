@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -742,3 +743,41 @@ def test_a_query_refused_here_is_in_the_history(
     one = bdx(nodes, "officer", "show", ids["ZZ"])
     assert one.returncode == 0 and "status: refused_locally" in one.stdout
     assert "reason: unknown_peer" in one.stdout
+
+
+def query_cli(
+    nodes: Setup, tmp_path: Path, probe: FingerprintTemplate, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``bdx query`` of ``probe`` through TH, as the officer."""
+    file = tmp_path / "probe.iso"
+    file.write_bytes(iso19794_2.encode(probe))
+    env = {**os.environ, "BDX_TOKEN": nodes.tokens["officer"]}
+    env.pop("BDX_TOKEN_FILE", None)
+    command = [*BDX, "query", str(file), *args, "--finger", "1", "--url", nodes.th.api_url]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_bdx_query_to_a_country_that_is_no_peer(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], tmp_path: Path
+) -> None:
+    """``--to`` a well-formed code this node has no peer for (ZZ, FR) is an option value
+    refused: exit 2, in one line naming them (the node tried, and lists the attempt); a
+    value that is no country code at all is refused before the node is asked (exit 2, the
+    usage block); a purpose the rules refuse for a real peer is a refusal (exit 5)."""
+    probe = fingers[3][1]
+    for to in ("ZZ", "FR", "ID,ZZ"):
+        out = query_cli(nodes, tmp_path, probe, "--to", to, "--purpose", "tourism")
+        assert out.returncode == 2, (to, out.stdout, out.stderr)
+        (line,) = out.stderr.splitlines()
+        assert line.startswith("bdx: error: --to: ") and line.endswith("[unknown_peer]")
+        assert "ZZ" in line or "FR" in line
+        assert "ID" not in line.split("[")[0].split(":", 2)[2]
+    out = query_cli(nodes, tmp_path, probe, "--to", "ZZ", "--purpose", "asylum", "--case-ref", "zz")
+    assert out.returncode == 2 and "[unknown_peer]" in out.stderr
+    assert [q["reason"] for q in listed(nodes, case_ref="zz")] == ["unknown_peer"]
+    bad = query_cli(nodes, tmp_path, probe, "--to", "Z9", "--purpose", "asylum")
+    assert bad.returncode == 2 and "Usage:" in bad.stderr and "--to" in bad.stderr
+    refused = query_cli(nodes, tmp_path, probe, "--to", "ID", "--purpose", "tourism")
+    assert refused.returncode == 5 and "[refused_locally]" in refused.stderr
+    answered = query_cli(nodes, tmp_path, probe, "--to", "ID", "--purpose", "asylum")
+    assert answered.returncode == 0, answered.stderr
