@@ -12,10 +12,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 from importlib.metadata import version
+from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -174,7 +176,33 @@ def create_app(
     for router in ROUTERS:
         document_roles(router.routes)
         app.include_router(router)
+    app.openapi = lambda: port_schema(app, peer=False)  # type: ignore[method-assign]
     return app
+
+
+def port_schema(app: FastAPI, *, peer: bool) -> dict[str, Any]:
+    """The OpenAPI schema of one port: the peer routes (``peer``: the peer port's), or every
+    other route (the API port's, ``/openapi.json`` there). Each port's lists the routes it
+    serves, and those only: the peer routes refuse any request without a validated client
+    certificate, which the API port never has, and the peer port serves nothing else
+    (:class:`node.exchange.serving.PeerRoutesOnly`). Made once per port and app."""
+    key = "peer_openapi" if peer else "api_openapi"
+    schema: dict[str, Any] | None = getattr(app.state, key, None)
+    if schema is None:
+        schema = get_openapi(
+            title=app.title + (" (peer port)" if peer else ""),
+            version=app.version,
+            summary=app.summary,
+            description=app.description,
+            routes=[
+                route
+                for router in ROUTERS
+                if (router is peer_router.router) == peer
+                for route in router.routes
+            ],
+        )
+        setattr(app.state, key, schema)
+    return schema
 
 
 #: The Content-Security-Policy every answer gets (pages with their own policy get it added).

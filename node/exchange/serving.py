@@ -6,7 +6,8 @@ region's root as the client CA, :class:`~certs.pki.asgi.PeerCertH11Protocol` so 
 sees the client certificate). A separate listener keeps officers' clients free of
 certificates while no peer request is ever accepted without one; the peer routes also refuse
 any request that arrives without a validated client certificate, so the API port cannot be
-used to reach them. The peer listener serves the peer routes only (404 for any other path):
+used to reach them. The peer listener serves the peer routes only, and their own OpenAPI
+schema at ``/openapi.json`` (the API port's lists the other routes; 404 for any other path):
 it is the port opened to the whole region, and the officers', operators' and auditors' API
 must not be reachable through it with a leaked token. Only the API server runs the app's
 lifespan (start-up builds the exchange); both stop, in order, on the first SIGINT/SIGTERM
@@ -26,10 +27,12 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from certs.pki.asgi import PeerCertH11Protocol
 from certs.pki.credentials import NodeCredentials
+from node.api.app import port_schema
 from node.api.errors import error_response
 from node.exchange.admission import NODE_STOPPING, PeerWork
 from node.exchange.responder import Responder
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Longest wait at shutdown for requests in progress, on both listeners (a search answers
 #: within the peers' 30 s deadline; an idle or stalled connection must not hold the node up).
 GRACEFUL_SHUTDOWN_S = 10
+#: Where each port serves the OpenAPI schema of its own routes.
+SCHEMA_PATH = "/openapi.json"
 
 
 def peer_config(
@@ -87,14 +92,18 @@ class _PeerConfig(uvicorn.Config):
 
 
 class PeerRoutesOnly:
-    """The peer listener's ASGI app: ``app`` for paths under the peer routes' prefix, 404
-    for any other (the API's routes, its docs and schema included)."""
+    """The peer listener's ASGI app: ``app`` for paths under the peer routes' prefix, and its
+    own OpenAPI schema at ``/openapi.json`` (the peer routes only:
+    :func:`node.api.app.port_schema`); 404 for any other path (the API's routes and docs)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.prefix = peer_router.prefix + "/"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == SCHEMA_PATH and scope["method"] == "GET":
+            await JSONResponse(port_schema(self.app, peer=True))(scope, receive, send)
+            return
         if scope["type"] == "http" and not scope["path"].startswith(self.prefix):
             detail = "not a peer route; the node's API listens on its own port"
             await error_response(404, "not_found", detail)(scope, receive, send)

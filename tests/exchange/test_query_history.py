@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from certs.pki.bootstrap import build_region, write_region
+from certs.pki.tls import client_context
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
@@ -33,6 +34,7 @@ from node.errors import NotFoundError
 from node.exchange import params
 from node.exchange.officer import probe_items
 from node.exchange.requester import QUERY_PATH, Peer
+from node.exchange.router import router as peer_routes
 from node.services.queries import LIST_ACTION, POLL_ACTION, SHOW_ACTION
 from node.services.users import UserService
 from tests.exchange.service_support import ServiceNode, serving
@@ -51,6 +53,7 @@ class Setup:
     id: ServiceNode
     my: ServiceNode
     tokens: dict[str, str]  # at TH, by user name
+    region: Path  # the region's PKI folder
 
     def headers(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[user]}"}
@@ -82,7 +85,7 @@ def nodes(
             ):
                 users.add_user(name, role, actor="test")
                 tokens[name] = users.issue_token(name, expires_days=1, actor="test").token
-        setup = Setup(th, served["ID"], served["MY"], tokens)
+        setup = Setup(th, served["ID"], served["MY"], tokens, root)
         # Each peer's first search after the enrolment loads the new gallery, longer than TH
         # waits on a loaded machine: done here, outside the tests' assertions.
         send(setup, ["ID", "MY"], fingers[0][1], case_ref="warm-up")
@@ -781,3 +784,28 @@ def test_bdx_query_to_a_country_that_is_no_peer(
     assert refused.returncode == 5 and "[refused_locally]" in refused.stderr
     answered = query_cli(nodes, tmp_path, probe, "--to", "ID", "--purpose", "asylum")
     assert answered.returncode == 0, answered.stderr
+
+
+def test_each_port_lists_the_routes_it_serves(nodes: Setup) -> None:
+    """The API port's /openapi.json lists the API's routes and no peer route (those refuse
+    any request without a client certificate, which that port never has); the peer port's
+    (mutual TLS) lists the peer routes, and nothing else."""
+    th = nodes.th
+    api = httpx.get(th.api_url + "/openapi.json", timeout=30)
+    assert api.status_code == 200
+    api_paths = set(api.json()["paths"])
+    assert {"/queries", "/queries/{query_id}", "/users"} <= api_paths
+    assert not [p for p in api_paths if p.startswith("/peer/")]
+    folder = nodes.region / "nodes" / "my"
+    tls = client_context(folder / "tls.pem", folder / "tls.key", nodes.region / "root.pem")
+    with httpx.Client(verify=tls, timeout=30) as client:
+        peer = client.get(th.peer_url + "/openapi.json")
+        assert peer.status_code == 200, peer.text
+        peer_paths = set(peer.json()["paths"])
+        assert "/peer/v1/queries" in peer_paths
+        assert all(p.startswith("/peer/v1/") for p in peer_paths)
+        # every path listed answers there (not the 404 of a route the port does not serve)
+        assert client.get(th.peer_url + "/peer/v1/queries/x").json()["error"] != "not_found"
+        assert client.get(th.peer_url + "/users").status_code == 404
+    served = {str(getattr(r, "path", "")) for r in peer_routes.routes}
+    assert peer_paths == served and not served & api_paths

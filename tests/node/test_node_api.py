@@ -17,7 +17,7 @@ from PIL import Image
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.api.app import create_app
+from node.api.app import create_app, port_schema
 from node.db.models import ApiToken, Role
 from node.services.galleries import GallerySet
 from node.settings import Settings
@@ -407,7 +407,10 @@ def test_openapi_schema_is_typed(client: TestClient) -> None:
     assert body == {"$ref": "#/components/schemas/ErrorBody"}
     export = paths["/audit/log/export"]["get"]["responses"]["200"]["content"]
     assert {"application/json", "text/csv"} <= set(export)
-    # the peer routes: their body (a compact JWS) and the refusals peers really get
+    # the peer routes, in the peer port's schema (the API port's lists none: served on the
+    # peer port only): their body (a compact JWS) and the refusals peers really get
+    assert not [p for p in paths if p.startswith("/peer/")]
+    paths = port_schema(client.app, peer=True)["paths"]
     query = paths["/peer/v1/queries"]["post"]
     assert "application/jose" in query["requestBody"]["content"]
     assert {"403", "413", "422", "500"} <= set(query["responses"])
