@@ -135,11 +135,18 @@ class UserService:
     def tokens_of(self, user: User) -> Sequence[ApiToken]:
         return self.users.tokens_of(user)
 
-    def add_user(self, name: str, role: Role, *, actor: str) -> User:
+    def add_user(self, name: str, role: Role, *, actor: str, caller: int | None = None) -> User:
+        """Add an active user. ``caller`` (the API) as for :meth:`_admins_locked`: a request
+        whose admin was demoted or disabled while it ran adds nobody. Without one (``bdx users
+        add`` on the node's machine) no lock is taken: a name added by another transaction
+        meanwhile is refused by the unique constraint (409 ``user_exists``)."""
         problem = user_name_problem(name)
         if problem is not None:
             raise InvalidRequestError(problem, reason="bad_user_name")
+        if caller is not None:
+            self._admins_locked(caller)
         if self.users.by_name(name) is not None:
+            self.session.rollback()  # the lock, if taken, at once
             raise ConflictError(f"user {name!r} already exists", reason="user_exists")
         try:
             user = self.users.add(User(name=name, role=role, active=True, created_at=self.clock()))
@@ -164,13 +171,13 @@ class UserService:
         admins = [a.id for a in self.users.active_admins()]
         return bool(self.users.with_live_token(admins, now=self.clock()))
 
-    def _locked(self, name: str, caller: int | None) -> tuple[Sequence[User], User]:
-        """The active admins and the user ``name``, read afresh after taking the lock that
-        keeps any other transaction from changing an admin until this one ends
-        (:meth:`UserRepository.active_admins`; on PostgreSQL the user's row is locked too):
-        what the change checks and records is what it changes. ``caller``, the user id of
-        the API caller, must still be one of these admins (403 ``wrong_role``): a request
-        authenticated as admin just before its admin was demoted or disabled does nothing."""
+    def _admins_locked(self, caller: int | None) -> Sequence[User]:
+        """The active admins, read afresh after taking the lock that keeps any other
+        transaction from changing an admin until this one ends
+        (:meth:`UserRepository.active_admins`). ``caller``, the user id of the API caller,
+        must still be one of these admins (403 ``wrong_role``): a request authenticated as
+        admin just before its admin was demoted or disabled does nothing. Every change of
+        users and tokens an API request makes takes it first."""
         admins = self.users.active_admins(lock=True)
         if caller is not None and caller not in {a.id for a in admins}:
             self.session.rollback()  # the lock, at once
@@ -179,6 +186,13 @@ class UserService:
                 "while this request ran)",
                 reason="wrong_role",
             )
+        return admins
+
+    def _locked(self, name: str, caller: int | None) -> tuple[Sequence[User], User]:
+        """The active admins (:meth:`_admins_locked`) and the user ``name``, read afresh
+        under the same lock (on PostgreSQL the user's row is locked too): what the change
+        checks and records is what it changes."""
+        admins = self._admins_locked(caller)
         user = self.users.by_name(name, lock=True)
         if user is None:
             self.session.rollback()
@@ -219,18 +233,15 @@ class UserService:
         self.session.commit()
         return user
 
-    def enable_user(self, name: str, *, actor: str) -> User:
+    def enable_user(self, name: str, *, actor: str, caller: int | None = None) -> User:
         """Enable a disabled user again under the same name (again: no change, recorded again).
 
         Their tokens neither revoked nor expired work again: the audit record lists them
-        (``tokens``), and an admin revokes those that should not."""
-        user = self.get(name)
+        (``tokens``), and an admin revokes those that should not. ``caller`` as for
+        :meth:`_admins_locked`."""
+        _, user = self._locked(name, caller)
         now = self.clock()
-        live = [
-            t.token_id
-            for t in self.users.tokens_of(user)
-            if t.revoked_at is None and (t.expires_at is None or t.expires_at > now)
-        ]
+        live = [t.token_id for t in self.users.tokens_of(user) if _live(t, now)]
         user.active = True
         self.audit.record(actor, "user.enable", name, {"tokens": live})
         self.session.commit()
@@ -259,16 +270,23 @@ class UserService:
         self.session.commit()
         return RoleChanged(user=user, previous=previous)
 
-    def issue_token(self, name: str, *, expires_days: int | None, actor: str) -> IssuedToken:
-        user = self.get(name)
-        if not user.active:
-            raise ConflictError(f"user {name!r} is disabled", reason="user_disabled")
+    def issue_token(
+        self, name: str, *, expires_days: int | None, actor: str, caller: int | None = None
+    ) -> IssuedToken:
+        """Issue a token to the active user ``name``. ``caller`` as for
+        :meth:`_admins_locked`: a request whose admin was demoted or disabled while it ran
+        issues nothing; the user is read under the same lock (one disabled meanwhile gets
+        none, 409 ``user_disabled``)."""
         days = self.token_max_days if expires_days is None else expires_days
         if not 1 <= days <= self.token_max_days:
             raise InvalidRequestError(
                 f"token lifetime must be 1 to {self.token_max_days} days, not {days}",
                 reason="bad_token_lifetime",
             )
+        _, user = self._locked(name, caller)
+        if not user.active:
+            self.session.rollback()  # the lock, at once
+            raise ConflictError(f"user {name!r} is disabled", reason="user_disabled")
         token_id = secrets.token_hex(TOKEN_ID_BYTES)
         token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(TOKEN_SECRET_BYTES)}"
         now = self.clock()
@@ -319,6 +337,11 @@ class UserService:
         if self.uses is not None:
             self.uses.note(row.id, row.token_id, self.clock())
         return Principal(user_id=row.user.id, name=row.user.name, role=row.user.role)
+
+
+def _live(token: ApiToken, now: datetime) -> bool:
+    """Whether ``token`` is neither revoked nor expired at ``now``."""
+    return token.revoked_at is None and (token.expires_at is None or token.expires_at > now)
 
 
 class TokenUses:

@@ -60,7 +60,9 @@ def add_user(
     body: UserCreate, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     service = _service(session, settings)
-    return _out(service, service.add_user(body.name, body.role, actor=actor(admin)))
+    return _out(
+        service, service.add_user(body.name, body.role, actor=actor(admin), caller=admin.user_id)
+    )
 
 
 @router.post(
@@ -81,7 +83,7 @@ def disable_user(
 )
 def enable_user(name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep) -> UserOut:
     service = _service(session, settings)
-    return _out(service, service.enable_user(name, actor=actor(admin)))
+    return _out(service, service.enable_user(name, actor=actor(admin), caller=admin.user_id))
 
 
 @router.put(
@@ -113,7 +115,7 @@ def issue_token(
     name: str, body: TokenCreate, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> TokenIssued:
     issued = _service(session, settings).issue_token(
-        name, expires_days=body.expires_days, actor=actor(admin)
+        name, expires_days=body.expires_days, actor=actor(admin), caller=admin.user_id
     )
     return TokenIssued(
         token_id=issued.token_id, token=issued.token, user=issued.user, expires_at=issued.expires_at
