@@ -98,7 +98,9 @@ def token(
         try:
             _deliver(issued, json)
         except (OSError, OutputError) as exc:  # the reader left, or the output failed
-            service.revoke_token(issued.token_id, actor=local_actor(), why="not_delivered")
+            service.revoke_token(
+                issued.token_id, actor=local_actor(), why="not_delivered", keep_an_admin=False
+            )
             discard_stdout()
             cause = exc if isinstance(exc, OSError) else exc.__cause__  # the guard's OSError
             why = getattr(cause, "strerror", None) or str(exc)
@@ -141,20 +143,24 @@ def revoke_token(
 ) -> None:
     """Revoke an API token at once (again: no change, its first revocation time stays).
 
-    With --json: {"token_id", "user", "revoked_at"}.
+    Here, unlike over the API, the last live token of the last active admin holding one may
+    be revoked (a stolen admin token); the text output says so, and `bdx users token` makes
+    one again. With --json: {"token_id", "user", "revoked_at"}.
     """
     settings = settings_from(config)
     with session_for(settings) as session:
-        row = UserService(session).revoke_token(token_id, actor=local_actor())
+        service = UserService(session)
+        row = service.revoke_token(token_id, actor=local_actor(), keep_an_admin=False)
         revoked = {
             "token_id": row.token_id,
             "user": row.user.name,
             "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
         }
+        note = _admin_note(service, _is_active_admin(row.user))
     if json:
         print_json(revoked)
     else:
-        typer.echo(f"revoked {revoked['token_id']}")
+        typer.echo(f"revoked {revoked['token_id']}{note}")
 
 
 @app.command("list")
@@ -274,8 +280,8 @@ def _is_active_admin(user: User) -> bool:
 
 
 def _admin_note(service: UserService, was_admin: bool) -> str:
-    """What the text output adds when the change took the rights of an admin and no active
-    admin holding a live token is left (the API refuses it, ``last_admin``)."""
+    """What the text output adds when the change took the rights (or the token) of an admin
+    and no active admin holding a live token is left (the API refuses it, ``last_admin``)."""
     if not was_admin or service.has_usable_admin():
         return ""
     return (

@@ -41,8 +41,11 @@ class UserRepository:
             query = query.with_for_update().execution_options(populate_existing=True)
         return self.session.scalars(query.order_by(User.id)).all()
 
-    def with_live_token(self, user_ids: Sequence[int], *, now: datetime) -> set[int]:
-        """Those of ``user_ids`` holding a token neither revoked nor expired at ``now``."""
+    def with_live_token(
+        self, user_ids: Sequence[int], *, now: datetime, excluding: str | None = None
+    ) -> set[int]:
+        """Those of ``user_ids`` holding a token neither revoked nor expired at ``now``, the
+        token whose public id is ``excluding`` left out (one about to be revoked)."""
         if not user_ids:
             return set()
         query = select(ApiToken.user_id).where(
@@ -50,6 +53,8 @@ class UserRepository:
             ApiToken.revoked_at.is_(None),
             or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
         )
+        if excluding is not None:
+            query = query.where(ApiToken.token_id != excluding)
         return set(self.session.scalars(query.distinct()).all())
 
     def add(self, user: User) -> User:
@@ -57,11 +62,16 @@ class UserRepository:
         self.session.flush()
         return user
 
-    def token(self, token_id: str) -> ApiToken | None:
+    def token(self, token_id: str, *, lock: bool = False) -> ApiToken | None:
+        """The token ``token_id`` with its user; with ``lock`` read afresh and its row locked
+        until the transaction ends (PostgreSQL; on SQLite the caller holds the database's
+        write lock)."""
         # The user comes in the same query: authentication is on every request's path.
         query = (
             select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_id == token_id)
         )
+        if lock:
+            query = query.with_for_update(of=ApiToken).execution_options(populate_existing=True)
         return self.session.scalars(query).one_or_none()
 
     def tokens_of(self, user: User) -> Sequence[ApiToken]:

@@ -304,14 +304,49 @@ class UserService:
         self.session.commit()
         return IssuedToken(token_id=token_id, token=token, user=name, expires_at=expires_at)
 
-    def revoke_token(self, token_id: str, *, actor: str, why: str | None = None) -> ApiToken:
-        """Revoke a token; ``why``, when given, is recorded with it (``not_delivered``: the
-        command that issued it could not print it)."""
-        row = self.users.token(token_id)
+    def revoke_token(
+        self,
+        token_id: str,
+        *,
+        actor: str,
+        why: str | None = None,
+        caller: int | None = None,
+        keep_an_admin: bool = True,
+    ) -> ApiToken:
+        """Revoke a token (again: no change, its first revocation time stays, recorded
+        again); ``why``, when given, is recorded with it (``not_delivered``: the command that
+        issued it could not print it).
+
+        With ``keep_an_admin`` (the API) the live token of an active admin is not revoked
+        when no active admin, its owner included, holds another live token (409
+        ``last_admin``): no one could manage users over the API; an admin revoking their own
+        last token is refused the same. ``bdx users revoke-token`` on the node's machine may
+        do it (a stolen admin token), as it may disable the last admin. ``caller`` as for
+        :meth:`_admins_locked`."""
+        admins = self._admins_locked(caller)
+        row = self.users.token(token_id, lock=True)
         if row is None:
+            self.session.rollback()  # the lock, at once
             raise NotFoundError(f"no token with id {token_id!r}", reason="unknown_token")
+        now = self.clock()
+        if (
+            keep_an_admin
+            and row.user_id in {a.id for a in admins}
+            and _live(row, now)
+            and not self.users.with_live_token(
+                [a.id for a in admins], now=now, excluding=row.token_id
+            )
+        ):
+            self.session.rollback()  # the lock, at once
+            raise ConflictError(
+                f"revoking token {token_id} of {row.user.name!r} would leave the node without "
+                "an active admin who can use the API: make another user admin and issue them "
+                "a token first (or issue this admin another token; an admin counts once they "
+                "hold a token neither revoked nor expired)",
+                reason="last_admin",
+            )
         if row.revoked_at is None:
-            row.revoked_at = self.clock()
+            row.revoked_at = now
         detail = {"token_id": token_id} if why is None else {"token_id": token_id, "why": why}
         self.audit.record(actor, "token.revoke", row.user.name, detail)
         self.session.commit()

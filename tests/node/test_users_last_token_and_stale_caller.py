@@ -1,20 +1,22 @@
-"""Gaps of user administration closed: adding or enabling a user and issuing a token check
-again, under the lock, that the caller is still an active admin (403 ``wrong_role``). Over a
-real uvicorn server, on both databases."""
+"""Gaps of user administration closed: the last admin's last live token is not revoked over the
+API (409 ``last_admin``, as a disabling or a demotion); adding or enabling a user and issuing or
+revoking a token check again, under the lock, that the caller is still an active admin (403
+``wrong_role``). Over a real uvicorn server and with ``bdx users``, on both databases."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import httpx
 import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from node_support import bearer
-from sqlalchemy import select
+from node_support import bearer, cli
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.api.deps import SessionDep, SettingsDep, current_principal
@@ -55,6 +57,114 @@ def revoked_at(sessions: sessionmaker[Session], token_id: str) -> datetime | Non
         return row.revoked_at
 
 
+# ------------------------------------------------------------------------ last admin's token
+
+
+def test_the_only_admin_cannot_revoke_their_last_live_token(
+    http: httpx.Client, make_token: Any, sessions: sessionmaker[Session]
+) -> None:
+    """root, the only admin, holds one live token: revoking it would leave nobody able to
+    manage users over the API (and root could not get another over it). Refused as a
+    disabling is; with a second live token, the first may go, not the last."""
+    token = make_token(Role.ADMIN, name="root")
+    root = bearer(token)
+    detail = error(http.delete(f"/tokens/{tid(token)}", headers=root), 409, "last_admin")
+    assert "without an active admin who can use the API" in detail, detail
+    assert token not in detail and tid(token) in detail
+    assert revoked_at(sessions, tid(token)) is None
+    assert http.get("/users/me", headers=root).status_code == 200
+    assert events(sessions, "token.revoke") == []
+
+    spare = make_token(Role.ADMIN, name="root")
+    r = http.delete(f"/tokens/{tid(token)}", headers=bearer(spare))
+    assert r.status_code == 200 and r.json()["revoked_at"] is not None
+    error(http.delete(f"/tokens/{tid(spare)}", headers=bearer(spare)), 409, "last_admin")
+    # An already revoked token is no live one: revoking it again answers as the first time.
+    r = http.delete(f"/tokens/{tid(token)}", headers=bearer(spare))
+    assert r.status_code == 200
+    assert events(sessions, "token.revoke") == [
+        ("user:root", "token.revoke root", {"token_id": tid(token)}),
+        ("user:root", "token.revoke root", {"token_id": tid(token)}),
+    ]
+
+
+def test_the_last_admin_with_a_live_token_is_refused_for_another_admins_revocation(
+    http: httpx.Client, make_token: Any, sessions: sessionmaker[Session]
+) -> None:
+    """root and second are admins; root revokes second's token, then second (no live token
+    of theirs) counts no more: root's own last token is refused. Once second holds one
+    again, root may revoke theirs."""
+    root_token = make_token(Role.ADMIN, name="root")
+    root = bearer(root_token)
+    second_token = make_token(Role.ADMIN, name="second")
+    assert http.delete(f"/tokens/{tid(second_token)}", headers=root).status_code == 200
+    error(http.delete(f"/tokens/{tid(root_token)}", headers=root), 409, "last_admin")
+    again = http.post("/users/second/tokens", headers=root, json={}).json()["token"]
+    r = http.delete(f"/tokens/{tid(root_token)}", headers=root)
+    assert r.status_code == 200, r.text
+    error(http.get("/users/me", headers=root), 401, "token_revoked")
+    # second is the last admin with a live token now: their own is refused too.
+    error(http.delete(f"/tokens/{tid(again)}", headers=bearer(again)), 409, "last_admin")
+
+
+@pytest.mark.parametrize("owner", ["officer", "disabled_admin", "expired_admin"])
+def test_tokens_that_keep_no_admin_are_revoked(
+    http: httpx.Client, make_token: Any, sessions: sessionmaker[Session], owner: str
+) -> None:
+    """The rule guards live admin tokens only: an officer's token, a disabled admin's, or an
+    admin's expired one is revoked while root is the only admin with a live token."""
+    root = bearer(make_token(Role.ADMIN, name="root"))
+    if owner == "officer":
+        token = make_token(Role.OFFICER, name="anna")
+    elif owner == "disabled_admin":
+        token = make_token(Role.ADMIN, name="old")
+        assert http.post("/users/old/disable", headers=root).status_code == 200
+    else:
+        token = make_token(Role.ADMIN, name="root")
+        with sessions() as s:
+            past = datetime.now(UTC) - timedelta(seconds=1)
+            s.execute(
+                update(ApiToken).where(ApiToken.token_id == tid(token)).values(expires_at=past)
+            )
+            s.commit()
+    r = http.delete(f"/tokens/{tid(token)}", headers=root)
+    assert r.status_code == 200, r.text
+    assert revoked_at(sessions, tid(token)) is not None
+
+
+def test_openapi_documents_the_409_of_a_revocation(http: httpx.Client) -> None:
+    revoke = http.get("/openapi.json").json()["paths"]["/tokens/{token_id}"]["delete"]
+    assert revoke["responses"]["409"]["description"].startswith("last_admin")
+
+
+def test_users_cli_may_revoke_the_last_admin_token_and_says_so(
+    sessions: sessionmaker[Session],
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On the node's machine the only admin's last token may be revoked (a stolen admin
+    token), as `disable` and `role` may take the last admin's rights: exit 0, and the text
+    output says no admin can use the API now; `bdx users token` makes one again."""
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "add", "ana", "--role", "admin"], capsys)[0] == 0
+    code, out, _ = cli(["users", "token", "ana", "--json"], capsys)
+    first = json.loads(out)["token_id"]
+    code, out, _ = cli(["users", "revoke-token", first], capsys)
+    assert code == 0 and out.startswith(
+        f"revoked {first}; the node has no active admin with a live token now"
+    )
+    code, out, _ = cli(["users", "token", "ana", "--json"], capsys)
+    second = json.loads(out)["token_id"]
+    code, out, _ = cli(["users", "revoke-token", second, "--json"], capsys)
+    assert code == 0 and json.loads(out)["token_id"] == second
+    # An officer's token: nothing to say.
+    assert cli(["users", "add", "bo", "--role", "officer"], capsys)[0] == 0
+    code, out, _ = cli(["users", "token", "bo", "--json"], capsys)
+    officer = json.loads(out)["token_id"]
+    assert cli(["users", "revoke-token", officer], capsys)[:2] == (0, f"revoked {officer}\n")
+
+
 # ------------------------------------------------------------------------ stale caller
 
 
@@ -91,6 +201,7 @@ ACTIONS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "add": ("POST", "/users", {"name": "newbie", "role": "admin"}),
     "enable": ("POST", "/users/x/enable", {}),
     "issue": ("POST", "/users/x/tokens", {}),
+    "revoke": ("DELETE", "/tokens/{x_token}", {}),
 }
 
 
@@ -105,7 +216,7 @@ def test_an_admin_demoted_while_their_request_runs_changes_nothing(
     action: str,
 ) -> None:
     """anna's request authenticated her as admin; root demotes or disables her before the
-    handler acts: adding a user, enabling one, issuing a token, checked again
+    handler acts: adding a user, enabling one, issuing or revoking a token, checked again
     under the lock, is refused (403 wrong_role) and changes and records nothing (they went
     through: a disabled admin made an admin, issued a token)."""
     make_token(Role.ADMIN, name="root")

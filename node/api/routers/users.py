@@ -22,8 +22,8 @@ from node.services.users import UserService
 
 router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
 
-#: The 409 of the routes that take a user's admin rights. (Routes have no docstring: the
-#: operation's description is its role, ``document_roles``.)
+#: The 409 of the routes that take a user's admin rights, or an admin's last live token.
+#: (Routes have no docstring: the operation's description is its role, ``document_roles``.)
 _LAST_ADMIN: dict[int | str, dict[str, Any]] = {
     409: {
         "model": ErrorBody,
@@ -122,9 +122,10 @@ def issue_token(
     )
 
 
-@router.delete("/tokens/{token_id}")
+@router.delete("/tokens/{token_id}", responses=_LAST_ADMIN)
 def revoke_token(
     token_id: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> TokenOut:
-    row = _service(session, settings).revoke_token(token_id, actor=actor(admin))
+    service = _service(session, settings)
+    row = service.revoke_token(token_id, actor=actor(admin), caller=admin.user_id)
     return TokenOut.model_validate(row)
