@@ -1,6 +1,7 @@
 """``bdx users``: users, roles and API tokens, on the node's own machine (admin by access).
 
-Every change is recorded in the audit trail with the actor ``local:<login name>``.
+Every change, and every listing of a user's tokens (``token.list``), is recorded in the audit
+trail with the actor ``local:<login name>``.
 """
 
 from __future__ import annotations
@@ -319,7 +320,7 @@ def tokens(
                 "revoked_at": _iso(t.revoked_at),
                 "last_used_at": _iso(t.last_used_at),
             }
-            for t in UserService(session).tokens_of_user(name)
+            for t in UserService(session).tokens_of_user(name, actor=local_actor())
         ]
     if json:
         print_json(rows)

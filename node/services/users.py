@@ -48,6 +48,9 @@ _TOKEN_RE = re.compile(r"^bdx_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 USER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 #: :data:`USER_NAME_RE` in words.
 USER_NAME_RULE = "1-64 of a-z 0-9 . _ - (starting alphanumeric)"
+#: The audit action of a listing of a user's tokens (ids and times only, never a token or its
+#: hash), as ``hit.list`` and ``query.list`` record their listings.
+TOKEN_LIST_ACTION = "token.list"
 
 
 def user_name_problem(name: str) -> str | None:
@@ -161,9 +164,14 @@ class UserService:
             raise ConflictError(f"user {name!r} already exists", reason="user_exists") from None
         return user
 
-    def tokens_of_user(self, name: str) -> Sequence[ApiToken]:
-        """The tokens of the user ``name``, oldest first, revoked and expired ones included."""
-        return self.users.tokens_of(self.get(name))
+    def tokens_of_user(self, name: str, *, actor: str) -> Sequence[ApiToken]:
+        """The tokens of the user ``name``, oldest first, revoked and expired ones included;
+        recorded as ``actor``'s listing (:data:`TOKEN_LIST_ACTION`: the user and how many
+        tokens were listed, never a token's value or hash)."""
+        rows = self.users.tokens_of(self.get(name))
+        self.audit.record(actor, TOKEN_LIST_ACTION, name, {"returned": len(rows)})
+        self.session.commit()
+        return rows
 
     def has_usable_admin(self) -> bool:
         """Whether an active admin holds a live token (neither revoked nor expired): someone

@@ -15,11 +15,12 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from certs.pki.bootstrap import build_region, write_region
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
-from node.db.models import Role
+from node.db.models import AuditEvent, Role
 from node.services.users import UserService
 from policy.rules import parse_policy
 from tests.exchange.service_support import ServiceNode, serving
@@ -213,3 +214,48 @@ def test_cli_shows_the_quota_and_exits_as_documented(
     assert code == 6 and "[node_unreachable]" in err
     code, out, _ = cli(["policy", "quota", "--json", *url, "--token-file", str(token_file)], capsys)
     assert json.loads(out)["items"][0]["used"] == used  # the CLI's readings consumed nothing
+
+
+def quota_readings(node: ServiceNode) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(actor, target, details) of the node's ``quota.show`` audit events, oldest first."""
+    with node.app.state.sessions() as session:
+        rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "quota.show").order_by(AuditEvent.id)
+        ).all()
+        return [(e.actor, e.target, e.details) for e in rows]
+
+
+def test_each_reading_is_audited_and_logged(
+    nodes: dict[str, ServiceNode],
+    tokens: Tokens,
+    token_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A reading of the quota, over the API or with `bdx policy quota`, is recorded in the
+    audit trail as ``quota.show`` (who read, under which rules, how many rows), and mirrored
+    to the tamper-evident log, as ``hit.list`` and ``query.list`` are; a refused one is not."""
+    th = nodes["TH"]
+    before = quota_readings(th)
+    assert read_quota(th, tokens.auditor).status_code == 200
+    code, _, err = cli(
+        ["policy", "quota", "--url", th.api_url, "--token-file", str(token_file)], capsys
+    )
+    assert code == 0, err
+    assert read_quota(th, th.token).status_code == 403  # an officer's: refused, not recorded
+    details = {"policy_version": "svc-1", "returned": 1}
+    assert quota_readings(th)[len(before) :] == [
+        ("user:auditor", None, details),
+        ("user:operator", None, details),
+    ]
+    r = httpx.get(
+        th.api_url + "/audit/log/entries",
+        params={"action": "quota.show", "limit": 100},
+        headers={"Authorization": f"Bearer {tokens.auditor}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    logged = [i["event"] for i in r.json()["items"]][len(before) :]
+    assert [(e["type"], e["actor"], e["details"]) for e in logged] == [
+        ("node_action", "user:auditor", details),
+        ("node_action", "user:operator", details),
+    ]

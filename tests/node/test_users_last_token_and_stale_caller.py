@@ -1,7 +1,8 @@
 """Gaps of user administration closed: the last admin's last live token is not revoked over the
 API (409 ``last_admin``, as a disabling or a demotion); adding or enabling a user and issuing or
 revoking a token check again, under the lock, that the caller is still an active admin (403
-``wrong_role``). Over a real uvicorn server and with ``bdx users``, on both databases."""
+``wrong_role``); a listing of a user's tokens is recorded in the audit trail (``token.list``).
+Over a real uvicorn server and with ``bdx users``, on both databases."""
 
 from __future__ import annotations
 
@@ -276,3 +277,36 @@ def test_a_user_disabled_while_a_token_is_issued_gets_none(
         r = http.post("/users/x/tokens", headers=root, json={})
     error(r, 409, "user_disabled")
     assert events(sessions, "token.issue")[-1][0] == "test"
+
+
+# ------------------------------------------------------------------------ token listing audit
+
+
+def test_a_token_listing_is_audited_without_secrets(
+    http: httpx.Client,
+    make_token: Any,
+    sessions: sessionmaker[Session],
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`GET /users/{name}/tokens` and `bdx users tokens` are recorded as ``token.list`` (the
+    user listed, how many tokens), never a token or its hash; a refused one is not."""
+    root = bearer(make_token(Role.ADMIN, name="root"))
+    token = make_token(Role.OFFICER, name="anna")
+    assert http.get("/users/anna/tokens", headers=root).status_code == 200
+    error(http.get("/users/ghost/tokens", headers=root), 404, "unknown_user")
+    error(http.get("/users/anna/tokens", headers=bearer(token)), 403, "wrong_role")
+    monkeypatch.setenv("BDX_DATABASE_URL", db_url)
+    assert cli(["users", "tokens", "anna", "--json"], capsys)[0] == 0
+    assert cli(["users", "tokens", "ghost"], capsys)[0] == 4
+    listed = events(sessions, "token.list")
+    assert [(a.split(":")[0], target, d) for a, target, d in listed] == [
+        ("user", "token.list anna", {"returned": 1}),
+        ("local", "token.list anna", {"returned": 1}),
+    ]
+    assert listed[0][0] == "user:root"
+    with sessions() as s:
+        row = s.scalars(select(ApiToken).where(ApiToken.token_id == tid(token))).one()
+        stored = json.dumps(listed)
+        assert token not in stored and row.token_hash not in stored

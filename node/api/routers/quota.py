@@ -2,7 +2,8 @@
 
 One row per peer and modality the rules in force allow, on the day a query now counts against
 (in the peer rule's time zone: :func:`policy.decision.quota_day`), with its limit and what is
-left. Reading consumes nothing. 503 ``no_exchange`` when this node runs no peer exchange."""
+left. Reading consumes nothing; each reading is recorded in the audit trail (``quota.show``).
+503 ``no_exchange`` when this node runs no peer exchange."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
-from node.api.deps import require_role
+from node.api.deps import SessionDep, actor, require_role
 from node.api.schemas.common import errors
 from node.api.schemas.quota import QuotaOut, QuotaUsageOut
 from node.db.models import Role
 from node.exchange.setup import Exchange
 from node.service_errors import StoreUnavailableError
+from node.services.quota import QuotaService
 from node.services.users import Principal
 
 router = APIRouter(tags=["quota"], responses=errors())
@@ -36,11 +38,11 @@ ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
 
 
 @router.get("/quota")
-def read_quota(reader: QuotaReader, exchange: ExchangeDep) -> QuotaOut:
-    policy, at, standings = exchange.policy.quota_standings()
+def read_quota(reader: QuotaReader, exchange: ExchangeDep, session: SessionDep) -> QuotaOut:
+    reading = QuotaService(session, exchange.policy).read(actor=actor(reader))
     return QuotaOut(
-        policy_version=policy.version,
-        at=at,
+        policy_version=reading.policy_version,
+        at=reading.at,
         items=[
             QuotaUsageOut(
                 peer=s.peer,
@@ -51,6 +53,6 @@ def read_quota(reader: QuotaReader, exchange: ExchangeDep) -> QuotaOut:
                 limit=s.limit,
                 remaining=s.remaining,
             )
-            for s in standings
+            for s in reading.standings
         ],
     )

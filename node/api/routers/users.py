@@ -106,7 +106,7 @@ def set_role(
 def list_tokens(
     name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> list[TokenOut]:
-    rows = _service(session, settings).tokens_of_user(name)
+    rows = _service(session, settings).tokens_of_user(name, actor=actor(admin))
     return [TokenOut.model_validate(t) for t in rows]
 
 
