@@ -11,6 +11,7 @@ Typical node wiring::
     export_json(log, since=..., until=...)        # bdx audit export
     verify_export(data, log_key, witness_keys)    # bdx audit verify EXPORT
     audit_store(log)                              # bdx audit store
+    log.prune(horizon)                            # bdx audit prune: bytes of old entries
 """
 
 from certs.translog.audit import AuditReport, audit_store
@@ -36,16 +37,18 @@ from certs.translog.errors import (
     TranslogError,
 )
 from certs.translog.events import decode_event, encode_event
-from certs.translog.export import EXPORT_FORMAT, export_csv, export_json
+from certs.translog.export import EXPORT_FORMAT, EXPORT_FORMAT_PRUNED, export_csv, export_json
 from certs.translog.keys import SigningKey, VerifyingKey
 from certs.translog.schema import metadata
-from certs.translog.store import Entry, TransparencyLog
+from certs.translog.store import PRUNED_EVENT, Entry, PruneResult, TransparencyLog
 from certs.translog.verify import VerificationReport, verify_export
 from certs.translog.witness import Witness, check_views
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "EXPORT_FORMAT",
+    "EXPORT_FORMAT_PRUNED",
+    "PRUNED_EVENT",
     "AuditReport",
     "Checkpoint",
     "Cosignature",
@@ -57,6 +60,7 @@ __all__ = [
     "NoteFormatError",
     "OriginMismatchError",
     "ProofError",
+    "PruneResult",
     "RollbackError",
     "SignatureError",
     "SignedCheckpoint",

@@ -6,6 +6,14 @@ stored columns too). The log may be written while it is audited: the tree audite
 read at the start, and entries appended since are not alarms. Any edited, deleted, inserted or
 reordered entry is reported by the first index concerned, even when the attacker also rewrote
 the stored hashes (the signed roots then disagree).
+
+A pruned prefix (:meth:`TransparencyLog.prune`) has no bytes to hash: below the head's boundary
+an entry without bytes is accepted on its stored leaf hash, which the recomputed subtrees and
+the signed roots still check (an altered one fails them like an edited entry). At or beyond the
+boundary an entry without bytes is erased, not pruned (``entry_erased``), and the boundary must
+be the one the log's latest ``log_pruned`` event recorded: one lowered below it
+(``prune_boundary_lowered``) or raised past it without such an event (``prune_unrecorded``) is
+tampering too.
 """
 
 from __future__ import annotations
@@ -15,10 +23,13 @@ from dataclasses import dataclass
 
 from certs.merkle import CompactRange, NodeID, hash_leaf
 from certs.translog.checkpoint import verify_any
-from certs.translog.errors import TamperedError
+from certs.translog.errors import EntryError, TamperedError
+from certs.translog.events import decode_event
 from certs.translog.keys import VerifyingKey
 from certs.translog.params import AUDIT_CHUNK
-from certs.translog.store import TransparencyLog
+from certs.translog.store import PRUNED_EVENT, Entry, TransparencyLog
+
+_PRUNED_MARKER = b'"' + PRUNED_EVENT.encode() + b'"'
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,8 @@ class AuditReport:
     root_hash: bytes
     entries_checked: int
     checkpoints_checked: int
+    entries_pruned: int = 0
+    """Of the entries checked, those pruned (checked by their stored leaf hash alone)."""
 
 
 def audit_store(
@@ -48,7 +61,8 @@ def audit_store(
     # Checkpoints before the head: each was issued at a size the head had reached, and the head
     # only grows, so appends and checkpoints while the audit runs raise no false alarm.
     checkpoints = log.checkpoints()
-    head = log.head()
+    head, boundary = log.head_state()
+    initial = boundary
     for signed in checkpoints:
         verify_any(signed, keys)
         if signed.checkpoint.size > head.size:
@@ -71,12 +85,22 @@ def audit_store(
         if failure is not None:
             raise failure
 
+    pruned = 0
+    erased: int | None = None  # the first entry without bytes at or beyond the boundary
+    recorded = 0  # the boundary of the latest log_pruned event read
     for entry in log.entries(0, head.size):
         if entry.index != cr.size:
             flush(
                 TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
             )
-        if hash_leaf(entry.data) != entry.leaf_hash:
+        if entry.pruned:
+            if entry.index >= boundary:  # a prune may have moved it while this audit ran
+                boundary = max(boundary, log.pruned_size())
+            if entry.index < boundary:
+                pruned += 1
+            elif erased is None:
+                erased = entry.index
+        elif hash_leaf(entry.data) != entry.leaf_hash:
             flush(
                 TamperedError(
                     f"entry {entry.index} does not hash to its stored leaf hash",
@@ -84,6 +108,8 @@ def audit_store(
                     index=entry.index,
                 )
             )
+        else:
+            recorded = _recorded_boundary(entry, recorded)
         pending.extend(cr.append(entry.leaf_hash))
         if any(root != cr.root() for root in by_size.get(cr.size, ())):
             flush(
@@ -98,6 +124,8 @@ def audit_store(
     flush()
     if cr.size != head.size:
         raise TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
+    # A prune while this audit ran records its boundary beyond the audited tree.
+    _check_boundary(initial, recorded, erased, moved=boundary != initial)
     if cr.hashes != head.hashes:
         raise TamperedError(
             "the head row does not match the stored entries", reason="head_mismatch"
@@ -109,7 +137,48 @@ def audit_store(
             reason="entry_inserted",
             index=beyond,
         )
-    return AuditReport(log.origin, cr.size, cr.root(), cr.size, len(checkpoints))
+    return AuditReport(log.origin, cr.size, cr.root(), cr.size, len(checkpoints), pruned)
+
+
+def _recorded_boundary(entry: Entry, recorded: int) -> int:
+    """The boundary a ``log_pruned`` event at ``entry`` records, else ``recorded``."""
+    if _PRUNED_MARKER not in entry.data:
+        return recorded
+    try:
+        event = decode_event(entry.data)
+    except EntryError:
+        return recorded
+    value = event.get("boundary")
+    if event.get("event") != PRUNED_EVENT or not isinstance(value, int):
+        return recorded
+    return value
+
+
+def _check_boundary(boundary: int, recorded: int, erased: int | None, *, moved: bool) -> None:
+    """The pruned boundary must be the latest ``log_pruned`` event's, and no entry at or
+    beyond it may lack its bytes (``moved``: a prune ran meanwhile, and its event is beyond
+    the tree audited)."""
+    if boundary < recorded:
+        raise TamperedError(
+            f"the pruned boundary {boundary} is below the {recorded} the log recorded "
+            "(moved backwards)",
+            reason="prune_boundary_lowered",
+            index=boundary,
+        )
+    if erased is not None:
+        raise TamperedError(
+            f"entry {erased} has no bytes but is not below the pruned boundary {boundary} "
+            "(deleted outside pruning)",
+            reason="entry_erased",
+            index=erased,
+        )
+    if boundary > recorded and not moved:
+        raise TamperedError(
+            f"the pruned boundary {boundary} is beyond the {recorded} the log recorded "
+            "(entries deleted without a log_pruned event)",
+            reason="prune_unrecorded",
+            index=recorded,
+        )
 
 
 def _compare_nodes(log: TransparencyLog, recomputed: list[tuple[NodeID, bytes]]) -> None:

@@ -80,7 +80,11 @@ class TamperedError(TranslogError):
 
     ``reason`` names what: ``entry_modified``, ``entry_missing``, ``entry_inserted``,
     ``entry_reordered``, ``tree_mismatch``, ``node_missing``, ``head_mismatch``,
-    ``inclusion_failed``, ``consistency_failed``, ``checkpoint_mismatch``.
+    ``inclusion_failed``, ``consistency_failed``, ``checkpoint_mismatch``, and about a
+    pruned prefix: ``entry_erased`` (an entry's bytes deleted at or beyond the pruned
+    boundary), ``prune_boundary_lowered`` (the boundary moved backwards),
+    ``prune_unrecorded`` (moved forwards without a ``log_pruned`` event), ``bad_pruned_entry``
+    (an export's pruned entry outside the export's pruned prefix).
     ``index`` is the first entry index concerned, when one is known.
     """
 

@@ -1,7 +1,7 @@
 """Audit exports: entries with inclusion proofs, checkpoints and consistency proofs (JSON),
 and entries alone as CSV for spreadsheets.
 
-JSON document (``format: bdx-translog-export/v1``)::
+JSON document (``format: bdx-translog-export/v1``, or ``/v2`` when it holds pruned entries)::
 
     {"format", "origin", "tree_size",
      "range": {"start", "end", "since", "until"},      # entries start <= index < end
@@ -10,6 +10,14 @@ JSON document (``format: bdx-translog-export/v1``)::
      "entries": [{"index", "created_at", "leaf_hash" (hex), "data" (b64),
                   "inclusion_proof": [b64]}, ...],     # proofs against the last checkpoint
      "selection": {"filter": {...}, "indices": [int, ...]}}   # only in a selection
+
+A pruned entry (its bytes deleted by :meth:`TransparencyLog.prune`, its leaf hash kept) is
+exported as ``{"index", "created_at", "leaf_hash", "pruned": true, "inclusion_proof"}``, no
+``data``: its inclusion is proven from the leaf hash, what it said is gone. An export holding
+one is ``bdx-translog-export/v2`` (v1 has none), so a verifier that predates pruning refuses it
+instead of misreading it, and every export it could read is still v1. A selection leaves
+pruned entries out (their data matches no filter). In CSV a pruned entry has an empty
+``data`` cell (an appended entry is never empty).
 
 An export holds every entry of its range, or, when it has a ``selection``, only the entries
 of the range a filter chose (one peer's slice, say): ``indices`` lists them, increasing, and
@@ -39,6 +47,8 @@ from certs.translog.errors import NotFoundError
 from certs.translog.store import Entry, TransparencyLog
 
 EXPORT_FORMAT = "bdx-translog-export/v1"
+EXPORT_FORMAT_PRUNED = "bdx-translog-export/v2"
+"""The format of an export that holds pruned entries (the module docstring)."""
 MAX_EXPORT_CHECKPOINTS = 64
 """Most checkpoints in one export: a consistency chain through more adds bytes, not trust
 (consistency is transitive), so long chains are thinned evenly, keeping both ends."""
@@ -112,9 +122,11 @@ def export_json(
     out_entries: list[dict[str, object]] = []
     indices: list[int] = []
     batch: list[Entry] = []
+    pruned = False
     for entry in log.entries(lo, hi):
-        if select is not None and not select(entry.data):
+        if select is not None and (entry.pruned or not select(entry.data)):
             continue
+        pruned = pruned or entry.pruned
         batch.append(entry)
         indices.append(entry.index)
         if len(batch) == PROOF_BATCH:
@@ -133,7 +145,7 @@ def export_json(
         for a, b in itertools.pairwise(chain)
     ]
     doc = {
-        "format": EXPORT_FORMAT,
+        "format": EXPORT_FORMAT_PRUNED if pruned else EXPORT_FORMAT,
         "origin": log.origin,
         "tree_size": size,
         "range": {"start": lo, "end": hi, "since": _iso(since), "until": _iso(until)},
@@ -150,16 +162,21 @@ def _entries_with_proofs(
     log: TransparencyLog, batch: list[Entry], size: int
 ) -> list[dict[str, object]]:
     proofs = log.inclusion_proofs([e.index for e in batch], size) if batch else []
-    return [
-        {
-            "index": e.index,
-            "created_at": e.created_at.isoformat(),
-            "leaf_hash": e.leaf_hash.hex(),
-            "data": base64.b64encode(e.data).decode(),
-            "inclusion_proof": _b64(proof),
-        }
-        for e, proof in zip(batch, proofs, strict=True)
-    ]
+    return [_entry_item(e, proof) for e, proof in zip(batch, proofs, strict=True)]
+
+
+def _entry_item(entry: Entry, proof: list[bytes]) -> dict[str, object]:
+    item: dict[str, object] = {
+        "index": entry.index,
+        "created_at": entry.created_at.isoformat(),
+        "leaf_hash": entry.leaf_hash.hex(),
+        "inclusion_proof": _b64(proof),
+    }
+    if entry.pruned:
+        item["pruned"] = True
+    else:
+        item["data"] = base64.b64encode(entry.data).decode()
+    return item
 
 
 def csv_cell(text: str) -> str:
@@ -177,14 +194,15 @@ def export_csv(
     select: Callable[[bytes], bool] | None = None,
 ) -> str:
     """Entries as CSV (``index, created_at, leaf_hash, data``), no proofs. ``data`` is the
-    UTF-8 text of the entry, or ``base64:...`` for entries that are not UTF-8. ``select``
-    (an entry's data -> whether to export it) keeps only the entries it chooses."""
+    UTF-8 text of the entry, or ``base64:...`` for entries that are not UTF-8, and empty for
+    a pruned entry. ``select`` (an entry's data -> whether to export it) keeps only the
+    entries it chooses (never a pruned one)."""
     lo, hi = _select(log, since, until, start, end, log.size())
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["index", "created_at", "leaf_hash", "data"])
     for entry in log.entries(lo, hi):
-        if select is not None and not select(entry.data):
+        if select is not None and (entry.pruned or not select(entry.data)):
             continue
         try:
             text = entry.data.decode("utf-8")

@@ -36,3 +36,8 @@ MAX_EXPORT_MIB = 256
 """Largest export ``bdx audit verify`` reads by default (MiB): the verifier holds the parsed
 JSON, about 8 times the file's size, so 256 MiB needs about 2 GiB of memory; a larger export
 is refused up front instead of failing part-way (``--max-mib`` raises the bound)."""
+
+PRUNE_BATCH = 5000
+"""Most entries one pruning transaction deletes the bytes of (one ``log_pruned`` event each):
+the head row stays locked, and appends wait, for no more than one ``AUDIT_CHUNK``-sized
+update; a long backlog is pruned batch after batch."""

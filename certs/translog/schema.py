@@ -2,8 +2,11 @@
 
 * ``translog_head``: one row per log (``origin``): tree size and compact range (the roots of
   the perfect subtrees making up the tree, concatenated), so an append needs no other read.
-  Appends lock this row (``SELECT ... FOR UPDATE``; SQLite: ``BEGIN IMMEDIATE``).
-* ``translog_entries``: the leaves (index, leaf hash, entry bytes, time appended).
+  Appends lock this row (``SELECT ... FOR UPDATE``; SQLite: ``BEGIN IMMEDIATE``), and so
+  does pruning, which moves ``pruned_size`` (entries below it are pruned) only forwards.
+* ``translog_entries``: the leaves (index, leaf hash, entry bytes, time appended). A pruned
+  entry keeps its row with empty bytes (an appended entry is never empty): its leaf hash still
+  makes up the tree, so checkpoints and proofs verify as before.
 * ``translog_nodes``: hashes of perfect subtrees of level >= 1, written when they complete.
 * ``translog_checkpoints`` / ``translog_cosignatures``: signed checkpoints the log issued
   and the witness cosignatures it collected for them.
@@ -43,6 +46,8 @@ head = Table(
     Column("tree_size", BigInteger, nullable=False),
     Column("compact_range", LargeBinary, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # Entries below this index are pruned: their bytes deleted, their leaf hashes kept.
+    Column("pruned_size", BigInteger, nullable=False, server_default="0"),
 )
 
 entries = Table(

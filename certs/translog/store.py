@@ -52,6 +52,7 @@ from certs.translog.errors import (
     OriginMismatchError,
     TamperedError,
 )
+from certs.translog.events import encode_event
 from certs.translog.keys import SigningKey, VerifyingKey
 from certs.translog.params import (
     AUDIT_CHUNK,
@@ -59,6 +60,7 @@ from certs.translog.params import (
     INSERT_CHUNK,
     MAX_ENTRY_BYTES,
     MAX_TIMESTAMP,
+    PRUNE_BATCH,
 )
 
 HEAD_ID = 1
@@ -83,16 +85,41 @@ _HEAD_WRITE = (
 )
 _INSERT_ENTRIES = insert(schema.entries)
 _INSERT_NODES = insert(schema.nodes)
+_PRUNED_SIZE = select(schema.head.c.pruned_size).where(schema.head.c.id == HEAD_ID)
+
+PRUNED_EVENT = "log_pruned"
+"""Kind of the event each pruning appends to the log (:meth:`TransparencyLog.prune`): the new
+boundary, the one before, how many entries and the horizon; no entry's contents."""
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One stored log entry."""
+    """One stored log entry; a pruned one (:meth:`TransparencyLog.prune`) has empty ``data``
+    (an appended entry is never empty) and keeps its index, leaf hash and time."""
 
     index: int
     leaf_hash: bytes
     data: bytes
     created_at: datetime
+
+    @property
+    def pruned(self) -> bool:
+        """Whether the entry's bytes were deleted by pruning (its leaf hash stays)."""
+        return not self.data
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What one :meth:`TransparencyLog.prune` did (or, dry run, would do)."""
+
+    pruned: int
+    """Entries whose bytes were deleted (would be, in a dry run)."""
+    boundary: int
+    """Entries below this index are pruned (would be) afterwards."""
+    previous: int
+    """The boundary before."""
+    event_index: int | None = None
+    """Index of the ``log_pruned`` event appended (None: nothing pruned, or a dry run)."""
 
 
 def _utc(value: datetime) -> datetime:
@@ -266,7 +293,93 @@ class TransparencyLog:
         )
         return list(range(first, first + len(batch)))
 
+    # --- pruning -------------------------------------------------------------------------
+
+    def pruned_size(self) -> int:
+        """Entries below this index are pruned (0: none)."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(_PRUNED_SIZE).scalar_one())
+
+    def prunable(self, horizon: datetime, limit: int | None = None) -> tuple[int, int]:
+        """``(boundary, n)``: the present boundary and how many entries from it, in index order
+        up to the first one appended at or after ``horizon``, a prune would delete the bytes
+        of (at most ``limit``; None: all). Reads, writes nothing (a dry run)."""
+        cutoff = _as_utc(horizon)
+        with self._engine.connect() as conn:
+            start = int(conn.execute(_PRUNED_SIZE).scalar_one())
+        count, at, stop = 0, start, self.size()
+        t = schema.entries
+        while at < stop and (limit is None or count < limit):
+            chunk = AUDIT_CHUNK if limit is None else min(AUDIT_CHUNK, limit - count)
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(t.c.leaf_index, t.c.created_at)
+                    .where(and_(t.c.leaf_index >= at, t.c.leaf_index < stop))
+                    .order_by(t.c.leaf_index)
+                    .limit(chunk)
+                ).all()
+            older = _older_prefix(rows, at, cutoff)
+            count += older
+            if older < len(rows) or not rows:
+                break
+            at += older
+        return start, count
+
+    def prune(self, horizon: datetime, *, limit: int = PRUNE_BATCH) -> PruneResult:
+        """Delete the bytes of the oldest entries appended before ``horizon``: from the present
+        boundary, in index order, up to the first entry appended at or after it (the log's
+        clock may step back; a later entry is not pruned before an earlier one), at most
+        ``limit`` entries. Leaf hashes, subtree hashes and checkpoints stay, so the tree, its
+        checkpoints and every proof verify as before.
+
+        One transaction that locks the head row as an append does: the bytes deleted, the
+        boundary (``pruned_size``) moved forwards, and a ``log_pruned`` event appended (the
+        new and previous boundary, how many, the horizon: no entry's contents), so the log
+        itself records each pruning and :func:`~certs.translog.audit.audit_store` holds the
+        boundary to it. Nothing to prune writes nothing. Call again for the rest of a long
+        backlog (:attr:`PruneResult.pruned` ``== limit``)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        cutoff = _as_utc(horizon)
+        t, h = schema.entries, schema.head
+        with self._engine.connect() as conn, conn.begin():
+            cr = self._lock_head(conn)
+            start = int(conn.execute(_PRUNED_SIZE).scalar_one())
+            rows = conn.execute(
+                select(t.c.leaf_index, t.c.created_at)
+                .where(and_(t.c.leaf_index >= start, t.c.leaf_index < cr.size))
+                .order_by(t.c.leaf_index)
+                .limit(limit)
+            ).all()
+            count = _older_prefix(rows, start, cutoff)
+            if count == 0:
+                return PruneResult(0, start, start)
+            boundary = start + count
+            conn.execute(
+                update(t)
+                .where(and_(t.c.leaf_index >= start, t.c.leaf_index < boundary))
+                .values(data=b"")
+            )
+            conn.execute(update(h).where(h.c.id == HEAD_ID).values(pruned_size=boundary))
+            event = encode_event(
+                PRUNED_EVENT,
+                {
+                    "boundary": boundary,
+                    "previous": start,
+                    "count": count,
+                    "horizon": cutoff.isoformat(),
+                },
+            )
+            (index,) = self._append_on(conn, [event])
+        return PruneResult(count, boundary, start, index)
+
     # --- reads ---------------------------------------------------------------------------
+
+    def head_state(self) -> tuple[CompactRange, int]:
+        """The head (as :meth:`head`) and the pruned boundary, read together."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(schema.head).where(schema.head.c.id == HEAD_ID)).one()
+        return _head_range(row.tree_size, row.compact_range), int(row.pruned_size)
 
     def size(self) -> int:
         with self._engine.connect() as conn:
@@ -559,6 +672,17 @@ class TransparencyLog:
             except IntegrityError:  # already stored: cosigning is idempotent
                 conn.rollback()
             return self._signed(conn, row)
+
+
+def _older_prefix(rows: Sequence[Any], start: int, cutoff: datetime) -> int:
+    """How many of ``rows`` (index, time; from index ``start`` on) form a run of consecutive
+    indices appended before ``cutoff``: the first later entry (or a gap) ends it."""
+    count = 0
+    for row in rows:
+        if row.leaf_index != start + count or _utc(row.created_at) >= cutoff:
+            break
+        count += 1
+    return count
 
 
 def _as_utc(value: datetime) -> datetime:

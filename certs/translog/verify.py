@@ -23,7 +23,7 @@ from certs.translog.errors import (
     SignatureError,
     TamperedError,
 )
-from certs.translog.export import EXPORT_FORMAT
+from certs.translog.export import EXPORT_FORMAT, EXPORT_FORMAT_PRUNED
 from certs.translog.keys import VerifyingKey
 
 
@@ -39,6 +39,9 @@ class VerificationReport:
     end: int
     entries_verified: int
     checkpoints_verified: int
+    entries_pruned: int = 0
+    """Of the entries verified, those pruned: proven in the tree by their leaf hash, with no
+    data (v2 exports)."""
     cosigners: dict[int, list[str]] = field(default_factory=dict)
     """Checkpoint size -> names of trusted witnesses with a valid cosignature on it."""
     selection: dict[str, Any] | None = None
@@ -54,6 +57,7 @@ class VerificationReport:
             "checkpoint_timestamp_ms": self.checkpoint_timestamp_ms,
             "range": {"start": self.start, "end": self.end},
             "entries_verified": self.entries_verified,
+            "entries_pruned": self.entries_pruned,
             "checkpoints_verified": self.checkpoints_verified,
             "cosigners": {str(k): v for k, v in self.cosigners.items()},
             "selection": self.selection,
@@ -99,15 +103,20 @@ def verify_export(
     the entries its ``indices`` list, in order; the report carries its filter, since such an
     export proves its entries, not that the range holds no others that match.
 
+    A pruned entry (``"pruned": true``, v2 exports) has no data: it is proven in the tree by
+    its leaf hash alone and counted in :attr:`VerificationReport.entries_pruned`; the pruned
+    entries must come first (a log prunes a prefix).
+
     Raises :class:`ExportFormatError`, :class:`SignatureError` or :class:`TamperedError`
     (reason ``entry_modified``, ``entry_missing``, ``entry_reordered``, ``inclusion_failed``,
-    ``consistency_failed``).
+    ``consistency_failed``, ``bad_pruned_entry``).
     """
     try:
         doc = json.loads(export)
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the stack
         raise ExportFormatError("the export is not JSON") from None
-    if _get(doc, "format", str, "export") != EXPORT_FORMAT:
+    version = _get(doc, "format", str, "export")
+    if version not in (EXPORT_FORMAT, EXPORT_FORMAT_PRUNED):
         raise ExportFormatError(f"unsupported export format {doc['format']!r}", reason="bad_format")
     keys = (log_key,) if isinstance(log_key, VerifyingKey) else tuple(log_key)
     if not keys:
@@ -172,6 +181,7 @@ def verify_export(
     indices = [_get(item, "index", int, "entry") for item in entries]
     wanted, selection = _wanted(doc, start, end)
     at = 0  # position in ``wanted`` of the entry expected next
+    pruned = 0
     for position, (item, index) in enumerate(zip(entries, indices, strict=True)):
         expected = wanted[at] if at < len(wanted) else end
         if index < expected or (index > expected and expected in indices[position:]):
@@ -184,13 +194,22 @@ def verify_export(
                 reason="entry_missing",
                 index=expected,
             )
-        try:
-            data = base64.b64decode(_get(item, "data", str, "entry"), validate=True)
-            declared = bytes.fromhex(_get(item, "leaf_hash", str, "entry"))
-        except (binascii.Error, ValueError):
-            raise ExportFormatError(f"entry {index}: data or leaf hash is not encoded") from None
-        leaf = hash_leaf(data)
-        if leaf != declared:
+        if _pruned(item, index, version):
+            leaf = _leaf_hash(item, index)
+            if pruned != at:  # the pruned entries of a log are a prefix
+                raise TamperedError(
+                    f"entry {index} is pruned after entries that are not",
+                    reason="bad_pruned_entry",
+                    index=index,
+                )
+            pruned += 1
+        else:
+            try:
+                data = base64.b64decode(_get(item, "data", str, "entry"), validate=True)
+            except (binascii.Error, ValueError):
+                raise ExportFormatError(f"entry {index}: data is not base64") from None
+            leaf = hash_leaf(data)
+        if leaf != _leaf_hash(item, index):
             raise TamperedError(
                 f"entry {index}: data does not hash to its leaf hash",
                 reason="entry_modified",
@@ -221,9 +240,29 @@ def verify_export(
         end=end,
         entries_verified=len(entries),
         checkpoints_verified=len(chain),
+        entries_pruned=pruned,
         cosigners=cosigners,
         selection=selection,
     )
+
+
+def _pruned(item: Any, index: int, version: str) -> bool:
+    """Whether an export's entry is marked pruned (only a v2 export may hold one)."""
+    if not isinstance(item, dict) or "pruned" not in item:
+        return False
+    if item["pruned"] is not True or "data" in item or version != EXPORT_FORMAT_PRUNED:
+        raise ExportFormatError(
+            f"entry {index}: 'pruned' is true, without 'data', and only in a "
+            f"{EXPORT_FORMAT_PRUNED} export"
+        )
+    return True
+
+
+def _leaf_hash(item: Any, index: int) -> bytes:
+    try:
+        return bytes.fromhex(_get(item, "leaf_hash", str, "entry"))
+    except ValueError:
+        raise ExportFormatError(f"entry {index}: leaf hash is not hex") from None
 
 
 def _wanted(

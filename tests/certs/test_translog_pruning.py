@@ -1,0 +1,238 @@
+"""Retention of the exchange log: pruning the bytes of an old prefix of entries keeps the
+tree, checkpoints and proofs verifiable, is recorded in the log, and anything else that
+deletes bytes (or moves the boundary) is detected as tampering."""
+# ruff: noqa: F811 - fixtures are imported from test_translog_support and requested by name
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine, update
+from test_translog_support import (  # noqa: F401 - fixtures
+    Clock,
+    backend,
+    clock,
+    engine,
+    event,
+    log,
+    log_key,
+    new_engine,
+)
+
+from certs.merkle import verify_consistency, verify_inclusion
+from certs.translog import (
+    EXPORT_FORMAT,
+    EXPORT_FORMAT_PRUNED,
+    ExportFormatError,
+    TamperedError,
+    TransparencyLog,
+    audit_store,
+    decode_event,
+    export_csv,
+    export_json,
+    schema,
+    verify_export,
+)
+
+OLD, NEW = 6, 4  # entries appended before the horizon, and after it
+
+
+def _grow(log: TransparencyLog, clock: Clock) -> datetime:
+    """OLD entries, a checkpoint, then (a day later) NEW ones and a checkpoint; returns the
+    horizon between them."""
+    for i in range(OLD):
+        log.append(event(i))
+        clock.advance(10)
+    log.issue_checkpoint()
+    clock.advance(86400)
+    horizon = datetime.fromtimestamp(clock.now, UTC)
+    for i in range(OLD, OLD + NEW):
+        log.append(event(i))
+        clock.advance(10)
+    log.issue_checkpoint()
+    return horizon
+
+
+def test_pruning_deletes_the_old_prefix_and_the_tree_still_verifies(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    root = log.root()
+    size = log.size()
+    old_proof = log.inclusion_proof(2, size)
+    result = log.prune(horizon)
+    assert (result.pruned, result.boundary, result.previous) == (OLD, OLD, 0)
+    assert log.pruned_size() == OLD
+    entries = list(log.entries())
+    assert [e.pruned for e in entries[:OLD]] == [True] * OLD
+    assert all(e.data == b"" for e in entries[:OLD])
+    assert not any(e.pruned for e in entries[OLD:])
+    # The tree is the same: the old root is a prefix of the new one, proofs still verify.
+    assert log.root(size) == root
+    assert log.inclusion_proof(2, size) == old_proof
+    verify_inclusion(entries[2].leaf_hash, 2, size, old_proof, root)
+    log.issue_checkpoint()
+    verify_consistency(size, log.size(), log.consistency_proof(size), root, log.root())
+    report = audit_store(log)
+    assert (report.entries_checked, report.entries_pruned) == (log.size(), OLD)
+    # Nothing older left: a second prune does nothing, appends nothing.
+    again = log.prune(horizon)
+    assert (again.pruned, again.boundary, again.event_index) == (0, OLD, None)
+
+
+def test_the_pruning_is_logged_as_an_event_without_contents(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    before = log.size()
+    result = log.prune(horizon)
+    assert result.event_index == before == log.size() - 1
+    recorded = decode_event(log.entry(before).data)
+    assert recorded == {
+        "event": "log_pruned",
+        "v": 1,
+        "boundary": OLD,
+        "previous": 0,
+        "count": OLD,
+        "horizon": horizon.isoformat(),
+    }
+
+
+def test_pruning_stops_at_the_first_entry_not_older_and_goes_in_batches(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    assert log.prunable(horizon) == (0, OLD)
+    first = log.prune(horizon, limit=4)
+    assert (first.pruned, first.boundary) == (4, 4)
+    assert log.prunable(horizon) == (4, OLD - 4)
+    second = log.prune(horizon, limit=4)
+    assert (second.pruned, second.boundary, second.previous) == (OLD - 4, OLD, 4)
+    # An old entry after a newer one (the clock stepped back) waits for the newer one.
+    clock.now -= 10 * 86400
+    log.append(event(99))
+    assert log.prune(horizon).pruned == 0
+    assert audit_store(log).entries_pruned == OLD
+
+
+def test_a_dry_run_counts_and_changes_nothing(log: TransparencyLog, clock: Clock) -> None:
+    horizon = _grow(log, clock)
+    size = log.size()
+    assert log.prunable(horizon) == (0, OLD)
+    assert log.prunable(horizon, limit=2) == (0, 2)
+    assert (log.size(), log.pruned_size()) == (size, 0)
+    assert not any(e.pruned for e in log.entries())
+
+
+def test_export_of_a_pruned_range_verifies_and_counts_the_pruned(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    log.prune(horizon)
+    log.issue_checkpoint()
+    data = export_json(log)
+    doc = json.loads(data)
+    assert doc["format"] == EXPORT_FORMAT_PRUNED
+    first = doc["entries"][0]
+    assert first["pruned"] is True and "data" not in first and first["leaf_hash"]
+    report = verify_export(data, log.verifying_key)
+    assert (report.entries_verified, report.entries_pruned) == (log.size(), OLD)
+    assert report.to_json()["entries_pruned"] == OLD
+    # A range after the boundary stays v1, for verifiers that predate pruning.
+    later = json.loads(export_json(log, start=OLD))
+    assert later["format"] == EXPORT_FORMAT
+    assert verify_export(export_json(log, start=OLD), log.verifying_key).entries_pruned == 0
+    # CSV: a pruned entry has its index, time and leaf hash, an empty data cell.
+    rows = list(csv.reader(io.StringIO(export_csv(log))))
+    assert rows[0] == ["index", "created_at", "leaf_hash", "data"]
+    assert rows[1][0] == "0" and rows[1][2] and rows[1][3] == ""
+    assert rows[OLD + 1][3].startswith("{")
+
+
+def test_tampering_with_a_pruned_export_is_detected(log: TransparencyLog, clock: Clock) -> None:
+    horizon = _grow(log, clock)
+    log.prune(horizon)
+    log.issue_checkpoint()
+    doc = json.loads(export_json(log))
+    altered = json.loads(json.dumps(doc))
+    altered["entries"][1]["leaf_hash"] = "00" * 32
+    with pytest.raises(TamperedError) as info:
+        verify_export(json.dumps(altered).encode(), log.verifying_key)
+    assert info.value.reason == "inclusion_failed" and info.value.index == 1
+    # An entry not pruned in the log cannot be passed off as pruned after unpruned ones.
+    hidden = json.loads(json.dumps(doc))
+    item = hidden["entries"][OLD + 1]
+    del item["data"]
+    item["pruned"] = True
+    with pytest.raises(TamperedError) as info:
+        verify_export(json.dumps(hidden).encode(), log.verifying_key)
+    assert info.value.reason == "bad_pruned_entry"
+    # A v1 export holds no pruned entries.
+    older = json.loads(json.dumps(doc))
+    older["format"] = EXPORT_FORMAT
+    with pytest.raises(ExportFormatError):
+        verify_export(json.dumps(older).encode(), log.verifying_key)
+
+
+def _tamper(engine: Engine, **values: object) -> None:
+    h = schema.head
+    with engine.begin() as conn:
+        conn.execute(update(h).values(**values))
+
+
+def _erase(engine: Engine, lo: int, hi: int) -> None:
+    t = schema.entries
+    with engine.begin() as conn:
+        conn.execute(update(t).where(t.c.leaf_index >= lo, t.c.leaf_index < hi).values(data=b""))
+
+
+def test_bytes_deleted_beyond_the_boundary_are_tampering(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    log.prune(horizon, limit=3)
+    _erase(engine, 3, 5)
+    with pytest.raises(TamperedError) as info:
+        audit_store(log)
+    assert (info.value.reason, info.value.index) == ("entry_erased", 3)
+
+
+def test_bytes_deleted_with_the_boundary_raised_are_tampering(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    log.prune(horizon, limit=3)
+    _erase(engine, 3, 5)
+    _tamper(engine, pruned_size=5)
+    with pytest.raises(TamperedError) as info:
+        audit_store(log)
+    assert info.value.reason == "prune_unrecorded"
+
+
+def test_a_lowered_boundary_is_tampering(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    log.prune(horizon)
+    _tamper(engine, pruned_size=2)
+    with pytest.raises(TamperedError) as info:
+        audit_store(log)
+    assert (info.value.reason, info.value.index) == ("prune_boundary_lowered", 2)
+
+
+def test_an_altered_leaf_hash_of_a_pruned_entry_is_tampering(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    log.prune(horizon)
+    t = schema.entries
+    with engine.begin() as conn:
+        conn.execute(update(t).where(t.c.leaf_index == 4).values(leaf_hash=b"\x01" * 32))
+    with pytest.raises(TamperedError) as info:
+        audit_store(log)
+    assert info.value.reason in ("tree_mismatch", "checkpoint_mismatch")
+    assert info.value.index is not None and info.value.index <= 4
