@@ -145,6 +145,17 @@ class Settings(BaseSettings):
         description="a hit reference can be followed up for this many days, then its link to "
         "the subject is deleted",
     )
+    # Prüm: data logged about exchanges is deleted after two years. The exchange log's entries
+    # and the audit trail's events older than this are deleted (the log keeps each entry's
+    # leaf hash, so it stays verifiable); at least hit_reference_days (a resolved hit's
+    # entries must outlive its follow-up), at most 100 years (a node that keeps them).
+    exchange_log_days: int = Field(
+        730,
+        ge=1,
+        le=36500,
+        description="exchange log entries and audit trail events are deleted after this many "
+        "days (at least hit_reference_days)",
+    )
     replay_window_s: int = Field(
         300,
         ge=10,
@@ -184,6 +195,14 @@ class Settings(BaseSettings):
                 "same_port",
                 "port and peer_port are both {port}: the API and the peer listener need one each",
                 {"port": self.port},
+            )
+        if self.exchange_log_days < self.hit_reference_days:
+            # a resolved hit's hit.resolve entry would go while its reference is still followed up
+            raise PydanticCustomError(
+                "retention_too_short",
+                "exchange_log_days ({days}) is below hit_reference_days ({follow_up}): the log "
+                "must keep a hit's entries for its whole follow-up period",
+                {"days": self.exchange_log_days, "follow_up": self.hit_reference_days},
             )
         if self.gallery_dir is None:
             object.__setattr__(self, "gallery_dir", self.data_dir / "gallery")

@@ -325,7 +325,13 @@ class TransparencyLog:
             at += older
         return start, count
 
-    def prune(self, horizon: datetime, *, limit: int = PRUNE_BATCH) -> PruneResult:
+    def prune(
+        self,
+        horizon: datetime,
+        *,
+        limit: int = PRUNE_BATCH,
+        connection: Connection | None = None,
+    ) -> PruneResult:
         """Delete the bytes of the oldest entries appended before ``horizon``: from the present
         boundary, in index order, up to the first entry appended at or after it (the log's
         clock may step back; a later entry is not pruned before an earlier one), at most
@@ -337,40 +343,48 @@ class TransparencyLog:
         new and previous boundary, how many, the horizon: no entry's contents), so the log
         itself records each pruning and :func:`~certs.translog.audit.audit_store` holds the
         boundary to it. Nothing to prune writes nothing. Call again for the rest of a long
-        backlog (:attr:`PruneResult.pruned` ``== limit``)."""
+        backlog (:attr:`PruneResult.pruned` ``== limit``).
+
+        With ``connection`` (of the log's database, in a transaction) it joins that
+        transaction, as :meth:`append_many` does: what the caller derived from the entries
+        (an index of them) can go with them, all or nothing."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        cutoff = _as_utc(horizon)
-        t, h = schema.entries, schema.head
+        if connection is not None:
+            return self._prune_on(connection, _as_utc(horizon), limit)
         with self._engine.connect() as conn, conn.begin():
-            cr = self._lock_head(conn)
-            start = int(conn.execute(_PRUNED_SIZE).scalar_one())
-            rows = conn.execute(
-                select(t.c.leaf_index, t.c.created_at)
-                .where(and_(t.c.leaf_index >= start, t.c.leaf_index < cr.size))
-                .order_by(t.c.leaf_index)
-                .limit(limit)
-            ).all()
-            count = _older_prefix(rows, start, cutoff)
-            if count == 0:
-                return PruneResult(0, start, start)
-            boundary = start + count
-            conn.execute(
-                update(t)
-                .where(and_(t.c.leaf_index >= start, t.c.leaf_index < boundary))
-                .values(data=b"")
-            )
-            conn.execute(update(h).where(h.c.id == HEAD_ID).values(pruned_size=boundary))
-            event = encode_event(
-                PRUNED_EVENT,
-                {
-                    "boundary": boundary,
-                    "previous": start,
-                    "count": count,
-                    "horizon": cutoff.isoformat(),
-                },
-            )
-            (index,) = self._append_on(conn, [event])
+            return self._prune_on(conn, _as_utc(horizon), limit)
+
+    def _prune_on(self, conn: Connection, cutoff: datetime, limit: int) -> PruneResult:
+        t, h = schema.entries, schema.head
+        cr = self._lock_head(conn)
+        start = int(conn.execute(_PRUNED_SIZE).scalar_one())
+        rows = conn.execute(
+            select(t.c.leaf_index, t.c.created_at)
+            .where(and_(t.c.leaf_index >= start, t.c.leaf_index < cr.size))
+            .order_by(t.c.leaf_index)
+            .limit(limit)
+        ).all()
+        count = _older_prefix(rows, start, cutoff)
+        if count == 0:
+            return PruneResult(0, start, start)
+        boundary = start + count
+        conn.execute(
+            update(t)
+            .where(and_(t.c.leaf_index >= start, t.c.leaf_index < boundary))
+            .values(data=b"")
+        )
+        conn.execute(update(h).where(h.c.id == HEAD_ID).values(pruned_size=boundary))
+        event = encode_event(
+            PRUNED_EVENT,
+            {
+                "boundary": boundary,
+                "previous": start,
+                "count": count,
+                "horizon": cutoff.isoformat(),
+            },
+        )
+        (index,) = self._append_on(conn, [event])
         return PruneResult(count, boundary, start, index)
 
     # --- reads ---------------------------------------------------------------------------

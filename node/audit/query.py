@@ -10,9 +10,11 @@ a peer's log), ``refusals_suppressed`` (a peer's refusals beyond its budget, cou
 ``hit_references_expired`` (reference links past the follow-up period deleted),
 ``node_action`` (operators' and auditors' acts, ``hit.resolve`` among them);
 :func:`certs.translog.encode_event` writes the kind
-under ``event`` instead, and both are read). Filtering by time uses the store's append time
-(an index range, so a window reads only its own entries); the other filters look at the
-decoded event.
+under ``event`` instead, and both are read; the log's own ``log_pruned`` is one of those).
+An entry pruned by retention (:mod:`node.audit.retention`) has no event left: it is listed
+as type ``pruned`` (index, time and leaf hash only) and counted as such. Filtering by time
+uses the store's append time (an index range, so a window reads only its own entries); the
+other filters look at the decoded event.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ _REFERENCE = re.compile(r"^[!-~]{1,256}$")
 #: A node action name (``hit.resolve``, ``user.add``) or an auditor action (``export``).
 _ACTION = re.compile(r"^[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}$")
 NODE_ACTION = "node_action"
+PRUNED = "pruned"
+"""The type an entry pruned by retention is listed as (its event is deleted)."""
 AUDITOR_ACTION = "auditor_action"
 #: Keys of a node action's ``details`` that name the peer country the act concerns: a
 #: ``hit.resolve`` names the country that quoted the reference (the disclosure step).
@@ -222,6 +226,10 @@ def check_selection(export: bytes, recorded: dict[str, Any]) -> None:
     except (AuditQueryError, TypeError) as exc:
         raise SelectionMismatchError(f"the selection's filter is not one: {exc}") from None
     for entry in json.loads(export)["entries"]:
+        if "data" not in entry:  # a pruned entry: a selection leaves those out
+            raise SelectionMismatchError(
+                f"entry {entry['index']} is pruned: it matches no filter the selection records"
+            )
         if not flt.matches(_decode(base64.b64decode(entry["data"]))):
             raise SelectionMismatchError(
                 f"entry {entry['index']} does not match the filter the selection records"
@@ -248,7 +256,7 @@ def iter_events(log: TransparencyLog, flt: AuditFilter) -> Iterator[LoggedEvent]
     else:
         lo, hi = log.index_range(flt.since, flt.until)
     for entry in log.entries(lo, hi):
-        event = _decode(entry.data)
+        event = {"type": PRUNED} if entry.pruned else _decode(entry.data)
         if flt.matches(event):
             yield LoggedEvent(entry.index, entry.created_at, entry.leaf_hash, event)
 
@@ -337,6 +345,8 @@ class Dashboard:
     """Refusal reason -> number of ``query_refused`` events."""
     quota: list[dict[str, Any]] = field(default_factory=list)
     integrity: dict[str, Any] = field(default_factory=dict)
+    pruned: int = 0
+    """Entries of the window pruned by retention (their events are gone, not counted above)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -345,6 +355,7 @@ class Dashboard:
             "refusals": self.refusals,
             "quota": self.quota,
             "integrity": self.integrity,
+            "pruned": self.pruned,
         }
 
 
@@ -363,9 +374,12 @@ def dashboard(log: TransparencyLog, engine: Engine, flt: AuditFilter) -> Dashboa
     daily: Counter[tuple[str, str, str]] = Counter()
     outcomes = {"inbound": Counter[str](), "outbound": Counter[str]()}
     refusals: Counter[str] = Counter()
+    pruned = 0
     for item in iter_events(log, flt):
         kind, peer = item.type, str(item.event.get("peer", "?"))
-        if kind == INBOUND_QUERY:
+        if kind == PRUNED:
+            pruned += 1
+        elif kind == INBOUND_QUERY:
             daily[(_day(item), peer, "inbound")] += 1
         elif kind == OUTBOUND_QUERY:
             daily[(_day(item), peer, "outbound")] += 1
@@ -399,6 +413,7 @@ def dashboard(log: TransparencyLog, engine: Engine, flt: AuditFilter) -> Dashboa
         refusals=dict(sorted(refusals.items(), key=lambda kv: (-kv[1], kv[0]))),
         quota=quota_use(engine, flt.since, flt.until),
         integrity=integrity_status(log),
+        pruned=pruned,
     )
 
 
@@ -463,6 +478,7 @@ def integrity_status(log: TransparencyLog) -> dict[str, Any]:
     status |= {
         "ok": True,
         "entries_checked": report.entries_checked,
+        "entries_pruned": report.entries_pruned,
         "checkpoints_checked": report.checkpoints_checked,
         "root_hash": report.root_hash.hex(),
     }

@@ -4,7 +4,8 @@ The log is opened from the node settings through ``node.exchange.setup.open_tran
 (the node's PKI signing key, ``pki_dir``); ``--signing-key PEM --origin NAME`` opens it with an
 explicit log key instead (a node without the exchange configured, or a copy of its database).
 ``verify`` works offline on an export file and the public keys alone. Searches and exports
-are logged as ``auditor_action`` events.
+are logged as ``auditor_action`` events. ``prune`` deletes what the log and the audit trail
+hold from before ``exchange_log_days`` (:mod:`node.audit.retention`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from rich.progress import MofNCompleteColumn, Progress
 from sqlalchemy import Engine
 
 from certs.translog import (
@@ -30,12 +32,14 @@ from certs.translog import (
 )
 from certs.translog.errors import KeyTypeError, NoteFormatError
 from certs.translog.params import MAX_EXPORT_MIB
-from node.audit import query
+from node.audit import query, retention
 from node.cli._common import (
     ConfigOption,
     JsonOption,
+    no_progress,
     print_json,
     printable,
+    progress_console,
     read_input,
     settings_from,
     warn,
@@ -456,15 +460,69 @@ def store_cmd(
         "tree_size": report.tree_size,
         "root_hash": report.root_hash.hex(),
         "entries_checked": report.entries_checked,
+        "entries_pruned": report.entries_pruned,
         "checkpoints_checked": report.checkpoints_checked,
     }
     if json:
         print_json(doc)
     else:
+        pruned = f" ({report.entries_pruned} pruned)" if report.entries_pruned else ""
         typer.echo(
-            f"OK {report.origin}: {report.entries_checked} entries and "
+            f"OK {report.origin}: {report.entries_checked} entries{pruned} and "
             f"{report.checkpoints_checked} checkpoints match"
         )
+
+
+@app.command("prune")
+def prune_cmd(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="count what would be deleted, delete nothing")
+    ] = False,
+    config: ConfigOption = None,
+    signing_key: SigningKeyOption = None,
+    origin: OriginOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Delete what the exchange log and the audit trail hold from before exchange_log_days.
+
+    The log's entries appended before then lose their bytes (their leaf hashes stay, so the
+    log, its checkpoints and exports still verify; each pruning is logged as a log_pruned
+    event), the audit trail's events go, and so do the officers' history rows of the queries
+    pruned. bdx serve does the same hourly. Exit 0 when done, 2 for bad settings, 5 when the
+    log refuses (tampering found)."""
+    settings = settings_from(config)
+    with _open_log(config, signing_key, origin) as opened:
+        if dry_run:
+            report = retention.prune(
+                opened.log, opened.engine, settings.exchange_log_days, dry_run=True
+            )
+        else:
+            _, total = opened.log.prunable(retention.horizon(settings.exchange_log_days))
+            console = progress_console()
+            with Progress(
+                *Progress.get_default_columns(),
+                MofNCompleteColumn(),
+                transient=True,
+                disable=no_progress(console, json),
+                console=console,
+            ) as bar:
+                task = bar.add_task("pruning", total=total)
+                report = retention.prune(
+                    opened.log,
+                    opened.engine,
+                    settings.exchange_log_days,
+                    on_progress=lambda n: bar.advance(task, n),
+                )
+    if json:
+        print_json(report.to_json())
+        return
+    verb = "would delete" if report.dry_run else "deleted"
+    typer.echo(
+        f"{verb} the bytes of {report.entries_pruned} exchange log entries from before "
+        f"{report.horizon.isoformat()} (pruned below index {report.boundary}), "
+        f"{report.sent_queries_deleted} sent queries from the history index, "
+        f"{report.audit_events_deleted} audit trail events"
+    )
 
 
 @app.command("checkpoint")

@@ -32,6 +32,7 @@ from certs.pki.credentials import NodeCredentials, NodePaths
 from certs.pki.standing import assess
 from certs.translog import SigningKey, TransparencyLog, VerifyingKey
 from matcher.search.fingerprint import fingerprint_schema
+from node.audit import retention
 from node.audit.actions import mirror_actions
 from node.errors import ConfigError
 from node.exchange import params
@@ -67,6 +68,9 @@ HIT_SECRET_BYTES = 32
 #: Seconds between expiries of hit references: the follow-up period counts in days, so an hour
 #: late is nothing, and a query of the ``created_at`` index every housekeeping round is waste.
 HIT_EXPIRY_EVERY_S = 3600.0
+#: Seconds between retention runs over the exchange log and audit trail (``exchange_log_days``
+#: counts in days too; each run prunes at most ``retention.ROUND_BATCHES`` batches).
+RETENTION_EVERY_S = 3600.0
 
 
 @dataclass
@@ -85,6 +89,8 @@ class Exchange:
     rules_file: RulesFile | None = None  # re-read by housekeeping when it changes
     views_compared_at: float = float("-inf")  # time.monotonic() of the last compare_views
     hits_expired_at: float = float("-inf")  # time.monotonic() of the last hit expiry
+    retention_days: int | None = None  # exchange_log_days (None: housekeeping prunes nothing)
+    pruned_at: float = float("-inf")  # time.monotonic() of the last retention run
     # references deleted whose hit_references_expired event is not logged yet: (count, cut-off)
     unlogged_expiry: tuple[int, datetime] | None = None
     own: OwnCertificates | None = None  # renewed own certificates picked up by housekeeping
@@ -352,6 +358,7 @@ def _assemble(
         pool,
         rules_file,
         own=own,
+        retention_days=settings.exchange_log_days,
     )
 
 
@@ -413,10 +420,45 @@ async def housekeeping_round(exchange: Exchange, interval_s: float) -> None:
         await anyio.to_thread.run_sync(exchange.log.maybe_issue_checkpoint, interval_s)
     except Exception:  # keep the node serving; the next round retries
         logger.exception("exchange log checkpoint failed")
+    if exchange.retention_days is not None and (
+        time.monotonic() - exchange.pruned_at >= RETENTION_EVERY_S
+    ):
+        try:  # before the index: it forgets the queries pruned, in the pruning's transaction
+            await anyio.to_thread.run_sync(apply_retention, exchange)
+        except Exception:  # nothing half-done (one transaction a batch); the next run retries
+            logger.exception("exchange log retention failed")
     try:  # last: its first catch-up after an upgrade is long (bounded per round)
         await anyio.to_thread.run_sync(index_sent_queries, exchange)
     except Exception:  # readings catch up a little or answer 503; the next round retries
         logger.exception("sent queries not indexed")
+
+
+def apply_retention(exchange: Exchange) -> retention.RetentionReport | None:
+    """Delete the exchange log's entry bytes and the audit trail's events from before
+    ``exchange_log_days`` (:func:`node.audit.retention.prune`, at most
+    ``retention.ROUND_BATCHES`` batches: a backlog goes over the next runs, which then come
+    every round until it is gone). Its log line gives counts, never contents."""
+    if exchange.retention_days is None:
+        return None
+    report = retention.prune(
+        exchange.log,
+        exchange.log.engine,
+        exchange.retention_days,
+        max_batches=retention.ROUND_BATCHES,
+    )
+    # A backlog left: the next round goes on with it; else an hour from now.
+    exchange.pruned_at = time.monotonic() if report.complete else float("-inf")
+    if report.entries_pruned or report.audit_events_deleted:
+        logger.info(
+            "retention: %d exchange log entries pruned (below index %d), %d sent queries and "
+            "%d audit trail events deleted%s",
+            report.entries_pruned,
+            report.boundary,
+            report.sent_queries_deleted,
+            report.audit_events_deleted,
+            "" if report.complete else "; more next round",
+        )
+    return report
 
 
 def index_sent_queries(exchange: Exchange) -> bool:

@@ -26,6 +26,11 @@ connection: a chunk holding the state row reads the log through the pool's other
 connections, and readings queued on the row lock, each holding a connection, emptied the
 pool under it (20 readings at once: 30 s stalls, then 503s).
 Emptied, the tables are rebuilt from the log by the next catch-up (from entry 0).
+
+Retention (:mod:`node.audit.retention`) prunes the log's oldest entries; in the pruning's
+transaction, holding the state row's lock, :meth:`SentQueryIndex.forget_before` deletes the
+queries whose ``query_sent`` entry is pruned with their results, so the index never points to
+a pruned entry (a pruned entry has no bytes: a rebuild from entry 0 indexes none of them).
 """
 
 from __future__ import annotations
@@ -217,6 +222,30 @@ class SentQueryIndex:
             IndexedQuery(r.query_id, (int(r.sent_index), *sorted(results.get(r.query_id, []))))
             for r in rows
         ]
+
+    def lock(self) -> None:
+        """Lock the state row until the session's transaction ends (a pruning's, which then
+        forgets the pruned queries: :meth:`forget_before`)."""
+        self._lock_state()
+
+    def forget_before(self, boundary: int) -> int:
+        """Delete the queries whose ``query_sent`` entry is below ``boundary`` (pruned), and
+        every result row below it or of a query not indexed, in the session's transaction
+        (which holds :meth:`lock`); returns how many queries."""
+        q, e = sent_queries, sent_query_events
+        gone = self.session.execute(delete(q).where(q.c.sent_index < boundary))
+        self.session.execute(
+            delete(e).where((e.c.leaf_index < boundary) | e.c.query_id.not_in(select(q.c.query_id)))
+        )
+        return int(gone.rowcount or 0)  # type: ignore[attr-defined]
+
+    def count_before(self, boundary: int) -> int:
+        """How many indexed queries have their ``query_sent`` entry below ``boundary``."""
+        q = sent_queries
+        found = self.session.execute(
+            select(func.count()).select_from(q).where(q.c.sent_index < boundary)
+        ).scalar()
+        return int(found or 0)
 
     def _behind(self) -> int:
         """How many entries the index lacks, read without a lock (the whole log's when it holds

@@ -123,12 +123,26 @@ def test_unknown_setting_is_refused(tmp_path: Path) -> None:
         ("search_fpir", float("nan"), "search_fpir"),
         ("max_upload_bytes", 10**15, "max_upload_bytes"),
         ("max_json_bytes", 10**14, "max_json_bytes"),
+        ("exchange_log_days", 0, "exchange_log_days"),
+        ("exchange_log_days", 36501, "exchange_log_days"),
     ],
 )
 def test_invalid_values(field: str, value: Any, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment) as info:
         load_settings(**{field: value})
     assert info.value.reason == "bad_config"
+
+
+def test_exchange_log_retention_outlives_the_hit_follow_up(tmp_path: Path) -> None:
+    """A resolved hit's log entries must be kept for its whole follow-up period."""
+    assert load_settings(data_dir=tmp_path).exchange_log_days == 730
+    with pytest.raises(ConfigError, match=r"exchange_log_days .*hit_reference_days") as info:
+        load_settings(data_dir=tmp_path, exchange_log_days=365)
+    assert info.value.reason == "bad_config"
+    with pytest.raises(ConfigError, match="exchange_log_days") as info:
+        load_settings(data_dir=tmp_path, hit_reference_days=1000)
+    kept = load_settings(data_dir=tmp_path, hit_reference_days=1000, exchange_log_days=1000)
+    assert kept.exchange_log_days == 1000
 
 
 def test_development_allows_unsafe_values(tmp_path: Path) -> None:

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from sqlalchemy import Engine, delete, func, insert, inspect, select
+from sqlalchemy import Engine, delete, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from certs.translog import SigningKey, TransparencyLog
 from certs.translog import schema as log_schema
+from node.audit import retention
 from node.db.engine import session_factory
 from node.db.models import Role
+from node.errors import NotFoundError
 from node.exchange import params
 from node.exchange.eventlog import TranslogExchangeLog
 from node.repositories.sent_queries import (
@@ -33,6 +35,7 @@ from node.repositories.sent_queries import (
 )
 from node.service_errors import RetryLaterError
 from node.services.queries import QueryHistory, Viewer
+from node.settings import Settings
 
 OFFICER = "user:officer"
 
@@ -437,3 +440,45 @@ def test_a_query_refused_here_is_indexed_from_its_decision(engine: Engine) -> No
         )
         assert history.show(Viewer(OFFICER, Role.OFFICER), qid).status == "refused_locally"
     assert _rows(engine)[0] == [(qid, 3), (page.items[1].query_id, 4)]
+
+
+def test_queries_whose_entries_are_pruned_leave_the_index_with_them(engine: Engine) -> None:
+    """Retention prunes the log's old entries; in the same transaction the index forgets the
+    queries whose query_sent entry is pruned (and their results), so the history answers them
+    as unknown, and a rebuild from entry 0 indexes none of them."""
+    log = _log(engine)
+    old, new = _query(), _query()
+    TranslogExchangeLog(log).record_many(old)
+    with engine.begin() as conn:  # store time moved back past exchange_log_days
+        t = log_schema.entries
+        conn.execute(
+            update(t).values(created_at=datetime.now(UTC) - timedelta(days=retention_days() + 1))
+        )
+    TranslogExchangeLog(log).record_many(new)
+    with session_factory(engine)() as session:
+        SentQueryIndex(log, session).catch_up()
+    viewer = Viewer(OFFICER, Role.OFFICER)
+    dry = retention.prune(log, engine, retention_days(), dry_run=True)
+    assert (dry.entries_pruned, dry.sent_queries_deleted) == (len(old), 1)
+    assert len(_rows(engine)[0]) == 2
+    report = retention.prune(log, engine, retention_days())
+    assert (report.entries_pruned, report.sent_queries_deleted) == (len(old), 1)
+    queries, events, _ = _rows(engine)
+    assert [q[0] for q in queries] == [new[0]["query_id"]]
+    assert [e[1] for e in events] == [new[0]["query_id"]]
+    with session_factory(engine)() as session:
+        history = QueryHistory(log, session)
+        with pytest.raises(NotFoundError) as info:
+            history.show(viewer, old[0]["query_id"])
+        assert info.value.reason == "unknown_query"
+        assert history.show(viewer, new[0]["query_id"]).query_id == new[0]["query_id"]
+    with engine.begin() as conn:  # emptied: the rebuild skips the pruned entries
+        for table in (sent_query_events, sent_queries, sent_query_index_state):
+            conn.execute(delete(table))
+    with session_factory(engine)() as session:
+        SentQueryIndex(log, session).catch_up()
+    assert [q[0] for q in _rows(engine)[0]] == [new[0]["query_id"]]
+
+
+def retention_days() -> int:
+    return int(Settings.model_fields["exchange_log_days"].default)

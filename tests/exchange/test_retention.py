@@ -1,0 +1,118 @@
+"""Retention on a served node: ``bdx serve``'s housekeeping prunes the exchange log's entries
+and the audit trail's events from before ``exchange_log_days``, the officers' query history
+forgets the queries pruned (``GET /queries/{id}`` answers 404 as for an unknown query), and
+the log still passes its audit. TH asks, ID answers; entries are aged by moving their store
+time back (two years cannot pass in a test)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from certs.pki.bootstrap import build_region, write_region
+from certs.translog import audit_store, decode_event
+from certs.translog import schema as log_schema
+from matcher.fingerprint import iso19794_2
+from matcher.synthetic import synthetic_templates
+from node.db.models import AuditEvent
+from node.exchange.setup import housekeeping_round
+from node.repositories.audit import AuditRepository
+from tests.exchange.service_support import ServiceNode, serving
+
+DAYS = 730
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServiceNode]]:
+    root = tmp_path_factory.mktemp("retention-region")
+    write_region(build_region(("TH", "ID")), root)
+    fingers = synthetic_templates(2, 2, seed=29)
+    with serving(tmp_path_factory.mktemp("retention-nodes"), root, ("TH", "ID")) as served:
+        served["ID"].enrol(["id-0", "id-1"], [f[0] for f in fingers])
+        yield served
+
+
+def _send(th: ServiceNode, case_ref: str) -> str:
+    probe = synthetic_templates(2, 2, seed=29)[0][1]
+    body = {
+        "peers": ["ID"],
+        "purpose": "asylum",
+        "modality": "fingerprint",
+        "templates": [
+            {"data": base64.b64encode(iso19794_2.encode(probe)).decode(), "finger_position": 1}
+        ],
+        "case_ref": case_ref,
+    }
+    r = httpx.post(th.api_url + "/queries", json=body, headers=_auth(th), timeout=60)
+    assert r.status_code == 200, r.text
+    query_id: str = r.json()["results"][0]["query_id"]
+    return query_id
+
+
+def _auth(th: ServiceNode) -> dict[str, str]:
+    return {"Authorization": f"Bearer {th.token}"}
+
+
+def _age(th: ServiceNode, below: int, days: int) -> None:
+    """Move the store time of the log's entries below index ``below`` ``days`` back."""
+    t = log_schema.entries
+    old = datetime.now(UTC) - timedelta(days=days)
+    with th.exchange.log.engine.begin() as conn:
+        conn.execute(update(t).where(t.c.leaf_index < below).values(created_at=old))
+
+
+def test_housekeeping_prunes_the_old_log_audit_trail_and_history(
+    nodes: dict[str, ServiceNode], caplog: pytest.LogCaptureFixture
+) -> None:
+    th = nodes["TH"]
+    log = th.exchange.log
+    old_query = _send(th, "old-case")
+    with th.app.state.sessions() as session:
+        old_event = AuditRepository(session).record("test", "test.old", "old-target").id
+        session.commit()
+    assert httpx.get(f"{th.api_url}/queries/{old_query}", headers=_auth(th)).status_code == 200
+    aged = log.size()
+    _age(th, aged, DAYS + 1)
+    with th.app.state.sessions() as session:
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.id == old_event)
+            .values(occurred_at=datetime.now(UTC) - timedelta(days=DAYS + 1))
+        )
+        session.commit()
+    new_query = _send(th, "new-case")
+
+    with caplog.at_level(logging.INFO, logger="node.exchange.setup"):
+        anyio.run(housekeeping_round, th.exchange, 300.0)
+
+    assert log.pruned_size() == aged
+    assert all(e.pruned for e in log.entries(0, aged))
+    pruned_events = [decode_event(e.data) for e in log.entries(aged) if b'"log_pruned"' in e.data]
+    assert [(p["boundary"], p["count"]) for p in pruned_events] == [(aged, aged)]
+    report = audit_store(log)
+    assert report.entries_pruned == aged
+    # The history forgets the pruned query: 404 as for an unknown one; the new one stays.
+    r = httpx.get(f"{th.api_url}/queries/{old_query}", headers=_auth(th))
+    assert r.status_code == 404 and r.json()["error"] == "unknown_query"
+    assert httpx.get(f"{th.api_url}/queries/{new_query}", headers=_auth(th)).status_code == 200
+    listed: list[dict[str, Any]] = httpx.get(
+        f"{th.api_url}/queries", params={"limit": 1000}, headers=_auth(th)
+    ).json()["items"]
+    assert [q["query_id"] for q in listed] == [new_query]
+    with th.app.state.sessions() as session:
+        left = session.execute(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.id == old_event)
+        ).scalar()
+    assert left == 0
+    # One log line, with counts and never an entry's contents.
+    lines = [r.getMessage() for r in caplog.records if "retention" in r.getMessage()]
+    assert len(lines) == 1 and f"{aged} exchange log entries pruned" in lines[0]
+    assert old_query not in lines[0] and "old-case" not in lines[0]
