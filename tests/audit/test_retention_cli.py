@@ -9,14 +9,16 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
-from audit_support import BACKENDS, Bdx, Node
+from audit_support import BACKENDS, Bdx, Node, auditor_app, bearer, serve
 from sqlalchemy import func, select, update
 
 from certs.translog import schema as log_schema
 from node.audit.query import AuditFilter, dashboard, list_events
-from node.db.models import AuditEvent
+from node.db.models import AuditEvent, Role
 from node.repositories.audit import AuditRepository
+from node.settings import Settings
 
 OLD = 8  # of the node's 12 sample entries, aged past the retention period
 TAMPER = 5
@@ -133,3 +135,18 @@ def test_the_retention_setting_is_checked(bdx: Bdx, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("BDX_EXCHANGE_LOG_DAYS", "30")
     code, _, err = bdx("audit", "prune", "--dry-run")
     assert code == 2 and "hit_reference_days" in err
+
+
+def test_the_auditor_api_counts_the_pruned_entries(bdx: Bdx, node: Node, tmp_path: Path) -> None:
+    _age(node)
+    assert bdx("audit", "prune")[0] == 0
+    settings = Settings(data_dir=tmp_path / "data", database_url=node.url, country="XA")
+    auditor = bearer(node.token(Role.AUDITOR))
+    with serve(auditor_app(settings, node.engine, node.log)) as url:
+        board = httpx.get(f"{url}/audit/log/dashboard", headers=auditor, timeout=60)
+        assert board.status_code == 200, board.text
+        assert board.json()["pruned"] == OLD
+        assert board.json()["integrity"]["entries_pruned"] == OLD
+        listed = httpx.get(f"{url}/audit/log/entries", headers=auditor, timeout=60).json()
+        assert [i["type"] for i in listed["items"][:OLD]] == ["pruned"] * OLD
+        assert listed["items"][OLD]["type"] != "pruned"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class LogEntryOut(BaseModel):
@@ -47,3 +47,8 @@ class DashboardOut(BaseModel):
     refusals: dict[str, int]
     quota: list[dict[str, Any]]
     integrity: IntegrityOut
+    pruned: int = Field(
+        0,
+        description="entries of the window pruned by retention (exchange_log_days): their "
+        "events are deleted and counted nowhere else",
+    )
