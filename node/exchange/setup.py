@@ -440,14 +440,15 @@ def apply_retention(exchange: Exchange) -> retention.RetentionReport | None:
     every round until it is gone). Its log line gives counts, never contents."""
     if exchange.retention_days is None:
         return None
+    exchange.pruned_at = time.monotonic()  # a run that fails is retried in an hour
     report = retention.prune(
         exchange.log,
         exchange.log.engine,
         exchange.retention_days,
         max_batches=retention.ROUND_BATCHES,
     )
-    # A backlog left: the next round goes on with it; else an hour from now.
-    exchange.pruned_at = time.monotonic() if report.complete else float("-inf")
+    if not report.complete:  # a backlog left: the next round goes on with it
+        exchange.pruned_at = float("-inf")
     if report.entries_pruned or report.audit_events_deleted:
         logger.info(
             "retention: %d exchange log entries pruned (below index %d), %d sent queries and "

@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -27,7 +29,9 @@ from certs.merkle import verify_consistency, verify_inclusion
 from certs.translog import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_PRUNED,
+    Entry,
     ExportFormatError,
+    SigningKey,
     TamperedError,
     TransparencyLog,
     audit_store,
@@ -236,3 +240,62 @@ def test_an_altered_leaf_hash_of_a_pruned_entry_is_tampering(
         audit_store(log)
     assert info.value.reason in ("tree_mismatch", "checkpoint_mismatch")
     assert info.value.index is not None and info.value.index <= 4
+
+
+def test_pruning_while_others_append_keeps_the_tree_whole(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    """A pruning locks the head row as appends do: batches of one interleave with appenders
+    and the audit passes, each log_pruned event recording the boundary it set."""
+    horizon = _grow(log, clock)
+    errors: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            for i in range(20):
+                log.append(event(1000 + i))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    appenders = [threading.Thread(target=append) for _ in range(3)]
+    for thread in appenders:
+        thread.start()
+    pruned = 0
+    while (result := log.prune(horizon, limit=1)).pruned:
+        pruned += result.pruned
+    for thread in appenders:
+        thread.join()
+    assert not errors and pruned == OLD and log.pruned_size() == OLD
+    assert log.size() == OLD + NEW + 60 + OLD  # one log_pruned event a batch
+    log.issue_checkpoint()
+    report = audit_store(log)
+    assert (report.entries_pruned, report.tree_size) == (OLD, log.size())
+
+
+def test_a_pruning_while_the_store_is_audited_is_no_alarm(
+    engine: Engine, log_key: SigningKey, clock: Clock
+) -> None:
+    """The audit reads the head, then the entries in chunks: a pruning between (it moves the
+    boundary past entries the audit reads next, and logs its event beyond the tree audited)
+    raises no false alarm."""
+
+    class PrunedMidway(TransparencyLog):
+        horizon: datetime | None = None
+
+        def entries(self, start: int = 0, end: int | None = None) -> Iterator[Entry]:
+            for entry in super().entries(start, end):
+                if self.horizon is not None and entry.index == 1:
+                    self.prune(self.horizon)  # entries 1.. lose their bytes meanwhile
+                    self.horizon = None
+                    entry = next(super().entries(entry.index, entry.index + 1))
+                yield entry
+
+    log = PrunedMidway.open(engine, log_key, clock=clock)
+    horizon = _grow(log, clock)
+    log.prune(horizon, limit=1)
+    log.horizon = horizon
+    report = audit_store(log)
+    # Entry 0 was pruned before, entry 1 read after the pruning; the rest of its chunk was
+    # read before, with their bytes (and checked by them).
+    assert report.entries_pruned == 2 and log.horizon is None
+    assert audit_store(log).entries_pruned == OLD

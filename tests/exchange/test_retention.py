@@ -22,6 +22,7 @@ from certs.translog import audit_store, decode_event
 from certs.translog import schema as log_schema
 from matcher.fingerprint import iso19794_2
 from matcher.synthetic import synthetic_templates
+from node.audit import retention
 from node.db.models import AuditEvent
 from node.exchange.setup import housekeeping_round
 from node.repositories.audit import AuditRepository
@@ -116,3 +117,26 @@ def test_housekeeping_prunes_the_old_log_audit_trail_and_history(
     lines = [r.getMessage() for r in caplog.records if "retention" in r.getMessage()]
     assert len(lines) == 1 and f"{aged} exchange log entries pruned" in lines[0]
     assert old_query not in lines[0] and "old-case" not in lines[0]
+
+
+def test_housekeeping_prunes_a_backlog_a_bounded_batch_a_round(
+    nodes: dict[str, ServiceNode],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    th = nodes["TH"]
+    log = th.exchange.log
+    _send(th, "backlog")
+    start, aged = log.pruned_size(), log.size()
+    _age(th, aged, DAYS + 1)
+    monkeypatch.setattr(retention, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(retention, "ROUND_BATCHES", 1)
+    th.exchange.pruned_at = float("-inf")
+    with caplog.at_level(logging.INFO, logger="node.exchange.setup"):
+        anyio.run(housekeeping_round, th.exchange, 300.0)
+        assert log.pruned_size() == start + 2
+        lines = [r.getMessage() for r in caplog.records if "retention" in r.getMessage()]
+        assert "2 exchange log entries pruned" in lines[-1] and "more next round" in lines[-1]
+        anyio.run(housekeeping_round, th.exchange, 300.0)  # the next round goes on at once
+        assert log.pruned_size() == start + 4
+    audit_store(log)
