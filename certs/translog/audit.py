@@ -94,8 +94,8 @@ def audit_store(
                 TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
             )
         if entry.pruned:
-            if entry.index >= boundary:  # a prune may have moved it while this audit ran
-                boundary = max(boundary, log.pruned_size())
+            if entry.index >= boundary and erased is None:  # a prune may have moved it
+                boundary = max(boundary, log.pruned_size())  # while this audit ran
             if entry.index < boundary:
                 pruned += 1
             elif erased is None:
