@@ -420,8 +420,9 @@ def verify_cmd(
     if json:
         print_json(doc)
         return
+    pruned = f" ({report.entries_pruned} pruned: leaf hash only)" if report.entries_pruned else ""
     typer.echo(
-        f"OK {report.origin}: {report.entries_verified} entries "
+        f"OK {report.origin}: {report.entries_verified} entries{pruned} "
         f"[{report.start}, {report.end}), {report.checkpoints_verified} checkpoints, "
         f"{doc['proofs_checked']} proofs checked, tree size {report.tree_size}"
     )

@@ -95,6 +95,8 @@ def test_prune_then_audit_export_and_verify(bdx: Bdx, node: Node, tmp_path: Path
     )
     assert code == 0, err
     assert json.loads(out)["entries_pruned"] == OLD
+    code, out, _ = bdx("audit", "verify", str(export), "--log-key", node.vkey, key=False)
+    assert code == 0 and f"({OLD} pruned: leaf hash only)" in out
     csv = tmp_path / "export.csv"
     assert bdx("audit", "export", "--format", "csv", "--out", str(csv))[0] == 0
     rows = csv.read_text().splitlines()
