@@ -18,7 +18,7 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -396,6 +396,21 @@ class CosignatureOut(BaseModel):
     key_id: str
     timestamp: int
     signature: str
+
+
+#: Where the peer routes' own OpenAPI schema is served in the app; the peer listener answers
+#: its ``GET /openapi.json`` from here (:class:`node.exchange.serving.PeerRoutesOnly`), so it
+#: passes the app's middleware (security headers, access log) and the certificate checks
+#: every peer route makes (trust list, CRL).
+SCHEMA_PATH = "/openapi.json"
+
+
+@router.get(SCHEMA_PATH, include_in_schema=False)
+async def peer_schema(request: Request, country: PeerCountry) -> dict[str, Any]:
+    """The OpenAPI schema of the peer routes (a member's certificate only)."""
+    from node.api.app import port_schema  # here: node.api.app includes this router
+
+    return port_schema(request.app, peer=True)
 
 
 @router.get(_WITNESS + "/latest", response_model=WitnessHead)

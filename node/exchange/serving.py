@@ -27,15 +27,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from certs.pki.asgi import PeerCertH11Protocol
 from certs.pki.credentials import NodeCredentials
-from node.api.app import port_schema
 from node.api.errors import error_response
 from node.exchange.admission import NODE_STOPPING, PeerWork
 from node.exchange.responder import Responder
+from node.exchange.router import SCHEMA_PATH as PEER_SCHEMA_PATH
 from node.exchange.router import router as peer_router
 from node.settings import Settings
 
@@ -94,7 +93,10 @@ class _PeerConfig(uvicorn.Config):
 class PeerRoutesOnly:
     """The peer listener's ASGI app: ``app`` for paths under the peer routes' prefix, and its
     own OpenAPI schema at ``/openapi.json`` (the peer routes only:
-    :func:`node.api.app.port_schema`); 404 for any other path (the API's routes and docs)."""
+    :func:`node.api.app.port_schema`), the app's peer route
+    :data:`node.exchange.router.SCHEMA_PATH` under the prefix, so it passes the same
+    middleware and certificate checks as the others; 404 for any other path (the API's
+    routes and docs)."""
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
@@ -102,8 +104,10 @@ class PeerRoutesOnly:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == SCHEMA_PATH and scope["method"] == "GET":
-            await JSONResponse(port_schema(self.app, peer=True))(scope, receive, send)
-            return
+            # The peer routes' own schema route: the app's middleware and the certificate
+            # checks of every peer route (a revoked or untrusted member is refused it).
+            path = peer_router.prefix + PEER_SCHEMA_PATH
+            scope = {**scope, "path": path, "raw_path": path.encode("ascii")}
         if scope["type"] == "http" and not scope["path"].startswith(self.prefix):
             detail = "not a peer route; the node's API listens on its own port"
             await error_response(404, "not_found", detail)(scope, receive, send)

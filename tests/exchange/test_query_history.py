@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ import httpx
 import pytest
 
 from certs.pki.bootstrap import build_region, write_region
+from certs.pki.revocation import crl_pem
 from certs.pki.tls import client_context
 from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
@@ -807,5 +810,48 @@ def test_each_port_lists_the_routes_it_serves(nodes: Setup) -> None:
         # every path listed answers there (not the 404 of a route the port does not serve)
         assert client.get(th.peer_url + "/peer/v1/queries/x").json()["error"] != "not_found"
         assert client.get(th.peer_url + "/users").status_code == 404
-    served = {str(getattr(r, "path", "")) for r in peer_routes.routes}
+    served = {
+        str(getattr(r, "path", ""))
+        for r in peer_routes.routes
+        if getattr(r, "include_in_schema", True)
+    }
     assert peer_paths == served and not served & api_paths
+
+
+def test_the_peer_ports_schema_is_a_peer_route(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The peer port's GET /openapi.json passes the peer routes' certificate checks (a
+    revoked member is refused it, 403 revoked, as /peer/v1/witness/latest), gets the
+    security headers and is access-logged."""
+    root = tmp_path / "region"
+    root.mkdir()
+    region = build_region(("TH", "MY"))
+    write_region(region, root)
+    with serving(tmp_path / "n", root, ("TH", "MY")) as served:
+        th = served["TH"]
+        folder = root / "nodes" / "my"
+        tls = client_context(folder / "tls.pem", folder / "tls.key", root / "root.pem")
+        with httpx.Client(verify=tls, timeout=30) as client:
+            with caplog.at_level(logging.INFO, logger="bdx.access"):
+                ok = client.get(th.peer_url + "/openapi.json")
+                # logged as the response ends, in the server's thread
+                deadline = time.monotonic() + SHORT_WAIT_S
+                while not access_lines(caplog) and time.monotonic() < deadline:
+                    time.sleep(SHORT_WAIT_S / 100)
+            assert ok.status_code == 200 and "/peer/v1/queries" in ok.json()["paths"]
+            assert ok.headers["X-Content-Type-Options"] == "nosniff"
+            assert access_lines(caplog), caplog.records
+            assert access_lines(caplog)[0].startswith("GET /peer/v1/openapi.json 200")
+            region.ca.revoke(region.nodes["MY"].tls_cert)
+            (root / "crl.pem").write_bytes(crl_pem(region.ca.crl()))
+            th.exchange.credentials.reload()
+            for path in ("/peer/v1/witness/latest", "/openapi.json"):
+                refused = client.get(th.peer_url + path)
+                assert refused.status_code == 403, (path, refused.text)
+                assert refused.json()["error"] == "revoked"
+                assert refused.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "bdx.access"]
