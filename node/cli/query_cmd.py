@@ -3,16 +3,16 @@
 The command posts to ``POST /queries`` of the local node with an officer's API token (see
 :mod:`node.cli._client` for ``--url``, ``--token`` and ``--ca-file``); the node applies its
 outbound policy, signs and sends the queries over mutual TLS and logs them, so the officer's
-machine needs no node keys. Exit status: 0 when
-every peer answered (hit, no-hit or a peer's signed refusal), 6 when some peer did not (down,
-timed out, bad reply), else 2 when some ``--to`` country is no peer of this node (a
-well-formed code, ``ZZ`` or ``FR``, that its settings or rules hold no peer for: the node
-answers ``refused_locally``/``unknown_peer``, and the command says so in one line, an option
-value refused), else 5 when this node's outbound rules refused to ask some peer (a purpose or
-modality its rules do not allow for it), or its own trust list or CRL is stale or its own
-certificate expired (``own_stale_crl``...): the results printed are then partial. A ``--to``
-value that is no country code at all (``Z9``, ``ZZZ``, ``QA1``) is refused before the node is
-asked (exit 2, click's usage block, as for any option).
+machine needs no node keys. Exit status: 0 when every peer answered (hit, no-hit or a peer's
+signed refusal), 6 when some peer did not (down, timed out, bad reply), else 5 when this
+node's outbound rules refused to ask some peer (a purpose or modality its rules do not allow
+for it), or its own trust list or CRL is stale or its own certificate expired
+(``own_stale_crl``...): the results printed are then partial. A ``--to`` country that is no
+peer of this node (a well-formed code, ``ZZ`` or ``FR``, its settings or rules hold no peer
+for) makes the node refuse the whole query, asking nobody (422 ``unknown_peer``, whatever its
+own PKI documents say): exit 2 in one line, an option value refused. A ``--to`` value that is
+no country code at all (``Z9``, ``ZZZ``, ``QA1``) is refused before the node is asked (exit 2,
+click's usage block, as for any option).
 
 ``bdx queries list|show|poll`` read back the queries sent (``GET /queries``,
 ``GET /queries/{id}``) and fetch the reply a peer kept for a query the node stopped waiting
@@ -243,7 +243,15 @@ def query(
     )
     with client:
         body = _body(files, finger or [], to, purpose, modality, image, case_ref)
-        result = client.call("POST", "/queries", json=body, what="the query")
+        try:
+            result = client.call("POST", "/queries", json=body, what="the query")
+        except NodeRequestError as exc:
+            if exc.reason == UNKNOWN_PEER:  # the node asked nobody (422): an option refused
+                said = str(exc).removeprefix("the node refused the query: ")
+                raise QueryFailedError(
+                    f"--to: {said}", reason=UNKNOWN_PEER, exit_code=EXIT_USAGE
+                ) from None
+            raise
     if json_out:
         typer.echo(json.dumps(result, indent=2))
     else:
@@ -254,14 +262,6 @@ def query(
         if failed:
             raise PeerError(f"no answer from {', '.join(failed)}", reason="partial_results")
         local = [r for r in results if r["status"] == "refused_locally"]
-        unknown = [str(r["peer"]) for r in local if r["reason"] == UNKNOWN_PEER]
-        if unknown:
-            raise QueryFailedError(
-                f"--to: no peer of this node is {' or '.join(unknown)} (its settings or rules "
-                "hold no such peer): not asked; the attempt is in bdx queries list",
-                reason=UNKNOWN_PEER,
-                exit_code=EXIT_USAGE,
-            )
         refused = [f"{r['peer']} ({r['reason']})" for r in local]
         own = sorted({str(r["reason"]) for r in local if str(r["reason"]).startswith("own_")})
         why = (

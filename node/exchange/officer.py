@@ -12,14 +12,23 @@ the policy allows is refused here with a reason naming this node (``own_stale_cr
 the decision logged says why; the peer is not at fault. A refused peer's decision is logged
 with a query id of its own (``query_id``, answered with the result), as the requester logs a
 query it sends: the officers' query history lists the attempt (``refused_locally``, its
-reason; :mod:`node.services.queries`), though nothing left the node.
+reason; :mod:`node.services.queries`), though nothing left the node. A refusal's ``detail``
+is the sentence of the check its decision failed (:func:`failed_check`), in the result and in
+the history alike.
+
+A request naming a country that is no configured peer of this node (no outbound rule, or no
+address in the settings: ``unknown_peer``) is refused as a whole, before anything else is
+decided and before the node's own PKI documents are looked at (a request error, whatever the
+node's state): :class:`UnknownPeerError` (422) names those countries, their decisions are
+logged with query ids (the history lists each attempt, ``refused_locally``/``unknown_peer``),
+and no peer of the request is asked, so no quota is charged and nothing leaves the node.
 """
 
 from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +45,8 @@ from node.exchange.messages import MAX_TEMPLATE_BYTES, MIN_TEMPLATE_BYTES, Templ
 from node.exchange.pki_watch import explain
 from node.exchange.requester import Peer, PeerResult, Requester
 from node.exchange.search import decode_fingerprints
-from policy.decision import Check, PolicyEngine, Refusal
+from node.service_errors import InvalidRequestError
+from policy.decision import Check, Decision, PolicyEngine, Refusal
 
 ISO_FORMAT = "iso19794-2:2005"
 ISO_VERSION = 20
@@ -132,6 +142,26 @@ class OfficerResult:
         return {**self.sent.summary(), "reply_jws": self.sent.token, "pollable": pollable}
 
 
+class UnknownPeerError(InvalidRequestError):
+    """A request names countries that are no configured peer of this node: nobody is asked
+    (HTTP 422 ``unknown_peer``)."""
+
+    default_reason = Refusal.UNKNOWN_PEER.value
+
+
+def failed_check(record: Mapping[str, Any]) -> str | None:
+    """The sentence of the first check a logged policy decision (``record``, as
+    :meth:`~policy.decision.Decision.to_record` makes it) failed: a refused attempt's
+    ``detail``, in the ``POST /queries`` result and in the history alike (no probe data: the
+    rules' words about the peer, purpose or modality, or this node's own documents)."""
+    checks = record.get("checks")
+    for check in checks if isinstance(checks, list) else []:
+        if isinstance(check, Mapping) and check.get("passed") is False:
+            detail = check.get("detail")
+            return detail if isinstance(detail, str) else None
+    return None
+
+
 async def query_peers(
     requester: Requester,
     policy: PolicyEngine,
@@ -145,11 +175,10 @@ async def query_peers(
     officer: str | None = None,
     local: Notice | None = None,
 ) -> list[OfficerResult]:
-    """Decide outbound per peer, query the allowed ones concurrently (see module docstring)."""
-    refused: dict[str, str] = {}
-    details: dict[str, str] = {}
-    ids: dict[str, str] = {}
-    records = []
+    """Decide outbound per peer, query the allowed ones concurrently (see module docstring).
+    Raises :class:`UnknownPeerError` when some of ``peers`` is no configured peer (nothing
+    sent)."""
+    decisions: dict[str, Decision] = {}
     for cc in peers:
         decision = policy.decide_outbound(cc, purpose, modality, datetime.now(UTC))
         if decision.allowed and cc not in known:
@@ -160,19 +189,21 @@ async def query_peers(
                 Refusal.UNKNOWN_PEER,
             )
             decision = decision.with_check(where)
-        if decision.allowed and local is not None:  # this node's documents, not the policy
-            decision = decision.with_check(Check("credentials", False, local.message))
-            refused[cc], details[cc] = local.code, explain(local)
-        record = {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
-        if not decision.allowed and cc not in refused:
-            refused[cc] = decision.refusal.value if decision.refusal else "policy"
-        if cc in refused:  # an attempt the history lists (module docstring), with its reason
-            record["refusal"] = refused[cc]
-            ids[cc] = record["query_id"] = str(uuid.uuid4())
-        records.append({**record, "officer": officer})
-    # Off the event loop: the append waits for the log's lock (SQLite's busy wait, PostgreSQL's
-    # row lock), and the loop serves the API and the peer listener meanwhile.
-    await anyio.to_thread.run_sync(requester.log.record_many, records)
+        decisions[cc] = decision
+    unknown = [cc for cc, d in decisions.items() if d.refusal is Refusal.UNKNOWN_PEER]
+    if unknown:  # the request is refused as a whole: only these attempts are logged
+        await _log(requester, [decisions[cc] for cc in unknown], case_ref, officer)
+        raise UnknownPeerError(
+            f"no peer of this node is {' or '.join(unknown)} (its settings or rules hold no "
+            "such peer): nobody was asked; the attempt is in the query history"
+        )
+    codes: dict[str, str] = {}  # the peers refused for this node's documents, not the policy
+    if local is not None:
+        own = Check("credentials", False, explain(local))
+        for cc in [cc for cc, d in decisions.items() if d.allowed]:
+            decisions[cc], codes[cc] = decisions[cc].with_check(own), local.code
+    refused = {cc for cc, d in decisions.items() if not d.allowed}
+    logged = await _log(requester, list(decisions.values()), case_ref, officer, codes)
     to_send = [known[cc] for cc in peers if cc not in refused]
     sent: dict[str, PeerResult] = {}
     if to_send:
@@ -181,8 +212,38 @@ async def query_peers(
         )
         sent = {r.country: r for r in results}
     return [
-        OfficerResult(cc, refusal=refused[cc], detail=details.get(cc), query_id=ids[cc])
+        OfficerResult(
+            cc,
+            refusal=logged[cc]["refusal"],
+            detail=failed_check(logged[cc]),
+            query_id=logged[cc]["query_id"],
+        )
         if cc in refused
         else OfficerResult(cc, sent[cc])
         for cc in peers
     ]
+
+
+async def _log(
+    requester: Requester,
+    decisions: Sequence[Decision],
+    case_ref: str | None,
+    officer: str | None,
+    codes: Mapping[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Log ``decisions`` on the exchange log, a refused one (an attempt the history lists,
+    module docstring) with a query id of its own and its reason (``codes``' where given: this
+    node's own documents); the records, by peer."""
+    records: dict[str, dict[str, Any]] = {}
+    for decision in decisions:
+        record = {**decision.to_record(), "node": requester.country, "case_ref": case_ref}
+        if not decision.allowed:
+            record["refusal"] = (codes or {}).get(decision.peer) or (
+                decision.refusal.value if decision.refusal else "policy"
+            )
+            record["query_id"] = str(uuid.uuid4())
+        records[decision.peer] = {**record, "officer": officer}
+    # Off the event loop: the append waits for the log's lock (SQLite's busy wait, PostgreSQL's
+    # row lock), and the loop serves the API and the peer listener meanwhile.
+    await anyio.to_thread.run_sync(requester.log.record_many, list(records.values()))
+    return records

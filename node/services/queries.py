@@ -35,7 +35,8 @@ Queries this node's outbound rules refused (``refused_locally``: a purpose or mo
 rules forbid for that peer, a peer it has no rule or address for, its own trust list, CRL or
 certificate unusable) never left it: the officer side logs each as its policy decision, with
 a query id of its own (:mod:`node.exchange.officer`), and they are listed here as well, with
-status ``refused_locally``, the refusal's reason code and the failed check's sentence; they
+status ``refused_locally``, the refusal's reason code and the failed check's sentence (the
+``detail`` the ``POST /queries`` result gave, :func:`node.exchange.officer.failed_check`); they
 have no result, and nothing to poll (409 ``not_timed_out``).
 """
 
@@ -59,6 +60,7 @@ from node.audit.query import (
 from node.db.models import Role
 from node.errors import NotFoundError
 from node.exchange import params
+from node.exchange.officer import failed_check
 from node.exchange.requester import POLLABLE, Peer, status_url_of
 from node.exchange.setup import Exchange
 from node.repositories.audit import AuditRepository
@@ -154,7 +156,7 @@ class SentQuery:
             officer=_text(e, "officer"),
             sent_at=_time(e, item),
             refusal=(_text(e, "refusal") or "policy") if refused else None,
-            refusal_detail=_failed_check(e) if refused else None,
+            refusal_detail=failed_check(e) if refused else None,
         )
 
     @property
@@ -363,16 +365,6 @@ def _assemble(items: Iterable[LoggedEvent]) -> list[SentQuery]:
         elif item.type == REPLY_EVENT and qid in sent:
             sent[qid].replies.append(LoggedReply.of(item))
     return list(sent.values())
-
-
-def _failed_check(event: dict[str, Any]) -> str | None:
-    """The sentence of the first check a logged policy decision failed (no probe data: the
-    rules' words about the peer, purpose or modality, or this node's own documents)."""
-    checks = event.get("checks")
-    for check in checks if isinstance(checks, list) else []:
-        if isinstance(check, dict) and check.get("passed") is False:
-            return _text(check, "detail")
-    return None
 
 
 def _text(event: dict[str, Any], key: str) -> str | None:

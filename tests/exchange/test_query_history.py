@@ -19,13 +19,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from certs.pki import params as pki_params
 from certs.pki.bootstrap import build_region, write_region
 from certs.pki.revocation import crl_pem
 from certs.pki.tls import client_context
@@ -40,7 +41,9 @@ from node.exchange.requester import QUERY_PATH, Peer
 from node.exchange.router import router as peer_routes
 from node.services.queries import LIST_ACTION, POLL_ACTION, SHOW_ACTION
 from node.services.users import UserService
-from tests.exchange.service_support import ServiceNode, serving
+from tests.exchange.service_support import ServiceNode, dated_region, serving
+from tests.exchange.test_own_pki import FINGERS as PKI_FINGERS
+from tests.exchange.test_own_pki import bdx_query, running
 
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 FINGERS = 5
@@ -105,6 +108,21 @@ def send(
     purpose: str = "asylum",
 ) -> dict[str, dict[str, Any]]:
     """``user``'s query to ``to`` through TH's API: each peer's result."""
+    r = post_query(nodes, to, probe, case_ref=case_ref, user=user, purpose=purpose)
+    assert r.status_code == 200, r.text
+    return {p["peer"]: p for p in r.json()["results"]}
+
+
+def post_query(
+    nodes: Setup,
+    to: list[str],
+    probe: FingerprintTemplate,
+    *,
+    case_ref: str,
+    user: str = "officer",
+    purpose: str = "asylum",
+) -> httpx.Response:
+    """``user``'s ``POST /queries`` to ``to`` through TH's API, as answered."""
     body = {
         "peers": to,
         "purpose": purpose,
@@ -114,11 +132,9 @@ def send(
         ],
         "case_ref": case_ref,
     }
-    r = httpx.post(
+    return httpx.post(
         nodes.th.api_url + "/queries", json=body, headers=nodes.headers(user), timeout=60
     )
-    assert r.status_code == 200, r.text
-    return {p["peer"]: p for p in r.json()["results"]}
 
 
 def get(nodes: Setup, path: str, user: str, **query: Any) -> httpx.Response:
@@ -713,15 +729,14 @@ def test_a_query_refused_here_is_in_the_history(
     country they name no peer for) never left the node, and the officers' history lists it
     all the same: refused_locally, its reason, the rule's words, no result and no probe
     data; an auditor reads it too, and there is nothing to poll."""
-    results = send(nodes, ["ID", "ZZ"], fingers[2][1], case_ref="refused-1", purpose="tourism")
-    assert {p: r["status"] for p, r in results.items()} == {
-        "ID": "refused_locally",
-        "ZZ": "refused_locally",
-    }
-    ids = {p: r["query_id"] for p, r in results.items()}
-    assert all(ids.values())
+    results = send(nodes, ["ID"], fingers[2][1], case_ref="refused-1", purpose="tourism")
+    assert results["ID"]["status"] == "refused_locally"
+    unknown = post_query(nodes, ["ZZ"], fingers[2][1], case_ref="refused-1", purpose="tourism")
+    assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_peer"
     items = {q["peer"]: q for q in listed(nodes, case_ref="refused-1")}
-    assert {p: q["query_id"] for p, q in items.items()} == ids
+    ids = {p: q["query_id"] for p, q in items.items()}
+    assert set(ids) == {"ID", "ZZ"} and all(ids.values())
+    assert ids["ID"] == results["ID"]["query_id"]
     assert {p: q["reason"] for p, q in items.items()} == {
         "ID": results["ID"]["reason"],
         "ZZ": "unknown_peer",
@@ -731,6 +746,8 @@ def test_a_query_refused_here_is_in_the_history(
         assert q["officer"] == "user:officer" and q["detail"]
         assert q["outcome"] is None and q["replied_at"] is None and not q["pollable"]
     assert "tourism" in items["ID"]["detail"]
+    # the result's detail is the history's: one sentence, the rule's
+    assert results["ID"]["detail"] == items["ID"]["detail"]
     audited_ids = {q["query_id"] for q in listed(nodes, "auditor", case_ref="refused-1")}
     assert audited_ids == set(ids.values())
     shown = get(nodes, f"/queries/{ids['ID']}", "officer")
@@ -767,7 +784,8 @@ def test_bdx_query_to_a_country_that_is_no_peer(
     nodes: Setup, fingers: list[list[FingerprintTemplate]], tmp_path: Path
 ) -> None:
     """``--to`` a well-formed code this node has no peer for (ZZ, FR) is an option value
-    refused: exit 2, in one line naming them (the node tried, and lists the attempt); a
+    refused: exit 2, in one line naming them (the node refused the whole query, asked
+    nobody, and lists the attempt); a
     value that is no country code at all is refused before the node is asked (exit 2, the
     usage block); a purpose the rules refuse for a real peer is a refusal (exit 5)."""
     probe = fingers[3][1]
@@ -778,6 +796,7 @@ def test_bdx_query_to_a_country_that_is_no_peer(
         assert line.startswith("bdx: error: --to: ") and line.endswith("[unknown_peer]")
         assert "ZZ" in line or "FR" in line
         assert "ID" not in line.split("[")[0].split(":", 2)[2]
+        assert "nobody was asked" in line and out.stdout == ""  # no results: none asked
     out = query_cli(nodes, tmp_path, probe, "--to", "ZZ", "--purpose", "asylum", "--case-ref", "zz")
     assert out.returncode == 2 and "[unknown_peer]" in out.stderr
     assert [q["reason"] for q in listed(nodes, case_ref="zz")] == ["unknown_peer"]
@@ -816,6 +835,94 @@ def test_each_port_lists_the_routes_it_serves(nodes: Setup) -> None:
         if getattr(r, "include_in_schema", True)
     }
     assert peer_paths == served and not served & api_paths
+
+
+def quota_used(node: ServiceNode, peer: str) -> list[int]:
+    """What ``node``'s quotas for ``peer``'s queries have granted today, by modality."""
+    return [q.used for q in node.exchange.policy.quota_standings()[2] if q.peer == peer]
+
+
+def test_a_query_naming_a_country_that_is_no_peer_asks_nobody(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """A query to ZZ (no peer of TH's) and ID is refused as a whole (422 unknown_peer, naming
+    ZZ only): ID is not asked (nothing on its exchange log, its quota not charged, no
+    query_sent at TH), and the history lists the refused attempt to ZZ, as refused_locally."""
+    probe = fingers[4][1]
+    seen, used = len(list(nodes.id.exchange.log.entries())), quota_used(nodes.id, "TH")
+    r = post_query(nodes, ["ZZ", "ID"], probe, case_ref="mixed-1")
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "unknown_peer"
+    assert "ZZ" in r.json()["detail"] and "ID" not in r.json()["detail"]
+    assert len(list(nodes.id.exchange.log.entries())) == seen
+    assert quota_used(nodes.id, "TH") == used
+    events = [json.loads(e.data) for e in nodes.th.exchange.log.entries()]
+    mine = [e for e in events if e.get("case_ref") == "mixed-1"]
+    assert [(e["type"], e["peer"]) for e in mine] == [("policy_decision", "ZZ")]
+    (item,) = listed(nodes, case_ref="mixed-1")
+    assert item["peer"] == "ZZ" and item["status"] == "refused_locally"
+    assert item["reason"] == "unknown_peer" and "ZZ" in item["detail"]
+    assert item["query_id"] == mine[0]["query_id"]
+    # ID alone is asked (the checks above can see it)
+    assert send(nodes, ["ID"], probe, case_ref="mixed-2")["ID"]["status"] == "answered"
+    assert len(list(nodes.id.exchange.log.entries())) > seen
+    assert quota_used(nodes.id, "TH") != used
+
+
+def test_bdx_query_to_an_unknown_and_a_real_peer_exits_2_having_asked_nobody(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], tmp_path: Path
+) -> None:
+    """``bdx query --to ZZ,ID``: exit 2 means nothing was sent: ID, which would have answered
+    a hit, is not asked; the refused attempt is in bdx queries list."""
+    seen = len(list(nodes.id.exchange.log.entries()))
+    out = query_cli(
+        nodes, tmp_path, fingers[1][1], "--to", "ZZ,ID", "--purpose", "asylum", "--case-ref", "mx"
+    )
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    (line,) = out.stderr.splitlines()
+    assert line.startswith("bdx: error: --to: no peer of this node is ZZ")
+    assert line.endswith("[unknown_peer]") and out.stdout == ""
+    assert len(list(nodes.id.exchange.log.entries())) == seen
+    assert [(q["peer"], q["reason"]) for q in listed(nodes, case_ref="mx")] == [
+        ("ZZ", "unknown_peer")
+    ]
+    shown = bdx(nodes, "officer", "list", "--case-ref", "mx")
+    assert shown.returncode == 0 and "refused_locally" in shown.stdout, shown.stderr
+
+
+def test_an_unknown_peer_is_told_before_this_nodes_own_pki_refusal(tmp_path: Path) -> None:
+    """With this node's own CRL stale, ``--to ZZ,ID`` is still the request error (exit 2,
+    unknown_peer, nobody asked) and ``--to ID`` the node's refusal (exit 5, own_stale_crl);
+    the refusal's detail is the same in the POST /queries result and in the history."""
+    issued = datetime.now(UTC) - pki_params.CRL_VALIDITY - pki_params.DEFAULT_GRACE
+    with running(dated_region(("TH", "ID"), crl_issued=issued - timedelta(days=1)), tmp_path) as n:
+        th = n["TH"]
+        code, err = bdx_query(th, "ZZ,ID", tmp_path)
+        assert code == 2 and err.rstrip().endswith("[unknown_peer]"), err
+        code, err = bdx_query(th, "ID", tmp_path)
+        assert code == 5 and "own_stale_crl" in err, err
+        headers = {"Authorization": f"Bearer {th.token}"}
+        body = {
+            "peers": ["ID"],
+            "purpose": "border_control",
+            "modality": "fingerprint",
+            "templates": [
+                {
+                    "data": base64.b64encode(iso19794_2.encode(PKI_FINGERS[0][1])).decode(),
+                    "finger_position": 1,
+                }
+            ],
+            "case_ref": "pki-1",
+        }
+        r = httpx.post(th.api_url + "/queries", json=body, headers=headers, timeout=30)
+        assert r.status_code == 200, r.text
+        (result,) = r.json()["results"]
+        assert result["reason"] == "own_stale_crl" and result["detail"]
+        history = httpx.get(
+            th.api_url + "/queries", params={"case_ref": "pki-1"}, headers=headers, timeout=30
+        )
+        (item,) = history.json()["items"]
+        assert (item["reason"], item["detail"]) == (result["reason"], result["detail"])
 
 
 def test_the_peer_ports_schema_is_a_peer_route(

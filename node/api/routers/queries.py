@@ -1,6 +1,8 @@
 """``POST /queries``: an officer's hit/no-hit query to peer nodes (see
 :mod:`node.exchange.officer`). Answers 200 with one result per peer, partial results marked
-(``complete`` false); 503 when this node has no exchange configured.
+(``complete`` false; a peer refused here has its reason and the failed check's sentence,
+as the history gives them); 422 ``unknown_peer``, nobody asked, when some country is no
+configured peer of this node; 503 when this node has no exchange configured.
 
 ``GET /queries`` and ``GET /queries/{query_id}``: the queries sent, read back from the exchange
 log (an officer's own; every officer's for admins and auditors, recorded in the audit trail);
@@ -69,7 +71,19 @@ def _exchange(request: Request) -> Exchange:
     return exchange
 
 
-@router.post("/queries")
+@router.post(
+    "/queries",
+    responses={
+        422: {
+            "model": ErrorBody,
+            "description": ERROR_STATUSES[422] + "; unknown_peer: some country asked is no "
+            "configured peer of this node (no outbound rule or no address; the detail names "
+            "them). The request is refused as a whole, before this node's own PKI documents "
+            "are looked at: no peer of it is asked, and each unknown country's attempt is in "
+            "the history (refused_locally, unknown_peer)",
+        }
+    },
+)
 async def send_query(body: QueryIn, officer: OfficerUser, request: Request) -> QueryOut:
     exchange = _exchange(request)
     use_images = bool(body.images)
