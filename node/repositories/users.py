@@ -62,16 +62,18 @@ class UserRepository:
         self.session.flush()
         return user
 
-    def token(self, token_id: str, *, lock: bool = False) -> ApiToken | None:
+    def token(self, token_id: str, *, lock: bool = False, fresh: bool = False) -> ApiToken | None:
         """The token ``token_id`` with its user; with ``lock`` read afresh and its row locked
         until the transaction ends (PostgreSQL; on SQLite the caller holds the database's
-        write lock)."""
+        write lock); with ``fresh`` read afresh without a lock of its own."""
         # The user comes in the same query: authentication is on every request's path.
         query = (
             select(ApiToken).options(joinedload(ApiToken.user)).where(ApiToken.token_id == token_id)
         )
         if lock:
             query = query.with_for_update(of=ApiToken).execution_options(populate_existing=True)
+        elif fresh:
+            query = query.execution_options(populate_existing=True)
         return self.session.scalars(query).one_or_none()
 
     def tokens_of(self, user: User) -> Sequence[ApiToken]:

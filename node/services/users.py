@@ -63,11 +63,14 @@ def user_name_problem(name: str) -> str | None:
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller of a request."""
+    """The authenticated caller of a request, and the public id of the token it
+    authenticated with (a change of users and tokens checks again, under the admins' lock, that
+    this token is still live: :meth:`UserService._admins_locked`)."""
 
     user_id: int
     name: str
     role: Role
+    token_id: str
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,15 @@ class UserService:
     def tokens_of(self, user: User) -> Sequence[ApiToken]:
         return self.users.tokens_of(user)
 
-    def add_user(self, name: str, role: Role, *, actor: str, caller: int | None = None) -> User:
+    def add_user(
+        self,
+        name: str,
+        role: Role,
+        *,
+        actor: str,
+        caller: int | None = None,
+        caller_token: str | None = None,
+    ) -> User:
         """Add an active user. ``caller`` (the API) as for :meth:`_admins_locked`: a request
         whose admin was demoted or disabled while it ran adds nobody. Without one (``bdx users
         add`` on the node's machine) no lock is taken: a name added by another transaction
@@ -147,7 +158,7 @@ class UserService:
         if problem is not None:
             raise InvalidRequestError(problem, reason="bad_user_name")
         if caller is not None:
-            self._admins_locked(caller)
+            self._admins_locked(caller, caller_token)
         if self.users.by_name(name) is not None:
             self.session.rollback()  # the lock, if taken, at once
             raise ConflictError(f"user {name!r} already exists", reason="user_exists")
@@ -179,14 +190,21 @@ class UserService:
         admins = [a.id for a in self.users.active_admins()]
         return bool(self.users.with_live_token(admins, now=self.clock()))
 
-    def _admins_locked(self, caller: int | None) -> Sequence[User]:
+    def _admins_locked(self, caller: int | None, caller_token: str | None = None) -> Sequence[User]:
         """The active admins, read afresh after taking the lock that keeps any other
         transaction from changing an admin until this one ends
         (:meth:`UserRepository.active_admins`). ``caller``, the user id of the API caller,
         must still be one of these admins (403 ``wrong_role``): a request authenticated as
-        admin just before its admin was demoted or disabled does nothing. Every change of
-        users and tokens an API request makes takes it first."""
+        admin just before its admin was demoted or disabled does nothing. ``caller_token``,
+        the public id of the token the request authenticated with, must still be live, read
+        afresh under the same lock: a request authenticated just before its token was revoked
+        (or expired) does nothing either, refused as authentication refuses such a token (401
+        ``token_revoked`` / ``token_expired``). A revocation takes this lock first, so a
+        request that waited on it sees the revocation. Every change of users and tokens an API
+        request makes takes it first."""
         admins = self.users.active_admins(lock=True)
+        if caller_token is not None:
+            self._check_caller_token(caller_token)
         if caller is not None and caller not in {a.id for a in admins}:
             self.session.rollback()  # the lock, at once
             raise PermissionDeniedError(
@@ -196,11 +214,28 @@ class UserService:
             )
         return admins
 
-    def _locked(self, name: str, caller: int | None) -> tuple[Sequence[User], User]:
+    def _check_caller_token(self, token_id: str) -> None:
+        """401 as :meth:`authenticate` when the token ``token_id`` (read afresh; the caller
+        holds the admins' lock) is no longer live: revoked or expired while the request ran."""
+        row = self.users.token(token_id, fresh=True)
+        problem: tuple[str, str] | None = None
+        if row is None:  # tokens are never deleted; a bug or a restore
+            problem = ("the bearer token is not known", "unknown_token")
+        elif row.revoked_at is not None:
+            problem = ("the bearer token was revoked while this request ran", "token_revoked")
+        elif row.expires_at is not None and row.expires_at <= self.clock():
+            problem = ("the bearer token expired while this request ran", "token_expired")
+        if problem is not None:
+            self.session.rollback()  # the lock, at once
+            raise AuthenticationError(problem[0], reason=problem[1])
+
+    def _locked(
+        self, name: str, caller: int | None, caller_token: str | None = None
+    ) -> tuple[Sequence[User], User]:
         """The active admins (:meth:`_admins_locked`) and the user ``name``, read afresh
         under the same lock (on PostgreSQL the user's row is locked too): what the change
         checks and records is what it changes."""
-        admins = self._admins_locked(caller)
+        admins = self._admins_locked(caller, caller_token)
         user = self.users.by_name(name, lock=True)
         if user is None:
             self.session.rollback()
@@ -224,16 +259,22 @@ class UserService:
             )
 
     def disable_user(
-        self, name: str, *, actor: str, caller: int | None = None, keep_an_admin: bool = True
+        self,
+        name: str,
+        *,
+        actor: str,
+        caller: int | None = None,
+        caller_token: str | None = None,
+        keep_an_admin: bool = True,
     ) -> User:
         """Disable a user: their tokens stop working (again: no change, recorded again).
 
         With ``keep_an_admin`` (the API) an admin is not disabled when no other active admin
         holds a live token (409 ``last_admin``): no one could manage users over the API.
         ``bdx users disable`` on the node's machine may do it (a stolen admin token: the same
-        machine makes an admin again with ``bdx users enable`` or ``add``). ``caller`` as for
-        :meth:`_locked`."""
-        admins, user = self._locked(name, caller)
+        machine makes an admin again with ``bdx users enable`` or ``add``). ``caller`` and
+        ``caller_token`` as for :meth:`_locked`."""
+        admins, user = self._locked(name, caller, caller_token)
         if keep_an_admin:
             self._keep_an_admin(admins, user, "disabling")
         user.active = False
@@ -241,13 +282,20 @@ class UserService:
         self.session.commit()
         return user
 
-    def enable_user(self, name: str, *, actor: str, caller: int | None = None) -> User:
+    def enable_user(
+        self,
+        name: str,
+        *,
+        actor: str,
+        caller: int | None = None,
+        caller_token: str | None = None,
+    ) -> User:
         """Enable a disabled user again under the same name (again: no change, recorded again).
 
         Their tokens neither revoked nor expired work again: the audit record lists them
-        (``tokens``), and an admin revokes those that should not. ``caller`` as for
-        :meth:`_admins_locked`."""
-        _, user = self._locked(name, caller)
+        (``tokens``), and an admin revokes those that should not. ``caller`` and
+        ``caller_token`` as for :meth:`_admins_locked`."""
+        _, user = self._locked(name, caller, caller_token)
         now = self.clock()
         live = [t.token_id for t in self.users.tokens_of(user) if _live(t, now)]
         user.active = True
@@ -262,12 +310,13 @@ class UserService:
         *,
         actor: str,
         caller: int | None = None,
+        caller_token: str | None = None,
         keep_an_admin: bool = True,
     ) -> RoleChanged:
         """Give a user another role; their tokens carry it from their next request (the same
         role again: no change, recorded again, ``previous`` the same). ``keep_an_admin`` as
-        for :meth:`disable_user`, ``caller`` as for :meth:`_locked`."""
-        admins, user = self._locked(name, caller)
+        for :meth:`disable_user`, ``caller`` and ``caller_token`` as for :meth:`_locked`."""
+        admins, user = self._locked(name, caller, caller_token)
         if keep_an_admin and role is not Role.ADMIN:
             self._keep_an_admin(admins, user, f"making {role.value}")
         previous = user.role
@@ -279,9 +328,15 @@ class UserService:
         return RoleChanged(user=user, previous=previous)
 
     def issue_token(
-        self, name: str, *, expires_days: int | None, actor: str, caller: int | None = None
+        self,
+        name: str,
+        *,
+        expires_days: int | None,
+        actor: str,
+        caller: int | None = None,
+        caller_token: str | None = None,
     ) -> IssuedToken:
-        """Issue a token to the active user ``name``. ``caller`` as for
+        """Issue a token to the active user ``name``. ``caller`` and ``caller_token`` as for
         :meth:`_admins_locked`: a request whose admin was demoted or disabled while it ran
         issues nothing; the user is read under the same lock (one disabled meanwhile gets
         none, 409 ``user_disabled``)."""
@@ -291,7 +346,7 @@ class UserService:
                 f"token lifetime must be 1 to {self.token_max_days} days, not {days}",
                 reason="bad_token_lifetime",
             )
-        _, user = self._locked(name, caller)
+        _, user = self._locked(name, caller, caller_token)
         if not user.active:
             self.session.rollback()  # the lock, at once
             raise ConflictError(f"user {name!r} is disabled", reason="user_disabled")
@@ -319,6 +374,7 @@ class UserService:
         actor: str,
         why: str | None = None,
         caller: int | None = None,
+        caller_token: str | None = None,
         keep_an_admin: bool = True,
     ) -> ApiToken:
         """Revoke a token (again: no change, its first revocation time stays, recorded
@@ -329,9 +385,9 @@ class UserService:
         when no active admin, its owner included, holds another live token (409
         ``last_admin``): no one could manage users over the API; an admin revoking their own
         last token is refused the same. ``bdx users revoke-token`` on the node's machine may
-        do it (a stolen admin token), as it may disable the last admin. ``caller`` as for
-        :meth:`_admins_locked`."""
-        admins = self._admins_locked(caller)
+        do it (a stolen admin token), as it may disable the last admin. ``caller`` and
+        ``caller_token`` as for :meth:`_admins_locked`."""
+        admins = self._admins_locked(caller, caller_token)
         row = self.users.token(token_id, lock=True)
         if row is None:
             self.session.rollback()  # the lock, at once
@@ -379,7 +435,9 @@ class UserService:
             raise AuthenticationError("the token's user is disabled", reason="user_disabled")
         if self.uses is not None:
             self.uses.note(row.id, row.token_id, self.clock())
-        return Principal(user_id=row.user.id, name=row.user.name, role=row.user.role)
+        return Principal(
+            user_id=row.user.id, name=row.user.name, role=row.user.role, token_id=row.token_id
+        )
 
 
 def _live(token: ApiToken, now: datetime) -> bool:

@@ -22,7 +22,7 @@ from node.services.users import UserService
 
 router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
 
-#: The 409 of the routes that take a user's admin rights, or an admin's last live token.
+#: The 409 of the routes that take a user's admin rights (disable, role)...
 #: (Routes have no docstring: the operation's description is its role, ``document_roles``.)
 _LAST_ADMIN: dict[int | str, dict[str, Any]] = {
     409: {
@@ -30,6 +30,17 @@ _LAST_ADMIN: dict[int | str, dict[str, Any]] = {
         "description": "last_admin: no other active admin holds a live token (neither "
         "revoked nor expired), so nobody could manage users over the API; make another user "
         "admin and issue them a token first",
+    }
+}
+#: ... and of the revocation of an active admin's live token: the owner's other live tokens
+#: count too (an admin may revoke one of theirs while they hold another).
+_LAST_ADMIN_TOKEN: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorBody,
+        "description": "last_admin: the token is an active admin's live token (neither "
+        "revoked nor expired) and no active admin, its owner included, holds another live "
+        "token, so nobody could manage users over the API; issue an admin (this one or "
+        "another) a second token first",
     }
 }
 
@@ -61,7 +72,14 @@ def add_user(
 ) -> UserOut:
     service = _service(session, settings)
     return _out(
-        service, service.add_user(body.name, body.role, actor=actor(admin), caller=admin.user_id)
+        service,
+        service.add_user(
+            body.name,
+            body.role,
+            actor=actor(admin),
+            caller=admin.user_id,
+            caller_token=admin.token_id,
+        ),
     )
 
 
@@ -74,7 +92,12 @@ def disable_user(
     name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     service = _service(session, settings)
-    return _out(service, service.disable_user(name, actor=actor(admin), caller=admin.user_id))
+    return _out(
+        service,
+        service.disable_user(
+            name, actor=actor(admin), caller=admin.user_id, caller_token=admin.token_id
+        ),
+    )
 
 
 @router.post(
@@ -83,7 +106,12 @@ def disable_user(
 )
 def enable_user(name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep) -> UserOut:
     service = _service(session, settings)
-    return _out(service, service.enable_user(name, actor=actor(admin), caller=admin.user_id))
+    return _out(
+        service,
+        service.enable_user(
+            name, actor=actor(admin), caller=admin.user_id, caller_token=admin.token_id
+        ),
+    )
 
 
 @router.put(
@@ -95,7 +123,9 @@ def set_role(
     name: str, body: RoleChange, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> UserOut:
     service = _service(session, settings)
-    changed = service.set_role(name, body.role, actor=actor(admin), caller=admin.user_id)
+    changed = service.set_role(
+        name, body.role, actor=actor(admin), caller=admin.user_id, caller_token=admin.token_id
+    )
     return _out(service, changed.user)
 
 
@@ -115,17 +145,23 @@ def issue_token(
     name: str, body: TokenCreate, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> TokenIssued:
     issued = _service(session, settings).issue_token(
-        name, expires_days=body.expires_days, actor=actor(admin), caller=admin.user_id
+        name,
+        expires_days=body.expires_days,
+        actor=actor(admin),
+        caller=admin.user_id,
+        caller_token=admin.token_id,
     )
     return TokenIssued(
         token_id=issued.token_id, token=issued.token, user=issued.user, expires_at=issued.expires_at
     )
 
 
-@router.delete("/tokens/{token_id}", responses=_LAST_ADMIN)
+@router.delete("/tokens/{token_id}", responses=_LAST_ADMIN_TOKEN)
 def revoke_token(
     token_id: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> TokenOut:
     service = _service(session, settings)
-    row = service.revoke_token(token_id, actor=actor(admin), caller=admin.user_id)
+    row = service.revoke_token(
+        token_id, actor=actor(admin), caller=admin.user_id, caller_token=admin.token_id
+    )
     return TokenOut.model_validate(row)
