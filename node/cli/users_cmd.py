@@ -166,10 +166,10 @@ def revoke_token(
 
 @app.command("list")
 def list_users(config: ConfigOption = None, json: JsonOption = False) -> None:
-    """List users with their roles and tokens."""
+    """List users with their roles and tokens (recorded in the audit trail as user.list)."""
     settings = settings_from(config)
     with session_for(settings) as session:
-        service = UserService(session)
+        rows = UserService(session).users_with_tokens(actor=local_actor())
         users: list[dict[str, Any]] = [
             {
                 "name": u.name,
@@ -182,10 +182,10 @@ def list_users(config: ConfigOption = None, json: JsonOption = False) -> None:
                         "expires_at": t.expires_at.isoformat() if t.expires_at else None,
                         "revoked": t.revoked_at is not None,
                     }
-                    for t in service.tokens_of(u)
+                    for t in tokens
                 ],
             }
-            for u in service.list_users()
+            for u, tokens in rows
         ]
     if json:
         print_json(users)

@@ -18,6 +18,15 @@ from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
 
+#: The audit actions of the reads of subjects and records, as ``hit.list`` and ``query.list``
+#: record their listings: a page of subjects (the page asked and how many subjects it
+#: returned), one subject (its external id, as ``subject.delete`` names it, and how many
+#: records and encounters were shown), one template record (its reference, as
+#: ``record.restrict`` names it). Never a template.
+SUBJECT_LIST_ACTION = "subject.list"
+SUBJECT_SHOW_ACTION = "subject.show"
+RECORD_SHOW_ACTION = "record.show"
+
 
 class SubjectState(enum.StrEnum):
     """Where a subject stands. ``active``: enrolled. ``deleting``: a deletion of the subject
@@ -66,13 +75,13 @@ class SubjectService:
         self.records = RecordRepository(session)
         self.audit = AuditRepository(session)
 
-    def page(self, *, limit: int, after_id: int = 0) -> list[SubjectListing]:
+    def page(self, *, limit: int, after_id: int = 0, actor: str) -> list[SubjectListing]:
         """Subjects with ``id > after_id`` in id order, each with its number of records and
-        its state."""
+        its state; recorded as ``actor``'s listing (:data:`SUBJECT_LIST_ACTION`)."""
         subjects = self.subjects.page(limit=limit, after_id=after_id)
         counts = self.records.count_by_subject(s.id for s in subjects)
         deleting = self.records.subjects_in_state((s.id for s in subjects), RecordState.DELETING)
-        return [
+        rows = [
             SubjectListing(
                 s,
                 counts.get(s.id, 0),
@@ -80,6 +89,10 @@ class SubjectService:
             )
             for s in subjects
         ]
+        details = {"limit": limit, "after": after_id, "returned": len(rows)}
+        self.audit.record(actor, SUBJECT_LIST_ACTION, None, details)
+        self.session.commit()
+        return rows
 
     def _subject(self, external_id: str) -> Subject:
         subject = self.subjects.by_external_id(external_id)
@@ -87,13 +100,27 @@ class SubjectService:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
         return subject
 
-    def detail(self, external_id: str) -> SubjectDetail:
+    def detail(self, external_id: str, *, actor: str) -> SubjectDetail:
+        """A subject with its encounters and records; recorded as ``actor``'s reading
+        (:data:`SUBJECT_SHOW_ACTION`). A subject not found records nothing."""
         subject = self._subject(external_id)
-        return SubjectDetail(
+        detail = SubjectDetail(
             subject=subject,
             encounters=self.subjects.encounters_of(subject),
             records=self.records.of_subject(subject.id),
         )
+        details = {"records": len(detail.records), "encounters": len(detail.encounters)}
+        self.audit.record(actor, SUBJECT_SHOW_ACTION, external_id, details)
+        self.session.commit()
+        return detail
+
+    def show_record(self, reference: str, *, actor: str) -> TemplateRecord:
+        """A template record (its metadata: never the template); recorded as ``actor``'s
+        reading (:data:`RECORD_SHOW_ACTION`). A record not found records nothing."""
+        row = self.record(reference)
+        self.audit.record(actor, RECORD_SHOW_ACTION, reference)
+        self.session.commit()
+        return row
 
     def record(self, reference: str) -> TemplateRecord:
         row = self.records.by_reference(reference)

@@ -51,6 +51,10 @@ USER_NAME_RULE = "1-64 of a-z 0-9 . _ - (starting alphanumeric)"
 #: The audit action of a listing of a user's tokens (ids and times only, never a token or its
 #: hash), as ``hit.list`` and ``query.list`` record their listings.
 TOKEN_LIST_ACTION = "token.list"
+#: The audit action of a listing of the users with their tokens' public ids (how many users
+#: and tokens, never a token or its hash): it shows every user's tokens, as ``token.list`` one
+#: user's.
+USER_LIST_ACTION = "user.list"
 
 
 def user_name_problem(name: str) -> str | None:
@@ -174,6 +178,16 @@ class UserService:
                 raise
             raise ConflictError(f"user {name!r} already exists", reason="user_exists") from None
         return user
+
+    def users_with_tokens(self, *, actor: str) -> list[tuple[User, Sequence[ApiToken]]]:
+        """Every user, by name, with their tokens, oldest first (revoked and expired ones
+        included); recorded as ``actor``'s listing (:data:`USER_LIST_ACTION`: how many users
+        and tokens were listed, never a token's value or hash)."""
+        rows = [(user, self.users.tokens_of(user)) for user in self.users.all()]
+        details = {"returned": len(rows), "tokens": sum(len(tokens) for _, tokens in rows)}
+        self.audit.record(actor, USER_LIST_ACTION, None, details)
+        self.session.commit()
+        return rows
 
     def tokens_of_user(self, name: str, *, actor: str) -> Sequence[ApiToken]:
         """The tokens of the user ``name``, oldest first, revoked and expired ones included;

@@ -34,7 +34,7 @@ def list_subjects(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     after: AfterId = 0,
 ) -> SubjectPage:
-    rows = SubjectService(session).page(limit=limit, after_id=after)
+    rows = SubjectService(session).page(limit=limit, after_id=after, actor=actor(operator))
     items = [
         SubjectSummary(
             external_id=row.subject.external_id,
@@ -49,7 +49,7 @@ def list_subjects(
 
 @router.get("/subjects/{external_id}")
 def get_subject(external_id: str, operator: OperatorUser, session: SessionDep) -> SubjectOut:
-    detail = SubjectService(session).detail(external_id)
+    detail = SubjectService(session).detail(external_id, actor=actor(operator))
     return SubjectOut(
         external_id=detail.subject.external_id,
         created_at=detail.subject.created_at,
@@ -82,7 +82,8 @@ def restrict_subject(
 
 @router.get("/records/{reference}")
 def get_record(reference: str, operator: OperatorUser, session: SessionDep) -> RecordOut:
-    return RecordOut.model_validate(SubjectService(session).record(reference))
+    row = SubjectService(session).show_record(reference, actor=actor(operator))
+    return RecordOut.model_validate(row)
 
 
 @router.put("/records/{reference}/restrictions")

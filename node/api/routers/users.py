@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, status
@@ -17,7 +18,7 @@ from node.api.schemas.users import (
     UserCreate,
     UserOut,
 )
-from node.db.models import User
+from node.db.models import ApiToken, User
 from node.services.users import UserService
 
 router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
@@ -50,8 +51,12 @@ def _service(session: SessionDep, settings: SettingsDep) -> UserService:
 
 
 def _out(service: UserService, user: User) -> UserOut:
+    return _with_tokens(user, service.tokens_of(user))
+
+
+def _with_tokens(user: User, tokens: Sequence[ApiToken]) -> UserOut:
     out = UserOut.model_validate(user)
-    out.tokens = [TokenOut.model_validate(t) for t in service.tokens_of(user)]
+    out.tokens = [TokenOut.model_validate(t) for t in tokens]
     return out
 
 
@@ -62,8 +67,8 @@ def who_am_i(principal: CurrentUser) -> Me:
 
 @router.get("/users")
 def list_users(admin: AdminUser, session: SessionDep, settings: SettingsDep) -> list[UserOut]:
-    service = _service(session, settings)
-    return [_out(service, user) for user in service.list_users()]
+    rows = _service(session, settings).users_with_tokens(actor=actor(admin))
+    return [_with_tokens(user, tokens) for user, tokens in rows]
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED)
