@@ -139,9 +139,6 @@ class UserService:
             raise NotFoundError(f"no user named {name!r}", reason="unknown_user")
         return user
 
-    def list_users(self) -> Sequence[User]:
-        return self.users.all()
-
     def tokens_of(self, user: User) -> Sequence[ApiToken]:
         return self.users.tokens_of(user)
 
