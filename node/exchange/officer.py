@@ -29,7 +29,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -181,14 +181,15 @@ async def query_peers(
     decisions: dict[str, Decision] = {}
     for cc in peers:
         decision = policy.decide_outbound(cc, purpose, modality, datetime.now(UTC))
-        if decision.allowed and cc not in known:
+        if cc not in known and decision.refusal is not Refusal.UNKNOWN_PEER:
             where = Check(
                 "address",
                 False,
                 f"no address for {cc} in this node's settings (peers)",
                 Refusal.UNKNOWN_PEER,
             )
-            decision = decision.with_check(where)
+            # first: without an address it is no peer, whatever its rules allow
+            decision = replace(decision, checks=(where, *decision.checks))
         decisions[cc] = decision
     unknown = [cc for cc, d in decisions.items() if d.refusal is Refusal.UNKNOWN_PEER]
     if unknown:  # the request is refused as a whole: only these attempts are logged

@@ -36,11 +36,13 @@ from matcher.synthetic import synthetic_templates
 from node.db.models import Role
 from node.errors import NotFoundError
 from node.exchange import params
-from node.exchange.officer import probe_items
+from node.exchange.officer import UnknownPeerError, probe_items, query_peers
 from node.exchange.requester import QUERY_PATH, Peer
 from node.exchange.router import router as peer_routes
 from node.services.queries import LIST_ACTION, POLL_ACTION, SHOW_ACTION
 from node.services.users import UserService
+from policy.decision import PolicyEngine
+from policy.rules import parse_policy
 from tests.exchange.service_support import ServiceNode, dated_region, serving
 from tests.exchange.test_own_pki import FINGERS as PKI_FINGERS
 from tests.exchange.test_own_pki import bdx_query, running
@@ -962,3 +964,33 @@ def test_the_peer_ports_schema_is_a_peer_route(
 
 def access_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "bdx.access"]
+
+
+def test_a_country_with_a_rule_but_no_address_is_no_peer_whatever_its_rule_allows(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """MY has an outbound rule that allows only border_control and no address in TH's
+    settings: a query to MY and ID for asylum (which MY's rule forbids) is refused as a whole
+    as unknown_peer, as for border_control, not sent to ID with MY refused for its purpose."""
+    rules = 'version = "noaddr"\ncountry = "TH"\n[outbound.ID]\npurposes = ["border_control", "asylum"]\n[outbound.MY]\npurposes = ["border_control"]\n'  # noqa: E501
+    ex = nodes.th.exchange
+    engine = PolicyEngine(parse_policy(rules), ex.policy.ledger)
+    known = {k: v for k, v in ex.peers.items() if k != "MY"}
+    items = probe_items("fingerprint", [(iso19794_2.encode(fingers[3][1]), 1)], images=False)
+    seen = sum(1 for _ in nodes.id.exchange.log.entries())
+    for purpose in ("border_control", "asylum"):
+        with pytest.raises(UnknownPeerError, match="MY"):
+            asyncio.run(
+                query_peers(
+                    ex.requester,
+                    engine,
+                    known,
+                    ["MY", "ID"],
+                    purpose,
+                    "fingerprint",
+                    items,
+                    case_ref="noaddr-" + purpose,
+                    officer="user:officer",
+                )
+            )
+    assert sum(1 for _ in nodes.id.exchange.log.entries()) == seen
