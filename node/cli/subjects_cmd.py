@@ -23,7 +23,6 @@ from urllib.parse import quote
 import typer
 
 from node.cli._client import (
-    EXIT_OF_STATUS,
     CaFileOption,
     NodeClient,
     NodeRequestError,
@@ -175,15 +174,10 @@ def restrict(
             )
             records = done["records"]
         else:
-            path = "/records/" + quote(record, safe="")
-            subject = client.call("GET", _path(external_id), what="the look-up")
-            if record not in {rec["reference"] for rec in subject["records"]}:
-                raise NodeRequestError(
-                    f"record {record} is not one of subject {external_id}'s",
-                    reason="unknown_record",
-                    exit_code=EXIT_OF_STATUS[404],
-                )
-            done = client.call("PUT", path + "/restrictions", json=body, what="the restriction")
+            path = "/records/" + quote(record, safe="") + "/restrictions"
+            done = client.call(
+                "PUT", path, json=body, params={"subject": external_id}, what="the restriction"
+            )
             records = [done]
     if json:
         print_json(done)

@@ -142,9 +142,21 @@ class SubjectService:
         return rows
 
     def restrict_record(
-        self, reference: str, restrictions: SharingRestrictions, *, actor: str
+        self,
+        reference: str,
+        restrictions: SharingRestrictions,
+        *,
+        actor: str,
+        subject: str | None = None,
     ) -> TemplateRecord:
+        """Set one record's restrictions; with ``subject``, only if the record is one of that
+        subject's (else not found, ``unknown_record``, and nothing changes or is recorded)."""
         row = self.record(reference)
+        if subject is not None and row.subject_id != self._subject(subject).id:
+            raise NotFoundError(
+                f"record {reference!r} is not one of subject {subject!r}'s",
+                reason="unknown_record",
+            )
         row.restrictions = restrictions.model_dump(mode="json")
         self.audit.record(actor, "record.restrict", reference, {"restrictions": row.restrictions})
         self.session.commit()

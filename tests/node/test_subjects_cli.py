@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from node_support import cli, enrol, free_port
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import Role
+from node.db.models import AuditEvent, Role
 from node.services.galleries import GallerySet
 
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
@@ -312,3 +313,29 @@ def test_hits_of_a_subject_no_peer_got_a_hit_on(
     assert code == 0 and page == {"items": [], "next_after": None, "next_offset": None}
     code, _, err = cli(["subjects", "hits", "case 3", *operator], capsys)
     assert code == 4 and "[unknown_subject]" in err
+
+
+def test_restricting_one_record_records_only_the_restriction(
+    operator: list[str], sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``restrict --record`` asks the node to check the record is the subject's: it reads no
+    subject (no ``subject.show`` in the audit trail), and a record of another subject changes
+    and records nothing."""
+    code, out, _ = cli(["subjects", "show", "case 2", "--json", *operator], capsys)
+    (other,) = (r["reference"] for r in json.loads(out)["records"])
+    code, out, _ = cli(["subjects", "show", "case-1", "--json", *operator], capsys)
+    mine = json.loads(out)["records"][0]["reference"]
+    with sessions() as s:
+        since = max(s.scalars(select(AuditEvent.id)).all(), default=0)
+    consent = ["--restrictions", '{"no_exchange_consent": true}']
+    code, _, err = cli(
+        ["subjects", "restrict", "case-1", "--record", other, *consent, *operator], capsys
+    )
+    assert code == 4 and "[unknown_record]" in err, err
+    code, _, err = cli(
+        ["subjects", "restrict", "case-1", "--record", mine, *consent, *operator], capsys
+    )
+    assert code == 0, err
+    with sessions() as s:
+        done = s.scalars(select(AuditEvent).where(AuditEvent.id > since)).all()
+        assert [(e.action, e.target) for e in done] == [("record.restrict", mine)]

@@ -92,6 +92,15 @@ def restrict_record(
     restrictions: SharingRestrictions,
     operator: OperatorUser,
     session: SessionDep,
+    subject: Annotated[
+        str | None,
+        Query(
+            description="the subject the record must belong to: a record of another subject "
+            "is not found (404 unknown_record) and nothing changes"
+        ),
+    ] = None,
 ) -> RecordOut:
-    row = SubjectService(session).restrict_record(reference, restrictions, actor=actor(operator))
+    row = SubjectService(session).restrict_record(
+        reference, restrictions, actor=actor(operator), subject=subject
+    )
     return RecordOut.model_validate(row)
