@@ -31,6 +31,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from certs.pki.asgi import PeerCertH11Protocol
 from certs.pki.credentials import NodeCredentials
+from node.api.access import AccessLog
+from node.api.app import SecurityHeaders
 from node.api.errors import error_response
 from node.exchange.admission import NODE_STOPPING, PeerWork
 from node.exchange.responder import Responder
@@ -101,6 +103,12 @@ class PeerRoutesOnly:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.prefix = peer_router.prefix + "/"
+        detail = "not a peer route; the node's API listens on its own port"
+        hsts = app.state.settings.environment == "production"
+        # Answered here, outside the app: wrapped in the app's own headers and access log.
+        self.not_found: ASGIApp = AccessLog(
+            SecurityHeaders(error_response(404, "not_found", detail), hsts=hsts)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == SCHEMA_PATH and scope["method"] == "GET":
@@ -109,8 +117,7 @@ class PeerRoutesOnly:
             path = peer_router.prefix + PEER_SCHEMA_PATH
             scope = {**scope, "path": path, "raw_path": path.encode("ascii")}
         if scope["type"] == "http" and not scope["path"].startswith(self.prefix):
-            detail = "not a peer route; the node's API listens on its own port"
-            await error_response(404, "not_found", detail)(scope, receive, send)
+            await self.not_found(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})

@@ -994,3 +994,35 @@ def test_a_country_with_a_rule_but_no_address_is_no_peer_whatever_its_rule_allow
                 )
             )
     assert sum(1 for _ in nodes.id.exchange.log.entries()) == seen
+
+
+def test_the_peer_ports_own_404_has_the_security_headers_and_is_access_logged(
+    nodes: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A path that is no peer route (the API's /users, a POST to /openapi.json) is answered
+    404 by the peer port itself, outside the app: with the same security headers as every
+    other answer, and a line in the access log naming no path."""
+    folder = nodes.region / "nodes" / "my"
+    tls = client_context(folder / "tls.pem", folder / "tls.key", nodes.region / "root.pem")
+    with (
+        httpx.Client(verify=tls, timeout=30) as client,
+        caplog.at_level(logging.INFO, logger="bdx.access"),
+    ):
+        for method, path in (("GET", "/users/admin"), ("POST", "/openapi.json")):
+            r = client.request(method, nodes.th.peer_url + path)
+            assert r.status_code == 404 and r.json()["error"] == "not_found"
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            assert r.headers["Cache-Control"] == "no-store"
+        deadline = time.monotonic() + SHORT_WAIT_S
+        while len(unmatched(caplog)) < 2 and time.monotonic() < deadline:
+            time.sleep(SHORT_WAIT_S / 100)
+    lines = unmatched(caplog)  # the module's node also logs the other tests' late answers
+    assert [line.split()[:3] for line in lines] == [
+        ["GET", "<no", "route>"],
+        ["POST", "<no", "route>"],
+    ], lines
+    assert not [line for line in lines if "admin" in line]
+
+
+def unmatched(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [line for line in access_lines(caplog) if " <no route> " in line]
