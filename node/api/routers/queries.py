@@ -78,9 +78,9 @@ def _exchange(request: Request) -> Exchange:
             "model": ErrorBody,
             "description": ERROR_STATUSES[422] + "; unknown_peer: some country asked is no "
             "configured peer of this node (no outbound rule or no address; the detail names "
-            "them). The request is refused as a whole, before this node's own PKI documents "
-            "are looked at: no peer of it is asked, and each unknown country's attempt is in "
-            "the history (refused_locally, unknown_peer)",
+            "them). The request is refused as a whole, whatever this node's own PKI documents "
+            "say (reported before own_stale_crl and the like): no peer of it is asked, and "
+            "each unknown country's attempt is in the history (refused_locally, unknown_peer)",
         }
     },
 )
