@@ -13,23 +13,27 @@ the signed roots still check (an altered one fails them like an edited entry). A
 boundary an entry without bytes is erased, not pruned (``entry_erased``), and the boundary must
 be the one the log's latest ``log_pruned`` event recorded: one lowered below it
 (``prune_boundary_lowered``) or raised past it without such an event (``prune_unrecorded``) is
-tampering too.
+tampering too. The events must form a chain (each one's ``previous`` is the boundary the one
+before recorded, the first's is 0: ``prune_chain_broken``), and no event may have pruned an
+entry that a signed checkpoint proves was appended after its horizon (a checkpoint of a tree
+not holding it yet, signed after the horizon: ``prune_too_recent``; entries' store times are
+not signed, and one moved back would otherwise let a pruning erase recent entries).
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from certs.merkle import CompactRange, NodeID, hash_leaf
-from certs.translog.checkpoint import verify_any
-from certs.translog.errors import EntryError, TamperedError
-from certs.translog.events import decode_event
+from certs.translog.checkpoint import SignedCheckpoint, verify_any
+from certs.translog.errors import TamperedError
 from certs.translog.keys import VerifyingKey
 from certs.translog.params import AUDIT_CHUNK
-from certs.translog.store import PRUNED_EVENT, Entry, TransparencyLog
-
-_PRUNED_MARKER = b'"' + PRUNED_EVENT.encode() + b'"'
+from certs.translog.store import TransparencyLog, pruned_event
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ def audit_store(
     pruned = 0
     erased: int | None = None  # the first entry without bytes at or beyond the boundary
     recorded = 0  # the boundary of the latest log_pruned event read
+    events: list[tuple[int, dict[str, Any]]] = []  # the log_pruned events read, in order
     for entry in log.entries(0, head.size):
         if entry.index != cr.size:
             flush(
@@ -109,7 +114,10 @@ def audit_store(
                 )
             )
         else:
-            recorded = _recorded_boundary(entry, recorded)
+            event = pruned_event(entry.data)
+            if event is not None:
+                events.append((entry.index, event))
+                recorded = int(event["boundary"])
         pending.extend(cr.append(entry.leaf_hash))
         if any(root != cr.root() for root in by_size.get(cr.size, ())):
             flush(
@@ -126,6 +134,7 @@ def audit_store(
         raise TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
     # A prune while this audit ran records its boundary beyond the audited tree.
     _check_boundary(initial, recorded, erased, moved=boundary != initial)
+    _check_events(events, checkpoints, initial)
     if cr.hashes != head.hashes:
         raise TamperedError(
             "the head row does not match the stored entries", reason="head_mismatch"
@@ -140,18 +149,53 @@ def audit_store(
     return AuditReport(log.origin, cr.size, cr.root(), cr.size, len(checkpoints), pruned)
 
 
-def _recorded_boundary(entry: Entry, recorded: int) -> int:
-    """The boundary a ``log_pruned`` event at ``entry`` records, else ``recorded``."""
-    if _PRUNED_MARKER not in entry.data:
-        return recorded
-    try:
-        event = decode_event(entry.data)
-    except EntryError:
-        return recorded
-    value = event.get("boundary")
-    if event.get("event") != PRUNED_EVENT or not isinstance(value, int):
-        return recorded
-    return value
+def _check_events(
+    events: Sequence[tuple[int, dict[str, Any]]],
+    checkpoints: Sequence[SignedCheckpoint],
+    boundary: int,
+) -> None:
+    """The ``log_pruned`` events form a chain, and none pruned an entry that a verified
+    checkpoint of a smaller tree, signed after the event's horizon, proves recent.
+
+    Events are entries too, and an old one is pruned in turn (below ``boundary``): the first
+    event still read may start where a pruned one ended, which lies in the pruned prefix
+    (that event's index is at or above the boundary it recorded)."""
+    by_time = sorted((s.checkpoint.timestamp_ms, s.checkpoint.size) for s in checkpoints)
+    times = [t for t, _ in by_time]
+    smallest_after = [0] * len(by_time)  # smallest size signed at or after by_time[i]
+    for i in range(len(by_time) - 1, -1, -1):
+        size = by_time[i][1]
+        smallest_after[i] = size if i == len(by_time) - 1 else min(size, smallest_after[i + 1])
+    expected = 0
+    for position, (index, event) in enumerate(events):
+        if position == 0 and 0 < event["previous"] < boundary:
+            expected = int(event["previous"])  # the event before it is pruned
+        if event["previous"] != expected:
+            raise TamperedError(
+                f"the log_pruned event at {index} starts at {event['previous']}, not at the "
+                f"{expected} the one before recorded (the boundary moved outside pruning)",
+                reason="prune_chain_broken",
+                index=min(expected, int(event["previous"])),
+            )
+        expected = int(event["boundary"])
+        try:
+            horizon_ms = int(datetime.fromisoformat(event["horizon"]).timestamp() * 1000)
+        except ValueError:
+            raise TamperedError(
+                f"the log_pruned event at {index} has no valid horizon",
+                reason="prune_chain_broken",
+                index=index,
+            ) from None
+        at = bisect.bisect_right(times, horizon_ms)
+        if at < len(times) and smallest_after[at] < expected:
+            proven = smallest_after[at]
+            raise TamperedError(
+                f"the log_pruned event at {index} pruned entries up to {expected} as older "
+                f"than {event['horizon']}, but a checkpoint of size {proven} signed after "
+                f"then proves entry {proven} was appended later (store times moved back)",
+                reason="prune_too_recent",
+                index=proven,
+            )
 
 
 def _check_boundary(boundary: int, recorded: int, erased: int | None, *, moved: bool) -> None:

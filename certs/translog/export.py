@@ -9,14 +9,22 @@ JSON document (``format: bdx-translog-export/v1``, or ``/v2`` when it holds prun
      "consistency": [{"size1", "size2", "proof": [b64]}, ...],   # between successive ones
      "entries": [{"index", "created_at", "leaf_hash" (hex), "data" (b64),
                   "inclusion_proof": [b64]}, ...],     # proofs against the last checkpoint
-     "selection": {"filter": {...}, "indices": [int, ...]}}   # only in a selection
+     "selection": {"filter": {...}, "indices": [int, ...]},   # only in a selection
+     "pruning": {"index", "data" (b64), "inclusion_proof": [b64]}}   # only with pruned entries
 
 A pruned entry (its bytes deleted by :meth:`TransparencyLog.prune`, its leaf hash kept) is
 exported as ``{"index", "created_at", "leaf_hash", "pruned": true, "inclusion_proof"}``, no
 ``data``: its inclusion is proven from the leaf hash, what it said is gone. An export holding
 one is ``bdx-translog-export/v2`` (v1 has none), so a verifier that predates pruning refuses it
 instead of misreading it, and every export it could read is still v1. A selection leaves
-pruned entries out (their data matches no filter). In CSV a pruned entry has an empty
+pruned entries out (their data matches no filter).
+
+An export holding pruned entries carries the evidence that the log pruned them: ``pruning``
+is the latest ``log_pruned`` event under the export's checkpoint (its bytes and inclusion
+proof), whose boundary is above every pruned entry exported; a verifier refuses a pruned
+entry without it, so nobody can pass recent entries off as pruned by editing an export. An
+export whose checkpoint predates the pruning of its entries is refused (issue a checkpoint
+first). In CSV a pruned entry has an empty
 ``data`` cell (an appended entry is never empty).
 
 An export holds every entry of its range, or, when it has a ``selection``, only the entries
@@ -123,10 +131,12 @@ def export_json(
     indices: list[int] = []
     batch: list[Entry] = []
     pruned = False
+    last_pruned = -1
     for entry in log.entries(lo, hi):
         if select is not None and (entry.pruned or not select(entry.data)):
             continue
-        pruned = pruned or entry.pruned
+        if entry.pruned:
+            pruned, last_pruned = True, entry.index
         batch.append(entry)
         indices.append(entry.index)
         if len(batch) == PROOF_BATCH:
@@ -155,7 +165,28 @@ def export_json(
     }
     if select is not None:
         doc["selection"] = {"filter": dict(selection or {}), "indices": indices}
+    if pruned:
+        doc["pruning"] = _pruning_evidence(log, last_pruned, size)
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _pruning_evidence(log: TransparencyLog, last_pruned: int, size: int) -> dict[str, object]:
+    """The latest ``log_pruned`` event in the tree of ``size``, with its inclusion proof: its
+    boundary must be above ``last_pruned`` (the last pruned entry exported)."""
+    found = log.last_pruned_event(size)
+    if found is None or int(found[1]["boundary"]) <= last_pruned:
+        raise NotFoundError(
+            f"the checkpoint of size {size} predates the pruning of entry {last_pruned}: "
+            "issue a checkpoint (bdx audit checkpoint) and export again",
+            reason="no_checkpoint",
+        )
+    index = found[0]
+    (proof,) = log.inclusion_proofs([index], size)
+    return {
+        "index": index,
+        "data": base64.b64encode(log.entry(index).data).decode(),
+        "inclusion_proof": _b64(proof),
+    }
 
 
 def _entries_with_proofs(

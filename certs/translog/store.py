@@ -52,7 +52,7 @@ from certs.translog.errors import (
     OriginMismatchError,
     TamperedError,
 )
-from certs.translog.events import encode_event
+from certs.translog.events import decode_event, encode_event
 from certs.translog.keys import SigningKey, VerifyingKey
 from certs.translog.params import (
     AUDIT_CHUNK,
@@ -90,6 +90,26 @@ _PRUNED_SIZE = select(schema.head.c.pruned_size).where(schema.head.c.id == HEAD_
 PRUNED_EVENT = "log_pruned"
 """Kind of the event each pruning appends to the log (:meth:`TransparencyLog.prune`): the new
 boundary, the one before, how many entries and the horizon; no entry's contents."""
+_PRUNED_MARKER = b'"' + PRUNED_EVENT.encode() + b'"'
+
+
+def pruned_event(data: bytes) -> dict[str, Any] | None:
+    """The ``log_pruned`` event an entry's bytes hold (its ``boundary`` and ``previous``
+    integers, its ``horizon`` text), else None."""
+    if _PRUNED_MARKER not in data:
+        return None
+    try:
+        event = decode_event(data)
+    except EntryError:
+        return None
+    fields = (event.get("boundary"), event.get("previous"))
+    if event.get("event") != PRUNED_EVENT or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in fields
+    ):
+        return None
+    if not isinstance(event.get("horizon"), str):
+        return None
+    return event
 
 
 @dataclass(frozen=True)
@@ -307,7 +327,8 @@ class TransparencyLog:
         cutoff = _as_utc(horizon)
         with self._engine.connect() as conn:
             start = int(conn.execute(_PRUNED_SIZE).scalar_one())
-        count, at, stop = 0, start, self.size()
+            stop = _signed_after(conn, cutoff, self.size())
+        count, at = 0, start
         t = schema.entries
         while at < stop and (limit is None or count < limit):
             chunk = AUDIT_CHUNK if limit is None else min(AUDIT_CHUNK, limit - count)
@@ -359,15 +380,24 @@ class TransparencyLog:
         t, h = schema.entries, schema.head
         cr = self._lock_head(conn)
         start = int(conn.execute(_PRUNED_SIZE).scalar_one())
+        stop = _signed_after(conn, cutoff, cr.size)
         rows = conn.execute(
-            select(t.c.leaf_index, t.c.created_at)
-            .where(and_(t.c.leaf_index >= start, t.c.leaf_index < cr.size))
+            select(t.c.leaf_index, t.c.created_at, (func.length(t.c.data) == 0).label("erased"))
+            .where(and_(t.c.leaf_index >= start, t.c.leaf_index < stop))
             .order_by(t.c.leaf_index)
             .limit(limit)
         ).all()
         count = _older_prefix(rows, start, cutoff)
         if count == 0:
             return PruneResult(0, start, start)
+        erased = next((r.leaf_index for r in rows[:count] if r.erased), None)
+        if erased is not None:  # bytes deleted beyond the boundary: tampering, not a prune
+            raise TamperedError(
+                f"entry {erased} has no bytes but is not below the pruned boundary {start} "
+                "(deleted outside pruning)",
+                reason="entry_erased",
+                index=erased,
+            )
         boundary = start + count
         conn.execute(
             update(t)
@@ -386,6 +416,77 @@ class TransparencyLog:
         )
         (index,) = self._append_on(conn, [event])
         return PruneResult(count, boundary, start, index)
+
+    def last_pruned_event(self, before: int | None = None) -> tuple[int, dict[str, Any]] | None:
+        """The index and fields of the latest ``log_pruned`` event below ``before`` (default:
+        the tree size), read backwards in chunks down to the first entry without bytes (the
+        pruned prefix); None if there is none. Each pruning appends one, so with hourly
+        pruning this reads about an hour of entries."""
+        stop = self.size() if before is None else before
+        t = schema.entries
+        while stop > 0:
+            with self._engine.connect() as conn:
+                rows = conn.execute(
+                    select(t.c.leaf_index, t.c.data)
+                    .where(t.c.leaf_index < stop)
+                    .order_by(t.c.leaf_index.desc())
+                    .limit(AUDIT_CHUNK)
+                ).all()
+            for row in rows:
+                if not row.data:
+                    return None
+                event = pruned_event(row.data)
+                if event is not None:
+                    return int(row.leaf_index), event
+            if not rows:
+                return None
+            stop = rows[-1].leaf_index
+        return None
+
+    def check_pruned_boundary(self) -> None:
+        """Cheap checks of the pruned boundary before a pruning (not a full audit): within
+        the tree, the one the latest ``log_pruned`` event recorded, and the entry at it still
+        has its bytes. Raises :class:`TamperedError` (``prune_boundary_lowered``,
+        ``prune_unrecorded``, ``entry_erased``) so a pruning never carries on over a tampered
+        log (and hides the tampering under a new event)."""
+        head, boundary = self.head_state()
+        if boundary < 0:
+            raise TamperedError(
+                f"the pruned boundary {boundary} is negative",
+                reason="prune_boundary_lowered",
+                index=0,
+            )
+        if boundary > head.size:
+            raise TamperedError(
+                f"the pruned boundary {boundary} is beyond the tree of size {head.size}",
+                reason="prune_unrecorded",
+                index=head.size,
+            )
+        if boundary < head.size and self.entry(boundary).pruned:
+            raise TamperedError(
+                f"entry {boundary} has no bytes but is not below the pruned boundary "
+                f"{boundary} (deleted outside pruning, or the boundary lowered)",
+                reason="entry_erased",
+                index=boundary,
+            )
+        if boundary == 0:
+            return  # entry 0 has its bytes: nothing was pruned (a lowered boundary lacks them)
+        found = self.last_pruned_event(head.size)
+        recorded = 0 if found is None else int(found[1]["boundary"])
+        if boundary < recorded:
+            raise TamperedError(
+                f"the pruned boundary {boundary} is below the {recorded} the log recorded "
+                "(moved backwards)",
+                reason="prune_boundary_lowered",
+                index=boundary,
+            )
+        if boundary > recorded:
+            raise TamperedError(
+                f"the pruned boundary {boundary} is beyond the {recorded} the log recorded "
+                "(entries deleted without a log_pruned event)",
+                reason="prune_unrecorded",
+                index=recorded,
+            )
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -697,6 +798,22 @@ def _older_prefix(rows: Sequence[Any], start: int, cutoff: datetime) -> int:
             break
         count += 1
     return count
+
+
+def _signed_after(conn: Connection, cutoff: datetime, size: int) -> int:
+    """``size``, or the smallest tree size of a checkpoint signed after ``cutoff`` if less.
+    Entries from that index on were appended after it: a pruning as older than ``cutoff``
+    stops before them, whatever their (unsigned) store time says."""
+    c = schema.checkpoints
+    found = conn.execute(
+        select(func.min(c.c.tree_size)).where(c.c.timestamp_ms > _ms(cutoff))
+    ).scalar()
+    return size if found is None else min(size, int(found))
+
+
+def _ms(value: datetime) -> int:
+    """Unix milliseconds of ``value`` (a checkpoint's timestamp unit)."""
+    return int(_as_utc(value).timestamp() * 1000)
 
 
 def _as_utc(value: datetime) -> datetime:

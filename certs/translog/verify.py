@@ -25,6 +25,7 @@ from certs.translog.errors import (
 )
 from certs.translog.export import EXPORT_FORMAT, EXPORT_FORMAT_PRUNED
 from certs.translog.keys import VerifyingKey
+from certs.translog.store import pruned_event
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,13 @@ def verify_export(
 
     A pruned entry (``"pruned": true``, v2 exports) has no data: it is proven in the tree by
     its leaf hash alone and counted in :attr:`VerificationReport.entries_pruned`; the pruned
-    entries must come first (a log prunes a prefix).
+    entries must come first (a log prunes a prefix), and the export's ``pruning`` evidence
+    must be a ``log_pruned`` event in the signed tree whose boundary is above each of them
+    (``prune_unproven`` otherwise: an export edited to pass entries off as pruned).
 
     Raises :class:`ExportFormatError`, :class:`SignatureError` or :class:`TamperedError`
     (reason ``entry_modified``, ``entry_missing``, ``entry_reordered``, ``inclusion_failed``,
-    ``consistency_failed``, ``bad_pruned_entry``).
+    ``consistency_failed``, ``bad_pruned_entry``, ``prune_unproven``).
     """
     try:
         doc = json.loads(export)
@@ -182,6 +185,7 @@ def verify_export(
     wanted, selection = _wanted(doc, start, end)
     at = 0  # position in ``wanted`` of the entry expected next
     pruned = 0
+    boundary: int | None = None  # the pruning evidence's boundary, read at the first pruned
     for position, (item, index) in enumerate(zip(entries, indices, strict=True)):
         expected = wanted[at] if at < len(wanted) else end
         if index < expected or (index > expected and expected in indices[position:]):
@@ -200,6 +204,15 @@ def verify_export(
                 raise TamperedError(
                     f"entry {index} is pruned after entries that are not",
                     reason="bad_pruned_entry",
+                    index=index,
+                )
+            if boundary is None:
+                boundary = _pruned_boundary(doc, target.size, target.root_hash)
+            if index >= boundary:
+                raise TamperedError(
+                    f"entry {index} is marked pruned but the log recorded pruning only below "
+                    f"{boundary}",
+                    reason="prune_unproven",
                     index=index,
                 )
             pruned += 1
@@ -244,6 +257,40 @@ def verify_export(
         cosigners=cosigners,
         selection=selection,
     )
+
+
+def _pruned_boundary(doc: dict[str, Any], size: int, root: bytes) -> int:
+    """The boundary the export's ``pruning`` evidence records: a ``log_pruned`` event proven
+    in the signed tree of ``size`` (``root``); raises :class:`TamperedError` otherwise."""
+    if "pruning" not in doc:
+        raise TamperedError(
+            "the export has pruned entries but no evidence that the log pruned them",
+            reason="prune_unproven",
+        )
+    evidence = _get(doc, "pruning", dict, "export")
+    index = _get(evidence, "index", int, "pruning")
+    try:
+        data = base64.b64decode(_get(evidence, "data", str, "pruning"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ExportFormatError("pruning: data is not base64") from None
+    proof = _hashes(_get(evidence, "inclusion_proof", list, "pruning"), "pruning")
+    try:
+        verify_inclusion(hash_leaf(data), index, size, proof, root)
+    except MerkleError as exc:
+        raise TamperedError(
+            f"the pruning evidence (entry {index}) is not in the signed tree of size {size}: "
+            f"{exc.message}",
+            reason="prune_unproven",
+            index=index,
+        ) from exc
+    event = pruned_event(data)
+    if event is None or not 0 <= event["boundary"] <= index:
+        raise TamperedError(
+            f"the pruning evidence (entry {index}) is not a log_pruned event",
+            reason="prune_unproven",
+            index=index,
+        )
+    return int(event["boundary"])
 
 
 def _pruned(item: Any, index: int, version: str) -> bool:

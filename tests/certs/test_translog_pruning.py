@@ -29,13 +29,16 @@ from certs.merkle import verify_consistency, verify_inclusion
 from certs.translog import (
     EXPORT_FORMAT,
     EXPORT_FORMAT_PRUNED,
+    PRUNED_EVENT,
     Entry,
     ExportFormatError,
+    NotFoundError,
     SigningKey,
     TamperedError,
     TransparencyLog,
     audit_store,
     decode_event,
+    encode_event,
     export_csv,
     export_json,
     schema,
@@ -299,3 +302,159 @@ def test_a_pruning_while_the_store_is_audited_is_no_alarm(
     # read before, with their bytes (and checked by them).
     assert report.entries_pruned == 2 and log.horizon is None
     assert audit_store(log).entries_pruned == OLD
+
+
+def _mark_pruned(doc: dict[str, object], lo: int, hi: int) -> bytes:
+    """The export ``doc`` edited to pass its entries ``lo..hi-1`` off as pruned (v2)."""
+    entries = doc["entries"]
+    assert isinstance(entries, list)
+    for item in entries[lo:hi]:
+        item.pop("data", None)
+        item["pruned"] = True
+    doc["format"] = EXPORT_FORMAT_PRUNED
+    return json.dumps(doc).encode()
+
+
+def test_an_export_edited_to_show_entries_pruned_is_refused(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    """An export carries the log_pruned event (proven under its checkpoint) whose boundary
+    covers its pruned entries: entries the log did not prune cannot be passed off as pruned."""
+    horizon = _grow(log, clock)
+    # Nothing pruned in the log: an edited export has no evidence.
+    with pytest.raises(TamperedError) as info:
+        verify_export(_mark_pruned(json.loads(export_json(log)), 0, 5), log.verifying_key)
+    assert info.value.reason == "prune_unproven"
+    log.prune(horizon, limit=3)
+    log.issue_checkpoint()
+    doc = json.loads(export_json(log))
+    assert doc["pruning"]["index"] == OLD + NEW
+    assert verify_export(json.dumps(doc).encode(), log.verifying_key).entries_pruned == 3
+    # Entries beyond the recorded boundary marked pruned too.
+    with pytest.raises(TamperedError) as info:
+        verify_export(_mark_pruned(json.loads(json.dumps(doc)), 0, 8), log.verifying_key)
+    assert (info.value.reason, info.value.index) == ("prune_unproven", 3)
+    # The evidence left out, or pointing to an entry that is not a log_pruned event.
+    for edit in ("drop", "other"):
+        altered = json.loads(json.dumps(doc))
+        if edit == "drop":
+            del altered["pruning"]
+        else:
+            other = next(e for e in altered["entries"] if e["index"] == OLD)
+            altered["pruning"] = {
+                "index": OLD,
+                "data": other["data"],
+                "inclusion_proof": other["inclusion_proof"],
+            }
+        with pytest.raises(TamperedError) as info:
+            verify_export(json.dumps(altered).encode(), log.verifying_key)
+        assert info.value.reason == "prune_unproven"
+
+
+def test_an_export_whose_checkpoint_predates_the_pruning_is_refused(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)
+    log.prune(horizon)  # its event is beyond the latest checkpoint
+    with pytest.raises(NotFoundError) as info:
+        export_json(log)
+    assert info.value.reason == "no_checkpoint"
+
+
+def _backdate(engine: Engine, lo: int, hi: int, when: datetime) -> None:
+    t = schema.entries
+    with engine.begin() as conn:
+        conn.execute(
+            update(t).where(t.c.leaf_index >= lo, t.c.leaf_index < hi).values(created_at=when)
+        )
+
+
+def test_a_pruning_stops_before_entries_a_signed_checkpoint_proves_recent(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    """Store times are not signed: entries appended after a checkpoint signed after the
+    horizon are not pruned, even with their store time moved back before it."""
+    horizon = _grow(log, clock)  # its last checkpoint (size OLD + NEW) is after the horizon
+    log.append_many([event(100), event(101)])
+    _backdate(engine, OLD, OLD + NEW + 2, horizon.replace(year=horizon.year - 1))
+    assert log.prunable(horizon) == (0, OLD + NEW)
+    result = log.prune(horizon)
+    assert (result.pruned, result.boundary) == (OLD + NEW, OLD + NEW)
+    assert not log.prune(horizon).pruned
+    log.issue_checkpoint()
+    assert audit_store(log).entries_pruned == OLD + NEW
+
+
+def _forged_prune(
+    log: TransparencyLog, engine: Engine, previous: int, boundary: int, horizon: datetime
+) -> None:
+    """A pruning done by hand in the database, its event appended as a pruning would."""
+    _erase(engine, previous, boundary)
+    _tamper(engine, pruned_size=boundary)
+    fields = {
+        "boundary": boundary,
+        "previous": previous,
+        "count": boundary - previous,
+        "horizon": horizon.isoformat(),
+    }
+    log.append(encode_event(PRUNED_EVENT, fields))
+
+
+def test_entries_pruned_despite_a_signed_checkpoint_are_tampering(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    horizon = _grow(log, clock)  # its last checkpoint (size OLD + NEW) is after the horizon
+    log.append_many([event(100), event(101)])
+    _forged_prune(log, engine, 0, OLD + NEW + 2, horizon)
+    log.issue_checkpoint()
+    with pytest.raises(TamperedError) as info:
+        audit_store(log)
+    assert (info.value.reason, info.value.index) == ("prune_too_recent", OLD + NEW)
+
+
+def test_a_broken_chain_of_log_pruned_events_is_tampering(
+    log: TransparencyLog, engine: Engine, clock: Clock
+) -> None:
+    """Bytes erased and the boundary raised by hand, then a pruning recorded from there: the
+    latest event's boundary is the head's, but its previous is not the event before's."""
+    horizon = _grow(log, clock)
+    log.prune(horizon, limit=3)
+    _forged_prune(log, engine, 4, 5, horizon)  # entry 3 erased unrecorded
+    log.issue_checkpoint()
+    with pytest.raises(TamperedError) as info:
+        audit_store(log)
+    assert (info.value.reason, info.value.index) == ("prune_chain_broken", 3)
+
+
+@pytest.mark.parametrize("tamper", ["lowered", "raised", "beyond", "erased", "erased_later"])
+def test_a_pruning_refuses_a_tampered_log(
+    log: TransparencyLog, engine: Engine, clock: Clock, tamper: str
+) -> None:
+    """Cheap checks before pruning (not a full audit): a pruning never carries on over a
+    tampered boundary or bytes erased beyond it, which its own event would then cover."""
+    horizon = _grow(log, clock)
+    log.prune(horizon, limit=3)
+    expected = {
+        "lowered": "entry_erased",  # the entry at a lowered boundary has no bytes
+        "raised": "prune_unrecorded",
+        "beyond": "prune_unrecorded",
+        "erased": "entry_erased",
+        "erased_later": "entry_erased",
+    }[tamper]
+    if tamper == "lowered":
+        _tamper(engine, pruned_size=0)
+    elif tamper == "raised":
+        _erase(engine, 3, 5)
+        _tamper(engine, pruned_size=5)
+    elif tamper == "beyond":
+        _tamper(engine, pruned_size=10**6)
+    elif tamper == "erased":
+        _erase(engine, 3, 4)
+    else:
+        _erase(engine, 4, 5)
+    size = log.size()
+    with pytest.raises(TamperedError) as info:
+        log.check_pruned_boundary()
+        log.prune(horizon)
+    assert info.value.reason == expected
+    assert log.size() == size  # no log_pruned event appended over it

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from certs.pki.bootstrap import build_region, write_region
 from certs.translog import audit_store, decode_event
@@ -63,11 +63,19 @@ def _auth(th: ServiceNode) -> dict[str, str]:
 
 
 def _age(th: ServiceNode, below: int, days: int) -> None:
-    """Move the store time of the log's entries below index ``below`` ``days`` back."""
-    t = log_schema.entries
+    """Move the store time of the log's entries below index ``below`` ``days`` back.
+
+    The checkpoints of smaller trees, signed while those entries were appended, would be as
+    old in a log that old; a signed time cannot be moved back, and such a checkpoint proves
+    the entries after it recent (a pruning stops before them), so they go (with their
+    cosignatures): the checkpoints left still verify the whole log."""
+    t, c, s = log_schema.entries, log_schema.checkpoints, log_schema.cosignatures
     old = datetime.now(UTC) - timedelta(days=days)
     with th.exchange.log.engine.begin() as conn:
         conn.execute(update(t).where(t.c.leaf_index < below).values(created_at=old))
+        young = select(c.c.id).where(c.c.tree_size < below)
+        conn.execute(delete(s).where(s.c.checkpoint_id.in_(young)))
+        conn.execute(delete(c).where(c.c.tree_size < below))
 
 
 def test_housekeeping_prunes_the_old_log_audit_trail_and_history(
