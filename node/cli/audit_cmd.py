@@ -489,8 +489,11 @@ def prune_cmd(
     The log's entries appended before then lose their bytes (their leaf hashes stay, so the
     log, its checkpoints and exports still verify; each pruning is logged as a log_pruned
     event), the audit trail's events go, and so do the officers' history rows of the queries
-    pruned. bdx serve does the same hourly. Exit 0 when done, 2 for bad settings, 5 when the
-    log refuses (tampering found)."""
+    pruned. bdx serve does the same hourly. The run is recorded in the audit trail
+    (audit.prune, with your user). An entry older than then that cannot be pruned (a store
+    time in the future, or one a signed checkpoint proves later) stops it with a warning and
+    complete false. Exit 0 when done, 2 for bad settings, 5 when the log refuses (tampering
+    found: the pruned boundary, or bytes erased at it, checked before anything)."""
     settings = settings_from(config)
     with _open_log(config, signing_key, origin) as opened:
         if dry_run:
@@ -513,7 +516,13 @@ def prune_cmd(
                     opened.engine,
                     settings.exchange_log_days,
                     on_progress=lambda n: bar.advance(task, n),
+                    actor=_actor(),
                 )
+    if report.reason is not None:
+        warn(
+            f"entries older than the horizon are left from index {report.boundary} "
+            f"[{report.reason}]: see the README's retention section"
+        )
     if json:
         print_json(report.to_json())
         return

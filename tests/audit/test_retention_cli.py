@@ -6,6 +6,7 @@ detected, and a dry run changes nothing. On SQLite and PostgreSQL; the CLI runs 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,8 +72,8 @@ def test_prune_then_audit_export_and_verify(bdx: Bdx, node: Node, tmp_path: Path
     assert code == 0, err
     doc = json.loads(out)
     assert (doc["dry_run"], doc["entries_pruned"], doc["boundary"]) == (False, OLD, OLD)
-    assert (doc["audit_events_deleted"], doc["complete"]) == (1, True)
-    assert _audit_events(node) == events - 1
+    assert (doc["audit_events_deleted"], doc["complete"], doc["reason"]) == (1, True, None)
+    assert _audit_events(node) == events  # the old one went, the run's audit.prune came
     assert node.log.pruned_size() == OLD
     last = node.log.entry(node.log.size() - 1)
     assert json.loads(last.data)["event"] == "log_pruned"
@@ -131,6 +132,94 @@ def test_a_lowered_boundary_is_tampering(bdx: Bdx, node: Node) -> None:
         conn.execute(update(h).values(pruned_size=OLD - 3))
     code, _, err = bdx("audit", "store")
     assert code == TAMPER and "[prune_boundary_lowered]" in err
+
+
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+def test_an_edited_export_passing_entries_off_as_pruned_is_refused(
+    bdx: Bdx, node: Node, tmp_path: Path
+) -> None:
+    """Nothing is pruned in the log: an export edited to mark its first entries pruned has no
+    log_pruned event proving it, and verify refuses it (exit 5)."""
+    export = tmp_path / "export.json"
+    assert bdx("audit", "export", "--format", "json", "--out", str(export))[0] == 0
+    doc = json.loads(export.read_text())
+    for item in doc["entries"][:OLD]:
+        del item["data"]
+        item["pruned"] = True
+    doc["format"] = "bdx-translog-export/v2"
+    export.write_text(json.dumps(doc))
+    code, _, err = bdx("audit", "verify", str(export), "--log-key", node.vkey, key=False)
+    assert code == TAMPER and "[prune_unproven]" in err
+
+
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+@pytest.mark.parametrize("tamper", ["lowered", "beyond", "erased"])
+def test_prune_refuses_a_tampered_log(bdx: Bdx, node: Node, tamper: str) -> None:
+    """Checked before pruning: a lowered boundary, one beyond the tree, bytes erased at the
+    boundary. Exit 5 and nothing pruned (no log_pruned event covering the tampering)."""
+    _age(node)
+    assert bdx("audit", "prune")[0] == 0
+    h, t = log_schema.head, log_schema.entries
+    with node.engine.begin() as conn:
+        if tamper == "lowered":
+            conn.execute(update(h).values(pruned_size=OLD - 3))
+        elif tamper == "beyond":
+            conn.execute(update(h).values(pruned_size=10**6))
+        else:
+            conn.execute(update(t).where(t.c.leaf_index.in_([OLD, OLD + 1])).values(data=b""))
+    size = node.log.size()
+    for dry in ((), ("--dry-run",)):
+        code, out, err = bdx("audit", "prune", *dry)
+        assert code == TAMPER and out == "", err
+        assert any(f"[{r}]" in err for r in ("entry_erased", "prune_unrecorded")), err
+    assert node.log.size() == size
+
+
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+def test_a_prune_is_recorded_with_its_actor(bdx: Bdx, node: Node) -> None:
+    _age(node)
+    assert bdx("audit", "prune", "--dry-run")[0] == 0
+    assert bdx("audit", "prune")[0] == 0
+    with node.sessions() as session:
+        rows = (
+            session.execute(select(AuditEvent).where(AuditEvent.action == "audit.prune"))
+            .scalars()
+            .all()
+        )
+        assert len(rows) == 1  # the dry run recorded nothing
+        assert rows[0].actor.startswith("cli:")
+        details = rows[0].details
+    assert (details["entries_pruned"], details["boundary"]) == (OLD, OLD)
+    assert details["audit_events_deleted"] == 1 and details["horizon"]
+    assert bdx("audit", "prune")[0] == 0  # nothing deleted: nothing recorded
+    with node.sessions() as session:
+        count = session.execute(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "audit.prune")
+        ).scalar()
+    assert count == 1
+
+
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+def test_a_future_store_time_stops_retention_visibly(
+    bdx: Bdx, node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An entry stored with a clock years ahead stops the pruning before it: the report says
+    so (complete false, a reason) and a warning is logged, without the entry's contents."""
+    _age(node)
+    t = log_schema.entries
+    ahead = datetime.now(UTC) + timedelta(days=1800)
+    with node.engine.begin() as conn:
+        conn.execute(update(t).where(t.c.leaf_index == 3).values(created_at=ahead))
+    for dry in (("--dry-run",), ()):
+        with caplog.at_level(logging.WARNING, logger="node.audit.retention"):
+            code, out, err = bdx("audit", "prune", "--json", *dry)
+        assert code == 0, err
+        doc = json.loads(out)
+        assert (doc["boundary"], doc["complete"]) == (3, False)
+        assert doc["reason"] == "future_store_time"
+        assert "[future_store_time]" in err
+    lines = [r.getMessage() for r in caplog.records if "retention stopped" in r.getMessage()]
+    assert lines and "entry 3" in lines[-1] and "officer" not in lines[-1]
 
 
 def test_the_retention_setting_is_checked(bdx: Bdx, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,9 +118,14 @@ def test_housekeeping_prunes_the_old_log_audit_trail_and_history(
     assert [q["query_id"] for q in listed] == [new_query]
     with th.app.state.sessions() as session:
         left = session.execute(
-            select(func.count()).select_from(AuditEvent).where(AuditEvent.id == old_event)
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "test.old")
         ).scalar()
+        runs = session.execute(
+            select(AuditEvent.actor, AuditEvent.details).where(AuditEvent.action == "audit.prune")
+        ).all()
     assert left == 0
+    # The run is recorded in the audit trail, by the node itself.
+    assert [(actor, details["entries_pruned"]) for actor, details in runs] == [("system", aged)]
     # One log line, with counts and never an entry's contents.
     lines = [r.getMessage() for r in caplog.records if "retention" in r.getMessage()]
     assert len(lines) == 1 and f"{aged} exchange log entries pruned" in lines[0]
