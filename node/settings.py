@@ -148,13 +148,17 @@ class Settings(BaseSettings):
     # Prüm: data logged about exchanges is deleted after two years. The exchange log's entries
     # and the audit trail's events older than this are deleted (the log keeps each entry's
     # leaf hash, so it stays verifiable); at least hit_reference_days (a resolved hit's
-    # entries must outlive its follow-up), at most 100 years (a node that keeps them).
+    # entries must outlive its follow-up), at most 100 years (a node that keeps them). Not
+    # set, it is the larger of 730 and hit_reference_days, so a node that follows hits up for
+    # longer keeps working after an upgrade. At least a year: the data-protection authority
+    # reviews the logged exchanges yearly, and a shorter log would be gone before it looks.
     exchange_log_days: int = Field(
         730,
-        ge=1,
+        ge=365,
         le=36500,
         description="exchange log entries and audit trail events are deleted after this many "
-        "days (at least hit_reference_days)",
+        "days (at least 365 and hit_reference_days; default: the larger of 730 and "
+        "hit_reference_days)",
     )
     replay_window_s: int = Field(
         300,
@@ -196,6 +200,9 @@ class Settings(BaseSettings):
                 "port and peer_port are both {port}: the API and the peer listener need one each",
                 {"port": self.port},
             )
+        if "exchange_log_days" not in self.model_fields_set:
+            days = type(self).model_fields["exchange_log_days"].default
+            object.__setattr__(self, "exchange_log_days", max(days, self.hit_reference_days))
         if self.exchange_log_days < self.hit_reference_days:
             # a resolved hit's hit.resolve entry would go while its reference is still followed up
             raise PydanticCustomError(

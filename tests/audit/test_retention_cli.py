@@ -223,7 +223,7 @@ def test_a_future_store_time_stops_retention_visibly(
 
 
 def test_the_retention_setting_is_checked(bdx: Bdx, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BDX_EXCHANGE_LOG_DAYS", "30")
+    monkeypatch.setenv("BDX_EXCHANGE_LOG_DAYS", "400")
     code, _, err = bdx("audit", "prune", "--dry-run")
     assert code == 2 and "hit_reference_days" in err
 
@@ -241,3 +241,28 @@ def test_the_auditor_api_counts_the_pruned_entries(bdx: Bdx, node: Node, tmp_pat
         listed = httpx.get(f"{url}/audit/log/entries", headers=auditor, timeout=60).json()
         assert [i["type"] for i in listed["items"][:OLD]] == ["pruned"] * OLD
         assert listed["items"][OLD]["type"] != "pruned"
+
+
+@pytest.mark.parametrize(
+    ("env", "days"),
+    [
+        ({"BDX_HIT_REFERENCE_DAYS": "1000"}, 1000),  # not set: follows the follow-up period
+        ({"BDX_HIT_REFERENCE_DAYS": "365"}, 730),
+        ({"BDX_HIT_REFERENCE_DAYS": "1000", "BDX_EXCHANGE_LOG_DAYS": "1200"}, 1200),
+        ({"BDX_HIT_REFERENCE_DAYS": "1", "BDX_EXCHANGE_LOG_DAYS": "1"}, None),  # below a year
+        ({"BDX_EXCHANGE_LOG_DAYS": "364"}, None),
+        ({"BDX_HIT_REFERENCE_DAYS": "1000", "BDX_EXCHANGE_LOG_DAYS": "800"}, None),
+    ],
+)
+def test_the_retention_period_default_and_floor(
+    bdx: Bdx, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], days: int | None
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = bdx("audit", "prune", "--dry-run", "--json")
+    if days is None:
+        assert code == 2 and "exchange_log_days" in err and "[bad_config]" in err
+        return
+    assert code == 0, err
+    horizon = datetime.fromisoformat(json.loads(out)["horizon"])
+    assert abs((datetime.now(UTC) - horizon) - timedelta(days=days)) < timedelta(minutes=5)

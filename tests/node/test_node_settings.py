@@ -137,8 +137,12 @@ def test_exchange_log_retention_outlives_the_hit_follow_up(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"exchange_log_days .*hit_reference_days") as info:
         load_settings(data_dir=tmp_path, exchange_log_days=365)
     assert info.value.reason == "bad_config"
-    with pytest.raises(ConfigError, match="exchange_log_days") as info:
-        load_settings(data_dir=tmp_path, hit_reference_days=1000)
+    with pytest.raises(ConfigError, match=r"exchange_log_days .*hit_reference_days") as info:
+        load_settings(data_dir=tmp_path, hit_reference_days=1000, exchange_log_days=800)
+    # Not set, it follows a follow-up period longer than its default (an upgraded node).
+    assert load_settings(data_dir=tmp_path, hit_reference_days=1000).exchange_log_days == 1000
+    with pytest.raises(ConfigError, match="exchange_log_days"):  # under a year
+        load_settings(data_dir=tmp_path, hit_reference_days=1, exchange_log_days=1)
     kept = load_settings(data_dir=tmp_path, hit_reference_days=1000, exchange_log_days=1000)
     assert kept.exchange_log_days == 1000
     assert load_settings(data_dir=tmp_path, exchange_log_days=36500).exchange_log_days == 36500
