@@ -84,7 +84,10 @@ class TamperedError(TranslogError):
     pruned prefix: ``entry_erased`` (an entry's bytes deleted at or beyond the pruned
     boundary), ``prune_boundary_lowered`` (the boundary moved backwards),
     ``prune_unrecorded`` (moved forwards without a ``log_pruned`` event), ``bad_pruned_entry``
-    (an export's pruned entry outside the export's pruned prefix).
+    (an export's pruned entry outside the export's pruned prefix), ``prune_unproven`` (an
+    export's pruned entry that its ``log_pruned`` evidence does not cover),
+    ``prune_chain_broken`` (``log_pruned`` events that do not chain), ``prune_too_recent``
+    (entries pruned that a checkpoint signed after the horizon proves younger).
     ``index`` is the first entry index concerned, when one is known.
     """
 
