@@ -447,8 +447,10 @@ def apply_retention(exchange: Exchange) -> retention.RetentionReport | None:
         exchange.retention_days,
         max_batches=retention.ROUND_BATCHES,
     )
-    if not report.complete:  # a backlog left: the next round goes on with it
+    if not report.complete and report.reason is None:  # a backlog: the next round goes on
         exchange.pruned_at = float("-inf")
+    # A run stopped for a reason (an entry whose store time is in the future or unproven)
+    # is tried again in an hour, as a failed one: every round would repeat its warning.
     if report.entries_pruned or report.audit_events_deleted:
         logger.info(
             "retention: %d exchange log entries pruned (below index %d), %d sent queries and "

@@ -24,7 +24,7 @@ from matcher.fingerprint import iso19794_2
 from matcher.synthetic import synthetic_templates
 from node.audit import retention
 from node.db.models import AuditEvent
-from node.exchange.setup import housekeeping_round
+from node.exchange.setup import apply_retention, housekeeping_round
 from node.repositories.audit import AuditRepository
 from tests.exchange.service_support import ServiceNode, serving
 
@@ -153,3 +153,36 @@ def test_housekeeping_prunes_a_backlog_a_bounded_batch_a_round(
         anyio.run(housekeeping_round, th.exchange, 300.0)  # the next round goes on at once
         assert log.pruned_size() == start + 4
     audit_store(log)
+
+
+def test_a_run_stopped_by_a_future_store_time_waits_an_hour_as_a_failed_one(
+    nodes: dict[str, ServiceNode],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An entry stamped in the future stops the pruning before it (``complete`` false with a
+    reason, and a warning): not a backlog, so the next round does not repeat it; the run
+    comes again after ``RETENTION_EVERY_S``, as one that failed."""
+    th = nodes["TH"]
+    log = th.exchange.log
+    _send(th, "future-1")
+    aged = log.size()
+    _age(th, aged, DAYS + 1)
+    _send(th, "future-2")
+    t = log_schema.entries
+    with log.engine.begin() as conn:  # an old entry whose store time is years ahead
+        stamp = datetime.now(UTC) + timedelta(days=5 * 365)
+        conn.execute(update(t).where(t.c.leaf_index == aged - 1).values(created_at=stamp))
+    th.exchange.pruned_at = float("-inf")
+    with caplog.at_level(logging.WARNING):
+        report = apply_retention(th.exchange)
+        assert report is not None and not report.complete and report.reason is not None
+        assert th.exchange.pruned_at > float("-inf")  # waits RETENTION_EVERY_S
+        warned = len(caplog.records)
+        anyio.run(housekeeping_round, th.exchange, 300.0)
+        assert len(caplog.records) == warned  # the next round did not run it again
+    with log.engine.begin() as conn:  # put the entry's time back for the module's other tests
+        conn.execute(
+            update(t)
+            .where(t.c.leaf_index == aged - 1)
+            .values(created_at=datetime.now(UTC) - timedelta(days=DAYS + 1))
+        )
