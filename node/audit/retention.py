@@ -127,7 +127,8 @@ def prune(
         if result.pruned < PRUNE_BATCH:
             complete = True
             break
-    reason = _stopped(log, boundary, cutoff, at) if complete else None
+    # Against the clock now: the run's own log_pruned events are later than ``at``.
+    reason = _stopped(log, boundary, cutoff, max(at, datetime.now(UTC))) if complete else None
     limit = None if max_batches is None else max_batches * PRUNE_BATCH
     with Session(engine) as session:
         repo = AuditRepository(session)

@@ -8,6 +8,7 @@ IntegrityError is raised rather than retried, and a reading catches up a few chu
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -482,3 +483,21 @@ def test_queries_whose_entries_are_pruned_leave_the_index_with_them(engine: Engi
 
 def retention_days() -> int:
     return int(Settings.model_fields["exchange_log_days"].default)
+
+
+def test_a_prune_of_every_entry_stops_at_its_own_event_complete_and_unwarned(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When every entry is older than the horizon the run stops at the ``log_pruned`` event it
+    appended itself: complete, no reason, no warning (that event is no entry stored with a
+    future time, though it was appended after the run's clock was read)."""
+    log = _log(engine)
+    TranslogExchangeLog(log).record_many(_query())
+    with engine.begin() as conn:
+        old = datetime.now(UTC) - timedelta(days=retention_days() + 1)
+        conn.execute(update(log_schema.entries).values(created_at=old))
+    size = log.size()
+    with caplog.at_level(logging.WARNING):
+        report = retention.prune(log, engine, retention_days())
+    assert (report.entries_pruned, report.complete, report.reason) == (size, True, None)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
