@@ -33,6 +33,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from certs.translog.params import MIN_RETENTION_DAYS
 from node.countries import USER_ASSIGNED, normalise_country
 from node.errors import ConfigError
 
@@ -150,14 +151,16 @@ class Settings(BaseSettings):
     # leaf hash, so it stays verifiable); at least hit_reference_days (a resolved hit's
     # entries must outlive its follow-up), at most 100 years (a node that keeps them). Not
     # set, it is the larger of 730 and hit_reference_days, so a node that follows hits up for
-    # longer keeps working after an upgrade. At least a year: the data-protection authority
-    # reviews the logged exchanges yearly, and a shorter log would be gone before it looks.
+    # longer keeps working after an upgrade. At least certs.translog.params.MIN_RETENTION_DAYS
+    # (a year, for the yearly review of the data-protection authority), which the log's own
+    # pruning and audit enforce too.
     exchange_log_days: int = Field(
         730,
-        ge=365,
+        ge=MIN_RETENTION_DAYS,
         le=36500,
         description="exchange log entries and audit trail events are deleted after this many "
-        "days (at least 365 and hit_reference_days; default: the larger of 730 and "
+        f"days (at least {MIN_RETENTION_DAYS} and hit_reference_days; default: the larger of "
+        "730 and "
         "hit_reference_days)",
     )
     replay_window_s: int = Field(

@@ -25,6 +25,7 @@ from certs.translog.checkpoint import (
 from certs.translog.errors import (
     EntryError,
     ExportFormatError,
+    HorizonTooRecentError,
     KeyTypeError,
     NoteFormatError,
     NotFoundError,
@@ -55,6 +56,7 @@ __all__ = [
     "Entry",
     "EntryError",
     "ExportFormatError",
+    "HorizonTooRecentError",
     "KeyTypeError",
     "NotFoundError",
     "NoteFormatError",

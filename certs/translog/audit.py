@@ -17,7 +17,11 @@ tampering too. The events must form a chain (each one's ``previous`` is the boun
 before recorded, the first's is 0: ``prune_chain_broken``), and no event may have pruned an
 entry that a signed checkpoint proves was appended after its horizon (a checkpoint of a tree
 not holding it yet, signed after the horizon: ``prune_too_recent``; entries' store times are
-not signed, and one moved back would otherwise let a pruning erase recent entries).
+not signed, and one moved back would otherwise let a pruning erase recent entries). Nor may
+an event's horizon be later than the timestamp of the first checkpoint holding the event less
+the shortest retention (:data:`~certs.translog.params.MIN_RETENTION_DAYS`): a pruning refuses
+such a horizon, so an event that records one (a future one, say, which no checkpoint is signed
+after) was forged to pass recent entries off as pruned (``prune_too_recent`` too).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from certs.merkle import CompactRange, NodeID, hash_leaf
@@ -33,7 +37,7 @@ from certs.translog.checkpoint import SignedCheckpoint, verify_any
 from certs.translog.errors import TamperedError
 from certs.translog.keys import VerifyingKey
 from certs.translog.params import AUDIT_CHUNK
-from certs.translog.store import TransparencyLog, pruned_event
+from certs.translog.store import TransparencyLog, check_pruned_horizon, pruned_event
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def audit_store(
         raise TamperedError(f"entry {cr.size} is missing", reason="entry_missing", index=cr.size)
     # A prune while this audit ran records its boundary beyond the audited tree.
     _check_boundary(initial, recorded, erased, moved=boundary != initial)
-    _check_events(events, checkpoints, initial)
+    _check_events(events, checkpoints, initial, int(log.now().timestamp() * 1000))
     if cr.hashes != head.hashes:
         raise TamperedError(
             "the head row does not match the stored entries", reason="head_mismatch"
@@ -153,14 +157,23 @@ def _check_events(
     events: Sequence[tuple[int, dict[str, Any]]],
     checkpoints: Sequence[SignedCheckpoint],
     boundary: int,
+    now_ms: int,
 ) -> None:
-    """The ``log_pruned`` events form a chain, and none pruned an entry that a verified
-    checkpoint of a smaller tree, signed after the event's horizon, proves recent.
+    """The ``log_pruned`` events form a chain, none pruned an entry that a verified
+    checkpoint of a smaller tree, signed after the event's horizon, proves recent, and each
+    one's horizon is the shortest retention before the first checkpoint holding it (``now_ms``
+    for an event no checkpoint holds yet).
 
     Events are entries too, and an old one is pruned in turn (below ``boundary``): the first
     event still read may start where a pruned one ended, which lies in the pruned prefix
     (that event's index is at or above the boundary it recorded)."""
     by_time = sorted((s.checkpoint.timestamp_ms, s.checkpoint.size) for s in checkpoints)
+    by_size = sorted((s.checkpoint.size, s.checkpoint.timestamp_ms) for s in checkpoints)
+    sizes = [size for size, _ in by_size]
+    earliest_from = [0] * len(by_size)  # earliest time signed at a size >= by_size[i]
+    for i in range(len(by_size) - 1, -1, -1):
+        stamp = by_size[i][1]
+        earliest_from[i] = stamp if i == len(by_size) - 1 else min(stamp, earliest_from[i + 1])
     times = [t for t, _ in by_time]
     smallest_after = [0] * len(by_time)  # smallest size signed at or after by_time[i]
     for i in range(len(by_time) - 1, -1, -1):
@@ -186,6 +199,9 @@ def _check_events(
                 reason="prune_chain_broken",
                 index=index,
             ) from None
+        holding = bisect.bisect_right(sizes, index)  # the first checkpoint of a size > index
+        signed_ms = earliest_from[holding] if holding < len(sizes) else now_ms
+        check_pruned_horizon(index, event, datetime.fromtimestamp(signed_ms / 1000, UTC))
         at = bisect.bisect_right(times, horizon_ms)
         if at < len(times) and smallest_after[at] < expected:
             proven = smallest_after[at]

@@ -23,6 +23,14 @@ class NotFoundError(TranslogError):
     default_reason = "not_found"
 
 
+class HorizonTooRecentError(TranslogError):
+    """A pruning asked for a horizon later than now less the shortest retention
+    (:data:`~certs.translog.params.MIN_RETENTION_DAYS`): it would erase entries younger than the
+    log must keep. Nothing is pruned."""
+
+    default_reason = "horizon_too_recent"
+
+
 class KeyTypeError(TranslogError):
     """A signing or verifying key is not an Ed25519 or ECDSA P-256 key."""
 
@@ -87,7 +95,9 @@ class TamperedError(TranslogError):
     (an export's pruned entry outside the export's pruned prefix), ``prune_unproven`` (an
     export's pruned entry that its ``log_pruned`` evidence does not cover),
     ``prune_chain_broken`` (``log_pruned`` events that do not chain), ``prune_too_recent``
-    (entries pruned that a checkpoint signed after the horizon proves younger).
+    (entries pruned that a checkpoint signed after the horizon proves younger, or a
+    ``log_pruned`` event whose horizon is less than the shortest retention before the first
+    checkpoint holding it).
     ``index`` is the first entry index concerned, when one is known.
     """
 

@@ -37,6 +37,14 @@ MAX_EXPORT_MIB = 256
 JSON, about 8 times the file's size, so 256 MiB needs about 2 GiB of memory; a larger export
 is refused up front instead of failing part-way (``--max-mib`` raises the bound)."""
 
+MIN_RETENTION_DAYS = 365
+"""Shortest time an entry's bytes are kept (days): the data-protection authority reviews the
+logged exchanges yearly, and a shorter log would be gone before it looks. A pruning with a
+later horizon is refused, and a ``log_pruned`` event whose horizon is less than this before
+the first checkpoint holding it (now, if none does; give or take ``CLOCK_SKEW_S``) is
+tampering: it erased entries a checkpoint proves recent.
+The node's ``exchange_log_days`` may not go below it."""
+
 PRUNE_BATCH = 5000
 """Most entries one pruning transaction deletes the bytes of (one ``log_pruned`` event each):
 the head row stays locked, and appends wait, for no more than one ``AUDIT_CHUNK``-sized

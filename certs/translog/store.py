@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -48,6 +48,7 @@ from certs.translog import schema
 from certs.translog.checkpoint import Checkpoint, Cosignature, SignedCheckpoint
 from certs.translog.errors import (
     EntryError,
+    HorizonTooRecentError,
     NotFoundError,
     OriginMismatchError,
     TamperedError,
@@ -57,9 +58,11 @@ from certs.translog.keys import SigningKey, VerifyingKey
 from certs.translog.params import (
     AUDIT_CHUNK,
     CHECKPOINT_INTERVAL_S,
+    CLOCK_SKEW_S,
     INSERT_CHUNK,
     MAX_ENTRY_BYTES,
     MAX_TIMESTAMP,
+    MIN_RETENTION_DAYS,
     PRUNE_BATCH,
 )
 
@@ -110,6 +113,31 @@ def pruned_event(data: bytes) -> dict[str, Any] | None:
     if not isinstance(event.get("horizon"), str):
         return None
     return event
+
+
+def check_pruned_horizon(index: int, event: dict[str, Any], signed: datetime) -> None:
+    """Raise :class:`TamperedError` (``prune_too_recent``) unless the ``log_pruned`` event at
+    ``index`` has a horizon at least :data:`~certs.translog.params.MIN_RETENTION_DAYS` before
+    ``signed`` (a time the event was appended by: a checkpoint holding it, or now), give or
+    take :data:`~certs.translog.params.CLOCK_SKEW_S`. A pruning refuses a later horizon, so
+    an event with one (a future one, say) was forged to pass recent entries off as pruned."""
+    try:
+        horizon = _as_utc(datetime.fromisoformat(event["horizon"]))
+    except ValueError:
+        raise TamperedError(
+            f"the log_pruned event at {index} has no valid horizon",
+            reason="prune_chain_broken",
+            index=index,
+        ) from None
+    latest = signed - timedelta(days=MIN_RETENTION_DAYS, seconds=-CLOCK_SKEW_S)
+    if horizon > latest:
+        raise TamperedError(
+            f"the log_pruned event at {index} has the horizon {event['horizon']}, less than "
+            f"{MIN_RETENTION_DAYS} days before {signed.isoformat()} (when a checkpoint holding "
+            "it was signed, or now): a pruning refuses that, so the event was forged",
+            reason="prune_too_recent",
+            index=int(event["previous"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -249,6 +277,10 @@ class TransparencyLog:
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
 
+    def now(self) -> datetime:
+        """The log's clock (UTC): what it stamps entries and checkpoints with."""
+        return self._now()
+
     # --- appends -------------------------------------------------------------------------
 
     def _lock_head(self, conn: Connection) -> CompactRange:
@@ -368,13 +400,25 @@ class TransparencyLog:
 
         With ``connection`` (of the log's database, in a transaction) it joins that
         transaction, as :meth:`append_many` does: what the caller derived from the entries
-        (an index of them) can go with them, all or nothing."""
+        (an index of them) can go with them, all or nothing.
+
+        A ``horizon`` later than now (the log's clock) less
+        :data:`~certs.translog.params.MIN_RETENTION_DAYS` raises
+        :class:`~certs.translog.errors.HorizonTooRecentError` and prunes nothing: the audit
+        would take its event for tampering (``prune_too_recent``)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        cutoff = _as_utc(horizon)
+        latest = self._now() - timedelta(days=MIN_RETENTION_DAYS)
+        if cutoff > latest:
+            raise HorizonTooRecentError(
+                f"the horizon {cutoff.isoformat()} is less than {MIN_RETENTION_DAYS} days ago "
+                f"(the latest allowed is {latest.isoformat()})"
+            )
         if connection is not None:
-            return self._prune_on(connection, _as_utc(horizon), limit)
+            return self._prune_on(connection, cutoff, limit)
         with self._engine.connect() as conn, conn.begin():
-            return self._prune_on(conn, _as_utc(horizon), limit)
+            return self._prune_on(conn, cutoff, limit)
 
     def _prune_on(self, conn: Connection, cutoff: datetime, limit: int) -> PruneResult:
         t, h = schema.entries, schema.head
@@ -448,7 +492,9 @@ class TransparencyLog:
         the tree, the one the latest ``log_pruned`` event recorded, and the entry at it still
         has its bytes. Raises :class:`TamperedError` (``prune_boundary_lowered``,
         ``prune_unrecorded``, ``entry_erased``) so a pruning never carries on over a tampered
-        log (and hides the tampering under a new event)."""
+        log (and hides the tampering under a new event). The latest event's horizon must be
+        at least :data:`~certs.translog.params.MIN_RETENTION_DAYS` ago too (``prune_too_recent``:
+        a pruning refuses a later one, so such an event was forged)."""
         head, boundary = self.head_state()
         if boundary < 0:
             raise TamperedError(
@@ -473,6 +519,8 @@ class TransparencyLog:
             return  # entry 0 has its bytes: nothing was pruned (a lowered boundary lacks them)
         found = self.last_pruned_event(head.size)
         recorded = 0 if found is None else int(found[1]["boundary"])
+        if found is not None:
+            check_pruned_horizon(found[0], found[1], self._now())
         if boundary < recorded:
             raise TamperedError(
                 f"the pruned boundary {boundary} is below the {recorded} the log recorded "

@@ -12,10 +12,11 @@ import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from certs.merkle import MerkleError, hash_leaf, verify_consistency, verify_inclusion
-from certs.translog.checkpoint import SignedCheckpoint, verify_any
+from certs.translog.checkpoint import Checkpoint, SignedCheckpoint, verify_any
 from certs.translog.errors import (
     ExportFormatError,
     NoteFormatError,
@@ -25,7 +26,7 @@ from certs.translog.errors import (
 )
 from certs.translog.export import EXPORT_FORMAT, EXPORT_FORMAT_PRUNED
 from certs.translog.keys import VerifyingKey
-from certs.translog.store import pruned_event
+from certs.translog.store import check_pruned_horizon, pruned_event
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,14 @@ def verify_export(
     its leaf hash alone and counted in :attr:`VerificationReport.entries_pruned`; the pruned
     entries must come first (a log prunes a prefix), and the export's ``pruning`` evidence
     must be a ``log_pruned`` event in the signed tree whose boundary is above each of them
-    (``prune_unproven`` otherwise: an export edited to pass entries off as pruned).
+    (``prune_unproven`` otherwise: an export edited to pass entries off as pruned), and whose
+    horizon is at least :data:`~certs.translog.params.MIN_RETENTION_DAYS` before the export's
+    checkpoint was signed (``prune_too_recent``: a pruning refuses a later horizon, so such an
+    event was forged, a future horizon say).
 
     Raises :class:`ExportFormatError`, :class:`SignatureError` or :class:`TamperedError`
     (reason ``entry_modified``, ``entry_missing``, ``entry_reordered``, ``inclusion_failed``,
-    ``consistency_failed``, ``bad_pruned_entry``, ``prune_unproven``).
+    ``consistency_failed``, ``bad_pruned_entry``, ``prune_unproven``, ``prune_too_recent``).
     """
     try:
         doc = json.loads(export)
@@ -207,7 +211,7 @@ def verify_export(
                     index=index,
                 )
             if boundary is None:
-                boundary = _pruned_boundary(doc, target.size, target.root_hash)
+                boundary = _pruned_boundary(doc, target)
             if index >= boundary:
                 raise TamperedError(
                     f"entry {index} is marked pruned but the log recorded pruning only below "
@@ -259,9 +263,12 @@ def verify_export(
     )
 
 
-def _pruned_boundary(doc: dict[str, Any], size: int, root: bytes) -> int:
+def _pruned_boundary(doc: dict[str, Any], target: Checkpoint) -> int:
     """The boundary the export's ``pruning`` evidence records: a ``log_pruned`` event proven
-    in the signed tree of ``size`` (``root``); raises :class:`TamperedError` otherwise."""
+    in the signed tree of ``target``, whose horizon is at least the shortest retention
+    (:data:`~certs.translog.params.MIN_RETENTION_DAYS`) before ``target`` was signed (a pruning
+    refuses a later one: ``prune_too_recent``); raises :class:`TamperedError` otherwise."""
+    size, root = target.size, target.root_hash
     if "pruning" not in doc:
         raise TamperedError(
             "the export has pruned entries but no evidence that the log pruned them",
@@ -290,6 +297,7 @@ def _pruned_boundary(doc: dict[str, Any], size: int, root: bytes) -> int:
             reason="prune_unproven",
             index=index,
         )
+    check_pruned_horizon(index, event, datetime.fromtimestamp(target.timestamp_ms / 1000, UTC))
     return int(event["boundary"])
 
 

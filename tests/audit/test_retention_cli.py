@@ -15,6 +15,7 @@ import pytest
 from audit_support import BACKENDS, Bdx, Node, auditor_app, bearer, serve
 from sqlalchemy import func, select, update
 
+from certs.translog import PRUNED_EVENT, encode_event
 from certs.translog import schema as log_schema
 from node.audit.query import AuditFilter, dashboard, list_events
 from node.db.models import AuditEvent, Role
@@ -150,6 +151,53 @@ def test_an_edited_export_passing_entries_off_as_pruned_is_refused(
     export.write_text(json.dumps(doc))
     code, _, err = bdx("audit", "verify", str(export), "--log-key", node.vkey, key=False)
     assert code == TAMPER and "[prune_unproven]" in err
+
+
+def _forge_prune(node: Node, previous: int, horizon: str) -> int:
+    """Recent entries' bytes erased by hand and a log_pruned event appended for them, with
+    ``horizon``; returns the forged boundary."""
+    boundary = node.log.size()
+    fields = {"boundary": boundary, "count": boundary - previous, "horizon": horizon}
+    node.log.append(encode_event(PRUNED_EVENT, {**fields, "previous": previous}))
+    t, h = log_schema.entries, log_schema.head
+    with node.engine.begin() as conn:
+        conn.execute(update(t).where(t.c.leaf_index < boundary).values(data=b""))
+        conn.execute(update(h).values(pruned_size=boundary))
+    return boundary
+
+
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+@pytest.mark.parametrize("forged", ["future", "now", "after_genuine"])
+def test_a_forged_log_pruned_event_with_a_recent_horizon_is_tampering(
+    bdx: Bdx, node: Node, tmp_path: Path, forged: str
+) -> None:
+    """Recent entries erased under a forged log_pruned event whose horizon no checkpoint is
+    signed after (2099, or a second from now; after a genuine prune too): the store audit,
+    an export's verification and a prune refuse it (exit 5, prune_too_recent), before and
+    after a checkpoint holds the event."""
+    previous = 0
+    if forged == "after_genuine":
+        _age(node)
+        assert bdx("audit", "prune")[0] == 0
+        previous = OLD
+    node.log.append_many([b'{"type":"note","n":%d}' % i for i in range(5)])
+    node.log.issue_checkpoint()
+    now = datetime.now(UTC)
+    when = now + timedelta(seconds=1) if forged == "now" else datetime(2099, 1, 1, tzinfo=UTC)
+    _forge_prune(node, previous, when.isoformat())
+    for checkpoint in (False, True):
+        if checkpoint:
+            node.log.issue_checkpoint()
+        code, _, err = bdx("audit", "store")
+        assert code == TAMPER and "[prune_too_recent]" in err, err
+        size = node.log.size()
+        code, _, err = bdx("audit", "prune")
+        assert code == TAMPER and "[prune_too_recent]" in err, err
+        assert node.log.size() == size
+    export = tmp_path / "export.json"
+    assert bdx("audit", "export", "--format", "json", "--out", str(export))[0] == 0
+    code, _, err = bdx("audit", "verify", str(export), "--log-key", node.vkey, key=False)
+    assert code == TAMPER and "[prune_too_recent]" in err, err
 
 
 @pytest.mark.parametrize("node", BACKENDS, indirect=True)

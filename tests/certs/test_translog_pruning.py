@@ -10,7 +10,7 @@ import io
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, update
@@ -32,6 +32,7 @@ from certs.translog import (
     PRUNED_EVENT,
     Entry,
     ExportFormatError,
+    HorizonTooRecentError,
     NotFoundError,
     SigningKey,
     TamperedError,
@@ -44,13 +45,15 @@ from certs.translog import (
     schema,
     verify_export,
 )
+from certs.translog.params import MIN_RETENTION_DAYS
 
 OLD, NEW = 6, 4  # entries appended before the horizon, and after it
 
 
 def _grow(log: TransparencyLog, clock: Clock) -> datetime:
     """OLD entries, a checkpoint, then (a day later) NEW ones and a checkpoint; returns the
-    horizon between them."""
+    horizon between them, and leaves the clock the shortest retention past it (a pruning
+    refuses a later horizon)."""
     for i in range(OLD):
         log.append(event(i))
         clock.advance(10)
@@ -61,6 +64,7 @@ def _grow(log: TransparencyLog, clock: Clock) -> datetime:
         log.append(event(i))
         clock.advance(10)
     log.issue_checkpoint()
+    clock.advance(MIN_RETENTION_DAYS * 86400)
     return horizon
 
 
@@ -122,6 +126,7 @@ def test_pruning_stops_at_the_first_entry_not_older_and_goes_in_batches(
     # An old entry after a newer one (the clock stepped back) waits for the newer one.
     clock.now -= 10 * 86400
     log.append(event(99))
+    clock.now += 10 * 86400
     assert log.prune(horizon).pruned == 0
     assert audit_store(log).entries_pruned == OLD
 
@@ -410,6 +415,54 @@ def test_entries_pruned_despite_a_signed_checkpoint_are_tampering(
     with pytest.raises(TamperedError) as info:
         audit_store(log)
     assert (info.value.reason, info.value.index) == ("prune_too_recent", OLD + NEW)
+
+
+def test_a_pruning_refuses_a_horizon_within_the_shortest_retention(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    """The shortest retention is enforced by the log itself, not only by the node's setting:
+    a horizon later than now less MIN_RETENTION_DAYS is refused and nothing is pruned."""
+    _grow(log, clock)
+    now = datetime.fromtimestamp(clock.now, UTC)
+    size = log.size()
+    for horizon in (now - timedelta(days=MIN_RETENTION_DAYS, seconds=-1), now + timedelta(1)):
+        with pytest.raises(HorizonTooRecentError) as info:
+            log.prune(horizon)
+        assert info.value.reason == "horizon_too_recent"
+    assert (log.size(), log.pruned_size()) == (size, 0)
+    assert log.prune(now - timedelta(days=MIN_RETENTION_DAYS)).pruned == OLD + NEW
+
+
+@pytest.mark.parametrize("forged", ["future", "now", "after_genuine"])
+def test_a_log_pruned_event_with_a_horizon_within_the_retention_is_tampering(
+    log: TransparencyLog, engine: Engine, clock: Clock, forged: str
+) -> None:
+    """Recent entries erased and a log_pruned event appended by hand, with a horizon no
+    checkpoint is signed after (in 2099, or a second from now; after a genuine pruning too):
+    a pruning refuses such a horizon, so the store audit (before and after a checkpoint holds
+    the event), a pruning and an export's verification all refuse the log."""
+    horizon = _grow(log, clock)
+    previous = 0
+    if forged == "after_genuine":
+        previous = log.prune(horizon).boundary
+    log.append_many([event(100), event(101)])  # recent, and signed
+    log.issue_checkpoint()
+    now = datetime.fromtimestamp(clock.now, UTC)
+    when = now + timedelta(seconds=1) if forged == "now" else datetime(2099, 1, 1, tzinfo=UTC)
+    boundary = log.size()
+    _forged_prune(log, engine, previous, boundary, when)
+    for checkpoint in (False, True):
+        if checkpoint:
+            log.issue_checkpoint()
+        with pytest.raises(TamperedError) as info:
+            audit_store(log)
+        assert (info.value.reason, info.value.index) == ("prune_too_recent", previous)
+    with pytest.raises(TamperedError) as info:
+        log.check_pruned_boundary()
+    assert info.value.reason == "prune_too_recent"
+    with pytest.raises(TamperedError) as info:
+        verify_export(export_json(log), log.verifying_key)
+    assert (info.value.reason, info.value.index) == ("prune_too_recent", previous)
 
 
 def test_a_broken_chain_of_log_pruned_events_is_tampering(
