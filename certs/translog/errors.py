@@ -18,8 +18,10 @@ class EntryError(TranslogError):
 
 
 class NotFoundError(TranslogError):
-    """An entry index, tree size or checkpoint the request names does not exist (yet)."""
+    """An entry index, tree size or checkpoint the request names does not exist (yet): exit 4,
+    as every "not found" of the CLI (the API answers 404), not 5 (a refusal)."""
 
+    exit_code = 4
     default_reason = "not_found"
 
 

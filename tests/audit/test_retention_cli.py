@@ -153,6 +153,20 @@ def test_an_edited_export_passing_entries_off_as_pruned_is_refused(
     assert code == TAMPER and "[prune_unproven]" in err
 
 
+@pytest.mark.parametrize("node", BACKENDS, indirect=True)
+def test_an_export_after_a_prune_before_a_checkpoint_is_not_found(
+    bdx: Bdx, node: Node, tmp_path: Path
+) -> None:
+    """No checkpoint holds the pruning yet: exit 4 (not found, as the API's 404), not 5."""
+    _age(node)
+    assert bdx("audit", "prune")[0] == 0
+    export = tmp_path / "export.json"
+    code, _, err = bdx("audit", "export", "--format", "json", "--out", str(export))
+    assert code == 4 and "[no_checkpoint]" in err, err
+    assert bdx("audit", "checkpoint")[0] == 0
+    assert bdx("audit", "export", "--format", "json", "--out", str(export))[0] == 0
+
+
 def _forge_prune(node: Node, previous: int, horizon: str) -> int:
     """Recent entries' bytes erased by hand and a log_pruned event appended for them, with
     ``horizon``; returns the forged boundary."""
