@@ -191,17 +191,10 @@ def _check_events(
                 index=min(expected, int(event["previous"])),
             )
         expected = int(event["boundary"])
-        try:
-            horizon_ms = int(datetime.fromisoformat(event["horizon"]).timestamp() * 1000)
-        except ValueError:
-            raise TamperedError(
-                f"the log_pruned event at {index} has no valid horizon",
-                reason="prune_chain_broken",
-                index=index,
-            ) from None
         holding = bisect.bisect_right(sizes, index)  # the first checkpoint of a size > index
         signed_ms = earliest_from[holding] if holding < len(sizes) else now_ms
-        check_pruned_horizon(index, event, datetime.fromtimestamp(signed_ms / 1000, UTC))
+        signed = datetime.fromtimestamp(signed_ms / 1000, UTC)
+        horizon_ms = int(check_pruned_horizon(index, event, signed).timestamp() * 1000)
         at = bisect.bisect_right(times, horizon_ms)
         if at < len(times) and smallest_after[at] < expected:
             proven = smallest_after[at]

@@ -115,12 +115,14 @@ def pruned_event(data: bytes) -> dict[str, Any] | None:
     return event
 
 
-def check_pruned_horizon(index: int, event: dict[str, Any], signed: datetime) -> None:
-    """Raise :class:`TamperedError` (``prune_too_recent``) unless the ``log_pruned`` event at
-    ``index`` has a horizon at least :data:`~certs.translog.params.MIN_RETENTION_DAYS` before
-    ``signed`` (a time the event was appended by: a checkpoint holding it, or now), give or
-    take :data:`~certs.translog.params.CLOCK_SKEW_S`. A pruning refuses a later horizon, so
-    an event with one (a future one, say) was forged to pass recent entries off as pruned."""
+def check_pruned_horizon(index: int, event: dict[str, Any], signed: datetime) -> datetime:
+    """The horizon of the ``log_pruned`` event at ``index`` (UTC, for the audit and the
+    pruning alike). Raise :class:`TamperedError`: ``prune_chain_broken`` for one that is no
+    time, ``prune_too_recent`` unless it is at least
+    :data:`~certs.translog.params.MIN_RETENTION_DAYS` before ``signed`` (a time the event was
+    appended by: a checkpoint holding it, or now), give or take
+    :data:`~certs.translog.params.CLOCK_SKEW_S`. A pruning refuses a later horizon, so an
+    event with one (a future one, say) was forged to pass recent entries off as pruned."""
     try:
         horizon = _as_utc(datetime.fromisoformat(event["horizon"]))
     except ValueError:
@@ -138,6 +140,7 @@ def check_pruned_horizon(index: int, event: dict[str, Any], signed: datetime) ->
             reason="prune_too_recent",
             index=int(event["previous"]),
         )
+    return horizon
 
 
 @dataclass(frozen=True)
