@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import MofNCompleteColumn, Progress
 from sqlalchemy.orm import Session
 
 from node.db.setup import open_database
@@ -169,6 +170,19 @@ def write_output(out: Path, data: bytes) -> None:
 def progress_console() -> Console:
     """Where progress bars are drawn: standard error (standard output is the report's)."""
     return Console(stderr=True)
+
+
+def count_progress(quiet: bool) -> Progress:
+    """A transient bar of done / total on :func:`progress_console`, drawn unless
+    :func:`no_progress` (``quiet``: ``--json``)."""
+    console = progress_console()
+    return Progress(
+        *Progress.get_default_columns(),
+        MofNCompleteColumn(),
+        transient=True,
+        disable=no_progress(console, quiet),
+        console=console,
+    )
 
 
 def no_progress(console: Console, quiet: bool) -> bool:

@@ -20,7 +20,6 @@ from typing import Annotated, Any
 import typer
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from rich.progress import MofNCompleteColumn, Progress
 from sqlalchemy import Engine
 
 from certs.translog import (
@@ -36,10 +35,9 @@ from node.audit import query, retention
 from node.cli._common import (
     ConfigOption,
     JsonOption,
-    no_progress,
+    count_progress,
     print_json,
     printable,
-    progress_console,
     read_input,
     settings_from,
     warn,
@@ -502,14 +500,7 @@ def prune_cmd(
             )
         else:
             _, total = opened.log.prunable(retention.horizon(settings.exchange_log_days))
-            console = progress_console()
-            with Progress(
-                *Progress.get_default_columns(),
-                MofNCompleteColumn(),
-                transient=True,
-                disable=no_progress(console, json),
-                console=console,
-            ) as bar:
+            with count_progress(json) as bar:
                 task = bar.add_task("pruning", total=total)
                 report = retention.prune(
                     opened.log,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import MofNCompleteColumn, Progress, TaskID
+from rich.progress import TaskID
 
 from certs.translog.export import csv_cell
 from matcher.errors import GalleryError
@@ -26,10 +26,9 @@ from matcher.search.upgrade import galleries_in, gallery_dirs, upgrade_fingerpri
 from node.cli._common import (
     ConfigOption,
     JsonOption,
-    no_progress,
+    count_progress,
     print_json,
     printable,
-    progress_console,
     session_for,
     settings_from,
 )
@@ -136,14 +135,7 @@ def load(
     )
     with session_for(settings) as session, GallerySet.open(settings.gallery_path) as galleries:
         service = LoadService(session, galleries)
-        console = progress_console()
-        with Progress(
-            *Progress.get_default_columns(),
-            MofNCompleteColumn(),
-            transient=True,
-            disable=no_progress(console, json),
-            console=console,
-        ) as progress:
+        with count_progress(json) as progress:
             task = progress.add_task("loading", total=len(found.files))
             result = service.load(
                 found,
@@ -368,14 +360,7 @@ def upgrade(config: ConfigOption = None, json: JsonOption = False) -> None:
     settings = settings_from(config)
     found: dict[str, int] = {}
     for path in _galleries_to_upgrade(gallery_root(settings.gallery_path)):
-        console = progress_console()
-        with Progress(
-            *Progress.get_default_columns(),
-            MofNCompleteColumn(),
-            transient=True,
-            disable=no_progress(console, json),
-            console=console,
-        ) as bar:
+        with count_progress(json) as bar:
             task = bar.add_task(f"upgrade {path.name}", total=None)
 
             def step(done: int, total: int, t: TaskID = task) -> None:
