@@ -4,6 +4,7 @@ Precedence, highest first: keyword arguments, ``BDX_*`` environment variables, t
 (``--config PATH`` or ``BDX_CONFIG``: TOML when the name ends in ``.toml``, any case, else a dotenv
 file of ``BDX_*`` lines only; a file that sets nothing is refused), defaults. The defaults give a
 zero set-up development node: an embedded SQLite database and the gallery under ``./var``.
+A relative path in the config file is taken from the file's folder (:class:`_FromConfigFile`).
 
 Outside development, :meth:`Settings.check_safe` refuses the defaults that are only fit for a
 laptop (no TLS, debug, ``*`` CORS, a private-use country code, database or key files other
@@ -24,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from dotenv.parser import Binding, parse_stream
 from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -32,6 +34,8 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from certs.translog.params import MIN_RETENTION_DAYS
 from node.countries import USER_ASSIGNED, normalise_country
@@ -44,6 +48,7 @@ _OTHERS_RW = stat.S_IRWXG | stat.S_IRWXO
 _OTHERS_W = stat.S_IWGRP | stat.S_IWOTH
 
 _toml_file: ContextVar[Path | None] = ContextVar("bdx_toml_file", default=None)
+_env_config_file: ContextVar[Path | None] = ContextVar("bdx_env_config_file", default=None)
 
 
 class Settings(BaseSettings):
@@ -252,10 +257,15 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources = [init_settings, env_settings, dotenv_settings]
+        sources = [init_settings, env_settings]
         toml = _toml_file.get()
         if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+            toml_source = TomlConfigSettingsSource(settings_cls, toml_file=toml)
+            sources.append(_FromConfigFile(toml_source, toml.parent))
+        else:
+            env_file = _env_config_file.get()
+            folder = env_file.parent if env_file is not None else Path()
+            sources.append(_FromConfigFile(dotenv_settings, folder))
         return tuple(sources)
 
     def unsafe_reasons(self) -> list[str]:
@@ -396,6 +406,53 @@ def _in_pki(path: Path, pki: Path) -> str:
     return "the folder itself" if path == pki else str(path.relative_to(pki))
 
 
+class _FromConfigFile(PydanticBaseSettingsSource):
+    """A config file's values, with its relative paths taken from the file's folder.
+
+    ``data_dir = "state"`` in ``/etc/bdx/node.toml`` means ``/etc/bdx/state`` whatever folder
+    ``bdx`` runs in (a service manager's working directory is rarely the config's), as a
+    relative SQLite ``database_url`` does. Paths from the environment and keyword arguments
+    stay relative to the working directory, as any command-line path.
+    """
+
+    def __init__(self, source: PydanticBaseSettingsSource, folder: Path) -> None:
+        super().__init__(source.settings_cls)
+        self._source = source
+        self._folder = folder
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        data = self._source()
+        for name, value in data.items():
+            if name in _PATH_FIELDS and isinstance(value, str | Path) and str(value):
+                data[name] = self._folder / Path(value)  # an absolute value stays as it is
+            elif name == "database_url" and isinstance(value, str):
+                data[name] = _sqlite_from(value, self._folder)
+        return data
+
+
+def _sqlite_from(url: str, folder: Path) -> str:
+    """``url`` with a relative SQLite file taken from ``folder``; other URLs unchanged."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # refused with its reason when the node first connects
+    database = parsed.database
+    if not parsed.drivername.startswith("sqlite") or not database or database == ":memory:":
+        return url
+    if database.startswith("file:") or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(folder / database)).render_as_string(hide_password=False)
+
+
+#: Settings that name a file or folder (taken from a config file's folder when relative).
+_PATH_FIELDS = frozenset(
+    name for name, field in Settings.model_fields.items() if field.annotation in (Path, Path | None)
+)
+
+
 def load_settings(
     config_file: Path | None = None, *, check: bool = True, **overrides: Any
 ) -> Settings:
@@ -414,8 +471,9 @@ def load_settings(
     if config_file is not None:
         _check_config_file(config_file, is_toml=is_toml)
     token = _toml_file.set(config_file if is_toml else None)
+    env_file = None if is_toml else config_file
+    env_token = _env_config_file.set(env_file)
     try:
-        env_file = None if is_toml else config_file
         settings = Settings(_env_file=env_file, **overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc), reason="bad_config") from None
@@ -425,6 +483,7 @@ def load_settings(
         raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
     finally:
         _toml_file.reset(token)
+        _env_config_file.reset(env_token)
     if check:
         settings.check_safe()
     return settings

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,59 @@ def test_dotenv_file_and_bdx_config_variable(
     monkeypatch.setenv("BDX_CONFIG", str(config))
     s = load_settings()
     assert (s.country, s.worker_threads) == ("NL", 2)
+
+
+def test_config_file_paths_are_taken_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path in a config file was read from the working directory: a service
+    manager starting ``bdx serve --config /etc/bdx/node.toml`` in ``/`` got ``/var``."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = folder / "node.toml"
+    config.write_text(
+        'data_dir = "state"\npki_dir = "../region"\npolicy_file = "rules.toml"\n'
+        f'tls_key_file = "{tmp_path / "abs.key"}"\ntls_cert_file = "tls/node.crt"\n'
+        'database_url = "sqlite:///db/node.sqlite3"\n'
+    )
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = load_settings(config)
+    assert s.data_dir == folder / "state"
+    assert s.gallery_dir == folder / "state" / "gallery"
+    assert s.pki_dir == folder / "../region"
+    assert s.policy_file == folder / "rules.toml"
+    assert (s.tls_key_file, s.tls_cert_file) == (tmp_path / "abs.key", folder / "tls/node.crt")
+    assert s.sqlite_path == folder / "db" / "node.sqlite3"
+
+
+def test_dotenv_config_paths_are_taken_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "etc" / "node.env"
+    config.parent.mkdir()
+    config.write_text("BDX_DATA_DIR=state\nBDX_HIT_SECRET_FILE=keys/hit.key\n")
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(config)
+    assert (s.data_dir, s.hit_secret_file) == (
+        config.parent / "state",
+        config.parent / "keys/hit.key",
+    )
+    assert s.sqlite_path == config.parent / "state" / "bdx.sqlite3"
+
+
+def test_environment_paths_stay_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "etc" / "node.toml"
+    config.parent.mkdir()
+    config.write_text('data_dir = "state"\n')
+    monkeypatch.setenv("BDX_DATA_DIR", "here")
+    assert load_settings(config).data_dir == Path("here")
+    monkeypatch.delenv("BDX_DATA_DIR")
+    monkeypatch.setenv("BDX_DATABASE_URL", "sqlite:///rel.sqlite3")
+    assert load_settings(config).database_url == "sqlite:///rel.sqlite3"
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -248,3 +303,25 @@ def test_every_setting_says_what_it_is() -> None:
     from node.settings import Settings
 
     assert [n for n, f in Settings.model_fields.items() if not f.description] == []
+
+
+def test_a_command_run_elsewhere_uses_the_config_files_folder(tmp_path: Path) -> None:
+    """``bdx db upgrade --config etc/node.toml`` from another folder creates the database
+    beside the config file, where ``bdx serve`` with the same file will look for it."""
+    config = tmp_path / "etc" / "node.toml"
+    config.parent.mkdir()
+    config.write_text('country = "XB"\ndata_dir = "state"\n')
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BDX_")}
+    bdx = [sys.executable, "-c", "from node.cli import main; main()"]
+    done = subprocess.run(
+        [*bdx, "db", "upgrade", "--config", str(config)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "etc" / "state" / "bdx.sqlite3").is_file()
+    assert not (elsewhere / "state").exists()
