@@ -9,7 +9,8 @@ JSON document (``format: bdx-translog-export/v1``, or ``/v2`` when it holds prun
      "consistency": [{"size1", "size2", "proof": [b64]}, ...],   # between successive ones
      "entries": [{"index", "created_at", "leaf_hash" (hex), "data" (b64),
                   "inclusion_proof": [b64]}, ...],     # proofs against the last checkpoint
-     "selection": {"filter": {...}, "indices": [int, ...]},   # only in a selection
+     "selection": {"filter": {...}, "indices": [int, ...],    # only in a selection
+                   "statement": signed note text},     # the log's word: nothing left out
      "pruning": {"index", "data" (b64), "inclusion_proof": [b64]}}   # only with pruned entries
 
 A pruned entry (its bytes deleted by :meth:`TransparencyLog.prune`, its leaf hash kept) is
@@ -30,9 +31,11 @@ first). In CSV a pruned entry has an empty
 An export holds every entry of its range, or, when it has a ``selection``, only the entries
 of the range a filter chose (one peer's slice, say): ``indices`` lists them, increasing, and
 ``filter`` records what chose them. Each selected entry is proven as in a full export; that
-no other entry of the range matched the filter is not (the entries left out are not in it to
-be checked, and nothing signs the selection: anyone holding the file can leave entries out),
-so a verifier reports an export as a selection, never as a complete range.
+no other entry of the range matched the filter cannot be (the entries left out are not in it
+to be checked), so the log signs a ``statement`` naming its tree, the range, the filter and
+the indices (:mod:`certs.translog.selection`): a holder who leaves entries out no longer
+matches it. A verifier reports an export as a selection, never as a complete range, and
+says whether the log attested it.
 
 The bytes are canonical: sorted keys, no insignificant whitespace. ``created_at`` is the
 store's clock and is not signed: what is signed about time is that each entry is in the
@@ -52,6 +55,7 @@ from datetime import datetime
 
 from certs.translog.checkpoint import SignedCheckpoint
 from certs.translog.errors import NotFoundError
+from certs.translog.selection import SelectionStatement
 from certs.translog.store import Entry, TransparencyLog
 
 EXPORT_FORMAT = "bdx-translog-export/v1"
@@ -164,7 +168,14 @@ def export_json(
         "entries": out_entries,
     }
     if select is not None:
-        doc["selection"] = {"filter": dict(selection or {}), "indices": indices}
+        statement = SelectionStatement(
+            log.origin, size, target.checkpoint.root_hash, lo, hi, dict(selection or {}), indices
+        )
+        doc["selection"] = {
+            "filter": dict(selection or {}),
+            "indices": indices,
+            "statement": log.attest(statement),
+        }
     if pruned:
         doc["pruning"] = _pruning_evidence(log, last_pruned, size)
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

@@ -65,6 +65,7 @@ from certs.translog.params import (
     MIN_RETENTION_DAYS,
     PRUNE_BATCH,
 )
+from certs.translog.selection import SelectionStatement
 
 HEAD_ID = 1
 
@@ -729,6 +730,10 @@ class TransparencyLog:
         return fold_right([hashes[n] for n in ids]) if ids else EMPTY_ROOT
 
     # --- checkpoints ---------------------------------------------------------------------
+
+    def attest(self, statement: SelectionStatement) -> str:
+        """``statement`` signed by this log's key, as a signed note's text."""
+        return statement.sign(self._key)
 
     def issue_checkpoint(self) -> SignedCheckpoint:
         """Sign and store a checkpoint of the current tree.

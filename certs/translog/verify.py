@@ -26,6 +26,7 @@ from certs.translog.errors import (
 )
 from certs.translog.export import EXPORT_FORMAT, EXPORT_FORMAT_PRUNED
 from certs.translog.keys import VerifyingKey
+from certs.translog.selection import SelectionStatement
 from certs.translog.store import check_pruned_horizon, pruned_event
 
 
@@ -49,7 +50,10 @@ class VerificationReport:
     selection: dict[str, Any] | None = None
     """The filter of an export that is a selection of its range (``None``: every entry of the
     range is in it, which the verification established). Each selected entry is proven; that
-    no other entry of the range matched is not (nothing signs the selection)."""
+    no other entry of the range matched cannot be, only attested by the log."""
+    selection_attested: bool = False
+    """A selection carries the log's signed statement that its entries are every one of the
+    range its filter chose (:mod:`certs.translog.selection`), and the statement matched."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +67,7 @@ class VerificationReport:
             "checkpoints_verified": self.checkpoints_verified,
             "cosigners": {str(k): v for k, v in self.cosigners.items()},
             "selection": self.selection,
+            "selection_attested": self.selection_attested if self.selection is not None else None,
         }
 
 
@@ -103,7 +108,10 @@ def verify_export(
 
     An export with a ``selection`` (entries a filter chose from the range) must hold exactly
     the entries its ``indices`` list, in order; the report carries its filter, since such an
-    export proves its entries, not that the range holds no others that match.
+    export proves its entries, not that the range holds no others that match. Its
+    ``statement``, when present, must be the log's signature over that selection, tree and
+    range (``selection_altered`` otherwise: entries dropped with their indices, say); the
+    report then says the selection is attested.
 
     A pruned entry (``"pruned": true``, v2 exports) has no data: it is proven in the tree by
     its leaf hash alone and counted in :attr:`VerificationReport.entries_pruned`; the pruned
@@ -116,7 +124,8 @@ def verify_export(
 
     Raises :class:`ExportFormatError`, :class:`SignatureError` or :class:`TamperedError`
     (reason ``entry_modified``, ``entry_missing``, ``entry_reordered``, ``inclusion_failed``,
-    ``consistency_failed``, ``bad_pruned_entry``, ``prune_unproven``, ``prune_too_recent``).
+    ``consistency_failed``, ``bad_pruned_entry``, ``prune_unproven``, ``prune_too_recent``,
+    ``selection_altered``).
     """
     try:
         doc = json.loads(export)
@@ -248,6 +257,19 @@ def verify_export(
             reason="entry_missing",
             index=wanted[at],
         )
+    attested = False
+    if selection is not None and "statement" in doc["selection"]:
+        statement = _get(doc["selection"], "statement", str, "selection")
+        said = SelectionStatement(
+            target.origin, target.size, target.root_hash, start, end, selection, wanted
+        )
+        try:
+            said.verify(statement, keys)
+        except NoteFormatError as exc:
+            raise ExportFormatError(
+                f"the selection statement is not a signed note ({exc.message})", reason=exc.reason
+            ) from None
+        attested = True
     return VerificationReport(
         origin=target.origin,
         tree_size=target.size,
@@ -260,6 +282,7 @@ def verify_export(
         entries_pruned=pruned,
         cosigners=cosigners,
         selection=selection,
+        selection_attested=attested,
     )
 
 

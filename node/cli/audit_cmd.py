@@ -426,10 +426,20 @@ def verify_cmd(
     )
     if report.selection is not None:
         chosen = " ".join(f"{k}={printable(str(v))}" for k, v in sorted(report.selection.items()))
+        if report.selection_attested:
+            rest = (
+                "the log signed that the range holds no other match (its word: what it "
+                "left out cannot be checked from this file)"
+            )
+        else:
+            rest = (
+                "the log did not sign that the range holds no other match (an export from "
+                "before bdx signed selections, or the statement removed): that rests on where "
+                "the file came from (anyone holding it can leave entries out)"
+            )
         typer.echo(
             f"a selection ({chosen or 'no filter recorded'}): the entries shown are proven "
-            "and match it; that the range holds no other match is not: it rests on where the "
-            "file came from (anyone holding it can leave entries out)"
+            f"and match it; {rest}"
         )
 
 

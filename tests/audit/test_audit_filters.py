@@ -155,12 +155,18 @@ def test_cli_filtered_export_verifies_as_a_selection(
         all(e.get("peer") == "TH" or e["details"]["requester"] == "TH" for e in events)
         and events[-1]["target"] == reference
     )
-    assert doc["selection"] == {"filter": {"peer": "TH"}, "indices": [e["index"] for e in entries]}
+    selection = doc["selection"]
+    assert isinstance(selection, dict)
+    assert selection["filter"] == {"peer": "TH"}
+    assert selection["indices"] == [e["index"] for e in entries]
+    assert selection["statement"].startswith("bdx-translog-selection/v1\n")
     report = verify_export(out.read_bytes(), node.log.verifying_key)
     assert report.entries_verified == 10 and report.selection == {"peer": "TH"}
+    assert report.selection_attested and report.to_json()["selection_attested"] is True
     code, text, err = bdx("audit", "verify", str(out), "--log-key", node.vkey, key=False)
     assert code == 0, err
     assert "OK " in text and "a selection (peer=TH)" in text
+    assert "the log signed that the range holds no other match" in text
     exports, _ = list_events(node.log, AuditFilter(type="auditor_action", action="export"))
     assert exports[-1].event["details"] == {"peer": "TH", "format": "json"}
     code, _, _ = bdx("audit", "export", "--out", str(tmp_path / "th.csv"), "--format", "csv")
@@ -188,6 +194,10 @@ def test_a_selection_relabelled_is_refused(
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(doc))
     code, text, err = bdx("audit", "verify", str(forged), "--log-key", node.vkey, key=False)
+    assert (code, text) == (5, "") and "[selection_altered]" in err, err
+    del doc["selection"]["statement"]  # the log's statement removed too: an unattested one
+    forged.write_text(json.dumps(doc))
+    code, text, err = bdx("audit", "verify", str(forged), "--log-key", node.vkey, key=False)
     assert (code, text) == (5, "") and "[selection_mismatch]" in err, err
 
 
@@ -212,6 +222,10 @@ def _tampered(raw: bytes, how: str, other: dict[str, object]) -> bytes:
         entries[0]["index"] = chosen[0] = chosen[0] - 1
     elif how == "bad_indices":
         chosen.reverse()
+    elif how == "unattested":  # dropped and unlisted, the log's statement removed as well
+        del entries[1]
+        del chosen[1]
+        del doc["selection"]["statement"]
     return json.dumps(doc).encode()
 
 
@@ -250,14 +264,19 @@ def test_tampering_with_a_filtered_export_is_detected(
 
 def test_a_selection_is_never_taken_for_a_full_range(node: Node, resolved: tuple[str, str]) -> None:
     """What a selection cannot prove (that no other entry matched) shows in the report: an
-    entry dropped together with its index verifies, as a selection, never as a full range."""
+    entry dropped together with its index breaks the log's signed statement (it verified as a
+    selection before selections were signed), and without the statement it verifies as an
+    unattested selection, never as a full range."""
     from node.audit import query
 
     raw = query.export_json(node.log, AuditFilter(peer="ID"))
     other = _other(node)
-    dropped = _tampered(raw, "dropped_and_unlisted", other)
-    report = verify_export(dropped, node.log.verifying_key)
+    with pytest.raises(TamperedError) as err:
+        verify_export(_tampered(raw, "dropped_and_unlisted", other), node.log.verifying_key)
+    assert err.value.reason == "selection_altered"
+    report = verify_export(_tampered(raw, "unattested", other), node.log.verifying_key)
     assert report.entries_verified == 3 and report.selection == {"peer": "ID"}
+    assert not report.selection_attested and report.to_json()["selection_attested"] is False
     full = json.loads(query.export_json(node.log, AuditFilter()))
     assert (
         "selection" not in full

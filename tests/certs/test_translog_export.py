@@ -551,3 +551,76 @@ def test_an_export_across_a_key_renewal_verifies_with_both_keys(
     assert (report.checkpoints_verified, report.entries_verified) == (2, 4)
     with pytest.raises(SignatureError):
         verify_export(data, new.verifying_key())
+
+
+def _odd(data: bytes) -> bool:
+    return int(json.loads(data)["query_id"][2:]) % 2 == 1
+
+
+def test_a_selection_carries_the_logs_signed_statement(
+    filled: TransparencyLog, log_key: SigningKey
+) -> None:
+    """A selection's completeness cannot be proven from the file; the log signs it instead, so
+    a holder who leaves entries out (with their indices) or edits the filter, range or tree no
+    longer matches the statement, and one re-signed with another key is refused."""
+    data = export_json(filled, select=_odd, selection={"query": "odd"})
+    report = verify_export(data, filled.verifying_key)
+    assert report.selection == {"query": "odd"} and report.selection_attested
+    assert report.entries_verified == 10
+
+    def edited(change: Callable[[dict[str, Any]], None]) -> bytes:
+        doc = json.loads(data)
+        change(doc)
+        return json.dumps(doc).encode()
+
+    def drop_last(doc: dict[str, Any]) -> None:
+        doc["entries"].pop()
+        doc["selection"]["indices"].pop()
+
+    def narrow(doc: dict[str, Any]) -> None:
+        doc["range"]["end"] -= 1
+        drop_last(doc)
+
+    for change in (
+        drop_last,
+        narrow,
+        lambda doc: doc["selection"]["filter"].update(query="all"),
+    ):
+        with pytest.raises(TamperedError) as err:
+            verify_export(edited(change), filled.verifying_key)
+        assert err.value.reason == "selection_altered"
+
+    doc = json.loads(data)
+    body, _, _ = doc["selection"]["statement"].partition("\n\n")
+    other = SigningKey(LOG_NAME, ec.generate_private_key(ec.SECP256R1()))
+    forged = body + "\n\n" + other.verifying_key().name
+    resigned = edited(
+        lambda d: d["selection"].update(
+            statement=f"{body}\n\n\u2014 {LOG_NAME} "
+            + base64.b64encode(
+                other.verifying_key().key_id() + other.sign((body + "\n").encode())
+            ).decode()
+            + "\n"
+        )
+    )
+    with pytest.raises(SignatureError):
+        verify_export(resigned, filled.verifying_key)
+    for bad in (forged, "not a note", filled.latest_checkpoint().to_bytes().decode()):  # type: ignore[union-attr]
+        with pytest.raises(ExportFormatError):
+            verify_export(
+                edited(lambda d, bad=bad: d["selection"].update(statement=bad)),
+                filled.verifying_key,
+            )
+    unattested = edited(lambda d: d["selection"].pop("statement"))
+    assert not verify_export(unattested, filled.verifying_key).selection_attested
+
+
+def test_a_selection_statement_is_never_a_checkpoint(filled: TransparencyLog) -> None:
+    """Signed with the checkpoint key, a statement must not pass for a checkpoint (a witness
+    asked to cosign it, an auditor reading it as one)."""
+    from certs.translog import SignedCheckpoint
+    from certs.translog.errors import NoteFormatError
+
+    doc = json.loads(export_json(filled, select=_odd, selection={"query": "odd"}))
+    with pytest.raises(NoteFormatError):
+        SignedCheckpoint.from_bytes(doc["selection"]["statement"].encode())
