@@ -1,4 +1,6 @@
-"""Peer endpoints (mutual TLS): ``POST /peer/v1/queries`` and ``GET /peer/v1/queries/{id}``.
+"""Peer endpoints (mutual TLS): ``POST /peer/v1/queries`` and ``GET /peer/v1/queries/{id}``;
+``GET /peer/v1/terms`` (the caller's terms under this node's rules, signed:
+:mod:`node.exchange.terms`).
 
 The body of a query is its compact JWS (``application/jose``). The TLS client certificate names
 the requesting country; the query's signature must be of the same country. A search that takes
@@ -41,6 +43,7 @@ from node.exchange.messages import QueryPayload
 from node.exchange.pki_watch import explain
 from node.exchange.requester import JOSE
 from node.exchange.responder import Answer, Responder
+from node.exchange.terms import NONCE_PATTERN, TERMS_PATH, TermsDesk
 from node.exchange.witnessing import (
     MAX_NOTE_CHARS,
     PROOF_PATH,
@@ -73,8 +76,10 @@ PEER_ERRORS: dict[int, str] = {
     413: "the body is larger than the limit of its path",
     422: "the request's values are refused (malformed_jws: a body that is not ASCII; "
     "bad_proof: a consistency proof malformed for its sizes; bad_size: sizes a proof cannot "
-    "be made for)",
-    429: "too_many_refusals: the caller's queries were refused before their signature was "
+    "be made for; a terms request's nonce that is none)",
+    429: "too_many_terms_requests: the caller asked its terms more often than its allowance "
+    "(node.exchange.terms), see Retry-After; too_many_refusals: the caller's queries were "
+    "refused before their signature was "
     "verified (a body that is no JWS, a bad signature, a malformed payload) more often than "
     "its budget allows; each is counted in one refusals_suppressed event; see Retry-After. A "
     "verified query refused (policy, replay...) is always answered its signed refusal",
@@ -360,6 +365,37 @@ async def query_status(query_id: str, pending: PendingDep, country: PeerCountry)
     if failure is not None:  # a copy: raising the kept one would hang each poll's frames on it
         raise copy.copy(failure)
     return _jose(future.result())
+
+
+async def get_terms_desk(request: Request, responder: ResponderDep) -> TermsDesk:
+    desk: TermsDesk | None = getattr(request.app.state, "terms_desk", None)
+    if desk is None or desk.responder is not responder:
+        desk = TermsDesk(responder)
+        request.app.state.terms_desk = desk
+    return desk
+
+
+TermsDeskDep = Annotated[TermsDesk, Depends(get_terms_desk)]
+
+
+@router.get(
+    TERMS_PATH.removeprefix(router.prefix),
+    response_class=Response,
+    responses={200: {"content": {JOSE: {}}, "description": "The signed terms (compact JWS)."}},
+)
+async def peer_terms(
+    nonce: Annotated[
+        str, Query(pattern=NONCE_PATTERN, description="the caller's nonce, echoed signed")
+    ],
+    desk: TermsDeskDep,
+    country: PeerCountry,
+    _own: OwnStanding,
+) -> Response:
+    """What the caller may ask this node now under its rules (purposes, modalities, each
+    modality's daily quota used and left, hours of service), signed; a caller without rules
+    here is answered signed terms-less (``unknown_peer``). Consumes no quota; logged."""
+    token = await anyio.to_thread.run_sync(desk.answer, country, nonce)
+    return Response(token, media_type=JOSE)
 
 
 async def get_witness(request: Request) -> WitnessService:

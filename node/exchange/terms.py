@@ -1,0 +1,365 @@
+"""A peer's terms: what its rules let this node ask it now, signed by the peer.
+
+``GET /peer/v1/terms?nonce=N`` on the peer port (mutual TLS; the requesting country is the
+client certificate's) answers a compact JWS (``typ`` :data:`TERMS_TYP`, so that terms can never
+pass for a query or a reply) over the canonical JSON of a :class:`TermsPayload`, format
+:data:`TERMS_FORMAT`: the responding and requesting countries, the requester's nonce echoed,
+when it was issued, the version of the rules in force and, under them, the requester's terms:
+purposes, modalities, each modality's daily quota with what is used and left today, the day
+(in the rule's time zone) and when it ends, the hours of service and whether now is within
+them. Nothing about the gallery. A country the rules hold no ``[peers.XX]`` table for gets a
+signed answer without terms (``refusal`` ``unknown_peer``), as its query gets a signed
+``unknown_peer`` refusal (:mod:`policy.decision`): its certificate is a member's, so it is owed
+a signed answer. The standing is read as ``GET /quota`` reads it
+(:meth:`policy.decision.PolicyEngine.quota_standings`): nothing is consumed.
+
+Each answer is logged in the exchange log (``terms_sent``: the peer, the rules' version,
+whether it had terms; no nonce, nothing personal) before it leaves, as every peer exchange
+is. A peer asking more often than :data:`TERMS_BURST` at once, refilled at
+:data:`TERMS_RATE_PER_S`, is answered 429 ``too_many_terms_requests`` (Retry-After) and
+counted, not logged one by one: its count goes into a ``refusals_suppressed`` event with its
+next answer, as the responder bounds the entries a flooding peer makes (``REFUSAL_BURST`` in
+:mod:`node.exchange.params`: one peer appended 200-270 entries a second); unlike a query, a
+terms request costs no quota that would bound it.
+
+:func:`fetch_terms` is the requester's side: it asks a peer over mutual TLS (the server's
+certificate validated against the trust list and CRL as the connection opens, as for
+queries), verifies the JWS as replies are verified (trust list, CRL, the peer's country),
+checks that the nonce is the one sent and that ``issued_at`` is within the node's accepted
+clock difference (the requester's ``clock_window``, ``replay_window_s``), and returns the
+:class:`PeerTerms`. A refused signature raises the certificate's
+:class:`~certs.errors.CertsError`, a payload that is no terms
+:class:`~certs.pki.errors.MessageRefused`, a nonce not echoed or a stale answer
+:class:`~node.exchange.replay.ReplayError` (``nonce_mismatch``, ``stale_message``); a peer
+that cannot be asked, :class:`PeerError` with the requester's status words as reason
+(``unreachable``, ``timeout``, ``untrusted_peer``, ``http_error``, ``invalid_reply``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, ClassVar, Literal, Self
+from zoneinfo import ZoneInfo
+
+import anyio.to_thread
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from certs import jws
+from certs.pki import reasons
+from certs.pki.errors import MessageRefused
+from certs.pki.validate import TrustAnchors
+from node.errors import PeerError
+from node.exchange.admission import RefusalBudget
+from node.exchange.messages import Country, new_nonce
+from node.exchange.replay import ReplayError
+from node.exchange.requester import (
+    JOSE,
+    Peer,
+    Requester,
+    UntrustedPeerError,
+    _error_detail,
+    bounded_request,
+    refused_certificate,
+    server_check,
+)
+from node.exchange.requester import InvalidReplyError as _InvalidBody
+from node.exchange.responder import Responder
+from node.service_errors import RetryLaterError
+from policy.decision import PolicyEngine, Refusal
+from policy.rules import Modality, Purpose
+
+#: JWS ``typ`` of a terms answer: no query or reply verifies as terms, nor terms as either.
+TERMS_TYP = "bdx-terms+jws"
+#: The payload's format and version; a change of its fields is a new one.
+TERMS_FORMAT: Literal["bdx-terms-v1"] = "bdx-terms-v1"
+#: The peer route (under the peer port's ``/peer/v1``).
+TERMS_PATH = "/peer/v1/terms"
+#: A requester's nonce: as a query's (16 random bytes in base64url by :func:`new_nonce`).
+NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+#: Terms requests of one peer logged and answered at once, and how fast the allowance comes
+#: back: a requester asks before an officer's queries or on an operator's command, a few a
+#: day; a standing that changes with every search is no use asked more than once a minute.
+#: 1,440 entries a day at most per peer after the first ten (a query's refusals: 8,640).
+TERMS_BURST = 10.0
+TERMS_RATE_PER_S = 1 / 60
+#: Retry-After of a 429 ``too_many_terms_requests``: the next request is allowed by then.
+TERMS_RETRY_AFTER_S = 60
+#: Reason of a terms request beyond the peer's allowance.
+TOO_MANY = "too_many_terms_requests"
+#: The exchange log's event of a terms answer.
+TERMS_EVENT = "terms_sent"
+
+_WIRE_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("times must carry a time zone (UTC)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+
+
+class ModalityQuota(BaseModel):
+    """One modality's daily quota on the rule's current day."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    modality: Modality
+    limit: int = Field(ge=0)
+    used: int = Field(ge=0)
+    remaining: int = Field(ge=0)
+
+
+class Terms(BaseModel):
+    """What the requester may ask under the responder's rules in force."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    purposes: list[Purpose]
+    modalities: list[Modality]
+    quotas: list[ModalityQuota]
+    timezone: str = Field(min_length=1, max_length=64)
+    day: date
+    resets_at: datetime
+    hours: list[str] = Field(max_length=48)
+    within_hours: bool
+
+    @field_validator("resets_at")
+    @classmethod
+    def _resets_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+class TermsPayload(BaseModel):
+    """The signed terms (format :data:`TERMS_FORMAT`); ``terms`` is absent exactly when
+    ``refusal`` says why there are none (``unknown_peer``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    v: Literal[1] = 1
+    kind: Literal["terms"] = "terms"
+    format: Literal["bdx-terms-v1"] = TERMS_FORMAT
+    responder: Country
+    requester: Country
+    nonce: str = Field(pattern=NONCE_PATTERN)
+    issued_at: datetime
+    policy_version: str = Field(min_length=1, max_length=64)
+    terms: Terms | None = None
+    refusal: str | None = Field(default=None, max_length=64, pattern=r"^[a-z_]+$")
+
+    signed_by: ClassVar[str] = "responder"
+
+    @field_validator("issued_at")
+    @classmethod
+    def _issued_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+    @model_validator(mode="after")
+    def _terms_or_refusal(self) -> TermsPayload:
+        if (self.terms is None) == (self.refusal is None):
+            raise ValueError("terms are given exactly when there is no refusal")
+        return self
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object signed (canonical JSON: no floats, times as UTC strings), with
+        ``sender``, which the JWS layer checks against the signing certificate."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        data["issued_at"] = self.issued_at.strftime(_WIRE_TIME)
+        if self.terms is not None:
+            data["terms"]["resets_at"] = self.terms.resets_at.strftime(_WIRE_TIME)
+        data["sender"] = self.responder
+        return data
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Self:
+        body = dict(data)
+        sender = body.pop("sender", None)
+        payload = cls.model_validate(body)
+        if sender != payload.responder:
+            raise ValueError(f"sender {sender!r} is not the responder ({payload.responder})")
+        return payload
+
+
+def terms_for(engine: PolicyEngine, requester: str, now: datetime) -> tuple[str, Terms | None]:
+    """The rules' version and ``requester``'s terms at ``now`` (None: no inbound rule),
+    its quotas read as ``GET /quota`` reads them (nothing consumed)."""
+    policy, at, standings = engine.quota_standings(now)
+    rule = policy.peers.get(requester)
+    if rule is None:
+        return policy.version, None
+    mine = [s for s in standings if s.peer == requester]
+    zone = ZoneInfo(rule.timezone)
+    local = at.astimezone(zone)
+    day = mine[0].day if mine else local.date()
+    # The day ends at the next local midnight (a midnight skipped by a clock change: the
+    # instant of the change, which fold 0 gives).
+    resets = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    within = not rule.hours or any(w.contains(local.time()) for w in rule.hours)
+    return policy.version, Terms(
+        purposes=sorted(rule.purposes),
+        modalities=sorted(rule.modalities),
+        quotas=[
+            ModalityQuota(modality=s.modality, limit=s.limit, used=s.used, remaining=s.remaining)
+            for s in mine
+        ],
+        timezone=rule.timezone,
+        day=day,
+        resets_at=resets,
+        hours=[str(w) for w in rule.hours],
+        within_hours=within,
+    )
+
+
+class TermsDesk:
+    """Answers peers' terms requests with the responder's rules, key and log."""
+
+    def __init__(self, responder: Responder, budget: RefusalBudget | None = None) -> None:
+        self.responder = responder
+        self.budget = budget or RefusalBudget(TERMS_BURST, TERMS_RATE_PER_S)
+
+    def answer(self, requester: str, nonce: str) -> str:
+        """The signed terms for ``requester`` echoing ``nonce``, logged before they leave;
+        :class:`RetryLaterError` (429) beyond the peer's allowance (counted, not logged)."""
+        r = self.responder
+        now = r.clock()
+        if not self.budget.take(requester, TOO_MANY, now):
+            raise RetryLaterError(
+                f"too many terms requests from {requester}; ask again later",
+                reason=TOO_MANY,
+                retry_after_s=TERMS_RETRY_AFTER_S,
+            )
+        version, terms = terms_for(r.policy, requester, now)
+        payload = TermsPayload(
+            responder=r.country,
+            requester=requester,
+            nonce=nonce,
+            issued_at=now,
+            policy_version=version,
+            terms=terms,
+            refusal=None if terms is not None else Refusal.UNKNOWN_PEER.value,
+        )
+        token = jws.sign(payload.wire(), r.signing_key, r.signing_chain, typ=TERMS_TYP)
+
+        def event(kind: str, **fields: Any) -> dict[str, Any]:
+            return {"type": kind, "node": r.country, "at": now.isoformat(), **fields}
+
+        r.log.record_many(
+            [
+                *self.budget.summaries(event),
+                event(
+                    TERMS_EVENT,
+                    peer=requester,
+                    policy_version=version,
+                    granted=terms is not None,
+                ),
+            ]
+        )
+        return token
+
+
+class PeerTerms(BaseModel):
+    """A peer's terms as this node verified them, with the signed answer (``token``)."""
+
+    model_config = ConfigDict(frozen=True)
+    payload: TermsPayload
+    token: str
+
+
+def check_terms(
+    token: str,
+    trust: TrustAnchors,
+    *,
+    peer: str,
+    own: str,
+    nonce: str,
+    window: timedelta,
+    now: datetime | None = None,
+) -> TermsPayload:
+    """Verify a terms answer of ``peer`` to this node (``own``) for ``nonce`` (module
+    docstring); raises the typed errors named there."""
+    verified = jws.verify(token, trust, expected_country=peer, typ=TERMS_TYP)
+    try:
+        payload = TermsPayload.from_wire(verified.payload)
+    except (ValidationError, ValueError) as exc:
+        detail = str(exc).splitlines()[0]
+        raise MessageRefused(
+            f"the signed payload is not {TERMS_FORMAT} terms: {detail}", reason=reasons.MALFORMED
+        ) from None
+    if payload.responder != peer or payload.requester != own:
+        raise MessageRefused("the terms are addressed to another node", reason="wrong_recipient")
+    if payload.nonce != nonce:
+        raise ReplayError("the terms do not echo the nonce sent", reason="nonce_mismatch")
+    at = now or datetime.now(UTC)
+    if abs(at - payload.issued_at) > window:
+        raise ReplayError(
+            f"terms issued {payload.issued_at.isoformat()} are outside the accepted clock "
+            f"difference of {int(window.total_seconds())} s",
+            reason="stale_message",
+        )
+    return payload
+
+
+async def _get_terms(requester: Requester, peer: Peer, nonce: str) -> str:
+    """The peer's answer body, or :class:`PeerError` with the requester's status words."""
+    url = httpx.URL(peer.url.rstrip("/") + TERMS_PATH, params={"nonce": nonce})
+    check = {"trace": server_check(requester.trust, peer.country)}
+    try:
+        async with httpx.AsyncClient(verify=requester.tls, timeout=requester.timeout) as client:
+            response = await bounded_request(
+                client, "GET", url, headers={"Accept": JOSE}, extensions=check
+            )
+    except UntrustedPeerError as exc:
+        raise PeerError(
+            f"{peer.country}: {refused_certificate(exc.reason)}; nothing was sent",
+            reason="untrusted_peer",
+        ) from None
+    except httpx.TimeoutException:
+        raise PeerError(
+            f"{peer.country} did not answer within {requester.timeout:g} s", reason="timeout"
+        ) from None
+    except (httpx.ConnectError, ssl.SSLError) as exc:
+        raise PeerError(
+            f"cannot reach {peer.country}: {type(exc).__name__}", reason="unreachable"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise PeerError(
+            f"cannot reach {peer.country}: {type(exc).__name__}", reason="unreachable"
+        ) from None
+    except _InvalidBody as exc:
+        raise PeerError(f"{peer.country} answered badly: {exc}", reason="invalid_reply") from None
+    if response.status_code != 200:
+        # The status and the peer's error code only: its free text is not repeated.
+        raise PeerError(f"{peer.country} answered {_error_detail(response)}", reason="http_error")
+    try:
+        return response.content.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise PeerError(
+            f"{peer.country} answered something other than a JWS", reason="invalid_reply"
+        ) from None
+
+
+async def fetch_terms(requester: Requester, peer: Peer) -> PeerTerms:
+    """``peer``'s terms for this node, asked with a fresh nonce and verified (module
+    docstring). The request goes out on the event loop (as queries do); the verification,
+    which validates certificates and a signature, runs in a worker thread."""
+    nonce = new_nonce()
+    token = await _get_terms(requester, peer, nonce)
+    payload = await anyio.to_thread.run_sync(
+        lambda: check_terms(
+            token,
+            requester.trust,
+            peer=peer.country,
+            own=requester.country,
+            nonce=nonce,
+            window=requester.clock_window,
+        )
+    )
+    return PeerTerms(payload=payload, token=token)
