@@ -33,6 +33,7 @@ from node.api.routers import (
     gallery,
     health,
     hits,
+    peers,
     queries,
     quota,
     search,
@@ -63,6 +64,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     auditlog.router,
     queries.router,
     quota.router,
+    peers.router,
     peer_router.router,
 )
 #: Path prefixes that take image uploads (``max_upload_bytes``); the rest take JSON.
