@@ -74,6 +74,9 @@ def _register() -> None:
 
     app.command("query")(query_cmd.query)
     app.add_typer(query_cmd.history_app, name="queries")
+    from node.cli import peers_cmd
+
+    app.add_typer(peers_cmd.app, name="peers")
     from node.cli import pki_cmd
 
     app.add_typer(pki_cmd.app, name="pki")
