@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -427,14 +428,43 @@ class _FromConfigFile(PydanticBaseSettingsSource):
         data = self._source()
         for name, value in data.items():
             if name in _PATH_FIELDS and isinstance(value, str | Path) and str(value):
-                data[name] = self._folder / Path(value)  # an absolute value stays as it is
+                data[name] = self._from_folder(name, Path(value))
             elif name == "database_url" and isinstance(value, str):
-                data[name] = _sqlite_from(value, self._folder)
+                data[name] = _sqlite_from(
+                    value, lambda path: self._from_folder("database_url", path)
+                )
         return data
 
+    def _database_from_folder(self, path: Path) -> Path:
+        return self._from_folder("database_url", path)
 
-def _sqlite_from(url: str, folder: Path) -> str:
-    """``url`` with a relative SQLite file taken from ``folder``; other URLs unchanged."""
+    def _from_folder(self, name: str, path: Path) -> Path:
+        """``path`` taken from the config file's folder (an absolute one stays as it is).
+
+        Before, a relative path was read from the working directory: a node whose state is
+        there (and not yet beside the file) would start afresh with an empty state, silently.
+        That is refused (:class:`_MovedStateError`) until the state is moved or the path is
+        given absolute."""
+        moved = self._folder / path
+        if path.is_absolute() or moved.exists() or not path.exists():
+            return moved
+        raise _MovedStateError(
+            f"{name} {str(path)!r} in the config file is read from the file's folder "
+            f"({moved.absolute()}), which holds nothing, while {path.absolute()} (where bdx "
+            "read it before) exists: move it there, or give the path absolute",
+        )
+
+
+class _MovedStateError(ValueError):
+    """A relative path in a config file names state that is still where bdx read it before
+    relative paths were taken from the file's folder."""
+
+
+def _sqlite_from(url: str, place: Callable[[Path], Path]) -> str:
+    """``url`` with a relative SQLite file put in its ``place``; other URLs unchanged.
+
+    The URL is edited as text, not parsed and rendered again: a rendered URL quotes characters
+    of the file's name (``@``, ``#``) that :attr:`Settings.sqlite_path` reads as they were."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -444,7 +474,11 @@ def _sqlite_from(url: str, folder: Path) -> str:
         return url
     if database.startswith("file:") or Path(database).is_absolute():
         return url
-    return parsed.set(database=str(folder / database)).render_as_string(hide_password=False)
+    scheme, sep, rest = url.partition(":///")
+    raw, query, params = rest.partition("?")
+    if not sep or not raw:
+        return url
+    return f"{scheme}{sep}{place(Path(raw))}{query}{params}"
 
 
 #: Settings that name a file or folder (taken from a config file's folder when relative).
@@ -479,6 +513,8 @@ def load_settings(
         raise ConfigError(_describe(exc), reason="bad_config") from None
     except SettingsError as exc:  # a value pydantic-settings could not decode (JSON)
         raise ConfigError(_describe_source_error(exc, config_file), reason="bad_config") from None
+    except _MovedStateError as exc:
+        raise ConfigError(str(exc), reason="moved_state") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
     finally:

@@ -120,6 +120,37 @@ def test_dotenv_config_paths_are_taken_from_its_folder(
     assert s.sqlite_path == config.parent / "state" / "bdx.sqlite3"
 
 
+@pytest.mark.parametrize(
+    ("line", "state"),
+    [
+        ('data_dir = "state"', "state"),
+        ('database_url = "sqlite:///db/n@1.sqlite3"', "db/n@1.sqlite3"),
+    ],
+)
+def test_state_left_where_relative_paths_were_read_before_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, line: str, state: str
+) -> None:
+    """An existing node whose config file named ``data_dir = "state"`` kept its state in the
+    working directory; read from the file's folder, it would silently start an empty node
+    (a fresh database, a new hit secret, no earlier log keys). It is refused until moved."""
+    config = tmp_path / "etc" / "node.toml"
+    config.parent.mkdir()
+    config.write_text(line + "\n")
+    work, moved = tmp_path / "srv", config.parent / state
+    (work / state).parent.mkdir(parents=True)
+    (work / state).mkdir() if state == "state" else (work / state).write_bytes(b"")
+    monkeypatch.chdir(work)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.reason == "moved_state"
+    assert str(work / state) in info.value.message and str(moved) in info.value.message
+    moved.parent.mkdir(exist_ok=True)
+    (work / state).rename(moved)
+    settings = load_settings(config)
+    # the file's name as typed, not percent-quoted: the production checks look at that file
+    assert settings.sqlite_path == (moved if state != "state" else moved / "bdx.sqlite3")
+
+
 def test_environment_paths_stay_relative_to_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
