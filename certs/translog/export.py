@@ -10,6 +10,7 @@ JSON document (``format: bdx-translog-export/v1``, or ``/v2`` when it holds prun
      "entries": [{"index", "created_at", "leaf_hash" (hex), "data" (b64),
                   "inclusion_proof": [b64]}, ...],     # proofs against the last checkpoint
      "selection": {"filter": {...}, "indices": [int, ...],    # only in a selection
+                   "attested_from": int,               # the first entry not pruned
                    "statement": signed note text},     # the log's word: nothing left out
      "pruning": {"index", "data" (b64), "inclusion_proof": [b64]}}   # only with pruned entries
 
@@ -32,8 +33,9 @@ An export holds every entry of its range, or, when it has a ``selection``, only 
 of the range a filter chose (one peer's slice, say): ``indices`` lists them, increasing, and
 ``filter`` records what chose them. Each selected entry is proven as in a full export; that
 no other entry of the range matched the filter cannot be (the entries left out are not in it
-to be checked), so the log signs a ``statement`` naming its tree, the range, the filter and
-the indices (:mod:`certs.translog.selection`): a holder who leaves entries out no longer
+to be checked), so the log signs a ``statement`` naming its tree, the range from
+``attested_from`` (past the pruned entries, which no filter can read), the filter and the
+indices (:mod:`certs.translog.selection`): a holder who leaves entries out no longer
 matches it. A verifier reports an export as a selection, never as a complete range, and
 says whether the log attested it.
 
@@ -54,7 +56,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from certs.translog.checkpoint import SignedCheckpoint
-from certs.translog.errors import NotFoundError
+from certs.translog.errors import NotFoundError, SignatureError, TranslogError
 from certs.translog.selection import SelectionStatement
 from certs.translog.store import Entry, TransparencyLog
 
@@ -136,8 +138,17 @@ def export_json(
     batch: list[Entry] = []
     pruned = False
     last_pruned = -1
+    attested_from = lo  # a selection: the first entry its filter could read (not pruned)
     for entry in log.entries(lo, hi):
-        if select is not None and (entry.pruned or not select(entry.data)):
+        if select is not None and entry.pruned:
+            if entry.index != attested_from:  # pruned after an entry that was not
+                raise TranslogError(
+                    "the log was pruned while it was exported: export again",
+                    reason="pruned_during_export",
+                )
+            attested_from = entry.index + 1
+            continue
+        if select is not None and not select(entry.data):
             continue
         if entry.pruned:
             pruned, last_pruned = True, entry.index
@@ -168,17 +179,48 @@ def export_json(
         "entries": out_entries,
     }
     if select is not None:
-        statement = SelectionStatement(
-            log.origin, size, target.checkpoint.root_hash, lo, hi, dict(selection or {}), indices
-        )
-        doc["selection"] = {
-            "filter": dict(selection or {}),
-            "indices": indices,
-            "statement": log.attest(statement),
-        }
+        doc["selection"] = _attested(log, target, attested_from, hi, dict(selection or {}), indices)
     if pruned:
         doc["pruning"] = _pruning_evidence(log, last_pruned, size)
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _attested(
+    log: TransparencyLog,
+    target: SignedCheckpoint,
+    start: int,
+    end: int,
+    selection: dict[str, str],
+    indices: list[int],
+) -> dict[str, object]:
+    """A selection with the log's signed statement that ``indices`` are every entry of
+    ``[start, end)`` its filter chose (``start``: past the pruned entries, which no filter
+    can read). The statement is signed with the key of the checkpoint it names: one signed
+    by an earlier key (a renewal, no checkpoint since) is refused, as a verifier holding
+    that key alone would refuse the statement."""
+    try:
+        target.verify(log.verifying_key)
+    except SignatureError:
+        raise NotFoundError(
+            f"the checkpoint of size {target.checkpoint.size} was signed by an earlier log key: "
+            "issue a checkpoint (bdx audit checkpoint) and export again",
+            reason="no_checkpoint",
+        ) from None
+    statement = SelectionStatement(
+        log.origin,
+        target.checkpoint.size,
+        target.checkpoint.root_hash,
+        start,
+        end,
+        selection,
+        indices,
+    )
+    return {
+        "filter": selection,
+        "indices": indices,
+        "attested_from": start,
+        "statement": log.attest(statement),
+    }
 
 
 def _pruning_evidence(log: TransparencyLog, last_pruned: int, size: int) -> dict[str, object]:

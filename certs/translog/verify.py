@@ -51,9 +51,15 @@ class VerificationReport:
     """The filter of an export that is a selection of its range (``None``: every entry of the
     range is in it, which the verification established). Each selected entry is proven; that
     no other entry of the range matched cannot be, only attested by the log."""
-    selection_attested: bool = False
+    selection_attested_from: int | None = None
     """A selection carries the log's signed statement that its entries are every one of the
-    range its filter chose (:mod:`certs.translog.selection`), and the statement matched."""
+    range from this index on that its filter chose (:mod:`certs.translog.selection`), and the
+    statement matched. Above the range's start when its first entries were pruned (no filter
+    can read them); ``None``: no statement (unattested)."""
+
+    @property
+    def selection_attested(self) -> bool:
+        return self.selection_attested_from is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,7 @@ class VerificationReport:
             "cosigners": {str(k): v for k, v in self.cosigners.items()},
             "selection": self.selection,
             "selection_attested": self.selection_attested if self.selection is not None else None,
+            "selection_attested_from": self.selection_attested_from,
         }
 
 
@@ -257,11 +264,14 @@ def verify_export(
             reason="entry_missing",
             index=wanted[at],
         )
-    attested = False
+    attested_from: int | None = None
     if selection is not None and "statement" in doc["selection"]:
         statement = _get(doc["selection"], "statement", str, "selection")
+        attested_from = _get(doc["selection"], "attested_from", int, "selection")
+        if not start <= attested_from <= end or (wanted and wanted[0] < attested_from):
+            raise ExportFormatError("selection: attested_from is not within the range's start")
         said = SelectionStatement(
-            target.origin, target.size, target.root_hash, start, end, selection, wanted
+            target.origin, target.size, target.root_hash, attested_from, end, selection, wanted
         )
         try:
             said.verify(statement, keys)
@@ -269,7 +279,6 @@ def verify_export(
             raise ExportFormatError(
                 f"the selection statement is not a signed note ({exc.message})", reason=exc.reason
             ) from None
-        attested = True
     return VerificationReport(
         origin=target.origin,
         tree_size=target.size,
@@ -282,7 +291,7 @@ def verify_export(
         entries_pruned=pruned,
         cosigners=cosigners,
         selection=selection,
-        selection_attested=attested,
+        selection_attested_from=attested_from,
     )
 
 

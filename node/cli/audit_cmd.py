@@ -426,10 +426,14 @@ def verify_cmd(
     )
     if report.selection is not None:
         chosen = " ".join(f"{k}={printable(str(v))}" for k, v in sorted(report.selection.items()))
-        if report.selection_attested:
+        if report.selection_attested_from is not None:
+            since = report.selection_attested_from
             rest = (
                 "the log signed that the range holds no other match (its word: what it "
                 "left out cannot be checked from this file)"
+                if since == report.start
+                else f"the log signed that entries [{since}, {report.end}) hold no other match "
+                f"(its word; entries below {since} were pruned, which no filter can read)"
             )
         else:
             rest = (

@@ -44,6 +44,7 @@ from certs.translog import (
     verify_export,
 )
 from certs.translog import schema as tables
+from certs.translog.params import MIN_RETENTION_DAYS
 
 
 @pytest.fixture
@@ -554,7 +555,8 @@ def test_an_export_across_a_key_renewal_verifies_with_both_keys(
 
 
 def _odd(data: bytes) -> bool:
-    return int(json.loads(data)["query_id"][2:]) % 2 == 1
+    """Queries of odd number (a log_pruned event, no query, is not chosen)."""
+    return int(json.loads(data).get("query_id", "q-0")[2:]) % 2 == 1
 
 
 def test_a_selection_carries_the_logs_signed_statement(
@@ -624,3 +626,50 @@ def test_a_selection_statement_is_never_a_checkpoint(filled: TransparencyLog) ->
     doc = json.loads(export_json(filled, select=_odd, selection={"query": "odd"}))
     with pytest.raises(NoteFormatError):
         SignedCheckpoint.from_bytes(doc["selection"]["statement"].encode())
+
+
+def test_a_selection_after_a_key_renewal_waits_for_a_checkpoint_under_the_new_key(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    """The statement was signed with the renewed key while its checkpoint was the earlier
+    key's: an honest selection failed (exit 5) with the key of its checkpoints, while the
+    same file stripped of its statement passed. It now waits for a checkpoint."""
+    for i in range(6):
+        log.append(event(i))
+    log.issue_checkpoint()
+    old = log.verifying_key
+    log.use_key(SigningKey(LOG_NAME, ed25519.Ed25519PrivateKey.generate()))
+    with pytest.raises(NotFoundError) as err:
+        export_json(log, select=_odd, selection={"query": "odd"})
+    assert err.value.reason == "no_checkpoint" and "earlier log key" in err.value.message
+    log.issue_checkpoint()
+    data = export_json(log, select=_odd, selection={"query": "odd"})
+    assert verify_export(data, [log.verifying_key, old]).selection_attested
+
+
+def test_a_selection_attests_only_what_its_filter_could_read(
+    log: TransparencyLog, clock: Clock
+) -> None:
+    """Pruned entries (no bytes) match no filter: the statement covered the whole range with
+    them and the CLI said nothing else matched there. It now starts past them."""
+    for i in range(6):
+        log.append(event(i))
+        clock.advance(10)
+    log.issue_checkpoint()
+    clock.advance(86400)
+    horizon = datetime.fromtimestamp(clock.now, UTC)
+    for i in range(6, 10):
+        log.append(event(i))
+        clock.advance(10)
+    clock.advance(MIN_RETENTION_DAYS * 86400)
+    boundary = log.prune(horizon).boundary
+    log.issue_checkpoint()
+    data = export_json(log, select=_odd, selection={"query": "odd"})
+    doc = json.loads(data)
+    assert doc["range"]["start"] == 0 and doc["selection"]["attested_from"] == boundary > 0
+    report = verify_export(data, log.verifying_key)
+    assert report.selection_attested_from == boundary and report.start == 0
+    doc["selection"]["attested_from"] = 0  # claiming the pruned entries were read too
+    with pytest.raises(TamperedError) as err:
+        verify_export(json.dumps(doc).encode(), log.verifying_key)
+    assert err.value.reason == "selection_altered"
