@@ -208,6 +208,7 @@ class Responder:
         self.own_refusals = RefusalBudget()
         self._summaries_lock = threading.Lock()
         self._unlogged_summaries: list[dict[str, Any]] = []  # handed out, their append failed
+        self._other_budgets: list[RefusalBudget] = []  # counted elsewhere (terms requests)
 
     @property
     def signing_key(self) -> PrivateKey:
@@ -248,10 +249,10 @@ class Responder:
         window closed (every one with ``closing``). Summaries an append failed to log are
         kept for the next one: the budgets forget what they hand out."""
         with self._summaries_lock:
+            budgets = (self.refusals, self.own_refusals, *self._other_budgets)
             due = [
                 *self._unlogged_summaries,
-                *self.refusals.summaries(self._event, closing=closing),
-                *self.own_refusals.summaries(self._event, closing=closing),
+                *(s for b in budgets for s in b.summaries(self._event, closing=closing)),
             ]
             self._unlogged_summaries = []
         if not (due or events):
@@ -262,6 +263,18 @@ class Responder:
             with self._summaries_lock:
                 self._unlogged_summaries[:0] = due
             raise
+
+    def count_refusals(self, budget: RefusalBudget) -> None:
+        """Log ``budget``'s ``refusals_suppressed`` events as this responder's own: with its
+        next entries, each housekeeping round and when the node stops, kept on a failed
+        append (the peer port's other requests, as :class:`~node.exchange.terms.TermsDesk`)."""
+        with self._summaries_lock:
+            if all(b is not budget for b in self._other_budgets):
+                self._other_budgets.append(budget)
+
+    def record(self, events: Sequence[dict[str, Any]]) -> None:
+        """Append ``events`` in one transaction after the summaries due (:meth:`_record`)."""
+        self._record(events)
 
     def flush_refusal_summaries(self, *, closing: bool = False) -> None:
         """Append the ``refusals_suppressed`` events whose window closed (every one with

@@ -4,11 +4,12 @@
 client certificate's) answers a compact JWS (``typ`` :data:`TERMS_TYP`, so that terms can never
 pass for a query or a reply) over the canonical JSON of a :class:`TermsPayload`, format
 :data:`TERMS_FORMAT`: the responding and requesting countries, the requester's nonce echoed,
-when it was issued, the version of the rules in force and, under them, the requester's terms:
-purposes, modalities, each modality's daily quota with what is used and left today, the day
-(in the rule's time zone) and when it ends, the hours of service and whether now is within
-them. Nothing about the gallery. A country the rules hold no ``[peers.XX]`` table for gets a
-signed answer without terms (``refusal`` ``unknown_peer``), as its query gets a signed
+when it was issued and, when the rules hold terms for the requester, the version of the rules
+in force and, under them, its terms: purposes, modalities, each modality's daily quota with
+what is used and left today, the day (in the rule's time zone) and when it ends, the hours of
+service and whether now is within them. Nothing about the gallery. A country the rules hold
+no ``[peers.XX]`` table for gets a signed answer without terms or rules version (``refusal``
+``unknown_peer``: it learns nothing of the rules), as its query gets a signed
 ``unknown_peer`` refusal (:mod:`policy.decision`): its certificate is a member's, so it is owed
 a signed answer. The standing is read as ``GET /quota`` reads it
 (:meth:`policy.decision.PolicyEngine.quota_standings`): nothing is consumed.
@@ -17,17 +18,22 @@ Each answer is logged in the exchange log (``terms_sent``: the peer, the rules' 
 whether it had terms; no nonce, nothing personal) before it leaves, as every peer exchange
 is. A peer asking more often than :data:`TERMS_BURST` at once, refilled at
 :data:`TERMS_RATE_PER_S`, is answered 429 ``too_many_terms_requests`` (Retry-After) and
-counted, not logged one by one: its count goes into a ``refusals_suppressed`` event with its
-next answer, as the responder bounds the entries a flooding peer makes (``REFUSAL_BURST`` in
-:mod:`node.exchange.params`: one peer appended 200-270 entries a second); unlike a query, a
-terms request costs no quota that would bound it.
+counted, not logged one by one: its count goes into a ``refusals_suppressed`` event logged
+with the responder's own (:meth:`~node.exchange.responder.Responder.count_refusals`: with the
+next entry logged once the count's window closed, in the next housekeeping round, or when the
+node stops; kept for the next append when one fails), as the responder bounds the entries a
+flooding peer makes (``REFUSAL_BURST`` in :mod:`node.exchange.params`: one peer appended
+200-270 entries a second); unlike a query, a terms request costs no quota that would bound it.
 
 :func:`fetch_terms` is the requester's side: it asks a peer over mutual TLS (the server's
 certificate validated against the trust list and CRL as the connection opens, as for
 queries), verifies the JWS as replies are verified (trust list, CRL, the peer's country),
-checks that the nonce is the one sent and that ``issued_at`` is within the node's accepted
-clock difference (the requester's ``clock_window``, ``replay_window_s``), and returns the
-:class:`PeerTerms`. A refused signature raises the certificate's
+checks the payload as strictly as the rules that made it (hours as the rules write them, a
+known time zone, a printable rules version, known purposes and modalities once each, one
+quota a modality, bounded sizes: what a peer signs is shown to officers, and a refusal never
+repeats its text), that the nonce is the one sent and that ``issued_at`` is within the node's
+accepted clock difference (the requester's ``clock_window``, ``replay_window_s``), and returns
+the :class:`PeerTerms`. A refused signature raises the certificate's
 :class:`~certs.errors.CertsError`, a payload that is no terms
 :class:`~certs.pki.errors.MessageRefused`, a nonce not echoed or a stale answer
 :class:`~node.exchange.replay.ReplayError` (``nonce_mismatch``, ``stale_message``); a peer
@@ -37,14 +43,16 @@ that cannot be asked, :class:`PeerError` with the requester's status words as re
 
 from __future__ import annotations
 
+import re
 import ssl
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, ClassVar, Literal, Self
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any, ClassVar, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio.to_thread
 import httpx
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -75,7 +83,13 @@ from node.exchange.requester import InvalidReplyError as _InvalidBody
 from node.exchange.responder import Responder
 from node.service_errors import RetryLaterError
 from policy.decision import PolicyEngine, Refusal
-from policy.rules import Modality, Purpose
+from policy.rules import (
+    HOST_DEPENDENT_ZONES,
+    MAX_DAILY_QUOTA,
+    Modality,
+    Purpose,
+    ServiceWindow,
+)
 
 #: JWS ``typ`` of a terms answer: no query or reply verifies as terms, nor terms as either.
 TERMS_TYP = "bdx-terms+jws"
@@ -98,6 +112,15 @@ TOO_MANY = "too_many_terms_requests"
 #: The exchange log's event of a terms answer.
 TERMS_EVENT = "terms_sent"
 
+#: Hours-of-service windows one answer may list: one a half hour of the day, more than any
+#: rules file holds usefully.
+MAX_HOURS = 48
+#: A rules version's length, as the rules file allows it (``policy.rules.Policy.version``).
+MAX_VERSION_LENGTH = 64
+#: An IANA time zone key: letters, digits and ``_+-`` in ``/``-separated parts (``UTC``,
+#: ``Asia/Bangkok``, ``Etc/GMT+7``, ``America/Argentina/Buenos_Aires``); looked up after.
+ZONE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,29}(/[A-Za-z0-9_+-]{1,30}){0,2}$")
+
 _WIRE_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -110,33 +133,94 @@ def _utc(value: datetime) -> datetime:
         raise ValueError("time out of range") from None
 
 
+# What a peer signs is shown to officers: every text in terms is checked as strictly as the
+# rules that made it, and a refusal never repeats the peer's text (pydantic's first line is
+# the count of errors; the messages below name no value).
+
+
+def _window(text: str) -> str:
+    """``text`` if it is an hours-of-service window as the rules write it (``HH:MM-HH:MM``)."""
+    try:
+        window = ServiceWindow.parse(text)
+    except ValueError:
+        window = None
+    if window is None or str(window) != text:
+        raise ValueError("an hours window is not 'HH:MM-HH:MM'")
+    return text
+
+
+def _zone(key: str) -> str:
+    """``key`` if it names an IANA time zone this node knows (as the rules require)."""
+    if not ZONE_PATTERN.match(key) or key in HOST_DEPENDENT_ZONES:
+        raise ValueError("the time zone is no IANA time zone key")
+    try:
+        ZoneInfo(key)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("the time zone is no IANA time zone key") from None
+    return key
+
+
+def _version(text: str) -> str:
+    """``text`` if it is a rules version fit to show: printable characters only (no control
+    characters, line breaks or bidi overrides), the length the rules file allows."""
+    if not text.isprintable():
+        raise ValueError("the rules version holds unprintable characters")
+    return text
+
+
+Window = Annotated[str, Field(min_length=11, max_length=11), AfterValidator(_window)]
+ZoneKey = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_zone)]
+Version = Annotated[
+    str, Field(min_length=1, max_length=MAX_VERSION_LENGTH), AfterValidator(_version)
+]
+
+
 class ModalityQuota(BaseModel):
-    """One modality's daily quota on the rule's current day."""
+    """One modality's daily quota on the rule's current day (``remaining``: what ``used``
+    leaves of ``limit``, 0 when a lowered limit is exceeded)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     modality: Modality
-    limit: int = Field(ge=0)
-    used: int = Field(ge=0)
-    remaining: int = Field(ge=0)
+    limit: int = Field(ge=0, le=MAX_DAILY_QUOTA, strict=True)
+    used: int = Field(ge=0, le=MAX_DAILY_QUOTA, strict=True)
+    remaining: int = Field(ge=0, le=MAX_DAILY_QUOTA, strict=True)
+
+    @model_validator(mode="after")
+    def _remaining(self) -> ModalityQuota:
+        if self.remaining != max(self.limit - self.used, 0):
+            raise ValueError("a quota's remaining is not its limit less its use")
+        return self
 
 
 class Terms(BaseModel):
-    """What the requester may ask under the responder's rules in force."""
+    """What the requester may ask under the responder's rules in force: each purpose and
+    modality once, one quota for each modality and none other (as the rules require)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    purposes: list[Purpose]
-    modalities: list[Modality]
-    quotas: list[ModalityQuota]
-    timezone: str = Field(min_length=1, max_length=64)
+    purposes: list[Purpose] = Field(max_length=len(Purpose))
+    modalities: list[Modality] = Field(max_length=len(Modality))
+    quotas: list[ModalityQuota] = Field(max_length=len(Modality))
+    timezone: ZoneKey
     day: date
     resets_at: datetime
-    hours: list[str] = Field(max_length=48)
+    hours: list[Window] = Field(max_length=MAX_HOURS)
     within_hours: bool
 
     @field_validator("resets_at")
     @classmethod
     def _resets_utc(cls, value: datetime) -> datetime:
         return _utc(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Terms:
+        if len(set(self.purposes)) != len(self.purposes):
+            raise ValueError("a purpose is listed twice")
+        if len(set(self.modalities)) != len(self.modalities):
+            raise ValueError("a modality is listed twice")
+        quoted = [q.modality for q in self.quotas]
+        if len(set(quoted)) != len(quoted) or set(quoted) != set(self.modalities):
+            raise ValueError("the quotas are not one for each modality")
+        return self
 
 
 class TermsPayload(BaseModel):
@@ -151,7 +235,7 @@ class TermsPayload(BaseModel):
     requester: Country
     nonce: str = Field(pattern=NONCE_PATTERN)
     issued_at: datetime
-    policy_version: str = Field(min_length=1, max_length=64)
+    policy_version: Version | None = None
     terms: Terms | None = None
     refusal: str | None = Field(default=None, max_length=64, pattern=r"^[a-z_]+$")
 
@@ -166,6 +250,8 @@ class TermsPayload(BaseModel):
     def _terms_or_refusal(self) -> TermsPayload:
         if (self.terms is None) == (self.refusal is None):
             raise ValueError("terms are given exactly when there is no refusal")
+        if (self.terms is None) != (self.policy_version is None):
+            raise ValueError("the rules version is given exactly with terms")
         return self
 
     def wire(self) -> dict[str, Any]:
@@ -184,7 +270,7 @@ class TermsPayload(BaseModel):
         sender = body.pop("sender", None)
         payload = cls.model_validate(body)
         if sender != payload.responder:
-            raise ValueError(f"sender {sender!r} is not the responder ({payload.responder})")
+            raise ValueError(f"the sender is not the responder ({payload.responder})")
         return payload
 
 
@@ -219,11 +305,15 @@ def terms_for(engine: PolicyEngine, requester: str, now: datetime) -> tuple[str,
 
 
 class TermsDesk:
-    """Answers peers' terms requests with the responder's rules, key and log."""
+    """Answers peers' terms requests with the responder's rules, key and log. The counts of
+    the requests refused beyond a peer's allowance are the responder's to log
+    (:meth:`~node.exchange.responder.Responder.count_refusals`): with its next entry, the
+    next housekeeping round or when the node stops, kept when an append fails."""
 
     def __init__(self, responder: Responder, budget: RefusalBudget | None = None) -> None:
         self.responder = responder
         self.budget = budget or RefusalBudget(TERMS_BURST, TERMS_RATE_PER_S)
+        responder.count_refusals(self.budget)
 
     def answer(self, requester: str, nonce: str) -> str:
         """The signed terms for ``requester`` echoing ``nonce``, logged before they leave;
@@ -231,6 +321,7 @@ class TermsDesk:
         r = self.responder
         now = r.clock()
         if not self.budget.take(requester, TOO_MANY, now):
+            r.flush_refusal_summaries()  # a summary whose window closed meanwhile
             raise RetryLaterError(
                 f"too many terms requests from {requester}; ask again later",
                 reason=TOO_MANY,
@@ -242,24 +333,22 @@ class TermsDesk:
             requester=requester,
             nonce=nonce,
             issued_at=now,
-            policy_version=version,
+            # A country without rules here learns nothing of them, not even their version.
+            policy_version=version if terms is not None else None,
             terms=terms,
             refusal=None if terms is not None else Refusal.UNKNOWN_PEER.value,
         )
         token = jws.sign(payload.wire(), r.signing_key, r.signing_chain, typ=TERMS_TYP)
-
-        def event(kind: str, **fields: Any) -> dict[str, Any]:
-            return {"type": kind, "node": r.country, "at": now.isoformat(), **fields}
-
-        r.log.record_many(
+        r.record(
             [
-                *self.budget.summaries(event),
-                event(
-                    TERMS_EVENT,
-                    peer=requester,
-                    policy_version=version,
-                    granted=terms is not None,
-                ),
+                {
+                    "type": TERMS_EVENT,
+                    "node": r.country,
+                    "at": now.isoformat(),
+                    "peer": requester,
+                    "policy_version": version,
+                    "granted": terms is not None,
+                }
             ]
         )
         return token
