@@ -25,7 +25,13 @@ from node.cli._client import (
     UrlOption,
 )
 from node.cli._common import ConfigOption, JsonOption, print_json, printable
-from node.cli.query_cmd import CLIENT_TIMEOUT_S, EXIT_USAGE, UNKNOWN_PEER, QueryFailedError
+from node.cli.query_cmd import (
+    CLIENT_TIMEOUT_S,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    UNKNOWN_PEER,
+    QueryFailedError,
+)
 from node.countries import normalise_country
 from node.errors import PeerError
 
@@ -53,10 +59,11 @@ Country = Annotated[
 
 def _print(answer: dict[str, Any]) -> None:
     peer = printable(answer["peer"])
+    version = answer.get("policy_version")
+    rules = "" if version is None else f", rules version {printable(version)}"
     typer.echo(
-        f"{peer} terms for {printable(answer['requester'])}, rules version "
-        f"{printable(answer['policy_version'])}, issued {printable(answer['issued_at'])} "
-        "(signed, verified)"
+        f"{peer} terms for {printable(answer['requester'])}{rules}, issued "
+        f"{printable(answer['issued_at'])} (signed, verified)"
     )
     terms = answer.get("terms")
     if terms is None:
@@ -94,8 +101,9 @@ def terms(
 
     --json prints the node's answer (peer, requester, format, issued_at, policy_version,
     terms, refusal, terms_jws). Exit codes: 2 COUNTRY is no peer of the node (unknown_peer)
-    or no token, 5 token or role refused, 6 the peer could not be asked or its answer did
-    not verify, or the node could not be reached.
+    or no token, 5 token or role refused or this node's own PKI documents refused
+    (own_stale_crl...), 6 the peer could not be asked or its answer did not verify, or the
+    node could not be reached.
     """
     with NodeClient(
         token=token,
@@ -116,6 +124,8 @@ def terms(
                 ) from None
             if exc.reason in PEER_FAILURES:
                 raise PeerError(f"no terms from {country}: {said}", reason=exc.reason) from None
+            if (exc.reason or "").startswith("own_"):  # its 503: own_stale_crl..., as query
+                exc.exit_code = EXIT_REFUSED
             raise
     if json_out:
         print_json(answer)

@@ -13,7 +13,8 @@ in its message).
 
 Every reading that went out to a peer is recorded in the audit trail as
 :data:`TERMS_READ_ACTION` (the reader, the peer as target, the status and, when answered, the
-peer's rules version and whether it grants terms), as each reading of this node's own quota
+peer's rules version, which it gives with terms only, and whether it grants terms), as each
+reading of this node's own quota
 standings is (``quota.show``): what the reader learned of a quota, and that this node asked a
 peer under its certificate.
 """
@@ -73,11 +74,9 @@ class PeerTermsService:
                 reason="invalid_reply",
             ) from None
         payload = terms.payload
-        details: dict[str, Any] = {
-            "status": "answered",
-            "policy_version": payload.policy_version,
-            "granted": payload.terms is not None,
-        }
+        details: dict[str, Any] = {"status": "answered", "granted": payload.terms is not None}
+        if payload.policy_version is not None:  # none without terms: the peer tells no more
+            details["policy_version"] = payload.policy_version
         await self._record(actor, country, details)
         return terms
 

@@ -1,12 +1,12 @@
 """``GET /peers/{country}/terms``: what a peer's rules let this node ask it now, signed by the
 peer and verified here (:mod:`node.exchange.terms`, :mod:`node.services.peer_terms`).
 
-200 with the terms (or none, ``refusal`` ``unknown_peer``, when the peer holds no rules for
-this node: its signed answer); 422 ``unknown_peer`` for a country that is no configured peer
-of this node (nobody asked); 502 when the peer could not be asked or its answer does not
-verify (``unreachable``, ``timeout``, ``untrusted_peer``, ``http_error``, ``invalid_reply``);
-503 when this node runs no exchange or its own PKI documents are refused. Each reading that
-went out is recorded in the audit trail (``peer.terms``)."""
+200 with the terms (or none and no rules version, ``refusal`` ``unknown_peer``, when the peer
+holds no rules for this node: its signed answer); 422 ``unknown_peer`` for a country that is
+no configured peer of this node (nobody asked); 502 when the peer could not be asked or its
+answer does not verify (``unreachable``, ``timeout``, ``untrusted_peer``, ``http_error``,
+``invalid_reply``); 503 when this node runs no exchange or its own PKI documents are refused.
+Each reading that went out is recorded in the audit trail (``peer.terms``)."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def _exchange(request: Request) -> Exchange:
             "description": "what the peer's rules in force let this node ask it (purposes, "
             "modalities, each modality's daily quota used and left today, when the day "
             "resets, hours of service), fetched over mutual TLS and verified (signature, the "
-            "peer's certificate, the nonce, the time); asking consumes no quota. terms is "
-            "null with refusal unknown_peer when the peer's rules hold none for this node. "
+            "peer's certificate, the nonce, the time); asking consumes no quota. terms and "
+            "policy_version are null with refusal unknown_peer when the peer's rules hold "
+            "none for this node. "
             "422 unknown_peer for a country that is no configured peer of this node (nobody "
             "asked). Each reading that went out is recorded in the audit trail (peer.terms)"
         },

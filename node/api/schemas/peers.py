@@ -38,7 +38,10 @@ class PeerTermsOut(BaseModel):
     requester: str = Field(description="this node's country, to which they are addressed")
     format: str = Field(description="the signed payload's format (bdx-terms-v1)")
     issued_at: datetime = Field(description="when the peer issued them (UTC)")
-    policy_version: str = Field(description="the version of the peer's rules in force")
+    policy_version: str | None = Field(
+        description="the version of the peer's rules in force; none without terms (a peer "
+        "tells a country it holds no rules for nothing of them)"
+    )
     terms: TermsOut | None = Field(
         description="none when the peer's rules hold no terms for this node (see refusal)"
     )
