@@ -15,16 +15,22 @@ from typing import Any
 import httpx
 import pytest
 
+from certs import jws
 from certs.errors import CertsError
+from certs.pki import params as pki_params
+from certs.pki import reasons
 from certs.pki.bootstrap import build_region, write_region
+from certs.pki.errors import MessageRefused
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.db.models import Role
 from node.exchange import params
+from node.exchange import terms as terms_module
 from node.exchange.admission import RefusalBudget
 from node.exchange.messages import new_nonce
 from node.exchange.replay import ReplayError
 from node.exchange.requester import Peer
+from node.exchange.setup import housekeeping_round
 from node.exchange.terms import (
     TERMS_FORMAT,
     TERMS_PATH,
@@ -38,7 +44,7 @@ from node.exchange.terms import (
 from node.services.peer_terms import TERMS_READ_ACTION
 from node.services.users import UserService
 from policy.rules import parse_policy
-from tests.exchange.service_support import ServiceNode, free_port, serving
+from tests.exchange.service_support import ServiceNode, dated_region, free_port, serving
 from tests.exchange.test_peer_limits import Clock, ask, client, outcome, signed_query
 
 COUNTRIES = ("TH", "ID")
@@ -280,8 +286,22 @@ def test_a_peer_without_rules_for_th_signs_that_it_grants_none(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["terms"] is None and body["refusal"] == "unknown_peer"
-    assert body["policy_version"] == "svc-2"
-    assert terms_events(nodes.id)[-1]["granted"] is False
+    # A country without rules there learns nothing of them: not even their version.
+    assert body["policy_version"] is None
+    signed = json.loads(_b64(body["terms_jws"].split(".")[1]))
+    assert set(signed) == {
+        *("v", "kind", "format", "sender", "responder", "requester", "nonce"),
+        *("issued_at", "refusal"),
+    }
+    event = terms_events(nodes.id)[-1]  # ID's own log says which rules answered
+    assert event["granted"] is False and event["policy_version"] == "svc-2"
+    audit = httpx.get(
+        nodes.th.api_url + "/audit-events",
+        params={"action": TERMS_READ_ACTION, "limit": 1000},
+        headers=nodes.headers("auditor"),
+        timeout=60,
+    )
+    assert audit.json()["items"][-1]["details"] == {"status": "answered", "granted": False}
 
 
 def test_unknown_and_unreachable_peers_and_roles(
@@ -357,3 +377,203 @@ def test_a_peer_asking_beyond_its_allowance_is_answered_429_and_counted(nodes: S
     assert summary["type"] == "refusals_suppressed" and summary["peer"] == "TH"
     assert summary["count"] == 2 and summary["reasons"] == {TOO_MANY: 2}
     assert answer["type"] == "terms_sent"
+
+
+def test_refusals_counted_are_logged_by_housekeeping_and_kept_when_an_append_fails(
+    nodes: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that stops asking has its count logged by the next housekeeping round, as the
+    responder's own counts are; a count whose append failed is logged with the next one."""
+    clock = Clock()
+    budget = RefusalBudget(1, 0.1, 60.0, monotonic=clock)
+    nodes.id.app.state.terms_desk = TermsDesk(nodes.id.exchange.responder, budget)
+
+    def flood(refused: int) -> None:
+        peer_token(nodes, new_nonce())
+        with client(nodes.region, "TH") as http:
+            for _ in range(refused):
+                r = http.get(nodes.id.peer_url + TERMS_PATH, params={"nonce": new_nonce()})
+                assert r.status_code == 429
+
+    def summaries() -> list[dict[str, Any]]:
+        events = [json.loads(e.data) for e in nodes.id.exchange.log.entries()]
+        return [e for e in events if e.get("type") == "refusals_suppressed"]
+
+    logged = len(summaries())
+    flood(2)
+    clock.t += 61  # the window closed; TH asks no more
+    asyncio.run(housekeeping_round(nodes.id.exchange, 3600))
+    (summary,) = summaries()[logged:]
+    assert (summary["peer"], summary["count"], summary["reasons"]) == ("TH", 2, {TOO_MANY: 2})
+
+    flood(3)
+    clock.t += 61
+    log = nodes.id.exchange.responder.log
+    real = log.record_many
+    failures = iter([OSError("disk full (injected)")])
+
+    def fails_once(events: Any) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real(events)
+
+    monkeypatch.setattr(log, "record_many", fails_once)
+    with client(nodes.region, "TH") as http:
+        failed = http.get(nodes.id.peer_url + TERMS_PATH, params={"nonce": new_nonce()})
+    assert failed.status_code == 500  # nothing signed left unlogged
+    assert len(summaries()) == logged + 1
+    clock.t += 10  # the failed answer took the allowance's one token
+    peer_token(nodes, new_nonce())
+    summary = summaries()[-1]
+    assert len(summaries()) == logged + 2 and summary["count"] == 3
+
+
+def test_refusals_counted_are_logged_when_the_node_stops(tmp_path: Path) -> None:
+    """Eleven quick requests with the node's tunables: the eleventh is refused and counted,
+    and the count is logged as the node stops (its window still open)."""
+    root = tmp_path / "region"
+    write_region(build_region(COUNTRIES), root)
+    with serving(tmp_path / "data", root, COUNTRIES) as served:
+        exchange = served["ID"].exchange  # the node's, which it lets go as it stops
+        with client(root, "TH") as http:
+            codes = [
+                http.get(
+                    served["ID"].peer_url + TERMS_PATH, params={"nonce": new_nonce()}
+                ).status_code
+                for _ in range(int(terms_module.TERMS_BURST) + 1)
+            ]
+        assert codes[-1] == 429 and set(codes[:-1]) == {200}
+    events = [json.loads(e.data) for e in exchange.log.entries()]
+    (summary,) = [e for e in events if e.get("type") == "refusals_suppressed"]
+    assert (summary["peer"], summary["count"], summary["reasons"]) == ("TH", 1, {TOO_MANY: 1})
+
+
+def _resigned(nodes: Setup, nonce: str, **changes: Any) -> str:
+    """ID's real terms for TH (nonce ``nonce``) with ``changes`` made to the signed payload
+    (``terms.X`` for a field of the terms; None removes it), signed again with ID's key: a
+    peer whose software misbehaves, its signature valid."""
+    token = peer_token(nodes, nonce)
+    data = json.loads(_b64(token.split(".")[1]))
+    for field, value in changes.items():
+        where, _, name = field.rpartition(".")
+        target = data["terms"] if where == "terms" else data
+        if value is None:
+            target.pop(name, None)
+        else:
+            target[name] = value
+    responder = nodes.id.exchange.responder
+    return jws.sign(data, responder.signing_key, responder.signing_chain, typ=TERMS_TYP)
+
+
+SMUGGLED = "Call Inspector Somchai on +66 81 234 5678"
+QUOTA = {"modality": "fingerprint", "limit": LIMIT, "used": 0, "remaining": LIMIT}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"terms.hours": [SMUGGLED]},
+        {"terms.hours": ["25:00-26:00"]},
+        {"terms.hours": ["6:00-22:00"]},
+        {"terms.hours": ["06:00-22:00\n"]},
+        {"terms.hours": ["06:00-22:00"] * (terms_module.MAX_HOURS + 1)},
+        {"terms.timezone": "not/a zone \u202e"},
+        {"terms.timezone": "America"},
+        {"terms.timezone": "localtime"},
+        {"terms.timezone": "../../etc/passwd"},
+        {"policy_version": "svc-1\n[forged] " + SMUGGLED},
+        {"policy_version": "\u202esvc-1"},
+        {"policy_version": "v" * 65},
+        {"policy_version": None},
+        {"terms.purposes": ["asylum", "asylum"]},
+        {"terms.purposes": [SMUGGLED]},
+        {"terms.modalities": ["fingerprint", "fingerprint"]},
+        {"terms.quotas": [{**QUOTA, "modality": "face"}]},
+        {"terms.quotas": [QUOTA, QUOTA]},
+        {"terms.quotas": []},
+        {"terms.quotas": [{**QUOTA, "remaining": 7}]},
+        {"terms.quotas": [{**QUOTA, "limit": 2**40, "remaining": 2**40}]},
+        {"terms.quotas": [{**QUOTA, "limit": "100"}]},
+        {"terms": None, "refusal": "unknown_peer"},  # with its rules version: told nothing
+    ],
+)
+def test_terms_a_peer_signs_are_checked_as_strictly_as_rules(
+    nodes: Setup, changes: dict[str, Any]
+) -> None:
+    """What a peer signs is shown to officers: anything its rules could not have said is
+    refused (malformed), and the refusal does not repeat the peer's text."""
+    nonce = new_nonce()
+    token = _resigned(nodes, nonce, **changes)
+    trust = nodes.th.exchange.requester.trust
+    with pytest.raises(MessageRefused) as refused:
+        check_terms(token, trust, peer="ID", own="TH", nonce=nonce, window=params.REPLAY_WINDOW)
+    assert refused.value.reason == reasons.MALFORMED
+    said = str(refused.value)
+    for text in ("Somchai", "zone", "America", "localtime", "passwd", "forged", "vvvv", "26:00"):
+        assert text not in said
+
+
+def test_terms_as_rules_write_them_are_accepted(nodes: Setup) -> None:
+    nonce = new_nonce()
+    token = _resigned(
+        nodes,
+        nonce,
+        **{
+            "terms.hours": ["22:00-06:00", "10:00-24:00"],
+            "terms.timezone": "America/Argentina/Buenos_Aires",
+            "policy_version": "2026-11-01.1 (rules of 1 Nov)",
+        },
+    )
+    trust = nodes.th.exchange.requester.trust
+    payload = check_terms(
+        token, trust, peer="ID", own="TH", nonce=nonce, window=params.REPLAY_WINDOW
+    )
+    assert payload.terms is not None and payload.terms.hours == ["22:00-06:00", "10:00-24:00"]
+
+
+def test_a_peer_signing_text_no_rules_hold_is_an_invalid_reply_not_shown(
+    nodes: Setup, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = terms_module.terms_for
+
+    def smuggling(engine: Any, requester: str, now: datetime) -> Any:
+        version, terms = real(engine, requester, now)
+        assert terms is not None
+        return version, terms.model_copy(update={"hours": [SMUGGLED], "timezone": "x/\u202e"})
+
+    monkeypatch.setattr(terms_module, "terms_for", smuggling)
+    r = read_terms(nodes)
+    assert r.status_code == 502 and r.json()["error"] == "invalid_reply"
+    assert "Somchai" not in r.text and "\\u202e" not in r.text and "malformed" in r.text
+    code, out, err = cli(nodes, ["ID"], capsys, monkeypatch)
+    assert code == 6 and out == "" and "[invalid_reply]" in err and "Somchai" not in err
+
+
+def test_cli_exits_5_when_this_nodes_own_crl_is_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As bdx query: this node's own PKI documents refused is 5 (503 own_stale_crl), not a
+    peer's failure (6); nobody was asked."""
+    from node.cli import main
+
+    issued = (
+        datetime.now(UTC) - pki_params.CRL_VALIDITY - pki_params.DEFAULT_GRACE - timedelta(days=1)
+    )
+    root = tmp_path / "region"
+    write_region(dated_region(COUNTRIES, crl_issued=issued), root)
+    with serving(tmp_path / "data", root, COUNTRIES) as served:
+        th = served["TH"]
+        r = httpx.get(
+            th.api_url + "/peers/ID/terms",
+            headers={"Authorization": f"Bearer {th.token}"},
+            timeout=60,
+        )
+        assert r.status_code == 503 and r.json()["error"] == "own_stale_crl"
+        monkeypatch.setenv("BDX_TOKEN", th.token)
+        monkeypatch.delenv("BDX_TOKEN_FILE", raising=False)
+        with pytest.raises(SystemExit) as info:
+            main(["peers", "terms", "ID", "--url", th.api_url])
+        _, err = capsys.readouterr()
+        assert info.value.code == 5 and "[own_stale_crl]" in err
+        assert not terms_events(served["ID"])
