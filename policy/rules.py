@@ -201,7 +201,7 @@ class PeerRule(BaseModel):
             raise ValueError(f"time zone {value!r} depends on the host; name an IANA zone")
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a folder
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 

@@ -59,6 +59,8 @@ _PEER = (
         ),
         ("version = 'x'\ncountry = 'TH'\nunknown_key = 1", "unknown_key"),
         (_PEER + "timezone = 'localtime'", "depends on the host"),
+        # a folder of the zone database, not a zone: an OSError escaped the validation
+        (_PEER + "timezone = 'America'", "unknown time zone"),
         # the table form of a window: empty, or a key it does not have (the zone belongs to
         # the peer rule; it was dropped silently and the window applied in UTC)
         (_PEER + "hours = [{start = '09:00', end = '09:00'}]", "empty window"),
