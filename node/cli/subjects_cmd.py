@@ -3,12 +3,12 @@ follow-up of a hit this node answered.
 
 The commands go through the local node's API (``GET /subjects``, ``GET /subjects/{id}``,
 ``PUT /subjects/{id}/restrictions``, ``PUT /records/{reference}/restrictions``,
-``DELETE /subjects/{id}``, ``GET /hits/{reference}``, ``PUT /hits/{reference}/outcome``,
-``GET /subjects/{id}/hits``) with an operator's token, because the running node holds the
-gallery: a deletion hides the subject's records from searches at once, and the node erases
-their templates from the gallery files within ``gallery_erase_interval_s``; a resolved
-reference, and an outcome recorded on one, are recorded in the node's audit trail. Connection
-options and exit codes: :mod:`node.cli._client`.
+``DELETE /subjects/{id}``, ``POST /subjects/deletions``, ``GET /hits/{reference}``,
+``PUT /hits/{reference}/outcome``, ``GET /subjects/{id}/hits``) with an operator's token,
+because the running node holds the gallery: a deletion hides the subject's records from
+searches at once, and the node erases their templates from the gallery files within
+``gallery_erase_interval_s``; a resolved reference, and an outcome recorded on one, are
+recorded in the node's audit trail. Connection options and exit codes: :mod:`node.cli._client`.
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ from node.cli._client import (
     TokenOption,
     UrlOption,
 )
-from node.cli._common import ConfigOption, JsonOption, print_json, printable
+from node.cli._common import ConfigOption, JsonOption, count_progress, print_json, printable
 from node.cli.gallery_cmd import restrictions_option
-from node.db.models import LABEL_PATTERN
+from node.db.models import EXTERNAL_ID_CHARS, EXTERNAL_ID_PATTERN, LABEL_PATTERN
 from node.exchange.references import NOTE_CHARS, HitOutcome
 from node.repositories.hits import BadCursorError, HitCursor, OutcomeState
 from node.restrictions import SharingRestrictions
+from node.services import params as service_params
 
 app = typer.Typer(
     help="List, show, restrict and delete the running node's subjects, resolve a hit "
@@ -58,6 +59,15 @@ Reference = Annotated[
 ]
 #: Exit code of a request that clashes with the node's state (README: 3), as the node's 409.
 EXIT_CONFLICT = 3
+#: Exit code of a usage error (README: 2): a bad id in ``delete --file``'s list.
+EXIT_USAGE = 2
+#: Exit code of something not found (README: 4): ``delete --file``'s list, or a subject.
+EXIT_NOT_FOUND = 4
+#: Subjects ``delete --file`` sends per request: small enough that the bar moves every second
+#: or so, and at most the node's bound (``params.MAX_BULK_DELETIONS``).
+DELETE_CHUNK = min(100, service_params.MAX_BULK_DELETIONS)
+#: Bad lines of an id list quoted in its one-line error (the rest are counted).
+BAD_LINES_SHOWN = 10
 
 
 def _client(
@@ -198,9 +208,77 @@ def _record_line(rec: dict[str, Any]) -> str:
     )
 
 
+def _read_ids(path: Path) -> list[str]:
+    """The external ids of an id list (``-``: standard input): one a line, blank lines and
+    lines starting with ``#`` skipped, surrounding blanks dropped; each checked as the node
+    checks one, the whole list before anything is deleted. A bad id is exit 2 naming its
+    line (and every other bad line's); a file that cannot be read is exit 4."""
+    name = "standard input" if str(path) == "-" else str(path)
+    try:
+        if str(path) == "-":
+            text = sys.stdin.read() if sys.stdin is not None else ""
+        else:
+            text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NodeRequestError(
+            f"cannot read the id list {name}: {getattr(exc, 'strerror', None) or exc}",
+            reason="no_id_list",
+            exit_code=EXIT_NOT_FOUND,
+        ) from None
+    ids: list[str] = []
+    bad: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.strip()
+        if not value or value.startswith("#"):
+            continue
+        if len(value) > EXTERNAL_ID_CHARS or not re.fullmatch(EXTERNAL_ID_PATTERN, value):
+            bad.append(number)
+            continue
+        ids.append(value)
+    if bad:
+        shown = ", ".join(str(n) for n in bad[:BAD_LINES_SHOWN])
+        more = f" and {len(bad) - BAD_LINES_SHOWN} more" if len(bad) > BAD_LINES_SHOWN else ""
+        raise NodeRequestError(
+            f"{name}: line {shown}{more}: not an external id (1-{EXTERNAL_ID_CHARS} "
+            "characters, no '/', control or invisible characters, no surrounding blanks); "
+            "nothing was deleted",
+            reason="bad_id_list",
+            exit_code=EXIT_USAGE,
+        )
+    if not ids:
+        raise NodeRequestError(
+            f"{name} lists no external id; nothing was deleted",
+            reason="bad_id_list",
+            exit_code=EXIT_USAGE,
+        )
+    return list(dict.fromkeys(ids))
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed (<&-)
+        raise NodeRequestError(
+            "not run from a terminal: add --yes to delete without confirmation",
+            reason="confirmation_needed",
+            exit_code=EXIT_USAGE,
+        )
+    typer.confirm(question, abort=True)
+
+
 @app.command()
 def delete(
-    external_id: ExternalId,
+    external_id: Annotated[
+        str | None, typer.Argument(help="the subject's external id (or give --file)")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="delete every subject of this list instead: one external id a line, '-' for "
+            "standard input; blank lines and lines starting with '#' are skipped",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
     token: TokenOption = None,
     token_file: TokenFileOption = None,
@@ -210,16 +288,19 @@ def delete(
     json: JsonOption = False,
 ) -> None:
     """Delete a subject and all their records; their templates are then erased from the
-    gallery files. Asks first unless --yes (required when not run from a terminal)."""
+    gallery files. Asks first unless --yes (required when not run from a terminal, and with
+    --file -). With --file, deletes every subject listed (the list is checked whole first: a
+    bad id is exit 2 and nothing is deleted), showing progress; ids of no subject are
+    reported (exit 4 when some were, after the others are deleted), and an interrupted run
+    can simply be run again."""
+    if (external_id is None) == (file is None):
+        raise typer.BadParameter("give one external id or --file, not both", param_hint="--file")
+    if file is not None:
+        _delete_listed(file, yes, _client(token, token_file, url, ca_file, config), json)
+        return
+    assert external_id is not None
     with _client(token, token_file, url, ca_file, config) as client:
-        if not yes:
-            if sys.stdin is None or not sys.stdin.isatty():  # None: stdin closed (<&-)
-                raise NodeRequestError(
-                    "not run from a terminal: add --yes to delete without confirmation",
-                    reason="confirmation_needed",
-                    exit_code=2,
-                )
-            typer.confirm(f"Delete subject {external_id} and all their records?", abort=True)
+        _confirm(f"Delete subject {external_id} and all their records?", yes)
         done = client.call("DELETE", _path(external_id), what="the deletion")
     if json:
         print_json(done)
@@ -229,6 +310,48 @@ def delete(
             f"deleted subject {who}: its {done['templates_removed']} templates are out of every "
             "search and erased from the gallery files at the next erasure round"
         )
+
+
+def _delete_listed(file: Path, yes: bool, client: NodeClient, json: bool) -> None:
+    """``delete --file``: the whole list checked, then sent in :data:`DELETE_CHUNK` ids per
+    ``POST /subjects/deletions``."""
+    if str(file) == "-" and not yes:
+        raise NodeRequestError(
+            "the id list is read from standard input: add --yes to delete without confirmation",
+            reason="confirmation_needed",
+            exit_code=EXIT_USAGE,
+        )
+    ids = _read_ids(file)
+    deleted: list[dict[str, Any]] = []
+    not_found: list[str] = []
+    with client:
+        _confirm(f"Delete the {len(ids)} subjects listed and all their records?", yes)
+        with count_progress(json) as progress:
+            task = progress.add_task("deleting", total=len(ids))
+            for start in range(0, len(ids), DELETE_CHUNK):
+                chunk = ids[start : start + DELETE_CHUNK]
+                done = client.call(
+                    "POST", "/subjects/deletions", json={"external_ids": chunk}, what="the deletion"
+                )
+                deleted += done["deleted"]
+                not_found += done["not_found"]
+                progress.advance(task, len(chunk))
+    summary = {
+        "deleted": len(deleted),
+        "templates_removed": sum(d["templates_removed"] for d in deleted),
+        "not_found": not_found,
+    }
+    if json:
+        print_json(summary)
+    else:
+        typer.echo(
+            f"deleted {len(deleted)} subjects: their {summary['templates_removed']} templates are "
+            "out of every search and erased from the gallery files at the next erasure round"
+        )
+        for missing in not_found:
+            typer.echo(f"no subject {printable(missing)} (never enrolled, or deleted already)")
+    if not_found:
+        raise typer.Exit(EXIT_NOT_FOUND)
 
 
 @app.command("reference")

@@ -34,3 +34,10 @@ TOKEN_USE_INTERVAL_S = 60
 #: request waits for it; it holds one pooled database connection meanwhile, so not the
 #: database's usual busy timeout (15 s on SQLite).
 TOKEN_USE_LOCK_WAIT_S = 2.0
+#: Subjects one bulk deletion (``POST /subjects/deletions``) names at most. Each subject is
+#: deleted as ``DELETE /subjects/{id}`` deletes it (two commits and one gallery removal,
+#: milliseconds), one after the other in the request's worker thread: this many take a few
+#: seconds, well within a client's timeout (``bdx subjects delete --file`` waits 60 s), and
+#: the request body stays small (128-character ids: about 130 KB). A longer list is sent in
+#: several requests; ``bdx subjects delete --file`` does so.
+MAX_BULK_DELETIONS = 1000

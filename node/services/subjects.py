@@ -1,6 +1,7 @@
 """Read and edit subjects and their template records (operators' gallery housekeeping).
 
-Deleting a subject touches the gallery as well and lives in :mod:`node.services.records`.
+Deleting a subject touches the gallery as well and lives in :mod:`node.services.records`;
+:func:`delete_subjects` deletes many, each exactly as that single deletion does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from node.repositories.audit import AuditRepository
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
+from node.services.records import GalleryIndex, RecordService
 
 #: The audit actions of the reads of subjects and records, as ``hit.list`` and ``query.list``
 #: record their listings: a page of subjects (the page asked and how many subjects it
@@ -66,6 +68,40 @@ class GalleryStatistics:
     records_by_state: dict[str, int] = field(default_factory=dict)
     active_by_modality: dict[str, int] = field(default_factory=dict)
     active_by_finger_position: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class BulkDeletion:
+    """What a bulk deletion did: the subjects deleted with their templates removed, in the
+    order asked, and the external ids not found (never enrolled, deleted already, or being
+    deleted by another call)."""
+
+    deleted: list[tuple[str, int]] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+
+
+def delete_subjects(
+    session: Session, gallery: GalleryIndex, external_ids: Sequence[str], *, actor: str
+) -> BulkDeletion:
+    """Delete each of ``external_ids`` (a repeated one once) as ``DELETE /subjects/{id}``
+    does (:meth:`RecordService.delete_subject`: its ``subject.delete`` audit event, its
+    commits, its gallery removal; a subject left ``deleting`` by a failed gallery write is
+    finished). An unknown subject is reported in ``not_found`` and the others are deleted.
+    Any other failure (the gallery or the database unwritable) stops at that subject: those
+    before it stay deleted, it stays as a single deletion's failure leaves it, those after
+    are untouched; the same list sent again deletes the rest and reports the deleted ones
+    as not found (idempotent in effect)."""
+    done = BulkDeletion()
+    service = RecordService(session, gallery)
+    for external_id in dict.fromkeys(external_ids):
+        try:
+            removed = service.delete_subject(external_id, actor=actor)
+        except NotFoundError:
+            session.rollback()
+            done.not_found.append(external_id)
+            continue
+        done.deleted.append((external_id, removed))
+    return done
 
 
 class SubjectService:

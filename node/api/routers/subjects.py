@@ -13,13 +13,15 @@ from node.api.schemas.subjects import (
     RecordOut,
     RestrictedRecords,
     SubjectDeleted,
+    SubjectDeletionsIn,
     SubjectOut,
     SubjectPage,
+    SubjectsDeleted,
     SubjectSummary,
 )
 from node.restrictions import SharingRestrictions
 from node.services.records import RecordService
-from node.services.subjects import SubjectService
+from node.services.subjects import SubjectService, delete_subjects
 
 router = APIRouter(tags=["subjects"], responses=errors(404, 409, 415))
 
@@ -65,6 +67,21 @@ def delete_subject(
 ) -> SubjectDeleted:
     removed = RecordService(session, gallery).delete_subject(external_id, actor=actor(operator))
     return SubjectDeleted(external_id=external_id, templates_removed=removed)
+
+
+@router.post("/subjects/deletions")
+def delete_many_subjects(
+    body: SubjectDeletionsIn, operator: OperatorUser, session: SessionDep, gallery: GalleryDep
+) -> SubjectsDeleted:
+    """Delete each subject listed as ``DELETE /subjects/{external_id}`` does (one
+    ``subject.delete`` audit event each); unknown ones are listed in ``not_found`` and the
+    others deleted. A failure (503) stops the list there: those before stay deleted, and the
+    same list sent again finishes it."""
+    done = delete_subjects(session, gallery, body.external_ids, actor=actor(operator))
+    return SubjectsDeleted(
+        deleted=[SubjectDeleted(external_id=e, templates_removed=n) for e, n in done.deleted],
+        not_found=done.not_found,
+    )
 
 
 @router.put("/subjects/{external_id}/restrictions")

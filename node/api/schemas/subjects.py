@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -14,8 +15,9 @@ from pydantic import (
 )
 
 from node.api.schemas.common import WireModel
-from node.db.models import Modality, RecordState
+from node.db.models import EXTERNAL_ID_CHARS, EXTERNAL_ID_PATTERN, Modality, RecordState
 from node.restrictions import SharingRestrictions
+from node.services import params
 from node.services.subjects import SubjectState
 
 _SUBJECT_STATE = (
@@ -80,6 +82,34 @@ class SubjectOut(BaseModel):
 class SubjectDeleted(BaseModel):
     external_id: str
     templates_removed: int
+
+
+#: A subject's external id in a request body, as enrolment takes it.
+ExternalIdIn = Annotated[
+    str, Field(min_length=1, max_length=EXTERNAL_ID_CHARS, pattern=EXTERNAL_ID_PATTERN)
+]
+
+
+class SubjectDeletionsIn(BaseModel):
+    """The subjects to delete, each as ``DELETE /subjects/{external_id}`` deletes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_ids: list[ExternalIdIn] = Field(
+        min_length=1,
+        max_length=params.MAX_BULK_DELETIONS,
+        description=f"1 to {params.MAX_BULK_DELETIONS} external ids (a repeated one is "
+        "deleted once); send a longer list in several requests",
+    )
+
+
+class SubjectsDeleted(BaseModel):
+    deleted: list[SubjectDeleted] = Field(description="the subjects deleted, in the order asked")
+    not_found: list[str] = Field(
+        description="the external ids of no subject (never enrolled, or deleted already: a "
+        "list sent again after an interruption reports those it deleted here); the others "
+        "were deleted"
+    )
 
 
 class RestrictedRecords(BaseModel):
