@@ -3,7 +3,8 @@ follow-up of a hit this node answered.
 
 The commands go through the local node's API (``GET /subjects``, ``GET /subjects/{id}``,
 ``PUT /subjects/{id}/restrictions``, ``PUT /records/{reference}/restrictions``,
-``DELETE /subjects/{id}``, ``POST /subjects/deletions``, ``GET /hits/{reference}``,
+``DELETE /subjects/{id}``, ``POST /subjects/deletions``, ``POST /subjects/{id}/merge``,
+``GET /hits/{reference}``,
 ``PUT /hits/{reference}/outcome``, ``GET /subjects/{id}/hits``) with an operator's token,
 because the running node holds the gallery: a deletion hides the subject's records from
 searches at once, and the node erases their templates from the gallery files within
@@ -39,7 +40,7 @@ from node.restrictions import SharingRestrictions
 from node.services import params as service_params
 
 app = typer.Typer(
-    help="List, show, restrict and delete the running node's subjects, resolve a hit "
+    help="List, show, restrict, delete and merge the running node's subjects, resolve a hit "
     "reference for follow-up and record its outcome (operators).",
     no_args_is_help=True,
 )
@@ -352,6 +353,51 @@ def _delete_listed(file: Path, yes: bool, client: NodeClient, json: bool) -> Non
             typer.echo(f"no subject {printable(missing)} (never enrolled, or deleted already)")
     if not_found:
         raise typer.Exit(EXIT_NOT_FOUND)
+
+
+@app.command()
+def merge(
+    keep: Annotated[str, typer.Argument(help="the subject kept (its external id)")],
+    duplicate: Annotated[
+        str, typer.Argument(help="the duplicate enrolment merged into it, then removed")
+    ],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Merge a duplicate enrolment into the subject kept: every record and encounter of
+    DUPLICATE becomes KEEP's, hit references issued on DUPLICATE resolve to KEEP, and
+    DUPLICATE is removed as a deletion removes a subject (its external id then names nobody).
+    Each record keeps its sharing restrictions, so KEEP is shared only as both subjects'
+    restrictions allow. Audited as subject.merge. Asks first unless --yes (required when not
+    run from a terminal). A subject merged into itself is exit 2, an unknown one exit 4, one
+    being enrolled into or deleted exit 3 (nothing merged: try again)."""
+    if keep == duplicate:
+        raise typer.BadParameter("a subject cannot be merged into itself", param_hint="DUPLICATE")
+    with _client(token, token_file, url, ca_file, config) as client:
+        _confirm(f"Merge subject {duplicate} into {keep} and remove {duplicate}?", yes)
+        try:
+            done = client.call(
+                "POST", _path(keep) + "/merge", json={"duplicate": duplicate}, what="the merge"
+            )
+        except NodeRequestError as exc:
+            if exc.reason in ("subject_busy", "subject_deleted"):
+                exc.exit_code = EXIT_CONFLICT
+            elif exc.reason == "same_subject":
+                exc.exit_code = EXIT_USAGE
+            raise
+    if json:
+        print_json(done)
+        return
+    typer.echo(
+        f"merged subject {printable(done['duplicate'])} into {printable(done['keep'])}: "
+        f"{done['records']} records and {done['encounters']} encounters moved, "
+        f"{done['hit_references']} hit references now resolve to {printable(done['keep'])}"
+    )
 
 
 @app.command("reference")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Executable, exists, func, select
+from sqlalchemy import Executable, exists, func, select, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from node.db.models import Encounter, Subject, TemplateRecord
+from node.exchange.references import exchange_hits
 
 
 class SubjectRepository:
@@ -108,6 +109,48 @@ class SubjectRepository:
         if found:
             self.session.execute(sa_delete(Encounter).where(Encounter.id.in_(found)))
         return found
+
+    def encounter_targets(self, duplicate_id: int, keep_id: int) -> dict[int, int]:
+        """For a merge of subject ``duplicate_id`` into ``keep_id``: each of the duplicate's
+        encounters and the encounter its records go to in the kept subject, itself (moved by
+        :meth:`move_encounters`) or the kept subject's encounter of the same external id (an
+        encounter name is unique per subject: a booking enrolled under both)."""
+        kept = {
+            external_id: encounter_id
+            for encounter_id, external_id in self.session.execute(
+                select(Encounter.id, Encounter.external_id).where(
+                    Encounter.subject_id == keep_id, Encounter.external_id.is_not(None)
+                )
+            )
+        }
+        query = select(Encounter.id, Encounter.external_id).where(
+            Encounter.subject_id == duplicate_id
+        )
+        return {
+            encounter_id: kept.get(external_id, encounter_id) if external_id else encounter_id
+            for encounter_id, external_id in self.session.execute(query)
+        }
+
+    def move_encounters(self, ids: Iterable[int], keep_id: int) -> int:
+        """Give the encounters ``ids`` to subject ``keep_id``; how many moved."""
+        listed = list(ids)
+        if not listed:
+            return 0
+        result = self.session.execute(
+            update(Encounter).where(Encounter.id.in_(listed)).values(subject_id=keep_id)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def repoint_hits(self, from_key: str, to_key: str) -> int:
+        """Make the hit references issued on gallery subject key ``from_key`` resolve to
+        ``to_key`` (``exchange_hits.record_ref``; the stored mapping is all a resolution
+        reads, :class:`~node.exchange.references.HitReferences`); how many."""
+        result = self.session.execute(
+            update(exchange_hits)
+            .where(exchange_hits.c.record_ref == from_key)
+            .values(record_ref=to_key)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def lock(self, subject: Subject) -> None:
         """Lock the subject's row until the transaction ends (``FOR UPDATE``; a no-op on

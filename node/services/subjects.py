@@ -2,6 +2,31 @@
 
 Deleting a subject touches the gallery as well and lives in :mod:`node.services.records`;
 :func:`delete_subjects` deletes many, each exactly as that single deletion does.
+
+:func:`merge_subjects` merges a duplicate enrolment into the subject kept. The gallery keys
+each template by its subject (``s<id>``, what searches return), and its segments are
+immutable, so the duplicate's records are moved as an enrolment and a deletion are made,
+each step durable before the next:
+
+1. copies of the duplicate's records (new random references, the same metadata and sharing
+   restrictions) are inserted ``pending`` under the kept subject; commit;
+2. their templates, read back from the gallery, are appended under the kept subject's key;
+3. the merge itself, one transaction: the copies become ``active``, the duplicate's records
+   ``deleting``, its encounters the kept subject's, the hit references issued on it
+   (``exchange_hits.record_ref``) resolve to the kept subject, and ``subject.merge`` is
+   audited with both external ids; commit;
+4. the duplicate's records are removed from the gallery and deleted with the duplicate's
+   subject row, as a deletion's last step (its numeric id is never given again: migration
+   0006). A gallery that cannot be written here leaves them ``deleting``, out of every
+   search, for the erasure task to finish (:mod:`node.services.erasure`).
+
+A failure before step 3's commit undoes steps 1 and 2 (nothing merged; run it again); a crash
+there leaves the copies to the start-up reconcile, which activates those the gallery holds:
+the kept subject then holds copies of the duplicate's records and the duplicate is untouched,
+so deleting the duplicate completes the merge. Sharing restrictions are not rewritten: each
+record keeps its own, and a subject's hits are shared only as every one of its active records'
+restrictions allow (:mod:`node.exchange.search`), so the merged subject is restricted by the
+union of both subjects' restrictions and no record becomes shareable with more peers.
 """
 
 from __future__ import annotations
@@ -10,15 +35,20 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from matcher.gallery import GallerySchema, Record, RecordBatch
 from node.db.models import Encounter, Modality, RecordState, Subject, TemplateRecord
 from node.errors import NotFoundError
 from node.repositories.audit import AuditRepository
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
-from node.services.records import GalleryIndex, RecordService
+from node.service_errors import ConflictError, InvalidRequestError, StoresDisagreeError
+from node.services.galleries import GallerySet, subject_key
+from node.services.records import GalleryIndex, RecordService, new_reference
 
 #: The audit actions of the reads of subjects and records, as ``hit.list`` and ``query.list``
 #: record their listings: a page of subjects (the page asked and how many subjects it
@@ -102,6 +132,204 @@ def delete_subjects(
             continue
         done.deleted.append((external_id, removed))
     return done
+
+
+#: The audit action of a merge (target: the subject kept; details: the duplicate's external id
+#: and how many records, encounters and hit references moved).
+SUBJECT_MERGE_ACTION = "subject.merge"
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    keep: str
+    duplicate: str
+    records: int
+    encounters: int
+    hit_references: int
+
+
+def merge_subjects(
+    session: Session, galleries: GallerySet, keep: str, duplicate: str, *, actor: str
+) -> MergeResult:
+    """Merge subject ``duplicate`` into ``keep`` (see the module doc). Raises
+    :class:`InvalidRequestError` ``same_subject`` for a subject merged into itself,
+    :class:`NotFoundError` ``unknown_subject`` when either is not enrolled,
+    :class:`ConflictError` when either is being enrolled into or deleted (``subject_busy``,
+    nothing changed: try again), :class:`StoresDisagreeError` when the gallery lacks one of the
+    duplicate's templates, and the gallery's or database's errors."""
+    if keep == duplicate:
+        raise InvalidRequestError(
+            f"subject {keep!r} cannot be merged into itself", reason="same_subject"
+        )
+    subjects = SubjectRepository(session)
+    records = RecordRepository(session)
+    kept, dup = _enrolled(subjects, keep), _enrolled(subjects, duplicate)
+    for subject in sorted((kept, dup), key=lambda s: s.id):  # one lock order: no deadlock
+        subjects.lock(subject)
+    originals = list(records.of_subject(dup.id))
+    if any(r.state is not RecordState.ACTIVE for r in originals) or any(
+        r.state is RecordState.DELETING for r in records.of_subject(kept.id)
+    ):
+        session.rollback()
+        raise _busy()
+    targets = subjects.encounter_targets(dup.id, kept.id)
+    batches = _templates(galleries, [r.reference for r in originals])
+    copies = [_copy(row, kept.id, targets) for row in originals]
+    new_refs = [c.reference for c in copies]
+    old_refs = [r.reference for r in originals]
+    galleries.unsettle(new_refs)  # before the gallery holds them
+    for row in copies:
+        session.add(row)
+    session.commit()  # step 1
+    try:
+        by_old = dict(zip(old_refs, new_refs, strict=True))
+        for found in batches:  # step 2
+            galleries.append(found.schema, found.batch(by_old, subject_key(kept.id)))
+        galleries.unsettle(old_refs)
+        try:
+            moved = _merge_commit(session, kept, dup, old_refs, new_refs, targets, actor)
+        except BaseException:
+            galleries.settle(old_refs)
+            raise
+    except BaseException:
+        session.rollback()
+        galleries.remove(new_refs)
+        records.delete(new_refs)
+        session.commit()
+        galleries.settle(new_refs)
+        raise
+    galleries.settle(new_refs)
+    try:  # step 4, as a deletion's last
+        galleries.remove(old_refs)
+        records.delete(old_refs)
+        emptied = subjects.by_id(dup.id)
+        if emptied is not None:
+            subjects.delete_if_empty(emptied)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        galleries.settle(old_refs)
+    return MergeResult(keep, duplicate, len(copies), *moved)
+
+
+def _enrolled(subjects: SubjectRepository, external_id: str) -> Subject:
+    subject = subjects.by_external_id(external_id)
+    if subject is None:
+        raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
+    return subject
+
+
+def _busy() -> ConflictError:
+    return ConflictError(
+        "a subject of the merge is being enrolled into or deleted; nothing was merged, try "
+        "again once it is done",
+        reason="subject_busy",
+    )
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Templates read back from one gallery, of one per-record shape."""
+
+    schema: GallerySchema
+    records: list[Record] = field(default_factory=list)
+
+    def batch(self, references: dict[str, str], subject: str) -> RecordBatch:
+        """These templates under new ``references`` (old to new) and one ``subject`` key."""
+        return RecordBatch.build(
+            [references[r.reference] for r in self.records],
+            [subject] * len(self.records),
+            [r.position for r in self.records],
+            {name: np.stack([r.arrays[name] for r in self.records]) for name in self.schema.fields},
+            format=self.schema.format,
+            format_version=self.schema.format_version,
+        )
+
+
+def _templates(galleries: GallerySet, references: list[str]) -> list[_Found]:
+    """The templates of ``references`` read back from the gallery, one batch per gallery and
+    per-record shape (segments pad their arrays to their own widths)."""
+    found: dict[tuple[str, tuple[object, ...]], _Found] = {}
+    seen: set[str] = set()
+    for name, gallery in galleries.galleries().items():
+        with galleries.reading(gallery.schema) as held:
+            if held is None:
+                continue
+            ids = held.locate(references)
+            for ref, gid in zip(references, ids.tolist(), strict=True):
+                if gid < 0:
+                    continue
+                record = held.lookup(ref)
+                shapes = tuple((k, v.shape) for k, v in sorted(record.arrays.items()))
+                found.setdefault((name, shapes), _Found(held.schema)).records.append(record)
+                seen.add(ref)
+    if missing := set(references) - seen:
+        raise StoresDisagreeError(
+            f"the gallery lacks {len(missing)} of the duplicate's templates; nothing was "
+            "merged (`bdx gallery reconcile --list-missing` names the records to re-enrol)",
+            reason="missing_from_gallery",
+        )
+    return list(found.values())
+
+
+def _copy(row: TemplateRecord, keep_id: int, targets: dict[int, int]) -> TemplateRecord:
+    return TemplateRecord(
+        reference=new_reference(),
+        subject_id=keep_id,
+        encounter_id=None if row.encounter_id is None else targets.get(row.encounter_id),
+        modality=row.modality,
+        finger_position=row.finger_position,
+        format=row.format,
+        format_version=row.format_version,
+        quality=row.quality,
+        restrictions=row.restrictions,
+        source=row.source,
+        state=RecordState.PENDING,
+    )
+
+
+def _merge_commit(
+    session: Session,
+    kept: Subject,
+    dup: Subject,
+    old_refs: list[str],
+    new_refs: list[str],
+    targets: dict[int, int],
+    actor: str,
+) -> tuple[int, int]:
+    """Step 3 of a merge, one transaction: (encounters moved, hit references re-pointed).
+    Raises :class:`ConflictError` when an enrolment or deletion changed either subject since
+    step 1 (the caller undoes the copies)."""
+    subjects = SubjectRepository(session)
+    records = RecordRepository(session)
+    try:
+        for subject in sorted((kept, dup), key=lambda s: s.id):
+            subjects.lock(subject)
+        held = {r.reference for r in records.of_subject(dup.id)}
+        active = records.set_state(new_refs, RecordState.ACTIVE, only=RecordState.PENDING)
+        flagged = records.set_state(old_refs, RecordState.DELETING, only=RecordState.ACTIVE)
+        if held != set(old_refs) or active != len(new_refs) or flagged != len(old_refs):
+            raise _busy()
+        moved = [e for e, target in targets.items() if e == target]
+        encounters = subjects.move_encounters(moved, kept.id)
+        hits = subjects.repoint_hits(subject_key(dup.id), subject_key(kept.id))
+        details = {
+            "duplicate": dup.external_id,
+            "records": len(new_refs),
+            "encounters": encounters,
+            "hit_references": hits,
+        }
+        AuditRepository(session).record(actor, SUBJECT_MERGE_ACTION, kept.external_id, details)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise _busy() from None
+    except BaseException:
+        session.rollback()
+        raise
+    return encounters, hits
 
 
 class SubjectService:

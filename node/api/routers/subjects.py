@@ -6,14 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from node.api.deps import GalleryDep, OperatorUser, SessionDep, actor
+from node.api.deps import GalleryDep, GallerySetDep, OperatorUser, SessionDep, actor
 from node.api.schemas.common import AfterId, errors
 from node.api.schemas.subjects import (
     EncounterOut,
+    MergeIn,
     RecordOut,
     RestrictedRecords,
     SubjectDeleted,
     SubjectDeletionsIn,
+    SubjectMerged,
     SubjectOut,
     SubjectPage,
     SubjectsDeleted,
@@ -21,7 +23,7 @@ from node.api.schemas.subjects import (
 )
 from node.restrictions import SharingRestrictions
 from node.services.records import RecordService
-from node.services.subjects import SubjectService, delete_subjects
+from node.services.subjects import SubjectService, delete_subjects, merge_subjects
 
 router = APIRouter(tags=["subjects"], responses=errors(404, 409, 415))
 
@@ -73,14 +75,36 @@ def delete_subject(
 def delete_many_subjects(
     body: SubjectDeletionsIn, operator: OperatorUser, session: SessionDep, gallery: GalleryDep
 ) -> SubjectsDeleted:
-    """Delete each subject listed as ``DELETE /subjects/{external_id}`` does (one
-    ``subject.delete`` audit event each); unknown ones are listed in ``not_found`` and the
-    others deleted. A failure (503) stops the list there: those before stay deleted, and the
-    same list sent again finishes it."""
+    # Each subject as DELETE /subjects/{external_id} deletes it (one subject.delete audit
+    # event each); unknown ones come back in not_found and the others are deleted. A failure
+    # (503) stops the list there: those before stay deleted, and the same list sent again
+    # finishes it (node.services.subjects.delete_subjects).
     done = delete_subjects(session, gallery, body.external_ids, actor=actor(operator))
     return SubjectsDeleted(
         deleted=[SubjectDeleted(external_id=e, templates_removed=n) for e, n in done.deleted],
         not_found=done.not_found,
+    )
+
+
+@router.post("/subjects/{external_id}/merge")
+def merge_subject(
+    external_id: str,
+    body: MergeIn,
+    operator: OperatorUser,
+    session: SessionDep,
+    galleries: GallerySetDep,
+) -> SubjectMerged:
+    # The duplicate's records, encounters and hit references become this subject's and the
+    # duplicate is removed as a deletion removes a subject (subject.merge audited); 422
+    # same_subject for a subject merged into itself, 409 subject_busy while either is
+    # enrolled into or deleted (node.services.subjects.merge_subjects).
+    done = merge_subjects(session, galleries, external_id, body.duplicate, actor=actor(operator))
+    return SubjectMerged(
+        keep=done.keep,
+        duplicate=done.duplicate,
+        records=done.records,
+        encounters=done.encounters,
+        hit_references=done.hit_references,
     )
 
 

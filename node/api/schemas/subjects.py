@@ -112,6 +112,24 @@ class SubjectsDeleted(BaseModel):
     )
 
 
+class MergeIn(BaseModel):
+    """The duplicate enrolment to merge into the subject of the path."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    duplicate: ExternalIdIn
+
+
+class SubjectMerged(BaseModel):
+    keep: str
+    duplicate: str = Field(description="its external id names no subject any more")
+    records: int = Field(description="the duplicate's records, now the kept subject's")
+    encounters: int = Field(description="the duplicate's encounters moved to the kept subject")
+    hit_references: int = Field(
+        description="hit references issued on the duplicate, now resolving to the kept subject"
+    )
+
+
 class RestrictedRecords(BaseModel):
     records: list[RecordOut]
 

@@ -1,0 +1,243 @@
+"""``bdx subjects merge KEEP DUPLICATE`` and ``POST /subjects/{keep}/merge``: an operator
+merges a duplicate enrolment into the subject kept, through a running node."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from node_support import bearer, cli, enrol
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from matcher.face.template import FaceTemplate
+from node.db.models import AuditEvent, Encounter, Modality, RecordState, Role, Subject
+from node.exchange.references import HitReferences
+from node.exchange.search import RecordRestrictions
+from node.repositories.records import RecordRepository
+from node.restrictions import SharingRestrictions
+from node.services.enrolment import Capture, EnrolmentService, Extracted
+from node.services.galleries import GallerySet, subject_key
+from policy.restrictions import parse_restrictions
+
+#: Subjects enrolled with one random face each besides ``keep`` and ``dup``.
+OTHERS = 8
+
+
+def _face(rng: np.random.Generator) -> FaceTemplate:
+    v = rng.standard_normal(128)
+    return FaceTemplate((v / np.linalg.norm(v)).astype(np.float32), 90)
+
+
+def _enrol_face(
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    subject: str,
+    face: FaceTemplate,
+    restrictions: SharingRestrictions | None = None,
+) -> None:
+    capture = Capture(
+        subject,
+        Modality.FACE,
+        b"",
+        source=f"visa-{subject}",
+        restrictions=restrictions or SharingRestrictions(),
+    )
+    with sessions() as s:
+        EnrolmentService(s, galleries).enrol_extracted(
+            [Extracted(capture, face, face.quality)], actor="test"
+        )
+
+
+@pytest.fixture
+def faces(sessions: sessionmaker[Session], galleries: GallerySet) -> dict[str, FaceTemplate]:
+    """``keep`` and ``dup`` (two faces of different people, as the test needs only that a probe
+    of the duplicate's face finds it), ``dup`` also with two fingerprint records, others."""
+    rng = np.random.default_rng(3)
+    found = {name: _face(rng) for name in ["keep", "dup", *(f"other-{i}" for i in range(OTHERS))]}
+    for name, face in found.items():
+        limited = SharingRestrictions(peers=["MY"]) if name == "dup" else None
+        asylum = SharingRestrictions(asylum_nationality="SY") if name == "keep" else None
+        _enrol_face(sessions, galleries, name, face, limited or asylum)
+    enrol(sessions, galleries, "dup", 2)
+    return found
+
+
+@pytest.fixture
+def operator(
+    live_server: str,
+    make_token: object,
+    faces: dict[str, FaceTemplate],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> list[str]:
+    monkeypatch.delenv("BDX_TOKEN", raising=False)
+    path = tmp_path / "token"
+    path.write_text(make_token(Role.OPERATOR) + "\n")  # type: ignore[operator]
+    return ["--url", live_server, "--token-file", str(path)]
+
+
+def _id(sessions: sessionmaker[Session], external_id: str) -> int | None:
+    with sessions() as s:
+        return s.scalar(select(Subject.id).where(Subject.external_id == external_id))
+
+
+def _search(url: str, officer: str, face: FaceTemplate) -> str:
+    probe = {"template": base64.b64encode(face.to_bytes()).decode(), "k": 1}
+    found = httpx.post(url + "/search/face", json=probe, headers=bearer(officer), timeout=30)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["hit"] is True
+    return str(body["candidates"][0]["subject"])
+
+
+def test_merge_moves_records_encounters_and_hit_references_to_keep(
+    operator: list[str],
+    faces: dict[str, FaceTemplate],
+    make_token: object,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = operator[1]
+    officer = make_token(Role.OFFICER)  # type: ignore[operator]
+    assert _search(url, officer, faces["dup"]) == "dup"
+    keep_id, dup_id = _id(sessions, "keep"), _id(sessions, "dup")
+    assert keep_id is not None and dup_id is not None
+    hits = HitReferences(engine, secrets.token_bytes(32))
+    reference = hits.issue(uuid.uuid4(), "TH", subject_key(dup_id))
+    args = ["subjects", "merge", "keep", "dup", "--yes", "--json", *operator]
+    code, out, err = cli(args, capsys)
+    assert code == 0, err
+    assert json.loads(out) == {
+        "keep": "keep",
+        "duplicate": "dup",
+        "records": 3,
+        "encounters": 2,
+        "hit_references": 1,
+    }
+    # the duplicate is gone, its id never given again; keep holds everything
+    assert _id(sessions, "dup") is None
+    code, _, err = cli(["subjects", "show", "dup", *operator], capsys)
+    assert code == 4 and "[unknown_subject]" in err
+    code, out, err = cli(["subjects", "show", "keep", "--json", *operator], capsys)
+    shown = json.loads(out)
+    assert code == 0 and len(shown["records"]) == 4 and len(shown["encounters"]) == 3
+    assert {r["state"] for r in shown["records"]} == {"active"}
+    with sessions() as s:
+        owners = set(s.scalars(select(Encounter.subject_id)))
+    assert dup_id not in owners
+    # the duplicate's face is found as keep's, by the search the node serves
+    assert _search(url, officer, faces["dup"]) == "keep"
+    assert _search(url, officer, faces["keep"]) == "keep"
+    assert len(galleries.references()) == OTHERS + 4
+    # a hit reference issued on the duplicate resolves to keep
+    code, out, err = cli(["subjects", "reference", reference, "--json", *operator], capsys)
+    assert code == 0, err
+    assert json.loads(out)["subject"] == "keep"
+    # restrictions: each record keeps its own, so keep is shared only as both allow
+    restrictions = {
+        (r["restrictions"]["asylum_nationality"], tuple(r["restrictions"]["peers"] or ()))
+        for r in shown["records"]
+    }
+    assert restrictions == {("SY", ()), (None, ("MY",)), (None, ())}
+    combined = RecordRestrictions(engine)([subject_key(keep_id)])[0]
+    assert combined == parse_restrictions(["asylum_nationality:SY", "peers:MY"])
+    with sessions() as s:
+        events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "subject.merge")))
+    assert [(e.target, e.details["duplicate"]) for e in events] == [("keep", "dup")]  # type: ignore[index]
+
+
+def test_a_subject_enrolled_after_the_merge_gets_a_new_id(
+    operator: list[str],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dup_id = _id(sessions, "dup")
+    code, _, err = cli(["subjects", "merge", "keep", "dup", "-y", *operator], capsys)
+    assert code == 0, err
+    enrol(sessions, galleries, "dup", 1)
+    again = _id(sessions, "dup")
+    assert dup_id is not None and again is not None and again > dup_id
+
+
+def test_refusals_change_nothing(
+    operator: list[str],
+    make_token: object,
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = galleries.references()
+    code, _, err = cli(["subjects", "merge", "keep", "keep", "-y", *operator], capsys)
+    assert code == 2 and "merged into itself" in err
+    url, token = operator[1], Path(operator[3]).read_text().strip()
+    same = httpx.post(
+        url + "/subjects/keep/merge", json={"duplicate": "keep"}, headers=bearer(token)
+    )
+    assert same.status_code == 422 and same.json()["error"] == "same_subject"
+    code, _, err = cli(["subjects", "merge", "keep", "ghost", "-y", *operator], capsys)
+    assert code == 4 and "[unknown_subject]" in err
+    code, _, err = cli(["subjects", "merge", "ghost", "dup", "-y", *operator], capsys)
+    assert code == 4 and "[unknown_subject]" in err
+    code, _, err = cli(["subjects", "merge", "keep", "dup", *operator], capsys)
+    assert code == 2 and "[confirmation_needed]" in err  # not a terminal, no --yes
+    officer = make_token(Role.OFFICER)  # type: ignore[operator]
+    refused = httpx.post(
+        url + "/subjects/keep/merge", json={"duplicate": "dup"}, headers=bearer(officer)
+    )
+    assert refused.status_code == 403
+    code, _, err = cli(
+        ["subjects", "merge", "keep", "dup", "-y", *operator[:2], "--token", officer], capsys
+    )
+    assert code == 5 and "[wrong_role]" in err
+    assert _id(sessions, "dup") is not None and galleries.references() == before
+    with sessions() as s:
+        assert s.scalar(select(AuditEvent).where(AuditEvent.action == "subject.merge")) is None
+
+
+def test_a_subject_being_deleted_is_not_merged(
+    operator: list[str], sessions: sessionmaker[Session], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dup_id = _id(sessions, "dup")
+    assert dup_id is not None
+    with sessions() as s:  # as a deletion whose gallery write failed leaves it
+        rows = RecordRepository(s).of_subject(dup_id)
+        RecordRepository(s).set_state([rows[0].reference], RecordState.DELETING)
+        s.commit()
+    code, _, err = cli(["subjects", "merge", "keep", "dup", "-y", *operator], capsys)
+    assert code == 3 and "[subject_busy]" in err
+    code, out, _ = cli(["subjects", "show", "keep", "--json", *operator], capsys)
+    assert len(json.loads(out)["records"]) == 1
+
+
+def test_an_encounter_of_both_subjects_becomes_one(
+    operator: list[str],
+    faces: dict[str, FaceTemplate],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rng = np.random.default_rng(8)
+    for name in ("keep", "dup"):
+        capture = Capture(name, Modality.FACE, b"", encounter="booking-7")
+        face = _face(rng)
+        with sessions() as s:
+            EnrolmentService(s, galleries).enrol_extracted(
+                [Extracted(capture, face, face.quality)], actor="test"
+            )
+    code, out, err = cli(["subjects", "merge", "keep", "dup", "-y", "--json", *operator], capsys)
+    assert code == 0, err
+    assert json.loads(out)["records"] == 4 and json.loads(out)["encounters"] == 2
+    code, out, _ = cli(["subjects", "show", "keep", "--json", *operator], capsys)
+    encounters = [e["external_id"] for e in json.loads(out)["encounters"]]
+    assert sorted(e or "" for e in encounters).count("booking-7") == 1
+    assert len(json.loads(out)["records"]) == 6
