@@ -4,6 +4,7 @@ follow-up of a hit this node answered.
 The commands go through the local node's API (``GET /subjects``, ``GET /subjects/{id}``,
 ``PUT /subjects/{id}/restrictions``, ``PUT /records/{reference}/restrictions``,
 ``DELETE /subjects/{id}``, ``POST /subjects/deletions``, ``POST /subjects/{id}/merge``,
+``PUT /subjects/{id}/external-id``,
 ``GET /hits/{reference}``,
 ``PUT /hits/{reference}/outcome``, ``GET /subjects/{id}/hits``) with an operator's token,
 because the running node holds the gallery: a deletion hides the subject's records from
@@ -40,7 +41,8 @@ from node.restrictions import SharingRestrictions
 from node.services import params as service_params
 
 app = typer.Typer(
-    help="List, show, restrict, delete and merge the running node's subjects, resolve a hit "
+    help="List, show, restrict, delete, merge and rename the running node's subjects, "
+    "resolve a hit "
     "reference for follow-up and record its outcome (operators).",
     no_args_is_help=True,
 )
@@ -398,6 +400,53 @@ def merge(
         f"{done['records']} records and {done['encounters']} encounters moved, "
         f"{done['hit_references']} hit references now resolve to {printable(done['keep'])}"
     )
+
+
+def _external_id_option(value: str) -> str:
+    """A new external id the node would take (its 422 would be exit 3, not a usage error)."""
+    if len(value) > EXTERNAL_ID_CHARS or not re.fullmatch(EXTERNAL_ID_PATTERN, value):
+        raise typer.BadParameter(
+            f"not an external id (1-{EXTERNAL_ID_CHARS} characters, no '/', control or "
+            "invisible characters, no surrounding blanks)"
+        )
+    return value
+
+
+@app.command()
+def rename(
+    old: Annotated[str, typer.Argument(help="the subject's external id now")],
+    new: Annotated[
+        str,
+        typer.Argument(
+            parser=_external_id_option, help="its new external id: one that never named a subject"
+        ),
+    ],
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Give a subject a new external id (a corrected file number). Its records, encounters
+    and hit references stay its own; OLD then names nobody and no rename gives it again, and
+    NEW must never have named a subject (renamed, merged or deleted ones included): else exit 3
+    (external_id_used), nothing renamed. Audited as subject.rename. An unknown OLD is exit 4."""
+    if old == new:
+        raise typer.BadParameter("the new external id is the old one", param_hint="NEW")
+    with _client(token, token_file, url, ca_file, config) as client:
+        try:
+            done = client.call(
+                "PUT", _path(old) + "/external-id", json={"external_id": new}, what="the rename"
+            )
+        except NodeRequestError as exc:
+            if exc.reason == "external_id_used":
+                exc.exit_code = EXIT_CONFLICT
+            raise
+    if json:
+        print_json(done)
+        return
+    typer.echo(f"renamed subject {printable(done['previous'])} to {printable(done['external_id'])}")
 
 
 @app.command("reference")

@@ -111,6 +111,19 @@ class Subject(Base):
     )
 
 
+class RetiredExternalId(Base):
+    """An external id that named a subject and names none since: renamed away, merged into
+    another subject or deleted. A rename never gives a subject one of these (an operator's or
+    a peer's follow-up quoting it would find another person); an enrolment may (the same
+    person enrolled again after a deletion). Migration 0013."""
+
+    __tablename__ = "retired_external_ids"
+
+    external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_CHARS), primary_key=True)
+    how: Mapped[str] = mapped_column(String(16))  # renamed, merged or deleted
+    retired_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
 class Encounter(Base):
     """One capture session of a subject (a booking, an asylum registration, a visa file)."""
 

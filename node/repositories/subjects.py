@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from node.db.models import Encounter, Subject, TemplateRecord
+from node.db.models import AuditEvent, Encounter, RetiredExternalId, Subject, TemplateRecord
 from node.exchange.references import exchange_hits
 
 
@@ -151,6 +151,25 @@ class SubjectRepository:
             .values(record_ref=to_key)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    def retire(self, external_id: str, how: str) -> None:
+        """Note that ``external_id`` names no subject any more (``how``: renamed, merged,
+        deleted); one noted before stays as it was."""
+        if self.session.get(RetiredExternalId, external_id) is None:
+            self.session.add(RetiredExternalId(external_id=external_id, how=how))
+            self.session.flush()
+
+    def ever_used(self, external_id: str) -> bool:
+        """Whether ``external_id`` names a subject or ever did: noted by :meth:`retire`, or
+        the target of a deletion still in the audit trail (one whose note a crash lost)."""
+        if self.by_external_id(external_id) is not None:
+            return True
+        if self.session.get(RetiredExternalId, external_id) is not None:
+            return True
+        deleted = select(AuditEvent.id).where(
+            AuditEvent.action == "subject.delete", AuditEvent.target == external_id
+        )
+        return self.session.scalar(deleted.limit(1)) is not None
 
     def lock(self, subject: Subject) -> None:
         """Lock the subject's row until the transaction ends (``FOR UPDATE``; a no-op on

@@ -130,8 +130,21 @@ def delete_subjects(
             session.rollback()
             done.not_found.append(external_id)
             continue
+        SubjectService(session).retire_deleted(external_id)
         done.deleted.append((external_id, removed))
     return done
+
+
+#: The audit action of a rename (target: the old external id; details: the new one).
+SUBJECT_RENAME_ACTION = "subject.rename"
+
+
+def _used(external_id: str) -> ConflictError:
+    return ConflictError(
+        f"the external id {external_id!r} names a subject or did once (ids are never given "
+        "again); nothing was renamed",
+        reason="external_id_used",
+    )
 
 
 #: The audit action of a merge (target: the subject kept; details: the duplicate's external id
@@ -315,6 +328,7 @@ def _merge_commit(
         moved = [e for e, target in targets.items() if e == target]
         encounters = subjects.move_encounters(moved, kept.id)
         hits = subjects.repoint_hits(subject_key(dup.id), subject_key(kept.id))
+        subjects.retire(dup.external_id, "merged")
         details = {
             "duplicate": dup.external_id,
             "records": len(new_refs),
@@ -425,6 +439,33 @@ class SubjectService:
         self.audit.record(actor, "record.restrict", reference, {"restrictions": row.restrictions})
         self.session.commit()
         return row
+
+    def retire_deleted(self, external_id: str) -> None:
+        """Note that a deleted subject's external id names nobody now: no rename takes it."""
+        self.subjects.retire(external_id, "deleted")
+        self.session.commit()
+
+    def rename(self, external_id: str, new: str, *, actor: str) -> Subject:
+        """Give subject ``external_id`` the external id ``new``, audited as
+        :data:`SUBJECT_RENAME_ACTION`. Its numeric id, records, encounters and hit references
+        stay (a hit reference resolves to it under the new id). ``new`` must never have named
+        a subject (:meth:`SubjectRepository.ever_used`): else :class:`ConflictError`
+        ``external_id_used``, nothing changed. The old id is retired."""
+        subject = self._subject(external_id)
+        self.subjects.lock(subject)
+        if self.subjects.ever_used(new):
+            self.session.rollback()
+            raise _used(new)
+        subject.external_id = new
+        try:
+            self.session.flush()
+        except IntegrityError:  # enrolled meanwhile
+            self.session.rollback()
+            raise _used(new) from None
+        self.subjects.retire(external_id, "renamed")
+        self.audit.record(actor, SUBJECT_RENAME_ACTION, external_id, {"external_id": new})
+        self.session.commit()
+        return subject
 
     def statistics(self) -> GalleryStatistics:
         stats = GalleryStatistics(subjects=self.subjects.count())

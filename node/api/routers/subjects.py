@@ -12,12 +12,14 @@ from node.api.schemas.subjects import (
     EncounterOut,
     MergeIn,
     RecordOut,
+    RenameIn,
     RestrictedRecords,
     SubjectDeleted,
     SubjectDeletionsIn,
     SubjectMerged,
     SubjectOut,
     SubjectPage,
+    SubjectRenamed,
     SubjectsDeleted,
     SubjectSummary,
 )
@@ -68,6 +70,7 @@ def delete_subject(
     external_id: str, operator: OperatorUser, session: SessionDep, gallery: GalleryDep
 ) -> SubjectDeleted:
     removed = RecordService(session, gallery).delete_subject(external_id, actor=actor(operator))
+    SubjectService(session).retire_deleted(external_id)  # no rename takes its id
     return SubjectDeleted(external_id=external_id, templates_removed=removed)
 
 
@@ -106,6 +109,15 @@ def merge_subject(
         encounters=done.encounters,
         hit_references=done.hit_references,
     )
+
+
+@router.put("/subjects/{external_id}/external-id")
+def rename_subject(
+    external_id: str, body: RenameIn, operator: OperatorUser, session: SessionDep
+) -> SubjectRenamed:
+    # 409 external_id_used: the new id names a subject or did once (never given again).
+    subject = SubjectService(session).rename(external_id, body.external_id, actor=actor(operator))
+    return SubjectRenamed(external_id=subject.external_id, previous=external_id)
 
 
 @router.put("/subjects/{external_id}/restrictions")

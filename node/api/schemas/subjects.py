@@ -130,6 +130,19 @@ class SubjectMerged(BaseModel):
     )
 
 
+class RenameIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: ExternalIdIn = Field(
+        description="the subject's new external id: one that never named a subject"
+    )
+
+
+class SubjectRenamed(BaseModel):
+    external_id: str
+    previous: str = Field(description="the old external id: it names no subject any more")
+
+
 class RestrictedRecords(BaseModel):
     records: list[RecordOut]
 
