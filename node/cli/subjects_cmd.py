@@ -62,6 +62,9 @@ Reference = Annotated[
 ]
 #: Exit code of a request that clashes with the node's state (README: 3), as the node's 409.
 EXIT_CONFLICT = 3
+#: Exit code of the node's storage at fault (README: 7): a merge whose duplicate's templates
+#: the gallery lost.
+EXIT_STORAGE = 7
 #: Exit code of a usage error (README: 2): a bad id in ``delete --file``'s list.
 EXIT_USAGE = 2
 #: Exit code of something not found (README: 4): ``delete --file``'s list, or a subject.
@@ -377,7 +380,8 @@ def merge(
     Each record keeps its sharing restrictions, so KEEP is shared only as both subjects'
     restrictions allow. Audited as subject.merge. Asks first unless --yes (required when not
     run from a terminal). A subject merged into itself is exit 2, an unknown one exit 4, one
-    being enrolled into or deleted exit 3 (nothing merged: try again)."""
+    being enrolled into or deleted exit 3 (nothing merged: try again), a duplicate whose
+    templates the gallery lost exit 7."""
     if keep == duplicate:
         raise typer.BadParameter("a subject cannot be merged into itself", param_hint="DUPLICATE")
     with _client(token, token_file, url, ca_file, config) as client:
@@ -391,6 +395,8 @@ def merge(
                 exc.exit_code = EXIT_CONFLICT
             elif exc.reason == "same_subject":
                 exc.exit_code = EXIT_USAGE
+            elif exc.reason == "missing_from_gallery":  # the gallery lost data (README: 7)
+                exc.exit_code = EXIT_STORAGE
             raise
     if json:
         print_json(done)

@@ -46,7 +46,7 @@ from node.repositories.audit import AuditRepository
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
-from node.service_errors import ConflictError, InvalidRequestError, StoresDisagreeError
+from node.service_errors import ConflictError, InvalidRequestError
 from node.services.galleries import GallerySet, subject_key
 from node.services.records import GalleryIndex, RecordService, new_reference
 
@@ -168,8 +168,9 @@ def merge_subjects(
     :class:`InvalidRequestError` ``same_subject`` for a subject merged into itself,
     :class:`NotFoundError` ``unknown_subject`` when either is not enrolled,
     :class:`ConflictError` when either is being enrolled into or deleted (``subject_busy``,
-    nothing changed: try again), :class:`StoresDisagreeError` when the gallery lacks one of the
-    duplicate's templates, and the gallery's or database's errors."""
+    nothing changed: try again) or ``missing_from_gallery`` when the gallery lacks one of the
+    duplicate's templates (it lost data: nothing merged), and the gallery's or database's
+    errors."""
     if keep == duplicate:
         raise InvalidRequestError(
             f"subject {keep!r} cannot be merged into itself", reason="same_subject"
@@ -279,7 +280,7 @@ def _templates(galleries: GallerySet, references: list[str]) -> list[_Found]:
                 found.setdefault((name, shapes), _Found(held.schema)).records.append(record)
                 seen.add(ref)
     if missing := set(references) - seen:
-        raise StoresDisagreeError(
+        raise ConflictError(
             f"the gallery lacks {len(missing)} of the duplicate's templates; nothing was "
             "merged (`bdx gallery reconcile --list-missing` names the records to re-enrol)",
             reason="missing_from_gallery",

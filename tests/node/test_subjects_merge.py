@@ -241,3 +241,20 @@ def test_an_encounter_of_both_subjects_becomes_one(
     encounters = [e["external_id"] for e in json.loads(out)["encounters"]]
     assert sorted(e or "" for e in encounters).count("booking-7") == 1
     assert len(json.loads(out)["records"]) == 6
+
+
+def test_a_duplicate_whose_templates_the_gallery_lost_is_not_merged(
+    operator: list[str],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dup_id = _id(sessions, "dup")
+    assert dup_id is not None
+    with sessions() as s:
+        lost = RecordRepository(s).of_subject(dup_id)[0].reference
+    galleries.remove([lost])  # the gallery lost it; the database still has the record
+    before = galleries.references()
+    code, _, err = cli(["subjects", "merge", "keep", "dup", "-y", *operator], capsys)
+    assert code == 7 and "[missing_from_gallery]" in err
+    assert galleries.references() == before and _id(sessions, "dup") == dup_id
