@@ -48,7 +48,12 @@ from node.services import params
 from node.services.erasure import erasing
 from node.services.galleries import GallerySet, require_galleries
 from node.services.records import GalleryIndex, RecordService
-from node.services.users import TokenUses, recording_token_uses
+from node.services.users import (
+    AdminWatch,
+    TokenUses,
+    recording_token_uses,
+    watching_admin_tokens,
+)
 from node.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -112,6 +117,8 @@ def create_app(
                 recording_token_uses(
                     app.state.token_uses, app.state.sessions, params.TOKEN_USE_INTERVAL_S
                 ),
+                # The admins' tokens: a WARNING before the last expires, an ERROR once none.
+                watching_admin_tokens(app.state.admin_watch, params.ADMIN_TOKEN_CHECK_INTERVAL_S),
                 exchange_running(app, settings),
             ):
                 galleries = app.state.gallery
@@ -148,6 +155,7 @@ def create_app(
     app.state.gallery = gallery
     app.state.token_uses = TokenUses()  # noted by authentication, see recording_token_uses
     app.state.missing_from_gallery = 0  # counted by the start-up reconcile
+    app.state.admin_watch = AdminWatch(sessions)  # the lifespan looks at start and hourly
     install_error_handlers(app)
     app.add_middleware(StopCutOff)  # innermost: the access log and the headers see its 503
     app.add_middleware(AccessLog)  # it reads the matched route after routing

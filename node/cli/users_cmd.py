@@ -31,6 +31,7 @@ from node.services.users import (
     IssuedToken,
     UserService,
     local_actor,
+    seconds_left,
     user_name_problem,
 )
 
@@ -109,9 +110,10 @@ def token(
                 f"the token could not be printed ({why}); token {issued.token_id} was revoked",
             ) from None
     if not json:
+        left = seconds_left(issued.expires_at, service.clock())
         typer.echo(
-            f"token {issued.token_id} for {issued.user}, expires {issued.expires_at:%Y-%m-%d}; "
-            "store it now, it is not shown again",
+            f"token {issued.token_id} for {issued.user}, expires {issued.expires_at:%Y-%m-%d} "
+            f"(in {_span(left)}); store it now, it is not shown again",
             err=True,
         )
 
@@ -295,13 +297,17 @@ def _admin_note(service: UserService, was_admin: bool) -> str:
 @app.command(  # cleaned as a docstring is, or each line's indent breaks the lines
     help=inspect.cleandoc(
         f"""
-        List a user's tokens, oldest first: id, created, expires, revoked, last used.
+        List a user's tokens, oldest first: id, created, expires, expires in, revoked, last
+        used.
 
         The running node writes tokens' last uses every {params.TOKEN_USE_INTERVAL_S} s (and as
         it stops), so a last use may lag by that much; "-" (null under --json): not used since
         it was issued. Revoke a token with `bdx users revoke-token ID`. With --json: a list
-        of {{"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}} (times
-        ISO 8601, UTC, or null).
+        of {{"token_id", "created_at", "expires_at", "expires_in", "revoked_at",
+        "last_used_at"}} (times ISO 8601, UTC, or null).
+
+        EXPIRES IN is how long the token has left ("expired" once it has); expires_in under
+        --json gives it in whole seconds (0 once expired, null for a token without an end).
         """
     )
 )
@@ -312,24 +318,46 @@ def tokens(
 ) -> None:
     settings = settings_from(config)
     with session_for(settings) as session:
-        rows = [
+        service = UserService(session)
+        rows: list[dict[str, Any]] = [
             {
                 "token_id": t.token_id,
                 "created_at": t.created_at.isoformat(),
                 "expires_at": _iso(t.expires_at),
+                "expires_in": seconds_left(t.expires_at, service.clock()),
                 "revoked_at": _iso(t.revoked_at),
                 "last_used_at": _iso(t.last_used_at),
             }
-            for t in UserService(session).tokens_of_user(name, actor=local_actor())
+            for t in service.tokens_of_user(name, actor=local_actor())
         ]
     if json:
         print_json(rows)
         return
-    typer.echo(f"{'TOKEN':<16}  {'CREATED':<20}  {'EXPIRES':<20}  {'REVOKED':<20}  LAST USED")
+    typer.echo(
+        f"{'TOKEN':<16}  {'CREATED':<20}  {'EXPIRES':<20}  {'EXPIRES IN':<10}  "
+        f"{'REVOKED':<20}  LAST USED"
+    )
     for t in rows:
-        times = [t[k] for k in ("created_at", "expires_at", "revoked_at", "last_used_at")]
-        cells = [printable(t["token_id"]).ljust(16), *(_short(c).ljust(20) for c in times)]
+        cells = [
+            printable(t["token_id"]).ljust(16),
+            _short(t["created_at"]).ljust(20),
+            _short(t["expires_at"]).ljust(20),
+            _span(t["expires_in"]).ljust(10),
+            _short(t["revoked_at"]).ljust(20),
+            _short(t["last_used_at"]).ljust(20),
+        ]
         typer.echo("  ".join(cells).rstrip())
+
+
+def _span(seconds: int | None) -> str:
+    """``expires_in`` in words: ``13d 04h``, ``5h 20m``, ``expired``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    if seconds == 0:
+        return "expired"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours:02d}h" if days else f"{hours}h {rest // 60:02d}m"
 
 
 def _iso(value: datetime | None) -> str | None:

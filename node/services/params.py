@@ -41,3 +41,15 @@ TOKEN_USE_LOCK_WAIT_S = 2.0
 #: the request body stays small (128-character ids: about 130 KB). A longer list is sent in
 #: several requests; ``bdx subjects delete --file`` does so.
 MAX_BULK_DELETIONS = 1000
+#: The running node warns (WARNING in its log, ``admin_tokens`` in ``/health``) once every live
+#: API token of its active admins expires within this many days: an admin can then still
+#: issue a new token over the API, and two weeks leave room for a holiday or a change
+#: approval; later, only ``bdx users token`` on the node's machine makes an admin again.
+ADMIN_TOKEN_WARNING_DAYS = 14
+#: Seconds between the running node's looks at its admins' tokens (and once at start): tokens
+#: expire by the day, so an hour late is nothing, and the look is one small query.
+ADMIN_TOKEN_CHECK_INTERVAL_S = 3600
+#: Seconds a condition of the admins' tokens (expiring, or none left) waits before it is
+#: logged again while it lasts: once a day is seen by whoever reads the daily log, and the
+#: hourly look does not fill it.
+ADMIN_TOKEN_REPEAT_S = 24 * 3600

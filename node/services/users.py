@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 import anyio
 import anyio.to_thread
@@ -94,6 +95,42 @@ class IssuedToken:
     token: str
     user: str
     expires_at: datetime | None
+
+
+AdminTokenState = Literal["ok", "expiring", "none"]
+
+
+@dataclass(frozen=True)
+class AdminStanding:
+    """How long the node's active admins can still use the API
+    (:meth:`UserService.admin_standing`): ``ok``; ``expiring``, every live token of theirs
+    expires within the warning window; ``none``, no active admin holds a live token (only
+    ``bdx users token`` on the node's machine makes one again). ``admins``: the active admins
+    holding a live token, by name; ``tokens``: how many live tokens they hold; ``last``: when
+    the last of these expires (None: none live, or one that never expires)."""
+
+    state: AdminTokenState
+    admins: tuple[str, ...]
+    tokens: int
+    last: datetime | None
+
+    def message(self) -> str:
+        """What the log says of a standing that is not ``ok`` (names and counts, never a
+        token or its id)."""
+        if self.state == "none":
+            return (
+                "no active admin holds a live API token (each expired or was revoked, or its "
+                "admin was disabled): nobody can manage users over the API; on this node's "
+                "machine `bdx users token NAME` issues an admin a new token (`bdx users enable "
+                "NAME` or `bdx users add NAME --role admin` first makes one)"
+            )
+        at = f"{self.last:%Y-%m-%d %H:%M}Z" if self.last is not None else "-"
+        return (
+            f"every live API token of the node's active admins expires by {at} "
+            f"({self.tokens} tokens of {', '.join(self.admins)}): issue an admin a new token "
+            "before then (POST /users/NAME/tokens, or `bdx users token NAME` on this node's "
+            "machine); once none is live, nobody can manage users over the API"
+        )
 
 
 def os_user() -> str:
@@ -200,6 +237,36 @@ class UserService:
         can manage users over the API."""
         admins = [a.id for a in self.users.active_admins()]
         return bool(self.users.with_live_token(admins, now=self.clock()))
+
+    def admin_standing(
+        self, window: timedelta = timedelta(days=params.ADMIN_TOKEN_WARNING_DAYS)
+    ) -> AdminStanding | None:
+        """Whether the node's admins can still use the API, and for how long: None when no
+        user has the admin role at all (a node not set up with one yet), else an
+        :class:`AdminStanding` (``ok``, ``expiring`` within ``window``, or ``none``)."""
+        now = self.clock()
+        admins = [u for u in self.users.all() if u.role is Role.ADMIN]
+        if not admins:
+            return None
+        holders: list[str] = []
+        live: list[ApiToken] = []
+        for admin in admins:
+            if not admin.active:
+                continue
+            theirs = [t for t in self.users.tokens_of(admin) if _live(t, now)]
+            if theirs:
+                holders.append(admin.name)
+                live.extend(theirs)
+        ends = [t.expires_at for t in live]
+        last = None if not ends or None in ends else max(e for e in ends if e is not None)
+        state: AdminTokenState
+        if not live:
+            state = "none"
+        elif last is not None and last <= now + window:
+            state = "expiring"
+        else:
+            state = "ok"
+        return AdminStanding(state=state, admins=tuple(holders), tokens=len(live), last=last)
 
     def _admins_locked(self, caller: int | None, caller_token: str | None = None) -> Sequence[User]:
         """The active admins, read afresh after taking the lock that keeps any other
@@ -451,6 +518,14 @@ class UserService:
         )
 
 
+def seconds_left(end: datetime | None, now: datetime) -> int | None:
+    """Whole seconds from ``now`` to ``end`` (a token's ``expires_in``), 0 once it is past;
+    None without an end."""
+    if end is None:
+        return None
+    return max(0, int((end - now).total_seconds()))
+
+
 def _live(token: ApiToken, now: datetime) -> bool:
     """Whether ``token`` is neither revoked nor expired at ``now``."""
     return token.revoked_at is None and (token.expires_at is None or token.expires_at > now)
@@ -545,3 +620,77 @@ async def recording_token_uses(
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(uses.flush, sessions, limiter=limiter)
+
+
+class AdminWatch:
+    """The running node's look at its admins' tokens (:meth:`UserService.admin_standing`),
+    at start and every ``params.ADMIN_TOKEN_CHECK_INTERVAL_S`` (:func:`watching_admin_tokens`):
+    a WARNING while every live admin token expires within the window, an ERROR once no active
+    admin holds one, each at most once every ``repeat`` while it lasts (a change from one to
+    the other is logged at once), and INFO when it is over. A node with no admin user at all
+    (not set up with one yet) is not watched."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        window: timedelta = timedelta(days=params.ADMIN_TOKEN_WARNING_DAYS),
+        repeat: timedelta = timedelta(seconds=params.ADMIN_TOKEN_REPEAT_S),
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.window = window
+        self.repeat = repeat
+        self._logged: tuple[AdminTokenState, datetime] | None = None  # what, when
+
+    def standing(self) -> AdminStanding | None:
+        """The standing now (read afresh)."""
+        with self.sessions() as session:
+            return UserService(session, clock=self.clock).admin_standing(self.window)
+
+    def check(self) -> AdminStanding | None:
+        """Look, log as the class says, and return the standing."""
+        standing = self.standing()
+        now = self.clock()
+        if standing is None or standing.state == "ok":
+            if self._logged is not None:
+                logger.info(
+                    "an active admin holds an API token beyond the next %s days again",
+                    self.window.days,
+                )
+            self._logged = None
+            return standing
+        last = self._logged
+        if last is None or last[0] != standing.state or now - last[1] >= self.repeat:
+            level = logging.ERROR if standing.state == "none" else logging.WARNING
+            logger.log(level, "%s", standing.message())
+            self._logged = (standing.state, now)
+        return standing
+
+
+@asynccontextmanager
+async def watching_admin_tokens(watch: AdminWatch, interval_s: float) -> AsyncIterator[None]:
+    """Check ``watch`` once now (the node's start) and every ``interval_s`` while the block
+    runs, in a thread of its own; a failed look is logged and tried again next time (the
+    node serves on: a database that fails says so in its requests too)."""
+    limiter = anyio.CapacityLimiter(1)
+
+    async def look() -> None:
+        try:
+            await anyio.to_thread.run_sync(watch.check, limiter=limiter)
+        except Exception as exc:  # bookkeeping never fails the node
+            logger.warning("could not check the admins' API tokens (%s)", type(exc).__name__)
+
+    async def watching() -> None:
+        while True:
+            await anyio.sleep(interval_s)
+            await look()
+
+    await look()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watching)
+        try:
+            yield
+        finally:
+            tg.cancel_scope.cancel()

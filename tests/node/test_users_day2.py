@@ -32,7 +32,14 @@ from node.db.models import ApiToken, AuditEvent, Role, User
 from node.service_errors import ConflictError, PermissionDeniedError
 from node.services.users import TokenUses, UserService, recording_token_uses
 
-TOKEN_FIELDS = {"token_id", "created_at", "expires_at", "revoked_at", "last_used_at"}
+TOKEN_FIELDS = {
+    "token_id",
+    "created_at",
+    "expires_at",
+    "expires_in",
+    "revoked_at",
+    "last_used_at",
+}
 
 
 @pytest.fixture
@@ -752,7 +759,16 @@ def test_users_cli_enable_role_and_tokens(
     assert listing[0]["last_used_at"] is None and listing[0]["revoked_at"] is None
     code, out, _ = cli(["users", "tokens", "anna"], capsys)
     header, row = out.splitlines()
-    assert header.split() == ["TOKEN", "CREATED", "EXPIRES", "REVOKED", "LAST", "USED"]
+    assert header.split() == [
+        "TOKEN",
+        "CREATED",
+        "EXPIRES",
+        "EXPIRES",
+        "IN",
+        "REVOKED",
+        "LAST",
+        "USED",
+    ]
     assert row.split()[0] == listing[0]["token_id"] and row.split()[-2:] == ["-", "-"]
 
     session.expire_all()

@@ -18,8 +18,9 @@ from node.api.schemas.users import (
     UserCreate,
     UserOut,
 )
+from node.db.base import utc_now
 from node.db.models import ApiToken, User
-from node.services.users import UserService
+from node.services.users import UserService, seconds_left
 
 router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
 
@@ -54,9 +55,15 @@ def _out(service: UserService, user: User) -> UserOut:
     return _with_tokens(user, service.tokens_of(user))
 
 
+def _token(row: ApiToken) -> TokenOut:
+    out = TokenOut.model_validate(row)
+    out.expires_in = seconds_left(row.expires_at, utc_now())
+    return out
+
+
 def _with_tokens(user: User, tokens: Sequence[ApiToken]) -> UserOut:
     out = UserOut.model_validate(user)
-    out.tokens = [TokenOut.model_validate(t) for t in tokens]
+    out.tokens = [_token(t) for t in tokens]
     return out
 
 
@@ -142,7 +149,7 @@ def list_tokens(
     name: str, admin: AdminUser, session: SessionDep, settings: SettingsDep
 ) -> list[TokenOut]:
     rows = _service(session, settings).tokens_of_user(name, actor=actor(admin))
-    return [TokenOut.model_validate(t) for t in rows]
+    return [_token(t) for t in rows]
 
 
 @router.post("/users/{name}/tokens", status_code=status.HTTP_201_CREATED)
@@ -169,4 +176,4 @@ def revoke_token(
     row = service.revoke_token(
         token_id, actor=actor(admin), caller=admin.user_id, caller_token=admin.token_id
     )
-    return TokenOut.model_validate(row)
+    return _token(row)

@@ -25,6 +25,11 @@ class TokenOut(WireModel):
     token_id: str
     created_at: datetime
     expires_at: datetime | None
+    expires_in: int | None = Field(
+        None,
+        description="whole seconds from this answer until it expires, 0 once it has; null for "
+        "a token without an end",
+    )
     revoked_at: datetime | None
     last_used_at: datetime | None = Field(
         description="when it last authenticated a request; the node writes the uses every "
