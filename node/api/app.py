@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from certs.pki.asgi import peer_der
 from matcher.search import fingerprint as fingerprint_search
 from node.api.access import AccessLog
 from node.api.deps import document_roles
@@ -177,6 +178,8 @@ def create_app(
         )
     # Outermost: its headers reach every answer, the limits' 413 and CORS preflights included.
     app.add_middleware(SecurityHeaders, hsts=settings.environment == "production")
+    # Outside even those: a peer route's path on the API port is an unknown path there.
+    app.add_middleware(PeerPathsOffThePeerPort, prefix=peer_router.router.prefix)
     # A 500 is answered outside every middleware (Starlette's ServerErrorMiddleware): its
     # handler (node.api.errors) adds these itself.
     app.state.security_headers = {
@@ -193,8 +196,8 @@ def create_app(
 def port_schema(app: FastAPI, *, peer: bool) -> dict[str, Any]:
     """The OpenAPI schema of one port: the peer routes (``peer``: the peer port's), or every
     other route (the API port's, ``/openapi.json`` there). Each port's lists the routes it
-    serves, and those only: the peer routes refuse any request without a validated client
-    certificate, which the API port never has, and the peer port serves nothing else
+    serves, and those only: the API port answers a peer route's path as a path it does not
+    serve (:class:`PeerPathsOffThePeerPort`), and the peer port serves nothing else
     (:class:`node.exchange.serving.PeerRoutesOnly`). Made once per port and app."""
     key = "peer_openapi" if peer else "api_openapi"
     schema: dict[str, Any] | None = getattr(app.state, key, None)
@@ -213,6 +216,43 @@ def port_schema(app: FastAPI, *, peer: bool) -> dict[str, Any]:
         )
         setattr(app.state, key, schema)
     return schema
+
+
+#: What a request for a peer route's path that did not come through the peer listener asks for
+#: instead (:class:`PeerPathsOffThePeerPort`): a path no route has, nor one a slash away from
+#: it, and no body limit's prefix (the default limit applies, as to any unknown path).
+UNROUTED_PATH = "/-"
+
+
+class PeerPathsOffThePeerPort:
+    """ASGI middleware, outermost: a request for a path under the peer routes' ``prefix``
+    that carries no client certificate (one that came to the API port, which never asks for
+    one: the peer listener requires one, :func:`node.exchange.serving.peer_config`) goes on as
+    a request for :data:`UNROUTED_PATH`. The API port then answers it as any path it does not
+    serve, through the same limits, router, access log line (``<no route>``) and headers:
+    404 ``not_found``, never the 401/403 (or the 405, or the 307 to the path without its
+    slash, or the peer queries' own body limit) that told a caller there the peer routes
+    exist. The peer listener's requests, each with the certificate it checked, pass as they
+    are."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] in ("http", "websocket")
+            and _under(scope["path"], self.prefix)
+            and peer_der(scope) is None
+        ):
+            raw = UNROUTED_PATH.encode("ascii")
+            scope = {**scope, "path": UNROUTED_PATH, "raw_path": raw}
+        await self.app(scope, receive, send)
+
+
+def _under(path: str, prefix: str) -> bool:
+    """Whether ``path`` is ``prefix`` or below it (``/peer/v1``, ``/peer/v1/...``)."""
+    return path == prefix or path.startswith(prefix + "/")
 
 
 #: The Content-Security-Policy every answer gets (pages with their own policy get it added).

@@ -371,9 +371,10 @@ def test_officer_api_needs_an_officer_and_exchange_log_records(
 
 
 def test_peer_routes_refuse_without_client_certificate(nodes: dict[str, ServiceNode]) -> None:
+    """On the API port a peer route's path is an unknown path (test_api_port_peer_paths)."""
     with httpx.Client() as client:
         r = client.post(nodes["ID"].api_url + "/peer/v1/queries", content=b"x.y.z")
-    assert r.status_code in (401, 403)
+    assert (r.status_code, r.json()["error"]) == (404, "not_found")
 
 
 def test_bdx_query_cli_exit_codes(
