@@ -41,6 +41,8 @@ token: it is logged and answered as ever, and never spends a budget.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -69,6 +71,7 @@ from node.exchange.messages import (
     ReplyPayload,
     Strength,
     TemplateItem,
+    b64url,
     new_nonce,
 )
 from node.exchange.references import HitReferences
@@ -173,6 +176,26 @@ def strength_of(fmr: float) -> Strength:
     return Strength.WEAK
 
 
+#: Domain of :func:`case_ref_digest` (the hit references' is ``bdx-ref-v3``: the one secret
+#: serves both, the two never collide).
+CASE_REF_DOMAIN = b"bdx-case-v1"
+#: Characters of a ``case_ref_hmac`` kept (base64url): 132 bits, as a hit reference.
+CASE_REF_CHARS = 22
+
+
+def case_ref_digest(secret: bytes, requester: str, case_ref: str) -> str:
+    """``base64url(HMAC-SHA256(secret, "bdx-case-v1" | 0 | requester | 0 | case_ref))``, its
+    first :data:`CASE_REF_CHARS` characters: what the responder's exchange log keeps of a
+    requester's case reference. The requesting officer's text (``CaseRef``'s alphabet admits
+    ``SMITH.JOHN-1980``) never lands in this node's append-only log, kept for
+    ``exchange_log_days``; the entry still matches a case reference the requester quotes
+    (the same digest, under this node's secret: nobody without it can test guesses).
+    Correlation with the requester's own log goes by ``query_id`` anyway."""
+    message = b"\0".join((CASE_REF_DOMAIN, requester.encode(), case_ref.encode()))
+    digest = hmac.new(secret, message, hashlib.sha256).digest()
+    return b64url(digest)[:CASE_REF_CHARS]
+
+
 class Responder:
     """Answers peers' queries for one node (see the module docstring for the steps)."""
 
@@ -222,6 +245,18 @@ class Responder:
         """Sign the replies from now on with ``key`` and ``chain`` (a renewed certificate),
         the two swapped together."""
         self._signing = (key, list(chain))
+
+    def case_ref_digest(self, requester: str, case_ref: str) -> str:
+        """The ``case_ref_hmac`` this node logs for the case reference ``case_ref`` of a
+        query from ``requester`` (:func:`case_ref_digest` under the node's secret)."""
+        return case_ref_digest(self.hits.secret, requester, case_ref)
+
+    def _case_ref_fields(self, query: QueryPayload) -> dict[str, str]:
+        """What ``query_received`` keeps of the requester's case reference: its keyed digest
+        (``case_ref_hmac``), never the officer's text; nothing without one."""
+        if query.case_ref is None:
+            return {}
+        return {"case_ref_hmac": self.case_ref_digest(query.requester, query.case_ref)}
 
     def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
         return {"type": kind, "node": self.country, "at": self.clock().isoformat(), **fields}
@@ -335,7 +370,7 @@ class Responder:
             purpose=query.purpose,
             modality=query.modality,
             templates=len(query.templates),
-            case_ref=query.case_ref,
+            **self._case_ref_fields(query),
         )
         events.append(received)
         if query.responder != self.country:
