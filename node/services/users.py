@@ -127,7 +127,8 @@ class AdminStanding:
         at = f"{self.last:%Y-%m-%d %H:%M}Z" if self.last is not None else "-"
         return (
             f"every live API token of the node's active admins expires by {at} "
-            f"({self.tokens} tokens of {', '.join(self.admins)}): issue an admin a new token "
+            f"({self.tokens} {'token' if self.tokens == 1 else 'tokens'} of "
+            f"{', '.join(self.admins)}): issue an admin a new token "
             "before then (POST /users/NAME/tokens, or `bdx users token NAME` on this node's "
             "machine); once none is live, nobody can manage users over the API"
         )

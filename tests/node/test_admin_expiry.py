@@ -77,7 +77,7 @@ def test_an_admin_token_expiring_within_the_window_is_warned_and_a_later_one_cle
     with served(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         (warned,) = said(caplog, logging.WARNING)
         assert "every live API token of the node's active admins expires by" in warned
-        assert "(1 tokens of root)" in warned and "bdx users token NAME" in warned
+        assert "(1 token of root)" in warned and "bdx users token NAME" in warned
         assert token.split("_")[1] not in caplog.text and token not in caplog.text
         assert said(caplog, logging.ERROR) == []
 
