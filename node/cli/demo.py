@@ -123,6 +123,32 @@ def _cross_border(
     return outcomes
 
 
+def _terms(node: DemoNode, peer: str) -> dict[str, Any]:
+    """``peer``'s signed terms for ``node``, fetched and verified by ``node``; printed."""
+    response = httpx.get(
+        f"{node.api_url}/peers/{peer}/terms",
+        headers={"Authorization": f"Bearer {node.tokens['officer']}"},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        raise DemoError(
+            f"{node.country} terms of {peer} answered {response.status_code}: "
+            f"{response.text[:200]}",
+            reason="api_error",
+        )
+    answer: dict[str, Any] = response.json()
+    terms = answer["terms"]
+    quotas = ", ".join(
+        f"{q['modality']} {q['used']} used of {q['limit']} today" for q in terms["quotas"]
+    )
+    console.print(
+        f"  {node.country} reads {peer}'s signed terms: purposes {', '.join(terms['purposes'])}; "
+        f"{quotas} (asking consumed none)",
+        soft_wrap=True,
+    )
+    return answer
+
+
 def _first_my(fingers: list[list[FingerprintTemplate]]) -> int:
     return len(fingers) // 2
 
@@ -213,6 +239,7 @@ def demo(
             miss, _ = _local_search(nodes["TH"], "unknown person", synthetic.images[3][1])
             console.rule("5. cross-border queries")
             outcomes = _cross_border(nodes, synthetic.templates)
+            terms = _terms(nodes["TH"], "ID")
         console.rule("6. audit")
         _audit(nodes)
     except KeyboardInterrupt:
@@ -240,3 +267,6 @@ def demo(
         raise DemoError(f"local search ranked {top or 'nobody'} first", reason="local_search")
     if outcomes != expected:
         raise DemoError("unexpected results (see above)", reason="unexpected_results")
+    used = {q["modality"]: q["used"] for q in terms["terms"]["quotas"]}
+    if used != {"fingerprint": 2}:  # TH's two searches at ID
+        raise DemoError(f"ID's terms count {used} searches by TH, not 2", reason="terms")
