@@ -44,43 +44,33 @@ that cannot be asked, :class:`PeerError` with the requester's status words as re
 from __future__ import annotations
 
 import re
-import ssl
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio.to_thread
-import httpx
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
 from certs import jws
-from certs.pki import reasons
-from certs.pki.errors import MessageRefused
 from certs.pki.validate import TrustAnchors
-from node.errors import PeerError
 from node.exchange.admission import RefusalBudget
 from node.exchange.messages import Country, new_nonce
-from node.exchange.replay import ReplayError
-from node.exchange.requester import (
-    JOSE,
-    Peer,
-    Requester,
-    UntrustedPeerError,
-    _error_detail,
-    bounded_request,
-    refused_certificate,
-    server_check,
-)
-from node.exchange.requester import InvalidReplyError as _InvalidBody
+from node.exchange.requester import Peer, Requester
 from node.exchange.responder import Responder
+from node.exchange.signed_answers import (
+    NONCE_PATTERN,
+    WIRE_TIME,
+    get_signed,
+    utc,
+    verify_signed,
+)
 from node.service_errors import RetryLaterError
 from policy.decision import PolicyEngine, Refusal
 from policy.rules import (
@@ -97,8 +87,6 @@ TERMS_TYP = "bdx-terms+jws"
 TERMS_FORMAT: Literal["bdx-terms-v1"] = "bdx-terms-v1"
 #: The peer route (under the peer port's ``/peer/v1``).
 TERMS_PATH = "/peer/v1/terms"
-#: A requester's nonce: as a query's (16 random bytes in base64url by :func:`new_nonce`).
-NONCE_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
 #: Terms requests of one peer logged and answered at once, and how fast the allowance comes
 #: back: a requester asks before an officer's queries or on an operator's command, a few a
 #: day; a standing that changes with every search is no use asked more than once a minute.
@@ -120,18 +108,6 @@ MAX_VERSION_LENGTH = 64
 #: An IANA time zone key: letters, digits and ``_+-`` in ``/``-separated parts (``UTC``,
 #: ``Asia/Bangkok``, ``Etc/GMT+7``, ``America/Argentina/Buenos_Aires``); looked up after.
 ZONE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]{0,29}(/[A-Za-z0-9_+-]{1,30}){0,2}$")
-
-_WIRE_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("times must carry a time zone (UTC)")
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("time out of range") from None
-
 
 # What a peer signs is shown to officers: every text in terms is checked as strictly as the
 # rules that made it, and a refusal never repeats the peer's text (pydantic's first line is
@@ -209,7 +185,7 @@ class Terms(BaseModel):
     @field_validator("resets_at")
     @classmethod
     def _resets_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
+        return utc(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Terms:
@@ -244,7 +220,7 @@ class TermsPayload(BaseModel):
     @field_validator("issued_at")
     @classmethod
     def _issued_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
+        return utc(value)
 
     @model_validator(mode="after")
     def _terms_or_refusal(self) -> TermsPayload:
@@ -258,9 +234,9 @@ class TermsPayload(BaseModel):
         """The JSON object signed (canonical JSON: no floats, times as UTC strings), with
         ``sender``, which the JWS layer checks against the signing certificate."""
         data = self.model_dump(mode="json", exclude_none=True)
-        data["issued_at"] = self.issued_at.strftime(_WIRE_TIME)
+        data["issued_at"] = self.issued_at.strftime(WIRE_TIME)
         if self.terms is not None:
-            data["terms"]["resets_at"] = self.terms.resets_at.strftime(_WIRE_TIME)
+            data["terms"]["resets_at"] = self.terms.resets_at.strftime(WIRE_TIME)
         data["sender"] = self.responder
         return data
 
@@ -374,65 +350,18 @@ def check_terms(
 ) -> TermsPayload:
     """Verify a terms answer of ``peer`` to this node (``own``) for ``nonce`` (module
     docstring); raises the typed errors named there."""
-    verified = jws.verify(token, trust, expected_country=peer, typ=TERMS_TYP)
-    try:
-        payload = TermsPayload.from_wire(verified.payload)
-    except (ValidationError, ValueError) as exc:
-        detail = str(exc).splitlines()[0]
-        raise MessageRefused(
-            f"the signed payload is not {TERMS_FORMAT} terms: {detail}", reason=reasons.MALFORMED
-        ) from None
-    if payload.responder != peer or payload.requester != own:
-        raise MessageRefused("the terms are addressed to another node", reason="wrong_recipient")
-    if payload.nonce != nonce:
-        raise ReplayError("the terms do not echo the nonce sent", reason="nonce_mismatch")
-    at = now or datetime.now(UTC)
-    if abs(at - payload.issued_at) > window:
-        raise ReplayError(
-            f"terms issued {payload.issued_at.isoformat()} are outside the accepted clock "
-            f"difference of {int(window.total_seconds())} s",
-            reason="stale_message",
-        )
-    return payload
-
-
-async def _get_terms(requester: Requester, peer: Peer, nonce: str) -> str:
-    """The peer's answer body, or :class:`PeerError` with the requester's status words."""
-    url = httpx.URL(peer.url.rstrip("/") + TERMS_PATH, params={"nonce": nonce})
-    check = {"trace": server_check(requester.trust, peer.country)}
-    try:
-        async with httpx.AsyncClient(verify=requester.tls, timeout=requester.timeout) as client:
-            response = await bounded_request(
-                client, "GET", url, headers={"Accept": JOSE}, extensions=check
-            )
-    except UntrustedPeerError as exc:
-        raise PeerError(
-            f"{peer.country}: {refused_certificate(exc.reason)}; nothing was sent",
-            reason="untrusted_peer",
-        ) from None
-    except httpx.TimeoutException:
-        raise PeerError(
-            f"{peer.country} did not answer within {requester.timeout:g} s", reason="timeout"
-        ) from None
-    except (httpx.ConnectError, ssl.SSLError) as exc:
-        raise PeerError(
-            f"cannot reach {peer.country}: {type(exc).__name__}", reason="unreachable"
-        ) from None
-    except httpx.HTTPError as exc:
-        raise PeerError(
-            f"cannot reach {peer.country}: {type(exc).__name__}", reason="unreachable"
-        ) from None
-    except _InvalidBody as exc:
-        raise PeerError(f"{peer.country} answered badly: {exc}", reason="invalid_reply") from None
-    if response.status_code != 200:
-        # The status and the peer's error code only: its free text is not repeated.
-        raise PeerError(f"{peer.country} answered {_error_detail(response)}", reason="http_error")
-    try:
-        return response.content.decode("ascii").strip()
-    except UnicodeDecodeError:
-        raise PeerError(
-            f"{peer.country} answered something other than a JWS", reason="invalid_reply"
-        ) from None
+    return verify_signed(
+        token,
+        trust,
+        typ=TERMS_TYP,
+        parse=TermsPayload.from_wire,
+        kind=f"{TERMS_FORMAT} terms",
+        peer=peer,
+        own=own,
+        nonce=nonce,
+        window=window,
+        now=now,
+    )
 
 
 async def fetch_terms(requester: Requester, peer: Peer) -> PeerTerms:
@@ -440,7 +369,7 @@ async def fetch_terms(requester: Requester, peer: Peer) -> PeerTerms:
     docstring). The request goes out on the event loop (as queries do); the verification,
     which validates certificates and a signature, runs in a worker thread."""
     nonce = new_nonce()
-    token = await _get_terms(requester, peer, nonce)
+    token = await get_signed(requester, peer, TERMS_PATH, nonce)
     payload = await anyio.to_thread.run_sync(
         lambda: check_terms(
             token,
