@@ -1,6 +1,7 @@
 """Peer endpoints (mutual TLS): ``POST /peer/v1/queries`` and ``GET /peer/v1/queries/{id}``;
 ``GET /peer/v1/terms`` (the caller's terms under this node's rules, signed:
-:mod:`node.exchange.terms`).
+:mod:`node.exchange.terms`); ``GET /peer/v1/hits/{reference}/outcome`` (the examiner's outcome
+of a hit this node gave the caller, signed: :mod:`node.exchange.outcomes`).
 
 The body of a query is its compact JWS (``application/jose``). The TLS client certificate names
 the requesting country; the query's signature must be of the same country. A search that takes
@@ -40,6 +41,7 @@ from node.errors import NotFoundError
 from node.exchange import params
 from node.exchange.admission import PeerWork, PeerWorkClosedError, peer_share
 from node.exchange.messages import QueryPayload
+from node.exchange.outcomes import OUTCOME_PATH, REFERENCE_PATTERN, OutcomeDesk
 from node.exchange.pki_watch import explain
 from node.exchange.requester import JOSE
 from node.exchange.responder import Answer, Responder
@@ -76,9 +78,10 @@ PEER_ERRORS: dict[int, str] = {
     413: "the body is larger than the limit of its path",
     422: "the request's values are refused (malformed_jws: a body that is not ASCII; "
     "bad_proof: a consistency proof malformed for its sizes; bad_size: sizes a proof cannot "
-    "be made for; a terms request's nonce that is none)",
-    429: "too_many_terms_requests: the caller asked its terms more often than its allowance "
-    "(node.exchange.terms), see Retry-After; too_many_refusals: the caller's queries were "
+    "be made for; a terms or outcome request's nonce that is none, a reference that is none)",
+    429: "too_many_terms_requests, too_many_outcome_requests: the caller asked its terms, or "
+    "hits' outcomes, more often than its allowance (node.exchange.terms, "
+    "node.exchange.outcomes), see Retry-After; too_many_refusals: the caller's queries were "
     "refused before their signature was "
     "verified (a body that is no JWS, a bad signature, a malformed payload) more often than "
     "its budget allows; each is counted in one refusals_suppressed event; see Retry-After. A "
@@ -395,6 +398,38 @@ async def peer_terms(
     modality's daily quota used and left, hours of service), signed; a caller without rules
     here is answered signed terms-less (``unknown_peer``). Consumes no quota; logged."""
     token = await anyio.to_thread.run_sync(desk.answer, country, nonce)
+    return Response(token, media_type=JOSE)
+
+
+async def get_outcome_desk(request: Request, responder: ResponderDep) -> OutcomeDesk:
+    desk: OutcomeDesk | None = getattr(request.app.state, "outcome_desk", None)
+    if desk is None or desk.responder is not responder:
+        desk = OutcomeDesk(responder)
+        request.app.state.outcome_desk = desk
+    return desk
+
+
+OutcomeDeskDep = Annotated[OutcomeDesk, Depends(get_outcome_desk)]
+
+
+@router.get(
+    OUTCOME_PATH.removeprefix(router.prefix),
+    response_class=Response,
+    responses={200: {"content": {JOSE: {}}, "description": "The signed outcome (compact JWS)."}},
+)
+async def hit_outcome(
+    reference: Annotated[str, Path(pattern=REFERENCE_PATTERN, description="the hit's reference")],
+    nonce: Annotated[
+        str, Query(pattern=NONCE_PATTERN, description="the caller's nonce, echoed signed")
+    ],
+    desk: OutcomeDeskDep,
+    country: PeerCountry,
+    _own: OwnStanding,
+) -> Response:
+    """The examiner's outcome of a hit this node gave the caller (pending, confirmed,
+    not_confirmed, withdrawn) and when it was recorded, signed; a reference not given to the
+    caller, or past its follow-up period, is answered signed unknown_reference. Logged."""
+    token = await anyio.to_thread.run_sync(desk.answer, country, reference, nonce)
     return Response(token, media_type=JOSE)
 
 
