@@ -14,10 +14,12 @@ own PKI documents say): exit 2 in one line, an option value refused. A ``--to`` 
 no country code at all (``Z9``, ``ZZZ``, ``QA1``) is refused before the node is asked (exit 2,
 click's usage block, as for any option).
 
-``bdx queries list|show|poll`` read back the queries sent (``GET /queries``,
-``GET /queries/{id}``) and fetch the reply a peer kept for a query the node stopped waiting
-for (``POST /queries/{id}/poll``). They are a group of their own: ``bdx query FILE`` takes a
-file name where a subcommand's name would stand (a file named ``list`` would be one).
+``bdx queries list|show|poll|outcome`` read back the queries sent (``GET /queries``,
+``GET /queries/{id}``), fetch the reply a peer kept for a query the node stopped waiting
+for (``POST /queries/{id}/poll``) and ask the peer that gave a query a hit for the
+examiner's outcome of it (``POST /queries/{id}/outcome``). They are a group of their own:
+``bdx query FILE`` takes a file name where a subcommand's name would stand (a file named
+``list`` would be one).
 """
 
 from __future__ import annotations
@@ -290,6 +292,8 @@ PAGE_DEFAULT = 100
 #: The node's 409 reasons of a poll: the query holds no reply to fetch (README: exit 3, a
 #: request that clashes with the node's state).
 POLL_CONFLICTS = ("not_timed_out", "no_status_url")
+#: The node's 409 reason of an outcome asked for a query without a hit (exit 3, as a poll's).
+NO_HIT = "no_hit"
 
 QueryId = Annotated[str, typer.Argument(help="the query's id (query_id of bdx query --json)")]
 
@@ -341,6 +345,19 @@ def _show(q: dict[str, Any]) -> None:
             typer.echo(f"{name}: {printable(q[name])}")
     if q["pollable"]:
         typer.echo(f"the peer may still answer: bdx queries poll {printable(q['query_id'])}")
+    follow_up = q.get("follow_up")
+    if follow_up:
+        typer.echo(f"examiner's outcome: {_follow_up_words(follow_up)}")
+
+
+def _follow_up_words(f: dict[str, Any]) -> str:
+    """An outcome the peer answered, in words: ``confirmed (recorded T, received T)``."""
+    if f["status"] != "answered":
+        return f"{f['status']} (received {f['received_at']})"
+    when = [f"received {f['received_at']}"]
+    if f.get("outcome_at"):
+        when.insert(0, f"recorded {f['outcome_at']}")
+    return f"{f['outcome']} ({', '.join(when)})"
 
 
 def _peer_option(value: str | None) -> str | None:
@@ -506,3 +523,55 @@ def poll_query(
         raise PeerError(f"{found['peer']} is still searching: poll again later", reason="pending")
     if status != "answered":
         raise PeerError(f"{found['peer']} did not answer: {status}", reason=status)
+
+
+@history_app.command("outcome")
+def hit_outcome(
+    query_id: QueryId,
+    token: TokenOption = None,
+    token_file: TokenFileOption = None,
+    url: UrlOption = None,
+    ca_file: CaFileOption = None,
+    config: ConfigOption = None,
+    json_out: JsonOption = False,
+    timeout: NodeTimeout = CLIENT_TIMEOUT_S,
+) -> None:
+    """Ask the peer that gave a query a hit for its examiner's outcome (pending, confirmed,
+    not_confirmed, withdrawn), signed by the peer and verified by the node. Exit 0 when the
+    peer answered, 4 when it keeps no such reference any more (its follow-up period is over),
+    6 when it could not be asked or its answer did not verify, 3 when the query got no hit
+    (nothing to ask), 4 for a query not found, 5 when the node's own PKI documents are
+    refused."""
+    with _history_client(
+        token, token_file, url, ca_file, config, timeout, role="officer, admin or auditor"
+    ) as client:
+        try:
+            found = client.call("POST", _query_path(query_id) + "/outcome", what="the outcome")
+        except NodeRequestError as exc:
+            if exc.reason == NO_HIT:
+                exc.exit_code = ConflictError.exit_code
+            elif (exc.reason or "").startswith("own_"):  # its 503: own_stale_crl..., as query
+                exc.exit_code = EXIT_REFUSED
+            raise
+    if json_out:
+        print_json(found)
+    else:
+        for r in found["results"]:
+            cells = (
+                r["peer"],
+                r["reference"],
+                r["status"],
+                r.get("outcome") or "-",
+                r.get("outcome_at") or "-",
+            )
+            typer.echo("\t".join(printable(c) for c in cells))
+            if r["status"] != "answered" and r.get("detail"):
+                typer.echo(f"  {printable(r['detail'])}", err=True)
+    for r in found["results"]:
+        if r["status"] == "unknown_reference":
+            raise NotFoundError(
+                f"{r['peer']} keeps no reference {r['reference']} for this node any more",
+                reason="unknown_reference",
+            )
+        if r["status"] != "answered":
+            raise PeerError(f"no outcome from {r['peer']}: {r['status']}", reason=r["status"])

@@ -1,10 +1,11 @@
 """An index of the queries this node sent, derived from its exchange log.
 
 The requester logs each query it sends (``query_sent``) and each result (``reply_received``)
-in the exchange log (:mod:`node.exchange.requester`); the log is the record. Reading an
-officer's queries back from it meant reading and decoding every entry of the log at every
-request (some 15-20 microseconds an entry: 20 s for a two-year log of a million entries, any
-officer's listing). This index keeps, per query sent, what the listings filter on (peer,
+in the exchange log (:mod:`node.exchange.requester`), and each outcome of a hit it asked the
+peer for (``outcome_received``, :mod:`node.services.hit_outcomes`); the log is the record.
+Reading an officer's queries back from it meant reading and decoding every entry of the log at
+every request (some 15-20 microseconds an entry: 20 s for a two-year log of a million entries,
+any officer's listing). This index keeps, per query sent, what the listings filter on (peer,
 officer, case reference, times) and the log indices of its events, so a listing reads its
 rows and then only the log entries of the queries it returns (:meth:`TransparencyLog.entries_at`).
 
@@ -70,6 +71,9 @@ from node.exchange import params
 #: The log's events of a query sent and of its results (the requester's).
 SENT_EVENT = "query_sent"
 REPLY_EVENT = "reply_received"
+#: A hit's outcome asked of the peer that gave it (:mod:`node.services.hit_outcomes`):
+#: indexed as a result of its query, so that the query's view shows the latest one.
+OUTCOME_EVENT = "outcome_received"
 #: An officer's query this node's outbound rules refused (``refused_locally``): the officer
 #: side's policy decision, logged with a query id (:mod:`node.exchange.officer`), is indexed
 #: as a query sent whose only event it is (:func:`refused_locally`).
@@ -78,7 +82,9 @@ REFUSED_EVENT = "policy_decision"
 QUERY_ID_CHARS = 36
 _STATE_ID = 1
 #: Cheap test on an entry's bytes before it is decoded: most entries are of other kinds.
-_MARKERS = tuple(b'"' + e.encode() + b'"' for e in (SENT_EVENT, REPLY_EVENT, REFUSED_EVENT))
+_MARKERS = tuple(
+    b'"' + e.encode() + b'"' for e in (SENT_EVENT, REPLY_EVENT, REFUSED_EVENT, OUTCOME_EVENT)
+)
 
 metadata = MetaData(naming_convention={"ix": "ix_%(column_0_label)s"})
 
@@ -94,7 +100,8 @@ sent_queries = Table(
     Column("logged_at", DateTime(timezone=True), nullable=False, index=True),
     Column("sent_index", BigInteger, nullable=False, unique=True),
 )
-#: The log index of each result logged for a query sent (``reply_received``).
+#: The log index of each result logged for a query sent (``reply_received``), and of each
+#: outcome of its hit asked of the peer (``outcome_received``).
 sent_query_events = Table(
     "sent_query_events",
     metadata,
@@ -406,7 +413,7 @@ def _scan(entries: Iterable[Entry]) -> tuple[list[dict[str, Any]], list[dict[str
                     "sent_index": entry.index,
                 }
             )
-        elif event.get("type") == REPLY_EVENT:
+        elif event.get("type") in (REPLY_EVENT, OUTCOME_EVENT):
             results.append({"leaf_index": entry.index, "query_id": qid})
     return queries, results
 

@@ -65,6 +65,7 @@ from node.exchange.requester import POLLABLE, Peer, status_url_of
 from node.exchange.setup import Exchange
 from node.repositories.audit import AuditRepository
 from node.repositories.sent_queries import (
+    OUTCOME_EVENT,
     IndexedQuery,
     SentQueryIndex,
     decode_event,
@@ -126,6 +127,40 @@ class LoggedReply:
         )
 
 
+#: The statuses of an outcome asked of a peer that are its verified answer (the others say
+#: why none came: unreachable, timeout, invalid_reply...).
+OUTCOME_ANSWERS = frozenset({"answered", "unknown_reference"})
+
+
+@dataclass(frozen=True)
+class LoggedFollowUp:
+    """One outcome of a query's hit asked of its peer, as logged (``outcome_received``):
+    the status (``answered``, ``unknown_reference`` or why there was no answer), the outcome
+    and when the peer's examiner recorded it, when this node logged it."""
+
+    status: str
+    received_at: datetime
+    reference: str | None
+    outcome: str | None
+    outcome_at: datetime | None
+
+    @classmethod
+    def of(cls, item: LoggedEvent) -> LoggedFollowUp:
+        e = item.event
+        recorded = _text(e, "outcome_at")
+        try:
+            outcome_at = None if recorded is None else datetime.fromisoformat(recorded)
+        except ValueError:
+            outcome_at = None
+        return cls(
+            status=str(e.get("status")),
+            received_at=_time(e, item),
+            reference=_text(e, "reference"),
+            outcome=_text(e, "outcome"),
+            outcome_at=outcome_at,
+        )
+
+
 @dataclass
 class SentQuery:
     """A query this node sent to one peer, and its logged results, oldest first."""
@@ -138,6 +173,8 @@ class SentQuery:
     officer: str | None
     sent_at: datetime
     replies: list[LoggedReply] = field(default_factory=list)
+    #: The outcomes of its hit asked of the peer, oldest first.
+    follow_ups: list[LoggedFollowUp] = field(default_factory=list)
     #: Refused by this node's outbound rules (never sent): the reason code, and the failed
     #: check's sentence.
     refusal: str | None = None
@@ -180,6 +217,13 @@ class SentQuery:
     @property
     def status_url(self) -> str | None:
         return self.latest.status_url if self.latest is not None else None
+
+    @property
+    def follow_up(self) -> LoggedFollowUp | None:
+        """The latest outcome of its hit the peer answered (a failure to ask changes
+        nothing of what was learned before)."""
+        answered = [f for f in self.follow_ups if f.status in OUTCOME_ANSWERS]
+        return answered[-1] if answered else None
 
     @property
     def answer(self) -> LoggedReply | None:
@@ -313,6 +357,16 @@ class QueryHistory:
             )
         return peer, url
 
+    def find(self, viewer: Viewer, query_id: str) -> SentQuery:
+        """Query ``query_id`` as :meth:`show` finds it, the reading not recorded (the
+        caller records what it does with it)."""
+        return self._one(viewer, query_id)
+
+    def record(self, viewer: Viewer, action: str, found: SentQuery, extra: dict[str, Any]) -> None:
+        """Record ``viewer``'s ``action`` on ``found`` in the audit trail (target the query,
+        details its officer and peer and ``extra``), committed."""
+        self._record(viewer, action, found, extra)
+
     def _one(self, viewer: Viewer, query_id: str) -> SentQuery:
         missing = NotFoundError(f"no query {query_id} of yours", reason="unknown_query")
         if not viewer.officer:
@@ -364,6 +418,8 @@ def _assemble(items: Iterable[LoggedEvent]) -> list[SentQuery]:
             sent.setdefault(qid, SentQuery.of(item))
         elif item.type == REPLY_EVENT and qid in sent:
             sent[qid].replies.append(LoggedReply.of(item))
+        elif item.type == OUTCOME_EVENT and qid in sent:
+            sent[qid].follow_ups.append(LoggedFollowUp.of(item))
     return list(sent.values())
 
 

@@ -7,7 +7,8 @@ configured peer of this node; 503 when this node has no exchange configured.
 ``GET /queries`` and ``GET /queries/{query_id}``: the queries sent, read back from the exchange
 log (an officer's own; every officer's for admins and auditors, recorded in the audit trail);
 ``POST /queries/{query_id}/poll``: fetch the reply a peer kept for a query this node stopped
-waiting for (:mod:`node.services.queries`).
+waiting for (:mod:`node.services.queries`); ``POST /queries/{query_id}/outcome``: ask the peer
+that gave the query a hit for the examiner's outcome of it (:mod:`node.services.hit_outcomes`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from node.api.routers.auditlog import LogDep
 from node.api.schemas.common import ERROR_STATUSES, MAX_ROW_ID, ErrorBody, UtcDatetime, errors
 from node.api.schemas.queries import (
     OFFICER_NAME_PATTERN,
+    LoggedFollowUpOut,
     LoggedReplyOut,
+    PeerFollowUpOut,
     PeerResultOut,
+    QueryFollowUpOut,
     QueryIn,
     QueryOut,
     SentQueryDetail,
@@ -34,6 +38,7 @@ from node.db.models import Role
 from node.exchange.officer import probe_items, query_peers
 from node.exchange.setup import Exchange
 from node.service_errors import StoreUnavailableError
+from node.services.hit_outcomes import HitOutcomeService
 from node.services.queries import QueryHistory, SentQuery, Viewer
 from node.services.users import Principal
 from node.settings import CountryCode
@@ -208,6 +213,55 @@ async def poll_sent_query(
     return _detail(found)
 
 
+@router.post(
+    "/queries/{query_id}/outcome",
+    summary="Ask the peer that gave a query a hit for the examiner's outcome of it",
+    responses={
+        **errors(404, 409),
+        200: {
+            "description": "per peer that answered the query with a hit: its signed answer, "
+            "verified (trust list, CRL, the peer's country, the reference and query this node "
+            "logged, the nonce sent, the time): answered with the outcome (pending, "
+            "confirmed, not_confirmed, withdrawn) and when the peer recorded it, "
+            "unknown_reference (the peer keeps no such reference for this node: its "
+            "follow-up period is over), or why there is none (unknown_peer, unreachable, "
+            "timeout, untrusted_peer, http_error, invalid_reply; the detail says more). "
+            "Each is logged in the exchange log (outcome_received); an admin's or auditor's "
+            "asking is recorded in the audit trail (query.outcome). 404 unknown_query for a "
+            "query this node never sent, and for another officer's; 409 no_hit for a query "
+            "the peer gave no hit (nothing to ask); 503 with its code while this node's own "
+            "trust list, CRL or certificates are refused (nobody asked)"
+        },
+        **_INDEXING,
+    },
+)
+async def ask_hit_outcome(
+    query_id: str, reader: QueryReader, log: LogDep, session: SessionDep, request: Request
+) -> QueryFollowUpOut:
+    # (No docstring: the operation's description is its role.)
+    service = HitOutcomeService(log, session, _exchange(request))
+    found, results = await service.ask(_viewer(reader), query_id)
+    return QueryFollowUpOut(
+        query_id=found.query_id,
+        case_ref=found.case_ref,
+        results=[
+            PeerFollowUpOut.model_validate(
+                {
+                    "peer": r.peer,
+                    "reference": r.reference,
+                    "status": r.status,
+                    "outcome": r.outcome,
+                    "outcome_at": r.outcome_at,
+                    "issued_at": r.issued_at,
+                    "detail": r.detail,
+                    "outcome_jws": r.token,
+                }
+            )
+            for r in results
+        ],
+    )
+
+
 def _summary(q: SentQuery) -> dict[str, object]:
     latest = q.latest
     return {
@@ -247,6 +301,23 @@ def _detail(q: SentQuery) -> SentQueryDetail:
         )
         for r in q.replies
     ]
+    f = q.follow_up
+    follow_up = None
+    if f is not None:
+        follow_up = LoggedFollowUpOut.model_validate(
+            {
+                "status": f.status,
+                "reference": f.reference,
+                "outcome": f.outcome,
+                "outcome_at": f.outcome_at,
+                "received_at": f.received_at,
+            }
+        )
     return SentQueryDetail.model_validate(
-        {**_summary(q), "replies": replies, "reply_jws": answer.reply_jws if answer else None}
+        {
+            **_summary(q),
+            "replies": replies,
+            "reply_jws": answer.reply_jws if answer else None,
+            "follow_up": follow_up,
+        }
     )

@@ -1,6 +1,7 @@
 """Officers' peer queries on the wire: ``POST /queries`` in, one result per peer out; the
 queries sent, read back from the exchange log (``GET /queries``, ``GET /queries/{id}``), and a
-late reply fetched (``POST /queries/{id}/poll``)."""
+late reply fetched (``POST /queries/{id}/poll``); the examiner's outcome of a hit asked of its
+peer (``POST /queries/{id}/outcome``)."""
 
 from __future__ import annotations
 
@@ -124,6 +125,57 @@ class LoggedReplyOut(BaseModel):
     detail: str | None = None
 
 
+#: The examiner's outcome of a hit at the peer that gave it (pending: none recorded yet).
+FollowUpOutcome = Literal["pending", "confirmed", "not_confirmed", "withdrawn"]
+#: What asking a peer for a hit's outcome came to: its signed answer (answered,
+#: unknown_reference), or why there is none.
+FollowUpStatus = Literal[
+    "answered",
+    "unknown_reference",
+    "unknown_peer",
+    "unreachable",
+    "timeout",
+    "untrusted_peer",
+    "http_error",
+    "invalid_reply",
+]
+
+
+class PeerFollowUpOut(BaseModel):
+    """One peer's answer about the hit it gave, as verified here."""
+
+    peer: str
+    reference: str = Field(description="the peer's hit reference asked about")
+    status: FollowUpStatus = Field(
+        description="answered (outcome set); unknown_reference: the peer keeps no such "
+        "reference for this node (its follow-up period is over, or never given); else why "
+        "there is no answer (unknown_peer: no longer a peer in the settings, nobody asked)"
+    )
+    outcome: FollowUpOutcome | None = Field(description="the examiner's outcome, when answered")
+    outcome_at: datetime | None = Field(description="when the peer recorded it (not pending)")
+    issued_at: datetime | None = Field(description="when the peer signed its answer")
+    detail: str | None = None
+    outcome_jws: str | None = Field(description="the peer's signed answer (compact JWS)")
+
+
+class QueryFollowUpOut(BaseModel):
+    """The outcome of a query's hit, asked of each peer that gave it one."""
+
+    query_id: str
+    case_ref: str | None
+    results: list[PeerFollowUpOut]
+
+
+class LoggedFollowUpOut(BaseModel):
+    """The latest outcome of a query's hit its peer answered, as logged here."""
+
+    status: Literal["answered", "unknown_reference"]
+    reference: str | None
+    outcome: FollowUpOutcome | None
+    outcome_at: datetime | None = Field(description="when the peer recorded it")
+    received_at: datetime = Field(description="when this node logged the answer")
+
+
 class SentQueryOut(BaseModel):
     """A query this node sent to one peer for an officer, with its latest result."""
 
@@ -159,6 +211,11 @@ class SentQueryDetail(SentQueryOut):
     replies: list[LoggedReplyOut] = Field(description="every result logged, oldest first")
     reply_jws: str | None = Field(
         description="the peer's signed reply (compact JWS) of its answer, if any"
+    )
+    follow_up: LoggedFollowUpOut | None = Field(
+        default=None,
+        description="the latest outcome of its hit the peer answered (POST "
+        "/queries/{query_id}/outcome asks again); null when none was asked or answered",
     )
 
 
