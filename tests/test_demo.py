@@ -41,6 +41,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert out.count("signed reply: ") == 4
     assert "TH reads ID's signed terms: purposes asylum, border_control; " in out
     assert "fingerprint 2 used of " in out
+    assert "ID's operator records the examiner's outcome of " in out
+    assert "TH asks ID for the outcome of its hit: CONFIRMED (signed by ID" in out
     assert (
         "cross-border: ID:border_control:hit, ID:border_control:no_hit, "
         "MY:border_control:refused, MY:asylum:hit" in out

@@ -95,9 +95,12 @@ def _query(
 
 
 def _cross_border(
-    nodes: dict[str, DemoNode], fingers: list[list[FingerprintTemplate]]
+    nodes: dict[str, DemoNode],
+    fingers: list[list[FingerprintTemplate]],
+    hits: dict[str, dict[str, Any]],
 ) -> list[str]:
-    """TH asks ID and MY; returns the outcomes seen, in order."""
+    """TH asks ID and MY; returns the outcomes seen, in order, and puts each peer's first hit
+    result in ``hits``."""
     th = nodes["TH"]
     cases = [
         ("ID", "border_control", 1, "id-subject"),
@@ -109,6 +112,8 @@ def _cross_border(
     outcomes = []
     for peer, purpose, finger, label in cases:
         r = _query(th, peer, purpose, fingers[finger][1], label)
+        if r.get("reference"):
+            hits.setdefault(peer, r)
         outcome = r.get("outcome") or r["status"]
         line = f"  TH -> {peer}  {purpose:<14} probe {label:<26} {outcome.upper()}"
         if r.get("reference"):
@@ -147,6 +152,37 @@ def _terms(node: DemoNode, peer: str) -> dict[str, Any]:
         soft_wrap=True,
     )
     return answer
+
+
+def _follow_up(nodes: dict[str, DemoNode], hit: dict[str, Any]) -> str:
+    """ID's operator records that its examiner confirmed the hit TH got (formal channels),
+    then TH asks ID for the outcome: signed by ID, verified by TH; returns the outcome."""
+    th, id_ = nodes["TH"], nodes["ID"]
+    reference = hit["reference"]
+    response = httpx.put(
+        f"{id_.api_url}/hits/{reference}/outcome",
+        json={"outcome": "confirmed"},
+        headers={"Authorization": f"Bearer {id_.tokens['operator']}"},
+        timeout=60,
+    )
+    if response.status_code != 200:
+        raise DemoError(
+            f"ID outcome of {reference} answered {response.status_code}: {response.text[:200]}",
+            reason="api_error",
+        )
+    console.print(
+        f"  ID's operator records the examiner's outcome of {reference}: confirmed",
+        soft_wrap=True,
+    )
+    answer = _post(th, f"/queries/{hit['query_id']}/outcome", {})
+    (result,) = answer["results"]
+    outcome = str(result.get("outcome") or result["status"])
+    console.print(
+        f"  TH asks ID for the outcome of its hit: {outcome.upper()} (signed by ID, "
+        f"{len(result.get('outcome_jws') or '')} bytes; no note, no examiner, no subject)",
+        soft_wrap=True,
+    )
+    return outcome
 
 
 def _first_my(fingers: list[list[FingerprintTemplate]]) -> int:
@@ -238,8 +274,10 @@ def demo(
             hit, top = _local_search(nodes["TH"], "enrolled th-1", synthetic.images[1][1])
             miss, _ = _local_search(nodes["TH"], "unknown person", synthetic.images[3][1])
             console.rule("5. cross-border queries")
-            outcomes = _cross_border(nodes, synthetic.templates)
+            hits: dict[str, dict[str, Any]] = {}
+            outcomes = _cross_border(nodes, synthetic.templates, hits)
             terms = _terms(nodes["TH"], "ID")
+            follow_up = _follow_up(nodes, hits["ID"]) if "ID" in hits else "no hit at ID"
         console.rule("6. audit")
         _audit(nodes)
     except KeyboardInterrupt:
@@ -267,6 +305,8 @@ def demo(
         raise DemoError(f"local search ranked {top or 'nobody'} first", reason="local_search")
     if outcomes != expected:
         raise DemoError("unexpected results (see above)", reason="unexpected_results")
+    if follow_up != "confirmed":
+        raise DemoError(f"TH read the outcome of its hit as {follow_up}", reason="follow_up")
     used = {q["modality"]: q["used"] for q in terms["terms"]["quotas"]}
     if used != {"fingerprint": 2}:  # TH's two searches at ID
         raise DemoError(f"ID's terms count {used} searches by TH, not 2", reason="terms")
