@@ -156,7 +156,8 @@ def create_app(
     app.state.gallery = gallery
     app.state.token_uses = TokenUses()  # noted by authentication, see recording_token_uses
     app.state.missing_from_gallery = 0  # counted by the start-up reconcile
-    app.state.admin_watch = AdminWatch(sessions)  # the lifespan looks at start and hourly
+    # The lifespan looks at start and hourly; the window follows the longest token lifetime.
+    app.state.admin_watch = AdminWatch(sessions, token_max_days=settings.token_max_days)
     install_error_handlers(app)
     app.add_middleware(StopCutOff)  # innermost: the access log and the headers see its 503
     app.add_middleware(AccessLog)  # it reads the matched route after routing

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session, joinedload
 
 from node.db.engine import SQLITE_BUSY_TIMEOUT_S
 from node.db.models import ApiToken, Role, User
+
+
+@dataclass(frozen=True)
+class AdminTokens:
+    """One user with the admin role and their live tokens (neither revoked nor expired):
+    how many (``live``), how many of these have an end (``ending``), the last end."""
+
+    name: str
+    active: bool
+    live: int
+    ending: int
+    last: datetime | None
 
 
 class UserRepository:
@@ -56,6 +69,34 @@ class UserRepository:
         if excluding is not None:
             query = query.where(ApiToken.token_id != excluding)
         return set(self.session.scalars(query.distinct()).all())
+
+    def admin_live_tokens(self, *, now: datetime) -> list[AdminTokens]:
+        """Every user with the admin role, by name, with their tokens live at ``now``
+        counted in the database: one query, however many revoked or expired tokens they
+        ever held."""
+        live = and_(
+            ApiToken.user_id == User.id,
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+        )
+        query = (
+            select(
+                User.name,
+                User.active,
+                func.count(ApiToken.id),
+                func.count(ApiToken.expires_at),
+                func.max(ApiToken.expires_at),
+            )
+            .select_from(User)
+            .outerjoin(ApiToken, live)
+            .where(User.role == Role.ADMIN)
+            .group_by(User.id, User.name, User.active)
+            .order_by(User.name)
+        )
+        return [
+            AdminTokens(name=name, active=active, live=count, ending=ending, last=last)
+            for name, active, count, ending, last in self.session.execute(query).all()
+        ]
 
     def add(self, user: User) -> User:
         self.session.add(user)

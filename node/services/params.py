@@ -46,6 +46,11 @@ MAX_BULK_DELETIONS = 1000
 #: issue a new token over the API, and two weeks leave room for a holiday or a change
 #: approval; later, only ``bdx users token`` on the node's machine makes an admin again.
 ADMIN_TOKEN_WARNING_DAYS = 14
+#: ... but never more than this fraction of ``token_max_days``: with short-lived tokens
+#: (``token_max_days`` 7) a window of 14 days holds every token ever issued, so the warning
+#: would never clear. Half the longest lifetime warns of a token issued at that lifetime in
+#: its second half only, and still leaves half of it to issue the next one.
+ADMIN_TOKEN_WARNING_FRACTION = 0.5
 #: Seconds between the running node's looks at its admins' tokens (and once at start): tokens
 #: expire by the day, so an hour late is nothing, and the look is one small query.
 ADMIN_TOKEN_CHECK_INTERVAL_S = 3600

@@ -149,6 +149,23 @@ def local_actor() -> str:
     return f"local:{os_user()}"
 
 
+def admin_warning_window(token_max_days: int) -> timedelta:
+    """How long before the node's admins' last live token expires the node warns:
+    ``ADMIN_TOKEN_WARNING_DAYS``, but at most ``ADMIN_TOKEN_WARNING_FRACTION`` of
+    ``token_max_days`` (a window as long as the longest lifetime warns of every token issued:
+    the warning would never clear)."""
+    return min(
+        timedelta(days=params.ADMIN_TOKEN_WARNING_DAYS),
+        timedelta(days=token_max_days) * params.ADMIN_TOKEN_WARNING_FRACTION,
+    )
+
+
+def days_text(span: timedelta) -> str:
+    """``span`` in days as the log says it: ``14 days``, ``3.5 days``, ``1 day``."""
+    days = span / timedelta(days=1)
+    return f"{days:g} {'day' if days == 1 else 'days'}"
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -239,35 +256,32 @@ class UserService:
         admins = [a.id for a in self.users.active_admins()]
         return bool(self.users.with_live_token(admins, now=self.clock()))
 
-    def admin_standing(
-        self, window: timedelta = timedelta(days=params.ADMIN_TOKEN_WARNING_DAYS)
-    ) -> AdminStanding | None:
+    def admin_standing(self, window: timedelta | None = None) -> AdminStanding | None:
         """Whether the node's admins can still use the API, and for how long: None when no
         user has the admin role at all (a node not set up with one yet), else an
-        :class:`AdminStanding` (``ok``, ``expiring`` within ``window``, or ``none``)."""
+        :class:`AdminStanding` (``ok``, ``expiring`` within ``window``, or ``none``).
+        ``window``: default :func:`admin_warning_window` of this service's
+        ``token_max_days``. One query, however many tokens the admins ever held
+        (:meth:`UserRepository.admin_live_tokens`)."""
+        if window is None:
+            window = admin_warning_window(self.token_max_days)
         now = self.clock()
-        admins = [u for u in self.users.all() if u.role is Role.ADMIN]
-        if not admins:
+        rows = self.users.admin_live_tokens(now=now)
+        if not rows:
             return None
-        holders: list[str] = []
-        live: list[ApiToken] = []
-        for admin in admins:
-            if not admin.active:
-                continue
-            theirs = [t for t in self.users.tokens_of(admin) if _live(t, now)]
-            if theirs:
-                holders.append(admin.name)
-                live.extend(theirs)
-        ends = [t.expires_at for t in live]
-        last = None if not ends or None in ends else max(e for e in ends if e is not None)
+        holders = tuple(r.name for r in rows if r.active and r.live)
+        tokens = sum(r.live for r in rows if r.active)
+        endless = any(r.active and r.ending < r.live for r in rows)
+        ends = [r.last for r in rows if r.active and r.last is not None]
+        last = None if endless or not ends else max(ends)
         state: AdminTokenState
-        if not live:
+        if not tokens:
             state = "none"
         elif last is not None and last <= now + window:
             state = "expiring"
         else:
             state = "ok"
-        return AdminStanding(state=state, admins=tuple(holders), tokens=len(live), last=last)
+        return AdminStanding(state=state, admins=holders, tokens=tokens, last=last)
 
     def _admins_locked(self, caller: int | None, caller_token: str | None = None) -> Sequence[User]:
         """The active admins, read afresh after taking the lock that keeps any other
@@ -626,22 +640,27 @@ async def recording_token_uses(
 class AdminWatch:
     """The running node's look at its admins' tokens (:meth:`UserService.admin_standing`),
     at start and every ``params.ADMIN_TOKEN_CHECK_INTERVAL_S`` (:func:`watching_admin_tokens`):
-    a WARNING while every live admin token expires within the window, an ERROR once no active
-    admin holds one, each at most once every ``repeat`` while it lasts (a change from one to
-    the other is logged at once), and INFO when it is over. A node with no admin user at all
-    (not set up with one yet) is not watched."""
+    a WARNING while every live admin token expires within ``window`` (the node's
+    :func:`admin_warning_window`), an ERROR once no active admin holds one, each at most once
+    every ``repeat`` while it lasts (a change from one to the other is logged at once), and
+    INFO when it is over. A node with no admin user at all (not set up with one yet) is not
+    watched; one whose last admin lost the role while the watch had something to say (``bdx
+    users role NAME officer`` on the node's machine) gets one ERROR: that is no recovery."""
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         *,
         clock: Callable[[], datetime] = utc_now,
-        window: timedelta = timedelta(days=params.ADMIN_TOKEN_WARNING_DAYS),
+        token_max_days: int = 365,
+        window: timedelta | None = None,
         repeat: timedelta = timedelta(seconds=params.ADMIN_TOKEN_REPEAT_S),
     ) -> None:
+        """``window``: default :func:`admin_warning_window` of ``token_max_days`` (the
+        node's setting)."""
         self.sessions = sessions
         self.clock = clock
-        self.window = window
+        self.window = admin_warning_window(token_max_days) if window is None else window
         self.repeat = repeat
         self._logged: tuple[AdminTokenState, datetime] | None = None  # what, when
 
@@ -654,12 +673,18 @@ class AdminWatch:
         """Look, log as the class says, and return the standing."""
         standing = self.standing()
         now = self.clock()
+        if standing is None and self._logged is not None:
+            logger.error(
+                "no user has the admin role any more: nobody can manage users over the API; "
+                "on this node's machine `bdx users role NAME admin` (or `bdx users add NAME "
+                "--role admin`) makes an admin and `bdx users token NAME` issues them a token"
+            )
+        elif standing is not None and standing.state == "ok" and self._logged is not None:
+            logger.info(
+                "an active admin holds an API token beyond the next %s again",
+                days_text(self.window),
+            )
         if standing is None or standing.state == "ok":
-            if self._logged is not None:
-                logger.info(
-                    "an active admin holds an API token beyond the next %s days again",
-                    self.window.days,
-                )
             self._logged = None
             return standing
         last = self._logged

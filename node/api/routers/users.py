@@ -1,15 +1,25 @@
-"""``/users`` and ``/tokens``: user and token administration (admin), ``/users/me`` (anyone)."""
+"""``/users`` and ``/tokens``: user and token administration (admin), ``/users/me`` (anyone),
+``/users/admin-tokens`` (admin or auditor)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
-from node.api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep, actor
+from node.api.deps import (
+    AdminUser,
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    actor,
+    require_role,
+)
 from node.api.schemas.common import ErrorBody, errors
 from node.api.schemas.users import (
+    AdminTokensOut,
     Me,
     RoleChange,
     TokenCreate,
@@ -19,8 +29,13 @@ from node.api.schemas.users import (
     UserOut,
 )
 from node.db.base import utc_now
-from node.db.models import ApiToken, User
-from node.services.users import UserService, seconds_left
+from node.db.models import ApiToken, Role, User
+from node.services.users import (
+    Principal,
+    UserService,
+    admin_warning_window,
+    seconds_left,
+)
 
 router = APIRouter(tags=["users"], responses=errors(404, 409, 415))
 
@@ -70,6 +85,45 @@ def _with_tokens(user: User, tokens: Sequence[ApiToken]) -> UserOut:
 @router.get("/users/me")
 def who_am_i(principal: CurrentUser) -> Me:
     return Me(name=principal.name, role=principal.role)
+
+
+#: Who reads ``/users/admin-tokens``: an admin, and an auditor, who still can once no admin
+#: holds a live token (nobody could read an admin-only route then).
+AdminOrAuditor = Annotated[Principal, Depends(require_role(Role.ADMIN, Role.AUDITOR))]
+#: ``detail`` of a node where no user has the admin role.
+_NO_ADMIN = (
+    "no user has the admin role: on this node's machine `bdx users role NAME admin` (or `bdx "
+    "users add NAME --role admin`) makes one and `bdx users token NAME` issues them a token"
+)
+
+
+@router.get(
+    "/users/admin-tokens",
+    summary="How long the node's active admins can still use the API (what its log warns of)",
+)
+def admin_tokens(
+    caller: AdminOrAuditor, session: SessionDep, settings: SettingsDep
+) -> AdminTokensOut:
+    window = admin_warning_window(settings.token_max_days)
+    standing = _service(session, settings).admin_standing(window)
+    days = window / timedelta(days=1)
+    if standing is None:
+        return AdminTokensOut(
+            state="no_admin",
+            window_days=days,
+            admins=[],
+            tokens=0,
+            expires_at=None,
+            detail=_NO_ADMIN,
+        )
+    return AdminTokensOut(
+        state=standing.state,
+        window_days=days,
+        admins=list(standing.admins),
+        tokens=standing.tokens,
+        expires_at=standing.last,
+        detail=None if standing.state == "ok" else standing.message(),
+    )
 
 
 @router.get("/users")

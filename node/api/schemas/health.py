@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from certs.pki.standing import Document, State
-from node.services import params
 
 
 class PkiNotice(BaseModel):
@@ -21,22 +20,6 @@ class PkiNotice(BaseModel):
     )
     reason: str = Field(description="stable code: stale_crl, expired, revoked, expires_soon...")
     at: datetime | None = Field(description="when it went or goes stale, or expires")
-    detail: str
-
-
-class AdminTokens(BaseModel):
-    """The node's admins are about to lose, or have lost, the use of the API (no names: the
-    route answers anyone; the node's log names them)."""
-
-    state: Literal["expiring", "none"] = Field(
-        description="expiring: every live API token of the active admins expires within "
-        f"{params.ADMIN_TOKEN_WARNING_DAYS} days (an admin issues a new one over the API); "
-        "none: no active admin holds a live token, nobody can manage users over the API until "
-        "`bdx users token` on the node's machine issues an admin one"
-    )
-    expires_at: datetime | None = Field(
-        description="when the last live admin token expires (expiring); null for none"
-    )
     detail: str
 
 
@@ -57,10 +40,4 @@ class Health(BaseModel):
     pki: list[PkiNotice] = Field(
         default_factory=list,
         description="this node's trust list, CRL and own certificates that need the operator",
-    )
-    admin_tokens: AdminTokens | None = Field(
-        None,
-        description="present only while the node's admins are about to lose, or have lost, "
-        "the use of the API (absent: in order, or no user has the admin role yet); does not "
-        "make status degraded: officers' and peers' work goes on",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -70,3 +71,25 @@ class TokenIssued(BaseModel):
 class Me(BaseModel):
     name: str
     role: Role
+
+
+class AdminTokensOut(BaseModel):
+    """How long the node's active admins can still use the API (what the node's log warns
+    of: ``bdx`` logs a WARNING while ``expiring``, an ERROR once ``none``)."""
+
+    state: Literal["ok", "expiring", "none", "no_admin"] = Field(
+        description="ok; expiring: every live API token of the active admins expires within "
+        "window_days (an admin issues a new one over the API); none: no active admin holds a "
+        "live token, nobody can manage users over the API until `bdx users token` on the "
+        "node's machine issues an admin one; no_admin: no user has the admin role"
+    )
+    window_days: float = Field(
+        description=f"the warning window: {params.ADMIN_TOKEN_WARNING_DAYS} days, at most "
+        f"{params.ADMIN_TOKEN_WARNING_FRACTION:g} of token_max_days"
+    )
+    admins: list[str] = Field(description="the active admins holding a live token")
+    tokens: int = Field(description="how many live tokens they hold")
+    expires_at: datetime | None = Field(
+        description="when the last of these expires (null: none live, or one without an end)"
+    )
+    detail: str | None = Field(description="what to do, unless ok")
