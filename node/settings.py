@@ -133,6 +133,8 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="deleted records' templates leave the gallery files within this many seconds",
     )
+    # Ten years at most: an unbounded value overflowed the expiry date (100,000,000 days), and
+    # a longer-lived bearer token is no token policy (README: 365 by default, 3650 at most).
     token_max_days: int = Field(
         365, ge=1, le=3650, description="longest lifetime of an API token (at most 10 years)"
     )
