@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hmac
 import json
 import logging
 import re
@@ -56,6 +57,12 @@ _QUERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 #: A hit reference (22 base64url characters) or a node action's target (a user name, a
 #: subject's external id, a record reference): printable ASCII without spaces.
 _REFERENCE = re.compile(r"^[!-~]{1,256}$")
+#: A case reference, as the exchange admits one (``node.exchange.messages.CaseRef``).
+_CASE_REF = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
+#: What an auditor action records of a ``case_ref`` filter: that one was given, never its
+#: text (the responder logs only a keyed digest of a requester's case reference, c1be781; an
+#: auditor's search, appended to the same log, would otherwise put the text back in it).
+CASE_REF_WITHHELD = "withheld"
 #: A node action name (``hit.resolve``, ``user.add``) or an auditor action (``export``).
 _ACTION = re.compile(r"^[a-z0-9_]{1,64}(\.[a-z0-9_]{1,64}){0,3}$")
 NODE_ACTION = "node_action"
@@ -85,6 +92,11 @@ class AuditFilter:
     ``query_id`` or a node action's ``details.query_id``; ``reference`` an event's
     ``reference`` (a hit's, in ``reply_sent``/``reply_received``) or a node action's
     ``target``; ``action`` the ``action`` of a node or auditor action (``hit.resolve``).
+    ``case_ref`` matches an event's ``case_ref`` text (this node's own queries, and a peer's
+    as older versions logged it) or its ``case_ref_hmac`` (a peer's query as the responder
+    logs it now), computed by ``case_ref_digest`` (``Responder.case_ref_digest``: the node's
+    hit secret and the event's ``peer``, the requester); without one only the text matches.
+    ``case_ref_digest`` is no filter of its own: neither recorded nor compared.
     """
 
     peer: str | None = None
@@ -98,6 +110,10 @@ class AuditFilter:
     query_id: str | None = None
     reference: str | None = None
     action: str | None = None
+    case_ref: str | None = None
+    case_ref_digest: Callable[[str, str], str] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.peer is not None and not _PEER.fullmatch(self.peer):
@@ -114,6 +130,8 @@ class AuditFilter:
             raise AuditQueryError(f"reference {self.reference!r} is not a reference or target")
         if self.action is not None and not _ACTION.fullmatch(self.action):
             raise AuditQueryError(f"action {self.action!r} is not an action name (hit.resolve)")
+        if self.case_ref is not None and not _CASE_REF.fullmatch(self.case_ref):
+            raise AuditQueryError("case_ref must be 1-64 of A-Z a-z 0-9 . _ / -")
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None:
@@ -132,7 +150,11 @@ class AuditFilter:
     @property
     def selects(self) -> bool:
         """Whether a filter beyond the time window is set (an export is then a selection)."""
-        return any(v is not None for k, v in self.__dict__.items() if k not in ("since", "until"))
+        return any(
+            v is not None
+            for k, v in self.__dict__.items()
+            if k not in ("since", "until", "case_ref_digest")
+        )
 
     def matches(self, event: dict[str, Any]) -> bool:
         wanted = {
@@ -163,15 +185,32 @@ class AuditFilter:
             or (acted and event.get("target") == self.reference)
         ):
             return False
+        if self.case_ref is not None and not self._case_ref_matches(event):
+            return False
         return self.action is None or (
             kind in (NODE_ACTION, AUDITOR_ACTION) and event.get("action") == self.action
         )
 
+    def _case_ref_matches(self, event: dict[str, Any]) -> bool:
+        if event.get("case_ref") == self.case_ref:
+            return True
+        logged, peer = event.get("case_ref_hmac"), event.get("peer")
+        if self.case_ref_digest is None or not isinstance(logged, str):
+            return False
+        if not isinstance(peer, str) or self.case_ref is None:
+            return False
+        return hmac.compare_digest(self.case_ref_digest(peer, self.case_ref), logged)
+
     def to_json(self) -> dict[str, str]:
-        """The filters set, as strings (what an ``auditor_action`` event records)."""
+        """The filters set, as strings (what an ``auditor_action`` event records); of a
+        ``case_ref`` only that it was given (:data:`CASE_REF_WITHHELD`)."""
         out: dict[str, str] = {}
         for name, value in self.__dict__.items():
-            if value is not None:
+            if name == "case_ref_digest" or value is None:
+                continue
+            if name == "case_ref":
+                out[name] = CASE_REF_WITHHELD
+            else:
                 out[name] = value.isoformat() if isinstance(value, datetime) else str(value)
         return out
 
@@ -209,8 +248,11 @@ class SelectionMismatchError(NodeError):
 
 #: Filters a selection is checked against: what the entries' bytes say (the append time of
 #: ``since``/``until`` travels beside the entries, outside the proofs, so it proves nothing).
+#: ``case_ref`` is none of them: a selection never records one (:func:`export_json`).
 _CONTENT_FILTERS = frozenset(
-    f.name for f in dataclasses.fields(AuditFilter) if f.name not in ("since", "until")
+    f.name
+    for f in dataclasses.fields(AuditFilter)
+    if f.name not in ("since", "until", "case_ref", "case_ref_digest")
 )
 
 
@@ -287,7 +329,15 @@ def _selector(flt: AuditFilter) -> Callable[[bytes], bool] | None:
 
 def export_json(log: TransparencyLog, flt: AuditFilter) -> bytes:
     """The JSON export (with proofs) of the entries ``flt`` matches: its window's entries,
-    and with any other filter set, a selection of them that records the filter."""
+    and with any other filter set, a selection of them that records the filter. Not by
+    ``case_ref``: a selection is checked offline against the filter it records, and this one
+    needs the node's hit secret (and would record the case reference's text); list with it,
+    then export by ``query_id``."""
+    if flt.case_ref is not None:
+        raise AuditQueryError(
+            "a JSON export cannot select by case_ref (it is verified offline, without the "
+            "node's secret): list with case_ref, then export by query_id"
+        )
     return translog_json(
         log, since=flt.since, until=flt.until, select=_selector(flt), selection=flt.to_json()
     )

@@ -10,7 +10,8 @@ hold from before ``exchange_log_days`` (:mod:`node.audit.retention`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,6 +98,16 @@ ActionOption = Annotated[
     typer.Option(help="a node action (hit.resolve, user.add) or auditor action (export)"),
 ]
 
+CaseRefOption = Annotated[
+    str | None,
+    typer.Option(
+        "--case-ref",
+        help="a case reference: the entries logging it, as text (this node's queries, older "
+        "entries) or as the keyed digest a peer's query is logged with (under this node's "
+        "hit secret); recorded as given, never its text",
+    ),
+]
+
 
 @dataclass
 class _Opened:
@@ -139,6 +150,16 @@ def _when(value: str | None, name: str) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         raise query.AuditQueryError(f"--{name} {value!r} is not an ISO 8601 time") from None
+
+
+def _case_ref_digest(config: Path | None) -> Callable[[str, str], str]:
+    """The responder's ``case_ref_hmac`` of a case reference quoted by a requester, under
+    this node's hit secret (:func:`node.exchange.responder.case_ref_digest`)."""
+    from node.exchange.responder import case_ref_digest  # the exchange's imports
+    from node.exchange.setup import hit_secret
+
+    secret = hit_secret(settings_from(config))
+    return lambda requester, case_ref: case_ref_digest(secret, requester, case_ref)
 
 
 def _actor() -> str:
@@ -187,6 +208,7 @@ def list_cmd(
     query_id: QueryIdOption = None,
     reference: ReferenceOption = None,
     action: ActionOption = None,
+    case_ref: CaseRefOption = None,
     offset: Annotated[int, typer.Option(help="skip this many matches")] = 0,
     limit: Annotated[
         int,
@@ -213,6 +235,8 @@ def list_cmd(
         reference=reference,
         action=action,
     )
+    if case_ref is not None:
+        flt = dataclasses.replace(flt, case_ref=case_ref, case_ref_digest=_case_ref_digest(config))
     with _open_log(config, signing_key, origin) as opened:
         items, total = query.list_events(opened.log, flt, offset=offset, limit=limit)
         query.record_auditor_action(opened.log, _actor(), "search", flt.to_json())
@@ -246,6 +270,7 @@ _LISTED = (
     "query_id",
     "reference",
     "case_ref",
+    "case_ref_hmac",
 )
 
 

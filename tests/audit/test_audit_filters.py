@@ -337,3 +337,29 @@ def test_api_bad_new_filters_get_422(
     r = client.get(path, params=params, headers=bearer(node.token(Role.AUDITOR)))
     assert r.status_code == 422, r.text
     assert set(r.json()) == {"error", "detail"}
+
+
+def test_a_case_ref_filter_is_recorded_without_its_text() -> None:
+    """The responder keeps a requester's case reference only as a keyed digest: an auditor's
+    search by it, appended to the same log, records that a case_ref was given, never which
+    (and no export selection can claim one: it is checked offline, without the secret)."""
+    from node.audit.query import SelectionMismatchError, check_selection
+    from node.exchange.responder import case_ref_digest
+
+    secret = secrets.token_bytes(32)
+    flt = AuditFilter(
+        peer="TH",
+        case_ref="SMITH.JOHN-1980",
+        case_ref_digest=lambda requester, ref: case_ref_digest(secret, requester, ref),
+    )
+    assert flt.selects and flt.to_json() == {"peer": "TH", "case_ref": "withheld"}
+    logged = {"type": "query_received", "peer": "TH", "query_id": "q1"}
+    assert flt.matches({**logged, "case_ref_hmac": case_ref_digest(secret, "TH", flt.case_ref)})
+    assert not flt.matches({**logged, "case_ref_hmac": case_ref_digest(secret, "ID", "X")})
+    assert flt.matches({**logged, "case_ref": "SMITH.JOHN-1980"})  # an older entry
+    assert not AuditFilter(case_ref="SMITH.JOHN-1980").matches(
+        {**logged, "case_ref_hmac": case_ref_digest(secret, "TH", "SMITH.JOHN-1980")}
+    )  # without the node's secret only the text matches
+    export = json.dumps({"entries": []}).encode()
+    with pytest.raises(SelectionMismatchError):
+        check_selection(export, {"case_ref": "SMITH.JOHN-1980"})

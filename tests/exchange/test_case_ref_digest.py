@@ -24,6 +24,8 @@ from certs.translog.export import export_json
 from matcher.fingerprint import iso19794_2
 from matcher.synthetic import synthetic_templates
 from node.cli import main
+from node.db.models import Role
+from node.services.users import UserService
 from tests.exchange.service_support import ServiceNode, serving
 
 CASE = "SMITH.JOHN-1980"
@@ -91,3 +93,86 @@ def test_the_responder_logs_a_keyed_digest_of_the_case_reference(
     out, err = capsys.readouterr()
     assert done.value.code in (0, None), err
     assert out.startswith("OK ")
+
+
+def id_config(idn: ServiceNode, tmp_path: Path) -> Path:
+    s = idn.app.state.settings
+    cfg = tmp_path / "id.toml"
+    cfg.write_text(
+        f'country = "ID"\ndata_dir = "{s.data_dir}"\npki_dir = "{s.pki_dir}"\n'
+        f'policy_file = "{s.policy_file}"\n'
+    )
+    return cfg
+
+
+def bdx(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    out, err = capsys.readouterr()
+    code = done.value.code
+    return (0 if code is None else int(code)), out, err
+
+
+def test_an_auditor_finds_a_quoted_case_reference(
+    nodes: dict[str, ServiceNode], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The responder logs ``case_ref_hmac`` now, which ``bdx audit list`` did not print and
+    no filter matched: an auditor could not check a case reference the requester quotes.
+    ``--case-ref`` (``case_ref`` on the API) matches the digest, and older entries' text;
+    the auditor's search is logged without the text."""
+    th, idn = nodes["TH"], nodes["ID"]
+    quoted, other = "DOE.JANE-1975", "OTHER.CASE-7"
+    ask(th, other)
+    id_before = idn.exchange.log.size()
+    ask(th, quoted)
+    (received,) = [e for e in events(idn, id_before) if e["type"] == "query_received"]
+    # An entry as the responder logged it before c1be781: the case reference as text.
+    idn.exchange.log.append(
+        json.dumps(
+            {
+                "type": "query_received",
+                "node": "ID",
+                "peer": "TH",
+                "query_id": "old-1",
+                "case_ref": quoted,
+            }
+        ).encode()
+    )
+    cfg = id_config(idn, tmp_path)
+
+    code, out, err = bdx(["audit", "list", "--case-ref", quoted, "--config", str(cfg)], capsys)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[-1] == "2 of 2 matching entries"
+    assert f"case_ref_hmac={received['case_ref_hmac']}" in lines[0]
+    assert f"query_id={received['query_id']}" in lines[0]
+    assert "query_id=old-1" in lines[1] and f"case_ref={quoted}" in lines[1]
+    code, out, _ = bdx(
+        ["audit", "list", "--case-ref", other, "--json", "--config", str(cfg)], capsys
+    )
+    assert code == 0 and json.loads(out)["total"] == 1
+    code, _, err = bdx(["audit", "list", "--case-ref", "no spaces", "--config", str(cfg)], capsys)
+    assert code == 2 and "case_ref must be" in err
+
+    with idn.app.state.sessions() as session:
+        users = UserService(session)
+        users.add_user("inspector", Role.AUDITOR, actor="test")
+        token = users.issue_token("inspector", expires_days=1, actor="test").token
+    with httpx.Client(base_url=idn.api_url, timeout=30) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        page = http.get("/audit/log/entries", params={"case_ref": quoted}, headers=headers)
+        assert page.status_code == 200, page.text
+        found = [i["event"].get("query_id") for i in page.json()["items"]]
+        assert found == [received["query_id"], "old-1"]
+        refused = http.get("/audit/log/export", params={"case_ref": quoted}, headers=headers)
+        assert refused.status_code == 422 and "query_id" in refused.text
+
+    searches = [
+        e
+        for e in events(idn, id_before)
+        if e.get("type") == "auditor_action" and "case_ref" in e.get("details", {})
+    ]
+    assert len(searches) == 3  # two lists by the CLI, one by the API (refusals: none)
+    assert all(e["details"]["case_ref"] == "withheld" for e in searches)
+    assert not any(quoted in json.dumps(e) or other in json.dumps(e) for e in searches)

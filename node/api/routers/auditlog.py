@@ -48,6 +48,7 @@ Until = Annotated[UtcDatetime | None, Query(description="appended before (ISO 86
 
 
 def audit_filter(
+    request: Request,
     peer: Annotated[
         str | None,
         Query(
@@ -71,8 +72,20 @@ def audit_filter(
     action: Annotated[
         str | None, Query(description="a node action (hit.resolve) or auditor action (export)")
     ] = None,
+    case_ref: Annotated[
+        str | None,
+        Query(
+            description="a case reference: the entries logging it as text, or as the keyed "
+            "digest a peer's query is logged with; recorded as given, never its text; no JSON "
+            "export selects by it (422)"
+        ),
+    ] = None,
 ) -> query.AuditFilter:
-    """The filters of a list or export (422 for a bad value, as :class:`AuditFilter` says)."""
+    """The filters of a list or export (422 for a bad value, as :class:`AuditFilter` says).
+    ``case_ref`` is matched against a peer's ``case_ref_hmac`` with the running exchange's
+    :meth:`Responder.case_ref_digest`; without the exchange only the text matches."""
+    exchange = getattr(request.app.state, "exchange", None)
+    digest = exchange.responder.case_ref_digest if exchange is not None else None
     return query.AuditFilter(
         peer=peer,
         purpose=purpose,
@@ -85,6 +98,8 @@ def audit_filter(
         query_id=query_id,
         reference=reference,
         action=action,
+        case_ref=case_ref,
+        case_ref_digest=digest if case_ref is not None else None,
     )
 
 
