@@ -18,7 +18,14 @@ each step durable before the next:
 4. the duplicate's records are removed from the gallery and deleted with the duplicate's
    subject row, as a deletion's last step (its numeric id is never given again: migration
    0006). A gallery that cannot be written here leaves them ``deleting``, out of every
-   search, for the erasure task to finish (:mod:`node.services.erasure`).
+   search (unsettled, as a failed deletion's), for the erasure task to finish
+   (:mod:`node.services.erasure`), and answers :class:`StoreUnavailableError` saying the
+   merge was done.
+
+Step 3 copies each original's restrictions to its copy again, as they are then, under both
+subjects' row locks, which :meth:`SubjectService.restrict_subject` and
+:meth:`SubjectService.restrict_record` take too: a restriction set during steps 1 and 2 is
+kept, and one asked after step 3 is refused (the originals are ``deleting``).
 
 A failure before step 3's commit undoes steps 1 and 2 (nothing merged; run it again); a crash
 there leaves the copies to the start-up reconcile, which activates those the gallery holds:
@@ -46,9 +53,9 @@ from node.repositories.audit import AuditRepository
 from node.repositories.records import RecordRepository
 from node.repositories.subjects import SubjectRepository
 from node.restrictions import SharingRestrictions
-from node.service_errors import ConflictError, InvalidRequestError
+from node.service_errors import ConflictError, InvalidRequestError, StoreUnavailableError
 from node.services.galleries import GallerySet, subject_key
-from node.services.records import GalleryIndex, RecordService, new_reference
+from node.services.records import _DELETIONS, GalleryIndex, RecordService, new_reference
 
 #: The audit actions of the reads of subjects and records, as ``hit.list`` and ``query.list``
 #: record their listings: a page of subjects (the page asked and how many subjects it
@@ -200,9 +207,12 @@ def merge_subjects(
         for found in batches:  # step 2
             galleries.append(found.schema, found.batch(by_old, subject_key(kept.id)))
         galleries.unsettle(old_refs)
+        # Held as a deletion's: the erasure task leaves them to this call's step 4.
+        _DELETIONS.hold(old_refs)
         try:
-            moved = _merge_commit(session, kept, dup, old_refs, new_refs, targets, actor)
+            moved = _merge_commit(session, kept, dup, by_old, targets, actor)
         except BaseException:
+            _DELETIONS.release(old_refs)
             galleries.settle(old_refs)
             raise
     except BaseException:
@@ -220,11 +230,25 @@ def merge_subjects(
         if emptied is not None:
             subjects.delete_if_empty(emptied)
         session.commit()
+    except StoreUnavailableError as exc:
+        # As a deletion whose gallery write failed: the old records stay ``deleting`` and
+        # unsettled (every search drops them, also where the gallery still returns them)
+        # until a finished removal settles them (the erasure task, or reconcile).
+        session.rollback()
+        _DELETIONS.release(old_refs)
+        raise StoreUnavailableError(
+            f"subject {duplicate!r} was merged into {keep!r} (audited as subject.merge), "
+            f"but its old records could not be removed ({exc.message}): they are out of "
+            "every search and the node removes them once the gallery is writable; do not "
+            "merge again",
+            reason=exc.reason,
+        ) from None
     except BaseException:
         session.rollback()
+        _DELETIONS.release(old_refs)
         raise
-    finally:
-        galleries.settle(old_refs)
+    _DELETIONS.release(old_refs)
+    galleries.settle(old_refs)
     return MergeResult(keep, duplicate, len(copies), *moved)
 
 
@@ -308,20 +332,33 @@ def _merge_commit(
     session: Session,
     kept: Subject,
     dup: Subject,
-    old_refs: list[str],
-    new_refs: list[str],
+    by_old: dict[str, str],
     targets: dict[int, int],
     actor: str,
 ) -> tuple[int, int]:
     """Step 3 of a merge, one transaction: (encounters moved, hit references re-pointed).
     Raises :class:`ConflictError` when an enrolment or deletion changed either subject since
-    step 1 (the caller undoes the copies)."""
+    step 1 (the caller undoes the copies).
+
+    Each copy takes its original's restrictions as they are now, under both subjects' row
+    locks, which a restriction takes too (:meth:`SubjectService.restrict_subject`,
+    :meth:`SubjectService.restrict_record`): one set since step 1 is not lost."""
     subjects = SubjectRepository(session)
     records = RecordRepository(session)
+    old_refs, new_refs = list(by_old), list(by_old.values())
     try:
         for subject in sorted((kept, dup), key=lambda s: s.id):
             subjects.lock(subject)
-        held = {r.reference for r in records.of_subject(dup.id)}
+        session.expire_all()  # read the rows as they are now, under the locks
+        originals = {r.reference: r for r in records.of_subject(dup.id)}
+        held = set(originals)
+        copies = {
+            r.reference: r for r in records.in_state(RecordState.PENDING, references=new_refs)
+        }
+        for old, new in by_old.items():
+            if old in originals and new in copies:  # else refused just below
+                copies[new].restrictions = originals[old].restrictions
+        session.flush()
         active = records.set_state(new_refs, RecordState.ACTIVE, only=RecordState.PENDING)
         flagged = records.set_state(old_refs, RecordState.DELETING, only=RecordState.ACTIVE)
         if held != set(old_refs) or active != len(new_refs) or flagged != len(old_refs):
@@ -345,6 +382,18 @@ def _merge_commit(
         session.rollback()
         raise
     return encounters, hits
+
+
+def _refuse_deleting(session: Session, rows: Sequence[TemplateRecord], target: str) -> None:
+    """Refuse to restrict records ``deleting``: a deletion or a merge took them, and the
+    restrictions would go with them (after a merge, the kept subject's copies hold them)."""
+    if any(r.state is RecordState.DELETING for r in rows):
+        session.rollback()
+        raise ConflictError(
+            f"{target!r} is being deleted or was merged into another subject; nothing was "
+            "restricted (restrict the subject it was merged into)",
+            reason="subject_deleting",
+        )
 
 
 class SubjectService:
@@ -410,9 +459,15 @@ class SubjectService:
     def restrict_subject(
         self, external_id: str, restrictions: SharingRestrictions, *, actor: str
     ) -> Sequence[TemplateRecord]:
-        """Set the same restrictions on every record of a subject."""
+        """Set the same restrictions on every record of a subject, under its row lock (a
+        merge's commit takes it to copy the restrictions: one or the other goes first).
+        :class:`ConflictError` ``subject_deleting`` when the subject is being deleted or was
+        merged into another (its records ``deleting``): nothing changes."""
         subject = self._subject(external_id)
+        self.subjects.lock(subject)
+        self.session.expire_all()  # as they are now, under the lock
         rows = self.records.of_subject(subject.id)
+        _refuse_deleting(self.session, rows, external_id)
         value = restrictions.model_dump(mode="json")
         for row in rows:
             row.restrictions = value
@@ -436,6 +491,12 @@ class SubjectService:
                 f"record {reference!r} is not one of subject {subject!r}'s",
                 reason="unknown_record",
             )
+        owner = self.subjects.by_id(row.subject_id)
+        if owner is not None:  # as restrict_subject: a merge's commit takes it too
+            self.subjects.lock(owner)
+        self.session.expire_all()  # as it is now, under the lock
+        row = self.record(reference)
+        _refuse_deleting(self.session, [row], reference)
         row.restrictions = restrictions.model_dump(mode="json")
         self.audit.record(actor, "record.restrict", reference, {"restrictions": row.restrictions})
         self.session.commit()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -16,13 +18,16 @@ from node_support import bearer, cli, enrol
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+import node.services.subjects as subjects_service
 from matcher.face.template import FaceTemplate
 from node.db.models import AuditEvent, Encounter, Modality, RecordState, Role, Subject
 from node.exchange.references import HitReferences
-from node.exchange.search import RecordRestrictions
+from node.exchange.responder import Probe
+from node.exchange.search import GallerySearch, RecordRestrictions
 from node.repositories.records import RecordRepository
 from node.restrictions import SharingRestrictions
 from node.services.enrolment import Capture, EnrolmentService, Extracted
+from node.services.erasure import finish_deletions
 from node.services.galleries import GallerySet, subject_key
 from policy.restrictions import parse_restrictions
 
@@ -258,3 +263,111 @@ def test_a_duplicate_whose_templates_the_gallery_lost_is_not_merged(
     code, _, err = cli(["subjects", "merge", "keep", "dup", "-y", *operator], capsys)
     assert code == 7 and "[missing_from_gallery]" in err
     assert galleries.references() == before and _id(sessions, "dup") == dup_id
+
+
+def test_a_restriction_set_on_the_duplicate_during_a_merge_goes_to_the_copies(
+    operator: list[str],
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restriction set on the duplicate between the merge's copies (step 1, restrictions
+    read then) and its commit was lost: KEEP's copies kept the older, looser ones."""
+    url, token = operator[1], Path(operator[3]).read_text().strip()
+    at_commit, go = threading.Event(), threading.Event()
+    commit = subjects_service._merge_commit
+
+    def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # widens the window only
+        at_commit.set()
+        assert go.wait(30)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(subjects_service, "_merge_commit", paused)
+    merged: list[httpx.Response] = []
+    merging = threading.Thread(
+        target=lambda: merged.append(
+            httpx.post(
+                url + "/subjects/keep/merge",
+                json={"duplicate": "dup"},
+                headers=bearer(token),
+                timeout=60,
+            )
+        )
+    )
+    merging.start()
+    try:
+        assert at_commit.wait(30)
+        restricted = httpx.put(
+            url + "/subjects/dup/restrictions",
+            json={"no_exchange_consent": True},
+            headers=bearer(token),
+            timeout=30,
+        )
+        assert restricted.status_code == 200, restricted.text
+    finally:
+        go.set()
+        merging.join()
+    assert merged[0].status_code == 200, merged[0].text
+    keep_id = _id(sessions, "keep")
+    assert keep_id is not None
+    with sessions() as s:
+        rows = RecordRepository(s).of_subject(keep_id)
+        consent = [r.restrictions.get("no_exchange_consent") for r in rows]
+    assert sorted(map(bool, consent)) == [False, True, True, True]
+    combined = RecordRestrictions(engine)([subject_key(keep_id)])[0]
+    assert combined.no_exchange_consent
+
+
+def _block_removals(galleries: GallerySet) -> list[Path]:
+    """Make each gallery's next write fail (EISDIR), as a full or read-only disk would."""
+    blockers = []
+    for gallery in galleries.galleries().values():
+        blocker = gallery.directory / f"tomb-{gallery.generation + 1:010d}.npy"
+        blocker.mkdir()
+        blockers.append(blocker)
+    return blockers
+
+
+def test_a_merge_whose_gallery_removal_fails_leaves_the_duplicate_out_of_every_search(
+    operator: list[str],
+    faces: dict[str, FaceTemplate],
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The duplicate's old records were settled although the gallery still held them: a
+    peer's search returned the duplicate first and then dropped it (a false no-hit)."""
+    commit = subjects_service._merge_commit
+    blockers: list[Path] = []
+
+    def then_the_disk_fails(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        done = commit(*args, **kwargs)
+        blockers.extend(_block_removals(galleries))
+        return done
+
+    monkeypatch.setattr(subjects_service, "_merge_commit", then_the_disk_fails)
+    keep_id = _id(sessions, "keep")
+    code, _, err = cli(["subjects", "merge", "keep", "dup", "-y", *operator], capsys)
+    # a peer's search finds keep, never the duplicate's old records
+    found = GallerySearch(galleries)(Probe("face", face=faces["dup"]), 1, 1e-3)
+    assert [c.record_ref for c in found] == [subject_key(keep_id or 0)]
+    assert (code, len(err.splitlines())) == (7, 1) and err.endswith(" [storage_error]\n"), err
+    assert "'dup' was merged into 'keep'" in err and "do not merge again" in err
+    with sessions() as s:
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "subject.merge"))
+    assert event is not None
+    # the duplicate is being deleted: not restricted (its restrictions would go with it)
+    token = Path(operator[3]).read_text().strip()
+    refused = httpx.put(
+        operator[1] + "/subjects/dup/restrictions",
+        json={"no_exchange_consent": True},
+        headers=bearer(token),
+    )
+    assert refused.status_code == 409 and refused.json()["error"] == "subject_deleting"
+    for blocker in blockers:
+        blocker.rmdir()
+    assert finish_deletions(galleries, sessions) == 3  # the running node's erasure task
+    assert _id(sessions, "dup") is None
+    assert not galleries.unsettled()
