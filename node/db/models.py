@@ -177,6 +177,10 @@ class TemplateRecord(Base):
     state: Mapped[RecordState] = mapped_column(
         _enum(RecordState, "record_state"), default=RecordState.PENDING
     )
+    #: A merge's copy, not committed yet: its original's reference (migration 0014). Reconcile
+    #: removes such a ``pending`` copy from both stores, never activates it: the merge did not
+    #: happen. The merge's commit clears it.
+    merge_of: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 

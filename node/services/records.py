@@ -16,7 +16,9 @@ delete (a subject and everything of it)
 undoes whatever a crash interrupted: ``pending`` rows whose reference is in the gallery become
 ``active`` (step 2 happened), the others are deleted (it did not), and with them every pending
 row of the same ``source`` (one file of a bulk load is enrolled whole or not at all, though its
-fingers and face go to two gallery appends), whose templates are then orphans; ``deleting``
+fingers and face go to two gallery appends), whose templates are then orphans; the pending
+copies of a merge that did not commit (``merge_of``, :func:`node.services.subjects.merge_subjects`)
+are deleted, and their templates removed as orphans, whatever the gallery holds; ``deleting``
 rows are removed from the gallery and deleted, with their subject once it has no rows left;
 gallery entries with no row at all are removed, unless they are more than an interrupted write
 leaves (:mod:`node.services.params`): then it refuses, the database being the wrong one or
@@ -411,9 +413,11 @@ class RecordService:
         # One source (a loaded file, a capture session) completes or rolls back as a whole:
         # a batch whose fingers were appended but not its face is undone, fingers included,
         # so a re-run (which skips sources it holds) enrols the whole file again.
-        cut = {r.source for r in pending if r.source is not None and r.reference not in in_gallery}
+        # A merge's copies (merge_of) go whatever the gallery holds: the merge did not commit.
+        enrolled = [r for r in pending if r.merge_of is None]
+        cut = {r.source for r in enrolled if r.source is not None and r.reference not in in_gallery}
         for row in pending:
-            done = row.reference in in_gallery and row.source not in cut
+            done = row.merge_of is None and row.reference in in_gallery and row.source not in cut
             (report.completed if done else report.rolled_back).append(row.reference)
         self.records.set_state(report.completed, RecordState.ACTIVE)
         self.records.delete(report.rolled_back)

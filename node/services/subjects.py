@@ -27,13 +27,15 @@ subjects' row locks, which :meth:`SubjectService.restrict_subject` and
 :meth:`SubjectService.restrict_record` take too: a restriction set during steps 1 and 2 is
 kept, and one asked after step 3 is refused (the originals are ``deleting``).
 
-A failure before step 3's commit undoes steps 1 and 2 (nothing merged; run it again); a crash
-there leaves the copies to the start-up reconcile, which activates those the gallery holds:
-the kept subject then holds copies of the duplicate's records and the duplicate is untouched,
-so deleting the duplicate completes the merge. Sharing restrictions are not rewritten: each
-record keeps its own, and a subject's hits are shared only as every one of its active records'
-restrictions allow (:mod:`node.exchange.search`), so the merged subject is restricted by the
-union of both subjects' restrictions and no record becomes shareable with more peers.
+A failure before step 3's commit undoes steps 1 and 2 (nothing merged; run it again), and so
+does the start-up reconcile after a crash there: the copies name their originals
+(``merge_of``, cleared by step 3's commit), so reconcile removes them from both stores rather
+than activating them as an interrupted enrolment's, and the merge is run again.
+
+Sharing restrictions are not merged: each copy keeps its original's, and a subject's hits are
+shared only as every one of its active records' restrictions allow
+(:mod:`node.exchange.search`), so the merged subject is restricted by the union of both
+subjects' restrictions and no record becomes shareable with more peers.
 """
 
 from __future__ import annotations
@@ -325,6 +327,7 @@ def _copy(row: TemplateRecord, keep_id: int, targets: dict[int, int]) -> Templat
         restrictions=row.restrictions,
         source=row.source,
         state=RecordState.PENDING,
+        merge_of=row.reference,  # a copy of an uncommitted merge: reconcile removes it
     )
 
 
@@ -358,6 +361,7 @@ def _merge_commit(
         for old, new in by_old.items():
             if old in originals and new in copies:  # else refused just below
                 copies[new].restrictions = originals[old].restrictions
+                copies[new].merge_of = None  # committed with the merge: a record as any
         session.flush()
         active = records.set_state(new_refs, RecordState.ACTIVE, only=RecordState.PENDING)
         flagged = records.set_state(old_refs, RecordState.DELETING, only=RecordState.ACTIVE)

@@ -130,7 +130,7 @@ def test_db_cli_upgrade_and_current(
     assert code == 0
     assert json.loads(out)["up_to_date"] is False
     code, out, _ = run_cli(["db", "upgrade"], capsys)
-    assert (code, out.strip()) == (0, "database at revision 0013")
+    assert (code, out.strip()) == (0, "database at revision 0014")
     code, out, _ = run_cli(["db", "current"], capsys)
     assert "up to date" in out
     code, _, err = run_cli(["db", "upgrade", "--revision", "bogus"], capsys)  # was a traceback

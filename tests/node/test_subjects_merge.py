@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -29,6 +32,7 @@ from node.restrictions import SharingRestrictions
 from node.services.enrolment import Capture, EnrolmentService, Extracted
 from node.services.erasure import finish_deletions
 from node.services.galleries import GallerySet, subject_key
+from node.settings import Settings
 from policy.restrictions import parse_restrictions
 
 #: Subjects enrolled with one random face each besides ``keep`` and ``dup``.
@@ -371,3 +375,89 @@ def test_a_merge_whose_gallery_removal_fails_leaves_the_duplicate_out_of_every_s
     assert finish_deletions(galleries, sessions) == 3  # the running node's erasure task
     assert _id(sessions, "dup") is None
     assert not galleries.unsettled()
+
+
+#: Runs a merge of ``dup`` into ``keep`` that stops after its step 2 (copies committed pending
+#: and appended to the gallery) and waits there to be killed.
+_CRASHING_MERGE = """
+import sys, time
+from pathlib import Path
+import node.services.subjects as subjects
+from node.db.engine import create_db_engine, session_factory
+from node.services.galleries import GallerySet
+
+def hang(*args, **kwargs):
+    print("ready", flush=True)
+    time.sleep(600)
+
+subjects._merge_commit = hang
+sessions = session_factory(create_db_engine(sys.argv[1]))
+with GallerySet.open(Path(sys.argv[2])) as galleries, sessions() as session:
+    subjects.merge_subjects(session, galleries, "keep", "dup", actor="user:op")
+"""
+
+
+def test_a_merge_killed_before_its_commit_is_undone_by_reconcile(
+    node_env: Settings,
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    db_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Reconcile activated the copies of a merge killed between its gallery copy and its
+    commit: both subjects stayed live, and deleting the duplicate (the advice then) lost its
+    hit references and encounters. Now nothing is merged and the merge is run again."""
+    rng = np.random.default_rng(5)
+    faces = {name: _face(rng) for name in ("keep", "dup", "other")}
+    with GallerySet.open(node_env.gallery_path) as galleries:
+        for name, face in faces.items():
+            _enrol_face(sessions, galleries, name, face)
+        enrol(sessions, galleries, "dup", 2)
+        before = galleries.references()
+    dup_id = _id(sessions, "dup")
+    assert dup_id is not None
+    hits = HitReferences(engine, secrets.token_bytes(32))
+    reference = hits.issue(uuid.uuid4(), "TH", subject_key(dup_id))
+    script = tmp_path / "crashing_merge.py"
+    script.write_text(_CRASHING_MERGE)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    worker = subprocess.Popen(
+        [sys.executable, str(script), db_url, str(node_env.gallery_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline().strip() == "ready"
+    finally:
+        worker.kill()
+        worker.wait()
+        if worker.stdout is not None:
+            worker.stdout.close()
+    code, _, err = cli(["gallery", "reconcile"], capsys)  # as bdx serve's start-up
+    assert code == 0, err
+    keep_id = _id(sessions, "keep")
+    assert keep_id is not None and _id(sessions, "dup") == dup_id
+    with sessions() as s:
+        kept = RecordRepository(s).of_subject(keep_id)
+        duplicate = RecordRepository(s).of_subject(dup_id)
+    assert len(kept) == 1 and len(duplicate) == 3
+    assert {r.state for r in [*kept, *duplicate]} == {RecordState.ACTIVE}
+    with GallerySet.open(node_env.gallery_path) as galleries:
+        assert galleries.references() == before  # the copies are gone from the gallery too
+        done = merge_subjects_service(sessions, galleries)  # run again, as the README says
+        assert (done.records, done.encounters, done.hit_references) == (3, 2, 1)
+        found = GallerySearch(galleries)(Probe("face", face=faces["dup"]), 1, 1e-3)
+    assert [c.record_ref for c in found] == [subject_key(keep_id)]
+    with sessions() as s:
+        assert all(r.merge_of is None for r in RecordRepository(s).of_subject(keep_id))
+    resolved = hits.resolve(reference)
+    assert resolved is not None and resolved[0] == subject_key(keep_id)
+
+
+def merge_subjects_service(
+    sessions: sessionmaker[Session], galleries: GallerySet
+) -> subjects_service.MergeResult:
+    with sessions() as s:
+        return subjects_service.merge_subjects(s, galleries, "keep", "dup", actor="user:op")
