@@ -181,20 +181,26 @@ def restrict(
     """Set the sharing restrictions of every record of a subject, or of one (--record): they
     replace the records' restrictions (not merged with them) and apply to peers' next queries.
     New records can get them as they are enrolled (`POST /gallery/enrol?restrictions=`,
-    `bdx gallery load --restrictions`). A record of another subject is not found (exit 4)."""
+    `bdx gallery load --restrictions`). A record of another subject is not found (exit 4); a
+    subject being deleted or merged into another is exit 3 (subject_deleting)."""
     body = restrictions.model_dump(mode="json")
     with _client(token, token_file, url, ca_file, config) as client:
-        if record is None:
-            done = client.call(
-                "PUT", _path(external_id) + "/restrictions", json=body, what="the restriction"
-            )
-            records = done["records"]
-        else:
-            path = "/records/" + quote(record, safe="") + "/restrictions"
-            done = client.call(
-                "PUT", path, json=body, params={"subject": external_id}, what="the restriction"
-            )
-            records = [done]
+        try:
+            if record is None:
+                done = client.call(
+                    "PUT", _path(external_id) + "/restrictions", json=body, what="the restriction"
+                )
+                records = done["records"]
+            else:
+                path = "/records/" + quote(record, safe="") + "/restrictions"
+                done = client.call(
+                    "PUT", path, json=body, params={"subject": external_id}, what="the restriction"
+                )
+                records = [done]
+        except NodeRequestError as exc:
+            if exc.reason == "subject_deleting":  # being deleted, or merged into another
+                exc.exit_code = EXIT_CONFLICT
+            raise
     if json:
         print_json(done)
         return
@@ -437,7 +443,8 @@ def rename(
     """Give a subject a new external id (a corrected file number). Its records, encounters
     and hit references stay its own; OLD then names nobody and no rename gives it again, and
     NEW must never have named a subject (renamed, merged or deleted ones included): else exit 3
-    (external_id_used), nothing renamed. Audited as subject.rename. An unknown OLD is exit 4."""
+    (external_id_used), nothing renamed; so is a subject being enrolled into or deleted
+    (subject_busy). Audited as subject.rename. An unknown OLD is exit 4."""
     if old == new:
         raise typer.BadParameter("the new external id is the old one", param_hint="NEW")
     with _client(token, token_file, url, ca_file, config) as client:
@@ -446,7 +453,7 @@ def rename(
                 "PUT", _path(old) + "/external-id", json={"external_id": new}, what="the rename"
             )
         except NodeRequestError as exc:
-            if exc.reason == "external_id_used":
+            if exc.reason in ("external_id_used", "subject_busy"):
                 exc.exit_code = EXIT_CONFLICT
             raise
     if json:

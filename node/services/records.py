@@ -388,7 +388,7 @@ class RecordService:
             references = [row.reference for row in rows]
             self.gallery.remove(references)
             self.records.delete(references)
-            self._drop_emptied_subjects({row.subject_id for row in rows})
+            self._drop_emptied_subjects({row.subject_id for row in rows}, retire=True)
             if references:  # its subject.delete event is the first attempt's
                 self.audit.record(actor, "records.reconcile", None, {"deleted": len(references)})
             self.session.commit()
@@ -435,7 +435,7 @@ class RecordService:
         self.gallery.remove(report.deleted)
         subject_ids = {row.subject_id for row in deleting}
         self.records.delete(report.deleted)
-        self._drop_emptied_subjects(subject_ids)
+        self._drop_emptied_subjects(subject_ids, retire=True)
 
         known = self.records.references(RecordState.ACTIVE)
         known |= self.records.references(RecordState.PENDING)
@@ -473,11 +473,17 @@ class RecordService:
             reason="too_many_orphans",
         )
 
-    def _drop_emptied_subjects(self, subject_ids: set[int]) -> None:
+    def _drop_emptied_subjects(self, subject_ids: set[int], *, retire: bool = False) -> None:
+        """Delete those of these subjects left without records; with ``retire`` (a deletion
+        finished: the subject was enrolled), note their external ids as no rename's to take
+        (:meth:`SubjectRepository.retire`; a merged one stays noted as merged)."""
         for subject_id in subject_ids:
             subject = self.session.get(Subject, subject_id)
-            if subject is not None:
-                self.subjects.delete_if_empty(subject)
+            if subject is None:
+                continue
+            external_id = subject.external_id
+            if self.subjects.delete_if_empty(subject) and retire:
+                self.subjects.retire(external_id, "deleted")
 
 
 class _Deletions:

@@ -516,9 +516,20 @@ class SubjectService:
         :data:`SUBJECT_RENAME_ACTION`. Its numeric id, records, encounters and hit references
         stay (a hit reference resolves to it under the new id). ``new`` must never have named
         a subject (:meth:`SubjectRepository.ever_used`): else :class:`ConflictError`
-        ``external_id_used``, nothing changed. The old id is retired."""
+        ``external_id_used``, nothing changed. The old id is retired. A subject being enrolled
+        into or deleted (a record not ``active``) is :class:`ConflictError` ``subject_busy``,
+        nothing changed, as a merge refuses it: a deletion finished later would delete it
+        under the new id, which no ``subject.delete`` event names."""
         subject = self._subject(external_id)
         self.subjects.lock(subject)
+        self.session.expire_all()  # as they are now, under the lock
+        if any(r.state is not RecordState.ACTIVE for r in self.records.of_subject(subject.id)):
+            self.session.rollback()
+            raise ConflictError(
+                f"subject {external_id!r} is being enrolled into or deleted; nothing was "
+                "renamed, try again once it is done",
+                reason="subject_busy",
+            )
         if self.subjects.ever_used(new):
             self.session.rollback()
             raise _used(new)

@@ -370,6 +370,9 @@ def test_a_merge_whose_gallery_removal_fails_leaves_the_duplicate_out_of_every_s
         headers=bearer(token),
     )
     assert refused.status_code == 409 and refused.json()["error"] == "subject_deleting"
+    restrict = ["subjects", "restrict", "dup", "--restrictions", '{"no_exchange_consent": true}']
+    code, _, err = cli([*restrict, *operator], capsys)
+    assert code == 3 and "[subject_deleting]" in err, err
     for blocker in blockers:
         blocker.rmdir()
     assert finish_deletions(galleries, sessions) == 3  # the running node's erasure task

@@ -20,7 +20,9 @@ from node.db.engine import create_db_engine
 from node.db.migrate import upgrade
 from node.db.models import AuditEvent, RetiredExternalId, Role, Subject
 from node.exchange.references import HitReferences
+from node.services.erasure import finish_deletions
 from node.services.galleries import GallerySet, subject_key
+from node.services.records import RecordService
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -163,3 +165,43 @@ def test_migration_retires_the_ids_of_subjects_deleted_before_it(fresh_db_url: s
             assert rows[0].retired_at == NOW
     finally:
         engine.dispose()
+
+
+def _block_writes(galleries: GallerySet) -> list[Path]:
+    """Make each gallery's next write fail (EISDIR), as a full or read-only disk would."""
+    blockers = []
+    for gallery in galleries.galleries().values():
+        blocker = gallery.directory / f"tomb-{gallery.generation + 1:010d}.npy"
+        blocker.mkdir()
+        blockers.append(blocker)
+    return blockers
+
+
+@pytest.mark.parametrize("finish", ["erasure task", "reconcile"])
+def test_a_subject_being_deleted_is_not_renamed_and_its_id_is_retired(
+    finish: str,
+    operator: list[str],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A rename of a subject whose deletion had begun was accepted: the erasure task then
+    deleted it under the new id, which was never retired (a rename could take it)."""
+    blockers = _block_writes(galleries)
+    code, _, err = cli(["subjects", "delete", "case-1", "--yes", *operator], capsys)
+    assert code == 7 and "[storage_error]" in err
+    code, _, err = cli(["subjects", "rename", "case-1", "case-1b", *operator], capsys)
+    assert code == 3 and "[subject_busy]" in err, err
+    assert _id(sessions, "case-1") is not None and _id(sessions, "case-1b") is None
+    for blocker in blockers:
+        blocker.rmdir()
+    if finish == "erasure task":
+        assert finish_deletions(galleries, sessions) == 2
+    else:
+        with sessions() as s:
+            assert len(RecordService(s, galleries).reconcile().deleted) == 2
+    assert _id(sessions, "case-1") is None
+    with sessions() as s:
+        retired = s.get(RetiredExternalId, "case-1")
+        assert retired is not None and retired.how == "deleted"
+        assert s.scalar(select(AuditEvent).where(AuditEvent.action == "subject.rename")) is None
