@@ -65,7 +65,10 @@ EXIT_CONFLICT = 3
 #: Exit code of the node's storage at fault (README: 7): a merge whose duplicate's templates
 #: the gallery lost.
 EXIT_STORAGE = 7
-#: Exit code of a usage error (README: 2): a bad id in ``delete --file``'s list.
+#: Exit code of bad input data (README: 3, the contents of a file, never 2): ``delete
+#: --file``'s list with a bad id, no id, or not UTF-8 text.
+EXIT_BAD_INPUT = 3
+#: Exit code of a usage error (README: 2): no confirmation where one is needed.
 EXIT_USAGE = 2
 #: Exit code of something not found (README: 4): ``delete --file``'s list, or a subject.
 EXIT_NOT_FOUND = 4
@@ -223,17 +226,24 @@ def _record_line(rec: dict[str, Any]) -> str:
 def _read_ids(path: Path) -> list[str]:
     """The external ids of an id list (``-``: standard input): one a line, blank lines and
     lines starting with ``#`` skipped, surrounding blanks dropped; each checked as the node
-    checks one, the whole list before anything is deleted. A bad id is exit 2 naming its
-    line (and every other bad line's); a file that cannot be read is exit 4."""
+    checks one, the whole list before anything is deleted. Bad contents are exit 3 (bad
+    input data, ``bad_id_list``): a bad id, naming its line (and every other bad line's), no
+    id at all, or text that is not UTF-8; a file that cannot be read is exit 4."""
     name = "standard input" if str(path) == "-" else str(path)
     try:
         if str(path) == "-":
             text = sys.stdin.read() if sys.stdin is not None else ""
         else:
             text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise NodeRequestError(
-            f"cannot read the id list {name}: {getattr(exc, 'strerror', None) or exc}",
+            f"{name}: byte {exc.start + 1} is not UTF-8 text; nothing was deleted",
+            reason="bad_id_list",
+            exit_code=EXIT_BAD_INPUT,
+        ) from None
+    except OSError as exc:
+        raise NodeRequestError(
+            f"cannot read the id list {name}: {exc.strerror or type(exc).__name__}",
             reason="no_id_list",
             exit_code=EXIT_NOT_FOUND,
         ) from None
@@ -255,13 +265,13 @@ def _read_ids(path: Path) -> list[str]:
             "characters, no '/', control or invisible characters, no surrounding blanks); "
             "nothing was deleted",
             reason="bad_id_list",
-            exit_code=EXIT_USAGE,
+            exit_code=EXIT_BAD_INPUT,
         )
     if not ids:
         raise NodeRequestError(
             f"{name} lists no external id; nothing was deleted",
             reason="bad_id_list",
-            exit_code=EXIT_USAGE,
+            exit_code=EXIT_BAD_INPUT,
         )
     return list(dict.fromkeys(ids))
 
@@ -302,9 +312,9 @@ def delete(
     """Delete a subject and all their records; their templates are then erased from the
     gallery files. Asks first unless --yes (required when not run from a terminal, and with
     --file -). With --file, deletes every subject listed (the list is checked whole first: a
-    bad id is exit 2 and nothing is deleted), showing progress; ids of no subject are
-    reported (exit 4 when some were, after the others are deleted), and an interrupted run
-    can simply be run again."""
+    bad id, or a list that is not UTF-8 text, is exit 3 and nothing is deleted), showing
+    progress; ids of no subject are reported (exit 4 when some were, after the others are
+    deleted), and an interrupted run can simply be run again."""
     if (external_id is None) == (file is None):
         raise typer.BadParameter("give one external id or --file, not both", param_hint="--file")
     if file is not None:

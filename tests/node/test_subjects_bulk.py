@@ -118,12 +118,16 @@ def test_a_bad_list_deletes_nothing_and_names_its_lines(
     listed = tmp_path / "ids.txt"
     listed.write_text("case-1\nbad/id\n# fine\ncase 2\n" + "x" * 200 + "\ncase\u200b3\n")
     code, out, err = cli(["subjects", "delete", "--file", str(listed), "-y", *operator], capsys)
-    assert code == 2 and not out
+    assert code == 3 and not out  # bad contents of a file (README: 3, never 2)
     assert "line 2, 5, 6:" in err and "[bad_id_list]" in err and len(err.splitlines()) == 1
     assert _enrolled(sessions) == set(SUBJECTS) and _deletions(sessions) == []
     listed.write_text("# nothing\n\n")
     code, _, err = cli(["subjects", "delete", "--file", str(listed), "-y", *operator], capsys)
-    assert code == 2 and "lists no external id" in err
+    assert code == 3 and "lists no external id" in err
+    listed.write_bytes("case-1\nJos\xe9\n".encode("latin-1"))  # not UTF-8: was 4 no_id_list
+    code, _, err = cli(["subjects", "delete", "--file", str(listed), "-y", *operator], capsys)
+    assert code == 3 and "byte 11 is not UTF-8 text" in err and "[bad_id_list]" in err, err
+    assert _enrolled(sessions) == set(SUBJECTS)
     code, _, err = cli(
         ["subjects", "delete", "--file", str(tmp_path / "none"), "-y", *operator], capsys
     )
