@@ -158,7 +158,7 @@ def _case_ref_digest(config: Path | None) -> Callable[[str, str], str]:
     from node.exchange.responder import case_ref_digest  # the exchange's imports
     from node.exchange.setup import hit_secret
 
-    secret = hit_secret(settings_from(config))
+    secret = hit_secret(settings_from(config), create=False)  # reads both files, writes neither
     return lambda requester, case_ref: case_ref_digest(secret, requester, case_ref)
 
 
@@ -235,8 +235,9 @@ def list_cmd(
         reference=reference,
         action=action,
     )
-    if case_ref is not None:
-        flt = dataclasses.replace(flt, case_ref=case_ref, case_ref_digest=_case_ref_digest(config))
+    if case_ref is not None:  # the value checked before the secret is read
+        flt = dataclasses.replace(flt, case_ref=case_ref)
+        flt = dataclasses.replace(flt, case_ref_digest=_case_ref_digest(config))
     with _open_log(config, signing_key, origin) as opened:
         items, total = query.list_events(opened.log, flt, offset=offset, limit=limit)
         query.record_auditor_action(opened.log, _actor(), "search", flt.to_json())

@@ -203,10 +203,18 @@ def _log_key_history(
     return [k for k, line in zip(keys, lines, strict=True) if line != mine]
 
 
-def hit_secret(settings: Settings) -> bytes:
-    """The hit-reference secret, created (0600, random) on first start."""
+def hit_secret(settings: Settings, *, create: bool = True) -> bytes:
+    """The hit-reference secret, created (0600, random) on first start. A reader that must
+    not create one (``create`` false: an auditor's command, whose new random secret would
+    match nothing) gets a :class:`ConfigError` (``no_hit_secret``) where there is none."""
     path = settings.hit_secret_file or settings.data_dir / "hit-secret.key"
     if not path.exists():
+        if not create:
+            raise ConfigError(
+                f"no hit secret at {path}: give the settings of the node whose secret it is "
+                "(hit_secret_file or data_dir)",
+                reason="no_hit_secret",
+            )
         _create_hit_secret(path)
     try:
         secret = Path(path).read_bytes()

@@ -41,7 +41,7 @@ TOKEN_USE_LOCK_WAIT_S = 2.0
 #: the request body stays small (128-character ids: about 130 KB). A longer list is sent in
 #: several requests; ``bdx subjects delete --file`` does so.
 MAX_BULK_DELETIONS = 1000
-#: The running node warns (WARNING in its log, ``admin_tokens`` in ``/health``) once every live
+#: The running node warns (WARNING in its log, ``GET /users/admin-tokens``) once every live
 #: API token of its active admins expires within this many days: an admin can then still
 #: issue a new token over the API, and two weeks leave room for a holiday or a change
 #: approval; later, only ``bdx users token`` on the node's machine makes an admin again.

@@ -56,6 +56,10 @@ TOKEN_LIST_ACTION = "token.list"
 #: and tokens, never a token or its hash): it shows every user's tokens, as ``token.list`` one
 #: user's.
 USER_LIST_ACTION = "user.list"
+#: The audit action of a reading of the admins' token standing (``GET /users/admin-tokens``:
+#: the admins' names, how many live tokens, the last expiry), as ``user.list`` records its
+#: listing; the record holds the state and the count only.
+ADMIN_TOKENS_ACTION = "user.admin_tokens"
 
 
 def user_name_problem(name: str) -> str | None:
@@ -249,6 +253,19 @@ class UserService:
         self.audit.record(actor, TOKEN_LIST_ACTION, name, {"returned": len(rows)})
         self.session.commit()
         return rows
+
+    def read_admin_standing(self, window: timedelta, *, actor: str) -> AdminStanding | None:
+        """:meth:`admin_standing`, recorded as ``actor``'s reading (:data:`ADMIN_TOKENS_ACTION`:
+        the state and how many live tokens)."""
+        standing = self.admin_standing(window)
+        details = (
+            {"state": "no_admin", "tokens": 0}
+            if standing is None
+            else {"state": standing.state, "tokens": standing.tokens}
+        )
+        self.audit.record(actor, ADMIN_TOKENS_ACTION, None, details)
+        self.session.commit()
+        return standing
 
     def has_usable_admin(self) -> bool:
         """Whether an active admin holds a live token (neither revoked nor expired): someone

@@ -176,3 +176,23 @@ def test_an_auditor_finds_a_quoted_case_reference(
     assert len(searches) == 3  # two lists by the CLI, one by the API (refusals: none)
     assert all(e["details"]["case_ref"] == "withheld" for e in searches)
     assert not any(quoted in json.dumps(e) or other in json.dumps(e) for e in searches)
+
+
+def test_an_auditors_case_ref_search_never_creates_a_hit_secret(
+    nodes: dict[str, ServiceNode], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With settings whose data_dir holds no secret (an auditor's copy), ``--case-ref`` made
+    a new random secret, matched nothing and exited 0; a refused value made one too. It is
+    now refused, and nothing is written."""
+    s = nodes["ID"].app.state.settings
+    elsewhere = tmp_path / "auditor"
+    cfg = tmp_path / "auditor.toml"
+    cfg.write_text(
+        f'country = "ID"\ndata_dir = "{elsewhere}"\ndatabase_url = "{s.db_url}"\n'
+        f'pki_dir = "{s.pki_dir}"\n'
+    )
+    code, _, err = bdx(["audit", "list", "--case-ref", "no spaces", "--config", str(cfg)], capsys)
+    assert code == 2 and "case_ref must be" in err
+    code, _, err = bdx(["audit", "list", "--case-ref", "DOE.JANE-1", "--config", str(cfg)], capsys)
+    assert code == 2 and "[no_hit_secret]" in err
+    assert not (elsewhere / "hit-secret.key").exists()

@@ -25,12 +25,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from node_support import bearer, cli, free_port
-from sqlalchemy import Engine, event, insert
+from sqlalchemy import Engine, event, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.api.app import create_app
 from node.db.base import utc_now
-from node.db.models import ApiToken, Role
+from node.db.models import ApiToken, AuditEvent, Role
 from node.services import params
 from node.services.galleries import GallerySet
 from node.services.users import AdminWatch, UserService, admin_warning_window
@@ -139,6 +139,14 @@ def test_no_admin_with_a_live_token_is_an_error_line_at_start(
         notice = http.get("/users/admin-tokens", headers=bearer(auditor)).json()
         assert notice["state"] == "none" and notice["admins"] == [] and notice["tokens"] == 0
         assert notice["expires_at"] is None and "bdx users token" in notice["detail"]
+    # The reading shows the admins' names and their tokens' standing: recorded, as user.list
+    with sessions() as session:
+        readings = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "user.admin_tokens")
+        ).all()
+    assert [(e.actor, e.details) for e in readings] == [
+        ("user:watcher", {"state": "none", "tokens": 0})
+    ]
 
 
 def test_a_node_without_an_admin_user_is_not_watched(

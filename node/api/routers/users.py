@@ -105,7 +105,7 @@ def admin_tokens(
     caller: AdminOrAuditor, session: SessionDep, settings: SettingsDep
 ) -> AdminTokensOut:
     window = admin_warning_window(settings.token_max_days)
-    standing = _service(session, settings).admin_standing(window)
+    standing = _service(session, settings).read_admin_standing(window, actor=actor(caller))
     days = window / timedelta(days=1)
     if standing is None:
         return AdminTokensOut(
