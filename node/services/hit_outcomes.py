@@ -21,10 +21,13 @@ any for admins and auditors. A query without a hit has nothing to ask (409 ``no_
 this node's own trust list, CRL or certificates refused is 503 with their code, nobody asked.
 Each answer, and each failure to get one, is logged in the exchange log as
 ``outcome_received`` (the peer, the query, the reference, the status, the outcome and when it
-was recorded, the signed answer, who asked; indexed with the query, whose view shows the
-latest outcome received). An admin's or auditor's asking is recorded in the audit trail as
-``query.outcome`` (the query's officer and peer, the status and outcome; a refused one with
-its refusal), as their polls and readings are; an officer's of their own query is not.
+was recorded, when the peer signed the answer (``issued_at``, verified), the signed answer,
+who asked; indexed with the query, whose view shows the answer the peer signed last, not the
+one logged last). Askings of one query take turns, with its late polls
+(:meth:`~node.exchange.requester.Requester.poll_lock`). An admin's or auditor's asking is
+recorded in the audit trail as ``query.outcome`` (the query's officer and peer, the status
+and outcome; a refused one with its refusal: ``no_hit``, or this node's own PKI's code), as
+their polls and readings are; an officer's of their own query is not.
 """
 
 from __future__ import annotations
@@ -90,9 +93,17 @@ class HitOutcomeService:
             )
         notice = await anyio.to_thread.run_sync(self.exchange.pki_watch.refusal)
         if notice is not None:
+            if not viewer.officer:  # refused as the no_hit one is: recorded with its refusal
+                refused = {"status": found.status, "refused": notice.code}
+                await anyio.to_thread.run_sync(
+                    self.history.record, viewer, OUTCOME_ACTION, found, refused
+                )
             raise StoreUnavailableError(explain(notice), reason=notice.code)
-        result = await self._ask_peer(found, answer.reference)
-        await anyio.to_thread.run_sync(self._log, viewer, found, result)
+        # Askings of one query take turns (with its late polls), so the answers are logged in
+        # the order the peer signed them; the view orders them by that time all the same.
+        async with self.exchange.requester.poll_lock(found.query_id):
+            result = await self._ask_peer(found, answer.reference)
+            await anyio.to_thread.run_sync(self._log, viewer, found, result)
         if not viewer.officer:
             details: dict[str, Any] = {"status": result.status, "outcome": result.outcome}
             await anyio.to_thread.run_sync(
@@ -154,6 +165,7 @@ class HitOutcomeService:
             "status": result.status,
             "outcome": result.outcome,
             "outcome_at": None if result.outcome_at is None else result.outcome_at.isoformat(),
+            "issued_at": None if result.issued_at is None else result.issued_at.isoformat(),
             "detail": result.detail,
             "outcome_jws": result.token,
             "asked_by": viewer.actor,

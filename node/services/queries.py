@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -136,28 +136,27 @@ OUTCOME_ANSWERS = frozenset({"answered", "unknown_reference"})
 class LoggedFollowUp:
     """One outcome of a query's hit asked of its peer, as logged (``outcome_received``):
     the status (``answered``, ``unknown_reference`` or why there was no answer), the outcome
-    and when the peer's examiner recorded it, when this node logged it."""
+    and when the peer's examiner recorded it, when the peer signed its answer (``issued_at``,
+    verified; none for a failure, nor in entries logged before it was), when this node logged
+    it."""
 
     status: str
     received_at: datetime
     reference: str | None
     outcome: str | None
     outcome_at: datetime | None
+    issued_at: datetime | None = None
 
     @classmethod
     def of(cls, item: LoggedEvent) -> LoggedFollowUp:
         e = item.event
-        recorded = _text(e, "outcome_at")
-        try:
-            outcome_at = None if recorded is None else datetime.fromisoformat(recorded)
-        except ValueError:
-            outcome_at = None
         return cls(
             status=str(e.get("status")),
             received_at=_time(e, item),
             reference=_text(e, "reference"),
             outcome=_text(e, "outcome"),
-            outcome_at=outcome_at,
+            outcome_at=_logged_time(e, "outcome_at"),
+            issued_at=_logged_time(e, "issued_at"),
         )
 
 
@@ -220,10 +219,17 @@ class SentQuery:
 
     @property
     def follow_up(self) -> LoggedFollowUp | None:
-        """The latest outcome of its hit the peer answered (a failure to ask changes
-        nothing of what was learned before)."""
-        answered = [f for f in self.follow_ups if f.status in OUTCOME_ANSWERS]
-        return answered[-1] if answered else None
+        """The latest outcome of its hit the peer answered: the answer it signed last (its
+        ``issued_at``; of two signed at once, the one logged later; entries logged without
+        it come before any with it), not the one logged last: two askings that overlap log
+        their answers as each finishes. A failure to ask changes nothing of what was learned
+        before."""
+        answered = [
+            (f.issued_at is not None, f.issued_at or _BEFORE_ALL, position, f)
+            for position, f in enumerate(self.follow_ups)
+            if f.status in OUTCOME_ANSWERS
+        ]
+        return max(answered, key=lambda ranked: ranked[:3])[3] if answered else None
 
     @property
     def answer(self) -> LoggedReply | None:
@@ -425,6 +431,22 @@ def _assemble(items: Iterable[LoggedEvent]) -> list[SentQuery]:
 
 def _text(event: dict[str, Any], key: str) -> str | None:
     return text_of(event, key)
+
+
+#: The time a follow-up logged without ``issued_at`` ranks at: before any signed one.
+_BEFORE_ALL = datetime.min.replace(tzinfo=UTC)
+
+
+def _logged_time(event: dict[str, Any], key: str) -> datetime | None:
+    """The event's time ``key`` (ISO 8601, in UTC when it names no zone), if it holds one."""
+    text = _text(event, key)
+    try:
+        value = None if text is None else datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def _time(event: dict[str, Any], item: LoggedEvent) -> datetime:

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ from matcher.fingerprint import iso19794_2
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.synthetic import synthetic_templates
 from node.db.models import Role
-from node.exchange import params
+from node.exchange import outcomes, params
 from node.exchange.admission import RefusalBudget
 from node.exchange.messages import new_nonce
 from node.exchange.outcomes import (
@@ -389,6 +390,18 @@ def test_a_peer_whose_clock_is_off_or_that_is_down_gives_no_outcome(
     assert [e["status"] for e in logged] == ["invalid_reply", "unreachable", "unreachable"]
 
 
+def outcome_audit(nodes: Setup, query_id: str) -> list[dict[str, Any]]:
+    """TH's ``query.outcome`` audit events of query ``query_id``, oldest first."""
+    audit = httpx.get(
+        nodes.th.api_url + "/audit-events",
+        params={"action": OUTCOME_ACTION, "limit": 1000},
+        headers=nodes.headers("auditor"),
+        timeout=60,
+    )
+    assert audit.status_code == 200, audit.text
+    return [e for e in audit.json()["items"] if e["target"] == query_id]
+
+
 def test_officers_ask_for_their_own_queries_only_admins_and_auditors_on_the_record(
     nodes: Setup, fingers: list[list[FingerprintTemplate]]
 ) -> None:
@@ -400,19 +413,125 @@ def test_officers_ask_for_their_own_queries_only_admins_and_auditors_on_the_reco
     assert operator.status_code == 403 and operator.json()["error"] == "wrong_role"
     for user in ("admin", "auditor"):
         assert answered(nodes, query_id, user)["status"] == "answered"
-    audit = httpx.get(
-        nodes.th.api_url + "/audit-events",
-        params={"action": OUTCOME_ACTION, "limit": 1000},
-        headers=nodes.headers("auditor"),
-        timeout=60,
-    )
-    assert audit.status_code == 200, audit.text
-    mine = [e for e in audit.json()["items"] if e["target"] == query_id]
+    mine = outcome_audit(nodes, query_id)
     assert [e["actor"] for e in mine] == ["user:admin", "user:auditor"]
     assert mine[0]["details"]["officer"] == "user:officer"
     assert mine[0]["details"]["status"] == "answered"
     out = bdx(nodes, "officer2", "outcome", query_id)
     assert out.returncode == 4 and out.stderr.rstrip().endswith("[unknown_query]")
+
+
+def test_an_admins_asking_refused_for_this_nodes_own_pki_is_on_the_record(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a refused no_hit one is: the admin read the query's state."""
+    query_id, _ = hit(nodes, fingers[1][1])
+    watch = nodes.th.exchange.pki_watch
+    real = watch.refusal
+    sent = len(events(nodes.id, "outcome_sent"))
+    with monkeypatch.context() as patched:  # TH's trust list and CRL long past their update
+        patched.setattr(
+            watch, "refusal", lambda now=None: real(datetime.now(UTC) + timedelta(days=4000))
+        )
+        r = ask(nodes, query_id, "admin")
+    assert r.status_code == 503 and r.json()["error"].startswith("own_"), r.text
+    assert len(events(nodes.id, "outcome_sent")) == sent  # nobody was asked
+    (recorded,) = outcome_audit(nodes, query_id)
+    assert recorded["actor"] == "user:admin"
+    assert recorded["details"] == {
+        "officer": "user:officer",
+        "peer": "ID",
+        "status": "answered",
+        "refused": r.json()["error"],
+    }
+
+
+def test_overlapping_askings_show_the_answer_the_peer_signed_last(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The officer's asking has ID's "pending" in hand, slow to verify, when ID's operator
+    records "confirmed" and an admin asks: the query's follow-up is "confirmed", whichever
+    asking finished first."""
+    query_id, reference = hit(nodes, fingers[2][1])
+    real = outcomes.check_outcome
+    holding = threading.Event()
+    second_done = threading.Event()
+    calls: list[int] = []
+
+    def slow_first(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # the first answer, signed "pending", waits before it verifies
+            holding.set()
+            second_done.wait(timeout=3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(outcomes, "check_outcome", slow_first)
+    results: dict[str, dict[str, Any]] = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", answered(nodes, query_id)))
+    first.start()
+    try:
+        assert holding.wait(timeout=60)
+        record(nodes, reference, "confirmed")
+        results["second"] = answered(nodes, query_id, "admin")
+        second_done.set()
+    finally:
+        second_done.set()
+        first.join(timeout=120)
+    assert results["first"]["outcome"] == "pending"
+    assert results["second"]["outcome"] == "confirmed"
+    shown = httpx.get(
+        f"{nodes.th.api_url}/queries/{query_id}", headers=nodes.headers("officer"), timeout=60
+    )
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["follow_up"]["outcome"] == "confirmed"
+    out = bdx(nodes, "officer", "show", query_id)
+    assert out.returncode == 0, out.stderr
+    assert "examiner's outcome: confirmed (recorded " in out.stdout
+    # Each entry logs when ID signed the answer, as verified.
+    received = [e for e in events(nodes.th, "outcome_received") if e["query_id"] == query_id]
+    assert sorted(datetime.fromisoformat(e["issued_at"]) for e in received) == sorted(
+        datetime.fromisoformat(results[k]["issued_at"]) for k in ("first", "second")
+    )
+
+
+def test_the_follow_up_is_the_answer_signed_last_not_the_one_logged_last(
+    nodes: Setup, fingers: list[list[FingerprintTemplate]]
+) -> None:
+    """Entries logged out of the order ID signed them (another process, an older node):
+    the greatest issued_at stands, a tie goes to the one logged later, and an entry logged
+    before issued_at was (none) counts as older than any with it."""
+    query_id, reference = hit(nodes, fingers[3][1])
+    signed_at = datetime.now(UTC) - timedelta(minutes=5)
+
+    def log(outcome: str, issued_at: datetime | None) -> str:
+        event: dict[str, Any] = {
+            "type": "outcome_received",
+            "node": "TH",
+            "peer": "ID",
+            "query_id": query_id,
+            "reference": reference,
+            "status": "answered",
+            "outcome": outcome,
+            "outcome_at": None if outcome == "pending" else signed_at.isoformat(),
+            "detail": None,
+            "outcome_jws": None,
+            "asked_by": "user:officer",
+            "at": datetime.now(UTC).isoformat(),
+        }
+        if issued_at is not None:
+            event["issued_at"] = issued_at.isoformat()
+        nodes.th.exchange.requester.log.record_many([event])
+        shown = httpx.get(
+            f"{nodes.th.api_url}/queries/{query_id}", headers=nodes.headers("officer"), timeout=60
+        )
+        assert shown.status_code == 200, shown.text
+        return str(shown.json()["follow_up"]["outcome"])
+
+    assert log("withdrawn", None) == "withdrawn"  # logged before issued_at was
+    assert log("confirmed", signed_at + timedelta(seconds=2)) == "confirmed"
+    assert log("pending", signed_at + timedelta(seconds=1)) == "confirmed"  # signed before
+    assert log("withdrawn", None) == "confirmed"  # an old entry after, older all the same
+    assert log("not_confirmed", signed_at + timedelta(seconds=2)) == "not_confirmed"  # a tie
 
 
 def test_a_query_without_a_hit_has_nothing_to_ask(
