@@ -1,13 +1,14 @@
 """``bdx peers terms XX``: what a peer's rules let this node ask it now, signed by the peer.
 
-Through the running node's ``GET /peers/{country}/terms`` with an officer's, admin's or
-auditor's token (connection options and exit codes: :mod:`node.cli._client`); the node asks
-the peer over mutual TLS and verifies its signed answer. Exit codes as ``bdx query``: 2 a
-country that is no peer of the node (``unknown_peer``: nobody was asked) or no token, 5 token
-or role refused, or this node's own PKI documents refused; 6 the peer could not be asked or
-its answer did not verify (``unreachable``, ``timeout``, ``untrusted_peer``, ``http_error``,
-``invalid_reply``), or the node could not be reached. A peer whose rules hold no terms for
-this node answers so, signed: that is an answer, exit 0.
+Through the running node's ``GET /peers/{country}/terms`` with an officer's or admin's token
+(not an auditor's: asking contacts the peer; connection options and exit codes:
+:mod:`node.cli._client`); the node asks the peer over mutual TLS and verifies its signed
+answer. Exit codes as ``bdx query``: 2 a country that is no peer of the node
+(``unknown_peer``: nobody was asked) or no token, 5 token or role refused, or this node's own
+PKI documents refused; 6 the peer could not be asked or its answer did not verify
+(``unreachable``, ``timeout``, ``untrusted_peer``, ``http_error``, ``invalid_reply``), or the
+node could not be reached. A peer whose rules hold no terms for this node answers so, signed:
+that is an answer, exit 0.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def terms(
 
     --json prints the node's answer (peer, requester, format, issued_at, policy_version,
     terms, refusal, terms_jws). Exit codes: 2 COUNTRY is no peer of the node (unknown_peer)
-    or no token, 5 token or role refused or this node's own PKI documents refused
+    or no token, 5 token or role refused (officers and admins ask; auditors do not: asking
+    contacts the peer) or this node's own PKI documents refused
     (own_stale_crl...), 6 the peer could not be asked or its answer did not verify, or the
     node could not be reached.
     """
@@ -112,7 +114,7 @@ def terms(
         ca_file=ca_file,
         config=config,
         timeout_s=CLIENT_TIMEOUT_S,
-        role="officer, admin or auditor",
+        role="officer or admin",
     ) as client:
         try:
             answer = client.call("GET", f"/peers/{country}/terms", what="the terms request")

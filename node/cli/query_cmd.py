@@ -17,7 +17,9 @@ click's usage block, as for any option).
 ``bdx queries list|show|poll|outcome`` read back the queries sent (``GET /queries``,
 ``GET /queries/{id}``), fetch the reply a peer kept for a query the node stopped waiting
 for (``POST /queries/{id}/poll``) and ask the peer that gave a query a hit for the
-examiner's outcome of it (``POST /queries/{id}/outcome``). They are a group of their own:
+examiner's outcome of it (``POST /queries/{id}/outcome``); the last two make the node
+contact the peer, so officers (their own queries) and admins run them, auditors do not (exit
+5, ``wrong_role``). They are a group of their own:
 ``bdx query FILE`` takes a file name where a subcommand's name would stand (a file named
 ``list`` would be one).
 """
@@ -541,9 +543,10 @@ def hit_outcome(
     peer answered, 4 when it keeps no such reference any more (its follow-up period is over),
     6 when it could not be asked or its answer did not verify, 3 when the query got no hit
     (nothing to ask), 4 for a query not found, 5 when the node's own PKI documents are
-    refused."""
+    refused or the token's role is (officers ask for their own queries, admins for any;
+    auditors do not: asking contacts the peer)."""
     with _history_client(
-        token, token_file, url, ca_file, config, timeout, role="officer, admin or auditor"
+        token, token_file, url, ca_file, config, timeout, role="officer or admin"
     ) as client:
         try:
             found = client.call("POST", _query_path(query_id) + "/outcome", what="the outcome")

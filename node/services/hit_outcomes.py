@@ -15,19 +15,22 @@ longer in this node's settings: nobody asked), ``unreachable``, ``timeout``,
 ``invalid_reply`` (the verification's reason in ``detail``: ``bad_signature``,
 ``nonce_mismatch``, ``stale_message``, ``wrong_reference``...).
 
-The query is found as ``GET /queries/{id}`` finds it (:class:`node.services.queries.
-QueryHistory`): an officer's own only (another's is not found, 404 ``unknown_query``),
-any for admins and auditors. A query without a hit has nothing to ask (409 ``no_hit``);
-this node's own trust list, CRL or certificates refused is 503 with their code, nobody asked.
+Officers and admins ask, as they poll (``POST /queries/{id}/poll``); auditors do not: asking
+makes this node contact the peer, writes an entry in both countries' logs and changes what the
+query's officer reads as its follow-up, and auditors review. The query is found as
+``GET /queries/{id}`` finds it (:class:`node.services.queries.QueryHistory`): an officer's own
+only (another's is not found, 404 ``unknown_query``), any for admins. A query without a hit
+has nothing to ask (409 ``no_hit``); this node's own trust list, CRL or certificates refused
+is 503 with their code, nobody asked.
 Each answer, and each failure to get one, is logged in the exchange log as
 ``outcome_received`` (the peer, the query, the reference, the status, the outcome and when it
 was recorded, when the peer signed the answer (``issued_at``, verified), the signed answer,
 who asked; indexed with the query, whose view shows the answer the peer signed last, not the
 one logged last). Askings of one query take turns, with its late polls
-(:meth:`~node.exchange.requester.Requester.poll_lock`). An admin's or auditor's asking is
-recorded in the audit trail as ``query.outcome`` (the query's officer and peer, the status
-and outcome; a refused one with its refusal: ``no_hit``, or this node's own PKI's code), as
-their polls and readings are; an officer's of their own query is not.
+(:meth:`~node.exchange.requester.Requester.poll_lock`). An admin's asking is recorded in the
+audit trail as ``query.outcome`` (the query's officer and peer, the status and outcome; a
+refused one with its refusal: ``no_hit``, or this node's own PKI's code), as their polls and
+readings are; an officer's of their own query is not.
 """
 
 from __future__ import annotations

@@ -402,23 +402,31 @@ def outcome_audit(nodes: Setup, query_id: str) -> list[dict[str, Any]]:
     return [e for e in audit.json()["items"] if e["target"] == query_id]
 
 
-def test_officers_ask_for_their_own_queries_only_admins_and_auditors_on_the_record(
+def test_officers_ask_for_their_own_queries_only_admins_on_the_record_auditors_not(
     nodes: Setup, fingers: list[list[FingerprintTemplate]]
 ) -> None:
+    """Asking contacts the peer and logs at both ends: officers and admins, as a poll."""
     query_id, _ = hit(nodes, fingers[0][1])
     other = ask(nodes, query_id, "officer2")
     assert other.status_code == 404 and other.json()["error"] == "unknown_query"
     assert ask(nodes, "00000000-0000-4000-8000-000000000000").status_code == 404
-    operator = ask(nodes, query_id, "operator")
-    assert operator.status_code == 403 and operator.json()["error"] == "wrong_role"
-    for user in ("admin", "auditor"):
-        assert answered(nodes, query_id, user)["status"] == "answered"
+    sent = len(events(nodes.id, "outcome_sent"))
+    for user in ("operator", "auditor"):
+        refused = ask(nodes, query_id, user)
+        assert refused.status_code == 403 and refused.json()["error"] == "wrong_role"
+    out = bdx(nodes, "auditor", "outcome", query_id)
+    assert out.returncode == 5 and out.stderr.rstrip().endswith("[wrong_role]")
+    assert len(events(nodes.id, "outcome_sent")) == sent  # nobody was asked
+    assert answered(nodes, query_id, "admin")["status"] == "answered"
     mine = outcome_audit(nodes, query_id)
-    assert [e["actor"] for e in mine] == ["user:admin", "user:auditor"]
+    assert [e["actor"] for e in mine] == ["user:admin"]
     assert mine[0]["details"]["officer"] == "user:officer"
     assert mine[0]["details"]["status"] == "answered"
     out = bdx(nodes, "officer2", "outcome", query_id)
     assert out.returncode == 4 and out.stderr.rstrip().endswith("[unknown_query]")
+    spec = httpx.get(nodes.th.api_url + "/openapi.json", timeout=30).json()
+    described = spec["paths"]["/queries/{query_id}/outcome"]["post"]["description"]
+    assert described.endswith("Role: admin or officer.")
 
 
 def test_an_admins_asking_refused_for_this_nodes_own_pki_is_on_the_record(

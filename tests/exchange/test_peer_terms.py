@@ -193,7 +193,7 @@ def test_quota_used_follows_searches_and_asking_terms_consumes_nothing(
 ) -> None:
     before = fingerprint_quota(read_terms(nodes))
     assert before["used"] == id_ledger(nodes)
-    again = fingerprint_quota(read_terms(nodes, role="auditor"))
+    again = fingerprint_quota(read_terms(nodes, role="admin"))
     assert again == before  # asking twice took nothing from ID's quota
     assert id_ledger(nodes) == before["used"]
     with client(nodes.region, "TH") as http:
@@ -310,8 +310,9 @@ def test_unknown_and_unreachable_peers_and_roles(
     logged = len(terms_events(nodes.id))
     unknown = read_terms(nodes, "FR")
     assert unknown.status_code == 422 and unknown.json()["error"] == "unknown_peer"
-    operator = read_terms(nodes, role="operator")
-    assert operator.status_code == 403 and operator.json()["error"] == "wrong_role"
+    for role in ("operator", "auditor"):  # an auditor reviews: asking contacts the peer
+        refused = read_terms(nodes, role=role)
+        assert refused.status_code == 403 and refused.json()["error"] == "wrong_role"
     assert read_terms(nodes, role="admin").status_code == 200
     assert len(terms_events(nodes.id)) == logged + 1  # only the admin's went out
     dead = Peer("ID", f"https://127.0.0.1:{free_port()}")
@@ -320,7 +321,7 @@ def test_unknown_and_unreachable_peers_and_roles(
     assert away.status_code == 502 and away.json()["error"] == "unreachable"
     spec = httpx.get(nodes.th.api_url + "/openapi.json", timeout=30).json()
     described = spec["paths"]["/peers/{country}/terms"]["get"]["description"]
-    assert described.endswith("Role: admin or auditor or officer.")
+    assert described.endswith("Role: admin or officer.")
 
 
 def test_no_certificate_or_no_nonce_gets_no_terms(nodes: Setup) -> None:
@@ -345,8 +346,9 @@ def test_cli_prints_terms_and_json_and_exit_codes(
     assert answer["peer"] == "ID" and answer["terms"]["quotas"][0]["limit"] == LIMIT
     code, out, err = cli(nodes, ["FR"], capsys, monkeypatch)
     assert code == 2 and out == "" and "[unknown_peer]" in err
-    code, _, err = cli(nodes, ["ID"], capsys, monkeypatch, role="operator")
-    assert code == 5 and "[wrong_role]" in err
+    for role in ("operator", "auditor"):
+        code, _, err = cli(nodes, ["ID"], capsys, monkeypatch, role=role)
+        assert code == 5 and "[wrong_role]" in err
     dead = Peer("ID", f"https://127.0.0.1:{free_port()}")
     monkeypatch.setitem(nodes.th.exchange.peers, "ID", dead)
     code, out, err = cli(nodes, ["ID", "--json"], capsys, monkeypatch)

@@ -6,7 +6,8 @@ holds no rules for this node: its signed answer); 422 ``unknown_peer`` for a cou
 no configured peer of this node (nobody asked); 502 when the peer could not be asked or its
 answer does not verify (``unreachable``, ``timeout``, ``untrusted_peer``, ``http_error``,
 ``invalid_reply``); 503 when this node runs no exchange or its own PKI documents are refused.
-Each reading that went out is recorded in the audit trail (``peer.terms``)."""
+Each reading that went out is recorded in the audit trail (``peer.terms``). Officers and
+admins read; auditors do not (403 ``wrong_role``): a reading contacts the peer."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ from node.settings import CountryCode
 
 router = APIRouter(tags=["peers"], responses=errors())
 
-#: Whoever may send queries, and the admins and auditors who read the queries sent.
-TermsReader = Annotated[Principal, Depends(require_role(Role.OFFICER, Role.ADMIN, Role.AUDITOR))]
+#: Whoever may send queries, and admins; not auditors: a reading makes this node contact the
+#: peer and writes an entry in its exchange log (as ``POST /queries/{id}/poll``, officers and
+#: admins only), and auditors review.
+TermsReader = Annotated[Principal, Depends(require_role(Role.OFFICER, Role.ADMIN))]
 PeerCode = Annotated[CountryCode, Path(description="the peer country (ISO 3166-1 alpha-2)")]
 
 
@@ -52,7 +55,9 @@ def _exchange(request: Request) -> Exchange:
             "policy_version are null with refusal unknown_peer when the peer's rules hold "
             "none for this node. "
             "422 unknown_peer for a country that is no configured peer of this node (nobody "
-            "asked). Each reading that went out is recorded in the audit trail (peer.terms)"
+            "asked). Each reading that went out is recorded in the audit trail (peer.terms). "
+            "Officers and admins read; auditors do not (403 wrong_role): reading contacts "
+            "the peer"
         },
         502: {
             "model": ErrorBody,

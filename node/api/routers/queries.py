@@ -9,6 +9,7 @@ log (an officer's own; every officer's for admins and auditors, recorded in the 
 ``POST /queries/{query_id}/poll``: fetch the reply a peer kept for a query this node stopped
 waiting for (:mod:`node.services.queries`); ``POST /queries/{query_id}/outcome``: ask the peer
 that gave the query a hit for the examiner's outcome of it (:mod:`node.services.hit_outcomes`).
+Both make this node contact a peer: officers (their own queries) and admins only, not auditors.
 """
 
 from __future__ import annotations
@@ -226,8 +227,11 @@ async def poll_sent_query(
             "unknown_reference (the peer keeps no such reference for this node: its "
             "follow-up period is over), or why there is none (unknown_peer, unreachable, "
             "timeout, untrusted_peer, http_error, invalid_reply; the detail says more). "
-            "Each is logged in the exchange log (outcome_received); an admin's or auditor's "
-            "asking is recorded in the audit trail (query.outcome). 404 unknown_query for a "
+            "Each is logged in the exchange log (outcome_received, with when the peer "
+            "signed it: the query's follow_up is the answer signed last); an admin's asking "
+            "is recorded in the audit trail (query.outcome), a refused one too. Officers "
+            "(their own queries) and admins ask, as they poll; auditors do not (403 "
+            "wrong_role): asking contacts the peer. 404 unknown_query for a "
             "query this node never sent, and for another officer's; 409 no_hit for a query "
             "the peer gave no hit (nothing to ask); 503 with its code while this node's own "
             "trust list, CRL or certificates are refused (nobody asked)"
@@ -236,11 +240,11 @@ async def poll_sent_query(
     },
 )
 async def ask_hit_outcome(
-    query_id: str, reader: QueryReader, log: LogDep, session: SessionDep, request: Request
+    query_id: str, asker: QueryPoller, log: LogDep, session: SessionDep, request: Request
 ) -> QueryFollowUpOut:
     # (No docstring: the operation's description is its role.)
     service = HitOutcomeService(log, session, _exchange(request))
-    found, results = await service.ask(_viewer(reader), query_id)
+    found, results = await service.ask(_viewer(asker), query_id)
     return QueryFollowUpOut(
         query_id=found.query_id,
         case_ref=found.case_ref,
