@@ -403,7 +403,9 @@ class Requester:
     def poll_lock(self, query_id: str) -> asyncio.Lock:
         """The lock the late polls of query ``query_id`` take in turn (one process, one event
         loop: the API's): the first fetches and logs the reply, the next ones must read the
-        query's state again once they hold it, and find it answered."""
+        query's state again once they hold it, and find it answered. Askings for the outcome
+        of the query's hit take it too (:mod:`node.services.hit_outcomes`), so they are
+        logged one at a time."""
         lock = self._poll_locks.get(query_id)
         if lock is None:
             lock = asyncio.Lock()
