@@ -171,10 +171,27 @@ class SubjectRepository:
         )
         return self.session.scalar(deleted.limit(1)) is not None
 
-    def lock(self, subject: Subject) -> None:
-        """Lock the subject's row until the transaction ends (``FOR UPDATE``; a no-op on
-        SQLite, whose writers are serialised anyway)."""
-        self.session.execute(select(Subject.id).where(Subject.id == subject.id).with_for_update())
+    def lock(self, subject: Subject) -> bool:
+        """Lock the subject's row until the transaction ends; whether the row is still there
+        (a deletion that committed while this waited took it away: the caller must not read
+        the expired object again, which would raise).
+
+        PostgreSQL: ``SELECT ... FOR UPDATE``. SQLite locks no row, and the driver begins no
+        transaction for a read, so the caller's reads would be made outside the transaction
+        of its writes and another writer could commit between them: a write that changes
+        nothing (the row's ``created_at`` set to itself) begins the transaction and takes the
+        database's write lock first, as ``HitRepository.lock_for_outcome`` does; the reads
+        after it and the writes are then one transaction that every other writer waits for."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            done = self.session.execute(
+                update(Subject)
+                .where(Subject.id == subject.id)
+                .values(created_at=Subject.created_at)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(getattr(done, "rowcount", 0))
+        query = select(Subject.id).where(Subject.id == subject.id).with_for_update()
+        return self.session.scalar(query) is not None
 
 
 def _insert(session: Session, model: type[Subject] | type[Encounter]) -> Any:

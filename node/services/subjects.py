@@ -188,16 +188,19 @@ def merge_subjects(
     records = RecordRepository(session)
     kept, dup = _enrolled(subjects, keep), _enrolled(subjects, duplicate)
     for subject in sorted((kept, dup), key=lambda s: s.id):  # one lock order: no deadlock
-        subjects.lock(subject)
-    originals = list(records.of_subject(dup.id))
+        if not subjects.lock(subject):  # deleted meanwhile
+            session.rollback()
+            raise _busy()
+    keep_id, dup_id = kept.id, dup.id  # the objects expire in step 3
+    originals = list(records.of_subject(dup_id))
     if any(r.state is not RecordState.ACTIVE for r in originals) or any(
-        r.state is RecordState.DELETING for r in records.of_subject(kept.id)
+        r.state is RecordState.DELETING for r in records.of_subject(keep_id)
     ):
         session.rollback()
         raise _busy()
-    targets = subjects.encounter_targets(dup.id, kept.id)
+    targets = subjects.encounter_targets(dup_id, keep_id)
     batches = _templates(galleries, [r.reference for r in originals])
-    copies = [_copy(row, kept.id, targets) for row in originals]
+    copies = [_copy(row, keep_id, targets) for row in originals]
     new_refs = [c.reference for c in copies]
     old_refs = [r.reference for r in originals]
     galleries.unsettle(new_refs)  # before the gallery holds them
@@ -207,7 +210,7 @@ def merge_subjects(
     try:
         by_old = dict(zip(old_refs, new_refs, strict=True))
         for found in batches:  # step 2
-            galleries.append(found.schema, found.batch(by_old, subject_key(kept.id)))
+            galleries.append(found.schema, found.batch(by_old, subject_key(keep_id)))
         galleries.unsettle(old_refs)
         # Held as a deletion's: the erasure task leaves them to this call's step 4.
         _DELETIONS.hold(old_refs)
@@ -228,7 +231,7 @@ def merge_subjects(
     try:  # step 4, as a deletion's last
         galleries.remove(old_refs)
         records.delete(old_refs)
-        emptied = subjects.by_id(dup.id)
+        emptied = subjects.by_id(dup_id)
         if emptied is not None:
             subjects.delete_if_empty(emptied)
         session.commit()
@@ -349,11 +352,15 @@ def _merge_commit(
     subjects = SubjectRepository(session)
     records = RecordRepository(session)
     old_refs, new_refs = list(by_old), list(by_old.values())
+    # Read before the expiry below: a subject deleted meanwhile cannot be loaded again.
+    keep_id, keep_external_id = kept.id, kept.external_id
+    dup_id, dup_external_id = dup.id, dup.external_id
     try:
         for subject in sorted((kept, dup), key=lambda s: s.id):
-            subjects.lock(subject)
+            if not subjects.lock(subject):  # deleted meanwhile
+                raise _busy()
         session.expire_all()  # read the rows as they are now, under the locks
-        originals = {r.reference: r for r in records.of_subject(dup.id)}
+        originals = {r.reference: r for r in records.of_subject(dup_id)}
         held = set(originals)
         copies = {
             r.reference: r for r in records.in_state(RecordState.PENDING, references=new_refs)
@@ -368,16 +375,16 @@ def _merge_commit(
         if held != set(old_refs) or active != len(new_refs) or flagged != len(old_refs):
             raise _busy()
         moved = [e for e, target in targets.items() if e == target]
-        encounters = subjects.move_encounters(moved, kept.id)
-        hits = subjects.repoint_hits(subject_key(dup.id), subject_key(kept.id))
-        subjects.retire(dup.external_id, "merged")
+        encounters = subjects.move_encounters(moved, keep_id)
+        hits = subjects.repoint_hits(subject_key(dup_id), subject_key(keep_id))
+        subjects.retire(dup_external_id, "merged")
         details = {
-            "duplicate": dup.external_id,
+            "duplicate": dup_external_id,
             "records": len(new_refs),
             "encounters": encounters,
             "hit_references": hits,
         }
-        AuditRepository(session).record(actor, SUBJECT_MERGE_ACTION, kept.external_id, details)
+        AuditRepository(session).record(actor, SUBJECT_MERGE_ACTION, keep_external_id, details)
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -432,6 +439,20 @@ class SubjectService:
             raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
         return subject
 
+    def _locked(self, external_id: str) -> Subject:
+        """Subject ``external_id`` under its row lock (:meth:`SubjectRepository.lock`), read
+        again under it: :class:`NotFoundError` ``unknown_subject`` (the lock released) when a
+        deletion or a rename that this waited for took the id away meanwhile."""
+        subject = self._subject(external_id)
+        subject_id = subject.id
+        if self.subjects.lock(subject):
+            self.session.expire_all()  # as they are now, under the lock
+            current = self.subjects.by_external_id(external_id)
+            if current is not None and current.id == subject_id:
+                return current
+        self.session.rollback()
+        raise NotFoundError(f"no subject {external_id!r}", reason="unknown_subject")
+
     def detail(self, external_id: str, *, actor: str) -> SubjectDetail:
         """A subject with its encounters and records; recorded as ``actor``'s reading
         (:data:`SUBJECT_SHOW_ACTION`). A subject not found records nothing."""
@@ -467,9 +488,7 @@ class SubjectService:
         merge's commit takes it to copy the restrictions: one or the other goes first).
         :class:`ConflictError` ``subject_deleting`` when the subject is being deleted or was
         merged into another (its records ``deleting``): nothing changes."""
-        subject = self._subject(external_id)
-        self.subjects.lock(subject)
-        self.session.expire_all()  # as they are now, under the lock
+        subject = self._locked(external_id)
         rows = self.records.of_subject(subject.id)
         _refuse_deleting(self.session, rows, external_id)
         value = restrictions.model_dump(mode="json")
@@ -499,7 +518,11 @@ class SubjectService:
         if owner is not None:  # as restrict_subject: a merge's commit takes it too
             self.subjects.lock(owner)
         self.session.expire_all()  # as it is now, under the lock
-        row = self.record(reference)
+        try:
+            row = self.record(reference)  # deleted meanwhile: not found
+        except NotFoundError:
+            self.session.rollback()
+            raise
         _refuse_deleting(self.session, [row], reference)
         row.restrictions = restrictions.model_dump(mode="json")
         self.audit.record(actor, "record.restrict", reference, {"restrictions": row.restrictions})
@@ -520,9 +543,7 @@ class SubjectService:
         into or deleted (a record not ``active``) is :class:`ConflictError` ``subject_busy``,
         nothing changed, as a merge refuses it: a deletion finished later would delete it
         under the new id, which no ``subject.delete`` event names."""
-        subject = self._subject(external_id)
-        self.subjects.lock(subject)
-        self.session.expire_all()  # as they are now, under the lock
+        subject = self._locked(external_id)
         if any(r.state is not RecordState.ACTIVE for r in self.records.of_subject(subject.id)):
             self.session.rollback()
             raise ConflictError(

@@ -464,3 +464,65 @@ def merge_subjects_service(
 ) -> subjects_service.MergeResult:
     with sessions() as s:
         return subjects_service.merge_subjects(s, galleries, "keep", "dup", actor="user:op")
+
+
+def test_a_restriction_read_before_the_merge_holds_the_subject_until_it_is_written(
+    operator: list[str],
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On SQLite the subject's row lock did nothing and the driver read outside the
+    transaction: a restriction of the duplicate that had read its records (all active) wrote
+    them after the merge committed, answered 200, and KEEP's copies stayed unrestricted."""
+    url, token = operator[1], Path(operator[3]).read_text().strip()
+    read, go = threading.Event(), threading.Event()
+    check = subjects_service._refuse_deleting
+
+    def paused(*args: Any, **kwargs: Any) -> None:  # widens the read-to-write window only
+        check(*args, **kwargs)
+        read.set()
+        go.wait(30)
+
+    monkeypatch.setattr(subjects_service, "_refuse_deleting", paused)
+    answers: dict[str, httpx.Response] = {}
+    restricting = threading.Thread(
+        target=lambda: answers.setdefault(
+            "restrict",
+            httpx.put(
+                url + "/subjects/dup/restrictions",
+                json={"no_exchange_consent": True},
+                headers=bearer(token),
+                timeout=60,
+            ),
+        )
+    )
+    merging = threading.Thread(
+        target=lambda: answers.setdefault(
+            "merge",
+            httpx.post(
+                url + "/subjects/keep/merge",
+                json={"duplicate": "dup"},
+                headers=bearer(token),
+                timeout=60,
+            ),
+        )
+    )
+    restricting.start()
+    try:
+        assert read.wait(30)
+        merging.start()
+        merging.join(3)  # the merge waits for the restriction (it ended here before)
+    finally:
+        go.set()
+        restricting.join()
+        merging.join()
+    assert answers["restrict"].status_code == 200, answers["restrict"].text
+    assert answers["merge"].status_code == 200, answers["merge"].text
+    keep_id = _id(sessions, "keep")
+    assert keep_id is not None
+    with sessions() as s:
+        rows = RecordRepository(s).of_subject(keep_id)
+        consent = [bool(r.restrictions.get("no_exchange_consent")) for r in rows]
+    assert sorted(consent) == [False, True, True, True]
+    assert RecordRestrictions(engine)([subject_key(keep_id)])[0].no_exchange_consent

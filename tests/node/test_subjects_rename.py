@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ from node.db.engine import create_db_engine
 from node.db.migrate import upgrade
 from node.db.models import AuditEvent, RetiredExternalId, Role, Subject
 from node.exchange.references import HitReferences
+from node.repositories.subjects import SubjectRepository
 from node.services.erasure import finish_deletions
 from node.services.galleries import GallerySet, subject_key
 from node.services.records import RecordService
@@ -205,3 +208,56 @@ def test_a_subject_being_deleted_is_not_renamed_and_its_id_is_retired(
         retired = s.get(RetiredExternalId, "case-1")
         assert retired is not None and retired.how == "deleted"
         assert s.scalar(select(AuditEvent).where(AuditEvent.action == "subject.rename")) is None
+
+
+@pytest.mark.parametrize("other", ["restrict", "rename", "merge"])
+def test_a_subject_deleted_while_waited_for_is_not_found(
+    other: str,
+    operator: list[str],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restriction, rename or merge that waited for the subject's row lock while a deletion
+    removed the row read the expired subject again: 500 internal_error (ObjectDeletedError)
+    instead of not found (restrict, rename) or busy (merge)."""
+    url, token = operator[1], Path(operator[3]).read_text().strip()
+    deleting, go = threading.Event(), threading.Event()
+    delete_if_empty = SubjectRepository.delete_if_empty
+
+    def paused(self: SubjectRepository, subject: Subject) -> bool:  # holds the deletion open
+        done = delete_if_empty(self, subject)
+        deleting.set()
+        go.wait(30)
+        return done
+
+    monkeypatch.setattr(SubjectRepository, "delete_if_empty", paused)
+    calls = {
+        "restrict": ("PUT", "/subjects/case-2/restrictions", {"no_exchange_consent": True}),
+        "rename": ("PUT", "/subjects/case-2/external-id", {"external_id": "case-2b"}),
+        "merge": ("POST", "/subjects/case-1/merge", {"duplicate": "case-2"}),
+    }
+    method, path, body = calls[other]
+    answers: dict[str, httpx.Response] = {}
+
+    def ask(name: str, method: str, path: str, body: object = None) -> None:
+        answers[name] = httpx.request(
+            method, url + path, json=body, headers=bearer(token), timeout=60
+        )
+
+    deletion = threading.Thread(target=ask, args=("delete", "DELETE", "/subjects/case-2"))
+    deletion.start()
+    try:
+        assert deleting.wait(30)
+        waiting = threading.Thread(target=ask, args=(other, method, path, body))
+        waiting.start()
+        time.sleep(1)  # it found the subject and waits for its lock
+    finally:
+        go.set()
+        deletion.join()
+    waiting.join()
+    assert answers["delete"].status_code == 200, answers["delete"].text
+    status, reason = (409, "subject_busy") if other == "merge" else (404, "unknown_subject")
+    assert answers[other].status_code == status, answers[other].text
+    assert answers[other].json()["error"] == reason
+    assert _id(sessions, "case-2") is None and _id(sessions, "case-2b") is None
+    assert _id(sessions, "case-1") is not None
