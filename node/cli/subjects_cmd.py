@@ -184,8 +184,9 @@ def restrict(
     """Set the sharing restrictions of every record of a subject, or of one (--record): they
     replace the records' restrictions (not merged with them) and apply to peers' next queries.
     New records can get them as they are enrolled (`POST /gallery/enrol?restrictions=`,
-    `bdx gallery load --restrictions`). A record of another subject is not found (exit 4); a
-    subject being deleted or merged into another is exit 3 (subject_deleting)."""
+    `bdx gallery load --restrictions`). A record of another subject is not found (exit 4).
+    Records being deleted are left as they are; a subject with no other record (being deleted,
+    or merged into another) is exit 3 (subject_deleting)."""
     body = restrictions.model_dump(mode="json")
     with _client(token, token_file, url, ca_file, config) as client:
         try:

@@ -159,6 +159,11 @@ class SubjectRepository:
             self.session.add(RetiredExternalId(external_id=external_id, how=how))
             self.session.flush()
 
+    def retired_as(self, external_id: str) -> str | None:
+        """How ``external_id`` was retired (:meth:`retire`), or None."""
+        retired = self.session.get(RetiredExternalId, external_id)
+        return None if retired is None else retired.how
+
     def ever_used(self, external_id: str) -> bool:
         """Whether ``external_id`` names a subject or ever did: noted by :meth:`retire`, or
         the target of a deletion still in the audit trail (one whose note a crash lost)."""

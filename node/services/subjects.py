@@ -395,16 +395,28 @@ def _merge_commit(
     return encounters, hits
 
 
-def _refuse_deleting(session: Session, rows: Sequence[TemplateRecord], target: str) -> None:
-    """Refuse to restrict records ``deleting``: a deletion or a merge took them, and the
-    restrictions would go with them (after a merge, the kept subject's copies hold them)."""
-    if any(r.state is RecordState.DELETING for r in rows):
-        session.rollback()
+def _restrictable(
+    session: Session, rows: Sequence[TemplateRecord], target: str, *, merged: bool
+) -> list[TemplateRecord]:
+    """The records of ``rows`` a restriction is set on: all but those ``deleting`` (a deletion
+    or a merge took them, and a restriction would go with them; after a merge the kept
+    subject's copies hold theirs). Restricting more is always safe, so a subject whose
+    deletion failed and that was enrolled again since is restricted (its new records) as any
+    other. None left is :class:`ConflictError` ``subject_deleting``, nothing restricted;
+    ``merged``: ``target`` was merged into another subject (its external id retired so)."""
+    left = [r for r in rows if r.state is not RecordState.DELETING]
+    if left or not rows:
+        return left
+    session.rollback()
+    if merged:
         raise ConflictError(
-            f"{target!r} is being deleted or was merged into another subject; nothing was "
-            "restricted (restrict the subject it was merged into)",
+            f"{target!r} was merged into another subject; nothing was restricted (restrict "
+            "the subject it was merged into)",
             reason="subject_deleting",
         )
+    raise ConflictError(
+        f"{target!r} is being deleted; nothing was restricted", reason="subject_deleting"
+    )
 
 
 class SubjectService:
@@ -484,13 +496,16 @@ class SubjectService:
     def restrict_subject(
         self, external_id: str, restrictions: SharingRestrictions, *, actor: str
     ) -> Sequence[TemplateRecord]:
-        """Set the same restrictions on every record of a subject, under its row lock (a
-        merge's commit takes it to copy the restrictions: one or the other goes first).
-        :class:`ConflictError` ``subject_deleting`` when the subject is being deleted or was
-        merged into another (its records ``deleting``): nothing changes."""
+        """Set the same restrictions on every record of a subject not ``deleting``, under its
+        row lock (a merge's commit takes it to copy the restrictions: one or the other goes
+        first); the records restricted. :class:`ConflictError` ``subject_deleting`` when every
+        record is ``deleting`` (the subject is being deleted or was merged into another):
+        nothing changes."""
         subject = self._locked(external_id)
-        rows = self.records.of_subject(subject.id)
-        _refuse_deleting(self.session, rows, external_id)
+        merged = self.subjects.retired_as(external_id) == "merged"
+        rows = _restrictable(
+            self.session, self.records.of_subject(subject.id), external_id, merged=merged
+        )
         value = restrictions.model_dump(mode="json")
         for row in rows:
             row.restrictions = value
@@ -515,7 +530,9 @@ class SubjectService:
                 reason="unknown_record",
             )
         owner = self.subjects.by_id(row.subject_id)
+        merged = False
         if owner is not None:  # as restrict_subject: a merge's commit takes it too
+            merged = self.subjects.retired_as(owner.external_id) == "merged"
             self.subjects.lock(owner)
         self.session.expire_all()  # as it is now, under the lock
         try:
@@ -523,7 +540,7 @@ class SubjectService:
         except NotFoundError:
             self.session.rollback()
             raise
-        _refuse_deleting(self.session, [row], reference)
+        _restrictable(self.session, [row], reference, merged=merged)
         row.restrictions = restrictions.model_dump(mode="json")
         self.audit.record(actor, "record.restrict", reference, {"restrictions": row.restrictions})
         self.session.commit()

@@ -15,7 +15,8 @@ from node_support import cli, enrol, free_port
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.db.models import AuditEvent, Role
+from node.db.models import AuditEvent, Role, Subject
+from node.repositories.records import RecordRepository
 from node.services.galleries import GallerySet
 
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
@@ -169,6 +170,38 @@ def test_a_deletion_the_gallery_refused_shows_pending(
     blocker.rmdir()
     code, _, err = cli(["subjects", "delete", "case-1", "--yes", *operator], capsys)
     assert code == 0, err
+
+
+def test_a_subject_enrolled_again_after_a_failed_deletion_is_restricted(
+    operator: list[str],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A subject whose deletion failed and that was enrolled again (its new records active,
+    searched and shared) was refused every restriction (409 subject_deleting) until the
+    erasure task ran, with a message about merges."""
+    (gallery,) = galleries.galleries().values()
+    blocker = gallery.directory / f"tomb-{gallery.generation + 1:010d}.npy"
+    blocker.mkdir()  # the deletion's gallery write fails (EISDIR)
+    code, _, err = cli(["subjects", "delete", "case-1", "--yes", *operator], capsys)
+    assert code == 7, err
+    consent = ["--restrictions", '{"no_exchange_consent": true}']
+    code, _, err = cli(["subjects", "restrict", "case-1", *consent, *operator], capsys)
+    assert code == 3 and "[subject_deleting]" in err and "is being deleted" in err, err
+    assert "merged" not in err
+    blocker.rmdir()
+    enrol(sessions, galleries, "case-1", 1)  # the person enrolled again under the same id
+    code, out, err = cli(["subjects", "restrict", "case-1", *consent, "--json", *operator], capsys)
+    assert code == 0, err
+    assert [r["restrictions"]["no_exchange_consent"] for r in json.loads(out)["records"]] == [True]
+    with sessions() as s:
+        subject_id = s.scalar(select(Subject.id).where(Subject.external_id == "case-1"))
+        rows = RecordRepository(s).of_subject(subject_id or 0)
+        by_state = sorted(
+            (r.state.value, bool(r.restrictions.get("no_exchange_consent"))) for r in rows
+        )
+    assert by_state == [("active", True), ("deleting", False), ("deleting", False)]
 
 
 def test_refusals_have_exit_codes(

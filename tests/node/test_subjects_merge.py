@@ -372,7 +372,7 @@ def test_a_merge_whose_gallery_removal_fails_leaves_the_duplicate_out_of_every_s
     assert refused.status_code == 409 and refused.json()["error"] == "subject_deleting"
     restrict = ["subjects", "restrict", "dup", "--restrictions", '{"no_exchange_consent": true}']
     code, _, err = cli([*restrict, *operator], capsys)
-    assert code == 3 and "[subject_deleting]" in err, err
+    assert code == 3 and "[subject_deleting]" in err and "was merged into another" in err, err
     for blocker in blockers:
         blocker.rmdir()
     assert finish_deletions(galleries, sessions) == 3  # the running node's erasure task
@@ -477,14 +477,15 @@ def test_a_restriction_read_before_the_merge_holds_the_subject_until_it_is_writt
     them after the merge committed, answered 200, and KEEP's copies stayed unrestricted."""
     url, token = operator[1], Path(operator[3]).read_text().strip()
     read, go = threading.Event(), threading.Event()
-    check = subjects_service._refuse_deleting
+    check = subjects_service._restrictable
 
-    def paused(*args: Any, **kwargs: Any) -> None:  # widens the read-to-write window only
-        check(*args, **kwargs)
+    def paused(*args: Any, **kwargs: Any) -> Any:  # widens the read-to-write window only
+        left = check(*args, **kwargs)
         read.set()
         go.wait(30)
+        return left
 
-    monkeypatch.setattr(subjects_service, "_refuse_deleting", paused)
+    monkeypatch.setattr(subjects_service, "_restrictable", paused)
     answers: dict[str, httpx.Response] = {}
     restricting = threading.Thread(
         target=lambda: answers.setdefault(
