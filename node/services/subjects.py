@@ -25,7 +25,9 @@ each step durable before the next:
 Step 3 copies each original's restrictions to its copy again, as they are then, under both
 subjects' row locks, which :meth:`SubjectService.restrict_subject` and
 :meth:`SubjectService.restrict_record` take too: a restriction set during steps 1 and 2 is
-kept, and one asked after step 3 is refused (the originals are ``deleting``).
+kept, and one asked after step 3 is refused (the originals are ``deleting``). A restriction
+of the kept subject during steps 1 and 2 covers the copies too: step 3 then gives each copy
+what both its own and its original's allow.
 
 A failure before step 3's commit undoes steps 1 and 2 (nothing merged; run it again), and so
 does the start-up reconcile after a crash there: the copies name their originals
@@ -43,6 +45,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import IntegrityError
@@ -215,7 +218,8 @@ def merge_subjects(
         # Held as a deletion's: the erasure task leaves them to this call's step 4.
         _DELETIONS.hold(old_refs)
         try:
-            moved = _merge_commit(session, kept, dup, by_old, targets, actor)
+            copied = {c.reference: c.restrictions for c in copies}
+            moved = _merge_commit(session, kept, dup, by_old, targets, copied, actor)
         except BaseException:
             _DELETIONS.release(old_refs)
             galleries.settle(old_refs)
@@ -340,6 +344,7 @@ def _merge_commit(
     dup: Subject,
     by_old: dict[str, str],
     targets: dict[int, int],
+    copied: dict[str, dict[str, Any]],
     actor: str,
 ) -> tuple[int, int]:
     """Step 3 of a merge, one transaction: (encounters moved, hit references re-pointed).
@@ -348,7 +353,9 @@ def _merge_commit(
 
     Each copy takes its original's restrictions as they are now, under both subjects' row
     locks, which a restriction takes too (:meth:`SubjectService.restrict_subject`,
-    :meth:`SubjectService.restrict_record`): one set since step 1 is not lost."""
+    :meth:`SubjectService.restrict_record`): one set since step 1 is not lost. A copy
+    restricted itself since step 1 (its restrictions not those ``copied`` then: the kept
+    subject restricted during the merge) takes the union of both (:func:`_strictest`)."""
     subjects = SubjectRepository(session)
     records = RecordRepository(session)
     old_refs, new_refs = list(by_old), list(by_old.values())
@@ -367,7 +374,9 @@ def _merge_commit(
         }
         for old, new in by_old.items():
             if old in originals and new in copies:  # else refused just below
-                copies[new].restrictions = originals[old].restrictions
+                now, before = copies[new].restrictions, copied[new]
+                original = originals[old].restrictions
+                copies[new].restrictions = original if now == before else _strictest(now, original)
                 copies[new].merge_of = None  # committed with the merge: a record as any
         session.flush()
         active = records.set_state(new_refs, RecordState.ACTIVE, only=RecordState.PENDING)
@@ -393,6 +402,31 @@ def _merge_commit(
         session.rollback()
         raise
     return encounters, hits
+
+
+def _strictest(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """Stored restrictions that allow a peer only what both ``first`` and ``second`` allow:
+    either's ``no_exchange_consent``, the peers and purposes both list. A record holds one
+    ``asylum_nationality``: two different ones are never shared (``no_exchange_consent``),
+    and so are restrictions that cannot be read (fail closed, as a search reads them)."""
+    try:
+        a = SharingRestrictions.model_validate(first)
+        b = SharingRestrictions.model_validate(second)
+    except ValueError:
+        return SharingRestrictions(no_exchange_consent=True).model_dump(mode="json")
+
+    def both(x: list[Any] | None, y: list[Any] | None) -> list[Any] | None:
+        return y if x is None else x if y is None else sorted(set(x) & set(y))
+
+    clash = None not in (a.asylum_nationality, b.asylum_nationality) and (
+        a.asylum_nationality != b.asylum_nationality
+    )
+    return SharingRestrictions(
+        no_exchange_consent=a.no_exchange_consent or b.no_exchange_consent or clash,
+        asylum_nationality=a.asylum_nationality or b.asylum_nationality,
+        peers=both(a.peers, b.peers),
+        purposes=both(a.purposes, b.purposes),
+    ).model_dump(mode="json")
 
 
 def _restrictable(

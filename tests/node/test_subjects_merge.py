@@ -527,3 +527,56 @@ def test_a_restriction_read_before_the_merge_holds_the_subject_until_it_is_writt
         consent = [bool(r.restrictions.get("no_exchange_consent")) for r in rows]
     assert sorted(consent) == [False, True, True, True]
     assert RecordRestrictions(engine)([subject_key(keep_id)])[0].no_exchange_consent
+
+
+def test_a_restriction_set_on_keep_during_a_merge_is_kept_on_the_copies(
+    operator: list[str],
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restriction of KEEP between the merge's copies (step 1) and its commit covered the
+    pending copies (200, listed in the answer), then the commit gave the copies the
+    duplicate's restrictions again: KEEP's records were shareable with other peers."""
+    url, token = operator[1], Path(operator[3]).read_text().strip()
+    at_commit, go = threading.Event(), threading.Event()
+    commit = subjects_service._merge_commit
+
+    def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # widens the window only
+        at_commit.set()
+        assert go.wait(30)
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(subjects_service, "_merge_commit", paused)
+    merged: list[httpx.Response] = []
+    merging = threading.Thread(
+        target=lambda: merged.append(
+            httpx.post(
+                url + "/subjects/keep/merge",
+                json={"duplicate": "dup"},
+                headers=bearer(token),
+                timeout=60,
+            )
+        )
+    )
+    merging.start()
+    try:
+        assert at_commit.wait(30)
+        restricted = httpx.put(
+            url + "/subjects/keep/restrictions",
+            json={"peers": ["FR"]},
+            headers=bearer(token),
+            timeout=30,
+        )
+        assert restricted.status_code == 200, restricted.text
+        assert len(restricted.json()["records"]) == 4  # its own and the three copies
+    finally:
+        go.set()
+        merging.join()
+    assert merged[0].status_code == 200, merged[0].text
+    keep_id = _id(sessions, "keep")
+    assert keep_id is not None
+    with sessions() as s:
+        rows = RecordRepository(s).of_subject(keep_id)
+        peers = sorted(json.dumps(r.restrictions.get("peers")) for r in rows)
+    # each copy as both allow: the face's peers MY and FR (none), the fingerprints' FR
+    assert peers == ['["FR"]', '["FR"]', '["FR"]', "[]"]
