@@ -14,7 +14,8 @@ each step durable before the next:
 3. the merge itself, one transaction: the copies become ``active``, the duplicate's records
    ``deleting``, its encounters the kept subject's, the hit references issued on it
    (``exchange_hits.record_ref``) resolve to the kept subject, and ``subject.merge`` is
-   audited with both external ids; commit;
+   audited with both external ids; the old records leave every search, under the locks
+   (searches find the duplicate until then, the kept subject after); commit;
 4. the duplicate's records are removed from the gallery and deleted with the duplicate's
    subject row, as a deletion's last step (its numeric id is never given again: migration
    0006). A gallery that cannot be written here leaves them ``deleting``, out of every
@@ -214,15 +215,13 @@ def merge_subjects(
         by_old = dict(zip(old_refs, new_refs, strict=True))
         for found in batches:  # step 2
             galleries.append(found.schema, found.batch(by_old, subject_key(keep_id)))
-        galleries.unsettle(old_refs)
         # Held as a deletion's: the erasure task leaves them to this call's step 4.
         _DELETIONS.hold(old_refs)
         try:
             copied = {c.reference: c.restrictions for c in copies}
-            moved = _merge_commit(session, kept, dup, by_old, targets, copied, actor)
+            moved = _merge_commit(session, galleries, kept, dup, by_old, targets, copied, actor)
         except BaseException:
             _DELETIONS.release(old_refs)
-            galleries.settle(old_refs)
             raise
     except BaseException:
         session.rollback()
@@ -340,6 +339,7 @@ def _copy(row: TemplateRecord, keep_id: int, targets: dict[int, int]) -> Templat
 
 def _merge_commit(
     session: Session,
+    galleries: GallerySet,
     kept: Subject,
     dup: Subject,
     by_old: dict[str, str],
@@ -355,7 +355,12 @@ def _merge_commit(
     locks, which a restriction takes too (:meth:`SubjectService.restrict_subject`,
     :meth:`SubjectService.restrict_record`): one set since step 1 is not lost. A copy
     restricted itself since step 1 (its restrictions not those ``copied`` then: the kept
-    subject restricted during the merge) takes the union of both (:func:`_strictest`)."""
+    subject restricted during the merge) takes the union of both (:func:`_strictest`).
+
+    The duplicate's old records leave every search (unsettled) only after the locks, just
+    before the commit that makes the copies ``active``: a search while this waits for a
+    lock finds the duplicate, one after the commit the kept subject (the copies are settled
+    by the caller), never both."""
     subjects = SubjectRepository(session)
     records = RecordRepository(session)
     old_refs, new_refs = list(by_old), list(by_old.values())
@@ -394,7 +399,13 @@ def _merge_commit(
             "hit_references": hits,
         }
         AuditRepository(session).record(actor, SUBJECT_MERGE_ACTION, keep_external_id, details)
-        session.commit()
+        session.flush()
+        galleries.unsettle(old_refs)
+        try:
+            session.commit()
+        except BaseException:
+            galleries.settle(old_refs)
+            raise
     except IntegrityError:
         session.rollback()
         raise _busy() from None

@@ -10,6 +10,7 @@ import secrets
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 from node_support import bearer, cli, enrol
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 import node.services.subjects as subjects_service
@@ -580,3 +581,59 @@ def test_a_restriction_set_on_keep_during_a_merge_is_kept_on_the_copies(
         peers = sorted(json.dumps(r.restrictions.get("peers")) for r in rows)
     # each copy as both allow: the face's peers MY and FR (none), the fingerprints' FR
     assert peers == ['["FR"]', '["FR"]', '["FR"]', "[]"]
+
+
+def test_a_search_while_the_merge_waits_for_its_locks_finds_the_duplicate(
+    operator: list[str],
+    engine: Engine,
+    faces: dict[str, FaceTemplate],
+    sessions: sessionmaker[Session],
+    galleries: GallerySet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The duplicate's old records left every search before step 3 took its locks: while it
+    waited (KEEP restricted meanwhile, say), a search for the person found nobody."""
+    url, token = operator[1], Path(operator[3]).read_text().strip()
+    keep_id, dup_id = _id(sessions, "keep"), _id(sessions, "dup")
+    assert keep_id is not None and dup_id is not None
+    at_commit, go = threading.Event(), threading.Event()
+    commit = subjects_service._merge_commit
+
+    def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # orders the events only
+        at_commit.set()
+        assert go.wait(30)
+        return commit(*args, **kwargs)
+
+    def search() -> list[str]:
+        found = GallerySearch(galleries)(Probe("face", face=faces["dup"]), 1, 1e-3)
+        return [c.record_ref for c in found]
+
+    monkeypatch.setattr(subjects_service, "_merge_commit", paused)
+    merged: list[httpx.Response] = []
+    merging = threading.Thread(
+        target=lambda: merged.append(
+            httpx.post(
+                url + "/subjects/keep/merge",
+                json={"duplicate": "dup"},
+                headers=bearer(token),
+                timeout=60,
+            )
+        )
+    )
+    merging.start()
+    try:
+        assert at_commit.wait(30)
+        with engine.connect() as holder, holder.begin() as held:
+            # KEEP's row lock (PostgreSQL) or the write lock (SQLite), as a restriction holds it
+            holder.execute(
+                text("UPDATE subjects SET created_at = created_at WHERE id = :id"), {"id": keep_id}
+            )
+            go.set()
+            time.sleep(1)  # step 3 waits for the lock
+            assert search() == [subject_key(dup_id)]
+            held.rollback()
+    finally:
+        go.set()
+        merging.join()
+    assert merged[0].status_code == 200, merged[0].text
+    assert search() == [subject_key(keep_id)]
