@@ -15,6 +15,7 @@ recorded in the node's audit trail. Connection options and exit codes: :mod:`nod
 
 from __future__ import annotations
 
+import codecs
 import json as json_module
 import re
 import sys
@@ -229,16 +230,20 @@ def _read_ids(path: Path) -> list[str]:
     lines starting with ``#`` skipped, surrounding blanks dropped; each checked as the node
     checks one, the whole list before anything is deleted. Bad contents are exit 3 (bad
     input data, ``bad_id_list``): a bad id, naming its line (and every other bad line's), no
-    id at all, or text that is not UTF-8; a file that cannot be read is exit 4."""
+    id at all, or text that is not UTF-8 (a byte order mark first is fine); a file that cannot
+    be read is exit 4."""
     name = "standard input" if str(path) == "-" else str(path)
+    bom = 0  # the length of a UTF-8 byte order mark the file starts with (editors write one)
     try:
         if str(path) == "-":
-            text = sys.stdin.read() if sys.stdin is not None else ""
+            text = (sys.stdin.read() if sys.stdin is not None else "").removeprefix("\ufeff")
         else:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
+            bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+            text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NodeRequestError(
-            f"{name}: byte {exc.start + 1} is not UTF-8 text; nothing was deleted",
+            f"{name}: byte {bom + exc.start + 1} is not UTF-8 text; nothing was deleted",
             reason="bad_id_list",
             exit_code=EXIT_BAD_INPUT,
         ) from None

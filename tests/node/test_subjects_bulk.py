@@ -127,6 +127,9 @@ def test_a_bad_list_deletes_nothing_and_names_its_lines(
     listed.write_bytes("case-1\nJos\xe9\n".encode("latin-1"))  # not UTF-8: was 4 no_id_list
     code, _, err = cli(["subjects", "delete", "--file", str(listed), "-y", *operator], capsys)
     assert code == 3 and "byte 11 is not UTF-8 text" in err and "[bad_id_list]" in err, err
+    listed.write_bytes(b"\xef\xbb\xbfcase-1\nJos\xe9\n")  # a BOM first: the byte counts it
+    code, _, err = cli(["subjects", "delete", "--file", str(listed), "-y", *operator], capsys)
+    assert code == 3 and "byte 14 is not UTF-8 text" in err and "[bad_id_list]" in err, err
     assert _enrolled(sessions) == set(SUBJECTS)
     code, _, err = cli(
         ["subjects", "delete", "--file", str(tmp_path / "none"), "-y", *operator], capsys
@@ -203,3 +206,19 @@ def test_hit_references_of_a_subject_deleted_in_bulk_say_deleted(
     code, out, err = cli(["subjects", "reference", reference, "--json", *operator], capsys)
     assert code == 0, err
     assert json.loads(out)["state"] == "deleted"
+
+
+def test_a_list_with_a_byte_order_mark_is_read(
+    operator: list[str],
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A UTF-8 list saved with a byte order mark (as some editors save) was refused: its
+    first id read as a bad one (line 1, bad_id_list)."""
+    listed = tmp_path / "ids.txt"
+    listed.write_text("case-1\ncase 2\n", encoding="utf-8-sig")
+    args = ["subjects", "delete", "--file", str(listed), "-y", "--json", *operator]
+    code, out, err = cli(args, capsys)
+    assert code == 0, err
+    assert json.loads(out)["deleted"] == 2 and _enrolled(sessions) == {"case-3"}
