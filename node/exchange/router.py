@@ -21,7 +21,7 @@ import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -370,12 +370,21 @@ async def query_status(query_id: str, pending: PendingDep, country: PeerCountry)
     return _jose(future.result())
 
 
-async def get_terms_desk(request: Request, responder: ResponderDep) -> TermsDesk:
-    desk: TermsDesk | None = getattr(request.app.state, "terms_desk", None)
+_Desk = TypeVar("_Desk", TermsDesk, OutcomeDesk)
+
+
+def _desk(request: Request, responder: Responder, kind: type[_Desk], name: str) -> _Desk:
+    """The app's one desk of ``kind`` (kept as ``app.state.<name>``) for the running
+    responder: a new one when the responder was replaced (a restart in the same process)."""
+    desk: _Desk | None = getattr(request.app.state, name, None)
     if desk is None or desk.responder is not responder:
-        desk = TermsDesk(responder)
-        request.app.state.terms_desk = desk
+        desk = kind(responder)
+        setattr(request.app.state, name, desk)
     return desk
+
+
+async def get_terms_desk(request: Request, responder: ResponderDep) -> TermsDesk:
+    return _desk(request, responder, TermsDesk, "terms_desk")
 
 
 TermsDeskDep = Annotated[TermsDesk, Depends(get_terms_desk)]
@@ -402,11 +411,7 @@ async def peer_terms(
 
 
 async def get_outcome_desk(request: Request, responder: ResponderDep) -> OutcomeDesk:
-    desk: OutcomeDesk | None = getattr(request.app.state, "outcome_desk", None)
-    if desk is None or desk.responder is not responder:
-        desk = OutcomeDesk(responder)
-        request.app.state.outcome_desk = desk
-    return desk
+    return _desk(request, responder, OutcomeDesk, "outcome_desk")
 
 
 OutcomeDeskDep = Annotated[OutcomeDesk, Depends(get_outcome_desk)]
