@@ -17,7 +17,7 @@ undoes whatever a crash interrupted: ``pending`` rows whose reference is in the 
 ``active`` (step 2 happened), the others are deleted (it did not), and with them every pending
 row of the same ``source`` (one file of a bulk load is enrolled whole or not at all, though its
 fingers and face go to two gallery appends), whose templates are then orphans; the pending
-copies of a merge that did not commit (``merge_of``, :func:`node.services.subjects.merge_subjects`)
+copies of a merge that did not commit (``merge_of``, :func:`node.services.merging.merge_subjects`)
 are deleted, and their templates removed as orphans, whatever the gallery holds; ``deleting``
 rows are removed from the gallery and deleted, with their subject once it has no rows left;
 gallery entries with no row at all are removed, unless they are more than an interrupted write

@@ -22,6 +22,7 @@ from node_support import bearer, cli, enrol
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+import node.services.merging as merging_service
 import node.services.subjects as subjects_service
 from matcher.face.template import FaceTemplate
 from node.db.models import AuditEvent, Encounter, Modality, RecordState, Role, Subject
@@ -280,14 +281,14 @@ def test_a_restriction_set_on_the_duplicate_during_a_merge_goes_to_the_copies(
     read then) and its commit was lost: KEEP's copies kept the older, looser ones."""
     url, token = operator[1], Path(operator[3]).read_text().strip()
     at_commit, go = threading.Event(), threading.Event()
-    commit = subjects_service._merge_commit
+    commit = merging_service._merge_commit
 
     def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # widens the window only
         at_commit.set()
         assert go.wait(30)
         return commit(*args, **kwargs)
 
-    monkeypatch.setattr(subjects_service, "_merge_commit", paused)
+    monkeypatch.setattr(merging_service, "_merge_commit", paused)
     merged: list[httpx.Response] = []
     merging = threading.Thread(
         target=lambda: merged.append(
@@ -344,7 +345,7 @@ def test_a_merge_whose_gallery_removal_fails_leaves_the_duplicate_out_of_every_s
 ) -> None:
     """The duplicate's old records were settled although the gallery still held them: a
     peer's search returned the duplicate first and then dropped it (a false no-hit)."""
-    commit = subjects_service._merge_commit
+    commit = merging_service._merge_commit
     blockers: list[Path] = []
 
     def then_the_disk_fails(*args: Any, **kwargs: Any) -> tuple[int, int]:
@@ -352,7 +353,7 @@ def test_a_merge_whose_gallery_removal_fails_leaves_the_duplicate_out_of_every_s
         blockers.extend(_block_removals(galleries))
         return done
 
-    monkeypatch.setattr(subjects_service, "_merge_commit", then_the_disk_fails)
+    monkeypatch.setattr(merging_service, "_merge_commit", then_the_disk_fails)
     keep_id = _id(sessions, "keep")
     code, _, err = cli(["subjects", "merge", "keep", "dup", "-y", *operator], capsys)
     # a peer's search finds keep, never the duplicate's old records
@@ -386,7 +387,7 @@ def test_a_merge_whose_gallery_removal_fails_leaves_the_duplicate_out_of_every_s
 _CRASHING_MERGE = """
 import sys, time
 from pathlib import Path
-import node.services.subjects as subjects
+import node.services.merging as merging
 from node.db.engine import create_db_engine, session_factory
 from node.services.galleries import GallerySet
 
@@ -394,10 +395,10 @@ def hang(*args, **kwargs):
     print("ready", flush=True)
     time.sleep(600)
 
-subjects._merge_commit = hang
+merging._merge_commit = hang
 sessions = session_factory(create_db_engine(sys.argv[1]))
 with GallerySet.open(Path(sys.argv[2])) as galleries, sessions() as session:
-    subjects.merge_subjects(session, galleries, "keep", "dup", actor="user:op")
+    merging.merge_subjects(session, galleries, "keep", "dup", actor="user:op")
 """
 
 
@@ -462,9 +463,9 @@ def test_a_merge_killed_before_its_commit_is_undone_by_reconcile(
 
 def merge_subjects_service(
     sessions: sessionmaker[Session], galleries: GallerySet
-) -> subjects_service.MergeResult:
+) -> merging_service.MergeResult:
     with sessions() as s:
-        return subjects_service.merge_subjects(s, galleries, "keep", "dup", actor="user:op")
+        return merging_service.merge_subjects(s, galleries, "keep", "dup", actor="user:op")
 
 
 def test_a_restriction_read_before_the_merge_holds_the_subject_until_it_is_written(
@@ -540,14 +541,14 @@ def test_a_restriction_set_on_keep_during_a_merge_is_kept_on_the_copies(
     duplicate's restrictions again: KEEP's records were shareable with other peers."""
     url, token = operator[1], Path(operator[3]).read_text().strip()
     at_commit, go = threading.Event(), threading.Event()
-    commit = subjects_service._merge_commit
+    commit = merging_service._merge_commit
 
     def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # widens the window only
         at_commit.set()
         assert go.wait(30)
         return commit(*args, **kwargs)
 
-    monkeypatch.setattr(subjects_service, "_merge_commit", paused)
+    monkeypatch.setattr(merging_service, "_merge_commit", paused)
     merged: list[httpx.Response] = []
     merging = threading.Thread(
         target=lambda: merged.append(
@@ -597,7 +598,7 @@ def test_a_search_while_the_merge_waits_for_its_locks_finds_the_duplicate(
     keep_id, dup_id = _id(sessions, "keep"), _id(sessions, "dup")
     assert keep_id is not None and dup_id is not None
     at_commit, go = threading.Event(), threading.Event()
-    commit = subjects_service._merge_commit
+    commit = merging_service._merge_commit
 
     def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # orders the events only
         at_commit.set()
@@ -608,7 +609,7 @@ def test_a_search_while_the_merge_waits_for_its_locks_finds_the_duplicate(
         found = GallerySearch(galleries)(Probe("face", face=faces["dup"]), 1, 1e-3)
         return [c.record_ref for c in found]
 
-    monkeypatch.setattr(subjects_service, "_merge_commit", paused)
+    monkeypatch.setattr(merging_service, "_merge_commit", paused)
     merged: list[httpx.Response] = []
     merging = threading.Thread(
         target=lambda: merged.append(

@@ -24,8 +24,9 @@ from node.api.schemas.subjects import (
     SubjectSummary,
 )
 from node.restrictions import SharingRestrictions
+from node.services.merging import merge_subjects
 from node.services.records import RecordService
-from node.services.subjects import SubjectService, delete_subjects, merge_subjects
+from node.services.subjects import SubjectService, delete_subjects
 
 router = APIRouter(tags=["subjects"], responses=errors(404, 409, 415))
 
@@ -100,7 +101,7 @@ def merge_subject(
     # The duplicate's records, encounters and hit references become this subject's and the
     # duplicate is removed as a deletion removes a subject (subject.merge audited); 422
     # same_subject for a subject merged into itself, 409 subject_busy while either is
-    # enrolled into or deleted (node.services.subjects.merge_subjects).
+    # enrolled into or deleted (node.services.merging.merge_subjects).
     done = merge_subjects(session, galleries, external_id, body.duplicate, actor=actor(operator))
     return SubjectMerged(
         keep=done.keep,
