@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -271,19 +273,17 @@ def test_a_duplicate_whose_templates_the_gallery_lost_is_not_merged(
     assert galleries.references() == before and _id(sessions, "dup") == dup_id
 
 
-def test_a_restriction_set_on_the_duplicate_during_a_merge_goes_to_the_copies(
-    operator: list[str],
-    engine: Engine,
-    sessions: sessionmaker[Session],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A restriction set on the duplicate between the merge's copies (step 1, restrictions
-    read then) and its commit was lost: KEEP's copies kept the older, looser ones."""
-    url, token = operator[1], Path(operator[3]).read_text().strip()
+@contextmanager
+def _merge_held_at_commit(
+    url: str, token: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[threading.Event, list[httpx.Response]]]:
+    """A merge of ``dup`` into ``keep`` over the API, held just before its commit step (step 3:
+    the window is widened, no logic replaced) until the yielded event is set or the block
+    ends; yields that event and the list the merge's answer is put in once it has ended."""
     at_commit, go = threading.Event(), threading.Event()
     commit = merging_service._merge_commit
 
-    def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # widens the window only
+    def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:
         at_commit.set()
         assert go.wait(30)
         return commit(*args, **kwargs)
@@ -303,6 +303,22 @@ def test_a_restriction_set_on_the_duplicate_during_a_merge_goes_to_the_copies(
     merging.start()
     try:
         assert at_commit.wait(30)
+        yield go, merged
+    finally:
+        go.set()
+        merging.join()
+
+
+def test_a_restriction_set_on_the_duplicate_during_a_merge_goes_to_the_copies(
+    operator: list[str],
+    engine: Engine,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restriction set on the duplicate between the merge's copies (step 1, restrictions
+    read then) and its commit was lost: KEEP's copies kept the older, looser ones."""
+    url, token = operator[1], Path(operator[3]).read_text().strip()
+    with _merge_held_at_commit(url, token, monkeypatch) as (_, merged):
         restricted = httpx.put(
             url + "/subjects/dup/restrictions",
             json={"no_exchange_consent": True},
@@ -310,9 +326,6 @@ def test_a_restriction_set_on_the_duplicate_during_a_merge_goes_to_the_copies(
             timeout=30,
         )
         assert restricted.status_code == 200, restricted.text
-    finally:
-        go.set()
-        merging.join()
     assert merged[0].status_code == 200, merged[0].text
     keep_id = _id(sessions, "keep")
     assert keep_id is not None
@@ -540,29 +553,7 @@ def test_a_restriction_set_on_keep_during_a_merge_is_kept_on_the_copies(
     pending copies (200, listed in the answer), then the commit gave the copies the
     duplicate's restrictions again: KEEP's records were shareable with other peers."""
     url, token = operator[1], Path(operator[3]).read_text().strip()
-    at_commit, go = threading.Event(), threading.Event()
-    commit = merging_service._merge_commit
-
-    def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # widens the window only
-        at_commit.set()
-        assert go.wait(30)
-        return commit(*args, **kwargs)
-
-    monkeypatch.setattr(merging_service, "_merge_commit", paused)
-    merged: list[httpx.Response] = []
-    merging = threading.Thread(
-        target=lambda: merged.append(
-            httpx.post(
-                url + "/subjects/keep/merge",
-                json={"duplicate": "dup"},
-                headers=bearer(token),
-                timeout=60,
-            )
-        )
-    )
-    merging.start()
-    try:
-        assert at_commit.wait(30)
+    with _merge_held_at_commit(url, token, monkeypatch) as (_, merged):
         restricted = httpx.put(
             url + "/subjects/keep/restrictions",
             json={"peers": ["FR"]},
@@ -571,9 +562,6 @@ def test_a_restriction_set_on_keep_during_a_merge_is_kept_on_the_copies(
         )
         assert restricted.status_code == 200, restricted.text
         assert len(restricted.json()["records"]) == 4  # its own and the three copies
-    finally:
-        go.set()
-        merging.join()
     assert merged[0].status_code == 200, merged[0].text
     keep_id = _id(sessions, "keep")
     assert keep_id is not None
@@ -597,44 +585,23 @@ def test_a_search_while_the_merge_waits_for_its_locks_finds_the_duplicate(
     url, token = operator[1], Path(operator[3]).read_text().strip()
     keep_id, dup_id = _id(sessions, "keep"), _id(sessions, "dup")
     assert keep_id is not None and dup_id is not None
-    at_commit, go = threading.Event(), threading.Event()
-    commit = merging_service._merge_commit
-
-    def paused(*args: Any, **kwargs: Any) -> tuple[int, int]:  # orders the events only
-        at_commit.set()
-        assert go.wait(30)
-        return commit(*args, **kwargs)
 
     def search() -> list[str]:
         found = GallerySearch(galleries)(Probe("face", face=faces["dup"]), 1, 1e-3)
         return [c.record_ref for c in found]
 
-    monkeypatch.setattr(merging_service, "_merge_commit", paused)
-    merged: list[httpx.Response] = []
-    merging = threading.Thread(
-        target=lambda: merged.append(
-            httpx.post(
-                url + "/subjects/keep/merge",
-                json={"duplicate": "dup"},
-                headers=bearer(token),
-                timeout=60,
-            )
+    with (
+        _merge_held_at_commit(url, token, monkeypatch) as (go, merged),
+        engine.connect() as holder,
+        holder.begin() as held,
+    ):
+        # KEEP's row lock (PostgreSQL) or the write lock (SQLite), as a restriction holds it
+        holder.execute(
+            text("UPDATE subjects SET created_at = created_at WHERE id = :id"), {"id": keep_id}
         )
-    )
-    merging.start()
-    try:
-        assert at_commit.wait(30)
-        with engine.connect() as holder, holder.begin() as held:
-            # KEEP's row lock (PostgreSQL) or the write lock (SQLite), as a restriction holds it
-            holder.execute(
-                text("UPDATE subjects SET created_at = created_at WHERE id = :id"), {"id": keep_id}
-            )
-            go.set()
-            time.sleep(1)  # step 3 waits for the lock
-            assert search() == [subject_key(dup_id)]
-            held.rollback()
-    finally:
         go.set()
-        merging.join()
+        time.sleep(1)  # step 3 waits for the lock
+        assert search() == [subject_key(dup_id)]
+        held.rollback()
     assert merged[0].status_code == 200, merged[0].text
     assert search() == [subject_key(keep_id)]
