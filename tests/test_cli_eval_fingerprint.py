@@ -39,6 +39,7 @@ def test_json_report(dataset: Path) -> None:
         assert report[key] > 0, key
     by_impression = report["rank1_by_gallery_impression"]
     assert len(by_impression) == 2 and sum(by_impression) / 2 == pytest.approx(report["rank1"])
+    assert report["rank1_first_impression"] == pytest.approx(by_impression[0])
 
 
 def test_table_report(dataset: Path) -> None:
@@ -47,6 +48,8 @@ def test_table_report(dataset: Path) -> None:
     assert "eer_45" in result.stdout and "rank1" in result.stdout
     row = next(x for x in result.stdout.splitlines() if "rank1_by_gallery_impression" in x)
     assert row.count("%") == 2
+    row = next(x for x in result.stdout.splitlines() if "rank1_first_impression" in x)
+    assert row.count("%") == 1
 
 
 def test_synthetic_option() -> None:

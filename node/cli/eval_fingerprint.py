@@ -57,7 +57,14 @@ def _progress(enabled: bool) -> Iterator[Update | None]:
 def _report_table(title: str, report: dict[str, object]) -> Table:
     # Text, not markup: a folder fvc[db1_a] showed as fvc, one holding [/] raised MarkupError
     table = Table(title=Text(title), show_header=False)
-    pct = {"eer", "eer_45", "fnmr_at_fmr_1pct", "fnmr_at_fmr_01pct", "rank1"}
+    pct = {
+        "eer",
+        "eer_45",
+        "fnmr_at_fmr_1pct",
+        "fnmr_at_fmr_01pct",
+        "rank1",
+        "rank1_first_impression",
+    }
     for key, value in report.items():
         if key == "failures" and isinstance(value, list):
             shown = f"{len(value)}" + "".join(f"\n  {f['file']}: {f['reason']}" for f in value)

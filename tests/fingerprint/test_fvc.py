@@ -16,6 +16,7 @@ from matcher.fingerprint.fvc import (
     _protocol,
     evaluate,
     rank1_by_gallery_impression,
+    rank1_first_impression,
     scan,
 )
 from matcher.fingerprint.template import FingerprintTemplate
@@ -88,6 +89,31 @@ def test_rank1_averages_over_gallery_choices() -> None:
     assert np.mean(by_impression) == pytest.approx(_protocol(samples, s)[3])
 
 
+def test_rank1_first_impression_enrols_each_fingers_first_impression() -> None:
+    samples = _samples(3, 3)
+    fingers = np.repeat(np.arange(3), 3)
+    s = np.where(fingers[:, None] == fingers[None, :], 0.9, 0.1).astype(np.float32)
+    assert rank1_first_impression(samples, s) == 1.0
+    # Probe 4 (finger 1, second impression) resembles finger 2's first impression more than
+    # its own: one miss of 6 probes. A probe beating a non-first impression does not count.
+    s[4, 6] = 0.95
+    s[1, 5] = 0.99
+    assert rank1_first_impression(samples, s) == pytest.approx(5 / 6)
+    assert rank1_first_impression(samples, s) == pytest.approx(
+        rank1_by_gallery_impression(samples, s)[0]  # type: ignore[index]
+    )
+
+
+def test_rank1_first_impression_with_unequal_impression_counts() -> None:
+    samples = _samples(3, 3)[:-2]  # finger 2 has one impression: a gallery entry, no probe
+    fingers = np.array([0, 0, 0, 1, 1, 1, 2])
+    s = np.where(fingers[:, None] == fingers[None, :], 0.9, 0.1).astype(np.float32)
+    s[1, 6] = 0.95  # probe 1 (finger 0) prefers finger 2's only impression
+    assert rank1_by_gallery_impression(samples, s) is None
+    assert rank1_first_impression(samples, s) == pytest.approx(3 / 4)
+    assert rank1_first_impression(_samples(3, 1), np.ones((3, 3), np.float32)) is None
+
+
 def test_rank1_by_gallery_impression_needs_equal_impression_counts() -> None:
     samples = _samples(3, 3)[:-1]  # the last finger has 2 impressions
     s = np.random.default_rng(1).random((8, 8)).astype(np.float32)
@@ -111,6 +137,7 @@ def test_evaluate_end_to_end(tiny_dataset: Path) -> None:
     by_impression = report.rank1_by_gallery_impression
     assert by_impression is not None and len(by_impression) == 2
     assert np.mean(by_impression) == pytest.approx(report.rank1)
+    assert report.rank1_first_impression == pytest.approx(by_impression[0])
     assert report.comparisons_per_cpu_s_1to1 > 0 and report.comparisons_per_cpu_s_batch > 0
     assert report.extract_cpu_ms_median > 0 and report.extract_wall_ms_median > 0
     assert {"extract", "compare"} <= set(stages)
