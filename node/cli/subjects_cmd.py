@@ -35,7 +35,7 @@ from node.cli._client import (
 )
 from node.cli._common import ConfigOption, JsonOption, count_progress, print_json, printable
 from node.cli.gallery_cmd import restrictions_option
-from node.db.models import EXTERNAL_ID_CHARS, EXTERNAL_ID_PATTERN, LABEL_PATTERN
+from node.db.models import EXTERNAL_ID_CHARS, LABEL_PATTERN, is_external_id
 from node.exchange.references import NOTE_CHARS, HitOutcome
 from node.repositories.hits import BadCursorError, HitCursor, OutcomeState
 from node.restrictions import SharingRestrictions
@@ -259,7 +259,7 @@ def _read_ids(path: Path) -> list[str]:
         value = line.strip()
         if not value or value.startswith("#"):
             continue
-        if len(value) > EXTERNAL_ID_CHARS or not re.fullmatch(EXTERNAL_ID_PATTERN, value):
+        if not is_external_id(value):
             bad.append(number)
             continue
         ids.append(value)
@@ -432,7 +432,7 @@ def merge(
 
 def _external_id_option(value: str) -> str:
     """A new external id the node would take (its 422 would be exit 3, not a usage error)."""
-    if len(value) > EXTERNAL_ID_CHARS or not re.fullmatch(EXTERNAL_ID_PATTERN, value):
+    if not is_external_id(value):
         raise typer.BadParameter(
             f"not an external id (1-{EXTERNAL_ID_CHARS} characters, no '/', control or "
             "invisible characters, no surrounding blanks)"

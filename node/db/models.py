@@ -8,6 +8,7 @@ opaque ``TemplateRecord.reference``. A row and a gallery entry exist together or
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from typing import Any
 
@@ -42,11 +43,31 @@ _INVISIBLE = (
     r"\u3164\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
     r"\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
 )
+
+
+def _id_pattern(excluded: str) -> str:
+    return rf"^[^/\s{excluded}](?:[^/{excluded}]*[^/\s{excluded}])?$"
+
+
 #: External ids are one URL path segment (``/subjects/{external_id}``): no slash, no
 #: leading or trailing blank, none of the characters above.
-EXTERNAL_ID_PATTERN = rf"^[^/\s{_INVISIBLE}](?:[^/{_INVISIBLE}]*[^/\s{_INVISIBLE}])?$"
+EXTERNAL_ID_PATTERN = _id_pattern(_INVISIBLE)
 #: Free labels (an enrolment's source): printable text only.
 LABEL_PATTERN = rf"^[^{_INVISIBLE}]*$"
+#: Lone surrogates: what Python makes of the bytes of a file name or argument that are not
+#: UTF-8 (``surrogateescape``); no database, URL or JSON text holds one. Python's ``re`` only:
+#: pydantic's regex cannot name them, and it refuses such a string itself (``string_unicode``).
+_SURROGATES = r"\ud800-\udfff"
+_EXTERNAL_ID = re.compile(_id_pattern(_INVISIBLE + _SURROGATES))
+
+
+def is_external_id(value: str) -> bool:
+    """Whether the node takes ``value`` as an external id (the API's rules: 1 to
+    :data:`EXTERNAL_ID_CHARS` characters of :data:`EXTERNAL_ID_PATTERN`), and it is text: a
+    folder name or argument that is not UTF-8 is none, though the pattern alone takes it."""
+    return len(value) <= EXTERNAL_ID_CHARS and _EXTERNAL_ID.fullmatch(value) is not None
+
+
 #: Highest ISO/IEC 19794-2 finger position (0 = unknown, 1–10 = right thumb … left little).
 MAX_FINGER_POSITION = 10
 

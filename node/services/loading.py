@@ -15,7 +15,8 @@ records decoded, ANSI/NIST-ITL transactions' images (Type-4/14 fingers, Type-10 
 extracted and their Type-9 minutiae taken as they are, and fingerprints prepared for search
 (milliseconds each, the bulk of a template load). A file is rejected, with a reason in the
 report, when its subject id (folder or file name) is one the database would not take
-(``bad_subject``), it is larger than ``MAX_FILE_BYTES`` (``too_large``, before it is read), it
+(``bad_subject``, also a folder name that is not UTF-8), its own name is not UTF-8
+(``bad_file_name``), it is larger than ``MAX_FILE_BYTES`` (``too_large``, before it is read), it
 cannot be read (``unreadable_file``) or decoded, yields no template or falls under the
 quality gate. A reader that fails on a file in a way it does not report (a defect, found on
 hostile input) rejects that file alone (``unreadable_file``, naming and logging the error's
@@ -39,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
-import re
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -56,7 +56,7 @@ from matcher.errors import BdxError
 from matcher.fingerprint.template import FingerprintTemplate
 from matcher.search.fingerprint import prepare_checked
 from matcher.workers import exit_with_parent, spawning_uninterrupted, usable_cpus
-from node.db.models import EXTERNAL_ID_CHARS, EXTERNAL_ID_PATTERN, Modality, TemplateRecord
+from node.db.models import EXTERNAL_ID_CHARS, Modality, TemplateRecord, is_external_id
 from node.errors import NodeError
 from node.formats.ansi_nist import NistImage, NistMinutiae, read_transaction
 from node.formats.discover import Discovery, FileKind, SourceFile
@@ -90,6 +90,8 @@ NOTE_MINUTIAE_USED = "minutiae_used"
 NOTE_EXTRACTOR = "extractor"
 #: Reason of a file (or subject folder) that could not be read.
 UNREADABLE = "unreadable_file"
+#: Reason of a file whose name (under its subject's folder) is not UTF-8 text.
+BAD_FILE_NAME = "bad_file_name"
 
 logger = logging.getLogger(__name__)
 
@@ -259,15 +261,20 @@ def _undecodable(label: str, exc: Exception) -> Rejection:
 
 def _refusal(file: SourceFile) -> Rejection | None:
     """Why a file is refused before it is read: a subject id the database would not take
-    (the API's rules: 1–128 characters, no slash, control characters or outer spaces), or a
-    size no biometric file has (``MAX_FILE_BYTES``)."""
-    subject = file.subject
-    if len(subject) > EXTERNAL_ID_CHARS or not re.fullmatch(EXTERNAL_ID_PATTERN, subject):
+    (the API's rules: 1–128 characters, no slash, control characters or outer spaces; and
+    text: a folder name that is not UTF-8 is none), a file name that is not UTF-8 (its key,
+    :func:`file_key`, is a digest of the text), or a size no biometric file has
+    (``MAX_FILE_BYTES``)."""
+    if not is_external_id(file.subject):
         return Rejection(
             file.label,
             "bad_subject",
             f"the subject id (from the folder or file name) is not 1–{EXTERNAL_ID_CHARS} "
-            "characters without slashes, control characters or outer spaces",
+            "characters of UTF-8 text without slashes, control characters or outer spaces",
+        )
+    if not _is_text(file.label):
+        return Rejection(
+            file.label, BAD_FILE_NAME, "the file name is not UTF-8 text; rename the file"
         )
     try:
         size = file.path.stat().st_size
@@ -278,6 +285,15 @@ def _refusal(file: SourceFile) -> Rejection | None:
             file.label, "too_large", f"file of {size} bytes exceeds the limit of {MAX_FILE_BYTES}"
         )
     return None
+
+
+def _is_text(name: str) -> bool:
+    """Whether ``name`` is text: a name whose bytes are not UTF-8 holds lone surrogates."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @contextmanager

@@ -274,6 +274,33 @@ def test_subject_ids_the_database_would_refuse_are_rejected_per_file(
     assert session.scalars(select(Subject.external_id)).all() == ["ok"]
 
 
+def test_names_that_are_not_utf8_are_rejected_per_file(
+    node_env: Settings,
+    session: Session,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A folder or file name whose bytes are not UTF-8 (Python's lone surrogates) was a
+    UnicodeEncodeError traceback that stopped the whole load: the folder is a subject id no
+    text holds (``bad_subject``), the file a name no key is made of (``bad_file_name``); the
+    rest loads, and the names are shown escaped."""
+    root = tmp_path / "folders"
+    bad_folder, bad_file = "sub\udcff", "x\udcfe.fmr"  # the bytes b"sub\xff", b"x\xfe.fmr"
+    for folder, name in (("ok", "a.fmr"), ("ok", bad_file), (bad_folder, "a.fmr")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / name).write_bytes(encode(templates[0][0]))
+    code, out = load_json(root, capsys)
+    assert code == 3 and out["enrolled"] == 1
+    assert sorted((f["file"], f["error"]) for f in out["failed"]) == [
+        (f"ok/{bad_file}", "bad_file_name"),
+        (f"{bad_folder}/a.fmr", "bad_subject"),
+    ]
+    assert session.scalars(select(Subject.external_id)).all() == ["ok"]
+    code, _, err = cli(["gallery", "load", str(root), "--workers", "1"], capsys)
+    assert code == 3 and "rejected sub\\udcff/a.fmr:" in err and "[bad_file_name]" in err
+
+
 def test_report_path_is_checked_before_loading(
     node_env: Settings,
     session: Session,

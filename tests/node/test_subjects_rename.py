@@ -125,6 +125,9 @@ def test_rename_refusals(
     assert code == 2
     code, _, err = cli(["subjects", "rename", "case-1", "a/b", *operator], capsys)
     assert code == 2 and "not an external id" in err
+    # An argument whose bytes are not UTF-8 (b"new\xff": a lone surrogate) is no id either.
+    code, _, err = cli(["subjects", "rename", "case-1", "new\udcff", *operator], capsys)
+    assert code == 2 and "not an external id" in err
     url = operator[1]
     officer = make_token(Role.OFFICER)  # type: ignore[operator]
     refused = httpx.put(
