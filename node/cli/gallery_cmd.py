@@ -48,12 +48,15 @@ app = typer.Typer(help="Load, reconcile and inspect the gallery.", no_args_is_he
 
 
 def write_report(path: Path, rejected: list[Rejection]) -> None:
-    """The rejected files as CSV, or JSON when ``path`` ends in ``.json``."""
+    """The rejected files as CSV, or JSON when ``path`` ends in ``.json``. A name that is not
+    UTF-8 (lone surrogates) is written escaped: ``\\udcff`` in the CSV, JSON's own escape in
+    the JSON (it was a UnicodeEncodeError after the load had committed)."""
     rows = [vars(r) for r in rejected]
-    if path.suffix.lower() == ".json":
-        path.write_text(json_module.dumps(rows, indent=2) + "\n")
+    if path.suffix.lower() == ".json":  # ASCII: json escapes every other character
+        path.write_text(json_module.dumps(rows, indent=2) + "\n", encoding="utf-8")
         return
-    with path.open("w", newline="") as f:  # cells that start a formula are quoted (CSV injection)
+    # cells that start a formula are quoted (CSV injection)
+    with path.open("w", newline="", encoding="utf-8", errors="backslashreplace") as f:
         writer = csv.DictWriter(f, fieldnames=["file", "reason", "detail"])
         writer.writeheader()
         writer.writerows([{k: csv_cell(str(v)) for k, v in row.items()} for row in rows])

@@ -301,6 +301,32 @@ def test_names_that_are_not_utf8_are_rejected_per_file(
     assert code == 3 and "rejected sub\\udcff/a.fmr:" in err and "[bad_file_name]" in err
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_a_report_names_files_that_are_not_utf8_escaped(
+    node_env: Settings,
+    tmp_path: Path,
+    templates: list[list[FingerprintTemplate]],
+    capsys: pytest.CaptureFixture[str],
+    suffix: str,
+) -> None:
+    """A rejected file whose name is not UTF-8 (here in a folder refused as bad_subject) made
+    the CSV report a UnicodeEncodeError traceback, exit 1, after the load had committed."""
+    root = tmp_path / "folders"
+    for folder, name in (("ok", "a.fmr"), (" bad", "x\udcff.fmr")):
+        (root / folder).mkdir(parents=True)
+        (root / folder / name).write_bytes(encode(templates[0][0]))
+    report_path = tmp_path / f"report{suffix}"
+    code, out = load_json(root, capsys, "--report", str(report_path))
+    assert code == 3 and out["enrolled"] == 1
+    if suffix == ".json":
+        rows = json.loads(report_path.read_text(encoding="utf-8"))
+        assert [(r["file"], r["reason"]) for r in rows] == [(" bad/x\udcff.fmr", "bad_subject")]
+    else:
+        with report_path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        assert [(r["file"], r["reason"]) for r in rows] == [(" bad/x\\udcff.fmr", "bad_subject")]
+
+
 def test_report_path_is_checked_before_loading(
     node_env: Settings,
     session: Session,
