@@ -103,10 +103,14 @@ def _read(source: Source, max_bytes: int) -> bytes:
     else:
         path = Path(source)
         try:
-            with path.open("rb") as fh:
-                st = os.fstat(fh.fileno())
+            # O_NONBLOCK: a FIFO opens at once (a plain open waits for a writer, forever), to be
+            # refused below with devices and folders; a regular file is set back to blocking.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as fh:
+                st = os.fstat(fh.fileno())  # the file opened, not the name: no race
                 if not stat.S_ISREG(st.st_mode):  # a device or FIFO has no size to check
                     raise ImageError(f"{path.name}: not a regular file", reason="unreadable_file")
+                os.set_blocking(fd, True)
                 if st.st_size > max_bytes:
                     raise ImageError(
                         f"{path.name}: file of {st.st_size} bytes exceeds the limit of {max_bytes}",
@@ -115,7 +119,8 @@ def _read(source: Source, max_bytes: int) -> bytes:
                 data = fh.read(max_bytes + 1)  # bounded even if the file grows meanwhile
         except OSError as exc:
             raise ImageError(
-                f"{path.name}: cannot read ({exc.strerror or exc})", reason="unreadable_file"
+                f"{path.name}: cannot read ({exc.strerror or type(exc).__name__})",
+                reason="unreadable_file",
             ) from exc
     if len(data) > max_bytes:
         raise ImageError(

@@ -1,9 +1,11 @@
 """Every error path of the shared image decoder, and the mode conversions."""
 
 import io
+import os
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -149,6 +151,33 @@ def test_special_file_is_refused_not_read(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as info:
         imageio.load_grayscale(tmp_path)  # a directory
     assert info.value.reason == "unreadable_file"
+
+
+#: Seconds a decode of a FIFO may take before it counts as blocked (it takes microseconds).
+FIFO_WAIT_S = 10
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Opening a FIFO waits for a writer: ``bdx eval fingerprint`` on a folder holding one
+    hung forever. It is refused as a device is, at once."""
+    fifo = tmp_path / "1_1.png"
+    os.mkfifo(fifo)
+    reasons: list[str] = []
+
+    def decode() -> None:
+        try:
+            imageio.load_grayscale(fifo)
+        except ImageError as exc:
+            reasons.append(exc.reason)
+
+    worker = threading.Thread(target=decode, daemon=True)
+    worker.start()
+    worker.join(FIFO_WAIT_S)
+    blocked = worker.is_alive()
+    if blocked:  # release it: a writer that writes nothing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join()
+    assert not blocked and reasons == ["unreadable_file"]
 
 
 def test_alpha_is_flattened_on_white() -> None:
