@@ -19,6 +19,8 @@ Errors (:class:`~matcher.errors.ImageError`), by ``reason``:
 ``empty_image``      zero width or height
 ``truncated``        the header is fine but the pixel data is cut short or corrupt
 ``unsupported_image`` a mode or layout that cannot be converted (e.g. multi-channel float)
+
+A decoder's failure is named by its type, never by its message (which may quote the file).
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ def _open(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageError("declared image size is too large", reason="too_large") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"unreadable image header ({exc})", reason="not_an_image") from exc
+        raise ImageError(f"unreadable image header ({_kind(exc)})", reason="not_an_image") from exc
     max_side = side_limit(_ppi(img)) if side_limit is not None else MAX_SIDE
     _check_size(img.size, max_pixels, max_side)
     scale = _draft(img, reduce_to)
@@ -170,9 +172,18 @@ def _open(
     except Image.DecompressionBombWarning as exc:
         raise ImageError("declared image size is too large", reason="too_large") from exc
     except (OSError, SyntaxError, ValueError, IndexError, struct.error) as exc:
-        raise ImageError(f"image data is truncated or corrupt ({exc})", reason="truncated") from exc
+        raise ImageError(
+            f"image data is truncated or corrupt ({_kind(exc)})", reason="truncated"
+        ) from exc
     fmt, ppi = str(img.format or "unknown"), _ppi(img)
     return img, fmt, (ppi * scale if ppi is not None else None), scale
+
+
+def _kind(exc: Exception) -> str:
+    """What a decoder's error says in a message: its type only. Pillow's messages quote the
+    file (a plain PGM's text pixels: ``Token too long found in data: <11 bytes>``), and an
+    image's bytes are a person's record; messages name formats and fields, never contents."""
+    return type(exc).__name__
 
 
 def _check_size(size: tuple[int, int], max_pixels: int, max_side: int) -> None:
@@ -298,7 +309,7 @@ def _convert(img: Image.Image, gray: bool) -> npt.NDArray[np.uint8]:
         return _eight_bit(img, gray)
     except (OSError, ValueError) as exc:
         raise ImageError(
-            f"cannot convert image mode {mode}: {exc}", reason="unsupported_image"
+            f"cannot convert image mode {mode} ({_kind(exc)})", reason="unsupported_image"
         ) from exc
 
 

@@ -72,6 +72,22 @@ def test_missing_file(tmp_path: Path) -> None:
     assert info.value.reason == "unreadable_file"
 
 
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b"P2\n2 2\n255\n1 2 3 DOE,JOHN_1980-01-31\n", "image data is truncated or corrupt"),
+        (b"P1\n2 2\nDOE,JOHN\n", "image data is truncated or corrupt"),  # one letter quoted
+        (b"P2\nDOE,JOHN 2\n255\n", "unreadable image header"),  # text where the width is
+    ],
+)
+def test_a_decoders_message_never_quotes_the_file(data: bytes, said: str) -> None:
+    """Pillow's messages quote the data (``Token too long found in data: DOE,JOHN_19``),
+    and they reached load reports, the CLI and the API's 422: the error's type is said."""
+    with pytest.raises(ImageError) as info:
+        imageio.load_grayscale(data)
+    assert info.value.message == f"{said} (ValueError)"
+
+
 def test_truncated_png() -> None:
     data = _png(np.random.default_rng(0).integers(0, 255, (200, 200), dtype=np.uint8))
     with pytest.raises(ImageError) as info:

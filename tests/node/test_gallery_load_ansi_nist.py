@@ -245,6 +245,19 @@ def test_load_wsq_transaction(
     assert sorted(positions) == [2, 7]
 
 
+def test_a_rejection_never_quotes_an_images_contents(
+    node_env: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Type-10 image that is a plain PGM of text pixels: the decoder's message quoted 11
+    bytes of the record (``Token too long found in data: DOE,JOHN_19``) in the report."""
+    pgm = b"P2\n2 2\n255\n1 2 3 DOE,JOHN_1980-01-31\n"
+    (tmp_path / "quote.an2").write_bytes(transaction([(10, tagged(10, [(2, b"1"), (999, pgm)]))]))
+    code, out = load_json(tmp_path / "quote.an2", capsys)
+    (failed,) = out["failed"]
+    assert code == 3 and failed["error"] == "truncated"
+    assert "DOE" not in failed["detail"] and "(ValueError)" in failed["detail"]
+
+
 def _crashing_wsq_transaction() -> bytes:
     """A Type-4 WSQ record on which NBIS's decoder frees memory twice (found by fuzzing: a
     transaction of random 64x64 pixels with four bytes changed and seven inserted)."""
