@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,16 @@ def test_bad_layout_is_a_typed_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "scan.png").write_bytes(b"x")
     code, err = _run(["eval", "fingerprint", "--dataset", str(tmp_path)], capsys)
     assert code == 3 and "[bad_layout]" in err
+
+
+def test_a_fifo_in_the_dataset_is_a_typed_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It hung the evaluation forever: the decoder opened it and waited for a writer."""
+    write_dataset(tmp_path, 2, 2, seed=5, workers=1)
+    os.mkfifo(tmp_path / "3_1.png")
+    code, err = _run(["eval", "fingerprint", "--dataset", str(tmp_path)], capsys)
+    assert code == 3 and "3_1.png" in err and "[not_a_file]" in err, err
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,10 @@ def one_thread() -> Iterator[None]:
 
 
 def scan(directory: str | os.PathLike[str]) -> list[Sample]:
-    """Images of ``directory`` in FVC layout, sorted by (finger, impression)."""
+    """Images of ``directory`` in FVC layout, sorted by (finger, impression). An entry named
+    as an image that is no regular file (a FIFO, device, socket, folder or broken link) is
+    refused (``not_a_file``) before anything is read: passed over, it would change the
+    protocol's counts unsaid; read, it would count as a failure to extract."""
     root = Path(directory)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder", reason="not_a_directory")
@@ -139,6 +142,11 @@ def scan(directory: str | os.PathLike[str]) -> list[Sample]:
         )
     samples = []
     for p in files:
+        if not p.is_file():  # stat only: opening a FIFO waits for a writer
+            raise DatasetError(
+                f"{p.name}: not a regular file (a FIFO, device, socket, folder or broken link)",
+                reason="not_a_file",
+            )
         m = _NAME.match(p.stem)
         if m is None:
             raise DatasetError(

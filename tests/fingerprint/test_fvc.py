@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -49,6 +50,23 @@ def test_scan_refuses_bad_folders(tmp_path: Path, names: tuple[str, ...], reason
     with pytest.raises(DatasetError) as err:
         scan(tmp_path)
     assert err.value.reason == reason
+
+
+@pytest.mark.parametrize("special", ["fifo", "folder", "broken link"])
+def test_scan_refuses_an_image_name_that_is_no_regular_file(tmp_path: Path, special: str) -> None:
+    """A FIFO named like an image hung ``bdx eval fingerprint`` forever (opening it waits for
+    a writer); it, a folder or a broken link so named is refused, naming it, unopened."""
+    _touch(tmp_path, "101_1.png", "102_1.png")
+    odd = tmp_path / "103_1.png"
+    if special == "fifo":
+        os.mkfifo(odd)
+    elif special == "folder":
+        odd.mkdir()
+    else:
+        odd.symlink_to(tmp_path / "absent.png")
+    with pytest.raises(DatasetError) as err:
+        scan(tmp_path)
+    assert err.value.reason == "not_a_file" and err.value.message.startswith("103_1.png: ")
 
 
 def test_scan_refuses_a_missing_folder(tmp_path: Path) -> None:
