@@ -89,18 +89,27 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
-def read_input(path: Path, what: str, *, max_bytes: int | None = None) -> bytes:
+#: Largest file :func:`read_input` reads where its caller names no bound: a key, a
+#: certificate, a token are a few KB.
+MAX_INPUT_BYTES = 1024 * 1024
+
+
+def read_input(path: Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
     """The bytes of a file the user named: exit 4 when it does not exist, 3 when it cannot be
-    read (a folder, no permission) or is over ``max_bytes``; the message names ``what``."""
+    read (a folder, no permission) or is over ``max_bytes``; the message names ``what``.
+    A device or pipe states no size (0: ``/dev/zero`` was read without end): at most
+    ``max_bytes`` + 1 bytes are read, one too many is too large."""
     try:
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
-            if max_bytes is not None and size > max_bytes:
+            data = b"" if size > max_bytes else f.read(max_bytes + 1)
+            if size > max_bytes or len(data) > max_bytes:
+                said = f"{size} bytes" if size > max_bytes else f"over {max_bytes} bytes"
                 raise PayloadTooLargeError(
-                    f"{what} {path} is {size} bytes; at most {max_bytes} are read",
+                    f"{what} {path} is {said}; at most {max_bytes} are read",
                     reason="file_too_large",
                 )
-            return f.read()
+            return data
     except FileNotFoundError:
         raise NotFoundError(f"no {what} {path}") from None
     except OSError as exc:

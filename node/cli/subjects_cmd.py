@@ -76,6 +76,9 @@ EXIT_NOT_FOUND = 4
 #: Subjects ``delete --file`` sends per request: small enough that the bar moves every second
 #: or so, and at most the node's bound (``params.MAX_BULK_DELETIONS``).
 DELETE_CHUNK = min(100, service_params.MAX_BULK_DELETIONS)
+#: Largest id list ``delete --file`` reads (bytes): some million ids, read no further (a
+#: device or pipe states no size).
+MAX_ID_LIST_BYTES = 64 * 1024 * 1024
 #: Bad lines of an id list quoted in its one-line error (the rest are counted).
 BAD_LINES_SHOWN = 10
 
@@ -230,17 +233,22 @@ def _read_ids(path: Path) -> list[str]:
     lines starting with ``#`` skipped, surrounding blanks dropped; each checked as the node
     checks one, the whole list before anything is deleted. Bad contents are exit 3 (bad
     input data, ``bad_id_list``): a bad id, naming its line (and every other bad line's), no
-    id at all, or text that is not UTF-8 (a byte order mark first is fine); a file that cannot
-    be read is exit 4."""
+    id at all, or text that is not UTF-8 (a byte order mark first is fine); a list over
+    :data:`MAX_ID_LIST_BYTES` is exit 3 too (``file_too_large``), read no further (a device
+    or pipe was read without end); a file that cannot be read is exit 4."""
     name = "standard input" if str(path) == "-" else str(path)
     bom = 0  # the length of a UTF-8 byte order mark the file starts with (editors write one)
     try:
-        if str(path) == "-":
-            text = (sys.stdin.read() if sys.stdin is not None else "").removeprefix("\ufeff")
+        if str(path) == "-":  # over the bound in characters is over it in bytes
+            text = sys.stdin.read(MAX_ID_LIST_BYTES + 1) if sys.stdin is not None else ""
+            over = len(text) > MAX_ID_LIST_BYTES
+            text = text.removeprefix("\ufeff")
         else:
-            data = path.read_bytes()
+            with path.open("rb") as fh:
+                data = fh.read(MAX_ID_LIST_BYTES + 1)
+            over = len(data) > MAX_ID_LIST_BYTES
             bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-            text = data[bom:].decode("utf-8")
+            text = "" if over else data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NodeRequestError(
             f"{name}: byte {bom + exc.start + 1} is not UTF-8 text; nothing was deleted",
@@ -253,6 +261,12 @@ def _read_ids(path: Path) -> list[str]:
             reason="no_id_list",
             exit_code=EXIT_NOT_FOUND,
         ) from None
+    if over:
+        raise NodeRequestError(
+            f"{name}: over {MAX_ID_LIST_BYTES} bytes; split the list; nothing was deleted",
+            reason="file_too_large",
+            exit_code=EXIT_BAD_INPUT,
+        )
     ids: list[str] = []
     bad: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):

@@ -3,7 +3,10 @@ node whose certificate does not verify are one line with their documented exit c
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from node_support import cli, free_port, self_signed_tls
 
+from node.cli._common import read_input
 from node.db.models import Role
+from node.service_errors import PayloadTooLargeError
 
 DER = Encoding.DER
 
@@ -42,6 +47,48 @@ def test_a_missing_file_is_4_and_an_unreadable_one_3(
     assert code == 4 and "absent.iso" in err and len(err.splitlines()) == 1, err
     code, _, err = cli(_query([str(tmp_path)], token_file), capsys)
     assert code == 3 and "[unreadable_file]" in err and len(err.splitlines()) == 1, err
+
+
+def test_a_pipe_is_read_no_further_than_the_bound(tmp_path: Path) -> None:
+    """A pipe or device states size 0, so the size check passed and everything was read."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    bound = 1024
+
+    def write(count: int) -> None:
+        with contextlib.suppress(BrokenPipeError), pipe.open("wb") as fh:  # reader stopped
+            fh.write(b"\0" * count)
+
+    for count, fits in ((bound, True), (bound + 1, False)):
+        writer = threading.Thread(target=write, args=(count,))
+        writer.start()
+        try:
+            if fits:
+                assert len(read_input(pipe, "query file", max_bytes=bound)) == bound
+            else:
+                with pytest.raises(PayloadTooLargeError) as info:
+                    read_input(pipe, "query file", max_bytes=bound)
+                assert info.value.reason == "file_too_large"
+        finally:
+            writer.join()
+
+
+def test_a_device_is_read_no_further_than_the_bound(
+    token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``bdx query /dev/zero`` read without end (the reviewer stopped it at 3 GB); so did a
+    CA file and ``subjects delete --file``'s id list."""
+    code, _, err = cli(_query(["/dev/zero"], token_file), capsys)
+    assert code == 3 and "[file_too_large]" in err and len(err.splitlines()) == 1, err
+    code, _, err = cli(_query([str(token_file)], token_file, "--ca-file", "/dev/zero"), capsys)
+    assert code == 3 and "[file_too_large]" in err and len(err.splitlines()) == 1, err
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, _, err = cli(
+        ["subjects", "delete", "--file", "/dev/zero", "-y", "--url", nowhere,
+         "--token-file", str(token_file)],
+        capsys,
+    )  # fmt: skip
+    assert code == 3 and "[file_too_large]" in err and len(err.splitlines()) == 1, err
 
 
 @pytest.mark.parametrize(
