@@ -34,13 +34,19 @@ TermsReader = Annotated[Principal, Depends(require_role(Role.OFFICER, Role.ADMIN
 PeerCode = Annotated[CountryCode, Path(description="the peer country (ISO 3166-1 alpha-2)")]
 
 
-def _exchange(request: Request) -> Exchange:
+def get_exchange(request: Request) -> Exchange:
+    """The node's peer exchange; 503 ``no_exchange`` (the CLI's exit 6) on a node that runs
+    none (no ``policy_file``). Every route that needs the exchange refuses with this one
+    error (``GET /quota``, ``POST /queries``...), never a storage code."""
     exchange: Exchange | None = getattr(request.app.state, "exchange", None)
     if exchange is None:
         raise StoreUnavailableError(
             "this node has no peer exchange configured", reason="no_exchange"
         )
     return exchange
+
+
+ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
 
 
 @router.get(
@@ -72,7 +78,7 @@ async def peer_terms(
     country: PeerCode, reader: TermsReader, session: SessionDep, request: Request
 ) -> PeerTermsOut:
     # (No docstring: the operation's description is its role.)
-    service = PeerTermsService(session, _exchange(request))
+    service = PeerTermsService(session, get_exchange(request))
     got = await service.read(country, actor=actor(reader))
     p = got.payload
     terms = None

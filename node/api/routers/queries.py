@@ -2,7 +2,7 @@
 :mod:`node.exchange.officer`). Answers 200 with one result per peer, partial results marked
 (``complete`` false; a peer refused here has its reason and the failed check's sentence,
 as the history gives them); 422 ``unknown_peer``, nobody asked, when some country is no
-configured peer of this node; 503 when this node has no exchange configured.
+configured peer of this node; 503 ``no_exchange`` when this node runs no peer exchange.
 
 ``GET /queries`` and ``GET /queries/{query_id}``: the queries sent, read back from the exchange
 log (an officer's own; every officer's for admins and auditors, recorded in the audit trail);
@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from node.api.deps import OfficerUser, SessionDep, actor, require_role
 from node.api.routers.auditlog import LogDep
+from node.api.routers.peers import get_exchange
 from node.api.schemas.common import ERROR_STATUSES, MAX_ROW_ID, ErrorBody, UtcDatetime, errors
 from node.api.schemas.queries import (
     OFFICER_NAME_PATTERN,
@@ -37,8 +38,6 @@ from node.api.schemas.queries import (
 )
 from node.db.models import Role
 from node.exchange.officer import probe_items, query_peers
-from node.exchange.setup import Exchange
-from node.service_errors import StoreUnavailableError
 from node.services.hit_outcomes import HitOutcomeService
 from node.services.queries import QueryHistory, SentQuery, Viewer
 from node.services.users import Principal
@@ -70,13 +69,6 @@ OfficerName = Annotated[
 ]
 
 
-def _exchange(request: Request) -> Exchange:
-    exchange: Exchange | None = getattr(request.app.state, "exchange", None)
-    if exchange is None:
-        raise StoreUnavailableError("this node has no peer exchange configured")
-    return exchange
-
-
 @router.post(
     "/queries",
     responses={
@@ -91,7 +83,7 @@ def _exchange(request: Request) -> Exchange:
     },
 )
 async def send_query(body: QueryIn, officer: OfficerUser, request: Request) -> QueryOut:
-    exchange = _exchange(request)
+    exchange = get_exchange(request)
     use_images = bool(body.images)
     pairs = [(p.data, p.finger_position) for p in (body.images or body.templates)]
     templates = await anyio.to_thread.run_sync(
@@ -210,7 +202,7 @@ async def poll_sent_query(
 ) -> SentQueryDetail:
     # (No docstring: the operation's description is its role.)
     history = QueryHistory(log, session)
-    found = await history.poll(_viewer(poller), query_id, _exchange(request))
+    found = await history.poll(_viewer(poller), query_id, get_exchange(request))
     return _detail(found)
 
 
@@ -243,7 +235,7 @@ async def ask_hit_outcome(
     query_id: str, asker: QueryPoller, log: LogDep, session: SessionDep, request: Request
 ) -> QueryFollowUpOut:
     # (No docstring: the operation's description is its role.)
-    service = HitOutcomeService(log, session, _exchange(request))
+    service = HitOutcomeService(log, session, get_exchange(request))
     found, results = await service.ask(_viewer(asker), query_id)
     return QueryFollowUpOut(
         query_id=found.query_id,

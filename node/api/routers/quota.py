@@ -9,32 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from node.api.deps import SessionDep, actor, require_role
+from node.api.routers.peers import ExchangeDep
 from node.api.schemas.common import errors
 from node.api.schemas.quota import QuotaOut, QuotaUsageOut
 from node.db.models import Role
-from node.exchange.setup import Exchange
-from node.service_errors import StoreUnavailableError
 from node.services.quota import QuotaService
 from node.services.users import Principal
 
 router = APIRouter(tags=["quota"], responses=errors())
 
 QuotaReader = Annotated[Principal, Depends(require_role(Role.OPERATOR, Role.AUDITOR))]
-
-
-def get_exchange(request: Request) -> Exchange:
-    exchange: Exchange | None = getattr(request.app.state, "exchange", None)
-    if exchange is None:
-        raise StoreUnavailableError(
-            "this node has no peer exchange configured", reason="no_exchange"
-        )
-    return exchange
-
-
-ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
 
 
 @router.get("/quota")
