@@ -290,6 +290,7 @@ def export_cmd(
     query_id: QueryIdOption = None,
     reference: ReferenceOption = None,
     action: ActionOption = None,
+    case_ref: CaseRefOption = None,
     config: ConfigOption = None,
     signing_key: SigningKeyOption = None,
     origin: OriginOption = None,
@@ -303,9 +304,17 @@ def export_cmd(
 
     The filters are those of `bdx audit list`: with any beyond --since/--until the export is
     a selection (one peer's slice, say), each entry still with its inclusion proof; `bdx
-    audit verify` checks it and says it is a selection."""
+    audit verify` checks it and says it is a selection. --case-ref selects a CSV export
+    only, as GET /audit/log/export: a JSON selection is verified offline against the filter
+    it records, which this one cannot be without the node's secret."""
     if format not in ("json", "csv"):
         raise query.AuditQueryError(f"--format must be json or csv, not {format!r}")
+    if case_ref is not None and format == "json":  # refused before anything is opened
+        raise query.AuditQueryError(
+            "a JSON export cannot select by --case-ref (it is verified offline, without the "
+            "node's secret): export --format csv with it, or list with --case-ref, then "
+            "export by --query-id"
+        )
     flt = _filter(
         peer=peer,
         purpose=purpose,
@@ -319,6 +328,9 @@ def export_cmd(
         reference=reference,
         action=action,
     )
+    if case_ref is not None:  # the value checked before the secret is read, as by list
+        flt = dataclasses.replace(flt, case_ref=case_ref)
+        flt = dataclasses.replace(flt, case_ref_digest=_case_ref_digest(config))
     writable_output(out)
     with _open_log(config, signing_key, origin) as opened:
         if format == "json":

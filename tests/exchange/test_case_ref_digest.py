@@ -178,6 +178,56 @@ def test_an_auditor_finds_a_quoted_case_reference(
     assert not any(quoted in json.dumps(e) or other in json.dumps(e) for e in searches)
 
 
+def test_a_csv_export_selects_by_case_ref_and_a_json_one_is_refused(
+    nodes: dict[str, ServiceNode], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README says a CSV export takes ``--case-ref`` (``case_ref`` on the API does), but
+    ``bdx audit export`` had no such option ("No such option", exit 2). It now selects a CSV
+    export as the API does, recorded as ``withheld``; a JSON export by it is refused, as the
+    API refuses it, before anything is opened or written."""
+    th, idn = nodes["TH"], nodes["ID"]
+    quoted = "ROE.RICHARD-1960"
+    id_before = idn.exchange.log.size()
+    ask(th, quoted)
+    (received,) = [e for e in events(idn, id_before) if e["type"] == "query_received"]
+    cfg = id_config(idn, tmp_path)
+    out = tmp_path / "case.csv"
+    args = ["audit", "export", "--format", "csv", "--case-ref", quoted, "--out", str(out)]
+    code, said, err = bdx([*args, "--config", str(cfg)], capsys)
+    assert code == 0, err
+    assert said.startswith("wrote ") and err == ""
+    rows = out.read_text().splitlines()
+    assert len(rows) == 2 and received["case_ref_hmac"] in rows[1], rows
+    assert received["query_id"] in rows[1] and quoted not in out.read_text()
+
+    with idn.app.state.sessions() as session:
+        users = UserService(session)
+        users.add_user("csv-inspector", Role.AUDITOR, actor="test")
+        token = users.issue_token("csv-inspector", expires_days=1, actor="test").token
+    with httpx.Client(base_url=idn.api_url, timeout=30) as http:
+        headers = {"Authorization": f"Bearer {token}"}
+        params = {"case_ref": quoted, "format": "csv"}
+        api = http.get("/audit/log/export", params=params, headers=headers)
+        assert api.status_code == 200, api.text
+        assert api.text.splitlines() == rows  # the same selection as the API's
+
+    refused = tmp_path / "case.json"
+    args = ["audit", "export", "--case-ref", quoted, "--out", str(refused)]
+    code, said, err = bdx([*args, "--config", str(cfg)], capsys)
+    assert code == 2 and said == "", err
+    assert err.startswith("bdx: error: a JSON export cannot select by --case-ref")
+    assert err.endswith(" [bad_filter]\n") and not refused.exists()
+
+    exports = [
+        e
+        for e in events(idn, id_before)
+        if e.get("type") == "auditor_action" and e.get("action") == "export"
+    ]
+    # the CLI's export and the API's (the refused JSON export: none)
+    assert [e["details"] for e in exports] == [{"case_ref": "withheld", "format": "csv"}] * 2
+    assert not any(quoted in json.dumps(e) for e in exports)
+
+
 def test_an_auditors_case_ref_search_never_creates_a_hit_secret(
     nodes: dict[str, ServiceNode], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
