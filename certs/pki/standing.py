@@ -39,7 +39,9 @@ NAMES: dict[Document, str] = {
 class Notice:
     """One document of this node's that needs the operator: ``reason`` is a stable code
     (``stale_crl``, ``expired``, ``revoked``, ``due_for_update``, ``expires_soon``...),
-    ``at`` when it went or goes stale or expires (``None`` for a refusal without a date)."""
+    ``at`` when it went or goes stale, expires or expired, was revoked (the CRL entry's
+    revocation date) or becomes valid; ``None`` for a refusal without a date (a certificate
+    not in the trust list, listed for another country or usage...)."""
 
     document: Document
     state: State
@@ -132,9 +134,26 @@ def _certificate(
         try:
             creds.anchors.validate(cert, usage, expected_country=creds.country, now=when)
         except CertsError as exc:
-            message = f"{name} is refused: {exc.message}"
-            return Notice(document, "refused", exc.reason, None, message)
+            at = _revoked_at(creds, cert) if exc.reason == reasons.REVOKED else None
+            since = f" since {_when(at)}" if at is not None else ""
+            message = f"{name} is refused: {exc.message}{since}"
+            return Notice(document, "refused", exc.reason, at, message)
     if when > not_after - lead:
         message = f"{name} expires at {_when(not_after)}; have it renewed before then"
         return Notice(document, "expiring", "expires_soon", not_after, message)
     return None
+
+
+def _revoked_at(creds: NodeCredentials, cert: x509.Certificate) -> dt.datetime | None:
+    """When the held CRL says ``cert`` was revoked (its entry's revocation date), if it lists
+    it (the CRL was verified when it was taken; only its entries' dates are read again)."""
+    raw = creds.anchors.crl.raw
+    try:
+        if raw.lstrip().startswith(b"-----BEGIN"):
+            crl = x509.load_pem_x509_crl(raw)
+        else:
+            crl = x509.load_der_x509_crl(raw)
+        entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+    except ValueError:
+        return None
+    return entry.revocation_date_utc if entry is not None else None

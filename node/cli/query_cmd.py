@@ -270,7 +270,7 @@ def query(
         own = sorted({str(r["reason"]) for r in local if str(r["reason"]).startswith("own_")})
         why = (
             f"this node's own PKI documents make its exchange refuse ({', '.join(own)}; its "
-            "/health says which and since when)"
+            "/health says which, and since when where it has a date)"
             if own
             else "refused by this node's outbound rules"
         )

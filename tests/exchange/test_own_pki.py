@@ -301,12 +301,23 @@ def test_a_node_whose_signing_certificate_is_revoked_answers_and_cosigns_nothing
 ) -> None:
     """Its TLS certificate still valid, peers connect: it charged the quota, searched, logged a
     hit and signed the reply with the revoked key, and cosigned and stored a checkpoint, all of
-    which its peers then threw away. It now refuses both, unsigned, naming itself."""
+    which its peers then threw away. It now refuses both, unsigned, naming itself. Its
+    /health notice is dated with the CRL entry's revocation date (it was null: the README
+    and the officer's error promise "since when")."""
     region = dated_region(COUNTRIES)
-    region.ca.revoke(region.nodes["ID"].signing_cert)
+    revoked_at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
+    region.ca.revoke(region.nodes["ID"].signing_cert, now=revoked_at)
     region = Region(region.ca, region.nodes, region.trust_list, crl_pem(region.ca.crl()))
     with running(region, tmp_path) as nodes:
         th, idn = nodes["TH"], nodes["ID"]
+        [notice] = health(idn)["pki"]
+        assert (notice["document"], notice["state"], notice["reason"]) == (
+            "signing_certificate",
+            "refused",
+            "revoked",
+        )
+        assert notice["at"] is not None and datetime.fromisoformat(notice["at"]) == revoked_at
+        assert f"is revoked since {revoked_at:%Y-%m-%d %H:%M:%S}Z" in notice["detail"]
         result = query(th, "ID")
         assert result["status"] != "answered", result
         assert events(idn, "policy_decision") == [] and events(idn, "reply_sent") == []

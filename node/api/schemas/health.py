@@ -19,7 +19,11 @@ class PkiNotice(BaseModel):
         "exchange refuses until it is replaced"
     )
     reason: str = Field(description="stable code: stale_crl, expired, revoked, expires_soon...")
-    at: datetime | None = Field(description="when it went or goes stale, or expires")
+    at: datetime | None = Field(
+        description="when it went or goes stale, expired or expires, was revoked (the CRL "
+        "entry's revocation date) or becomes valid; null for a refusal without a date (a "
+        "certificate not in the trust list, listed for another country or usage)"
+    )
     detail: str
 
 
