@@ -29,13 +29,23 @@ _REMEDY: dict[Document, str] = {
 
 
 def explain(notice: Notice) -> str:
-    """``notice``'s message and, when it refuses, what the exchange does until when."""
+    """``notice``'s message and, when it refuses, what the exchange does until when: the
+    sentence of an error (whose reason is :attr:`Notice.code`, added where it is printed),
+    of a /health notice or an officer's refused result, never with its code in it."""
     if not notice.refusing:
         return notice.message
     return (
         f"{notice.message}: the peer exchange refuses every query and witnessing "
-        f"{_REMEDY[notice.document]} [{notice.code}]"
+        f"{_REMEDY[notice.document]}"
     )
+
+
+def log_line(notice: Notice) -> str:
+    """The operator's log or warning line of ``notice``: :func:`explain`, ending with its
+    code in brackets when it refuses (``[own_stale_crl]``), as an error line ends."""
+    if not notice.refusing:
+        return explain(notice)
+    return f"{explain(notice)} [{notice.code}]"
 
 
 class PkiWatch:
@@ -61,7 +71,7 @@ class PkiWatch:
             key = (notice.state, notice.reason, notice.at)
             if self._logged.get(document) != key:
                 level = logging.ERROR if notice.refusing else logging.WARNING
-                logger.log(level, "%s", explain(notice))
+                logger.log(level, "%s", log_line(notice))
         for document in sorted(self._logged.keys() - current.keys()):
             logger.info("this node's %s is in order again", NAMES[document])
         self._logged = {d: (n.state, n.reason, n.at) for d, n in current.items()}

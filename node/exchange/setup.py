@@ -38,7 +38,7 @@ from node.errors import ConfigError
 from node.exchange import params
 from node.exchange.eventlog import TranslogExchangeLog
 from node.exchange.params import VIEW_COMPARE_INTERVAL_S
-from node.exchange.pki_watch import PkiWatch, explain
+from node.exchange.pki_watch import PkiWatch, log_line
 from node.exchange.references import HitReferences
 from node.exchange.renewal import OwnCertificates
 from node.exchange.replay import ReplayGuard
@@ -156,7 +156,7 @@ def open_transparency_log(
     if warn is not None:
         for notice in assess(creds):
             if notice.refusing:
-                warn(explain(notice))
+                warn(log_line(notice))
     return _open_log(settings, engine, creds, record=record)
 
 

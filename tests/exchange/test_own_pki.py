@@ -329,3 +329,71 @@ def test_a_node_whose_signing_certificate_is_revoked_answers_and_cosigns_nothing
         peers = [th.exchange.peers["ID"]]
         got = asyncio.run(witness_round(th.exchange.log, th.exchange.credentials, peers, 5.0))
         assert got["ID"] != "cosigned" and idn.exchange.witness.view("TH") is None
+
+
+def test_a_revoked_own_certificate_is_named_once_by_the_cli_and_the_log(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """TH got a hit, then its TLS certificate was revoked. ``bdx peers terms ID`` and ``bdx
+    queries outcome QID`` ended ``[own_certificate_revoked] [own_certificate_revoked]``, and
+    so did the node's ``request failed:`` lines: the sentence carried its code, and the error
+    line added the reason again. Each line now ends with it once, as the README's
+    ``bdx: error: <message> [<reason>]``; the PKI watch's own ERROR line keeps it, once."""
+    from node.cli import main
+
+    caplog.set_level(logging.INFO)
+    region = dated_region(COUNTRIES)
+    with running(region, tmp_path) as nodes:
+        th = nodes["TH"]
+        sent = query(th, "ID")
+        assert sent["outcome"] == "hit", sent
+        region.ca.revoke(th.exchange.credentials.tls_cert)
+        (tmp_path / "region" / "crl.pem").write_bytes(crl_pem(region.ca.crl()))
+        caplog.clear()
+        asyncio.run(housekeeping_round(th.exchange, 3600.0))
+        [watched] = errors(caplog, "[own_certificate_revoked]")
+        assert watched.endswith("until it is renewed [own_certificate_revoked]"), watched
+        assert watched.count("own_certificate_revoked") == 1
+        [notice] = health(th)["pki"]
+        assert notice["reason"] == "revoked" and "own_certificate_revoked" not in notice["detail"]
+
+        monkeypatch.setenv("BDX_TOKEN", th.token)
+        monkeypatch.delenv("BDX_TOKEN_FILE", raising=False)
+        caplog.clear()
+        for args in (["peers", "terms", "ID"], ["queries", "outcome", sent["query_id"]]):
+            capsys.readouterr()
+            with pytest.raises(SystemExit) as done:
+                main([*args, "--url", th.api_url])
+            _, err = capsys.readouterr()
+            assert done.value.code == 5, err
+            assert err.startswith("bdx: error: ") and "is revoked" in err, err
+            assert err.endswith("until it is renewed [own_certificate_revoked]\n"), err
+            assert err.count("own_certificate_revoked") == 1, err
+        failed = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "node.api.errors" and r.getMessage().startswith("request failed: ")
+        ]
+        assert len(failed) == 2, failed
+        for said in failed:
+            assert said.endswith("until it is renewed [own_certificate_revoked]"), said
+            assert said.count("own_certificate_revoked") == 1, said
+
+        # a local command on TH's settings: its warning line ends with the code, once
+        s = th.app.state.settings
+        cfg = tmp_path / "th.toml"
+        cfg.write_text(
+            f'country = "TH"\ndata_dir = "{s.data_dir}"\ndatabase_url = "{s.db_url}"\n'
+            f'pki_dir = "{s.pki_dir}"\npolicy_file = "{s.policy_file}"\n'
+        )
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:
+            main(["audit", "list", "--limit", "1", "--config", str(cfg)])
+        _, err = capsys.readouterr()
+        assert done.value.code in (0, None), err
+        [warned] = [w for w in err.splitlines() if "own_certificate_revoked" in w]
+        assert warned.startswith("bdx: warning: this node's TLS certificate"), err
+        assert warned.endswith(" [own_certificate_revoked]") and warned.count("own_") == 1
