@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress
 from sqlalchemy.orm import Session
 
+from matcher.readfile import FileTooLargeError, read_bounded
 from node.db.setup import open_database
 from node.errors import ConfigError, NotFoundError
 from node.service_errors import InvalidRequestError, PayloadTooLargeError
@@ -98,18 +99,15 @@ def read_input(path: Path, what: str, *, max_bytes: int = MAX_INPUT_BYTES) -> by
     """The bytes of a file the user named: exit 4 when it does not exist, 3 when it cannot be
     read (a folder, no permission) or is over ``max_bytes``; the message names ``what``.
     A device or pipe states no size (0: ``/dev/zero`` was read without end): at most
-    ``max_bytes`` + 1 bytes are read, one too many is too large."""
+    ``max_bytes`` + 1 bytes are read, one too many is too large (:func:`read_bounded`; a pipe
+    the user named is read, as ``cat`` reads it)."""
     try:
-        with path.open("rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            data = b"" if size > max_bytes else f.read(max_bytes + 1)
-            if size > max_bytes or len(data) > max_bytes:
-                said = f"{size} bytes" if size > max_bytes else f"over {max_bytes} bytes"
-                raise PayloadTooLargeError(
-                    f"{what} {path} is {said}; at most {max_bytes} are read",
-                    reason="file_too_large",
-                )
-            return data
+        return read_bounded(path, max_bytes, regular_only=False)
+    except FileTooLargeError as exc:
+        raise PayloadTooLargeError(
+            f"{what} {path} is {exc.said}; at most {max_bytes} are read",
+            reason="file_too_large",
+        ) from None
     except FileNotFoundError:
         raise NotFoundError(f"no {what} {path}") from None
     except OSError as exc:
