@@ -13,10 +13,12 @@ from certs import jws
 from certs.pki import CertificateAuthority, load_certificate, load_private_key
 from certs.pki.bootstrap import make_node
 from certs.pki.keys import certificate_pem, write_public
+from certs.pki.params import MAX_PASSPHRASE_FILE_BYTES, MAX_PKI_FILE_BYTES
 from certs.pki.revocation import crl_pem
 from certs.pki.trustlist import load_trust_list
 from certs.translog import VerifyingKey
 from node.cli import main
+from tests.fifo_support import FIFO_WAIT_S, fifo_released_after
 
 COMMANDS = [
     "init-ca",
@@ -529,3 +531,28 @@ def test_trust_list_lists_a_renewed_member_with_both_pairs_and_no_more(
     assert keys == [newest, oldest]
     code, _, err = bdx(capsys, *common, *renewed, "--out", str(tmp_path / "three.jws"))
     assert code == 5 and err.count("\n") == 1 and "TH has 3 tls certificates listed" in err
+
+
+def test_a_fifo_or_device_is_refused_at_once_and_a_file_read_no_further_than_its_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bdx pki show`, a `--passphrase-file` and every key, certificate, CRL and trust list
+    were read whole: a FIFO hung the command forever, /dev/zero ate its memory."""
+    ca = tmp_path / "ca"
+    assert bdx(capsys, "init-ca", "--country", "TH", "--out", str(ca))[0] == 0
+    fifo = tmp_path / "fifo"
+    with fifo_released_after(fifo) as took:
+        code, _, err = bdx(capsys, "show", str(fifo))
+    assert took[0] < FIFO_WAIT_S
+    assert code == 3 and f"{fifo}: not a regular file [unreadable_file]" in err, err
+    crl = ["crl", "--ca", str(ca), "--out", str(tmp_path / "c.pem"), "--passphrase-file"]
+    for args in (["show", "/dev/zero"], [*crl, "/dev/zero"], [*crl, str(fifo)]):
+        code, _, err = bdx(capsys, *args)
+        assert code == 3 and "[unreadable_file]" in err and err.count("\n") == 1, (args, err)
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"\0" * (MAX_PKI_FILE_BYTES + 1))
+    code, _, err = bdx(capsys, "show", str(big))
+    assert code == 3 and "[file_too_large]" in err and err.count("\n") == 1, err
+    big.write_bytes(b"\n" * (MAX_PASSPHRASE_FILE_BYTES + 1))
+    code, _, err = bdx(capsys, *crl, str(big))
+    assert code == 3 and "[file_too_large]" in err and err.count("\n") == 1, err

@@ -214,7 +214,7 @@ class NodeCredentials:
         return self.anchors.trust_list.sequence, self.anchors.crl.number
 
     def _reload_trust_list(self, now: dt.datetime | None) -> None:
-        tl = read_file(self.paths.trust_list).strip()
+        tl = read_file(self.paths.trust_list, max_bytes=params.MAX_TRUST_LIST_FILE_BYTES).strip()
         if tl != self.anchors.trust_list.raw:
             self.anchors.refresh_trust_list(tl, now=now)
 

@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certs.pki import reasons
-from certs.pki.errors import PkiInputError
+from certs.pki.errors import PkiFileNotFound, PkiInputError
+from certs.pki.keys import read_file
 
 VERSION = 1
+#: A record is about 150 bytes; a file far larger is none, and is read no further.
+MAX_HELD_FILE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -37,13 +40,9 @@ def read_held(path: Path, root: str) -> Held | None:
     """The record for ``root`` in ``path``; None when there is no file or it is another
     root's. Raises :class:`PkiInputError` (``malformed``) for a file that does not parse."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        raw = read_file(path, max_bytes=MAX_HELD_FILE_BYTES)  # a FIFO is refused, not waited on
+    except PkiFileNotFound:
         return None
-    except OSError as exc:
-        raise PkiInputError(
-            f"{path}: cannot read ({exc.strerror})", reason="unreadable_file"
-        ) from exc
     try:
         data = json.loads(raw)
         if data.get("version") != VERSION:

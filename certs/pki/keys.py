@@ -20,9 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from certs.pki import params, reasons
 from certs.pki.errors import KeyFileError, PkiFileNotFound, PkiInputError
+from matcher.readfile import FileTooLargeError, read_bounded
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
+
+_PEM = params.MAX_PEM_FILE_BYTES
 
 
 def generate_key() -> ec.EllipticCurvePrivateKey:
@@ -63,7 +66,7 @@ def load_private_key(
     source: bytes | str | os.PathLike[str], passphrase: bytes | None = None
 ) -> PrivateKey:
     """Load a PEM private key (bytes or path); typed errors for a missing or wrong passphrase."""
-    data = source if isinstance(source, bytes) else read_file(source)
+    data = source if isinstance(source, bytes) else read_file(source, max_bytes=_PEM)
     try:
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except TypeError:
@@ -91,7 +94,7 @@ def load_private_key(
 
 def load_certificate(source: bytes | str | os.PathLike[str]) -> x509.Certificate:
     """Load one certificate, PEM or DER, from bytes or a path."""
-    data = source if isinstance(source, bytes) else read_file(source)
+    data = source if isinstance(source, bytes) else read_file(source, max_bytes=_PEM)
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
@@ -104,7 +107,7 @@ def load_certificate(source: bytes | str | os.PathLike[str]) -> x509.Certificate
 
 def load_csr(source: bytes | str | os.PathLike[str]) -> x509.CertificateSigningRequest:
     """Load a certificate signing request, PEM or DER."""
-    data = source if isinstance(source, bytes) else read_file(source)
+    data = source if isinstance(source, bytes) else read_file(source, max_bytes=_PEM)
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_csr(data)
@@ -140,13 +143,20 @@ def write_public(path: str | os.PathLike[str], data: bytes) -> Path:
     return target
 
 
-def read_file(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of ``path``; a typed ``unreadable_file`` error if it cannot be read."""
+def read_file(path: str | os.PathLike[str], *, max_bytes: int = params.MAX_PKI_FILE_BYTES) -> bytes:
+    """The bytes of ``path``: a typed ``unreadable_file`` error if it cannot be read or is no
+    regular file (a FIFO is refused at once, not waited on), ``file_too_large`` (exit 3) past
+    ``max_bytes`` (see :mod:`certs.pki.params` for the bound of each kind), read no further."""
     try:
-        return Path(path).read_bytes()
+        return read_bounded(path, max_bytes)
     except FileNotFoundError:
         raise PkiFileNotFound(f"cannot read {path}: no such file") from None
+    except FileTooLargeError as exc:
+        raise PkiInputError(
+            f"cannot read {path}: {exc.strerror}", reason=reasons.FILE_TOO_LARGE
+        ) from None
     except OSError as exc:
         raise PkiInputError(
-            f"cannot read {path}: {exc.strerror}", reason="unreadable_file"
+            f"cannot read {path}: {exc.strerror or type(exc).__name__}",
+            reason=reasons.UNREADABLE_FILE,
         ) from None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 
 from certs.errors import CertsError
-from certs.pki import names, reasons
+from certs.pki import names, params, reasons
 from certs.pki.errors import CertificateRefused, KeyFileError, PkiInputError
 from certs.pki.keys import PrivateKey, fingerprint, load_certificate, load_private_key, read_file
 from certs.pki.profiles import Usage
@@ -27,6 +27,8 @@ from certs.pki.tls import client_context, server_context
 from certs.pki.validate import Identity, TrustAnchors
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from certs.pki.credentials import NodePaths
 
 #: Reason of a pair whose files changed while they were read (read again next time).
@@ -46,11 +48,15 @@ class OwnFiles:
 def read_own(paths: NodePaths) -> OwnFiles:
     """Read the node's four certificate and key files (typed errors when one cannot be)."""
     return OwnFiles(
-        read_file(paths.tls_cert),
-        read_file(paths.tls_key),
-        read_file(paths.signing_cert),
-        read_file(paths.signing_key),
+        _read_pem(paths.tls_cert),
+        _read_pem(paths.tls_key),
+        _read_pem(paths.signing_cert),
+        _read_pem(paths.signing_key),
     )
+
+
+def _read_pem(path: Path) -> bytes:
+    return read_file(path, max_bytes=params.MAX_PEM_FILE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def load_own(
         raise KeyFileError(
             f"cannot load {paths.tls_cert} for TLS: {exc}", reason=reasons.BAD_KEY
         ) from None
-    if (read_file(paths.tls_cert), read_file(paths.tls_key)) != (got.tls_cert, got.tls_key):
+    if (_read_pem(paths.tls_cert), _read_pem(paths.tls_key)) != (got.tls_cert, got.tls_key):
         raise PkiInputError(
             f"{paths.tls_cert} or its key changed while it was read", reason=FILES_CHANGED
         )

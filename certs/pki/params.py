@@ -58,6 +58,21 @@ TRUST_LIST_TYP = "bdx-trust-list+jws"
 # Largest compact JWS accepted: a query carries at most 11 templates of <= 64 KiB (base64url
 # twice: ~1.25 MiB) plus an x5c of ~1 KiB; 2 MiB bounds memory per message.
 MAX_TOKEN_BYTES = 2 << 20
+# Largest files the PKI reads (certs.pki.keys.read_file). A path an option or setting names
+# may be a device or a FIFO (/dev/zero was read without end, a FIFO waited on forever): a FIFO
+# or device is refused at once and a file is read no further than its bound (file_too_large,
+# exit 3), each far above any real file of its kind. A private key, a certificate (or a short
+# chain) and a CSR are under 2 KB each.
+MAX_PEM_FILE_BYTES = 1 << 20
+# A trust list is one compact JWS, refused above MAX_TOKEN_BYTES: twice that leaves room for
+# whatever whitespace surrounds it.
+MAX_TRUST_LIST_FILE_BYTES = 2 * MAX_TOKEN_BYTES
+# A passphrase file holds one line.
+MAX_PASSPHRASE_FILE_BYTES = 64 * 1024
+# Any other PKI file (a CRL, the CA's state, what `bdx pki show` describes): a CRL grows by
+# about 40 bytes a revoked certificate and the CA's state by about 200 an issued one, so 64 MiB
+# is hundreds of thousands of certificates, far beyond a region of tens of nodes.
+MAX_PKI_FILE_BYTES = 64 << 20
 # Largest JWS protected header: an x5c chain of a few ~700-byte certificates fits in 16 KiB.
 MAX_HEADER_BYTES = 16 * 1024
 # Deepest nesting of objects and lists in a signed payload or header. The project's messages

@@ -64,8 +64,8 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     return now or dt.datetime.now(dt.UTC)
 
 
-def _read(source: Source) -> bytes:
-    return source if isinstance(source, bytes) else read_file(source)
+def _read(source: Source, max_bytes: int = params.MAX_PKI_FILE_BYTES) -> bytes:
+    return source if isinstance(source, bytes) else read_file(source, max_bytes=max_bytes)
 
 
 class TrustAnchors:
@@ -112,7 +112,7 @@ class TrustAnchors:
         when = _now(now) if check_fresh else _EARLIEST
         root_cert = load_certificate(root)
         tl = load_trust_list(
-            _read(trust_list),
+            _read(trust_list, params.MAX_TRUST_LIST_FILE_BYTES),
             root_cert,
             now=when,
             grace=grace,

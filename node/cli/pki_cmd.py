@@ -40,6 +40,7 @@ from certs.pki.keys import (
     write_public,
 )
 from certs.pki.names import validate_country
+from certs.pki.params import MAX_PASSPHRASE_FILE_BYTES
 from certs.pki.revocation import crl_pem
 from certs.translog.keys import Purpose
 from node.cli._common import no_progress, progress_console, writable_folder, writable_output
@@ -80,7 +81,7 @@ def _option_value(*options: str) -> Iterator[None]:
 def _passphrase(path: Path | None) -> bytes | None:
     if path is None:
         return None
-    secret = read_file(path).rstrip(b"\r\n")
+    secret = read_file(path, max_bytes=MAX_PASSPHRASE_FILE_BYTES).rstrip(b"\r\n")
     if not secret:
         raise PkiInputError(f"{path} is empty", reason="empty_passphrase")
     return secret

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from certs.pki import KeyFileError, PkiError
+from certs.pki import KeyFileError, PkiError, PkiInputError, params
 from certs.pki.bootstrap import build_region, write_region
 from certs.pki.ca import CertificateAuthority
 from certs.pki.credentials import NodeCredentials, NodePaths
 from certs.pki.keys import load_certificate, write_public
 from certs.pki.revocation import crl_pem
 from certs.pki.tls import peer_country
+from tests.fifo_support import FIFO_WAIT_S, fifo_released_after
 
 PW = b"node passphrase"
 
@@ -215,3 +216,28 @@ def test_a_reader_enforces_the_held_file_without_writing_it(
     with pytest.raises(PkiError) as rollback:
         NodeCredentials(paths, passphrase=PW, held_file=held, record=False)
     assert rollback.value.reason == "rollback"
+
+
+@pytest.mark.parametrize(
+    "name", ["trust-list.jws", "crl.pem", "nodes/th/tls.pem", "nodes/th/signing.key", "held"]
+)
+def test_a_fifo_in_place_of_a_pki_file_is_refused_at_once(region_dir: Path, name: str) -> None:
+    """The node read its keys, certificates, trust list, CRL and held file whole at start: a
+    FIFO there hung it forever (and /dev/zero ate its memory). It is refused at once, exit 3."""
+    paths = NodePaths.from_region(region_dir, "TH")
+    path = region_dir / name
+    if path.exists():
+        path.unlink()
+    with fifo_released_after(path) as took, pytest.raises(PkiInputError) as err:
+        NodeCredentials(paths, passphrase=PW, held_file=region_dir / "held")
+    assert took[0] < FIFO_WAIT_S
+    assert (err.value.reason, err.value.exit_code) == ("unreadable_file", 3)
+    assert str(err.value) == f"cannot read {path}: not a regular file"
+
+
+def test_a_trust_list_past_its_bound_is_read_no_further(region_dir: Path) -> None:
+    paths = NodePaths.from_region(region_dir, "TH")
+    paths.trust_list.write_bytes(b" " * (params.MAX_TRUST_LIST_FILE_BYTES + 1))
+    with pytest.raises(PkiInputError) as err:
+        NodeCredentials(paths, passphrase=PW)
+    assert (err.value.reason, err.value.exit_code) == ("file_too_large", 3)
