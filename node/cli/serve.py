@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
 
 from certs.pki.credentials import NodeCredentials
+from certs.pki.params import MAX_PEM_FILE_BYTES
 from matcher.gallery.files import WriterLock
+from matcher.readfile import FileTooLargeError, read_bounded
 from matcher.workers import PARENT_IGNORES_CTRL_C
 from node.api import access
 from node.api.app import check_stores, create_app
@@ -178,10 +180,18 @@ def _check_api_tls(settings: Settings) -> None:
 
 
 def _read(name: str, path: Path) -> bytes:
+    """``path``'s bytes, read as the PKI reads a certificate or key (a FIFO refused at once,
+    not waited on; at most ``MAX_PEM_FILE_BYTES``, ``file_too_large`` beyond: /dev/zero)."""
     try:
-        return path.read_bytes()
+        return read_bounded(path, MAX_PEM_FILE_BYTES)
+    except FileTooLargeError as exc:
+        raise ConfigError(
+            f"cannot read {name} {path}: {exc.strerror}", reason="file_too_large"
+        ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {name} {path}: {exc.strerror}", reason="bad_tls") from None
+        raise ConfigError(
+            f"cannot read {name} {path}: {exc.strerror or type(exc).__name__}", reason="bad_tls"
+        ) from None
 
 
 def _pem_problem(cert_pem: bytes, key_pem: bytes) -> str | None:

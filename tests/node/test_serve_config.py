@@ -16,6 +16,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from node_support import free_port, self_signed_tls, wait_for_health
 
+from certs.pki.params import MAX_PEM_FILE_BYTES
+
 BDX = [sys.executable, "-c", "from node.cli import main; main()"]
 
 
@@ -276,6 +278,28 @@ def test_the_api_certificate_and_key_are_loaded_before_start_up(
         assert migrated.returncode == 0, migrated.stderr
     err = refused(tmp_path, BDX_ENVIRONMENT=environment, **env)
     assert fragment in err and "[bad_tls]" in err
+
+
+def test_a_fifo_or_device_as_the_api_certificate_or_key_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    """bdx serve read tls_cert_file and tls_key_file whole: a FIFO hung it before it started
+    (forever), /dev/zero ate its memory. Each is one line, exit 2, at once."""
+    cert, key = self_signed_tls(tmp_path)
+    fifo = tmp_path / "fifo.pem"
+    big = tmp_path / "big.pem"
+    big.write_bytes(b"\n" * (MAX_PEM_FILE_BYTES + 1))
+    cases = [
+        ("tls_cert_file", fifo, key, "not a regular file [bad_tls]"),
+        ("tls_key_file", cert, fifo, "not a regular file [bad_tls]"),
+        ("tls_cert_file", Path("/dev/zero"), key, "not a regular file [bad_tls]"),
+        ("tls_key_file", cert, big, "over the limit of 1048576 bytes [file_too_large]"),
+    ]
+    os.mkfifo(fifo)  # no writer: a bdx serve waiting on it fails the test when serve() times out
+    for name, cert_file, key_file, fragment in cases:
+        err = refused(tmp_path, BDX_TLS_CERT_FILE=str(cert_file), BDX_TLS_KEY_FILE=str(key_file))
+        path = cert_file if name == "tls_cert_file" else key_file
+        assert f"cannot read {name} {path}: " in err and fragment in err, err
 
 
 @pytest.mark.parametrize(
