@@ -12,6 +12,7 @@ database), 1 otherwise.
 
 from __future__ import annotations
 
+import io
 import ssl
 from contextvars import ContextVar
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from matcher.readfile import open_regular
 from node.cli._common import printable, read_input, warn
 from node.errors import NodeError
 from node.service_errors import (
@@ -145,16 +147,19 @@ class NodeRequestError(NodeError):
 
 
 def read_token(path: Path) -> str:
-    """The first line of ``path``, stripped; a one-line error when it cannot be read."""
+    """The first line of ``path``, stripped; a one-line error when it cannot be read. A FIFO
+    or device is refused at once (:func:`open_regular`: one with no writer was waited on
+    forever); no more than :data:`MAX_TOKEN_FILE_CHARS` of the line is read."""
     try:
-        with path.open(encoding="utf-8") as fh:
+        with io.TextIOWrapper(open_regular(path), encoding="utf-8") as fh:
             return fh.readline(MAX_TOKEN_FILE_CHARS).strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NodeRequestError(
-            f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}",
-            reason="no_token",
-            exit_code=EXIT_NO_TOKEN,
-        ) from None
+    except UnicodeDecodeError:  # its message would quote a byte of the secret
+        why = "not UTF-8 text"
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+    raise NodeRequestError(
+        f"cannot read the token file {path}: {why}", reason="no_token", exit_code=EXIT_NO_TOKEN
+    )
 
 
 class NodeClient:

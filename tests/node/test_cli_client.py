@@ -18,6 +18,7 @@ from node_support import cli, free_port, self_signed_tls
 from node.cli._common import read_input
 from node.db.models import Role
 from node.service_errors import PayloadTooLargeError
+from tests.fifo_support import FIFO_WAIT_S, fifo_released_after
 
 DER = Encoding.DER
 
@@ -252,3 +253,25 @@ def test_query_results_keep_references_and_details_whole(
     assert detail in " ".join(line.strip(" │") for line in out.splitlines()) or (
         f"detail: {detail}" in out
     ), out
+
+
+def test_a_token_file_that_is_a_fifo_or_device_is_refused_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """read_token opened the path as it was: a FIFO with no writer was waited on forever.
+    It is exit 2 (no_token) at once, as a missing token file is; a file that is not UTF-8
+    is named so, its message no longer quoting a byte of it."""
+    monkeypatch.delenv("BDX_TOKEN", raising=False)
+    nowhere = ["--url", f"http://127.0.0.1:{free_port()}"]
+    fifo = tmp_path / "token"
+    with fifo_released_after(fifo) as took:
+        code, _, err = cli(["subjects", "list", *nowhere, "--token-file", str(fifo)], capsys)
+    assert took[0] < FIFO_WAIT_S
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"cannot read the token file {fifo}: not a regular file [no_token]" in err, err
+    code, _, err = cli(["subjects", "list", *nowhere, "--token-file", "/dev/zero"], capsys)
+    assert code == 2 and "/dev/zero: not a regular file [no_token]" in err, err
+    latin = tmp_path / "latin"
+    latin.write_bytes(b"bdx_\xe9t\xe9\n")
+    code, _, err = cli(["subjects", "list", *nowhere, "--token-file", str(latin)], capsys)
+    assert code == 2 and f"{latin}: not UTF-8 text [no_token]" in err and "0xe9" not in err, err
