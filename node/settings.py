@@ -39,11 +39,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from certs.translog.params import MIN_RETENTION_DAYS
+from matcher.readfile import FileTooLargeError, read_bounded
 from node.countries import USER_ASSIGNED, normalise_country
 from node.errors import ConfigError
 
 CountryCode = Annotated[str, AfterValidator(normalise_country)]
 
+#: Largest config file read: a node's settings are a few dozen lines; a bigger file is none
+#: (/dev/zero was read without end) and is read no further (``file_too_large``).
+MAX_CONFIG_FILE_BYTES = 1 << 20
 #: Permission bits that let users other than the owner read or write a file.
 _OTHERS_RW = stat.S_IRWXG | stat.S_IRWXO
 _OTHERS_W = stat.S_IWGRP | stat.S_IWOTH
@@ -501,7 +505,7 @@ def load_settings(
     """
     if config_file is None and os.environ.get("BDX_CONFIG"):
         config_file = Path(os.environ["BDX_CONFIG"])
-    if config_file is not None and not config_file.is_file():
+    if config_file is not None and not config_file.exists():
         raise ConfigError(f"config file {config_file} not found", reason="config_not_found")
     is_toml = config_file is not None and config_file.suffix.lower() == ".toml"
     if config_file is not None:
@@ -535,13 +539,22 @@ def _check_config_file(path: Path, *, is_toml: bool) -> None:
     """Refuse a config file that sets nothing or, as dotenv, holds anything but ``BDX_*``
     settings: a TOML file named otherwise (``node.conf``) or unprefixed keys were read as an
     empty dotenv file, and the node started with the defaults (development, country XX)."""
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # a folder, FIFO or device is refused here, at once, before pydantic reads the file
+        text = read_bounded(path, MAX_CONFIG_FILE_BYTES).decode("utf-8")
         if is_toml:
             keys = list(tomllib.loads(text))
         else:  # parsed here first: python-dotenv logs what it cannot parse, and goes on
             keys = [_dotenv_key(path, b) for b in parse_stream(io.StringIO(text)) if _set(b)]
-    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, malformed TOML
+    except FileTooLargeError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}", reason="file_too_large"
+        ) from None
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot read config file {path}: {why}") from None
+    except UnicodeDecodeError:  # its message quotes a byte of the file, perhaps of a secret
+        raise ConfigError(f"cannot read config file {path}: not UTF-8 text") from None
+    except ValueError as exc:  # malformed TOML: its message names a line and column
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     if not keys:
         raise ConfigError(f"config file {path} sets no setting", reason="bad_config")

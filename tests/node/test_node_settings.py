@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from node.errors import ConfigError
-from node.settings import Settings, load_settings
+from node.settings import MAX_CONFIG_FILE_BYTES, Settings, load_settings
+from tests.fifo_support import FIFO_WAIT_S, fifo_released_after
 
 
 @pytest.fixture(autouse=True)
@@ -168,6 +169,32 @@ def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(tmp_path / "absent.toml")
     assert info.value.reason == "config_not_found"
+
+
+@pytest.mark.parametrize("name", ["node.toml", "node.env"])
+def test_a_config_file_that_is_a_fifo_device_or_too_large_is_one_line(
+    tmp_path: Path, name: str
+) -> None:
+    """A FIFO or device was said "not found"; a config file was read whole however large,
+    and one that is not UTF-8 was named with the byte the decoder choked on."""
+    fifo = tmp_path / name
+    with fifo_released_after(fifo) as took, pytest.raises(ConfigError) as info:
+        load_settings(fifo)
+    assert took[0] < FIFO_WAIT_S and info.value.reason == "bad_config"
+    assert info.value.message == f"cannot read config file {fifo}: not a regular file"
+    with pytest.raises(ConfigError) as info:
+        load_settings(Path("/dev/zero"))
+    assert info.value.message == "cannot read config file /dev/zero: not a regular file"
+    big = tmp_path / f"big-{name}"
+    big.write_bytes(b"#" * MAX_CONFIG_FILE_BYTES + b"\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(big)
+    assert (info.value.reason, info.value.exit_code) == ("file_too_large", 2)
+    latin = tmp_path / f"latin-{name}"
+    latin.write_bytes(b"# caf\xe9\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(latin)
+    assert info.value.message == f"cannot read config file {latin}: not UTF-8 text"
 
 
 def test_malformed_toml(tmp_path: Path) -> None:
