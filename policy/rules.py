@@ -55,6 +55,7 @@ from pydantic import (
 )
 
 from certs.pki.names import ISO_3166_ALPHA2, USER_ASSIGNED
+from matcher.readfile import FileTooLargeError, read_bounded
 from policy.errors import PolicyError
 
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
@@ -83,8 +84,10 @@ class PolicyFileError(PolicyError):
     exit_code = 3
     default_reason = "invalid_policy"
 
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, problems: list[str] | None = None, *, reason: str | None = None
+    ) -> None:
+        super().__init__(message, reason=reason)
         self.problems = problems or []
 
 
@@ -96,6 +99,10 @@ class PolicyFileNotFound(PolicyFileError):
 
 
 MINUTES_PER_DAY = 24 * 60
+#: Largest rules file read: a region's rules are a few KB. The bound the running node's reload
+#: applies too (``node.exchange.rules_reload.MAX_RULES_BYTES``); a bigger file (``/dev/zero``)
+#: is read no further (``file_too_large``).
+MAX_RULES_FILE_BYTES = 1 << 20
 #: Zone files that follow the machine, not a place: a rule must mean the same on every host.
 HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
@@ -280,12 +287,18 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
 def load_policy(path: str | Path) -> Policy:
     """Read and validate a rules file. Raises :class:`PolicyFileError`."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
+    try:  # a FIFO or device is refused at once (one was waited on, or read, without end)
+        text = read_bounded(p, MAX_RULES_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise PolicyFileNotFound(f"{p}: cannot read (no such file)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyFileError(f"{p}: cannot read ({exc})") from exc
+    except FileTooLargeError as exc:
+        raise PolicyFileError(
+            f"{p}: cannot read ({exc.strerror})", reason="file_too_large"
+        ) from None
+    except OSError as exc:
+        raise PolicyFileError(f"{p}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:  # its message would quote a byte of the file
+        raise PolicyFileError(f"{p}: cannot read (not UTF-8 text)") from None
     return parse_policy(text, source=str(p))
 
 

@@ -2,7 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from policy.rules import Modality, PolicyFileError, Purpose, load_policy, parse_policy
+from policy.rules import (
+    MAX_RULES_FILE_BYTES,
+    Modality,
+    PolicyFileError,
+    Purpose,
+    load_policy,
+    parse_policy,
+)
+from tests.fifo_support import FIFO_WAIT_S, fifo_released_after
 from tests.policy_rules.rules_example import RULES
 
 
@@ -93,6 +101,33 @@ def test_invalid_files_are_refused_with_location(text: str, fragment: str) -> No
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError, match="cannot read"):
         load_policy(tmp_path / "missing.toml")
+
+
+def test_a_rules_file_that_is_a_fifo_device_or_too_large_is_refused_at_once(
+    tmp_path: Path,
+) -> None:
+    """load_policy read the rules file whole: a FIFO hung bdx serve and bdx policy forever,
+    /dev/zero was read without end, and a file not UTF-8 was named with its byte."""
+    fifo = tmp_path / "rules.toml"
+    with fifo_released_after(fifo) as took, pytest.raises(PolicyFileError) as info:
+        load_policy(fifo)
+    assert took[0] < FIFO_WAIT_S
+    assert (info.value.reason, str(info.value)) == (
+        "invalid_policy",
+        f"{fifo}: cannot read (not a regular file)",
+    )
+    with pytest.raises(PolicyFileError, match="not a regular file"):
+        load_policy("/dev/zero")
+    big = tmp_path / "big.toml"
+    big.write_text(RULES + "#" * MAX_RULES_FILE_BYTES)
+    with pytest.raises(PolicyFileError) as info:
+        load_policy(big)
+    assert (info.value.reason, info.value.exit_code) == ("file_too_large", 3)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(RULES.encode() + b"# caf\xe9\n")
+    with pytest.raises(PolicyFileError) as info:
+        load_policy(latin)
+    assert str(info.value) == f"{latin}: cannot read (not UTF-8 text)"
 
 
 def test_window_wrapping_midnight() -> None:
