@@ -70,8 +70,8 @@ class FaceTemplate:
     def __post_init__(self) -> None:
         try:
             emb = np.array(self.embedding, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise TemplateFormatError(f"embedding: not numeric ({exc})") from exc
+        except (TypeError, ValueError):  # numpy's message quotes the value: name the field
+            raise TemplateFormatError("embedding: not numeric") from None
         if emb.shape != (EMBEDDING_DIM,):
             raise TemplateFormatError(f"embedding: expected shape (128,), got {emb.shape}")
         if not np.all(np.isfinite(emb)):
@@ -84,7 +84,9 @@ class FaceTemplate:
         if not 0 <= int(self.quality) <= 100:
             raise TemplateFormatError(f"quality {self.quality} outside 0..100")
         if not isinstance(self.format, str) or not _FORMAT_RE.match(self.format):
-            raise TemplateFormatError(f"format tag {self.format!r} is not 'model/detector'")
+            raise TemplateFormatError(
+                "format tag is not 'model/detector' (lower-case letters, digits, '.', '+', '-')"
+            )
         if len(self.format) > 255:
             raise TemplateFormatError("format tag longer than 255 characters")
         if self.format_version != FORMAT_VERSION:

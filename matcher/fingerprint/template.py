@@ -63,8 +63,8 @@ ByteArray = npt.NDArray[np.uint8]
 def _as_array(values: object, dtype: type[np.generic], name: str, n: int | None) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise TemplateFormatError(f"{name}: not numeric ({exc})") from exc
+    except (TypeError, ValueError):  # numpy's message quotes the value: name the field only
+        raise TemplateFormatError(f"{name}: not numeric") from None
     if arr.ndim != 1:
         raise TemplateFormatError(f"{name}: expected a 1-d array, got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:

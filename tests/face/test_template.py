@@ -142,3 +142,23 @@ def test_quality_byte_out_of_range_is_rejected() -> None:
     with pytest.raises(TemplateFormatError) as err:
         FaceTemplate.from_bytes(bytes(data))
     assert err.value.reason == "malformed_template"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"embedding": ["DOE,JOHN 1970-01-01"] * 128},
+        {"embedding": [b"DOE,JOHN 1970-01-01"] * 128},
+        {"format": "DOE,JOHN/1970-01-01"},
+    ],
+)
+def test_a_refused_value_is_named_by_its_field_never_quoted(kwargs: dict[str, object]) -> None:
+    """numpy's message quoted the value (could not convert string to float: 'DOE,JOHN...'),
+    and so did the format tag's, into the CLI's line and the API's 422."""
+    args: dict[str, object] = {"embedding": unit(3), "quality": 10}
+    args.update(kwargs)
+    with pytest.raises(TemplateFormatError) as err:
+        FaceTemplate(**args)  # type: ignore[arg-type]
+    said = str(err.value)
+    assert said.startswith(("embedding: not numeric", "format tag is not")), said
+    assert "DOE" not in said and err.value.__cause__ is None  # nor in a logged traceback

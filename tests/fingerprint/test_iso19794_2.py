@@ -95,6 +95,15 @@ def test_encode_rejects_bad_view_sets() -> None:
     assert e.value.reason == "inconsistent_views"
 
 
+@pytest.mark.parametrize("field", ["x", "y", "angle", "kind", "quality"])
+def test_a_value_that_is_not_numeric_is_named_by_its_field_never_quoted(field: str) -> None:
+    """numpy's message quoted the value (could not convert string to float: 'DOE,JOHN...')
+    into the CLI's line, a load's report and the API's 422."""
+    with pytest.raises(TemplateFormatError) as e:
+        _template(**{field: ["DOE,JOHN 1970-01-01", "1", "2"]})
+    assert str(e.value) == f"{field}: not numeric" and e.value.__cause__ is None
+
+
 def test_extended_data_is_skipped() -> None:
     b = bytearray(iso.encode(_template()))
     ext = b"\x00\x01\x00\x07abc"
