@@ -24,6 +24,7 @@ side and ``DEFAULT_MAX_PIXELS`` in all), are ``bad_record`` before any image is 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import subprocess
 import sys
@@ -75,6 +76,9 @@ except Exception as exc:
 sys.stdout.buffer.write(struct.pack(">II", width, height) + pixels)
 """
 WSQ_REFUSED = 3
+#: The last line of the child's stderr when NBIS refused the stream: its error code (the only
+#: part of that stderr a refusal repeats).
+_NBIS_ERROR = re.compile(r"WSQ Error: (-?[0-9]{1,6})")
 _DECODED = struct.Struct(">II")
 #: Seconds one WSQ image may take to decode (a 2000x2000 image takes about 0.2 s): a stream
 #: that sends the decoder into a loop is refused instead of stalling the load.
@@ -222,6 +226,18 @@ def _wsq_pixels(data: bytes, size: tuple[int, int] | None) -> np.ndarray:
     return np.frombuffer(pixels, np.uint8).reshape(height, width)
 
 
+def wsq_refusal(stderr: bytes) -> str:
+    """What a refused WSQ stream is said to be, from the decoder child's stderr: NBIS's error
+    code (its last line is ``WSQ Error: -89`` when ``_wsq`` refused the stream), never the
+    line itself. An exception of another kind with no message (a ``MemoryError``) leaves
+    NBIS's own ``ERROR`` lines last, and some of those print values read from the stream (a
+    marker, a table id, a count): a person's record is not to be quoted."""
+    lines = stderr.decode("ascii", "replace").strip().splitlines()
+    code = _NBIS_ERROR.fullmatch(lines[-1].strip()) if lines else None
+    said = f" (NBIS error {code[1]})" if code else ""
+    return f"WSQ data cannot be decoded{said}"
+
+
 def _wsq_decode(data: bytes) -> tuple[int, int, bytes]:
     """Width, height and pixels of a WSQ stream, decoded in a child (see ``_WSQ_DECODER``)."""
     try:
@@ -236,9 +252,8 @@ def _wsq_decode(data: bytes) -> tuple[int, int, bytes]:
         raise error(
             f"WSQ data did not decode within {WSQ_DECODE_TIMEOUT_S} s", "bad_image"
         ) from None
-    if done.returncode == WSQ_REFUSED:  # NBIS reports every failure as an Exception with a code
-        why = done.stderr.decode("ascii", "replace").strip().splitlines()[-1:] or ["no reason"]
-        raise error(f"WSQ data cannot be decoded ({why[0]})", "bad_image")
+    if done.returncode == WSQ_REFUSED:
+        raise error(wsq_refusal(done.stderr), "bad_image")
     if done.returncode != 0 or len(done.stdout) < _DECODED.size:
         raise error(
             f"WSQ data crashed the decoder (exit status {done.returncode}): damaged or hostile",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from matcher.synthetic import make_impression, make_master
 from node.db.models import Modality, TemplateRecord
 from node.formats.ansi_nist import AnsiNistError, read_images, read_transaction
+from node.formats.ansi_nist_images import wsq_refusal
 from node.settings import Settings
 
 
@@ -224,6 +226,23 @@ def test_image_errors(fingers: list[np.ndarray], record: object, reason: str) ->
     with pytest.raises(AnsiNistError) as info:
         read_transaction(transaction([(rtype, data)]))
     assert info.value.reason == reason, info.value.message
+
+
+def test_a_refused_wsq_stream_is_said_by_nbis_error_code_only(fingers: list[np.ndarray]) -> None:
+    """The refusal passed on the last line of the decoder child's stderr. NBIS refuses with
+    ``WSQ Error: <code>``, which is kept; but an exception with no message (a MemoryError)
+    leaves NBIS's own ERROR lines last, which print values read from the stream."""
+    truncated = type14(wsq(fingers[0])[:3000], 1, cga=b"WSQ20")
+    with pytest.raises(AnsiNistError) as info:
+        read_transaction(transaction([(14, truncated)]))
+    said = info.value.message
+    assert re.search(r"(^|: )WSQ data cannot be decoded \(NBIS error -[0-9]+\)$", said), said
+    nbis_last = b"ERROR : getc_huffman_table : \nhuffman table 77 not defined\n\n"
+    assert wsq_refusal(nbis_last) == "WSQ data cannot be decoded"
+    assert wsq_refusal(b"ERROR : getc_byte : premature End Of Buffer\n\nWSQ Error: -39") == (
+        "WSQ data cannot be decoded (NBIS error -39)"
+    )
+    assert wsq_refusal(b"") == "WSQ data cannot be decoded"
 
 
 def test_load_wsq_transaction(
