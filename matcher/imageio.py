@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import struct
 import warnings
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from matcher.errors import ImageError
+from matcher.readfile import FileTooLargeError, NotRegularFileError, read_bounded
 
 #: Largest file accepted (bytes). Fingerprint and face images are at most a few MB; 64 MiB leaves
 #: room for uncompressed TIFF scans of ten-print cards at 1000 ppi.
@@ -104,21 +104,15 @@ def _read(source: Source, max_bytes: int) -> bytes:
         data = bytes(source)
     else:
         path = Path(source)
-        try:
-            # O_NONBLOCK: a FIFO opens at once (a plain open waits for a writer, forever), to be
-            # refused below with devices and folders; a regular file is set back to blocking.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            with os.fdopen(fd, "rb") as fh:
-                st = os.fstat(fh.fileno())  # the file opened, not the name: no race
-                if not stat.S_ISREG(st.st_mode):  # a device or FIFO has no size to check
-                    raise ImageError(f"{path.name}: not a regular file", reason="unreadable_file")
-                os.set_blocking(fd, True)
-                if st.st_size > max_bytes:
-                    raise ImageError(
-                        f"{path.name}: file of {st.st_size} bytes exceeds the limit of {max_bytes}",
-                        reason="too_large",
-                    )
-                data = fh.read(max_bytes + 1)  # bounded even if the file grows meanwhile
+        try:  # a FIFO is refused at once, not waited on; a device or folder too, unread
+            data = read_bounded(path, max_bytes)
+        except NotRegularFileError:
+            raise ImageError(f"{path.name}: not a regular file", reason="unreadable_file") from None
+        except FileTooLargeError as exc:
+            raise ImageError(
+                f"{path.name}: file of {exc.said} exceeds the limit of {max_bytes}",
+                reason="too_large",
+            ) from None
         except OSError as exc:
             raise ImageError(
                 f"{path.name}: cannot read ({exc.strerror or type(exc).__name__})",
