@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from matcher.readfile import FileTooLargeError, read_bounded
 from policy.decision import PolicyEngine
 from policy.rules import PolicyFileError, parse_policy
 
@@ -85,11 +86,10 @@ class RulesFile:
         return _Seen(st.st_mtime_ns, st.st_size, digest)
 
     def _read(self) -> bytes:
-        with open(self.path, "rb") as fh:
-            data = fh.read(MAX_RULES_BYTES + 1)
-        if len(data) > MAX_RULES_BYTES:
-            raise ValueError(f"larger than {MAX_RULES_BYTES} bytes")
-        return data
+        try:
+            return read_bounded(self.path, MAX_RULES_BYTES)  # a FIFO refused, not waited on
+        except FileTooLargeError:
+            raise ValueError(f"larger than {MAX_RULES_BYTES} bytes") from None
 
     def check(self) -> bool:
         """Apply the file if it changed and is valid; True when the rules were replaced."""

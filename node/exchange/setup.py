@@ -29,8 +29,10 @@ from sqlalchemy.orm import Session
 
 from certs.errors import CertsError
 from certs.pki.credentials import NodeCredentials, NodePaths
+from certs.pki.params import MAX_PASSPHRASE_FILE_BYTES
 from certs.pki.standing import assess
 from certs.translog import SigningKey, TransparencyLog, VerifyingKey
+from matcher.readfile import read_bounded
 from matcher.search.fingerprint import fingerprint_schema
 from node.audit import retention
 from node.audit.actions import mirror_actions
@@ -65,6 +67,11 @@ CHECKPOINT_POLL_S = 60.0
 CLOSE_TIMEOUT_S = 5.0
 #: Bytes of a new hit-reference secret (HMAC-SHA-256 key: 32 is its block-safe minimum).
 HIT_SECRET_BYTES = 32
+#: Read bound of ``hit_secret_file``: the node writes 32 random bytes; an operator's own
+#: secret of any sensible length fits, a device or a huge file named by mistake does not.
+MAX_HIT_SECRET_FILE_BYTES = 64 * 1024
+#: Read bound of the log-key history (one vkey line, ~100 bytes, per key the log ever had).
+MAX_LOG_KEYS_FILE_BYTES = 1 << 20
 #: Seconds between expiries of hit references: the follow-up period counts in days, so an hour
 #: late is nothing, and a query of the ``created_at`` index every housekeeping round is waste.
 HIT_EXPIRY_EVERY_S = 3600.0
@@ -108,7 +115,7 @@ def _passphrase(settings: Settings) -> bytes | None:
     if settings.pki_passphrase_file is None:
         return None
     try:
-        return settings.pki_passphrase_file.read_bytes().strip()
+        return read_bounded(settings.pki_passphrase_file, MAX_PASSPHRASE_FILE_BYTES).strip()
     except OSError as exc:
         raise ConfigError(f"cannot read pki_passphrase_file: {exc}") from None
 
@@ -179,7 +186,8 @@ def _log_key_history(
     """The keys recorded in ``path`` other than ``current``; ``current`` is added when
     ``record``."""
     try:
-        lines = path.read_text(encoding="ascii").split() if path.exists() else []
+        text = read_bounded(path, MAX_LOG_KEYS_FILE_BYTES) if path.exists() else b""
+        lines = text.decode("ascii").split()
         keys = [VerifyingKey.from_vkey(line)[0] for line in lines]
     except OSError as exc:  # e.g. created by a command run as another user
         raise ConfigError(f"cannot read {path}: {exc}", reason="bad_log_keys") from None
@@ -217,7 +225,7 @@ def hit_secret(settings: Settings, *, create: bool = True) -> bytes:
             )
         _create_hit_secret(path)
     try:
-        secret = Path(path).read_bytes()
+        secret = read_bounded(path, MAX_HIT_SECRET_FILE_BYTES)
     except OSError as exc:  # a folder, unreadable, not creatable
         raise ConfigError(
             f"cannot read hit_secret_file {path}: {exc.strerror}", reason="bad_config"

@@ -14,6 +14,7 @@ from node.exchange.rules_reload import MAX_RULES_BYTES, RulesFile
 from policy.decision import PolicyEngine
 from policy.quota import QuotaLedger, quota_usage
 from policy.rules import load_policy
+from tests.fifo_support import FIFO_WAIT_S, fifo_released_after
 
 RULES = """version = "r-1"
 country = "ID"
@@ -118,3 +119,15 @@ def test_production_refuses_a_file_others_can_write(
     assert policy.policy.version == "r-1" and events == []
     path.chmod(0o644)
     assert rules.check() is True and policy.policy.version == "r-9"
+
+
+def test_a_rules_file_replaced_by_a_fifo_is_refused_at_once(
+    setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path, policy, rules, events = setup
+    kept = policy.policy
+    path.unlink()
+    with fifo_released_after(path) as took, caplog.at_level(logging.WARNING):
+        assert rules.check() is False  # was: the node's housekeeping waited for a writer
+    assert took[0] < FIFO_WAIT_S
+    assert "not a regular file" in caplog.text and policy.policy is kept and events == []

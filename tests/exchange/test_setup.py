@@ -18,7 +18,7 @@ from matcher.search.face import face_schema, templates_to_records
 from node.errors import ConfigError
 from node.exchange.messages import TemplateItem, b64url
 from node.exchange.search import GallerySearch, decode_fingerprints, node_restrictions
-from node.exchange.setup import hit_secret, load_credentials, log_origin
+from node.exchange.setup import _passphrase, hit_secret, load_credentials, log_origin
 from node.services.galleries import GallerySet
 from node.settings import Settings, load_settings
 from node.thresholds import (
@@ -29,6 +29,7 @@ from node.thresholds import (
     fingerprint_threshold,
 )
 from policy.restrictions import parse_restrictions
+from tests.fifo_support import FIFO_WAIT_S, fifo_released_after
 
 
 def test_peers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,6 +56,26 @@ def test_hit_secret_is_created_private_and_reused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         hit_secret(settings)
     assert err.value.reason == "bad_config"
+
+
+def test_secret_files_that_are_fifos_or_huge_are_refused_at_once(tmp_path: Path) -> None:
+    """The hit secret and the PKI passphrase file: a FIFO named by mistake is refused, not
+    waited on (``bdx serve`` hung at start), and a device or huge file is not read whole."""
+    fifo = tmp_path / "fifo"
+    settings = Settings(data_dir=tmp_path, hit_secret_file=fifo, pki_passphrase_file=fifo)
+    for read in (hit_secret, _passphrase):
+        with fifo_released_after(fifo) as took, pytest.raises(ConfigError) as err:
+            read(settings)
+        assert took[0] < FIFO_WAIT_S and "not a regular file" in err.value.message, read
+        fifo.unlink()
+    huge = tmp_path / "huge"
+    with huge.open("wb") as fh:
+        fh.truncate(1 << 30)  # sparse: 1 GiB read as zeros
+    settings = Settings(data_dir=tmp_path, hit_secret_file=huge, pki_passphrase_file=huge)
+    for read in (hit_secret, _passphrase):
+        with pytest.raises(ConfigError) as err:
+            read(settings)
+        assert "too large" in err.value.message, read
 
 
 #: Creates the hit secret in the folder argv[1] with files limited to 0 bytes (SIGXFSZ ignored:
