@@ -74,6 +74,23 @@ def images(tmp_path: Path) -> Path:
     return source
 
 
+def _wait_for_group(proc: subprocess.Popen[bytes], size: int, timeout: float = 120) -> None:
+    """Until the process group led by ``proc`` holds ``size`` processes (read from /proc)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        members = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # the process ended meanwhile
+            members += int(fields[2]) == proc.pid  # field 5, the process group
+        if members >= size:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the load's workers did not start: {proc.communicate()}")
+
+
 def _load_interrupted(env: dict[str, str], source: Path, ctrl_c: object) -> tuple[int, bytes]:
     """``bdx gallery load`` with SIGINT handled as ``ctrl_c`` says, sent the whole process
     group's SIGINT (as a terminal's Ctrl-C is) once its workers extract."""
@@ -86,7 +103,10 @@ def _load_interrupted(env: dict[str, str], source: Path, ctrl_c: object) -> tupl
         start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, ctrl_c),  # type: ignore[arg-type]
     )
-    time.sleep(4)  # the workers are started and extracting
+    # Not a fixed sleep: on a busy machine the command may still be importing after seconds,
+    # where Ctrl-C is Python's KeyboardInterrupt in an import (exit -2), not the load's.
+    _wait_for_group(proc, size=3)  # the command and its 2 workers are started
+    time.sleep(2)  # ... and the workers extracting
     assert proc.poll() is None, proc.communicate()
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
