@@ -16,7 +16,7 @@ import numpy.typing as npt
 from matcher.errors import QualityError
 from matcher.fingerprint.extract import params as P
 from matcher.fingerprint.extract.binarization import binarize
-from matcher.fingerprint.extract.enhancement import enhance
+from matcher.fingerprint.extract.enhancement import GaborBank, enhance
 from matcher.fingerprint.extract.filtering import border_distance, keep_mask
 from matcher.fingerprint.extract.frequency import ridge_period
 from matcher.fingerprint.extract.minutiae import Minutiae, detect
@@ -62,11 +62,12 @@ def run(image: object, *, ppi: float = 500.0, finger_position: int = 0) -> Stage
             reason="no_ridge_area",
         )
     period, med = ridge_period(norm, mask)
-    enhanced = enhance(norm, field.theta, period, med)
+    bank = GaborBank(norm.shape, med)
+    enhanced = enhance(norm, field.theta, period, bank)
     if P.ORIENT_REFINE_WEIGHT > 0:
         field = refine_orientation(field, enhanced)
         # Binarisation reads the foreground only: the second pass filters nothing else.
-        enhanced = enhance(norm, field.theta, period, med, where=mask)
+        enhanced = enhance(norm, field.theta, period, bank, where=mask)
     ridges = binarize(enhanced, mask)
     skeleton = thin(ridges)
     cand = detect(skeleton, field.theta)
