@@ -29,7 +29,7 @@ def gabor_kernel(theta: float, period: float) -> F32:
     """
     sx = P.GABOR_SIGMA_ACROSS * period
     sy = P.GABOR_SIGMA_ALONG * period
-    half = math.ceil(3 * max(sx, sy))
+    half = math.ceil(P.GABOR_REACH_SIGMAS * max(sx, sy))
     ks = 2 * half + 1
     k = cv2.getGaborKernel((ks, ks), sx, theta + math.pi / 2, period, sx / sy, 0, cv2.CV_32F)
     k = k - k.mean()

@@ -49,6 +49,6 @@ def ridge_period(norm: F32, mask: npt.NDArray[np.bool_]) -> tuple[F32, float]:
     med = float(np.median(period[inside])) if inside.any() else P.FREQ_DEFAULT_PERIOD
     period = np.where(inside, period, med).astype(np.float32)
     period = np.clip(period, P.FREQ_MIN_PERIOD, P.FREQ_MAX_PERIOD)
-    period = cv2.GaussianBlur(period, (0, 0), 1.0)
+    period = cv2.GaussianBlur(period, (0, 0), P.FREQ_MAP_SIGMA)
     full = cv2.resize(period, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.asarray(full, dtype=np.float32), med

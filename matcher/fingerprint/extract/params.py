@@ -83,6 +83,9 @@ FIELD_MIN_FOREGROUND = 0.5
 FREQ_WINDOW = 32
 #: Stride between spectral windows.
 FREQ_STEP = 16
+#: Smoothing of the window-period map, in windows (sigma): one window's estimate is noisy
+#: (a pore or a crease shifts its spectrum), and the true period changes over several windows.
+FREQ_MAP_SIGMA = 1.0
 #: Plausible ridge periods (pixels at 500 ppi); spectral peaks outside are noise or creases.
 FREQ_MIN_PERIOD, FREQ_MAX_PERIOD = 5.0, 15.0
 #: Power exponent when averaging spectral radius: emphasises the peak over the leakage.
@@ -101,6 +104,10 @@ GABOR_SIGMA_ACROSS = 0.45
 GABOR_SIGMA_ALONG = 0.55
 #: Relative spread of ridge periods served by separate frequency bands (0 disables banding).
 GABOR_PERIOD_BANDS = (1.0,)
+#: Kernel half-width in envelope sigmas (the wider of the two): the Gaussian has fallen to 1.1%
+#: of its peak there, so the truncated tail changes a response by well under the binarisation's
+#: margin, and the kernel (33 x 33 at the median period of 9.5 px) stays cheap.
+GABOR_REACH_SIGMAS = 3
 
 # --- binarisation / cleanup -------------------------------------------------------------------
 #: Ridge blobs and valley holes smaller than this (pixels) are noise: a real ridge fragment that
