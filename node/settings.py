@@ -4,7 +4,8 @@ Precedence, highest first: keyword arguments, ``BDX_*`` environment variables, t
 (``--config PATH`` or ``BDX_CONFIG``: TOML when the name ends in ``.toml``, any case, else a dotenv
 file of ``BDX_*`` lines only; a file that sets nothing is refused), defaults. The defaults give a
 zero set-up development node: an embedded SQLite database and the gallery under ``./var``.
-A relative path in the config file is taken from the file's folder (:class:`_FromConfigFile`).
+A relative path in the config file is taken from the file's folder (:class:`_FromConfigFile`);
+a path setting that starts with ``~`` or ``~user`` names that home folder, from any source.
 
 Outside development, :meth:`Settings.check_safe` refuses the defaults that are only fit for a
 laptop (no TLS, debug, ``*`` CORS, a private-use country code, database or key files other
@@ -226,6 +227,13 @@ class Settings(BaseSettings):
                 "must keep a hit's entries for its whole follow-up period",
                 {"days": self.exchange_log_days, "follow_up": self.hit_reference_days},
             )
+        for name in _PATH_FIELDS:  # those of a config file were expanded as it was read
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _home_or_refuse(name, value))
+        if self.database_url is not None:
+            url = _sqlite_from(self.database_url, lambda p: _home_or_refuse("database_url", p))
+            object.__setattr__(self, "database_url", url)
         if self.gallery_dir is None:
             object.__setattr__(self, "gallery_dir", self.data_dir / "gallery")
         if self.database_url is None:
@@ -451,6 +459,7 @@ class _FromConfigFile(PydanticBaseSettingsSource):
         there (and not yet beside the file) would start afresh with an empty state, silently.
         That is refused (:class:`_MovedStateError`) until the state is moved or the path is
         given absolute."""
+        path = _expand_home(name, path)
         moved = self._folder / path
         if path.is_absolute() or moved.exists() or not path.exists():
             return moved
@@ -459,6 +468,33 @@ class _FromConfigFile(PydanticBaseSettingsSource):
             f"({moved.absolute()}), which holds nothing, while {path.absolute()} (where bdx "
             "read it before) exists: move it there, or give the path absolute",
         )
+
+
+def _expand_home(name: str, path: Path) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell expands it on a command
+    line. ``data_dir = "~/bdx"`` in a config file made a folder named ``~`` beside the file.
+    Raises :class:`_HomeError` when that home folder is unknown (HOME unset, no such user)."""
+    if not str(path).startswith("~"):
+        return path
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise _HomeError(
+            f"{name} {str(path)!r} starts with a home folder that is unknown here "
+            "(HOME unset, or no such user): give the path absolute"
+        ) from None
+
+
+def _home_or_refuse(name: str, path: Path) -> Path:
+    """:func:`_expand_home` inside validation: an unknown home is a validation error."""
+    try:
+        return _expand_home(name, path)
+    except _HomeError as exc:
+        raise PydanticCustomError("unknown_home", "{detail}", {"detail": str(exc)}) from None
+
+
+class _HomeError(ValueError):
+    """A path setting starts with ``~`` or ``~user`` and that home folder is unknown."""
 
 
 class _MovedStateError(ValueError):
@@ -521,6 +557,8 @@ def load_settings(
         raise ConfigError(_describe_source_error(exc, config_file), reason="bad_config") from None
     except _MovedStateError as exc:
         raise ConfigError(str(exc), reason="moved_state") from None
+    except _HomeError as exc:
+        raise ConfigError(f"invalid settings: {exc}", reason="bad_config") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed TOML
         raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
     finally:

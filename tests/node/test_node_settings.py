@@ -165,6 +165,51 @@ def test_environment_paths_stay_relative_to_the_working_directory(
     assert load_settings(config).database_url == "sqlite:///rel.sqlite3"
 
 
+def test_a_leading_tilde_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data_dir = "~/bdx"`` in a config file made a folder named ``~`` beside the file."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    config = tmp_path / "etc" / "node.toml"
+    config.parent.mkdir()
+    config.write_text(
+        'data_dir = "~/state"\npolicy_file = "~/rules.toml"\n'
+        'database_url = "sqlite:///~/db/node.sqlite3"\npki_dir = "a~b"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(config)
+    assert (s.data_dir, s.policy_file) == (home / "state", home / "rules.toml")
+    assert s.gallery_dir == home / "state" / "gallery"
+    assert s.sqlite_path == home / "db" / "node.sqlite3"
+    assert s.pki_dir == config.parent / "a~b"  # only a leading ~ is the home folder
+    monkeypatch.setenv("BDX_DATA_DIR", "~/from-env")
+    monkeypatch.setenv("BDX_HIT_SECRET_FILE", "~/hit.key")
+    s = load_settings(config)
+    assert (s.data_dir, s.hit_secret_file) == (home / "from-env", home / "hit.key")
+    assert s.sqlite_path == home / "db" / "node.sqlite3"
+    monkeypatch.delenv("BDX_DATA_DIR")
+    monkeypatch.setenv("BDX_DATABASE_URL", "sqlite:///~/env.sqlite3")
+    assert load_settings(config).sqlite_path == home / "env.sqlite3"
+
+
+@pytest.mark.parametrize("source", ["config", "environment"])
+def test_an_unknown_home_folder_is_refused_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    config = tmp_path / "node.toml"
+    if source == "config":
+        config.write_text('data_dir = "~no-such-user-bdx/state"\n')
+    else:
+        config.write_text('country = "XA"\n')
+        monkeypatch.setenv("BDX_DATA_DIR", "~no-such-user-bdx/state")
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.reason == "bad_config"
+    assert "data_dir" in info.value.message and "home folder" in info.value.message
+    assert "\n" not in info.value.message
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(tmp_path / "absent.toml")
