@@ -49,6 +49,15 @@ class StoreUnavailableError(NodeError):
     default_reason = "store_unavailable"
 
 
+class ExchangeUnavailableError(NodeError):
+    """This node runs no peer exchange (no ``pki_dir`` or ``policy_file``), so it can neither
+    query peers nor show their terms or quotas: ``no_exchange`` (HTTP 503; exit code 6, the
+    peer side, as the CLI reports the 503; not a storage fault)."""
+
+    exit_code = 6
+    default_reason = "no_exchange"
+
+
 class DatabaseUnavailableError(NodeError):
     """The database cannot be reached or refused the connection (HTTP 503; exit code 7, the
     node's storage)."""

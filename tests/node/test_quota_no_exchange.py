@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -13,7 +14,10 @@ from node_support import bearer, cli
 
 from matcher.fingerprint import iso19794_2
 from matcher.synthetic import synthetic_templates
+from node.api.routers.peers import get_exchange
 from node.db.models import Role
+from node.errors import NodeError
+from node.service_errors import StoreUnavailableError
 
 PROBE = iso19794_2.encode(synthetic_templates(1, 1, seed=3)[0][0])
 
@@ -74,3 +78,13 @@ def test_a_query_without_an_exchange_is_no_exchange(
     code, out, err = cli([*args, "--url", live_server, "--token-file", str(path)], capsys)
     assert code == 6 and out == "", err
     assert err.endswith(" [no_exchange]\n") and err.count("[no_exchange]") == 1, err
+
+
+def test_no_exchange_is_a_peer_side_error_not_a_storage_one() -> None:
+    """The error was a ``StoreUnavailableError`` (exit 7, storage) with the reason
+    ``no_exchange``: raised by a local command it would have sent the operator to the disk."""
+    request = SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace()))
+    with pytest.raises(NodeError) as info:
+        get_exchange(request)  # type: ignore[arg-type]
+    assert not isinstance(info.value, StoreUnavailableError)
+    assert (info.value.reason, info.value.exit_code) == ("no_exchange", 6)

@@ -20,7 +20,7 @@ from node.api.schemas.common import ErrorBody, errors
 from node.api.schemas.peers import ModalityQuotaOut, PeerTermsOut, TermsOut
 from node.db.models import Role
 from node.exchange.setup import Exchange
-from node.service_errors import StoreUnavailableError
+from node.service_errors import ExchangeUnavailableError
 from node.services.peer_terms import PeerTermsService
 from node.services.users import Principal
 from node.settings import CountryCode
@@ -40,9 +40,7 @@ def get_exchange(request: Request) -> Exchange:
     error (``GET /quota``, ``POST /queries``...), never a storage code."""
     exchange: Exchange | None = getattr(request.app.state, "exchange", None)
     if exchange is None:
-        raise StoreUnavailableError(
-            "this node has no peer exchange configured", reason="no_exchange"
-        )
+        raise ExchangeUnavailableError("this node has no peer exchange configured")
     return exchange
 
 
