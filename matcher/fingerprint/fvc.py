@@ -45,6 +45,7 @@ import contextlib
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,7 +72,8 @@ Progress = Callable[[str, int, int], None]
 
 
 class DatasetError(MatcherError):
-    """The folder holds no images, or files that do not follow ``<finger>_<impression>``."""
+    """The folder holds no images, or files that do not follow ``<finger>_<impression>``, or
+    none of its images could be extracted (``nothing_extracted``)."""
 
     default_reason = "bad_dataset"
 
@@ -306,6 +308,13 @@ def evaluate_scores(
     samples = scan(directory)
     with one_thread():
         templates, failures, cpu_ms, wall_ms = extract_all(samples, extractor, progress)
+        extracted = [t is not None for t in templates]
+        if not any(extracted):
+            # every score would be a failure's 0: no EER, rank-1 or speed to report
+            why = ", ".join(f"{n} {r}" for r, n in Counter(r for _, r in failures).most_common())
+            raise DatasetError(
+                f"no image of {len(samples)} could be extracted ({why})", reason="nothing_extracted"
+            )
         usable = [t if t is not None else _empty_like() for t in templates]
         prep_ms = []
         prepared = []
@@ -318,7 +327,8 @@ def evaluate_scores(
         t0 = time.process_time()
         s = score_matrix(prepared, progress)
         batch_rate = s.size / max(time.process_time() - t0, 1e-9)
-        rate_1to1 = _time_1to1(prepared)
+        # timed on the templates extracted: a failure's empty template compares in no time
+        rate_1to1 = _time_1to1([p for p, ok in zip(prepared, extracted, strict=True) if ok])
     genuine, impostor, impostor_45, r1 = _protocol(samples, s)
     if genuine.size == 0:
         raise DatasetError("no finger has two impressions: no genuine pairs", reason="bad_layout")
@@ -341,6 +351,6 @@ def evaluate_scores(
         prepare_ms_median=float(np.median(prep_ms)),
         comparisons_per_cpu_s_1to1=rate_1to1,
         comparisons_per_cpu_s_batch=float(batch_rate),
-        minutiae_median=float(np.median([t.count for t in usable])),
+        minutiae_median=float(np.median([t.count for t in templates if t is not None])),
     )
     return report, genuine, impostor

@@ -192,3 +192,34 @@ def test_extraction_failures_are_reported_and_kept(tiny_dataset: Path, tmp_path:
     report = evaluate(tmp_path, extract_file)
     assert report.failures == [("101_1.png", "not_an_image")]
     assert report.images == 7
+
+
+def test_minutiae_median_counts_only_the_templates_extracted(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """A failure's empty template counted as 0 minutiae in the median."""
+    counts = []
+    for p in sorted(tiny_dataset.iterdir()):
+        if p.stem.endswith("_1"):
+            (tmp_path / p.name).write_bytes(b"not an image at all")
+        else:
+            (tmp_path / p.name).write_bytes(p.read_bytes())
+            counts.append(extract_file(p).count)
+    report = evaluate(tmp_path, extract_file)
+    assert len(report.failures) == 3 and len(counts) == 3
+    assert report.minutiae_median == float(np.median(counts))
+    assert report.comparisons_per_cpu_s_1to1 > 0
+
+
+def test_a_folder_where_nothing_extracts_is_refused(tmp_path: Path) -> None:
+    """It printed an EER of 50%, a rank-1 of 0 and a comparison rate timed on empty
+    templates, exit 0."""
+    for finger in (1, 2):
+        for impression in (1, 2):
+            cv2.imwrite(
+                str(tmp_path / f"{finger}_{impression}.png"), np.full((300, 300), 200, np.uint8)
+            )
+    with pytest.raises(DatasetError) as info:
+        evaluate(tmp_path, extract_file)
+    assert info.value.reason == "nothing_extracted"
+    assert "no image of 4 could be extracted (4 no_ridge_area)" in info.value.message
