@@ -104,11 +104,28 @@ def test_a_fifo_in_the_dataset_is_a_typed_error(
         ["eval", "fingerprint", "--synthetic", "two"],
         ["eval", "fingerprint", "--synthetic", "1:2"],
         ["eval", "fingerprint", "--dataset", ".", "--ppi", "5"],
+        # beyond the extractor's 100-5000 ppi every image failed, and the run still printed
+        # an EER and a comparison rate, exit 0; nan was refused as "above 10000"
+        ["eval", "fingerprint", "--dataset", ".", "--ppi", "6000"],
+        ["eval", "fingerprint", "--dataset", ".", "--ppi", "nan"],
+        ["eval", "fingerprint", "--dataset", ".", "--ppi", "inf"],
     ],
 )
 def test_usage_errors(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, _ = _run(args, capsys)
-    assert code == 2
+    code, err = _run(args, capsys)
+    assert code == 2 and err.count("\n") == 1 and err.endswith("[usage]\n"), err
+    if "--ppi" in args:
+        assert "from 100 to 5000 ppi" in err
+
+
+def test_a_dataset_where_nothing_extracts_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_dataset(tmp_path, 2, 2, seed=5, workers=1)
+    for image in tmp_path.iterdir():
+        image.write_bytes(b"not an image")
+    code, err = _run(["eval", "fingerprint", "--dataset", str(tmp_path), "--json"], capsys)
+    assert code == 3 and err.endswith("(4 not_an_image) [nothing_extracted]\n"), err
 
 
 def test_a_dataset_path_is_shown_as_written(tmp_path: Path) -> None:

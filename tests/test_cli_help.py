@@ -9,7 +9,7 @@ import pytest
 import typer.main
 from typer.testing import CliRunner
 
-from node.cli import app
+from node.cli import app, main
 
 runner = CliRunner()
 WIDE = 400  # columns: wide enough that rich never wraps a summary, so a break comes from the text
@@ -123,3 +123,36 @@ def test_version_is_the_installed_distributions() -> None:
 
     done = runner.invoke(app, ["--version"])
     assert (done.exit_code, done.stdout) == (0, f"bdx {metadata.version('bdx')}\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment", "command"),
+    [
+        (["gallery", "stats", "--bogus"], "No such option: --bogus", "bdx gallery stats"),
+        (["eval", "fingerprint", "--synthetic", "1:1"], "--synthetic", "bdx eval fingerprint"),
+        (
+            ["pki", "request", "--country", "ZZ"],
+            "Missing option '--kind'. Choose from: tls, ",
+            "bdx pki request",
+        ),
+        (["no-such-command"], "No such command 'no-such-command'", "bdx"),
+    ],
+)
+def test_a_usage_error_is_one_line(
+    argv: list[str], fragment: str, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Click's usage block was four lines (``Usage:``, ``Try ...``, a blank, ``Error: ...``)
+    where every other error is one: a script reading the last line, or a log, cut it apart."""
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert done.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("bdx: error: "), err
+    assert fragment in err and err.endswith(f" (see '{command} -h') [usage]\n"), err
+
+
+def test_a_group_without_its_command_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["gallery"])
+    out, err = capsys.readouterr()
+    assert done.value.code == 2 and "Usage: bdx gallery" in out + err and "[usage]" not in err

@@ -17,7 +17,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from typer._click.core import Context
-from typer._click.exceptions import BadParameter
+from typer._click.exceptions import BadParameter, NoArgsIsHelpError, UsageError
 from typer._click.utils import PacifyFlushWrapper  # what typer puts on stdout after EPIPE
 from typer.core import TyperOption
 from typer.exceptions import TyperException
@@ -164,9 +164,15 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str] | None) -> None:
     try:
         code = app(args=argv, prog_name="bdx", standalone_mode=False)
-    except TyperException as exc:
+    except NoArgsIsHelpError as exc:  # a bare group: its help was the answer
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
         if isinstance(exc, BadParameter):
             _said_plainly(exc)
+        print(_usage_line(exc), file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except TyperException as exc:
         show = getattr(exc, "show", None)
         if callable(show):
             show()
@@ -202,6 +208,15 @@ def _run(argv: list[str] | None) -> None:
     except OutputError as exc:
         _fail(exc)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_line(exc: UsageError) -> str:
+    """A usage error in the one line every other error has, with where to read the usage:
+    click's block (``Usage: ...``, ``Try ... for help.``, a blank line, ``Error: ...``) was
+    four lines, which a script reading the last line, or a log, cut apart."""
+    message = printable(" ".join(exc.format_message().split()))
+    command = exc.ctx.command_path if exc.ctx is not None else "bdx"
+    return f"bdx: error: {message} (see '{command} -h') [usage]"
 
 
 def _said_plainly(exc: BadParameter) -> None:

@@ -12,7 +12,7 @@ peer of this node (a well-formed code, ``ZZ`` or ``FR``, its settings or rules h
 for) makes the node refuse the whole query, asking nobody (422 ``unknown_peer``, whatever its
 own PKI documents say): exit 2 in one line, an option value refused. A ``--to`` value that is
 no country code at all (``Z9``, ``ZZZ``, ``QA1``) is refused before the node is asked (exit 2,
-click's usage block, as for any option).
+``[usage]``, as for any option).
 
 ``bdx queries list|show|poll|outcome`` read back the queries sent (``GET /queries``,
 ``GET /queries/{id}``), fetch the reply a peer kept for a query the node stopped waiting

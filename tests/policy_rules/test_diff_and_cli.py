@@ -93,9 +93,10 @@ def test_cli_without_a_rules_file_names_its_variables_plainly() -> None:
     ``(env var: '['BDX_POLICY_FILE', 'BDX_POLICY']')``."""
     res = _bdx("policy", "validate", env={})
     assert res.returncode == 2, res.stderr
-    assert res.stderr.splitlines()[-1] == (
-        "Error: Missing option '--rules' / '-r' (env var: 'BDX_POLICY_FILE' or 'BDX_POLICY')."
-    )
+    assert res.stderr.splitlines() == [
+        "bdx: error: Missing option '--rules' / '-r' (env var: 'BDX_POLICY_FILE' or "
+        "'BDX_POLICY'). (see 'bdx policy validate -h') [usage]"
+    ]
 
 
 def test_cli_check_explains(tmp_path: Path) -> None:
