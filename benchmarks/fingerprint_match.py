@@ -11,6 +11,8 @@ on a shared machine; wall-clock rates are printed too):
 * ``prepare_ms``: building one SearchTemplate (cylinders) from a FingerprintTemplate.
 * ``one_to_one_per_s``: ``score_many(probe, pack([t]))`` on prepared templates, one call per
   comparison (the 1:1 path of ``matcher.fingerprint.match.score`` minus ``prepare``).
+* ``raw_one_to_one_per_s``: ``matcher.fingerprint.match.score(a, b)`` on two
+  FingerprintTemplates, which prepares both on every call.
 * ``batch_per_s``: one ``score_many`` call over a packed block of ``--gallery`` templates.
 * ``speedup``: batch over the 1:1 loop (the same comparisons, same process).
 * with ``--baseline-rev REV``: ``baseline_batch_per_s``, the batch kernel of
@@ -40,7 +42,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from matcher.fingerprint.match import pack, prepare, score_many  # noqa: E402
+from matcher.fingerprint.match import pack, prepare, score, score_many  # noqa: E402
 from matcher.fingerprint.template import FingerprintTemplate  # noqa: E402
 from matcher.synthetic import synthetic_templates  # noqa: E402
 
@@ -51,6 +53,8 @@ from baseline import baseline_kernel  # noqa: E402
 #: depend on the values, and preparing 10^4 templates would dominate the run).
 DISTINCT = 800
 ONE_TO_ONE = 300
+#: Raw-template comparisons timed (each prepares two templates: ~100x a prepared one's cost).
+RAW_ONE_TO_ONE = 100
 FEWEST, MOST = 40, 60
 
 
@@ -105,6 +109,15 @@ def main() -> None:
         one.append(len(singles) / (time.process_time() - c0))
         one_wall.append(len(singles) / (time.perf_counter() - t0))
 
+    # score(a, b) on raw templates: both prepared on every call, as a caller holding only
+    # FingerprintTemplates (no gallery of prepared ones) would compare them
+    raw_one = []
+    for _ in range(args.repeats):
+        c0 = time.process_time()
+        for t in templates[1 : RAW_ONE_TO_ONE + 1]:
+            score(templates[0], t)
+        raw_one.append(RAW_ONE_TO_ONE / (time.process_time() - c0))
+
     members = [prepared[i % len(prepared)] for i in range(args.gallery)]
     block = pack(members)
     base = baseline_kernel(args.baseline_rev) if args.baseline_rev else None
@@ -125,6 +138,7 @@ def main() -> None:
         "block_shape": list(block.descriptors.shape),
         "prepare_ms": round(prepare_ms, 3),
         "one_to_one_per_s": round(statistics.median(one)),
+        "raw_one_to_one_per_s": round(statistics.median(raw_one)),
         "batch_per_s": round(statistics.median(batch)),
         "speedup": round(statistics.median(batch) / statistics.median(one), 1),
         "one_to_one_per_wall_s": round(statistics.median(one_wall)),
