@@ -202,6 +202,22 @@ class Settings(BaseSettings):
         description="seconds between exchange log checkpoints (sooner when the log grew)",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_homes(cls, data: Any) -> Any:
+        """A leading ``~`` or ``~user`` in a path setting from the environment or a keyword
+        (a config file's were expanded as it was read), judged on the text as given: a
+        path type would have turned ``./~/x``, a folder named ``~``, into ``~/x``."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, value in data.items():
+            if name in _PATH_FIELDS and isinstance(value, str) and value.startswith("~"):
+                out[name] = _home_or_refuse(name, value)
+            elif name == "database_url" and isinstance(value, str):
+                out[name] = _sqlite_from(value, lambda raw: _home_or_refuse("database_url", raw))
+        return out
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -227,13 +243,6 @@ class Settings(BaseSettings):
                 "must keep a hit's entries for its whole follow-up period",
                 {"days": self.exchange_log_days, "follow_up": self.hit_reference_days},
             )
-        for name in _PATH_FIELDS:  # those of a config file were expanded as it was read
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, _home_or_refuse(name, value))
-        if self.database_url is not None:
-            url = _sqlite_from(self.database_url, lambda p: _home_or_refuse("database_url", p))
-            object.__setattr__(self, "database_url", url)
         if self.gallery_dir is None:
             object.__setattr__(self, "gallery_dir", self.data_dir / "gallery")
         if self.database_url is None:
@@ -442,53 +451,59 @@ class _FromConfigFile(PydanticBaseSettingsSource):
         data = self._source()
         for name, value in data.items():
             if name in _PATH_FIELDS and isinstance(value, str | Path) and str(value):
-                data[name] = self._from_folder(name, Path(value))
+                data[name] = self._from_folder(name, str(value))
             elif name == "database_url" and isinstance(value, str):
-                data[name] = _sqlite_from(
-                    value, lambda path: self._from_folder("database_url", path)
-                )
+                data[name] = _sqlite_from(value, lambda raw: self._from_folder("database_url", raw))
         return data
 
-    def _database_from_folder(self, path: Path) -> Path:
-        return self._from_folder("database_url", path)
+    def _from_folder(self, name: str, raw: str) -> Path:
+        """``raw`` taken from the config file's folder (an absolute one stays as it is; a
+        leading ``~`` or ``~user`` is that home folder).
 
-    def _from_folder(self, name: str, path: Path) -> Path:
-        """``path`` taken from the config file's folder (an absolute one stays as it is).
-
-        Before, a relative path was read from the working directory: a node whose state is
-        there (and not yet beside the file) would start afresh with an empty state, silently.
-        That is refused (:class:`_MovedStateError`) until the state is moved or the path is
-        given absolute."""
-        path = _expand_home(name, path)
+        Before, a relative path was read from the working directory, and a leading ``~`` was
+        a folder of that name beside the file: a node whose state is still there (and not at
+        the new place) would start afresh with an empty state, silently. That is refused
+        (:class:`_MovedStateError`) until the state is moved or the path is written anew."""
+        path = Path(raw)
+        if raw.startswith("~"):
+            home, before = _expand_home(name, raw), self._folder / path
+            if home.exists() or not before.exists():
+                return home
+            raise _MovedStateError(
+                f"{name} {raw!r} in the config file is now the home folder's ({home}), which "
+                f"holds nothing, while {before} (where bdx read it before) exists: move it "
+                f"there, or write './{raw}' to keep the folder named '~'"
+            )
         moved = self._folder / path
         if path.is_absolute() or moved.exists() or not path.exists():
             return moved
         raise _MovedStateError(
-            f"{name} {str(path)!r} in the config file is read from the file's folder "
+            f"{name} {raw!r} in the config file is read from the file's folder "
             f"({moved.absolute()}), which holds nothing, while {path.absolute()} (where bdx "
             "read it before) exists: move it there, or give the path absolute",
         )
 
 
-def _expand_home(name: str, path: Path) -> Path:
-    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell expands it on a command
-    line. ``data_dir = "~/bdx"`` in a config file made a folder named ``~`` beside the file.
+def _expand_home(name: str, raw: str) -> Path:
+    """The path ``raw`` with a leading ``~`` or ``~user`` expanded, as a shell expands it on a
+    command line (``./~/x`` is a folder named ``~``: only the text's first character counts).
+    ``data_dir = "~/bdx"`` in a config file made a folder named ``~`` beside the file.
     Raises :class:`_HomeError` when that home folder is unknown (HOME unset, no such user)."""
-    if not str(path).startswith("~"):
-        return path
+    if not raw.startswith("~"):
+        return Path(raw)
     try:
-        return path.expanduser()
+        return Path(raw).expanduser()
     except RuntimeError:
         raise _HomeError(
-            f"{name} {str(path)!r} starts with a home folder that is unknown here "
+            f"{name} {raw!r} starts with a home folder that is unknown here "
             "(HOME unset, or no such user): give the path absolute"
         ) from None
 
 
-def _home_or_refuse(name: str, path: Path) -> Path:
+def _home_or_refuse(name: str, raw: str) -> Path:
     """:func:`_expand_home` inside validation: an unknown home is a validation error."""
     try:
-        return _expand_home(name, path)
+        return _expand_home(name, raw)
     except _HomeError as exc:
         raise PydanticCustomError("unknown_home", "{detail}", {"detail": str(exc)}) from None
 
@@ -502,8 +517,9 @@ class _MovedStateError(ValueError):
     relative paths were taken from the file's folder."""
 
 
-def _sqlite_from(url: str, place: Callable[[Path], Path]) -> str:
-    """``url`` with a relative SQLite file put in its ``place``; other URLs unchanged.
+def _sqlite_from(url: str, place: Callable[[str], Path]) -> str:
+    """``url`` with a relative SQLite file put in its ``place`` (given the file's text as
+    written); other URLs unchanged.
 
     The URL is edited as text, not parsed and rendered again: a rendered URL quotes characters
     of the file's name (``@``, ``#``) that :attr:`Settings.sqlite_path` reads as they were."""
@@ -520,7 +536,7 @@ def _sqlite_from(url: str, place: Callable[[Path], Path]) -> str:
     raw, query, params = rest.partition("?")
     if not sep or not raw:
         return url
-    return f"{scheme}{sep}{place(Path(raw))}{query}{params}"
+    return f"{scheme}{sep}{place(raw)}{query}{params}"
 
 
 #: Settings that name a file or folder (taken from a config file's folder when relative).
@@ -539,8 +555,11 @@ def load_settings(
     values or an unreadable, empty or foreign file, and with reason ``unsafe_config`` when
     ``check`` is set and the production checks fail.
     """
-    if config_file is None and os.environ.get("BDX_CONFIG"):
-        config_file = Path(os.environ["BDX_CONFIG"])
+    raw_config = os.environ.get("BDX_CONFIG") if config_file is None else str(config_file)
+    try:  # a leading ~ is the home folder here too, as for every path setting
+        config_file = _expand_home("config file", raw_config) if raw_config else None
+    except _HomeError as exc:
+        raise ConfigError(str(exc), reason="config_not_found") from None
     if config_file is not None and not config_file.exists():
         raise ConfigError(f"config file {config_file} not found", reason="config_not_found")
     is_toml = config_file is not None and config_file.suffix.lower() == ".toml"

@@ -193,6 +193,66 @@ def test_a_leading_tilde_is_the_home_folder(
     assert load_settings(config).sqlite_path == home / "env.sqlite3"
 
 
+def test_only_a_leading_tilde_in_the_text_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``./~/bdx`` names a folder called ``~``: a path type had already turned it into
+    ``~/bdx`` when it was looked at, so it went to the home folder too."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    config = tmp_path / "etc" / "node.toml"
+    config.parent.mkdir()
+    config.write_text('data_dir = "./~/state"\npolicy_file = "./~/rules.toml"\n')
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(config)
+    assert (s.data_dir, s.policy_file) == (
+        config.parent / "~/state",
+        config.parent / "~/rules.toml",
+    )
+    monkeypatch.setenv("BDX_DATA_DIR", "./~/env")
+    monkeypatch.setenv("BDX_DATABASE_URL", "sqlite:///./~/env.sqlite3")
+    s = load_settings(config)
+    assert not s.data_dir.is_absolute() and s.data_dir.parts[0] == "~"
+    assert s.sqlite_path is not None and not s.sqlite_path.is_absolute()
+
+
+def test_state_in_a_folder_named_tilde_beside_the_config_is_refused_not_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data_dir = "~/bdx"`` used to be a folder named ``~`` beside the file; read as the home
+    folder, an upgraded node started afresh with an empty database, silently."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    config = tmp_path / "etc" / "node.toml"
+    (config.parent / "~" / "bdx").mkdir(parents=True)
+    config.write_text('data_dir = "~/bdx"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(config)
+    assert info.value.reason == "moved_state"
+    assert str(config.parent / "~" / "bdx") in info.value.message
+    assert str(home / "bdx") in info.value.message and "'./~/bdx'" in info.value.message
+    config.write_text('data_dir = "./~/bdx"\n')  # the way out the message gives
+    assert load_settings(config).data_dir == config.parent / "~" / "bdx"
+    config.write_text('data_dir = "~/bdx"\n')
+    (home / "bdx").mkdir(parents=True)  # or the state moved home: both exist, home wins
+    assert load_settings(config).data_dir == home / "bdx"
+
+
+def test_the_config_files_own_path_may_start_with_tilde(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "node.toml").write_text('country = "XA"\n')
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("BDX_CONFIG", "~/node.toml")
+    assert load_settings().country == "XA"
+    monkeypatch.setenv("BDX_CONFIG", "~no-such-user-bdx/node.toml")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.reason == "config_not_found" and "home folder" in info.value.message
+
+
 @pytest.mark.parametrize("source", ["config", "environment"])
 def test_an_unknown_home_folder_is_refused_naming_the_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
