@@ -13,7 +13,8 @@ Conventions (shared by every stage, the ISO codec and the matcher):
   between its two arms (the dual of an ending), as in ISO/IEC 19794-2.
 * ``kind``: uint8, :data:`ENDING` = 1, :data:`BIFURCATION` = 2, :data:`OTHER` = 0 (ISO codes).
 * ``quality``: uint8 0–100 per minutia (ISO: 0 = not reported, 1 lowest, 100 highest).
-* ``image_quality``: 0–100, the extractor's overall score (see ``matcher.fingerprint.extract.quality``).
+* ``image_quality``: 0–100, the extractor's overall score (see
+  ``matcher.fingerprint.extract.quality``).
 * ``orientation`` (optional, ``None`` when absent): the coarse ridge orientation field, a
   (rows, cols) uint8 array of one code per :data:`FIELD_BLOCK` x :data:`FIELD_BLOCK` px block
   of the 500 ppi image, block ``(r, c)`` covering image rows ``16 r .. 16 r + 15`` and columns
