@@ -70,3 +70,22 @@ def test_enhance_keeps_each_pixels_own_bin_and_only_where_asked() -> None:
     np.testing.assert_allclose(out, want, rtol=0, atol=1e-5 * float(np.abs(want).max()))
     # The second pass over the same bank reuses its spectra and gives the same image.
     np.testing.assert_array_equal(enhance(image, theta, period, bank, where=where), out)
+
+
+def test_kept_spectra_stay_within_their_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1600 x 1600 image kept 16 spectra of 1728 x 1728 float32 (182 MiB) per extraction."""
+    shape = (200, 180)
+    image = _image(shape, seed=4)
+    rng = np.random.default_rng(5)
+    theta = rng.uniform(0, math.pi, shape).astype(np.float32)
+    period = np.full(shape, 9.0, dtype=np.float32)
+    roomy = GaborBank(shape, 9.0)
+    want = enhance(image, theta, period, roomy)
+    one = roomy.cached_bytes // P.GABOR_ORIENTATIONS
+    assert one > 0 and roomy.cached_bytes == P.GABOR_ORIENTATIONS * one
+    for budget, kept in ((0, 0), (3 * one + 1, 3 * one)):
+        monkeypatch.setattr(P, "GABOR_SPECTRA_CACHE_BYTES", budget)
+        tight = GaborBank(shape, 9.0)
+        for _ in range(2):  # the second pass recomputes what was not kept
+            np.testing.assert_array_equal(enhance(image, theta, period, tight), want)
+            assert tight.cached_bytes == kept

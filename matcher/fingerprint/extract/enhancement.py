@@ -39,8 +39,9 @@ def gabor_kernel(theta: float, period: float) -> F32:
 class GaborBank:
     """The kernels for one image: GABOR_ORIENTATIONS angles × the period bands of its median.
 
-    ``shape`` is the image's (H, W). Kernel spectra are computed on first use and kept, so the
-    second enhancement pass of an extraction reuses the first pass's. All kernels of a bank
+    ``shape`` is the image's (H, W). Kernel spectra are computed on first use and kept, up to
+    GABOR_SPECTRA_CACHE_BYTES, so the second enhancement pass of an extraction reuses the
+    first pass's. All kernels of a bank
     share one size (the widest band's), zero beyond their own reach, so one reflected border
     serves them all.
     """
@@ -85,19 +86,26 @@ class GaborBank:
         o = 2 * self.reach
         return np.asarray(full[o : o + h, o : o + w], dtype=np.float32)
 
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes of kernel spectra kept (at most GABOR_SPECTRA_CACHE_BYTES)."""
+        return sum(s.nbytes for s in self._spectra.values())
+
     def _kernel_spectrum(self, band: int, orient: int) -> F32:
         key = (band, orient)
-        if key not in self._spectra:
-            k = gabor_kernel(orient * math.pi / self.n_orient, float(self.bands[band]))
-            # filter2D correlates: convolving with the kernel turned by 180 degrees is the same.
-            k = k[::-1, ::-1]
-            off = self.reach - k.shape[0] // 2
-            canvas = np.zeros(self.dft_shape, dtype=np.float32)
-            canvas[off : off + k.shape[0], off : off + k.shape[1]] = k
-            self._spectra[key] = np.asarray(
-                cv2.dft(canvas, nonzeroRows=off + k.shape[0]), dtype=np.float32
-            )
-        return self._spectra[key]
+        kept = self._spectra.get(key)
+        if kept is not None:
+            return kept
+        k = gabor_kernel(orient * math.pi / self.n_orient, float(self.bands[band]))
+        # filter2D correlates: convolving with the kernel turned by 180 degrees is the same.
+        k = k[::-1, ::-1]
+        off = self.reach - k.shape[0] // 2
+        canvas = np.zeros(self.dft_shape, dtype=np.float32)
+        canvas[off : off + k.shape[0], off : off + k.shape[1]] = k
+        spectrum = np.asarray(cv2.dft(canvas, nonzeroRows=off + k.shape[0]), dtype=np.float32)
+        if self.cached_bytes + spectrum.nbytes <= P.GABOR_SPECTRA_CACHE_BYTES:
+            self._spectra[key] = spectrum
+        return spectrum
 
 
 def enhance(

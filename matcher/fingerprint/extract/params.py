@@ -108,6 +108,11 @@ GABOR_PERIOD_BANDS = (1.0,)
 #: of its peak there, so the truncated tail changes a response by well under the binarisation's
 #: margin, and the kernel (33 x 33 at the median period of 9.5 px) stays cheap.
 GABOR_REACH_SIGMAS = 3
+#: Kernel spectra a GaborBank keeps for the second pass, in bytes: the 16 of an image up to
+#: about 850 x 850 px (every FVC image, most single-finger scans) fit. Beyond it each pass
+#: transforms the kernels again (about a sixth more CPU there) rather than hold ~190 MB per
+#: extraction for a 1600 x 1600 image while several extractions run at once.
+GABOR_SPECTRA_CACHE_BYTES = 48 << 20
 
 # --- binarisation / cleanup -------------------------------------------------------------------
 #: Ridge blobs and valley holes smaller than this (pixels) are noise: a real ridge fragment that
