@@ -3,9 +3,10 @@
 Every kernel of the bank filters the whole image, and each pixel keeps the response of its
 own (orientation, period band) bin. The filtering is done in the frequency domain: the image
 is transformed once per pass, each kernel's spectrum once per image (``GaborBank``, shared by
-both passes), and each bin costs one spectrum product and one inverse transform. That gives
-the same responses as ``cv2.filter2D`` with ``BORDER_REFLECT`` (to float rounding) at about a
-third of its cost for kernels of this size (benchmarks/README.md, "Speed today").
+both passes within GABOR_SPECTRA_CACHE_BYTES), and each bin costs one spectrum product and one
+inverse transform. That gives the same responses as ``cv2.filter2D`` with ``BORDER_REFLECT``
+(to float rounding) at about half its cost on FVC images, 22 ms a pass against 46 ms
+(benchmarks/README.md, "Frequency-domain Gabor filtering").
 """
 
 from __future__ import annotations
@@ -41,9 +42,8 @@ class GaborBank:
 
     ``shape`` is the image's (H, W). Kernel spectra are computed on first use and kept, up to
     GABOR_SPECTRA_CACHE_BYTES, so the second enhancement pass of an extraction reuses the
-    first pass's. All kernels of a bank
-    share one size (the widest band's), zero beyond their own reach, so one reflected border
-    serves them all.
+    first pass's. All kernels of a bank share one size (the widest band's), zero beyond their
+    own reach, so one reflected border serves them all.
     """
 
     def __init__(self, shape: tuple[int, int], median_period: float) -> None:
